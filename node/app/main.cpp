@@ -1,0 +1,172 @@
+// petchat-node: one region's messenger node. Reads the config, opens the stores, starts
+// the gateways on an Asio io_context run by N threads, and stops cleanly on SIGTERM/SIGINT.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "node/config/config.hpp"
+#include "node/gateway/gateway.hpp"
+#include "node/identity/identity.hpp"
+#include "node/log/log.hpp"
+#include "node/users/users.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace petchat;
+
+constexpr char const* default_config_path = "/etc/petchat/node.toml";
+constexpr auto shutdown_grace = std::chrono::milliseconds(4000);
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+int check_config(std::string const& path) {
+  auto r = config::load_file(path);
+  for (auto const& e : r.errors) std::cerr << "petchat-node: " << e << "\n";
+  if (!r.ok()) return 1;
+  std::cout << path << ": ok\n";
+  return 0;
+}
+
+// Phase two of shutdown: once every connection has finished its request (or the grace
+// period is over), stop the io_context.
+void wait_for_drain(asio::steady_timer& timer, std::vector<gateway::http_server*> servers,
+                    std::chrono::steady_clock::time_point deadline, asio::io_context& io) {
+  std::size_t open = 0;
+  for (auto* s : servers) open += s->connections();
+  if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+    if (open > 0) log::get("node")->warn("forcing {} connections closed after the grace period", open);
+    io.stop();
+    return;
+  }
+  timer.expires_after(std::chrono::milliseconds(20));
+  timer.async_wait([&timer, servers, deadline, &io](boost::system::error_code) {
+    wait_for_drain(timer, servers, deadline, io);
+  });
+}
+
+int run(config::node_config const& cfg, std::string const& config_source) {
+  auto log = log::get("node");
+  auto const& data_dir = cfg.node.data_dir;
+  std::filesystem::create_directories(data_dir);
+  ::chmod(data_dir.c_str(), 0700);
+  identity::lock_data_dir(data_dir);
+  auto id = identity::load_or_create(data_dir);
+  log->info("region {} ({} key {}), config: {}", cfg.node.region, id.created ? "created" : "loaded",
+            id.public_key_hex(), config_source);
+
+  unsigned threads = cfg.node.threads > 0 ? cfg.node.threads : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context io(static_cast<int>(threads));
+  asio::thread_pool cpu_pool(std::max(1u, std::thread::hardware_concurrency()));
+  users::user_service users(cfg.users, cfg.node.region, cfg.store, data_dir, id, cpu_pool);
+
+  auto stopping = std::make_shared<std::atomic<bool>>(false);
+  gateway::server_limits limits{cfg.gateway.max_header_bytes, cfg.gateway.max_body_bytes,
+                                std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
+                                std::chrono::milliseconds(cfg.gateway.idle_timeout_ms), cfg.gateway.max_connections};
+  gateway::http_server chat(io, limits, gateway::make_user_api(users, stopping), "gateway");
+  auto port = chat.listen_tcp(cfg.gateway.listen);
+  config::listen_address bound = cfg.gateway.listen;
+  bound.port = port;
+
+  gateway::node_info info{PETCHAT_VERSION, cfg.node.region, std::filesystem::absolute(data_dir).string(), bound.str(),
+                          now_ms()};
+  gateway::server_limits admin_limits = limits;
+  admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
+  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, info), "admin");
+  auto admin_socket = cfg.admin_socket();
+  admin.listen_unix(admin_socket);
+
+  asio::steady_timer drain_timer(io);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    log->info("signal {}: stopping (finishing requests in flight)", signo);
+    *stopping = true;
+    chat.shutdown();
+    admin.shutdown();
+    wait_for_drain(drain_timer, {&chat, &admin}, std::chrono::steady_clock::now() + shutdown_grace, io);
+  });
+
+  chat.start();
+  admin.start();
+  log->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", bound.str(), admin_socket.string(), threads);
+  std::printf(
+      "petchat-node ready: region %s, chat on http://%s, admin on unix:%s\n"
+      "  register a user:  curl -X POST http://%s/v1/users -H 'Content-Type: application/json' "
+      "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
+      "  or as admin:      petchatctl --socket %s users add alice\n",
+      cfg.node.region.c_str(), bound.str().c_str(), admin_socket.c_str(), bound.str().c_str(), admin_socket.c_str());
+  std::fflush(stdout);
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+
+  cpu_pool.join();
+  users.stop();
+  log->info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"petchat-node: one region's petchat messenger node"};
+  std::string config_path, check_path;
+  config::overrides o;
+  bool version = false;
+  app.add_option("--config", config_path, "TOML config file (default: /etc/petchat/node.toml if it exists)");
+  app.add_option("--check-config", check_path, "validate a config file and exit");
+  app.add_option("--region", o.region, "region name (node.region)");
+  app.add_option("--data-dir", o.data_dir, "data directory (node.data_dir)");
+  app.add_option("--listen", o.listen, "chat gateway address host:port (gateway.listen)");
+  app.add_option("--threads", o.threads, "I/O threads, 0 = one per core (node.threads)");
+  app.add_option("--log-format", o.log_format, "human or json (log.format)");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error (log.level)");
+  app.add_flag("--version", version, "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (CLI::ParseError const& e) {
+    return app.exit(e);
+  }
+  if (version) {
+    std::cout << "petchat-node " << PETCHAT_VERSION << "\n";
+    return 0;
+  }
+  if (!check_path.empty()) return check_config(check_path);
+
+  std::string source = "built-in defaults";
+  config::load_result loaded;
+  if (config_path.empty() && std::filesystem::exists(default_config_path)) config_path = default_config_path;
+  if (!config_path.empty()) {
+    loaded = config::load_file(config_path);
+    source = config_path;
+  }
+  config::apply(o, loaded.config, loaded.errors);
+  if (!loaded.ok()) {
+    for (auto const& e : loaded.errors) std::cerr << "petchat-node: " << e << "\n";
+    return 2;
+  }
+  auto const& cfg = loaded.config;
+  log::setup(cfg.log.format, cfg.log.level);
+  try {
+    return run(cfg, source);
+  } catch (std::exception const& e) {
+    log::get("node")->critical("cannot start: {}", e.what());
+    return 1;
+  }
+}

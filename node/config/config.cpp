@@ -1,0 +1,237 @@
+#include "node/config/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "node/ids/ids.hpp"
+
+namespace petchat::config {
+namespace {
+
+std::string line_of(toml::node const& n) {
+  auto const& src = n.source();
+  if (src.begin.line == 0) return "";
+  return " (line " + std::to_string(src.begin.line) + ")";
+}
+
+// Walks one parsed document, checking each key against the schema below.
+class reader {
+ public:
+  explicit reader(std::vector<std::string>& errors) : errors_(errors) {}
+
+  using key_fn = std::function<void(std::string const& key, toml::node const&)>;
+  using section = std::map<std::string, key_fn, std::less<>>;
+
+  void walk(toml::table const& root, std::map<std::string, section, std::less<>> const& schema) {
+    for (auto&& [k, v] : root) {
+      std::string name(k.str());
+      auto s = schema.find(name);
+      if (s == schema.end()) {
+        fail(name, v, "unknown section");
+        continue;
+      }
+      auto const* table = v.as_table();
+      if (!table) {
+        fail(name, v, "expected a table ([" + name + "])");
+        continue;
+      }
+      for (auto&& [key, value] : *table) {
+        std::string full = name + "." + std::string(key.str());
+        auto handler = s->second.find(key.str());
+        if (handler == s->second.end()) {
+          fail(full, value, "unknown key");
+          continue;
+        }
+        handler->second(full, value);
+      }
+    }
+  }
+
+  void fail(std::string const& key, toml::node const& n, std::string const& why) {
+    errors_.push_back(key + line_of(n) + ": " + why);
+  }
+
+  template <typename T>
+  key_fn integer(T& out, std::int64_t min, std::int64_t max) {
+    return [this, &out, min, max](std::string const& key, toml::node const& n) {
+      auto v = n.value_exact<std::int64_t>();
+      if (!n.is_integer() || !v) return fail(key, n, "expected an integer");
+      if (*v < min || *v > max)
+        return fail(key, n, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      out = static_cast<T>(*v);
+    };
+  }
+
+  key_fn string(std::function<std::optional<std::string>(std::string const&)> accept) {
+    return [this, accept](std::string const& key, toml::node const& n) {
+      if (!n.is_string()) return fail(key, n, "expected a string");
+      if (auto why = accept(*n.value<std::string>())) fail(key, n, *why);
+    };
+  }
+
+ private:
+  std::vector<std::string>& errors_;
+};
+
+std::optional<std::string> check_region(std::string const& v, node_config& c) {
+  if (!ids::is_valid_name(v)) return "region name must be 3-32 characters of a-z 0-9 . _ - starting with a letter";
+  c.node.region = v;
+  return std::nullopt;
+}
+
+std::optional<std::string> check_listen(std::string const& v, node_config& c) {
+  auto l = parse_listen(v);
+  if (!l) return "expected \"host:port\" with a port from 0 to 65535";
+  c.gateway.listen = *l;
+  return std::nullopt;
+}
+
+std::optional<std::string> check_log_format(std::string const& v, node_config& c) {
+  if (v == "human") c.log.format = log_format::human;
+  else if (v == "json") c.log.format = log_format::json;
+  else return "expected one of human, json";
+  return std::nullopt;
+}
+
+std::optional<std::string> check_log_level(std::string const& v, node_config& c) {
+  static char const* const levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  for (auto l : levels)
+    if (v == l) {
+      c.log.level = v;
+      return std::nullopt;
+    }
+  return "expected one of trace, debug, info, warn, error, critical, off";
+}
+
+load_result validate(toml::table const& root) {
+  load_result r;
+  node_config& c = r.config;
+  reader rd(r.errors);
+  auto str = [&](auto fn) {
+    return rd.string([&c, fn](std::string const& v) { return fn(v, c); });
+  };
+  std::map<std::string, reader::section, std::less<>> schema{
+      {"node",
+       {{"region", str(check_region)},
+        {"data_dir", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           if (v.empty()) return "must not be empty";
+           c.node.data_dir = v;
+           return std::nullopt;
+         })},
+        {"threads", rd.integer(c.node.threads, 0, 256)}}},
+      {"gateway",
+       {{"listen", str(check_listen)},
+        {"max_header_bytes", rd.integer(c.gateway.max_header_bytes, 512, 1 << 20)},
+        {"max_body_bytes", rd.integer(c.gateway.max_body_bytes, 256, 64 << 20)},
+        {"request_timeout_ms", rd.integer(c.gateway.request_timeout_ms, 100, 600000)},
+        {"idle_timeout_ms", rd.integer(c.gateway.idle_timeout_ms, 100, 3600000)},
+        {"max_connections", rd.integer(c.gateway.max_connections, 1, 10000000)}}},
+      {"admin",
+       {{"socket", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           if (v.size() > 100) return "socket path must be at most 100 bytes";
+           c.admin.socket = v;
+           return std::nullopt;
+         })}}},
+      {"users",
+       {{"registration", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           if (v == "open") c.users.registration = registration_policy::open;
+           else if (v == "token") c.users.registration = registration_policy::token;
+           else if (v == "closed") c.users.registration = registration_policy::closed;
+           else return "expected one of open, token, closed";
+           return std::nullopt;
+         })},
+        {"registration_token", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.users.registration_token = v;
+           return std::nullopt;
+         })},
+        {"access_token_ttl_s", rd.integer(c.users.access_token_ttl_s, 1, 86400)},
+        {"refresh_token_ttl_s", rd.integer(c.users.refresh_token_ttl_s, 60, 365 * 86400)},
+        {"password_min_length", rd.integer(c.users.password_min_length, 1, 1024)},
+        {"password_hash_ops", rd.integer(c.users.password_hash_ops, 1, 20)},
+        {"password_hash_memory_kib", rd.integer(c.users.password_hash_memory_kib, 8, 4 << 20)},
+        {"login_free_attempts", rd.integer(c.users.login_free_attempts, 0, 1000)},
+        {"login_backoff_initial_ms", rd.integer(c.users.login_backoff_initial_ms, 1, 3600000)},
+        {"login_backoff_max_ms", rd.integer(c.users.login_backoff_max_ms, 1, 86400000)}}},
+      {"store", {{"lmdb_initial_map_mib", rd.integer(c.store.lmdb_initial_map_mib, 1, 1 << 20)}}},
+      {"log", {{"format", str(check_log_format)}, {"level", str(check_log_level)}}},
+  };
+  rd.walk(root, schema);
+  if (c.users.registration == registration_policy::token && c.users.registration_token.size() < 16)
+    r.errors.push_back("users.registration_token: must be at least 16 characters when users.registration = \"token\"");
+  if (c.users.login_backoff_max_ms < c.users.login_backoff_initial_ms)
+    r.errors.push_back("users.login_backoff_max_ms: must not be less than users.login_backoff_initial_ms");
+  return r;
+}
+
+}  // namespace
+
+std::string listen_address::str() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::optional<listen_address> parse_listen(std::string const& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  std::string host = text.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.back() != ']' || host.size() < 3) return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+  }
+  std::string_view port_text(text.data() + colon + 1, text.size() - colon - 1);
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port_text.empty() || port > 65535)
+    return std::nullopt;
+  return listen_address{host, static_cast<std::uint16_t>(port)};
+}
+
+load_result load_string(std::string const& text, std::string const& source) {
+  try {
+    return validate(toml::parse(text, source));
+  } catch (toml::parse_error const& e) {
+    load_result r;
+    std::ostringstream msg;
+    msg << source << " (line " << e.source().begin.line << "): " << e.description();
+    r.errors.push_back(msg.str());
+    return r;
+  }
+}
+
+load_result load_file(std::filesystem::path const& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    load_result r;
+    r.errors.push_back(path.string() + ": cannot read the file");
+    return r;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_string(text.str(), path.string());
+}
+
+void apply(overrides const& o, node_config& c, std::vector<std::string>& errors) {
+  auto flag = [&](char const* name, std::optional<std::string> const& v, auto check) {
+    if (!v) return;
+    if (auto why = check(*v, c)) errors.push_back(std::string("--") + name + ": " + *why);
+  };
+  flag("region", o.region, check_region);
+  flag("listen", o.listen, check_listen);
+  flag("log-format", o.log_format, check_log_format);
+  flag("log-level", o.log_level, check_log_level);
+  if (o.data_dir) {
+    if (o.data_dir->empty()) errors.push_back("--data-dir: must not be empty");
+    else c.node.data_dir = *o.data_dir;
+  }
+  if (o.threads) {
+    if (*o.threads < 0 || *o.threads > 256) errors.push_back("--threads: must be between 0 and 256");
+    else c.node.threads = *o.threads;
+  }
+}
+
+}  // namespace petchat::config

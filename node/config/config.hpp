@@ -1,0 +1,110 @@
+// The node's configuration: a TOML file (documented example: config/node.toml), then
+// command-line flags on top. Every key has a default, so no file at all is a valid
+// configuration: a standalone region on 127.0.0.1:8080 with data under ./data.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace petchat::config {
+
+struct listen_address {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0 lets the kernel choose (tests use this)
+
+  std::string str() const;
+};
+
+enum class registration_policy { open, token, closed };
+enum class log_format { human, json };
+
+struct node_section {
+  std::string region = "local";
+  std::filesystem::path data_dir = "./data";
+  int threads = 0;  // I/O threads; 0 means one per core
+};
+
+struct gateway_section {
+  listen_address listen;
+  std::size_t max_header_bytes = 8192;
+  std::size_t max_body_bytes = 65536;
+  std::uint32_t request_timeout_ms = 10000;  // whole request, first byte to last
+  std::uint32_t idle_timeout_ms = 60000;     // keep-alive wait for the next request
+  std::size_t max_connections = 10000;
+};
+
+struct admin_section {
+  std::filesystem::path socket;  // empty: <data_dir>/admin.sock
+};
+
+struct users_section {
+  registration_policy registration = registration_policy::open;
+  std::string registration_token;
+  std::uint32_t access_token_ttl_s = 900;
+  std::uint32_t refresh_token_ttl_s = 30 * 24 * 3600;
+  std::size_t password_min_length = 8;
+  std::uint32_t password_hash_ops = 2;            // argon2id passes
+  std::uint32_t password_hash_memory_kib = 65536; // argon2id memory per hash
+  std::uint32_t login_free_attempts = 5;
+  std::uint32_t login_backoff_initial_ms = 1000;
+  std::uint32_t login_backoff_max_ms = 15 * 60 * 1000;
+};
+
+struct store_section {
+  std::size_t lmdb_initial_map_mib = 64;
+};
+
+struct log_section {
+  log_format format = log_format::human;
+  std::string level = "info";
+};
+
+struct node_config {
+  node_section node;
+  gateway_section gateway;
+  admin_section admin;
+  users_section users;
+  store_section store;
+  log_section log;
+
+  std::filesystem::path admin_socket() const {
+    return admin.socket.empty() ? node.data_dir / "admin.sock" : admin.socket;
+  }
+};
+
+// Errors name the key and, when it came from a file, the line: "users.registration (line
+// 12): expected one of open, token, closed".
+struct load_result {
+  node_config config;
+  std::vector<std::string> errors;  // empty on success
+
+  bool ok() const { return errors.empty(); }
+};
+
+// Reads and validates a TOML file. Unknown keys, wrong types, out-of-range values and
+// syntax errors are all reported, not just the first.
+load_result load_file(std::filesystem::path const& path);
+
+// Parses TOML text (for tests and --check-config); `source` names it in errors.
+load_result load_string(std::string const& text, std::string const& source = "config");
+
+// Command-line values that override the file. Each is validated like the file's key.
+struct overrides {
+  std::optional<std::string> region;
+  std::optional<std::string> data_dir;
+  std::optional<std::string> listen;
+  std::optional<int> threads;
+  std::optional<std::string> log_format;
+  std::optional<std::string> log_level;
+};
+
+// Applies `o` to `config`, appending an error per invalid value.
+void apply(overrides const& o, node_config& config, std::vector<std::string>& errors);
+
+// Parses "host:port" (IPv4 or a name, or "[v6]:port").
+std::optional<listen_address> parse_listen(std::string const& text);
+
+}  // namespace petchat::config

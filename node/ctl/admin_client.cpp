@@ -1,0 +1,72 @@
+#include "node/ctl/admin_client.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace petchat::ctl {
+
+std::optional<admin_reply> call(std::string const& socket_path, std::string const& method, std::string const& target,
+                                std::string const& body, std::string& error) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path) {
+    error = "socket path too long";
+    return std::nullopt;
+  }
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return std::nullopt;
+  }
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } guard{fd};
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    error = std::strerror(errno);
+    return std::nullopt;
+  }
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: petchat-admin\r\nConnection: close\r\n";
+  if (!body.empty()) req += "Content-Type: application/json\r\n";
+  req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  for (std::size_t sent = 0; sent < req.size();) {
+    ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = std::strerror(errno);
+      return std::nullopt;
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  std::string raw;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      error = std::strerror(errno);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  // "HTTP/1.1 200 OK\r\n...headers...\r\n\r\nbody" (Connection: close, so the body runs to EOF).
+  auto head_end = raw.find("\r\n\r\n");
+  if (!raw.starts_with("HTTP/1.") || raw.size() < 12 || head_end == std::string::npos) {
+    error = "the node sent a reply that is not HTTP";
+    return std::nullopt;
+  }
+  admin_reply reply;
+  reply.status = static_cast<unsigned>(std::atoi(raw.c_str() + 9));
+  reply.body = raw.substr(head_end + 4);
+  return reply;
+}
+
+}  // namespace petchat::ctl

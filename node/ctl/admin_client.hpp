@@ -1,0 +1,20 @@
+// A small blocking HTTP/1.1 client for the node's admin Unix socket. petchatctl makes one
+// request per run, so a blocking socket is the simplest correct tool.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace petchat::ctl {
+
+struct admin_reply {
+  unsigned status = 0;
+  std::string body;
+};
+
+// Sends one request and reads the whole reply. Returns nullopt and sets `error` if the
+// socket cannot be reached or the reply is not HTTP.
+std::optional<admin_reply> call(std::string const& socket_path, std::string const& method, std::string const& target,
+                                std::string const& body, std::string& error);
+
+}  // namespace petchat::ctl

@@ -1,0 +1,242 @@
+// petchatctl: the admin's command line. Talks JSON over HTTP to the node's admin Unix
+// socket. Exit codes scripts can rely on:
+//   0 success, 1 the node refused (error code on stderr), 2 usage error,
+//   3 the node is not reachable (not running, or wrong socket).
+#include <termios.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "node/ctl/admin_client.hpp"
+
+namespace {
+
+namespace json = boost::json;
+
+constexpr int exit_ok = 0, exit_refused = 1, exit_usage = 2, exit_unreachable = 3;
+
+std::string json_string(json::value const& v) {
+  if (v.is_string()) return std::string(v.as_string());
+  if (v.is_null()) return "";
+  return json::serialize(v);
+}
+
+std::string field(json::object const& o, char const* key) {
+  auto it = o.find(key);
+  return it == o.end() ? "" : json_string(it->value());
+}
+
+// A plain aligned table for people.
+void print_table(std::vector<std::string> const& header, std::vector<std::vector<std::string>> const& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (auto const& r : rows)
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  auto line = [&](std::vector<std::string> const& r) {
+    std::string s;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      s += r[i];
+      if (i + 1 < r.size()) s += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << s << "\n";
+  };
+  line(header);
+  for (auto const& r : rows) line(r);
+}
+
+std::string read_password(char const* prompt) {
+  std::string pw;
+  if (::isatty(STDIN_FILENO)) {
+    std::fprintf(stderr, "%s", prompt);
+    termios old;
+    tcgetattr(STDIN_FILENO, &old);
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    std::getline(std::cin, pw);
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    std::fprintf(stderr, "\n");
+  } else {
+    std::getline(std::cin, pw);
+  }
+  if (!pw.empty() && pw.back() == '\r') pw.pop_back();
+  return pw;
+}
+
+std::string encode(std::string const& s) {
+  static char const hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '@') out += static_cast<char>(c);
+    else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+struct context {
+  std::string socket;
+  bool as_json = false;
+};
+
+// Performs one admin call; prints errors; returns the exit code and the parsed answer.
+int request(context const& ctx, std::string const& method, std::string const& target, json::value const* body,
+            json::value& answer) {
+  std::string error;
+  auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error);
+  if (!reply) {
+    std::cerr << "petchatctl: no node is running at " << ctx.socket << " (" << error
+              << "); start petchat-node or pass --socket/--data-dir\n";
+    return exit_unreachable;
+  }
+  if (reply->status == 204) {
+    answer = json::object{{"ok", true}};
+    return exit_ok;
+  }
+  boost::system::error_code ec;
+  answer = json::parse(reply->body, ec);
+  if (ec) {
+    std::cerr << "petchatctl: the node answered " << reply->status << " with a body that is not JSON\n";
+    return exit_refused;
+  }
+  if (reply->status >= 400) {
+    auto const* err = answer.is_object() ? answer.as_object().if_contains("error") : nullptr;
+    if (err && err->is_object())
+      std::cerr << "petchatctl: error: " << field(err->as_object(), "code") << ": " << field(err->as_object(), "message")
+                << "\n";
+    else
+      std::cerr << "petchatctl: error: HTTP " << reply->status << "\n";
+    if (ctx.as_json) std::cout << json::serialize(answer) << "\n";
+    return exit_refused;
+  }
+  return exit_ok;
+}
+
+void print_users(json::value const& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& u : answer.as_object().at("users").as_array()) {
+    auto const& o = u.as_object();
+    rows.push_back({field(o, "id"), field(o, "display_name"), o.at("disabled").as_bool() ? "disabled" : "active",
+                    field(o, "sessions"), field(o, "created_at")});
+  }
+  print_table({"ID", "DISPLAY NAME", "STATE", "SESSIONS", "CREATED"}, rows);
+}
+
+void print_user(json::value const& answer) {
+  auto const& o = answer.as_object();
+  std::cout << field(o, "id") << " (" << field(o, "display_name") << "): "
+            << (o.at("disabled").as_bool() ? "disabled" : "active") << ", " << field(o, "sessions")
+            << " active sessions\n";
+}
+
+void print_sessions(json::value const& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& s : answer.as_object().at("sessions").as_array()) {
+    auto const& o = s.as_object();
+    rows.push_back({field(o, "device_id"), field(o, "user_id"), field(o, "device_name"),
+                    o.at("revoked").as_bool() ? "revoked" : "active", field(o, "last_refreshed_at")});
+  }
+  print_table({"DEVICE ID", "USER", "DEVICE", "STATE", "LAST REFRESH"}, rows);
+}
+
+void print_status(json::value const& answer) {
+  auto const& o = answer.as_object();
+  auto const& u = o.at("users").as_object();
+  auto const& s = o.at("sessions").as_object();
+  print_table({"FIELD", "VALUE"}, {{"version", field(o, "version")},
+                                   {"region", field(o, "region")},
+                                   {"uptime", field(o, "uptime_s") + " s"},
+                                   {"started", field(o, "started_at")},
+                                   {"listen", field(o, "listen")},
+                                   {"data dir", field(o, "data_dir")},
+                                   {"users", field(u, "total") + " (" + field(u, "disabled") + " disabled)"},
+                                   {"sessions", field(s, "active") + " active"}});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"petchatctl: administer a petchat node through its admin socket"};
+  app.require_subcommand(1);
+  context ctx;
+  std::string data_dir = "./data";
+  std::string socket;
+  app.add_option("--socket", socket, "admin socket (default: <data-dir>/admin.sock)");
+  app.add_option("--data-dir", data_dir, "the node's data directory")->capture_default_str();
+  app.add_flag("--json", ctx.as_json, "print the node's JSON answer instead of a table");
+
+  auto* status = app.add_subcommand("status", "node version, region, uptime and counts");
+  auto* users = app.add_subcommand("users", "manage accounts")->require_subcommand(1);
+  auto* users_list = users->add_subcommand("list", "list all accounts");
+  std::string name, display_name, device_id, user_filter;
+  auto* users_add = users->add_subcommand("add", "create an account (password from stdin)");
+  users_add->add_option("name", name, "user name")->required();
+  users_add->add_option("--display-name", display_name, "display name");
+  auto* users_disable = users->add_subcommand("disable", "refuse the user's logins and tokens at once");
+  users_disable->add_option("name", name)->required();
+  auto* users_enable = users->add_subcommand("enable", "allow a disabled user again");
+  users_enable->add_option("name", name)->required();
+  auto* users_delete = users->add_subcommand("delete", "delete the account and its sessions");
+  users_delete->add_option("name", name)->required();
+  auto* users_passwd = users->add_subcommand("passwd", "set a new password (from stdin); revokes sessions");
+  users_passwd->add_option("name", name)->required();
+  auto* sessions = app.add_subcommand("sessions", "manage device sessions")->require_subcommand(1);
+  auto* sessions_list = sessions->add_subcommand("list", "list sessions");
+  sessions_list->add_option("--user", user_filter, "only this user's sessions");
+  auto* sessions_revoke = sessions->add_subcommand("revoke", "revoke a session at once");
+  sessions_revoke->add_option("device_id", device_id)->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (CLI::ParseError const& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? exit_ok : exit_usage;
+  }
+  ctx.socket = socket.empty() ? data_dir + "/admin.sock" : socket;
+
+  json::value answer;
+  int rc = exit_ok;
+  std::function<void(json::value const&)> show;
+  if (status->parsed()) {
+    rc = request(ctx, "GET", "/v1/admin/status", nullptr, answer);
+    show = print_status;
+  } else if (users_list->parsed()) {
+    rc = request(ctx, "GET", "/v1/admin/users", nullptr, answer);
+    show = print_users;
+  } else if (users_add->parsed()) {
+    json::object body{{"name", name}, {"password", read_password("password: ")}};
+    if (!display_name.empty()) body["display_name"] = display_name;
+    json::value v = body;
+    rc = request(ctx, "POST", "/v1/admin/users", &v, answer);
+    show = print_user;
+  } else if (users_disable->parsed() || users_enable->parsed()) {
+    rc = request(ctx, "POST", "/v1/admin/users/" + encode(name) + (users_disable->parsed() ? "/disable" : "/enable"),
+                 nullptr, answer);
+    show = print_user;
+  } else if (users_delete->parsed()) {
+    rc = request(ctx, "DELETE", "/v1/admin/users/" + encode(name), nullptr, answer);
+    show = [&](json::value const&) { std::cout << "deleted " << name << "\n"; };
+  } else if (users_passwd->parsed()) {
+    json::value v = json::object{{"password", read_password("new password: ")}};
+    rc = request(ctx, "POST", "/v1/admin/users/" + encode(name) + "/password", &v, answer);
+    show = print_user;
+  } else if (sessions_list->parsed()) {
+    std::string target = "/v1/admin/sessions";
+    if (!user_filter.empty()) target += "?user=" + encode(user_filter);
+    rc = request(ctx, "GET", target, nullptr, answer);
+    show = print_sessions;
+  } else if (sessions_revoke->parsed()) {
+    rc = request(ctx, "DELETE", "/v1/admin/sessions/" + encode(device_id), nullptr, answer);
+    show = [&](json::value const&) { std::cout << "revoked " << device_id << "\n"; };
+  }
+  if (rc != exit_ok) return rc;
+  if (ctx.as_json) std::cout << json::serialize(answer) << "\n";
+  else if (show) show(answer);
+  return exit_ok;
+}

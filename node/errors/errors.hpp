@@ -1,0 +1,86 @@
+// The closed set of expected failures a client or admin can be told about, with their
+// stable machine codes and HTTP statuses (the table in docs/PROTOCOL.md). Components return
+// them as values; only bugs and start-up failures are exceptions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace petchat::errors {
+
+enum class code {
+  bad_request,
+  invalid_json,
+  missing_field,
+  invalid_field,
+  invalid_name,
+  weak_password,
+  missing_token,
+  invalid_token,
+  token_expired,
+  session_revoked,
+  invalid_credentials,
+  invalid_refresh_token,
+  refresh_token_reused,
+  user_disabled,
+  registration_closed,
+  invalid_registration_token,
+  not_found,
+  user_not_found,
+  session_not_found,
+  method_not_allowed,
+  request_timeout,
+  name_taken,
+  body_too_large,
+  rate_limited,
+  header_too_large,
+  internal,
+  shutting_down,
+};
+
+// The stable machine code, e.g. "name_taken".
+char const* name(code c) noexcept;
+
+// The HTTP status that goes with it, e.g. 409.
+unsigned http_status(code c) noexcept;
+
+struct failure {
+  errors::code code = code::internal;
+  std::string message;         // for people; may change between versions
+  std::string field;           // the request field at fault, if any
+  std::uint32_t retry_after_s = 0;  // for rate_limited
+};
+
+inline failure fail(code c, std::string message, std::string field = {}) {
+  return failure{c, std::move(message), std::move(field), 0};
+}
+
+// A value or a failure.
+template <typename T>
+class result {
+ public:
+  result(T value) : v_(std::move(value)) {}
+  result(failure f) : v_(std::move(f)) {}
+
+  bool ok() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+  T& value() & { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  T const& value() const& { return std::get<0>(v_); }
+  T& operator*() & { return std::get<0>(v_); }
+  T const& operator*() const& { return std::get<0>(v_); }
+  T* operator->() { return &std::get<0>(v_); }
+  T const* operator->() const { return &std::get<0>(v_); }
+  failure const& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, failure> v_;
+};
+
+struct ok_t {};
+using status = result<ok_t>;
+inline status ok() { return ok_t{}; }
+
+}  // namespace petchat::errors

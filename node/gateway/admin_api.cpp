@@ -1,0 +1,164 @@
+// The operators' API on the admin Unix socket (docs/PROTOCOL.md, "Admin API"). Whoever can
+// open the socket (mode 0600) is the node's administrator.
+#include <chrono>
+
+#include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/gateway.hpp"
+
+namespace petchat::gateway {
+namespace {
+
+using errors::code;
+using errors::fail;
+using namespace detail;
+
+struct admin_api {
+  users::user_service& users;
+  node_info info;
+};
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+json::object user_entry(admin_api const& api, users::profile const& p) {
+  return json::object{{"id", p.name + "@" + api.info.region},
+                      {"name", p.name},
+                      {"display_name", p.display_name},
+                      {"disabled", p.disabled},
+                      {"created_at", rfc3339(p.created_at_ms)},
+                      {"sessions", api.users.active_sessions_of(p.name)}};
+}
+
+response user_answer(admin_api const& api, errors::result<users::profile> const& p, unsigned status = 200) {
+  if (!p) return error_response(p.error());
+  return json_response(status, user_entry(api, p.value()));
+}
+
+response status_answer(errors::status const& s) {
+  if (!s) return error_response(s.error());
+  return no_content();
+}
+
+json::object status(admin_api const& api) {
+  auto c = api.users.counts();
+  auto now = now_ms();
+  return json::object{{"version", api.info.version},
+                      {"region", api.info.region},
+                      {"started_at", rfc3339(api.info.started_at_ms)},
+                      {"uptime_s", (now - api.info.started_at_ms) / 1000},
+                      {"data_dir", api.info.data_dir},
+                      {"listen", api.info.listen},
+                      {"users", json::object{{"total", c.users}, {"disabled", c.disabled_users}}},
+                      {"sessions", json::object{{"active", c.active_sessions}}}};
+}
+
+awaitable<response> add_user(std::shared_ptr<admin_api> api, request r) {
+  auto body = parse_object(r.body);
+  if (!body) co_return error_response(body.error());
+  auto name = required_string(*body, "name");
+  if (!name) co_return error_response(name.error());
+  auto password = required_string(*body, "password");
+  if (!password) co_return error_response(password.error());
+  auto display = optional_string(*body, "display_name");
+  if (!display) co_return error_response(display.error());
+  co_return user_answer(*api, co_await api->users.register_user(name.value(), password.value(), display.value(), "", true),
+                        201);
+}
+
+awaitable<response> user_action(std::shared_ptr<admin_api> api, request r, std::string name, std::string action) {
+  if (action == "disable" || action == "enable") {
+    if (r.method != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+    co_return user_answer(*api, co_await api->users.set_disabled(name, action == "disable"));
+  }
+  if (action == "password") {
+    if (r.method != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+    auto body = parse_object(r.body);
+    if (!body) co_return error_response(body.error());
+    auto password = required_string(*body, "password");
+    if (!password) co_return error_response(password.error());
+    co_return user_answer(*api, co_await api->users.set_password(name, password.value()));
+  }
+  co_return error_response(fail(code::not_found, "no endpoint " + r.path));
+}
+
+std::optional<std::string> query_param(std::string const& query, std::string const& key) {
+  std::size_t pos = 0;
+  while (pos <= query.size()) {
+    auto end = query.find('&', pos);
+    if (end == std::string::npos) end = query.size();
+    auto part = std::string_view(query).substr(pos, end - pos);
+    if (part.starts_with(key + "=")) return url_decode(part.substr(key.size() + 1));
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> segments(std::string const& path) {
+  std::vector<std::string> out;
+  std::size_t pos = 1;
+  while (pos <= path.size()) {
+    auto end = path.find('/', pos);
+    if (end == std::string::npos) end = path.size();
+    out.push_back(url_decode(path.substr(pos, end - pos)).value_or(""));
+    pos = end + 1;
+  }
+  return out;
+}
+
+awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
+  auto const& m = r.method;
+  auto seg = segments(r.path);  // "/v1/admin/users/alice/disable" -> v1 admin users alice disable
+  if (seg.size() < 3 || seg[0] != "v1" || seg[1] != "admin")
+    co_return error_response(fail(code::not_found, "no endpoint " + r.path));
+  auto const& what = seg[2];
+  if (what == "status" && seg.size() == 3) {
+    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    co_return json_response(200, status(*api));
+  }
+  if (what == "users" && seg.size() == 3) {
+    if (m == "GET") {
+      json::array list;
+      for (auto const& p : api->users.list_users()) list.push_back(user_entry(*api, p));
+      co_return json_response(200, json::object{{"users", std::move(list)}});
+    }
+    if (m == "POST") co_return co_await add_user(api, std::move(r));
+    co_return error_response(fail(code::method_not_allowed, "use GET or POST"));
+  }
+  if (what == "users" && seg.size() == 4) {
+    if (m == "DELETE") co_return status_answer(co_await api->users.delete_user(seg[3]));
+    if (m == "GET") co_return user_answer(*api, api->users.get_profile(seg[3]));
+    co_return error_response(fail(code::method_not_allowed, "use GET or DELETE"));
+  }
+  if (what == "users" && seg.size() == 5) co_return co_await user_action(api, std::move(r), seg[3], seg[4]);
+  if (what == "sessions" && seg.size() == 3) {
+    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    auto user = query_param(r.query, "user");
+    if (user && !api->users.get_profile(*user))
+      co_return error_response(fail(code::user_not_found, "no user '" + *user + "'"));
+    json::array list;
+    for (auto const& s : api->users.list_sessions(user))
+      list.push_back(json::object{{"device_id", s.device_id},
+                                  {"user_id", s.user_name + "@" + api->info.region},
+                                  {"device_name", s.device_name},
+                                  {"created_at", rfc3339(s.created_at_ms)},
+                                  {"last_refreshed_at", rfc3339(s.last_refreshed_at_ms)},
+                                  {"revoked", s.revoked}});
+    co_return json_response(200, json::object{{"sessions", std::move(list)}});
+  }
+  if (what == "sessions" && seg.size() == 4) {
+    if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    co_return status_answer(co_await api->users.revoke_session(seg[3]));
+  }
+  co_return error_response(fail(code::not_found, "no endpoint " + r.path));
+}
+
+}  // namespace
+
+handler make_admin_api(users::user_service& users, node_info info) {
+  auto api = std::make_shared<admin_api>(admin_api{users, std::move(info)});
+  return [api](request r) { return route(api, std::move(r)); };
+}
+
+}  // namespace petchat::gateway

@@ -1,0 +1,86 @@
+#include "node/gateway/detail/json_body.hpp"
+
+#include <ctime>
+
+namespace petchat::gateway::detail {
+
+using errors::code;
+using errors::fail;
+
+errors::result<json::object> parse_object(std::string const& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) return fail(code::invalid_json, "the body is not valid JSON: " + ec.message());
+  if (!v.is_object()) return fail(code::invalid_json, "the body must be a JSON object");
+  return std::move(v.as_object());
+}
+
+errors::result<std::string> required_string(json::object const& o, char const* key) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null())
+    return fail(code::missing_field, std::string("the field '") + key + "' is required", key);
+  if (!it->value().is_string()) return fail(code::invalid_field, std::string("'") + key + "' must be a string", key);
+  return std::string(it->value().as_string());
+}
+
+errors::result<std::optional<std::string>> optional_string(json::object const& o, char const* key) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) return std::optional<std::string>();
+  if (!it->value().is_string()) return fail(code::invalid_field, std::string("'") + key + "' must be a string", key);
+  return std::optional<std::string>(std::string(it->value().as_string()));
+}
+
+std::string rfc3339(std::int64_t ms) {
+  std::time_t t = ms / 1000;
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  char out[80];
+  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return out;
+}
+
+response json_response(unsigned status, json::value const& v) {
+  return response{status, json::serialize(v), "application/json", {}};
+}
+
+response no_content() { return response{204, "", "application/json", {}}; }
+
+json::object profile_json(users::profile const& p, std::string const& region) {
+  return json::object{{"id", p.name + "@" + region}, {"name", p.name},
+                      {"region", region},             {"display_name", p.display_name},
+                      {"about", p.about},             {"created_at", rfc3339(p.created_at_ms)}};
+}
+
+json::object tokens_json(users::session_tokens const& t, std::string const& region) {
+  return json::object{{"user_id", t.user_name + "@" + region},
+                      {"device_id", t.device_id},
+                      {"access_token", t.access_token},
+                      {"access_token_expires_in_s", t.access_token_expires_in_s},
+                      {"refresh_token", t.refresh_token},
+                      {"refresh_token_expires_in_s", t.refresh_token_expires_in_s}};
+}
+
+std::optional<std::string> url_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+}  // namespace petchat::gateway::detail

@@ -1,0 +1,39 @@
+// Reading request bodies and writing JSON answers, shared by the user and admin APIs.
+#pragma once
+
+#include <boost/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "node/errors/errors.hpp"
+#include "node/gateway/gateway.hpp"
+#include "node/users/users.hpp"
+
+namespace petchat::gateway::detail {
+
+namespace json = boost::json;
+
+// The body as a JSON object, or invalid_json.
+errors::result<json::object> parse_object(std::string const& body);
+
+// A required string field: missing_field if absent (or null), invalid_field if not a string.
+errors::result<std::string> required_string(json::object const& o, char const* key);
+
+// An optional string field: nullopt if absent or null, invalid_field if not a string.
+errors::result<std::optional<std::string>> optional_string(json::object const& o, char const* key);
+
+// "2026-11-30T06:30:00.123Z"
+std::string rfc3339(std::int64_t ms_since_epoch);
+
+response json_response(unsigned status, json::value const& v);
+response no_content();
+
+json::object profile_json(users::profile const& p, std::string const& region);
+json::object tokens_json(users::session_tokens const& t, std::string const& region);
+
+// Percent-decodes a path segment or query value; nullopt if malformed.
+std::optional<std::string> url_decode(std::string_view s);
+
+}  // namespace petchat::gateway::detail

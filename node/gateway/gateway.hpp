@@ -1,0 +1,110 @@
+// The gateways: an HTTP/1.1 server (Boost.Beast) and the two APIs it serves.
+//
+//  - The user gateway: the chat clients' REST API on TCP (docs/PROTOCOL.md).
+//  - The admin gateway: the operators' JSON API on a Unix socket of mode 0600 under the
+//    data dir; `petchatctl` speaks to it.
+//
+// Handlers see plain `request`/`response` values, not Beast types: Beast is compiled in
+// http_server.cpp and asio_impl.cpp only, which keeps builds fast.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "node/config/config.hpp"
+#include "node/errors/errors.hpp"
+#include "node/users/users.hpp"
+
+namespace petchat::gateway {
+
+using boost::asio::awaitable;
+
+struct request {
+  std::string method;  // upper case, e.g. "POST"
+  std::string path;    // decoded of nothing: the target up to '?'
+  std::string query;   // after '?', raw
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+  std::string client_address;  // IP for TCP, "unix" for the admin socket
+
+  std::string header(std::string const& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+struct response {
+  unsigned status = 200;
+  std::string body;  // JSON unless content_type says otherwise
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+using handler = std::function<awaitable<response>(request)>;
+
+// The JSON error response for `f` (PROTOCOL.md, "Errors").
+response error_response(errors::failure const& f);
+
+struct server_limits {
+  std::size_t max_header_bytes = 8192;
+  std::size_t max_body_bytes = 65536;
+  std::chrono::milliseconds request_timeout{10000};
+  std::chrono::milliseconds idle_timeout{60000};
+  std::size_t max_connections = 10000;
+};
+
+// Accepts connections and runs one coroutine per connection on its own strand. Every
+// request is read under the header/body/time limits; a violation is answered with the
+// matching error code and the connection is closed.
+class http_server {
+ public:
+  http_server(boost::asio::io_context& io, server_limits limits, handler h, std::string name);
+  ~http_server();
+
+  // Binds and listens. Throws std::system_error on failure. Returns the bound port.
+  std::uint16_t listen_tcp(config::listen_address const& address);
+  // Binds a Unix socket (replacing a stale socket file) with mode 0600.
+  void listen_unix(std::filesystem::path const& path);
+
+  // Starts the accept loops.
+  void start();
+
+  // Phase one of shutdown: stop accepting, close idle keep-alive connections, and let
+  // each busy connection finish its request and then close.
+  void shutdown();
+
+  // Connections still open.
+  std::size_t connections() const;
+
+  struct state;  // defined in http_server.cpp; shared with the connection coroutines
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+// The chat clients' API (PROTOCOL.md: health, accounts, sessions).
+handler make_user_api(users::user_service& users, std::shared_ptr<std::atomic<bool>> stopping);
+
+// What the admin API reports in `status`.
+struct node_info {
+  std::string version;
+  std::string region;
+  std::string data_dir;
+  std::string listen;
+  std::int64_t started_at_ms = 0;
+};
+
+// The operators' API (PROTOCOL.md: admin API).
+handler make_admin_api(users::user_service& users, node_info info);
+
+}  // namespace petchat::gateway

@@ -1,0 +1,337 @@
+#include <sys/stat.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <mutex>
+#include <unordered_map>
+
+#include "node/gateway/gateway.hpp"
+#include "node/log/log.hpp"
+
+namespace petchat::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using unix_socket = asio::local::stream_protocol;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// What shutdown() may touch of a live connection. Only ever used on the connection's
+// strand; `socket_cancel` is cleared when the connection ends.
+struct connection_control {
+  std::function<void()> socket_cancel;
+  bool idle = true;  // waiting for the first byte of a request
+};
+
+}  // namespace
+
+struct http_server::state : std::enable_shared_from_this<http_server::state> {
+  asio::io_context& io;
+  server_limits limits;
+  handler handle;
+  std::shared_ptr<spdlog::logger> log;
+  std::unique_ptr<tcp::acceptor> tcp_acceptor;
+  std::unique_ptr<unix_socket::acceptor> unix_acceptor;
+  std::filesystem::path unix_path;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> open{0};
+
+  std::mutex controls_mutex;  // guards controls and next_id; never held across I/O
+  std::unordered_map<std::uint64_t, std::pair<asio::any_io_executor, std::shared_ptr<connection_control>>> controls;
+  std::uint64_t next_id = 0;
+
+  state(asio::io_context& i, server_limits l, handler h, std::string const& name)
+      : io(i), limits(l), handle(std::move(h)), log(log::get(name)) {}
+};
+
+namespace {
+
+using state_ptr = std::shared_ptr<http_server::state>;
+
+// Cancels the socket's pending operation when the deadline passes. The timer runs on the
+// connection's strand, like the coroutine, so `fired` needs no lock.
+class deadline {
+ public:
+  explicit deadline(asio::any_io_executor ex) : timer_(ex) {}
+  template <typename Socket>
+  void arm(Socket& socket, std::chrono::milliseconds d) {
+    fired_ = std::make_shared<bool>(false);
+    timer_.expires_after(d);
+    timer_.async_wait([&socket, fired = fired_](boost::system::error_code ec) {
+      if (ec) return;
+      *fired = true;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);
+    });
+  }
+  void disarm() { timer_.cancel(); }
+  bool fired() const { return fired_ && *fired_; }
+
+ private:
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> fired_;
+};
+
+http::response<http::string_body> to_beast(response const& r, unsigned version, bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "petchat");
+  if (!r.body.empty() || r.status != 204) res.set(http::field::content_type, r.content_type);
+  for (auto const& [k, v] : r.headers) res.set(k, v);
+  res.body() = r.body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+errors::failure read_failure(boost::system::error_code ec, bool timed_out) {
+  using errors::code;
+  if (timed_out) return errors::fail(code::request_timeout, "the request was not received in time");
+  if (ec == http::error::header_limit) return errors::fail(code::header_too_large, "the request headers are too large");
+  if (ec == http::error::body_limit) return errors::fail(code::body_too_large, "the request body is too large");
+  return errors::fail(code::bad_request, "malformed HTTP request: " + ec.message());
+}
+
+template <typename Socket>
+awaitable<void> write_and_linger(Socket& socket, deadline& timer, state_ptr st, response const& r) {
+  auto res = to_beast(r, 11, false);
+  timer.arm(socket, st->limits.request_timeout);
+  auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
+  timer.disarm();
+  (void)n;
+  if (ec) co_return;
+  // Half-close, then read and discard what the client still sends for a moment: closing
+  // with unread data would make the kernel send RST, and the client could lose the answer.
+  boost::system::error_code ignored;
+  socket.shutdown(Socket::shutdown_send, ignored);
+  char sink[4096];
+  timer.arm(socket, std::chrono::milliseconds(1000));
+  for (std::size_t total = 0; total < (1u << 20);) {
+    auto [rec, got] = co_await socket.async_read_some(asio::buffer(sink), use_tuple);
+    if (rec) break;
+    total += got;
+  }
+  timer.disarm();
+}
+
+template <typename Socket>
+awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
+  auto ex = co_await asio::this_coro::executor;
+  auto control = std::make_shared<connection_control>();
+  control->socket_cancel = [&socket] {
+    boost::system::error_code ignored;
+    socket.cancel(ignored);
+  };
+  std::uint64_t id;
+  {
+    std::lock_guard lock(st->controls_mutex);
+    id = st->next_id++;
+    st->controls.emplace(id, std::make_pair(ex, control));
+  }
+  deadline timer(ex);
+  beast::flat_buffer buffer;
+  try {
+    while (!st->stopping) {
+      // Keep-alive wait: an idle connection costs only its socket, and is closed after
+      // idle_timeout or at shutdown.
+      if (buffer.size() == 0) {
+        control->idle = true;
+        timer.arm(socket, st->limits.idle_timeout);
+        auto [ec, n] = co_await socket.async_read_some(buffer.prepare(4096), use_tuple);
+        timer.disarm();
+        control->idle = false;
+        if (ec) break;
+        buffer.commit(n);
+      }
+      control->idle = false;
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(st->limits.max_header_bytes));
+      parser.body_limit(st->limits.max_body_bytes);
+      timer.arm(socket, st->limits.request_timeout);
+      auto [ec, n] = co_await http::async_read(socket, buffer, parser, use_tuple);
+      timer.disarm();
+      (void)n;
+      if (ec == http::error::end_of_stream && !timer.fired()) break;
+      if (ec) {
+        auto f = read_failure(ec, timer.fired());
+        st->log->debug("{}: request refused: {}", client_address, f.message);
+        co_await write_and_linger(socket, timer, st, error_response(f));
+        break;
+      }
+      auto& req = parser.get();
+      request r;
+      r.method = std::string(req.method_string());
+      std::string_view target = req.target();
+      auto q = target.find('?');
+      r.path = std::string(target.substr(0, q));
+      if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
+      for (auto const& field : req) {
+        std::string name(field.name_string());
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        r.headers[name] = std::string(field.value());
+      }
+      r.body = std::move(req.body());
+      r.client_address = client_address;
+      bool keep_alive = req.keep_alive();
+      unsigned version = req.version();
+
+      response out;
+      try {
+        out = co_await st->handle(std::move(r));
+      } catch (std::exception const& e) {
+        st->log->error("{}: handler failed: {}", client_address, e.what());
+        out = error_response(errors::fail(errors::code::internal, "internal error"));
+      }
+      keep_alive = keep_alive && !st->stopping;
+      auto res = to_beast(out, version, keep_alive);
+      timer.arm(socket, st->limits.request_timeout);
+      auto [wec, wn] = co_await http::async_write(socket, res, use_tuple);
+      timer.disarm();
+      (void)wn;
+      if (wec || !keep_alive) break;
+    }
+  } catch (std::exception const& e) {
+    st->log->error("{}: connection failed: {}", client_address, e.what());
+  }
+  {
+    std::lock_guard lock(st->controls_mutex);
+    st->controls.erase(id);
+  }
+  control->socket_cancel = nullptr;
+  boost::system::error_code ignored;
+  socket.shutdown(Socket::shutdown_both, ignored);
+  socket.close(ignored);
+  st->open--;
+}
+
+template <typename Acceptor>
+awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor, bool is_tcp) {
+  for (;;) {
+    auto strand = asio::make_strand(st->io);
+    auto [ec, socket] = co_await acceptor.async_accept(strand, use_tuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || st->stopping) co_return;
+      st->log->warn("accept failed: {}", ec.message());
+      continue;
+    }
+    if (st->open >= st->limits.max_connections) {
+      st->log->warn("connection refused: {} connections open (gateway.max_connections)", st->open.load());
+      continue;  // the socket closes as it goes out of scope
+    }
+    st->open++;
+    std::string address = "unix";
+    if constexpr (std::is_same_v<Acceptor, tcp::acceptor>) {
+      boost::system::error_code rec;
+      auto ep = socket.remote_endpoint(rec);
+      address = rec ? "unknown" : ep.address().to_string();
+      socket.set_option(tcp::no_delay(true), rec);
+    }
+    (void)is_tcp;
+    asio::co_spawn(strand, serve(st, std::move(socket), std::move(address)), asio::detached);
+  }
+}
+
+}  // namespace
+
+response error_response(errors::failure const& f) {
+  std::string body = "{\"error\":{\"code\":\"";
+  body += errors::name(f.code);
+  body += "\",\"message\":\"";
+  log::append_json_escaped(body, f.message);
+  body += "\"";
+  if (!f.field.empty()) {
+    body += ",\"field\":\"";
+    log::append_json_escaped(body, f.field);
+    body += "\"";
+  }
+  if (f.retry_after_s > 0) body += ",\"retry_after_s\":" + std::to_string(f.retry_after_s);
+  body += "}}";
+  response r{errors::http_status(f.code), std::move(body), "application/json", {}};
+  if (f.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(f.retry_after_s));
+  return r;
+}
+
+http_server::http_server(asio::io_context& io, server_limits limits, handler h, std::string name)
+    : state_(std::make_shared<state>(io, limits, std::move(h), name)) {}
+
+http_server::~http_server() {
+  if (!state_->unix_path.empty()) {
+    boost::system::error_code ignored;
+    std::filesystem::remove(state_->unix_path, ignored);
+  }
+}
+
+std::uint16_t http_server::listen_tcp(config::listen_address const& address) {
+  auto ip = asio::ip::make_address(address.host);
+  tcp::endpoint ep(ip, address.port);
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(state_->io));
+  acceptor->open(ep.protocol());
+  acceptor->set_option(tcp::acceptor::reuse_address(true));
+  acceptor->bind(ep);
+  acceptor->listen(asio::socket_base::max_listen_connections);
+  auto port = acceptor->local_endpoint().port();
+  state_->tcp_acceptor = std::move(acceptor);
+  return port;
+}
+
+void http_server::listen_unix(std::filesystem::path const& path) {
+  std::error_code ec;
+  if (std::filesystem::is_socket(path, ec)) std::filesystem::remove(path, ec);
+  auto acceptor = std::make_unique<unix_socket::acceptor>(asio::make_strand(state_->io));
+  acceptor->open(unix_socket());
+  // Bind under a umask that leaves the socket 0600 from its first instant: no window in
+  // which another local user could connect. Called before the I/O threads start.
+  mode_t old = ::umask(0177);
+  boost::system::error_code bec;
+  acceptor->bind(unix_socket::endpoint(path.string()), bec);
+  ::umask(old);
+  if (bec) throw boost::system::system_error(bec, "bind " + path.string());
+  acceptor->listen();
+  state_->unix_path = path;
+  state_->unix_acceptor = std::move(acceptor);
+}
+
+void http_server::start() {
+  if (state_->tcp_acceptor)
+    asio::co_spawn(state_->tcp_acceptor->get_executor(), accept_loop(state_, *state_->tcp_acceptor, true),
+                   asio::detached);
+  if (state_->unix_acceptor)
+    asio::co_spawn(state_->unix_acceptor->get_executor(), accept_loop(state_, *state_->unix_acceptor, false),
+                   asio::detached);
+}
+
+void http_server::shutdown() {
+  auto st = state_;
+  st->stopping = true;
+  // Each acceptor is closed on its own strand, where its accept loop runs.
+  if (st->tcp_acceptor)
+    asio::post(st->tcp_acceptor->get_executor(), [st] {
+      boost::system::error_code ignored;
+      st->tcp_acceptor->close(ignored);
+    });
+  if (st->unix_acceptor)
+    asio::post(st->unix_acceptor->get_executor(), [st] {
+      boost::system::error_code ignored;
+      st->unix_acceptor->close(ignored);
+    });
+  std::lock_guard lock(st->controls_mutex);
+  for (auto& [id, entry] : st->controls) {
+    asio::post(entry.first, [control = entry.second] {
+      if (control->idle && control->socket_cancel) control->socket_cancel();
+    });
+  }
+}
+
+std::size_t http_server::connections() const { return state_->open.load(); }
+
+}  // namespace petchat::gateway

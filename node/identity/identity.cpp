@@ -1,0 +1,110 @@
+#include "node/identity/identity.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+namespace petchat::identity {
+namespace {
+
+constexpr char token_key_context[] = "petchat access token key v1";
+
+std::runtime_error file_error(std::filesystem::path const& p, char const* what) {
+  return std::runtime_error(p.string() + ": " + what + ": " + std::strerror(errno));
+}
+
+void derive_token_key(region_identity& id) {
+  // Keyed BLAKE2b of a fixed context: the token key is bound to this region key alone.
+  crypto_generichash(id.token_key.data(), id.token_key.size(),
+                     reinterpret_cast<unsigned char const*>(token_key_context), sizeof token_key_context - 1,
+                     id.secret_key.data(), crypto_generichash_KEYBYTES_MAX);
+}
+
+void write_all(int fd, void const* data, std::size_t size, std::filesystem::path const& p) {
+  auto const* bytes = static_cast<char const*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, bytes, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw file_error(p, "write");
+    }
+    bytes += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+std::string region_identity::public_key_hex() const {
+  std::string hex(public_key.size() * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), public_key.data(), public_key.size());
+  hex.pop_back();
+  return hex;
+}
+
+region_identity load_or_create(std::filesystem::path const& data_dir) {
+  region_identity id;
+  auto key_path = data_dir / "region.key";
+  int fd = ::open(key_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      ::close(fd);
+      throw file_error(key_path, "stat");
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+      ::close(fd);
+      throw std::runtime_error(key_path.string() +
+                               ": readable by group or others; run chmod 600 on it (a leaked region key "
+                               "lets anyone speak for this region)");
+    }
+    ssize_t n = ::read(fd, id.secret_key.data(), id.secret_key.size());
+    char extra;
+    bool trailing = ::read(fd, &extra, 1) > 0;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(id.secret_key.size()) || trailing)
+      throw std::runtime_error(key_path.string() + ": not a region key (expected 64 bytes)");
+    crypto_sign_ed25519_sk_to_pk(id.public_key.data(), id.secret_key.data());
+  } else if (errno == ENOENT) {
+    crypto_sign_keypair(id.public_key.data(), id.secret_key.data());
+    // Write to a temporary name, fsync, then rename: a crash never leaves a torn key.
+    auto tmp = data_dir / "region.key.tmp";
+    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) throw file_error(tmp, "create");
+    write_all(out, id.secret_key.data(), id.secret_key.size(), tmp);
+    if (::fsync(out) != 0) {
+      ::close(out);
+      throw file_error(tmp, "fsync");
+    }
+    ::close(out);
+    if (::rename(tmp.c_str(), key_path.c_str()) != 0) throw file_error(key_path, "rename");
+    std::ofstream pub(data_dir / "region.pub", std::ios::trunc);
+    pub << id.public_key_hex() << "\n";
+    id.created = true;
+  } else {
+    throw file_error(key_path, "open");
+  }
+  derive_token_key(id);
+  return id;
+}
+
+void lock_data_dir(std::filesystem::path const& data_dir) {
+  auto path = data_dir / "node.lock";
+  // Deliberately never closed: the lock lives as long as the process.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw file_error(path, "open");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      throw std::runtime_error(data_dir.string() + " is in use by another petchat-node (" + path.string() +
+                               " is locked)");
+    throw file_error(path, "flock");
+  }
+}
+
+}  // namespace petchat::identity

@@ -1,0 +1,47 @@
+// Counts failed logins per key (an account, or a client address) and imposes a growing
+// back-off once a key has used up its free attempts. In memory: a restart forgets, which
+// costs an attacker a restart of our node they cannot cause.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace petchat::users::detail {
+
+class login_limiter {
+ public:
+  struct options {
+    std::uint32_t free_attempts = 5;
+    std::int64_t initial_backoff_ms = 1000;
+    std::int64_t max_backoff_ms = 15 * 60 * 1000;
+    std::size_t max_keys = 100000;  // memory bound; stale keys are pruned past it
+  };
+
+  explicit login_limiter(options o) : options_(o) {}
+
+  // Milliseconds `key` must still wait before its next attempt; 0 if it may try now.
+  std::int64_t wait_ms(std::string const& key, std::int64_t now_ms);
+
+  // Records a failed attempt; past the free attempts it (re)starts the back-off, doubling
+  // it with every further failure up to the maximum.
+  void failed(std::string const& key, std::int64_t now_ms);
+
+  // Forgets `key`'s failures.
+  void succeeded(std::string const& key);
+
+ private:
+  struct entry {
+    std::uint32_t failures = 0;
+    std::int64_t locked_until_ms = 0;
+    std::int64_t last_failure_ms = 0;
+  };
+  void prune(std::int64_t now_ms);
+
+  options options_;
+  std::mutex mutex_;  // guards entries_; held only for map operations, never across I/O
+  std::unordered_map<std::string, entry> entries_;
+};
+
+}  // namespace petchat::users::detail

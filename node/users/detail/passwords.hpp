@@ -1,0 +1,24 @@
+// argon2id password hashing (libsodium crypto_pwhash). Both calls are CPU- and
+// memory-heavy by design: run them off the I/O threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace petchat::users::detail {
+
+struct hash_params {
+  std::uint32_t ops = 2;
+  std::uint32_t memory_kib = 65536;
+};
+
+// Returns the encoded hash ("$argon2id$v=19$m=...,t=...,p=1$salt$hash"), which carries
+// its own parameters, so changing the config never breaks existing hashes.
+// Throws std::runtime_error if libsodium cannot allocate the memory.
+std::string hash_password(std::string_view password, hash_params params);
+
+// True if `password` matches `encoded`. Constant time in the password's content.
+bool verify_password(std::string const& encoded, std::string_view password);
+
+}  // namespace petchat::users::detail

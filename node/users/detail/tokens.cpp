@@ -1,0 +1,106 @@
+#include "node/users/detail/tokens.hpp"
+
+#include "user_records.pb.h"
+
+namespace petchat::users::detail {
+namespace {
+
+constexpr std::string_view access_prefix = "pa1.";
+constexpr std::string_view refresh_prefix = "pr1.";
+constexpr std::size_t device_id_bytes = 16;
+constexpr std::size_t refresh_secret_bytes = 32;
+constexpr std::size_t max_token_chars = 1024;
+
+}  // namespace
+
+std::string random_bytes(std::size_t n) {
+  std::string out(n, '\0');
+  randombytes_buf(out.data(), n);
+  return out;
+}
+
+std::string base64url(std::string_view raw) {
+  std::string out(sodium_base64_ENCODED_LEN(raw.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<unsigned char const*>(raw.data()), raw.size(),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  out.resize(out.size() - 1);  // the terminating NUL
+  return out;
+}
+
+std::optional<std::string> from_base64url(std::string_view text) {
+  std::string out(text.size() * 3 / 4 + 3, '\0');
+  std::size_t len = 0;
+  char const* end = nullptr;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(), nullptr,
+                        &len, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      end != text.data() + text.size())
+    return std::nullopt;
+  out.resize(len);
+  return out;
+}
+
+bool equal_secret(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string sign_access_token(access_claims const& claims, token_key const& key) {
+  records::access_token_claims pb;
+  pb.set_user_name(claims.user_name);
+  pb.set_device_id(claims.device_id);
+  pb.set_issued_at_ms(claims.issued_at_ms);
+  pb.set_expires_at_ms(claims.expires_at_ms);
+  std::string payload = pb.SerializeAsString();
+  std::string mac(crypto_auth_hmacsha256_BYTES, '\0');
+  crypto_auth_hmacsha256(reinterpret_cast<unsigned char*>(mac.data()),
+                         reinterpret_cast<unsigned char const*>(payload.data()), payload.size(), key.data());
+  return std::string(access_prefix) + base64url(payload) + "." + base64url(mac);
+}
+
+verified_token verify_access_token(std::string_view token, token_key const& key, std::int64_t now_ms) {
+  verified_token out;
+  if (token.size() > max_token_chars || !token.starts_with(access_prefix)) return out;
+  token.remove_prefix(access_prefix.size());
+  auto dot = token.find('.');
+  if (dot == std::string_view::npos) return out;
+  auto payload = from_base64url(token.substr(0, dot));
+  auto mac = from_base64url(token.substr(dot + 1));
+  if (!payload || !mac || mac->size() != crypto_auth_hmacsha256_BYTES) return out;
+  if (crypto_auth_hmacsha256_verify(reinterpret_cast<unsigned char const*>(mac->data()),
+                                    reinterpret_cast<unsigned char const*>(payload->data()), payload->size(),
+                                    key.data()) != 0) {
+    out.status = token_status::bad_signature;
+    return out;
+  }
+  records::access_token_claims pb;
+  if (!pb.ParseFromString(*payload) || pb.device_id().size() != device_id_bytes) return out;
+  out.claims = access_claims{pb.user_name(), pb.device_id(), pb.issued_at_ms(), pb.expires_at_ms()};
+  out.status = now_ms >= pb.expires_at_ms() ? token_status::expired : token_status::ok;
+  return out;
+}
+
+std::pair<std::string, refresh_parts> new_refresh_token(std::string const& device_id) {
+  refresh_parts parts{device_id, random_bytes(refresh_secret_bytes)};
+  std::string token = std::string(refresh_prefix) + base64url(parts.device_id) + "." + base64url(parts.secret);
+  return {std::move(token), std::move(parts)};
+}
+
+std::optional<refresh_parts> parse_refresh_token(std::string_view token) {
+  if (token.size() > max_token_chars || !token.starts_with(refresh_prefix)) return std::nullopt;
+  token.remove_prefix(refresh_prefix.size());
+  auto dot = token.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  auto device = from_base64url(token.substr(0, dot));
+  auto secret = from_base64url(token.substr(dot + 1));
+  if (!device || !secret || device->size() != device_id_bytes || secret->size() != refresh_secret_bytes)
+    return std::nullopt;
+  return refresh_parts{std::move(*device), std::move(*secret)};
+}
+
+std::string hash_refresh_secret(std::string const& secret) {
+  std::string out(32, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),
+                     reinterpret_cast<unsigned char const*>(secret.data()), secret.size(), nullptr, 0);
+  return out;
+}
+
+}  // namespace petchat::users::detail

@@ -1,0 +1,233 @@
+#include "lmdb.hpp"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <exception>
+#include <vector>
+
+namespace petchat::store {
+namespace {
+
+// Thrown inside a batch when the map is full: the writer aborts the batch, grows the map
+// and runs the batch again.
+struct map_full {};
+
+void check(int rc, char const* what) {
+  if (rc == MDB_MAP_FULL) throw map_full{};
+  if (rc != MDB_SUCCESS) throw lmdb_error(what, rc);
+}
+
+MDB_val to_val(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string_view to_view(MDB_val const& v) {
+  return {static_cast<char const*>(v.mv_data), v.mv_size};
+}
+
+}  // namespace
+
+lmdb_error::lmdb_error(std::string const& what, int rc)
+    : std::runtime_error(what + ": " + mdb_strerror(rc)), code_(rc) {}
+
+std::optional<std::string_view> lmdb_txn::get(lmdb_db db, std::string_view key) const {
+  MDB_val k = to_val(key), v;
+  int rc = mdb_get(txn_, db.handle, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  check(rc, "mdb_get");
+  return to_view(v);
+}
+
+void lmdb_txn::put(lmdb_db db, std::string_view key, std::string_view value) {
+  MDB_val k = to_val(key), v = to_val(value);
+  check(mdb_put(txn_, db.handle, &k, &v, 0), "mdb_put");
+}
+
+bool lmdb_txn::insert(lmdb_db db, std::string_view key, std::string_view value) {
+  MDB_val k = to_val(key), v = to_val(value);
+  int rc = mdb_put(txn_, db.handle, &k, &v, MDB_NOOVERWRITE);
+  if (rc == MDB_KEYEXIST) return false;
+  check(rc, "mdb_put");
+  return true;
+}
+
+bool lmdb_txn::erase(lmdb_db db, std::string_view key) {
+  MDB_val k = to_val(key);
+  int rc = mdb_del(txn_, db.handle, &k, nullptr);
+  if (rc == MDB_NOTFOUND) return false;
+  check(rc, "mdb_del");
+  return true;
+}
+
+void lmdb_txn::for_each(lmdb_db db, std::string_view prefix,
+                        std::function<bool(std::string_view, std::string_view)> const& fn) const {
+  MDB_cursor* cursor = nullptr;
+  check(mdb_cursor_open(txn_, db.handle, &cursor), "mdb_cursor_open");
+  std::unique_ptr<MDB_cursor, void (*)(MDB_cursor*)> guard(cursor, mdb_cursor_close);
+  MDB_val k = to_val(prefix), v;
+  int rc = prefix.empty() ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
+                          : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+  while (rc == MDB_SUCCESS) {
+    auto key = to_view(k);
+    if (!key.starts_with(prefix) || !fn(key, to_view(v))) return;
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) check(rc, "mdb_cursor_get");
+}
+
+std::size_t lmdb_txn::count(lmdb_db db) const {
+  MDB_stat st;
+  check(mdb_stat(txn_, db.handle, &st), "mdb_stat");
+  return st.ms_entries;
+}
+
+namespace {
+MDB_txn* begin_read(MDB_env* env) {
+  MDB_txn* txn = nullptr;
+  check(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), "mdb_txn_begin(read)");
+  return txn;
+}
+}  // namespace
+
+lmdb_env::read_txn::read_txn(MDB_env* env) : txn(begin_read(env)), view(txn) {}
+
+lmdb_env::read_txn::~read_txn() { mdb_txn_abort(txn); }
+
+lmdb_env::lmdb_env(lmdb_options options) : options_(std::move(options)) {
+  std::filesystem::create_directories(options_.dir);
+  ::chmod(options_.dir.c_str(), 0700);
+  check(mdb_env_create(&env_), "mdb_env_create");
+  try {
+    check(mdb_env_set_maxdbs(env_, options_.max_dbs), "mdb_env_set_maxdbs");
+    check(mdb_env_set_mapsize(env_, options_.initial_map_bytes), "mdb_env_set_mapsize");
+    // MDB_NOTLS: read transactions are not tied to a thread, so any I/O thread may read.
+    // Synchronous commits are kept (no MDB_NOSYNC): a committed write is on disk.
+    int rc = mdb_env_open(env_, options_.dir.c_str(), MDB_NOTLS, 0600);
+    if (rc != MDB_SUCCESS) throw lmdb_error("mdb_env_open " + options_.dir.string(), rc);
+    // An existing environment may already be larger than the configured start size.
+    MDB_envinfo info;
+    mdb_env_info(env_, &info);
+    options_.initial_map_bytes = info.me_mapsize;
+  } catch (...) {
+    mdb_env_close(env_);
+    throw;
+  }
+  writer_ = std::thread([this] { run_writer(); });
+}
+
+lmdb_env::~lmdb_env() {
+  stop();
+  mdb_env_close(env_);
+}
+
+lmdb_db lmdb_env::open_db(char const* name) {
+  MDB_txn* txn = nullptr;
+  check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+  lmdb_db db;
+  int rc = mdb_dbi_open(txn, name, MDB_CREATE, &db.handle);
+  if (rc != MDB_SUCCESS) {
+    mdb_txn_abort(txn);
+    throw lmdb_error(std::string("mdb_dbi_open ") + name, rc);
+  }
+  check(mdb_txn_commit(txn), "mdb_txn_commit");
+  return db;
+}
+
+void lmdb_env::submit(write_fn fn, done_fn done) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (!stopping_) {
+      queue_.push_back(request{std::move(fn), std::move(done)});
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  done(write_outcome::failed);
+}
+
+void lmdb_env::stop() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+    queue_cv_.notify_one();
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+std::size_t lmdb_env::map_size() const {
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  return info.me_mapsize;
+}
+
+std::uint64_t lmdb_env::commits() const { return commits_.load(std::memory_order_relaxed); }
+
+void lmdb_env::run_writer() {
+  for (;;) {
+    std::deque<request> batch;
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is done
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    while (!commit_batch(batch)) grow_map();
+  }
+}
+
+bool lmdb_env::commit_batch(std::deque<request>& batch) {
+  std::vector<write_outcome> outcomes(batch.size(), write_outcome::failed);
+  MDB_txn* parent = nullptr;
+  try {
+    std::shared_lock gate(resize_gate_);
+    check(mdb_txn_begin(env_, nullptr, 0, &parent), "mdb_txn_begin(write)");
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      // Each request gets a nested transaction so that its failure or rollback leaves
+      // the other requests of the batch untouched.
+      MDB_txn* child = nullptr;
+      check(mdb_txn_begin(env_, parent, 0, &child), "mdb_txn_begin(nested)");
+      try {
+        lmdb_txn txn(child);
+        if (batch[i].fn(txn)) {
+          check(mdb_txn_commit(child), "mdb_txn_commit(nested)");
+          outcomes[i] = write_outcome::committed;
+        } else {
+          mdb_txn_abort(child);
+          outcomes[i] = write_outcome::rolled_back;
+        }
+      } catch (map_full const&) {
+        mdb_txn_abort(child);
+        throw;
+      } catch (std::exception const&) {
+        mdb_txn_abort(child);
+        outcomes[i] = write_outcome::failed;
+      }
+    }
+    // The group commit: one fsync makes every request of the batch durable.
+    int rc = mdb_txn_commit(parent);
+    parent = nullptr;
+    check(rc, "mdb_txn_commit");
+    commits_.fetch_add(1, std::memory_order_relaxed);
+  } catch (map_full const&) {
+    if (parent) mdb_txn_abort(parent);
+    return false;
+  } catch (std::exception const&) {
+    if (parent) mdb_txn_abort(parent);
+    for (auto& o : outcomes) o = write_outcome::failed;
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(outcomes[i]);
+  return true;
+}
+
+void lmdb_env::grow_map() {
+  std::unique_lock gate(resize_gate_);
+  std::size_t next = map_size() * 2;
+  int rc = mdb_env_set_mapsize(env_, next);
+  if (rc != MDB_SUCCESS) throw lmdb_error("mdb_env_set_mapsize", rc);
+}
+
+}  // namespace petchat::store

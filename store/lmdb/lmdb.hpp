@@ -1,0 +1,169 @@
+// petchat's LMDB engine: an environment, its named databases, short read transactions on
+// any thread, and a commit pipeline through which every write goes.
+//
+// Writes are group-committed: one writer thread takes every request queued since its last
+// commit, runs each in its own nested transaction (so one failing request does not undo the
+// others), commits the whole batch with one fsync, and only then reports every request's
+// outcome. A request that was reported `committed` survives a kill -9.
+//
+// When the memory map fills up, the writer doubles it and runs the batch again, so a
+// growing database never fails a write for lack of map space.
+#pragma once
+
+#include <lmdb.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace petchat::store {
+
+// Start-up and programming errors (bad path, corrupt file, misuse): thrown. Expected
+// outcomes (not found, key exists) are return values.
+class lmdb_error : public std::runtime_error {
+ public:
+  lmdb_error(std::string const& what, int rc);
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+// A named database inside an environment. Cheap to copy; valid for the env's lifetime.
+struct lmdb_db {
+  MDB_dbi handle = 0;
+};
+
+// A transaction handed to readers and writers. Not copyable; never outlives the call
+// that handed it out.
+class lmdb_txn {
+ public:
+  explicit lmdb_txn(MDB_txn* txn) : txn_(txn) {}
+  lmdb_txn(lmdb_txn const&) = delete;
+  lmdb_txn& operator=(lmdb_txn const&) = delete;
+
+  // The value stored under `key`, or nullopt. The view points into the map and is valid
+  // until the transaction ends.
+  std::optional<std::string_view> get(lmdb_db db, std::string_view key) const;
+
+  // Stores `value` under `key`, replacing any old value. Write transactions only.
+  void put(lmdb_db db, std::string_view key, std::string_view value);
+
+  // Stores `value` only if `key` is absent. Returns false (and changes nothing) if present.
+  bool insert(lmdb_db db, std::string_view key, std::string_view value);
+
+  // Removes `key`. Returns false if it was absent.
+  bool erase(lmdb_db db, std::string_view key);
+
+  // Calls `fn(key, value)` for every entry whose key starts with `prefix`, in key order,
+  // until `fn` returns false.
+  void for_each(lmdb_db db, std::string_view prefix,
+                std::function<bool(std::string_view, std::string_view)> const& fn) const;
+
+  // Number of entries in `db`.
+  std::size_t count(lmdb_db db) const;
+
+  MDB_txn* native() const noexcept { return txn_; }
+
+ private:
+  MDB_txn* txn_;
+};
+
+// What became of one write request.
+enum class write_outcome {
+  committed,    // the request's changes are durable (fsync'd)
+  rolled_back,  // the request chose not to write (returned false); nothing changed
+  failed,       // the request threw, or the batch could not be committed; nothing changed
+};
+
+struct lmdb_options {
+  std::filesystem::path dir;                      // created if missing (mode 0700)
+  std::size_t initial_map_bytes = 64u << 20;      // grows by doubling when full
+  unsigned max_dbs = 16;
+  std::size_t max_batch = 1024;                   // requests per group commit
+};
+
+class lmdb_env {
+ public:
+  // Runs inside the writer's transaction. Returns true to keep its changes, false to roll
+  // them back. It may run more than once (after the map grows), so it must write its
+  // results to its captures idempotently. It must not block.
+  using write_fn = std::function<bool(lmdb_txn&)>;
+  // Called on the writer thread once the request's fate is final. Must not block: post
+  // the outcome to where it is awaited.
+  using done_fn = std::function<void(write_outcome)>;
+
+  // Opens (creating if needed) the environment and starts the writer thread.
+  // Throws lmdb_error on failure.
+  explicit lmdb_env(lmdb_options options);
+  ~lmdb_env();  // stops the writer after draining queued requests; closes the env
+  lmdb_env(lmdb_env const&) = delete;
+  lmdb_env& operator=(lmdb_env const&) = delete;
+
+  // Opens or creates a named database. Call during start-up, before any read or write.
+  lmdb_db open_db(char const* name);
+
+  // Runs `fn` with a read-only snapshot and returns what it returns. Safe on any thread;
+  // never waits for the writer (only, briefly, for a map resize).
+  template <typename F>
+  auto read(F&& fn) const {
+    std::shared_lock gate(resize_gate_);
+    read_txn txn(env_);
+    return fn(txn.view);
+  }
+
+  // Queues a write. `done` is called exactly once, from the writer thread.
+  // After stop() the request fails at once.
+  void submit(write_fn fn, done_fn done);
+
+  // Finishes queued writes and stops the writer thread. Idempotent.
+  void stop();
+
+  std::size_t map_size() const;
+  std::uint64_t commits() const;  // group commits done (each is one fsync)
+
+ private:
+  struct read_txn {
+    explicit read_txn(MDB_env* env);
+    ~read_txn();
+    MDB_txn* txn = nullptr;
+    lmdb_txn view;
+  };
+  struct request {
+    write_fn fn;
+    done_fn done;
+  };
+
+  void run_writer();
+  bool commit_batch(std::deque<request>& batch);  // false when the map had to grow
+  void grow_map();
+
+  lmdb_options options_;
+  MDB_env* env_ = nullptr;
+
+  // Readers hold it shared for the life of a read transaction; the writer holds it
+  // exclusively while resizing the map, which LMDB allows only with no live transaction.
+  mutable std::shared_mutex resize_gate_;
+
+  std::mutex queue_mutex_;           // guards queue_ and stopping_
+  std::condition_variable queue_cv_;
+  std::deque<request> queue_;
+  bool stopping_ = false;
+
+  std::atomic<std::uint64_t> commits_{0};
+  std::thread writer_;  // last member: starts after everything above is initialized
+};
+
+}  // namespace petchat::store

@@ -1,0 +1,205 @@
+"""Configuration: --check-config, error reporting, command-line overrides, --version."""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import READY_PREFIX, NodeTestCase, run_node_cli  # noqa: E402
+
+FULL_VALID = """\
+# every documented key, with a valid value
+[node]
+region = "eu-west"
+data_dir = "./somewhere"
+threads = 2
+
+[gateway]
+listen = "127.0.0.1:8080"
+max_header_bytes = 8192
+max_body_bytes = 65536
+request_timeout_ms = 10000
+idle_timeout_ms = 60000
+max_connections = 10000
+
+[admin]
+socket = ""
+
+[users]
+registration = "open"
+registration_token = ""
+access_token_ttl_s = 900
+refresh_token_ttl_s = 2592000
+password_min_length = 8
+password_hash_ops = 2
+password_hash_memory_kib = 65536
+login_free_attempts = 5
+login_backoff_initial_ms = 1000
+login_backoff_max_ms = 900000
+
+[store]
+lmdb_initial_map_mib = 64
+
+[log]
+format = "human"
+level = "info"
+"""
+
+
+class CheckConfigTest(NodeTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="petchat-config-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def write(self, text, name="c.toml"):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def check(self, text):
+        return run_node_cli("--check-config", self.write(text), cwd=self.tmp)
+
+    def assertInvalid(self, text, key, line=None):
+        rc, out, err = self.check(text)
+        self.assertNotEqual(rc, 0, "accepted an invalid config (key %s)\nstderr: %s" % (key, err))
+        self.assertIn(key, err, "stderr does not name the key %r: %r" % (key, err))
+        if line is not None:
+            self.assertRegex(err, r"\bline\s+%d\b" % line, "stderr does not give line %d: %r" % (line, err))
+        return err
+
+    def test_valid_full(self):
+        rc, out, err = self.check(FULL_VALID)
+        self.assertEqual(rc, 0, "stderr: %s" % err)
+        # Checking must not start anything or create the data dir.
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "somewhere")))
+
+    def test_valid_minimal(self):
+        for text in ["", "# nothing\n", '[node]\nregion = "eu-west"\n',
+                     '[users]\nregistration = "closed"\n',
+                     '[log]\nformat = "json"\nlevel = "debug"\n',
+                     '[gateway]\nlisten = "127.0.0.1:0"\n']:
+            with self.subTest(text=text):
+                rc, out, err = self.check(text)
+                self.assertEqual(rc, 0, "stderr: %s" % err)
+
+    def test_unknown_key(self):
+        text = '[node]\nregion = "eu-west"\nbogus_key = 1\n'
+        self.assertInvalid(text, "bogus_key", line=3)
+        text = '[users]\nregistration = "open"\n\n\npassword_max_len = 9\n'
+        self.assertInvalid(text, "password_max_len", line=5)
+
+    def test_unknown_section(self):
+        self.assertInvalid('[nodes]\nregion = "x"\n', "nodes")
+
+    def test_wrong_type(self):
+        self.assertInvalid('[node]\nthreads = "x"\n', "threads", line=2)
+        self.assertInvalid('[node]\nregion = 5\n', "region", line=2)
+        self.assertInvalid('[gateway]\n\nmax_body_bytes = "big"\n', "max_body_bytes", line=3)
+        self.assertInvalid('[users]\nregistration = true\n', "registration", line=2)
+        self.assertInvalid('[users]\naccess_token_ttl_s = 1.5\n', "access_token_ttl_s", line=2)
+        self.assertInvalid('node = 5\n', "node")
+
+    def test_out_of_range(self):
+        self.assertInvalid('[gateway]\nlisten = "127.0.0.1:70000"\n', "listen", line=2)
+        self.assertInvalid('[gateway]\nlisten = "no port here"\n', "listen", line=2)
+        self.assertInvalid('[users]\nregistration = "maybe"\n', "registration", line=2)
+        self.assertInvalid('[node]\nthreads = -1\n', "threads", line=2)
+        self.assertInvalid('[log]\nformat = "xml"\n', "format", line=2)
+        # Region names follow the name rules.
+        self.assertInvalid('[node]\nregion = "EU-West"\n', "region", line=2)
+        self.assertInvalid('[node]\nregion = "eu"\n', "region", line=2)
+
+    def test_all_errors_reported(self):
+        err = self.assertInvalid('[node]\nthreads = "x"\n[users]\nregistration = "maybe"\n', "threads")
+        self.assertIn("registration", err, "only the first error was reported: %r" % err)
+
+    def test_unparsable(self):
+        for text in ['[node\nregion = "x"\n', '[node]\nregion = \n', '[node]\nregion = "unterminated\n',
+                     '[node]\nregion = "a"\nregion = "b"\n']:
+            with self.subTest(text=text):
+                rc, out, err = self.check(text)
+                self.assertNotEqual(rc, 0, "accepted unparsable TOML")
+                self.assertTrue(err.strip(), "no message on stderr")
+                self.assertRegex(err, r"\bline\s+\d+", "no line number: %r" % err)
+
+    def test_missing_file(self):
+        path = os.path.join(self.tmp, "does-not-exist.toml")
+        rc, out, err = run_node_cli("--check-config", path, cwd=self.tmp)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("does-not-exist.toml", err)
+
+    def test_node_refuses_broken_config(self):
+        path = self.write('[node]\nregion = "eu-west"\n[users]\nregistration = "maybe"\n')
+        data_dir = os.path.join(self.tmp, "data")
+        rc, out, err = run_node_cli("--config", path, "--data-dir", data_dir, "--listen", "127.0.0.1:0",
+                                    cwd=self.tmp, timeout=15)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("registration", err)
+        self.assertRegex(err, r"\bline\s+4\b")
+        self.assertNotIn(READY_PREFIX, out)
+
+    def test_bad_command_line_values(self):
+        path = self.write("")
+        data_dir = os.path.join(self.tmp, "data")
+        for args, key in [(["--listen", "127.0.0.1:99999"], "listen"), (["--region", "Bad Region"], "region"),
+                          (["--threads=-1"], "threads"), (["--log-format", "xml"], "format")]:
+            with self.subTest(args=args):
+                rc, out, err = run_node_cli("--config", path, "--data-dir", data_dir, *args, cwd=self.tmp)
+                self.assertNotEqual(rc, 0)
+                self.assertIn(key, err)
+                self.assertNotIn(READY_PREFIX, out)
+
+    def test_version(self):
+        rc, out, err = run_node_cli("--version")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\d+\.\d+\.\d+")
+
+
+class OverrideTest(NodeTestCase):
+
+    def test_command_line_overrides_file(self):
+        node = self.start_node(config={"node": {"region": "from-file"}}, extra_args=["--region", "from-flag"])
+        r = node.request("GET", "/readyz")
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json.get("region"), "from-flag")
+        u = node.new_user("alice")
+        self.assertEqual(u["id"], "alice@from-flag")
+
+    def test_region_from_file(self):
+        node = self.start_node(config={"node": {"region": "eu-west"}})
+        u = node.new_user("alice")
+        self.assertEqual(u["id"], "alice@eu-west")
+        self.assertEqual(u["region"], "eu-west")
+
+    def test_admin_socket_setting(self):
+        sock_dir = tempfile.mkdtemp(prefix="petchat-sock-")
+        self.addCleanup(shutil.rmtree, sock_dir, True)
+        sock = os.path.join(sock_dir, "ctl.sock")
+        node = self.start_node(extra_config='[admin]\nsocket = "%s"\n' % sock)
+        self.assertEqual(os.path.realpath(node.admin_socket), os.path.realpath(sock))
+        r = node.admin("GET", "/v1/admin/status")
+        self.assertStatus(r, 200)
+
+    def test_json_logs(self):
+        node = self.start_node(extra_args=["--log-format", "json"])
+        node.new_user("logged")
+        node.stop()
+        lines = [l for l in node.stderr_lines if l.strip() and not l.startswith("=== start")]
+        self.assertTrue(lines, "no log lines at all")
+        for l in lines:
+            try:
+                obj = json.loads(l)
+            except ValueError:
+                self.fail("log line is not JSON: %r" % l)
+            self.assertIsInstance(obj, dict, l)
+
+
+if __name__ == "__main__":
+    unittest.main()

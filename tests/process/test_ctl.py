@@ -1,0 +1,359 @@
+"""petchatctl against a running node, and the admin API it speaks."""
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import NodeTestCase, run_ctl, run_node_cli  # noqa: E402
+
+REGION = "ctl-west"
+PW = "password123"
+USER_ENTRY_KEYS = {"id", "name", "display_name", "disabled", "created_at", "sessions"}
+SESSION_KEYS = {"device_id", "user_id", "device_name", "created_at", "last_refreshed_at", "revoked"}
+
+
+class CtlTest(NodeTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.node = cls.start_class_node(config={"node": {"region": REGION}})
+
+    def ctl_ok(self, *args, input=None):
+        rc, out, err = self.node.ctl(*args, input=input)
+        self.assertEqual(rc, 0, "petchatctl %s: rc %d\nstdout: %s\nstderr: %s" % (" ".join(args), rc, out, err))
+        return out
+
+    def ctl_json(self, *args, input=None):
+        out = self.ctl_ok("--json", *args, input=input)
+        try:
+            return json.loads(out)
+        except ValueError:
+            self.fail("petchatctl --json %s: stdout is not one JSON document: %r" % (" ".join(args), out))
+
+    def ctl_error(self, code, *args, input=None):
+        rc, out, err = self.node.ctl(*args, input=input)
+        self.assertEqual(rc, 1, "petchatctl %s: want rc 1, got %d\nstdout: %s\nstderr: %s"
+                         % (" ".join(args), rc, out, err))
+        self.assertRegex(err, r"petchatctl: error: %s: \S" % re.escape(code))
+        return err
+
+    # -- status ------------------------------------------------------------------------------
+
+    def test_status(self):
+        st = self.ctl_json("status")
+        for k in ("version", "region", "started_at", "uptime_s", "data_dir", "listen", "users", "sessions"):
+            self.assertIn(k, st)
+        self.assertEqual(st["region"], REGION)
+        self.assertIsInstance(st["version"], str)
+        self.assertTrue(st["version"])
+        self.assertIsInstance(st["uptime_s"], int)
+        self.assertGreaterEqual(st["uptime_s"], 0)
+        self.assertTimestamp(st["started_at"], "started_at")
+        self.assertEqual(os.path.realpath(st["data_dir"]), os.path.realpath(self.node.data_dir))
+        self.assertIsInstance(st["listen"], str)
+        self.assertTrue(st["listen"].startswith("127.0.0.1:"), st["listen"])
+        self.assertIsInstance(st["users"].get("total"), int)
+        self.assertIsInstance(st["users"].get("disabled"), int)
+        self.assertIsInstance(st["sessions"].get("active"), int)
+        # The same version as the binary reports.
+        rc, vout, verr = run_node_cli("--version")
+        self.assertEqual(rc, 0, verr)
+        self.assertIn(st["version"], vout)
+        # The table form shows the same facts.
+        out = self.ctl_ok("status")
+        self.assertIn(REGION, out)
+        self.assertIn(st["version"], out)
+        self.assertNotEqual(out.lstrip()[:1], "{", "status without --json printed JSON")
+
+    def test_status_counts(self):
+        before = self.ctl_json("status")
+        self.node.new_user("counted1")
+        self.node.new_user("counted2")
+        self.node.new_session("counted1")
+        self.assertStatus(self.node.admin("POST", "/v1/admin/users/counted2/disable"), 200)
+        after = self.ctl_json("status")
+        self.assertEqual(after["users"]["total"], before["users"]["total"] + 2)
+        self.assertEqual(after["users"]["disabled"], before["users"]["disabled"] + 1)
+        self.assertEqual(after["sessions"]["active"], before["sessions"]["active"] + 1)
+
+    def test_default_socket_from_data_dir(self):
+        rc, out, err = run_ctl("--data-dir", self.node.data_dir, "--json", "status")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["region"], REGION)
+
+    def test_default_data_dir_is_dot_data(self):
+        # With neither --socket nor --data-dir: ./data/admin.sock relative to the cwd.
+        rc, out, err = run_ctl("--json", "status", cwd=os.path.dirname(self.node.data_dir))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["region"], REGION)
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def test_users_add_and_list(self):
+        out = self.ctl_ok("users", "add", "carol", "--display-name", "Carol C", input="s3cret-pass\n")
+        s = self.node.new_session("carol", "s3cret-pass")
+        self.assertEqual(s["user_id"], "carol@" + REGION)
+        r = self.node.request("GET", "/v1/me", token=s["access_token"])
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["display_name"], "Carol C")
+
+        entry = self.ctl_json("users", "add", "zed", input="zed-password\n")
+        self.assertTrue(USER_ENTRY_KEYS <= set(entry), entry)
+        self.assertEqual(entry["name"], "zed")
+        self.assertEqual(entry["id"], "zed@" + REGION)
+        self.assertEqual(entry["display_name"], "zed")
+        self.assertIs(entry["disabled"], False)
+        self.assertEqual(entry["sessions"], 0)
+        self.node.new_session("zed", "zed-password")
+        # Only the first line of stdin is the password.
+        self.ctl_ok("users", "add", "yan", input="first-line-pw\nsecond line\n")
+        self.node.new_session("yan", "first-line-pw")
+
+        out = self.ctl_ok("users", "list")
+        for name in ("carol", "zed", "yan"):
+            self.assertIn(name, out)
+        listing = self.ctl_json("users", "list")
+        users = listing["users"]
+        names = [u["name"] for u in users]
+        self.assertEqual(names, sorted(names), "users list is not sorted by name")
+        by_name = {u["name"]: u for u in users}
+        for name in ("carol", "zed", "yan"):
+            self.assertIn(name, by_name)
+            self.assertTrue(USER_ENTRY_KEYS <= set(by_name[name]), by_name[name])
+        self.assertEqual(by_name["carol"]["display_name"], "Carol C")
+        self.assertEqual(by_name["carol"]["sessions"], 1)
+        self.assertIs(by_name["carol"]["disabled"], False)
+        self.assertTimestamp(by_name["carol"]["created_at"])
+
+    def test_users_add_errors(self):
+        self.ctl_ok("users", "add", "taken", input=PW + "\n")
+        self.ctl_error("name_taken", "users", "add", "taken", input=PW + "\n")
+        self.ctl_error("invalid_name", "users", "add", "Bad-Name", input=PW + "\n")
+        self.ctl_error("weak_password", "users", "add", "weakone", input="short\n")
+        # Nothing was created by the refusals.
+        self.ctl_error("user_not_found", "users", "disable", "weakone")
+
+    def test_disable_enable(self):
+        self.ctl_ok("users", "add", "dora", input=PW + "\n")
+        s = self.node.new_session("dora")
+        entry = self.ctl_json("users", "disable", "dora")
+        self.assertIs(entry["disabled"], True)
+        self.assertError(self.node.login("dora", PW), 403, "user_disabled")
+        self.assertError(self.node.request("GET", "/v1/me", token=s["access_token"]), 403, "user_disabled")
+        listing = {u["name"]: u for u in self.ctl_json("users", "list")["users"]}
+        self.assertIs(listing["dora"]["disabled"], True)
+
+        self.ctl_ok("users", "enable", "dora")
+        self.node.new_session("dora")
+        listing = {u["name"]: u for u in self.ctl_json("users", "list")["users"]}
+        self.assertIs(listing["dora"]["disabled"], False)
+        # A full user id works too.
+        self.ctl_ok("users", "disable", "dora@" + REGION)
+        self.assertError(self.node.login("dora", PW), 403, "user_disabled")
+        self.ctl_ok("users", "enable", "dora@" + REGION)
+        self.node.new_session("dora")
+
+    def test_passwd(self):
+        self.ctl_ok("users", "add", "eve", input="old-password\n")
+        s = self.node.new_session("eve", "old-password")
+        self.ctl_ok("users", "passwd", "eve", input="new-password\n")
+        self.assertError(self.node.login("eve", "old-password"), 401, "invalid_credentials")
+        self.node.new_session("eve", "new-password")
+        self.assertError(self.node.request("GET", "/v1/me", token=s["access_token"]), 401, "session_revoked")
+        self.ctl_error("weak_password", "users", "passwd", "eve", input="short\n")
+        self.node.new_session("eve", "new-password")
+
+    def test_delete(self):
+        self.ctl_ok("users", "add", "fred", input=PW + "\n")
+        s = self.node.new_session("fred")
+        self.node.new_user("watcher")
+        w = self.node.new_session("watcher")["access_token"]
+        self.assertEqual(self.ctl_json("users", "delete", "fred"), {"ok": True})
+        self.assertError(self.node.login("fred", PW), 401, "invalid_credentials")
+        self.assertError(self.node.request("GET", "/v1/users/fred", token=w), 404, "user_not_found")
+        r = self.node.request("GET", "/v1/me", token=s["access_token"])
+        self.assertEqual(r.status, 401, r.describe())
+        names = [u["name"] for u in self.ctl_json("users", "list")["users"]]
+        self.assertNotIn("fred", names)
+        self.ctl_error("user_not_found", "users", "delete", "fred")
+        # The name is free again.
+        self.node.new_user("fred", "another-password")
+
+    def test_unknown_user_errors(self):
+        for cmd in (["users", "disable", "ghost"], ["users", "enable", "ghost"], ["users", "delete", "ghost"]):
+            with self.subTest(cmd=cmd):
+                self.ctl_error("user_not_found", *cmd)
+        self.ctl_error("user_not_found", "users", "passwd", "ghost", input=PW + "\n")
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def test_sessions_list_and_revoke(self):
+        self.ctl_ok("users", "add", "gus", input=PW + "\n")
+        self.ctl_ok("users", "add", "hal", input=PW + "\n")
+        phone = self.node.new_session("gus", device="gus phone")
+        laptop = self.node.new_session("gus", device="gus laptop")
+        hal = self.node.new_session("hal")
+
+        listing = self.ctl_json("sessions", "list", "--user", "gus")
+        sessions = listing["sessions"]
+        self.assertEqual(sorted(s["device_id"] for s in sessions), sorted([phone["device_id"], laptop["device_id"]]))
+        for s in sessions:
+            self.assertTrue(SESSION_KEYS <= set(s), s)
+            self.assertEqual(s["user_id"], "gus@" + REGION)
+            self.assertIs(s["revoked"], False)
+            self.assertTimestamp(s["created_at"])
+        self.assertEqual({s["device_name"] for s in sessions}, {"gus phone", "gus laptop"})
+
+        all_ids = {s["device_id"] for s in self.ctl_json("sessions", "list")["sessions"]}
+        self.assertTrue({phone["device_id"], laptop["device_id"], hal["device_id"]} <= all_ids)
+
+        out = self.ctl_ok("sessions", "list", "--user", "gus")
+        self.assertIn(phone["device_id"], out)
+        self.assertIn(laptop["device_id"], out)
+        self.assertNotIn(hal["device_id"], out)
+
+        self.assertEqual(self.ctl_json("sessions", "revoke", phone["device_id"]), {"ok": True})
+        self.assertError(self.node.request("GET", "/v1/me", token=phone["access_token"]), 401, "session_revoked")
+        self.assertStatus(self.node.request("GET", "/v1/me", token=laptop["access_token"]), 200)
+        self.assertStatus(self.node.request("GET", "/v1/me", token=hal["access_token"]), 200)
+        states = {s["device_id"]: s["revoked"] for s in self.ctl_json("sessions", "list", "--user", "gus")["sessions"]}
+        self.assertIs(states.get(laptop["device_id"]), False)
+        # A revoked session is either listed with "revoked": true or no longer listed.
+        if phone["device_id"] in states:
+            self.assertIs(states[phone["device_id"]], True, "revoked session listed as active")
+
+        self.ctl_error("session_not_found", "sessions", "revoke", "NoSuchDeviceId0000000")
+
+    def test_sessions_list_unknown_user(self):
+        self.ctl_error("user_not_found", "sessions", "list", "--user", "ghost")
+
+    # -- usage and reachability ----------------------------------------------------------------
+
+    def test_usage_errors(self):
+        for args in ([], ["frobnicate"], ["users"], ["users", "add"], ["users", "frob", "x"],
+                     ["sessions", "revoke"], ["--no-such-flag", "status"]):
+            with self.subTest(args=args):
+                rc, out, err = self.node.ctl(*args)
+                self.assertEqual(rc, 2, "petchatctl %s: rc %d\nstdout: %s\nstderr: %s" % (args, rc, out, err))
+                self.assertTrue(err.strip(), "no usage message on stderr")
+
+    def test_not_running(self):
+        tmp = tempfile.mkdtemp(prefix="petchat-ctl-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        sock = os.path.join(tmp, "nonexistent.sock")
+        rc, out, err = run_ctl("--socket", sock, "status")
+        self.assertEqual(rc, 3, "rc %d, stderr: %s" % (rc, err))
+        self.assertIn("not running", err)
+        self.assertIn(sock, err)
+        rc, out, err = run_ctl("--socket", sock, "users", "list")
+        self.assertEqual(rc, 3, err)
+        # --data-dir: the default socket path inside it is named.
+        rc, out, err = run_ctl("--data-dir", tmp, "--json", "status")
+        self.assertEqual(rc, 3, err)
+        self.assertIn("not running", err)
+        self.assertIn(os.path.join(tmp, "admin.sock"), err)
+
+
+class CtlStoppedNodeTest(NodeTestCase):
+
+    def test_stale_socket_after_stop(self):
+        node = self.start_node()
+        sock = node.admin_socket
+        node.stop()
+        rc, out, err = run_ctl("--socket", sock, "status")
+        self.assertEqual(rc, 3, "rc %d, stderr: %s" % (rc, err))
+        self.assertIn("not running", err)
+
+
+class AdminApiTest(NodeTestCase):
+    """The admin API directly (what petchatctl speaks)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.node = cls.start_class_node(config={"node": {"region": REGION}, "users": {"registration": "closed"}})
+
+    def test_create_user_ignores_policy(self):
+        r = self.node.admin("POST", "/v1/admin/users", {"name": "ivy", "password": PW, "display_name": "Ivy"})
+        self.assertStatus(r, 201)
+        self.assertTrue(USER_ENTRY_KEYS <= set(r.json), r.json)
+        self.assertEqual(r.json["id"], "ivy@" + REGION)
+        self.assertEqual(r.json["display_name"], "Ivy")
+        self.assertError(self.node.register("ivy2", PW), 403, "registration_closed")
+        self.node.new_session("ivy")
+
+    def test_create_user_errors(self):
+        self.assertStatus(self.node.admin("POST", "/v1/admin/users", {"name": "jack", "password": PW}), 201)
+        self.assertError(self.node.admin("POST", "/v1/admin/users", {"name": "jack", "password": PW}), 409,
+                         "name_taken")
+        self.assertError(self.node.admin("POST", "/v1/admin/users", {"name": "Jack", "password": PW}), 400,
+                         "invalid_name")
+        self.assertError(self.node.admin("POST", "/v1/admin/users", {"name": "jacky", "password": "short"}), 400,
+                         "weak_password")
+        self.assertError(self.node.admin("POST", "/v1/admin/users", {"password": PW}), 400, "missing_field",
+                         field="name")
+        self.assertError(self.node.admin("POST", "/v1/admin/users", {"name": 1, "password": PW}), 400,
+                         "invalid_field", field="name")
+        self.assertError(self.node.admin("POST", "/v1/admin/users", raw_body=b"{"), 400, "invalid_json")
+
+    def test_password_endpoint(self):
+        self.assertStatus(self.node.admin("POST", "/v1/admin/users", {"name": "kim", "password": PW}), 201)
+        s = self.node.new_session("kim")
+        r = self.node.admin("POST", "/v1/admin/users/kim/password", {"password": "fresh-password"})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["name"], "kim")
+        self.assertEqual(r.json["sessions"], 0)
+        self.assertError(self.node.request("GET", "/v1/me", token=s["access_token"]), 401, "session_revoked")
+        r = self.node.refresh(s["refresh_token"])
+        self.assertEqual(r.status, 401, r.describe())
+        # session_revoked, or invalid_refresh_token from a node that deletes revoked sessions.
+        self.assertIn((r.json or {}).get("error", {}).get("code"), ("session_revoked", "invalid_refresh_token"),
+                      r.describe())
+        self.node.new_session("kim", "fresh-password")
+        r = self.node.admin("POST", "/v1/admin/users/kim/password", {})
+        self.assertError(r, 400, "missing_field", field="password")
+
+    def test_sessions_endpoints(self):
+        self.assertStatus(self.node.admin("POST", "/v1/admin/users", {"name": "lou", "password": PW}), 201)
+        s = self.node.new_session("lou", device="lou tablet")
+        r = self.node.admin("GET", "/v1/admin/sessions?user=lou")
+        self.assertStatus(r, 200)
+        self.assertEqual([x["device_id"] for x in r.json["sessions"]], [s["device_id"]])
+        self.assertEqual(r.json["sessions"][0]["device_name"], "lou tablet")
+        r = self.node.admin("DELETE", "/v1/admin/sessions/" + s["device_id"])
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertEqual(r.raw, b"")
+        self.assertError(self.node.request("GET", "/v1/me", token=s["access_token"]), 401, "session_revoked")
+        self.assertError(self.node.admin("DELETE", "/v1/admin/sessions/NoSuchDeviceId0000000"), 404,
+                         "session_not_found")
+        self.assertError(self.node.admin("GET", "/v1/admin/sessions?user=ghost"), 404, "user_not_found")
+
+    def test_delete_user(self):
+        self.assertStatus(self.node.admin("POST", "/v1/admin/users", {"name": "max", "password": PW}), 201)
+        r = self.node.admin("DELETE", "/v1/admin/users/max")
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertError(self.node.admin("DELETE", "/v1/admin/users/max"), 404, "user_not_found")
+        self.assertError(self.node.login("max", PW), 401, "invalid_credentials")
+
+    def test_routing(self):
+        self.assertError(self.node.admin("GET", "/v1/admin/nope"), 404, "not_found")
+        self.assertError(self.node.admin("DELETE", "/v1/admin/status"), 405, "method_not_allowed")
+
+    def test_admin_api_not_on_gateway(self):
+        # The admin API is only on the Unix socket.
+        r = self.node.request("GET", "/v1/admin/status")
+        self.assertError(r, 404, "not_found")
+        r = self.node.request("POST", "/v1/admin/users", {"name": "sneaky", "password": PW})
+        self.assertError(r, 404, "not_found")
+        self.assertError(self.node.login("sneaky", PW), 401, "invalid_credentials")
+
+
+if __name__ == "__main__":
+    unittest.main()

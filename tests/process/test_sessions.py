@@ -1,0 +1,325 @@
+"""Sessions: log in, refresh rotation and reuse detection, log out, token checks, disabled
+users, login rate limiting."""
+
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import REGION, NodeTestCase  # noqa: E402
+
+PW = "password123"
+
+# A refresh token that belongs to a revoked session: the protocol lists both codes among
+# the refresh errors; `session_revoked` is the precise one, `invalid_refresh_token` is what
+# a node that deletes revoked sessions answers.
+REVOKED_REFRESH_CODES = ("session_revoked", "invalid_refresh_token")
+
+
+def tamper(token, pos):
+    c = token[pos]
+    repl = "A" if c != "A" else "B"
+    return token[:pos] + repl + token[pos + 1:]
+
+
+class SessionsTest(NodeTestCase):
+    """Shared node; many free login attempts so that tests which fail logins on purpose do
+    not lock each other out (the address counter is shared)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.node = cls.start_class_node(config={"users": {"login_free_attempts": 1000}})
+
+    def me(self, token):
+        return self.node.request("GET", "/v1/me", token=token)
+
+    def assertRefreshRefusedAsRevoked(self, resp):
+        self.assertEqual(resp.status, 401, resp.describe())
+        code = (resp.json or {}).get("error", {}).get("code")
+        self.assertIn(code, REVOKED_REFRESH_CODES, resp.describe())
+        self.assertError(resp, 401, code)
+
+    def test_login_created(self):
+        self.node.new_user("alice")
+        r = self.node.login("alice", PW, "alice's phone")
+        self.assertStatus(r, 201)
+        b = r.json
+        self.assertEqual(b["user_id"], "alice@" + REGION)
+        for k in ("device_id", "access_token", "refresh_token"):
+            self.assertIsInstance(b.get(k), str, k)
+            self.assertTrue(b[k], k)
+        self.assertNotEqual(b["access_token"], b["refresh_token"])
+        self.assertEqual(b["access_token_expires_in_s"], 900)
+        self.assertEqual(b["refresh_token_expires_in_s"], 2592000)
+        self.assertStatus(self.me(b["access_token"]), 200)
+        # A second login is a second device.
+        b2 = self.node.new_session("alice", device="alice's laptop")
+        self.assertNotEqual(b2["device_id"], b["device_id"])
+        self.assertNotEqual(b2["access_token"], b["access_token"])
+        r = self.me(b2["access_token"])
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["device_id"], b2["device_id"])
+        self.assertEqual(r.json["device_name"], "alice's laptop")
+
+    def test_login_with_full_id(self):
+        self.node.new_user("fullid")
+        r = self.node.login("fullid@" + REGION, PW)
+        self.assertStatus(r, 201)
+        self.assertEqual(r.json["user_id"], "fullid@" + REGION)
+
+    def test_login_body_errors(self):
+        self.node.new_user("bodyerr")
+        r = self.node.request("POST", "/v1/sessions", raw_body=b"{nope")
+        self.assertError(r, 400, "invalid_json")
+        r = self.node.request("POST", "/v1/sessions", raw_body=b"[]")
+        self.assertError(r, 400, "invalid_json")
+        r = self.node.request("POST", "/v1/sessions", {"name": "bodyerr", "device_name": "d"})
+        self.assertError(r, 400, "missing_field", field="password")
+        r = self.node.request("POST", "/v1/sessions", {"password": PW, "device_name": "d"})
+        self.assertError(r, 400, "missing_field", field="name")
+        r = self.node.request("POST", "/v1/sessions", {"name": 5, "password": PW, "device_name": "d"})
+        self.assertError(r, 400, "invalid_field", field="name")
+        r = self.node.request("POST", "/v1/sessions", {"name": "bodyerr", "password": PW, "device_name": 3})
+        self.assertError(r, 400, "invalid_field", field="device_name")
+        r = self.node.request("POST", "/v1/sessions", {"name": "bodyerr", "password": PW, "device_name": ""})
+        self.assertError(r, 400, "invalid_field", field="device_name")
+        r = self.node.request("POST", "/v1/sessions", {"name": "bodyerr", "password": PW, "device_name": "d" * 65})
+        self.assertError(r, 400, "invalid_field", field="device_name")
+
+    def test_wrong_password(self):
+        self.node.new_user("bob")
+        r = self.node.login("bob", "wrong password")
+        self.assertError(r, 401, "invalid_credentials")
+        r = self.node.login("bob", PW.upper())
+        self.assertError(r, 401, "invalid_credentials")
+
+    def test_unknown_user(self):
+        r = self.node.login("nosuchuser", PW)
+        self.assertError(r, 401, "invalid_credentials")
+        r = self.node.login("nosuchuser@" + REGION, PW)
+        self.assertError(r, 401, "invalid_credentials")
+
+    def test_refresh_rotates(self):
+        self.node.new_user("carol")
+        s1 = self.node.new_session("carol")
+        r = self.node.refresh(s1["refresh_token"])
+        self.assertStatus(r, 200)
+        s2 = r.json
+        self.assertEqual(s2["device_id"], s1["device_id"])
+        self.assertEqual(s2["user_id"], "carol@" + REGION)
+        self.assertNotEqual(s2["refresh_token"], s1["refresh_token"])
+        self.assertIsInstance(s2["access_token"], str)
+        self.assertEqual(s2["access_token_expires_in_s"], 900)
+        self.assertEqual(s2["refresh_token_expires_in_s"], 2592000)
+        # The new access token works; the old one keeps working until it expires.
+        r = self.me(s2["access_token"])
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["device_id"], s1["device_id"])
+        self.assertStatus(self.me(s1["access_token"]), 200)
+        # The new refresh token rotates again.
+        r = self.node.refresh(s2["refresh_token"])
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["device_id"], s1["device_id"])
+        self.assertNotIn(r.json["refresh_token"], (s1["refresh_token"], s2["refresh_token"]))
+
+    def test_refresh_reuse_revokes_device(self):
+        self.node.new_user("dave")
+        s1 = self.node.new_session("dave", device="phone")
+        other = self.node.new_session("dave", device="laptop")
+        r = self.node.refresh(s1["refresh_token"])
+        self.assertStatus(r, 200)
+        s2 = r.json
+        self.assertStatus(self.me(s2["access_token"]), 200)
+
+        # Replaying the retired refresh token: reuse detected, the device is revoked.
+        r = self.node.refresh(s1["refresh_token"])
+        self.assertError(r, 401, "refresh_token_reused")
+        self.assertError(self.me(s2["access_token"]), 401, "session_revoked")
+        self.assertError(self.me(s1["access_token"]), 401, "session_revoked")
+        self.assertRefreshRefusedAsRevoked(self.node.refresh(s2["refresh_token"]))
+
+        # Only that device: the user's other device is unaffected.
+        self.assertStatus(self.me(other["access_token"]), 200)
+        self.assertStatus(self.node.refresh(other["refresh_token"]), 200)
+        # And the user can log in again.
+        self.node.new_session("dave")
+
+    def test_refresh_errors(self):
+        r = self.node.refresh("not-a-refresh-token")
+        self.assertError(r, 401, "invalid_refresh_token")
+        r = self.node.refresh("")
+        self.assertError(r, 401, "invalid_refresh_token")
+        r = self.node.request("POST", "/v1/sessions/refresh", {})
+        self.assertError(r, 400, "missing_field", field="refresh_token")
+        r = self.node.request("POST", "/v1/sessions/refresh", {"refresh_token": 17})
+        self.assertError(r, 400, "invalid_field", field="refresh_token")
+        r = self.node.request("POST", "/v1/sessions/refresh", raw_body=b"nope")
+        self.assertError(r, 400, "invalid_json")
+        # An access token is not a refresh token.
+        self.node.new_user("mixup")
+        s = self.node.new_session("mixup")
+        r = self.node.refresh(s["access_token"])
+        self.assertError(r, 401, "invalid_refresh_token")
+        # A tampered refresh token is refused and does not count as reuse.
+        r = self.node.refresh(tamper(s["refresh_token"], len(s["refresh_token"]) // 2))
+        self.assertError(r, 401, "invalid_refresh_token")
+        self.assertStatus(self.me(s["access_token"]), 200)
+        self.assertStatus(self.node.refresh(s["refresh_token"]), 200)
+
+    def test_logout(self):
+        self.node.new_user("erin")
+        s = self.node.new_session("erin")
+        other = self.node.new_session("erin", device="other")
+        r = self.node.request("DELETE", "/v1/sessions/current", token=s["access_token"])
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertEqual(r.raw, b"")
+        self.assertError(self.me(s["access_token"]), 401, "session_revoked")
+        self.assertRefreshRefusedAsRevoked(self.node.refresh(s["refresh_token"]))
+        r = self.node.request("DELETE", "/v1/sessions/current", token=s["access_token"])
+        self.assertError(r, 401, "session_revoked")
+        # Other devices stay logged in.
+        self.assertStatus(self.me(other["access_token"]), 200)
+
+    def test_logout_requires_token(self):
+        r = self.node.request("DELETE", "/v1/sessions/current")
+        self.assertError(r, 401, "missing_token")
+
+    def test_tampered_token(self):
+        self.node.new_user("frank")
+        s = self.node.new_session("frank")
+        tok = s["access_token"]
+        self.assertStatus(self.me(tok), 200)
+        for pos in (len(tok) // 2, len(tok) // 4, (3 * len(tok)) // 4):
+            with self.subTest(pos=pos):
+                bad = tamper(tok, pos)
+                self.assertNotEqual(bad, tok)
+                self.assertError(self.me(bad), 401, "invalid_token")
+        # Truncated and extended tokens are refused too.
+        self.assertError(self.me(tok[:-4]), 401, "invalid_token")
+        self.assertError(self.me(tok + "AAAA"), 401, "invalid_token")
+        # The genuine token is unaffected.
+        self.assertStatus(self.me(tok), 200)
+
+    def test_garbage_token(self):
+        for tok in ("garbage", "x" * 300, "....", "a.b.c"):
+            with self.subTest(tok=tok):
+                self.assertError(self.me(tok), 401, "invalid_token")
+        r = self.node.request("GET", "/v1/users/whoever", token="garbage")
+        self.assertError(r, 401, "invalid_token")
+
+    def test_disabled_user(self):
+        self.node.new_user("gina")
+        s = self.node.new_session("gina")
+        self.assertStatus(self.me(s["access_token"]), 200)
+
+        r = self.node.admin("POST", "/v1/admin/users/gina/disable")
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json.get("name"), "gina")
+        self.assertIs(r.json.get("disabled"), True)
+
+        # Refused at once, on every authenticated endpoint.
+        self.assertError(self.me(s["access_token"]), 403, "user_disabled")
+        r = self.node.request("GET", "/v1/users/gina", token=s["access_token"])
+        self.assertError(r, 403, "user_disabled")
+        self.assertError(self.node.login("gina", PW), 403, "user_disabled")
+        # user_disabled only after a correct password.
+        self.assertError(self.node.login("gina", "wrong password"), 401, "invalid_credentials")
+        self.assertError(self.node.refresh(s["refresh_token"]), 403, "user_disabled")
+
+        r = self.node.admin("POST", "/v1/admin/users/gina/enable")
+        self.assertStatus(r, 200)
+        self.assertIs(r.json.get("disabled"), False)
+        s2 = self.node.new_session("gina")
+        self.assertStatus(self.me(s2["access_token"]), 200)
+
+    def test_disable_unknown_user(self):
+        r = self.node.admin("POST", "/v1/admin/users/nobodyhere/disable")
+        self.assertError(r, 404, "user_not_found")
+
+
+class TokenExpiryTest(NodeTestCase):
+
+    def test_expired_access_token(self):
+        node = self.start_node(config={"users": {"access_token_ttl_s": 1}})
+        node.new_user("henry")
+        s = node.new_session("henry")
+        self.assertEqual(s["access_token_expires_in_s"], 1)
+        time.sleep(2.5)
+        r = node.request("GET", "/v1/me", token=s["access_token"])
+        self.assertError(r, 401, "token_expired")
+        # Refreshing still works after the access token expired.
+        r = node.refresh(s["refresh_token"])
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["device_id"], s["device_id"])
+        self.assertEqual(r.json["access_token_expires_in_s"], 1)
+
+
+class RateLimitTest(NodeTestCase):
+    CONFIG = {"users": {"login_free_attempts": 3, "login_backoff_initial_ms": 2000}}
+
+    def assertRateLimited(self, resp, lo, hi):
+        err = self.assertError(resp, 429, "rate_limited")
+        retry = err.get("retry_after_s")
+        self.assertIsInstance(retry, int, resp.describe())
+        self.assertGreaterEqual(retry, lo, resp.describe())
+        self.assertLessEqual(retry, hi, resp.describe())
+        header = resp.headers.get("Retry-After")
+        self.assertIsNotNone(header, "no Retry-After header")
+        self.assertRegex(header.strip(), r"^\d+$")
+        self.assertEqual(int(header), retry)
+        return retry
+
+    def test_per_account(self):
+        node = self.start_node(config=self.CONFIG)
+        node.new_user("ivan")
+        for i in range(3):
+            self.assertError(node.login("ivan", "wrong password"), 401, "invalid_credentials", msg="free #%d" % i)
+        # The 4th failure is still answered, and starts a 2 s lock.
+        self.assertError(node.login("ivan", "wrong password"), 401, "invalid_credentials")
+        # Locked: even the right password is refused.
+        retry = self.assertRateLimited(node.login("ivan", PW), 1, 2)
+        time.sleep(retry + 0.3)
+
+        # Lock over. A further failure doubles the back-off (4 s).
+        self.assertError(node.login("ivan", "wrong password"), 401, "invalid_credentials")
+        retry = self.assertRateLimited(node.login("ivan", PW), 3, 4)
+        time.sleep(retry + 0.3)
+
+        # The right password works, and clears the counters: 3 free failures again.
+        node.new_session("ivan")
+        for i in range(3):
+            self.assertError(node.login("ivan", "wrong password"), 401, "invalid_credentials", msg="free #%d" % i)
+        node.new_session("ivan")
+
+    def test_per_address_across_accounts(self):
+        node = self.start_node(config=self.CONFIG)
+        node.new_user("judy")
+        # Four failures from this address, each on a different (unknown) account.
+        for i in range(4):
+            self.assertError(node.login("ghost%d" % i, "wrong password"), 401, "invalid_credentials")
+        # The address is locked: even a correct login for an account that has no failures
+        # of its own is refused.
+        retry = self.assertRateLimited(node.login("judy", PW), 1, 2)
+        time.sleep(retry + 0.3)
+        node.new_session("judy")
+        # The success cleared the address counter.
+        for i in range(3):
+            self.assertError(node.login("phantom%d" % i, "wrong password"), 401, "invalid_credentials")
+        node.new_session("judy")
+
+    def test_free_attempts_do_not_lock(self):
+        # Failures up to the free allowance lock nobody.
+        node = self.start_node(config=self.CONFIG)
+        node.new_user("kate")
+        node.new_user("leo")
+        for _ in range(3):
+            self.assertError(node.login("kate", "wrong password"), 401, "invalid_credentials")
+        node.new_session("leo")
+        node.new_session("kate")
+
+
+if __name__ == "__main__":
+    unittest.main()
