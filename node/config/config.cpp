@@ -155,6 +155,7 @@ load_result validate(toml::table const& root) {
         {"password_hash_ops", rd.integer(c.users.password_hash_ops, 1, 20)},
         {"password_hash_memory_kib", rd.integer(c.users.password_hash_memory_kib, 8, 4 << 20)},
         {"login_free_attempts", rd.integer(c.users.login_free_attempts, 0, 1000)},
+        {"login_free_attempts_per_address", rd.integer(c.users.login_free_attempts_per_address, 0, 100000)},
         {"login_backoff_initial_ms", rd.integer(c.users.login_backoff_initial_ms, 1, 3600000)},
         {"login_backoff_max_ms", rd.integer(c.users.login_backoff_max_ms, 1, 86400000)}}},
       {"store", {{"lmdb_initial_map_mib", rd.integer(c.store.lmdb_initial_map_mib, 1, 1 << 20)}}},

@@ -91,8 +91,8 @@ int request(context const& ctx, std::string const& method, std::string const& ta
   std::string error;
   auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error);
   if (!reply) {
-    std::cerr << "petchatctl: no node is running at " << ctx.socket << " (" << error
-              << "); start petchat-node or pass --socket/--data-dir\n";
+    std::cerr << "petchatctl: node not running at " << ctx.socket << " (" << error
+              << "); start petchat-node, or point to it with --socket or --data-dir\n";
     return exit_unreachable;
   }
   if (reply->status == 204) {

@@ -90,9 +90,10 @@ awaitable<response> me(std::shared_ptr<user_api> api, request r) {
   auto body = parse_object(r.body);
   if (!body) co_return error_response(body.error());
   users::profile_update update;
-  auto display = optional_string(*body, "display_name");
+  // In a PATCH, null is not "leave as is" (that is an absent field) but an invalid value.
+  auto display = optional_string(*body, "display_name", false);
   if (!display) co_return error_response(display.error());
-  auto about = optional_string(*body, "about");
+  auto about = optional_string(*body, "about", false);
   if (!about) co_return error_response(about.error());
   update.display_name = display.value();
   update.about = about.value();
@@ -120,6 +121,7 @@ response method_not_allowed(char const* allowed) {
 awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   auto const& p = r.path;
   auto const& m = r.method;
+  if ((p == "/healthz" || p == "/readyz") && m != "GET" && m != "HEAD") co_return method_not_allowed("GET, HEAD");
   if (p == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
   if (p == "/readyz") {
     if (*api->stopping)

@@ -9,6 +9,10 @@
 #include "node/users/detail/tokens.hpp"
 #include "user_records.pb.h"
 
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice (a double
+// free). Every lambda handed to an awaited call is therefore first stored in a named
+// variable, and the named variable is moved in.
+
 namespace petchat::users {
 namespace {
 
@@ -55,6 +59,8 @@ profile to_profile(records::user_record const& r) {
   return profile{r.name(), r.display_name(), r.about(), r.created_at_ms(), r.disabled()};
 }
 
+using user_change = std::function<void(store::lmdb_txn&, records::user_record&)>;
+
 std::string device_index_key(std::string const& user, std::string const& device_id) {
   return user + '\0' + device_id;
 }
@@ -87,9 +93,8 @@ struct user_service::impl {
         devices(env.open_db("devices")),
         user_devices(env.open_db("user_devices")),
         account_limiter({o.login_free_attempts, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
-        // An address is shared by many people behind one NAT: it gets four times the
-        // free attempts of one account.
-        address_limiter({o.login_free_attempts * 4, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
+        // An address may be shared by many people behind one NAT, so it has its own allowance.
+        address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
   detail::hash_params params() const { return {options.password_hash_ops, options.password_hash_memory_kib}; }
@@ -138,8 +143,7 @@ struct user_service::impl {
   }
 
   // Runs a read-modify-write of one user record through the commit pipeline.
-  awaitable<result<profile>> modify_user(std::string const& name,
-                                         std::function<void(store::lmdb_txn&, records::user_record&)> change) {
+  awaitable<result<profile>> modify_user(std::string name, user_change change) {
     auto out = std::make_shared<std::optional<records::user_record>>();
     store::lmdb_env::write_fn mutation = [this, name, change, out](store::lmdb_txn& txn) {
       out->reset();
@@ -388,10 +392,11 @@ awaitable<result<profile>> user_service::update_profile(std::string name, profil
   if (update.about) {
     if (auto f = check_text("about", *update.about, 0, 280, true)) co_return *f;
   }
-  co_return co_await impl_->modify_user(name, [update](store::lmdb_txn&, records::user_record& u) {
+  user_change change = [update](store::lmdb_txn&, records::user_record& u) {
     if (update.display_name) u.set_display_name(*update.display_name);
     if (update.about) u.set_about(*update.about);
-  });
+  };
+  co_return co_await impl_->modify_user(name, std::move(change));
 }
 
 std::vector<profile> user_service::list_users() const {
@@ -417,9 +422,8 @@ std::size_t user_service::active_sessions_of(std::string const& name) const {
 awaitable<result<profile>> user_service::set_disabled(std::string name, bool disabled) {
   auto bare = impl_->local_name(name);
   if (!bare) co_return fail(code::user_not_found, "no user '" + name + "'");
-  co_return co_await impl_->modify_user(*bare, [disabled](store::lmdb_txn&, records::user_record& u) {
-    u.set_disabled(disabled);
-  });
+  user_change change = [disabled](store::lmdb_txn&, records::user_record& u) { u.set_disabled(disabled); };
+  co_return co_await impl_->modify_user(*bare, std::move(change));
 }
 
 awaitable<result<profile>> user_service::set_password(std::string name, std::string password) {
@@ -433,10 +437,11 @@ awaitable<result<profile>> user_service::set_password(std::string name, std::str
     return detail::hash_password(password, params);
   };
   std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
-  co_return co_await m.modify_user(*bare, [&m, hash, n = *bare](store::lmdb_txn& txn, records::user_record& u) {
+  user_change change = [&m, hash, n = *bare](store::lmdb_txn& txn, records::user_record& u) {
     u.set_password_hash(hash);
     m.revoke_all(txn, n);
-  });
+  };
+  co_return co_await m.modify_user(*bare, std::move(change));
 }
 
 awaitable<errors::status> user_service::delete_user(std::string name) {

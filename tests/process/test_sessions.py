@@ -31,7 +31,7 @@ class SessionsTest(NodeTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.node = cls.start_class_node(config={"users": {"login_free_attempts": 1000}})
+        cls.node = cls.start_class_node(config={"users": {"login_free_attempts": 1000, "login_free_attempts_per_address": 100000}})
 
     def me(self, token):
         return self.node.request("GET", "/v1/me", token=token)
@@ -258,7 +258,8 @@ class TokenExpiryTest(NodeTestCase):
 
 
 class RateLimitTest(NodeTestCase):
-    CONFIG = {"users": {"login_free_attempts": 3, "login_backoff_initial_ms": 2000}}
+    CONFIG = {"users": {"login_free_attempts": 3, "login_free_attempts_per_address": 3,
+                        "login_backoff_initial_ms": 2000}}
 
     def assertRateLimited(self, resp, lo, hi):
         err = self.assertError(resp, 429, "rate_limited")

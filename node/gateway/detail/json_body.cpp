@@ -23,9 +23,9 @@ errors::result<std::string> required_string(json::object const& o, char const* k
   return std::string(it->value().as_string());
 }
 
-errors::result<std::optional<std::string>> optional_string(json::object const& o, char const* key) {
+errors::result<std::optional<std::string>> optional_string(json::object const& o, char const* key, bool null_ok) {
   auto it = o.find(key);
-  if (it == o.end() || it->value().is_null()) return std::optional<std::string>();
+  if (it == o.end() || (null_ok && it->value().is_null())) return std::optional<std::string>();
   if (!it->value().is_string()) return fail(code::invalid_field, std::string("'") + key + "' must be a string", key);
   return std::optional<std::string>(std::string(it->value().as_string()));
 }

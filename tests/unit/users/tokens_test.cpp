@@ -1,0 +1,121 @@
+#include <doctest/doctest.h>
+#include <sodium.h>
+
+#include <vector>
+
+#include "node/users/detail/login_limiter.hpp"
+#include "node/users/detail/passwords.hpp"
+#include "node/users/detail/tokens.hpp"
+
+using namespace petchat::users::detail;
+
+namespace {
+token_key make_key(std::uint8_t fill) {
+  token_key k;
+  k.fill(fill);
+  return k;
+}
+access_claims claims(std::int64_t now) { return {"alice", std::string(16, 'd'), now, now + 60000}; }
+}  // namespace
+
+TEST_CASE("access token round trip") {
+  REQUIRE(sodium_init() >= 0);
+  auto key = make_key(1);
+  auto token = sign_access_token(claims(1000), key);
+  auto v = verify_access_token(token, key, 2000);
+  REQUIRE(v.status == token_status::ok);
+  CHECK(v.claims.user_name == "alice");
+  CHECK(v.claims.device_id == std::string(16, 'd'));
+  CHECK(v.claims.expires_at_ms == 61000);
+}
+
+TEST_CASE("expired access token") {
+  auto key = make_key(1);
+  auto token = sign_access_token(claims(1000), key);
+  CHECK(verify_access_token(token, key, 61000).status == token_status::expired);
+}
+
+TEST_CASE("forged access token: signed with another key") {
+  auto token = sign_access_token(claims(1000), make_key(2));
+  CHECK(verify_access_token(token, make_key(1), 2000).status == token_status::bad_signature);
+}
+
+TEST_CASE("tampered access token: every single-character change is refused") {
+  auto key = make_key(1);
+  auto token = sign_access_token(claims(1000), key);
+  for (std::size_t i = 0; i < token.size(); ++i) {
+    auto t = token;
+    t[i] = t[i] == 'A' ? 'B' : 'A';
+    auto status = verify_access_token(t, key, 2000).status;
+    CHECK_MESSAGE(status != token_status::ok, "position ", i);
+  }
+}
+
+TEST_CASE("tampered claims with a recomputed payload but old MAC") {
+  auto key = make_key(1);
+  auto token = sign_access_token(claims(1000), key);
+  auto other = sign_access_token(access_claims{"mallory", std::string(16, 'd'), 1000, 61000}, make_key(9));
+  // mallory's claims with alice's MAC
+  auto mac = token.substr(token.rfind('.'));
+  auto forged = other.substr(0, other.rfind('.')) + mac;
+  CHECK(verify_access_token(forged, key, 2000).status == token_status::bad_signature);
+}
+
+TEST_CASE("garbage access tokens are malformed") {
+  auto key = make_key(1);
+  for (std::string t : std::vector<std::string>{"", "pa1.", "pa1..", "xyz", "pa1.!!!.###", "pr1.abc.def", std::string(5000, 'a')})
+    CHECK(verify_access_token(t, key, 0).status == token_status::malformed);
+}
+
+TEST_CASE("refresh tokens parse back to their parts; hashes differ per secret") {
+  auto [token, parts] = new_refresh_token(std::string(16, 'x'));
+  auto parsed = parse_refresh_token(token);
+  REQUIRE(parsed);
+  CHECK(parsed->device_id == parts.device_id);
+  CHECK(parsed->secret == parts.secret);
+  auto [token2, parts2] = new_refresh_token(std::string(16, 'x'));
+  CHECK(token2 != token);
+  CHECK(hash_refresh_secret(parts.secret) != hash_refresh_secret(parts2.secret));
+  CHECK_FALSE(parse_refresh_token("pr1.short.short"));
+  CHECK_FALSE(parse_refresh_token(token.substr(0, token.size() - 2)));
+}
+
+TEST_CASE("argon2id hashing") {
+  hash_params p{1, 8192};
+  auto h = hash_password("correct horse", p);
+  CHECK(h.starts_with("$argon2id$"));
+  CHECK(verify_password(h, "correct horse"));
+  CHECK_FALSE(verify_password(h, "correct horsE"));
+  CHECK_FALSE(verify_password(h, ""));
+  CHECK(hash_password("correct horse", p) != h);  // salted
+}
+
+TEST_CASE("login limiter: free attempts, then doubling back-off, reset on success") {
+  login_limiter l({3, 1000, 5000, 100});
+  std::int64_t t = 0;
+  for (int i = 0; i < 3; ++i) {
+    CHECK(l.wait_ms("k", t) == 0);
+    l.failed("k", t);
+  }
+  CHECK(l.wait_ms("k", t) == 0);
+  l.failed("k", t);  // 4th failure: 1 s
+  CHECK(l.wait_ms("k", t) == 1000);
+  t += 1000;
+  l.failed("k", t);  // 2 s
+  CHECK(l.wait_ms("k", t) == 2000);
+  t += 2000;
+  l.failed("k", t);  // 4 s
+  t += 4000;
+  l.failed("k", t);  // capped at 5 s
+  CHECK(l.wait_ms("k", t) == 5000);
+  CHECK(l.wait_ms("other", t) == 0);
+  l.succeeded("k");
+  CHECK(l.wait_ms("k", t) == 0);
+}
+
+TEST_CASE("login limiter stays bounded under a flood of keys") {
+  login_limiter l({0, 1, 1, 100});
+  for (int i = 0; i < 10000; ++i) l.failed("k" + std::to_string(i), i * 10);
+  // Entries are pruned once their 1 ms lock has passed: the latest key is still locked.
+  CHECK(l.wait_ms("k9999", 99990) == 1);
+}
