@@ -52,9 +52,8 @@ void wait_for_drain(asio::steady_timer& timer, std::vector<gateway::http_server*
     return;
   }
   timer.expires_after(std::chrono::milliseconds(20));
-  timer.async_wait([&timer, servers, deadline, &io](boost::system::error_code) {
-    wait_for_drain(timer, servers, deadline, io);
-  });
+  timer.async_wait(
+      [&timer, servers, deadline, &io](boost::system::error_code) { wait_for_drain(timer, servers, deadline, io); });
 }
 
 int run(config::node_config const& cfg, std::string const& config_source) {

@@ -3,8 +3,8 @@
 // The awaiting coroutine resumes on its own executor (its strand), never on the worker.
 #pragma once
 
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -49,7 +49,7 @@ inline auto write(store::lmdb_env& env, store::lmdb_env::write_fn fn) {
     });
   };
   return asio::async_initiate<asio::use_awaitable_t<> const, void(store::write_outcome)>(initiate, asio::use_awaitable,
-                                                                                       std::move(fn));
+                                                                                         std::move(fn));
 }
 
 }  // namespace petchat::async

@@ -92,9 +92,12 @@ std::optional<std::string> check_listen(std::string const& v, node_config& c) {
 }
 
 std::optional<std::string> check_log_format(std::string const& v, node_config& c) {
-  if (v == "human") c.log.format = log_format::human;
-  else if (v == "json") c.log.format = log_format::json;
-  else return "expected one of human, json";
+  if (v == "human")
+    c.log.format = log_format::human;
+  else if (v == "json")
+    c.log.format = log_format::json;
+  else
+    return "expected one of human, json";
   return std::nullopt;
 }
 
@@ -112,9 +115,7 @@ load_result validate(toml::table const& root) {
   load_result r;
   node_config& c = r.config;
   reader rd(r.errors);
-  auto str = [&](auto fn) {
-    return rd.string([&c, fn](std::string const& v) { return fn(v, c); });
-  };
+  auto str = [&](auto fn) { return rd.string([&c, fn](std::string const& v) { return fn(v, c); }); };
   std::map<std::string, reader::section, std::less<>> schema{
       {"node",
        {{"region", str(check_region)},
@@ -131,18 +132,21 @@ load_result validate(toml::table const& root) {
         {"request_timeout_ms", rd.integer(c.gateway.request_timeout_ms, 100, 600000)},
         {"idle_timeout_ms", rd.integer(c.gateway.idle_timeout_ms, 100, 3600000)},
         {"max_connections", rd.integer(c.gateway.max_connections, 1, 10000000)}}},
-      {"admin",
-       {{"socket", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           if (v.size() > 100) return "socket path must be at most 100 bytes";
-           c.admin.socket = v;
-           return std::nullopt;
-         })}}},
+      {"admin", {{"socket", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+                    if (v.size() > 100) return "socket path must be at most 100 bytes";
+                    c.admin.socket = v;
+                    return std::nullopt;
+                  })}}},
       {"users",
        {{"registration", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           if (v == "open") c.users.registration = registration_policy::open;
-           else if (v == "token") c.users.registration = registration_policy::token;
-           else if (v == "closed") c.users.registration = registration_policy::closed;
-           else return "expected one of open, token, closed";
+           if (v == "open")
+             c.users.registration = registration_policy::open;
+           else if (v == "token")
+             c.users.registration = registration_policy::token;
+           else if (v == "closed")
+             c.users.registration = registration_policy::closed;
+           else
+             return "expected one of open, token, closed";
            return std::nullopt;
          })},
         {"registration_token", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
@@ -226,12 +230,16 @@ void apply(overrides const& o, node_config& c, std::vector<std::string>& errors)
   flag("log-format", o.log_format, check_log_format);
   flag("log-level", o.log_level, check_log_level);
   if (o.data_dir) {
-    if (o.data_dir->empty()) errors.push_back("--data-dir: must not be empty");
-    else c.node.data_dir = *o.data_dir;
+    if (o.data_dir->empty())
+      errors.push_back("--data-dir: must not be empty");
+    else
+      c.node.data_dir = *o.data_dir;
   }
   if (o.threads) {
-    if (*o.threads < 0 || *o.threads > 256) errors.push_back("--threads: must be between 0 and 256");
-    else c.node.threads = *o.threads;
+    if (*o.threads < 0 || *o.threads > 256)
+      errors.push_back("--threads: must be between 0 and 256");
+    else
+      c.node.threads = *o.threads;
   }
 }
 

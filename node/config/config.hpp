@@ -46,8 +46,8 @@ struct users_section {
   std::uint32_t access_token_ttl_s = 900;
   std::uint32_t refresh_token_ttl_s = 30 * 24 * 3600;
   std::size_t password_min_length = 8;
-  std::uint32_t password_hash_ops = 2;            // argon2id passes
-  std::uint32_t password_hash_memory_kib = 65536; // argon2id memory per hash
+  std::uint32_t password_hash_ops = 2;                 // argon2id passes
+  std::uint32_t password_hash_memory_kib = 65536;      // argon2id memory per hash
   std::uint32_t login_free_attempts = 5;               // per account
   std::uint32_t login_free_attempts_per_address = 20;  // per client address (NATs share one)
   std::uint32_t login_backoff_initial_ms = 1000;

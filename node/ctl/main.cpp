@@ -70,7 +70,8 @@ std::string encode(std::string const& s) {
   static char const hex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '@') out += static_cast<char>(c);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '@')
+      out += static_cast<char>(c);
     else {
       out += '%';
       out += hex[c >> 4];
@@ -108,8 +109,8 @@ int request(context const& ctx, std::string const& method, std::string const& ta
   if (reply->status >= 400) {
     auto const* err = answer.is_object() ? answer.as_object().if_contains("error") : nullptr;
     if (err && err->is_object())
-      std::cerr << "petchatctl: error: " << field(err->as_object(), "code") << ": " << field(err->as_object(), "message")
-                << "\n";
+      std::cerr << "petchatctl: error: " << field(err->as_object(), "code") << ": "
+                << field(err->as_object(), "message") << "\n";
     else
       std::cerr << "petchatctl: error: HTTP " << reply->status << "\n";
     if (ctx.as_json) std::cout << json::serialize(answer) << "\n";
@@ -130,8 +131,8 @@ void print_users(json::value const& answer) {
 
 void print_user(json::value const& answer) {
   auto const& o = answer.as_object();
-  std::cout << field(o, "id") << " (" << field(o, "display_name") << "): "
-            << (o.at("disabled").as_bool() ? "disabled" : "active") << ", " << field(o, "sessions")
+  std::cout << field(o, "id") << " (" << field(o, "display_name")
+            << "): " << (o.at("disabled").as_bool() ? "disabled" : "active") << ", " << field(o, "sessions")
             << " active sessions\n";
 }
 
@@ -236,7 +237,9 @@ int main(int argc, char** argv) {
     show = [&](json::value const&) { std::cout << "revoked " << device_id << "\n"; };
   }
   if (rc != exit_ok) return rc;
-  if (ctx.as_json) std::cout << json::serialize(answer) << "\n";
-  else if (show) show(answer);
+  if (ctx.as_json)
+    std::cout << json::serialize(answer) << "\n";
+  else if (show)
+    show(answer);
   return exit_ok;
 }

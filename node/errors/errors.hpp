@@ -48,8 +48,8 @@ unsigned http_status(code c) noexcept;
 
 struct failure {
   errors::code code = code::internal;
-  std::string message;         // for people; may change between versions
-  std::string field;           // the request field at fault, if any
+  std::string message;              // for people; may change between versions
+  std::string field;                // the request field at fault, if any
   std::uint32_t retry_after_s = 0;  // for rate_limited
 };
 
@@ -81,6 +81,8 @@ class result {
 
 struct ok_t {};
 using status = result<ok_t>;
-inline status ok() { return ok_t{}; }
+inline status ok() {
+  return ok_t{};
+}
 
 }  // namespace petchat::errors

@@ -23,12 +23,9 @@ std::int64_t now_ms() {
 }
 
 json::object user_entry(admin_api const& api, users::profile const& p) {
-  return json::object{{"id", p.name + "@" + api.info.region},
-                      {"name", p.name},
-                      {"display_name", p.display_name},
-                      {"disabled", p.disabled},
-                      {"created_at", rfc3339(p.created_at_ms)},
-                      {"sessions", api.users.active_sessions_of(p.name)}};
+  return json::object{{"id", p.name + "@" + api.info.region},   {"name", p.name},
+                      {"display_name", p.display_name},         {"disabled", p.disabled},
+                      {"created_at", rfc3339(p.created_at_ms)}, {"sessions", api.users.active_sessions_of(p.name)}};
 }
 
 response user_answer(admin_api const& api, errors::result<users::profile> const& p, unsigned status = 200) {
@@ -63,8 +60,8 @@ awaitable<response> add_user(std::shared_ptr<admin_api> api, request r) {
   if (!password) co_return error_response(password.error());
   auto display = optional_string(*body, "display_name");
   if (!display) co_return error_response(display.error());
-  co_return user_answer(*api, co_await api->users.register_user(name.value(), password.value(), display.value(), "", true),
-                        201);
+  co_return user_answer(
+      *api, co_await api->users.register_user(name.value(), password.value(), display.value(), "", true), 201);
 }
 
 awaitable<response> user_action(std::shared_ptr<admin_api> api, request r, std::string name, std::string action) {

@@ -30,9 +30,9 @@ namespace petchat::gateway {
 using boost::asio::awaitable;
 
 struct request {
-  std::string method;  // upper case, e.g. "POST"
-  std::string path;    // decoded of nothing: the target up to '?'
-  std::string query;   // after '?', raw
+  std::string method;                          // upper case, e.g. "POST"
+  std::string path;                            // decoded of nothing: the target up to '?'
+  std::string query;                           // after '?', raw
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string client_address;  // IP for TCP, "unix" for the admin socket

@@ -332,6 +332,8 @@ void http_server::shutdown() {
   }
 }
 
-std::size_t http_server::connections() const { return state_->open.load(); }
+std::size_t http_server::connections() const {
+  return state_->open.load();
+}
 
 }  // namespace petchat::gateway

@@ -111,14 +111,16 @@ struct user_service::impl {
     auto raw = txn.get(devices, id);
     if (!raw) return std::nullopt;
     records::device_record r;
-    if (!r.ParseFromArray(raw->data(), static_cast<int>(raw->size()))) throw std::runtime_error("corrupt device record");
+    if (!r.ParseFromArray(raw->data(), static_cast<int>(raw->size())))
+      throw std::runtime_error("corrupt device record");
     return r;
   }
 
   std::optional<failure> check_password(std::string const& password) const {
     if (password.size() < options.password_min_length || password.size() > max_password_bytes)
-      return fail(code::weak_password, "the password must be " + std::to_string(options.password_min_length) +
-                                           " to " + std::to_string(max_password_bytes) + " bytes long",
+      return fail(code::weak_password,
+                  "the password must be " + std::to_string(options.password_min_length) + " to " +
+                      std::to_string(max_password_bytes) + " bytes long",
                   "password");
     return std::nullopt;
   }
@@ -177,16 +179,20 @@ struct user_service::impl {
   }
 };
 
-user_service::user_service(config::users_section const& options, std::string region,
-                           config::store_section const& store, std::filesystem::path const& data_dir,
-                           identity::region_identity const& identity, boost::asio::thread_pool& cpu_pool)
+user_service::user_service(config::users_section const& options, std::string region, config::store_section const& store,
+                           std::filesystem::path const& data_dir, identity::region_identity const& identity,
+                           boost::asio::thread_pool& cpu_pool)
     : impl_(std::make_unique<impl>(options, std::move(region), store, data_dir, identity, cpu_pool)) {}
 
 user_service::~user_service() = default;
 
-std::string const& user_service::region() const { return impl_->region; }
+std::string const& user_service::region() const {
+  return impl_->region;
+}
 
-void user_service::stop() { impl_->env.stop(); }
+void user_service::stop() {
+  impl_->env.stop();
+}
 
 awaitable<result<profile>> user_service::register_user(std::string name, std::string password,
                                                        std::optional<std::string> display_name,
@@ -212,9 +218,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
 
   auto params = m.params();
-  auto cpu_work = [password, params] {
-    return detail::hash_password(password, params);
-  };
+  auto cpu_work = [password, params] { return detail::hash_password(password, params); };
   std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
 
   records::user_record record;
@@ -241,7 +245,8 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::string account_key = "user:" + name;
   std::string address_key = "addr:" + client_address;
   std::int64_t now = now_ms();
-  std::int64_t wait = std::max(m.account_limiter.wait_ms(account_key, now), m.address_limiter.wait_ms(address_key, now));
+  std::int64_t wait =
+      std::max(m.account_limiter.wait_ms(account_key, now), m.address_limiter.wait_ms(address_key, now));
   if (wait > 0) {
     auto f = fail(code::rate_limited, "too many failed logins; try again later");
     f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
@@ -357,9 +362,12 @@ result<principal> user_service::authenticate(std::string_view token) const {
   auto& m = *impl_;
   auto v = detail::verify_access_token(token, m.token_key, now_ms());
   switch (v.status) {
-    case detail::token_status::ok: break;
-    case detail::token_status::expired: return fail(code::token_expired, "the access token has expired; refresh it");
-    default: return fail(code::invalid_token, "the access token is not valid");
+    case detail::token_status::ok:
+      break;
+    case detail::token_status::expired:
+      return fail(code::token_expired, "the access token has expired; refresh it");
+    default:
+      return fail(code::invalid_token, "the access token is not valid");
   }
   return m.env.read([&](store::lmdb_txn const& txn) -> result<principal> {
     auto device = m.read_device(txn, v.claims.device_id);
@@ -433,9 +441,7 @@ awaitable<result<profile>> user_service::set_password(std::string name, std::str
   if (auto f = m.check_password(password)) co_return *f;
   if (!get_profile(*bare)) co_return fail(code::user_not_found, "no user '" + name + "'");
   auto params = m.params();
-  auto cpu_work = [password, params] {
-    return detail::hash_password(password, params);
-  };
+  auto cpu_work = [password, params] { return detail::hash_password(password, params); };
   std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
   user_change change = [&m, hash, n = *bare](store::lmdb_txn& txn, records::user_record& u) {
     u.set_password_hash(hash);

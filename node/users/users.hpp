@@ -81,8 +81,9 @@ class user_service {
   std::string const& region() const;
 
   // Self-registration subject to the registration policy; `by_admin` bypasses it.
-  awaitable<result<profile>> register_user(std::string name, std::string password, std::optional<std::string> display_name,
-                                           std::string registration_token, bool by_admin);
+  awaitable<result<profile>> register_user(std::string name, std::string password,
+                                           std::optional<std::string> display_name, std::string registration_token,
+                                           bool by_admin);
 
   // `name` is a bare name or `name@region`; `client_address` keys the per-address limit.
   awaitable<result<session_tokens>> login(std::string name, std::string password, std::string device_name,

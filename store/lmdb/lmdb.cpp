@@ -66,8 +66,7 @@ void lmdb_txn::for_each(lmdb_db db, std::string_view prefix,
   check(mdb_cursor_open(txn_, db.handle, &cursor), "mdb_cursor_open");
   std::unique_ptr<MDB_cursor, void (*)(MDB_cursor*)> guard(cursor, mdb_cursor_close);
   MDB_val k = to_val(prefix), v;
-  int rc = prefix.empty() ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
-                          : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+  int rc = prefix.empty() ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST) : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
   while (rc == MDB_SUCCESS) {
     auto key = to_view(k);
     if (!key.starts_with(prefix) || !fn(key, to_view(v))) return;
@@ -92,7 +91,9 @@ MDB_txn* begin_read(MDB_env* env) {
 
 lmdb_env::read_txn::read_txn(MDB_env* env) : txn(begin_read(env)), view(txn) {}
 
-lmdb_env::read_txn::~read_txn() { mdb_txn_abort(txn); }
+lmdb_env::read_txn::~read_txn() {
+  mdb_txn_abort(txn);
+}
 
 lmdb_env::lmdb_env(lmdb_options options) : options_(std::move(options)) {
   std::filesystem::create_directories(options_.dir);
@@ -161,7 +162,9 @@ std::size_t lmdb_env::map_size() const {
   return info.me_mapsize;
 }
 
-std::uint64_t lmdb_env::commits() const { return commits_.load(std::memory_order_relaxed); }
+std::uint64_t lmdb_env::commits() const {
+  return commits_.load(std::memory_order_relaxed);
+}
 
 void lmdb_env::run_writer() {
   for (;;) {

@@ -89,10 +89,10 @@ enum class write_outcome {
 };
 
 struct lmdb_options {
-  std::filesystem::path dir;                      // created if missing (mode 0700)
-  std::size_t initial_map_bytes = 64u << 20;      // grows by doubling when full
+  std::filesystem::path dir;                  // created if missing (mode 0700)
+  std::size_t initial_map_bytes = 64u << 20;  // grows by doubling when full
   unsigned max_dbs = 16;
-  std::size_t max_batch = 1024;                   // requests per group commit
+  std::size_t max_batch = 1024;  // requests per group commit
 };
 
 class lmdb_env {
@@ -157,7 +157,7 @@ class lmdb_env {
   // exclusively while resizing the map, which LMDB allows only with no live transaction.
   mutable std::shared_mutex resize_gate_;
 
-  std::mutex queue_mutex_;           // guards queue_ and stopping_
+  std::mutex queue_mutex_;  // guards queue_ and stopping_
   std::condition_variable queue_cv_;
   std::deque<request> queue_;
   bool stopping_ = false;

@@ -44,21 +44,20 @@ response json_response(unsigned status, json::value const& v) {
   return response{status, json::serialize(v), "application/json", {}};
 }
 
-response no_content() { return response{204, "", "application/json", {}}; }
+response no_content() {
+  return response{204, "", "application/json", {}};
+}
 
 json::object profile_json(users::profile const& p, std::string const& region) {
-  return json::object{{"id", p.name + "@" + region}, {"name", p.name},
-                      {"region", region},             {"display_name", p.display_name},
-                      {"about", p.about},             {"created_at", rfc3339(p.created_at_ms)}};
+  return json::object{{"id", p.name + "@" + region},    {"name", p.name},   {"region", region},
+                      {"display_name", p.display_name}, {"about", p.about}, {"created_at", rfc3339(p.created_at_ms)}};
 }
 
 json::object tokens_json(users::session_tokens const& t, std::string const& region) {
-  return json::object{{"user_id", t.user_name + "@" + region},
-                      {"device_id", t.device_id},
-                      {"access_token", t.access_token},
-                      {"access_token_expires_in_s", t.access_token_expires_in_s},
-                      {"refresh_token", t.refresh_token},
-                      {"refresh_token_expires_in_s", t.refresh_token_expires_in_s}};
+  return json::object{
+      {"user_id", t.user_name + "@" + region}, {"device_id", t.device_id},
+      {"access_token", t.access_token},        {"access_token_expires_in_s", t.access_token_expires_in_s},
+      {"refresh_token", t.refresh_token},      {"refresh_token_expires_in_s", t.refresh_token_expires_in_s}};
 }
 
 std::optional<std::string> url_decode(std::string_view s) {

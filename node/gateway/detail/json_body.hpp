@@ -23,8 +23,7 @@ errors::result<std::string> required_string(json::object const& o, char const* k
 
 // An optional string field: nullopt if absent (or null, when `null_ok`), invalid_field if
 // it is not a string.
-errors::result<std::optional<std::string>> optional_string(json::object const& o, char const* key,
-                                                           bool null_ok = true);
+errors::result<std::optional<std::string>> optional_string(json::object const& o, char const* key, bool null_ok = true);
 
 // "2026-11-30T06:30:00.123Z"
 std::string rfc3339(std::int64_t ms_since_epoch);

@@ -90,12 +90,33 @@ TEST_CASE("a rolled-back or failing request leaves the rest of its batch intact"
   std::vector<write_outcome> outcomes(3);
   // Queue all three before the writer can take the first alone: they share a batch or not,
   // and the outcome must be the same either way.
-  env.submit([&](lmdb_txn& t) { t.put(db, "keep", "1"); return true; },
-             [&](write_outcome o) { outcomes[0] = o; done.count_down(); });
-  env.submit([&](lmdb_txn& t) { t.put(db, "rollback", "1"); return false; },
-             [&](write_outcome o) { outcomes[1] = o; done.count_down(); });
-  env.submit([&](lmdb_txn& t) -> bool { t.put(db, "throw", "1"); throw std::runtime_error("bug"); },
-             [&](write_outcome o) { outcomes[2] = o; done.count_down(); });
+  env.submit(
+      [&](lmdb_txn& t) {
+        t.put(db, "keep", "1");
+        return true;
+      },
+      [&](write_outcome o) {
+        outcomes[0] = o;
+        done.count_down();
+      });
+  env.submit(
+      [&](lmdb_txn& t) {
+        t.put(db, "rollback", "1");
+        return false;
+      },
+      [&](write_outcome o) {
+        outcomes[1] = o;
+        done.count_down();
+      });
+  env.submit(
+      [&](lmdb_txn& t) -> bool {
+        t.put(db, "throw", "1");
+        throw std::runtime_error("bug");
+      },
+      [&](write_outcome o) {
+        outcomes[2] = o;
+        done.count_down();
+      });
   done.wait();
   CHECK(outcomes[0] == write_outcome::committed);
   CHECK(outcomes[1] == write_outcome::rolled_back);
@@ -116,11 +137,15 @@ TEST_CASE("concurrent writers are group-committed") {
   latch done(n);
   std::atomic<int> committed{0};
   for (int i = 0; i < n; ++i)
-    env.submit([&, i](lmdb_txn& t) { t.put(db, "k" + std::to_string(i), "v"); return true; },
-               [&](write_outcome o) {
-                 if (o == write_outcome::committed) committed++;
-                 done.count_down();
-               });
+    env.submit(
+        [&, i](lmdb_txn& t) {
+          t.put(db, "k" + std::to_string(i), "v");
+          return true;
+        },
+        [&](write_outcome o) {
+          if (o == write_outcome::committed) committed++;
+          done.count_down();
+        });
   done.wait();
   CHECK(committed == n);
   CHECK(env.read([&](lmdb_txn const& t) { return t.count(db); }) == n);
@@ -135,8 +160,10 @@ TEST_CASE("the map grows instead of failing") {
   auto db = env.open_db("t");
   std::string big(4000, 'x');
   for (int i = 0; i < 500; ++i)
-    REQUIRE(write_sync(env, [&, i](lmdb_txn& t) { t.put(db, "k" + std::to_string(i), big); return true; }) ==
-            write_outcome::committed);
+    REQUIRE(write_sync(env, [&, i](lmdb_txn& t) {
+              t.put(db, "k" + std::to_string(i), big);
+              return true;
+            }) == write_outcome::committed);
   CHECK(env.map_size() > (1u << 20));
   CHECK(env.read([&](lmdb_txn const& t) { return t.count(db); }) == 500);
 }
@@ -150,7 +177,10 @@ TEST_CASE("data survives closing and reopening a grown map, and it grows again")
     auto db = env.open_db(db_name);
     std::string big(4000, 'y');
     for (int i = 0; i < 100; ++i)
-      write_sync(env, [&, i](lmdb_txn& t) { t.put(db, "k" + std::to_string(i), big); return true; });
+      write_sync(env, [&, i](lmdb_txn& t) {
+        t.put(db, "k" + std::to_string(i), big);
+        return true;
+      });
     grown = env.map_size();
   }
   lmdb_env env({dir.path, 64 << 10});
@@ -160,8 +190,10 @@ TEST_CASE("data survives closing and reopening a grown map, and it grows again")
   CHECK(env.map_size() >= std::filesystem::file_size(dir.path / "data.mdb"));
   std::string big(4000, 'z');
   for (int i = 100; i < 300; ++i)
-    REQUIRE(write_sync(env, [&, i](lmdb_txn& t) { t.put(db, "k" + std::to_string(i), big); return true; }) ==
-            write_outcome::committed);
+    REQUIRE(write_sync(env, [&, i](lmdb_txn& t) {
+              t.put(db, "k" + std::to_string(i), big);
+              return true;
+            }) == write_outcome::committed);
   CHECK(env.map_size() > grown);
 }
 
@@ -170,5 +202,8 @@ TEST_CASE("writes after stop fail at once") {
   lmdb_env env({dir.path, 1 << 20});
   auto db = env.open_db("t");
   env.stop();
-  CHECK(write_sync(env, [&](lmdb_txn& t) { t.put(db, "a", "b"); return true; }) == write_outcome::failed);
+  CHECK(write_sync(env, [&](lmdb_txn& t) {
+          t.put(db, "a", "b");
+          return true;
+        }) == write_outcome::failed);
 }

@@ -15,7 +15,9 @@ token_key make_key(std::uint8_t fill) {
   k.fill(fill);
   return k;
 }
-access_claims claims(std::int64_t now) { return {"alice", std::string(16, 'd'), now, now + 60000}; }
+access_claims claims(std::int64_t now) {
+  return {"alice", std::string(16, 'd'), now, now + 60000};
+}
 }  // namespace
 
 TEST_CASE("access token round trip") {
@@ -63,7 +65,8 @@ TEST_CASE("tampered claims with a recomputed payload but old MAC") {
 
 TEST_CASE("garbage access tokens are malformed") {
   auto key = make_key(1);
-  for (std::string t : std::vector<std::string>{"", "pa1.", "pa1..", "xyz", "pa1.!!!.###", "pr1.abc.def", std::string(5000, 'a')})
+  for (std::string t :
+       std::vector<std::string>{"", "pa1.", "pa1..", "xyz", "pa1.!!!.###", "pr1.abc.def", std::string(5000, 'a')})
     CHECK(verify_access_token(t, key, 0).status == token_status::malformed);
 }
 
