@@ -1,5 +1,6 @@
 // petchat-node: one region's messenger node. Reads the config, opens the stores, starts
 // the gateways on an Asio io_context run by N threads, and stops cleanly on SIGTERM/SIGINT.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,8 +57,23 @@ void wait_for_drain(asio::steady_timer& timer, std::vector<gateway::http_server*
       [&timer, servers, deadline, &io](boost::system::error_code) { wait_for_drain(timer, servers, deadline, io); });
 }
 
+// Every connection is a file descriptor: raise the soft limit to the hard limit, and say
+// so if gateway.max_connections still cannot be reached.
+void raise_open_files_limit(std::size_t max_connections) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < max_connections + 64)
+    log::get("node")->warn("open-files limit {} is below gateway.max_connections {}; raise LimitNOFILE/ulimit -n",
+                           rl.rlim_cur, max_connections);
+}
+
 int run(config::node_config const& cfg, std::string const& config_source) {
   auto log = log::get("node");
+  raise_open_files_limit(cfg.gateway.max_connections);
   auto const& data_dir = cfg.node.data_dir;
   std::filesystem::create_directories(data_dir);
   ::chmod(data_dir.c_str(), 0700);

@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <type_traits>
@@ -27,14 +28,25 @@ namespace asio = boost::asio;
 // expression: GCC 12 mishandles the lifetime of such temporaries (double destruction).
 template <typename F, typename R = std::invoke_result_t<F>>
 auto offload(asio::thread_pool& pool, F fn) {
+  // An exception from `fn` must not escape on the pool thread (that would terminate the
+  // process): it travels back and is rethrown in the awaiting coroutine.
   auto initiate = [&pool](auto handler, F fn) {
     asio::post(pool, [handler = std::move(handler), fn = std::move(fn)]() mutable {
-      R r = fn();
+      std::exception_ptr error;
+      R r{};
+      try {
+        r = fn();
+      } catch (...) {
+        error = std::current_exception();
+      }
       auto ex = asio::get_associated_executor(handler);
-      asio::post(ex, [handler = std::move(handler), r = std::move(r)]() mutable { std::move(handler)(std::move(r)); });
+      asio::post(ex, [handler = std::move(handler), error, r = std::move(r)]() mutable {
+        std::move(handler)(error, std::move(r));
+      });
     });
   };
-  return asio::async_initiate<asio::use_awaitable_t<> const, void(R)>(initiate, asio::use_awaitable, std::move(fn));
+  return asio::async_initiate<asio::use_awaitable_t<> const, void(std::exception_ptr, R)>(initiate, asio::use_awaitable,
+                                                                                          std::move(fn));
 }
 
 // Queues `fn` on the environment's commit pipeline and resumes the caller once the group

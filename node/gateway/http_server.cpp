@@ -60,37 +60,53 @@ namespace {
 using state_ptr = std::shared_ptr<http_server::state>;
 
 // Cancels the socket's pending operation when the deadline passes. The timer runs on the
-// connection's strand, like the coroutine, so `fired` needs no lock.
+// connection's strand, like the coroutine, so the flags need no lock.
+//
+// cancel() cannot recall a handler whose timer already expired and is queued on the strand;
+// `armed` makes such a stale handler do nothing, so it can neither touch a socket that is
+// gone nor cancel the connection's next operation.
 class deadline {
  public:
   explicit deadline(asio::any_io_executor ex) : timer_(ex) {}
+  ~deadline() { disarm(); }
   template <typename Socket>
   void arm(Socket& socket, std::chrono::milliseconds d) {
+    disarm();
+    armed_ = std::make_shared<bool>(true);
     fired_ = std::make_shared<bool>(false);
     timer_.expires_after(d);
-    timer_.async_wait([&socket, fired = fired_](boost::system::error_code ec) {
-      if (ec) return;
+    timer_.async_wait([&socket, armed = armed_, fired = fired_](boost::system::error_code ec) {
+      if (ec || !*armed) return;
       *fired = true;
       boost::system::error_code ignored;
       socket.cancel(ignored);
     });
   }
-  void disarm() { timer_.cancel(); }
+  void disarm() {
+    if (armed_) *armed_ = false;
+    timer_.cancel();
+  }
   bool fired() const { return fired_ && *fired_; }
 
  private:
   asio::steady_timer timer_;
+  std::shared_ptr<bool> armed_;
   std::shared_ptr<bool> fired_;
 };
 
-http::response<http::string_body> to_beast(response const& r, unsigned version, bool keep_alive) {
+http::response<http::string_body> to_beast(response const& r, unsigned version, bool keep_alive, bool head = false) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "petchat");
   if (!r.body.empty() || r.status != 204) res.set(http::field::content_type, r.content_type);
   for (auto const& [k, v] : r.headers) res.set(k, v);
-  res.body() = r.body;
   res.keep_alive(keep_alive);
-  res.prepare_payload();
+  if (head) {
+    // A HEAD answer announces the body's length but carries no body.
+    res.content_length(r.body.size());
+  } else {
+    res.body() = r.body;
+    res.prepare_payload();
+  }
   return res;
 }
 
@@ -102,14 +118,9 @@ errors::failure read_failure(boost::system::error_code ec, bool timed_out) {
   return errors::fail(code::bad_request, "malformed HTTP request: " + ec.message());
 }
 
+// Half-close, drain briefly, and let the caller close: see below.
 template <typename Socket>
-awaitable<void> write_and_linger(Socket& socket, deadline& timer, state_ptr st, response const& r) {
-  auto res = to_beast(r, 11, false);
-  timer.arm(socket, st->limits.request_timeout);
-  auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
-  timer.disarm();
-  (void)n;
-  if (ec) co_return;
+awaitable<void> linger(Socket& socket, deadline& timer) {
   // Half-close, then read and discard what the client still sends for a moment: closing
   // with unread data would make the kernel send RST, and the client could lose the answer.
   boost::system::error_code ignored;
@@ -122,6 +133,16 @@ awaitable<void> write_and_linger(Socket& socket, deadline& timer, state_ptr st, 
     total += got;
   }
   timer.disarm();
+}
+
+template <typename Socket>
+awaitable<void> write_and_linger(Socket& socket, deadline& timer, state_ptr st, response const& r) {
+  auto res = to_beast(r, 11, false);
+  timer.arm(socket, st->limits.request_timeout);
+  auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
+  timer.disarm();
+  (void)n;
+  if (!ec) co_await linger(socket, timer);
 }
 
 template <typename Socket>
@@ -183,6 +204,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
       r.body = std::move(req.body());
       r.client_address = client_address;
       bool keep_alive = req.keep_alive();
+      bool is_head = req.method() == http::verb::head;
       unsigned version = req.version();
 
       response out;
@@ -193,12 +215,16 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
         out = error_response(errors::fail(errors::code::internal, "internal error"));
       }
       keep_alive = keep_alive && !st->stopping;
-      auto res = to_beast(out, version, keep_alive);
+      auto res = to_beast(out, version, keep_alive, is_head);
       timer.arm(socket, st->limits.request_timeout);
       auto [wec, wn] = co_await http::async_write(socket, res, use_tuple);
       timer.disarm();
       (void)wn;
-      if (wec || !keep_alive) break;
+      if (wec) break;
+      if (!keep_alive) {
+        co_await linger(socket, timer);
+        break;
+      }
     }
   } catch (std::exception const& e) {
     st->log->error("{}: connection failed: {}", client_address, e.what());
@@ -221,7 +247,10 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor, bool is_tcp) {
     auto [ec, socket] = co_await acceptor.async_accept(strand, use_tuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || st->stopping) co_return;
-      st->log->warn("accept failed: {}", ec.message());
+      // Typically EMFILE/ENFILE: retrying at once would spin on an I/O thread.
+      st->log->warn("accept failed: {}; pausing accepts for 100 ms", ec.message());
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(use_tuple);
       continue;
     }
     if (st->open >= st->limits.max_connections) {

@@ -84,8 +84,18 @@ region_identity load_or_create(std::filesystem::path const& data_dir) {
     }
     ::close(out);
     if (::rename(tmp.c_str(), key_path.c_str()) != 0) throw file_error(key_path, "rename");
-    std::ofstream pub(data_dir / "region.pub", std::ios::trunc);
-    pub << id.public_key_hex() << "\n";
+    auto pub_path = data_dir / "region.pub";
+    int pub = ::open(pub_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (pub < 0) throw file_error(pub_path, "create");
+    std::string hex = id.public_key_hex() + "\n";
+    write_all(pub, hex.data(), hex.size(), pub_path);
+    ::fsync(pub);
+    ::close(pub);
+    // The rename is durable only once the directory is: a power cut must not lose the key
+    // after accounts that depend on it were acknowledged.
+    int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0 || ::fsync(dir) != 0) throw file_error(data_dir, "fsync");
+    ::close(dir);
     id.created = true;
   } else {
     throw file_error(key_path, "open");

@@ -1,6 +1,8 @@
 #include "node/users/users.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 
 #include "node/async/async.hpp"
 #include "node/ids/ids.hpp"
@@ -22,6 +24,7 @@ using errors::failure;
 
 constexpr std::size_t max_password_bytes = 1024;
 constexpr std::size_t device_id_bytes = 16;
+constexpr int max_retired_refresh_hashes = 16;
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -98,6 +101,31 @@ struct user_service::impl {
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
   detail::hash_params params() const { return {options.password_hash_ops, options.password_hash_memory_kib}; }
+
+  // Bounds the argon2id work queued on the CPU pool: each hash holds its memory cost, and
+  // an unbounded queue would let a flood of logins delay everyone (and use memory).
+  std::atomic<std::size_t> hashes_in_flight{0};
+  std::size_t max_hashes_in_flight = 4 * std::max(2u, std::thread::hardware_concurrency());
+
+  struct hash_slot_release {
+    void operator()(std::atomic<std::size_t>* n) const { n->fetch_sub(1); }
+  };
+  using slot_guard = std::unique_ptr<std::atomic<std::size_t>, hash_slot_release>;
+
+  // A slot for one password hash, or an empty guard if the node is saturated.
+  slot_guard hash_slot() {
+    if (hashes_in_flight.fetch_add(1) >= max_hashes_in_flight) {
+      hashes_in_flight.fetch_sub(1);
+      return slot_guard(nullptr);
+    }
+    return slot_guard(&hashes_in_flight);
+  }
+
+  static failure busy() {
+    auto f = fail(code::rate_limited, "the node is busy checking passwords; try again shortly");
+    f.retry_after_s = 1;
+    return f;
+  }
 
   std::optional<records::user_record> read_user(store::lmdb_txn const& txn, std::string const& name) const {
     auto raw = txn.get(accounts, name);
@@ -218,8 +246,11 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
 
   auto params = m.params();
+  auto slot = m.hash_slot();
+  if (!slot) co_return m.busy();
   auto cpu_work = [password, params] { return detail::hash_password(password, params); };
   std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
+  slot.reset();
 
   records::user_record record;
   record.set_name(name);
@@ -241,28 +272,34 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
                                                       std::string device_name, std::string client_address) {
   auto& m = *impl_;
   if (auto f = check_text("device_name", device_name, 1, 64, false)) co_return *f;
-  std::string name = m.local_name(name_or_id).value_or(name_or_id);
-  std::string account_key = "user:" + name;
+  // Only well-formed names get an account counter, so junk names cannot bloat the limiter.
+  auto name_opt = m.local_name(name_or_id);
+  std::string name = name_opt.value_or("");
+  std::string account_key = name_opt ? "user:" + name : "";
   std::string address_key = "addr:" + client_address;
   std::int64_t now = now_ms();
-  std::int64_t wait =
-      std::max(m.account_limiter.wait_ms(account_key, now), m.address_limiter.wait_ms(address_key, now));
+  std::int64_t wait = m.address_limiter.wait_ms(address_key, now);
+  if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
   if (wait > 0) {
     auto f = fail(code::rate_limited, "too many failed logins; try again later");
     f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
     co_return f;
   }
+  // The attempt counts as failed from the start and is forgiven on success: otherwise a
+  // burst of concurrent guesses would all pass the check above while the first ones are
+  // still hashing.
+  if (name_opt) m.account_limiter.failed(account_key, now);
+  m.address_limiter.failed(address_key, now);
 
-  auto user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
+  std::optional<records::user_record> user;
+  if (name_opt) user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
   std::string hash = user ? user->password_hash() : m.dummy_hash;
+  auto slot = m.hash_slot();
+  if (!slot) co_return m.busy();
   auto cpu_work = [hash, password] { return detail::verify_password(hash, password); };
   bool match = co_await async::offload(m.cpu_pool, std::move(cpu_work));
-  if (!user || !match) {
-    now = now_ms();
-    m.account_limiter.failed(account_key, now);
-    m.address_limiter.failed(address_key, now);
-    co_return fail(code::invalid_credentials, "wrong name or password");
-  }
+  slot.reset();
+  if (!user || !match) co_return fail(code::invalid_credentials, "wrong name or password");
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
   m.account_limiter.succeeded(account_key);
   m.address_limiter.succeeded(address_key);
@@ -333,7 +370,12 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
         st->error = fail(code::user_disabled, "this account is disabled");
         return false;
       }
-      device->set_previous_refresh_hash(device->refresh_hash());
+      // Keep the most recent retired hashes (bounded) so that replaying any of them, not
+      // only the last one, is recognised as theft.
+      auto* retired = device->mutable_retired_refresh_hashes();
+      retired->Add(std::string(device->refresh_hash()));
+      if (retired->size() > max_retired_refresh_hashes)
+        retired->erase(retired->begin(), retired->begin() + (retired->size() - max_retired_refresh_hashes));
       device->set_refresh_hash(new_hash);
       device->set_refresh_expires_at_ms(now + std::int64_t(m.options.refresh_token_ttl_s) * 1000);
       device->set_last_refreshed_at_ms(now);
@@ -341,7 +383,9 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
       st->device = *device;
       return true;
     }
-    if (!device->previous_refresh_hash().empty() && detail::equal_secret(presented, device->previous_refresh_hash())) {
+    bool reused = false;
+    for (auto const& old : device->retired_refresh_hashes()) reused = detail::equal_secret(presented, old) || reused;
+    if (reused) {
       // A rotated-out token came back: someone holds a copy. Revoke the whole session
       // (durably: this write commits) so neither holder can continue.
       device->set_revoked(true);
@@ -441,8 +485,11 @@ awaitable<result<profile>> user_service::set_password(std::string name, std::str
   if (auto f = m.check_password(password)) co_return *f;
   if (!get_profile(*bare)) co_return fail(code::user_not_found, "no user '" + name + "'");
   auto params = m.params();
+  auto slot = m.hash_slot();
+  if (!slot) co_return m.busy();
   auto cpu_work = [password, params] { return detail::hash_password(password, params); };
   std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
+  slot.reset();
   user_change change = [&m, hash, n = *bare](store::lmdb_txn& txn, records::user_record& u) {
     u.set_password_hash(hash);
     m.revoke_all(txn, n);

@@ -28,6 +28,29 @@ std::string_view to_view(MDB_val const& v) {
 
 }  // namespace
 
+writer_preferring_mutex::writer_preferring_mutex() {
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&lock_, &attr);
+  pthread_rwlockattr_destroy(&attr);
+}
+writer_preferring_mutex::~writer_preferring_mutex() {
+  pthread_rwlock_destroy(&lock_);
+}
+void writer_preferring_mutex::lock() {
+  pthread_rwlock_wrlock(&lock_);
+}
+void writer_preferring_mutex::unlock() {
+  pthread_rwlock_unlock(&lock_);
+}
+void writer_preferring_mutex::lock_shared() {
+  pthread_rwlock_rdlock(&lock_);
+}
+void writer_preferring_mutex::unlock_shared() {
+  pthread_rwlock_unlock(&lock_);
+}
+
 lmdb_error::lmdb_error(std::string const& what, int rc)
     : std::runtime_error(what + ": " + mdb_strerror(rc)), code_(rc) {}
 
@@ -101,6 +124,8 @@ lmdb_env::lmdb_env(lmdb_options options) : options_(std::move(options)) {
   check(mdb_env_create(&env_), "mdb_env_create");
   try {
     check(mdb_env_set_maxdbs(env_, options_.max_dbs), "mdb_env_set_maxdbs");
+    // One reader slot per concurrent read transaction: I/O threads, admin calls, writer.
+    check(mdb_env_set_maxreaders(env_, options_.max_readers), "mdb_env_set_maxreaders");
     check(mdb_env_set_mapsize(env_, options_.initial_map_bytes), "mdb_env_set_mapsize");
     // MDB_NOTLS: read transactions are not tied to a thread, so any I/O thread may read.
     // Synchronous commits are kept (no MDB_NOSYNC): a committed write is on disk.
@@ -178,7 +203,14 @@ void lmdb_env::run_writer() {
         queue_.pop_front();
       }
     }
-    while (!commit_batch(batch)) grow_map();
+    while (!commit_batch(batch)) {
+      if (!grow_map()) {
+        // The map cannot grow (address space or disk exhausted): fail this batch, keep
+        // serving; later batches may fit.
+        for (auto& r : batch) r.done(write_outcome::failed);
+        break;
+      }
+    }
   }
 }
 
@@ -196,17 +228,21 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
       try {
         lmdb_txn txn(child);
         if (batch[i].fn(txn)) {
-          check(mdb_txn_commit(child), "mdb_txn_commit(nested)");
+          // mdb_txn_commit frees the handle even when it fails: never abort it after this.
+          int rc = mdb_txn_commit(child);
+          child = nullptr;
+          check(rc, "mdb_txn_commit(nested)");
           outcomes[i] = write_outcome::committed;
         } else {
           mdb_txn_abort(child);
+          child = nullptr;
           outcomes[i] = write_outcome::rolled_back;
         }
       } catch (map_full const&) {
-        mdb_txn_abort(child);
+        if (child) mdb_txn_abort(child);
         throw;
-      } catch (std::exception const&) {
-        mdb_txn_abort(child);
+      } catch (...) {
+        if (child) mdb_txn_abort(child);
         outcomes[i] = write_outcome::failed;
       }
     }
@@ -218,7 +254,7 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
   } catch (map_full const&) {
     if (parent) mdb_txn_abort(parent);
     return false;
-  } catch (std::exception const&) {
+  } catch (...) {
     if (parent) mdb_txn_abort(parent);
     for (auto& o : outcomes) o = write_outcome::failed;
   }
@@ -226,11 +262,10 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
   return true;
 }
 
-void lmdb_env::grow_map() {
+bool lmdb_env::grow_map() {
   std::unique_lock gate(resize_gate_);
   std::size_t next = map_size() * 2;
-  int rc = mdb_env_set_mapsize(env_, next);
-  if (rc != MDB_SUCCESS) throw lmdb_error("mdb_env_set_mapsize", rc);
+  return mdb_env_set_mapsize(env_, next) == MDB_SUCCESS;
 }
 
 }  // namespace petchat::store

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <lmdb.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -29,6 +30,23 @@
 #include <thread>
 
 namespace petchat::store {
+
+// A shared mutex on which a waiting exclusive locker blocks new shared lockers (glibc's
+// default rwlock lets readers overtake a waiting writer indefinitely).
+class writer_preferring_mutex {
+ public:
+  writer_preferring_mutex();
+  ~writer_preferring_mutex();
+  writer_preferring_mutex(writer_preferring_mutex const&) = delete;
+  writer_preferring_mutex& operator=(writer_preferring_mutex const&) = delete;
+  void lock();
+  void unlock();
+  void lock_shared();
+  void unlock_shared();
+
+ private:
+  pthread_rwlock_t lock_;
+};
 
 // Start-up and programming errors (bad path, corrupt file, misuse): thrown. Expected
 // outcomes (not found, key exists) are return values.
@@ -92,6 +110,7 @@ struct lmdb_options {
   std::filesystem::path dir;                  // created if missing (mode 0700)
   std::size_t initial_map_bytes = 64u << 20;  // grows by doubling when full
   unsigned max_dbs = 16;
+  unsigned max_readers = 1024;   // concurrent read transactions
   std::size_t max_batch = 1024;  // requests per group commit
 };
 
@@ -116,7 +135,8 @@ class lmdb_env {
   lmdb_db open_db(char const* name);
 
   // Runs `fn` with a read-only snapshot and returns what it returns. Safe on any thread;
-  // never waits for the writer (only, briefly, for a map resize).
+  // never waits for the writer (only, briefly, for a map resize). `fn` must not call
+  // read() again: with a resize waiting, the nested call would deadlock.
   template <typename F>
   auto read(F&& fn) const {
     std::shared_lock gate(resize_gate_);
@@ -148,14 +168,15 @@ class lmdb_env {
 
   void run_writer();
   bool commit_batch(std::deque<request>& batch);  // false when the map had to grow
-  void grow_map();
+  bool grow_map();                                // false if LMDB refused the new size
 
   lmdb_options options_;
   MDB_env* env_ = nullptr;
 
   // Readers hold it shared for the life of a read transaction; the writer holds it
   // exclusively while resizing the map, which LMDB allows only with no live transaction.
-  mutable std::shared_mutex resize_gate_;
+  // Writer-preferring, so a steady stream of readers cannot starve a resize.
+  mutable writer_preferring_mutex resize_gate_;
 
   std::mutex queue_mutex_;  // guards queue_ and stopping_
   std::condition_variable queue_cv_;

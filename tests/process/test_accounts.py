@@ -1,5 +1,6 @@
 """Accounts: registration, validation, HTTP-level errors, profiles, health endpoints."""
 
+import json
 import os
 import socket
 import sys
@@ -291,6 +292,22 @@ class AccountsTest(NodeTestCase):
         r = self.node.request("GET", "/healthz")
         self.assertStatus(r, 200)
         self.assertEqual(r.json, {"status": "ok"})
+
+    def test_head_has_no_body_and_keeps_the_connection_in_step(self):
+        conn = self.node.connection()
+        try:
+            conn.request("HEAD", "/healthz")
+            head = conn.getresponse()
+            self.assertEqual(head.status, 200)
+            self.assertEqual(head.read(), b"")
+            self.assertGreater(int(head.getheader("Content-Length")), 0)
+            # The next answer on the same connection must start where the HEAD answer ended.
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(json.loads(r.read()), {"status": "ok"})
+        finally:
+            conn.close()
 
     def test_readyz(self):
         r = self.node.request("GET", "/readyz")

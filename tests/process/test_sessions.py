@@ -3,6 +3,7 @@ users, login rate limiting."""
 
 import os
 import sys
+import threading
 import time
 import unittest
 
@@ -146,6 +147,20 @@ class SessionsTest(NodeTestCase):
         self.assertStatus(self.node.refresh(other["refresh_token"]), 200)
         # And the user can log in again.
         self.node.new_session("dave")
+
+    def test_refresh_reuse_of_an_older_generation(self):
+        # A token stolen several rotations ago is still recognised when replayed.
+        self.node.new_user("olga")
+        s1 = self.node.new_session("olga", device="phone")
+        tokens = [s1["refresh_token"]]
+        for _ in range(3):
+            r = self.node.refresh(tokens[-1])
+            self.assertStatus(r, 200)
+            tokens.append(r.json["refresh_token"])
+        latest = self.node.refresh(tokens[-1])
+        self.assertStatus(latest, 200)
+        self.assertError(self.node.refresh(tokens[0]), 401, "refresh_token_reused")
+        self.assertError(self.me(latest.json["access_token"]), 401, "session_revoked")
 
     def test_refresh_errors(self):
         r = self.node.refresh("not-a-refresh-token")
@@ -294,6 +309,30 @@ class RateLimitTest(NodeTestCase):
         for i in range(3):
             self.assertError(node.login("ivan", "wrong password"), 401, "invalid_credentials", msg="free #%d" % i)
         node.new_session("ivan")
+
+    def test_concurrent_guesses_are_limited_too(self):
+        # A burst of parallel guesses must not all be tried while the first ones hash.
+        node = self.start_node(config=self.CONFIG)
+        node.new_user("kurt")
+        results = []
+        lock = threading.Lock()
+
+        def guess(i):
+            r = node.login("kurt", "wrong password %d" % i)
+            with lock:
+                results.append(r.status)
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 20)
+        self.assertEqual(set(results) - {401, 429}, set(), results)
+        # 3 free attempts plus the one that starts the lock; at most one more per I/O
+        # thread can slip between the check and the count.
+        self.assertLessEqual(results.count(401), 6, results)
+        self.assertGreaterEqual(results.count(429), 14, results)
 
     def test_per_address_across_accounts(self):
         node = self.start_node(config=self.CONFIG)

@@ -1,6 +1,7 @@
 #include "node/users/detail/login_limiter.hpp"
 
 #include <algorithm>
+#include <vector>
 
 namespace petchat::users::detail {
 
@@ -36,9 +37,21 @@ void login_limiter::prune(std::int64_t now_ms) {
   std::erase_if(entries_, [&](auto const& kv) {
     return kv.second.locked_until_ms <= now_ms && kv.second.last_failure_ms + options_.max_backoff_ms <= now_ms;
   });
-  // Under a flood of distinct keys, drop everything unlocked rather than grow without bound.
-  if (entries_.size() >= options_.max_keys)
-    std::erase_if(entries_, [&](auto const& kv) { return kv.second.locked_until_ms <= now_ms; });
+  if (entries_.size() < options_.max_keys) return;
+  // Under a flood of distinct keys, keep the half with the most failures: a flood of
+  // one-off names must not wash away the counter of the account actually under attack.
+  std::vector<std::uint32_t> counts;
+  counts.reserve(entries_.size());
+  for (auto const& kv : entries_) counts.push_back(kv.second.failures);
+  auto mid = counts.begin() + static_cast<std::ptrdiff_t>(counts.size() / 2);
+  std::nth_element(counts.begin(), mid, counts.end());
+  std::uint32_t threshold = *mid;
+  std::erase_if(entries_, [&](auto const& kv) {
+    return kv.second.failures < threshold || (kv.second.failures == threshold && kv.second.locked_until_ms <= now_ms);
+  });
+  // Still full (every key equally bad and locked): make room by dropping arbitrary keys.
+  for (auto it = entries_.begin(); entries_.size() >= options_.max_keys / 2 && it != entries_.end();)
+    it = entries_.erase(it);
 }
 
 }  // namespace petchat::users::detail
