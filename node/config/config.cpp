@@ -163,6 +163,16 @@ load_result validate(toml::table const& root) {
         {"login_backoff_initial_ms", rd.integer(c.users.login_backoff_initial_ms, 1, 3600000)},
         {"login_backoff_max_ms", rd.integer(c.users.login_backoff_max_ms, 1, 86400000)}}},
       {"store", {{"lmdb_initial_map_mib", rd.integer(c.store.lmdb_initial_map_mib, 1, 1 << 20)}}},
+      {"messages",
+       {{"retention_s", rd.integer(c.messages.retention_s, 1, 10 * 365 * 86400)},
+        {"max_text_bytes", rd.integer(c.messages.max_text_bytes, 16, 1 << 20)},
+        {"max_content_bytes", rd.integer(c.messages.max_content_bytes, 0, 1 << 20)},
+        {"max_frame_bytes", rd.integer(c.messages.max_frame_bytes, 1024, 16 << 20)},
+        {"max_per_second", rd.integer(c.messages.max_per_second, 1, 100000)},
+        {"max_sessions_per_user", rd.integer(c.messages.max_sessions_per_user, 1, 1000)},
+        {"send_queue_frames", rd.integer(c.messages.send_queue_frames, 4, 1 << 20)},
+        {"delete_for_everyone_window_s", rd.integer(c.messages.delete_for_everyone_window_s, 0, 365 * 86400)},
+        {"expiry_sweep_interval_ms", rd.integer(c.messages.expiry_sweep_interval_ms, 10, 3600000)}}},
       {"log", {{"format", str(check_log_format)}, {"level", str(check_log_level)}}},
   };
   rd.walk(root, schema);

@@ -58,6 +58,18 @@ struct store_section {
   std::size_t lmdb_initial_map_mib = 64;
 };
 
+struct messages_section {
+  std::uint32_t retention_s = 30 * 24 * 3600;  // default lifetime of a message
+  std::size_t max_text_bytes = 4096;           // body.text
+  std::size_t max_content_bytes = 16384;       // body.content, serialized
+  std::size_t max_frame_bytes = 65536;         // one WebSocket frame from a client
+  std::uint32_t max_per_second = 50;           // sends per user (burst: twice as many)
+  std::uint32_t max_sessions_per_user = 10;    // live WebSocket connections per user
+  std::size_t send_queue_frames = 1024;        // frames queued to one client before it is cut off
+  std::uint32_t delete_for_everyone_window_s = 3600;
+  std::uint32_t expiry_sweep_interval_ms = 1000;
+};
+
 struct log_section {
   log_format format = log_format::human;
   std::string level = "info";
@@ -69,6 +81,7 @@ struct node_config {
   admin_section admin;
   users_section users;
   store_section store;
+  messages_section messages;
   log_section log;
 
   std::filesystem::path admin_socket() const {

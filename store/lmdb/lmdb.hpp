@@ -29,6 +29,8 @@
 #include <string_view>
 #include <thread>
 
+#include "store/write_outcome.hpp"
+
 namespace petchat::store {
 
 // A shared mutex on which a waiting exclusive locker blocks new shared lockers (glibc's
@@ -99,12 +101,6 @@ class lmdb_txn {
   MDB_txn* txn_;
 };
 
-// What became of one write request.
-enum class write_outcome {
-  committed,    // the request's changes are durable (fsync'd)
-  rolled_back,  // the request chose not to write (returned false); nothing changed
-  failed,       // the request threw, or the batch could not be committed; nothing changed
-};
 
 struct lmdb_options {
   std::filesystem::path dir;                  // created if missing (mode 0700)

@@ -1,0 +1,186 @@
+#include "store/rocks/rocks.hpp"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
+#include <sys/stat.h>
+
+#include <vector>
+
+namespace petchat::store {
+namespace {
+
+char const* const family_names[] = {"mailbox", "messages", "history", "idempotency",
+                                    "state",   "expiry",   "conversations"};
+static_assert(std::size(family_names) == static_cast<std::size_t>(cf::count_));
+
+void check(rocksdb::Status const& s, char const* what) {
+  if (!s.ok()) throw rocks_error(std::string(what) + ": " + s.ToString());
+}
+
+rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+}  // namespace
+
+std::optional<std::string> rocks_batch::get(cf family, std::string_view key) const {
+  std::string value;
+  auto s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), cfs_[static_cast<int>(family)], slice(key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  check(s, "GetFromBatchAndDB");
+  return value;
+}
+
+void rocks_batch::put(cf family, std::string_view key, std::string_view value) {
+  check(batch_->Put(cfs_[static_cast<int>(family)], slice(key), slice(value)), "Put");
+}
+
+void rocks_batch::erase(cf family, std::string_view key) {
+  check(batch_->Delete(cfs_[static_cast<int>(family)], slice(key)), "Delete");
+}
+
+rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
+  std::filesystem::create_directories(options_.dir);
+  ::chmod(options_.dir.c_str(), 0700);
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  // Old WAL files are deleted once their data is flushed, so deleted data does not linger.
+  db_options.WAL_ttl_seconds = 0;
+  db_options.WAL_size_limit_MB = 0;
+  db_options.keep_log_file_num = 5;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  families.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (auto name : family_names) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  check(rocksdb::DB::Open(db_options, options_.dir.string(), families, &handles, &raw), "open RocksDB");
+  db_.reset(raw);
+  // handles[0] is the default family, which petchat does not use.
+  db_->DestroyColumnFamilyHandle(handles[0]);
+  for (std::size_t i = 1; i < handles.size(); ++i) cfs_[i - 1] = handles[i];
+  writer_ = std::thread([this] { run_writer(); });
+}
+
+rocks_db::~rocks_db() {
+  stop();
+  for (auto* h : cfs_)
+    if (h) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+}
+
+void rocks_db::submit(write_fn fn, done_fn done) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (!stopping_) {
+      queue_.push_back(request{std::move(fn), std::move(done)});
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  done(write_outcome::failed);
+}
+
+void rocks_db::stop() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+    queue_cv_.notify_one();
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+std::optional<std::string> rocks_db::get(cf family, std::string_view key) const {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), cfs_[static_cast<int>(family)], slice(key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  check(s, "Get");
+  return value;
+}
+
+void rocks_db::scan(cf family, std::string_view from, std::string_view to, visit_fn const& fn) const {
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper = slice(to);
+  if (!to.empty()) ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[static_cast<int>(family)]));
+  for (it->Seek(slice(from)); it->Valid(); it->Next()) {
+    auto k = it->key();
+    auto v = it->value();
+    if (!fn(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()))) break;
+  }
+  check(it->status(), "iterate");
+}
+
+void rocks_db::scan_reverse(cf family, std::string_view from, std::string_view to, visit_fn const& fn) const {
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice lower = slice(from);
+  ro.iterate_lower_bound = &lower;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[static_cast<int>(family)]));
+  if (to.empty()) it->SeekToLast();
+  else {
+    it->SeekForPrev(slice(to));
+    // SeekForPrev lands on `to` itself if present; the range excludes it.
+    if (it->Valid() && it->key() == slice(to)) it->Prev();
+  }
+  for (; it->Valid(); it->Prev()) {
+    auto k = it->key();
+    auto v = it->value();
+    if (!fn(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()))) break;
+  }
+  check(it->status(), "iterate");
+}
+
+void rocks_db::compact() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  for (auto* h : cfs_) check(db_->Flush(fo, h), "Flush");
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (auto* h : cfs_) check(db_->CompactRange(co, h, nullptr, nullptr), "CompactRange");
+}
+
+void rocks_db::run_writer() {
+  for (;;) {
+    std::deque<request> batch;
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    commit_batch(batch);
+  }
+}
+
+void rocks_db::commit_batch(std::deque<request>& batch) {
+  std::vector<write_outcome> outcomes(batch.size(), write_outcome::failed);
+  rocksdb::WriteBatchWithIndex wb(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true);
+  rocks_batch view(db_.get(), &wb, cfs_);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    wb.SetSavePoint();
+    bool keep = false;
+    try {
+      keep = batch[i].fn(view);
+      outcomes[i] = keep ? write_outcome::committed : write_outcome::rolled_back;
+    } catch (...) {
+      outcomes[i] = write_outcome::failed;
+    }
+    if (keep) wb.PopSavePoint();
+    else wb.RollbackToSavePoint();
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  // The group commit: one WAL fsync makes every request of the batch durable.
+  auto s = db_->Write(wo, wb.GetWriteBatch());
+  if (!s.ok()) {
+    for (auto& o : outcomes) o = write_outcome::failed;
+  } else {
+    commits_.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(outcomes[i]);
+}
+
+}  // namespace petchat::store

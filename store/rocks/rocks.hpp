@@ -1,0 +1,131 @@
+// petchat's RocksDB engine for the message service: one database with a fixed set of
+// column families, consistent reads from any thread, and a commit pipeline through which
+// every write goes.
+//
+// Writes are group-committed like LMDB's (store/lmdb/lmdb.hpp): one writer thread takes
+// every queued request, runs each against a shared indexed write batch (so a request sees
+// the writes of the requests before it in the batch) inside a save point (so a request
+// that fails or declines is undone alone), writes the batch with one WAL fsync, and only
+// then reports each request's outcome.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <stdexcept>
+#include <thread>
+
+#include "store/write_outcome.hpp"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatchWithIndex;
+}  // namespace rocksdb
+
+namespace petchat::store {
+
+// The message service's column families. Key layouts are documented where they are
+// built (node/messages).
+enum class cf : std::uint8_t {
+  mailbox,        // user id NUL seq(8 BE) -> stored_event
+  messages,       // message id(16) -> stored_message
+  history,        // conversation id NUL message id(16) -> ""
+  idempotency,    // sender id NUL client id -> accepted_record
+  state,          // small counters and positions (mailbox heads, device acks, read marks)
+  expiry,         // expires_at_ms(8 BE) message id(16) -> ""
+  conversations,  // conversation id -> conversation_record; "u/" user NUL peer -> conversation id
+  count_
+};
+
+class rocks_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The view a write request gets: reads see the database plus the batch so far.
+class rocks_batch {
+ public:
+  rocks_batch(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch, rocksdb::ColumnFamilyHandle* const* cfs)
+      : db_(db), batch_(batch), cfs_(cfs) {}
+  std::optional<std::string> get(cf family, std::string_view key) const;
+  void put(cf family, std::string_view key, std::string_view value);
+  void erase(cf family, std::string_view key);
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::WriteBatchWithIndex* batch_;
+  rocksdb::ColumnFamilyHandle* const* cfs_;
+};
+
+struct rocks_options {
+  std::filesystem::path dir;    // created if missing (mode 0700)
+  std::size_t max_batch = 1024;  // requests per group commit
+  bool sync = true;              // fsync the WAL before reporting `committed`
+};
+
+class rocks_db {
+ public:
+  // Runs on the writer thread; true keeps its changes, false undoes them. Must not block.
+  using write_fn = std::function<bool(rocks_batch&)>;
+  // Called on the writer thread once the request's fate is final; must not block.
+  using done_fn = std::function<void(write_outcome)>;
+  using visit_fn = std::function<bool(std::string_view key, std::string_view value)>;
+
+  // Opens (creating if needed) the database and starts the writer. Throws rocks_error.
+  explicit rocks_db(rocks_options options);
+  ~rocks_db();  // drains queued writes, stops the writer, closes the database
+  rocks_db(rocks_db const&) = delete;
+  rocks_db& operator=(rocks_db const&) = delete;
+
+  // Queues a write; `done` is called exactly once. After stop() it fails at once.
+  void submit(write_fn fn, done_fn done);
+
+  // Committed state. Safe on any thread.
+  std::optional<std::string> get(cf family, std::string_view key) const;
+
+  // Visits keys in [from, to) in order (to empty: no upper bound) until `fn` returns false.
+  void scan(cf family, std::string_view from, std::string_view to, visit_fn const& fn) const;
+
+  // Visits keys in [from, to) in reverse order until `fn` returns false.
+  void scan_reverse(cf family, std::string_view from, std::string_view to, visit_fn const& fn) const;
+
+  // Flushes memtables and compacts every column family, so deleted data leaves the disk.
+  void compact();
+
+  // Finishes queued writes and stops the writer thread. Idempotent.
+  void stop();
+
+  std::uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
+
+ private:
+  struct request {
+    write_fn fn;
+    done_fn done;
+  };
+  void run_writer();
+  void commit_batch(std::deque<request>& batch);
+
+  rocks_options options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* cfs_[static_cast<int>(cf::count_)] = {};
+
+  std::mutex queue_mutex_;  // guards queue_ and stopping_
+  std::condition_variable queue_cv_;
+  std::deque<request> queue_;
+  bool stopping_ = false;
+
+  std::atomic<std::uint64_t> commits_{0};
+  std::thread writer_;  // last: starts after everything above exists
+};
+
+}  // namespace petchat::store
