@@ -5,10 +5,14 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -18,7 +22,9 @@
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
 #include "node/log/log.hpp"
+#include "node/messages/messages.hpp"
 #include "node/users/users.hpp"
+#include "node/ws/ws.hpp"
 
 namespace {
 
@@ -71,6 +77,23 @@ void raise_open_files_limit(std::size_t max_connections) {
                            rl.rlim_cur, max_connections);
 }
 
+// Removes expired messages every `interval` until the node stops.
+asio::awaitable<void> sweep_expired_messages(messages::message_service& messages, std::chrono::milliseconds interval,
+                                             std::shared_ptr<std::atomic<bool>> stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!*stopping) {
+    timer.expires_after(interval);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (*stopping) break;
+    try {
+      std::size_t n = co_await messages.sweep_expired();
+      if (n > 0) log::get("messages")->debug("expired {} messages", n);
+    } catch (std::exception const& e) {
+      log::get("messages")->error("expiry sweep failed: {}", e.what());
+    }
+  }
+}
+
 int run(config::node_config const& cfg, std::string const& config_source) {
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
@@ -86,12 +109,18 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   asio::io_context io(static_cast<int>(threads));
   asio::thread_pool cpu_pool(std::max(1u, std::thread::hardware_concurrency()));
   users::user_service users(cfg.users, cfg.node.region, cfg.store, data_dir, id, cpu_pool);
+  messages::message_service messages(cfg.messages, cfg.node.region, data_dir, users);
+  ws::ws_manager manager(cfg.messages.max_sessions_per_user,
+                         [&messages](std::string const& user) { return messages.contacts(user); });
+  messages.set_listener(
+      [&manager](std::string const& user, std::uint64_t head) { manager.notify_mailbox(user, head); });
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
   gateway::server_limits limits{cfg.gateway.max_header_bytes, cfg.gateway.max_body_bytes,
                                 std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
                                 std::chrono::milliseconds(cfg.gateway.idle_timeout_ms), cfg.gateway.max_connections};
-  gateway::http_server chat(io, limits, gateway::make_user_api(users, stopping), "gateway");
+  gateway::http_server chat(io, limits, gateway::make_user_api(users, messages, manager, stopping), "gateway");
+  chat.serve_live_stream({users, messages, manager, cfg.messages, cfg.node.region});
   auto port = chat.listen_tcp(cfg.gateway.listen);
   config::listen_address bound = cfg.gateway.listen;
   bound.port = port;
@@ -100,7 +129,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
                           now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
-  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, info), "admin");
+  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, messages, info), "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 
@@ -110,6 +139,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
     if (ec) return;
     log->info("signal {}: stopping (finishing requests in flight)", signo);
     *stopping = true;
+    drain_timer.cancel();
     chat.shutdown();
     admin.shutdown();
     wait_for_drain(drain_timer, {&chat, &admin}, std::chrono::steady_clock::now() + shutdown_grace, io);
@@ -117,6 +147,9 @@ int run(config::node_config const& cfg, std::string const& config_source) {
 
   chat.start();
   admin.start();
+  asio::co_spawn(
+      io, sweep_expired_messages(messages, std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
+      asio::detached);
   log->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", bound.str(), admin_socket.string(), threads);
   std::printf(
       "petchat-node ready: region %s, chat on http://%s, admin on unix:%s\n"
@@ -132,6 +165,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   for (auto& t : pool) t.join();
 
   cpu_pool.join();
+  messages.stop();
   users.stop();
   log->info("stopped cleanly");
   return 0;

@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "store/lmdb/lmdb.hpp"
+#include "store/rocks/rocks.hpp"
 
 namespace petchat::async {
 
@@ -56,6 +57,19 @@ inline auto write(store::lmdb_env& env, store::lmdb_env::write_fn fn) {
     // done_fn must be copyable; the awaitable handler is move-only, hence the shared_ptr.
     auto shared = std::make_shared<decltype(handler)>(std::move(handler));
     env.submit(std::move(fn), [shared](store::write_outcome outcome) {
+      auto ex = asio::get_associated_executor(*shared);
+      asio::post(ex, [shared, outcome]() { std::move (*shared)(outcome); });
+    });
+  };
+  return asio::async_initiate<asio::use_awaitable_t<> const, void(store::write_outcome)>(initiate, asio::use_awaitable,
+                                                                                         std::move(fn));
+}
+
+// The same for the RocksDB commit pipeline.
+inline auto write(store::rocks_db& db, store::rocks_db::write_fn fn) {
+  auto initiate = [&db](auto handler, store::rocks_db::write_fn fn) {
+    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+    db.submit(std::move(fn), [shared](store::write_outcome outcome) {
       auto ex = asio::get_associated_executor(*shared);
       asio::post(ex, [shared, outcome]() { std::move (*shared)(outcome); });
     });

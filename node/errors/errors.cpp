@@ -1,110 +1,69 @@
 #include "node/errors/errors.hpp"
 
+#include <array>
+
 namespace petchat::errors {
+namespace {
+
+struct entry {
+  char const* name;
+  unsigned status;
+};
+
+// Indexed by `code`; keep in the enum's order (checked below).
+constexpr std::array<entry, 39> table{{
+    {"bad_request", 400},                 // code::bad_request
+    {"invalid_json", 400},                // code::invalid_json
+    {"missing_field", 400},               // code::missing_field
+    {"invalid_field", 400},               // code::invalid_field
+    {"invalid_name", 400},                // code::invalid_name
+    {"weak_password", 400},               // code::weak_password
+    {"missing_token", 401},               // code::missing_token
+    {"invalid_token", 401},               // code::invalid_token
+    {"token_expired", 401},               // code::token_expired
+    {"session_revoked", 401},             // code::session_revoked
+    {"invalid_credentials", 401},         // code::invalid_credentials
+    {"invalid_refresh_token", 401},       // code::invalid_refresh_token
+    {"refresh_token_reused", 401},        // code::refresh_token_reused
+    {"user_disabled", 403},               // code::user_disabled
+    {"registration_closed", 403},         // code::registration_closed
+    {"invalid_registration_token", 403},  // code::invalid_registration_token
+    {"not_found", 404},                   // code::not_found
+    {"user_not_found", 404},              // code::user_not_found
+    {"session_not_found", 404},           // code::session_not_found
+    {"method_not_allowed", 405},          // code::method_not_allowed
+    {"request_timeout", 408},             // code::request_timeout
+    {"name_taken", 409},                  // code::name_taken
+    {"body_too_large", 413},              // code::body_too_large
+    {"rate_limited", 429},                // code::rate_limited
+    {"header_too_large", 431},            // code::header_too_large
+    {"internal", 500},                    // code::internal
+    {"shutting_down", 503},               // code::shutting_down
+    {"not_a_member", 403},                // code::not_a_member
+    {"not_sender", 403},                  // code::not_sender
+    {"delete_window_passed", 403},        // code::delete_window_passed
+    {"presence_hidden", 403},             // code::presence_hidden
+    {"conversation_not_found", 404},      // code::conversation_not_found
+    {"message_not_found", 404},           // code::message_not_found
+    {"malformed_frame", 400},             // code::malformed_frame
+    {"unknown_frame", 400},               // code::unknown_frame
+    {"frame_too_large", 413},             // code::frame_too_large
+    {"not_authenticated", 401},           // code::not_authenticated
+    {"too_many_sessions", 429},           // code::too_many_sessions
+    {"slow_consumer", 503},               // code::slow_consumer
+}};
+static_assert(static_cast<std::size_t>(code::slow_consumer) + 1 == table.size(), "one entry per code, in order");
+
+}  // namespace
 
 char const* name(code c) noexcept {
-  switch (c) {
-    case code::bad_request:
-      return "bad_request";
-    case code::invalid_json:
-      return "invalid_json";
-    case code::missing_field:
-      return "missing_field";
-    case code::invalid_field:
-      return "invalid_field";
-    case code::invalid_name:
-      return "invalid_name";
-    case code::weak_password:
-      return "weak_password";
-    case code::missing_token:
-      return "missing_token";
-    case code::invalid_token:
-      return "invalid_token";
-    case code::token_expired:
-      return "token_expired";
-    case code::session_revoked:
-      return "session_revoked";
-    case code::invalid_credentials:
-      return "invalid_credentials";
-    case code::invalid_refresh_token:
-      return "invalid_refresh_token";
-    case code::refresh_token_reused:
-      return "refresh_token_reused";
-    case code::user_disabled:
-      return "user_disabled";
-    case code::registration_closed:
-      return "registration_closed";
-    case code::invalid_registration_token:
-      return "invalid_registration_token";
-    case code::not_found:
-      return "not_found";
-    case code::user_not_found:
-      return "user_not_found";
-    case code::session_not_found:
-      return "session_not_found";
-    case code::method_not_allowed:
-      return "method_not_allowed";
-    case code::request_timeout:
-      return "request_timeout";
-    case code::name_taken:
-      return "name_taken";
-    case code::body_too_large:
-      return "body_too_large";
-    case code::rate_limited:
-      return "rate_limited";
-    case code::header_too_large:
-      return "header_too_large";
-    case code::internal:
-      return "internal";
-    case code::shutting_down:
-      return "shutting_down";
-  }
-  return "internal";
+  auto i = static_cast<std::size_t>(c);
+  return i < table.size() ? table[i].name : "internal";
 }
 
 unsigned http_status(code c) noexcept {
-  switch (c) {
-    case code::bad_request:
-    case code::invalid_json:
-    case code::missing_field:
-    case code::invalid_field:
-    case code::invalid_name:
-    case code::weak_password:
-      return 400;
-    case code::missing_token:
-    case code::invalid_token:
-    case code::token_expired:
-    case code::session_revoked:
-    case code::invalid_credentials:
-    case code::invalid_refresh_token:
-    case code::refresh_token_reused:
-      return 401;
-    case code::user_disabled:
-    case code::registration_closed:
-    case code::invalid_registration_token:
-      return 403;
-    case code::not_found:
-    case code::user_not_found:
-    case code::session_not_found:
-      return 404;
-    case code::method_not_allowed:
-      return 405;
-    case code::request_timeout:
-      return 408;
-    case code::name_taken:
-      return 409;
-    case code::body_too_large:
-      return 413;
-    case code::rate_limited:
-      return 429;
-    case code::header_too_large:
-      return 431;
-    case code::internal:
-      return 500;
-    case code::shutting_down:
-      return 503;
-  }
-  return 500;
+  auto i = static_cast<std::size_t>(c);
+  return i < table.size() ? table[i].status : 500;
 }
 
 }  // namespace petchat::errors

@@ -38,6 +38,19 @@ enum class code {
   header_too_large,
   internal,
   shutting_down,
+  // Messaging (REST and the live stream).
+  not_a_member,
+  not_sender,
+  delete_window_passed,
+  presence_hidden,
+  conversation_not_found,
+  message_not_found,
+  malformed_frame,
+  unknown_frame,
+  frame_too_large,
+  not_authenticated,
+  too_many_sessions,
+  slow_consumer,
 };
 
 // The stable machine code, e.g. "name_taken".

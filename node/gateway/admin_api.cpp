@@ -14,8 +14,22 @@ using namespace detail;
 
 struct admin_api {
   users::user_service& users;
+  messages::message_service& messages;
   node_info info;
 };
+
+// Sweeps expired messages, then flushes and compacts the store on the CPU of this I/O
+// thread's caller: an admin action, rare, and it must finish before its answer.
+awaitable<response> compact(std::shared_ptr<admin_api> api) {
+  std::size_t expired = 0;
+  for (;;) {
+    std::size_t n = co_await api->messages.sweep_expired();
+    expired += n;
+    if (n == 0) break;
+  }
+  api->messages.compact();
+  co_return json_response(200, json::object{{"expired", expired}});
+}
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -144,6 +158,10 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
                                   {"revoked", s.revoked}});
     co_return json_response(200, json::object{{"sessions", std::move(list)}});
   }
+  if (what == "messages" && seg.size() == 4 && seg[3] == "compact") {
+    if (m != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+    co_return co_await compact(api);
+  }
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));
@@ -153,8 +171,8 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
 
 }  // namespace
 
-handler make_admin_api(users::user_service& users, node_info info) {
-  auto api = std::make_shared<admin_api>(admin_api{users, std::move(info)});
+handler make_admin_api(users::user_service& users, messages::message_service& messages, node_info info) {
+  auto api = std::make_shared<admin_api>(admin_api{users, messages, std::move(info)});
   return [api](request r) { return route(api, std::move(r)); };
 }
 

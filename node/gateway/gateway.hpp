@@ -23,7 +23,9 @@
 
 #include "node/config/config.hpp"
 #include "node/errors/errors.hpp"
+#include "node/messages/messages.hpp"
 #include "node/users/users.hpp"
+#include "node/ws/ws.hpp"
 
 namespace petchat::gateway {
 
@@ -76,6 +78,16 @@ class http_server {
   // Binds a Unix socket (replacing a stale socket file) with mode 0600.
   void listen_unix(std::filesystem::path const& path);
 
+  // Serves the live stream (WebSocket upgrades of GET /v1/ws) on the TCP listener.
+  struct live_stream {
+    users::user_service& users;
+    messages::message_service& messages;
+    ws::ws_manager& manager;
+    config::messages_section limits;
+    std::string region;
+  };
+  void serve_live_stream(live_stream services);
+
   // Starts the accept loops.
   void start();
 
@@ -93,7 +105,8 @@ class http_server {
 };
 
 // The chat clients' API (PROTOCOL.md: health, accounts, sessions).
-handler make_user_api(users::user_service& users, std::shared_ptr<std::atomic<bool>> stopping);
+handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
+                      std::shared_ptr<std::atomic<bool>> stopping);
 
 // What the admin API reports in `status`.
 struct node_info {
@@ -105,6 +118,6 @@ struct node_info {
 };
 
 // The operators' API (PROTOCOL.md: admin API).
-handler make_admin_api(users::user_service& users, node_info info);
+handler make_admin_api(users::user_service& users, messages::message_service& messages, node_info info);
 
 }  // namespace petchat::gateway

@@ -11,9 +11,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <mutex>
 #include <unordered_map>
 
+#include "node/gateway/detail/ws_session.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/log/log.hpp"
 
@@ -27,12 +29,7 @@ using tcp = asio::ip::tcp;
 using unix_socket = asio::local::stream_protocol;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-// What shutdown() may touch of a live connection. Only ever used on the connection's
-// strand; `socket_cancel` is cleared when the connection ends.
-struct connection_control {
-  std::function<void()> socket_cancel;
-  bool idle = true;  // waiting for the first byte of a request
-};
+using detail::connection_control;
 
 }  // namespace
 
@@ -44,6 +41,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   std::unique_ptr<tcp::acceptor> tcp_acceptor;
   std::unique_ptr<unix_socket::acceptor> unix_acceptor;
   std::filesystem::path unix_path;
+  std::shared_ptr<detail::live_services> live;  // set if this server serves /v1/ws
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
 
@@ -149,7 +147,7 @@ template <typename Socket>
 awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
   auto ex = co_await asio::this_coro::executor;
   auto control = std::make_shared<connection_control>();
-  control->socket_cancel = [&socket] {
+  control->cancel = [&socket] {
     boost::system::error_code ignored;
     socket.cancel(ignored);
   };
@@ -190,6 +188,15 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
         break;
       }
       auto& req = parser.get();
+      if constexpr (std::is_same_v<typename Socket::protocol_type, tcp>) {
+        if (st->live && req.target().starts_with("/v1/ws") && beast::websocket::is_upgrade(req)) {
+          std::string_view t = req.target();
+          if (t == "/v1/ws" || t.starts_with("/v1/ws?")) {
+            co_await detail::run_websocket(st->live, std::move(socket), parser.release(), control);
+            break;
+          }
+        }
+      }
       request r;
       r.method = std::string(req.method_string());
       std::string_view target = req.target();
@@ -233,7 +240,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
     std::lock_guard lock(st->controls_mutex);
     st->controls.erase(id);
   }
-  control->socket_cancel = nullptr;
+  control->cancel = nullptr;
   boost::system::error_code ignored;
   socket.shutdown(Socket::shutdown_both, ignored);
   socket.close(ignored);
@@ -330,6 +337,11 @@ void http_server::listen_unix(std::filesystem::path const& path) {
   state_->unix_acceptor = std::move(acceptor);
 }
 
+void http_server::serve_live_stream(live_stream s) {
+  state_->live = std::make_shared<detail::live_services>(
+      detail::live_services{s.users, s.messages, s.manager, s.limits, std::move(s.region)});
+}
+
 void http_server::start() {
   if (state_->tcp_acceptor)
     asio::co_spawn(state_->tcp_acceptor->get_executor(), accept_loop(state_, *state_->tcp_acceptor, true),
@@ -356,7 +368,7 @@ void http_server::shutdown() {
   std::lock_guard lock(st->controls_mutex);
   for (auto& [id, entry] : st->controls) {
     asio::post(entry.first, [control = entry.second] {
-      if (control->idle && control->socket_cancel) control->socket_cancel();
+      if (control->idle && control->cancel) control->cancel();
     });
   }
 }

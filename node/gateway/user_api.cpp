@@ -3,6 +3,13 @@
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/gateway.hpp"
 
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "node/ids/ids.hpp"
+
 namespace petchat::gateway {
 namespace {
 
@@ -12,8 +19,14 @@ using namespace detail;
 
 struct user_api {
   users::user_service& users;
+  messages::message_service& messages;
+  ws::ws_manager& manager;
   std::shared_ptr<std::atomic<bool>> stopping;
+
+  std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };
+
+response method_not_allowed(char const* allowed);
 
 // The caller, from "Authorization: Bearer <token>".
 errors::result<users::principal> authenticate(user_api const& api, request const& r) {
@@ -112,6 +125,139 @@ awaitable<response> user_profile(std::shared_ptr<user_api> api, request r, std::
   co_return json_response(200, profile_json(p.value(), api->users.region()));
 }
 
+json::value message_json(client::message const& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  std::string text;
+  (void)google::protobuf::util::MessageToJsonString(m, &text, o);
+  return json::parse(text);
+}
+
+std::optional<std::string> query_param(std::string const& query, std::string const& key) {
+  std::size_t pos = 0;
+  while (pos <= query.size()) {
+    auto end = query.find('&', pos);
+    if (end == std::string::npos) end = query.size();
+    auto part = std::string_view(query).substr(pos, end - pos);
+    if (part.starts_with(key + "=")) return url_decode(part.substr(key.size() + 1));
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> parse_rfc3339(std::string const& s) {
+  int y, mo, d, h, mi;
+  double sec;
+  char z = 0;
+  if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%lf%c", &y, &mo, &d, &h, &mi, &sec, &z) != 7 || z != 'Z')
+    return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = 0;
+  auto t = timegm(&tm);
+  if (t == -1) return std::nullopt;
+  return static_cast<std::int64_t>(t) * 1000 + static_cast<std::int64_t>(sec * 1000 + 0.5);
+}
+
+// The history filters of docs/PROTOCOL.md, from the query string.
+errors::result<messages::history_query> history_filters(std::string const& query) {
+  messages::history_query q;
+  q.before = query_param(query, "before");
+  q.after = query_param(query, "after");
+  for (auto [key, out] : {std::pair{"since", &q.since_ms}, std::pair{"until", &q.until_ms}}) {
+    if (auto v = query_param(query, key)) {
+      auto t = parse_rfc3339(*v);
+      if (!t) return fail(code::invalid_field, std::string(key) + " must be an RFC 3339 UTC time", key);
+      *out = t;
+    }
+  }
+  if (auto v = query_param(query, "limit")) {
+    char* end = nullptr;
+    long n = std::strtol(v->c_str(), &end, 10);
+    if (v->empty() || *end != '\0' || n < 1 || n > 200)
+      return fail(code::invalid_field, "limit must be between 1 and 200", "limit");
+    q.limit = static_cast<std::size_t>(n);
+  }
+  return q;
+}
+
+response history_answer(user_api const& api, std::string const& user, std::string const& conv,
+                        std::string const& query) {
+  auto q = history_filters(query);
+  if (!q) return error_response(q.error());
+  auto page = api.messages.history(user, conv, q.value());
+  if (!page) return error_response(page.error());
+  json::array list;
+  for (auto const& m : page->messages) list.push_back(message_json(m));
+  return json_response(200, json::object{{"messages", std::move(list)},
+                                         {"has_more_before", page->has_more_before},
+                                         {"has_more_after", page->has_more_after}});
+}
+
+awaitable<response> messages_route(std::shared_ptr<user_api> api, request r) {
+  auto who = authenticate(*api, r);
+  if (!who) co_return error_response(who.error());
+  std::string me = api->id_of(*who);
+  auto const& p = r.path;
+  if (p == "/v1/messages") {
+    if (r.method != "GET") co_return method_not_allowed("GET");
+    auto peer = query_param(r.query, "peer");
+    if (!peer) co_return error_response(fail(code::missing_field, "the 'peer' parameter is required", "peer"));
+    auto id = ids::parse_user_id(*peer, api->users.region());
+    if (!id) co_return error_response(fail(code::user_not_found, "no user '" + *peer + "'"));
+    auto conv = messages::message_service::conversation_of(me, id->str());
+    if (!api->messages.is_member(me, conv))
+      co_return json_response(
+          200, json::object{{"messages", json::array()}, {"has_more_before", false}, {"has_more_after", false}});
+    co_return history_answer(*api, me, conv, r.query);
+  }
+  if (p.starts_with("/v1/conversations/")) {
+    auto rest = std::string_view(p).substr(std::string_view("/v1/conversations/").size());
+    auto slash = rest.find('/');
+    if (slash == std::string_view::npos || rest.substr(slash) != "/messages")
+      co_return error_response(fail(code::not_found, "no endpoint " + p));
+    if (r.method != "GET") co_return method_not_allowed("GET");
+    co_return history_answer(*api, me, std::string(rest.substr(0, slash)), r.query);
+  }
+  // /v1/messages/{id}
+  std::string id = url_decode(p.substr(std::string_view("/v1/messages/").size())).value_or("");
+  if (r.method == "GET") {
+    auto m = api->messages.get(me, id);
+    if (!m) co_return error_response(m.error());
+    co_return json_response(200, message_json(m.value()));
+  }
+  if (r.method == "DELETE") {
+    auto scope = query_param(r.query, "for").value_or("me");
+    if (scope != "me" && scope != "everyone")
+      co_return error_response(fail(code::invalid_field, "for must be 'me' or 'everyone'", "for"));
+    auto s = co_await api->messages.remove(me, id, scope == "everyone");
+    if (!s) co_return error_response(s.error());
+    co_return no_content();
+  }
+  co_return method_not_allowed("GET, DELETE");
+}
+
+awaitable<response> presence_route(std::shared_ptr<user_api> api, request r, std::string target) {
+  auto who = authenticate(*api, r);
+  if (!who) co_return error_response(who.error());
+  if (r.method != "GET") co_return method_not_allowed("GET");
+  std::string me = api->id_of(*who);
+  auto id = ids::parse_user_id(url_decode(target).value_or(""), api->users.region());
+  if (!id) co_return error_response(fail(code::user_not_found, "no user '" + target + "'"));
+  std::string them = id->str();
+  if (them != me && !api->messages.is_member(me, messages::message_service::conversation_of(me, them)))
+    co_return error_response(fail(code::presence_hidden, "you share no conversation with " + them));
+  auto p = api->manager.presence(them);
+  json::object o{{"user_id", them}, {"state", p.online ? "ONLINE" : "OFFLINE"}};
+  o["last_seen_at"] = p.last_seen_ms ? json::value(rfc3339(p.last_seen_ms)) : json::value(nullptr);
+  co_return json_response(200, o);
+}
+
 response method_not_allowed(char const* allowed) {
   auto r = error_response(fail(code::method_not_allowed, std::string("this endpoint allows ") + allowed));
   r.headers.emplace_back("Allow", allowed);
@@ -128,7 +274,7 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
       co_return json_response(503, json::object{{"status", "shutting_down"}, {"region", api->users.region()}});
     co_return json_response(200, json::object{{"status", "ready"},
                                               {"region", api->users.region()},
-                                              {"stores", json::object{{"users", "open"}}},
+                                              {"stores", json::object{{"users", "open"}, {"messages", "open"}}},
                                               {"federation", "standalone"}});
   }
   if (p == "/v1/users") {
@@ -151,6 +297,13 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     if (m != "GET" && m != "PATCH") co_return method_not_allowed("GET, PATCH");
     co_return co_await me(api, std::move(r));
   }
+  if (p == "/v1/messages" || p.starts_with("/v1/messages/") || p.starts_with("/v1/conversations/"))
+    co_return co_await messages_route(api, std::move(r));
+  if (p.starts_with("/v1/presence/") && p.size() > 13) {
+    std::string target = p.substr(13);
+    co_return co_await presence_route(api, std::move(r), std::move(target));
+  }
+  if (p == "/v1/ws") co_return error_response(fail(code::bad_request, "/v1/ws needs a WebSocket upgrade"));
   constexpr std::string_view users_prefix = "/v1/users/";
   if (p.starts_with(users_prefix) && p.size() > users_prefix.size() &&
       p.find('/', users_prefix.size()) == std::string::npos) {
@@ -163,8 +316,9 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
 
 }  // namespace
 
-handler make_user_api(users::user_service& users, std::shared_ptr<std::atomic<bool>> stopping) {
-  auto api = std::make_shared<user_api>(user_api{users, std::move(stopping)});
+handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
+                      std::shared_ptr<std::atomic<bool>> stopping) {
+  auto api = std::make_shared<user_api>(user_api{users, messages, manager, std::move(stopping)});
   return [api](request r) { return route(api, std::move(r)); };
 }
 

@@ -101,7 +101,6 @@ class lmdb_txn {
   MDB_txn* txn_;
 };
 
-
 struct lmdb_options {
   std::filesystem::path dir;                  // created if missing (mode 0700)
   std::size_t initial_map_bytes = 64u << 20;  // grows by doubling when full

@@ -10,7 +10,7 @@
 namespace petchat::store {
 namespace {
 
-char const* const family_names[] = {"mailbox", "messages", "history", "idempotency",
+char const* const family_names[] = {"mailbox", "messages", "history",      "idempotency",
                                     "state",   "expiry",   "conversations"};
 static_assert(std::size(family_names) == static_cast<std::size_t>(cf::count_));
 
@@ -18,7 +18,9 @@ void check(rocksdb::Status const& s, char const* what) {
   if (!s.ok()) throw rocks_error(std::string(what) + ": " + s.ToString());
 }
 
-rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+rocksdb::Slice slice(std::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
 
 }  // namespace
 
@@ -116,7 +118,8 @@ void rocks_db::scan_reverse(cf family, std::string_view from, std::string_view t
   rocksdb::Slice lower = slice(from);
   ro.iterate_lower_bound = &lower;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[static_cast<int>(family)]));
-  if (to.empty()) it->SeekToLast();
+  if (to.empty())
+    it->SeekToLast();
   else {
     it->SeekForPrev(slice(to));
     // SeekForPrev lands on `to` itself if present; the range excludes it.
@@ -168,8 +171,10 @@ void rocks_db::commit_batch(std::deque<request>& batch) {
     } catch (...) {
       outcomes[i] = write_outcome::failed;
     }
-    if (keep) wb.PopSavePoint();
-    else wb.RollbackToSavePoint();
+    if (keep)
+      wb.PopSavePoint();
+    else
+      wb.RollbackToSavePoint();
   }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;

@@ -19,9 +19,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <stdexcept>
 #include <thread>
 
 #include "store/write_outcome.hpp"
@@ -68,7 +68,7 @@ class rocks_batch {
 };
 
 struct rocks_options {
-  std::filesystem::path dir;    // created if missing (mode 0700)
+  std::filesystem::path dir;     // created if missing (mode 0700)
   std::size_t max_batch = 1024;  // requests per group commit
   bool sync = true;              // fsync the WAL before reporting `committed`
 };

@@ -314,7 +314,7 @@ class AccountsTest(NodeTestCase):
         self.assertStatus(r, 200)
         self.assertEqual(r.json.get("status"), "ready")
         self.assertEqual(r.json.get("region"), REGION)
-        self.assertEqual(r.json.get("stores"), {"users": "open"})
+        self.assertEqual(r.json.get("stores"), {"users": "open", "messages": "open"})
         self.assertEqual(r.json.get("federation"), "standalone")
 
     def test_keep_alive(self):

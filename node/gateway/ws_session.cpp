@@ -1,0 +1,363 @@
+// One WebSocket session of the live stream (docs/PROTOCOL.md, "Live stream").
+//
+// Two coroutines share the connection's strand: the reader (this session's main loop:
+// authenticate, then read and dispatch client frames) and the writer (the only one that
+// writes to the socket, draining a bounded queue). Everything else reaches the session by
+// posting to the strand: mailbox news and presence/typing frames from the manager.
+#include "node/gateway/detail/ws_session.hpp"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+#include <deque>
+
+#include "node/gateway/detail/json_body.hpp"
+#include "node/ids/ids.hpp"
+#include "node/log/log.hpp"
+
+namespace petchat::gateway::detail {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using errors::code;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+constexpr char const* proto_subprotocol = "petchat.v1.proto";
+constexpr char const* json_subprotocol = "petchat.v1.json";
+constexpr std::size_t events_per_read = 256;
+
+// Close codes (docs/PROTOCOL.md).
+constexpr std::uint16_t close_unauthenticated = 4001;
+constexpr std::uint16_t close_slow_consumer = 4008;
+constexpr std::uint16_t close_too_many_sessions = 4029;
+
+class session final : public ws::session_sink, public std::enable_shared_from_this<session> {
+ public:
+  session(std::shared_ptr<live_services> svc, tcp::socket socket, bool binary)
+      : svc_(std::move(svc)), ws_(std::move(socket)), binary_(binary), wake_(ws_.get_executor()) {
+    wake_.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  // -- session_sink: called from any thread; hop onto the strand.
+  void on_mailbox(std::uint64_t head) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), head] {
+      self->known_head_ = std::max(self->known_head_, head);
+      self->pump();
+    });
+  }
+  void on_frame(client::server_frame frame) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)] { self->enqueue(f); });
+  }
+
+  awaitable<void> run(http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control);
+
+ private:
+  awaitable<void> write_loop(std::shared_ptr<session> self);
+  awaitable<bool> authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref);
+  awaitable<void> dispatch(client::client_frame const& frame);
+  void enqueue(client::server_frame const& frame);
+  void send_error(std::uint64_t ref, errors::failure const& f) {
+    client::server_frame out;
+    out.set_ref(ref);
+    out.mutable_error()->set_code(errors::name(f.code));
+    out.mutable_error()->set_message(f.message);
+    enqueue(out);
+  }
+  // Queues a close frame after whatever is queued; the writer sends it and stops.
+  void close_with(std::uint16_t code_value, std::string reason) {
+    if (close_code_) return;
+    close_code_ = code_value;
+    close_reason_ = std::move(reason);
+    wake_.cancel();
+  }
+  void pump();
+  std::string user_id() const { return who_.user_name + "@" + svc_->region; }
+
+  std::shared_ptr<live_services> svc_;
+  websocket::stream<tcp::socket> ws_;
+  bool binary_;                  // replies as Protobuf binary frames (else JSON text)
+  asio::steady_timer wake_;      // the writer sleeps on it; cancel() wakes it
+  std::deque<std::string> out_;  // encoded frames waiting for the writer; bounded
+  bool dead_ = false;            // the connection is being torn down: queue nothing more
+  std::optional<std::uint16_t> close_code_;
+  std::string close_reason_;
+  bool authenticated_ = false;
+  users::principal who_;
+  std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
+  std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
+  int close_waits_ = 0;
+};
+
+void session::enqueue(client::server_frame const& frame) {
+  if (dead_ || close_code_) return;
+  std::string bytes;
+  if (binary_) {
+    frame.SerializeToString(&bytes);
+  } else {
+    google::protobuf::util::JsonPrintOptions o;
+    o.preserve_proto_field_names = true;
+    o.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(frame, &bytes, o);
+  }
+  if (out_.size() >= svc_->limits.send_queue_frames) {
+    // The client stopped reading. Its writes are stuck, so a close frame could not get
+    // through either: drop the connection.
+    log::get("ws")->warn("{}: send queue full ({} frames), disconnecting slow consumer", user_id(), out_.size());
+    dead_ = true;
+    out_.clear();
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(ws_).close(ignored);
+    wake_.cancel();
+    return;
+  }
+  out_.push_back(std::move(bytes));
+  wake_.cancel();
+}
+
+void session::pump() {
+  if (!authenticated_ || dead_) return;
+  while (sent_seq_ < known_head_ && !dead_) {
+    auto batch = svc_->messages.events_after(user_id(), sent_seq_, events_per_read);
+    for (auto& e : batch.events) {
+      client::server_frame f;
+      *f.mutable_event() = std::move(e);
+      enqueue(f);
+    }
+    if (batch.last_seq <= sent_seq_) break;
+    sent_seq_ = batch.last_seq;
+  }
+}
+
+awaitable<void> session::write_loop(std::shared_ptr<session> self) {
+  for (;;) {
+    while (out_.empty() && !close_code_ && !dead_) {
+      wake_.expires_at(asio::steady_timer::time_point::max());
+      co_await wake_.async_wait(use_tuple);
+    }
+    if (dead_) co_return;
+    if (out_.empty() && close_code_) {
+      websocket::close_reason reason(static_cast<websocket::close_code>(*close_code_), close_reason_);
+      co_await ws_.async_close(reason, use_tuple);
+      co_return;
+    }
+    ws_.binary(binary_);
+    std::string frame = std::move(out_.front());
+    out_.pop_front();
+    auto [ec, n] = co_await ws_.async_write(asio::buffer(frame), use_tuple);
+    (void)n;
+    if (ec) {
+      dead_ = true;
+      co_return;
+    }
+  }
+}
+
+awaitable<bool> session::authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref) {
+  auto who = svc_->users.authenticate(token);
+  if (!who) {
+    send_error(ref, who.error());
+    close_with(close_unauthenticated, errors::name(who.error().code));
+    co_return false;
+  }
+  who_ = who.value();
+  std::string uid = user_id();
+  auto attached = svc_->manager.attach(uid, shared_from_this());
+  if (!attached) {
+    send_error(ref, attached.error());
+    close_with(close_too_many_sessions, "too_many_sessions");
+    co_return false;
+  }
+  authenticated_ = true;
+  known_head_ = svc_->messages.mailbox_head(uid);
+  sent_seq_ = after ? std::min(*after, known_head_) : svc_->messages.acked(uid, who_.device_id);
+  client::server_frame w;
+  w.set_ref(ref);
+  auto* welcome = w.mutable_welcome();
+  welcome->set_user_id(uid);
+  welcome->set_device_id(who_.device_id);
+  welcome->set_mailbox_seq(known_head_);
+  welcome->set_resume_after(sent_seq_);
+  enqueue(w);
+  for (auto& f : svc_->manager.presence_of_contacts(uid)) enqueue(f);
+  pump();
+  co_return true;
+}
+
+awaitable<void> session::dispatch(client::client_frame const& frame) {
+  auto ref = frame.ref();
+  std::string uid = user_id();
+  switch (frame.kind_case()) {
+    case client::client_frame::kAuth:
+      send_error(ref, errors::fail(code::invalid_field, "already authenticated"));
+      co_return;
+    case client::client_frame::kSend: {
+      auto accepted = co_await svc_->messages.send(uid, frame.send());
+      if (!accepted) {
+        send_error(ref, accepted.error());
+        co_return;
+      }
+      client::server_frame out;
+      out.set_ref(ref);
+      *out.mutable_accepted() = accepted.value();
+      enqueue(out);
+      co_return;
+    }
+    case client::client_frame::kAck: {
+      auto s = co_await svc_->messages.ack(uid, who_.device_id, frame.ack().seq());
+      if (!s) send_error(ref, s.error());
+      co_return;
+    }
+    case client::client_frame::kRead: {
+      auto s = co_await svc_->messages.read(uid, frame.read().conversation_id(), frame.read().message_id());
+      if (!s) send_error(ref, s.error());
+      co_return;
+    }
+    case client::client_frame::kTyping: {
+      auto to = ids::parse_user_id(frame.typing().to(), svc_->region);
+      if (!to) {
+        send_error(ref, errors::fail(code::invalid_field, "typing.to must be a user id", "to"));
+        co_return;
+      }
+      auto conv = messages::message_service::conversation_of(uid, to->str());
+      if (!svc_->messages.is_member(uid, conv)) {
+        send_error(ref, errors::fail(code::conversation_not_found, "no conversation with " + to->str()));
+        co_return;
+      }
+      svc_->manager.relay_typing(uid, to->str(), conv, frame.typing().active());
+      co_return;
+    }
+    case client::client_frame::kPing: {
+      client::server_frame out;
+      out.set_ref(ref);
+      out.mutable_pong();
+      enqueue(out);
+      co_return;
+    }
+    default:
+      send_error(ref, errors::fail(code::unknown_frame, "the frame has no known kind"));
+      co_return;
+  }
+}
+
+std::optional<std::string> query_value(std::string_view target, std::string const& key) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto part = query.substr(0, amp);
+    if (part.starts_with(key + "=")) return url_decode(part.substr(key.size() + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+awaitable<void> session::run(http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control) {
+  auto self = shared_from_this();
+  // Subprotocol: binary Protobuf if offered, else JSON (also when none is offered).
+  std::string offered(upgrade[http::field::sec_websocket_protocol]);
+  std::string chosen;
+  for (std::size_t pos = 0; pos <= offered.size();) {
+    auto comma = offered.find(',', pos);
+    if (comma == std::string::npos) comma = offered.size();
+    std::string item = offered.substr(pos, comma - pos);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item == proto_subprotocol || (item == json_subprotocol && chosen.empty())) chosen = item;
+    pos = comma + 1;
+  }
+  binary_ = chosen == proto_subprotocol;
+  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws_.set_option(websocket::stream_base::decorator([chosen](websocket::response_type& res) {
+    res.set(http::field::server, "petchat");
+    if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
+  }));
+  ws_.read_message_max(svc_->limits.max_frame_bytes);
+  auto [aec] = co_await ws_.async_accept(upgrade, use_tuple);
+  if (aec) co_return;
+
+  // At shutdown the server closes live sessions with 1001 (going away).
+  control->idle = true;
+  control->cancel = [self] { self->close_with(websocket::close_code::going_away, "shutting_down"); };
+  asio::co_spawn(ws_.get_executor(), write_loop(self), asio::detached);
+
+  std::string token;
+  auto auth_header = std::string(upgrade[http::field::authorization]);
+  if (auth_header.size() > 7 && (auth_header.starts_with("Bearer ") || auth_header.starts_with("bearer ")))
+    token = auth_header.substr(7);
+  else if (auto q = query_value(upgrade.target(), "access_token"))
+    token = *q;
+  if (!token.empty()) co_await authenticate(token, std::nullopt, 0);
+
+  beast::flat_buffer buffer;
+  while (!dead_ && !close_code_) {
+    buffer.clear();
+    auto [ec, n] = co_await ws_.async_read(buffer, use_tuple);
+    (void)n;
+    if (ec) break;  // closed, timed out, or too big (Beast closes with 1009 then)
+    client::client_frame frame;
+    bool parsed = false;
+    if (ws_.got_text()) {
+      google::protobuf::util::JsonParseOptions o;
+      o.ignore_unknown_fields = true;
+      parsed = google::protobuf::util::JsonStringToMessage(beast::buffers_to_string(buffer.data()), &frame, o).ok();
+    } else {
+      parsed = frame.ParseFromArray(buffer.data().data(), static_cast<int>(buffer.size()));
+    }
+    if (!authenticated_) {
+      if (parsed && frame.kind_case() == client::client_frame::kAuth) {
+        std::optional<std::uint64_t> after;
+        if (frame.auth().has_after_seq()) after = frame.auth().after_seq();
+        co_await authenticate(frame.auth().access_token(), after, frame.ref());
+      } else {
+        send_error(frame.ref(), errors::fail(code::not_authenticated, "the first frame must be auth"));
+        close_with(close_unauthenticated, "not_authenticated");
+      }
+      continue;
+    }
+    if (!parsed) {
+      send_error(0, errors::fail(code::malformed_frame, "the frame is not a valid client_frame"));
+      continue;
+    }
+    co_await dispatch(frame);
+  }
+  if (authenticated_) svc_->manager.detach(user_id(), this);
+  control->cancel = nullptr;
+  if (!close_code_) dead_ = true;
+  wake_.cancel();
+  // Let the writer finish a queued close frame; it ends on its own.
+  if (close_code_ && !dead_) {
+    asio::steady_timer grace(ws_.get_executor(), std::chrono::milliseconds(500));
+    while (!dead_ && ws_.is_open()) {
+      grace.expires_after(std::chrono::milliseconds(20));
+      co_await grace.async_wait(use_tuple);
+      if (++close_waits_ > 25) break;
+    }
+  }
+  dead_ = true;
+  boost::system::error_code ignored;
+  beast::get_lowest_layer(ws_).close(ignored);
+}
+
+}  // namespace
+
+awaitable<void> run_websocket(std::shared_ptr<live_services> services, tcp::socket socket,
+                              http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control) {
+  auto s = std::make_shared<session>(std::move(services), std::move(socket), false);
+  co_await s->run(std::move(upgrade), std::move(control));
+}
+
+}  // namespace petchat::gateway::detail

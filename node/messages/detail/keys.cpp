@@ -1,0 +1,51 @@
+#include "node/messages/detail/keys.hpp"
+
+#include <sodium.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "node/users/detail/tokens.hpp"
+
+namespace petchat::messages::detail {
+namespace {
+
+std::atomic<std::uint64_t> counter = [] {
+  std::uint64_t start = 0;
+  randombytes_buf(&start, sizeof start);
+  return start >> 1;
+}();
+
+}  // namespace
+
+std::string new_message_id(std::uint16_t region_hash) {
+  using namespace std::chrono;
+  auto ms = static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+  std::string id = be64(ms).substr(2);  // 6 bytes of milliseconds
+  id += static_cast<char>(region_hash >> 8);
+  id += static_cast<char>(region_hash & 0xff);
+  id += be64(counter.fetch_add(1));
+  return id;
+}
+
+std::int64_t message_id_time_ms(std::string_view id) {
+  if (id.size() < 6) return 0;
+  return static_cast<std::int64_t>(from_be64(std::string(2, '\0') + std::string(id.substr(0, 6))));
+}
+
+std::string message_id_floor(std::int64_t ms) {
+  if (ms < 0) ms = 0;
+  return be64(static_cast<std::uint64_t>(ms)).substr(2) + std::string(10, '\0');
+}
+
+std::string direct_conversation_id(std::string const& a, std::string const& b) {
+  auto const& lo = a < b ? a : b;
+  auto const& hi = a < b ? b : a;
+  std::string joined = lo + '\n' + hi;
+  unsigned char digest[16];
+  crypto_generichash(digest, sizeof digest, reinterpret_cast<unsigned char const*>(joined.data()), joined.size(),
+                     nullptr, 0);
+  return "d" + users::detail::base64url(std::string_view(reinterpret_cast<char const*>(digest), sizeof digest));
+}
+
+}  // namespace petchat::messages::detail

@@ -1,0 +1,68 @@
+// Key layouts of the message store and the message-id format. Big-endian integers make
+// RocksDB's bytewise order the numeric order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace petchat::messages::detail {
+
+inline std::string be64(std::uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+inline std::uint64_t from_be64(std::string_view s) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8 && i < s.size(); ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return v;
+}
+
+// mailbox: user NUL seq
+inline std::string mailbox_key(std::string const& user, std::uint64_t seq) {
+  return user + '\0' + be64(seq);
+}
+// history: conversation NUL message id
+inline std::string history_key(std::string const& conv, std::string const& id) {
+  return conv + '\0' + id;
+}
+// idempotency: sender NUL client id
+inline std::string idempotency_key(std::string const& sender, std::string const& client_id) {
+  return sender + '\0' + client_id;
+}
+// expiry: expires_at_ms message id
+inline std::string expiry_key(std::int64_t at_ms, std::string const& id) {
+  return be64(static_cast<std::uint64_t>(at_ms)) + id;
+}
+// state: mailbox head, device ack position, read mark
+inline std::string head_key(std::string const& user) {
+  return "h/" + user;
+}
+inline std::string ack_key(std::string const& user, std::string const& device) {
+  return "a/" + user + '\0' + device;
+}
+inline std::string read_key(std::string const& conv, std::string const& user) {
+  return "r/" + conv + '\0' + user;
+}
+// conversations: a user's contact index
+inline std::string contact_key(std::string const& user, std::string const& peer) {
+  return "u/" + user + '\0' + peer;
+}
+
+// Message ids: 16 bytes = milliseconds since the epoch (6 bytes) | region hash (2 bytes) |
+// counter (8 bytes, random start). Bytewise order is time order; the id is printed as 22
+// characters of URL-safe base64.
+std::string new_message_id(std::uint16_t region_hash);
+std::int64_t message_id_time_ms(std::string_view id);
+// Smallest id of the given millisecond (for time-range bounds).
+std::string message_id_floor(std::int64_t ms);
+
+// 1:1 conversation id from its two members, independent of their order.
+std::string direct_conversation_id(std::string const& a, std::string const& b);
+
+}  // namespace petchat::messages::detail

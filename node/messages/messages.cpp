@@ -1,0 +1,590 @@
+#include "node/messages/messages.hpp"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include "message_records.pb.h"
+#include "node/async/async.hpp"
+#include "node/ids/ids.hpp"
+#include "node/messages/detail/keys.hpp"
+#include "node/users/detail/tokens.hpp"
+#include "store/rocks/rocks.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::messages {
+namespace {
+
+using errors::code;
+using errors::fail;
+using store::cf;
+namespace keys = detail;
+
+constexpr std::size_t message_id_bytes = 16;
+constexpr std::size_t max_client_id = 64;
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string print_id(std::string const& raw) {
+  return users::detail::base64url(raw);
+}
+
+std::optional<std::string> parse_id(std::string const& printed) {
+  auto raw = users::detail::from_base64url(printed);
+  if (!raw || raw->size() != message_id_bytes) return std::nullopt;
+  return raw;
+}
+
+template <typename T>
+std::optional<T> parse(std::optional<std::string> const& bytes) {
+  if (!bytes) return std::nullopt;
+  T t;
+  if (!t.ParseFromString(*bytes)) return std::nullopt;
+  return t;
+}
+
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    auto b = static_cast<unsigned char>(s[i]);
+    std::size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size() || (len == 2 && b < 0xC2)) return false;
+    for (std::size_t k = 1; k < len; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += len;
+  }
+  return true;
+}
+
+// Per-user token bucket: `rate` sends per second, bursts of 2 * rate.
+class send_limiter {
+ public:
+  explicit send_limiter(std::uint32_t rate) : rate_(rate) {}
+  bool allow(std::string const& user) {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    if (buckets_.size() > 100000) buckets_.clear();  // bounded; at worst forgives a burst
+    auto [it, fresh] = buckets_.try_emplace(user, bucket{2.0 * rate_, now});
+    auto& b = it->second;
+    double elapsed = std::chrono::duration<double>(now - b.at).count();
+    b.tokens = std::min(2.0 * rate_, b.tokens + elapsed * rate_);
+    b.at = now;
+    if (b.tokens < 1.0) return false;
+    b.tokens -= 1.0;
+    return true;
+  }
+
+ private:
+  struct bucket {
+    double tokens;
+    std::chrono::steady_clock::time_point at;
+  };
+  double rate_;
+  std::mutex mutex_;  // guards buckets_
+  std::unordered_map<std::string, bucket> buckets_;
+};
+
+}  // namespace
+
+struct message_service::impl {
+  config::messages_section options;
+  std::string region;
+  std::uint16_t region_hash;
+  users::user_service& users;
+  store::rocks_db db;
+  send_limiter limiter;
+  mailbox_listener listener;
+
+  impl(config::messages_section const& o, std::string r, std::filesystem::path const& data_dir, users::user_service& u)
+      : options(o),
+        region(std::move(r)),
+        region_hash(static_cast<std::uint16_t>(std::hash<std::string>{}(region))),
+        users(u),
+        db(store::rocks_options{data_dir / "messages"}),
+        limiter(o.max_per_second) {}
+
+  void notify(std::string const& user, std::uint64_t head) const {
+    if (listener) listener(user, head);
+  }
+
+  // Appends an event to `user`'s mailbox inside a write; returns its seq.
+  static std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e) {
+    auto head = b.get(cf::state, keys::head_key(user));
+    std::uint64_t seq = (head ? keys::from_be64(*head) : 0) + 1;
+    b.put(cf::mailbox, keys::mailbox_key(user, seq), e.SerializeAsString());
+    b.put(cf::state, keys::head_key(user), keys::be64(seq));
+    return seq;
+  }
+
+  std::optional<records::stored_message> load(std::string const& raw_id) const {
+    return parse<records::stored_message>(db.get(cf::messages, raw_id));
+  }
+
+  // A stored message as `user` may see it: not expired, not hidden for them.
+  std::optional<client::message> visible(records::stored_message const& m, std::string const& user,
+                                         std::int64_t now) const {
+    if (m.message().expires_at_ms() <= now) return std::nullopt;
+    for (auto const& h : m.hidden_for())
+      if (h == user) return std::nullopt;
+    return m.message();
+  }
+
+  std::optional<records::conversation_record> conversation(std::string const& id) const {
+    return parse<records::conversation_record>(db.get(cf::conversations, id));
+  }
+
+  bool member(std::string const& user, std::string const& conv) const {
+    auto c = conversation(conv);
+    if (!c) return false;
+    return std::find(c->members().begin(), c->members().end(), user) != c->members().end();
+  }
+
+  // A recipient id of this region whose account exists, or a failure.
+  result<std::string> recipient(std::string const& to) const {
+    auto id = ids::parse_user_id(to, region);
+    if (!id) return fail(code::invalid_field, "'to' must be a user id (name@region)", "to");
+    if (id->region != region) return fail(code::user_not_found, "no user '" + to + "' (other regions need federation)");
+    auto p = users.get_profile(id->name);
+    if (!p) return fail(code::user_not_found, "no user '" + to + "'");
+    return id->str();
+  }
+};
+
+message_service::message_service(config::messages_section const& options, std::string region,
+                                 std::filesystem::path const& data_dir, users::user_service& users)
+    : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users)) {}
+
+message_service::~message_service() = default;
+
+void message_service::set_listener(mailbox_listener listener) {
+  impl_->listener = std::move(listener);
+}
+
+void message_service::stop() {
+  impl_->db.stop();
+}
+
+std::string message_service::conversation_of(std::string const& a, std::string const& b) {
+  return keys::direct_conversation_id(a, b);
+}
+
+awaitable<result<client::accepted>> message_service::send(std::string from, client::send request) {
+  auto& m = *impl_;
+  if (request.client_id().empty()) co_return fail(code::missing_field, "send.client_id is required", "client_id");
+  if (request.client_id().size() > max_client_id || !valid_utf8(request.client_id()))
+    co_return fail(code::invalid_field, "send.client_id must be 1 to 64 bytes of UTF-8", "client_id");
+  if (request.to().empty()) co_return fail(code::missing_field, "send.to is required", "to");
+  if (!request.has_body() || (request.body().text().empty() && !request.body().has_content()))
+    co_return fail(code::missing_field, "send.body needs text or content", "body");
+  if (request.body().text().size() > m.options.max_text_bytes)
+    co_return fail(code::body_too_large,
+                   "body.text is larger than " + std::to_string(m.options.max_text_bytes) + " bytes", "body");
+  if (!valid_utf8(request.body().text())) co_return fail(code::invalid_field, "body.text must be UTF-8", "body");
+  if (request.body().has_content() && request.body().content().ByteSizeLong() > m.options.max_content_bytes)
+    co_return fail(code::body_too_large,
+                   "body.content is larger than " + std::to_string(m.options.max_content_bytes) + " bytes", "body");
+  auto to = m.recipient(request.to());
+  if (!to) co_return to.error();
+  if (!m.limiter.allow(from)) {
+    auto f = fail(code::rate_limited, "more than " + std::to_string(m.options.max_per_second) + " messages per second");
+    f.retry_after_s = 1;
+    co_return f;
+  }
+
+  std::int64_t now = now_ms();
+  std::uint32_t ttl = request.ttl_s() == 0 ? m.options.retention_s : std::min(request.ttl_s(), m.options.retention_s);
+  std::string raw_id = keys::new_message_id(m.region_hash);
+  std::string conv = keys::direct_conversation_id(from, *to);
+
+  records::stored_message stored;
+  auto* msg = stored.mutable_message();
+  msg->set_id(print_id(raw_id));
+  msg->set_conversation_id(conv);
+  msg->set_from(from);
+  msg->set_to(*to);
+  msg->set_client_id(request.client_id());
+  msg->set_sent_at_ms(now);
+  *msg->mutable_body() = request.body();
+  msg->set_expires_at_ms(now + std::int64_t(ttl) * 1000);
+
+  struct state {
+    std::optional<records::accepted_record> original;
+    std::vector<std::pair<std::string, std::uint64_t>> heads;
+  };
+  auto st = std::make_shared<state>();
+  std::string stored_bytes = stored.SerializeAsString();
+  std::string recipient_id = *to;
+  std::int64_t expires_at = msg->expires_at_ms();
+  store::rocks_db::write_fn mutation = [st, from, recipient_id, conv, raw_id, stored_bytes, now, expires_at,
+                                        client_id = request.client_id()](store::rocks_batch& b) {
+    auto idem = keys::idempotency_key(from, client_id);
+    if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
+      st->original = *prior;
+      return false;
+    }
+    b.put(cf::messages, raw_id, stored_bytes);
+    b.put(cf::history, keys::history_key(conv, raw_id), "");
+    b.put(cf::expiry, keys::expiry_key(expires_at, raw_id), "");
+    if (!b.get(cf::conversations, conv)) {
+      records::conversation_record c;
+      c.add_members(from);
+      if (recipient_id != from) c.add_members(recipient_id);
+      b.put(cf::conversations, conv, c.SerializeAsString());
+      b.put(cf::conversations, keys::contact_key(from, recipient_id), conv);
+      b.put(cf::conversations, keys::contact_key(recipient_id, from), conv);
+    }
+    records::stored_event e;
+    e.set_message_id(raw_id);
+    st->heads.emplace_back(recipient_id, impl::append(b, recipient_id, e));
+    if (recipient_id != from) st->heads.emplace_back(from, impl::append(b, from, e));
+    records::accepted_record a;
+    a.set_message_id(raw_id);
+    a.set_conversation_id(conv);
+    a.set_sent_at_ms(now);
+    a.set_expires_at_ms(expires_at);
+    b.put(cf::idempotency, idem, a.SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the message could not be stored");
+  client::accepted acc;
+  acc.set_client_id(request.client_id());
+  if (st->original) {
+    acc.set_message_id(print_id(st->original->message_id()));
+    acc.set_conversation_id(st->original->conversation_id());
+    acc.set_sent_at_ms(st->original->sent_at_ms());
+    acc.set_duplicate(true);
+    co_return acc;
+  }
+  for (auto const& [user, head] : st->heads) m.notify(user, head);
+  acc.set_message_id(msg->id());
+  acc.set_conversation_id(conv);
+  acc.set_sent_at_ms(now);
+  co_return acc;
+}
+
+awaitable<errors::status> message_service::ack(std::string user, std::string device, std::uint64_t seq) {
+  auto& m = *impl_;
+  if (seq > mailbox_head(user))
+    co_return fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
+  struct state {
+    std::vector<std::pair<std::string, std::uint64_t>> heads;
+  };
+  auto st = std::make_shared<state>();
+  store::rocks_db::write_fn mutation = [&m, st, user, device, seq](store::rocks_batch& b) {
+    st->heads.clear();
+    auto prev_raw = b.get(cf::state, keys::ack_key(user, device));
+    std::uint64_t prev = prev_raw ? keys::from_be64(*prev_raw) : 0;
+    if (seq <= prev) return false;
+    b.put(cf::state, keys::ack_key(user, device), keys::be64(seq));
+    // Messages to `user` among the newly acknowledged events get their DELIVERED receipt,
+    // once per message whichever device acknowledges first.
+    std::int64_t now = now_ms();
+    std::vector<std::string> ids;
+    m.db.scan(cf::mailbox, keys::mailbox_key(user, prev + 1), keys::mailbox_key(user, seq + 1),
+              [&](std::string_view, std::string_view value) {
+                records::stored_event e;
+                if (e.ParseFromArray(value.data(), static_cast<int>(value.size())) && e.has_message_id())
+                  ids.push_back(e.message_id());
+                return true;
+              });
+    for (auto const& id : ids) {
+      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+      if (!sm || sm->message().to() != user || sm->message().from() == user || sm->delivered_at_ms() != 0) continue;
+      sm->set_delivered_at_ms(now);
+      b.put(cf::messages, id, sm->SerializeAsString());
+      records::stored_event r;
+      auto* receipt = r.mutable_receipt();
+      receipt->set_message_id(sm->message().id());
+      receipt->set_conversation_id(sm->message().conversation_id());
+      receipt->set_status(client::DELIVERED);
+      receipt->set_by(user);
+      receipt->set_at_ms(now);
+      st->heads.emplace_back(sm->message().from(), impl::append(b, sm->message().from(), r));
+    }
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed)
+    co_return fail(code::internal, "the acknowledgement could not be stored");
+  for (auto const& [u, head] : st->heads) m.notify(u, head);
+  co_return errors::ok();
+}
+
+awaitable<errors::status> message_service::read(std::string user, std::string conversation_id, std::string message_id) {
+  auto& m = *impl_;
+  if (conversation_id.empty())
+    co_return fail(code::missing_field, "read.conversation_id is required", "conversation_id");
+  if (message_id.empty()) co_return fail(code::missing_field, "read.message_id is required", "message_id");
+  if (!m.member(user, conversation_id))
+    co_return fail(code::conversation_not_found, "no conversation '" + conversation_id + "' of yours");
+  auto raw = parse_id(message_id);
+  if (!raw || !m.db.get(cf::history, keys::history_key(conversation_id, *raw)))
+    co_return fail(code::message_not_found, "no message '" + message_id + "' in that conversation");
+  struct state {
+    std::vector<std::pair<std::string, std::uint64_t>> heads;
+  };
+  auto st = std::make_shared<state>();
+  std::string upto = *raw;
+  store::rocks_db::write_fn mutation = [&m, st, user, conversation_id, upto](store::rocks_batch& b) {
+    st->heads.clear();
+    auto mark_key = keys::read_key(conversation_id, user);
+    auto prev = b.get(cf::state, mark_key);
+    if (prev && *prev >= upto) return false;  // read marks only move forward
+    b.put(cf::state, mark_key, upto);
+    std::int64_t now = now_ms();
+    // The newest message from the peer in (previous mark, upto] gets the READ receipt;
+    // it stands for every earlier one.
+    std::optional<records::stored_message> newest;
+    std::string lower = keys::history_key(conversation_id, prev ? *prev + '\0' : std::string());
+    m.db.scan_reverse(cf::history, lower, keys::history_key(conversation_id, upto) + '\0',
+                      [&](std::string_view key, std::string_view) {
+                        auto id = std::string(key.substr(conversation_id.size() + 1));
+                        auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+                        if (sm && sm->message().from() != user) {
+                          newest = sm;
+                          return false;
+                        }
+                        return true;
+                      });
+    if (newest && newest->read_at_ms() == 0) {
+      newest->set_read_at_ms(now);
+      if (newest->delivered_at_ms() == 0) newest->set_delivered_at_ms(now);
+      auto raw_id = users::detail::from_base64url(newest->message().id()).value_or("");
+      b.put(cf::messages, raw_id, newest->SerializeAsString());
+      records::stored_event r;
+      auto* receipt = r.mutable_receipt();
+      receipt->set_message_id(newest->message().id());
+      receipt->set_conversation_id(conversation_id);
+      receipt->set_status(client::READ);
+      receipt->set_by(user);
+      receipt->set_at_ms(now);
+      st->heads.emplace_back(newest->message().from(), impl::append(b, newest->message().from(), r));
+    }
+    records::stored_event mark;
+    mark.mutable_read_mark()->set_conversation_id(conversation_id);
+    mark.mutable_read_mark()->set_message_id(print_id(upto));
+    mark.mutable_read_mark()->set_at_ms(now);
+    st->heads.emplace_back(user, impl::append(b, user, mark));
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the read mark could not be stored");
+  for (auto const& [u, head] : st->heads) m.notify(u, head);
+  co_return errors::ok();
+}
+
+awaitable<errors::status> message_service::remove(std::string user, std::string message_id, bool for_everyone) {
+  auto& m = *impl_;
+  auto raw = parse_id(message_id);
+  auto stored = raw ? m.load(*raw) : std::nullopt;
+  if (!stored || !m.visible(*stored, user, now_ms()) || !m.member(user, stored->message().conversation_id()))
+    co_return fail(code::message_not_found, "no message '" + message_id + "'");
+  if (for_everyone) {
+    if (stored->message().from() != user) co_return fail(code::not_sender, "only the sender can delete for everyone");
+    if (now_ms() - stored->message().sent_at_ms() > std::int64_t(m.options.delete_for_everyone_window_s) * 1000)
+      co_return fail(code::delete_window_passed, "the time to delete this message for everyone has passed");
+  }
+  struct state {
+    std::vector<std::pair<std::string, std::uint64_t>> heads;
+  };
+  auto st = std::make_shared<state>();
+  std::string id = *raw;
+  store::rocks_db::write_fn mutation = [st, user, id, for_everyone](store::rocks_batch& b) {
+    st->heads.clear();
+    auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+    if (!sm) return false;
+    if (!for_everyone) {
+      sm->add_hidden_for(user);
+      b.put(cf::messages, id, sm->SerializeAsString());
+      return true;
+    }
+    auto const& msg = sm->message();
+    b.erase(cf::messages, id);
+    b.erase(cf::history, keys::history_key(msg.conversation_id(), id));
+    b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), id));
+    records::stored_event e;
+    auto* d = e.mutable_deleted();
+    d->set_message_id(msg.id());
+    d->set_conversation_id(msg.conversation_id());
+    d->set_by(user);
+    d->set_at_ms(now_ms());
+    st->heads.emplace_back(msg.to(), impl::append(b, msg.to(), e));
+    if (msg.to() != msg.from()) st->heads.emplace_back(msg.from(), impl::append(b, msg.from(), e));
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the deletion could not be stored");
+  if (outcome == store::write_outcome::rolled_back) co_return fail(code::message_not_found, "no such message");
+  for (auto const& [u, head] : st->heads) m.notify(u, head);
+  co_return errors::ok();
+}
+
+std::uint64_t message_service::mailbox_head(std::string const& user) const {
+  auto v = impl_->db.get(cf::state, keys::head_key(user));
+  return v ? keys::from_be64(*v) : 0;
+}
+
+std::uint64_t message_service::acked(std::string const& user, std::string const& device) const {
+  auto v = impl_->db.get(cf::state, keys::ack_key(user, device));
+  return v ? keys::from_be64(*v) : 0;
+}
+
+mailbox_read message_service::events_after(std::string const& user, std::uint64_t after, std::size_t limit) const {
+  auto& m = *impl_;
+  mailbox_read out;
+  out.last_seq = after;
+  std::int64_t now = now_ms();
+  std::size_t prefix = user.size() + 1;
+  m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), user + '\x01',
+            [&](std::string_view key, std::string_view value) {
+              std::uint64_t seq = keys::from_be64(key.substr(prefix));
+              out.last_seq = seq;
+              records::stored_event e;
+              if (!e.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+              client::event ev;
+              ev.set_seq(seq);
+              switch (e.kind_case()) {
+                case records::stored_event::kMessageId: {
+                  auto sm = m.load(e.message_id());
+                  auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
+                  if (!visible) return true;  // expired or deleted: never delivered
+                  *ev.mutable_message() = std::move(*visible);
+                  break;
+                }
+                case records::stored_event::kReceipt:
+                  *ev.mutable_receipt() = e.receipt();
+                  break;
+                case records::stored_event::kReadMark:
+                  *ev.mutable_read_mark() = e.read_mark();
+                  break;
+                case records::stored_event::kDeleted:
+                  *ev.mutable_deleted() = e.deleted();
+                  break;
+                default:
+                  return true;
+              }
+              out.events.push_back(std::move(ev));
+              return out.events.size() < limit;
+            });
+  return out;
+}
+
+result<history_page> message_service::history(std::string const& user, std::string const& conv,
+                                              history_query const& q) const {
+  auto& m = *impl_;
+  if (!m.conversation(conv)) return fail(code::conversation_not_found, "no conversation '" + conv + "'");
+  if (!m.member(user, conv)) return fail(code::not_a_member, "you are not a member of this conversation");
+  std::string lower = conv + '\0';
+  std::string upper = conv + '\x01';
+  auto bound = [&](std::optional<std::string> const& id, char const* field) -> result<std::string> {
+    auto raw = parse_id(*id);
+    if (!raw) return fail(code::invalid_field, std::string(field) + " must be a message id", field);
+    return *raw;
+  };
+  if (q.after) {
+    auto b = bound(q.after, "after");
+    if (!b) return b.error();
+    lower = std::max(lower, keys::history_key(conv, *b) + '\0');
+  }
+  if (q.before) {
+    auto b = bound(q.before, "before");
+    if (!b) return b.error();
+    upper = std::min(upper, keys::history_key(conv, *b));
+  }
+  if (q.since_ms) lower = std::max(lower, keys::history_key(conv, keys::message_id_floor(*q.since_ms)));
+  if (q.until_ms) upper = std::min(upper, keys::history_key(conv, keys::message_id_floor(*q.until_ms)));
+
+  history_page page;
+  std::int64_t now = now_ms();
+  std::size_t prefix = conv.size() + 1;
+  bool more = false;
+  auto collect = [&](std::string_view key, std::string_view) {
+    auto sm = m.load(std::string(key.substr(prefix)));
+    auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
+    if (!visible) return true;
+    if (page.messages.size() == q.limit) {
+      more = true;
+      return false;
+    }
+    page.messages.push_back(std::move(*visible));
+    return true;
+  };
+  if (lower >= upper) return page;
+  if (q.after) {
+    m.db.scan(cf::history, lower, upper, collect);
+    page.has_more_after = more;
+    page.has_more_before = true;
+  } else {
+    m.db.scan_reverse(cf::history, lower, upper, collect);
+    std::reverse(page.messages.begin(), page.messages.end());
+    page.has_more_before = more;
+    page.has_more_after = q.before.has_value() || q.until_ms.has_value();
+  }
+  return page;
+}
+
+result<client::message> message_service::get(std::string const& user, std::string const& message_id) const {
+  auto& m = *impl_;
+  auto raw = parse_id(message_id);
+  auto stored = raw ? m.load(*raw) : std::nullopt;
+  auto visible = stored ? m.visible(*stored, user, now_ms()) : std::nullopt;
+  if (!visible || !m.member(user, visible->conversation_id()))
+    return fail(code::message_not_found, "no message '" + message_id + "'");
+  return *visible;
+}
+
+bool message_service::is_member(std::string const& user, std::string const& conv) const {
+  return impl_->member(user, conv);
+}
+
+std::vector<std::string> message_service::contacts(std::string const& user) const {
+  std::vector<std::string> out;
+  std::string prefix = "u/" + user + '\0';
+  impl_->db.scan(cf::conversations, prefix, "u/" + user + '\x01', [&](std::string_view key, std::string_view) {
+    auto peer = std::string(key.substr(prefix.size()));
+    if (peer != user) out.push_back(std::move(peer));
+    return true;
+  });
+  return out;
+}
+
+awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
+  auto& m = *impl_;
+  std::vector<std::string> expired;  // expiry keys
+  m.db.scan(cf::expiry, "", keys::be64(static_cast<std::uint64_t>(now_ms())),
+            [&](std::string_view key, std::string_view) {
+              expired.emplace_back(key);
+              return expired.size() < max;
+            });
+  if (expired.empty()) co_return 0;
+  auto count = std::make_shared<std::size_t>(0);
+  store::rocks_db::write_fn mutation = [expired, count](store::rocks_batch& b) {
+    *count = 0;
+    for (auto const& key : expired) {
+      std::string id = key.substr(8);
+      b.erase(cf::expiry, key);
+      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+      if (!sm) continue;
+      b.erase(cf::messages, id);
+      b.erase(cf::history, keys::history_key(sm->message().conversation_id(), id));
+      ++*count;
+    }
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  co_return outcome == store::write_outcome::committed ? *count : 0;
+}
+
+void message_service::compact() {
+  impl_->db.compact();
+}
+
+}  // namespace petchat::messages

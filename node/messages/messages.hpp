@@ -1,0 +1,103 @@
+// The message service: per-user mailboxes with gapless sequence numbers, conversation
+// history, delivery and read receipts, idempotent sends, deletion and expiry. It owns the
+// RocksDB database `<data_dir>/messages`; every write goes through its commit pipeline,
+// so an `accepted` (or any other answer) is given only once the change is durable.
+//
+// Listeners learn of new mailbox events after they are committed (on the writer thread;
+// they must only post elsewhere), which is how the WebSocket manager pushes them out.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client.pb.h"
+#include "node/config/config.hpp"
+#include "node/errors/errors.hpp"
+#include "node/users/users.hpp"
+
+namespace petchat::messages {
+
+using boost::asio::awaitable;
+using errors::result;
+
+struct history_query {
+  std::optional<std::string> before;  // message id (printed form)
+  std::optional<std::string> after;
+  std::optional<std::int64_t> since_ms;
+  std::optional<std::int64_t> until_ms;
+  std::size_t limit = 50;
+};
+
+struct history_page {
+  std::vector<client::message> messages;  // oldest first
+  bool has_more_before = false;
+  bool has_more_after = false;
+};
+
+// A batch of mailbox events for one device, in seq order.
+struct mailbox_read {
+  std::vector<client::event> events;
+  std::uint64_t last_seq = 0;  // highest seq looked at (events for expired messages are skipped)
+};
+
+class message_service {
+ public:
+  // Called after commit with a user whose mailbox grew and its new head seq.
+  using mailbox_listener = std::function<void(std::string const& user_id, std::uint64_t head)>;
+
+  message_service(config::messages_section const& options, std::string region, std::filesystem::path const& data_dir,
+                  users::user_service& users);
+  ~message_service();
+
+  void set_listener(mailbox_listener listener);  // before any traffic
+
+  // Validates, applies the rate limit, and stores the message in both mailboxes durably.
+  // A repeated client_id returns the original acceptance with duplicate = true.
+  awaitable<result<client::accepted>> send(std::string from, client::send request);
+
+  // Cumulative delivery acknowledgement of `device` of `user` up to `seq`.
+  awaitable<errors::status> ack(std::string user, std::string device, std::uint64_t seq);
+
+  // `user` has read `conversation_id` up to `message_id`.
+  awaitable<errors::status> read(std::string user, std::string conversation_id, std::string message_id);
+
+  // Deletes for the caller, or (sender only, within the window) for everyone.
+  awaitable<errors::status> remove(std::string user, std::string message_id, bool for_everyone);
+
+  std::uint64_t mailbox_head(std::string const& user) const;
+  std::uint64_t acked(std::string const& user, std::string const& device) const;
+
+  // Up to `limit` events with seq > after.
+  mailbox_read events_after(std::string const& user, std::uint64_t after, std::size_t limit) const;
+
+  result<history_page> history(std::string const& user, std::string const& conversation_id,
+                               history_query const& q) const;
+  result<client::message> get(std::string const& user, std::string const& message_id) const;
+
+  // The 1:1 conversation id of two users (whether or not they have talked).
+  static std::string conversation_of(std::string const& a, std::string const& b);
+  bool is_member(std::string const& user, std::string const& conversation_id) const;
+  // Users `user` shares a conversation with.
+  std::vector<std::string> contacts(std::string const& user) const;
+
+  // Removes expired messages (at most `max` per call); returns how many.
+  awaitable<std::size_t> sweep_expired(std::size_t max = 10000);
+  // Flushes and compacts the store so removed data leaves the disk. Blocking: call off
+  // the I/O threads.
+  void compact();
+
+  void stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace petchat::messages

@@ -1,0 +1,75 @@
+// The WebSocket manager: who is connected (user -> device -> live sessions), fan-out of
+// mailbox news and of frames to a user's sessions, presence (online / offline with
+// last-seen) and typing relay. It knows sessions only through `session_sink`, so it has no
+// WebSocket or Beast code; node/gateway implements the sinks.
+//
+// Thread-safety: every method may be called from any thread. The registry is guarded by
+// one mutex that is never held while a sink does work: sinks only post to their own strand.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "client.pb.h"
+#include "node/errors/errors.hpp"
+
+namespace petchat::ws {
+
+// One live connection, as the manager sees it. Implementations post to their own strand
+// and return at once.
+class session_sink {
+ public:
+  virtual ~session_sink() = default;
+  // The user's mailbox has events up to `head`.
+  virtual void on_mailbox(std::uint64_t head) = 0;
+  // A frame that is not a mailbox event (presence, typing).
+  virtual void on_frame(client::server_frame frame) = 0;
+};
+
+struct presence_info {
+  bool online = false;
+  std::int64_t last_seen_ms = 0;  // when the last device left (0: never seen)
+};
+
+class ws_manager {
+ public:
+  // `contacts_of(user)` lists the users who may see `user`'s presence.
+  ws_manager(std::size_t max_sessions_per_user,
+             std::function<std::vector<std::string>(std::string const&)> contacts_of);
+
+  // Registers a session. too_many_sessions if the user is at the limit. When it is the
+  // user's first session, their contacts are told they are online.
+  errors::status attach(std::string const& user, std::shared_ptr<session_sink> const& sink);
+  // Forgets a session; when it was the user's last, contacts are told they are offline.
+  void detach(std::string const& user, session_sink const* sink);
+
+  // Mailbox news for every session of `user`.
+  void notify_mailbox(std::string const& user, std::uint64_t head);
+  // A typing indicator from `from` to `to`, if `to` is online.
+  void relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id, bool active);
+
+  presence_info presence(std::string const& user) const;
+  // Presence frames for the contacts of `user` (for a device that just connected).
+  std::vector<client::server_frame> presence_of_contacts(std::string const& user) const;
+
+  std::size_t sessions() const;
+
+ private:
+  void broadcast_presence(std::string const& user, bool online, std::int64_t at_ms);
+  std::vector<std::shared_ptr<session_sink>> sinks_of(std::string const& user) const;
+
+  std::size_t max_sessions_;
+  std::function<std::vector<std::string>(std::string const&)> contacts_of_;
+
+  mutable std::mutex mutex_;  // guards sessions_ and last_seen_
+  std::unordered_map<std::string, std::vector<std::weak_ptr<session_sink>>> sessions_;
+  std::unordered_map<std::string, std::int64_t> last_seen_;
+};
+
+}  // namespace petchat::ws
