@@ -190,6 +190,9 @@ int main(int argc, char** argv) {
   auto* sessions = app.add_subcommand("sessions", "manage device sessions")->require_subcommand(1);
   auto* sessions_list = sessions->add_subcommand("list", "list sessions");
   sessions_list->add_option("--user", user_filter, "only this user's sessions");
+  auto* messages = app.add_subcommand("messages", "manage the message store")->require_subcommand(1);
+  auto* messages_compact =
+      messages->add_subcommand("compact", "remove expired messages now and reclaim their disk space");
   auto* sessions_revoke = sessions->add_subcommand("revoke", "revoke a session at once");
   sessions_revoke->add_option("device_id", device_id)->required();
 
@@ -232,6 +235,11 @@ int main(int argc, char** argv) {
     if (!user_filter.empty()) target += "?user=" + encode(user_filter);
     rc = request(ctx, "GET", target, nullptr, answer);
     show = print_sessions;
+  } else if (messages_compact->parsed()) {
+    rc = request(ctx, "POST", "/v1/admin/messages/compact", nullptr, answer);
+    show = [](json::value const& a) {
+      std::cout << "removed " << field(a.as_object(), "expired") << " expired messages; store compacted\n";
+    };
   } else if (sessions_revoke->parsed()) {
     rc = request(ctx, "DELETE", "/v1/admin/sessions/" + encode(device_id), nullptr, answer);
     show = [&](json::value const&) { std::cout << "revoked " << device_id << "\n"; };
