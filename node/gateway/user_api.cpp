@@ -152,6 +152,9 @@ std::optional<std::int64_t> parse_rfc3339(std::string const& s) {
   char z = 0;
   if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%lf%c", &y, &mo, &d, &h, &mi, &sec, &z) != 7 || z != 'Z')
     return std::nullopt;
+  // timegm would silently normalise month 13 or hour 99: refuse them instead.
+  if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61)
+    return std::nullopt;
   std::tm tm{};
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;
@@ -209,7 +212,8 @@ awaitable<response> messages_route(std::shared_ptr<user_api> api, request r) {
     auto peer = query_param(r.query, "peer");
     if (!peer) co_return error_response(fail(code::missing_field, "the 'peer' parameter is required", "peer"));
     auto id = ids::parse_user_id(*peer, api->users.region());
-    if (!id) co_return error_response(fail(code::user_not_found, "no user '" + *peer + "'"));
+    if (!id || (id->region == api->users.region() && !api->users.get_profile(id->name)))
+      co_return error_response(fail(code::user_not_found, "no user '" + *peer + "'"));
     auto conv = messages::message_service::conversation_of(me, id->str());
     if (!api->messages.is_member(me, conv))
       co_return json_response(

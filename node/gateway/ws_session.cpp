@@ -37,6 +37,8 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr char const* proto_subprotocol = "petchat.v1.proto";
 constexpr char const* json_subprotocol = "petchat.v1.json";
 constexpr std::size_t events_per_read = 256;
+// A client whose socket accepts nothing for this long while frames wait is cut off.
+constexpr auto stall_limit = std::chrono::seconds(5);
 
 // Close codes (docs/PROTOCOL.md).
 constexpr std::uint16_t close_unauthenticated = 4001;
@@ -54,6 +56,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   void on_mailbox(std::uint64_t head) override {
     asio::post(ws_.get_executor(), [self = shared_from_this(), head] {
       self->known_head_ = std::max(self->known_head_, head);
+      if (self->stalled()) return self->drop_slow_consumer();
       self->pump();
     });
   }
@@ -83,6 +86,21 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     wake_.cancel();
   }
   void pump();
+  // True if frames are waiting and the socket has accepted none for `stall_limit`: the
+  // client has stopped reading.
+  bool stalled() const { return !out_.empty() && std::chrono::steady_clock::now() - last_progress_ > stall_limit; }
+  void drop_slow_consumer() {
+    if (dead_) return;
+    // Its writes are stuck, so a close frame could not get through either: drop the
+    // connection.
+    log::get("ws")->warn("{}: client stopped reading ({} frames queued), disconnecting slow consumer", user_id(),
+                         out_.size());
+    dead_ = true;
+    out_.clear();
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(ws_).close(ignored);
+    wake_.cancel();
+  }
   std::string user_id() const { return who_.user_name + "@" + svc_->region; }
 
   std::shared_ptr<live_services> svc_;
@@ -98,6 +116,9 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
   std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
   int close_waits_ = 0;
+  asio::steady_timer stall_timer_{ws_.get_executor()};
+  std::uint64_t write_gen_ = 0;  // bumped when a write starts and when it ends
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
 };
 
 void session::enqueue(client::server_frame const& frame) {
@@ -111,25 +132,20 @@ void session::enqueue(client::server_frame const& frame) {
     o.always_print_primitive_fields = true;
     (void)google::protobuf::util::MessageToJsonString(frame, &bytes, o);
   }
-  if (out_.size() >= svc_->limits.send_queue_frames) {
-    // The client stopped reading. Its writes are stuck, so a close frame could not get
-    // through either: drop the connection.
-    log::get("ws")->warn("{}: send queue full ({} frames), disconnecting slow consumer", user_id(), out_.size());
-    dead_ = true;
-    out_.clear();
-    boost::system::error_code ignored;
-    beast::get_lowest_layer(ws_).close(ignored);
-    wake_.cancel();
-    return;
-  }
+  if (out_.size() >= svc_->limits.send_queue_frames) return drop_slow_consumer();
   out_.push_back(std::move(bytes));
   wake_.cancel();
 }
 
+// Mailbox events are pulled from the store, never pushed: the queue holds at most half
+// its capacity of them, and the writer pulls more as it drains. So a device that
+// reconnects with a long backlog streams it at its own pace instead of being cut off,
+// and memory stays bounded whatever the backlog.
 void session::pump() {
   if (!authenticated_ || dead_) return;
-  while (sent_seq_ < known_head_ && !dead_) {
-    auto batch = svc_->messages.events_after(user_id(), sent_seq_, events_per_read);
+  std::size_t watermark = std::max<std::size_t>(1, svc_->limits.send_queue_frames / 2);
+  while (sent_seq_ < known_head_ && !dead_ && out_.size() < watermark) {
+    auto batch = svc_->messages.events_after(user_id(), sent_seq_, std::min(events_per_read, watermark - out_.size()));
     for (auto& e : batch.events) {
       client::server_frame f;
       *f.mutable_event() = std::move(e);
@@ -155,12 +171,24 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     ws_.binary(binary_);
     std::string frame = std::move(out_.front());
     out_.pop_front();
+    // Watchdog: a write the client does not take within stall_limit means it stopped
+    // reading. `write_gen_` makes a late timer for an earlier write harmless.
+    auto gen = ++write_gen_;
+    stall_timer_.expires_after(stall_limit);
+    stall_timer_.async_wait([weak = std::weak_ptr<session>(self), gen](boost::system::error_code ec) {
+      auto s = weak.lock();
+      if (!ec && s && s->write_gen_ == gen) s->drop_slow_consumer();
+    });
     auto [ec, n] = co_await ws_.async_write(asio::buffer(frame), use_tuple);
+    ++write_gen_;
+    stall_timer_.cancel();
     (void)n;
     if (ec) {
       dead_ = true;
       co_return;
     }
+    last_progress_ = std::chrono::steady_clock::now();
+    pump();
   }
 }
 

@@ -89,7 +89,7 @@ TEST_CASE("a request sees the writes of earlier requests in its batch; failures 
       int n = v ? std::stoi(*v) : 0;
       seen[i] = v;
       b.put(cf::state, "n", std::to_string(n + 1));
-      if (i == 1) return false;                        // declines: its increment is undone
+      if (i == 1) return false;                         // declines: its increment is undone
       if (i == 2) throw std::runtime_error("failure");  // fails: likewise
       return true;
     };
