@@ -109,7 +109,8 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   asio::io_context io(static_cast<int>(threads));
   asio::thread_pool cpu_pool(std::max(1u, std::thread::hardware_concurrency()));
   users::user_service users(cfg.users, cfg.node.region, cfg.store, data_dir, id, cpu_pool);
-  messages::message_service messages(cfg.messages, cfg.node.region, data_dir, users);
+  messages::message_service messages(cfg.messages, cfg.node.region, data_dir, users, cfg.store.sync);
+  if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");
   ws::ws_manager manager(cfg.messages.max_sessions_per_user,
                          [&messages](std::string const& user) { return messages.contacts(user); });
   messages.set_listener(

@@ -67,6 +67,13 @@ class reader {
     };
   }
 
+  key_fn boolean(bool& out) {
+    return [this, &out](std::string const& key, toml::node const& n) {
+      if (!n.is_boolean()) return fail(key, n, "expected true or false");
+      out = *n.value<bool>();
+    };
+  }
+
   key_fn string(std::function<std::optional<std::string>(std::string const&)> accept) {
     return [this, accept](std::string const& key, toml::node const& n) {
       if (!n.is_string()) return fail(key, n, "expected a string");
@@ -162,14 +169,16 @@ load_result validate(toml::table const& root) {
         {"login_free_attempts_per_address", rd.integer(c.users.login_free_attempts_per_address, 0, 100000)},
         {"login_backoff_initial_ms", rd.integer(c.users.login_backoff_initial_ms, 1, 3600000)},
         {"login_backoff_max_ms", rd.integer(c.users.login_backoff_max_ms, 1, 86400000)}}},
-      {"store", {{"lmdb_initial_map_mib", rd.integer(c.store.lmdb_initial_map_mib, 1, 1 << 20)}}},
+      {"store",
+       {{"lmdb_initial_map_mib", rd.integer(c.store.lmdb_initial_map_mib, 1, 1 << 20)},
+        {"sync", rd.boolean(c.store.sync)}}},
       {"messages",
        {{"retention_s", rd.integer(c.messages.retention_s, 1, 10 * 365 * 86400)},
         {"max_text_bytes", rd.integer(c.messages.max_text_bytes, 16, 1 << 20)},
         {"max_content_bytes", rd.integer(c.messages.max_content_bytes, 0, 1 << 20)},
         {"max_frame_bytes", rd.integer(c.messages.max_frame_bytes, 1024, 16 << 20)},
         {"max_per_second", rd.integer(c.messages.max_per_second, 1, 100000)},
-        {"max_sessions_per_user", rd.integer(c.messages.max_sessions_per_user, 1, 1000)},
+        {"max_sessions_per_user", rd.integer(c.messages.max_sessions_per_user, 1, 1000000)},
         {"send_queue_frames", rd.integer(c.messages.send_queue_frames, 4, 1 << 20)},
         {"delete_for_everyone_window_s", rd.integer(c.messages.delete_for_everyone_window_s, 0, 365 * 86400)},
         {"expiry_sweep_interval_ms", rd.integer(c.messages.expiry_sweep_interval_ms, 10, 3600000)}}},

@@ -56,6 +56,9 @@ struct users_section {
 
 struct store_section {
   std::size_t lmdb_initial_map_mib = 64;
+  // fsync before acknowledging. Only benchmarks turn it off, to measure what durability
+  // costs: with false, a crash loses acknowledged writes.
+  bool sync = true;
 };
 
 struct messages_section {

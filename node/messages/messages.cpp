@@ -102,12 +102,13 @@ struct message_service::impl {
   send_limiter limiter;
   mailbox_listener listener;
 
-  impl(config::messages_section const& o, std::string r, std::filesystem::path const& data_dir, users::user_service& u)
+  impl(config::messages_section const& o, std::string r, std::filesystem::path const& data_dir, users::user_service& u,
+       bool sync)
       : options(o),
         region(std::move(r)),
         region_hash(static_cast<std::uint16_t>(std::hash<std::string>{}(region))),
         users(u),
-        db(store::rocks_options{data_dir / "messages"}),
+        db(store::rocks_options{data_dir / "messages", 1024, sync}),
         limiter(o.max_per_second) {}
 
   void notify(std::string const& user, std::uint64_t head) const {
@@ -158,8 +159,8 @@ struct message_service::impl {
 };
 
 message_service::message_service(config::messages_section const& options, std::string region,
-                                 std::filesystem::path const& data_dir, users::user_service& users)
-    : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users)) {}
+                                 std::filesystem::path const& data_dir, users::user_service& users, bool sync)
+    : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users, sync)) {}
 
 message_service::~message_service() = default;
 

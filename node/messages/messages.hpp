@@ -52,8 +52,9 @@ class message_service {
   // Called after commit with a user whose mailbox grew and its new head seq.
   using mailbox_listener = std::function<void(std::string const& user_id, std::uint64_t head)>;
 
+  // `sync` false skips the WAL fsync (benchmarks only: acknowledged data can be lost).
   message_service(config::messages_section const& options, std::string region, std::filesystem::path const& data_dir,
-                  users::user_service& users);
+                  users::user_service& users, bool sync = true);
   ~message_service();
 
   void set_listener(mailbox_listener listener);  // before any traffic

@@ -1,0 +1,549 @@
+// petchat-bench: load generator and measurements for petchat (docs/BENCHMARKS.md).
+//
+// Workloads: throughput (closed loop, full sequence), latency (open loop at a fixed
+// rate, measured from each message's scheduled time), connections (many idle
+// authenticated connections), startup (time to ready with M stored messages, after a
+// clean stop and after kill -9), echo (the bare Beast WebSocket ceiling).
+//
+// By default the tool starts its own petchat-node (and petchat-echo) on free loopback
+// ports, so it can read their CPU time and memory from /proc.
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+#include <unordered_map>
+
+#include "bench/process.hpp"
+#include "bench/stats.hpp"
+#include "client/client.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace petchat;
+using clock_type = std::chrono::steady_clock;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+struct options {
+  std::string node_binary;
+  std::string echo_binary;
+  int pairs = 8;
+  int window = 8;
+  double duration_s = 5;
+  double rate = 1000;
+  int connections = 1000;
+  int messages = 10000;
+  int payload = 64;
+  int threads = 2;
+  bool durable = true;
+  bool as_json = false;
+};
+
+std::uint64_t micros_since(clock_type::time_point t) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t).count());
+}
+
+// ---------------------------------------------------------------- the node under test
+
+struct node_under_test {
+  bench::child process;
+  std::filesystem::path dir;
+  std::vector<std::string> argv;
+  sdk::endpoint endpoint() const { return {"127.0.0.1", process.port}; }
+};
+
+node_under_test start_node(options const& o, std::filesystem::path dir = {}) {
+  node_under_test n;
+  n.dir = dir.empty() ? bench::temp_dir("node") : dir;
+  auto config = n.dir / "bench.toml";
+  std::ofstream(config) << "[node]\nregion = \"bench\"\nthreads = " << o.threads
+                        << "\n[gateway]\nmax_connections = 1000000\n"
+                        << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = 8\n"
+                        << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
+                        << "[messages]\nmax_per_second = 100000\nmax_sessions_per_user = 1000000\n"
+                        << "send_queue_frames = 65536\n"
+                        << "[store]\nsync = " << (o.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n";
+  n.argv = {o.node_binary, "--config",   config.string(), "--data-dir", (n.dir / "data").string(),
+            "--listen",    "127.0.0.1:0"};
+  n.process = bench::spawn(n.argv, "petchat-node ready:");
+  return n;
+}
+
+void remove_node(node_under_test& n) {
+  bench::stop(n.process);
+  std::error_code ec;
+  std::filesystem::remove_all(n.dir, ec);
+}
+
+// Runs `work` to completion on an io_context with o.threads threads.
+template <typename Awaitable>
+void run(options const& o, Awaitable work) {
+  asio::io_context io(o.threads);
+  std::exception_ptr failure;
+  asio::co_spawn(io, std::move(work), [&](std::exception_ptr e) {
+    failure = e;
+    io.stop();
+  });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < o.threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
+// ---------------------------------------------------------------- message workloads
+
+struct shared_state {
+  bench::samples to_accepted, to_recipient, to_receipt;
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<bool> stop{false};
+  bool open_loop = false;
+  bool measure_receipts = true;
+  std::chrono::nanoseconds interval{0};  // open loop: time between a pair's sends
+  clock_type::time_point start;
+  std::string payload;
+};
+
+struct pair_state {
+  explicit pair_state(asio::any_io_executor ex) : credit(ex) {}
+  std::unique_ptr<sdk::connection> sender, recipient;
+  std::string recipient_id;
+  std::unordered_map<std::string, clock_type::time_point> by_client_id;   // until delivered to recipient
+  std::unordered_map<std::string, clock_type::time_point> by_pending_id;  // until accepted
+  std::unordered_map<std::string, clock_type::time_point> by_message_id;  // until the receipt
+  int in_flight = 0;
+  int window = 1;
+  std::uint64_t counter = 0;
+  asio::steady_timer credit;  // the sender sleeps on it while the window is full
+  bool done = false;
+};
+
+asio::awaitable<void> sender_loop(std::shared_ptr<pair_state> p, std::shared_ptr<shared_state> s, int index) {
+  auto next = s->start + s->interval * index / std::max(1, p->window);
+  while (!s->stop) {
+    if (s->open_loop) {
+      next += s->interval;
+      p->credit.expires_at(next);
+      co_await p->credit.async_wait(use_tuple);
+      if (s->stop) break;
+    } else {
+      while (p->in_flight >= p->window && !s->stop) {
+        p->credit.expires_at(clock_type::time_point::max());
+        co_await p->credit.async_wait(use_tuple);
+      }
+      if (s->stop) break;
+    }
+    client::client_frame f;
+    std::string id = "b" + std::to_string(p->counter++);
+    f.mutable_send()->set_client_id(id);
+    f.mutable_send()->set_to(p->recipient_id);
+    f.mutable_send()->mutable_body()->set_text(s->payload);
+    // Open loop: latency counts from the scheduled time, so a stall shows up in full.
+    auto t = s->open_loop ? next : clock_type::now();
+    p->by_client_id[id] = t;
+    p->by_pending_id[id] = t;
+    p->in_flight++;
+    co_await p->sender->write(f);
+  }
+}
+
+asio::awaitable<void> sender_reader(std::shared_ptr<pair_state> p, std::shared_ptr<shared_state> s) {
+  for (;;) {
+    auto f = co_await p->sender->read();
+    if (f.has_accepted()) {
+      auto it = p->by_pending_id.find(f.accepted().client_id());
+      if (it == p->by_pending_id.end()) continue;
+      s->to_accepted.add(std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - it->second).count());
+      s->accepted++;
+      if (s->measure_receipts)
+        p->by_message_id[f.accepted().message_id()] = it->second;
+      else {
+        p->in_flight--;
+        s->completed++;
+        p->credit.cancel();
+      }
+      p->by_pending_id.erase(it);
+    } else if (f.has_event() && f.event().has_receipt() && f.event().receipt().status() == client::DELIVERED) {
+      auto it = p->by_message_id.find(f.event().receipt().message_id());
+      if (it == p->by_message_id.end()) continue;
+      s->to_receipt.add(std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - it->second).count());
+      p->by_message_id.erase(it);
+      p->in_flight--;
+      s->completed++;
+      p->credit.cancel();
+    } else if (f.has_error()) {
+      throw std::runtime_error("node refused a send: " + f.error().code() + ": " + f.error().message());
+    }
+  }
+}
+
+asio::awaitable<void> recipient_reader(std::shared_ptr<pair_state> p, std::shared_ptr<shared_state> s) {
+  for (;;) {
+    auto f = co_await p->recipient->read();
+    if (!f.has_event() || !f.event().has_message()) continue;
+    auto it = p->by_client_id.find(f.event().message().client_id());
+    if (it != p->by_client_id.end()) {
+      s->to_recipient.add(
+          std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - it->second).count());
+      p->by_client_id.erase(it);
+    }
+    client::client_frame ack;
+    ack.mutable_ack()->set_seq(f.event().seq());
+    co_await p->recipient->write(ack);
+  }
+}
+
+// Swallows the end of a reader when the run closes its connections.
+asio::awaitable<void> guarded(asio::awaitable<void> inner) {
+  try {
+    co_await std::move(inner);
+  } catch (boost::system::system_error const&) {
+  }
+}
+
+struct message_result {
+  double seconds = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t cpu_us = 0;
+  bench::samples::summary accepted, recipient, receipt;
+};
+
+asio::awaitable<void> message_run(options o, sdk::endpoint ep, std::shared_ptr<shared_state> s, pid_t node,
+                                  message_result* out, bool open_loop) {
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<std::shared_ptr<pair_state>> pairs;
+  static std::atomic<int> run_counter{0};
+  int run_id = run_counter++;
+  for (int i = 0; i < o.pairs; ++i) {
+    auto strand = asio::make_strand(ex);
+    auto p = std::make_shared<pair_state>(strand);
+    auto a = co_await sdk::register_and_login(ep, "s" + std::to_string(run_id) + "x" + std::to_string(i), "bench-pass",
+                                              "bench");
+    auto b = co_await sdk::register_and_login(ep, "r" + std::to_string(run_id) + "x" + std::to_string(i), "bench-pass",
+                                              "bench");
+    p->recipient_id = b.user_id;
+    p->window = open_loop ? 1 : o.window;
+    p->sender = co_await asio::co_spawn(strand, sdk::connection::open(ep, a.access_token), asio::use_awaitable);
+    p->recipient = co_await asio::co_spawn(strand, sdk::connection::open(ep, b.access_token), asio::use_awaitable);
+    pairs.push_back(p);
+  }
+  s->open_loop = open_loop;
+  s->interval = std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 * o.pairs / std::max(1.0, o.rate)));
+  s->payload = std::string(static_cast<std::size_t>(o.payload), 'x');
+  s->start = clock_type::now();
+  std::uint64_t cpu0 = node > 0 ? bench::cpu_micros(node) : 0;
+  int index = 0;
+  for (auto& p : pairs) {
+    auto strand = p->credit.get_executor();
+    asio::co_spawn(strand, guarded(sender_reader(p, s)), asio::detached);
+    asio::co_spawn(strand, guarded(recipient_reader(p, s)), asio::detached);
+    asio::co_spawn(strand, guarded(sender_loop(p, s, index++)), asio::detached);
+  }
+  asio::steady_timer timer(ex);
+  timer.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(o.duration_s * 1e6)));
+  co_await timer.async_wait(use_tuple);
+  out->completed = s->completed.load();
+  out->seconds = std::chrono::duration<double>(clock_type::now() - s->start).count();
+  out->cpu_us = node > 0 ? bench::cpu_micros(node) - cpu0 : 0;
+  s->stop = true;
+  for (auto& p : pairs) asio::post(p->credit.get_executor(), [p] { p->credit.cancel(); });
+  timer.expires_after(std::chrono::milliseconds(300));
+  co_await timer.async_wait(use_tuple);
+  for (auto& p : pairs)
+    asio::post(p->credit.get_executor(), [p] {
+      p->sender->close();
+      p->recipient->close();
+    });
+  timer.expires_after(std::chrono::milliseconds(100));
+  co_await timer.async_wait(use_tuple);
+  out->accepted = s->to_accepted.summarize();
+  out->recipient = s->to_recipient.summarize();
+  out->receipt = s->to_receipt.summarize();
+}
+
+// ---------------------------------------------------------------- echo ceiling
+
+asio::awaitable<void> echo_pipeline(std::shared_ptr<sdk::connection> c, int window, std::string payload,
+                                    std::shared_ptr<shared_state> s) {
+  for (int i = 0; i < window; ++i) co_await c->write_raw(payload);
+  while (!s->stop) {
+    co_await c->read_raw();
+    s->completed++;
+    co_await c->write_raw(payload);
+  }
+}
+
+asio::awaitable<void> echo_run(options o, sdk::endpoint ep, pid_t pid, message_result* out) {
+  auto ex = co_await asio::this_coro::executor;
+  auto s = std::make_shared<shared_state>();
+  std::vector<std::shared_ptr<sdk::connection>> conns;
+  for (int i = 0; i < o.pairs; ++i) {
+    auto strand = asio::make_strand(ex);
+    conns.push_back(co_await asio::co_spawn(strand, sdk::connection::open_raw(ep, "/"), asio::use_awaitable));
+  }
+  std::string payload(static_cast<std::size_t>(o.payload + 40), 'x');  // about a send frame's size
+  auto start = clock_type::now();
+  std::uint64_t cpu0 = bench::cpu_micros(pid);
+  for (auto& c : conns) asio::co_spawn(ex, guarded(echo_pipeline(c, o.window, payload, s)), asio::detached);
+  asio::steady_timer timer(ex);
+  timer.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(o.duration_s * 1e6)));
+  co_await timer.async_wait(use_tuple);
+  out->completed = s->completed.load();
+  out->seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  out->cpu_us = bench::cpu_micros(pid) - cpu0;
+  s->stop = true;
+  for (auto& c : conns) c->close();
+  timer.expires_after(std::chrono::milliseconds(100));
+  co_await timer.async_wait(use_tuple);
+}
+
+message_result measure_echo(options const& o) {
+  auto echo = bench::spawn({o.echo_binary, std::to_string(o.threads)}, "petchat-echo ready:");
+  message_result r;
+  run(o, echo_run(o, {"127.0.0.1", echo.port}, echo.pid, &r));
+  bench::stop(echo);
+  return r;
+}
+
+// ---------------------------------------------------------------- reporting
+
+json::object summary_json(bench::samples::summary const& s) {
+  return json::object{{"count", s.count}, {"p50_ms", s.p50}, {"p99_ms", s.p99}, {"p999_ms", s.p999}, {"max_ms", s.max}};
+}
+
+void print_latency(char const* what, bench::samples::summary const& s) {
+  std::printf("  %-28s p50 %8.3f ms  p99 %8.3f ms  p99.9 %8.3f ms  max %8.3f ms  (n=%zu)\n", what, s.p50, s.p99, s.p999,
+              s.max, s.count);
+}
+
+int report_messages(options const& o, char const* workload, message_result const& r,
+                    std::optional<message_result> echo) {
+  double rate = r.seconds > 0 ? static_cast<double>(r.completed) / r.seconds : 0;
+  double cpu_per = r.completed ? static_cast<double>(r.cpu_us) / static_cast<double>(r.completed) : 0;
+  double echo_rate = echo && echo->seconds > 0 ? static_cast<double>(echo->completed) / echo->seconds : 0;
+  if (o.as_json) {
+    json::object j{{"workload", workload},
+                   {"pairs", o.pairs},
+                   {"window", o.window},
+                   {"durable", o.durable},
+                   {"seconds", r.seconds},
+                   {"completed", r.completed},
+                   {"messages_per_s", rate},
+                   {"server_cpu_us_per_message", cpu_per},
+                   {"send_to_accepted", summary_json(r.accepted)},
+                   {"send_to_recipient", summary_json(r.recipient)},
+                   {"send_to_receipt", summary_json(r.receipt)}};
+    if (std::string(workload) == "latency") j["rate"] = o.rate;
+    if (echo) {
+      j["echo_round_trips_per_s"] = echo_rate;
+      j["ratio_to_echo"] = echo_rate > 0 ? rate / echo_rate : 0;
+    }
+    std::cout << json::serialize(j) << "\n";
+    return 0;
+  }
+  std::printf("%s: %d pairs, %s, durability %s, %.1f s\n", workload, o.pairs,
+              std::string(workload) == "latency"
+                  ? ("open loop at " + std::to_string(static_cast<int>(o.rate)) + "/s").c_str()
+                  : ("window " + std::to_string(o.window)).c_str(),
+              o.durable ? "on" : "off", r.seconds);
+  std::printf("  completed                    %llu messages, %.0f messages/s\n",
+              static_cast<unsigned long long>(r.completed), rate);
+  std::printf("  server CPU                   %.1f us per message\n", cpu_per);
+  print_latency("send -> accepted", r.accepted);
+  print_latency("send -> at recipient", r.recipient);
+  print_latency("send -> delivered receipt", r.receipt);
+  if (echo)
+    std::printf("  bare Beast echo ceiling      %.0f round trips/s; petchat = %.3f of it\n", echo_rate,
+                echo_rate > 0 ? rate / echo_rate : 0);
+  return 0;
+}
+
+// ---------------------------------------------------------------- connections
+
+asio::awaitable<void> hold(std::shared_ptr<sdk::connection> c) {
+  for (;;) (void)co_await c->read();
+}
+
+asio::awaitable<void> connections_run(options o, sdk::endpoint ep, pid_t node, json::object* out) {
+  auto ex = co_await asio::this_coro::executor;
+  auto t = co_await sdk::register_and_login(ep, "idle", "bench-pass", "bench");
+  asio::steady_timer timer(ex);
+  timer.expires_after(std::chrono::milliseconds(500));
+  co_await timer.async_wait(use_tuple);
+  std::uint64_t rss0 = bench::resident_bytes(node);
+  auto start = clock_type::now();
+  std::vector<std::shared_ptr<sdk::connection>> conns;
+  conns.reserve(static_cast<std::size_t>(o.connections));
+  for (int i = 0; i < o.connections; ++i) {
+    // 20,000 connections per source address keeps clear of the ephemeral-port limit.
+    std::string source = "127.0." + std::to_string(1 + i / 20000) + ".1";
+    auto strand = asio::make_strand(ex);
+    auto c = co_await asio::co_spawn(strand, sdk::connection::open(ep, t.access_token, source), asio::use_awaitable);
+    auto shared = std::shared_ptr<sdk::connection>(std::move(c));
+    asio::co_spawn(strand, guarded(hold(shared)), asio::detached);
+    conns.push_back(shared);
+  }
+  double connect_s = std::chrono::duration<double>(clock_type::now() - start).count();
+  // Heartbeats: every connection pings once while held.
+  for (auto& c : conns) {
+    client::client_frame ping;
+    ping.mutable_ping();
+    co_await c->write(ping);
+  }
+  timer.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(o.duration_s * 1e6)));
+  co_await timer.async_wait(use_tuple);
+  std::uint64_t rss1 = bench::resident_bytes(node);
+  double per = o.connections ? (static_cast<double>(rss1) - static_cast<double>(rss0)) / o.connections : 0;
+  *out =
+      json::object{{"workload", "connections"},     {"connections", o.connections}, {"connect_all_s", connect_s},
+                   {"node_rss_before_bytes", rss0}, {"node_rss_after_bytes", rss1}, {"node_bytes_per_connection", per}};
+  for (auto& c : conns) c->close();
+  timer.expires_after(std::chrono::milliseconds(200));
+  co_await timer.async_wait(use_tuple);
+}
+
+// ---------------------------------------------------------------- startup
+
+double seconds_to_ready(node_under_test& n) {
+  auto t0 = clock_type::now();
+  n.process = bench::spawn(n.argv, "petchat-node ready:");
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+int startup(options o) {
+  auto n = start_node(o);
+  options fill = o;
+  fill.duration_s = 3600;
+  fill.window = 64;
+  // Fill with `messages` sends (accepted, not waiting for receipts), then stop.
+  {
+    auto s = std::make_shared<shared_state>();
+    s->measure_receipts = false;
+    message_result r;
+    auto target = static_cast<std::uint64_t>(o.messages);
+    asio::io_context io(o.threads);
+    std::exception_ptr failure;
+    asio::co_spawn(io, message_run(fill, n.endpoint(), s, n.process.pid, &r, false), [&](std::exception_ptr e) {
+      failure = e;
+      io.stop();
+    });
+    std::thread watcher([&] {
+      while (s->accepted < target && !io.stopped()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      io.stop();
+    });
+    std::vector<std::thread> pool;
+    for (int i = 1; i < o.threads; ++i) pool.emplace_back([&io] { io.run(); });
+    io.run();
+    for (auto& t : pool) t.join();
+    watcher.join();
+    if (failure) std::rethrow_exception(failure);
+  }
+  bench::stop(n.process);
+  double clean = seconds_to_ready(n);
+  bench::stop(n.process, true);
+  double crashed = seconds_to_ready(n);
+  remove_node(n);
+  if (o.as_json) {
+    std::cout << json::serialize(json::object{{"workload", "startup"},
+                                              {"stored_messages", o.messages},
+                                              {"ready_after_clean_stop_s", clean},
+                                              {"ready_after_kill9_s", crashed}})
+              << "\n";
+  } else {
+    std::printf("startup with %d stored messages: ready %.3f s after a clean stop, %.3f s after kill -9\n", o.messages,
+                clean, crashed);
+  }
+  return 0;
+}
+
+std::string sibling(char const* argv0, char const* relative) {
+  auto self = std::filesystem::canonical("/proc/self/exe").parent_path();
+  (void)argv0;
+  return (self / relative).lexically_normal().string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  options o;
+  o.node_binary = sibling(argv[0], "../node/app/petchat-node");
+  o.echo_binary = sibling(argv[0], "petchat-echo");
+  CLI::App app{"petchat-bench: measure a petchat node (see docs/BENCHMARKS.md)"};
+  app.require_subcommand(1);
+  app.add_option("--node", o.node_binary, "petchat-node binary to start")->capture_default_str();
+  app.add_option("--echo", o.echo_binary, "petchat-echo binary (bare transport ceiling)")->capture_default_str();
+  app.add_option("--threads", o.threads, "I/O threads of the node, the echo server and this tool")
+      ->capture_default_str();
+  app.add_flag("--json", o.as_json, "print one JSON object");
+  app.add_flag("!--no-durability", o.durable, "start the node with store.sync = false (comparison only)");
+  auto* throughput = app.add_subcommand("throughput", "closed loop, full sequence per message");
+  auto* latency = app.add_subcommand("latency", "open loop at a fixed total rate");
+  auto* connections = app.add_subcommand("connections", "idle authenticated connections and memory");
+  auto* startup_cmd = app.add_subcommand("startup", "time to ready with stored messages");
+  auto* echo = app.add_subcommand("echo", "the bare Beast WebSocket echo ceiling alone");
+  for (auto* sub : {throughput, latency, echo}) {
+    sub->add_option("--pairs", o.pairs, "sender/recipient pairs (echo: connections)")->capture_default_str();
+    sub->add_option("--duration", o.duration_s, "seconds")->capture_default_str();
+    sub->add_option("--payload", o.payload, "text bytes per message")->capture_default_str();
+  }
+  for (auto* sub : {throughput, echo})
+    sub->add_option("--window", o.window, "in flight per pair")->capture_default_str();
+  latency->add_option("--rate", o.rate, "messages per second, all pairs together")->capture_default_str();
+  connections->add_option("--connections", o.connections, "how many")->capture_default_str();
+  connections->add_option("--duration", o.duration_s, "seconds to hold them")->capture_default_str();
+  startup_cmd->add_option("--messages", o.messages, "stored messages")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (echo->parsed()) {
+      auto r = measure_echo(o);
+      return report_messages(o, "echo", r, r);
+    }
+    if (startup_cmd->parsed()) return startup(o);
+    auto n = start_node(o);
+    if (connections->parsed()) {
+      json::object result;
+      run(o, connections_run(o, n.endpoint(), n.process.pid, &result));
+      remove_node(n);
+      if (o.as_json)
+        std::cout << json::serialize(result) << "\n";
+      else
+        std::printf("connections: %d held, connected in %.2f s, node memory %.0f bytes per connection above baseline\n",
+                    o.connections, result.at("connect_all_s").as_double(),
+                    result.at("node_bytes_per_connection").as_double());
+      return 0;
+    }
+    bool open_loop = latency->parsed();
+    message_result r;
+    run(o, message_run(o, n.endpoint(), std::make_shared<shared_state>(), n.process.pid, &r, open_loop));
+    remove_node(n);
+    std::optional<message_result> e;
+    if (!open_loop) e = measure_echo(o);
+    return report_messages(o, open_loop ? "latency" : "throughput", r, e);
+  } catch (std::exception const& ex) {
+    std::fprintf(stderr, "petchat-bench: %s\n", ex.what());
+    return 1;
+  }
+}
