@@ -37,6 +37,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr char const* proto_subprotocol = "petchat.v1.proto";
 constexpr char const* json_subprotocol = "petchat.v1.json";
 constexpr std::size_t events_per_read = 256;
+// Sends and acks one connection may have in the commit pipeline at once; beyond it the
+// reader waits, which pushes back on the client through TCP.
+constexpr std::size_t max_pipelined = 64;
 // A client whose socket accepts nothing for this long while frames wait is cut off.
 constexpr auto stall_limit = std::chrono::seconds(5);
 
@@ -68,6 +71,14 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
 
  private:
   awaitable<void> write_loop(std::shared_ptr<session> self);
+  awaitable<void> run_pipelined(std::shared_ptr<session> self, client::client_frame frame) {
+    try {
+      co_await dispatch(frame);
+    } catch (std::exception const& e) {
+      log::get("ws")->error("{}: frame failed: {}", user_id(), e.what());
+    }
+    --pipelined_;
+  }
   awaitable<bool> authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref);
   awaitable<void> dispatch(client::client_frame const& frame);
   void enqueue(client::server_frame const& frame);
@@ -116,6 +127,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
   std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
   int close_waits_ = 0;
+  std::size_t pipelined_ = 0;  // sends/acks submitted and not yet answered
   asio::steady_timer stall_timer_{ws_.get_executor()};
   std::uint64_t write_gen_ = 0;  // bumped when a write starts and when it ends
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
@@ -132,7 +144,10 @@ void session::enqueue(client::server_frame const& frame) {
     o.always_print_primitive_fields = true;
     (void)google::protobuf::util::MessageToJsonString(frame, &bytes, o);
   }
-  if (out_.size() >= svc_->limits.send_queue_frames) return drop_slow_consumer();
+  // Mailbox events stay under the watermark (pump) and answers under max_pipelined, so
+  // only pushed frames (presence, typing) can pile up beyond this: a client that lets
+  // them do so is not reading.
+  if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
   out_.push_back(std::move(bytes));
   wake_.cancel();
 }
@@ -360,7 +375,18 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
       send_error(0, errors::fail(code::malformed_frame, "the frame is not a valid client_frame"));
       continue;
     }
-    co_await dispatch(frame);
+    // Sends and acks are pipelined: each goes to the commit pipeline without waiting for
+    // the previous one, so one connection's burst shares a group commit. They reach the
+    // pipeline in arrival order (each coroutine runs up to its submit before the next
+    // starts) and the pipeline completes in order, so `accepted` answers keep that order.
+    bool pipelinable =
+        frame.kind_case() == client::client_frame::kSend || frame.kind_case() == client::client_frame::kAck;
+    if (pipelinable && pipelined_ < max_pipelined) {
+      ++pipelined_;
+      asio::co_spawn(ws_.get_executor(), run_pipelined(self, std::move(frame)), asio::detached);
+    } else {
+      co_await dispatch(frame);
+    }
   }
   if (authenticated_) svc_->manager.detach(user_id(), this);
   control->cancel = nullptr;
