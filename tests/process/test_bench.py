@@ -1,0 +1,88 @@
+"""Smoke run of every petchat-bench workload: seconds, tiny sizes.
+
+Asserts the tool works end to end against a real node and reports sane values (counts,
+ordered percentiles, positive CPU and memory figures). Never asserts speed: figures are
+for docs/BENCHMARKS.md, measured on purpose, not in tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BENCH = os.environ.get("PETCHAT_BENCH") or os.path.join(REPO, "build", "bench", "petchat-bench")
+NODE = os.environ.get("PETCHAT_NODE") or os.path.join(REPO, "build", "node", "app", "petchat-node")
+ECHO = os.environ.get("PETCHAT_ECHO") or os.path.join(REPO, "build", "bench", "petchat-echo")
+
+
+def bench(*args, timeout=120):
+    cmd = [BENCH, "--json", "--node", NODE, "--echo", ECHO] + list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s" % (cmd, p.returncode, p.stdout, p.stderr[-3000:]))
+    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    if len(lines) != 1:
+        raise AssertionError("expected one JSON object from %s, got: %r" % (cmd, p.stdout))
+    return json.loads(lines[0])
+
+
+class BenchSmokeTest(unittest.TestCase):
+    def assertOrderedLatency(self, s, count_at_least):
+        self.assertGreaterEqual(s["count"], count_at_least, s)
+        self.assertGreater(s["p50_ms"], 0, s)
+        self.assertLessEqual(s["p50_ms"], s["p99_ms"], s)
+        self.assertLessEqual(s["p99_ms"], s["p999_ms"], s)
+        self.assertLessEqual(s["p999_ms"], s["max_ms"], s)
+        self.assertLess(s["max_ms"], 60000, s)
+
+    def test_throughput(self):
+        r = bench("throughput", "--pairs", "2", "--window", "4", "--duration", "1")
+        self.assertEqual(r["workload"], "throughput")
+        self.assertGreater(r["completed"], 10, r)
+        self.assertGreater(r["messages_per_s"], 0, r)
+        self.assertGreater(r["server_cpu_us_per_message"], 0, r)
+        for key in ("send_to_accepted", "send_to_recipient", "send_to_receipt"):
+            self.assertOrderedLatency(r[key], r["completed"])
+        # A delivered receipt comes after the message reached the recipient.
+        self.assertGreaterEqual(r["send_to_receipt"]["p50_ms"], r["send_to_recipient"]["p50_ms"] * 0.5, r)
+        self.assertGreater(r["echo_round_trips_per_s"], 0, r)
+        self.assertGreater(r["ratio_to_echo"], 0, r)
+        self.assertTrue(r["durable"])
+
+    def test_throughput_without_durability(self):
+        r = bench("--no-durability", "throughput", "--pairs", "2", "--window", "4", "--duration", "1")
+        self.assertFalse(r["durable"])
+        self.assertGreater(r["completed"], 10, r)
+
+    def test_latency_open_loop(self):
+        r = bench("latency", "--pairs", "2", "--rate", "200", "--duration", "1.5")
+        self.assertEqual(r["workload"], "latency")
+        # An open loop sends on schedule: about rate x duration, whatever the node does.
+        self.assertGreater(r["completed"], 150, r)
+        self.assertLess(r["completed"], 400, r)
+        self.assertOrderedLatency(r["send_to_recipient"], 150)
+
+    def test_connections(self):
+        r = bench("connections", "--connections", "200", "--duration", "0.5")
+        self.assertEqual(r["connections"], 200)
+        self.assertGreater(r["connect_all_s"], 0, r)
+        self.assertGreater(r["node_rss_before_bytes"], 0, r)
+        self.assertGreater(r["node_rss_after_bytes"], 0, r)
+
+    def test_startup(self):
+        r = bench("startup", "--messages", "500")
+        self.assertEqual(r["stored_messages"], 500)
+        for key in ("ready_after_clean_stop_s", "ready_after_kill9_s"):
+            self.assertGreater(r[key], 0, r)
+            self.assertLess(r[key], 30, r)
+
+    def test_echo(self):
+        r = bench("echo", "--pairs", "2", "--window", "4", "--duration", "1")
+        self.assertGreater(r["completed"], 100, r)
+
+
+if __name__ == "__main__":
+    unittest.main()
