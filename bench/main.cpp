@@ -212,11 +212,15 @@ asio::awaitable<void> recipient_reader(std::shared_ptr<pair_state> p, std::share
   }
 }
 
-// Swallows the end of a reader when the run closes its connections.
+// Swallows the end of a reader when the run closes its connections; anything else is a
+// failed run, reported and fatal (a silently dead reader would stall the workload).
 asio::awaitable<void> guarded(asio::awaitable<void> inner) {
   try {
     co_await std::move(inner);
   } catch (boost::system::system_error const&) {
+  } catch (std::exception const& e) {
+    std::fprintf(stderr, "petchat-bench: %s\n", e.what());
+    std::_Exit(1);
   }
 }
 
@@ -401,8 +405,8 @@ asio::awaitable<void> connections_run(options o, sdk::endpoint ep, pid_t node, j
   std::vector<std::shared_ptr<sdk::connection>> conns;
   conns.reserve(static_cast<std::size_t>(o.connections));
   for (int i = 0; i < o.connections; ++i) {
-    // 20,000 connections per source address keeps clear of the ephemeral-port limit.
-    std::string source = "127.0." + std::to_string(1 + i / 20000) + ".1";
+    // 10,000 connections per source address keeps clear of the ephemeral-port limit.
+    std::string source = "127.0." + std::to_string(1 + i / 10000) + ".1";
     auto strand = asio::make_strand(ex);
     auto c = co_await asio::co_spawn(strand, sdk::connection::open(ep, t.access_token, source), asio::use_awaitable);
     auto shared = std::shared_ptr<sdk::connection>(std::move(c));

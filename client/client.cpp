@@ -1,5 +1,7 @@
 #include "client/client.hpp"
 
+#include <netinet/in.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -24,7 +26,13 @@ awaitable<tcp::socket> connect_to(endpoint where, std::optional<std::string> bin
   tcp::socket socket(ex);
   tcp::endpoint target(asio::ip::make_address(where.host), where.port);
   socket.open(target.protocol());
-  if (bind_address) socket.bind(tcp::endpoint(asio::ip::make_address(*bind_address), 0));
+  if (bind_address) {
+    // Let connect() pick the port for the (source, destination) pair instead of bind():
+    // otherwise every bound socket uses up a port of the whole ephemeral range.
+    int one = 1;
+    ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    socket.bind(tcp::endpoint(asio::ip::make_address(*bind_address), 0));
+  }
   co_await socket.async_connect(target, asio::use_awaitable);
   socket.set_option(tcp::no_delay(true));
   co_return socket;
