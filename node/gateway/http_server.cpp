@@ -192,6 +192,10 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
         if (st->live && req.target().starts_with("/v1/ws") && beast::websocket::is_upgrade(req)) {
           std::string_view t = req.target();
           if (t == "/v1/ws" || t.starts_with("/v1/ws?")) {
+            // The HTTP read buffer is not needed any more: give its memory back before a
+            // possibly long-lived WebSocket starts (idle connections are counted in KiB).
+            buffer.clear();
+            buffer.shrink_to_fit();
             co_await detail::run_websocket(st->live, std::move(socket), parser.release(), control);
             break;
           }

@@ -329,6 +329,10 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
     if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
   }));
   ws_.read_message_max(svc_->limits.max_frame_bytes);
+  // Whole messages as single frames, written straight from our buffer: no per-session
+  // write buffer (Beast would keep 4 KiB per connection for fragmenting).
+  ws_.auto_fragment(false);
+  ws_.write_buffer_bytes(256);
   auto [aec] = co_await ws_.async_accept(upgrade, use_tuple);
   if (aec) co_return;
 
@@ -343,6 +347,7 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
     token = auth_header.substr(7);
   else if (auto q = query_value(upgrade.target(), "access_token"))
     token = *q;
+  upgrade = {};  // headers are not needed past this point; idle sessions keep no copy
   if (!token.empty()) co_await authenticate(token, std::nullopt, 0);
 
   beast::flat_buffer buffer;
