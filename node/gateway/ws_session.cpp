@@ -42,6 +42,8 @@ constexpr std::size_t events_per_read = 256;
 constexpr std::size_t max_pipelined = 64;
 // A client whose socket accepts nothing for this long while frames wait is cut off.
 constexpr auto stall_limit = std::chrono::seconds(5);
+// Time a new connection has to authenticate.
+constexpr auto auth_deadline = std::chrono::seconds(10);
 
 // Close codes (docs/PROTOCOL.md).
 constexpr std::uint16_t close_unauthenticated = 4001;
@@ -129,6 +131,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   int close_waits_ = 0;
   std::size_t pipelined_ = 0;  // sends/acks submitted and not yet answered
   asio::steady_timer stall_timer_{ws_.get_executor()};
+  asio::steady_timer auth_timer_{ws_.get_executor()};
   std::uint64_t write_gen_ = 0;  // bumped when a write starts and when it ends
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
 };
@@ -349,6 +352,16 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
     token = *q;
   upgrade = {};  // headers are not needed past this point; idle sessions keep no copy
   if (!token.empty()) co_await authenticate(token, std::nullopt, 0);
+  // An unauthenticated connection gets auth_deadline to present a token; Beast's keep-alive
+  // pings would otherwise let it hold a socket forever.
+  auth_timer_.expires_after(auth_deadline);
+  auth_timer_.async_wait([weak = std::weak_ptr<session>(self)](boost::system::error_code ec) {
+    auto s = weak.lock();
+    if (!ec && s && !s->authenticated_) {
+      s->send_error(0, errors::fail(code::not_authenticated, "no auth frame in time"));
+      s->close_with(close_unauthenticated, "not_authenticated");
+    }
+  });
 
   beast::flat_buffer buffer;
   while (!dead_ && !close_code_) {
@@ -394,6 +407,7 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
     }
   }
   if (authenticated_) svc_->manager.detach(user_id(), this);
+  auth_timer_.cancel();
   control->cancel = nullptr;
   if (!close_code_) dead_ = true;
   wake_.cancel();

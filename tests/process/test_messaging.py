@@ -242,6 +242,13 @@ class CoreTests:
         # The good token still works after all that.
         self.ws(s).ping()
 
+    def test_silent_connection_is_closed_after_the_auth_deadline(self):
+        # A connection that never authenticates must not hold its socket forever.
+        c = self.ws(None, wait_welcome=False)
+        f = c.wait_for(lambda f: "error" in f, 15, what="not_authenticated after the deadline")
+        self.assertWsError(f, "not_authenticated")
+        self.assertEqual(c.wait_closed(5), 4001)
+
     # -- the conversation, step by step ------------------------------------------------------
 
     def test_conversation_step_by_step(self):
