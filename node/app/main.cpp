@@ -113,8 +113,9 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");
   ws::ws_manager manager(cfg.messages.max_sessions_per_user,
                          [&messages](std::string const& user) { return messages.contacts(user); });
-  messages.set_listener(
-      [&manager](std::string const& user, std::uint64_t head) { manager.notify_mailbox(user, head); });
+  messages.set_listener([&manager](std::string const& user, std::uint64_t head, auto event) {
+    manager.notify_mailbox(user, head, std::move(event));
+  });
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
   gateway::server_limits limits{cfg.gateway.max_header_bytes, cfg.gateway.max_body_bytes,

@@ -58,10 +58,19 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   }
 
   // -- session_sink: called from any thread; hop onto the strand.
-  void on_mailbox(std::uint64_t head) override {
-    asio::post(ws_.get_executor(), [self = shared_from_this(), head] {
+  void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
       self->known_head_ = std::max(self->known_head_, head);
       if (self->stalled()) return self->drop_slow_consumer();
+      // Up to date and with room: forward the event as is, no store read.
+      std::size_t watermark = std::max<std::size_t>(1, self->svc_->limits.send_queue_frames / 2);
+      if (event && self->authenticated_ && event->seq() == self->sent_seq_ + 1 && self->out_.size() < watermark) {
+        client::server_frame f;
+        *f.mutable_event() = *event;
+        self->sent_seq_ = event->seq();
+        self->enqueue(f);
+        return;
+      }
       self->pump();
     });
   }

@@ -26,6 +26,13 @@ using store::cf;
 namespace keys = detail;
 
 constexpr std::size_t message_id_bytes = 16;
+
+// An event appended to a mailbox by a write, reported to the listener after the commit.
+struct news {
+  std::string user;
+  std::uint64_t seq;
+  records::stored_event event;
+};
 constexpr std::size_t max_client_id = 64;
 
 std::int64_t now_ms() {
@@ -111,8 +118,30 @@ struct message_service::impl {
         db(store::rocks_options{data_dir / "messages", 1024, sync}),
         limiter(o.max_per_second) {}
 
-  void notify(std::string const& user, std::uint64_t head) const {
-    if (listener) listener(user, head);
+  // Tells the listener about a committed event, with its content: live sessions that are
+  // up to date forward it without reading the store again.
+  void notify(news const& n, client::message const* message) const {
+    if (!listener) return;
+    auto ev = std::make_shared<client::event>();
+    ev->set_seq(n.seq);
+    switch (n.event.kind_case()) {
+      case records::stored_event::kMessageId:
+        if (!message) return listener(n.user, n.seq, nullptr);
+        *ev->mutable_message() = *message;
+        break;
+      case records::stored_event::kReceipt:
+        *ev->mutable_receipt() = n.event.receipt();
+        break;
+      case records::stored_event::kReadMark:
+        *ev->mutable_read_mark() = n.event.read_mark();
+        break;
+      case records::stored_event::kDeleted:
+        *ev->mutable_deleted() = n.event.deleted();
+        break;
+      default:
+        return listener(n.user, n.seq, nullptr);
+    }
+    listener(n.user, n.seq, std::move(ev));
   }
 
   // Appends an event to `user`'s mailbox inside a write; returns its seq.
@@ -217,7 +246,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
 
   struct state {
     std::optional<records::accepted_record> original;
-    std::vector<std::pair<std::string, std::uint64_t>> heads;
+    std::vector<news> heads;
   };
   auto st = std::make_shared<state>();
   std::string stored_bytes = stored.SerializeAsString();
@@ -243,8 +272,8 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     }
     records::stored_event e;
     e.set_message_id(raw_id);
-    st->heads.emplace_back(recipient_id, impl::append(b, recipient_id, e));
-    if (recipient_id != from) st->heads.emplace_back(from, impl::append(b, from, e));
+    st->heads.push_back({recipient_id, impl::append(b, recipient_id, e), e});
+    if (recipient_id != from) st->heads.push_back({from, impl::append(b, from, e), e});
     records::accepted_record a;
     a.set_message_id(raw_id);
     a.set_conversation_id(conv);
@@ -264,7 +293,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     acc.set_duplicate(true);
     co_return acc;
   }
-  for (auto const& [user, head] : st->heads) m.notify(user, head);
+  for (auto const& n : st->heads) m.notify(n, msg);
   acc.set_message_id(msg->id());
   acc.set_conversation_id(conv);
   acc.set_sent_at_ms(now);
@@ -276,7 +305,7 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
   if (seq > mailbox_head(user))
     co_return fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
   struct state {
-    std::vector<std::pair<std::string, std::uint64_t>> heads;
+    std::vector<news> heads;
   };
   auto st = std::make_shared<state>();
   store::rocks_db::write_fn mutation = [&m, st, user, device, seq](store::rocks_batch& b) {
@@ -308,14 +337,14 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
       receipt->set_status(client::DELIVERED);
       receipt->set_by(user);
       receipt->set_at_ms(now);
-      st->heads.emplace_back(sm->message().from(), impl::append(b, sm->message().from(), r));
+      st->heads.push_back({sm->message().from(), impl::append(b, sm->message().from(), r), r});
     }
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed)
     co_return fail(code::internal, "the acknowledgement could not be stored");
-  for (auto const& [u, head] : st->heads) m.notify(u, head);
+  for (auto const& n : st->heads) m.notify(n, nullptr);
   co_return errors::ok();
 }
 
@@ -330,7 +359,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   if (!raw || !m.db.get(cf::history, keys::history_key(conversation_id, *raw)))
     co_return fail(code::message_not_found, "no message '" + message_id + "' in that conversation");
   struct state {
-    std::vector<std::pair<std::string, std::uint64_t>> heads;
+    std::vector<news> heads;
   };
   auto st = std::make_shared<state>();
   std::string upto = *raw;
@@ -367,18 +396,18 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
       receipt->set_status(client::READ);
       receipt->set_by(user);
       receipt->set_at_ms(now);
-      st->heads.emplace_back(newest->message().from(), impl::append(b, newest->message().from(), r));
+      st->heads.push_back({newest->message().from(), impl::append(b, newest->message().from(), r), r});
     }
     records::stored_event mark;
     mark.mutable_read_mark()->set_conversation_id(conversation_id);
     mark.mutable_read_mark()->set_message_id(print_id(upto));
     mark.mutable_read_mark()->set_at_ms(now);
-    st->heads.emplace_back(user, impl::append(b, user, mark));
+    st->heads.push_back({user, impl::append(b, user, mark), mark});
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the read mark could not be stored");
-  for (auto const& [u, head] : st->heads) m.notify(u, head);
+  for (auto const& n : st->heads) m.notify(n, nullptr);
   co_return errors::ok();
 }
 
@@ -394,7 +423,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
       co_return fail(code::delete_window_passed, "the time to delete this message for everyone has passed");
   }
   struct state {
-    std::vector<std::pair<std::string, std::uint64_t>> heads;
+    std::vector<news> heads;
   };
   auto st = std::make_shared<state>();
   std::string id = *raw;
@@ -417,14 +446,14 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_conversation_id(msg.conversation_id());
     d->set_by(user);
     d->set_at_ms(now_ms());
-    st->heads.emplace_back(msg.to(), impl::append(b, msg.to(), e));
-    if (msg.to() != msg.from()) st->heads.emplace_back(msg.from(), impl::append(b, msg.from(), e));
+    st->heads.push_back({msg.to(), impl::append(b, msg.to(), e), e});
+    if (msg.to() != msg.from()) st->heads.push_back({msg.from(), impl::append(b, msg.from(), e), e});
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the deletion could not be stored");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::message_not_found, "no such message");
-  for (auto const& [u, head] : st->heads) m.notify(u, head);
+  for (auto const& n : st->heads) m.notify(n, nullptr);
   co_return errors::ok();
 }
 

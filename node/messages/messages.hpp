@@ -49,8 +49,11 @@ struct mailbox_read {
 
 class message_service {
  public:
-  // Called after commit with a user whose mailbox grew and its new head seq.
-  using mailbox_listener = std::function<void(std::string const& user_id, std::uint64_t head)>;
+  // Called after a commit (from the coroutine that made it) for each event appended to a
+  // mailbox: the user, the event's seq (the new head) and the event itself, or null when
+  // it is cheaper for the receiver to read it from the store.
+  using mailbox_listener =
+      std::function<void(std::string const& user_id, std::uint64_t head, std::shared_ptr<client::event const> event)>;
 
   // `sync` false skips the WAL fsync (benchmarks only: acknowledged data can be lost).
   message_service(config::messages_section const& options, std::string region, std::filesystem::path const& data_dir,

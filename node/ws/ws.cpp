@@ -71,8 +71,9 @@ std::vector<std::shared_ptr<session_sink>> ws_manager::sinks_of(std::string cons
   return out;
 }
 
-void ws_manager::notify_mailbox(std::string const& user, std::uint64_t head) {
-  for (auto const& s : sinks_of(user)) s->on_mailbox(head);
+void ws_manager::notify_mailbox(std::string const& user, std::uint64_t head,
+                                std::shared_ptr<client::event const> event) {
+  for (auto const& s : sinks_of(user)) s->on_mailbox(head, event);
 }
 
 void ws_manager::relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id,

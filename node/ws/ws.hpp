@@ -26,8 +26,8 @@ namespace petchat::ws {
 class session_sink {
  public:
   virtual ~session_sink() = default;
-  // The user's mailbox has events up to `head`.
-  virtual void on_mailbox(std::uint64_t head) = 0;
+  // The user's mailbox has events up to `head`; `event` is the one at `head` if known.
+  virtual void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) = 0;
   // A frame that is not a mailbox event (presence, typing).
   virtual void on_frame(client::server_frame frame) = 0;
 };
@@ -50,7 +50,7 @@ class ws_manager {
   void detach(std::string const& user, session_sink const* sink);
 
   // Mailbox news for every session of `user`.
-  void notify_mailbox(std::string const& user, std::uint64_t head);
+  void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> event);
   // A typing indicator from `from` to `to`, if `to` is online.
   void relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id, bool active);
 
