@@ -94,18 +94,6 @@ awaitable<response> user_action(std::shared_ptr<admin_api> api, request r, std::
   co_return error_response(fail(code::not_found, "no endpoint " + r.path));
 }
 
-std::optional<std::string> query_param(std::string const& query, std::string const& key) {
-  std::size_t pos = 0;
-  while (pos <= query.size()) {
-    auto end = query.find('&', pos);
-    if (end == std::string::npos) end = query.size();
-    auto part = std::string_view(query).substr(pos, end - pos);
-    if (part.starts_with(key + "=")) return url_decode(part.substr(key.size() + 1));
-    pos = end + 1;
-  }
-  return std::nullopt;
-}
-
 std::vector<std::string> segments(std::string const& path) {
   std::vector<std::string> out;
   std::size_t pos = 1;

@@ -134,18 +134,6 @@ json::value message_json(client::message const& m) {
   return json::parse(text);
 }
 
-std::optional<std::string> query_param(std::string const& query, std::string const& key) {
-  std::size_t pos = 0;
-  while (pos <= query.size()) {
-    auto end = query.find('&', pos);
-    if (end == std::string::npos) end = query.size();
-    auto part = std::string_view(query).substr(pos, end - pos);
-    if (part.starts_with(key + "=")) return url_decode(part.substr(key.size() + 1));
-    pos = end + 1;
-  }
-  return std::nullopt;
-}
-
 std::optional<std::int64_t> parse_rfc3339(std::string const& s) {
   int y, mo, d, h, mi;
   double sec;

@@ -306,20 +306,6 @@ awaitable<void> session::dispatch(client::client_frame const& frame) {
   }
 }
 
-std::optional<std::string> query_value(std::string_view target, std::string const& key) {
-  auto q = target.find('?');
-  if (q == std::string_view::npos) return std::nullopt;
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto part = query.substr(0, amp);
-    if (part.starts_with(key + "=")) return url_decode(part.substr(key.size() + 1));
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return std::nullopt;
-}
-
 awaitable<void> session::run(http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control) {
   auto self = shared_from_this();
   // Subprotocol: binary Protobuf if offered, else JSON (also when none is offered).
@@ -357,7 +343,9 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
   auto auth_header = std::string(upgrade[http::field::authorization]);
   if (auth_header.size() > 7 && (auth_header.starts_with("Bearer ") || auth_header.starts_with("bearer ")))
     token = auth_header.substr(7);
-  else if (auto q = query_value(upgrade.target(), "access_token"))
+  else if (auto q =
+               query_param(upgrade.target().substr(std::min(upgrade.target().size(), upgrade.target().find('?') + 1)),
+                           "access_token"))
     token = *q;
   upgrade = {};  // headers are not needed past this point; idle sessions keep no copy
   if (!token.empty()) co_await authenticate(token, std::nullopt, 0);

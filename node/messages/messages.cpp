@@ -33,6 +33,28 @@ struct news {
   std::uint64_t seq;
   records::stored_event event;
 };
+
+// The client's view of a stored event. Message events carry only the message id in the
+// store: `message` supplies the content (false if it is missing, e.g. expired).
+bool to_client_event(records::stored_event const& e, std::optional<client::message> message, client::event& out) {
+  switch (e.kind_case()) {
+    case records::stored_event::kMessageId:
+      if (!message) return false;
+      *out.mutable_message() = std::move(*message);
+      return true;
+    case records::stored_event::kReceipt:
+      *out.mutable_receipt() = e.receipt();
+      return true;
+    case records::stored_event::kReadMark:
+      *out.mutable_read_mark() = e.read_mark();
+      return true;
+    case records::stored_event::kDeleted:
+      *out.mutable_deleted() = e.deleted();
+      return true;
+    default:
+      return false;
+  }
+}
 constexpr std::size_t max_client_id = 64;
 
 std::int64_t now_ms() {
@@ -124,23 +146,9 @@ struct message_service::impl {
     if (!listener) return;
     auto ev = std::make_shared<client::event>();
     ev->set_seq(n.seq);
-    switch (n.event.kind_case()) {
-      case records::stored_event::kMessageId:
-        if (!message) return listener(n.user, n.seq, nullptr);
-        *ev->mutable_message() = *message;
-        break;
-      case records::stored_event::kReceipt:
-        *ev->mutable_receipt() = n.event.receipt();
-        break;
-      case records::stored_event::kReadMark:
-        *ev->mutable_read_mark() = n.event.read_mark();
-        break;
-      case records::stored_event::kDeleted:
-        *ev->mutable_deleted() = n.event.deleted();
-        break;
-      default:
-        return listener(n.user, n.seq, nullptr);
-    }
+    std::optional<client::message> content;
+    if (message) content = *message;
+    if (!to_client_event(n.event, std::move(content), *ev)) return listener(n.user, n.seq, nullptr);
     listener(n.user, n.seq, std::move(ev));
   }
 
@@ -481,26 +489,12 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
               if (!e.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
               client::event ev;
               ev.set_seq(seq);
-              switch (e.kind_case()) {
-                case records::stored_event::kMessageId: {
-                  auto sm = m.load(e.message_id());
-                  auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
-                  if (!visible) return true;  // expired or deleted: never delivered
-                  *ev.mutable_message() = std::move(*visible);
-                  break;
-                }
-                case records::stored_event::kReceipt:
-                  *ev.mutable_receipt() = e.receipt();
-                  break;
-                case records::stored_event::kReadMark:
-                  *ev.mutable_read_mark() = e.read_mark();
-                  break;
-                case records::stored_event::kDeleted:
-                  *ev.mutable_deleted() = e.deleted();
-                  break;
-                default:
-                  return true;
+              std::optional<client::message> content;
+              if (e.has_message_id()) {
+                auto sm = m.load(e.message_id());
+                content = sm ? m.visible(*sm, user, now) : std::nullopt;  // expired or deleted: skipped
               }
+              if (!to_client_event(e, std::move(content), ev)) return true;
               out.events.push_back(std::move(ev));
               return out.events.size() < limit;
             });

@@ -161,23 +161,12 @@ lmdb_db lmdb_env::open_db(char const* name) {
 }
 
 void lmdb_env::submit(write_fn fn, done_fn done) {
-  {
-    std::lock_guard lock(queue_mutex_);
-    if (!stopping_) {
-      queue_.push_back(request{std::move(fn), std::move(done)});
-      queue_cv_.notify_one();
-      return;
-    }
-  }
-  done(write_outcome::failed);
+  request r{std::move(fn), std::move(done)};
+  if (!queue_.push(r)) r.done(write_outcome::failed);
 }
 
 void lmdb_env::stop() {
-  {
-    std::lock_guard lock(queue_mutex_);
-    stopping_ = true;
-    queue_cv_.notify_one();
-  }
+  queue_.stop();
   if (writer_.joinable()) writer_.join();
 }
 
@@ -193,16 +182,8 @@ std::uint64_t lmdb_env::commits() const {
 
 void lmdb_env::run_writer() {
   for (;;) {
-    std::deque<request> batch;
-    {
-      std::unique_lock lock(queue_mutex_);
-      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything queued is done
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
+    auto batch = queue_.take(options_.max_batch);
+    if (batch.empty()) return;  // stopped, and everything queued is done
     while (!commit_batch(batch)) {
       if (!grow_map()) {
         // The map cannot grow (address space or disk exhausted): fail this batch, keep

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <thread>
 
+#include "store/detail/request_queue.hpp"
 #include "store/write_outcome.hpp"
 
 namespace petchat::store {
@@ -173,10 +174,7 @@ class lmdb_env {
   // Writer-preferring, so a steady stream of readers cannot starve a resize.
   mutable writer_preferring_mutex resize_gate_;
 
-  std::mutex queue_mutex_;  // guards queue_ and stopping_
-  std::condition_variable queue_cv_;
-  std::deque<request> queue_;
-  bool stopping_ = false;
+  detail::request_queue<request> queue_;
 
   std::atomic<std::uint64_t> commits_{0};
   std::thread writer_;  // last member: starts after everything above is initialized

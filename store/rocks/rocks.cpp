@@ -77,23 +77,12 @@ rocks_db::~rocks_db() {
 }
 
 void rocks_db::submit(write_fn fn, done_fn done) {
-  {
-    std::lock_guard lock(queue_mutex_);
-    if (!stopping_) {
-      queue_.push_back(request{std::move(fn), std::move(done)});
-      queue_cv_.notify_one();
-      return;
-    }
-  }
-  done(write_outcome::failed);
+  request r{std::move(fn), std::move(done)};
+  if (!queue_.push(r)) r.done(write_outcome::failed);
 }
 
 void rocks_db::stop() {
-  {
-    std::lock_guard lock(queue_mutex_);
-    stopping_ = true;
-    queue_cv_.notify_one();
-  }
+  queue_.stop();
   if (writer_.joinable()) writer_.join();
 }
 
@@ -149,16 +138,8 @@ void rocks_db::compact() {
 
 void rocks_db::run_writer() {
   for (;;) {
-    std::deque<request> batch;
-    {
-      std::unique_lock lock(queue_mutex_);
-      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
+    auto batch = queue_.take(options_.max_batch);
+    if (batch.empty()) return;  // stopped, and everything queued is done
     commit_batch(batch);
   }
 }

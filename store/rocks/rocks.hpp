@@ -24,6 +24,7 @@
 #include <string_view>
 #include <thread>
 
+#include "store/detail/request_queue.hpp"
 #include "store/write_outcome.hpp"
 
 namespace rocksdb {
@@ -119,10 +120,7 @@ class rocks_db {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* cfs_[static_cast<int>(cf::count_)] = {};
 
-  std::mutex queue_mutex_;  // guards queue_ and stopping_
-  std::condition_variable queue_cv_;
-  std::deque<request> queue_;
-  bool stopping_ = false;
+  detail::request_queue<request> queue_;
 
   std::atomic<std::uint64_t> commits_{0};
   std::thread writer_;  // last: starts after everything above exists

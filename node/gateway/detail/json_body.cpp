@@ -82,4 +82,15 @@ std::optional<std::string> url_decode(std::string_view s) {
   return out;
 }
 
+std::optional<std::string> query_param(std::string_view query, std::string const& key) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto part = query.substr(0, amp);
+    if (part.starts_with(key + "=")) return url_decode(part.substr(key.size() + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
 }  // namespace petchat::gateway::detail

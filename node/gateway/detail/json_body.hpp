@@ -37,4 +37,7 @@ json::object tokens_json(users::session_tokens const& t, std::string const& regi
 // Percent-decodes a path segment or query value; nullopt if malformed.
 std::optional<std::string> url_decode(std::string_view s);
 
+// The decoded value of `key` in a query string ("a=1&b=2"), or nullopt if absent or malformed.
+std::optional<std::string> query_param(std::string_view query, std::string const& key);
+
 }  // namespace petchat::gateway::detail

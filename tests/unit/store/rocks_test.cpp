@@ -11,34 +11,13 @@
 #include <vector>
 
 #include "store/rocks/rocks.hpp"
+#include "tests/unit/support.hpp"
 
 using namespace petchat::store;
+using petchat::testing::latch;
+using petchat::testing::temp_dir;
 
 namespace {
-
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    char tmpl[] = "/tmp/petchat-rocks-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
-
-struct latch {
-  std::mutex m;
-  std::condition_variable cv;
-  int left;
-  explicit latch(int n) : left(n) {}
-  void count_down() {
-    std::lock_guard l(m);
-    if (--left == 0) cv.notify_all();
-  }
-  void wait() {
-    std::unique_lock l(m);
-    cv.wait(l, [&] { return left == 0; });
-  }
-};
 
 write_outcome write_sync(rocks_db& db, rocks_db::write_fn fn) {
   latch done(1);
