@@ -72,6 +72,13 @@ class CtlTest(NodeTestCase):
         self.assertIn(st["version"], out)
         self.assertNotEqual(out.lstrip()[:1], "{", "status without --json printed JSON")
 
+    def test_messages_compact(self):
+        r = self.ctl_json("messages", "compact")
+        self.assertIsInstance(r.get("expired"), int, r)
+        self.assertGreaterEqual(r["expired"], 0)
+        out = self.ctl_ok("messages", "compact")
+        self.assertIn("store compacted", out)
+
     def test_status_counts(self):
         before = self.ctl_json("status")
         self.node.new_user("counted1")
