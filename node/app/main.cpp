@@ -23,6 +23,7 @@
 #include "node/identity/identity.hpp"
 #include "node/log/log.hpp"
 #include "node/messages/messages.hpp"
+#include "node/metrics/metrics.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
 
@@ -118,11 +119,16 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   });
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
+  metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
+  metrics.add_gauge("petchat_ws_sessions", "Live WebSocket sessions",
+                    [&manager] { return static_cast<double>(manager.sessions()); });
+  metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
+                    [&messages] { return static_cast<double>(messages.commits()); });
   gateway::server_limits limits{cfg.gateway.max_header_bytes, cfg.gateway.max_body_bytes,
                                 std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
                                 std::chrono::milliseconds(cfg.gateway.idle_timeout_ms), cfg.gateway.max_connections};
-  gateway::http_server chat(io, limits, gateway::make_user_api(users, messages, manager, stopping), "gateway");
-  chat.serve_live_stream({users, messages, manager, cfg.messages, cfg.node.region});
+  gateway::http_server chat(io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping), "gateway");
+  chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
   auto port = chat.listen_tcp(cfg.gateway.listen);
   config::listen_address bound = cfg.gateway.listen;
   bound.port = port;
@@ -131,7 +137,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
                           now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
-  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, messages, info), "admin");
+  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, messages, metrics, info), "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 

@@ -15,6 +15,7 @@ using namespace detail;
 struct admin_api {
   users::user_service& users;
   messages::message_service& messages;
+  metrics::registry& metrics;
   node_info info;
 };
 
@@ -108,6 +109,8 @@ std::vector<std::string> segments(std::string const& path) {
 
 awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   auto const& m = r.method;
+  if (r.path == "/metrics" && m == "GET")
+    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}};
   auto seg = segments(r.path);  // "/v1/admin/users/alice/disable" -> v1 admin users alice disable
   if (seg.size() < 3 || seg[0] != "v1" || seg[1] != "admin")
     co_return error_response(fail(code::not_found, "no endpoint " + r.path));
@@ -159,9 +162,16 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
 
 }  // namespace
 
-handler make_admin_api(users::user_service& users, messages::message_service& messages, node_info info) {
-  auto api = std::make_shared<admin_api>(admin_api{users, messages, std::move(info)});
-  return [api](request r) { return route(api, std::move(r)); };
+awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
+  auto res = co_await route(api, std::move(r));
+  api->metrics.http_request("admin", res.status);
+  co_return res;
+}
+
+handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
+                       node_info info) {
+  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, std::move(info)});
+  return [api](request r) { return counted(api, std::move(r)); };
 }
 
 }  // namespace petchat::gateway

@@ -24,6 +24,7 @@
 #include "node/config/config.hpp"
 #include "node/errors/errors.hpp"
 #include "node/messages/messages.hpp"
+#include "node/metrics/metrics.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
 
@@ -83,6 +84,7 @@ class http_server {
     users::user_service& users;
     messages::message_service& messages;
     ws::ws_manager& manager;
+    metrics::registry& metrics;
     config::messages_section limits;
     std::string region;
   };
@@ -106,7 +108,7 @@ class http_server {
 
 // The chat clients' API (PROTOCOL.md: health, accounts, sessions).
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
-                      std::shared_ptr<std::atomic<bool>> stopping);
+                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping);
 
 // What the admin API reports in `status`.
 struct node_info {
@@ -118,6 +120,7 @@ struct node_info {
 };
 
 // The operators' API (PROTOCOL.md: admin API).
-handler make_admin_api(users::user_service& users, messages::message_service& messages, node_info info);
+handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
+                       node_info info);
 
 }  // namespace petchat::gateway

@@ -343,7 +343,7 @@ void http_server::listen_unix(std::filesystem::path const& path) {
 
 void http_server::serve_live_stream(live_stream s) {
   state_->live = std::make_shared<detail::live_services>(
-      detail::live_services{s.users, s.messages, s.manager, s.limits, std::move(s.region)});
+      detail::live_services{s.users, s.messages, s.manager, s.metrics, s.limits, std::move(s.region)});
 }
 
 void http_server::start() {

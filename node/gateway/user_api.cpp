@@ -21,6 +21,7 @@ struct user_api {
   users::user_service& users;
   messages::message_service& messages;
   ws::ws_manager& manager;
+  metrics::registry& metrics;
   std::shared_ptr<std::atomic<bool>> stopping;
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
@@ -67,7 +68,10 @@ awaitable<response> login(std::shared_ptr<user_api> api, request r) {
   auto device = required_string(*body, "device_name");
   if (!device) co_return error_response(device.error());
   auto t = co_await api->users.login(name.value(), password.value(), device.value(), r.client_address);
-  if (!t) co_return error_response(t.error());
+  if (!t) {
+    if (t.error().code == code::invalid_credentials) api->metrics.login_failed();
+    co_return error_response(t.error());
+  }
   co_return json_response(201, tokens_json(t.value(), api->users.region()));
 }
 
@@ -261,6 +265,10 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   auto const& m = r.method;
   if ((p == "/healthz" || p == "/readyz") && m != "GET" && m != "HEAD") co_return method_not_allowed("GET, HEAD");
   if (p == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
+  if (p == "/metrics") {
+    if (m != "GET") co_return method_not_allowed("GET");
+    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}};
+  }
   if (p == "/readyz") {
     if (*api->stopping)
       co_return json_response(503, json::object{{"status", "shutting_down"}, {"region", api->users.region()}});
@@ -308,10 +316,17 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
 
 }  // namespace
 
+// Every answer is counted by status class.
+awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
+  auto res = co_await route(api, std::move(r));
+  api->metrics.http_request("user", res.status);
+  co_return res;
+}
+
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
-                      std::shared_ptr<std::atomic<bool>> stopping) {
-  auto api = std::make_shared<user_api>(user_api{users, messages, manager, std::move(stopping)});
-  return [api](request r) { return route(api, std::move(r)); };
+                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping) {
+  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping)});
+  return [api](request r) { return counted(api, std::move(r)); };
 }
 
 }  // namespace petchat::gateway

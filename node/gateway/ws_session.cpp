@@ -263,6 +263,7 @@ awaitable<void> session::dispatch(client::client_frame const& frame) {
         send_error(ref, accepted.error());
         co_return;
       }
+      if (!accepted->duplicate()) svc_->metrics.message_accepted();
       client::server_frame out;
       out.set_ref(ref);
       *out.mutable_accepted() = accepted.value();

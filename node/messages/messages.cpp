@@ -611,4 +611,8 @@ void message_service::compact() {
   impl_->db.compact();
 }
 
+std::uint64_t message_service::commits() const {
+  return impl_->db.commits();
+}
+
 }  // namespace petchat::messages

@@ -99,6 +99,9 @@ class message_service {
 
   void stop();
 
+  // Group commits (WAL fsyncs) done by the message store so far.
+  std::uint64_t commits() const;
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;

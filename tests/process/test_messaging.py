@@ -988,6 +988,47 @@ def scan_tree(root, patterns):
     return found
 
 
+class MetricsTest(MessagingCase):
+
+    def metric(self, text, line_prefix):
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(line_prefix):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def scrape(self, node):
+        conn = node.connection()
+        try:
+            conn.request("GET", "/metrics")
+            r = conn.getresponse()
+            body = r.read().decode()
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.getheader("Content-Type").startswith("text/plain"), r.getheader("Content-Type"))
+            return body
+        finally:
+            conn.close()
+
+    def test_metrics_count_what_happens(self):
+        node = self.start_node()
+        before = self.scrape(node)
+        self.assertIn('petchat_build_info{', before)
+        self.assertIn('region="%s"' % REGION, before)
+        alice, bob = self.person("alice", node), self.person("bob", node)
+        A, B = self.ws(alice.login("phone"), node=node), self.ws(bob.login("phone"), node=node)
+        for i in range(3):
+            A.send_message(bob.id, "counted %d" % i)
+        self.assertError(node.login(alice.name, "wrong password"), 401, "invalid_credentials")
+        after = self.scrape(node)
+        self.assertEqual(self.metric(after, "petchat_messages_accepted_total"), 3)
+        self.assertEqual(self.metric(after, "petchat_login_failures_total"), 1)
+        self.assertEqual(self.metric(after, "petchat_ws_sessions"), 2)
+        self.assertGreater(self.metric(after, "petchat_messages_group_commits"), 0)
+        self.assertGreater(self.metric(after, 'petchat_http_requests_total{api="user",status="2xx"}'),
+                           self.metric(before, 'petchat_http_requests_total{api="user",status="2xx"}'))
+        self.assertGreaterEqual(self.metric(after, 'petchat_http_requests_total{api="user",status="4xx"}'), 1)
+
+
 class ExpiryTest(MessagingCase):
 
     def test_retention_expires_messages_without_ttl(self):

@@ -14,6 +14,7 @@
 
 #include "node/config/config.hpp"
 #include "node/messages/messages.hpp"
+#include "node/metrics/metrics.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
 
@@ -30,6 +31,7 @@ struct live_services {
   users::user_service& users;
   messages::message_service& messages;
   ws::ws_manager& manager;
+  metrics::registry& metrics;
   config::messages_section limits;
   std::string region;
 };
