@@ -50,26 +50,15 @@ auto offload(asio::thread_pool& pool, F fn) {
                                                                                           std::move(fn));
 }
 
-// Queues `fn` on the environment's commit pipeline and resumes the caller once the group
-// commit holding it is durable (or failed).
-inline auto write(store::lmdb_env& env, store::lmdb_env::write_fn fn) {
-  auto initiate = [&env](auto handler, store::lmdb_env::write_fn fn) {
+// Queues `fn` on a commit pipeline (store::lmdb_env or store::rocks_db: both take a
+// write function and a completion with the write_outcome) and resumes the caller once the
+// group commit holding it is durable (or failed).
+template <typename Store>
+auto write(Store& store, typename Store::write_fn fn) {
+  auto initiate = [&store](auto handler, typename Store::write_fn fn) {
     // done_fn must be copyable; the awaitable handler is move-only, hence the shared_ptr.
     auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-    env.submit(std::move(fn), [shared](store::write_outcome outcome) {
-      auto ex = asio::get_associated_executor(*shared);
-      asio::post(ex, [shared, outcome]() { std::move (*shared)(outcome); });
-    });
-  };
-  return asio::async_initiate<asio::use_awaitable_t<> const, void(store::write_outcome)>(initiate, asio::use_awaitable,
-                                                                                         std::move(fn));
-}
-
-// The same for the RocksDB commit pipeline.
-inline auto write(store::rocks_db& db, store::rocks_db::write_fn fn) {
-  auto initiate = [&db](auto handler, store::rocks_db::write_fn fn) {
-    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-    db.submit(std::move(fn), [shared](store::write_outcome outcome) {
+    store.submit(std::move(fn), [shared](store::write_outcome outcome) {
       auto ex = asio::get_associated_executor(*shared);
       asio::post(ex, [shared, outcome]() { std::move (*shared)(outcome); });
     });

@@ -252,7 +252,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
 }
 
 template <typename Acceptor>
-awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor, bool is_tcp) {
+awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
   for (;;) {
     auto strand = asio::make_strand(st->io);
     auto [ec, socket] = co_await acceptor.async_accept(strand, use_tuple);
@@ -276,7 +276,6 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor, bool is_tcp) {
       address = rec ? "unknown" : ep.address().to_string();
       socket.set_option(tcp::no_delay(true), rec);
     }
-    (void)is_tcp;
     asio::co_spawn(strand, serve(st, std::move(socket), std::move(address)), asio::detached);
   }
 }
@@ -342,17 +341,14 @@ void http_server::listen_unix(std::filesystem::path const& path) {
 }
 
 void http_server::serve_live_stream(live_stream s) {
-  state_->live = std::make_shared<detail::live_services>(
-      detail::live_services{s.users, s.messages, s.manager, s.metrics, s.limits, std::move(s.region)});
+  state_->live = std::make_shared<detail::live_services>(std::move(s));
 }
 
 void http_server::start() {
   if (state_->tcp_acceptor)
-    asio::co_spawn(state_->tcp_acceptor->get_executor(), accept_loop(state_, *state_->tcp_acceptor, true),
-                   asio::detached);
+    asio::co_spawn(state_->tcp_acceptor->get_executor(), accept_loop(state_, *state_->tcp_acceptor), asio::detached);
   if (state_->unix_acceptor)
-    asio::co_spawn(state_->unix_acceptor->get_executor(), accept_loop(state_, *state_->unix_acceptor, false),
-                   asio::detached);
+    asio::co_spawn(state_->unix_acceptor->get_executor(), accept_loop(state_, *state_->unix_acceptor), asio::detached);
 }
 
 void http_server::shutdown() {

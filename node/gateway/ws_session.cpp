@@ -52,8 +52,8 @@ constexpr std::uint16_t close_too_many_sessions = 4029;
 
 class session final : public ws::session_sink, public std::enable_shared_from_this<session> {
  public:
-  session(std::shared_ptr<live_services> svc, tcp::socket socket, bool binary)
-      : svc_(std::move(svc)), ws_(std::move(socket)), binary_(binary), wake_(ws_.get_executor()) {
+  session(std::shared_ptr<live_services> svc, tcp::socket socket)
+      : svc_(std::move(svc)), ws_(std::move(socket)), wake_(ws_.get_executor()) {
     wake_.expires_at(asio::steady_timer::time_point::max());
   }
 
@@ -127,7 +127,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
 
   std::shared_ptr<live_services> svc_;
   websocket::stream<tcp::socket> ws_;
-  bool binary_;                  // replies as Protobuf binary frames (else JSON text)
+  bool binary_ = false;          // replies as Protobuf binary frames (else JSON text); set in run()
   asio::steady_timer wake_;      // the writer sleeps on it; cancel() wakes it
   std::deque<std::string> out_;  // encoded frames waiting for the writer; bounded
   bool dead_ = false;            // the connection is being torn down: queue nothing more
@@ -137,8 +137,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   users::principal who_;
   std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
   std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
-  int close_waits_ = 0;
-  std::size_t pipelined_ = 0;  // sends/acks submitted and not yet answered
+  std::size_t pipelined_ = 0;     // sends/acks submitted and not yet answered
   asio::steady_timer stall_timer_{ws_.get_executor()};
   asio::steady_timer auth_timer_{ws_.get_executor()};
   std::uint64_t write_gen_ = 0;  // bumped when a write starts and when it ends
@@ -344,9 +343,7 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
   auto auth_header = std::string(upgrade[http::field::authorization]);
   if (auth_header.size() > 7 && (auth_header.starts_with("Bearer ") || auth_header.starts_with("bearer ")))
     token = auth_header.substr(7);
-  else if (auto q =
-               query_param(upgrade.target().substr(std::min(upgrade.target().size(), upgrade.target().find('?') + 1)),
-                           "access_token"))
+  else if (auto q = query_param(query_of(upgrade.target()), "access_token"))
     token = *q;
   upgrade = {};  // headers are not needed past this point; idle sessions keep no copy
   if (!token.empty()) co_await authenticate(token, std::nullopt, 0);
@@ -411,11 +408,10 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
   wake_.cancel();
   // Let the writer finish a queued close frame; it ends on its own.
   if (close_code_ && !dead_) {
-    asio::steady_timer grace(ws_.get_executor(), std::chrono::milliseconds(500));
-    while (!dead_ && ws_.is_open()) {
+    asio::steady_timer grace(ws_.get_executor());
+    for (int waits = 0; !dead_ && ws_.is_open() && waits < 25; ++waits) {  // at most 0.5 s
       grace.expires_after(std::chrono::milliseconds(20));
       co_await grace.async_wait(use_tuple);
-      if (++close_waits_ > 25) break;
     }
   }
   dead_ = true;
@@ -427,7 +423,7 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
 
 awaitable<void> run_websocket(std::shared_ptr<live_services> services, tcp::socket socket,
                               http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control) {
-  auto s = std::make_shared<session>(std::move(services), std::move(socket), false);
+  auto s = std::make_shared<session>(std::move(services), std::move(socket));
   co_await s->run(std::move(upgrade), std::move(control));
 }
 

@@ -8,7 +8,11 @@
 #include <mutex>
 #include <string>
 
+#include "store/write_outcome.hpp"
+
 namespace petchat::testing {
+
+namespace store = petchat::store;
 
 // A fresh directory under /tmp, removed with everything in it.
 struct temp_dir {
@@ -35,5 +39,19 @@ struct latch {
     cv.wait(l, [&] { return left == 0; });
   }
 };
+
+// Submits one write to a commit pipeline (store::lmdb_env or store::rocks_db) and waits
+// for its outcome.
+template <typename Store>
+store::write_outcome write_sync(Store& store, typename Store::write_fn fn) {
+  latch done(1);
+  store::write_outcome out{};
+  store.submit(std::move(fn), [&](store::write_outcome o) {
+    out = o;
+    done.count_down();
+  });
+  done.wait();
+  return out;
+}
 
 }  // namespace petchat::testing

@@ -37,6 +37,12 @@ json::object tokens_json(users::session_tokens const& t, std::string const& regi
 // Percent-decodes a path segment or query value; nullopt if malformed.
 std::optional<std::string> url_decode(std::string_view s);
 
+// The part of a request target after '?' ("" if none).
+inline std::string_view query_of(std::string_view target) {
+  auto q = target.find('?');
+  return q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+}
+
 // The decoded value of `key` in a query string ("a=1&b=2"), or nullopt if absent or malformed.
 std::optional<std::string> query_param(std::string_view query, std::string const& key);
 

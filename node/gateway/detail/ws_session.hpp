@@ -12,11 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "node/config/config.hpp"
-#include "node/messages/messages.hpp"
-#include "node/metrics/metrics.hpp"
-#include "node/users/users.hpp"
-#include "node/ws/ws.hpp"
+#include "node/gateway/gateway.hpp"
 
 namespace petchat::gateway::detail {
 
@@ -27,14 +23,7 @@ struct connection_control {
   bool idle = true;  // an idle HTTP connection, or a WebSocket (closed with 1001 at shutdown)
 };
 
-struct live_services {
-  users::user_service& users;
-  messages::message_service& messages;
-  ws::ws_manager& manager;
-  metrics::registry& metrics;
-  config::messages_section limits;
-  std::string region;
-};
+using live_services = http_server::live_stream;
 
 boost::asio::awaitable<void> run_websocket(std::shared_ptr<live_services> services, boost::asio::ip::tcp::socket socket,
                                            boost::beast::http::request<boost::beast::http::string_body> upgrade,

@@ -12,21 +12,7 @@
 using namespace petchat::store;
 using petchat::testing::latch;
 using petchat::testing::temp_dir;
-
-namespace {
-
-write_outcome write_sync(lmdb_env& env, lmdb_env::write_fn fn) {
-  latch done(1);
-  write_outcome out{};
-  env.submit(std::move(fn), [&](write_outcome o) {
-    out = o;
-    done.count_down();
-  });
-  done.wait();
-  return out;
-}
-
-}  // namespace
+using petchat::testing::write_sync;
 
 TEST_CASE("put, get, insert, erase, for_each, count") {
   temp_dir dir;

@@ -16,21 +16,7 @@
 using namespace petchat::store;
 using petchat::testing::latch;
 using petchat::testing::temp_dir;
-
-namespace {
-
-write_outcome write_sync(rocks_db& db, rocks_db::write_fn fn) {
-  latch done(1);
-  write_outcome out{};
-  db.submit(std::move(fn), [&](write_outcome o) {
-    out = o;
-    done.count_down();
-  });
-  done.wait();
-  return out;
-}
-
-}  // namespace
+using petchat::testing::write_sync;
 
 TEST_CASE("put, get, erase and scans in both directions") {
   temp_dir dir;
