@@ -137,7 +137,8 @@ int run(config::node_config const& cfg, std::string const& config_source) {
                           now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
-  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, messages, metrics, info), "admin");
+  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, messages, metrics, cpu_pool, info),
+                             "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 

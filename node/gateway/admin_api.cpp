@@ -2,6 +2,7 @@
 // open the socket (mode 0600) is the node's administrator.
 #include <chrono>
 
+#include "node/async/async.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/gateway.hpp"
 
@@ -16,11 +17,12 @@ struct admin_api {
   users::user_service& users;
   messages::message_service& messages;
   metrics::registry& metrics;
+  boost::asio::thread_pool& cpu_pool;  // whole-table scans and compaction run here, not on I/O threads
   node_info info;
 };
 
-// Sweeps expired messages, then flushes and compacts the store on the CPU of this I/O
-// thread's caller: an admin action, rare, and it must finish before its answer.
+// Sweeps expired messages, then flushes and compacts the store. Compaction rewrites files
+// and can take seconds: it runs on the CPU pool so no I/O thread stalls.
 awaitable<response> compact(std::shared_ptr<admin_api> api) {
   std::size_t expired = 0;
   for (;;) {
@@ -28,7 +30,11 @@ awaitable<response> compact(std::shared_ptr<admin_api> api) {
     expired += n;
     if (n == 0) break;
   }
-  api->messages.compact();
+  auto work = [api] {
+    api->messages.compact();
+    return true;
+  };
+  co_await async::offload(api->cpu_pool, std::move(work));
   co_return json_response(200, json::object{{"expired", expired}});
 }
 
@@ -117,12 +123,19 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   auto const& what = seg[2];
   if (what == "status" && seg.size() == 3) {
     if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
-    co_return json_response(200, status(*api));
+    // Counting scans every account and session: off the I/O threads.
+    auto work = [api] { return json::value(status(*api)); };
+    co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
   }
   if (what == "users" && seg.size() == 3) {
     if (m == "GET") {
       json::array list;
-      for (auto const& p : api->users.list_users()) list.push_back(user_entry(*api, p));
+      auto work = [api] {
+        json::array all;
+        for (auto const& p : api->users.list_users()) all.push_back(user_entry(*api, p));
+        return all;
+      };
+      list = co_await async::offload(api->cpu_pool, std::move(work));
       co_return json_response(200, json::object{{"users", std::move(list)}});
     }
     if (m == "POST") co_return co_await add_user(api, std::move(r));
@@ -169,8 +182,8 @@ awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
 }
 
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
-                       node_info info) {
-  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, std::move(info)});
+                       boost::asio::thread_pool& cpu_pool, node_info info) {
+  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info)});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

@@ -10,6 +10,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -119,8 +120,9 @@ struct node_info {
   std::int64_t started_at_ms = 0;
 };
 
-// The operators' API (PROTOCOL.md: admin API).
+// The operators' API (PROTOCOL.md: admin API); `cpu_pool` runs its whole-table scans and
+// the store compaction, so they never stall an I/O thread.
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
-                       node_info info);
+                       boost::asio::thread_pool& cpu_pool, node_info info);
 
 }  // namespace petchat::gateway
