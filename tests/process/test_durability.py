@@ -156,6 +156,26 @@ class SignalTest(NodeTestCase):
         elapsed = node.stop()  # asserts exit code 0 within 5 s
         self.assertLess(elapsed, 5.0)
 
+    def test_sigterm_finishes_the_request_in_flight(self):
+        # Expensive hashing keeps the registration in flight when SIGTERM arrives: the node
+        # must finish it (201, durable) before it exits 0, not drop it.
+        node = self.start_node(config={"users": {"password_hash_ops": 10, "password_hash_memory_kib": 65536}})
+        result = {}
+
+        def register():
+            result["response"] = node.register("inflight", "in-flight password")
+
+        t = threading.Thread(target=register)
+        t.start()
+        time.sleep(0.15)
+        elapsed = node.stop()  # asserts exit code 0
+        t.join(10)
+        self.assertLess(elapsed, 5.0)
+        self.assertIn("response", result, "the registration got no answer")
+        self.assertEqual(result["response"].status, 201, result["response"].describe())
+        node.restart()
+        self.assertEqual(node.login("inflight", "in-flight password").status, 201)
+
     def test_sigterm_with_open_connections(self):
         node = self.start_node()
         # An idle keep-alive connection that has completed a request...

@@ -31,6 +31,11 @@ void login_limiter::succeeded(std::string const& key) {
   entries_.erase(key);
 }
 
+std::size_t login_limiter::tracked_keys() {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
 void login_limiter::prune(std::int64_t now_ms) {
   // A key whose lock has passed and that has been quiet for the longest back-off carries
   // no information worth its memory.

@@ -31,6 +31,9 @@ class login_limiter {
   // Forgets `key`'s failures.
   void succeeded(std::string const& key);
 
+  // Keys currently tracked (the memory bound is options::max_keys).
+  std::size_t tracked_keys();
+
  private:
   struct entry {
     std::uint32_t failures = 0;

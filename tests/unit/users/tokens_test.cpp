@@ -118,7 +118,23 @@ TEST_CASE("login limiter: free attempts, then doubling back-off, reset on succes
 
 TEST_CASE("login limiter stays bounded under a flood of keys") {
   login_limiter l({0, 1, 1, 100});
-  for (int i = 0; i < 10000; ++i) l.failed("k" + std::to_string(i), i * 10);
+  for (int i = 0; i < 10000; ++i) {
+    l.failed("k" + std::to_string(i), i * 10);
+    REQUIRE(l.tracked_keys() <= 100);
+  }
   // Entries are pruned once their 1 ms lock has passed: the latest key is still locked.
   CHECK(l.wait_ms("k9999", 99990) == 1);
+}
+
+TEST_CASE("a flood of one-off keys does not wash out the account under attack") {
+  login_limiter l({3, 60000, 60000, 100});
+  // The target has used its free attempts but is not locked yet...
+  for (int i = 0; i < 3; ++i) l.failed("user:target", 0);
+  REQUIRE(l.wait_ms("user:target", 1) == 0);
+  // ...then a flood of distinct names forces pruning many times over...
+  for (int i = 0; i < 5000; ++i) l.failed("user:junk" + std::to_string(i), 1);
+  CHECK(l.tracked_keys() <= 100);
+  // ...and its next failure still locks it: its count survived.
+  l.failed("user:target", 2);
+  CHECK(l.wait_ms("user:target", 3) > 0);
 }
