@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "node/config/config.hpp"
+#include "node/format/format.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
 #include "node/log/log.hpp"
@@ -34,11 +35,6 @@ using namespace petchat;
 
 constexpr char const* default_config_path = "/etc/petchat/node.toml";
 constexpr auto shutdown_grace = std::chrono::milliseconds(4000);
-
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 int check_config(std::string const& path) {
   auto r = config::load_file(path);
@@ -134,7 +130,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   bound.port = port;
 
   gateway::node_info info{PETCHAT_VERSION, cfg.node.region, std::filesystem::absolute(data_dir).string(), bound.str(),
-                          now_ms()};
+                          format::now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
   gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, messages, metrics, cpu_pool, info),

@@ -38,11 +38,6 @@ awaitable<response> compact(std::shared_ptr<admin_api> api) {
   co_return json_response(200, json::object{{"expired", expired}});
 }
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 json::object user_entry(admin_api const& api, users::profile const& p) {
   return json::object{{"id", p.name + "@" + api.info.region},   {"name", p.name},
                       {"display_name", p.display_name},         {"disabled", p.disabled},
@@ -61,7 +56,7 @@ response status_answer(errors::status const& s) {
 
 json::object status(admin_api const& api) {
   auto c = api.users.counts();
-  auto now = now_ms();
+  auto now = format::now_ms();
   return json::object{{"version", api.info.version},
                       {"region", api.info.region},
                       {"started_at", rfc3339(api.info.started_at_ms)},

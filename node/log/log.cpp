@@ -1,5 +1,7 @@
 #include "node/log/log.hpp"
 
+#include "node/format/format.hpp"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -16,17 +18,6 @@ namespace {
 std::mutex setup_mutex;  // guards the sink and level below
 spdlog::sink_ptr shared_sink;
 spdlog::level::level_enum shared_level = spdlog::level::info;
-
-// Length of the valid UTF-8 sequence at the start of `s`, or 0 if it is not valid.
-std::size_t utf8_sequence(std::string_view s) {
-  auto b = static_cast<unsigned char>(s[0]);
-  std::size_t n = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
-  if (n == 0 || n > s.size()) return 0;
-  for (std::size_t i = 1; i < n; ++i)
-    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) return 0;
-  if (n == 2 && b < 0xC2) return 0;  // overlong
-  return n;
-}
 
 char const* ecs_level(spdlog::level::level_enum l) {
   switch (l) {
@@ -52,15 +43,7 @@ class ecs_formatter final : public spdlog::formatter {
  public:
   void format(spdlog::details::log_msg const& msg, spdlog::memory_buf_t& dest) override {
     using namespace std::chrono;
-    auto since = msg.time.time_since_epoch();
-    auto secs = duration_cast<seconds>(since);
-    auto ms = duration_cast<milliseconds>(since - secs).count();
-    std::time_t t = secs.count();
-    std::tm tm;
-    gmtime_r(&t, &tm);
-    char stamp[80];
-    std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+    auto stamp = format::rfc3339(duration_cast<milliseconds>(msg.time.time_since_epoch()).count());
     std::string line;
     line.reserve(256 + msg.payload.size());
     line += "{\"@timestamp\":\"";
@@ -88,7 +71,7 @@ void append_json_escaped(std::string& out, std::string_view text) {
   static char const hex[] = "0123456789abcdef";
   while (!text.empty()) {
     auto c = static_cast<unsigned char>(text[0]);
-    std::size_t n = utf8_sequence(text);
+    std::size_t n = format::utf8_sequence(text);
     if (n == 0) {
       out += "\\ufffd";
       n = 1;

@@ -9,6 +9,7 @@
 
 #include "message_records.pb.h"
 #include "node/async/async.hpp"
+#include "node/format/format.hpp"
 #include "node/ids/ids.hpp"
 #include "node/messages/detail/keys.hpp"
 #include "node/users/detail/tokens.hpp"
@@ -19,6 +20,8 @@
 
 namespace petchat::messages {
 namespace {
+
+using format::now_ms;
 
 using errors::code;
 using errors::fail;
@@ -57,11 +60,6 @@ bool to_client_event(records::stored_event const& e, std::optional<client::messa
 }
 constexpr std::size_t max_client_id = 64;
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 std::string print_id(std::string const& raw) {
   return users::detail::base64url(raw);
 }
@@ -78,18 +76,6 @@ std::optional<T> parse(std::optional<std::string> const& bytes) {
   T t;
   if (!t.ParseFromString(*bytes)) return std::nullopt;
   return t;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    auto b = static_cast<unsigned char>(s[i]);
-    std::size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + len > s.size() || (len == 2 && b < 0xC2)) return false;
-    for (std::size_t k = 1; k < len; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    i += len;
-  }
-  return true;
 }
 
 // Per-user token bucket: `rate` sends per second, bursts of 2 * rate.
@@ -216,7 +202,7 @@ std::string message_service::conversation_of(std::string const& a, std::string c
 awaitable<result<client::accepted>> message_service::send(std::string from, client::send request) {
   auto& m = *impl_;
   if (request.client_id().empty()) co_return fail(code::missing_field, "send.client_id is required", "client_id");
-  if (request.client_id().size() > max_client_id || !valid_utf8(request.client_id()))
+  if (request.client_id().size() > max_client_id || !format::utf8_length(request.client_id()))
     co_return fail(code::invalid_field, "send.client_id must be 1 to 64 bytes of UTF-8", "client_id");
   if (request.to().empty()) co_return fail(code::missing_field, "send.to is required", "to");
   if (!request.has_body() || (request.body().text().empty() && !request.body().has_content()))
@@ -224,7 +210,8 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   if (request.body().text().size() > m.options.max_text_bytes)
     co_return fail(code::body_too_large,
                    "body.text is larger than " + std::to_string(m.options.max_text_bytes) + " bytes", "body");
-  if (!valid_utf8(request.body().text())) co_return fail(code::invalid_field, "body.text must be UTF-8", "body");
+  if (!format::utf8_length(request.body().text()))
+    co_return fail(code::invalid_field, "body.text must be UTF-8", "body");
   if (request.body().has_content() && request.body().content().ByteSizeLong() > m.options.max_content_bytes)
     co_return fail(code::body_too_large,
                    "body.content is larger than " + std::to_string(m.options.max_content_bytes) + " bytes", "body");

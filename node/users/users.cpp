@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "node/async/async.hpp"
+#include "node/format/format.hpp"
 #include "node/ids/ids.hpp"
 #include "node/users/detail/login_limiter.hpp"
 #include "node/users/detail/passwords.hpp"
@@ -18,6 +19,8 @@
 namespace petchat::users {
 namespace {
 
+using format::now_ms;
+
 using errors::code;
 using errors::fail;
 using errors::failure;
@@ -26,25 +29,14 @@ constexpr std::size_t max_password_bytes = 1024;
 constexpr std::size_t device_id_bytes = 16;
 constexpr int max_retired_refresh_hashes = 16;
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 // Counts code points of valid UTF-8 without control characters (newline allowed if
 // `multiline`); returns nullopt if the text breaks those rules.
 std::optional<std::size_t> text_length(std::string_view s, bool multiline) {
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < s.size(); ++n) {
-    auto b = static_cast<unsigned char>(s[i]);
-    std::size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + len > s.size() || (len == 2 && b < 0xC2)) return std::nullopt;
-    for (std::size_t k = 1; k < len; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return std::nullopt;
-    if (len == 1 && (b < 0x20 || b == 0x7f) && !(multiline && b == '\n')) return std::nullopt;
-    i += len;
+  for (char c : s) {
+    auto b = static_cast<unsigned char>(c);
+    if ((b < 0x20 || b == 0x7f) && !(multiline && b == '\n')) return std::nullopt;
   }
-  return n;
+  return format::utf8_length(s);
 }
 
 std::optional<failure> check_text(std::string const& field, std::string const& value, std::size_t min, std::size_t max,

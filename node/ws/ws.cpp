@@ -1,14 +1,13 @@
 #include "node/ws/ws.hpp"
 
+#include "node/format/format.hpp"
+
 #include <chrono>
 
 namespace petchat::ws {
 namespace {
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
+using format::now_ms;
 
 client::server_frame presence_frame(std::string const& user, bool online, std::int64_t last_seen) {
   client::server_frame f;

@@ -30,16 +30,6 @@ errors::result<std::optional<std::string>> optional_string(json::object const& o
   return std::optional<std::string>(std::string(it->value().as_string()));
 }
 
-std::string rfc3339(std::int64_t ms) {
-  std::time_t t = ms / 1000;
-  std::tm tm;
-  gmtime_r(&t, &tm);
-  char out[80];
-  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-  return out;
-}
-
 response json_response(unsigned status, json::value const& v) {
   return response{status, json::serialize(v), "application/json", {}};
 }

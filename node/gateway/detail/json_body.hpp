@@ -8,6 +8,7 @@
 #include <string>
 
 #include "node/errors/errors.hpp"
+#include "node/format/format.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/users/users.hpp"
 
@@ -25,8 +26,7 @@ errors::result<std::string> required_string(json::object const& o, char const* k
 // it is not a string.
 errors::result<std::optional<std::string>> optional_string(json::object const& o, char const* key, bool null_ok = true);
 
-// "2026-11-30T06:30:00.123Z"
-std::string rfc3339(std::int64_t ms_since_epoch);
+using format::rfc3339;
 
 response json_response(unsigned status, json::value const& v);
 response no_content();

@@ -1,0 +1,28 @@
+// Shared text and time formats: UTF-8 validation, the wall clock in milliseconds, and
+// RFC 3339 timestamps ("2026-11-30T06:30:00.123Z"), so every component reads and writes
+// them the same way.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace petchat::format {
+
+// Length in bytes of the valid UTF-8 sequence at the start of `s` (1 to 4), or 0 if `s`
+// is empty or does not start with one (bad lead byte, missing continuation, overlong
+// two-byte form).
+std::size_t utf8_sequence(std::string_view s) noexcept;
+
+// Number of code points in `s`, or nullopt if it is not valid UTF-8.
+std::optional<std::size_t> utf8_length(std::string_view s) noexcept;
+
+// Milliseconds since the Unix epoch, from the system clock.
+std::int64_t now_ms();
+
+// "YYYY-MM-DDTHH:MM:SS.mmmZ" in UTC.
+std::string rfc3339(std::int64_t ms_since_epoch);
+
+}  // namespace petchat::format
