@@ -18,6 +18,7 @@
 #include <iostream>
 #include <thread>
 
+#include "federation/federation.hpp"
 #include "node/config/config.hpp"
 #include "node/format/format.hpp"
 #include "node/gateway/gateway.hpp"
@@ -114,6 +115,19 @@ int run(config::node_config const& cfg, std::string const& config_source) {
     manager.notify_mailbox(user, head, std::move(event));
   });
 
+  federation::public_key region_public{};
+  federation::secret_key region_secret{};
+  std::copy(id.public_key.begin(), id.public_key.end(), region_public.begin());
+  std::copy(id.secret_key.begin(), id.secret_key.end(), region_secret.begin());
+  federation::directory regions(cfg.node.region, region_public, cfg.federation);
+  std::unique_ptr<federation::link> fed;
+  if (cfg.federation.enabled()) {
+    auto& fed_store = messages.enable_federation(regions, [&fed] { fed->wake(); });
+    fed = std::make_unique<federation::link>(
+        cfg.federation, regions, region_secret, fed_store, [](federation::body const&) {},
+        [](std::string const&) { return federation::presence_update{}; }, log::get("federation"));
+  }
+
   auto stopping = std::make_shared<std::atomic<bool>>(false);
   metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
   metrics.add_gauge("petchat_ws_sessions", "Live WebSocket sessions",
@@ -152,6 +166,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
 
   chat.start();
   admin.start();
+  if (fed) fed->start();
   asio::co_spawn(
       io, sweep_expired_messages(messages, std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
       asio::detached);
@@ -170,6 +185,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   for (auto& t : pool) t.join();
 
   cpu_pool.join();
+  if (fed) fed->stop();
   messages.stop();
   users.stop();
   log->info("stopped cleanly");
@@ -182,7 +198,7 @@ int main(int argc, char** argv) {
   CLI::App app{"petchat-node: one region's petchat messenger node"};
   std::string config_path, check_path;
   config::overrides o;
-  bool version = false;
+  bool version = false, init = false;
   app.add_option("--config", config_path, "TOML config file (default: /etc/petchat/node.toml if it exists)");
   app.add_option("--check-config", check_path, "validate a config file and exit");
   app.add_option("--region", o.region, "region name (node.region)");
@@ -192,6 +208,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", o.log_format, "human or json (log.format)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error (log.level)");
   app.add_flag("--version", version, "print the version and exit");
+  app.add_flag("--init", init,
+               "create the data dir and the region key if missing, print the region's public key (hex) and exit");
   try {
     app.parse(argc, argv);
   } catch (CLI::ParseError const& e) {
@@ -217,6 +235,17 @@ int main(int argc, char** argv) {
   }
   auto const& cfg = loaded.config;
   log::setup(cfg.log.format, cfg.log.level);
+  if (init) {
+    try {
+      std::filesystem::create_directories(cfg.node.data_dir);
+      ::chmod(cfg.node.data_dir.c_str(), 0700);
+      std::cout << identity::load_or_create(cfg.node.data_dir).public_key_hex() << "\n";
+      return 0;
+    } catch (std::exception const& e) {
+      std::cerr << "petchat-node: " << e.what() << "\n";
+      return 1;
+    }
+  }
   try {
     return run(cfg, source);
   } catch (std::exception const& e) {

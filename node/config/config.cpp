@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -118,6 +119,79 @@ std::optional<std::string> check_log_level(std::string const& v, node_config& c)
   return "expected one of trace, debug, info, warn, error, critical, off";
 }
 
+std::optional<std::string> check_subject_token(std::string const& v) {
+  if (v.empty() || v.size() > 64) return "must be 1 to 64 characters";
+  for (char ch : v)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_'))
+      return "may only contain letters, digits, - and _ (it is a NATS subject token)";
+  return std::nullopt;
+}
+
+std::optional<federation::public_key> parse_public_key(std::string const& hex) {
+  if (hex.size() != 64) return std::nullopt;
+  federation::public_key k{};
+  for (std::size_t i = 0; i < 32; ++i) {
+    auto [end, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, k[i], 16);
+    if (ec != std::errc{} || end != hex.data() + 2 * i + 2) return std::nullopt;
+  }
+  return k;
+}
+
+// [[federation.regions]]: name, public_keys (hex Ed25519, one or more), url, location.
+void read_regions(reader& rd, std::string const& key, toml::node const& n, federation::options& out) {
+  auto const* arr = n.as_array();
+  if (!arr) return rd.fail(key, n, "expected an array of tables ([[federation.regions]])");
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    auto const* t = (*arr)[i].as_table();
+    std::string at = key + "[" + std::to_string(i) + "]";
+    if (!t) {
+      rd.fail(at, (*arr)[i], "expected a table");
+      continue;
+    }
+    federation::region_entry e;
+    for (auto&& [k, v] : *t) {
+      std::string name(k.str());
+      std::string full = at + "." + name;
+      if (name == "public_keys") {
+        auto const* keys = v.as_array();
+        if (!keys || keys->empty()) {
+          rd.fail(full, v, "expected a non-empty array of 64-character hex Ed25519 public keys");
+          continue;
+        }
+        for (auto&& kv : *keys) {
+          auto parsed = kv.is_string() ? parse_public_key(*kv.value<std::string>()) : std::nullopt;
+          if (!parsed)
+            rd.fail(full, kv, "expected a 64-character hex Ed25519 public key (region.pub of that region)");
+          else
+            e.keys.push_back(*parsed);
+        }
+        continue;
+      }
+      if (!v.is_string()) {
+        rd.fail(full, v, name == "name" || name == "url" || name == "location" ? "expected a string" : "unknown key");
+        continue;
+      }
+      auto text = *v.value<std::string>();
+      if (name == "name") {
+        if (!ids::is_valid_name(text) || check_subject_token(text))
+          rd.fail(full, v, "region name must be 3-32 characters of a-z 0-9 _ - starting with a letter");
+        e.name = text;
+      } else if (name == "url") {
+        e.url = text;
+      } else if (name == "location") {
+        e.location = text;
+      } else {
+        rd.fail(full, v, "unknown key");
+      }
+    }
+    if (e.name.empty()) rd.fail(at, (*arr)[i], "missing name");
+    if (e.keys.empty()) rd.fail(at, (*arr)[i], "missing public_keys");
+    for (auto const& other : out.regions)
+      if (other.name == e.name) rd.fail(at, (*arr)[i], "region '" + e.name + "' is listed twice");
+    out.regions.push_back(std::move(e));
+  }
+}
+
 load_result validate(toml::table const& root) {
   load_result r;
   node_config& c = r.config;
@@ -183,10 +257,88 @@ load_result validate(toml::table const& root) {
         {"delete_for_everyone_window_s", rd.integer(c.messages.delete_for_everyone_window_s, 0, 365 * 86400)},
         {"expiry_sweep_interval_ms", rd.integer(c.messages.expiry_sweep_interval_ms, 10, 3600000)}}},
       {"log", {{"format", str(check_log_format)}, {"level", str(check_log_level)}}},
+      {"federation",
+       {{"nats_urls",
+         [&rd, &c](std::string const& key, toml::node const& n) {
+           auto const* arr = n.as_array();
+           if (!arr || arr->empty()) return rd.fail(key, n, "expected a non-empty array of nats:// or tls:// URLs");
+           for (auto&& u : *arr) {
+             auto url = u.value<std::string>();
+             if (!u.is_string() || !(url->starts_with("nats://") || url->starts_with("tls://")))
+               rd.fail(key, u, "expected a nats:// or tls:// URL");
+             else
+               c.federation.nats_urls.push_back(*url);
+           }
+         }},
+        {"jetstream_domain", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           if (!v.empty())
+             if (auto why = check_subject_token(v)) return why;
+           c.federation.jetstream_domain = v;
+           return std::nullopt;
+         })},
+        {"credentials_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.credentials_file = v;
+           return std::nullopt;
+         })},
+        {"nkey", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.nkey = v;
+           return std::nullopt;
+         })},
+        {"nkey_seed_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.nkey_seed_file = v;
+           return std::nullopt;
+         })},
+        {"user", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.user = v;
+           return std::nullopt;
+         })},
+        {"password", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.password = v;
+           return std::nullopt;
+         })},
+        {"tls_ca_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.tls_ca_file = v;
+           return std::nullopt;
+         })},
+        {"tls_cert_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.tls_cert_file = v;
+           return std::nullopt;
+         })},
+        {"tls_key_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.tls_key_file = v;
+           return std::nullopt;
+         })},
+        {"subject_prefix", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           if (auto why = check_subject_token(v)) return why;
+           c.federation.subject_prefix = v;
+           return std::nullopt;
+         })},
+        {"retention_s", rd.integer(c.federation.retention_s, 60, 365 * 86400)},
+        {"max_stream_bytes", rd.integer(c.federation.max_stream_bytes, 1 << 20, std::int64_t(1) << 50)},
+        {"publish_timeout_ms", rd.integer(c.federation.publish_timeout_ms, 100, 600000)},
+        {"reconnect_wait_ms", rd.integer(c.federation.reconnect_wait_ms, 10, 600000)},
+        {"presence_interval_s", rd.integer(c.federation.presence_interval_s, 1, 3600)},
+        {"public_url", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.public_url = v;
+           return std::nullopt;
+         })},
+        {"location", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
+           c.federation.location = v;
+           return std::nullopt;
+         })},
+        {"regions", [&rd, &c](std::string const& key, toml::node const& n) {
+           read_regions(rd, key, n, c.federation);
+         }}}},
   };
   rd.walk(root, schema);
   if (c.users.registration == registration_policy::token && c.users.registration_token.size() < 16)
     r.errors.push_back("users.registration_token: must be at least 16 characters when users.registration = \"token\"");
+  if (!c.federation.enabled() && !c.federation.regions.empty())
+    r.errors.push_back("federation.regions: listed, but federation.nats_urls is not set");
+  if ((c.federation.tls_cert_file.empty()) != (c.federation.tls_key_file.empty()))
+    r.errors.push_back("federation.tls_cert_file and federation.tls_key_file: set both or neither");
+  if (c.federation.nkey.empty() != c.federation.nkey_seed_file.empty())
+    r.errors.push_back("federation.nkey and federation.nkey_seed_file: set both or neither");
   if (c.users.login_backoff_max_ms < c.users.login_backoff_initial_ms)
     r.errors.push_back("users.login_backoff_max_ms: must not be less than users.login_backoff_initial_ms");
   return r;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "federation/federation.hpp"
+
 namespace petchat::config {
 
 struct listen_address {
@@ -86,6 +88,7 @@ struct node_config {
   store_section store;
   messages_section messages;
   log_section log;
+  federation::options federation;  // [federation]; no NATS URLs: standalone
 
   std::filesystem::path admin_socket() const {
     return admin.socket.empty() ? node.data_dir / "admin.sock" : admin.socket;

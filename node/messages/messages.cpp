@@ -2,184 +2,13 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <algorithm>
-#include <chrono>
-#include <mutex>
-#include <unordered_map>
-
-#include "message_records.pb.h"
 #include "node/async/async.hpp"
-#include "node/format/format.hpp"
-#include "node/ids/ids.hpp"
-#include "node/messages/detail/keys.hpp"
-#include "node/users/detail/tokens.hpp"
-#include "store/rocks/rocks.hpp"
+#include "node/messages/detail/service.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
 // lambda handed to an awaited call is stored in a named variable first (see users.cpp).
 
 namespace petchat::messages {
-namespace {
-
-using format::now_ms;
-
-using errors::code;
-using errors::fail;
-using store::cf;
-namespace keys = detail;
-
-constexpr std::size_t message_id_bytes = 16;
-
-// An event appended to a mailbox by a write, reported to the listener after the commit.
-struct news {
-  std::string user;
-  std::uint64_t seq;
-  records::stored_event event;
-};
-
-// The client's view of a stored event. Message events carry only the message id in the
-// store: `message` supplies the content (false if it is missing, e.g. expired).
-bool to_client_event(records::stored_event const& e, std::optional<client::message> message, client::event& out) {
-  switch (e.kind_case()) {
-    case records::stored_event::kMessageId:
-      if (!message) return false;
-      *out.mutable_message() = std::move(*message);
-      return true;
-    case records::stored_event::kReceipt:
-      *out.mutable_receipt() = e.receipt();
-      return true;
-    case records::stored_event::kReadMark:
-      *out.mutable_read_mark() = e.read_mark();
-      return true;
-    case records::stored_event::kDeleted:
-      *out.mutable_deleted() = e.deleted();
-      return true;
-    default:
-      return false;
-  }
-}
-constexpr std::size_t max_client_id = 64;
-
-std::string print_id(std::string const& raw) {
-  return users::detail::base64url(raw);
-}
-
-std::optional<std::string> parse_id(std::string const& printed) {
-  auto raw = users::detail::from_base64url(printed);
-  if (!raw || raw->size() != message_id_bytes) return std::nullopt;
-  return raw;
-}
-
-template <typename T>
-std::optional<T> parse(std::optional<std::string> const& bytes) {
-  if (!bytes) return std::nullopt;
-  T t;
-  if (!t.ParseFromString(*bytes)) return std::nullopt;
-  return t;
-}
-
-// Per-user token bucket: `rate` sends per second, bursts of 2 * rate.
-class send_limiter {
- public:
-  explicit send_limiter(std::uint32_t rate) : rate_(rate) {}
-  bool allow(std::string const& user) {
-    auto now = std::chrono::steady_clock::now();
-    std::lock_guard lock(mutex_);
-    if (buckets_.size() > 100000) buckets_.clear();  // bounded; at worst forgives a burst
-    auto [it, fresh] = buckets_.try_emplace(user, bucket{2.0 * rate_, now});
-    auto& b = it->second;
-    double elapsed = std::chrono::duration<double>(now - b.at).count();
-    b.tokens = std::min(2.0 * rate_, b.tokens + elapsed * rate_);
-    b.at = now;
-    if (b.tokens < 1.0) return false;
-    b.tokens -= 1.0;
-    return true;
-  }
-
- private:
-  struct bucket {
-    double tokens;
-    std::chrono::steady_clock::time_point at;
-  };
-  double rate_;
-  std::mutex mutex_;  // guards buckets_
-  std::unordered_map<std::string, bucket> buckets_;
-};
-
-}  // namespace
-
-struct message_service::impl {
-  config::messages_section options;
-  std::string region;
-  std::uint16_t region_hash;
-  users::user_service& users;
-  store::rocks_db db;
-  send_limiter limiter;
-  mailbox_listener listener;
-
-  impl(config::messages_section const& o, std::string r, std::filesystem::path const& data_dir, users::user_service& u,
-       bool sync)
-      : options(o),
-        region(std::move(r)),
-        region_hash(static_cast<std::uint16_t>(std::hash<std::string>{}(region))),
-        users(u),
-        db(store::rocks_options{data_dir / "messages", 1024, sync}),
-        limiter(o.max_per_second) {}
-
-  // Tells the listener about a committed event, with its content: live sessions that are
-  // up to date forward it without reading the store again.
-  void notify(news const& n, client::message const* message) const {
-    if (!listener) return;
-    auto ev = std::make_shared<client::event>();
-    ev->set_seq(n.seq);
-    std::optional<client::message> content;
-    if (message) content = *message;
-    if (!to_client_event(n.event, std::move(content), *ev)) return listener(n.user, n.seq, nullptr);
-    listener(n.user, n.seq, std::move(ev));
-  }
-
-  // Appends an event to `user`'s mailbox inside a write; returns its seq.
-  static std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e) {
-    auto head = b.get(cf::state, keys::head_key(user));
-    std::uint64_t seq = (head ? keys::from_be64(*head) : 0) + 1;
-    b.put(cf::mailbox, keys::mailbox_key(user, seq), e.SerializeAsString());
-    b.put(cf::state, keys::head_key(user), keys::be64(seq));
-    return seq;
-  }
-
-  std::optional<records::stored_message> load(std::string const& raw_id) const {
-    return parse<records::stored_message>(db.get(cf::messages, raw_id));
-  }
-
-  // A stored message as `user` may see it: not expired, not hidden for them.
-  std::optional<client::message> visible(records::stored_message const& m, std::string const& user,
-                                         std::int64_t now) const {
-    if (m.message().expires_at_ms() <= now) return std::nullopt;
-    for (auto const& h : m.hidden_for())
-      if (h == user) return std::nullopt;
-    return m.message();
-  }
-
-  std::optional<records::conversation_record> conversation(std::string const& id) const {
-    return parse<records::conversation_record>(db.get(cf::conversations, id));
-  }
-
-  bool member(std::string const& user, std::string const& conv) const {
-    auto c = conversation(conv);
-    if (!c) return false;
-    return std::find(c->members().begin(), c->members().end(), user) != c->members().end();
-  }
-
-  // A recipient id of this region whose account exists, or a failure.
-  result<std::string> recipient(std::string const& to) const {
-    auto id = ids::parse_user_id(to, region);
-    if (!id) return fail(code::invalid_field, "'to' must be a user id (name@region)", "to");
-    if (id->region != region) return fail(code::user_not_found, "no user '" + to + "' (other regions need federation)");
-    auto p = users.get_profile(id->name);
-    if (!p) return fail(code::user_not_found, "no user '" + to + "'");
-    return id->str();
-  }
-};
 
 message_service::message_service(config::messages_section const& options, std::string region,
                                  std::filesystem::path const& data_dir, users::user_service& users, bool sync)
@@ -242,13 +71,17 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   struct state {
     std::optional<records::accepted_record> original;
     std::vector<news> heads;
+    bool queued = false;
   };
   auto st = std::make_shared<state>();
   std::string stored_bytes = stored.SerializeAsString();
   std::string recipient_id = *to;
   std::int64_t expires_at = msg->expires_at_ms();
-  store::rocks_db::write_fn mutation = [st, from, recipient_id, conv, raw_id, stored_bytes, now, expires_at,
+  auto outgoing = std::make_shared<client::message const>(*msg);
+  store::rocks_db::write_fn mutation = [&m, st, from, recipient_id, conv, raw_id, stored_bytes, now, expires_at, outgoing,
                                         client_id = request.client_id()](store::rocks_batch& b) {
+    st->heads.clear();
+    st->queued = false;
     auto idem = keys::idempotency_key(from, client_id);
     if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
       st->original = *prior;
@@ -257,17 +90,17 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     b.put(cf::messages, raw_id, stored_bytes);
     b.put(cf::history, keys::history_key(conv, raw_id), "");
     b.put(cf::expiry, keys::expiry_key(expires_at, raw_id), "");
-    if (!b.get(cf::conversations, conv)) {
-      records::conversation_record c;
-      c.add_members(from);
-      if (recipient_id != from) c.add_members(recipient_id);
-      b.put(cf::conversations, conv, c.SerializeAsString());
-      b.put(cf::conversations, keys::contact_key(from, recipient_id), conv);
-      b.put(cf::conversations, keys::contact_key(recipient_id, from), conv);
-    }
+    impl::ensure_conversation(b, conv, from, recipient_id);
     records::stored_event e;
     e.set_message_id(raw_id);
-    st->heads.push_back({recipient_id, impl::append(b, recipient_id, e), e});
+    if (m.is_local(recipient_id)) {
+      st->heads.push_back({recipient_id, impl::append(b, recipient_id, e), e});
+    } else {
+      federation::body body;
+      *body.mutable_message() = *outgoing;
+      m.to_outbox(b, impl::region_of(recipient_id), std::move(body));
+      st->queued = true;
+    }
     if (recipient_id != from) st->heads.push_back({from, impl::append(b, from, e), e});
     records::accepted_record a;
     a.set_message_id(raw_id);
@@ -288,7 +121,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     acc.set_duplicate(true);
     co_return acc;
   }
-  for (auto const& n : st->heads) m.notify(n, msg);
+  m.after_commit(st->heads, st->queued, msg);
   acc.set_message_id(msg->id());
   acc.set_conversation_id(conv);
   acc.set_sent_at_ms(now);
@@ -301,10 +134,12 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
     co_return fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
   struct state {
     std::vector<news> heads;
+    bool queued = false;
   };
   auto st = std::make_shared<state>();
   store::rocks_db::write_fn mutation = [&m, st, user, device, seq](store::rocks_batch& b) {
     st->heads.clear();
+    st->queued = false;
     auto prev_raw = b.get(cf::state, keys::ack_key(user, device));
     std::uint64_t prev = prev_raw ? keys::from_be64(*prev_raw) : 0;
     if (seq <= prev) return false;
@@ -325,21 +160,20 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
       if (!sm || sm->message().to() != user || sm->message().from() == user || sm->delivered_at_ms() != 0) continue;
       sm->set_delivered_at_ms(now);
       b.put(cf::messages, id, sm->SerializeAsString());
-      records::stored_event r;
-      auto* receipt = r.mutable_receipt();
-      receipt->set_message_id(sm->message().id());
-      receipt->set_conversation_id(sm->message().conversation_id());
-      receipt->set_status(client::DELIVERED);
-      receipt->set_by(user);
-      receipt->set_at_ms(now);
-      st->heads.push_back({sm->message().from(), impl::append(b, sm->message().from(), r), r});
+      client::receipt receipt;
+      receipt.set_message_id(sm->message().id());
+      receipt.set_conversation_id(sm->message().conversation_id());
+      receipt.set_status(client::DELIVERED);
+      receipt.set_by(user);
+      receipt.set_at_ms(now);
+      st->queued |= m.deliver_receipt(b, sm->message().from(), receipt, st->heads);
     }
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed)
     co_return fail(code::internal, "the acknowledgement could not be stored");
-  for (auto const& n : st->heads) m.notify(n, nullptr);
+  m.after_commit(st->heads, st->queued);
   co_return errors::ok();
 }
 
@@ -355,11 +189,13 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     co_return fail(code::message_not_found, "no message '" + message_id + "' in that conversation");
   struct state {
     std::vector<news> heads;
+    bool queued = false;
   };
   auto st = std::make_shared<state>();
   std::string upto = *raw;
   store::rocks_db::write_fn mutation = [&m, st, user, conversation_id, upto](store::rocks_batch& b) {
     st->heads.clear();
+    st->queued = false;
     auto mark_key = keys::read_key(conversation_id, user);
     auto prev = b.get(cf::state, mark_key);
     if (prev && *prev >= upto) return false;  // read marks only move forward
@@ -384,14 +220,13 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
       if (newest->delivered_at_ms() == 0) newest->set_delivered_at_ms(now);
       auto raw_id = users::detail::from_base64url(newest->message().id()).value_or("");
       b.put(cf::messages, raw_id, newest->SerializeAsString());
-      records::stored_event r;
-      auto* receipt = r.mutable_receipt();
-      receipt->set_message_id(newest->message().id());
-      receipt->set_conversation_id(conversation_id);
-      receipt->set_status(client::READ);
-      receipt->set_by(user);
-      receipt->set_at_ms(now);
-      st->heads.push_back({newest->message().from(), impl::append(b, newest->message().from(), r), r});
+      client::receipt receipt;
+      receipt.set_message_id(newest->message().id());
+      receipt.set_conversation_id(conversation_id);
+      receipt.set_status(client::READ);
+      receipt.set_by(user);
+      receipt.set_at_ms(now);
+      st->queued |= m.deliver_receipt(b, newest->message().from(), receipt, st->heads);
     }
     records::stored_event mark;
     mark.mutable_read_mark()->set_conversation_id(conversation_id);
@@ -402,7 +237,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the read mark could not be stored");
-  for (auto const& n : st->heads) m.notify(n, nullptr);
+  m.after_commit(st->heads, st->queued);
   co_return errors::ok();
 }
 
@@ -419,11 +254,13 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
   }
   struct state {
     std::vector<news> heads;
+    bool queued = false;
   };
   auto st = std::make_shared<state>();
   std::string id = *raw;
-  store::rocks_db::write_fn mutation = [st, user, id, for_everyone](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [&m, st, user, id, for_everyone](store::rocks_batch& b) {
     st->heads.clear();
+    st->queued = false;
     auto sm = parse<records::stored_message>(b.get(cf::messages, id));
     if (!sm) return false;
     if (!for_everyone) {
@@ -441,14 +278,21 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_conversation_id(msg.conversation_id());
     d->set_by(user);
     d->set_at_ms(now_ms());
-    st->heads.push_back({msg.to(), impl::append(b, msg.to(), e), e});
+    if (m.is_local(msg.to())) {
+      st->heads.push_back({msg.to(), impl::append(b, msg.to(), e), e});
+    } else {
+      federation::body body;
+      *body.mutable_deleted() = e.deleted();
+      m.to_outbox(b, impl::region_of(msg.to()), std::move(body));
+      st->queued = true;
+    }
     if (msg.to() != msg.from()) st->heads.push_back({msg.from(), impl::append(b, msg.from(), e), e});
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the deletion could not be stored");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::message_not_found, "no such message");
-  for (auto const& n : st->heads) m.notify(n, nullptr);
+  m.after_commit(st->heads, st->queued);
   co_return errors::ok();
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "client.pb.h"
+#include "federation/federation.hpp"
 #include "node/config/config.hpp"
 #include "node/errors/errors.hpp"
 #include "node/users/users.hpp"
@@ -62,6 +63,12 @@ class message_service {
 
   void set_listener(mailbox_listener listener);  // before any traffic
 
+  // Federation, before any traffic: users of the directory's other regions become valid
+  // recipients, envelopes for them go to the durable outbox, and `on_outbox` is called
+  // after each commit that queued some. The returned store is what the link reads the
+  // outbox from and applies inbound envelopes through.
+  federation::local_store& enable_federation(federation::directory const& regions, std::function<void()> on_outbox);
+
   // Validates, applies the rate limit, and stores the message in both mailboxes durably.
   // A repeated client_id returns the original acceptance with duplicate = true.
   awaitable<result<client::accepted>> send(std::string from, client::send request);
@@ -102,8 +109,9 @@ class message_service {
   // Group commits (WAL fsyncs) done by the message store so far.
   std::uint64_t commits() const;
 
+  struct impl;  // node/messages/detail/service.hpp, shared by the service's translation units
+
  private:
-  struct impl;
   std::unique_ptr<impl> impl_;
 };
 

@@ -43,6 +43,7 @@ enum class cf : std::uint8_t {
   state,          // small counters and positions (mailbox heads, device acks, read marks)
   expiry,         // expires_at_ms(8 BE) message id(16) -> ""
   conversations,  // conversation id -> conversation_record; "u/" user NUL peer -> conversation id
+  outbox,         // federation: destination region NUL lane seq(8 BE) -> federation body
   count_
 };
 

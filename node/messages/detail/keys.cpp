@@ -18,6 +18,12 @@ std::atomic<std::uint64_t> counter = [] {
 
 }  // namespace
 
+std::uint64_t random_u64() {
+  std::uint64_t v = 0;
+  randombytes_buf(&v, sizeof v);
+  return v;
+}
+
 std::string new_message_id(std::uint16_t region_hash) {
   using namespace std::chrono;
   auto ms = static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());

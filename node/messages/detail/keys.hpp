@@ -49,6 +49,26 @@ inline std::string ack_key(std::string const& user, std::string const& device) {
 inline std::string read_key(std::string const& conv, std::string const& user) {
   return "r/" + conv + '\0' + user;
 }
+// state: federation lanes. The epoch of this node's outbound lanes, the next seq of the lane
+// to each destination, the (epoch, seq) applied from each origin, the inbound stream position.
+inline std::string lane_epoch_key() {
+  return "fe";
+}
+inline std::string outbound_lane_key(std::string const& destination) {
+  return "fo/" + destination;
+}
+inline std::string inbound_lane_key(std::string const& origin) {
+  return "fi/" + origin;
+}
+inline std::string inbound_position_key() {
+  return "fp";
+}
+// outbox: destination NUL lane seq
+inline std::string outbox_key(std::string const& destination, std::uint64_t seq) {
+  return destination + '\0' + be64(seq);
+}
+std::uint64_t random_u64();
+
 // conversations: a user's contact index
 inline std::string contact_key(std::string const& user, std::string const& peer) {
   return "u/" + user + '\0' + peer;

@@ -1,0 +1,157 @@
+// The region directory and signed envelopes.
+#include <sodium.h>
+
+#include <algorithm>
+#include <string_view>
+
+#include "federation/federation.hpp"
+
+namespace petchat::federation {
+namespace {
+
+constexpr std::string_view signing_context{"petchat-federation-v1\0", 22};
+
+std::string signed_bytes(std::string_view body) {
+  std::string out(signing_context);
+  out.append(body);
+  return out;
+}
+
+std::string_view region_of(std::string_view user_id) {
+  auto at = user_id.rfind('@');
+  return at == std::string_view::npos ? std::string_view{} : user_id.substr(at + 1);
+}
+
+// Field checks that need nothing but the body: who may say what.
+std::optional<reject_reason> check_body(body const& b, directory const& dir) {
+  if (b.destination() != dir.self()) return reject_reason::wrong_destination;
+  auto const& origin = b.origin();
+  switch (b.kind_case()) {
+    case body::kMessage: {
+      auto const& m = b.message();
+      if (m.id().empty() || m.conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (region_of(m.from()) != origin) return reject_reason::foreign_user;
+      if (region_of(m.to()) != dir.self()) return reject_reason::wrong_destination;
+      return std::nullopt;
+    }
+    case body::kReceipt: {
+      auto const& r = b.receipt();
+      if (r.message_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (region_of(r.by()) != origin) return reject_reason::foreign_user;
+      return std::nullopt;
+    }
+    case body::kDeleted: {
+      auto const& d = b.deleted();
+      if (d.message_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (region_of(d.by()) != origin) return reject_reason::foreign_user;
+      return std::nullopt;
+    }
+    case body::kPresence:
+      for (auto const& e : b.presence().entries())
+        if (region_of(e.user_id()) != origin) return reject_reason::foreign_user;
+      return std::nullopt;
+    case body::kTyping:
+      if (region_of(b.typing().from()) != origin) return reject_reason::foreign_user;
+      if (region_of(b.typing_to()) != dir.self()) return reject_reason::wrong_destination;
+      return std::nullopt;
+    default:
+      return reject_reason::malformed;
+  }
+}
+
+}  // namespace
+
+directory::directory(std::string self, public_key self_key, options const& o) : self_(std::move(self)) {
+  regions_.push_back(region_entry{self_, {self_key}, o.public_url, o.location});
+  for (auto const& r : o.regions)
+    if (r.name != self_) regions_.push_back(r);
+}
+
+region_entry const* directory::find(std::string_view region) const {
+  auto it = std::find_if(regions_.begin(), regions_.end(), [&](auto const& r) { return r.name == region; });
+  return it == regions_.end() ? nullptr : &*it;
+}
+
+char const* to_string(reject_reason r) {
+  switch (r) {
+    case reject_reason::malformed:
+      return "malformed";
+    case reject_reason::unknown_region:
+      return "unknown_region";
+    case reject_reason::bad_signature:
+      return "bad_signature";
+    case reject_reason::origin_mismatch:
+      return "origin_mismatch";
+    case reject_reason::wrong_destination:
+      return "wrong_destination";
+    case reject_reason::foreign_user:
+      return "foreign_user";
+    case reject_reason::unknown_user:
+      return "unknown_user";
+    case reject_reason::unknown_message:
+      return "unknown_message";
+    case reject_reason::replayed:
+      return "replayed";
+    case reject_reason::out_of_order:
+      return "out_of_order";
+    case reject_reason::stale:
+      return "stale";
+    case reject_reason::count_:
+      break;
+  }
+  return "unknown";
+}
+
+std::string seal(std::string body_bytes, std::string const& origin, secret_key const& key) {
+  envelope e;
+  e.set_origin(origin);
+  e.set_body(std::move(body_bytes));
+  auto msg = signed_bytes(e.body());
+  std::string sig(crypto_sign_BYTES, '\0');
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(sig.data()), nullptr,
+                       reinterpret_cast<unsigned char const*>(msg.data()), msg.size(), key.data());
+  e.set_signature(std::move(sig));
+  return e.SerializeAsString();
+}
+
+opened open(std::string_view bytes, std::string_view subject_origin, directory const& dir) {
+  opened out;
+  envelope e;
+  if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || e.origin().empty() ||
+      e.signature().size() != crypto_sign_BYTES) {
+    out.why = reject_reason::malformed;
+    return out;
+  }
+  auto const* signer = dir.find(e.origin());
+  if (!signer || e.origin() == dir.self()) {
+    out.why = reject_reason::unknown_region;
+    return out;
+  }
+  auto msg = signed_bytes(e.body());
+  bool verified = std::any_of(signer->keys.begin(), signer->keys.end(), [&](public_key const& k) {
+    return crypto_sign_verify_detached(reinterpret_cast<unsigned char const*>(e.signature().data()),
+                                       reinterpret_cast<unsigned char const*>(msg.data()), msg.size(),
+                                       k.data()) == 0;
+  });
+  if (!verified) {
+    out.why = reject_reason::bad_signature;
+    return out;
+  }
+  body b;
+  if (!b.ParseFromString(e.body())) {
+    out.why = reject_reason::malformed;
+    return out;
+  }
+  if (b.origin() != e.origin() || e.origin() != subject_origin) {
+    out.why = reject_reason::origin_mismatch;
+    return out;
+  }
+  if (auto why = check_body(b, dir)) {
+    out.why = *why;
+    return out;
+  }
+  out.content = std::move(b);
+  return out;
+}
+
+}  // namespace petchat::federation

@@ -1,0 +1,204 @@
+// Federation between regions over NATS JetStream: the region directory, signed envelopes,
+// and the link that carries them. docs/FEDERATION.md is the design; in short:
+//
+//  - Durable kinds (messages, receipts, deletions) are written by the message service into
+//    a durable outbox in the same RocksDB batch as the local change, so an `accepted`
+//    never waits on NATS and a crash never loses an accepted message. The link publishes
+//    the outbox in order to the destination region's inbound stream and deletes what
+//    JetStream acknowledged.
+//  - Each region owns one inbound stream. The link reads it with an ordered push consumer
+//    from the stream position the message service stored with the last applied batch, so
+//    stream position and effects commit together (exactly-once effect).
+//  - Ephemeral kinds (presence, typing) go on plain NATS subjects and are never stored.
+//
+// This folder knows nothing of WebSockets or of RocksDB: the node hands the link a
+// `local_store` (the message service) and callbacks.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "federation.pb.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace petchat::federation {
+
+using public_key = std::array<std::uint8_t, 32>;
+using secret_key = std::array<std::uint8_t, 64>;
+
+// One region of the federation, as the directory (static config) describes it.
+struct region_entry {
+  std::string name;
+  // Keys envelopes of this region may be signed with. More than one while a key rotates.
+  std::vector<public_key> keys;
+  std::string url;       // public base URL clients connect to, e.g. https://eu.example.org
+  std::string location;  // optional "latitude,longitude" for nearest-region choice
+};
+
+// The [federation] config section.
+struct options {
+  std::vector<std::string> nats_urls;  // empty: federation off, the node is standalone
+  std::string jetstream_domain;        // JetStream domain of the node's own nats-server
+  std::string credentials_file;        // NATS .creds (user JWT + nkey seed)
+  std::string nkey;                    // public nkey (U...) for nkey authentication
+  std::string nkey_seed_file;          // its seed file
+  std::string user;                    // user/password authentication
+  std::string password;
+  std::string tls_ca_file;  // any of the tls_* set: TLS to NATS
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string subject_prefix = "petchat";
+  std::uint32_t retention_s = 7 * 24 * 3600;  // how long the inbound stream keeps traffic
+  std::uint64_t max_stream_bytes = 1ull << 30;
+  std::uint32_t publish_timeout_ms = 5000;
+  std::uint32_t reconnect_wait_ms = 1000;
+  std::uint32_t presence_interval_s = 10;  // remote presence is at most 3x this stale
+  std::string public_url;                  // this region's entry in GET /v1/regions
+  std::string location;
+  std::vector<region_entry> regions;  // the other regions
+
+  bool enabled() const { return !nats_urls.empty(); }
+};
+
+// Region name -> entry, including this region itself.
+class directory {
+ public:
+  directory() = default;
+  directory(std::string self, public_key self_key, options const& o);
+
+  std::string const& self() const { return self_; }
+  region_entry const* find(std::string_view region) const;
+  bool is_remote(std::string_view region) const { return region != self_ && find(region) != nullptr; }
+  std::vector<region_entry> const& all() const { return regions_; }  // self first
+
+ private:
+  std::string self_;
+  std::vector<region_entry> regions_;
+};
+
+// Why an envelope was refused. Stable names: they appear in metrics, logs and status.
+enum class reject_reason {
+  malformed,          // not an envelope, or a body that does not parse or lacks fields
+  unknown_region,     // the signer is not in the directory
+  bad_signature,      // signature does not verify against the signer's keys
+  origin_mismatch,    // signer, body origin and subject disagree on the origin region
+  wrong_destination,  // addressed to another region
+  foreign_user,       // speaks for a user of another region than the signer
+  unknown_user,       // names a user of this region that does not exist
+  unknown_message,    // a receipt or deletion for a message this region does not have
+  replayed,           // a lane position already applied (duplicate or replay)
+  out_of_order,       // a lane position ahead of the next expected one (resent later)
+  stale,              // an ephemeral envelope too old to act on
+  count_
+};
+char const* to_string(reject_reason r);
+
+// Signs a serialized `body` as `origin`: the serialized envelope.
+std::string seal(std::string body_bytes, std::string const& origin, secret_key const& key);
+
+// Parses and verifies an envelope that arrived on a subject whose origin token is
+// `subject_origin`. Checks the signature, signer, destination and field presence; the
+// message service checks what needs its store (users, messages, lanes).
+struct opened {
+  std::optional<body> content;
+  reject_reason why = reject_reason::malformed;  // when !content
+};
+opened open(std::string_view bytes, std::string_view subject_origin, directory const& dir);
+
+// What the link needs from the node's store (implemented by the message service). Every
+// call blocks and is made from the link's own threads, never from an I/O thread.
+class local_store {
+ public:
+  virtual ~local_store() = default;
+
+  struct outgoing {
+    std::uint64_t lane_seq;
+    std::string body;  // serialized `body`, unsigned
+  };
+  // Destinations with outbox entries, and the oldest entries for one of them.
+  virtual std::vector<std::string> outbox_destinations() = 0;
+  virtual std::vector<outgoing> outbox_peek(std::string const& destination, std::size_t limit) = 0;
+  // JetStream stored everything up to `lane_seq`: forget it. Durable on return.
+  virtual void outbox_sent(std::string const& destination, std::uint64_t lane_seq) = 0;
+  struct backlog {
+    std::uint64_t entries = 0;
+    std::int64_t oldest_created_at_ms = 0;
+  };
+  virtual std::map<std::string, backlog> outbox_backlog() = 0;
+
+  // Stream position of the last inbound envelope applied or refused.
+  virtual std::uint64_t inbound_position() = 0;
+  struct inbound {
+    std::uint64_t stream_seq = 0;
+    std::optional<body> content;  // verified; empty when `open` refused it
+  };
+  // Applies verified envelopes in order and stores the position of the last one, in one
+  // durable write. Returns the refusals that needed the store (unknown user, replay...).
+  virtual std::vector<reject_reason> apply(std::vector<inbound> batch) = 0;
+};
+
+struct region_status {
+  std::string region;
+  std::uint64_t outbox = 0;               // waiting to go to that region
+  std::int64_t oldest_undelivered_ms = 0;  // age of the oldest, 0 if none
+};
+
+struct status {
+  bool enabled = false;
+  bool connected = false;
+  std::string server;  // URL of the NATS server connected to
+  std::string last_error;
+  std::string stream;
+  std::uint64_t stream_last_seq = 0;
+  std::uint64_t applied_position = 0;
+  std::uint64_t inbound_backlog = 0;  // in the stream, not yet applied
+  std::uint64_t published = 0;        // envelopes stored by JetStream since start
+  std::uint64_t applied = 0;          // inbound envelopes applied since start
+  std::vector<region_status> regions;
+  std::map<std::string, std::uint64_t> rejects;  // by reason
+};
+
+// The NATS link. Runs its own threads: one for connection management and publishing, one
+// applying inbound batches; NATS.c's threads only verify and queue.
+class link {
+ public:
+  // `on_ephemeral` gets verified presence and typing bodies, on a NATS thread: it must only
+  // post elsewhere. `presence_snapshot` returns this region's online users who have contacts in
+  // `region`, for the periodic refresh.
+  using ephemeral_handler = std::function<void(body const&)>;
+  using presence_source = std::function<presence_update(std::string const& region)>;
+
+  link(options o, directory const& dir, secret_key key, local_store& store, ephemeral_handler on_ephemeral,
+       presence_source presence_snapshot, std::shared_ptr<spdlog::logger> log);
+  ~link();
+  link(link const&) = delete;
+  link& operator=(link const&) = delete;
+
+  void start();
+  void stop();  // drains the subscription, then stops the threads
+
+  // New outbox entries are committed: publish soon.
+  void wake();
+  // Best-effort, never blocks on the network: presence or typing for `destination`.
+  void send_ephemeral(std::string const& destination, body b);
+
+  status snapshot();
+  void count_reject(reject_reason r);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace petchat::federation

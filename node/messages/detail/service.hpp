@@ -1,0 +1,256 @@
+// The message service's state and the helpers its translation units share
+// (messages.cpp: the client-facing operations; federated.cpp: the federation side).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+
+#include "federation/federation.hpp"
+#include "message_records.pb.h"
+#include "node/format/format.hpp"
+#include "node/ids/ids.hpp"
+#include "node/messages/detail/keys.hpp"
+#include "node/messages/messages.hpp"
+#include "node/users/detail/tokens.hpp"
+#include "store/rocks/rocks.hpp"
+
+namespace petchat::messages {
+namespace service_detail {
+
+using format::now_ms;
+
+using errors::code;
+using errors::fail;
+using store::cf;
+namespace keys = detail;
+
+inline constexpr std::size_t message_id_bytes = 16;
+
+// An event appended to a mailbox by a write, reported to the listener after the commit.
+struct news {
+  std::string user;
+  std::uint64_t seq;
+  records::stored_event event;
+};
+
+// The client's view of a stored event. Message events carry only the message id in the
+// store: `message` supplies the content (false if it is missing, e.g. expired).
+inline bool to_client_event(records::stored_event const& e, std::optional<client::message> message, client::event& out) {
+  switch (e.kind_case()) {
+    case records::stored_event::kMessageId:
+      if (!message) return false;
+      *out.mutable_message() = std::move(*message);
+      return true;
+    case records::stored_event::kReceipt:
+      *out.mutable_receipt() = e.receipt();
+      return true;
+    case records::stored_event::kReadMark:
+      *out.mutable_read_mark() = e.read_mark();
+      return true;
+    case records::stored_event::kDeleted:
+      *out.mutable_deleted() = e.deleted();
+      return true;
+    default:
+      return false;
+  }
+}
+inline constexpr std::size_t max_client_id = 64;
+
+inline std::string print_id(std::string const& raw) {
+  return users::detail::base64url(raw);
+}
+
+inline std::optional<std::string> parse_id(std::string const& printed) {
+  auto raw = users::detail::from_base64url(printed);
+  if (!raw || raw->size() != message_id_bytes) return std::nullopt;
+  return raw;
+}
+
+template <typename T>
+inline std::optional<T> parse(std::optional<std::string> const& bytes) {
+  if (!bytes) return std::nullopt;
+  T t;
+  if (!t.ParseFromString(*bytes)) return std::nullopt;
+  return t;
+}
+
+// Per-user token bucket: `rate` sends per second, bursts of 2 * rate.
+class send_limiter {
+ public:
+  explicit send_limiter(std::uint32_t rate) : rate_(rate) {}
+  bool allow(std::string const& user) {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    if (buckets_.size() > 100000) buckets_.clear();  // bounded; at worst forgives a burst
+    auto [it, fresh] = buckets_.try_emplace(user, bucket{2.0 * rate_, now});
+    auto& b = it->second;
+    double elapsed = std::chrono::duration<double>(now - b.at).count();
+    b.tokens = std::min(2.0 * rate_, b.tokens + elapsed * rate_);
+    b.at = now;
+    if (b.tokens < 1.0) return false;
+    b.tokens -= 1.0;
+    return true;
+  }
+
+ private:
+  struct bucket {
+    double tokens;
+    std::chrono::steady_clock::time_point at;
+  };
+  double rate_;
+  std::mutex mutex_;  // guards buckets_
+  std::unordered_map<std::string, bucket> buckets_;
+};
+
+
+}  // namespace service_detail
+
+using namespace service_detail;
+
+struct message_service::impl {
+  config::messages_section options;
+  std::string region;
+  std::uint16_t region_hash;
+  users::user_service& users;
+  store::rocks_db db;
+  send_limiter limiter;
+  mailbox_listener listener;
+
+  // Federation (null/empty when standalone). Set before traffic.
+  federation::directory const* regions = nullptr;
+  std::function<void()> on_outbox;  // outbox entries were committed
+  std::unique_ptr<federation::local_store> fed_store;
+
+  impl(config::messages_section const& o, std::string r, std::filesystem::path const& data_dir, users::user_service& u,
+       bool sync)
+      : options(o),
+        region(std::move(r)),
+        region_hash(static_cast<std::uint16_t>(std::hash<std::string>{}(region))),
+        users(u),
+        db(store::rocks_options{data_dir / "messages", 1024, sync}),
+        limiter(o.max_per_second) {}
+
+  // Tells the listener about a committed event, with its content: live sessions that are
+  // up to date forward it without reading the store again.
+  void notify(news const& n, client::message const* message) const {
+    if (!listener) return;
+    auto ev = std::make_shared<client::event>();
+    ev->set_seq(n.seq);
+    std::optional<client::message> content;
+    if (message) content = *message;
+    if (!to_client_event(n.event, std::move(content), *ev)) return listener(n.user, n.seq, nullptr);
+    listener(n.user, n.seq, std::move(ev));
+  }
+
+  // Appends an event to `user`'s mailbox inside a write; returns its seq.
+  static std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e) {
+    auto head = b.get(cf::state, keys::head_key(user));
+    std::uint64_t seq = (head ? keys::from_be64(*head) : 0) + 1;
+    b.put(cf::mailbox, keys::mailbox_key(user, seq), e.SerializeAsString());
+    b.put(cf::state, keys::head_key(user), keys::be64(seq));
+    return seq;
+  }
+
+  bool is_local(std::string const& user) const { return region_of(user) == region; }
+
+  static std::string region_of(std::string const& user) {
+    auto at = user.rfind('@');
+    return at == std::string::npos ? std::string() : user.substr(at + 1);
+  }
+
+  // Queues a durable federation envelope for `destination` inside a write: the next seq
+  // of that lane, in the order of commits. The link publishes it after the commit.
+  void to_outbox(store::rocks_batch& b, std::string const& destination, federation::body body) const {
+    auto epoch_raw = b.get(cf::state, keys::lane_epoch_key());
+    std::uint64_t epoch = epoch_raw ? keys::from_be64(*epoch_raw) : 0;
+    if (epoch == 0) {
+      epoch = keys::random_u64() | 1;
+      b.put(cf::state, keys::lane_epoch_key(), keys::be64(epoch));
+    }
+    auto lane_raw = b.get(cf::state, keys::outbound_lane_key(destination));
+    std::uint64_t seq = (lane_raw ? keys::from_be64(*lane_raw) : 0) + 1;
+    b.put(cf::state, keys::outbound_lane_key(destination), keys::be64(seq));
+    body.set_origin(region);
+    body.set_destination(destination);
+    body.set_lane_epoch(epoch);
+    body.set_lane_seq(seq);
+    body.set_created_at_ms(now_ms());
+    b.put(cf::outbox, keys::outbox_key(destination, seq), body.SerializeAsString());
+  }
+
+  // A receipt about a message `to` sent: into their mailbox here, or to their region.
+  // Returns true if it went to the outbox.
+  bool deliver_receipt(store::rocks_batch& b, std::string const& to, client::receipt const& receipt,
+                       std::vector<news>& heads) const {
+    if (!is_local(to)) {
+      federation::body body;
+      *body.mutable_receipt() = receipt;
+      to_outbox(b, region_of(to), std::move(body));
+      return true;
+    }
+    records::stored_event r;
+    *r.mutable_receipt() = receipt;
+    heads.push_back({to, append(b, to, r), r});
+    return false;
+  }
+
+  // Stores a conversation on first contact, with both members' contact entries.
+  static void ensure_conversation(store::rocks_batch& b, std::string const& conv, std::string const& a,
+                                  std::string const& c) {
+    if (b.get(cf::conversations, conv)) return;
+    records::conversation_record rec;
+    rec.add_members(a);
+    if (c != a) rec.add_members(c);
+    b.put(cf::conversations, conv, rec.SerializeAsString());
+    b.put(cf::conversations, keys::contact_key(a, c), conv);
+    b.put(cf::conversations, keys::contact_key(c, a), conv);
+  }
+
+  // After a commit: live sessions learn of new events, the link of new outbox entries.
+  void after_commit(std::vector<news> const& heads, bool queued, client::message const* message = nullptr) const {
+    for (auto const& n : heads) notify(n, message);
+    if (queued && on_outbox) on_outbox();
+  }
+
+  std::optional<records::stored_message> load(std::string const& raw_id) const {
+    return parse<records::stored_message>(db.get(cf::messages, raw_id));
+  }
+
+  // A stored message as `user` may see it: not expired, not hidden for them.
+  std::optional<client::message> visible(records::stored_message const& m, std::string const& user,
+                                         std::int64_t now) const {
+    if (m.message().expires_at_ms() <= now) return std::nullopt;
+    for (auto const& h : m.hidden_for())
+      if (h == user) return std::nullopt;
+    return m.message();
+  }
+
+  std::optional<records::conversation_record> conversation(std::string const& id) const {
+    return parse<records::conversation_record>(db.get(cf::conversations, id));
+  }
+
+  bool member(std::string const& user, std::string const& conv) const {
+    auto c = conversation(conv);
+    if (!c) return false;
+    return std::find(c->members().begin(), c->members().end(), user) != c->members().end();
+  }
+
+  // A recipient: an existing user of this region, or any user of a federated region
+  // (whose node checks the account and answers UNDELIVERABLE if there is none).
+  result<std::string> recipient(std::string const& to) const {
+    auto id = ids::parse_user_id(to, region);
+    if (!id) return fail(code::invalid_field, "'to' must be a user id (name@region)", "to");
+    if (id->region != region) {
+      if (regions && regions->is_remote(id->region)) return id->str();
+      return fail(code::user_not_found, "no user '" + to + "': region '" + id->region + "' is not federated with this one");
+    }
+    auto p = users.get_profile(id->name);
+    if (!p) return fail(code::user_not_found, "no user '" + to + "'");
+    return id->str();
+  }
+};
+
+}  // namespace petchat::messages

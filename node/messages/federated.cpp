@@ -1,0 +1,248 @@
+// The message service's side of federation: the durable outbox the link publishes from,
+// and applying inbound envelopes (messages, receipts, deletions) exactly once.
+//
+// Lanes: every durable envelope carries (lane epoch, lane seq) of its origin -> destination
+// lane. The state column family keeps, per origin, the last applied (epoch, seq); an
+// envelope is applied only if it is the next one, in the same write that records it, so
+// redeliveries and replays have no effect and the order of the origin's commits is kept.
+// The inbound stream position is stored in that write too.
+#include <future>
+
+#include "node/messages/detail/service.hpp"
+
+namespace petchat::messages {
+namespace {
+
+using federation::reject_reason;
+
+// Runs one write on the commit pipeline and waits for it (link threads only).
+store::write_outcome write_blocking(store::rocks_db& db, store::rocks_db::write_fn fn) {
+  auto done = std::make_shared<std::promise<store::write_outcome>>();
+  auto result = done->get_future();
+  db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
+  return result.get();
+}
+
+struct lane_state {
+  std::uint64_t epoch = 0;
+  std::uint64_t seq = 0;
+};
+
+lane_state read_lane(store::rocks_batch& b, std::string const& origin) {
+  auto v = b.get(cf::state, keys::inbound_lane_key(origin));
+  if (!v || v->size() != 16) return {};
+  return {keys::from_be64(std::string_view(*v).substr(0, 8)), keys::from_be64(std::string_view(*v).substr(8))};
+}
+
+class federated_store final : public federation::local_store {
+ public:
+  explicit federated_store(message_service::impl& m) : m_(m) {}
+
+  std::vector<std::string> outbox_destinations() override {
+    std::vector<std::string> out;
+    std::string from;
+    for (;;) {
+      std::optional<std::string> next;
+      m_.db.scan(cf::outbox, from, "", [&](std::string_view key, std::string_view) {
+        next = std::string(key.substr(0, key.find('\0')));
+        return false;
+      });
+      if (!next) break;
+      out.push_back(*next);
+      from = *next + '\x01';
+    }
+    return out;
+  }
+
+  std::vector<outgoing> outbox_peek(std::string const& destination, std::size_t limit) override {
+    std::vector<outgoing> out;
+    std::uint64_t after = sent_upto(destination);
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), destination + '\x01',
+               [&](std::string_view key, std::string_view value) {
+                 out.push_back({keys::from_be64(key.substr(destination.size() + 1)), std::string(value)});
+                 return out.size() < limit;
+               });
+    return out;
+  }
+
+  void outbox_sent(std::string const& destination, std::uint64_t lane_seq) override {
+    std::uint64_t from = sent_upto(destination) + 1;
+    store::rocks_db::write_fn fn = [destination, from, lane_seq](store::rocks_batch& b) {
+      for (std::uint64_t s = from; s <= lane_seq; ++s) b.erase(cf::outbox, keys::outbox_key(destination, s));
+      return true;
+    };
+    if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)
+      throw store::rocks_error("cannot trim the federation outbox");
+    std::lock_guard lock(mutex_);
+    sent_[destination] = lane_seq;
+  }
+
+  std::map<std::string, backlog> outbox_backlog() override {
+    std::map<std::string, backlog> out;
+    for (auto const& dest : outbox_destinations()) {
+      auto& b = out[dest];
+      m_.db.scan(cf::outbox, keys::outbox_key(dest, sent_upto(dest) + 1), dest + '\x01',
+                 [&](std::string_view, std::string_view value) {
+                   if (b.entries++ == 0) {
+                     federation::body body;
+                     if (body.ParseFromArray(value.data(), static_cast<int>(value.size())))
+                       b.oldest_created_at_ms = body.created_at_ms();
+                   }
+                   return true;
+                 });
+    }
+    return out;
+  }
+
+  std::uint64_t inbound_position() override {
+    auto v = m_.db.get(cf::state, keys::inbound_position_key());
+    return v ? keys::from_be64(*v) : 0;
+  }
+
+  std::vector<reject_reason> apply(std::vector<inbound> batch) override {
+    struct state {
+      std::vector<news> heads;
+      std::vector<reject_reason> refused;
+      bool queued = false;
+    };
+    auto st = std::make_shared<state>();
+    auto items = std::make_shared<std::vector<inbound>>(std::move(batch));
+    store::rocks_db::write_fn fn = [this, st, items](store::rocks_batch& b) {
+      *st = state{};
+      for (auto const& item : *items)
+        if (item.content) apply_one(b, *item.content, *st);
+      b.put(cf::state, keys::inbound_position_key(), keys::be64(items->back().stream_seq));
+      return true;
+    };
+    if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)
+      throw store::rocks_error("cannot store inbound federation envelopes");
+    m_.after_commit(st->heads, st->queued);
+    return st->refused;
+  }
+
+ private:
+  template <typename State>
+  void apply_one(store::rocks_batch& b, federation::body const& body, State& st) {
+    if (!body.has_message() && !body.has_receipt() && !body.has_deleted())
+      return st.refused.push_back(reject_reason::malformed);  // ephemeral kinds never come through the stream
+    auto lane = read_lane(b, body.origin());
+    if (lane.epoch == body.lane_epoch()) {
+      if (body.lane_seq() <= lane.seq) return st.refused.push_back(reject_reason::replayed);
+      if (body.lane_seq() != lane.seq + 1) return st.refused.push_back(reject_reason::out_of_order);
+    }
+    // A first envelope, or a new epoch (the origin's store was recreated): the lane starts here.
+    b.put(cf::state, keys::inbound_lane_key(body.origin()), keys::be64(body.lane_epoch()) + keys::be64(body.lane_seq()));
+    std::optional<reject_reason> refused;
+    if (body.has_message())
+      refused = apply_message(b, body, st);
+    else if (body.has_receipt())
+      refused = apply_receipt(b, body.receipt(), st);
+    else
+      refused = apply_deleted(b, body.deleted(), st);
+    if (refused) st.refused.push_back(*refused);
+  }
+
+  template <typename State>
+  std::optional<reject_reason> apply_message(store::rocks_batch& b, federation::body const& body, State& st) {
+    auto const& msg = body.message();
+    auto raw = parse_id(msg.id());
+    if (!raw) return reject_reason::malformed;
+    auto to = ids::parse_user_id(msg.to(), m_.region);
+    if (!to || !m_.users.get_profile(to->name)) {
+      client::receipt r;  // tell the sender it will never arrive
+      r.set_message_id(msg.id());
+      r.set_conversation_id(msg.conversation_id());
+      r.set_status(client::UNDELIVERABLE);
+      r.set_by(msg.to());
+      r.set_at_ms(now_ms());
+      st.queued |= m_.deliver_receipt(b, msg.from(), r, st.heads);
+      return reject_reason::unknown_user;
+    }
+    if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to())) return reject_reason::malformed;
+    if (b.get(cf::messages, *raw)) return std::nullopt;  // already here
+    if (msg.expires_at_ms() <= now_ms()) return std::nullopt;  // expired on the way: never served
+    records::stored_message stored;
+    *stored.mutable_message() = msg;
+    b.put(cf::messages, *raw, stored.SerializeAsString());
+    b.put(cf::history, keys::history_key(msg.conversation_id(), *raw), "");
+    b.put(cf::expiry, keys::expiry_key(msg.expires_at_ms(), *raw), "");
+    message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to());
+    records::stored_event e;
+    e.set_message_id(*raw);
+    st.heads.push_back({msg.to(), message_service::impl::append(b, msg.to(), e), e});
+    return std::nullopt;
+  }
+
+  template <typename State>
+  std::optional<reject_reason> apply_receipt(store::rocks_batch& b, client::receipt const& r, State& st) {
+    auto raw = parse_id(r.message_id());
+    auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
+    if (!sm) return reject_reason::unknown_message;  // expired or deleted meanwhile, or never sent
+    if (sm->message().to() != r.by() || !m_.is_local(sm->message().from())) return reject_reason::foreign_user;
+    bool news = r.status() == client::UNDELIVERABLE;
+    if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
+      sm->set_delivered_at_ms(r.at_ms());
+      news = true;
+    }
+    if (r.status() == client::READ && sm->read_at_ms() == 0) {
+      sm->set_read_at_ms(r.at_ms());
+      if (sm->delivered_at_ms() == 0) sm->set_delivered_at_ms(r.at_ms());
+      news = true;
+    }
+    if (!news) return std::nullopt;
+    b.put(cf::messages, *raw, sm->SerializeAsString());
+    m_.deliver_receipt(b, sm->message().from(), r, st.heads);
+    return std::nullopt;
+  }
+
+  template <typename State>
+  std::optional<reject_reason> apply_deleted(store::rocks_batch& b, client::deleted const& d, State& st) {
+    auto raw = parse_id(d.message_id());
+    auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
+    if (!sm) return std::nullopt;  // expired already: nothing to delete
+    auto const& msg = sm->message();
+    if (msg.from() != d.by() || !m_.is_local(msg.to())) return reject_reason::foreign_user;
+    b.erase(cf::messages, *raw);
+    b.erase(cf::history, keys::history_key(msg.conversation_id(), *raw));
+    b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), *raw));
+    records::stored_event e;
+    *e.mutable_deleted() = d;
+    st.heads.push_back({msg.to(), message_service::impl::append(b, msg.to(), e), e});
+    return std::nullopt;
+  }
+
+  // Where the untrimmed part of a destination's outbox starts (minus one). Scanning from
+  // there skips the tombstones of trimmed entries.
+  std::uint64_t sent_upto(std::string const& destination) {
+    std::lock_guard lock(mutex_);
+    auto it = sent_.find(destination);
+    if (it != sent_.end()) return it->second;
+    std::uint64_t first = 0;
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, 0), destination + '\x01',
+               [&](std::string_view key, std::string_view) {
+                 first = keys::from_be64(key.substr(destination.size() + 1));
+                 return false;
+               });
+    std::uint64_t upto = first > 0 ? first - 1 : 0;
+    if (first == 0)
+      if (auto lane = m_.db.get(cf::state, keys::outbound_lane_key(destination))) upto = keys::from_be64(*lane);
+    sent_[destination] = upto;
+    return upto;
+  }
+
+  message_service::impl& m_;
+  std::mutex mutex_;
+  std::map<std::string, std::uint64_t> sent_;  // per destination: outbox trimmed up to here (guarded)
+};
+
+}  // namespace
+
+federation::local_store& message_service::enable_federation(federation::directory const& regions,
+                                                            std::function<void()> on_outbox) {
+  impl_->regions = &regions;
+  impl_->on_outbox = std::move(on_outbox);
+  impl_->fed_store = std::make_unique<federated_store>(*impl_);
+  return *impl_->fed_store;
+}
+
+}  // namespace petchat::messages
