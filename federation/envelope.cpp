@@ -130,8 +130,7 @@ opened open(std::string_view bytes, std::string_view subject_origin, directory c
   auto msg = signed_bytes(e.body());
   bool verified = std::any_of(signer->keys.begin(), signer->keys.end(), [&](public_key const& k) {
     return crypto_sign_verify_detached(reinterpret_cast<unsigned char const*>(e.signature().data()),
-                                       reinterpret_cast<unsigned char const*>(msg.data()), msg.size(),
-                                       k.data()) == 0;
+                                       reinterpret_cast<unsigned char const*>(msg.data()), msg.size(), k.data()) == 0;
   });
   if (!verified) {
     out.why = reject_reason::bad_signature;

@@ -150,7 +150,7 @@ class local_store {
 
 struct region_status {
   std::string region;
-  std::uint64_t outbox = 0;               // waiting to go to that region
+  std::uint64_t outbox = 0;                // waiting to go to that region
   std::int64_t oldest_undelivered_ms = 0;  // age of the oldest, 0 if none
 };
 
@@ -193,7 +193,14 @@ class link {
   // Best-effort, never blocks on the network: presence or typing for `destination`.
   void send_ephemeral(std::string const& destination, body b);
 
+  // Everything `petchatctl federation status` shows. Blocking (scans the outbox): call
+  // off the I/O threads.
   status snapshot();
+  bool connected() const;
+  // Cheap counters for metrics.
+  std::uint64_t published() const;
+  std::uint64_t applied() const;
+  std::uint64_t rejected() const;
   void count_reject(reject_reason r);
 
  private:

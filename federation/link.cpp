@@ -22,7 +22,7 @@ using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr std::size_t publish_batch = 512;
-constexpr std::size_t max_queued = 4096;     // inbound envelopes waiting to be applied
+constexpr std::size_t max_queued = 4096;  // inbound envelopes waiting to be applied
 constexpr std::size_t apply_batch = 512;
 constexpr auto stream_info_every = 1s;
 constexpr auto purge_every = 30s;
@@ -85,7 +85,7 @@ struct link::impl {
   std::mutex queue_mutex;
   std::condition_variable queue_filled, queue_drained;
   std::deque<local_store::inbound> queue;  // guarded by queue_mutex
-  bool applier_stop = false;              // guarded by queue_mutex
+  bool applier_stop = false;               // guarded by queue_mutex
 
   std::mutex status_mutex;
   status cached;  // stream figures and last error, guarded by status_mutex
@@ -189,7 +189,8 @@ struct link::impl {
     natsMsg_Destroy(msg);
     if (!opened.content) return me->count(opened.why, "live subject");
     auto const& b = *opened.content;
-    if (!b.has_presence() && !b.has_typing()) return me->count(reject_reason::malformed, "durable kind on live subject");
+    if (!b.has_presence() && !b.has_typing())
+      return me->count(reject_reason::malformed, "durable kind on live subject");
     if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms)
       return me->count(reject_reason::stale, "live envelope from " + b.origin());
     if (me->on_ephemeral) me->on_ephemeral(b);
@@ -482,8 +483,8 @@ struct link::impl {
 
 link::link(options o, directory const& dir, secret_key key, local_store& store, ephemeral_handler on_ephemeral,
            presence_source presence_snapshot, std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_unique<impl>(std::move(o), dir, key, store, std::move(on_ephemeral),
-                                   std::move(presence_snapshot), std::move(log))) {}
+    : impl_(std::make_unique<impl>(std::move(o), dir, key, store, std::move(on_ephemeral), std::move(presence_snapshot),
+                                   std::move(log))) {}
 
 link::~link() {
   stop();
@@ -538,6 +539,24 @@ void link::count_reject(reject_reason r) {
   impl_->count(r, "");
 }
 
+bool link::connected() const {
+  return impl_->connected.load();
+}
+
+std::uint64_t link::published() const {
+  return impl_->published.load();
+}
+
+std::uint64_t link::applied() const {
+  return impl_->applied.load();
+}
+
+std::uint64_t link::rejected() const {
+  std::uint64_t n = 0;
+  for (auto const& r : impl_->rejects) n += r.load();
+  return n;
+}
+
 status link::snapshot() {
   auto& m = *impl_;
   status s;
@@ -563,7 +582,8 @@ status link::snapshot() {
     region_status rs{r.name, 0, 0};
     if (auto it = backlog.find(r.name); it != backlog.end()) {
       rs.outbox = it->second.entries;
-      rs.oldest_undelivered_ms = it->second.entries ? std::max<std::int64_t>(0, now - it->second.oldest_created_at_ms) : 0;
+      rs.oldest_undelivered_ms =
+          it->second.entries ? std::max<std::int64_t>(0, now - it->second.oldest_created_at_ms) : 0;
     }
     s.regions.push_back(rs);
   }

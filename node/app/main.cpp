@@ -92,6 +92,66 @@ asio::awaitable<void> sweep_expired_messages(messages::message_service& messages
   }
 }
 
+// Presence and typing from other regions (verified envelopes, on a NATS thread).
+federation::link::ephemeral_handler remote_live_handler(ws::ws_manager& manager, messages::message_service& messages,
+                                                        std::uint32_t interval_s) {
+  return [&manager, &messages, interval_s](federation::body const& b) {
+    auto now = format::now_ms();
+    if (b.has_presence()) {
+      // A report holds for three refresh intervals: a region that goes silent cannot keep
+      // its users online here for longer than that.
+      std::int64_t valid_until = now + 3 * std::int64_t(interval_s) * 1000;
+      std::vector<std::string> online;
+      for (auto const& e : b.presence().entries()) {
+        manager.remote_presence(e.user_id(), e.online(), e.last_seen_ms(), valid_until);
+        if (e.online()) online.push_back(e.user_id());
+      }
+      if (b.presence().full()) manager.remote_presence_full(b.origin(), online, now);
+    } else if (b.has_typing()) {
+      auto const& t = b.typing();
+      auto conv = messages::message_service::conversation_of(t.from(), b.typing_to());
+      if (t.conversation_id() == conv && messages.is_member(b.typing_to(), conv))
+        manager.relay_typing(t.from(), b.typing_to(), conv, t.active());
+    }
+  };
+}
+
+// The periodic presence refresh for one region: our online users with contacts there.
+federation::link::presence_source presence_snapshot(ws::ws_manager& manager) {
+  return [&manager](std::string const& region) {
+    federation::presence_update u;
+    for (auto const& user : manager.online_with_contacts_in(region)) {
+      auto* e = u.add_entries();
+      e->set_user_id(user);
+      e->set_online(true);
+    }
+    return u;
+  };
+}
+
+ws::remote_hooks remote_hooks(std::string const& local_region, federation::link& fed) {
+  ws::remote_hooks h;
+  h.local_region = local_region;
+  h.presence_out = [&fed](std::string const& region, std::string const& user, bool online, std::int64_t last_seen) {
+    federation::body b;
+    auto* e = b.mutable_presence()->add_entries();
+    e->set_user_id(user);
+    e->set_online(online);
+    e->set_last_seen_ms(last_seen);
+    fed.send_ephemeral(region, std::move(b));
+  };
+  h.typing_out = [&fed](std::string const& from, std::string const& to, std::string const& conv, bool active) {
+    federation::body b;
+    auto* t = b.mutable_typing();
+    t->set_from(from);
+    t->set_conversation_id(conv);
+    t->set_active(active);
+    b.set_typing_to(to);
+    fed.send_ephemeral(to.substr(to.rfind('@') + 1), std::move(b));
+  };
+  return h;
+}
+
 int run(config::node_config const& cfg, std::string const& config_source) {
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
@@ -123,9 +183,10 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   std::unique_ptr<federation::link> fed;
   if (cfg.federation.enabled()) {
     auto& fed_store = messages.enable_federation(regions, [&fed] { fed->wake(); });
-    fed = std::make_unique<federation::link>(
-        cfg.federation, regions, region_secret, fed_store, [](federation::body const&) {},
-        [](std::string const&) { return federation::presence_update{}; }, log::get("federation"));
+    fed = std::make_unique<federation::link>(cfg.federation, regions, region_secret, fed_store,
+                                             remote_live_handler(manager, messages, cfg.federation.presence_interval_s),
+                                             presence_snapshot(manager), log::get("federation"));
+    manager.set_remote_hooks(remote_hooks(cfg.node.region, *fed));
   }
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
@@ -134,10 +195,23 @@ int run(config::node_config const& cfg, std::string const& config_source) {
                     [&manager] { return static_cast<double>(manager.sessions()); });
   metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
                     [&messages] { return static_cast<double>(messages.commits()); });
+  if (fed) {
+    auto* link = fed.get();
+    metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
+                      [link] { return link->connected() ? 1.0 : 0.0; });
+    metrics.add_gauge("petchat_federation_published_envelopes",
+                      "Envelopes JetStream stored for other regions since start",
+                      [link] { return static_cast<double>(link->published()); });
+    metrics.add_gauge("petchat_federation_applied_envelopes", "Inbound envelopes applied since start",
+                      [link] { return static_cast<double>(link->applied()); });
+    metrics.add_gauge("petchat_federation_rejected_envelopes", "Inbound envelopes refused since start (any reason)",
+                      [link] { return static_cast<double>(link->rejected()); });
+  }
   gateway::server_limits limits{cfg.gateway.max_header_bytes, cfg.gateway.max_body_bytes,
                                 std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
                                 std::chrono::milliseconds(cfg.gateway.idle_timeout_ms), cfg.gateway.max_connections};
-  gateway::http_server chat(io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping), "gateway");
+  gateway::http_server chat(
+      io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}), "gateway");
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
   auto port = chat.listen_tcp(cfg.gateway.listen);
   config::listen_address bound = cfg.gateway.listen;
@@ -147,7 +221,8 @@ int run(config::node_config const& cfg, std::string const& config_source) {
                           format::now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
-  gateway::http_server admin(io, admin_limits, gateway::make_admin_api(users, messages, metrics, cpu_pool, info),
+  gateway::http_server admin(io, admin_limits,
+                             gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}),
                              "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);

@@ -160,6 +160,37 @@ void print_status(json::value const& answer) {
                                    {"sessions", field(s, "active") + " active"}});
 }
 
+void print_federation(json::value const& answer) {
+  auto const& o = answer.as_object();
+  if (!o.at("enabled").as_bool()) {
+    std::cout << "region " << field(o, "region") << " is standalone (no [federation] in its config)\n";
+    return;
+  }
+  print_table({"FIELD", "VALUE"},
+              {{"region", field(o, "region")},
+               {"link", o.at("connected").as_bool() ? "connected to " + field(o, "server") : "DISCONNECTED"},
+               {"last error", field(o, "last_error")},
+               {"inbound stream", field(o, "stream")},
+               {"inbound applied", field(o, "applied_position") + " of " + field(o, "stream_last_seq")},
+               {"inbound backlog", field(o, "inbound_backlog")},
+               {"published since start", field(o, "published")},
+               {"applied since start", field(o, "applied")}});
+  std::cout << "\n";
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& r : o.at("regions").as_array()) {
+    auto const& ro = r.as_object();
+    rows.push_back({field(ro, "region"), field(ro, "outbox"), field(ro, "oldest_undelivered_s") + " s"});
+  }
+  print_table({"REGION", "WAITING TO GO", "OLDEST UNDELIVERED"}, rows);
+  std::cout << "\n";
+  rows.clear();
+  for (auto const& [reason, n] : o.at("rejects").as_object()) rows.push_back({std::string(reason), json::serialize(n)});
+  if (rows.empty())
+    std::cout << "no envelopes rejected\n";
+  else
+    print_table({"REJECTED", "COUNT"}, rows);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -195,6 +226,9 @@ int main(int argc, char** argv) {
       messages->add_subcommand("compact", "remove expired messages now and reclaim their disk space");
   auto* sessions_revoke = sessions->add_subcommand("revoke", "revoke a session at once");
   sessions_revoke->add_option("device_id", device_id)->required();
+  auto* federation = app.add_subcommand("federation", "the link to other regions")->require_subcommand(1);
+  auto* federation_status =
+      federation->add_subcommand("status", "link state, known regions, backlogs, rejected envelopes");
 
   try {
     app.parse(argc, argv);
@@ -240,6 +274,9 @@ int main(int argc, char** argv) {
     show = [](json::value const& a) {
       std::cout << "removed " << field(a.as_object(), "expired") << " expired messages; store compacted\n";
     };
+  } else if (federation_status->parsed()) {
+    rc = request(ctx, "GET", "/v1/admin/federation", nullptr, answer);
+    show = print_federation;
   } else if (sessions_revoke->parsed()) {
     rc = request(ctx, "DELETE", "/v1/admin/sessions/" + encode(device_id), nullptr, answer);
     show = [&](json::value const&) { std::cout << "revoked " << device_id << "\n"; };

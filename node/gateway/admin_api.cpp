@@ -19,7 +19,39 @@ struct admin_api {
   metrics::registry& metrics;
   boost::asio::thread_pool& cpu_pool;  // whole-table scans and compaction run here, not on I/O threads
   node_info info;
+  federation_view fed;
 };
+
+// `petchatctl federation status`.
+json::object federation_status(admin_api const& api) {
+  json::object o{{"region", api.info.region}};
+  if (!api.fed.link) {
+    o["enabled"] = false;
+    return o;
+  }
+  auto s = api.fed.link->snapshot();
+  auto now = format::now_ms();
+  json::array regions;
+  for (auto const& r : s.regions)
+    regions.push_back(json::object{
+        {"region", r.region}, {"outbox", r.outbox}, {"oldest_undelivered_s", r.oldest_undelivered_ms / 1000.0}});
+  json::object rejects;
+  for (auto const& [reason, n] : s.rejects) rejects[reason] = n;
+  o["enabled"] = true;
+  o["connected"] = s.connected;
+  o["server"] = s.server;
+  o["last_error"] = s.last_error;
+  o["stream"] = s.stream;
+  o["stream_last_seq"] = s.stream_last_seq;
+  o["applied_position"] = s.applied_position;
+  o["inbound_backlog"] = s.inbound_backlog;
+  o["published"] = s.published;
+  o["applied"] = s.applied;
+  o["regions"] = std::move(regions);
+  o["rejects"] = std::move(rejects);
+  o["at"] = rfc3339(now);
+  return o;
+}
 
 // Sweeps expired messages, then flushes and compacts the store. Compaction rewrites files
 // and can take seconds: it runs on the CPU pool so no I/O thread stalls.
@@ -157,6 +189,11 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
                                   {"revoked", s.revoked}});
     co_return json_response(200, json::object{{"sessions", std::move(list)}});
   }
+  if (what == "federation" && seg.size() == 3) {
+    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    auto work = [api] { return json::value(federation_status(*api)); };  // scans the outbox
+    co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
+  }
   if (what == "messages" && seg.size() == 4 && seg[3] == "compact") {
     if (m != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
     co_return co_await compact(api);
@@ -177,8 +214,8 @@ awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
 }
 
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
-                       boost::asio::thread_pool& cpu_pool, node_info info) {
-  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info)});
+                       boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed) {
+  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info), fed});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

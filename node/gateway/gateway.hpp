@@ -108,8 +108,14 @@ class http_server {
 };
 
 // The chat clients' API (PROTOCOL.md: health, accounts, sessions).
+// The region directory, and the federation link (null when the node is standalone).
+struct federation_view {
+  federation::directory const& regions;
+  federation::link* link = nullptr;
+};
+
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
-                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping);
+                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed);
 
 // What the admin API reports in `status`.
 struct node_info {
@@ -123,6 +129,6 @@ struct node_info {
 // The operators' API (PROTOCOL.md: admin API); `cpu_pool` runs its whole-table scans and
 // the store compaction, so they never stall an I/O thread.
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
-                       boost::asio::thread_pool& cpu_pool, node_info info);
+                       boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed);
 
 }  // namespace petchat::gateway

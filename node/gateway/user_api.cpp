@@ -23,6 +23,7 @@ struct user_api {
   ws::ws_manager& manager;
   metrics::registry& metrics;
   std::shared_ptr<std::atomic<bool>> stopping;
+  federation_view fed;
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };
@@ -254,10 +255,40 @@ awaitable<response> presence_route(std::shared_ptr<user_api> api, request r, std
   co_return json_response(200, o);
 }
 
+std::string hex(federation::public_key const& k) {
+  static char const digits[] = "0123456789abcdef";
+  std::string out;
+  for (auto b : k) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+// The region directory: every region a client may connect to (public, no token).
+response regions(user_api const& api) {
+  json::array list;
+  for (auto const& r : api.fed.regions.all()) {
+    json::array keys;
+    for (auto const& k : r.keys) keys.push_back(json::value(hex(k)));
+    json::object o{{"name", r.name}, {"url", r.url}, {"public_keys", std::move(keys)}};
+    o["location"] = r.location.empty() ? json::value(nullptr) : json::value(r.location);
+    o["self"] = r.name == api.fed.regions.self();
+    list.push_back(std::move(o));
+  }
+  return json_response(200, json::object{{"regions", std::move(list)}});
+}
+
 response method_not_allowed(char const* allowed) {
   auto r = error_response(fail(code::method_not_allowed, std::string("this endpoint allows ") + allowed));
   r.headers.emplace_back("Allow", allowed);
   return r;
+}
+
+// For /readyz: a region is ready without federation (it works alone), but says how it is.
+json::value federation_state(user_api const& api) {
+  if (!api.fed.link) return "standalone";
+  return api.fed.link->connected() ? "connected" : "disconnected";
 }
 
 awaitable<response> route(std::shared_ptr<user_api> api, request r) {
@@ -275,7 +306,11 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     co_return json_response(200, json::object{{"status", "ready"},
                                               {"region", api->users.region()},
                                               {"stores", json::object{{"users", "open"}, {"messages", "open"}}},
-                                              {"federation", "standalone"}});
+                                              {"federation", federation_state(*api)}});
+  }
+  if (p == "/v1/regions") {
+    if (m != "GET") co_return method_not_allowed("GET");
+    co_return regions(*api);
   }
   if (p == "/v1/users") {
     if (m != "POST") co_return method_not_allowed("POST");
@@ -324,8 +359,8 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
 }
 
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
-                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping) {
-  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping)});
+                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed) {
+  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

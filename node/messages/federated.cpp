@@ -131,7 +131,8 @@ class federated_store final : public federation::local_store {
       if (body.lane_seq() != lane.seq + 1) return st.refused.push_back(reject_reason::out_of_order);
     }
     // A first envelope, or a new epoch (the origin's store was recreated): the lane starts here.
-    b.put(cf::state, keys::inbound_lane_key(body.origin()), keys::be64(body.lane_epoch()) + keys::be64(body.lane_seq()));
+    b.put(cf::state, keys::inbound_lane_key(body.origin()),
+          keys::be64(body.lane_epoch()) + keys::be64(body.lane_seq()));
     std::optional<reject_reason> refused;
     if (body.has_message())
       refused = apply_message(b, body, st);
@@ -159,7 +160,7 @@ class federated_store final : public federation::local_store {
       return reject_reason::unknown_user;
     }
     if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to())) return reject_reason::malformed;
-    if (b.get(cf::messages, *raw)) return std::nullopt;  // already here
+    if (b.get(cf::messages, *raw)) return std::nullopt;        // already here
     if (msg.expires_at_ms() <= now_ms()) return std::nullopt;  // expired on the way: never served
     records::stored_message stored;
     *stored.mutable_message() = msg;

@@ -78,8 +78,8 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   std::string recipient_id = *to;
   std::int64_t expires_at = msg->expires_at_ms();
   auto outgoing = std::make_shared<client::message const>(*msg);
-  store::rocks_db::write_fn mutation = [&m, st, from, recipient_id, conv, raw_id, stored_bytes, now, expires_at, outgoing,
-                                        client_id = request.client_id()](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [&m, st, from, recipient_id, conv, raw_id, stored_bytes, now, expires_at,
+                                        outgoing, client_id = request.client_id()](store::rocks_batch& b) {
     st->heads.clear();
     st->queued = false;
     auto idem = keys::idempotency_key(from, client_id);

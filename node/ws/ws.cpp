@@ -2,6 +2,7 @@
 
 #include "node/format/format.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 namespace petchat::ws {
@@ -16,6 +17,11 @@ client::server_frame presence_frame(std::string const& user, bool online, std::i
   p->set_state(online ? client::ONLINE : client::OFFLINE);
   if (!online) p->set_last_seen_ms(last_seen);
   return f;
+}
+
+std::string region_of(std::string const& user) {
+  auto at = user.rfind('@');
+  return at == std::string::npos ? std::string() : user.substr(at + 1);
 }
 
 }  // namespace
@@ -77,6 +83,8 @@ void ws_manager::notify_mailbox(std::string const& user, std::uint64_t head,
 
 void ws_manager::relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id,
                               bool active) {
+  if (hooks_.typing_out && region_of(to) != hooks_.local_region && region_of(from) == hooks_.local_region)
+    return hooks_.typing_out(from, to, conversation_id, active);
   client::server_frame f;
   auto* t = f.mutable_typing();
   t->set_from(from);
@@ -88,6 +96,12 @@ void ws_manager::relay_typing(std::string const& from, std::string const& to, st
 presence_info ws_manager::presence(std::string const& user) const {
   std::lock_guard lock(mutex_);
   presence_info p;
+  if (auto r = remote_.find(user); r != remote_.end()) {
+    bool current = r->second.valid_until_ms > now_ms();
+    p.online = r->second.online && current;
+    p.last_seen_ms = r->second.online ? (current ? 0 : r->second.valid_until_ms) : r->second.last_seen_ms;
+    return p;
+  }
   p.online = sessions_.count(user) > 0;
   if (auto it = last_seen_.find(user); it != last_seen_.end()) p.last_seen_ms = it->second;
   return p;
@@ -104,8 +118,65 @@ std::vector<client::server_frame> ws_manager::presence_of_contacts(std::string c
 
 void ws_manager::broadcast_presence(std::string const& user, bool online, std::int64_t at_ms) {
   auto frame = presence_frame(user, online, at_ms);
+  std::vector<std::string> regions;
+  for (auto const& c : contacts_of_(user)) {
+    for (auto const& s : sinks_of(c)) s->on_frame(frame);
+    auto r = region_of(c);
+    if (r != hooks_.local_region && std::find(regions.begin(), regions.end(), r) == regions.end())
+      regions.push_back(std::move(r));
+  }
+  if (hooks_.presence_out && region_of(user) == hooks_.local_region)
+    for (auto const& r : regions) hooks_.presence_out(r, user, online, at_ms);
+}
+
+void ws_manager::set_remote_hooks(remote_hooks hooks) {
+  hooks_ = std::move(hooks);
+}
+
+void ws_manager::remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms,
+                                 std::int64_t valid_until_ms) {
+  bool changed = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto& r = remote_[user];
+    bool was_online = r.online && r.valid_until_ms > now_ms();
+    changed = was_online != online;
+    r.online = online;
+    if (!online) r.last_seen_ms = last_seen_ms;
+    r.valid_until_ms = valid_until_ms;
+  }
+  if (!changed) return;
+  auto frame = presence_frame(user, online, last_seen_ms);
   for (auto const& c : contacts_of_(user))
     for (auto const& s : sinks_of(c)) s->on_frame(frame);
+}
+
+void ws_manager::remote_presence_full(std::string const& region, std::vector<std::string> const& online,
+                                      std::int64_t at_ms) {
+  std::vector<std::string> gone;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto const& [user, r] : remote_)
+      if (r.online && region_of(user) == region && std::find(online.begin(), online.end(), user) == online.end())
+        gone.push_back(user);
+  }
+  for (auto const& u : gone) remote_presence(u, false, at_ms, at_ms);
+}
+
+std::vector<std::string> ws_manager::online_with_contacts_in(std::string const& region) const {
+  std::vector<std::string> users;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto const& [u, list] : sessions_)
+      if (!list.empty()) users.push_back(u);
+  }
+  std::vector<std::string> out;
+  for (auto const& u : users) {
+    auto contacts = contacts_of_(u);
+    if (std::any_of(contacts.begin(), contacts.end(), [&](auto const& c) { return region_of(c) == region; }))
+      out.push_back(u);
+  }
+  return out;
 }
 
 std::size_t ws_manager::sessions() const {

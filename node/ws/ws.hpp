@@ -37,6 +37,17 @@ struct presence_info {
   std::int64_t last_seen_ms = 0;  // when the last device left (0: never seen)
 };
 
+// How presence and typing reach other regions (set by the node when it federates).
+struct remote_hooks {
+  std::string local_region;
+  // A local user went online or offline and has contacts in `region`.
+  std::function<void(std::string const& region, std::string const& user, bool online, std::int64_t last_seen_ms)>
+      presence_out;
+  // A local user is typing to a user of another region.
+  std::function<void(std::string const& from, std::string const& to, std::string const& conversation_id, bool active)>
+      typing_out;
+};
+
 class ws_manager {
  public:
   // `contacts_of(user)` lists the users who may see `user`'s presence.
@@ -55,6 +66,16 @@ class ws_manager {
   void relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id, bool active);
 
   presence_info presence(std::string const& user) const;
+
+  // Federation. Before traffic.
+  void set_remote_hooks(remote_hooks hooks);
+  // A user of another region, as their region reported: believed until `valid_until_ms`,
+  // then offline as of the report (a region that stops reporting cannot keep users online).
+  void remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms, std::int64_t valid_until_ms);
+  // A full report from `region`: its users believed online and not in `online` are offline.
+  void remote_presence_full(std::string const& region, std::vector<std::string> const& online, std::int64_t at_ms);
+  // Local users online now who have contacts in `region`.
+  std::vector<std::string> online_with_contacts_in(std::string const& region) const;
   // Presence frames for the contacts of `user` (for a device that just connected).
   std::vector<client::server_frame> presence_of_contacts(std::string const& user) const;
 
@@ -67,9 +88,16 @@ class ws_manager {
   std::size_t max_sessions_;
   std::function<std::vector<std::string>(std::string const&)> contacts_of_;
 
-  mutable std::mutex mutex_;  // guards sessions_ and last_seen_
+  mutable std::mutex mutex_;  // guards sessions_, last_seen_ and remote_
   std::unordered_map<std::string, std::vector<std::weak_ptr<session_sink>>> sessions_;
   std::unordered_map<std::string, std::int64_t> last_seen_;
+  struct remote_state {
+    bool online = false;
+    std::int64_t last_seen_ms = 0;
+    std::int64_t valid_until_ms = 0;
+  };
+  std::unordered_map<std::string, remote_state> remote_;  // users of other regions (guarded)
+  remote_hooks hooks_;
 };
 
 }  // namespace petchat::ws

@@ -38,7 +38,8 @@ struct news {
 
 // The client's view of a stored event. Message events carry only the message id in the
 // store: `message` supplies the content (false if it is missing, e.g. expired).
-inline bool to_client_event(records::stored_event const& e, std::optional<client::message> message, client::event& out) {
+inline bool to_client_event(records::stored_event const& e, std::optional<client::message> message,
+                            client::event& out) {
   switch (e.kind_case()) {
     case records::stored_event::kMessageId:
       if (!message) return false;
@@ -104,7 +105,6 @@ class send_limiter {
   std::mutex mutex_;  // guards buckets_
   std::unordered_map<std::string, bucket> buckets_;
 };
-
 
 }  // namespace service_detail
 
@@ -245,7 +245,8 @@ struct message_service::impl {
     if (!id) return fail(code::invalid_field, "'to' must be a user id (name@region)", "to");
     if (id->region != region) {
       if (regions && regions->is_remote(id->region)) return id->str();
-      return fail(code::user_not_found, "no user '" + to + "': region '" + id->region + "' is not federated with this one");
+      return fail(code::user_not_found,
+                  "no user '" + to + "': region '" + id->region + "' is not federated with this one");
     }
     auto p = users.get_profile(id->name);
     if (!p) return fail(code::user_not_found, "no user '" + to + "'");

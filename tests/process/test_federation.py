@@ -1,0 +1,576 @@
+"""Federation over NATS JetStream (docs/FEDERATION.md): real nats-server processes and real
+petchat-node regions, spoken to as clients do. Cross-region chat with every receipt,
+offline recipients, retries, multi-device, partitions and crashes (no loss, no duplicate,
+per-conversation order), forged and replayed envelopes, presence and typing, both
+topologies (one shared nats-server; per-region servers as leaf nodes of a hub)."""
+
+import base64
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fedharness  # noqa: E402
+import wsclient  # noqa: E402
+from harness import CTL_BIN  # noqa: E402
+from wsclient import ev_message, ev_receipt, is_presence, is_typing  # noqa: E402
+
+_names = itertools.count(1)
+DELIVERY_TIMEOUT_S = 20.0
+
+
+def uname(prefix):
+    return "%s%d" % (prefix, next(_names))
+
+
+def receipt_status(status):
+    return lambda e: "receipt" in e and e["receipt"].get("status") == status
+
+
+def messages_of(client):
+    return [e["message"] for e in client.events() if "message" in e]
+
+
+# ---------------------------------------------------------------------------------------
+# Raw NATS and envelopes, for injecting traffic as a hostile or broken region would.
+
+
+class RawNats:
+    """A minimal NATS protocol client (publish, subscribe) over a plain socket."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.file = self.sock.makefile("rb")
+        info = self.file.readline()
+        if not info.startswith(b"INFO"):
+            raise AssertionError("not a NATS server: %r" % info)
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n')
+        self.flush()
+
+    def flush(self):
+        self.sock.sendall(b"PING\r\n")
+        while True:
+            line = self.file.readline()
+            if line.startswith(b"PONG"):
+                return
+            if not line:
+                raise AssertionError("NATS connection closed")
+
+    def pub(self, subject, payload):
+        self.sock.sendall(b"PUB %s %d\r\n" % (subject.encode(), len(payload)) + payload + b"\r\n")
+        self.flush()
+
+    def sub(self, subject, sid=1):
+        self.sock.sendall(b"SUB %s %d\r\n" % (subject.encode(), sid))
+        self.flush()
+
+    def next_msg(self, timeout=10):
+        self.sock.settimeout(timeout)
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise AssertionError("NATS connection closed")
+            if line.startswith(b"PING"):
+                self.sock.sendall(b"PONG\r\n")
+                continue
+            if line.startswith(b"MSG"):
+                parts = line.split()
+                size = int(parts[-1])
+                data = self.file.read(size + 2)[:size]
+                return parts[1].decode(), data
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def fed_pb2():
+    """federation_pb2, sharing wsclient's client_pb2 module."""
+    import importlib
+    import tempfile
+    out = tempfile.mkdtemp(prefix="petchat-fedpb2-")
+    proto_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "proto")
+    subprocess.run(["protoc", "--proto_path=" + proto_dir, "--python_out=" + out, "federation.proto"], check=True)
+    sys.modules.setdefault("client_pb2", wsclient.pb2())
+    sys.path.insert(0, out)
+    return importlib.import_module("federation_pb2")
+
+
+def region_signer(node):
+    """Signs as `node`'s region, with its real key (libsodium layout: seed || public key)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    with open(os.path.join(node.data_dir, "region.key"), "rb") as f:
+        secret = f.read()
+    key = Ed25519PrivateKey.from_private_bytes(secret[:32])
+    return lambda data: key.sign(b"petchat-federation-v1\0" + data)
+
+
+def envelope(pb, origin, body, sign=None, signature=None):
+    env = pb.envelope()
+    env.origin = origin
+    env.body = body.SerializeToString()
+    env.signature = signature if signature is not None else sign(env.body)
+    return env.SerializeToString()
+
+
+def fed_status(node):
+    out = subprocess.run([CTL_BIN, "--socket", node.admin_socket, "--json", "federation", "status"],
+                         capture_output=True, text=True, timeout=15)
+    if out.returncode != 0:
+        raise AssertionError("petchatctl federation status failed: %s %s" % (out.stdout, out.stderr))
+    return json.loads(out.stdout)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class FederationCase(unittest.TestCase):
+    topology = staticmethod(fedharness.shared_topology)
+    names = ("europe", "america")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.servers, cls.regions = cls.topology(list(cls.names), config={"messages": {"max_per_second": 5000}})
+        cls.keys = cls.regions.pop("_keys")
+
+    @classmethod
+    def tearDownClass(cls):
+        for r in cls.regions.values():
+            r.node.close()
+        for s in cls.servers:
+            s.close()
+
+    def setUp(self):
+        self.clients = []
+        # A test that failed half-way may have left a server or a node down.
+        for srv in self.servers:
+            if srv.proc is None or srv.proc.poll() is not None:
+                srv.start()
+        for r in self.regions.values():
+            if not r.node.running():
+                r.node.start()
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+        result = getattr(self._outcome, "result", None)
+        problems = (result.errors + result.failures) if result else []
+        if any(test is self for test, _ in problems):
+            for r in self.regions.values():
+                sys.stderr.write("\n--- %s stderr ---\n%s\n" % (r.name, "\n".join(r.node.stderr_lines[-40:])))
+
+    def node(self, region):
+        return self.regions[region].node
+
+    def user(self, region, prefix="u"):
+        name = uname(prefix)
+        self.node(region).new_user(name)
+        return name + "@" + region
+
+    def session(self, user_id, device="test device"):
+        name, region = user_id.split("@")
+        return self.node(region).new_session(name, device=device)
+
+    def connect(self, user_id, session=None, **kw):
+        region = user_id.split("@")[1]
+        c = wsclient.connect(self.node(region), session or self.session(user_id), **kw)
+        self.clients.append(c)
+        return c
+
+    def assert_exactly(self, client, texts, timeout=DELIVERY_TIMEOUT_S, quiet_s=0.5):
+        """`client` received messages with exactly these texts, in this order, once each."""
+        client.wait_until(lambda: len(messages_of(client)) >= len(texts), timeout,
+                          what="%d messages" % len(texts))
+        time.sleep(quiet_s)
+        got = [m["body"]["text"] for m in messages_of(client)]
+        self.assertEqual(got, list(texts))
+
+
+class TwoRegionChat(FederationCase):
+    """The eight steps across regions, on one shared nats-server."""
+
+    def test_full_sequence_with_every_receipt(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a, b = self.connect(alice), self.connect(bob)
+        acc = a.send_message(bob, "hello across the ocean")
+        self.assertRegex(acc["message_id"], r"^[A-Za-z0-9_-]{22}$")
+        ev = b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        msg = ev["message"]
+        self.assertEqual((msg["from"], msg["to"], msg["body"]["text"]), (alice, bob, "hello across the ocean"))
+        self.assertEqual(msg["client_id"], acc["client_id"])
+        self.assertEqual(msg["conversation_id"], acc["conversation_id"])
+        self.assertEqual(msg["sent_at_ms"], acc["sent_at_ms"])
+        # Nothing pretends delivery before the recipient's device acknowledged.
+        time.sleep(0.3)
+        self.assertFalse(any("receipt" in e for e in a.events()), "a receipt came before bob acknowledged")
+        b.ack(ev["seq"])
+        r = a.wait_event(receipt_status("DELIVERED"), DELIVERY_TIMEOUT_S)
+        self.assertEqual((r["receipt"]["message_id"], r["receipt"]["by"]), (acc["message_id"], bob))
+        b.read(msg["conversation_id"], msg["id"])
+        r = a.wait_event(receipt_status("READ"), DELIVERY_TIMEOUT_S)
+        self.assertEqual((r["receipt"]["message_id"], r["receipt"]["by"]), (acc["message_id"], bob))
+        # Replies go the other way with the same ids.
+        acc2 = b.send_message(alice, "hello back")
+        ev2 = a.wait_event(ev_message(acc2["message_id"]), DELIVERY_TIMEOUT_S)
+        self.assertEqual(ev2["message"]["conversation_id"], acc["conversation_id"])
+        a.ack(ev2["seq"])
+        b.wait_event(receipt_status("DELIVERED"), DELIVERY_TIMEOUT_S)
+        # Each side's history holds the whole conversation, oldest first, same ids.
+        for uid, node in ((alice, self.node("europe")), (bob, self.node("america"))):
+            s = self.session(uid, device="history")
+            h = node.request("GET", "/v1/conversations/%s/messages" % acc["conversation_id"], token=s["access_token"])
+            self.assertEqual(h.status, 200, h.describe())
+            self.assertEqual([m["id"] for m in h.json["messages"]], [acc["message_id"], acc2["message_id"]])
+
+    def test_offline_recipient_gets_it_on_connect_and_sender_then_sees_delivered(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        accs = [a.send_message(bob, "while you were away %d" % i) for i in range(5)]
+        time.sleep(0.5)
+        self.assertFalse(any("receipt" in e for e in a.events()), "delivered before bob ever connected")
+        b = self.connect(bob)
+        self.assert_exactly(b, ["while you were away %d" % i for i in range(5)])
+        b.ack(b.max_seq())
+        a.wait_until(lambda: len([e for e in a.events() if "receipt" in e]) == 5, DELIVERY_TIMEOUT_S,
+                     what="5 DELIVERED receipts")
+        got = sorted(e["receipt"]["message_id"] for e in a.events() if "receipt" in e)
+        self.assertEqual(got, sorted(x["message_id"] for x in accs))
+
+    def test_resume_after_reconnect_and_retry_is_not_a_second_message(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        bob_session = self.session(bob)
+        b = self.connect(bob, bob_session)
+        first = a.send_message(bob, "one", client_id="cid-1")
+        b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
+        b.ack(b.max_seq())
+        b.sync()
+        b.close()
+        again = a.send_message(bob, "one", client_id="cid-1")  # a retry: same client id
+        self.assertTrue(again["duplicate"])
+        self.assertEqual(again["message_id"], first["message_id"])
+        a.send_message(bob, "two")
+        b2 = self.connect(bob, bob_session)  # resumes after its acknowledged seq
+        self.assert_exactly(b2, ["two"])
+
+    def test_multi_device_recipient_in_another_region(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        b1 = self.connect(bob, self.session(bob, "phone"))
+        b2 = self.connect(bob, self.session(bob, "laptop"))
+        acc = a.send_message(bob, "to all of bob's devices")
+        e1 = b1.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        b2.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        b1.ack(e1["seq"])
+        b2.ack(e1["seq"])
+        a.wait_event(receipt_status("DELIVERED"), DELIVERY_TIMEOUT_S)
+        b1.read(acc["conversation_id"], acc["message_id"])
+        b2.wait_event(lambda e: "read_mark" in e, DELIVERY_TIMEOUT_S)  # the other device syncs
+        a.wait_event(receipt_status("READ"), DELIVERY_TIMEOUT_S)
+        time.sleep(0.5)
+        delivered = [e for e in a.events() if receipt_status("DELIVERED")(e)]
+        self.assertEqual(len(delivered), 1, "one DELIVERED per message, whichever device acks first")
+
+    def test_unknown_user_of_another_region_is_undeliverable(self):
+        alice = self.user("europe", "alice")
+        a = self.connect(alice)
+        acc = a.send_message("nobody-here@america", "hello?")
+        r = a.wait_event(receipt_status("UNDELIVERABLE"), DELIVERY_TIMEOUT_S)
+        self.assertEqual(r["receipt"]["message_id"], acc["message_id"])
+        self.assertEqual(r["receipt"]["by"], "nobody-here@america")
+
+    def test_unknown_region_is_refused_at_once(self):
+        alice = self.user("europe", "alice")
+        a = self.connect(alice)
+        f = a.try_send("bob@atlantis", "hi")
+        self.assertEqual(f.get("error", {}).get("code"), "user_not_found", f)
+
+    def test_deleted_for_everyone_crosses_regions(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a, b = self.connect(alice), self.connect(bob)
+        acc = a.send_message(bob, "oops")
+        b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        s = self.session(alice, "rest")
+        r = self.node("europe").request("DELETE", "/v1/messages/%s?for=everyone" % acc["message_id"],
+                                        token=s["access_token"])
+        self.assertIn(r.status, (200, 204), r.describe())
+        b.wait_event(lambda e: "deleted" in e and e["deleted"]["message_id"] == acc["message_id"],
+                     DELIVERY_TIMEOUT_S)
+        sb = self.session(bob, "rest")
+        g = self.node("america").request("GET", "/v1/messages/%s" % acc["message_id"], token=sb["access_token"])
+        self.assertEqual(g.status, 404, g.describe())
+
+    def test_presence_and_typing_cross_regions(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        acc = a.send_message(bob, "let's be contacts")
+        b = self.connect(bob)
+        b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        # bob's region tells europe that bob is online (on change, and in the 1 s refresh)
+        a.wait_for(is_presence(bob, "ONLINE"), DELIVERY_TIMEOUT_S)
+        sa = self.session(alice, "rest")
+        p = self.node("europe").request("GET", "/v1/presence/%s" % bob, token=sa["access_token"])
+        self.assertEqual((p.status, p.json["state"]), (200, "ONLINE"), p.describe())
+        b.typing(alice, True)
+        t = a.wait_for(is_typing(bob), DELIVERY_TIMEOUT_S)
+        self.assertEqual(t["typing"]["conversation_id"], acc["conversation_id"])
+        b.close()
+        a.wait_for(is_presence(bob, "OFFLINE"), DELIVERY_TIMEOUT_S)
+        p = self.node("europe").request("GET", "/v1/presence/%s" % bob, token=sa["access_token"])
+        self.assertEqual(p.json["state"], "OFFLINE", p.describe())
+        self.assertIsNotNone(p.json["last_seen_at"])
+
+    def test_region_directory(self):
+        r = self.node("america").request("GET", "/v1/regions")
+        self.assertEqual(r.status, 200, r.describe())
+        regions = {x["name"]: x for x in r.json["regions"]}
+        self.assertEqual(set(regions), {"europe", "america"})
+        self.assertTrue(regions["america"]["self"])
+        self.assertFalse(regions["europe"]["self"])
+        self.assertEqual(regions["europe"]["url"], "http://europe.example.test")
+        self.assertEqual(regions["europe"]["public_keys"], [self.keys["europe"]])
+        ready = self.node("america").request("GET", "/readyz")
+        self.assertEqual(ready.json["federation"], "connected", ready.describe())
+
+    def test_status_shows_link_and_regions(self):
+        st = fed_status(self.node("europe"))
+        self.assertTrue(st["enabled"])
+        self.assertTrue(st["connected"])
+        self.assertEqual([r["region"] for r in st["regions"]], ["america"])
+        out = subprocess.run([CTL_BIN, "--socket", self.node("europe").admin_socket, "federation", "status"],
+                             capture_output=True, text=True, timeout=15)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("america", out.stdout)
+        self.assertIn("connected to nats://", out.stdout)
+
+
+class ForgedEnvelopes(FederationCase):
+    """Envelopes injected straight onto america's federation subject are refused, counted,
+    never stored, and the link keeps working."""
+
+    def test_forged_replayed_malformed_and_wrongly_signed(self):
+        pb = fed_pb2()
+        client_pb = wsclient.pb2()
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        b = self.connect(bob)
+        a = self.connect(alice)
+        port = self.servers[0].port
+        spy = RawNats(port)
+        spy.sub("petchat.v1.fed.america.europe")
+        acc = a.send_message(bob, "genuine")
+        _, captured = spy.next_msg()  # a copy of the genuine envelope
+        b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        spy.close()
+
+        europe_sign = region_signer(self.node("europe"))
+
+        def body(text, origin="europe", destination="america", sender=None, lane_seq=1000000):
+            bd = pb.body()
+            bd.origin = origin
+            bd.destination = destination
+            bd.lane_epoch = 1
+            bd.lane_seq = lane_seq
+            bd.created_at_ms = int(time.time() * 1000)
+            m = bd.message
+            m.id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+            m.conversation_id = "forged"
+            m.to = bob
+            m.sent_at_ms = bd.created_at_ms
+            m.expires_at_ms = bd.created_at_ms + 3600000
+            setattr(m, "from", sender or alice)
+            m.body.text = text
+            return bd
+
+        sent = {}
+        pub = RawNats(port)
+        subject = "petchat.v1.fed.america.europe"
+        pub.pub(subject, b"\x00garbage, not an envelope")
+        sent["malformed"] = 1
+        pub.pub(subject, envelope(pb, "europe", body("bad signature"), signature=os.urandom(64)))
+        sent["bad_signature"] = 1
+        pub.pub("petchat.v1.fed.america.mars", envelope(pb, "mars", body("unknown region", origin="mars"),
+                                                         sign=europe_sign))
+        sent["unknown_region"] = 1
+        pub.pub(subject, envelope(pb, "europe", body("speaks for another region", sender="eve@america"),
+                                  sign=europe_sign))
+        sent["foreign_user"] = 1
+        pub.pub(subject, envelope(pb, "europe", body("to another region", destination="asia"), sign=europe_sign))
+        sent["wrong_destination"] = 1
+        pub.pub(subject, envelope(pb, "america", body("claims america", origin="america"), sign=europe_sign))
+        sent["unknown_region"] += 1  # a region cannot send to itself through the bus
+        pub.pub(subject, captured)  # the genuine envelope again
+        sent["replayed"] = 1
+        pub.close()
+        del client_pb
+
+        deadline = time.time() + DELIVERY_TIMEOUT_S
+        while time.time() < deadline:
+            rejects = fed_status(self.node("america"))["rejects"]
+            if all(rejects.get(k, 0) >= v for k, v in sent.items()):
+                break
+            time.sleep(0.2)
+        self.assertEqual({k: rejects.get(k, 0) for k in sent}, sent)
+        # None of it reached bob; the genuine link still works afterwards.
+        acc2 = a.send_message(bob, "still genuine")
+        self.assert_exactly(b, ["genuine", "still genuine"])
+        self.assertEqual(messages_of(b)[1]["id"], acc2["message_id"])
+        ready = self.node("america").request("GET", "/readyz")
+        self.assertEqual(ready.status, 200)
+
+
+class Partitions(FederationCase):
+    """Cut regions apart and crash nodes while users keep sending; nothing is lost,
+    duplicated or reordered. Each test brings the topology back up."""
+
+    def send_many(self, client, to, prefix, n):
+        for i in range(n):
+            client.send_message(to, "%s %d" % (prefix, i))
+        return ["%s %d" % (prefix, i) for i in range(n)]
+
+    def test_nats_down_for_a_while(self):
+        alice, bob, carol = self.user("europe", "alice"), self.user("america", "bob"), self.user("europe", "carol")
+        a, b, c = self.connect(alice), self.connect(bob), self.connect(carol)
+        expected = self.send_many(a, bob, "before", 3)
+        self.assert_exactly(b, expected)
+        self.servers[0].kill9()
+        # Local work never waits on federation: sending, local chat, login.
+        t0 = time.monotonic()
+        expected += self.send_many(a, bob, "during", 40)
+        local = a.send_message(carol, "local while cut off")
+        c.wait_event(ev_message(local["message_id"]), 5)
+        self.session(alice, "login during outage")
+        self.assertLess(time.monotonic() - t0, 15)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st = fed_status(self.node("europe"))
+            if not st["connected"]:
+                break
+            time.sleep(0.1)
+        self.assertFalse(st["connected"])
+        self.assertGreaterEqual(st["regions"][0]["outbox"], 1)
+        time.sleep(1.0)
+        self.servers[0].start()
+        expected += self.send_many(a, bob, "after", 3)
+        self.assert_exactly(b, expected, timeout=30)
+        st = fed_status(self.node("europe"))
+        self.assertEqual(st["regions"][0]["outbox"], 0)
+
+    def test_recipient_node_down(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        bob_session = self.session(bob)
+        america = self.node("america")
+        america.stop()
+        expected = self.send_many(a, bob, "while america is down", 30)
+        america.start()
+        b = self.connect(bob, bob_session)
+        self.assert_exactly(b, expected, timeout=30)
+
+    def test_sender_killed_right_after_accepted(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        b = self.connect(bob)
+        # Cut NATS so that the accepted messages sit only in europe's outbox, then kill -9.
+        self.servers[0].kill9()
+        time.sleep(0.3)
+        expected = self.send_many(a, bob, "in the outbox", 20)
+        europe = self.node("europe")
+        europe.kill9()
+        self.servers[0].start()
+        europe.start()
+        self.assert_exactly(b, expected, timeout=30)
+        # And kill -9 with NATS up, right after an accepted.
+        a2 = self.connect(alice)
+        more = self.send_many(a2, bob, "just accepted", 5)
+        europe.kill9()
+        europe.start()
+        self.assert_exactly(b, expected + more, timeout=30)
+
+    def test_recipient_killed_while_applying(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        bob_session = self.session(bob)
+        america = self.node("america")
+        expected, refs = [], []
+        for i in range(200):
+            refs.append(a.send_async(bob, "burst %d" % i))
+            expected.append("burst %d" % i)
+            if i == 100:
+                america.kill9()  # america is applying the first part of the burst
+        for ref in refs:
+            self.assertIn("accepted", a.wait_ref(ref))
+        america.start()
+        b = self.connect(bob, bob_session)
+        self.assert_exactly(b, expected, timeout=40)
+
+
+class LeafTopology(FederationCase):
+    """One nats-server per region (own JetStream domain), leaf nodes of a hub."""
+    topology = staticmethod(fedharness.leaf_topology)
+
+    def test_chat_and_receipts(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a, b = self.connect(alice), self.connect(bob)
+        acc = a.send_message(bob, "via leaf nodes")
+        ev = b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        b.ack(ev["seq"])
+        a.wait_event(receipt_status("DELIVERED"), DELIVERY_TIMEOUT_S)
+
+    def test_hub_down_cuts_the_regions_apart_and_nothing_is_lost(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a, b = self.connect(alice), self.connect(bob)
+        hub = self.servers[0]
+        expected = ["first"]
+        a.send_message(bob, "first")
+        self.assert_exactly(b, expected)
+        hub.kill9()
+        time.sleep(0.5)
+        for i in range(30):
+            a.send_message(bob, "cut %d" % i)
+            expected.append("cut %d" % i)
+        # both regions still work alone
+        local = self.user("america", "dave")
+        d = self.connect(local)
+        d.send_message(bob, "local in america")
+        time.sleep(1.0)
+        self.assertEqual(fed_status(self.node("europe"))["regions"][0]["outbox"] > 0, True)
+        hub.start()
+        a.send_message(bob, "healed")
+        expected.append("healed")
+        b.wait_until(lambda: len(messages_of(b)) >= len(expected) + 1, 40, what="all messages after healing")
+        time.sleep(0.5)
+        from_alice = [m["body"]["text"] for m in messages_of(b) if m["from"] == alice]
+        self.assertEqual(from_alice, expected)
+
+
+class ThreeRegions(FederationCase):
+    names = ("europe", "america", "asia")
+
+    def test_everyone_talks_to_everyone(self):
+        users = {r: self.user(r, "u") for r in self.names}
+        conns = {r: self.connect(u) for r, u in users.items()}
+        for src in self.names:
+            for dst in self.names:
+                if src != dst:
+                    conns[src].send_message(users[dst], "from %s to %s" % (src, dst))
+        for dst in self.names:
+            want = sorted("from %s to %s" % (s, dst) for s in self.names if s != dst)
+            conns[dst].wait_until(lambda: len(messages_of(conns[dst])) >= 4, DELIVERY_TIMEOUT_S)
+            time.sleep(0.3)
+            got = sorted(m["body"]["text"] for m in messages_of(conns[dst]) if m["to"] == users[dst])
+            self.assertEqual(got, want)
+
+
+if __name__ == "__main__":
+    try:
+        unittest.main(verbosity=2)
+    finally:
+        fedharness.close_all_servers()
