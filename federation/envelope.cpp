@@ -88,6 +88,8 @@ char const* to_string(reject_reason r) {
       return "foreign_user";
     case reject_reason::unknown_user:
       return "unknown_user";
+    case reject_reason::too_large:
+      return "too_large";
     case reject_reason::unknown_message:
       return "unknown_message";
     case reject_reason::replayed:

@@ -96,6 +96,7 @@ enum class reject_reason {
   wrong_destination,  // addressed to another region
   foreign_user,       // speaks for a user of another region than the signer
   unknown_user,       // names a user of this region that does not exist
+  too_large,          // a message over this region's size limits (or not UTF-8)
   unknown_message,    // a receipt or deletion for a message this region does not have
   replayed,           // a lane position already applied (duplicate or replay)
   out_of_order,       // a lane position ahead of the next expected one (resent later)

@@ -280,16 +280,23 @@ struct link::impl {
     std::uint64_t last_seq = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
 
+    if (inbound_sub && last_seq < last_queued.load()) {
+      // The stream is shorter than what was read: the server lost its store and the stream
+      // was created anew. Read the new one from its start.
+      log->warn("federation: stream {} ends at {} but {} was read: it was recreated; reading it from the start",
+                stream_name, last_seq, last_queued.load());
+      drop_inbound_subscription();
+      last_queued = 0;
+    }
     if (!inbound_sub || !natsSubscription_IsValid(inbound_sub)) {
-      if (inbound_sub) natsSubscription_Destroy(inbound_sub);
-      inbound_sub = nullptr;
+      drop_inbound_subscription();
       std::uint64_t from = std::max(store.inbound_position(), last_queued.load());
       if (from > last_seq) {
-        log->warn("federation: stream {} ends at {} but {} was applied: the stream was recreated; reading it whole",
+        log->warn("federation: stream {} ends at {} but {} was applied: it was recreated; reading it from the start",
                   stream_name, last_seq, from);
         from = 0;
-        last_queued = 0;
       }
+      last_queued = from;
       jsSubOptions so;
       jsSubOptions_Init(&so);
       so.Stream = stream_name.c_str();
@@ -318,6 +325,13 @@ struct link::impl {
       cached.last_error.clear();
     }
     return true;
+  }
+
+  void drop_inbound_subscription() {
+    if (!inbound_sub) return;
+    if (natsSubscription_Drain(inbound_sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(inbound_sub, 2000);
+    natsSubscription_Destroy(inbound_sub);
+    inbound_sub = nullptr;
   }
 
   // Publishes one batch of the outbox of each destination; true if anything went out.
@@ -446,8 +460,9 @@ struct link::impl {
 
   // --- applier thread ----------------------------------------------------------------------
 
+  // Duplicates never reach the queue (on_inbound drops stream seqs already queued), so
+  // the applier applies everything in queue order.
   void run_applier() {
-    std::uint64_t position = store.inbound_position();
     for (;;) {
       std::vector<local_store::inbound> batch;
       {
@@ -455,7 +470,7 @@ struct link::impl {
         queue_filled.wait(lock, [this] { return !queue.empty() || applier_stop; });
         if (queue.empty()) return;
         while (!queue.empty() && batch.size() < apply_batch) {
-          if (queue.front().stream_seq > position) batch.push_back(std::move(queue.front()));
+          batch.push_back(std::move(queue.front()));
           queue.pop_front();
         }
       }
@@ -468,7 +483,6 @@ struct link::impl {
           auto refused = store.apply(batch);
           for (auto r : refused) count(r, "");
           applied += verified - std::min(verified, refused.size());
-          position = batch.back().stream_seq;
           break;
         } catch (std::exception const& e) {
           set_error(std::string("cannot apply inbound envelopes: ") + e.what());

@@ -148,17 +148,22 @@ class federated_store final : public federation::local_store {
     auto const& msg = body.message();
     auto raw = parse_id(msg.id());
     if (!raw) return reject_reason::malformed;
-    auto to = ids::parse_user_id(msg.to(), m_.region);
-    if (!to || !m_.users.get_profile(to->name)) {
-      client::receipt r;  // tell the sender it will never arrive
+    // Refused messages get an UNDELIVERABLE receipt, so the sender knows they never arrive.
+    auto undeliverable = [&](reject_reason why) {
+      client::receipt r;
       r.set_message_id(msg.id());
       r.set_conversation_id(msg.conversation_id());
       r.set_status(client::UNDELIVERABLE);
       r.set_by(msg.to());
       r.set_at_ms(now_ms());
       st.queued |= m_.deliver_receipt(b, msg.from(), r, st.heads);
-      return reject_reason::unknown_user;
-    }
+      return why;
+    };
+    auto to = ids::parse_user_id(msg.to(), m_.region);
+    if (!to || !m_.users.get_profile(to->name)) return undeliverable(reject_reason::unknown_user);
+    if (msg.body().text().size() > m_.options.max_text_bytes || !format::utf8_length(msg.body().text()) ||
+        msg.body().content().ByteSizeLong() > m_.options.max_content_bytes)
+      return undeliverable(reject_reason::too_large);
     if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to())) return reject_reason::malformed;
     if (b.get(cf::messages, *raw)) return std::nullopt;        // already here
     if (msg.expires_at_ms() <= now_ms()) return std::nullopt;  // expired on the way: never served

@@ -551,6 +551,29 @@ class LeafTopology(FederationCase):
         self.assertEqual(from_alice, expected)
 
 
+    def test_recipient_region_server_down(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a, b = self.connect(alice), self.connect(bob)
+        america_nats = self.regions["america"].nats
+        expected = ["hello"]
+        a.send_message(bob, "hello")
+        self.assert_exactly(b, expected)
+        america_nats.kill9()  # america's own JetStream (its inbound stream) is gone for now
+        for i in range(25):
+            a.send_message(bob, "stored at europe %d" % i)
+            expected.append("stored at europe %d" % i)
+        time.sleep(1.0)
+        st = fed_status(self.node("europe"))
+        self.assertGreater(st["regions"][0]["outbox"], 0, st)
+        self.assertGreater(st["regions"][0]["oldest_undelivered_s"], 0.5, st)
+        america_nats.start()
+        self.assert_exactly(b, expected, timeout=40)
+        deadline = time.time() + 10
+        while time.time() < deadline and fed_status(self.node("europe"))["regions"][0]["outbox"] != 0:
+            time.sleep(0.2)
+        self.assertEqual(fed_status(self.node("europe"))["regions"][0]["outbox"], 0)
+
+
 class ThreeRegions(FederationCase):
     names = ("europe", "america", "asia")
 
