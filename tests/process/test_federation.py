@@ -592,6 +592,47 @@ class ThreeRegions(FederationCase):
             self.assertEqual(got, want)
 
 
+class Configuration(unittest.TestCase):
+    def test_example_nats_configs_are_valid(self):
+        conf_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "config", "nats")
+        confs = sorted(f for f in os.listdir(conf_dir) if f.endswith(".conf"))
+        self.assertEqual(confs, ["hub.conf", "leaf-region.conf", "shared.conf"])
+        for f in confs:
+            out = subprocess.run([fedharness.NATS_BIN, "-c", os.path.join(conf_dir, f), "-t"],
+                                 capture_output=True, text=True, timeout=15)
+            self.assertEqual(out.returncode, 0, "%s: %s%s" % (f, out.stdout, out.stderr))
+
+    def test_broken_federation_config_is_refused_with_the_key_named(self):
+        from harness import Node
+        node = Node(name="broken", start=False, extra_config=(
+            '[federation]\nnats_urls = ["nats://127.0.0.1:1"]\n\n'
+            '[[federation.regions]]\nname = "america"\npublic_keys = ["not hex"]\n'))
+        try:
+            out = subprocess.run(node.command(), capture_output=True, text=True, timeout=15)
+            self.assertEqual(out.returncode, 2, out.stderr)
+            self.assertIn("federation.regions[0].public_keys", out.stderr)
+        finally:
+            node.close()
+
+    def test_nats_unreachable_at_start_is_not_fatal(self):
+        # A region starts and serves its users even when its NATS server is not there yet.
+        from harness import Node
+        port = fedharness.free_port()
+        node = Node(name="lonely", extra_config='[federation]\nnats_urls = ["nats://127.0.0.1:%d"]\n' % port)
+        try:
+            node.new_user("solo")
+            s = node.new_session("solo")
+            c = wsclient.connect(node, s)
+            c.send_message("solo", "note to self")
+            c.close()
+            ready = node.request("GET", "/readyz")
+            self.assertEqual((ready.status, ready.json["federation"]), (200, "disconnected"))
+            node.stop()
+        finally:
+            node.close()
+
+
 if __name__ == "__main__":
     try:
         unittest.main(verbosity=2)

@@ -120,3 +120,82 @@ TEST_CASE("parse_listen") {
   CHECK_FALSE(parse_listen("a:"));
   CHECK_FALSE(parse_listen("a:1x"));
 }
+
+TEST_CASE("federation: absent means standalone") {
+  auto r = load_string("");
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.config.federation.enabled());
+  CHECK(r.config.federation.regions.empty());
+}
+
+TEST_CASE("federation: the section and the region directory are read") {
+  std::string key(64, 'a');
+  auto r = load_string(R"(
+[federation]
+nats_urls = ["nats://127.0.0.1:4222", "tls://hub.example.org:4222"]
+jetstream_domain = "eu-west"
+retention_s = 86400
+presence_interval_s = 5
+public_url = "https://eu.example.org"
+
+[[federation.regions]]
+name = "us-east"
+public_keys = [")" + key + R"(", ")" + std::string(64, '0') + R"("]
+url = "https://us.example.org"
+location = "40.7,-74.0"
+)");
+  for (auto const& e : r.errors) MESSAGE(e);
+  REQUIRE(r.ok());
+  auto const& f = r.config.federation;
+  CHECK(f.enabled());
+  CHECK(f.nats_urls.size() == 2);
+  CHECK(f.jetstream_domain == "eu-west");
+  CHECK(f.retention_s == 86400);
+  CHECK(f.presence_interval_s == 5);
+  REQUIRE(f.regions.size() == 1);
+  CHECK(f.regions[0].name == "us-east");
+  REQUIRE(f.regions[0].keys.size() == 2);
+  CHECK(f.regions[0].keys[0][0] == 0xaa);
+  CHECK(f.regions[0].keys[1][31] == 0x00);
+  CHECK(f.regions[0].location == "40.7,-74.0");
+}
+
+TEST_CASE("federation: broken directory entries name the key") {
+  auto r = load_string(R"(
+[federation]
+nats_urls = ["http://not-nats"]
+subject_prefix = "a.b"
+
+[[federation.regions]]
+name = "X"
+public_keys = ["abcd"]
+colour = "blue"
+
+[[federation.regions]]
+url = "https://nameless.example.org"
+)");
+  CHECK_FALSE(r.ok());
+  CHECK(any_error_contains(r, "federation.nats_urls"));
+  CHECK(any_error_contains(r, "federation.subject_prefix"));
+  CHECK(any_error_contains(r, "federation.regions[0].name"));
+  CHECK(any_error_contains(r, "federation.regions[0].public_keys"));
+  CHECK(any_error_contains(r, "federation.regions[0].colour (line 9): unknown key"));
+  CHECK(any_error_contains(r, "federation.regions[1] (line 11): missing name"));
+  CHECK(any_error_contains(r, "federation.regions[1] (line 11): missing public_keys"));
+}
+
+TEST_CASE("federation: regions without NATS, half-set credentials") {
+  auto r = load_string(R"(
+[federation]
+tls_cert_file = "/etc/petchat/nats.crt"
+nkey = "UABC"
+
+[[federation.regions]]
+name = "us-east"
+public_keys = [")" + std::string(64, 'b') + R"("]
+)");
+  CHECK_FALSE(r.ok());
+  CHECK(any_error_contains(r, "federation.regions: listed, but federation.nats_urls is not set"));
+  CHECK(any_error_contains(r, "tls_key_file"));
+  CHECK(any_error_contains(r, "nkey_seed_file"));
+}
