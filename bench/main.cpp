@@ -3,7 +3,8 @@
 // Workloads: throughput (closed loop, full sequence), latency (open loop at a fixed
 // rate, measured from each message's scheduled time), connections (many idle
 // authenticated connections), startup (time to ready with M stored messages, after a
-// clean stop and after kill -9), echo (the bare Beast WebSocket ceiling).
+// clean stop and after kill -9), echo (the bare Beast WebSocket ceiling), federation (the
+// full sequence from a user of one region to a user of another, through nats-server).
 //
 // By default the tool starts its own petchat-node (and petchat-echo) on free loopback
 // ports, so it can read their CPU time and memory from /proc.
@@ -27,6 +28,7 @@
 #include <unordered_map>
 
 #include "bench/process.hpp"
+#include "bench/regions.hpp"
 #include "bench/stats.hpp"
 #include "client/client.hpp"
 
@@ -231,8 +233,11 @@ struct message_result {
   bench::samples::summary accepted, recipient, receipt;
 };
 
-asio::awaitable<void> message_run(options o, sdk::endpoint ep, std::shared_ptr<shared_state> s, pid_t node,
-                                  message_result* out, bool open_loop) {
+// Senders connect to `ep`, recipients to `recipient_ep` (another region for the federation
+// workload). Server CPU is the sum over `nodes`.
+asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint recipient_ep,
+                                  std::shared_ptr<shared_state> s, std::vector<pid_t> nodes, message_result* out,
+                                  bool open_loop) {
   auto ex = co_await asio::this_coro::executor;
   std::vector<std::shared_ptr<pair_state>> pairs;
   static std::atomic<int> run_counter{0};
@@ -242,12 +247,13 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, std::shared_ptr<s
     auto p = std::make_shared<pair_state>(strand);
     auto a = co_await sdk::register_and_login(ep, "s" + std::to_string(run_id) + "x" + std::to_string(i), "bench-pass",
                                               "bench");
-    auto b = co_await sdk::register_and_login(ep, "r" + std::to_string(run_id) + "x" + std::to_string(i), "bench-pass",
-                                              "bench");
+    auto b = co_await sdk::register_and_login(recipient_ep, "r" + std::to_string(run_id) + "x" + std::to_string(i),
+                                              "bench-pass", "bench");
     p->recipient_id = b.user_id;
     p->window = open_loop ? 1 : o.window;
     p->sender = co_await asio::co_spawn(strand, sdk::connection::open(ep, a.access_token), asio::use_awaitable);
-    p->recipient = co_await asio::co_spawn(strand, sdk::connection::open(ep, b.access_token), asio::use_awaitable);
+    p->recipient =
+        co_await asio::co_spawn(strand, sdk::connection::open(recipient_ep, b.access_token), asio::use_awaitable);
     pairs.push_back(p);
   }
   s->open_loop = open_loop;
@@ -255,7 +261,12 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, std::shared_ptr<s
   s->interval = std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 * o.pairs / std::max(1.0, o.rate)));
   s->payload = std::string(static_cast<std::size_t>(o.payload), 'x');
   s->start = clock_type::now();
-  std::uint64_t cpu0 = node > 0 ? bench::cpu_micros(node) : 0;
+  auto cpu_of = [&nodes] {
+    std::uint64_t sum = 0;
+    for (auto pid : nodes) sum += bench::cpu_micros(pid);
+    return sum;
+  };
+  std::uint64_t cpu0 = cpu_of();
   int index = 0;
   for (auto& p : pairs) {
     auto strand = p->credit.get_executor();
@@ -268,7 +279,7 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, std::shared_ptr<s
   co_await timer.async_wait(use_tuple);
   out->completed = s->completed.load();
   out->seconds = std::chrono::duration<double>(clock_type::now() - s->start).count();
-  out->cpu_us = node > 0 ? bench::cpu_micros(node) - cpu0 : 0;
+  out->cpu_us = cpu_of() - cpu0;
   s->stop = true;
   for (auto& p : pairs)
     asio::post(p->credit.get_executor(), [p] {
@@ -361,7 +372,7 @@ int report_messages(options const& o, char const* workload, message_result const
                    {"send_to_accepted", summary_json(r.accepted)},
                    {"send_to_recipient", summary_json(r.recipient)},
                    {"send_to_receipt", summary_json(r.receipt)}};
-    if (std::string(workload) == "latency") j["rate"] = o.rate;
+    if (std::string(workload).ends_with("latency")) j["rate"] = o.rate;
     if (echo) {
       j["echo_round_trips_per_s"] = echo_rate;
       j["ratio_to_echo"] = echo_rate > 0 ? rate / echo_rate : 0;
@@ -370,7 +381,7 @@ int report_messages(options const& o, char const* workload, message_result const
     return 0;
   }
   std::printf("%s: %d pairs, %s, durability %s, %.1f s\n", workload, o.pairs,
-              std::string(workload) == "latency"
+              std::string(workload).ends_with("latency")
                   ? ("open loop at " + std::to_string(static_cast<int>(o.rate)) + "/s").c_str()
                   : ("window " + std::to_string(o.window)).c_str(),
               o.durable ? "on" : "off", r.seconds);
@@ -453,10 +464,11 @@ int startup(options o) {
     auto target = static_cast<std::uint64_t>(o.messages);
     asio::io_context io(o.threads);
     std::exception_ptr failure;
-    asio::co_spawn(io, message_run(fill, n.endpoint(), s, n.process.pid, &r, false), [&](std::exception_ptr e) {
-      failure = e;
-      io.stop();
-    });
+    asio::co_spawn(io, message_run(fill, n.endpoint(), n.endpoint(), s, {n.process.pid}, &r, false),
+                   [&](std::exception_ptr e) {
+                     failure = e;
+                     io.stop();
+                   });
     std::thread watcher([&] {
       while (s->accepted < target && !io.stopped()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       io.stop();
@@ -518,12 +530,17 @@ int main(int argc, char** argv) {
   auto* connections = app.add_subcommand("connections", "idle authenticated connections and memory");
   auto* startup_cmd = app.add_subcommand("startup", "time to ready with stored messages");
   auto* echo = app.add_subcommand("echo", "the bare Beast WebSocket echo ceiling alone");
-  for (auto* sub : {throughput, latency, echo}) {
+  auto* federation = app.add_subcommand(
+      "federation", "two regions and a nats-server: full sequence across regions (closed loop, or open with --rate)");
+  std::string nats_binary = "/usr/sbin/nats-server";  // where Debian puts it
+  federation->add_option("--nats-server", nats_binary, "nats-server binary")->capture_default_str();
+  federation->add_option("--rate", o.rate, "open loop at this total rate (default: closed loop)");
+  for (auto* sub : {throughput, latency, echo, federation}) {
     sub->add_option("--pairs", o.pairs, "sender/recipient pairs (echo: connections)")->capture_default_str();
     sub->add_option("--duration", o.duration_s, "seconds")->capture_default_str();
     sub->add_option("--payload", o.payload, "text bytes per message")->capture_default_str();
   }
-  for (auto* sub : {throughput, echo})
+  for (auto* sub : {throughput, echo, federation})
     sub->add_option("--window", o.window, "in flight per pair")->capture_default_str();
   latency->add_option("--rate", o.rate, "messages per second, all pairs together")->capture_default_str();
   connections->add_option("--connections", o.connections, "how many")->capture_default_str();
@@ -537,6 +554,15 @@ int main(int argc, char** argv) {
       return report_messages(o, "echo", r, r);
     }
     if (startup_cmd->parsed()) return startup(o);
+    if (federation->parsed()) {
+      bench::two_regions regions;
+      bench::start_two_regions({o.node_binary, nats_binary, o.threads, o.durable}, regions);
+      bool open_loop = federation->count("--rate") > 0;
+      message_result r;
+      run(o, message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port},
+                         std::make_shared<shared_state>(), {regions.a.pid, regions.b.pid}, &r, open_loop));
+      return report_messages(o, open_loop ? "federation-latency" : "federation", r, std::nullopt);
+    }
     auto n = start_node(o);
     if (connections->parsed()) {
       json::object result;
@@ -552,7 +578,8 @@ int main(int argc, char** argv) {
     }
     bool open_loop = latency->parsed();
     message_result r;
-    run(o, message_run(o, n.endpoint(), std::make_shared<shared_state>(), n.process.pid, &r, open_loop));
+    run(o,
+        message_run(o, n.endpoint(), n.endpoint(), std::make_shared<shared_state>(), {n.process.pid}, &r, open_loop));
     remove_node(n);
     std::optional<message_result> e;
     if (!open_loop) e = measure_echo(o);

@@ -104,10 +104,12 @@ char const* to_string(reject_reason r) {
   return "unknown";
 }
 
-std::string seal(std::string body_bytes, std::string const& origin, secret_key const& key) {
+std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key) {
+  bundle all;
+  for (auto& b : bodies) all.add_bodies(std::move(b));
   envelope e;
   e.set_origin(origin);
-  e.set_body(std::move(body_bytes));
+  e.set_body(all.SerializeAsString());
   auto msg = signed_bytes(e.body());
   std::string sig(crypto_sign_BYTES, '\0');
   crypto_sign_detached(reinterpret_cast<unsigned char*>(sig.data()), nullptr,
@@ -118,40 +120,41 @@ std::string seal(std::string body_bytes, std::string const& origin, secret_key c
 
 opened open(std::string_view bytes, std::string_view subject_origin, directory const& dir) {
   opened out;
+  auto refuse = [&out](reject_reason r) {
+    out.refused.push_back(r);
+    return out;
+  };
   envelope e;
   if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || e.origin().empty() ||
-      e.signature().size() != crypto_sign_BYTES) {
-    out.why = reject_reason::malformed;
-    return out;
-  }
+      e.signature().size() != crypto_sign_BYTES)
+    return refuse(reject_reason::malformed);
   auto const* signer = dir.find(e.origin());
-  if (!signer || e.origin() == dir.self()) {
-    out.why = reject_reason::unknown_region;
-    return out;
-  }
+  if (!signer || e.origin() == dir.self()) return refuse(reject_reason::unknown_region);
   auto msg = signed_bytes(e.body());
   bool verified = std::any_of(signer->keys.begin(), signer->keys.end(), [&](public_key const& k) {
     return crypto_sign_verify_detached(reinterpret_cast<unsigned char const*>(e.signature().data()),
                                        reinterpret_cast<unsigned char const*>(msg.data()), msg.size(), k.data()) == 0;
   });
-  if (!verified) {
-    out.why = reject_reason::bad_signature;
-    return out;
+  if (!verified) return refuse(reject_reason::bad_signature);
+  if (e.origin() != subject_origin) return refuse(reject_reason::origin_mismatch);
+  bundle all;
+  if (!all.ParseFromString(e.body()) || all.bodies().empty()) return refuse(reject_reason::malformed);
+  for (auto const& bytes_of_body : all.bodies()) {
+    body b;
+    if (!b.ParseFromString(bytes_of_body)) {
+      out.refused.push_back(reject_reason::malformed);
+      continue;
+    }
+    if (b.origin() != e.origin()) {
+      out.refused.push_back(reject_reason::origin_mismatch);
+      continue;
+    }
+    if (auto why = check_body(b, dir)) {
+      out.refused.push_back(*why);
+      continue;
+    }
+    out.bodies.push_back(std::move(b));
   }
-  body b;
-  if (!b.ParseFromString(e.body())) {
-    out.why = reject_reason::malformed;
-    return out;
-  }
-  if (b.origin() != e.origin() || e.origin() != subject_origin) {
-    out.why = reject_reason::origin_mismatch;
-    return out;
-  }
-  if (auto why = check_body(b, dir)) {
-    out.why = *why;
-    return out;
-  }
-  out.content = std::move(b);
   return out;
 }
 

@@ -105,15 +105,17 @@ enum class reject_reason {
 };
 char const* to_string(reject_reason r);
 
-// Signs a serialized `body` as `origin`: the serialized envelope.
-std::string seal(std::string body_bytes, std::string const& origin, secret_key const& key);
+// Signs serialized `body`s as `origin`, as one bundle: the serialized envelope.
+std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key);
 
 // Parses and verifies an envelope that arrived on a subject whose origin token is
-// `subject_origin`. Checks the signature, signer, destination and field presence; the
-// message service checks what needs its store (users, messages, lanes).
+// `subject_origin`. Checks the signature, signer, destination and field presence of each
+// body; the message service checks what needs its store (users, messages, lanes). When the
+// envelope itself fails (not an envelope, unknown signer, bad signature, origins that
+// disagree) `bodies` is empty and `refused` holds that one reason.
 struct opened {
-  std::optional<body> content;
-  reject_reason why = reject_reason::malformed;  // when !content
+  std::vector<body> bodies;            // the acceptable ones, in order
+  std::vector<reject_reason> refused;  // one per refused body (or for the whole envelope)
 };
 opened open(std::string_view bytes, std::string_view subject_origin, directory const& dir);
 
@@ -130,7 +132,8 @@ class local_store {
   // Destinations with outbox entries, and the oldest entries for one of them.
   virtual std::vector<std::string> outbox_destinations() = 0;
   virtual std::vector<outgoing> outbox_peek(std::string const& destination, std::size_t limit) = 0;
-  // JetStream stored everything up to `lane_seq`: forget it. Durable on return.
+  // JetStream stored everything up to `lane_seq`: forget it. May be made durable lazily
+  // (entries sent again after a crash are dropped by the destination as replays).
   virtual void outbox_sent(std::string const& destination, std::uint64_t lane_seq) = 0;
   struct backlog {
     std::uint64_t entries = 0;

@@ -21,9 +21,11 @@ namespace {
 using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr std::size_t publish_batch = 512;
-constexpr std::size_t max_queued = 4096;  // inbound envelopes waiting to be applied
-constexpr std::size_t apply_batch = 512;
+constexpr std::size_t publish_batch = 1024;       // outbox entries per round and destination
+constexpr std::size_t bundle_entries = 256;       // bodies per envelope
+constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default max payload is 1 MiB)
+constexpr std::size_t max_queued = 64;            // inbound envelopes (bundles) waiting to be applied
+constexpr std::size_t apply_batch = 512;          // bodies per apply, whole bundles only
 constexpr auto stream_info_every = 1s;
 constexpr auto purge_every = 30s;
 constexpr auto max_backoff = 30s;
@@ -84,8 +86,10 @@ struct link::impl {
 
   std::mutex queue_mutex;
   std::condition_variable queue_filled, queue_drained;
-  std::deque<local_store::inbound> queue;  // guarded by queue_mutex
-  bool applier_stop = false;               // guarded by queue_mutex
+  // One entry per inbound envelope: its bodies share the stream seq and are applied in
+  // the same write, so a stored position never splits an envelope.
+  std::deque<std::vector<local_store::inbound>> queue;  // guarded by queue_mutex
+  bool applier_stop = false;                            // guarded by queue_mutex
 
   std::mutex status_mutex;
   status cached;  // stream figures and last error, guarded by status_mutex
@@ -171,12 +175,14 @@ struct link::impl {
     std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
     auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->dir);
     natsMsg_Destroy(msg);
-    if (!opened.content) me->count(opened.why, "stream seq " + std::to_string(seq));
-    local_store::inbound item{seq, std::move(opened.content)};
+    for (auto r : opened.refused) me->count(r, "stream seq " + std::to_string(seq));
+    std::vector<local_store::inbound> items;
+    for (auto& b : opened.bodies) items.push_back({seq, std::move(b)});
+    if (items.empty()) items.push_back({seq, std::nullopt});  // nothing to apply, but the position moves
     std::unique_lock lock(me->queue_mutex);
     me->queue_drained.wait(lock, [me] { return me->queue.size() < max_queued || me->applier_stop; });
     if (me->applier_stop) return;
-    me->queue.push_back(std::move(item));
+    me->queue.push_back(std::move(items));
     me->last_queued = seq;
     lock.unlock();
     me->queue_filled.notify_one();
@@ -187,13 +193,15 @@ struct link::impl {
     std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
     auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->dir);
     natsMsg_Destroy(msg);
-    if (!opened.content) return me->count(opened.why, "live subject");
-    auto const& b = *opened.content;
-    if (!b.has_presence() && !b.has_typing())
-      return me->count(reject_reason::malformed, "durable kind on live subject");
-    if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms)
-      return me->count(reject_reason::stale, "live envelope from " + b.origin());
-    if (me->on_ephemeral) me->on_ephemeral(b);
+    for (auto r : opened.refused) me->count(r, "live subject");
+    for (auto const& b : opened.bodies) {
+      if (!b.has_presence() && !b.has_typing())
+        me->count(reject_reason::malformed, "durable kind on live subject");
+      else if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms)
+        me->count(reject_reason::stale, "live envelope from " + b.origin());
+      else if (me->on_ephemeral)
+        me->on_ephemeral(b);
+    }
   }
 
   static void on_publish_error(jsCtx*, jsPubAckErr* pae, void* self) {
@@ -348,16 +356,21 @@ struct link::impl {
       publish_failures = 0;
       auto subject = fed_subject(dest);
       bool failed = false;
-      for (auto& e : entries) {
-        auto sealed = seal(std::move(e.body), dir.self(), key);
+      std::size_t i = 0;
+      while (i < entries.size() && !failed) {
+        std::vector<std::string> bodies;
+        std::size_t bytes = 0;
+        while (i < entries.size() && bodies.size() < bundle_entries && (bodies.empty() || bytes < bundle_bytes)) {
+          bytes += entries[i].body.size();
+          bodies.push_back(std::move(entries[i].body));
+          ++i;
+        }
+        auto sealed = seal(std::move(bodies), dir.self(), key);
         natsMsg* m = nullptr;
         natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, sealed.data(), static_cast<int>(sealed.size()));
         if (s == NATS_OK) s = js_PublishMsgAsync(js, &m, nullptr);
         natsMsg_Destroy(m);
-        if (s != NATS_OK) {
-          failed = true;
-          break;
-        }
+        failed = s != NATS_OK;
       }
       jsPubOptions po;
       jsPubOptions_Init(&po);
@@ -419,7 +432,7 @@ struct link::impl {
     b.set_origin(dir.self());
     b.set_destination(destination);
     b.set_created_at_ms(wall_ms());
-    auto sealed = seal(b.SerializeAsString(), dir.self(), key);
+    auto sealed = seal({b.SerializeAsString()}, dir.self(), key);
     natsConnection_Publish(nc, live_subject(destination).c_str(), sealed.data(), static_cast<int>(sealed.size()));
   }
 
@@ -469,8 +482,8 @@ struct link::impl {
         std::unique_lock lock(queue_mutex);
         queue_filled.wait(lock, [this] { return !queue.empty() || applier_stop; });
         if (queue.empty()) return;
-        while (!queue.empty() && batch.size() < apply_batch) {
-          batch.push_back(std::move(queue.front()));
+        while (!queue.empty() && (batch.empty() || batch.size() + queue.front().size() <= apply_batch)) {
+          for (auto& item : queue.front()) batch.push_back(std::move(item));
           queue.pop_front();
         }
       }

@@ -38,19 +38,13 @@ class federated_store final : public federation::local_store {
  public:
   explicit federated_store(message_service::impl& m) : m_(m) {}
 
+  // The directory's other regions. (Scanning the outbox for its destinations would walk
+  // the tombstones of every entry already sent.) Entries for a region that left the
+  // directory stay until it is listed again.
   std::vector<std::string> outbox_destinations() override {
     std::vector<std::string> out;
-    std::string from;
-    for (;;) {
-      std::optional<std::string> next;
-      m_.db.scan(cf::outbox, from, "", [&](std::string_view key, std::string_view) {
-        next = std::string(key.substr(0, key.find('\0')));
-        return false;
-      });
-      if (!next) break;
-      out.push_back(*next);
-      from = *next + '\x01';
-    }
+    for (auto const& r : m_.regions->all())
+      if (r.name != m_.region) out.push_back(r.name);
     return out;
   }
 
@@ -65,14 +59,16 @@ class federated_store final : public federation::local_store {
     return out;
   }
 
+  // The trim is not waited for: if it is lost in a crash, the entries are sent again
+  // and the destination's lane check drops them as replays.
   void outbox_sent(std::string const& destination, std::uint64_t lane_seq) override {
     std::uint64_t from = sent_upto(destination) + 1;
     store::rocks_db::write_fn fn = [destination, from, lane_seq](store::rocks_batch& b) {
       for (std::uint64_t s = from; s <= lane_seq; ++s) b.erase(cf::outbox, keys::outbox_key(destination, s));
       return true;
     };
-    if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)
-      throw store::rocks_error("cannot trim the federation outbox");
+    m_.db.submit(
+        std::move(fn), [](store::write_outcome) {}, store::rocks_db::durability::lazy);
     std::lock_guard lock(mutex_);
     sent_[destination] = lane_seq;
   }

@@ -1,5 +1,7 @@
 #include "store/rocks/rocks.hpp"
 
+#include <algorithm>
+
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
@@ -76,8 +78,8 @@ rocks_db::~rocks_db() {
   db_->Close();
 }
 
-void rocks_db::submit(write_fn fn, done_fn done) {
-  request r{std::move(fn), std::move(done)};
+void rocks_db::submit(write_fn fn, done_fn done, durability d) {
+  request r{std::move(fn), std::move(done), d};
   if (!queue_.push(r)) r.done(write_outcome::failed);
 }
 
@@ -163,7 +165,8 @@ void rocks_db::commit_batch(std::deque<request>& batch) {
       wb.RollbackToSavePoint();
   }
   rocksdb::WriteOptions wo;
-  wo.sync = options_.sync;
+  wo.sync = options_.sync &&
+            std::any_of(batch.begin(), batch.end(), [](request const& r) { return r.durable == durability::fsync; });
   // The group commit: one WAL fsync makes every request of the batch durable.
   auto s = db_->Write(wo, wb.GetWriteBatch());
   if (!s.ok()) {

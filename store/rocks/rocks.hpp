@@ -88,7 +88,10 @@ class rocks_db {
   rocks_db& operator=(rocks_db const&) = delete;
 
   // Queues a write; `done` is called exactly once. After stop() it fails at once.
-  void submit(write_fn fn, done_fn done);
+  // `lazy` writes need no fsync of their own (losing them in a crash is harmless, e.g.
+  // trimming what will be redone): a batch of only lazy writes skips the WAL fsync.
+  enum class durability { fsync, lazy };
+  void submit(write_fn fn, done_fn done, durability d = durability::fsync);
 
   // Committed state. Safe on any thread.
   std::optional<std::string> get(cf family, std::string_view key) const;
@@ -111,6 +114,7 @@ class rocks_db {
   struct request {
     write_fn fn;
     done_fn done;
+    durability durable = durability::fsync;
   };
   void run_writer();
   void commit_batch(std::deque<request>& batch);

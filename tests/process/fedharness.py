@@ -21,7 +21,7 @@ import time
 
 from harness import Node
 
-NATS_BIN = shutil.which("nats-server") or "/usr/bin/nats-server"
+NATS_BIN = shutil.which("nats-server") or "/usr/sbin/nats-server"  # Debian: /usr/sbin
 
 _SERVERS = []
 _SERVERS_LOCK = threading.Lock()

@@ -114,9 +114,11 @@ def region_signer(node):
 
 
 def envelope(pb, origin, body, sign=None, signature=None):
+    bundle = pb.bundle()
+    bundle.bodies.append(body.SerializeToString())
     env = pb.envelope()
     env.origin = origin
-    env.body = body.SerializeToString()
+    env.body = bundle.SerializeToString()
     env.signature = signature if signature is not None else sign(env.body)
     return env.SerializeToString()
 

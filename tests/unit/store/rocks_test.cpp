@@ -129,3 +129,27 @@ TEST_CASE("compaction removes deleted data from the files") {
   }
   CHECK_FALSE(found);
 }
+
+TEST_CASE("lazy writes are applied like any other, and survive a clean close") {
+  temp_dir dir;
+  {
+    rocks_db db({dir.path});
+    latch done(1);
+    write_outcome outcome = write_outcome::failed;
+    db.submit(
+        [](rocks_batch& b) {
+          b.put(cf::outbox, "dest\0x", "entry");
+          return true;
+        },
+        [&](write_outcome o) {
+          outcome = o;
+          done.count_down();
+        },
+        rocks_db::durability::lazy);
+    done.wait();
+    CHECK(outcome == write_outcome::committed);
+    CHECK(db.get(cf::outbox, "dest\0x") == "entry");
+  }
+  rocks_db db({dir.path});
+  CHECK(db.get(cf::outbox, "dest\0x") == "entry");
+}
