@@ -560,7 +560,7 @@ int main(int argc, char** argv) {
       bool open_loop = federation->count("--rate") > 0;
       message_result r;
       run(o, message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port},
-                         std::make_shared<shared_state>(), {regions.a.pid, regions.b.pid}, &r, open_loop));
+                         std::make_shared<shared_state>(), {regions.a.pid, regions.b.pid, regions.nats.pid}, &r, open_loop));
       return report_messages(o, open_loop ? "federation-latency" : "federation", r, std::nullopt);
     }
     auto n = start_node(o);

@@ -79,6 +79,23 @@ class BenchSmokeTest(unittest.TestCase):
             self.assertGreater(r[key], 0, r)
             self.assertLess(r[key], 30, r)
 
+    def test_federation_two_regions(self):
+        r = bench("federation", "--pairs", "2", "--window", "4", "--duration", "1.5")
+        self.assertEqual(r["workload"], "federation")
+        self.assertGreater(r["completed"], 10, r)
+        self.assertGreater(r["server_cpu_us_per_message"], 0, r)
+        for key in ("send_to_accepted", "send_to_recipient", "send_to_receipt"):
+            self.assertOrderedLatency(r[key], r["completed"])
+        # Across regions the message is accepted at home before it reaches the other region.
+        self.assertLessEqual(r["send_to_accepted"]["p50_ms"], r["send_to_recipient"]["p50_ms"], r)
+
+    def test_federation_open_loop(self):
+        r = bench("federation", "--pairs", "2", "--rate", "200", "--duration", "1.5")
+        self.assertEqual(r["workload"], "federation-latency")
+        self.assertEqual(r["rate"], 200)
+        self.assertGreater(r["completed"], 100, r)
+        self.assertOrderedLatency(r["send_to_recipient"], 100)
+
     def test_echo(self):
         r = bench("echo", "--pairs", "2", "--window", "4", "--duration", "1")
         self.assertGreater(r["completed"], 100, r)

@@ -138,7 +138,7 @@ TEST_CASE("lazy writes are applied like any other, and survive a clean close") {
     write_outcome outcome = write_outcome::failed;
     db.submit(
         [](rocks_batch& b) {
-          b.put(cf::outbox, "dest\0x", "entry");
+          b.put(cf::outbox, "dest/x", "entry");
           return true;
         },
         [&](write_outcome o) {
@@ -148,8 +148,8 @@ TEST_CASE("lazy writes are applied like any other, and survive a clean close") {
         rocks_db::durability::lazy);
     done.wait();
     CHECK(outcome == write_outcome::committed);
-    CHECK(db.get(cf::outbox, "dest\0x") == "entry");
+    CHECK(db.get(cf::outbox, "dest/x") == "entry");
   }
   rocks_db db({dir.path});
-  CHECK(db.get(cf::outbox, "dest\0x") == "entry");
+  CHECK(db.get(cf::outbox, "dest/x") == "entry");
 }
