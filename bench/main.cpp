@@ -559,8 +559,9 @@ int main(int argc, char** argv) {
       bench::start_two_regions({o.node_binary, nats_binary, o.threads, o.durable}, regions);
       bool open_loop = federation->count("--rate") > 0;
       message_result r;
-      run(o, message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port},
-                         std::make_shared<shared_state>(), {regions.a.pid, regions.b.pid, regions.nats.pid}, &r, open_loop));
+      run(o,
+          message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port}, std::make_shared<shared_state>(),
+                      {regions.a.pid, regions.b.pid, regions.nats.pid}, &r, open_loop));
       return report_messages(o, open_loop ? "federation-latency" : "federation", r, std::nullopt);
     }
     auto n = start_node(o);

@@ -140,7 +140,8 @@ public_url = "https://eu.example.org"
 
 [[federation.regions]]
 name = "us-east"
-public_keys = [")" + key + R"(", ")" + std::string(64, '0') + R"("]
+public_keys = [")" + key +
+                       R"(", ")" + std::string(64, '0') + R"("]
 url = "https://us.example.org"
 location = "40.7,-74.0"
 )");
@@ -192,7 +193,8 @@ nkey = "UABC"
 
 [[federation.regions]]
 name = "us-east"
-public_keys = [")" + std::string(64, 'b') + R"("]
+public_keys = [")" + std::string(64, 'b') +
+                       R"("]
 )");
   CHECK_FALSE(r.ok());
   CHECK(any_error_contains(r, "federation.regions: listed, but federation.nats_urls is not set"));
