@@ -232,12 +232,23 @@ class TwoRegionChat(FederationCase):
             self.assertEqual(h.status, 200, h.describe())
             self.assertEqual([m["id"] for m in h.json["messages"]], [acc["message_id"], acc2["message_id"]])
 
+    def history_of(self, user_id, conversation_id):
+        name, region = user_id.split("@")
+        s = self.session(user_id, device="history")
+        h = self.node(region).request("GET", "/v1/conversations/%s/messages" % conversation_id, token=s["access_token"])
+        self.assertEqual(h.status, 200, h.describe())
+        return h.json["messages"]
+
     def test_offline_recipient_gets_it_on_connect_and_sender_then_sees_delivered(self):
         alice, bob = self.user("europe", "alice"), self.user("america", "bob")
         a = self.connect(alice)
         accs = [a.send_message(bob, "while you were away %d" % i) for i in range(5)]
         time.sleep(0.5)
         self.assertFalse(any("receipt" in e for e in a.events()), "delivered before bob ever connected")
+        # The sender's history says "sent, not delivered".
+        hist = self.history_of(alice, accs[0]["conversation_id"])
+        self.assertEqual(len(hist), 5)
+        self.assertTrue(all(int(m.get("delivered_at_ms", 0)) == 0 for m in hist), hist)
         b = self.connect(bob)
         self.assert_exactly(b, ["while you were away %d" % i for i in range(5)])
         b.ack(b.max_seq())
@@ -245,6 +256,8 @@ class TwoRegionChat(FederationCase):
                      what="5 DELIVERED receipts")
         got = sorted(e["receipt"]["message_id"] for e in a.events() if "receipt" in e)
         self.assertEqual(got, sorted(x["message_id"] for x in accs))
+        hist = self.history_of(alice, accs[0]["conversation_id"])
+        self.assertTrue(all(int(m.get("delivered_at_ms", 0)) > 0 for m in hist), hist)
 
     def test_resume_after_reconnect_and_retry_is_not_a_second_message(self):
         alice, bob = self.user("europe", "alice"), self.user("america", "bob")
@@ -397,7 +410,9 @@ class ForgedEnvelopes(FederationCase):
         pub.pub(subject, b"\x00garbage, not an envelope")
         sent["malformed"] = 1
         pub.pub(subject, envelope(pb, "europe", body("bad signature"), signature=os.urandom(64)))
-        sent["bad_signature"] = 1
+        america_sign = region_signer(self.node("america"))  # a real key, but not europe's
+        pub.pub(subject, envelope(pb, "europe", body("signed by the wrong region"), sign=america_sign))
+        sent["bad_signature"] = 2
         pub.pub("petchat.v1.fed.america.mars", envelope(pb, "mars", body("unknown region", origin="mars"),
                                                          sign=europe_sign))
         sent["unknown_region"] = 1

@@ -225,7 +225,10 @@ struct message_service::impl {
     if (m.message().expires_at_ms() <= now) return std::nullopt;
     for (auto const& h : m.hidden_for())
       if (h == user) return std::nullopt;
-    return m.message();
+    client::message out = m.message();
+    out.set_delivered_at_ms(m.delivered_at_ms());
+    out.set_read_at_ms(m.read_at_ms());
+    return out;
   }
 
   std::optional<records::conversation_record> conversation(std::string const& id) const {
