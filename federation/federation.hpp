@@ -156,6 +156,9 @@ struct region_status {
   std::string region;
   std::uint64_t outbox = 0;                // waiting to go to that region
   std::int64_t oldest_undelivered_ms = 0;  // age of the oldest, 0 if none
+  // From that region, still in this region's stream: applied ones are purged every 2 s,
+  // so this is what waits to be applied (seconds stale).
+  std::uint64_t inbound = 0;
 };
 
 struct status {

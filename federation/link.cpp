@@ -27,7 +27,7 @@ constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default m
 constexpr std::size_t max_queued = 64;            // inbound envelopes (bundles) waiting to be applied
 constexpr std::size_t apply_batch = 512;          // bodies per apply, whole bundles only
 constexpr auto stream_info_every = 1s;
-constexpr auto purge_every = 30s;
+constexpr auto purge_every = 2s;  // when something was applied since the last purge
 constexpr auto max_backoff = 30s;
 constexpr std::int64_t ephemeral_max_age_ms = 30000;
 
@@ -92,7 +92,9 @@ struct link::impl {
   bool applier_stop = false;                            // guarded by queue_mutex
 
   std::mutex status_mutex;
-  status cached;  // stream figures and last error, guarded by status_mutex
+  status cached;                                           // stream figures and last error, guarded by status_mutex
+  std::map<std::string, std::uint64_t> inbound_by_origin;  // envelopes in the stream per origin (guarded)
+  std::uint64_t purged_upto = 0;                           // manager thread only
 
   std::map<std::string, std::pair<clock::time_point, clock::duration>> backoff;  // manager thread only
   std::mutex log_mutex;
@@ -396,19 +398,30 @@ struct link::impl {
     return progressed;
   }
 
+  // The stream's end and what it holds per origin (the subject's last token). As the
+  // node purges what it applied every few seconds, that is what waits to be applied.
   void refresh_stream_info() {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_GetStreamInfo(&si, js, stream_name.c_str(), nullptr, &jerr) != NATS_OK) return;
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = inbound_filter.c_str();
+    if (js_GetStreamInfo(&si, js, stream_name.c_str(), &o, &jerr) != NATS_OK) return;
+    std::map<std::string, std::uint64_t> by_origin;
+    if (si->State.Subjects)
+      for (int i = 0; i < si->State.Subjects->Count; ++i)
+        by_origin[last_token(si->State.Subjects->List[i].Subject)] += si->State.Subjects->List[i].Msgs;
     std::lock_guard lock(status_mutex);
     cached.stream_last_seq = si->State.LastSeq;
+    inbound_by_origin = std::move(by_origin);
     jsStreamInfo_Destroy(si);
   }
 
   // Drops what this region has applied from its inbound stream.
   void purge_applied() {
     std::uint64_t upto = store.inbound_position();
-    if (upto == 0) return;
+    if (upto == 0 || upto == purged_upto) return;
+    purged_upto = upto;
     jsOptions o;
     jsOptions_Init(&o);
     o.Stream.Purge.Sequence = upto + 1;  // up to but not including
@@ -587,9 +600,11 @@ std::uint64_t link::rejected() const {
 status link::snapshot() {
   auto& m = *impl_;
   status s;
+  std::map<std::string, std::uint64_t> inbound;
   {
     std::lock_guard lock(m.status_mutex);
     s = m.cached;
+    inbound = m.inbound_by_origin;
   }
   s.enabled = true;
   s.connected = m.connected && m.nc && natsConnection_Status(m.nc) == NATS_CONN_STATUS_CONNECTED;
@@ -606,7 +621,7 @@ status link::snapshot() {
   auto now = wall_ms();
   for (auto const& r : m.dir.all()) {
     if (r.name == m.dir.self()) continue;
-    region_status rs{r.name, 0, 0};
+    region_status rs{r.name, 0, 0, inbound.count(r.name) ? inbound[r.name] : 0};
     if (auto it = backlog.find(r.name); it != backlog.end()) {
       rs.outbox = it->second.entries;
       rs.oldest_undelivered_ms =

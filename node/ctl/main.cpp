@@ -179,9 +179,10 @@ void print_federation(json::value const& answer) {
   std::vector<std::vector<std::string>> rows;
   for (auto const& r : o.at("regions").as_array()) {
     auto const& ro = r.as_object();
-    rows.push_back({field(ro, "region"), field(ro, "outbox"), field(ro, "oldest_undelivered_s") + " s"});
+    rows.push_back(
+        {field(ro, "region"), field(ro, "outbox"), field(ro, "oldest_undelivered_s") + " s", field(ro, "inbound")});
   }
-  print_table({"REGION", "WAITING TO GO", "OLDEST UNDELIVERED"}, rows);
+  print_table({"REGION", "WAITING TO GO", "OLDEST UNDELIVERED", "WAITING TO BE APPLIED"}, rows);
   std::cout << "\n";
   rows.clear();
   for (auto const& [reason, n] : o.at("rejects").as_object()) rows.push_back({std::string(reason), json::serialize(n)});

@@ -33,8 +33,10 @@ json::object federation_status(admin_api const& api) {
   auto now = format::now_ms();
   json::array regions;
   for (auto const& r : s.regions)
-    regions.push_back(json::object{
-        {"region", r.region}, {"outbox", r.outbox}, {"oldest_undelivered_s", r.oldest_undelivered_ms / 1000.0}});
+    regions.push_back(json::object{{"region", r.region},
+                                   {"outbox", r.outbox},
+                                   {"oldest_undelivered_s", r.oldest_undelivered_ms / 1000.0},
+                                   {"inbound", r.inbound}});
   json::object rejects;
   for (auto const& [reason, n] : s.rejects) rejects[reason] = n;
   o["enabled"] = true;

@@ -490,6 +490,16 @@ class Partitions(FederationCase):
         america.start()
         b = self.connect(bob, bob_session)
         self.assert_exactly(b, expected, timeout=30)
+        # What america applied leaves its stream: nothing waits to be applied any more.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st = fed_status(america)
+            if st["regions"][0]["inbound"] == 0 and st["inbound_backlog"] == 0:
+                break
+            time.sleep(0.2)
+        self.assertEqual((st["regions"][0]["region"], st["regions"][0]["inbound"], st["inbound_backlog"]),
+                         ("europe", 0, 0), st)
+        self.assertGreaterEqual(st["applied_position"], 30, st)
 
     def test_sender_killed_right_after_accepted(self):
         alice, bob = self.user("europe", "alice"), self.user("america", "bob")
