@@ -155,11 +155,26 @@ struct link::impl {
     me->log->info("federation: connected to NATS");
     me->wake();
   }
-  static void on_disconnected(natsConnection*, void* self) {
+  static void on_disconnected(natsConnection* nc, void* self) {
     auto* me = static_cast<impl*>(self);
     if (me->stopping) return;
-    me->connected = false;
-    me->log->warn("federation: lost the NATS connection; local work goes on, federation traffic waits in the outbox");
+    bool was = me->connected.exchange(false);
+    std::string why = connection_error(nc);
+    if (was)
+      me->log->warn("federation: lost the NATS connection{}{}; local work goes on, federation traffic waits",
+                    why.empty() ? "" : ": ", why);
+    if (!why.empty()) me->set_error("NATS: " + why);
+  }
+  // Asynchronous errors: authorization refused, permissions, slow consumer...
+  static void on_error(natsConnection* nc, natsSubscription*, natsStatus err, void* self) {
+    auto* me = static_cast<impl*>(self);
+    std::string why = connection_error(nc);
+    me->set_error("NATS: " + (why.empty() ? std::string(natsStatus_GetText(err)) : why));
+  }
+  static std::string connection_error(natsConnection* nc) {
+    char const* text = nullptr;
+    if (nc && natsConnection_GetLastError(nc, &text) != NATS_OK && text) return text;
+    return {};
   }
 
   static void on_inbound(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
@@ -223,9 +238,9 @@ struct link::impl {
     natsOptions_SetMaxReconnect(nopts, -1);
     natsOptions_SetReconnectWait(nopts, opt.reconnect_wait_ms);
     natsOptions_SetTimeout(nopts, opt.publish_timeout_ms);
-    natsOptions_SetRetryOnFailedConnect(nopts, true, &impl::on_connected, this);
     natsOptions_SetReconnectedCB(nopts, &impl::on_connected, this);
     natsOptions_SetDisconnectedCB(nopts, &impl::on_disconnected, this);
+    natsOptions_SetErrorHandler(nopts, &impl::on_error, this);
     natsStatus s = NATS_OK;
     if (!opt.credentials_file.empty())
       s = natsOptions_SetUserCredentialsFromFiles(nopts, opt.credentials_file.c_str(), nullptr);
@@ -243,14 +258,22 @@ struct link::impl {
       set_error("NATS options: " + nats_error(s));
       return false;
     }
+    // One plain attempt first, which says why it failed (refused, authorization, TLS...);
+    // then, if it did, one that keeps retrying in the background.
     s = natsConnection_Connect(&nc, nopts);
     if (s == NATS_OK) {
       connected = true;
-    } else if (s != NATS_NOT_YET_CONNECTED) {
-      set_error("cannot connect to NATS: " + nats_error(s));
-      return false;
     } else {
-      log->warn("federation: NATS not reachable yet; retrying in the background");
+      set_error("cannot connect to NATS: " + nats_error(s) + "; retrying in the background");
+      nc = nullptr;
+      natsOptions_SetRetryOnFailedConnect(nopts, true, &impl::on_connected, this);
+      s = natsConnection_Connect(&nc, nopts);
+      if (s == NATS_OK) {
+        connected = true;
+      } else if (s != NATS_NOT_YET_CONNECTED) {
+        set_error("cannot connect to NATS: " + nats_error(s));
+        return false;
+      }
     }
     jsOptions jo;
     jsOptions_Init(&jo);

@@ -48,7 +48,7 @@ class NatsServer:
     """One nats-server with JetStream, on loopback ports chosen here. Keeps its store and
     ports across stop()/start(), so a restart is the same server coming back."""
 
-    def __init__(self, name, domain=None, leaf_listen=False, leaf_remote=None):
+    def __init__(self, name, domain=None, leaf_listen=False, leaf_remote=None, extra_conf=""):
         if not os.access(NATS_BIN, os.X_OK):
             raise RuntimeError("nats-server not found (scripts/setup-deps installs it)")
         self.name = name
@@ -73,6 +73,8 @@ class NatsServer:
         if leaf_remote:
             lines += ["leafnodes {", "  reconnect: 1", "  remotes: [ { url: \"nats-leaf://127.0.0.1:%d\" } ]" % leaf_remote,
                       "}"]
+        if extra_conf:
+            lines.append(extra_conf)
         self.conf = os.path.join(self.workdir, "nats.conf")
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -619,6 +619,74 @@ class ThreeRegions(FederationCase):
             self.assertEqual(got, want)
 
 
+class SecuredNats(unittest.TestCase):
+    """NATS with TLS and a user/password, configured as docs/FEDERATION.md says."""
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.certs = tempfile.mkdtemp(prefix="petchat-tls-")
+        cls.cert = os.path.join(cls.certs, "cert.pem")
+        key = os.path.join(cls.certs, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", cls.cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+        cls.server = fedharness.NatsServer("secured", extra_conf=(
+            'tls { cert_file: "%s", key_file: "%s" }\n'
+            'authorization { user: "petchat", password: "s3cret-for-tests" }' % (cls.cert, key)))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+        import shutil
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def test_regions_federate_over_tls_with_credentials(self):
+        fed = {"tls_ca_file": self.cert, "user": "petchat", "password": "s3cret-for-tests"}
+        regions = fedharness.make_regions(["europe", "america"], {"europe": self.server, "america": self.server},
+                                          federation=fed)
+        regions.pop("_keys")
+        try:
+            eu, us = regions["europe"].node, regions["america"].node
+            eu.new_user("alice")
+            us.new_user("bob")
+            a = wsclient.connect(eu, eu.new_session("alice"))
+            b = wsclient.connect(us, us.new_session("bob"))
+            acc = a.send_message("bob@america", "over TLS")
+            b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+            st = fed_status(eu)
+            self.assertTrue(st["connected"], st)
+            self.assertTrue(st["server"].startswith("nats://127.0.0.1:"), st)
+            a.close()
+            b.close()
+        finally:
+            for r in regions.values():
+                r.node.close()
+
+    def test_wrong_password_keeps_the_region_standalone_and_says_why(self):
+        fed = {"tls_ca_file": self.cert, "user": "petchat", "password": "wrong"}
+        regions = fedharness.make_regions(["europe", "america"], {"europe": self.server, "america": self.server},
+                                          federation=fed)
+        regions.pop("_keys")
+        try:
+            eu = regions["europe"].node
+            eu.new_user("alice")
+            a = wsclient.connect(eu, eu.new_session("alice"))
+            a.send_message("alice", "local chat still works")
+            a.close()
+            time.sleep(1.5)  # a few reconnection attempts
+            st = fed_status(eu)
+            self.assertFalse(st["connected"], st)
+            ready = eu.request("GET", "/readyz")
+            self.assertEqual((ready.status, ready.json["federation"]), (200, "disconnected"))
+            self.assertRegex(st["last_error"], "(?i)authori[sz]ation", st)
+            log = "\n".join(eu.stderr_lines)
+            self.assertRegex(log, "(?i)authori[sz]ation", log[-2000:])
+        finally:
+            for r in regions.values():
+                r.node.close()
+
+
 class Configuration(unittest.TestCase):
     def test_example_nats_configs_are_valid(self):
         conf_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
