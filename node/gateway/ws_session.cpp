@@ -19,6 +19,7 @@
 #include <boost/beast/websocket.hpp>
 #include <deque>
 
+#include "node/gateway/detail/coalescing_stream.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
@@ -126,11 +127,11 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   std::string user_id() const { return who_.user_name + "@" + svc_->region; }
 
   std::shared_ptr<live_services> svc_;
-  websocket::stream<tcp::socket> ws_;
-  bool binary_ = false;          // replies as Protobuf binary frames (else JSON text); set in run()
-  asio::steady_timer wake_;      // the writer sleeps on it; cancel() wakes it
-  std::deque<std::string> out_;  // encoded frames waiting for the writer; bounded
-  bool dead_ = false;            // the connection is being torn down: queue nothing more
+  websocket::stream<coalescing_stream> ws_;  // bursts of frames leave in one TCP write
+  bool binary_ = false;                      // replies as Protobuf binary frames (else JSON text); set in run()
+  asio::steady_timer wake_;                  // the writer sleeps on it; cancel() wakes it
+  std::deque<std::string> out_;              // encoded frames waiting for the writer; bounded
+  bool dead_ = false;                        // the connection is being torn down: queue nothing more
   std::optional<std::uint16_t> close_code_;
   std::string close_reason_;
   bool authenticated_ = false;
@@ -190,6 +191,7 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     }
     if (dead_) co_return;
     if (out_.empty() && close_code_) {
+      ws_.next_layer().release();
       websocket::close_reason reason(static_cast<websocket::close_code>(*close_code_), close_reason_);
       co_await ws_.async_close(reason, use_tuple);
       co_return;
@@ -197,6 +199,11 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     ws_.binary(binary_);
     std::string frame = std::move(out_.front());
     out_.pop_front();
+    // More frames queued: hold this one back and send the burst with the last of them.
+    if (out_.empty())
+      ws_.next_layer().release();
+    else
+      ws_.next_layer().hold();
     // Watchdog: a write the client does not take within stall_limit means it stopped
     // reading. `write_gen_` makes a late timer for an earlier write harmless.
     auto gen = ++write_gen_;
