@@ -24,7 +24,6 @@ std::string_view region_of(std::string_view user_id) {
 
 // Field checks that need nothing but the body: who may say what.
 std::optional<reject_reason> check_body(body const& b, directory const& dir) {
-  if (b.destination() != dir.self()) return reject_reason::wrong_destination;
   auto const& origin = b.origin();
   switch (b.kind_case()) {
     case body::kMessage: {
@@ -55,8 +54,10 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       if (region_of(b.typing_to()) != dir.self()) return reject_reason::wrong_destination;
       return std::nullopt;
     default:
-      return reject_reason::malformed;
+      break;
   }
+  if (b.has_lane_ack()) return std::nullopt;
+  return reject_reason::malformed;
 }
 
 }  // namespace
@@ -145,15 +146,16 @@ opened open(std::string_view bytes, std::string_view subject_origin, directory c
       out.refused.push_back(reject_reason::malformed);
       continue;
     }
-    if (b.origin() != e.origin()) {
+    if (b.destination() != dir.self()) {  // another lane's envelope: not ours to apply or skip
+      out.refused.push_back(reject_reason::wrong_destination);
+      continue;
+    }
+    if (b.origin() != e.origin()) {  // the signer speaks for another region's lane: no effect at all
       out.refused.push_back(reject_reason::origin_mismatch);
       continue;
     }
-    if (auto why = check_body(b, dir)) {
-      out.refused.push_back(*why);
-      continue;
-    }
-    out.bodies.push_back(std::move(b));
+    auto why = check_body(b, dir);
+    out.bodies.push_back({std::move(b), why});
   }
   return out;
 }

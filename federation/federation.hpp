@@ -64,6 +64,7 @@ struct options {
   std::uint32_t publish_timeout_ms = 5000;
   std::uint32_t reconnect_wait_ms = 1000;
   std::uint32_t presence_interval_s = 10;  // remote presence is at most 3x this stale
+  std::uint32_t resend_after_s = 10;       // unconfirmed envelopes are sent again after this
   std::string public_url;                  // this region's entry in GET /v1/regions
   std::string location;
   std::vector<region_entry> regions;  // the other regions
@@ -114,8 +115,12 @@ std::string seal(std::vector<std::string> bodies, std::string const& origin, sec
 // envelope itself fails (not an envelope, unknown signer, bad signature, origins that
 // disagree) `bodies` is empty and `refused` holds that one reason.
 struct opened {
-  std::vector<body> bodies;            // the acceptable ones, in order
-  std::vector<reject_reason> refused;  // one per refused body (or for the whole envelope)
+  struct item {
+    body content;
+    std::optional<reject_reason> refused;  // genuine (signed by the origin) but not acceptable
+  };
+  std::vector<item> bodies;            // every body of the origin's that parsed, in order
+  std::vector<reject_reason> refused;  // the whole envelope's refusal, or bodies with no lane effect
 };
 opened open(std::string_view bytes, std::string_view subject_origin, directory const& dir);
 
@@ -129,32 +134,44 @@ class local_store {
     std::uint64_t lane_seq;
     std::string body;  // serialized `body`, unsigned
   };
-  // Destinations with outbox entries, and the oldest entries for one of them.
-  virtual std::vector<std::string> outbox_destinations() = 0;
-  virtual std::vector<outgoing> outbox_peek(std::string const& destination, std::size_t limit) = 0;
-  // JetStream stored everything up to `lane_seq`: forget it. May be made durable lazily
-  // (entries sent again after a crash are dropped by the destination as replays).
-  virtual void outbox_sent(std::string const& destination, std::uint64_t lane_seq) = 0;
+  // The lane seq just before the oldest entry still in the outbox for `destination`
+  // (everything up to it was confirmed applied there). Consistent with concurrent commits.
+  virtual std::uint64_t outbox_start(std::string const& destination) = 0;
+  // Entries with lane seq > `after`, oldest first.
+  virtual std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) = 0;
+  // The destination confirmed it applied everything up to `lane_seq`: forget it. May be
+  // made durable lazily (entries sent again after a crash are dropped as replays).
+  virtual void outbox_trim(std::string const& destination, std::uint64_t lane_seq) = 0;
   struct backlog {
     std::uint64_t entries = 0;
     std::int64_t oldest_created_at_ms = 0;
   };
-  virtual std::map<std::string, backlog> outbox_backlog() = 0;
+  virtual backlog outbox_backlog(std::string const& destination, std::uint64_t after) = 0;
+  // The epoch of this node's outbound lanes (0 until the first envelope was queued).
+  virtual std::uint64_t outbound_epoch() = 0;
 
+  struct lane {
+    std::uint64_t epoch = 0;
+    std::uint64_t seq = 0;
+  };
+  // Per origin region: the last applied (epoch, seq) of its lane to this region.
+  virtual std::map<std::string, lane> inbound_lanes() = 0;
   // Stream position of the last inbound envelope applied or refused.
   virtual std::uint64_t inbound_position() = 0;
   struct inbound {
     std::uint64_t stream_seq = 0;
-    std::optional<body> content;  // verified; empty when `open` refused it
+    std::optional<body> content;           // signature verified; empty when the envelope was refused
+    std::optional<reject_reason> refused;  // the body is genuine but must not be applied
   };
-  // Applies verified envelopes in order and stores the position of the last one, in one
-  // durable write. Returns the refusals that needed the store (unknown user, replay...).
+  // Applies envelopes in order and stores the position of the last one, in one durable
+  // write. A refused but genuine body still takes its lane position (it is never sent
+  // again). Returns the refusals, including those that needed the store.
   virtual std::vector<reject_reason> apply(std::vector<inbound> batch) = 0;
 };
 
 struct region_status {
   std::string region;
-  std::uint64_t outbox = 0;                // waiting to go to that region
+  std::uint64_t outbox = 0;                // not yet confirmed applied by that region (to go, or on the way)
   std::int64_t oldest_undelivered_ms = 0;  // age of the oldest, 0 if none
   // From that region, still in this region's stream: applied ones are purged every 2 s,
   // so this is what waits to be applied (seconds stale).

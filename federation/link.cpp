@@ -76,10 +76,15 @@ struct link::impl {
   std::atomic<std::uint64_t> published{0};
   std::atomic<std::uint64_t> applied{0};
   std::atomic<std::uint64_t> last_queued{0};  // highest stream seq queued (or applied)
+  std::atomic<std::uint64_t> applied_seq{0};  // stream seq of the last batch applied by this process
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(reject_reason::count_)> rejects{};
 
   std::thread manager;
   std::thread applier;
+  std::atomic<natsConnection*> live_nc{nullptr};  // for send_ephemeral from other threads
+  std::mutex closed_mutex;
+  std::condition_variable closed_cv;
+  bool closed = false;  // the connection's last callback ran (guarded by closed_mutex)
   std::mutex wake_mutex;
   std::condition_variable wake_cv;
   bool woken = false;  // guarded by wake_mutex
@@ -95,6 +100,7 @@ struct link::impl {
   status cached;                                           // stream figures and last error, guarded by status_mutex
   std::map<std::string, std::uint64_t> inbound_by_origin;  // envelopes in the stream per origin (guarded)
   std::uint64_t purged_upto = 0;                           // manager thread only
+  std::map<std::string, std::uint64_t> confirmed_view;     // lane seq confirmed per destination (guarded)
 
   std::map<std::string, std::pair<clock::time_point, clock::duration>> backoff;  // manager thread only
   std::mutex log_mutex;
@@ -165,6 +171,12 @@ struct link::impl {
                     why.empty() ? "" : ": ", why);
     if (!why.empty()) me->set_error("NATS: " + why);
   }
+  static void on_closed(natsConnection*, void* self) {
+    auto* me = static_cast<impl*>(self);
+    std::lock_guard lock(me->closed_mutex);
+    me->closed = true;
+    me->closed_cv.notify_all();
+  }
   // Asynchronous errors: authorization refused, permissions, slow consumer...
   static void on_error(natsConnection* nc, natsSubscription*, natsStatus err, void* self) {
     auto* me = static_cast<impl*>(self);
@@ -194,8 +206,8 @@ struct link::impl {
     natsMsg_Destroy(msg);
     for (auto r : opened.refused) me->count(r, "stream seq " + std::to_string(seq));
     std::vector<local_store::inbound> items;
-    for (auto& b : opened.bodies) items.push_back({seq, std::move(b)});
-    if (items.empty()) items.push_back({seq, std::nullopt});  // nothing to apply, but the position moves
+    for (auto& item : opened.bodies) items.push_back({seq, std::move(item.content), item.refused});
+    if (items.empty()) items.push_back({seq, std::nullopt, std::nullopt});  // nothing to apply; the position moves
     std::unique_lock lock(me->queue_mutex);
     me->queue_drained.wait(lock, [me] { return me->queue.size() < max_queued || me->applier_stop; });
     if (me->applier_stop) return;
@@ -211,13 +223,24 @@ struct link::impl {
     auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->dir);
     natsMsg_Destroy(msg);
     for (auto r : opened.refused) me->count(r, "live subject");
-    for (auto const& b : opened.bodies) {
-      if (!b.has_presence() && !b.has_typing())
+    for (auto const& item : opened.bodies) {
+      auto const& b = item.content;
+      if (item.refused) {
+        me->count(*item.refused, "live subject");
+      } else if (!b.has_presence() && !b.has_typing() && !b.has_lane_ack()) {
         me->count(reject_reason::malformed, "durable kind on live subject");
-      else if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms)
+      } else if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms) {
         me->count(reject_reason::stale, "live envelope from " + b.origin());
-      else if (me->on_ephemeral)
+      } else if (b.has_lane_ack()) {
+        {
+          std::lock_guard lock(me->acks_mutex);
+          auto& a = me->acks[b.origin()];
+          if (b.lane_ack().epoch() > a.epoch() || b.lane_ack().seq() > a.seq()) a = b.lane_ack();
+        }
+        me->wake();
+      } else if (me->on_ephemeral) {
         me->on_ephemeral(b);
+      }
     }
   }
 
@@ -241,6 +264,7 @@ struct link::impl {
     natsOptions_SetReconnectedCB(nopts, &impl::on_connected, this);
     natsOptions_SetDisconnectedCB(nopts, &impl::on_disconnected, this);
     natsOptions_SetErrorHandler(nopts, &impl::on_error, this);
+    natsOptions_SetClosedCB(nopts, &impl::on_closed, this);
     natsStatus s = NATS_OK;
     if (!opt.credentials_file.empty())
       s = natsOptions_SetUserCredentialsFromFiles(nopts, opt.credentials_file.c_str(), nullptr);
@@ -275,6 +299,7 @@ struct link::impl {
         return false;
       }
     }
+    live_nc = nc;
     jsOptions jo;
     jsOptions_Init(&jo);
     if (!opt.jetstream_domain.empty()) jo.Domain = opt.jetstream_domain.c_str();
@@ -320,6 +345,7 @@ struct link::impl {
                 stream_name, last_seq, last_queued.load());
       drop_inbound_subscription();
       last_queued = 0;
+      applied_seq = 0;
     }
     if (!inbound_sub || !natsSubscription_IsValid(inbound_sub)) {
       drop_inbound_subscription();
@@ -328,6 +354,7 @@ struct link::impl {
         log->warn("federation: stream {} ends at {} but {} was applied: it was recreated; reading it from the start",
                   stream_name, last_seq, from);
         from = 0;
+        applied_seq = 0;
       }
       last_queued = from;
       jsSubOptions so;
@@ -367,16 +394,74 @@ struct link::impl {
     inbound_sub = nullptr;
   }
 
-  // Publishes one batch of the outbox of each destination; true if anything went out.
+  // Per destination: what went out and what the destination confirmed it applied. Entries
+  // stay in the outbox until confirmed; what stays unconfirmed for resend_after_s (lost
+  // from a stream, refused before the destination knew this region...) goes out again.
+  struct lane_out {
+    bool started = false;
+    std::uint64_t published = 0;        // lane seq JetStream stored up to
+    std::uint64_t confirmed = 0;        // lane seq the destination applied up to
+    clock::time_point waiting_since{};  // when `confirmed` last moved (or waiting began)
+  };
+  std::map<std::string, lane_out> lanes_out;  // manager thread only
+
+  lane_out& lane_to(std::string const& dest) {
+    auto& l = lanes_out[dest];
+    if (!l.started) {
+      l.started = true;
+      l.published = l.confirmed = store.outbox_start(dest);
+      l.waiting_since = clock::now();
+      std::lock_guard lock(status_mutex);
+      confirmed_view[dest] = l.confirmed;
+    }
+    return l;
+  }
+
+  // Confirmations that arrived on the live subject (any NATS thread), for the manager.
+  std::mutex acks_mutex;
+  std::map<std::string, lane_ack> acks;  // by destination region, guarded by acks_mutex
+
+  void take_confirmations() {
+    std::map<std::string, lane_ack> got;
+    {
+      std::lock_guard lock(acks_mutex);
+      got.swap(acks);
+    }
+    if (got.empty()) return;
+    auto epoch = store.outbound_epoch();
+    for (auto const& [dest, ack] : got) {
+      if (ack.epoch() != epoch || epoch == 0) continue;  // about another incarnation of this store
+      auto& l = lane_to(dest);
+      if (ack.seq() <= l.confirmed) continue;
+      l.confirmed = ack.seq();
+      l.published = std::max(l.published, l.confirmed);
+      l.waiting_since = clock::now();
+      store.outbox_trim(dest, l.confirmed);
+      std::lock_guard lock(status_mutex);
+      confirmed_view[dest] = l.confirmed;
+    }
+  }
+
+  // Publishes the next batch of the outbox of each destination; true if anything went out.
   bool publish_round() {
+    take_confirmations();
     bool progressed = false;
     auto now = clock::now();
-    for (auto const& dest : store.outbox_destinations()) {
+    for (auto const& r : dir.all()) {
+      auto const& dest = r.name;
+      if (dest == dir.self()) continue;
       if (stopping || !connected) break;
+      auto& l = lane_to(dest);
+      if (l.published == l.confirmed) l.waiting_since = now;
+      if (l.published > l.confirmed && now - l.waiting_since > std::chrono::seconds(opt.resend_after_s)) {
+        log->warn("federation: region {} has not confirmed lane entries {}..{} for {} s; sending them again", dest,
+                  l.confirmed + 1, l.published, opt.resend_after_s);
+        l.published = l.confirmed;
+        l.waiting_since = now;
+      }
       auto& [until, delay] = backoff[dest];
       if (now < until) continue;
-      if (!dir.is_remote(dest)) continue;  // left the directory: kept until it returns
-      auto entries = store.outbox_peek(dest, publish_batch);
+      auto entries = store.outbox_peek(dest, l.published, publish_batch);
       if (entries.empty()) continue;
       publish_failures = 0;
       auto subject = fed_subject(dest);
@@ -414,11 +499,22 @@ struct link::impl {
         continue;
       }
       delay = clock::duration::zero();
-      store.outbox_sent(dest, entries.back().lane_seq);
+      l.published = entries.back().lane_seq;
       published += entries.size();
       progressed = true;
     }
     return progressed;
+  }
+
+  // Tells every origin how far this region applied its lane.
+  void send_confirmations() {
+    for (auto const& [origin, lane] : store.inbound_lanes()) {
+      if (!dir.is_remote(origin)) continue;
+      body b;
+      b.mutable_lane_ack()->set_epoch(lane.epoch);
+      b.mutable_lane_ack()->set_seq(lane.seq);
+      send_ephemeral(origin, std::move(b));
+    }
   }
 
   // The stream's end and what it holds per origin (the subject's last token). As the
@@ -442,7 +538,9 @@ struct link::impl {
 
   // Drops what this region has applied from its inbound stream.
   void purge_applied() {
-    std::uint64_t upto = store.inbound_position();
+    // What this process applied from this stream instance (the stored position may belong
+    // to a stream that was since recreated).
+    std::uint64_t upto = applied_seq.load();
     if (upto == 0 || upto == purged_upto) return;
     purged_upto = upto;
     jsOptions o;
@@ -456,20 +554,28 @@ struct link::impl {
     if (!presence_snapshot) return;
     for (auto const& r : dir.all()) {
       if (r.name == dir.self()) continue;
-      body b;
-      *b.mutable_presence() = presence_snapshot(r.name);
-      b.mutable_presence()->set_full(true);
-      send_ephemeral(r.name, std::move(b));
+      // In chunks that stay far below NATS's payload limit; `full` (users missing from it
+      // are offline) only when one chunk holds everyone. Others expire on their own.
+      auto all = presence_snapshot(r.name);
+      constexpr int chunk = 500;
+      for (int i = 0; i < all.entries_size() || i == 0; i += chunk) {
+        body b;
+        auto* p = b.mutable_presence();
+        for (int j = i; j < std::min(all.entries_size(), i + chunk); ++j) *p->add_entries() = all.entries(j);
+        p->set_full(all.entries_size() <= chunk);
+        send_ephemeral(r.name, std::move(b));
+      }
     }
   }
 
   void send_ephemeral(std::string const& destination, body b) {
-    if (!connected || !nc) return;
+    auto* conn = live_nc.load();
+    if (!connected || !conn) return;
     b.set_origin(dir.self());
     b.set_destination(destination);
     b.set_created_at_ms(wall_ms());
     auto sealed = seal({b.SerializeAsString()}, dir.self(), key);
-    natsConnection_Publish(nc, live_subject(destination).c_str(), sealed.data(), static_cast<int>(sealed.size()));
+    natsConnection_Publish(conn, live_subject(destination).c_str(), sealed.data(), static_cast<int>(sealed.size()));
   }
 
   void run_manager() {
@@ -486,6 +592,7 @@ struct link::impl {
           auto now = clock::now();
           if (now >= next_info) {
             refresh_stream_info();
+            send_confirmations();
             next_info = now + stream_info_every;
           }
           if (now >= next_purge) {
@@ -532,6 +639,7 @@ struct link::impl {
           auto refused = store.apply(batch);
           for (auto r : refused) count(r, "");
           applied += verified - std::min(verified, refused.size());
+          applied_seq = batch.back().stream_seq;
           break;
         } catch (std::exception const& e) {
           set_error(std::string("cannot apply inbound envelopes: ") + e.what());
@@ -580,8 +688,13 @@ void link::stop() {
     if (sub) natsSubscription_Destroy(sub);
   m.inbound_sub = m.live_sub = nullptr;
   if (m.js) jsCtx_Destroy(m.js);
+  m.live_nc = nullptr;
   if (m.nc) {
     natsConnection_Close(m.nc);
+    // The closed callback is the connection's last: after it no callback can touch `m`.
+    std::unique_lock lock(m.closed_mutex);
+    m.closed_cv.wait_for(lock, 3s, [&m] { return m.closed; });
+    lock.unlock();
     natsConnection_Destroy(m.nc);
   }
   if (m.nopts) natsOptions_Destroy(m.nopts);
@@ -640,16 +753,19 @@ status link::snapshot() {
   s.inbound_backlog = s.stream_last_seq > s.applied_position ? s.stream_last_seq - s.applied_position : 0;
   s.published = m.published;
   s.applied = m.applied;
-  auto backlog = m.store.outbox_backlog();
+  std::map<std::string, std::uint64_t> confirmed;
+  {
+    std::lock_guard lock(m.status_mutex);
+    confirmed = m.confirmed_view;
+  }
   auto now = wall_ms();
   for (auto const& r : m.dir.all()) {
     if (r.name == m.dir.self()) continue;
     region_status rs{r.name, 0, 0, inbound.count(r.name) ? inbound[r.name] : 0};
-    if (auto it = backlog.find(r.name); it != backlog.end()) {
-      rs.outbox = it->second.entries;
-      rs.oldest_undelivered_ms =
-          it->second.entries ? std::max<std::int64_t>(0, now - it->second.oldest_created_at_ms) : 0;
-    }
+    auto it = confirmed.find(r.name);
+    auto backlog = m.store.outbox_backlog(r.name, it != confirmed.end() ? it->second : m.store.outbox_start(r.name));
+    rs.outbox = backlog.entries;
+    rs.oldest_undelivered_ms = backlog.entries ? std::max<std::int64_t>(0, now - backlog.oldest_created_at_ms) : 0;
     s.regions.push_back(rs);
   }
   for (std::size_t i = 0; i < m.rejects.size(); ++i)

@@ -75,14 +75,17 @@ void raise_open_files_limit(std::size_t max_connections) {
                            rl.rlim_cur, max_connections);
 }
 
-// Removes expired messages every `interval` until the node stops.
-asio::awaitable<void> sweep_expired_messages(messages::message_service& messages, std::chrono::milliseconds interval,
+// Removes expired messages every `interval` until the node stops; also lets remote users'
+// presence reports run out.
+asio::awaitable<void> sweep_expired_messages(messages::message_service& messages, ws::ws_manager& manager,
+                                             std::chrono::milliseconds interval,
                                              std::shared_ptr<std::atomic<bool>> stopping) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   while (!*stopping) {
     timer.expires_after(interval);
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (*stopping) break;
+    manager.expire_remote_presence();
     try {
       std::size_t n = co_await messages.sweep_expired();
       if (n > 0) log::get("messages")->debug("expired {} messages", n);
@@ -242,9 +245,10 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   chat.start();
   admin.start();
   if (fed) fed->start();
-  asio::co_spawn(
-      io, sweep_expired_messages(messages, std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
-      asio::detached);
+  asio::co_spawn(io,
+                 sweep_expired_messages(messages, manager,
+                                        std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
+                 asio::detached);
   log->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", bound.str(), admin_socket.string(), threads);
   std::printf(
       "petchat-node ready: region %s, chat on http://%s, admin on unix:%s\n"

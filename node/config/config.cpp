@@ -318,6 +318,7 @@ load_result validate(toml::table const& root) {
         {"publish_timeout_ms", rd.integer(c.federation.publish_timeout_ms, 100, 600000)},
         {"reconnect_wait_ms", rd.integer(c.federation.reconnect_wait_ms, 10, 600000)},
         {"presence_interval_s", rd.integer(c.federation.presence_interval_s, 1, 3600)},
+        {"resend_after_s", rd.integer(c.federation.resend_after_s, 1, 86400)},
         {"public_url", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
            c.federation.public_url = v;
            return std::nullopt;
@@ -333,6 +334,10 @@ load_result validate(toml::table const& root) {
   rd.walk(root, schema);
   if (c.users.registration == registration_policy::token && c.users.registration_token.size() < 16)
     r.errors.push_back("users.registration_token: must be at least 16 characters when users.registration = \"token\"");
+  if (c.federation.enabled() && check_subject_token(c.node.region))
+    r.errors.push_back(
+        "node.region: a federated region's name is part of NATS subjects and stream names: use only "
+        "a-z 0-9 _ - (no dots)");
   if (!c.federation.enabled() && !c.federation.regions.empty())
     r.errors.push_back("federation.regions: listed, but federation.nats_urls is not set");
   if ((c.federation.tls_cert_file.empty()) != (c.federation.tls_key_file.empty()))

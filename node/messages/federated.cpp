@@ -38,19 +38,22 @@ class federated_store final : public federation::local_store {
  public:
   explicit federated_store(message_service::impl& m) : m_(m) {}
 
-  // The directory's other regions. (Scanning the outbox for its destinations would walk
-  // the tombstones of every entry already sent.) Entries for a region that left the
-  // directory stay until it is listed again.
-  std::vector<std::string> outbox_destinations() override {
-    std::vector<std::string> out;
-    for (auto const& r : m_.regions->all())
-      if (r.name != m_.region) out.push_back(r.name);
-    return out;
+  std::uint64_t outbox_start(std::string const& destination) override {
+    // The lane counter first: an entry committed after this read has a larger seq, so it
+    // is found by the scan or by a later peek, never skipped.
+    auto lane = m_.db.get(cf::state, keys::outbound_lane_key(destination));
+    std::uint64_t counter = lane ? keys::from_be64(*lane) : 0;
+    std::uint64_t first = 0;
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, 0), destination + '\x01',
+               [&](std::string_view key, std::string_view) {
+                 first = keys::from_be64(key.substr(destination.size() + 1));
+                 return false;
+               });
+    return first > 0 ? first - 1 : counter;
   }
 
-  std::vector<outgoing> outbox_peek(std::string const& destination, std::size_t limit) override {
+  std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) override {
     std::vector<outgoing> out;
-    std::uint64_t after = sent_upto(destination);
     m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), destination + '\x01',
                [&](std::string_view key, std::string_view value) {
                  out.push_back({keys::from_be64(key.substr(destination.size() + 1)), std::string(value)});
@@ -61,32 +64,53 @@ class federated_store final : public federation::local_store {
 
   // The trim is not waited for: if it is lost in a crash, the entries are sent again
   // and the destination's lane check drops them as replays.
-  void outbox_sent(std::string const& destination, std::uint64_t lane_seq) override {
-    std::uint64_t from = sent_upto(destination) + 1;
+  void outbox_trim(std::string const& destination, std::uint64_t lane_seq) override {
+    std::uint64_t from = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto [it, fresh] = trimmed_.try_emplace(destination, 0);
+      if (fresh) it->second = outbox_start(destination);
+      if (lane_seq <= it->second) return;
+      from = it->second + 1;
+      it->second = lane_seq;
+    }
     store::rocks_db::write_fn fn = [destination, from, lane_seq](store::rocks_batch& b) {
       for (std::uint64_t s = from; s <= lane_seq; ++s) b.erase(cf::outbox, keys::outbox_key(destination, s));
       return true;
     };
     m_.db.submit(
         std::move(fn), [](store::write_outcome) {}, store::rocks_db::durability::lazy);
-    std::lock_guard lock(mutex_);
-    sent_[destination] = lane_seq;
   }
 
-  std::map<std::string, backlog> outbox_backlog() override {
-    std::map<std::string, backlog> out;
-    for (auto const& dest : outbox_destinations()) {
-      auto& b = out[dest];
-      m_.db.scan(cf::outbox, keys::outbox_key(dest, sent_upto(dest) + 1), dest + '\x01',
-                 [&](std::string_view, std::string_view value) {
-                   if (b.entries++ == 0) {
-                     federation::body body;
-                     if (body.ParseFromArray(value.data(), static_cast<int>(value.size())))
-                       b.oldest_created_at_ms = body.created_at_ms();
-                   }
-                   return true;
-                 });
-    }
+  backlog outbox_backlog(std::string const& destination, std::uint64_t after) override {
+    backlog b;
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), destination + '\x01',
+               [&](std::string_view, std::string_view value) {
+                 if (b.entries++ == 0) {
+                   federation::body body;
+                   if (body.ParseFromArray(value.data(), static_cast<int>(value.size())))
+                     b.oldest_created_at_ms = body.created_at_ms();
+                 }
+                 return true;
+               });
+    return b;
+  }
+
+  std::uint64_t outbound_epoch() override {
+    auto v = m_.db.get(cf::state, keys::lane_epoch_key());
+    return v ? keys::from_be64(*v) : 0;
+  }
+
+  std::map<std::string, lane> inbound_lanes() override {
+    std::map<std::string, lane> out;
+    auto prefix = keys::inbound_lane_key("");
+    m_.db.scan(cf::state, prefix, prefix.substr(0, prefix.size() - 1) + static_cast<char>(prefix.back() + 1),
+               [&](std::string_view key, std::string_view value) {
+                 if (value.size() == 16)
+                   out[std::string(key.substr(prefix.size()))] = {keys::from_be64(value.substr(0, 8)),
+                                                                  keys::from_be64(value.substr(8))};
+                 return true;
+               });
     return out;
   }
 
@@ -106,7 +130,7 @@ class federated_store final : public federation::local_store {
     store::rocks_db::write_fn fn = [this, st, items](store::rocks_batch& b) {
       *st = state{};
       for (auto const& item : *items)
-        if (item.content) apply_one(b, *item.content, *st);
+        if (item.content) apply_one(b, *item.content, item.refused, *st);
       b.put(cf::state, keys::inbound_position_key(), keys::be64(items->back().stream_seq));
       return true;
     };
@@ -117,19 +141,27 @@ class federated_store final : public federation::local_store {
   }
 
  private:
+  // Lane rules: the first envelope ever seen from an origin starts its lane wherever it
+  // is (this store may be newer than the origin's); a larger epoch restarts the lane and
+  // must begin at seq 1; a smaller epoch is a replay; within an epoch only the next seq is
+  // applied. A genuine body refused for its content still takes its position.
   template <typename State>
-  void apply_one(store::rocks_batch& b, federation::body const& body, State& st) {
+  void apply_one(store::rocks_batch& b, federation::body const& body, std::optional<reject_reason> refused, State& st) {
     if (!body.has_message() && !body.has_receipt() && !body.has_deleted())
       return st.refused.push_back(reject_reason::malformed);  // ephemeral kinds never come through the stream
     auto lane = read_lane(b, body.origin());
-    if (lane.epoch == body.lane_epoch()) {
-      if (body.lane_seq() <= lane.seq) return st.refused.push_back(reject_reason::replayed);
-      if (body.lane_seq() != lane.seq + 1) return st.refused.push_back(reject_reason::out_of_order);
+    if (lane.epoch != 0) {
+      if (body.lane_epoch() < lane.epoch) return st.refused.push_back(reject_reason::replayed);
+      if (body.lane_epoch() > lane.epoch && body.lane_seq() != 1)
+        return st.refused.push_back(reject_reason::out_of_order);
+      if (body.lane_epoch() == lane.epoch) {
+        if (body.lane_seq() <= lane.seq) return st.refused.push_back(reject_reason::replayed);
+        if (body.lane_seq() != lane.seq + 1) return st.refused.push_back(reject_reason::out_of_order);
+      }
     }
-    // A first envelope, or a new epoch (the origin's store was recreated): the lane starts here.
     b.put(cf::state, keys::inbound_lane_key(body.origin()),
           keys::be64(body.lane_epoch()) + keys::be64(body.lane_seq()));
-    std::optional<reject_reason> refused;
+    if (refused) return st.refused.push_back(*refused);
     if (body.has_message())
       refused = apply_message(b, body, st);
     else if (body.has_receipt())
@@ -160,14 +192,15 @@ class federated_store final : public federation::local_store {
     if (msg.body().text().size() > m_.options.max_text_bytes || !format::utf8_length(msg.body().text()) ||
         msg.body().content().ByteSizeLong() > m_.options.max_content_bytes)
       return undeliverable(reject_reason::too_large);
-    if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to())) return reject_reason::malformed;
+    if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to()))
+      return undeliverable(reject_reason::malformed);
     if (b.get(cf::messages, *raw)) return std::nullopt;        // already here
     if (msg.expires_at_ms() <= now_ms()) return std::nullopt;  // expired on the way: never served
     records::stored_message stored;
     *stored.mutable_message() = msg;
     b.put(cf::messages, *raw, stored.SerializeAsString());
     b.put(cf::history, keys::history_key(msg.conversation_id(), *raw), "");
-    b.put(cf::expiry, keys::expiry_key(msg.expires_at_ms(), *raw), "");
+    b.put(cf::expiry, keys::expiry_key(stored.message().expires_at_ms(), *raw), "");
     message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to());
     records::stored_event e;
     e.set_message_id(*raw);
@@ -180,7 +213,9 @@ class federated_store final : public federation::local_store {
     auto raw = parse_id(r.message_id());
     auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
     if (!sm) return reject_reason::unknown_message;  // expired or deleted meanwhile, or never sent
-    if (sm->message().to() != r.by() || !m_.is_local(sm->message().from())) return reject_reason::foreign_user;
+    if (sm->message().to() != r.by() || !m_.is_local(sm->message().from()) ||
+        sm->message().conversation_id() != r.conversation_id())
+      return reject_reason::foreign_user;
     bool news = r.status() == client::UNDELIVERABLE;
     if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
       sm->set_delivered_at_ms(r.at_ms());
@@ -213,28 +248,9 @@ class federated_store final : public federation::local_store {
     return std::nullopt;
   }
 
-  // Where the untrimmed part of a destination's outbox starts (minus one). Scanning from
-  // there skips the tombstones of trimmed entries.
-  std::uint64_t sent_upto(std::string const& destination) {
-    std::lock_guard lock(mutex_);
-    auto it = sent_.find(destination);
-    if (it != sent_.end()) return it->second;
-    std::uint64_t first = 0;
-    m_.db.scan(cf::outbox, keys::outbox_key(destination, 0), destination + '\x01',
-               [&](std::string_view key, std::string_view) {
-                 first = keys::from_be64(key.substr(destination.size() + 1));
-                 return false;
-               });
-    std::uint64_t upto = first > 0 ? first - 1 : 0;
-    if (first == 0)
-      if (auto lane = m_.db.get(cf::state, keys::outbound_lane_key(destination))) upto = keys::from_be64(*lane);
-    sent_[destination] = upto;
-    return upto;
-  }
-
   message_service::impl& m_;
   std::mutex mutex_;
-  std::map<std::string, std::uint64_t> sent_;  // per destination: outbox trimmed up to here (guarded)
+  std::map<std::string, std::uint64_t> trimmed_;  // per destination: trim requested up to here (guarded)
 };
 
 }  // namespace

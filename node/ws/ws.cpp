@@ -1,6 +1,7 @@
 #include "node/ws/ws.hpp"
 
 #include "node/format/format.hpp"
+#include "node/ids/ids.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -9,6 +10,8 @@ namespace petchat::ws {
 namespace {
 
 using format::now_ms;
+
+constexpr std::size_t max_remote_users = 200000;  // presence entries kept for users of other regions
 
 client::server_frame presence_frame(std::string const& user, bool online, std::int64_t last_seen) {
   client::server_frame f;
@@ -135,9 +138,16 @@ void ws_manager::set_remote_hooks(remote_hooks hooks) {
 
 void ws_manager::remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms,
                                  std::int64_t valid_until_ms) {
+  auto id = ids::parse_user_id(user, hooks_.local_region);
+  if (!id || id->region == hooks_.local_region) return;
   bool changed = false;
   {
     std::lock_guard lock(mutex_);
+    if (remote_.size() >= max_remote_users && !remote_.count(user)) {
+      // Bounded: forget whoever is offline; if everyone is online, refuse newcomers.
+      std::erase_if(remote_, [](auto const& kv) { return !kv.second.online; });
+      if (remote_.size() >= max_remote_users) return;
+    }
     auto& r = remote_[user];
     bool was_online = r.online && r.valid_until_ms > now_ms();
     changed = was_online != online;
@@ -161,6 +171,25 @@ void ws_manager::remote_presence_full(std::string const& region, std::vector<std
         gone.push_back(user);
   }
   for (auto const& u : gone) remote_presence(u, false, at_ms, at_ms);
+}
+
+void ws_manager::expire_remote_presence() {
+  std::vector<std::pair<std::string, std::int64_t>> expired;
+  auto now = now_ms();
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [user, r] : remote_)
+      if (r.online && r.valid_until_ms <= now) {
+        r.online = false;
+        r.last_seen_ms = r.valid_until_ms;
+        expired.emplace_back(user, r.last_seen_ms);
+      }
+  }
+  for (auto const& [user, at] : expired) {
+    auto frame = presence_frame(user, false, at);
+    for (auto const& c : contacts_of_(user))
+      for (auto const& s : sinks_of(c)) s->on_frame(frame);
+  }
 }
 
 std::vector<std::string> ws_manager::online_with_contacts_in(std::string const& region) const {

@@ -74,6 +74,9 @@ class ws_manager {
   void remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms, std::int64_t valid_until_ms);
   // A full report from `region`: its users believed online and not in `online` are offline.
   void remote_presence_full(std::string const& region, std::vector<std::string> const& online, std::int64_t at_ms);
+  // Remote users whose report ran out become offline for their contacts here (call
+  // every second or so).
+  void expire_remote_presence();
   // Local users online now who have contacts in `region`.
   std::vector<std::string> online_with_contacts_in(std::string const& region) const;
   // Presence frames for the contacts of `user` (for a device that just connected).

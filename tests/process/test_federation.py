@@ -416,15 +416,24 @@ class ForgedEnvelopes(FederationCase):
         pub.pub("petchat.v1.fed.america.mars", envelope(pb, "mars", body("unknown region", origin="mars"),
                                                          sign=europe_sign))
         sent["unknown_region"] = 1
-        pub.pub(subject, envelope(pb, "europe", body("speaks for another region", sender="eve@america"),
-                                  sign=europe_sign))
+        # Signed by europe, but speaking for a user of america (on the live subject: typing).
+        typing = pb.body()
+        typing.origin, typing.destination = "europe", "america"
+        typing.created_at_ms = int(time.time() * 1000)
+        setattr(typing.typing, "from", "eve@america")
+        typing.typing.conversation_id = "x"
+        typing.typing_to = bob
+        pub.pub("petchat.v1.live.america.europe", envelope(pb, "europe", typing, sign=europe_sign))
         sent["foreign_user"] = 1
+        # Signed by europe, from an older epoch of its lane: a replay, whatever it says.
+        pub.pub(subject, envelope(pb, "europe", body("an old epoch"), sign=europe_sign))
+        sent["replayed"] = 1
         pub.pub(subject, envelope(pb, "europe", body("to another region", destination="asia"), sign=europe_sign))
         sent["wrong_destination"] = 1
         pub.pub(subject, envelope(pb, "america", body("claims america", origin="america"), sign=europe_sign))
         sent["unknown_region"] += 1  # a region cannot send to itself through the bus
         pub.pub(subject, captured)  # the genuine envelope again
-        sent["replayed"] = 1
+        sent["replayed"] += 1
         pub.close()
         del client_pb
 
@@ -477,8 +486,11 @@ class Partitions(FederationCase):
         self.servers[0].start()
         expected += self.send_many(a, bob, "after", 3)
         self.assert_exactly(b, expected, timeout=30)
-        st = fed_status(self.node("europe"))
-        self.assertEqual(st["regions"][0]["outbox"], 0)
+        # Entries leave europe's outbox once america confirms it applied them.
+        deadline = time.time() + 10
+        while time.time() < deadline and fed_status(self.node("europe"))["regions"][0]["outbox"] != 0:
+            time.sleep(0.2)
+        self.assertEqual(fed_status(self.node("europe"))["regions"][0]["outbox"], 0)
 
     def test_recipient_node_down(self):
         alice, bob = self.user("europe", "alice"), self.user("america", "bob")
@@ -526,17 +538,38 @@ class Partitions(FederationCase):
         a = self.connect(alice)
         bob_session = self.session(bob)
         america = self.node("america")
+        before = fed_status(america)["applied_position"]
         expected, refs = [], []
-        for i in range(200):
+        for i in range(300):
             refs.append(a.send_async(bob, "burst %d" % i))
             expected.append("burst %d" % i)
-            if i == 100:
-                america.kill9()  # america is applying the first part of the burst
+        # kill -9 america once it has applied part of the burst, not before and not after
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            pos = fed_status(america)["applied_position"]
+            if pos > before:
+                break
+            time.sleep(0.005)
+        america.kill9()
+        self.assertGreater(pos, before, "america applied nothing before the kill")
         for ref in refs:
             self.assertIn("accepted", a.wait_ref(ref))
         america.start()
         b = self.connect(bob, bob_session)
         self.assert_exactly(b, expected, timeout=40)
+
+    def test_presence_of_a_vanished_region_runs_out(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        acc = a.send_message(bob, "contacts now")
+        b = self.connect(bob)
+        b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        a.wait_for(is_presence(bob, "ONLINE"), DELIVERY_TIMEOUT_S)
+        t0 = time.monotonic()
+        self.node("america").kill9()  # no OFFLINE report will ever come from america
+        # presence_interval_s = 1 in these tests: offline within 3 intervals (+ the sweep)
+        a.wait_for(is_presence(bob, "OFFLINE"), 10)
+        self.assertLess(time.monotonic() - t0, 6)
 
 
 class LeafTopology(FederationCase):
@@ -601,22 +634,51 @@ class LeafTopology(FederationCase):
         self.assertEqual(fed_status(self.node("europe"))["regions"][0]["outbox"], 0)
 
 
+    def test_stream_lost_with_envelopes_in_it_they_are_sent_again(self):
+        # Envelopes JetStream acknowledged are lost with america's NATS store: europe keeps
+        # them until america confirms, and sends them again.
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        bob_session = self.session(bob)
+        america, america_nats = self.node("america"), self.regions["america"].nats
+        america.stop()
+        expected = ["lost with the stream %d" % i for i in range(15)]
+        for t in expected:
+            a.send_message(bob, t)
+        deadline = time.time() + 10
+        while time.time() < deadline and fed_status(self.node("europe"))["published"] < 15:
+            time.sleep(0.1)
+        self.assertGreaterEqual(fed_status(self.node("europe"))["published"], 15)
+        america_nats.kill9()
+        america_nats.wipe_store()
+        america_nats.start()
+        america.start()
+        b = self.connect(bob, bob_session)
+        self.assert_exactly(b, expected, timeout=40)
+        log = "\n".join(self.node("europe").stderr_lines)
+        self.assertIn("has not confirmed lane entries", log, "recovered without resending?")
+
+
 class ThreeRegions(FederationCase):
     names = ("europe", "america", "asia")
 
     def test_everyone_talks_to_everyone(self):
         users = {r: self.user(r, "u") for r in self.names}
         conns = {r: self.connect(u) for r, u in users.items()}
-        for src in self.names:
-            for dst in self.names:
-                if src != dst:
-                    conns[src].send_message(users[dst], "from %s to %s" % (src, dst))
+        for n in range(3):
+            for src in self.names:
+                for dst in self.names:
+                    if src != dst:
+                        conns[src].send_message(users[dst], "%d from %s to %s" % (n, src, dst))
         for dst in self.names:
-            want = sorted("from %s to %s" % (s, dst) for s in self.names if s != dst)
-            conns[dst].wait_until(lambda: len(messages_of(conns[dst])) >= 4, DELIVERY_TIMEOUT_S)
+            conns[dst].wait_until(lambda: len(messages_of(conns[dst])) >= 6, DELIVERY_TIMEOUT_S)
             time.sleep(0.3)
-            got = sorted(m["body"]["text"] for m in messages_of(conns[dst]) if m["to"] == users[dst])
-            self.assertEqual(got, want)
+            got = [m for m in messages_of(conns[dst]) if m["to"] == users[dst]]
+            self.assertEqual(len(got), 6, got)
+            for src in self.names:
+                if src != dst:  # each sender's messages arrive once, in their order
+                    self.assertEqual([m["body"]["text"] for m in got if m["from"] == users[src]],
+                                     ["%d from %s to %s" % (n, src, dst) for n in range(3)])
 
 
 class SecuredNats(unittest.TestCase):

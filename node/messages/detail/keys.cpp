@@ -24,6 +24,17 @@ std::uint64_t random_u64() {
   return v;
 }
 
+std::uint16_t region_hash(std::string_view region) {
+  unsigned char out[crypto_generichash_BYTES_MIN];
+  crypto_generichash(out, sizeof out, reinterpret_cast<unsigned char const*>(region.data()), region.size(), nullptr, 0);
+  return static_cast<std::uint16_t>((out[0] << 8) | out[1]);
+}
+
+std::uint16_t message_id_region_hash(std::string_view id) {
+  if (id.size() < 8) return 0;
+  return static_cast<std::uint16_t>((static_cast<unsigned char>(id[6]) << 8) | static_cast<unsigned char>(id[7]));
+}
+
 std::string new_message_id(std::uint16_t region_hash) {
   using namespace std::chrono;
   auto ms = static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());

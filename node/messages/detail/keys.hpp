@@ -78,6 +78,10 @@ inline std::string contact_key(std::string const& user, std::string const& peer)
 // counter (8 bytes, random start). Bytewise order is time order; the id is printed as 22
 // characters of URL-safe base64.
 std::string new_message_id(std::uint16_t region_hash);
+// The 16 bits of a message id that name the region that made it: the first two bytes of the
+// BLAKE2b hash of the region name (stable across builds: other regions check it).
+std::uint16_t region_hash(std::string_view region);
+std::uint16_t message_id_region_hash(std::string_view id);
 std::int64_t message_id_time_ms(std::string_view id);
 // Smallest id of the given millisecond (for time-range bounds).
 std::string message_id_floor(std::int64_t ms);

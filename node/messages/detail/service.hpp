@@ -128,7 +128,7 @@ struct message_service::impl {
        bool sync)
       : options(o),
         region(std::move(r)),
-        region_hash(static_cast<std::uint16_t>(std::hash<std::string>{}(region))),
+        region_hash(keys::region_hash(region)),
         users(u),
         db(store::rocks_options{data_dir / "messages", 1024, sync}),
         limiter(o.max_per_second) {}
@@ -167,7 +167,9 @@ struct message_service::impl {
     auto epoch_raw = b.get(cf::state, keys::lane_epoch_key());
     std::uint64_t epoch = epoch_raw ? keys::from_be64(*epoch_raw) : 0;
     if (epoch == 0) {
-      epoch = keys::random_u64() | 1;
+      // Newer stores get larger epochs: a destination takes a larger epoch as a restart of
+      // the lane and refuses a smaller one as a replay.
+      epoch = (static_cast<std::uint64_t>(now_ms()) << 16) | (keys::random_u64() & 0xffff);
       b.put(cf::state, keys::lane_epoch_key(), keys::be64(epoch));
     }
     auto lane_raw = b.get(cf::state, keys::outbound_lane_key(destination));
