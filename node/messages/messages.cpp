@@ -324,6 +324,7 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
               if (e.has_message_id()) {
                 auto sm = m.load(e.message_id());
                 content = sm ? m.visible(*sm, user, now) : std::nullopt;  // expired or deleted: skipped
+                if (content && content->from() != user && content->to() != user) content.reset();
               }
               if (!to_client_event(e, std::move(content), ev)) return true;
               out.events.push_back(std::move(ev));
@@ -364,7 +365,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   auto collect = [&](std::string_view key, std::string_view) {
     auto sm = m.load(std::string(key.substr(prefix)));
     auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
-    if (!visible) return true;
+    if (!visible || visible->conversation_id() != conv) return true;  // an index entry never leaks another conversation
     if (page.messages.size() == q.limit) {
       more = true;
       return false;
