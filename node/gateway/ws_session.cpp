@@ -19,6 +19,7 @@
 #include <boost/beast/websocket.hpp>
 #include <deque>
 
+#include "node/format/format.hpp"
 #include "node/gateway/detail/coalescing_stream.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/ids/ids.hpp"
@@ -45,6 +46,9 @@ constexpr std::size_t max_pipelined = 64;
 constexpr auto stall_limit = std::chrono::seconds(5);
 // Time a new connection has to authenticate.
 constexpr auto auth_deadline = std::chrono::seconds(10);
+// An authenticated session re-checks its token this often (and when it expires): an
+// expired token, a revoked session or a disabled user ends the live stream too.
+constexpr auto session_check_every = std::chrono::seconds(5);
 
 // Close codes (docs/PROTOCOL.md).
 constexpr std::uint16_t close_unauthenticated = 4001;
@@ -92,6 +96,10 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     --pipelined_;
   }
   awaitable<bool> authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref);
+  // A fresh token for the same session, sent as an `auth` frame while authenticated.
+  void reauthenticate(std::string const& token, std::uint64_t ref);
+  void schedule_session_check();
+  void check_session();
   awaitable<void> dispatch(client::client_frame const& frame);
   void enqueue(client::server_frame const& frame);
   void send_error(std::uint64_t ref, errors::failure const& f) {
@@ -140,8 +148,9 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
   std::size_t pipelined_ = 0;     // sends/acks submitted and not yet answered
   asio::steady_timer stall_timer_{ws_.get_executor()};
-  asio::steady_timer auth_timer_{ws_.get_executor()};
-  std::uint64_t write_gen_ = 0;  // bumped when a write starts and when it ends
+  asio::steady_timer auth_timer_{ws_.get_executor()};  // auth deadline, then the session checks
+  std::string token_;                                  // the access token the session runs on
+  std::uint64_t write_gen_ = 0;                        // bumped when a write starts and when it ends
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
 };
 
@@ -241,6 +250,8 @@ awaitable<bool> session::authenticate(std::string const& token, std::optional<st
     co_return false;
   }
   authenticated_ = true;
+  token_ = token;
+  schedule_session_check();
   known_head_ = svc_->messages.mailbox_head(uid);
   sent_seq_ = after ? std::min(*after, known_head_) : svc_->messages.acked(uid, who_.device_id);
   client::server_frame w;
@@ -256,12 +267,50 @@ awaitable<bool> session::authenticate(std::string const& token, std::optional<st
   co_return true;
 }
 
+void session::schedule_session_check() {
+  auto left = std::chrono::milliseconds(std::max<std::int64_t>(0, who_.token_expires_at_ms - format::now_ms()));
+  auth_timer_.expires_after(
+      std::min<std::chrono::steady_clock::duration>(session_check_every, left + std::chrono::milliseconds(1)));
+  auth_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (auto s = weak.lock(); s && !ec) s->check_session();
+  });
+}
+
+void session::check_session() {
+  if (dead_ || close_code_) return;
+  auto who = svc_->users.authenticate(token_);
+  if (!who) {
+    send_error(0, who.error());
+    close_with(close_unauthenticated, errors::name(who.error().code));
+    return;
+  }
+  schedule_session_check();
+}
+
+void session::reauthenticate(std::string const& token, std::uint64_t ref) {
+  auto who = svc_->users.authenticate(token);
+  if (!who) return send_error(ref, who.error());  // the current token still holds until it expires
+  if (who->user_name != who_.user_name || who->device_id != who_.device_id)
+    return send_error(ref, errors::fail(code::invalid_token, "that token belongs to another session"));
+  who_ = who.value();
+  token_ = token;
+  schedule_session_check();
+  client::server_frame w;
+  w.set_ref(ref);
+  auto* welcome = w.mutable_welcome();
+  welcome->set_user_id(user_id());
+  welcome->set_device_id(who_.device_id);
+  welcome->set_mailbox_seq(known_head_);
+  welcome->set_resume_after(sent_seq_);
+  enqueue(w);
+}
+
 awaitable<void> session::dispatch(client::client_frame const& frame) {
   auto ref = frame.ref();
   std::string uid = user_id();
   switch (frame.kind_case()) {
     case client::client_frame::kAuth:
-      send_error(ref, errors::fail(code::invalid_field, "already authenticated"));
+      reauthenticate(frame.auth().access_token(), ref);
       co_return;
     case client::client_frame::kSend: {
       auto accepted = co_await svc_->messages.send(uid, frame.send());

@@ -412,7 +412,8 @@ result<principal> user_service::authenticate(std::string_view token) const {
     auto user = m.read_user(txn, v.claims.user_name);
     if (!user) return fail(code::session_revoked, "the account no longer exists");
     if (user->disabled()) return fail(code::user_disabled, "this account is disabled");
-    return principal{user->name(), detail::base64url(device->device_id()), device->device_name()};
+    return principal{user->name(), detail::base64url(device->device_id()), device->device_name(),
+                     v.claims.expires_at_ms};
   });
 }
 

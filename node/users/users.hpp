@@ -57,6 +57,7 @@ struct principal {
   std::string user_name;
   std::string device_id;  // base64url
   std::string device_name;
+  std::int64_t token_expires_at_ms = 0;  // of the access token that proved it
 };
 
 struct stats {

@@ -1029,6 +1029,56 @@ class MetricsTest(MessagingCase):
         self.assertGreaterEqual(self.metric(after, 'petchat_http_requests_total{api="user",status="4xx"}'), 1)
 
 
+class LiveSessionAuthTest(MessagingCase):
+    """An open live stream is held to its token: expiry, revocation and disabling end it,
+    and a fresh token sent as an `auth` frame keeps it going."""
+
+    def test_expired_token_ends_the_stream(self):
+        node = self.start_node(config={"users": {"access_token_ttl_s": 2}})
+        alice = self.person("alice", node)
+        t0 = time.monotonic()
+        A = self.ws(alice.login(), node=node)
+        err = A.wait_for(is_error("token_expired"), 6)
+        self.assertEqual(A.wait_closed(3), 4001)
+        self.assertGreater(time.monotonic() - t0, 1.5, "closed before the token expired")
+        self.assertIn("message", err["error"])
+
+    def test_fresh_token_in_an_auth_frame_keeps_the_stream(self):
+        node = self.start_node(config={"users": {"access_token_ttl_s": 2}})
+        alice, bob = self.person("alice", node), self.person("bob", node)
+        session = alice.login()
+        A = self.ws(session, node=node)
+        time.sleep(1.0)
+        fresh = node.refresh(session["refresh_token"])
+        self.assertStatus(fresh, 200)
+        ref = A.next_ref()
+        A.send_frame({"ref": ref, "auth": {"access_token": fresh.json["access_token"]}})
+        w = A.wait_ref(ref)
+        self.assertIn("welcome", w, w)
+        self.assertEqual(w["welcome"]["user_id"], alice.id)
+        time.sleep(1.6)  # past the first token's expiry
+        A.ping()
+        B = self.ws(bob.login(), node=node)
+        acc = B.send_message(alice.id, "still there?")
+        A.wait_event(ev_message(acc["message_id"]))
+        # someone else's token does not take over the session
+        other = bob.login("other")
+        ref = A.next_ref()
+        A.send_frame({"ref": ref, "auth": {"access_token": other["access_token"]}})
+        self.assertEqual(A.wait_ref(ref)["error"]["code"], "invalid_token")
+        A.ping()
+
+    def test_revoked_session_ends_the_stream(self):
+        node = self.start_node()
+        alice = self.person("alice", node)
+        session = alice.login()
+        A = self.ws(session, node=node)
+        rc, out, err = node.ctl("sessions", "revoke", session["device_id"])
+        self.assertEqual(rc, 0, err)
+        A.wait_for(is_error("session_revoked"), 8)  # checked every 5 s
+        self.assertEqual(A.wait_closed(3), 4001)
+
+
 class ExpiryTest(MessagingCase):
 
     def test_retention_expires_messages_without_ttl(self):
