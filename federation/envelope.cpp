@@ -105,9 +105,12 @@ char const* to_string(reject_reason r) {
   return "unknown";
 }
 
-std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key) {
+std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key,
+                 std::uint64_t lane_epoch, std::uint64_t lane_base) {
   bundle all;
   for (auto& b : bodies) all.add_bodies(std::move(b));
+  all.set_lane_epoch(lane_epoch);
+  all.set_lane_base(lane_base);
   envelope e;
   e.set_origin(origin);
   e.set_body(all.SerializeAsString());
@@ -140,6 +143,8 @@ opened open(std::string_view bytes, std::string_view subject_origin, directory c
   if (e.origin() != subject_origin) return refuse(reject_reason::origin_mismatch);
   bundle all;
   if (!all.ParseFromString(e.body()) || all.bodies().empty()) return refuse(reject_reason::malformed);
+  out.lane_epoch = all.lane_epoch();
+  out.lane_base = all.lane_base();
   for (auto const& bytes_of_body : all.bodies()) {
     body b;
     if (!b.ParseFromString(bytes_of_body)) {

@@ -64,7 +64,7 @@ struct options {
   std::uint32_t publish_timeout_ms = 5000;
   std::uint32_t reconnect_wait_ms = 1000;
   std::uint32_t presence_interval_s = 10;  // remote presence is at most 3x this stale
-  std::uint32_t resend_after_s = 10;       // unconfirmed envelopes are sent again after this
+  std::uint32_t resend_after_s = 10;       // unconfirmed envelopes are sent again after this (then backing off)
   std::string public_url;                  // this region's entry in GET /v1/regions
   std::string location;
   std::vector<region_entry> regions;  // the other regions
@@ -106,8 +106,10 @@ enum class reject_reason {
 };
 char const* to_string(reject_reason r);
 
-// Signs serialized `body`s as `origin`, as one bundle: the serialized envelope.
-std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key);
+// Signs serialized `body`s as `origin`, as one bundle: the serialized envelope. Durable
+// bodies travel with their lane's epoch and base (0 for ephemeral ones).
+std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key,
+                 std::uint64_t lane_epoch = 0, std::uint64_t lane_base = 0);
 
 // Parses and verifies an envelope that arrived on a subject whose origin token is
 // `subject_origin`. Checks the signature, signer, destination and field presence of each
@@ -119,7 +121,9 @@ struct opened {
     body content;
     std::optional<reject_reason> refused;  // genuine (signed by the origin) but not acceptable
   };
-  std::vector<item> bodies;            // every body of the origin's that parsed, in order
+  std::vector<item> bodies;      // every body of the origin's that parsed, in order
+  std::uint64_t lane_epoch = 0;  // the bundle's
+  std::uint64_t lane_base = 0;
   std::vector<reject_reason> refused;  // the whole envelope's refusal, or bodies with no lane effect
 };
 opened open(std::string_view bytes, std::string_view subject_origin, directory const& dir);
@@ -137,6 +141,8 @@ class local_store {
   // The lane seq just before the oldest entry still in the outbox for `destination`
   // (everything up to it was confirmed applied there). Consistent with concurrent commits.
   virtual std::uint64_t outbox_start(std::string const& destination) = 0;
+  // The lane seq of the newest entry ever queued for `destination`.
+  virtual std::uint64_t outbox_end(std::string const& destination) = 0;
   // Entries with lane seq > `after`, oldest first.
   virtual std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) = 0;
   // The destination confirmed it applied everything up to `lane_seq`: forget it. May be
@@ -147,8 +153,11 @@ class local_store {
     std::int64_t oldest_created_at_ms = 0;
   };
   virtual backlog outbox_backlog(std::string const& destination, std::uint64_t after) = 0;
-  // The epoch of this node's outbound lanes (0 until the first envelope was queued).
+  // The epoch of this node's outbound lanes, created (durably) on first use.
   virtual std::uint64_t outbound_epoch() = 0;
+  // Replaces it with a new epoch larger than both `above` and the current one; durable on
+  // return. For when a destination shows this store is behind it (restored, clock behind).
+  virtual std::uint64_t new_outbound_epoch(std::uint64_t above) = 0;
 
   struct lane {
     std::uint64_t epoch = 0;
@@ -160,6 +169,8 @@ class local_store {
   virtual std::uint64_t inbound_position() = 0;
   struct inbound {
     std::uint64_t stream_seq = 0;
+    std::uint64_t lane_epoch = 0;  // of the bundle it came in
+    std::uint64_t lane_base = 0;
     std::optional<body> content;           // signature verified; empty when the envelope was refused
     std::optional<reject_reason> refused;  // the body is genuine but must not be applied
   };

@@ -12,6 +12,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "federation/federation.hpp"
 
@@ -27,7 +28,8 @@ constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default m
 constexpr std::size_t max_queued = 64;            // inbound envelopes (bundles) waiting to be applied
 constexpr std::size_t apply_batch = 512;          // bodies per apply, whole bundles only
 constexpr auto stream_info_every = 1s;
-constexpr auto purge_every = 2s;  // when something was applied since the last purge
+constexpr auto confirm_every = 1s;  // lane_acks to every origin
+constexpr auto purge_every = 2s;    // when something was applied since the last purge
 constexpr auto max_backoff = 30s;
 constexpr std::int64_t ephemeral_max_age_ms = 30000;
 
@@ -206,8 +208,10 @@ struct link::impl {
     natsMsg_Destroy(msg);
     for (auto r : opened.refused) me->count(r, "stream seq " + std::to_string(seq));
     std::vector<local_store::inbound> items;
-    for (auto& item : opened.bodies) items.push_back({seq, std::move(item.content), item.refused});
-    if (items.empty()) items.push_back({seq, std::nullopt, std::nullopt});  // nothing to apply; the position moves
+    for (auto& item : opened.bodies)
+      items.push_back({seq, opened.lane_epoch, opened.lane_base, std::move(item.content), item.refused});
+    if (items.empty())
+      items.push_back({seq, 0, 0, std::nullopt, std::nullopt});  // nothing to apply; the position moves
     std::unique_lock lock(me->queue_mutex);
     me->queue_drained.wait(lock, [me] { return me->queue.size() < max_queued || me->applier_stop; });
     if (me->applier_stop) return;
@@ -229,15 +233,16 @@ struct link::impl {
         me->count(*item.refused, "live subject");
       } else if (!b.has_presence() && !b.has_typing() && !b.has_lane_ack()) {
         me->count(reject_reason::malformed, "durable kind on live subject");
-      } else if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms) {
-        me->count(reject_reason::stale, "live envelope from " + b.origin());
-      } else if (b.has_lane_ack()) {
+      } else if (b.has_lane_ack()) {  // monotonic and epoch-checked: safe at any age (no clock skew issue)
         {
           std::lock_guard lock(me->acks_mutex);
           auto& a = me->acks[b.origin()];
-          if (b.lane_ack().epoch() > a.epoch() || b.lane_ack().seq() > a.seq()) a = b.lane_ack();
+          auto const& n = b.lane_ack();
+          if (std::pair(n.epoch(), n.seq()) > std::pair(a.epoch(), a.seq())) a = n;
         }
         me->wake();
+      } else if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms) {
+        me->count(reject_reason::stale, "live envelope from " + b.origin());
       } else if (me->on_ephemeral) {
         me->on_ephemeral(b);
       }
@@ -402,8 +407,12 @@ struct link::impl {
     std::uint64_t published = 0;        // lane seq JetStream stored up to
     std::uint64_t confirmed = 0;        // lane seq the destination applied up to
     clock::time_point waiting_since{};  // when `confirmed` last moved (or waiting began)
+    clock::time_point last_ack{};       // when the destination last confirmed anything (even no progress)
+    clock::duration resend_delay{};     // grows while resending brings no progress
+    std::uint64_t hold_after = 0;       // after a resend: publish no further until confirmations move
   };
   std::map<std::string, lane_out> lanes_out;  // manager thread only
+  std::uint64_t epoch = 0;                    // this node's outbound lane epoch (manager thread)
 
   lane_out& lane_to(std::string const& dest) {
     auto& l = lanes_out[dest];
@@ -411,6 +420,7 @@ struct link::impl {
       l.started = true;
       l.published = l.confirmed = store.outbox_start(dest);
       l.waiting_since = clock::now();
+      l.resend_delay = std::chrono::seconds(opt.resend_after_s);
       std::lock_guard lock(status_mutex);
       confirmed_view[dest] = l.confirmed;
     }
@@ -427,15 +437,30 @@ struct link::impl {
       std::lock_guard lock(acks_mutex);
       got.swap(acks);
     }
-    if (got.empty()) return;
-    auto epoch = store.outbound_epoch();
+    auto now = clock::now();
     for (auto const& [dest, ack] : got) {
-      if (ack.epoch() != epoch || epoch == 0) continue;  // about another incarnation of this store
+      if (!dir.is_remote(dest)) continue;
       auto& l = lane_to(dest);
+      // The destination is ahead of this store: a newer epoch than ours (our clock went
+      // back), or more of our lane than we ever wrote (a restored store). Start a new epoch
+      // above it; the destination then starts the lane at our base.
+      if (ack.epoch() > epoch || (ack.epoch() == epoch && ack.seq() > store.outbox_end(dest))) {
+        epoch = store.new_outbound_epoch(ack.epoch());
+        log->error(
+            "federation: region {} has applied more of our lane than this store knows (epoch {} seq {}); "
+            "continuing under a new lane epoch {}",
+            dest, ack.epoch(), ack.seq(), epoch);
+        for (auto& [d, other] : lanes_out) other.published = other.confirmed;  // send again under the new epoch
+        continue;
+      }
+      if (ack.epoch() != epoch) continue;  // about an older epoch of ours
+      l.last_ack = now;
       if (ack.seq() <= l.confirmed) continue;
       l.confirmed = ack.seq();
       l.published = std::max(l.published, l.confirmed);
-      l.waiting_since = clock::now();
+      l.waiting_since = now;
+      l.resend_delay = std::chrono::seconds(opt.resend_after_s);
+      l.hold_after = 0;
       store.outbox_trim(dest, l.confirmed);
       std::lock_guard lock(status_mutex);
       confirmed_view[dest] = l.confirmed;
@@ -444,6 +469,7 @@ struct link::impl {
 
   // Publishes the next batch of the outbox of each destination; true if anything went out.
   bool publish_round() {
+    if (epoch == 0) epoch = store.outbound_epoch();
     take_confirmations();
     bool progressed = false;
     auto now = clock::now();
@@ -453,12 +479,19 @@ struct link::impl {
       if (stopping || !connected) break;
       auto& l = lane_to(dest);
       if (l.published == l.confirmed) l.waiting_since = now;
-      if (l.published > l.confirmed && now - l.waiting_since > std::chrono::seconds(opt.resend_after_s)) {
+      // Unconfirmed for too long: send again from the last confirmed seq, one batch, then
+      // wait for confirmations to move. Each fruitless resend doubles the wait (up to 10
+      // minutes), so a destination that is down does not get its stream filled with copies.
+      if (l.published > l.confirmed && now - l.waiting_since > l.resend_delay) {
         log->warn("federation: region {} has not confirmed lane entries {}..{} for {} s; sending them again", dest,
-                  l.confirmed + 1, l.published, opt.resend_after_s);
+                  l.confirmed + 1, l.published,
+                  std::chrono::duration_cast<std::chrono::seconds>(now - l.waiting_since).count());
         l.published = l.confirmed;
+        l.hold_after = l.confirmed + publish_batch;
         l.waiting_since = now;
+        l.resend_delay = std::min<clock::duration>(l.resend_delay * 2, std::chrono::minutes(10));
       }
+      if (l.hold_after != 0 && l.published >= l.hold_after) continue;
       auto& [until, delay] = backoff[dest];
       if (now < until) continue;
       auto entries = store.outbox_peek(dest, l.published, publish_batch);
@@ -475,7 +508,7 @@ struct link::impl {
           bodies.push_back(std::move(entries[i].body));
           ++i;
         }
-        auto sealed = seal(std::move(bodies), dir.self(), key);
+        auto sealed = seal(std::move(bodies), dir.self(), key, epoch, l.confirmed);
         natsMsg* m = nullptr;
         natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, sealed.data(), static_cast<int>(sealed.size()));
         if (s == NATS_OK) s = js_PublishMsgAsync(js, &m, nullptr);
@@ -581,6 +614,7 @@ struct link::impl {
   void run_manager() {
     if (!connect()) return;
     auto next_info = clock::now();
+    auto next_confirm = clock::now();
     auto next_purge = clock::now() + purge_every;
     auto next_presence = clock::now();
     while (!stopping) {
@@ -588,11 +622,16 @@ struct link::impl {
       if (connected) {
         try {
           if (need_setup.exchange(false) && !setup()) need_setup = true;
+          // Confirmations first: a publish round to an unreachable region can take
+          // publish_timeout_ms, and late confirmations make other regions resend.
+          if (clock::now() >= next_confirm) {
+            send_confirmations();
+            next_confirm = clock::now() + confirm_every;
+          }
           busy = publish_round();
           auto now = clock::now();
           if (now >= next_info) {
             refresh_stream_info();
-            send_confirmations();
             next_info = now + stream_info_every;
           }
           if (now >= next_purge) {

@@ -318,7 +318,7 @@ load_result validate(toml::table const& root) {
         {"publish_timeout_ms", rd.integer(c.federation.publish_timeout_ms, 100, 600000)},
         {"reconnect_wait_ms", rd.integer(c.federation.reconnect_wait_ms, 10, 600000)},
         {"presence_interval_s", rd.integer(c.federation.presence_interval_s, 1, 3600)},
-        {"resend_after_s", rd.integer(c.federation.resend_after_s, 1, 86400)},
+        {"resend_after_s", rd.integer(c.federation.resend_after_s, 3, 86400)},
         {"public_url", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
            c.federation.public_url = v;
            return std::nullopt;

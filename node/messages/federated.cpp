@@ -52,6 +52,11 @@ class federated_store final : public federation::local_store {
     return first > 0 ? first - 1 : counter;
   }
 
+  std::uint64_t outbox_end(std::string const& destination) override {
+    auto lane = m_.db.get(cf::state, keys::outbound_lane_key(destination));
+    return lane ? keys::from_be64(*lane) : 0;
+  }
+
   std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) override {
     std::vector<outgoing> out;
     m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), destination + '\x01',
@@ -98,7 +103,25 @@ class federated_store final : public federation::local_store {
 
   std::uint64_t outbound_epoch() override {
     auto v = m_.db.get(cf::state, keys::lane_epoch_key());
-    return v ? keys::from_be64(*v) : 0;
+    if (v) return keys::from_be64(*v);
+    return new_outbound_epoch(0);
+  }
+
+  // Time-ordered (ms << 16 | random), and above anything seen: it only ever grows.
+  std::uint64_t new_outbound_epoch(std::uint64_t above) override {
+    auto epoch = std::make_shared<std::uint64_t>(0);
+    store::rocks_db::write_fn fn = [above, epoch](store::rocks_batch& b) {
+      auto current = b.get(cf::state, keys::lane_epoch_key());
+      std::uint64_t floor = std::max(above, current ? keys::from_be64(*current) : 0);
+      std::uint64_t e = (static_cast<std::uint64_t>(now_ms()) << 16) | (keys::random_u64() & 0xffff);
+      if (e <= floor) e = floor + 1;
+      *epoch = e;
+      b.put(cf::state, keys::lane_epoch_key(), keys::be64(e));
+      return true;
+    };
+    if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)
+      throw store::rocks_error("cannot store a new lane epoch");
+    return *epoch;
   }
 
   std::map<std::string, lane> inbound_lanes() override {
@@ -130,7 +153,7 @@ class federated_store final : public federation::local_store {
     store::rocks_db::write_fn fn = [this, st, items](store::rocks_batch& b) {
       *st = state{};
       for (auto const& item : *items)
-        if (item.content) apply_one(b, *item.content, item.refused, *st);
+        if (item.content) apply_one(b, item, *st);
       b.put(cf::state, keys::inbound_position_key(), keys::be64(items->back().stream_seq));
       return true;
     };
@@ -141,26 +164,31 @@ class federated_store final : public federation::local_store {
   }
 
  private:
-  // Lane rules: the first envelope ever seen from an origin starts its lane wherever it
-  // is (this store may be newer than the origin's); a larger epoch restarts the lane and
-  // must begin at seq 1; a smaller epoch is a replay; within an epoch only the next seq is
-  // applied. A genuine body refused for its content still takes its position.
+  // Lane rules (docs/FEDERATION.md, "Ordering and dedup"). The bundle says which epoch the
+  // origin's lane is in and up to where the origin knows this region confirmed it (the
+  // base). With no state for the origin, or a larger epoch, the lane starts at base + 1;
+  // a smaller epoch is a replay; within the epoch only the next seq is applied, and a base
+  // beyond this region's state (its store went back in time) moves the lane up to it. A
+  // genuine body refused for its content still takes its position.
   template <typename State>
-  void apply_one(store::rocks_batch& b, federation::body const& body, std::optional<reject_reason> refused, State& st) {
+  void apply_one(store::rocks_batch& b, inbound const& item, State& st) {
+    auto const& body = *item.content;
     if (!body.has_message() && !body.has_receipt() && !body.has_deleted())
       return st.refused.push_back(reject_reason::malformed);  // ephemeral kinds never come through the stream
+    if (item.lane_epoch == 0) return st.refused.push_back(reject_reason::malformed);
     auto lane = read_lane(b, body.origin());
-    if (lane.epoch != 0) {
-      if (body.lane_epoch() < lane.epoch) return st.refused.push_back(reject_reason::replayed);
-      if (body.lane_epoch() > lane.epoch && body.lane_seq() != 1)
-        return st.refused.push_back(reject_reason::out_of_order);
-      if (body.lane_epoch() == lane.epoch) {
-        if (body.lane_seq() <= lane.seq) return st.refused.push_back(reject_reason::replayed);
-        if (body.lane_seq() != lane.seq + 1) return st.refused.push_back(reject_reason::out_of_order);
-      }
+    std::uint64_t last = lane.seq;
+    if (lane.epoch == 0 || item.lane_epoch > lane.epoch) {
+      last = item.lane_base;
+    } else if (item.lane_epoch < lane.epoch) {
+      return st.refused.push_back(reject_reason::replayed);
+    } else if (last < item.lane_base) {
+      last = item.lane_base;
     }
-    b.put(cf::state, keys::inbound_lane_key(body.origin()),
-          keys::be64(body.lane_epoch()) + keys::be64(body.lane_seq()));
+    if (body.lane_seq() <= last) return st.refused.push_back(reject_reason::replayed);
+    if (body.lane_seq() != last + 1) return st.refused.push_back(reject_reason::out_of_order);
+    b.put(cf::state, keys::inbound_lane_key(body.origin()), keys::be64(item.lane_epoch) + keys::be64(body.lane_seq()));
+    std::optional<reject_reason> refused = item.refused;
     if (refused) return st.refused.push_back(*refused);
     if (body.has_message())
       refused = apply_message(b, body, st);
@@ -194,10 +222,23 @@ class federated_store final : public federation::local_store {
       return undeliverable(reject_reason::too_large);
     if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to()))
       return undeliverable(reject_reason::malformed);
-    if (b.get(cf::messages, *raw)) return std::nullopt;        // already here
-    if (msg.expires_at_ms() <= now_ms()) return std::nullopt;  // expired on the way: never served
+    // Ids are made by the sender's region: an id of another region's making is refused, so
+    // no region can take (or plant) an id that a third region or this one will use.
+    if (keys::message_id_region_hash(*raw) != keys::region_hash(body.origin()))
+      return undeliverable(reject_reason::malformed);
+    if (auto existing = parse<records::stored_message>(b.get(cf::messages, *raw))) {
+      auto const& e = existing->message();
+      if (e.from() == msg.from() && e.to() == msg.to() && e.client_id() == msg.client_id())
+        return std::nullopt;            // already here
+      return reject_reason::malformed;  // an id collision: never overwrite another message
+    }
+    std::int64_t now = now_ms();
+    if (msg.expires_at_ms() <= now) return std::nullopt;  // expired on the way: never served
     records::stored_message stored;
     *stored.mutable_message() = msg;
+    // This region's retention bounds how long it keeps anything.
+    auto latest = now + std::int64_t(m_.options.retention_s) * 1000;
+    if (stored.message().expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
     b.put(cf::messages, *raw, stored.SerializeAsString());
     b.put(cf::history, keys::history_key(msg.conversation_id(), *raw), "");
     b.put(cf::expiry, keys::expiry_key(stored.message().expires_at_ms(), *raw), "");

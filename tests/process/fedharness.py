@@ -169,7 +169,7 @@ def make_regions(names, servers, config=None, federation=None):
     for name in names:
         node = nodes[name]
         fed = {"nats_urls": [servers[name].url], "reconnect_wait_ms": 200, "publish_timeout_ms": 2000,
-               "presence_interval_s": 1, "resend_after_s": 2, "max_stream_bytes": 64 << 20, "public_url": "http://%s.example.test" % name}
+               "presence_interval_s": 1, "resend_after_s": 3, "max_stream_bytes": 64 << 20, "public_url": "http://%s.example.test" % name}
         fed.update(federation or {})
         if getattr(servers[name], "domain", None):
             fed.setdefault("jetstream_domain", servers[name].domain)

@@ -113,9 +113,11 @@ def region_signer(node):
     return lambda data: key.sign(b"petchat-federation-v1\0" + data)
 
 
-def envelope(pb, origin, body, sign=None, signature=None):
+def envelope(pb, origin, body, sign=None, signature=None, lane_epoch=1, lane_base=0):
     bundle = pb.bundle()
     bundle.bodies.append(body.SerializeToString())
+    bundle.lane_epoch = lane_epoch
+    bundle.lane_base = lane_base
     env = pb.envelope()
     env.origin = origin
     env.body = bundle.SerializeToString()
@@ -391,7 +393,6 @@ class ForgedEnvelopes(FederationCase):
             bd = pb.body()
             bd.origin = origin
             bd.destination = destination
-            bd.lane_epoch = 1
             bd.lane_seq = lane_seq
             bd.created_at_ms = int(time.time() * 1000)
             m = bd.message
@@ -554,6 +555,35 @@ class Partitions(FederationCase):
         self.assertGreater(pos, before, "america applied nothing before the kill")
         for ref in refs:
             self.assertIn("accepted", a.wait_ref(ref))
+        america.start()
+        b = self.connect(bob, bob_session)
+        self.assert_exactly(b, expected, timeout=40)
+
+    def test_region_that_did_not_list_the_sender_yet_gets_everything_once_it_does(self):
+        # The join done in the wrong order: america does not know europe yet, so it refuses
+        # europe's envelopes; once it lists europe, europe sends them again.
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        bob_session = self.session(bob)
+        america = self.node("america")
+        with open(america.config_path) as f:
+            full = f.read()
+        america.stop()
+        with open(america.config_path, "w") as f:
+            f.write(full[:full.index("[[federation.regions]]")])
+        america.start()
+        try:
+            expected = ["before america knew europe %d" % i for i in range(5)]
+            for t in expected:
+                a.send_message(bob, t)
+            deadline = time.time() + 15
+            while time.time() < deadline and fed_status(america)["rejects"].get("unknown_region", 0) < 1:
+                time.sleep(0.2)
+            self.assertGreaterEqual(fed_status(america)["rejects"].get("unknown_region", 0), 1)
+        finally:
+            america.stop()
+            with open(america.config_path, "w") as f:
+                f.write(full)
         america.start()
         b = self.connect(bob, bob_session)
         self.assert_exactly(b, expected, timeout=40)

@@ -162,22 +162,14 @@ struct message_service::impl {
   }
 
   // Queues a durable federation envelope for `destination` inside a write: the next seq
-  // of that lane, in the order of commits. The link publishes it after the commit.
+  // of that lane, in the order of commits. The link publishes it after the commit, with
+  // the lane's epoch and base in the bundle.
   void to_outbox(store::rocks_batch& b, std::string const& destination, federation::body body) const {
-    auto epoch_raw = b.get(cf::state, keys::lane_epoch_key());
-    std::uint64_t epoch = epoch_raw ? keys::from_be64(*epoch_raw) : 0;
-    if (epoch == 0) {
-      // Newer stores get larger epochs: a destination takes a larger epoch as a restart of
-      // the lane and refuses a smaller one as a replay.
-      epoch = (static_cast<std::uint64_t>(now_ms()) << 16) | (keys::random_u64() & 0xffff);
-      b.put(cf::state, keys::lane_epoch_key(), keys::be64(epoch));
-    }
     auto lane_raw = b.get(cf::state, keys::outbound_lane_key(destination));
     std::uint64_t seq = (lane_raw ? keys::from_be64(*lane_raw) : 0) + 1;
     b.put(cf::state, keys::outbound_lane_key(destination), keys::be64(seq));
     body.set_origin(region);
     body.set_destination(destination);
-    body.set_lane_epoch(epoch);
     body.set_lane_seq(seq);
     body.set_created_at_ms(now_ms());
     b.put(cf::outbox, keys::outbox_key(destination, seq), body.SerializeAsString());
