@@ -706,14 +706,17 @@ void link::start() {
 }
 
 void link::stop() {
+  if (!impl_) return;
   auto& m = *impl_;
   if (m.stopping.exchange(true)) return;
   m.wake();
   if (m.manager.joinable()) m.manager.join();
   // Drain before destroy: NATS.c 3.4 misbehaves when a subscription is destroyed with
   // messages in flight. The applier keeps running meanwhile, so a blocked callback ends.
+  // Without a connection nothing is in flight, and a drain could only wait.
+  bool up = m.nc && natsConnection_Status(m.nc) == NATS_CONN_STATUS_CONNECTED;
   for (auto* sub : {m.inbound_sub, m.live_sub}) {
-    if (!sub) continue;
+    if (!sub || !up) continue;
     if (natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 2000);
   }
   {
@@ -728,11 +731,12 @@ void link::stop() {
   m.inbound_sub = m.live_sub = nullptr;
   if (m.js) jsCtx_Destroy(m.js);
   m.live_nc = nullptr;
+  bool quiet = true;
   if (m.nc) {
     natsConnection_Close(m.nc);
     // The closed callback is the connection's last: after it no callback can touch `m`.
     std::unique_lock lock(m.closed_mutex);
-    m.closed_cv.wait_for(lock, 3s, [&m] { return m.closed; });
+    quiet = m.closed_cv.wait_for(lock, 1s, [&m] { return m.closed; });
     lock.unlock();
     natsConnection_Destroy(m.nc);
   }
@@ -740,39 +744,44 @@ void link::stop() {
   m.js = nullptr;
   m.nc = nullptr;
   m.nopts = nullptr;
+  // A callback may still be on its way: keep its state alive (the process is ending).
+  if (!quiet) static_cast<void>(impl_.release());
 }
 
+// After stop() the state may have been let go (see its end): every entry point checks.
 void link::wake() {
-  impl_->wake();
+  if (impl_) impl_->wake();
 }
 
 void link::send_ephemeral(std::string const& destination, body b) {
-  impl_->send_ephemeral(destination, std::move(b));
+  if (impl_) impl_->send_ephemeral(destination, std::move(b));
 }
 
 void link::count_reject(reject_reason r) {
-  impl_->count(r, "");
+  if (impl_) impl_->count(r, "");
 }
 
 bool link::connected() const {
-  return impl_->connected.load();
+  return impl_ && impl_->connected.load();
 }
 
 std::uint64_t link::published() const {
-  return impl_->published.load();
+  return impl_ ? impl_->published.load() : 0;
 }
 
 std::uint64_t link::applied() const {
-  return impl_->applied.load();
+  return impl_ ? impl_->applied.load() : 0;
 }
 
 std::uint64_t link::rejected() const {
+  if (!impl_) return 0;
   std::uint64_t n = 0;
   for (auto const& r : impl_->rejects) n += r.load();
   return n;
 }
 
 status link::snapshot() {
+  if (!impl_) return {};
   auto& m = *impl_;
   status s;
   std::map<std::string, std::uint64_t> inbound;
