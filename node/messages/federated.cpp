@@ -1,11 +1,11 @@
 // The message service's side of federation: the durable outbox the link publishes from,
 // and applying inbound envelopes (messages, receipts, deletions) exactly once.
 //
-// Lanes: every durable envelope carries (lane epoch, lane seq) of its origin -> destination
-// lane. The state column family keeps, per origin, the last applied (epoch, seq); an
-// envelope is applied only if it is the next one, in the same write that records it, so
-// redeliveries and replays have no effect and the order of the origin's commits is kept.
-// The inbound stream position is stored in that write too.
+// Lanes: every durable envelope carries its seq in the origin -> destination lane, and its
+// bundle the lane's epoch and confirmed base. The state column family keeps, per origin,
+// the last applied (epoch, seq); an envelope is applied only if it is the next one, in the
+// same write that records it, so redeliveries and replays have no effect and the order of
+// the origin's commits is kept. The inbound stream position is stored in that write too.
 #include <future>
 
 #include "node/messages/detail/service.hpp"
