@@ -23,6 +23,7 @@
 #include "node/format/format.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
+#include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
 #include "node/messages/messages.hpp"
 #include "node/metrics/metrics.hpp"
@@ -150,7 +151,7 @@ ws::remote_hooks remote_hooks(std::string const& local_region, federation::link&
     t->set_conversation_id(conv);
     t->set_active(active);
     b.set_typing_to(to);
-    fed.send_ephemeral(to.substr(to.rfind('@') + 1), std::move(b));
+    fed.send_ephemeral(std::string(ids::region_of(to)), std::move(b));
   };
   return h;
 }

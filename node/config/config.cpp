@@ -75,6 +75,14 @@ class reader {
     };
   }
 
+  // A string taken as it is.
+  key_fn text(std::string& out) {
+    return [this, &out](std::string const& key, toml::node const& n) {
+      if (!n.is_string()) return fail(key, n, "expected a string");
+      out = *n.value<std::string>();
+    };
+  }
+
   key_fn string(std::function<std::optional<std::string>(std::string const&)> accept) {
     return [this, accept](std::string const& key, toml::node const& n) {
       if (!n.is_string()) return fail(key, n, "expected a string");
@@ -230,10 +238,7 @@ load_result validate(toml::table const& root) {
              return "expected one of open, token, closed";
            return std::nullopt;
          })},
-        {"registration_token", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.users.registration_token = v;
-           return std::nullopt;
-         })},
+        {"registration_token", rd.text(c.users.registration_token)},
         {"access_token_ttl_s", rd.integer(c.users.access_token_ttl_s, 1, 86400)},
         {"refresh_token_ttl_s", rd.integer(c.users.refresh_token_ttl_s, 60, 365 * 86400)},
         {"password_min_length", rd.integer(c.users.password_min_length, 1, 1024)},
@@ -276,38 +281,14 @@ load_result validate(toml::table const& root) {
            c.federation.jetstream_domain = v;
            return std::nullopt;
          })},
-        {"credentials_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.credentials_file = v;
-           return std::nullopt;
-         })},
-        {"nkey", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.nkey = v;
-           return std::nullopt;
-         })},
-        {"nkey_seed_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.nkey_seed_file = v;
-           return std::nullopt;
-         })},
-        {"user", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.user = v;
-           return std::nullopt;
-         })},
-        {"password", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.password = v;
-           return std::nullopt;
-         })},
-        {"tls_ca_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.tls_ca_file = v;
-           return std::nullopt;
-         })},
-        {"tls_cert_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.tls_cert_file = v;
-           return std::nullopt;
-         })},
-        {"tls_key_file", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.tls_key_file = v;
-           return std::nullopt;
-         })},
+        {"credentials_file", rd.text(c.federation.credentials_file)},
+        {"nkey", rd.text(c.federation.nkey)},
+        {"nkey_seed_file", rd.text(c.federation.nkey_seed_file)},
+        {"user", rd.text(c.federation.user)},
+        {"password", rd.text(c.federation.password)},
+        {"tls_ca_file", rd.text(c.federation.tls_ca_file)},
+        {"tls_cert_file", rd.text(c.federation.tls_cert_file)},
+        {"tls_key_file", rd.text(c.federation.tls_key_file)},
         {"subject_prefix", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
            if (auto why = check_subject_token(v)) return why;
            c.federation.subject_prefix = v;
@@ -319,17 +300,10 @@ load_result validate(toml::table const& root) {
         {"reconnect_wait_ms", rd.integer(c.federation.reconnect_wait_ms, 10, 600000)},
         {"presence_interval_s", rd.integer(c.federation.presence_interval_s, 1, 3600)},
         {"resend_after_s", rd.integer(c.federation.resend_after_s, 3, 86400)},
-        {"public_url", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.public_url = v;
-           return std::nullopt;
-         })},
-        {"location", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           c.federation.location = v;
-           return std::nullopt;
-         })},
-        {"regions", [&rd, &c](std::string const& key, toml::node const& n) {
-           read_regions(rd, key, n, c.federation);
-         }}}},
+        {"public_url", rd.text(c.federation.public_url)},
+        {"location", rd.text(c.federation.location)},
+        {"regions",
+         [&rd, &c](std::string const& key, toml::node const& n) { read_regions(rd, key, n, c.federation); }}}},
   };
   rd.walk(root, schema);
   if (c.users.registration == registration_policy::token && c.users.registration_token.size() < 16)

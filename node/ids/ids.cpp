@@ -12,6 +12,11 @@ bool is_valid_name(std::string_view name) noexcept {
   return true;
 }
 
+std::string_view region_of(std::string_view user_id) noexcept {
+  auto at = user_id.find('@');
+  return at == std::string_view::npos ? std::string_view{} : user_id.substr(at + 1);
+}
+
 std::optional<user_id> parse_user_id(std::string_view text, std::string_view local_region) {
   auto at = text.find('@');
   user_id id;

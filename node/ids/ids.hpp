@@ -19,6 +19,10 @@ struct user_id {
   std::string str() const { return name + "@" + region; }
 };
 
+// The region part of a full user id (after '@'), or "" if there is none. No validation:
+// for ids that were validated when they entered the system.
+std::string_view region_of(std::string_view user_id) noexcept;
+
 // Parses `name@region`, or a bare `name` meaning a user of `local_region`. Returns
 // nullopt if either part breaks the name rules.
 std::optional<user_id> parse_user_id(std::string_view text, std::string_view local_region);

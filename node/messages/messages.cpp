@@ -98,7 +98,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     } else {
       federation::body body;
       *body.mutable_message() = *outgoing;
-      m.to_outbox(b, impl::region_of(recipient_id), std::move(body));
+      m.to_outbox(b, std::string(ids::region_of(recipient_id)), std::move(body));
       st->queued = true;
     }
     if (recipient_id != from) st->heads.push_back({from, impl::append(b, from, e), e});
@@ -283,7 +283,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     } else {
       federation::body body;
       *body.mutable_deleted() = e.deleted();
-      m.to_outbox(b, impl::region_of(msg.to()), std::move(body));
+      m.to_outbox(b, std::string(ids::region_of(msg.to())), std::move(body));
       st->queued = true;
     }
     if (msg.to() != msg.from()) st->heads.push_back({msg.from(), impl::append(b, msg.from(), e), e});

@@ -22,11 +22,6 @@ client::server_frame presence_frame(std::string const& user, bool online, std::i
   return f;
 }
 
-std::string region_of(std::string const& user) {
-  auto at = user.rfind('@');
-  return at == std::string::npos ? std::string() : user.substr(at + 1);
-}
-
 }  // namespace
 
 ws_manager::ws_manager(std::size_t max_sessions_per_user,
@@ -86,7 +81,7 @@ void ws_manager::notify_mailbox(std::string const& user, std::uint64_t head,
 
 void ws_manager::relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id,
                               bool active) {
-  if (hooks_.typing_out && region_of(to) != hooks_.local_region && region_of(from) == hooks_.local_region)
+  if (hooks_.typing_out && ids::region_of(to) != hooks_.local_region && ids::region_of(from) == hooks_.local_region)
     return hooks_.typing_out(from, to, conversation_id, active);
   client::server_frame f;
   auto* t = f.mutable_typing();
@@ -124,11 +119,11 @@ void ws_manager::broadcast_presence(std::string const& user, bool online, std::i
   std::vector<std::string> regions;
   for (auto const& c : contacts_of_(user)) {
     for (auto const& s : sinks_of(c)) s->on_frame(frame);
-    auto r = region_of(c);
+    auto r = std::string(ids::region_of(c));
     if (r != hooks_.local_region && std::find(regions.begin(), regions.end(), r) == regions.end())
       regions.push_back(std::move(r));
   }
-  if (hooks_.presence_out && region_of(user) == hooks_.local_region)
+  if (hooks_.presence_out && ids::region_of(user) == hooks_.local_region)
     for (auto const& r : regions) hooks_.presence_out(r, user, online, at_ms);
 }
 
@@ -167,7 +162,7 @@ void ws_manager::remote_presence_full(std::string const& region, std::vector<std
   {
     std::lock_guard lock(mutex_);
     for (auto const& [user, r] : remote_)
-      if (r.online && region_of(user) == region && std::find(online.begin(), online.end(), user) == online.end())
+      if (r.online && ids::region_of(user) == region && std::find(online.begin(), online.end(), user) == online.end())
         gone.push_back(user);
   }
   for (auto const& u : gone) remote_presence(u, false, at_ms, at_ms);
@@ -202,7 +197,7 @@ std::vector<std::string> ws_manager::online_with_contacts_in(std::string const& 
   std::vector<std::string> out;
   for (auto const& u : users) {
     auto contacts = contacts_of_(u);
-    if (std::any_of(contacts.begin(), contacts.end(), [&](auto const& c) { return region_of(c) == region; }))
+    if (std::any_of(contacts.begin(), contacts.end(), [&](auto const& c) { return ids::region_of(c) == region; }))
       out.push_back(u);
   }
   return out;

@@ -154,12 +154,7 @@ struct message_service::impl {
     return seq;
   }
 
-  bool is_local(std::string const& user) const { return region_of(user) == region; }
-
-  static std::string region_of(std::string const& user) {
-    auto at = user.rfind('@');
-    return at == std::string::npos ? std::string() : user.substr(at + 1);
-  }
+  bool is_local(std::string const& user) const { return ids::region_of(user) == region; }
 
   // Queues a durable federation envelope for `destination` inside a write: the next seq
   // of that lane, in the order of commits. The link publishes it after the commit, with
@@ -182,7 +177,7 @@ struct message_service::impl {
     if (!is_local(to)) {
       federation::body body;
       *body.mutable_receipt() = receipt;
-      to_outbox(b, region_of(to), std::move(body));
+      to_outbox(b, std::string(ids::region_of(to)), std::move(body));
       return true;
     }
     records::stored_event r;
