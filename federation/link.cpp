@@ -14,6 +14,7 @@
 #include <thread>
 #include <tuple>
 
+#include "federation/detail/outbound.hpp"
 #include "federation/federation.hpp"
 
 namespace petchat::federation {
@@ -60,6 +61,7 @@ struct link::impl {
   ephemeral_handler on_ephemeral;
   presence_source presence_snapshot;
   std::shared_ptr<spdlog::logger> log;
+  detail::outbound_lanes lanes;  // what goes out next to each region (confirmations, resends)
 
   std::string stream_name;
   std::string inbound_filter;  // <prefix>.v1.fed.<self>.*
@@ -102,7 +104,6 @@ struct link::impl {
   status cached;                                           // stream figures and last error, guarded by status_mutex
   std::map<std::string, std::uint64_t> inbound_by_origin;  // envelopes in the stream per origin (guarded)
   std::uint64_t purged_upto = 0;                           // manager thread only
-  std::map<std::string, std::uint64_t> confirmed_view;     // lane seq confirmed per destination (guarded)
 
   std::map<std::string, std::pair<clock::time_point, clock::duration>> backoff;  // manager thread only
   std::mutex log_mutex;
@@ -116,7 +117,8 @@ struct link::impl {
         store(s),
         on_ephemeral(std::move(e)),
         presence_snapshot(std::move(p)),
-        log(std::move(l)) {
+        log(std::move(l)),
+        lanes(opt, dir, store, log) {
     stream_name = opt.subject_prefix + "-in-" + dir.self();
     inbound_filter = opt.subject_prefix + ".v1.fed." + dir.self() + ".*";
     live_filter = opt.subject_prefix + ".v1.live." + dir.self() + ".*";
@@ -234,12 +236,7 @@ struct link::impl {
       } else if (!b.has_presence() && !b.has_typing() && !b.has_lane_ack()) {
         me->count(reject_reason::malformed, "durable kind on live subject");
       } else if (b.has_lane_ack()) {  // monotonic and epoch-checked: safe at any age (no clock skew issue)
-        {
-          std::lock_guard lock(me->acks_mutex);
-          auto& a = me->acks[b.origin()];
-          auto const& n = b.lane_ack();
-          if (std::pair(n.epoch(), n.seq()) > std::pair(a.epoch(), a.seq())) a = n;
-        }
+        me->lanes.note_ack(b.origin(), b.lane_ack());
         me->wake();
       } else if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms) {
         me->count(reject_reason::stale, "live envelope from " + b.origin());
@@ -399,103 +396,19 @@ struct link::impl {
     inbound_sub = nullptr;
   }
 
-  // Per destination: what went out and what the destination confirmed it applied. Entries
-  // stay in the outbox until confirmed; what stays unconfirmed for resend_after_s (lost
-  // from a stream, refused before the destination knew this region...) goes out again.
-  struct lane_out {
-    bool started = false;
-    std::uint64_t published = 0;        // lane seq JetStream stored up to
-    std::uint64_t confirmed = 0;        // lane seq the destination applied up to
-    clock::time_point waiting_since{};  // when `confirmed` last moved (or waiting began)
-    clock::time_point last_ack{};       // when the destination last confirmed anything (even no progress)
-    clock::duration resend_delay{};     // grows while resending brings no progress
-    std::uint64_t hold_after = 0;       // after a resend: publish no further until confirmations move
-  };
-  std::map<std::string, lane_out> lanes_out;  // manager thread only
-  std::uint64_t epoch = 0;                    // this node's outbound lane epoch (manager thread)
-
-  lane_out& lane_to(std::string const& dest) {
-    auto& l = lanes_out[dest];
-    if (!l.started) {
-      l.started = true;
-      l.published = l.confirmed = store.outbox_start(dest);
-      l.waiting_since = clock::now();
-      l.resend_delay = std::chrono::seconds(opt.resend_after_s);
-      std::lock_guard lock(status_mutex);
-      confirmed_view[dest] = l.confirmed;
-    }
-    return l;
-  }
-
-  // Confirmations that arrived on the live subject (any NATS thread), for the manager.
-  std::mutex acks_mutex;
-  std::map<std::string, lane_ack> acks;  // by destination region, guarded by acks_mutex
-
-  void take_confirmations() {
-    std::map<std::string, lane_ack> got;
-    {
-      std::lock_guard lock(acks_mutex);
-      got.swap(acks);
-    }
-    auto now = clock::now();
-    for (auto const& [dest, ack] : got) {
-      if (!dir.is_remote(dest)) continue;
-      auto& l = lane_to(dest);
-      // The destination is ahead of this store: a newer epoch than ours (our clock went
-      // back), or more of our lane than we ever wrote (a restored store). Start a new epoch
-      // above it; the destination then starts the lane at our base.
-      if (ack.epoch() > epoch || (ack.epoch() == epoch && ack.seq() > store.outbox_end(dest))) {
-        epoch = store.new_outbound_epoch(ack.epoch());
-        log->error(
-            "federation: region {} has applied more of our lane than this store knows (epoch {} seq {}); "
-            "continuing under a new lane epoch {}",
-            dest, ack.epoch(), ack.seq(), epoch);
-        for (auto& [d, other] : lanes_out) other.published = other.confirmed;  // send again under the new epoch
-        continue;
-      }
-      if (ack.epoch() != epoch) continue;  // about an older epoch of ours
-      l.last_ack = now;
-      if (ack.seq() <= l.confirmed) continue;
-      l.confirmed = ack.seq();
-      l.published = std::max(l.published, l.confirmed);
-      l.waiting_since = now;
-      l.resend_delay = std::chrono::seconds(opt.resend_after_s);
-      l.hold_after = 0;
-      store.outbox_trim(dest, l.confirmed);
-      std::lock_guard lock(status_mutex);
-      confirmed_view[dest] = l.confirmed;
-    }
-  }
-
   // Publishes the next batch of the outbox of each destination; true if anything went out.
   bool publish_round() {
-    if (epoch == 0) epoch = store.outbound_epoch();
-    take_confirmations();
+    lanes.take_confirmations();
     bool progressed = false;
-    auto now = clock::now();
     for (auto const& r : dir.all()) {
       auto const& dest = r.name;
       if (dest == dir.self()) continue;
       if (stopping || !connected) break;
-      auto& l = lane_to(dest);
-      if (l.published == l.confirmed) l.waiting_since = now;
-      // Unconfirmed for too long: send again from the last confirmed seq, one batch, then
-      // wait for confirmations to move. Each fruitless resend doubles the wait (up to 10
-      // minutes), so a destination that is down does not get its stream filled with copies.
-      if (l.published > l.confirmed && now - l.waiting_since > l.resend_delay) {
-        log->warn("federation: region {} has not confirmed lane entries {}..{} for {} s; sending them again", dest,
-                  l.confirmed + 1, l.published,
-                  std::chrono::duration_cast<std::chrono::seconds>(now - l.waiting_since).count());
-        l.published = l.confirmed;
-        l.hold_after = l.confirmed + publish_batch;
-        l.waiting_since = now;
-        l.resend_delay = std::min<clock::duration>(l.resend_delay * 2, std::chrono::minutes(10));
-      }
-      if (l.hold_after != 0 && l.published >= l.hold_after) continue;
       auto& [until, delay] = backoff[dest];
-      if (now < until) continue;
-      auto entries = store.outbox_peek(dest, l.published, publish_batch);
-      if (entries.empty()) continue;
+      if (clock::now() < until) continue;
+      auto next = lanes.next(dest, publish_batch);
+      if (next.entries.empty()) continue;
+      auto& entries = next.entries;
       publish_failures = 0;
       auto subject = fed_subject(dest);
       bool failed = false;
@@ -508,7 +421,7 @@ struct link::impl {
           bodies.push_back(std::move(entries[i].body));
           ++i;
         }
-        auto sealed = seal(std::move(bodies), dir.self(), key, epoch, l.confirmed);
+        auto sealed = seal(std::move(bodies), dir.self(), key, next.epoch, next.base);
         natsMsg* m = nullptr;
         natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, sealed.data(), static_cast<int>(sealed.size()));
         if (s == NATS_OK) s = js_PublishMsgAsync(js, &m, nullptr);
@@ -532,7 +445,7 @@ struct link::impl {
         continue;
       }
       delay = clock::duration::zero();
-      l.published = entries.back().lane_seq;
+      lanes.published(dest, entries.back().lane_seq);
       published += entries.size();
       progressed = true;
     }
@@ -801,11 +714,7 @@ status link::snapshot() {
   s.inbound_backlog = s.stream_last_seq > s.applied_position ? s.stream_last_seq - s.applied_position : 0;
   s.published = m.published;
   s.applied = m.applied;
-  std::map<std::string, std::uint64_t> confirmed;
-  {
-    std::lock_guard lock(m.status_mutex);
-    confirmed = m.confirmed_view;
-  }
+  auto confirmed = m.lanes.confirmed();
   auto now = wall_ms();
   for (auto const& r : m.dir.all()) {
     if (r.name == m.dir.self()) continue;

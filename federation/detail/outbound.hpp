@@ -1,0 +1,72 @@
+// The outbound side of the lanes: per destination region, how far the outbox was published
+// and how far the destination confirmed applying it; when to send again; the lane epoch.
+// Transport (NATS) stays in link.cpp: this decides *what* goes out next.
+//
+// Threads: note_ack() and confirmed() from any thread; everything else from the link's
+// manager thread only.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "federation/federation.hpp"
+
+namespace petchat::federation::detail {
+
+class outbound_lanes {
+ public:
+  outbound_lanes(options const& opt, directory const& dir, local_store& store, std::shared_ptr<spdlog::logger> log);
+
+  // A confirmation from `destination` (a verified lane_ack); applied at take_confirmations.
+  void note_ack(std::string const& destination, lane_ack const& ack);
+  // Applies the confirmations noted since the last call: forgets confirmed outbox entries,
+  // or moves to a new epoch when a destination is ahead of this store.
+  void take_confirmations();
+
+  struct batch {
+    std::vector<local_store::outgoing> entries;  // empty: nothing to send now
+    std::uint64_t epoch = 0;                     // for the bundle
+    std::uint64_t base = 0;                      // confirmed seq, for the bundle
+  };
+  // The next entries to publish to `destination`: new ones, or again from the last
+  // confirmed seq when they stayed unconfirmed too long.
+  batch next(std::string const& destination, std::size_t limit);
+  // JetStream stored everything up to `lane_seq`.
+  void published(std::string const& destination, std::uint64_t lane_seq);
+
+  // Confirmed lane seq per destination (for status).
+  std::map<std::string, std::uint64_t> confirmed() const;
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct lane {
+    bool started = false;
+    std::uint64_t published = 0;        // lane seq JetStream stored up to
+    std::uint64_t confirmed = 0;        // lane seq the destination applied up to
+    clock::time_point waiting_since{};  // when `confirmed` last moved (or waiting began)
+    clock::duration resend_delay{};     // grows while resending brings no progress
+    std::uint64_t hold_after = 0;       // after a resend: publish no further until confirmations move
+  };
+  lane& lane_to(std::string const& destination);
+  void show_confirmed(std::string const& destination, std::uint64_t seq);
+
+  options const& opt_;
+  directory const& dir_;
+  local_store& store_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::map<std::string, lane> lanes_;  // manager thread only
+  std::uint64_t epoch_ = 0;            // this node's outbound lane epoch (manager thread)
+
+  std::mutex acks_mutex_;
+  std::map<std::string, lane_ack> acks_;  // by destination, guarded by acks_mutex_
+  mutable std::mutex view_mutex_;
+  std::map<std::string, std::uint64_t> confirmed_view_;  // guarded by view_mutex_
+};
+
+}  // namespace petchat::federation::detail
