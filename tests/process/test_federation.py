@@ -125,6 +125,17 @@ def envelope(pb, origin, body, sign=None, signature=None, lane_epoch=1, lane_bas
     return env.SerializeToString()
 
 
+def wait_status(node, pred, timeout=10, poll=0.2):
+    """Polls `petchatctl federation status` until pred(status) holds or the time is up;
+    returns the last status either way (the caller asserts on it)."""
+    deadline = time.time() + timeout
+    while True:
+        st = fed_status(node)
+        if pred(st) or time.time() >= deadline:
+            return st
+        time.sleep(poll)
+
+
 def fed_status(node):
     out = subprocess.run([CTL_BIN, "--socket", node.admin_socket, "--json", "federation", "status"],
                          capture_output=True, text=True, timeout=15)
@@ -438,12 +449,9 @@ class ForgedEnvelopes(FederationCase):
         pub.close()
         del client_pb
 
-        deadline = time.time() + DELIVERY_TIMEOUT_S
-        while time.time() < deadline:
-            rejects = fed_status(self.node("america"))["rejects"]
-            if all(rejects.get(k, 0) >= v for k, v in sent.items()):
-                break
-            time.sleep(0.2)
+        rejects = wait_status(self.node("america"),
+                              lambda st: all(st["rejects"].get(k, 0) >= v for k, v in sent.items()),
+                              DELIVERY_TIMEOUT_S)["rejects"]
         self.assertEqual({k: rejects.get(k, 0) for k in sent}, sent)
         # None of it reached bob; the genuine link still works afterwards.
         acc2 = a.send_message(bob, "still genuine")
@@ -475,12 +483,7 @@ class Partitions(FederationCase):
         c.wait_event(ev_message(local["message_id"]), 5)
         self.session(alice, "login during outage")
         self.assertLess(time.monotonic() - t0, 15)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            st = fed_status(self.node("europe"))
-            if not st["connected"]:
-                break
-            time.sleep(0.1)
+        st = wait_status(self.node("europe"), lambda st: not st["connected"], poll=0.1)
         self.assertFalse(st["connected"])
         self.assertGreaterEqual(st["regions"][0]["outbox"], 1)
         time.sleep(1.0)
@@ -488,10 +491,8 @@ class Partitions(FederationCase):
         expected += self.send_many(a, bob, "after", 3)
         self.assert_exactly(b, expected, timeout=30)
         # Entries leave europe's outbox once america confirms it applied them.
-        deadline = time.time() + 10
-        while time.time() < deadline and fed_status(self.node("europe"))["regions"][0]["outbox"] != 0:
-            time.sleep(0.2)
-        self.assertEqual(fed_status(self.node("europe"))["regions"][0]["outbox"], 0)
+        st = wait_status(self.node("europe"), lambda st: st["regions"][0]["outbox"] == 0)
+        self.assertEqual(st["regions"][0]["outbox"], 0)
 
     def test_recipient_node_down(self):
         alice, bob = self.user("europe", "alice"), self.user("america", "bob")
@@ -504,12 +505,7 @@ class Partitions(FederationCase):
         b = self.connect(bob, bob_session)
         self.assert_exactly(b, expected, timeout=30)
         # What america applied leaves its stream: nothing waits to be applied any more.
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            st = fed_status(america)
-            if st["regions"][0]["inbound"] == 0 and st["inbound_backlog"] == 0:
-                break
-            time.sleep(0.2)
+        st = wait_status(america, lambda st: st["regions"][0]["inbound"] == 0 and st["inbound_backlog"] == 0)
         self.assertEqual((st["regions"][0]["region"], st["regions"][0]["inbound"], st["inbound_backlog"]),
                          ("europe", 0, 0), st)
         self.assertGreaterEqual(st["applied_position"], 30, st)
@@ -545,12 +541,7 @@ class Partitions(FederationCase):
             refs.append(a.send_async(bob, "burst %d" % i))
             expected.append("burst %d" % i)
         # kill -9 america once it has applied part of the burst, not before and not after
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            pos = fed_status(america)["applied_position"]
-            if pos > before:
-                break
-            time.sleep(0.005)
+        pos = wait_status(america, lambda st: st["applied_position"] > before, 20, poll=0.005)["applied_position"]
         america.kill9()
         self.assertGreater(pos, before, "america applied nothing before the kill")
         for ref in refs:
@@ -576,10 +567,8 @@ class Partitions(FederationCase):
             expected = ["before america knew europe %d" % i for i in range(5)]
             for t in expected:
                 a.send_message(bob, t)
-            deadline = time.time() + 15
-            while time.time() < deadline and fed_status(america)["rejects"].get("unknown_region", 0) < 1:
-                time.sleep(0.2)
-            self.assertGreaterEqual(fed_status(america)["rejects"].get("unknown_region", 0), 1)
+            st = wait_status(america, lambda st: st["rejects"].get("unknown_region", 0) >= 1, 15)
+            self.assertGreaterEqual(st["rejects"].get("unknown_region", 0), 1)
         finally:
             america.stop()
             with open(america.config_path, "w") as f:
@@ -658,10 +647,8 @@ class LeafTopology(FederationCase):
         self.assertGreater(st["regions"][0]["oldest_undelivered_s"], 0.5, st)
         america_nats.start()
         self.assert_exactly(b, expected, timeout=40)
-        deadline = time.time() + 10
-        while time.time() < deadline and fed_status(self.node("europe"))["regions"][0]["outbox"] != 0:
-            time.sleep(0.2)
-        self.assertEqual(fed_status(self.node("europe"))["regions"][0]["outbox"], 0)
+        st = wait_status(self.node("europe"), lambda st: st["regions"][0]["outbox"] == 0)
+        self.assertEqual(st["regions"][0]["outbox"], 0)
 
 
     def test_stream_lost_with_envelopes_in_it_they_are_sent_again(self):
@@ -675,10 +662,8 @@ class LeafTopology(FederationCase):
         expected = ["lost with the stream %d" % i for i in range(15)]
         for t in expected:
             a.send_message(bob, t)
-        deadline = time.time() + 10
-        while time.time() < deadline and fed_status(self.node("europe"))["published"] < 15:
-            time.sleep(0.1)
-        self.assertGreaterEqual(fed_status(self.node("europe"))["published"], 15)
+        st = wait_status(self.node("europe"), lambda st: st["published"] >= 15, poll=0.1)
+        self.assertGreaterEqual(st["published"], 15)
         america_nats.kill9()
         america_nats.wipe_store()
         america_nats.start()
