@@ -43,4 +43,15 @@ std::string rfc3339(std::int64_t ms) {
   return out;
 }
 
+std::string hex(std::string_view bytes) {
+  static char const digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
 }  // namespace petchat::format

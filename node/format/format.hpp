@@ -22,6 +22,9 @@ std::optional<std::size_t> utf8_length(std::string_view s) noexcept;
 // Milliseconds since the Unix epoch, from the system clock.
 std::int64_t now_ms();
 
+// Lower-case hex of `bytes` (keys, for people and configs).
+std::string hex(std::string_view bytes);
+
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" in UTC.
 std::string rfc3339(std::int64_t ms_since_epoch);
 

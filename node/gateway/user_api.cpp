@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "node/format/format.hpp"
 #include "node/ids/ids.hpp"
 
 namespace petchat::gateway {
@@ -255,22 +256,13 @@ awaitable<response> presence_route(std::shared_ptr<user_api> api, request r, std
   co_return json_response(200, o);
 }
 
-std::string hex(federation::public_key const& k) {
-  static char const digits[] = "0123456789abcdef";
-  std::string out;
-  for (auto b : k) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
-
 // The region directory: every region a client may connect to (public, no token).
 response regions(user_api const& api) {
   json::array list;
   for (auto const& r : api.fed.regions.all()) {
     json::array keys;
-    for (auto const& k : r.keys) keys.push_back(json::value(hex(k)));
+    for (auto const& k : r.keys)
+      keys.push_back(json::value(format::hex({reinterpret_cast<char const*>(k.data()), k.size()})));
     json::object o{{"name", r.name}, {"url", r.url}, {"public_keys", std::move(keys)}};
     o["location"] = r.location.empty() ? json::value(nullptr) : json::value(r.location);
     o["self"] = r.name == api.fed.regions.self();

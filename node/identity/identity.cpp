@@ -10,6 +10,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "node/format/format.hpp"
+
 namespace petchat::identity {
 namespace {
 
@@ -42,10 +44,7 @@ void write_all(int fd, void const* data, std::size_t size, std::filesystem::path
 }  // namespace
 
 std::string region_identity::public_key_hex() const {
-  std::string hex(public_key.size() * 2 + 1, '\0');
-  sodium_bin2hex(hex.data(), hex.size(), public_key.data(), public_key.size());
-  hex.pop_back();
-  return hex;
+  return format::hex({reinterpret_cast<char const*>(public_key.data()), public_key.size()});
 }
 
 region_identity load_or_create(std::filesystem::path const& data_dir) {
