@@ -347,6 +347,11 @@ class TwoRegionChat(FederationCase):
         sa = self.session(alice, "rest")
         p = self.node("europe").request("GET", "/v1/presence/%s" % bob, token=sa["access_token"])
         self.assertEqual((p.status, p.json["state"]), (200, "ONLINE"), p.describe())
+        # Someone who shares no conversation with bob does not see it.
+        carol = self.user("europe", "carol")
+        hidden = self.node("europe").request("GET", "/v1/presence/%s" % bob,
+                                             token=self.session(carol)["access_token"])
+        self.assertEqual((hidden.status, hidden.json["error"]["code"]), (403, "presence_hidden"), hidden.describe())
         b.typing(alice, True)
         t = a.wait_for(is_typing(bob), DELIVERY_TIMEOUT_S)
         self.assertEqual(t["typing"]["conversation_id"], acc["conversation_id"])
@@ -378,6 +383,10 @@ class TwoRegionChat(FederationCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("america", out.stdout)
         self.assertIn("connected to nats://", out.stdout)
+        metrics = self.node("europe").request("GET", "/metrics").raw.decode()
+        self.assertRegex(metrics, r"(?m)^petchat_federation_connected(\{[^}]*\})? 1")
+        for name in ("published", "applied", "rejected"):
+            self.assertRegex(metrics, r"(?m)^petchat_federation_%s_envelopes(\{[^}]*\})? \d" % name)
 
 
 class ForgedEnvelopes(FederationCase):
