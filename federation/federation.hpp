@@ -236,7 +236,6 @@ class link {
   std::uint64_t published() const;
   std::uint64_t applied() const;
   std::uint64_t rejected() const;
-  void count_reject(reject_reason r);
 
  private:
   struct impl;

@@ -670,10 +670,6 @@ void link::send_ephemeral(std::string const& destination, body b) {
   if (impl_) impl_->send_ephemeral(destination, std::move(b));
 }
 
-void link::count_reject(reject_reason r) {
-  if (impl_) impl_->count(r, "");
-}
-
 bool link::connected() const {
   return impl_ && impl_->connected.load();
 }
