@@ -194,10 +194,19 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
           if (t == "/v1/ws" || t.starts_with("/v1/ws?")) {
             // The HTTP read buffer is not needed any more: give its memory back before a
             // possibly long-lived WebSocket starts (idle connections are counted in KiB).
-            buffer.clear();
-            buffer.shrink_to_fit();
-            co_await detail::run_websocket(st->live, std::move(socket), parser.release(), control);
-            break;
+            // The session runs as its own coroutine and this one ends: its frame (the HTTP
+            // parser's state among it) is not kept for the life of the WebSocket.
+            control->cancel = nullptr;
+            auto done = [st, id] {
+              {
+                std::lock_guard lock(st->controls_mutex);
+                st->controls.erase(id);
+              }
+              st->open--;
+            };
+            asio::co_spawn(ex, detail::run_websocket(st->live, std::move(socket), parser.release(), control, done),
+                           asio::detached);
+            co_return;
           }
         }
       }

@@ -2,25 +2,25 @@
 //
 // Two coroutines share the connection's strand: the reader (this session's main loop:
 // authenticate, then read and dispatch client frames) and the writer (the only one that
-// writes to the socket, draining a bounded queue). Everything else reaches the session by
-// posting to the strand: mailbox news and presence/typing frames from the manager.
+// writes to the socket, draining a bounded queue; it runs only while there is something to
+// write, so an idle connection keeps no writer frame). Everything else reaches the session
+// by posting to the strand: mailbox news and presence/typing frames from the manager.
 #include "node/gateway/detail/ws_session.hpp"
 
 #include <google/protobuf/util/json_util.h>
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket.hpp>
-#include <deque>
 
 #include "node/format/format.hpp"
 #include "node/gateway/detail/coalescing_stream.hpp"
+#include "node/gateway/detail/frame_queue.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
@@ -57,10 +57,7 @@ constexpr std::uint16_t close_too_many_sessions = 4029;
 
 class session final : public ws::session_sink, public std::enable_shared_from_this<session> {
  public:
-  session(std::shared_ptr<live_services> svc, tcp::socket socket)
-      : svc_(std::move(svc)), ws_(std::move(socket)), wake_(ws_.get_executor()) {
-    wake_.expires_at(asio::steady_timer::time_point::max());
-  }
+  session(std::shared_ptr<live_services> svc, tcp::socket socket) : svc_(std::move(svc)), ws_(std::move(socket)) {}
 
   // -- session_sink: called from any thread; hop onto the strand.
   void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
@@ -86,8 +83,15 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   awaitable<void> run(http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control);
 
  private:
+  // Starts the writer if frames (or a close) wait and it is not running.
+  void kick() {
+    if (writing_ || writer_done_ || dead_ || (out_.empty() && !close_code_)) return;
+    writing_ = true;
+    asio::co_spawn(ws_.get_executor(), write_loop(shared_from_this()), asio::detached);
+  }
   awaitable<void> write_loop(std::shared_ptr<session> self);
-  awaitable<void> run_pipelined(std::shared_ptr<session> self, client::client_frame frame) {
+  // `keep_alive` (copied into the coroutine frame) holds the session until it ends.
+  awaitable<void> run_pipelined(std::shared_ptr<session> /*keep_alive*/, client::client_frame frame) {
     try {
       co_await dispatch(frame);
     } catch (std::exception const& e) {
@@ -114,7 +118,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     if (close_code_) return;
     close_code_ = code_value;
     close_reason_ = std::move(reason);
-    wake_.cancel();
+    kick();
   }
   void pump();
   // True if frames are waiting and the socket has accepted none for `stall_limit`: the
@@ -130,15 +134,16 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     out_.clear();
     boost::system::error_code ignored;
     beast::get_lowest_layer(ws_).close(ignored);
-    wake_.cancel();
   }
   std::string user_id() const { return who_.user_name + "@" + svc_->region; }
 
   std::shared_ptr<live_services> svc_;
   websocket::stream<coalescing_stream> ws_;  // bursts of frames leave in one TCP write
   bool binary_ = false;                      // replies as Protobuf binary frames (else JSON text); set in run()
-  asio::steady_timer wake_;                  // the writer sleeps on it; cancel() wakes it
-  std::deque<std::string> out_;              // encoded frames waiting for the writer; bounded
+  frame_queue out_;                          // encoded frames waiting for the writer; bounded
+  bool writing_ = false;                     // the writer is running
+  bool writer_done_ = false;                 // the writer sent the close frame or failed: no more writes
+  std::array<char, 512> chunk_;              // read buffer: most client frames fit in one read
   bool dead_ = false;                        // the connection is being torn down: queue nothing more
   std::optional<std::uint16_t> close_code_;
   std::string close_reason_;
@@ -169,8 +174,8 @@ void session::enqueue(client::server_frame const& frame) {
   // only pushed frames (presence, typing) can pile up beyond this: a client that lets
   // them do so is not reading.
   if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
-  out_.push_back(std::move(bytes));
-  wake_.cancel();
+  out_.push(std::move(bytes));
+  kick();
 }
 
 // Mailbox events are pulled from the store, never pushed: the queue holds at most half
@@ -194,20 +199,17 @@ void session::pump() {
 
 awaitable<void> session::write_loop(std::shared_ptr<session> self) {
   for (;;) {
-    while (out_.empty() && !close_code_ && !dead_) {
-      wake_.expires_at(asio::steady_timer::time_point::max());
-      co_await wake_.async_wait(use_tuple);
-    }
-    if (dead_) co_return;
-    if (out_.empty() && close_code_) {
+    if (dead_) break;
+    if (out_.empty()) {
+      if (!close_code_) break;  // drained: the writer ends until kick() starts it again
       ws_.next_layer().release();
       websocket::close_reason reason(static_cast<websocket::close_code>(*close_code_), close_reason_);
+      writer_done_ = true;
       co_await ws_.async_close(reason, use_tuple);
-      co_return;
+      break;
     }
     ws_.binary(binary_);
-    std::string frame = std::move(out_.front());
-    out_.pop_front();
+    std::string frame = out_.pop();
     // More frames queued: hold this one back and send the burst with the last of them.
     if (out_.empty())
       ws_.next_layer().release();
@@ -227,11 +229,13 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     (void)n;
     if (ec) {
       dead_ = true;
-      co_return;
+      writer_done_ = true;
+      break;
     }
     last_progress_ = std::chrono::steady_clock::now();
     pump();
   }
+  writing_ = false;
 }
 
 awaitable<bool> session::authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref) {
@@ -393,7 +397,6 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
   // At shutdown the server closes live sessions with 1001 (going away).
   control->idle = true;
   control->cancel = [self] { self->close_with(websocket::close_code::going_away, "shutting_down"); };
-  asio::co_spawn(ws_.get_executor(), write_loop(self), asio::detached);
 
   std::string token;
   auto auth_header = std::string(upgrade[http::field::authorization]);
@@ -414,21 +417,29 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
     }
   });
 
-  beast::flat_buffer buffer;
+  // A message is read in chunks; one that spans several is collected in `message`, which
+  // is emptied (and its memory given back) after each: an idle session holds no read
+  // buffer but the session's own chunk.
+  std::string message;
   while (!dead_ && !close_code_) {
-    buffer.clear();
-    auto [ec, n] = co_await ws_.async_read(buffer, use_tuple);
-    (void)n;
+    auto [ec, n] = co_await ws_.async_read_some(asio::buffer(chunk_), use_tuple);
     if (ec) break;  // closed, timed out, or too big (Beast closes with 1009 then)
+    std::string_view bytes(chunk_.data(), n);
+    if (!ws_.is_message_done() || !message.empty()) {
+      message.append(bytes);
+      if (!ws_.is_message_done()) continue;
+      bytes = message;
+    }
     client::client_frame frame;
     bool parsed = false;
     if (ws_.got_text()) {
       google::protobuf::util::JsonParseOptions o;
       o.ignore_unknown_fields = true;
-      parsed = google::protobuf::util::JsonStringToMessage(beast::buffers_to_string(buffer.data()), &frame, o).ok();
+      parsed = google::protobuf::util::JsonStringToMessage(bytes, &frame, o).ok();
     } else {
-      parsed = frame.ParseFromArray(buffer.data().data(), static_cast<int>(buffer.size()));
+      parsed = frame.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
     }
+    std::string().swap(message);
     if (!authenticated_) {
       if (parsed && frame.kind_case() == client::client_frame::kAuth) {
         std::optional<std::uint64_t> after;
@@ -461,7 +472,6 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
   auth_timer_.cancel();
   control->cancel = nullptr;
   if (!close_code_) dead_ = true;
-  wake_.cancel();
   // Let the writer finish a queued close frame; it ends on its own.
   if (close_code_ && !dead_) {
     asio::steady_timer grace(ws_.get_executor());
@@ -478,9 +488,16 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
 }  // namespace
 
 awaitable<void> run_websocket(std::shared_ptr<live_services> services, tcp::socket socket,
-                              http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control) {
-  auto s = std::make_shared<session>(std::move(services), std::move(socket));
-  co_await s->run(std::move(upgrade), std::move(control));
+                              http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control,
+                              std::function<void()> on_end) {
+  try {
+    auto s = std::make_shared<session>(std::move(services), std::move(socket));
+    co_await s->run(std::move(upgrade), control);
+  } catch (std::exception const& e) {
+    log::get("ws")->error("live session failed: {}", e.what());
+  }
+  control->cancel = nullptr;
+  on_end();
 }
 
 }  // namespace petchat::gateway::detail

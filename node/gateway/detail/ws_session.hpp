@@ -1,5 +1,6 @@
 // The live stream (/v1/ws): one WebSocket session per connection, handed over by the HTTP
 // server after it has read the upgrade request. Included only by Beast translation units.
+// The session owns the connection from then on and calls `on_end` once it is closed.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -27,6 +28,6 @@ using live_services = http_server::live_stream;
 
 boost::asio::awaitable<void> run_websocket(std::shared_ptr<live_services> services, boost::asio::ip::tcp::socket socket,
                                            boost::beast::http::request<boost::beast::http::string_body> upgrade,
-                                           std::shared_ptr<connection_control> control);
+                                           std::shared_ptr<connection_control> control, std::function<void()> on_end);
 
 }  // namespace petchat::gateway::detail

@@ -1,0 +1,50 @@
+// The encoded frames a live session has queued for its writer, oldest first.
+//
+// Unlike std::deque (which allocates a map and a 512-byte block as soon as it exists), an
+// empty queue owns no memory, and a drained one gives back what a burst made it grow to:
+// idle connections are counted in KiB.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace petchat::gateway::detail {
+
+class frame_queue {
+ public:
+  bool empty() const noexcept { return head_ == frames_.size(); }
+  std::size_t size() const noexcept { return frames_.size() - head_; }
+
+  void push(std::string frame) { frames_.push_back(std::move(frame)); }
+
+  // Precondition: !empty().
+  std::string pop() {
+    std::string frame = std::move(frames_[head_++]);
+    if (empty()) {
+      clear();
+    } else if (head_ >= compact_after && head_ * 2 >= frames_.size()) {
+      // Under steady load the queue may never drain: drop the consumed prefix now and then.
+      frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    return frame;
+  }
+
+  void clear() {
+    if (frames_.capacity() > keep_capacity)
+      std::vector<std::string>().swap(frames_);
+    else
+      frames_.clear();
+    head_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t compact_after = 64;
+  static constexpr std::size_t keep_capacity = 16;
+  std::vector<std::string> frames_;
+  std::size_t head_ = 0;
+};
+
+}  // namespace petchat::gateway::detail
