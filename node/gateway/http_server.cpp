@@ -204,8 +204,9 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
               }
               st->open--;
             };
-            asio::co_spawn(ex, detail::run_websocket(st->live, std::move(socket), parser.release(), control, done),
-                           asio::detached);
+            detail::start_websocket(st->live, std::move(socket),
+                                    std::make_unique<http::request<http::string_body>>(parser.release()), control,
+                                    done);
             co_return;
           }
         }

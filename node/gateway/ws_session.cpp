@@ -80,9 +80,12 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     asio::post(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)] { self->enqueue(f); });
   }
 
-  awaitable<void> run(http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control);
+  awaitable<void> run(std::unique_ptr<http::request<http::string_body>> upgrade,
+                      std::shared_ptr<connection_control> control);
 
  private:
+  awaitable<bool> open(std::unique_ptr<http::request<http::string_body>> upgrade,
+                       std::shared_ptr<connection_control> control);
   // Starts the writer if frames (or a close) wait and it is not running.
   void kick() {
     if (writing_ || writer_done_ || dead_ || (out_.empty() && !close_code_)) return;
@@ -366,10 +369,13 @@ awaitable<void> session::dispatch(client::client_frame const& frame) {
   }
 }
 
-awaitable<void> session::run(http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control) {
+// The handshake and the first authentication: its own coroutine, so that its frame (the
+// upgrade request, the subprotocol and token strings) is freed before the session idles.
+awaitable<bool> session::open(std::unique_ptr<http::request<http::string_body>> upgrade,
+                              std::shared_ptr<connection_control> control) {
   auto self = shared_from_this();
   // Subprotocol: binary Protobuf if offered, else JSON (also when none is offered).
-  std::string offered(upgrade[http::field::sec_websocket_protocol]);
+  std::string offered((*upgrade)[http::field::sec_websocket_protocol]);
   std::string chosen;
   for (std::size_t pos = 0; pos <= offered.size();) {
     auto comma = offered.find(',', pos);
@@ -391,23 +397,25 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
   // write buffer (Beast would keep 4 KiB per connection for fragmenting).
   ws_.auto_fragment(false);
   ws_.write_buffer_bytes(256);
-  auto [aec] = co_await ws_.async_accept(upgrade, use_tuple);
-  if (aec) co_return;
+  auto [aec] = co_await ws_.async_accept(*upgrade, use_tuple);
+  if (aec) co_return false;
 
   // At shutdown the server closes live sessions with 1001 (going away).
   control->idle = true;
   control->cancel = [self] { self->close_with(websocket::close_code::going_away, "shutting_down"); };
 
   std::string token;
-  auto auth_header = std::string(upgrade[http::field::authorization]);
+  auto auth_header = std::string((*upgrade)[http::field::authorization]);
   if (auth_header.size() > 7 && (auth_header.starts_with("Bearer ") || auth_header.starts_with("bearer ")))
     token = auth_header.substr(7);
-  else if (auto q = query_param(query_of(upgrade.target()), "access_token"))
+  else if (auto q = query_param(query_of(upgrade->target()), "access_token"))
     token = *q;
-  upgrade = {};  // headers are not needed past this point; idle sessions keep no copy
+  upgrade.reset();
   if (!token.empty()) co_await authenticate(token, std::nullopt, 0);
   // An unauthenticated connection gets auth_deadline to present a token; Beast's keep-alive
-  // pings would otherwise let it hold a socket forever.
+  // pings would otherwise let it hold a socket forever. (An authenticated one has its
+  // session checks on the same timer.)
+  if (authenticated_ || close_code_) co_return true;
   auth_timer_.expires_after(auth_deadline);
   auth_timer_.async_wait([weak = std::weak_ptr<session>(self)](boost::system::error_code ec) {
     auto s = weak.lock();
@@ -416,6 +424,13 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
       s->close_with(close_unauthenticated, "not_authenticated");
     }
   });
+  co_return true;
+}
+
+awaitable<void> session::run(std::unique_ptr<http::request<http::string_body>> upgrade,
+                             std::shared_ptr<connection_control> control) {
+  auto self = shared_from_this();
+  if (!co_await open(std::move(upgrade), control)) co_return;
 
   // A message is read in chunks; one that spans several is collected in `message`, which
   // is emptied (and its memory given back) after each: an idle session holds no read
@@ -487,17 +502,23 @@ awaitable<void> session::run(http::request<http::string_body> upgrade, std::shar
 
 }  // namespace
 
-awaitable<void> run_websocket(std::shared_ptr<live_services> services, tcp::socket socket,
-                              http::request<http::string_body> upgrade, std::shared_ptr<connection_control> control,
-                              std::function<void()> on_end) {
-  try {
-    auto s = std::make_shared<session>(std::move(services), std::move(socket));
-    co_await s->run(std::move(upgrade), control);
-  } catch (std::exception const& e) {
-    log::get("ws")->error("live session failed: {}", e.what());
-  }
-  control->cancel = nullptr;
-  on_end();
+void start_websocket(std::shared_ptr<live_services> services, tcp::socket socket,
+                     std::unique_ptr<http::request<http::string_body>> upgrade,
+                     std::shared_ptr<connection_control> control, std::function<void()> on_end) {
+  auto ex = socket.get_executor();
+  auto s = std::make_shared<session>(std::move(services), std::move(socket));
+  asio::co_spawn(ex, s->run(std::move(upgrade), control),
+                 [control, on_end = std::move(on_end)](std::exception_ptr failure) {
+                   if (failure) {
+                     try {
+                       std::rethrow_exception(failure);
+                     } catch (std::exception const& e) {
+                       log::get("ws")->error("live session failed: {}", e.what());
+                     }
+                   }
+                   control->cancel = nullptr;
+                   on_end();
+                 });
 }
 
 }  // namespace petchat::gateway::detail

@@ -1078,6 +1078,20 @@ class LiveSessionAuthTest(MessagingCase):
         A.wait_for(is_error("session_revoked"), 8)  # checked every 5 s
         self.assertEqual(A.wait_closed(3), 4001)
 
+    def test_token_in_the_upgrade_request_is_held_too(self):
+        # A token sent with the upgrade (header or query) is re-checked like one sent in an
+        # auth frame: the session checks must not be lost to the unauthenticated deadline.
+        node = self.start_node()
+        alice = self.person("alice", node)
+        for auth_in in ("header", "query"):
+            with self.subTest(auth_in=auth_in):
+                session = alice.login("device-" + auth_in)
+                A = self.ws(session, node=node, auth_in=auth_in)
+                rc, out, err = node.ctl("sessions", "revoke", session["device_id"])
+                self.assertEqual(rc, 0, err)
+                A.wait_for(is_error("session_revoked"), 8)
+                self.assertEqual(A.wait_closed(3), 4001)
+
 
 class ExpiryTest(MessagingCase):
 

@@ -3,7 +3,6 @@
 // The session owns the connection from then on and calls `on_end` once it is closed.
 #pragma once
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -26,8 +25,9 @@ struct connection_control {
 
 using live_services = http_server::live_stream;
 
-boost::asio::awaitable<void> run_websocket(std::shared_ptr<live_services> services, boost::asio::ip::tcp::socket socket,
-                                           boost::beast::http::request<boost::beast::http::string_body> upgrade,
-                                           std::shared_ptr<connection_control> control, std::function<void()> on_end);
+// Starts the session on the socket's executor (the connection's strand) and returns.
+void start_websocket(std::shared_ptr<live_services> services, boost::asio::ip::tcp::socket socket,
+                     std::unique_ptr<boost::beast::http::request<boost::beast::http::string_body>> upgrade,
+                     std::shared_ptr<connection_control> control, std::function<void()> on_end);
 
 }  // namespace petchat::gateway::detail
