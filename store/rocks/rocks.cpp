@@ -4,9 +4,11 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
-#include <rocksdb/utilities/write_batch_with_index.h>
+#include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 
+#include <array>
+#include <unordered_map>
 #include <vector>
 
 namespace petchat::store {
@@ -26,20 +28,109 @@ rocksdb::Slice slice(std::string_view s) {
 
 }  // namespace
 
+namespace detail {
+
+// The writer thread's state: the batch being built, what it holds by key (so a request
+// reads the writes before it), and the committed values of the cached families.
+struct group_commit {
+  using value = std::optional<std::string>;  // nullopt: absent (never written, or deleted)
+
+  rocksdb::DB* db;
+  rocksdb::ColumnFamilyHandle* const* cfs;
+  std::array<bool, static_cast<std::size_t>(cf::count_)> cached{};
+  std::size_t cache_limit;
+
+  rocksdb::WriteBatch batch;
+  std::unordered_map<std::string, value> written;  // key (family byte + key) -> its value in the batch
+  // How to undo the running request's writes to `written`: the key and what it held
+  // before (nullopt: nothing).
+  std::vector<std::pair<std::string, std::optional<value>>> undo;
+  std::unordered_map<std::string, value> cache;  // committed values of cached families
+
+  group_commit(rocksdb::DB* d, rocksdb::ColumnFamilyHandle* const* c, rocks_options const& o)
+      : db(d), cfs(c), cache_limit(o.cache_entries) {
+    for (auto family : o.cached) cached[static_cast<std::size_t>(family)] = true;
+  }
+
+  static std::string tag(cf family, std::string_view key) {
+    std::string k;
+    k.reserve(key.size() + 1);
+    k.push_back(static_cast<char>(family));
+    k.append(key);
+    return k;
+  }
+  static cf family_of(std::string const& tagged) { return static_cast<cf>(tagged[0]); }
+
+  void record(std::string tagged, value v) {
+    auto [it, fresh] = written.try_emplace(tagged);
+    undo.emplace_back(std::move(tagged), fresh ? std::nullopt : std::optional<value>(std::move(it->second)));
+    it->second = std::move(v);
+  }
+
+  void begin_request() {
+    undo.clear();
+    batch.SetSavePoint();
+  }
+  void keep_request() { check(batch.PopSavePoint(), "PopSavePoint"); }
+  void undo_request() {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      if (it->second)
+        written[it->first] = std::move(*it->second);
+      else
+        written.erase(it->first);
+    }
+    check(batch.RollbackToSavePoint(), "RollbackToSavePoint");
+  }
+
+  // After the batch's fate is known: committed values of cached families are remembered;
+  // after a failed write nothing cached can be trusted.
+  void finish(bool committed) {
+    if (!committed) {
+      cache.clear();
+    } else {
+      for (auto& [k, v] : written) {
+        if (!cached[static_cast<std::size_t>(family_of(k))]) continue;
+        if (cache.size() >= cache_limit) cache.clear();
+        cache.insert_or_assign(k, std::move(v));
+      }
+    }
+    written.clear();
+    undo.clear();
+    batch.Clear();
+  }
+};
+
+}  // namespace detail
+
 std::optional<std::string> rocks_batch::get(cf family, std::string_view key) const {
+  auto& st = state_;
+  auto tagged = detail::group_commit::tag(family, key);
+  if (auto it = st.written.find(tagged); it != st.written.end()) return it->second;
+  bool cached = st.cached[static_cast<std::size_t>(family)];
+  if (cached)
+    if (auto it = st.cache.find(tagged); it != st.cache.end()) return it->second;
+  std::optional<std::string> result;
   std::string value;
-  auto s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), cfs_[static_cast<int>(family)], slice(key), &value);
-  if (s.IsNotFound()) return std::nullopt;
-  check(s, "GetFromBatchAndDB");
-  return value;
+  auto s = st.db->Get(rocksdb::ReadOptions(), st.cfs[static_cast<int>(family)], slice(key), &value);
+  if (!s.IsNotFound()) {
+    check(s, "Get");
+    result = std::move(value);
+  }
+  if (cached) {
+    if (st.cache.size() >= st.cache_limit) st.cache.clear();
+    st.cache.emplace(std::move(tagged), result);
+  }
+  return result;
 }
 
 void rocks_batch::put(cf family, std::string_view key, std::string_view value) {
-  check(batch_->Put(cfs_[static_cast<int>(family)], slice(key), slice(value)), "Put");
+  check(state_.batch.Put(state_.cfs[static_cast<int>(family)], slice(key), slice(value)), "Put");
+  state_.record(detail::group_commit::tag(family, key), std::string(value));
 }
 
 void rocks_batch::erase(cf family, std::string_view key) {
-  check(batch_->Delete(cfs_[static_cast<int>(family)], slice(key)), "Delete");
+  check(state_.batch.Delete(state_.cfs[static_cast<int>(family)], slice(key)), "Delete");
+  state_.record(detail::group_commit::tag(family, key), std::nullopt);
 }
 
 rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
@@ -139,19 +230,19 @@ void rocks_db::compact() {
 }
 
 void rocks_db::run_writer() {
+  detail::group_commit state(db_.get(), cfs_, options_);
   for (;;) {
     auto batch = queue_.take(options_.max_batch);
     if (batch.empty()) return;  // stopped, and everything queued is done
-    commit_batch(batch);
+    commit_batch(batch, state);
   }
 }
 
-void rocks_db::commit_batch(std::deque<request>& batch) {
+void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& state) {
   std::vector<write_outcome> outcomes(batch.size(), write_outcome::failed);
-  rocksdb::WriteBatchWithIndex wb(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true);
-  rocks_batch view(db_.get(), &wb, cfs_);
+  rocks_batch view(state);
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    wb.SetSavePoint();
+    state.begin_request();
     bool keep = false;
     try {
       keep = batch[i].fn(view);
@@ -160,15 +251,16 @@ void rocks_db::commit_batch(std::deque<request>& batch) {
       outcomes[i] = write_outcome::failed;
     }
     if (keep)
-      wb.PopSavePoint();
+      state.keep_request();
     else
-      wb.RollbackToSavePoint();
+      state.undo_request();
   }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync &&
             std::any_of(batch.begin(), batch.end(), [](request const& r) { return r.durable == durability::fsync; });
   // The group commit: one WAL fsync makes every request of the batch durable.
-  auto s = db_->Write(wo, wb.GetWriteBatch());
+  auto s = db_->Write(wo, &state.batch);
+  state.finish(s.ok());
   if (!s.ok()) {
     for (auto& o : outcomes) o = write_outcome::failed;
   } else {

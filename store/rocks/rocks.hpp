@@ -3,10 +3,14 @@
 // every write goes.
 //
 // Writes are group-committed like LMDB's (store/lmdb/lmdb.hpp): one writer thread takes
-// every queued request, runs each against a shared indexed write batch (so a request sees
-// the writes of the requests before it in the batch) inside a save point (so a request
-// that fails or declines is undone alone), writes the batch with one WAL fsync, and only
-// then reports each request's outcome.
+// every queued request, runs each against a shared write batch (reads see the writes of the
+// requests before it in the batch, through an in-memory overlay) inside a save point (so a
+// request that fails or declines is undone alone), writes the batch with one WAL fsync, and
+// only then reports each request's outcome.
+//
+// Because every write goes through that one thread, it can also keep the committed values
+// of small, hot column families (mailbox heads, positions, conversations) in memory: a
+// request's reads of them cost a hash lookup instead of a RocksDB Get.
 #pragma once
 
 #include <atomic>
@@ -21,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "store/detail/request_queue.hpp"
 #include "store/write_outcome.hpp"
@@ -28,7 +33,6 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
-class WriteBatchWithIndex;
 }  // namespace rocksdb
 
 namespace petchat::store {
@@ -52,25 +56,31 @@ class rocks_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+namespace detail {
+struct group_commit;
+}
+
 // The view a write request gets: reads see the database plus the batch so far.
 class rocks_batch {
  public:
-  rocks_batch(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch, rocksdb::ColumnFamilyHandle* const* cfs)
-      : db_(db), batch_(batch), cfs_(cfs) {}
+  explicit rocks_batch(detail::group_commit& state) : state_(state) {}
   std::optional<std::string> get(cf family, std::string_view key) const;
   void put(cf family, std::string_view key, std::string_view value);
   void erase(cf family, std::string_view key);
 
  private:
-  rocksdb::DB* db_;
-  rocksdb::WriteBatchWithIndex* batch_;
-  rocksdb::ColumnFamilyHandle* const* cfs_;
+  detail::group_commit& state_;
 };
 
 struct rocks_options {
   std::filesystem::path dir;     // created if missing (mode 0700)
   std::size_t max_batch = 1024;  // requests per group commit
   bool sync = true;              // fsync the WAL before reporting `committed`
+  // Families whose committed values the writer keeps in memory once read or written, up to
+  // `cache_entries` values (then it starts over). Only for families that are small per
+  // key and read by writes again and again.
+  std::vector<cf> cached{};
+  std::size_t cache_entries = 200000;
 };
 
 class rocks_db {
@@ -117,7 +127,7 @@ class rocks_db {
     durability durable = durability::fsync;
   };
   void run_writer();
-  void commit_batch(std::deque<request>& batch);
+  void commit_batch(std::deque<request>& batch, detail::group_commit& state);
 
   rocks_options options_;
   std::unique_ptr<rocksdb::DB> db_;

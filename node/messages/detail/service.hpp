@@ -130,7 +130,8 @@ struct message_service::impl {
         region(std::move(r)),
         region_hash(keys::region_hash(region)),
         users(u),
-        db(store::rocks_options{data_dir / "messages", 1024, sync}),
+        db(store::rocks_options{
+            .dir = data_dir / "messages", .max_batch = 1024, .sync = sync, .cached = {cf::state, cf::conversations}}),
         limiter(o.max_per_second) {}
 
   // Tells the listener about a committed event, with its content: live sessions that are

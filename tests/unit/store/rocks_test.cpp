@@ -20,7 +20,7 @@ using petchat::testing::write_sync;
 
 TEST_CASE("put, get, erase and scans in both directions") {
   temp_dir dir;
-  rocks_db db({dir.path});
+  rocks_db db(rocks_options{.dir = dir.path});
   CHECK(write_sync(db, [](rocks_batch& b) {
           for (char c = 'a'; c <= 'e'; ++c) b.put(cf::history, std::string("k") + c, std::string(1, c));
           b.erase(cf::history, "kc");
@@ -44,7 +44,7 @@ TEST_CASE("put, get, erase and scans in both directions") {
 
 TEST_CASE("a request sees the writes of earlier requests in its batch; failures are undone alone") {
   temp_dir dir;
-  rocks_db db({dir.path});
+  rocks_db db(rocks_options{.dir = dir.path});
   latch done(4);
   std::vector<write_outcome> outcomes(4);
   std::vector<std::optional<std::string>> seen(4);
@@ -76,7 +76,7 @@ TEST_CASE("concurrent writers are group-committed and survive reopening") {
   temp_dir dir;
   constexpr int n = 3000;
   {
-    rocks_db db({dir.path});
+    rocks_db db(rocks_options{.dir = dir.path});
     latch done(n);
     std::atomic<int> committed{0};
     for (int i = 0; i < n; ++i)
@@ -94,7 +94,7 @@ TEST_CASE("concurrent writers are group-committed and survive reopening") {
     MESSAGE("group commits for ", n, " writes: ", db.commits());
     CHECK(db.commits() < n / 2);
   }
-  rocks_db db({dir.path});
+  rocks_db db(rocks_options{.dir = dir.path});
   int count = 0;
   db.scan(cf::messages, "", "", [&](std::string_view, std::string_view) {
     ++count;
@@ -106,7 +106,7 @@ TEST_CASE("concurrent writers are group-committed and survive reopening") {
 TEST_CASE("compaction removes deleted data from the files") {
   temp_dir dir;
   std::string marker = "unique-marker-4f1c9e";
-  rocks_db db({dir.path});
+  rocks_db db(rocks_options{.dir = dir.path});
   write_sync(db, [&](rocks_batch& b) {
     b.put(cf::messages, "x", marker);
     return true;
@@ -133,7 +133,7 @@ TEST_CASE("compaction removes deleted data from the files") {
 TEST_CASE("lazy writes are applied like any other, and survive a clean close") {
   temp_dir dir;
   {
-    rocks_db db({dir.path});
+    rocks_db db(rocks_options{.dir = dir.path});
     latch done(1);
     write_outcome outcome = write_outcome::failed;
     db.submit(
@@ -150,6 +150,71 @@ TEST_CASE("lazy writes are applied like any other, and survive a clean close") {
     CHECK(outcome == write_outcome::committed);
     CHECK(db.get(cf::outbox, "dest/x") == "entry");
   }
-  rocks_db db({dir.path});
+  rocks_db db(rocks_options{.dir = dir.path});
   CHECK(db.get(cf::outbox, "dest/x") == "entry");
+}
+
+// Cached families: the writer answers reads of their committed values from memory. What a
+// request reads must be the same as without the cache, whether the requests share a batch
+// or not, whatever was undone, and however small the cache.
+TEST_CASE("cached families read the same as the database, across undone requests and cache restarts") {
+  for (std::size_t entries : {std::size_t{2}, std::size_t{1000}}) {
+    CAPTURE(entries);
+    temp_dir dir;
+    rocks_options o{.dir = dir.path, .cached = {cf::state}, .cache_entries = entries};
+    {
+      rocks_db db(o);
+      for (int i = 0; i < 5; ++i)
+        CHECK(write_sync(db, [i](rocks_batch& b) {
+                b.put(cf::state, "k" + std::to_string(i), "v" + std::to_string(i));
+                return true;
+              }) == write_outcome::committed);
+      // Queued together, so most likely one batch: erase k0, then a request that rewrites
+      // it and declines, then one that fails after rewriting k1.
+      latch done(4);
+      std::vector<std::optional<std::string>> seen(4);
+      std::vector<write_outcome> outcomes(4);
+      std::vector<rocks_db::write_fn> steps = {
+          [&](rocks_batch& b) {
+            seen[0] = b.get(cf::state, "k0");
+            b.erase(cf::state, "k0");
+            return true;
+          },
+          [&](rocks_batch& b) {
+            b.put(cf::state, "k0", "declined");
+            seen[1] = b.get(cf::state, "k0");
+            return false;
+          },
+          [&](rocks_batch& b) -> bool {
+            b.put(cf::state, "k1", "failed");
+            throw std::runtime_error("failure");
+          },
+          [&](rocks_batch& b) {
+            seen[3] = b.get(cf::state, "k0").value_or("absent") + "," + b.get(cf::state, "k1").value_or("absent");
+            return true;
+          },
+      };
+      for (std::size_t i = 0; i < steps.size(); ++i)
+        db.submit(steps[i], [&, i](write_outcome out) {
+          outcomes[i] = out;
+          done.count_down();
+        });
+      done.wait();
+      CHECK(seen[0] == std::optional<std::string>("v0"));
+      CHECK(seen[1] == std::optional<std::string>("declined"));  // a request sees its own writes
+      CHECK(outcomes[1] == write_outcome::rolled_back);
+      CHECK(outcomes[2] == write_outcome::failed);
+      CHECK(seen[3] == std::optional<std::string>("absent,v1"));
+      // Later batches read the committed values, through the cache or not.
+      std::string all;
+      write_sync(db, [&](rocks_batch& b) {
+        for (int i = 0; i < 5; ++i) all += b.get(cf::state, "k" + std::to_string(i)).value_or("-") + " ";
+        return true;
+      });
+      CHECK(all == "- v1 v2 v3 v4 ");
+    }
+    rocks_db db(o);
+    CHECK_FALSE(db.get(cf::state, "k0"));
+    CHECK(db.get(cf::state, "k1") == std::optional<std::string>("v1"));
+  }
 }
