@@ -42,9 +42,9 @@ struct group_commit {
 
   rocksdb::WriteBatch batch;
   std::unordered_map<std::string, value> written;  // key (family byte + key) -> its value in the batch
-  // How to undo the running request's writes to `written`: the key and what it held
-  // before (nullopt: nothing).
-  std::vector<std::pair<std::string, std::optional<value>>> undo;
+  // How to undo the running request's writes to `written`: the entry (elements of an
+  // unordered_map keep their address) and what it held before (nullopt: nothing).
+  std::vector<std::pair<std::pair<std::string const, value>*, std::optional<value>>> undo;
   std::unordered_map<std::string, value> cache;  // committed values of cached families
 
   group_commit(rocksdb::DB* d, rocksdb::ColumnFamilyHandle* const* c, rocks_options const& o)
@@ -62,8 +62,8 @@ struct group_commit {
   static cf family_of(std::string const& tagged) { return static_cast<cf>(tagged[0]); }
 
   void record(std::string tagged, value v) {
-    auto [it, fresh] = written.try_emplace(tagged);
-    undo.emplace_back(std::move(tagged), fresh ? std::nullopt : std::optional<value>(std::move(it->second)));
+    auto [it, fresh] = written.try_emplace(std::move(tagged));
+    undo.emplace_back(&*it, fresh ? std::nullopt : std::optional<value>(std::move(it->second)));
     it->second = std::move(v);
   }
 
@@ -75,9 +75,9 @@ struct group_commit {
   void undo_request() {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
       if (it->second)
-        written[it->first] = std::move(*it->second);
+        it->first->second = std::move(*it->second);
       else
-        written.erase(it->first);
+        written.erase(it->first->first);
     }
     check(batch.RollbackToSavePoint(), "RollbackToSavePoint");
   }
@@ -88,10 +88,16 @@ struct group_commit {
     if (!committed) {
       cache.clear();
     } else {
-      for (auto& [k, v] : written) {
-        if (!cached[static_cast<std::size_t>(family_of(k))]) continue;
+      // The entries move into the cache as they are (no copies of keys or values).
+      for (auto it = written.begin(); it != written.end();) {
+        if (!cached[static_cast<std::size_t>(family_of(it->first))]) {
+          ++it;
+          continue;
+        }
         if (cache.size() >= cache_limit) cache.clear();
-        cache.insert_or_assign(k, std::move(v));
+        auto node = written.extract(it++);
+        auto placed = cache.insert(std::move(node));
+        if (!placed.inserted) placed.position->second = std::move(placed.node.mapped());
       }
     }
     written.clear();
