@@ -55,10 +55,6 @@ struct options {
   bool as_json = false;
 };
 
-std::uint64_t micros_since(clock_type::time_point t) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t).count());
-}
 
 // ---------------------------------------------------------------- the node under test
 
@@ -360,6 +356,10 @@ int report_messages(options const& o, char const* workload, message_result const
   double rate = r.seconds > 0 ? static_cast<double>(r.completed) / r.seconds : 0;
   double cpu_per = r.completed ? static_cast<double>(r.cpu_us) / static_cast<double>(r.completed) : 0;
   double echo_rate = echo && echo->seconds > 0 ? static_cast<double>(echo->completed) / echo->seconds : 0;
+  // The echo server's CPU per round trip (one frame in, one out): the transport's own cost,
+  // which every frame of the full sequence pays too.
+  double echo_cpu =
+      echo && echo->completed ? static_cast<double>(echo->cpu_us) / static_cast<double>(echo->completed) : 0;
   if (o.as_json) {
     json::object j{{"workload", workload},
                    {"pairs", o.pairs},
@@ -376,6 +376,7 @@ int report_messages(options const& o, char const* workload, message_result const
     if (echo) {
       j["echo_round_trips_per_s"] = echo_rate;
       j["ratio_to_echo"] = echo_rate > 0 ? rate / echo_rate : 0;
+      j["echo_server_cpu_us_per_round_trip"] = echo_cpu;
     }
     std::cout << json::serialize(j) << "\n";
     return 0;
@@ -393,9 +394,11 @@ int report_messages(options const& o, char const* workload, message_result const
     print_latency("send -> at recipient", r.recipient);
     print_latency("send -> delivered receipt", r.receipt);
   }
-  if (echo)
+  if (echo && std::string(workload) != "echo") {
     std::printf("  bare Beast echo ceiling      %.0f round trips/s; petchat = %.3f of it\n", echo_rate,
                 echo_rate > 0 ? rate / echo_rate : 0);
+    std::printf("  bare Beast echo server CPU   %.1f us per round trip (one frame each way)\n", echo_cpu);
+  }
   return 0;
 }
 

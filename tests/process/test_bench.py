@@ -50,6 +50,10 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreaterEqual(r["send_to_receipt"]["p50_ms"], r["send_to_recipient"]["p50_ms"] * 0.5, r)
         self.assertGreater(r["echo_round_trips_per_s"], 0, r)
         self.assertGreater(r["ratio_to_echo"], 0, r)
+        # The transport's own CPU per round trip: measured, and below petchat's per message
+        # (a full sequence is six frames and two commits; an echo round trip two frames).
+        self.assertGreater(r["echo_server_cpu_us_per_round_trip"], 0, r)
+        self.assertLess(r["echo_server_cpu_us_per_round_trip"], r["server_cpu_us_per_message"], r)
         self.assertTrue(r["durable"])
 
     def test_throughput_without_durability(self):
