@@ -55,7 +55,6 @@ struct options {
   bool as_json = false;
 };
 
-
 // ---------------------------------------------------------------- the node under test
 
 struct node_under_test {
@@ -311,15 +310,19 @@ asio::awaitable<void> echo_pipeline(std::shared_ptr<sdk::connection> c, int wind
 asio::awaitable<void> echo_run(options o, sdk::endpoint ep, pid_t pid, message_result* out) {
   auto ex = co_await asio::this_coro::executor;
   auto s = std::make_shared<shared_state>();
-  std::vector<std::shared_ptr<sdk::connection>> conns;
+  // Each connection is used only on its own strand (a Beast stream is not thread-safe):
+  // its pipeline runs there and it is closed there.
+  std::vector<std::pair<asio::strand<asio::any_io_executor>, std::shared_ptr<sdk::connection>>> conns;
   for (int i = 0; i < o.pairs; ++i) {
     auto strand = asio::make_strand(ex);
-    conns.push_back(co_await asio::co_spawn(strand, sdk::connection::open_raw(ep, "/"), asio::use_awaitable));
+    conns.emplace_back(strand,
+                       co_await asio::co_spawn(strand, sdk::connection::open_raw(ep, "/"), asio::use_awaitable));
   }
   std::string payload(static_cast<std::size_t>(o.payload + 40), 'x');  // about a send frame's size
   auto start = clock_type::now();
   std::uint64_t cpu0 = bench::cpu_micros(pid);
-  for (auto& c : conns) asio::co_spawn(ex, guarded(echo_pipeline(c, o.window, payload, s)), asio::detached);
+  for (auto& [strand, c] : conns)
+    asio::co_spawn(strand, guarded(echo_pipeline(c, o.window, payload, s)), asio::detached);
   asio::steady_timer timer(ex);
   timer.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(o.duration_s * 1e6)));
   co_await timer.async_wait(use_tuple);
@@ -327,7 +330,7 @@ asio::awaitable<void> echo_run(options o, sdk::endpoint ep, pid_t pid, message_r
   out->seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   out->cpu_us = bench::cpu_micros(pid) - cpu0;
   s->stop = true;
-  for (auto& c : conns) c->close();
+  for (auto& [strand, c] : conns) asio::post(strand, [c = c] { c->close(); });
   timer.expires_after(std::chrono::milliseconds(100));
   co_await timer.async_wait(use_tuple);
 }
