@@ -5,6 +5,11 @@
 // writes to the socket, draining a bounded queue; it runs only while there is something to
 // write, so an idle connection keeps no writer frame). Everything else reaches the session
 // by posting to the strand: mailbox news and presence/typing frames from the manager.
+//
+// The WebSocket protocol itself (handshake answer, framing, ping/pong, closing handshake)
+// is petchat's own (detail/ws_frames.hpp) over the Asio socket: an idle session waits for
+// readability with no buffer and no composed operation pending, and reads into a
+// per-thread buffer only when bytes are there.
 #include "node/gateway/detail/ws_session.hpp"
 
 #include <google/protobuf/util/json_util.h>
@@ -16,12 +21,13 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/write.hpp>
 
 #include "node/format/format.hpp"
-#include "node/gateway/detail/coalescing_stream.hpp"
 #include "node/gateway/detail/frame_queue.hpp"
 #include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/ws_frames.hpp"
 #include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
 
@@ -31,7 +37,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-namespace websocket = beast::websocket;
+namespace wsf = ws_frames;
 using tcp = asio::ip::tcp;
 using errors::code;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -49,6 +55,17 @@ constexpr auto auth_deadline = std::chrono::seconds(10);
 // An authenticated session re-checks its token this often (and when it expires): an
 // expired token, a revoked session or a disabled user ends the live stream too.
 constexpr auto session_check_every = std::chrono::seconds(5);
+// A connection that sends nothing for half this long is pinged; one silent for this long
+// is dropped.
+constexpr auto idle_timeout = std::chrono::seconds(300);
+// After the close frame is sent, how long the peer's close (or EOF) is waited for.
+constexpr auto close_linger = std::chrono::seconds(1);
+// Frames one gathered write takes from the queue.
+constexpr std::size_t frames_per_write = 64;
+
+// Sessions read into this buffer, then hand the bytes to their frame reader at once: the
+// buffer is shared by every session of the thread and held by none.
+thread_local std::array<char, 16384> read_scratch;
 
 // Close codes (docs/PROTOCOL.md).
 constexpr std::uint16_t close_unauthenticated = 4001;
@@ -57,11 +74,12 @@ constexpr std::uint16_t close_too_many_sessions = 4029;
 
 class session final : public ws::session_sink, public std::enable_shared_from_this<session> {
  public:
-  session(std::shared_ptr<live_services> svc, tcp::socket socket) : svc_(std::move(svc)), ws_(std::move(socket)) {}
+  session(std::shared_ptr<live_services> svc, tcp::socket socket)
+      : svc_(std::move(svc)), socket_(std::move(socket)), reader_(svc_->limits.max_frame_bytes) {}
 
   // -- session_sink: called from any thread; hop onto the strand.
   void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
-    asio::post(ws_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
       self->known_head_ = std::max(self->known_head_, head);
       if (self->stalled()) return self->drop_slow_consumer();
       // Up to date and with room: forward the event as is, no store read.
@@ -77,7 +95,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     });
   }
   void on_frame(client::server_frame frame) override {
-    asio::post(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)] { self->enqueue(f); });
+    asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)] { self->enqueue(f); });
   }
 
   awaitable<void> run(std::unique_ptr<http::request<http::string_body>> upgrade,
@@ -90,7 +108,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   void kick() {
     if (writing_ || writer_done_ || dead_ || (out_.empty() && !close_code_)) return;
     writing_ = true;
-    asio::co_spawn(ws_.get_executor(), write_loop(shared_from_this()), asio::detached);
+    asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
   }
   awaitable<void> write_loop(std::shared_ptr<session> self);
   // `keep_alive` (copied into the coroutine frame) holds the session until it ends.
@@ -136,18 +154,31 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     dead_ = true;
     out_.clear();
     boost::system::error_code ignored;
-    beast::get_lowest_layer(ws_).close(ignored);
+    socket_.close(ignored);
   }
+  // Queues a WebSocket control frame (pong, ping) unless the session is closing.
+  void enqueue_control(wsf::opcode op, std::string_view payload) {
+    if (dead_ || close_code_) return;
+    out_.push(wsf::frame(op, payload));
+    kick();
+  }
+  // Reads what the socket has (waiting for it if nothing) into the frame reader. False at
+  // EOF or on an error.
+  awaitable<bool> receive();
+  // After the close frame: reads and discards until the peer closes too or close_linger
+  // passes, so the close frame is not lost to a reset, then closes the socket.
+  awaitable<void> linger_and_close();
   std::string user_id() const { return who_.user_name + "@" + svc_->region; }
 
   std::shared_ptr<live_services> svc_;
-  websocket::stream<coalescing_stream> ws_;  // bursts of frames leave in one TCP write
-  bool binary_ = false;                      // replies as Protobuf binary frames (else JSON text); set in run()
-  frame_queue out_;                          // encoded frames waiting for the writer; bounded
-  bool writing_ = false;                     // the writer is running
-  bool writer_done_ = false;                 // the writer sent the close frame or failed: no more writes
-  std::array<char, 512> chunk_;              // read buffer: most client frames fit in one read
-  bool dead_ = false;                        // the connection is being torn down: queue nothing more
+  tcp::socket socket_;
+  wsf::reader reader_;        // client frames from the bytes read
+  bool binary_ = false;       // replies as Protobuf binary frames (else JSON text); set in open()
+  frame_queue out_;           // WebSocket frames waiting for the writer; bounded
+  bool writing_ = false;      // the writer is running
+  bool writer_done_ = false;  // the writer sent the close frame or failed: no more writes
+  std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
+  bool dead_ = false;  // the connection is being torn down: queue nothing more
   std::optional<std::uint16_t> close_code_;
   std::string close_reason_;
   bool authenticated_ = false;
@@ -155,10 +186,10 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
   std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
   std::size_t pipelined_ = 0;     // sends/acks submitted and not yet answered
-  asio::steady_timer stall_timer_{ws_.get_executor()};
-  asio::steady_timer auth_timer_{ws_.get_executor()};  // auth deadline, then the session checks
-  std::string token_;                                  // the access token the session runs on
-  std::uint64_t write_gen_ = 0;                        // bumped when a write starts and when it ends
+  asio::steady_timer stall_timer_{socket_.get_executor()};
+  asio::steady_timer auth_timer_{socket_.get_executor()};  // auth deadline, then the session checks
+  std::string token_;                                      // the access token the session runs on
+  std::uint64_t write_gen_ = 0;                            // bumped when a write starts and when it ends
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
 };
 
@@ -177,7 +208,7 @@ void session::enqueue(client::server_frame const& frame) {
   // only pushed frames (presence, typing) can pile up beyond this: a client that lets
   // them do so is not reading.
   if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
-  out_.push(std::move(bytes));
+  out_.push(wsf::frame(binary_ ? wsf::opcode::binary : wsf::opcode::text, bytes));
   kick();
 }
 
@@ -205,19 +236,19 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     if (dead_) break;
     if (out_.empty()) {
       if (!close_code_) break;  // drained: the writer ends until kick() starts it again
-      ws_.next_layer().release();
-      websocket::close_reason reason(static_cast<websocket::close_code>(*close_code_), close_reason_);
       writer_done_ = true;
-      co_await ws_.async_close(reason, use_tuple);
+      auto bye = wsf::close_frame(*close_code_, close_reason_);
+      auto [cec, cn] = co_await asio::async_write(socket_, asio::buffer(bye), use_tuple);
+      (void)cn;
+      boost::system::error_code ignored;
+      if (!cec) socket_.shutdown(tcp::socket::shutdown_send, ignored);
       break;
     }
-    ws_.binary(binary_);
-    std::string frame = out_.pop();
-    // More frames queued: hold this one back and send the burst with the last of them.
-    if (out_.empty())
-      ws_.next_layer().release();
-    else
-      ws_.next_layer().hold();
+    // Everything queued (up to frames_per_write) leaves in one gathered write.
+    std::vector<std::string> burst;
+    std::vector<asio::const_buffer> buffers;
+    while (!out_.empty() && burst.size() < frames_per_write) burst.push_back(out_.pop());
+    for (auto const& f : burst) buffers.push_back(asio::buffer(f));
     // Watchdog: a write the client does not take within stall_limit means it stopped
     // reading. `write_gen_` makes a late timer for an earlier write harmless.
     auto gen = ++write_gen_;
@@ -226,7 +257,7 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
       auto s = weak.lock();
       if (!ec && s && s->write_gen_ == gen) s->drop_slow_consumer();
     });
-    auto [ec, n] = co_await ws_.async_write(asio::buffer(frame), use_tuple);
+    auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
     ++write_gen_;
     stall_timer_.cancel();
     (void)n;
@@ -285,6 +316,17 @@ void session::schedule_session_check() {
 
 void session::check_session() {
   if (dead_ || close_code_) return;
+  // Keep-alive: ping a connection that has been silent for a while; drop a dead one.
+  auto silent = std::chrono::steady_clock::now() - last_rx_;
+  if (silent >= idle_timeout) {
+    log::get("ws")->info("{}: nothing received for {} s, disconnecting", user_id(),
+                         std::chrono::duration_cast<std::chrono::seconds>(idle_timeout).count());
+    dead_ = true;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    return;
+  }
+  if (silent >= idle_timeout / 2) enqueue_control(wsf::opcode::ping, "");
   auto who = svc_->users.authenticate(token_);
   if (!who) {
     send_error(0, who.error());
@@ -387,22 +429,42 @@ awaitable<bool> session::open(std::unique_ptr<http::request<http::string_body>> 
     pos = comma + 1;
   }
   binary_ = chosen == proto_subprotocol;
-  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-  ws_.set_option(websocket::stream_base::decorator([chosen](websocket::response_type& res) {
-    res.set(http::field::server, "petchat");
+  // The handshake's answer (the HTTP server has checked that this is a WebSocket upgrade).
+  auto key = std::string((*upgrade)[http::field::sec_websocket_key]);
+  http::response<http::string_body> res;
+  res.version(11);
+  res.set(http::field::server, "petchat");
+  bool accepted = false;
+  if ((*upgrade)[http::field::sec_websocket_version] != "13") {
+    res.result(http::status::upgrade_required);
+    res.set(http::field::sec_websocket_version, "13");
+    res.body() = "unsupported WebSocket version: 13 is supported\n";
+  } else if (!wsf::valid_client_key(key)) {
+    res.result(http::status::bad_request);
+    res.body() = "missing or malformed Sec-WebSocket-Key\n";
+  } else {
+    accepted = true;
+    res.result(http::status::switching_protocols);
+    res.set(http::field::upgrade, "websocket");
+    res.set(http::field::connection, "upgrade");
+    res.set(http::field::sec_websocket_accept, wsf::accept_key(key));
     if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
-  }));
-  ws_.read_message_max(svc_->limits.max_frame_bytes);
-  // Whole messages as single frames, written straight from our buffer: no per-session
-  // write buffer (Beast would keep 4 KiB per connection for fragmenting).
-  ws_.auto_fragment(false);
-  ws_.write_buffer_bytes(256);
-  auto [aec] = co_await ws_.async_accept(*upgrade, use_tuple);
-  if (aec) co_return false;
+  }
+  if (!accepted) {
+    res.set(http::field::content_type, "text/plain");
+    res.keep_alive(false);
+    res.prepare_payload();
+  }
+  auto [hec, hn] = co_await http::async_write(socket_, res, use_tuple);
+  (void)hn;
+  if (hec || !accepted) co_return false;
+  boost::system::error_code nec;
+  socket_.non_blocking(true, nec);  // reads after readability never block the thread
+  if (nec) co_return false;
 
   // At shutdown the server closes live sessions with 1001 (going away).
   control->idle = true;
-  control->cancel = [self] { self->close_with(websocket::close_code::going_away, "shutting_down"); };
+  control->cancel = [self] { self->close_with(1001, "shutting_down"); };  // 1001: going away
 
   std::string token;
   auto auth_header = std::string((*upgrade)[http::field::authorization]);
@@ -432,29 +494,33 @@ awaitable<void> session::run(std::unique_ptr<http::request<http::string_body>> u
   auto self = shared_from_this();
   if (!co_await open(std::move(upgrade), control)) co_return;
 
-  // A message is read in chunks; one that spans several is collected in `message`, which
-  // is emptied (and its memory given back) after each: an idle session holds no read
-  // buffer but the session's own chunk.
-  std::string message;
   while (!dead_ && !close_code_) {
-    auto [ec, n] = co_await ws_.async_read_some(asio::buffer(chunk_), use_tuple);
-    if (ec) break;  // closed, timed out, or too big (Beast closes with 1009 then)
-    std::string_view bytes(chunk_.data(), n);
-    if (!ws_.is_message_done() || !message.empty()) {
-      message.append(bytes);
-      if (!ws_.is_message_done()) continue;
-      bytes = message;
+    auto ev = reader_.next();
+    if (ev.what == wsf::reader::event::need_more) {
+      if (!co_await receive()) break;
+      continue;
+    }
+    if (ev.what == wsf::reader::event::error) {
+      close_with(ev.code, ev.reason);
+      break;
+    }
+    if (ev.what == wsf::reader::event::close) {
+      close_with(ev.code == 1005 ? wsf::close_normal : ev.code, "");  // the closing handshake's answer
+      break;
+    }
+    if (ev.what == wsf::reader::event::ping) {
+      enqueue_control(wsf::opcode::pong, ev.payload);
+      continue;
     }
     client::client_frame frame;
     bool parsed = false;
-    if (ws_.got_text()) {
+    if (ev.text) {
       google::protobuf::util::JsonParseOptions o;
       o.ignore_unknown_fields = true;
-      parsed = google::protobuf::util::JsonStringToMessage(bytes, &frame, o).ok();
+      parsed = google::protobuf::util::JsonStringToMessage(ev.payload, &frame, o).ok();
     } else {
-      parsed = frame.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      parsed = frame.ParseFromArray(ev.payload.data(), static_cast<int>(ev.payload.size()));
     }
-    std::string().swap(message);
     if (!authenticated_) {
       if (parsed && frame.kind_case() == client::client_frame::kAuth) {
         std::optional<std::uint64_t> after;
@@ -478,7 +544,7 @@ awaitable<void> session::run(std::unique_ptr<http::request<http::string_body>> u
         frame.kind_case() == client::client_frame::kSend || frame.kind_case() == client::client_frame::kAck;
     if (pipelinable && pipelined_ < max_pipelined) {
       ++pipelined_;
-      asio::co_spawn(ws_.get_executor(), run_pipelined(self, std::move(frame)), asio::detached);
+      asio::co_spawn(socket_.get_executor(), run_pipelined(self, std::move(frame)), asio::detached);
     } else {
       co_await dispatch(frame);
     }
@@ -487,17 +553,55 @@ awaitable<void> session::run(std::unique_ptr<http::request<http::string_body>> u
   auth_timer_.cancel();
   control->cancel = nullptr;
   if (!close_code_) dead_ = true;
-  // Let the writer finish a queued close frame; it ends on its own.
+  // Let the writer send what is queued and the close frame, then wait for the peer's.
   if (close_code_ && !dead_) {
-    asio::steady_timer grace(ws_.get_executor());
-    for (int waits = 0; !dead_ && ws_.is_open() && waits < 25; ++waits) {  // at most 0.5 s
+    asio::steady_timer grace(socket_.get_executor());
+    for (int waits = 0; !dead_ && (writing_ || !writer_done_) && waits < 25; ++waits) {  // at most 0.5 s
       grace.expires_after(std::chrono::milliseconds(20));
       co_await grace.async_wait(use_tuple);
     }
+    if (!dead_ && writer_done_ && !writing_) co_await linger_and_close();
   }
   dead_ = true;
   boost::system::error_code ignored;
-  beast::get_lowest_layer(ws_).close(ignored);
+  socket_.close(ignored);
+}
+
+awaitable<bool> session::receive() {
+  for (;;) {
+    auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+    if (wec) co_return false;
+    boost::system::error_code rec;
+    std::size_t n = socket_.read_some(asio::buffer(read_scratch), rec);
+    if (rec == asio::error::would_block || rec == asio::error::try_again) continue;
+    if (rec) co_return false;  // EOF or reset
+    last_rx_ = std::chrono::steady_clock::now();
+    reader_.feed(std::string_view(read_scratch.data(), n));
+    co_return true;
+  }
+}
+
+awaitable<void> session::linger_and_close() {
+  asio::steady_timer deadline(socket_.get_executor());
+  deadline.expires_after(close_linger);
+  deadline.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (auto s = weak.lock(); s && !ec) {
+      boost::system::error_code ignored;
+      s->socket_.cancel(ignored);
+    }
+  });
+  bool peer_closed = false;
+  while (!peer_closed && co_await receive()) {
+    for (auto ev = reader_.next(); ev.what != wsf::reader::event::need_more; ev = reader_.next()) {
+      if (ev.what == wsf::reader::event::close || ev.what == wsf::reader::event::error) {
+        peer_closed = true;
+        break;
+      }
+    }
+  }
+  deadline.cancel();
+  boost::system::error_code ignored;
+  socket_.close(ignored);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@ expiry, limits, presence and typing, durability (docs/PROTOCOL.md, proto/client.
 
 import datetime
 import itertools
+import json
 import math
 import os
 import random
@@ -1027,6 +1028,173 @@ class MetricsTest(MessagingCase):
         self.assertGreater(self.metric(after, 'petchat_http_requests_total{api="user",status="2xx"}'),
                            self.metric(before, 'petchat_http_requests_total{api="user",status="2xx"}'))
         self.assertGreaterEqual(self.metric(after, 'petchat_http_requests_total{api="user",status="4xx"}'), 1)
+
+
+class RawWebSocket:
+    """A WebSocket client written out by hand, to send what a library would not: any
+    opcode, fragments, unmasked frames, bad UTF-8, and to see the server's frames as they
+    are (control frames included)."""
+
+    def __init__(self, node, version="13", key="dGhlIHNhbXBsZSBub25jZQ==", protocol="petchat.v1.json"):
+        self.sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+        lines = ["GET /v1/ws HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
+                 "Sec-WebSocket-Version: " + version, "Sec-WebSocket-Protocol: " + protocol]
+        if key is not None:
+            lines.append("Sec-WebSocket-Key: " + key)
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1])
+        self.headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.decode().partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+
+    def send(self, opcode, payload=b"", fin=True, masked=True, rsv=0):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        head = bytes([(0x80 if fin else 0) | rsv | opcode])
+        n = len(payload)
+        mask_bit = 0x80 if masked else 0
+        if n < 126:
+            head += bytes([mask_bit | n])
+        elif n < 65536:
+            head += bytes([mask_bit | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([mask_bit | 127]) + n.to_bytes(8, "big")
+        if masked:
+            key = os.urandom(4)
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            head += key
+        self.sock.sendall(head + payload)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+
+    def recv(self):
+        """The next frame: (opcode, payload bytes, fin); server frames are never masked."""
+        self._need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        assert b1 & 0x80 == 0, "the server masked a frame"
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            self._need(4)
+            n, off = int.from_bytes(self.buf[2:4], "big"), 4
+        elif n == 127:
+            self._need(10)
+            n, off = int.from_bytes(self.buf[2:10], "big"), 10
+        self._need(off + n)
+        payload, self.buf = self.buf[off:off + n], self.buf[off + n:]
+        return b0 & 0x0F, payload, bool(b0 & 0x80)
+
+    def recv_close(self):
+        """Skips data frames up to the close frame; returns its code (None: no code)."""
+        while True:
+            op, payload, _ = self.recv()
+            if op == 8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+
+    def at_eof(self, timeout=3):
+        """True if the server closes the TCP connection within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    return True
+        except OSError:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+class WebSocketProtocolTest(MessagingCase):
+    """The live stream's WebSocket layer (RFC 6455) seen from the wire: the handshake,
+    ping/pong, fragments, the closing handshake, and protocol violations closed with the
+    right code."""
+
+    NODE_CONFIG = {}
+
+    def raw(self, **kw):
+        c = RawWebSocket(self.node, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def authed(self):
+        c = self.raw()
+        self.assertEqual(c.status, 101)
+        token = self.person("raw").login()["access_token"]
+        c.send(1, json.dumps({"ref": "1", "auth": {"access_token": token}}))
+        op, payload, _ = c.recv()
+        self.assertIn("welcome", json.loads(payload))
+        return c
+
+    def test_handshake(self):
+        c = self.raw()
+        self.assertEqual(c.status, 101)
+        self.assertEqual(c.headers["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")  # RFC 6455's example
+        self.assertEqual(c.headers["upgrade"].lower(), "websocket")
+        self.assertEqual(c.headers["sec-websocket-protocol"], "petchat.v1.json")
+        self.assertEqual(self.raw(version="8").status, 426)
+        self.assertEqual(self.raw(key=None).status, 400)
+        self.assertEqual(self.raw(key="not a key").status, 400)
+
+    def test_ping_fragments_and_closing_handshake(self):
+        c = self.authed()
+        c.send(9, b"are you there")
+        self.assertEqual(c.recv()[:2], (10, b"are you there"))  # pong with the same payload
+        # A petchat ping split over three fragments, with a WebSocket ping between them.
+        frame = json.dumps({"ref": "7", "ping": {}})
+        c.send(1, frame[:5], fin=False)
+        c.send(0, frame[5:9], fin=False)
+        c.send(9, b"between")
+        c.send(0, frame[9:], fin=True)
+        self.assertEqual(c.recv()[:2], (10, b"between"))
+        op, payload, fin = c.recv()
+        self.assertEqual((op, fin), (1, True))
+        self.assertIn("pong", json.loads(payload))
+        # The client closes: the server answers with the same code and ends the connection.
+        c.send(8, (4000).to_bytes(2, "big") + b"bye")
+        self.assertEqual(c.recv_close(), 4000)
+        self.assertTrue(c.at_eof())
+
+    def test_protocol_violations_are_closed_with_their_code(self):
+        cases = [
+            ("unmasked frame", dict(opcode=1, payload="{}", masked=False), 1002),
+            ("reserved bit", dict(opcode=1, payload="{}", rsv=0x40), 1002),
+            ("reserved opcode", dict(opcode=3, payload="x"), 1002),
+            ("fragmented ping", dict(opcode=9, payload="x", fin=False), 1002),
+            ("continuation of nothing", dict(opcode=0, payload="x"), 1002),
+            ("text that is not UTF-8", dict(opcode=1, payload=b"\xff\xfe"), 1007),
+            ("close code 1005 sent", dict(opcode=8, payload=(1005).to_bytes(2, "big")), 1002),
+        ]
+        for what, frame, code in cases:
+            with self.subTest(what):
+                c = self.authed()
+                c.send(**frame)
+                self.assertEqual(c.recv_close(), code)
+                self.assertTrue(c.at_eof())
+        # And the node serves on.
+        self.authed()
+
+    def test_server_initiated_close_waits_for_the_peer(self):
+        # A token the server refuses: the session ends with 4001 and the TCP connection
+        # closes once the client has answered the close.
+        c = self.raw()
+        c.send(1, json.dumps({"ref": "1", "auth": {"access_token": "not-a-token"}}))
+        self.assertEqual(c.recv_close(), 4001)
+        c.send(8, (4001).to_bytes(2, "big"))
+        self.assertTrue(c.at_eof())
 
 
 class LiveSessionAuthTest(MessagingCase):

@@ -1,0 +1,72 @@
+// WebSocket framing (RFC 6455) for the server side of the live stream, without I/O.
+//
+// petchat frames its own WebSocket messages instead of using Beast's stream: an idle
+// connection then holds no read buffer and no pending composed operation, only its socket
+// waiting for readability (docs/BENCHMARKS.md, "Connections"). Beast still parses the
+// HTTP upgrade request.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace petchat::gateway::detail::ws_frames {
+
+enum class opcode : std::uint8_t { continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10 };
+
+// Close codes petchat sends for framing errors (RFC 6455 section 7.4.1).
+inline constexpr std::uint16_t close_normal = 1000;
+inline constexpr std::uint16_t close_protocol_error = 1002;
+inline constexpr std::uint16_t close_invalid_payload = 1007;
+inline constexpr std::uint16_t close_too_big = 1009;
+
+// A whole server frame (unmasked, final) carrying `payload`.
+std::string frame(opcode op, std::string_view payload);
+// A close frame with `code` and `reason` (cut to fit a control frame).
+std::string close_frame(std::uint16_t code, std::string_view reason);
+
+// The value of Sec-WebSocket-Accept for a client's Sec-WebSocket-Key.
+std::string accept_key(std::string_view client_key);
+// True if `key` is a valid Sec-WebSocket-Key: base64 of 16 bytes.
+bool valid_client_key(std::string_view key);
+
+// Parses client frames from the bytes fed to it, one event at a time. Keeps memory only
+// while it holds bytes: once everything fed has been consumed, it owns nothing.
+class reader {
+ public:
+  struct event {
+    enum kind { need_more, message, ping, close, error } what = need_more;
+    bool text = false;         // message: a text (else binary) message
+    std::string_view payload;  // message, ping: valid until the next feed() or next()
+    std::uint16_t code = 0;    // close: the peer's code (1005 if none); error: the close code to send
+    std::string reason;        // close: the peer's reason; error: what was wrong
+  };
+
+  explicit reader(std::size_t max_message) : max_message_(max_message) {}
+
+  void feed(std::string_view bytes);
+  // The next complete event from what was fed; need_more if none. After an error, the
+  // reader is done: the connection must be closed with the event's code.
+  event next();
+  // True if it holds heap memory (beyond what an empty std::string holds inline).
+  bool holds_memory() const {
+    auto inline_capacity = std::string().capacity();
+    return in_.capacity() > inline_capacity || message_.capacity() > inline_capacity;
+  }
+
+ private:
+  event fail(std::uint16_t code, std::string reason);
+  void release_consumed();
+
+  std::size_t max_message_;
+  std::string in_;           // bytes fed and not yet consumed (from pos_)
+  std::size_t pos_ = 0;      // start of the unconsumed bytes in in_
+  std::string message_;      // a fragmented message being assembled
+  bool in_message_ = false;  // a fragmented message is in progress
+  bool message_text_ = false;
+  bool drop_message_ = false;  // message_ was handed out: clear it on the next call
+  bool failed_ = false;
+};
+
+}  // namespace petchat::gateway::detail::ws_frames
