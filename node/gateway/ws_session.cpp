@@ -74,8 +74,13 @@ constexpr std::uint16_t close_too_many_sessions = 4029;
 
 class session final : public ws::session_sink, public std::enable_shared_from_this<session> {
  public:
-  session(std::shared_ptr<live_services> svc, tcp::socket socket)
-      : svc_(std::move(svc)), socket_(std::move(socket)), reader_(svc_->limits.max_frame_bytes) {}
+  session(std::shared_ptr<live_services> svc, tcp::socket socket, std::shared_ptr<connection_control> control,
+          std::function<void()> on_end)
+      : svc_(std::move(svc)),
+        socket_(std::move(socket)),
+        reader_(svc_->limits.max_frame_bytes),
+        control_(std::move(control)),
+        on_end_(std::move(on_end)) {}
 
   // -- session_sink: called from any thread; hop onto the strand.
   void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
@@ -98,12 +103,23 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)] { self->enqueue(f); });
   }
 
-  awaitable<void> run(std::unique_ptr<http::request<http::string_body>> upgrade,
-                      std::shared_ptr<connection_control> control);
+  // Answers the handshake and starts reading; the session then lives on its own until
+  // the connection ends, when it calls `on_end`.
+  awaitable<void> start(std::unique_ptr<http::request<http::string_body>> upgrade);
+  // Ends the session: sends what is queued and the close frame if closing, waits for the
+  // peer's close, closes the socket and calls `on_end`. Runs once.
+  awaitable<void> finish();
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
-  awaitable<bool> open(std::unique_ptr<http::request<http::string_body>> upgrade,
-                       std::shared_ptr<connection_control> control);
+  awaitable<bool> open(std::unique_ptr<http::request<http::string_body>> upgrade);
+  // Idle: waits for the socket to be readable with no coroutine suspended (a plain
+  // handler holds the session), then runs read_input.
+  void wait_readable();
+  // Handles every complete frame the socket has, then waits again (or finishes).
+  awaitable<void> read_input(std::shared_ptr<session> self);
+  // read_input's loop: true if it went back to waiting, false if the session must end.
+  awaitable<bool> handle_input(std::shared_ptr<session> const& self);
   // Starts the writer if frames (or a close) wait and it is not running.
   void kick() {
     if (writing_ || writer_done_ || dead_ || (out_.empty() && !close_code_)) return;
@@ -172,7 +188,10 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
 
   std::shared_ptr<live_services> svc_;
   tcp::socket socket_;
-  wsf::reader reader_;        // client frames from the bytes read
+  wsf::reader reader_;  // client frames from the bytes read
+  std::shared_ptr<connection_control> control_;
+  std::function<void()> on_end_;  // called once, when the connection has ended
+  bool finishing_ = false;
   bool binary_ = false;       // replies as Protobuf binary frames (else JSON text); set in open()
   frame_queue out_;           // WebSocket frames waiting for the writer; bounded
   bool writing_ = false;      // the writer is running
@@ -242,6 +261,15 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
       (void)cn;
       boost::system::error_code ignored;
       if (!cec) socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      // The peer answers with its close, which wakes the idle reader to finish; one that
+      // does not answer is not waited for past the linger.
+      auth_timer_.expires_after(close_linger);
+      auth_timer_.async_wait([weak = std::weak_ptr<session>(self)](boost::system::error_code ec) {
+        if (auto s = weak.lock(); s && !ec) {
+          boost::system::error_code ignored;
+          s->socket_.cancel(ignored);
+        }
+      });
       break;
     }
     // Everything queued (up to frames_per_write) leaves in one gathered write.
@@ -413,8 +441,7 @@ awaitable<void> session::dispatch(client::client_frame const& frame) {
 
 // The handshake and the first authentication: its own coroutine, so that its frame (the
 // upgrade request, the subprotocol and token strings) is freed before the session idles.
-awaitable<bool> session::open(std::unique_ptr<http::request<http::string_body>> upgrade,
-                              std::shared_ptr<connection_control> control) {
+awaitable<bool> session::open(std::unique_ptr<http::request<http::string_body>> upgrade) {
   auto self = shared_from_this();
   // Subprotocol: binary Protobuf if offered, else JSON (also when none is offered).
   std::string offered((*upgrade)[http::field::sec_websocket_protocol]);
@@ -463,8 +490,8 @@ awaitable<bool> session::open(std::unique_ptr<http::request<http::string_body>> 
   if (nec) co_return false;
 
   // At shutdown the server closes live sessions with 1001 (going away).
-  control->idle = true;
-  control->cancel = [self] { self->close_with(1001, "shutting_down"); };  // 1001: going away
+  control_->idle = true;
+  control_->cancel = [self] { self->close_with(1001, "shutting_down"); };  // 1001: going away
 
   std::string token;
   auto auth_header = std::string((*upgrade)[http::field::authorization]);
@@ -489,15 +516,48 @@ awaitable<bool> session::open(std::unique_ptr<http::request<http::string_body>> 
   co_return true;
 }
 
-awaitable<void> session::run(std::unique_ptr<http::request<http::string_body>> upgrade,
-                             std::shared_ptr<connection_control> control) {
-  auto self = shared_from_this();
-  if (!co_await open(std::move(upgrade), control)) co_return;
+awaitable<void> session::start(std::unique_ptr<http::request<http::string_body>> upgrade) {
+  // (A co_await in an if condition with one in the branch trips GCC 12: kept apart.)
+  bool opened = co_await open(std::move(upgrade));
+  if (opened) {
+    wait_readable();
+    co_return;
+  }
+  co_await finish();
+}
 
+void session::wait_readable() {
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+    if (ec)
+      asio::co_spawn(self->socket_.get_executor(), self->finish(), asio::detached);
+    else
+      asio::co_spawn(self->socket_.get_executor(), self->read_input(self), asio::detached);
+  });
+}
+
+awaitable<void> session::read_input(std::shared_ptr<session> self) {
+  bool waiting = false;
+  try {
+    waiting = co_await handle_input(self);
+  } catch (std::exception const& e) {
+    log::get("ws")->error("{}: live session failed: {}", user_id(), e.what());
+  }
+  if (!waiting) co_await finish();
+}
+
+awaitable<bool> session::handle_input(std::shared_ptr<session> const& self) {
   while (!dead_ && !close_code_) {
     auto ev = reader_.next();
     if (ev.what == wsf::reader::event::need_more) {
-      if (!co_await receive()) break;
+      boost::system::error_code rec;
+      std::size_t n = socket_.read_some(asio::buffer(read_scratch), rec);
+      if (rec == asio::error::would_block || rec == asio::error::try_again) {
+        wait_readable();  // nothing more for now: idle until the socket is readable
+        co_return true;
+      }
+      if (rec) break;  // EOF or reset
+      last_rx_ = std::chrono::steady_clock::now();
+      reader_.feed(std::string_view(read_scratch.data(), n));
       continue;
     }
     if (ev.what == wsf::reader::event::error) {
@@ -549,9 +609,16 @@ awaitable<void> session::run(std::unique_ptr<http::request<http::string_body>> u
       co_await dispatch(frame);
     }
   }
+  co_return false;
+}
+
+awaitable<void> session::finish() {
+  if (finishing_) co_return;
+  finishing_ = true;
+  auto self = shared_from_this();
   if (authenticated_) svc_->manager.detach(user_id(), this);
   auth_timer_.cancel();
-  control->cancel = nullptr;
+  control_->cancel = nullptr;
   if (!close_code_) dead_ = true;
   // Let the writer send what is queued and the close frame, then wait for the peer's.
   if (close_code_ && !dead_) {
@@ -565,6 +632,7 @@ awaitable<void> session::run(std::unique_ptr<http::request<http::string_body>> u
   dead_ = true;
   boost::system::error_code ignored;
   socket_.close(ignored);
+  if (auto done = std::exchange(on_end_, nullptr)) done();
 }
 
 awaitable<bool> session::receive() {
@@ -610,19 +678,16 @@ void start_websocket(std::shared_ptr<live_services> services, tcp::socket socket
                      std::unique_ptr<http::request<http::string_body>> upgrade,
                      std::shared_ptr<connection_control> control, std::function<void()> on_end) {
   auto ex = socket.get_executor();
-  auto s = std::make_shared<session>(std::move(services), std::move(socket));
-  asio::co_spawn(ex, s->run(std::move(upgrade), control),
-                 [control, on_end = std::move(on_end)](std::exception_ptr failure) {
-                   if (failure) {
-                     try {
-                       std::rethrow_exception(failure);
-                     } catch (std::exception const& e) {
-                       log::get("ws")->error("live session failed: {}", e.what());
-                     }
-                   }
-                   control->cancel = nullptr;
-                   on_end();
-                 });
+  auto s = std::make_shared<session>(std::move(services), std::move(socket), std::move(control), std::move(on_end));
+  asio::co_spawn(ex, s->start(std::move(upgrade)), [s](std::exception_ptr failure) {
+    if (!failure) return;
+    try {
+      std::rethrow_exception(failure);
+    } catch (std::exception const& e) {
+      log::get("ws")->error("live session failed: {}", e.what());
+    }
+    asio::co_spawn(s->executor(), s->finish(), asio::detached);
+  });
 }
 
 }  // namespace petchat::gateway::detail
