@@ -9,11 +9,29 @@ namespace petchat::format {
 std::size_t utf8_sequence(std::string_view s) noexcept {
   if (s.empty()) return 0;
   auto b = static_cast<unsigned char>(s[0]);
-  std::size_t n = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
-  if (n == 0 || n > s.size()) return 0;
-  for (std::size_t i = 1; i < n; ++i)
+  if (b < 0x80) return 1;
+  // RFC 3629: the lead byte gives the length and the range of the second byte, which
+  // excludes overlong forms, UTF-16 surrogates (ED A0..BF) and code points above U+10FFFF.
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (b >= 0xC2 && b <= 0xDF) {
+    n = 2;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    n = 3;
+    if (b == 0xE0) lo = 0xA0;
+    if (b == 0xED) hi = 0x9F;
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    n = 4;
+    if (b == 0xF0) lo = 0x90;
+    if (b == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (n > s.size()) return 0;
+  auto second = static_cast<unsigned char>(s[1]);
+  if (second < lo || second > hi) return 0;
+  for (std::size_t i = 2; i < n; ++i)
     if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) return 0;
-  if (n == 2 && b < 0xC2) return 0;  // overlong
   return n;
 }
 

@@ -378,6 +378,7 @@ void http_server::shutdown() {
   std::lock_guard lock(st->controls_mutex);
   for (auto& [id, entry] : st->controls) {
     asio::post(entry.first, [control = entry.second] {
+      control->stop_requested = true;
       if (control->idle && control->cancel) control->cancel();
     });
   }

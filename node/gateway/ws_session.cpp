@@ -62,6 +62,8 @@ constexpr auto idle_timeout = std::chrono::seconds(300);
 constexpr auto close_linger = std::chrono::seconds(1);
 // Frames one gathered write takes from the queue.
 constexpr std::size_t frames_per_write = 64;
+// Client frames one session handles before letting the thread run other work.
+constexpr std::size_t yield_every = 64;
 
 // Sessions read into this buffer, then hand the bytes to their frame reader at once: the
 // buffer is shared by every session of the thread and held by none.
@@ -124,6 +126,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   void kick() {
     if (writing_ || writer_done_ || dead_ || (out_.empty() && !close_code_)) return;
     writing_ = true;
+    last_progress_ = std::chrono::steady_clock::now();  // stalls count from here, not from the last burst
     asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
   }
   awaitable<void> write_loop(std::shared_ptr<session> self);
@@ -175,8 +178,21 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   // Queues a WebSocket control frame (pong, ping) unless the session is closing.
   void enqueue_control(wsf::opcode op, std::string_view payload) {
     if (dead_ || close_code_) return;
+    // Bounded like every frame: a client that pings without reading the pongs is not reading.
+    if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
     out_.push(wsf::frame(op, payload));
     kick();
+  }
+  // Reads what the socket has now into the frame reader (never waits). Not a coroutine:
+  // the per-thread buffer is used and released within one call.
+  boost::system::error_code read_available() {
+    boost::system::error_code ec;
+    std::size_t n = socket_.read_some(asio::buffer(read_scratch), ec);
+    if (!ec) {
+      last_rx_ = std::chrono::steady_clock::now();
+      reader_.feed(std::string_view(read_scratch.data(), n));
+    }
+    return ec;
   }
   // Reads what the socket has (waiting for it if nothing) into the frame reader. False at
   // EOF or on an error.
@@ -257,7 +273,17 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
       if (!close_code_) break;  // drained: the writer ends until kick() starts it again
       writer_done_ = true;
       auto bye = wsf::close_frame(*close_code_, close_reason_);
+      // A client that stopped reading cannot take the close frame either: the same
+      // watchdog as for any write drops it.
+      auto close_gen = ++write_gen_;
+      stall_timer_.expires_after(stall_limit);
+      stall_timer_.async_wait([weak = std::weak_ptr<session>(self), close_gen](boost::system::error_code ec) {
+        auto s = weak.lock();
+        if (!ec && s && s->write_gen_ == close_gen) s->drop_slow_consumer();
+      });
       auto [cec, cn] = co_await asio::async_write(socket_, asio::buffer(bye), use_tuple);
+      ++write_gen_;
+      stall_timer_.cancel();
       (void)cn;
       boost::system::error_code ignored;
       if (!cec) socket_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -290,8 +316,12 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     stall_timer_.cancel();
     (void)n;
     if (ec) {
+      // The connection is broken: close it, so the idle reader's wait ends and the
+      // session finishes.
       dead_ = true;
       writer_done_ = true;
+      boost::system::error_code ignored;
+      socket_.close(ignored);
       break;
     }
     last_progress_ = std::chrono::steady_clock::now();
@@ -492,6 +522,7 @@ awaitable<bool> session::open(std::unique_ptr<http::request<http::string_body>> 
   // At shutdown the server closes live sessions with 1001 (going away).
   control_->idle = true;
   control_->cancel = [self] { self->close_with(1001, "shutting_down"); };  // 1001: going away
+  if (control_->stop_requested) close_with(1001, "shutting_down");         // shutdown came during the handshake
 
   std::string token;
   auto auth_header = std::string((*upgrade)[http::field::authorization]);
@@ -546,20 +577,21 @@ awaitable<void> session::read_input(std::shared_ptr<session> self) {
 }
 
 awaitable<bool> session::handle_input(std::shared_ptr<session> const& self) {
+  std::size_t handled = 0;
   while (!dead_ && !close_code_) {
     auto ev = reader_.next();
     if (ev.what == wsf::reader::event::need_more) {
-      boost::system::error_code rec;
-      std::size_t n = socket_.read_some(asio::buffer(read_scratch), rec);
+      auto rec = read_available();
       if (rec == asio::error::would_block || rec == asio::error::try_again) {
         wait_readable();  // nothing more for now: idle until the socket is readable
         co_return true;
       }
       if (rec) break;  // EOF or reset
-      last_rx_ = std::chrono::steady_clock::now();
-      reader_.feed(std::string_view(read_scratch.data(), n));
       continue;
     }
+    // A client that keeps the socket full must not hold the thread: let others run now
+    // and then (this session's writer among them).
+    if (++handled % yield_every == 0) co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     if (ev.what == wsf::reader::event::error) {
       close_with(ev.code, ev.reason);
       break;
@@ -639,13 +671,9 @@ awaitable<bool> session::receive() {
   for (;;) {
     auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
     if (wec) co_return false;
-    boost::system::error_code rec;
-    std::size_t n = socket_.read_some(asio::buffer(read_scratch), rec);
+    auto rec = read_available();
     if (rec == asio::error::would_block || rec == asio::error::try_again) continue;
-    if (rec) co_return false;  // EOF or reset
-    last_rx_ = std::chrono::steady_clock::now();
-    reader_.feed(std::string_view(read_scratch.data(), n));
-    co_return true;
+    co_return !rec;  // false: EOF or reset
   }
 }
 

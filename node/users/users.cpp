@@ -296,7 +296,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   m.account_limiter.succeeded(account_key);
   m.address_limiter.succeeded(address_key);
 
-  std::string device_id = detail::random_bytes(device_id_bytes);
+  // Printed, a device id must not start with '-' (base64url digit 62: a first byte of
+  // 0xF8-0xFB), or `petchatctl sessions revoke <id>` would read it as an option.
+  std::string device_id;
+  do {
+    device_id = detail::random_bytes(device_id_bytes);
+  } while ((static_cast<unsigned char>(device_id[0]) >> 2) == 62);
   auto [refresh_token, parts] = detail::new_refresh_token(device_id);
   now = now_ms();
   records::device_record device;

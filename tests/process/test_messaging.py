@@ -1187,7 +1187,17 @@ class WebSocketProtocolTest(MessagingCase):
         # And the node serves on.
         self.authed()
 
-    def test_server_initiated_close_waits_for_the_peer(self):
+    def test_shutdown_closes_sessions_with_1001(self):
+        node = self.start_node()
+        token = self.person("leaving", node).login()["access_token"]
+        c = RawWebSocket(node)
+        self.addCleanup(c.close)
+        c.send(1, json.dumps({"ref": "1", "auth": {"access_token": token}}))
+        self.assertIn("welcome", json.loads(c.recv()[1]))
+        node.stop()
+        self.assertEqual(c.recv_close(), 1001)
+
+    def test_server_initiated_close(self):
         # A token the server refuses: the session ends with 4001 and the TCP connection
         # closes once the client has answered the close.
         c = self.raw()

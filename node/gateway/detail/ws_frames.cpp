@@ -26,7 +26,8 @@ void append_header(std::string& out, opcode op, std::size_t n) {
 
 bool valid_close_code(std::uint16_t code) {
   if (code >= 3000 && code <= 4999) return true;
-  return code >= 1000 && code <= 1011 && code != 1004 && code != 1005 && code != 1006;
+  // 1004-1006 are reserved or may not be sent; 1015 may not be sent.
+  return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
 }
 
 }  // namespace

@@ -20,7 +20,8 @@ namespace petchat::gateway::detail {
 // `cancel` is cleared when the connection ends.
 struct connection_control {
   std::function<void()> cancel;
-  bool idle = true;  // an idle HTTP connection, or a WebSocket (closed with 1001 at shutdown)
+  bool idle = true;             // an idle HTTP connection, or a WebSocket (closed with 1001 at shutdown)
+  bool stop_requested = false;  // shutdown() reached it (perhaps before `cancel` was set)
 };
 
 using live_services = http_server::live_stream;

@@ -98,6 +98,10 @@ TEST_CASE("protocol violations end the connection with the right close code") {
       {client_frame(fin | 0, "orphan"), close_protocol_error},
       {client_frame(1, "a") + client_frame(fin | 1, "b"), close_protocol_error},
       {client_frame(fin | 1, "\xff\xfe"), close_invalid_payload},
+      {client_frame(fin | 1, "\xed\xa0\x80"), close_invalid_payload},      // a UTF-16 surrogate
+      {client_frame(fin | 1, "\xe0\x80\xaf"), close_invalid_payload},      // overlong '/'
+      {client_frame(fin | 1, "\xf4\x90\x80\x80"), close_invalid_payload},  // above U+10FFFF
+      {client_frame(fin | 1, "\xf5\x80\x80\x80"), close_invalid_payload},
       {client_frame(1, "\xe2\x82") + client_frame(fin | 0, "x"), close_invalid_payload},  // split character, then junk
       {client_frame(fin | 8, "\x03"), close_protocol_error},
       {client_frame(fin | 8, "\x03\xed"), close_protocol_error},  // 1005 may not be sent
@@ -113,6 +117,21 @@ TEST_CASE("protocol violations end the connection with the right close code") {
     CHECK(e.what == reader::event::error);
     CHECK(e.code == cases[i].code);
   }
+}
+
+TEST_CASE("a character split across fragments is valid text; newer close codes are accepted") {
+  reader r(1024);
+  // "é" (C3 A9) and "€" (E2 82 AC) split between fragments; 4-byte U+10FFFF at the end.
+  r.feed(client_frame(1, "caf\xc3") + client_frame(0, "\xa9 \xe2\x82") +
+         client_frame(fin | 0, "\xac \xf4\x8f\xbf\xbf"));
+  auto e = r.next();
+  REQUIRE(e.what == reader::event::message);
+  CHECK(e.text);
+  CHECK(e.payload == "caf\xc3\xa9 \xe2\x82\xac \xf4\x8f\xbf\xbf");
+  r.feed(client_frame(fin | 8, "\x03\xf4"));  // 1012: service restart
+  e = r.next();
+  REQUIRE(e.what == reader::event::close);
+  CHECK(e.code == 1012);
 }
 
 TEST_CASE("a too-big message is refused from its header, before its payload arrives") {
