@@ -130,6 +130,20 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
   }
   awaitable<void> write_loop(std::shared_ptr<session> self);
+  // Watchdog around each write: one the client does not take within stall_limit means it
+  // stopped reading. `write_gen_` makes a late timer for an earlier write harmless.
+  void watch_write(std::shared_ptr<session> const& self) {
+    auto gen = ++write_gen_;
+    stall_timer_.expires_after(stall_limit);
+    stall_timer_.async_wait([weak = std::weak_ptr<session>(self), gen](boost::system::error_code ec) {
+      auto s = weak.lock();
+      if (!ec && s && s->write_gen_ == gen) s->drop_slow_consumer();
+    });
+  }
+  void write_finished() {
+    ++write_gen_;
+    stall_timer_.cancel();
+  }
   // `keep_alive` (copied into the coroutine frame) holds the session until it ends.
   awaitable<void> run_pipelined(std::shared_ptr<session> /*keep_alive*/, client::client_frame frame) {
     try {
@@ -275,15 +289,9 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
       auto bye = wsf::close_frame(*close_code_, close_reason_);
       // A client that stopped reading cannot take the close frame either: the same
       // watchdog as for any write drops it.
-      auto close_gen = ++write_gen_;
-      stall_timer_.expires_after(stall_limit);
-      stall_timer_.async_wait([weak = std::weak_ptr<session>(self), close_gen](boost::system::error_code ec) {
-        auto s = weak.lock();
-        if (!ec && s && s->write_gen_ == close_gen) s->drop_slow_consumer();
-      });
+      watch_write(self);
       auto [cec, cn] = co_await asio::async_write(socket_, asio::buffer(bye), use_tuple);
-      ++write_gen_;
-      stall_timer_.cancel();
+      write_finished();
       (void)cn;
       boost::system::error_code ignored;
       if (!cec) socket_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -303,17 +311,9 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     std::vector<asio::const_buffer> buffers;
     while (!out_.empty() && burst.size() < frames_per_write) burst.push_back(out_.pop());
     for (auto const& f : burst) buffers.push_back(asio::buffer(f));
-    // Watchdog: a write the client does not take within stall_limit means it stopped
-    // reading. `write_gen_` makes a late timer for an earlier write harmless.
-    auto gen = ++write_gen_;
-    stall_timer_.expires_after(stall_limit);
-    stall_timer_.async_wait([weak = std::weak_ptr<session>(self), gen](boost::system::error_code ec) {
-      auto s = weak.lock();
-      if (!ec && s && s->write_gen_ == gen) s->drop_slow_consumer();
-    });
+    watch_write(self);
     auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
-    ++write_gen_;
-    stall_timer_.cancel();
+    write_finished();
     (void)n;
     if (ec) {
       // The connection is broken: close it, so the idle reader's wait ends and the
