@@ -244,20 +244,28 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
 
 void session::enqueue(client::server_frame const& frame) {
   if (dead_ || close_code_) return;
-  std::string bytes;
-  if (binary_) {
-    frame.SerializeToString(&bytes);
-  } else {
-    google::protobuf::util::JsonPrintOptions o;
-    o.preserve_proto_field_names = true;
-    o.always_print_primitive_fields = true;
-    (void)google::protobuf::util::MessageToJsonString(frame, &bytes, o);
-  }
   // Mailbox events stay under the watermark (pump) and answers under max_pipelined, so
   // only pushed frames (presence, typing) can pile up beyond this: a client that lets
   // them do so is not reading.
   if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
-  out_.push(wsf::frame(binary_ ? wsf::opcode::binary : wsf::opcode::text, bytes));
+  std::string out;
+  if (binary_) {
+    // Serialized in place behind the WebSocket header: one allocation per frame.
+    std::size_t n = frame.ByteSizeLong();
+    out.reserve(wsf::max_header_bytes + n);
+    wsf::append_header(out, wsf::opcode::binary, n);
+    std::size_t at = out.size();
+    out.resize(at + n);
+    frame.SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(out.data() + at));
+  } else {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions o;
+    o.preserve_proto_field_names = true;
+    o.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(frame, &json, o);
+    out = wsf::frame(wsf::opcode::text, json);
+  }
+  out_.push(std::move(out));
   kick();
 }
 

@@ -10,6 +10,14 @@ namespace {
 
 constexpr std::size_t max_control_payload = 125;
 
+bool valid_close_code(std::uint16_t code) {
+  if (code >= 3000 && code <= 4999) return true;
+  // 1004-1006 are reserved or may not be sent; 1015 may not be sent.
+  return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
+}
+
+}  // namespace
+
 void append_header(std::string& out, opcode op, std::size_t n) {
   out.push_back(static_cast<char>(0x80 | static_cast<std::uint8_t>(op)));  // FIN, no extensions
   if (n < 126) {
@@ -24,17 +32,9 @@ void append_header(std::string& out, opcode op, std::size_t n) {
   }
 }
 
-bool valid_close_code(std::uint16_t code) {
-  if (code >= 3000 && code <= 4999) return true;
-  // 1004-1006 are reserved or may not be sent; 1015 may not be sent.
-  return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
-}
-
-}  // namespace
-
 std::string frame(opcode op, std::string_view payload) {
   std::string out;
-  out.reserve(payload.size() + 10);
+  out.reserve(payload.size() + max_header_bytes);
   append_header(out, op, payload.size());
   out.append(payload);
   return out;

@@ -23,6 +23,9 @@ inline constexpr std::uint16_t close_too_big = 1009;
 
 // A whole server frame (unmasked, final) carrying `payload`.
 std::string frame(opcode op, std::string_view payload);
+// Appends the header of a server frame whose payload is `n` bytes (the payload follows).
+void append_header(std::string& out, opcode op, std::size_t n);
+inline constexpr std::size_t max_header_bytes = 10;
 // A close frame with `code` and `reason` (cut to fit a control frame).
 std::string close_frame(std::uint16_t code, std::string_view reason);
 
