@@ -1197,6 +1197,45 @@ class WebSocketProtocolTest(MessagingCase):
         node.stop()
         self.assertEqual(c.recv_close(), 1001)
 
+    def test_sessions_ended_every_way_leave_nothing_open(self):
+        # However a session ends, the node forgets the connection: at shutdown there is
+        # nothing left to force closed.
+        node = self.start_node()
+        token = self.person("ender", node).login()["access_token"]
+        kept = []
+
+        def authed():
+            c = RawWebSocket(node)
+            kept.append(c)
+            c.send(1, json.dumps({"ref": "1", "auth": {"access_token": token}}))
+            self.assertIn("welcome", json.loads(c.recv()[1]))
+            return c
+
+        # The server closes (refused token) and the client never answers the close.
+        c = RawWebSocket(node)
+        kept.append(c)
+        c.send(1, json.dumps({"ref": "1", "auth": {"access_token": "not-a-token"}}))
+        self.assertEqual(c.recv_close(), 4001)
+        # The client vanishes halfway through a frame.
+        c = authed()
+        c.sock.sendall(b"\x81\xfe\x01\x00\x00\x00\x00\x00" + b"{" * 10)
+        c.close()
+        # The client half-closes its side.
+        c = authed()
+        c.sock.shutdown(socket.SHUT_WR)
+        # The client sends a protocol violation and keeps sending after the close.
+        c = authed()
+        c.send(3, b"x")
+        self.assertEqual(c.recv_close(), 1002)
+        c.send(1, json.dumps({"ref": "2", "ping": {}}))
+        # An idle session whose client will not answer the shutdown's close (1001): it is
+        # not waited for past the linger.
+        authed()
+        time.sleep(2.5)  # past the linger for the close nobody answered
+        node.stop()
+        forced = [line for line in node.stderr_lines if "forcing" in line]
+        self.assertEqual(forced, [], "connections left open:\n" + "\n".join(forced))
+
     def test_server_initiated_close(self):
         # A token the server refuses: the session ends with 4001 and the TCP connection
         # closes once the client has answered the close.
