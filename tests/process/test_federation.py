@@ -208,6 +208,17 @@ class FederationCase(unittest.TestCase):
         got = [m["body"]["text"] for m in messages_of(client)]
         self.assertEqual(got, list(texts))
 
+    def send_many(self, client, to, prefix, n):
+        """Sends n messages "prefix 0".. "prefix n-1"; returns their texts."""
+        for i in range(n):
+            client.send_message(to, "%s %d" % (prefix, i))
+        return ["%s %d" % (prefix, i) for i in range(n)]
+
+    def assert_outbox_drains(self, region):
+        """`region` forgets its outbox entries: the other region confirmed applying them."""
+        st = wait_status(self.node(region), lambda st: st["regions"][0]["outbox"] == 0)
+        self.assertEqual(st["regions"][0]["outbox"], 0)
+
 
 class TwoRegionChat(FederationCase):
     """The eight steps across regions, on one shared nats-server."""
@@ -474,11 +485,6 @@ class Partitions(FederationCase):
     """Cut regions apart and crash nodes while users keep sending; nothing is lost,
     duplicated or reordered. Each test brings the topology back up."""
 
-    def send_many(self, client, to, prefix, n):
-        for i in range(n):
-            client.send_message(to, "%s %d" % (prefix, i))
-        return ["%s %d" % (prefix, i) for i in range(n)]
-
     def test_nats_down_for_a_while(self):
         alice, bob, carol = self.user("europe", "alice"), self.user("america", "bob"), self.user("europe", "carol")
         a, b, c = self.connect(alice), self.connect(bob), self.connect(carol)
@@ -500,8 +506,7 @@ class Partitions(FederationCase):
         expected += self.send_many(a, bob, "after", 3)
         self.assert_exactly(b, expected, timeout=30)
         # Entries leave europe's outbox once america confirms it applied them.
-        st = wait_status(self.node("europe"), lambda st: st["regions"][0]["outbox"] == 0)
-        self.assertEqual(st["regions"][0]["outbox"], 0)
+        self.assert_outbox_drains("europe")
 
     def test_recipient_node_down(self):
         alice, bob = self.user("europe", "alice"), self.user("america", "bob")
@@ -621,9 +626,7 @@ class LeafTopology(FederationCase):
         self.assert_exactly(b, expected)
         hub.kill9()
         time.sleep(0.5)
-        for i in range(30):
-            a.send_message(bob, "cut %d" % i)
-            expected.append("cut %d" % i)
+        expected += self.send_many(a, bob, "cut", 30)
         # both regions still work alone
         local = self.user("america", "dave")
         d = self.connect(local)
@@ -647,18 +650,14 @@ class LeafTopology(FederationCase):
         a.send_message(bob, "hello")
         self.assert_exactly(b, expected)
         america_nats.kill9()  # america's own JetStream (its inbound stream) is gone for now
-        for i in range(25):
-            a.send_message(bob, "stored at europe %d" % i)
-            expected.append("stored at europe %d" % i)
+        expected += self.send_many(a, bob, "stored at europe", 25)
         time.sleep(1.0)
         st = fed_status(self.node("europe"))
         self.assertGreater(st["regions"][0]["outbox"], 0, st)
         self.assertGreater(st["regions"][0]["oldest_undelivered_s"], 0.5, st)
         america_nats.start()
         self.assert_exactly(b, expected, timeout=40)
-        st = wait_status(self.node("europe"), lambda st: st["regions"][0]["outbox"] == 0)
-        self.assertEqual(st["regions"][0]["outbox"], 0)
-
+        self.assert_outbox_drains("europe")
 
     def test_stream_lost_with_envelopes_in_it_they_are_sent_again(self):
         # Envelopes JetStream acknowledged are lost with america's NATS store: europe keeps
