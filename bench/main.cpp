@@ -69,8 +69,9 @@ node_under_test start_node(options const& o, std::filesystem::path dir = {}) {
   n.dir = dir.empty() ? bench::temp_dir("node") : dir;
   auto config = n.dir / "bench.toml";
   std::ofstream(config) << "[node]\nregion = \"bench\"\nthreads = " << o.threads
-                        << "\n[gateway]\nmax_connections = 1000000\n"
-                        << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = 8\n"
+                        << "\n[gateway]\nmax_connections = 1000000\nmax_connections_per_address = 1000000\n"
+                        << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = "
+                           "8\nmax_registrations_per_address = 10000000\nmax_devices_per_user = 100000\n"
                         << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
                         << "[messages]\nmax_per_second = 100000\nmax_sessions_per_user = 1000000\n"
                         << "send_queue_frames = 65536\n"

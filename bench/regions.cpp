@@ -22,8 +22,9 @@ std::string first_line(std::string const& command) {
 void write_config(std::filesystem::path const& file, std::string const& region, std::string const& peer,
                   std::string const& peer_key, std::uint16_t nats_port, region_settings const& s) {
   std::ofstream(file) << "[node]\nregion = \"" << region << "\"\nthreads = " << s.threads
-                      << "\n[gateway]\nmax_connections = 1000000\n"
-                      << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = 8\n"
+                      << "\n[gateway]\nmax_connections = 1000000\nmax_connections_per_address = 1000000\n"
+                      << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = 8\nmax_registrations_per_address "
+                         "= 10000000\nmax_devices_per_user = 100000\n"
                       << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
                       << "[messages]\nmax_per_second = 100000\nmax_sessions_per_user = 1000000\n"
                       << "send_queue_frames = 65536\n"

@@ -160,8 +160,7 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
   auto const& data_dir = cfg.node.data_dir;
-  std::filesystem::create_directories(data_dir);
-  ::chmod(data_dir.c_str(), 0700);
+  identity::prepare_data_dir(data_dir);
   identity::lock_data_dir(data_dir);
   auto id = identity::load_or_create(data_dir);
   log->info("region {} ({} key {}), config: {}", cfg.node.region, id.created ? "created" : "loaded",
@@ -199,6 +198,9 @@ int run(config::node_config const& cfg, std::string const& config_source) {
                     [&manager] { return static_cast<double>(manager.sessions()); });
   metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
                     [&messages] { return static_cast<double>(messages.commits()); });
+  metrics.add_gauge("petchat_ack_walked_events_total",
+                    "Mailbox events acknowledgements have looked at for delivery receipts since start",
+                    [&messages] { return static_cast<double>(messages.ack_walked_events()); });
   if (fed) {
     auto* link = fed.get();
     metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
@@ -211,9 +213,12 @@ int run(config::node_config const& cfg, std::string const& config_source) {
     metrics.add_gauge("petchat_federation_rejected_envelopes", "Inbound envelopes refused since start (any reason)",
                       [link] { return static_cast<double>(link->rejected()); });
   }
-  gateway::server_limits limits{cfg.gateway.max_header_bytes, cfg.gateway.max_body_bytes,
+  gateway::server_limits limits{cfg.gateway.max_header_bytes,
+                                cfg.gateway.max_body_bytes,
                                 std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
-                                std::chrono::milliseconds(cfg.gateway.idle_timeout_ms), cfg.gateway.max_connections};
+                                std::chrono::milliseconds(cfg.gateway.idle_timeout_ms),
+                                cfg.gateway.max_connections,
+                                cfg.gateway.max_connections_per_address};
   gateway::http_server chat(
       io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}), "gateway");
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
@@ -317,8 +322,7 @@ int main(int argc, char** argv) {
   log::setup(cfg.log.format, cfg.log.level);
   if (init) {
     try {
-      std::filesystem::create_directories(cfg.node.data_dir);
-      ::chmod(cfg.node.data_dir.c_str(), 0700);
+      identity::prepare_data_dir(cfg.node.data_dir);
       std::cout << identity::load_or_create(cfg.node.data_dir).public_key_hex() << "\n";
       return 0;
     } catch (std::exception const& e) {

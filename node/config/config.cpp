@@ -220,7 +220,8 @@ load_result validate(toml::table const& root) {
         {"max_body_bytes", rd.integer(c.gateway.max_body_bytes, 256, 64 << 20)},
         {"request_timeout_ms", rd.integer(c.gateway.request_timeout_ms, 100, 600000)},
         {"idle_timeout_ms", rd.integer(c.gateway.idle_timeout_ms, 100, 3600000)},
-        {"max_connections", rd.integer(c.gateway.max_connections, 1, 10000000)}}},
+        {"max_connections", rd.integer(c.gateway.max_connections, 1, 10000000)},
+        {"max_connections_per_address", rd.integer(c.gateway.max_connections_per_address, 1, 10000000)}}},
       {"admin", {{"socket", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
                     if (v.size() > 100) return "socket path must be at most 100 bytes";
                     c.admin.socket = v;
@@ -247,7 +248,10 @@ load_result validate(toml::table const& root) {
         {"login_free_attempts", rd.integer(c.users.login_free_attempts, 0, 1000)},
         {"login_free_attempts_per_address", rd.integer(c.users.login_free_attempts_per_address, 0, 100000)},
         {"login_backoff_initial_ms", rd.integer(c.users.login_backoff_initial_ms, 1, 3600000)},
-        {"login_backoff_max_ms", rd.integer(c.users.login_backoff_max_ms, 1, 86400000)}}},
+        {"login_backoff_max_ms", rd.integer(c.users.login_backoff_max_ms, 1, 86400000)},
+        {"max_registrations_per_address", rd.integer(c.users.max_registrations_per_address, 0, 10000000)},
+        {"registration_window_s", rd.integer(c.users.registration_window_s, 1, 365 * 86400)},
+        {"max_devices_per_user", rd.integer(c.users.max_devices_per_user, 1, 100000)}}},
       {"store",
        {{"lmdb_initial_map_mib", rd.integer(c.store.lmdb_initial_map_mib, 1, 1 << 20)},
         {"sync", rd.boolean(c.store.sync)}}},

@@ -36,6 +36,7 @@ struct gateway_section {
   std::uint32_t request_timeout_ms = 10000;  // whole request, first byte to last
   std::uint32_t idle_timeout_ms = 60000;     // keep-alive wait for the next request
   std::size_t max_connections = 10000;
+  std::size_t max_connections_per_address = 256;  // one client cannot hold every slot
 };
 
 struct admin_section {
@@ -54,6 +55,9 @@ struct users_section {
   std::uint32_t login_free_attempts_per_address = 20;  // per client address (NATs share one)
   std::uint32_t login_backoff_initial_ms = 1000;
   std::uint32_t login_backoff_max_ms = 15 * 60 * 1000;
+  std::uint32_t max_registrations_per_address = 10;  // self-registrations per address and window
+  std::uint32_t registration_window_s = 3600;
+  std::uint32_t max_devices_per_user = 32;  // logged-in devices; the least recently used goes
 };
 
 struct store_section {

@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 39> table{{
+constexpr std::array<entry, 40> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -51,8 +51,9 @@ constexpr std::array<entry, 39> table{{
     {"not_authenticated", 401},           // code::not_authenticated
     {"too_many_sessions", 429},           // code::too_many_sessions
     {"slow_consumer", 503},               // code::slow_consumer
+    {"too_many_connections", 503},        // code::too_many_connections
 }};
-static_assert(static_cast<std::size_t>(code::slow_consumer) + 1 == table.size(), "one entry per code, in order");
+static_assert(static_cast<std::size_t>(code::too_many_connections) + 1 == table.size(), "one entry per code, in order");
 
 }  // namespace
 

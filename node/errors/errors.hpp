@@ -51,6 +51,8 @@ enum class code {
   not_authenticated,
   too_many_sessions,
   slow_consumer,
+  // The gateway.
+  too_many_connections,
 };
 
 // The stable machine code, e.g. "name_taken".

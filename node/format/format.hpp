@@ -28,4 +28,10 @@ std::string hex(std::string_view bytes);
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" in UTC.
 std::string rfc3339(std::int64_t ms_since_epoch);
 
+// Milliseconds since the epoch of an RFC 3339 date-time ("2026-11-30T06:30:00Z",
+// "2026-11-30T07:30:00.5+01:00"): every field at its exact width, real calendar dates
+// (no Feb 31), a Z or a numeric offset, fractions beyond milliseconds truncated, not
+// before 1970. nullopt for anything else.
+std::optional<std::int64_t> parse_rfc3339(std::string_view text);
+
 }  // namespace petchat::format

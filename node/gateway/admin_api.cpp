@@ -35,7 +35,7 @@ json::object federation_status(admin_api const& api) {
   for (auto const& r : s.regions)
     regions.push_back(json::object{{"region", r.region},
                                    {"outbox", r.outbox},
-                                   {"oldest_undelivered_s", r.oldest_undelivered_ms / 1000.0},
+                                   {"oldest_undelivered_s", r.oldest_undelivered_ms / 1000},
                                    {"inbound", r.inbound}});
   json::object rejects;
   for (auto const& [reason, n] : s.rejects) rejects[reason] = n;
@@ -111,7 +111,7 @@ awaitable<response> add_user(std::shared_ptr<admin_api> api, request r) {
   auto display = optional_string(*body, "display_name");
   if (!display) co_return error_response(display.error());
   co_return user_answer(
-      *api, co_await api->users.register_user(name.value(), password.value(), display.value(), "", true), 201);
+      *api, co_await api->users.register_user(name.value(), password.value(), display.value(), "", true, "admin"), 201);
 }
 
 awaitable<response> user_action(std::shared_ptr<admin_api> api, request r, std::string name, std::string action) {

@@ -65,6 +65,7 @@ struct server_limits {
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds idle_timeout{60000};
   std::size_t max_connections = 10000;
+  std::size_t max_connections_per_address = 256;  // TCP only; refused with 503 too_many_connections
 };
 
 // Accepts connections and runs one coroutine per connection on its own strand. Every

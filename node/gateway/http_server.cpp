@@ -41,9 +41,34 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   std::unique_ptr<tcp::acceptor> tcp_acceptor;
   std::unique_ptr<unix_socket::acceptor> unix_acceptor;
   std::filesystem::path unix_path;
+  ino_t unix_inode = 0;                         // of the socket file we bound: only that one is removed at exit
   std::shared_ptr<detail::live_services> live;  // set if this server serves /v1/ws
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
+
+  // Open TCP connections per client address (gateway.max_connections_per_address).
+  std::mutex addresses_mutex;  // guards per_address; never held across I/O
+  std::unordered_map<std::string, std::size_t> per_address;
+
+  // Counts a connection from `address`; false (and nothing counted) if it is at the cap.
+  bool claim_address(std::string const& address) {
+    std::lock_guard lock(addresses_mutex);
+    auto& n = per_address[address];
+    if (n >= limits.max_connections_per_address) return false;
+    ++n;
+    return true;
+  }
+  // Counts a connection that must be counted whatever the cap (a refusal being answered,
+  // the admin socket).
+  void claim_address_over_cap(std::string const& address) {
+    std::lock_guard lock(addresses_mutex);
+    ++per_address[address];
+  }
+  void release_address(std::string const& address) {
+    std::lock_guard lock(addresses_mutex);
+    auto it = per_address.find(address);
+    if (it != per_address.end() && --it->second == 0) per_address.erase(it);
+  }
 
   std::mutex controls_mutex;  // guards controls and next_id; never held across I/O
   std::unordered_map<std::uint64_t, std::pair<asio::any_io_executor, std::shared_ptr<connection_control>>> controls;
@@ -197,11 +222,12 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
             // The session runs as its own coroutine and this one ends: its frame (the HTTP
             // parser's state among it) is not kept for the life of the WebSocket.
             control->cancel = nullptr;
-            auto done = [st, id] {
+            auto done = [st, id, client_address] {
               {
                 std::lock_guard lock(st->controls_mutex);
                 st->controls.erase(id);
               }
+              st->release_address(client_address);
               st->open--;
             };
             detail::start_websocket(st->live, std::move(socket),
@@ -258,6 +284,28 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
   boost::system::error_code ignored;
   socket.shutdown(Socket::shutdown_both, ignored);
   socket.close(ignored);
+  st->release_address(client_address);
+  st->open--;
+}
+
+// A connection over its address's cap gets a clear answer, written within a second, and
+// is closed without reading anything.
+awaitable<void> refuse(state_ptr st, tcp::socket socket, std::string client_address) {
+  auto ex = co_await asio::this_coro::executor;
+  deadline timer(ex);
+  auto f = errors::fail(errors::code::too_many_connections, "too many connections from your address (at most " +
+                                                                std::to_string(st->limits.max_connections_per_address) +
+                                                                ")");
+  auto res = to_beast(error_response(f), 11, false);
+  timer.arm(socket, std::chrono::milliseconds(1000));
+  auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
+  timer.disarm();
+  (void)ec;
+  (void)n;
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+  st->release_address(client_address);
   st->open--;
 }
 
@@ -285,6 +333,17 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
       auto ep = socket.remote_endpoint(rec);
       address = rec ? "unknown" : ep.address().to_string();
       socket.set_option(tcp::no_delay(true), rec);
+      if (!st->claim_address(address)) {
+        st->log->warn("connection from {} refused: {} open (gateway.max_connections_per_address)", address,
+                      st->limits.max_connections_per_address);
+        // Counted like any connection until the answer is out, so a flood of refusals is
+        // bounded by max_connections too.
+        st->claim_address_over_cap(address);
+        asio::co_spawn(strand, refuse(st, std::move(socket), std::move(address)), asio::detached);
+        continue;
+      }
+    } else {
+      st->claim_address_over_cap(address);
     }
     asio::co_spawn(strand, serve(st, std::move(socket), std::move(address)), asio::detached);
   }
@@ -314,7 +373,10 @@ http_server::http_server(asio::io_context& io, server_limits limits, handler h, 
     : state_(std::make_shared<state>(io, limits, std::move(h), name)) {}
 
 http_server::~http_server() {
-  if (!state_->unix_path.empty()) {
+  // Remove the socket file only if it is still ours: never another node's that took the
+  // path over (it cannot, while we serve it; see listen_unix, but an operator could).
+  struct stat st {};
+  if (!state_->unix_path.empty() && ::stat(state_->unix_path.c_str(), &st) == 0 && st.st_ino == state_->unix_inode) {
     boost::system::error_code ignored;
     std::filesystem::remove(state_->unix_path, ignored);
   }
@@ -335,7 +397,18 @@ std::uint16_t http_server::listen_tcp(config::listen_address const& address) {
 
 void http_server::listen_unix(std::filesystem::path const& path) {
   std::error_code ec;
-  if (std::filesystem::is_socket(path, ec)) std::filesystem::remove(path, ec);
+  if (std::filesystem::is_socket(path, ec)) {
+    // A socket file left by a process that died is replaced; one that a live process
+    // answers on (another node configured with the same admin.socket) is not taken over.
+    unix_socket::socket probe(state_->io);
+    boost::system::error_code cec;
+    probe.connect(unix_socket::endpoint(path.string()), cec);
+    if (!cec)
+      throw std::runtime_error("admin socket " + path.string() +
+                               " is served by another running process (another petchat-node with the same "
+                               "admin.socket?); refusing to take it over");
+    std::filesystem::remove(path, ec);
+  }
   auto acceptor = std::make_unique<unix_socket::acceptor>(asio::make_strand(state_->io));
   acceptor->open(unix_socket());
   // Bind under a umask that leaves the socket 0600 from its first instant: no window in
@@ -346,6 +419,8 @@ void http_server::listen_unix(std::filesystem::path const& path) {
   ::umask(old);
   if (bec) throw boost::system::system_error(bec, "bind " + path.string());
   acceptor->listen();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) state_->unix_inode = st.st_ino;
   state_->unix_path = path;
   state_->unix_acceptor = std::move(acceptor);
 }

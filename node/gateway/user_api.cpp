@@ -4,6 +4,7 @@
 #include "node/gateway/gateway.hpp"
 
 #include <google/protobuf/util/json_util.h>
+#include <algorithm>
 
 #include <cstdio>
 #include <ctime>
@@ -55,7 +56,7 @@ awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
   auto token = optional_string(*body, "registration_token");
   if (!token) co_return error_response(token.error());
   auto p = co_await api->users.register_user(name.value(), password.value(), display.value(),
-                                             token.value().value_or(""), false);
+                                             token.value().value_or(""), false, r.client_address);
   if (!p) co_return error_response(p.error());
   co_return json_response(201, profile_json(p.value(), api->users.region()));
 }
@@ -131,36 +132,6 @@ awaitable<response> user_profile(std::shared_ptr<user_api> api, request r, std::
   co_return json_response(200, profile_json(p.value(), api->users.region()));
 }
 
-json::value message_json(client::message const& m) {
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  o.always_print_primitive_fields = true;
-  std::string text;
-  (void)google::protobuf::util::MessageToJsonString(m, &text, o);
-  return json::parse(text);
-}
-
-std::optional<std::int64_t> parse_rfc3339(std::string const& s) {
-  int y, mo, d, h, mi;
-  double sec;
-  char z = 0;
-  if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%lf%c", &y, &mo, &d, &h, &mi, &sec, &z) != 7 || z != 'Z')
-    return std::nullopt;
-  // timegm would silently normalise month 13 or hour 99: refuse them instead.
-  if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61)
-    return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = 0;
-  auto t = timegm(&tm);
-  if (t == -1) return std::nullopt;
-  return static_cast<std::int64_t>(t) * 1000 + static_cast<std::int64_t>(sec * 1000 + 0.5);
-}
-
 // The history filters of docs/PROTOCOL.md, from the query string.
 errors::result<messages::history_query> history_filters(std::string const& query) {
   messages::history_query q;
@@ -168,16 +139,17 @@ errors::result<messages::history_query> history_filters(std::string const& query
   q.after = query_param(query, "after");
   for (auto [key, out] : {std::pair{"since", &q.since_ms}, std::pair{"until", &q.until_ms}}) {
     if (auto v = query_param(query, key)) {
-      auto t = parse_rfc3339(*v);
-      if (!t) return fail(code::invalid_field, std::string(key) + " must be an RFC 3339 UTC time", key);
+      auto t = format::parse_rfc3339(*v);
+      if (!t) return fail(code::invalid_field, std::string(key) + " must be an RFC 3339 date-time", key);
       *out = t;
     }
   }
   if (auto v = query_param(query, "limit")) {
-    char* end = nullptr;
-    long n = std::strtol(v->c_str(), &end, 10);
-    if (v->empty() || *end != '\0' || n < 1 || n > 200)
-      return fail(code::invalid_field, "limit must be between 1 and 200", "limit");
+    // Plain digits only: strtol would also take "+5", " 5" and "0x5".
+    bool plain =
+        !v->empty() && v->size() <= 3 && std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; });
+    long n = plain ? std::strtol(v->c_str(), nullptr, 10) : 0;
+    if (n < 1 || n > 200) return fail(code::invalid_field, "limit must be a whole number from 1 to 200", "limit");
     q.limit = static_cast<std::size_t>(n);
   }
   return q;
@@ -248,8 +220,9 @@ awaitable<response> presence_route(std::shared_ptr<user_api> api, request r, std
   auto id = ids::parse_user_id(url_decode(target).value_or(""), api->users.region());
   if (!id) co_return error_response(fail(code::user_not_found, "no user '" + target + "'"));
   std::string them = id->str();
-  if (them != me && !api->messages.is_member(me, messages::message_service::conversation_of(me, them)))
-    co_return error_response(fail(code::presence_hidden, "you share no conversation with " + them));
+  if (!api->messages.shares_presence(me, them))
+    co_return error_response(
+        fail(code::presence_hidden, "presence is shared once both of you have written in your conversation"));
   auto p = api->manager.presence(them);
   json::object o{{"user_id", them}, {"state", p.online ? "ONLINE" : "OFFLINE"}};
   o["last_seen_at"] = p.last_seen_ms ? json::value(rfc3339(p.last_seen_ms)) : json::value(nullptr);

@@ -27,6 +27,7 @@
 #include "node/format/format.hpp"
 #include "node/gateway/detail/frame_queue.hpp"
 #include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/pushed_frames.hpp"
 #include "node/gateway/detail/ws_frames.hpp"
 #include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
@@ -64,6 +65,10 @@ constexpr auto close_linger = std::chrono::seconds(1);
 constexpr std::size_t frames_per_write = 64;
 // Client frames one session handles before letting the thread run other work.
 constexpr std::size_t yield_every = 64;
+// Typing frames a client may send: a sustained rate and a burst. More are dropped: typing
+// is a hint, and every one is a frame for someone else's connection.
+constexpr double typing_per_second = 5;
+constexpr double typing_burst = 10;
 
 // Sessions read into this buffer, then hand the bytes to their frame reader at once: the
 // buffer is shared by every session of the thread and held by none.
@@ -73,6 +78,7 @@ thread_local std::array<char, 16384> read_scratch;
 constexpr std::uint16_t close_unauthenticated = 4001;
 constexpr std::uint16_t close_slow_consumer = 4008;
 constexpr std::uint16_t close_too_many_sessions = 4029;
+constexpr std::uint16_t close_internal_error = 1011;
 
 class session final : public ws::session_sink, public std::enable_shared_from_this<session> {
  public:
@@ -87,22 +93,26 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   // -- session_sink: called from any thread; hop onto the strand.
   void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
-      self->known_head_ = std::max(self->known_head_, head);
-      if (self->stalled()) return self->drop_slow_consumer();
-      // Up to date and with room: forward the event as is, no store read.
-      std::size_t watermark = std::max<std::size_t>(1, self->svc_->limits.send_queue_frames / 2);
-      if (event && self->authenticated_ && event->seq() == self->sent_seq_ + 1 && self->out_.size() < watermark) {
-        client::server_frame f;
-        *f.mutable_event() = *event;
-        self->sent_seq_ = event->seq();
-        self->enqueue(f);
-        return;
-      }
-      self->pump();
+      self->guarded([&] {
+        self->known_head_ = std::max(self->known_head_, head);
+        if (self->stalled()) return self->drop_slow_consumer();
+        // Up to date and with room: forward the event as is, no store read.
+        if (event && self->authenticated_ && event->seq() == self->sent_seq_ + 1 &&
+            self->out_.size() < self->watermark()) {
+          client::server_frame f;
+          *f.mutable_event() = *event;
+          self->sent_seq_ = event->seq();
+          self->enqueue(f);
+          return;
+        }
+        self->pump();
+      });
     });
   }
   void on_frame(client::server_frame frame) override {
-    asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)] { self->enqueue(f); });
+    asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+      self->guarded([&] { self->push(std::move(f)); });
+    });
   }
 
   // Answers the handshake and starts reading; the session then lives on its own until
@@ -153,6 +163,11 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     }
     --pipelined_;
   }
+  static client::client_frame resume_ack(std::uint64_t seq) {
+    client::client_frame f;
+    f.mutable_ack()->set_seq(seq);
+    return f;
+  }
   awaitable<bool> authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref);
   // A fresh token for the same session, sent as an `auth` frame while authenticated.
   void reauthenticate(std::string const& token, std::uint64_t ref);
@@ -167,6 +182,19 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     out.mutable_error()->set_message(f.message);
     enqueue(out);
   }
+  // The answer to a frame that is not a client_frame. A JSON one that is still JSON gets
+  // its ref back, and a send refused for nesting its content too deep (the Protobuf JSON
+  // parser's own limit comes first) gets the same invalid_field as a binary one.
+  void send_error_for_unparsed(std::string_view json_text) {
+    auto f = errors::fail(code::malformed_frame, "the frame is not a valid client_frame");
+    auto hint = inspect_json_frame(json_text);
+    if (hint.content_depth > messages::max_content_depth)
+      f = errors::fail(
+          code::invalid_field,
+          "body.content nests objects and lists deeper than " + std::to_string(messages::max_content_depth) + " levels",
+          "body");
+    send_error(hint.ref, f);
+  }
   // Queues a close frame after whatever is queued; the writer sends it and stops.
   void close_with(std::uint16_t code_value, std::string reason) {
     if (close_code_) return;
@@ -174,7 +202,39 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
     close_reason_ = std::move(reason);
     kick();
   }
+  // Mailbox events, then pushed frames, into the queue up to the watermark.
   void pump();
+  // A presence or typing frame: coalesced per subject, queued as room allows.
+  void push(client::server_frame frame) {
+    if (dead_ || close_code_) return;
+    pushed_.push(std::move(frame));
+    pump();
+  }
+  // Mailbox events and pushed frames together stay under this many queued frames; the
+  // rest of the queue's capacity is for direct answers.
+  std::size_t watermark() const { return std::max<std::size_t>(1, svc_->limits.send_queue_frames / 2); }
+  // Runs a plain (non-coroutine) handler's work: a failure there (a store read, a record
+  // that cannot be parsed) ends this session with 1011, never the process.
+  template <typename Fn>
+  void guarded(Fn&& fn) {
+    try {
+      fn();
+    } catch (std::exception const& e) {
+      log::get("ws")->error("{}: live session failed: {}", user_id(), e.what());
+      send_error(0, errors::fail(code::internal, "the session failed on the server; reconnect"));
+      close_with(close_internal_error, "internal_error");
+    }
+  }
+  // True (and spends a token) if the client may send a typing frame now.
+  bool typing_allowed() {
+    auto now = std::chrono::steady_clock::now();
+    typing_tokens_ = std::min(
+        typing_burst, typing_tokens_ + std::chrono::duration<double>(now - typing_at_).count() * typing_per_second);
+    typing_at_ = now;
+    if (typing_tokens_ < 1.0) return false;
+    typing_tokens_ -= 1.0;
+    return true;
+  }
   // True if frames are waiting and the socket has accepted none for `stall_limit`: the
   // client has stopped reading.
   bool stalled() const { return !out_.empty() && std::chrono::steady_clock::now() - last_progress_ > stall_limit; }
@@ -224,6 +284,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   bool finishing_ = false;
   bool binary_ = false;       // replies as Protobuf binary frames (else JSON text); set in open()
   frame_queue out_;           // WebSocket frames waiting for the writer; bounded
+  pushed_frames pushed_;      // presence and typing waiting for room in out_, latest per subject
   bool writing_ = false;      // the writer is running
   bool writer_done_ = false;  // the writer sent the close frame or failed: no more writes
   std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
@@ -232,9 +293,11 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   std::string close_reason_;
   bool authenticated_ = false;
   users::principal who_;
-  std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
-  std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
-  std::size_t pipelined_ = 0;     // sends/acks submitted and not yet answered
+  std::uint64_t sent_seq_ = 0;           // newest mailbox seq queued to this device
+  std::uint64_t known_head_ = 0;         // newest mailbox seq known to exist
+  std::size_t pipelined_ = 0;            // sends/acks submitted and not yet answered
+  double typing_tokens_ = typing_burst;  // typing frames allowed now
+  std::chrono::steady_clock::time_point typing_at_ = std::chrono::steady_clock::now();  // tokens counted up to
   asio::steady_timer stall_timer_{socket_.get_executor()};
   asio::steady_timer auth_timer_{socket_.get_executor()};  // auth deadline, then the session checks
   std::string token_;                                      // the access token the session runs on
@@ -244,9 +307,9 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
 
 void session::enqueue(client::server_frame const& frame) {
   if (dead_ || close_code_) return;
-  // Mailbox events stay under the watermark (pump) and answers under max_pipelined, so
-  // only pushed frames (presence, typing) can pile up beyond this: a client that lets
-  // them do so is not reading.
+  // Mailbox events and pushed frames stay under the watermark (pump) and answers under
+  // max_pipelined, so only control frames and unpipelined answers can pile up beyond
+  // this: a client that lets them do so is not reading.
   if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
   std::string out;
   if (binary_) {
@@ -258,12 +321,21 @@ void session::enqueue(client::server_frame const& frame) {
     out.resize(at + n);
     frame.SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(out.data() + at));
   } else {
-    std::string json;
-    google::protobuf::util::JsonPrintOptions o;
-    o.preserve_proto_field_names = true;
-    o.always_print_primitive_fields = true;
-    (void)google::protobuf::util::MessageToJsonString(frame, &json, o);
-    out = wsf::frame(wsf::opcode::text, json);
+    auto json = proto_json(frame);
+    if (!json && frame.has_event() && frame.event().has_message()) {
+      // Stored before the edge checked bodies: the event goes out without its content
+      // rather than as an empty frame (which would cost the client that seq).
+      log::get("ws")->error("{}: event {} cannot be encoded as JSON; sent without its content", user_id(),
+                            frame.event().seq());
+      client::server_frame plain = frame;
+      plain.mutable_event()->mutable_message()->mutable_body()->clear_content();
+      json = proto_json(plain);
+    }
+    if (!json) {
+      log::get("ws")->error("{}: a frame cannot be encoded as JSON; not sent", user_id());
+      return;
+    }
+    out = wsf::frame(wsf::opcode::text, *json);
   }
   out_.push(std::move(out));
   kick();
@@ -275,7 +347,7 @@ void session::enqueue(client::server_frame const& frame) {
 // and memory stays bounded whatever the backlog.
 void session::pump() {
   if (!authenticated_ || dead_) return;
-  std::size_t watermark = std::max<std::size_t>(1, svc_->limits.send_queue_frames / 2);
+  std::size_t watermark = this->watermark();
   while (sent_seq_ < known_head_ && !dead_ && out_.size() < watermark) {
     auto batch = svc_->messages.events_after(user_id(), sent_seq_, std::min(events_per_read, watermark - out_.size()));
     for (auto& e : batch.events) {
@@ -286,6 +358,7 @@ void session::pump() {
     if (batch.last_seq <= sent_seq_) break;
     sent_seq_ = batch.last_seq;
   }
+  while (!pushed_.empty() && !dead_ && !close_code_ && out_.size() < watermark) enqueue(pushed_.pop());
 }
 
 awaitable<void> session::write_loop(std::shared_ptr<session> self) {
@@ -333,7 +406,7 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
       break;
     }
     last_progress_ = std::chrono::steady_clock::now();
-    pump();
+    guarded([&] { pump(); });
   }
   writing_ = false;
 }
@@ -358,6 +431,12 @@ awaitable<bool> session::authenticate(std::string const& token, std::optional<st
   schedule_session_check();
   known_head_ = svc_->messages.mailbox_head(uid);
   sent_seq_ = after ? std::min(*after, known_head_) : svc_->messages.acked(uid, who_.device_id);
+  // Resuming after a seq says the device has processed everything up to it: that counts
+  // as its acknowledgement, so an ack lost with a connection does not lose a DELIVERED.
+  if (after && sent_seq_ > svc_->messages.acked(uid, who_.device_id)) {
+    ++pipelined_;
+    asio::co_spawn(socket_.get_executor(), run_pipelined(shared_from_this(), resume_ack(sent_seq_)), asio::detached);
+  }
   client::server_frame w;
   w.set_ref(ref);
   auto* welcome = w.mutable_welcome();
@@ -366,7 +445,9 @@ awaitable<bool> session::authenticate(std::string const& token, std::optional<st
   welcome->set_mailbox_seq(known_head_);
   welcome->set_resume_after(sent_seq_);
   enqueue(w);
-  for (auto& f : svc_->manager.presence_of_contacts(uid)) enqueue(f);
+  // The contacts' presence streams under the watermark like a mailbox backlog: a user
+  // with thousands of contacts gets them all, at the pace the connection takes them.
+  for (auto& f : svc_->manager.presence_of_contacts(uid)) pushed_.push(std::move(f));
   pump();
   co_return true;
 }
@@ -376,7 +457,7 @@ void session::schedule_session_check() {
   auth_timer_.expires_after(
       std::min<std::chrono::steady_clock::duration>(session_check_every, left + std::chrono::milliseconds(1)));
   auth_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    if (auto s = weak.lock(); s && !ec) s->check_session();
+    if (auto s = weak.lock(); s && !ec) s->guarded([&] { s->check_session(); });
   });
 }
 
@@ -451,6 +532,7 @@ awaitable<void> session::dispatch(client::client_frame const& frame) {
       co_return;
     }
     case client::client_frame::kTyping: {
+      if (!typing_allowed()) co_return;  // dropped: see typing_per_second
       auto to = ids::parse_user_id(frame.typing().to(), svc_->region);
       if (!to) {
         send_error(ref, errors::fail(code::invalid_field, "typing.to must be a user id", "to"));
@@ -601,6 +683,9 @@ awaitable<bool> session::handle_input(std::shared_ptr<session> const& self) {
     // and then (this session's writer among them).
     if (++handled % yield_every == 0) co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     if (ev.what == wsf::reader::event::error) {
+      if (ev.code == wsf::close_too_big)
+        send_error(0, errors::fail(code::frame_too_large,
+                                   "frames are limited to " + std::to_string(svc_->limits.max_frame_bytes) + " bytes"));
       close_with(ev.code, ev.reason);
       break;
     }
@@ -633,7 +718,7 @@ awaitable<bool> session::handle_input(std::shared_ptr<session> const& self) {
       continue;
     }
     if (!parsed) {
-      send_error(0, errors::fail(code::malformed_frame, "the frame is not a valid client_frame"));
+      send_error_for_unparsed(ev.text ? std::string_view(ev.payload) : std::string_view());
       continue;
     }
     // Sends and acks are pipelined: each goes to the commit pipeline without waiting for

@@ -103,6 +103,27 @@ region_identity load_or_create(std::filesystem::path const& data_dir) {
   return id;
 }
 
+void prepare_data_dir(std::filesystem::path const& data_dir) {
+  struct stat st {};
+  if (::stat(data_dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) throw file_error(data_dir, "stat");
+    if (data_dir.has_parent_path()) std::filesystem::create_directories(data_dir.parent_path());
+    if (::mkdir(data_dir.c_str(), 0700) != 0 && errno != EEXIST) throw file_error(data_dir, "mkdir");
+    if (::stat(data_dir.c_str(), &st) != 0) throw file_error(data_dir, "stat");
+  }
+  // The data dir holds the region key and every message: another user must not be able
+  // to replace files in it. Changing an existing directory's mode could break whatever
+  // else uses it (think --data-dir /tmp), so an unsafe one is refused instead.
+  if (!S_ISDIR(st.st_mode)) throw std::runtime_error(data_dir.string() + " is not a directory");
+  if (st.st_uid != ::geteuid())
+    throw std::runtime_error("data dir " + data_dir.string() + " belongs to another user (uid " +
+                             std::to_string(st.st_uid) + "); use a directory of the user the node runs as");
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    throw std::runtime_error("data dir " + data_dir.string() +
+                             " is writable by group or others (unsafe: another user could replace its files); "
+                             "use a private directory (chmod 700) or a new path");
+}
+
 void lock_data_dir(std::filesystem::path const& data_dir) {
   auto path = data_dir / "node.lock";
   // Deliberately never closed: the lock lives as long as the process.

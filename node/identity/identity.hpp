@@ -28,6 +28,12 @@ struct region_identity {
 // group or others (a leaked region key lets anyone speak for the region).
 region_identity load_or_create(std::filesystem::path const& data_dir);
 
+// Makes sure `data_dir` is a private directory of this user: creates it (mode 0700) if
+// it does not exist; refuses (std::runtime_error naming the directory) one that is not a
+// directory, belongs to another user, or is writable by group or others (e.g. /tmp).
+// An existing directory's mode is never changed.
+void prepare_data_dir(std::filesystem::path const& data_dir);
+
 // Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two
 // nodes never share one data dir. Throws std::runtime_error if another process holds it.
 void lock_data_dir(std::filesystem::path const& data_dir);

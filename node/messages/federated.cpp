@@ -217,9 +217,7 @@ class federated_store final : public federation::local_store {
     };
     auto to = ids::parse_user_id(msg.to(), m_.region);
     if (!to || !m_.users.get_profile(to->name)) return undeliverable(reject_reason::unknown_user);
-    if (msg.body().text().size() > m_.options.max_text_bytes || !format::utf8_length(msg.body().text()) ||
-        msg.body().content().ByteSizeLong() > m_.options.max_content_bytes)
-      return undeliverable(reject_reason::too_large);
+    if (keys::check_body(msg.body(), m_.body_limits())) return undeliverable(reject_reason::too_large);
     if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to()))
       return undeliverable(reject_reason::malformed);
     // Ids are made by the sender's region: an id of another region's making is refused, so
@@ -245,7 +243,7 @@ class federated_store final : public federation::local_store {
     message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to());
     records::stored_event e;
     e.set_message_id(*raw);
-    st.heads.push_back({msg.to(), message_service::impl::append(b, msg.to(), e), e});
+    st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored.message().expires_at_ms()), e});
     return std::nullopt;
   }
 
@@ -260,15 +258,19 @@ class federated_store final : public federation::local_store {
     bool news = r.status() == client::UNDELIVERABLE;
     if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
       sm->set_delivered_at_ms(r.at_ms());
+      b.put(cf::messages, *raw, sm->SerializeAsString());
       news = true;
     }
     if (r.status() == client::READ && sm->read_at_ms() == 0) {
-      sm->set_read_at_ms(r.at_ms());
-      if (sm->delivered_at_ms() == 0) sm->set_delivered_at_ms(r.at_ms());
+      // READ means "up to": the earlier messages to the reader are read too.
+      for (auto& read : m_.mark_read(b, sm->message().conversation_id(), r.by(), *raw, r.at_ms())) {
+        if (read.delivered_at_ms() != 0) continue;
+        read.set_delivered_at_ms(r.at_ms());
+        b.put(cf::messages, parse_id(read.message().id()).value_or(""), read.SerializeAsString());
+      }
       news = true;
     }
     if (!news) return std::nullopt;
-    b.put(cf::messages, *raw, sm->SerializeAsString());
     m_.deliver_receipt(b, sm->message().from(), r, st.heads);
     return std::nullopt;
   }
@@ -285,7 +287,7 @@ class federated_store final : public federation::local_store {
     b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), *raw));
     records::stored_event e;
     *e.mutable_deleted() = d;
-    st.heads.push_back({msg.to(), message_service::impl::append(b, msg.to(), e), e});
+    st.heads.push_back({msg.to(), m_.append(b, msg.to(), e), e});
     return std::nullopt;
   }
 

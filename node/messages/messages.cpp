@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "node/async/async.hpp"
+#include "node/log/log.hpp"
 #include "node/messages/detail/service.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
@@ -36,14 +37,8 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   if (request.to().empty()) co_return fail(code::missing_field, "send.to is required", "to");
   if (!request.has_body() || (request.body().text().empty() && !request.body().has_content()))
     co_return fail(code::missing_field, "send.body needs text or content", "body");
-  if (request.body().text().size() > m.options.max_text_bytes)
-    co_return fail(code::body_too_large,
-                   "body.text is larger than " + std::to_string(m.options.max_text_bytes) + " bytes", "body");
-  if (!format::utf8_length(request.body().text()))
-    co_return fail(code::invalid_field, "body.text must be UTF-8", "body");
-  if (request.body().has_content() && request.body().content().ByteSizeLong() > m.options.max_content_bytes)
-    co_return fail(code::body_too_large,
-                   "body.content is larger than " + std::to_string(m.options.max_content_bytes) + " bytes", "body");
+  if (auto bad = keys::check_body(request.body(), m.body_limits()))
+    co_return fail(bad->too_large ? code::body_too_large : code::invalid_field, bad->message, "body");
   auto to = m.recipient(request.to());
   if (!to) co_return to.error();
   if (!m.limiter.allow(from)) {
@@ -52,68 +47,70 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     co_return f;
   }
 
-  std::int64_t now = now_ms();
   std::uint32_t ttl = request.ttl_s() == 0 ? m.options.retention_s : std::min(request.ttl_s(), m.options.retention_s);
-  std::string raw_id = keys::new_message_id(m.region_hash);
   std::string conv = keys::direct_conversation_id(from, *to);
-
-  records::stored_message stored;
-  auto* msg = stored.mutable_message();
-  msg->set_id(print_id(raw_id));
-  msg->set_conversation_id(conv);
-  msg->set_from(from);
-  msg->set_to(*to);
-  msg->set_client_id(request.client_id());
-  msg->set_sent_at_ms(now);
-  *msg->mutable_body() = request.body();
-  msg->set_expires_at_ms(now + std::int64_t(ttl) * 1000);
 
   struct state {
     std::optional<records::accepted_record> original;
+    client::message message;  // id, sent_at and expiry filled in by the write
     std::vector<news> heads;
     bool queued = false;
   };
   auto st = std::make_shared<state>();
-  std::string stored_bytes = stored.SerializeAsString();
+  auto& msg = st->message;
+  msg.set_conversation_id(conv);
+  msg.set_from(from);
+  msg.set_to(*to);
+  msg.set_client_id(request.client_id());
+  *msg.mutable_body() = std::move(*request.mutable_body());
   std::string recipient_id = *to;
-  std::int64_t expires_at = msg->expires_at_ms();
-  auto outgoing = std::make_shared<client::message const>(*msg);
-  store::rocks_db::write_fn mutation = [&m, st, from, recipient_id, conv, raw_id, stored_bytes, now, expires_at,
-                                        outgoing, client_id = request.client_id()](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [&m, st, from, recipient_id, conv, ttl](store::rocks_batch& b) {
     st->heads.clear();
     st->queued = false;
-    auto idem = keys::idempotency_key(from, client_id);
+    auto& msg = st->message;
+    auto idem = keys::idempotency_key(from, msg.client_id());
     if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
       st->original = *prior;
       return false;
     }
-    b.put(cf::messages, raw_id, stored_bytes);
+    // The id and the time are taken here, on the writer, in commit order: the order of
+    // the conversation's history (ids) is the order of the mailboxes (seqs).
+    std::string raw_id = keys::new_message_id(m.region_hash);
+    std::int64_t now = keys::message_id_time_ms(raw_id);
+    std::int64_t expires_at = now + std::int64_t(ttl) * 1000;
+    msg.set_id(print_id(raw_id));
+    msg.set_sent_at_ms(now);
+    msg.set_expires_at_ms(expires_at);
+    records::stored_message stored;
+    *stored.mutable_message() = msg;
+    b.put(cf::messages, raw_id, stored.SerializeAsString());
     b.put(cf::history, keys::history_key(conv, raw_id), "");
     b.put(cf::expiry, keys::expiry_key(expires_at, raw_id), "");
     impl::ensure_conversation(b, conv, from, recipient_id);
     records::stored_event e;
     e.set_message_id(raw_id);
     if (m.is_local(recipient_id)) {
-      st->heads.push_back({recipient_id, impl::append(b, recipient_id, e), e});
+      st->heads.push_back({recipient_id, m.append(b, recipient_id, e, expires_at), e});
     } else {
       federation::body body;
-      *body.mutable_message() = *outgoing;
+      *body.mutable_message() = msg;
       m.to_outbox(b, std::string(ids::region_of(recipient_id)), std::move(body));
       st->queued = true;
     }
-    if (recipient_id != from) st->heads.push_back({from, impl::append(b, from, e), e});
+    if (recipient_id != from) st->heads.push_back({from, m.append(b, from, e, expires_at), e});
     records::accepted_record a;
     a.set_message_id(raw_id);
     a.set_conversation_id(conv);
     a.set_sent_at_ms(now);
     a.set_expires_at_ms(expires_at);
     b.put(cf::idempotency, idem, a.SerializeAsString());
+    m.expire_later(b, expires_at, keys::expiring::idempotency, idem);
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the message could not be stored");
   client::accepted acc;
-  acc.set_client_id(request.client_id());
+  acc.set_client_id(msg.client_id());
   if (st->original) {
     acc.set_message_id(print_id(st->original->message_id()));
     acc.set_conversation_id(st->original->conversation_id());
@@ -121,10 +118,10 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     acc.set_duplicate(true);
     co_return acc;
   }
-  m.after_commit(st->heads, st->queued, msg);
-  acc.set_message_id(msg->id());
+  m.after_commit(st->heads, st->queued, &msg);
+  acc.set_message_id(msg.id());
   acc.set_conversation_id(conv);
-  acc.set_sent_at_ms(now);
+  acc.set_sent_at_ms(msg.sent_at_ms());
   co_return acc;
 }
 
@@ -132,49 +129,42 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
   auto& m = *impl_;
   if (seq > mailbox_head(user))
     co_return fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
-  struct state {
-    std::vector<news> heads;
-    bool queued = false;
-  };
-  auto st = std::make_shared<state>();
-  store::rocks_db::write_fn mutation = [&m, st, user, device, seq](store::rocks_batch& b) {
-    st->heads.clear();
-    st->queued = false;
-    auto prev_raw = b.get(cf::state, keys::ack_key(user, device));
-    std::uint64_t prev = prev_raw ? keys::from_be64(*prev_raw) : 0;
-    if (seq <= prev) return false;
-    b.put(cf::state, keys::ack_key(user, device), keys::be64(seq));
-    // Messages to `user` among the newly acknowledged events get their DELIVERED receipt,
-    // once per message whichever device acknowledges first.
-    std::int64_t now = now_ms();
-    std::vector<std::string> ids;
-    m.db.scan(cf::mailbox, keys::mailbox_key(user, prev + 1), keys::mailbox_key(user, seq + 1),
-              [&](std::string_view, std::string_view value) {
-                records::stored_event e;
-                if (e.ParseFromArray(value.data(), static_cast<int>(value.size())) && e.has_message_id())
-                  ids.push_back(e.message_id());
-                return true;
-              });
-    for (auto const& id : ids) {
-      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
-      if (!sm || sm->message().to() != user || sm->message().from() == user || sm->delivered_at_ms() != 0) continue;
-      sm->set_delivered_at_ms(now);
-      b.put(cf::messages, id, sm->SerializeAsString());
-      client::receipt receipt;
-      receipt.set_message_id(sm->message().id());
-      receipt.set_conversation_id(sm->message().conversation_id());
-      receipt.set_status(client::DELIVERED);
-      receipt.set_by(user);
-      receipt.set_at_ms(now);
-      st->queued |= m.deliver_receipt(b, sm->message().from(), receipt, st->heads);
-    }
-    return true;
-  };
-  auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed)
-    co_return fail(code::internal, "the acknowledgement could not be stored");
-  m.after_commit(st->heads, st->queued);
-  co_return errors::ok();
+  // Receipts are made from a per-user mark (every event up to it has been looked at), not
+  // from the device's position: a new device acknowledging a long mailbox costs nothing,
+  // and a long stretch is walked in slices of max_ack_walk, each its own write, so the
+  // writer is never held by one acknowledgement.
+  for (bool first = true;; first = false) {
+    struct state {
+      std::vector<news> heads;
+      bool queued = false;
+      bool more = false;
+    };
+    auto st = std::make_shared<state>();
+    store::rocks_db::write_fn mutation = [&m, st, user, device, seq, first](store::rocks_batch& b) {
+      *st = state{};
+      bool moved = false;
+      if (first) {
+        auto prev_raw = b.get(cf::state, keys::ack_key(user, device));
+        if (!prev_raw || keys::from_be64(*prev_raw) < seq) {
+          b.put(cf::state, keys::ack_key(user, device), keys::be64(seq));
+          moved = true;
+        }
+      }
+      auto mark_raw = b.get(cf::state, keys::delivered_key(user));
+      std::uint64_t mark = mark_raw ? keys::from_be64(*mark_raw) : 0;
+      if (mark >= seq) return moved;
+      std::uint64_t upto = std::min(seq, mark + max_ack_walk);
+      st->more = upto < seq;
+      b.put(cf::state, keys::delivered_key(user), keys::be64(upto));
+      m.deliver_range(b, user, mark, upto, st->heads, st->queued);
+      return true;
+    };
+    auto outcome = co_await async::write(m.db, std::move(mutation));
+    if (outcome == store::write_outcome::failed)
+      co_return fail(code::internal, "the acknowledgement could not be stored");
+    m.after_commit(st->heads, st->queued);
+    if (!st->more) co_return errors::ok();
+  }
 }
 
 awaitable<errors::status> message_service::read(std::string user, std::string conversation_id, std::string message_id) {
@@ -201,38 +191,26 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     if (prev && *prev >= upto) return false;  // read marks only move forward
     b.put(cf::state, mark_key, upto);
     std::int64_t now = now_ms();
-    // The newest message from the peer in (previous mark, upto] gets the READ receipt;
-    // it stands for every earlier one.
-    std::optional<records::stored_message> newest;
-    std::string lower = keys::history_key(conversation_id, prev ? *prev + '\0' : std::string());
-    m.db.scan_reverse(cf::history, lower, keys::history_key(conversation_id, upto) + '\0',
-                      [&](std::string_view key, std::string_view) {
-                        auto id = std::string(key.substr(conversation_id.size() + 1));
-                        auto sm = parse<records::stored_message>(b.get(cf::messages, id));
-                        if (sm && sm->message().from() != user) {
-                          newest = sm;
-                          return false;
-                        }
-                        return true;
-                      });
-    if (newest && newest->read_at_ms() == 0) {
-      newest->set_read_at_ms(now);
-      if (newest->delivered_at_ms() == 0) newest->set_delivered_at_ms(now);
-      auto raw_id = users::detail::from_base64url(newest->message().id()).value_or("");
-      b.put(cf::messages, raw_id, newest->SerializeAsString());
-      client::receipt receipt;
-      receipt.set_message_id(newest->message().id());
-      receipt.set_conversation_id(conversation_id);
-      receipt.set_status(client::READ);
-      receipt.set_by(user);
-      receipt.set_at_ms(now);
-      st->queued |= m.deliver_receipt(b, newest->message().from(), receipt, st->heads);
+    // Every message up to the mark is read. One that was never acknowledged is delivered
+    // too, and its sender is told so first (DELIVERED, then READ): a client that reads
+    // before it acknowledges must not cost the sender the delivery receipt.
+    auto marked = m.mark_read(b, conversation_id, user, upto, now);
+    for (auto it = marked.rbegin(); it != marked.rend(); ++it) {
+      if (it->delivered_at_ms() != 0) continue;
+      it->set_delivered_at_ms(now);
+      b.put(cf::messages, parse_id(it->message().id()).value_or(""), it->SerializeAsString());
+      st->queued |=
+          m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now), st->heads);
     }
+    // The newest stands for every earlier one.
+    if (!marked.empty())
+      st->queued |= m.deliver_receipt(b, marked.front().message().from(),
+                                      m.receipt_for(marked.front(), client::READ, user, now), st->heads);
     records::stored_event mark;
     mark.mutable_read_mark()->set_conversation_id(conversation_id);
     mark.mutable_read_mark()->set_message_id(print_id(upto));
     mark.mutable_read_mark()->set_at_ms(now);
-    st->heads.push_back({user, impl::append(b, user, mark), mark});
+    st->heads.push_back({user, m.append(b, user, mark), mark});
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
@@ -279,14 +257,14 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_by(user);
     d->set_at_ms(now_ms());
     if (m.is_local(msg.to())) {
-      st->heads.push_back({msg.to(), impl::append(b, msg.to(), e), e});
+      st->heads.push_back({msg.to(), m.append(b, msg.to(), e), e});
     } else {
       federation::body body;
       *body.mutable_deleted() = e.deleted();
       m.to_outbox(b, std::string(ids::region_of(msg.to())), std::move(body));
       st->queued = true;
     }
-    if (msg.to() != msg.from()) st->heads.push_back({msg.from(), impl::append(b, msg.from(), e), e});
+    if (msg.to() != msg.from()) st->heads.push_back({msg.from(), m.append(b, msg.from(), e), e});
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
@@ -361,29 +339,44 @@ result<history_page> message_service::history(std::string const& user, std::stri
   history_page page;
   std::int64_t now = now_ms();
   std::size_t prefix = conv.size() + 1;
-  bool more = false;
-  auto collect = [&](std::string_view key, std::string_view) {
+  auto shown = [&](std::string_view key) -> std::optional<client::message> {
     auto sm = m.load(std::string(key.substr(prefix)));
     auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
-    if (!visible || visible->conversation_id() != conv) return true;  // an index entry never leaks another conversation
-    if (page.messages.size() == q.limit) {
-      more = true;
-      return false;
-    }
-    page.messages.push_back(std::move(*visible));
-    return true;
+    if (!visible || visible->conversation_id() != conv) return std::nullopt;  // never leak another conversation
+    return visible;
   };
-  if (lower >= upper) return page;
-  if (q.after) {
-    m.db.scan(cf::history, lower, upper, collect);
-    page.has_more_after = more;
-    page.has_more_before = true;
-  } else {
-    m.db.scan_reverse(cf::history, lower, upper, collect);
-    std::reverse(page.messages.begin(), page.messages.end());
-    page.has_more_before = more;
-    page.has_more_after = q.before.has_value() || q.until_ms.has_value();
+  auto collect = [&](std::string_view key, std::string_view) {
+    auto visible = shown(key);
+    if (!visible) return true;
+    page.messages.push_back(std::move(*visible));
+    return page.messages.size() < q.limit;
+  };
+  if (lower < upper) {
+    if (q.after) {
+      m.db.scan(cf::history, lower, upper, collect);
+    } else {
+      m.db.scan_reverse(cf::history, lower, upper, collect);
+      std::reverse(page.messages.begin(), page.messages.end());
+    }
   }
+  // has_more_before/after: whether the conversation holds a message the caller may see
+  // older than the first returned (newer than the last), whatever the filters. An empty
+  // page answers for the window's bounds. That is what a client pages with.
+  auto any_shown = [&](std::string const& from, std::string const& to) {
+    bool found = false;
+    if (from < to)
+      m.db.scan(cf::history, from, to, [&](std::string_view key, std::string_view) {
+        found = shown(key).has_value();
+        return !found;
+      });
+    return found;
+  };
+  std::string first =
+      page.messages.empty() ? std::min(lower, upper) : keys::history_key(conv, *parse_id(page.messages.front().id()));
+  std::string last = page.messages.empty() ? std::max(lower, upper)
+                                           : keys::history_key(conv, *parse_id(page.messages.back().id())) + '\0';
+  page.has_more_before = any_shown(conv + '\0', first);
+  page.has_more_after = any_shown(last, conv + '\x01');
   return page;
 }
 
@@ -401,12 +394,16 @@ bool message_service::is_member(std::string const& user, std::string const& conv
   return impl_->member(user, conv);
 }
 
+bool message_service::shares_presence(std::string const& a, std::string const& b) const {
+  return impl_->shares_presence(a, b);
+}
+
 std::vector<std::string> message_service::contacts(std::string const& user) const {
   std::vector<std::string> out;
   std::string prefix = "u/" + user + '\0';
   impl_->db.scan(cf::conversations, prefix, "u/" + user + '\x01', [&](std::string_view key, std::string_view) {
     auto peer = std::string(key.substr(prefix.size()));
-    if (peer != user) out.push_back(std::move(peer));
+    if (peer != user && impl_->shares_presence(user, peer)) out.push_back(std::move(peer));
     return true;
   });
   return out;
@@ -414,29 +411,45 @@ std::vector<std::string> message_service::contacts(std::string const& user) cons
 
 awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
   auto& m = *impl_;
-  std::vector<std::string> expired;  // expiry keys
+  std::vector<std::pair<std::string, std::string>> expired;  // expiry key, value (its kind)
   m.db.scan(cf::expiry, "", keys::be64(static_cast<std::uint64_t>(now_ms())),
-            [&](std::string_view key, std::string_view) {
-              expired.emplace_back(key);
+            [&](std::string_view key, std::string_view value) {
+              expired.emplace_back(key, value);
               return expired.size() < max;
             });
   if (expired.empty()) co_return 0;
   auto count = std::make_shared<std::size_t>(0);
   store::rocks_db::write_fn mutation = [expired, count](store::rocks_batch& b) {
     *count = 0;
-    for (auto const& key : expired) {
-      std::string id = key.substr(8);
+    for (auto const& [key, kind] : expired) {
       b.erase(cf::expiry, key);
-      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+      std::string target = key.substr(kind.empty() ? 8 : 9);
+      if (kind == std::string(1, static_cast<char>(keys::expiring::mailbox_entry))) {
+        b.erase(cf::mailbox, target);
+        continue;
+      }
+      if (kind == std::string(1, static_cast<char>(keys::expiring::idempotency))) {
+        b.erase(cf::idempotency, target);
+        continue;
+      }
+      auto sm = parse<records::stored_message>(b.get(cf::messages, target));
       if (!sm) continue;
-      b.erase(cf::messages, id);
-      b.erase(cf::history, keys::history_key(sm->message().conversation_id(), id));
+      b.erase(cf::messages, target);
+      b.erase(cf::history, keys::history_key(sm->message().conversation_id(), target));
       ++*count;
     }
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
-  co_return outcome == store::write_outcome::committed ? *count : 0;
+  if (outcome == store::write_outcome::failed) {
+    log::get("messages")->error("the expiry sweep could not write; expired data stays until the next sweep");
+    co_return 0;
+  }
+  co_return *count;
+}
+
+std::uint64_t message_service::ack_walked_events() const {
+  return impl_->scanned_by_acks.load();
 }
 
 void message_service::compact() {

@@ -48,6 +48,10 @@ struct mailbox_read {
   std::uint64_t last_seq = 0;  // highest seq looked at (events for expired messages are skipped)
 };
 
+// Deepest nesting of objects and lists allowed in body.content; the content object itself
+// is depth 1 (docs/PROTOCOL.md, "Message bodies").
+inline constexpr std::size_t max_content_depth = 16;
+
 class message_service {
  public:
   // Called after a commit (from the coroutine that made it) for each event appended to a
@@ -95,7 +99,9 @@ class message_service {
   // The 1:1 conversation id of two users (whether or not they have talked).
   static std::string conversation_of(std::string const& a, std::string const& b);
   bool is_member(std::string const& user, std::string const& conversation_id) const;
-  // Users `user` shares a conversation with.
+  // Whether `a` and `b` may see each other's presence: both have written to the other.
+  bool shares_presence(std::string const& a, std::string const& b) const;
+  // Users who share presence with `user` (see shares_presence).
   std::vector<std::string> contacts(std::string const& user) const;
 
   // Removes expired messages (at most `max` per call); returns how many.
@@ -105,6 +111,10 @@ class message_service {
   void compact();
 
   void stop();
+
+  // Mailbox events acknowledgements have looked at for receipts so far (each at most once
+  // per user, whatever the number of devices).
+  std::uint64_t ack_walked_events() const;
 
   // Group commits (WAL fsyncs) done by the message store so far.
   std::uint64_t commits() const;

@@ -1,5 +1,6 @@
 #include "node/users/users.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -9,6 +10,7 @@
 #include "node/ids/ids.hpp"
 #include "node/users/detail/login_limiter.hpp"
 #include "node/users/detail/passwords.hpp"
+#include "node/users/detail/registration_limiter.hpp"
 #include "node/users/detail/tokens.hpp"
 #include "user_records.pb.h"
 
@@ -73,6 +75,7 @@ struct user_service::impl {
   store::lmdb_db user_devices;  // name NUL raw device id -> "" (devices of a user)
   detail::login_limiter account_limiter;
   detail::login_limiter address_limiter;
+  detail::registration_limiter registrations;
   // Verified against when the user does not exist, so that an unknown name costs as much
   // time as a wrong password and response times do not reveal which names exist.
   std::string dummy_hash;
@@ -90,6 +93,7 @@ struct user_service::impl {
         account_limiter({o.login_free_attempts, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
         // An address may be shared by many people behind one NAT, so it has its own allowance.
         address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
+        registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
   detail::hash_params params() const { return {options.password_hash_ops, options.password_hash_memory_kib}; }
@@ -115,16 +119,51 @@ struct user_service::impl {
 
   static failure busy() {
     auto f = fail(code::rate_limited, "the node is busy checking passwords; try again shortly");
+    // (also for logins of one account or address already in flight: see login)
     f.retry_after_s = 1;
     return f;
   }
 
+  // The account called `name`, if it exists (a deleted account's tombstone does not).
   std::optional<records::user_record> read_user(store::lmdb_txn const& txn, std::string const& name) const {
     auto raw = txn.get(accounts, name);
     if (!raw) return std::nullopt;
     records::user_record r;
     if (!r.ParseFromArray(raw->data(), static_cast<int>(raw->size()))) throw std::runtime_error("corrupt user record");
+    if (r.deleted()) return std::nullopt;
     return r;
+  }
+
+  // Inside a login's write: removes `name`'s sessions whose refresh token has expired, and
+  // ends the least recently used ones until a new one fits under max_devices_per_user.
+  // Revoked sessions stay until they expire (a replayed refresh token must still be
+  // recognised), but never more of them than the cap.
+  void make_room_for_device(store::lmdb_txn& txn, std::string const& name, std::int64_t now) {
+    std::vector<records::device_record> live, revoked;
+    std::vector<std::string> ids;
+    txn.for_each(user_devices, name + '\0', [&](std::string_view key, std::string_view) {
+      ids.emplace_back(key.substr(name.size() + 1));
+      return true;
+    });
+    auto forget = [&](std::string const& id) {
+      txn.erase(devices, id);
+      txn.erase(user_devices, device_index_key(name, id));
+    };
+    for (auto const& id : ids) {
+      auto d = read_device(txn, id);
+      if (!d || d->refresh_expires_at_ms() <= now) {
+        forget(id);
+        continue;
+      }
+      (d->revoked() ? revoked : live).push_back(std::move(*d));
+    }
+    auto least_recent_first = [](auto const& a, auto const& b) {
+      return a.last_refreshed_at_ms() < b.last_refreshed_at_ms();
+    };
+    std::sort(live.begin(), live.end(), least_recent_first);
+    std::sort(revoked.begin(), revoked.end(), least_recent_first);
+    for (std::size_t i = 0; i + options.max_devices_per_user <= live.size(); ++i) forget(live[i].device_id());
+    for (std::size_t i = 0; i + options.max_devices_per_user < revoked.size(); ++i) forget(revoked[i].device_id());
   }
 
   std::optional<records::device_record> read_device(store::lmdb_txn const& txn, std::string const& id) const {
@@ -216,8 +255,18 @@ void user_service::stop() {
 
 awaitable<result<profile>> user_service::register_user(std::string name, std::string password,
                                                        std::optional<std::string> display_name,
-                                                       std::string registration_token, bool by_admin) {
+                                                       std::string registration_token, bool by_admin,
+                                                       std::string client_address) {
   auto& m = *impl_;
+  // The address's allowance is reserved before any work and given back unless an account
+  // is created, so concurrent registrations cannot overshoot it.
+  struct reservation {
+    detail::registration_limiter* limiter = nullptr;
+    std::string address;
+    ~reservation() {
+      if (limiter) limiter->release(address);
+    }
+  } reserved;
   if (!by_admin) {
     if (m.options.registration == config::registration_policy::closed)
       co_return fail(code::registration_closed, "this node does not accept self-registration; ask its admin");
@@ -225,6 +274,13 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
         !detail::equal_secret(registration_token, m.options.registration_token))
       co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                      "registration_token");
+    if (auto wait = m.registrations.reserve(client_address, now_ms())) {
+      auto f = fail(code::rate_limited, "too many registrations from your address; try again later");
+      f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
+      co_return f;
+    }
+    reserved.address = client_address;  // (assigned member-wise: a temporary's destructor would release it)
+    reserved.limiter = &m.registrations;
   }
   if (!ids::is_valid_name(name))
     co_return fail(code::invalid_name,
@@ -257,6 +313,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   if (outcome == store::write_outcome::rolled_back)
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be stored");
+  reserved.limiter = nullptr;  // an account was created: the registration counts
   co_return to_profile(record);
 }
 
@@ -277,11 +334,24 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
     co_return f;
   }
-  // The attempt counts as failed from the start and is forgiven on success: otherwise a
-  // burst of concurrent guesses would all pass the check above while the first ones are
-  // still hashing.
-  if (name_opt) m.account_limiter.failed(account_key, now);
-  m.address_limiter.failed(address_key, now);
+  // The attempt is pending (not failed) while its password is checked: it counts as a
+  // failure only once it has failed, so a correct password never costs anyone an attempt,
+  // and attempts in flight hold back further ones (see login_limiter::begin).
+  struct attempt {
+    detail::login_limiter* limiter = nullptr;
+    std::string key;
+    ~attempt() {
+      if (limiter) limiter->end(key);
+    }
+  } for_account, for_address;
+  if (name_opt) {
+    if (!m.account_limiter.begin(account_key, now)) co_return m.busy();
+    for_account.key = account_key;
+    for_account.limiter = &m.account_limiter;
+  }
+  if (!m.address_limiter.begin(address_key, now)) co_return m.busy();
+  for_address.key = address_key;
+  for_address.limiter = &m.address_limiter;
 
   std::optional<records::user_record> user;
   if (name_opt) user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
@@ -291,7 +361,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   auto cpu_work = [hash, password] { return detail::verify_password(hash, password); };
   bool match = co_await async::offload(m.cpu_pool, std::move(cpu_work));
   slot.reset();
-  if (!user || !match) co_return fail(code::invalid_credentials, "wrong name or password");
+  if (!user || !match) {
+    now = now_ms();
+    if (name_opt) m.account_limiter.failed(account_key, now);
+    m.address_limiter.failed(address_key, now);
+    co_return fail(code::invalid_credentials, "wrong name or password");
+  }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
   m.account_limiter.succeeded(account_key);
   m.address_limiter.succeeded(address_key);
@@ -313,10 +388,11 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   device.set_refresh_hash(detail::hash_refresh_secret(parts.secret));
   device.set_refresh_expires_at_ms(now + std::int64_t(m.options.refresh_token_ttl_s) * 1000);
   auto value = device.SerializeAsString();
-  store::lmdb_env::write_fn mutation = [&m, name, device_id, value](store::lmdb_txn& txn) {
+  store::lmdb_env::write_fn mutation = [&m, name, device_id, value, now](store::lmdb_txn& txn) {
     // The account may have been deleted or disabled while the password was checked.
     auto u = m.read_user(txn, name);
     if (!u || u->disabled()) return false;
+    m.make_room_for_device(txn, name, now);
     txn.put(m.devices, device_id, value);
     txn.put(m.user_devices, device_index_key(name, device_id), "");
     return true;
@@ -455,7 +531,7 @@ std::vector<profile> user_service::list_users() const {
     std::vector<profile> out;
     txn.for_each(m.accounts, "", [&](std::string_view, std::string_view value) {
       records::user_record r;
-      if (r.ParseFromArray(value.data(), static_cast<int>(value.size()))) out.push_back(to_profile(r));
+      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())) && !r.deleted()) out.push_back(to_profile(r));
       return true;
     });
     return out;
@@ -500,7 +576,12 @@ awaitable<errors::status> user_service::delete_user(std::string name) {
   auto bare = m.local_name(name);
   if (!bare) co_return fail(code::user_not_found, "no user '" + name + "'");
   store::lmdb_env::write_fn mutation = [&m, n = *bare](store::lmdb_txn& txn) {
-    if (!txn.erase(m.accounts, n)) return false;
+    if (!m.read_user(txn, n)) return false;
+    // The tombstone keeps the name (and nothing else) forever.
+    records::user_record tombstone;
+    tombstone.set_name(n);
+    tombstone.set_deleted(true);
+    txn.put(m.accounts, n, tombstone.SerializeAsString());
     std::vector<std::string> keys;
     txn.for_each(m.user_devices, n + '\0', [&](std::string_view key, std::string_view) {
       keys.emplace_back(key);

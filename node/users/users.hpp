@@ -81,12 +81,22 @@ class user_service {
 
   std::string const& region() const;
 
-  // Self-registration subject to the registration policy; `by_admin` bypasses it.
+  // Self-registration subject to the registration policy and to
+  // users.max_registrations_per_address for `client_address`; `by_admin` bypasses both.
+  // Errors: registration_closed, invalid_registration_token, invalid_name, weak_password,
+  // invalid_field (display_name), name_taken (also for the name of a deleted account:
+  // names are never reused), rate_limited (the address's allowance, or the node is busy
+  // hashing; retry_after_s set), internal. Any I/O thread.
   awaitable<result<profile>> register_user(std::string name, std::string password,
                                            std::optional<std::string> display_name, std::string registration_token,
-                                           bool by_admin);
+                                           bool by_admin, std::string client_address);
 
   // `name` is a bare name or `name@region`; `client_address` keys the per-address limit.
+  // A failed password counts against the account and the address; a correct one never
+  // does. The new device is the user's newest: expired sessions of the user are pruned,
+  // and beyond users.max_devices_per_user the least recently used one is ended.
+  // Errors: invalid_field, invalid_credentials, user_disabled, rate_limited (back-off after
+  // failures, or busy; retry_after_s set), internal. Any I/O thread.
   awaitable<result<session_tokens>> login(std::string name, std::string password, std::string device_name,
                                           std::string client_address);
 
@@ -106,6 +116,9 @@ class user_service {
   std::size_t active_sessions_of(std::string const& name) const;
   awaitable<result<profile>> set_disabled(std::string name, bool disabled);
   awaitable<result<profile>> set_password(std::string name, std::string password);  // revokes all sessions
+  // Deletes an account for good: its sessions end at once, its profile and credentials
+  // are erased, and the name stays taken forever (a tombstone), so nobody can register it
+  // and inherit what others sent to it. Errors: user_not_found, internal.
   awaitable<errors::status> delete_user(std::string name);
   std::vector<session_info> list_sessions(std::optional<std::string> user) const;
   awaitable<errors::status> revoke_session(std::string device_id);

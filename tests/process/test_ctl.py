@@ -190,8 +190,9 @@ class CtlTest(NodeTestCase):
         names = [u["name"] for u in self.ctl_json("users", "list")["users"]]
         self.assertNotIn("fred", names)
         self.ctl_error("user_not_found", "users", "delete", "fred")
-        # The name is free again.
-        self.node.new_user("fred", "another-password")
+        # The name is never free again: whoever took it would inherit what was meant for fred.
+        self.assertError(self.node.register("fred", "another-password"), 409, "name_taken")
+        self.ctl_error("name_taken", "users", "add", "fred", input=PW + "\n")
 
     def test_unknown_user_errors(self):
         for cmd in (["users", "disable", "ghost"], ["users", "enable", "ghost"], ["users", "delete", "ghost"]):

@@ -353,6 +353,9 @@ class TwoRegionChat(FederationCase):
         acc = a.send_message(bob, "let's be contacts")
         b = self.connect(bob)
         b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        # Presence is shared once both have written (docs/PROTOCOL.md, Presence).
+        reply = b.send_message(alice, "we are")
+        a.wait_event(ev_message(reply["message_id"]), DELIVERY_TIMEOUT_S)
         # bob's region tells europe that bob is online (on change, and in the 1 s refresh)
         a.wait_for(is_presence(bob, "ONLINE"), DELIVERY_TIMEOUT_S)
         sa = self.session(alice, "rest")
@@ -597,6 +600,8 @@ class Partitions(FederationCase):
         acc = a.send_message(bob, "contacts now")
         b = self.connect(bob)
         b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        reply = b.send_message(alice, "contacts indeed")  # both have written: presence is shared
+        a.wait_event(ev_message(reply["message_id"]), DELIVERY_TIMEOUT_S)
         a.wait_for(is_presence(bob, "ONLINE"), DELIVERY_TIMEOUT_S)
         t0 = time.monotonic()
         self.node("america").kill9()  # no OFFLINE report will ever come from america
@@ -651,10 +656,16 @@ class LeafTopology(FederationCase):
         self.assert_exactly(b, expected)
         america_nats.kill9()  # america's own JetStream (its inbound stream) is gone for now
         expected += self.send_many(a, bob, "stored at europe", 25)
-        time.sleep(1.0)
-        st = fed_status(self.node("europe"))
+        # The oldest undelivered envelope's age is reported in whole seconds.
+        deadline = time.monotonic() + 15
+        while True:
+            st = fed_status(self.node("europe"))
+            if st["regions"][0]["oldest_undelivered_s"] >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         self.assertGreater(st["regions"][0]["outbox"], 0, st)
-        self.assertGreater(st["regions"][0]["oldest_undelivered_s"], 0.5, st)
+        self.assertIsInstance(st["regions"][0]["oldest_undelivered_s"], int, st)
+        self.assertGreaterEqual(st["regions"][0]["oldest_undelivered_s"], 1, st)
         america_nats.start()
         self.assert_exactly(b, expected, timeout=40)
         self.assert_outbox_drains("europe")

@@ -737,6 +737,12 @@ class CoreTests:
         a, b1, b2, c = alice.login("phone"), bob.login("phone"), bob.login("laptop"), carol.login("phone")
         A = self.ws(a)
         A.send_message(bob.id, "hello")  # now they share a conversation
+        # Bob has not written yet: alice does not see him come and go.
+        B0 = self.ws(bob.login("setup"))
+        self.assertError(self.api("GET", "/v1/presence/" + bob.id, a), 403, "presence_hidden")
+        B0.send_message(alice.id, "hi")  # now both have written: they share presence
+        B0.close()
+        A.wait_for(is_presence(bob.id, "OFFLINE"), what="presence OFFLINE of bob's setup connection")
         C = self.ws(c)
         B1 = self.ws(b1)
         p = A.wait_for(is_presence(bob.id, "ONLINE"), what="presence ONLINE of bob")["presence"]
@@ -1410,6 +1416,10 @@ class SlowConsumerTest(MessagingCase):
         alice, bob, carol = self.person("alice", node), self.person("bob", node), self.person("carol", node)
         A, C = self.ws(alice.login("phone"), node=node), self.ws(carol.login("phone"), node=node)
         accepted_ids = [A.send_message(bob.id, "hello")["message_id"]]
+        B0 = self.ws(bob.login("setup"), node=node)
+        accepted_ids.append(B0.send_message(alice.id, "hi")["message_id"])  # both have written: presence
+        B0.close()
+        A.wait_for(is_presence(bob.id, "OFFLINE"), what="presence OFFLINE of bob's setup connection")
         # Bob connects and never reads, with a tiny receive buffer.
         slow = self.ws(bob.login("phone"), node=node, wait_welcome=False, reader=False,
                        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
@@ -1474,7 +1484,7 @@ class SlowConsumerTest(MessagingCase):
                 break
             p = self.history(b, peer=alice.id, node=node, limit=200, before=ids[0])
             ids = [m["id"] for m in p["messages"]] + ids
-        self.assertEqual(len(ids), sent + 1)
+        self.assertEqual(len(ids), sent + 2)
         self.assertEqual(ids, accepted_ids)
 
 

@@ -1,6 +1,12 @@
 #include "node/gateway/detail/json_body.hpp"
 
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <ctime>
+
+#include "node/log/log.hpp"
 
 namespace petchat::gateway::detail {
 
@@ -13,6 +19,75 @@ errors::result<json::object> parse_object(std::string const& body) {
   if (ec) return fail(code::invalid_json, "the body is not valid JSON: " + ec.message());
   if (!v.is_object()) return fail(code::invalid_json, "the body must be a JSON object");
   return std::move(v.as_object());
+}
+
+std::optional<std::string> proto_json(google::protobuf::Message const& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  std::string text;
+  if (!google::protobuf::util::MessageToJsonString(m, &text, o).ok()) return std::nullopt;
+  return text;
+}
+
+json::value message_json(client::message const& m) {
+  json::parse_options deep;
+  deep.max_depth = 64;  // the edge allows content 16 deep; older data may be deeper
+  if (auto text = proto_json(m)) {
+    boost::system::error_code ec;
+    auto v = json::parse(*text, ec, {}, deep);
+    if (!ec) return v;
+  }
+  log::get("api")->error("message {} cannot be encoded as JSON; served without its content", m.id());
+  client::message plain = m;
+  plain.mutable_body()->clear_content();
+  boost::system::error_code ec;
+  auto v = json::parse(proto_json(plain).value_or("{}"), ec, {}, deep);
+  return ec ? json::value(json::object{{"id", m.id()}}) : v;
+}
+
+namespace {
+
+// Nesting depth of objects and arrays in `v` (a scalar is 0), counted no further than `cap`.
+std::size_t nesting(json::value const& v, std::size_t cap) {
+  if (cap == 0) return 0;
+  std::size_t inner = 0;
+  if (auto const* o = v.if_object()) {
+    for (auto const& kv : *o) inner = std::max(inner, nesting(kv.value(), cap - 1));
+    return 1 + inner;
+  }
+  if (auto const* a = v.if_array()) {
+    for (auto const& item : *a) inner = std::max(inner, nesting(item, cap - 1));
+    return 1 + inner;
+  }
+  return 0;
+}
+
+}  // namespace
+
+json_frame_hint inspect_json_frame(std::string_view text) {
+  json_frame_hint hint;
+  if (text.empty()) return hint;
+  json::parse_options deep;
+  deep.max_depth = 256;  // frames are at most max_frame_bytes: this stays small
+  boost::system::error_code ec;
+  auto v = json::parse(text, ec, {}, deep);
+  if (ec || !v.is_object()) return hint;
+  auto const& o = v.as_object();
+  if (auto const* ref = o.if_contains("ref")) {
+    if (ref->is_uint64()) hint.ref = ref->as_uint64();
+    if (ref->is_int64() && ref->as_int64() > 0) hint.ref = static_cast<std::uint64_t>(ref->as_int64());
+    if (ref->is_string()) {
+      auto const& digits = ref->as_string();
+      char* end = nullptr;
+      auto n = std::strtoull(digits.c_str(), &end, 10);
+      if (!digits.empty() && *end == '\0' && digits[0] != '-' && digits[0] != '+' && digits[0] != ' ') hint.ref = n;
+    }
+  }
+  if (auto const* send = o.if_contains("send"); send && send->is_object())
+    if (auto const* body = send->as_object().if_contains("body"); body && body->is_object())
+      if (auto const* content = body->as_object().if_contains("content")) hint.content_depth = nesting(*content, 300);
+  return hint;
 }
 
 errors::result<std::string> required_string(json::object const& o, char const* key) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "client.pb.h"
 #include "node/errors/errors.hpp"
 #include "node/format/format.hpp"
 #include "node/gateway/gateway.hpp"
@@ -28,11 +29,28 @@ errors::result<std::optional<std::string>> optional_string(json::object const& o
 
 using format::rfc3339;
 
+// A Protobuf message in the JSON mapping the protocol uses (proto field names, defaults
+// printed), or nullopt if it cannot be printed. Bodies are checked at the edge so that
+// this does not happen; the callers still never send an empty or partial answer.
+std::optional<std::string> proto_json(google::protobuf::Message const& m);
+
+// A message for a REST answer. A message whose content cannot be printed (stored before
+// the edge checked it) is served without its content rather than failing the whole page.
+json::value message_json(client::message const& m);
+
 response json_response(unsigned status, json::value const& v);
 response no_content();
 
 json::object profile_json(users::profile const& p, std::string const& region);
 json::object tokens_json(users::session_tokens const& t, std::string const& region);
+
+// What can still be told of a live-stream JSON frame that is not a valid client_frame:
+// its ref (0 if none can be read) and, for a send, how deep body.content nests.
+struct json_frame_hint {
+  std::uint64_t ref = 0;
+  std::size_t content_depth = 0;
+};
+json_frame_hint inspect_json_frame(std::string_view text);
 
 // Percent-decodes a path segment or query value; nullopt if malformed.
 std::optional<std::string> url_decode(std::string_view s);

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 
@@ -37,7 +38,14 @@ std::uint16_t message_id_region_hash(std::string_view id) {
 
 std::string new_message_id(std::uint16_t region_hash) {
   using namespace std::chrono;
-  auto ms = static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+  // Never behind an id made before (the wall clock may step back): ids made one after
+  // another are in order, which the commit order of messages relies on.
+  static std::atomic<std::uint64_t> last_ms{0};
+  auto now = static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+  auto ms = last_ms.load();
+  while (ms < now && !last_ms.compare_exchange_weak(ms, now)) {
+  }
+  ms = std::max(ms, now);
   std::string id = be64(ms).substr(2);  // 6 bytes of milliseconds
   id += static_cast<char>(region_hash >> 8);
   id += static_cast<char>(region_hash & 0xff);

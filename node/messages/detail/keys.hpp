@@ -35,9 +35,14 @@ inline std::string history_key(std::string const& conv, std::string const& id) {
 inline std::string idempotency_key(std::string const& sender, std::string const& client_id) {
   return sender + '\0' + client_id;
 }
-// expiry: expires_at_ms message id
+// expiry: expires_at_ms message id (value empty: the message, its history entry and this)
 inline std::string expiry_key(std::int64_t at_ms, std::string const& id) {
   return be64(static_cast<std::uint64_t>(at_ms)) + id;
+}
+// expiry: expires_at_ms kind key (value: the kind byte): one more entry to remove then.
+enum class expiring : char { mailbox_entry = 'm', idempotency = 'i' };
+inline std::string expiry_entry_key(std::int64_t at_ms, expiring kind, std::string const& key) {
+  return be64(static_cast<std::uint64_t>(at_ms)) + static_cast<char>(kind) + key;
 }
 // state: mailbox head, device ack position, read mark
 inline std::string head_key(std::string const& user) {
@@ -45,6 +50,10 @@ inline std::string head_key(std::string const& user) {
 }
 inline std::string ack_key(std::string const& user, std::string const& device) {
   return "a/" + user + '\0' + device;
+}
+// Every mailbox event of `user` up to this seq has been looked at for DELIVERED receipts.
+inline std::string delivered_key(std::string const& user) {
+  return "d/" + user;
 }
 inline std::string read_key(std::string const& conv, std::string const& user) {
   return "r/" + conv + '\0' + user;
@@ -72,6 +81,11 @@ std::uint64_t random_u64();
 // conversations: a user's contact index
 inline std::string contact_key(std::string const& user, std::string const& peer) {
   return "u/" + user + '\0' + peer;
+}
+
+// conversations: `from` has written to `to` at least once (presence is mutual: both have)
+inline std::string wrote_key(std::string const& from, std::string const& to) {
+  return "w/" + from + '\0' + to;
 }
 
 // Message ids: 16 bytes = milliseconds since the epoch (6 bytes) | region hash (2 bytes) |

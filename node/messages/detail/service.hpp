@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include "message_records.pb.h"
 #include "node/format/format.hpp"
 #include "node/ids/ids.hpp"
+#include "node/messages/detail/body_rules.hpp"
 #include "node/messages/detail/keys.hpp"
 #include "node/messages/messages.hpp"
 #include "node/users/detail/tokens.hpp"
@@ -28,6 +30,10 @@ using store::cf;
 namespace keys = detail;
 
 inline constexpr std::size_t message_id_bytes = 16;
+// Mailbox events one acknowledgement write looks at, at most (see message_service::ack).
+inline constexpr std::uint64_t max_ack_walk = 1024;
+// Messages one read marks at most (see mark_read).
+inline constexpr std::size_t max_read_walk = 2000;
 
 // An event appended to a mailbox by a write, reported to the listener after the commit.
 struct news {
@@ -118,6 +124,8 @@ struct message_service::impl {
   store::rocks_db db;
   send_limiter limiter;
   mailbox_listener listener;
+  // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
+  std::atomic<std::uint64_t> scanned_by_acks{0};
 
   // Federation (null/empty when standalone). Set before traffic.
   federation::directory const* regions = nullptr;
@@ -134,6 +142,8 @@ struct message_service::impl {
             .dir = data_dir / "messages", .max_batch = 1024, .sync = sync, .cached = {cf::state, cf::conversations}}),
         limiter(o.max_per_second) {}
 
+  keys::body_limits body_limits() const { return {options.max_text_bytes, options.max_content_bytes}; }
+
   // Tells the listener about a committed event, with its content: live sessions that are
   // up to date forward it without reading the store again.
   void notify(news const& n, client::message const* message) const {
@@ -146,13 +156,27 @@ struct message_service::impl {
     listener(n.user, n.seq, std::move(ev));
   }
 
-  // Appends an event to `user`'s mailbox inside a write; returns its seq.
-  static std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e) {
+  // Appends an event to `user`'s mailbox inside a write; returns its seq. The entry is
+  // removed by the expiry sweep at `expires_at_ms` (a message event when its message
+  // expires; receipts, read marks and deletions after the retention period), so mailboxes
+  // do not grow without bound. Seqs are never reused: the head stays.
+  std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e,
+                       std::int64_t expires_at_ms) const {
     auto head = b.get(cf::state, keys::head_key(user));
     std::uint64_t seq = (head ? keys::from_be64(*head) : 0) + 1;
-    b.put(cf::mailbox, keys::mailbox_key(user, seq), e.SerializeAsString());
+    auto key = keys::mailbox_key(user, seq);
+    b.put(cf::mailbox, key, e.SerializeAsString());
     b.put(cf::state, keys::head_key(user), keys::be64(seq));
+    expire_later(b, expires_at_ms, keys::expiring::mailbox_entry, key);
     return seq;
+  }
+  std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e) const {
+    return append(b, user, e, now_ms() + std::int64_t(options.retention_s) * 1000);
+  }
+
+  // Schedules the removal of a mailbox or idempotency entry at `at_ms` (expiry index).
+  static void expire_later(store::rocks_batch& b, std::int64_t at_ms, keys::expiring kind, std::string const& key) {
+    b.put(cf::expiry, keys::expiry_entry_key(at_ms, kind, key), std::string(1, static_cast<char>(kind)));
   }
 
   bool is_local(std::string const& user) const { return ids::region_of(user) == region; }
@@ -187,16 +211,88 @@ struct message_service::impl {
     return false;
   }
 
-  // Stores a conversation on first contact, with both members' contact entries.
-  static void ensure_conversation(store::rocks_batch& b, std::string const& conv, std::string const& a,
-                                  std::string const& c) {
+  // A receipt about `sm` by `by`.
+  static client::receipt receipt_for(records::stored_message const& sm, client::receipt_status status,
+                                     std::string const& by, std::int64_t at_ms) {
+    client::receipt r;
+    r.set_message_id(sm.message().id());
+    r.set_conversation_id(sm.message().conversation_id());
+    r.set_status(status);
+    r.set_by(by);
+    r.set_at_ms(at_ms);
+    return r;
+  }
+
+  // Inside an acknowledgement's write: the messages to `user` among the mailbox events
+  // (after, upto] get their DELIVERED receipt, once per message.
+  void deliver_range(store::rocks_batch& b, std::string const& user, std::uint64_t after, std::uint64_t upto,
+                     std::vector<news>& heads, bool& queued) {
+    std::vector<std::string> ids;
+    db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::mailbox_key(user, upto + 1),
+            [&](std::string_view, std::string_view value) {
+              records::stored_event e;
+              if (e.ParseFromArray(value.data(), static_cast<int>(value.size())) && e.has_message_id())
+                ids.push_back(e.message_id());
+              return true;
+            });
+    scanned_by_acks += upto - after;
+    std::int64_t now = now_ms();
+    for (auto const& id : ids) {
+      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+      if (!sm || sm->message().to() != user || sm->message().from() == user || sm->delivered_at_ms() != 0) continue;
+      sm->set_delivered_at_ms(now);
+      b.put(cf::messages, id, sm->SerializeAsString());
+      queued |= deliver_receipt(b, sm->message().from(), receipt_for(*sm, client::DELIVERED, user, now), heads);
+    }
+  }
+
+  // Marks the messages `reader` received in `conv`, up to and including `upto` (a raw id),
+  // as read at `at_ms`, newest first. Reads only move forward, so the walk stops at the
+  // first message already read, and after max_read_walk messages (older ones stay unread
+  // in history; the READ receipt still stands for them). Returns the messages newly
+  // marked, newest first, as stored after the change.
+  std::vector<records::stored_message> mark_read(store::rocks_batch& b, std::string const& conv,
+                                                 std::string const& reader, std::string const& upto,
+                                                 std::int64_t at_ms) const {
+    std::vector<records::stored_message> marked;
+    std::size_t prefix = conv.size() + 1;
+    db.scan_reverse(cf::history, keys::history_key(conv, ""), keys::history_key(conv, upto) + '\0',
+                    [&](std::string_view key, std::string_view) {
+                      auto id = std::string(key.substr(prefix));
+                      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+                      if (!sm || sm->message().to() != reader || sm->message().from() == reader) return true;
+                      if (sm->read_at_ms() != 0) return false;
+                      sm->set_read_at_ms(at_ms);
+                      b.put(cf::messages, id, sm->SerializeAsString());
+                      marked.push_back(std::move(*sm));
+                      return marked.size() < max_read_walk;
+                    });
+    return marked;
+  }
+
+  // Stores a conversation on first contact, with both members' contact entries, and
+  // records that `from` has written to `to` (presence is shared only between users who
+  // have both written: see shares_presence).
+  static void ensure_conversation(store::rocks_batch& b, std::string const& conv, std::string const& from,
+                                  std::string const& to) {
+    auto wrote = keys::wrote_key(from, to);
+    if (!b.get(cf::conversations, wrote)) b.put(cf::conversations, wrote, "");
     if (b.get(cf::conversations, conv)) return;
     records::conversation_record rec;
-    rec.add_members(a);
-    if (c != a) rec.add_members(c);
+    rec.add_members(from);
+    if (to != from) rec.add_members(to);
     b.put(cf::conversations, conv, rec.SerializeAsString());
-    b.put(cf::conversations, keys::contact_key(a, c), conv);
-    b.put(cf::conversations, keys::contact_key(c, a), conv);
+    b.put(cf::conversations, keys::contact_key(from, to), conv);
+    b.put(cf::conversations, keys::contact_key(to, from), conv);
+  }
+
+  // Whether `a` and `b` see each other's presence: both have written in their 1:1
+  // conversation. A stranger's unsolicited message does not reveal the recipient's
+  // presence or last-seen time; a reply does.
+  bool shares_presence(std::string const& a, std::string const& b) const {
+    if (a == b) return true;
+    return db.get(cf::conversations, keys::wrote_key(a, b)).has_value() &&
+           db.get(cf::conversations, keys::wrote_key(b, a)).has_value();
   }
 
   // After a commit: live sessions learn of new events, the link of new outbox entries.

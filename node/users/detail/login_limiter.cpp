@@ -31,6 +31,24 @@ void login_limiter::succeeded(std::string const& key) {
   entries_.erase(key);
 }
 
+bool login_limiter::begin(std::string const& key, std::int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  if (entries_.size() >= options_.max_keys) prune(now_ms);
+  auto& e = entries_[key];
+  if (e.pending > 0 && e.failures + e.pending >= options_.free_attempts) return false;
+  ++e.pending;
+  return true;
+}
+
+void login_limiter::end(std::string const& key) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;  // forgotten by a success meanwhile
+  auto& e = it->second;
+  if (e.pending > 0) --e.pending;
+  if (e.pending == 0 && e.failures == 0) entries_.erase(it);
+}
+
 std::size_t login_limiter::tracked_keys() {
   std::lock_guard lock(mutex_);
   return entries_.size();
@@ -40,7 +58,8 @@ void login_limiter::prune(std::int64_t now_ms) {
   // A key whose lock has passed and that has been quiet for the longest back-off carries
   // no information worth its memory.
   std::erase_if(entries_, [&](auto const& kv) {
-    return kv.second.locked_until_ms <= now_ms && kv.second.last_failure_ms + options_.max_backoff_ms <= now_ms;
+    return kv.second.pending == 0 && kv.second.locked_until_ms <= now_ms &&
+           kv.second.last_failure_ms + options_.max_backoff_ms <= now_ms;
   });
   if (entries_.size() < options_.max_keys) return;
   // Under a flood of distinct keys, keep the half with the most failures: a flood of

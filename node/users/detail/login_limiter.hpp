@@ -31,6 +31,16 @@ class login_limiter {
   // Forgets `key`'s failures.
   void succeeded(std::string const& key);
 
+  // An attempt is about to check a password. False if attempts already in flight could
+  // use up the free attempts (one is always allowed): a burst of concurrent guesses must
+  // not all pass the back-off check while the first ones are still hashing. Counting
+  // the attempt as pending rather than as failed means a correct password is never
+  // counted against anyone. Every true is followed by end().
+  bool begin(std::string const& key, std::int64_t now_ms);
+  // The attempt that begin() allowed is over (call failed() or succeeded() as well when
+  // the password was checked).
+  void end(std::string const& key);
+
   // Keys currently tracked (the memory bound is options::max_keys).
   std::size_t tracked_keys();
 
@@ -39,6 +49,7 @@ class login_limiter {
     std::uint32_t failures = 0;
     std::int64_t locked_until_ms = 0;
     std::int64_t last_failure_ms = 0;
+    std::uint32_t pending = 0;  // attempts between begin() and end()
   };
   void prune(std::int64_t now_ms);
 
