@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -75,6 +76,7 @@ struct link::impl {
 
   std::atomic<bool> stopping{false};
   std::atomic<bool> connected{false};
+  std::string unreachable_since;  // UTC time NATS was lost, for last_error (guarded by status_mutex)
   std::atomic<bool> need_setup{true};
   std::atomic<int> publish_failures{0};
   std::atomic<std::uint64_t> published{0};
@@ -131,6 +133,15 @@ struct link::impl {
     return opt.subject_prefix + ".v1.live." + destination + "." + dir.self();
   }
 
+  static std::string utc_now_text() {
+    auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char out[32];
+    std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return out;
+  }
+
   void set_error(std::string what) {
     log->warn("federation: {}", what);
     std::lock_guard lock(status_mutex);
@@ -173,7 +184,14 @@ struct link::impl {
     if (was)
       me->log->warn("federation: lost the NATS connection{}{}; local work goes on, federation traffic waits",
                     why.empty() ? "" : ": ", why);
-    if (!why.empty()) me->set_error("NATS: " + why);
+    // Said at once, and as what it is: all of NATS is gone, not one region.
+    std::string since;
+    {
+      std::lock_guard lock(me->status_mutex);
+      if (was || me->unreachable_since.empty()) me->unreachable_since = utc_now_text();
+      since = me->unreachable_since;
+    }
+    me->set_error("NATS unreachable since " + since + (why.empty() ? "" : " (" + why + ")"));
   }
   static void on_closed(natsConnection*, void* self) {
     auto* me = static_cast<impl*>(self);
@@ -385,6 +403,7 @@ struct link::impl {
     {
       std::lock_guard lock(status_mutex);
       cached.last_error.clear();
+      unreachable_since.clear();
     }
     return true;
   }
@@ -439,6 +458,7 @@ struct link::impl {
       if (failed || publish_failures.load() > 0) {
         delay = std::min<clock::duration>(max_backoff, delay == clock::duration::zero() ? 250ms : delay * 2);
         until = clock::now() + delay;
+        if (!connected) continue;  // the disconnect already said what is wrong: NATS, not this region
         set_error("region " + dest + " did not take " + std::to_string(entries.size()) +
                   " envelopes (its stream unreachable?); retrying in " +
                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()) + " ms");

@@ -1,5 +1,6 @@
 // petchat-node: one region's messenger node. Reads the config, opens the stores, starts
 // the gateways on an Asio io_context run by N threads, and stops cleanly on SIGTERM/SIGINT.
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include "node/metrics/metrics.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
+#include "store/rocks/rocks.hpp"
 
 namespace {
 
@@ -156,12 +158,39 @@ ws::remote_hooks remote_hooks(std::string const& local_region, federation::link&
   return h;
 }
 
-int run(config::node_config const& cfg, std::string const& config_source) {
+// LMDB reads its data file through a memory map and has no checksums: a page that a
+// truncated or damaged file no longer backs kills the process with SIGBUS inside a read.
+// Nothing can be recovered at that point, but the operator is told what it means and what
+// to do before the process dies as it would have (the handler is reset, and the faulting
+// read raises the signal again). Only async-signal-safe calls: the text is made in advance.
+std::string sigbus_text;
+
+extern "C" void on_sigbus(int) {
+  auto written = ::write(STDERR_FILENO, sigbus_text.data(), sigbus_text.size());
+  (void)written;
+}
+
+void explain_sigbus(std::filesystem::path const& data_dir) {
+  sigbus_text = "petchat-node: SIGBUS: a memory-mapped store file could not be read: " + (data_dir / "users").string() +
+                "/data.mdb (LMDB) is truncated or damaged (a full disk, a failing device, or a changed file). "
+                "Stop the node and restore that directory from a backup; `mdb_dump -a " +
+                (data_dir / "users").string() +
+                "` shows what is still readable. The message store (RocksDB) has checksums and reports its own "
+                "damage instead.\n";
+  struct sigaction sa {};
+  sa.sa_handler = on_sigbus;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGBUS, &sa, nullptr);
+}
+
+int run(config::node_config const& cfg, std::string const& config_source, bool salvage_messages) {
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
   auto const& data_dir = cfg.node.data_dir;
   identity::prepare_data_dir(data_dir);
   identity::lock_data_dir(data_dir);
+  explain_sigbus(data_dir);
   auto id = identity::load_or_create(data_dir);
   log->info("region {} ({} key {}), config: {}", cfg.node.region, id.created ? "created" : "loaded",
             id.public_key_hex(), config_source);
@@ -170,7 +199,21 @@ int run(config::node_config const& cfg, std::string const& config_source) {
   asio::io_context io(static_cast<int>(threads));
   asio::thread_pool cpu_pool(std::max(1u, std::thread::hardware_concurrency()));
   users::user_service users(cfg.users, cfg.node.region, cfg.store, data_dir, id, cpu_pool);
-  messages::message_service messages(cfg.messages, cfg.node.region, data_dir, users, cfg.store.sync);
+  std::unique_ptr<messages::message_service> message_store;
+  try {
+    message_store = std::make_unique<messages::message_service>(cfg.messages, cfg.node.region, data_dir, users,
+                                                                cfg.store.sync, salvage_messages);
+  } catch (store::damage_error const& e) {
+    // Replaying up to the damage would drop acknowledged messages and hand their seqs out
+    // again: the operator decides (docs/PROTOCOL.md, petchatctl: "A damaged message store").
+    log->critical("{}", e.what());
+    log->critical(
+        "restore {} from a backup, or start once with --salvage-messages to keep what precedes the damage "
+        "(what follows it is lost; mailbox seqs jump ahead so none is reused)",
+        (data_dir / "messages").string());
+    return 1;
+  }
+  auto& messages = *message_store;
   if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");
   ws::ws_manager manager(cfg.messages.max_sessions_per_user,
                          [&messages](std::string const& user) { return messages.contacts(user); });
@@ -198,6 +241,8 @@ int run(config::node_config const& cfg, std::string const& config_source) {
                     [&manager] { return static_cast<double>(manager.sessions()); });
   metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
                     [&messages] { return static_cast<double>(messages.commits()); });
+  metrics.add_gauge("petchat_store_writes_failing", "1 while the message store refuses writes (e.g. a full disk)",
+                    [&messages] { return messages.write_error().empty() ? 0.0 : 1.0; });
   metrics.add_gauge("petchat_ack_walked_events_total",
                     "Mailbox events acknowledgements have looked at for delivery receipts since start",
                     [&messages] { return static_cast<double>(messages.ack_walked_events()); });
@@ -293,6 +338,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", o.log_format, "human or json (log.format)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error (log.level)");
   app.add_flag("--version", version, "print the version and exit");
+  bool salvage = false;
+  app.add_flag("--salvage-messages", salvage,
+               "open a message store whose write-ahead log is damaged, keeping what precedes the damage");
   app.add_flag("--init", init,
                "create the data dir and the region key if missing, print the region's public key (hex) and exit");
   try {
@@ -331,7 +379,7 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    return run(cfg, source);
+    return run(cfg, source, salvage);
   } catch (std::exception const& e) {
     log::get("node")->critical("cannot start: {}", e.what());
     return 1;

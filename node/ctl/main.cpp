@@ -158,6 +158,13 @@ void print_status(json::value const& answer) {
                                    {"data dir", field(o, "data_dir")},
                                    {"users", field(u, "total") + " (" + field(u, "disabled") + " disabled)"},
                                    {"sessions", field(s, "active") + " active"}});
+  if (auto const* m = o.if_contains("messages"); m && m->is_object()) {
+    auto const& ms = m->as_object();
+    if (field(ms, "writes") != "ok") std::cout << "message store: WRITES FAILING: " << field(ms, "write_error") << "\n";
+    if (!field(ms, "salvaged_at").empty())
+      std::cout << "message store: salvaged past a damaged write-ahead log at " << field(ms, "salvaged_at")
+                << " (what followed the damage was lost)\n";
+  }
 }
 
 void print_federation(json::value const& answer) {

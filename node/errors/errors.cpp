@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 40> table{{
+constexpr std::array<entry, 41> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -52,8 +52,9 @@ constexpr std::array<entry, 40> table{{
     {"too_many_sessions", 429},           // code::too_many_sessions
     {"slow_consumer", 503},               // code::slow_consumer
     {"too_many_connections", 503},        // code::too_many_connections
+    {"store_unavailable", 503},           // code::store_unavailable
 }};
-static_assert(static_cast<std::size_t>(code::too_many_connections) + 1 == table.size(), "one entry per code, in order");
+static_assert(static_cast<std::size_t>(code::store_unavailable) + 1 == table.size(), "one entry per code, in order");
 
 }  // namespace
 

@@ -53,6 +53,8 @@ enum class code {
   slow_consumer,
   // The gateway.
   too_many_connections,
+  // The stores.
+  store_unavailable,
 };
 
 // The stable machine code, e.g. "name_taken".

@@ -88,6 +88,19 @@ response status_answer(errors::status const& s) {
   return no_content();
 }
 
+// The message store's health: whether it takes writes, and whether it was ever opened past
+// a damaged write-ahead log (what followed the damage is lost).
+json::object messages_status(admin_api const& api) {
+  auto salvaged = api.messages.salvaged_at_ms();
+  auto failing = api.messages.write_error();
+  json::object entries;
+  for (auto const& [kind, n] : api.messages.stored_entries()) entries[kind] = n;
+  return json::object{{"writes", failing.empty() ? "ok" : "failing"},
+                      {"stored_entries", std::move(entries)},
+                      {"write_error", failing.empty() ? json::value(nullptr) : json::value(failing)},
+                      {"salvaged_at", salvaged ? json::value(rfc3339(salvaged)) : json::value(nullptr)}};
+}
+
 json::object status(admin_api const& api) {
   auto c = api.users.counts();
   auto now = format::now_ms();
@@ -98,7 +111,8 @@ json::object status(admin_api const& api) {
                       {"data_dir", api.info.data_dir},
                       {"listen", api.info.listen},
                       {"users", json::object{{"total", c.users}, {"disabled", c.disabled_users}}},
-                      {"sessions", json::object{{"active", c.active_sessions}}}};
+                      {"sessions", json::object{{"active", c.active_sessions}}},
+                      {"messages", messages_status(api)}};
 }
 
 awaitable<response> add_user(std::shared_ptr<admin_api> api, request r) {

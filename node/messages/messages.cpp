@@ -12,8 +12,11 @@
 namespace petchat::messages {
 
 message_service::message_service(config::messages_section const& options, std::string region,
-                                 std::filesystem::path const& data_dir, users::user_service& users, bool sync)
-    : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users, sync)) {}
+                                 std::filesystem::path const& data_dir, users::user_service& users, bool sync,
+                                 bool salvage)
+    : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users, sync, salvage)) {
+  if (salvage) impl_->after_salvage();
+}
 
 message_service::~message_service() = default;
 
@@ -108,7 +111,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the message could not be stored");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");
   client::accepted acc;
   acc.set_client_id(msg.client_id());
   if (st->original) {
@@ -160,8 +163,7 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
       return true;
     };
     auto outcome = co_await async::write(m.db, std::move(mutation));
-    if (outcome == store::write_outcome::failed)
-      co_return fail(code::internal, "the acknowledgement could not be stored");
+    if (outcome == store::write_outcome::failed) co_return m.write_failed("the acknowledgement could not be stored");
     m.after_commit(st->heads, st->queued);
     if (!st->more) co_return errors::ok();
   }
@@ -214,7 +216,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the read mark could not be stored");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the read mark could not be stored");
   m.after_commit(st->heads, st->queued);
   co_return errors::ok();
 }
@@ -268,7 +270,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the deletion could not be stored");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the deletion could not be stored");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::message_not_found, "no such message");
   m.after_commit(st->heads, st->queued);
   co_return errors::ok();
@@ -446,6 +448,24 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
     co_return 0;
   }
   co_return *count;
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> message_service::stored_entries() const {
+  auto& db = impl_->db;
+  return {{"mailbox", db.estimated_keys(cf::mailbox)},
+          {"messages", db.estimated_keys(cf::messages)},
+          {"history", db.estimated_keys(cf::history)},
+          {"idempotency", db.estimated_keys(cf::idempotency)},
+          {"expiry", db.estimated_keys(cf::expiry)}};
+}
+
+std::int64_t message_service::salvaged_at_ms() const {
+  auto v = impl_->db.get(cf::state, keys::salvaged_key());
+  return v ? static_cast<std::int64_t>(keys::from_be64(*v)) : 0;
+}
+
+std::string message_service::write_error() const {
+  return impl_->db.write_error();
 }
 
 std::uint64_t message_service::ack_walked_events() const {

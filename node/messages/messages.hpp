@@ -61,8 +61,10 @@ class message_service {
       std::function<void(std::string const& user_id, std::uint64_t head, std::shared_ptr<client::event const> event)>;
 
   // `sync` false skips the WAL fsync (benchmarks only: acknowledged data can be lost).
+  // Throws store::damage_error if the store's files are damaged, unless `salvage` (open
+  // with what precedes the damage; mailbox seqs then jump ahead: see after_salvage).
   message_service(config::messages_section const& options, std::string region, std::filesystem::path const& data_dir,
-                  users::user_service& users, bool sync = true);
+                  users::user_service& users, bool sync = true, bool salvage = false);
   ~message_service();
 
   void set_listener(mailbox_listener listener);  // before any traffic
@@ -115,6 +117,14 @@ class message_service {
   // Mailbox events acknowledgements have looked at for receipts so far (each at most once
   // per user, whatever the number of devices).
   std::uint64_t ack_walked_events() const;
+
+  // Estimated live entries per kind of stored record (mailbox, messages, history,
+  // idempotency, expiry), for petchatctl status: under a retention period they level off.
+  std::vector<std::pair<std::string, std::uint64_t>> stored_entries() const;
+  // When the store was last opened past a damaged write-ahead log (0: never).
+  std::int64_t salvaged_at_ms() const;
+  // Why the store refuses writes now (a full disk...), empty while it takes them.
+  std::string write_error() const;
 
   // Group commits (WAL fsyncs) done by the message store so far.
   std::uint64_t commits() const;

@@ -1,5 +1,8 @@
 #include "store/rocks/rocks.hpp"
 
+#include <cstdarg>
+#include <cstdio>
+
 #include <algorithm>
 
 #include <rocksdb/db.h>
@@ -20,6 +23,29 @@ static_assert(std::size(family_names) == static_cast<std::size_t>(cf::count_));
 
 void check(rocksdb::Status const& s, char const* what) {
   if (!s.ok()) throw rocks_error(std::string(what) + ": " + s.ToString());
+}
+
+// RocksDB's info log, forwarded to the owner's sink instead of a LOG file.
+class forwarding_logger final : public rocksdb::Logger {
+ public:
+  explicit forwarding_logger(std::function<void(int, std::string const&)> sink)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), sink_(std::move(sink)) {}
+  using rocksdb::Logger::Logv;
+  void Logv(rocksdb::InfoLogLevel level, char const* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char line[1024];
+    std::vsnprintf(line, sizeof line, format, ap);
+    sink_(static_cast<int>(level), line);
+  }
+  void Logv(char const* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap); }
+
+ private:
+  std::function<void(int, std::string const&)> sink_;
+};
+
+void to_stderr(int severity, std::string const& line) {
+  if (severity >= static_cast<int>(rocksdb::InfoLogLevel::WARN_LEVEL))
+    std::fprintf(stderr, "rocksdb: %s\n", line.c_str());
 }
 
 rocksdb::Slice slice(std::string_view s) {
@@ -153,6 +179,12 @@ rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   // Recovery after kill -9 replays the WAL: capping it (RocksDB flushes memtables to stay
   // under the cap) bounds start-up time whatever the amount of stored data.
   db_options.max_total_wal_size = 32 << 20;
+  db_options.info_log = std::make_shared<forwarding_logger>(options_.log ? options_.log : to_stderr);
+  // A torn last record is what a crash mid-write leaves (it was never acknowledged) and is
+  // dropped; damage anywhere else would lose acknowledged writes and is refused (see
+  // rocks_options::salvage).
+  db_options.wal_recovery_mode = options_.salvage ? rocksdb::WALRecoveryMode::kPointInTimeRecovery
+                                                  : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   families.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
   rocksdb::ColumnFamilyOptions family_options;
@@ -160,7 +192,11 @@ rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   for (auto name : family_names) families.emplace_back(name, family_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  check(rocksdb::DB::Open(db_options, options_.dir.string(), families, &handles, &raw), "open RocksDB");
+  auto opened = rocksdb::DB::Open(db_options, options_.dir.string(), families, &handles, &raw);
+  if (opened.IsCorruption())
+    throw damage_error("the store " + options_.dir.string() + " is damaged (" + opened.ToString() +
+                       "); it was not opened, and nothing was changed");
+  check(opened, "open RocksDB");
   db_.reset(raw);
   // handles[0] is the default family, which petchat does not use.
   db_->DestroyColumnFamilyHandle(handles[0]);
@@ -226,6 +262,12 @@ void rocks_db::scan_reverse(cf family, std::string_view from, std::string_view t
   check(it->status(), "iterate");
 }
 
+std::uint64_t rocks_db::estimated_keys(cf family) const {
+  std::uint64_t n = 0;
+  db_->GetIntProperty(cfs_[static_cast<int>(family)], rocksdb::DB::Properties::kEstimateNumKeys, &n);
+  return n;
+}
+
 void rocks_db::compact() {
   rocksdb::FlushOptions fo;
   fo.wait = true;
@@ -244,7 +286,25 @@ void rocks_db::run_writer() {
   }
 }
 
+std::string rocks_db::write_error() const {
+  std::lock_guard lock(error_mutex_);
+  return write_error_;
+}
+
 void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& state) {
+  // After a failed write RocksDB refuses every write until it is told to resume (a full
+  // disk stops it for good otherwise). Try again before this batch, once a second at most.
+  if (!write_error().empty() && std::chrono::steady_clock::now() - last_resume_ >= std::chrono::seconds(1)) {
+    last_resume_ = std::chrono::steady_clock::now();
+    auto r = db_->Resume();
+    if (!r.ok() && options_.log)
+      options_.log(static_cast<int>(rocksdb::InfoLogLevel::INFO_LEVEL), "resume: " + r.ToString());
+    if (r.ok()) {
+      std::lock_guard lock(error_mutex_);
+      write_error_.clear();
+      if (options_.log) options_.log(static_cast<int>(rocksdb::InfoLogLevel::WARN_LEVEL), "writes resumed");
+    }
+  }
   std::vector<write_outcome> outcomes(batch.size(), write_outcome::failed);
   rocks_batch view(state);
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -269,6 +329,12 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
   state.finish(s.ok());
   if (!s.ok()) {
     for (auto& o : outcomes) o = write_outcome::failed;
+    std::lock_guard lock(error_mutex_);
+    if (write_error_.empty()) {
+      write_error_ = s.ToString();
+      (options_.log ? options_.log : to_stderr)(static_cast<int>(rocksdb::InfoLogLevel::ERROR_LEVEL),
+                                                "writes are failing: " + write_error_);
+    }
   } else {
     commits_.fetch_add(1, std::memory_order_relaxed);
   }

@@ -14,12 +14,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -81,6 +83,21 @@ struct rocks_options {
   // key and read by writes again and again.
   std::vector<cf> cached{};
   std::size_t cache_entries = 200000;
+  // Where RocksDB's own log goes (severity: 0 debug .. 5 header, RocksDB's InfoLogLevel),
+  // instead of LOG files in the store's directory: one file fewer to fill a full disk,
+  // and RocksDB's writer of that file is the one that aborted the process on ENOSPC.
+  // Empty: warnings and errors go to stderr.
+  std::function<void(int severity, std::string const& line)> log{};
+  // Opening with a damaged write-ahead log: by default the open fails (damage_error), as
+  // replaying up to the damage would silently drop acknowledged writes. `salvage` opens
+  // anyway, keeping what precedes the first damaged record (RocksDB's point-in-time
+  // recovery); the caller must then make sure nothing handed out before is reused.
+  bool salvage = false;
+};
+
+// The store's files are damaged (e.g. its write-ahead log): it was not opened.
+struct damage_error : rocks_error {
+  using rocks_error::rocks_error;
 };
 
 class rocks_db {
@@ -91,7 +108,8 @@ class rocks_db {
   using done_fn = std::function<void(write_outcome)>;
   using visit_fn = std::function<bool(std::string_view key, std::string_view value)>;
 
-  // Opens (creating if needed) the database and starts the writer. Throws rocks_error.
+  // Opens (creating if needed) the database and starts the writer. Throws damage_error if
+  // its files are damaged (see rocks_options::salvage), rocks_error on other failures.
   explicit rocks_db(rocks_options options);
   ~rocks_db();  // drains queued writes, stops the writer, closes the database
   rocks_db(rocks_db const&) = delete;
@@ -112,6 +130,9 @@ class rocks_db {
   // Visits keys in [from, to) in reverse order until `fn` returns false.
   void scan_reverse(cf family, std::string_view from, std::string_view to, visit_fn const& fn) const;
 
+  // RocksDB's estimate of the live keys in `family` (exact after compact()).
+  std::uint64_t estimated_keys(cf family) const;
+
   // Flushes memtables and compacts every column family, so deleted data leaves the disk.
   void compact();
 
@@ -119,6 +140,12 @@ class rocks_db {
   void stop();
 
   std::uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
+
+  // Why writes are failing now (e.g. "IO error: No space left on device"), empty while
+  // they succeed. After a failed write the writer asks RocksDB to resume before each
+  // later batch (at most once a second), so the store recovers by itself once the cause
+  // is gone (space freed); nothing acknowledged is lost meanwhile, later writes fail.
+  std::string write_error() const;
 
  private:
   struct request {
@@ -136,7 +163,10 @@ class rocks_db {
   detail::request_queue<request> queue_;
 
   std::atomic<std::uint64_t> commits_{0};
-  std::thread writer_;  // last: starts after everything above exists
+  mutable std::mutex error_mutex_;  // guards write_error_
+  std::string write_error_;
+  std::chrono::steady_clock::time_point last_resume_{};  // writer thread only
+  std::thread writer_;                                   // last: starts after everything above exists
 };
 
 }  // namespace petchat::store

@@ -504,7 +504,11 @@ class Partitions(FederationCase):
         st = wait_status(self.node("europe"), lambda st: not st["connected"], poll=0.1)
         self.assertFalse(st["connected"])
         self.assertGreaterEqual(st["regions"][0]["outbox"], 1)
+        # The status says what is wrong at once, and blames NATS, not a region.
+        self.assertRegex(st["last_error"], r"^NATS unreachable since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", st)
         time.sleep(1.0)
+        st = fed_status(self.node("europe"))
+        self.assertTrue(st["last_error"].startswith("NATS unreachable since"), st)
         self.servers[0].start()
         expected += self.send_many(a, bob, "after", 3)
         self.assert_exactly(b, expected, timeout=30)

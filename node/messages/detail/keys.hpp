@@ -51,6 +51,10 @@ inline std::string head_key(std::string const& user) {
 inline std::string ack_key(std::string const& user, std::string const& device) {
   return "a/" + user + '\0' + device;
 }
+// state: when the store was last opened past a damaged WAL (be64 ms), if ever
+inline std::string salvaged_key() {
+  return "salvaged";
+}
 // Every mailbox event of `user` up to this seq has been looked at for DELIVERED receipts.
 inline std::string delivered_key(std::string const& user) {
   return "d/" + user;

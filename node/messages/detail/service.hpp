@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <unordered_map>
 
@@ -13,6 +14,7 @@
 #include "message_records.pb.h"
 #include "node/format/format.hpp"
 #include "node/ids/ids.hpp"
+#include "node/log/log.hpp"
 #include "node/messages/detail/body_rules.hpp"
 #include "node/messages/detail/keys.hpp"
 #include "node/messages/messages.hpp"
@@ -133,14 +135,70 @@ struct message_service::impl {
   std::unique_ptr<federation::local_store> fed_store;
 
   impl(config::messages_section const& o, std::string r, std::filesystem::path const& data_dir, users::user_service& u,
-       bool sync)
+       bool sync, bool salvage)
       : options(o),
         region(std::move(r)),
         region_hash(keys::region_hash(region)),
         users(u),
-        db(store::rocks_options{
-            .dir = data_dir / "messages", .max_batch = 1024, .sync = sync, .cached = {cf::state, cf::conversations}}),
+        db(store::rocks_options{.dir = data_dir / "messages",
+                                .max_batch = 1024,
+                                .sync = sync,
+                                .cached = {cf::state, cf::conversations},
+                                .log = rocksdb_log,
+                                .salvage = salvage}),
         limiter(o.max_per_second) {}
+
+  // RocksDB's own log, into ours: its routine chatter at debug level.
+  static void rocksdb_log(int severity, std::string const& line) {
+    static auto const logger = log::get("rocksdb");
+    if (severity <= 1)
+      logger->debug("{}", line);
+    else if (severity == 2)
+      logger->warn("{}", line);
+    else
+      logger->error("{}", line);
+  }
+
+  // After opening past a damaged write-ahead log (store::rocks_options::salvage): the
+  // mailboxes may have gone back, and seqs that devices have already seen would be handed
+  // out again for other events. Every mailbox head jumps ahead instead (a gap in the seqs
+  // is what a client can cope with), and the salvage is recorded for petchatctl status.
+  // Federation copes by itself: a destination ahead of this origin's lanes makes it start
+  // a new lane epoch (docs/FEDERATION.md).
+  void after_salvage() {
+    constexpr std::uint64_t gap = std::uint64_t(1) << 20;
+    std::vector<std::pair<std::string, std::uint64_t>> heads;
+    db.scan(cf::state, keys::head_key(""), "h0", [&](std::string_view key, std::string_view value) {
+      heads.emplace_back(std::string(key), keys::from_be64(value));
+      return true;
+    });
+    auto done = std::make_shared<std::promise<store::write_outcome>>();
+    auto outcome = done->get_future();
+    store::rocks_db::write_fn fn = [heads](store::rocks_batch& b) {
+      for (auto const& [key, head] : heads) b.put(cf::state, key, keys::be64(head + gap));
+      b.put(cf::state, keys::salvaged_key(), keys::be64(static_cast<std::uint64_t>(now_ms())));
+      return true;
+    };
+    db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
+    if (outcome.get() != store::write_outcome::committed)
+      throw store::rocks_error("salvage: the heads could not be moved");
+    log::get("messages")
+        ->error(
+            "the message store was opened past a damaged write-ahead log (--salvage-messages): whatever was written "
+            "after the damage is lost; the {} mailboxes continue {} seqs further on so that no seq is reused",
+            heads.size(), gap);
+  }
+
+  // The answer to a write the store did not take: store_unavailable while the store
+  // refuses writes (a full disk: see rocks_db::write_error), internal otherwise.
+  errors::failure write_failed(std::string const& what) const {
+    auto why = db.write_error();
+    if (why.empty()) return fail(code::internal, what);
+    auto f =
+        fail(code::store_unavailable, what + ": the node cannot store anything now (" + why + "); try again later");
+    f.retry_after_s = 5;
+    return f;
+  }
 
   keys::body_limits body_limits() const { return {options.max_text_bytes, options.max_content_bytes}; }
 
