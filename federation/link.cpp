@@ -259,7 +259,13 @@ struct link::impl {
       } else if (std::abs(wall_ms() - b.created_at_ms()) > ephemeral_max_age_ms) {
         me->count(reject_reason::stale, "live envelope from " + b.origin());
       } else if (me->on_ephemeral) {
-        me->on_ephemeral(b);
+        // A NATS thread: a failure in the node's handler (a store read) must cost this
+        // envelope, never the process.
+        try {
+          me->on_ephemeral(b);
+        } catch (std::exception const& e) {
+          me->log->error("federation: handling a live envelope from {} failed: {}", b.origin(), e.what());
+        }
       }
     }
   }
@@ -522,7 +528,13 @@ struct link::impl {
       if (r.name == dir.self()) continue;
       // In chunks that stay far below NATS's payload limit; `full` (users missing from it
       // are offline) only when one chunk holds everyone. Others expire on their own.
-      auto all = presence_snapshot(r.name);
+      federation::presence_update all;
+      try {
+        all = presence_snapshot(r.name);
+      } catch (std::exception const& e) {
+        log->error("federation: the presence snapshot for {} failed: {}", r.name, e.what());
+        continue;
+      }
       constexpr int chunk = 500;
       for (int i = 0; i < all.entries_size() || i == 0; i += chunk) {
         body b;

@@ -18,8 +18,6 @@ One class per defect:
 
 import base64
 import concurrent.futures
-import importlib.util
-import itertools
 import json
 import os
 import re
@@ -35,15 +33,13 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
-from harness import REGION, NodeTestCase  # noqa: E402
+from harness import REGION  # noqa: E402
+from test_messaging import MessagingCase, Person, message_ids  # noqa: E402
 from wsclient import WSClosed, WSTimeout, ev_message, ev_receipt, is_presence, is_typing, num, ref_of  # noqa: E402
 
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 QUIET_S = 1.0  # how long "nothing more arrives" is watched; generous for a busy machine
 WAIT_S = 20.0  # generous wait for something that should happen promptly
-
-_names = itertools.count(1)
-
 
 def poll_until(cond, timeout, interval=0.1):
     """Calls cond() outside any client lock until it is true or `timeout` passes; returns
@@ -55,10 +51,6 @@ def poll_until(cond, timeout, interval=0.1):
         if v or time.monotonic() > deadline:
             return v
         time.sleep(interval)
-
-
-def message_ids(events):
-    return [e["message"]["id"] for e in events if "message" in e]
 
 
 def id_bytes(message_id):
@@ -73,53 +65,15 @@ def id_bytes(message_id):
     return raw
 
 
-class Person:
-    """A registered user of `node` with a name unique in this process."""
-
-    def __init__(self, node, base):
-        self.node = node
-        self.name = "%s%d" % (base, next(_names))
-        node.new_user(self.name)
-        self.id = self.name + "@" + REGION
-
-    def login(self, device="phone"):
-        return self.node.new_session(self.name, device=device)
-
-
-class LiveCase(NodeTestCase):
-    """Helpers shared by the classes below. NODE_CONFIG, if not None, is the config of a
-    node shared by the class (self.node); ENCODING is the default live stream encoding."""
-
-    NODE_CONFIG = None
-    ENCODING = "json"
-    node = None
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        wsclient.pb2()  # generate the Protobuf classes once, before any test
-        if cls.NODE_CONFIG is not None:
-            cls.node = cls.start_class_node(config=cls.NODE_CONFIG)
-
-    def person(self, base, node=None):
-        return Person(node or self.node, base)
-
-    def ws(self, session, node=None, encoding=None, **kw):
-        c = wsclient.connect(node or self.node, session, encoding=encoding or self.ENCODING, **kw)
-        self.addCleanup(c.close)
-        return c
-
-    def api(self, method, path, session=None, params=None, node=None):
-        if params:
-            path += "?" + urllib.parse.urlencode(params)
-        token = session["access_token"] if isinstance(session, dict) else session
-        return (node or self.node).request(method, path, token=token)
+class LiveCase(MessagingCase):
+    """test_messaging's helpers (people, connections, REST), with history read by
+    conversation id."""
 
     def conversation_request(self, session, conversation_id, node=None, **params):
         path = "/v1/conversations/%s/messages" % urllib.parse.quote(conversation_id, safe="")
         return self.api("GET", path, session, params, node)
 
-    def history(self, session, conversation_id, node=None, **params):
+    def history(self, session, conversation_id, node=None, **params):  # by conversation id only
         r = self.conversation_request(session, conversation_id, node, **params)
         self.assertStatus(r, 200, "history of %s %s" % (conversation_id, params))
         self.assertIsInstance(r.json.get("messages"), list, r.describe())
@@ -760,7 +714,7 @@ class CorruptUserRecordTest(LiveCase):
     reads the record, and before the fix the exception aborted the process."""
 
     def corrupt_account(self, node, name):
-        import lmdb  # Debian: python3-lmdb; imported here so the other tests run without it
+        import lmdb  # Debian's python3-lmdb, installed by scripts/setup-deps
 
         path = os.path.join(node.data_dir, "users")
         data = os.path.join(path, "data.mdb")
@@ -776,8 +730,6 @@ class CorruptUserRecordTest(LiveCase):
             env.close()
 
     def test_unparseable_record_of_a_connected_user_does_not_abort_the_node(self):
-        if importlib.util.find_spec("lmdb") is None:
-            self.skipTest("python3-lmdb is not installed")
         node = self.start_node()
         alice, bob, carol = self.person("alice", node), self.person("bob", node), self.person("carol", node)
         a, b = alice.login(), bob.login()

@@ -34,7 +34,7 @@ namespace keys = detail;
 inline constexpr std::size_t message_id_bytes = 16;
 // Mailbox events one acknowledgement write looks at, at most (see message_service::ack).
 inline constexpr std::uint64_t max_ack_walk = 1024;
-// Messages one read marks at most (see mark_read).
+// History entries one read looks at, at most (see mark_read).
 inline constexpr std::size_t max_read_walk = 2000;
 
 // An event appended to a mailbox by a write, reported to the listener after the commit.
@@ -306,7 +306,7 @@ struct message_service::impl {
 
   // Marks the messages `reader` received in `conv`, up to and including `upto` (a raw id),
   // as read at `at_ms`, newest first. Reads only move forward, so the walk stops at the
-  // first message already read, and after max_read_walk messages (older ones stay unread
+  // first message already read, and after max_read_walk history entries (older ones stay unread
   // in history; the READ receipt still stands for them). Returns the messages newly
   // marked, newest first, as stored after the change.
   std::vector<records::stored_message> mark_read(store::rocks_batch& b, std::string const& conv,
@@ -314,16 +314,18 @@ struct message_service::impl {
                                                  std::int64_t at_ms) const {
     std::vector<records::stored_message> marked;
     std::size_t prefix = conv.size() + 1;
+    std::size_t visited = 0;  // the reader's own messages count too: the walk is bounded
     db.scan_reverse(cf::history, keys::history_key(conv, ""), keys::history_key(conv, upto) + '\0',
                     [&](std::string_view key, std::string_view) {
                       auto id = std::string(key.substr(prefix));
                       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+                      if (++visited > max_read_walk) return false;
                       if (!sm || sm->message().to() != reader || sm->message().from() == reader) return true;
                       if (sm->read_at_ms() != 0) return false;
                       sm->set_read_at_ms(at_ms);
                       b.put(cf::messages, id, sm->SerializeAsString());
                       marked.push_back(std::move(*sm));
-                      return marked.size() < max_read_walk;
+                      return true;
                     });
     return marked;
   }
