@@ -523,7 +523,14 @@ awaitable<void> session::dispatch(client::client_frame const& frame) {
     }
     case client::client_frame::kAck: {
       auto s = co_await svc_->messages.ack(uid, who_.device_id, frame.ack().seq());
-      if (!s) send_error(ref, s.error());
+      if (!s) {
+        send_error(ref, s.error());
+      } else if (ref != 0) {
+        client::server_frame out;
+        out.set_ref(ref);
+        out.mutable_acked()->set_seq(svc_->messages.acked(uid, who_.device_id));
+        enqueue(out);
+      }
       co_return;
     }
     case client::client_frame::kRead: {

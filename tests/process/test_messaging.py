@@ -355,8 +355,7 @@ class CoreTests:
         acc2 = A.send_message(bob.id, "second")
         m2 = acc2["message_id"]
         self.assertEqual(num(A.wait_event(ev_message(m2)), "seq"), 3)
-        A.ack(3)
-        A.sync()
+        A.ack(3, wait=True)  # durable before alice goes: her next connection resumes after it
         A.close()
         # Bob receives, acknowledges and reads while alice is offline.
         self.assertEqual(num(B.wait_event(ev_message(m2)), "seq"), 2)
@@ -401,8 +400,8 @@ class CoreTests:
         time.sleep(QUIET_S)
         self.assertEqual(B.seqs(), [3, 4, 5])
         self.assertEqual(message_ids(B.events()), ids[2:])
-        B.ack(4)
-        B.sync()
+        f = B.ack(4, wait=True)
+        self.assertEqual(num(f["acked"], "seq"), 4)
         B.close()
 
         # Without after_seq: after this device's acknowledged seq.

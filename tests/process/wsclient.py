@@ -561,8 +561,16 @@ class WSClient:
             raise AssertionError("send to %r was answered with %s, want accepted" % (to, json.dumps(f)))
         return f["accepted"]
 
-    def ack(self, seq):
-        self.send_frame({"ack": {"seq": str(seq)}})
+    def ack(self, seq, wait=False, timeout=DEFAULT_TIMEOUT_S):
+        """Acknowledges up to seq. wait=True sends a ref and waits for the `acked` answer
+        (the position is then durable); returns that frame."""
+        if not wait:
+            self.send_frame({"ack": {"seq": str(seq)}})
+            return None
+        f = self.request({"ack": {"seq": str(seq)}}, timeout)
+        if "acked" not in f:
+            raise AssertionError("ack %s was answered with %s" % (seq, json.dumps(f)))
+        return f
 
     def read(self, conversation_id, message_id, ref=None):
         frame = {"read": {"conversation_id": conversation_id, "message_id": message_id}}
