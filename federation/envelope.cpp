@@ -17,9 +17,13 @@ std::string signed_bytes(std::string_view body) {
   return out;
 }
 
+// The region part of `name@region`; empty (matching no region) for anything with no '@' or
+// more than one: "alice@america@europe" must not pass as a user of europe here while the
+// node reads it as a user of "america@europe".
 std::string_view region_of(std::string_view user_id) {
-  auto at = user_id.rfind('@');
-  return at == std::string_view::npos ? std::string_view{} : user_id.substr(at + 1);
+  auto at = user_id.find('@');
+  if (at == std::string_view::npos || user_id.find('@', at + 1) != std::string_view::npos) return {};
+  return user_id.substr(at + 1);
 }
 
 // Field checks that need nothing but the body: who may say what.

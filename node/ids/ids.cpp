@@ -13,8 +13,10 @@ bool is_valid_name(std::string_view name) noexcept {
 }
 
 std::string_view region_of(std::string_view user_id) noexcept {
+  // Same rule as federation's: a second '@' makes it no user id of any region.
   auto at = user_id.find('@');
-  return at == std::string_view::npos ? std::string_view{} : user_id.substr(at + 1);
+  if (at == std::string_view::npos || user_id.find('@', at + 1) != std::string_view::npos) return {};
+  return user_id.substr(at + 1);
 }
 
 std::optional<user_id> parse_user_id(std::string_view text, std::string_view local_region) {

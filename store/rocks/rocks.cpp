@@ -299,11 +299,6 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
     auto r = db_->Resume();
     if (!r.ok() && options_.log)
       options_.log(static_cast<int>(rocksdb::InfoLogLevel::INFO_LEVEL), "resume: " + r.ToString());
-    if (r.ok()) {
-      std::lock_guard lock(error_mutex_);
-      write_error_.clear();
-      if (options_.log) options_.log(static_cast<int>(rocksdb::InfoLogLevel::WARN_LEVEL), "writes resumed");
-    }
   }
   std::vector<write_outcome> outcomes(batch.size(), write_outcome::failed);
   rocks_batch view(state);
@@ -337,6 +332,12 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
     }
   } else {
     commits_.fetch_add(1, std::memory_order_relaxed);
+    // RocksDB may also have recovered by itself (its own retry once space is back).
+    std::lock_guard lock(error_mutex_);
+    if (!write_error_.empty()) {
+      write_error_.clear();
+      (options_.log ? options_.log : to_stderr)(static_cast<int>(rocksdb::InfoLogLevel::WARN_LEVEL), "writes resumed");
+    }
   }
   for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(outcomes[i]);
 }

@@ -460,6 +460,10 @@ class ForgedEnvelopes(FederationCase):
         typing.typing_to = bob
         pub.pub("petchat.v1.live.america.europe", envelope(pb, "europe", typing, sign=europe_sign))
         sent["foreign_user"] = 1
+        # Signed by europe, from an id that ends in "@europe" but names a user of america.
+        setattr(typing.typing, "from", "eve@america@europe")
+        pub.pub("petchat.v1.live.america.europe", envelope(pb, "europe", typing, sign=europe_sign))
+        sent["foreign_user"] += 1
         # Signed by europe, from an older epoch of its lane: a replay, whatever it says.
         pub.pub(subject, envelope(pb, "europe", body("an old epoch"), sign=europe_sign))
         sent["replayed"] = 1
