@@ -80,6 +80,68 @@ constexpr std::uint16_t close_slow_consumer = 4008;
 constexpr std::uint16_t close_too_many_sessions = 4029;
 constexpr std::uint16_t close_internal_error = 1011;
 
+// Why a live stream ended: logged and counted (petchat_ws_disconnects_total{reason}). The
+// first cause recorded wins (a violation closes the stream, and the socket ending after
+// it is not news).
+enum class end_reason : std::uint8_t {
+  client_closed,      // the client sent a close frame
+  connection_lost,    // EOF, reset or a write error without a close
+  protocol_error,     // a framing violation (1002, 1007, 1009)
+  unauthenticated,    // no or a refused authentication (4001)
+  session_ended,      // the token expired, the session was revoked or the user disabled (4001)
+  too_many_sessions,  // 4029
+  slow_consumer,      // the client stopped reading
+  idle,               // nothing received for idle_timeout
+  shutting_down,      // the node stops (1001)
+  internal_error,     // the server failed to serve it (1011)
+};
+
+char const* name(end_reason r) {
+  switch (r) {
+    case end_reason::client_closed:
+      return "client_closed";
+    case end_reason::connection_lost:
+      return "connection_lost";
+    case end_reason::protocol_error:
+      return "protocol_error";
+    case end_reason::unauthenticated:
+      return "unauthenticated";
+    case end_reason::session_ended:
+      return "session_ended";
+    case end_reason::too_many_sessions:
+      return "too_many_sessions";
+    case end_reason::slow_consumer:
+      return "slow_consumer";
+    case end_reason::idle:
+      return "idle";
+    case end_reason::shutting_down:
+      return "shutting_down";
+    case end_reason::internal_error:
+      return "internal_error";
+  }
+  return "unknown";
+}
+
+// The reason a close frame of ours gives, when no more precise one was recorded.
+end_reason reason_of_close(std::uint16_t code) {
+  switch (code) {
+    case 1001:
+      return end_reason::shutting_down;
+    case close_unauthenticated:
+      return end_reason::unauthenticated;
+    case close_too_many_sessions:
+      return end_reason::too_many_sessions;
+    case close_internal_error:
+      return end_reason::internal_error;
+    case 1002:
+    case 1007:
+    case 1009:
+      return end_reason::protocol_error;
+    default:
+      return end_reason::client_closed;
+  }
+}
+
 class session final : public ws::session_sink, public std::enable_shared_from_this<session> {
  public:
   session(std::shared_ptr<live_services> svc, tcp::socket socket, std::shared_ptr<connection_control> control,
@@ -198,6 +260,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   // Queues a close frame after whatever is queued; the writer sends it and stops.
   void close_with(std::uint16_t code_value, std::string reason) {
     if (close_code_) return;
+    ending(reason_of_close(code_value));
     close_code_ = code_value;
     close_reason_ = std::move(reason);
     kick();
@@ -240,6 +303,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   bool stalled() const { return !out_.empty() && std::chrono::steady_clock::now() - last_progress_ > stall_limit; }
   void drop_slow_consumer() {
     if (dead_) return;
+    ending(end_reason::slow_consumer);
     // Its writes are stuck, so a close frame could not get through either: drop the
     // connection.
     log::get("ws")->warn("{}: client stopped reading ({} frames queued), disconnecting slow consumer", user_id(),
@@ -275,6 +339,9 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   // passes, so the close frame is not lost to a reset, then closes the socket.
   awaitable<void> linger_and_close();
   std::string user_id() const { return who_.user_name + "@" + svc_->region; }
+  void ending(end_reason r) {
+    if (!end_reason_) end_reason_ = r;
+  }
 
   std::shared_ptr<live_services> svc_;
   tcp::socket socket_;
@@ -290,6 +357,7 @@ class session final : public ws::session_sink, public std::enable_shared_from_th
   std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
   bool dead_ = false;  // the connection is being torn down: queue nothing more
   std::optional<std::uint16_t> close_code_;
+  std::optional<end_reason> end_reason_;  // why the stream is ending, once known (see ending)
   std::string close_reason_;
   bool authenticated_ = false;
   users::principal who_;
@@ -399,6 +467,7 @@ awaitable<void> session::write_loop(std::shared_ptr<session> self) {
     if (ec) {
       // The connection is broken: close it, so the idle reader's wait ends and the
       // session finishes.
+      ending(end_reason::connection_lost);
       dead_ = true;
       writer_done_ = true;
       boost::system::error_code ignored;
@@ -468,6 +537,7 @@ void session::check_session() {
   if (silent >= idle_timeout) {
     log::get("ws")->info("{}: nothing received for {} s, disconnecting", user_id(),
                          std::chrono::duration_cast<std::chrono::seconds>(idle_timeout).count());
+    ending(end_reason::idle);
     dead_ = true;
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -476,6 +546,7 @@ void session::check_session() {
   if (silent >= idle_timeout / 2) enqueue_control(wsf::opcode::ping, "");
   auto who = svc_->users.authenticate(token_);
   if (!who) {
+    ending(end_reason::session_ended);
     send_error(0, who.error());
     close_with(close_unauthenticated, errors::name(who.error().code));
     return;
@@ -683,7 +754,10 @@ awaitable<bool> session::handle_input(std::shared_ptr<session> const& self) {
         wait_readable();  // nothing more for now: idle until the socket is readable
         co_return true;
       }
-      if (rec) break;  // EOF or reset
+      if (rec) {  // EOF or reset
+        ending(end_reason::connection_lost);
+        break;
+      }
       continue;
     }
     // A client that keeps the socket full must not hold the thread: let others run now
@@ -697,6 +771,7 @@ awaitable<bool> session::handle_input(std::shared_ptr<session> const& self) {
       break;
     }
     if (ev.what == wsf::reader::event::close) {
+      ending(end_reason::client_closed);
       close_with(ev.code == 1005 ? wsf::close_normal : ev.code, "");  // the closing handshake's answer
       break;
     }
@@ -764,6 +839,11 @@ awaitable<void> session::finish() {
   dead_ = true;
   boost::system::error_code ignored;
   socket_.close(ignored);
+  auto why = end_reason_.value_or(end_reason::connection_lost);
+  svc_->metrics.live_stream_ended(name(why));
+  bool notable = why == end_reason::slow_consumer || why == end_reason::internal_error || why == end_reason::idle;
+  log::get("ws")->log(notable ? spdlog::level::info : spdlog::level::debug, "{}: live stream ended: {}",
+                      authenticated_ ? user_id() : std::string("(unauthenticated)"), name(why));
   if (auto done = std::exchange(on_end_, nullptr)) done();
 }
 

@@ -26,6 +26,10 @@ struct registry::impl {
                                             .Help("Failed login attempts (wrong name or password)")
                                             .Register(*reg)
                                             .Add({});
+  prometheus::Family<prometheus::Counter>& disconnects = prometheus::BuildCounter()
+                                                             .Name("petchat_ws_disconnects_total")
+                                                             .Help("Live streams ended, by reason")
+                                                             .Register(*reg);
   std::mutex samplers_mutex;  // guards samplers
   std::vector<std::pair<prometheus::Gauge*, sampler>> samplers;
 };
@@ -54,6 +58,10 @@ void registry::message_accepted() {
 
 void registry::login_failed() {
   impl_->login_failures.Increment();
+}
+
+void registry::live_stream_ended(char const* reason) {
+  impl_->disconnects.Add({{"reason", reason}}).Increment();
 }
 
 void registry::add_gauge(std::string const& name, std::string const& help, sampler read) {

@@ -21,6 +21,8 @@ class registry {
   void http_request(char const* api, unsigned status);  // api: "user" or "admin"
   void message_accepted();
   void login_failed();
+  // A live stream ended, and why (petchat_ws_disconnects_total{reason}).
+  void live_stream_ended(char const* reason);
 
   // Called at every scrape to refresh a gauge: name, help, and the current value.
   using sampler = std::function<double()>;

@@ -1474,6 +1474,10 @@ class SlowConsumerTest(MessagingCase):
             if "error" in f:
                 self.assertWsError(f, "slow_consumer")
         self.assertLess(len(message_ids(slow.events())), sent + 1, "the slow consumer got everything")
+        # The end of the stream is counted with its reason (operators alert on it).
+        metrics = node.request("GET", "/metrics").raw.decode()
+        self.assertRegex(metrics, r'petchat_ws_disconnects_total\{reason="slow_consumer"\} [1-9]', metrics[-2000:])
+        self.assertRegex(metrics, r'petchat_ws_disconnects_total\{reason="client_closed"\} [1-9]')  # B0
         # Nothing is lost: it is all in bob's history (read over REST: replaying this
         # backlog through a 16-frame send queue is not the point here).
         b = bob.login("laptop")
