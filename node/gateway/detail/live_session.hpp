@@ -1,0 +1,338 @@
+// One live stream (docs/PROTOCOL.md, "Live stream"): the class behind start_websocket,
+// private to node/gateway. Its code is in three files, one per job:
+//   ws_session.cpp          the connection: handshake, reading and dispatching input, the end
+//   live_session_out.cpp    the writer: the bounded queue, pulling mailbox events and pushed
+//                           frames into it under the watermark, gathered writes
+//   live_session_frames.cpp what client frames do: authentication, session checks, dispatch
+//
+// Two coroutines share the connection's strand: the reader (authenticate, then read and
+// dispatch client frames) and the writer (the only one that writes to the socket, draining
+// a bounded queue; it runs only while there is something to write, so an idle connection
+// keeps no writer frame). Everything else reaches the session by posting to the strand:
+// mailbox news and presence/typing frames from the manager.
+#pragma once
+#include "node/gateway/detail/ws_session.hpp"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "node/format/format.hpp"
+#include "node/gateway/detail/frame_queue.hpp"
+#include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/pushed_frames.hpp"
+#include "node/gateway/detail/ws_frames.hpp"
+#include "node/ids/ids.hpp"
+#include "node/log/log.hpp"
+
+namespace petchat::gateway::detail {
+namespace live {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace wsf = ws_frames;
+using tcp = asio::ip::tcp;
+using errors::code;
+inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+inline constexpr char const* proto_subprotocol = "petchat.v1.proto";
+inline constexpr char const* json_subprotocol = "petchat.v1.json";
+inline constexpr std::size_t events_per_read = 256;
+// Sends and acks one connection may have in the commit pipeline at once; beyond it the
+// reader waits, which pushes back on the client through TCP.
+inline constexpr std::size_t max_pipelined = 64;
+// A client whose socket accepts nothing for this long while frames wait is cut off.
+inline constexpr auto stall_limit = std::chrono::seconds(5);
+// Time a new connection has to authenticate.
+inline constexpr auto auth_deadline = std::chrono::seconds(10);
+// An authenticated session re-checks its token this often (and when it expires): an
+// expired token, a revoked session or a disabled user ends the live stream too.
+inline constexpr auto session_check_every = std::chrono::seconds(5);
+// A connection that sends nothing for half this long is pinged; one silent for this long
+// is dropped.
+inline constexpr auto idle_timeout = std::chrono::seconds(300);
+// After the close frame is sent, how long the peer's close (or EOF) is waited for.
+inline constexpr auto close_linger = std::chrono::seconds(1);
+// Frames one gathered write takes from the queue.
+inline constexpr std::size_t frames_per_write = 64;
+// Client frames one session handles before letting the thread run other work.
+inline constexpr std::size_t yield_every = 64;
+// Typing frames a client may send: a sustained rate and a burst. More are dropped: typing
+// is a hint, and every one is a frame for someone else's connection.
+inline constexpr double typing_per_second = 5;
+inline constexpr double typing_burst = 10;
+
+// The per-thread read buffer (defined in ws_session.cpp).
+extern thread_local std::array<char, 16384> read_scratch;
+
+// Close codes (docs/PROTOCOL.md).
+inline constexpr std::uint16_t close_unauthenticated = 4001;
+inline constexpr std::uint16_t close_slow_consumer = 4008;
+inline constexpr std::uint16_t close_too_many_sessions = 4029;
+inline constexpr std::uint16_t close_internal_error = 1011;
+
+// Why a live stream ended: logged and counted (petchat_ws_disconnects_total{reason}). The
+// first cause recorded wins (a violation closes the stream, and the socket ending after
+// it is not news).
+enum class end_reason : std::uint8_t {
+  client_closed,      // the client sent a close frame
+  connection_lost,    // EOF, reset or a write error without a close
+  protocol_error,     // a framing violation (1002, 1007, 1009)
+  unauthenticated,    // no or a refused authentication (4001)
+  session_ended,      // the token expired, the session was revoked or the user disabled (4001)
+  too_many_sessions,  // 4029
+  slow_consumer,      // the client stopped reading
+  idle,               // nothing received for idle_timeout
+  shutting_down,      // the node stops (1001)
+  internal_error,     // the server failed to serve it (1011)
+};
+
+char const* name(end_reason r);
+// The reason a close frame of ours gives, when no more precise one was recorded.
+end_reason reason_of_close(std::uint16_t code);
+
+}  // namespace live
+
+using namespace live;
+
+class live_session final : public ws::session_sink, public std::enable_shared_from_this<live_session> {
+ public:
+  live_session(std::shared_ptr<live_services> svc, tcp::socket socket, std::shared_ptr<connection_control> control,
+               std::function<void()> on_end)
+      : svc_(std::move(svc)),
+        socket_(std::move(socket)),
+        reader_(svc_->limits.max_frame_bytes),
+        control_(std::move(control)),
+        on_end_(std::move(on_end)) {}
+
+  // -- session_sink: called from any thread; hop onto the strand.
+  void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
+      self->guarded([&] {
+        self->known_head_ = std::max(self->known_head_, head);
+        if (self->stalled()) return self->drop_slow_consumer();
+        // Up to date and with room: forward the event as is, no store read.
+        if (event && self->authenticated_ && event->seq() == self->sent_seq_ + 1 &&
+            self->out_.size() < self->watermark()) {
+          client::server_frame f;
+          *f.mutable_event() = *event;
+          self->sent_seq_ = event->seq();
+          self->enqueue(f);
+          return;
+        }
+        self->pump();
+      });
+    });
+  }
+  void on_frame(client::server_frame frame) override {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+      self->guarded([&] { self->push(std::move(f)); });
+    });
+  }
+
+  // Answers the handshake and starts reading; the session then lives on its own until
+  // the connection ends, when it calls `on_end`.
+  awaitable<void> start(std::unique_ptr<http::request<http::string_body>> upgrade);
+  // Ends the session: sends what is queued and the close frame if closing, waits for the
+  // peer's close, closes the socket and calls `on_end`. Runs once.
+  awaitable<void> finish();
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+
+ private:
+  awaitable<bool> open(std::unique_ptr<http::request<http::string_body>> upgrade);
+  // Idle: waits for the socket to be readable with no coroutine suspended (a plain
+  // handler holds the session), then runs read_input.
+  void wait_readable();
+  // Handles every complete frame the socket has, then waits again (or finishes).
+  awaitable<void> read_input(std::shared_ptr<live_session> self);
+  // read_input's loop: true if it went back to waiting, false if the session must end.
+  awaitable<bool> handle_input(std::shared_ptr<live_session> const& self);
+  // Starts the writer if frames (or a close) wait and it is not running.
+  void kick() {
+    if (writing_ || writer_done_ || dead_ || (out_.empty() && !close_code_)) return;
+    writing_ = true;
+    last_progress_ = std::chrono::steady_clock::now();  // stalls count from here, not from the last burst
+    asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
+  }
+  awaitable<void> write_loop(std::shared_ptr<live_session> self);
+  // Watchdog around each write: one the client does not take within stall_limit means it
+  // stopped reading. `write_gen_` makes a late timer for an earlier write harmless.
+  void watch_write(std::shared_ptr<live_session> const& self) {
+    auto gen = ++write_gen_;
+    stall_timer_.expires_after(stall_limit);
+    stall_timer_.async_wait([weak = std::weak_ptr<live_session>(self), gen](boost::system::error_code ec) {
+      auto s = weak.lock();
+      if (!ec && s && s->write_gen_ == gen) s->drop_slow_consumer();
+    });
+  }
+  void write_finished() {
+    ++write_gen_;
+    stall_timer_.cancel();
+  }
+  // `keep_alive` (copied into the coroutine frame) holds the session until it ends.
+  awaitable<void> run_pipelined(std::shared_ptr<live_session> /*keep_alive*/, client::client_frame frame) {
+    try {
+      co_await dispatch(frame);
+    } catch (std::exception const& e) {
+      log::get("ws")->error("{}: frame failed: {}", user_id(), e.what());
+    }
+    --pipelined_;
+  }
+  static client::client_frame resume_ack(std::uint64_t seq) {
+    client::client_frame f;
+    f.mutable_ack()->set_seq(seq);
+    return f;
+  }
+  awaitable<bool> authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref);
+  // A fresh token for the same session, sent as an `auth` frame while authenticated.
+  void reauthenticate(std::string const& token, std::uint64_t ref);
+  void schedule_session_check();
+  void check_session();
+  awaitable<void> dispatch(client::client_frame const& frame);
+  void enqueue(client::server_frame const& frame);
+  void send_error(std::uint64_t ref, errors::failure const& f) {
+    client::server_frame out;
+    out.set_ref(ref);
+    out.mutable_error()->set_code(errors::name(f.code));
+    out.mutable_error()->set_message(f.message);
+    enqueue(out);
+  }
+  // The answer to a frame that is not a client_frame. A JSON one that is still JSON gets
+  // its ref back, and a send refused for nesting its content too deep (the Protobuf JSON
+  // parser's own limit comes first) gets the same invalid_field as a binary one.
+  void send_error_for_unparsed(std::string_view json_text) {
+    auto f = errors::fail(code::malformed_frame, "the frame is not a valid client_frame");
+    auto hint = inspect_json_frame(json_text);
+    if (hint.content_depth > messages::max_content_depth)
+      f = errors::fail(
+          code::invalid_field,
+          "body.content nests objects and lists deeper than " + std::to_string(messages::max_content_depth) + " levels",
+          "body");
+    send_error(hint.ref, f);
+  }
+  // Queues a close frame after whatever is queued; the writer sends it and stops.
+  void close_with(std::uint16_t code_value, std::string reason) {
+    if (close_code_) return;
+    ending(reason_of_close(code_value));
+    close_code_ = code_value;
+    close_reason_ = std::move(reason);
+    kick();
+  }
+  // Mailbox events, then pushed frames, into the queue up to the watermark.
+  void pump();
+  // A presence or typing frame: coalesced per subject, queued as room allows.
+  void push(client::server_frame frame) {
+    if (dead_ || close_code_) return;
+    pushed_.push(std::move(frame));
+    pump();
+  }
+  // Mailbox events and pushed frames together stay under this many queued frames; the
+  // rest of the queue's capacity is for direct answers.
+  std::size_t watermark() const { return std::max<std::size_t>(1, svc_->limits.send_queue_frames / 2); }
+  // Runs a plain (non-coroutine) handler's work: a failure there (a store read, a record
+  // that cannot be parsed) ends this session with 1011, never the process.
+  template <typename Fn>
+  void guarded(Fn&& fn) {
+    try {
+      fn();
+    } catch (std::exception const& e) {
+      log::get("ws")->error("{}: live session failed: {}", user_id(), e.what());
+      send_error(0, errors::fail(code::internal, "the session failed on the server; reconnect"));
+      close_with(close_internal_error, "internal_error");
+    }
+  }
+  // True (and spends a token) if the client may send a typing frame now.
+  bool typing_allowed() {
+    auto now = std::chrono::steady_clock::now();
+    typing_tokens_ = std::min(
+        typing_burst, typing_tokens_ + std::chrono::duration<double>(now - typing_at_).count() * typing_per_second);
+    typing_at_ = now;
+    if (typing_tokens_ < 1.0) return false;
+    typing_tokens_ -= 1.0;
+    return true;
+  }
+  // True if frames are waiting and the socket has accepted none for `stall_limit`: the
+  // client has stopped reading.
+  bool stalled() const { return !out_.empty() && std::chrono::steady_clock::now() - last_progress_ > stall_limit; }
+  void drop_slow_consumer() {
+    if (dead_) return;
+    ending(end_reason::slow_consumer);
+    // Its writes are stuck, so a close frame could not get through either: drop the
+    // connection.
+    log::get("ws")->warn("{}: client stopped reading ({} frames queued), disconnecting slow consumer", user_id(),
+                         out_.size());
+    dead_ = true;
+    out_.clear();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
+  // Queues a WebSocket control frame (pong, ping) unless the session is closing.
+  void enqueue_control(wsf::opcode op, std::string_view payload) {
+    if (dead_ || close_code_) return;
+    // Bounded like every frame: a client that pings without reading the pongs is not reading.
+    if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
+    out_.push(wsf::frame(op, payload));
+    kick();
+  }
+  // Reads what the socket has now into the frame reader (never waits). Not a coroutine:
+  // the per-thread buffer is used and released within one call.
+  boost::system::error_code read_available() {
+    boost::system::error_code ec;
+    std::size_t n = socket_.read_some(asio::buffer(read_scratch), ec);
+    if (!ec) {
+      last_rx_ = std::chrono::steady_clock::now();
+      reader_.feed(std::string_view(read_scratch.data(), n));
+    }
+    return ec;
+  }
+  // Reads what the socket has (waiting for it if nothing) into the frame reader. False at
+  // EOF or on an error.
+  awaitable<bool> receive();
+  // After the close frame: reads and discards until the peer closes too or close_linger
+  // passes, so the close frame is not lost to a reset, then closes the socket.
+  awaitable<void> linger_and_close();
+  std::string user_id() const { return who_.user_name + "@" + svc_->region; }
+  void ending(end_reason r) {
+    if (!end_reason_) end_reason_ = r;
+  }
+
+  std::shared_ptr<live_services> svc_;
+  tcp::socket socket_;
+  wsf::reader reader_;  // client frames from the bytes read
+  std::shared_ptr<connection_control> control_;
+  std::function<void()> on_end_;  // called once, when the connection has ended
+  bool finishing_ = false;
+  bool binary_ = false;       // replies as Protobuf binary frames (else JSON text); set in open()
+  frame_queue out_;           // WebSocket frames waiting for the writer; bounded
+  pushed_frames pushed_;      // presence and typing waiting for room in out_, latest per subject
+  bool writing_ = false;      // the writer is running
+  bool writer_done_ = false;  // the writer sent the close frame or failed: no more writes
+  std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
+  bool dead_ = false;  // the connection is being torn down: queue nothing more
+  std::optional<std::uint16_t> close_code_;
+  std::optional<end_reason> end_reason_;  // why the stream is ending, once known (see ending)
+  std::string close_reason_;
+  bool authenticated_ = false;
+  users::principal who_;
+  std::uint64_t sent_seq_ = 0;           // newest mailbox seq queued to this device
+  std::uint64_t known_head_ = 0;         // newest mailbox seq known to exist
+  std::size_t pipelined_ = 0;            // sends/acks submitted and not yet answered
+  double typing_tokens_ = typing_burst;  // typing frames allowed now
+  std::chrono::steady_clock::time_point typing_at_ = std::chrono::steady_clock::now();  // tokens counted up to
+  asio::steady_timer stall_timer_{socket_.get_executor()};
+  asio::steady_timer auth_timer_{socket_.get_executor()};  // auth deadline, then the session checks
+  std::string token_;                                      // the access token the session runs on
+  std::uint64_t write_gen_ = 0;                            // bumped when a write starts and when it ends
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
+};
+
+}  // namespace petchat::gateway::detail

@@ -1,0 +1,165 @@
+// What the live stream's client frames do: authentication, the periodic session checks,
+// and the dispatch of every other frame to the services (see detail/live_session.hpp).
+#include "node/gateway/detail/live_session.hpp"
+
+namespace petchat::gateway::detail {
+
+awaitable<bool> live_session::authenticate(std::string const& token, std::optional<std::uint64_t> after,
+                                           std::uint64_t ref) {
+  auto who = svc_->users.authenticate(token);
+  if (!who) {
+    send_error(ref, who.error());
+    close_with(close_unauthenticated, errors::name(who.error().code));
+    co_return false;
+  }
+  who_ = who.value();
+  std::string uid = user_id();
+  auto attached = svc_->manager.attach(uid, shared_from_this());
+  if (!attached) {
+    send_error(ref, attached.error());
+    close_with(close_too_many_sessions, "too_many_sessions");
+    co_return false;
+  }
+  authenticated_ = true;
+  token_ = token;
+  schedule_session_check();
+  known_head_ = svc_->messages.mailbox_head(uid);
+  sent_seq_ = after ? std::min(*after, known_head_) : svc_->messages.acked(uid, who_.device_id);
+  // Resuming after a seq says the device has processed everything up to it: that counts
+  // as its acknowledgement, so an ack lost with a connection does not lose a DELIVERED.
+  if (after && sent_seq_ > svc_->messages.acked(uid, who_.device_id)) {
+    ++pipelined_;
+    asio::co_spawn(socket_.get_executor(), run_pipelined(shared_from_this(), resume_ack(sent_seq_)), asio::detached);
+  }
+  client::server_frame w;
+  w.set_ref(ref);
+  auto* welcome = w.mutable_welcome();
+  welcome->set_user_id(uid);
+  welcome->set_device_id(who_.device_id);
+  welcome->set_mailbox_seq(known_head_);
+  welcome->set_resume_after(sent_seq_);
+  enqueue(w);
+  // The contacts' presence streams under the watermark like a mailbox backlog: a user
+  // with thousands of contacts gets them all, at the pace the connection takes them.
+  for (auto& f : svc_->manager.presence_of_contacts(uid)) pushed_.push(std::move(f));
+  pump();
+  co_return true;
+}
+
+void live_session::schedule_session_check() {
+  auto left = std::chrono::milliseconds(std::max<std::int64_t>(0, who_.token_expires_at_ms - format::now_ms()));
+  auth_timer_.expires_after(
+      std::min<std::chrono::steady_clock::duration>(session_check_every, left + std::chrono::milliseconds(1)));
+  auth_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (auto s = weak.lock(); s && !ec) s->guarded([&] { s->check_session(); });
+  });
+}
+
+void live_session::check_session() {
+  if (dead_ || close_code_) return;
+  // Keep-alive: ping a connection that has been silent for a while; drop a dead one.
+  auto silent = std::chrono::steady_clock::now() - last_rx_;
+  if (silent >= idle_timeout) {
+    log::get("ws")->info("{}: nothing received for {} s, disconnecting", user_id(),
+                         std::chrono::duration_cast<std::chrono::seconds>(idle_timeout).count());
+    ending(end_reason::idle);
+    dead_ = true;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    return;
+  }
+  if (silent >= idle_timeout / 2) enqueue_control(wsf::opcode::ping, "");
+  auto who = svc_->users.authenticate(token_);
+  if (!who) {
+    ending(end_reason::session_ended);
+    send_error(0, who.error());
+    close_with(close_unauthenticated, errors::name(who.error().code));
+    return;
+  }
+  schedule_session_check();
+}
+
+void live_session::reauthenticate(std::string const& token, std::uint64_t ref) {
+  auto who = svc_->users.authenticate(token);
+  if (!who) return send_error(ref, who.error());  // the current token still holds until it expires
+  if (who->user_name != who_.user_name || who->device_id != who_.device_id)
+    return send_error(ref, errors::fail(code::invalid_token, "that token belongs to another session"));
+  who_ = who.value();
+  token_ = token;
+  schedule_session_check();
+  client::server_frame w;
+  w.set_ref(ref);
+  auto* welcome = w.mutable_welcome();
+  welcome->set_user_id(user_id());
+  welcome->set_device_id(who_.device_id);
+  welcome->set_mailbox_seq(known_head_);
+  welcome->set_resume_after(sent_seq_);
+  enqueue(w);
+}
+
+awaitable<void> live_session::dispatch(client::client_frame const& frame) {
+  auto ref = frame.ref();
+  std::string uid = user_id();
+  switch (frame.kind_case()) {
+    case client::client_frame::kAuth:
+      reauthenticate(frame.auth().access_token(), ref);
+      co_return;
+    case client::client_frame::kSend: {
+      auto accepted = co_await svc_->messages.send(uid, frame.send());
+      if (!accepted) {
+        send_error(ref, accepted.error());
+        co_return;
+      }
+      if (!accepted->duplicate()) svc_->metrics.message_accepted();
+      client::server_frame out;
+      out.set_ref(ref);
+      *out.mutable_accepted() = accepted.value();
+      enqueue(out);
+      co_return;
+    }
+    case client::client_frame::kAck: {
+      auto s = co_await svc_->messages.ack(uid, who_.device_id, frame.ack().seq());
+      if (!s) {
+        send_error(ref, s.error());
+      } else if (ref != 0) {
+        client::server_frame out;
+        out.set_ref(ref);
+        out.mutable_acked()->set_seq(svc_->messages.acked(uid, who_.device_id));
+        enqueue(out);
+      }
+      co_return;
+    }
+    case client::client_frame::kRead: {
+      auto s = co_await svc_->messages.read(uid, frame.read().conversation_id(), frame.read().message_id());
+      if (!s) send_error(ref, s.error());
+      co_return;
+    }
+    case client::client_frame::kTyping: {
+      if (!typing_allowed()) co_return;  // dropped: see typing_per_second
+      auto to = ids::parse_user_id(frame.typing().to(), svc_->region);
+      if (!to) {
+        send_error(ref, errors::fail(code::invalid_field, "typing.to must be a user id", "to"));
+        co_return;
+      }
+      auto conv = messages::message_service::conversation_of(uid, to->str());
+      if (!svc_->messages.is_member(uid, conv)) {
+        send_error(ref, errors::fail(code::conversation_not_found, "no conversation with " + to->str()));
+        co_return;
+      }
+      svc_->manager.relay_typing(uid, to->str(), conv, frame.typing().active());
+      co_return;
+    }
+    case client::client_frame::kPing: {
+      client::server_frame out;
+      out.set_ref(ref);
+      out.mutable_pong();
+      enqueue(out);
+      co_return;
+    }
+    default:
+      send_error(ref, errors::fail(code::unknown_frame, "the frame has no known kind"));
+      co_return;
+  }
+}
+
+}  // namespace petchat::gateway::detail
