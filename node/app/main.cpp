@@ -114,10 +114,11 @@ federation::link::ephemeral_handler remote_live_handler(ws::ws_manager& manager,
       }
       if (b.presence().full()) manager.remote_presence_full(b.origin(), online, now);
     } else if (b.has_typing()) {
+      // The same rule as for local typing, seen from the recipient's side.
       auto const& t = b.typing();
-      auto conv = messages::message_service::conversation_of(t.from(), b.typing_to());
-      if (t.conversation_id() == conv && messages.is_member(b.typing_to(), conv))
-        manager.relay_typing(t.from(), b.typing_to(), conv, t.active());
+      auto target = messages.typing_between(b.typing_to(), t.from());
+      if (target && target->conversation_id == t.conversation_id())
+        manager.relay_typing(t.from(), b.typing_to(), target->conversation_id, t.active());
     }
   };
 }

@@ -22,6 +22,12 @@ std::optional<std::size_t> utf8_length(std::string_view s) noexcept;
 // Milliseconds since the Unix epoch, from the system clock.
 std::int64_t now_ms();
 
+// URL-safe base64 without padding (RFC 4648 section 5): how ids and tokens are printed.
+std::string base64url(std::string_view raw);
+// The bytes of base64url text, or nullopt if it is not exactly that (padding, other
+// characters or trailing bits are refused).
+std::optional<std::string> from_base64url(std::string_view text);
+
 // Lower-case hex of `bytes` (keys, for people and configs).
 std::string hex(std::string_view bytes);
 

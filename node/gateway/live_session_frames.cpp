@@ -136,17 +136,12 @@ awaitable<void> live_session::dispatch(client::client_frame const& frame) {
     }
     case client::client_frame::kTyping: {
       if (!typing_allowed()) co_return;  // dropped: see typing_per_second
-      auto to = ids::parse_user_id(frame.typing().to(), svc_->region);
-      if (!to) {
-        send_error(ref, errors::fail(code::invalid_field, "typing.to must be a user id", "to"));
+      auto typing = svc_->messages.typing_between(uid, frame.typing().to());
+      if (!typing) {
+        send_error(ref, typing.error());
         co_return;
       }
-      auto conv = messages::message_service::conversation_of(uid, to->str());
-      if (!svc_->messages.is_member(uid, conv)) {
-        send_error(ref, errors::fail(code::conversation_not_found, "no conversation with " + to->str()));
-        co_return;
-      }
-      svc_->manager.relay_typing(uid, to->str(), conv, frame.typing().active());
+      svc_->manager.relay_typing(uid, typing->to, typing->conversation_id, frame.typing().active());
       co_return;
     }
     case client::client_frame::kPing: {

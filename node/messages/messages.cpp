@@ -392,6 +392,15 @@ result<client::message> message_service::get(std::string const& user, std::strin
   return *visible;
 }
 
+result<message_service::typing_target> message_service::typing_between(std::string const& from,
+                                                                       std::string const& to) const {
+  auto id = ids::parse_user_id(to, impl_->region);
+  if (!id) return fail(code::invalid_field, "typing.to must be a user id", "to");
+  auto conv = keys::direct_conversation_id(from, id->str());
+  if (!impl_->member(from, conv)) return fail(code::conversation_not_found, "no conversation with " + id->str());
+  return typing_target{id->str(), conv};
+}
+
 bool message_service::is_member(std::string const& user, std::string const& conv) const {
   return impl_->member(user, conv);
 }

@@ -98,6 +98,16 @@ class message_service {
                                history_query const& q) const;
   result<client::message> get(std::string const& user, std::string const& message_id) const;
 
+  // Whether `from` may tell `to` (a user id or a bare name of this region) that they are
+  // typing: only in a conversation they share. The recipient's full id and the
+  // conversation's id, or invalid_field (not a user id) or conversation_not_found (no
+  // conversation, also when `to` does not exist). Any thread.
+  struct typing_target {
+    std::string to;
+    std::string conversation_id;
+  };
+  result<typing_target> typing_between(std::string const& from, std::string const& to) const;
+
   // The 1:1 conversation id of two users (whether or not they have talked).
   static std::string conversation_of(std::string const& a, std::string const& b);
   bool is_member(std::string const& user, std::string const& conversation_id) const;

@@ -196,7 +196,7 @@ struct user_service::impl {
     detail::access_claims claims{device.user_name(), device.device_id(), now,
                                  now + std::int64_t(options.access_token_ttl_s) * 1000};
     return session_tokens{device.user_name(),
-                          detail::base64url(device.device_id()),
+                          format::base64url(device.device_id()),
                           detail::sign_access_token(claims, token_key),
                           options.access_token_ttl_s,
                           std::move(refresh_token),
@@ -493,7 +493,7 @@ result<principal> user_service::authenticate(std::string_view token) const {
     auto user = m.read_user(txn, v.claims.user_name);
     if (!user) return fail(code::session_revoked, "the account no longer exists");
     if (user->disabled()) return fail(code::user_disabled, "this account is disabled");
-    return principal{user->name(), detail::base64url(device->device_id()), device->device_name(),
+    return principal{user->name(), format::base64url(device->device_id()), device->device_name(),
                      v.claims.expires_at_ms};
   });
 }
@@ -610,7 +610,7 @@ std::vector<session_info> user_service::list_sessions(std::optional<std::string>
     std::vector<session_info> out;
     auto add = [&](records::device_record const& d) {
       bool expired = d.refresh_expires_at_ms() <= now_ms();
-      out.push_back(session_info{detail::base64url(d.device_id()), d.user_name(), d.device_name(), d.created_at_ms(),
+      out.push_back(session_info{format::base64url(d.device_id()), d.user_name(), d.device_name(), d.created_at_ms(),
                                  d.last_refreshed_at_ms(), d.revoked() || expired});
     };
     if (bare) {
@@ -631,7 +631,7 @@ std::vector<session_info> user_service::list_sessions(std::optional<std::string>
 
 awaitable<errors::status> user_service::revoke_session(std::string device_id_text) {
   auto& m = *impl_;
-  auto raw = detail::from_base64url(device_id_text);
+  auto raw = format::from_base64url(device_id_text);
   if (!raw || raw->size() != device_id_bytes)
     co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
   store::lmdb_env::write_fn mutation = [&m, id = *raw](store::lmdb_txn& txn) {

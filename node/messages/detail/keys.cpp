@@ -6,7 +6,7 @@
 #include <atomic>
 #include <chrono>
 
-#include "node/users/detail/tokens.hpp"
+#include "node/format/format.hpp"
 
 namespace petchat::messages::detail {
 namespace {
@@ -70,7 +70,7 @@ std::string direct_conversation_id(std::string const& a, std::string const& b) {
   unsigned char digest[16];
   crypto_generichash(digest, sizeof digest, reinterpret_cast<unsigned char const*>(joined.data()), joined.size(),
                      nullptr, 0);
-  return "d" + users::detail::base64url(std::string_view(reinterpret_cast<char const*>(digest), sizeof digest));
+  return "d" + format::base64url(std::string_view(reinterpret_cast<char const*>(digest), sizeof digest));
 }
 
 }  // namespace petchat::messages::detail

@@ -18,7 +18,6 @@
 #include "node/messages/detail/body_rules.hpp"
 #include "node/messages/detail/keys.hpp"
 #include "node/messages/messages.hpp"
-#include "node/users/detail/tokens.hpp"
 #include "store/rocks/rocks.hpp"
 
 namespace petchat::messages {
@@ -69,11 +68,11 @@ inline bool to_client_event(records::stored_event const& e, std::optional<client
 inline constexpr std::size_t max_client_id = 64;
 
 inline std::string print_id(std::string const& raw) {
-  return users::detail::base64url(raw);
+  return format::base64url(raw);
 }
 
 inline std::optional<std::string> parse_id(std::string const& printed) {
-  auto raw = users::detail::from_base64url(printed);
+  auto raw = format::from_base64url(printed);
   if (!raw || raw->size() != message_id_bytes) return std::nullopt;
   return raw;
 }

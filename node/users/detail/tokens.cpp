@@ -1,5 +1,6 @@
 #include "node/users/detail/tokens.hpp"
 
+#include "node/format/format.hpp"
 #include "user_records.pb.h"
 
 namespace petchat::users::detail {
@@ -19,26 +20,6 @@ std::string random_bytes(std::size_t n) {
   return out;
 }
 
-std::string base64url(std::string_view raw) {
-  std::string out(sodium_base64_ENCODED_LEN(raw.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<unsigned char const*>(raw.data()), raw.size(),
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-std::optional<std::string> from_base64url(std::string_view text) {
-  std::string out(text.size() * 3 / 4 + 3, '\0');
-  std::size_t len = 0;
-  char const* end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(), nullptr,
-                        &len, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      end != text.data() + text.size())
-    return std::nullopt;
-  out.resize(len);
-  return out;
-}
-
 bool equal_secret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
@@ -53,7 +34,7 @@ std::string sign_access_token(access_claims const& claims, token_key const& key)
   std::string mac(crypto_auth_hmacsha256_BYTES, '\0');
   crypto_auth_hmacsha256(reinterpret_cast<unsigned char*>(mac.data()),
                          reinterpret_cast<unsigned char const*>(payload.data()), payload.size(), key.data());
-  return std::string(access_prefix) + base64url(payload) + "." + base64url(mac);
+  return std::string(access_prefix) + format::base64url(payload) + "." + format::base64url(mac);
 }
 
 verified_token verify_access_token(std::string_view token, token_key const& key, std::int64_t now_ms) {
@@ -62,8 +43,8 @@ verified_token verify_access_token(std::string_view token, token_key const& key,
   token.remove_prefix(access_prefix.size());
   auto dot = token.find('.');
   if (dot == std::string_view::npos) return out;
-  auto payload = from_base64url(token.substr(0, dot));
-  auto mac = from_base64url(token.substr(dot + 1));
+  auto payload = format::from_base64url(token.substr(0, dot));
+  auto mac = format::from_base64url(token.substr(dot + 1));
   if (!payload || !mac || mac->size() != crypto_auth_hmacsha256_BYTES) return out;
   if (crypto_auth_hmacsha256_verify(reinterpret_cast<unsigned char const*>(mac->data()),
                                     reinterpret_cast<unsigned char const*>(payload->data()), payload->size(),
@@ -80,7 +61,8 @@ verified_token verify_access_token(std::string_view token, token_key const& key,
 
 std::pair<std::string, refresh_parts> new_refresh_token(std::string const& device_id) {
   refresh_parts parts{device_id, random_bytes(refresh_secret_bytes)};
-  std::string token = std::string(refresh_prefix) + base64url(parts.device_id) + "." + base64url(parts.secret);
+  std::string token =
+      std::string(refresh_prefix) + format::base64url(parts.device_id) + "." + format::base64url(parts.secret);
   return {std::move(token), std::move(parts)};
 }
 
@@ -89,8 +71,8 @@ std::optional<refresh_parts> parse_refresh_token(std::string_view token) {
   token.remove_prefix(refresh_prefix.size());
   auto dot = token.find('.');
   if (dot == std::string_view::npos) return std::nullopt;
-  auto device = from_base64url(token.substr(0, dot));
-  auto secret = from_base64url(token.substr(dot + 1));
+  auto device = format::from_base64url(token.substr(0, dot));
+  auto secret = format::from_base64url(token.substr(dot + 1));
   if (!device || !secret || device->size() != device_id_bytes || secret->size() != refresh_secret_bytes)
     return std::nullopt;
   return refresh_parts{std::move(*device), std::move(*secret)};

@@ -49,8 +49,6 @@ std::optional<refresh_parts> parse_refresh_token(std::string_view token);
 std::string hash_refresh_secret(std::string const& secret);
 
 std::string random_bytes(std::size_t n);
-std::string base64url(std::string_view raw);
-std::optional<std::string> from_base64url(std::string_view text);
 
 // Constant-time equality of two byte strings (false if the sizes differ).
 bool equal_secret(std::string_view a, std::string_view b);

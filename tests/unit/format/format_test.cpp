@@ -1,0 +1,42 @@
+#include "node/format/format.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using petchat::format::from_base64url;
+using petchat::format::parse_rfc3339;
+using petchat::format::rfc3339;
+
+TEST_CASE("RFC 3339: what history filters accept") {
+  CHECK(parse_rfc3339("2026-11-30T06:30:00Z") == 1796020200000);
+  CHECK(parse_rfc3339("2026-11-30T06:30:00.123Z") == 1796020200123);
+  CHECK(parse_rfc3339("2026-11-30t06:30:00.5z") == 1796020200500);
+  CHECK(parse_rfc3339("2026-11-30T07:30:00+01:00") == 1796020200000);
+  CHECK(parse_rfc3339("2026-11-30T06:30:00+00:00") == 1796020200000);
+  CHECK(parse_rfc3339("2026-11-29T22:30:00-08:00") == 1796020200000);
+  CHECK(parse_rfc3339("2024-02-29T00:00:00Z").has_value());  // a leap day
+  CHECK(parse_rfc3339("2026-11-30T06:30:00.123456789Z") == 1796020200123);
+  // What the printer writes, the parser reads back.
+  CHECK(parse_rfc3339(rfc3339(1796020200123)) == 1796020200123);
+}
+
+TEST_CASE("RFC 3339: everything else is refused") {
+  for (char const* bad :
+       {"", "2026-11-30", "2026-11-30T06:30:00", "2026-11-30T06:30Z", "2026-11-30T06:30:00.Z", "2026-01-01T00:00:nanZ",
+        "2026-01-01T-5:-9:00Z", "2026-02-31T00:00:00Z", "2025-02-29T00:00:00Z", "2026-13-01T00:00:00Z",
+        "2026-11-30T24:00:00Z", "2026-11-30T06:60:00Z", "2026-11-30T06:30:00+0100", "2026-11-30T06:30:00+24:00",
+        "2026-11-30 06:30:00Z", "+2026-11-30T06:30:00Z", "1969-12-31T23:59:59Z", "2026-11-30T06:30:00Zjunk",
+        "2026-11-30T06:30:00.1234567890Z"})
+    CHECK_MESSAGE(!parse_rfc3339(bad), bad);
+}
+
+TEST_CASE("base64url: ids and tokens round-trip; anything else is refused") {
+  std::string raw("\x00\x01\xfe\xff ids", 8);
+  auto text = petchat::format::base64url(raw);
+  CHECK(text.find_first_of("+/=") == std::string::npos);
+  CHECK(from_base64url(text) == raw);
+  CHECK(!from_base64url(text + "="));
+  CHECK(!from_base64url("a+b/"));
+  CHECK(!from_base64url("a b"));
+}
