@@ -11,6 +11,7 @@
 // keeps no writer frame). Everything else reaches the session by posting to the strand:
 // mailbox news and presence/typing frames from the manager.
 #pragma once
+
 #include "node/gateway/detail/ws_session.hpp"
 
 #include <google/protobuf/util/json_util.h>
