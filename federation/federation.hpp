@@ -27,50 +27,13 @@
 #include <vector>
 
 #include "federation.pb.h"
+#include "federation/options.hpp"
 
 namespace spdlog {
 class logger;
 }
 
 namespace petchat::federation {
-
-using public_key = std::array<std::uint8_t, 32>;
-using secret_key = std::array<std::uint8_t, 64>;
-
-// One region of the federation, as the directory (static config) describes it.
-struct region_entry {
-  std::string name;
-  // Keys envelopes of this region may be signed with. More than one while a key rotates.
-  std::vector<public_key> keys;
-  std::string url;       // public base URL clients connect to, e.g. https://eu.example.org
-  std::string location;  // optional "latitude,longitude" for nearest-region choice
-};
-
-// The [federation] config section.
-struct options {
-  std::vector<std::string> nats_urls;  // empty: federation off, the node is standalone
-  std::string jetstream_domain;        // JetStream domain of the node's own nats-server
-  std::string credentials_file;        // NATS .creds (user JWT + nkey seed)
-  std::string nkey;                    // public nkey (U...) for nkey authentication
-  std::string nkey_seed_file;          // its seed file
-  std::string user;                    // user/password authentication
-  std::string password;
-  std::string tls_ca_file;  // any of the tls_* set: TLS to NATS
-  std::string tls_cert_file;
-  std::string tls_key_file;
-  std::string subject_prefix = "petchat";
-  std::uint32_t retention_s = 7 * 24 * 3600;  // how long the inbound stream keeps traffic
-  std::uint64_t max_stream_bytes = 1ull << 30;
-  std::uint32_t publish_timeout_ms = 5000;
-  std::uint32_t reconnect_wait_ms = 1000;
-  std::uint32_t presence_interval_s = 10;  // remote presence is at most 3x this stale
-  std::uint32_t resend_after_s = 10;       // unconfirmed envelopes are sent again after this (then backing off)
-  std::string public_url;                  // this region's entry in GET /v1/regions
-  std::string location;
-  std::vector<region_entry> regions;  // the other regions
-
-  bool enabled() const { return !nats_urls.empty(); }
-};
 
 // Region name -> entry, including this region itself.
 class directory {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "federation/federation.hpp"
+#include "federation/options.hpp"
 
 namespace petchat::config {
 
