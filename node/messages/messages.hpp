@@ -3,8 +3,14 @@
 // RocksDB database `<data_dir>/messages`; every write goes through its commit pipeline,
 // so an `accepted` (or any other answer) is given only once the change is durable.
 //
-// Listeners learn of new mailbox events after they are committed (on the writer thread;
-// they must only post elsewhere), which is how the WebSocket manager pushes them out.
+// Listeners learn of new mailbox events after they are committed, which is how the
+// WebSocket manager pushes them out (see mailbox_listener for the thread).
+//
+// Threads: the awaitable operations may be started from any Asio executor (they resume
+// on it); the plain reads (`mailbox_head`, `events_after`, `history`...) may be called from
+// any thread and read committed state. Unless a function says otherwise its expected
+// failures are the errors::code values it lists, and every write can also fail with
+// `store_unavailable` (the store refuses writes, e.g. a full disk) or `internal`.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -54,9 +60,11 @@ inline constexpr std::size_t max_content_depth = 16;
 
 class message_service {
  public:
-  // Called after a commit (from the coroutine that made it) for each event appended to a
-  // mailbox: the user, the event's seq (the new head) and the event itself, or null when
-  // it is cheaper for the receiver to read it from the store.
+  // Called after a commit for each event appended to a mailbox: the user, the event's seq
+  // (the new head) and the event itself, or null when it is cheaper for the receiver to
+  // read it from the store. It runs where the write was made: in the coroutine that made
+  // a local change (on the caller's executor), and on the federation applier thread for
+  // inbound envelopes; it must only hand the news on (post), never block.
   using mailbox_listener =
       std::function<void(std::string const& user_id, std::uint64_t head, std::shared_ptr<client::event const> event)>;
 
@@ -76,26 +84,41 @@ class message_service {
   federation::local_store& enable_federation(federation::directory const& regions, std::function<void()> on_outbox);
 
   // Validates, applies the rate limit, and stores the message in both mailboxes durably.
-  // A repeated client_id returns the original acceptance with duplicate = true.
+  // A repeated client_id returns the original acceptance with duplicate = true (while the
+  // original has not expired). Errors: missing_field, invalid_field (client_id, to, the
+  // body rule), body_too_large, user_not_found, rate_limited (retry_after_s set).
   awaitable<result<client::accepted>> send(std::string from, client::send request);
 
-  // Cumulative delivery acknowledgement of `device` of `user` up to `seq`.
+  // Cumulative delivery acknowledgement of `device` of `user` up to `seq`: stores the
+  // device's position and makes the DELIVERED receipts (walking the mailbox from the
+  // user's delivered mark, in slices). Errors: invalid_field (seq beyond the head).
   awaitable<errors::status> ack(std::string user, std::string device, std::uint64_t seq);
 
-  // `user` has read `conversation_id` up to `message_id`.
+  // `user` has read `conversation_id` up to `message_id`: marks every message to the user up
+  // to it read, sends DELIVERED for the ones never acknowledged and then one READ, and a
+  // read_mark event to the user. Errors: missing_field, conversation_not_found,
+  // message_not_found.
   awaitable<errors::status> read(std::string user, std::string conversation_id, std::string message_id);
 
-  // Deletes for the caller, or (sender only, within the window) for everyone.
+  // Deletes for the caller, or (sender only, within the window) for everyone. Errors:
+  // message_not_found, not_sender, delete_window_passed.
   awaitable<errors::status> remove(std::string user, std::string message_id, bool for_everyone);
 
+  // The newest seq of `user`'s mailbox (0 if empty); `device`'s acknowledged seq (0 if
+  // none). Committed state.
   std::uint64_t mailbox_head(std::string const& user) const;
   std::uint64_t acked(std::string const& user, std::string const& device) const;
 
-  // Up to `limit` events with seq > after.
+  // Up to `limit` events with seq > after (events of expired or deleted messages skipped;
+  // `last_seq` says how far it looked).
   mailbox_read events_after(std::string const& user, std::uint64_t after, std::size_t limit) const;
 
+  // A page of a conversation's history as `user` may see it (docs/PROTOCOL.md, History).
+  // Errors: conversation_not_found, not_a_member, invalid_field (a bound that is no id).
   result<history_page> history(std::string const& user, std::string const& conversation_id,
                                history_query const& q) const;
+  // One message. Errors: message_not_found (also when expired, hidden for the caller, or
+  // not in a conversation of theirs).
   result<client::message> get(std::string const& user, std::string const& message_id) const;
 
   // Whether `from` may tell `to` (a user id or a bare name of this region) that they are
