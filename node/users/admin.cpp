@@ -1,0 +1,145 @@
+// The user service's admin operations (petchatctl, the admin API): listing, enabling and
+// disabling, passwords, deletion, sessions and counts.
+#include "node/users/detail/service.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice (a double
+// free). Every lambda handed to an awaited call is therefore first stored in a named
+// variable, and the named variable is moved in.
+
+namespace petchat::users {
+
+std::vector<profile> user_service::list_users() const {
+  auto& m = *impl_;
+  return m.env.read([&](store::lmdb_txn const& txn) {
+    std::vector<profile> out;
+    txn.for_each(m.accounts, "", [&](std::string_view, std::string_view value) {
+      records::user_record r;
+      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())) && !r.deleted()) out.push_back(to_profile(r));
+      return true;
+    });
+    return out;
+  });
+}
+
+std::size_t user_service::active_sessions_of(std::string const& name) const {
+  std::size_t n = 0;
+  for (auto const& s : list_sessions(name))
+    if (!s.revoked) ++n;
+  return n;
+}
+
+awaitable<result<profile>> user_service::set_disabled(std::string name, bool disabled) {
+  auto bare = impl_->local_name(name);
+  if (!bare) co_return fail(code::user_not_found, "no user '" + name + "'");
+  user_change change = [disabled](store::lmdb_txn&, records::user_record& u) { u.set_disabled(disabled); };
+  co_return co_await impl_->modify_user(*bare, std::move(change));
+}
+
+awaitable<result<profile>> user_service::set_password(std::string name, std::string password) {
+  auto& m = *impl_;
+  auto bare = m.local_name(name);
+  if (!bare) co_return fail(code::user_not_found, "no user '" + name + "'");
+  if (auto f = m.check_password(password)) co_return *f;
+  if (!get_profile(*bare)) co_return fail(code::user_not_found, "no user '" + name + "'");
+  auto params = m.params();
+  auto slot = m.hash_slot();
+  if (!slot) co_return m.busy();
+  auto cpu_work = [password, params] { return detail::hash_password(password, params); };
+  std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
+  slot.reset();
+  user_change change = [&m, hash, n = *bare](store::lmdb_txn& txn, records::user_record& u) {
+    u.set_password_hash(hash);
+    m.revoke_all(txn, n);
+  };
+  co_return co_await m.modify_user(*bare, std::move(change));
+}
+
+awaitable<errors::status> user_service::delete_user(std::string name) {
+  auto& m = *impl_;
+  auto bare = m.local_name(name);
+  if (!bare) co_return fail(code::user_not_found, "no user '" + name + "'");
+  store::lmdb_env::write_fn mutation = [&m, n = *bare](store::lmdb_txn& txn) {
+    if (!m.read_user(txn, n)) return false;
+    // The tombstone keeps the name (and nothing else) forever.
+    records::user_record tombstone;
+    tombstone.set_name(n);
+    tombstone.set_deleted(true);
+    txn.put(m.accounts, n, tombstone.SerializeAsString());
+    std::vector<std::string> keys;
+    txn.for_each(m.user_devices, n + '\0', [&](std::string_view key, std::string_view) {
+      keys.emplace_back(key);
+      return true;
+    });
+    for (auto const& key : keys) {
+      txn.erase(m.devices, key.substr(n.size() + 1));
+      txn.erase(m.user_devices, key);
+    }
+    return true;
+  };
+  auto outcome = co_await async::write(m.env, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be deleted");
+  if (outcome == store::write_outcome::rolled_back) co_return fail(code::user_not_found, "no user '" + name + "'");
+  co_return errors::ok();
+}
+
+std::vector<session_info> user_service::list_sessions(std::optional<std::string> user) const {
+  auto& m = *impl_;
+  std::optional<std::string> bare;
+  if (user) {
+    bare = m.local_name(*user);
+    if (!bare) return {};
+  }
+  return m.env.read([&](store::lmdb_txn const& txn) {
+    std::vector<session_info> out;
+    auto add = [&](records::device_record const& d) {
+      bool expired = d.refresh_expires_at_ms() <= now_ms();
+      out.push_back(session_info{format::base64url(d.device_id()), d.user_name(), d.device_name(), d.created_at_ms(),
+                                 d.last_refreshed_at_ms(), d.revoked() || expired});
+    };
+    if (bare) {
+      txn.for_each(m.user_devices, *bare + '\0', [&](std::string_view key, std::string_view) {
+        if (auto d = m.read_device(txn, std::string(key.substr(bare->size() + 1)))) add(*d);
+        return true;
+      });
+    } else {
+      txn.for_each(m.devices, "", [&](std::string_view, std::string_view value) {
+        records::device_record d;
+        if (d.ParseFromArray(value.data(), static_cast<int>(value.size()))) add(d);
+        return true;
+      });
+    }
+    return out;
+  });
+}
+
+awaitable<errors::status> user_service::revoke_session(std::string device_id_text) {
+  auto& m = *impl_;
+  auto raw = format::from_base64url(device_id_text);
+  if (!raw || raw->size() != device_id_bytes)
+    co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
+  store::lmdb_env::write_fn mutation = [&m, id = *raw](store::lmdb_txn& txn) {
+    auto device = m.read_device(txn, id);
+    if (!device) return false;
+    device->set_revoked(true);
+    txn.put(m.devices, id, device->SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.env, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the session could not be revoked");
+  if (outcome == store::write_outcome::rolled_back)
+    co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
+  co_return errors::ok();
+}
+
+stats user_service::counts() const {
+  stats s;
+  for (auto const& p : list_users()) {
+    s.users++;
+    if (p.disabled) s.disabled_users++;
+  }
+  for (auto const& d : list_sessions(std::nullopt))
+    if (!d.revoked) s.active_sessions++;
+  return s;
+}
+
+}  // namespace petchat::users

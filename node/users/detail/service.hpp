@@ -1,0 +1,243 @@
+// The user service's state and the helpers its translation units share (users.cpp:
+// registration, login, tokens, profiles; admin.cpp: the admin operations).
+#pragma once
+
+#include "node/users/users.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "node/async/async.hpp"
+#include "node/format/format.hpp"
+#include "node/ids/ids.hpp"
+#include "node/users/detail/login_limiter.hpp"
+#include "node/users/detail/passwords.hpp"
+#include "node/users/detail/registration_limiter.hpp"
+#include "node/users/detail/tokens.hpp"
+#include "user_records.pb.h"
+
+namespace petchat::users {
+namespace service_detail {
+
+using format::now_ms;
+
+using errors::code;
+using errors::fail;
+using errors::failure;
+
+inline constexpr std::size_t max_password_bytes = 1024;
+inline constexpr std::size_t device_id_bytes = 16;
+inline constexpr int max_retired_refresh_hashes = 16;
+
+// Counts code points of valid UTF-8 without control characters (newline allowed if
+// `multiline`); returns nullopt if the text breaks those rules.
+inline std::optional<std::size_t> text_length(std::string_view s, bool multiline) {
+  for (char c : s) {
+    auto b = static_cast<unsigned char>(c);
+    if ((b < 0x20 || b == 0x7f) && !(multiline && b == '\n')) return std::nullopt;
+  }
+  return format::utf8_length(s);
+}
+
+inline std::optional<failure> check_text(std::string const& field, std::string const& value, std::size_t min,
+                                         std::size_t max, bool multiline) {
+  auto len = text_length(value, multiline);
+  if (!len || *len < min || *len > max)
+    return fail(code::invalid_field,
+                field + " must be " + std::to_string(min) + " to " + std::to_string(max) +
+                    " characters of UTF-8 without control characters",
+                field);
+  return std::nullopt;
+}
+
+inline profile to_profile(records::user_record const& r) {
+  return profile{r.name(), r.display_name(), r.about(), r.created_at_ms(), r.disabled()};
+}
+
+using user_change = std::function<void(store::lmdb_txn&, records::user_record&)>;
+
+inline std::string device_index_key(std::string const& user, std::string const& device_id) {
+  return user + '\0' + device_id;
+}
+
+}  // namespace service_detail
+
+using namespace service_detail;
+
+struct user_service::impl {
+  config::users_section options;
+  std::string region;
+  detail::token_key token_key;
+  boost::asio::thread_pool& cpu_pool;
+  store::lmdb_env env;
+  store::lmdb_db accounts;      // name -> user_record
+  store::lmdb_db devices;       // raw device id -> device_record
+  store::lmdb_db user_devices;  // name NUL raw device id -> "" (devices of a user)
+  detail::login_limiter account_limiter;
+  detail::login_limiter address_limiter;
+  detail::registration_limiter registrations;
+  // Verified against when the user does not exist, so that an unknown name costs as much
+  // time as a wrong password and response times do not reveal which names exist.
+  std::string dummy_hash;
+
+  impl(config::users_section const& o, std::string r, config::store_section const& store,
+       std::filesystem::path const& data_dir, identity::region_identity const& id, boost::asio::thread_pool& pool)
+      : options(o),
+        region(std::move(r)),
+        token_key(id.token_key),
+        cpu_pool(pool),
+        env(store::lmdb_options{data_dir / "users", store.lmdb_initial_map_mib << 20}),
+        accounts(env.open_db("accounts")),
+        devices(env.open_db("devices")),
+        user_devices(env.open_db("user_devices")),
+        account_limiter({o.login_free_attempts, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
+        // An address may be shared by many people behind one NAT, so it has its own allowance.
+        address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
+        registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
+        dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
+
+  detail::hash_params params() const { return {options.password_hash_ops, options.password_hash_memory_kib}; }
+
+  // Bounds the argon2id work queued on the CPU pool: each hash holds its memory cost, and
+  // an unbounded queue would let a flood of logins delay everyone (and use memory).
+  std::atomic<std::size_t> hashes_in_flight{0};
+  std::size_t max_hashes_in_flight = 4 * std::max(2u, std::thread::hardware_concurrency());
+
+  struct hash_slot_release {
+    void operator()(std::atomic<std::size_t>* n) const { n->fetch_sub(1); }
+  };
+  using slot_guard = std::unique_ptr<std::atomic<std::size_t>, hash_slot_release>;
+
+  // A slot for one password hash, or an empty guard if the node is saturated.
+  slot_guard hash_slot() {
+    if (hashes_in_flight.fetch_add(1) >= max_hashes_in_flight) {
+      hashes_in_flight.fetch_sub(1);
+      return slot_guard(nullptr);
+    }
+    return slot_guard(&hashes_in_flight);
+  }
+
+  static failure busy() {
+    auto f = fail(code::rate_limited, "the node is busy checking passwords; try again shortly");
+    // (also for logins of one account or address already in flight: see login)
+    f.retry_after_s = 1;
+    return f;
+  }
+
+  // The account called `name`, if it exists (a deleted account's tombstone does not).
+  std::optional<records::user_record> read_user(store::lmdb_txn const& txn, std::string const& name) const {
+    auto raw = txn.get(accounts, name);
+    if (!raw) return std::nullopt;
+    records::user_record r;
+    if (!r.ParseFromArray(raw->data(), static_cast<int>(raw->size()))) throw std::runtime_error("corrupt user record");
+    if (r.deleted()) return std::nullopt;
+    return r;
+  }
+
+  // Inside a login's write: removes `name`'s sessions whose refresh token has expired, and
+  // ends the least recently used ones until a new one fits under max_devices_per_user.
+  // Revoked sessions stay until they expire (a replayed refresh token must still be
+  // recognised), but never more of them than the cap.
+  void make_room_for_device(store::lmdb_txn& txn, std::string const& name, std::int64_t now) {
+    std::vector<records::device_record> live, revoked;
+    std::vector<std::string> ids;
+    txn.for_each(user_devices, name + '\0', [&](std::string_view key, std::string_view) {
+      ids.emplace_back(key.substr(name.size() + 1));
+      return true;
+    });
+    auto forget = [&](std::string const& id) {
+      txn.erase(devices, id);
+      txn.erase(user_devices, device_index_key(name, id));
+    };
+    for (auto const& id : ids) {
+      auto d = read_device(txn, id);
+      if (!d || d->refresh_expires_at_ms() <= now) {
+        forget(id);
+        continue;
+      }
+      (d->revoked() ? revoked : live).push_back(std::move(*d));
+    }
+    auto least_recent_first = [](auto const& a, auto const& b) {
+      return a.last_refreshed_at_ms() < b.last_refreshed_at_ms();
+    };
+    std::sort(live.begin(), live.end(), least_recent_first);
+    std::sort(revoked.begin(), revoked.end(), least_recent_first);
+    for (std::size_t i = 0; i + options.max_devices_per_user <= live.size(); ++i) forget(live[i].device_id());
+    for (std::size_t i = 0; i + options.max_devices_per_user < revoked.size(); ++i) forget(revoked[i].device_id());
+  }
+
+  std::optional<records::device_record> read_device(store::lmdb_txn const& txn, std::string const& id) const {
+    auto raw = txn.get(devices, id);
+    if (!raw) return std::nullopt;
+    records::device_record r;
+    if (!r.ParseFromArray(raw->data(), static_cast<int>(raw->size())))
+      throw std::runtime_error("corrupt device record");
+    return r;
+  }
+
+  std::optional<failure> check_password(std::string const& password) const {
+    if (password.size() < options.password_min_length || password.size() > max_password_bytes)
+      return fail(code::weak_password,
+                  "the password must be " + std::to_string(options.password_min_length) + " to " +
+                      std::to_string(max_password_bytes) + " bytes long",
+                  "password");
+    return std::nullopt;
+  }
+
+  // Resolves a name or id of this region to a bare name.
+  std::optional<std::string> local_name(std::string const& text) const {
+    auto id = ids::parse_user_id(text, region);
+    if (!id || id->region != region) return std::nullopt;
+    return id->name;
+  }
+
+  session_tokens issue(records::device_record const& device, std::string refresh_token) const {
+    std::int64_t now = now_ms();
+    detail::access_claims claims{device.user_name(), device.device_id(), now,
+                                 now + std::int64_t(options.access_token_ttl_s) * 1000};
+    return session_tokens{device.user_name(),
+                          format::base64url(device.device_id()),
+                          detail::sign_access_token(claims, token_key),
+                          options.access_token_ttl_s,
+                          std::move(refresh_token),
+                          options.refresh_token_ttl_s};
+  }
+
+  // Runs a read-modify-write of one user record through the commit pipeline.
+  awaitable<result<profile>> modify_user(std::string name, user_change change) {
+    auto out = std::make_shared<std::optional<records::user_record>>();
+    store::lmdb_env::write_fn mutation = [this, name, change, out](store::lmdb_txn& txn) {
+      out->reset();
+      auto user = read_user(txn, name);
+      if (!user) return false;
+      change(txn, *user);
+      txn.put(accounts, name, user->SerializeAsString());
+      *out = std::move(*user);
+      return true;
+    };
+    auto outcome = co_await async::write(env, std::move(mutation));
+    if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be stored");
+    if (outcome == store::write_outcome::rolled_back || !*out)
+      co_return fail(code::user_not_found, "no user '" + name + "' in region " + region);
+    co_return to_profile(**out);
+  }
+
+  // Marks every session of `name` revoked, inside a write transaction.
+  void revoke_all(store::lmdb_txn& txn, std::string const& name) {
+    std::vector<std::string> ids;
+    txn.for_each(user_devices, name + '\0', [&](std::string_view key, std::string_view) {
+      ids.emplace_back(key.substr(name.size() + 1));
+      return true;
+    });
+    for (auto const& id : ids) {
+      auto device = read_device(txn, id);
+      if (!device || device->revoked()) continue;
+      device->set_revoked(true);
+      txn.put(devices, id, device->SerializeAsString());
+    }
+  }
+};
+
+}  // namespace petchat::users
