@@ -179,7 +179,8 @@ rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   // Recovery after kill -9 replays the WAL: capping it (RocksDB flushes memtables to stay
   // under the cap) bounds start-up time whatever the amount of stored data.
   db_options.max_total_wal_size = 32 << 20;
-  db_options.info_log = std::make_shared<forwarding_logger>(options_.log ? options_.log : to_stderr);
+  if (!options_.log) options_.log = to_stderr;  // RocksDB's lines and ours go to one sink
+  db_options.info_log = std::make_shared<forwarding_logger>(options_.log);
   // A torn last record is what a crash mid-write leaves (it was never acknowledged) and is
   // dropped; damage anywhere else would lose acknowledged writes and is refused (see
   // rocks_options::salvage).
@@ -297,8 +298,7 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
   if (!write_error().empty() && std::chrono::steady_clock::now() - last_resume_ >= std::chrono::seconds(1)) {
     last_resume_ = std::chrono::steady_clock::now();
     auto r = db_->Resume();
-    if (!r.ok() && options_.log)
-      options_.log(static_cast<int>(rocksdb::InfoLogLevel::INFO_LEVEL), "resume: " + r.ToString());
+    if (!r.ok()) options_.log(static_cast<int>(rocksdb::InfoLogLevel::INFO_LEVEL), "resume: " + r.ToString());
   }
   std::vector<write_outcome> outcomes(batch.size(), write_outcome::failed);
   rocks_batch view(state);
@@ -327,8 +327,7 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
     std::lock_guard lock(error_mutex_);
     if (write_error_.empty()) {
       write_error_ = s.ToString();
-      (options_.log ? options_.log : to_stderr)(static_cast<int>(rocksdb::InfoLogLevel::ERROR_LEVEL),
-                                                "writes are failing: " + write_error_);
+      options_.log(static_cast<int>(rocksdb::InfoLogLevel::ERROR_LEVEL), "writes are failing: " + write_error_);
     }
   } else {
     commits_.fetch_add(1, std::memory_order_relaxed);
@@ -336,7 +335,7 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
     std::lock_guard lock(error_mutex_);
     if (!write_error_.empty()) {
       write_error_.clear();
-      (options_.log ? options_.log : to_stderr)(static_cast<int>(rocksdb::InfoLogLevel::WARN_LEVEL), "writes resumed");
+      options_.log(static_cast<int>(rocksdb::InfoLogLevel::WARN_LEVEL), "writes resumed");
     }
   }
   for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(outcomes[i]);
