@@ -216,7 +216,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   }
   auto& messages = *message_store;
   if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");
-  ws::ws_manager manager(cfg.messages.max_sessions_per_user,
+  ws::ws_manager manager(cfg.messages.max_streams_per_user,
                          [&messages](std::string const& user) { return messages.contacts(user); });
   messages.set_listener([&manager](std::string const& user, std::uint64_t head, auto event) {
     manager.notify_mailbox(user, head, std::move(event));
@@ -238,8 +238,10 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
   metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
-  metrics.add_gauge("petchat_ws_sessions", "Live WebSocket sessions",
-                    [&manager] { return static_cast<double>(manager.sessions()); });
+  metrics.add_gauge("petchat_ws_streams", "Live streams (WebSocket connections)",
+                    [&manager] { return static_cast<double>(manager.streams()); });
+  metrics.add_gauge("petchat_ws_sessions", "Deprecated: petchat_ws_streams under its name before 0.2",
+                    [&manager] { return static_cast<double>(manager.streams()); });
   metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
                     [&messages] { return static_cast<double>(messages.commits()); });
   metrics.add_gauge("petchat_store_writes_failing", "1 while the message store refuses writes (e.g. a full disk)",

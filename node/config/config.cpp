@@ -135,6 +135,19 @@ std::optional<std::string> check_subject_token(std::string const& v) {
   return std::nullopt;
 }
 
+std::optional<std::string> check_jetstream_domain(std::string const& v, node_config& c) {
+  if (!v.empty())
+    if (auto why = check_subject_token(v)) return why;
+  c.federation.jetstream_domain = v;
+  return std::nullopt;
+}
+
+std::optional<std::string> check_subject_prefix(std::string const& v, node_config& c) {
+  if (auto why = check_subject_token(v)) return why;
+  c.federation.subject_prefix = v;
+  return std::nullopt;
+}
+
 std::optional<federation::public_key> parse_public_key(std::string const& hex) {
   if (hex.size() != 64) return std::nullopt;
   federation::public_key k{};
@@ -200,45 +213,88 @@ void read_regions(reader& rd, std::string const& key, toml::node const& n, feder
   }
 }
 
-load_result validate(toml::table const& root) {
-  load_result r;
-  node_config& c = r.config;
-  reader rd(r.errors);
-  auto str = [&](auto fn) { return rd.string([&c, fn](std::string const& v) { return fn(v, c); }); };
-  std::map<std::string, reader::section, std::less<>> schema{
+using schema = std::map<std::string, reader::section, std::less<>>;
+
+// A string key whose check stores it: fn(value, config) says why not, or nullopt.
+template <typename Check>
+reader::key_fn checked(reader& rd, node_config& c, Check fn) {
+  return rd.string([&c, fn](std::string const& v) { return fn(v, c); });
+}
+
+reader::section federation_keys(reader& rd, node_config& c) {
+  return {
+      {"nats_urls",
+       [&rd, &c](std::string const& key, toml::node const& n) {
+         auto const* arr = n.as_array();
+         if (!arr || arr->empty()) return rd.fail(key, n, "expected a non-empty array of nats:// or tls:// URLs");
+         for (auto&& u : *arr) {
+           auto url = u.value<std::string>();
+           if (!u.is_string() || !(url->starts_with("nats://") || url->starts_with("tls://")))
+             rd.fail(key, u, "expected a nats:// or tls:// URL");
+           else
+             c.federation.nats_urls.push_back(*url);
+         }
+       }},
+      {"jetstream_domain", checked(rd, c, check_jetstream_domain)},
+      {"credentials_file", rd.text(c.federation.credentials_file)},
+      {"nkey", rd.text(c.federation.nkey)},
+      {"nkey_seed_file", rd.text(c.federation.nkey_seed_file)},
+      {"user", rd.text(c.federation.user)},
+      {"password", rd.text(c.federation.password)},
+      {"tls_ca_file", rd.text(c.federation.tls_ca_file)},
+      {"tls_cert_file", rd.text(c.federation.tls_cert_file)},
+      {"tls_key_file", rd.text(c.federation.tls_key_file)},
+      {"subject_prefix", checked(rd, c, check_subject_prefix)},
+      {"retention_s", rd.integer(c.federation.retention_s, 60, 365 * 86400)},
+      {"max_stream_bytes", rd.integer(c.federation.max_stream_bytes, 1 << 20, std::int64_t(1) << 50)},
+      {"publish_timeout_ms", rd.integer(c.federation.publish_timeout_ms, 100, 600000)},
+      {"reconnect_wait_ms", rd.integer(c.federation.reconnect_wait_ms, 10, 600000)},
+      {"presence_interval_s", rd.integer(c.federation.presence_interval_s, 1, 3600)},
+      {"resend_after_s", rd.integer(c.federation.resend_after_s, 3, 86400)},
+      {"public_url", rd.text(c.federation.public_url)},
+      {"location", rd.text(c.federation.location)},
+      {"regions", [&rd, &c](std::string const& key, toml::node const& n) { read_regions(rd, key, n, c.federation); }}};
+}
+
+schema schema_of(reader& rd, node_config& c) {
+  return {
       {"node",
-       {{"region", str(check_region)},
-        {"data_dir", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           if (v.empty()) return "must not be empty";
-           c.node.data_dir = v;
-           return std::nullopt;
-         })},
+       {{"region", checked(rd, c, check_region)},
+        {"data_dir", checked(rd, c,
+                             [](std::string const& v, node_config& c) -> std::optional<std::string> {
+                               if (v.empty()) return "must not be empty";
+                               c.node.data_dir = v;
+                               return std::nullopt;
+                             })},
         {"threads", rd.integer(c.node.threads, 0, 256)}}},
       {"gateway",
-       {{"listen", str(check_listen)},
+       {{"listen", checked(rd, c, check_listen)},
         {"max_header_bytes", rd.integer(c.gateway.max_header_bytes, 512, 1 << 20)},
         {"max_body_bytes", rd.integer(c.gateway.max_body_bytes, 256, 64 << 20)},
         {"request_timeout_ms", rd.integer(c.gateway.request_timeout_ms, 100, 600000)},
         {"idle_timeout_ms", rd.integer(c.gateway.idle_timeout_ms, 100, 3600000)},
         {"max_connections", rd.integer(c.gateway.max_connections, 1, 10000000)},
         {"max_connections_per_address", rd.integer(c.gateway.max_connections_per_address, 1, 10000000)}}},
-      {"admin", {{"socket", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-                    if (v.size() > 100) return "socket path must be at most 100 bytes";
-                    c.admin.socket = v;
-                    return std::nullopt;
-                  })}}},
+      {"admin",
+       {{"socket", checked(rd, c,
+                           [](std::string const& v, node_config& c) -> std::optional<std::string> {
+                             if (v.size() > 100) return "socket path must be at most 100 bytes";
+                             c.admin.socket = v;
+                             return std::nullopt;
+                           })}}},
       {"users",
-       {{"registration", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           if (v == "open")
-             c.users.registration = registration_policy::open;
-           else if (v == "token")
-             c.users.registration = registration_policy::token;
-           else if (v == "closed")
-             c.users.registration = registration_policy::closed;
-           else
-             return "expected one of open, token, closed";
-           return std::nullopt;
-         })},
+       {{"registration", checked(rd, c,
+                                 [](std::string const& v, node_config& c) -> std::optional<std::string> {
+                                   if (v == "open")
+                                     c.users.registration = registration_policy::open;
+                                   else if (v == "token")
+                                     c.users.registration = registration_policy::token;
+                                   else if (v == "closed")
+                                     c.users.registration = registration_policy::closed;
+                                   else
+                                     return "expected one of open, token, closed";
+                                   return std::nullopt;
+                                 })},
         {"registration_token", rd.text(c.users.registration_token)},
         {"access_token_ttl_s", rd.integer(c.users.access_token_ttl_s, 1, 86400)},
         {"refresh_token_ttl_s", rd.integer(c.users.refresh_token_ttl_s, 60, 365 * 86400)},
@@ -261,69 +317,42 @@ load_result validate(toml::table const& root) {
         {"max_content_bytes", rd.integer(c.messages.max_content_bytes, 0, 1 << 20)},
         {"max_frame_bytes", rd.integer(c.messages.max_frame_bytes, 1024, 16 << 20)},
         {"max_per_second", rd.integer(c.messages.max_per_second, 1, 100000)},
-        {"max_sessions_per_user", rd.integer(c.messages.max_sessions_per_user, 1, 1000000)},
+        {"max_streams_per_user", rd.integer(c.messages.max_streams_per_user, 1, 1000000)},
+        {"max_sessions_per_user", rd.integer(c.messages.max_streams_per_user, 1, 1000000)},  // its name before 0.2
         {"send_queue_frames", rd.integer(c.messages.send_queue_frames, 4, 1 << 20)},
         {"delete_for_everyone_window_s", rd.integer(c.messages.delete_for_everyone_window_s, 0, 365 * 86400)},
         {"expiry_sweep_interval_ms", rd.integer(c.messages.expiry_sweep_interval_ms, 10, 3600000)}}},
-      {"log", {{"format", str(check_log_format)}, {"level", str(check_log_level)}}},
-      {"federation",
-       {{"nats_urls",
-         [&rd, &c](std::string const& key, toml::node const& n) {
-           auto const* arr = n.as_array();
-           if (!arr || arr->empty()) return rd.fail(key, n, "expected a non-empty array of nats:// or tls:// URLs");
-           for (auto&& u : *arr) {
-             auto url = u.value<std::string>();
-             if (!u.is_string() || !(url->starts_with("nats://") || url->starts_with("tls://")))
-               rd.fail(key, u, "expected a nats:// or tls:// URL");
-             else
-               c.federation.nats_urls.push_back(*url);
-           }
-         }},
-        {"jetstream_domain", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           if (!v.empty())
-             if (auto why = check_subject_token(v)) return why;
-           c.federation.jetstream_domain = v;
-           return std::nullopt;
-         })},
-        {"credentials_file", rd.text(c.federation.credentials_file)},
-        {"nkey", rd.text(c.federation.nkey)},
-        {"nkey_seed_file", rd.text(c.federation.nkey_seed_file)},
-        {"user", rd.text(c.federation.user)},
-        {"password", rd.text(c.federation.password)},
-        {"tls_ca_file", rd.text(c.federation.tls_ca_file)},
-        {"tls_cert_file", rd.text(c.federation.tls_cert_file)},
-        {"tls_key_file", rd.text(c.federation.tls_key_file)},
-        {"subject_prefix", str([](std::string const& v, node_config& c) -> std::optional<std::string> {
-           if (auto why = check_subject_token(v)) return why;
-           c.federation.subject_prefix = v;
-           return std::nullopt;
-         })},
-        {"retention_s", rd.integer(c.federation.retention_s, 60, 365 * 86400)},
-        {"max_stream_bytes", rd.integer(c.federation.max_stream_bytes, 1 << 20, std::int64_t(1) << 50)},
-        {"publish_timeout_ms", rd.integer(c.federation.publish_timeout_ms, 100, 600000)},
-        {"reconnect_wait_ms", rd.integer(c.federation.reconnect_wait_ms, 10, 600000)},
-        {"presence_interval_s", rd.integer(c.federation.presence_interval_s, 1, 3600)},
-        {"resend_after_s", rd.integer(c.federation.resend_after_s, 3, 86400)},
-        {"public_url", rd.text(c.federation.public_url)},
-        {"location", rd.text(c.federation.location)},
-        {"regions",
-         [&rd, &c](std::string const& key, toml::node const& n) { read_regions(rd, key, n, c.federation); }}}},
+      {"log", {{"format", checked(rd, c, check_log_format)}, {"level", checked(rd, c, check_log_level)}}},
+      {"federation", federation_keys(rd, c)},
   };
-  rd.walk(root, schema);
+}
+
+// Rules that span keys.
+void check_combinations(toml::table const& root, node_config const& c, std::vector<std::string>& errors) {
+  if (auto const* m = root["messages"].as_table();
+      m && m->contains("max_streams_per_user") && m->contains("max_sessions_per_user"))
+    errors.push_back("messages.max_sessions_per_user: the old name of messages.max_streams_per_user; set only one");
   if (c.users.registration == registration_policy::token && c.users.registration_token.size() < 16)
-    r.errors.push_back("users.registration_token: must be at least 16 characters when users.registration = \"token\"");
+    errors.push_back("users.registration_token: must be at least 16 characters when users.registration = \"token\"");
   if (c.federation.enabled() && check_subject_token(c.node.region))
-    r.errors.push_back(
+    errors.push_back(
         "node.region: a federated region's name is part of NATS subjects and stream names: use only "
         "a-z 0-9 _ - (no dots)");
   if (!c.federation.enabled() && !c.federation.regions.empty())
-    r.errors.push_back("federation.regions: listed, but federation.nats_urls is not set");
+    errors.push_back("federation.regions: listed, but federation.nats_urls is not set");
   if ((c.federation.tls_cert_file.empty()) != (c.federation.tls_key_file.empty()))
-    r.errors.push_back("federation.tls_cert_file and federation.tls_key_file: set both or neither");
+    errors.push_back("federation.tls_cert_file and federation.tls_key_file: set both or neither");
   if (c.federation.nkey.empty() != c.federation.nkey_seed_file.empty())
-    r.errors.push_back("federation.nkey and federation.nkey_seed_file: set both or neither");
+    errors.push_back("federation.nkey and federation.nkey_seed_file: set both or neither");
   if (c.users.login_backoff_max_ms < c.users.login_backoff_initial_ms)
-    r.errors.push_back("users.login_backoff_max_ms: must not be less than users.login_backoff_initial_ms");
+    errors.push_back("users.login_backoff_max_ms: must not be less than users.login_backoff_initial_ms");
+}
+
+load_result validate(toml::table const& root) {
+  load_result r;
+  reader rd(r.errors);
+  rd.walk(root, schema_of(rd, r.config));
+  check_combinations(root, r.config, r.errors);
   return r;
 }
 

@@ -73,7 +73,7 @@ struct messages_section {
   std::size_t max_content_bytes = 16384;       // body.content, serialized
   std::size_t max_frame_bytes = 65536;         // one WebSocket frame from a client
   std::uint32_t max_per_second = 50;           // sends per user (burst: twice as many)
-  std::uint32_t max_sessions_per_user = 10;    // live WebSocket connections per user
+  std::uint32_t max_streams_per_user = 10;     // live streams (WebSocket connections) per user
   std::size_t send_queue_frames = 1024;        // frames queued to one client before it is cut off
   std::uint32_t delete_for_everyone_window_s = 3600;
   std::uint32_t expiry_sweep_interval_ms = 1000;

@@ -49,7 +49,7 @@ enum class code {
   unknown_frame,
   frame_too_large,
   not_authenticated,
-  too_many_sessions,
+  too_many_streams,
   slow_consumer,
   // The gateway.
   too_many_connections,

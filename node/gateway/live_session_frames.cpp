@@ -17,7 +17,7 @@ awaitable<bool> live_session::authenticate(std::string const& token, std::option
   auto attached = svc_->manager.attach(uid, shared_from_this());
   if (!attached) {
     send_error(ref, attached.error());
-    close_with(close_too_many_sessions, "too_many_sessions");
+    close_with(close_too_many_streams, "too_many_streams");
     co_return false;
   }
   authenticated_ = true;

@@ -18,8 +18,8 @@ char const* name(end_reason r) {
       return "unauthenticated";
     case end_reason::session_ended:
       return "session_ended";
-    case end_reason::too_many_sessions:
-      return "too_many_sessions";
+    case end_reason::too_many_streams:
+      return "too_many_streams";
     case end_reason::slow_consumer:
       return "slow_consumer";
     case end_reason::idle:
@@ -38,8 +38,8 @@ end_reason reason_of_close(std::uint16_t code) {
       return end_reason::shutting_down;
     case close_unauthenticated:
       return end_reason::unauthenticated;
-    case close_too_many_sessions:
-      return end_reason::too_many_sessions;
+    case close_too_many_streams:
+      return end_reason::too_many_streams;
     case close_internal_error:
       return end_reason::internal_error;
     case 1002:

@@ -1,10 +1,27 @@
 // The user service: accounts, argon2id credentials, devices (sessions), access and
-// refresh tokens, profiles, and the login rate limit. It owns the LMDB environment
-// `<data_dir>/users`; every write goes through that environment's commit pipeline, and
-// every password hash runs on the CPU pool, so no call here blocks an I/O thread.
+// refresh tokens, profiles, and the login and registration rate limits. It owns the LMDB
+// environment `<data_dir>/users`; every write goes through that environment's commit
+// pipeline (one writer thread, group commits), so a write is answered once it is durable.
 //
-// Expected failures are returned as errors::failure values with the codes listed in
-// docs/PROTOCOL.md.
+// Threads: everything but the constructor, the destructor and stop() may be called
+// concurrently from any thread (the limiters lock; each read takes its own LMDB read
+// transaction). The awaitable operations may be started from any Asio executor and resume
+// on it; beyond a short LMDB read they never block it: argon2id runs on `cpu_pool` (4
+// hashes per core in flight, at least 8; beyond that rate_limited) and commits are awaited.
+// The plain calls read on the calling thread and never wait for the writer, only briefly
+// for a map resize, which itself waits for the reads in progress (a long scan then stalls
+// every new read). list_users, counts and list_sessions(nullopt) scan whole tables: keep
+// them off the I/O threads. Blocking: the constructor (one argon2id hash) and stop().
+//
+// Callers: the chat API and the live stream (node/gateway, on each connection's strand),
+// the admin API (the admin socket's connections on the same I/O threads; its list and
+// status scans on the CPU pool), and the message service (get_profile, on the caller's
+// strand and, for inbound federated messages, on the message store's writer thread).
+//
+// Expected failures are errors::failure values with the errors::code each call lists
+// (wire names in docs/PROTOCOL.md); a write the store does not commit (e.g. after stop())
+// is `internal`. A damaged store is no expected failure: reads throw (std::runtime_error,
+// store::lmdb_error).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -73,58 +90,114 @@ struct profile_update {
 
 class user_service {
  public:
-  // Opens `<data_dir>/users`. Throws on start-up failure.
+  // Opens (creating, mode 0700) `<data_dir>/users` and starts its writer thread, then
+  // makes the dummy hash with one argon2id run on the calling thread: start-up only. Throws
+  // store::lmdb_error, std::filesystem::filesystem_error, or std::runtime_error (argon2id
+  // out of memory). `cpu_pool` runs the password hashes; it must outlive every pending call.
   user_service(config::users_section const& options, std::string region, config::store_section const& store,
                std::filesystem::path const& data_dir, identity::region_identity const& identity,
                boost::asio::thread_pool& cpu_pool);
-  ~user_service();
+  ~user_service();  // stop(), then closes the store; no call may be in flight
 
+  // This node's region; constant. Any thread.
   std::string const& region() const;
 
-  // Self-registration subject to the registration policy and to
-  // users.max_registrations_per_address for `client_address`; `by_admin` bypasses both.
+  // Self-registration subject to users.registration (open, token, closed) and to
+  // users.max_registrations_per_address for `client_address` (a slot is taken up front and
+  // given back unless an account is created); `by_admin` bypasses both. The password is
+  // hashed on the CPU pool, then the account written.
   // Errors: registration_closed, invalid_registration_token, invalid_name, weak_password,
   // invalid_field (display_name), name_taken (also for the name of a deleted account:
   // names are never reused), rate_limited (the address's allowance, or the node is busy
-  // hashing; retry_after_s set), internal. Any I/O thread.
+  // hashing; retry_after_s set), internal. Any executor.
   awaitable<result<profile>> register_user(std::string name, std::string password,
                                            std::optional<std::string> display_name, std::string registration_token,
                                            bool by_admin, std::string client_address);
 
   // `name` is a bare name or `name@region`; `client_address` keys the per-address limit.
-  // A failed password counts against the account and the address; a correct one never
-  // does. The new device is the user's newest: expired sessions of the user are pruned,
-  // and beyond users.max_devices_per_user the least recently used one is ended.
-  // Errors: invalid_field, invalid_credentials, user_disabled, rate_limited (back-off after
-  // failures, or busy; retry_after_s set), internal. Any I/O thread.
+  // Every attempt costs one argon2id verify on the CPU pool, also for an unknown, deleted
+  // or malformed name (which answers invalid_credentials, never invalid_name). A failed one
+  // counts against the address and a well-formed local name; a correct one never does.
+  // The new device is the user's newest: expired sessions of the user are pruned, and
+  // beyond users.max_devices_per_user the least recently used one is ended (forgotten).
+  // Errors: invalid_field (device_name), invalid_credentials (also when the account is
+  // deleted or disabled while the password is checked), user_disabled (only after a correct
+  // password), rate_limited (back-off after failures, too many attempts in flight, or busy;
+  // retry_after_s set), internal. Any executor.
   awaitable<result<session_tokens>> login(std::string name, std::string password, std::string device_name,
                                           std::string client_address);
 
+  // New access and refresh tokens for the session; the presented refresh token is retired
+  // (the last 16 are kept). A retired token coming back means it was copied: the session is
+  // revoked (durably) and the answer is refresh_token_reused. One LMDB write; no argon2id,
+  // no rate limit. Errors: invalid_refresh_token (malformed, unknown, expired, or its
+  // session forgotten, e.g. by delete_user), session_revoked (the session was revoked,
+  // whichever token is presented), user_disabled, refresh_token_reused, internal.
+  // Any executor.
   awaitable<result<session_tokens>> refresh(std::string refresh_token);
 
-  // Checks an access token: signature, expiry, then (fresh from the store) that the
-  // session is not revoked and the user not disabled. Cheap: one HMAC and one LMDB read.
+  // Checks an access token: format and signature, expiry, then (fresh from the store) that
+  // the session exists and is not revoked and the user not disabled. Cheap: one HMAC and
+  // one LMDB read transaction, on the calling thread. Errors: invalid_token (malformed or
+  // bad signature), token_expired (checked before the store), session_revoked (revoked or
+  // forgotten session, or deleted account), user_disabled. Any thread.
   result<principal> authenticate(std::string_view access_token) const;
 
+  // Revokes the caller's session (revoke_session of who.device_id). Errors:
+  // session_not_found (the session was forgotten meanwhile), internal. Any executor.
   awaitable<errors::status> logout(principal who);
 
+  // A user of this region by bare name or `name@region`; disabled users are found
+  // (disabled = true), deleted ones are not. Errors: user_not_found (also for a malformed
+  // name or another region's user). Any thread: one LMDB read transaction.
   result<profile> get_profile(std::string const& name) const;
+  // Sets the fields present. `name` is a bare name (the caller's principal), not resolved.
+  // Errors: invalid_field (display_name: 1 to 64 characters; about: 0 to 280, newlines
+  // allowed; UTF-8 without control characters), user_not_found, internal. Any executor.
   awaitable<result<profile>> update_profile(std::string name, profile_update update);
 
-  // Admin operations.
+  // Admin operations (node/gateway/admin_api.cpp). A `name` or `user` here is a bare name
+  // or `name@region` of this region.
+
+  // Every account not deleted (disabled ones too), in name order. A whole-table scan on
+  // the calling thread (the admin API runs it on the CPU pool). No errors.
   std::vector<profile> list_users() const;
+  // How many of the user's sessions are neither revoked nor expired (0 for an unknown
+  // name). Scans that user's sessions on the calling thread. No errors.
   std::size_t active_sessions_of(std::string const& name) const;
+  // Disables or enables an account (idempotent). Sessions are kept, but while it is
+  // disabled authenticate and refresh answer user_disabled (and login, after a correct
+  // password); enabling it again lets the sessions neither revoked nor expired work again.
+  // Errors: user_not_found, internal. Any executor.
   awaitable<result<profile>> set_disabled(std::string name, bool disabled);
-  awaitable<result<profile>> set_password(std::string name, std::string password);  // revokes all sessions
-  // Deletes an account for good: its sessions end at once, its profile and credentials
-  // are erased, and the name stays taken forever (a tombstone), so nobody can register it
-  // and inherit what others sent to it. Errors: user_not_found, internal.
+  // Replaces the password (argon2id on the CPU pool) and revokes all the user's sessions
+  // in the same commit. Errors: user_not_found, weak_password, rate_limited (the node is
+  // busy hashing; retry_after_s set), internal. Any executor.
+  awaitable<result<profile>> set_password(std::string name, std::string password);
+  // Deletes an account for good: its sessions are forgotten at once (authenticate answers
+  // session_revoked; an open live stream ends at its next session check), its profile and
+  // credentials are erased, and the name stays taken forever (a tombstone), so nobody can
+  // register it and inherit what others sent to it. The message store is not touched.
+  // Errors: user_not_found (also when already deleted), internal. Any executor.
   awaitable<errors::status> delete_user(std::string name);
+  // The sessions of `user`, or of everyone if nullopt (a whole-table scan on the calling
+  // thread); none for an unknown name. A session is listed until a login of the user
+  // prunes it (expired, or revoked beyond the device cap); `revoked` is also true once it
+  // has expired. No errors.
   std::vector<session_info> list_sessions(std::optional<std::string> user) const;
+  // Revokes a session by its base64url device id; revoking a revoked one succeeds. Its
+  // record stays (see list_sessions), so refresh answers session_revoked, not
+  // invalid_refresh_token. Errors: session_not_found (malformed id, or no such session),
+  // internal. Any executor.
   awaitable<errors::status> revoke_session(std::string device_id);
+  // Users, disabled users and active sessions (neither revoked nor expired): two
+  // whole-table scans in separate read transactions (not one snapshot), on the calling
+  // thread (the admin API runs it on the CPU pool). No errors.
   stats counts() const;
 
-  // Finishes queued writes and closes the store.
+  // Finishes queued writes and joins the writer thread (blocks). Idempotent. Writes after
+  // it fail with internal; reads work until destruction. petchat-node calls it once its
+  // I/O threads and CPU pool have stopped.
   void stop();
 
  private:

@@ -24,19 +24,19 @@ client::server_frame presence_frame(std::string const& user, bool online, std::i
 
 }  // namespace
 
-ws_manager::ws_manager(std::size_t max_sessions_per_user,
+ws_manager::ws_manager(std::size_t max_streams_per_user,
                        std::function<std::vector<std::string>(std::string const&)> contacts_of)
-    : max_sessions_(max_sessions_per_user), contacts_of_(std::move(contacts_of)) {}
+    : max_streams_(max_streams_per_user), contacts_of_(std::move(contacts_of)) {}
 
-errors::status ws_manager::attach(std::string const& user, std::shared_ptr<session_sink> const& sink) {
+errors::status ws_manager::attach(std::string const& user, std::shared_ptr<stream_sink> const& sink) {
   bool first = false;
   {
     std::lock_guard lock(mutex_);
-    auto& list = sessions_[user];
+    auto& list = streams_[user];
     std::erase_if(list, [](auto const& w) { return w.expired(); });
-    if (list.size() >= max_sessions_)
-      return errors::fail(errors::code::too_many_sessions,
-                          "at most " + std::to_string(max_sessions_) + " connections per user");
+    if (list.size() >= max_streams_)
+      return errors::fail(errors::code::too_many_streams,
+                          "at most " + std::to_string(max_streams_) + " connections per user");
     first = list.empty();
     list.push_back(sink);
   }
@@ -44,19 +44,19 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<sessi
   return errors::ok();
 }
 
-void ws_manager::detach(std::string const& user, session_sink const* sink) {
+void ws_manager::detach(std::string const& user, stream_sink const* sink) {
   bool last = false;
   std::int64_t at = now_ms();
   {
     std::lock_guard lock(mutex_);
-    auto it = sessions_.find(user);
-    if (it == sessions_.end()) return;
+    auto it = streams_.find(user);
+    if (it == streams_.end()) return;
     std::erase_if(it->second, [&](auto const& w) {
       auto s = w.lock();
       return !s || s.get() == sink;
     });
     if (it->second.empty()) {
-      sessions_.erase(it);
+      streams_.erase(it);
       last_seen_[user] = at;
       last = true;
     }
@@ -64,11 +64,11 @@ void ws_manager::detach(std::string const& user, session_sink const* sink) {
   if (last) broadcast_presence(user, false, at);
 }
 
-std::vector<std::shared_ptr<session_sink>> ws_manager::sinks_of(std::string const& user) const {
-  std::vector<std::shared_ptr<session_sink>> out;
+std::vector<std::shared_ptr<stream_sink>> ws_manager::sinks_of(std::string const& user) const {
+  std::vector<std::shared_ptr<stream_sink>> out;
   std::lock_guard lock(mutex_);
-  auto it = sessions_.find(user);
-  if (it == sessions_.end()) return out;
+  auto it = streams_.find(user);
+  if (it == streams_.end()) return out;
   for (auto const& w : it->second)
     if (auto s = w.lock()) out.push_back(std::move(s));
   return out;
@@ -100,7 +100,7 @@ presence_info ws_manager::presence(std::string const& user) const {
     p.last_seen_ms = r->second.online ? (current ? 0 : r->second.valid_until_ms) : r->second.last_seen_ms;
     return p;
   }
-  p.online = sessions_.count(user) > 0;
+  p.online = streams_.count(user) > 0;
   if (auto it = last_seen_.find(user); it != last_seen_.end()) p.last_seen_ms = it->second;
   return p;
 }
@@ -191,7 +191,7 @@ std::vector<std::string> ws_manager::online_with_contacts_in(std::string const& 
   std::vector<std::string> users;
   {
     std::lock_guard lock(mutex_);
-    for (auto const& [u, list] : sessions_)
+    for (auto const& [u, list] : streams_)
       if (!list.empty()) users.push_back(u);
   }
   std::vector<std::string> out;
@@ -203,10 +203,10 @@ std::vector<std::string> ws_manager::online_with_contacts_in(std::string const& 
   return out;
 }
 
-std::size_t ws_manager::sessions() const {
+std::size_t ws_manager::streams() const {
   std::lock_guard lock(mutex_);
   std::size_t n = 0;
-  for (auto const& [u, list] : sessions_) n += list.size();
+  for (auto const& [u, list] : streams_) n += list.size();
   return n;
 }
 

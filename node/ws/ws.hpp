@@ -1,6 +1,6 @@
-// The WebSocket manager: who is connected (user -> device -> live sessions), fan-out of
-// mailbox news and of frames to a user's sessions, presence (online / offline with
-// last-seen) and typing relay. It knows sessions only through `session_sink`, so it has no
+// The WebSocket manager: who is connected (user -> device -> live streams), fan-out of
+// mailbox news and of frames to a user's streams, presence (online / offline with
+// last-seen) and typing relay. It knows streams only through `stream_sink`, so it has no
 // WebSocket or Beast code; node/gateway implements the sinks.
 //
 // Thread-safety: every method may be called from any thread. The registry is guarded by
@@ -23,9 +23,9 @@ namespace petchat::ws {
 
 // One live connection, as the manager sees it. Implementations post to their own strand
 // and return at once.
-class session_sink {
+class stream_sink {
  public:
-  virtual ~session_sink() = default;
+  virtual ~stream_sink() = default;
   // The user's mailbox has events up to `head`; `event` is the one at `head` if known.
   virtual void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) = 0;
   // A frame that is not a mailbox event (presence, typing).
@@ -51,16 +51,16 @@ struct remote_hooks {
 class ws_manager {
  public:
   // `contacts_of(user)` lists the users who may see `user`'s presence.
-  ws_manager(std::size_t max_sessions_per_user,
+  ws_manager(std::size_t max_streams_per_user,
              std::function<std::vector<std::string>(std::string const&)> contacts_of);
 
-  // Registers a session. too_many_sessions if the user is at the limit. When it is the
-  // user's first session, their contacts are told they are online.
-  errors::status attach(std::string const& user, std::shared_ptr<session_sink> const& sink);
-  // Forgets a session; when it was the user's last, contacts are told they are offline.
-  void detach(std::string const& user, session_sink const* sink);
+  // Registers a live stream. too_many_streams if the user is at the limit. When it is the
+  // user's first stream, their contacts are told they are online.
+  errors::status attach(std::string const& user, std::shared_ptr<stream_sink> const& sink);
+  // Forgets a stream; when it was the user's last, contacts are told they are offline.
+  void detach(std::string const& user, stream_sink const* sink);
 
-  // Mailbox news for every session of `user`.
+  // Mailbox news for every stream of `user`.
   void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> event);
   // A typing indicator from `from` to `to`, if `to` is online.
   void relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id, bool active);
@@ -82,17 +82,17 @@ class ws_manager {
   // Presence frames for the contacts of `user` (for a device that just connected).
   std::vector<client::server_frame> presence_of_contacts(std::string const& user) const;
 
-  std::size_t sessions() const;
+  std::size_t streams() const;
 
  private:
   void broadcast_presence(std::string const& user, bool online, std::int64_t at_ms);
-  std::vector<std::shared_ptr<session_sink>> sinks_of(std::string const& user) const;
+  std::vector<std::shared_ptr<stream_sink>> sinks_of(std::string const& user) const;
 
-  std::size_t max_sessions_;
+  std::size_t max_streams_;
   std::function<std::vector<std::string>(std::string const&)> contacts_of_;
 
-  mutable std::mutex mutex_;  // guards sessions_, last_seen_ and remote_
-  std::unordered_map<std::string, std::vector<std::weak_ptr<session_sink>>> sessions_;
+  mutable std::mutex mutex_;  // guards streams_, last_seen_ and remote_
+  std::unordered_map<std::string, std::vector<std::weak_ptr<stream_sink>>> streams_;
   std::unordered_map<std::string, std::int64_t> last_seen_;
   struct remote_state {
     bool online = false;

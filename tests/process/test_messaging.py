@@ -820,7 +820,7 @@ class CoreProtoTest(CoreTests, MessagingCase):
 
 class LimitsTests:
     NODE_CONFIG = {"messages": {"max_text_bytes": 100, "max_frame_bytes": 2048, "max_per_second": 5,
-                                "max_sessions_per_user": 2, "delete_for_everyone_window_s": 1}}
+                                "max_streams_per_user": 2, "delete_for_everyone_window_s": 1}}
 
     def test_text_size(self):
         alice, bob = self.person("alice"), self.person("bob")
@@ -887,7 +887,7 @@ class LimitsTests:
         time.sleep(1.2)
         A.send_message(bob.id, "after a pause")
 
-    def test_too_many_sessions(self):
+    def test_too_many_streams(self):
         bob, carol = self.person("bob"), self.person("carol")
         s1, s2, s3 = bob.login("one"), bob.login("two"), bob.login("three")
         B1, B2 = self.ws(s1), self.ws(s2)
@@ -895,7 +895,7 @@ class LimitsTests:
         self.assertEqual(B3.wait_closed(5), 4029)
         for f in B3.frames():
             if "error" in f:
-                self.assertWsError(f, "too_many_sessions")
+                self.assertWsError(f, "too_many_streams")
         B1.ping()
         B2.ping()
         self.ws(carol.login("phone")).ping()  # other users are not affected
@@ -1028,7 +1028,8 @@ class MetricsTest(MessagingCase):
         after = self.scrape(node)
         self.assertEqual(self.metric(after, "petchat_messages_accepted_total"), 3)
         self.assertEqual(self.metric(after, "petchat_login_failures_total"), 1)
-        self.assertEqual(self.metric(after, "petchat_ws_sessions"), 2)
+        self.assertEqual(self.metric(after, "petchat_ws_streams"), 2)
+        self.assertEqual(self.metric(after, "petchat_ws_sessions"), 2)  # the old name, kept
         self.assertGreater(self.metric(after, "petchat_messages_group_commits"), 0)
         self.assertGreater(self.metric(after, 'petchat_http_requests_total{api="user",status="2xx"}'),
                            self.metric(before, 'petchat_http_requests_total{api="user",status="2xx"}'))

@@ -78,7 +78,7 @@ extern thread_local std::array<char, 16384> read_scratch;
 // Close codes (docs/PROTOCOL.md).
 inline constexpr std::uint16_t close_unauthenticated = 4001;
 inline constexpr std::uint16_t close_slow_consumer = 4008;
-inline constexpr std::uint16_t close_too_many_sessions = 4029;
+inline constexpr std::uint16_t close_too_many_streams = 4029;
 inline constexpr std::uint16_t close_internal_error = 1011;
 
 // Why a live stream ended: logged and counted (petchat_ws_disconnects_total{reason}). The
@@ -90,7 +90,7 @@ enum class end_reason : std::uint8_t {
   protocol_error,     // a framing violation (1002, 1007, 1009)
   unauthenticated,    // no or a refused authentication (4001)
   session_ended,      // the token expired, the session was revoked or the user disabled (4001)
-  too_many_sessions,  // 4029
+  too_many_streams,  // 4029
   slow_consumer,      // the client stopped reading
   idle,               // nothing received for idle_timeout
   shutting_down,      // the node stops (1001)
@@ -105,7 +105,7 @@ end_reason reason_of_close(std::uint16_t code);
 
 using namespace live;
 
-class live_session final : public ws::session_sink, public std::enable_shared_from_this<live_session> {
+class live_session final : public ws::stream_sink, public std::enable_shared_from_this<live_session> {
  public:
   live_session(std::shared_ptr<live_services> svc, tcp::socket socket, std::shared_ptr<connection_control> control,
                std::function<void()> on_end)
@@ -115,7 +115,7 @@ class live_session final : public ws::session_sink, public std::enable_shared_fr
         control_(std::move(control)),
         on_end_(std::move(on_end)) {}
 
-  // -- session_sink: called from any thread; hop onto the strand.
+  // -- stream_sink: called from any thread; hop onto the strand.
   void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
       self->guarded([&] {

@@ -90,6 +90,17 @@ TEST_CASE("token policy needs a long token") {
   CHECK(any_error_contains(r, "users.registration_token"));
 }
 
+TEST_CASE("messages.max_sessions_per_user is the old name of max_streams_per_user") {
+  auto old_name = load_string("[messages]\nmax_sessions_per_user = 3\n");
+  REQUIRE(old_name.ok());
+  CHECK(old_name.config.messages.max_streams_per_user == 3);
+  auto new_name = load_string("[messages]\nmax_streams_per_user = 4\n");
+  REQUIRE(new_name.ok());
+  CHECK(new_name.config.messages.max_streams_per_user == 4);
+  auto both = load_string("[messages]\nmax_streams_per_user = 4\nmax_sessions_per_user = 3\n");
+  CHECK(any_error_contains(both, "messages.max_sessions_per_user: the old name of messages.max_streams_per_user"));
+}
+
 TEST_CASE("syntax errors give a line") {
   auto r = load_string("[node\nregion = 1\n", "node.toml");
   CHECK_FALSE(r.ok());

@@ -1,0 +1,411 @@
+// The message service against real stores in a temporary data dir (RocksDB for messages,
+// LMDB for the accounts it checks recipients against), driven as the gateway drives it:
+// coroutines on an io_context, each call run until its durable write has completed.
+#include <doctest/doctest.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "node/format/format.hpp"
+#include "node/identity/identity.hpp"
+#include "node/messages/messages.hpp"
+#include "node/users/users.hpp"
+#include "tests/unit/support.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace client = petchat::client;
+namespace config = petchat::config;
+namespace errors = petchat::errors;
+using petchat::messages::history_page;
+using petchat::messages::message_service;
+using petchat::testing::temp_dir;
+using accepted_result = errors::result<client::accepted>;
+
+std::string const alice = "alice@home";
+std::string const bob = "bob@home";
+std::string const carol = "carol@home";
+
+template <typename T>
+asio::awaitable<void> await_into(asio::awaitable<T> op, std::optional<T>& out) {
+  out.emplace(co_await std::move(op));
+}
+
+// "ok", or the failure's stable code and the field at fault: "missing_field:to".
+template <typename T>
+std::string outcome(errors::result<T> const& r) {
+  if (r.ok()) return "ok";
+  std::string s = errors::name(r.error().code);
+  return r.error().field.empty() ? s : s + ":" + r.error().field;
+}
+
+client::send text(std::string const& to, std::string const& client_id, std::string const& body,
+                  std::uint32_t ttl_s = 0) {
+  client::send s;
+  s.set_client_id(client_id);
+  s.set_to(to);
+  s.mutable_body()->set_text(body);
+  s.set_ttl_s(ttl_s);
+  return s;
+}
+
+std::vector<std::string> texts(history_page const& page) {
+  std::vector<std::string> out;
+  for (auto const& m : page.messages) out.push_back(m.body().text());
+  return out;
+}
+
+// Expiry is measured by the wall clock: waits until it has passed `ms`.
+void wait_until_after(std::int64_t ms) {
+  while (petchat::format::now_ms() <= ms) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+config::users_section cheap_passwords() {
+  config::users_section u;
+  u.password_hash_ops = 1;
+  u.password_hash_memory_kib = 8;
+  return u;
+}
+
+// One region "home" as petchat-node wires it (node/app/main.cpp), with alice, bob and carol
+// registered and the mailbox listener's news recorded.
+struct region {
+  struct news {
+    std::string user;
+    std::uint64_t head;
+    std::shared_ptr<client::event const> event;
+  };
+
+  temp_dir dir{"messages"};
+  asio::thread_pool cpu{1};
+  asio::io_context io;
+  std::exception_ptr error;
+  petchat::identity::region_identity identity{};
+  petchat::users::user_service users;
+  std::vector<news> heard;  // what the listener was told, in order (it runs on `io`, this thread)
+  message_service service;
+
+  explicit region(config::messages_section const& options = {})
+      : users(cheap_passwords(), "home", config::store_section{}, dir.path, identity, cpu),
+        service(options, "home", dir.path, users) {
+    service.set_listener([this](std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> e) {
+      heard.push_back({user, head, std::move(e)});
+    });
+    for (char const* name : {"alice", "bob", "carol"})
+      REQUIRE(run(users.register_user(name, "correct horse battery", std::nullopt, "", true, "127.0.0.1")).ok());
+  }
+
+  template <typename T>
+  void start(asio::awaitable<T> op, std::optional<T>& out) {
+    asio::co_spawn(io, await_into(std::move(op), out), [this](std::exception_ptr e) {
+      if (e) error = e;
+    });
+  }
+  // Runs everything started until it has completed.
+  void finish() {
+    io.restart();
+    io.run();
+    if (error) std::rethrow_exception(std::exchange(error, nullptr));
+  }
+  template <typename T>
+  T run(asio::awaitable<T> op) {
+    std::optional<T> out;
+    start(std::move(op), out);
+    finish();
+    REQUIRE(out.has_value());
+    return std::move(*out);
+  }
+
+  accepted_result send(std::string const& from, client::send s) { return run(service.send(from, std::move(s))); }
+  std::string sent(std::string const& from, std::string const& to, std::string const& client_id,
+                   std::string const& body) {
+    auto a = send(from, text(to, client_id, body));
+    REQUIRE(outcome(a) == "ok");
+    return a->message_id();
+  }
+};
+
+TEST_CASE("a send lands once in each mailbox with gapless seqs, and both sides hear of it") {
+  region r;
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 3; ++i) {
+    auto a = r.send(alice, text(bob, "c" + std::to_string(i), "hi " + std::to_string(i)));
+    REQUIRE(outcome(a) == "ok");
+    CHECK_FALSE(a->duplicate());
+    CHECK(a->client_id() == "c" + std::to_string(i));
+    CHECK(a->conversation_id() == message_service::conversation_of(alice, bob));
+    ids.push_back(a->message_id());
+  }
+  CHECK_FALSE(r.service.shares_presence(alice, bob));  // bob has not written back yet
+  auto reply = r.send(bob, text(alice, "r1", "hello"));
+  REQUIRE(outcome(reply) == "ok");
+  CHECK(r.service.shares_presence(alice, bob));
+  CHECK(r.service.contacts(alice) == std::vector<std::string>{bob});
+
+  CHECK(r.service.mailbox_head(bob) == 4);
+  CHECK(r.service.mailbox_head(alice) == 4);
+  for (auto const& user : {alice, bob}) {
+    auto box = r.service.events_after(user, 0, 100);
+    CAPTURE(user);
+    REQUIRE(box.events.size() == 4);
+    CHECK(box.last_seq == 4);
+    for (std::size_t i = 0; i < 4; ++i) CHECK(box.events[i].seq() == i + 1);
+    CHECK(box.events[0].message().id() == ids[0]);
+    CHECK(box.events[0].message().from() == alice);
+    CHECK(box.events[0].message().to() == bob);
+    CHECK(box.events[2].message().body().text() == "hi 3");
+    CHECK(box.events[3].message().id() == reply->message_id());
+  }
+  // The listener heard each event once, with its content.
+  REQUIRE(r.heard.size() == 8);
+  std::vector<std::uint64_t> bob_heads;
+  for (auto const& n : r.heard) {
+    REQUIRE(n.event);
+    CHECK(n.event->seq() == n.head);
+    CHECK(n.event->has_message());
+    if (n.user == bob) bob_heads.push_back(n.head);
+  }
+  CHECK(bob_heads == std::vector<std::uint64_t>{1, 2, 3, 4});
+}
+
+TEST_CASE("a retried send (same client_id) returns the original acceptance and stores nothing") {
+  region r;
+  auto first = r.send(alice, text(bob, "same", "once"));
+  auto again = r.send(alice, text(bob, "same", "once"));
+  auto edited = r.send(alice, text(bob, "same", "another text"));  // the client_id decides
+  REQUIRE(outcome(first) == "ok");
+  REQUIRE(outcome(again) == "ok");
+  REQUIRE(outcome(edited) == "ok");
+  CHECK_FALSE(first->duplicate());
+  for (auto const* retry : {&again, &edited}) {
+    CHECK((*retry)->duplicate());
+    CHECK((*retry)->message_id() == first->message_id());
+    CHECK((*retry)->conversation_id() == first->conversation_id());
+    CHECK((*retry)->sent_at_ms() == first->sent_at_ms());
+  }
+  CHECK(r.service.mailbox_head(bob) == 1);
+  CHECK(r.service.mailbox_head(alice) == 1);
+  CHECK(r.heard.size() == 2);
+  auto page = r.service.history(bob, first->conversation_id(), {});
+  REQUIRE(outcome(page) == "ok");
+  CHECK(texts(*page) == std::vector<std::string>{"once"});
+
+  // Client ids belong to their sender: bob's "same" is a message of its own.
+  auto bobs = r.send(bob, text(alice, "same", "mine"));
+  REQUIRE(outcome(bobs) == "ok");
+  CHECK_FALSE(bobs->duplicate());
+  CHECK(bobs->message_id() != first->message_id());
+  CHECK(r.service.mailbox_head(bob) == 2);
+}
+
+TEST_CASE("history pages oldest first and tells whether there is more on either side") {
+  region r;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(r.sent(alice, bob, "c" + std::to_string(i), "m" + std::to_string(i)));
+  auto conv = message_service::conversation_of(alice, bob);
+
+  auto newest = r.service.history(bob, conv, {.limit = 2});
+  REQUIRE(outcome(newest) == "ok");
+  CHECK(texts(*newest) == std::vector<std::string>{"m3", "m4"});
+  CHECK(newest->has_more_before);
+  CHECK_FALSE(newest->has_more_after);
+
+  auto older = r.service.history(bob, conv, {.before = ids[3], .limit = 2});
+  REQUIRE(outcome(older) == "ok");
+  CHECK(texts(*older) == std::vector<std::string>{"m1", "m2"});
+  CHECK(older->has_more_before);
+  CHECK(older->has_more_after);
+
+  auto oldest = r.service.history(alice, conv, {.before = ids[1], .limit = 2});
+  REQUIRE(outcome(oldest) == "ok");
+  CHECK(texts(*oldest) == std::vector<std::string>{"m0"});
+  CHECK_FALSE(oldest->has_more_before);
+  CHECK(oldest->has_more_after);
+
+  auto forward = r.service.history(alice, conv, {.after = ids[0], .limit = 2});
+  REQUIRE(outcome(forward) == "ok");
+  CHECK(texts(*forward) == std::vector<std::string>{"m1", "m2"});
+  CHECK(forward->has_more_after);
+
+  CHECK(outcome(r.service.history(carol, conv, {})) == "not_a_member");
+  CHECK(outcome(r.service.history(alice, message_service::conversation_of(alice, carol), {})) ==
+        "conversation_not_found");
+  CHECK(outcome(r.service.history(alice, conv, {.before = "not-an-id"})) == "invalid_field:before");
+  CHECK(outcome(r.service.get(carol, ids[0])) == "message_not_found");
+  auto one = r.service.get(bob, ids[0]);
+  REQUIRE(outcome(one) == "ok");
+  CHECK(one->body().text() == "m0");
+}
+
+TEST_CASE("acknowledgements and reads reach the sender as receipts; read marks reach the reader's devices") {
+  region r;
+  auto m1 = r.sent(alice, bob, "c1", "first");
+  auto m2 = r.sent(alice, bob, "c2", "second");
+  auto conv = message_service::conversation_of(alice, bob);
+
+  CHECK(outcome(r.run(r.service.ack(bob, "phone", 1))) == "ok");
+  CHECK(r.service.acked(bob, "phone") == 1);
+  auto delivered = r.service.events_after(alice, 2, 10);
+  REQUIRE(delivered.events.size() == 1);
+  CHECK(delivered.events[0].seq() == 3);
+  CHECK(delivered.events[0].receipt().status() == client::DELIVERED);
+  CHECK(delivered.events[0].receipt().message_id() == m1);
+  CHECK(delivered.events[0].receipt().by() == bob);
+  REQUIRE(r.heard.back().event);
+  CHECK(r.heard.back().user == alice);
+  CHECK(r.heard.back().event->receipt().message_id() == m1);
+
+  // Another device acknowledging the same events: no second receipt.
+  CHECK(outcome(r.run(r.service.ack(bob, "laptop", 1))) == "ok");
+  CHECK(r.service.acked(bob, "laptop") == 1);
+  CHECK(r.service.mailbox_head(alice) == 3);
+  CHECK(outcome(r.run(r.service.ack(bob, "phone", 3))) == "invalid_field:seq");  // beyond bob's head (2)
+
+  // Reading up to m2 reads m1 too; m2 was never acknowledged, so DELIVERED comes before READ.
+  CHECK(outcome(r.run(r.service.read(bob, conv, m2))) == "ok");
+  auto receipts = r.service.events_after(alice, 3, 10);
+  REQUIRE(receipts.events.size() == 2);
+  CHECK(receipts.events[0].receipt().status() == client::DELIVERED);
+  CHECK(receipts.events[0].receipt().message_id() == m2);
+  CHECK(receipts.events[1].receipt().status() == client::READ);
+  CHECK(receipts.events[1].receipt().message_id() == m2);
+  auto mark = r.service.events_after(bob, 2, 10);
+  REQUIRE(mark.events.size() == 1);
+  CHECK(mark.events[0].read_mark().conversation_id() == conv);
+  CHECK(mark.events[0].read_mark().message_id() == m2);
+  for (auto const& id : {m1, m2}) {
+    auto m = r.service.get(alice, id);
+    REQUIRE(outcome(m) == "ok");
+    CHECK(m->delivered_at_ms() > 0);
+    CHECK(m->read_at_ms() > 0);
+  }
+
+  // Read marks only move forward: reading up to m1 now changes nothing.
+  CHECK(outcome(r.run(r.service.read(bob, conv, m1))) == "ok");
+  CHECK(r.service.mailbox_head(alice) == 5);
+  CHECK(r.service.mailbox_head(bob) == 3);
+
+  CHECK(outcome(r.run(r.service.read(bob, "", m1))) == "missing_field:conversation_id");
+  CHECK(outcome(r.run(r.service.read(carol, conv, m1))) == "conversation_not_found");
+  CHECK(outcome(r.run(r.service.read(bob, conv, std::string(22, 'A')))) == "message_not_found");
+}
+
+TEST_CASE("a device resumes after its acknowledged seq") {
+  region r;
+  for (int i = 0; i < 4; ++i) r.sent(alice, bob, "c" + std::to_string(i), "m" + std::to_string(i));
+
+  auto first = r.service.events_after(bob, 0, 2);
+  REQUIRE(first.events.size() == 2);
+  CHECK(first.last_seq == 2);
+  CHECK(outcome(r.run(r.service.ack(bob, "phone", first.last_seq))) == "ok");
+
+  // The device comes back: it gets what follows its acknowledged seq, and nothing twice.
+  auto rest = r.service.events_after(bob, r.service.acked(bob, "phone"), 100);
+  REQUIRE(rest.events.size() == 2);
+  CHECK(rest.events[0].seq() == 3);
+  CHECK(rest.events[1].message().body().text() == "m3");
+  CHECK(rest.last_seq == 4);
+  auto none = r.service.events_after(bob, 4, 100);
+  CHECK(none.events.empty());
+  CHECK(none.last_seq == 4);
+
+  // Acknowledgements only move forward; other devices keep their own position.
+  CHECK(outcome(r.run(r.service.ack(bob, "phone", 1))) == "ok");
+  CHECK(r.service.acked(bob, "phone") == 2);
+  CHECK(r.service.acked(bob, "tablet") == 0);
+  CHECK(r.service.mailbox_head(alice) == 6);  // four messages, two DELIVERED receipts
+}
+
+TEST_CASE("a message past its ttl is no longer served, and the sweep removes it") {
+  region r;
+  auto brief = r.send(alice, text(bob, "short", "gone soon", 1));
+  REQUIRE(outcome(brief) == "ok");
+  auto kept = r.sent(alice, bob, "long", "stays");
+  // The listener was handed the message as stored (reading it back could already be late).
+  REQUIRE(!r.heard.empty());
+  REQUIRE(r.heard.front().event);
+  auto expires_at = r.heard.front().event->message().expires_at_ms();
+  CHECK(expires_at == brief->sent_at_ms() + 1000);
+
+  wait_until_after(expires_at);
+  // Reads check the expiry themselves: nothing expired is served, even before a sweep.
+  CHECK(outcome(r.service.get(bob, brief->message_id())) == "message_not_found");
+  auto box = r.service.events_after(bob, 0, 10);
+  REQUIRE(box.events.size() == 1);
+  CHECK(box.events[0].message().id() == kept);
+
+  CHECK(r.run(r.service.sweep_expired()) == 1);
+  CHECK(r.run(r.service.sweep_expired()) == 0);
+  auto page = r.service.history(alice, brief->conversation_id(), {});
+  REQUIRE(outcome(page) == "ok");
+  CHECK(texts(*page) == std::vector<std::string>{"stays"});
+
+  // Seqs are never reused, and once its original has expired a client_id is free again.
+  auto resent = r.send(alice, text(bob, "short", "back again"));
+  REQUIRE(outcome(resent) == "ok");
+  CHECK_FALSE(resent->duplicate());
+  CHECK(resent->message_id() != brief->message_id());
+  CHECK(r.service.mailbox_head(bob) == 3);
+  CHECK(r.service.events_after(bob, 2, 10).events.at(0).seq() == 3);
+}
+
+TEST_CASE("a send that breaks a rule is refused with its code and stores nothing") {
+  config::messages_section limits;
+  limits.max_text_bytes = 16;
+  limits.max_per_second = 1;  // a burst of two
+  region r(limits);
+  auto refusal = [&](client::send s) { return outcome(r.send(alice, std::move(s))); };
+
+  CHECK(refusal(text(bob, "", "hi")) == "missing_field:client_id");
+  CHECK(refusal(text(bob, std::string(65, 'x'), "hi")) == "invalid_field:client_id");
+  CHECK(refusal(text("", "c", "hi")) == "missing_field:to");
+  CHECK(refusal(text(bob, "c", "")) == "missing_field:body");
+  CHECK(refusal(text(bob, "c", std::string(17, 'x'))) == "body_too_large:body");
+  CHECK(refusal(text(bob, "c", "\xff\xfe")) == "invalid_field:body");
+  CHECK(refusal(text("Not A Name", "c", "hi")) == "invalid_field:to");
+  CHECK(refusal(text("dave@home", "c", "hi")) == "user_not_found");
+  CHECK(refusal(text("bob@elsewhere", "c", "hi")) == "user_not_found");  // a region not federated
+
+  auto deep = text(bob, "c", "");
+  auto* level = deep.mutable_body()->mutable_content();  // depth 1
+  for (std::size_t depth = 1; depth <= petchat::messages::max_content_depth; ++depth)
+    level = (*level->mutable_fields())["a"].mutable_struct_value();
+  CHECK(refusal(deep) == "invalid_field:body");
+
+  CHECK(r.service.mailbox_head(alice) == 0);
+  CHECK(r.service.mailbox_head(bob) == 0);
+  CHECK(r.heard.empty());
+
+  // The rate limit: three sends at once, one more than the burst. They are all started
+  // before any completes, so all three are checked within microseconds of each other.
+  std::array<std::optional<accepted_result>, 3> burst;
+  for (std::size_t i = 0; i < burst.size(); ++i)
+    r.start(r.service.send(alice, text(bob, "b" + std::to_string(i), "hi")), burst[i]);
+  r.finish();
+  int accepted = 0;
+  for (auto const& b : burst) {
+    REQUIRE(b.has_value());
+    if (b->ok()) ++accepted;
+  }
+  CHECK(accepted == 2);
+  REQUIRE(burst[2].has_value());
+  CHECK(outcome(*burst[2]) == "rate_limited");
+  if (!burst[2]->ok()) CHECK(burst[2]->error().retry_after_s == 1);
+  CHECK(r.service.mailbox_head(bob) == 2);
+}
+
+}  // namespace
