@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <string_view>
 
+#include "base/ids/ids.hpp"
 #include "federation/federation.hpp"
 
 namespace petchat::federation {
@@ -17,15 +18,6 @@ std::string signed_bytes(std::string_view body) {
   return out;
 }
 
-// The region part of `name@region`; empty (matching no region) for anything with no '@' or
-// more than one: "alice@america@europe" must not pass as a user of europe here while the
-// node reads it as a user of "america@europe".
-std::string_view region_of(std::string_view user_id) {
-  auto at = user_id.find('@');
-  if (at == std::string_view::npos || user_id.find('@', at + 1) != std::string_view::npos) return {};
-  return user_id.substr(at + 1);
-}
-
 // Field checks that need nothing but the body: who may say what.
 std::optional<reject_reason> check_body(body const& b, directory const& dir) {
   auto const& origin = b.origin();
@@ -33,29 +25,29 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
     case body::kMessage: {
       auto const& m = b.message();
       if (m.id().empty() || m.conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
-      if (region_of(m.from()) != origin) return reject_reason::foreign_user;
-      if (region_of(m.to()) != dir.self()) return reject_reason::wrong_destination;
+      if (ids::region_of(m.from()) != origin) return reject_reason::foreign_user;
+      if (ids::region_of(m.to()) != dir.self()) return reject_reason::wrong_destination;
       return std::nullopt;
     }
     case body::kReceipt: {
       auto const& r = b.receipt();
       if (r.message_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
-      if (region_of(r.by()) != origin) return reject_reason::foreign_user;
+      if (ids::region_of(r.by()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
     }
     case body::kDeleted: {
       auto const& d = b.deleted();
       if (d.message_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
-      if (region_of(d.by()) != origin) return reject_reason::foreign_user;
+      if (ids::region_of(d.by()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
     }
     case body::kPresence:
       for (auto const& e : b.presence().entries())
-        if (region_of(e.user_id()) != origin) return reject_reason::foreign_user;
+        if (ids::region_of(e.user_id()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
     case body::kTyping:
-      if (region_of(b.typing().from()) != origin) return reject_reason::foreign_user;
-      if (region_of(b.typing_to()) != dir.self()) return reject_reason::wrong_destination;
+      if (ids::region_of(b.typing().from()) != origin) return reject_reason::foreign_user;
+      if (ids::region_of(b.typing_to()) != dir.self()) return reject_reason::wrong_destination;
       return std::nullopt;
     default:
       break;

@@ -4,12 +4,30 @@
 //  - Durable kinds (messages, receipts, deletions) are written by the message service into
 //    a durable outbox in the same RocksDB batch as the local change, so an `accepted`
 //    never waits on NATS and a crash never loses an accepted message. The link publishes
-//    the outbox in order to the destination region's inbound stream and deletes what
-//    JetStream acknowledged.
+//    each destination's outbox in lane order to that region's inbound stream, and forgets
+//    entries only once the destination confirms it applied them (lane_ack); unconfirmed
+//    ones are sent again.
 //  - Each region owns one inbound stream. The link reads it with an ordered push consumer
 //    from the stream position the message service stored with the last applied batch, so
 //    stream position and effects commit together (exactly-once effect).
-//  - Ephemeral kinds (presence, typing) go on plain NATS subjects and are never stored.
+//  - Ephemeral kinds (presence, typing) and the lane confirmations go on plain NATS
+//    subjects and are never stored.
+//
+// Threads: directory, seal, open and to_string read only immutable data: any thread. The
+// link runs its own threads:
+//  - the manager thread makes the blocking NATS calls (all but stop()'s): connecting,
+//    stream setup, publishing the outbox, confirmations, stream info, purge, the presence
+//    refresh;
+//  - NATS.c's delivery threads, one per subscription, run its callbacks: the inbound
+//    stream's verifies envelopes and queues them, blocking while 64 wait (back-pressure);
+//    the live subject's verifies, notes lane_acks and calls the ephemeral handler. NATS.c's
+//    connection callbacks only update the link's connection state;
+//  - the applier thread hands queued batches to local_store::apply.
+// Each local_store method and callback below says which of these calls it.
+//
+// Errors: the link reports problems (NATS unreachable, a region's stream refusing, a store
+// failure) in status::last_error and the log, never to its callers (only snapshot() passes
+// on a store exception); refused envelopes are counted by reject_reason.
 //
 // This folder knows nothing of WebSockets or of RocksDB: the node hands the link a
 // `local_store` (the message service) and callbacks.
@@ -35,14 +53,16 @@ class logger;
 
 namespace petchat::federation {
 
-// Region name -> entry, including this region itself.
+// Region name -> entry, including this region itself. Immutable once made: any thread.
 class directory {
  public:
   directory() = default;
+  // This region (`self_key`, o.public_url, o.location) first, then o.regions but any entry
+  // named `self`. Does not fail.
   directory(std::string self, public_key self_key, options const& o);
 
   std::string const& self() const { return self_; }
-  region_entry const* find(std::string_view region) const;
+  region_entry const* find(std::string_view region) const;  // null if not in the directory
   bool is_remote(std::string_view region) const { return region != self_ && find(region) != nullptr; }
   std::vector<region_entry> const& all() const { return regions_; }  // self first
 
@@ -52,47 +72,66 @@ class directory {
 };
 
 // Why an envelope was refused. Stable names: they appear in metrics, logs and status.
+// open() finds the first six (what needs no store); local_store::apply malformed,
+// foreign_user and unknown_user to out_of_order; the link stale, and malformed for a
+// durable kind on the live subject.
 enum class reject_reason {
-  malformed,          // not an envelope, or a body that does not parse or lacks fields
-  unknown_region,     // the signer is not in the directory
+  // Not an envelope, an empty bundle, a body that does not parse or lacks fields, a kind
+  // on the wrong transport (ephemeral in the stream, durable on the live subject), or a
+  // message whose ids do not check out (not made by the origin, clashing with another).
+  malformed,
+  unknown_region,     // the signer is not in the directory, or claims to be this region
   bad_signature,      // signature does not verify against the signer's keys
   origin_mismatch,    // signer, body origin and subject disagree on the origin region
-  wrong_destination,  // addressed to another region
-  foreign_user,       // speaks for a user of another region than the signer
-  unknown_user,       // names a user of this region that does not exist
-  too_large,          // a message over this region's size limits (or not UTF-8)
-  unknown_message,    // a receipt or deletion for a message this region does not have
-  replayed,           // a lane position already applied (duplicate or replay)
-  out_of_order,       // a lane position ahead of the next expected one (resent later)
-  stale,              // an ephemeral envelope too old to act on
+  wrong_destination,  // addressed to another region, or for a user of one
+  // Speaks for a user of another region than the signer, or for one with no say:
+  // a receipt not by the message's recipient, a deletion not by its sender.
+  foreign_user,
+  unknown_user,     // a message to a user of this region that does not exist
+  too_large,        // a message over this region's size limits (or not UTF-8)
+  unknown_message,  // a receipt for a message this region does not have (a deletion of one is no refusal)
+  replayed,         // a lane position already applied, or an older lane epoch (duplicate or replay)
+  out_of_order,     // a lane position ahead of the next expected one (resent later)
+  stale,            // presence or typing created more than 30 s from this node's clock, either way
   count_
 };
+// The stable name ("malformed"...); "unknown" for count_.
 char const* to_string(reject_reason r);
 
 // Signs serialized `body`s as `origin`, as one bundle: the serialized envelope. Durable
-// bodies travel with their lane's epoch and base (0 for ephemeral ones).
+// bodies travel with their lane's epoch and base (0 for ephemeral ones). Does not check the
+// bodies and does not fail.
 std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key,
                  std::uint64_t lane_epoch = 0, std::uint64_t lane_base = 0);
 
 // Parses and verifies an envelope that arrived on a subject whose origin token is
 // `subject_origin`. Checks the signature, signer, destination and field presence of each
 // body; the message service checks what needs its store (users, messages, lanes). When the
-// envelope itself fails (not an envelope, unknown signer, bad signature, origins that
-// disagree) `bodies` is empty and `refused` holds that one reason.
+// envelope itself fails (malformed, unknown_region, bad_signature, origin_mismatch)
+// `bodies` is empty and `refused` holds that one reason. Does not throw. Any thread (the
+// link calls it on NATS.c's threads).
 struct opened {
   struct item {
     body content;
-    std::optional<reject_reason> refused;  // genuine (signed by the origin) but not acceptable
+    // Genuine (signed by the origin) but not acceptable: malformed, foreign_user or
+    // wrong_destination. A durable body still takes its lane position.
+    std::optional<reject_reason> refused;
   };
   std::vector<item> bodies;      // every body of the origin's that parsed, in order
   std::uint64_t lane_epoch = 0;  // the bundle's
   std::uint64_t lane_base = 0;
-  std::vector<reject_reason> refused;  // the whole envelope's refusal, or bodies with no lane effect
+  // The whole envelope's refusal, or bodies with no lane effect: unparsable (malformed),
+  // for another region (wrong_destination), of another origin (origin_mismatch).
+  std::vector<reject_reason> refused;
 };
 opened open(std::string_view bytes, std::string_view subject_origin, directory const& dir);
 
-// What the link needs from the node's store (implemented by the message service). Every
-// call blocks and is made from the link's own threads, never from an I/O thread.
+// What the link needs from the node's store (implemented by the message service). Calls
+// come from the link's manager and applier threads and from link::snapshot()'s caller, so
+// they overlap: the implementation must be thread-safe. They may block (store reads,
+// durable writes); none is made on a NATS.c thread. A failure is an exception: on the
+// manager thread it is logged and the work tried again on a later round; snapshot()
+// passes it to its caller; for apply see there.
 class local_store {
  public:
   virtual ~local_store() = default;
@@ -103,32 +142,43 @@ class local_store {
   };
   // The lane seq just before the oldest entry still in the outbox for `destination`
   // (everything up to it was confirmed applied there). Consistent with concurrent commits.
+  // Manager thread (when it first handles a destination) and snapshot()'s caller.
   virtual std::uint64_t outbox_start(std::string const& destination) = 0;
-  // The lane seq of the newest entry ever queued for `destination`.
+  // The lane seq of the newest entry ever queued for `destination`. Manager thread, on a
+  // confirmation of the current epoch.
   virtual std::uint64_t outbox_end(std::string const& destination) = 0;
-  // Entries with lane seq > `after`, oldest first.
+  // Entries with lane seq > `after`, oldest first, at most `limit`. Manager thread, each
+  // publish round.
   virtual std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) = 0;
   // The destination confirmed it applied everything up to `lane_seq`: forget it. May be
-  // made durable lazily (entries sent again after a crash are dropped as replays).
+  // made durable lazily (entries sent again after a crash are dropped as replays), and
+  // should not wait for the write. Manager thread, when a confirmation moves (at the start
+  // of a publish round).
   virtual void outbox_trim(std::string const& destination, std::uint64_t lane_seq) = 0;
   struct backlog {
     std::uint64_t entries = 0;
     std::int64_t oldest_created_at_ms = 0;
   };
+  // Entries after `after` and the creation time of the first. snapshot()'s caller only;
+  // scans them all.
   virtual backlog outbox_backlog(std::string const& destination, std::uint64_t after) = 0;
-  // The epoch of this node's outbound lanes, created (durably) on first use.
+  // The epoch of this node's outbound lanes, created (durably, blocking) on first use.
+  // Manager thread, first publish round.
   virtual std::uint64_t outbound_epoch() = 0;
   // Replaces it with a new epoch larger than both `above` and the current one; durable on
-  // return. For when a destination shows this store is behind it (restored, clock behind).
+  // return (blocks for the write). For when a destination shows this store is behind it
+  // (restored, clock behind). Manager thread.
   virtual std::uint64_t new_outbound_epoch(std::uint64_t above) = 0;
 
   struct lane {
     std::uint64_t epoch = 0;
     std::uint64_t seq = 0;
   };
-  // Per origin region: the last applied (epoch, seq) of its lane to this region.
+  // Per origin region: the last applied (epoch, seq) of its lane to this region. Manager
+  // thread, about every second while connected (the confirmations).
   virtual std::map<std::string, lane> inbound_lanes() = 0;
-  // Stream position of the last inbound envelope applied or refused.
+  // Stream position of the last inbound envelope applied or refused. Manager thread (at
+  // each subscription to the stream) and snapshot()'s caller.
   virtual std::uint64_t inbound_position() = 0;
   struct inbound {
     std::uint64_t stream_seq = 0;
@@ -139,7 +189,13 @@ class local_store {
   };
   // Applies envelopes in order and stores the position of the last one, in one durable
   // write. A refused but genuine body still takes its lane position (it is never sent
-  // again). Returns the refusals, including those that needed the store.
+  // again). Returns the refusals, including those that needed the store. The batch holds
+  // whole envelopes (up to 512 bodies, or one larger envelope), in stream order, never
+  // empty. Applier thread only; blocks for the write, and whatever the store does after
+  // it (the mailbox listener, the outbox wake-up) runs there too. If it throws, the same
+  // batch is tried again every second until it succeeds or the link stops (then it is read
+  // again at the next start); meanwhile inbound envelopes wait (the inbound callback
+  // blocks once 64 do).
   virtual std::vector<reject_reason> apply(std::vector<inbound> batch) = 0;
 };
 
@@ -155,47 +211,81 @@ struct region_status {
 struct status {
   bool enabled = false;
   bool connected = false;
-  std::string server;  // URL of the NATS server connected to
-  std::string last_error;
-  std::string stream;
+  std::string server;      // URL of the NATS server connected to (empty when not connected)
+  std::string last_error;  // the latest problem; cleared when the stream is set up again
+  std::string stream;      // this region's inbound stream: <subject_prefix>-in-<region>
   std::uint64_t stream_last_seq = 0;
   std::uint64_t applied_position = 0;
   std::uint64_t inbound_backlog = 0;  // in the stream, not yet applied
-  std::uint64_t published = 0;        // envelopes stored by JetStream since start
-  std::uint64_t applied = 0;          // inbound envelopes applied since start
+  std::uint64_t published = 0;        // outbox entries (bodies, resends included) JetStream stored since start
+  std::uint64_t applied = 0;          // inbound bodies applied since start
   std::vector<region_status> regions;
   std::map<std::string, std::uint64_t> rejects;  // by reason
 };
 
-// The NATS link. Runs its own threads: one for connection management and publishing, one
-// applying inbound batches; NATS.c's threads only verify and queue.
+// The NATS link. Runs its own threads (see the top of this file): a manager thread for
+// connection management and publishing, an applier thread for inbound batches; NATS.c's
+// threads verify, queue and run the ephemeral handler. wake, send_ephemeral, snapshot and
+// the counters may be called from any thread; after stop() they do nothing and answer
+// false, 0 or an empty status if the link had to let its state go (see stop).
 class link {
  public:
-  // `on_ephemeral` gets verified presence and typing bodies, on a NATS thread: it must only
-  // post elsewhere. `presence_snapshot` returns this region's online users who have contacts in
-  // `region`, for the periodic refresh.
+  // Gets verified presence and typing bodies (signed by their origin, for this region, at
+  // most 30 s off this clock), one at a time on NATS.c's live-subscription thread, also
+  // while stop() drains it. That thread also takes other regions' lane confirmations: a
+  // slow handler delays them, and this region then resends to them. A std::exception it
+  // throws is logged and costs that body only.
   using ephemeral_handler = std::function<void(body const&)>;
+  // Returns this region's online users who have contacts in `region`, for the periodic
+  // refresh: called on the manager thread, once per other region every
+  // presence_interval_s while connected, and blocks publishing meanwhile. A std::exception
+  // is logged and skips that region until the next refresh. Sent in chunks of 500, marked
+  // `full` only when one chunk holds them all.
   using presence_source = std::function<presence_update(std::string const& region)>;
 
+  // Starts nothing and does not fail. `dir`, `store` and what the callbacks use must
+  // outlive the link (or its stop()); `log` must not be null.
   link(options o, directory const& dir, secret_key key, local_store& store, ephemeral_handler on_ephemeral,
        presence_source presence_snapshot, std::shared_ptr<spdlog::logger> log);
-  ~link();
+  ~link();  // stop()
   link(link const&) = delete;
   link& operator=(link const&) = delete;
 
+  // Starts the applier and manager threads and returns; call once. The manager connects
+  // (retrying in the background while the server is unreachable) and sets up the stream.
+  // Failures show in status and the log, never here; if the NATS options are unusable (a
+  // credentials, nkey or TLS file that does not load), connecting fails otherwise, or no
+  // JetStream context can be made, the manager thread ends: nothing is published or
+  // consumed until restart.
   void start();
-  void stop();  // drains the subscription, then stops the threads
+  // Joins the manager thread (after its current NATS call or publish round), drains both
+  // subscriptions (if connected; up to 2 s each), lets the applier apply what is queued,
+  // then stops it, closes the connection and waits up to 1 s for NATS.c's last callback;
+  // if that does not come, the state is let go (leaked) so a late callback cannot touch
+  // freed memory. Blocking: call from the main thread once the I/O threads are done,
+  // before the local_store and what the callbacks use stop. Idempotent; the destructor
+  // calls it.
+  void stop();
 
-  // New outbox entries are committed: publish soon.
+  // New outbox entries are committed: publish soon. Never blocks (a short mutex). Called
+  // by the message service after such a commit: on an I/O thread, or on the applier thread.
   void wake();
-  // Best-effort, never blocks on the network: presence or typing for `destination`.
+  // Best-effort presence, typing or lane_ack for `destination` (origin, destination and
+  // created_at_ms are set here): dropped silently while not connected, never queued and
+  // never answered. Does not wait for a reply or a reconnect, but it publishes on the
+  // calling thread: it takes NATS.c's connection lock, and once NATS.c's write buffer is
+  // full it writes to the socket there (no write deadline is set), so it can wait behind
+  // the manager's publishing. Called from I/O threads (remote_hooks) and the manager.
   void send_ephemeral(std::string const& destination, body b);
 
-  // Everything `petchatctl federation status` shows. Blocking (scans the outbox): call
-  // off the I/O threads.
+  // Everything `petchatctl federation status` shows. Blocking (scans the outbox through
+  // the store, which may throw; takes NATS.c's connection lock): the admin API calls it
+  // on the CPU pool.
   status snapshot();
+  // Whether the link is connected to NATS (a flag NATS.c's callbacks keep). Any thread.
   bool connected() const;
-  // Cheap counters for metrics.
+  // Cheap counters for metrics (atomic reads, any thread): outbox entries JetStream stored
+  // (resends included), inbound bodies applied, refusals of any reason.
   std::uint64_t published() const;
   std::uint64_t applied() const;
   std::uint64_t rejected() const;

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -19,12 +21,12 @@
 #include <iostream>
 #include <thread>
 
+#include "base/format/format.hpp"
+#include "base/ids/ids.hpp"
 #include "federation/federation.hpp"
 #include "node/config/config.hpp"
-#include "node/format/format.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
-#include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
 #include "node/messages/messages.hpp"
 #include "node/metrics/metrics.hpp"
@@ -254,9 +256,9 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
                       [link] { return link->connected() ? 1.0 : 0.0; });
     metrics.add_gauge("petchat_federation_published_envelopes",
-                      "Envelopes JetStream stored for other regions since start",
+                      "Message bodies JetStream stored for other regions since start (resends included)",
                       [link] { return static_cast<double>(link->published()); });
-    metrics.add_gauge("petchat_federation_applied_envelopes", "Inbound envelopes applied since start",
+    metrics.add_gauge("petchat_federation_applied_envelopes", "Inbound bodies applied since start",
                       [link] { return static_cast<double>(link->applied()); });
     metrics.add_gauge("petchat_federation_rejected_envelopes", "Inbound envelopes refused since start (any reason)",
                       [link] { return static_cast<double>(link->rejected()); });
@@ -356,6 +358,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!check_path.empty()) return check_config(check_path);
+  if (sodium_init() < 0) {  // before any other libsodium call, as its manual requires
+    std::cerr << "petchat-node: libsodium cannot be initialised\n";
+    return 1;
+  }
 
   std::string source = "built-in defaults";
   config::load_result loaded;

@@ -9,7 +9,7 @@
 #include <map>
 #include <sstream>
 
-#include "node/ids/ids.hpp"
+#include "base/ids/ids.hpp"
 
 namespace petchat::config {
 namespace {

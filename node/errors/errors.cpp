@@ -49,7 +49,7 @@ constexpr std::array<entry, 41> table{{
     {"unknown_frame", 400},               // code::unknown_frame
     {"frame_too_large", 413},             // code::frame_too_large
     {"not_authenticated", 401},           // code::not_authenticated
-    {"too_many_streams", 429},           // code::too_many_streams
+    {"too_many_streams", 429},            // code::too_many_streams
     {"slow_consumer", 503},               // code::slow_consumer
     {"too_many_connections", 503},        // code::too_many_connections
     {"store_unavailable", 503},           // code::store_unavailable

@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <ctime>
 
-#include "node/format/format.hpp"
-#include "node/ids/ids.hpp"
+#include "base/format/format.hpp"
+#include "base/ids/ids.hpp"
 
 namespace petchat::gateway {
 namespace {

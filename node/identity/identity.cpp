@@ -10,7 +10,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 
 namespace petchat::identity {
 namespace {

@@ -1,6 +1,6 @@
 #include "node/log/log.hpp"
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>

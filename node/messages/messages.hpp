@@ -35,10 +35,10 @@ using boost::asio::awaitable;
 using errors::result;
 
 struct history_query {
-  std::optional<std::string> before;  // message id (printed form)
-  std::optional<std::string> after;
-  std::optional<std::int64_t> since_ms;
-  std::optional<std::int64_t> until_ms;
+  std::optional<std::string> before{};  // message id (printed form)
+  std::optional<std::string> after{};
+  std::optional<std::int64_t> since_ms{};
+  std::optional<std::int64_t> until_ms{};
   std::size_t limit = 50;
 };
 

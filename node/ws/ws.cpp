@@ -1,7 +1,7 @@
 #include "node/ws/ws.hpp"
 
-#include "node/format/format.hpp"
-#include "node/ids/ids.hpp"
+#include "base/format/format.hpp"
+#include "base/ids/ids.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -1,10 +1,20 @@
-// The WebSocket manager: who is connected (user -> device -> live streams), fan-out of
-// mailbox news and of frames to a user's streams, presence (online / offline with
-// last-seen) and typing relay. It knows streams only through `stream_sink`, so it has no
-// WebSocket or Beast code; node/gateway implements the sinks.
+// The WebSocket manager: which live streams each user has open (user -> streams), fan-out
+// of mailbox news and of frames to a user's streams, presence (online / offline with
+// last-seen) and the typing relay, for local users and, through remote_hooks, other
+// regions. It knows streams only through `stream_sink`, so it has no WebSocket or Beast
+// code; node/gateway implements the sinks (one live_session per stream).
 //
-// Thread-safety: every method may be called from any thread. The registry is guarded by
-// one mutex that is never held while a sink does work: sinks only post to their own strand.
+// Threads: everything but the constructor and set_remote_hooks may be called concurrently
+// from any thread. In petchat-node the callers are the I/O threads (each live stream on
+// its strand, the user API, the expiry sweep), the federation applier thread (mailbox news
+// from inbound envelopes), NATS.c's live-subscription thread (remote presence and typing)
+// and the federation manager thread (online_with_contacts_in). One mutex guards the
+// registry; it is never held while a sink, `contacts_of` or a hook runs, so they may call
+// back into the manager. Nothing here waits for another thread beyond that mutex, but a
+// presence change calls `contacts_of` (a message-store read) on the calling thread.
+//
+// Errors: only attach fails (too_many_streams). An exception from `contacts_of`, a sink or
+// a hook propagates to the caller, after any registry change the call made.
 #pragma once
 
 #include <cstdint>
@@ -21,12 +31,16 @@
 
 namespace petchat::ws {
 
-// One live connection, as the manager sees it. Implementations post to their own strand
-// and return at once.
+// One live stream (one WebSocket connection), as the manager sees it. Both calls come from
+// whichever thread called the manager (any I/O thread, the federation applier, NATS.c's
+// live-subscription thread), possibly concurrently, never under the manager's mutex. They
+// must not block: implementations post to their own strand and return at once.
 class stream_sink {
  public:
   virtual ~stream_sink() = default;
-  // The user's mailbox has events up to `head`; `event` is the one at `head` if known.
+  // The user's mailbox has events up to `head`; `event` is the one at `head`, or null when
+  // the stream should read it from the store. Calls race (each commit reports on its own
+  // thread): heads may arrive out of order or twice, so keep the highest.
   virtual void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) = 0;
   // A frame that is not a mailbox event (presence, typing).
   virtual void on_frame(client::server_frame frame) = 0;
@@ -34,54 +48,95 @@ class stream_sink {
 
 struct presence_info {
   bool online = false;
-  std::int64_t last_seen_ms = 0;  // when the last device left (0: never seen)
+  // When the user's last live stream ended; for another region's user, the reported time
+  // or when the report ran out (0 while online). A local user online again keeps the time
+  // of the previous end. 0: never seen.
+  std::int64_t last_seen_ms = 0;
 };
 
-// How presence and typing reach other regions (set by the node when it federates).
+// How presence and typing reach other regions (set by the node when it federates). Both
+// hooks run on the thread that called the manager, without its mutex; they must not block
+// (petchat-node's hooks call federation::link::send_ephemeral).
 struct remote_hooks {
+  // This region: tells local users from remote ones (remote_presence needs it).
   std::string local_region;
-  // A local user went online or offline and has contacts in `region`.
+  // A local user's first live stream opened (online, last_seen_ms 0) or last one ended:
+  // called once per other region holding at least one of their contacts, from attach or
+  // detach (an I/O thread, the stream's strand).
   std::function<void(std::string const& region, std::string const& user, bool online, std::int64_t last_seen_ms)>
       presence_out;
-  // A local user is typing to a user of another region.
+  // A local user is typing to a user of another region: called from relay_typing instead
+  // of any local delivery (the I/O thread of the typing stream). The other region checks
+  // whether the recipient is online.
   std::function<void(std::string const& from, std::string const& to, std::string const& conversation_id, bool active)>
       typing_out;
 };
 
 class ws_manager {
  public:
-  // `contacts_of(user)` lists the users who may see `user`'s presence.
-  ws_manager(std::size_t max_streams_per_user,
-             std::function<std::vector<std::string>(std::string const&)> contacts_of);
+  // `contacts_of(user)` lists the users who may see `user`'s presence (petchat-node:
+  // message_service::contacts, a store scan). It is called on the manager's callers'
+  // threads, concurrently, without the manager's mutex. At most `max_streams_per_user` live
+  // streams per user.
+  ws_manager(std::size_t max_streams_per_user, std::function<std::vector<std::string>(std::string const&)> contacts_of);
 
-  // Registers a live stream. too_many_streams if the user is at the limit. When it is the
-  // user's first stream, their contacts are told they are online.
+  // Registers a live stream of `user` (dead entries are pruned first). Errors:
+  // too_many_streams (the user has max_streams_per_user already; nothing changes). When it
+  // is the user's first stream, their contacts' streams get an ONLINE frame and
+  // presence_out runs, on the calling thread. Called once a live stream's token checks out
+  // (node/gateway, on the stream's strand).
   errors::status attach(std::string const& user, std::shared_ptr<stream_sink> const& sink);
-  // Forgets a stream; when it was the user's last, contacts are told they are offline.
+  // Forgets a stream (`sink` is only compared; dead entries go too); an unknown user: no
+  // effect. When the user has no stream left, last-seen becomes now and contacts learn they
+  // are offline (frames, presence_out). No errors. Called when an authenticated live
+  // stream ends (on its strand).
   void detach(std::string const& user, stream_sink const* sink);
 
-  // Mailbox news for every stream of `user`.
+  // Mailbox news for every live stream of `user` (on_mailbox, on the calling thread). No
+  // errors. Called by the message service's mailbox listener: on the I/O thread whose
+  // coroutine committed a local change, and on the federation applier thread.
   void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> event);
-  // A typing indicator from `from` to `to`, if `to` is online.
+  // A typing indicator from `from` to `to` (full user ids). A local `from` typing to another
+  // region's user goes to typing_out (if set); otherwise a typing frame goes to each live
+  // stream of `to` (none: dropped). No permission check: callers check that they share a
+  // conversation (message_service::typing_between). No errors. Called from a live stream's
+  // strand and from the federation live handler (NATS.c's live-subscription thread).
   void relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id, bool active);
 
+  // A user's presence: another region's report while one is held (see remote_presence),
+  // else online while the user has a live stream here. Unknown users are offline, never
+  // seen. No errors; does not check who may see it (the caller checks shares_presence).
+  // Any thread (the user API's GET /v1/presence, on an I/O thread).
   presence_info presence(std::string const& user) const;
 
-  // Federation. Before traffic.
+  // Federation. Once, before traffic and before any other call (the hooks are read without
+  // the mutex). petchat-node sets them at start-up on the main thread.
   void set_remote_hooks(remote_hooks hooks);
   // A user of another region, as their region reported: believed until `valid_until_ms`,
-  // then offline as of the report (a region that stops reporting cannot keep users online).
+  // then offline as of that time (a region that stops reporting cannot keep users online).
+  // Ids that do not parse or are of this region are ignored; beyond 200000 remote users
+  // the offline ones are forgotten, and if all are online the report is dropped. Only a
+  // change of online state sends frames to the user's contacts' live streams. No errors.
+  // Called from the federation live handler (NATS.c's live-subscription thread).
   void remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms, std::int64_t valid_until_ms);
-  // A full report from `region`: its users believed online and not in `online` are offline.
+  // A full report from `region`: its users believed online and not in `online` are offline
+  // as of `at_ms` (see remote_presence). No errors. Same thread as remote_presence.
   void remote_presence_full(std::string const& region, std::vector<std::string> const& online, std::int64_t at_ms);
-  // Remote users whose report ran out become offline for their contacts here (call
-  // every second or so).
+  // Remote users whose report ran out become offline for their contacts here (OFFLINE
+  // frames, last seen when the report ran out). Call every second or so: petchat-node's
+  // expiry sweep does, on an I/O thread, every messages.expiry_sweep_interval_ms. No errors.
   void expire_remote_presence();
-  // Local users online now who have contacts in `region`.
+  // Local users with a live stream now who have at least one contact in `region`. Calls
+  // contacts_of once per user with a live stream (a store scan each): called by the
+  // federation link's presence refresh on its manager thread, not on an I/O thread. No
+  // errors.
   std::vector<std::string> online_with_contacts_in(std::string const& region) const;
-  // Presence frames for the contacts of `user` (for a device that just connected).
+  // One presence frame per contact of `user` (ONLINE, or OFFLINE with last seen), for a
+  // live stream that just authenticated (its strand). No errors.
   std::vector<client::server_frame> presence_of_contacts(std::string const& user) const;
 
+  // Live streams attached and not detached (the petchat_ws_streams gauge, read at each
+  // metrics scrape on an I/O thread). Any thread.
   std::size_t streams() const;
 
  private:

@@ -509,7 +509,7 @@ class Partitions(FederationCase):
         self.assertFalse(st["connected"])
         self.assertGreaterEqual(st["regions"][0]["outbox"], 1)
         # The status says what is wrong at once, and blames NATS, not a region.
-        self.assertRegex(st["last_error"], r"^NATS unreachable since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", st)
+        self.assertRegex(st["last_error"], r"^NATS unreachable since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", st)
         time.sleep(1.0)
         st = fed_status(self.node("europe"))
         self.assertTrue(st["last_error"].startswith("NATS unreachable since"), st)

@@ -7,9 +7,9 @@
 #include <optional>
 #include <string>
 
+#include "base/format/format.hpp"
 #include "client.pb.h"
 #include "node/errors/errors.hpp"
-#include "node/format/format.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/users/users.hpp"
 

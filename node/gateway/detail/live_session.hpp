@@ -26,12 +26,12 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
+#include "base/ids/ids.hpp"
 #include "node/gateway/detail/frame_queue.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/pushed_frames.hpp"
 #include "node/gateway/detail/ws_frames.hpp"
-#include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
 
 namespace petchat::gateway::detail {
@@ -85,16 +85,16 @@ inline constexpr std::uint16_t close_internal_error = 1011;
 // first cause recorded wins (a violation closes the stream, and the socket ending after
 // it is not news).
 enum class end_reason : std::uint8_t {
-  client_closed,      // the client sent a close frame
-  connection_lost,    // EOF, reset or a write error without a close
-  protocol_error,     // a framing violation (1002, 1007, 1009)
-  unauthenticated,    // no or a refused authentication (4001)
-  session_ended,      // the token expired, the session was revoked or the user disabled (4001)
+  client_closed,     // the client sent a close frame
+  connection_lost,   // EOF, reset or a write error without a close
+  protocol_error,    // a framing violation (1002, 1007, 1009)
+  unauthenticated,   // no or a refused authentication (4001)
+  session_ended,     // the token expired, the session was revoked or the user disabled (4001)
   too_many_streams,  // 4029
-  slow_consumer,      // the client stopped reading
-  idle,               // nothing received for idle_timeout
-  shutting_down,      // the node stops (1001)
-  internal_error,     // the server failed to serve it (1011)
+  slow_consumer,     // the client stopped reading
+  idle,              // nothing received for idle_timeout
+  shutting_down,     // the node stops (1001)
+  internal_error,    // the server failed to serve it (1011)
 };
 
 char const* name(end_reason r);

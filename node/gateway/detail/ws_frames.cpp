@@ -3,7 +3,7 @@
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/core/detail/sha1.hpp>
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 
 namespace petchat::gateway::detail::ws_frames {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 
 namespace petchat::messages::detail {
 namespace {

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <chrono>
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 
 namespace petchat::messages::detail {
 namespace {

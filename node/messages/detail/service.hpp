@@ -10,10 +10,10 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "base/format/format.hpp"
+#include "base/ids/ids.hpp"
 #include "federation/federation.hpp"
 #include "message_records.pb.h"
-#include "node/format/format.hpp"
-#include "node/ids/ids.hpp"
 #include "node/log/log.hpp"
 #include "node/messages/detail/body_rules.hpp"
 #include "node/messages/detail/keys.hpp"

@@ -9,9 +9,9 @@
 #include <chrono>
 #include <thread>
 
+#include "base/format/format.hpp"
+#include "base/ids/ids.hpp"
 #include "node/async/async.hpp"
-#include "node/format/format.hpp"
-#include "node/ids/ids.hpp"
 #include "node/users/detail/login_limiter.hpp"
 #include "node/users/detail/passwords.hpp"
 #include "node/users/detail/registration_limiter.hpp"

@@ -1,6 +1,6 @@
 #include "node/users/detail/tokens.hpp"
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 #include "user_records.pb.h"
 
 namespace petchat::users::detail {

@@ -10,7 +10,7 @@
 #include <tuple>
 #include <vector>
 
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 #include "node/ws/ws.hpp"
 
 namespace {

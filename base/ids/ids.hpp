@@ -19,8 +19,9 @@ struct user_id {
   std::string str() const { return name + "@" + region; }
 };
 
-// The region part of a full user id (after '@'), or "" if there is none. No validation:
-// for ids that were validated when they entered the system.
+// The region part of a full user id (after its '@'), or "" (no region) if it has no '@' or
+// more than one. Names are not checked: federation uses this on ids from other regions to
+// refuse a user that does not belong to the envelope's origin.
 std::string_view region_of(std::string_view user_id) noexcept;
 
 // Parses `name@region`, or a bare `name` meaning a user of `local_region`. Returns

@@ -1,4 +1,4 @@
-#include "node/format/format.hpp"
+#include "base/format/format.hpp"
 
 #include <sodium.h>
 

@@ -1,4 +1,4 @@
-#include "node/ids/ids.hpp"
+#include "base/ids/ids.hpp"
 
 namespace petchat::ids {
 
@@ -13,7 +13,8 @@ bool is_valid_name(std::string_view name) noexcept {
 }
 
 std::string_view region_of(std::string_view user_id) noexcept {
-  // Same rule as federation's: a second '@' makes it no user id of any region.
+  // A second '@' makes it no user id of any region: "alice@america@europe" must pass
+  // neither as a user of europe nor of "america@europe".
   auto at = user_id.find('@');
   if (at == std::string_view::npos || user_id.find('@', at + 1) != std::string_view::npos) return {};
   return user_id.substr(at + 1);

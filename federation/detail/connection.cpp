@@ -1,0 +1,173 @@
+#include "federation/detail/connection.hpp"
+
+#include <vector>
+
+namespace petchat::federation::detail {
+
+using namespace std::chrono_literals;
+
+std::string nats_error(natsStatus s, jsErrCode jerr) {
+  std::string out = natsStatus_GetText(s);
+  if (jerr != 0) out += " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")";
+  if (char const* last = nats_GetLastError(nullptr); last && *last) out += ": " + std::string(last);
+  return out;
+}
+
+namespace {
+
+std::string connection_error(natsConnection* nc) {
+  char const* text = nullptr;
+  if (nc && natsConnection_GetLastError(nc, &text) != NATS_OK && text) return text;
+  return {};
+}
+
+}  // namespace
+
+nats_connection::nats_connection(link_state& state) : s_(state) {}
+
+bool nats_connection::set_options() {
+  auto const& opt = s_.opt;
+  natsOptions_Create(&nopts_);
+  std::vector<char const*> urls;
+  for (auto const& u : opt.nats_urls) urls.push_back(u.c_str());
+  natsOptions_SetServers(nopts_, urls.data(), static_cast<int>(urls.size()));
+  natsOptions_SetName(nopts_, ("petchat-node " + s_.dir.self()).c_str());
+  natsOptions_SetMaxReconnect(nopts_, -1);
+  natsOptions_SetReconnectWait(nopts_, opt.reconnect_wait_ms);
+  natsOptions_SetTimeout(nopts_, opt.publish_timeout_ms);
+  natsOptions_SetReconnectedCB(nopts_, &on_connected, this);
+  natsOptions_SetDisconnectedCB(nopts_, &on_disconnected, this);
+  natsOptions_SetErrorHandler(nopts_, &on_error, this);
+  natsOptions_SetClosedCB(nopts_, &on_closed, this);
+  natsStatus s = NATS_OK;
+  if (!opt.credentials_file.empty())
+    s = natsOptions_SetUserCredentialsFromFiles(nopts_, opt.credentials_file.c_str(), nullptr);
+  if (s == NATS_OK && !opt.nkey_seed_file.empty())
+    s = natsOptions_SetNKeyFromSeed(nopts_, opt.nkey.c_str(), opt.nkey_seed_file.c_str());
+  if (s == NATS_OK && !opt.user.empty()) s = natsOptions_SetUserInfo(nopts_, opt.user.c_str(), opt.password.c_str());
+  if (s == NATS_OK && (!opt.tls_ca_file.empty() || !opt.tls_cert_file.empty())) {
+    s = natsOptions_SetSecure(nopts_, true);
+    if (s == NATS_OK && !opt.tls_ca_file.empty())
+      s = natsOptions_LoadCATrustedCertificates(nopts_, opt.tls_ca_file.c_str());
+    if (s == NATS_OK && !opt.tls_cert_file.empty())
+      s = natsOptions_LoadCertificatesChain(nopts_, opt.tls_cert_file.c_str(), opt.tls_key_file.c_str());
+  }
+  if (s != NATS_OK) {
+    s_.set_error("NATS options: " + nats_error(s));
+    return false;
+  }
+  return true;
+}
+
+bool nats_connection::open() {
+  if (!set_options()) return false;
+  // One plain attempt first, which says why it failed (refused, authorization, TLS...);
+  // then, if it did, one that keeps retrying in the background.
+  natsStatus s = natsConnection_Connect(&nc_, nopts_);
+  if (s == NATS_OK) {
+    s_.connected = true;
+  } else {
+    s_.set_error("cannot connect to NATS: " + nats_error(s) + "; retrying in the background");
+    nc_ = nullptr;
+    natsOptions_SetRetryOnFailedConnect(nopts_, true, &on_connected, this);
+    s = natsConnection_Connect(&nc_, nopts_);
+    if (s == NATS_OK) {
+      s_.connected = true;
+    } else if (s != NATS_NOT_YET_CONNECTED) {
+      s_.set_error("cannot connect to NATS: " + nats_error(s));
+      return false;
+    }
+  }
+  live_nc_ = nc_;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  if (!s_.opt.jetstream_domain.empty()) jo.Domain = s_.opt.jetstream_domain.c_str();
+  jo.Wait = s_.opt.publish_timeout_ms;
+  jo.PublishAsync.ErrHandler = &on_publish_error;
+  jo.PublishAsync.ErrHandlerClosure = this;
+  s = natsConnection_JetStream(&js_, nc_, &jo);
+  if (s != NATS_OK) {
+    s_.set_error("JetStream context: " + nats_error(s));
+    return false;
+  }
+  return true;
+}
+
+bool nats_connection::close() {
+  if (js_) jsCtx_Destroy(js_);
+  js_ = nullptr;
+  live_nc_ = nullptr;
+  bool quiet = true;
+  if (nc_) {
+    natsConnection_Close(nc_);
+    // The closed callback is the connection's last: after it no callback can touch us.
+    std::unique_lock lock(closed_mutex_);
+    quiet = closed_cv_.wait_for(lock, 1s, [this] { return closed_; });
+    lock.unlock();
+    natsConnection_Destroy(nc_);
+  }
+  if (nopts_) natsOptions_Destroy(nopts_);
+  nc_ = nullptr;
+  nopts_ = nullptr;
+  return quiet;
+}
+
+bool nats_connection::up() const {
+  auto* conn = live_nc_.load();
+  return conn && natsConnection_Status(conn) == NATS_CONN_STATUS_CONNECTED;
+}
+
+std::string nats_connection::server_url() const {
+  auto* conn = live_nc_.load();
+  char url[256] = {0};
+  if (!up() || natsConnection_GetConnectedUrl(conn, url, sizeof url) != NATS_OK) return {};
+  return url;
+}
+
+void nats_connection::publish_live(std::string const& subject, std::string const& data) {
+  auto* conn = live_nc_.load();
+  if (!s_.connected || !conn) return;
+  natsConnection_Publish(conn, subject.c_str(), data.data(), static_cast<int>(data.size()));
+}
+
+// --- NATS.c threads ----------------------------------------------------------------------
+
+void nats_connection::on_connected(natsConnection*, void* self) {
+  auto& s = static_cast<nats_connection*>(self)->s_;
+  s.connected = true;
+  s.need_setup = true;
+  s.log->info("federation: connected to NATS");
+  s.wake();
+}
+
+void nats_connection::on_disconnected(natsConnection* nc, void* self) {
+  auto& s = static_cast<nats_connection*>(self)->s_;
+  if (s.stopping) return;
+  bool was = s.connected.exchange(false);
+  std::string why = connection_error(nc);
+  if (was)
+    s.log->warn("federation: lost the NATS connection{}{}; local work goes on, federation traffic waits",
+                why.empty() ? "" : ": ", why);
+  // Said at once, and as what it is: all of NATS is gone, not one region.
+  s.set_unreachable(was, why);
+}
+
+void nats_connection::on_closed(natsConnection*, void* self) {
+  auto* me = static_cast<nats_connection*>(self);
+  std::lock_guard lock(me->closed_mutex_);
+  me->closed_ = true;
+  me->closed_cv_.notify_all();
+}
+
+// Asynchronous errors: authorization refused, permissions, slow consumer...
+void nats_connection::on_error(natsConnection* nc, natsSubscription*, natsStatus err, void* self) {
+  auto& s = static_cast<nats_connection*>(self)->s_;
+  std::string why = connection_error(nc);
+  s.set_error("NATS: " + (why.empty() ? std::string(natsStatus_GetText(err)) : why));
+}
+
+void nats_connection::on_publish_error(jsCtx*, jsPubAckErr*, void* self) {
+  static_cast<nats_connection*>(self)->publish_failures_.fetch_add(1);
+}
+
+}  // namespace petchat::federation::detail

@@ -1,0 +1,211 @@
+#include "federation/detail/inbound.hpp"
+
+#include <cstdlib>
+
+#include "base/format/format.hpp"
+
+namespace petchat::federation::detail {
+namespace {
+
+constexpr std::int64_t ephemeral_max_age_ms = 30000;
+
+}  // namespace
+
+inbound_stream::inbound_stream(link_state& state, nats_connection& conn, inbound_applier& applier,
+                               outbound_lanes& lanes, link::ephemeral_handler on_ephemeral)
+    : s_(state), conn_(conn), applier_(applier), lanes_(lanes), on_ephemeral_(std::move(on_ephemeral)) {}
+
+bool inbound_stream::setup() {
+  std::uint64_t last_seq = 0;
+  if (!ensure_stream(last_seq)) return false;
+  if (inbound_sub_ && last_seq < applier_.last_queued()) {
+    // The stream is shorter than what was read: the server lost its store and the stream
+    // was created anew. Read the new one from its start.
+    s_.log->warn("federation: stream {} ends at {} but {} was read: it was recreated; reading it from the start",
+                 s_.names.stream, last_seq, applier_.last_queued());
+    drop_inbound_subscription();
+    applier_.restart_at(0, true);
+  }
+  if ((!inbound_sub_ || !natsSubscription_IsValid(inbound_sub_)) && !subscribe_inbound(last_seq)) return false;
+  if (!live_sub_) {
+    auto s = natsConnection_Subscribe(&live_sub_, conn_.nc(), s_.names.live_filter.c_str(), &on_live, this);
+    if (s != NATS_OK) {
+      live_sub_ = nullptr;
+      s_.set_error("cannot subscribe to " + s_.names.live_filter + ": " + nats_error(s));
+      return false;
+    }
+  }
+  s_.clear_error();
+  return true;
+}
+
+// Limits retention: a full stream refuses new envelopes, and senders keep their outbox.
+bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = s_.names.stream.c_str();
+  char const* subjects[] = {s_.names.inbound_filter.c_str()};
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Retention = js_LimitsPolicy;
+  sc.MaxAge = static_cast<int64_t>(s_.opt.retention_s) * 1'000'000'000;
+  sc.MaxBytes = static_cast<int64_t>(s_.opt.max_stream_bytes);
+  sc.Discard = js_DiscardNew;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddStream(&si, conn_.js(), &sc, nullptr, &jerr);
+  if (s != NATS_OK && jerr == JSStreamNameExistErr) s = js_UpdateStream(&si, conn_.js(), &sc, nullptr, &jerr);
+  if (s != NATS_OK) {
+    s_.set_error("cannot create stream " + s_.names.stream + ": " + nats_error(s, jerr));
+    return false;
+  }
+  last_seq = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  return true;
+}
+
+// An ordered consumer from after what was applied (or queued, in this process).
+bool inbound_stream::subscribe_inbound(std::uint64_t last_seq) {
+  drop_inbound_subscription();
+  std::uint64_t from = std::max(s_.store.inbound_position(), applier_.last_queued());
+  bool recreated = from > last_seq;
+  if (recreated) {
+    s_.log->warn("federation: stream {} ends at {} but {} was applied: it was recreated; reading it from the start",
+                 s_.names.stream, last_seq, from);
+    from = 0;
+  }
+  applier_.restart_at(from, recreated);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = s_.names.stream.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = from + 1;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s =
+      js_Subscribe(&inbound_sub_, conn_.js(), s_.names.inbound_filter.c_str(), &on_inbound, this, nullptr, &so, &jerr);
+  if (s != NATS_OK) {
+    inbound_sub_ = nullptr;
+    s_.set_error("cannot consume stream " + s_.names.stream + ": " + nats_error(s, jerr));
+    return false;
+  }
+  natsSubscription_SetPendingLimits(inbound_sub_, -1, -1);  // the applier's queue is the back-pressure
+  s_.log->info("federation: consuming {} from stream seq {}", s_.names.stream, from + 1);
+  return true;
+}
+
+void inbound_stream::drop_inbound_subscription() {
+  if (!inbound_sub_) return;
+  if (natsSubscription_Drain(inbound_sub_) == NATS_OK) natsSubscription_WaitForDrainCompletion(inbound_sub_, 2000);
+  natsSubscription_Destroy(inbound_sub_);
+  inbound_sub_ = nullptr;
+}
+
+// As the node purges what it applied every few seconds, what the stream holds is what
+// waits to be applied.
+void inbound_stream::refresh_info() {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Info.SubjectsFilter = s_.names.inbound_filter.c_str();
+  if (js_GetStreamInfo(&si, conn_.js(), s_.names.stream.c_str(), &o, &jerr) != NATS_OK) return;
+  std::map<std::string, std::uint64_t> by_origin;
+  if (si->State.Subjects)
+    for (int i = 0; i < si->State.Subjects->Count; ++i)
+      by_origin[last_token(si->State.Subjects->List[i].Subject)] += si->State.Subjects->List[i].Msgs;
+  s_.set_stream_figures(si->State.LastSeq, std::move(by_origin));
+  jsStreamInfo_Destroy(si);
+}
+
+void inbound_stream::purge_applied() {
+  // What this process applied from this stream instance (the stored position may belong
+  // to a stream that was since recreated).
+  std::uint64_t upto = applier_.applied_seq();
+  if (upto == 0 || upto == purged_upto_) return;
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Purge.Sequence = upto + 1;  // up to but not including
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s = js_PurgeStream(conn_.js(), s_.names.stream.c_str(), &o, &jerr);
+  if (s != NATS_OK) {
+    // Harmless for correctness (applied seqs are skipped on reading), but the stream
+    // grows toward its limit: say so, and try again next time.
+    s_.log->warn("federation: cannot purge stream {} up to seq {}: {}", s_.names.stream, upto, nats_error(s, jerr));
+    return;
+  }
+  purged_upto_ = upto;
+}
+
+void inbound_stream::drain() {
+  if (!conn_.up()) return;  // nothing in flight without a connection; a drain could only wait
+  for (auto* sub : {inbound_sub_, live_sub_})
+    if (sub && natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 2000);
+}
+
+void inbound_stream::destroy() {
+  for (auto* sub : {inbound_sub_, live_sub_})
+    if (sub) natsSubscription_Destroy(sub);
+  inbound_sub_ = live_sub_ = nullptr;
+}
+
+// --- NATS.c threads ----------------------------------------------------------------------
+
+void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+  auto* me = static_cast<inbound_stream*>(self);
+  jsMsgMetaData* meta = nullptr;
+  std::uint64_t seq = 0;
+  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+  }
+  if (seq == 0 || seq <= me->applier_.last_queued()) {  // not from the stream, or seen already
+    natsMsg_Destroy(msg);
+    return;
+  }
+  std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->s_.dir);
+  natsMsg_Destroy(msg);
+  for (auto r : opened.refused) me->s_.count(r, "stream seq " + std::to_string(seq));
+  std::vector<local_store::inbound> items;
+  for (auto& item : opened.bodies)
+    items.push_back({seq, opened.lane_epoch, opened.lane_base, std::move(item.content), item.refused});
+  if (items.empty()) items.push_back({seq, 0, 0, std::nullopt, std::nullopt});  // nothing to apply; the position moves
+  me->applier_.push(std::move(items));
+}
+
+void inbound_stream::on_live(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+  auto* me = static_cast<inbound_stream*>(self);
+  std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->s_.dir);
+  natsMsg_Destroy(msg);
+  for (auto r : opened.refused) me->s_.count(r, "live subject");
+  for (auto const& item : opened.bodies) {
+    if (item.refused)
+      me->s_.count(*item.refused, "live subject");
+    else
+      me->handle_live(item.content);
+  }
+}
+
+void inbound_stream::handle_live(body const& b) {
+  if (!b.has_presence() && !b.has_typing() && !b.has_lane_ack()) {
+    s_.count(reject_reason::malformed, "durable kind on live subject");
+  } else if (b.has_lane_ack()) {  // monotonic and epoch-checked: safe at any age (no clock skew issue)
+    lanes_.note_ack(b.origin(), b.lane_ack());
+    s_.wake();
+  } else if (std::abs(format::now_ms() - b.created_at_ms()) > ephemeral_max_age_ms) {
+    s_.count(reject_reason::stale, "live envelope from " + b.origin());
+  } else if (on_ephemeral_) {
+    // A NATS thread: a failure in the node's handler (a store read) must cost this
+    // envelope, never the process.
+    try {
+      on_ephemeral_(b);
+    } catch (std::exception const& e) {
+      s_.log->error("federation: handling a live envelope from {} failed: {}", b.origin(), e.what());
+    }
+  }
+}
+
+}  // namespace petchat::federation::detail

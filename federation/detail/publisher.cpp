@@ -1,0 +1,123 @@
+#include "federation/detail/publisher.hpp"
+
+#include "base/format/format.hpp"
+
+namespace petchat::federation::detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::size_t publish_batch = 1024;       // outbox entries per round and destination
+constexpr std::size_t bundle_entries = 256;       // bodies per envelope
+constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default max payload is 1 MiB)
+constexpr auto max_backoff = 30s;
+constexpr int presence_chunk = 500;  // users per presence envelope, far below NATS's payload limit
+
+}  // namespace
+
+publisher::publisher(link_state& state, nats_connection& conn, outbound_lanes& lanes, link::presence_source presence)
+    : s_(state), conn_(conn), lanes_(lanes), presence_(std::move(presence)) {}
+
+bool publisher::publish_round() {
+  lanes_.take_confirmations();
+  bool progressed = false;
+  for (auto const& r : s_.dir.all()) {
+    auto const& dest = r.name;
+    if (dest == s_.dir.self()) continue;
+    if (s_.stopping || !s_.connected) break;
+    auto& [until, delay] = backoff_[dest];
+    if (clock::now() < until) continue;
+    auto next = lanes_.next(dest, publish_batch);
+    if (next.entries.empty()) continue;
+    if (!publish_to(dest, next)) {
+      delay = std::min<clock::duration>(max_backoff, delay == clock::duration::zero() ? 250ms : delay * 2);
+      until = clock::now() + delay;
+      if (!s_.connected) continue;  // the disconnect already said what is wrong: NATS, not this region
+      s_.set_error("region " + dest + " did not take " + std::to_string(next.entries.size()) +
+                   " envelopes (its stream unreachable?); retrying in " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()) + " ms");
+      continue;
+    }
+    delay = clock::duration::zero();
+    lanes_.published(dest, next.entries.back().lane_seq);
+    s_.published += next.entries.size();
+    progressed = true;
+  }
+  return progressed;
+}
+
+bool publisher::publish_to(std::string const& destination, outbound_lanes::batch& next) {
+  auto& entries = next.entries;
+  auto subject = s_.names.fed_to(destination);
+  conn_.reset_publish_failures();
+  bool failed = false;
+  std::size_t i = 0;
+  while (i < entries.size() && !failed) {
+    std::vector<std::string> bodies;
+    std::size_t bytes = 0;
+    while (i < entries.size() && bodies.size() < bundle_entries && (bodies.empty() || bytes < bundle_bytes)) {
+      bytes += entries[i].body.size();
+      bodies.push_back(std::move(entries[i].body));
+      ++i;
+    }
+    auto sealed = seal(std::move(bodies), s_.dir.self(), s_.key, next.epoch, next.base);
+    natsMsg* m = nullptr;
+    natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, sealed.data(), static_cast<int>(sealed.size()));
+    if (s == NATS_OK) s = js_PublishMsgAsync(conn_.js(), &m, nullptr);
+    natsMsg_Destroy(m);
+    failed = s != NATS_OK;
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = s_.opt.publish_timeout_ms;
+  if (js_PublishAsyncComplete(conn_.js(), &po) != NATS_OK) {
+    natsMsgList pending{};
+    if (js_PublishAsyncGetPendingList(&pending, conn_.js()) == NATS_OK) natsMsgList_Destroy(&pending);
+    failed = true;
+  }
+  return !failed && conn_.publish_failures() == 0;
+}
+
+void publisher::send_confirmations() {
+  for (auto const& [origin, lane] : s_.store.inbound_lanes()) {
+    if (!s_.dir.is_remote(origin)) continue;
+    body b;
+    b.mutable_lane_ack()->set_epoch(lane.epoch);
+    b.mutable_lane_ack()->set_seq(lane.seq);
+    send_ephemeral(origin, std::move(b));
+  }
+}
+
+// `full` (users missing from it are offline) only when one chunk holds everyone; users in
+// other chunks' reports expire on their own.
+void publisher::refresh_presence() {
+  if (!presence_) return;
+  for (auto const& r : s_.dir.all()) {
+    if (r.name == s_.dir.self()) continue;
+    federation::presence_update all;
+    try {
+      all = presence_(r.name);
+    } catch (std::exception const& e) {
+      s_.log->error("federation: the presence snapshot for {} failed: {}", r.name, e.what());
+      continue;
+    }
+    for (int i = 0; i < all.entries_size() || i == 0; i += presence_chunk) {
+      body b;
+      auto* p = b.mutable_presence();
+      for (int j = i; j < std::min(all.entries_size(), i + presence_chunk); ++j) *p->add_entries() = all.entries(j);
+      p->set_full(all.entries_size() <= presence_chunk);
+      send_ephemeral(r.name, std::move(b));
+    }
+  }
+}
+
+void publisher::send_ephemeral(std::string const& destination, body b) {
+  if (!s_.connected) return;
+  b.set_origin(s_.dir.self());
+  b.set_destination(destination);
+  b.set_created_at_ms(format::now_ms());
+  auto sealed = seal({b.SerializeAsString()}, s_.dir.self(), s_.key);
+  conn_.publish_live(s_.names.live_to(destination), sealed);
+}
+
+}  // namespace petchat::federation::detail

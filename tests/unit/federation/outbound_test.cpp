@@ -1,0 +1,274 @@
+// The outbound lanes over an in-memory outbox: what goes out next to each region, what is
+// forgotten once confirmed, what is sent again, and the lane epoch. The link calls
+// take_confirmations() before each publishing round; the tests do the same.
+#include <doctest/doctest.h>
+#include <spdlog/logger.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "federation/detail/outbound.hpp"
+#include "federation/federation.hpp"
+
+namespace {
+
+namespace federation = petchat::federation;
+using federation::detail::outbound_lanes;
+using seqs = std::vector<std::uint64_t>;
+
+// The outbox and lane epoch as the message service keeps them, in memory.
+class memory_store final : public federation::local_store {
+ public:
+  // Commits `count` new entries for `destination`, as sends to its users do.
+  void queue(std::string const& destination, int count) {
+    auto& outbox = boxes_[destination];
+    for (int i = 0; i < count; ++i) {
+      ++outbox.end;
+      outbox.entries[outbox.end] = "body " + std::to_string(outbox.end);
+    }
+  }
+  // Lane seqs still held for `destination` (not yet confirmed).
+  seqs held(std::string const& destination) {
+    seqs out;
+    for (auto const& [seq, body] : boxes_[destination].entries) out.push_back(seq);
+    return out;
+  }
+  std::uint64_t epoch() const { return epoch_; }
+  std::vector<std::uint64_t> new_epoch_requests;  // the `above` of each new_outbound_epoch
+
+  std::uint64_t outbox_start(std::string const& destination) override {
+    auto const& outbox = boxes_[destination];
+    return outbox.entries.empty() ? outbox.end : outbox.entries.begin()->first - 1;
+  }
+  std::uint64_t outbox_end(std::string const& destination) override { return boxes_[destination].end; }
+  std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) override {
+    std::vector<outgoing> out;
+    auto const& entries = boxes_[destination].entries;
+    for (auto it = entries.upper_bound(after); it != entries.end() && out.size() < limit; ++it)
+      out.push_back({it->first, it->second});
+    return out;
+  }
+  void outbox_trim(std::string const& destination, std::uint64_t lane_seq) override {
+    auto& entries = boxes_[destination].entries;
+    entries.erase(entries.begin(), entries.upper_bound(lane_seq));
+  }
+  backlog outbox_backlog(std::string const& destination, std::uint64_t after) override {
+    auto const& entries = boxes_[destination].entries;
+    return {static_cast<std::uint64_t>(std::distance(entries.upper_bound(after), entries.end())), 0};
+  }
+  std::uint64_t outbound_epoch() override { return epoch_; }
+  std::uint64_t new_outbound_epoch(std::uint64_t above) override {
+    new_epoch_requests.push_back(above);
+    epoch_ = std::max(above, epoch_) + 1;
+    return epoch_;
+  }
+  std::map<std::string, lane> inbound_lanes() override { return {}; }
+  std::uint64_t inbound_position() override { return 0; }
+  std::vector<federation::reject_reason> apply(std::vector<inbound>) override { return {}; }
+
+ private:
+  struct box {
+    std::uint64_t end = 0;  // newest lane seq ever queued
+    std::map<std::uint64_t, std::string> entries;
+  };
+  std::map<std::string, box> boxes_;
+  std::uint64_t epoch_ = 1000;
+};
+
+federation::options with_regions(std::uint32_t resend_after_s) {
+  federation::options o;
+  o.resend_after_s = resend_after_s;
+  o.regions = {{"away", {federation::public_key{}}, "", ""}, {"far", {federation::public_key{}}, "", ""}};
+  return o;
+}
+
+federation::lane_ack ack(std::uint64_t epoch, std::uint64_t seq) {
+  federation::lane_ack a;
+  a.set_epoch(epoch);
+  a.set_seq(seq);
+  return a;
+}
+
+seqs lane_seqs(outbound_lanes::batch const& b) {
+  seqs out;
+  for (auto const& e : b.entries) out.push_back(e.lane_seq);
+  return out;
+}
+
+// Region "home" and its lanes to "away" and "far".
+struct origin {
+  explicit origin(std::uint32_t resend_after_s = 3600)
+      : opt(with_regions(resend_after_s)),
+        dir("home", federation::public_key{}, opt),
+        lanes(opt, dir, store, std::make_shared<spdlog::logger>("outbound-test")) {}  // no sinks: quiet
+
+  federation::options opt;
+  federation::directory dir;
+  memory_store store;
+  outbound_lanes lanes;
+
+  // One publishing round to `destination` that JetStream stored: what went out.
+  seqs publish(std::string const& destination, std::size_t limit = 100) {
+    lanes.take_confirmations();
+    auto b = lanes.next(destination, limit);
+    if (!b.entries.empty()) lanes.published(destination, b.entries.back().lane_seq);
+    return lane_seqs(b);
+  }
+};
+
+TEST_CASE("each destination gets its outbox in lane order, once, and more as it is queued") {
+  origin o;
+  o.store.queue("away", 5);
+  o.store.queue("far", 2);
+  o.lanes.take_confirmations();
+
+  auto first = o.lanes.next("away", 3);
+  REQUIRE(lane_seqs(first) == seqs{1, 2, 3});
+  CHECK(first.entries[0].body == "body 1");
+  CHECK(first.epoch == o.store.epoch());
+  CHECK(first.base == 0);
+  // Not stored by JetStream (a failed publish): the same entries again.
+  CHECK(lane_seqs(o.lanes.next("away", 3)) == seqs{1, 2, 3});
+
+  o.lanes.published("away", 3);
+  CHECK(lane_seqs(o.lanes.next("away", 3)) == seqs{4, 5});
+  o.lanes.published("away", 5);
+  CHECK(o.lanes.next("away", 3).entries.empty());
+  CHECK(o.publish("far") == seqs{1, 2});  // lanes are independent
+
+  o.store.queue("away", 1);
+  CHECK(o.publish("away") == seqs{6});
+  CHECK(o.publish("away").empty());
+  CHECK(o.store.held("away") == seqs{1, 2, 3, 4, 5, 6});  // nothing confirmed yet: all kept
+}
+
+TEST_CASE("confirmations forget what the destination applied; older ones and strangers change nothing") {
+  origin o;
+  o.store.queue("away", 5);
+  CHECK(o.publish("away") == seqs{1, 2, 3, 4, 5});
+  auto epoch = o.store.epoch();
+  CHECK(o.lanes.confirmed().at("away") == 0);
+
+  o.lanes.note_ack("away", ack(epoch, 3));
+  CHECK(o.store.held("away") == seqs{1, 2, 3, 4, 5});  // noted, applied at the next round
+  o.lanes.take_confirmations();
+  CHECK(o.store.held("away") == seqs{4, 5});
+  CHECK(o.lanes.confirmed().at("away") == 3);
+  CHECK(o.lanes.next("away", 100).entries.empty());  // 4 and 5 are out, waiting for confirmation
+
+  o.lanes.note_ack("away", ack(epoch, 2));  // older news
+  o.lanes.take_confirmations();
+  CHECK(o.store.held("away") == seqs{4, 5});
+  CHECK(o.lanes.confirmed().at("away") == 3);
+
+  // Two confirmations between rounds: the furthest counts, whatever their order.
+  o.lanes.note_ack("away", ack(epoch, 5));
+  o.lanes.note_ack("away", ack(epoch, 4));
+  o.lanes.take_confirmations();
+  CHECK(o.store.held("away").empty());
+  CHECK(o.lanes.confirmed().at("away") == 5);
+
+  // A confirmation under an earlier epoch of ours, or from a region not in the directory.
+  o.store.queue("away", 2);
+  CHECK(o.publish("away") == seqs{6, 7});
+  o.lanes.note_ack("away", ack(epoch - 1, 7));
+  o.lanes.note_ack("stranger", ack(epoch, 7));
+  o.lanes.take_confirmations();
+  CHECK(o.store.held("away") == seqs{6, 7});
+  CHECK(o.lanes.confirmed().count("stranger") == 0);
+  CHECK(o.store.new_epoch_requests.empty());
+
+  // The next bundle says where the lane stands: base is the confirmed seq.
+  o.store.queue("away", 1);
+  auto b = o.lanes.next("away", 100);
+  CHECK(lane_seqs(b) == seqs{8});
+  CHECK(b.base == 5);
+}
+
+TEST_CASE("entries left unconfirmed are sent again from the last confirmed seq once the wait is over") {
+  SUBCASE("within resend_after_s nothing goes out again") {
+    origin o(3600);
+    o.store.queue("away", 4);
+    CHECK(o.publish("away") == seqs{1, 2, 3, 4});
+    o.lanes.note_ack("away", ack(o.store.epoch(), 2));
+    CHECK(o.publish("away").empty());
+    CHECK(o.publish("away").empty());
+  }
+  SUBCASE("after it, one batch again from the confirmed seq") {
+    origin o(0);  // the wait is over as soon as the clock moves
+    o.store.queue("away", 4);
+    o.lanes.take_confirmations();
+    auto first = o.lanes.next("away", 2);
+    REQUIRE(lane_seqs(first) == seqs{1, 2});
+    o.lanes.published("away", 2);
+    // steady_clock must move past the moment the lane began waiting; no other waiting.
+    auto t = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() == t) {
+    }
+    auto again = o.lanes.next("away", 2);
+    CHECK(lane_seqs(again) == seqs{1, 2});
+    CHECK(again.base == 0);
+    CHECK(again.epoch == first.epoch);
+    CHECK(o.store.held("away") == seqs{1, 2, 3, 4});
+
+    // Once the destination confirms them, the lane moves on to what it never had.
+    o.lanes.published("away", 2);
+    o.lanes.note_ack("away", ack(o.store.epoch(), 2));
+    CHECK(o.publish("away") == seqs{3, 4});
+    CHECK(o.store.held("away") == seqs{3, 4});
+  }
+}
+
+TEST_CASE("a destination ahead of this store starts a new lane epoch, and every outbox goes again under it") {
+  SUBCASE("it applied more of the lane than this store ever wrote (a store restored from a backup)") {
+    origin o;
+    o.store.queue("away", 3);
+    o.store.queue("far", 2);
+    CHECK(o.publish("away") == seqs{1, 2, 3});
+    CHECK(o.publish("far") == seqs{1, 2});
+    auto old_epoch = o.store.epoch();
+
+    o.lanes.note_ack("away", ack(old_epoch, 9));
+    o.lanes.take_confirmations();
+    CHECK(o.store.new_epoch_requests == seqs{old_epoch});
+    CHECK(o.store.epoch() > old_epoch);
+    CHECK(o.store.held("away") == seqs{1, 2, 3});  // nothing counts as confirmed
+    for (char const* dest : {"away", "far"}) {
+      CAPTURE(dest);
+      auto b = o.lanes.next(dest, 100);
+      CHECK(b.epoch == o.store.epoch());
+      CHECK(b.base == 0);
+      CHECK(lane_seqs(b) == (std::string(dest) == "away" ? seqs{1, 2, 3} : seqs{1, 2}));
+    }
+
+    // Confirmations under the new epoch work as before; those under the old one no longer count.
+    o.lanes.note_ack("far", ack(old_epoch, 2));
+    o.lanes.take_confirmations();
+    CHECK(o.store.held("far") == seqs{1, 2});
+    o.lanes.note_ack("away", ack(o.store.epoch(), 3));
+    o.lanes.take_confirmations();
+    CHECK(o.store.held("away").empty());
+    CHECK(o.store.new_epoch_requests.size() == 1);
+  }
+  SUBCASE("it knows a newer epoch of ours (this node's clock went back)") {
+    origin o;
+    o.store.queue("away", 2);
+    CHECK(o.publish("away") == seqs{1, 2});
+    auto newer = o.store.epoch() + 500;
+    o.lanes.note_ack("away", ack(newer, 1));
+    o.lanes.take_confirmations();
+    CHECK(o.store.new_epoch_requests == seqs{newer});
+    CHECK(o.store.epoch() > newer);
+    auto b = o.lanes.next("away", 100);
+    CHECK(b.epoch == o.store.epoch());
+    CHECK(lane_seqs(b) == seqs{1, 2});
+  }
+}
+
+}  // namespace
