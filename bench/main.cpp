@@ -30,6 +30,7 @@
 #include "bench/process.hpp"
 #include "bench/regions.hpp"
 #include "bench/stats.hpp"
+#include "bench/workload.hpp"
 #include "client/client.hpp"
 
 namespace {
@@ -37,56 +38,13 @@ namespace {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace petchat;
+using bench::message_result;
+using bench::node_under_test;
+using bench::options;
+using bench::remove_node;
+using bench::start_node;
 using clock_type = std::chrono::steady_clock;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-struct options {
-  std::string node_binary;
-  std::string echo_binary;
-  int pairs = 8;
-  int window = 8;
-  double duration_s = 5;
-  double rate = 1000;
-  int connections = 1000;
-  int messages = 10000;
-  int payload = 64;
-  int threads = 2;
-  bool durable = true;
-  bool as_json = false;
-};
-
-// ---------------------------------------------------------------- the node under test
-
-struct node_under_test {
-  bench::child process;
-  std::filesystem::path dir;
-  std::vector<std::string> argv;
-  sdk::endpoint endpoint() const { return {"127.0.0.1", process.port}; }
-};
-
-node_under_test start_node(options const& o, std::filesystem::path dir = {}) {
-  node_under_test n;
-  n.dir = dir.empty() ? bench::temp_dir("node") : dir;
-  auto config = n.dir / "bench.toml";
-  std::ofstream(config) << "[node]\nregion = \"bench\"\nthreads = " << o.threads
-                        << "\n[gateway]\nmax_connections = 1000000\nmax_connections_per_address = 1000000\n"
-                        << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = "
-                           "8\nmax_registrations_per_address = 10000000\nmax_devices_per_user = 100000\n"
-                        << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
-                        << "[messages]\nmax_per_second = 100000\nmax_streams_per_user = 1000000\n"
-                        << "send_queue_frames = 65536\n"
-                        << "[store]\nsync = " << (o.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n";
-  n.argv = {o.node_binary, "--config",   config.string(), "--data-dir", (n.dir / "data").string(),
-            "--listen",    "127.0.0.1:0"};
-  n.process = bench::spawn(n.argv, "petchat-node ready:");
-  return n;
-}
-
-void remove_node(node_under_test& n) {
-  bench::stop(n.process);
-  std::error_code ec;
-  std::filesystem::remove_all(n.dir, ec);
-}
 
 // Runs `work` to completion on an io_context with o.threads threads.
 template <typename Awaitable>
@@ -222,13 +180,6 @@ asio::awaitable<void> guarded(asio::awaitable<void> inner) {
   }
 }
 
-struct message_result {
-  double seconds = 0;
-  std::uint64_t completed = 0;
-  std::uint64_t cpu_us = 0;
-  bench::samples::summary accepted, recipient, receipt;
-};
-
 // Senders connect to `ep`, recipients to `recipient_ep` (another region for the federation
 // workload). Server CPU is the sum over `nodes`.
 asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint recipient_ep,
@@ -344,68 +295,6 @@ message_result measure_echo(options const& o) {
   return r;
 }
 
-// ---------------------------------------------------------------- reporting
-
-json::object summary_json(bench::samples::summary const& s) {
-  return json::object{{"count", s.count}, {"p50_ms", s.p50}, {"p99_ms", s.p99}, {"p999_ms", s.p999}, {"max_ms", s.max}};
-}
-
-void print_latency(char const* what, bench::samples::summary const& s) {
-  std::printf("  %-28s p50 %8.3f ms  p99 %8.3f ms  p99.9 %8.3f ms  max %8.3f ms  (n=%zu)\n", what, s.p50, s.p99, s.p999,
-              s.max, s.count);
-}
-
-int report_messages(options const& o, char const* workload, message_result const& r,
-                    std::optional<message_result> echo) {
-  double rate = r.seconds > 0 ? static_cast<double>(r.completed) / r.seconds : 0;
-  double cpu_per = r.completed ? static_cast<double>(r.cpu_us) / static_cast<double>(r.completed) : 0;
-  double echo_rate = echo && echo->seconds > 0 ? static_cast<double>(echo->completed) / echo->seconds : 0;
-  // The echo server's CPU per round trip (one frame in, one out): the transport's own cost,
-  // which every frame of the full sequence pays too.
-  double echo_cpu =
-      echo && echo->completed ? static_cast<double>(echo->cpu_us) / static_cast<double>(echo->completed) : 0;
-  if (o.as_json) {
-    json::object j{{"workload", workload},
-                   {"pairs", o.pairs},
-                   {"window", o.window},
-                   {"durable", o.durable},
-                   {"seconds", r.seconds},
-                   {"completed", r.completed},
-                   {"messages_per_s", rate},
-                   {"server_cpu_us_per_message", cpu_per},
-                   {"send_to_accepted", summary_json(r.accepted)},
-                   {"send_to_recipient", summary_json(r.recipient)},
-                   {"send_to_receipt", summary_json(r.receipt)}};
-    if (std::string(workload).ends_with("latency")) j["rate"] = o.rate;
-    if (echo) {
-      j["echo_round_trips_per_s"] = echo_rate;
-      j["ratio_to_echo"] = echo_rate > 0 ? rate / echo_rate : 0;
-      j["echo_server_cpu_us_per_round_trip"] = echo_cpu;
-    }
-    std::cout << json::serialize(j) << "\n";
-    return 0;
-  }
-  std::printf("%s: %d pairs, %s, durability %s, %.1f s\n", workload, o.pairs,
-              std::string(workload).ends_with("latency")
-                  ? ("open loop at " + std::to_string(static_cast<int>(o.rate)) + "/s").c_str()
-                  : ("window " + std::to_string(o.window)).c_str(),
-              o.durable ? "on" : "off", r.seconds);
-  std::printf("  completed                    %llu messages, %.0f messages/s\n",
-              static_cast<unsigned long long>(r.completed), rate);
-  std::printf("  server CPU                   %.1f us per message\n", cpu_per);
-  if (std::string(workload) != "echo") {
-    print_latency("send -> accepted", r.accepted);
-    print_latency("send -> at recipient", r.recipient);
-    print_latency("send -> delivered receipt", r.receipt);
-  }
-  if (echo && std::string(workload) != "echo") {
-    std::printf("  bare Beast echo ceiling      %.0f round trips/s; petchat = %.3f of it\n", echo_rate,
-                echo_rate > 0 ? rate / echo_rate : 0);
-    std::printf("  bare Beast echo server CPU   %.1f us per round trip (one frame each way)\n", echo_cpu);
-  }
-  return 0;
-}
-
 // ---------------------------------------------------------------- connections
 
 asio::awaitable<void> hold(std::shared_ptr<sdk::connection> c) {
@@ -506,6 +395,30 @@ int startup(options o) {
   return 0;
 }
 
+// The workloads against one node: connections, or throughput / latency (then the echo
+// ceiling for comparison).
+int single_node(options const& o, bool connections, bool open_loop) {
+  auto n = start_node(o);
+  if (connections) {
+    json::object result;
+    run(o, connections_run(o, n.endpoint(), n.process.pid, &result));
+    remove_node(n);
+    if (o.as_json)
+      std::cout << json::serialize(result) << "\n";
+    else
+      std::printf("connections: %d held, connected in %.2f s, node memory %.0f bytes per connection above baseline\n",
+                  o.connections, result.at("connect_all_s").as_double(),
+                  result.at("node_bytes_per_connection").as_double());
+    return 0;
+  }
+  message_result r;
+  run(o, message_run(o, n.endpoint(), n.endpoint(), std::make_shared<shared_state>(), {n.process.pid}, &r, open_loop));
+  remove_node(n);
+  std::optional<message_result> e;
+  if (!open_loop) e = measure_echo(o);
+  return bench::report_messages(o, open_loop ? "latency" : "throughput", r, e);
+}
+
 std::string sibling(char const* argv0, char const* relative) {
   auto self = std::filesystem::canonical("/proc/self/exe").parent_path();
   (void)argv0;
@@ -558,7 +471,7 @@ int main(int argc, char** argv) {
   try {
     if (echo->parsed()) {
       auto r = measure_echo(o);
-      return report_messages(o, "echo", r, r);
+      return bench::report_messages(o, "echo", r, r);
     }
     if (startup_cmd->parsed()) return startup(o);
     if (federation->parsed()) {
@@ -569,29 +482,9 @@ int main(int argc, char** argv) {
       run(o,
           message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port}, std::make_shared<shared_state>(),
                       {regions.a.pid, regions.b.pid, regions.nats.pid}, &r, open_loop));
-      return report_messages(o, open_loop ? "federation-latency" : "federation", r, std::nullopt);
+      return bench::report_messages(o, open_loop ? "federation-latency" : "federation", r, std::nullopt);
     }
-    auto n = start_node(o);
-    if (connections->parsed()) {
-      json::object result;
-      run(o, connections_run(o, n.endpoint(), n.process.pid, &result));
-      remove_node(n);
-      if (o.as_json)
-        std::cout << json::serialize(result) << "\n";
-      else
-        std::printf("connections: %d held, connected in %.2f s, node memory %.0f bytes per connection above baseline\n",
-                    o.connections, result.at("connect_all_s").as_double(),
-                    result.at("node_bytes_per_connection").as_double());
-      return 0;
-    }
-    bool open_loop = latency->parsed();
-    message_result r;
-    run(o,
-        message_run(o, n.endpoint(), n.endpoint(), std::make_shared<shared_state>(), {n.process.pid}, &r, open_loop));
-    remove_node(n);
-    std::optional<message_result> e;
-    if (!open_loop) e = measure_echo(o);
-    return report_messages(o, open_loop ? "latency" : "throughput", r, e);
+    return single_node(o, connections->parsed(), latency->parsed());
   } catch (std::exception const& ex) {
     std::fprintf(stderr, "petchat-bench: %s\n", ex.what());
     return 1;

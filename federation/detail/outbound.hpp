@@ -1,6 +1,6 @@
 // The outbound side of the lanes: per destination region, how far the outbox was published
 // and how far the destination confirmed applying it; when to send again; the lane epoch.
-// Transport (NATS) stays in link.cpp: this decides *what* goes out next.
+// Transport (NATS) is the publisher's (detail/publisher.cpp): this decides *what* goes out next.
 //
 // Threads: note_ack() and confirmed() from any thread; everything else from the link's
 // manager thread only.

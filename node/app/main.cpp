@@ -30,6 +30,7 @@
 #include "node/log/log.hpp"
 #include "node/messages/messages.hpp"
 #include "node/metrics/metrics.hpp"
+#include "node/presence/presence.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
 #include "store/rocks/rocks.hpp"
@@ -100,67 +101,6 @@ asio::awaitable<void> sweep_expired_messages(messages::message_service& messages
   }
 }
 
-// Presence and typing from other regions (verified envelopes, on a NATS thread).
-federation::link::ephemeral_handler remote_live_handler(ws::ws_manager& manager, messages::message_service& messages,
-                                                        std::uint32_t interval_s) {
-  return [&manager, &messages, interval_s](federation::body const& b) {
-    auto now = format::now_ms();
-    if (b.has_presence()) {
-      // A report holds for three refresh intervals: a region that goes silent cannot keep
-      // its users online here for longer than that.
-      std::int64_t valid_until = now + 3 * std::int64_t(interval_s) * 1000;
-      std::vector<std::string> online;
-      for (auto const& e : b.presence().entries()) {
-        manager.remote_presence(e.user_id(), e.online(), e.last_seen_ms(), valid_until);
-        if (e.online()) online.push_back(e.user_id());
-      }
-      if (b.presence().full()) manager.remote_presence_full(b.origin(), online, now);
-    } else if (b.has_typing()) {
-      // The same rule as for local typing, seen from the recipient's side.
-      auto const& t = b.typing();
-      auto target = messages.typing_between(b.typing_to(), t.from());
-      if (target && target->conversation_id == t.conversation_id())
-        manager.relay_typing(t.from(), b.typing_to(), target->conversation_id, t.active());
-    }
-  };
-}
-
-// The periodic presence refresh for one region: our online users with contacts there.
-federation::link::presence_source presence_snapshot(ws::ws_manager& manager) {
-  return [&manager](std::string const& region) {
-    federation::presence_update u;
-    for (auto const& user : manager.online_with_contacts_in(region)) {
-      auto* e = u.add_entries();
-      e->set_user_id(user);
-      e->set_online(true);
-    }
-    return u;
-  };
-}
-
-ws::remote_hooks remote_hooks(std::string const& local_region, federation::link& fed) {
-  ws::remote_hooks h;
-  h.local_region = local_region;
-  h.presence_out = [&fed](std::string const& region, std::string const& user, bool online, std::int64_t last_seen) {
-    federation::body b;
-    auto* e = b.mutable_presence()->add_entries();
-    e->set_user_id(user);
-    e->set_online(online);
-    e->set_last_seen_ms(last_seen);
-    fed.send_ephemeral(region, std::move(b));
-  };
-  h.typing_out = [&fed](std::string const& from, std::string const& to, std::string const& conv, bool active) {
-    federation::body b;
-    auto* t = b.mutable_typing();
-    t->set_from(from);
-    t->set_conversation_id(conv);
-    t->set_active(active);
-    b.set_typing_to(to);
-    fed.send_ephemeral(std::string(ids::region_of(to)), std::move(b));
-  };
-  return h;
-}
-
 // LMDB reads its data file through a memory map and has no checksums: a page that a
 // truncated or damaged file no longer backs kills the process with SIGBUS inside a read.
 // Nothing can be recovered at that point, but the operator is told what it means and what
@@ -187,6 +127,106 @@ void explain_sigbus(std::filesystem::path const& data_dir) {
   ::sigaction(SIGBUS, &sa, nullptr);
 }
 
+// The message store, or null (said in the log) when its files are damaged and the
+// operator has not asked to salvage them.
+std::unique_ptr<messages::message_service> open_message_store(config::node_config const& cfg,
+                                                              users::user_service& users, bool salvage) {
+  auto const& data_dir = cfg.node.data_dir;
+  try {
+    return std::make_unique<messages::message_service>(cfg.messages, cfg.node.region, data_dir, users, cfg.store.sync,
+                                                       salvage);
+  } catch (store::damage_error const& e) {
+    // Replaying up to the damage would drop acknowledged messages and hand their seqs out
+    // again: the operator decides (docs/PROTOCOL.md, petchatctl: "A damaged message store").
+    auto log = log::get("node");
+    log->critical("{}", e.what());
+    log->critical(
+        "restore {} from a backup, or start once with --salvage-messages to keep what precedes the damage "
+        "(what follows it is lost; mailbox seqs jump ahead so none is reused)",
+        (data_dir / "messages").string());
+    return nullptr;
+  }
+}
+
+federation::public_key public_key_of(identity::region_identity const& id) {
+  federation::public_key k{};
+  std::copy(id.public_key.begin(), id.public_key.end(), k.begin());
+  return k;
+}
+
+// The link to other regions (null for a standalone region), wired to the message store's
+// outbox and inbox and to presence; started once the gateways listen.
+std::unique_ptr<federation::link> make_federation(config::node_config const& cfg, federation::directory const& regions,
+                                                  identity::region_identity const& id,
+                                                  messages::message_service& messages, ws::ws_manager& manager) {
+  if (!cfg.federation.enabled()) return nullptr;
+  federation::secret_key secret{};
+  std::copy(id.secret_key.begin(), id.secret_key.end(), secret.begin());
+  // The store wakes the link after each commit that queued outbox entries; the link is
+  // made after the store's side of it, and before any traffic.
+  auto waker = std::make_shared<std::atomic<federation::link*>>(nullptr);
+  auto& fed_store = messages.enable_federation(regions, [waker] {
+    if (auto* l = waker->load()) l->wake();
+  });
+  auto fed =
+      std::make_unique<federation::link>(cfg.federation, regions, secret, fed_store,
+                                         presence::from_regions(manager, messages, cfg.federation.presence_interval_s),
+                                         presence::snapshot(manager), log::get("federation"));
+  *waker = fed.get();
+  manager.set_remote_hooks(presence::to_regions(cfg.node.region, *fed));
+  return fed;
+}
+
+// The node's own gauges (the gateway adds its counters).
+void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messages::message_service& messages,
+                      federation::link* link) {
+  metrics.add_gauge("petchat_ws_streams", "Live streams (WebSocket connections)",
+                    [&manager] { return static_cast<double>(manager.streams()); });
+  metrics.add_gauge("petchat_ws_sessions", "Deprecated: petchat_ws_streams under its name before 0.2",
+                    [&manager] { return static_cast<double>(manager.streams()); });
+  metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
+                    [&messages] { return static_cast<double>(messages.commits()); });
+  metrics.add_gauge("petchat_store_writes_failing", "1 while the message store refuses writes (e.g. a full disk)",
+                    [&messages] { return messages.write_error().empty() ? 0.0 : 1.0; });
+  metrics.add_gauge("petchat_ack_walked_events_total",
+                    "Mailbox events acknowledgements have looked at for delivery receipts since start",
+                    [&messages] { return static_cast<double>(messages.ack_walked_events()); });
+  if (link) {
+    metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
+                      [link] { return link->connected() ? 1.0 : 0.0; });
+    metrics.add_gauge("petchat_federation_published_envelopes",
+                      "Message bodies JetStream stored for other regions since start (resends included)",
+                      [link] { return static_cast<double>(link->published()); });
+    metrics.add_gauge("petchat_federation_applied_envelopes", "Inbound bodies applied since start",
+                      [link] { return static_cast<double>(link->applied()); });
+    metrics.add_gauge("petchat_federation_rejected_envelopes", "Inbound envelopes refused since start (any reason)",
+                      [link] { return static_cast<double>(link->rejected()); });
+  }
+}
+
+gateway::server_limits limits_of(config::gateway_section const& g) {
+  return {g.max_header_bytes,
+          g.max_body_bytes,
+          std::chrono::milliseconds(g.request_timeout_ms),
+          std::chrono::milliseconds(g.idle_timeout_ms),
+          g.max_connections,
+          g.max_connections_per_address};
+}
+
+// The log line, and the banner a person starting the node reads.
+void say_ready(std::string const& region, std::string const& listen, std::filesystem::path const& admin_socket,
+               unsigned threads) {
+  log::get("node")->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", listen, admin_socket.string(),
+                         threads);
+  std::printf(
+      "petchat-node ready: region %s, chat on http://%s, admin on unix:%s\n"
+      "  register a user:  curl -X POST http://%s/v1/users -H 'Content-Type: application/json' "
+      "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
+      "  or as admin:      petchatctl --socket %s users add alice\n",
+      region.c_str(), listen.c_str(), admin_socket.c_str(), listen.c_str(), admin_socket.c_str());
+  std::fflush(stdout);
+}
+
 int run(config::node_config const& cfg, std::string const& config_source, bool salvage_messages) {
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
@@ -202,73 +242,21 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   asio::io_context io(static_cast<int>(threads));
   asio::thread_pool cpu_pool(std::max(1u, std::thread::hardware_concurrency()));
   users::user_service users(cfg.users, cfg.node.region, cfg.store, data_dir, id, cpu_pool);
-  std::unique_ptr<messages::message_service> message_store;
-  try {
-    message_store = std::make_unique<messages::message_service>(cfg.messages, cfg.node.region, data_dir, users,
-                                                                cfg.store.sync, salvage_messages);
-  } catch (store::damage_error const& e) {
-    // Replaying up to the damage would drop acknowledged messages and hand their seqs out
-    // again: the operator decides (docs/PROTOCOL.md, petchatctl: "A damaged message store").
-    log->critical("{}", e.what());
-    log->critical(
-        "restore {} from a backup, or start once with --salvage-messages to keep what precedes the damage "
-        "(what follows it is lost; mailbox seqs jump ahead so none is reused)",
-        (data_dir / "messages").string());
-    return 1;
-  }
+  auto message_store = open_message_store(cfg, users, salvage_messages);
+  if (!message_store) return 1;
   auto& messages = *message_store;
   if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");
   ws::ws_manager manager(cfg.messages.max_streams_per_user,
                          [&messages](std::string const& user) { return messages.contacts(user); });
-  messages.set_listener([&manager](std::string const& user, std::uint64_t head, auto event) {
-    manager.notify_mailbox(user, head, std::move(event));
-  });
+  messages.set_listener(manager);
 
-  federation::public_key region_public{};
-  federation::secret_key region_secret{};
-  std::copy(id.public_key.begin(), id.public_key.end(), region_public.begin());
-  std::copy(id.secret_key.begin(), id.secret_key.end(), region_secret.begin());
-  federation::directory regions(cfg.node.region, region_public, cfg.federation);
-  std::unique_ptr<federation::link> fed;
-  if (cfg.federation.enabled()) {
-    auto& fed_store = messages.enable_federation(regions, [&fed] { fed->wake(); });
-    fed = std::make_unique<federation::link>(cfg.federation, regions, region_secret, fed_store,
-                                             remote_live_handler(manager, messages, cfg.federation.presence_interval_s),
-                                             presence_snapshot(manager), log::get("federation"));
-    manager.set_remote_hooks(remote_hooks(cfg.node.region, *fed));
-  }
+  federation::directory regions(cfg.node.region, public_key_of(id), cfg.federation);
+  auto fed = make_federation(cfg, regions, id, messages, manager);
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
   metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
-  metrics.add_gauge("petchat_ws_streams", "Live streams (WebSocket connections)",
-                    [&manager] { return static_cast<double>(manager.streams()); });
-  metrics.add_gauge("petchat_ws_sessions", "Deprecated: petchat_ws_streams under its name before 0.2",
-                    [&manager] { return static_cast<double>(manager.streams()); });
-  metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
-                    [&messages] { return static_cast<double>(messages.commits()); });
-  metrics.add_gauge("petchat_store_writes_failing", "1 while the message store refuses writes (e.g. a full disk)",
-                    [&messages] { return messages.write_error().empty() ? 0.0 : 1.0; });
-  metrics.add_gauge("petchat_ack_walked_events_total",
-                    "Mailbox events acknowledgements have looked at for delivery receipts since start",
-                    [&messages] { return static_cast<double>(messages.ack_walked_events()); });
-  if (fed) {
-    auto* link = fed.get();
-    metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
-                      [link] { return link->connected() ? 1.0 : 0.0; });
-    metrics.add_gauge("petchat_federation_published_envelopes",
-                      "Message bodies JetStream stored for other regions since start (resends included)",
-                      [link] { return static_cast<double>(link->published()); });
-    metrics.add_gauge("petchat_federation_applied_envelopes", "Inbound bodies applied since start",
-                      [link] { return static_cast<double>(link->applied()); });
-    metrics.add_gauge("petchat_federation_rejected_envelopes", "Inbound envelopes refused since start (any reason)",
-                      [link] { return static_cast<double>(link->rejected()); });
-  }
-  gateway::server_limits limits{cfg.gateway.max_header_bytes,
-                                cfg.gateway.max_body_bytes,
-                                std::chrono::milliseconds(cfg.gateway.request_timeout_ms),
-                                std::chrono::milliseconds(cfg.gateway.idle_timeout_ms),
-                                cfg.gateway.max_connections,
-                                cfg.gateway.max_connections_per_address};
+  add_node_metrics(metrics, manager, messages, fed.get());
+  auto limits = limits_of(cfg.gateway);
   gateway::http_server chat(
       io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}), "gateway");
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
@@ -305,14 +293,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                  sweep_expired_messages(messages, manager,
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
                  asio::detached);
-  log->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", bound.str(), admin_socket.string(), threads);
-  std::printf(
-      "petchat-node ready: region %s, chat on http://%s, admin on unix:%s\n"
-      "  register a user:  curl -X POST http://%s/v1/users -H 'Content-Type: application/json' "
-      "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
-      "  or as admin:      petchatctl --socket %s users add alice\n",
-      cfg.node.region.c_str(), bound.str().c_str(), admin_socket.c_str(), bound.str().c_str(), admin_socket.c_str());
-  std::fflush(stdout);
+  say_ready(cfg.node.region, bound.str(), admin_socket, threads);
 
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });

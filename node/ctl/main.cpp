@@ -8,7 +8,9 @@
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
+#include <functional>
 #include <iostream>
+#include <vector>
 
 #include "node/ctl/admin_client.hpp"
 
@@ -199,6 +201,101 @@ void print_federation(json::value const& answer) {
     print_table({"REJECTED", "COUNT"}, rows);
 }
 
+// The words of the command line, filled in by the parser.
+struct arguments {
+  std::string name, display_name, device_id, user_filter;
+};
+
+using show_fn = std::function<void(json::value const&)>;
+
+// One subcommand: its request to the node, and how its answer is printed.
+struct command {
+  CLI::App* sub;
+  std::function<int(context&, json::value& answer, show_fn& show)> run;
+};
+
+std::vector<command> users_commands(CLI::App& app, arguments& a) {
+  auto* users = app.add_subcommand("users", "manage accounts")->require_subcommand(1);
+  std::vector<command> out;
+  out.push_back({users->add_subcommand("list", "list all accounts"), [](context& c, json::value& ans, show_fn& show) {
+                   show = print_users;
+                   return request(c, "GET", "/v1/admin/users", nullptr, ans);
+                 }});
+  auto* add = users->add_subcommand("add", "create an account (password from stdin)");
+  add->add_option("name", a.name, "user name")->required();
+  add->add_option("--display-name", a.display_name, "display name");
+  out.push_back({add, [&a](context& c, json::value& ans, show_fn& show) {
+                   json::object body{{"name", a.name}, {"password", read_password("password: ")}};
+                   if (!a.display_name.empty()) body["display_name"] = a.display_name;
+                   json::value v = body;
+                   show = print_user;
+                   return request(c, "POST", "/v1/admin/users", &v, ans);
+                 }});
+  for (std::string verb : {"disable", "enable"}) {
+    auto* sub = users->add_subcommand(
+        verb, verb == "disable" ? "refuse the user's logins and tokens at once" : "allow a disabled user again");
+    sub->add_option("name", a.name)->required();
+    out.push_back({sub, [&a, verb](context& c, json::value& ans, show_fn& show) {
+                     show = print_user;
+                     return request(c, "POST", "/v1/admin/users/" + encode(a.name) + "/" + verb, nullptr, ans);
+                   }});
+  }
+  auto* del = users->add_subcommand("delete", "delete the account and its sessions");
+  del->add_option("name", a.name)->required();
+  out.push_back({del, [&a](context& c, json::value& ans, show_fn& show) {
+                   show = [&a](json::value const&) { std::cout << "deleted " << a.name << "\n"; };
+                   return request(c, "DELETE", "/v1/admin/users/" + encode(a.name), nullptr, ans);
+                 }});
+  auto* passwd = users->add_subcommand("passwd", "set a new password (from stdin); revokes sessions");
+  passwd->add_option("name", a.name)->required();
+  out.push_back({passwd, [&a](context& c, json::value& ans, show_fn& show) {
+                   json::value v = json::object{{"password", read_password("new password: ")}};
+                   show = print_user;
+                   return request(c, "POST", "/v1/admin/users/" + encode(a.name) + "/password", &v, ans);
+                 }});
+  return out;
+}
+
+std::vector<command> other_commands(CLI::App& app, arguments& a) {
+  std::vector<command> out;
+  out.push_back({app.add_subcommand("status", "node version, region, uptime and counts"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = print_status;
+                   return request(c, "GET", "/v1/admin/status", nullptr, ans);
+                 }});
+  auto* sessions = app.add_subcommand("sessions", "manage device sessions")->require_subcommand(1);
+  auto* list = sessions->add_subcommand("list", "list sessions");
+  list->add_option("--user", a.user_filter, "only this user's sessions");
+  out.push_back({list, [&a](context& c, json::value& ans, show_fn& show) {
+                   std::string target = "/v1/admin/sessions";
+                   if (!a.user_filter.empty()) target += "?user=" + encode(a.user_filter);
+                   show = print_sessions;
+                   return request(c, "GET", target, nullptr, ans);
+                 }});
+  auto* revoke = sessions->add_subcommand("revoke", "revoke a session at once");
+  revoke->add_option("device_id", a.device_id)->required();
+  out.push_back({revoke, [&a](context& c, json::value& ans, show_fn& show) {
+                   show = [&a](json::value const&) { std::cout << "revoked " << a.device_id << "\n"; };
+                   return request(c, "DELETE", "/v1/admin/sessions/" + encode(a.device_id), nullptr, ans);
+                 }});
+  auto* messages = app.add_subcommand("messages", "manage the message store")->require_subcommand(1);
+  out.push_back({messages->add_subcommand("compact", "remove expired messages now and reclaim their disk space"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = [](json::value const& v) {
+                     std::cout << "removed " << field(v.as_object(), "expired")
+                               << " expired messages; store compacted\n";
+                   };
+                   return request(c, "POST", "/v1/admin/messages/compact", nullptr, ans);
+                 }});
+  auto* federation = app.add_subcommand("federation", "the link to other regions")->require_subcommand(1);
+  out.push_back({federation->add_subcommand("status", "link state, known regions, backlogs, rejected envelopes"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = print_federation;
+                   return request(c, "GET", "/v1/admin/federation", nullptr, ans);
+                 }});
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -210,33 +307,9 @@ int main(int argc, char** argv) {
   app.add_option("--socket", socket, "admin socket (default: <data-dir>/admin.sock)");
   app.add_option("--data-dir", data_dir, "the node's data directory")->capture_default_str();
   app.add_flag("--json", ctx.as_json, "print the node's JSON answer instead of a table");
-
-  auto* status = app.add_subcommand("status", "node version, region, uptime and counts");
-  auto* users = app.add_subcommand("users", "manage accounts")->require_subcommand(1);
-  auto* users_list = users->add_subcommand("list", "list all accounts");
-  std::string name, display_name, device_id, user_filter;
-  auto* users_add = users->add_subcommand("add", "create an account (password from stdin)");
-  users_add->add_option("name", name, "user name")->required();
-  users_add->add_option("--display-name", display_name, "display name");
-  auto* users_disable = users->add_subcommand("disable", "refuse the user's logins and tokens at once");
-  users_disable->add_option("name", name)->required();
-  auto* users_enable = users->add_subcommand("enable", "allow a disabled user again");
-  users_enable->add_option("name", name)->required();
-  auto* users_delete = users->add_subcommand("delete", "delete the account and its sessions");
-  users_delete->add_option("name", name)->required();
-  auto* users_passwd = users->add_subcommand("passwd", "set a new password (from stdin); revokes sessions");
-  users_passwd->add_option("name", name)->required();
-  auto* sessions = app.add_subcommand("sessions", "manage device sessions")->require_subcommand(1);
-  auto* sessions_list = sessions->add_subcommand("list", "list sessions");
-  sessions_list->add_option("--user", user_filter, "only this user's sessions");
-  auto* messages = app.add_subcommand("messages", "manage the message store")->require_subcommand(1);
-  auto* messages_compact =
-      messages->add_subcommand("compact", "remove expired messages now and reclaim their disk space");
-  auto* sessions_revoke = sessions->add_subcommand("revoke", "revoke a session at once");
-  sessions_revoke->add_option("device_id", device_id)->required();
-  auto* federation = app.add_subcommand("federation", "the link to other regions")->require_subcommand(1);
-  auto* federation_status =
-      federation->add_subcommand("status", "link state, known regions, backlogs, rejected envelopes");
+  arguments args;
+  auto commands = other_commands(app, args);
+  for (auto& c : users_commands(app, args)) commands.push_back(std::move(c));
 
   try {
     app.parse(argc, argv);
@@ -247,49 +320,12 @@ int main(int argc, char** argv) {
   ctx.socket = socket.empty() ? data_dir + "/admin.sock" : socket;
 
   json::value answer;
-  int rc = exit_ok;
-  std::function<void(json::value const&)> show;
-  if (status->parsed()) {
-    rc = request(ctx, "GET", "/v1/admin/status", nullptr, answer);
-    show = print_status;
-  } else if (users_list->parsed()) {
-    rc = request(ctx, "GET", "/v1/admin/users", nullptr, answer);
-    show = print_users;
-  } else if (users_add->parsed()) {
-    json::object body{{"name", name}, {"password", read_password("password: ")}};
-    if (!display_name.empty()) body["display_name"] = display_name;
-    json::value v = body;
-    rc = request(ctx, "POST", "/v1/admin/users", &v, answer);
-    show = print_user;
-  } else if (users_disable->parsed() || users_enable->parsed()) {
-    rc = request(ctx, "POST", "/v1/admin/users/" + encode(name) + (users_disable->parsed() ? "/disable" : "/enable"),
-                 nullptr, answer);
-    show = print_user;
-  } else if (users_delete->parsed()) {
-    rc = request(ctx, "DELETE", "/v1/admin/users/" + encode(name), nullptr, answer);
-    show = [&](json::value const&) { std::cout << "deleted " << name << "\n"; };
-  } else if (users_passwd->parsed()) {
-    json::value v = json::object{{"password", read_password("new password: ")}};
-    rc = request(ctx, "POST", "/v1/admin/users/" + encode(name) + "/password", &v, answer);
-    show = print_user;
-  } else if (sessions_list->parsed()) {
-    std::string target = "/v1/admin/sessions";
-    if (!user_filter.empty()) target += "?user=" + encode(user_filter);
-    rc = request(ctx, "GET", target, nullptr, answer);
-    show = print_sessions;
-  } else if (messages_compact->parsed()) {
-    rc = request(ctx, "POST", "/v1/admin/messages/compact", nullptr, answer);
-    show = [](json::value const& a) {
-      std::cout << "removed " << field(a.as_object(), "expired") << " expired messages; store compacted\n";
-    };
-  } else if (federation_status->parsed()) {
-    rc = request(ctx, "GET", "/v1/admin/federation", nullptr, answer);
-    show = print_federation;
-  } else if (sessions_revoke->parsed()) {
-    rc = request(ctx, "DELETE", "/v1/admin/sessions/" + encode(device_id), nullptr, answer);
-    show = [&](json::value const&) { std::cout << "revoked " << device_id << "\n"; };
+  show_fn show;
+  for (auto const& c : commands) {
+    if (!c.sub->parsed()) continue;
+    if (int rc = c.run(ctx, answer, show); rc != exit_ok) return rc;
+    break;
   }
-  if (rc != exit_ok) return rc;
   if (ctx.as_json)
     std::cout << json::serialize(answer) << "\n";
   else if (show)

@@ -15,7 +15,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "node/gateway/detail/ws_session.hpp"
+#include "node/gateway/detail/start_live_stream.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/log/log.hpp"
 
@@ -168,6 +168,69 @@ awaitable<void> write_and_linger(Socket& socket, deadline& timer, state_ptr st, 
   if (!ec) co_await linger(socket, timer);
 }
 
+// Forgets an ended connection: its shutdown control, its place in its address's count.
+void forget(state_ptr const& st, std::uint64_t id, std::string const& client_address) {
+  {
+    std::lock_guard lock(st->controls_mutex);
+    st->controls.erase(id);
+  }
+  st->release_address(client_address);
+  st->open--;
+}
+
+bool is_live_stream_upgrade(http::request<http::string_body> const& req) {
+  std::string_view t = req.target();
+  return (t == "/v1/ws" || t.starts_with("/v1/ws?")) && beast::websocket::is_upgrade(req);
+}
+
+// The handler's view of a request: path and query apart, header names in lower case.
+request to_request(http::request<http::string_body>& req, std::string const& client_address) {
+  request r;
+  r.method = std::string(req.method_string());
+  std::string_view target = req.target();
+  auto q = target.find('?');
+  r.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
+  for (auto const& field : req) {
+    std::string name(field.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.headers[name] = std::string(field.value());
+  }
+  r.body = std::move(req.body());
+  r.client_address = client_address;
+  return r;
+}
+
+// Handles one request and writes the answer. False when the connection ends after it.
+template <typename Socket>
+awaitable<bool> answer(state_ptr const& st, Socket& socket, deadline& timer, http::request<http::string_body>& req,
+                       std::string const& client_address) {
+  bool keep_alive = req.keep_alive();
+  bool is_head = req.method() == http::verb::head;
+  unsigned version = req.version();
+  response out;
+  try {
+    out = co_await st->handle(to_request(req, client_address));
+  } catch (std::exception const& e) {
+    st->log->error("{}: handler failed: {}", client_address, e.what());
+    out = error_response(errors::fail(errors::code::internal, "internal error"));
+  }
+  keep_alive = keep_alive && !st->stopping;
+  auto res = to_beast(out, version, keep_alive, is_head);
+  timer.arm(socket, st->limits.request_timeout);
+  auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
+  timer.disarm();
+  (void)n;
+  if (ec) co_return false;
+  if (!keep_alive) {
+    co_await linger(socket, timer);
+    co_return false;
+  }
+  co_return true;
+}
+
+// One connection: requests one after another (keep-alive), until the client or the
+// server ends it; a live-stream upgrade hands the socket over to the live stream.
 template <typename Socket>
 awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
   auto ex = co_await asio::this_coro::executor;
@@ -212,80 +275,30 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
         co_await write_and_linger(socket, timer, st, error_response(f));
         break;
       }
-      auto& req = parser.get();
       if constexpr (std::is_same_v<typename Socket::protocol_type, tcp>) {
-        if (st->live && req.target().starts_with("/v1/ws") && beast::websocket::is_upgrade(req)) {
-          std::string_view t = req.target();
-          if (t == "/v1/ws" || t.starts_with("/v1/ws?")) {
-            // The HTTP read buffer is not needed any more: give its memory back before a
-            // possibly long-lived WebSocket starts (idle connections are counted in KiB).
-            // The session runs as its own coroutine and this one ends: its frame (the HTTP
-            // parser's state among it) is not kept for the life of the WebSocket.
-            control->cancel = nullptr;
-            auto done = [st, id, client_address] {
-              {
-                std::lock_guard lock(st->controls_mutex);
-                st->controls.erase(id);
-              }
-              st->release_address(client_address);
-              st->open--;
-            };
-            detail::start_websocket(st->live, std::move(socket),
+        if (st->live && is_live_stream_upgrade(parser.get())) {
+          // The HTTP read buffer is not needed any more: give its memory back before a
+          // possibly long-lived WebSocket starts (idle connections are counted in KiB).
+          // The stream runs as its own coroutine and this one ends: its frame (the HTTP
+          // parser's state among it) is not kept for the life of the WebSocket.
+          control->cancel = nullptr;
+          detail::start_live_stream(st->live, std::move(socket),
                                     std::make_unique<http::request<http::string_body>>(parser.release()), control,
-                                    done);
-            co_return;
-          }
+                                    [st, id, client_address] { forget(st, id, client_address); });
+          co_return;
         }
       }
-      request r;
-      r.method = std::string(req.method_string());
-      std::string_view target = req.target();
-      auto q = target.find('?');
-      r.path = std::string(target.substr(0, q));
-      if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
-      for (auto const& field : req) {
-        std::string name(field.name_string());
-        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        r.headers[name] = std::string(field.value());
-      }
-      r.body = std::move(req.body());
-      r.client_address = client_address;
-      bool keep_alive = req.keep_alive();
-      bool is_head = req.method() == http::verb::head;
-      unsigned version = req.version();
-
-      response out;
-      try {
-        out = co_await st->handle(std::move(r));
-      } catch (std::exception const& e) {
-        st->log->error("{}: handler failed: {}", client_address, e.what());
-        out = error_response(errors::fail(errors::code::internal, "internal error"));
-      }
-      keep_alive = keep_alive && !st->stopping;
-      auto res = to_beast(out, version, keep_alive, is_head);
-      timer.arm(socket, st->limits.request_timeout);
-      auto [wec, wn] = co_await http::async_write(socket, res, use_tuple);
-      timer.disarm();
-      (void)wn;
-      if (wec) break;
-      if (!keep_alive) {
-        co_await linger(socket, timer);
-        break;
-      }
+      bool more = co_await answer(st, socket, timer, parser.get(), client_address);
+      if (!more) break;
     }
   } catch (std::exception const& e) {
     st->log->error("{}: connection failed: {}", client_address, e.what());
-  }
-  {
-    std::lock_guard lock(st->controls_mutex);
-    st->controls.erase(id);
   }
   control->cancel = nullptr;
   boost::system::error_code ignored;
   socket.shutdown(Socket::shutdown_both, ignored);
   socket.close(ignored);
-  st->release_address(client_address);
-  st->open--;
+  forget(st, id, client_address);
 }
 
 // A connection over its address's cap gets a clear answer, written within a second, and

@@ -44,9 +44,9 @@ class federated_store final : public federation::local_store {
     auto lane = m_.db.get(cf::state, keys::outbound_lane_key(destination));
     std::uint64_t counter = lane ? keys::from_be64(*lane) : 0;
     std::uint64_t first = 0;
-    m_.db.scan(cf::outbox, keys::outbox_key(destination, 0), destination + '\x01',
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, 0), keys::past_last_of(destination),
                [&](std::string_view key, std::string_view) {
-                 first = keys::from_be64(key.substr(destination.size() + 1));
+                 first = keys::from_be64(keys::after_owner(key, destination));
                  return false;
                });
     return first > 0 ? first - 1 : counter;
@@ -59,9 +59,9 @@ class federated_store final : public federation::local_store {
 
   std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) override {
     std::vector<outgoing> out;
-    m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), destination + '\x01',
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), keys::past_last_of(destination),
                [&](std::string_view key, std::string_view value) {
-                 out.push_back({keys::from_be64(key.substr(destination.size() + 1)), std::string(value)});
+                 out.push_back({keys::from_be64(keys::after_owner(key, destination)), std::string(value)});
                  return out.size() < limit;
                });
     return out;
@@ -89,7 +89,7 @@ class federated_store final : public federation::local_store {
 
   backlog outbox_backlog(std::string const& destination, std::uint64_t after) override {
     backlog b;
-    m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), destination + '\x01',
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), keys::past_last_of(destination),
                [&](std::string_view, std::string_view value) {
                  if (b.entries++ == 0) {
                    federation::body body;
@@ -126,12 +126,11 @@ class federated_store final : public federation::local_store {
 
   std::map<std::string, lane> inbound_lanes() override {
     std::map<std::string, lane> out;
-    auto prefix = keys::inbound_lane_key("");
-    m_.db.scan(cf::state, prefix, prefix.substr(0, prefix.size() - 1) + static_cast<char>(prefix.back() + 1),
+    m_.db.scan(cf::state, keys::inbound_lanes_first(), keys::inbound_lanes_past_last(),
                [&](std::string_view key, std::string_view value) {
                  if (value.size() == 16)
-                   out[std::string(key.substr(prefix.size()))] = {keys::from_be64(value.substr(0, 8)),
-                                                                  keys::from_be64(value.substr(8))};
+                   out[std::string(keys::origin_of_inbound_lane(key))] = {keys::from_be64(value.substr(0, 8)),
+                                                                          keys::from_be64(value.substr(8))};
                  return true;
                });
     return out;
@@ -237,9 +236,7 @@ class federated_store final : public federation::local_store {
     // This region's retention bounds how long it keeps anything.
     auto latest = now + std::int64_t(m_.options.retention_s) * 1000;
     if (stored.message().expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
-    b.put(cf::messages, *raw, stored.SerializeAsString());
-    b.put(cf::history, keys::history_key(msg.conversation_id(), *raw), "");
-    b.put(cf::expiry, keys::expiry_key(stored.message().expires_at_ms(), *raw), "");
+    message_service::impl::put_message(b, *raw, stored);
     message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to());
     records::stored_event e;
     e.set_message_id(*raw);
@@ -258,7 +255,7 @@ class federated_store final : public federation::local_store {
     bool news = r.status() == client::UNDELIVERABLE;
     if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
       sm->set_delivered_at_ms(r.at_ms());
-      b.put(cf::messages, *raw, sm->SerializeAsString());
+      message_service::impl::update_message(b, *raw, *sm);
       news = true;
     }
     if (r.status() == client::READ && sm->read_at_ms() == 0) {
@@ -266,7 +263,7 @@ class federated_store final : public federation::local_store {
       for (auto& read : m_.mark_read(b, sm->message().conversation_id(), r.by(), *raw, r.at_ms())) {
         if (read.delivered_at_ms() != 0) continue;
         read.set_delivered_at_ms(r.at_ms());
-        b.put(cf::messages, parse_id(read.message().id()).value_or(""), read.SerializeAsString());
+        message_service::impl::update_message(b, parse_id(read.message().id()).value_or(""), read);
       }
       news = true;
     }
@@ -282,9 +279,7 @@ class federated_store final : public federation::local_store {
     if (!sm) return std::nullopt;  // expired already: nothing to delete
     auto const& msg = sm->message();
     if (msg.from() != d.by() || !m_.is_local(msg.to())) return reject_reason::foreign_user;
-    b.erase(cf::messages, *raw);
-    b.erase(cf::history, keys::history_key(msg.conversation_id(), *raw));
-    b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), *raw));
+    message_service::impl::erase_message(b, *raw, msg);
     records::stored_event e;
     *e.mutable_deleted() = d;
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e), e});

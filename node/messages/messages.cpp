@@ -20,8 +20,8 @@ message_service::message_service(config::messages_section const& options, std::s
 
 message_service::~message_service() = default;
 
-void message_service::set_listener(mailbox_listener listener) {
-  impl_->listener = std::move(listener);
+void message_service::set_listener(ws::mailbox_listener& listener) {
+  impl_->listener = &listener;
 }
 
 void message_service::stop() {
@@ -32,16 +32,92 @@ std::string message_service::conversation_of(std::string const& a, std::string c
   return keys::direct_conversation_id(a, b);
 }
 
+namespace {
+
+// What a send must hold before anything is read: each failure is the client's to fix.
+std::optional<errors::failure> check_send(client::send const& request, keys::body_limits limits) {
+  if (request.client_id().empty()) return fail(code::missing_field, "send.client_id is required", "client_id");
+  if (request.client_id().size() > max_client_id || !format::utf8_length(request.client_id()))
+    return fail(code::invalid_field, "send.client_id must be 1 to 64 bytes of UTF-8", "client_id");
+  if (request.to().empty()) return fail(code::missing_field, "send.to is required", "to");
+  if (!request.has_body() || (request.body().text().empty() && !request.body().has_content()))
+    return fail(code::missing_field, "send.body needs text or content", "body");
+  if (auto bad = keys::check_body(request.body(), limits))
+    return fail(bad->too_large ? code::body_too_large : code::invalid_field, bad->message, "body");
+  return std::nullopt;
+}
+
+// A send as it goes through the writer: the message (its id, time and expiry are taken
+// in the write), and what the write did.
+struct send_write {
+  std::string from, to, conversation;
+  std::uint32_t ttl_s = 0;
+  client::message message;
+  std::optional<records::accepted_record> original;  // an earlier send with this client_id
+  std::vector<news> heads;
+  bool queued = false;
+};
+
+// Inside the write: the message, its indexes, both mailboxes (or the outbox), the
+// idempotency record. False (nothing written) if the client_id was used already.
+bool write_send(message_service::impl const& m, store::rocks_batch& b, send_write& st) {
+  st.heads.clear();
+  st.queued = false;
+  auto& msg = st.message;
+  auto idem = keys::idempotency_key(st.from, msg.client_id());
+  if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
+    st.original = *prior;
+    return false;
+  }
+  // The id and the time are taken here, on the writer, in commit order: the order of the
+  // conversation's history (ids) is the order of the mailboxes (seqs).
+  std::string raw_id = keys::new_message_id(m.region_hash);
+  std::int64_t now = keys::message_id_time_ms(raw_id);
+  std::int64_t expires_at = now + std::int64_t(st.ttl_s) * 1000;
+  msg.set_id(print_id(raw_id));
+  msg.set_sent_at_ms(now);
+  msg.set_expires_at_ms(expires_at);
+  records::stored_message stored;
+  *stored.mutable_message() = msg;
+  message_service::impl::put_message(b, raw_id, stored);
+  message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
+  records::stored_event e;
+  e.set_message_id(raw_id);
+  federation::body envelope;
+  *envelope.mutable_message() = msg;
+  m.deliver_to_both(b, st.from, st.to, e, std::move(envelope), expires_at, st.heads, st.queued);
+  records::accepted_record a;
+  a.set_message_id(raw_id);
+  a.set_conversation_id(st.conversation);
+  a.set_sent_at_ms(now);
+  a.set_expires_at_ms(expires_at);
+  b.put(cf::idempotency, idem, a.SerializeAsString());
+  message_service::impl::expire_later(b, expires_at, keys::expiring::idempotency, idem);
+  return true;
+}
+
+// The answer to a retry: the original acceptance, marked as a duplicate.
+client::accepted accepted_again(records::accepted_record const& original, std::string const& client_id) {
+  client::accepted acc;
+  acc.set_client_id(client_id);
+  acc.set_message_id(print_id(original.message_id()));
+  acc.set_conversation_id(original.conversation_id());
+  acc.set_sent_at_ms(original.sent_at_ms());
+  acc.set_duplicate(true);
+  return acc;
+}
+
+}  // namespace
+
 awaitable<result<client::accepted>> message_service::send(std::string from, client::send request) {
   auto& m = *impl_;
-  if (request.client_id().empty()) co_return fail(code::missing_field, "send.client_id is required", "client_id");
-  if (request.client_id().size() > max_client_id || !format::utf8_length(request.client_id()))
-    co_return fail(code::invalid_field, "send.client_id must be 1 to 64 bytes of UTF-8", "client_id");
-  if (request.to().empty()) co_return fail(code::missing_field, "send.to is required", "to");
-  if (!request.has_body() || (request.body().text().empty() && !request.body().has_content()))
-    co_return fail(code::missing_field, "send.body needs text or content", "body");
-  if (auto bad = keys::check_body(request.body(), m.body_limits()))
-    co_return fail(bad->too_large ? code::body_too_large : code::invalid_field, bad->message, "body");
+  if (auto bad = check_send(request, m.body_limits())) co_return *bad;
+  // A retry of an accepted send gets its acceptance whatever changed since (the sender's
+  // rate, the recipient's account), and costs no rate: the client can stop retrying. (A
+  // retry racing its original is caught again in the write.)
+  auto prior_key = keys::idempotency_key(from, request.client_id());
+  if (auto prior = parse<records::accepted_record>(m.db.get(cf::idempotency, prior_key)))
+    co_return accepted_again(*prior, request.client_id());
   auto to = m.recipient(request.to());
   if (!to) co_return to.error();
   if (!m.limiter.allow(from)) {
@@ -50,80 +126,26 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     co_return f;
   }
 
-  std::uint32_t ttl = request.ttl_s() == 0 ? m.options.retention_s : std::min(request.ttl_s(), m.options.retention_s);
-  std::string conv = keys::direct_conversation_id(from, *to);
-
-  struct state {
-    std::optional<records::accepted_record> original;
-    client::message message;  // id, sent_at and expiry filled in by the write
-    std::vector<news> heads;
-    bool queued = false;
-  };
-  auto st = std::make_shared<state>();
+  auto st = std::make_shared<send_write>();
+  st->from = from;
+  st->to = *to;
+  st->conversation = keys::direct_conversation_id(from, *to);
+  st->ttl_s = request.ttl_s() == 0 ? m.options.retention_s : std::min(request.ttl_s(), m.options.retention_s);
   auto& msg = st->message;
-  msg.set_conversation_id(conv);
+  msg.set_conversation_id(st->conversation);
   msg.set_from(from);
   msg.set_to(*to);
   msg.set_client_id(request.client_id());
   *msg.mutable_body() = std::move(*request.mutable_body());
-  std::string recipient_id = *to;
-  store::rocks_db::write_fn mutation = [&m, st, from, recipient_id, conv, ttl](store::rocks_batch& b) {
-    st->heads.clear();
-    st->queued = false;
-    auto& msg = st->message;
-    auto idem = keys::idempotency_key(from, msg.client_id());
-    if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
-      st->original = *prior;
-      return false;
-    }
-    // The id and the time are taken here, on the writer, in commit order: the order of
-    // the conversation's history (ids) is the order of the mailboxes (seqs).
-    std::string raw_id = keys::new_message_id(m.region_hash);
-    std::int64_t now = keys::message_id_time_ms(raw_id);
-    std::int64_t expires_at = now + std::int64_t(ttl) * 1000;
-    msg.set_id(print_id(raw_id));
-    msg.set_sent_at_ms(now);
-    msg.set_expires_at_ms(expires_at);
-    records::stored_message stored;
-    *stored.mutable_message() = msg;
-    b.put(cf::messages, raw_id, stored.SerializeAsString());
-    b.put(cf::history, keys::history_key(conv, raw_id), "");
-    b.put(cf::expiry, keys::expiry_key(expires_at, raw_id), "");
-    impl::ensure_conversation(b, conv, from, recipient_id);
-    records::stored_event e;
-    e.set_message_id(raw_id);
-    if (m.is_local(recipient_id)) {
-      st->heads.push_back({recipient_id, m.append(b, recipient_id, e, expires_at), e});
-    } else {
-      federation::body body;
-      *body.mutable_message() = msg;
-      m.to_outbox(b, std::string(ids::region_of(recipient_id)), std::move(body));
-      st->queued = true;
-    }
-    if (recipient_id != from) st->heads.push_back({from, m.append(b, from, e, expires_at), e});
-    records::accepted_record a;
-    a.set_message_id(raw_id);
-    a.set_conversation_id(conv);
-    a.set_sent_at_ms(now);
-    a.set_expires_at_ms(expires_at);
-    b.put(cf::idempotency, idem, a.SerializeAsString());
-    m.expire_later(b, expires_at, keys::expiring::idempotency, idem);
-    return true;
-  };
+  store::rocks_db::write_fn mutation = [&m, st](store::rocks_batch& b) { return write_send(m, b, *st); };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");
+  if (st->original) co_return accepted_again(*st->original, msg.client_id());
+  m.after_commit(st->heads, st->queued, &msg);
   client::accepted acc;
   acc.set_client_id(msg.client_id());
-  if (st->original) {
-    acc.set_message_id(print_id(st->original->message_id()));
-    acc.set_conversation_id(st->original->conversation_id());
-    acc.set_sent_at_ms(st->original->sent_at_ms());
-    acc.set_duplicate(true);
-    co_return acc;
-  }
-  m.after_commit(st->heads, st->queued, &msg);
   acc.set_message_id(msg.id());
-  acc.set_conversation_id(conv);
+  acc.set_conversation_id(st->conversation);
   acc.set_sent_at_ms(msg.sent_at_ms());
   co_return acc;
 }
@@ -200,7 +222,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     for (auto it = marked.rbegin(); it != marked.rend(); ++it) {
       if (it->delivered_at_ms() != 0) continue;
       it->set_delivered_at_ms(now);
-      b.put(cf::messages, parse_id(it->message().id()).value_or(""), it->SerializeAsString());
+      impl::update_message(b, parse_id(it->message().id()).value_or(""), *it);
       st->queued |=
           m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now), st->heads);
     }
@@ -245,28 +267,21 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     if (!sm) return false;
     if (!for_everyone) {
       sm->add_hidden_for(user);
-      b.put(cf::messages, id, sm->SerializeAsString());
+      impl::update_message(b, id, *sm);
       return true;
     }
     auto const& msg = sm->message();
-    b.erase(cf::messages, id);
-    b.erase(cf::history, keys::history_key(msg.conversation_id(), id));
-    b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), id));
+    impl::erase_message(b, id, msg);
     records::stored_event e;
     auto* d = e.mutable_deleted();
     d->set_message_id(msg.id());
     d->set_conversation_id(msg.conversation_id());
     d->set_by(user);
     d->set_at_ms(now_ms());
-    if (m.is_local(msg.to())) {
-      st->heads.push_back({msg.to(), m.append(b, msg.to(), e), e});
-    } else {
-      federation::body body;
-      *body.mutable_deleted() = e.deleted();
-      m.to_outbox(b, std::string(ids::region_of(msg.to())), std::move(body));
-      st->queued = true;
-    }
-    if (msg.to() != msg.from()) st->heads.push_back({msg.from(), m.append(b, msg.from(), e), e});
+    federation::body envelope;
+    *envelope.mutable_deleted() = e.deleted();
+    m.deliver_to_both(b, msg.from(), msg.to(), e, std::move(envelope),
+                      now_ms() + std::int64_t(m.options.retention_s) * 1000, st->heads, st->queued);
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
@@ -291,10 +306,9 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
   mailbox_read out;
   out.last_seq = after;
   std::int64_t now = now_ms();
-  std::size_t prefix = user.size() + 1;
-  m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), user + '\x01',
+  m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::past_last_of(user),
             [&](std::string_view key, std::string_view value) {
-              std::uint64_t seq = keys::from_be64(key.substr(prefix));
+              std::uint64_t seq = keys::from_be64(keys::after_owner(key, user));
               out.last_seq = seq;
               records::stored_event e;
               if (!e.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
@@ -318,8 +332,8 @@ result<history_page> message_service::history(std::string const& user, std::stri
   auto& m = *impl_;
   if (!m.conversation(conv)) return fail(code::conversation_not_found, "no conversation '" + conv + "'");
   if (!m.member(user, conv)) return fail(code::not_a_member, "you are not a member of this conversation");
-  std::string lower = conv + '\0';
-  std::string upper = conv + '\x01';
+  std::string lower = keys::first_of(conv);
+  std::string upper = keys::past_last_of(conv);
   auto bound = [&](std::optional<std::string> const& id, char const* field) -> result<std::string> {
     auto raw = parse_id(*id);
     if (!raw) return fail(code::invalid_field, std::string(field) + " must be a message id", field);
@@ -328,7 +342,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   if (q.after) {
     auto b = bound(q.after, "after");
     if (!b) return b.error();
-    lower = std::max(lower, keys::history_key(conv, *b) + '\0');
+    lower = std::max(lower, keys::successor(keys::history_key(conv, *b)));
   }
   if (q.before) {
     auto b = bound(q.before, "before");
@@ -340,9 +354,8 @@ result<history_page> message_service::history(std::string const& user, std::stri
 
   history_page page;
   std::int64_t now = now_ms();
-  std::size_t prefix = conv.size() + 1;
   auto shown = [&](std::string_view key) -> std::optional<client::message> {
-    auto sm = m.load(std::string(key.substr(prefix)));
+    auto sm = m.load(std::string(keys::after_owner(key, conv)));
     auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
     if (!visible || visible->conversation_id() != conv) return std::nullopt;  // never leak another conversation
     return visible;
@@ -375,10 +388,11 @@ result<history_page> message_service::history(std::string const& user, std::stri
   };
   std::string first =
       page.messages.empty() ? std::min(lower, upper) : keys::history_key(conv, *parse_id(page.messages.front().id()));
-  std::string last = page.messages.empty() ? std::max(lower, upper)
-                                           : keys::history_key(conv, *parse_id(page.messages.back().id())) + '\0';
-  page.has_more_before = any_shown(conv + '\0', first);
-  page.has_more_after = any_shown(last, conv + '\x01');
+  std::string last = page.messages.empty()
+                         ? std::max(lower, upper)
+                         : keys::successor(keys::history_key(conv, *parse_id(page.messages.back().id())));
+  page.has_more_before = any_shown(keys::first_of(conv), first);
+  page.has_more_after = any_shown(last, keys::past_last_of(conv));
   return page;
 }
 
@@ -411,42 +425,41 @@ bool message_service::shares_presence(std::string const& a, std::string const& b
 
 std::vector<std::string> message_service::contacts(std::string const& user) const {
   std::vector<std::string> out;
-  std::string prefix = "u/" + user + '\0';
-  impl_->db.scan(cf::conversations, prefix, "u/" + user + '\x01', [&](std::string_view key, std::string_view) {
-    auto peer = std::string(key.substr(prefix.size()));
-    if (peer != user && impl_->shares_presence(user, peer)) out.push_back(std::move(peer));
-    return true;
-  });
+  auto owner = keys::contacts_owner(user);
+  impl_->db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
+                 [&](std::string_view key, std::string_view) {
+                   auto peer = std::string(keys::after_owner(key, owner));
+                   if (peer != user && impl_->shares_presence(user, peer)) out.push_back(std::move(peer));
+                   return true;
+                 });
   return out;
 }
 
 awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
   auto& m = *impl_;
   std::vector<std::pair<std::string, std::string>> expired;  // expiry key, value (its kind)
-  m.db.scan(cf::expiry, "", keys::be64(static_cast<std::uint64_t>(now_ms())),
-            [&](std::string_view key, std::string_view value) {
-              expired.emplace_back(key, value);
-              return expired.size() < max;
-            });
+  m.db.scan(cf::expiry, "", keys::expiry_due_before(now_ms()), [&](std::string_view key, std::string_view value) {
+    expired.emplace_back(key, value);
+    return expired.size() < max;
+  });
   if (expired.empty()) co_return 0;
   auto count = std::make_shared<std::size_t>(0);
   store::rocks_db::write_fn mutation = [expired, count](store::rocks_batch& b) {
     *count = 0;
     for (auto const& [key, kind] : expired) {
       b.erase(cf::expiry, key);
-      std::string target = key.substr(kind.empty() ? 8 : 9);
-      if (kind == std::string(1, static_cast<char>(keys::expiring::mailbox_entry))) {
+      std::string target = keys::expiry_target(key, kind);
+      if (keys::expires(kind, keys::expiring::mailbox_entry)) {
         b.erase(cf::mailbox, target);
         continue;
       }
-      if (kind == std::string(1, static_cast<char>(keys::expiring::idempotency))) {
+      if (keys::expires(kind, keys::expiring::idempotency)) {
         b.erase(cf::idempotency, target);
         continue;
       }
       auto sm = parse<records::stored_message>(b.get(cf::messages, target));
       if (!sm) continue;
-      b.erase(cf::messages, target);
-      b.erase(cf::history, keys::history_key(sm->message().conversation_id(), target));
+      impl::erase_message(b, target, sm->message());  // (its expiry entry is this one)
       ++*count;
     }
     return true;

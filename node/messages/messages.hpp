@@ -4,7 +4,7 @@
 // so an `accepted` (or any other answer) is given only once the change is durable.
 //
 // Listeners learn of new mailbox events after they are committed, which is how the
-// WebSocket manager pushes them out (see mailbox_listener for the thread).
+// WebSocket manager pushes them out (see set_listener for the thread).
 //
 // Threads: the awaitable operations may be started from any Asio executor (they resume
 // on it); the plain reads (`mailbox_head`, `events_after`, `history`...) may be called from
@@ -28,6 +28,7 @@
 #include "node/config/config.hpp"
 #include "node/errors/errors.hpp"
 #include "node/users/users.hpp"
+#include "node/ws/ws.hpp"
 
 namespace petchat::messages {
 
@@ -60,14 +61,6 @@ inline constexpr std::size_t max_content_depth = 16;
 
 class message_service {
  public:
-  // Called after a commit for each event appended to a mailbox: the user, the event's seq
-  // (the new head) and the event itself, or null when it is cheaper for the receiver to
-  // read it from the store. It runs where the write was made: in the coroutine that made
-  // a local change (on the caller's executor), and on the federation applier thread for
-  // inbound envelopes; it must only hand the news on (post), never block.
-  using mailbox_listener =
-      std::function<void(std::string const& user_id, std::uint64_t head, std::shared_ptr<client::event const> event)>;
-
   // `sync` false skips the WAL fsync (benchmarks only: acknowledged data can be lost).
   // Throws store::damage_error if the store's files are damaged, unless `salvage` (open
   // with what precedes the damage; mailbox seqs then jump ahead: see after_salvage).
@@ -75,7 +68,12 @@ class message_service {
                   users::user_service& users, bool sync = true, bool salvage = false);
   ~message_service();
 
-  void set_listener(mailbox_listener listener);  // before any traffic
+  // Who is told of each event appended to a mailbox, after its commit, before any traffic:
+  // the user, the event's seq (the new head) and the event (null when it is cheaper for the
+  // receiver to read it from the store). It runs where the write was made: in the
+  // coroutine that made a local change (on the caller's executor), and on the federation
+  // applier thread for inbound envelopes; it must only hand the news on, never block.
+  void set_listener(ws::mailbox_listener& listener);
 
   // Federation, before any traffic: users of the directory's other regions become valid
   // recipients, envelopes for them go to the durable outbox, and `on_outbox` is called

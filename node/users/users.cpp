@@ -85,6 +85,31 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   co_return to_profile(record);
 }
 
+namespace {
+
+// A new device of `name` and its refresh token (only the token's hash is kept).
+std::pair<records::device_record, std::string> new_device(std::string const& name, std::string const& device_name,
+                                                          std::int64_t now, std::uint32_t refresh_ttl_s) {
+  // Printed, a device id must not start with '-' (base64url digit 62: a first byte of
+  // 0xF8-0xFB), or `petchatctl sessions revoke <id>` would read it as an option.
+  std::string device_id;
+  do {
+    device_id = detail::random_bytes(device_id_bytes);
+  } while ((static_cast<unsigned char>(device_id[0]) >> 2) == 62);
+  auto [refresh_token, parts] = detail::new_refresh_token(device_id);
+  records::device_record device;
+  device.set_device_id(device_id);
+  device.set_user_name(name);
+  device.set_device_name(device_name);
+  device.set_created_at_ms(now);
+  device.set_last_refreshed_at_ms(now);
+  device.set_refresh_hash(detail::hash_refresh_secret(parts.secret));
+  device.set_refresh_expires_at_ms(now + std::int64_t(refresh_ttl_s) * 1000);
+  return {std::move(device), std::move(refresh_token)};
+}
+
+}  // namespace
+
 awaitable<result<session_tokens>> user_service::login(std::string name_or_id, std::string password,
                                                       std::string device_name, std::string client_address) {
   auto& m = *impl_;
@@ -139,24 +164,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   m.account_limiter.succeeded(account_key);
   m.address_limiter.succeeded(address_key);
 
-  // Printed, a device id must not start with '-' (base64url digit 62: a first byte of
-  // 0xF8-0xFB), or `petchatctl sessions revoke <id>` would read it as an option.
-  std::string device_id;
-  do {
-    device_id = detail::random_bytes(device_id_bytes);
-  } while ((static_cast<unsigned char>(device_id[0]) >> 2) == 62);
-  auto [refresh_token, parts] = detail::new_refresh_token(device_id);
   now = now_ms();
-  records::device_record device;
-  device.set_device_id(device_id);
-  device.set_user_name(name);
-  device.set_device_name(device_name);
-  device.set_created_at_ms(now);
-  device.set_last_refreshed_at_ms(now);
-  device.set_refresh_hash(detail::hash_refresh_secret(parts.secret));
-  device.set_refresh_expires_at_ms(now + std::int64_t(m.options.refresh_token_ttl_s) * 1000);
+  auto [device, refresh_token] = new_device(name, device_name, now, m.options.refresh_token_ttl_s);
+  auto const& device_id = device.device_id();
   auto value = device.SerializeAsString();
-  store::lmdb_env::write_fn mutation = [&m, name, device_id, value, now](store::lmdb_txn& txn) {
+  store::lmdb_env::write_fn mutation = [&m, name, device_id = std::string(device_id), value,
+                                        now](store::lmdb_txn& txn) {
     // The account may have been deleted or disabled while the password was checked.
     auto u = m.read_user(txn, name);
     if (!u || u->disabled()) return false;

@@ -40,7 +40,7 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
     first = list.empty();
     list.push_back(sink);
   }
-  if (first) broadcast_presence(user, true, 0);
+  if (first) publish_presence(user);
   return errors::ok();
 }
 
@@ -61,7 +61,23 @@ void ws_manager::detach(std::string const& user, stream_sink const* sink) {
       last = true;
     }
   }
-  if (last) broadcast_presence(user, false, at);
+  if (last) publish_presence(user);
+}
+
+// A local user's first stream opened or last one closed. Broadcasts go one at a time, each
+// with the state as it is when it starts: a reconnect (the old stream's detach racing the
+// new one's attach on another thread) cannot leave contacts with OFFLINE as the last word
+// about a user who is online.
+void ws_manager::publish_presence(std::string const& user) {
+  std::lock_guard order(presence_order_mutex_);
+  bool online = false;
+  std::int64_t last_seen = 0;
+  {
+    std::lock_guard lock(mutex_);
+    online = streams_.count(user) > 0;
+    if (auto it = last_seen_.find(user); !online && it != last_seen_.end()) last_seen = it->second;
+  }
+  broadcast_presence(user, online, last_seen);
 }
 
 std::vector<std::shared_ptr<stream_sink>> ws_manager::sinks_of(std::string const& user) const {

@@ -2,7 +2,7 @@
 // of mailbox news and of frames to a user's streams, presence (online / offline with
 // last-seen) and the typing relay, for local users and, through remote_hooks, other
 // regions. It knows streams only through `stream_sink`, so it has no WebSocket or Beast
-// code; node/gateway implements the sinks (one live_session per stream).
+// code; node/gateway implements the sinks (one live_stream per stream).
 //
 // Threads: everything but the constructor and set_remote_hooks may be called concurrently
 // from any thread. In petchat-node the callers are the I/O threads (each live stream on
@@ -72,7 +72,19 @@ struct remote_hooks {
       typing_out;
 };
 
-class ws_manager {
+// Who receives committed mailbox events. The message service calls it after every commit
+// that appended to a mailbox (messages.hpp, set_listener, says on which thread); the
+// WebSocket manager is the one implementation in petchat-node.
+class mailbox_listener {
+ public:
+  virtual ~mailbox_listener() = default;
+  // `user`'s mailbox has events up to `head`; `event` is the one at `head`, or null when
+  // the receiver should read it from the store. Must not block: hand the news on.
+  virtual void notify_mailbox(std::string const& user, std::uint64_t head,
+                              std::shared_ptr<client::event const> event) = 0;
+};
+
+class ws_manager final : public mailbox_listener {
  public:
   // `contacts_of(user)` lists the users who may see `user`'s presence (petchat-node:
   // message_service::contacts, a store scan). It is called on the manager's callers'
@@ -95,7 +107,7 @@ class ws_manager {
   // Mailbox news for every live stream of `user` (on_mailbox, on the calling thread). No
   // errors. Called by the message service's mailbox listener: on the I/O thread whose
   // coroutine committed a local change, and on the federation applier thread.
-  void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> event);
+  void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> event) override;
   // A typing indicator from `from` to `to` (full user ids). A local `from` typing to another
   // region's user goes to typing_out (if set); otherwise a typing frame goes to each live
   // stream of `to` (none: dropped). No permission check: callers check that they share a
@@ -140,13 +152,16 @@ class ws_manager {
   std::size_t streams() const;
 
  private:
+  void publish_presence(std::string const& user);
   void broadcast_presence(std::string const& user, bool online, std::int64_t at_ms);
   std::vector<std::shared_ptr<stream_sink>> sinks_of(std::string const& user) const;
 
   std::size_t max_streams_;
   std::function<std::vector<std::string>(std::string const&)> contacts_of_;
 
-  mutable std::mutex mutex_;  // guards streams_, last_seen_ and remote_
+  // Lock order: presence_order_mutex_, then mutex_; mutex_ is never held while calling out.
+  std::mutex presence_order_mutex_;  // one local presence broadcast at a time (publish_presence)
+  mutable std::mutex mutex_;         // guards streams_, last_seen_ and remote_
   std::unordered_map<std::string, std::vector<std::weak_ptr<stream_sink>>> streams_;
   std::unordered_map<std::string, std::int64_t> last_seen_;
   struct remote_state {

@@ -96,6 +96,86 @@ reader::event reader::fail(std::uint16_t code, std::string reason) {
   return e;
 }
 
+bool reader::read_header(frame_header& h, event& failure) {
+  auto refuse = [&](std::uint16_t code, std::string reason) {
+    failure = fail(code, std::move(reason));
+    return false;
+  };
+  auto const* p = reinterpret_cast<unsigned char const*>(in_.data() + pos_);
+  std::size_t avail = in_.size() - pos_;
+  if (avail < 2) return false;
+  h.fin = (p[0] & 0x80) != 0;
+  if ((p[0] & 0x70) != 0) return refuse(close_protocol_error, "reserved bits set (no extension was negotiated)");
+  h.op = static_cast<opcode>(p[0] & 0x0f);
+  bool control = (p[0] & 0x08) != 0;
+  if (h.op != opcode::continuation && h.op != opcode::text && h.op != opcode::binary && h.op != opcode::close &&
+      h.op != opcode::ping && h.op != opcode::pong)
+    return refuse(close_protocol_error, "unknown opcode");
+  if ((p[1] & 0x80) == 0) return refuse(close_protocol_error, "client frames must be masked");
+  h.length = p[1] & 0x7f;
+  h.size = 2;
+  if (h.length == 126) {
+    if (avail < 4) return false;
+    h.length = (std::uint64_t(p[2]) << 8) | p[3];
+    h.size = 4;
+  } else if (h.length == 127) {
+    if (avail < 10) return false;
+    h.length = 0;
+    for (int i = 0; i < 8; ++i) h.length = (h.length << 8) | p[2 + i];
+    if (h.length >> 63) return refuse(close_protocol_error, "invalid payload length");
+    h.size = 10;
+  }
+  if (control && (!h.fin || h.length > max_control_payload))
+    return refuse(close_protocol_error, "control frames must be final and at most 125 bytes");
+  if (!control) {
+    if (h.op == opcode::continuation && !in_message_) return refuse(close_protocol_error, "continuation of no message");
+    if (h.op != opcode::continuation && in_message_)
+      return refuse(close_protocol_error, "new message inside a fragmented one");
+    std::uint64_t so_far = in_message_ ? message_.size() : 0;
+    if (h.length > max_message_ || so_far + h.length > max_message_) return refuse(close_too_big, "message too big");
+  }
+  return true;
+}
+
+reader::event reader::close_event(std::string_view body) {
+  event e;
+  e.what = event::close;
+  e.code = 1005;  // none given
+  if (body.size() == 1) return fail(close_protocol_error, "malformed close frame");
+  if (body.size() >= 2) {
+    e.code =
+        static_cast<std::uint16_t>((static_cast<unsigned char>(body[0]) << 8) | static_cast<unsigned char>(body[1]));
+    if (!valid_close_code(e.code)) return fail(close_protocol_error, "invalid close code");
+    e.reason = std::string(body.substr(2));
+    if (!format::utf8_length(e.reason)) return fail(close_invalid_payload, "close reason is not UTF-8");
+  }
+  return e;
+}
+
+reader::event reader::data_event(frame_header const& h, std::string_view body) {
+  event e;
+  if (h.fin && !in_message_) {  // a whole message in one frame: handed out in place
+    if (h.op == opcode::text && !format::utf8_length(body)) return fail(close_invalid_payload, "text is not UTF-8");
+    e.what = event::message;
+    e.text = h.op == opcode::text;
+    e.payload = body;
+    return e;
+  }
+  if (!in_message_) {
+    in_message_ = true;
+    message_text_ = h.op == opcode::text;
+  }
+  message_.append(body);
+  if (!h.fin) return e;  // need_more
+  in_message_ = false;
+  if (message_text_ && !format::utf8_length(message_)) return fail(close_invalid_payload, "text is not UTF-8");
+  drop_message_ = true;
+  e.what = event::message;
+  e.text = message_text_;
+  e.payload = message_;
+  return e;
+}
+
 reader::event reader::next() {
   if (drop_message_) {
     std::string().swap(message_);
@@ -107,90 +187,27 @@ reader::event reader::next() {
       release_consumed();
       return {};
     }
-    auto const* p = reinterpret_cast<unsigned char const*>(in_.data() + pos_);
-    std::size_t avail = in_.size() - pos_;
-    if (avail < 2) return {};
-    bool fin = (p[0] & 0x80) != 0;
-    if ((p[0] & 0x70) != 0) return fail(close_protocol_error, "reserved bits set (no extension was negotiated)");
-    auto op = static_cast<opcode>(p[0] & 0x0f);
-    bool control = (p[0] & 0x08) != 0;
-    if (op != opcode::continuation && op != opcode::text && op != opcode::binary && op != opcode::close &&
-        op != opcode::ping && op != opcode::pong)
-      return fail(close_protocol_error, "unknown opcode");
-    if ((p[1] & 0x80) == 0) return fail(close_protocol_error, "client frames must be masked");
-    std::uint64_t len = p[1] & 0x7f;
-    std::size_t header = 2;
-    if (len == 126) {
-      if (avail < 4) return {};
-      len = (std::uint64_t(p[2]) << 8) | p[3];
-      header = 4;
-    } else if (len == 127) {
-      if (avail < 10) return {};
-      len = 0;
-      for (int i = 0; i < 8; ++i) len = (len << 8) | p[2 + i];
-      if (len >> 63) return fail(close_protocol_error, "invalid payload length");
-      header = 10;
-    }
-    if (control && (!fin || len > max_control_payload))
-      return fail(close_protocol_error, "control frames must be final and at most 125 bytes");
-    if (!control) {
-      if (op == opcode::continuation && !in_message_) return fail(close_protocol_error, "continuation of no message");
-      if (op != opcode::continuation && in_message_)
-        return fail(close_protocol_error, "new message inside a fragmented one");
-      std::uint64_t so_far = in_message_ ? message_.size() : 0;
-      if (len > max_message_ || so_far + len > max_message_) return fail(close_too_big, "message too big");
-    }
-    if (avail < header + 4 + len) return {};  // the whole frame is not here yet
-    unsigned char key[4] = {p[header], p[header + 1], p[header + 2], p[header + 3]};
-    char* payload = in_.data() + pos_ + header + 4;
-    for (std::uint64_t i = 0; i < len; ++i) payload[i] = static_cast<char>(payload[i] ^ key[i & 3]);
-    std::string_view body(payload, static_cast<std::size_t>(len));
-    pos_ += header + 4 + static_cast<std::size_t>(len);
+    event failure;
+    frame_header header;
+    if (!read_header(header, failure)) return failure;  // need_more, or the error
+    auto const* h = &header;
+    if (in_.size() - pos_ < h->size + 4 + h->length) return {};  // the whole frame is not here yet
+    auto const* key = reinterpret_cast<unsigned char const*>(in_.data() + pos_ + h->size);
+    char* payload = in_.data() + pos_ + h->size + 4;
+    for (std::uint64_t i = 0; i < h->length; ++i) payload[i] = static_cast<char>(payload[i] ^ key[i & 3]);
+    std::string_view body(payload, static_cast<std::size_t>(h->length));
+    pos_ += h->size + 4 + static_cast<std::size_t>(h->length);
 
-    if (op == opcode::pong) continue;
-    if (op == opcode::ping) {
+    if (h->op == opcode::pong) continue;
+    if (h->op == opcode::ping) {
       event e;
       e.what = event::ping;
       e.payload = body;
       return e;
     }
-    if (op == opcode::close) {
-      event e;
-      e.what = event::close;
-      e.code = 1005;  // none given
-      if (body.size() == 1) return fail(close_protocol_error, "malformed close frame");
-      if (body.size() >= 2) {
-        e.code = static_cast<std::uint16_t>((static_cast<unsigned char>(body[0]) << 8) |
-                                            static_cast<unsigned char>(body[1]));
-        if (!valid_close_code(e.code)) return fail(close_protocol_error, "invalid close code");
-        e.reason = std::string(body.substr(2));
-        if (!format::utf8_length(e.reason)) return fail(close_invalid_payload, "close reason is not UTF-8");
-      }
-      return e;
-    }
-    // A data frame: a whole message, or a fragment of one.
-    if (fin && !in_message_) {
-      if (op == opcode::text && !format::utf8_length(body)) return fail(close_invalid_payload, "text is not UTF-8");
-      event e;
-      e.what = event::message;
-      e.text = op == opcode::text;
-      e.payload = body;
-      return e;
-    }
-    if (!in_message_) {
-      in_message_ = true;
-      message_text_ = op == opcode::text;
-    }
-    message_.append(body);
-    if (!fin) continue;
-    in_message_ = false;
-    if (message_text_ && !format::utf8_length(message_)) return fail(close_invalid_payload, "text is not UTF-8");
-    drop_message_ = true;
-    event e;
-    e.what = event::message;
-    e.text = message_text_;
-    e.payload = message_;
-    return e;
+    if (h->op == opcode::close) return close_event(body);
+    auto e = data_event(*h, body);
+    if (e.what != event::need_more) return e;
   }
 }
 

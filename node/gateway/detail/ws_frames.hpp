@@ -61,6 +61,19 @@ class reader {
  private:
   event fail(std::uint16_t code, std::string reason);
   void release_consumed();
+  // A frame's header, read from the unconsumed bytes.
+  struct frame_header {
+    bool fin = false;
+    opcode op = opcode::continuation;
+    std::uint64_t length = 0;  // of the payload
+    std::size_t size = 0;      // of the header, without the 4-byte mask
+  };
+  // Reads the next frame's header into `h`: true if the bytes hold it and it is allowed
+  // here; false with `failure` an error event if it is not, or need_more if more must come.
+  bool read_header(frame_header& h, event& failure);
+  event close_event(std::string_view body);
+  // A data frame: the message it completes, or need_more (a fragment taken).
+  event data_event(frame_header const& h, std::string_view body);
 
   std::size_t max_message_;
   std::string in_;           // bytes fed and not yet consumed (from pos_)

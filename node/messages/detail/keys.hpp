@@ -23,6 +23,23 @@ inline std::uint64_t from_be64(std::string_view s) {
   return v;
 }
 
+// Keys made of an owner (a user, a conversation, a destination region), NUL, and what the
+// owner has: the scan bounds of everything one owner has, and what follows the owner.
+inline std::string first_of(std::string const& owner) {
+  return owner + '\0';
+}
+inline std::string past_last_of(std::string const& owner) {
+  return owner + '\x01';
+}
+inline std::string_view after_owner(std::string_view key, std::string_view owner) {
+  return key.substr(owner.size() + 1);
+}
+// The smallest key greater than `key` (a scan from just after it).
+inline std::string successor(std::string key) {
+  key.push_back('\0');
+  return key;
+}
+
 // mailbox: user NUL seq
 inline std::string mailbox_key(std::string const& user, std::uint64_t seq) {
   return user + '\0' + be64(seq);
@@ -44,9 +61,28 @@ enum class expiring : char { mailbox_entry = 'm', idempotency = 'i' };
 inline std::string expiry_entry_key(std::int64_t at_ms, expiring kind, std::string const& key) {
   return be64(static_cast<std::uint64_t>(at_ms)) + static_cast<char>(kind) + key;
 }
+// Every expiry entry due before `at_ms` sorts before this.
+inline std::string expiry_due_before(std::int64_t at_ms) {
+  return be64(static_cast<std::uint64_t>(at_ms));
+}
+// What an expiry entry removes, from its key and value: a message id (empty value), or
+// the mailbox or idempotency key (the value is the kind byte).
+inline std::string expiry_target(std::string_view key, std::string_view value) {
+  return std::string(key.substr(value.empty() ? 8 : 9));
+}
+inline bool expires(std::string_view value, expiring kind) {
+  return value.size() == 1 && value[0] == static_cast<char>(kind);
+}
 // state: mailbox head, device ack position, read mark
 inline std::string head_key(std::string const& user) {
   return "h/" + user;
+}
+// Scan bounds of every mailbox head ('0' follows '/').
+inline std::string heads_first() {
+  return "h/";
+}
+inline std::string heads_past_last() {
+  return "h0";
 }
 inline std::string ack_key(std::string const& user, std::string const& device) {
   return "a/" + user + '\0' + device;
@@ -73,6 +109,16 @@ inline std::string outbound_lane_key(std::string const& destination) {
 inline std::string inbound_lane_key(std::string const& origin) {
   return "fi/" + origin;
 }
+// Scan bounds of every inbound lane ('0' follows '/'), and the origin in a key.
+inline std::string inbound_lanes_first() {
+  return "fi/";
+}
+inline std::string inbound_lanes_past_last() {
+  return "fi0";
+}
+inline std::string_view origin_of_inbound_lane(std::string_view key) {
+  return key.substr(3);
+}
 inline std::string inbound_position_key() {
   return "fp";
 }
@@ -82,9 +128,12 @@ inline std::string outbox_key(std::string const& destination, std::uint64_t seq)
 }
 std::uint64_t random_u64();
 
-// conversations: a user's contact index
+// conversations: a user's contact index, owned by contacts_owner(user)
+inline std::string contacts_owner(std::string const& user) {
+  return "u/" + user;
+}
 inline std::string contact_key(std::string const& user, std::string const& peer) {
-  return "u/" + user + '\0' + peer;
+  return contacts_owner(user) + '\0' + peer;
 }
 
 // conversations: `from` has written to `to` at least once (presence is mutual: both have)

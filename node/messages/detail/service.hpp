@@ -124,7 +124,7 @@ struct message_service::impl {
   users::user_service& users;
   store::rocks_db db;
   send_limiter limiter;
-  mailbox_listener listener;
+  ws::mailbox_listener* listener = nullptr;  // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
 
@@ -167,7 +167,7 @@ struct message_service::impl {
   void after_salvage() {
     constexpr std::uint64_t gap = std::uint64_t(1) << 20;
     std::vector<std::pair<std::string, std::uint64_t>> heads;
-    db.scan(cf::state, keys::head_key(""), "h0", [&](std::string_view key, std::string_view value) {
+    db.scan(cf::state, keys::heads_first(), keys::heads_past_last(), [&](std::string_view key, std::string_view value) {
       heads.emplace_back(std::string(key), keys::from_be64(value));
       return true;
     });
@@ -201,7 +201,7 @@ struct message_service::impl {
 
   keys::body_limits body_limits() const { return {options.max_text_bytes, options.max_content_bytes}; }
 
-  // Tells the listener about a committed event, with its content: live sessions that are
+  // Tells the listener about a committed event, with its content: live streams that are
   // up to date forward it without reading the store again.
   void notify(news const& n, client::message const* message) const {
     if (!listener) return;
@@ -209,8 +209,8 @@ struct message_service::impl {
     ev->set_seq(n.seq);
     std::optional<client::message> content;
     if (message) content = *message;
-    if (!to_client_event(n.event, std::move(content), *ev)) return listener(n.user, n.seq, nullptr);
-    listener(n.user, n.seq, std::move(ev));
+    if (!to_client_event(n.event, std::move(content), *ev)) return listener->notify_mailbox(n.user, n.seq, nullptr);
+    listener->notify_mailbox(n.user, n.seq, std::move(ev));
   }
 
   // Appends an event to `user`'s mailbox inside a write; returns its seq. The entry is
@@ -229,6 +229,38 @@ struct message_service::impl {
   }
   std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e) const {
     return append(b, user, e, now_ms() + std::int64_t(options.retention_s) * 1000);
+  }
+
+  // A message and its indexes (its conversation's history, the expiry index) are written
+  // and erased together, here only. `raw_id` is the stored (binary) id.
+  static void put_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm) {
+    b.put(cf::messages, raw_id, sm.SerializeAsString());
+    b.put(cf::history, keys::history_key(sm.message().conversation_id(), raw_id), "");
+    b.put(cf::expiry, keys::expiry_key(sm.message().expires_at_ms(), raw_id), "");
+  }
+  // A stored message's marks changed (delivered, read, hidden): its indexes stay.
+  static void update_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm) {
+    b.put(cf::messages, raw_id, sm.SerializeAsString());
+  }
+  static void erase_message(store::rocks_batch& b, std::string const& raw_id, client::message const& msg) {
+    b.erase(cf::messages, raw_id);
+    b.erase(cf::history, keys::history_key(msg.conversation_id(), raw_id));
+    b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), raw_id));
+  }
+
+  // An event of a 1:1 conversation that `from` (a local user) caused: into the mailbox of
+  // `to` here, or as `envelope` into the outbox to their region; and into `from`'s
+  // mailbox. Expires from the mailboxes at `expires_at_ms`.
+  void deliver_to_both(store::rocks_batch& b, std::string const& from, std::string const& to,
+                       records::stored_event const& e, federation::body envelope, std::int64_t expires_at_ms,
+                       std::vector<news>& heads, bool& queued) const {
+    if (is_local(to)) {
+      heads.push_back({to, append(b, to, e, expires_at_ms), e});
+    } else {
+      to_outbox(b, std::string(ids::region_of(to)), std::move(envelope));
+      queued = true;
+    }
+    if (to != from) heads.push_back({from, append(b, from, e, expires_at_ms), e});
   }
 
   // Schedules the removal of a mailbox or idempotency entry at `at_ms` (expiry index).
@@ -298,7 +330,7 @@ struct message_service::impl {
       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
       if (!sm || sm->message().to() != user || sm->message().from() == user || sm->delivered_at_ms() != 0) continue;
       sm->set_delivered_at_ms(now);
-      b.put(cf::messages, id, sm->SerializeAsString());
+      update_message(b, id, *sm);
       queued |= deliver_receipt(b, sm->message().from(), receipt_for(*sm, client::DELIVERED, user, now), heads);
     }
   }
@@ -312,17 +344,16 @@ struct message_service::impl {
                                                  std::string const& reader, std::string const& upto,
                                                  std::int64_t at_ms) const {
     std::vector<records::stored_message> marked;
-    std::size_t prefix = conv.size() + 1;
     std::size_t visited = 0;  // the reader's own messages count too: the walk is bounded
-    db.scan_reverse(cf::history, keys::history_key(conv, ""), keys::history_key(conv, upto) + '\0',
+    db.scan_reverse(cf::history, keys::first_of(conv), keys::successor(keys::history_key(conv, upto)),
                     [&](std::string_view key, std::string_view) {
-                      auto id = std::string(key.substr(prefix));
+                      auto id = std::string(keys::after_owner(key, conv));
                       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
                       if (++visited > max_read_walk) return false;
                       if (!sm || sm->message().to() != reader || sm->message().from() == reader) return true;
                       if (sm->read_at_ms() != 0) return false;
                       sm->set_read_at_ms(at_ms);
-                      b.put(cf::messages, id, sm->SerializeAsString());
+                      update_message(b, id, *sm);
                       marked.push_back(std::move(*sm));
                       return true;
                     });
@@ -354,7 +385,7 @@ struct message_service::impl {
            db.get(cf::conversations, keys::wrote_key(b, a)).has_value();
   }
 
-  // After a commit: live sessions learn of new events, the link of new outbox entries.
+  // After a commit: live streams learn of new events, the link of new outbox entries.
   void after_commit(std::vector<news> const& heads, bool queued, client::message const* message = nullptr) const {
     for (auto const& n : heads) notify(n, message);
     if (queued && on_outbox) on_outbox();

@@ -31,6 +31,7 @@ namespace asio = boost::asio;
 namespace client = petchat::client;
 namespace config = petchat::config;
 namespace errors = petchat::errors;
+namespace ws = petchat::ws;
 using petchat::messages::history_page;
 using petchat::messages::message_service;
 using petchat::testing::temp_dir;
@@ -97,14 +98,20 @@ struct region {
   petchat::identity::region_identity identity{};
   petchat::users::user_service users;
   std::vector<news> heard;  // what the listener was told, in order (it runs on `io`, this thread)
+  struct recording_listener final : ws::mailbox_listener {
+    std::vector<news>& out;
+    explicit recording_listener(std::vector<news>& o) : out(o) {}
+    void notify_mailbox(std::string const& user, std::uint64_t head,
+                        std::shared_ptr<client::event const> event) override {
+      out.push_back({user, head, std::move(event)});
+    }
+  } recorder{heard};
   message_service service;
 
   explicit region(config::messages_section const& options = {})
       : users(cheap_passwords(), "home", config::store_section{}, dir.path, identity, cpu),
         service(options, "home", dir.path, users) {
-    service.set_listener([this](std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> e) {
-      heard.push_back({user, head, std::move(e)});
-    });
+    service.set_listener(recorder);
     for (char const* name : {"alice", "bob", "carol"})
       REQUIRE(run(users.register_user(name, "correct horse battery", std::nullopt, "", true, "127.0.0.1")).ok());
   }
@@ -404,6 +411,14 @@ TEST_CASE("a send that breaks a rule is refused with its code and stores nothing
   CHECK(accepted == 2);
   REQUIRE(outcome(*burst[2]) == "rate_limited");  // the last one started
   CHECK(burst[2]->error().retry_after_s == 1);
+  CHECK(r.service.mailbox_head(bob) == 2);
+
+  // A retry of an accepted send is answered with its acceptance even while the sender is
+  // over the rate: the client must be able to learn that its message got through.
+  auto retry = r.send(alice, text(bob, "b0", "hi"));
+  REQUIRE(outcome(retry) == "ok");
+  CHECK(retry->duplicate());
+  CHECK(retry->message_id() == (*burst[0])->message_id());
   CHECK(r.service.mailbox_head(bob) == 2);
 }
 

@@ -1,18 +1,18 @@
-// One live stream (docs/PROTOCOL.md, "Live stream"): the class behind start_websocket,
+// One live stream (docs/PROTOCOL.md, "Live stream"): the class behind start_live_stream,
 // private to node/gateway. Its code is in three files, one per job:
-//   ws_session.cpp          the connection: handshake, reading and dispatching input, the end
-//   live_session_out.cpp    the writer: the bounded queue, pulling mailbox events and pushed
+//   live_stream.cpp          the connection: handshake, reading and dispatching input, the end
+//   live_stream_out.cpp    the writer: the bounded queue, pulling mailbox events and pushed
 //                           frames into it under the watermark, gathered writes
-//   live_session_frames.cpp what client frames do: authentication, session checks, dispatch
+//   live_stream_frames.cpp what client frames do: authentication, session checks, dispatch
 //
 // Two coroutines share the connection's strand: the reader (authenticate, then read and
 // dispatch client frames) and the writer (the only one that writes to the socket, draining
 // a bounded queue; it runs only while there is something to write, so an idle connection
-// keeps no writer frame). Everything else reaches the session by posting to the strand:
+// keeps no writer frame). Everything else reaches the stream by posting to the strand:
 // mailbox news and presence/typing frames from the manager.
 #pragma once
 
-#include "node/gateway/detail/ws_session.hpp"
+#include "node/gateway/detail/start_live_stream.hpp"
 
 #include <google/protobuf/util/json_util.h>
 
@@ -55,7 +55,7 @@ inline constexpr std::size_t max_pipelined = 64;
 inline constexpr auto stall_limit = std::chrono::seconds(5);
 // Time a new connection has to authenticate.
 inline constexpr auto auth_deadline = std::chrono::seconds(10);
-// An authenticated session re-checks its token this often (and when it expires): an
+// An authenticated stream re-checks its token this often (and when it expires): an
 // expired token, a revoked session or a disabled user ends the live stream too.
 inline constexpr auto session_check_every = std::chrono::seconds(5);
 // A connection that sends nothing for half this long is pinged; one silent for this long
@@ -65,14 +65,14 @@ inline constexpr auto idle_timeout = std::chrono::seconds(300);
 inline constexpr auto close_linger = std::chrono::seconds(1);
 // Frames one gathered write takes from the queue.
 inline constexpr std::size_t frames_per_write = 64;
-// Client frames one session handles before letting the thread run other work.
+// Client frames one stream handles before letting the thread run other work.
 inline constexpr std::size_t yield_every = 64;
 // Typing frames a client may send: a sustained rate and a burst. More are dropped: typing
 // is a hint, and every one is a frame for someone else's connection.
 inline constexpr double typing_per_second = 5;
 inline constexpr double typing_burst = 10;
 
-// The per-thread read buffer (defined in ws_session.cpp).
+// The per-thread read buffer (defined in live_stream.cpp).
 extern thread_local std::array<char, 16384> read_scratch;
 
 // Close codes (docs/PROTOCOL.md).
@@ -97,6 +97,19 @@ enum class end_reason : std::uint8_t {
   internal_error,    // the server failed to serve it (1011)
 };
 
+// Where a live stream is in its life; it only moves forward (down this list).
+enum class phase : std::uint8_t {
+  opening,         // the upgrade is being answered
+  authenticating,  // upgraded; a token is due within auth_deadline
+  live,            // authenticated and attached to the manager: mailbox, pushes, client frames
+  closing,         // our close frame is queued behind what was queued; nothing more is queued
+  dropped,         // being torn down without (more of) a closing handshake: nothing is queued or written
+};
+
+// The writer coroutine: not running, running, or finished for good (it sent the close
+// frame, or a write failed).
+enum class writer_state : std::uint8_t { idle, running, done };
+
 char const* name(end_reason r);
 // The reason a close frame of ours gives, when no more precise one was recorded.
 end_reason reason_of_close(std::uint16_t code);
@@ -105,10 +118,10 @@ end_reason reason_of_close(std::uint16_t code);
 
 using namespace live;
 
-class live_session final : public ws::stream_sink, public std::enable_shared_from_this<live_session> {
+class live_stream final : public ws::stream_sink, public std::enable_shared_from_this<live_stream> {
  public:
-  live_session(std::shared_ptr<live_services> svc, tcp::socket socket, std::shared_ptr<connection_control> control,
-               std::function<void()> on_end)
+  live_stream(std::shared_ptr<live_services> svc, tcp::socket socket, std::shared_ptr<connection_control> control,
+              std::function<void()> on_end)
       : svc_(std::move(svc)),
         socket_(std::move(socket)),
         reader_(svc_->limits.max_frame_bytes),
@@ -122,7 +135,7 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
         self->known_head_ = std::max(self->known_head_, head);
         if (self->stalled()) return self->drop_slow_consumer();
         // Up to date and with room: forward the event as is, no store read.
-        if (event && self->authenticated_ && event->seq() == self->sent_seq_ + 1 &&
+        if (event && self->phase_ == phase::live && event->seq() == self->sent_seq_ + 1 &&
             self->out_.size() < self->watermark()) {
           client::server_frame f;
           *f.mutable_event() = *event;
@@ -140,10 +153,10 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
     });
   }
 
-  // Answers the handshake and starts reading; the session then lives on its own until
+  // Answers the handshake and starts reading; the stream then lives on its own until
   // the connection ends, when it calls `on_end`.
   awaitable<void> start(std::unique_ptr<http::request<http::string_body>> upgrade);
-  // Ends the session: sends what is queued and the close frame if closing, waits for the
+  // Ends the stream: sends what is queued and the close frame if closing, waits for the
   // peer's close, closes the socket and calls `on_end`. Runs once.
   awaitable<void> finish();
   boost::asio::any_io_executor executor() { return socket_.get_executor(); }
@@ -151,26 +164,26 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
  private:
   awaitable<bool> open(std::unique_ptr<http::request<http::string_body>> upgrade);
   // Idle: waits for the socket to be readable with no coroutine suspended (a plain
-  // handler holds the session), then runs read_input.
+  // handler holds the stream), then runs read_input.
   void wait_readable();
   // Handles every complete frame the socket has, then waits again (or finishes).
-  awaitable<void> read_input(std::shared_ptr<live_session> self);
-  // read_input's loop: true if it went back to waiting, false if the session must end.
-  awaitable<bool> handle_input(std::shared_ptr<live_session> const& self);
+  awaitable<void> read_input(std::shared_ptr<live_stream> self);
+  // read_input's loop: true if it went back to waiting, false if the stream must end.
+  awaitable<bool> handle_input(std::shared_ptr<live_stream> const& self);
   // Starts the writer if frames (or a close) wait and it is not running.
   void kick() {
-    if (writing_ || writer_done_ || dead_ || (out_.empty() && !close_code_)) return;
-    writing_ = true;
+    if (writer_ != writer_state::idle || phase_ == phase::dropped || (out_.empty() && phase_ != phase::closing)) return;
+    writer_ = writer_state::running;
     last_progress_ = std::chrono::steady_clock::now();  // stalls count from here, not from the last burst
     asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
   }
-  awaitable<void> write_loop(std::shared_ptr<live_session> self);
+  awaitable<void> write_loop(std::shared_ptr<live_stream> self);
   // Watchdog around each write: one the client does not take within stall_limit means it
   // stopped reading. `write_gen_` makes a late timer for an earlier write harmless.
-  void watch_write(std::shared_ptr<live_session> const& self) {
+  void watch_write(std::shared_ptr<live_stream> const& self) {
     auto gen = ++write_gen_;
     stall_timer_.expires_after(stall_limit);
-    stall_timer_.async_wait([weak = std::weak_ptr<live_session>(self), gen](boost::system::error_code ec) {
+    stall_timer_.async_wait([weak = std::weak_ptr<live_stream>(self), gen](boost::system::error_code ec) {
       auto s = weak.lock();
       if (!ec && s && s->write_gen_ == gen) s->drop_slow_consumer();
     });
@@ -179,8 +192,8 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
     ++write_gen_;
     stall_timer_.cancel();
   }
-  // `keep_alive` (copied into the coroutine frame) holds the session until it ends.
-  awaitable<void> run_pipelined(std::shared_ptr<live_session> /*keep_alive*/, client::client_frame frame) {
+  // `keep_alive` (copied into the coroutine frame) holds the stream until it ends.
+  awaitable<void> run_pipelined(std::shared_ptr<live_stream> /*keep_alive*/, client::client_frame frame) {
     try {
       co_await dispatch(frame);
     } catch (std::exception const& e) {
@@ -222,8 +235,9 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
   }
   // Queues a close frame after whatever is queued; the writer sends it and stops.
   void close_with(std::uint16_t code_value, std::string reason) {
-    if (close_code_) return;
+    if (!accepting()) return;
     ending(reason_of_close(code_value));
+    phase_ = phase::closing;
     close_code_ = code_value;
     close_reason_ = std::move(reason);
     kick();
@@ -232,7 +246,7 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
   void pump();
   // A presence or typing frame: coalesced per subject, queued as room allows.
   void push(client::server_frame frame) {
-    if (dead_ || close_code_) return;
+    if (!accepting()) return;
     pushed_.push(std::move(frame));
     pump();
   }
@@ -240,14 +254,14 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
   // rest of the queue's capacity is for direct answers.
   std::size_t watermark() const { return std::max<std::size_t>(1, svc_->limits.send_queue_frames / 2); }
   // Runs a plain (non-coroutine) handler's work: a failure there (a store read, a record
-  // that cannot be parsed) ends this session with 1011, never the process.
+  // that cannot be parsed) ends this stream with 1011, never the process.
   template <typename Fn>
   void guarded(Fn&& fn) {
     try {
       fn();
     } catch (std::exception const& e) {
-      log::get("ws")->error("{}: live session failed: {}", user_id(), e.what());
-      send_error(0, errors::fail(code::internal, "the session failed on the server; reconnect"));
+      log::get("ws")->error("{}: live stream failed: {}", user_id(), e.what());
+      send_error(0, errors::fail(code::internal, "the live stream failed on the server; reconnect"));
       close_with(close_internal_error, "internal_error");
     }
   }
@@ -265,20 +279,20 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
   // client has stopped reading.
   bool stalled() const { return !out_.empty() && std::chrono::steady_clock::now() - last_progress_ > stall_limit; }
   void drop_slow_consumer() {
-    if (dead_) return;
+    if (phase_ == phase::dropped) return;
     ending(end_reason::slow_consumer);
     // Its writes are stuck, so a close frame could not get through either: drop the
     // connection.
     log::get("ws")->warn("{}: client stopped reading ({} frames queued), disconnecting slow consumer", user_id(),
                          out_.size());
-    dead_ = true;
+    phase_ = phase::dropped;
     out_.clear();
     boost::system::error_code ignored;
     socket_.close(ignored);
   }
-  // Queues a WebSocket control frame (pong, ping) unless the session is closing.
+  // Queues a WebSocket control frame (pong, ping) unless the stream is closing.
   void enqueue_control(wsf::opcode op, std::string_view payload) {
-    if (dead_ || close_code_) return;
+    if (!accepting()) return;
     // Bounded like every frame: a client that pings without reading the pongs is not reading.
     if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
     out_.push(wsf::frame(op, payload));
@@ -302,6 +316,10 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
   // passes, so the close frame is not lost to a reset, then closes the socket.
   awaitable<void> linger_and_close();
   std::string user_id() const { return who_.user_name + "@" + svc_->region; }
+  // Frames may still be queued: not closing, not dropped.
+  bool accepting() const { return phase_ <= phase::live; }
+  // The stream got as far as live (who_ is set only then).
+  bool authenticated() const { return !who_.user_name.empty(); }
   void ending(end_reason r) {
     if (!end_reason_) end_reason_ = r;
   }
@@ -311,28 +329,28 @@ class live_session final : public ws::stream_sink, public std::enable_shared_fro
   wsf::reader reader_;  // client frames from the bytes read
   std::shared_ptr<connection_control> control_;
   std::function<void()> on_end_;  // called once, when the connection has ended
-  bool finishing_ = false;
-  bool binary_ = false;       // replies as Protobuf binary frames (else JSON text); set in open()
-  frame_queue out_;           // WebSocket frames waiting for the writer; bounded
-  pushed_frames pushed_;      // presence and typing waiting for room in out_, latest per subject
-  bool writing_ = false;      // the writer is running
-  bool writer_done_ = false;  // the writer sent the close frame or failed: no more writes
+  phase phase_ = phase::opening;
+  bool finish_started_ = false;  // finish() runs once (it waits, so a second call must not start over)
+  bool binary_ = false;          // replies as Protobuf binary frames (else JSON text); set in open()
+  frame_queue out_;              // WebSocket frames waiting for the writer; bounded
+  pushed_frames pushed_;         // presence and typing waiting for room in out_, latest per subject
+  writer_state writer_ = writer_state::idle;
   std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
-  bool dead_ = false;  // the connection is being torn down: queue nothing more
-  std::optional<std::uint16_t> close_code_;
+  std::uint16_t close_code_ = 0;          // of our close frame, once closing
   std::optional<end_reason> end_reason_;  // why the stream is ending, once known (see ending)
   std::string close_reason_;
-  bool authenticated_ = false;
-  users::principal who_;
+  users::principal who_;                 // set once authenticated and attached
   std::uint64_t sent_seq_ = 0;           // newest mailbox seq queued to this device
   std::uint64_t known_head_ = 0;         // newest mailbox seq known to exist
   std::size_t pipelined_ = 0;            // sends/acks submitted and not yet answered
   double typing_tokens_ = typing_burst;  // typing frames allowed now
   std::chrono::steady_clock::time_point typing_at_ = std::chrono::steady_clock::now();  // tokens counted up to
   asio::steady_timer stall_timer_{socket_.get_executor()};
-  asio::steady_timer auth_timer_{socket_.get_executor()};  // auth deadline, then the session checks
-  std::string token_;                                      // the access token the session runs on
-  std::uint64_t write_gen_ = 0;                            // bumped when a write starts and when it ends
+  asio::steady_timer auth_deadline_timer_{socket_.get_executor()};  // while authenticating
+  asio::steady_timer session_check_timer_{socket_.get_executor()};  // while live: token, session, idleness
+  asio::steady_timer close_linger_timer_{socket_.get_executor()};   // after our close frame
+  std::string token_;                                               // the access token the stream runs on
+  std::uint64_t write_gen_ = 0;                                     // bumped when a write starts and when it ends
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
 };
 

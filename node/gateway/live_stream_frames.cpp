@@ -1,26 +1,27 @@
 // What the live stream's client frames do: authentication, the periodic session checks,
-// and the dispatch of every other frame to the services (see detail/live_session.hpp).
-#include "node/gateway/detail/live_session.hpp"
+// and the dispatch of every other frame to the services (see detail/live_stream.hpp).
+#include "node/gateway/detail/live_stream.hpp"
 
 namespace petchat::gateway::detail {
 
-awaitable<bool> live_session::authenticate(std::string const& token, std::optional<std::uint64_t> after,
-                                           std::uint64_t ref) {
+awaitable<bool> live_stream::authenticate(std::string const& token, std::optional<std::uint64_t> after,
+                                          std::uint64_t ref) {
   auto who = svc_->users.authenticate(token);
   if (!who) {
     send_error(ref, who.error());
     close_with(close_unauthenticated, errors::name(who.error().code));
     co_return false;
   }
-  who_ = who.value();
-  std::string uid = user_id();
+  std::string uid = who->user_name + "@" + svc_->region;
   auto attached = svc_->manager.attach(uid, shared_from_this());
   if (!attached) {
     send_error(ref, attached.error());
     close_with(close_too_many_streams, "too_many_streams");
     co_return false;
   }
-  authenticated_ = true;
+  who_ = who.value();
+  phase_ = phase::live;  // (nothing suspends between the reader's accepting() and here)
+  auth_deadline_timer_.cancel();
   token_ = token;
   schedule_session_check();
   known_head_ = svc_->messages.mailbox_head(uid);
@@ -46,24 +47,24 @@ awaitable<bool> live_session::authenticate(std::string const& token, std::option
   co_return true;
 }
 
-void live_session::schedule_session_check() {
+void live_stream::schedule_session_check() {
   auto left = std::chrono::milliseconds(std::max<std::int64_t>(0, who_.token_expires_at_ms - format::now_ms()));
-  auth_timer_.expires_after(
+  session_check_timer_.expires_after(
       std::min<std::chrono::steady_clock::duration>(session_check_every, left + std::chrono::milliseconds(1)));
-  auth_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+  session_check_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     if (auto s = weak.lock(); s && !ec) s->guarded([&] { s->check_session(); });
   });
 }
 
-void live_session::check_session() {
-  if (dead_ || close_code_) return;
+void live_stream::check_session() {
+  if (phase_ != phase::live) return;
   // Keep-alive: ping a connection that has been silent for a while; drop a dead one.
   auto silent = std::chrono::steady_clock::now() - last_rx_;
   if (silent >= idle_timeout) {
     log::get("ws")->info("{}: nothing received for {} s, disconnecting", user_id(),
                          std::chrono::duration_cast<std::chrono::seconds>(idle_timeout).count());
     ending(end_reason::idle);
-    dead_ = true;
+    phase_ = phase::dropped;
     boost::system::error_code ignored;
     socket_.close(ignored);
     return;
@@ -79,7 +80,7 @@ void live_session::check_session() {
   schedule_session_check();
 }
 
-void live_session::reauthenticate(std::string const& token, std::uint64_t ref) {
+void live_stream::reauthenticate(std::string const& token, std::uint64_t ref) {
   auto who = svc_->users.authenticate(token);
   if (!who) return send_error(ref, who.error());  // the current token still holds until it expires
   if (who->user_name != who_.user_name || who->device_id != who_.device_id)
@@ -97,7 +98,7 @@ void live_session::reauthenticate(std::string const& token, std::uint64_t ref) {
   enqueue(w);
 }
 
-awaitable<void> live_session::dispatch(client::client_frame const& frame) {
+awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
   auto ref = frame.ref();
   std::string uid = user_id();
   switch (frame.kind_case()) {

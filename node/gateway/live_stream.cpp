@@ -1,24 +1,24 @@
-// The live stream's connection (see detail/live_session.hpp): the WebSocket handshake, the
+// The live stream's connection (see detail/live_stream.hpp): the WebSocket handshake, the
 // first authentication, reading and dispatching client frames, and the end of the stream.
 //
 // The WebSocket protocol itself (handshake answer, framing, ping/pong, closing handshake)
-// is petchat's own (detail/ws_frames.hpp) over the Asio socket: an idle session waits for
+// is petchat's own (detail/ws_frames.hpp) over the Asio socket: an idle stream waits for
 // readability with no buffer and no composed operation pending, and reads into a
 // per-thread buffer only when bytes are there.
-#include "node/gateway/detail/live_session.hpp"
+#include "node/gateway/detail/live_stream.hpp"
 
 namespace petchat::gateway::detail {
 namespace live {
 
 // Sessions read into this buffer, then hand the bytes to their frame reader at once: the
-// buffer is shared by every session of the thread and held by none.
+// buffer is shared by every stream of the thread and held by none.
 thread_local std::array<char, 16384> read_scratch;
 
 }  // namespace live
 
 // The handshake and the first authentication: its own coroutine, so that its frame (the
-// upgrade request, the subprotocol and token strings) is freed before the session idles.
-awaitable<bool> live_session::open(std::unique_ptr<http::request<http::string_body>> upgrade) {
+// upgrade request, the subprotocol and token strings) is freed before the stream idles.
+awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_body>> upgrade) {
   auto self = shared_from_this();
   // Subprotocol: binary Protobuf if offered, else JSON (also when none is offered).
   std::string offered((*upgrade)[http::field::sec_websocket_protocol]);
@@ -65,8 +65,9 @@ awaitable<bool> live_session::open(std::unique_ptr<http::request<http::string_bo
   boost::system::error_code nec;
   socket_.non_blocking(true, nec);  // reads after readability never block the thread
   if (nec) co_return false;
+  phase_ = phase::authenticating;
 
-  // At shutdown the server closes live sessions with 1001 (going away).
+  // At shutdown the server closes live streams with 1001 (going away).
   control_->idle = true;
   control_->cancel = [self] { self->close_with(1001, "shutting_down"); };  // 1001: going away
   if (control_->stop_requested) close_with(1001, "shutting_down");         // shutdown came during the handshake
@@ -79,14 +80,13 @@ awaitable<bool> live_session::open(std::unique_ptr<http::request<http::string_bo
     token = *q;
   upgrade.reset();
   if (!token.empty()) co_await authenticate(token, std::nullopt, 0);
-  // An unauthenticated connection gets auth_deadline to present a token; Beast's keep-alive
-  // pings would otherwise let it hold a socket forever. (An authenticated one has its
-  // session checks on the same timer.)
-  if (authenticated_ || close_code_) co_return true;
-  auth_timer_.expires_after(auth_deadline);
-  auth_timer_.async_wait([weak = std::weak_ptr<live_session>(self)](boost::system::error_code ec) {
+  // An unauthenticated connection gets auth_deadline to present a token; keep-alive pings
+  // would otherwise let it hold a socket forever.
+  if (phase_ != phase::authenticating) co_return true;
+  auth_deadline_timer_.expires_after(auth_deadline);
+  auth_deadline_timer_.async_wait([weak = std::weak_ptr<live_stream>(self)](boost::system::error_code ec) {
     auto s = weak.lock();
-    if (!ec && s && !s->authenticated_) {
+    if (!ec && s && s->phase_ == phase::authenticating) {
       s->send_error(0, errors::fail(code::not_authenticated, "no auth frame in time"));
       s->close_with(close_unauthenticated, "not_authenticated");
     }
@@ -94,7 +94,7 @@ awaitable<bool> live_session::open(std::unique_ptr<http::request<http::string_bo
   co_return true;
 }
 
-awaitable<void> live_session::start(std::unique_ptr<http::request<http::string_body>> upgrade) {
+awaitable<void> live_stream::start(std::unique_ptr<http::request<http::string_body>> upgrade) {
   // (A co_await in an if condition with one in the branch trips GCC 12: kept apart.)
   bool opened = co_await open(std::move(upgrade));
   if (opened) {
@@ -104,7 +104,7 @@ awaitable<void> live_session::start(std::unique_ptr<http::request<http::string_b
   co_await finish();
 }
 
-void live_session::wait_readable() {
+void live_stream::wait_readable() {
   socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
     if (ec)
       asio::co_spawn(self->socket_.get_executor(), self->finish(), asio::detached);
@@ -113,19 +113,19 @@ void live_session::wait_readable() {
   });
 }
 
-awaitable<void> live_session::read_input(std::shared_ptr<live_session> self) {
+awaitable<void> live_stream::read_input(std::shared_ptr<live_stream> self) {
   bool waiting = false;
   try {
     waiting = co_await handle_input(self);
   } catch (std::exception const& e) {
-    log::get("ws")->error("{}: live session failed: {}", user_id(), e.what());
+    log::get("ws")->error("{}: live stream failed: {}", user_id(), e.what());
   }
   if (!waiting) co_await finish();
 }
 
-awaitable<bool> live_session::handle_input(std::shared_ptr<live_session> const& self) {
+awaitable<bool> live_stream::handle_input(std::shared_ptr<live_stream> const& self) {
   std::size_t handled = 0;
-  while (!dead_ && !close_code_) {
+  while (accepting()) {
     auto ev = reader_.next();
     if (ev.what == wsf::reader::event::need_more) {
       auto rec = read_available();
@@ -140,7 +140,7 @@ awaitable<bool> live_session::handle_input(std::shared_ptr<live_session> const& 
       continue;
     }
     // A client that keeps the socket full must not hold the thread: let others run now
-    // and then (this session's writer among them).
+    // and then (this stream's writer among them).
     if (++handled % yield_every == 0) co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     if (ev.what == wsf::reader::event::error) {
       if (ev.code == wsf::close_too_big)
@@ -167,7 +167,7 @@ awaitable<bool> live_session::handle_input(std::shared_ptr<live_session> const& 
     } else {
       parsed = frame.ParseFromArray(ev.payload.data(), static_cast<int>(ev.payload.size()));
     }
-    if (!authenticated_) {
+    if (phase_ == phase::authenticating) {
       if (parsed && frame.kind_case() == client::client_frame::kAuth) {
         std::optional<std::uint64_t> after;
         if (frame.auth().has_after_seq()) after = frame.auth().after_seq();
@@ -198,35 +198,37 @@ awaitable<bool> live_session::handle_input(std::shared_ptr<live_session> const& 
   co_return false;
 }
 
-awaitable<void> live_session::finish() {
-  if (finishing_) co_return;
-  finishing_ = true;
+awaitable<void> live_stream::finish() {
+  if (finish_started_) co_return;
+  finish_started_ = true;
   auto self = shared_from_this();
-  if (authenticated_) svc_->manager.detach(user_id(), this);
-  auth_timer_.cancel();
+  if (authenticated()) svc_->manager.detach(user_id(), this);
+  auth_deadline_timer_.cancel();
+  session_check_timer_.cancel();
   control_->cancel = nullptr;
-  if (!close_code_) dead_ = true;
+  if (phase_ != phase::closing) phase_ = phase::dropped;
   // Let the writer send what is queued and the close frame, then wait for the peer's.
-  if (close_code_ && !dead_) {
+  if (phase_ == phase::closing) {
     asio::steady_timer grace(socket_.get_executor());
-    for (int waits = 0; !dead_ && (writing_ || !writer_done_) && waits < 25; ++waits) {  // at most 0.5 s
-      grace.expires_after(std::chrono::milliseconds(20));
+    for (int waits = 0; phase_ == phase::closing && writer_ != writer_state::done && waits < 25; ++waits) {
+      grace.expires_after(std::chrono::milliseconds(20));  // at most 0.5 s in all
       co_await grace.async_wait(use_tuple);
     }
-    if (!dead_ && writer_done_ && !writing_) co_await linger_and_close();
+    if (phase_ == phase::closing && writer_ == writer_state::done) co_await linger_and_close();
   }
-  dead_ = true;
+  phase_ = phase::dropped;
+  close_linger_timer_.cancel();
   boost::system::error_code ignored;
   socket_.close(ignored);
   auto why = end_reason_.value_or(end_reason::connection_lost);
   svc_->metrics.live_stream_ended(name(why));
   bool notable = why == end_reason::slow_consumer || why == end_reason::internal_error || why == end_reason::idle;
   log::get("ws")->log(notable ? spdlog::level::info : spdlog::level::debug, "{}: live stream ended: {}",
-                      authenticated_ ? user_id() : std::string("(unauthenticated)"), name(why));
+                      authenticated() ? user_id() : std::string("(unauthenticated)"), name(why));
   if (auto done = std::exchange(on_end_, nullptr)) done();
 }
 
-awaitable<bool> live_session::receive() {
+awaitable<bool> live_stream::receive() {
   for (;;) {
     auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
     if (wec) co_return false;
@@ -236,10 +238,10 @@ awaitable<bool> live_session::receive() {
   }
 }
 
-awaitable<void> live_session::linger_and_close() {
-  asio::steady_timer deadline(socket_.get_executor());
-  deadline.expires_after(close_linger);
-  deadline.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+awaitable<void> live_stream::linger_and_close() {
+  // The same timer the writer armed when the close frame left: re-armed from now.
+  close_linger_timer_.expires_after(close_linger);
+  close_linger_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     if (auto s = weak.lock(); s && !ec) {
       boost::system::error_code ignored;
       s->socket_.cancel(ignored);
@@ -254,23 +256,22 @@ awaitable<void> live_session::linger_and_close() {
       }
     }
   }
-  deadline.cancel();
+  close_linger_timer_.cancel();
   boost::system::error_code ignored;
   socket_.close(ignored);
 }
 
-void start_websocket(std::shared_ptr<live_services> services, tcp::socket socket,
-                     std::unique_ptr<http::request<http::string_body>> upgrade,
-                     std::shared_ptr<connection_control> control, std::function<void()> on_end) {
+void start_live_stream(std::shared_ptr<live_services> services, tcp::socket socket,
+                       std::unique_ptr<http::request<http::string_body>> upgrade,
+                       std::shared_ptr<connection_control> control, std::function<void()> on_end) {
   auto ex = socket.get_executor();
-  auto s =
-      std::make_shared<live_session>(std::move(services), std::move(socket), std::move(control), std::move(on_end));
+  auto s = std::make_shared<live_stream>(std::move(services), std::move(socket), std::move(control), std::move(on_end));
   asio::co_spawn(ex, s->start(std::move(upgrade)), [s](std::exception_ptr failure) {
     if (!failure) return;
     try {
       std::rethrow_exception(failure);
     } catch (std::exception const& e) {
-      log::get("ws")->error("live session failed: {}", e.what());
+      log::get("ws")->error("live stream failed: {}", e.what());
     }
     asio::co_spawn(s->executor(), s->finish(), asio::detached);
   });

@@ -1,6 +1,6 @@
-// The live stream (/v1/ws): one WebSocket session per connection, handed over by the HTTP
+// The live stream (/v1/ws): one live stream per WebSocket connection, handed over by the HTTP
 // server after it has read the upgrade request. Included only by Beast translation units.
-// The session owns the connection from then on and calls `on_end` once it is closed.
+// The stream owns the connection from then on and calls `on_end` once it is closed.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -26,9 +26,9 @@ struct connection_control {
 
 using live_services = http_server::live_stream;
 
-// Starts the session on the socket's executor (the connection's strand) and returns.
-void start_websocket(std::shared_ptr<live_services> services, boost::asio::ip::tcp::socket socket,
-                     std::unique_ptr<boost::beast::http::request<boost::beast::http::string_body>> upgrade,
-                     std::shared_ptr<connection_control> control, std::function<void()> on_end);
+// Starts the stream on the socket's executor (the connection's strand) and returns.
+void start_live_stream(std::shared_ptr<live_services> services, boost::asio::ip::tcp::socket socket,
+                       std::unique_ptr<boost::beast::http::request<boost::beast::http::string_body>> upgrade,
+                       std::shared_ptr<connection_control> control, std::function<void()> on_end);
 
 }  // namespace petchat::gateway::detail

@@ -1,6 +1,6 @@
 // The live stream's writer: its bounded queue, mailbox events and pushed frames pulled into
-// it under the watermark, and gathered writes (see detail/live_session.hpp).
-#include "node/gateway/detail/live_session.hpp"
+// it under the watermark, and gathered writes (see detail/live_stream.hpp).
+#include "node/gateway/detail/live_stream.hpp"
 
 namespace petchat::gateway::detail {
 
@@ -53,8 +53,8 @@ end_reason reason_of_close(std::uint16_t code) {
 
 }  // namespace live
 
-void live_session::enqueue(client::server_frame const& frame) {
-  if (dead_ || close_code_) return;
+void live_stream::enqueue(client::server_frame const& frame) {
+  if (!accepting()) return;
   // Mailbox events and pushed frames stay under the watermark (pump) and answers under
   // max_pipelined, so only control frames and unpipelined answers can pile up beyond
   // this: a client that lets them do so is not reading.
@@ -93,10 +93,10 @@ void live_session::enqueue(client::server_frame const& frame) {
 // its capacity of them, and the writer pulls more as it drains. So a device that
 // reconnects with a long backlog streams it at its own pace instead of being cut off,
 // and memory stays bounded whatever the backlog.
-void live_session::pump() {
-  if (!authenticated_ || dead_) return;
+void live_stream::pump() {
+  if (phase_ != phase::live) return;
   std::size_t watermark = this->watermark();
-  while (sent_seq_ < known_head_ && !dead_ && out_.size() < watermark) {
+  while (sent_seq_ < known_head_ && phase_ == phase::live && out_.size() < watermark) {
     auto batch = svc_->messages.events_after(user_id(), sent_seq_, std::min(events_per_read, watermark - out_.size()));
     for (auto& e : batch.events) {
       client::server_frame f;
@@ -106,16 +106,17 @@ void live_session::pump() {
     if (batch.last_seq <= sent_seq_) break;
     sent_seq_ = batch.last_seq;
   }
-  while (!pushed_.empty() && !dead_ && !close_code_ && out_.size() < watermark) enqueue(pushed_.pop());
+  while (!pushed_.empty() && phase_ == phase::live && out_.size() < watermark) enqueue(pushed_.pop());
 }
 
-awaitable<void> live_session::write_loop(std::shared_ptr<live_session> self) {
+awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self) {
+  bool for_good = false;  // the close frame went out, or a write failed: no more writes
   for (;;) {
-    if (dead_) break;
+    if (phase_ == phase::dropped) break;
     if (out_.empty()) {
-      if (!close_code_) break;  // drained: the writer ends until kick() starts it again
-      writer_done_ = true;
-      auto bye = wsf::close_frame(*close_code_, close_reason_);
+      if (phase_ != phase::closing) break;  // drained: the writer ends until kick() starts it again
+      for_good = true;
+      auto bye = wsf::close_frame(close_code_, close_reason_);
       // A client that stopped reading cannot take the close frame either: the same
       // watchdog as for any write drops it.
       watch_write(self);
@@ -126,8 +127,8 @@ awaitable<void> live_session::write_loop(std::shared_ptr<live_session> self) {
       if (!cec) socket_.shutdown(tcp::socket::shutdown_send, ignored);
       // The peer answers with its close, which wakes the idle reader to finish; one that
       // does not answer is not waited for past the linger.
-      auth_timer_.expires_after(close_linger);
-      auth_timer_.async_wait([weak = std::weak_ptr<live_session>(self)](boost::system::error_code ec) {
+      close_linger_timer_.expires_after(close_linger);
+      close_linger_timer_.async_wait([weak = std::weak_ptr<live_stream>(self)](boost::system::error_code ec) {
         if (auto s = weak.lock(); s && !ec) {
           boost::system::error_code ignored;
           s->socket_.cancel(ignored);
@@ -146,10 +147,10 @@ awaitable<void> live_session::write_loop(std::shared_ptr<live_session> self) {
     (void)n;
     if (ec) {
       // The connection is broken: close it, so the idle reader's wait ends and the
-      // session finishes.
+      // stream finishes.
       ending(end_reason::connection_lost);
-      dead_ = true;
-      writer_done_ = true;
+      phase_ = phase::dropped;
+      for_good = true;
       boost::system::error_code ignored;
       socket_.close(ignored);
       break;
@@ -157,7 +158,7 @@ awaitable<void> live_session::write_loop(std::shared_ptr<live_session> self) {
     last_progress_ = std::chrono::steady_clock::now();
     guarded([&] { pump(); });
   }
-  writing_ = false;
+  writer_ = for_good ? writer_state::done : writer_state::idle;
 }
 
 }  // namespace petchat::gateway::detail

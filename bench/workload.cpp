@@ -1,0 +1,95 @@
+#include "bench/workload.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+namespace petchat::bench {
+
+namespace json = boost::json;
+
+node_under_test start_node(options const& o, std::filesystem::path dir) {
+  node_under_test n;
+  n.dir = dir.empty() ? temp_dir("node") : dir;
+  auto config = n.dir / "bench.toml";
+  std::ofstream(config) << "[node]\nregion = \"bench\"\nthreads = " << o.threads
+                        << "\n[gateway]\nmax_connections = 1000000\nmax_connections_per_address = 1000000\n"
+                        << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = "
+                           "8\nmax_registrations_per_address = 10000000\nmax_devices_per_user = 100000\n"
+                        << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
+                        << "[messages]\nmax_per_second = 100000\nmax_streams_per_user = 1000000\n"
+                        << "send_queue_frames = 65536\n"
+                        << "[store]\nsync = " << (o.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n";
+  n.argv = {o.node_binary, "--config",   config.string(), "--data-dir", (n.dir / "data").string(),
+            "--listen",    "127.0.0.1:0"};
+  n.process = spawn(n.argv, "petchat-node ready:");
+  return n;
+}
+
+void remove_node(node_under_test& n) {
+  stop(n.process);
+  std::error_code ec;
+  std::filesystem::remove_all(n.dir, ec);
+}
+
+json::object summary_json(samples::summary const& s) {
+  return json::object{{"count", s.count}, {"p50_ms", s.p50}, {"p99_ms", s.p99}, {"p999_ms", s.p999}, {"max_ms", s.max}};
+}
+
+void print_latency(char const* what, samples::summary const& s) {
+  std::printf("  %-28s p50 %8.3f ms  p99 %8.3f ms  p99.9 %8.3f ms  max %8.3f ms  (n=%zu)\n", what, s.p50, s.p99, s.p999,
+              s.max, s.count);
+}
+
+int report_messages(options const& o, char const* workload, message_result const& r,
+                    std::optional<message_result> echo) {
+  double rate = r.seconds > 0 ? static_cast<double>(r.completed) / r.seconds : 0;
+  double cpu_per = r.completed ? static_cast<double>(r.cpu_us) / static_cast<double>(r.completed) : 0;
+  double echo_rate = echo && echo->seconds > 0 ? static_cast<double>(echo->completed) / echo->seconds : 0;
+  // The echo server's CPU per round trip (one frame in, one out): the transport's own cost,
+  // which every frame of the full sequence pays too.
+  double echo_cpu =
+      echo && echo->completed ? static_cast<double>(echo->cpu_us) / static_cast<double>(echo->completed) : 0;
+  if (o.as_json) {
+    json::object j{{"workload", workload},
+                   {"pairs", o.pairs},
+                   {"window", o.window},
+                   {"durable", o.durable},
+                   {"seconds", r.seconds},
+                   {"completed", r.completed},
+                   {"messages_per_s", rate},
+                   {"server_cpu_us_per_message", cpu_per},
+                   {"send_to_accepted", summary_json(r.accepted)},
+                   {"send_to_recipient", summary_json(r.recipient)},
+                   {"send_to_receipt", summary_json(r.receipt)}};
+    if (std::string(workload).ends_with("latency")) j["rate"] = o.rate;
+    if (echo) {
+      j["echo_round_trips_per_s"] = echo_rate;
+      j["ratio_to_echo"] = echo_rate > 0 ? rate / echo_rate : 0;
+      j["echo_server_cpu_us_per_round_trip"] = echo_cpu;
+    }
+    std::cout << json::serialize(j) << "\n";
+    return 0;
+  }
+  std::printf("%s: %d pairs, %s, durability %s, %.1f s\n", workload, o.pairs,
+              std::string(workload).ends_with("latency")
+                  ? ("open loop at " + std::to_string(static_cast<int>(o.rate)) + "/s").c_str()
+                  : ("window " + std::to_string(o.window)).c_str(),
+              o.durable ? "on" : "off", r.seconds);
+  std::printf("  completed                    %llu messages, %.0f messages/s\n",
+              static_cast<unsigned long long>(r.completed), rate);
+  std::printf("  server CPU                   %.1f us per message\n", cpu_per);
+  if (std::string(workload) != "echo") {
+    print_latency("send -> accepted", r.accepted);
+    print_latency("send -> at recipient", r.recipient);
+    print_latency("send -> delivered receipt", r.receipt);
+  }
+  if (echo && std::string(workload) != "echo") {
+    std::printf("  bare Beast echo ceiling      %.0f round trips/s; petchat = %.3f of it\n", echo_rate,
+                echo_rate > 0 ? rate / echo_rate : 0);
+    std::printf("  bare Beast echo server CPU   %.1f us per round trip (one frame each way)\n", echo_cpu);
+  }
+  return 0;
+}
+
+}  // namespace petchat::bench

@@ -1,0 +1,58 @@
+// What petchat-bench was asked to do, what a messaging workload measured, and how it is
+// reported (a table for people, or one JSON object).
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/process.hpp"
+#include "bench/stats.hpp"
+#include "client/client.hpp"
+
+namespace petchat::bench {
+
+struct options {
+  std::string node_binary;
+  std::string echo_binary;
+  int pairs = 8;
+  int window = 8;
+  double duration_s = 5;
+  double rate = 1000;
+  int connections = 1000;
+  int messages = 10000;
+  int payload = 64;
+  int threads = 2;
+  bool durable = true;
+  bool as_json = false;
+};
+
+struct message_result {
+  double seconds = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t cpu_us = 0;
+  samples::summary accepted, recipient, receipt;
+};
+
+// A petchat-node started by the tool on a free loopback port, with limits that let the
+// load through and its data in a temporary directory (or `dir`).
+struct node_under_test {
+  child process;
+  std::filesystem::path dir;
+  std::vector<std::string> argv;
+  sdk::endpoint endpoint() const { return {"127.0.0.1", process.port}; }
+};
+node_under_test start_node(options const& o, std::filesystem::path dir = {});
+// Stops the node and removes its directory.
+void remove_node(node_under_test& n);
+
+boost::json::object summary_json(samples::summary const& s);
+void print_latency(char const* what, samples::summary const& s);
+// Prints the result of a messaging workload (and the echo ceiling, if measured); 0.
+int report_messages(options const& o, char const* workload, message_result const& r,
+                    std::optional<message_result> echo);
+
+}  // namespace petchat::bench

@@ -1,0 +1,65 @@
+#include "node/presence/presence.hpp"
+
+#include "base/format/format.hpp"
+#include "base/ids/ids.hpp"
+
+namespace petchat::presence {
+
+federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messages::message_service& messages,
+                                                 std::uint32_t interval_s) {
+  return [&manager, &messages, interval_s](federation::body const& b) {
+    auto now = format::now_ms();
+    if (b.has_presence()) {
+      std::int64_t valid_until = now + 3 * std::int64_t(interval_s) * 1000;
+      std::vector<std::string> online;
+      for (auto const& e : b.presence().entries()) {
+        manager.remote_presence(e.user_id(), e.online(), e.last_seen_ms(), valid_until);
+        if (e.online()) online.push_back(e.user_id());
+      }
+      if (b.presence().full()) manager.remote_presence_full(b.origin(), online, now);
+    } else if (b.has_typing()) {
+      // The same rule as for local typing, seen from the recipient's side.
+      auto const& t = b.typing();
+      auto target = messages.typing_between(b.typing_to(), t.from());
+      if (target && target->conversation_id == t.conversation_id())
+        manager.relay_typing(t.from(), b.typing_to(), target->conversation_id, t.active());
+    }
+  };
+}
+
+federation::link::presence_source snapshot(ws::ws_manager& manager) {
+  return [&manager](std::string const& region) {
+    federation::presence_update u;
+    for (auto const& user : manager.online_with_contacts_in(region)) {
+      auto* e = u.add_entries();
+      e->set_user_id(user);
+      e->set_online(true);
+    }
+    return u;
+  };
+}
+
+ws::remote_hooks to_regions(std::string const& local_region, federation::link& fed) {
+  ws::remote_hooks h;
+  h.local_region = local_region;
+  h.presence_out = [&fed](std::string const& region, std::string const& user, bool online, std::int64_t last_seen) {
+    federation::body b;
+    auto* e = b.mutable_presence()->add_entries();
+    e->set_user_id(user);
+    e->set_online(online);
+    e->set_last_seen_ms(last_seen);
+    fed.send_ephemeral(region, std::move(b));
+  };
+  h.typing_out = [&fed](std::string const& from, std::string const& to, std::string const& conv, bool active) {
+    federation::body b;
+    auto* t = b.mutable_typing();
+    t->set_from(from);
+    t->set_conversation_id(conv);
+    t->set_active(active);
+    b.set_typing_to(to);
+    fed.send_ephemeral(std::string(ids::region_of(to)), std::move(b));
+  };
+  return h;
+}
+
+}  // namespace petchat::presence
