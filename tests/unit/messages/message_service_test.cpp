@@ -115,6 +115,9 @@ struct region {
     for (char const* name : {"alice", "bob", "carol"})
       REQUIRE(run(users.register_user(name, "correct horse battery", std::nullopt, "", true, "127.0.0.1")).ok());
   }
+  // The pool's thread may still be inside its post of a completion to `io` when the
+  // awaiting coroutine has already finished: it must be done before `io` goes.
+  ~region() { cpu.join(); }
 
   template <typename T>
   void start(asio::awaitable<T> op, std::optional<T>& out) {
