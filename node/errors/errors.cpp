@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 41> table{{
+constexpr std::array<entry, 40> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -50,7 +50,6 @@ constexpr std::array<entry, 41> table{{
     {"frame_too_large", 413},             // code::frame_too_large
     {"not_authenticated", 401},           // code::not_authenticated
     {"too_many_streams", 429},            // code::too_many_streams
-    {"slow_consumer", 503},               // code::slow_consumer
     {"too_many_connections", 503},        // code::too_many_connections
     {"store_unavailable", 503},           // code::store_unavailable
 }};

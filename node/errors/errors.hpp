@@ -50,7 +50,6 @@ enum class code {
   frame_too_large,
   not_authenticated,
   too_many_streams,
-  slow_consumer,
   // The gateway.
   too_many_connections,
   // The stores.

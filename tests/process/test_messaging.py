@@ -870,7 +870,9 @@ class LimitsTests:
             self.assertWsError(f, "rate_limited")
         self.assertGreaterEqual(len(limited), 1, "30 sends in %.2f s at 5 per second" % elapsed)
         self.assertGreaterEqual(len(accepted), 1)
-        self.assertLessEqual(len(accepted), 5 * (math.ceil(elapsed) + 1),
+        # The bucket holds a burst of 10 and refills at 5 per second while the sends arrive
+        # (the server's span is within the client's `elapsed`).
+        self.assertLessEqual(len(accepted), 10 + math.floor(5 * elapsed),
                              "%d accepted in %.2f s at 5 per second" % (len(accepted), elapsed))
         # Per user: carol is not limited by alice's burst.
         C.send_message(bob.id, "not me")
@@ -1467,13 +1469,11 @@ class SlowConsumerTest(MessagingCase):
         self.assertFalse(C.closed)
         C.ping()
 
-        # Bob's connection was closed by the server: 4008, or dropped if the close frame
-        # could not get through the full socket.
+        # Bob's connection was dropped by the server: no close frame (it could not get
+        # through the full socket), no error frame.
         slow.start_reading()
-        self.assertIn(slow.wait_closed(15), (4008, None), slow.close_reason)
-        for f in slow.frames():
-            if "error" in f:
-                self.assertWsError(f, "slow_consumer")
+        self.assertIsNone(slow.wait_closed(15), slow.close_reason)
+        self.assertEqual([f for f in slow.frames() if "error" in f], [])
         self.assertLess(len(message_ids(slow.events())), sent + 1, "the slow consumer got everything")
         # The end of the stream is counted with its reason (operators alert on it).
         metrics = node.request("GET", "/metrics").raw.decode()

@@ -77,7 +77,6 @@ extern thread_local std::array<char, 16384> read_scratch;
 
 // Close codes (docs/PROTOCOL.md).
 inline constexpr std::uint16_t close_unauthenticated = 4001;
-inline constexpr std::uint16_t close_slow_consumer = 4008;
 inline constexpr std::uint16_t close_too_many_streams = 4029;
 inline constexpr std::uint16_t close_internal_error = 1011;
 

@@ -1,0 +1,154 @@
+// What the message service answers without writing: mailbox positions and events,
+// history, single messages, membership, the typing rule and contacts. These run on the
+// caller's thread and read RocksDB directly (memtables and the block cache); see
+// messages.hpp for each call's contract.
+#include "node/messages/detail/service.hpp"
+#include "node/messages/messages.hpp"
+
+namespace petchat::messages {
+
+std::uint64_t message_service::mailbox_head(std::string const& user) const {
+  auto v = impl_->db.get(cf::state, keys::head_key(user));
+  return v ? keys::from_be64(*v) : 0;
+}
+
+std::uint64_t message_service::acked(std::string const& user, std::string const& device) const {
+  auto v = impl_->db.get(cf::state, keys::ack_key(user, device));
+  return v ? keys::from_be64(*v) : 0;
+}
+
+mailbox_read message_service::events_after(std::string const& user, std::uint64_t after, std::size_t limit) const {
+  auto& m = *impl_;
+  mailbox_read out;
+  out.last_seq = after;
+  std::int64_t now = now_ms();
+  m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::past_last_of(user),
+            [&](std::string_view key, std::string_view value) {
+              std::uint64_t seq = keys::from_be64(keys::after_owner(key, user));
+              out.last_seq = seq;
+              records::stored_event e;
+              if (!e.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+              client::event ev;
+              ev.set_seq(seq);
+              std::optional<client::message> content;
+              if (e.has_message_id()) {
+                auto sm = m.load(e.message_id());
+                content = sm ? m.visible(*sm, user, now) : std::nullopt;  // expired or deleted: skipped
+                if (content && content->from() != user && content->to() != user) content.reset();
+              }
+              if (!to_client_event(e, std::move(content), ev)) return true;
+              out.events.push_back(std::move(ev));
+              return out.events.size() < limit;
+            });
+  return out;
+}
+
+result<history_page> message_service::history(std::string const& user, std::string const& conv,
+                                              history_query const& q) const {
+  auto& m = *impl_;
+  if (!m.conversation(conv)) return fail(code::conversation_not_found, "no conversation '" + conv + "'");
+  if (!m.member(user, conv)) return fail(code::not_a_member, "you are not a member of this conversation");
+  std::string lower = keys::first_of(conv);
+  std::string upper = keys::past_last_of(conv);
+  auto bound = [&](std::optional<std::string> const& id, char const* field) -> result<std::string> {
+    auto raw = parse_id(*id);
+    if (!raw) return fail(code::invalid_field, std::string(field) + " must be a message id", field);
+    return *raw;
+  };
+  if (q.after) {
+    auto b = bound(q.after, "after");
+    if (!b) return b.error();
+    lower = std::max(lower, keys::successor(keys::history_key(conv, *b)));
+  }
+  if (q.before) {
+    auto b = bound(q.before, "before");
+    if (!b) return b.error();
+    upper = std::min(upper, keys::history_key(conv, *b));
+  }
+  if (q.since_ms) lower = std::max(lower, keys::history_key(conv, keys::message_id_floor(*q.since_ms)));
+  if (q.until_ms) upper = std::min(upper, keys::history_key(conv, keys::message_id_floor(*q.until_ms)));
+
+  history_page page;
+  std::int64_t now = now_ms();
+  auto shown = [&](std::string_view key) -> std::optional<client::message> {
+    auto sm = m.load(std::string(keys::after_owner(key, conv)));
+    auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
+    if (!visible || visible->conversation_id() != conv) return std::nullopt;  // never leak another conversation
+    return visible;
+  };
+  auto collect = [&](std::string_view key, std::string_view) {
+    auto visible = shown(key);
+    if (!visible) return true;
+    page.messages.push_back(std::move(*visible));
+    return page.messages.size() < q.limit;
+  };
+  if (lower < upper) {
+    if (q.after) {
+      m.db.scan(cf::history, lower, upper, collect);
+    } else {
+      m.db.scan_reverse(cf::history, lower, upper, collect);
+      std::reverse(page.messages.begin(), page.messages.end());
+    }
+  }
+  // has_more_before/after: whether the conversation holds a message the caller may see
+  // older than the first returned (newer than the last), whatever the filters. An empty
+  // page answers for the window's bounds. That is what a client pages with.
+  auto any_shown = [&](std::string const& from, std::string const& to) {
+    bool found = false;
+    if (from < to)
+      m.db.scan(cf::history, from, to, [&](std::string_view key, std::string_view) {
+        found = shown(key).has_value();
+        return !found;
+      });
+    return found;
+  };
+  std::string first =
+      page.messages.empty() ? std::min(lower, upper) : keys::history_key(conv, *parse_id(page.messages.front().id()));
+  std::string last = page.messages.empty()
+                         ? std::max(lower, upper)
+                         : keys::successor(keys::history_key(conv, *parse_id(page.messages.back().id())));
+  page.has_more_before = any_shown(keys::first_of(conv), first);
+  page.has_more_after = any_shown(last, keys::past_last_of(conv));
+  return page;
+}
+
+result<client::message> message_service::get(std::string const& user, std::string const& message_id) const {
+  auto& m = *impl_;
+  auto raw = parse_id(message_id);
+  auto stored = raw ? m.load(*raw) : std::nullopt;
+  auto visible = stored ? m.visible(*stored, user, now_ms()) : std::nullopt;
+  if (!visible || !m.member(user, visible->conversation_id()))
+    return fail(code::message_not_found, "no message '" + message_id + "'");
+  return *visible;
+}
+
+result<message_service::typing_target> message_service::typing_between(std::string const& from,
+                                                                       std::string const& to) const {
+  auto id = ids::parse_user_id(to, impl_->region);
+  if (!id) return fail(code::invalid_field, "typing.to must be a user id", "to");
+  auto conv = keys::direct_conversation_id(from, id->str());
+  if (!impl_->member(from, conv)) return fail(code::conversation_not_found, "no conversation with " + id->str());
+  return typing_target{id->str(), conv};
+}
+
+bool message_service::is_member(std::string const& user, std::string const& conv) const {
+  return impl_->member(user, conv);
+}
+
+bool message_service::shares_presence(std::string const& a, std::string const& b) const {
+  return impl_->shares_presence(a, b);
+}
+
+std::vector<std::string> message_service::contacts(std::string const& user) const {
+  std::vector<std::string> out;
+  auto owner = keys::contacts_owner(user);
+  impl_->db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
+                 [&](std::string_view key, std::string_view) {
+                   auto peer = std::string(keys::after_owner(key, owner));
+                   if (peer != user && impl_->shares_presence(user, peer)) out.push_back(std::move(peer));
+                   return true;
+                 });
+  return out;
+}
+
+}  // namespace petchat::messages
