@@ -67,6 +67,18 @@ void wait_for_drain(asio::steady_timer& timer, std::vector<gateway::http_server*
       [&timer, servers, deadline, &io](boost::system::error_code) { wait_for_drain(timer, servers, deadline, io); });
 }
 
+// SIGHUP (a closed terminal, `systemctl reload`, `kill -HUP`) must not kill the node as
+// its default action would: the configuration is read at start only, so there is nothing
+// to reload. Said in the log, every time.
+void keep_running_on_hangup(asio::signal_set& hangups) {
+  hangups.async_wait([&hangups](boost::system::error_code ec, int) {
+    if (ec) return;
+    log::get("node")->warn(
+        "SIGHUP: nothing to reload (the configuration is read at start only); restart the node to apply a new one");
+    keep_running_on_hangup(hangups);
+  });
+}
+
 // Every connection is a file descriptor: raise the soft limit to the hard limit, and say
 // so if gateway.max_connections still cannot be reached.
 void raise_open_files_limit(std::size_t max_connections) {
@@ -125,6 +137,19 @@ void explain_sigbus(std::filesystem::path const& data_dir) {
   sa.sa_flags = SA_RESETHAND;
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGBUS, &sa, nullptr);
+}
+
+// The data dir, private, locked, bound to its region; the region's key.
+identity::region_identity open_data_dir(config::node_config const& cfg, std::string const& config_source) {
+  auto const& data_dir = cfg.node.data_dir;
+  identity::prepare_data_dir(data_dir);
+  identity::lock_data_dir(data_dir);
+  identity::claim_region(data_dir, cfg.node.region);
+  explain_sigbus(data_dir);
+  auto id = identity::load_or_create(data_dir);
+  log::get("node")->info("region {} ({} key {}), config: {}", cfg.node.region, id.created ? "created" : "loaded",
+                         id.public_key_hex(), config_source);
+  return id;
 }
 
 // The message store, or null (said in the log) when its files are damaged and the
@@ -231,12 +256,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
   auto const& data_dir = cfg.node.data_dir;
-  identity::prepare_data_dir(data_dir);
-  identity::lock_data_dir(data_dir);
-  explain_sigbus(data_dir);
-  auto id = identity::load_or_create(data_dir);
-  log->info("region {} ({} key {}), config: {}", cfg.node.region, id.created ? "created" : "loaded",
-            id.public_key_hex(), config_source);
+  auto id = open_data_dir(cfg, config_source);
 
   unsigned threads = cfg.node.threads > 0 ? cfg.node.threads : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context io(static_cast<int>(threads));
@@ -274,6 +294,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 
+  asio::signal_set hangups(io, SIGHUP);
+  keep_running_on_hangup(hangups);
   asio::steady_timer drain_timer(io);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
@@ -361,6 +383,7 @@ int main(int argc, char** argv) {
   if (init) {
     try {
       identity::prepare_data_dir(cfg.node.data_dir);
+      identity::claim_region(cfg.node.data_dir, cfg.node.region);
       std::cout << identity::load_or_create(cfg.node.data_dir).public_key_hex() << "\n";
       return 0;
     } catch (std::exception const& e) {

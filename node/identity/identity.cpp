@@ -103,6 +103,33 @@ region_identity load_or_create(std::filesystem::path const& data_dir) {
   return id;
 }
 
+void claim_region(std::filesystem::path const& data_dir, std::string const& region) {
+  auto path = data_dir / "region";
+  if (std::ifstream in(path); in) {
+    std::string stored;
+    std::getline(in, stored);
+    if (stored == region) return;
+    throw std::runtime_error(data_dir.string() + " holds the data of region '" + stored + "', not '" + region +
+                             "': start it with --region " + stored + " (or node.region = \"" + stored +
+                             "\"), or give region '" + region + "' a data dir of its own (" + path.string() +
+                             " says which region a data dir belongs to)");
+  }
+  auto tmp = data_dir / "region.tmp";
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) throw file_error(tmp, "create");
+  std::string text = region + "\n";
+  write_all(out, text.data(), text.size(), tmp);
+  if (::fsync(out) != 0) {
+    ::close(out);
+    throw file_error(tmp, "fsync");
+  }
+  ::close(out);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) throw file_error(path, "rename");
+  int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0 || ::fsync(dir) != 0) throw file_error(data_dir, "fsync");
+  ::close(dir);
+}
+
 void prepare_data_dir(std::filesystem::path const& data_dir) {
   struct stat st {};
   if (::stat(data_dir.c_str(), &st) != 0) {

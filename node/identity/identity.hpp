@@ -34,6 +34,14 @@ region_identity load_or_create(std::filesystem::path const& data_dir);
 // An existing directory's mode is never changed.
 void prepare_data_dir(std::filesystem::path const& data_dir);
 
+// Binds `data_dir` to `region`: `<data_dir>/region` holds the region's name, written (and
+// fsync'd) the first time a node starts on the directory. A later start under another
+// name throws std::runtime_error saying both names: every stored user id and message
+// carries the region, so starting a region's data as another one (a forgotten --region)
+// would silently turn alice@europe into alice@local. A directory made before this file
+// existed is bound to the region it is started with next.
+void claim_region(std::filesystem::path const& data_dir, std::string const& region);
+
 // Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two
 // nodes never share one data dir. Throws std::runtime_error if another process holds it.
 void lock_data_dir(std::filesystem::path const& data_dir);

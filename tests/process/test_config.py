@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -171,6 +173,38 @@ class OverrideTest(NodeTestCase):
         self.assertEqual(r.json.get("region"), "from-flag")
         u = node.new_user("alice")
         self.assertEqual(u["id"], "alice@from-flag")
+
+    def test_sighup_keeps_the_node_running(self):
+        node = self.start_node()
+        node.new_user("alice")
+        node.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not any("SIGHUP" in line for line in node.stderr_lines + node.stdout_lines):
+            self.assertLess(time.monotonic(), deadline, "no word of the SIGHUP in the log")
+            time.sleep(0.05)
+        self.assertTrue(node.running())
+        r = node.login("alice", "password123")  # still serving
+        self.assertStatus(r, 201)
+        node.stop()  # SIGTERM still stops it cleanly
+
+    def test_data_dir_keeps_its_region(self):
+        # Started once as eu-west, a data dir is eu-west's: a start under another name
+        # (here a forgotten --region, so the file's "local") is refused and says what to
+        # do, instead of turning alice@eu-west into alice@local.
+        node = self.start_node(config={"node": {"region": "eu-west"}})
+        node.new_user("alice")
+        node.stop()
+        rc, out, err = run_node_cli("--data-dir", node.data_dir, "--listen", "127.0.0.1:0", "--region", "local",
+                                    cwd=node.workdir, timeout=15)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("holds the data of region 'eu-west', not 'local'", err)
+        self.assertIn("--region eu-west", err)
+        self.assertNotIn(READY_PREFIX, out)
+        # Under its own name it starts, and alice is who she was.
+        node.start()
+        r = node.admin("GET", "/v1/admin/users")
+        self.assertStatus(r, 200)
+        self.assertEqual([u["id"] for u in r.json["users"]], ["alice@eu-west"])
 
     def test_region_from_file(self):
         node = self.start_node(config={"node": {"region": "eu-west"}})
