@@ -383,7 +383,8 @@ int main(int argc, char** argv) {
   if (init) {
     try {
       identity::prepare_data_dir(cfg.node.data_dir);
-      identity::claim_region(cfg.node.data_dir, cfg.node.region);
+      // Not bound to a region yet: operators make the key first and often set the region
+      // only in the config the node is then started with.
       std::cout << identity::load_or_create(cfg.node.data_dir).public_key_hex() << "\n";
       return 0;
     } catch (std::exception const& e) {

@@ -187,6 +187,16 @@ class OverrideTest(NodeTestCase):
         self.assertStatus(r, 201)
         node.stop()  # SIGTERM still stops it cleanly
 
+    def test_init_leaves_the_region_to_the_first_start(self):
+        # `--init` makes the key (README's federation example runs it with no region);
+        # the first real start binds the data dir to its region.
+        node = self.start_node(config={"node": {"region": "us-east"}}, start=False)
+        rc, out, err = run_node_cli("--init", "--data-dir", node.data_dir, cwd=node.workdir)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out.strip(), r"^[0-9a-f]{64}$")
+        node.start()
+        self.assertEqual(node.new_user("alice")["id"], "alice@us-east")
+
     def test_data_dir_keeps_its_region(self):
         # Started once as eu-west, a data dir is eu-west's: a start under another name
         # (here a forgotten --region, so the file's "local") is refused and says what to
