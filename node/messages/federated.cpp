@@ -146,6 +146,7 @@ class federated_store final : public federation::local_store {
       std::vector<news> heads;
       std::vector<reject_reason> refused;
       bool queued = false;
+      std::vector<std::pair<std::string, std::string>> now_shared;  // presence became shared
     };
     auto st = std::make_shared<state>();
     auto items = std::make_shared<std::vector<inbound>>(std::move(batch));
@@ -158,7 +159,7 @@ class federated_store final : public federation::local_store {
     };
     if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)
       throw store::rocks_error("cannot store inbound federation envelopes");
-    m_.after_commit(st->heads, st->queued);
+    m_.after_commit(st->heads, st->queued, nullptr, st->now_shared);
     return st->refused;
   }
 
@@ -237,7 +238,8 @@ class federated_store final : public federation::local_store {
     auto latest = now + std::int64_t(m_.options.retention_s) * 1000;
     if (stored.message().expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
     message_service::impl::put_message(b, *raw, stored);
-    message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to());
+    if (message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to()))
+      st.now_shared.emplace_back(msg.from(), msg.to());
     records::stored_event e;
     e.set_message_id(*raw);
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored.message().expires_at_ms()), e});

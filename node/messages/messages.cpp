@@ -56,6 +56,7 @@ struct send_write {
   std::optional<records::accepted_record> original;  // an earlier send with this client_id
   std::vector<news> heads;
   bool queued = false;
+  bool now_shared = false;  // this message made the two users' presence shared
 };
 
 // Inside the write: the message, its indexes, both mailboxes (or the outbox), the
@@ -63,6 +64,7 @@ struct send_write {
 bool write_send(message_service::impl const& m, store::rocks_batch& b, send_write& st) {
   st.heads.clear();
   st.queued = false;
+  st.now_shared = false;
   auto& msg = st.message;
   auto idem = keys::idempotency_key(st.from, msg.client_id());
   if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
@@ -80,7 +82,7 @@ bool write_send(message_service::impl const& m, store::rocks_batch& b, send_writ
   records::stored_message stored;
   *stored.mutable_message() = msg;
   message_service::impl::put_message(b, raw_id, stored);
-  message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
+  st.now_shared = message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
   records::stored_event e;
   e.set_message_id(raw_id);
   federation::body envelope;
@@ -141,7 +143,10 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");
   if (st->original) co_return accepted_again(*st->original, msg.client_id());
-  m.after_commit(st->heads, st->queued, &msg);
+  if (st->now_shared)
+    m.after_commit(st->heads, st->queued, &msg, {{st->from, st->to}});
+  else
+    m.after_commit(st->heads, st->queued, &msg);
   client::accepted acc;
   acc.set_client_id(msg.client_id());
   acc.set_message_id(msg.id());

@@ -121,6 +121,22 @@ presence_info ws_manager::presence(std::string const& user) const {
   return p;
 }
 
+void ws_manager::presence_shared(std::string const& a, std::string const& b) {
+  for (auto const& [viewer, seen] : {std::pair{a, b}, std::pair{b, a}}) {
+    auto sinks = sinks_of(viewer);
+    if (sinks.empty()) continue;
+    if (ids::region_of(seen) != hooks_.local_region && !hooks_.local_region.empty()) {
+      // A user of another region with no report yet: nothing to say; their region's
+      // next report reaches the viewer as a change.
+      std::lock_guard lock(mutex_);
+      if (!remote_.count(seen)) continue;
+    }
+    auto p = presence(seen);
+    auto frame = presence_frame(seen, p.online, p.online ? 0 : p.last_seen_ms);
+    for (auto const& s : sinks) s->on_frame(frame);
+  }
+}
+
 std::vector<client::server_frame> ws_manager::presence_of_contacts(std::string const& user) const {
   std::vector<client::server_frame> out;
   for (auto const& c : contacts_of_(user)) {

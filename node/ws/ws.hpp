@@ -82,6 +82,9 @@ class mailbox_listener {
   // the receiver should read it from the store. Must not block: hand the news on.
   virtual void notify_mailbox(std::string const& user, std::uint64_t head,
                               std::shared_ptr<client::event const> event) = 0;
+  // A committed write made `a` and `b` see each other's presence (the second of them
+  // wrote to the other): each is shown the other's presence now, not at the next change.
+  virtual void presence_shared(std::string const& a, std::string const& b) = 0;
 };
 
 class ws_manager final : public mailbox_listener {
@@ -120,6 +123,9 @@ class ws_manager final : public mailbox_listener {
   // seen. No errors; does not check who may see it (the caller checks shares_presence).
   // Any thread (the user API's GET /v1/presence, on an I/O thread).
   presence_info presence(std::string const& user) const;
+  // Each of `a` and `b` with live streams here gets a presence frame about the other (a
+  // user of another region as its region last reported). No errors; the caller's thread.
+  void presence_shared(std::string const& a, std::string const& b) override;
 
   // Federation. Once, before traffic and before any other call (the hooks are read without
   // the mutex). petchat-node sets them at start-up on the main thread.

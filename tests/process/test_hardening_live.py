@@ -455,6 +455,10 @@ class PresencePrivacyTest(LiveCase):
         self.assertStatus(r, 200, "carol asking for dave's presence after he answered")
         self.assertEqual(r.json.get("user_id"), dave.id)
         self.assertEqual(r.json.get("state"), "ONLINE")
+        # And the streams that were open all along are told at once, both ways: carol's
+        # that dave is online, dave's that carol is (not only at the next change).
+        C.wait_for(is_presence(dave.id, "ONLINE"), WAIT_S, what="dave ONLINE on carol's open stream")
+        D.wait_for(is_presence(carol.id, "ONLINE"), WAIT_S, what="carol ONLINE on dave's open stream")
 
 
 # =========================================================================================

@@ -362,18 +362,24 @@ struct message_service::impl {
 
   // Stores a conversation on first contact, with both members' contact entries, and
   // records that `from` has written to `to` (presence is shared only between users who
-  // have both written: see shares_presence).
-  static void ensure_conversation(store::rocks_batch& b, std::string const& conv, std::string const& from,
+  // have both written: see shares_presence). True if this write is the one that makes
+  // their presence shared: after the commit, each is shown the other's presence.
+  static bool ensure_conversation(store::rocks_batch& b, std::string const& conv, std::string const& from,
                                   std::string const& to) {
     auto wrote = keys::wrote_key(from, to);
-    if (!b.get(cf::conversations, wrote)) b.put(cf::conversations, wrote, "");
-    if (b.get(cf::conversations, conv)) return;
+    bool now_shared = false;
+    if (!b.get(cf::conversations, wrote)) {
+      b.put(cf::conversations, wrote, "");
+      now_shared = from != to && b.get(cf::conversations, keys::wrote_key(to, from)).has_value();
+    }
+    if (b.get(cf::conversations, conv)) return now_shared;
     records::conversation_record rec;
     rec.add_members(from);
     if (to != from) rec.add_members(to);
     b.put(cf::conversations, conv, rec.SerializeAsString());
     b.put(cf::conversations, keys::contact_key(from, to), conv);
     b.put(cf::conversations, keys::contact_key(to, from), conv);
+    return now_shared;
   }
 
   // Whether `a` and `b` see each other's presence: both have written in their 1:1
@@ -385,9 +391,13 @@ struct message_service::impl {
            db.get(cf::conversations, keys::wrote_key(b, a)).has_value();
   }
 
-  // After a commit: live streams learn of new events, the link of new outbox entries.
-  void after_commit(std::vector<news> const& heads, bool queued, client::message const* message = nullptr) const {
+  // After a commit: live streams learn of new events, the link of new outbox entries;
+  // two users whose presence the write made shared see each other's.
+  void after_commit(std::vector<news> const& heads, bool queued, client::message const* message = nullptr,
+                    std::vector<std::pair<std::string, std::string>> const& now_shared = {}) const {
     for (auto const& n : heads) notify(n, message);
+    if (listener)
+      for (auto const& [a, b] : now_shared) listener->presence_shared(a, b);
     if (queued && on_outbox) on_outbox();
   }
 

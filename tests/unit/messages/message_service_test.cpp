@@ -105,6 +105,7 @@ struct region {
                         std::shared_ptr<client::event const> event) override {
       out.push_back({user, head, std::move(event)});
     }
+    void presence_shared(std::string const&, std::string const&) override {}
   } recorder{heard};
   message_service service;
 
