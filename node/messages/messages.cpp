@@ -85,8 +85,8 @@ bool write_send(message_service::impl const& m, store::rocks_batch& b, send_writ
   st.now_shared = message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
   records::stored_event e;
   e.set_message_id(raw_id);
-  federation::body envelope;
-  *envelope.mutable_message() = msg;
+  federation::body envelope;  // only a recipient of another region needs it
+  if (!m.is_local(st.to)) *envelope.mutable_message() = msg;
   m.deliver_to_both(b, st.from, st.to, e, std::move(envelope), expires_at, st.heads, st.queued);
   records::accepted_record a;
   a.set_message_id(raw_id);
