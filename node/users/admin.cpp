@@ -41,12 +41,9 @@ awaitable<result<profile>> user_service::set_password(std::string name, std::str
   if (!bare) co_return fail(code::user_not_found, "no user '" + name + "'");
   if (auto f = m.check_password(password)) co_return *f;
   if (!get_profile(*bare)) co_return fail(code::user_not_found, "no user '" + name + "'");
-  auto params = m.params();
-  auto slot = m.hash_slot();
-  if (!slot) co_return m.busy();
-  auto cpu_work = [password, params] { return detail::hash_password(password, params); };
-  std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
-  slot.reset();
+  auto hashed = co_await m.hash_new_password(password);
+  if (!hashed) co_return hashed.error();
+  std::string hash = std::move(hashed.value());
   user_change change = [&m, hash, n = *bare](store::lmdb_txn& txn, records::user_record& u) {
     u.set_password_hash(hash);
     m.revoke_all(txn, n);

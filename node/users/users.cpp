@@ -61,12 +61,9 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   if (m.env.read([&](store::lmdb_txn const& txn) { return txn.get(m.accounts, name).has_value(); }))
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
 
-  auto params = m.params();
-  auto slot = m.hash_slot();
-  if (!slot) co_return m.busy();
-  auto cpu_work = [password, params] { return detail::hash_password(password, params); };
-  std::string hash = co_await async::offload(m.cpu_pool, std::move(cpu_work));
-  slot.reset();
+  auto hashed = co_await m.hash_new_password(password);
+  if (!hashed) co_return hashed.error();
+  std::string hash = std::move(hashed.value());
 
   records::user_record record;
   record.set_name(name);

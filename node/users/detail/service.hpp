@@ -126,6 +126,16 @@ struct user_service::impl {
     return f;
   }
 
+  // The argon2id hash of a new password, made on the CPU pool within a slot; busy() if
+  // the node is saturated. (Registration and admin password changes.)
+  boost::asio::awaitable<errors::result<std::string>> hash_new_password(std::string password) {
+    auto p = params();
+    auto slot = hash_slot();
+    if (!slot) co_return busy();
+    auto cpu_work = [password = std::move(password), p] { return detail::hash_password(password, p); };
+    co_return co_await async::offload(cpu_pool, std::move(cpu_work));
+  }
+
   // The account called `name`, if it exists (a deleted account's tombstone does not).
   std::optional<records::user_record> read_user(store::lmdb_txn const& txn, std::string const& name) const {
     auto raw = txn.get(accounts, name);
