@@ -237,12 +237,12 @@ class federated_store final : public federation::local_store {
     // This region's retention bounds how long it keeps anything.
     auto latest = now + std::int64_t(m_.options.retention_s) * 1000;
     if (stored.message().expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
-    message_service::impl::put_message(b, *raw, stored);
     if (message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to()))
       st.now_shared.emplace_back(msg.from(), msg.to());
     records::stored_event e;
     e.set_message_id(*raw);
-    st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored.message().expires_at_ms()), e});
+    st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored), e});
+    message_service::impl::put_message(b, *raw, stored);
     return std::nullopt;
   }
 
@@ -281,7 +281,8 @@ class federated_store final : public federation::local_store {
     if (!sm) return std::nullopt;  // expired already: nothing to delete
     auto const& msg = sm->message();
     if (msg.from() != d.by() || !m_.is_local(msg.to())) return reject_reason::foreign_user;
-    message_service::impl::erase_message(b, *raw, msg);
+    std::set<std::string> floored;
+    m_.erase_message(b, *raw, *sm, false, floored);
     records::stored_event e;
     *e.mutable_deleted() = d;
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e), e});

@@ -81,20 +81,22 @@ bool write_send(message_service::impl const& m, store::rocks_batch& b, send_writ
   msg.set_expires_at_ms(expires_at);
   records::stored_message stored;
   *stored.mutable_message() = msg;
-  message_service::impl::put_message(b, raw_id, stored);
   st.now_shared = message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
   records::stored_event e;
   e.set_message_id(raw_id);
   federation::body envelope;  // only a recipient of another region needs it
   if (!m.is_local(st.to)) *envelope.mutable_message() = msg;
-  m.deliver_to_both(b, st.from, st.to, e, std::move(envelope), expires_at, st.heads, st.queued);
+  // The mailbox entries and the idempotency record go when the message goes: the message
+  // lists them, and its one expiry entry stands for all of them.
+  m.deliver_to_both(b, st.from, st.to, e, std::move(envelope), &stored, st.heads, st.queued);
+  stored.set_owns_idempotency_record(true);
+  message_service::impl::put_message(b, raw_id, stored);
   records::accepted_record a;
   a.set_message_id(raw_id);
   a.set_conversation_id(st.conversation);
   a.set_sent_at_ms(now);
   a.set_expires_at_ms(expires_at);
   b.put(cf::idempotency, idem, a.SerializeAsString());
-  message_service::impl::expire_later(b, expires_at, keys::expiring::idempotency, idem);
   return true;
 }
 
@@ -157,8 +159,6 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
 
 awaitable<errors::status> message_service::ack(std::string user, std::string device, std::uint64_t seq) {
   auto& m = *impl_;
-  if (seq > mailbox_head(user))
-    co_return fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
   // Receipts are made from a per-user mark (every event up to it has been looked at), not
   // from the device's position: a new device acknowledging a long mailbox costs nothing,
   // and a long stretch is walked in slices of max_ack_walk, each its own write, so the
@@ -168,11 +168,16 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
       std::vector<news> heads;
       bool queued = false;
       bool more = false;
+      bool beyond = false;  // seq is past the mailbox's head
     };
     auto st = std::make_shared<state>();
     store::rocks_db::write_fn mutation = [&m, st, user, device, seq, first](store::rocks_batch& b) {
       *st = state{};
       bool moved = false;
+      if (first && seq > m.head(b, user)) {
+        st->beyond = true;
+        return false;
+      }
       if (first) {
         auto prev_raw = b.get(cf::state, keys::ack_key(user, device));
         if (!prev_raw || keys::from_be64(*prev_raw) < seq) {
@@ -191,6 +196,7 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
     };
     auto outcome = co_await async::write(m.db, std::move(mutation));
     if (outcome == store::write_outcome::failed) co_return m.write_failed("the acknowledgement could not be stored");
+    if (st->beyond) co_return fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
     m.after_commit(st->heads, st->queued);
     if (!st->more) co_return errors::ok();
   }
@@ -227,9 +233,9 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     for (auto it = marked.rbegin(); it != marked.rend(); ++it) {
       if (it->delivered_at_ms() != 0) continue;
       it->set_delivered_at_ms(now);
+      st->queued |= m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now),
+                                      st->heads, &*it);
       impl::update_message(b, parse_id(it->message().id()).value_or(""), *it);
-      st->queued |=
-          m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now), st->heads);
     }
     // The newest stands for every earlier one.
     if (!marked.empty())
@@ -276,7 +282,8 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
       return true;
     }
     auto const& msg = sm->message();
-    impl::erase_message(b, id, msg);
+    std::set<std::string> floored;
+    m.erase_message(b, id, *sm, false, floored);
     records::stored_event e;
     auto* d = e.mutable_deleted();
     d->set_message_id(msg.id());
@@ -285,8 +292,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_at_ms(now_ms());
     federation::body envelope;
     *envelope.mutable_deleted() = e.deleted();
-    m.deliver_to_both(b, msg.from(), msg.to(), e, std::move(envelope),
-                      now_ms() + std::int64_t(m.options.retention_s) * 1000, st->heads, st->queued);
+    m.deliver_to_both(b, msg.from(), msg.to(), e, std::move(envelope), nullptr, st->heads, st->queued);
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
@@ -305,13 +311,14 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
   });
   if (expired.empty()) co_return 0;
   auto count = std::make_shared<std::size_t>(0);
-  store::rocks_db::write_fn mutation = [expired, count](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [&m, expired, count](store::rocks_batch& b) {
     *count = 0;
+    std::set<std::string> floored;  // mailboxes whose floor this write has set
     for (auto const& [key, kind] : expired) {
       b.erase(cf::expiry, key);
       std::string target = keys::expiry_target(key, kind);
       if (keys::expires(kind, keys::expiring::mailbox_entry)) {
-        b.erase(cf::mailbox, target);
+        m.erase_mailbox_entry(b, target, floored);
         continue;
       }
       if (keys::expires(kind, keys::expiring::idempotency)) {
@@ -320,7 +327,7 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
       }
       auto sm = parse<records::stored_message>(b.get(cf::messages, target));
       if (!sm) continue;
-      impl::erase_message(b, target, sm->message());  // (its expiry entry is this one)
+      m.erase_message(b, target, *sm, true, floored);  // (its expiry entry is this one)
       ++*count;
     }
     return true;

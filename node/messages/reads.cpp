@@ -8,8 +8,7 @@
 namespace petchat::messages {
 
 std::uint64_t message_service::mailbox_head(std::string const& user) const {
-  auto v = impl_->db.get(cf::state, keys::head_key(user));
-  return v ? keys::from_be64(*v) : 0;
+  return impl_->stored_head(user);
 }
 
 std::uint64_t message_service::acked(std::string const& user, std::string const& device) const {

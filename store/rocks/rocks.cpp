@@ -165,6 +165,21 @@ void rocks_batch::erase(cf family, std::string_view key) {
   state_.record(detail::group_commit::tag(family, key), std::nullopt);
 }
 
+void rocks_batch::remember(cf family, std::string_view key, std::string value) {
+  state_.record(detail::group_commit::tag(family, key), std::move(value));
+}
+
+std::string rocks_batch::recall(cf family, std::string_view key, std::function<std::string()> const& load) {
+  auto& st = state_;
+  auto tagged = detail::group_commit::tag(family, key);
+  if (auto it = st.written.find(tagged); it != st.written.end() && it->second) return *it->second;
+  if (auto it = st.cache.find(tagged); it != st.cache.end() && it->second) return *it->second;
+  std::string value = load();
+  if (st.cache.size() >= st.cache_limit) st.cache.clear();
+  st.cache.insert_or_assign(std::move(tagged), value);
+  return value;
+}
+
 rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   std::filesystem::create_directories(options_.dir);
   ::chmod(options_.dir.c_str(), 0700);

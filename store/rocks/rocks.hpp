@@ -70,6 +70,16 @@ class rocks_batch {
   void put(cf family, std::string_view key, std::string_view value);
   void erase(cf family, std::string_view key);
 
+  // For families the writer keeps in memory (rocks_options::cached) only, and for keys
+  // only these two calls touch: values the writer remembers without writing them, because
+  // the caller can work them out again from what is written (a mailbox's head from its
+  // last entry). `remember` sets the value (undone with the request, kept in memory once
+  // the batch commits); `recall` returns it, or, if the writer has none (after a restart,
+  // a failed commit, or the cache starting over), what `load` works out from the
+  // committed data, which it then keeps.
+  void remember(cf family, std::string_view key, std::string value);
+  std::string recall(cf family, std::string_view key, std::function<std::string()> const& load);
+
  private:
   detail::group_commit& state_;
 };

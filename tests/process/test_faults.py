@@ -249,6 +249,38 @@ class RetentionSteadyStateTest(NodeTestCase):
                          "entries left after every message expired")
 
 
+    def test_seqs_are_not_reused_once_a_mailbox_is_empty(self):
+        """A mailbox's head is not written with each event: it is its last entry's seq, and
+        its floor once the sweep has emptied it. Restarted (the writer forgets what it
+        remembered), the node still continues after the last seq ever handed out."""
+        node = self.start_node(config={"messages": {"expiry_sweep_interval_ms": 100}})
+        p = Pair(self, node)
+        a = wsclient.connect(node, p.a)
+        try:
+            sent = [a.send_message(p.b_id, "brief %d" % i, ttl_s=1) for i in range(3)]
+            a.wait_seq(3)
+        finally:
+            a.close()
+        deadline = time.monotonic() + 30
+        while admin_status(node)["messages"]["stored_entries"]["mailbox"] != 0:
+            self.assertLess(time.monotonic(), deadline, "the expired messages' mailbox entries stayed")
+            time.sleep(0.3)
+            rc, out, err = node.ctl("--json", "messages", "compact")
+            self.assertEqual(rc, 0, err)
+        node.restart()
+        b = wsclient.connect(node, node.new_session("bob", device="bob laptop"), after_seq=0)
+        a = wsclient.connect(node, node.new_session("alice", device="alice laptop"))
+        try:
+            self.assertEqual(int(b.welcome["mailbox_seq"]), 3, b.welcome)
+            acc = a.send_message(p.b_id, "after the sweep")
+            self.assertNotIn(acc["message_id"], [s["message_id"] for s in sent])
+            self.assertEqual(int(b.wait_event(wsclient.ev_message(acc["message_id"]))["seq"]), 4)
+            self.assertEqual(int(a.wait_event(wsclient.ev_message(acc["message_id"]))["seq"]), 4)
+        finally:
+            a.close()
+            b.close()
+
+
 class DamagedUserStoreTest(NodeTestCase):
     """LMDB has no checksums: a truncated data file kills the process with SIGBUS on the
     next read of a lost page. The operator is told what that means and what to do."""

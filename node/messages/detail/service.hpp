@@ -8,6 +8,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 
 #include "base/format/format.hpp"
@@ -166,11 +167,24 @@ struct message_service::impl {
   // a new lane epoch (docs/FEDERATION.md).
   void after_salvage() {
     constexpr std::uint64_t gap = std::uint64_t(1) << 20;
-    std::vector<std::pair<std::string, std::uint64_t>> heads;
-    db.scan(cf::state, keys::heads_first(), keys::heads_past_last(), [&](std::string_view key, std::string_view value) {
-      heads.emplace_back(std::string(key), keys::from_be64(value));
+    // Every mailbox: those with a floor, and those with entries (one seek per user).
+    std::set<std::string> users;
+    db.scan(cf::state, keys::heads_first(), keys::heads_past_last(), [&](std::string_view key, std::string_view) {
+      users.emplace(key.substr(keys::heads_first().size()));
       return true;
     });
+    for (std::string from;;) {
+      std::optional<std::string> user;
+      db.scan(cf::mailbox, from, "", [&](std::string_view key, std::string_view) {
+        user = std::string(key.substr(0, key.find('\0')));
+        return false;
+      });
+      if (!user) break;
+      from = keys::past_last_of(*user);
+      users.insert(std::move(*user));
+    }
+    std::vector<std::pair<std::string, std::uint64_t>> heads;
+    for (auto const& user : users) heads.emplace_back(keys::head_key(user), stored_head(user));
     auto done = std::make_shared<std::promise<store::write_outcome>>();
     auto outcome = done->get_future();
     store::rocks_db::write_fn fn = [heads](store::rocks_batch& b) {
@@ -205,30 +219,66 @@ struct message_service::impl {
   // up to date forward it without reading the store again.
   void notify(news const& n, client::message const* message) const {
     if (!listener) return;
-    auto ev = std::make_shared<client::event>();
-    ev->set_seq(n.seq);
+    client::event ev;
+    ev.set_seq(n.seq);
     std::optional<client::message> content;
     if (message) content = *message;
-    if (!to_client_event(n.event, std::move(content), *ev)) return listener->notify_mailbox(n.user, n.seq, nullptr);
-    listener->notify_mailbox(n.user, n.seq, std::move(ev));
+    if (!to_client_event(n.event, std::move(content), ev)) return listener->notify_mailbox(n.user, n.seq, nullptr);
+    listener->notify_mailbox(n.user, n.seq, std::make_shared<ws::shared_event const>(std::move(ev)));
   }
 
-  // Appends an event to `user`'s mailbox inside a write; returns its seq. The entry is
-  // removed by the expiry sweep at `expires_at_ms` (a message event when its message
-  // expires; receipts, read marks and deletions after the retention period), so mailboxes
-  // do not grow without bound. Seqs are never reused: the head stays.
+  // A mailbox's head, the newest seq it has handed out, as the writer knows it. Appends do
+  // not write it: the writer remembers it (rocks_batch::remember), and works it out again
+  // when it has forgotten it (stored_head).
+  std::uint64_t head(store::rocks_batch& b, std::string const& user) const {
+    return keys::from_be64(b.recall(cf::state, keys::head_key(user), [&] { return keys::be64(stored_head(user)); }));
+  }
+  // The committed head: the larger of the mailbox's last seq and its floor (`h/<user>`,
+  // written when entries are erased, so that a seq is never reused once its entry is gone).
+  // Any thread.
+  std::uint64_t stored_head(std::string const& user) const {
+    std::uint64_t head = 0;
+    if (auto floor = db.get(cf::state, keys::head_key(user))) head = keys::from_be64(*floor);
+    db.scan_reverse(cf::mailbox, keys::first_of(user), keys::past_last_of(user),
+                    [&](std::string_view key, std::string_view) {
+                      head = std::max(head, keys::from_be64(keys::after_owner(key, user)));
+                      return false;
+                    });
+    return head;
+  }
+
+  // Appends an event to `user`'s mailbox inside a write; returns its seq. Seqs are never
+  // reused. Every entry goes some day, so that mailboxes do not grow without bound: with the
+  // message `about` (its own events, receipts about it: the message lists them and its
+  // expiry or deletion erases them), or, without one, after the retention period (its own
+  // expiry entry).
   std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e,
-                       std::int64_t expires_at_ms) const {
-    auto head = b.get(cf::state, keys::head_key(user));
-    std::uint64_t seq = (head ? keys::from_be64(*head) : 0) + 1;
-    auto key = keys::mailbox_key(user, seq);
-    b.put(cf::mailbox, key, e.SerializeAsString());
-    b.put(cf::state, keys::head_key(user), keys::be64(seq));
-    expire_later(b, expires_at_ms, keys::expiring::mailbox_entry, key);
+                       records::stored_message& about) const {
+    auto seq = append_entry(b, user, e);
+    auto* ref = about.add_mailbox_entries();
+    ref->set_user(user);
+    ref->set_seq(seq);
     return seq;
   }
   std::uint64_t append(store::rocks_batch& b, std::string const& user, records::stored_event const& e) const {
-    return append(b, user, e, now_ms() + std::int64_t(options.retention_s) * 1000);
+    auto seq = append_entry(b, user, e);
+    expire_later(b, now_ms() + std::int64_t(options.retention_s) * 1000, keys::expiring::mailbox_entry,
+                 keys::mailbox_key(user, seq));
+    return seq;
+  }
+  std::uint64_t append_entry(store::rocks_batch& b, std::string const& user, records::stored_event const& e) const {
+    std::uint64_t seq = head(b, user) + 1;
+    b.put(cf::mailbox, keys::mailbox_key(user, seq), e.SerializeAsString());
+    b.remember(cf::state, keys::head_key(user), keys::be64(seq));
+    return seq;
+  }
+  // Erases a mailbox entry (`key`: user NUL seq) inside a write. Its mailbox's floor is
+  // written first (once per user and write: `floored`), so its seq is never handed out again.
+  void erase_mailbox_entry(store::rocks_batch& b, std::string const& key, std::set<std::string>& floored) const {
+    if (key.size() <= 9) return;
+    std::string user = key.substr(0, key.size() - 9);
+    if (floored.insert(user).second) b.put(cf::state, keys::head_key(user), keys::be64(head(b, user)));
+    b.erase(cf::mailbox, key);
   }
 
   // A message and its indexes (its conversation's history, the expiry index) are written
@@ -242,25 +292,42 @@ struct message_service::impl {
   static void update_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm) {
     b.put(cf::messages, raw_id, sm.SerializeAsString());
   }
-  static void erase_message(store::rocks_batch& b, std::string const& raw_id, client::message const& msg) {
+  // Erases a message, its indexes and the mailbox entries it lists (`floored`: as for
+  // erase_mailbox_entry). Its idempotency record goes now when it expired (`expired`), else
+  // (deleted for everyone) at its expiry, so that a retry of its send is still answered,
+  // not sent again.
+  void erase_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm,
+                     bool expired, std::set<std::string>& floored) const {
+    auto const& msg = sm.message();
     b.erase(cf::messages, raw_id);
     b.erase(cf::history, keys::history_key(msg.conversation_id(), raw_id));
     b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), raw_id));
+    for (auto const& ref : sm.mailbox_entries()) erase_mailbox_entry(b, keys::mailbox_key(ref.user(), ref.seq()), floored);
+    if (!sm.owns_idempotency_record()) return;
+    auto idem = keys::idempotency_key(msg.from(), msg.client_id());
+    if (expired)
+      b.erase(cf::idempotency, idem);
+    else
+      expire_later(b, msg.expires_at_ms(), keys::expiring::idempotency, idem);
   }
 
   // An event of a 1:1 conversation that `from` (a local user) caused: into the mailbox of
   // `to` here, or as `envelope` into the outbox to their region; and into `from`'s
-  // mailbox. Expires from the mailboxes at `expires_at_ms`.
+  // mailbox. The entries go with the message `about` (see append), or without one after
+  // the retention period.
   void deliver_to_both(store::rocks_batch& b, std::string const& from, std::string const& to,
-                       records::stored_event const& e, federation::body envelope, std::int64_t expires_at_ms,
+                       records::stored_event const& e, federation::body envelope, records::stored_message* about,
                        std::vector<news>& heads, bool& queued) const {
+    auto add = [&](std::string const& user) {
+      heads.push_back({user, about ? append(b, user, e, *about) : append(b, user, e), e});
+    };
     if (is_local(to)) {
-      heads.push_back({to, append(b, to, e, expires_at_ms), e});
+      add(to);
     } else {
       to_outbox(b, std::string(ids::region_of(to)), std::move(envelope));
       queued = true;
     }
-    if (to != from) heads.push_back({from, append(b, from, e, expires_at_ms), e});
+    if (to != from) add(from);
   }
 
   // Schedules the removal of a mailbox or idempotency entry at `at_ms` (expiry index).
@@ -285,9 +352,11 @@ struct message_service::impl {
   }
 
   // A receipt about a message `to` sent: into their mailbox here, or to their region.
-  // Returns true if it went to the outbox.
+  // Returns true if it went to the outbox. With `about` (the stored message, which the
+  // caller then writes), the mailbox entry goes with the message; else after the
+  // retention period.
   bool deliver_receipt(store::rocks_batch& b, std::string const& to, client::receipt const& receipt,
-                       std::vector<news>& heads) const {
+                       std::vector<news>& heads, records::stored_message* about = nullptr) const {
     if (!is_local(to)) {
       federation::body body;
       *body.mutable_receipt() = receipt;
@@ -296,7 +365,7 @@ struct message_service::impl {
     }
     records::stored_event r;
     *r.mutable_receipt() = receipt;
-    heads.push_back({to, append(b, to, r), r});
+    heads.push_back({to, about ? append(b, to, r, *about) : append(b, to, r), r});
     return false;
   }
 
@@ -330,8 +399,8 @@ struct message_service::impl {
       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
       if (!sm || sm->message().to() != user || sm->message().from() == user || sm->delivered_at_ms() != 0) continue;
       sm->set_delivered_at_ms(now);
+      queued |= deliver_receipt(b, sm->message().from(), receipt_for(*sm, client::DELIVERED, user, now), heads, &*sm);
       update_message(b, id, *sm);
-      queued |= deliver_receipt(b, sm->message().from(), receipt_for(*sm, client::DELIVERED, user, now), heads);
     }
   }
 

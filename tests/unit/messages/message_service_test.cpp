@@ -102,8 +102,11 @@ struct region {
     std::vector<news>& out;
     explicit recording_listener(std::vector<news>& o) : out(o) {}
     void notify_mailbox(std::string const& user, std::uint64_t head,
-                        std::shared_ptr<client::event const> event) override {
-      out.push_back({user, head, std::move(event)});
+                        std::shared_ptr<ws::shared_event const> event) override {
+      // The event itself, kept alive by its shared_event.
+      std::shared_ptr<client::event const> plain;
+      if (event) plain = std::shared_ptr<client::event const>(event, &event->event());
+      out.push_back({user, head, std::move(plain)});
     }
     void presence_shared(std::string const&, std::string const&) override {}
   } recorder{heard};

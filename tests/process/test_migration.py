@@ -1,0 +1,113 @@
+"""Upgrades: today's node opens a data directory written by an earlier key layout of the
+message store and serves, continues and expires what is there (docs/ARCHITECTURE.md,
+"The message store's keys"). The fixture was made by fixtures/make_store_v1.py."""
+
+import json
+import os
+import sys
+import tarfile
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import wsclient  # noqa: E402
+from harness import Node, NodeTestCase  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+
+def admin_status(node):
+    r = node.admin("GET", "/v1/admin/status")
+    if r.status != 200:
+        raise AssertionError("admin status: %s" % r.describe())
+    return r.json
+
+
+class FirstLayoutTest(NodeTestCase):
+
+    def open_fixture(self, **config):
+        with open(os.path.join(FIXTURES, "store-v1.json")) as f:
+            facts = json.load(f)
+        node = Node(config=config or None, start=False)
+        self.addCleanup(node.close)
+        with tarfile.open(os.path.join(FIXTURES, "store-v1.tar.gz")) as tar:
+            tar.extractall(node.workdir)
+        node.start()
+        return node, facts
+
+    def test_serves_and_continues_the_first_layout(self):
+        node, facts = self.open_fixture()
+        heads = facts["heads"]
+        sa, sb = node.new_session("alice", device="alice laptop"), node.new_session("bob", device="bob laptop")
+        # Heads come from the old layout's head keys: a new device is told them.
+        A = wsclient.connect(node, sa, after_seq=0)
+        B = wsclient.connect(node, sb, after_seq=0)
+        self.addCleanup(A.close)
+        self.addCleanup(B.close)
+        self.assertEqual(int(A.welcome["mailbox_seq"]), heads["alice"], A.welcome)
+        self.assertEqual(int(B.welcome["mailbox_seq"]), heads["bob"], B.welcome)
+        # Everything kept is served: the history, with its delivery and read marks ...
+        path = "/v1/conversations/%s/messages" % urllib.parse.quote(facts["conversation_alice_bob"], safe="")
+        r = node.request("GET", path, token=sa["access_token"])
+        self.assertStatus(r, 200)
+        msgs = r.json["messages"]
+        self.assertEqual([m["id"] for m in msgs], facts["kept"], "the deleted message is not served")
+        for m in msgs:  # bob acknowledged two and read up to the third
+            self.assertNotEqual(int(m["delivered_at_ms"]), 0, m)
+            self.assertNotEqual(int(m["read_at_ms"]), 0, m)
+        # ... and bob's mailbox from the start: the three kept messages, the read mark and
+        # the deletion (the deleted message's own event is skipped).
+        B.wait_event(wsclient.ev_deleted(facts["deleted"]))
+        B.wait_seq(heads["bob"])
+        got = [m["message"]["id"] for m in B.events() if "message" in m]
+        self.assertEqual(got, facts["kept"])
+        # New events continue each mailbox where the old layout left it: no seq is reused.
+        acc = A.send_message("bob@test", "after the upgrade")
+        ev = B.wait_event(wsclient.ev_message(acc["message_id"]))
+        self.assertEqual(int(ev["seq"]), heads["bob"] + 1)
+        mine = A.wait_event(wsclient.ev_message(acc["message_id"]))
+        self.assertEqual(int(mine["seq"]), heads["alice"] + 1)
+        B.ack(heads["bob"] + 1, wait=True)
+        receipt = A.wait_event(wsclient.ev_receipt(acc["message_id"], "DELIVERED"))
+        self.assertEqual(int(receipt["seq"]), heads["alice"] + 2)
+        # A retry of a send accepted under the old layout is still recognised.
+        again = A.send_message("bob@test", "kept 0", client_id="kept-0")
+        self.assertTrue(again.get("duplicate"), again)
+        self.assertEqual(again["message_id"], facts["kept"][0])
+
+    def test_old_expiry_entries_are_honoured(self):
+        # The short-lived messages expired long ago; the sweep removes them with their
+        # mailbox entries and idempotency records through the old layout's expiry entries.
+        node, facts = self.open_fixture(messages={"expiry_sweep_interval_ms": 100})
+        deadline = time.monotonic() + 30
+        while True:
+            rc, out, err = node.ctl("--json", "messages", "compact")
+            self.assertEqual(rc, 0, err)
+            entries = admin_status(node)["messages"]["stored_entries"]
+            if entries["messages"] == 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        heads = facts["heads"]
+        # Left: the three kept messages and hello (the deleted one went at once); every
+        # mailbox entry but those of the short-lived messages; the idempotency records of
+        # the kept, deleted and hello sends.
+        self.assertEqual(entries["messages"], 4, entries)
+        self.assertEqual(entries["history"], 4, entries)
+        self.assertEqual(entries["mailbox"], sum(heads.values()) - facts["short_mailbox_entries"], entries)
+        self.assertEqual(entries["idempotency"], 5, entries)
+        # carol's mailbox keeps its head although its first entries are gone.
+        sc = node.new_session("carol", device="carol laptop")
+        C = wsclient.connect(node, sc, after_seq=0)
+        self.addCleanup(C.close)
+        self.assertEqual(int(C.welcome["mailbox_seq"]), heads["carol"])
+        sa = node.new_session("alice", device="alice tablet")
+        A = wsclient.connect(node, sa)
+        self.addCleanup(A.close)
+        acc = A.send_message("carol@test", "still counting")
+        self.assertEqual(int(C.wait_event(wsclient.ev_message(acc["message_id"]))["seq"]), heads["carol"] + 1)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
