@@ -161,9 +161,7 @@ awaitable<bool> live_stream::handle_input(std::shared_ptr<live_stream> const& se
     client::client_frame frame;
     bool parsed = false;
     if (ev.text) {
-      google::protobuf::util::JsonParseOptions o;
-      o.ignore_unknown_fields = true;
-      parsed = google::protobuf::util::JsonStringToMessage(ev.payload, &frame, o).ok();
+      parsed = json_frames::parse(ev.payload, frame);
     } else {
       parsed = frame.ParseFromArray(ev.payload.data(), static_cast<int>(ev.payload.size()));
     }

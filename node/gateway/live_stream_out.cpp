@@ -2,6 +2,8 @@
 // it under the watermark, and gathered writes (see detail/live_stream.hpp).
 #include "node/gateway/detail/live_stream.hpp"
 
+#include <google/protobuf/io/coded_stream.h>
+
 namespace petchat::gateway::detail {
 
 namespace live {
@@ -53,40 +55,59 @@ end_reason reason_of_close(std::uint16_t code) {
 
 }  // namespace live
 
-void live_stream::enqueue(client::server_frame const& frame) {
-  if (!accepting()) return;
-  // Mailbox events and pushed frames stay under the watermark (pump) and answers under
-  // max_pipelined, so only control frames and unpipelined answers can pile up beyond
-  // this: a client that lets them do so is not reading.
-  if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
+namespace {
+
+// A WebSocket frame's header, then `n` bytes written in place by `write(char*)`: one
+// allocation per frame.
+template <typename Write>
+std::string binary_frame(std::size_t n, Write&& write) {
   std::string out;
-  if (binary_) {
-    // Serialized in place behind the WebSocket header: one allocation per frame.
-    std::size_t n = frame.ByteSizeLong();
-    out.reserve(wsf::max_header_bytes + n);
-    wsf::append_header(out, wsf::opcode::binary, n);
-    std::size_t at = out.size();
-    out.resize(at + n);
-    frame.SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(out.data() + at));
-  } else {
-    auto json = proto_json(frame);
-    if (!json && frame.has_event() && frame.event().has_message()) {
-      // Stored before the edge checked bodies: the event goes out without its content
-      // rather than as an empty frame (which would cost the client that seq).
-      log::get("ws")->error("{}: event {} cannot be encoded as JSON; sent without its content", user_id(),
-                            frame.event().seq());
-      client::server_frame plain = frame;
-      plain.mutable_event()->mutable_message()->mutable_body()->clear_content();
-      json = proto_json(plain);
-    }
-    if (!json) {
-      log::get("ws")->error("{}: a frame cannot be encoded as JSON; not sent", user_id());
-      return;
-    }
-    out = wsf::frame(wsf::opcode::text, *json);
-  }
-  out_.push(std::move(out));
-  kick();
+  out.reserve(wsf::max_header_bytes + n);
+  wsf::append_header(out, wsf::opcode::binary, n);
+  std::size_t at = out.size();
+  out.resize(at + n);
+  write(reinterpret_cast<std::uint8_t*>(out.data() + at));
+  return out;
+}
+
+// A text frame around the JSON that `write(std::string&)` appends. The JSON goes into a
+// per-thread scratch buffer first (its length goes into the header), then is copied once
+// into a frame of exactly its size.
+template <typename Write>
+std::string text_frame(Write&& write) {
+  thread_local std::string scratch;
+  scratch.clear();
+  write(scratch);
+  std::string out;
+  out.reserve(wsf::max_header_bytes + scratch.size());
+  wsf::append_header(out, wsf::opcode::text, scratch.size());
+  out.append(scratch);
+  if (scratch.capacity() > (1 << 20)) std::string().swap(scratch);  // keep no huge buffer
+  return out;
+}
+
+// server_frame's `event` field (number 12, length-delimited): its tag byte.
+constexpr std::uint8_t event_field_tag = (12 << 3) | 2;
+
+}  // namespace
+
+std::string live_stream::encode(client::server_frame const& frame, bool binary) {
+  if (binary)
+    return binary_frame(frame.ByteSizeLong(), [&](std::uint8_t* at) { frame.SerializeWithCachedSizesToArray(at); });
+  return text_frame([&](std::string& out) { json_frames::append(out, frame); });
+}
+
+std::string live_stream::encode(client::event const& event, bool binary) {
+  if (!binary) return text_frame([&](std::string& out) { json_frames::append(out, event); });
+  // The bytes of server_frame{event}, written around the event without copying it into
+  // one: the field's tag, its length, the event (ref 0 is not written in proto3).
+  std::size_t n = event.ByteSizeLong();
+  std::size_t length_bytes = google::protobuf::io::CodedOutputStream::VarintSize64(n);
+  return binary_frame(1 + length_bytes + n, [&](std::uint8_t* at) {
+    *at++ = event_field_tag;
+    at = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(n, at);
+    event.SerializeWithCachedSizesToArray(at);
+  });
 }
 
 // Mailbox events are pulled from the store, never pushed: the queue holds at most half
@@ -98,11 +119,7 @@ void live_stream::pump() {
   std::size_t watermark = this->watermark();
   while (sent_seq_ < known_head_ && phase_ == phase::live && out_.size() < watermark) {
     auto batch = svc_->messages.events_after(user_id(), sent_seq_, std::min(events_per_read, watermark - out_.size()));
-    for (auto& e : batch.events) {
-      client::server_frame f;
-      *f.mutable_event() = std::move(e);
-      enqueue(f);
-    }
+    for (auto const& e : batch.events) enqueue(encode(e, binary_));
     if (batch.last_seq <= sent_seq_) break;
     sent_seq_ = batch.last_seq;
   }
@@ -137,10 +154,10 @@ awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self) {
       break;
     }
     // Everything queued (up to frames_per_write) leaves in one gathered write.
-    std::vector<std::string> burst;
+    std::vector<queued_frame> burst;
     std::vector<asio::const_buffer> buffers;
     while (!out_.empty() && burst.size() < frames_per_write) burst.push_back(out_.pop());
-    for (auto const& f : burst) buffers.push_back(asio::buffer(f));
+    for (auto const& f : burst) buffers.push_back(asio::buffer(f.bytes()));
     watch_write(self);
     auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
     write_finished();

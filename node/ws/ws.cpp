@@ -91,7 +91,7 @@ std::vector<std::shared_ptr<stream_sink>> ws_manager::sinks_of(std::string const
 }
 
 void ws_manager::notify_mailbox(std::string const& user, std::uint64_t head,
-                                std::shared_ptr<client::event const> event) {
+                                std::shared_ptr<shared_event const> event) {
   for (auto const& s : sinks_of(user)) s->on_mailbox(head, event);
 }
 

@@ -31,6 +31,28 @@
 
 namespace petchat::ws {
 
+// A committed mailbox event on its way to every live stream of its user. Each stream
+// encodes it into a frame of its encoding; the first to need an encoding builds that
+// frame and every other stream of the user queues the same bytes (no copy of the event
+// or of the frame per stream). Immutable once built; safe to share between threads.
+class shared_event {
+ public:
+  static constexpr std::size_t encodings = 2;  // the live stream's two subprotocols
+  explicit shared_event(client::event e) : event_(std::move(e)) {}
+  client::event const& event() const { return event_; }
+  // The frame in encoding `which` (< encodings): `make(event())` the first time.
+  template <typename Make>
+  std::shared_ptr<std::string const> frame(std::size_t which, Make&& make) const {
+    std::call_once(built_[which], [&] { frames_[which] = std::make_shared<std::string const>(make(event_)); });
+    return frames_[which];
+  }
+
+ private:
+  client::event event_;
+  mutable std::once_flag built_[encodings];
+  mutable std::shared_ptr<std::string const> frames_[encodings];
+};
+
 // One live stream (one WebSocket connection), as the manager sees it. Both calls come from
 // whichever thread called the manager (any I/O thread, the federation applier, NATS.c's
 // live-subscription thread), possibly concurrently, never under the manager's mutex. They
@@ -41,7 +63,7 @@ class stream_sink {
   // The user's mailbox has events up to `head`; `event` is the one at `head`, or null when
   // the stream should read it from the store. Calls race (each commit reports on its own
   // thread): heads may arrive out of order or twice, so keep the highest.
-  virtual void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) = 0;
+  virtual void on_mailbox(std::uint64_t head, std::shared_ptr<shared_event const> event) = 0;
   // A frame that is not a mailbox event (presence, typing).
   virtual void on_frame(client::server_frame frame) = 0;
 };
@@ -81,7 +103,7 @@ class mailbox_listener {
   // `user`'s mailbox has events up to `head`; `event` is the one at `head`, or null when
   // the receiver should read it from the store. Must not block: hand the news on.
   virtual void notify_mailbox(std::string const& user, std::uint64_t head,
-                              std::shared_ptr<client::event const> event) = 0;
+                              std::shared_ptr<shared_event const> event) = 0;
   // A committed write made `a` and `b` see each other's presence (the second of them
   // wrote to the other): each is shown the other's presence now, not at the next change.
   virtual void presence_shared(std::string const& a, std::string const& b) = 0;
@@ -110,7 +132,7 @@ class ws_manager final : public mailbox_listener {
   // Mailbox news for every live stream of `user` (on_mailbox, on the calling thread). No
   // errors. Called by the message service's mailbox listener: on the I/O thread whose
   // coroutine committed a local change, and on the federation applier thread.
-  void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<client::event const> event) override;
+  void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<shared_event const> event) override;
   // A typing indicator from `from` to `to` (full user ids). A local `from` typing to another
   // region's user goes to typing_out (if set); otherwise a typing frame goes to each live
   // stream of `to` (none: dropped). No permission check: callers check that they share a

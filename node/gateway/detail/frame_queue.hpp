@@ -6,22 +6,33 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace petchat::gateway::detail {
+
+// An encoded frame: the stream's own, or bytes shared with the other streams that send
+// the same frame (a mailbox event to every device of its user: ws::shared_event).
+struct queued_frame {
+  std::string own;
+  std::shared_ptr<std::string const> shared;
+  std::string_view bytes() const noexcept { return shared ? std::string_view(*shared) : std::string_view(own); }
+};
 
 class frame_queue {
  public:
   bool empty() const noexcept { return head_ == frames_.size(); }
   std::size_t size() const noexcept { return frames_.size() - head_; }
 
-  void push(std::string frame) { frames_.push_back(std::move(frame)); }
+  void push(std::string frame) { frames_.push_back({std::move(frame), nullptr}); }
+  void push(std::shared_ptr<std::string const> frame) { frames_.push_back({{}, std::move(frame)}); }
 
   // Precondition: !empty().
-  std::string pop() {
-    std::string frame = std::move(frames_[head_++]);
+  queued_frame pop() {
+    queued_frame frame = std::move(frames_[head_++]);
     if (empty()) {
       clear();
     } else if (head_ >= compact_after && head_ * 2 >= frames_.size()) {
@@ -34,7 +45,7 @@ class frame_queue {
 
   void clear() {
     if (frames_.capacity() > keep_capacity)
-      std::vector<std::string>().swap(frames_);
+      std::vector<queued_frame>().swap(frames_);
     else
       frames_.clear();
     head_ = 0;
@@ -43,7 +54,7 @@ class frame_queue {
  private:
   static constexpr std::size_t compact_after = 64;
   static constexpr std::size_t keep_capacity = 16;
-  std::vector<std::string> frames_;
+  std::vector<queued_frame> frames_;
   std::size_t head_ = 0;
 };
 

@@ -30,6 +30,7 @@
 #include "base/ids/ids.hpp"
 #include "node/gateway/detail/frame_queue.hpp"
 #include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/json_frames.hpp"
 #include "node/gateway/detail/pushed_frames.hpp"
 #include "node/gateway/detail/ws_frames.hpp"
 #include "node/log/log.hpp"
@@ -128,18 +129,18 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
         on_end_(std::move(on_end)) {}
 
   // -- stream_sink: called from any thread; hop onto the strand.
-  void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
+  void on_mailbox(std::uint64_t head, std::shared_ptr<ws::shared_event const> event) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
       self->guarded([&] {
         self->known_head_ = std::max(self->known_head_, head);
         if (self->stalled()) return self->drop_slow_consumer();
-        // Up to date and with room: forward the event as is, no store read.
-        if (event && self->phase_ == phase::live && event->seq() == self->sent_seq_ + 1 &&
+        // Up to date and with room: forward the event as is, no store read, in the frame
+        // its user's other streams of this encoding send too.
+        if (event && self->phase_ == phase::live && event->event().seq() == self->sent_seq_ + 1 &&
             self->out_.size() < self->watermark()) {
-          client::server_frame f;
-          *f.mutable_event() = *event;
-          self->sent_seq_ = event->seq();
-          self->enqueue(f);
+          self->sent_seq_ = event->event().seq();
+          bool binary = self->binary_;
+          self->enqueue(event->frame(binary ? 0 : 1, [binary](client::event const& e) { return encode(e, binary); }));
           return;
         }
         self->pump();
@@ -211,7 +212,23 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   void schedule_session_check();
   void check_session();
   awaitable<void> dispatch(client::client_frame const& frame);
-  void enqueue(client::server_frame const& frame);
+  // Queues a frame for the writer (and starts it). A client that lets frames pile up
+  // beyond the queue's limit is not reading: it is dropped.
+  void enqueue(client::server_frame const& frame) { enqueue(encode(frame, binary_)); }
+  template <typename Frame>  // std::string, or std::shared_ptr<std::string const>
+  void enqueue(Frame frame) {
+    if (!accepting()) return;
+    // Mailbox events and pushed frames stay under the watermark (pump) and answers under
+    // max_pipelined, so only control frames and unpipelined answers can pile up beyond
+    // this: a client that lets them do so is not reading.
+    if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
+    out_.push(std::move(frame));
+    kick();
+  }
+  // A whole WebSocket frame holding `frame`, or a server_frame holding `event`, in the
+  // given encoding (binary: Protobuf; else JSON text).
+  static std::string encode(client::server_frame const& frame, bool binary);
+  static std::string encode(client::event const& event, bool binary);
   void send_error(std::uint64_t ref, errors::failure const& f) {
     client::server_frame out;
     out.set_ref(ref);
@@ -290,13 +307,8 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     socket_.close(ignored);
   }
   // Queues a WebSocket control frame (pong, ping) unless the stream is closing.
-  void enqueue_control(wsf::opcode op, std::string_view payload) {
-    if (!accepting()) return;
-    // Bounded like every frame: a client that pings without reading the pongs is not reading.
-    if (out_.size() >= svc_->limits.send_queue_frames + max_pipelined) return drop_slow_consumer();
-    out_.push(wsf::frame(op, payload));
-    kick();
-  }
+  // Bounded like every frame: a client that pings without reading the pongs is not reading.
+  void enqueue_control(wsf::opcode op, std::string_view payload) { enqueue(wsf::frame(op, payload)); }
   // Reads what the socket has now into the frame reader (never waits). Not a coroutine:
   // the per-thread buffer is used and released within one call.
   boost::system::error_code read_available() {

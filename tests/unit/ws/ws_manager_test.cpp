@@ -3,10 +3,12 @@
 // thread, so what a sink recorded is there as soon as the call returns.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -17,6 +19,7 @@ namespace {
 
 namespace client = petchat::client;
 namespace errors = petchat::errors;
+namespace ws = petchat::ws;
 using petchat::ws::stream_sink;
 using petchat::ws::ws_manager;
 
@@ -30,12 +33,12 @@ class recording_stream final : public stream_sink {
  public:
   struct mailbox_news {
     std::uint64_t head;
-    std::shared_ptr<client::event const> event;
+    std::shared_ptr<ws::shared_event const> event;
   };
   std::vector<mailbox_news> mailbox;
   std::vector<client::server_frame> frames;
 
-  void on_mailbox(std::uint64_t head, std::shared_ptr<client::event const> event) override {
+  void on_mailbox(std::uint64_t head, std::shared_ptr<ws::shared_event const> event) override {
     mailbox.push_back({head, std::move(event)});
   }
   void on_frame(client::server_frame frame) override { frames.push_back(std::move(frame)); }
@@ -99,6 +102,27 @@ TEST_CASE("streams attach and detach, at most max_streams_per_user per user") {
   CHECK_FALSE(m.presence(bob).online);
 }
 
+TEST_CASE("a shared event is encoded once per encoding, whichever streams ask and from which threads") {
+  client::event plain;
+  plain.set_seq(3);
+  petchat::ws::shared_event event(plain);
+  std::atomic<int> built{0};
+  auto encode = [&](client::event const& e) {
+    ++built;
+    return "frame " + std::to_string(e.seq());
+  };
+  std::vector<std::shared_ptr<std::string const>> got(8);
+  std::vector<std::thread> streams;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    streams.emplace_back([&, i] { got[i] = event.frame(i % 2, encode); });
+  for (auto& t : streams) t.join();
+  CHECK(built == 2);  // one per encoding
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CHECK(*got[i] == "frame 3");
+    CHECK(got[i] == got[i % 2]);  // the same bytes, not a copy per stream
+  }
+}
+
 TEST_CASE("mailbox news reaches every stream of its user and no one else") {
   contact_book book;
   ws_manager m(10, book.lookup());
@@ -106,9 +130,10 @@ TEST_CASE("mailbox news reaches every stream of its user and no one else") {
   auto a2 = attached(m, alice);
   auto b1 = attached(m, bob);
 
-  auto event = std::make_shared<client::event>();
-  event->set_seq(7);
-  event->mutable_message()->set_id("m7");
+  client::event plain;
+  plain.set_seq(7);
+  plain.mutable_message()->set_id("m7");
+  auto event = std::make_shared<petchat::ws::shared_event const>(plain);
   m.notify_mailbox(alice, 7, event);
   for (auto const& s : {a1, a2}) {
     REQUIRE(s->mailbox.size() == 1);
