@@ -198,9 +198,10 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint rec
                                               "bench-pass", "bench");
     p->recipient_id = b.user_id;
     p->window = open_loop ? 1 : o.window;
-    p->sender = co_await asio::co_spawn(strand, sdk::connection::open(ep, a.access_token), asio::use_awaitable);
-    p->recipient =
-        co_await asio::co_spawn(strand, sdk::connection::open(recipient_ep, b.access_token), asio::use_awaitable);
+    p->sender = co_await asio::co_spawn(strand, sdk::connection::open(ep, a.access_token, std::nullopt, o.encoding),
+                                        asio::use_awaitable);
+    p->recipient = co_await asio::co_spawn(
+        strand, sdk::connection::open(recipient_ep, b.access_token, std::nullopt, o.encoding), asio::use_awaitable);
     pairs.push_back(p);
   }
   s->open_loop = open_loop;
@@ -214,6 +215,7 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint rec
     return sum;
   };
   std::uint64_t cpu0 = cpu_of();
+  std::uint64_t tool_cpu0 = bench::own_cpu_micros();
   int index = 0;
   for (auto& p : pairs) {
     auto strand = p->credit.get_executor();
@@ -227,6 +229,7 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint rec
   out->completed = s->completed.load();
   out->seconds = std::chrono::duration<double>(clock_type::now() - s->start).count();
   out->cpu_us = cpu_of() - cpu0;
+  out->tool_cpu_us = bench::own_cpu_micros() - tool_cpu0;
   s->stop = true;
   for (auto& p : pairs)
     asio::post(p->credit.get_executor(), [p] {
@@ -273,6 +276,7 @@ asio::awaitable<void> echo_run(options o, sdk::endpoint ep, pid_t pid, message_r
   std::string payload(static_cast<std::size_t>(o.payload + 40), 'x');  // about a send frame's size
   auto start = clock_type::now();
   std::uint64_t cpu0 = bench::cpu_micros(pid);
+  std::uint64_t tool_cpu0 = bench::own_cpu_micros();
   for (auto& [strand, c] : conns)
     asio::co_spawn(strand, guarded(echo_pipeline(c, o.window, payload, s)), asio::detached);
   asio::steady_timer timer(ex);
@@ -281,6 +285,7 @@ asio::awaitable<void> echo_run(options o, sdk::endpoint ep, pid_t pid, message_r
   out->completed = s->completed.load();
   out->seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   out->cpu_us = bench::cpu_micros(pid) - cpu0;
+  out->tool_cpu_us = bench::own_cpu_micros() - tool_cpu0;
   s->stop = true;
   for (auto& [strand, c] : conns) asio::post(strand, [c = c] { c->close(); });
   timer.expires_after(std::chrono::milliseconds(100));
@@ -315,7 +320,8 @@ asio::awaitable<void> connections_run(options o, sdk::endpoint ep, pid_t node, j
     // 10,000 connections per source address keeps clear of the ephemeral-port limit.
     std::string source = "127.0." + std::to_string(1 + i / 10000) + ".1";
     auto strand = asio::make_strand(ex);
-    auto c = co_await asio::co_spawn(strand, sdk::connection::open(ep, t.access_token, source), asio::use_awaitable);
+    auto c = co_await asio::co_spawn(strand, sdk::connection::open(ep, t.access_token, source, o.encoding),
+                                     asio::use_awaitable);
     auto shared = std::shared_ptr<sdk::connection>(std::move(c));
     asio::co_spawn(strand, guarded(hold(shared)), asio::detached);
     conns.push_back(shared);
@@ -419,12 +425,6 @@ int single_node(options const& o, bool connections, bool open_loop) {
   return bench::report_messages(o, open_loop ? "latency" : "throughput", r, e);
 }
 
-std::string sibling(char const* argv0, char const* relative) {
-  auto self = std::filesystem::canonical("/proc/self/exe").parent_path();
-  (void)argv0;
-  return (self / relative).lexically_normal().string();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -435,16 +435,9 @@ int main(int argc, char** argv) {
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   options o;
-  o.node_binary = sibling(argv[0], "../node/app/petchat-node");
-  o.echo_binary = sibling(argv[0], "petchat-echo");
   CLI::App app{"petchat-bench: measure a petchat node (see docs/BENCHMARKS.md)"};
   app.require_subcommand(1);
-  app.add_option("--node", o.node_binary, "petchat-node binary to start")->capture_default_str();
-  app.add_option("--echo", o.echo_binary, "petchat-echo binary (bare transport ceiling)")->capture_default_str();
-  app.add_option("--threads", o.threads, "I/O threads of the node, the echo server and this tool")
-      ->capture_default_str();
-  app.add_flag("--json", o.as_json, "print one JSON object");
-  app.add_flag("!--no-durability", o.durable, "start the node with store.sync = false (comparison only)");
+  bench::add_global_options(app, o);
   auto* throughput = app.add_subcommand("throughput", "closed loop, full sequence per message");
   auto* latency = app.add_subcommand("latency", "open loop at a fixed total rate");
   auto* connections = app.add_subcommand("connections", "idle authenticated connections and memory");

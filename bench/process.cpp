@@ -94,6 +94,10 @@ std::uint64_t cpu_micros(pid_t pid) {
   return (utime + stime) * 1000000ull / static_cast<std::uint64_t>(ticks);
 }
 
+std::uint64_t own_cpu_micros() {
+  return cpu_micros(::getpid());
+}
+
 std::uint64_t resident_bytes(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;

@@ -26,6 +26,9 @@ int stop(child& c, bool kill9 = false);
 
 // User + system CPU time of a process (all threads), in microseconds.
 std::uint64_t cpu_micros(pid_t pid);
+// The same for this process (the tool itself), from the same /proc clock, so that the two
+// compare.
+std::uint64_t own_cpu_micros();
 // Resident memory of a process, in bytes.
 std::uint64_t resident_bytes(pid_t pid);
 

@@ -13,6 +13,10 @@
 #include "bench/stats.hpp"
 #include "client/client.hpp"
 
+namespace CLI {
+class App;
+}
+
 namespace petchat::bench {
 
 struct options {
@@ -26,14 +30,20 @@ struct options {
   int messages = 10000;
   int payload = 64;
   int threads = 2;
+  sdk::encoding encoding = sdk::encoding::proto;  // of the tool's live-stream frames (not the echo's)
   bool durable = true;
   bool as_json = false;
 };
 
+// Adds the options every workload takes (--node, --echo, --threads, --encoding, --json,
+// --no-durability) to `app`, with the binaries next to this one as defaults.
+void add_global_options(CLI::App& app, options& o);
+
 struct message_result {
   double seconds = 0;
   std::uint64_t completed = 0;
-  std::uint64_t cpu_us = 0;
+  std::uint64_t cpu_us = 0;       // the server's (node, nodes and nats-server, or echo) over the run
+  std::uint64_t tool_cpu_us = 0;  // this process's own, over the same interval
   samples::summary accepted, recipient, receipt;
 };
 

@@ -10,6 +10,9 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/json.hpp>
 #include <stdexcept>
+#include <string_view>
+
+#include "client/detail/json_codec.hpp"
 
 namespace petchat::sdk {
 namespace {
@@ -74,6 +77,8 @@ struct connection::impl {
   websocket::stream<tcp::socket> ws;
   beast::flat_buffer buffer;
   client::welcome welcome;
+  encoding frames = encoding::proto;  // what write() sends; read() decodes by frame type
+  std::string out;                    // the frame being written, reused so a write need not allocate
   explicit impl(tcp::socket s) : ws(std::move(s)) {}
 };
 
@@ -81,14 +86,16 @@ connection::connection(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 connection::~connection() = default;
 
 awaitable<std::unique_ptr<connection>> connection::open(endpoint where, std::string access_token,
-                                                        std::optional<std::string> bind_address) {
+                                                        std::optional<std::string> bind_address, encoding frames) {
   auto socket = co_await connect_to(where, std::move(bind_address));
   auto i = std::make_unique<impl>(std::move(socket));
-  i->ws.set_option(websocket::stream_base::decorator([token = access_token](websocket::request_type& req) {
-    req.set(http::field::sec_websocket_protocol, "petchat.v1.proto");
+  i->frames = frames;
+  char const* protocol = frames == encoding::json ? "petchat.v1.json" : "petchat.v1.proto";
+  i->ws.set_option(websocket::stream_base::decorator([token = access_token, protocol](websocket::request_type& req) {
+    req.set(http::field::sec_websocket_protocol, protocol);
     req.set(http::field::authorization, "Bearer " + token);
   }));
-  i->ws.binary(true);
+  i->ws.binary(frames == encoding::proto);
   co_await i->ws.async_handshake(where.host, "/v1/ws", asio::use_awaitable);
   std::unique_ptr<connection> c(new connection(std::move(i)));
   auto first = co_await c->read();
@@ -119,16 +126,26 @@ client::welcome const& connection::welcome() const {
 }
 
 awaitable<void> connection::write(client::client_frame const& frame) {
-  std::string bytes = frame.SerializeAsString();
-  co_await impl_->ws.async_write(asio::buffer(bytes), asio::use_awaitable);
+  auto& out = impl_->out;
+  out.clear();
+  if (impl_->frames == encoding::json)
+    detail::json_codec::append(out, frame);
+  else if (!frame.SerializeToString(&out))
+    throw std::runtime_error("client frame cannot be serialized");
+  co_await impl_->ws.async_write(asio::buffer(out), asio::use_awaitable);
 }
 
 awaitable<client::server_frame> connection::read() {
   impl_->buffer.clear();
   co_await impl_->ws.async_read(impl_->buffer, asio::use_awaitable);
+  auto data = impl_->buffer.data();
   client::server_frame f;
-  if (!f.ParseFromArray(impl_->buffer.data().data(), static_cast<int>(impl_->buffer.size())))
-    throw std::runtime_error("malformed server frame");
+  // By frame type, as the node decodes client frames: the subprotocol the node chose
+  // decides what it sends, and a node may choose otherwise than was offered.
+  bool ok = impl_->ws.got_text()
+                ? detail::json_codec::parse(std::string_view(static_cast<char const*>(data.data()), data.size()), f)
+                : f.ParseFromArray(data.data(), static_cast<int>(data.size()));
+  if (!ok) throw std::runtime_error("malformed server frame");
   co_return f;
 }
 

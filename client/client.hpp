@@ -1,6 +1,6 @@
-// petchat's C++ client: REST calls and a live-stream connection (binary Protobuf frames),
-// on Asio coroutines. The benchmark tool drives nodes with it; it is the reference for a
-// native client of docs/PROTOCOL.md.
+// petchat's C++ client: REST calls and a live-stream connection (binary Protobuf frames, or
+// text frames in the JSON mapping), on Asio coroutines. The benchmark tool drives nodes
+// with it; it is the reference for a native client of docs/PROTOCOL.md.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -43,15 +43,20 @@ struct session_tokens {
 awaitable<session_tokens> register_and_login(endpoint where, std::string name, std::string password,
                                              std::string device);
 
-// A live-stream connection speaking "petchat.v1.proto". One coroutine may read while
+// The live stream's two encodings (docs/PROTOCOL.md, "Connecting"): "petchat.v1.proto",
+// binary Protobuf frames; "petchat.v1.json", text frames in Protobuf's JSON mapping.
+enum class encoding { proto, json };
+
+// A live-stream connection speaking one of the two encodings. One coroutine may read while
 // another writes; never two writers or two readers at once.
 class connection {
  public:
-  // Connects, upgrades with the token in the Authorization header, and waits for
-  // `welcome`. `bind_address` chooses the local source address (to spread connections
-  // over 127.x.y.z). Throws on failure.
+  // Connects, upgrades with the token in the Authorization header, offering the
+  // subprotocol of `frames`, and waits for `welcome`. `bind_address` chooses the local
+  // source address (to spread connections over 127.x.y.z). Throws on failure.
   static awaitable<std::unique_ptr<connection>> open(endpoint where, std::string access_token,
-                                                     std::optional<std::string> bind_address = std::nullopt);
+                                                     std::optional<std::string> bind_address = std::nullopt,
+                                                     encoding frames = encoding::proto);
   // A plain WebSocket to `path` with no petchat handshake (for the bare-transport echo
   // baseline of the benchmarks): use write_raw / read_raw.
   static awaitable<std::unique_ptr<connection>> open_raw(endpoint where, std::string path);
@@ -60,8 +65,11 @@ class connection {
   ~connection();
 
   client::welcome const& welcome() const;
+  // Writes `frame` in the connection's encoding.
   awaitable<void> write(client::client_frame const& frame);
-  // The next frame; throws boost::system::system_error when the connection closes.
+  // The next frame, decoded by its WebSocket frame type (text as JSON, binary as
+  // Protobuf); throws boost::system::system_error when the connection closes and
+  // std::runtime_error when the frame cannot be decoded.
   awaitable<client::server_frame> read();
   void close();
 

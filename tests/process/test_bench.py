@@ -44,6 +44,8 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreater(r["completed"], 10, r)
         self.assertGreater(r["messages_per_s"], 0, r)
         self.assertGreater(r["server_cpu_us_per_message"], 0, r)
+        self.assertGreater(r["tool_cpu_us_per_message"], 0, r)
+        self.assertEqual(r["encoding"], "proto")
         for key in ("send_to_accepted", "send_to_recipient", "send_to_receipt"):
             self.assertOrderedLatency(r[key], r["completed"])
         # A delivered receipt comes after the message reached the recipient.
@@ -55,6 +57,17 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreater(r["echo_server_cpu_us_per_round_trip"], 0, r)
         self.assertLess(r["echo_server_cpu_us_per_round_trip"], r["server_cpu_us_per_message"], r)
         self.assertTrue(r["durable"])
+
+    def test_throughput_json(self):
+        # The same full sequence over the JSON subprotocol (the tool speaks it as a browser
+        # would), with the tool's own CPU reported next to the node's.
+        r = bench("--encoding", "json", "throughput", "--pairs", "2", "--window", "4", "--duration", "1")
+        self.assertEqual(r["encoding"], "json")
+        self.assertGreater(r["completed"], 10, r)
+        self.assertGreater(r["server_cpu_us_per_message"], 0, r)
+        self.assertGreater(r["tool_cpu_us_per_message"], 0, r)
+        for key in ("send_to_accepted", "send_to_recipient", "send_to_receipt"):
+            self.assertOrderedLatency(r[key], r["completed"])
 
     def test_throughput_without_durability(self):
         r = bench("--no-durability", "throughput", "--pairs", "2", "--window", "4", "--duration", "1")

@@ -1,0 +1,339 @@
+#include "client/detail/json_codec.hpp"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <boost/json.hpp>
+#include <charconv>
+#include <cstdint>
+#include <stdexcept>
+
+namespace petchat::sdk::detail::json_codec {
+namespace {
+
+// ---------------------------------------------------------------- writing client frames
+
+// A JSON string: the quote, the backslash and control characters escaped, every other byte
+// copied. Text that is not UTF-8 is the node's to refuse, as on the binary encoding.
+void string(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t run = 0;  // start of the bytes not yet copied
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.append("\\u00");
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xf]);
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out.push_back('"');
+}
+
+template <typename Int>
+void number(std::string& out, Int v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// 64-bit integers are strings in the JSON mapping (JavaScript's numbers cannot hold them).
+void quoted(std::string& out, std::uint64_t v) {
+  out.push_back('"');
+  number(out, v);
+  out.push_back('"');
+}
+
+void send(std::string& out, client::send const& s) {
+  out.append("{\"client_id\":");
+  string(out, s.client_id());
+  out.append(",\"to\":");
+  string(out, s.to());
+  if (s.has_body()) {  // written by hand only without content (see append)
+    out.append(",\"body\":{\"text\":");
+    string(out, s.body().text());
+    out.push_back('}');
+  }
+  out.append(",\"ttl_s\":");
+  number(out, s.ttl_s());
+  out.push_back('}');
+}
+
+void auth(std::string& out, client::auth const& a) {
+  out.append("{\"access_token\":");
+  string(out, a.access_token());
+  if (a.has_after_seq()) {  // absent and 0 differ: absent resumes after the acknowledged seq
+    out.append(",\"after_seq\":");
+    quoted(out, a.after_seq());
+  }
+  out.push_back('}');
+}
+
+// Frames the tool rarely sends, and structured content, through Protobuf's printer.
+void print(std::string& out, client::client_frame const& frame) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  std::string text;
+  auto status = google::protobuf::util::MessageToJsonString(frame, &text, o);
+  if (!status.ok()) throw std::runtime_error("client frame cannot be written as JSON: " + status.ToString());
+  out.append(text);
+}
+
+// ---------------------------------------------------------------- reading server frames
+
+// Each reader returns false when the value is not what the node writes (docs/PROTOCOL.md),
+// and the whole frame then goes to Protobuf's parser.
+namespace json = boost::json;
+
+bool read(json::value const& v, std::string& out) {
+  if (!v.is_string()) return false;
+  out.assign(v.get_string().data(), v.get_string().size());
+  return true;
+}
+
+bool read(json::value const& v, bool& out) {
+  if (!v.is_bool()) return false;
+  out = v.get_bool();
+  return true;
+}
+
+// All of `s` as a decimal integer of Int's range ('-' only for a signed one).
+template <typename Int>
+bool digits(json::string const& s, Int& out) {
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool read(json::value const& v, std::uint64_t& out) {
+  if (v.is_uint64()) {
+    out = v.get_uint64();
+    return true;
+  }
+  if (v.is_int64()) {
+    if (v.get_int64() < 0) return false;
+    out = static_cast<std::uint64_t>(v.get_int64());
+    return true;
+  }
+  return v.is_string() && digits(v.get_string(), out);
+}
+
+bool read(json::value const& v, std::int64_t& out) {
+  if (v.is_int64()) {  // Boost.JSON keeps every integer that fits as int64
+    out = v.get_int64();
+    return true;
+  }
+  return v.is_string() && digits(v.get_string(), out);
+}
+
+// A scalar field through its setter: scalar(x, e, &client::event::set_seq).
+template <typename Message, typename T>
+bool scalar(json::value const& v, Message& m, void (Message::*setter)(T)) {
+  T x{};
+  if (!read(v, x)) return false;
+  (m.*setter)(x);
+  return true;
+}
+
+// Reads the members of the object `v` with `field(key, value)`, which returns false for a
+// key it does not know or a value it is not sure of.
+template <typename Field>
+bool fields(json::value const& v, Field&& field) {
+  if (!v.is_object()) return false;
+  for (auto const& kv : v.get_object())
+    if (!field(std::string_view(kv.key()), kv.value())) return false;
+  return true;
+}
+
+bool empty_object(json::value const& v) {
+  return v.is_object() && v.get_object().empty();
+}
+
+bool read(json::value const& v, client::body& b) {
+  // `content` (a google.protobuf.Struct) is left to Protobuf's parser: its numbers must
+  // read exactly as Protobuf reads them, and the tool never sends any.
+  return fields(v, [&](std::string_view k, json::value const& x) { return k == "text" && read(x, *b.mutable_text()); });
+}
+
+bool read(json::value const& v, client::message& m) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "id") return read(x, *m.mutable_id());
+    if (k == "conversation_id") return read(x, *m.mutable_conversation_id());
+    if (k == "from") return read(x, *m.mutable_from());
+    if (k == "to") return read(x, *m.mutable_to());
+    if (k == "client_id") return read(x, *m.mutable_client_id());
+    if (k == "sent_at_ms") return scalar(x, m, &client::message::set_sent_at_ms);
+    if (k == "body") return read(x, *m.mutable_body());
+    if (k == "expires_at_ms") return scalar(x, m, &client::message::set_expires_at_ms);
+    if (k == "delivered_at_ms") return scalar(x, m, &client::message::set_delivered_at_ms);
+    if (k == "read_at_ms") return scalar(x, m, &client::message::set_read_at_ms);
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::receipt& r) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "message_id") return read(x, *r.mutable_message_id());
+    if (k == "conversation_id") return read(x, *r.mutable_conversation_id());
+    if (k == "by") return read(x, *r.mutable_by());
+    if (k == "at_ms") return scalar(x, r, &client::receipt::set_at_ms);
+    if (k != "status" || !x.is_string()) return false;  // an enum by number is Protobuf's to read
+    client::receipt_status status{};
+    if (!client::receipt_status_Parse(std::string(x.get_string()), &status)) return false;
+    r.set_status(status);
+    return true;
+  });
+}
+
+bool read(json::value const& v, client::read_mark& r) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "conversation_id") return read(x, *r.mutable_conversation_id());
+    if (k == "message_id") return read(x, *r.mutable_message_id());
+    if (k == "at_ms") return scalar(x, r, &client::read_mark::set_at_ms);
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::deleted& d) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "message_id") return read(x, *d.mutable_message_id());
+    if (k == "conversation_id") return read(x, *d.mutable_conversation_id());
+    if (k == "by") return read(x, *d.mutable_by());
+    if (k == "at_ms") return scalar(x, d, &client::deleted::set_at_ms);
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::event& e) {
+  bool kind = false;  // a second kind in one event is Protobuf's to refuse
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "seq") return scalar(x, e, &client::event::set_seq);
+    if (kind) return false;
+    kind = true;
+    if (k == "message") return read(x, *e.mutable_message());
+    if (k == "receipt") return read(x, *e.mutable_receipt());
+    if (k == "read_mark") return read(x, *e.mutable_read_mark());
+    if (k == "deleted") return read(x, *e.mutable_deleted());
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::welcome& w) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "user_id") return read(x, *w.mutable_user_id());
+    if (k == "device_id") return read(x, *w.mutable_device_id());
+    if (k == "mailbox_seq") return scalar(x, w, &client::welcome::set_mailbox_seq);
+    if (k == "resume_after") return scalar(x, w, &client::welcome::set_resume_after);
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::accepted& a) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "client_id") return read(x, *a.mutable_client_id());
+    if (k == "message_id") return read(x, *a.mutable_message_id());
+    if (k == "conversation_id") return read(x, *a.mutable_conversation_id());
+    if (k == "sent_at_ms") return scalar(x, a, &client::accepted::set_sent_at_ms);
+    if (k == "duplicate") return scalar(x, a, &client::accepted::set_duplicate);
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::presence& p) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "user_id") return read(x, *p.mutable_user_id());
+    if (k == "last_seen_ms") return scalar(x, p, &client::presence::set_last_seen_ms);
+    if (k != "state" || !x.is_string()) return false;
+    client::presence_state state{};
+    if (!client::presence_state_Parse(std::string(x.get_string()), &state)) return false;
+    p.set_state(state);
+    return true;
+  });
+}
+
+bool read(json::value const& v, client::typing_notice& t) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "from") return read(x, *t.mutable_from());
+    if (k == "conversation_id") return read(x, *t.mutable_conversation_id());
+    if (k == "active") return scalar(x, t, &client::typing_notice::set_active);
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::error& e) {
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "code") return read(x, *e.mutable_code());
+    if (k == "message") return read(x, *e.mutable_message());
+    return false;
+  });
+}
+
+bool read(json::value const& v, client::acked& a) {
+  return fields(
+      v, [&](std::string_view k, json::value const& x) { return k == "seq" && scalar(x, a, &client::acked::set_seq); });
+}
+
+bool read(json::value const& v, client::server_frame& f) {
+  bool kind = false;  // a second kind in one frame is Protobuf's to refuse
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "ref") return scalar(x, f, &client::server_frame::set_ref);
+    if (kind) return false;
+    kind = true;
+    if (k == "welcome") return read(x, *f.mutable_welcome());
+    if (k == "accepted") return read(x, *f.mutable_accepted());
+    if (k == "event") return read(x, *f.mutable_event());
+    if (k == "presence") return read(x, *f.mutable_presence());
+    if (k == "typing") return read(x, *f.mutable_typing());
+    if (k == "error") return read(x, *f.mutable_error());
+    if (k == "acked") return read(x, *f.mutable_acked());
+    if (k != "pong") return false;
+    f.mutable_pong();
+    return empty_object(x);
+  });
+}
+
+}  // namespace
+
+void append(std::string& out, client::client_frame const& frame) {
+  bool by_hand = frame.has_ack() || frame.has_auth() || (frame.has_send() && !frame.send().body().has_content());
+  if (!by_hand) return print(out, frame);
+  out.push_back('{');
+  if (frame.ref() != 0) {  // 0 means "no reference", and a default is left out
+    out.append("\"ref\":");
+    quoted(out, frame.ref());
+    out.push_back(',');
+  }
+  if (frame.has_send()) {
+    out.append("\"send\":");
+    send(out, frame.send());
+  } else if (frame.has_ack()) {
+    out.append("\"ack\":{\"seq\":");
+    quoted(out, frame.ack().seq());
+    out.push_back('}');
+  } else {
+    out.append("\"auth\":");
+    auth(out, frame.auth());
+  }
+  out.push_back('}');
+}
+
+bool parse(std::string_view text, client::server_frame& out) {
+  {
+    unsigned char buffer[4096];  // most frames parse without touching the heap
+    json::monotonic_resource memory(buffer, sizeof buffer);
+    boost::system::error_code ec;
+    auto v = json::parse(text, ec, &memory);
+    if (!ec && read(v, out)) return true;
+  }
+  out.Clear();
+  google::protobuf::util::JsonParseOptions o;
+  o.ignore_unknown_fields = true;
+  return google::protobuf::util::JsonStringToMessage(text, &out, o).ok();
+}
+
+}  // namespace petchat::sdk::detail::json_codec
