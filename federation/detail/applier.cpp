@@ -1,5 +1,7 @@
 #include "federation/detail/applier.hpp"
 
+#include <pthread.h>
+
 namespace petchat::federation::detail {
 namespace {
 
@@ -46,6 +48,7 @@ void inbound_applier::restart_at(std::uint64_t from, bool recreated) {
 // Duplicates never reach the queue (the subscription drops stream seqs already queued), so
 // everything is applied in queue order.
 void inbound_applier::run() {
+  pthread_setname_np(pthread_self(), "fed-applier");  // seen in top -H, perf, gdb
   for (;;) {
     auto batch = take_batch();
     if (batch.empty()) return;

@@ -1,5 +1,6 @@
 // petchat-node: one region's messenger node. Reads the config, opens the stores, starts
 // the gateways on an Asio io_context run by N threads, and stops cleanly on SIGTERM/SIGINT.
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -318,7 +319,11 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   say_ready(cfg.node.region, bound.str(), admin_socket, threads);
 
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  for (unsigned i = 1; i < threads; ++i)
+    pool.emplace_back([&io] {
+      pthread_setname_np(pthread_self(), "petchat-io");  // seen in top -H, perf, gdb
+      io.run();
+    });
   io.run();
   for (auto& t : pool) t.join();
 

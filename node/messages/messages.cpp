@@ -233,8 +233,8 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     for (auto it = marked.rbegin(); it != marked.rend(); ++it) {
       if (it->delivered_at_ms() != 0) continue;
       it->set_delivered_at_ms(now);
-      st->queued |= m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now),
-                                      st->heads, &*it);
+      st->queued |=
+          m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now), st->heads, &*it);
       impl::update_message(b, parse_id(it->message().id()).value_or(""), *it);
     }
     // The newest stands for every earlier one.

@@ -1,5 +1,6 @@
 #include "lmdb.hpp"
 
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -181,6 +182,7 @@ std::uint64_t lmdb_env::commits() const {
 }
 
 void lmdb_env::run_writer() {
+  pthread_setname_np(pthread_self(), "lmdb-writer");  // seen in top -H, perf, gdb
   for (;;) {
     auto batch = queue_.take(options_.max_batch);
     if (batch.empty()) return;  // stopped, and everything queued is done

@@ -179,8 +179,8 @@ TEST_CASE("structured content reads as the same JSON, numbers by value") {
     "list": [1, "two", [3, {"four": 4}], {}], "empty": {}, "k\"ey\n": "escaped key",
     "deep": {"a": {"b": {"c": [[]]}}}
   })");
-  std::string payload = R"({"send":{"client_id":"c","to":"bob@us-east","body":{"text":"t","content":)" +
-                        json::serialize(content) + "}}}";
+  std::string payload =
+      R"({"send":{"client_id":"c","to":"bob@us-east","body":{"text":"t","content":)" + json::serialize(content) + "}}}";
   client::client_frame in;
   REQUIRE(jf::parse(payload, in));
   client::server_frame f;

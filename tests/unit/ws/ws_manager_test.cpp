@@ -113,8 +113,7 @@ TEST_CASE("a shared event is encoded once per encoding, whichever streams ask an
   };
   std::vector<std::shared_ptr<std::string const>> got(8);
   std::vector<std::thread> streams;
-  for (std::size_t i = 0; i < got.size(); ++i)
-    streams.emplace_back([&, i] { got[i] = event.frame(i % 2, encode); });
+  for (std::size_t i = 0; i < got.size(); ++i) streams.emplace_back([&, i] { got[i] = event.frame(i % 2, encode); });
   for (auto& t : streams) t.join();
   CHECK(built == 2);  // one per encoding
   for (std::size_t i = 0; i < got.size(); ++i) {
