@@ -117,14 +117,21 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   auto& m = *impl_;
   if (auto bad = check_send(request, m.body_limits())) co_return *bad;
   // A retry of an accepted send gets its acceptance whatever changed since (the sender's
-  // rate, the recipient's account), and costs no rate: the client can stop retrying. (A
-  // retry racing its original is caught again in the write.)
-  auto prior_key = keys::idempotency_key(from, request.client_id());
-  if (auto prior = parse<records::accepted_record>(m.db.get(cf::idempotency, prior_key)))
-    co_return accepted_again(*prior, request.client_id());
+  // rate, the recipient's account), and costs no rate: the client can stop retrying. The
+  // write finds it (and the token it took is given back); a send that is refused first
+  // looks for its earlier acceptance before it is told why.
+  auto accepted_before = [&]() -> std::optional<client::accepted> {
+    auto prior = m.db.get(cf::idempotency, keys::idempotency_key(from, request.client_id()));
+    if (auto record = parse<records::accepted_record>(prior)) return accepted_again(*record, request.client_id());
+    return std::nullopt;
+  };
   auto to = m.recipient(request.to());
-  if (!to) co_return to.error();
+  if (!to) {
+    if (auto again = accepted_before()) co_return *again;
+    co_return to.error();
+  }
   if (!m.limiter.allow(from)) {
+    if (auto again = accepted_before()) co_return *again;
     auto f = fail(code::rate_limited, "more than " + std::to_string(m.options.max_per_second) + " messages per second");
     f.retry_after_s = 1;
     co_return f;
@@ -144,7 +151,10 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   store::rocks_db::write_fn mutation = [&m, st](store::rocks_batch& b) { return write_send(m, b, *st); };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");
-  if (st->original) co_return accepted_again(*st->original, msg.client_id());
+  if (st->original) {
+    m.limiter.refund(from);
+    co_return accepted_again(*st->original, msg.client_id());
+  }
   if (st->now_shared)
     m.after_commit(st->heads, st->queued, &msg, {{st->from, st->to}});
   else

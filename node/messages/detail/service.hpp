@@ -103,6 +103,12 @@ class send_limiter {
     b.tokens -= 1.0;
     return true;
   }
+  // Gives back a token taken by a send that stored nothing (a retry).
+  void refund(std::string const& user) {
+    std::lock_guard lock(mutex_);
+    if (auto it = buckets_.find(user); it != buckets_.end())
+      it->second.tokens = std::min(2.0 * rate_, it->second.tokens + 1.0);
+  }
 
  private:
   struct bucket {
