@@ -113,9 +113,33 @@ MDB_txn* begin_read(MDB_env* env) {
 }
 }  // namespace
 
-lmdb_env::read_txn::read_txn(MDB_env* env) : txn(begin_read(env)), view(txn) {}
+MDB_txn* lmdb_env::take_reader() const {
+  MDB_txn* txn = nullptr;
+  {
+    std::lock_guard lock(idle_readers_mutex_);
+    if (!idle_readers_.empty()) {
+      txn = idle_readers_.back();
+      idle_readers_.pop_back();
+    }
+  }
+  if (txn && mdb_txn_renew(txn) != MDB_SUCCESS) {
+    mdb_txn_abort(txn);
+    txn = nullptr;
+  }
+  return txn ? txn : begin_read(env_);
+}
+
+lmdb_env::read_txn::read_txn(lmdb_env const& e) : env(e), txn(e.take_reader()), view(txn) {}
 
 lmdb_env::read_txn::~read_txn() {
+  mdb_txn_reset(txn);
+  {
+    std::lock_guard lock(env.idle_readers_mutex_);
+    if (env.idle_readers_.size() < max_idle_readers) {
+      env.idle_readers_.push_back(txn);
+      return;
+    }
+  }
   mdb_txn_abort(txn);
 }
 
@@ -145,6 +169,7 @@ lmdb_env::lmdb_env(lmdb_options options) : options_(std::move(options)) {
 
 lmdb_env::~lmdb_env() {
   stop();
+  for (auto* txn : idle_readers_) mdb_txn_abort(txn);
   mdb_env_close(env_);
 }
 

@@ -136,7 +136,7 @@ class lmdb_env {
   template <typename F>
   auto read(F&& fn) const {
     std::shared_lock gate(resize_gate_);
-    read_txn txn(env_);
+    read_txn txn(*this);
     return fn(txn.view);
   }
 
@@ -151,12 +151,21 @@ class lmdb_env {
   std::uint64_t commits() const;  // group commits done (each is one fsync)
 
  private:
+  // A read transaction taken from the idle ones (renewed) or begun, and reset and given
+  // back when done: a read then costs neither an allocation nor the reader-table lock
+  // that beginning a transaction takes. An idle (reset) transaction keeps its reader slot
+  // but no snapshot, so it holds back no page reuse and no map resize.
   struct read_txn {
-    explicit read_txn(MDB_env* env);
+    explicit read_txn(lmdb_env const& env);
     ~read_txn();
+    lmdb_env const& env;
     MDB_txn* txn = nullptr;
     lmdb_txn view;
   };
+  MDB_txn* take_reader() const;
+  mutable std::mutex idle_readers_mutex_;       // guards idle_readers_
+  mutable std::vector<MDB_txn*> idle_readers_;  // reset read transactions, kept for reuse
+  static constexpr std::size_t max_idle_readers = 32;
   struct request {
     write_fn fn;
     done_fn done;

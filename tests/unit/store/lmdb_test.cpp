@@ -5,6 +5,9 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "store/lmdb/lmdb.hpp"
 #include "tests/unit/support.hpp"
@@ -130,6 +133,38 @@ TEST_CASE("the map grows instead of failing") {
             }) == write_outcome::committed);
   CHECK(env.map_size() > (1u << 20));
   CHECK(env.read([&](lmdb_txn const& t) { return t.count(db); }) == 500);
+}
+
+TEST_CASE("read transactions are reused across map growth, from any thread, and see every commit") {
+  temp_dir dir;
+  lmdb_env env({dir.path, 64 << 10});
+  auto db = env.open_db("t");
+  std::string big(4000, 'r');
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  // Readers on other threads keep taking and giving back transactions while the map grows.
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r)
+    readers.emplace_back([&] {
+      while (!done)
+        env.read([&](lmdb_txn const& t) {
+          if (auto v = t.get(db, "k0"); v && *v != big) ++bad;
+          return 0;
+        });
+    });
+  for (int i = 0; i < 300; ++i) {
+    REQUIRE(write_sync(env, [&, i](lmdb_txn& t) {
+              t.put(db, "k" + std::to_string(i), big);
+              return true;
+            }) == write_outcome::committed);
+    // This thread's read right after the commit sees it, whatever transaction it reuses.
+    CHECK(env.read([&](lmdb_txn const& t) { return t.get(db, "k" + std::to_string(i)).has_value(); }));
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  CHECK(env.map_size() > (1u << 20));
+  CHECK(bad == 0);
+  CHECK(env.read([&](lmdb_txn const& t) { return t.count(db); }) == 300);
 }
 
 TEST_CASE("data survives closing and reopening a grown map, and it grows again") {
