@@ -448,8 +448,13 @@ int main(int argc, char** argv) {
   std::string nats_binary = "/usr/sbin/nats-server";  // where Debian puts it
   federation->add_option("--nats-server", nats_binary, "nats-server binary")->capture_default_str();
   federation->add_option("--rate", o.rate, "open loop at this total rate (default: closed loop)");
+  // A list (8,100,1000) runs the workload once per value, each on a fresh node: how cost
+  // grows with connections.
+  std::vector<int> pairs_list{o.pairs};
   for (auto* sub : {throughput, latency, echo, federation}) {
-    sub->add_option("--pairs", o.pairs, "sender/recipient pairs (echo: connections)")->capture_default_str();
+    sub->add_option("--pairs", pairs_list, "sender/recipient pairs (echo: connections); a list runs each in turn")
+        ->delimiter(',')
+        ->capture_default_str();
     sub->add_option("--duration", o.duration_s, "seconds")->capture_default_str();
     sub->add_option("--payload", o.payload, "text bytes per message")->capture_default_str();
   }
@@ -462,22 +467,28 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (echo->parsed()) {
-      auto r = measure_echo(o);
-      return bench::report_messages(o, "echo", r, r);
-    }
     if (startup_cmd->parsed()) return startup(o);
-    if (federation->parsed()) {
-      bench::two_regions regions;
-      bench::start_two_regions({o.node_binary, nats_binary, o.threads, o.durable}, regions);
-      bool open_loop = federation->count("--rate") > 0;
-      message_result r;
-      run(o,
-          message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port}, std::make_shared<shared_state>(),
-                      {regions.a.pid, regions.b.pid, regions.nats.pid}, &r, open_loop));
-      return bench::report_messages(o, open_loop ? "federation-latency" : "federation", r, std::nullopt);
+    if (connections->parsed()) return single_node(o, true, false);
+    int rc = 0;
+    for (int pairs : pairs_list) {
+      o.pairs = pairs;
+      if (echo->parsed()) {
+        auto r = measure_echo(o);
+        rc |= bench::report_messages(o, "echo", r, r);
+      } else if (federation->parsed()) {
+        bench::two_regions regions;
+        bench::start_two_regions({o.node_binary, nats_binary, o.threads, o.durable}, regions);
+        bool open_loop = federation->count("--rate") > 0;
+        message_result r;
+        run(o, message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port},
+                           std::make_shared<shared_state>(), {regions.a.pid, regions.b.pid, regions.nats.pid}, &r,
+                           open_loop));
+        rc |= bench::report_messages(o, open_loop ? "federation-latency" : "federation", r, std::nullopt);
+      } else {
+        rc |= single_node(o, false, latency->parsed());
+      }
     }
-    return single_node(o, connections->parsed(), latency->parsed());
+    return rc;
   } catch (std::exception const& ex) {
     std::fprintf(stderr, "petchat-bench: %s\n", ex.what());
     return 1;

@@ -69,6 +69,17 @@ class BenchSmokeTest(unittest.TestCase):
         for key in ("send_to_accepted", "send_to_recipient", "send_to_receipt"):
             self.assertOrderedLatency(r[key], r["completed"])
 
+    def test_pairs_range(self):
+        # A list of pair counts runs the workload once per value, each on a fresh node.
+        cmd = [BENCH, "--json", "--node", NODE, "--echo", ECHO, "throughput", "--pairs", "1,3", "--window", "2",
+               "--duration", "0.5"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        runs = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+        self.assertEqual([r["pairs"] for r in runs], [1, 3], p.stdout)
+        for r in runs:
+            self.assertGreater(r["completed"], 0, r)
+
     def test_throughput_without_durability(self):
         r = bench("--no-durability", "throughput", "--pairs", "2", "--window", "4", "--duration", "1")
         self.assertFalse(r["durable"])
