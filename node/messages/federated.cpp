@@ -256,9 +256,11 @@ class federated_store final : public federation::local_store {
       return reject_reason::foreign_user;
     bool news = r.status() == client::UNDELIVERABLE;
     if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
+      // As for a local recipient: the receipt's mailbox entry goes with the message.
       sm->set_delivered_at_ms(r.at_ms());
+      m_.deliver_receipt(b, sm->message().from(), r, st.heads, &*sm);
       message_service::impl::update_message(b, *raw, *sm);
-      news = true;
+      return std::nullopt;
     }
     if (r.status() == client::READ && sm->read_at_ms() == 0) {
       // READ means "up to": the earlier messages to the reader are read too.
