@@ -493,6 +493,10 @@ void append(std::string& out, client::server_frame const& frame) {
   kind(o, frame);
 }
 
+void append(std::string& out, client::message const& m) {
+  message(out, m);
+}
+
 void append(std::string& out, client::event const& e) {
   object o(out);
   o.u64("ref", 0);

@@ -21,6 +21,8 @@ namespace petchat::gateway::detail::json_frames {
 void append(std::string& out, client::server_frame const& frame);
 // Appends the server_frame that holds `event` (ref 0), without building one.
 void append(std::string& out, client::event const& event);
+// Appends a message as the REST API serves it (the same object as in an event).
+void append(std::string& out, client::message const& message);
 
 // Reads a client frame; false if it is not one (as Protobuf's JSON parser, with unknown
 // fields ignored, would decide).

@@ -146,6 +146,20 @@ TEST_CASE("every kind of server frame reads as the same JSON as Protobuf's") {
   check_written(f);
 }
 
+TEST_CASE("a message alone (as REST serves it) reads as the same JSON as Protobuf's") {
+  auto m = sample_message("rest");
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  std::string theirs;
+  REQUIRE(google::protobuf::util::MessageToJsonString(m, &theirs, o).ok());
+  std::string ours;
+  jf::append(ours, m);
+  INFO("ours:   ", ours);
+  INFO("theirs: ", theirs);
+  CHECK(same(json::parse(ours), json::parse(theirs)));
+}
+
 TEST_CASE("text of every kind is escaped as JSON and reads back the same") {
   std::string every_control;
   for (char c = 1; c < 0x20; ++c) every_control.push_back(c);
