@@ -8,6 +8,7 @@
 #include <iterator>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "store/rocks/rocks.hpp"
@@ -217,4 +218,52 @@ TEST_CASE("cached families read the same as the database, across undone requests
     CHECK_FALSE(db.get(cf::state, "k0"));
     CHECK(db.get(cf::state, "k1") == std::optional<std::string>("v1"));
   }
+}
+
+TEST_CASE("remembered values are kept in memory only, undone with their request, and worked out again when forgotten") {
+  temp_dir dir;
+  int loads = 0;
+  std::string loaded = "from the data";
+  auto load = [&] {
+    ++loads;
+    return loaded;
+  };
+  std::vector<std::string> seen;  // what recall returned, in order (checked on this thread)
+  {
+    rocks_db db(rocks_options{.dir = dir.path, .cached = {cf::state}});
+    // Nothing remembered yet: worked out by `load`, then kept.
+    CHECK(write_sync(db, [&](rocks_batch& b) {
+            seen.push_back(b.recall(cf::state, "h", load));
+            seen.push_back(b.recall(cf::state, "h", load));
+            return true;
+          }) == write_outcome::committed);
+    // A request that remembers and is undone leaves the old value; one that commits keeps
+    // its value for later batches, without writing it.
+    CHECK(write_sync(db, [&](rocks_batch& b) {
+            b.remember(cf::state, "h", "undone");
+            seen.push_back(b.recall(cf::state, "h", load));  // the request sees its own
+            return false;
+          }) == write_outcome::rolled_back);
+    CHECK(write_sync(db, [&](rocks_batch& b) {
+            seen.push_back(b.recall(cf::state, "h", load));
+            b.remember(cf::state, "h", "kept");
+            return true;
+          }) == write_outcome::committed);
+    CHECK(write_sync(db, [&](rocks_batch& b) {
+            seen.push_back(b.recall(cf::state, "h", load));
+            return true;
+          }) == write_outcome::committed);
+    CHECK(loads == 1);
+    CHECK_FALSE(db.get(cf::state, "h"));  // never written
+  }
+  // Reopened, the writer has forgotten: the value is worked out again.
+  rocks_db db(rocks_options{.dir = dir.path, .cached = {cf::state}});
+  loaded = "worked out again";
+  CHECK(write_sync(db, [&](rocks_batch& b) {
+          seen.push_back(b.recall(cf::state, "h", load));
+          return true;
+        }) == write_outcome::committed);
+  CHECK(loads == 2);
+  CHECK(seen == std::vector<std::string>{"from the data", "from the data", "undone", "from the data", "kept",
+                                         "worked out again"});
 }
