@@ -1,5 +1,7 @@
 #include "client/detail/json_codec.hpp"
 
+#include "base/json/json.hpp"
+
 #include <google/protobuf/util/json_util.h>
 
 #include <boost/json.hpp>
@@ -12,65 +14,31 @@ namespace {
 
 // ---------------------------------------------------------------- writing client frames
 
-// A JSON string: the quote, the backslash and control characters escaped, every other byte
-// copied. Text that is not UTF-8 is the node's to refuse, as on the binary encoding.
-void string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  std::size_t run = 0;  // start of the bytes not yet copied
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.append("\\u00");
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 0xf]);
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out.push_back('"');
-}
-
-template <typename Int>
-void number(std::string& out, Int v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-// 64-bit integers are strings in the JSON mapping (JavaScript's numbers cannot hold them).
-void quoted(std::string& out, std::uint64_t v) {
-  out.push_back('"');
-  number(out, v);
-  out.push_back('"');
-}
+using json_text::append_number;
+using json_text::append_quoted;
+using json_text::append_string;
 
 void send(std::string& out, client::send const& s) {
   out.append("{\"client_id\":");
-  string(out, s.client_id());
+  append_string(out, s.client_id());
   out.append(",\"to\":");
-  string(out, s.to());
+  append_string(out, s.to());
   if (s.has_body()) {  // written by hand only without content (see append)
     out.append(",\"body\":{\"text\":");
-    string(out, s.body().text());
+    append_string(out, s.body().text());
     out.push_back('}');
   }
   out.append(",\"ttl_s\":");
-  number(out, s.ttl_s());
+  append_number(out, s.ttl_s());
   out.push_back('}');
 }
 
 void auth(std::string& out, client::auth const& a) {
   out.append("{\"access_token\":");
-  string(out, a.access_token());
+  append_string(out, a.access_token());
   if (a.has_after_seq()) {  // absent and 0 differ: absent resumes after the acknowledged seq
     out.append(",\"after_seq\":");
-    quoted(out, a.after_seq());
+    append_quoted(out, a.after_seq());
   }
   out.push_back('}');
 }
@@ -91,45 +59,8 @@ void print(std::string& out, client::client_frame const& frame) {
 // and the whole frame then goes to Protobuf's parser.
 namespace json = boost::json;
 
-bool read(json::value const& v, std::string& out) {
-  if (!v.is_string()) return false;
-  out.assign(v.get_string().data(), v.get_string().size());
-  return true;
-}
-
-bool read(json::value const& v, bool& out) {
-  if (!v.is_bool()) return false;
-  out = v.get_bool();
-  return true;
-}
-
-// All of `s` as a decimal integer of Int's range ('-' only for a signed one).
-template <typename Int>
-bool digits(json::string const& s, Int& out) {
-  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
-  return !s.empty() && r.ec == std::errc() && r.ptr == s.data() + s.size();
-}
-
-bool read(json::value const& v, std::uint64_t& out) {
-  if (v.is_uint64()) {
-    out = v.get_uint64();
-    return true;
-  }
-  if (v.is_int64()) {
-    if (v.get_int64() < 0) return false;
-    out = static_cast<std::uint64_t>(v.get_int64());
-    return true;
-  }
-  return v.is_string() && digits(v.get_string(), out);
-}
-
-bool read(json::value const& v, std::int64_t& out) {
-  if (v.is_int64()) {  // Boost.JSON keeps every integer that fits as int64
-    out = v.get_int64();
-    return true;
-  }
-  return v.is_string() && digits(v.get_string(), out);
-}
+using json_text::fields;
+using json_text::read;
 
 // A scalar field through its setter: scalar(x, e, &client::event::set_seq).
 template <typename Message, typename T>
@@ -137,16 +68,6 @@ bool scalar(json::value const& v, Message& m, void (Message::*setter)(T)) {
   T x{};
   if (!read(v, x)) return false;
   (m.*setter)(x);
-  return true;
-}
-
-// Reads the members of the object `v` with `field(key, value)`, which returns false for a
-// key it does not know or a value it is not sure of.
-template <typename Field>
-bool fields(json::value const& v, Field&& field) {
-  if (!v.is_object()) return false;
-  for (auto const& kv : v.get_object())
-    if (!field(std::string_view(kv.key()), kv.value())) return false;
   return true;
 }
 
@@ -305,7 +226,7 @@ void append(std::string& out, client::client_frame const& frame) {
   out.push_back('{');
   if (frame.ref() != 0) {  // 0 means "no reference", and a default is left out
     out.append("\"ref\":");
-    quoted(out, frame.ref());
+    append_quoted(out, frame.ref());
     out.push_back(',');
   }
   if (frame.has_send()) {
@@ -313,7 +234,7 @@ void append(std::string& out, client::client_frame const& frame) {
     send(out, frame.send());
   } else if (frame.has_ack()) {
     out.append("\"ack\":{\"seq\":");
-    quoted(out, frame.ack().seq());
+    append_quoted(out, frame.ack().seq());
     out.push_back('}');
   } else {
     out.append("\"auth\":");
@@ -323,17 +244,7 @@ void append(std::string& out, client::client_frame const& frame) {
 }
 
 bool parse(std::string_view text, client::server_frame& out) {
-  {
-    unsigned char buffer[4096];  // most frames parse without touching the heap
-    json::monotonic_resource memory(buffer, sizeof buffer);
-    boost::system::error_code ec;
-    auto v = json::parse(text, ec, &memory);
-    if (!ec && read(v, out)) return true;
-  }
-  out.Clear();
-  google::protobuf::util::JsonParseOptions o;
-  o.ignore_unknown_fields = true;
-  return google::protobuf::util::JsonStringToMessage(text, &out, o).ok();
+  return json_text::parse(text, out, [](json::value const& v, client::server_frame& f) { return read(v, f); });
 }
 
 }  // namespace petchat::sdk::detail::json_codec

@@ -18,6 +18,7 @@
 #include "node/log/log.hpp"
 #include "node/messages/detail/body_rules.hpp"
 #include "node/messages/detail/keys.hpp"
+#include "node/messages/detail/send_limiter.hpp"
 #include "node/messages/messages.hpp"
 #include "store/rocks/rocks.hpp"
 
@@ -85,40 +86,6 @@ inline std::optional<T> parse(std::optional<std::string> const& bytes) {
   if (!t.ParseFromString(*bytes)) return std::nullopt;
   return t;
 }
-
-// Per-user token bucket: `rate` sends per second, bursts of 2 * rate.
-class send_limiter {
- public:
-  explicit send_limiter(std::uint32_t rate) : rate_(rate) {}
-  bool allow(std::string const& user) {
-    auto now = std::chrono::steady_clock::now();
-    std::lock_guard lock(mutex_);
-    if (buckets_.size() > 100000) buckets_.clear();  // bounded; at worst forgives a burst
-    auto [it, fresh] = buckets_.try_emplace(user, bucket{2.0 * rate_, now});
-    auto& b = it->second;
-    double elapsed = std::chrono::duration<double>(now - b.at).count();
-    b.tokens = std::min(2.0 * rate_, b.tokens + elapsed * rate_);
-    b.at = now;
-    if (b.tokens < 1.0) return false;
-    b.tokens -= 1.0;
-    return true;
-  }
-  // Gives back a token taken by a send that stored nothing (a retry).
-  void refund(std::string const& user) {
-    std::lock_guard lock(mutex_);
-    if (auto it = buckets_.find(user); it != buckets_.end())
-      it->second.tokens = std::min(2.0 * rate_, it->second.tokens + 1.0);
-  }
-
- private:
-  struct bucket {
-    double tokens;
-    std::chrono::steady_clock::time_point at;
-  };
-  double rate_;
-  std::mutex mutex_;  // guards buckets_
-  std::unordered_map<std::string, bucket> buckets_;
-};
 
 }  // namespace service_detail
 
