@@ -23,9 +23,9 @@ bool named(std::string_view key, std::string_view proto, std::string_view camel 
 bool read(json::value const& v, google::protobuf::Value& out);
 
 bool read(json::object const& o, google::protobuf::Struct& out) {
-  auto& fields = *out.mutable_fields();
+  auto& members = *out.mutable_fields();
   for (auto const& kv : o)
-    if (!read(kv.value(), fields[std::string(kv.key())])) return false;
+    if (!read(kv.value(), members[std::string(kv.key())])) return false;
   return true;
 }
 
