@@ -321,7 +321,10 @@ schema schema_of(reader& rd, node_config& c) {
         {"max_sessions_per_user", rd.integer(c.messages.max_streams_per_user, 1, 1000000)},  // its name before 0.2
         {"send_queue_frames", rd.integer(c.messages.send_queue_frames, 4, 1 << 20)},
         {"delete_for_everyone_window_s", rd.integer(c.messages.delete_for_everyone_window_s, 0, 365 * 86400)},
-        {"expiry_sweep_interval_ms", rd.integer(c.messages.expiry_sweep_interval_ms, 10, 3600000)}}},
+        {"expiry_sweep_interval_ms", rd.integer(c.messages.expiry_sweep_interval_ms, 10, 3600000)},
+        {"max_group_members", rd.integer(c.messages.max_group_members, 2, 100000)},
+        {"max_groups_per_user", rd.integer(c.messages.max_groups_per_user, 1, 1000000)},
+        {"group_receipt_events_max_members", rd.integer(c.messages.group_receipt_events_max_members, 0, 100000)}}},
       {"log", {{"format", checked(rd, c, check_log_format)}, {"level", checked(rd, c, check_log_level)}}},
       {"federation", federation_keys(rd, c)},
   };

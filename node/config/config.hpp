@@ -77,6 +77,10 @@ struct messages_section {
   std::size_t send_queue_frames = 1024;        // frames queued to one client before it is cut off
   std::uint32_t delete_for_everyone_window_s = 3600;
   std::uint32_t expiry_sweep_interval_ms = 1000;
+  std::size_t max_group_members = 1000;
+  std::size_t max_groups_per_user = 500;
+  // Groups with more recipients get count receipts instead of one per member.
+  std::size_t group_receipt_events_max_members = 32;
 };
 
 struct log_section {

@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 40> table{{
+constexpr std::array<entry, 46> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -50,6 +50,12 @@ constexpr std::array<entry, 40> table{{
     {"frame_too_large", 413},             // code::frame_too_large
     {"not_authenticated", 401},           // code::not_authenticated
     {"too_many_streams", 429},            // code::too_many_streams
+    {"forbidden_role", 403},              // code::forbidden_role
+    {"owner_must_hand_over", 409},        // code::owner_must_hand_over
+    {"group_full", 409},                  // code::group_full
+    {"too_many_groups", 409},             // code::too_many_groups
+    {"already_member", 409},              // code::already_member
+    {"remote_member_unsupported", 400},   // code::remote_member_unsupported
     {"too_many_connections", 503},        // code::too_many_connections
     {"store_unavailable", 503},           // code::store_unavailable
 }};

@@ -50,6 +50,13 @@ enum class code {
   frame_too_large,
   not_authenticated,
   too_many_streams,
+  // Groups.
+  forbidden_role,
+  owner_must_hand_over,
+  group_full,
+  too_many_groups,
+  already_member,
+  remote_member_unsupported,
   // The gateway.
   too_many_connections,
   // The stores.

@@ -137,6 +137,15 @@ awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
     }
     case client::client_frame::kTyping: {
       if (!typing_allowed()) co_return;  // dropped: see typing_per_second
+      if (auto const& group = frame.typing().conversation_id(); !group.empty() && frame.typing().to().empty()) {
+        auto peers = svc_->messages.group_peers(uid, group);
+        if (!peers) {
+          send_error(ref, peers.error());
+          co_return;
+        }
+        for (auto const& peer : *peers) svc_->manager.relay_typing(uid, peer, group, frame.typing().active());
+        co_return;
+      }
       auto typing = svc_->messages.typing_between(uid, frame.typing().to());
       if (!typing) {
         send_error(ref, typing.error());

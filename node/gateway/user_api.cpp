@@ -1,5 +1,6 @@
 // The chat clients' REST API (docs/PROTOCOL.md). Every request is validated here, at the
 // edge, before the user service sees it.
+#include "node/gateway/detail/user_api.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/gateway.hpp"
 
@@ -13,27 +14,13 @@
 #include "base/ids/ids.hpp"
 
 namespace petchat::gateway {
-namespace {
 
 using errors::code;
 using errors::fail;
 using namespace detail;
 
-struct user_api {
-  users::user_service& users;
-  messages::message_service& messages;
-  ws::ws_manager& manager;
-  metrics::registry& metrics;
-  std::shared_ptr<std::atomic<bool>> stopping;
-  federation_view fed;
-
-  std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
-};
-
-response method_not_allowed(char const* allowed);
-
 // The caller, from "Authorization: Bearer <token>".
-errors::result<users::principal> authenticate(user_api const& api, request const& r) {
+errors::result<users::principal> detail::authenticate(user_api const& api, request const& r) {
   auto h = r.header("authorization");
   if (h.empty()) return fail(code::missing_token, "this endpoint needs an Authorization: Bearer <access token> header");
   constexpr std::string_view scheme = "Bearer ";
@@ -43,6 +30,8 @@ errors::result<users::principal> authenticate(user_api const& api, request const
     return fail(code::invalid_token, "the Authorization header must be 'Bearer <access token>'");
   return api.users.authenticate(std::string_view(h).substr(scheme.size()));
 }
+
+namespace {
 
 awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
   auto body = parse_object(r.body);
@@ -155,8 +144,10 @@ errors::result<messages::history_query> history_filters(std::string const& query
   return q;
 }
 
-response history_answer(user_api const& api, std::string const& user, std::string const& conv,
-                        std::string const& query) {
+}  // namespace
+
+response detail::history_answer(user_api const& api, std::string const& user, std::string const& conv,
+                                std::string const& query) {
   auto q = history_filters(query);
   if (!q) return error_response(q.error());
   auto page = api.messages.history(user, conv, q.value());
@@ -167,6 +158,8 @@ response history_answer(user_api const& api, std::string const& user, std::strin
                                          {"has_more_before", page->has_more_before},
                                          {"has_more_after", page->has_more_after}});
 }
+
+namespace {
 
 awaitable<response> messages_route(std::shared_ptr<user_api> api, request r) {
   auto who = authenticate(*api, r);
@@ -244,11 +237,15 @@ response regions(user_api const& api) {
   return json_response(200, json::object{{"regions", std::move(list)}});
 }
 
-response method_not_allowed(char const* allowed) {
+}  // namespace
+
+response detail::method_not_allowed(char const* allowed) {
   auto r = error_response(fail(code::method_not_allowed, std::string("this endpoint allows ") + allowed));
   r.headers.emplace_back("Allow", allowed);
   return r;
 }
+
+namespace {
 
 // For /readyz: a region is ready without federation (it works alone), but says how it is.
 json::value federation_state(user_api const& api) {
@@ -297,6 +294,9 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     if (m != "GET" && m != "PATCH") co_return method_not_allowed("GET, PATCH");
     co_return co_await me(api, std::move(r));
   }
+  if (p == "/v1/conversations" || (p.starts_with("/v1/conversations/") && !p.ends_with("/messages")) ||
+      (p.starts_with("/v1/messages/") && p.ends_with("/receipts")))
+    co_return co_await conversations_route(api, std::move(r));
   if (p == "/v1/messages" || p.starts_with("/v1/messages/") || p.starts_with("/v1/conversations/"))
     co_return co_await messages_route(api, std::move(r));
   if (p.starts_with("/v1/presence/") && p.size() > 13) {

@@ -8,7 +8,7 @@
 // the origin's commits is kept. The inbound stream position is stored in that write too.
 #include <future>
 
-#include "node/messages/detail/service.hpp"
+#include "node/messages/detail/receipts.hpp"
 
 namespace petchat::messages {
 namespace {
@@ -264,7 +264,7 @@ class federated_store final : public federation::local_store {
     }
     if (r.status() == client::READ && sm->read_at_ms() == 0) {
       // READ means "up to": the earlier messages to the reader are read too.
-      for (auto& read : m_.mark_read(b, sm->message().conversation_id(), r.by(), *raw, r.at_ms())) {
+      for (auto& read : mark_read(m_, b, sm->message().conversation_id(), r.by(), *raw, r.at_ms())) {
         if (read.delivered_at_ms() != 0) continue;
         read.set_delivered_at_ms(r.at_ms());
         message_service::impl::update_message(b, parse_id(read.message().id()).value_or(""), read);

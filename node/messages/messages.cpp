@@ -4,7 +4,7 @@
 
 #include "node/async/async.hpp"
 #include "node/log/log.hpp"
-#include "node/messages/detail/service.hpp"
+#include "node/messages/detail/receipts.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
 // lambda handed to an awaited call is stored in a named variable first (see users.cpp).
@@ -39,7 +39,10 @@ std::optional<errors::failure> check_send(client::send const& request, keys::bod
   if (request.client_id().empty()) return fail(code::missing_field, "send.client_id is required", "client_id");
   if (request.client_id().size() > max_client_id || !format::utf8_length(request.client_id()))
     return fail(code::invalid_field, "send.client_id must be 1 to 64 bytes of UTF-8", "client_id");
-  if (request.to().empty()) return fail(code::missing_field, "send.to is required", "to");
+  if (!request.to().empty() && !request.conversation_id().empty())
+    return fail(code::invalid_field, "send takes either to or conversation_id, not both", "to");
+  if (request.to().empty() && request.conversation_id().empty())
+    return fail(code::missing_field, "send.to (or send.conversation_id) is required", "to");
   if (!request.has_body() || (request.body().text().empty() && !request.body().has_content()))
     return fail(code::missing_field, "send.body needs text or content", "body");
   if (auto bad = keys::check_body(request.body(), limits))
@@ -50,8 +53,9 @@ std::optional<errors::failure> check_send(client::send const& request, keys::bod
 // A send as it goes through the writer: the message (its id, time and expiry are taken
 // in the write), and what the write did.
 struct send_write {
-  std::string from, to, conversation;
-  std::uint32_t ttl_s = 0;
+  std::string from, to, conversation;      // `to` empty for a group
+  std::uint32_t ttl_s = 0;                 // before the conversation's own ttl_s
+  std::optional<errors::failure> refused;  // a group's membership, checked in the write
   client::message message;
   std::optional<records::accepted_record> original;  // an earlier send with this client_id
   std::vector<news> heads;
@@ -59,45 +63,131 @@ struct send_write {
   bool now_shared = false;  // this message made the two users' presence shared
 };
 
-// Inside the write: the message, its indexes, both mailboxes (or the outbox), the
-// idempotency record. False (nothing written) if the client_id was used already.
+// The id and the time are taken on the writer, in commit order: the order of the
+// conversation's history (ids) is the order of the mailboxes (seqs). A conversation's own
+// ttl_s caps the send's.
+std::string stamp(message_service::impl const& m, send_write& st, std::uint32_t conversation_ttl_s) {
+  std::string raw_id = keys::new_message_id(m.region_hash);
+  std::int64_t now = keys::message_id_time_ms(raw_id);
+  std::uint32_t ttl = conversation_ttl_s ? std::min(st.ttl_s, conversation_ttl_s) : st.ttl_s;
+  st.message.set_id(print_id(raw_id));
+  st.message.set_sent_at_ms(now);
+  st.message.set_expires_at_ms(now + std::int64_t(ttl) * 1000);
+  return raw_id;
+}
+
+// A group message: stored once, one mailbox entry per member (the sender's included),
+// listed in its fan-out record. The sender must be a member now, in this write, so that a
+// removal and a send are in one order.
+bool write_group_send(message_service::impl const& m, store::rocks_batch& b, send_write& st,
+                      records::stored_message& stored, std::string& raw_id) {
+  auto conv = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
+  if (!conv || !conv->group() || member_index(*conv, st.from) < 0) {
+    bool former = conv && conv->group() && load_participant(b, st.from, st.conversation);
+    st.refused = former ? fail(code::not_a_member, "you are no longer a member of this conversation")
+                        : fail(code::conversation_not_found, "no conversation '" + st.conversation + "' of yours");
+    return false;
+  }
+  raw_id = stamp(m, st, conv->ttl_s());
+  *stored.mutable_message() = st.message;
+  count_message(b, stored, raw_id, true);
+  records::stored_event e;
+  e.set_message_id(raw_id);
+  records::fanout_record fan;
+  for (auto const& member : conv->members()) {
+    auto seq = m.append_entry(b, member, e);
+    auto* ref = fan.add_mailbox_entries();
+    ref->set_user(member);
+    ref->set_seq(seq);
+    st.heads.push_back({member, seq, e});
+    if (member != st.from) fan.add_recipients(member);
+  }
+  stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
+  b.put(cf::receipts, keys::fanout_key(raw_id), fan.SerializeAsString());
+  return true;
+}
+
+// A direct message: the conversation on first contact, both mailboxes (or the outbox).
+void write_direct_send(message_service::impl const& m, store::rocks_batch& b, send_write& st,
+                       records::stored_message& stored, std::string& raw_id) {
+  st.now_shared = message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
+  auto conv = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
+  raw_id = stamp(m, st, conv ? conv->ttl_s() : 0);
+  *stored.mutable_message() = st.message;
+  direct_participant(b, st.from, st.conversation, st.message.sent_at_ms());
+  if (m.is_local(st.to)) direct_participant(b, st.to, st.conversation, st.message.sent_at_ms());
+  count_message(b, stored, raw_id, true);
+  records::stored_event e;
+  e.set_message_id(raw_id);
+  federation::body envelope;  // only a recipient of another region needs it
+  if (!m.is_local(st.to)) *envelope.mutable_message() = st.message;
+  // The mailbox entries and the idempotency record go when the message goes: the message
+  // lists them, and its one expiry entry stands for all of them.
+  m.deliver_to_both(b, st.from, st.to, e, std::move(envelope), &stored, st.heads, st.queued);
+}
+
+// Inside the write: the message, its indexes, the mailboxes (or the outbox), the
+// idempotency record. False (nothing written) if the client_id was used already, or the
+// sender may not send to the group.
 bool write_send(message_service::impl const& m, store::rocks_batch& b, send_write& st) {
   st.heads.clear();
   st.queued = false;
   st.now_shared = false;
-  auto& msg = st.message;
-  auto idem = keys::idempotency_key(st.from, msg.client_id());
+  st.refused.reset();
+  auto idem = keys::idempotency_key(st.from, st.message.client_id());
   if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
     st.original = *prior;
     return false;
   }
-  // The id and the time are taken here, on the writer, in commit order: the order of the
-  // conversation's history (ids) is the order of the mailboxes (seqs).
-  std::string raw_id = keys::new_message_id(m.region_hash);
-  std::int64_t now = keys::message_id_time_ms(raw_id);
-  std::int64_t expires_at = now + std::int64_t(st.ttl_s) * 1000;
-  msg.set_id(print_id(raw_id));
-  msg.set_sent_at_ms(now);
-  msg.set_expires_at_ms(expires_at);
   records::stored_message stored;
-  *stored.mutable_message() = msg;
-  st.now_shared = message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
-  records::stored_event e;
-  e.set_message_id(raw_id);
-  federation::body envelope;  // only a recipient of another region needs it
-  if (!m.is_local(st.to)) *envelope.mutable_message() = msg;
-  // The mailbox entries and the idempotency record go when the message goes: the message
-  // lists them, and its one expiry entry stands for all of them.
-  m.deliver_to_both(b, st.from, st.to, e, std::move(envelope), &stored, st.heads, st.queued);
+  std::string raw_id;
+  if (st.to.empty()) {
+    if (!write_group_send(m, b, st, stored, raw_id)) return false;
+  } else {
+    write_direct_send(m, b, st, stored, raw_id);
+  }
   stored.set_owns_idempotency_record(true);
   message_service::impl::put_message(b, raw_id, stored);
   records::accepted_record a;
   a.set_message_id(raw_id);
   a.set_conversation_id(st.conversation);
-  a.set_sent_at_ms(now);
-  a.set_expires_at_ms(expires_at);
+  a.set_sent_at_ms(st.message.sent_at_ms());
+  a.set_expires_at_ms(st.message.expires_at_ms());
   b.put(cf::idempotency, idem, a.SerializeAsString());
   return true;
+}
+
+// Inside a read's write in a direct conversation: every message to `user` up to `upto` is
+// read. One that was never acknowledged is delivered too, and its sender is told so first
+// (DELIVERED, then READ): a client that reads before it acknowledges must not cost the
+// sender the delivery receipt. True if a receipt went to the outbox.
+bool read_direct(message_service::impl const& m, store::rocks_batch& b, std::string const& conv,
+                 std::string const& user, std::string const& upto, std::int64_t now, std::vector<news>& heads) {
+  bool queued = false;
+  auto marked = mark_read(m, b, conv, user, upto, now);
+  for (auto it = marked.rbegin(); it != marked.rend(); ++it) {
+    if (it->delivered_at_ms() != 0) continue;
+    it->set_delivered_at_ms(now);
+    queued |= m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now), heads, &*it);
+    message_service::impl::update_message(b, parse_id(it->message().id()).value_or(""), *it);
+  }
+  // The newest stands for every earlier one.
+  if (!marked.empty())
+    queued |= m.deliver_receipt(b, marked.front().message().from(),
+                                m.receipt_for(marked.front(), client::READ, user, now), heads);
+  return queued;
+}
+
+// The reader's unread count starts again after `upto` (the conversation list).
+void move_read_seq(message_service::impl const& m, store::rocks_batch& b, std::string const& conv,
+                   std::string const& user, std::string const& upto, std::int64_t now) {
+  auto read = parse<records::stored_message>(b.get(cf::messages, upto));
+  if (!read || read->conversation_seq() == 0) return;  // stored before the list existed
+  auto p = keys::is_group(conv) ? load_participant(b, user, conv) : direct_participant(b, user, conv, now);
+  if (!p || read->conversation_seq() <= p->read_seq()) return;
+  p->set_read_seq(read->conversation_seq());
+  p->set_own_after_read(own_after(m, conv, user, upto));
+  put_participant(b, user, conv, *p);
 }
 
 // The answer to a retry: the original acceptance, marked as a duplicate.
@@ -125,7 +215,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     if (auto record = parse<records::accepted_record>(prior)) return accepted_again(*record, request.client_id());
     return std::nullopt;
   };
-  auto to = m.recipient(request.to());
+  auto to = request.to().empty() ? m.conversation_target(from, request.conversation_id()) : m.recipient(request.to());
   if (!to) {
     if (auto again = accepted_before()) co_return *again;
     co_return to.error();
@@ -140,7 +230,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   auto st = std::make_shared<send_write>();
   st->from = from;
   st->to = *to;
-  st->conversation = keys::direct_conversation_id(from, *to);
+  st->conversation = to->empty() ? request.conversation_id() : keys::direct_conversation_id(from, *to);
   st->ttl_s = request.ttl_s() == 0 ? m.options.retention_s : std::min(request.ttl_s(), m.options.retention_s);
   auto& msg = st->message;
   msg.set_conversation_id(st->conversation);
@@ -151,6 +241,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   store::rocks_db::write_fn mutation = [&m, st](store::rocks_batch& b) { return write_send(m, b, *st); };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");
+  if (st->refused) co_return *st->refused;
   if (st->original) {
     m.limiter.refund(from);
     co_return accepted_again(*st->original, msg.client_id());
@@ -201,7 +292,7 @@ awaitable<errors::status> message_service::ack(std::string user, std::string dev
       std::uint64_t upto = std::min(seq, mark + max_ack_walk);
       st->more = upto < seq;
       b.put(cf::state, keys::delivered_key(user), keys::be64(upto));
-      m.deliver_range(b, user, mark, upto, st->heads, st->queued);
+      deliver_range(m, b, user, mark, upto, st->heads, st->queued);
       return true;
     };
     auto outcome = co_await async::write(m.db, std::move(mutation));
@@ -236,21 +327,14 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     if (prev && *prev >= upto) return false;  // read marks only move forward
     b.put(cf::state, mark_key, upto);
     std::int64_t now = now_ms();
-    // Every message up to the mark is read. One that was never acknowledged is delivered
-    // too, and its sender is told so first (DELIVERED, then READ): a client that reads
-    // before it acknowledges must not cost the sender the delivery receipt.
-    auto marked = m.mark_read(b, conversation_id, user, upto, now);
-    for (auto it = marked.rbegin(); it != marked.rend(); ++it) {
-      if (it->delivered_at_ms() != 0) continue;
-      it->set_delivered_at_ms(now);
-      st->queued |=
-          m.deliver_receipt(b, it->message().from(), m.receipt_for(*it, client::DELIVERED, user, now), st->heads, &*it);
-      impl::update_message(b, parse_id(it->message().id()).value_or(""), *it);
+    if (keys::is_group(conversation_id)) {
+      auto p = load_participant(b, user, conversation_id);
+      if (!p) return false;
+      mark_read_group(m, b, conversation_id, user, *p, upto, now, st->heads);
+    } else {
+      st->queued |= read_direct(m, b, conversation_id, user, upto, now, st->heads);
     }
-    // The newest stands for every earlier one.
-    if (!marked.empty())
-      st->queued |= m.deliver_receipt(b, marked.front().message().from(),
-                                      m.receipt_for(marked.front(), client::READ, user, now), st->heads);
+    move_read_seq(m, b, conversation_id, user, upto, now);
     records::stored_event mark;
     mark.mutable_read_mark()->set_conversation_id(conversation_id);
     mark.mutable_read_mark()->set_message_id(print_id(upto));
@@ -268,7 +352,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
   auto& m = *impl_;
   auto raw = parse_id(message_id);
   auto stored = raw ? m.load(*raw) : std::nullopt;
-  if (!stored || !m.visible(*stored, user, now_ms()) || !m.member(user, stored->message().conversation_id()))
+  if (!stored || !m.visible(*stored, user, now_ms()) || !m.may_see(user, *stored))
     co_return fail(code::message_not_found, "no message '" + message_id + "'");
   if (for_everyone) {
     if (stored->message().from() != user) co_return fail(code::not_sender, "only the sender can delete for everyone");
@@ -300,6 +384,12 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_conversation_id(msg.conversation_id());
     d->set_by(user);
     d->set_at_ms(now_ms());
+    if (keys::is_group(msg.conversation_id())) {
+      auto conv = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
+      if (conv)
+        for (auto const& member : conv->members()) st->heads.push_back({member, m.append(b, member, e), e});
+      return true;
+    }
     federation::body envelope;
     *envelope.mutable_deleted() = e.deleted();
     m.deliver_to_both(b, msg.from(), msg.to(), e, std::move(envelope), nullptr, st->heads, st->queued);

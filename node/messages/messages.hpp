@@ -49,6 +49,68 @@ struct history_page {
   bool has_more_after = false;
 };
 
+// Groups and the conversation list (docs/PROTOCOL.md, "Conversations and groups").
+struct group_spec {
+  std::string title;
+  std::string description;
+  std::vector<std::string> members;  // user ids as given
+  bool history_visible = false;
+  std::uint32_t ttl_s = 0;
+};
+struct conversation_patch {
+  std::optional<std::string> title, description;
+  std::optional<std::uint32_t> ttl_s;
+  std::optional<bool> history_visible, muted;
+};
+struct member_failure {
+  std::string user_id;
+  errors::failure error;
+};
+struct member_view {
+  std::string user_id;
+  client::member_role role = client::MEMBER;
+};
+// A conversation as one user sees it: the list's summary, and with `members` its details.
+struct conversation_view {
+  std::string id;
+  bool group = false;
+  std::string title;  // a direct conversation's: the other member
+  std::string peer;   // direct only
+  std::string description;
+  std::string owner;
+  std::vector<member_view> members;  // details only
+  std::size_t member_count = 0;
+  bool member = true;  // false once the user left or was removed
+  std::optional<client::message> last_message;
+  std::int64_t last_activity_ms = 0;
+  std::uint64_t unread = 0;
+  std::optional<std::string> read_mark;  // a message id
+  bool muted = false;
+  std::uint32_t ttl_s = 0;
+  bool history_visible = false;
+  std::uint64_t version = 0;
+  std::int64_t created_at_ms = 0;
+};
+struct conversation_page {
+  std::vector<conversation_view> conversations;
+  std::optional<std::string> next;  // the cursor of the next page
+};
+struct membership_result {
+  conversation_view conversation;
+  std::vector<std::string> added;
+  std::vector<member_failure> failed;
+};
+struct receipt_view {
+  std::string user_id;
+  std::int64_t delivered_at_ms = 0;
+  std::int64_t read_at_ms = 0;
+};
+struct message_receipts {
+  std::string message_id, conversation_id;
+  std::uint32_t recipients = 0, delivered_count = 0, read_count = 0;
+  std::vector<receipt_view> members;
+};
+
 // A batch of mailbox events for one device, in seq order.
 struct mailbox_read {
   std::vector<client::event> events;
@@ -136,6 +198,33 @@ class message_service {
   bool shares_presence(std::string const& a, std::string const& b) const;
   // Users who share presence with `user` (see shares_presence).
   std::vector<std::string> contacts(std::string const& user) const;
+
+  // Groups (node/messages/groups.cpp). Each change is durable, and a conversation_change
+  // event in every member's mailbox, before it is answered. Errors: invalid_field,
+  // missing_field, conversation_not_found, not_a_member, forbidden_role,
+  // owner_must_hand_over, too_many_groups, user_not_found; per member (`failed`):
+  // user_not_found, remote_member_unsupported, group_full, too_many_groups, already_member.
+  awaitable<result<membership_result>> create_group(std::string owner, group_spec spec);
+  awaitable<result<membership_result>> add_members(std::string by, std::string conversation_id,
+                                                   std::vector<std::string> users);
+  // `user` == `by`: leaving (an owner names a successor).
+  awaitable<errors::status> remove_member(std::string by, std::string conversation_id, std::string user,
+                                          std::optional<std::string> successor);
+  awaitable<result<conversation_view>> set_role(std::string by, std::string conversation_id, std::string user,
+                                                client::member_role role);
+  awaitable<result<conversation_view>> update_conversation(std::string by, std::string conversation_id,
+                                                           conversation_patch patch);
+
+  // The conversation list, newest activity first, `limit` from after the cursor `before`
+  // (node/messages/conversations.cpp). Errors: invalid_field (the cursor).
+  result<conversation_page> conversations(std::string const& user, std::size_t limit,
+                                          std::optional<std::string> const& before) const;
+  // One conversation with its members. Errors: conversation_not_found, not_a_member.
+  result<conversation_view> conversation(std::string const& user, std::string const& conversation_id) const;
+  // Per-recipient receipts of a message `user` sent. Errors: message_not_found, not_sender.
+  result<message_receipts> receipts(std::string const& user, std::string const& message_id) const;
+  // The other current members of a group `user` is in (typing), or conversation_not_found.
+  result<std::vector<std::string>> group_peers(std::string const& user, std::string const& conversation_id) const;
 
   // Removes expired messages (at most `max` per call); returns how many.
   awaitable<std::size_t> sweep_expired(std::size_t max = 10000);

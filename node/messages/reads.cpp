@@ -33,7 +33,10 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
               if (e.has_message_id()) {
                 auto sm = m.load(e.message_id());
                 content = sm ? m.visible(*sm, user, now) : std::nullopt;  // expired or deleted: skipped
-                if (content && content->from() != user && content->to() != user) content.reset();
+                // Never another user's message (a group's message is in the mailbox of each member).
+                if (content && content->from() != user && content->to() != user &&
+                    !keys::is_group(content->conversation_id()))
+                  content.reset();
               }
               if (!to_client_event(e, std::move(content), ev)) return true;
               out.events.push_back(std::move(ev));
@@ -46,7 +49,14 @@ result<history_page> message_service::history(std::string const& user, std::stri
                                               history_query const& q) const {
   auto& m = *impl_;
   if (!m.conversation(conv)) return fail(code::conversation_not_found, "no conversation '" + conv + "'");
-  if (!m.member(user, conv)) return fail(code::not_a_member, "you are not a member of this conversation");
+  // A group's history as a member sees it: their membership period (also after they left).
+  std::optional<records::participant_record> period;
+  if (keys::is_group(conv)) {
+    period = parse<records::participant_record>(m.db.get(cf::conversations, keys::participant_key(user, conv)));
+    if (!period) return fail(code::not_a_member, "you are not a member of this conversation");
+  } else if (!m.member(user, conv)) {
+    return fail(code::not_a_member, "you are not a member of this conversation");
+  }
   std::string lower = keys::first_of(conv);
   std::string upper = keys::past_last_of(conv);
   auto bound = [&](std::optional<std::string> const& id, char const* field) -> result<std::string> {
@@ -73,6 +83,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
     auto sm = m.load(std::string(keys::after_owner(key, conv)));
     auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
     if (!visible || visible->conversation_id() != conv) return std::nullopt;  // never leak another conversation
+    if (period && !in_period(*period, sm->conversation_seq())) return std::nullopt;
     return visible;
   };
   auto collect = [&](std::string_view key, std::string_view) {
@@ -116,8 +127,7 @@ result<client::message> message_service::get(std::string const& user, std::strin
   auto raw = parse_id(message_id);
   auto stored = raw ? m.load(*raw) : std::nullopt;
   auto visible = stored ? m.visible(*stored, user, now_ms()) : std::nullopt;
-  if (!visible || !m.member(user, visible->conversation_id()))
-    return fail(code::message_not_found, "no message '" + message_id + "'");
+  if (!visible || !m.may_see(user, *stored)) return fail(code::message_not_found, "no message '" + message_id + "'");
   return *visible;
 }
 
@@ -147,6 +157,13 @@ std::vector<std::string> message_service::contacts(std::string const& user) cons
                    if (peer != user && impl_->shares_presence(user, peer)) out.push_back(std::move(peer));
                    return true;
                  });
+  // Members of the user's groups too.
+  std::set<std::string> seen(out.begin(), out.end());
+  impl_->for_each_group(user, [&](records::conversation_record const& c) {
+    for (auto const& member : c.members())
+      if (member != user && seen.insert(member).second) out.push_back(member);
+    return true;
+  });
   return out;
 }
 

@@ -50,6 +50,7 @@ enum class cf : std::uint8_t {
   expiry,         // expires_at_ms(8 BE) message id(16) -> ""
   conversations,  // conversation id -> conversation_record; "u/" user NUL peer -> conversation id
   outbox,         // federation: destination region NUL lane seq(8 BE) -> federation body
+  receipts,       // group messages: message id(16) [NUL user] -> receipt counts [a member's receipt]
   count_
 };
 

@@ -86,6 +86,7 @@ bool read(json::value const& v, client::send& s) {
   return fields(v, [&](std::string_view k, json::value const& x) {
     if (named(k, "client_id", "clientId")) return read(x, *s.mutable_client_id());
     if (named(k, "to")) return read(x, *s.mutable_to());
+    if (named(k, "conversation_id", "conversationId")) return read(x, *s.mutable_conversation_id());
     if (named(k, "body")) return read(x, *s.mutable_body());
     std::uint64_t ttl = 0;
     if (named(k, "ttl_s", "ttlS") && read(x, ttl, UINT32_MAX)) {
@@ -116,6 +117,7 @@ bool read(json::value const& v, client::read& r) {
 bool read(json::value const& v, client::typing& t) {
   return fields(v, [&](std::string_view k, json::value const& x) {
     if (named(k, "to")) return read(x, *t.mutable_to());
+    if (named(k, "conversation_id", "conversationId")) return read(x, *t.mutable_conversation_id());
     bool active = false;
     if (!named(k, "active") || !read(x, active)) return false;
     t.set_active(active);

@@ -54,6 +54,7 @@ class object {
   void str(std::string_view k, std::string_view v) { append_string(key(k), v); }
   void u64(std::string_view k, std::uint64_t v) { append_quoted(key(k), v); }
   void i64(std::string_view k, std::int64_t v) { append_quoted(key(k), v); }
+  void u32(std::string_view k, std::uint32_t v) { append_number(key(k), v); }
   void boolean(std::string_view k, bool v) { key(k).append(v ? "true" : "false"); }
   void enumeration(std::string_view k, int v, std::string const& name) {
     if (name.empty())
@@ -127,6 +128,27 @@ void message(std::string& out, client::message const& m) {
   o.i64("read_at_ms", m.read_at_ms());
 }
 
+void conversation_change(std::string& out, client::conversation_change const& c) {
+  object o(out);
+  o.str("conversation_id", c.conversation_id());
+  o.u64("version", c.version());
+  o.enumeration("kind", c.kind(), client::change_kind_Name(c.kind()));
+  o.str("by", c.by());
+  o.i64("at_ms", c.at_ms());
+  auto& users = o.key("users");
+  users.push_back('[');
+  for (int i = 0; i < c.users_size(); ++i) {
+    if (i) users.push_back(',');
+    append_string(users, c.users(i));
+  }
+  users.push_back(']');
+  o.enumeration("role", c.role(), client::member_role_Name(c.role()));
+  o.str("title", c.title());
+  o.str("description", c.description());
+  o.u32("ttl_s", c.ttl_s());
+  o.boolean("history_visible", c.history_visible());
+}
+
 void event(std::string& out, client::event const& e) {
   object o(out);
   o.u64("seq", e.seq());
@@ -142,6 +164,9 @@ void event(std::string& out, client::event const& e) {
       ro.enumeration("status", r.status(), client::receipt_status_Name(r.status()));
       ro.str("by", r.by());
       ro.i64("at_ms", r.at_ms());
+      ro.u32("recipients", r.recipients());
+      ro.u32("delivered_count", r.delivered_count());
+      ro.u32("read_count", r.read_count());
       break;
     }
     case client::event::kReadMark: {
@@ -161,6 +186,9 @@ void event(std::string& out, client::event const& e) {
       d_o.i64("at_ms", d.at_ms());
       break;
     }
+    case client::event::kConversationChange:
+      conversation_change(o.key("conversation_change"), e.conversation_change());
+      break;
     default:
       break;
   }

@@ -63,6 +63,12 @@ std::string message_id_floor(std::int64_t ms) {
   return be64(static_cast<std::uint64_t>(ms)).substr(2) + std::string(10, '\0');
 }
 
+std::string new_group_id() {
+  unsigned char raw[16];
+  randombytes_buf(raw, sizeof raw);
+  return "g" + format::base64url(std::string_view(reinterpret_cast<char const*>(raw), sizeof raw));
+}
+
 std::string direct_conversation_id(std::string const& a, std::string const& b) {
   auto const& lo = a < b ? a : b;
   auto const& hi = a < b ? b : a;

@@ -141,6 +141,36 @@ inline std::string wrote_key(std::string const& from, std::string const& to) {
   return "w/" + from + '\0' + to;
 }
 
+// conversations: a conversation's activity; a user's part in a conversation (owned by
+// participants_owner(user)); how many groups a user is a member of.
+inline std::string activity_key(std::string const& conv) {
+  return "a/" + conv;
+}
+inline std::string participants_owner(std::string const& user) {
+  return "p/" + user;
+}
+inline std::string participant_key(std::string const& user, std::string const& conv) {
+  return participants_owner(user) + '\0' + conv;
+}
+inline std::string group_count_key(std::string const& user) {
+  return "gc/" + user;
+}
+// receipts: a group message's counts (its id), fan-out (id 0x01), a member's receipt (id NUL user)
+inline std::string receipt_counts_key(std::string const& id) {
+  return id;
+}
+inline std::string fanout_key(std::string const& id) {
+  return id + '\x01';
+}
+inline std::string receipt_key(std::string const& id, std::string const& user) {
+  return id + '\0' + user;
+}
+// Group ids: "g" and 16 random bytes in URL-safe base64; direct ones start with "d".
+std::string new_group_id();
+inline bool is_group(std::string_view conv) {
+  return !conv.empty() && conv[0] == 'g';
+}
+
 // Message ids: 16 bytes = milliseconds since the epoch (6 bytes) | region hash (2 bytes) |
 // counter (8 bytes, random start). Bytewise order is time order; the id is printed as 22
 // characters of URL-safe base64.

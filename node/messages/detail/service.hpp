@@ -17,6 +17,7 @@
 #include "message_records.pb.h"
 #include "node/log/log.hpp"
 #include "node/messages/detail/body_rules.hpp"
+#include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
 #include "node/messages/detail/send_limiter.hpp"
 #include "node/messages/messages.hpp"
@@ -63,6 +64,9 @@ inline bool to_client_event(records::stored_event const& e, std::optional<client
     case records::stored_event::kDeleted:
       *out.mutable_deleted() = e.deleted();
       return true;
+    case records::stored_event::kConversationChange:
+      *out.mutable_conversation_change() = e.conversation_change();
+      return true;
     default:
       return false;
   }
@@ -77,14 +81,6 @@ inline std::optional<std::string> parse_id(std::string const& printed) {
   auto raw = format::from_base64url(printed);
   if (!raw || raw->size() != message_id_bytes) return std::nullopt;
   return raw;
-}
-
-template <typename T>
-inline std::optional<T> parse(std::optional<std::string> const& bytes) {
-  if (!bytes) return std::nullopt;
-  T t;
-  if (!t.ParseFromString(*bytes)) return std::nullopt;
-  return t;
 }
 
 }  // namespace service_detail
@@ -277,12 +273,24 @@ struct message_service::impl {
     b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), raw_id));
     for (auto const& ref : sm.mailbox_entries())
       erase_mailbox_entry(b, keys::mailbox_key(ref.user(), ref.seq()), floored);
+    if (keys::is_group(msg.conversation_id())) erase_fanout(b, raw_id, floored);
     if (!sm.owns_idempotency_record()) return;
     auto idem = keys::idempotency_key(msg.from(), msg.client_id());
     if (expired)
       b.erase(cf::idempotency, idem);
     else
       expire_later(b, msg.expires_at_ms(), keys::expiring::idempotency, idem);
+  }
+
+  // A group message's fan-out: its members' mailbox entries and receipts.
+  void erase_fanout(store::rocks_batch& b, std::string const& raw_id, std::set<std::string>& floored) const {
+    records::fanout_record fan;
+    if (auto v = b.get(cf::receipts, keys::fanout_key(raw_id))) fan.ParseFromString(*v);
+    for (auto const& ref : fan.mailbox_entries())
+      erase_mailbox_entry(b, keys::mailbox_key(ref.user(), ref.seq()), floored);
+    b.erase(cf::receipts, keys::fanout_key(raw_id));
+    b.erase(cf::receipts, keys::receipt_counts_key(raw_id));
+    for (auto const& user : fan.recipients()) b.erase(cf::receipts, keys::receipt_key(raw_id, user));
   }
 
   // An event of a 1:1 conversation that `from` (a local user) caused: into the mailbox of
@@ -355,65 +363,6 @@ struct message_service::impl {
     return r;
   }
 
-  // Inside an acknowledgement's write: the messages to `user` among the mailbox events
-  // (after, upto] get their DELIVERED receipt, once per message.
-  void deliver_range(store::rocks_batch& b, std::string const& user, std::uint64_t after, std::uint64_t upto,
-                     std::vector<news>& heads, bool& queued) {
-    std::vector<std::string> ids;
-    auto take = [&](std::string_view value) {
-      records::stored_event e;
-      if (e.ParseFromArray(value.data(), static_cast<int>(value.size())) && e.has_message_id())
-        ids.push_back(e.message_id());
-    };
-    // A device acknowledges as events arrive, so the stretch is mostly one or a few events:
-    // point reads (which also see this batch's writes) cost less than opening an iterator.
-    constexpr std::uint64_t point_reads_up_to = 8;
-    if (upto - after <= point_reads_up_to) {
-      for (std::uint64_t seq = after + 1; seq <= upto; ++seq)
-        if (auto v = b.get(cf::mailbox, keys::mailbox_key(user, seq))) take(*v);
-    } else {
-      db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::mailbox_key(user, upto + 1),
-              [&](std::string_view, std::string_view value) {
-                take(value);
-                return true;
-              });
-    }
-    scanned_by_acks += upto - after;
-    std::int64_t now = now_ms();
-    for (auto const& id : ids) {
-      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
-      if (!sm || sm->message().to() != user || sm->message().from() == user || sm->delivered_at_ms() != 0) continue;
-      sm->set_delivered_at_ms(now);
-      queued |= deliver_receipt(b, sm->message().from(), receipt_for(*sm, client::DELIVERED, user, now), heads, &*sm);
-      update_message(b, id, *sm);
-    }
-  }
-
-  // Marks the messages `reader` received in `conv`, up to and including `upto` (a raw id),
-  // as read at `at_ms`, newest first. Reads only move forward, so the walk stops at the
-  // first message already read, and after max_read_walk history entries (older ones stay unread
-  // in history; the READ receipt still stands for them). Returns the messages newly
-  // marked, newest first, as stored after the change.
-  std::vector<records::stored_message> mark_read(store::rocks_batch& b, std::string const& conv,
-                                                 std::string const& reader, std::string const& upto,
-                                                 std::int64_t at_ms) const {
-    std::vector<records::stored_message> marked;
-    std::size_t visited = 0;  // the reader's own messages count too: the walk is bounded
-    db.scan_reverse(cf::history, keys::first_of(conv), keys::successor(keys::history_key(conv, upto)),
-                    [&](std::string_view key, std::string_view) {
-                      auto id = std::string(keys::after_owner(key, conv));
-                      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
-                      if (++visited > max_read_walk) return false;
-                      if (!sm || sm->message().to() != reader || sm->message().from() == reader) return true;
-                      if (sm->read_at_ms() != 0) return false;
-                      sm->set_read_at_ms(at_ms);
-                      update_message(b, id, *sm);
-                      marked.push_back(std::move(*sm));
-                      return true;
-                    });
-    return marked;
-  }
-
   // Stores a conversation on first contact, with both members' contact entries, and
   // records that `from` has written to `to` (presence is shared only between users who
   // have both written: see shares_presence). True if this write is the one that makes
@@ -441,8 +390,25 @@ struct message_service::impl {
   // presence or last-seen time; a reply does.
   bool shares_presence(std::string const& a, std::string const& b) const {
     if (a == b) return true;
-    return db.get(cf::conversations, keys::wrote_key(a, b)).has_value() &&
-           db.get(cf::conversations, keys::wrote_key(b, a)).has_value();
+    if (db.get(cf::conversations, keys::wrote_key(a, b)).has_value() &&
+        db.get(cf::conversations, keys::wrote_key(b, a)).has_value())
+      return true;
+    bool shared = false;
+    for_each_group(a, [&](records::conversation_record const& c) { return !(shared = member_index(c, b) >= 0); });
+    return shared;
+  }
+
+  // Calls `fn` with each group `user` is a member of, until it returns false.
+  template <typename Fn>
+  void for_each_group(std::string const& user, Fn&& fn) const {
+    auto owner = keys::participants_owner(user);
+    db.scan(cf::conversations, keys::first_of(owner) + "g", keys::past_last_of(owner),
+            [&](std::string_view key, std::string_view) {
+              auto conv = std::string(keys::after_owner(key, owner));
+              if (!keys::is_group(conv)) return false;  // groups' ids sort after direct ones ('d' < 'g')
+              auto c = conversation(conv);
+              return !c || member_index(*c, user) < 0 || fn(*c);
+            });
   }
 
   // After a commit: live streams learn of new events, the link of new outbox entries;
@@ -479,6 +445,28 @@ struct message_service::impl {
     auto c = conversation(conv);
     if (!c) return false;
     return std::find(c->members().begin(), c->members().end(), user) != c->members().end();
+  }
+
+  // Who a send to `conv` goes to: empty for a group (its members, checked in the write),
+  // the other member for a direct conversation of `from`'s.
+  result<std::string> conversation_target(std::string const& from, std::string const& conv) const {
+    if (keys::is_group(conv)) return std::string();
+    auto c = conversation(conv);
+    if (!c || member_index(*c, from) < 0)
+      return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
+    for (auto const& member : c->members())
+      if (member != from) return member;
+    return from;  // a note to self
+  }
+
+  // Whether `user` may see the stored message `sm` (history, a single message): a member of
+  // its direct conversation, or a group message of the user's membership period (also
+  // after they left).
+  bool may_see(std::string const& user, records::stored_message const& sm) const {
+    auto const& conv = sm.message().conversation_id();
+    if (!keys::is_group(conv)) return member(user, conv);
+    auto p = parse<records::participant_record>(db.get(cf::conversations, keys::participant_key(user, conv)));
+    return p && in_period(*p, sm.conversation_seq());
   }
 
   // A recipient: an existing user of this region, or any user of a federated region

@@ -116,6 +116,30 @@ TEST_CASE("every kind of server frame reads as the same JSON as Protobuf's") {
     r->set_by("bob@us-east");
     r->set_at_ms(1);
     check_written(f);
+    r->set_by("");  // a group's count receipt
+    r->set_recipients(999);
+    r->set_delivered_count(512);
+    r->set_read_count(4294967295u);
+    check_written(f);
+  }
+  for (auto kind : {client::CREATED, client::MEMBERS_ADDED, client::ROLE_CHANGED, client::CHANGE_KIND_UNSPECIFIED}) {
+    f.Clear();
+    auto* c = f.mutable_event()->mutable_conversation_change();
+    c->set_conversation_id("gabc");
+    c->set_version(18446744073709551615ull);
+    c->set_kind(kind);
+    c->set_by("alice@eu-west");
+    c->set_at_ms(-1);
+    if (kind != client::ROLE_CHANGED) {
+      c->add_users("bob@eu-west");
+      c->add_users("c\"arol\u2028@eu-west");
+    }
+    c->set_role(kind == client::ROLE_CHANGED ? client::OWNER : client::MEMBER_ROLE_UNSPECIFIED);
+    c->set_title("t\n");
+    c->set_description("");
+    c->set_ttl_s(86400);
+    c->set_history_visible(kind == client::CREATED);
+    check_written(f);
   }
   f.Clear();
   f.mutable_event()->mutable_read_mark()->set_message_id("m");

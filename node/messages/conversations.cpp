@@ -1,0 +1,197 @@
+// The conversation list, one conversation's details and a message's receipts: reads of
+// committed state, on the caller's thread (see messages.hpp for each call's contract).
+// Unread counts come from counters (node/messages/detail/conversations.hpp), so a list
+// costs a few point reads per conversation, never a count of messages.
+#include <algorithm>
+#include <charconv>
+
+#include "node/messages/detail/conversations.hpp"
+#include "node/messages/detail/service.hpp"
+#include "node/messages/messages.hpp"
+
+namespace petchat::messages {
+namespace {
+
+using impl = message_service::impl;
+
+struct entry {
+  std::string conv;
+  records::participant_record part;
+  std::int64_t activity_ms = 0;
+};
+
+// The order of the list: newest activity first, then by id.
+bool before(entry const& a, entry const& b) {
+  return a.activity_ms != b.activity_ms ? a.activity_ms > b.activity_ms : a.conv > b.conv;
+}
+
+std::string cursor_of(entry const& e) {
+  return std::to_string(e.activity_ms) + "." + e.conv;
+}
+
+std::optional<entry> parse_cursor(std::string const& c) {
+  auto dot = c.find('.');
+  if (dot == std::string::npos || dot == 0) return std::nullopt;
+  entry e;
+  auto r = std::from_chars(c.data(), c.data() + dot, e.activity_ms);
+  if (r.ec != std::errc() || r.ptr != c.data() + dot) return std::nullopt;
+  e.conv = c.substr(dot + 1);
+  return e;
+}
+
+std::optional<records::participant_record> participant(impl const& m, std::string const& user,
+                                                       std::string const& conv) {
+  return parse<records::participant_record>(m.db.get(cf::conversations, keys::participant_key(user, conv)));
+}
+
+records::conversation_activity activity(impl const& m, std::string const& conv) {
+  return parse<records::conversation_activity>(m.db.get(cf::conversations, keys::activity_key(conv)))
+      .value_or(records::conversation_activity{});
+}
+
+// The summary of `conv` for `user` (with the members when `details`).
+conversation_view view_of(impl const& m, std::string const& user, std::string const& conv,
+                          records::conversation_record const& c, records::participant_record const& p, bool details) {
+  conversation_view v;
+  v.id = conv;
+  v.group = c.group();
+  auto act = activity(m, conv);
+  v.member = c.group() ? member_index(c, user) >= 0 : true;
+  v.member_count = static_cast<std::size_t>(c.members_size());
+  v.title = c.title();
+  if (!c.group()) {
+    for (auto const& other : c.members())
+      if (other != user) v.peer = other;
+    if (v.peer.empty()) v.peer = user;
+    v.title = v.peer;
+  }
+  v.description = c.description();
+  v.ttl_s = c.ttl_s();
+  v.history_visible = c.history_visible();
+  v.version = c.version();
+  v.created_at_ms = c.created_at_ms();
+  v.muted = p.muted();
+  v.last_activity_ms =
+      p.left_at_ms() ? p.left_at_ms() : std::max({act.last_at_ms(), p.joined_at_ms(), c.created_at_ms()});
+  auto const& last = p.left_at_ms() ? p.last_message_id() : act.last_message_id();
+  std::uint64_t seen = p.read_seq() + p.own_after_read();
+  v.unread = v.member && act.messages() > seen ? act.messages() - seen : 0;
+  if (auto mark = m.db.get(cf::state, keys::read_key(conv, user))) v.read_mark = print_id(*mark);
+  if (!last.empty())
+    if (auto sm = m.load(last))
+      if (auto shown = m.visible(*sm, user, now_ms()); shown && m.may_see(user, *sm)) v.last_message = *shown;
+  for (int i = 0; i < c.members_size(); ++i) {
+    auto role = role_of(c, c.members(i));
+    if (role == client::OWNER) v.owner = c.members(i);
+    if (details) v.members.push_back({c.members(i), role});
+  }
+  return v;
+}
+
+}  // namespace
+
+result<conversation_page> message_service::conversations(std::string const& user, std::size_t limit,
+                                                         std::optional<std::string> const& cursor) const {
+  auto& m = *impl_;
+  std::optional<entry> after;
+  if (cursor) {
+    after = parse_cursor(*cursor);
+    if (!after) return fail(code::invalid_field, "before must be a cursor from an earlier page", "before");
+  }
+  // Every conversation of the user's: their parts, and direct conversations from before
+  // the list existed (the contact index), which have none yet.
+  std::vector<entry> all;
+  auto owner = keys::participants_owner(user);
+  m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
+            [&](std::string_view key, std::string_view value) {
+              entry e;
+              e.conv = std::string(keys::after_owner(key, owner));
+              e.part.ParseFromArray(value.data(), static_cast<int>(value.size()));
+              all.push_back(std::move(e));
+              return true;
+            });
+  auto contacts = keys::contacts_owner(user);
+  m.db.scan(cf::conversations, keys::first_of(contacts), keys::past_last_of(contacts),
+            [&](std::string_view, std::string_view conv) {
+              if (!m.db.get(cf::conversations, keys::participant_key(user, std::string(conv))))
+                all.push_back({std::string(conv), records::participant_record{}, 0});
+              return true;
+            });
+  for (auto& e : all) {
+    auto act = activity(m, e.conv);
+    e.activity_ms = e.part.left_at_ms() ? e.part.left_at_ms() : std::max(act.last_at_ms(), e.part.joined_at_ms());
+    if (act.last_at_ms() == 0 && e.part.joined_at_ms() == 0)  // from before the list: its last message
+      m.db.scan_reverse(cf::history, keys::first_of(e.conv), keys::past_last_of(e.conv),
+                        [&](std::string_view key, std::string_view) {
+                          e.activity_ms = keys::message_id_time_ms(keys::after_owner(key, e.conv));
+                          return false;
+                        });
+  }
+  std::sort(all.begin(), all.end(), before);
+  auto it = all.begin();
+  if (after) it = std::upper_bound(all.begin(), all.end(), *after, before);
+  conversation_page page;
+  for (; it != all.end() && page.conversations.size() < limit; ++it) {
+    auto c = m.conversation(it->conv);
+    if (!c) continue;
+    page.conversations.push_back(view_of(m, user, it->conv, *c, it->part, false));
+    page.conversations.back().last_activity_ms = it->activity_ms;
+  }
+  if (it != all.end() && !page.conversations.empty()) page.next = cursor_of(*std::prev(it));
+  return page;
+}
+
+result<conversation_view> message_service::conversation(std::string const& user, std::string const& conv) const {
+  auto& m = *impl_;
+  auto c = m.conversation(conv);
+  auto p = c ? participant(m, user, conv) : std::nullopt;
+  if (c && !c->group() && member_index(*c, user) >= 0 && !p) p = records::participant_record{};
+  if (!c || !p) return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
+  if (c->group() && member_index(*c, user) < 0)
+    return fail(code::not_a_member, "you are no longer a member of this conversation");
+  return view_of(m, user, conv, *c, *p, true);
+}
+
+result<message_receipts> message_service::receipts(std::string const& user, std::string const& message_id) const {
+  auto& m = *impl_;
+  auto raw = parse_id(message_id);
+  auto sm = raw ? m.load(*raw) : std::nullopt;
+  if (!sm || !m.visible(*sm, user, now_ms()) || !m.may_see(user, *sm))
+    return fail(code::message_not_found, "no message '" + message_id + "'");
+  if (sm->message().from() != user) return fail(code::not_sender, "only the sender sees a message's receipts");
+  message_receipts out;
+  out.message_id = sm->message().id();
+  out.conversation_id = sm->message().conversation_id();
+  if (!keys::is_group(out.conversation_id)) {
+    out.recipients = 1;
+    out.members.push_back({sm->message().to(), sm->delivered_at_ms(), sm->read_at_ms()});
+    out.delivered_count = sm->delivered_at_ms() != 0;
+    out.read_count = sm->read_at_ms() != 0;
+    return out;
+  }
+  auto fan =
+      parse<records::fanout_record>(m.db.get(cf::receipts, keys::fanout_key(*raw))).value_or(records::fanout_record{});
+  auto counts = parse<records::receipt_counts>(m.db.get(cf::receipts, keys::receipt_counts_key(*raw)))
+                    .value_or(records::receipt_counts{});
+  out.recipients = static_cast<std::uint32_t>(fan.recipients_size());
+  out.delivered_count = counts.delivered();
+  out.read_count = counts.read();
+  for (auto const& member : fan.recipients()) {
+    auto r = parse<records::receipt_record>(m.db.get(cf::receipts, keys::receipt_key(*raw, member)))
+                 .value_or(records::receipt_record{});
+    out.members.push_back({member, r.delivered_at_ms(), r.read_at_ms()});
+  }
+  return out;
+}
+
+result<std::vector<std::string>> message_service::group_peers(std::string const& user, std::string const& conv) const {
+  auto c = impl_->conversation(conv);
+  if (!c || !c->group() || member_index(*c, user) < 0)
+    return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
+  std::vector<std::string> out;
+  for (auto const& member : c->members())
+    if (member != user) out.push_back(member);
+  return out;
+}
+
+}  // namespace petchat::messages

@@ -1,0 +1,165 @@
+// Receipts inside a write: DELIVERED from acknowledgements (deliver_range), READ from read
+// marks (mark_read in direct conversations, mark_read_group in groups), and the per-member
+// receipts and counts of group messages (group_receipt). Shared by messages.cpp and
+// federated.cpp.
+#pragma once
+
+#include <set>
+
+#include "node/messages/detail/conversations.hpp"
+#include "node/messages/detail/service.hpp"
+
+namespace petchat::messages::service_detail {
+
+using impl = message_service::impl;
+
+// `member` acknowledged (DELIVERED) or read (READ: delivered too) the group message `sm`:
+// their receipt and the message's counts, once each. The sender is told per member in
+// groups of up to options.group_receipt_events_max_members recipients, else by count
+// receipts when a count reaches a power of two or every recipient. A READ is told only
+// when `tell_read` (the newest message of its sender that a read covers stands for the
+// earlier ones, as in direct conversations).
+inline void group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
+                          records::stored_message const& sm, std::string const& member, client::receipt_status status,
+                          std::int64_t now, bool tell_read, std::vector<news>& heads) {
+  auto key = keys::receipt_key(raw_id, member);
+  auto mine = parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
+  auto counts = parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id)))
+                    .value_or(records::receipt_counts{});
+  bool delivered_now = mine.delivered_at_ms() == 0;
+  bool read_now = status == client::READ && mine.read_at_ms() == 0;
+  if (!delivered_now && !read_now) return;
+  if (delivered_now) {
+    mine.set_delivered_at_ms(now);
+    counts.set_delivered(counts.delivered() + 1);
+  }
+  if (read_now) {
+    mine.set_read_at_ms(now);
+    counts.set_read(counts.read() + 1);
+  }
+  b.put(cf::receipts, key, mine.SerializeAsString());
+  b.put(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
+  bool each = sm.recipients() <= m.options.group_receipt_events_max_members;
+  auto milestone = [&](std::uint32_t n) { return n == sm.recipients() || (n & (n - 1)) == 0; };
+  auto tell = [&](client::receipt_status s) {
+    auto r = impl::receipt_for(sm, s, each ? member : std::string(), now);
+    if (!each) {
+      r.set_recipients(sm.recipients());
+      r.set_delivered_count(counts.delivered());
+      r.set_read_count(counts.read());
+    }
+    m.deliver_receipt(b, sm.message().from(), r, heads);
+  };
+  if (delivered_now && (each || milestone(counts.delivered()))) tell(client::DELIVERED);
+  if (read_now && tell_read && (each || milestone(counts.read()))) tell(client::READ);
+}
+
+// Inside an acknowledgement's write: the messages to `user` among the mailbox events
+// (after, upto] get their DELIVERED receipt, once per message and recipient.
+inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& user, std::uint64_t after,
+                          std::uint64_t upto, std::vector<news>& heads, bool& queued) {
+  std::vector<std::string> ids;
+  auto take = [&](std::string_view value) {
+    records::stored_event e;
+    if (e.ParseFromArray(value.data(), static_cast<int>(value.size())) && e.has_message_id())
+      ids.push_back(e.message_id());
+  };
+  // A device acknowledges as events arrive, so the stretch is mostly one or a few events:
+  // point reads (which also see this batch's writes) cost less than opening an iterator.
+  constexpr std::uint64_t point_reads_up_to = 8;
+  if (upto - after <= point_reads_up_to) {
+    for (std::uint64_t seq = after + 1; seq <= upto; ++seq)
+      if (auto v = b.get(cf::mailbox, keys::mailbox_key(user, seq))) take(*v);
+  } else {
+    m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::mailbox_key(user, upto + 1),
+              [&](std::string_view, std::string_view value) {
+                take(value);
+                return true;
+              });
+  }
+  m.scanned_by_acks += upto - after;
+  std::int64_t now = now_ms();
+  for (auto const& id : ids) {
+    auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+    if (!sm || sm->message().from() == user) continue;
+    if (keys::is_group(sm->message().conversation_id())) {
+      group_receipt(m, b, id, *sm, user, client::DELIVERED, now, false, heads);
+      continue;
+    }
+    if (sm->message().to() != user || sm->delivered_at_ms() != 0) continue;
+    sm->set_delivered_at_ms(now);
+    queued |=
+        m.deliver_receipt(b, sm->message().from(), impl::receipt_for(*sm, client::DELIVERED, user, now), heads, &*sm);
+    impl::update_message(b, id, *sm);
+  }
+}
+
+// Marks the messages `reader` received in the direct conversation `conv`, up to and
+// including `upto` (a raw id), as read at `at_ms`, newest first. Reads only move forward,
+// so the walk stops at the first message already read, and after max_read_walk history
+// entries (older ones stay unread in history; the READ receipt still stands for them).
+// Returns the messages newly marked, newest first, as stored after the change.
+inline std::vector<records::stored_message> mark_read(impl const& m, store::rocks_batch& b, std::string const& conv,
+                                                      std::string const& reader, std::string const& upto,
+                                                      std::int64_t at_ms) {
+  std::vector<records::stored_message> marked;
+  std::size_t visited = 0;  // the reader's own messages count too: the walk is bounded
+  m.db.scan_reverse(cf::history, keys::first_of(conv), keys::successor(keys::history_key(conv, upto)),
+                    [&](std::string_view key, std::string_view) {
+                      auto id = std::string(keys::after_owner(key, conv));
+                      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+                      if (++visited > max_read_walk) return false;
+                      if (!sm || sm->message().to() != reader || sm->message().from() == reader) return true;
+                      if (sm->read_at_ms() != 0) return false;
+                      sm->set_read_at_ms(at_ms);
+                      impl::update_message(b, id, *sm);
+                      marked.push_back(std::move(*sm));
+                      return true;
+                    });
+  return marked;
+}
+
+// The same in a group, for a reader whose part is `p`: each message of the reader's
+// membership period up to `upto` that they had not read gets its READ (and DELIVERED if
+// it had none), oldest first, the newest of each sender standing for the earlier ones.
+inline void mark_read_group(impl const& m, store::rocks_batch& b, std::string const& conv, std::string const& reader,
+                            records::participant_record const& p, std::string const& upto, std::int64_t at_ms,
+                            std::vector<news>& heads) {
+  std::vector<std::pair<std::string, records::stored_message>> unread;  // newest first
+  std::size_t visited = 0;
+  m.db.scan_reverse(cf::history, keys::first_of(conv), keys::successor(keys::history_key(conv, upto)),
+                    [&](std::string_view key, std::string_view) {
+                      if (++visited > max_read_walk) return false;
+                      auto id = std::string(keys::after_owner(key, conv));
+                      auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+                      if (!sm) return true;
+                      if (sm->conversation_seq() <= p.visible_after()) return false;
+                      if (!in_period(p, sm->conversation_seq()) || sm->message().from() == reader) return true;
+                      auto mine = parse<records::receipt_record>(b.get(cf::receipts, keys::receipt_key(id, reader)));
+                      if (mine && mine->read_at_ms() != 0) return false;
+                      unread.emplace_back(std::move(id), std::move(*sm));
+                      return true;
+                    });
+  std::set<std::string> told;  // senders whose newest message was seen
+  std::vector<bool> newest(unread.size());
+  for (std::size_t i = 0; i < unread.size(); ++i) newest[i] = told.insert(unread[i].second.message().from()).second;
+  for (std::size_t i = unread.size(); i-- > 0;)
+    group_receipt(m, b, unread[i].first, unread[i].second, reader, client::READ, at_ms, newest[i], heads);
+}
+
+// How many of `user`'s own messages follow `upto` in `conv` (for the unread count after a
+// read mark; at most max_read_walk are looked at).
+inline std::uint64_t own_after(impl const& m, std::string const& conv, std::string const& user,
+                               std::string const& upto) {
+  std::uint64_t own = 0;
+  std::size_t visited = 0;
+  m.db.scan(cf::history, keys::successor(keys::history_key(conv, upto)), keys::past_last_of(conv),
+            [&](std::string_view key, std::string_view) {
+              auto sm = m.load(std::string(keys::after_owner(key, conv)));
+              if (sm && sm->message().from() == user) ++own;
+              return ++visited < max_read_walk;
+            });
+  return own;
+}
+
+}  // namespace petchat::messages::service_detail
