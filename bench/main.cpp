@@ -4,7 +4,8 @@
 // rate, measured from each message's scheduled time), connections (many idle
 // authenticated connections), startup (time to ready with M stored messages, after a
 // clean stop and after kill -9), echo (the bare Beast WebSocket ceiling), federation (the
-// full sequence from a user of one region to a user of another, through nats-server).
+// full sequence from a user of one region to a user of another, through nats-server),
+// groups (one sender to a group: deliveries to every member; bench/groups.cpp).
 //
 // By default the tool starts its own petchat-node (and petchat-echo) on free loopback
 // ports, so it can read their CPU time and memory from /proc.
@@ -38,29 +39,15 @@ namespace {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace petchat;
+using bench::guarded;
 using bench::message_result;
 using bench::node_under_test;
 using bench::options;
 using bench::remove_node;
+using bench::run;
 using bench::start_node;
 using clock_type = std::chrono::steady_clock;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// Runs `work` to completion on an io_context with o.threads threads.
-template <typename Awaitable>
-void run(options const& o, Awaitable work) {
-  asio::io_context io(o.threads);
-  std::exception_ptr failure;
-  asio::co_spawn(io, std::move(work), [&](std::exception_ptr e) {
-    failure = e;
-    io.stop();
-  });
-  std::vector<std::thread> pool;
-  for (int i = 1; i < o.threads; ++i) pool.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
-}
 
 // ---------------------------------------------------------------- message workloads
 
@@ -165,18 +152,6 @@ asio::awaitable<void> recipient_reader(std::shared_ptr<pair_state> p, std::share
     client::client_frame ack;
     ack.mutable_ack()->set_seq(f.event().seq());
     co_await p->recipient->write(ack);
-  }
-}
-
-// Swallows the end of a reader when the run closes its connections; anything else is a
-// failed run, reported and fatal (a silently dead reader would stall the workload).
-asio::awaitable<void> guarded(asio::awaitable<void> inner) {
-  try {
-    co_await std::move(inner);
-  } catch (boost::system::system_error const&) {
-  } catch (std::exception const& e) {
-    std::fprintf(stderr, "petchat-bench: %s\n", e.what());
-    std::_Exit(1);
   }
 }
 
@@ -445,21 +420,30 @@ int main(int argc, char** argv) {
   auto* echo = app.add_subcommand("echo", "the bare Beast WebSocket echo ceiling alone");
   auto* federation = app.add_subcommand(
       "federation", "two regions and a nats-server: full sequence across regions (closed loop, or open with --rate)");
+  auto* groups = app.add_subcommand("groups", "one sender to a group of members, all acknowledging what they get");
   std::string nats_binary = "/usr/sbin/nats-server";  // where Debian puts it
   federation->add_option("--nats-server", nats_binary, "nats-server binary")->capture_default_str();
   federation->add_option("--rate", o.rate, "open loop at this total rate (default: closed loop)");
   // A list (8,100,1000) runs the workload once per value, each on a fresh node: how cost
   // grows with connections.
   std::vector<int> pairs_list{o.pairs};
-  for (auto* sub : {throughput, latency, echo, federation}) {
+  for (auto* sub : {throughput, latency, echo, federation})
     sub->add_option("--pairs", pairs_list, "sender/recipient pairs (echo: connections); a list runs each in turn")
         ->delimiter(',')
         ->capture_default_str();
+  // At most 1000: the node's default messages.max_group_members, which the tool keeps.
+  std::vector<int> members_list{o.members};
+  groups->add_option("--members", members_list, "group size, the sender included (2 to 1000); a list runs each in turn")
+      ->delimiter(',')
+      ->check(CLI::Range(2, 1000))
+      ->capture_default_str();
+  for (auto* sub : {throughput, latency, echo, federation, groups}) {
     sub->add_option("--duration", o.duration_s, "seconds")->capture_default_str();
     sub->add_option("--payload", o.payload, "text bytes per message")->capture_default_str();
   }
   for (auto* sub : {throughput, echo, federation})
     sub->add_option("--window", o.window, "in flight per pair")->capture_default_str();
+  groups->add_option("--window", o.window, "sends in flight")->capture_default_str();
   latency->add_option("--rate", o.rate, "messages per second, all pairs together")->capture_default_str();
   connections->add_option("--connections", o.connections, "how many")->capture_default_str();
   connections->add_option("--duration", o.duration_s, "seconds to hold them")->capture_default_str();
@@ -470,6 +454,13 @@ int main(int argc, char** argv) {
     if (startup_cmd->parsed()) return startup(o);
     if (connections->parsed()) return single_node(o, true, false);
     int rc = 0;
+    if (groups->parsed()) {
+      for (int members : members_list) {
+        o.members = members;
+        rc |= bench::group_workload(o);
+      }
+      return rc;
+    }
     for (int pairs : pairs_list) {
       o.pairs = pairs;
       if (echo->parsed()) {

@@ -1,12 +1,43 @@
 #include "bench/workload.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/system/system_error.hpp>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 namespace petchat::bench {
 
+namespace asio = boost::asio;
 namespace json = boost::json;
+
+void run(options const& o, asio::awaitable<void> work) {
+  asio::io_context io(o.threads);
+  std::exception_ptr failure;
+  asio::co_spawn(io, std::move(work), [&](std::exception_ptr e) {
+    failure = e;
+    io.stop();
+  });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < o.threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
+asio::awaitable<void> guarded(asio::awaitable<void> inner) {
+  try {
+    co_await std::move(inner);
+  } catch (boost::system::system_error const&) {
+  } catch (std::exception const& e) {
+    std::fprintf(stderr, "petchat-bench: %s\n", e.what());
+    std::_Exit(1);
+  }
+}
 
 node_under_test start_node(options const& o, std::filesystem::path dir) {
   node_under_test n;

@@ -2,6 +2,7 @@
 // reported (a table for people, or one JSON object).
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 #include <cstdint>
 #include <filesystem>
@@ -29,11 +30,19 @@ struct options {
   int connections = 1000;
   int messages = 10000;
   int payload = 64;
+  int members = 10;  // groups: members of the group, the sender included
   int threads = 2;
   sdk::encoding encoding = sdk::encoding::proto;  // of the tool's live-stream frames (not the echo's)
   bool durable = true;
   bool as_json = false;
 };
+
+// Runs `work` to completion on an io_context with o.threads threads; rethrows what it
+// threw. A workload gives each connection a strand of that io_context.
+void run(options const& o, boost::asio::awaitable<void> work);
+// Swallows the end of a reader when the run closes its connections; anything else is a
+// failed run, reported and fatal (a silently dead reader would stall the workload).
+boost::asio::awaitable<void> guarded(boost::asio::awaitable<void> inner);
 
 // Adds the options every workload takes (--node, --echo, --threads, --encoding, --json,
 // --no-durability) to `app`, with the binaries next to this one as defaults.
@@ -64,5 +73,11 @@ void print_latency(char const* what, samples::summary const& s);
 // Prints the result of a messaging workload (and the echo ceiling, if measured); 0.
 int report_messages(options const& o, char const* workload, message_result const& r,
                     std::optional<message_result> echo);
+
+// The groups workload (bench/groups.cpp), for o.members on a fresh node: one sender keeps
+// o.window sends to a group in flight; every member reads and acknowledges on a live
+// stream. Prints messages and deliveries per second, CPU per delivery and whether every
+// member had every message at the end; 0.
+int group_workload(options const& o);
 
 }  // namespace petchat::bench

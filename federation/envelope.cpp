@@ -26,6 +26,7 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       auto const& m = b.message();
       if (m.id().empty() || m.conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
       if (ids::region_of(m.from()) != origin) return reject_reason::foreign_user;
+      if (m.to().empty()) return std::nullopt;  // to a group: the destination checks its members
       if (ids::region_of(m.to()) != dir.self()) return reject_reason::wrong_destination;
       return std::nullopt;
     }
@@ -41,6 +42,14 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       if (ids::region_of(d.by()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
     }
+    case body::kGroupState:
+      if (b.group_state().conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (b.group_state().home_region() != origin) return reject_reason::foreign_user;
+      return std::nullopt;
+    case body::kGroupRequest:
+      if (b.group_request().conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (ids::region_of(b.group_request().by()) != origin) return reject_reason::foreign_user;
+      return std::nullopt;
     case body::kPresence:
       for (auto const& e : b.presence().entries())
         if (ids::region_of(e.user_id()) != origin) return reject_reason::foreign_user;
@@ -93,6 +102,8 @@ char const* to_string(reject_reason r) {
       return "replayed";
     case reject_reason::out_of_order:
       return "out_of_order";
+    case reject_reason::group_request_refused:
+      return "group_request_refused";
     case reject_reason::stale:
       return "stale";
     case reject_reason::count_:

@@ -93,6 +93,9 @@ enum class reject_reason {
   replayed,         // a lane position already applied, or an older lane epoch (duplicate or replay)
   out_of_order,     // a lane position ahead of the next expected one (resent later)
   stale,            // presence or typing created more than 30 s from this node's clock, either way
+  // A group change a member of the origin asked for that the group's home (this region)
+  // does not make: the role does not allow it, the member is gone, a limit.
+  group_request_refused,
   count_
 };
 // The stable name ("malformed"...); "unknown" for count_.

@@ -21,8 +21,15 @@ using json_text::append_string;
 void send(std::string& out, client::send const& s) {
   out.append("{\"client_id\":");
   append_string(out, s.client_id());
-  out.append(",\"to\":");
-  append_string(out, s.to());
+  // Exactly one of the two is given (docs/PROTOCOL.md): the other is left out.
+  if (!s.to().empty()) {
+    out.append(",\"to\":");
+    append_string(out, s.to());
+  }
+  if (!s.conversation_id().empty()) {
+    out.append(",\"conversation_id\":");
+    append_string(out, s.conversation_id());
+  }
   if (s.has_body()) {  // written by hand only without content (see append)
     out.append(",\"body\":{\"text\":");
     append_string(out, s.body().text());
@@ -71,6 +78,15 @@ bool scalar(json::value const& v, Message& m, void (Message::*setter)(T)) {
   return true;
 }
 
+// A uint32 field, which the node writes as a JSON number.
+template <typename Message>
+bool u32(json::value const& v, Message& m, void (Message::*setter)(std::uint32_t)) {
+  std::uint64_t x = 0;
+  if (!read(v, x, UINT32_MAX)) return false;
+  (m.*setter)(static_cast<std::uint32_t>(x));
+  return true;
+}
+
 bool empty_object(json::value const& v) {
   return v.is_object() && v.get_object().empty();
 }
@@ -103,6 +119,9 @@ bool read(json::value const& v, client::receipt& r) {
     if (k == "conversation_id") return read(x, *r.mutable_conversation_id());
     if (k == "by") return read(x, *r.mutable_by());
     if (k == "at_ms") return scalar(x, r, &client::receipt::set_at_ms);
+    if (k == "recipients") return u32(x, r, &client::receipt::set_recipients);
+    if (k == "delivered_count") return u32(x, r, &client::receipt::set_delivered_count);
+    if (k == "read_count") return u32(x, r, &client::receipt::set_read_count);
     if (k != "status" || !x.is_string()) return false;  // an enum by number is Protobuf's to read
     client::receipt_status status{};
     if (!client::receipt_status_Parse(std::string(x.get_string()), &status)) return false;

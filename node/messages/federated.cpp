@@ -8,6 +8,7 @@
 // the origin's commits is kept. The inbound stream position is stored in that write too.
 #include <future>
 
+#include "node/messages/detail/group_ops.hpp"
 #include "node/messages/detail/receipts.hpp"
 
 namespace petchat::messages {
@@ -173,7 +174,8 @@ class federated_store final : public federation::local_store {
   template <typename State>
   void apply_one(store::rocks_batch& b, inbound const& item, State& st) {
     auto const& body = *item.content;
-    if (!body.has_message() && !body.has_receipt() && !body.has_deleted())
+    if (!body.has_message() && !body.has_receipt() && !body.has_deleted() && !body.has_group_state() &&
+        !body.has_group_request())
       return st.refused.push_back(reject_reason::malformed);  // ephemeral kinds never come through the stream
     if (item.lane_epoch == 0) return st.refused.push_back(reject_reason::malformed);
     auto lane = read_lane(b, body.origin());
@@ -191,7 +193,9 @@ class federated_store final : public federation::local_store {
     std::optional<reject_reason> refused = item.refused;
     if (refused) return st.refused.push_back(*refused);
     if (body.has_message())
-      refused = apply_message(b, body, st);
+      refused = body.message().to().empty() ? apply_group_message(b, body, st) : apply_message(b, body, st);
+    else if (body.has_group_state() || body.has_group_request())
+      refused = apply_group_change(b, body, st);
     else if (body.has_receipt())
       refused = apply_receipt(b, body.receipt(), st);
     else
@@ -246,11 +250,112 @@ class federated_store final : public federation::local_store {
     return std::nullopt;
   }
 
+  // A group's change: its home's new state (here a replica), or a member's request to this
+  // region, the home (docs/FEDERATION.md, "Groups across regions").
+  template <typename State>
+  std::optional<reject_reason> apply_group_change(store::rocks_batch& b, federation::body const& body, State& st) {
+    change_state change;
+    std::optional<reject_reason> refused;
+    if (body.has_group_state()) {
+      refused = apply_group_state(m_, b, body.group_state(), change);
+    } else {
+      auto const& r = body.group_request();
+      auto c = parse<records::conversation_record>(b.get(cf::conversations, r.conversation_id()));
+      if (!c || home_of(*c, m_.region) != m_.region) return reject_reason::group_request_refused;
+      change.conversation = r.conversation_id();
+      if (!run_request(b, r, change)) refused = reject_reason::group_request_refused;
+    }
+    for (auto& n : change.heads) st.heads.push_back(std::move(n));
+    st.queued |= change.queued;
+    return refused;
+  }
+
+  // A member's request, made as the home makes its own users' changes. False if refused.
+  bool run_request(store::rocks_batch& b, federation::group_request const& r, change_state& change) {
+    auto first = [&] { return r.users_size() > 0 ? r.users(0) : std::string(); };
+    switch (r.request()) {
+      case federation::group_request::ADD: {
+        std::vector<std::string> given(r.users().begin(), r.users().end());
+        op_add(m_, b, change, r.by(), candidates(m_, given, change.failed));
+        break;
+      }
+      case federation::group_request::REMOVE:
+        op_remove(m_, b, change, r.by(), first(),
+                  r.successor().empty() ? std::nullopt : std::optional<std::string>(r.successor()));
+        break;
+      case federation::group_request::ROLE:
+        op_role(m_, b, change, r.by(), first(), r.role());
+        break;
+      case federation::group_request::UPDATE: {
+        conversation_patch patch;
+        if (r.has_title()) patch.title = r.title();
+        if (r.has_description()) patch.description = r.description();
+        if (r.has_ttl_s()) patch.ttl_s = r.ttl_s();
+        if (r.has_history_visible()) patch.history_visible = r.history_visible();
+        op_update(m_, b, change, r.by(), patch);
+        break;
+      }
+      default:
+        return false;
+    }
+    if (change.refused)
+      log::get("federation")
+          ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), change.refused->message);
+    return !change.refused;
+  }
+
+  // A group message from a member of the origin: checked against this region's replica,
+  // stored once, in the mailbox of each local member.
+  template <typename State>
+  std::optional<reject_reason> apply_group_message(store::rocks_batch& b, federation::body const& body, State& st) {
+    auto const& msg = body.message();
+    auto raw = parse_id(msg.id());
+    if (!raw || keys::message_id_region_hash(*raw) != keys::region_hash(body.origin())) return reject_reason::malformed;
+    auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
+    if (!c || !c->group() || member_index(*c, msg.from()) < 0) return reject_reason::foreign_user;
+    if (keys::check_body(msg.body(), m_.body_limits())) return reject_reason::too_large;
+    if (auto existing = parse<records::stored_message>(b.get(cf::messages, *raw)))
+      return existing->message().from() == msg.from() ? std::nullopt : std::optional(reject_reason::malformed);
+    std::int64_t now = now_ms();
+    if (msg.expires_at_ms() <= now) return std::nullopt;
+    records::stored_message stored;
+    *stored.mutable_message() = msg;
+    auto latest = now + std::int64_t(m_.options.retention_s) * 1000;
+    if (msg.expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
+    count_message(b, stored, *raw, false);
+    records::stored_event e;
+    e.set_message_id(*raw);
+    records::fanout_record fan;
+    for (auto const& member : c->members()) {
+      if (member == msg.from()) continue;
+      fan.add_recipients(member);
+      if (!m_.is_local(member)) continue;
+      auto seq = m_.append_entry(b, member, e);
+      auto* ref = fan.add_mailbox_entries();
+      ref->set_user(member);
+      ref->set_seq(seq);
+      st.heads.push_back({member, seq, e});
+    }
+    stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
+    b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());
+    message_service::impl::put_message(b, *raw, stored);
+    return std::nullopt;
+  }
+
   template <typename State>
   std::optional<reject_reason> apply_receipt(store::rocks_batch& b, client::receipt const& r, State& st) {
     auto raw = parse_id(r.message_id());
     auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
-    if (!sm) return reject_reason::unknown_message;  // expired or deleted meanwhile, or never sent
+    if (!sm) return reject_reason::unknown_message;         // expired or deleted meanwhile, or never sent
+    if (keys::is_group(sm->message().conversation_id())) {  // a member's receipt on a group message sent here
+      auto fan = parse<records::fanout_record>(b.get(cf::receipts, keys::fanout_key(*raw)));
+      if (!m_.is_local(sm->message().from()) || !fan ||
+          std::find(fan->recipients().begin(), fan->recipients().end(), r.by()) == fan->recipients().end() ||
+          (r.status() != client::DELIVERED && r.status() != client::READ))
+        return reject_reason::foreign_user;
+      group_receipt(m_, b, *raw, *sm, r.by(), r.status(), r.at_ms(), true, st.heads);
+      return std::nullopt;
+    }
     if (sm->message().to() != r.by() || !m_.is_local(sm->message().from()) ||
         sm->message().conversation_id() != r.conversation_id())
       return reject_reason::foreign_user;

@@ -94,13 +94,24 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
   records::stored_event e;
   e.set_message_id(raw_id);
   records::fanout_record fan;
+  std::set<std::string> regions;  // other regions with members: one envelope each
   for (auto const& member : conv->members()) {
+    if (member != st.from) fan.add_recipients(member);
+    if (!m.is_local(member)) {
+      regions.emplace(ids::region_of(member));
+      continue;
+    }
     auto seq = m.append_entry(b, member, e);
     auto* ref = fan.add_mailbox_entries();
     ref->set_user(member);
     ref->set_seq(seq);
     st.heads.push_back({member, seq, e});
-    if (member != st.from) fan.add_recipients(member);
+  }
+  for (auto const& region : regions) {
+    federation::body envelope;
+    *envelope.mutable_message() = st.message;
+    m.to_outbox(b, region, std::move(envelope));
+    st.queued = true;
   }
   stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
   b.put(cf::receipts, keys::fanout_key(raw_id), fan.SerializeAsString());
@@ -330,7 +341,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     if (keys::is_group(conversation_id)) {
       auto p = load_participant(b, user, conversation_id);
       if (!p) return false;
-      mark_read_group(m, b, conversation_id, user, *p, upto, now, st->heads);
+      st->queued |= mark_read_group(m, b, conversation_id, user, *p, upto, now, st->heads);
     } else {
       st->queued |= read_direct(m, b, conversation_id, user, upto, now, st->heads);
     }

@@ -90,6 +90,9 @@ struct conversation_view {
   bool history_visible = false;
   std::uint64_t version = 0;
   std::int64_t created_at_ms = 0;
+  // The answer to a change of a group homed in another region: the change was sent there
+  // and is not made yet (this is the view before it).
+  bool queued = false;
 };
 struct conversation_page {
   std::vector<conversation_view> conversations;
@@ -99,6 +102,7 @@ struct membership_result {
   conversation_view conversation;
   std::vector<std::string> added;
   std::vector<member_failure> failed;
+  bool queued = false;  // sent to the group's home region: nothing added here yet
 };
 struct receipt_view {
   std::string user_id;
@@ -200,15 +204,17 @@ class message_service {
   std::vector<std::string> contacts(std::string const& user) const;
 
   // Groups (node/messages/groups.cpp). Each change is durable, and a conversation_change
-  // event in every member's mailbox, before it is answered. Errors: invalid_field,
+  // event in every member's mailbox, before it is answered. For a group homed in another
+  // region the change is asked of that region (durably) and answered `queued`. Errors: invalid_field,
   // missing_field, conversation_not_found, not_a_member, forbidden_role,
   // owner_must_hand_over, too_many_groups, user_not_found; per member (`failed`):
   // user_not_found, remote_member_unsupported, group_full, too_many_groups, already_member.
   awaitable<result<membership_result>> create_group(std::string owner, group_spec spec);
   awaitable<result<membership_result>> add_members(std::string by, std::string conversation_id,
                                                    std::vector<std::string> users);
-  // `user` == `by`: leaving (an owner names a successor).
-  awaitable<errors::status> remove_member(std::string by, std::string conversation_id, std::string user,
+  // `user` == `by`: leaving (an owner names a successor). True when the group's home is
+  // another region and the request was sent there.
+  awaitable<result<bool>> remove_member(std::string by, std::string conversation_id, std::string user,
                                           std::optional<std::string> successor);
   awaitable<result<conversation_view>> set_role(std::string by, std::string conversation_id, std::string user,
                                                 client::member_role role);

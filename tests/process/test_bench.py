@@ -124,6 +124,51 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreater(r["completed"], 100, r)
         self.assertOrderedLatency(r["send_to_recipient"], 100)
 
+    def test_groups(self):
+        # One sender and 4 other members: each accepted message is read by the 4, counted
+        # where they read it, and by the end every member has every message.
+        r = bench("groups", "--members", "5", "--duration", "1")
+        self.assertEqual(r["workload"], "groups")
+        self.assertEqual(r["members"], 5)
+        self.assertEqual(r["encoding"], "proto")
+        self.assertGreater(r["messages"], 10, r)
+        self.assertGreater(r["messages_per_s"], 0, r)
+        # Over the measured second: about 4 deliveries per message (a window's worth of
+        # messages may be accepted and not yet read at either end of it).
+        self.assertAlmostEqual(r["deliveries"] / r["messages"], 4, delta=0.4, msg=r)
+        # At the end, exactly: every member read every message once.
+        self.assertTrue(r["caught_up"], r)
+        self.assertEqual(r["members_behind"], 0, r)
+        self.assertEqual(r["messages_missing"], 0, r)
+        self.assertEqual(r["streams_dropped"], 0, r)
+        self.assertEqual(r["sends_unanswered"], 0, r)
+        self.assertGreaterEqual(r["messages_total"], r["messages"], r)
+        self.assertEqual(r["deliveries_total"], 4 * r["messages_total"], r)
+        self.assertGreater(r["server_cpu_us_per_delivery"], 0, r)
+        self.assertLess(r["server_cpu_us_per_delivery"], r["server_cpu_us_per_message"], r)
+        self.assertGreater(r["tool_cpu_us_per_delivery"], 0, r)
+
+    def test_groups_sizes_json(self):
+        # A list of group sizes runs once per size, each on a fresh node; over the JSON
+        # subprotocol the group's sends and receipts go through the tool's JSON frames.
+        cmd = [BENCH, "--json", "--node", NODE, "--echo", ECHO, "--encoding", "json", "groups", "--members", "2,3",
+               "--window", "2", "--duration", "0.5"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        runs = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+        self.assertEqual([r["members"] for r in runs], [2, 3], p.stdout)
+        for r in runs:
+            self.assertEqual(r["encoding"], "json")
+            self.assertGreater(r["messages"], 0, r)
+            self.assertTrue(r["caught_up"], r)
+            self.assertEqual(r["deliveries_total"], (r["members"] - 1) * r["messages_total"], r)
+
+    def test_groups_size_limit(self):
+        # Above the node's default messages.max_group_members the tool refuses at once.
+        p = subprocess.run([BENCH, "--node", NODE, "groups", "--members", "1001"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+
     def test_echo(self):
         r = bench("echo", "--pairs", "2", "--window", "4", "--duration", "1")
         self.assertGreater(r["completed"], 100, r)

@@ -72,6 +72,45 @@ inline void count_message(store::rocks_batch& b, records::stored_message& sm, st
   }
 }
 
+inline std::uint64_t group_count(store::rocks_batch& b, std::string const& user) {
+  auto v = b.get(cf::conversations, keys::group_count_key(user));
+  return v ? keys::from_be64(*v) : 0;
+}
+inline void add_group_count(store::rocks_batch& b, std::string const& user, int delta) {
+  b.put(cf::conversations, keys::group_count_key(user), keys::be64(group_count(b, user) + std::uint64_t(delta)));
+}
+
+// A local user joins a group: their period starts now (or at the start when the group
+// shows its history), nothing before counts as unread, their group count grows.
+inline void start_period(store::rocks_batch& b, std::string const& conv, std::string const& user, bool history_visible,
+                         std::int64_t now) {
+  auto messages = load_activity(b, conv).messages();
+  auto p = load_participant(b, user, conv).value_or(records::participant_record{});
+  p.set_member(true);
+  p.set_visible_after(history_visible ? 0 : messages);
+  p.set_visible_until(0);
+  p.set_read_seq(messages);
+  p.set_own_after_read(0);
+  p.set_joined_at_ms(now);
+  p.set_left_at_ms(0);
+  p.clear_last_message_id();
+  put_participant(b, user, conv, p);
+  add_group_count(b, user, 1);
+}
+
+// A local user goes: their period ends after the group's last message here.
+inline void end_period(store::rocks_batch& b, std::string const& conv, std::string const& user, std::int64_t now) {
+  if (auto p = load_participant(b, user, conv)) {
+    auto activity = load_activity(b, conv);
+    p->set_member(false);
+    p->set_visible_until(activity.messages());
+    p->set_left_at_ms(now);
+    p->set_last_message_id(activity.last_message_id());
+    put_participant(b, user, conv, *p);
+  }
+  add_group_count(b, user, -1);
+}
+
 // Whether a group message at position `seq` is in `p`'s membership period.
 inline bool in_period(records::participant_record const& p, std::uint64_t seq) {
   return seq > p.visible_after() && (p.visible_until() == 0 || seq <= p.visible_until());

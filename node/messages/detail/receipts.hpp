@@ -18,8 +18,9 @@ using impl = message_service::impl;
 // groups of up to options.group_receipt_events_max_members recipients, else by count
 // receipts when a count reaches a power of two or every recipient. A READ is told only
 // when `tell_read` (the newest message of its sender that a read covers stands for the
-// earlier ones, as in direct conversations).
-inline void group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
+// earlier ones, as in direct conversations). A sender of another region is told of every
+// change per member (their region applies these rules); true if that went to the outbox.
+inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
                           records::stored_message const& sm, std::string const& member, client::receipt_status status,
                           std::int64_t now, bool tell_read, std::vector<news>& heads) {
   auto key = keys::receipt_key(raw_id, member);
@@ -28,7 +29,7 @@ inline void group_receipt(impl const& m, store::rocks_batch& b, std::string cons
                     .value_or(records::receipt_counts{});
   bool delivered_now = mine.delivered_at_ms() == 0;
   bool read_now = status == client::READ && mine.read_at_ms() == 0;
-  if (!delivered_now && !read_now) return;
+  if (!delivered_now && !read_now) return false;
   if (delivered_now) {
     mine.set_delivered_at_ms(now);
     counts.set_delivered(counts.delivered() + 1);
@@ -39,6 +40,12 @@ inline void group_receipt(impl const& m, store::rocks_batch& b, std::string cons
   }
   b.put(cf::receipts, key, mine.SerializeAsString());
   b.put(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
+  if (!m.is_local(sm.message().from())) {
+    for (auto s : {client::DELIVERED, client::READ})
+      if ((s == client::DELIVERED && delivered_now) || (s == client::READ && read_now))
+        m.deliver_receipt(b, sm.message().from(), impl::receipt_for(sm, s, member, now), heads);
+    return true;
+  }
   bool each = sm.recipients() <= m.options.group_receipt_events_max_members;
   auto milestone = [&](std::uint32_t n) { return n == sm.recipients() || (n & (n - 1)) == 0; };
   auto tell = [&](client::receipt_status s) {
@@ -52,6 +59,7 @@ inline void group_receipt(impl const& m, store::rocks_batch& b, std::string cons
   };
   if (delivered_now && (each || milestone(counts.delivered()))) tell(client::DELIVERED);
   if (read_now && tell_read && (each || milestone(counts.read()))) tell(client::READ);
+  return false;
 }
 
 // Inside an acknowledgement's write: the messages to `user` among the mailbox events
@@ -83,7 +91,7 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
     auto sm = parse<records::stored_message>(b.get(cf::messages, id));
     if (!sm || sm->message().from() == user) continue;
     if (keys::is_group(sm->message().conversation_id())) {
-      group_receipt(m, b, id, *sm, user, client::DELIVERED, now, false, heads);
+      queued |= group_receipt(m, b, id, *sm, user, client::DELIVERED, now, false, heads);
       continue;
     }
     if (sm->message().to() != user || sm->delivered_at_ms() != 0) continue;
@@ -122,7 +130,7 @@ inline std::vector<records::stored_message> mark_read(impl const& m, store::rock
 // The same in a group, for a reader whose part is `p`: each message of the reader's
 // membership period up to `upto` that they had not read gets its READ (and DELIVERED if
 // it had none), oldest first, the newest of each sender standing for the earlier ones.
-inline void mark_read_group(impl const& m, store::rocks_batch& b, std::string const& conv, std::string const& reader,
+inline bool mark_read_group(impl const& m, store::rocks_batch& b, std::string const& conv, std::string const& reader,
                             records::participant_record const& p, std::string const& upto, std::int64_t at_ms,
                             std::vector<news>& heads) {
   std::vector<std::pair<std::string, records::stored_message>> unread;  // newest first
@@ -143,8 +151,10 @@ inline void mark_read_group(impl const& m, store::rocks_batch& b, std::string co
   std::set<std::string> told;  // senders whose newest message was seen
   std::vector<bool> newest(unread.size());
   for (std::size_t i = 0; i < unread.size(); ++i) newest[i] = told.insert(unread[i].second.message().from()).second;
+  bool queued = false;
   for (std::size_t i = unread.size(); i-- > 0;)
-    group_receipt(m, b, unread[i].first, unread[i].second, reader, client::READ, at_ms, newest[i], heads);
+    queued |= group_receipt(m, b, unread[i].first, unread[i].second, reader, client::READ, at_ms, newest[i], heads);
+  return queued;
 }
 
 // How many of `user`'s own messages follow `upto` in `conv` (for the unread count after a

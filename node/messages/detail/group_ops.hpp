@@ -1,0 +1,62 @@
+// Group changes inside a write, shared by the client-facing operations (groups.cpp) and
+// the federation side (federated.cpp: a home region making a change a member of another
+// region asked for, and a region applying its home's group_state). Each op checks the
+// caller's membership and role against the group as committed and makes the change, its
+// conversation_change events (in local members' mailboxes) and, at home, its group_state
+// to every other region concerned (docs/FEDERATION.md, "Groups across regions").
+#pragma once
+
+#include "node/messages/detail/service.hpp"
+
+namespace petchat::messages::service_detail {
+
+// What a change's write did.
+struct change_state {
+  std::string conversation;
+  std::vector<news> heads;
+  std::optional<errors::failure> refused;
+  std::vector<std::string> added;
+  std::vector<member_failure> failed;
+  std::vector<client::conversation_change> changes;
+  std::vector<std::string> departed;  // members who went
+  bool queued = false;                // group_state or group_request bodies went to the outbox
+
+  // Before the write runs (again): only what was worked out before it stays.
+  void restart(std::size_t failed_before_write) {
+    heads.clear();
+    refused.reset();
+    added.clear();
+    failed.resize(failed_before_write);
+    changes.clear();
+    departed.clear();
+    queued = false;
+  }
+};
+
+// Who may be added, worked out before the write: users of this region that exist, and
+// users of federated regions (their region has the say). The rest fail, with why.
+std::vector<std::string> candidates(message_service::impl const& m, std::vector<std::string> const& given,
+                                    std::vector<member_failure>& failed);
+
+// The changes, at the group's home (op_create: a new group, homed here). False: nothing to write (st.refused says why,
+// if anything is wrong).
+bool op_create(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& owner,
+               group_spec const& spec, std::vector<std::string> const& users);
+bool op_add(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
+            std::vector<std::string> const& users);
+bool op_remove(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
+               std::string const& who, std::optional<std::string> const& successor);
+bool op_role(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
+             std::string const& who, client::member_role role);
+bool op_update(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
+               conversation_patch const& patch);
+
+// A region that is not the group's home applies its group_state: the replica, its own
+// members' periods, the change events in their mailboxes. Returns the refusal, if any.
+std::optional<federation::reject_reason> apply_group_state(message_service::impl const& m, store::rocks_batch& b,
+                                                           federation::group_state const& gs, change_state& st);
+
+// The group's home region as this region's replica says, or nullopt for no group.
+std::optional<std::string> home_of(records::conversation_record const& c, std::string const& local_region);
+
+}  // namespace petchat::messages::service_detail

@@ -1,0 +1,339 @@
+// Group changes inside a write (detail/group_ops.hpp): the roster, the members' periods,
+// the change events, and at home the group_state every other region concerned applies.
+#include "node/messages/detail/group_ops.hpp"
+
+#include <set>
+
+#include "base/format/format.hpp"
+
+namespace petchat::messages::service_detail {
+namespace {
+
+using impl = message_service::impl;
+
+// `user` joins the roster; a local user's period starts.
+void join(impl const& m, store::rocks_batch& b, std::string const& conv, records::conversation_record& c,
+          std::string const& user, client::member_role role, std::int64_t now) {
+  c.add_members(user);
+  c.add_roles(role);
+  if (m.is_local(user)) start_period(b, conv, user, c.history_visible(), now);
+}
+
+// `user` leaves the roster; a local user's period ends.
+void depart(impl const& m, store::rocks_batch& b, std::string const& conv, records::conversation_record& c,
+            std::string const& user, change_state& st) {
+  int i = member_index(c, user);
+  if (i < 0) return;
+  c.mutable_members()->erase(c.mutable_members()->begin() + i);
+  if (i < c.roles_size()) c.mutable_roles()->erase(c.mutable_roles()->begin() + i);
+  if (m.is_local(user)) end_period(b, conv, user, now_ms());
+  st.departed.push_back(user);
+}
+
+void set_role_at(records::conversation_record& c, std::string const& user, client::member_role role) {
+  int i = member_index(c, user);
+  while (c.roles_size() < c.members_size()) c.add_roles(client::MEMBER);
+  if (i >= 0) c.set_roles(i, role);
+}
+
+// A change event to the mailboxes of the local `users`.
+void post_change(impl const& m, store::rocks_batch& b, client::conversation_change const& ch,
+                 google::protobuf::RepeatedPtrField<std::string> const& users, std::vector<news>& heads) {
+  records::stored_event e;
+  *e.mutable_conversation_change() = ch;
+  for (auto const& u : users)
+    if (m.is_local(u)) heads.push_back({u, m.append(b, u, e), e});
+}
+
+// The next change: its version, and its event in the mailbox of every local member (and
+// of `also`, who just went).
+void announce(impl const& m, store::rocks_batch& b, records::conversation_record& c, client::conversation_change ch,
+              change_state& st, std::string const& also = {}) {
+  c.set_version(c.version() + 1);
+  ch.set_conversation_id(st.conversation);
+  ch.set_version(c.version());
+  ch.set_at_ms(now_ms());
+  auto users = c.members();
+  if (!also.empty()) users.Add()->assign(also);
+  post_change(m, b, ch, users, st.heads);
+  st.changes.push_back(std::move(ch));
+}
+
+client::conversation_change change(client::change_kind kind, std::string const& by) {
+  client::conversation_change ch;
+  ch.set_kind(kind);
+  ch.set_by(by);
+  return ch;
+}
+
+// At home, after a change: the group's record, and its group_state to every other region
+// with members now or that lost one.
+void commit_change(impl const& m, store::rocks_batch& b, records::conversation_record const& c, change_state& st) {
+  b.put(cf::conversations, st.conversation, c.SerializeAsString());
+  std::set<std::string> regions;
+  for (auto const& u : c.members()) regions.insert(std::string(ids::region_of(u)));
+  for (auto const& u : st.departed) regions.insert(std::string(ids::region_of(u)));
+  regions.erase(m.region);
+  if (regions.empty()) return;
+  federation::body body;
+  auto* gs = body.mutable_group_state();
+  gs->set_conversation_id(st.conversation);
+  gs->set_home_region(m.region);
+  *gs->mutable_members() = c.members();
+  *gs->mutable_roles() = c.roles();
+  gs->set_title(c.title());
+  gs->set_description(c.description());
+  gs->set_ttl_s(c.ttl_s());
+  gs->set_history_visible(c.history_visible());
+  gs->set_version(c.version());
+  gs->set_created_at_ms(c.created_at_ms());
+  for (auto const& ch : st.changes) *gs->add_changes() = ch;
+  for (auto const& region : regions) m.to_outbox(b, region, body);
+  st.queued = true;
+}
+
+// The group as committed, with `by` a current member, or why not.
+std::optional<records::conversation_record> load_group(store::rocks_batch& b, std::string const& by, change_state& st) {
+  auto c = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
+  if (c && c->group() && member_index(*c, by) >= 0) return c;
+  bool former = c && c->group() && load_participant(b, by, st.conversation);
+  st.refused = former ? fail(code::not_a_member, "you are no longer a member of this conversation")
+                      : fail(code::conversation_not_found, "no conversation '" + st.conversation + "' of yours");
+  return std::nullopt;
+}
+
+bool refuse(change_state& st, errors::failure f) {
+  st.refused = std::move(f);
+  return false;
+}
+
+}  // namespace
+
+std::optional<std::string> home_of(records::conversation_record const& c, std::string const& local_region) {
+  if (!c.group()) return std::nullopt;
+  return c.home_region().empty() ? local_region : c.home_region();
+}
+
+std::vector<std::string> candidates(impl const& m, std::vector<std::string> const& given,
+                                    std::vector<member_failure>& failed) {
+  std::vector<std::string> out;
+  for (auto const& u : given) {
+    auto id = ids::parse_user_id(u, m.region);
+    if (!id) {
+      failed.push_back({u, fail(code::user_not_found, "'" + u + "' is not a user id")});
+      continue;
+    }
+    auto full = id->str();
+    if (id->region != m.region && !(m.regions && m.regions->is_remote(id->region)))
+      failed.push_back({full, fail(code::user_not_found, "region '" + id->region + "' is not federated")});
+    else if (id->region == m.region && !m.users.get_profile(id->name))
+      failed.push_back({full, fail(code::user_not_found, "no user '" + full + "'")});
+    else if (std::find(out.begin(), out.end(), full) == out.end())
+      out.push_back(full);
+  }
+  return out;
+}
+
+bool op_create(impl const& m, store::rocks_batch& b, change_state& st, std::string const& owner, group_spec const& spec,
+               std::vector<std::string> const& users) {
+  if (group_count(b, owner) >= m.options.max_groups_per_user)
+    return refuse(st, fail(code::too_many_groups, "you are in " + std::to_string(group_count(b, owner)) +
+                                                      " groups, the most a user may be in"));
+  std::int64_t now = now_ms();
+  records::conversation_record c;
+  c.set_group(true);
+  c.set_home_region(m.region);
+  c.set_title(spec.title);
+  c.set_description(spec.description);
+  c.set_ttl_s(spec.ttl_s);
+  c.set_history_visible(spec.history_visible);
+  c.set_created_at_ms(now);
+  join(m, b, st.conversation, c, owner, client::OWNER, now);
+  for (auto const& u : users) {
+    if (u == owner || member_index(c, u) >= 0) continue;
+    if (std::size_t(c.members_size()) >= m.options.max_group_members) {
+      st.failed.push_back({u, fail(code::group_full, "the group has " + std::to_string(c.members_size()) +
+                                                         " members, the most it may have")});
+    } else if (m.is_local(u) && group_count(b, u) >= m.options.max_groups_per_user) {
+      st.failed.push_back({u, fail(code::too_many_groups, u + " is in too many groups")});
+    } else {
+      join(m, b, st.conversation, c, u, client::MEMBER, now);
+      st.added.push_back(u);
+    }
+  }
+  auto ch = change(client::CREATED, owner);
+  *ch.mutable_users() = c.members();
+  ch.set_title(c.title());
+  ch.set_description(c.description());
+  ch.set_ttl_s(c.ttl_s());
+  ch.set_history_visible(c.history_visible());
+  announce(m, b, c, std::move(ch), st);
+  records::conversation_activity activity;
+  activity.set_last_at_ms(now);
+  put_activity(b, st.conversation, activity);
+  commit_change(m, b, c, st);
+  return true;
+}
+
+bool op_add(impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
+            std::vector<std::string> const& users) {
+  auto c = load_group(b, by, st);
+  if (!c) return false;
+  if (role_of(*c, by) == client::MEMBER)
+    return refuse(st, fail(code::forbidden_role, "only the owner and admins may add members"));
+  std::int64_t now = now_ms();
+  for (auto const& u : users) {
+    if (member_index(*c, u) >= 0) {
+      st.failed.push_back({u, fail(code::already_member, u + " is a member already")});
+    } else if (std::size_t(c->members_size()) >= m.options.max_group_members) {
+      st.failed.push_back({u, fail(code::group_full, "the group has " + std::to_string(c->members_size()) +
+                                                         " members, the most it may have")});
+    } else if (m.is_local(u) && group_count(b, u) >= m.options.max_groups_per_user) {
+      st.failed.push_back({u, fail(code::too_many_groups, u + " is in " + std::to_string(group_count(b, u)) +
+                                                              " groups, the most a user may be in")});
+    } else {
+      join(m, b, st.conversation, *c, u, client::MEMBER, now);
+      st.added.push_back(u);
+    }
+  }
+  if (st.added.empty()) return false;
+  auto ch = change(client::MEMBERS_ADDED, by);
+  for (auto const& u : st.added) ch.add_users(u);
+  announce(m, b, *c, std::move(ch), st);
+  commit_change(m, b, *c, st);
+  return true;
+}
+
+bool op_remove(impl const& m, store::rocks_batch& b, change_state& st, std::string const& by, std::string const& who,
+               std::optional<std::string> const& successor) {
+  auto c = load_group(b, by, st);
+  if (!c) return false;
+  if (member_index(*c, who) < 0) return refuse(st, fail(code::user_not_found, who + " is not a member"));
+  if (who != by) {  // removing someone: the owner anyone, an admin members only
+    auto mine = role_of(*c, by), theirs = role_of(*c, who);
+    if (mine == client::MEMBER || theirs == client::OWNER || (mine == client::ADMIN && theirs != client::MEMBER))
+      return refuse(st, fail(code::forbidden_role, "your role may not remove this member"));
+    depart(m, b, st.conversation, *c, who, st);
+    auto ch = change(client::MEMBER_REMOVED, by);
+    ch.add_users(who);
+    announce(m, b, *c, std::move(ch), st, who);
+    commit_change(m, b, *c, st);
+    return true;
+  }
+  if (role_of(*c, by) == client::OWNER && c->members_size() > 1) {  // hands ownership on first
+    if (!successor)
+      return refuse(st, fail(code::owner_must_hand_over, "the owner names a successor (?successor=) to leave"));
+    if (*successor == by || member_index(*c, *successor) < 0)
+      return refuse(st, fail(code::invalid_field, "the successor must be another member", "successor"));
+    for (auto [u, role] : {std::pair{*successor, client::OWNER}, std::pair{by, client::ADMIN}}) {
+      set_role_at(*c, u, role);
+      auto ch = change(client::ROLE_CHANGED, by);
+      ch.add_users(u);
+      ch.set_role(role);
+      announce(m, b, *c, std::move(ch), st);
+    }
+  }
+  depart(m, b, st.conversation, *c, by, st);
+  auto ch = change(client::MEMBER_LEFT, by);
+  ch.add_users(by);
+  announce(m, b, *c, std::move(ch), st, by);
+  commit_change(m, b, *c, st);
+  return true;
+}
+
+bool op_role(impl const& m, store::rocks_batch& b, change_state& st, std::string const& by, std::string const& who,
+             client::member_role role) {
+  auto c = load_group(b, by, st);
+  if (!c) return false;
+  if (role_of(*c, by) != client::OWNER)
+    return refuse(st, fail(code::forbidden_role, "only the owner may change roles"));
+  if (member_index(*c, who) < 0) return refuse(st, fail(code::user_not_found, who + " is not a member"));
+  if (who == by)
+    return refuse(st, fail(code::invalid_field, "the owner hands ownership on by making another member owner", "role"));
+  if (role_of(*c, who) == role) return false;  // nothing changes
+  std::vector<std::pair<std::string, client::member_role>> changes{{who, role}};
+  if (role == client::OWNER) changes.emplace_back(by, client::ADMIN);
+  for (auto const& [u, r] : changes) {
+    set_role_at(*c, u, r);
+    auto ch = change(client::ROLE_CHANGED, by);
+    ch.add_users(u);
+    ch.set_role(r);
+    announce(m, b, *c, std::move(ch), st);
+  }
+  commit_change(m, b, *c, st);
+  return true;
+}
+
+bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
+               conversation_patch const& patch) {
+  auto c = load_group(b, by, st);
+  if (!c) return false;
+  bool details =
+      (patch.title && *patch.title != c->title()) || (patch.description && *patch.description != c->description());
+  bool settings = (patch.ttl_s && *patch.ttl_s != c->ttl_s()) ||
+                  (patch.history_visible && *patch.history_visible != c->history_visible());
+  if (!details && !settings) return false;
+  if (role_of(*c, by) == client::MEMBER)
+    return refuse(st, fail(code::forbidden_role, "only the owner and admins may change the group"));
+  if (patch.title) c->set_title(*patch.title);
+  if (patch.description) c->set_description(*patch.description);
+  if (patch.ttl_s) c->set_ttl_s(*patch.ttl_s);
+  if (patch.history_visible) c->set_history_visible(*patch.history_visible);
+  if (details) {
+    auto ch = change(client::DETAILS_CHANGED, by);
+    ch.set_title(c->title());
+    ch.set_description(c->description());
+    announce(m, b, *c, std::move(ch), st);
+  }
+  if (settings) {
+    auto ch = change(client::SETTINGS_CHANGED, by);
+    ch.set_ttl_s(c->ttl_s());
+    ch.set_history_visible(c->history_visible());
+    announce(m, b, *c, std::move(ch), st);
+  }
+  commit_change(m, b, *c, st);
+  return true;
+}
+
+std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
+                                                           federation::group_state const& gs, change_state& st) {
+  using federation::reject_reason;
+  st.conversation = gs.conversation_id();
+  if (!keys::is_group(gs.conversation_id()) || gs.members_size() != gs.roles_size()) return reject_reason::malformed;
+  auto replica = parse<records::conversation_record>(b.get(cf::conversations, gs.conversation_id()));
+  if (replica && home_of(*replica, m.region) != gs.home_region()) return reject_reason::foreign_user;
+  if (replica && replica->version() >= gs.version()) return std::nullopt;  // an older state: dropped
+  records::conversation_record c;
+  c.set_group(true);
+  c.set_home_region(gs.home_region());
+  *c.mutable_members() = gs.members();
+  *c.mutable_roles() = gs.roles();
+  c.set_title(gs.title());
+  c.set_description(gs.description());
+  c.set_ttl_s(gs.ttl_s());
+  c.set_history_visible(gs.history_visible());
+  c.set_version(gs.version());
+  c.set_created_at_ms(gs.created_at_ms());
+  std::int64_t now = now_ms();
+  google::protobuf::RepeatedPtrField<std::string> told = c.members();  // who gets the events
+  if (replica) {
+    for (auto const& u : replica->members())
+      if (m.is_local(u) && member_index(c, u) < 0) {
+        end_period(b, st.conversation, u, now);
+        *told.Add() = u;
+      }
+  } else {
+    records::conversation_activity activity;
+    activity.set_last_at_ms(now);
+    put_activity(b, st.conversation, activity);
+  }
+  for (auto const& u : c.members())
+    if (m.is_local(u) && (!replica || member_index(*replica, u) < 0) &&
+        m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name))
+      start_period(b, st.conversation, u, c.history_visible(), now);
+  for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
+  b.put(cf::conversations, st.conversation, c.SerializeAsString());
+  return std::nullopt;
+}
+
+}  // namespace petchat::messages::service_detail
