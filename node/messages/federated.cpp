@@ -243,6 +243,8 @@ class federated_store final : public federation::local_store {
     if (stored.message().expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
     if (message_service::impl::ensure_conversation(b, msg.conversation_id(), msg.from(), msg.to()))
       st.now_shared.emplace_back(msg.from(), msg.to());
+    direct_participant(b, msg.to(), msg.conversation_id(), now);  // the conversation list here
+    count_message(b, stored, *raw, false);
     records::stored_event e;
     e.set_message_id(*raw);
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored), e});

@@ -255,6 +255,17 @@ class TwoRegionChat(FederationCase):
             h = node.request("GET", "/v1/conversations/%s/messages" % acc["conversation_id"], token=s["access_token"])
             self.assertEqual(h.status, 200, h.describe())
             self.assertEqual([m["id"] for m in h.json["messages"]], [acc["message_id"], acc2["message_id"]])
+        # Each side's conversation list: the peer, the last message, and what is unread
+        # there (bob read the first message and wrote the second; alice read nothing).
+        acc3 = a.send_message(bob, "one more")
+        b.wait_event(ev_message(acc3["message_id"]), DELIVERY_TIMEOUT_S)
+        for uid, node, peer, unread in ((alice, self.node("europe"), bob, 1), (bob, self.node("america"), alice, 1)):
+            s = self.session(uid, device="list")
+            listed = node.request("GET", "/v1/conversations", token=s["access_token"])
+            self.assertEqual(listed.status, 200, listed.describe())
+            [conv] = [c for c in listed.json["conversations"] if c["id"] == acc["conversation_id"]]
+            self.assertEqual((conv["kind"], conv["peer"], conv["last_message"]["id"], conv["unread_count"]),
+                             ("direct", peer, acc3["message_id"], unread), conv)
 
     def history_of(self, user_id, conversation_id):
         name, region = user_id.split("@")

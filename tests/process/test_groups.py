@@ -13,6 +13,7 @@ frame of the same sender.
 
 import os
 import sys
+import threading
 import time
 import unittest
 import urllib.parse
@@ -523,6 +524,48 @@ class GroupsTest(GroupCase):
         last = self.send_to(C, gid, "still here")
         B.wait_event(ev_message(last["message_id"]))
         self.assertEqual(group_message_ids(B, gid), [mid, reply["message_id"], last["message_id"]])
+
+    # 4b --------------------------------------------------------------------------------------
+
+    def test_sends_racing_the_senders_removal_fall_on_one_side_of_it(self):
+        """A member sends a burst while the owner removes them: every send is either
+        accepted and before the removal in every member's mailbox, or refused with
+        not_a_member and seen by nobody."""
+        owner, other, leaving = self.person("owner"), self.person("other"), self.person("leaving")
+        o, x = owner.login(), leaving.login()
+        O, OT, X = self.ws(o), self.ws(other.login()), self.ws(x)
+        gid = self.group(o, [other.id, leaving.id], title="race")
+        for c in (O, OT, X):
+            self.wait_change(c, gid, 1, "CREATED")
+        refs = []
+        for i in range(40):  # pipelined: the node takes them as they come, while the removal runs
+            ref = X.next_ref()
+            X.send_frame({"ref": ref, "send": self.group_send_body(gid, "racing %d" % i)})
+            refs.append(ref)
+            if i == 5:
+                removal = threading.Thread(target=lambda: self.remove_member(o, gid, leaving.id))
+                removal.start()
+        removal.join()
+        answers = [X.wait_ref(ref) for ref in refs]
+        accepted = {a["accepted"]["message_id"] for a in answers if "accepted" in a}
+        for a in answers:
+            if "accepted" not in a:
+                self.assertWsError(a, "not_a_member", a.get("ref"))
+        removed = self.wait_change(O, gid, 2, "MEMBER_REMOVED")
+        self.assertEqual(removed.get("users"), [leaving.id])
+        # Fence: after the removal, the owner writes to the group and then to the removed member.
+        after = self.send_to(O, gid, "after the removal")["message_id"]
+        fence = O.send_message(leaving.id, "direct, after the removal")["message_id"]
+        X.wait_event(ev_message(fence))
+        for c, who in ((O, "owner"), (OT, "other member"), (X, "removed member")):
+            if c is not X:
+                c.wait_event(ev_message(after))
+            log = group_log(c.events(), gid)
+            cut = log.index(("change", 2, "MEMBER_REMOVED"))
+            before = {item[1] for item in log[:cut] if item[0] == "message"}
+            later = {item[1] for item in log[cut + 1:] if item[0] == "message"}
+            self.assertEqual(before, accepted, "%s: the accepted sends, all before the removal" % who)
+            self.assertEqual(later, set() if c is X else {after}, "%s: nothing of the removed member after it" % who)
 
     # 4 ---------------------------------------------------------------------------------------
 
