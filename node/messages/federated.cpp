@@ -389,9 +389,19 @@ class federated_store final : public federation::local_store {
     auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
     if (!sm) return std::nullopt;  // expired already: nothing to delete
     auto const& msg = sm->message();
-    if (msg.from() != d.by() || !m_.is_local(msg.to())) return reject_reason::foreign_user;
+    bool group = keys::is_group(msg.conversation_id());
+    if (msg.from() != d.by() || (!group && !m_.is_local(msg.to()))) return reject_reason::foreign_user;
     std::set<std::string> floored;
     m_.erase_message(b, *raw, *sm, false, floored);
+    if (group) {  // to this region's members of the group
+      records::stored_event e;
+      *e.mutable_deleted() = d;
+      auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
+      if (c)
+        for (auto const& member : c->members())
+          if (m_.is_local(member)) st.heads.push_back({member, m_.append(b, member, e), e});
+      return std::nullopt;
+    }
     records::stored_event e;
     *e.mutable_deleted() = d;
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e), e});

@@ -397,8 +397,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_at_ms(now_ms());
     if (keys::is_group(msg.conversation_id())) {
       auto conv = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
-      if (conv)
-        for (auto const& member : conv->members()) st->heads.push_back({member, m.append(b, member, e), e});
+      if (conv) st->queued = m.tell_group(b, *conv, e, st->heads);
       return true;
     }
     federation::body envelope;

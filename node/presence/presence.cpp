@@ -1,5 +1,7 @@
 #include "node/presence/presence.hpp"
 
+#include <algorithm>
+
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
 
@@ -20,6 +22,12 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
     } else if (b.has_typing()) {
       // The same rule as for local typing, seen from the recipient's side.
       auto const& t = b.typing();
+      // In a group: both are members as this region's replica says.
+      if (auto peers = messages.group_peers(b.typing_to(), t.conversation_id())) {
+        if (std::find(peers->begin(), peers->end(), t.from()) != peers->end())
+          manager.relay_typing(t.from(), b.typing_to(), t.conversation_id(), t.active());
+        return;
+      }
       auto target = messages.typing_between(b.typing_to(), t.from());
       if (target && target->conversation_id == t.conversation_id())
         manager.relay_typing(t.from(), b.typing_to(), target->conversation_id, t.active());

@@ -31,7 +31,7 @@ import test_federation  # noqa: E402  (FederationCase: topology, users, streams)
 import test_groups  # noqa: E402  (GroupCase's assertion helpers)
 from test_groups import (as_int, change_versions, changes, cpath, ev_change, ev_receipt_by,  # noqa: E402
                          group_message_ids)
-from wsclient import ev_message, num  # noqa: E402
+from wsclient import ev_deleted, ev_message, is_typing, num  # noqa: E402
 
 HOME, B, C = "europe", "america", "asia"
 
@@ -408,6 +408,28 @@ class GroupsAcrossRegions(GroupFederationCase):
             self.assertEqual(texts_from(S[u], gid, b1), ["bert, before"], "bert's messages on %s's stream" % u)
             # Messages of different regions have no order between them: compare as lists sorted.
             self.assertEqual(sorted(group_message_ids(S[u], gid)), sorted(want), "group messages on %s's stream" % u)
+
+    def test_deletion_and_typing_reach_every_region(self):
+        a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
+        S = {u: self.connect(u) for u in (a1, b1, c1)}
+        gid = self.create_group(a1, [b1, c1], title="delete and type")
+        self.wait_changes(S.values(), gid, 1, "CREATED")
+        # Bert (not of the home region) deletes his own message for everyone: every region's
+        # members get the deletion, and history no longer serves it anywhere.
+        acc = self.send_to(S[b1], gid, "soon gone")
+        self.wait_messages(S.values(), [acc["message_id"]])
+        r = self.call(b1, "DELETE", "/v1/messages/%s" % acc["message_id"], params={"for": "everyone"})
+        self.assertStatus(r, 204, "bert deletes his message for everyone")
+        for u in (a1, b1, c1):
+            S[u].wait_event(ev_deleted(acc["message_id"]), CROSS_S)
+            h = self.call(u, "GET", cpath(gid, "messages"))
+            self.assertStatus(h, 200)
+            self.assertNotIn(acc["message_id"], [m["id"] for m in h.json["messages"]], u)
+        # Typing in the group reaches the members of the other regions, with the group's id.
+        S[c1].send_frame({"typing": {"conversation_id": gid, "active": True}})
+        for u in (a1, b1):
+            f = S[u].wait_for(is_typing(c1), CROSS_S, what="chen typing in the group")
+            self.assertEqual((f["typing"].get("conversation_id"), f["typing"].get("active")), (gid, True), f)
 
     # 6 ---------------------------------------------------------------------------------------
 
