@@ -196,8 +196,7 @@ void move_read_seq(message_service::impl const& m, store::rocks_batch& b, std::s
   if (!read || read->conversation_seq() == 0) return;  // stored before the list existed
   auto p = keys::is_group(conv) ? load_participant(b, user, conv) : direct_participant(b, user, conv, now);
   if (!p || read->conversation_seq() <= p->read_seq()) return;
-  p->set_read_seq(read->conversation_seq());
-  p->set_own_after_read(own_after(m, conv, user, upto));
+  move_read_position(*p, read->conversation_seq(), [&] { return own_after(m, conv, user, upto); });
   put_participant(b, user, conv, *p);
 }
 

@@ -54,6 +54,24 @@ inline records::participant_record direct_participant(store::rocks_batch& b, std
   return p;
 }
 
+// Own messages after the read mark whose positions a participant keeps (see own_positions).
+inline constexpr int max_own_positions = 64;
+
+// The reader's read position moves to `seq`: their own messages after it are those kept
+// (exact), or, past max_own_positions, `count_after()` (a walk of the history).
+template <typename CountAfter>
+inline void move_read_position(records::participant_record& p, std::uint64_t seq, CountAfter&& count_after) {
+  p.set_read_seq(seq);
+  auto* kept = p.mutable_own_positions();
+  kept->erase(std::remove_if(kept->begin(), kept->end(), [&](std::uint64_t s) { return s <= seq; }), kept->end());
+  if (!p.own_overflow()) {
+    p.set_own_after_read(static_cast<std::uint64_t>(kept->size()));
+    return;
+  }
+  p.set_own_after_read(count_after());
+  if (p.own_after_read() == static_cast<std::uint64_t>(kept->size())) p.set_own_overflow(false);
+}
+
 // A message is stored in its conversation: it takes the next position there, becomes the
 // conversation's last, and counts as its sender's own (not unread for them).
 inline void count_message(store::rocks_batch& b, records::stored_message& sm, std::string const& raw_id,
@@ -68,6 +86,10 @@ inline void count_message(store::rocks_batch& b, records::stored_message& sm, st
   if (!local_sender) return;
   if (auto p = load_participant(b, msg.from(), msg.conversation_id())) {
     p->set_own_after_read(p->own_after_read() + 1);
+    if (p->own_positions_size() < max_own_positions)
+      p->add_own_positions(activity.messages());
+    else
+      p->set_own_overflow(true);
     put_participant(b, msg.from(), msg.conversation_id(), *p);
   }
 }
@@ -91,6 +113,8 @@ inline void start_period(store::rocks_batch& b, std::string const& conv, std::st
   p.set_visible_until(0);
   p.set_read_seq(messages);
   p.set_own_after_read(0);
+  p.clear_own_positions();
+  p.set_own_overflow(false);
   p.set_joined_at_ms(now);
   p.set_left_at_ms(0);
   p.clear_last_message_id();
