@@ -4,6 +4,7 @@
 
 #include "node/async/async.hpp"
 #include "node/log/log.hpp"
+#include "node/messages/detail/group_ops.hpp"
 #include "node/messages/detail/receipts.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
@@ -396,7 +397,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_at_ms(now_ms());
     if (keys::is_group(msg.conversation_id())) {
       auto conv = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
-      if (conv) st->queued = m.tell_group(b, *conv, e, st->heads);
+      if (conv) st->queued = tell_group(m, b, *conv, e, st->heads);
       return true;
     }
     federation::body envelope;

@@ -56,6 +56,25 @@ bool op_update(message_service::impl const& m, store::rocks_batch& b, change_sta
 std::optional<federation::reject_reason> apply_group_state(message_service::impl const& m, store::rocks_batch& b,
                                                            federation::group_state const& gs, change_state& st);
 
+// An event of a group (a deletion) to its local members' mailboxes, and as one envelope
+// to each other region with members. True if any went to the outbox.
+inline bool tell_group(message_service::impl const& m, store::rocks_batch& b, records::conversation_record const& c,
+                       records::stored_event const& e, std::vector<news>& heads) {
+  std::set<std::string> regions;
+  for (auto const& member : c.members()) {
+    if (m.is_local(member))
+      heads.push_back({member, m.append(b, member, e), e});
+    else
+      regions.emplace(ids::region_of(member));
+  }
+  for (auto const& r : regions) {
+    federation::body envelope;
+    *envelope.mutable_deleted() = e.deleted();
+    m.to_outbox(b, r, std::move(envelope));
+  }
+  return !regions.empty();
+}
+
 // The group's home region as this region's replica says, or nullopt for no group.
 std::optional<std::string> home_of(records::conversation_record const& c, std::string const& local_region);
 

@@ -312,25 +312,6 @@ struct message_service::impl {
     if (to != from) add(from);
   }
 
-  // An event of a group (a deletion) to its local members' mailboxes, and as one envelope
-  // to each other region with members. True if any went to the outbox.
-  bool tell_group(store::rocks_batch& b, records::conversation_record const& c, records::stored_event const& e,
-                  std::vector<news>& heads) const {
-    std::set<std::string> regions;
-    for (auto const& member : c.members()) {
-      if (is_local(member))
-        heads.push_back({member, append(b, member, e), e});
-      else
-        regions.emplace(ids::region_of(member));
-    }
-    for (auto const& r : regions) {
-      federation::body envelope;
-      *envelope.mutable_deleted() = e.deleted();
-      to_outbox(b, r, std::move(envelope));
-    }
-    return !regions.empty();
-  }
-
   // Schedules the removal of a mailbox or idempotency entry at `at_ms` (expiry index).
   static void expire_later(store::rocks_batch& b, std::int64_t at_ms, keys::expiring kind, std::string const& key) {
     b.put(cf::expiry, keys::expiry_entry_key(at_ms, kind, key), std::string(1, static_cast<char>(kind)));
