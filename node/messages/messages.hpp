@@ -215,7 +215,7 @@ class message_service {
   // `user` == `by`: leaving (an owner names a successor). True when the group's home is
   // another region and the request was sent there.
   awaitable<result<bool>> remove_member(std::string by, std::string conversation_id, std::string user,
-                                          std::optional<std::string> successor);
+                                        std::optional<std::string> successor);
   awaitable<result<conversation_view>> set_role(std::string by, std::string conversation_id, std::string user,
                                                 client::member_role role);
   awaitable<result<conversation_view>> update_conversation(std::string by, std::string conversation_id,
