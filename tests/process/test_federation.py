@@ -475,6 +475,24 @@ class ForgedEnvelopes(FederationCase):
         setattr(typing.typing, "from", "eve@america@europe")
         pub.pub("petchat.v1.live.america.europe", envelope(pb, "europe", typing, sign=europe_sign))
         sent["foreign_user"] += 1
+        # Signed by europe, a group's state for a group homed in america, and a group change
+        # asked for by a user of america: neither is europe's to say (refused when opened, so
+        # counted even on the live subject, before the kind is found to be a durable one).
+        state = pb.body()
+        state.origin, state.destination, state.lane_seq = "europe", "america", 1000000
+        state.group_state.conversation_id = "g" + "A" * 22
+        state.group_state.home_region = "america"
+        state.group_state.members.append(bob)
+        state.group_state.version = 99
+        pub.pub("petchat.v1.live.america.europe", envelope(pb, "europe", state, sign=europe_sign))
+        request = pb.body()
+        request.origin, request.destination, request.lane_seq = "europe", "america", 1000000
+        request.group_request.conversation_id = "g" + "B" * 22
+        request.group_request.by = "eve@america"
+        request.group_request.request = pb.group_request.ADD
+        request.group_request.users.append("mallory@europe")
+        pub.pub("petchat.v1.live.america.europe", envelope(pb, "europe", request, sign=europe_sign))
+        sent["foreign_user"] += 2
         # Signed by europe, from an older epoch of its lane: a replay, whatever it says.
         pub.pub(subject, envelope(pb, "europe", body("an old epoch"), sign=europe_sign))
         sent["replayed"] = 1

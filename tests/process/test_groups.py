@@ -285,6 +285,39 @@ class GroupCase(MessagingCase):
 
 class GroupsTest(GroupCase):
 
+    def test_bad_requests_get_clear_errors_and_change_nothing(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a = alice.login()
+        gid = self.group(a, [bob.id], title="kept as is")
+        before = self.details(a, gid)
+        raw = self.node.request("POST", "/v1/conversations", raw_body=b"{not json", token=a["access_token"])
+        self.assertError(raw, 400, "invalid_json")
+        for body, field in (({"title": 5}, "title"), ({"title": "t", "members": "bob"}, "members"),
+                            ({"title": "t", "members": [1]}, "members"), ({"title": "t", "ttl_s": -1}, "ttl_s"),
+                            ({"title": "t", "ttl_s": "5"}, "ttl_s"), ({"title": "t", "history_visible": "yes"},
+                                                                      "history_visible"),
+                            ({"members": [bob.id]}, "title")):
+            r = self.call("POST", "/v1/conversations", a, body)
+            self.assertEqual(r.status, 400, r.describe())
+            self.assertIn(r.json["error"]["code"], ("invalid_field", "missing_field"), r.describe())
+            self.assertEqual(r.json["error"].get("field"), field, r.describe())
+        self.assertError(self.call("PATCH", cpath(gid, "members", bob.id), a, {"role": "king"}), 400, "invalid_field")
+        self.assertError(self.call("PATCH", cpath(gid), a, {"muted": "yes"}), 400, "invalid_field", field="muted")
+        self.assertError(self.call("PATCH", cpath(gid), a, {"title": None}), 400, "invalid_field", field="title")
+        self.assertError(self.call("GET", "/v1/conversations", a, params={"limit": "0"}), 400, "invalid_field")
+        self.assertError(self.call("GET", "/v1/conversations", a, params={"before": "garbage"}), 400,
+                         "invalid_field")
+        unknown = "g" + "Z" * 22
+        self.assertError(self.call("GET", cpath(unknown), a), 404, "conversation_not_found")
+        self.assertError(self.call("POST", cpath(unknown, "members"), a, {"members": [bob.id]}), 404,
+                         "conversation_not_found")
+        self.assertError(self.call("DELETE", cpath(unknown, "members", bob.id), a), 404, "conversation_not_found")
+        self.assertError(self.call("GET", cpath(gid, "members", bob.id, "extra"), a), 404, "not_found")
+        self.assertError(self.node.request("GET", "/v1/conversations"), 401, "missing_token")
+        self.assertError(self.call("PUT", cpath(gid), a, {}), 405, "method_not_allowed")
+        # None of it changed the group.
+        self.assertEqual(self.details(a, gid), before)
+
     # 1 ---------------------------------------------------------------------------------------
 
     def test_create_group_reports_failed_members_and_tells_every_initial_member(self):
