@@ -16,7 +16,10 @@ void join(impl const& m, store::rocks_batch& b, std::string const& conv, records
           std::string const& user, client::member_role role, std::int64_t now) {
   c.add_members(user);
   c.add_roles(role);
-  if (m.is_local(user)) start_period(b, conv, user, c.history_visible(), now);
+  if (m.is_local(user))
+    start_period(b, conv, user, c.history_visible(), now);
+  else
+    note_remote_member(b, conv, user);
 }
 
 // `user` leaves the roster; a local user's period ends.
@@ -327,6 +330,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     activity.set_last_at_ms(now);
     put_activity(b, st.conversation, activity);
   }
+  for (auto const& u : c.members())
+    if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
   for (auto const& u : c.members())
     if (m.is_local(u) && (!replica || member_index(*replica, u) < 0) &&
         m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name))

@@ -31,7 +31,7 @@ import test_federation  # noqa: E402  (FederationCase: topology, users, streams)
 import test_groups  # noqa: E402  (GroupCase's assertion helpers)
 from test_groups import (as_int, change_versions, changes, cpath, ev_change, ev_receipt_by,  # noqa: E402
                          group_message_ids)
-from wsclient import ev_deleted, ev_message, is_typing, num  # noqa: E402
+from wsclient import ev_deleted, ev_message, is_presence, is_typing, num  # noqa: E402
 
 HOME, B, C = "europe", "america", "asia"
 
@@ -430,6 +430,22 @@ class GroupsAcrossRegions(GroupFederationCase):
         for u in (a1, b1):
             f = S[u].wait_for(is_typing(c1), CROSS_S, what="chen typing in the group")
             self.assertEqual((f["typing"].get("conversation_id"), f["typing"].get("active")), (gid, True), f)
+
+    def test_group_members_see_each_others_presence_across_regions(self):
+        a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
+        Sb = self.connect(b1)
+        gid = self.create_group(a1, [b1, c1], title="who is online")
+        self.wait_change(Sb, gid, 1, "CREATED")
+        # Nobody wrote to anybody: only the group links them. Chen (asia) comes online;
+        # bert (america) is told, and sees it in the group's details and GET /v1/presence.
+        Sc = self.connect(c1)
+        f = Sb.wait_for(is_presence(c1, "ONLINE"), CROSS_S, what="chen online, pushed to bert")
+        self.assertEqual(f["presence"]["user_id"], c1)
+        r = self.call(b1, "GET", "/v1/presence/%s" % c1)
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["state"], "ONLINE", r.describe())
+        Sc.close()
+        Sb.wait_for(is_presence(c1, "OFFLINE"), CROSS_S, what="chen offline, pushed to bert")
 
     # 6 ---------------------------------------------------------------------------------------
 

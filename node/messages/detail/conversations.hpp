@@ -122,6 +122,15 @@ inline void start_period(store::rocks_batch& b, std::string const& conv, std::st
   add_group_count(b, user, 1);
 }
 
+// A member of another region: a part that only says so (their region keeps their real
+// one), so that this region finds their groups too (presence: contacts, shares_presence).
+inline void note_remote_member(store::rocks_batch& b, std::string const& conv, std::string const& user) {
+  if (load_participant(b, user, conv)) return;
+  records::participant_record p;
+  p.set_member(true);
+  put_participant(b, user, conv, p);
+}
+
 // A local user goes: their period ends after the group's last message here.
 inline void end_period(store::rocks_batch& b, std::string const& conv, std::string const& user, std::int64_t now) {
   if (auto p = load_participant(b, user, conv)) {
