@@ -456,6 +456,7 @@ std::vector<std::pair<std::string, std::uint64_t>> message_service::stored_entri
           {"messages", db.estimated_keys(cf::messages)},
           {"history", db.estimated_keys(cf::history)},
           {"idempotency", db.estimated_keys(cf::idempotency)},
+          {"receipts", db.estimated_keys(cf::receipts)},
           {"expiry", db.estimated_keys(cf::expiry)}};
 }
 

@@ -245,8 +245,51 @@ class RetentionSteadyStateTest(NodeTestCase):
             entries = admin_status(node)["messages"]["stored_entries"]
             if all(v == 0 for v in entries.values()) or time.monotonic() > deadline:
                 break
-        self.assertEqual(entries, {"mailbox": 0, "messages": 0, "history": 0, "idempotency": 0, "expiry": 0},
-                         "entries left after every message expired")
+        self.assertEqual(entries, {"mailbox": 0, "messages": 0, "history": 0, "idempotency": 0, "receipts": 0,
+                                   "expiry": 0}, "entries left after every message expired")
+
+    def test_everything_of_groups_expires(self):
+        """Group messages (their fan-out, per-member receipts and counts), the receipt
+        events about them and the groups' change events all go under a retention period."""
+        node = self.start_node(config={"messages": {"retention_s": 2, "expiry_sweep_interval_ms": 100,
+                                                    "max_per_second": 100000,
+                                                    "group_receipt_events_max_members": 2}})
+        names = ["owner", "mem1", "mem2", "mem3"]
+        for n in names:
+            node.new_user(n)
+        sessions = {n: node.new_session(n) for n in names}
+        streams = {n: wsclient.connect(node, sessions[n]) for n in names}
+        try:
+            for members in (names[1:2], names[1:]):  # per-member receipts, then count receipts
+                r = node.request("POST", "/v1/conversations", body={"title": "brief", "members": members},
+                                 token=sessions["owner"]["access_token"])
+                self.assertEqual(r.status, 201, r.describe())
+                gid = r.json["conversation"]["id"]
+                for i in range(20):
+                    ref = streams["owner"].next_ref()
+                    streams["owner"].send_frame({"ref": ref, "send": {"client_id": "g%s-%d" % (gid, i),
+                                                                       "conversation_id": gid,
+                                                                       "body": {"text": "group %d" % i}}})
+                    last = streams["owner"].wait_ref(ref)["accepted"]["message_id"]
+                for n in members:
+                    ev = streams[n].wait_event(wsclient.ev_message(last))
+                    streams[n].ack(ev["seq"])
+                    streams[n].read(gid, last)
+                    streams[n].wait_event(wsclient.ev_read_mark(last))
+                streams["owner"].wait_event(wsclient.ev_receipt(last, "READ"))
+        finally:
+            for s in streams.values():
+                s.close()
+        deadline = time.monotonic() + 30
+        while True:
+            time.sleep(1.0)
+            rc, out, err = node.ctl("--json", "messages", "compact")
+            self.assertEqual(rc, 0, err)
+            entries = admin_status(node)["messages"]["stored_entries"]
+            if all(v == 0 for v in entries.values()) or time.monotonic() > deadline:
+                break
+        self.assertEqual(entries, {"mailbox": 0, "messages": 0, "history": 0, "idempotency": 0, "receipts": 0,
+                                   "expiry": 0}, "entries left after every group message expired")
 
 
     def test_seqs_are_not_reused_once_a_mailbox_is_empty(self):
