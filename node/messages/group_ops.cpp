@@ -110,7 +110,29 @@ bool refuse(change_state& st, errors::failure f) {
   return false;
 }
 
+std::optional<errors::failure> check_text(std::optional<std::string> const& v, char const* field, std::size_t min,
+                                          std::size_t max) {
+  if (!v) return std::nullopt;
+  if (v->size() < min || v->size() > max || !format::utf8_length(*v))
+    return fail(
+        code::invalid_field,
+        std::string(field) + " must be " + std::to_string(min) + " to " + std::to_string(max) + " bytes of UTF-8",
+        field);
+  return std::nullopt;
+}
+
+constexpr std::size_t max_title_bytes = 128;
+constexpr std::size_t max_description_bytes = 1024;
+
 }  // namespace
+
+std::optional<errors::failure> check_patch(impl const& m, conversation_patch const& patch) {
+  if (auto bad = check_text(patch.title, "title", 1, max_title_bytes)) return bad;
+  if (auto bad = check_text(patch.description, "description", 0, max_description_bytes)) return bad;
+  if (patch.ttl_s && *patch.ttl_s > m.options.retention_s)
+    return fail(code::invalid_field, "ttl_s is at most messages.retention_s", "ttl_s");
+  return std::nullopt;
+}
 
 std::optional<std::string> home_of(records::conversation_record const& c, std::string const& local_region) {
   if (!c.group()) return std::nullopt;
@@ -269,6 +291,7 @@ bool op_role(impl const& m, store::rocks_batch& b, change_state& st, std::string
 
 bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
                conversation_patch const& patch) {
+  if (auto bad = check_patch(m, patch)) return refuse(st, *bad);  // also for other regions' requests
   auto c = load_group(b, by, st);
   if (!c) return false;
   bool details =
@@ -302,7 +325,9 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
                                                            federation::group_state const& gs, change_state& st) {
   using federation::reject_reason;
   st.conversation = gs.conversation_id();
-  if (!keys::is_group(gs.conversation_id()) || gs.members_size() != gs.roles_size()) return reject_reason::malformed;
+  if (!keys::is_group(gs.conversation_id()) || gs.members_size() != gs.roles_size() ||
+      check_patch(m, {gs.title(), gs.description(), std::nullopt, std::nullopt, std::nullopt}))
+    return reject_reason::malformed;
   auto replica = parse<records::conversation_record>(b.get(cf::conversations, gs.conversation_id()));
   if (replica && home_of(*replica, m.region) != gs.home_region()) return reject_reason::foreign_user;
   if (replica && replica->version() >= gs.version()) return std::nullopt;  // an older state: dropped

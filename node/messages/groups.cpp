@@ -13,22 +13,9 @@
 namespace petchat::messages {
 namespace {
 
-constexpr std::size_t max_title_bytes = 128;
-constexpr std::size_t max_description_bytes = 1024;
 constexpr std::size_t max_members_per_request = 1000;
 
 using impl = message_service::impl;
-
-std::optional<errors::failure> check_text(std::optional<std::string> const& v, char const* field, std::size_t min,
-                                          std::size_t max) {
-  if (!v) return std::nullopt;
-  if (v->size() < min || v->size() > max || !format::utf8_length(*v))
-    return fail(
-        code::invalid_field,
-        std::string(field) + " must be " + std::to_string(min) + " to " + std::to_string(max) + " bytes of UTF-8",
-        field);
-  return std::nullopt;
-}
 
 // Runs a change's write; the answer is its failure, or nothing.
 awaitable<std::optional<errors::failure>> run_change(impl& m, std::shared_ptr<change_state> st,
@@ -89,12 +76,9 @@ federation::group_request request_of(std::string const& conv, std::string const&
 
 awaitable<result<membership_result>> message_service::create_group(std::string owner, group_spec spec) {
   auto& m = *impl_;
-  if (auto bad = check_text(spec.title, "title", 1, max_title_bytes)) co_return *bad;
-  if (auto bad = check_text(spec.description, "description", 0, max_description_bytes)) co_return *bad;
+  if (auto bad = check_patch(m, {spec.title, spec.description, spec.ttl_s, std::nullopt, std::nullopt})) co_return *bad;
   if (spec.members.size() > max_members_per_request)
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
-  if (spec.ttl_s > m.options.retention_s)
-    co_return fail(code::invalid_field, "ttl_s is at most messages.retention_s", "ttl_s");
   auto st = std::make_shared<change_state>();
   auto users = candidates(m, spec.members, st->failed);
   st->conversation = keys::new_group_id();
@@ -195,10 +179,7 @@ awaitable<result<conversation_view>> message_service::set_role(std::string by, s
 awaitable<result<conversation_view>> message_service::update_conversation(std::string by, std::string conv,
                                                                           conversation_patch patch) {
   auto& m = *impl_;
-  if (auto bad = check_text(patch.title, "title", 1, max_title_bytes)) co_return *bad;
-  if (auto bad = check_text(patch.description, "description", 0, max_description_bytes)) co_return *bad;
-  if (patch.ttl_s && *patch.ttl_s > m.options.retention_s)
-    co_return fail(code::invalid_field, "ttl_s is at most messages.retention_s", "ttl_s");
+  if (auto bad = check_patch(m, patch)) co_return *bad;
   bool group = keys::is_group(conv);
   if (!group && (patch.title || patch.description || patch.history_visible))
     co_return fail(code::invalid_field, "a direct conversation has no title, description or history setting", "title");

@@ -452,12 +452,9 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
 
 std::vector<std::pair<std::string, std::uint64_t>> message_service::stored_entries() const {
   auto& db = impl_->db;
-  return {{"mailbox", db.estimated_keys(cf::mailbox)},
-          {"messages", db.estimated_keys(cf::messages)},
-          {"history", db.estimated_keys(cf::history)},
-          {"idempotency", db.estimated_keys(cf::idempotency)},
-          {"receipts", db.estimated_keys(cf::receipts)},
-          {"expiry", db.estimated_keys(cf::expiry)}};
+  return {{"mailbox", db.estimated_keys(cf::mailbox)},   {"messages", db.estimated_keys(cf::messages)},
+          {"history", db.estimated_keys(cf::history)},   {"idempotency", db.estimated_keys(cf::idempotency)},
+          {"receipts", db.estimated_keys(cf::receipts)}, {"expiry", db.estimated_keys(cf::expiry)}};
 }
 
 std::int64_t message_service::salvaged_at_ms() const {

@@ -33,6 +33,10 @@ struct change_state {
   }
 };
 
+// A group's title (1 to 128 bytes of UTF-8), description (at most 1024) and ttl_s (at most
+// messages.retention_s), as set by a patch or a creation: invalid_field, or nothing.
+std::optional<errors::failure> check_patch(message_service::impl const& m, conversation_patch const& patch);
+
 // Who may be added, worked out before the write: users of this region that exist, and
 // users of federated regions (their region has the say). The rest fail, with why.
 std::vector<std::string> candidates(message_service::impl const& m, std::vector<std::string> const& given,
