@@ -133,9 +133,9 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertEqual(r["encoding"], "proto")
         self.assertGreater(r["messages"], 10, r)
         self.assertGreater(r["messages_per_s"], 0, r)
-        # Over the measured second: about 4 deliveries per message (a window's worth of
-        # messages may be accepted and not yet read at either end of it).
-        self.assertAlmostEqual(r["deliveries"] / r["messages"], 4, delta=0.4, msg=r)
+        # Over the measured second: 4 deliveries per message, give or take a window's worth of
+        # messages (8) accepted and not yet read at either end of it, whatever the rate.
+        self.assertLessEqual(abs(r["deliveries"] - 4 * r["messages"]), 4 * 2 * r["window"], r)
         # At the end, exactly: every member read every message once.
         self.assertTrue(r["caught_up"], r)
         self.assertEqual(r["members_behind"], 0, r)
