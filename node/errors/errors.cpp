@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 46> table{{
+constexpr std::array<entry, 45> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -55,7 +55,6 @@ constexpr std::array<entry, 46> table{{
     {"group_full", 409},                  // code::group_full
     {"too_many_groups", 409},             // code::too_many_groups
     {"already_member", 409},              // code::already_member
-    {"remote_member_unsupported", 400},   // code::remote_member_unsupported
     {"too_many_connections", 503},        // code::too_many_connections
     {"store_unavailable", 503},           // code::store_unavailable
 }};

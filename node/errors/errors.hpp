@@ -56,7 +56,6 @@ enum class code {
   group_full,
   too_many_groups,
   already_member,
-  remote_member_unsupported,
   // The gateway.
   too_many_connections,
   // The stores.

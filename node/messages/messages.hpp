@@ -208,7 +208,7 @@ class message_service {
   // region the change is asked of that region (durably) and answered `queued`. Errors: invalid_field,
   // missing_field, conversation_not_found, not_a_member, forbidden_role,
   // owner_must_hand_over, too_many_groups, user_not_found; per member (`failed`):
-  // user_not_found, remote_member_unsupported, group_full, too_many_groups, already_member.
+  // user_not_found, group_full, too_many_groups, already_member.
   awaitable<result<membership_result>> create_group(std::string owner, group_spec spec);
   awaitable<result<membership_result>> add_members(std::string by, std::string conversation_id,
                                                    std::vector<std::string> users);
