@@ -95,6 +95,32 @@ void commit_change(impl const& m, store::rocks_batch& b, records::conversation_r
   st.queued = true;
 }
 
+// `by` gives `who` a role (ROLE_CHANGED); making them owner hands ownership on, so `by`
+// becomes an admin in a second ROLE_CHANGED.
+void give_role(impl const& m, store::rocks_batch& b, records::conversation_record& c, change_state& st,
+               std::string const& by, std::string const& who, client::member_role role) {
+  auto one = [&](std::string const& u, client::member_role r) {
+    set_role_at(c, u, r);
+    auto ch = change(client::ROLE_CHANGED, by);
+    ch.add_users(u);
+    ch.set_role(r);
+    announce(m, b, c, std::move(ch), st);
+  };
+  one(who, role);
+  if (role == client::OWNER) one(by, client::ADMIN);
+}
+
+// `who` goes (MEMBER_REMOVED by `by`, or MEMBER_LEFT), told of it as their last event of
+// the group, and the change is committed.
+void leave(impl const& m, store::rocks_batch& b, records::conversation_record& c, change_state& st,
+           std::string const& by, std::string const& who, client::change_kind kind) {
+  depart(m, b, st.conversation, c, who, st);
+  auto ch = change(kind, by);
+  ch.add_users(who);
+  announce(m, b, c, std::move(ch), st, who);
+  commit_change(m, b, c, st);
+}
+
 // The group as committed, with `by` a current member, or why not.
 std::optional<records::conversation_record> load_group(store::rocks_batch& b, std::string const& by, change_state& st) {
   auto c = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
@@ -238,11 +264,7 @@ bool op_remove(impl const& m, store::rocks_batch& b, change_state& st, std::stri
     auto mine = role_of(*c, by), theirs = role_of(*c, who);
     if (mine == client::MEMBER || theirs == client::OWNER || (mine == client::ADMIN && theirs != client::MEMBER))
       return refuse(st, fail(code::forbidden_role, "your role may not remove this member"));
-    depart(m, b, st.conversation, *c, who, st);
-    auto ch = change(client::MEMBER_REMOVED, by);
-    ch.add_users(who);
-    announce(m, b, *c, std::move(ch), st, who);
-    commit_change(m, b, *c, st);
+    leave(m, b, *c, st, by, who, client::MEMBER_REMOVED);
     return true;
   }
   if (role_of(*c, by) == client::OWNER && c->members_size() > 1) {  // hands ownership on first
@@ -250,19 +272,9 @@ bool op_remove(impl const& m, store::rocks_batch& b, change_state& st, std::stri
       return refuse(st, fail(code::owner_must_hand_over, "the owner names a successor (?successor=) to leave"));
     if (*successor == by || member_index(*c, *successor) < 0)
       return refuse(st, fail(code::invalid_field, "the successor must be another member", "successor"));
-    for (auto [u, role] : {std::pair{*successor, client::OWNER}, std::pair{by, client::ADMIN}}) {
-      set_role_at(*c, u, role);
-      auto ch = change(client::ROLE_CHANGED, by);
-      ch.add_users(u);
-      ch.set_role(role);
-      announce(m, b, *c, std::move(ch), st);
-    }
+    give_role(m, b, *c, st, by, *successor, client::OWNER);
   }
-  depart(m, b, st.conversation, *c, by, st);
-  auto ch = change(client::MEMBER_LEFT, by);
-  ch.add_users(by);
-  announce(m, b, *c, std::move(ch), st, by);
-  commit_change(m, b, *c, st);
+  leave(m, b, *c, st, by, by, client::MEMBER_LEFT);
   return true;
 }
 
@@ -276,15 +288,7 @@ bool op_role(impl const& m, store::rocks_batch& b, change_state& st, std::string
   if (who == by)
     return refuse(st, fail(code::invalid_field, "the owner hands ownership on by making another member owner", "role"));
   if (role_of(*c, who) == role) return false;  // nothing changes
-  std::vector<std::pair<std::string, client::member_role>> changes{{who, role}};
-  if (role == client::OWNER) changes.emplace_back(by, client::ADMIN);
-  for (auto const& [u, r] : changes) {
-    set_role_at(*c, u, r);
-    auto ch = change(client::ROLE_CHANGED, by);
-    ch.add_users(u);
-    ch.set_role(r);
-    announce(m, b, *c, std::move(ch), st);
-  }
+  give_role(m, b, *c, st, by, who, role);
   commit_change(m, b, *c, st);
   return true;
 }
