@@ -24,13 +24,6 @@ char const* role_name(client::member_role r) {
   }
 }
 
-json::value presence_json(user_api const& api, std::string const& user) {
-  auto p = api.manager.presence(user);
-  json::object o{{"state", p.online ? "ONLINE" : "OFFLINE"}};
-  o["last_seen_at"] = p.last_seen_ms ? json::value(rfc3339(p.last_seen_ms)) : json::value(nullptr);
-  return o;
-}
-
 json::object conversation_json(user_api const& api, std::string const& me, messages::conversation_view const& v,
                                bool details) {
   json::object o{{"id", v.id},
@@ -113,16 +106,6 @@ errors::result<std::vector<std::string>> user_list(json::object const& o, char c
     out.emplace_back(v.as_string());
   }
   return out;
-}
-
-errors::result<std::size_t> page_limit(std::string const& query) {
-  auto v = query_param(query, "limit");
-  if (!v) return std::size_t(50);
-  bool plain =
-      !v->empty() && v->size() <= 3 && std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; });
-  long n = plain ? std::strtol(v->c_str(), nullptr, 10) : 0;
-  if (n < 1 || n > 200) return fail(code::invalid_field, "limit must be a whole number from 1 to 200", "limit");
-  return static_cast<std::size_t>(n);
 }
 
 awaitable<response> create(std::shared_ptr<user_api> api, std::string me, request const& r) {
@@ -242,6 +225,10 @@ awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r
   auto slash = rest.find('/');
   std::string conv = url_decode(rest.substr(0, slash)).value_or("");
   auto tail = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  if (tail == "/messages") {
+    if (r.method != "GET") co_return method_not_allowed("GET");
+    co_return history_answer(*api, me, conv, r.query);
+  }
   if (tail.empty()) {
     if (r.method == "PATCH") co_return co_await patch(api, me, conv, r);
     if (r.method != "GET") co_return method_not_allowed("GET, PATCH");

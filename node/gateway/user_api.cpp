@@ -133,18 +133,31 @@ errors::result<messages::history_query> history_filters(std::string const& query
       *out = t;
     }
   }
-  if (auto v = query_param(query, "limit")) {
-    // Plain digits only: strtol would also take "+5", " 5" and "0x5".
-    bool plain =
-        !v->empty() && v->size() <= 3 && std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; });
-    long n = plain ? std::strtol(v->c_str(), nullptr, 10) : 0;
-    if (n < 1 || n > 200) return fail(code::invalid_field, "limit must be a whole number from 1 to 200", "limit");
-    q.limit = static_cast<std::size_t>(n);
-  }
+  auto limit = page_limit(query);
+  if (!limit) return limit.error();
+  q.limit = *limit;
   return q;
 }
 
 }  // namespace
+
+errors::result<std::size_t> detail::page_limit(std::string const& query) {
+  auto v = query_param(query, "limit");
+  if (!v) return std::size_t(50);
+  // Plain digits only: strtol would also take "+5", " 5" and "0x5".
+  bool plain =
+      !v->empty() && v->size() <= 3 && std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; });
+  long n = plain ? std::strtol(v->c_str(), nullptr, 10) : 0;
+  if (n < 1 || n > 200) return fail(code::invalid_field, "limit must be a whole number from 1 to 200", "limit");
+  return static_cast<std::size_t>(n);
+}
+
+json::object detail::presence_json(user_api const& api, std::string const& user) {
+  auto p = api.manager.presence(user);
+  json::object o{{"state", p.online ? "ONLINE" : "OFFLINE"}};
+  o["last_seen_at"] = p.last_seen_ms ? json::value(rfc3339(p.last_seen_ms)) : json::value(nullptr);
+  return o;
+}
 
 response detail::history_answer(user_api const& api, std::string const& user, std::string const& conv,
                                 std::string const& query) {
@@ -179,14 +192,6 @@ awaitable<response> messages_route(std::shared_ptr<user_api> api, request r) {
           200, json::object{{"messages", json::array()}, {"has_more_before", false}, {"has_more_after", false}});
     co_return history_answer(*api, me, conv, r.query);
   }
-  if (p.starts_with("/v1/conversations/")) {
-    auto rest = std::string_view(p).substr(std::string_view("/v1/conversations/").size());
-    auto slash = rest.find('/');
-    if (slash == std::string_view::npos || rest.substr(slash) != "/messages")
-      co_return error_response(fail(code::not_found, "no endpoint " + p));
-    if (r.method != "GET") co_return method_not_allowed("GET");
-    co_return history_answer(*api, me, std::string(rest.substr(0, slash)), r.query);
-  }
   // /v1/messages/{id}
   std::string id = url_decode(p.substr(std::string_view("/v1/messages/").size())).value_or("");
   if (r.method == "GET") {
@@ -216,9 +221,8 @@ awaitable<response> presence_route(std::shared_ptr<user_api> api, request r, std
   if (!api->messages.shares_presence(me, them))
     co_return error_response(
         fail(code::presence_hidden, "presence is shared once both of you have written in your conversation"));
-  auto p = api->manager.presence(them);
-  json::object o{{"user_id", them}, {"state", p.online ? "ONLINE" : "OFFLINE"}};
-  o["last_seen_at"] = p.last_seen_ms ? json::value(rfc3339(p.last_seen_ms)) : json::value(nullptr);
+  auto o = presence_json(*api, them);
+  o["user_id"] = them;
   co_return json_response(200, o);
 }
 
@@ -294,11 +298,10 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     if (m != "GET" && m != "PATCH") co_return method_not_allowed("GET, PATCH");
     co_return co_await me(api, std::move(r));
   }
-  if (p == "/v1/conversations" || (p.starts_with("/v1/conversations/") && !p.ends_with("/messages")) ||
+  if (p == "/v1/conversations" || p.starts_with("/v1/conversations/") ||
       (p.starts_with("/v1/messages/") && p.ends_with("/receipts")))
     co_return co_await conversations_route(api, std::move(r));
-  if (p == "/v1/messages" || p.starts_with("/v1/messages/") || p.starts_with("/v1/conversations/"))
-    co_return co_await messages_route(api, std::move(r));
+  if (p == "/v1/messages" || p.starts_with("/v1/messages/")) co_return co_await messages_route(api, std::move(r));
   if (p.starts_with("/v1/presence/") && p.size() > 13) {
     std::string target = p.substr(13);
     co_return co_await presence_route(api, std::move(r), std::move(target));

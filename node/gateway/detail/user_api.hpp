@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <memory>
@@ -32,7 +33,12 @@ response method_not_allowed(char const* allowed);
 // A page of a conversation's history (docs/PROTOCOL.md, History), filters from `query`.
 response history_answer(user_api const& api, std::string const& user, std::string const& conv,
                         std::string const& query);
-// /v1/conversations and everything under it, and /v1/messages/{id}/receipts.
+// `limit` of a paged list: 1 to 200 in plain digits, 50 when absent; else invalid_field.
+errors::result<std::size_t> page_limit(std::string const& query);
+// A user's presence as the API prints it: {"state", "last_seen_at"}.
+boost::json::object presence_json(user_api const& api, std::string const& user);
+// /v1/conversations and everything under it (a conversation's history too), and
+// /v1/messages/{id}/receipts.
 awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r);
 
 }  // namespace petchat::gateway::detail
