@@ -222,6 +222,18 @@ class RetentionSteadyStateTest(NodeTestCase):
     """Under a retention period nothing is kept for ever: messages, their history and
     mailbox entries, receipts and idempotency records all go, so the store levels off."""
 
+    def entries_once_swept(self, node, timeout=30):
+        """The store's live entries per kind once the sweep and a compaction leave none, or
+        as they stand after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            time.sleep(1.0)
+            rc, out, err = node.ctl("--json", "messages", "compact")
+            self.assertEqual(rc, 0, err)
+            entries = admin_status(node)["messages"]["stored_entries"]
+            if all(v == 0 for v in entries.values()) or time.monotonic() > deadline:
+                return entries
+
     def test_everything_expires(self):
         node = self.start_node(config={"messages": {"retention_s": 2, "expiry_sweep_interval_ms": 100,
                                                     "max_per_second": 100000}})
@@ -237,14 +249,7 @@ class RetentionSteadyStateTest(NodeTestCase):
         finally:
             a.close()
             b.close()
-        deadline = time.monotonic() + 30
-        while True:
-            time.sleep(1.0)
-            rc, out, err = node.ctl("--json", "messages", "compact")
-            self.assertEqual(rc, 0, err)
-            entries = admin_status(node)["messages"]["stored_entries"]
-            if all(v == 0 for v in entries.values()) or time.monotonic() > deadline:
-                break
+        entries = self.entries_once_swept(node)
         self.assertEqual(entries, {"mailbox": 0, "messages": 0, "history": 0, "idempotency": 0, "receipts": 0,
                                    "expiry": 0}, "entries left after every message expired")
 
@@ -280,17 +285,9 @@ class RetentionSteadyStateTest(NodeTestCase):
         finally:
             for s in streams.values():
                 s.close()
-        deadline = time.monotonic() + 30
-        while True:
-            time.sleep(1.0)
-            rc, out, err = node.ctl("--json", "messages", "compact")
-            self.assertEqual(rc, 0, err)
-            entries = admin_status(node)["messages"]["stored_entries"]
-            if all(v == 0 for v in entries.values()) or time.monotonic() > deadline:
-                break
+        entries = self.entries_once_swept(node)
         self.assertEqual(entries, {"mailbox": 0, "messages": 0, "history": 0, "idempotency": 0, "receipts": 0,
                                    "expiry": 0}, "entries left after every group message expired")
-
 
     def test_seqs_are_not_reused_once_a_mailbox_is_empty(self):
         """A mailbox's head is not written with each event: it is its last entry's seq, and

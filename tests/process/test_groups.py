@@ -502,6 +502,29 @@ class GroupsTest(GroupCase):
         self.assertStatus(r, 200)
         self.assertIs(self.summary(a, g1).get("muted"), False)
 
+    def test_unread_counts_stay_exact_past_many_own_messages(self):
+        """A member's own messages never count as unread for them, also when more of them
+        follow the read mark than the node keeps track of one by one (64)."""
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A, B = self.ws(a), self.ws(b)
+        gid = self.group(a, [bob.id], title="chatty")
+        own = [self.send_to(A, gid, "alice %d" % i)["message_id"] for i in range(70)]
+        bobs = self.send_to(B, gid, "bob's only one")["message_id"]
+        self.assertEqual(self.summary(a, gid)["unread_count"], 1)
+        self.assertEqual(self.summary(b, gid)["unread_count"], 70)
+        # Alice reads up to her own 35th: 35 of hers follow the mark, and bob's one.
+        A.read(gid, own[34])
+        A.wait_event(ev_read_mark(own[34]))
+        self.assertEqual(self.summary(a, gid)["unread_count"], 1)
+        # Bob reads up to the same one: 35 of alice's follow it, and his own.
+        B.read(gid, own[34])
+        B.wait_event(ev_read_mark(own[34]))
+        self.assertEqual(self.summary(b, gid)["unread_count"], 35)
+        A.read(gid, bobs)
+        A.wait_event(ev_read_mark(bobs))
+        self.assertEqual(self.summary(a, gid)["unread_count"], 0)
+
     # 3 ---------------------------------------------------------------------------------------
 
     def test_group_send_reaches_every_member_with_empty_to(self):
