@@ -5,7 +5,8 @@
 // authenticated connections), startup (time to ready with M stored messages, after a
 // clean stop and after kill -9), echo (the bare Beast WebSocket ceiling), federation (the
 // full sequence from a user of one region to a user of another, through nats-server),
-// groups (one sender to a group: deliveries to every member; bench/groups.cpp).
+// groups (one sender to a group: deliveries to every member; bench/groups.cpp); assets
+// (uploads, downloads, thumbnails; bench/assets.cpp).
 //
 // By default the tool starts its own petchat-node (and petchat-echo) on free loopback
 // ports, so it can read their CPU time and memory from /proc.
@@ -421,6 +422,12 @@ int main(int argc, char** argv) {
   auto* federation = app.add_subcommand(
       "federation", "two regions and a nats-server: full sequence across regions (closed loop, or open with --rate)");
   auto* groups = app.add_subcommand("groups", "one sender to a group of members, all acknowledging what they get");
+  auto* assets = app.add_subcommand("assets", "upload and download throughput against the disk, memory, thumbnails");
+  std::uint64_t asset_mib = 1024;
+  int asset_concurrent = 1000, asset_images = 5;
+  assets->add_option("--size-mib", asset_mib, "the large upload, MiB")->capture_default_str();
+  assets->add_option("--concurrent", asset_concurrent, "1 MiB uploads at once")->capture_default_str();
+  assets->add_option("--images", asset_images, "12-megapixel JPEGs to thumbnail")->capture_default_str();
   std::string nats_binary = "/usr/sbin/nats-server";  // where Debian puts it
   federation->add_option("--nats-server", nats_binary, "nats-server binary")->capture_default_str();
   federation->add_option("--rate", o.rate, "open loop at this total rate (default: closed loop)");
@@ -452,6 +459,7 @@ int main(int argc, char** argv) {
 
   try {
     if (startup_cmd->parsed()) return startup(o);
+    if (assets->parsed()) return bench::assets_workload(o, asset_mib, asset_concurrent, asset_images);
     if (connections->parsed()) return single_node(o, true, false);
     int rc = 0;
     if (groups->parsed()) {

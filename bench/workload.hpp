@@ -80,4 +80,10 @@ int report_messages(options const& o, char const* workload, message_result const
 // member had every message at the end; 0.
 int group_workload(options const& o);
 
+// The assets workload (bench/assets.cpp) on a fresh node: the disk's own write+fsync and
+// read of `size_mib`, then an upload and a download of that size (throughput against the
+// disk's, and the node's memory growth), `concurrent` 1 MiB uploads at once, and `images`
+// 12-megapixel JPEGs (the node's CPU per thumbnail); 0 if every upload succeeded.
+int assets_workload(options const& o, std::uint64_t size_mib, int concurrent, int images);
+
 }  // namespace petchat::bench

@@ -48,6 +48,27 @@ std::optional<std::size_t> utf8_length(std::string_view s) noexcept {
   return count;
 }
 
+std::optional<std::string> clean_file_name(std::string_view name) {
+  if (!utf8_length(name)) return std::nullopt;
+  auto slash = name.find_last_of("/\\");
+  if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
+  std::string out;
+  out.reserve(name.size());
+  for (char c : name) {
+    auto b = static_cast<unsigned char>(c);
+    bool bad = b < 0x20 || b == 0x7f || std::string_view("\"*:<>?|").find(c) != std::string_view::npos;
+    out.push_back(bad ? '_' : c);
+  }
+  std::size_t lead = out.find_first_not_of(". ");
+  out.erase(0, lead == std::string::npos ? out.size() : lead);
+  if (out.size() > 255) {
+    std::size_t cut = 255;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out.resize(cut);
+  }
+  return out;
+}
+
 std::int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -154,6 +175,22 @@ std::string hex(std::string_view bytes) {
   for (unsigned char b : bytes) {
     out += digits[b >> 4];
     out += digits[b & 15];
+  }
+  return out;
+}
+
+std::optional<std::string> from_hex(std::string_view text) {
+  if (text.size() % 2 != 0) return std::nullopt;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out(text.size() / 2, '\0');
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    int hi = digit(text[2 * i]), lo = digit(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out[i] = static_cast<char>(hi * 16 + lo);
   }
   return out;
 }

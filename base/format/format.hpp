@@ -19,6 +19,12 @@ std::size_t utf8_sequence(std::string_view s) noexcept;
 // Number of code points in `s`, or nullopt if it is not valid UTF-8.
 std::optional<std::size_t> utf8_length(std::string_view s) noexcept;
 
+// A file name a client declared, made safe to keep and to hand back (docs/PROTOCOL.md,
+// "File names"): its last path component, control characters and "*:<>?|\" as '_',
+// no leading dots or spaces, at most 255 bytes (cut at a character boundary). nullopt if
+// `name` is not UTF-8.
+std::optional<std::string> clean_file_name(std::string_view name);
+
 // Milliseconds since the Unix epoch, from the system clock.
 std::int64_t now_ms();
 
@@ -30,6 +36,8 @@ std::optional<std::string> from_base64url(std::string_view text);
 
 // Lower-case hex of `bytes` (keys, for people and configs).
 std::string hex(std::string_view bytes);
+// The bytes of lower-case hex text, or nullopt if it is not exactly that.
+std::optional<std::string> from_hex(std::string_view text);
 
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" in UTC.
 std::string rfc3339(std::int64_t ms_since_epoch);

@@ -277,9 +277,13 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   auto stopping = std::make_shared<std::atomic<bool>>(false);
   metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
   add_node_metrics(metrics, manager, messages, fed.get());
+  messages.set_asset_limits(cfg.assets);
+  assets::asset_service assets(cfg.assets, data_dir / "assets", messages);
   auto limits = limits_of(cfg.gateway);
   gateway::http_server chat(
-      io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}), "gateway");
+      io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets),
+      "gateway");
+  chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
   auto port = chat.listen_tcp(cfg.gateway.listen);
   config::listen_address bound = cfg.gateway.listen;
@@ -289,9 +293,9 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                           format::now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
-  gateway::http_server admin(io, admin_limits,
-                             gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}),
-                             "admin");
+  gateway::http_server admin(
+      io, admin_limits,
+      gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}, &assets), "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 
@@ -306,12 +310,14 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     drain_timer.cancel();
     chat.shutdown();
     admin.shutdown();
+    assets.stop();
     wait_for_drain(drain_timer, {&chat, &admin}, std::chrono::steady_clock::now() + shutdown_grace, io);
   });
 
   chat.start();
   admin.start();
   if (fed) fed->start();
+  assets.start(io);
   asio::co_spawn(io,
                  sweep_expired_messages(messages, manager,
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),

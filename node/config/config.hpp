@@ -81,6 +81,19 @@ struct messages_section {
   std::size_t max_groups_per_user = 500;
   // Groups with more recipients get count receipts instead of one per member.
   std::size_t group_receipt_events_max_members = 32;
+  std::size_t max_attachments = 10;  // attachments of one message
+};
+
+// The asset service (docs/PROTOCOL.md, "Assets").
+struct assets_section {
+  std::uint64_t max_asset_bytes = std::uint64_t(2) << 30;  // one asset
+  std::uint64_t quota_bytes = std::uint64_t(10) << 30;     // stored per user, uploads in progress included
+  std::uint32_t upload_expiry_s = 86400;                   // an incomplete upload is removed after
+  std::uint32_t grace_s = 86400;                           // an unreferenced asset lives on so long
+  std::uint32_t max_uploads_per_user = 20;                 // resumable uploads in progress
+  std::uint64_t max_image_pixels = 100000000;              // larger images get no thumbnail
+  std::uint32_t thumbnail_px = 320;                        // a thumbnail's longer side at most
+  std::uint32_t collect_interval_s = 60;                   // how often the collector runs
 };
 
 struct log_section {
@@ -95,6 +108,7 @@ struct node_config {
   users_section users;
   store_section store;
   messages_section messages;
+  assets_section assets;
   log_section log;
   federation::options federation;  // [federation]; no NATS URLs: standalone
 

@@ -148,6 +148,25 @@ void print_sessions(json::value const& answer) {
   print_table({"DEVICE ID", "USER", "DEVICE", "STATE", "LAST REFRESH"}, rows);
 }
 
+void print_assets(json::value const& answer) {
+  auto const& o = answer.as_object();
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& u : o.at("users").as_array()) {
+    auto const& e = u.as_object();
+    rows.push_back({field(e, "user_id"), field(e, "bytes"), field(e, "uploads")});
+  }
+  rows.push_back({"(total: " + field(o, "assets") + " assets)", field(o, "bytes"), ""});
+  print_table({"USER", "BYTES", "UPLOADS IN PROGRESS"}, rows);
+}
+
+void print_verify(json::value const& answer) {
+  auto const& o = answer.as_object();
+  std::cout << "checked " << field(o, "checked") << " assets\n";
+  for (auto const& id : o.at("missing").as_array()) std::cout << "missing bytes: " << id.as_string() << "\n";
+  for (auto const& id : o.at("quarantined").as_array())
+    std::cout << "damaged, moved to quarantine/: " << id.as_string() << "\n";
+}
+
 void print_status(json::value const& answer) {
   auto const& o = answer.as_object();
   auto const& u = o.at("users").as_object();
@@ -286,6 +305,26 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                                << " expired messages; store compacted\n";
                    };
                    return request(c, "POST", "/v1/admin/messages/compact", nullptr, ans);
+                 }});
+  auto* assets = app.add_subcommand("assets", "stored files: usage, collection, verification");
+  out.push_back({assets->add_subcommand("collect", "remove now what is due: unreferenced assets, expired uploads"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = [](json::value const& v) {
+                     auto const& o = v.as_object();
+                     std::cout << "removed " << field(o, "assets_removed") << " assets (" << field(o, "bytes_freed")
+                               << " bytes) and " << field(o, "uploads_removed") << " expired uploads\n";
+                   };
+                   return request(c, "POST", "/v1/admin/assets/collect", nullptr, ans);
+                 }});
+  out.push_back({assets->add_subcommand("verify", "re-hash every stored file; quarantine the damaged"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = print_verify;
+                   return request(c, "POST", "/v1/admin/assets/verify", nullptr, ans);
+                 }});
+  // After its subcommands: the first parsed command runs, and `assets` is parsed with them.
+  out.push_back({assets, [](context& c, json::value& ans, show_fn& show) {
+                   show = print_assets;
+                   return request(c, "GET", "/v1/admin/assets", nullptr, ans);
                  }});
   auto* federation = app.add_subcommand("federation", "the link to other regions")->require_subcommand(1);
   out.push_back({federation->add_subcommand("status", "link state, known regions, backlogs, rejected envelopes"),

@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 45> table{{
+constexpr std::array<entry, 56> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -55,6 +55,17 @@ constexpr std::array<entry, 45> table{{
     {"group_full", 409},                  // code::group_full
     {"too_many_groups", 409},             // code::too_many_groups
     {"already_member", 409},              // code::already_member
+    {"asset_not_found", 404},             // code::asset_not_found
+    {"upload_not_found", 404},            // code::upload_not_found
+    {"offset_mismatch", 409},             // code::offset_mismatch
+    {"upload_busy", 409},                 // code::upload_busy
+    {"length_required", 411},             // code::length_required
+    {"asset_too_large", 413},             // code::asset_too_large
+    {"quota_exceeded", 413},              // code::quota_exceeded
+    {"upload_overflow", 413},             // code::upload_overflow
+    {"range_not_satisfiable", 416},       // code::range_not_satisfiable
+    {"too_many_uploads", 429},            // code::too_many_uploads
+    {"hash_mismatch", 400},               // code::hash_mismatch
     {"too_many_connections", 503},        // code::too_many_connections
     {"store_unavailable", 503},           // code::store_unavailable
 }};

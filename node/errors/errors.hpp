@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace petchat::errors {
 
@@ -56,6 +57,18 @@ enum class code {
   group_full,
   too_many_groups,
   already_member,
+  // Assets.
+  asset_not_found,
+  upload_not_found,
+  offset_mismatch,
+  upload_busy,
+  length_required,
+  asset_too_large,
+  quota_exceeded,
+  upload_overflow,
+  range_not_satisfiable,
+  too_many_uploads,
+  hash_mismatch,
   // The gateway.
   too_many_connections,
   // The stores.
@@ -73,10 +86,13 @@ struct failure {
   std::string message;              // for people; may change between versions
   std::string field;                // the request field at fault, if any
   std::uint32_t retry_after_s = 0;  // for rate_limited
+  // Numbers the client may act on, printed as fields of the error object (quota_exceeded:
+  // used_bytes, limit_bytes, needed_bytes).
+  std::vector<std::pair<std::string, std::uint64_t>> numbers{};
 };
 
 inline failure fail(code c, std::string message, std::string field = {}) {
-  return failure{c, std::move(message), std::move(field), 0};
+  return failure{c, std::move(message), std::move(field), 0, {}};
 }
 
 // A value or a failure.

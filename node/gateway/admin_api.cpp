@@ -20,6 +20,7 @@ struct admin_api {
   boost::asio::thread_pool& cpu_pool;  // whole-table scans and compaction run here, not on I/O threads
   node_info info;
   federation_view fed;
+  assets::asset_service* assets = nullptr;
 };
 
 // `petchatctl federation status`.
@@ -70,6 +71,43 @@ awaitable<response> compact(std::shared_ptr<admin_api> api) {
   };
   co_await async::offload(api->cpu_pool, std::move(work));
   co_return json_response(200, json::object{{"expired", expired}});
+}
+
+// `petchatctl assets`: usage per user and in total; collect now; verify every blob.
+awaitable<response> assets_action(std::shared_ptr<admin_api> api, request r, std::string const& action) {
+  if (!api->assets) co_return error_response(fail(code::not_found, "this node stores no assets"));
+  if (action.empty()) {
+    if (r.method != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    auto work = [api] {
+      std::uint64_t bytes = 0, count = 0;
+      for (auto const& [hash, size] : api->messages.all_assets()) {
+        bytes += size;
+        ++count;
+      }
+      json::array users;
+      for (auto const& u : api->messages.asset_usage_by_user())
+        users.push_back(json::object{{"user_id", u.user}, {"bytes", u.bytes}, {"uploads", u.uploads}});
+      return json::value(json::object{{"assets", count}, {"bytes", bytes}, {"users", std::move(users)}});
+    };
+    co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
+  }
+  if (r.method != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+  if (action == "collect") {
+    auto done = co_await api->assets->collect();
+    co_return json_response(200, json::object{{"assets_removed", done.assets_removed},
+                                              {"uploads_removed", done.uploads_removed},
+                                              {"bytes_freed", done.bytes_freed}});
+  }
+  if (action == "verify") {
+    auto work = [api] {
+      auto v = api->assets->verify();
+      json::array missing(v.missing.begin(), v.missing.end()), bad(v.quarantined.begin(), v.quarantined.end());
+      return json::value(
+          json::object{{"checked", v.checked}, {"missing", std::move(missing)}, {"quarantined", std::move(bad)}});
+    };
+    co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
+  }
+  co_return error_response(fail(code::not_found, "no endpoint " + r.path));
 }
 
 json::object user_entry(admin_api const& api, users::profile const& p) {
@@ -159,7 +197,7 @@ std::vector<std::string> segments(std::string const& path) {
 awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   auto const& m = r.method;
   if (r.path == "/metrics" && m == "GET")
-    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}};
+    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}, nullptr, 0, 0};
   auto seg = segments(r.path);  // "/v1/admin/users/alice/disable" -> v1 admin users alice disable
   if (seg.size() < 3 || seg[0] != "v1" || seg[1] != "admin")
     co_return error_response(fail(code::not_found, "no endpoint " + r.path));
@@ -214,6 +252,8 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     if (m != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
     co_return co_await compact(api);
   }
+  if (what == "assets" && seg.size() <= 4)
+    co_return co_await assets_action(api, std::move(r), seg.size() == 4 ? seg[3] : "");
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));
@@ -230,8 +270,9 @@ awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
 }
 
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
-                       boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed) {
-  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info), fed});
+                       boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
+                       assets::asset_service* assets) {
+  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

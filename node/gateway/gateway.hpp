@@ -19,9 +19,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "node/assets/assets.hpp"
 #include "node/config/config.hpp"
 #include "node/errors/errors.hpp"
 #include "node/messages/messages.hpp"
@@ -40,6 +42,10 @@ struct request {
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string client_address;  // IP for TCP, "unix" for the admin socket
+  // A request whose body is streamed (http_server::stream_bodies): `body` is empty and
+  // the handler reads the body from here, at most `body_length` bytes.
+  assets::byte_source* body_stream = nullptr;
+  std::optional<std::uint64_t> body_length;  // Content-Length, when given
 
   std::string header(std::string const& lower_name) const {
     auto it = headers.find(lower_name);
@@ -52,6 +58,9 @@ struct response {
   std::string body;  // JSON unless content_type says otherwise
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
+  // A body streamed from a file instead of `body`: `file_length` bytes from `file_offset`.
+  std::shared_ptr<assets::blob_reader> file;
+  std::uint64_t file_offset = 0, file_length = 0;
 };
 
 using handler = std::function<awaitable<response>(request)>;
@@ -80,6 +89,10 @@ class http_server {
   std::uint16_t listen_tcp(config::listen_address const& address);
   // Binds a Unix socket (replacing a stale socket file) with mode 0600.
   void listen_unix(std::filesystem::path const& path);
+
+  // Requests for which `streamed(method, path)` is true get their body as a stream
+  // (request::body_stream), under no body limit but the handler's own.
+  void stream_bodies(std::function<bool(std::string_view method, std::string_view path)> streamed);
 
   // Serves the live stream (WebSocket upgrades of GET /v1/ws) on the TCP listener.
   struct live_stream {
@@ -116,7 +129,10 @@ struct federation_view {
 };
 
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
-                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed);
+                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
+                      assets::asset_service* assets = nullptr);
+// Whether the user API streams the body of a request (uploads: see http_server::stream_bodies).
+bool user_api_streams(std::string_view method, std::string_view path);
 
 // What the admin API reports in `status`.
 struct node_info {
@@ -130,6 +146,7 @@ struct node_info {
 // The operators' API (PROTOCOL.md: admin API); `cpu_pool` runs its whole-table scans and
 // the store compaction, so they never stall an I/O thread.
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
-                       boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed);
+                       boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
+                       assets::asset_service* assets = nullptr);
 
 }  // namespace petchat::gateway

@@ -15,6 +15,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "node/gateway/detail/deadline.hpp"
+#include "node/gateway/detail/http_streams.hpp"
 #include "node/gateway/detail/start_live_stream.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/log/log.hpp"
@@ -30,6 +32,7 @@ using unix_socket = asio::local::stream_protocol;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 using detail::connection_control;
+using detail::deadline;
 
 }  // namespace
 
@@ -43,6 +46,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   std::filesystem::path unix_path;
   ino_t unix_inode = 0;                         // of the socket file we bound: only that one is removed at exit
   std::shared_ptr<detail::live_services> live;  // set if this server serves /v1/ws
+  std::function<bool(std::string_view, std::string_view)> streamed;  // requests whose bodies are streamed
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
 
@@ -82,45 +86,11 @@ namespace {
 
 using state_ptr = std::shared_ptr<http_server::state>;
 
-// Cancels the socket's pending operation when the deadline passes. The timer runs on the
-// connection's strand, like the coroutine, so the flags need no lock.
-//
-// cancel() cannot recall a handler whose timer already expired and is queued on the strand;
-// `armed` makes such a stale handler do nothing, so it can neither touch a socket that is
-// gone nor cancel the connection's next operation.
-class deadline {
- public:
-  explicit deadline(asio::any_io_executor ex) : timer_(ex) {}
-  ~deadline() { disarm(); }
-  template <typename Socket>
-  void arm(Socket& socket, std::chrono::milliseconds d) {
-    disarm();
-    armed_ = std::make_shared<bool>(true);
-    fired_ = std::make_shared<bool>(false);
-    timer_.expires_after(d);
-    timer_.async_wait([&socket, armed = armed_, fired = fired_](boost::system::error_code ec) {
-      if (ec || !*armed) return;
-      *fired = true;
-      boost::system::error_code ignored;
-      socket.cancel(ignored);
-    });
-  }
-  void disarm() {
-    if (armed_) *armed_ = false;
-    timer_.cancel();
-  }
-  bool fired() const { return fired_ && *fired_; }
-
- private:
-  asio::steady_timer timer_;
-  std::shared_ptr<bool> armed_;
-  std::shared_ptr<bool> fired_;
-};
-
 http::response<http::string_body> to_beast(response const& r, unsigned version, bool keep_alive, bool head = false) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "petchat");
-  if (!r.body.empty() || r.status != 204) res.set(http::field::content_type, r.content_type);
+  if (!r.content_type.empty() && (!r.body.empty() || r.status != 204))
+    res.set(http::field::content_type, r.content_type);
   for (auto const& [k, v] : r.headers) res.set(k, v);
   res.keep_alive(keep_alive);
   if (head) {
@@ -184,7 +154,7 @@ bool is_live_stream_upgrade(http::request<http::string_body> const& req) {
 }
 
 // The handler's view of a request: path and query apart, header names in lower case.
-request to_request(http::request<http::string_body>& req, std::string const& client_address) {
+request to_request(http::request_header<> const& req, std::string const& client_address) {
   request r;
   r.method = std::string(req.method_string());
   std::string_view target = req.target();
@@ -196,26 +166,33 @@ request to_request(http::request<http::string_body>& req, std::string const& cli
     for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     r.headers[name] = std::string(field.value());
   }
-  r.body = std::move(req.body());
   r.client_address = client_address;
   return r;
 }
 
-// Handles one request and writes the answer. False when the connection ends after it.
-template <typename Socket>
-awaitable<bool> answer(state_ptr const& st, Socket& socket, deadline& timer, http::request<http::string_body>& req,
-                       std::string const& client_address) {
-  bool keep_alive = req.keep_alive();
-  bool is_head = req.method() == http::verb::head;
-  unsigned version = req.version();
+// Handles one request and writes the answer. False when the connection ends after it
+// (also when a streamed body was not read to its end: what is left of it is not drained).
+template <typename Socket, typename Message>
+awaitable<bool> answer(state_ptr const& st, Socket& socket, deadline& timer, Message const& head, request in,
+                       std::function<bool()> const& body_read) {
+  bool keep_alive = head.keep_alive();
+  bool is_head = head.method() == http::verb::head;
+  unsigned version = head.version();
+  auto client_address = in.client_address;
   response out;
   try {
-    out = co_await st->handle(to_request(req, client_address));
+    out = co_await st->handle(std::move(in));
   } catch (std::exception const& e) {
     st->log->error("{}: handler failed: {}", client_address, e.what());
     out = error_response(errors::fail(errors::code::internal, "internal error"));
   }
-  keep_alive = keep_alive && !st->stopping;
+  keep_alive = keep_alive && !st->stopping && (!body_read || body_read());
+  if (out.file) {
+    bool ok = co_await detail::write_file_response(socket, timer, st->limits.request_timeout, out, version, keep_alive,
+                                                   is_head);
+    if (ok && !keep_alive) co_await linger(socket, timer);
+    co_return ok&& keep_alive;
+  }
   auto res = to_beast(out, version, keep_alive, is_head);
   timer.arm(socket, st->limits.request_timeout);
   auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
@@ -227,6 +204,26 @@ awaitable<bool> answer(state_ptr const& st, Socket& socket, deadline& timer, htt
     co_return false;
   }
   co_return true;
+}
+
+// A request whose body the handler streams (uploads): the header is read, the body is read
+// as the handler asks for it.
+template <typename Socket>
+awaitable<bool> answer_streamed(state_ptr const& st, Socket& socket, deadline& timer, beast::flat_buffer& buffer,
+                                http::request_parser<http::empty_body>& head_parser,
+                                std::string const& client_address) {
+  http::request_parser<http::buffer_body> parser(std::move(head_parser));
+  parser.body_limit(boost::none);  // the handler limits the length
+  auto const& head = parser.get();
+  auto expect = head[http::field::expect];
+  bool expect_continue = beast::iequals(expect, "100-continue");
+  detail::body_stream<Socket, deadline> body(socket, buffer, parser, timer, st->limits.request_timeout,
+                                             expect_continue);
+  auto in = to_request(head, client_address);
+  in.body_stream = &body;
+  if (auto len = parser.content_length()) in.body_length = *len;
+  std::function<bool()> read_all = [&parser] { return parser.is_done(); };
+  co_return co_await answer(st, socket, timer, head, std::move(in), read_all);
 }
 
 // One connection: requests one after another (keep-alive), until the client or the
@@ -261,14 +258,39 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
         buffer.commit(n);
       }
       control->idle = false;
-      http::request_parser<http::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(st->limits.max_header_bytes));
-      parser.body_limit(st->limits.max_body_bytes);
+      http::request_parser<http::empty_body> head_parser;
+      head_parser.header_limit(static_cast<std::uint32_t>(st->limits.max_header_bytes));
+      head_parser.body_limit(boost::none);  // checked below, once it is known which limit applies
       timer.arm(socket, st->limits.request_timeout);
-      auto [ec, n] = co_await http::async_read(socket, buffer, parser, use_tuple);
+      auto [ec, n] = co_await http::async_read_header(socket, buffer, head_parser, use_tuple);
       timer.disarm();
       (void)n;
       if (ec == http::error::end_of_stream && !timer.fired()) break;
+      if (ec) {
+        auto f = read_failure(ec, timer.fired());
+        st->log->debug("{}: request refused: {}", client_address, f.message);
+        co_await write_and_linger(socket, timer, st, error_response(f));
+        break;
+      }
+      if (st->streamed) {
+        auto target = head_parser.get().target();
+        if (st->streamed(head_parser.get().method_string(), target.substr(0, target.find('?')))) {
+          bool more = co_await answer_streamed(st, socket, timer, buffer, head_parser, client_address);
+          if (!more) break;
+          continue;
+        }
+      }
+      auto length = head_parser.content_length();
+      if (length && *length > st->limits.max_body_bytes) {
+        auto f = read_failure(http::error::body_limit, false);
+        co_await write_and_linger(socket, timer, st, error_response(f));
+        break;
+      }
+      http::request_parser<http::string_body> parser(std::move(head_parser));
+      parser.body_limit(st->limits.max_body_bytes);
+      timer.arm(socket, st->limits.request_timeout);
+      std::tie(ec, n) = co_await http::async_read(socket, buffer, parser, use_tuple);
+      timer.disarm();
       if (ec) {
         auto f = read_failure(ec, timer.fired());
         st->log->debug("{}: request refused: {}", client_address, f.message);
@@ -288,7 +310,9 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
           co_return;
         }
       }
-      bool more = co_await answer(st, socket, timer, parser.get(), client_address);
+      auto in = to_request(parser.get(), client_address);
+      in.body = std::move(parser.get().body());
+      bool more = co_await answer(st, socket, timer, parser.get(), std::move(in), {});
       if (!more) break;
     }
   } catch (std::exception const& e) {
@@ -364,24 +388,6 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
 
 }  // namespace
 
-response error_response(errors::failure const& f) {
-  std::string body = "{\"error\":{\"code\":\"";
-  body += errors::name(f.code);
-  body += "\",\"message\":\"";
-  log::append_json_escaped(body, f.message);
-  body += "\"";
-  if (!f.field.empty()) {
-    body += ",\"field\":\"";
-    log::append_json_escaped(body, f.field);
-    body += "\"";
-  }
-  if (f.retry_after_s > 0) body += ",\"retry_after_s\":" + std::to_string(f.retry_after_s);
-  body += "}}";
-  response r{errors::http_status(f.code), std::move(body), "application/json", {}};
-  if (f.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(f.retry_after_s));
-  return r;
-}
-
 http_server::http_server(asio::io_context& io, server_limits limits, handler h, std::string name)
     : state_(std::make_shared<state>(io, limits, std::move(h), name)) {}
 
@@ -436,6 +442,10 @@ void http_server::listen_unix(std::filesystem::path const& path) {
   if (::stat(path.c_str(), &st) == 0) state_->unix_inode = st.st_ino;
   state_->unix_path = path;
   state_->unix_acceptor = std::move(acceptor);
+}
+
+void http_server::stream_bodies(std::function<bool(std::string_view, std::string_view)> streamed) {
+  state_->streamed = std::move(streamed);
 }
 
 void http_server::serve_live_stream(live_stream s) {

@@ -264,7 +264,7 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   if (p == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
   if (p == "/metrics") {
     if (m != "GET") co_return method_not_allowed("GET");
-    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}};
+    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}, nullptr, 0, 0};
   }
   if (p == "/readyz") {
     if (*api->stopping)
@@ -306,6 +306,8 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     std::string target = p.substr(13);
     co_return co_await presence_route(api, std::move(r), std::move(target));
   }
+  if (p == "/v1/assets" || p.starts_with("/v1/assets/") || p == "/v1/uploads" || p.starts_with("/v1/uploads/"))
+    co_return co_await assets_route(api, std::move(r));
   if (p == "/v1/ws") co_return error_response(fail(code::bad_request, "/v1/ws needs a WebSocket upgrade"));
   constexpr std::string_view users_prefix = "/v1/users/";
   if (p.starts_with(users_prefix) && p.size() > users_prefix.size() &&
@@ -327,8 +329,9 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
 }
 
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
-                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed) {
-  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed});
+                      metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
+                      assets::asset_service* assets) {
+  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

@@ -44,8 +44,9 @@ std::optional<errors::failure> check_send(client::send const& request, keys::bod
     return fail(code::invalid_field, "send takes either to or conversation_id, not both", "to");
   if (request.to().empty() && request.conversation_id().empty())
     return fail(code::missing_field, "send.to (or send.conversation_id) is required", "to");
-  if (!request.has_body() || (request.body().text().empty() && !request.body().has_content()))
-    return fail(code::missing_field, "send.body needs text or content", "body");
+  if (!request.has_body() ||
+      (request.body().text().empty() && !request.body().has_content() && request.body().attachments_size() == 0))
+    return fail(code::missing_field, "send.body needs text, content or attachments", "body");
   if (auto bad = keys::check_body(request.body(), limits))
     return fail(bad->too_large ? code::body_too_large : code::invalid_field, bad->message, "body");
   return std::nullopt;
@@ -151,6 +152,10 @@ bool write_send(message_service::impl const& m, store::rocks_batch& b, send_writ
     st.original = *prior;
     return false;
   }
+  if (!attachments_stored(b, st.message.body())) {
+    st.refused = fail(code::asset_not_found, "an attachment's asset is gone", "body");
+    return false;
+  }
   records::stored_message stored;
   std::string raw_id;
   if (st.to.empty()) {
@@ -249,6 +254,8 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   msg.set_to(*to);
   msg.set_client_id(request.client_id());
   *msg.mutable_body() = std::move(*request.mutable_body());
+  if (msg.body().attachments_size() > 0)
+    if (auto bad = fill_attachments(m, from, *msg.mutable_body())) co_return *bad;
   store::rocks_db::write_fn mutation = [&m, st](store::rocks_batch& b) { return write_send(m, b, *st); };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");

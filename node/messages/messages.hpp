@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -113,6 +114,50 @@ struct message_receipts {
   std::string message_id, conversation_id;
   std::uint32_t recipients = 0, delivered_count = 0, read_count = 0;
   std::vector<receipt_view> members;
+};
+
+// Assets (docs/PROTOCOL.md, "Assets"): the records; the bytes are node/assets' files.
+// Hashes are the 32 raw bytes of BLAKE2b-256.
+struct asset_view {
+  std::string hash;  // 32 bytes
+  std::uint64_t size = 0;
+  std::string content_type;
+  std::int64_t created_at_ms = 0;
+  std::uint32_t width = 0, height = 0;
+  std::string thumbnail;     // its hash, or empty
+  std::string thumbnail_of;  // for a thumbnail: its original's hash
+  // The caller's own upload of it, if any.
+  std::string name, declared_type;
+  bool uploaded_by_caller = false;
+};
+struct upload_view {
+  std::string id;
+  std::string user;
+  std::uint64_t length = 0, offset = 0;
+  std::int64_t created_at_ms = 0, expires_at_ms = 0;
+  std::string name, declared_type;
+  std::string expected_hash;  // 32 bytes or empty
+};
+// A complete upload, hashed and in place, to be recorded.
+struct new_asset {
+  std::string hash;
+  std::uint64_t size = 0;
+  std::string content_type;
+  std::uint32_t width = 0, height = 0;
+  std::string name, declared_type;
+  // Its thumbnail, in place too (hash empty: none).
+  std::string thumbnail_hash;
+  std::uint64_t thumbnail_size = 0;
+};
+// What the collector removed: the blobs to delete now that their records are gone.
+struct collected_asset {
+  bool removed = false;
+  std::vector<std::string> blobs;  // hashes
+};
+struct asset_usage {
+  std::string user;
+  std::uint64_t bytes = 0;  // stored, uploads in progress at their length included
+  std::uint64_t uploads = 0;
 };
 
 // A batch of mailbox events for one device, in seq order.
@@ -231,6 +276,42 @@ class message_service {
   result<message_receipts> receipts(std::string const& user, std::string const& message_id) const;
   // The other current members of a group `user` is in (typing), or conversation_not_found.
   result<std::vector<std::string>> group_peers(std::string const& user, std::string const& conversation_id) const;
+
+  // Assets (node/messages/assets.cpp): the records of node/assets' files. Before traffic:
+  void set_asset_limits(config::assets_section const& limits);
+  // Whether `hash` is stored, whether upload `id` is in progress (committed state; any thread).
+  bool asset_exists(std::string const& hash) const;
+  bool upload_exists(std::string const& id) const;
+  // The asset if `user` may download it: its uploader, a current member of a conversation
+  // holding a message with it as an attachment, or (a thumbnail) one who may download its
+  // original. Errors: asset_not_found (also when not allowed).
+  result<asset_view> asset_for(std::string const& user, std::string const& hash) const;
+  // Whether `user` may upload `length` more bytes now. Errors: asset_too_large,
+  // quota_exceeded (with the numbers).
+  result<bool> quota_allows(std::string const& user, std::uint64_t length) const;
+  // Starts a resumable upload. Errors: asset_too_large, quota_exceeded, too_many_uploads.
+  awaitable<result<upload_view>> begin_upload(std::string user, upload_view spec);
+  // An upload of `user`'s. Errors: upload_not_found (also another user's, or expired).
+  result<upload_view> upload(std::string const& user, std::string const& id) const;
+  // The upload's bytes up to `offset` are durable.
+  awaitable<errors::status> advance_upload(std::string id, std::uint64_t offset);
+  // Removes an upload's record and gives its reserved bytes back (the caller removes its
+  // file). True if there was one.
+  awaitable<result<bool>> end_upload(std::string id);
+  // Records a complete upload (`upload_id`: the resumable upload it completes, whose
+  // record goes in the same write). The caller holds the hash's claim (node/assets). Errors:
+  // quota_exceeded.
+  awaitable<result<asset_view>> record_asset(std::string user, new_asset a, std::string upload_id);
+  // Hashes whose collection is due at `now_ms` (at most `max`), each with its due entries;
+  // and uploads expired by then.
+  std::map<std::string, std::vector<std::string>> assets_due(std::int64_t now_ms, std::size_t max) const;
+  std::vector<std::string> uploads_expired(std::int64_t now_ms, std::size_t max) const;
+  // Removes the asset if no message refers to it (and its thumbnail with it); drops the
+  // due entries of `hash` either way. The caller holds the claim and deletes the blobs.
+  awaitable<result<collected_asset>> collect_asset(std::string hash, std::vector<std::string> due, std::int64_t now_ms);
+  // Every stored asset's hash and size (petchatctl assets verify), and usage per user.
+  std::vector<std::pair<std::string, std::uint64_t>> all_assets() const;
+  std::vector<asset_usage> asset_usage_by_user() const;
 
   // Removes expired messages (at most `max` per call); returns how many.
   awaitable<std::size_t> sweep_expired(std::size_t max = 10000);

@@ -51,6 +51,7 @@ enum class cf : std::uint8_t {
   conversations,  // conversation id -> conversation_record; "u/" user NUL peer -> conversation id
   outbox,         // federation: destination region NUL lane seq(8 BE) -> federation body
   receipts,       // group messages: message id(16) [NUL user] -> receipt counts [a member's receipt]
+  assets,         // assets, their uploaders, references and uploads (node/messages/detail/assets.hpp)
   count_
 };
 

@@ -110,11 +110,11 @@ errors::result<std::optional<std::string>> optional_string(json::object const& o
 }
 
 response json_response(unsigned status, json::value const& v) {
-  return response{status, json::serialize(v), "application/json", {}};
+  return response{status, json::serialize(v), "application/json", {}, nullptr, 0, 0};
 }
 
 response no_content() {
-  return response{204, "", "application/json", {}};
+  return response{204, "", "application/json", {}, nullptr, 0, 0};
 }
 
 json::object profile_json(users::profile const& p, std::string const& region) {
@@ -163,3 +163,26 @@ std::optional<std::string> query_param(std::string_view query, std::string const
 }
 
 }  // namespace petchat::gateway::detail
+
+namespace petchat::gateway {
+
+response error_response(errors::failure const& f) {
+  std::string body = "{\"error\":{\"code\":\"";
+  body += errors::name(f.code);
+  body += "\",\"message\":\"";
+  log::append_json_escaped(body, f.message);
+  body += "\"";
+  if (!f.field.empty()) {
+    body += ",\"field\":\"";
+    log::append_json_escaped(body, f.field);
+    body += "\"";
+  }
+  if (f.retry_after_s > 0) body += ",\"retry_after_s\":" + std::to_string(f.retry_after_s);
+  for (auto const& [name, value] : f.numbers) body += ",\"" + name + "\":" + std::to_string(value);
+  body += "}}";
+  response r{errors::http_status(f.code), std::move(body), "application/json", {}, nullptr, 0, 0};
+  if (f.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(f.retry_after_s));
+  return r;
+}
+
+}  // namespace petchat::gateway

@@ -108,10 +108,29 @@ void value(std::string& out, google::protobuf::Value const& v) {
   }
 }
 
+void attachment(std::string& out, client::attachment const& a) {
+  object o(out);
+  o.str("asset_id", a.asset_id());
+  o.str("content_type", a.content_type());
+  o.u64("size", a.size());
+  o.str("name", a.name());
+  o.u32("width", a.width());
+  o.u32("height", a.height());
+  o.str("thumbnail_id", a.thumbnail_id());
+  o.u32("duration_ms", a.duration_ms());
+}
+
 void body(std::string& out, client::body const& b) {
   object o(out);
   o.str("text", b.text());
   if (b.has_content()) structure(o.key("content"), b.content());
+  auto& list = o.key("attachments");
+  list.push_back('[');
+  for (int i = 0; i < b.attachments_size(); ++i) {
+    if (i > 0) list.push_back(',');
+    attachment(list, b.attachments(i));
+  }
+  list.push_back(']');
 }
 
 void message(std::string& out, client::message const& m) {

@@ -22,6 +22,7 @@ struct user_api {
   metrics::registry& metrics;
   std::shared_ptr<std::atomic<bool>> stopping;
   federation_view fed;
+  assets::asset_service* assets = nullptr;  // null: the node stores no assets
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };
@@ -40,5 +41,7 @@ boost::json::object presence_json(user_api const& api, std::string const& user);
 // /v1/conversations and everything under it (a conversation's history too), and
 // /v1/messages/{id}/receipts.
 awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r);
+// /v1/assets and /v1/uploads (assets_api.cpp; downloads in assets_download.cpp).
+awaitable<response> assets_route(std::shared_ptr<user_api> api, request r);
 
 }  // namespace petchat::gateway::detail

@@ -16,6 +16,7 @@
 #include "federation/federation.hpp"
 #include "message_records.pb.h"
 #include "node/log/log.hpp"
+#include "node/messages/detail/assets.hpp"
 #include "node/messages/detail/body_rules.hpp"
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
@@ -89,6 +90,7 @@ using namespace service_detail;
 
 struct message_service::impl {
   config::messages_section options;
+  config::assets_section assets;  // set before traffic (set_asset_limits)
   std::string region;
   std::uint16_t region_hash;
   users::user_service& users;
@@ -256,6 +258,7 @@ struct message_service::impl {
     b.put(cf::messages, raw_id, sm.SerializeAsString());
     b.put(cf::history, keys::history_key(sm.message().conversation_id(), raw_id), "");
     b.put(cf::expiry, keys::expiry_key(sm.message().expires_at_ms(), raw_id), "");
+    if (sm.message().body().attachments_size() > 0) keys::add_asset_refs(b, raw_id, sm);
   }
   // A stored message's marks changed (delivered, read, hidden): its indexes stay.
   static void update_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm) {
@@ -271,6 +274,8 @@ struct message_service::impl {
     b.erase(cf::messages, raw_id);
     b.erase(cf::history, keys::history_key(msg.conversation_id(), raw_id));
     b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), raw_id));
+    if (msg.body().attachments_size() > 0)
+      keys::release_asset_refs(b, raw_id, sm, now_ms() + std::int64_t(assets.grace_s) * 1000);
     for (auto const& ref : sm.mailbox_entries())
       erase_mailbox_entry(b, keys::mailbox_key(ref.user(), ref.seq()), floored);
     if (keys::is_group(msg.conversation_id())) erase_fanout(b, raw_id, floored);
@@ -484,5 +489,11 @@ struct message_service::impl {
     return id->str();
   }
 };
+
+// Attachments (node/messages/assets.cpp): before a send's write, each names an asset the
+// sender may download and gets the node's facts about it; in the write, each is still there.
+std::optional<errors::failure> fill_attachments(message_service::impl const& m, std::string const& from,
+                                                client::body& body);
+bool attachments_stored(store::rocks_batch& b, client::body const& body);
 
 }  // namespace petchat::messages

@@ -1,0 +1,279 @@
+// Uploads, downloads and the start-up check of the asset service (the collector is in
+// collect.cpp). Each upload streams its body to a file on the service's pool, hashing as
+// it goes; once complete it is sniffed, thumbnailed, linked into place and recorded.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "node/assets/detail/service.hpp"
+#include "node/async/async.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::assets {
+
+using errors::code;
+using errors::fail;
+
+std::string print_id(std::string const& hash) {
+  return detail::lower_hex(hash);
+}
+
+std::string parse_id(std::string_view printed) {
+  return detail::from_hex(printed);
+}
+
+errors::failure asset_service::impl::file_failure(detail::file_error const& e) const {
+  log->error("asset files: {}", e.what());
+  if (e.error == ENOSPC || e.error == EDQUOT) {
+    auto f = fail(code::store_unavailable, "the node's disk is full: nothing was stored; try again later");
+    f.retry_after_s = 5;
+    return f;
+  }
+  return fail(code::internal, "the asset could not be stored");
+}
+
+awaitable<void> asset_service::impl::claim(std::string const& hash) {
+  for (;;) {
+    {
+      std::lock_guard lock(mutex);
+      if (claims.insert(hash).second) co_return;
+    }
+    boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, std::chrono::milliseconds(5));
+    co_await pause.async_wait(boost::asio::use_awaitable);
+  }
+}
+
+bool asset_service::impl::try_claim(std::string const& hash) {
+  std::lock_guard lock(mutex);
+  return claims.insert(hash).second;
+}
+
+void asset_service::impl::release(std::string const& hash) {
+  std::lock_guard lock(mutex);
+  claims.erase(hash);
+}
+
+awaitable<detail::copied> asset_service::impl::copy_body(byte_source& body, detail::file_writer& out, detail::hasher& h,
+                                                         std::uint64_t length) {
+  detail::copied c;
+  // Small buffers when many uploads run at once: memory stays bounded whatever their number.
+  std::size_t size = active_copies.fetch_add(1) < 16 ? (256u << 10) : (32u << 10);
+  std::vector<char> buf(size);
+  while (c.bytes < length) {
+    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - c.bytes));
+    auto n = co_await body.read(buf.data(), want);
+    if (!n) {
+      c.error = n.error();
+      break;
+    }
+    if (n.value() == 0) {
+      c.error = fail(code::bad_request, "the body ended before its Content-Length");
+      break;
+    }
+    std::size_t got = n.value();
+    auto write = [&out, &h, data = buf.data(), got] {
+      out.write(data, got);
+      h.update(data, got);
+      return true;
+    };
+    try {
+      co_await async::offload(pool, std::move(write));
+    } catch (detail::file_error const& e) {
+      c.error = file_failure(e);
+      break;
+    }
+    c.bytes += got;
+  }
+  active_copies.fetch_sub(1);
+  co_return c;
+}
+
+namespace {
+
+struct finished_files {
+  std::string content_type;
+  detail::image_facts image;
+  std::string thumbnail_hash;
+  std::uint64_t thumbnail_size = 0;
+  bool placed = false;  // this upload put the blob in place (it was not there)
+};
+
+}  // namespace
+
+awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string user, detail::fs::path file,
+                                                                    messages::new_asset a, std::string upload_id) {
+  co_await claim(a.hash);
+  struct release_at_end {
+    impl& s;
+    std::string hash;
+    ~release_at_end() { s.release(hash); }
+  } guard{*this, a.hash};
+  bool known = messages.asset_exists(a.hash);
+  auto thumb_path = files.new_tmp();
+  auto work = [this, &a, &file, &thumb_path, known] {
+    finished_files f;
+    f.content_type = detail::sniff(detail::read_head(file, 256 << 10));
+    if (!known && detail::is_image(f.content_type)) {
+      f.image = detail::examine_image(file, thumb_path, limits.max_image_pixels, limits.thumbnail_px);
+      if (f.image.thumbnail) {
+        f.thumbnail_hash = detail::hash_file(thumb_path);
+        f.thumbnail_size = detail::fs::file_size(thumb_path);
+        detail::place(thumb_path, files.blob(f.thumbnail_hash));
+        detail::remove_file(thumb_path);
+      }
+    }
+    if (!known) f.placed = detail::place(file, files.blob(a.hash));
+    return f;
+  };
+  finished_files f;
+  try {
+    f = co_await async::offload(pool, std::move(work));
+  } catch (detail::file_error const& e) {
+    co_return file_failure(e);
+  }
+  a.content_type = f.content_type;
+  a.width = f.image.width;
+  a.height = f.image.height;
+  a.thumbnail_hash = f.thumbnail_hash;
+  a.thumbnail_size = f.thumbnail_size;
+  auto hash = a.hash;
+  auto recorded = co_await messages.record_asset(user, std::move(a), upload_id);
+  if (!recorded && f.placed && !messages.asset_exists(hash)) {
+    // Refused (the quota): the bytes this upload put in place go again.
+    auto undo = [this, hash] {
+      detail::remove_file(files.blob(hash));
+      return true;
+    };
+    co_await async::offload(pool, std::move(undo));
+  }
+  co_return recorded;
+}
+
+asset_service::asset_service(config::assets_section limits, std::filesystem::path dir,
+                             messages::message_service& messages)
+    : impl_(std::make_shared<impl>(limits, std::move(dir), messages)) {
+  detail::start_images();
+  impl_->remove_orphans();
+}
+
+asset_service::~asset_service() {
+  stop();
+  impl_->pool.join();
+}
+
+config::assets_section const& asset_service::limits() const {
+  return impl_->limits;
+}
+
+awaitable<result<messages::asset_view>> asset_service::upload(std::string user, std::string name,
+                                                              std::string declared_type, std::uint64_t length,
+                                                              byte_source& body) {
+  auto s = impl_;
+  if (length == 0) co_return fail(code::invalid_field, "an asset has at least one byte", "content-length");
+  if (auto ok = s->messages.quota_allows(user, length); !ok) co_return ok.error();
+  auto path = s->files.new_tmp();
+  std::unique_ptr<detail::file_writer> out;
+  try {
+    out = std::make_unique<detail::file_writer>(path, 0);
+  } catch (detail::file_error const& e) {
+    co_return s->file_failure(e);
+  }
+  detail::hasher h;
+  auto copied = co_await s->copy_body(body, *out, h, length);
+  auto sync = [&out] {
+    out->sync();
+    out.reset();
+    return true;
+  };
+  std::optional<errors::failure> failed = copied.error;
+  if (!failed) try {
+      co_await async::offload(s->pool, std::move(sync));
+    } catch (detail::file_error const& e) {
+      failed = s->file_failure(e);
+    }
+  std::optional<result<messages::asset_view>> answer;
+  if (failed) {
+    answer.emplace(*failed);
+  } else {
+    messages::new_asset a;
+    a.hash = h.finish();
+    a.size = length;
+    a.name = std::move(name);
+    a.declared_type = std::move(declared_type);
+    answer.emplace(co_await s->finish(user, path, std::move(a), ""));
+  }
+  out.reset();
+  auto drop = [path] {
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+    return true;
+  };
+  co_await async::offload(s->pool, std::move(drop));
+  co_return std::move(*answer);
+}
+
+result<messages::asset_view> asset_service::find(std::string const& user, std::string const& hash) const {
+  return impl_->messages.asset_for(user, hash);
+}
+
+namespace {
+
+class file_reader final : public blob_reader {
+ public:
+  file_reader(int fd, boost::asio::thread_pool& pool) : fd_(fd), pool_(pool) {}
+  ~file_reader() override { ::close(fd_); }
+  awaitable<result<std::size_t>> read(std::uint64_t offset, char* into, std::size_t size) override {
+    auto work = [fd = fd_, offset, into, size]() -> long {
+      for (;;) {
+        auto n = ::pread(fd, into, size, static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR) continue;
+        return n;
+      }
+    };
+    long n = co_await async::offload(pool_, std::move(work));
+    if (n < 0) co_return fail(code::internal, "the asset could not be read");
+    co_return static_cast<std::size_t>(n);
+  }
+
+ private:
+  int fd_;
+  boost::asio::thread_pool& pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<blob_reader> asset_service::open(std::string const& hash) {
+  int fd = ::open(impl_->files.blob(hash).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    impl_->log->error("asset {}: its bytes are missing ({})", print_id(hash), std::strerror(errno));
+    return nullptr;
+  }
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  return std::make_unique<file_reader>(fd, impl_->pool);
+}
+
+void asset_service::impl::remove_orphans() {
+  std::size_t removed = 0;
+  for (auto const& dir : detail::fs::directory_iterator(files.root() / "blobs")) {
+    if (!dir.is_directory()) continue;
+    for (auto const& e : detail::fs::directory_iterator(dir.path())) {
+      auto hash = detail::from_hex(e.path().filename().string());
+      if (!hash.empty() && messages.asset_exists(hash)) continue;
+      detail::remove_file(e.path());
+      ++removed;
+    }
+  }
+  for (auto const& e : detail::fs::directory_iterator(files.root() / "uploads")) {
+    if (messages.upload_exists(e.path().filename().string())) continue;
+    detail::remove_file(e.path());
+    ++removed;
+  }
+  if (removed) log->warn("removed {} asset files without records (left by a crash)", removed);
+}
+
+}  // namespace petchat::assets

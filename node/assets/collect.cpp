@@ -1,0 +1,143 @@
+// The collector: assets no message refers to, past their grace period, and expired
+// uploads go; their records first, then their files. A crash in between leaves files
+// without records, which the next start removes (remove_orphans). And verify: every blob
+// re-hashed.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "base/format/format.hpp"
+#include "node/assets/detail/service.hpp"
+#include "node/async/async.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::assets {
+
+namespace {
+
+constexpr std::size_t collect_batch = 256;
+
+awaitable<void> remove_files(asset_service::impl& s, std::vector<detail::fs::path> paths) {
+  auto work = [&s, paths] {
+    for (auto const& p : paths) try {
+        detail::remove_file(p);
+      } catch (detail::file_error const& e) {
+        s.log->error("collector: {}", e.what());
+      }
+    return true;
+  };
+  co_await async::offload(s.pool, std::move(work));
+}
+
+awaitable<void> collect_assets(asset_service::impl& s, std::int64_t now, collect_report& report) {
+  for (;;) {
+    auto due = s.messages.assets_due(now, collect_batch);
+    std::size_t skipped = 0;
+    for (auto& [hash, keys] : due) {
+      if (!s.try_claim(hash)) {  // an upload of the same bytes: looked at next time
+        ++skipped;
+        continue;
+      }
+      std::error_code ec;
+      auto size = detail::fs::file_size(s.files.blob(hash), ec);
+      if (ec) size = 0;
+      auto r = co_await s.messages.collect_asset(hash, std::move(keys), now);
+      if (r && r->removed) {
+        std::vector<detail::fs::path> paths;
+        for (auto const& blob : r->blobs) paths.push_back(s.files.blob(blob));
+        co_await remove_files(s, std::move(paths));
+        report.assets_removed += r->blobs.size();
+        report.bytes_freed += size;
+      }
+      s.release(hash);
+      if (!r) co_return;
+    }
+    if (due.size() < collect_batch || skipped == due.size()) co_return;
+  }
+}
+
+awaitable<void> collect_uploads(asset_service::impl& s, std::int64_t now, collect_report& report) {
+  for (auto const& id : s.messages.uploads_expired(now, collect_batch)) {
+    if (!s.try_busy(id)) continue;  // a chunk is arriving: next time
+    auto ended = co_await s.messages.end_upload(id);
+    if (ended && ended.value()) {
+      {
+        std::lock_guard lock(s.mutex);
+        s.hashes.erase(id);
+      }
+      std::vector<detail::fs::path> paths{s.files.upload(id)};
+      co_await remove_files(s, std::move(paths));
+      ++report.uploads_removed;
+    }
+    s.not_busy(id);
+  }
+}
+
+awaitable<void> collect_every(std::shared_ptr<asset_service::impl> s, asset_service* service) {
+  while (!s->stopped) {
+    s->timer->expires_after(std::chrono::seconds(s->limits.collect_interval_s));
+    boost::system::error_code ec;
+    co_await s->timer->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    if (s->stopped) co_return;
+    try {
+      auto r = co_await service->collect();
+      if (r.assets_removed || r.uploads_removed)
+        s->log->info("collector: removed {} assets ({} bytes) and {} expired uploads", r.assets_removed, r.bytes_freed,
+                     r.uploads_removed);
+    } catch (std::exception const& e) {
+      s->log->error("collector failed: {}", e.what());
+    }
+  }
+}
+
+}  // namespace
+
+awaitable<collect_report> asset_service::collect() {
+  collect_report report;
+  auto now = format::now_ms();
+  co_await collect_assets(*impl_, now, report);
+  co_await collect_uploads(*impl_, now, report);
+  co_return report;
+}
+
+void asset_service::start(boost::asio::io_context& io) {
+  impl_->timer = std::make_unique<boost::asio::steady_timer>(io);
+  boost::asio::co_spawn(io, collect_every(impl_, this), boost::asio::detached);
+}
+
+void asset_service::stop() {
+  impl_->stopped = true;
+  if (impl_->timer) impl_->timer->cancel();
+}
+
+verify_report asset_service::verify() {
+  auto& s = *impl_;
+  verify_report report;
+  for (auto const& [hash, size] : s.messages.all_assets()) {
+    ++report.checked;
+    auto path = s.files.blob(hash);
+    std::error_code ec;
+    if (!detail::fs::exists(path, ec)) {
+      report.missing.push_back(print_id(hash));
+      continue;
+    }
+    if (!s.try_claim(hash)) continue;
+    try {
+      if (detail::hash_file(path) != hash || detail::fs::file_size(path) != size) {
+        detail::fs::rename(path, s.files.quarantine(hash));
+        report.quarantined.push_back(print_id(hash));
+        s.log->error("asset {}: its bytes no longer match its hash: moved to quarantine/", print_id(hash));
+      }
+    } catch (std::exception const& e) {
+      s.log->error("verify {}: {}", print_id(hash), e.what());
+      report.missing.push_back(print_id(hash));
+    }
+    s.release(hash);
+  }
+  return report;
+}
+
+}  // namespace petchat::assets

@@ -1,0 +1,85 @@
+// The asset directory's files, with plain blocking POSIX calls (run on the asset
+// service's pool), and the BLAKE2b-256 hasher. Failures throw file_error with errno.
+#pragma once
+
+#include <sodium.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+namespace petchat::assets::detail {
+
+namespace fs = std::filesystem;
+
+inline constexpr std::size_t hash_bytes = 32;
+
+struct file_error : std::runtime_error {
+  file_error(std::string const& what, int e) : std::runtime_error(what), error(e) {}
+  int error;  // errno
+};
+
+// BLAKE2b-256 (libsodium's crypto_generichash, no key) over bytes fed in order.
+class hasher {
+ public:
+  hasher() { crypto_generichash_init(&state_, nullptr, 0, hash_bytes); }
+  void update(char const* data, std::size_t size) {
+    crypto_generichash_update(&state_, reinterpret_cast<unsigned char const*>(data), size);
+  }
+  // The 32-byte hash; the hasher is spent.
+  std::string finish() {
+    std::string out(hash_bytes, '\0');
+    crypto_generichash_final(&state_, reinterpret_cast<unsigned char*>(out.data()), hash_bytes);
+    return out;
+  }
+
+ private:
+  crypto_generichash_state state_;
+};
+
+// A file written from its start or from `keep` bytes in (what follows is cut off).
+class file_writer {
+ public:
+  file_writer(fs::path const& path, std::uint64_t keep);
+  ~file_writer();
+  file_writer(file_writer const&) = delete;
+  file_writer& operator=(file_writer const&) = delete;
+  void write(char const* data, std::size_t size);
+  void sync();
+
+ private:
+  int fd_ = -1;
+  fs::path path_;
+};
+
+class file_store {
+ public:
+  // Creates root/{blobs,uploads,tmp,quarantine} (0700) and empties tmp/.
+  explicit file_store(fs::path root);
+  fs::path blob(std::string const& hash) const;
+  fs::path upload(std::string const& id) const;
+  fs::path new_tmp() const;  // a fresh name in tmp/
+  fs::path quarantine(std::string const& hash) const;
+  fs::path const& root() const { return root_; }
+
+ private:
+  fs::path root_;
+};
+
+// Feeds a file's first `length` bytes (all of it: UINT64_MAX) to `h`; returns how many.
+std::uint64_t feed_file(fs::path const& path, hasher& h, std::uint64_t length = UINT64_MAX);
+// The hash of a whole file.
+std::string hash_file(fs::path const& path);
+// Up to `size` bytes from the start of a file.
+std::string read_head(fs::path const& path, std::size_t size);
+// Fsyncs `from`, links it at `to` and fsyncs `to`'s directory: the bytes are in place for
+// good. False if `to` existed already (the same bytes: it is named by their hash).
+bool place(fs::path const& from, fs::path const& to);
+// Removes a file and fsyncs its directory; no error if it is gone already.
+void remove_file(fs::path const& path);
+void sync_dir(fs::path const& dir);
+std::string lower_hex(std::string const& bytes);
+std::string from_hex(std::string_view printed);  // empty unless 64 lower-case hex digits
+
+}  // namespace petchat::assets::detail

@@ -1,0 +1,35 @@
+// What the bytes are: the content type sniffed by libmagic, and for images their size and a
+// thumbnail made by libvips. Blocking and CPU-heavy: run on the asset service's pool.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace petchat::assets::detail {
+
+// The MIME type of `head` (a file's first bytes), e.g. "image/png";
+// "application/octet-stream" when nothing is recognised. Compressed data is not looked
+// into (no decompression bombs here).
+std::string sniff(std::string_view head);
+
+// Whether a sniffed type is an image libvips is asked to read.
+bool is_image(std::string_view content_type);
+
+struct image_facts {
+  std::uint32_t width = 0, height = 0;
+  bool thumbnail = false;  // written to the given path
+};
+
+// Reads the image's header; if it has at most `max_pixels` pixels, writes a JPEG thumbnail
+// whose longer side is at most `px`, every metadata block stripped, to `thumbnail`.
+// Nothing is decoded beyond the header of a larger image. An image libvips cannot read
+// gives no facts (zeros). Never throws.
+image_facts examine_image(std::filesystem::path const& file, std::filesystem::path const& thumbnail,
+                          std::uint64_t max_pixels, std::uint32_t px);
+
+// Starts libvips (once per process); idempotent.
+void start_images();
+
+}  // namespace petchat::assets::detail

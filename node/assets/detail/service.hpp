@@ -1,0 +1,79 @@
+// The asset service's state, shared by its translation units (assets.cpp: uploads and
+// downloads; resumable.cpp: resumable uploads; collect.cpp: the collector and verify).
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "node/assets/assets.hpp"
+#include "node/assets/detail/files.hpp"
+#include "node/assets/detail/images.hpp"
+#include "node/log/log.hpp"
+
+namespace petchat::assets {
+namespace detail {
+
+// What copy_body moved from a request body to a file.
+struct copied {
+  std::uint64_t bytes = 0;
+  std::optional<errors::failure> error;  // the body broke off, or the file could not be written
+};
+
+// A resumable upload's hash so far, kept between its chunks.
+struct partial_hash {
+  std::uint64_t offset = 0;
+  hasher h;
+};
+
+}  // namespace detail
+
+struct asset_service::impl {
+  config::assets_section limits;
+  detail::file_store files;
+  messages::message_service& messages;
+  boost::asio::thread_pool pool{2};  // blocking file work
+  std::shared_ptr<spdlog::logger> log = log::get("assets");
+  std::atomic<std::size_t> active_copies{0};
+
+  std::mutex mutex;                                    // guards the three below; never held across I/O
+  std::set<std::string> claims;                        // hashes being placed or collected
+  std::set<std::string> busy;                          // uploads with an append (or removal) running
+  std::map<std::string, detail::partial_hash> hashes;  // upload id -> its hash so far
+
+  std::unique_ptr<boost::asio::steady_timer> timer;  // the collector's
+  std::atomic<bool> stopped{false};
+
+  impl(config::assets_section l, std::filesystem::path dir, messages::message_service& m)
+      : limits(l), files(std::move(dir)), messages(m) {}
+
+  errors::failure file_failure(detail::file_error const& e) const;
+
+  // A hash's claim: while one upload places it or the collector removes it, no other may.
+  awaitable<void> claim(std::string const& hash);
+  bool try_claim(std::string const& hash);
+  void release(std::string const& hash);
+  bool try_busy(std::string const& id) {
+    std::lock_guard lock(mutex);
+    return busy.insert(id).second;
+  }
+  void not_busy(std::string const& id) {
+    std::lock_guard lock(mutex);
+    busy.erase(id);
+  }
+
+  // Streams `length` bytes of `body` into `out` and `h`.
+  awaitable<detail::copied> copy_body(byte_source& body, detail::file_writer& out, detail::hasher& h,
+                                      std::uint64_t length);
+  // A complete upload in `file` (hashed, fsync'd): sniffed, thumbnailed, placed, recorded
+  // (with the end of `upload_id`, if any).
+  awaitable<result<messages::asset_view>> finish(std::string user, detail::fs::path file, messages::new_asset a,
+                                                 std::string upload_id);
+  void remove_orphans();
+};
+
+}  // namespace petchat::assets

@@ -1,0 +1,104 @@
+#include <magic.h>
+#include <vips/vips.h>
+
+#include <mutex>
+
+#include "node/assets/detail/images.hpp"
+
+namespace petchat::assets::detail {
+namespace {
+
+// libmagic's handle is not thread-safe: one per pool thread, loaded once.
+struct magic_handle {
+  magic_t cookie = nullptr;
+  magic_handle() {
+    cookie = ::magic_open(MAGIC_MIME_TYPE | MAGIC_NO_CHECK_COMPRESS | MAGIC_NO_CHECK_ELF | MAGIC_NO_CHECK_TAR |
+                          MAGIC_NO_CHECK_CDF);
+    if (cookie && ::magic_load(cookie, nullptr) != 0) {
+      ::magic_close(cookie);
+      cookie = nullptr;
+    }
+  }
+  ~magic_handle() {
+    if (cookie) ::magic_close(cookie);
+  }
+};
+
+// libvips objects released at the end of a scope.
+struct image_ref {
+  VipsImage* image = nullptr;
+  ~image_ref() {
+    if (image) g_object_unref(image);
+  }
+};
+
+}  // namespace
+
+std::string sniff(std::string_view head) {
+  thread_local magic_handle magic;
+  if (!magic.cookie || head.empty()) return "application/octet-stream";
+  char const* type = ::magic_buffer(magic.cookie, head.data(), head.size());
+  if (!type) return "application/octet-stream";
+  std::string out(type);
+  if (out.empty() || out.size() > 255 || out.find('/') == std::string::npos) return "application/octet-stream";
+  return out;
+}
+
+bool is_image(std::string_view t) {
+  return t == "image/jpeg" || t == "image/png" || t == "image/gif" || t == "image/webp" || t == "image/heic" ||
+         t == "image/heif" || t == "image/avif";
+}
+
+void start_images() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (VIPS_INIT("petchat-node") != 0) return;
+    vips_cache_set_max(0);           // nothing of one user's image is kept for another's
+    vips_concurrency_set(1);         // the pool's threads are the parallelism
+    vips_block_untrusted_set(TRUE);  // only the loaders meant for untrusted input
+  });
+}
+
+image_facts examine_image(std::filesystem::path const& file, std::filesystem::path const& thumbnail,
+                          std::uint64_t max_pixels, std::uint32_t px) {
+  start_images();
+  image_facts facts;
+  image_ref header;
+  // The header only: nothing is decoded yet.
+  header.image = vips_image_new_from_file(file.c_str(), "access", VIPS_ACCESS_SEQUENTIAL, nullptr);
+  if (!header.image) {
+    vips_error_clear();
+    return facts;
+  }
+  auto w = vips_image_get_width(header.image), h = vips_image_get_height(header.image);
+  if (w <= 0 || h <= 0) return facts;
+  facts.width = static_cast<std::uint32_t>(w);
+  facts.height = static_cast<std::uint32_t>(h);
+  if (std::uint64_t(facts.width) * facts.height > max_pixels) return facts;
+  image_ref thumb;
+  if (vips_thumbnail(file.c_str(), &thumb.image, static_cast<int>(px), "height", static_cast<int>(px), "size",
+                     VIPS_SIZE_DOWN, nullptr) != 0) {
+    vips_error_clear();
+    return facts;
+  }
+  image_ref flat;
+  VipsImage* out = thumb.image;
+  if (vips_image_hasalpha(thumb.image)) {
+    VipsArrayDouble* white = vips_array_double_newv(1, 255.0);
+    int rc = vips_flatten(thumb.image, &flat.image, "background", white, nullptr);
+    vips_area_unref(VIPS_AREA(white));
+    if (rc != 0) {
+      vips_error_clear();
+      return facts;
+    }
+    out = flat.image;
+  }
+  if (vips_jpegsave(out, thumbnail.c_str(), "strip", TRUE, "Q", 80, nullptr) != 0) {
+    vips_error_clear();
+    return facts;
+  }
+  facts.thumbnail = true;
+  return facts;
+}
+
+}  // namespace petchat::assets::detail

@@ -1,0 +1,149 @@
+// Resumable uploads (docs/PROTOCOL.md, "Resumable uploads"): the bytes go to
+// uploads/<id>; after each chunk (or what arrived of it) the file is fsync'd and then its
+// offset recorded, so the recorded offset is always durable. A chunk starts by cutting the
+// file back to that offset: bytes past it may not have reached the disk.
+#include "node/assets/detail/service.hpp"
+#include "node/async/async.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::assets {
+
+using errors::code;
+using errors::fail;
+
+awaitable<result<messages::upload_view>> asset_service::begin(std::string user, messages::upload_view spec) {
+  co_return co_await impl_->messages.begin_upload(std::move(user), std::move(spec));
+}
+
+result<messages::upload_view> asset_service::state(std::string const& user, std::string const& id) const {
+  return impl_->messages.upload(user, id);
+}
+
+namespace {
+
+// The append's hold on its upload, given up however the append ends.
+struct busy_hold {
+  asset_service::impl& s;
+  std::string id;
+  ~busy_hold() { s.not_busy(id); }
+};
+
+}  // namespace
+
+awaitable<result<chunk_result>> asset_service::append(std::string user, std::string id, std::uint64_t offset,
+                                                      std::uint64_t length, byte_source& body) {
+  auto s = impl_;
+  auto up = s->messages.upload(user, id);
+  if (!up) co_return up.error();
+  if (offset != up->offset) {
+    auto f = fail(code::offset_mismatch,
+                  "the upload is at offset " + std::to_string(up->offset) + ", not " + std::to_string(offset));
+    f.numbers = {{"offset", up->offset}};
+    co_return f;
+  }
+  if (offset + length > up->length)
+    co_return fail(code::upload_overflow, "the chunk would end at " + std::to_string(offset + length) +
+                                              ", past the upload's length " + std::to_string(up->length));
+  if (!s->try_busy(id)) co_return fail(code::upload_busy, "another request is sending to this upload");
+  busy_hold hold{*s, id};
+
+  // The hash so far: kept from the last chunk, or read again from the file (after a restart).
+  std::optional<detail::partial_hash> known;
+  {
+    std::lock_guard lock(s->mutex);
+    auto it = s->hashes.find(id);
+    if (it != s->hashes.end() && it->second.offset == offset) known = it->second;
+  }
+  auto path = s->files.upload(id);
+  detail::hasher h;
+  std::unique_ptr<detail::file_writer> out;
+  auto prepare = [&] {
+    if (known)
+      h = known->h;
+    else if (offset > 0 && detail::feed_file(path, h, offset) != offset)
+      throw detail::file_error("upload " + id + ": its file is shorter than its offset", EIO);
+    out = std::make_unique<detail::file_writer>(path, offset);
+    return true;
+  };
+  try {
+    co_await async::offload(s->pool, std::move(prepare));
+  } catch (detail::file_error const& e) {
+    co_return s->file_failure(e);
+  }
+  auto copied = co_await s->copy_body(body, *out, h, length);
+  auto sync = [&out] {
+    out->sync();
+    out.reset();
+    return true;
+  };
+  try {
+    co_await async::offload(s->pool, std::move(sync));
+  } catch (detail::file_error const& e) {
+    co_return s->file_failure(e);
+  }
+  std::uint64_t now_at = offset + copied.bytes;
+  if (copied.error || now_at < up->length) {
+    // What arrived is kept: recorded, and its hash kept for the next chunk.
+    if (copied.bytes > 0) {
+      auto moved = co_await s->messages.advance_upload(id, now_at);
+      if (!moved) co_return moved.error();
+      std::lock_guard lock(s->mutex);
+      s->hashes[id] = detail::partial_hash{now_at, h};
+    }
+    if (copied.error) co_return *copied.error;
+    up->offset = now_at;
+    co_return chunk_result{*up, std::nullopt};
+  }
+  {
+    std::lock_guard lock(s->mutex);
+    s->hashes.erase(id);
+  }
+  messages::new_asset a;
+  a.hash = h.finish();
+  a.size = up->length;
+  a.name = up->name;
+  a.declared_type = up->declared_type;
+  if (!up->expected_hash.empty() && up->expected_hash != a.hash) {
+    co_await s->messages.end_upload(id);
+    auto drop = [path] {
+      detail::remove_file(path);
+      return true;
+    };
+    co_await async::offload(s->pool, std::move(drop));
+    co_return fail(code::hash_mismatch, "the bytes' hash is " + print_id(a.hash) + ", not the declared " +
+                                            print_id(up->expected_hash) + ": nothing was stored");
+  }
+  auto done = co_await s->finish(user, path, std::move(a), id);
+  if (!done) co_return done.error();
+  auto drop = [path] {
+    detail::remove_file(path);
+    return true;
+  };
+  co_await async::offload(s->pool, std::move(drop));
+  up->offset = up->length;
+  co_return chunk_result{*up, std::move(done.value())};
+}
+
+awaitable<errors::status> asset_service::cancel(std::string user, std::string id) {
+  auto s = impl_;
+  auto up = s->messages.upload(user, id);
+  if (!up) co_return up.error();
+  if (!s->try_busy(id)) co_return fail(code::upload_busy, "another request is sending to this upload");
+  busy_hold hold{*s, id};
+  auto ended = co_await s->messages.end_upload(id);
+  if (!ended) co_return ended.error();
+  {
+    std::lock_guard lock(s->mutex);
+    s->hashes.erase(id);
+  }
+  auto drop = [path = s->files.upload(id)] {
+    detail::remove_file(path);
+    return true;
+  };
+  co_await async::offload(s->pool, std::move(drop));
+  co_return errors::ok();
+}
+
+}  // namespace petchat::assets

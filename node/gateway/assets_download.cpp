@@ -1,0 +1,147 @@
+// Downloads of assets (docs/PROTOCOL.md, "GET /v1/assets/{id}"): access, the safe way to
+// serve what a user uploaded (type, disposition, sandbox), conditional and range requests.
+#include <charconv>
+
+#include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/user_api.hpp"
+
+namespace petchat::gateway {
+
+using errors::code;
+using errors::fail;
+using namespace detail;
+
+namespace {
+
+// Types shown in place; everything else is a download of application/octet-stream.
+bool shown_inline(std::string_view t) {
+  if (t == "image/svg+xml") return false;
+  return t == "image/jpeg" || t == "image/png" || t == "image/gif" || t == "image/webp" || t == "image/heic" ||
+         t == "image/heif" || t == "image/avif" || t == "image/bmp" || t.starts_with("audio/") ||
+         t.starts_with("video/");
+}
+bool safe_type(std::string_view t) {
+  return shown_inline(t) || t == "text/plain";
+}
+
+std::string extension_of(std::string_view t) {
+  if (t == "image/jpeg") return ".jpg";
+  if (t == "image/png") return ".png";
+  if (t == "image/gif") return ".gif";
+  if (t == "image/webp") return ".webp";
+  if (t == "text/plain") return ".txt";
+  if (t == "application/pdf") return ".pdf";
+  if (t == "audio/ogg") return ".ogg";
+  if (t == "audio/mpeg") return ".mp3";
+  if (t == "video/mp4") return ".mp4";
+  return "";
+}
+
+// Content-Disposition with a cleaned name: an ASCII fallback and the UTF-8 name.
+std::string disposition(bool attachment, std::string const& name) {
+  std::string ascii, encoded;
+  static char const hex[] = "0123456789ABCDEF";
+  for (unsigned char c : name) {
+    ascii.push_back(c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '%' ? static_cast<char>(c) : '_');
+    if (std::isalnum(c) || c == '.' || c == '-' || c == '_' || c == '~') {
+      encoded.push_back(static_cast<char>(c));
+    } else {
+      encoded.push_back('%');
+      encoded.push_back(hex[c >> 4]);
+      encoded.push_back(hex[c & 15]);
+    }
+  }
+  return std::string(attachment ? "attachment" : "inline") + "; filename=\"" + ascii + "\"; filename*=UTF-8''" +
+         encoded;
+}
+
+struct byte_range {
+  std::uint64_t first = 0, length = 0;
+};
+
+std::optional<std::uint64_t> number(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// One range of a Range header against `size`: nullopt if it is malformed, names several
+// ranges, or cannot be satisfied.
+std::optional<byte_range> parse_range(std::string_view h, std::uint64_t size) {
+  constexpr std::string_view unit = "bytes=";
+  if (!h.starts_with(unit)) return std::nullopt;
+  h.remove_prefix(unit.size());
+  if (h.find(',') != std::string_view::npos) return std::nullopt;
+  auto dash = h.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  auto first = h.substr(0, dash), last = h.substr(dash + 1);
+  if (first.empty()) {  // the last n bytes
+    auto n = number(last);
+    if (!n || *n == 0 || size == 0) return std::nullopt;
+    auto len = std::min(*n, size);
+    return byte_range{size - len, len};
+  }
+  auto a = number(first);
+  if (!a || *a >= size) return std::nullopt;
+  std::uint64_t b = size - 1;
+  if (!last.empty()) {
+    auto given = number(last);
+    if (!given || *given < *a) return std::nullopt;
+    b = std::min(*given, size - 1);
+  }
+  return byte_range{*a, b - *a + 1};
+}
+
+}  // namespace
+
+awaitable<response> download(std::shared_ptr<user_api> api, request r, users::principal const& who, std::string id) {
+  auto hash = assets::parse_id(id);
+  auto a = hash.empty() ? errors::result<messages::asset_view>(fail(code::asset_not_found, "no such asset"))
+                        : api->assets->find(api->id_of(who), hash);
+  if (!a) co_return error_response(a.error());
+  auto etag = "\"" + id + "\"";
+  response res;
+  res.headers = {{"ETag", etag},
+                 {"Cache-Control", "private, max-age=31536000, immutable"},
+                 {"Accept-Ranges", "bytes"},
+                 {"X-Content-Type-Options", "nosniff"},
+                 {"Content-Security-Policy", "default-src 'none'; sandbox"}};
+  if (r.header("if-none-match") == etag) {
+    res.status = 304;
+    res.content_type.clear();
+    co_return res;
+  }
+  bool safe = safe_type(a->content_type);
+  res.content_type = safe ? a->content_type : "application/octet-stream";
+  std::string name;
+  if (auto asked = query_param(r.query, "name")) name = format::clean_file_name(*asked).value_or("");
+  if (name.empty() && a->uploaded_by_caller) name = a->name;
+  if (name.empty()) name = id + extension_of(a->content_type);
+  res.headers.emplace_back("Content-Disposition", disposition(!shown_inline(a->content_type), name));
+  res.file_offset = 0;
+  res.file_length = a->size;
+  auto range = r.header("range");
+  auto if_range = r.header("if-range");
+  if (!range.empty() && (if_range.empty() || if_range == etag)) {
+    auto part = parse_range(range, a->size);
+    if (!part) {
+      auto bad =
+          error_response(fail(code::range_not_satisfiable, "one range of bytes within the asset's " +
+                                                               std::to_string(a->size) + " bytes, e.g. bytes=0-1023"));
+      bad.headers.emplace_back("Content-Range", "bytes */" + std::to_string(a->size));
+      co_return bad;
+    }
+    res.status = 206;
+    res.file_offset = part->first;
+    res.file_length = part->length;
+    res.headers.emplace_back("Content-Range", "bytes " + std::to_string(part->first) + "-" +
+                                                  std::to_string(part->first + part->length - 1) + "/" +
+                                                  std::to_string(a->size));
+  }
+  res.file = api->assets->open(hash);
+  if (!res.file) co_return error_response(fail(code::internal, "the asset's bytes cannot be read"));
+  co_return res;
+}
+
+}  // namespace petchat::gateway

@@ -1,0 +1,119 @@
+// Streamed bodies for http_server.cpp (the only includer, so Beast stays compiled there):
+// a request body read piece by piece into the handler's buffer (uploads), and a response
+// body read piece by piece from a file (downloads). Neither holds a whole body in memory.
+#pragma once
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <chrono>
+#include <vector>
+
+#include "node/gateway/gateway.hpp"
+
+namespace petchat::gateway::detail {
+
+// `Deadline` is http_server.cpp's `deadline`: arm(socket, duration), disarm(), fired().
+template <typename Socket, typename Deadline>
+class body_stream final : public assets::byte_source {
+ public:
+  using parser_type = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
+  body_stream(Socket& socket, boost::beast::flat_buffer& buffer, parser_type& parser, Deadline& timer,
+              std::chrono::milliseconds timeout, bool expect_continue)
+      : socket_(socket),
+        buffer_(buffer),
+        parser_(parser),
+        timer_(timer),
+        timeout_(timeout),
+        continue_(expect_continue) {}
+
+  // Fills `into` as far as the body goes: fewer bytes than asked only at its end.
+  boost::asio::awaitable<errors::result<std::size_t>> read(char* into, std::size_t size) override {
+    namespace http = boost::beast::http;
+    constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+    if (continue_) {
+      // The client waits for this before it sends a body it announced with Expect.
+      continue_ = false;
+      static constexpr char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      timer_.arm(socket_, timeout_);
+      auto [ec, n] =
+          co_await boost::asio::async_write(socket_, boost::asio::buffer(interim, sizeof interim - 1), use_tuple);
+      timer_.disarm();
+      (void)n;
+      if (ec) co_return errors::fail(errors::code::bad_request, "the connection broke");
+    }
+    std::size_t got = 0;
+    while (got < size && !parser_.is_done()) {
+      auto& body = parser_.get().body();
+      body.data = into + got;
+      body.size = size - got;
+      timer_.arm(socket_, timeout_);
+      auto [ec, n] = co_await http::async_read_some(socket_, buffer_, parser_, use_tuple);
+      timer_.disarm();
+      (void)n;
+      got = size - body.size;
+      if (ec == http::error::need_buffer) continue;
+      if (ec) {
+        broken_ = true;
+        if (got > 0) co_return got;  // what arrived counts; the failure comes next call
+        if (timer_.fired()) co_return errors::fail(errors::code::request_timeout, "the body was not received in time");
+        co_return errors::fail(errors::code::bad_request, "the body broke off: " + ec.message());
+      }
+    }
+    if (got == 0 && broken_) co_return errors::fail(errors::code::bad_request, "the body broke off");
+    co_return got;
+  }
+
+  bool complete() const { return parser_.is_done(); }
+
+ private:
+  Socket& socket_;
+  boost::beast::flat_buffer& buffer_;
+  parser_type& parser_;
+  Deadline& timer_;
+  std::chrono::milliseconds timeout_;
+  bool continue_;
+  bool broken_ = false;
+};
+
+// Writes a response whose body comes from `r.file`: the header, then the file's bytes in
+// pieces. False if the connection failed (or the file ended early: the answer is then cut
+// short, and the connection must close).
+template <typename Socket, typename Deadline>
+boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer, std::chrono::milliseconds timeout,
+                                                 response const& r, unsigned version, bool keep_alive, bool head) {
+  namespace http = boost::beast::http;
+  constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+  http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "petchat");
+  res.set(http::field::content_type, r.content_type);
+  for (auto const& [k, v] : r.headers) res.set(k, v);
+  res.keep_alive(keep_alive);
+  res.content_length(r.file_length);
+  http::response_serializer<http::empty_body> sr(res);
+  timer.arm(socket, timeout);
+  auto [ec, n] = co_await http::async_write_header(socket, sr, use_tuple);
+  timer.disarm();
+  (void)n;
+  if (ec) co_return false;
+  if (head) co_return true;
+  std::vector<char> buf(static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length, 256u << 10)));
+  for (std::uint64_t sent = 0; sent < r.file_length;) {
+    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), r.file_length - sent));
+    auto got = co_await r.file->read(r.file_offset + sent, buf.data(), want);
+    if (!got || got.value() == 0) co_return false;
+    timer.arm(socket, timeout);
+    auto [wec, written] =
+        co_await boost::asio::async_write(socket, boost::asio::buffer(buf.data(), got.value()), use_tuple);
+    timer.disarm();
+    if (wec) co_return false;
+    sent += written;
+  }
+  co_return true;
+}
+
+}  // namespace petchat::gateway::detail

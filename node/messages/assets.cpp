@@ -1,0 +1,425 @@
+// The asset service's records (docs/PROTOCOL.md, "Assets"; key layouts in
+// detail/assets.hpp): who may download an asset, quotas, uploads in progress, and the
+// collector's side. The bytes themselves are node/assets' files.
+#include <sodium.h>
+
+#include "node/async/async.hpp"
+#include "node/messages/detail/service.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::messages {
+
+std::string detail::asset_hash_of(std::string_view printed) {
+  auto raw = printed.size() == 2 * asset_hash_bytes ? format::from_hex(printed) : std::nullopt;
+  return raw ? *raw : std::string();
+}
+
+std::string detail::print_asset_hash(std::string const& hash) {
+  return format::hex(hash);
+}
+
+namespace {
+
+// Distinct conversations holding a message with `hash` as an attachment, at most `max`.
+std::vector<std::string> conversations_holding(message_service::impl const& m, std::string const& hash,
+                                               std::size_t max) {
+  std::set<std::string> seen;
+  auto first = keys::asset_refs_first(hash);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view, std::string_view conv) {
+    seen.emplace(conv);
+    return seen.size() < max;
+  });
+  return {seen.begin(), seen.end()};
+}
+
+bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
+  if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
+  for (auto const& conv : conversations_holding(m, hash, 4096))
+    if (m.member(user, conv)) return true;
+  return false;
+}
+
+errors::failure no_asset() {
+  return fail(code::asset_not_found, "no such asset");
+}
+
+asset_view view_of(std::string const& hash, records::asset_record const& rec) {
+  asset_view v;
+  v.hash = hash;
+  v.size = rec.size();
+  v.content_type = rec.content_type();
+  v.created_at_ms = rec.created_at_ms();
+  v.width = rec.width();
+  v.height = rec.height();
+  v.thumbnail = rec.thumbnail();
+  v.thumbnail_of = rec.thumbnail_of();
+  return v;
+}
+
+upload_view view_of(std::string const& id, records::upload_record const& rec) {
+  upload_view v;
+  v.id = id;
+  v.user = rec.user();
+  v.length = rec.length();
+  v.offset = rec.offset();
+  v.created_at_ms = rec.created_at_ms();
+  v.expires_at_ms = rec.expires_at_ms();
+  v.name = rec.name();
+  v.declared_type = rec.declared_type();
+  v.expected_hash = rec.expected_hash();
+  return v;
+}
+
+std::string new_upload_id() {
+  unsigned char raw[16];
+  randombytes_buf(raw, sizeof raw);
+  return format::base64url(std::string_view(reinterpret_cast<char const*>(raw), sizeof raw));
+}
+
+// The quota check inside a write: `more` bytes on top of what `user` stores.
+std::optional<errors::failure> over_quota(config::assets_section const& limits, std::uint64_t used,
+                                          std::uint64_t more) {
+  if (more > limits.max_asset_bytes)
+    return fail(code::asset_too_large,
+                "the asset is larger than the largest allowed (" + std::to_string(limits.max_asset_bytes) + " bytes)");
+  if (used + more <= limits.quota_bytes) return std::nullopt;
+  auto f = fail(code::quota_exceeded, "storing " + std::to_string(more) +
+                                          " more bytes would exceed your quota: " + std::to_string(used) + " of " +
+                                          std::to_string(limits.quota_bytes) + " bytes are in use");
+  f.numbers = {{"used_bytes", used}, {"limit_bytes", limits.quota_bytes}, {"needed_bytes", more}};
+  return f;
+}
+
+}  // namespace
+
+void message_service::set_asset_limits(config::assets_section const& limits) {
+  impl_->assets = limits;
+}
+
+bool message_service::asset_exists(std::string const& hash) const {
+  return impl_->db.get(cf::assets, keys::asset_key(hash)).has_value();
+}
+
+bool message_service::upload_exists(std::string const& id) const {
+  return impl_->db.get(cf::assets, keys::upload_key(id)).has_value();
+}
+
+result<asset_view> message_service::asset_for(std::string const& user, std::string const& hash) const {
+  auto& m = *impl_;
+  auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
+  if (!rec) return no_asset();
+  bool allowed = may_download(m, user, hash) || (!rec->thumbnail_of().empty() && asset_exists(rec->thumbnail_of()) &&
+                                                 may_download(m, user, rec->thumbnail_of()));
+  if (!allowed) return no_asset();
+  auto v = view_of(hash, *rec);
+  if (auto mine = parse<records::uploader_record>(m.db.get(cf::assets, keys::uploader_key(user, hash)))) {
+    v.uploaded_by_caller = true;
+    v.name = mine->name();
+    v.declared_type = mine->declared_type();
+  }
+  return v;
+}
+
+result<bool> message_service::quota_allows(std::string const& user, std::uint64_t length) const {
+  auto& m = *impl_;
+  auto used = m.db.get(cf::assets, keys::quota_key(user));
+  if (auto bad = over_quota(m.assets, used ? keys::from_be64(*used) : 0, length)) return *bad;
+  return true;
+}
+
+awaitable<result<upload_view>> message_service::begin_upload(std::string user, upload_view spec) {
+  auto& m = *impl_;
+  struct state {
+    std::optional<errors::failure> refused;
+    records::upload_record rec;
+  };
+  auto st = std::make_shared<state>();
+  auto id = new_upload_id();
+  auto now = now_ms();
+  st->rec.set_user(user);
+  st->rec.set_length(spec.length);
+  st->rec.set_created_at_ms(now);
+  st->rec.set_expires_at_ms(now + std::int64_t(m.assets.upload_expiry_s) * 1000);
+  st->rec.set_name(spec.name);
+  st->rec.set_declared_type(spec.declared_type);
+  st->rec.set_expected_hash(spec.expected_hash);
+  store::rocks_db::write_fn mutation = [&m, st, user, id](store::rocks_batch& b) {
+    st->refused.reset();
+    if (st->refused = over_quota(m.assets, keys::read_u64(b, keys::quota_key(user)), st->rec.length()); st->refused)
+      return false;
+    if (keys::read_u64(b, keys::upload_count_key(user)) >= m.assets.max_uploads_per_user) {
+      st->refused = fail(code::too_many_uploads, "you have " + std::to_string(m.assets.max_uploads_per_user) +
+                                                     " uploads in progress already: finish or delete one first");
+      st->refused->retry_after_s = 60;
+      return false;
+    }
+    keys::add_u64(b, keys::quota_key(user), std::int64_t(st->rec.length()));
+    keys::add_u64(b, keys::upload_count_key(user), 1);
+    b.put(cf::assets, keys::upload_key(id), st->rec.SerializeAsString());
+    b.put(cf::assets, keys::upload_expiry_key(st->rec.expires_at_ms(), id), "");
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the upload could not be started");
+  if (st->refused) co_return *st->refused;
+  co_return view_of(id, st->rec);
+}
+
+result<upload_view> message_service::upload(std::string const& user, std::string const& id) const {
+  auto rec = parse<records::upload_record>(impl_->db.get(cf::assets, keys::upload_key(id)));
+  if (!rec || rec->user() != user || rec->expires_at_ms() <= now_ms())
+    return fail(code::upload_not_found, "no upload '" + id + "' of yours");
+  return view_of(id, *rec);
+}
+
+awaitable<errors::status> message_service::advance_upload(std::string id, std::uint64_t offset) {
+  auto& m = *impl_;
+  store::rocks_db::write_fn mutation = [id, offset](store::rocks_batch& b) {
+    auto rec = parse<records::upload_record>(b.get(cf::assets, keys::upload_key(id)));
+    if (!rec || offset <= rec->offset()) return false;
+    rec->set_offset(offset);
+    b.put(cf::assets, keys::upload_key(id), rec->SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the upload's progress could not be stored");
+  co_return errors::ok();
+}
+
+namespace {
+
+// Inside a write: removes an upload's record and gives its reservation back.
+bool drop_upload(store::rocks_batch& b, std::string const& id) {
+  auto rec = parse<records::upload_record>(b.get(cf::assets, keys::upload_key(id)));
+  if (!rec) return false;
+  b.erase(cf::assets, keys::upload_key(id));
+  b.erase(cf::assets, keys::upload_expiry_key(rec->expires_at_ms(), id));
+  keys::add_u64(b, keys::quota_key(rec->user()), -std::int64_t(rec->length()));
+  keys::add_u64(b, keys::upload_count_key(rec->user()), -1);
+  return true;
+}
+
+// Inside a write: the asset record of a new blob (or the one there is).
+records::asset_record put_asset(store::rocks_batch& b, std::string const& hash, std::uint64_t size,
+                                std::string const& type, std::int64_t now, std::int64_t due_ms) {
+  if (auto rec = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(hash)))) return *rec;
+  records::asset_record rec;
+  rec.set_size(size);
+  rec.set_content_type(type);
+  rec.set_created_at_ms(now);
+  b.put(cf::assets, keys::asset_key(hash), rec.SerializeAsString());
+  b.put(cf::assets, keys::collect_key(due_ms, hash), "");
+  return rec;
+}
+
+}  // namespace
+
+awaitable<result<bool>> message_service::end_upload(std::string id) {
+  auto& m = *impl_;
+  auto dropped = std::make_shared<bool>(false);
+  store::rocks_db::write_fn mutation = [id, dropped](store::rocks_batch& b) { return *dropped = drop_upload(b, id); };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the upload could not be removed");
+  co_return *dropped;
+}
+
+awaitable<result<asset_view>> message_service::record_asset(std::string user, new_asset a, std::string upload_id) {
+  auto& m = *impl_;
+  struct state {
+    std::optional<errors::failure> refused;
+    records::asset_record rec;
+  };
+  auto st = std::make_shared<state>();
+  auto now = now_ms();
+  auto due = now + std::int64_t(m.assets.grace_s) * 1000;
+  store::rocks_db::write_fn mutation = [&m, st, user, a, upload_id, now, due](store::rocks_batch& b) {
+    st->refused.reset();
+    if (!upload_id.empty()) drop_upload(b, upload_id);
+    auto mine = keys::uploader_key(user, a.hash);
+    if (auto again = parse<records::uploader_record>(b.get(cf::assets, mine))) {
+      again->set_at_ms(now);  // the grace period starts again
+      b.put(cf::assets, mine, again->SerializeAsString());
+    } else {
+      if (st->refused = over_quota(m.assets, keys::read_u64(b, keys::quota_key(user)), a.size); st->refused)
+        return false;
+      records::uploader_record u;
+      u.set_size(a.size);
+      u.set_at_ms(now);
+      u.set_name(a.name);
+      u.set_declared_type(a.declared_type);
+      b.put(cf::assets, mine, u.SerializeAsString());
+      b.put(cf::assets, keys::uploaders_key(a.hash, user), "");
+      keys::add_u64(b, keys::quota_key(user), std::int64_t(a.size));
+    }
+    bool fresh = !b.get(cf::assets, keys::asset_key(a.hash));
+    st->rec = put_asset(b, a.hash, a.size, a.content_type, now, due);
+    if (fresh) {
+      st->rec.set_width(a.width);
+      st->rec.set_height(a.height);
+      if (!a.thumbnail_hash.empty() && a.thumbnail_hash != a.hash) {
+        auto thumb = put_asset(b, a.thumbnail_hash, a.thumbnail_size, "image/jpeg", now, due);
+        thumb.set_thumbnail_of(a.hash);
+        b.put(cf::assets, keys::asset_key(a.thumbnail_hash), thumb.SerializeAsString());
+        st->rec.set_thumbnail(a.thumbnail_hash);
+      }
+      b.put(cf::assets, keys::asset_key(a.hash), st->rec.SerializeAsString());
+    } else {
+      // Looked at again after a grace period from now: an upload never attached lives so long.
+      b.put(cf::assets, keys::collect_key(due, a.hash), "");
+    }
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the asset could not be stored");
+  if (st->refused) co_return *st->refused;
+  auto v = view_of(a.hash, st->rec);
+  v.uploaded_by_caller = true;
+  v.name = a.name;
+  v.declared_type = a.declared_type;
+  co_return v;
+}
+
+std::map<std::string, std::vector<std::string>> message_service::assets_due(std::int64_t now, std::size_t max) const {
+  std::map<std::string, std::vector<std::string>> out;
+  impl_->db.scan(cf::assets, "g/", keys::collect_key(now + 1, ""), [&](std::string_view key, std::string_view) {
+    out[keys::after_time(key)].emplace_back(key);
+    return out.size() < max;
+  });
+  return out;
+}
+
+std::vector<std::string> message_service::uploads_expired(std::int64_t now, std::size_t max) const {
+  std::vector<std::string> out;
+  impl_->db.scan(cf::assets, "e/", keys::upload_expiry_key(now + 1, ""), [&](std::string_view key, std::string_view) {
+    out.push_back(keys::after_time(key));
+    return out.size() < max;
+  });
+  return out;
+}
+
+namespace {
+
+// Inside a write: removes an asset no message refers to, its uploaders' records (their
+// quota given back) and its due entries. Its thumbnail goes with it unless something
+// refers to that. The uploaders are read from committed state: the caller's claim on the
+// hash keeps uploads of the same bytes out of the meantime.
+void remove_asset(store::rocks_batch& b, std::string const& hash,
+                  std::vector<std::pair<std::string, std::uint64_t>> const& uploaders) {
+  b.erase(cf::assets, keys::asset_key(hash));
+  for (auto const& [user, size] : uploaders) {
+    b.erase(cf::assets, keys::uploader_key(user, hash));
+    b.erase(cf::assets, keys::uploaders_key(hash, user));
+    keys::add_u64(b, keys::quota_key(user), -std::int64_t(size));
+  }
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> uploaders_of(message_service::impl const& m,
+                                                                std::string const& hash) {
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  auto first = keys::uploaders_first(hash);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    std::string user(key.substr(first.size()));
+    auto u = parse<records::uploader_record>(m.db.get(cf::assets, keys::uploader_key(user, hash)));
+    out.emplace_back(user, u ? u->size() : 0);
+    return true;
+  });
+  return out;
+}
+
+}  // namespace
+
+awaitable<result<collected_asset>> message_service::collect_asset(std::string hash, std::vector<std::string> due,
+                                                                  std::int64_t now) {
+  auto& m = *impl_;
+  auto st = std::make_shared<collected_asset>();
+  auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
+  auto uploaders = uploaders_of(m, hash);
+  decltype(uploaders) thumb_uploaders;
+  if (rec && !rec->thumbnail().empty()) thumb_uploaders = uploaders_of(m, rec->thumbnail());
+  auto grace_ms = std::int64_t(m.assets.grace_s) * 1000;
+  store::rocks_db::write_fn mutation = [&m, st, hash, now, due, uploaders, thumb_uploaders,
+                                        grace_ms](store::rocks_batch& b) {
+    *st = collected_asset{};
+    for (auto const& key : due) b.erase(cf::assets, key);
+    auto rec = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(hash)));
+    if (!rec || rec->refs() > 0) return true;
+    // An upload of it within the grace period keeps it (its own due entry comes later).
+    for (auto const& [user, size] : uploaders) {
+      auto u = parse<records::uploader_record>(b.get(cf::assets, keys::uploader_key(user, hash)));
+      if (u && u->at_ms() + grace_ms > now) return true;
+    }
+    remove_asset(b, hash, uploaders);
+    st->removed = true;
+    st->blobs.push_back(hash);
+    auto thumb = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(rec->thumbnail())));
+    if (!rec->thumbnail().empty() && thumb && thumb->refs() == 0 && thumb_uploaders.empty()) {
+      remove_asset(b, rec->thumbnail(), {});
+      st->blobs.push_back(rec->thumbnail());
+    }
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the collector could not remove an asset");
+  co_return *st;
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> message_service::all_assets() const {
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  impl_->db.scan(cf::assets, "a/", "a0", [&](std::string_view key, std::string_view value) {
+    records::asset_record rec;
+    rec.ParseFromArray(value.data(), static_cast<int>(value.size()));
+    out.emplace_back(std::string(key.substr(2)), rec.size());
+    return true;
+  });
+  return out;
+}
+
+std::vector<asset_usage> message_service::asset_usage_by_user() const {
+  std::vector<asset_usage> out;
+  impl_->db.scan(cf::assets, "q/", "q0", [&](std::string_view key, std::string_view value) {
+    out.push_back({std::string(key.substr(2)), keys::from_be64(value), 0});
+    return true;
+  });
+  for (auto& u : out)
+    if (auto n = impl_->db.get(cf::assets, keys::upload_count_key(u.user))) u.uploads = keys::from_be64(*n);
+  return out;
+}
+
+// Before a send's write: each attachment names an asset the sender may download; the
+// node's facts about it replace whatever the client said. Not in a write: the write checks
+// again that each asset is still there (attachments_stored).
+std::optional<errors::failure> fill_attachments(message_service::impl const& m, std::string const& from,
+                                                client::body& body) {
+  if (static_cast<std::size_t>(body.attachments_size()) > m.options.max_attachments)
+    return fail(code::invalid_field,
+                "a message carries at most " + std::to_string(m.options.max_attachments) + " attachments", "body");
+  for (auto& a : *body.mutable_attachments()) {
+    auto hash = keys::asset_hash_of(a.asset_id());
+    if (hash.empty())
+      return fail(code::invalid_field, "an attachment's asset_id must be 64 lower-case hex digits", "body");
+    auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
+    if (!rec || !may_download(m, from, hash))
+      return fail(code::asset_not_found, "no asset '" + a.asset_id() + "' of yours to attach", "body");
+    if (a.duration_ms() > 86400000)
+      return fail(code::invalid_field, "an attachment's duration_ms is at most 86400000", "body");
+    auto name = format::clean_file_name(a.name());
+    if (!name) return fail(code::invalid_field, "an attachment's name must be UTF-8", "body");
+    a.set_name(*name);
+    a.set_content_type(rec->content_type());
+    a.set_size(rec->size());
+    a.set_width(rec->width());
+    a.set_height(rec->height());
+    a.set_thumbnail_id(rec->thumbnail().empty() ? "" : keys::print_asset_hash(rec->thumbnail()));
+  }
+  return std::nullopt;
+}
+
+bool attachments_stored(store::rocks_batch& b, client::body const& body) {
+  for (auto const& a : body.attachments())
+    if (!b.get(cf::assets, keys::asset_key(keys::asset_hash_of(a.asset_id())))) return false;
+  return true;
+}
+
+}  // namespace petchat::messages
