@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -58,36 +59,71 @@ void asset_service::impl::release(std::string const& hash) {
   claims.erase(hash);
 }
 
+namespace {
+
+struct piece {
+  std::size_t bytes = 0;
+  std::optional<errors::failure> error;
+};
+
+awaitable<piece> read_piece(byte_source& body, char* into, std::size_t want) {
+  piece p;
+  if (want == 0) co_return p;
+  auto n = co_await body.read(into, want);
+  if (!n)
+    p.error = n.error();
+  else if (n.value() == 0)
+    p.error = fail(code::bad_request, "the body ended before its Content-Length");
+  else
+    p.bytes = n.value();
+  co_return p;
+}
+
+awaitable<bool> write_piece(boost::asio::thread_pool& pool, detail::file_writer& out, char const* data,
+                            std::size_t size) {
+  auto work = [&out, data, size] {
+    out.write(data, size);
+    return true;
+  };
+  co_return co_await async::offload(pool, std::move(work));
+}
+
+awaitable<bool> hash_piece(boost::asio::thread_pool& pool, detail::hasher& h, char const* data, std::size_t size) {
+  auto work = [&h, data, size] {
+    h.update(data, size);
+    return true;
+  };
+  co_return co_await async::offload(pool, std::move(work));
+}
+
+}  // namespace
+
 awaitable<detail::copied> asset_service::impl::copy_body(byte_source& body, detail::file_writer& out, detail::hasher& h,
                                                          std::uint64_t length) {
+  using namespace boost::asio::experimental::awaitable_operators;
   detail::copied c;
-  // Small buffers when many uploads run at once: memory stays bounded whatever their number.
-  std::size_t size = active_copies.fetch_add(1) < 16 ? (256u << 10) : (32u << 10);
-  std::vector<char> buf(size);
-  while (c.bytes < length) {
-    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - c.bytes));
-    auto n = co_await body.read(buf.data(), want);
-    if (!n) {
-      c.error = n.error();
-      break;
+  // Two buffers: while one piece is written and hashed (on two pool threads), the next is
+  // read. Small buffers when many uploads run at once: memory stays bounded.
+  std::size_t size = active_copies.fetch_add(1) < 16 ? (512u << 10) : (32u << 10);
+  std::vector<char> now(size), next(size);
+  auto want = [&](std::uint64_t after) {
+    return static_cast<std::size_t>(std::min<std::uint64_t>(size, length - std::min(length, after)));
+  };
+  auto p = co_await read_piece(body, now.data(), want(0));
+  try {
+    while (!p.error && p.bytes > 0) {
+      auto [following, wrote, hashed] =
+          co_await (read_piece(body, next.data(), want(c.bytes + p.bytes)) &&
+                    write_piece(pool, out, now.data(), p.bytes) && hash_piece(pool, h, now.data(), p.bytes));
+      (void)wrote;
+      (void)hashed;
+      c.bytes += p.bytes;
+      p = std::move(following);
+      std::swap(now, next);
     }
-    if (n.value() == 0) {
-      c.error = fail(code::bad_request, "the body ended before its Content-Length");
-      break;
-    }
-    std::size_t got = n.value();
-    auto write = [&out, &h, data = buf.data(), got] {
-      out.write(data, got);
-      h.update(data, got);
-      return true;
-    };
-    try {
-      co_await async::offload(pool, std::move(write));
-    } catch (detail::file_error const& e) {
-      c.error = file_failure(e);
-      break;
-    }
-    c.bytes += got;
+    if (p.error) c.error = p.error;
+  } catch (detail::file_error const& e) {
+    c.error = file_failure(e);
   }
   active_copies.fetch_sub(1);
   co_return c;
