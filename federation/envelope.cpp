@@ -54,6 +54,14 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       for (auto const& e : b.presence().entries())
         if (ids::region_of(e.user_id()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
+    case body::kAssetRequest:
+      if (b.asset_request().hash().size() != 32 || b.asset_request().length() > 262144 || b.lane_seq() != 0)
+        return reject_reason::malformed;
+      return std::nullopt;
+    case body::kAssetPiece:
+      if (b.asset_piece().hash().size() != 32 || b.asset_piece().data().size() > 262144 || b.lane_seq() != 0)
+        return reject_reason::malformed;
+      return std::nullopt;
     case body::kTyping:
       if (ids::region_of(b.typing().from()) != origin) return reject_reason::foreign_user;
       if (ids::region_of(b.typing_to()) != dir.self()) return reject_reason::wrong_destination;

@@ -245,6 +245,10 @@ class link {
   // is logged and skips that region until the next refresh. Sent in chunks of 500, marked
   // `full` only when one chunk holds them all.
   using presence_source = std::function<presence_update(std::string const& region)>;
+  // Answers another region's asset request (`asker` is that region, verified): the piece,
+  // or found = false. Called on NATS.c's thread of the asset subscription, one at a time;
+  // it may read the disk. A std::exception it throws leaves the request unanswered.
+  using asset_server = std::function<asset_piece(std::string const& asker, asset_request const& request)>;
 
   // Starts nothing and does not fail. `dir`, `store` and what the callbacks use must
   // outlive the link (or its stop()); `log` must not be null.
@@ -280,6 +284,14 @@ class link {
   // full it writes to the socket there (no write deadline is set), so it can wait behind
   // the manager's publishing. Called from I/O threads (remote_hooks) and the manager.
   void send_ephemeral(std::string const& destination, body b);
+
+  // Before start(): serves this region's assets to other regions (docs/FEDERATION.md,
+  // "Assets across regions").
+  void serve_assets(asset_server server);
+  // Asks `region` for a piece of an asset and waits up to `timeout_ms` for the verified
+  // answer: nullopt while disconnected, on timeout, or if the answer does not verify. Any
+  // thread but NATS.c's; blocks.
+  std::optional<asset_piece> fetch_asset(std::string const& region, asset_request const& request, int timeout_ms);
 
   // Everything `petchatctl federation status` shows. Blocking (scans the outbox through
   // the store, which may throw; takes NATS.c's connection lock): the admin API calls it

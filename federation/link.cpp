@@ -13,6 +13,7 @@
 
 #include "base/format/format.hpp"
 #include "federation/detail/applier.hpp"
+#include "federation/detail/assets.hpp"
 #include "federation/detail/connection.hpp"
 #include "federation/detail/inbound.hpp"
 #include "federation/detail/link_state.hpp"
@@ -38,6 +39,7 @@ struct link::impl {
   detail::nats_connection conn;
   detail::inbound_applier applier;
   detail::inbound_stream inbound;
+  detail::asset_exchange assets;
   detail::publisher out;
   std::thread manager;
 
@@ -48,6 +50,7 @@ struct link::impl {
         conn(state),
         applier(state),
         inbound(state, conn, applier, lanes, std::move(e)),
+        assets(state, conn),
         out(state, conn, lanes, std::move(p)) {}
 
   // The manager thread: every blocking NATS call. Confirmations go first in a round: a
@@ -64,7 +67,7 @@ struct link::impl {
       bool busy = false;
       if (state.connected) {
         try {
-          if (state.need_setup.exchange(false) && !inbound.setup()) state.need_setup = true;
+          if (state.need_setup.exchange(false) && !(inbound.setup() && assets.setup())) state.need_setup = true;
           if (clock::now() >= next_confirm) {
             out.send_confirmations();
             next_confirm = clock::now() + confirm_every;
@@ -118,6 +121,7 @@ void link::stop() {
   m.inbound.drain();
   m.applier.stop();
   m.inbound.destroy();
+  m.assets.destroy();
   // A callback may still be on its way: keep its state alive (the process is ending).
   if (!m.conn.close()) static_cast<void>(impl_.release());
 }
@@ -129,6 +133,15 @@ void link::wake() {
 
 void link::send_ephemeral(std::string const& destination, body b) {
   if (impl_) impl_->out.send_ephemeral(destination, std::move(b));
+}
+
+void link::serve_assets(asset_server server) {
+  if (impl_) impl_->assets.serve(std::move(server));
+}
+
+std::optional<asset_piece> link::fetch_asset(std::string const& region, asset_request const& request, int timeout_ms) {
+  if (!impl_) return std::nullopt;
+  return impl_->assets.fetch(region, request, timeout_ms);
 }
 
 bool link::connected() const {

@@ -130,6 +130,19 @@ void nats_connection::publish_live(std::string const& subject, std::string const
   natsConnection_Publish(conn, subject.c_str(), data.data(), static_cast<int>(data.size()));
 }
 
+std::optional<std::string> nats_connection::request_live(std::string const& subject, std::string const& data,
+                                                         int timeout_ms) {
+  auto* conn = live_nc_.load();
+  if (!s_.connected || !conn) return std::nullopt;
+  natsMsg* reply = nullptr;
+  if (natsConnection_Request(&reply, conn, subject.c_str(), data.data(), static_cast<int>(data.size()), timeout_ms) !=
+      NATS_OK)
+    return std::nullopt;
+  std::string out(natsMsg_GetData(reply), static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
+  natsMsg_Destroy(reply);
+  return out;
+}
+
 // --- NATS.c threads ----------------------------------------------------------------------
 
 void nats_connection::on_connected(natsConnection*, void* self) {

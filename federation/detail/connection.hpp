@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "federation/detail/link_state.hpp"
@@ -45,6 +46,9 @@ class nats_connection {
 
   // Core NATS publish for the live subjects: dropped while disconnected or after close().
   void publish_live(std::string const& subject, std::string const& data);
+  // A core NATS request and its reply (any thread but NATS.c's): nullopt while
+  // disconnected, after close(), or when no reply came within `timeout_ms`.
+  std::optional<std::string> request_live(std::string const& subject, std::string const& data, int timeout_ms);
 
   // JetStream's asynchronous publish errors since the last reset (manager thread).
   void reset_publish_failures() { publish_failures_ = 0; }

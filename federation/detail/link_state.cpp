@@ -10,11 +10,16 @@ nats_names::nats_names(std::string const& prefix, std::string const& self)
     : stream(prefix + "-in-" + self),
       inbound_filter(prefix + ".v1.fed." + self + ".*"),
       live_filter(prefix + ".v1.live." + self + ".*"),
+      asset_filter(prefix + ".v1.asset." + self + ".*"),
       prefix_(prefix),
       self_(self) {}
 
 std::string nats_names::fed_to(std::string const& destination) const {
   return prefix_ + ".v1.fed." + destination + "." + self_;
+}
+
+std::string nats_names::asset_to(std::string const& destination) const {
+  return prefix_ + ".v1.asset." + destination + "." + self_;
 }
 
 std::string nats_names::live_to(std::string const& destination) const {

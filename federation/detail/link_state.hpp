@@ -32,8 +32,10 @@ struct nats_names {
   std::string stream;          // <prefix>-in-<self>
   std::string inbound_filter;  // <prefix>.v1.fed.<self>.*
   std::string live_filter;     // <prefix>.v1.live.<self>.*
+  std::string asset_filter;    // <prefix>.v1.asset.<self>.*
   std::string fed_to(std::string const& destination) const;
   std::string live_to(std::string const& destination) const;
+  std::string asset_to(std::string const& destination) const;
 
  private:
   std::string prefix_, self_;

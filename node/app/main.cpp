@@ -203,6 +203,38 @@ std::unique_ptr<federation::link> make_federation(config::node_config const& cfg
   return fed;
 }
 
+// Assets across regions: this node answers other regions' asset requests and fetches
+// theirs through the link (docs/FEDERATION.md, "Assets across regions").
+void connect_assets(federation::link& link, assets::asset_service& assets) {
+  link.serve_assets([&assets](std::string const& asker, federation::asset_request const& req) {
+    auto p = assets.serve_piece(asker, req.hash(), req.offset(), req.length());
+    federation::asset_piece out;
+    out.set_found(p.found);
+    out.set_offset(req.offset());
+    out.set_data(std::move(p.data));
+    out.set_size(p.size);
+    out.set_content_type(p.content_type);
+    out.set_width(p.width);
+    out.set_height(p.height);
+    out.set_thumbnail(p.thumbnail);
+    out.set_thumbnail_of(p.thumbnail_of);
+    return out;
+  });
+  assets.fetch_with([&link](std::string const& region, std::string const& hash, std::uint64_t offset,
+                            std::uint32_t length) -> std::optional<assets::remote_piece> {
+    federation::asset_request req;
+    req.set_hash(hash);
+    req.set_offset(offset);
+    req.set_length(length);
+    auto p = link.fetch_asset(region, req, 10000);
+    if (!p || (p->found() && p->offset() != offset)) return std::nullopt;
+    return assets::remote_piece{p->found(),     std::move(*p->mutable_data()),
+                                p->size(),      p->content_type(),
+                                p->width(),     p->height(),
+                                p->thumbnail(), p->thumbnail_of()};
+  });
+}
+
 // The node's own gauges (the gateway adds its counters).
 void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messages::message_service& messages,
                       federation::link* link) {
@@ -279,6 +311,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   add_node_metrics(metrics, manager, messages, fed.get());
   messages.set_asset_limits(cfg.assets);
   assets::asset_service assets(cfg.assets, data_dir / "assets", messages);
+  if (fed) connect_assets(*fed, assets);
   auto limits = limits_of(cfg.gateway);
   gateway::http_server chat(
       io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets),

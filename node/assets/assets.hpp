@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +70,20 @@ struct verify_report {
   std::vector<std::string> quarantined;  // printed ids: bytes that no longer match the hash
 };
 
+// A piece of an asset as another region sends it (docs/FEDERATION.md, "Assets across
+// regions").
+struct remote_piece {
+  bool found = false;
+  std::string data;
+  std::uint64_t size = 0;
+  std::string content_type;
+  std::uint32_t width = 0, height = 0;
+  std::string thumbnail, thumbnail_of;  // hashes
+};
+// Asks `region` for bytes of an asset: nullopt when no answer came. Blocking.
+using piece_fetcher = std::function<std::optional<remote_piece>(std::string const& region, std::string const& hash,
+                                                                std::uint64_t offset, std::uint32_t length)>;
+
 // The printed form of an asset hash: 64 lower-case hex digits; and back (empty if not).
 std::string print_id(std::string const& hash);
 std::string parse_id(std::string_view printed);
@@ -102,7 +117,14 @@ class asset_service {
   result<messages::asset_view> find(std::string const& user, std::string const& hash) const;
   std::unique_ptr<blob_reader> open(std::string const& hash);
 
-  // Starts the periodic collector on `io` (every assets.collect_interval_s); stop() ends it.
+  // Other regions: before start(), how to fetch from them (without it nothing is fetched);
+  // and another region's request answered (blocking: the disk is read; any thread).
+  void fetch_with(piece_fetcher fetcher);
+  remote_piece serve_piece(std::string const& region, std::string const& hash, std::uint64_t offset,
+                           std::uint32_t length);
+
+  // Starts the periodic collector on `io` (every assets.collect_interval_s) and the fetcher
+  // of other regions' assets (every second); stop() ends them.
   void start(boost::asio::io_context& io);
   void stop();
   // Collects what is due now: assets no message refers to past their grace period, and

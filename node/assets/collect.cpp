@@ -4,7 +4,9 @@
 // re-hashed.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "base/format/format.hpp"
@@ -103,14 +105,23 @@ awaitable<collect_report> asset_service::collect() {
   co_return report;
 }
 
+// The collector and the fetcher run on one strand, where stop() cancels their timers.
 void asset_service::start(boost::asio::io_context& io) {
-  impl_->timer = std::make_unique<boost::asio::steady_timer>(io);
-  boost::asio::co_spawn(io, collect_every(impl_, this), boost::asio::detached);
+  auto strand = boost::asio::make_strand(io);
+  impl_->strand = strand;
+  impl_->timer = std::make_unique<boost::asio::steady_timer>(strand);
+  impl_->fetch_timer = std::make_unique<boost::asio::steady_timer>(strand);
+  boost::asio::co_spawn(strand, collect_every(impl_, this), boost::asio::detached);
+  if (impl_->fetcher) boost::asio::co_spawn(strand, fetch_every(impl_), boost::asio::detached);
 }
 
 void asset_service::stop() {
   impl_->stopped = true;
-  if (impl_->timer) impl_->timer->cancel();
+  if (!impl_->strand) return;
+  boost::asio::post(*impl_->strand, [s = impl_] {
+    if (s->timer) s->timer->cancel();
+    if (s->fetch_timer) s->fetch_timer->cancel();
+  });
 }
 
 verify_report asset_service::verify() {

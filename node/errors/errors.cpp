@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 56> table{{
+constexpr std::array<entry, 57> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -66,6 +66,7 @@ constexpr std::array<entry, 56> table{{
     {"range_not_satisfiable", 416},       // code::range_not_satisfiable
     {"too_many_uploads", 429},            // code::too_many_uploads
     {"hash_mismatch", 400},               // code::hash_mismatch
+    {"asset_pending", 503},               // code::asset_pending
     {"too_many_connections", 503},        // code::too_many_connections
     {"store_unavailable", 503},           // code::store_unavailable
 }};

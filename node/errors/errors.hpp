@@ -69,6 +69,7 @@ enum class code {
   range_not_satisfiable,
   too_many_uploads,
   hash_mismatch,
+  asset_pending,
   // The gateway.
   too_many_connections,
   // The stores.

@@ -45,6 +45,18 @@ errors::failure no_asset() {
   return fail(code::asset_not_found, "no such asset");
 }
 
+// An asset not stored here: on its way from another region (asset_pending) to one who may
+// see it, else asset_not_found.
+errors::failure pending_or_none(message_service::impl const& m, std::string const& user, std::string const& hash) {
+  auto f = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
+  if (!f) return no_asset();
+  auto const& original = f->thumbnail_of().empty() ? hash : f->thumbnail_of();
+  if (!may_download(m, user, original)) return no_asset();
+  auto pending = fail(code::asset_pending, "the asset is still on its way from region '" + f->region() + "'");
+  pending.retry_after_s = 5;
+  return pending;
+}
+
 asset_view view_of(std::string const& hash, records::asset_record const& rec) {
   asset_view v;
   v.hash = hash;
@@ -109,7 +121,7 @@ bool message_service::upload_exists(std::string const& id) const {
 result<asset_view> message_service::asset_for(std::string const& user, std::string const& hash) const {
   auto& m = *impl_;
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
-  if (!rec) return no_asset();
+  if (!rec) return pending_or_none(m, user, hash);
   bool allowed = may_download(m, user, hash) || (!rec->thumbnail_of().empty() && asset_exists(rec->thumbnail_of()) &&
                                                  may_download(m, user, rec->thumbnail_of()));
   if (!allowed) return no_asset();
@@ -344,7 +356,7 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     *st = collected_asset{};
     for (auto const& key : due) b.erase(cf::assets, key);
     auto rec = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(hash)));
-    if (!rec || rec->refs() > 0) return true;
+    if (!rec || keys::read_u64(b, keys::refs_key(hash)) > 0) return true;
     // An upload of it within the grace period keeps it (its own due entry comes later).
     for (auto const& [user, size] : uploaders) {
       auto u = parse<records::uploader_record>(b.get(cf::assets, keys::uploader_key(user, hash)));
@@ -354,7 +366,8 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     st->removed = true;
     st->blobs.push_back(hash);
     auto thumb = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(rec->thumbnail())));
-    if (!rec->thumbnail().empty() && thumb && thumb->refs() == 0 && thumb_uploaders.empty()) {
+    if (!rec->thumbnail().empty() && thumb && keys::read_u64(b, keys::refs_key(rec->thumbnail())) == 0 &&
+        thumb_uploaders.empty()) {
       remove_asset(b, rec->thumbnail(), {});
       st->blobs.push_back(rec->thumbnail());
     }
@@ -363,6 +376,80 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the collector could not remove an asset");
   co_return *st;
+}
+
+std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::size_t max) const {
+  std::vector<pending_fetch> out;
+  impl_->db.scan(cf::assets, "f/", "f0", [&](std::string_view key, std::string_view value) {
+    records::fetch_record f;
+    f.ParseFromArray(value.data(), static_cast<int>(value.size()));
+    if (f.next_try_ms() <= now) out.push_back({std::string(key.substr(2)), f.region(), f.thumbnail_of(), f.tries()});
+    return out.size() < max;
+  });
+  return out;
+}
+
+awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_asset a) {
+  auto& m = *impl_;
+  auto now = now_ms();
+  auto due = now + std::int64_t(m.assets.grace_s) * 1000;
+  store::rocks_db::write_fn mutation = [f, a, now, due](store::rocks_batch& b) {
+    b.erase(cf::assets, keys::fetch_key(f.hash));
+    if (b.get(cf::assets, keys::asset_key(f.hash))) return true;
+    auto rec = put_asset(b, f.hash, a.size, a.content_type, now, due);
+    rec.set_width(a.width);
+    rec.set_height(a.height);
+    rec.set_thumbnail_of(f.thumbnail_of);
+    if (!a.thumbnail_hash.empty() && a.thumbnail_hash != f.hash) {
+      rec.set_thumbnail(a.thumbnail_hash);
+      if (!b.get(cf::assets, keys::asset_key(a.thumbnail_hash))) {
+        records::fetch_record next;
+        next.set_region(f.region);
+        next.set_thumbnail_of(f.hash);
+        b.put(cf::assets, keys::fetch_key(a.thumbnail_hash), next.SerializeAsString());
+      }
+    }
+    b.put(cf::assets, keys::asset_key(f.hash), rec.SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("a fetched asset could not be stored");
+  co_return errors::ok();
+}
+
+awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool drop) {
+  auto& m = *impl_;
+  auto now = now_ms();
+  store::rocks_db::write_fn mutation = [f, drop, now](store::rocks_batch& b) {
+    auto rec = parse<records::fetch_record>(b.get(cf::assets, keys::fetch_key(f.hash)));
+    if (!rec) return false;
+    if (drop) {
+      b.erase(cf::assets, keys::fetch_key(f.hash));
+      return true;
+    }
+    // Again after 1, 2, 4... seconds, at most a minute apart.
+    rec->set_tries(rec->tries() + 1);
+    rec->set_next_try_ms(now + std::min<std::int64_t>(60000, std::int64_t(1000) << std::min(rec->tries(), 6u)));
+    b.put(cf::assets, keys::fetch_key(f.hash), rec->SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("a fetch could not be put off");
+  co_return errors::ok();
+}
+
+std::optional<asset_view> message_service::asset_for_region(std::string const& region, std::string const& hash) const {
+  auto& m = *impl_;
+  auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
+  if (!rec) return std::nullopt;
+  auto const& original = rec->thumbnail_of().empty() ? hash : rec->thumbnail_of();
+  for (auto const& conv : conversations_holding(m, original, 4096)) {
+    auto c = m.conversation(conv);
+    if (!c) continue;
+    for (auto const& member : c->members())
+      if (ids::region_of(member) == region) return view_of(hash, *rec);
+  }
+  return std::nullopt;
 }
 
 std::vector<std::pair<std::string, std::uint64_t>> message_service::all_assets() const {

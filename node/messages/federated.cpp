@@ -249,6 +249,7 @@ class federated_store final : public federation::local_store {
     e.set_message_id(*raw);
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored), e});
     message_service::impl::put_message(b, *raw, stored);
+    keys::note_fetches(b, stored, std::string(ids::region_of(stored.message().from())));
     return std::nullopt;
   }
 
@@ -341,6 +342,7 @@ class federated_store final : public federation::local_store {
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
     b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());
     message_service::impl::put_message(b, *raw, stored);
+    keys::note_fetches(b, stored, std::string(ids::region_of(stored.message().from())));
     return std::nullopt;
   }
 

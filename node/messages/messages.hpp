@@ -154,6 +154,13 @@ struct collected_asset {
   bool removed = false;
   std::vector<std::string> blobs;  // hashes
 };
+// An asset to fetch from another region (docs/FEDERATION.md, "Assets across regions").
+struct pending_fetch {
+  std::string hash;
+  std::string region;
+  std::string thumbnail_of;  // a thumbnail: its original's hash
+  std::uint32_t tries = 0;
+};
 struct asset_usage {
   std::string user;
   std::uint64_t bytes = 0;  // stored, uploads in progress at their length included
@@ -309,6 +316,16 @@ class message_service {
   // Removes the asset if no message refers to it (and its thumbnail with it); drops the
   // due entries of `hash` either way. The caller holds the claim and deletes the blobs.
   awaitable<result<collected_asset>> collect_asset(std::string hash, std::vector<std::string> due, std::int64_t now_ms);
+  // Assets of other regions: up to `max` fetches due at `now_ms`; a fetched asset recorded
+  // (bytes in place, claim held; `a.thumbnail_hash` is the holder's thumbnail, fetched
+  // next); a failed try (`drop`: the holder has no such asset for us, or nobody here refers
+  // to it any more) put off or given up.
+  std::vector<pending_fetch> fetches_due(std::int64_t now_ms, std::size_t max) const;
+  awaitable<errors::status> record_fetched(pending_fetch f, new_asset a);
+  awaitable<errors::status> fetch_failed(pending_fetch f, bool drop);
+  // For another region's request: the asset if a conversation holding a message with it
+  // (or with its original) has members of `region`; else nullopt.
+  std::optional<asset_view> asset_for_region(std::string const& region, std::string const& hash) const;
   // Every stored asset's hash and size (petchatctl assets verify), and usage per user.
   std::vector<std::pair<std::string, std::uint64_t>> all_assets() const;
   std::vector<asset_usage> asset_usage_by_user() const;

@@ -1,8 +1,10 @@
 // The asset service's state, shared by its translation units (assets.cpp: uploads and
-// downloads; resumable.cpp: resumable uploads; collect.cpp: the collector and verify).
+// downloads; resumable.cpp: resumable uploads; collect.cpp: the collector and verify;
+// fetch.cpp: assets of other regions).
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
@@ -45,7 +47,10 @@ struct asset_service::impl {
   std::set<std::string> busy;                          // uploads with an append (or removal) running
   std::map<std::string, detail::partial_hash> hashes;  // upload id -> its hash so far
 
-  std::unique_ptr<boost::asio::steady_timer> timer;  // the collector's
+  std::optional<boost::asio::strand<boost::asio::io_context::executor_type>> strand;  // of the two timers
+  std::unique_ptr<boost::asio::steady_timer> timer;                                   // the collector's
+  std::unique_ptr<boost::asio::steady_timer> fetch_timer;                             // the fetcher's
+  piece_fetcher fetcher;                                                              // set before start
   std::atomic<bool> stopped{false};
 
   impl(config::assets_section l, std::filesystem::path dir, messages::message_service& m)
@@ -75,5 +80,8 @@ struct asset_service::impl {
                                                  std::string upload_id);
   void remove_orphans();
 };
+
+// The fetcher's loop (fetch.cpp), started by asset_service::start.
+awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s);
 
 }  // namespace petchat::assets

@@ -1,8 +1,10 @@
 // The asset service's records in the message store (column family `assets`), kept here
 // because a message and the references to its attachments are written in one write.
 //
-//   a/ hash(32)                 -> asset_record (refs: messages holding it)
+//   a/ hash(32)                 -> asset_record
 //   r/ hash(32) message id(16)  -> conversation id: a message with it as an attachment
+//   n/ hash(32)                 -> be64: how many such messages (also before it is stored here)
+//   f/ hash(32)                 -> fetch_record: to fetch from the region of a message holding it
 //   u/ user NUL hash(32)        -> uploader_record: the user uploaded it
 //   w/ hash(32) user            -> "": its uploaders
 //   q/ user                     -> be64: bytes the user has stored (uploads in progress at their length)
@@ -32,6 +34,12 @@ inline std::string asset_ref_key(std::string const& hash, std::string const& raw
 }
 inline std::string asset_refs_first(std::string const& hash) {
   return "r/" + hash;
+}
+inline std::string refs_key(std::string const& hash) {
+  return "n/" + hash;
+}
+inline std::string fetch_key(std::string const& hash) {
+  return "f/" + hash;
 }
 inline std::string uploader_key(std::string const& user, std::string const& hash) {
   return "u/" + user + '\0' + hash;
@@ -84,24 +92,22 @@ inline void add_u64(store::rocks_batch& b, std::string const& key, std::int64_t 
     b.put(store::cf::assets, key, be64(static_cast<std::uint64_t>(v)));
 }
 
-// A message with attachments is stored: each of its assets gains a reference. The
-// message's attachments were checked before (a missing asset gets no record here).
+// A message with attachments is stored: each of its assets gains a reference (counted
+// whether or not the asset is stored here yet: one from another region is fetched).
 inline void add_asset_refs(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm) {
   for (auto const& a : sm.message().body().attachments()) {
     auto hash = asset_hash_of(a.asset_id());
     if (hash.empty()) continue;
     auto ref = asset_ref_key(hash, raw_id);
     if (b.get(store::cf::assets, ref)) continue;  // the same asset twice in one message
-    auto rec = service_detail::parse<records::asset_record>(b.get(store::cf::assets, asset_key(hash)));
-    if (!rec) continue;
     b.put(store::cf::assets, ref, sm.message().conversation_id());
-    rec->set_refs(rec->refs() + 1);
-    b.put(store::cf::assets, asset_key(hash), rec->SerializeAsString());
+    add_u64(b, refs_key(hash), 1);
   }
 }
 
-// A message goes (expired, deleted for everyone): its assets lose a reference, and are
-// looked at again by the collector `grace_ms` from `now`.
+// A message goes (expired, deleted for everyone): its assets lose a reference. One no
+// message refers to any more is looked at by the collector at `due_ms`, and is not fetched
+// from another region any more.
 inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm,
                                std::int64_t due_ms) {
   for (auto const& a : sm.message().body().attachments()) {
@@ -110,11 +116,26 @@ inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id,
     auto ref = asset_ref_key(hash, raw_id);
     if (!b.get(store::cf::assets, ref)) continue;
     b.erase(store::cf::assets, ref);
-    auto rec = service_detail::parse<records::asset_record>(b.get(store::cf::assets, asset_key(hash)));
-    if (!rec) continue;
-    rec->set_refs(rec->refs() > 0 ? rec->refs() - 1 : 0);
-    b.put(store::cf::assets, asset_key(hash), rec->SerializeAsString());
-    if (rec->refs() == 0) b.put(store::cf::assets, collect_key(due_ms, hash), "");
+    add_u64(b, refs_key(hash), -1);
+    if (read_u64(b, refs_key(hash)) > 0) continue;
+    b.put(store::cf::assets, collect_key(due_ms, hash), "");
+    b.erase(store::cf::assets, fetch_key(hash));
+  }
+}
+
+// A message from another region: the attachments (and their thumbnails) not stored here
+// are to be fetched from that region.
+inline void note_fetches(store::rocks_batch& b, records::stored_message const& sm, std::string const& region) {
+  for (auto const& a : sm.message().body().attachments()) {
+    auto hash = asset_hash_of(a.asset_id());
+    if (hash.empty() || b.get(store::cf::assets, asset_key(hash))) continue;
+    records::fetch_record f;
+    f.set_region(region);
+    b.put(store::cf::assets, fetch_key(hash), f.SerializeAsString());
+    auto thumb = asset_hash_of(a.thumbnail_id());
+    if (thumb.empty() || b.get(store::cf::assets, asset_key(thumb))) continue;
+    f.set_thumbnail_of(hash);
+    b.put(store::cf::assets, fetch_key(thumb), f.SerializeAsString());
   }
 }
 

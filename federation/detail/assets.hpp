@@ -1,0 +1,40 @@
+// Asset fetches between regions (docs/FEDERATION.md, "Assets across regions"): a core NATS
+// request on <prefix>.v1.asset.<holder>.<asker> carrying a signed asset_request, answered
+// with a signed asset_piece. Nothing here is durable: the asker keeps what it still has to
+// fetch in its own store and asks again after a failure.
+//
+// Threads: setup() and destroy() on the manager thread; fetch() on any thread but NATS.c's
+// (it blocks up to its timeout); the request callback on NATS.c's thread of its
+// subscription (it calls the node's asset_server there, which may read the disk).
+#pragma once
+
+#include <nats/nats.h>
+
+#include "federation/detail/connection.hpp"
+#include "federation/detail/link_state.hpp"
+
+namespace petchat::federation::detail {
+
+class asset_exchange {
+ public:
+  asset_exchange(link_state& state, nats_connection& conn) : s_(state), conn_(conn) {}
+
+  void serve(link::asset_server server) { server_ = std::move(server); }
+  // Subscribes to this region's asset subject if it is not (manager thread, after a
+  // reconnect). False with the error set if it could not.
+  bool setup();
+  void destroy();
+
+  std::optional<asset_piece> fetch(std::string const& region, asset_request const& request, int timeout_ms);
+
+ private:
+  static void on_request(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
+  void answer(natsMsg* msg);
+
+  link_state& s_;
+  nats_connection& conn_;
+  link::asset_server server_;
+  natsSubscription* sub_ = nullptr;  // manager thread only
+};
+
+}  // namespace petchat::federation::detail

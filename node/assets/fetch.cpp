@@ -1,0 +1,157 @@
+// Assets across regions (docs/FEDERATION.md, "Assets across regions"). A message from
+// another region leaves a fetch entry per attachment not stored here (the message
+// service's `f/` keys); every second the fetcher takes the due ones, asks the holding
+// region for the bytes in pieces of 256 KiB, hashes them, places and records the asset.
+// A failed try is tried again later (1, 2, 4... up to 10 s apart); an asset the holder
+// says it has not for us is given up after 20 tries. The other direction: serve_piece.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "base/format/format.hpp"
+#include "node/assets/detail/service.hpp"
+#include "node/async/async.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::assets {
+
+namespace {
+
+constexpr std::uint32_t piece_bytes = 256u << 10;
+constexpr std::uint32_t give_up_after = 20;
+
+struct fetched {
+  enum { ok, missing, failed } outcome = failed;
+  messages::new_asset asset;
+};
+
+// Blocking (the asset pool): the whole asset, piece by piece, into a file of tmp/, then in place.
+fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
+  fetched r;
+  auto path = s.files.new_tmp();
+  struct remove_at_end {
+    detail::fs::path path;
+    ~remove_at_end() {
+      std::error_code ignored;
+      detail::fs::remove(path, ignored);
+    }
+  } cleanup{path};
+  detail::file_writer out(path, 0);
+  detail::hasher h;
+  remote_piece first;
+  std::uint64_t offset = 0, size = 1;
+  while (offset < size) {
+    auto p = s.fetcher(f.region, f.hash, offset, piece_bytes);
+    if (!p) return r;
+    if (!p->found) {
+      r.outcome = fetched::missing;
+      return r;
+    }
+    if (offset == 0) {
+      first = *p;
+      size = p->size;
+      if (size == 0 || size > s.limits.max_asset_bytes) {
+        r.outcome = fetched::missing;
+        return r;
+      }
+    }
+    if (p->data.empty() || offset + p->data.size() > size) return r;
+    out.write(p->data.data(), p->data.size());
+    h.update(p->data.data(), p->data.size());
+    offset += p->data.size();
+  }
+  out.sync();
+  if (h.finish() != f.hash) {
+    s.log->warn("asset {} from region {}: the bytes do not match their hash; tried again later", print_id(f.hash),
+                f.region);
+    return r;
+  }
+  detail::place(path, s.files.blob(f.hash));
+  r.outcome = fetched::ok;
+  r.asset.hash = f.hash;
+  r.asset.size = size;
+  r.asset.content_type = detail::sniff(detail::read_head(s.files.blob(f.hash), 256 << 10));  // ours, not theirs
+  if (detail::is_image(r.asset.content_type)) {
+    r.asset.width = first.width;
+    r.asset.height = first.height;
+  }
+  if (first.thumbnail.size() == detail::hash_bytes) r.asset.thumbnail_hash = first.thumbnail;
+  return r;
+}
+
+awaitable<void> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pending_fetch f) {
+  auto work = [s, f] { return download(*s, f); };
+  fetched r;
+  try {
+    r = co_await async::offload(s->pool, std::move(work));
+  } catch (std::exception const& e) {
+    s->log->error("asset {} from region {}: {}", print_id(f.hash), f.region, e.what());
+  }
+  if (r.outcome == fetched::ok) {
+    auto done = co_await s->messages.record_fetched(f, std::move(r.asset));
+    if (done) s->log->info("asset {} fetched from region {}", print_id(f.hash), f.region);
+    co_return;
+  }
+  bool drop = r.outcome == fetched::missing && f.tries + 1 >= give_up_after;
+  if (drop) s->log->warn("asset {}: region {} has it not for us; given up", print_id(f.hash), f.region);
+  co_await s->messages.fetch_failed(f, drop);
+}
+
+}  // namespace
+
+awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s) {
+  while (!s->stopped) {
+    s->fetch_timer->expires_after(std::chrono::seconds(1));
+    boost::system::error_code ec;
+    co_await s->fetch_timer->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    if (s->stopped) co_return;
+    try {
+      for (auto& f : s->messages.fetches_due(format::now_ms(), 16)) {
+        if (!s->try_claim(f.hash)) continue;
+        auto hash = f.hash;
+        co_await fetch_one(s, std::move(f));
+        s->release(hash);
+      }
+    } catch (std::exception const& e) {
+      s->log->error("fetcher failed: {}", e.what());
+    }
+  }
+}
+
+void asset_service::fetch_with(piece_fetcher fetcher) {
+  impl_->fetcher = std::move(fetcher);
+}
+
+remote_piece asset_service::serve_piece(std::string const& region, std::string const& hash, std::uint64_t offset,
+                                        std::uint32_t length) {
+  remote_piece p;
+  auto a = impl_->messages.asset_for_region(region, hash);
+  if (!a) return p;
+  int fd = ::open(impl_->files.blob(hash).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return p;
+  auto want = static_cast<std::size_t>(std::min<std::uint64_t>(length, a->size - std::min(a->size, offset)));
+  p.data.resize(want);
+  std::size_t got = 0;
+  while (got < want) {
+    auto n = ::pread(fd, p.data.data() + got, want - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (got < want) return remote_piece{};  // the bytes are damaged or gone: not found
+  p.found = true;
+  p.size = a->size;
+  p.content_type = a->content_type;
+  p.width = a->width;
+  p.height = a->height;
+  p.thumbnail = a->thumbnail;
+  p.thumbnail_of = a->thumbnail_of;
+  return p;
+}
+
+}  // namespace petchat::assets
