@@ -160,10 +160,10 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
         f.thumbnail_hash = detail::hash_file(thumb_path);
         f.thumbnail_size = detail::fs::file_size(thumb_path);
         detail::place(thumb_path, files.blob(f.thumbnail_hash));
-        detail::remove_file(thumb_path);
+        std::filesystem::remove(thumb_path);  // tmp/: nothing there needs to last
       }
     }
-    if (!known) f.placed = detail::place(file, files.blob(a.hash));
+    if (!known) f.placed = detail::place(file, files.blob(a.hash), true);  // fsync'd as it was written
     return f;
   };
   finished_files f;
@@ -180,9 +180,11 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
   auto hash = a.hash;
   auto recorded = co_await messages.record_asset(user, std::move(a), upload_id);
   if (!recorded && f.placed && !messages.asset_exists(hash)) {
-    // Refused (the quota): the bytes this upload put in place go again.
-    auto undo = [this, hash] {
+    // Refused (the quota): the bytes this upload put in place go again, its thumbnail's too.
+    auto thumb = f.thumbnail_hash.empty() || messages.asset_exists(f.thumbnail_hash) ? "" : f.thumbnail_hash;
+    auto undo = [this, hash, thumb] {
       detail::remove_file(files.blob(hash));
+      if (!thumb.empty()) detail::remove_file(files.blob(thumb));
       return true;
     };
     co_await async::offload(pool, std::move(undo));

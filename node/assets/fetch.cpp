@@ -70,7 +70,7 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
                 f.region);
     return r;
   }
-  detail::place(path, s.files.blob(f.hash));
+  detail::place(path, s.files.blob(f.hash), true);
   r.outcome = fetched::ok;
   r.asset.hash = f.hash;
   r.asset.size = size;

@@ -144,8 +144,8 @@ void sync_dir(fs::path const& dir) {
   if (::fsync(fd.get()) != 0) fail("fsync", dir);
 }
 
-bool place(fs::path const& from, fs::path const& to) {
-  {
+bool place(fs::path const& from, fs::path const& to, bool synced) {
+  if (!synced) {
     fd_guard fd(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0 || ::fdatasync(fd.get()) != 0) fail("fsync", from);
   }

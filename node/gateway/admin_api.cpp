@@ -74,7 +74,7 @@ awaitable<response> compact(std::shared_ptr<admin_api> api) {
 }
 
 // `petchatctl assets`: usage per user and in total; collect now; verify every blob.
-awaitable<response> assets_action(std::shared_ptr<admin_api> api, request r, std::string const& action) {
+awaitable<response> assets_action(std::shared_ptr<admin_api> api, request r, std::string action) {
   if (!api->assets) co_return error_response(fail(code::not_found, "this node stores no assets"));
   if (action.empty()) {
     if (r.method != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
@@ -252,8 +252,11 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     if (m != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
     co_return co_await compact(api);
   }
-  if (what == "assets" && seg.size() <= 4)
-    co_return co_await assets_action(api, std::move(r), seg.size() == 4 ? seg[3] : "");
+  if (what == "assets" && seg.size() <= 4) {
+    // Named first: GCC 12 mishandles a temporary made inside a co_await expression.
+    std::string action = seg.size() == 4 ? seg[3] : std::string();
+    co_return co_await assets_action(api, std::move(r), std::move(action));
+  }
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));

@@ -53,7 +53,7 @@ errors::failure pending_or_none(message_service::impl const& m, std::string cons
   auto const& original = f->thumbnail_of().empty() ? hash : f->thumbnail_of();
   if (!may_download(m, user, original)) return no_asset();
   auto pending = fail(code::asset_pending, "the asset is still on its way from region '" + f->region() + "'");
-  pending.retry_after_s = 5;
+  pending.retry_after_s = 2;
   return pending;
 }
 
@@ -357,6 +357,8 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     for (auto const& key : due) b.erase(cf::assets, key);
     auto rec = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(hash)));
     if (!rec || keys::read_u64(b, keys::refs_key(hash)) > 0) return true;
+    // A thumbnail goes with its original, not before.
+    if (!rec->thumbnail_of().empty() && b.get(cf::assets, keys::asset_key(rec->thumbnail_of()))) return true;
     // An upload of it within the grace period keeps it (its own due entry comes later).
     for (auto const& [user, size] : uploaders) {
       auto u = parse<records::uploader_record>(b.get(cf::assets, keys::uploader_key(user, hash)));
@@ -427,9 +429,9 @@ awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool dr
       b.erase(cf::assets, keys::fetch_key(f.hash));
       return true;
     }
-    // Again after 1, 2, 4... seconds, at most a minute apart.
+    // Again after 1, 2, 4... seconds, at most 10 s apart.
     rec->set_tries(rec->tries() + 1);
-    rec->set_next_try_ms(now + std::min<std::int64_t>(60000, std::int64_t(1000) << std::min(rec->tries(), 6u)));
+    rec->set_next_try_ms(now + std::min<std::int64_t>(10000, std::int64_t(1000) << std::min(rec->tries(), 4u)));
     b.put(cf::assets, keys::fetch_key(f.hash), rec->SerializeAsString());
     return true;
   };

@@ -1187,6 +1187,23 @@ class LifetimeTest(AssetCase):
         self.fetch(a, kept["id"], kept_data)
         self.fetch(b, kept["id"], kept_data)
 
+    def test_the_thumbnail_of_a_living_attachment_outlives_the_grace_period(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A, B = self.ws(a), self.ws(b)
+        png = make_png(320, 240, seed=33)
+        photo = self.upload(a, png, name="living.png")
+        self.assertIn("thumbnail_id", photo)
+        # Uploaded with it and never attached: once it is gone, the collector has looked at
+        # everything of that age, the thumbnail included.
+        fence = self.upload(a, blob(500, "fence"))
+        acc = self.send_attached(A, [{"asset_id": photo["id"]}], to=bob.id)
+        B.wait_event(ev_message(acc["message_id"]))
+        self.wait_gone([a], fence["id"])
+        self.fetch(b, photo["id"], png)
+        thumb = self.fetch(b, photo["thumbnail_id"])  # 200: it lives as long as its original
+        self.assertEqual(thumb.raw[:2], b"\xff\xd8")
+
     def test_deleting_the_message_for_everyone_releases_its_asset(self):
         alice, bob = self.person("alice"), self.person("bob")
         a, b = alice.login(), bob.login()
@@ -1240,6 +1257,62 @@ class LifetimeTest(AssetCase):
 
 # =========================================================================================
 # 9: durability
+
+
+class AssetCtlTest(AssetCase):
+    """`petchatctl assets`: usage per user and in total, collection now, verification."""
+
+    NODE_CONFIG = {"assets": {"grace_s": 0, "collect_interval_s": 3600}}
+
+    def ctl_json(self, *args):
+        rc, out, err = self.node.ctl("--json", *args)
+        self.assertEqual(rc, 0, "petchatctl %s: %s %s" % (" ".join(args), out, err))
+        return json.loads(out)
+
+    def test_usage_collection_and_verification(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A = self.ws(a)
+        kept, damaged, loose = blob(3000, "kept"), blob(5000, "damaged"), blob(7000, "loose")
+        kept_id = self.upload(a, kept)["id"]
+        damaged_id = self.upload(a, damaged)["id"]
+        self.upload(b, loose)
+        acc = self.send_attached(A, [{"asset_id": kept_id}, {"asset_id": damaged_id}], to=bob.id)
+        self.assertTrue(acc.get("message_id"))
+
+        usage = self.ctl_json("assets")
+        self.assertEqual(usage["assets"], 3)
+        self.assertEqual(usage["bytes"], 3000 + 5000 + 7000)
+        by_user = {u["user_id"]: u["bytes"] for u in usage["users"]}
+        self.assertEqual(by_user, {alice.id: 8000, bob.id: 7000})
+        rc, out, err = self.node.ctl("assets")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(alice.id, out)
+
+        # grace_s = 0: bob's unattached upload goes at once; the attached ones stay.
+        done = self.ctl_json("assets", "collect")
+        self.assertEqual(done["assets_removed"], 1)
+        self.assertEqual(done["bytes_freed"], 7000)
+        self.assertEqual(self.ctl_json("assets")["assets"], 2)
+        self.assertGone(b, blake(loose))
+        self.fetch(b, kept_id, kept)
+
+        # A blob whose bytes changed on disk is found and moved to quarantine/.
+        path = os.path.join(self.node.data_dir, "assets", "blobs", damaged_id[:2], damaged_id)
+        with open(path, "r+b") as f:
+            f.seek(100)
+            f.write(b"\x00\xff\x00")
+        report = self.ctl_json("assets", "verify")
+        self.assertEqual(report["checked"], 2)
+        self.assertEqual(report["quarantined"], [damaged_id])
+        self.assertEqual(report["missing"], [])
+        self.assertTrue(os.path.exists(os.path.join(self.node.data_dir, "assets", "quarantine", damaged_id)))
+        self.assertFalse(os.path.exists(path))
+        # The intact one still serves; a second check finds the damaged one's bytes missing.
+        self.fetch(b, kept_id, kept)
+        again = self.ctl_json("assets", "verify")
+        self.assertEqual(again["missing"], [damaged_id])
+        self.assertEqual(again["quarantined"], [])
 
 
 class AssetDurabilityTest(AssetCase):

@@ -73,9 +73,9 @@ std::uint64_t feed_file(fs::path const& path, hasher& h, std::uint64_t length = 
 std::string hash_file(fs::path const& path);
 // Up to `size` bytes from the start of a file.
 std::string read_head(fs::path const& path, std::size_t size);
-// Fsyncs `from`, links it at `to` and fsyncs `to`'s directory: the bytes are in place for
-// good. False if `to` existed already (the same bytes: it is named by their hash).
-bool place(fs::path const& from, fs::path const& to);
+// Fsyncs `from` (unless the caller did: `synced`), links it at `to` and fsyncs `to`'s directory: the bytes are in place
+// for good. False if `to` existed already (the same bytes: it is named by their hash).
+bool place(fs::path const& from, fs::path const& to, bool synced = false);
 // Removes a file and fsyncs its directory; no error if it is gone already.
 void remove_file(fs::path const& path);
 void sync_dir(fs::path const& dir);

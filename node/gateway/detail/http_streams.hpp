@@ -5,6 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -101,17 +102,31 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
   (void)n;
   if (ec) co_return false;
   if (head) co_return true;
-  std::vector<char> buf(static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length, 256u << 10)));
-  for (std::uint64_t sent = 0; sent < r.file_length;) {
-    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), r.file_length - sent));
-    auto got = co_await r.file->read(r.file_offset + sent, buf.data(), want);
-    if (!got || got.value() == 0) co_return false;
+  // Two buffers: the next piece is read from the file while the last is written.
+  using namespace boost::asio::experimental::awaitable_operators;
+  auto size = static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length, 256u << 10));
+  std::vector<char> now(size), next(size);
+  auto read_at = [&r, size](std::uint64_t sent, char* into) -> boost::asio::awaitable<std::size_t> {
+    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(size, r.file_length - sent));
+    if (want == 0) co_return 0;
+    auto got = co_await r.file->read(r.file_offset + sent, into, want);
+    co_return got ? got.value() : 0;
+  };
+  auto write_out = [&socket, &timer, timeout](char const* data, std::size_t n) -> boost::asio::awaitable<bool> {
     timer.arm(socket, timeout);
-    auto [wec, written] =
-        co_await boost::asio::async_write(socket, boost::asio::buffer(buf.data(), got.value()), use_tuple);
+    auto [ec, written] = co_await boost::asio::async_write(socket, boost::asio::buffer(data, n),
+                                                           boost::asio::as_tuple(boost::asio::use_awaitable));
     timer.disarm();
-    if (wec) co_return false;
-    sent += written;
+    co_return !ec && written == n;
+  };
+  std::size_t have = co_await read_at(0, now.data());
+  for (std::uint64_t sent = 0; sent < r.file_length;) {
+    if (have == 0) co_return false;  // the file ended early: the answer is cut short
+    auto [following, ok] = co_await (read_at(sent + have, next.data()) && write_out(now.data(), have));
+    if (!ok) co_return false;
+    sent += have;
+    have = following;
+    std::swap(now, next);
   }
   co_return true;
 }

@@ -232,6 +232,35 @@ TEST_CASE("structured content reads as the same JSON, numbers by value") {
   CHECK(same(json::parse(ours).at("event").at("message").at("body").at("content"), content));
 }
 
+TEST_CASE("attachments read as the same JSON as Protobuf's, and come back through the reader") {
+  client::server_frame f;
+  auto* m = f.mutable_event()->mutable_message();
+  *m = sample_message("");
+  auto* photo = m->mutable_body()->add_attachments();
+  photo->set_asset_id(std::string(64, 'a'));
+  photo->set_content_type("image/jpeg");
+  photo->set_size(std::numeric_limits<std::uint64_t>::max());
+  photo->set_name("caf\xc3\xa9 \"1\".jpg");
+  photo->set_width(4000);
+  photo->set_height(3000);
+  photo->set_thumbnail_id(std::string(64, 'b'));
+  auto* voice = m->mutable_body()->add_attachments();
+  voice->set_asset_id(std::string(64, 'c'));
+  voice->set_duration_ms(86400000);
+  check_written(f);
+  m->mutable_body()->clear_attachments();
+  check_written(f);  // no attachments: an empty list, as Protobuf prints it
+
+  std::string payload = R"({"send":{"client_id":"c","to":"bob","body":{"attachments":[{"asset_id":")" +
+                        std::string(64, 'd') + R"(","name":"a.ogg","duration_ms":1500}]}}})";
+  client::client_frame in;
+  REQUIRE(jf::parse(payload, in));
+  REQUIRE(in.send().body().attachments_size() == 1);
+  CHECK(in.send().body().attachments(0).asset_id() == std::string(64, 'd'));
+  CHECK(in.send().body().attachments(0).name() == "a.ogg");
+  CHECK(in.send().body().attachments(0).duration_ms() == 1500);
+}
+
 TEST_CASE("numbers in content are read to the nearest double") {
   for (char const* n : {"0.1", "1e-300", "123456789012345680000", "2.2250738585072014e-308", "9007199254740993",
                         "0.30000000000000004", "1.7976931348623157e308"}) {

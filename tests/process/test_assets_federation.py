@@ -1,0 +1,330 @@
+"""Assets across regions (docs/FEDERATION.md, "Assets across regions"; docs/PROTOCOL.md,
+"Assets: files, photos, voice notes"): real nats-server and real petchat-node regions,
+spoken to as clients do.
+
+A message's attachments travel by reference. The recipient's region fetches each one (and
+its thumbnail) from the sender's region over NATS in signed pieces of at most 256 KiB,
+checks the hash, stores it and serves it to its own members under the same access rules
+as its own assets. Until it is here, a download by a user who may see it answers
+`503 asset_pending` with `Retry-After`; anyone else gets `404 asset_not_found`, as for an
+id that does not exist. A region serves an asset to another region only if a conversation
+holding a message with it has members there.
+
+Two regions ("europe" and "america") on one shared nats-server. Asset requests go over a
+fresh raw socket each (test_assets.exchange), as in test_assets.py.
+
+No sleeps as assertions: what the nodes do in the background (the fetcher runs every
+second; a failed try is retried 1, 2, 4... up to 10 s later; a request to a region that
+does not answer times out after 10 s) is polled for with generous deadlines, never timed.
+A region is made unreachable by stopping its process (SIGSTOP): its connections stay open
+and nothing it would answer is answered until SIGCONT.
+"""
+
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fedharness  # noqa: E402
+import harness  # noqa: E402
+import test_assets  # noqa: E402  (raw-socket HTTP, test images, AssetCase's assertions)
+import test_federation  # noqa: E402  (FederationCase: regions, users, streams)
+import test_messaging  # noqa: E402  (assertWsError)
+from test_assets import KIB, blake, blob, exchange, jpeg_size, make_png, q, random_id  # noqa: E402
+from wsclient import ev_message  # noqa: E402
+
+EUROPE, AMERICA = "europe", "america"
+
+CROSS_S = 30.0  # a message's or an asset's trip to the other region (normally about a second)
+HEAL_S = 60.0  # after a region comes back: request timeouts (10 s) and backoff (up to 10 s)
+POLL_S = 0.2  # the pause between two polls (never an assertion)
+PIECE = 256 * KIB  # the largest piece of an asset request
+
+
+def region_of(user_id):
+    return user_id.split("@", 1)[1]
+
+
+class AssetFederationCase(test_federation.FederationCase):
+    """FederationCase with the asset API, spoken to each user's own region."""
+
+    names = (EUROPE, AMERICA)
+
+    # Helpers of other test cases that only need unittest's assertions.
+    assertStatus = harness.NodeTestCase.assertStatus
+    assertError = harness.NodeTestCase.assertError
+    assertWsError = test_messaging.MessagingCase.assertWsError
+    assertAttachment = test_assets.AssetCase.assertAttachment
+    assertServedHeaders = test_assets.AssetCase.assertServedHeaders
+    attach_send = staticmethod(test_assets.AssetCase.attach_send)
+
+    def setUp(self):
+        super().setUp()
+        self._tokens = {}
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def pause(self, region):
+        """Stops `region`'s node process (SIGSTOP); resumed by resume() or at cleanup."""
+        node = self.node(region)
+        self.addCleanup(self.resume, region)
+        os.kill(node.proc.pid, signal.SIGSTOP)
+
+    def resume(self, region):
+        node = self.node(region)
+        if node.proc is not None and node.proc.poll() is None:
+            os.kill(node.proc.pid, signal.SIGCONT)
+
+    def federation_status(self, region):
+        r = self.node(region).admin("GET", "/v1/admin/federation")
+        self.assertStatus(r, 200, "GET /v1/admin/federation of %s" % region)
+        return r.json
+
+    def wait_federation(self, region, pred, what, timeout=CROSS_S):
+        """Polls `region`'s /v1/admin/federation until pred(status) holds; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.federation_status(region)
+            if pred(st):
+                return st
+            if time.monotonic() > deadline:
+                self.fail("%s: not within %.0f s; federation status of %s: %s" % (what, timeout, region, st))
+            time.sleep(POLL_S)
+
+    @staticmethod
+    def outbox_to(status, region):
+        return [r.get("outbox") for r in status.get("regions") or [] if r.get("region") == region]
+
+    # -- REST, at the caller's own region ------------------------------------------------------
+
+    def token(self, user_id):
+        t = self._tokens.get(user_id)
+        if t is None:
+            t = self._tokens[user_id] = self.session(user_id, device="rest")["access_token"]
+        return t
+
+    def http(self, user_id, method, path, headers=(), body=None):
+        return exchange(self.node(region_of(user_id)), method, path, self.token(user_id), headers, body)
+
+    def upload(self, user_id, data, name):
+        """Uploads in one request at the user's region; asserts 201 and the id; returns the asset."""
+        r = self.http(user_id, "POST", "/v1/assets?name=" + q(name), body=data)
+        self.assertStatus(r, 201, "upload of %d bytes by %s" % (len(data), user_id))
+        self.assertIsInstance(r.json, dict, r.describe())
+        self.assertEqual(r.json.get("id"), blake(data), r.describe())
+        self.assertEqual(r.json.get("size"), len(data), r.describe())
+        return r.json
+
+    def download(self, user_id, asset_id, headers=(), method="GET"):
+        return self.http(user_id, method, "/v1/assets/" + q(asset_id), headers)
+
+    def assertPending(self, r, msg=None):
+        """503 asset_pending with a Retry-After of whole seconds."""
+        self.assertError(r, 503, "asset_pending", msg=msg)
+        retry = r.headers.get("Retry-After")
+        self.assertIsNotNone(retry, "asset_pending without Retry-After: %s" % r.describe())
+        self.assertTrue(retry.strip().isdigit() and int(retry) > 0, "Retry-After: %r" % retry)
+
+    def assertGone(self, user_id, asset_id, msg=None):
+        self.assertError(self.download(user_id, asset_id), 404, "asset_not_found", msg=msg)
+
+    def wait_download(self, user_id, asset_id, data=None, headers=(), timeout=CROSS_S):
+        """Downloads at the user's region, polling while the answer is 503 asset_pending;
+        asserts 200 (and the bytes, if `data` is given); returns the Response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.download(user_id, asset_id, headers)
+            if r.status != 503:
+                break
+            self.assertPending(r, "%s downloading %s" % (user_id, asset_id))
+            if time.monotonic() > deadline:
+                self.fail("asset %s still pending for %s after %.0f s: %s\n%s\n%s"
+                          % (asset_id, user_id, timeout, r.describe(), self.node(EUROPE).diagnostics(40),
+                             self.node(AMERICA).diagnostics(40)))
+            time.sleep(POLL_S)
+        self.assertStatus(r, 200, "%s downloading %s" % (user_id, asset_id))
+        if data is not None:
+            self.assertEqual(len(r.raw), len(data), "downloaded size of %s" % asset_id)
+            self.assertTrue(r.raw == data, "downloaded bytes of %s differ from the uploaded ones" % asset_id)
+        return r
+
+    # -- live stream ---------------------------------------------------------------------------
+
+    def send_attached(self, client, to, attachments, text=None):
+        f = client.request({"send": self.attach_send(attachments, to=to, text=text)})
+        self.assertIn("accepted", f, "send with attachments %s: %s" % (attachments, f))
+        return f["accepted"]
+
+
+# =========================================================================================
+
+
+class AssetsAcrossRegions(AssetFederationCase):
+
+    # 1 ---------------------------------------------------------------------------------------
+
+    def test_attachment_is_fetched_and_served_in_the_recipients_region(self):
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        carol = self.user(AMERICA, "carol")  # bob's neighbour, not in the conversation
+        A, B = self.connect(alice), self.connect(bob)
+
+        png = make_png(300, 200, seed=41)
+        photo = self.upload(alice, png, "photo.png")
+        self.assertEqual(photo.get("content_type"), "image/png", photo)
+        self.assertEqual((photo.get("width"), photo.get("height")), (300, 200), photo)
+        self.assertTrue(photo.get("thumbnail_id"), "a 300x200 PNG gets a thumbnail: %s" % photo)
+        data = blob(600 * KIB, "across the ocean")  # more than two pieces
+        self.assertGreater(len(data), 2 * PIECE)
+        doc = self.upload(alice, data, "report.bin")
+        self.assertFalse(doc.get("thumbnail_id"), doc)
+
+        acc = self.send_attached(A, bob, [{"asset_id": photo["id"], "name": "photo.png"},
+                                          {"asset_id": doc["id"], "name": "report.bin"}], text="two files")
+        ev = B.wait_event(ev_message(acc["message_id"]), CROSS_S, what="alice's message with attachments")
+        msg = ev["message"]
+        self.assertEqual((msg.get("from"), msg.get("to")), (alice, bob), msg)
+        self.assertEqual((msg.get("body") or {}).get("text"), "two files", msg)
+        atts = (msg.get("body") or {}).get("attachments") or []
+        self.assertEqual(len(atts), 2, msg)
+        # Filled in (at europe, from the asset) and carried to america as they are.
+        self.assertAttachment(atts[0], photo, name="photo.png", every_field=True, what="the photo in bob's event")
+        self.assertAttachment(atts[1], doc, name="report.bin", every_field=True, what="the file in bob's event")
+
+        # Carol may not see any of it, whether america has fetched it yet or not: 404 as
+        # for an id that does not exist.
+        for aid in (photo["id"], photo["thumbnail_id"], doc["id"], random_id()):
+            self.assertGone(carol, aid, msg="carol, before the fetch completed or after")
+
+        # Bob gets the bytes from his own region once it fetched them: byte for byte, with
+        # the same strong ETag as at europe.
+        at_home = {aid: self.download(alice, aid) for aid in (photo["id"], photo["thumbnail_id"], doc["id"])}
+        for aid, r in at_home.items():
+            self.assertStatus(r, 200, "alice downloading %s at europe" % aid)
+        r = self.wait_download(bob, doc["id"], data)
+        self.assertServedHeaders(r, doc["id"], len(data))
+        self.assertEqual(r.headers.get("ETag"), '"%s"' % doc["id"])
+        self.assertEqual(r.headers.get("ETag"), at_home[doc["id"]].headers.get("ETag"))
+        self.assertEqual(r.headers.get("Content-Type"), at_home[doc["id"]].headers.get("Content-Type"))
+
+        r = self.wait_download(bob, photo["id"], png)
+        self.assertServedHeaders(r, photo["id"], len(png))
+        self.assertEqual(r.headers.get("ETag"), at_home[photo["id"]].headers.get("ETag"))
+        self.assertEqual(r.headers.get("Content-Type"), "image/png")
+
+        # The thumbnail travels too: a JPEG within the default thumbnail_px (320), its id
+        # the hash of its bytes, the same bytes as at europe.
+        tid = photo["thumbnail_id"]
+        r = self.wait_download(bob, tid, at_home[tid].raw)
+        self.assertEqual(r.raw[:2], b"\xff\xd8", "the thumbnail is a JPEG")
+        self.assertEqual(r.headers.get("Content-Type"), "image/jpeg")
+        self.assertEqual(blake(r.raw), tid)
+        self.assertEqual(r.headers.get("ETag"), '"%s"' % tid)
+        w, h = jpeg_size(r.raw)
+        self.assertTrue(0 < max(w, h) <= 320, "thumbnail of %dx%d" % (w, h))
+
+        # Ranges work on a fetched asset like on any other (this one spans two pieces).
+        lo, hi = PIECE - 100, PIECE + 99
+        r = self.download(bob, doc["id"], headers=[("Range", "bytes=%d-%d" % (lo, hi))])
+        self.assertStatus(r, 206, "a range of a fetched asset")
+        self.assertEqual(r.headers.get("Content-Range"), "bytes %d-%d/%d" % (lo, hi, len(data)))
+        self.assertEqual(r.headers.get("ETag"), '"%s"' % doc["id"])
+        self.assertTrue(r.raw == data[lo:hi + 1], "the bytes of the range")
+        r = self.download(bob, doc["id"], headers=[("If-None-Match", '"%s"' % doc["id"])])
+        self.assertStatus(r, 304)
+
+        # Stored at america now, still not for carol.
+        for aid in (photo["id"], tid, doc["id"], random_id()):
+            self.assertGone(carol, aid, msg="carol, after bob downloaded it")
+        self.assertError(self.download(carol, doc["id"], headers=[("Range", "bytes=0-9")]), 404, "asset_not_found")
+
+        # Bob's history at america has the attachments, filled in the same way.
+        h = self.node(AMERICA).request("GET", "/v1/conversations/%s/messages" % acc["conversation_id"],
+                                       token=self.token(bob))
+        self.assertStatus(h, 200)
+        [stored] = [m for m in h.json["messages"] if m.get("id") == acc["message_id"]]
+        atts = (stored.get("body") or {}).get("attachments") or []
+        self.assertEqual(len(atts), 2, stored)
+        self.assertAttachment(atts[0], photo, name="photo.png", every_field=True, what="the photo in bob's history")
+        self.assertAttachment(atts[1], doc, name="report.bin", every_field=True, what="the file in bob's history")
+
+    # 2 ---------------------------------------------------------------------------------------
+
+    def test_attachment_is_pending_while_its_region_is_unreachable_and_fetched_when_it_returns(self):
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        A = self.connect(alice)
+        bob_session = self.session(bob)
+        self.token(alice), self.token(bob)  # sessions made while both regions run
+        # Nothing of earlier tests is waiting to be resent to america: once alice's message
+        # is stored for america, `published` has grown because of it.
+        st = self.wait_federation(EUROPE, lambda st: self.outbox_to(st, AMERICA) == [0],
+                                  "europe's outbox to america empty")
+        published = st["published"]
+
+        # America is stopped while alice uploads and sends: her message waits in
+        # america's stream.
+        self.pause(AMERICA)
+        data = blob(300 * KIB, "while america sleeps")
+        asset = self.upload(alice, data, "late.bin")
+        acc = self.send_attached(A, bob, [{"asset_id": asset["id"], "name": "late.bin"}], text="for later")
+        self.wait_federation(EUROPE, lambda st: st["published"] > published, "alice's message published")
+
+        # Europe stops, america resumes: america gets the message, but not the bytes.
+        self.pause(EUROPE)
+        self.resume(AMERICA)
+        B = self.connect(bob, bob_session)
+        ev = B.wait_event(ev_message(acc["message_id"]), HEAL_S, what="alice's message, europe stopped")
+        [att] = (ev["message"].get("body") or {}).get("attachments") or [None]
+        self.assertAttachment(att, asset, name="late.bin", every_field=True)
+        # While europe is stopped the asset cannot arrive: pending, every time bob asks.
+        deadline = time.monotonic() + 2.0
+        checks = 0
+        while checks < 3 or time.monotonic() < deadline:
+            self.assertPending(self.download(bob, asset["id"]), "bob, europe stopped (check %d)" % checks)
+            checks += 1
+            time.sleep(0.5)
+        r = self.download(bob, asset["id"], method="HEAD")  # no body: the status and the header
+        self.assertStatus(r, 503, "HEAD, europe stopped")
+        self.assertTrue((r.headers.get("Retry-After") or "").strip().isdigit(), "HEAD: %s" % r.headers)
+
+        # Europe comes back: america fetches it (after its timed-out requests and backoff).
+        self.resume(EUROPE)
+        r = self.wait_download(bob, asset["id"], data, timeout=HEAL_S)
+        self.assertServedHeaders(r, asset["id"], len(data))
+        # Both regions work as before.
+        self.assertEqual(self.download(alice, asset["id"]).raw, data)
+        again = self.send_attached(A, bob, [{"asset_id": asset["id"]}], text="once more")
+        B.wait_event(ev_message(again["message_id"]), CROSS_S)
+        self.wait_download(bob, asset["id"], data)
+
+    # 3 ---------------------------------------------------------------------------------------
+
+    def test_a_region_does_not_serve_assets_to_regions_that_may_not_see_them(self):
+        alice, dave = self.user(EUROPE, "alice"), self.user(EUROPE, "dave")
+        bob = self.user(AMERICA, "bob")
+        A, D, B = self.connect(alice), self.connect(dave), self.connect(bob)
+        data = blob(5000, "europe only")
+        asset = self.upload(alice, data, "private.bin")
+        acc = self.send_attached(A, dave, [{"asset_id": asset["id"]}], text="just for you")
+        D.wait_event(ev_message(acc["message_id"]), CROSS_S)
+        self.assertTrue(self.download(dave, asset["id"]).raw == data, "dave downloads it at europe")
+
+        # Bob cannot attach what he may not download, nor download it at america.
+        f = B.request({"send": self.attach_send([{"asset_id": asset["id"]}], to=alice, text="mine now?")})
+        self.assertWsError(f, "asset_not_found")
+        self.assertGone(bob, asset["id"], msg="bob at america")
+        self.assertGone(bob, random_id(), msg="bob at america, an id that does not exist")
+        # His refused send reached nobody: alice's stream gets bob's next message only.
+        fence = B.send_message(alice, "hello")
+        A.wait_event(ev_message(fence["message_id"]), CROSS_S)
+        self.assertEqual([e["message"].get("body", {}).get("text") for e in A.events() if "message" in e
+                          and e["message"].get("from") == bob], ["hello"])
+
+
+if __name__ == "__main__":
+    try:
+        unittest.main(verbosity=2)
+    finally:
+        fedharness.close_all_servers()
