@@ -1346,6 +1346,38 @@ class AssetDurabilityTest(AssetCase):
         self.assertAsset(r.json, partial)
         self.fetch(a, blake(partial), partial)
 
+    def test_kill9_while_collecting_loses_nothing_referenced_and_leaves_no_orphan(self):
+        config = dict(MAIN_CONFIG, assets={"grace_s": 0, "collect_interval_s": 1})
+        self.node = self.start_node(config=config)
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A = self.ws(a)
+        kept = [blob(2000 + i, "kept %d" % i) for i in range(5)]
+        for data in kept:
+            aid = self.upload(a, data)["id"]
+            self.send_attached(A, [{"asset_id": aid}], to=bob.id)
+        loose = [self.upload(b, blob(1000 + i, "loose %d" % i))["id"] for i in range(150)]
+        # Killed once the collector is at work: some loose ones gone, perhaps not all.
+        deadline = time.monotonic() + POLL_S
+        while self.download(b, loose[0]).status != 404 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.node.kill9()
+
+        self.node.start()
+        a = alice.login("after restart")
+        for data in kept:
+            self.fetch(a, blake(data), data)
+        for aid in loose:
+            self.wait_gone([b], aid)
+        # Every file under blobs/ has its record, and every record its file.
+        rc, out, err = self.node.ctl("--json", "assets")
+        self.assertEqual(rc, 0, err)
+        stored = json.loads(out)["assets"]
+        blobs_dir = os.path.join(self.node.data_dir, "assets", "blobs")
+        files = [f for d in os.listdir(blobs_dir) for f in os.listdir(os.path.join(blobs_dir, d))]
+        self.assertEqual(len(files), stored, "blob files without records (or records without files) remain")
+        self.assertEqual(sorted(files), sorted(blake(d) for d in kept))
+
 
 if __name__ == "__main__":
     unittest.main()

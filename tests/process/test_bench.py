@@ -148,6 +148,16 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertLess(r["server_cpu_us_per_delivery"], r["server_cpu_us_per_message"], r)
         self.assertGreater(r["tool_cpu_us_per_delivery"], 0, r)
 
+    def test_assets(self):
+        r = bench("assets", "--size-mib", "4", "--concurrent", "20", "--images", "1")
+        self.assertEqual(r["workload"], "assets")
+        self.assertEqual(r["size_bytes"], 4 << 20)
+        for key in ("disk_write_mib_s", "disk_read_mib_s", "loopback_mib_s", "upload_mib_s", "download_mib_s"):
+            self.assertGreater(r[key], 0, (key, r))
+        self.assertEqual(r["concurrent_ok"], 20, r)
+        self.assertGreater(r["concurrent_peak_rss_bytes"], 0, r)
+        self.assertGreater(r["thumbnail_cpu_ms_median"], 0, r)
+
     def test_groups_sizes_json(self):
         # A list of group sizes runs once per size, each on a fresh node; over the JSON
         # subprotocol the group's sends and receipts go through the tool's JSON frames.
