@@ -53,7 +53,6 @@ std::optional<std::uint64_t> header_number(request const& r, std::string const& 
 
 // The declared name from `?name=`, cleaned; invalid_field if it is not UTF-8 or malformed.
 errors::result<std::string> declared_name(std::string_view query) {
-  if (query_of("?" + std::string(query)).empty() && query.empty()) return std::string();
   auto raw = query_param(query, "name");
   if (!raw) return std::string();
   auto clean = format::clean_file_name(*raw);

@@ -191,7 +191,7 @@ awaitable<bool> answer(state_ptr const& st, Socket& socket, deadline& timer, Mes
     bool ok = co_await detail::write_file_response(socket, timer, st->limits.request_timeout, out, version, keep_alive,
                                                    is_head);
     if (ok && !keep_alive) co_await linger(socket, timer);
-    co_return ok&& keep_alive;
+    co_return (ok && keep_alive);
   }
   auto res = to_beast(out, version, keep_alive, is_head);
   timer.arm(socket, st->limits.request_timeout);

@@ -254,8 +254,12 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   msg.set_to(*to);
   msg.set_client_id(request.client_id());
   *msg.mutable_body() = std::move(*request.mutable_body());
-  if (msg.body().attachments_size() > 0)
-    if (auto bad = fill_attachments(m, from, *msg.mutable_body())) co_return *bad;
+  if (msg.body().attachments_size() > 0) {
+    if (auto bad = fill_attachments(m, from, *msg.mutable_body())) {
+      if (auto again = accepted_before()) co_return *again;
+      co_return *bad;
+    }
+  }
   store::rocks_db::write_fn mutation = [&m, st](store::rocks_batch& b) { return write_send(m, b, *st); };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");
