@@ -16,8 +16,10 @@ No sleeps for things that must happen: what the node does in the background (the
 collector, noticing a dropped upload) is polled for with a deadline, never timed.
 """
 
+import gzip
 import hashlib
 import http.client
+import io
 import json
 import os
 import re
@@ -27,6 +29,7 @@ import time
 import unittest
 import urllib.parse
 import uuid
+import zipfile
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -837,6 +840,27 @@ class AssetsTest(AssetCase):
 
     # 5 ---------------------------------------------------------------------------------------
 
+    def test_compressed_bombs_are_stored_as_they_are(self):
+        """Sniffing never looks inside compressed data: 100 MiB of zeros, gzipped or zipped
+        to about 100 KB, are stored and served as the archives they are."""
+        alice = self.person("alice")
+        a = alice.login()
+        zeros = b"\0" * (100 << 20)
+        gz = gzip.compress(zeros, 9)
+        packed = io.BytesIO()
+        with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("zeros.bin", zeros)
+        zp = packed.getvalue()
+        del zeros
+        for data, name, sniffed in ((gz, "bomb.gz", "application/gzip"), (zp, "bomb.zip", "application/zip")):
+            up = self.upload(a, data, name=name)
+            self.assertEqual(up["content_type"], sniffed, name)
+            self.assertEqual(up["size"], len(data), name)
+            self.assertNotIn("thumbnail_id", up, name)
+            r = self.fetch(a, up["id"], data)
+            self.assertEqual(r.headers.get("Content-Type"), "application/octet-stream", "an archive is not shown")
+        self.assertStatus(self.node.request("GET", "/healthz"), 200)
+
     def test_who_may_download_an_attachment_in_a_direct_conversation(self):
         alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
         a, b, c = alice.login(), bob.login(), carol.login()
@@ -1203,6 +1227,19 @@ class LifetimeTest(AssetCase):
         self.fetch(b, photo["id"], png)
         thumb = self.fetch(b, photo["thumbnail_id"])  # 200: it lives as long as its original
         self.assertEqual(thumb.raw[:2], b"\xff\xd8")
+
+    def test_a_conversations_ttl_applies_to_its_attachments(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A, B = self.ws(a), self.ws(b)
+        gid = self.group(a, [bob.id], title="fleeting", ttl_s=3)
+        data = blob(2500, "fleeting")
+        aid = self.upload(a, data, name="fleeting.bin")["id"]
+        acc = self.send_attached(A, [{"asset_id": aid}], conversation_id=gid)  # no ttl_s of its own
+        B.wait_event(ev_message(acc["message_id"]))
+        self.fetch(b, aid, data)
+        # The group's ttl_s caps the message's; its attachment goes with it, grace_s later.
+        self.wait_gone([a, b], aid)
 
     def test_deleting_the_message_for_everyone_releases_its_asset(self):
         alice, bob = self.person("alice"), self.person("bob")
