@@ -9,6 +9,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "base/format/format.hpp"
 #include "node/assets/detail/service.hpp"
 #include "node/async/async.hpp"
 
@@ -21,7 +22,7 @@ using errors::code;
 using errors::fail;
 
 std::string print_id(std::string const& hash) {
-  return detail::lower_hex(hash);
+  return format::hex(hash);
 }
 
 std::string parse_id(std::string_view printed) {

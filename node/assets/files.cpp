@@ -76,7 +76,7 @@ file_store::file_store(fs::path root) : root_(std::move(root)) {
 }
 
 fs::path file_store::blob(std::string const& hash) const {
-  auto hex = lower_hex(hash);
+  auto hex = format::hex(hash);
   return root_ / "blobs" / hex.substr(0, 2) / hex;
 }
 
@@ -91,7 +91,7 @@ fs::path file_store::new_tmp() const {
 }
 
 fs::path file_store::quarantine(std::string const& hash) const {
-  return root_ / "quarantine" / lower_hex(hash);
+  return root_ / "quarantine" / format::hex(hash);
 }
 
 std::string hash_file(fs::path const& path) {
@@ -169,10 +169,6 @@ void remove_file(fs::path const& path) {
     fail("unlink", path);
   }
   sync_dir(path.parent_path());
-}
-
-std::string lower_hex(std::string const& bytes) {
-  return format::hex(bytes);
 }
 
 std::string from_hex(std::string_view printed) {

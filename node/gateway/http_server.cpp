@@ -138,6 +138,15 @@ awaitable<void> write_and_linger(Socket& socket, deadline& timer, state_ptr st, 
   if (!ec) co_await linger(socket, timer);
 }
 
+// A request that could not be read (or whose body will not be): answered, and the
+// connection closed.
+template <typename Socket>
+awaitable<void> refuse_unread(state_ptr st, Socket& socket, deadline& timer, errors::failure f,
+                              std::string const& client_address) {
+  st->log->debug("{}: request refused: {}", client_address, f.message);
+  co_await write_and_linger(socket, timer, st, error_response(f));
+}
+
 // Forgets an ended connection: its shutdown control, its place in its address's count.
 void forget(state_ptr const& st, std::uint64_t id, std::string const& client_address) {
   {
@@ -267,9 +276,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
       (void)n;
       if (ec == http::error::end_of_stream && !timer.fired()) break;
       if (ec) {
-        auto f = read_failure(ec, timer.fired());
-        st->log->debug("{}: request refused: {}", client_address, f.message);
-        co_await write_and_linger(socket, timer, st, error_response(f));
+        co_await refuse_unread(st, socket, timer, read_failure(ec, timer.fired()), client_address);
         break;
       }
       if (st->streamed) {
@@ -282,8 +289,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
       }
       auto length = head_parser.content_length();
       if (length && *length > st->limits.max_body_bytes) {
-        auto f = read_failure(http::error::body_limit, false);
-        co_await write_and_linger(socket, timer, st, error_response(f));
+        co_await refuse_unread(st, socket, timer, read_failure(http::error::body_limit, false), client_address);
         break;
       }
       http::request_parser<http::string_body> parser(std::move(head_parser));
@@ -292,9 +298,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
       std::tie(ec, n) = co_await http::async_read(socket, buffer, parser, use_tuple);
       timer.disarm();
       if (ec) {
-        auto f = read_failure(ec, timer.fired());
-        st->log->debug("{}: request refused: {}", client_address, f.message);
-        co_await write_and_linger(socket, timer, st, error_response(f));
+        co_await refuse_unread(st, socket, timer, read_failure(ec, timer.fired()), client_address);
         break;
       }
       if constexpr (std::is_same_v<typename Socket::protocol_type, tcp>) {

@@ -79,7 +79,6 @@ bool place(fs::path const& from, fs::path const& to, bool synced = false);
 // Removes a file and fsyncs its directory; no error if it is gone already.
 void remove_file(fs::path const& path);
 void sync_dir(fs::path const& dir);
-std::string lower_hex(std::string const& bytes);
 std::string from_hex(std::string_view printed);  // empty unless 64 lower-case hex digits
 
 }  // namespace petchat::assets::detail
