@@ -31,6 +31,7 @@
 #include "node/log/log.hpp"
 #include "node/messages/messages.hpp"
 #include "node/metrics/metrics.hpp"
+#include "node/notify/notify.hpp"
 #include "node/presence/presence.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
@@ -312,9 +313,12 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   messages.set_asset_limits(cfg.assets);
   assets::asset_service assets(cfg.assets, data_dir / "assets", messages);
   if (fed) connect_assets(*fed, assets);
+  std::unique_ptr<notify::notification_service> push;
+  if (cfg.push.enabled) push = std::make_unique<notify::notification_service>(cfg.push, data_dir, messages, users, manager, metrics);
   auto limits = limits_of(cfg.gateway);
   gateway::http_server chat(
-      io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets),
+      io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets,
+                                     push.get()),
       "gateway");
   chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
@@ -328,7 +332,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
   gateway::http_server admin(
       io, admin_limits,
-      gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}, &assets), "admin");
+      gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}, &assets, push.get()),
+      "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 
@@ -344,6 +349,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     chat.shutdown();
     admin.shutdown();
     assets.stop();
+    if (push) push->stop();
     wait_for_drain(drain_timer, {&chat, &admin}, std::chrono::steady_clock::now() + shutdown_grace, io);
   });
 
@@ -351,6 +357,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   admin.start();
   if (fed) fed->start();
   assets.start(io);
+  if (push) push->start(io);
   asio::co_spawn(io,
                  sweep_expired_messages(messages, manager,
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),

@@ -1,5 +1,7 @@
 #include "node/config/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <toml++/toml.h>
 
 #include <cctype>
@@ -213,6 +215,72 @@ void read_regions(reader& rd, std::string const& key, toml::node const& n, feder
   }
 }
 
+// "a.b.c.d/n" or "v6/n".
+bool valid_cidr(std::string const& v) {
+  auto slash = v.find('/');
+  if (slash == std::string::npos) return false;
+  auto addr = v.substr(0, slash), bits = v.substr(slash + 1);
+  unsigned prefix = 0;
+  auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
+  if (bits.empty() || ec != std::errc{} || end != bits.data() + bits.size()) return false;
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, addr.c_str(), buf) == 1) return prefix <= 32;
+  return inet_pton(AF_INET6, addr.c_str(), buf) == 1 && prefix <= 128;
+}
+
+// An array of strings, each checked by `why` (nullopt: fine).
+template <typename Check>
+reader::key_fn string_list(reader& rd, std::vector<std::string>& out, Check why) {
+  return [&rd, &out, why](std::string const& key, toml::node const& n) {
+    auto const* arr = n.as_array();
+    if (!arr) return rd.fail(key, n, "expected an array of strings");
+    out.clear();
+    for (auto&& item : *arr) {
+      auto v = item.value<std::string>();
+      if (!item.is_string())
+        rd.fail(key, item, "expected a string");
+      else if (auto bad = why(*v))
+        rd.fail(key, item, *bad);
+      else
+        out.push_back(*v);
+    }
+  };
+}
+
+reader::section push_keys(reader& rd, node_config& c) {
+  auto& p = c.push;
+  return {
+      {"enabled", rd.boolean(p.enabled)},
+      {"live_delay_ms", rd.integer(p.live_delay_ms, 0, 600000)},
+      {"coalesce_ms", rd.integer(p.coalesce_ms, 0, 86400000)},
+      {"give_up_s", rd.integer(p.give_up_s, 1, 30 * 86400)},
+      {"retry_initial_ms", rd.integer(p.retry_initial_ms, 10, 3600000)},
+      {"retry_max_ms", rd.integer(p.retry_max_ms, 10, 86400000)},
+      {"connect_timeout_ms", rd.integer(p.connect_timeout_ms, 100, 600000)},
+      {"response_timeout_ms", rd.integer(p.response_timeout_ms, 100, 600000)},
+      {"max_in_flight", rd.integer(p.max_in_flight, 1, 100000)},
+      {"max_targets_per_device", rd.integer(p.max_targets_per_device, 1, 1000)},
+      {"ttl_s", rd.integer(p.ttl_s, 0, 28 * 86400)},
+      {"vapid_subject", rd.string([&p](std::string const& v) -> std::optional<std::string> {
+         if (!(v.starts_with("mailto:") || v.starts_with("https://")) || v.size() > 256)
+           return "expected a mailto: or https: URL of at most 256 bytes";
+         p.vapid_subject = v;
+         return std::nullopt;
+       })},
+      {"preview_bytes", rd.integer(p.preview_bytes, 0, 1000)},
+      {"ca_file", rd.text(p.ca_file)},
+      {"allow_hosts", string_list(rd, p.allow_hosts,
+                                  [](std::string const& v) -> std::optional<std::string> {
+                                    if (v.empty() || v.size() > 253) return "expected a host name";
+                                    return std::nullopt;
+                                  })},
+      {"allow_networks", string_list(rd, p.allow_networks, [](std::string const& v) -> std::optional<std::string> {
+         if (!valid_cidr(v)) return "expected a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8";
+         return std::nullopt;
+       })},
+  };
+}
+
 using schema = std::map<std::string, reader::section, std::less<>>;
 
 // A string key whose check stores it: fn(value, config) says why not, or nullopt.
@@ -335,6 +403,7 @@ schema schema_of(reader& rd, node_config& c) {
         {"max_image_pixels", rd.integer(c.assets.max_image_pixels, 1, std::int64_t(1) << 40)},
         {"thumbnail_px", rd.integer(c.assets.thumbnail_px, 16, 4096)},
         {"collect_interval_s", rd.integer(c.assets.collect_interval_s, 1, 86400)}}},
+      {"push", push_keys(rd, c)},
       {"log", {{"format", checked(rd, c, check_log_format)}, {"level", checked(rd, c, check_log_level)}}},
       {"federation", federation_keys(rd, c)},
   };
@@ -357,6 +426,8 @@ void check_combinations(toml::table const& root, node_config const& c, std::vect
     errors.push_back("federation.tls_cert_file and federation.tls_key_file: set both or neither");
   if (c.federation.nkey.empty() != c.federation.nkey_seed_file.empty())
     errors.push_back("federation.nkey and federation.nkey_seed_file: set both or neither");
+  if (c.push.retry_max_ms < c.push.retry_initial_ms)
+    errors.push_back("push.retry_max_ms: must not be less than push.retry_initial_ms");
   if (c.users.login_backoff_max_ms < c.users.login_backoff_initial_ms)
     errors.push_back("users.login_backoff_max_ms: must not be less than users.login_backoff_initial_ms");
 }

@@ -96,6 +96,26 @@ struct assets_section {
   std::uint32_t collect_interval_s = 60;                   // how often the collector runs
 };
 
+// Push notifications (docs/PROTOCOL.md, "Push notifications"; config/node.toml).
+struct push_section {
+  bool enabled = true;
+  std::uint32_t live_delay_ms = 2000;  // a device with a live stream may acknowledge first
+  std::uint32_t coalesce_ms = 10000;   // at most one push per target per interval
+  std::uint32_t give_up_s = 86400;     // a push not sent by then is dropped
+  std::uint32_t retry_initial_ms = 1000;
+  std::uint32_t retry_max_ms = 300000;
+  std::uint32_t connect_timeout_ms = 5000;
+  std::uint32_t response_timeout_ms = 10000;
+  std::size_t max_in_flight = 256;
+  std::size_t max_targets_per_device = 10;
+  std::uint32_t ttl_s = 86400;  // Web Push TTL
+  std::string vapid_subject = "mailto:admin@localhost";
+  std::size_t preview_bytes = 100;
+  std::string ca_file;                      // extra CAs for push endpoints
+  std::vector<std::string> allow_hosts;     // host names allowed though not public
+  std::vector<std::string> allow_networks;  // CIDR networks allowed though not public
+};
+
 struct log_section {
   log_format format = log_format::human;
   std::string level = "info";
@@ -109,6 +129,7 @@ struct node_config {
   store_section store;
   messages_section messages;
   assets_section assets;
+  push_section push;
   log_section log;
   federation::options federation;  // [federation]; no NATS URLs: standalone
 

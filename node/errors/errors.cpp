@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 57> table{{
+constexpr std::array<entry, 61> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -67,6 +67,10 @@ constexpr std::array<entry, 57> table{{
     {"too_many_uploads", 429},            // code::too_many_uploads
     {"hash_mismatch", 400},               // code::hash_mismatch
     {"asset_pending", 503},               // code::asset_pending
+    {"push_endpoint_forbidden", 400},     // code::push_endpoint_forbidden
+    {"push_target_not_found", 404},       // code::push_target_not_found
+    {"too_many_push_targets", 409},       // code::too_many_push_targets
+    {"push_disabled", 503},               // code::push_disabled
     {"too_many_connections", 503},        // code::too_many_connections
     {"store_unavailable", 503},           // code::store_unavailable
 }};

@@ -70,6 +70,11 @@ enum class code {
   too_many_uploads,
   hash_mismatch,
   asset_pending,
+  // Push.
+  push_endpoint_forbidden,
+  push_target_not_found,
+  too_many_push_targets,
+  push_disabled,
   // The gateway.
   too_many_connections,
   // The stores.

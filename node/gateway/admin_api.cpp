@@ -4,6 +4,7 @@
 
 #include "node/async/async.hpp"
 #include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/user_api.hpp"
 #include "node/gateway/gateway.hpp"
 
 namespace petchat::gateway {
@@ -21,7 +22,45 @@ struct admin_api {
   node_info info;
   federation_view fed;
   assets::asset_service* assets = nullptr;
+  notify::notification_service* push = nullptr;
 };
+
+// `petchatctl push status` and `push targets <name>`.
+response push_answer(admin_api const& api, request const& r, std::string const& action) {
+  if (!api.push && action.empty())
+    return json_response(200, json::object{{"enabled", false},
+                                           {"outbox", json::object{{"users", 0}, {"oldest_age_s", 0}}},
+                                           {"in_flight", 0},
+                                           {"retrying", 0},
+                                           {"targets", 0}});
+  if (!api.push) return error_response(fail(code::push_disabled, "this node does not send push notifications"));
+  if (action.empty()) {
+    auto s = api.push->status();
+    auto now = format::now_ms();
+    return json_response(200, json::object{{"enabled", s.enabled},
+                                            {"outbox", json::object{{"users", s.users},
+                                                                    {"oldest_age_s", s.oldest_ms ? (now - s.oldest_ms) / 1000 : 0}}},
+                                            {"in_flight", s.in_flight},
+                                            {"retrying", s.retrying},
+                                            {"targets", s.targets}});
+  }
+  if (action != "targets") return error_response(fail(code::not_found, "no endpoint " + r.path));
+  auto name = query_param(r.query, "user");
+  if (!name) return error_response(fail(code::missing_field, "?user=<name> is required", "user"));
+  auto bare = name->substr(0, name->find('@'));
+  if (!api.users.get_profile(bare)) return error_response(fail(code::user_not_found, "no user '" + *name + "'"));
+  json::array list;
+  for (auto const& t : api.push->targets_of(bare + "@" + api.info.region)) {
+    auto o = push_target_json(t.target);
+    o["user_id"] = t.target.user;
+    o["pushed_through_seq"] = std::to_string(t.target.pushed_through);
+    o["last_push_at"] = t.target.last_push_ms ? json::value(rfc3339(t.target.last_push_ms)) : json::value(nullptr);
+    o["failures"] = t.target.failures;
+    o["next_try_at"] = t.next_try_ms ? json::value(rfc3339(t.next_try_ms)) : json::value(nullptr);
+    list.push_back(std::move(o));
+  }
+  return json_response(200, json::object{{"targets", std::move(list)}});
+}
 
 // `petchatctl federation status`.
 json::object federation_status(admin_api const& api) {
@@ -257,6 +296,10 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     std::string action = seg.size() == 4 ? seg[3] : std::string();
     co_return co_await assets_action(api, std::move(r), std::move(action));
   }
+  if (what == "push" && seg.size() <= 4) {
+    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    co_return push_answer(*api, r, seg.size() == 4 ? seg[3] : std::string());
+  }
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));
@@ -274,8 +317,9 @@ awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
 
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
-                       assets::asset_service* assets) {
-  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets});
+                       assets::asset_service* assets, notify::notification_service* push) {
+  auto api =
+      std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets, push});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

@@ -28,6 +28,7 @@
 #include "node/errors/errors.hpp"
 #include "node/messages/messages.hpp"
 #include "node/metrics/metrics.hpp"
+#include "node/notify/notify.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
 
@@ -130,7 +131,7 @@ struct federation_view {
 
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
-                      assets::asset_service* assets = nullptr);
+                      assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr);
 // Whether the user API streams the body of a request (uploads: see http_server::stream_bodies).
 bool user_api_streams(std::string_view method, std::string_view path);
 
@@ -147,6 +148,6 @@ struct node_info {
 // the store compaction, so they never stall an I/O thread.
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
-                       assets::asset_service* assets = nullptr);
+                       assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr);
 
 }  // namespace petchat::gateway

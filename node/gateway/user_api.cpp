@@ -308,6 +308,7 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   }
   if (p == "/v1/assets" || p.starts_with("/v1/assets/") || p == "/v1/uploads" || p.starts_with("/v1/uploads/"))
     co_return co_await assets_route(api, std::move(r));
+  if (p.starts_with("/v1/push/")) co_return co_await push_route(api, std::move(r));
   if (p == "/v1/ws") co_return error_response(fail(code::bad_request, "/v1/ws needs a WebSocket upgrade"));
   constexpr std::string_view users_prefix = "/v1/users/";
   if (p.starts_with(users_prefix) && p.size() > users_prefix.size() &&
@@ -330,8 +331,9 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
 
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
-                      assets::asset_service* assets) {
-  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets});
+                      assets::asset_service* assets, notify::notification_service* push) {
+  auto api =
+      std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets, push});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

@@ -167,6 +167,31 @@ struct asset_usage {
   std::uint64_t uploads = 0;
 };
 
+// Push (docs/PROTOCOL.md, "Push notifications"): the records node/notify keeps here, so
+// that the decision to push is written with the mailbox event that causes it.
+struct push_target {
+  std::string id;  // base64url
+  std::string user, device_id;
+  std::string kind;  // "webpush", "unifiedpush", "matrix"
+  std::string endpoint;
+  std::string p256dh, auth;                 // raw bytes (Web Push)
+  std::string app_id, pushkey, data_json;  // Matrix
+  std::int64_t created_at_ms = 0;
+  std::uint64_t pushed_through = 0;  // mailbox seq the last push covered
+  std::int64_t last_push_ms = 0;
+  std::uint32_t failures = 0;
+};
+struct push_settings {
+  bool previews = false;
+  bool dnd = false;
+  int dnd_start_min = 0, dnd_end_min = 0, utc_offset_min = 0;
+};
+// A user with pushes pending (the push outbox).
+struct push_pending {
+  std::string user;
+  std::int64_t since_ms = 0, last_ms = 0;
+  std::uint64_t last_seq = 0;
+};
 // A batch of mailbox events for one device, in seq order.
 struct mailbox_read {
   std::vector<client::event> events;
@@ -329,6 +354,30 @@ class message_service {
   // Every stored asset's hash and size (petchatctl assets verify), and usage per user.
   std::vector<std::pair<std::string, std::uint64_t>> all_assets() const;
   std::vector<asset_usage> asset_usage_by_user() const;
+
+  // Push targets and the push outbox (node/messages/push.cpp). The hook is called after
+  // each commit that put a message event in the mailbox of a user with push targets, with
+  // the user and the event's seq; before traffic.
+  void set_push_hook(std::function<void(std::string const& user, std::uint64_t seq)> hook);
+  // Adds a target to its device, or replaces the device's target with the same endpoint
+  // (Matrix: the same app_id and pushkey), keeping its id. Errors: too_many_push_targets.
+  awaitable<result<push_target>> add_push_target(push_target t, std::size_t max_per_device);
+  // Removes a target of the device (false: none such), or every target of the device.
+  awaitable<result<bool>> remove_push_target(std::string user, std::string device_id, std::string id);
+  awaitable<result<std::size_t>> remove_device_push(std::string user, std::string device_id);
+  // A target's state after a try: what it was pushed through, when, and its failures. A
+  // target removed meanwhile stays removed.
+  awaitable<errors::status> push_tried(push_target t);
+  // The targets of a user (of one device if given), committed state, any thread.
+  std::vector<push_target> push_targets(std::string const& user, std::optional<std::string> const& device = {}) const;
+  std::size_t push_target_count() const;
+  push_settings push_settings_of(std::string const& user, std::string const& device_id) const;
+  awaitable<errors::status> set_push_settings(std::string user, std::string device_id, push_settings s);
+  // The push outbox: every user with pushes pending (up to `max`), or one user's.
+  std::vector<push_pending> push_outbox(std::size_t max) const;
+  std::optional<push_pending> pending_push(std::string const& user) const;
+  // Erases the user's pending entry if it still ends at `last_seq` (nothing newer came).
+  awaitable<errors::status> push_settled(std::string user, std::uint64_t last_seq);
 
   // Removes expired messages (at most `max` per call); returns how many.
   awaitable<std::size_t> sweep_expired(std::size_t max = 10000);

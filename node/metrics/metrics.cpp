@@ -30,6 +30,14 @@ struct registry::impl {
                                                              .Name("petchat_ws_disconnects_total")
                                                              .Help("Live streams ended, by reason")
                                                              .Register(*reg);
+  prometheus::Family<prometheus::Counter>& pushes = prometheus::BuildCounter()
+                                                        .Name("petchat_push_sent_total")
+                                                        .Help("Push attempts, by target kind and result")
+                                                        .Register(*reg);
+  prometheus::Family<prometheus::Counter>& push_removed = prometheus::BuildCounter()
+                                                              .Name("petchat_push_targets_removed_total")
+                                                              .Help("Push targets removed, by reason")
+                                                              .Register(*reg);
   std::mutex samplers_mutex;  // guards samplers
   std::vector<std::pair<prometheus::Gauge*, sampler>> samplers;
 };
@@ -62,6 +70,14 @@ void registry::login_failed() {
 
 void registry::live_stream_ended(char const* reason) {
   impl_->disconnects.Add({{"reason", reason}}).Increment();
+}
+
+void registry::push_sent(std::string const& kind, char const* result) {
+  impl_->pushes.Add({{"kind", kind}, {"result", result}}).Increment();
+}
+
+void registry::push_target_removed(char const* reason) {
+  impl_->push_removed.Add({{"reason", reason}}).Increment();
 }
 
 void registry::add_gauge(std::string const& name, std::string const& help, sampler read) {

@@ -23,6 +23,10 @@ class registry {
   void login_failed();
   // A live stream ended, and why (petchat_ws_disconnects_total{reason}).
   void live_stream_ended(char const* reason);
+  // A push attempt (petchat_push_sent_total{kind,result}); a target removed
+  // (petchat_push_targets_removed_total{reason}).
+  void push_sent(std::string const& kind, char const* result);
+  void push_target_removed(char const* reason);
 
   // Called at every scrape to refresh a gauge: name, help, and the current value.
   using sampler = std::function<double()>;

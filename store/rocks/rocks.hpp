@@ -52,6 +52,7 @@ enum class cf : std::uint8_t {
   outbox,         // federation: destination region NUL lane seq(8 BE) -> federation body
   receipts,       // group messages: message id(16) [NUL user] -> receipt counts [a member's receipt]
   assets,         // assets, their uploaders, references and uploads (node/messages/detail/assets.hpp)
+  push,           // push targets, settings and the push outbox (node/messages/push.cpp)
   count_
 };
 

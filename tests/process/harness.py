@@ -94,6 +94,8 @@ def _toml_value(v):
         return str(v)
     if isinstance(v, str):
         return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[%s]" % ", ".join(_toml_value(x) for x in v)
     raise TypeError("unsupported TOML value %r" % (v,))
 
 

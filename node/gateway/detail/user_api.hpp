@@ -23,6 +23,7 @@ struct user_api {
   std::shared_ptr<std::atomic<bool>> stopping;
   federation_view fed;
   assets::asset_service* assets = nullptr;  // null: the node stores no assets
+  notify::notification_service* push = nullptr;  // null: the node does not push
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };
@@ -41,6 +42,9 @@ boost::json::object presence_json(user_api const& api, std::string const& user);
 // /v1/conversations and everything under it (a conversation's history too), and
 // /v1/messages/{id}/receipts.
 awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r);
+// /v1/push/... (push_api.cpp); a target as the API prints it (also the admin API's).
+awaitable<response> push_route(std::shared_ptr<user_api> api, request r);
+boost::json::object push_target_json(messages::push_target const& t);
 // /v1/assets and /v1/uploads (assets_api.cpp; downloads in assets_download.cpp).
 awaitable<response> assets_route(std::shared_ptr<user_api> api, request r);
 

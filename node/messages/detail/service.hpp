@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
@@ -99,6 +100,20 @@ struct message_service::impl {
   ws::mailbox_listener* listener = nullptr;  // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
+
+  // Push (node/messages/push.cpp): the users with push targets. Filled at start and by
+  // the writes that add targets; it never shrinks before a restart (a user whose targets
+  // went costs one outbox write per message until then, and the notification service
+  // settles their entries).
+  mutable std::mutex push_mutex;
+  std::unordered_set<std::string> push_users;  // guarded by push_mutex
+  std::atomic<bool> any_push_users{false};
+  std::function<void(std::string const&, std::uint64_t)> push_hook;  // set before traffic
+  bool wants_push(std::string const& user) const {
+    if (!any_push_users.load(std::memory_order_relaxed)) return false;
+    std::lock_guard lock(push_mutex);
+    return push_users.contains(user);
+  }
 
   // Federation (null/empty when standalone). Set before traffic.
   federation::directory const* regions = nullptr;
@@ -241,8 +256,11 @@ struct message_service::impl {
     std::uint64_t seq = head(b, user) + 1;
     b.put(cf::mailbox, keys::mailbox_key(user, seq), e.SerializeAsString());
     b.remember(cf::state, keys::head_key(user), keys::be64(seq));
+    if (e.kind_case() == records::stored_event::kMessageId && wants_push(user)) note_push(b, user, seq);
     return seq;
   }
+  // The push outbox entry of `user`: a message event at `seq` (node/messages/push.cpp).
+  static void note_push(store::rocks_batch& b, std::string const& user, std::uint64_t seq);
   // Erases a mailbox entry (`key`: user NUL seq) inside a write. Its mailbox's floor is
   // written first (once per user and write: `floored`), so its seq is never handed out again.
   void erase_mailbox_entry(store::rocks_batch& b, std::string const& key, std::set<std::string>& floored) const {
@@ -420,7 +438,11 @@ struct message_service::impl {
   // two users whose presence the write made shared see each other's.
   void after_commit(std::vector<news> const& heads, bool queued, client::message const* message = nullptr,
                     std::vector<std::pair<std::string, std::string>> const& now_shared = {}) const {
-    for (auto const& n : heads) notify(n, message);
+    for (auto const& n : heads) {
+      notify(n, message);
+      if (push_hook && n.event.kind_case() == records::stored_event::kMessageId && wants_push(n.user))
+        push_hook(n.user, n.seq);
+    }
     if (listener)
       for (auto const& [a, b] : now_shared) listener->presence_shared(a, b);
     if (queued && on_outbox) on_outbox();

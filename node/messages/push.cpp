@@ -1,0 +1,289 @@
+// The push records (docs/PROTOCOL.md, "Push notifications"; key layouts in detail/push.hpp):
+// devices' targets and settings, and the push outbox, whose entries are written by the
+// same writes that put message events in mailboxes (impl::note_push). Sending is
+// node/notify's.
+#include <sodium.h>
+
+#include "node/async/async.hpp"
+#include "node/messages/detail/push.hpp"
+#include "node/messages/detail/service.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::messages {
+
+namespace {
+
+push_target view_of(std::string const& user, std::string const& device, std::string const& id,
+                    records::push_target_record const& r) {
+  push_target t;
+  t.id = id;
+  t.user = user;
+  t.device_id = device;
+  t.kind = r.kind();
+  t.endpoint = r.endpoint();
+  t.p256dh = r.p256dh();
+  t.auth = r.auth();
+  t.app_id = r.app_id();
+  t.pushkey = r.pushkey();
+  t.data_json = r.data_json();
+  t.created_at_ms = r.created_at_ms();
+  t.pushed_through = r.pushed_through();
+  t.last_push_ms = r.last_push_ms();
+  t.failures = r.failures();
+  return t;
+}
+
+records::push_target_record record_of(push_target const& t) {
+  records::push_target_record r;
+  r.set_kind(t.kind);
+  r.set_endpoint(t.endpoint);
+  r.set_p256dh(t.p256dh);
+  r.set_auth(t.auth);
+  r.set_app_id(t.app_id);
+  r.set_pushkey(t.pushkey);
+  r.set_data_json(t.data_json);
+  r.set_created_at_ms(t.created_at_ms);
+  r.set_pushed_through(t.pushed_through);
+  r.set_last_push_ms(t.last_push_ms);
+  r.set_failures(t.failures);
+  return r;
+}
+
+bool same_target(records::push_target_record const& a, push_target const& b) {
+  if (a.kind() == "matrix") return b.kind == "matrix" && a.app_id() == b.app_id && a.pushkey() == b.pushkey;
+  return a.kind() == b.kind && a.endpoint() == b.endpoint;
+}
+
+// Calls fn(device, id, record) for each target under `owner` (a user's or a device's).
+template <typename Fn>
+void scan_targets(message_service::impl const& m, std::string const& user, std::string const& owner, Fn&& fn) {
+  auto user_owner = keys::push_targets_owner(user);
+  m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view value) {
+    auto rest = key.substr(user_owner.size());
+    auto nul = rest.find('\0');
+    if (nul == std::string_view::npos) return true;
+    records::push_target_record r;
+    if (!r.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+    return fn(std::string(rest.substr(0, nul)), std::string(rest.substr(nul + 1)), r);
+  });
+}
+
+}  // namespace
+
+void message_service::impl::note_push(store::rocks_batch& b, std::string const& user, std::uint64_t seq) {
+  auto key = keys::push_pending_key(user);
+  auto now = now_ms();
+  records::push_pending_record p;
+  if (auto v = b.get(cf::push, key); !(v && p.ParseFromString(*v))) p.set_since_ms(now);
+  p.set_last_seq(seq);
+  p.set_last_ms(now);
+  b.put(cf::push, key, p.SerializeAsString());
+}
+
+void message_service::set_push_hook(std::function<void(std::string const&, std::uint64_t)> hook) {
+  auto& m = *impl_;
+  m.push_hook = std::move(hook);
+  std::unordered_set<std::string> users;
+  std::string const first = "t/";
+  m.db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    auto rest = key.substr(first.size());
+    users.emplace(rest.substr(0, rest.find('\0')));
+    return true;
+  });
+  std::lock_guard lock(m.push_mutex);
+  m.push_users = std::move(users);
+  m.any_push_users = !m.push_users.empty();
+}
+
+awaitable<result<push_target>> message_service::add_push_target(push_target t, std::size_t max_per_device) {
+  auto& m = *impl_;
+  struct state {
+    bool too_many = false;
+    push_target stored;
+  };
+  auto st = std::make_shared<state>();
+  store::rocks_db::write_fn mutation = [&m, st, t, max_per_device](store::rocks_batch& b) {
+    st->too_many = false;
+    st->stored = t;
+    auto owner = keys::push_device_owner(t.user, t.device_id);
+    // Committed targets (a target added earlier in the same batch is not seen: at worst
+    // one too many).
+    std::size_t count = 0;
+    std::optional<std::string> same;
+    m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view value) {
+      ++count;
+      records::push_target_record r;
+      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())) && same_target(r, t))
+        same = std::string(key.substr(owner.size()));
+      return true;
+    });
+    if (same) {
+      st->stored.id = *same;
+    } else if (count >= max_per_device) {
+      st->too_many = true;
+      return false;
+    }
+    b.put(cf::push, keys::push_target_key(t.user, t.device_id, st->stored.id),
+          record_of(st->stored).SerializeAsString());
+    {
+      std::lock_guard lock(m.push_mutex);
+      m.push_users.insert(t.user);
+      m.any_push_users = true;
+    }
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (st->too_many)
+    co_return fail(code::too_many_push_targets,
+                   "this device has " + std::to_string(max_per_device) + " push targets already: remove one first");
+  if (outcome != store::write_outcome::committed) co_return m.write_failed("the push target could not be stored");
+  co_return st->stored;
+}
+
+awaitable<result<bool>> message_service::remove_push_target(std::string user, std::string device_id, std::string id) {
+  auto& m = *impl_;
+  auto found = std::make_shared<bool>(false);
+  store::rocks_db::write_fn mutation = [found, user, device_id, id](store::rocks_batch& b) {
+    auto key = keys::push_target_key(user, device_id, id);
+    *found = b.get(cf::push, key).has_value();
+    if (*found) b.erase(cf::push, key);
+    return *found;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the push target could not be removed");
+  co_return *found;
+}
+
+awaitable<result<std::size_t>> message_service::remove_device_push(std::string user, std::string device_id) {
+  auto& m = *impl_;
+  auto removed = std::make_shared<std::size_t>(0);
+  store::rocks_db::write_fn mutation = [&m, removed, user, device_id](store::rocks_batch& b) {
+    auto owner = keys::push_device_owner(user, device_id);
+    std::vector<std::string> found;
+    m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view) {
+      found.emplace_back(key);
+      return true;
+    });
+    for (auto const& key : found) b.erase(cf::push, key);
+    *removed = found.size();
+    b.erase(cf::push, keys::push_settings_key(user, device_id));
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome != store::write_outcome::committed) co_return m.write_failed("the push targets could not be removed");
+  co_return *removed;
+}
+
+awaitable<errors::status> message_service::push_tried(push_target t) {
+  auto& m = *impl_;
+  store::rocks_db::write_fn mutation = [t](store::rocks_batch& b) {
+    auto key = keys::push_target_key(t.user, t.device_id, t.id);
+    records::push_target_record r;
+    auto v = b.get(cf::push, key);
+    if (!v || !r.ParseFromString(*v)) return false;  // removed meanwhile
+    r.set_pushed_through(std::max(r.pushed_through(), t.pushed_through));
+    r.set_last_push_ms(std::max(r.last_push_ms(), t.last_push_ms));
+    r.set_failures(t.failures);
+    b.put(cf::push, key, r.SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the push could not be recorded");
+  co_return errors::ok();
+}
+
+std::vector<push_target> message_service::push_targets(std::string const& user,
+                                                       std::optional<std::string> const& device) const {
+  std::vector<push_target> out;
+  auto owner = device ? keys::push_device_owner(user, *device) : keys::push_targets_owner(user);
+  scan_targets(*impl_, user, owner,
+               [&](std::string const& dev, std::string const& id, records::push_target_record const& r) {
+                 out.push_back(view_of(user, dev, id, r));
+                 return true;
+               });
+  return out;
+}
+
+std::size_t message_service::push_target_count() const {
+  std::size_t n = 0;
+  std::string const first = "t/";
+  impl_->db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  return n;
+}
+
+push_settings message_service::push_settings_of(std::string const& user, std::string const& device_id) const {
+  push_settings s;
+  auto r = parse<records::push_settings_record>(impl_->db.get(cf::push, keys::push_settings_key(user, device_id)));
+  if (!r) return s;
+  s.previews = r->previews();
+  s.dnd = r->dnd();
+  s.dnd_start_min = r->dnd_start_min();
+  s.dnd_end_min = r->dnd_end_min();
+  s.utc_offset_min = r->utc_offset_min();
+  return s;
+}
+
+awaitable<errors::status> message_service::set_push_settings(std::string user, std::string device_id,
+                                                             push_settings s) {
+  auto& m = *impl_;
+  records::push_settings_record r;
+  r.set_previews(s.previews);
+  r.set_dnd(s.dnd);
+  r.set_dnd_start_min(s.dnd_start_min);
+  r.set_dnd_end_min(s.dnd_end_min);
+  r.set_utc_offset_min(s.utc_offset_min);
+  store::rocks_db::write_fn mutation = [key = keys::push_settings_key(user, device_id),
+                                        value = r.SerializeAsString()](store::rocks_batch& b) {
+    b.put(cf::push, key, value);
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome != store::write_outcome::committed) co_return m.write_failed("the push settings could not be stored");
+  co_return errors::ok();
+}
+
+namespace {
+push_pending pending_of(std::string user, records::push_pending_record const& r) {
+  return {std::move(user), r.since_ms(), r.last_ms(), r.last_seq()};
+}
+}  // namespace
+
+std::vector<push_pending> message_service::push_outbox(std::size_t max) const {
+  std::vector<push_pending> out;
+  std::string const first = "o/";
+  impl_->db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
+    records::push_pending_record r;
+    if (r.ParseFromArray(value.data(), static_cast<int>(value.size())))
+      out.push_back(pending_of(std::string(key.substr(first.size())), r));
+    return out.size() < max;
+  });
+  return out;
+}
+
+std::optional<push_pending> message_service::pending_push(std::string const& user) const {
+  auto r = parse<records::push_pending_record>(impl_->db.get(cf::push, keys::push_pending_key(user)));
+  if (!r) return std::nullopt;
+  return pending_of(user, *r);
+}
+
+awaitable<errors::status> message_service::push_settled(std::string user, std::uint64_t last_seq) {
+  auto& m = *impl_;
+  store::rocks_db::write_fn mutation = [user, last_seq](store::rocks_batch& b) {
+    auto key = keys::push_pending_key(user);
+    records::push_pending_record r;
+    auto v = b.get(cf::push, key);
+    if (!v || !r.ParseFromString(*v) || r.last_seq() != last_seq) return false;
+    b.erase(cf::push, key);
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the push outbox could not be updated");
+  co_return errors::ok();
+}
+
+}  // namespace petchat::messages

@@ -1,0 +1,219 @@
+// What a push says and sending it (docs/PROTOCOL.md, "The notification", "Web Push and
+// UnifiedPush", "Matrix push gateway"): the notification from the user's mailbox, the
+// request of each kind, and what each answer means for the target.
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <random>
+
+#include "base/format/format.hpp"
+#include "node/log/log.hpp"
+#include "node/notify/detail/service.hpp"
+
+namespace petchat::notify {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using format::now_ms;
+
+namespace {
+
+// `text` cut to at most `max` bytes at a UTF-8 character boundary.
+std::string cut_utf8(std::string const& text, std::size_t max) {
+  if (text.size() <= max) return text;
+  std::size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80) --end;
+  return text.substr(0, end);
+}
+
+json::object payload_of(detail::notification const& n) {
+  json::object o;
+  o["v"] = 1;
+  o["type"] = "messages";
+  o["user_id"] = n.user;
+  o["count"] = n.count;
+  o["unread"] = n.unread;
+  o["conversation_id"] = n.conversation_id;
+  o["message_id"] = n.message_id;
+  o["sender_id"] = n.sender_id;
+  o["seq"] = std::to_string(n.seq);
+  o["sent_at"] = format::rfc3339(n.sent_at_ms);
+  if (!n.preview.empty()) o["preview"] = n.preview;
+  return o;
+}
+
+enum class outcome { ok, retry, gone, failed };
+
+char const* name_of(outcome o) {
+  switch (o) {
+    case outcome::ok:
+      return "ok";
+    case outcome::retry:
+      return "retry";
+    case outcome::gone:
+      return "gone";
+    default:
+      return "failed";
+  }
+}
+
+// What an answer means. A Matrix gateway's 200 lists the pushkeys it rejected.
+outcome judge(messages::push_target const& t, detail::http_answer const& a) {
+  if (a.status == 0) return a.forbidden ? outcome::failed : outcome::retry;
+  if (a.status == 404 || a.status == 410) return outcome::gone;
+  if (a.status >= 200 && a.status < 300) {
+    if (t.kind != "matrix") return outcome::ok;
+    boost::system::error_code ec;
+    auto v = json::parse(a.body, ec);
+    if (!ec && v.is_object())
+      if (auto const* rejected = v.as_object().if_contains("rejected"); rejected && rejected->is_array())
+        for (auto const& key : rejected->as_array())
+          if (key.is_string() && key.as_string() == t.pushkey) return outcome::gone;
+    return outcome::ok;
+  }
+  if (a.status == 408 || a.status == 425 || a.status == 429 || a.status >= 500) return outcome::retry;
+  return outcome::failed;  // redirects (never followed) and other refusals
+}
+
+}  // namespace
+
+detail::notification notification_service::impl::summarize(std::string const& user, std::uint64_t after,
+                                                           bool previews) const {
+  detail::notification n;
+  n.user = user;
+  auto read = messages.events_after(user, after, 2 * detail::max_count);
+  n.through = read.last_seq;
+  std::map<std::string, bool> muted;
+  client::message const* newest = nullptr;
+  for (auto const& e : read.events) {
+    if (!e.has_message()) continue;
+    auto const& msg = e.message();
+    if (msg.from() == user) continue;
+    auto [it, fresh] = muted.try_emplace(msg.conversation_id(), false);
+    if (fresh) {
+      auto c = messages.conversation(user, msg.conversation_id());
+      it->second = c && c.value().muted;
+    }
+    if (it->second) continue;
+    n.count = std::min(n.count + 1, detail::max_count);
+    n.seq = e.seq();
+    newest = &msg;
+  }
+  if (!newest) return n;
+  n.conversation_id = newest->conversation_id();
+  n.message_id = newest->id();
+  n.sender_id = newest->from();
+  n.sent_at_ms = newest->sent_at_ms();
+  if (previews) n.preview = cut_utf8(newest->body().text(), options.preview_bytes);
+  if (auto page = messages.conversations(user, 200, std::nullopt))
+    for (auto const& c : page.value().conversations) n.unread += c.unread;
+  return n;
+}
+
+std::optional<detail::post_request> notification_service::impl::request_for(messages::push_target const& t,
+                                                                             detail::notification const& n,
+                                                                             detail::https_url const& url) const {
+  detail::post_request r;
+  if (t.kind == "matrix") {
+    json::object data;
+    boost::system::error_code ec;
+    if (auto v = json::parse(t.data_json, ec); !ec && v.is_object()) data = v.as_object();
+    bool ids_only = false;
+    if (auto const* f = data.if_contains("format")) ids_only = f->is_string() && f->as_string() == "event_id_only";
+    json::object device{{"app_id", t.app_id}, {"pushkey", t.pushkey}, {"pushkey_ts", t.created_at_ms / 1000},
+                        {"data", data}};
+    json::object note{{"event_id", n.message_id},
+                      {"room_id", n.conversation_id},
+                      {"prio", "high"},
+                      {"counts", json::object{{"unread", n.unread}}},
+                      {"devices", json::array{device}}};
+    if (!ids_only) {
+      note["type"] = "m.room.message";
+      note["sender"] = n.sender_id;
+      note["content"] = json::object{{"petchat", payload_of(n)}};
+    }
+    r.content_type = "application/json";
+    r.body = json::serialize(json::object{{"notification", note}});
+    return r;
+  }
+  auto sealed = detail::encrypt_aes128gcm(json::serialize(payload_of(n)), t.p256dh, t.auth);
+  if (!sealed) return std::nullopt;
+  auto expires = now_ms() / 1000 + 12 * 3600;
+  r.content_type = "application/octet-stream";
+  r.body = std::move(*sealed);
+  r.headers = {{"Content-Encoding", "aes128gcm"},
+               {"TTL", std::to_string(options.ttl_s)},
+               {"Urgency", "high"},
+               {"Topic", "petchat"},
+               {"Authorization", vapid.authorization(url.origin, expires, options.vapid_subject)}};
+  return r;
+}
+
+// Exponential back-off with jitter: initial * 2^(failures-1), at most retry_max_ms, and a
+// random point in its upper half, so that targets failing together do not retry together.
+std::chrono::milliseconds notification_service::impl::backoff(std::uint32_t failures) const {
+  double d = options.retry_initial_ms;
+  for (std::uint32_t i = 1; i < failures && d < options.retry_max_ms; ++i) d *= 2;
+  d = std::min<double>(d, options.retry_max_ms);
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> half(d / 2, d);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(half(rng)));
+}
+
+// One push to one target, on the strand; `in_flight` was counted for it.
+asio::awaitable<void> notification_service::impl::send(messages::push_target t, detail::notification n) {
+  auto self = shared_from_this();
+  auto logger = log::get("notify");
+  auto key = detail::target_key(t);
+  std::string why;
+  auto url = detail::parse_https_url(t.endpoint, why);
+  std::optional<detail::post_request> request;
+  if (url) request = request_for(t, n, *url);
+  detail::http_answer answer;
+  if (request)
+    answer = co_await detail::post(tls, policy, *url, std::move(*request),
+                                   {std::chrono::milliseconds(options.connect_timeout_ms),
+                                    std::chrono::milliseconds(options.response_timeout_ms)});
+  else
+    answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why, answer.forbidden = true;
+  --in_flight;
+  auto result = judge(t, answer);
+  metrics.push_sent(t.kind, name_of(result));
+  auto now = now_ms();
+  if (result == outcome::retry) {
+    ++t.failures;
+    auto wait = backoff(t.failures);
+    if (answer.retry_after_s && (answer.status == 429 || answer.status == 503))
+      wait = std::max<std::chrono::milliseconds>(wait, std::chrono::seconds(*answer.retry_after_s));
+    {
+      std::lock_guard lock(retry_mutex);
+      retry_at[key] = now + wait.count();
+    }
+    logger->info("push to {} ({} of {}): {}; trying again in {} ms", t.kind, t.device_id, t.user,
+                 answer.status ? "HTTP " + std::to_string(answer.status) : answer.error, wait.count());
+    co_await messages.push_tried(t);  // the failures, for petchatctl
+    co_return;
+  }
+  {
+    std::lock_guard lock(retry_mutex);
+    retry_at.erase(key);
+  }
+  if (result == outcome::gone) {
+    logger->info("push target {} of {} is gone (HTTP {}): removed", t.kind, t.user, answer.status);
+    auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);
+    if (removed && removed.value()) metrics.push_target_removed("gone");
+    co_return;
+  }
+  if (result == outcome::failed) {
+    ++t.failures;
+    logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user,
+                 answer.status ? "HTTP " + std::to_string(answer.status) : answer.error);
+  } else {
+    t.failures = 0;
+    t.last_push_ms = now;
+  }
+  t.pushed_through = n.through;
+  co_await messages.push_tried(t);
+}
+
+}  // namespace petchat::notify

@@ -1,0 +1,92 @@
+// Outbound HTTPS for pushes: the endpoint rules (https only, public addresses unless
+// allow-listed: no server-side request forgery) and one POST with timeouts, certificate
+// verification, no redirects and a capped answer.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace petchat::notify::detail {
+
+inline constexpr std::size_t max_endpoint_bytes = 1024;
+inline constexpr std::size_t max_answer_bytes = 64 * 1024;
+
+// An https URL taken apart.
+struct https_url {
+  std::string host;  // a name, or an address (IPv6 without brackets)
+  std::uint16_t port = 443;
+  std::string target;  // path and query, at least "/"
+  std::string origin;  // "https://host[:port]" as the URL wrote it (VAPID's audience)
+};
+
+// The URL, or why it is not one we push to (https, no user information, a host, a port
+// 1-65535, at most max_endpoint_bytes, printable ASCII only).
+std::optional<https_url> parse_https_url(std::string_view url, std::string& why);
+
+// Which hosts and addresses pushes may go to: public addresses, and what the operator
+// allow-lists (exact host names; networks in CIDR).
+class address_policy {
+ public:
+  // Networks must be valid CIDR (the config checks them); an invalid one is ignored.
+  address_policy(std::vector<std::string> hosts, std::vector<std::string> const& networks);
+  bool host_listed(std::string const& host) const;
+  // Public, or inside an allow-listed network.
+  bool allows(boost::asio::ip::address const& a) const;
+
+ private:
+  struct network {
+    std::array<unsigned char, 16> bytes{};  // IPv4 as IPv4-mapped IPv6
+    unsigned prefix = 0;                    // over the 128 bits
+  };
+  std::vector<std::string> hosts_;
+  std::vector<network> networks_;
+};
+
+// Whether an address is public: not loopback, private, link-local, CGNAT, multicast,
+// documentation, benchmarking or otherwise reserved (IPv4-mapped IPv6 as its IPv4).
+bool is_public(boost::asio::ip::address const& a);
+
+// Whether a CIDR network is valid ("10.0.0.0/8", "fd00::/8").
+bool valid_cidr(std::string_view text);
+
+struct post_request {
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+struct http_answer {
+  unsigned status = 0;  // 0: no answer (error says why)
+  std::string body;     // at most max_answer_bytes
+  std::optional<std::uint32_t> retry_after_s;
+  std::string error;
+  bool forbidden = false;  // the host resolved to no allowed address
+};
+
+struct timeouts {
+  std::chrono::milliseconds connect;  // resolving and connecting
+  std::chrono::milliseconds answer;   // TLS handshake, request and answer
+};
+
+// Resolves the host (an allow-listed host: any address; else only allowed addresses are
+// connected to), connects, verifies the certificate for the host, POSTs and reads the
+// answer. Never throws. Run it on a strand of its own.
+boost::asio::awaitable<http_answer> post(boost::asio::ssl::context& tls, address_policy const& policy,
+                                         https_url const& url, post_request request, timeouts limits);
+
+// Resolves the host and checks that every address is allowed (registration). Empty if it
+// is; else why not.
+boost::asio::awaitable<std::string> check_endpoint(address_policy const& policy, https_url url,
+                                                   std::chrono::milliseconds timeout);
+
+}  // namespace petchat::notify::detail

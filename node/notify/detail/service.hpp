@@ -1,0 +1,99 @@
+// The notification service's state, shared by its translation units (notify.cpp: the API
+// and the scheduler; deliver.cpp: what a push says and sending it).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "node/notify/detail/https.hpp"
+#include "node/notify/detail/webpush.hpp"
+#include "node/notify/notify.hpp"
+
+namespace petchat::notify {
+
+namespace detail {
+
+// What one push says (docs/PROTOCOL.md, "The notification").
+struct notification {
+  std::string user;
+  std::uint32_t count = 0;  // messages since the device's position, at most max_count
+  std::uint64_t unread = 0;
+  std::uint64_t through = 0;  // the mailbox seq it covers
+  std::uint64_t seq = 0;      // the newest message's
+  std::string conversation_id, message_id, sender_id, preview;
+  std::int64_t sent_at_ms = 0;
+};
+inline constexpr std::uint32_t max_count = 100;
+
+// The key of a target in the scheduler's maps.
+inline std::string target_key(messages::push_target const& t) {
+  return t.user + '\0' + t.device_id + '\0' + t.id;
+}
+
+// Whether `now_ms` falls in the device's do-not-disturb window.
+bool in_dnd(messages::push_settings const& s, std::int64_t now_ms);
+
+}  // namespace detail
+
+struct notification_service::impl : std::enable_shared_from_this<impl> {
+  using strand_type = boost::asio::strand<boost::asio::io_context::executor_type>;
+
+  config::push_section options;
+  messages::message_service& messages;
+  users::user_service& users;
+  ws::ws_manager& streams;
+  metrics::registry& metrics;
+  detail::vapid_key vapid;
+  detail::address_policy policy;
+  boost::asio::ssl::context tls;
+
+  std::optional<strand_type> strand;  // set by start
+  std::unique_ptr<boost::asio::steady_timer> timer;
+  std::atomic<bool> stopping{false};
+
+  // The scheduler (strand only): when to look at each user again.
+  std::map<std::string, std::int64_t> due_by_user;
+  std::set<std::pair<std::int64_t, std::string>> due;
+  std::int64_t timer_at = 0;  // when the loop wakes (0: not waiting)
+  // Targets with a request or a write in flight (strand only).
+  std::unordered_set<std::string> busy;
+  std::atomic<std::size_t> in_flight{0};
+
+  // Targets waiting to try again: when (any thread reads it for the admin API).
+  mutable std::mutex retry_mutex;
+  std::unordered_map<std::string, std::int64_t> retry_at;  // guarded by retry_mutex
+
+  impl(config::push_section const& o, std::filesystem::path const& data_dir, messages::message_service& m,
+       users::user_service& u, ws::ws_manager& s, metrics::registry& r);
+
+  // notify.cpp, on the strand.
+  void schedule(std::string const& user, std::int64_t at_ms);
+  boost::asio::awaitable<void> run();
+  void process(std::string const& user);
+  void sweep();
+  std::int64_t next_try(std::string const& key) const;
+  // Runs `op` (a write) for target `key` on the strand, marked busy until it is done;
+  // then looks at `user` again.
+  void spawn_for(std::string const& key, std::string const& user, boost::asio::awaitable<void> op);
+  boost::asio::awaitable<void> settle(std::string user, std::uint64_t last_seq);
+  boost::asio::awaitable<void> end_device(std::string user, std::string device);
+  boost::asio::awaitable<void> let_go(messages::push_target t, std::uint64_t through, char const* result);
+
+  // deliver.cpp.
+  detail::notification summarize(std::string const& user, std::uint64_t after, bool previews) const;
+  boost::asio::awaitable<void> send(messages::push_target t, detail::notification n);
+  std::optional<detail::post_request> request_for(messages::push_target const& t, detail::notification const& n,
+                                                  detail::https_url const& url) const;
+  std::chrono::milliseconds backoff(std::uint32_t failures) const;
+};
+
+}  // namespace petchat::notify

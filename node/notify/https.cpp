@@ -1,0 +1,314 @@
+// Outbound HTTPS for pushes (see detail/https.hpp).
+#include "node/notify/detail/https.hpp"
+
+#include <arpa/inet.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <algorithm>
+#include <charconv>
+
+namespace petchat::notify::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+std::array<unsigned char, 16> as_v6_bytes(asio::ip::address const& a) {
+  if (a.is_v4()) return asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()).to_bytes();
+  return a.to_v6().to_bytes();
+}
+
+bool in_prefix(std::array<unsigned char, 16> const& addr, std::array<unsigned char, 16> const& net, unsigned prefix) {
+  for (unsigned i = 0; i < 16 && prefix > 0; ++i) {
+    unsigned bits = std::min(prefix, 8u);
+    unsigned char mask = static_cast<unsigned char>(0xff << (8 - bits));
+    if ((addr[i] & mask) != (net[i] & mask)) return false;
+    prefix -= bits;
+  }
+  return true;
+}
+
+bool public_v4(std::uint32_t a) {
+  struct range {
+    std::uint32_t net;
+    unsigned prefix;
+  };
+  static constexpr range reserved[] = {
+      {0x00000000, 8},  {0x0a000000, 8},  {0x64400000, 10}, {0x7f000000, 8},  {0xa9fe0000, 16},
+      {0xac100000, 12}, {0xc0000000, 24}, {0xc0000200, 24}, {0xc0586300, 24}, {0xc0a80000, 16},
+      {0xc6120000, 15}, {0xc6336400, 24}, {0xcb007100, 24}, {0xe0000000, 4},  {0xf0000000, 4},
+  };
+  for (auto const& r : reserved)
+    if ((a >> (32 - r.prefix)) == (r.net >> (32 - r.prefix))) return false;
+  return true;
+}
+
+// The network "a/n", over the 128 bits (IPv4 as IPv4-mapped).
+std::optional<std::pair<std::array<unsigned char, 16>, unsigned>> parse_cidr(std::string_view text) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  std::string addr(text.substr(0, slash));
+  auto bits = text.substr(slash + 1);
+  unsigned prefix = 0;
+  auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
+  if (ec != std::errc() || end != bits.data() + bits.size() || bits.empty()) return std::nullopt;
+  boost::system::error_code bad;
+  auto a = asio::ip::make_address(addr, bad);
+  if (bad) return std::nullopt;
+  if (a.is_v4()) {
+    if (prefix > 32) return std::nullopt;
+    prefix += 96;
+  } else if (prefix > 128) {
+    return std::nullopt;
+  }
+  return std::pair{as_v6_bytes(a), prefix};
+}
+
+std::optional<std::uint32_t> retry_after(std::string_view v) {
+  std::uint32_t s = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
+  if (ec != std::errc() || end != v.data() + v.size() || v.empty()) return std::nullopt;  // HTTP-dates: our back-off
+  return std::min<std::uint32_t>(s, 3600);
+}
+
+}  // namespace
+
+bool is_public(asio::ip::address const& a) {
+  if (a.is_v4()) return public_v4(a.to_v4().to_uint());
+  auto v6 = a.to_v6();
+  if (v6.is_v4_mapped()) return public_v4(asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_uint());
+  auto b = v6.to_bytes();
+  if (v6.is_unspecified() || v6.is_loopback() || v6.is_multicast() || v6.is_link_local() || v6.is_site_local())
+    return false;
+  if ((b[0] & 0xfe) == 0xfc) return false;  // fc00::/7, unique local
+  static constexpr std::array<unsigned char, 16> zero{};
+  if (in_prefix(b, zero, 96)) return false;  // ::/96, IPv4-compatible (deprecated)
+  std::array<unsigned char, 16> nat64{0x00, 0x64, 0xff, 0x9b};
+  if (in_prefix(b, nat64, 96))  // 64:ff9b::/96: the IPv4 address it stands for
+    return public_v4(std::uint32_t(b[12]) << 24 | std::uint32_t(b[13]) << 16 | std::uint32_t(b[14]) << 8 | b[15]);
+  std::array<unsigned char, 16> doc{0x20, 0x01, 0x0d, 0xb8};
+  std::array<unsigned char, 16> sixto4{0x20, 0x02};
+  std::array<unsigned char, 16> ietf{0x20, 0x01};  // 2001::/23: Teredo, benchmarking, ORCHID
+  std::array<unsigned char, 16> discard{0x01, 0x00};
+  return !in_prefix(b, doc, 32) && !in_prefix(b, sixto4, 16) && !in_prefix(b, ietf, 23) && !in_prefix(b, discard, 64);
+}
+
+bool valid_cidr(std::string_view text) {
+  return parse_cidr(text).has_value();
+}
+
+address_policy::address_policy(std::vector<std::string> hosts, std::vector<std::string> const& networks)
+    : hosts_(std::move(hosts)) {
+  for (auto& h : hosts_) std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (auto const& n : networks)
+    if (auto p = parse_cidr(n)) networks_.push_back({p->first, p->second});
+}
+
+bool address_policy::host_listed(std::string const& host) const {
+  std::string lower = host;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return std::find(hosts_.begin(), hosts_.end(), lower) != hosts_.end();
+}
+
+bool address_policy::allows(asio::ip::address const& a) const {
+  auto bytes = as_v6_bytes(a.is_v6() && a.to_v6().is_v4_mapped()
+                               ? asio::ip::address(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()))
+                               : a);
+  for (auto const& n : networks_)
+    if (in_prefix(bytes, n.bytes, n.prefix)) return true;
+  return is_public(a);
+}
+
+std::optional<https_url> parse_https_url(std::string_view url, std::string& why) {
+  if (url.size() > max_endpoint_bytes) return why = "longer than 1024 bytes", std::nullopt;
+  for (unsigned char c : url)
+    if (c <= 0x20 || c >= 0x7f) return why = "only printable ASCII without spaces", std::nullopt;
+  constexpr std::string_view scheme = "https://";
+  if (url.size() < scheme.size() ||
+      !std::equal(scheme.begin(), scheme.end(), url.begin(), [](char a, char b) { return a == std::tolower(b); }))
+    return why = "must be an https:// URL", std::nullopt;
+  auto rest = url.substr(scheme.size());
+  auto end = rest.find_first_of("/?#");
+  auto authority = rest.substr(0, end);
+  if (authority.find('@') != std::string_view::npos) return why = "must not carry user information", std::nullopt;
+  if (end != std::string_view::npos && rest[end] == '#') return why = "must not have a fragment", std::nullopt;
+  https_url out;
+  out.origin = std::string(url.substr(0, scheme.size())) + std::string(authority);
+  std::transform(out.origin.begin(), out.origin.end(), out.origin.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  std::string_view host = authority, port;
+  if (!authority.empty() && authority[0] == '[') {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos) return why = "an unclosed [", std::nullopt;
+    host = authority.substr(1, close - 1);
+    auto after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return why = "garbage after ]", std::nullopt;
+      port = after.substr(1);
+    }
+    boost::system::error_code ec;
+    asio::ip::make_address_v6(std::string(host), ec);
+    if (ec) return why = "not an IPv6 address in []", std::nullopt;
+  } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  if (host.empty()) return why = "has no host", std::nullopt;
+  if (port.data() != nullptr && !port.empty()) {
+    unsigned p = 0;
+    auto [pend, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (ec != std::errc() || pend != port.data() + port.size() || p == 0 || p > 65535)
+      return why = "has an invalid port", std::nullopt;
+    out.port = static_cast<std::uint16_t>(p);
+  }
+  out.host = std::string(host);
+  std::transform(out.host.begin(), out.host.end(), out.host.begin(), [](unsigned char c) { return std::tolower(c); });
+  out.target = end == std::string_view::npos ? "/" : std::string(rest.substr(end));
+  if (out.target[0] == '?') out.target.insert(0, "/");
+  return out;
+}
+
+namespace {
+
+// The addresses of the URL's host that may be connected to; `why` when there are none.
+asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy const& policy, https_url const& url,
+                                                              std::chrono::milliseconds timeout, std::string& why,
+                                                              bool& forbidden, bool all_must_pass) {
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<tcp::endpoint> out;
+  boost::system::error_code literal_error;
+  auto literal = asio::ip::make_address(url.host, literal_error);
+  bool listed = policy.host_listed(url.host);
+  if (!literal_error) {
+    if (listed || policy.allows(literal))
+      out.emplace_back(literal, url.port);
+    else
+      why = "the address " + url.host + " is not public", forbidden = true;
+    co_return out;
+  }
+  tcp::resolver resolver(ex);
+  asio::steady_timer timer(ex, timeout);
+  timer.async_wait([&resolver](boost::system::error_code ec) {
+    if (!ec) resolver.cancel();
+  });
+  auto [ec, results] = co_await resolver.async_resolve(url.host, std::to_string(url.port), tuple_awaitable);
+  timer.cancel();
+  if (ec) {
+    why = "cannot resolve " + url.host + ": " + ec.message();
+    forbidden = true;
+    co_return out;
+  }
+  for (auto const& r : results) {
+    auto a = r.endpoint().address();
+    if (listed || policy.allows(a)) {
+      out.push_back(r.endpoint());
+    } else {
+      why = url.host + " resolves to " + a.to_string() + ", which is not public";
+      forbidden = true;
+      if (all_must_pass) {
+        out.clear();
+        co_return out;
+      }
+    }
+  }
+  if (!out.empty()) forbidden = false;
+  co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<std::string> check_endpoint(address_policy const& policy, https_url url,
+                                            std::chrono::milliseconds timeout) {
+  std::string why;
+  bool forbidden = false;
+  auto allowed = co_await allowed_endpoints(policy, url, timeout, why, forbidden, true);
+  if (allowed.empty() && why.empty()) why = url.host + " has no address";
+  co_return allowed.empty() ? why : std::string();
+}
+
+asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const& policy, https_url const& url,
+                                  post_request request, timeouts limits) {
+  http_answer answer;
+  try {
+    auto ex = co_await asio::this_coro::executor;
+    auto endpoints = co_await allowed_endpoints(policy, url, limits.connect, answer.error, answer.forbidden, false);
+    if (endpoints.empty()) {
+      if (answer.error.empty()) answer.error = url.host + " has no address";
+      co_return answer;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(ex, tls);
+    bool literal = false;
+    {
+      boost::system::error_code e;
+      asio::ip::make_address(url.host, e);
+      literal = !e;
+    }
+    if (!literal) SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str());
+    stream.set_verify_mode(asio::ssl::verify_peer);
+    stream.set_verify_callback(asio::ssl::host_name_verification(url.host));
+    auto& tcp_layer = beast::get_lowest_layer(stream);
+    tcp_layer.expires_after(limits.connect);
+    auto [cec, connected] = co_await tcp_layer.async_connect(endpoints, tuple_awaitable);
+    if (cec) {
+      answer.error = "connect: " + cec.message();
+      co_return answer;
+    }
+    tcp_layer.expires_after(limits.answer);
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, tuple_awaitable);
+    if (hec) {
+      answer.error = "TLS: " + hec.message();
+      co_return answer;
+    }
+    http::request<http::string_body> req{http::verb::post, url.target, 11};
+    req.set(http::field::host, url.port == 443 ? url.host : url.host + ":" + std::to_string(url.port));
+    if (url.host.find(':') != std::string::npos)  // IPv6 literal
+      req.set(http::field::host, "[" + url.host + "]" + (url.port == 443 ? "" : ":" + std::to_string(url.port)));
+    req.set(http::field::user_agent, "petchat-node");
+    req.set(http::field::content_type, request.content_type);
+    for (auto const& [name, value] : request.headers) req.set(name, value);
+    req.body() = std::move(request.body);
+    req.prepare_payload();
+    req.keep_alive(false);
+    auto [wec, written] = co_await http::async_write(stream, req, tuple_awaitable);
+    if (wec) {
+      answer.error = "write: " + wec.message();
+      co_return answer;
+    }
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(max_answer_bytes);
+    parser.header_limit(16 * 1024);
+    auto [rec, read] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+    if (rec) {
+      answer.error = "answer: " + rec.message();
+      co_return answer;
+    }
+    answer.status = parser.get().result_int();
+    if (auto ra = parser.get().find(http::field::retry_after); ra != parser.get().end())
+      answer.retry_after_s = retry_after(ra->value());
+    auto [bec, body_read] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+    if (!bec) answer.body = std::move(parser.get().body());  // an oversized or cut body is not needed for the status
+    tcp_layer.close();
+  } catch (std::exception const& e) {
+    answer.status = 0;
+    answer.error = e.what();
+  }
+  co_return answer;
+}
+
+}  // namespace petchat::notify::detail

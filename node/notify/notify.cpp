@@ -1,0 +1,383 @@
+// The notification service's API and its scheduler (docs/PROTOCOL.md, "Push
+// notifications"). The scheduler runs on one strand: it looks at a user when the message
+// service says a message reached them (the push hook), when a wait it set runs out, and on
+// a periodic sweep of the durable push outbox (which is how pushes pending at a restart go
+// out). Looking at a user decides, per target, to wait (a live stream may still
+// acknowledge, the coalescing window, a retry's back-off), to let the push go (the device
+// has it, do-not-disturb, given up), or to send (deliver.cpp).
+#include "node/notify/detail/service.hpp"
+
+#include <openssl/rand.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "base/format/format.hpp"
+#include "node/log/log.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::notify {
+
+namespace asio = boost::asio;
+using errors::code;
+using errors::fail;
+using format::now_ms;
+
+namespace {
+
+constexpr std::int64_t sweep_interval_ms = 30000;
+
+boost::asio::ssl::context make_tls(config::push_section const& o) {
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  tls.set_default_verify_paths();
+  if (!o.ca_file.empty()) {
+    boost::system::error_code ec;
+    tls.load_verify_file(o.ca_file, ec);
+    if (ec) throw std::runtime_error("push.ca_file " + o.ca_file + ": " + ec.message());
+  }
+  return tls;
+}
+
+std::optional<std::string> from_base64url_lenient(std::string text) {
+  while (!text.empty() && text.back() == '=') text.pop_back();  // some clients pad
+  return format::from_base64url(text);
+}
+
+std::string random_id() {
+  unsigned char raw[16];
+  RAND_bytes(raw, sizeof raw);
+  return format::base64url(std::string_view(reinterpret_cast<char*>(raw), sizeof raw));
+}
+
+// Whether the device's session is still there (not logged out, revoked or deleted).
+bool session_live(std::vector<users::session_info> const& sessions, std::string const& device) {
+  for (auto const& s : sessions)
+    if (s.device_id == device) return !s.revoked;
+  return false;
+}
+
+}  // namespace
+
+bool detail::in_dnd(messages::push_settings const& s, std::int64_t now) {
+  if (!s.dnd) return false;
+  auto local = ((now / 60000 + s.utc_offset_min) % 1440 + 1440) % 1440;
+  if (s.dnd_start_min == s.dnd_end_min) return true;
+  if (s.dnd_start_min < s.dnd_end_min) return local >= s.dnd_start_min && local < s.dnd_end_min;
+  return local >= s.dnd_start_min || local < s.dnd_end_min;
+}
+
+notification_service::impl::impl(config::push_section const& o, std::filesystem::path const& data_dir,
+                                 messages::message_service& m, users::user_service& u, ws::ws_manager& s,
+                                 metrics::registry& r)
+    : options(o),
+      messages(m),
+      users(u),
+      streams(s),
+      metrics(r),
+      vapid(detail::vapid_key::load_or_create(data_dir / "vapid.pem")),
+      policy(o.allow_hosts, o.allow_networks),
+      tls(make_tls(o)) {}
+
+notification_service::notification_service(config::push_section const& options, std::filesystem::path const& data_dir,
+                                           messages::message_service& messages, users::user_service& users,
+                                           ws::ws_manager& streams, metrics::registry& metrics)
+    : impl_(std::make_shared<impl>(options, data_dir, messages, users, streams, metrics)) {}
+
+notification_service::~notification_service() {
+  stop();
+}
+
+void notification_service::start(asio::io_context& io) {
+  auto& m = *impl_;
+  m.strand.emplace(asio::make_strand(io));
+  m.timer = std::make_unique<asio::steady_timer>(*m.strand);
+  std::weak_ptr<impl> weak = impl_;
+  m.messages.set_push_hook([weak](std::string const& user, std::uint64_t) {
+    auto self = weak.lock();
+    if (!self || self->stopping) return;
+    bool online = self->streams.presence(user).online;
+    auto at = now_ms() + (online ? std::int64_t(self->options.live_delay_ms) : 0);
+    asio::post(*self->strand, [self, user, at] { self->schedule(user, at); });
+  });
+  m.metrics.add_gauge("petchat_push_outbox_users", "Users with pushes pending (the durable push outbox)",
+                      [weak] {
+                        auto self = weak.lock();
+                        return self ? double(self->messages.push_outbox(1000000).size()) : 0.0;
+                      });
+  m.metrics.add_gauge("petchat_push_outbox_oldest_seconds", "Age of the oldest pending push (0 when none)", [weak] {
+    auto self = weak.lock();
+    if (!self) return 0.0;
+    std::int64_t oldest = 0;
+    for (auto const& p : self->messages.push_outbox(1000000))
+      if (oldest == 0 || p.since_ms < oldest) oldest = p.since_ms;
+    return oldest ? double(now_ms() - oldest) / 1000.0 : 0.0;
+  });
+  m.metrics.add_gauge("petchat_push_in_flight", "Push requests on the wire now", [weak] {
+    auto self = weak.lock();
+    return self ? double(self->in_flight.load()) : 0.0;
+  });
+  auto self = impl_;
+  asio::co_spawn(*m.strand, self->run(), asio::detached);
+}
+
+void notification_service::stop() {
+  auto& m = *impl_;
+  if (m.stopping.exchange(true)) return;
+  if (m.strand) asio::post(*m.strand, [self = impl_] { self->timer->cancel(); });
+}
+
+bool notification_service::enabled() const {
+  return impl_->options.enabled;
+}
+
+std::string notification_service::vapid_public_key() const {
+  return format::base64url(impl_->vapid.public_key());
+}
+
+awaitable<result<messages::push_target>> notification_service::add_target(std::string user_id, std::string device_id,
+                                                                           target_spec spec) {
+  auto& m = *impl_;
+  if (!m.options.enabled) co_return fail(code::push_disabled, "this node does not send push notifications");
+  messages::push_target t;
+  t.user = user_id;
+  t.device_id = device_id;
+  t.kind = spec.kind;
+  t.created_at_ms = now_ms();
+  std::string url_field = "endpoint";
+  if (spec.kind == "webpush" || spec.kind == "unifiedpush") {
+    auto p256dh = from_base64url_lenient(spec.p256dh);
+    if (!p256dh || !detail::valid_p256_point(*p256dh))
+      co_return fail(code::invalid_field, "keys.p256dh must be a P-256 public key (65 bytes, base64url)",
+                     "keys.p256dh");
+    auto auth = from_base64url_lenient(spec.auth);
+    if (!auth || auth->size() != detail::auth_secret_bytes)
+      co_return fail(code::invalid_field, "keys.auth must be 16 bytes, base64url", "keys.auth");
+    t.p256dh = *p256dh;
+    t.auth = *auth;
+  } else if (spec.kind == "matrix") {
+    url_field = "gateway_url";
+    if (spec.app_id.empty() || spec.app_id.size() > 64)
+      co_return fail(code::invalid_field, "app_id must be 1 to 64 bytes", "app_id");
+    if (spec.pushkey.empty() || spec.pushkey.size() > 512)
+      co_return fail(code::invalid_field, "pushkey must be 1 to 512 bytes", "pushkey");
+    if (spec.data_json.size() > 1024)
+      co_return fail(code::invalid_field, "data must be at most 1024 bytes serialized", "data");
+    t.app_id = spec.app_id;
+    t.pushkey = spec.pushkey;
+    t.data_json = spec.data_json.empty() ? "{}" : spec.data_json;
+  } else {
+    co_return fail(code::invalid_field, "kind must be webpush, unifiedpush or matrix", "kind");
+  }
+  std::string why;
+  auto url = detail::parse_https_url(spec.endpoint, why);
+  if (!url) co_return fail(code::invalid_field, url_field + ": " + why, url_field);
+  auto refused = co_await detail::check_endpoint(m.policy, *url, std::chrono::milliseconds(m.options.connect_timeout_ms));
+  if (!refused.empty())
+    co_return fail(code::push_endpoint_forbidden,
+                   url_field + ": " + refused + " (push endpoints must be public unless the operator allows them)",
+                   url_field);
+  t.endpoint = spec.endpoint;
+  t.id = random_id();
+  auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device);
+  co_return stored;
+}
+
+awaitable<errors::status> notification_service::remove_target(std::string user_id, std::string device_id,
+                                                              std::string id) {
+  auto removed = co_await impl_->messages.remove_push_target(user_id, device_id, id);
+  if (!removed) co_return removed.error();
+  if (!removed.value()) co_return fail(code::push_target_not_found, "this device has no push target '" + id + "'");
+  co_return errors::ok();
+}
+
+outbox_status notification_service::status() const {
+  auto& m = *impl_;
+  outbox_status s;
+  s.enabled = m.options.enabled;
+  for (auto const& p : m.messages.push_outbox(1000000)) {
+    ++s.users;
+    if (s.oldest_ms == 0 || p.since_ms < s.oldest_ms) s.oldest_ms = p.since_ms;
+  }
+  s.in_flight = m.in_flight;
+  {
+    std::lock_guard lock(m.retry_mutex);
+    s.retrying = m.retry_at.size();
+  }
+  s.targets = m.messages.push_target_count();
+  return s;
+}
+
+std::vector<target_status> notification_service::targets_of(std::string const& user_id) const {
+  std::vector<target_status> out;
+  for (auto& t : impl_->messages.push_targets(user_id)) {
+    auto next = impl_->next_try(detail::target_key(t));
+    out.push_back({std::move(t), next});
+  }
+  return out;
+}
+
+// The scheduler, on the strand.
+
+std::int64_t notification_service::impl::next_try(std::string const& key) const {
+  std::lock_guard lock(retry_mutex);
+  auto it = retry_at.find(key);
+  return it == retry_at.end() ? 0 : it->second;
+}
+
+void notification_service::impl::schedule(std::string const& user, std::int64_t at) {
+  if (stopping) return;
+  auto it = due_by_user.find(user);
+  if (it != due_by_user.end()) {
+    if (it->second <= at) return;
+    due.erase({it->second, user});
+  }
+  due_by_user[user] = at;
+  due.emplace(at, user);
+  if (timer_at == 0 || at < timer_at) timer->cancel();  // the loop wakes earlier
+}
+
+asio::awaitable<void> notification_service::impl::run() {
+  auto self = shared_from_this();
+  std::int64_t next_sweep = 0;
+  while (!stopping) {
+    auto now = now_ms();
+    if (now >= next_sweep) {
+      sweep();
+      next_sweep = now + sweep_interval_ms;
+    }
+    while (!due.empty() && due.begin()->first <= now && !stopping) {
+      auto user = due.begin()->second;
+      due.erase(due.begin());
+      due_by_user.erase(user);
+      try {
+        process(user);
+      } catch (std::exception const& e) {
+        log::get("notify")->error("push: looking at {} failed: {}", user, e.what());
+      }
+    }
+    auto wake = next_sweep;
+    if (!due.empty()) wake = std::min(wake, due.begin()->first);
+    timer_at = wake;
+    timer->expires_after(std::chrono::milliseconds(std::max<std::int64_t>(wake - now_ms(), 0)));
+    co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    timer_at = 0;
+  }
+}
+
+// Every user in the outbox is looked at (at start: the pushes a restart left pending).
+void notification_service::impl::sweep() {
+  auto now = now_ms();
+  for (auto const& p : messages.push_outbox(100000)) schedule(p.user, now);
+}
+
+void notification_service::impl::spawn_for(std::string const& key, std::string const& user,
+                                           asio::awaitable<void> op) {
+  busy.insert(key);
+  auto self = shared_from_this();
+  auto wrapped = [](std::shared_ptr<impl> self, std::string key, std::string user,
+                    asio::awaitable<void> op) -> asio::awaitable<void> {
+    try {
+      co_await std::move(op);
+    } catch (std::exception const& e) {
+      log::get("notify")->error("push: {}", e.what());
+    }
+    self->busy.erase(key);
+    self->schedule(user, now_ms());
+  };
+  asio::co_spawn(*strand, wrapped(self, key, user, std::move(op)), asio::detached);
+}
+
+asio::awaitable<void> notification_service::impl::settle(std::string user, std::uint64_t last_seq) {
+  co_await messages.push_settled(user, last_seq);
+}
+
+asio::awaitable<void> notification_service::impl::end_device(std::string user, std::string device) {
+  auto removed = co_await messages.remove_device_push(user, device);
+  if (removed)
+    for (std::size_t i = 0; i < removed.value(); ++i) metrics.push_target_removed("session_ended");
+}
+
+// A push that will not be sent: the target counts as pushed through `through`.
+asio::awaitable<void> notification_service::impl::let_go(messages::push_target t, std::uint64_t through,
+                                                         char const* result) {
+  if (result) metrics.push_sent(t.kind, result);
+  t.pushed_through = through;
+  co_await messages.push_tried(t);
+}
+
+void notification_service::impl::process(std::string const& user) {
+  auto pending = messages.pending_push(user);
+  if (!pending) return;
+  auto now = now_ms();
+  auto last_seq = pending->last_seq;
+  auto targets = messages.push_targets(user);
+  auto settle_key = "settle/" + user;
+  if (!options.enabled || targets.empty()) {
+    if (!busy.contains(settle_key)) spawn_for(settle_key, user, settle(user, last_seq));
+    return;
+  }
+  auto name = user.substr(0, user.find('@'));
+  auto sessions = users.list_sessions(name);
+  bool online = streams.presence(user).online;
+  bool settled = true;
+  std::int64_t wake = 0;
+  auto wake_at = [&](std::int64_t at) { wake = wake == 0 ? at : std::min(wake, at); };
+  std::set<std::string> ended;
+  for (auto& t : targets) {
+    auto key = detail::target_key(t);
+    if (busy.contains(key)) {
+      settled = false;  // its end looks again
+      continue;
+    }
+    if (!session_live(sessions, t.device_id)) {
+      if (ended.insert(t.device_id).second) spawn_for(key, user, end_device(user, t.device_id));
+      settled = false;
+      continue;
+    }
+    auto position = std::max(messages.acked(user, t.device_id), t.pushed_through);
+    if (position >= last_seq) continue;
+    settled = false;
+    if (now - pending->since_ms > std::int64_t(options.give_up_s) * 1000) {
+      spawn_for(key, user, let_go(t, last_seq, "dropped"));
+      continue;
+    }
+    std::int64_t at = now;
+    if (online) at = std::max(at, pending->since_ms + std::int64_t(options.live_delay_ms));
+    at = std::max(at, t.last_push_ms + std::int64_t(options.coalesce_ms));
+    at = std::max(at, next_try(key));
+    if (at > now) {
+      wake_at(at);
+      continue;
+    }
+    if (in_flight >= options.max_in_flight) {
+      wake_at(now + 100);
+      continue;
+    }
+    auto settings = messages.push_settings_of(user, t.device_id);
+    if (detail::in_dnd(settings, now)) {
+      spawn_for(key, user, let_go(t, last_seq, nullptr));
+      continue;
+    }
+    auto n = summarize(user, position, settings.previews);
+    n.through = std::max(n.through, last_seq);
+    if (n.count == 0) {
+      spawn_for(key, user, let_go(t, last_seq, nullptr));
+      continue;
+    }
+    ++in_flight;
+    spawn_for(key, user, send(std::move(t), std::move(n)));
+  }
+  if (settled && !busy.contains(settle_key))
+    spawn_for(settle_key, user, settle(user, last_seq));
+  else if (wake != 0)
+    schedule(user, wake);
+}
+
+}  // namespace petchat::notify

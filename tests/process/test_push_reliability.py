@@ -1,0 +1,178 @@
+"""Push notifications when endpoints misbehave, and across a crash (docs/PROTOCOL.md, "Push
+notifications", "Reliability" and "Which endpoints"): retries with back-off, Retry-After on
+429 and 503, targets removed on 404 and 410, redirects never followed, an endpoint that
+hangs does not hold up the others, and a node killed with pushes pending sends them after
+it starts again, once.
+
+Written from the protocol document only; helpers in test_push.PushCase, the receiving end
+(and the endpoint that never answers) in pushrecv.py. Timing is asserted only as lower
+bounds with slack (Retry-After); everything else is waited for with generous deadlines.
+"""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pushrecv import DeadEndpoint, Reply, Subscription  # noqa: E402
+from test_push import QUIET_S, WAIT_S, PushCase  # noqa: E402
+
+SLACK_S = 0.3
+
+
+class RetryTest(PushCase):
+
+    def test_a_failing_push_is_retried_until_it_succeeds(self):
+        self.start()
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob = self.person("alice"), self.person("bob")
+        _, sub, path = self.webpush(bob.login("phone"), recv)
+        recv.script(path, [Reply(500), Reply(500, json={"error": "later"})])
+        retry0 = self.metric("petchat_push_sent_total", kind="webpush", result="retry")
+        ok0 = self.metric("petchat_push_sent_total", kind="webpush", result="ok")
+        acc = self.ws(alice.login()).send_message(bob.id, "third time lucky")
+        reqs = recv.wait_requests(path, 3, WAIT_S, answered=True)
+        self.assertEqual([r.status for r in reqs[:3]], [500, 500, 201])
+        for r in reqs[:3]:
+            n = self.open_webpush(r, sub, key, recv)
+            self.assertNotification(n, bob.id, alice.id, acc, count=1)
+        recv.assert_quiet(path, QUIET_S)
+        self.assertEqual(recv.count(path), 3, "nothing more once it succeeded")
+        self.wait_metric("petchat_push_sent_total", retry0 + 2, kind="webpush", result="retry")
+        self.wait_metric("petchat_push_sent_total", ok0 + 1, kind="webpush", result="ok")
+
+    def test_retry_after_is_honoured_on_429_and_503(self):
+        self.start()
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        _, _, path_429 = self.webpush(bob.login("phone"), recv)
+        _, _, path_503 = self.webpush(bob.login("laptop"), recv, kind="unifiedpush")
+        recv.script(path_429, [Reply(429, headers={"Retry-After": "2"})])
+        recv.script(path_503, [Reply(503, headers={"Retry-After": "3"})])
+        self.ws(alice.login()).send_message(bob.id, "not so fast")
+        for path, wait_s in ((path_429, 2), (path_503, 3)):
+            r0, r1 = recv.wait_requests(path, 2, WAIT_S)[:2]
+            self.assertGreaterEqual(r1.t - r0.t, wait_s - SLACK_S,
+                                    "the retry on %s came %.2f s after a Retry-After of %d s" % (path, r1.t - r0.t, wait_s))
+
+    def test_gone_endpoints_are_removed(self):
+        self.start()
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        phone, laptop, tablet = bob.login("phone"), bob.login("laptop"), bob.login("tablet")
+        t410, _, path_410 = self.webpush(phone, recv)
+        t404, _, path_404 = self.webpush(laptop, recv, kind="unifiedpush")
+        _, _, path_ok = self.webpush(tablet, recv)
+        recv.script(path_410, then=Reply(410))
+        recv.script(path_404, then=Reply(404))
+        removed0 = self.metric("petchat_push_targets_removed_total", reason="gone")
+        gone0 = self.metric("petchat_push_sent_total", result="gone")
+        a = self.ws(alice.login())
+        a.send_message(bob.id, "anyone there?")
+        recv.wait_requests(path_410, 1, WAIT_S)
+        recv.wait_requests(path_404, 1, WAIT_S)
+        recv.wait_requests(path_ok, 1, WAIT_S)
+        self.wait_target_gone(phone, t410["id"])
+        self.wait_target_gone(laptop, t404["id"])
+        self.assertEqual(len(self.targets(tablet)), 1, "the healthy target stays")
+        self.wait_metric("petchat_push_targets_removed_total", removed0 + 2, reason="gone")
+        self.wait_metric("petchat_push_sent_total", gone0 + 2, result="gone")
+        self.assertNotIn(t410["id"], [t["id"] for t in self.admin_targets(bob.name)])
+        a.send_message(bob.id, "still nobody?")
+        recv.wait_requests(path_ok, 2, WAIT_S)
+        recv.assert_quiet(path_410, QUIET_S, already=1)
+        self.assertEqual(recv.count(path_404), 1, "a removed target is never pushed again")
+
+    def test_redirects_are_not_followed(self):
+        self.start()
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        s = bob.login("phone")
+        t, _, path = self.webpush(s, recv)
+        elsewhere = "/wp/elsewhere"
+        recv.script(path, then=Reply(302, headers={"Location": recv.url(elsewhere)}))
+        failed0 = self.metric("petchat_push_sent_total", kind="webpush", result="failed")
+        self.ws(alice.login()).send_message(bob.id, "follow me")
+        recv.wait_requests(path, 1, WAIT_S)
+        self.wait_metric("petchat_push_sent_total", failed0 + 1, kind="webpush", result="failed")
+        recv.assert_quiet(None, QUIET_S, already=1)
+        self.assertEqual(recv.count(elsewhere), 0, "the redirect's target got nothing")
+        self.assertEqual(recv.count(path), 1, "a redirect is a failure for good: not retried")
+
+
+class DeadEndpointTest(PushCase):
+
+    def test_an_endpoint_that_never_answers_holds_up_no_one(self):
+        # The hung connection outlasts every wait below: only pushes made beside it can
+        # arrive in time.
+        self.start(push={"connect_timeout_ms": 60000, "response_timeout_ms": 60000})
+        recv = self.receiver()
+        dead = DeadEndpoint()
+        self.addCleanup(dead.close)
+        key = self.vapid_key()
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        r = self.add_target(bob.login("phone"), {"kind": "webpush", "endpoint": dead.url("/wp/dead"),
+                                                 "keys": Subscription().keys()})
+        self.assertStatus(r, 201)
+        _, sub_b, path_b = self.webpush(bob.login("laptop"), recv)
+        _, sub_c, path_c = self.webpush(carol.login("phone"), recv)
+        a = self.ws(alice.login())
+        to_bob = a.send_message(bob.id, "one of your devices is stuck")
+        dead.wait_accepted(1, WAIT_S)
+        n = self.open_webpush(recv.wait_requests(path_b, 1, WAIT_S)[0], sub_b, key, recv)
+        self.assertNotification(n, bob.id, alice.id, to_bob)
+        to_carol = a.send_message(carol.id, "hello carol")
+        n = self.open_webpush(recv.wait_requests(path_c, 1, WAIT_S)[0], sub_c, key, recv)
+        self.assertNotification(n, carol.id, alice.id, to_carol)
+        self.assertGreaterEqual(dead.open_connections(), 1, "the dead endpoint's connection is still open")
+        self.node.stop()  # nor does it hold up the node's shutdown (exit 0 within 5 s of SIGTERM)
+
+
+class RestartTest(PushCase):
+
+    def test_pending_pushes_survive_kill9_and_none_is_sent_twice(self):
+        window_ms = 5000
+        node = self.start(push={"coalesce_ms": window_ms})
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice = self.person("alice")
+        failing = {}
+        for base in ("bob", "carol", "dave"):
+            p = self.person(base)
+            _, sub, path = self.webpush(p.login("phone"), recv)
+            recv.script(path, then=Reply(503))
+            failing[p.id] = (p, sub, path)
+        erin = self.person("erin")
+        _, sub_e, path_e = self.webpush(erin.login("phone"), recv)
+        a = self.ws(alice.login())
+        sent = {uid: a.send_message(uid, "before the crash") for uid in failing}
+        a.send_message(erin.id, "before the crash, delivered")
+        for uid, (_, _, path) in failing.items():
+            recv.wait_requests(path, 1, WAIT_S, answered=True)
+        self.assertEqual(recv.wait_requests(path_e, 1, WAIT_S, answered=True)[0].status, 201)
+        st = self.admin_push()
+        self.assertGreaterEqual(st["outbox"]["users"], 1, "pushes are pending: %s" % st)
+
+        node.kill9()
+        a.close()
+        old = {id(r) for r in recv.requests()}
+        for _, _, path in failing.values():
+            recv.script(path)  # 201 from now on
+        node.start()
+        for uid, (p, sub, path) in failing.items():
+            req = recv.wait_for(lambda r: r.path == path and r.status == 201 and id(r) not in old,
+                                WAIT_S + window_ms / 1000.0, "%s's push after the restart" % uid)
+            n = self.open_webpush(req, sub, key, recv)
+            self.assertNotification(n, uid, alice.id, sent[uid], count=1)
+        recv.assert_quiet(None, QUIET_S, already=len(old) + len(failing))
+        for uid, (_, _, path) in failing.items():
+            delivered = [r for r in recv.requests(path) if r.status == 201]
+            self.assertEqual(len(delivered), 1, "%s was pushed %d times" % (uid, len(delivered)))
+        self.assertEqual(recv.count(path_e), 1, "erin's push was sent before the crash: not again")
+        self.wait_until(lambda: self.admin_push()["outbox"]["users"] == 0, "the outbox drains")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
