@@ -220,6 +220,36 @@ void print_federation(json::value const& answer) {
     print_table({"REJECTED", "COUNT"}, rows);
 }
 
+void print_push(json::value const& answer) {
+  auto const& o = answer.as_object();
+  if (!o.at("enabled").as_bool()) {
+    std::cout << "push notifications are off (push.enabled = false)\n";
+    return;
+  }
+  auto const& outbox = o.at("outbox").as_object();
+  print_table({"FIELD", "VALUE"}, {{"push", "on"},
+                                   {"targets", field(o, "targets")},
+                                   {"users with pushes pending", field(outbox, "users")},
+                                   {"oldest pending", field(outbox, "oldest_age_s") + " s"},
+                                   {"requests in flight", field(o, "in_flight")},
+                                   {"targets retrying", field(o, "retrying")}});
+}
+
+void print_push_targets(json::value const& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& t : answer.as_object().at("targets").as_array()) {
+    auto const& to = t.as_object();
+    auto where = to.contains("endpoint") ? field(to, "endpoint") : field(to, "gateway_url");
+    auto last = field(to, "last_push_at");
+    rows.push_back({field(to, "id"), field(to, "device_id"), field(to, "kind"), where, field(to, "pushed_through_seq"),
+                    last.empty() ? "never" : last, field(to, "failures")});
+  }
+  if (rows.empty())
+    std::cout << "no push targets\n";
+  else
+    print_table({"ID", "DEVICE", "KIND", "ENDPOINT", "PUSHED THROUGH", "LAST PUSH", "FAILURES"}, rows);
+}
+
 // The words of the command line, filled in by the parser.
 struct arguments {
   std::string name, display_name, device_id, user_filter;
@@ -325,6 +355,18 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
   out.push_back({assets, [](context& c, json::value& ans, show_fn& show) {
                    show = print_assets;
                    return request(c, "GET", "/v1/admin/assets", nullptr, ans);
+                 }});
+  auto* push = app.add_subcommand("push", "push notifications: the outbox, a user's targets")->require_subcommand(1);
+  out.push_back({push->add_subcommand("status", "the push outbox, requests in flight, retries"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = print_push;
+                   return request(c, "GET", "/v1/admin/push", nullptr, ans);
+                 }});
+  auto* push_targets = push->add_subcommand("targets", "a user's push targets and what was pushed to them");
+  push_targets->add_option("name", a.name, "user name")->required();
+  out.push_back({push_targets, [&a](context& c, json::value& ans, show_fn& show) {
+                   show = print_push_targets;
+                   return request(c, "GET", "/v1/admin/push/targets?user=" + encode(a.name), nullptr, ans);
                  }});
   auto* federation = app.add_subcommand("federation", "the link to other regions")->require_subcommand(1);
   out.push_back({federation->add_subcommand("status", "link state, known regions, backlogs, rejected envelopes"),

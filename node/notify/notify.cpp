@@ -106,6 +106,12 @@ void notification_service::start(asio::io_context& io) {
     auto at = now_ms() + (online ? std::int64_t(self->options.live_delay_ms) : 0);
     asio::post(*self->strand, [self, user, at] { self->schedule(user, at); });
   });
+  m.users.on_sessions_changed([weak](std::string const& name) {
+    auto self = weak.lock();
+    if (!self || self->stopping) return;
+    auto user = name + "@" + self->users.region();
+    asio::post(*self->strand, [self, user] { self->end_sessions(user); });
+  });
   m.metrics.add_gauge("petchat_push_outbox_users", "Users with pushes pending (the durable push outbox)",
                       [weak] {
                         auto self = weak.lock();
@@ -312,6 +318,17 @@ asio::awaitable<void> notification_service::impl::let_go(messages::push_target t
   co_await messages.push_tried(t);
 }
 
+// Removes the targets of the user's devices whose sessions ended.
+void notification_service::impl::end_sessions(std::string const& user) {
+  auto targets = messages.push_targets(user);
+  if (targets.empty()) return;
+  auto sessions = users.list_sessions(user.substr(0, user.find('@')));
+  for (auto const& t : targets) {
+    auto key = "end/" + user + '/' + t.device_id;
+    if (!session_live(sessions, t.device_id) && !busy.contains(key)) spawn_for(key, user, end_device(user, t.device_id));
+  }
+}
+
 void notification_service::impl::process(std::string const& user) {
   auto pending = messages.pending_push(user);
   if (!pending) return;
@@ -337,7 +354,9 @@ void notification_service::impl::process(std::string const& user) {
       continue;
     }
     if (!session_live(sessions, t.device_id)) {
-      if (ended.insert(t.device_id).second) spawn_for(key, user, end_device(user, t.device_id));
+      auto end_key = "end/" + user + '/' + t.device_id;
+      if (ended.insert(t.device_id).second && !busy.contains(end_key))
+        spawn_for(end_key, user, end_device(user, t.device_id));
       settled = false;
       continue;
     }

@@ -48,7 +48,9 @@ awaitable<result<profile>> user_service::set_password(std::string name, std::str
     u.set_password_hash(hash);
     m.revoke_all(txn, n);
   };
-  co_return co_await m.modify_user(*bare, std::move(change));
+  auto changed = co_await m.modify_user(*bare, std::move(change));
+  if (changed) m.tell_sessions_changed(*bare);
+  co_return changed;
 }
 
 awaitable<errors::status> user_service::delete_user(std::string name) {
@@ -76,7 +78,12 @@ awaitable<errors::status> user_service::delete_user(std::string name) {
   auto outcome = co_await async::write(m.env, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be deleted");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::user_not_found, "no user '" + name + "'");
+  m.tell_sessions_changed(*bare);
   co_return errors::ok();
+}
+
+void user_service::on_sessions_changed(std::function<void(std::string const& name)> fn) {
+  impl_->sessions_changed = std::move(fn);
 }
 
 std::vector<session_info> user_service::list_sessions(std::optional<std::string> user) const {
@@ -114,9 +121,11 @@ awaitable<errors::status> user_service::revoke_session(std::string device_id_tex
   auto raw = format::from_base64url(device_id_text);
   if (!raw || raw->size() != device_id_bytes)
     co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
-  store::lmdb_env::write_fn mutation = [&m, id = *raw](store::lmdb_txn& txn) {
+  auto owner = std::make_shared<std::string>();
+  store::lmdb_env::write_fn mutation = [&m, id = *raw, owner](store::lmdb_txn& txn) {
     auto device = m.read_device(txn, id);
     if (!device) return false;
+    *owner = device->user_name();
     device->set_revoked(true);
     txn.put(m.devices, id, device->SerializeAsString());
     return true;
@@ -125,6 +134,7 @@ awaitable<errors::status> user_service::revoke_session(std::string device_id_tex
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the session could not be revoked");
   if (outcome == store::write_outcome::rolled_back)
     co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
+  m.tell_sessions_changed(*owner);
   co_return errors::ok();
 }
 

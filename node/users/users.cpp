@@ -178,6 +178,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   auto outcome = co_await async::write(m.env, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the session could not be stored");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::invalid_credentials, "wrong name or password");
+  m.tell_sessions_changed(name);  // the device cap may have ended one
   co_return m.issue(device, std::move(refresh_token));
 }
 
@@ -241,6 +242,7 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
       // (durably: this write commits) so neither holder can continue.
       device->set_revoked(true);
       txn.put(m.devices, device_id, device->SerializeAsString());
+      st->device = *device;
       st->error = fail(code::refresh_token_reused, "this refresh token was already used; the session is revoked");
       return true;
     }
@@ -249,6 +251,7 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the session could not be updated");
+  if (st->error && st->error->code == code::refresh_token_reused) m.tell_sessions_changed(st->device.user_name());
   if (st->error) co_return *st->error;
   co_return m.issue(st->device, std::move(new_token));
 }

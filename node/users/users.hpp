@@ -25,6 +25,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <functional>
 #include <boost/asio/thread_pool.hpp>
 
 #include <cstdint>
@@ -190,6 +191,10 @@ class user_service {
   // invalid_refresh_token. Errors: session_not_found (malformed id, or no such session),
   // internal. Any executor.
   awaitable<errors::status> revoke_session(std::string device_id);
+  // Who is told, after the commit, that sessions of a user (bare name) may have ended:
+  // logout, revocation, a reused refresh token, a password reset, deletion, the device
+  // cap. Before traffic; it runs on the caller's executor and must not block.
+  void on_sessions_changed(std::function<void(std::string const& name)> fn);
   // Users, disabled users and active sessions (neither revoked nor expired): two
   // whole-table scans in separate read transactions (not one snapshot), on the calling
   // thread (the admin API runs it on the CPU pool). No errors.

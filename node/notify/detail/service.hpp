@@ -80,6 +80,7 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   boost::asio::awaitable<void> run();
   void process(std::string const& user);
   void sweep();
+  void end_sessions(std::string const& user);
   std::int64_t next_try(std::string const& key) const;
   // Runs `op` (a write) for target `key` on the strand, marked busy until it is done;
   // then looks at `user` again.

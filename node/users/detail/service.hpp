@@ -2,6 +2,8 @@
 // registration, login, tokens, profiles; admin.cpp: the admin operations).
 #pragma once
 
+#include <functional>
+
 #include "node/users/users.hpp"
 
 #include <algorithm>
@@ -81,6 +83,11 @@ struct user_service::impl {
   // Verified against when the user does not exist, so that an unknown name costs as much
   // time as a wrong password and response times do not reveal which names exist.
   std::string dummy_hash;
+  // Told after a commit that may have ended sessions of a user (set before traffic).
+  std::function<void(std::string const& name)> sessions_changed;
+  void tell_sessions_changed(std::string const& name) const {
+    if (sessions_changed) sessions_changed(name);
+  }
 
   impl(config::users_section const& o, std::string r, config::store_section const& store,
        std::filesystem::path const& data_dir, identity::region_identity const& id, boost::asio::thread_pool& pool)
