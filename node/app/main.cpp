@@ -314,11 +314,12 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   assets::asset_service assets(cfg.assets, data_dir / "assets", messages);
   if (fed) connect_assets(*fed, assets);
   std::unique_ptr<notify::notification_service> push;
-  if (cfg.push.enabled) push = std::make_unique<notify::notification_service>(cfg.push, data_dir, messages, users, manager, metrics);
+  if (cfg.push.enabled)
+    push = std::make_unique<notify::notification_service>(cfg.push, data_dir, messages, users, manager, metrics);
   auto limits = limits_of(cfg.gateway);
   gateway::http_server chat(
-      io, limits, gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets,
-                                     push.get()),
+      io, limits,
+      gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets, push.get()),
       "gateway");
   chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
@@ -355,9 +356,9 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
 
   chat.start();
   admin.start();
+  if (push) push->start(io);  // before the link applies anything: its hook sees every message
   if (fed) fed->start();
   assets.start(io);
-  if (push) push->start(io);
   asio::co_spawn(io,
                  sweep_expired_messages(messages, manager,
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),

@@ -274,10 +274,12 @@ reader::section push_keys(reader& rd, node_config& c) {
                                     if (v.empty() || v.size() > 253) return "expected a host name";
                                     return std::nullopt;
                                   })},
-      {"allow_networks", string_list(rd, p.allow_networks, [](std::string const& v) -> std::optional<std::string> {
-         if (!valid_cidr(v)) return "expected a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8";
-         return std::nullopt;
-       })},
+      {"allow_networks", string_list(rd, p.allow_networks,
+                                     [](std::string const& v) -> std::optional<std::string> {
+                                       if (!valid_cidr(v))
+                                         return "expected a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8";
+                                       return std::nullopt;
+                                     })},
   };
 }
 

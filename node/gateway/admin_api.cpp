@@ -37,12 +37,13 @@ response push_answer(admin_api const& api, request const& r, std::string const& 
   if (action.empty()) {
     auto s = api.push->status();
     auto now = format::now_ms();
-    return json_response(200, json::object{{"enabled", s.enabled},
-                                            {"outbox", json::object{{"users", s.users},
-                                                                    {"oldest_age_s", s.oldest_ms ? (now - s.oldest_ms) / 1000 : 0}}},
-                                            {"in_flight", s.in_flight},
-                                            {"retrying", s.retrying},
-                                            {"targets", s.targets}});
+    return json_response(
+        200, json::object{{"enabled", s.enabled},
+                          {"outbox", json::object{{"users", s.users},
+                                                  {"oldest_age_s", s.oldest_ms ? (now - s.oldest_ms) / 1000 : 0}}},
+                          {"in_flight", s.in_flight},
+                          {"retrying", s.retrying},
+                          {"targets", s.targets}});
   }
   if (action != "targets") return error_response(fail(code::not_found, "no endpoint " + r.path));
   auto name = query_param(r.query, "user");

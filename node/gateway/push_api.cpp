@@ -13,10 +13,8 @@ using errors::fail;
 using namespace detail;
 
 json::object detail::push_target_json(messages::push_target const& t) {
-  json::object o{{"id", t.id},
-                 {"kind", t.kind},
-                 {"device_id", t.device_id},
-                 {"created_at", format::rfc3339(t.created_at_ms)}};
+  json::object o{
+      {"id", t.id}, {"kind", t.kind}, {"device_id", t.device_id}, {"created_at", format::rfc3339(t.created_at_ms)}};
   if (t.kind == "matrix") {
     o["gateway_url"] = t.endpoint;
     o["app_id"] = t.app_id;
@@ -65,8 +63,7 @@ awaitable<response> add_target(std::shared_ptr<user_api> api, users::principal w
     spec.endpoint = endpoint.value();
     auto const* keys = o.if_contains("keys");
     if (!keys) co_return error_response(fail(code::missing_field, "keys is required", "keys"));
-    if (!keys->is_object())
-      co_return error_response(fail(code::invalid_field, "keys must be an object", "keys"));
+    if (!keys->is_object()) co_return error_response(fail(code::invalid_field, "keys must be an object", "keys"));
     auto p256dh = string_or_empty(keys->as_object(), "p256dh", "keys.p256dh");
     if (!p256dh) co_return error_response(p256dh.error());
     auto auth = string_or_empty(keys->as_object(), "auth", "keys.auth");
@@ -115,12 +112,12 @@ awaitable<response> put_settings(std::shared_ptr<user_api> api, users::principal
   messages::push_settings s;
   auto const& o = body.value();
   if (auto const* p = o.if_contains("previews"); p && !p->is_null()) {
-    if (!p->is_bool()) co_return error_response(fail(code::invalid_field, "previews must be true or false", "previews"));
+    if (!p->is_bool())
+      co_return error_response(fail(code::invalid_field, "previews must be true or false", "previews"));
     s.previews = p->as_bool();
   }
   if (auto const* d = o.if_contains("dnd"); d && !d->is_null()) {
-    if (!d->is_object())
-      co_return error_response(fail(code::invalid_field, "dnd must be an object or null", "dnd"));
+    if (!d->is_object()) co_return error_response(fail(code::invalid_field, "dnd must be an object or null", "dnd"));
     auto start = minutes_of(d->as_object().if_contains("start"));
     auto end = minutes_of(d->as_object().if_contains("end"));
     if (!start) co_return error_response(fail(code::invalid_field, "dnd.start must be \"HH:MM\"", "dnd.start"));

@@ -174,7 +174,7 @@ struct push_target {
   std::string user, device_id;
   std::string kind;  // "webpush", "unifiedpush", "matrix"
   std::string endpoint;
-  std::string p256dh, auth;                 // raw bytes (Web Push)
+  std::string p256dh, auth;                // raw bytes (Web Push)
   std::string app_id, pushkey, data_json;  // Matrix
   std::int64_t created_at_ms = 0;
   std::uint64_t pushed_through = 0;  // mailbox seq the last push covered

@@ -228,8 +228,7 @@ push_settings message_service::push_settings_of(std::string const& user, std::st
   return s;
 }
 
-awaitable<errors::status> message_service::set_push_settings(std::string user, std::string device_id,
-                                                             push_settings s) {
+awaitable<errors::status> message_service::set_push_settings(std::string user, std::string device_id, push_settings s) {
   auto& m = *impl_;
   records::push_settings_record r;
   r.set_previews(s.previews);

@@ -111,8 +111,8 @@ detail::notification notification_service::impl::summarize(std::string const& us
 }
 
 std::optional<detail::post_request> notification_service::impl::request_for(messages::push_target const& t,
-                                                                             detail::notification const& n,
-                                                                             detail::https_url const& url) const {
+                                                                            detail::notification const& n,
+                                                                            detail::https_url const& url) const {
   detail::post_request r;
   if (t.kind == "matrix") {
     json::object data;
@@ -120,8 +120,8 @@ std::optional<detail::post_request> notification_service::impl::request_for(mess
     if (auto v = json::parse(t.data_json, ec); !ec && v.is_object()) data = v.as_object();
     bool ids_only = false;
     if (auto const* f = data.if_contains("format")) ids_only = f->is_string() && f->as_string() == "event_id_only";
-    json::object device{{"app_id", t.app_id}, {"pushkey", t.pushkey}, {"pushkey_ts", t.created_at_ms / 1000},
-                        {"data", data}};
+    json::object device{
+        {"app_id", t.app_id}, {"pushkey", t.pushkey}, {"pushkey_ts", t.created_at_ms / 1000}, {"data", data}};
     json::object note{{"event_id", n.message_id},
                       {"room_id", n.conversation_id},
                       {"prio", "high"},
@@ -175,7 +175,8 @@ asio::awaitable<void> notification_service::impl::send(messages::push_target t, 
                                    {std::chrono::milliseconds(options.connect_timeout_ms),
                                     std::chrono::milliseconds(options.response_timeout_ms)});
   else
-    answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why, answer.forbidden = true;
+    answer = {.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why,
+              .forbidden = true};
   --in_flight;
   auto result = judge(t, answer);
   metrics.push_sent(t.kind, name_of(result));

@@ -112,11 +112,10 @@ void notification_service::start(asio::io_context& io) {
     auto user = name + "@" + self->users.region();
     asio::post(*self->strand, [self, user] { self->end_sessions(user); });
   });
-  m.metrics.add_gauge("petchat_push_outbox_users", "Users with pushes pending (the durable push outbox)",
-                      [weak] {
-                        auto self = weak.lock();
-                        return self ? double(self->messages.push_outbox(1000000).size()) : 0.0;
-                      });
+  m.metrics.add_gauge("petchat_push_outbox_users", "Users with pushes pending (the durable push outbox)", [weak] {
+    auto self = weak.lock();
+    return self ? double(self->messages.push_outbox(1000000).size()) : 0.0;
+  });
   m.metrics.add_gauge("petchat_push_outbox_oldest_seconds", "Age of the oldest pending push (0 when none)", [weak] {
     auto self = weak.lock();
     if (!self) return 0.0;
@@ -148,7 +147,7 @@ std::string notification_service::vapid_public_key() const {
 }
 
 awaitable<result<messages::push_target>> notification_service::add_target(std::string user_id, std::string device_id,
-                                                                           target_spec spec) {
+                                                                          target_spec spec) {
   auto& m = *impl_;
   if (!m.options.enabled) co_return fail(code::push_disabled, "this node does not send push notifications");
   messages::push_target t;
@@ -184,7 +183,8 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   std::string why;
   auto url = detail::parse_https_url(spec.endpoint, why);
   if (!url) co_return fail(code::invalid_field, url_field + ": " + why, url_field);
-  auto refused = co_await detail::check_endpoint(m.policy, *url, std::chrono::milliseconds(m.options.connect_timeout_ms));
+  auto refused =
+      co_await detail::check_endpoint(m.policy, *url, std::chrono::milliseconds(m.options.connect_timeout_ms));
   if (!refused.empty())
     co_return fail(code::push_endpoint_forbidden,
                    url_field + ": " + refused + " (push endpoints must be public unless the operator allows them)",
@@ -283,8 +283,7 @@ void notification_service::impl::sweep() {
   for (auto const& p : messages.push_outbox(100000)) schedule(p.user, now);
 }
 
-void notification_service::impl::spawn_for(std::string const& key, std::string const& user,
-                                           asio::awaitable<void> op) {
+void notification_service::impl::spawn_for(std::string const& key, std::string const& user, asio::awaitable<void> op) {
   busy.insert(key);
   auto self = shared_from_this();
   auto wrapped = [](std::shared_ptr<impl> self, std::string key, std::string user,
@@ -325,7 +324,8 @@ void notification_service::impl::end_sessions(std::string const& user) {
   auto sessions = users.list_sessions(user.substr(0, user.find('@')));
   for (auto const& t : targets) {
     auto key = "end/" + user + '/' + t.device_id;
-    if (!session_live(sessions, t.device_id) && !busy.contains(key)) spawn_for(key, user, end_device(user, t.device_id));
+    if (!session_live(sessions, t.device_id) && !busy.contains(key))
+      spawn_for(key, user, end_device(user, t.device_id));
   }
 }
 

@@ -32,22 +32,22 @@ using errors::result;
 
 // A target as a client registers it (strings as given; the service checks them).
 struct target_spec {
-  std::string kind;        // "webpush", "unifiedpush", "matrix"
-  std::string endpoint;    // Web Push: the push resource; Matrix: the gateway URL
-  std::string p256dh;      // base64url
-  std::string auth;        // base64url
-  std::string app_id;      // Matrix
-  std::string pushkey;     // Matrix
-  std::string data_json;   // Matrix: the data object, serialized
+  std::string kind;       // "webpush", "unifiedpush", "matrix"
+  std::string endpoint;   // Web Push: the push resource; Matrix: the gateway URL
+  std::string p256dh;     // base64url
+  std::string auth;       // base64url
+  std::string app_id;     // Matrix
+  std::string pushkey;    // Matrix
+  std::string data_json;  // Matrix: the data object, serialized
 };
 
 struct outbox_status {
   bool enabled = false;
-  std::size_t users = 0;         // users with pushes pending
-  std::int64_t oldest_ms = 0;    // since when the oldest is pending (0: none)
-  std::size_t in_flight = 0;     // requests on the wire
-  std::size_t retrying = 0;      // targets waiting to try again
-  std::size_t targets = 0;       // registered
+  std::size_t users = 0;       // users with pushes pending
+  std::int64_t oldest_ms = 0;  // since when the oldest is pending (0: none)
+  std::size_t in_flight = 0;   // requests on the wire
+  std::size_t retrying = 0;    // targets waiting to try again
+  std::size_t targets = 0;     // registered
 };
 
 // A target with what the scheduler knows of it (admin).

@@ -137,8 +137,8 @@ std::string vapid_key::authorization(std::string const& audience, std::int64_t e
   mdctx_ptr md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   std::size_t der_len = 0;
   if (!md || EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key_->key.get()) != 1 ||
-      EVP_DigestSign(md.get(), nullptr, &der_len, reinterpret_cast<unsigned char const*>(input.data()),
-                     input.size()) != 1)
+      EVP_DigestSign(md.get(), nullptr, &der_len, reinterpret_cast<unsigned char const*>(input.data()), input.size()) !=
+          1)
     return {};
   std::string der(der_len, '\0');
   if (EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(der.data()), &der_len,

@@ -25,8 +25,8 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <functional>
 #include <boost/asio/thread_pool.hpp>
+#include <functional>
 
 #include <cstdint>
 #include <memory>

@@ -20,8 +20,8 @@
 namespace petchat::store {
 namespace {
 
-char const* const family_names[] = {"mailbox", "messages",      "history", "idempotency", "state",
-                                    "expiry",  "conversations", "outbox",  "receipts",    "assets", "push"};
+char const* const family_names[] = {"mailbox",       "messages", "history",  "idempotency", "state", "expiry",
+                                    "conversations", "outbox",   "receipts", "assets",      "push"};
 static_assert(std::size(family_names) == static_cast<std::size_t>(cf::count_));
 
 void check(rocksdb::Status const& s, char const* what) {

@@ -22,7 +22,7 @@ struct user_api {
   metrics::registry& metrics;
   std::shared_ptr<std::atomic<bool>> stopping;
   federation_view fed;
-  assets::asset_service* assets = nullptr;  // null: the node stores no assets
+  assets::asset_service* assets = nullptr;       // null: the node stores no assets
   notify::notification_service* push = nullptr;  // null: the node does not push
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
