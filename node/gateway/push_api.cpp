@@ -42,6 +42,8 @@ awaitable<response> add_target(std::shared_ptr<user_api> api, users::principal w
   if (!kind) co_return error_response(kind.error());
   notify::target_spec spec;
   spec.kind = kind.value();
+  if (spec.kind != "webpush" && spec.kind != "unifiedpush" && spec.kind != "matrix")
+    co_return error_response(fail(code::invalid_field, "kind must be webpush, unifiedpush or matrix", "kind"));
   auto const& o = body.value();
   if (spec.kind == "matrix") {
     auto url = required_string(o, "gateway_url");
@@ -74,7 +76,9 @@ awaitable<response> add_target(std::shared_ptr<user_api> api, users::principal w
     spec.p256dh = p256dh.value();
     spec.auth = auth.value();
   }
-  auto t = co_await api->push->add_target(api->id_of(who), who.device_id, std::move(spec));
+  // Named: no temporaries inside a co_await expression (GCC 12, docs/ARCHITECTURE.md).
+  auto user = api->id_of(who);
+  auto t = co_await api->push->add_target(user, who.device_id, std::move(spec));
   if (!t) co_return error_response(t.error());
   co_return json_response(201, push_target_json(t.value()));
 }
@@ -134,7 +138,8 @@ awaitable<response> put_settings(std::shared_ptr<user_api> api, users::principal
     s.dnd_end_min = *end;
     s.utc_offset_min = int(offset);
   }
-  auto done = co_await api->messages.set_push_settings(api->id_of(who), who.device_id, s);
+  auto user = api->id_of(who);
+  auto done = co_await api->messages.set_push_settings(user, who.device_id, s);
   if (!done) co_return error_response(done.error());
   co_return json_response(200, settings_json(s));
 }

@@ -180,6 +180,7 @@ struct push_target {
   std::uint64_t pushed_through = 0;  // mailbox seq the last push covered
   std::int64_t last_push_ms = 0;
   std::uint32_t failures = 0;
+  std::int64_t failing_since_ms = 0;  // the first of those failures
 };
 struct push_settings {
   bool previews = false;

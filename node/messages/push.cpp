@@ -32,6 +32,7 @@ push_target view_of(std::string const& user, std::string const& device, std::str
   t.pushed_through = r.pushed_through();
   t.last_push_ms = r.last_push_ms();
   t.failures = r.failures();
+  t.failing_since_ms = r.failing_since_ms();
   return t;
 }
 
@@ -48,6 +49,7 @@ records::push_target_record record_of(push_target const& t) {
   r.set_pushed_through(t.pushed_through);
   r.set_last_push_ms(t.last_push_ms);
   r.set_failures(t.failures);
+  r.set_failing_since_ms(t.failing_since_ms);
   return r;
 }
 
@@ -112,15 +114,20 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     // one too many).
     std::size_t count = 0;
     std::optional<std::string> same;
+    records::push_target_record before;
     m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view value) {
       ++count;
       records::push_target_record r;
-      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())) && same_target(r, t))
+      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())) && same_target(r, t)) {
         same = std::string(key.substr(owner.size()));
+        before = r;
+      }
       return true;
     });
-    if (same) {
+    if (same) {  // the same target again: what was pushed to it stands
       st->stored.id = *same;
+      st->stored.pushed_through = std::max(t.pushed_through, before.pushed_through());
+      st->stored.last_push_ms = before.last_push_ms();
     } else if (count >= max_per_device) {
       st->too_many = true;
       return false;
@@ -186,6 +193,7 @@ awaitable<errors::status> message_service::push_tried(push_target t) {
     r.set_pushed_through(std::max(r.pushed_through(), t.pushed_through));
     r.set_last_push_ms(std::max(r.last_push_ms(), t.last_push_ms));
     r.set_failures(t.failures);
+    r.set_failing_since_ms(t.failing_since_ms);
     b.put(cf::push, key, r.SerializeAsString());
     return true;
   };

@@ -77,36 +77,47 @@ outcome judge(messages::push_target const& t, detail::http_answer const& a) {
 
 }  // namespace
 
+// The messages to `user` after `after` up to `through` (seqs are gapless per user): at
+// most the newest max_window events are read, in pages, so that the newest message is
+// always the one reported, whatever receipts and own messages came between.
 detail::notification notification_service::impl::summarize(std::string const& user, std::uint64_t after,
-                                                           bool previews) const {
+                                                           std::uint64_t through, bool previews) const {
+  constexpr std::uint64_t max_window = 1000;
+  constexpr std::size_t page = 200;
   detail::notification n;
   n.user = user;
-  auto read = messages.events_after(user, after, 2 * detail::max_count);
-  n.through = read.last_seq;
+  n.through = through;
   std::map<std::string, bool> muted;
-  client::message const* newest = nullptr;
-  for (auto const& e : read.events) {
-    if (!e.has_message()) continue;
-    auto const& msg = e.message();
-    if (msg.from() == user) continue;
-    auto [it, fresh] = muted.try_emplace(msg.conversation_id(), false);
-    if (fresh) {
-      auto c = messages.conversation(user, msg.conversation_id());
-      it->second = c && c.value().muted;
+  std::optional<client::message> newest;
+  std::uint64_t counted = 0;
+  for (auto from = std::max(after, through > max_window ? through - max_window : 0); from < through;) {
+    auto read = messages.events_after(user, from, page);
+    for (auto const& e : read.events) {
+      if (e.seq() > through || !e.has_message()) continue;
+      auto const& msg = e.message();
+      if (msg.from() == user) continue;
+      auto [it, fresh] = muted.try_emplace(msg.conversation_id(), false);
+      if (fresh) {
+        auto c = messages.conversation(user, msg.conversation_id());
+        it->second = c && c.value().muted;
+      }
+      if (it->second) continue;
+      ++counted;
+      n.seq = e.seq();
+      newest = msg;
     }
-    if (it->second) continue;
-    n.count = std::min(n.count + 1, detail::max_count);
-    n.seq = e.seq();
-    newest = &msg;
+    if (read.last_seq <= from) break;  // nothing more
+    from = read.last_seq;
   }
+  n.count = static_cast<std::uint32_t>(std::min<std::uint64_t>(counted, detail::max_count));
   if (!newest) return n;
   n.conversation_id = newest->conversation_id();
   n.message_id = newest->id();
   n.sender_id = newest->from();
   n.sent_at_ms = newest->sent_at_ms();
   if (previews) n.preview = cut_utf8(newest->body().text(), options.preview_bytes);
-  if (auto page = messages.conversations(user, 200, std::nullopt))
-    for (auto const& c : page.value().conversations) n.unread += c.unread;
+  if (auto list = messages.conversations(user, 200, std::nullopt))
+    for (auto const& c : list.value().conversations) n.unread += c.unread;
   return n;
 }
 
@@ -136,7 +147,13 @@ std::optional<detail::post_request> notification_service::impl::request_for(mess
     r.body = json::serialize(json::object{{"notification", note}});
     return r;
   }
-  auto sealed = detail::encrypt_aes128gcm(json::serialize(payload_of(n)), t.p256dh, t.auth);
+  // One aes128gcm record holds 4079 bytes: a preview that escapes into more is cut further.
+  auto plain = json::serialize(payload_of(n));
+  for (auto shorter = n; plain.size() > 3800 && !shorter.preview.empty();) {
+    shorter.preview = cut_utf8(shorter.preview, shorter.preview.size() / 2);
+    plain = json::serialize(payload_of(shorter));
+  }
+  auto sealed = detail::encrypt_aes128gcm(plain, t.p256dh, t.auth);
   if (!sealed) return std::nullopt;
   auto expires = now_ms() / 1000 + 12 * 3600;
   r.content_type = "application/octet-stream";
@@ -160,8 +177,9 @@ std::chrono::milliseconds notification_service::impl::backoff(std::uint32_t fail
   return std::chrono::milliseconds(static_cast<std::int64_t>(half(rng)));
 }
 
-// One push to one target, on the strand; `in_flight` was counted for it.
-asio::awaitable<void> notification_service::impl::send(messages::push_target t, detail::notification n) {
+// One push to one target, on the strand; `in_flight` was counted for it. False if what
+// followed could not be written (the user is then looked at again a little later).
+asio::awaitable<bool> notification_service::impl::send(messages::push_target t, detail::notification n) {
   auto self = shared_from_this();
   auto logger = log::get("notify");
   auto key = detail::target_key(t);
@@ -170,51 +188,53 @@ asio::awaitable<void> notification_service::impl::send(messages::push_target t, 
   std::optional<detail::post_request> request;
   if (url) request = request_for(t, n, *url);
   detail::http_answer answer;
-  if (request)
-    answer = co_await detail::post(tls, policy, *url, std::move(*request),
-                                   {std::chrono::milliseconds(options.connect_timeout_ms),
-                                    std::chrono::milliseconds(options.response_timeout_ms)});
-  else
-    answer = {.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why,
-              .forbidden = true};
+  // Named: no temporaries inside a co_await expression (GCC 12, docs/ARCHITECTURE.md).
+  detail::timeouts const limits{std::chrono::milliseconds(options.connect_timeout_ms),
+                                std::chrono::milliseconds(options.response_timeout_ms)};
+  if (request) {
+    detail::post_request body = std::move(*request);
+    answer = co_await detail::post(tls, policy, *url, std::move(body), limits);
+  } else {
+    answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
+    answer.forbidden = true;
+  }
   --in_flight;
   auto result = judge(t, answer);
   metrics.push_sent(t.kind, name_of(result));
   auto now = now_ms();
+  auto set_retry = [&](std::int64_t at) {
+    std::lock_guard lock(retry_mutex);
+    retry_at[key] = at;
+  };
+  auto what = answer.status ? "HTTP " + std::to_string(answer.status) : answer.error;
   if (result == outcome::retry) {
-    ++t.failures;
+    if (t.failures++ == 0) t.failing_since_ms = now;
     auto wait = backoff(t.failures);
     if (answer.retry_after_s && (answer.status == 429 || answer.status == 503))
       wait = std::max<std::chrono::milliseconds>(wait, std::chrono::seconds(*answer.retry_after_s));
-    {
-      std::lock_guard lock(retry_mutex);
-      retry_at[key] = now + wait.count();
-    }
-    logger->info("push to {} ({} of {}): {}; trying again in {} ms", t.kind, t.device_id, t.user,
-                 answer.status ? "HTTP " + std::to_string(answer.status) : answer.error, wait.count());
-    co_await messages.push_tried(t);  // the failures, for petchatctl
-    co_return;
-  }
-  {
-    std::lock_guard lock(retry_mutex);
-    retry_at.erase(key);
+    set_retry(now + wait.count());
+    logger->info("push to {} ({} of {}): {}; trying again in {} ms", t.kind, t.device_id, t.user, what, wait.count());
+    co_return bool(co_await messages.push_tried(t));  // the failures, for petchatctl and the give-up
   }
   if (result == outcome::gone) {
-    logger->info("push target {} of {} is gone (HTTP {}): removed", t.kind, t.user, answer.status);
+    forget_retries(key);
+    logger->info("push target {} of {} is gone ({}): removed", t.kind, t.user, what);
     auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);
     if (removed && removed.value()) metrics.push_target_removed("gone");
-    co_return;
+    co_return bool(removed);
   }
-  if (result == outcome::failed) {
-    ++t.failures;
-    logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user,
-                 answer.status ? "HTTP " + std::to_string(answer.status) : answer.error);
-  } else {
-    t.failures = 0;
+  forget_retries(key);
+  if (result == outcome::failed)
+    logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
+  else
     t.last_push_ms = now;
-  }
+  t.failures = 0;
+  t.failing_since_ms = 0;
   t.pushed_through = n.through;
-  co_await messages.push_tried(t);
+  auto recorded = co_await messages.push_tried(t);
+  // Sent but not recorded (the store refuses writes): not sent again before the window.
+  if (!recorded && result == outcome::ok) set_retry(now + std::int64_t(options.coalesce_ms));
+  co_return bool(recorded);
 }
 
 }  // namespace petchat::notify

@@ -83,7 +83,7 @@ std::optional<std::uint32_t> retry_after(std::string_view v) {
   std::uint32_t s = 0;
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
   if (ec != std::errc() || end != v.data() + v.size() || v.empty()) return std::nullopt;  // HTTP-dates: our back-off
-  return std::min<std::uint32_t>(s, 3600);
+  return std::min<std::uint32_t>(s, 86400);
 }
 
 }  // namespace
@@ -146,11 +146,8 @@ std::optional<https_url> parse_https_url(std::string_view url, std::string& why)
   auto end = rest.find_first_of("/?#");
   auto authority = rest.substr(0, end);
   if (authority.find('@') != std::string_view::npos) return why = "must not carry user information", std::nullopt;
-  if (end != std::string_view::npos && rest[end] == '#') return why = "must not have a fragment", std::nullopt;
+  if (url.find('#') != std::string_view::npos) return why = "must not have a fragment", std::nullopt;
   https_url out;
-  out.origin = std::string(url.substr(0, scheme.size())) + std::string(authority);
-  std::transform(out.origin.begin(), out.origin.end(), out.origin.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
   std::string_view host = authority, port;
   if (!authority.empty() && authority[0] == '[') {
     auto close = authority.find(']');
@@ -178,6 +175,10 @@ std::optional<https_url> parse_https_url(std::string_view url, std::string& why)
   }
   out.host = std::string(host);
   std::transform(out.host.begin(), out.host.end(), out.host.begin(), [](unsigned char c) { return std::tolower(c); });
+  // RFC 6454's origin, as VAPID's audience: lower case, no default port.
+  bool v6 = out.host.find(':') != std::string::npos;
+  out.origin =
+      "https://" + (v6 ? "[" + out.host + "]" : out.host) + (out.port == 443 ? "" : ":" + std::to_string(out.port));
   out.target = end == std::string_view::npos ? "/" : std::string(rest.substr(end));
   if (out.target[0] == '?') out.target.insert(0, "/");
   return out;
@@ -201,16 +202,18 @@ asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy con
       why = "the address " + url.host + " is not public", forbidden = true;
     co_return out;
   }
-  tcp::resolver resolver(ex);
+  // The timer's handler may run after this frame is gone (a result queued just before it
+  // fired): it holds the resolver, not a reference to it.
+  auto resolver = std::make_shared<tcp::resolver>(ex);
   asio::steady_timer timer(ex, timeout);
-  timer.async_wait([&resolver](boost::system::error_code ec) {
-    if (!ec) resolver.cancel();
+  timer.async_wait([resolver](boost::system::error_code ec) {
+    if (!ec) resolver->cancel();
   });
-  auto [ec, results] = co_await resolver.async_resolve(url.host, std::to_string(url.port), tuple_awaitable);
+  std::string const port = std::to_string(url.port);  // named: no temporaries inside co_await (GCC 12)
+  auto [ec, results] = co_await resolver->async_resolve(url.host, port, tuple_awaitable);
   timer.cancel();
-  if (ec) {
-    why = "cannot resolve " + url.host + ": " + ec.message();
-    forbidden = true;
+  if (ec) {  // not a refusal: the name may resolve later (a push is tried again)
+    why = "cannot resolve " + url.host + ": " + (ec == asio::error::operation_aborted ? "timed out" : ec.message());
     co_return out;
   }
   for (auto const& r : results) {

@@ -191,6 +191,7 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
                    url_field);
   t.endpoint = spec.endpoint;
   t.id = random_id();
+  t.pushed_through = m.messages.mailbox_head(user_id);  // what came before is not news
   auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device);
   co_return stored;
 }
@@ -255,8 +256,12 @@ asio::awaitable<void> notification_service::impl::run() {
   while (!stopping) {
     auto now = now_ms();
     if (now >= next_sweep) {
-      sweep();
       next_sweep = now + sweep_interval_ms;
+      try {
+        sweep();
+      } catch (std::exception const& e) {
+        log::get("notify")->error("push: reading the push outbox failed: {}", e.what());
+      }
     }
     while (!due.empty() && due.begin()->first <= now && !stopping) {
       auto user = due.begin()->second;
@@ -283,38 +288,55 @@ void notification_service::impl::sweep() {
   for (auto const& p : messages.push_outbox(100000)) schedule(p.user, now);
 }
 
-void notification_service::impl::spawn_for(std::string const& key, std::string const& user, asio::awaitable<void> op) {
+void notification_service::impl::spawn_for(std::string const& key, std::string const& user, asio::awaitable<bool> op) {
   busy.insert(key);
   auto self = shared_from_this();
+  // A write that failed (the store refuses writes: a full disk) is not tried again at
+  // once: the user is looked at again a second later, not in a loop.
   auto wrapped = [](std::shared_ptr<impl> self, std::string key, std::string user,
-                    asio::awaitable<void> op) -> asio::awaitable<void> {
+                    asio::awaitable<bool> op) -> asio::awaitable<void> {
+    bool ok = false;
     try {
-      co_await std::move(op);
+      ok = co_await std::move(op);
     } catch (std::exception const& e) {
       log::get("notify")->error("push: {}", e.what());
     }
     self->busy.erase(key);
-    self->schedule(user, now_ms());
+    self->schedule(user, now_ms() + (ok ? 0 : 1000));
   };
   asio::co_spawn(*strand, wrapped(self, key, user, std::move(op)), asio::detached);
 }
 
-asio::awaitable<void> notification_service::impl::settle(std::string user, std::uint64_t last_seq) {
-  co_await messages.push_settled(user, last_seq);
+asio::awaitable<bool> notification_service::impl::settle(std::string user, std::uint64_t last_seq) {
+  auto done = co_await messages.push_settled(user, last_seq);
+  co_return bool(done);
 }
 
-asio::awaitable<void> notification_service::impl::end_device(std::string user, std::string device) {
+asio::awaitable<bool> notification_service::impl::end_device(std::string user, std::string device) {
   auto removed = co_await messages.remove_device_push(user, device);
-  if (removed)
-    for (std::size_t i = 0; i < removed.value(); ++i) metrics.push_target_removed("session_ended");
+  if (!removed) co_return false;
+  for (std::size_t i = 0; i < removed.value(); ++i) metrics.push_target_removed("session_ended");
+  forget_retries(user + '\0' + device + '\0');
+  co_return true;
 }
 
-// A push that will not be sent: the target counts as pushed through `through`.
-asio::awaitable<void> notification_service::impl::let_go(messages::push_target t, std::uint64_t through,
+// A push that will not be sent: the target counts as pushed through `through`, and its
+// failures start again from nothing.
+asio::awaitable<bool> notification_service::impl::let_go(messages::push_target t, std::uint64_t through,
                                                          char const* result) {
   if (result) metrics.push_sent(t.kind, result);
+  forget_retries(detail::target_key(t));
   t.pushed_through = through;
-  co_await messages.push_tried(t);
+  t.failures = 0;
+  t.failing_since_ms = 0;
+  auto done = co_await messages.push_tried(t);
+  co_return bool(done);
+}
+
+// Forgets the retry times of targets whose key starts with `prefix`.
+void notification_service::impl::forget_retries(std::string const& prefix) {
+  std::lock_guard lock(retry_mutex);
+  std::erase_if(retry_at, [&](auto const& entry) { return entry.first.starts_with(prefix); });
 }
 
 // Removes the targets of the user's devices whose sessions ended.
@@ -342,6 +364,8 @@ void notification_service::impl::process(std::string const& user) {
   }
   auto name = user.substr(0, user.find('@'));
   auto sessions = users.list_sessions(name);
+  auto profile = users.get_profile(name);
+  bool disabled = !profile || profile.value().disabled;  // a disabled account is not pushed
   bool online = streams.presence(user).online;
   bool settled = true;
   std::int64_t wake = 0;
@@ -363,12 +387,20 @@ void notification_service::impl::process(std::string const& user) {
     auto position = std::max(messages.acked(user, t.device_id), t.pushed_through);
     if (position >= last_seq) continue;
     settled = false;
-    if (now - pending->since_ms > std::int64_t(options.give_up_s) * 1000) {
+    if (disabled) {
+      spawn_for(key, user, let_go(t, last_seq, nullptr));
+      continue;
+    }
+    if (t.failures > 0 && now - t.failing_since_ms > std::int64_t(options.give_up_s) * 1000) {
       spawn_for(key, user, let_go(t, last_seq, "dropped"));
       continue;
     }
     std::int64_t at = now;
-    if (online) at = std::max(at, pending->since_ms + std::int64_t(options.live_delay_ms));
+    // A live stream gets live_delay_ms to acknowledge the newest message; a stream of
+    // messages cannot put the push off beyond the coalescing window.
+    if (online)
+      at = std::max(at, std::min(pending->last_ms, pending->since_ms + std::int64_t(options.coalesce_ms)) +
+                            std::int64_t(options.live_delay_ms));
     at = std::max(at, t.last_push_ms + std::int64_t(options.coalesce_ms));
     at = std::max(at, next_try(key));
     if (at > now) {
@@ -384,8 +416,7 @@ void notification_service::impl::process(std::string const& user) {
       spawn_for(key, user, let_go(t, last_seq, nullptr));
       continue;
     }
-    auto n = summarize(user, position, settings.previews);
-    n.through = std::max(n.through, last_seq);
+    auto n = summarize(user, position, last_seq, settings.previews);
     if (n.count == 0) {
       spawn_for(key, user, let_go(t, last_seq, nullptr));
       continue;

@@ -12,7 +12,9 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 
 #include "base/format/format.hpp"
@@ -97,6 +99,9 @@ vapid_key vapid_key::load_or_create(std::filesystem::path const& path) {
     if (!holder->key) throw std::runtime_error(path.string() + ": not a PEM private key (the VAPID key)");
     return vapid_key(std::move(holder));
   }
+  // Only a missing key is made: any other failure to read it must not replace it (every
+  // browser subscription is bound to it).
+  if (errno != ENOENT) throw std::runtime_error(path.string() + ": cannot read the VAPID key: " + std::strerror(errno));
   holder->key = new_p256();
   if (!holder->key) throw std::runtime_error("could not make a P-256 key pair (VAPID)");
   auto tmp = path;

@@ -38,7 +38,7 @@ class Latency(PushCase):
         alice = self.person("alice")
         people = []
         for i in range(recipients):
-            p = self.person("r")
+            p = self.person("rcpt")
             s = p.login("phone")
             _, _, path = self.webpush(s, recv)
             people.append((p, path))

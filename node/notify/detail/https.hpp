@@ -26,7 +26,7 @@ struct https_url {
   std::string host;  // a name, or an address (IPv6 without brackets)
   std::uint16_t port = 443;
   std::string target;  // path and query, at least "/"
-  std::string origin;  // "https://host[:port]" as the URL wrote it (VAPID's audience)
+  std::string origin;  // "https://host[:port]", lower case, no default port (VAPID's audience)
 };
 
 // The URL, or why it is not one we push to (https, no user information, a host, a port

@@ -84,14 +84,16 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   std::int64_t next_try(std::string const& key) const;
   // Runs `op` (a write) for target `key` on the strand, marked busy until it is done;
   // then looks at `user` again.
-  void spawn_for(std::string const& key, std::string const& user, boost::asio::awaitable<void> op);
-  boost::asio::awaitable<void> settle(std::string user, std::uint64_t last_seq);
-  boost::asio::awaitable<void> end_device(std::string user, std::string device);
-  boost::asio::awaitable<void> let_go(messages::push_target t, std::uint64_t through, char const* result);
+  void spawn_for(std::string const& key, std::string const& user, boost::asio::awaitable<bool> op);
+  boost::asio::awaitable<bool> settle(std::string user, std::uint64_t last_seq);
+  boost::asio::awaitable<bool> end_device(std::string user, std::string device);
+  boost::asio::awaitable<bool> let_go(messages::push_target t, std::uint64_t through, char const* result);
+  void forget_retries(std::string const& prefix);
 
   // deliver.cpp.
-  detail::notification summarize(std::string const& user, std::uint64_t after, bool previews) const;
-  boost::asio::awaitable<void> send(messages::push_target t, detail::notification n);
+  detail::notification summarize(std::string const& user, std::uint64_t after, std::uint64_t through,
+                                 bool previews) const;
+  boost::asio::awaitable<bool> send(messages::push_target t, detail::notification n);
   std::optional<detail::post_request> request_for(messages::push_target const& t, detail::notification const& n,
                                                   detail::https_url const& url) const;
   std::chrono::milliseconds backoff(std::uint32_t failures) const;
