@@ -427,5 +427,40 @@ class MatrixTest(DeliveryCase):
         recv.assert_quiet(path, QUIET_S, already=k + 1)
 
 
+class NewestTest(DeliveryCase):
+    """A push reports the newest message, whatever came before it in the mailbox."""
+
+    def test_first_push_covers_only_what_follows_the_registration(self):
+        self.start()
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob = self.person("alice"), self.person("bob")
+        a = self.ws(alice.login())
+        for i in range(3):
+            a.send_message(bob.id, "before %d" % i)
+        s = bob.login("phone")
+        _, sub, path = self.webpush(s, recv)
+        acc = a.send_message(bob.id, "after")
+        n = self.open_webpush(recv.wait_requests(path, 1, WAIT_S)[0], sub, key, recv)
+        self.assertNotification(n, bob.id, alice.id, acc, count=1)
+
+    def test_hundreds_of_own_messages_and_receipts_do_not_hide_the_new_one(self):
+        self.start()
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        phone = bob.login("phone")
+        _, sub, path = self.webpush(phone, recv)
+        b = self.ws(bob.login("laptop"))
+        c = self.ws(carol.login())
+        for i in range(250):  # 250 own messages in bob's mailbox, and carol's receipts
+            b.send_message(carol.id, "note %d" % i)
+        recv.assert_quiet(path, QUIET_S)  # own messages push nothing
+        acc = self.ws(alice.login()).send_message(bob.id, "the one that matters")
+        n = self.open_webpush(recv.wait_requests(path, 1, WAIT_S)[0], sub, key, recv)
+        self.assertNotification(n, bob.id, alice.id, acc, count=1)
+        c.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
