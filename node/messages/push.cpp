@@ -33,6 +33,7 @@ push_target view_of(std::string const& user, std::string const& device, std::str
   t.last_push_ms = r.last_push_ms();
   t.failures = r.failures();
   t.failing_since_ms = r.failing_since_ms();
+  t.attempt_ms = r.attempt_ms();
   return t;
 }
 
@@ -50,6 +51,7 @@ records::push_target_record record_of(push_target const& t) {
   r.set_last_push_ms(t.last_push_ms);
   r.set_failures(t.failures);
   r.set_failing_since_ms(t.failing_since_ms);
+  r.set_attempt_ms(t.attempt_ms);
   return r;
 }
 
@@ -194,6 +196,7 @@ awaitable<errors::status> message_service::push_tried(push_target t) {
     r.set_last_push_ms(std::max(r.last_push_ms(), t.last_push_ms));
     r.set_failures(t.failures);
     r.set_failing_since_ms(t.failing_since_ms);
+    r.set_attempt_ms(t.attempt_ms);
     b.put(cf::push, key, r.SerializeAsString());
     return true;
   };

@@ -183,6 +183,14 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   auto self = shared_from_this();
   auto logger = log::get("notify");
   auto key = detail::target_key(t);
+  // Written before the request goes out, so that after a crash the push that may have
+  // arrived is not repeated within the coalescing window (the outcome clears it).
+  t.attempt_ms = now_ms();
+  if (!co_await messages.push_tried(t)) {
+    --in_flight;
+    co_return false;
+  }
+  t.attempt_ms = 0;
   std::string why;
   auto url = detail::parse_https_url(t.endpoint, why);
   std::optional<detail::post_request> request;

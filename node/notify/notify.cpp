@@ -402,6 +402,8 @@ void notification_service::impl::process(std::string const& user) {
       at = std::max(at, std::min(pending->last_ms, pending->since_ms + std::int64_t(options.coalesce_ms)) +
                             std::int64_t(options.live_delay_ms));
     at = std::max(at, t.last_push_ms + std::int64_t(options.coalesce_ms));
+    // A push was on its way when the node stopped: it may have arrived.
+    if (t.attempt_ms) at = std::max(at, t.attempt_ms + std::int64_t(options.coalesce_ms));
     at = std::max(at, next_try(key));
     if (at > now) {
       wake_at(at);

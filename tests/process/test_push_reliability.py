@@ -11,6 +11,7 @@ bounds with slack (Retry-After); everything else is waited for with generous dea
 
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -166,11 +167,20 @@ class RestartTest(PushCase):
                                 WAIT_S + window_ms / 1000.0, "%s's push after the restart" % uid)
             n = self.open_webpush(req, sub, key, recv)
             self.assertNotification(n, uid, alice.id, sent[uid], count=1)
-        recv.assert_quiet(None, QUIET_S, already=len(old) + len(failing))
+        # Erin's push arrived before the crash, but the kill may have come before the node
+        # wrote that down: delivery is at least once. What the node promises is that it is
+        # then not repeated within the coalescing window (it wrote down the attempt first).
+        time.sleep(QUIET_S)
+        others = [r for r in recv.requests() if id(r) not in old and r.path != path_e]
+        self.assertEqual(len(others), len(failing), "one push per pending user after the restart: %s" % others)
         for uid, (_, _, path) in failing.items():
             delivered = [r for r in recv.requests(path) if r.status == 201]
             self.assertEqual(len(delivered), 1, "%s was pushed %d times" % (uid, len(delivered)))
-        self.assertEqual(recv.count(path_e), 1, "erin's push was sent before the crash: not again")
+        to_erin = recv.requests(path_e)
+        self.assertLessEqual(len(to_erin), 2, to_erin)
+        if len(to_erin) == 2:
+            self.assertGreaterEqual(to_erin[1].t - to_erin[0].t, window_ms / 1000.0 - 0.3,
+                                    "a push that may have arrived is not repeated within the coalescing window")
         self.wait_until(lambda: self.admin_push()["outbox"]["users"] == 0, "the outbox drains")
 
 
