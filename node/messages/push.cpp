@@ -88,7 +88,7 @@ void message_service::impl::note_push(store::rocks_batch& b, std::string const& 
 
 void message_service::set_push_hook(std::function<void(std::string const&, std::uint64_t)> hook) {
   auto& m = *impl_;
-  m.push_hook = std::move(hook);
+  m.push.set_hook(std::move(hook));
   std::unordered_set<std::string> users;
   std::string const first = "t/";
   m.db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
@@ -96,9 +96,7 @@ void message_service::set_push_hook(std::function<void(std::string const&, std::
     users.emplace(rest.substr(0, rest.find('\0')));
     return true;
   });
-  std::lock_guard lock(m.push_mutex);
-  m.push_users = std::move(users);
-  m.any_push_users = !m.push_users.empty();
+  m.push.reset(std::move(users));
 }
 
 awaitable<result<push_target>> message_service::add_push_target(push_target t, std::size_t max_per_device) {
@@ -136,11 +134,7 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     }
     b.put(cf::push, keys::push_target_key(t.user, t.device_id, st->stored.id),
           record_of(st->stored).SerializeAsString());
-    {
-      std::lock_guard lock(m.push_mutex);
-      m.push_users.insert(t.user);
-      m.any_push_users = true;
-    }
+    m.push.add(t.user);
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));

@@ -10,7 +10,6 @@
 #include <mutex>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
@@ -21,6 +20,7 @@
 #include "node/messages/detail/body_rules.hpp"
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
+#include "node/messages/detail/push.hpp"
 #include "node/messages/detail/send_limiter.hpp"
 #include "node/messages/messages.hpp"
 #include "store/rocks/rocks.hpp"
@@ -101,19 +101,7 @@ struct message_service::impl {
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
 
-  // Push (node/messages/push.cpp): the users with push targets. Filled at start and by
-  // the writes that add targets; it never shrinks before a restart (a user whose targets
-  // went costs one outbox write per message until then, and the notification service
-  // settles their entries).
-  mutable std::mutex push_mutex;
-  std::unordered_set<std::string> push_users;  // guarded by push_mutex
-  std::atomic<bool> any_push_users{false};
-  std::function<void(std::string const&, std::uint64_t)> push_hook;  // set before traffic
-  bool wants_push(std::string const& user) const {
-    if (!any_push_users.load(std::memory_order_relaxed)) return false;
-    std::lock_guard lock(push_mutex);
-    return push_users.contains(user);
-  }
+  keys::push_users push;  // who has push targets, and the hook (node/messages/push.cpp)
 
   // Federation (null/empty when standalone). Set before traffic.
   federation::directory const* regions = nullptr;
@@ -151,42 +139,7 @@ struct message_service::impl {
   // is what a client can cope with), and the salvage is recorded for petchatctl status.
   // Federation copes by itself: a destination ahead of this origin's lanes makes it start
   // a new lane epoch (docs/FEDERATION.md).
-  void after_salvage() {
-    constexpr std::uint64_t gap = std::uint64_t(1) << 20;
-    // Every mailbox: those with a floor, and those with entries (one seek per user).
-    std::set<std::string> users;
-    db.scan(cf::state, keys::heads_first(), keys::heads_past_last(), [&](std::string_view key, std::string_view) {
-      users.emplace(key.substr(keys::heads_first().size()));
-      return true;
-    });
-    for (std::string from;;) {
-      std::optional<std::string> user;
-      db.scan(cf::mailbox, from, "", [&](std::string_view key, std::string_view) {
-        user = std::string(key.substr(0, key.find('\0')));
-        return false;
-      });
-      if (!user) break;
-      from = keys::past_last_of(*user);
-      users.insert(std::move(*user));
-    }
-    std::vector<std::pair<std::string, std::uint64_t>> heads;
-    for (auto const& user : users) heads.emplace_back(keys::head_key(user), stored_head(user));
-    auto done = std::make_shared<std::promise<store::write_outcome>>();
-    auto outcome = done->get_future();
-    store::rocks_db::write_fn fn = [heads](store::rocks_batch& b) {
-      for (auto const& [key, head] : heads) b.put(cf::state, key, keys::be64(head + gap));
-      b.put(cf::state, keys::salvaged_key(), keys::be64(static_cast<std::uint64_t>(now_ms())));
-      return true;
-    };
-    db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
-    if (outcome.get() != store::write_outcome::committed)
-      throw store::rocks_error("salvage: the heads could not be moved");
-    log::get("messages")
-        ->error(
-            "the message store was opened past a damaged write-ahead log (--salvage-messages): whatever was written "
-            "after the damage is lost; the {} mailboxes continue {} seqs further on so that no seq is reused",
-            heads.size(), gap);
-  }
+  void after_salvage();  // node/messages/salvage.cpp
 
   // The answer to a write the store did not take: store_unavailable while the store
   // refuses writes (a full disk: see rocks_db::write_error), internal otherwise.
@@ -256,7 +209,7 @@ struct message_service::impl {
     std::uint64_t seq = head(b, user) + 1;
     b.put(cf::mailbox, keys::mailbox_key(user, seq), e.SerializeAsString());
     b.remember(cf::state, keys::head_key(user), keys::be64(seq));
-    if (e.kind_case() == records::stored_event::kMessageId && wants_push(user)) note_push(b, user, seq);
+    if (e.kind_case() == records::stored_event::kMessageId && push.wants(user)) note_push(b, user, seq);
     return seq;
   }
   // The push outbox entry of `user`: a message event at `seq` (node/messages/push.cpp).
@@ -440,8 +393,7 @@ struct message_service::impl {
                     std::vector<std::pair<std::string, std::string>> const& now_shared = {}) const {
     for (auto const& n : heads) {
       notify(n, message);
-      if (push_hook && n.event.kind_case() == records::stored_event::kMessageId && wants_push(n.user))
-        push_hook(n.user, n.seq);
+      if (n.event.kind_case() == records::stored_event::kMessageId) push.tell(n.user, n.seq);
     }
     if (listener)
       for (auto const& [a, b] : now_shared) listener->presence_shared(a, b);
