@@ -103,6 +103,26 @@ class RetryTest(PushCase):
         self.assertEqual(recv.count(path), 1, "a redirect is a failure for good: not retried")
 
 
+    def test_a_target_failing_past_give_up_drops_its_push_and_takes_the_next(self):
+        self.start(push={"give_up_s": 1, "retry_initial_ms": 200, "retry_max_ms": 400})
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob = self.person("alice"), self.person("bob")
+        _, sub, path = self.webpush(bob.login("phone"), recv)
+        recv.script(path, then=Reply(503))
+        dropped0 = self.metric("petchat_push_sent_total", kind="webpush", result="dropped")
+        a = self.ws(alice.login())
+        a.send_message(bob.id, "never arrives")
+        recv.wait_requests(path, 2, WAIT_S, answered=True)  # tried, and tried again
+        self.wait_metric("petchat_push_sent_total", dropped0 + 1, kind="webpush", result="dropped")
+        tries = recv.count(path)
+        recv.assert_quiet(path, QUIET_S, already=tries)  # given up: no more tries
+        recv.script(path)  # 201 from now on
+        acc = a.send_message(bob.id, "the next one")
+        reqs = recv.wait_requests(path, tries + 1, WAIT_S)
+        n = self.open_webpush(reqs[-1], sub, key, recv)
+        self.assertNotification(n, bob.id, alice.id, acc, count=1)
+
 class DeadEndpointTest(PushCase):
 
     def test_an_endpoint_that_never_answers_holds_up_no_one(self):
