@@ -1,7 +1,5 @@
 #include "node/config/config.hpp"
 
-#include <arpa/inet.h>
-
 #include <toml++/toml.h>
 
 #include <cctype>
@@ -12,6 +10,7 @@
 #include <sstream>
 
 #include "base/ids/ids.hpp"
+#include "node/config/detail/addresses.hpp"
 
 namespace petchat::config {
 namespace {
@@ -215,19 +214,6 @@ void read_regions(reader& rd, std::string const& key, toml::node const& n, feder
   }
 }
 
-// "a.b.c.d/n" or "v6/n".
-bool valid_cidr(std::string const& v) {
-  auto slash = v.find('/');
-  if (slash == std::string::npos) return false;
-  auto addr = v.substr(0, slash), bits = v.substr(slash + 1);
-  unsigned prefix = 0;
-  auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
-  if (bits.empty() || ec != std::errc{} || end != bits.data() + bits.size()) return false;
-  unsigned char buf[16];
-  if (inet_pton(AF_INET, addr.c_str(), buf) == 1) return prefix <= 32;
-  return inet_pton(AF_INET6, addr.c_str(), buf) == 1 && prefix <= 128;
-}
-
 // An array of strings, each checked by `why` (nullopt: fine).
 template <typename Check>
 reader::key_fn string_list(reader& rd, std::vector<std::string>& out, Check why) {
@@ -276,10 +262,17 @@ reader::section push_keys(reader& rd, node_config& c) {
                                   })},
       {"allow_networks", string_list(rd, p.allow_networks,
                                      [](std::string const& v) -> std::optional<std::string> {
-                                       if (!valid_cidr(v))
+                                       if (!detail::valid_cidr(v))
                                          return "expected a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8";
                                        return std::nullopt;
                                      })},
+      {"nameservers", string_list(rd, p.nameservers,
+                                  [](std::string const& v) -> std::optional<std::string> {
+                                    if (!detail::valid_nameserver(v))
+                                      return "expected an IP address with an optional port, e.g. 192.0.2.53:53 or "
+                                             "[2001:db8::53]:53";
+                                    return std::nullopt;
+                                  })},
   };
 }
 

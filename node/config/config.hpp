@@ -114,6 +114,7 @@ struct push_section {
   std::string ca_file;                      // extra CAs for push endpoints
   std::vector<std::string> allow_hosts;     // host names allowed though not public
   std::vector<std::string> allow_networks;  // CIDR networks allowed though not public
+  std::vector<std::string> nameservers;     // "address[:port]"; empty: /etc/resolv.conf's
 };
 
 struct log_section {

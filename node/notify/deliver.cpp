@@ -201,7 +201,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
                                 std::chrono::milliseconds(options.response_timeout_ms)};
   if (request) {
     detail::post_request body = std::move(*request);
-    answer = co_await detail::post(tls, policy, *url, std::move(body), limits);
+    answer = co_await detail::post(tls, policy, *dns, *url, std::move(body), limits);
   } else {
     answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
     answer.forbidden = true;

@@ -6,7 +6,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -187,10 +186,9 @@ std::optional<https_url> parse_https_url(std::string_view url, std::string& why)
 namespace {
 
 // The addresses of the URL's host that may be connected to; `why` when there are none.
-asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy const& policy, https_url const& url,
-                                                              std::chrono::milliseconds timeout, std::string& why,
-                                                              bool& forbidden, bool all_must_pass) {
-  auto ex = co_await asio::this_coro::executor;
+asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy const& policy, name_resolver& dns,
+                                                              https_url const& url, std::chrono::milliseconds timeout,
+                                                              std::string& why, bool& forbidden, bool all_must_pass) {
   std::vector<tcp::endpoint> out;
   boost::system::error_code literal_error;
   auto literal = asio::ip::make_address(url.host, literal_error);
@@ -202,24 +200,15 @@ asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy con
       why = "the address " + url.host + " is not public", forbidden = true;
     co_return out;
   }
-  // The timer's handler may run after this frame is gone (a result queued just before it
-  // fired): it holds the resolver, not a reference to it.
-  auto resolver = std::make_shared<tcp::resolver>(ex);
-  asio::steady_timer timer(ex, timeout);
-  timer.async_wait([resolver](boost::system::error_code ec) {
-    if (!ec) resolver->cancel();
-  });
-  std::string const port = std::to_string(url.port);  // named: no temporaries inside co_await (GCC 12)
-  auto [ec, results] = co_await resolver->async_resolve(url.host, port, tuple_awaitable);
-  timer.cancel();
-  if (ec) {  // not a refusal: the name may resolve later (a push is tried again)
-    why = "cannot resolve " + url.host + ": " + (ec == asio::error::operation_aborted ? "timed out" : ec.message());
+  std::string host = url.host;  // named: no temporaries inside co_await (GCC 12)
+  auto found = co_await dns.resolve(host, timeout);
+  if (found.addresses.empty()) {  // not a refusal: the name may resolve later (a push is tried again)
+    why = "cannot resolve " + url.host + ": " + found.error;
     co_return out;
   }
-  for (auto const& r : results) {
-    auto a = r.endpoint().address();
+  for (auto const& a : found.addresses) {
     if (listed || policy.allows(a)) {
-      out.push_back(r.endpoint());
+      out.emplace_back(a, url.port);
     } else {
       why = url.host + " resolves to " + a.to_string() + ", which is not public";
       forbidden = true;
@@ -235,21 +224,22 @@ asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy con
 
 }  // namespace
 
-asio::awaitable<std::string> check_endpoint(address_policy const& policy, https_url url,
+asio::awaitable<std::string> check_endpoint(address_policy const& policy, name_resolver& dns, https_url url,
                                             std::chrono::milliseconds timeout) {
   std::string why;
   bool forbidden = false;
-  auto allowed = co_await allowed_endpoints(policy, url, timeout, why, forbidden, true);
+  auto allowed = co_await allowed_endpoints(policy, dns, url, timeout, why, forbidden, true);
   if (allowed.empty() && why.empty()) why = url.host + " has no address";
   co_return allowed.empty() ? why : std::string();
 }
 
-asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const& policy, https_url const& url,
-                                  post_request request, timeouts limits) {
+asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const& policy, name_resolver& dns,
+                                  https_url const& url, post_request request, timeouts limits) {
   http_answer answer;
   try {
     auto ex = co_await asio::this_coro::executor;
-    auto endpoints = co_await allowed_endpoints(policy, url, limits.connect, answer.error, answer.forbidden, false);
+    auto endpoints =
+        co_await allowed_endpoints(policy, dns, url, limits.connect, answer.error, answer.forbidden, false);
     if (endpoints.empty()) {
       if (answer.error.empty()) answer.error = url.host + " has no address";
       co_return answer;

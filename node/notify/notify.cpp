@@ -90,13 +90,16 @@ notification_service::notification_service(config::push_section const& options, 
                                            ws::ws_manager& streams, metrics::registry& metrics)
     : impl_(std::make_shared<impl>(options, data_dir, messages, users, streams, metrics)) {}
 
+// The io_context has stopped by now: the resolver's strand runs nothing.
 notification_service::~notification_service() {
   stop();
+  impl_->dns.reset();
 }
 
 void notification_service::start(asio::io_context& io) {
   auto& m = *impl_;
   m.strand.emplace(asio::make_strand(io));
+  m.dns = std::make_unique<detail::name_resolver>(io, m.options.nameservers);
   m.timer = std::make_unique<asio::steady_timer>(*m.strand);
   std::weak_ptr<impl> weak = impl_;
   m.messages.set_push_hook([weak](std::string const& user, std::uint64_t) {
@@ -183,8 +186,9 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   std::string why;
   auto url = detail::parse_https_url(spec.endpoint, why);
   if (!url) co_return fail(code::invalid_field, url_field + ": " + why, url_field);
+  if (!m.dns) co_return fail(code::push_disabled, "push notifications have not started yet");
   auto refused =
-      co_await detail::check_endpoint(m.policy, *url, std::chrono::milliseconds(m.options.connect_timeout_ms));
+      co_await detail::check_endpoint(m.policy, *m.dns, *url, std::chrono::milliseconds(m.options.connect_timeout_ms));
   if (!refused.empty())
     co_return fail(code::push_endpoint_forbidden,
                    url_field + ": " + refused + " (push endpoints must be public unless the operator allows them)",

@@ -52,8 +52,8 @@ WAIT_S = 20.0
 
 
 class TestCA:
-    """A CA (P-256) and a server certificate it signed for localhost / 127.0.0.1 / ::1, in a
-    temporary directory removed at exit."""
+    """A CA (P-256) and a server certificate it signed for localhost / *.push.test /
+    127.0.0.1 / ::1, in a temporary directory removed at exit."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="petchat-push-ca-")
@@ -90,6 +90,7 @@ class TestCA:
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .add_extension(x509.SubjectAlternativeName([
                     x509.DNSName("localhost"),
+                    x509.DNSName("*.push.test"),  # names stubdns.StubDns answers
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

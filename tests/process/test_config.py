@@ -117,6 +117,13 @@ class CheckConfigTest(NodeTestCase):
         # Region names follow the name rules.
         self.assertInvalid('[node]\nregion = "EU-West"\n', "region", line=2)
         self.assertInvalid('[node]\nregion = "eu"\n', "region", line=2)
+        for bad in ('"ns.example.com"', '"192.0.2.1:0"', '"192.0.2.1:99999"', '"[2001:db8::1"', '"2001:db8::1:53x"',
+                    '"192.0.2.1/24"', '""', '5'):
+            with self.subTest(nameserver=bad):
+                self.assertInvalid('[push]\n\nnameservers = [%s]\n' % bad, "nameservers", line=3)
+        rc, _, err = self.check('[push]\nnameservers = ["192.0.2.53", "192.0.2.53:5353", "2001:db8::53", '
+                                '"[2001:db8::53]", "[2001:db8::53]:53"]\n')
+        self.assertEqual(rc, 0, "stderr: %s" % err)
 
     def test_all_errors_reported(self):
         err = self.assertInvalid('[node]\nthreads = "x"\n[users]\nregistration = "maybe"\n', "threads")

@@ -17,6 +17,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pushrecv import DeadEndpoint, Reply, Subscription  # noqa: E402
+from stubdns import StubDns  # noqa: E402
 from test_push import QUIET_S, WAIT_S, PushCase  # noqa: E402
 
 SLACK_S = 0.3
@@ -149,6 +150,45 @@ class DeadEndpointTest(PushCase):
         self.assertNotification(n, carol.id, alice.id, to_carol)
         self.assertGreaterEqual(dead.open_connections(), 1, "the dead endpoint's connection is still open")
         self.node.stop()  # nor does it hold up the node's shutdown (exit 0 within 5 s of SIGTERM)
+
+
+class DeadNameserverTest(PushCase):
+
+    def test_a_name_that_never_resolves_holds_up_no_one(self):
+        # bob's endpoint is a name whose nameserver stops answering; the lookup's deadline
+        # (connect_timeout_ms) outlasts every wait below.
+        dns = StubDns({"slow.push.test": "127.0.0.1", "fast.push.test": "127.0.0.1"})
+        self.addCleanup(dns.close)
+        self.start(push={"nameservers": [dns.nameserver], "connect_timeout_ms": 60000})
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        _, sub_b, path_b = self.webpush(bob.login("phone"), recv, host="slow.push.test")
+        dns.stall("slow.push.test")
+        a = self.ws(alice.login())
+        to_bob = a.send_message(bob.id, "your nameserver is down")
+        dns.wait_query("slow.push.test", 1, WAIT_S, answered=False)
+        # While bob's lookup hangs, carol registers (a lookup too) and is pushed.
+        _, sub_c, path_c = self.webpush(carol.login("phone"), recv, host="fast.push.test")
+        to_carol = a.send_message(carol.id, "hello carol")
+        n = self.open_webpush(recv.wait_requests(path_c, 1, WAIT_S)[0], sub_c, key, "https://fast.push.test:%d" % recv.port)
+        self.assertNotification(n, carol.id, alice.id, to_carol)
+        self.assertEqual(recv.requests(path_b), [], "bob's push waits for its name")
+        # The nameserver answers again: bob's push arrives (c-ares asks again, or the push
+        # is tried again).
+        dns.release("slow.push.test")
+        n = self.open_webpush(recv.wait_requests(path_b, 1, WAIT_S)[0], sub_b, key, "https://slow.push.test:%d" % recv.port)
+        self.assertNotification(n, bob.id, alice.id, to_bob)
+
+    def test_an_unknown_name_is_refused_at_registration(self):
+        dns = StubDns({})
+        self.addCleanup(dns.close)
+        self.start(push={"nameservers": [dns.nameserver]})
+        r = self.add_target(self.person("bob").login("phone"), {"kind": "webpush", "keys": Subscription().keys(),
+                                                               "endpoint": "https://nowhere.push.test/wp"})
+        self.assertError(r, 400, "push_endpoint_forbidden")
+        self.assertIn("nowhere.push.test", r.json["error"]["message"])
+        dns.wait_query("nowhere.push.test", 1, WAIT_S, answered=True)
 
 
 class RestartTest(PushCase):

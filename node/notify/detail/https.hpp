@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "node/notify/detail/resolve.hpp"
+
 namespace petchat::notify::detail {
 
 inline constexpr std::size_t max_endpoint_bytes = 1024;
@@ -82,11 +84,12 @@ struct timeouts {
 // connected to), connects, verifies the certificate for the host, POSTs and reads the
 // answer. Never throws. Run it on a strand of its own.
 boost::asio::awaitable<http_answer> post(boost::asio::ssl::context& tls, address_policy const& policy,
-                                         https_url const& url, post_request request, timeouts limits);
+                                         name_resolver& dns, https_url const& url, post_request request,
+                                         timeouts limits);
 
 // Resolves the host and checks that every address is allowed (registration). Empty if it
 // is; else why not.
-boost::asio::awaitable<std::string> check_endpoint(address_policy const& policy, https_url url,
+boost::asio::awaitable<std::string> check_endpoint(address_policy const& policy, name_resolver& dns, https_url url,
                                                    std::chrono::milliseconds timeout);
 
 }  // namespace petchat::notify::detail

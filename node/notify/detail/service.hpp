@@ -55,6 +55,7 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   detail::vapid_key vapid;
   detail::address_policy policy;
   boost::asio::ssl::context tls;
+  std::unique_ptr<detail::name_resolver> dns;  // set by start
 
   std::optional<strand_type> strand;  // set by start
   std::unique_ptr<boost::asio::steady_timer> timer;

@@ -1,0 +1,53 @@
+// Checks of the network addresses a config names (see detail/addresses.hpp).
+#include "node/config/detail/addresses.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+
+namespace petchat::config::detail {
+
+namespace {
+
+bool is_v4(std::string const& a) {
+  unsigned char buf[4];
+  return inet_pton(AF_INET, a.c_str(), buf) == 1;
+}
+
+bool is_v6(std::string const& a) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET6, a.c_str(), buf) == 1;
+}
+
+bool valid_port(std::string const& p) {
+  unsigned n = 0;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), n);
+  return !p.empty() && ec == std::errc{} && end == p.data() + p.size() && n >= 1 && n <= 65535;
+}
+
+}  // namespace
+
+bool valid_cidr(std::string const& v) {
+  auto slash = v.find('/');
+  if (slash == std::string::npos) return false;
+  auto addr = v.substr(0, slash), bits = v.substr(slash + 1);
+  unsigned prefix = 0;
+  auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
+  if (bits.empty() || ec != std::errc{} || end != bits.data() + bits.size()) return false;
+  if (is_v4(addr)) return prefix <= 32;
+  return is_v6(addr) && prefix <= 128;
+}
+
+bool valid_nameserver(std::string const& v) {
+  if (!v.empty() && v[0] == '[') {
+    auto close = v.find(']');
+    if (close == std::string::npos || !is_v6(v.substr(1, close - 1))) return false;
+    auto rest = v.substr(close + 1);
+    return rest.empty() || (rest[0] == ':' && valid_port(rest.substr(1)));
+  }
+  if (is_v6(v) || is_v4(v)) return true;
+  auto colon = v.rfind(':');
+  return colon != std::string::npos && is_v4(v.substr(0, colon)) && valid_port(v.substr(colon + 1));
+}
+
+}  // namespace petchat::config::detail

@@ -1,0 +1,14 @@
+// Checks of the network addresses a config names (push.allow_networks, push.nameservers).
+#pragma once
+
+#include <string>
+
+namespace petchat::config::detail {
+
+// "a.b.c.d/n" or "v6/n".
+bool valid_cidr(std::string const& v);
+
+// "a.b.c.d", "a.b.c.d:port", a bare IPv6 address, "[v6]" or "[v6]:port"; port 1-65535.
+bool valid_nameserver(std::string const& v);
+
+}  // namespace petchat::config::detail
