@@ -34,6 +34,7 @@
 #include "node/notify/notify.hpp"
 #include "node/presence/presence.hpp"
 #include "node/users/users.hpp"
+#include "node/web/web.hpp"
 #include "node/ws/ws.hpp"
 #include "store/rocks/rocks.hpp"
 
@@ -273,8 +274,22 @@ gateway::server_limits limits_of(config::gateway_section const& g) {
 }
 
 // The log line, and the banner a person starting the node reads.
+// The web client's files (null: off, or not built; said in the log).
+std::shared_ptr<web::site const> load_web_client(config::web_section const& cfg) {
+  auto log = log::get("node");
+  if (!cfg.enabled) return nullptr;
+  auto root = web::default_root(cfg.root);
+  if (root.empty()) {
+    log->warn("web client: not built (ninja -C build) and web.root not set: / answers not_found");
+    return nullptr;
+  }
+  auto site = web::site::load(root);  // a broken directory stops the node: said, not guessed around
+  log->info("web client: {} files from {}", site->files(), root.string());
+  return site;
+}
+
 void say_ready(std::string const& region, std::string const& listen, std::filesystem::path const& admin_socket,
-               unsigned threads) {
+               unsigned threads, bool web_client) {
   log::get("node")->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", listen, admin_socket.string(),
                          threads);
   std::printf(
@@ -283,6 +298,7 @@ void say_ready(std::string const& region, std::string const& listen, std::filesy
       "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
       "  or as admin:      petchatctl --socket %s users add alice\n",
       region.c_str(), listen.c_str(), admin_socket.c_str(), listen.c_str(), admin_socket.c_str());
+  if (web_client) std::printf("  chat in a browser: http://%s/\n", listen.c_str());
   std::fflush(stdout);
 }
 
@@ -317,10 +333,11 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   if (cfg.push.enabled)
     push = std::make_unique<notify::notification_service>(cfg.push, data_dir, messages, users, manager, metrics);
   auto limits = limits_of(cfg.gateway);
-  gateway::http_server chat(
-      io, limits,
-      gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets, push.get()),
-      "gateway");
+  auto site = load_web_client(cfg.web);
+  gateway::http_server chat(io, limits,
+                            gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()},
+                                                   &assets, push.get(), site),
+                            "gateway");
   chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
   auto port = chat.listen_tcp(cfg.gateway.listen);
@@ -363,7 +380,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                  sweep_expired_messages(messages, manager,
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
                  asio::detached);
-  say_ready(cfg.node.region, bound.str(), admin_socket, threads);
+  say_ready(cfg.node.region, bound.str(), admin_socket, threads, site != nullptr);
 
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i)

@@ -399,6 +399,7 @@ schema schema_of(reader& rd, node_config& c) {
         {"thumbnail_px", rd.integer(c.assets.thumbnail_px, 16, 4096)},
         {"collect_interval_s", rd.integer(c.assets.collect_interval_s, 1, 86400)}}},
       {"push", push_keys(rd, c)},
+      {"web", {{"enabled", rd.boolean(c.web.enabled)}, {"root", rd.text(c.web.root)}}},
       {"log", {{"format", checked(rd, c, check_log_format)}, {"level", checked(rd, c, check_log_level)}}},
       {"federation", federation_keys(rd, c)},
   };

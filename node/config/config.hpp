@@ -117,6 +117,12 @@ struct push_section {
   std::vector<std::string> nameservers;     // "address[:port]"; empty: /etc/resolv.conf's
 };
 
+// The web client at `/` (docs/PROTOCOL.md, "The web client").
+struct web_section {
+  bool enabled = true;
+  std::string root;  // empty: the installed client, or the build tree's
+};
+
 struct log_section {
   log_format format = log_format::human;
   std::string level = "info";
@@ -131,6 +137,7 @@ struct node_config {
   messages_section messages;
   assets_section assets;
   push_section push;
+  web_section web;
   log_section log;
   federation::options federation;  // [federation]; no NATS URLs: standalone
 

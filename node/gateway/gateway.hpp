@@ -30,6 +30,7 @@
 #include "node/metrics/metrics.hpp"
 #include "node/notify/notify.hpp"
 #include "node/users/users.hpp"
+#include "node/web/web.hpp"
 #include "node/ws/ws.hpp"
 
 namespace petchat::gateway {
@@ -122,7 +123,7 @@ class http_server {
   std::shared_ptr<state> state_;
 };
 
-// The chat clients' API (PROTOCOL.md: health, accounts, sessions).
+// The chat clients' API (PROTOCOL.md: health, accounts, sessions), and the web client at `/`.
 // The region directory, and the federation link (null when the node is standalone).
 struct federation_view {
   federation::directory const& regions;
@@ -131,7 +132,8 @@ struct federation_view {
 
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
-                      assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr);
+                      assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,
+                      std::shared_ptr<web::site const> web = nullptr);
 // Whether the user API streams the body of a request (uploads: see http_server::stream_bodies).
 bool user_api_streams(std::string_view method, std::string_view path);
 

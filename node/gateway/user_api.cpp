@@ -317,6 +317,13 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     std::string id = p.substr(users_prefix.size());
     co_return co_await user_profile(api, std::move(r), std::move(id));
   }
+  if (api->web && !p.starts_with("/v1/")) {
+    if (auto page = api->web->serve(m, p, r.header("accept-encoding"), r.header("if-none-match"))) {
+      if (page->status == 405) co_return method_not_allowed("GET, HEAD");
+      co_return response{
+          page->status, std::string(page->body), page->content_type, std::move(page->headers), nullptr, 0, 0};
+    }
+  }
   co_return error_response(fail(code::not_found, "no endpoint " + p));
 }
 
@@ -331,9 +338,10 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
 
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
-                      assets::asset_service* assets, notify::notification_service* push) {
-  auto api =
-      std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets, push});
+                      assets::asset_service* assets, notify::notification_service* push,
+                      std::shared_ptr<web::site const> web) {
+  auto api = std::make_shared<user_api>(
+      user_api{users, messages, manager, metrics, std::move(stopping), fed, assets, push, std::move(web)});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 
