@@ -1,0 +1,167 @@
+// The web client in a real browser (Debian's chromium, headless) against a real node: two
+// people chat and see ticks go sent → delivered → read, a reload shows nothing twice, a
+// person who was away finds what was sent meanwhile, message text is only ever text, a
+// group of three, a wrong password, a node restart the page rides out. Screenshots of the
+// main screens are written to build/web-artifacts/.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  Node, WAIT_MS, bubble, conversation, launchBrowser, login, openConversationWith, openPage, register, screenshot, send, startChat,
+} from './harness.mjs';
+
+const state = (page, text) => bubble(page, text).getAttribute('data-state');
+
+async function waitForState(page, text, wanted) {
+  await page.waitForFunction(
+    ([t, w]) => [...document.querySelectorAll('[data-testid="message"]')]
+      .some((el) => el.textContent.includes(t) && w.includes(el.getAttribute('data-state'))),
+    [text, wanted], { timeout: WAIT_MS });
+}
+
+describe('the web client', () => {
+  let node;
+  let browser;
+  const pages = [];
+
+  before(async () => {
+    node = await new Node().start();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
+    await browser?.close();
+    await node?.close();
+  });
+
+  async function person(opts) {
+    const p = await openPage(browser, node, opts);
+    pages.push(p);
+    return p;
+  }
+
+  test('two people chat; ticks go sent, delivered, read; replies arrive live', async () => {
+    const { page: alice } = await person();
+    const { page: bob } = await person();
+    await screenshot(alice, 'login');
+    await register(alice, 'alice');
+    await register(bob, 'bob');
+    await startChat(alice, 'bob@test');
+    await send(alice, 'hello bob');
+    await waitForState(alice, 'hello bob', ['delivered', 'read']);
+    // bob's list shows the conversation with one unread message, then he opens it.
+    const item = conversation(bob, 'alice@test');
+    await item.getByTestId('unread-badge').filter({ hasText: '1' }).waitFor();
+    await screenshot(bob, 'conversation-list');
+    await item.click();
+    await bubble(bob, 'hello bob').waitFor();
+    await waitForState(alice, 'hello bob', ['read']);
+    await send(bob, 'hi alice');
+    await bubble(alice, 'hi alice').waitFor();
+    await waitForState(bob, 'hi alice', ['delivered', 'read']);
+    await screenshot(alice, 'conversation');
+  });
+
+  test('a reload shows every message once', async () => {
+    const { page } = await person();
+    await login(page, 'alice');
+    await openConversationWith(page, 'bob@test');
+    await bubble(page, 'hi alice').waitFor();
+    await page.reload();
+    await openConversationWith(page, 'bob@test');
+    await bubble(page, 'hi alice').waitFor();
+    assert.equal(await bubble(page, 'hello bob').count(), 1);
+    assert.equal(await bubble(page, 'hi alice').count(), 1);
+    assert.equal(await state(page, 'hello bob'), 'read', 'the state survives a reload');
+  });
+
+  test('a person who was away finds what was sent meanwhile', async () => {
+    const r = await node.call('POST', '/v1/users', { name: 'carol', password: 'correct horse battery' });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    const { page: alice } = await person();
+    await login(alice, 'alice');
+    await startChat(alice, 'carol@test');
+    for (const text of ['one while you were out', 'two while you were out']) {
+      await send(alice, text);
+      await waitForState(alice, text, ['sent']);
+    }
+    const { page: carol } = await person({ width: 390, height: 844 }); // a phone
+    await login(carol, 'carol');
+    const item = conversation(carol, 'alice@test');
+    await item.getByTestId('unread-badge').filter({ hasText: '2' }).waitFor();
+    await screenshot(carol, 'phone-list');
+    await item.click();
+    await bubble(carol, 'two while you were out').waitFor();
+    assert.equal(await bubble(carol, 'one while you were out').count(), 1);
+    await waitForState(alice, 'two while you were out', ['delivered', 'read']);
+    await screenshot(carol, 'phone-conversation');
+  });
+
+  test('message text is shown as text, never as HTML', async () => {
+    const { page: alice } = await person();
+    const { page: bob } = await person();
+    await login(alice, 'alice');
+    await login(bob, 'bob');
+    await openConversationWith(alice, 'bob@test');
+    const hostile = ['<img src=x onerror=alert(1)>', '<script>alert(2)</script>', '<b>not bold</b>'];
+    for (const text of hostile) await send(alice, text);
+    await openConversationWith(bob, 'alice@test');
+    for (const text of hostile) await bubble(bob, text).waitFor();
+    const list = bob.getByTestId('message-list');
+    assert.equal(await list.locator('img, script, b').count(), 0, 'no element came from a message body');
+    assert.equal(await bubble(bob, '<b>not bold</b>').locator('.msg__text').textContent(), '<b>not bold</b>');
+  });
+
+  test('a group of three: created in the page, messages reach every member', async () => {
+    const { page: alice } = await person();
+    const { page: bob } = await person();
+    const { page: carol } = await person();
+    await login(alice, 'alice');
+    await login(bob, 'bob');
+    await login(carol, 'carol');
+    await alice.getByTestId('new-group-open').click();
+    await alice.getByTestId('group-title').fill('Weekend plans');
+    await alice.getByTestId('group-members').fill('bob@test, carol@test');
+    await alice.getByTestId('group-create').click();
+    await alice.getByTestId('composer-input').waitFor();
+    await send(alice, 'who is in for Saturday?');
+    for (const p of [bob, carol]) {
+      await openConversationWith(p, 'Weekend plans');
+      await bubble(p, 'who is in for Saturday?').waitFor();
+    }
+    await send(bob, 'me');
+    await bubble(alice, 'me').waitFor();
+    await bubble(carol, 'me').waitFor();
+    await waitForState(alice, 'who is in for Saturday?', ['read']);
+    await screenshot(alice, 'group');
+  });
+
+  test('a wrong password shows the API\'s error', async () => {
+    const { page } = await person();
+    await page.getByTestId('login-username').fill('alice');
+    await page.getByTestId('login-password').fill('not the password');
+    await page.getByTestId('login-button').click();
+    const error = page.getByTestId('login-error');
+    await error.waitFor();
+    assert.equal(await error.getAttribute('data-code'), 'invalid_credentials');
+    await screenshot(page, 'login-error');
+  });
+
+  test('the page rides out a node restart: it reconnects and nothing is lost or doubled', async () => {
+    const { page: alice } = await person();
+    const { page: bob } = await person();
+    await login(alice, 'alice');
+    await login(bob, 'bob');
+    await openConversationWith(alice, 'bob@test');
+    await openConversationWith(bob, 'alice@test');
+    await node.stop();
+    await send(alice, 'sent while the node was down');
+    await node.start();
+    await bubble(bob, 'sent while the node was down').waitFor({ timeout: 60000 });
+    await waitForState(alice, 'sent while the node was down', ['delivered', 'read']);
+    await send(bob, 'and after it came back');
+    await bubble(alice, 'and after it came back').waitFor();
+    assert.equal(await bubble(bob, 'sent while the node was down').count(), 1);
+    assert.equal(await bubble(alice, 'sent while the node was down').count(), 1);
+  });
+});

@@ -1,0 +1,159 @@
+// What the browser tests stand on: real petchat-node processes on loopback ports they
+// choose (serving the built client), Debian's chromium driven by playwright-core, people
+// who register through the page, and screenshots kept as artifacts.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+export const NODE_BIN = process.env.PETCHAT_NODE ?? path.join(root, 'build/node/app/petchat-node');
+export const WEB_DIST = process.env.PETCHAT_WEB_DIST ?? path.join(root, 'build/web/dist');
+export const ARTIFACTS = process.env.PETCHAT_ARTIFACTS ?? path.join(root, 'build/web-artifacts');
+export const CHROMIUM = process.env.PETCHAT_CHROMIUM ?? '/usr/bin/chromium';
+export const WAIT_MS = 20000; // for anything the node or the page does by itself
+
+// A node of its own: a temporary data dir, its config, its port (fixed after the first
+// start, so that a restarted node is found at the same address).
+export class Node {
+  constructor({ region = 'test', extra = '' } = {}) {
+    this.dir = mkdtempSync(path.join(tmpdir(), 'petchat-e2e-'));
+    this.region = region;
+    this.extra = extra;
+    this.port = 0;
+    this.stderr = '';
+  }
+
+  writeConfig() {
+    const toml = [
+      '[node]', `region = "${this.region}"`, 'threads = 2', `data_dir = "${this.dir}/data"`,
+      '[gateway]', `listen = "127.0.0.1:${this.port}"`,
+      // Every person registers from 127.0.0.1; argon2id kept cheap for speed.
+      '[users]', 'password_hash_ops = 1', 'password_hash_memory_kib = 8192', 'max_registrations_per_address = 1000000',
+      '[web]', `root = "${WEB_DIST}"`, this.extra, '',
+    ].join('\n');
+    writeFileSync(path.join(this.dir, 'node.toml'), toml);
+  }
+
+  async start() {
+    this.writeConfig();
+    this.child = spawn(NODE_BIN, ['--config', path.join(this.dir, 'node.toml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stderr.on('data', (d) => { this.stderr += d; });
+    let out = '';
+    this.url = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the node did not start in 30 s:\n${this.stderr}`)), 30000);
+      this.child.stdout.on('data', (d) => {
+        out += d;
+        const m = out.match(/chat on (http:\/\/127\.0\.0\.1:(\d+))/);
+        if (m) {
+          clearTimeout(timer);
+          this.port = Number(m[2]);
+          resolve(m[1]);
+        }
+      });
+      this.child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`the node exited (${code}) before it was ready:\n${this.stderr}`));
+      });
+    });
+    return this;
+  }
+
+  async stop(signal = 'SIGTERM') {
+    if (!this.child || this.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.kill(signal);
+    await exited;
+  }
+
+  async close() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  // A REST call as a client makes it (for setting the scene, never for checking the page).
+  async call(method, pathname, body, token) {
+    const headers = { 'Content-Type': 'application/json' };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const r = await fetch(this.url + pathname, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    const text = await r.text();
+    return { status: r.status, json: text ? JSON.parse(text) : null };
+  }
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+}
+
+// One person in a browser context of their own: page errors, dialogs and CSP violations
+// are collected (a test asserts there are none).
+export async function openPage(browser, node, { width = 1200, height = 800 } = {}) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) problems.push(`CSP: ${m.text()}`);
+  });
+  page.setDefaultTimeout(WAIT_MS);
+  await page.goto(node.url + '/');
+  return { context, page, problems };
+}
+
+export async function register(page, name, password = 'correct horse battery') {
+  await page.getByTestId('show-register').click();
+  await page.getByTestId('login-username').fill(name);
+  await page.getByTestId('login-password').fill(password);
+  await page.getByTestId('register-button').click();
+  await page.getByTestId('new-chat-input').waitFor();
+}
+
+export async function login(page, name, password = 'correct horse battery') {
+  await page.getByTestId('login-username').fill(name);
+  await page.getByTestId('login-password').fill(password);
+  await page.getByTestId('login-button').click();
+  await page.getByTestId('new-chat-input').waitFor();
+}
+
+export async function startChat(page, userId) {
+  await page.getByTestId('new-chat-input').fill(userId);
+  await page.getByTestId('new-chat-button').click();
+  await page.getByTestId('composer-input').waitFor();
+}
+
+export async function send(page, text) {
+  await page.getByTestId('composer-input').fill(text);
+  await page.getByTestId('composer-input').press('Enter');
+}
+
+// The list item whose title is exactly `title` (a 1:1 chat's is the other person's id).
+export function conversation(page, title) {
+  const exact = new RegExp(`^${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+  return page.getByTestId('conv-item').filter({ has: page.getByTestId('conv-title').filter({ hasText: exact }) });
+}
+
+export async function openConversationWith(page, title) {
+  await conversation(page, title).click();
+  await page.getByTestId('composer-input').waitFor();
+}
+
+// The bubble that shows `text` (exactly one must).
+export function bubble(page, text) {
+  return page.getByTestId('message').filter({ hasText: text });
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}

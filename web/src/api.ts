@@ -1,0 +1,233 @@
+// REST calls of the user gateway (docs/PROTOCOL.md). Every failure is an ApiError carrying
+// the node's stable code; network failures are status 0, code "network".
+import * as session from './session';
+import type { TokenAnswer, Tokens } from './session';
+import type { WireMessage } from './wire';
+
+export type { WireMessage };
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field: string | undefined;
+  // Seconds to wait before trying again (429, 503), when the node said so.
+  readonly retry_after: number | undefined;
+
+  constructor(status: number, code: string, message: string, field?: string, retryAfter?: number) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+    this.retry_after = retryAfter;
+  }
+}
+
+export interface ConversationSummary {
+  id: string;
+  kind: 'direct' | 'group';
+  title: string;
+  peer?: string;
+  member_count: number;
+  member: boolean;
+  last_message: WireMessage | null;
+  last_activity_ms: string;
+  unread_count: number;
+  read_mark: string | null;
+  muted: boolean;
+}
+
+export interface Member {
+  user_id: string;
+  role: 'owner' | 'admin' | 'member';
+  presence: { state: 'ONLINE' | 'OFFLINE'; last_seen_at: string | null } | null;
+}
+
+export interface ConversationDetails extends ConversationSummary {
+  description: string;
+  ttl_s: number;
+  history_visible: boolean;
+  version: number | string;
+  owner?: string;
+  members: Member[];
+}
+
+export interface HistoryPage {
+  messages: WireMessage[];
+  has_more_before: boolean;
+  has_more_after: boolean;
+}
+
+export interface MemberFailure {
+  user_id: string;
+  code: string;
+  message: string;
+}
+
+export interface MembersAnswer {
+  conversation: ConversationDetails;
+  added: string[];
+  failed: MemberFailure[];
+}
+
+export interface Profile {
+  id: string;
+  name: string;
+  region: string;
+  display_name: string;
+  about: string;
+  created_at: string;
+}
+
+type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+
+async function errorOf(res: Response): Promise<ApiError> {
+  let code = `http_${res.status}`;
+  let message = res.statusText || code;
+  let field: string | undefined;
+  let retryAfter: number | undefined;
+  try {
+    const body = (await res.json()) as {
+      error?: { code?: string; message?: string; field?: string; retry_after_s?: number };
+    };
+    if (body.error?.code) code = body.error.code;
+    if (body.error?.message) message = body.error.message;
+    field = body.error?.field;
+    retryAfter = body.error?.retry_after_s;
+  } catch {
+    // Not JSON (a proxy's page, say): keep the status.
+  }
+  const header = Number(res.headers.get('Retry-After'));
+  if (retryAfter === undefined && Number.isFinite(header) && header > 0) retryAfter = header;
+  return new ApiError(res.status, code, message, field, retryAfter);
+}
+
+async function send(method: Method, path: string, body: unknown, token?: string): Promise<Response> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    return await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+  } catch (err) {
+    throw new ApiError(0, 'network', err instanceof Error ? err.message : String(err));
+  }
+}
+
+async function parse<T>(res: Response): Promise<T> {
+  if (!res.ok) throw await errorOf(res);
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+// Codes after which the session is over: the user must log in again.
+const SESSION_OVER = new Set(['session_revoked', 'invalid_refresh_token', 'refresh_token_reused', 'missing_token']);
+
+async function rotate(refreshToken: string): Promise<TokenAnswer> {
+  return parse<TokenAnswer>(await send('POST', '/v1/sessions/refresh', { refresh_token: refreshToken }));
+}
+session.setRotate(rotate);
+
+// A valid access token, refreshed first if it is about to expire. Ends the session (and
+// throws) when the node says it is over.
+export async function accessToken(forceRefresh = false): Promise<string> {
+  let t: Tokens | null = session.tokens();
+  if (!t) throw new ApiError(401, 'missing_token', 'not logged in');
+  if (forceRefresh || session.needsRefresh(t)) {
+    try {
+      t = await session.refresh();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code && (SESSION_OVER.has(code) || code === 'user_disabled')) session.endSession(code);
+      throw err;
+    }
+  }
+  return t.access_token;
+}
+
+async function authed<T>(method: Method, path: string, body?: unknown): Promise<T> {
+  let res = await send(method, path, body, await accessToken());
+  if (res.status === 401) {
+    const err = await errorOf(res);
+    if (err.code !== 'token_expired' && err.code !== 'invalid_token') {
+      if (SESSION_OVER.has(err.code)) session.endSession(err.code);
+      throw err;
+    }
+    // Expired (clock skew) or a replaced region key: one refresh, one retry.
+    res = await send(method, path, body, await accessToken(true));
+    if (res.status === 401) {
+      const again = await errorOf(res);
+      session.endSession(again.code);
+      throw again;
+    }
+  }
+  return parse<T>(res);
+}
+
+const enc = encodeURIComponent;
+
+export async function register(name: string, password: string, displayName: string, registrationToken: string): Promise<Profile> {
+  const body: Record<string, string> = { name, password };
+  if (displayName) body.display_name = displayName;
+  if (registrationToken) body.registration_token = registrationToken;
+  return parse<Profile>(await send('POST', '/v1/users', body));
+}
+
+export async function login(name: string, password: string, deviceName: string): Promise<Tokens> {
+  const answer = await parse<TokenAnswer>(
+    await send('POST', '/v1/sessions', { name, password, device_name: deviceName }),
+  );
+  return session.saveAnswer(answer);
+}
+
+// Ends the session on the node, then locally whatever the node said.
+export async function logout(): Promise<void> {
+  const t = session.tokens();
+  try {
+    if (t) await parse<void>(await send('DELETE', '/v1/sessions/current', undefined, t.access_token));
+  } catch {
+    // Already revoked or unreachable: the local session ends anyway.
+  } finally {
+    session.endSession('logged_out');
+  }
+}
+
+export const me = (): Promise<Profile & { device_id: string; device_name: string }> => authed('GET', '/v1/me');
+
+export const userProfile = (id: string): Promise<Profile> => authed('GET', `/v1/users/${enc(id)}`);
+
+export function conversations(before?: string, limit = 100): Promise<{ conversations: ConversationSummary[]; next: string | null }> {
+  const q = new URLSearchParams({ limit: String(limit) });
+  if (before) q.set('before', before);
+  return authed('GET', `/v1/conversations?${q}`);
+}
+
+export const conversation = (id: string): Promise<ConversationDetails> => authed('GET', `/v1/conversations/${enc(id)}`);
+
+export const createGroup = (title: string, members: string[]): Promise<MembersAnswer> =>
+  authed('POST', '/v1/conversations', { title, members });
+
+export const addMembers = (id: string, members: string[]): Promise<MembersAnswer> =>
+  authed('POST', `/v1/conversations/${enc(id)}/members`, { members });
+
+// Removes another member, or leaves when userId is the caller (an owner names a successor).
+export function removeMember(id: string, userId: string, successor?: string): Promise<void | { queued: boolean }> {
+  const q = successor ? `?successor=${enc(successor)}` : '';
+  return authed('DELETE', `/v1/conversations/${enc(id)}/members/${enc(userId)}${q}`);
+}
+
+export function history(conversationId: string, before?: string, limit = 50): Promise<HistoryPage> {
+  const q = new URLSearchParams({ limit: String(limit) });
+  if (before) q.set('before', before);
+  return authed('GET', `/v1/conversations/${enc(conversationId)}/messages?${q}`);
+}
+
+export function historyWithPeer(peer: string, limit = 50): Promise<HistoryPage> {
+  const q = new URLSearchParams({ peer, limit: String(limit) });
+  return authed('GET', `/v1/messages?${q}`);
+}

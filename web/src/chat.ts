@@ -1,0 +1,284 @@
+// What the user does: open a chat, page back, send, retry, start chats and groups. Glue
+// between the REST API, the live stream and the state.
+import * as api from './api';
+import { applyEvent } from './events';
+import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
+import { errorText, t } from './i18n';
+import { Live } from './live';
+import * as session from './session';
+import { emptyThread, getState, initialState, setState, type Conversation, type Thread } from './store';
+import { fromEvent, fromSummary, fromWire, isNewer, localMessage, mergeMessages } from './thread';
+import type { Target } from './wire';
+
+let live: Live | null = null;
+let listTimer = 0;
+let sweepTimer = 0;
+let typingConv: string | null = null;
+let typingAt = 0;
+
+const hooks = { refreshList: scheduleList, markRead };
+
+export function start(): void {
+  const tokens = session.tokens();
+  if (!tokens || live) return;
+  setState(() => ({ ...initialState(), userId: tokens.user_id }));
+  const stream = new Live(tokens.user_id);
+  live = stream;
+  stream.subscribe((e) => {
+    applyEvent(e, hooks);
+    if (e.type === 'status' && e.online) {
+      scheduleList();
+      const active = getState().activeId;
+      if (active) markRead(active);
+    }
+  });
+  // The list first, so that the backlog's messages are told apart from those it shows.
+  void loadConversations().finally(() => {
+    if (live === stream) stream.start();
+  });
+  sweepTimer = window.setInterval(sweepTyping, 2000);
+  document.addEventListener('visibilitychange', onVisible);
+}
+
+export function stop(): void {
+  live?.stop();
+  live = null;
+  clearTimeout(listTimer);
+  clearInterval(sweepTimer);
+  document.removeEventListener('visibilitychange', onVisible);
+  setState(() => initialState());
+}
+
+export async function logout(): Promise<void> {
+  live?.forgetPosition();
+  await api.logout(); // ends the session; the app then stops the chat
+}
+
+function onVisible(): void {
+  const active = getState().activeId;
+  if (active && document.visibilityState === 'visible') markRead(active);
+}
+
+function sweepTyping(): void {
+  const now = Date.now();
+  const typing = getState().typing;
+  let stale = false;
+  const next: typeof typing = {};
+  for (const [conv, users] of Object.entries(typing)) {
+    next[conv] = {};
+    for (const [user, until] of Object.entries(users)) {
+      if (until > now) next[conv]![user] = until;
+      else stale = true;
+    }
+  }
+  if (stale) setState(() => ({ typing: next }));
+}
+
+function scheduleList(): void {
+  clearTimeout(listTimer);
+  listTimer = window.setTimeout(() => void loadConversations(), 400);
+}
+
+function notice(err: unknown): void {
+  const e = err as api.ApiError;
+  setState(() => ({ notice: errorText(e.code ?? 'network', e.message, e.retry_after) }));
+}
+
+export async function loadConversations(): Promise<void> {
+  try {
+    const page = await api.conversations(undefined, 200);
+    setState((s) => {
+      const conversations: Record<string, Conversation> = {};
+      for (const summary of page.conversations) {
+        const c = fromSummary(summary);
+        const old = s.conversations[c.id];
+        // A message seen live may be newer than the list's view of the conversation.
+        if (old?.lastMessage && isNewer(old.lastMessage, c.lastMessage)) {
+          c.lastMessage = old.lastMessage;
+          c.lastActivityMs = Math.max(c.lastActivityMs, old.lastActivityMs);
+        }
+        if (s.activeId === c.id && document.visibilityState === 'visible') c.unread = 0;
+        conversations[c.id] = c;
+      }
+      // Drafts and conversations beyond the first page stay.
+      for (const [id, c] of Object.entries(s.conversations)) conversations[id] ??= c;
+      return { conversations, notice: '' };
+    });
+  } catch (err) {
+    notice(err);
+  }
+}
+
+function setThread(id: string, update: (th: Thread) => Thread): void {
+  setState((s) => ({ threads: { ...s.threads, [id]: update(s.threads[id] ?? emptyThread()) } }));
+}
+
+export async function loadHistory(id: string, older = false): Promise<void> {
+  const th = getState().threads[id] ?? emptyThread();
+  if (th.loading || id.startsWith('draft:')) return;
+  const before = older ? th.messages.find((m) => m.id)?.id ?? undefined : undefined;
+  setThread(id, (cur) => ({ ...cur, loading: true }));
+  try {
+    const page = await api.history(id, before, 50);
+    setThread(id, (cur) => ({
+      messages: mergeMessages(cur.messages, page.messages.map(fromWire)),
+      loaded: true,
+      loading: false,
+      hasMoreBefore: page.has_more_before,
+    }));
+  } catch (err) {
+    setThread(id, (cur) => ({ ...cur, loading: false, loaded: true }));
+    notice(err);
+  }
+}
+
+export function open(id: string | null): void {
+  setState(() => ({ activeId: id, panelOpen: false, notice: '' }));
+  if (!id) return;
+  const th = getState().threads[id];
+  if (!th?.loaded) void loadHistory(id).then(() => markRead(id));
+  else markRead(id);
+}
+
+// Tells the node (and so our other devices and the senders) what the user has seen.
+export function markRead(id: string): void {
+  const s = getState();
+  const c = s.conversations[id];
+  const th = s.threads[id];
+  if (!c || !th || !live || s.activeId !== id || document.visibilityState !== 'visible') return;
+  const newest = [...th.messages].reverse().find((m) => m.id && m.from !== s.userId);
+  if (!newest?.id) return;
+  if (c.readMark && newest.order <= idOrder(c.readMark)) {
+    if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
+    return;
+  }
+  // Not connected: the reconnect calls this again.
+  if (!live.read(id, newest.id)) return;
+  setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0, readMark: newest.id } } }));
+}
+
+function sendTarget(c: Conversation): Target {
+  return c.id.startsWith('draft:') && c.peer ? { to: c.peer } : { conversation_id: c.id };
+}
+
+export function send(id: string, text: string): void {
+  const s = getState();
+  const c = s.conversations[id];
+  if (!c || !s.userId || !live) return;
+  const clientId = newClientId();
+  const m = localMessage(id, s.userId, clientId, text);
+  setThread(id, (th) => ({ ...th, messages: mergeMessages(th.messages, [m]) }));
+  setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, lastActivityMs: Date.now() } } }));
+  live.send(sendTarget(c), text, clientId);
+  typing(id, false);
+}
+
+// Resends a failed message with its own client_id: the node stores it at most once.
+export function retry(id: string, key: string): void {
+  const s = getState();
+  const c = s.conversations[id];
+  const m = s.threads[id]?.messages.find((x) => x.key === key);
+  if (!c || !m || !live) return;
+  setThread(id, (th) => ({ ...th, messages: th.messages.map((x) => (x.key === key ? { ...x, failed: undefined } : x)) }));
+  live.send(sendTarget(c), m.text, m.clientId);
+}
+
+// At most one "typing" every 3 s while it goes on, and one "stopped".
+export function typing(id: string, active: boolean): void {
+  const c = getState().conversations[id];
+  if (!c || !live || !c.member || id.startsWith('draft:')) return;
+  const now = Date.now();
+  if (active) {
+    if (typingConv === id && now - typingAt < 3000) return;
+    typingConv = id;
+    typingAt = now;
+  } else {
+    if (typingConv !== id) return;
+    typingConv = null;
+  }
+  live.typing(c.kind === 'direct' && c.peer ? { to: c.peer } : { conversation_id: id }, active);
+}
+
+// Opens the chat with a user, or a draft of it until the first message. Returns an error
+// text, or null.
+export async function startChat(input: string): Promise<string | null> {
+  const me = getState().userId;
+  if (!me) return null;
+  if (!isUserId(input)) return t.invalidUserId;
+  const peer = fullUserId(input, regionOf(me));
+  if (peer === me) return t.invalidUserId;
+  const existing = Object.values(getState().conversations).find((c) => c.kind === 'direct' && c.peer === peer);
+  if (existing) {
+    open(existing.id);
+    return null;
+  }
+  try {
+    // Profiles exist only for users of our region (PROTOCOL.md, public profile).
+    if (regionOf(peer) === regionOf(me)) await api.userProfile(peer);
+  } catch (err) {
+    const e = err as api.ApiError;
+    return errorText(e.code, e.message, e.retry_after);
+  }
+  try {
+    // A conversation the first page of the list did not show.
+    const page = await api.historyWithPeer(peer, 1);
+    const first = page.messages[0];
+    if (first) {
+      const m = fromWire(first);
+      setState((s) => ({ conversations: { [m.conversationId]: fromEvent(m, first.to, me), ...s.conversations } }));
+      open(m.conversationId);
+      scheduleList();
+      return null;
+    }
+  } catch {
+    // No conversation yet.
+  }
+  const id = `draft:${peer}`;
+  const draft: Conversation = {
+    id, kind: 'direct', title: peer, peer, memberCount: 2, member: true,
+    lastMessage: null, lastActivityMs: Date.now(), unread: 0, readMark: null,
+  };
+  setState((s) => ({
+    conversations: { ...s.conversations, [id]: draft },
+    threads: { ...s.threads, [id]: { ...emptyThread(), loaded: true } },
+  }));
+  open(id);
+  return null;
+}
+
+export function parseMembers(text: string): string[] {
+  const me = getState().userId ?? '';
+  return text.split(/[\s,;]+/).filter(Boolean).map((x) => fullUserId(x, regionOf(me)));
+}
+
+export async function createGroup(title: string, members: string[]): Promise<api.MemberFailure[]> {
+  const answer = await api.createGroup(title, members);
+  const c = fromSummary(answer.conversation);
+  setState((s) => ({
+    conversations: { ...s.conversations, [c.id]: c },
+    threads: { ...s.threads, [c.id]: { ...emptyThread(), loaded: true } },
+  }));
+  open(c.id);
+  return answer.failed;
+}
+
+export const details = api.conversation;
+
+export async function addMembers(id: string, members: string[]): Promise<api.MembersAnswer> {
+  const answer = await api.addMembers(id, members);
+  scheduleList();
+  return answer;
+}
+
+// Removes a member, or leaves when userId is our own.
+export async function removeMember(id: string, userId: string, successor?: string): Promise<void> {
+  await api.removeMember(id, userId, successor);
+  if (userId === getState().userId) {
+    // A member of another region gets 202 queued: the change event confirms it later.
+    setState((s) => {
+      const c = s.conversations[id];
+      return c ? { panelOpen: false, conversations: { ...s.conversations, [id]: { ...c, member: false } } } : {};
+    });
+  }
+  scheduleList();
+}

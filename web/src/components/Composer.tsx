@@ -1,0 +1,57 @@
+import { useRef, useState } from 'preact/hooks';
+import * as chat from '../chat';
+import { t } from '../i18n';
+
+const MAX_ROWS = 6;
+
+// Enter sends, Shift+Enter starts a new line (and Enter while an IME composes is the IME's).
+export function Composer({ id }: { id: string }) {
+  const [text, setText] = useState('');
+  const input = useRef<HTMLTextAreaElement>(null);
+
+  function submit(e?: Event) {
+    e?.preventDefault();
+    const body = text.trim();
+    if (!body) return;
+    chat.send(id, body);
+    setText('');
+    input.current?.focus();
+  }
+
+  function onKeyDown(e: KeyboardEvent) {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+      e.preventDefault();
+      submit();
+    }
+  }
+
+  // Grows with its lines (rows, not a style attribute: the CSP allows no inline styles).
+  const rows = Math.min(MAX_ROWS, Math.max(1, text.split('\n').length));
+  return (
+    <form class="composer" onSubmit={submit}>
+      <label class="visually-hidden" for="composer-input">
+        {t.composerLabel}
+      </label>
+      <textarea
+        id="composer-input"
+        ref={input}
+        class="composer__input"
+        data-testid="composer-input"
+        rows={rows}
+        placeholder={t.composerPlaceholder}
+        value={text}
+        onInput={(e) => {
+          const value = e.currentTarget.value;
+          setText(value);
+          chat.typing(id, value.trim().length > 0);
+        }}
+        onKeyDown={onKeyDown}
+        onBlur={() => chat.typing(id, false)}
+        autoFocus
+      />
+      <button class="icon-button icon-button--primary" type="submit" aria-label={t.send} data-testid="send-button" disabled={!text.trim()}>
+        <span aria-hidden="true">➤</span>
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,71 @@
+import { useMemo } from 'preact/hooks';
+import * as chat from '../chat';
+import { formatWhen, t } from '../i18n';
+import { sortedConversations, useStore, type Conversation } from '../store';
+import { preview } from '../thread';
+
+export function ConversationList() {
+  const conversations = useStore((s) => s.conversations);
+  const activeId = useStore((s) => s.activeId);
+  const list = useMemo(() => sortedConversations(conversations), [conversations]);
+  if (list.length === 0) return <p class="conv-list__empty">{t.noConversations}</p>;
+  return (
+    <nav aria-label={t.conversations}>
+      <ul class="conv-list">
+        {list.map((c) => (
+          <li key={c.id}>
+            <ConversationItem conv={c} active={c.id === activeId} />
+          </li>
+        ))}
+      </ul>
+    </nav>
+  );
+}
+
+function ConversationItem({ conv, active }: { conv: Conversation; active: boolean }) {
+  const me = useStore((s) => s.userId);
+  const presence = useStore((s) => (conv.peer ? s.presence[conv.peer] : undefined));
+  const typing = useStore((s) => s.typing[conv.id]);
+  const typists = Object.keys(typing ?? {});
+  const last = conv.lastMessage;
+  const text = preview(last, t.attachment);
+  return (
+    <button
+      type="button"
+      class={active ? 'conv-item conv-item--active' : 'conv-item'}
+      data-testid="conv-item"
+      data-conv-id={conv.id}
+      aria-current={active ? 'true' : undefined}
+      onClick={() => chat.open(conv.id)}
+    >
+      <span class="avatar" aria-hidden="true">
+        {(conv.title[0] ?? '?').toUpperCase()}
+        {presence?.online && <span class="avatar__dot" data-testid="presence-dot" />}
+      </span>
+      <span class="conv-item__body">
+        <span class="conv-item__top">
+          <span class="conv-item__title" data-testid="conv-title">{conv.title}</span>
+          {last && <span class="conv-item__time">{formatWhen(last.sentAtMs)}</span>}
+        </span>
+        <span class="conv-item__bottom">
+          {typists.length > 0 ? (
+            <span class="conv-item__typing" data-testid="typing-indicator">
+              {conv.kind === 'group' ? t.typingNamed(typists.join(', ')) : t.typing}
+            </span>
+          ) : (
+            <span class="conv-item__preview">
+              {last && last.from === me ? `${t.you}: ` : last && conv.kind === 'group' ? `${last.from}: ` : ''}
+              {text}
+            </span>
+          )}
+          {conv.unread > 0 && (
+            <span class="badge" data-testid="unread-badge" aria-label={t.unread(conv.unread)}>
+              {conv.unread}
+            </span>
+          )}
+        </span>
+        {presence?.online && <span class="visually-hidden">, {t.online}</span>}
+      </span>
+    </button>
+  );
+}

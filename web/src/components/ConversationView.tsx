@@ -1,0 +1,66 @@
+import * as chat from '../chat';
+import { formatDay, formatTime, t } from '../i18n';
+import { setState, useStore } from '../store';
+import { Composer } from './Composer';
+import { GroupPanel } from './GroupPanel';
+import { MessageList } from './MessageList';
+
+export function ConversationView({ id }: { id: string }) {
+  const conv = useStore((s) => s.conversations[id]);
+  const panelOpen = useStore((s) => s.panelOpen);
+  if (!conv) return null;
+  const group = conv.kind === 'group';
+  return (
+    <section class="conversation" aria-labelledby="conversation-title">
+      <header class="topbar">
+        <button class="icon-button conversation__back" type="button" aria-label={t.back} data-testid="back-button" onClick={() => chat.open(null)}>
+          <span aria-hidden="true">←</span>
+        </button>
+        <div class="topbar__who">
+          <h2 id="conversation-title" class="topbar__title">
+            {conv.title}
+          </h2>
+          <Subtitle id={id} />
+        </div>
+        {group && (
+          <button
+            class="icon-button"
+            type="button"
+            aria-label={t.groupInfo}
+            aria-expanded={panelOpen}
+            data-testid="group-info-button"
+            onClick={() => setState((s) => ({ panelOpen: !s.panelOpen }))}
+          >
+            <svg class="icon" viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" focusable="false">
+              <circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2" />
+              <path d="M12 11v6M12 7.5v.5" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
+            </svg>
+          </button>
+        )}
+      </header>
+      <div class="conversation__body">
+        <MessageList id={id} />
+        {group && panelOpen && <GroupPanel id={id} />}
+      </div>
+      {conv.member ? <Composer id={id} /> : <p class="conversation__gone">{t.leftGroup}</p>}
+    </section>
+  );
+}
+
+function Subtitle({ id }: { id: string }) {
+  const conv = useStore((s) => s.conversations[id]);
+  const typing = useStore((s) => s.typing[id]);
+  const presence = useStore((s) => (conv?.peer ? s.presence[conv.peer] : undefined));
+  if (!conv) return null;
+  const typists = Object.keys(typing ?? {});
+  let text = '';
+  if (typists.length > 0) text = conv.kind === 'group' ? t.typingNamed(typists.join(', ')) : t.typing;
+  else if (conv.kind === 'group') text = conv.memberCount ? t.members(conv.memberCount) : '';
+  else if (presence?.online) text = t.online;
+  else if (presence?.lastSeenMs) text = t.lastSeen(`${formatDay(presence.lastSeenMs)} ${formatTime(presence.lastSeenMs)}`);
+  return (
+    <span class="topbar__sub" data-testid={typists.length > 0 ? 'typing-indicator' : 'conversation-status'} aria-live="polite">
+      {text}
+    </span>
+  );
+}

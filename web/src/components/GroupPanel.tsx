@@ -1,0 +1,145 @@
+import { useEffect, useState } from 'preact/hooks';
+import type { ApiError, ConversationDetails } from '../api';
+import * as chat from '../chat';
+import { errorText, t } from '../i18n';
+import { setState, useStore } from '../store';
+
+const describe = (err: unknown): string => {
+  const e = err as ApiError;
+  return errorText(e.code ?? 'network', e.message, e.retry_after);
+};
+
+// Members of a group, adding and removing them (owner and admins), and leaving.
+export function GroupPanel({ id }: { id: string }) {
+  const me = useStore((s) => s.userId) ?? '';
+  const changes = useStore((s) => s.changed[id] ?? 0);
+  const [details, setDetails] = useState<ConversationDetails | null>(null);
+  const [error, setError] = useState('');
+  const [newMember, setNewMember] = useState('');
+  const [successor, setSuccessor] = useState('');
+  const [busy, setBusy] = useState(false);
+
+  const reload = () =>
+    chat.details(id).then(setDetails, (err) => {
+      setError(describe(err));
+    });
+
+  // Again after every change of the group seen live.
+  useEffect(() => {
+    void reload();
+  }, [id, changes]);
+
+  async function run(action: () => Promise<unknown>) {
+    setBusy(true);
+    setError('');
+    try {
+      await action();
+      await reload();
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function add(e: Event) {
+    e.preventDefault();
+    const members = chat.parseMembers(newMember);
+    if (members.length === 0) return;
+    await run(async () => {
+      const answer = await chat.addMembers(id, members);
+      setNewMember('');
+      if (answer.failed.length) throw { code: '', message: answer.failed.map((f) => t.notAdded(f.user_id, errorText(f.code, f.message))).join('\n') };
+    });
+  }
+
+  const mine = details?.members.find((m) => m.user_id === me);
+  const role = mine?.role ?? 'member';
+  const canManage = role === 'owner' || role === 'admin';
+  const others = details?.members.filter((m) => m.user_id !== me) ?? [];
+  const mustHandOver = role === 'owner' && others.length > 0;
+
+  return (
+    <aside class="group-panel" aria-label={t.groupInfo} data-testid="group-panel">
+      <header class="group-panel__header">
+        <h3>{t.groupInfo}</h3>
+        <button class="icon-button" type="button" aria-label={t.closePanel} onClick={() => setState(() => ({ panelOpen: false }))}>
+          <span aria-hidden="true">×</span>
+        </button>
+      </header>
+      {error && (
+        <p class="field__error" role="alert">
+          {error}
+        </p>
+      )}
+      {details && (
+        <>
+          <p class="group-panel__count">{t.members(details.members.length)}</p>
+          <ul class="member-list">
+            {details.members.map((m) => {
+              const removable = m.user_id !== me && m.role !== 'owner' && (role === 'owner' || (role === 'admin' && m.role === 'member'));
+              return (
+                <li key={m.user_id} class="member" data-testid="group-member" data-user-id={m.user_id}>
+                  <span class={m.presence?.state === 'ONLINE' ? 'member__dot member__dot--online' : 'member__dot'} aria-hidden="true" />
+                  <span class="member__name">{m.user_id}</span>
+                  <span class="member__role">{t.role[m.role] ?? m.role}</span>
+                  {removable && (
+                    <button
+                      class="button button--small button--danger"
+                      type="button"
+                      aria-label={t.removeMember(m.user_id)}
+                      disabled={busy}
+                      data-testid="remove-member"
+                      onClick={() => void run(() => chat.removeMember(id, m.user_id))}
+                    >
+                      {t.remove}
+                    </button>
+                  )}
+                </li>
+              );
+            })}
+          </ul>
+          {canManage && details.member && (
+            <form class="group-panel__add" onSubmit={add}>
+              <label class="field">
+                <span class="field__label">{t.addMember}</span>
+                <span class="new-chat__row">
+                  <input data-testid="add-member-input" autocapitalize="none" autocomplete="off" spellcheck={false} value={newMember} onInput={(e) => setNewMember(e.currentTarget.value)} />
+                  <button class="button button--primary" type="submit" data-testid="add-member-button" disabled={busy}>
+                    {t.add}
+                  </button>
+                </span>
+              </label>
+            </form>
+          )}
+          {details.member && (
+            <div class="group-panel__leave">
+              {mustHandOver && (
+                <label class="field">
+                  <span class="field__label">{t.successor}</span>
+                  <select data-testid="successor-select" value={successor} onChange={(e) => setSuccessor(e.currentTarget.value)}>
+                    <option value="">—</option>
+                    {others.map((m) => (
+                      <option key={m.user_id} value={m.user_id}>
+                        {m.user_id}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+              )}
+              <button
+                class="button button--danger"
+                type="button"
+                data-testid="leave-group"
+                disabled={busy || (mustHandOver && !successor)}
+                onClick={() => void run(() => chat.removeMember(id, me, mustHandOver ? successor : undefined))}
+              >
+                {t.leave}
+              </button>
+            </div>
+          )}
+        </>
+      )}
+    </aside>
+  );
+}

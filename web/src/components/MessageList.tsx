@@ -1,0 +1,84 @@
+import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
+import * as chat from '../chat';
+import { formatDay, t } from '../i18n';
+import { emptyThread, useStore, type Thread } from '../store';
+import { MessageItem } from './MessageItem';
+
+const NEAR_EDGE_PX = 120;
+const EMPTY = emptyThread();
+
+// Messages oldest first, with a separator per day. Scrolling near the top loads older
+// history; the view keeps its place while it is prepended.
+export function MessageList({ id }: { id: string }) {
+  const thread: Thread = useStore((s) => s.threads[id]) ?? EMPTY;
+  const kind = useStore((s) => s.conversations[id]?.kind);
+  const me = useStore((s) => s.userId);
+  const scroller = useRef<HTMLDivElement>(null);
+  // Measured before each update: how far from the bottom the view was, and the ends shown.
+  const fromBottom = useRef(0);
+  const atBottom = useRef(true);
+  const ends = useRef({ first: '', last: '' });
+
+  const messages = thread.messages;
+  const first = messages[0]?.key ?? '';
+  const last = messages[messages.length - 1];
+
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const prepended = ends.current.first !== '' && first !== ends.current.first && (last?.key ?? '') === ends.current.last;
+    const ownNew = last && last.key !== ends.current.last && last.from === me;
+    if (prepended) el.scrollTop = el.scrollHeight - fromBottom.current;
+    else if (atBottom.current || ownNew) el.scrollTop = el.scrollHeight;
+    ends.current = { first, last: last?.key ?? '' };
+    measure();
+  });
+
+  // A short history that does not fill the view cannot be scrolled up: load more now.
+  useEffect(() => {
+    const el = scroller.current;
+    if (el && thread.loaded && thread.hasMoreBefore && !thread.loading && el.scrollHeight <= el.clientHeight) {
+      void chat.loadHistory(id, true);
+    }
+  }, [thread, id]);
+
+  function measure() {
+    const el = scroller.current;
+    if (!el) return;
+    fromBottom.current = el.scrollHeight - el.scrollTop;
+    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_EDGE_PX;
+  }
+
+  function onScroll() {
+    measure();
+    const el = scroller.current;
+    if (el && el.scrollTop < NEAR_EDGE_PX && thread.hasMoreBefore && !thread.loading) void chat.loadHistory(id, true);
+  }
+
+  const items = [];
+  let day = '';
+  for (const m of messages) {
+    const d = new Date(m.sentAtMs).toDateString();
+    if (d !== day) {
+      day = d;
+      items.push(
+        <li key={`day:${d}`} class="day-separator" role="separator">
+          <span>{formatDay(m.sentAtMs)}</span>
+        </li>,
+      );
+    }
+    items.push(<MessageItem key={m.key} message={m} own={m.from === me} group={kind === 'group'} />);
+  }
+
+  return (
+    <div class="messages" ref={scroller} onScroll={onScroll} tabIndex={0} aria-label={t.composerLabel} data-testid="message-list">
+      {thread.loading && (
+        <p class="messages__loading" role="status">
+          {t.loadingOlder}
+        </p>
+      )}
+      {thread.loaded && messages.length === 0 && <p class="messages__empty">{t.noMessages}</p>}
+      <ol class="messages__list">{items}</ol>
+    </div>
+  );
+}

@@ -1,0 +1,86 @@
+import { useState } from 'preact/hooks';
+import * as chat from '../chat';
+import { t } from '../i18n';
+import { useStore } from '../store';
+import { ConversationList } from './ConversationList';
+import { NewGroup } from './NewGroup';
+
+export function Sidebar() {
+  const userId = useStore((s) => s.userId);
+  const online = useStore((s) => s.online);
+  const notice = useStore((s) => s.notice);
+  const [groupOpen, setGroupOpen] = useState(false);
+  return (
+    <div class="sidebar">
+      <header class="topbar">
+        <div class="topbar__who">
+          <h1 class="topbar__title">{t.conversations}</h1>
+          <span class="topbar__sub" data-testid="me">
+            {userId}
+            {!online && <span class="topbar__status" role="status"> · {t.connecting}</span>}
+          </span>
+        </div>
+        <button class="button button--ghost" type="button" data-testid="logout-button" onClick={() => void chat.logout()}>
+          {t.logout}
+        </button>
+      </header>
+      {notice && (
+        <p class="notice" role="alert">
+          {notice}
+        </p>
+      )}
+      <NewChat />
+      {groupOpen ? (
+        <NewGroup onClose={() => setGroupOpen(false)} />
+      ) : (
+        <button class="button button--ghost sidebar__new-group" type="button" data-testid="new-group-open" onClick={() => setGroupOpen(true)}>
+          + {t.newGroup}
+        </button>
+      )}
+      <ConversationList />
+    </div>
+  );
+}
+
+function NewChat() {
+  const [peer, setPeer] = useState('');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  async function submit(e: Event) {
+    e.preventDefault();
+    if (busy || !peer.trim()) return;
+    setBusy(true);
+    const failure = await chat.startChat(peer);
+    setBusy(false);
+    setError(failure ?? '');
+    if (!failure) setPeer('');
+  }
+  return (
+    <form class="new-chat" onSubmit={submit}>
+      <label class="field">
+        <span class="field__label">{t.newChatLabel}</span>
+        <span class="new-chat__row">
+          <input
+            data-testid="new-chat-input"
+            autocapitalize="none"
+            autocomplete="off"
+            spellcheck={false}
+            placeholder={t.newChatPlaceholder}
+            value={peer}
+            aria-invalid={error ? true : undefined}
+            aria-describedby={error ? 'new-chat-error' : undefined}
+            onInput={(e) => setPeer(e.currentTarget.value)}
+          />
+          <button class="button button--primary" type="submit" data-testid="new-chat-button" disabled={busy}>
+            {t.startChat}
+          </button>
+        </span>
+      </label>
+      {error && (
+        <p id="new-chat-error" class="field__error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}

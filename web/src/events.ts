@@ -1,0 +1,198 @@
+// Applies what the live stream reports to the app state.
+import { t } from './i18n';
+import { idOrder } from './ids';
+import { emptyReceipts, getState, setState, type ChatMessage, type Conversation, type State } from './store';
+import { fromEvent, fromWire, isNewer, mergeMessages } from './thread';
+import type { Accepted, ConversationChange, LiveEvent, Receipt, WireMessage } from './wire';
+
+export interface EventHooks {
+  // The conversation list may be stale (a new group, a change): fetch it again soon.
+  refreshList(): void;
+  // The open conversation got a message from someone else while visible.
+  markRead(conversationId: string): void;
+}
+
+const TYPING_SHOWN_MS = 6000;
+
+export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
+  switch (e.type) {
+    case 'status':
+      return setState(() => ({ online: e.online }));
+    case 'message':
+      return onMessage(e.message, hooks);
+    case 'accepted':
+      return onAccepted(e.accepted);
+    case 'send_failed':
+      return updateLocal(e.clientId, (m) => ({ ...m, failed: { code: e.code, message: e.message } }));
+    case 'receipt':
+      return onReceipt(e.receipt);
+    case 'read_mark':
+      return setState((s) => {
+        const c = s.conversations[e.mark.conversation_id];
+        if (!c) return {};
+        const mark = idOrder(e.mark.message_id);
+        const thread = s.threads[c.id];
+        let unread = c.unread;
+        if (thread?.loaded) unread = thread.messages.filter((m) => m.from !== s.userId && m.order > mark).length;
+        else if (!c.lastMessage || c.lastMessage.order <= mark) unread = 0;
+        return { conversations: { ...s.conversations, [c.id]: { ...c, unread, readMark: e.mark.message_id } } };
+      });
+    case 'deleted':
+      setState((s) => {
+        const thread = s.threads[e.deleted.conversation_id];
+        if (!thread) return {};
+        const messages = thread.messages.filter((m) => m.id !== e.deleted.message_id);
+        return { threads: { ...s.threads, [e.deleted.conversation_id]: { ...thread, messages } } };
+      });
+      return hooks.refreshList();
+    case 'conversation_change':
+      return onChange(e.change, hooks);
+    case 'presence':
+      return setState((s) => ({
+        presence: {
+          ...s.presence,
+          [e.presence.user_id]: { online: e.presence.state === 'ONLINE', lastSeenMs: Number(e.presence.last_seen_ms) || 0 },
+        },
+      }));
+    case 'typing':
+      return setState((s) => {
+        const n = e.typing;
+        const convId = n.conversation_id || directWith(s, n.from)?.id;
+        if (!convId) return {};
+        const users = { ...(s.typing[convId] ?? {}) };
+        if (n.active) users[n.from] = Date.now() + TYPING_SHOWN_MS;
+        else delete users[n.from];
+        return { typing: { ...s.typing, [convId]: users } };
+      });
+    case 'error':
+      return setState(() => ({ notice: e.message || e.code }));
+  }
+}
+
+function directWith(s: State, peer: string): Conversation | undefined {
+  return Object.values(s.conversations).find((c) => c.kind === 'direct' && c.peer === peer);
+}
+
+function onMessage(w: WireMessage, hooks: EventHooks): void {
+  const m = fromWire(w);
+  const s = getState();
+  const known = s.conversations[m.conversationId];
+  const incoming = m.from !== s.userId;
+  // At least once: a message older than what the list showed is not new.
+  const fresh = !known || isNewer(m, known.lastMessage);
+  const visible = s.activeId === m.conversationId && document.visibilityState === 'visible';
+  setState((st) => {
+    const conv = st.conversations[m.conversationId] ?? fromEvent(m, w.to, st.userId ?? '');
+    const readMark = conv.readMark ? idOrder(conv.readMark) : '';
+    const counts = incoming && fresh && !visible && m.order > readMark;
+    const next: Conversation = {
+      ...conv,
+      lastMessage: fresh ? m : conv.lastMessage,
+      lastActivityMs: fresh ? Math.max(conv.lastActivityMs, m.sentAtMs) : conv.lastActivityMs,
+      unread: conv.unread + (counts ? 1 : 0),
+    };
+    const thread = st.threads[m.conversationId];
+    const typing = st.typing[m.conversationId];
+    const update: Partial<State> = {
+      conversations: { ...st.conversations, [m.conversationId]: next },
+      threads: thread ? { ...st.threads, [m.conversationId]: { ...thread, messages: mergeMessages(thread.messages, [m]) } } : st.threads,
+    };
+    if (typing?.[m.from]) {
+      const users = { ...typing };
+      delete users[m.from];
+      update.typing = { ...st.typing, [m.conversationId]: users };
+    }
+    if (incoming && fresh) update.announcement = t.newMessageFrom(m.from, m.text || t.attachment);
+    return update;
+  });
+  if (!known) hooks.refreshList();
+  if (incoming && visible) hooks.markRead(m.conversationId);
+}
+
+// Applies a change to the unsent local message with this client_id, wherever it is.
+function updateLocal(clientId: string, change: (m: ChatMessage) => ChatMessage): void {
+  setState((s) => {
+    for (const [id, thread] of Object.entries(s.threads)) {
+      const i = thread.messages.findIndex((m) => m.key === `local:${clientId}`);
+      if (i < 0) continue;
+      const messages = thread.messages.slice();
+      messages[i] = change(messages[i]!);
+      return { threads: { ...s.threads, [id]: { ...thread, messages } } };
+    }
+    return {};
+  });
+}
+
+function onAccepted(a: Accepted): void {
+  setState((s) => {
+    const entry = Object.entries(s.threads).find(([, th]) => th.messages.some((m) => m.key === `local:${a.client_id}`));
+    if (!entry) return {};
+    const [key, thread] = entry;
+    const local = thread.messages.find((m) => m.key === `local:${a.client_id}`)!;
+    const sent: ChatMessage = {
+      ...local,
+      key: a.message_id,
+      id: a.message_id,
+      order: idOrder(a.message_id),
+      conversationId: a.conversation_id,
+      sentAtMs: Number(a.sent_at_ms) || local.sentAtMs,
+      failed: undefined,
+    };
+    const threads = { ...s.threads };
+    const conversations = { ...s.conversations };
+    let activeId = s.activeId;
+    let target = threads[a.conversation_id] ?? thread;
+    // The first message of a new direct chat: the draft becomes the conversation.
+    if (key !== a.conversation_id) {
+      delete threads[key];
+      const draft = conversations[key];
+      delete conversations[key];
+      if (draft && !conversations[a.conversation_id]) conversations[a.conversation_id] = { ...draft, id: a.conversation_id };
+      if (activeId === key) activeId = a.conversation_id;
+      target = threads[a.conversation_id] ?? { ...thread, loaded: true };
+      target = { ...target, messages: mergeMessages(target.messages, thread.messages.filter((m) => m.key !== local.key)) };
+    }
+    threads[a.conversation_id] = { ...target, messages: mergeMessages(target.messages.filter((m) => m.key !== local.key), [sent]) };
+    const conv = conversations[a.conversation_id];
+    if (conv && isNewer(sent, conv.lastMessage)) {
+      conversations[a.conversation_id] = { ...conv, lastMessage: sent, lastActivityMs: Math.max(conv.lastActivityMs, sent.sentAtMs) };
+    }
+    return { threads, conversations, activeId };
+  });
+}
+
+function onReceipt(r: Receipt): void {
+  setState((s) => {
+    const old = s.receipts[r.message_id] ?? emptyReceipts();
+    const next = { ...old };
+    const add = (list: string[]) => (r.by && !list.includes(r.by) ? [...list, r.by] : list);
+    let readUpTo = s.readUpTo;
+    if (r.status === 'DELIVERED') {
+      next.deliveredBy = add(old.deliveredBy);
+      next.deliveredCount = Math.max(old.deliveredCount, r.delivered_count);
+    } else if (r.status === 'READ') {
+      next.readBy = add(old.readBy);
+      next.readCount = Math.max(old.readCount, r.read_count);
+      if (r.by) {
+        const order = idOrder(r.message_id);
+        const members = s.readUpTo[r.conversation_id] ?? {};
+        if ((members[r.by] ?? '') < order) readUpTo = { ...s.readUpTo, [r.conversation_id]: { ...members, [r.by]: order } };
+      }
+    } else if (r.status === 'UNDELIVERABLE') {
+      next.undeliverable = true;
+    }
+    return { receipts: { ...s.receipts, [r.message_id]: next }, readUpTo };
+  });
+}
+
+function onChange(c: ConversationChange, hooks: EventHooks): void {
+  setState((s) => {
+    const conv = s.conversations[c.conversation_id];
+    const gone = (c.kind === 'MEMBER_REMOVED' || c.kind === 'MEMBER_LEFT') && c.users.includes(s.userId ?? '');
+    const changed = { ...s.changed, [c.conversation_id]: (s.changed[c.conversation_id] ?? 0) + 1 };
+    if (!conv) return { changed };
+    const next = { ...conv, member: gone ? false : conv.member, title: c.title || conv.title };
+    return { changed, conversations: { ...s.conversations, [c.conversation_id]: next } };
+  });
+  hooks.refreshList();
+}

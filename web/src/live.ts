@@ -1,0 +1,302 @@
+// The live stream (docs/PROTOCOL.md, "Live stream"): one WebSocket to /v1/ws on the page's
+// own host, JSON subprotocol, an `auth` frame first (tokens never go into URLs).
+//
+// Invariants:
+// - lastSeq is the highest mailbox seq whose event every subscriber has processed; it is
+//   what we acknowledge and resume after, never more (auth.after_seq acknowledges too).
+// - The outbox holds every send not yet `accepted`; it is resent with the same client_id
+//   after each reconnect, so a send whose answer was lost is stored once.
+import { accessToken, ApiError } from './api';
+import * as session from './session';
+import type { Accepted, LiveEvent, Target, WireMessage } from './wire';
+
+interface Outgoing { clientId: string; payload: Record<string, unknown>; timer?: number }
+
+const SEND_TIMEOUT_MS = 30_000;
+const CONNECT_TIMEOUT_MS = 15_000;
+const PING_EVERY_MS = 25_000;
+const SILENT_LIMIT_MS = 40_000;
+const SEEN_LIMIT = 5000;
+const AUTH_CODES = new Set(['invalid_token', 'token_expired', 'session_revoked', 'user_disabled']);
+
+export class Live {
+  private ws: WebSocket | null = null;
+  private stopped = true;
+  private attempt = 0;
+  private reconnectTimer = 0;
+  private pingTimer = 0;
+  private ackTimer = 0;
+  private refreshTimer = 0;
+  private lastFrameAt = 0;
+  private authed = false;
+  private lastSeq: bigint;
+  private ackedSeq = 0n;
+  private nextRef = 1;
+  private lastError = '';
+  private readonly sends = new Map<string, string>(); // ref -> client_id
+  private readonly outbox = new Map<string, Outgoing>();
+  private readonly seen = new Set<string>();
+  private readonly listeners = new Set<(e: LiveEvent) => void>();
+  private readonly seqKey: string;
+  private unTokens: (() => void) | null = null;
+
+  constructor(userId: string) {
+    this.seqKey = `petchat.seq.${userId}`;
+    const stored = localStorage.getItem(this.seqKey);
+    this.lastSeq = stored && /^\d+$/.test(stored) ? BigInt(stored) : -1n;
+  }
+
+  subscribe(fn: (e: LiveEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.unTokens = session.onTokens((t) => t && this.onTokens());
+    window.addEventListener('online', this.wake);
+    document.addEventListener('visibilitychange', this.wake);
+    window.addEventListener('pagehide', this.persist);
+    void this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.unTokens?.();
+    window.removeEventListener('online', this.wake);
+    document.removeEventListener('visibilitychange', this.wake);
+    window.removeEventListener('pagehide', this.persist);
+    for (const t of [this.reconnectTimer, this.pingTimer, this.ackTimer, this.refreshTimer]) clearTimeout(t);
+    for (const o of this.outbox.values()) clearTimeout(o.timer);
+    this.drop();
+  }
+
+  forgetPosition(): void { // on log out: the next login is a new device
+    localStorage.removeItem(this.seqKey);
+  }
+
+  // Queues a message under its client_id; sending the same client_id again is a retry,
+  // which the node answers with the original `accepted`.
+  send(target: Target, text: string, clientId: string): void {
+    this.outbox.set(clientId, { clientId, payload: { client_id: clientId, ...target, body: { text } } });
+    this.transmit(clientId);
+  }
+
+  // False when not connected: nothing was sent.
+  read(conversationId: string, messageId: string): boolean {
+    return this.frame({ read: { conversation_id: conversationId, message_id: messageId } });
+  }
+
+  typing(target: Target, active: boolean): boolean {
+    return this.frame({ typing: { ...target, active } });
+  }
+
+  private emit(e: LiveEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  private frame(body: Record<string, unknown>, ref?: string): boolean {
+    if (!this.ws || !this.authed || this.ws.readyState !== WebSocket.OPEN) return false; // not connected
+    this.ws.send(JSON.stringify(ref ? { ref, ...body } : body));
+    return true;
+  }
+
+  private transmit(clientId: string): void {
+    const o = this.outbox.get(clientId);
+    if (!o) return;
+    clearTimeout(o.timer);
+    const ref = String(this.nextRef++);
+    if (this.frame({ send: o.payload }, ref)) this.sends.set(ref, clientId);
+    // Not accepted in time, connected or not: show it as failed; the outbox keeps it, so a
+    // reconnect still resends it and an `accepted` that comes later still counts.
+    o.timer = window.setTimeout(() => {
+      if (this.outbox.has(clientId)) this.emit({ type: 'send_failed', clientId, code: 'timeout', message: '' });
+    }, SEND_TIMEOUT_MS);
+  }
+
+  private readonly wake = (): void => {
+    if (this.stopped || this.ws || document.visibilityState === 'hidden') return;
+    clearTimeout(this.reconnectTimer);
+    this.attempt = 0;
+    void this.connect();
+  };
+
+  private readonly persist = (): void => {
+    if (this.lastSeq >= 0n) localStorage.setItem(this.seqKey, this.lastSeq.toString());
+  };
+
+  private async connect(): Promise<void> {
+    if (this.stopped || this.ws) return;
+    let token: string;
+    try {
+      token = await accessToken();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return; // the session ended
+      return this.scheduleReconnect();
+    }
+    if (this.stopped || this.ws) return;
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${location.host}/v1/ws`, 'petchat.v1.json');
+    this.ws = ws;
+    this.authed = false;
+    this.lastError = '';
+    ws.onopen = () => {
+      const auth: Record<string, string> = { access_token: token };
+      if (this.lastSeq >= 0n) auth.after_seq = this.lastSeq.toString();
+      ws.send(JSON.stringify({ ref: String(this.nextRef++), auth }));
+    };
+    ws.onmessage = (e) => {
+      if (typeof e.data === 'string') this.onFrame(e.data);
+    };
+    ws.onclose = (e) => this.onClose(e.code);
+    // Some engines report a refused connection only as an error; and a handshake may hang.
+    ws.onerror = () => this.ws === ws && this.onClose(1006);
+    window.setTimeout(() => this.ws === ws && !this.authed && this.onClose(1006), CONNECT_TIMEOUT_MS);
+  }
+
+  // Detaches the socket at once: a dead TCP connection may take minutes to report its close.
+  private drop(): void {
+    const ws = this.ws;
+    this.ws = null;
+    this.authed = false;
+    this.sends.clear(); // answers to frames of a closed socket never come
+    clearInterval(this.pingTimer);
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    ws.close(1000);
+  }
+
+  private onClose(code: number): void {
+    const wasAuthed = this.authed;
+    this.drop();
+    this.persist();
+    if (wasAuthed) this.emit({ type: 'status', online: false });
+    if (this.stopped) return;
+    if (code === 4001) {
+      if (this.lastError === 'session_revoked' || this.lastError === 'user_disabled') {
+        session.endSession(this.lastError);
+        return;
+      }
+      if (this.lastError === 'token_expired' || this.lastError === 'invalid_token') {
+        // A fresh token, then at once; accessToken ends the session if it cannot.
+        accessToken(true).then(() => void this.connect(), () => this.scheduleReconnect());
+        return;
+      }
+    }
+    this.scheduleReconnect(code === 4029 ? 30_000 : 0);
+  }
+
+  // Exponential back-off with full jitter: 0.5 s doubling to 30 s.
+  private scheduleReconnect(floorMs = 0): void {
+    if (this.stopped) return;
+    const cap = Math.min(30_000, 500 * 2 ** this.attempt++);
+    const delay = floorMs + Math.random() * cap;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = window.setTimeout(() => void this.connect(), delay);
+  }
+
+  private onTokens(): void {
+    const t = session.tokens();
+    if (t && this.ws && this.authed) this.frame({ auth: { access_token: t.access_token } }, String(this.nextRef++));
+    this.scheduleRefresh();
+  }
+
+  // Keeps the stream's token fresh: a new token goes to the open stream as an `auth` frame.
+  private scheduleRefresh(): void {
+    clearTimeout(this.refreshTimer);
+    const t = session.tokens();
+    if (!t || this.stopped) return;
+    this.refreshTimer = window.setTimeout(() => {
+      accessToken().catch(() => this.scheduleRefresh());
+    }, session.refreshDelay(t) + 100);
+  }
+
+  private onFrame(text: string): void {
+    let f: Record<string, any>;
+    try {
+      f = JSON.parse(text);
+    } catch {
+      return; // the node sends JSON only; ignore anything else
+    }
+    this.lastFrameAt = Date.now();
+    if (f.welcome) return this.onWelcome(f.welcome);
+    if (f.event) return this.onEvent(f.event);
+    if (f.accepted) {
+      const a = f.accepted as Accepted;
+      const o = this.outbox.get(a.client_id);
+      clearTimeout(o?.timer);
+      this.outbox.delete(a.client_id);
+      this.sends.delete(String(f.ref));
+      return this.emit({ type: 'accepted', accepted: a });
+    }
+    if (f.presence) return this.emit({ type: 'presence', presence: f.presence });
+    if (f.typing) return this.emit({ type: 'typing', typing: f.typing });
+    if (f.error) return this.onError(String(f.ref ?? '0'), f.error.code, f.error.message ?? '');
+  }
+
+  private onWelcome(w: { resume_after: string }): void {
+    if (this.authed) return; // the answer to a fresh token on the open stream
+    this.authed = true;
+    this.attempt = 0;
+    this.lastSeq = BigInt(w.resume_after);
+    this.ackedSeq = this.lastSeq;
+    this.emit({ type: 'status', online: true });
+    clearInterval(this.pingTimer);
+    this.pingTimer = window.setInterval(() => this.keepAlive(), PING_EVERY_MS);
+    this.scheduleRefresh();
+    for (const clientId of this.outbox.keys()) this.transmit(clientId);
+  }
+
+  private keepAlive(): void {
+    if (Date.now() - this.lastFrameAt > SILENT_LIMIT_MS) return this.onClose(1006);
+    this.frame({ ping: {} }, String(this.nextRef++));
+  }
+
+  private onEvent(ev: Record<string, any>): void {
+    const seq = BigInt(ev.seq);
+    if (seq <= this.lastSeq) return; // at-least-once: already processed
+    if (ev.message) {
+      const m = ev.message as WireMessage;
+      if (!this.seen.has(m.id)) {
+        this.seen.add(m.id);
+        if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.values().next().value as string);
+        this.emit({ type: 'message', message: m });
+      }
+    } else if (ev.receipt) this.emit({ type: 'receipt', receipt: ev.receipt });
+    else if (ev.read_mark) this.emit({ type: 'read_mark', mark: ev.read_mark });
+    else if (ev.deleted) this.emit({ type: 'deleted', deleted: ev.deleted });
+    else if (ev.conversation_change) this.emit({ type: 'conversation_change', change: ev.conversation_change });
+    this.lastSeq = seq;
+    this.scheduleAck();
+  }
+
+  // Cumulative and batched: one ack for a burst of events.
+  private scheduleAck(): void {
+    if (this.ackTimer) return;
+    this.ackTimer = window.setTimeout(() => {
+      this.ackTimer = 0;
+      if (this.lastSeq > this.ackedSeq && this.frame({ ack: { seq: this.lastSeq.toString() } })) {
+        this.ackedSeq = this.lastSeq;
+      }
+      this.persist();
+    }, 250);
+  }
+
+  private onError(ref: string, code: string, message: string): void {
+    const clientId = this.sends.get(ref);
+    if (clientId) {
+      this.sends.delete(ref);
+      clearTimeout(this.outbox.get(clientId)?.timer);
+      this.outbox.delete(clientId);
+      return this.emit({ type: 'send_failed', clientId, code, message });
+    }
+    if (AUTH_CODES.has(code) || code === 'not_authenticated' || code === 'too_many_streams') {
+      // A refused fresh token on an open stream leaves the stream as it was.
+      if (this.authed && code === 'invalid_token') return;
+      this.lastError = code;
+      return;
+    }
+    this.emit({ type: 'error', code, message });
+  }
+}

@@ -1,0 +1,142 @@
+// The device's session: its two tokens in localStorage under one key, and their refresh.
+//
+// Every tab of the browser shares the stored tokens. A refresh token works once
+// (PROTOCOL.md, Sessions): a tab presenting one another tab already rotated would revoke
+// the whole session. So refreshing is serialised across tabs with a Web Lock, and inside
+// the lock the stored tokens are read again: if another tab refreshed meanwhile, its
+// tokens are adopted instead of refreshing again.
+
+export interface Tokens {
+  user_id: string;
+  device_id: string;
+  access_token: string;
+  access_expires_at: number; // ms since the epoch, by this browser's clock
+  access_lifetime_ms: number;
+  refresh_token: string;
+  refresh_expires_at: number;
+}
+
+export interface TokenAnswer {
+  user_id: string;
+  device_id: string;
+  access_token: string;
+  access_token_expires_in_s: number;
+  refresh_token: string;
+  refresh_token_expires_in_s: number;
+}
+
+const KEY = 'petchat.session';
+// Refresh this long before the access token's expiry, or a fifth of a short lifetime before.
+const REFRESH_MARGIN_MS = 60_000;
+
+type Listener = (tokens: Tokens | null, reason?: string) => void;
+const listeners = new Set<Listener>();
+let current: Tokens | null = load();
+let inFlight: Promise<Tokens> | null = null;
+
+function load(): Tokens | null {
+  try {
+    const raw = localStorage.getItem(KEY);
+    if (!raw) return null;
+    const t = JSON.parse(raw) as Tokens;
+    return typeof t.access_token === 'string' && typeof t.refresh_token === 'string' ? t : null;
+  } catch {
+    return null;
+  }
+}
+
+function store(tokens: Tokens | null, reason?: string): void {
+  current = tokens;
+  try {
+    if (tokens) localStorage.setItem(KEY, JSON.stringify(tokens));
+    else localStorage.removeItem(KEY);
+  } catch {
+    // Storage full or disabled: the session lives in memory for this tab.
+  }
+  for (const l of listeners) l(tokens, reason);
+}
+
+// Another tab logged out or refreshed: follow it.
+window.addEventListener('storage', (e) => {
+  if (e.key !== KEY) return;
+  const next = load();
+  if (!next) {
+    if (current) store(null, 'logged_out_elsewhere');
+  } else if (!current || next.access_token !== current.access_token) {
+    current = next;
+    for (const l of listeners) l(next);
+  }
+});
+
+export function tokens(): Tokens | null {
+  return current;
+}
+
+export function onTokens(listener: Listener): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+export function saveAnswer(answer: TokenAnswer): Tokens {
+  const now = Date.now();
+  const t: Tokens = {
+    user_id: answer.user_id,
+    device_id: answer.device_id,
+    access_token: answer.access_token,
+    access_expires_at: now + answer.access_token_expires_in_s * 1000,
+    access_lifetime_ms: answer.access_token_expires_in_s * 1000,
+    refresh_token: answer.refresh_token,
+    refresh_expires_at: now + answer.refresh_token_expires_in_s * 1000,
+  };
+  store(t);
+  return t;
+}
+
+export function endSession(reason?: string): void {
+  store(null, reason);
+}
+
+function margin(t: Tokens): number {
+  return Math.min(REFRESH_MARGIN_MS, Math.max(1000, (t.access_lifetime_ms || 0) / 5));
+}
+
+export function needsRefresh(t: Tokens): boolean {
+  return Date.now() >= t.access_expires_at - margin(t);
+}
+
+// When the access token should be refreshed, ms from now (0: now).
+export function refreshDelay(t: Tokens): number {
+  return Math.max(0, t.access_expires_at - margin(t) - Date.now());
+}
+
+// The refresh call itself (POST /v1/sessions/refresh); set by api.ts to avoid a cycle.
+let rotate: ((refreshToken: string) => Promise<TokenAnswer>) | null = null;
+export function setRotate(fn: (refreshToken: string) => Promise<TokenAnswer>): void {
+  rotate = fn;
+}
+
+async function refreshLocked(used: string): Promise<Tokens> {
+  const stored = load() ?? current;
+  if (!stored) throw Object.assign(new Error('logged out'), { code: 'session_revoked' });
+  // Another tab rotated it already: take its tokens.
+  if (stored.refresh_token !== used) {
+    current = stored;
+    for (const l of listeners) l(stored);
+    return stored;
+  }
+  if (!rotate) throw new Error('refresh is not wired');
+  return saveAnswer(await rotate(stored.refresh_token));
+}
+
+// One refresh at a time per tab (and per browser, where Web Locks exist); callers during
+// a refresh share its result.
+export function refresh(): Promise<Tokens> {
+  if (inFlight) return inFlight;
+  const used = current?.refresh_token ?? '';
+  const run = (): Promise<Tokens> => refreshLocked(used);
+  const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+  inFlight = (locks ? locks.request('petchat.refresh', run) : run()).finally(() => {
+    inFlight = null;
+  });
+  return inFlight;
+}

@@ -1,0 +1,136 @@
+// The app's state: one immutable snapshot, replaced on every change, and a hook that
+// re-renders a component when the part it selects changes.
+import { useEffect, useRef, useState } from 'preact/hooks';
+
+export type OwnState = 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
+
+export interface ChatMessage {
+  // The message id once the node gave one, else "local:<client_id>".
+  key: string;
+  id: string | null;
+  order: string; // idOrder(id): compares in the node's order; "" while unsent
+  conversationId: string;
+  from: string;
+  clientId: string;
+  sentAtMs: number;
+  text: string;
+  attachments: number;
+  deliveredAtMs: number;
+  readAtMs: number;
+  // Own messages while unsent: failed (with the reason) or still going out.
+  failed?: { code: string; message: string };
+}
+
+export interface Conversation {
+  id: string; // "draft:<peer>" until the first message creates the direct conversation
+  kind: 'direct' | 'group';
+  title: string;
+  peer: string | null;
+  memberCount: number;
+  member: boolean;
+  lastMessage: ChatMessage | null;
+  lastActivityMs: number;
+  unread: number;
+  readMark: string | null;
+}
+
+export interface Thread {
+  messages: ChatMessage[]; // in the node's order; unsent own messages last
+  loaded: boolean;
+  loading: boolean;
+  hasMoreBefore: boolean;
+}
+
+// What the sender knows about one own message from receipts.
+export interface ReceiptState {
+  deliveredBy: string[];
+  readBy: string[];
+  deliveredCount: number; // count receipts (large groups)
+  readCount: number;
+  undeliverable: boolean;
+}
+
+export interface PresenceState {
+  online: boolean;
+  lastSeenMs: number;
+}
+
+export interface State {
+  userId: string | null;
+  online: boolean;
+  conversations: Record<string, Conversation>;
+  threads: Record<string, Thread>;
+  receipts: Record<string, ReceiptState>; // by message id
+  // Per conversation, per member: the order of the newest own message they read.
+  readUpTo: Record<string, Record<string, string>>;
+  presence: Record<string, PresenceState>;
+  typing: Record<string, Record<string, number>>; // conversation -> user -> until (ms)
+  changed: Record<string, number>; // conversation -> count of changes seen live
+  activeId: string | null;
+  panelOpen: boolean;
+  announcement: string;
+  notice: string;
+}
+
+export const initialState = (): State => ({
+  userId: null,
+  online: false,
+  conversations: {},
+  threads: {},
+  receipts: {},
+  readUpTo: {},
+  presence: {},
+  typing: {},
+  changed: {},
+  activeId: null,
+  panelOpen: false,
+  announcement: '',
+  notice: '',
+});
+
+let state: State = initialState();
+const listeners = new Set<() => void>();
+
+export const getState = (): State => state;
+
+export function setState(update: (s: State) => Partial<State>): void {
+  state = { ...state, ...update(state) };
+  for (const l of listeners) l();
+}
+
+// Selectors should return parts of the state as they are (not new arrays), so that an
+// unrelated change does not re-render.
+export function useStore<T>(select: (s: State) => T): T {
+  const selectRef = useRef(select);
+  selectRef.current = select;
+  const value = select(state);
+  const last = useRef(value);
+  last.current = value;
+  const [, rerender] = useState(0);
+  useEffect(() => {
+    const check = () => {
+      if (!Object.is(selectRef.current(state), last.current)) rerender((n) => n + 1);
+    };
+    listeners.add(check);
+    check();
+    return () => {
+      listeners.delete(check);
+    };
+  }, []);
+  return value;
+}
+
+export const emptyThread = (): Thread => ({ messages: [], loaded: false, loading: false, hasMoreBefore: false });
+
+export const emptyReceipts = (): ReceiptState => ({
+  deliveredBy: [],
+  readBy: [],
+  deliveredCount: 0,
+  readCount: 0,
+  undeliverable: false,
+});
+
+// Newest activity first.
+export function sortedConversations(conversations: Record<string, Conversation>): Conversation[] {
+  return Object.values(conversations).sort((a, b) => b.lastActivityMs - a.lastActivityMs);
+}

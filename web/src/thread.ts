@@ -1,0 +1,128 @@
+// Pure helpers over messages and conversations: conversion from the wire, merging without
+// duplicates, and the state of an own message.
+import type { ConversationSummary, WireMessage } from './api';
+import { idOrder } from './ids';
+import type { ChatMessage, Conversation, OwnState, State } from './store';
+
+const num = (s: string | number | undefined): number => Number(s ?? 0) || 0;
+
+export function fromWire(m: WireMessage): ChatMessage {
+  return {
+    key: m.id,
+    id: m.id,
+    order: idOrder(m.id),
+    conversationId: m.conversation_id,
+    from: m.from,
+    clientId: m.client_id,
+    sentAtMs: num(m.sent_at_ms),
+    text: m.body?.text ?? '',
+    attachments: m.body?.attachments?.length ?? 0,
+    deliveredAtMs: num(m.delivered_at_ms),
+    readAtMs: num(m.read_at_ms),
+  };
+}
+
+export function localMessage(conversationId: string, from: string, clientId: string, text: string): ChatMessage {
+  return {
+    key: `local:${clientId}`,
+    id: null,
+    order: '',
+    conversationId,
+    from,
+    clientId,
+    sentAtMs: Date.now(),
+    text,
+    attachments: 0,
+    deliveredAtMs: 0,
+    readAtMs: 0,
+  };
+}
+
+function byOrder(a: ChatMessage, b: ChatMessage): number {
+  // Unsent messages after every sent one, in the order they were written.
+  if (!a.order || !b.order) return a.order ? -1 : b.order ? 1 : a.sentAtMs - b.sentAtMs;
+  return a.order < b.order ? -1 : a.order > b.order ? 1 : 0;
+}
+
+// Merges messages into a thread: one entry per message id, and a stored own message
+// replaces its unsent local copy (same sender and client_id).
+export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): ChatMessage[] {
+  const byKey = new Map(list.map((m) => [m.key, m]));
+  for (const m of incoming) {
+    if (m.id) {
+      const local = byKey.get(`local:${m.clientId}`);
+      if (local && local.from === m.from) byKey.delete(local.key);
+    }
+    const old = byKey.get(m.key);
+    // Keep the newest delivery state either copy knows.
+    byKey.set(m.key, old ? { ...m, deliveredAtMs: Math.max(m.deliveredAtMs, old.deliveredAtMs), readAtMs: Math.max(m.readAtMs, old.readAtMs) } : m);
+  }
+  return [...byKey.values()].sort(byOrder);
+}
+
+export const isNewer = (m: ChatMessage, than: ChatMessage | null): boolean => !than || byOrder(m, than) > 0;
+
+export function fromSummary(c: ConversationSummary): Conversation {
+  return {
+    id: c.id,
+    kind: c.kind,
+    title: c.title || c.peer || c.id,
+    peer: c.kind === 'direct' ? (c.peer ?? null) : null,
+    memberCount: c.member_count,
+    member: c.member,
+    lastMessage: c.last_message ? fromWire(c.last_message) : null,
+    lastActivityMs: num(c.last_activity_ms),
+    unread: c.unread_count,
+    readMark: c.read_mark,
+  };
+}
+
+// A conversation known only from a live event, until the list is fetched again.
+export function fromEvent(m: ChatMessage, to: string, me: string): Conversation {
+  const direct = !m.conversationId.startsWith('g');
+  const peer = direct ? (m.from === me ? to : m.from) : null;
+  return {
+    id: m.conversationId,
+    kind: direct ? 'direct' : 'group',
+    title: peer ?? m.conversationId,
+    peer,
+    memberCount: direct ? 2 : 0,
+    member: true,
+    lastMessage: m,
+    lastActivityMs: m.sentAtMs,
+    unread: 0,
+    readMark: null,
+  };
+}
+
+export interface OwnStatus {
+  state: OwnState;
+  readers: number;
+  undeliverable: boolean;
+}
+
+// The state of an own message: from the receipts seen live, and from the delivery times
+// history carries (1:1 only; in groups they stay 0).
+export function ownStatus(m: ChatMessage, s: State): OwnStatus {
+  if (!m.id) return { state: m.failed ? 'failed' : 'sending', readers: 0, undeliverable: false };
+  const r = s.receipts[m.id];
+  if (r?.undeliverable) return { state: 'failed', readers: 0, undeliverable: true };
+  const readers = new Set(r?.readBy ?? []);
+  // A READ receipt covers every earlier message of ours in that conversation.
+  for (const [user, upTo] of Object.entries(s.readUpTo[m.conversationId] ?? {})) {
+    if (upTo >= m.order) readers.add(user);
+  }
+  let count = Math.max(readers.size, r?.readCount ?? 0);
+  if (count === 0 && m.readAtMs > 0) count = 1;
+  if (count > 0) return { state: 'read', readers: count, undeliverable: false };
+  if (m.deliveredAtMs > 0 || (r && (r.deliveredBy.length > 0 || r.deliveredCount > 0))) {
+    return { state: 'delivered', readers: 0, undeliverable: false };
+  }
+  return { state: 'sent', readers: 0, undeliverable: false };
+}
+
+export function preview(m: ChatMessage | null, attachmentText: string): string {
+  if (!m) return '';
+  const text = m.text.replace(/\s+/g, ' ').trim();
+  return text || (m.attachments > 0 ? attachmentText : '');
+}

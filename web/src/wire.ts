@@ -1,0 +1,53 @@
+// Shapes of what the node sends, in Protobuf's JSON mapping (proto/client.proto): 64-bit
+// numbers are strings of decimal digits, enums their names.
+
+export interface WireMessage {
+  id: string;
+  conversation_id: string;
+  from: string;
+  to: string;
+  client_id: string;
+  sent_at_ms: string;
+  body: { text?: string; content?: unknown; attachments?: unknown[] };
+  expires_at_ms: string;
+  delivered_at_ms: string;
+  read_at_ms: string;
+}
+
+export interface Receipt {
+  message_id: string;
+  conversation_id: string;
+  status: 'DELIVERED' | 'READ' | 'UNDELIVERABLE' | string;
+  by: string;
+  at_ms: string;
+  recipients: number;
+  delivered_count: number;
+  read_count: number;
+}
+export interface ReadMark { conversation_id: string; message_id: string; at_ms: string }
+export interface Deleted { message_id: string; conversation_id: string; by: string }
+export interface ConversationChange {
+  conversation_id: string;
+  version: string;
+  kind: string;
+  by: string;
+  users: string[];
+  title: string;
+}
+export interface Presence { user_id: string; state: 'ONLINE' | 'OFFLINE' | string; last_seen_ms: string }
+export interface TypingNotice { from: string; conversation_id: string; active: boolean }
+export interface Accepted { client_id: string; message_id: string; conversation_id: string; sent_at_ms: string; duplicate: boolean }
+export type Target = { to: string } | { conversation_id: string };
+
+export type LiveEvent =
+  | { type: 'status'; online: boolean }
+  | { type: 'message'; message: WireMessage }
+  | { type: 'receipt'; receipt: Receipt }
+  | { type: 'read_mark'; mark: ReadMark }
+  | { type: 'deleted'; deleted: Deleted }
+  | { type: 'conversation_change'; change: ConversationChange }
+  | { type: 'presence'; presence: Presence }
+  | { type: 'typing'; typing: TypingNotice }
+  | { type: 'accepted'; accepted: Accepted }
+  | { type: 'send_failed'; clientId: string; code: string; message: string }
+  | { type: 'error'; code: string; message: string };
