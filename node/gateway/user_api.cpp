@@ -85,6 +85,30 @@ awaitable<response> logout(std::shared_ptr<user_api> api, request r) {
   co_return no_content();
 }
 
+// The caller's own devices: GET lists the sessions not revoked; DELETE /{device_id} ends
+// one (another user's device is session_not_found: no telling whose it is).
+awaitable<response> own_sessions(std::shared_ptr<user_api> api, request r, std::string device_id) {
+  auto who = authenticate(*api, r);
+  if (!who) co_return error_response(who.error());
+  auto sessions = api->users.list_sessions(who->user_name);
+  if (device_id.empty()) {
+    json::array list;
+    for (auto const& s : sessions)
+      if (!s.revoked)
+        list.push_back(json::object{{"device_id", s.device_id},
+                                    {"device_name", s.device_name},
+                                    {"created_at", rfc3339(s.created_at_ms)},
+                                    {"last_refreshed_at", rfc3339(s.last_refreshed_at_ms)},
+                                    {"current", s.device_id == who->device_id}});
+    co_return json_response(200, json::object{{"sessions", std::move(list)}});
+  }
+  bool own = std::any_of(sessions.begin(), sessions.end(), [&](auto const& s) { return s.device_id == device_id; });
+  if (!own) co_return error_response(fail(code::session_not_found, "no device " + device_id + " of yours"));
+  auto revoked = co_await api->users.revoke_session(device_id);
+  if (!revoked) co_return error_response(revoked.error());
+  co_return no_content();
+}
+
 awaitable<response> me(std::shared_ptr<user_api> api, request r) {
   auto who = authenticate(*api, r);
   if (!who) co_return error_response(who.error());
@@ -282,8 +306,8 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     if (m != "POST") co_return method_not_allowed("POST");
     co_return co_await register_user(api, std::move(r));
   }
-  if (p == "/v1/sessions") {
-    if (m != "POST") co_return method_not_allowed("POST");
+  if (p == "/v1/sessions" && m != "GET") {
+    if (m != "POST") co_return method_not_allowed("GET, POST");
     co_return co_await login(api, std::move(r));
   }
   if (p == "/v1/sessions/refresh") {
@@ -293,6 +317,14 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   if (p == "/v1/sessions/current") {
     if (m != "DELETE") co_return method_not_allowed("DELETE");
     co_return co_await logout(api, std::move(r));
+  }
+  if (p == "/v1/sessions" && m == "GET") co_return co_await own_sessions(api, std::move(r), std::string());
+  constexpr std::string_view sessions_prefix = "/v1/sessions/";
+  if (p.starts_with(sessions_prefix) && p.size() > sessions_prefix.size() &&
+      p.find('/', sessions_prefix.size()) == std::string::npos) {
+    if (m != "DELETE") co_return method_not_allowed("DELETE");
+    std::string device = p.substr(sessions_prefix.size());
+    co_return co_await own_sessions(api, std::move(r), std::move(device));
   }
   if (p == "/v1/me") {
     if (m != "GET" && m != "PATCH") co_return method_not_allowed("GET, PATCH");

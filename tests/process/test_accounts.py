@@ -166,7 +166,8 @@ class AccountsTest(NodeTestCase):
     # -- routing ------------------------------------------------------------------------------
 
     def test_unknown_path(self):
-        for method, path in [("GET", "/v1/nope"), ("GET", "/"), ("POST", "/v1/nope"), ("GET", "/v2/users"),
+        # "/" is the web client's page when the node serves one (test_web.py).
+        for method, path in [("GET", "/v1/nope"), ("GET", "/nope.html"), ("POST", "/v1/nope"), ("GET", "/v2/users"),
                              ("GET", "/healthzz")]:
             with self.subTest(method=method, path=path):
                 r = self.node.request(method, path, body={} if method == "POST" else None)
@@ -177,7 +178,7 @@ class AccountsTest(NodeTestCase):
         tok = self.node.new_session("methodist")["access_token"]
         for method, path in [("DELETE", "/v1/users"), ("GET", "/v1/users"), ("POST", "/healthz"),
                              ("GET", "/v1/sessions/refresh"), ("PUT", "/v1/me"), ("POST", "/v1/me"),
-                             ("GET", "/v1/sessions")]:
+                             ("PUT", "/v1/sessions")]:
             with self.subTest(method=method, path=path):
                 r = self.node.request(method, path, token=tok,
                                       body={} if method in ("POST", "PUT") else None)

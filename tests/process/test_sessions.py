@@ -198,6 +198,44 @@ class SessionsTest(NodeTestCase):
         # Other devices stay logged in.
         self.assertStatus(self.me(other["access_token"]), 200)
 
+    def test_a_user_lists_and_ends_their_own_devices(self):
+        self.node.new_user("fern")
+        self.node.new_user("gus")
+        phone = self.node.new_session("fern", device="fern's phone")
+        laptop = self.node.new_session("fern", device="fern's laptop")
+        gone = self.node.new_session("fern", device="logged out")
+        self.assertStatus(self.node.request("DELETE", "/v1/sessions/current", token=gone["access_token"]), 204)
+        gus = self.node.new_session("gus")
+        r = self.node.request("GET", "/v1/sessions", token=phone["access_token"])
+        self.assertStatus(r, 200)
+        listed = {s["device_id"]: s for s in r.json["sessions"]}
+        self.assertEqual(set(listed), {phone["device_id"], laptop["device_id"]},
+                         "the caller's sessions that are not revoked, no one else's")
+        self.assertEqual(listed[phone["device_id"]]["device_name"], "fern's phone")
+        self.assertTrue(listed[phone["device_id"]]["current"])
+        self.assertFalse(listed[laptop["device_id"]]["current"])
+        for field in ("created_at", "last_refreshed_at"):
+            self.assertRegex(listed[laptop["device_id"]][field], r"^\d{4}-\d\d-\d\dT")
+        # Another user's device cannot be ended, nor told apart from none.
+        for device in (gus["device_id"], "no-such-device", "x" * 200):
+            with self.subTest(device=device):
+                self.assertError(self.node.request("DELETE", "/v1/sessions/" + device, token=phone["access_token"]),
+                                 404, "session_not_found")
+        self.assertStatus(self.me(gus["access_token"]), 200)
+        # The phone ends the laptop: its tokens stop working, the phone's do not.
+        r = self.node.request("DELETE", "/v1/sessions/" + laptop["device_id"], token=phone["access_token"])
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertError(self.me(laptop["access_token"]), 401, "session_revoked")
+        self.assertRefreshRefusedAsRevoked(self.node.refresh(laptop["refresh_token"]))
+        self.assertStatus(self.me(phone["access_token"]), 200)
+        r = self.node.request("GET", "/v1/sessions", token=phone["access_token"])
+        self.assertEqual([s["device_id"] for s in r.json["sessions"]], [phone["device_id"]])
+        self.assertStatus(self.node.request("DELETE", "/v1/sessions/" + laptop["device_id"],
+                                            token=phone["access_token"]), 204, "ending an ended device succeeds")
+        self.assertError(self.node.request("GET", "/v1/sessions"), 401, "missing_token")
+        self.assertError(self.node.request("PUT", "/v1/sessions/" + phone["device_id"], token=phone["access_token"]),
+                         405, "method_not_allowed")
+
     def test_logout_requires_token(self):
         r = self.node.request("DELETE", "/v1/sessions/current")
         self.assertError(r, 401, "missing_token")

@@ -147,6 +147,27 @@ describe('the web client', () => {
     await screenshot(page, 'login-error');
   });
 
+  test('a person sees their devices and logs one out from another', async () => {
+    const { page: phone } = await person({ width: 390, height: 844 });
+    const { page: laptop } = await person();
+    await login(phone, 'bob');
+    await login(laptop, 'bob');
+    await laptop.getByTestId('devices-open').click();
+    const devices = laptop.getByTestId('device');
+    await laptop.getByTestId('devices-panel').waitFor();
+    assert.ok(await devices.count() >= 2, 'both of this test\'s devices are listed');
+    assert.equal(await laptop.locator('[data-testid="device"][data-current="true"]').count(), 1);
+    await screenshot(laptop, 'devices');
+    // The phone's device id, as the page keeps it (the session in localStorage).
+    const phoneDevice = await phone.evaluate(() => JSON.parse(localStorage.getItem('petchat.session')).device_id);
+    const item = laptop.locator(`[data-testid="device"][data-device-id="${phoneDevice}"]`);
+    assert.equal(await item.getAttribute('data-current'), 'false');
+    await item.getByTestId('device-end').click();
+    await item.waitFor({ state: 'detached' });
+    // The phone learns it was logged out (its live stream is ended) and shows the login form.
+    await phone.getByTestId('login-username').waitFor({ timeout: 30000 });
+  });
+
   test('the page rides out a node restart: it reconnects and nothing is lost or doubled', async () => {
     const { page: alice } = await person();
     const { page: bob } = await person();

@@ -1,7 +1,8 @@
 // What the browser tests stand on: real petchat-node processes on loopback ports they
 // choose (serving the built client), Debian's chromium driven by playwright-core, people
 // who register through the page, and screenshots kept as artifacts.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { connect, createServer } from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,7 +20,9 @@ export const WAIT_MS = 20000; // for anything the node or the page does by itsel
 // A node of its own: a temporary data dir, its config, its port (fixed after the first
 // start, so that a restarted node is found at the same address).
 export class Node {
-  constructor({ region = 'test', extra = '' } = {}) {
+  // users: more [users] keys ({access_token_ttl_s: 6}); extra: whole sections appended.
+  constructor({ region = 'test', extra = '', users = {} } = {}) {
+    this.users = users;
     this.dir = mkdtempSync(path.join(tmpdir(), 'petchat-e2e-'));
     this.region = region;
     this.extra = extra;
@@ -33,9 +36,16 @@ export class Node {
       '[gateway]', `listen = "127.0.0.1:${this.port}"`,
       // Every person registers from 127.0.0.1; argon2id kept cheap for speed.
       '[users]', 'password_hash_ops = 1', 'password_hash_memory_kib = 8192', 'max_registrations_per_address = 1000000',
+      ...Object.entries(this.users).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
       '[web]', `root = "${WEB_DIST}"`, this.extra, '',
     ].join('\n');
     writeFileSync(path.join(this.dir, 'node.toml'), toml);
+  }
+
+  // Creates the data dir and the region's key (petchat-node --init); returns the public key.
+  init() {
+    this.writeConfig();
+    return execFileSync(NODE_BIN, ['--config', path.join(this.dir, 'node.toml'), '--init'], { encoding: 'utf8' }).trim();
   }
 
   async start() {
@@ -156,4 +166,78 @@ export async function screenshot(page, name) {
   const file = path.join(ARTIFACTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
+}
+
+export const NATS_BIN = process.env.PETCHAT_NATS ?? '/usr/sbin/nats-server';
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// One nats-server with JetStream on a loopback port; stop() and start() keep its port and
+// store, so a restart is the same server coming back (a partition that heals).
+export class NatsServer {
+  constructor() {
+    this.dir = mkdtempSync(path.join(tmpdir(), 'petchat-e2e-nats-'));
+  }
+
+  async start() {
+    this.port ??= await freePort();
+    writeFileSync(path.join(this.dir, 'nats.conf'), [
+      'server_name: "e2e"', `listen: 127.0.0.1:${this.port}`,
+      'jetstream {', `  store_dir: "${this.dir}/js"`, '  max_memory_store: 64MB', '  max_file_store: 1GB', '}', '',
+    ].join('\n'));
+    this.child = spawn(NATS_BIN, ['-c', path.join(this.dir, 'nats.conf')], { stdio: 'ignore' });
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      const up = await new Promise((resolve) => {
+        const c = connect(this.port, '127.0.0.1');
+        c.once('connect', () => { c.destroy(); resolve(true); });
+        c.once('error', () => resolve(false));
+      });
+      if (up) return this;
+      if (Date.now() > deadline) throw new Error('nats-server did not listen');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  get url() {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async stop() {
+    if (!this.child || this.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.kill('SIGTERM');
+    await exited;
+  }
+
+  async close() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// Regions federated through one nats-server: each node with the others in its directory.
+export async function federatedRegions(names, nats) {
+  const nodes = Object.fromEntries(names.map((n) => [n, new Node({ region: n })]));
+  const keys = Object.fromEntries(names.map((n) => [n, nodes[n].init()]));
+  for (const n of names) {
+    const lines = ['[federation]', `nats_urls = ["${nats.url}"]`, 'reconnect_wait_ms = 200', 'publish_timeout_ms = 2000',
+      'presence_interval_s = 1', 'resend_after_s = 3', 'max_stream_bytes = 67108864', `public_url = "http://${n}.example.test"`];
+    for (const other of names.filter((o) => o !== n)) {
+      lines.push('', '[[federation.regions]]', `name = "${other}"`, `public_keys = ["${keys[other]}"]`,
+        `url = "http://${other}.example.test"`);
+    }
+    nodes[n].extra = lines.join('\n');
+    await nodes[n].start();
+  }
+  return nodes;
 }

@@ -187,15 +187,28 @@ export async function login(name: string, password: string, deviceName: string):
 
 // Ends the session on the node, then locally whatever the node said.
 export async function logout(): Promise<void> {
-  const t = session.tokens();
   try {
-    if (t) await parse<void>(await send('DELETE', '/v1/sessions/current', undefined, t.access_token));
+    // A fresh token (refreshed if it expired while the tab sat idle): else the node would
+    // refuse it and keep the session, refresh token and all.
+    if (session.tokens()) await parse<void>(await send('DELETE', '/v1/sessions/current', undefined, await accessToken()));
   } catch {
     // Already revoked or unreachable: the local session ends anyway.
   } finally {
     session.endSession('logged_out');
   }
 }
+
+export interface Device {
+  device_id: string;
+  device_name: string;
+  created_at: string;
+  last_refreshed_at: string;
+  current: boolean;
+}
+
+// The user's devices (sessions not revoked), and ending one of them.
+export const devices = (): Promise<{ sessions: Device[] }> => authed('GET', '/v1/sessions');
+export const endDevice = (deviceId: string): Promise<void> => authed('DELETE', `/v1/sessions/${enc(deviceId)}`);
 
 export const me = (): Promise<Profile & { device_id: string; device_name: string }> => authed('GET', '/v1/me');
 
@@ -231,3 +244,39 @@ export function historyWithPeer(peer: string, limit = 50): Promise<HistoryPage> 
   const q = new URLSearchParams({ peer, limit: String(limit) });
   return authed('GET', `/v1/messages?${q}`);
 }
+
+// Assets (PROTOCOL.md, "Assets: files, photos, voice notes"); assets.ts makes the requests.
+export interface Asset {
+  id: string;
+  size: number;
+  content_type: string;
+  name: string;
+  declared_type: string;
+  created_at_ms: string;
+  width?: number;
+  height?: number;
+  thumbnail_id?: string;
+}
+
+// Runs a request made outside `authed` (asset bytes, XMLHttpRequest uploads) by the same
+// token rules: on an expired or unknown token one refresh and one retry; a session that is
+// over ends. `run` throws an ApiError for an error answer.
+export async function withToken<T>(run: (token: string) => Promise<T>): Promise<T> {
+  try {
+    return await run(await accessToken());
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 401) throw err;
+    if (err.code !== 'token_expired' && err.code !== 'invalid_token') {
+      if (SESSION_OVER.has(err.code)) session.endSession(err.code);
+      throw err;
+    }
+  }
+  try {
+    return await run(await accessToken(true));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) session.endSession(err.code);
+    throw err;
+  }
+}
+
+export const responseError = errorOf;

@@ -6,9 +6,9 @@ import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { Live } from './live';
 import * as session from './session';
-import { emptyThread, getState, initialState, setState, type Conversation, type Thread } from './store';
+import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation, type Thread } from './store';
 import { fromEvent, fromSummary, fromWire, isNewer, localMessage, mergeMessages } from './thread';
-import type { Target } from './wire';
+import type { SendBody, Target, WireAttachment } from './wire';
 
 let live: Live | null = null;
 let listTimer = 0;
@@ -161,16 +161,22 @@ function sendTarget(c: Conversation): Target {
   return c.id.startsWith('draft:') && c.peer ? { to: c.peer } : { conversation_id: c.id };
 }
 
-export function send(id: string, text: string): void {
+// Text, files (uploaded assets), or both.
+export function send(id: string, text: string, attachments: WireAttachment[] = []): void {
   const s = getState();
   const c = s.conversations[id];
   if (!c || !s.userId || !live) return;
   const clientId = newClientId();
-  const m = localMessage(id, s.userId, clientId, text);
+  const m = localMessage(id, s.userId, clientId, text, attachments);
   setThread(id, (th) => ({ ...th, messages: mergeMessages(th.messages, [m]) }));
   setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, lastActivityMs: Date.now() } } }));
-  live.send(sendTarget(c), text, clientId);
+  live.send(sendTarget(c), bodyOf(m), clientId);
   typing(id, false);
+}
+
+function bodyOf(m: ChatMessage): SendBody {
+  if (m.attachments.length === 0) return { text: m.text };
+  return { text: m.text, attachments: m.attachments.map((a) => (a.name ? { asset_id: a.asset_id, name: a.name } : { asset_id: a.asset_id })) };
 }
 
 // Resends a failed message with its own client_id: the node stores it at most once.
@@ -180,7 +186,7 @@ export function retry(id: string, key: string): void {
   const m = s.threads[id]?.messages.find((x) => x.key === key);
   if (!c || !m || !live) return;
   setThread(id, (th) => ({ ...th, messages: th.messages.map((x) => (x.key === key ? { ...x, failed: undefined } : x)) }));
-  live.send(sendTarget(c), m.text, m.clientId);
+  live.send(sendTarget(c), bodyOf(m), m.clientId);
 }
 
 // At most one "typing" every 3 s while it goes on, and one "stopped".

@@ -102,7 +102,7 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
       delete users[m.from];
       update.typing = { ...st.typing, [m.conversationId]: users };
     }
-    if (incoming && fresh) update.announcement = t.newMessageFrom(m.from, m.text || t.attachment);
+    if (incoming && fresh) update.announcement = t.newMessageFrom(m.from, m.text || m.attachments[0]?.name || t.attachment);
     return update;
   });
   if (!known) hooks.refreshList();

@@ -22,6 +22,13 @@ const en = {
   registered: 'Account created. Logging in…',
   working: 'Please wait…',
   logout: 'Log out',
+  devices: 'Devices',
+  devicesTitle: 'Your devices',
+  thisDevice: 'this device',
+  endDevice: 'Log out this device',
+  endDeviceNamed: (name: string) => `Log out ${name}`,
+  deviceSince: (when: string) => `logged in ${when}`,
+  close: 'Close',
   loggedOutRevoked: 'This device was logged out. Please log in again.',
   conversations: 'Chats',
   noConversations: 'No chats yet. Start one below.',
@@ -69,7 +76,17 @@ const en = {
   undeliverable: 'Cannot be delivered',
   retry: 'Retry',
   newMessageFrom: (who: string, text: string) => `New message from ${who}: ${text}`,
-  attachment: '[attachment]',
+  attachment: 'file',
+  attach: 'Attach files',
+  dropFiles: 'Drop files here to send them',
+  uploadingFiles: (names: string) => `Uploading ${names}`,
+  cancelUpload: 'Cancel upload',
+  uploadFailed: (names: string, why: string) => `Could not send ${names}: ${why}`,
+  emptyFile: (name: string) => `${name} is empty.`,
+  downloadFile: 'Download',
+  downloadFailed: 'Could not download the file.',
+  imageUnavailable: 'The picture cannot be shown.',
+  sizeUnits: ['B', 'KB', 'MB', 'GB'],
   today: 'Today',
   yesterday: 'Yesterday',
   tryAgainIn: (s: number) => `Try again in ${s} s.`,
@@ -113,6 +130,13 @@ const ru: Strings = {
   registered: 'Аккаунт создан. Входим…',
   working: 'Подождите…',
   logout: 'Выйти',
+  devices: 'Устройства',
+  devicesTitle: 'Ваши устройства',
+  thisDevice: 'это устройство',
+  endDevice: 'Выйти на этом устройстве',
+  endDeviceNamed: (name: string) => `Завершить сеанс: ${name}`,
+  deviceSince: (when: string) => `вход ${when}`,
+  close: 'Закрыть',
   loggedOutRevoked: 'Это устройство вышло из аккаунта. Войдите снова.',
   conversations: 'Чаты',
   noConversations: 'Чатов пока нет. Начните новый ниже.',
@@ -160,7 +184,17 @@ const ru: Strings = {
   undeliverable: 'Не может быть доставлено',
   retry: 'Повторить',
   newMessageFrom: (who, text) => `Новое сообщение от ${who}: ${text}`,
-  attachment: '[вложение]',
+  attachment: 'файл',
+  attach: 'Прикрепить файлы',
+  dropFiles: 'Перетащите файлы сюда, чтобы отправить',
+  uploadingFiles: (names) => `Загрузка: ${names}`,
+  cancelUpload: 'Отменить загрузку',
+  uploadFailed: (names, why) => `Не удалось отправить ${names}: ${why}`,
+  emptyFile: (name) => `Файл ${name} пуст.`,
+  downloadFile: 'Скачать',
+  downloadFailed: 'Не удалось скачать файл.',
+  imageUnavailable: 'Не удаётся показать изображение.',
+  sizeUnits: ['Б', 'КБ', 'МБ', 'ГБ'],
   today: 'Сегодня',
   yesterday: 'Вчера',
   tryAgainIn: (s) => `Повторите через ${s} с.`,
@@ -218,4 +252,16 @@ export function formatDay(ms: number): string {
 // For the chat list: the time today, else the date.
 export function formatWhen(ms: number): string {
   return new Date(ms).toDateString() === new Date().toDateString() ? timeFormat.format(ms) : shortFormat.format(ms);
+}
+
+// A file size for people: 512 B, 1.5 KB, 20 MB (units of 1024).
+export function formatSize(bytes: number): string {
+  let n = bytes;
+  let unit = 0;
+  while (n >= 1024 && unit < t.sizeUnits.length - 1) {
+    n /= 1024;
+    unit++;
+  }
+  const digits = unit === 0 || n >= 10 ? 0 : 1;
+  return `${new Intl.NumberFormat(lang, { maximumFractionDigits: digits }).format(n)} ${t.sizeUnits[unit]}`;
 }

@@ -8,7 +8,7 @@
 //   after each reconnect, so a send whose answer was lost is stored once.
 import { accessToken, ApiError } from './api';
 import * as session from './session';
-import type { Accepted, LiveEvent, Target, WireMessage } from './wire';
+import type { Accepted, LiveEvent, SendBody, Target, WireMessage } from './wire';
 
 interface Outgoing { clientId: string; payload: Record<string, unknown>; timer?: number }
 
@@ -17,6 +17,8 @@ const CONNECT_TIMEOUT_MS = 15_000;
 const PING_EVERY_MS = 25_000;
 const SILENT_LIMIT_MS = 40_000;
 const SEEN_LIMIT = 5000;
+const MAX_SEND_FRAME_BYTES = 60_000; // under the node's frame limit (64 KiB by default)
+const STABLE_MS = 30_000; // a connection up this long resets the reconnect back-off
 const AUTH_CODES = new Set(['invalid_token', 'token_expired', 'session_revoked', 'user_disabled']);
 
 export class Live {
@@ -28,6 +30,9 @@ export class Live {
   private ackTimer = 0;
   private refreshTimer = 0;
   private lastFrameAt = 0;
+  private pingSentAt = 0;
+  private upSince = 0;
+  private refreshFailures = 0;
   private authed = false;
   private lastSeq: bigint;
   private ackedSeq = 0n;
@@ -78,8 +83,15 @@ export class Live {
 
   // Queues a message under its client_id; sending the same client_id again is a retry,
   // which the node answers with the original `accepted`.
-  send(target: Target, text: string, clientId: string): void {
-    this.outbox.set(clientId, { clientId, payload: { client_id: clientId, ...target, body: { text } } });
+  send(target: Target, body: SendBody, clientId: string): void {
+    const payload = { client_id: clientId, ...target, body };
+    // A frame the node cannot take would end the stream (1009) and, resent after every
+    // reconnect, end it again: refused here instead.
+    if (new TextEncoder().encode(JSON.stringify({ ref: '0', send: payload })).length > MAX_SEND_FRAME_BYTES) {
+      this.emit({ type: 'send_failed', clientId, code: 'body_too_large', message: '' });
+      return;
+    }
+    this.outbox.set(clientId, { clientId, payload });
     this.transmit(clientId);
   }
 
@@ -169,6 +181,15 @@ export class Live {
 
   private onClose(code: number): void {
     const wasAuthed = this.authed;
+    if (wasAuthed && Date.now() - this.upSince >= STABLE_MS) this.attempt = 0;
+    if (code === 1009) {
+      // A frame too large for the node: the sends in flight are the suspects; failed, not resent.
+      for (const clientId of this.sends.values()) {
+        clearTimeout(this.outbox.get(clientId)?.timer);
+        this.outbox.delete(clientId);
+        this.emit({ type: 'send_failed', clientId, code: 'body_too_large', message: '' });
+      }
+    }
     this.drop();
     this.persist();
     if (wasAuthed) this.emit({ type: 'status', online: false });
@@ -208,7 +229,18 @@ export class Live {
     const t = session.tokens();
     if (!t || this.stopped) return;
     this.refreshTimer = window.setTimeout(() => {
-      accessToken().catch(() => this.scheduleRefresh());
+      accessToken().then(
+        () => {
+          this.refreshFailures = 0;
+        },
+        (err: unknown) => {
+          // Offline, a node restarting, 429/503: try again with back-off, not at once.
+          const retryAfterS = err instanceof ApiError ? err.retry_after ?? 0 : 0;
+          const wait = Math.max(retryAfterS * 1000, Math.min(60_000, 1000 * 2 ** this.refreshFailures++));
+          clearTimeout(this.refreshTimer);
+          this.refreshTimer = window.setTimeout(() => this.scheduleRefresh(), wait * (0.5 + Math.random() / 2));
+        },
+      );
     }, session.refreshDelay(t) + 100);
   }
 
@@ -238,7 +270,8 @@ export class Live {
   private onWelcome(w: { resume_after: string }): void {
     if (this.authed) return; // the answer to a fresh token on the open stream
     this.authed = true;
-    this.attempt = 0;
+    this.upSince = Date.now(); // the back-off resets only once the connection has stayed up
+    this.pingSentAt = 0;
     this.lastSeq = BigInt(w.resume_after);
     this.ackedSeq = this.lastSeq;
     this.emit({ type: 'status', online: true });
@@ -248,8 +281,12 @@ export class Live {
     for (const clientId of this.outbox.keys()) this.transmit(clientId);
   }
 
+  // Dead only if a ping went unanswered: a hidden tab's timers may run a minute apart.
   private keepAlive(): void {
-    if (Date.now() - this.lastFrameAt > SILENT_LIMIT_MS) return this.onClose(1006);
+    if (this.pingSentAt && this.lastFrameAt < this.pingSentAt && Date.now() - this.pingSentAt > SILENT_LIMIT_MS - PING_EVERY_MS) {
+      return this.onClose(1006);
+    }
+    this.pingSentAt = Date.now();
     this.frame({ ping: {} }, String(this.nextRef++));
   }
 

@@ -128,15 +128,52 @@ async function refreshLocked(used: string): Promise<Tokens> {
   return saveAnswer(await rotate(stored.refresh_token));
 }
 
-// One refresh at a time per tab (and per browser, where Web Locks exist); callers during
-// a refresh share its result.
+// One refresh at a time per tab, and per browser: with Web Locks where the page has them
+// (https, localhost), else with a lease in localStorage. Two tabs presenting the same
+// refresh token would end the session (refresh_token_reused). Callers during a refresh
+// share its result.
 export function refresh(): Promise<Tokens> {
   if (inFlight) return inFlight;
   const used = current?.refresh_token ?? '';
   const run = (): Promise<Tokens> => refreshLocked(used);
   const locks = (navigator as Navigator & { locks?: LockManager }).locks;
-  inFlight = (locks ? locks.request('petchat.refresh', run) : run()).finally(() => {
+  inFlight = (locks ? locks.request('petchat.refresh', run) : withLease(run)).finally(() => {
     inFlight = null;
   });
   return inFlight;
+}
+
+const LEASE_KEY = 'petchat.refresh.lease';
+const LEASE_MS = 10_000;
+const tabId = Math.random().toString(36).slice(2);
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function leaseHolder(): { tab: string; until: number } | null {
+  try {
+    const lease = JSON.parse(localStorage.getItem(LEASE_KEY) ?? 'null');
+    return lease && typeof lease.tab === 'string' && lease.until > Date.now() ? lease : null;
+  } catch {
+    return null;
+  }
+}
+
+// Runs `fn` holding the lease: written, then read back after a pause (another tab that
+// wrote meanwhile wins), waited for while another tab holds it, for at most LEASE_MS.
+async function withLease<T>(fn: () => Promise<T>): Promise<T> {
+  const giveUpAt = Date.now() + LEASE_MS;
+  for (;;) {
+    const holder = leaseHolder();
+    if (!holder || holder.tab === tabId) {
+      localStorage.setItem(LEASE_KEY, JSON.stringify({ tab: tabId, until: Date.now() + LEASE_MS }));
+      await pause(50);
+      if (leaseHolder()?.tab === tabId) break;
+    }
+    if (Date.now() > giveUpAt) break; // a tab that died holding it: its lease ran out by now
+    await pause(200 + Math.random() * 300);
+  }
+  try {
+    return await fn(); // refreshLocked reads the stored tokens again: another tab's rotation is taken
+  } finally {
+    if (leaseHolder()?.tab === tabId) localStorage.removeItem(LEASE_KEY);
+  }
 }

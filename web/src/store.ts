@@ -1,6 +1,7 @@
 // The app's state: one immutable snapshot, replaced on every change, and a hook that
 // re-renders a component when the part it selects changes.
 import { useEffect, useRef, useState } from 'preact/hooks';
+import type { WireAttachment } from './wire';
 
 export type OwnState = 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
 
@@ -14,7 +15,7 @@ export interface ChatMessage {
   clientId: string;
   sentAtMs: number;
   text: string;
-  attachments: number;
+  attachments: WireAttachment[];
   deliveredAtMs: number;
   readAtMs: number;
   // Own messages while unsent: failed (with the reason) or still going out.
@@ -32,6 +33,14 @@ export interface Conversation {
   lastActivityMs: number;
   unread: number;
   readMark: string | null;
+}
+
+// A file upload of the composer in one conversation (upload.ts).
+export interface UploadState {
+  names: string; // the files' names, for people
+  loaded: number; // bytes sent so far, of total
+  total: number;
+  error: string; // a failed upload's text; loaded/total are then 0
 }
 
 export interface Thread {
@@ -65,6 +74,7 @@ export interface State {
   readUpTo: Record<string, Record<string, string>>;
   presence: Record<string, PresenceState>;
   typing: Record<string, Record<string, number>>; // conversation -> user -> until (ms)
+  uploads: Record<string, UploadState>; // by conversation
   changed: Record<string, number>; // conversation -> count of changes seen live
   activeId: string | null;
   panelOpen: boolean;
@@ -81,6 +91,7 @@ export const initialState = (): State => ({
   readUpTo: {},
   presence: {},
   typing: {},
+  uploads: {},
   changed: {},
   activeId: null,
   panelOpen: false,

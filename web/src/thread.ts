@@ -3,6 +3,7 @@
 import type { ConversationSummary, WireMessage } from './api';
 import { idOrder } from './ids';
 import type { ChatMessage, Conversation, OwnState, State } from './store';
+import type { WireAttachment } from './wire';
 
 const num = (s: string | number | undefined): number => Number(s ?? 0) || 0;
 
@@ -16,13 +17,15 @@ export function fromWire(m: WireMessage): ChatMessage {
     clientId: m.client_id,
     sentAtMs: num(m.sent_at_ms),
     text: m.body?.text ?? '',
-    attachments: m.body?.attachments?.length ?? 0,
+    attachments: m.body?.attachments ?? [],
     deliveredAtMs: num(m.delivered_at_ms),
     readAtMs: num(m.read_at_ms),
   };
 }
 
-export function localMessage(conversationId: string, from: string, clientId: string, text: string): ChatMessage {
+export function localMessage(
+  conversationId: string, from: string, clientId: string, text: string, attachments: WireAttachment[] = [],
+): ChatMessage {
   return {
     key: `local:${clientId}`,
     id: null,
@@ -32,7 +35,7 @@ export function localMessage(conversationId: string, from: string, clientId: str
     clientId,
     sentAtMs: Date.now(),
     text,
-    attachments: 0,
+    attachments,
     deliveredAtMs: 0,
     readAtMs: 0,
   };
@@ -121,8 +124,10 @@ export function ownStatus(m: ChatMessage, s: State): OwnStatus {
   return { state: 'sent', readers: 0, undeliverable: false };
 }
 
+// A message in one line: its text, else its first file's name (or the given word).
 export function preview(m: ChatMessage | null, attachmentText: string): string {
   if (!m) return '';
   const text = m.text.replace(/\s+/g, ' ').trim();
-  return text || (m.attachments > 0 ? attachmentText : '');
+  const first = m.attachments[0];
+  return text || (first ? first.name || attachmentText : '');
 }

@@ -8,11 +8,28 @@ export interface WireMessage {
   to: string;
   client_id: string;
   sent_at_ms: string;
-  body: { text?: string; content?: unknown; attachments?: unknown[] };
+  body: { text?: string; content?: unknown; attachments?: WireAttachment[] };
   expires_at_ms: string;
   delivered_at_ms: string;
   read_at_ms: string;
 }
+
+// A file carried by a message (PROTOCOL.md, "Attachments in messages"). In a send only
+// asset_id and name count; the node fills in the rest from the asset. size is 64-bit: a
+// string of digits from the node.
+export interface WireAttachment {
+  asset_id: string;
+  name?: string;
+  content_type?: string;
+  size?: string | number;
+  width?: number;
+  height?: number;
+  thumbnail_id?: string;
+  duration_ms?: number;
+}
+
+// A send's body: text, and files by asset id (and name) only; the node fills in the rest.
+export interface SendBody { text: string; attachments?: Pick<WireAttachment, 'asset_id' | 'name'>[] }
 
 export interface Receipt {
   message_id: string;

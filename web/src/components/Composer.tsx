@@ -1,6 +1,7 @@
 import { useRef, useState } from 'preact/hooks';
 import * as chat from '../chat';
 import { t } from '../i18n';
+import { AttachButton, UploadStatus } from './AttachControls';
 
 const MAX_ROWS = 6;
 
@@ -28,30 +29,34 @@ export function Composer({ id }: { id: string }) {
   // Grows with its lines (rows, not a style attribute: the CSP allows no inline styles).
   const rows = Math.min(MAX_ROWS, Math.max(1, text.split('\n').length));
   return (
-    <form class="composer" onSubmit={submit}>
-      <label class="visually-hidden" for="composer-input">
-        {t.composerLabel}
-      </label>
-      <textarea
-        id="composer-input"
-        ref={input}
-        class="composer__input"
-        data-testid="composer-input"
-        rows={rows}
-        placeholder={t.composerPlaceholder}
-        value={text}
-        onInput={(e) => {
-          const value = e.currentTarget.value;
-          setText(value);
-          chat.typing(id, value.trim().length > 0);
-        }}
-        onKeyDown={onKeyDown}
-        onBlur={() => chat.typing(id, false)}
-        autoFocus
-      />
-      <button class="icon-button icon-button--primary" type="submit" aria-label={t.send} data-testid="send-button" disabled={!text.trim()}>
-        <span aria-hidden="true">➤</span>
-      </button>
-    </form>
+    <>
+      <UploadStatus id={id} />
+      <form class="composer" onSubmit={submit}>
+        <AttachButton id={id} />
+        <label class="visually-hidden" for="composer-input">
+          {t.composerLabel}
+        </label>
+        <textarea
+          id="composer-input"
+          ref={input}
+          class="composer__input"
+          data-testid="composer-input"
+          rows={rows}
+          placeholder={t.composerPlaceholder}
+          value={text}
+          onInput={(e) => {
+            const value = e.currentTarget.value;
+            setText(value);
+            chat.typing(id, value.trim().length > 0);
+          }}
+          onKeyDown={onKeyDown}
+          onBlur={() => chat.typing(id, false)}
+          autoFocus
+        />
+        <button class="icon-button icon-button--primary" type="submit" aria-label={t.send} data-testid="send-button" disabled={!text.trim()}>
+          <span aria-hidden="true">➤</span>
+        </button>
+      </form>
+    </>
   );
 }

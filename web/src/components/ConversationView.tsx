@@ -1,6 +1,7 @@
 import * as chat from '../chat';
 import { formatDay, formatTime, t } from '../i18n';
 import { setState, useStore } from '../store';
+import { useFileDrop } from './AttachControls';
 import { Composer } from './Composer';
 import { GroupPanel } from './GroupPanel';
 import { MessageList } from './MessageList';
@@ -8,10 +9,11 @@ import { MessageList } from './MessageList';
 export function ConversationView({ id }: { id: string }) {
   const conv = useStore((s) => s.conversations[id]);
   const panelOpen = useStore((s) => s.panelOpen);
+  const drop = useFileDrop(id, Boolean(conv?.member));
   if (!conv) return null;
   const group = conv.kind === 'group';
   return (
-    <section class="conversation" aria-labelledby="conversation-title">
+    <section class={drop.over ? 'conversation conversation--drop' : 'conversation'} aria-labelledby="conversation-title" {...drop.handlers}>
       <header class="topbar">
         <button class="icon-button conversation__back" type="button" aria-label={t.back} data-testid="back-button" onClick={() => chat.open(null)}>
           <span aria-hidden="true">←</span>
@@ -43,6 +45,11 @@ export function ConversationView({ id }: { id: string }) {
         {group && panelOpen && <GroupPanel id={id} />}
       </div>
       {conv.member ? <Composer id={id} /> : <p class="conversation__gone">{t.leftGroup}</p>}
+      {drop.over && (
+        <p class="conversation__drop" aria-hidden="true" data-testid="drop-hint">
+          {t.dropFiles}
+        </p>
+      )}
     </section>
   );
 }

@@ -2,6 +2,7 @@ import * as chat from '../chat';
 import { errorText, formatTime, t } from '../i18n';
 import { useStore, type ChatMessage } from '../store';
 import { ownStatus, type OwnStatus } from '../thread';
+import { Attachments } from './Attachments';
 
 interface Props {
   message: ChatMessage;
@@ -23,7 +24,7 @@ export function MessageItem({ message: m, own, group }: Props) {
     >
       {group && !own && <span class="msg__from">{m.from}</span>}
       {m.text && <p class="msg__text">{m.text}</p>}
-      {m.attachments > 0 && <p class="msg__attachment">{t.attachment}</p>}
+      {m.attachments.length > 0 && <Attachments items={m.attachments} />}
       <span class="msg__meta">
         <time dateTime={new Date(m.sentAtMs).toISOString()}>{formatTime(m.sentAtMs)}</time>
         {parsed && <Ticks status={parsed} group={group} />}

@@ -3,6 +3,7 @@ import * as chat from '../chat';
 import { t } from '../i18n';
 import { useStore } from '../store';
 import { ConversationList } from './ConversationList';
+import { Devices } from './Devices';
 import { NewGroup } from './NewGroup';
 
 export function Sidebar() {
@@ -10,6 +11,7 @@ export function Sidebar() {
   const online = useStore((s) => s.online);
   const notice = useStore((s) => s.notice);
   const [groupOpen, setGroupOpen] = useState(false);
+  const [devicesOpen, setDevicesOpen] = useState(false);
   return (
     <div class="sidebar">
       <header class="topbar">
@@ -20,10 +22,22 @@ export function Sidebar() {
             {!online && <span class="topbar__status" role="status"> · {t.connecting}</span>}
           </span>
         </div>
-        <button class="button button--ghost" type="button" data-testid="logout-button" onClick={() => void chat.logout()}>
-          {t.logout}
-        </button>
+        <div class="sidebar__actions">
+          <button
+            class="button button--ghost"
+            type="button"
+            data-testid="devices-open"
+            aria-expanded={devicesOpen}
+            onClick={() => setDevicesOpen(!devicesOpen)}
+          >
+            {t.devices}
+          </button>
+          <button class="button button--ghost" type="button" data-testid="logout-button" onClick={() => void chat.logout()}>
+            {t.logout}
+          </button>
+        </div>
       </header>
+      {devicesOpen && <Devices onClose={() => setDevicesOpen(false)} />}
       {notice && (
         <p class="notice" role="alert">
           {notice}

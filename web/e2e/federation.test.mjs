@@ -1,0 +1,66 @@
+// The web client across regions: alice@europe and bob@america, each in a browser on their
+// own region's node, federated through a real nats-server. Messages and ticks cross; while
+// the link is cut a message shows "sent" (accepted by europe), never "delivered", and is
+// delivered once the link is back.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  NatsServer, WAIT_MS, bubble, federatedRegions, launchBrowser, openConversationWith, openPage, register, screenshot,
+  send, startChat,
+} from './harness.mjs';
+
+async function waitForState(page, text, wanted, timeout = WAIT_MS) {
+  await page.waitForFunction(
+    ([t, w]) => [...document.querySelectorAll('[data-testid="message"]')]
+      .some((el) => el.textContent.includes(t) && w.includes(el.getAttribute('data-state'))),
+    [text, wanted], { timeout });
+}
+
+describe('the web client across regions', () => {
+  let nats;
+  let nodes;
+  let browser;
+  const pages = [];
+
+  before(async () => {
+    nats = await new NatsServer().start();
+    nodes = await federatedRegions(['europe', 'america'], nats);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
+    await browser?.close();
+    for (const n of Object.values(nodes ?? {})) await n.close();
+    await nats?.close();
+  });
+
+  test('alice@europe and bob@america chat; a cut link shows sent, not delivered', async () => {
+    const a = await openPage(browser, nodes.europe);
+    const b = await openPage(browser, nodes.america);
+    pages.push(a, b);
+    await register(a.page, 'alice');
+    await register(b.page, 'bob');
+    await startChat(a.page, 'bob@america');
+    await send(a.page, 'hello from europe');
+    await openConversationWith(b.page, 'alice@europe');
+    await bubble(b.page, 'hello from europe').waitFor();
+    await waitForState(a.page, 'hello from europe', ['delivered', 'read']);
+    await send(b.page, 'hello from america');
+    await bubble(a.page, 'hello from america').waitFor();
+    await screenshot(a.page, 'federation');
+
+    await nats.stop();
+    await send(a.page, 'while the link is down');
+    await waitForState(a.page, 'while the link is down', ['sent']);
+    await new Promise((r) => setTimeout(r, 3000)); // nothing can reach america meanwhile
+    assert.equal(await bubble(a.page, 'while the link is down').getAttribute('data-state'), 'sent');
+    assert.equal(await bubble(b.page, 'while the link is down').count(), 0);
+    await screenshot(a.page, 'federation-cut');
+
+    await nats.start();
+    await bubble(b.page, 'while the link is down').waitFor({ timeout: 60000 });
+    await waitForState(a.page, 'while the link is down', ['delivered', 'read'], 60000);
+    assert.equal(await bubble(b.page, 'while the link is down').count(), 1);
+  });
+});

@@ -1,0 +1,129 @@
+// Asset bytes in and out (PROTOCOL.md, "Assets: files, photos, voice notes"). Every request
+// carries the access token in its Authorization header, never in a URL, so the page shows
+// asset bytes through blob: URLs of its own and saves files through <a download>.
+import { ApiError, responseError, withToken, type Asset } from './api';
+import type { WireAttachment } from './wire';
+
+export type { Asset };
+
+const ASSET_ID = /^[0-9a-f]{64}$/;
+const PENDING_TRIES = 30; // asset_pending: fetched from another region, asked again after Retry-After
+const CACHE_ENTRIES = 200;
+const CACHE_MAX_BYTES = 1 << 20; // only small blobs (thumbnails) are kept in memory
+
+// Uploads one file in one request, reporting the bytes sent. Answers the asset object.
+export function upload(file: File, onProgress: (sent: number) => void, signal: AbortSignal): Promise<Asset> {
+  return withToken((token) => post(file, token, onProgress, signal));
+}
+
+function post(file: File, token: string, onProgress: (sent: number) => void, signal: AbortSignal): Promise<Asset> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new ApiError(0, 'aborted', ''));
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/v1/assets?name=${encodeURIComponent(wellFormed(file.name))}`);
+    xhr.setRequestHeader('Authorization', `Bearer ${token}`);
+    xhr.setRequestHeader('Accept', 'application/json');
+    if (file.type) xhr.setRequestHeader('Content-Type', file.type);
+    xhr.withCredentials = false;
+    xhr.upload.onprogress = (e) => onProgress(e.loaded);
+    xhr.onload = () => {
+      if (xhr.status === 200 || xhr.status === 201) {
+        try {
+          return resolve(JSON.parse(xhr.responseText) as Asset);
+        } catch {
+          return reject(new ApiError(xhr.status, 'network', 'not an asset object'));
+        }
+      }
+      const headers = new Headers();
+      const retry = xhr.getResponseHeader('Retry-After');
+      if (retry) headers.set('Retry-After', retry);
+      const res = new Response(xhr.responseText || null, { status: xhr.status, statusText: xhr.statusText, headers });
+      responseError(res).then(reject, reject);
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'network', 'the upload did not reach the server'));
+    xhr.onabort = () => reject(new ApiError(0, 'aborted', ''));
+    signal.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(file);
+  });
+}
+
+// A lone surrogate (which encodeURIComponent refuses) becomes U+FFFD.
+const wellFormed = (s: string): string => s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function get(id: string, token: string): Promise<Blob> {
+  for (let attempt = 0; ; attempt++) {
+    let res: Response;
+    try {
+      res = await fetch(`/v1/assets/${id}`, { headers: { Authorization: `Bearer ${token}` }, credentials: 'omit' });
+    } catch (err) {
+      throw new ApiError(0, 'network', err instanceof Error ? err.message : String(err));
+    }
+    if (res.ok) return res.blob();
+    const err = await responseError(res);
+    if (err.code !== 'asset_pending' || attempt >= PENDING_TRIES) throw err;
+    await sleep((err.retry_after ?? 2) * 1000);
+  }
+}
+
+// The bytes of an asset; small ones are kept (an asset's bytes never change: its id is their hash).
+const cache = new Map<string, Promise<Blob>>();
+
+export function assetBytes(id: string): Promise<Blob> {
+  if (!ASSET_ID.test(id)) return Promise.reject(new ApiError(404, 'asset_not_found', 'not an asset id'));
+  const hit = cache.get(id);
+  if (hit) {
+    cache.delete(id); // most recently used last
+    cache.set(id, hit);
+    return hit;
+  }
+  const p = withToken((token) => get(id, token));
+  cache.set(id, p);
+  p.then(
+    (b) => b.size > CACHE_MAX_BYTES && cache.get(id) === p && cache.delete(id),
+    () => cache.get(id) === p && cache.delete(id),
+  );
+  while (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
+  return p;
+}
+
+// Saves an asset under its file name: its bytes as a blob: URL, an <a download> clicked.
+export async function download(a: WireAttachment): Promise<void> {
+  const blob = await assetBytes(a.asset_id);
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = fileName(a);
+  link.rel = 'noopener';
+  link.hidden = true;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  // The download has started from the URL by then; it is not shown anywhere.
+  setTimeout(() => URL.revokeObjectURL(url), 30_000);
+}
+
+export const fileName = (a: WireAttachment): string => a.name || `file-${a.asset_id.slice(0, 12)}`;
+
+export const sizeOf = (a: WireAttachment): number => Number(a.size ?? 0) || 0;
+
+// Shown inline: images the node could thumbnail, or small ones it could not (never SVG,
+// which the node serves as a download only).
+export function isImage(a: WireAttachment): boolean {
+  const type = a.content_type ?? '';
+  if (!type.startsWith('image/') || type.includes('svg')) return false;
+  return Boolean(a.thumbnail_id) || sizeOf(a) <= 5 * CACHE_MAX_BYTES;
+}
+
+// The attachment a send and the own copy of the message carry, from the uploaded asset.
+export function attachmentOf(asset: Asset): WireAttachment {
+  const a: WireAttachment = { asset_id: asset.id, content_type: asset.content_type, size: asset.size };
+  if (asset.name) a.name = asset.name;
+  if (asset.width && asset.height) {
+    a.width = asset.width;
+    a.height = asset.height;
+  }
+  if (asset.thumbnail_id) a.thumbnail_id = asset.thumbnail_id;
+  return a;
+}

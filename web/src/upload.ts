@@ -1,0 +1,75 @@
+// Sending files: the composer's picks and drops are uploaded one after another (one request
+// each, with progress), then sent as one message per messages.max_attachments files. The
+// send itself is chat.send's: its client_id makes a retry idempotent, and an upload of the
+// same bytes again is the same asset.
+import type { ApiError } from './api';
+import { attachmentOf, upload } from './assets';
+import * as chat from './chat';
+import { errorText, t } from './i18n';
+import { setState, type UploadState } from './store';
+import type { WireAttachment } from './wire';
+
+const MAX_ATTACHMENTS = 10; // messages.max_attachments, the node's default
+
+const running = new Map<string, AbortController>(); // by conversation
+
+function show(id: string, upload: UploadState | null): void {
+  setState((s) => {
+    const uploads = { ...s.uploads };
+    if (upload) uploads[id] = upload;
+    else delete uploads[id];
+    return { uploads };
+  });
+}
+
+export const uploading = (id: string): boolean => running.has(id);
+
+export function attach(id: string, files: File[]): void {
+  if (files.length === 0 || running.has(id)) return;
+  const empty = files.find((f) => f.size === 0);
+  if (empty) return show(id, { names: empty.name, loaded: 0, total: 0, error: t.emptyFile(empty.name) });
+  void run(id, files);
+}
+
+export function cancel(id: string): void {
+  running.get(id)?.abort();
+}
+
+export const dismiss = (id: string): void => {
+  if (!running.has(id)) show(id, null);
+};
+
+async function run(id: string, files: File[]): Promise<void> {
+  const ctl = new AbortController();
+  running.set(id, ctl);
+  const names = files.map((f) => f.name).join(', ');
+  const total = files.reduce((n, f) => n + f.size, 0);
+  let done = 0;
+  let lastShown = 0;
+  show(id, { names, loaded: 0, total, error: '' });
+  const attachments: WireAttachment[] = [];
+  try {
+    for (const file of files) {
+      const asset = await upload(file, (sent) => {
+        // At most a few re-renders a second.
+        const now = Date.now();
+        if (now - lastShown < 100) return;
+        lastShown = now;
+        show(id, { names, loaded: done + Math.min(sent, file.size), total, error: '' });
+      }, ctl.signal);
+      done += file.size;
+      attachments.push(attachmentOf(asset));
+      show(id, { names, loaded: done, total, error: '' });
+    }
+    for (let i = 0; i < attachments.length; i += MAX_ATTACHMENTS) {
+      chat.send(id, '', attachments.slice(i, i + MAX_ATTACHMENTS));
+    }
+    show(id, null);
+  } catch (err) {
+    const e = err as ApiError;
+    if (e.code === 'aborted') show(id, null);
+    else show(id, { names, loaded: 0, total: 0, error: t.uploadFailed(names, errorText(e.code ?? 'network', e.message, e.retry_after)) });
+  } finally {
+    running.delete(id);
+  }
+}
