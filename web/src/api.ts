@@ -240,6 +240,18 @@ export function history(conversationId: string, before?: string, limit = 50): Pr
   return authed('GET', `/v1/conversations/${enc(conversationId)}/messages?${q}`);
 }
 
+// Per-member receipts of an own message (sender only): exact, unlike the live events.
+export interface ReceiptsAnswer {
+  message_id: string;
+  conversation_id: string;
+  recipients: number;
+  delivered_count: number;
+  read_count: number;
+  members: { user_id: string; delivered_at_ms: string; read_at_ms: string }[];
+}
+
+export const receipts = (messageId: string): Promise<ReceiptsAnswer> => authed('GET', `/v1/messages/${enc(messageId)}/receipts`);
+
 export function historyWithPeer(peer: string, limit = 50): Promise<HistoryPage> {
   const q = new URLSearchParams({ peer, limit: String(limit) });
   return authed('GET', `/v1/messages?${q}`);

@@ -2,11 +2,12 @@
 // between the REST API, the live stream and the state.
 import * as api from './api';
 import { applyEvent } from './events';
+import { loadHistory, notice, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { Live } from './live';
 import * as session from './session';
-import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation, type Thread } from './store';
+import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation } from './store';
 import { fromEvent, fromSummary, fromWire, isNewer, localMessage, mergeMessages } from './thread';
 import type { SendBody, Target, WireAttachment } from './wire';
 
@@ -16,7 +17,13 @@ let sweepTimer = 0;
 let typingConv: string | null = null;
 let typingAt = 0;
 
-const hooks = { refreshList: scheduleList, markRead };
+const hooks = {
+  refreshList: scheduleList,
+  markRead,
+  loadHistory: (id: string) => void loadHistory(id).then(() => markRead(id)),
+};
+
+export { loadHistory };
 
 export function start(): void {
   const tokens = session.tokens();
@@ -79,11 +86,6 @@ function scheduleList(): void {
   listTimer = window.setTimeout(() => void loadConversations(), 400);
 }
 
-function notice(err: unknown): void {
-  const e = err as api.ApiError;
-  setState(() => ({ notice: errorText(e.code ?? 'network', e.message, e.retry_after) }));
-}
-
 export async function loadConversations(): Promise<void> {
   try {
     const page = await api.conversations(undefined, 200);
@@ -105,29 +107,6 @@ export async function loadConversations(): Promise<void> {
       return { conversations, notice: '' };
     });
   } catch (err) {
-    notice(err);
-  }
-}
-
-function setThread(id: string, update: (th: Thread) => Thread): void {
-  setState((s) => ({ threads: { ...s.threads, [id]: update(s.threads[id] ?? emptyThread()) } }));
-}
-
-export async function loadHistory(id: string, older = false): Promise<void> {
-  const th = getState().threads[id] ?? emptyThread();
-  if (th.loading || id.startsWith('draft:')) return;
-  const before = older ? th.messages.find((m) => m.id)?.id ?? undefined : undefined;
-  setThread(id, (cur) => ({ ...cur, loading: true }));
-  try {
-    const page = await api.history(id, before, 50);
-    setThread(id, (cur) => ({
-      messages: mergeMessages(cur.messages, page.messages.map(fromWire)),
-      loaded: true,
-      loading: false,
-      hasMoreBefore: page.has_more_before,
-    }));
-  } catch (err) {
-    setThread(id, (cur) => ({ ...cur, loading: false, loaded: true }));
     notice(err);
   }
 }
@@ -242,7 +221,7 @@ export async function startChat(input: string): Promise<string | null> {
   const id = `draft:${peer}`;
   const draft: Conversation = {
     id, kind: 'direct', title: peer, peer, memberCount: 2, member: true,
-    lastMessage: null, lastActivityMs: Date.now(), unread: 0, readMark: null,
+    lastMessage: null, lastActivityMs: Date.now(), unread: 0, readMark: null, muted: false,
   };
   setState((s) => ({
     conversations: { ...s.conversations, [id]: draft },

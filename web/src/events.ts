@@ -1,5 +1,6 @@
 // Applies what the live stream reports to the app state.
-import { t } from './i18n';
+import { clip } from './format';
+import { errorText, t } from './i18n';
 import { idOrder } from './ids';
 import { emptyReceipts, getState, setState, type ChatMessage, type Conversation, type State } from './store';
 import { fromEvent, fromWire, isNewer, mergeMessages } from './thread';
@@ -10,7 +11,11 @@ export interface EventHooks {
   refreshList(): void;
   // The open conversation got a message from someone else while visible.
   markRead(conversationId: string): void;
+  // A draft became this conversation: load its history (the peer may have written meanwhile).
+  loadHistory(conversationId: string): void;
 }
+
+const ANNOUNCED_CHARS = 140;
 
 const TYPING_SHOWN_MS = 6000;
 
@@ -21,7 +26,7 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
     case 'message':
       return onMessage(e.message, hooks);
     case 'accepted':
-      return onAccepted(e.accepted);
+      return onAccepted(e.accepted, hooks);
     case 'send_failed':
       return updateLocal(e.clientId, (m) => ({ ...m, failed: { code: e.code, message: e.message } }));
     case 'receipt':
@@ -31,6 +36,8 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
         const c = s.conversations[e.mark.conversation_id];
         if (!c) return {};
         const mark = idOrder(e.mark.message_id);
+        // Marks of several devices may cross: an older one never moves the mark back.
+        if (c.readMark && idOrder(c.readMark) > mark) return {};
         const thread = s.threads[c.id];
         let unread = c.unread;
         if (thread?.loaded) unread = thread.messages.filter((m) => m.from !== s.userId && m.order > mark).length;
@@ -65,7 +72,7 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
         return { typing: { ...s.typing, [convId]: users } };
       });
     case 'error':
-      return setState(() => ({ notice: e.message || e.code }));
+      return setState(() => ({ notice: errorText(e.code, e.message) }));
   }
 }
 
@@ -102,7 +109,9 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
       delete users[m.from];
       update.typing = { ...st.typing, [m.conversationId]: users };
     }
-    if (incoming && fresh) update.announcement = t.newMessageFrom(m.from, m.text || m.attachments[0]?.name || t.attachment);
+    if (incoming && fresh && !conv.muted) {
+      update.announcement = t.newMessageFrom(m.from, clip(m.text || m.attachments[0]?.name || t.attachment, ANNOUNCED_CHARS));
+    }
     return update;
   });
   if (!known) hooks.refreshList();
@@ -123,7 +132,8 @@ function updateLocal(clientId: string, change: (m: ChatMessage) => ChatMessage):
   });
 }
 
-function onAccepted(a: Accepted): void {
+function onAccepted(a: Accepted, hooks: EventHooks): void {
+  let promoted = false;
   setState((s) => {
     const entry = Object.entries(s.threads).find(([, th]) => th.messages.some((m) => m.key === `local:${a.client_id}`));
     if (!entry) return {};
@@ -149,7 +159,9 @@ function onAccepted(a: Accepted): void {
       delete conversations[key];
       if (draft && !conversations[a.conversation_id]) conversations[a.conversation_id] = { ...draft, id: a.conversation_id };
       if (activeId === key) activeId = a.conversation_id;
-      target = threads[a.conversation_id] ?? { ...thread, loaded: true };
+      // Not loaded: what the peer sent before our first message was accepted is fetched.
+      target = { ...(threads[a.conversation_id] ?? thread), loaded: false };
+      promoted = true;
       target = { ...target, messages: mergeMessages(target.messages, thread.messages.filter((m) => m.key !== local.key)) };
     }
     threads[a.conversation_id] = { ...target, messages: mergeMessages(target.messages.filter((m) => m.key !== local.key), [sent]) };
@@ -159,6 +171,7 @@ function onAccepted(a: Accepted): void {
     }
     return { threads, conversations, activeId };
   });
+  if (promoted) hooks.loadHistory(a.conversation_id);
 }
 
 function onReceipt(r: Receipt): void {

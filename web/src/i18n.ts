@@ -37,7 +37,10 @@ const en = {
   startChat: 'Start chat',
   invalidUserId: 'That is not a user id (name or name@region).',
   newGroup: 'New group',
+  newGroupOpen: '+ New group',
   groupTitle: 'Group title',
+  groupTitleHint: (max: number) => `Up to ${max} bytes (letters outside a–z take 2–4)`,
+  groupTitleTooLong: (bytes: number, max: number) => `The title is too long: ${bytes} bytes, at most ${max}.`,
   groupMembers: 'Members (name@region, separated by commas or spaces)',
   createGroup: 'Create group',
   cancel: 'Cancel',
@@ -47,6 +50,12 @@ const en = {
   typing: 'typing…',
   typingNamed: (who: string) => `${who} is typing…`,
   you: 'You',
+  previewFrom: (who: string) => `${who}: `,
+  statusSuffix: (status: string) => ` · ${status}`,
+  presenceSuffix: (status: string) => `, ${status}`,
+  dayAndTime: (day: string, time: string) => `${day} ${time}`,
+  clipped: (text: string) => `${text}…`,
+  messagesLabel: 'Messages',
   noMessages: 'No messages yet. Say hello!',
   loadingOlder: 'Loading older messages…',
   composerLabel: 'Message',
@@ -63,6 +72,7 @@ const en = {
   removeMember: (who: string) => `Remove ${who}`,
   leave: 'Leave group',
   successor: 'New owner',
+  chooseSuccessor: 'Choose a member',
   leftGroup: 'You are no longer a member of this group.',
   role: { owner: 'owner', admin: 'admin', member: 'member' } as Record<string, string>,
   selectChat: 'Choose a chat, or start a new one.',
@@ -111,6 +121,16 @@ const en = {
     store_unavailable: 'The server cannot store messages right now. Try again later.',
     shutting_down: 'The server is restarting. Try again in a moment.',
     timeout: 'No answer from the server.',
+    conversation_not_found: 'No such conversation.',
+    message_not_found: 'No such message.',
+    invalid_field: 'The server refused a value as invalid.',
+    missing_field: 'The request lacked a required value.',
+    internal: 'Something went wrong on the server. Try again.',
+    frame_too_large: 'The message was too large for the server.',
+    too_many_streams: 'Too many open tabs or devices are connected. Close one and try again.',
+    not_sender: 'Only the sender can do that.',
+    delete_window_passed: 'It is too late to delete this message for everyone.',
+    presence_hidden: 'This user’s status is not shared with you.',
   } as Record<string, string>,
 };
 
@@ -145,7 +165,10 @@ const ru: Strings = {
   startChat: 'Начать чат',
   invalidUserId: 'Это не идентификатор пользователя (имя или имя@регион).',
   newGroup: 'Новая группа',
+  newGroupOpen: '+ Новая группа',
   groupTitle: 'Название группы',
+  groupTitleHint: (max) => `До ${max} байт (кириллица — 2 байта на букву)`,
+  groupTitleTooLong: (bytes, max) => `Слишком длинное название: ${bytes} байт, можно не больше ${max}.`,
   groupMembers: 'Участники (имя@регион через запятую или пробел)',
   createGroup: 'Создать группу',
   cancel: 'Отмена',
@@ -155,6 +178,12 @@ const ru: Strings = {
   typing: 'печатает…',
   typingNamed: (who) => `${who} печатает…`,
   you: 'Вы',
+  previewFrom: (who) => `${who}: `,
+  statusSuffix: (status) => ` · ${status}`,
+  presenceSuffix: (status) => `, ${status}`,
+  dayAndTime: (day, time) => `${day} ${time}`,
+  clipped: (text) => `${text}…`,
+  messagesLabel: 'Сообщения',
   noMessages: 'Сообщений пока нет. Поздоровайтесь!',
   loadingOlder: 'Загрузка старых сообщений…',
   composerLabel: 'Сообщение',
@@ -171,6 +200,7 @@ const ru: Strings = {
   removeMember: (who) => `Удалить ${who}`,
   leave: 'Покинуть группу',
   successor: 'Новый владелец',
+  chooseSuccessor: 'Выберите участника',
   leftGroup: 'Вы больше не участник этой группы.',
   role: { owner: 'владелец', admin: 'админ', member: 'участник' },
   selectChat: 'Выберите чат или начните новый.',
@@ -219,6 +249,16 @@ const ru: Strings = {
     store_unavailable: 'Сервер сейчас не может сохранять сообщения. Повторите позже.',
     shutting_down: 'Сервер перезапускается. Повторите через минуту.',
     timeout: 'Сервер не ответил.',
+    conversation_not_found: 'Нет такой беседы.',
+    message_not_found: 'Нет такого сообщения.',
+    invalid_field: 'Сервер отклонил недопустимое значение.',
+    missing_field: 'В запросе не хватает обязательного значения.',
+    internal: 'Ошибка на сервере. Попробуйте ещё раз.',
+    frame_too_large: 'Сообщение слишком велико для сервера.',
+    too_many_streams: 'Подключено слишком много вкладок или устройств. Закройте одно и повторите.',
+    not_sender: 'Это может сделать только отправитель.',
+    delete_window_passed: 'Удалить это сообщение у всех уже нельзя.',
+    presence_hidden: 'Статус этого пользователя вам не виден.',
   },
 };
 
@@ -233,35 +273,4 @@ export const t: Strings = lang === 'ru' ? ru : en;
 export function errorText(code: string, message: string, retryAfter?: number): string {
   const base = t.errors[code] ?? (message || code);
   return retryAfter ? `${base} ${t.tryAgainIn(retryAfter)}` : base;
-}
-
-const timeFormat = new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit' });
-const dayFormat = new Intl.DateTimeFormat(lang, { day: 'numeric', month: 'long', year: 'numeric' });
-const shortFormat = new Intl.DateTimeFormat(lang, { day: 'numeric', month: 'short' });
-
-export const formatTime = (ms: number): string => timeFormat.format(ms);
-
-export function formatDay(ms: number): string {
-  const day = new Date(ms).toDateString();
-  const now = new Date();
-  if (day === now.toDateString()) return t.today;
-  if (day === new Date(now.getTime() - 86_400_000).toDateString()) return t.yesterday;
-  return dayFormat.format(ms);
-}
-
-// For the chat list: the time today, else the date.
-export function formatWhen(ms: number): string {
-  return new Date(ms).toDateString() === new Date().toDateString() ? timeFormat.format(ms) : shortFormat.format(ms);
-}
-
-// A file size for people: 512 B, 1.5 KB, 20 MB (units of 1024).
-export function formatSize(bytes: number): string {
-  let n = bytes;
-  let unit = 0;
-  while (n >= 1024 && unit < t.sizeUnits.length - 1) {
-    n /= 1024;
-    unit++;
-  }
-  const digits = unit === 0 || n >= 10 ? 0 : 1;
-  return `${new Intl.NumberFormat(lang, { maximumFractionDigits: digits }).format(n)} ${t.sizeUnits[unit]}`;
 }

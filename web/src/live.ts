@@ -8,31 +8,24 @@
 //   after each reconnect, so a send whose answer was lost is stored once.
 import { accessToken, ApiError } from './api';
 import * as session from './session';
+import { KeepAlive } from './keepAlive';
+import { Reconnect } from './reconnect';
+import { storage } from './storage';
+import { TokenRefresh } from './tokenRefresh';
 import type { Accepted, LiveEvent, SendBody, Target, WireMessage } from './wire';
 
 interface Outgoing { clientId: string; payload: Record<string, unknown>; timer?: number }
 
 const SEND_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 15_000;
-const PING_EVERY_MS = 25_000;
-const SILENT_LIMIT_MS = 40_000;
 const SEEN_LIMIT = 5000;
 const MAX_SEND_FRAME_BYTES = 60_000; // under the node's frame limit (64 KiB by default)
-const STABLE_MS = 30_000; // a connection up this long resets the reconnect back-off
 const AUTH_CODES = new Set(['invalid_token', 'token_expired', 'session_revoked', 'user_disabled']);
 
 export class Live {
   private ws: WebSocket | null = null;
   private stopped = true;
-  private attempt = 0;
-  private reconnectTimer = 0;
-  private pingTimer = 0;
   private ackTimer = 0;
-  private refreshTimer = 0;
-  private lastFrameAt = 0;
-  private pingSentAt = 0;
-  private upSince = 0;
-  private refreshFailures = 0;
   private authed = false;
   private lastSeq: bigint;
   private ackedSeq = 0n;
@@ -44,10 +37,13 @@ export class Live {
   private readonly listeners = new Set<(e: LiveEvent) => void>();
   private readonly seqKey: string;
   private unTokens: (() => void) | null = null;
+  private readonly refresh = new TokenRefresh(() => this.stopped);
+  private readonly reconnect = new Reconnect(() => void this.connect(), () => this.stopped);
+  private readonly keepAlive = new KeepAlive(() => this.frame({ ping: {} }, String(this.nextRef++)), () => this.onClose(1006));
 
   constructor(userId: string) {
     this.seqKey = `petchat.seq.${userId}`;
-    const stored = localStorage.getItem(this.seqKey);
+    const stored = storage.get(this.seqKey);
     this.lastSeq = stored && /^\d+$/.test(stored) ? BigInt(stored) : -1n;
   }
 
@@ -72,13 +68,16 @@ export class Live {
     window.removeEventListener('online', this.wake);
     document.removeEventListener('visibilitychange', this.wake);
     window.removeEventListener('pagehide', this.persist);
-    for (const t of [this.reconnectTimer, this.pingTimer, this.ackTimer, this.refreshTimer]) clearTimeout(t);
+    clearTimeout(this.ackTimer);
+    this.reconnect.cancel();
+    this.keepAlive.stop();
+    this.refresh.cancel();
     for (const o of this.outbox.values()) clearTimeout(o.timer);
     this.drop();
   }
 
   forgetPosition(): void { // on log out: the next login is a new device
-    localStorage.removeItem(this.seqKey);
+    storage.remove(this.seqKey);
   }
 
   // Queues a message under its client_id; sending the same client_id again is a retry,
@@ -129,13 +128,12 @@ export class Live {
 
   private readonly wake = (): void => {
     if (this.stopped || this.ws || document.visibilityState === 'hidden') return;
-    clearTimeout(this.reconnectTimer);
-    this.attempt = 0;
+    this.reconnect.reset();
     void this.connect();
   };
 
   private readonly persist = (): void => {
-    if (this.lastSeq >= 0n) localStorage.setItem(this.seqKey, this.lastSeq.toString());
+    if (this.lastSeq >= 0n) storage.set(this.seqKey, this.lastSeq.toString());
   };
 
   private async connect(): Promise<void> {
@@ -145,7 +143,7 @@ export class Live {
       token = await accessToken();
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return; // the session ended
-      return this.scheduleReconnect();
+      return this.reconnect.schedule();
     }
     if (this.stopped || this.ws) return;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
@@ -173,7 +171,7 @@ export class Live {
     this.ws = null;
     this.authed = false;
     this.sends.clear(); // answers to frames of a closed socket never come
-    clearInterval(this.pingTimer);
+    this.keepAlive.stop();
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     ws.close(1000);
@@ -181,7 +179,7 @@ export class Live {
 
   private onClose(code: number): void {
     const wasAuthed = this.authed;
-    if (wasAuthed && Date.now() - this.upSince >= STABLE_MS) this.attempt = 0;
+    this.reconnect.closed(wasAuthed);
     if (code === 1009) {
       // A frame too large for the node: the sends in flight are the suspects; failed, not resent.
       for (const clientId of this.sends.values()) {
@@ -201,47 +199,17 @@ export class Live {
       }
       if (this.lastError === 'token_expired' || this.lastError === 'invalid_token') {
         // A fresh token, then at once; accessToken ends the session if it cannot.
-        accessToken(true).then(() => void this.connect(), () => this.scheduleReconnect());
+        accessToken(true).then(() => void this.connect(), () => this.reconnect.schedule());
         return;
       }
     }
-    this.scheduleReconnect(code === 4029 ? 30_000 : 0);
-  }
-
-  // Exponential back-off with full jitter: 0.5 s doubling to 30 s.
-  private scheduleReconnect(floorMs = 0): void {
-    if (this.stopped) return;
-    const cap = Math.min(30_000, 500 * 2 ** this.attempt++);
-    const delay = floorMs + Math.random() * cap;
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = window.setTimeout(() => void this.connect(), delay);
+    this.reconnect.schedule(code === 4029 ? 30_000 : 0);
   }
 
   private onTokens(): void {
     const t = session.tokens();
     if (t && this.ws && this.authed) this.frame({ auth: { access_token: t.access_token } }, String(this.nextRef++));
-    this.scheduleRefresh();
-  }
-
-  // Keeps the stream's token fresh: a new token goes to the open stream as an `auth` frame.
-  private scheduleRefresh(): void {
-    clearTimeout(this.refreshTimer);
-    const t = session.tokens();
-    if (!t || this.stopped) return;
-    this.refreshTimer = window.setTimeout(() => {
-      accessToken().then(
-        () => {
-          this.refreshFailures = 0;
-        },
-        (err: unknown) => {
-          // Offline, a node restarting, 429/503: try again with back-off, not at once.
-          const retryAfterS = err instanceof ApiError ? err.retry_after ?? 0 : 0;
-          const wait = Math.max(retryAfterS * 1000, Math.min(60_000, 1000 * 2 ** this.refreshFailures++));
-          clearTimeout(this.refreshTimer);
-          this.refreshTimer = window.setTimeout(() => this.scheduleRefresh(), wait * (0.5 + Math.random() / 2));
-        },
-      );
-    }, session.refreshDelay(t) + 100);
+    this.refresh.schedule();
   }
 
   private onFrame(text: string): void {
@@ -251,7 +219,7 @@ export class Live {
     } catch {
       return; // the node sends JSON only; ignore anything else
     }
-    this.lastFrameAt = Date.now();
+    this.keepAlive.heard();
     if (f.welcome) return this.onWelcome(f.welcome);
     if (f.event) return this.onEvent(f.event);
     if (f.accepted) {
@@ -270,24 +238,13 @@ export class Live {
   private onWelcome(w: { resume_after: string }): void {
     if (this.authed) return; // the answer to a fresh token on the open stream
     this.authed = true;
-    this.upSince = Date.now(); // the back-off resets only once the connection has stayed up
-    this.pingSentAt = 0;
+    this.reconnect.up();
     this.lastSeq = BigInt(w.resume_after);
     this.ackedSeq = this.lastSeq;
     this.emit({ type: 'status', online: true });
-    clearInterval(this.pingTimer);
-    this.pingTimer = window.setInterval(() => this.keepAlive(), PING_EVERY_MS);
-    this.scheduleRefresh();
+    this.keepAlive.start();
+    this.refresh.schedule();
     for (const clientId of this.outbox.keys()) this.transmit(clientId);
-  }
-
-  // Dead only if a ping went unanswered: a hidden tab's timers may run a minute apart.
-  private keepAlive(): void {
-    if (this.pingSentAt && this.lastFrameAt < this.pingSentAt && Date.now() - this.pingSentAt > SILENT_LIMIT_MS - PING_EVERY_MS) {
-      return this.onClose(1006);
-    }
-    this.pingSentAt = Date.now();
-    this.frame({ ping: {} }, String(this.nextRef++));
   }
 
   private onEvent(ev: Record<string, any>): void {
@@ -329,8 +286,9 @@ export class Live {
       return this.emit({ type: 'send_failed', clientId, code, message });
     }
     if (AUTH_CODES.has(code) || code === 'not_authenticated' || code === 'too_many_streams') {
-      // A refused fresh token on an open stream leaves the stream as it was.
-      if (this.authed && code === 'invalid_token') return;
+      // Also on an authenticated stream: a refused fresh token leaves the stream open (and
+      // the next connect clears this), but the stream's own token refused is followed by
+      // close 4001, which must then refresh at once.
       this.lastError = code;
       return;
     }

@@ -33,6 +33,7 @@ export interface Conversation {
   lastActivityMs: number;
   unread: number;
   readMark: string | null;
+  muted: boolean; // no announcements of its new messages
 }
 
 // A file upload of the composer in one conversation (upload.ts).
@@ -48,6 +49,8 @@ export interface Thread {
   loaded: boolean;
   loading: boolean;
   hasMoreBefore: boolean;
+  // After a failed load of older history: no new attempt before this time (ms).
+  olderRetryAt: number;
 }
 
 // What the sender knows about one own message from receipts.
@@ -131,7 +134,7 @@ export function useStore<T>(select: (s: State) => T): T {
   return value;
 }
 
-export const emptyThread = (): Thread => ({ messages: [], loaded: false, loading: false, hasMoreBefore: false });
+export const emptyThread = (): Thread => ({ messages: [], loaded: false, loading: false, hasMoreBefore: false, olderRetryAt: 0 });
 
 export const emptyReceipts = (): ReceiptState => ({
   deliveredBy: [],

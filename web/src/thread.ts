@@ -77,6 +77,7 @@ export function fromSummary(c: ConversationSummary): Conversation {
     lastActivityMs: num(c.last_activity_ms),
     unread: c.unread_count,
     readMark: c.read_mark,
+    muted: Boolean(c.muted),
   };
 }
 
@@ -95,6 +96,7 @@ export function fromEvent(m: ChatMessage, to: string, me: string): Conversation 
     lastActivityMs: m.sentAtMs,
     unread: 0,
     readMark: null,
+    muted: false,
   };
 }
 

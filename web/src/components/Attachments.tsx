@@ -3,7 +3,8 @@
 // that saves the file under its name. Names are always text.
 import { useEffect, useState } from 'preact/hooks';
 import { assetBytes, download, fileName, isImage, sizeOf } from '../assets';
-import { formatSize, t } from '../i18n';
+import { formatSize } from '../format';
+import { t } from '../i18n';
 import type { WireAttachment } from '../wire';
 
 const SHOWN_PX = 320; // assets.thumbnail_px, the node's default

@@ -1,4 +1,4 @@
-import { useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import * as chat from '../chat';
 import { t } from '../i18n';
 import { AttachButton, UploadStatus } from './AttachControls';
@@ -9,6 +9,14 @@ const MAX_ROWS = 6;
 export function Composer({ id }: { id: string }) {
   const [text, setText] = useState('');
   const input = useRef<HTMLTextAreaElement>(null);
+
+  // A conversation that opens (or a new chat that becomes a conversation on its first
+  // `accepted`, which mounts a new composer) takes the focus when nothing else holds it,
+  // so typing goes on; not on touch screens, where focusing would pop up the keyboard.
+  useEffect(() => {
+    const idle = !document.activeElement || document.activeElement === document.body;
+    if (idle && window.matchMedia('(pointer: fine)').matches) input.current?.focus();
+  }, [id]);
 
   function submit(e?: Event) {
     e?.preventDefault();

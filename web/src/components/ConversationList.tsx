@@ -1,6 +1,7 @@
 import { useMemo } from 'preact/hooks';
 import * as chat from '../chat';
-import { formatWhen, t } from '../i18n';
+import { formatList, formatWhen } from '../format';
+import { t } from '../i18n';
 import { sortedConversations, useStore, type Conversation } from '../store';
 import { preview } from '../thread';
 
@@ -50,21 +51,22 @@ function ConversationItem({ conv, active }: { conv: Conversation; active: boolea
         <span class="conv-item__bottom">
           {typists.length > 0 ? (
             <span class="conv-item__typing" data-testid="typing-indicator">
-              {conv.kind === 'group' ? t.typingNamed(typists.join(', ')) : t.typing}
+              {conv.kind === 'group' ? t.typingNamed(formatList(typists)) : t.typing}
             </span>
           ) : (
             <span class="conv-item__preview">
-              {last && last.from === me ? `${t.you}: ` : last && conv.kind === 'group' ? `${last.from}: ` : ''}
+              {last && last.from === me ? t.previewFrom(t.you) : last && conv.kind === 'group' ? t.previewFrom(last.from) : ''}
               {text}
             </span>
           )}
           {conv.unread > 0 && (
-            <span class="badge" data-testid="unread-badge" aria-label={t.unread(conv.unread)}>
-              {conv.unread}
+            <span class="badge" data-testid="unread-badge">
+              <span aria-hidden="true">{conv.unread}</span>
+              <span class="visually-hidden">{t.unread(conv.unread)}</span>
             </span>
           )}
         </span>
-        {presence?.online && <span class="visually-hidden">, {t.online}</span>}
+        {presence?.online && <span class="visually-hidden">{t.presenceSuffix(t.online)}</span>}
       </span>
     </button>
   );

@@ -1,5 +1,6 @@
 import * as chat from '../chat';
-import { formatDay, formatTime, t } from '../i18n';
+import { formatDay, formatList, formatTime } from '../format';
+import { t } from '../i18n';
 import { setState, useStore } from '../store';
 import { useFileDrop } from './AttachControls';
 import { Composer } from './Composer';
@@ -61,10 +62,10 @@ function Subtitle({ id }: { id: string }) {
   if (!conv) return null;
   const typists = Object.keys(typing ?? {});
   let text = '';
-  if (typists.length > 0) text = conv.kind === 'group' ? t.typingNamed(typists.join(', ')) : t.typing;
+  if (typists.length > 0) text = conv.kind === 'group' ? t.typingNamed(formatList(typists)) : t.typing;
   else if (conv.kind === 'group') text = conv.memberCount ? t.members(conv.memberCount) : '';
   else if (presence?.online) text = t.online;
-  else if (presence?.lastSeenMs) text = t.lastSeen(`${formatDay(presence.lastSeenMs)} ${formatTime(presence.lastSeenMs)}`);
+  else if (presence?.lastSeenMs) text = t.lastSeen(t.dayAndTime(formatDay(presence.lastSeenMs), formatTime(presence.lastSeenMs)));
   return (
     <span class="topbar__sub" data-testid={typists.length > 0 ? 'typing-indicator' : 'conversation-status'} aria-live="polite">
       {text}

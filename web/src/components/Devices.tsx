@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api';
 import * as chat from '../chat';
-import { errorText, formatWhen, t } from '../i18n';
+import { formatWhen } from '../format';
+import { errorText, t } from '../i18n';
 
 // The user's devices (docs/PROTOCOL.md, GET /v1/sessions): each with when it logged in,
 // and a button that logs it out. Logging out this device is the ordinary log out.
@@ -48,7 +49,7 @@ export function Devices({ onClose }: { onClose: () => void }) {
           <li class="devices__item" key={d.device_id} data-testid="device" data-device-id={d.device_id} data-current={d.current ? 'true' : 'false'}>
             <span class="devices__name">
               {d.device_name}
-              {d.current && <span class="devices__current"> · {t.thisDevice}</span>}
+              {d.current && <span class="devices__current">{t.statusSuffix(t.thisDevice)}</span>}
             </span>
             <span class="devices__since">{t.deviceSince(formatWhen(Date.parse(d.created_at)))}</span>
             <button

@@ -101,15 +101,17 @@ export function GroupPanel({ id }: { id: string }) {
           </ul>
           {canManage && details.member && (
             <form class="group-panel__add" onSubmit={add}>
-              <label class="field">
-                <span class="field__label">{t.addMember}</span>
+              <div class="field">
+                <label class="field__label" for="add-member-input">
+                  {t.addMember}
+                </label>
                 <span class="new-chat__row">
-                  <input data-testid="add-member-input" autocapitalize="none" autocomplete="off" spellcheck={false} value={newMember} onInput={(e) => setNewMember(e.currentTarget.value)} />
+                  <input id="add-member-input" data-testid="add-member-input" autocapitalize="none" autocomplete="off" spellcheck={false} value={newMember} onInput={(e) => setNewMember(e.currentTarget.value)} />
                   <button class="button button--primary" type="submit" data-testid="add-member-button" disabled={busy}>
                     {t.add}
                   </button>
                 </span>
-              </label>
+              </div>
             </form>
           )}
           {details.member && (
@@ -118,7 +120,7 @@ export function GroupPanel({ id }: { id: string }) {
                 <label class="field">
                   <span class="field__label">{t.successor}</span>
                   <select data-testid="successor-select" value={successor} onChange={(e) => setSuccessor(e.currentTarget.value)}>
-                    <option value="">—</option>
+                    <option value="">{t.chooseSuccessor}</option>
                     {others.map((m) => (
                       <option key={m.user_id} value={m.user_id}>
                         {m.user_id}

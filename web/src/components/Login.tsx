@@ -38,10 +38,16 @@ export function Login({ ended }: { ended: string }) {
     if (busy || wait > 0) return;
     setBusy(true);
     setFailure(null);
+    let registered = false;
     try {
-      if (mode === 'register') await api.register(name, password, displayName.trim(), inviteCode.trim());
+      if (mode === 'register') {
+        await api.register(name, password, displayName.trim(), inviteCode.trim());
+        registered = true;
+      }
       await api.login(name, password, deviceName()); // the app switches to the chats
     } catch (err) {
+      // The account exists now: a retry must log in, not register again (name_taken).
+      if (registered) setMode('login');
       const e2 = err instanceof api.ApiError ? err : new api.ApiError(0, 'network', String(err));
       setNow(Date.now());
       setFailure({ code: e2.code, message: e2.message, until: e2.retry_after ? Date.now() + e2.retry_after * 1000 : 0 });
@@ -96,8 +102,7 @@ export function Login({ ended }: { ended: string }) {
         )}
         {failure && (
           <p class="login__error" role="alert" data-testid="login-error" data-code={failure.code}>
-            {errorText(failure.code, failure.message)}
-            {wait > 0 && ` ${t.tryAgainIn(wait)}`}
+            {errorText(failure.code, failure.message, wait > 0 ? wait : undefined)}
           </p>
         )}
         <button

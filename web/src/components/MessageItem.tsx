@@ -1,5 +1,6 @@
 import * as chat from '../chat';
-import { errorText, formatTime, t } from '../i18n';
+import { formatTime, isoTime } from '../format';
+import { errorText, t } from '../i18n';
 import { useStore, type ChatMessage } from '../store';
 import { ownStatus, type OwnStatus } from '../thread';
 import { Attachments } from './Attachments';
@@ -26,7 +27,8 @@ export function MessageItem({ message: m, own, group }: Props) {
       {m.text && <p class="msg__text">{m.text}</p>}
       {m.attachments.length > 0 && <Attachments items={m.attachments} />}
       <span class="msg__meta">
-        <time dateTime={new Date(m.sentAtMs).toISOString()}>{formatTime(m.sentAtMs)}</time>
+        {/* A bogus sent_at_ms (beyond what a Date holds) shows no time rather than throwing. */}
+        {isoTime(m.sentAtMs) && <time dateTime={isoTime(m.sentAtMs)}>{formatTime(m.sentAtMs)}</time>}
         {parsed && <Ticks status={parsed} group={group} />}
       </span>
       {parsed?.state === 'failed' && (

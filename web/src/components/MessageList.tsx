@@ -1,6 +1,7 @@
 import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
 import * as chat from '../chat';
-import { formatDay, t } from '../i18n';
+import { formatDay, validTime } from '../format';
+import { t } from '../i18n';
 import { emptyThread, useStore, type Thread } from '../store';
 import { MessageItem } from './MessageItem';
 
@@ -58,7 +59,8 @@ export function MessageList({ id }: { id: string }) {
   const items = [];
   let day = '';
   for (const m of messages) {
-    const d = new Date(m.sentAtMs).toDateString();
+    // A time a Date cannot hold gets no separator of its own.
+    const d = validTime(m.sentAtMs) ? new Date(m.sentAtMs).toDateString() : day;
     if (d !== day) {
       day = d;
       items.push(
@@ -71,7 +73,7 @@ export function MessageList({ id }: { id: string }) {
   }
 
   return (
-    <div class="messages" ref={scroller} onScroll={onScroll} tabIndex={0} aria-label={t.composerLabel} data-testid="message-list">
+    <div class="messages" ref={scroller} onScroll={onScroll} tabIndex={0} aria-label={t.messagesLabel} data-testid="message-list">
       {thread.loading && (
         <p class="messages__loading" role="status">
           {t.loadingOlder}

@@ -3,6 +3,8 @@ import { ApiError } from '../api';
 import * as chat from '../chat';
 import { errorText, t } from '../i18n';
 
+const TITLE_MAX_BYTES = 128; // the node counts UTF-8 bytes, not characters (PROTOCOL.md)
+
 export function NewGroup({ onClose }: { onClose: () => void }) {
   const [title, setTitle] = useState('');
   const [members, setMembers] = useState('');
@@ -11,6 +13,8 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
   async function submit(e: Event) {
     e.preventDefault();
     if (busy || !title.trim()) return;
+    const bytes = new TextEncoder().encode(title.trim()).length;
+    if (bytes > TITLE_MAX_BYTES) return setError(t.groupTitleTooLong(bytes, TITLE_MAX_BYTES));
     setBusy(true);
     setError('');
     try {
@@ -31,7 +35,17 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
     <form class="new-group" onSubmit={submit} aria-label={t.newGroup}>
       <label class="field">
         <span class="field__label">{t.groupTitle}</span>
-        <input data-testid="group-title" required maxLength={128} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+        <input
+          data-testid="group-title"
+          required
+          maxLength={TITLE_MAX_BYTES}
+          aria-describedby="group-title-hint"
+          value={title}
+          onInput={(e) => setTitle(e.currentTarget.value)}
+        />
+        <span id="group-title-hint" class="field__hint">
+          {t.groupTitleHint(TITLE_MAX_BYTES)}
+        </span>
       </label>
       <label class="field">
         <span class="field__label">{t.groupMembers}</span>

@@ -19,7 +19,7 @@ export function Sidebar() {
           <h1 class="topbar__title">{t.conversations}</h1>
           <span class="topbar__sub" data-testid="me">
             {userId}
-            {!online && <span class="topbar__status" role="status"> · {t.connecting}</span>}
+            {!online && <span class="topbar__status" role="status">{t.statusSuffix(t.connecting)}</span>}
           </span>
         </div>
         <div class="sidebar__actions">
@@ -48,7 +48,7 @@ export function Sidebar() {
         <NewGroup onClose={() => setGroupOpen(false)} />
       ) : (
         <button class="button button--ghost sidebar__new-group" type="button" data-testid="new-group-open" onClick={() => setGroupOpen(true)}>
-          + {t.newGroup}
+          {t.newGroupOpen}
         </button>
       )}
       <ConversationList />
@@ -71,10 +71,14 @@ function NewChat() {
   }
   return (
     <form class="new-chat" onSubmit={submit}>
-      <label class="field">
-        <span class="field__label">{t.newChatLabel}</span>
+      {/* The label names the input only, not the button beside it. */}
+      <div class="field">
+        <label class="field__label" for="new-chat-input">
+          {t.newChatLabel}
+        </label>
         <span class="new-chat__row">
           <input
+            id="new-chat-input"
             data-testid="new-chat-input"
             autocapitalize="none"
             autocomplete="off"
@@ -89,7 +93,7 @@ function NewChat() {
             {t.startChat}
           </button>
         </span>
-      </label>
+      </div>
       {error && (
         <p id="new-chat-error" class="field__error" role="alert">
           {error}

@@ -1,0 +1,149 @@
+// More of what a person does in the page: a group's members added and removed and a member
+// who leaves (every member's view follows); a long conversation paged back by scrolling,
+// with nothing twice and no jump; the page in Russian; sending by keyboard alone.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  Node, bubble, conversation, launchBrowser, login, openConversationWith, openPage, register, screenshot, send,
+  startChat,
+} from './harness.mjs';
+
+describe('groups, history, language, keyboard', () => {
+  let node;
+  let browser;
+  const pages = [];
+
+  before(async () => {
+    node = await new Node().start();
+    browser = await launchBrowser();
+    for (const name of ['ann', 'ben', 'cat', 'dan']) {
+      const r = await node.call('POST', '/v1/users', { name, password: 'correct horse battery' });
+      assert.equal(r.status, 201, JSON.stringify(r.json));
+    }
+  });
+
+  after(async () => {
+    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
+    await browser?.close();
+    await node?.close();
+  });
+
+  async function person(name, opts) {
+    const p = await openPage(browser, node, opts);
+    pages.push(p);
+    await login(p.page, name);
+    return p.page;
+  }
+
+  const members = (page) => page.getByTestId('group-member').evaluateAll((els) => els.map((e) => e.dataset.userId).sort());
+
+  test('a group\'s members change and every member sees it', async () => {
+    const ann = await person('ann');
+    const ben = await person('ben');
+    const cat = await person('cat');
+    await ann.getByTestId('new-group-open').click();
+    await ann.getByTestId('group-title').fill('Book club');
+    await ann.getByTestId('group-members').fill('ben@test');
+    await ann.getByTestId('group-create').click();
+    await ann.getByTestId('composer-input').waitFor();
+    await send(ann, 'first meeting on Friday');
+    await ann.getByTestId('group-info-button').click();
+    await ann.getByTestId('add-member-input').fill('cat@test');
+    await ann.getByTestId('add-member-button').click();
+    await ann.locator('[data-testid="group-member"][data-user-id="cat@test"]').waitFor();
+    assert.deepEqual(await members(ann), ['ann@test', 'ben@test', 'cat@test']);
+    await openConversationWith(cat, 'Book club');
+    await send(cat, 'thanks for adding me');
+    await bubble(ben, 'thanks for adding me').waitFor({ state: 'attached' }).catch(() => {});
+    await openConversationWith(ben, 'Book club');
+    await bubble(ben, 'thanks for adding me').waitFor();
+    // ann removes ben: he sees no new messages of the group.
+    await ann.locator('[data-testid="group-member"][data-user-id="ben@test"]').getByTestId('remove-member').click();
+    await ann.locator('[data-testid="group-member"][data-user-id="ben@test"]').waitFor({ state: 'detached' });
+    await send(ann, 'after ben left');
+    await bubble(cat, 'after ben left').waitFor();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await bubble(ben, 'after ben left').count(), 0, 'a removed member gets nothing new');
+    // cat leaves; ann's list of members follows.
+    await cat.getByTestId('group-info-button').click();
+    await cat.getByTestId('leave-group').click();
+    await ann.locator('[data-testid="group-member"][data-user-id="cat@test"]').waitFor({ state: 'detached' });
+    assert.deepEqual(await members(ann), ['ann@test']);
+    await screenshot(ann, 'group-members');
+  });
+
+  test('a long conversation is paged back by scrolling: every message once, no jump', async () => {
+    const ann = await person('ann');
+    await startChat(ann, 'dan@test');
+    const N = 75;
+    for (let i = 1; i <= N; i++) await send(ann, `line ${String(i).padStart(3, '0')}`);
+    await ann.locator('[data-testid="message"][data-state]').filter({ hasText: `line ${String(N).padStart(3, '0')}` }).waitFor();
+    await ann.waitForFunction((n) => [...document.querySelectorAll('[data-testid="message"]')]
+      .filter((el) => el.getAttribute('data-state') === 'sending').length === 0, N);
+    const dan = await person('dan');
+    await openConversationWith(dan, 'ann@test');
+    await bubble(dan, `line ${String(N).padStart(3, '0')}`).waitFor();
+    const shown = () => dan.getByTestId('message').count();
+    const first = await shown();
+    assert.ok(first < N, `the first page is a page (${first} of ${N})`);
+    const list = dan.getByTestId('message-list');
+    for (let tries = 0; tries < 20 && (await shown()) < N; tries++) {
+      // The oldest message shown stays where it was when the older ones arrive above it.
+      const oldest = dan.getByTestId('message').first();
+      const text = await oldest.textContent();
+      await list.evaluate((el) => { el.scrollTop = 0; });
+      await dan.waitForFunction((n) => document.querySelectorAll('[data-testid="message"]').length > n, await shown())
+        .catch(() => {});
+      const still = bubble(dan, text.slice(0, 8));
+      const box = await still.boundingBox();
+      const view = await list.boundingBox();
+      assert.ok(box && box.y >= view.y - 1, 'the message read last did not jump out of view above');
+    }
+    assert.equal(await shown(), N, 'every message, once');
+    for (const i of [1, 37, N]) assert.equal(await bubble(dan, `line ${String(i).padStart(3, '0')}`).count(), 1);
+  });
+
+  test('the page speaks Russian to a Russian browser', async () => {
+    const context = await browser.newContext({ locale: 'ru-RU' });
+    const page = await context.newPage();
+    await page.goto(node.url + '/');
+    assert.equal(await page.getByTestId('login-button').textContent(), 'Войти');
+    await page.getByTestId('login-username').fill('ann');
+    await page.getByTestId('login-password').fill('wrong password');
+    await page.getByTestId('login-button').click();
+    const error = await page.getByTestId('login-error').textContent();
+    assert.match(error, /[А-Яа-я]/, `the error is in Russian: ${error}`);
+    await screenshot(page, 'login-ru');
+    await context.close();
+  });
+
+  test('a message can be sent with the keyboard alone', async () => {
+    const p = await openPage(browser, node);
+    pages.push(p);
+    const { page } = p;
+    // Reaches a control by Tab alone (fails if Tab never gets there).
+    const tabTo = async (testid) => {
+      for (let i = 0; i < 25; i++) {
+        if (await page.evaluate(() => document.activeElement?.getAttribute('data-testid')) === testid) return;
+        await page.keyboard.press('Tab');
+      }
+      assert.fail(`Tab never reached ${testid}`);
+    };
+    await tabTo('login-username');
+    await page.keyboard.type('ben');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('correct horse battery');
+    await page.keyboard.press('Enter');
+    await page.getByTestId('new-chat-input').waitFor();
+    await tabTo('new-chat-input');
+    await page.keyboard.type('dan@test');
+    await page.keyboard.press('Enter');
+    await page.getByTestId('composer-input').waitFor();
+    await tabTo('composer-input');
+    await page.keyboard.type('typed, never clicked');
+    await page.keyboard.press('Enter');
+    await page.locator('[data-testid="message"][data-state]').filter({ hasText: 'typed, never clicked' }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'composer-input',
+      'the composer keeps the focus after sending');
+  });
+});
