@@ -61,15 +61,9 @@ async function main() {
   await rm(outdir, { recursive: true, force: true });
   await mkdir(outdir, { recursive: true });
 
-  const result = await build({
+  const common = {
     absWorkingDir: root,
-    entryPoints: { main: 'src/main.tsx', styles: 'src/styles.css' },
-    outdir,
-    entryNames: 'assets/[name]-[hash]',
-    assetNames: 'assets/[name]-[hash]',
     bundle: true,
-    format: 'esm',
-    splitting: false,
     minify: true,
     sourcemap: false,
     target: 'es2020',
@@ -78,7 +72,19 @@ async function main() {
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
+  };
+  const result = await build({
+    ...common,
+    entryPoints: { main: 'src/main.tsx', styles: 'src/styles.css' },
+    outdir,
+    entryNames: 'assets/[name]-[hash]',
+    assetNames: 'assets/[name]-[hash]',
+    format: 'esm',
+    splitting: false,
   });
+  // The service worker: at a fixed name at the root, since the page registers it by URL and
+  // its scope (/) may not be wider than its directory. A classic script (no modules needed).
+  const worker = await build({ ...common, entryPoints: ['src/sw.ts'], outfile: join(outdir, 'sw.js'), format: 'iife' });
 
   const script = outputFor(result.metafile, outdir, 'src/main.tsx');
   const style = outputFor(result.metafile, outdir, 'src/styles.css');
@@ -112,7 +118,7 @@ async function main() {
   }
 
   if (quiet) return;
-  for (const [path, info] of Object.entries(result.metafile.outputs)) {
+  for (const [path, info] of [...Object.entries(result.metafile.outputs), ...Object.entries(worker.metafile.outputs)]) {
     console.log(`${relative(root, resolve(path))}  ${info.bytes} bytes`);
   }
   console.log(`gzipped JS+CSS: ${shipped} bytes (${(shipped / 1024).toFixed(1)} KiB)`);

@@ -273,7 +273,6 @@ gateway::server_limits limits_of(config::gateway_section const& g) {
           g.max_connections_per_address};
 }
 
-// The log line, and the banner a person starting the node reads.
 // The web client's files (null: off, or not built; said in the log).
 std::shared_ptr<web::site const> load_web_client(config::web_section const& cfg) {
   auto log = log::get("node");
@@ -288,6 +287,7 @@ std::shared_ptr<web::site const> load_web_client(config::web_section const& cfg)
   return site;
 }
 
+// The log line, and the banner a person starting the node reads.
 void say_ready(std::string const& region, std::string const& listen, std::filesystem::path const& admin_socket,
                unsigned threads, bool web_client) {
   log::get("node")->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", listen, admin_socket.string(),

@@ -150,7 +150,7 @@ export async function accessToken(forceRefresh = false): Promise<string> {
   return t.access_token;
 }
 
-async function authed<T>(method: Method, path: string, body?: unknown): Promise<T> {
+export async function authed<T>(method: Method, path: string, body?: unknown): Promise<T> {
   let res = await send(method, path, body, await accessToken());
   if (res.status === 401) {
     const err = await errorOf(res);

@@ -112,6 +112,12 @@ export function setState(update: (s: State) => Partial<State>): void {
   for (const l of listeners) l();
 }
 
+// Calls `listener` after every change until the returned function is called.
+export function subscribe(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => void listeners.delete(listener);
+}
+
 // Selectors should return parts of the state as they are (not new arrays), so that an
 // unrelated change does not re-render.
 export function useStore<T>(select: (s: State) => T): T {
