@@ -1,0 +1,152 @@
+// Push notifications in the browser (docs/PROTOCOL.md, "Push notifications"). Headless
+// chromium here has no push service it could reach (no network, and a Playwright context is
+// off the record, where Chrome refuses push subscriptions), so what is tested for real is:
+// the "turn on" button's errors (permission denied; the push service refusing), the service
+// worker registered from /sw.js under the page's CSP, and pushes delivered to that worker
+// through the DevTools protocol as the node's decrypted notification, shown (or not, while a
+// tab is in front) as the page's notifications.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Node, launchBrowser, openPage, register, screenshot } from './harness.mjs';
+
+// The notification exactly as PROTOCOL.md describes it (content-free: no preview).
+const notification = (extra = {}) => ({
+  v: 1, type: 'messages', user_id: 'alice@test', count: 3, unread: 5, conversation_id: 'd.AZLxConversation1',
+  message_id: 'AZLxMessage', sender_id: 'bob@test', seq: '42', sent_at: '2026-12-02T10:00:00.123Z', ...extra,
+});
+
+const shown = (page) => page.evaluate(async () => {
+  const reg = await navigator.serviceWorker.ready;
+  return (await reg.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
+});
+
+describe('push notifications', () => {
+  let node;
+  let browser;
+  const pages = [];
+
+  before(async () => {
+    node = await new Node().start();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
+    await browser?.close();
+    await node?.close();
+  });
+
+  async function openDevices(name, { grant }) {
+    const p = await openPage(browser, node);
+    pages.push(p);
+    if (grant) await p.context.grantPermissions(['notifications'], { origin: node.url });
+    await register(p.page, name);
+    await p.page.getByTestId('devices-open').click();
+    return p;
+  }
+
+  test('the worker is served from the root, not cached for good', async () => {
+    const r = await fetch(`${node.url}/sw.js`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /javascript/);
+    assert.equal(r.headers.get('cache-control'), 'no-cache');
+    assert.match(await r.text(), /showNotification/);
+  });
+
+  test('turning on with notifications denied says so', async () => {
+    const { page } = await openDevices('dora', { grant: false });
+    await page.getByTestId('push-enable').click();
+    const error = page.getByTestId('push-error');
+    await error.waitFor();
+    assert.equal(await error.getAttribute('role'), 'alert');
+    assert.match(await error.textContent(), /blocked for this site/);
+    assert.equal(await page.getByTestId('push-enable').isEnabled(), true, 'the button can be tried again');
+  });
+
+  test('a node that does not push says so', async () => {
+    const off = await new Node({ extra: '[push]\nenabled = false' }).start();
+    try {
+      const p = await openPage(browser, off);
+      pages.push(p);
+      await p.context.grantPermissions(['notifications'], { origin: off.url });
+      await register(p.page, 'erin');
+      await p.page.getByTestId('devices-open').click();
+      await p.page.getByTestId('push-enable').click();
+      await p.page.getByTestId('push-error').filter({ hasText: 'This server does not send push notifications.' }).waitFor();
+      await p.context.close();
+    } finally {
+      await off.close();
+    }
+  });
+
+  let alice;
+  let registrationId;
+  let cdp;
+
+  test('turning on registers /sw.js under the CSP; the push service failing shows an error', async () => {
+    alice = await openDevices('alice', { grant: true });
+    const { context, page } = alice;
+    cdp = await context.newCDPSession(page);
+    const registrations = [];
+    cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => registrations.push(...e.registrations));
+    await cdp.send('ServiceWorker.enable');
+    await page.getByTestId('push-enable').click();
+    const error = page.getByTestId('push-error');
+    await error.waitFor();
+    // Whatever the browser's reason, it is told as the push service's failure, not a hang.
+    assert.match(await error.textContent(), /push service is not available \(.+\)/);
+    assert.equal(await page.getByTestId('push-enable').isEnabled(), true);
+    await screenshot(page, 'push-error');
+    const worker = await page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready;
+      return { scope: reg.scope, script: reg.active?.scriptURL, state: reg.active?.state };
+    });
+    assert.deepEqual(worker, { scope: `${node.url}/`, script: `${node.url}/sw.js`, state: 'activated' });
+    const reg = registrations.find((r) => !r.isDeleted && r.scopeURL === `${node.url}/`);
+    assert.ok(reg, 'DevTools saw the registration');
+    registrationId = reg.registrationId;
+    // Nothing was registered with the node: the subscription never came to be.
+    assert.equal(await page.evaluate(() => localStorage.getItem('petchat.push')), null);
+  });
+
+  async function deliver(payload) {
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: node.url, registrationId, data: JSON.stringify(payload) });
+  }
+
+  test('a push while the tab is in front shows nothing', async () => {
+    const { page } = alice;
+    assert.equal(await page.evaluate(() => document.hasFocus()), true);
+    await deliver(notification());
+    await page.waitForTimeout(1000);
+    assert.deepEqual(await shown(page), []);
+  });
+
+  test('a push with no tab open shows the notification, one per conversation', async () => {
+    const { page } = alice;
+    await page.goto('about:blank'); // no client of the origin left
+    await deliver(notification());
+    await deliver(notification({ conversation_id: 'g.AZLxGroup', sender_id: 'carol@test', count: 1, preview: 'see you at 8' }));
+    await deliver(notification({ count: 4, unread: 6, message_id: 'AZLxMessage2', seq: '43' })); // replaces the first
+    await page.waitForTimeout(1000);
+    await page.goto(`${node.url}/`);
+    const list = (await shown(page)).sort((a, b) => a.tag.localeCompare(b.tag));
+    assert.deepEqual(list, [
+      { title: 'bob@test', body: '4 new messages', tag: 'd.AZLxConversation1', data: { conversation_id: 'd.AZLxConversation1' } },
+      { title: 'carol@test', body: 'see you at 8', tag: 'g.AZLxGroup', data: { conversation_id: 'g.AZLxGroup' } },
+    ]);
+    // Content-free: without a preview the body is only the count (no ids, no seq, no time).
+    assert.doesNotMatch(list[0].body, /AZLx|42|43|2026|alice/);
+  });
+
+  test('a push that is not the expected JSON still shows a neutral notification', async () => {
+    const { page } = alice;
+    await page.evaluate(async () => {
+      for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
+    });
+    await page.goto('about:blank');
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: node.url, registrationId, data: 'not json' });
+    await page.waitForTimeout(1000);
+    await page.goto(`${node.url}/`);
+    assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
+  });
+});
