@@ -9,7 +9,6 @@ import {
   Node, WAIT_MS, bubble, conversation, launchBrowser, login, openConversationWith, openPage, register, screenshot, send, startChat,
 } from './harness.mjs';
 
-const state = (page, text) => bubble(page, text).getAttribute('data-state');
 
 async function waitForState(page, text, wanted) {
   await page.waitForFunction(
@@ -72,7 +71,7 @@ describe('the web client', () => {
     await bubble(page, 'hi alice').waitFor();
     assert.equal(await bubble(page, 'hello bob').count(), 1);
     assert.equal(await bubble(page, 'hi alice').count(), 1);
-    assert.equal(await state(page, 'hello bob'), 'read', 'the state survives a reload');
+    await waitForState(page, 'hello bob', ['read']); // the state survives a reload
   });
 
   test('a person who was away finds what was sent meanwhile', async () => {
@@ -153,15 +152,14 @@ describe('the web client', () => {
     await login(phone, 'bob');
     await login(laptop, 'bob');
     await laptop.getByTestId('devices-open').click();
-    const devices = laptop.getByTestId('device');
-    await laptop.getByTestId('devices-panel').waitFor();
-    assert.ok(await devices.count() >= 2, 'both of this test\'s devices are listed');
-    assert.equal(await laptop.locator('[data-testid="device"][data-current="true"]').count(), 1);
-    await screenshot(laptop, 'devices');
     // The phone's device id, as the page keeps it (the session in localStorage).
     const phoneDevice = await phone.evaluate(() => JSON.parse(localStorage.getItem('petchat.session')).device_id);
     const item = laptop.locator(`[data-testid="device"][data-device-id="${phoneDevice}"]`);
+    await item.waitFor(); // the list is loaded
+    await laptop.locator('[data-testid="device"][data-current="true"]').waitFor();
+    assert.equal(await laptop.locator('[data-testid="device"][data-current="true"]').count(), 1);
     assert.equal(await item.getAttribute('data-current'), 'false');
+    await screenshot(laptop, 'devices');
     await item.getByTestId('device-end').click();
     await item.waitFor({ state: 'detached' });
     // The phone learns it was logged out (its live stream is ended) and shows the login form.
