@@ -9,7 +9,6 @@ import {
   Node, WAIT_MS, bubble, conversation, launchBrowser, login, openConversationWith, openPage, register, screenshot, send, startChat,
 } from './harness.mjs';
 
-
 async function waitForState(page, text, wanted) {
   await page.waitForFunction(
     ([t, w]) => [...document.querySelectorAll('[data-testid="message"]')]
