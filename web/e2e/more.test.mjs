@@ -16,7 +16,7 @@ describe('groups, history, language, keyboard', () => {
   before(async () => {
     node = await new Node().start();
     browser = await launchBrowser();
-    for (const name of ['ann', 'ben', 'cat', 'dan']) {
+    for (const name of ['ann', 'ben', 'cat', 'dan', 'eve']) {
       const r = await node.call('POST', '/v1/users', { name, password: 'correct horse battery' });
       assert.equal(r.status, 201, JSON.stringify(r.json));
     }
@@ -101,6 +101,29 @@ describe('groups, history, language, keyboard', () => {
     }
     assert.equal(await shown(), N, 'every message, once');
     for (const i of [1, 37, N]) assert.equal(await bubble(dan, `line ${String(i).padStart(3, '0')}`).count(), 1);
+  });
+
+  test('a muted conversation stays muted on every device and its badge is grey', async () => {
+    const ann = await person('ann');
+    await startChat(ann, 'eve@test');
+    await send(ann, 'before the mute');
+    const eve = await person('eve'); // no other page of hers is open: nothing reads for her
+    await openConversationWith(eve, 'ann@test');
+    const toggle = eve.getByTestId('mute-toggle');
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'false');
+    await toggle.click();
+    await eve.locator('[data-testid="mute-toggle"][aria-pressed="true"]').waitFor();
+    await eve.getByTestId('muted-mark').waitFor();
+    await eve.goto('about:blank'); // this device reads nothing more
+    // Another device of eve's loads the flag from the node.
+    const other = await person('eve');
+    const item = conversation(other, 'ann@test');
+    await item.getByTestId('muted-mark').waitFor();
+    await send(ann, 'are you there?');
+    await item.locator('.badge--muted').waitFor();
+    await openConversationWith(other, 'ann@test');
+    await other.getByTestId('mute-toggle').click();
+    await other.locator('[data-testid="mute-toggle"][aria-pressed="false"]').waitFor();
   });
 
   test('the page speaks Russian to a Russian browser', async () => {

@@ -292,3 +292,7 @@ export async function withToken<T>(run: (token: string) => Promise<T>): Promise<
 }
 
 export const responseError = errorOf;
+
+// The caller's own mute flag of a conversation (PATCH /v1/conversations/{id}).
+export const setMuted = (id: string, muted: boolean): Promise<unknown> =>
+  authed('PATCH', `/v1/conversations/${enc(id)}`, { muted });

@@ -267,3 +267,12 @@ export async function removeMember(id: string, userId: string, successor?: strin
   }
   scheduleList();
 }
+
+// Mutes or unmutes a conversation for the user (all their devices: the flag is the node's).
+export async function setMuted(id: string, muted: boolean): Promise<void> {
+  await api.setMuted(id, muted);
+  setState((st) => {
+    const c = st.conversations[id];
+    return c ? { conversations: { ...st.conversations, [id]: { ...c, muted } } } : {};
+  });
+}

@@ -60,13 +60,18 @@ function ConversationItem({ conv, active }: { conv: Conversation; active: boolea
             </span>
           )}
           {conv.unread > 0 && (
-            <span class="badge" data-testid="unread-badge">
+            <span class={conv.muted ? 'badge badge--muted' : 'badge'} data-testid="unread-badge">
               <span aria-hidden="true">{conv.unread}</span>
               <span class="visually-hidden">{t.unread(conv.unread)}</span>
             </span>
           )}
         </span>
         {presence?.online && <span class="visually-hidden">{t.presenceSuffix(t.online)}</span>}
+        {conv.muted && (
+          <span class="conv-item__muted" data-testid="muted-mark">
+            {t.mutedLabel}
+          </span>
+        )}
       </span>
     </button>
   );

@@ -25,6 +25,15 @@ export function ConversationView({ id }: { id: string }) {
           </h2>
           <Subtitle id={id} />
         </div>
+        <button
+          class="button button--ghost button--small"
+          type="button"
+          aria-pressed={conv.muted}
+          data-testid="mute-toggle"
+          onClick={() => void chat.setMuted(id, !conv.muted).catch(() => {})}
+        >
+          {conv.muted ? t.unmute : t.mute}
+        </button>
         {group && (
           <button
             class="icon-button"
