@@ -22,6 +22,9 @@ export class ApiError extends Error {
   }
 }
 
+// Any failure as an ApiError (a network failure or a bug as code `network`).
+export const toApiError = (e: unknown): ApiError => (e instanceof ApiError ? e : new ApiError(0, 'network', String(e)));
+
 export interface ConversationSummary {
   id: string;
   kind: 'direct' | 'group';

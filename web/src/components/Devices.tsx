@@ -16,7 +16,7 @@ export function Devices({ onClose }: { onClose: () => void }) {
       setDevices((await api.devices()).sessions);
       setError('');
     } catch (e) {
-      const err = e instanceof api.ApiError ? e : new api.ApiError(0, 'network', String(e));
+      const err = api.toApiError(e);
       setError(errorText(err.code, err.message, err.retry_after));
     }
   }
@@ -30,7 +30,7 @@ export function Devices({ onClose }: { onClose: () => void }) {
     try {
       await api.endDevice(d.device_id);
     } catch (e) {
-      const err = e instanceof api.ApiError ? e : new api.ApiError(0, 'network', String(e));
+      const err = api.toApiError(e);
       setError(errorText(err.code, err.message, err.retry_after));
     }
     await load();

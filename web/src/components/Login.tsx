@@ -48,7 +48,7 @@ export function Login({ ended }: { ended: string }) {
     } catch (err) {
       // The account exists now: a retry must log in, not register again (name_taken).
       if (registered) setMode('login');
-      const e2 = err instanceof api.ApiError ? err : new api.ApiError(0, 'network', String(err));
+      const e2 = api.toApiError(err);
       setNow(Date.now());
       setFailure({ code: e2.code, message: e2.message, until: e2.retry_after ? Date.now() + e2.retry_after * 1000 : 0 });
       setBusy(false);
