@@ -5,9 +5,9 @@
 // refuses shows the node's message. The screenshot 'attachments' goes to build/web-artifacts/.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
-  Node, bubble, launchBrowser, login, openConversationWith, openPage, register, screenshot, send, startChat,
+  Node, browserSuite, bubble, login, openConversationWith, register, screenshot, send, startChat,
 } from './harness.mjs';
 
 // A valid 2×2 RGB PNG.
@@ -22,26 +22,9 @@ const NOTES_NAME = '<b>notes</b>.txt';
 const NOTES_KEPT = 'b_.txt';
 
 describe('attachments in the web client', () => {
-  let node;
-  let browser;
-  const pages = [];
+  const suite = browserSuite();
 
-  before(async () => {
-    node = await new Node().start();
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
-    await browser?.close();
-    await node?.close();
-  });
-
-  async function person(n = node, opts) {
-    const p = await openPage(browser, n, opts);
-    pages.push(p);
-    return p;
-  }
+  const person = (node = suite.node, opts = undefined) => suite.open(node, opts);
 
   test('a picture and a file: uploaded with progress, shown to the other person, saved by name', async () => {
     const { page: alice } = await person();

@@ -4,39 +4,15 @@
 // group of three, a wrong password, a node restart the page rides out. Screenshots of the
 // main screens are written to build/web-artifacts/.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
-  Node, WAIT_MS, bubble, conversation, launchBrowser, login, openConversationWith, openPage, register, screenshot, send, startChat,
+  browserSuite, bubble, conversation, login, openConversationWith, register, screenshot, send, startChat, waitForState,
 } from './harness.mjs';
 
-async function waitForState(page, text, wanted) {
-  await page.waitForFunction(
-    ([t, w]) => [...document.querySelectorAll('[data-testid="message"]')]
-      .some((el) => el.textContent.includes(t) && w.includes(el.getAttribute('data-state'))),
-    [text, wanted], { timeout: WAIT_MS });
-}
-
 describe('the web client', () => {
-  let node;
-  let browser;
-  const pages = [];
+  const suite = browserSuite();
 
-  before(async () => {
-    node = await new Node().start();
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
-    await browser?.close();
-    await node?.close();
-  });
-
-  async function person(opts) {
-    const p = await openPage(browser, node, opts);
-    pages.push(p);
-    return p;
-  }
+  const person = (opts) => suite.open(suite.node, opts);
 
   test('two people chat; ticks go sent, delivered, read; replies arrive live', async () => {
     const { page: alice } = await person();
@@ -74,7 +50,7 @@ describe('the web client', () => {
   });
 
   test('a person who was away finds what was sent meanwhile', async () => {
-    const r = await node.call('POST', '/v1/users', { name: 'carol', password: 'correct horse battery' });
+    const r = await suite.node.call('POST', '/v1/users', { name: 'carol', password: 'correct horse battery' });
     assert.equal(r.status, 201, JSON.stringify(r.json));
     const { page: alice } = await person();
     await login(alice, 'alice');
@@ -172,9 +148,9 @@ describe('the web client', () => {
     await login(bob, 'bob');
     await openConversationWith(alice, 'bob@test');
     await openConversationWith(bob, 'alice@test');
-    await node.stop();
+    await suite.node.stop();
     await send(alice, 'sent while the node was down');
-    await node.start();
+    await suite.node.start();
     await bubble(bob, 'sent while the node was down').waitFor({ timeout: 60000 });
     await waitForState(alice, 'sent while the node was down', ['delivered', 'read']);
     await send(bob, 'and after it came back');

@@ -5,16 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  NatsServer, WAIT_MS, bubble, federatedRegions, launchBrowser, openConversationWith, openPage, register, screenshot,
-  send, startChat,
+  NatsServer, bubble, federatedRegions, launchBrowser, openConversationWith, openPage, register, screenshot,
+  send, startChat, waitForState,
 } from './harness.mjs';
-
-async function waitForState(page, text, wanted, timeout = WAIT_MS) {
-  await page.waitForFunction(
-    ([t, w]) => [...document.querySelectorAll('[data-testid="message"]')]
-      .some((el) => el.textContent.includes(t) && w.includes(el.getAttribute('data-state'))),
-    [text, wanted], { timeout });
-}
 
 describe('the web client across regions', () => {
   let nats;

@@ -7,6 +7,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -117,6 +119,36 @@ export async function openPage(browser, node, { width = 1200, height = 800 } = {
   page.setDefaultTimeout(WAIT_MS);
   await page.goto(node.url + '/');
   return { context, page, problems };
+}
+
+// Registers, in the calling describe, the hooks of a suite: one node (options as Node's)
+// and one browser for all its tests. Pages opened with `open` are checked at the end for
+// page errors, dialogs and CSP violations.
+export function browserSuite(nodeOptions = {}) {
+  const suite = { node: null, browser: null, pages: [] };
+  before(async () => {
+    suite.node = await new Node(nodeOptions).start();
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    for (const p of suite.pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
+    await suite.browser?.close();
+    await suite.node?.close();
+  });
+  suite.open = async (node = suite.node, opts = undefined) => {
+    const p = await openPage(suite.browser, node, opts);
+    suite.pages.push(p);
+    return p;
+  };
+  return suite;
+}
+
+// Waits until the own message showing `text` is in one of the `wanted` states.
+export async function waitForState(page, text, wanted, timeout = WAIT_MS) {
+  await page.waitForFunction(
+    ([t, w]) => [...document.querySelectorAll('[data-testid="message"]')]
+      .some((el) => el.textContent.includes(t) && w.includes(el.getAttribute('data-state'))),
+    [text, wanted], { timeout });
 }
 
 export async function register(page, name, password = 'correct horse battery') {

@@ -2,35 +2,23 @@
 // who leaves (every member's view follows); a long conversation paged back by scrolling,
 // with nothing twice and no jump; the page in Russian; sending by keyboard alone.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import {
-  Node, bubble, conversation, launchBrowser, login, openConversationWith, openPage, register, screenshot, send,
-  startChat,
+  browserSuite, bubble, conversation, login, openConversationWith, screenshot, send, startChat,
 } from './harness.mjs';
 
 describe('groups, history, language, keyboard', () => {
-  let node;
-  let browser;
-  const pages = [];
+  const suite = browserSuite();
 
   before(async () => {
-    node = await new Node().start();
-    browser = await launchBrowser();
     for (const name of ['ann', 'ben', 'cat', 'dan', 'eve']) {
-      const r = await node.call('POST', '/v1/users', { name, password: 'correct horse battery' });
+      const r = await suite.node.call('POST', '/v1/users', { name, password: 'correct horse battery' });
       assert.equal(r.status, 201, JSON.stringify(r.json));
     }
   });
 
-  after(async () => {
-    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
-    await browser?.close();
-    await node?.close();
-  });
-
   async function person(name, opts) {
-    const p = await openPage(browser, node, opts);
-    pages.push(p);
+    const p = await suite.open(suite.node, opts);
     await login(p.page, name);
     return p.page;
   }
@@ -127,9 +115,9 @@ describe('groups, history, language, keyboard', () => {
   });
 
   test('the page speaks Russian to a Russian browser', async () => {
-    const context = await browser.newContext({ locale: 'ru-RU' });
+    const context = await suite.browser.newContext({ locale: 'ru-RU' });
     const page = await context.newPage();
-    await page.goto(node.url + '/');
+    await page.goto(suite.node.url + '/');
     assert.equal(await page.getByTestId('login-button').textContent(), 'Войти');
     await page.getByTestId('login-username').fill('ann');
     await page.getByTestId('login-password').fill('wrong password');
@@ -141,8 +129,7 @@ describe('groups, history, language, keyboard', () => {
   });
 
   test('a message can be sent with the keyboard alone', async () => {
-    const p = await openPage(browser, node);
-    pages.push(p);
+    const p = await suite.open(suite.node);
     const { page } = p;
     // Reaches a control by Tab alone (fails if Tab never gets there).
     const tabTo = async (testid) => {

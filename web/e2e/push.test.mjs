@@ -6,8 +6,8 @@
 // through the DevTools protocol as the node's decrypted notification, shown (or not, while a
 // tab is in front) as the page's notifications.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Node, launchBrowser, openPage, register, screenshot } from './harness.mjs';
+import { describe, test } from 'node:test';
+import { Node, browserSuite, register, screenshot } from './harness.mjs';
 
 // The notification exactly as PROTOCOL.md describes it (content-free: no preview).
 const notification = (extra = {}) => ({
@@ -21,32 +21,18 @@ const shown = (page) => page.evaluate(async () => {
 });
 
 describe('push notifications', () => {
-  let node;
-  let browser;
-  const pages = [];
-
-  before(async () => {
-    node = await new Node().start();
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    for (const p of pages) assert.deepEqual(p.problems, [], 'no page errors, dialogs or CSP violations');
-    await browser?.close();
-    await node?.close();
-  });
+  const suite = browserSuite();
 
   async function openDevices(name, { grant }) {
-    const p = await openPage(browser, node);
-    pages.push(p);
-    if (grant) await p.context.grantPermissions(['notifications'], { origin: node.url });
+    const p = await suite.open(suite.node);
+    if (grant) await p.context.grantPermissions(['notifications'], { origin: suite.node.url });
     await register(p.page, name);
     await p.page.getByTestId('devices-open').click();
     return p;
   }
 
   test('the worker is served from the root, not cached for good', async () => {
-    const r = await fetch(`${node.url}/sw.js`);
+    const r = await fetch(`${suite.node.url}/sw.js`);
     assert.equal(r.status, 200);
     assert.match(r.headers.get('content-type'), /javascript/);
     assert.equal(r.headers.get('cache-control'), 'no-cache');
@@ -66,8 +52,7 @@ describe('push notifications', () => {
   test('a node that does not push says so', async () => {
     const off = await new Node({ extra: '[push]\nenabled = false' }).start();
     try {
-      const p = await openPage(browser, off);
-      pages.push(p);
+      const p = await suite.open(off);
       await p.context.grantPermissions(['notifications'], { origin: off.url });
       await register(p.page, 'erin');
       await p.page.getByTestId('devices-open').click();
@@ -101,8 +86,8 @@ describe('push notifications', () => {
       const reg = await navigator.serviceWorker.ready;
       return { scope: reg.scope, script: reg.active?.scriptURL, state: reg.active?.state };
     });
-    assert.deepEqual(worker, { scope: `${node.url}/`, script: `${node.url}/sw.js`, state: 'activated' });
-    const reg = registrations.find((r) => !r.isDeleted && r.scopeURL === `${node.url}/`);
+    assert.deepEqual(worker, { scope: `${suite.node.url}/`, script: `${suite.node.url}/sw.js`, state: 'activated' });
+    const reg = registrations.find((r) => !r.isDeleted && r.scopeURL === `${suite.node.url}/`);
     assert.ok(reg, 'DevTools saw the registration');
     registrationId = reg.registrationId;
     // Nothing was registered with the node: the subscription never came to be.
@@ -110,7 +95,7 @@ describe('push notifications', () => {
   });
 
   async function deliver(payload) {
-    await cdp.send('ServiceWorker.deliverPushMessage', { origin: node.url, registrationId, data: JSON.stringify(payload) });
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: suite.node.url, registrationId, data: JSON.stringify(payload) });
   }
 
   test('a push while the tab is in front shows nothing', async () => {
@@ -128,7 +113,7 @@ describe('push notifications', () => {
     await deliver(notification({ conversation_id: 'g.AZLxGroup', sender_id: 'carol@test', count: 1, preview: 'see you at 8' }));
     await deliver(notification({ count: 4, unread: 6, message_id: 'AZLxMessage2', seq: '43' })); // replaces the first
     await page.waitForTimeout(1000);
-    await page.goto(`${node.url}/`);
+    await page.goto(`${suite.node.url}/`);
     const list = (await shown(page)).sort((a, b) => a.tag.localeCompare(b.tag));
     assert.deepEqual(list, [
       { title: 'bob@test', body: '4 new messages', tag: 'd.AZLxConversation1', data: { conversation_id: 'd.AZLxConversation1' } },
@@ -144,9 +129,9 @@ describe('push notifications', () => {
       for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
     });
     await page.goto('about:blank');
-    await cdp.send('ServiceWorker.deliverPushMessage', { origin: node.url, registrationId, data: 'not json' });
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: suite.node.url, registrationId, data: 'not json' });
     await page.waitForTimeout(1000);
-    await page.goto(`${node.url}/`);
+    await page.goto(`${suite.node.url}/`);
     assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
   });
 });
