@@ -2,28 +2,17 @@
 // refreshes its token before it expires and hands the new one to its open live stream, so
 // the stream is never dropped, messages still flow both ways and REST calls still answer.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Node, bubble, launchBrowser, openPage, register, send, startChat, openConversationWith } from './harness.mjs';
+import { describe, test } from 'node:test';
+import { browserSuite, bubble, openConversationWith, register, send, startChat } from './harness.mjs';
 
 const TTL_S = 6;
 
 describe('token refresh in a long-open tab', () => {
-  let node;
-  let browser;
-
-  before(async () => {
-    node = await new Node({ users: { access_token_ttl_s: TTL_S } }).start();
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.close();
-    await node?.close();
-  });
+  const suite = browserSuite({ users: { access_token_ttl_s: TTL_S } });
 
   test('four token lifetimes later the same stream still carries messages', async () => {
-    const a = await openPage(browser, node);
-    const b = await openPage(browser, node);
+    const a = await suite.open();
+    const b = await suite.open();
     const sockets = [];
     a.page.on('websocket', (ws) => sockets.push(ws));
     await register(a.page, 'alice');
@@ -44,6 +33,29 @@ describe('token refresh in a long-open tab', () => {
     await a.page.getByTestId('device').first().waitFor();
     assert.equal(sockets.length, 1, 'one live stream all along: never dropped for an expired token');
     assert.equal(sockets[0].isClosed(), false);
-    assert.deepEqual([...a.problems, ...b.problems], []);
+  });
+
+  test('two tabs without Web Locks (a plain-http page) share one session and keep it', async () => {
+    // Two tabs of one browser profile: one localStorage, one refresh token. Without Web Locks
+    // (only secure pages have them) the tabs take turns by a lease; if both presented the
+    // same refresh token, the node would end the session (refresh_token_reused).
+    const context = await suite.browser.newContext();
+    await context.addInitScript(() => Object.defineProperty(navigator, 'locks', { value: undefined }));
+    const tabs = [await context.newPage(), await context.newPage()];
+    for (const tab of tabs) await tab.goto(suite.node.url + '/');
+    await register(tabs[0], 'carol');
+    await tabs[1].reload();
+    await tabs[1].getByTestId('new-chat-input').waitFor(); // the same session, from localStorage
+    const refreshes = [];
+    for (const tab of tabs) tab.on('response', (r) => r.url().endsWith('/v1/sessions/refresh') && refreshes.push(r.status()));
+    await new Promise((r) => setTimeout(r, 4 * TTL_S * 1000));
+    assert.ok(refreshes.length >= 3, `the tabs refreshed (${refreshes.length} times)`);
+    assert.deepEqual(refreshes.filter((s) => s !== 200), [], 'no refresh was refused (none reused a token)');
+    for (const tab of tabs) assert.equal(await tab.getByTestId('login-username').count(), 0, 'both tabs still logged in');
+    await startChat(tabs[1], 'alice@test');
+    await send(tabs[1], 'from the second tab');
+    await tabs[1].locator('[data-testid="message"][data-state]').filter({ hasText: 'from the second tab' })
+      .and(tabs[1].locator(':not([data-state="sending"]):not([data-state="failed"])')).waitFor();
+    await context.close();
   });
 });
