@@ -79,9 +79,12 @@ describe('groups, history, language, keyboard', () => {
       // The oldest message shown stays where it was when the older ones arrive above it.
       const oldest = dan.getByTestId('message').first();
       const text = await oldest.textContent();
+      const before = await shown(); // counted before the scroll that asks for more
       await list.evaluate((el) => { el.scrollTop = 0; });
-      await dan.waitForFunction((n) => document.querySelectorAll('[data-testid="message"]').length > n, await shown())
+      await dan.waitForFunction((n) => document.querySelectorAll('[data-testid="message"]').length > n, before)
         .catch(() => {});
+      // Measured once the page has painted the new page of history (two frames).
+      await dan.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
       const still = bubble(dan, text.slice(0, 8));
       const box = await still.boundingBox();
       const view = await list.boundingBox();
