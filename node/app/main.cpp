@@ -265,12 +265,16 @@ void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messa
 }
 
 gateway::server_limits limits_of(config::gateway_section const& g) {
-  return {g.max_header_bytes,
-          g.max_body_bytes,
-          std::chrono::milliseconds(g.request_timeout_ms),
-          std::chrono::milliseconds(g.idle_timeout_ms),
-          g.max_connections,
-          g.max_connections_per_address};
+  gateway::server_limits l{g.max_header_bytes,
+                           g.max_body_bytes,
+                           std::chrono::milliseconds(g.request_timeout_ms),
+                           std::chrono::milliseconds(g.idle_timeout_ms),
+                           g.max_connections,
+                           g.max_connections_per_address,
+                           {}};
+  for (auto const& p : g.trusted_proxies)
+    if (auto n = net::parse_network(p, true)) l.trusted_proxies.push_back(*n);  // the config checked them
+  return l;
 }
 
 // The web client's files (null: off, or not built; said in the log).

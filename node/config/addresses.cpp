@@ -5,6 +5,8 @@
 
 #include <charconv>
 
+#include "base/net/net.hpp"
+
 namespace petchat::config::detail {
 
 namespace {
@@ -28,14 +30,11 @@ bool valid_port(std::string const& p) {
 }  // namespace
 
 bool valid_cidr(std::string const& v) {
-  auto slash = v.find('/');
-  if (slash == std::string::npos) return false;
-  auto addr = v.substr(0, slash), bits = v.substr(slash + 1);
-  unsigned prefix = 0;
-  auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
-  if (bits.empty() || ec != std::errc{} || end != bits.data() + bits.size()) return false;
-  if (is_v4(addr)) return prefix <= 32;
-  return is_v6(addr) && prefix <= 128;
+  return net::parse_network(v).has_value();
+}
+
+bool valid_network_or_address(std::string const& v) {
+  return net::parse_network(v, true).has_value();
 }
 
 bool valid_nameserver(std::string const& v) {

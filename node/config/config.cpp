@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "base/ids/ids.hpp"
+#include "node/config/detail/addresses.hpp"
 #include "node/config/detail/reader.hpp"
 
 namespace petchat::config {
@@ -20,6 +21,7 @@ using detail::checked;
 using detail::federation_keys;
 using detail::push_keys;
 using detail::reader;
+using detail::string_list;
 
 std::optional<std::string> check_region(std::string const& v, node_config& c) {
   if (!ids::is_valid_name(v)) return "region name must be 3-32 characters of a-z 0-9 . _ - starting with a letter";
@@ -74,7 +76,14 @@ schema schema_of(reader& rd, node_config& c) {
         {"request_timeout_ms", rd.integer(c.gateway.request_timeout_ms, 100, 600000)},
         {"idle_timeout_ms", rd.integer(c.gateway.idle_timeout_ms, 100, 3600000)},
         {"max_connections", rd.integer(c.gateway.max_connections, 1, 10000000)},
-        {"max_connections_per_address", rd.integer(c.gateway.max_connections_per_address, 1, 10000000)}}},
+        {"max_connections_per_address", rd.integer(c.gateway.max_connections_per_address, 1, 10000000)},
+        {"trusted_proxies", string_list(rd, c.gateway.trusted_proxies,
+                                        [](std::string const& v) -> std::optional<std::string> {
+                                          if (!detail::valid_network_or_address(v))
+                                            return "expected an IP address or a network in CIDR notation, e.g. "
+                                                   "127.0.0.1 or 10.0.0.0/8";
+                                          return std::nullopt;
+                                        })}}},
       {"admin",
        {{"socket", checked(rd, c,
                            [](std::string const& v, node_config& c) -> std::optional<std::string> {

@@ -37,6 +37,9 @@ struct gateway_section {
   std::uint32_t idle_timeout_ms = 60000;     // keep-alive wait for the next request
   std::size_t max_connections = 10000;
   std::size_t max_connections_per_address = 256;  // one client cannot hold every slot
+  // Reverse proxies whose X-Forwarded-For / Forwarded name the client (addresses or CIDR
+  // networks); from anyone else those headers are ignored.
+  std::vector<std::string> trusted_proxies;
 };
 
 struct admin_section {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "base/net/net.hpp"
 #include "node/assets/assets.hpp"
 #include "node/config/config.hpp"
 #include "node/errors/errors.hpp"
@@ -43,7 +44,9 @@ struct request {
   std::string query;                           // after '?', raw
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
-  std::string client_address;  // IP for TCP, "unix" for the admin socket
+  // IP for TCP (the peer's, or behind a trusted proxy the client's it names), "unix" for
+  // the admin socket.
+  std::string client_address;
   // A request whose body is streamed (http_server::stream_bodies): `body` is empty and
   // the handler reads the body from here, at most `body_length` bytes.
   assets::byte_source* body_stream = nullptr;
@@ -77,6 +80,9 @@ struct server_limits {
   std::chrono::milliseconds idle_timeout{60000};
   std::size_t max_connections = 10000;
   std::size_t max_connections_per_address = 256;  // TCP only; refused with 503 too_many_connections
+  // Peers whose Forwarded / X-Forwarded-For name the client (request::client_address);
+  // their connections are not held to max_connections_per_address.
+  std::vector<net::network> trusted_proxies;
 };
 
 // Accepts connections and runs one coroutine per connection on its own strand. Every

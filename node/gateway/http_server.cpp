@@ -56,9 +56,10 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
 
   // Counts a connection from `address`; false (and nothing counted) if it is at the cap.
   bool claim_address(std::string const& address) {
+    bool proxy = is_trusted_proxy(address);
     std::lock_guard lock(addresses_mutex);
     auto& n = per_address[address];
-    if (n >= limits.max_connections_per_address) return false;
+    if (n >= limits.max_connections_per_address && !proxy) return false;
     ++n;
     return true;
   }
@@ -67,6 +68,10 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   void claim_address_over_cap(std::string const& address) {
     std::lock_guard lock(addresses_mutex);
     ++per_address[address];
+  }
+  bool is_trusted_proxy(std::string const& address) const {
+    auto a = net::parse_address(address);
+    return a && net::contains(limits.trusted_proxies, *a);
   }
   void release_address(std::string const& address) {
     std::lock_guard lock(addresses_mutex);
@@ -162,8 +167,10 @@ bool is_live_stream_upgrade(http::request<http::string_body> const& req) {
   return (t == "/v1/ws" || t.starts_with("/v1/ws?")) && beast::websocket::is_upgrade(req);
 }
 
-// The handler's view of a request: path and query apart, header names in lower case.
-request to_request(http::request_header<> const& req, std::string const& client_address) {
+// The handler's view of a request: path and query apart, header names in lower case, a
+// header sent on several lines as one comma-separated list (RFC 9110, 5.3), the client's
+// address (the peer's, or from a trusted proxy the one it names).
+request to_request(state_ptr const& st, http::request_header<> const& req, std::string const& peer) {
   request r;
   r.method = std::string(req.method_string());
   std::string_view target = req.target();
@@ -173,9 +180,13 @@ request to_request(http::request_header<> const& req, std::string const& client_
   for (auto const& field : req) {
     std::string name(field.name_string());
     for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r.headers[name] = std::string(field.value());
+    auto [it, fresh] = r.headers.try_emplace(std::move(name), field.value());
+    if (!fresh) (it->second += ", ") += field.value();
   }
-  r.client_address = client_address;
+  r.client_address =
+      st->limits.trusted_proxies.empty()
+          ? peer
+          : net::forwarded_client(peer, r.header("forwarded"), r.header("x-forwarded-for"), st->limits.trusted_proxies);
   return r;
 }
 
@@ -228,7 +239,7 @@ awaitable<bool> answer_streamed(state_ptr const& st, Socket& socket, deadline& t
   bool expect_continue = beast::iequals(expect, "100-continue");
   detail::body_stream<Socket, deadline> body(socket, buffer, parser, timer, st->limits.request_timeout,
                                              expect_continue);
-  auto in = to_request(head, client_address);
+  auto in = to_request(st, head, client_address);
   in.body_stream = &body;
   if (auto len = parser.content_length()) in.body_length = *len;
   std::function<bool()> read_all = [&parser] { return parser.is_done(); };
@@ -314,7 +325,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
           co_return;
         }
       }
-      auto in = to_request(parser.get(), client_address);
+      auto in = to_request(st, parser.get(), client_address);
       in.body = std::move(parser.get().body());
       bool more = co_await answer(st, socket, timer, parser.get(), std::move(in), {});
       if (!more) break;

@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/net/net.hpp"
+
 namespace petchat::notify::detail {
 
 namespace asio = boost::asio;
@@ -32,16 +34,6 @@ std::array<unsigned char, 16> as_v6_bytes(asio::ip::address const& a) {
   return a.to_v6().to_bytes();
 }
 
-bool in_prefix(std::array<unsigned char, 16> const& addr, std::array<unsigned char, 16> const& net, unsigned prefix) {
-  for (unsigned i = 0; i < 16 && prefix > 0; ++i) {
-    unsigned bits = std::min(prefix, 8u);
-    unsigned char mask = static_cast<unsigned char>(0xff << (8 - bits));
-    if ((addr[i] & mask) != (net[i] & mask)) return false;
-    prefix -= bits;
-  }
-  return true;
-}
-
 bool public_v4(std::uint32_t a) {
   struct range {
     std::uint32_t net;
@@ -55,27 +47,6 @@ bool public_v4(std::uint32_t a) {
   for (auto const& r : reserved)
     if ((a >> (32 - r.prefix)) == (r.net >> (32 - r.prefix))) return false;
   return true;
-}
-
-// The network "a/n", over the 128 bits (IPv4 as IPv4-mapped).
-std::optional<std::pair<std::array<unsigned char, 16>, unsigned>> parse_cidr(std::string_view text) {
-  auto slash = text.find('/');
-  if (slash == std::string_view::npos) return std::nullopt;
-  std::string addr(text.substr(0, slash));
-  auto bits = text.substr(slash + 1);
-  unsigned prefix = 0;
-  auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
-  if (ec != std::errc() || end != bits.data() + bits.size() || bits.empty()) return std::nullopt;
-  boost::system::error_code bad;
-  auto a = asio::ip::make_address(addr, bad);
-  if (bad) return std::nullopt;
-  if (a.is_v4()) {
-    if (prefix > 32) return std::nullopt;
-    prefix += 96;
-  } else if (prefix > 128) {
-    return std::nullopt;
-  }
-  return std::pair{as_v6_bytes(a), prefix};
 }
 
 std::optional<std::uint32_t> retry_after(std::string_view v) {
@@ -96,26 +67,23 @@ bool is_public(asio::ip::address const& a) {
     return false;
   if ((b[0] & 0xfe) == 0xfc) return false;  // fc00::/7, unique local
   static constexpr std::array<unsigned char, 16> zero{};
-  if (in_prefix(b, zero, 96)) return false;  // ::/96, IPv4-compatible (deprecated)
+  if (net::in_prefix(b, zero, 96)) return false;  // ::/96, IPv4-compatible (deprecated)
   std::array<unsigned char, 16> nat64{0x00, 0x64, 0xff, 0x9b};
-  if (in_prefix(b, nat64, 96))  // 64:ff9b::/96: the IPv4 address it stands for
+  if (net::in_prefix(b, nat64, 96))  // 64:ff9b::/96: the IPv4 address it stands for
     return public_v4(std::uint32_t(b[12]) << 24 | std::uint32_t(b[13]) << 16 | std::uint32_t(b[14]) << 8 | b[15]);
   std::array<unsigned char, 16> doc{0x20, 0x01, 0x0d, 0xb8};
   std::array<unsigned char, 16> sixto4{0x20, 0x02};
   std::array<unsigned char, 16> ietf{0x20, 0x01};  // 2001::/23: Teredo, benchmarking, ORCHID
   std::array<unsigned char, 16> discard{0x01, 0x00};
-  return !in_prefix(b, doc, 32) && !in_prefix(b, sixto4, 16) && !in_prefix(b, ietf, 23) && !in_prefix(b, discard, 64);
-}
-
-bool valid_cidr(std::string_view text) {
-  return parse_cidr(text).has_value();
+  return !net::in_prefix(b, doc, 32) && !net::in_prefix(b, sixto4, 16) && !net::in_prefix(b, ietf, 23) &&
+         !net::in_prefix(b, discard, 64);
 }
 
 address_policy::address_policy(std::vector<std::string> hosts, std::vector<std::string> const& networks)
     : hosts_(std::move(hosts)) {
   for (auto& h : hosts_) std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
   for (auto const& n : networks)
-    if (auto p = parse_cidr(n)) networks_.push_back({p->first, p->second});
+    if (auto p = net::parse_network(n)) networks_.push_back(*p);
 }
 
 bool address_policy::host_listed(std::string const& host) const {
@@ -128,9 +96,7 @@ bool address_policy::allows(asio::ip::address const& a) const {
   auto bytes = as_v6_bytes(a.is_v6() && a.to_v6().is_v4_mapped()
                                ? asio::ip::address(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()))
                                : a);
-  for (auto const& n : networks_)
-    if (in_prefix(bytes, n.bytes, n.prefix)) return true;
-  return is_public(a);
+  return net::contains(networks_, bytes) || is_public(a);
 }
 
 std::optional<https_url> parse_https_url(std::string_view url, std::string& why) {

@@ -27,6 +27,8 @@ max_body_bytes = 65536
 request_timeout_ms = 10000
 idle_timeout_ms = 60000
 max_connections = 10000
+max_connections_per_address = 256
+trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
 
 [admin]
 socket = ""
@@ -123,6 +125,13 @@ class CheckConfigTest(NodeTestCase):
                 self.assertInvalid('[push]\n\nnameservers = [%s]\n' % bad, "nameservers", line=3)
         rc, _, err = self.check('[push]\nnameservers = ["192.0.2.53", "192.0.2.53:5353", "2001:db8::53", '
                                 '"[2001:db8::53]", "[2001:db8::53]:53"]\n')
+        self.assertEqual(rc, 0, "stderr: %s" % err)
+
+    def test_trusted_proxies(self):
+        for bad in ('"10.0.0.0/33"', '"proxy.example"', '""', '"10.0.0.1:80"', '5'):
+            with self.subTest(trusted_proxy=bad):
+                self.assertInvalid('[gateway]\n\ntrusted_proxies = [%s]\n' % bad, "trusted_proxies", line=3)
+        rc, _, err = self.check('[gateway]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"]\n')
         self.assertEqual(rc, 0, "stderr: %s" % err)
 
     def test_all_errors_reported(self):

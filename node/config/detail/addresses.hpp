@@ -1,4 +1,5 @@
-// Checks of the network addresses a config names (push.allow_networks, push.nameservers).
+// Checks of the network addresses a config names (push.allow_networks, push.nameservers,
+// gateway.trusted_proxies).
 #pragma once
 
 #include <string>
@@ -7,6 +8,9 @@ namespace petchat::config::detail {
 
 // "a.b.c.d/n" or "v6/n".
 bool valid_cidr(std::string const& v);
+
+// A network as above, or a single address ("10.1.2.3", "2001:db8::1").
+bool valid_network_or_address(std::string const& v);
 
 // "a.b.c.d", "a.b.c.d:port", a bare IPv6 address, "[v6]" or "[v6]:port"; port 1-65535.
 bool valid_nameserver(std::string const& v);

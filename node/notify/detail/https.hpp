@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/net/net.hpp"
 #include "node/notify/detail/resolve.hpp"
 
 namespace petchat::notify::detail {
@@ -46,20 +47,13 @@ class address_policy {
   bool allows(boost::asio::ip::address const& a) const;
 
  private:
-  struct network {
-    std::array<unsigned char, 16> bytes{};  // IPv4 as IPv4-mapped IPv6
-    unsigned prefix = 0;                    // over the 128 bits
-  };
   std::vector<std::string> hosts_;
-  std::vector<network> networks_;
+  std::vector<net::network> networks_;
 };
 
 // Whether an address is public: not loopback, private, link-local, CGNAT, multicast,
 // documentation, benchmarking or otherwise reserved (IPv4-mapped IPv6 as its IPv4).
 bool is_public(boost::asio::ip::address const& a);
-
-// Whether a CIDR network is valid ("10.0.0.0/8", "fd00::/8").
-bool valid_cidr(std::string_view text);
 
 struct post_request {
   std::string content_type;

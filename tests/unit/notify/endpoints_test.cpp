@@ -79,11 +79,6 @@ TEST_CASE("only public addresses are public") {
 }
 
 TEST_CASE("allow-lists open hosts and networks, nothing else") {
-  CHECK(valid_cidr("10.0.0.0/8"));
-  CHECK(valid_cidr("fd00::/8"));
-  CHECK_FALSE(valid_cidr("10.0.0.0/33"));
-  CHECK_FALSE(valid_cidr("10.0.0.0"));
-  CHECK_FALSE(valid_cidr("nonsense/8"));
   address_policy policy({"Gateway.LAN"}, {"10.20.0.0/16", "fd00:1::/32"});
   CHECK(policy.host_listed("gateway.lan"));
   CHECK_FALSE(policy.host_listed("other.lan"));

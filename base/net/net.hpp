@@ -1,0 +1,47 @@
+// IP addresses and networks as text in configs and headers: parsed, and matched over 128
+// bits (an IPv4 address as its IPv4-mapped IPv6 form, so one network list holds both).
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace petchat::net {
+
+using address_bytes = std::array<unsigned char, 16>;
+
+// "192.0.2.1" or "2001:db8::1" (no brackets, no port, no zone).
+std::optional<address_bytes> parse_address(std::string_view text);
+
+// Whether the first `prefix` bits of two addresses agree.
+bool in_prefix(address_bytes const& addr, address_bytes const& net, unsigned prefix);
+
+struct network {
+  address_bytes bytes{};
+  unsigned prefix = 0;  // over the 128 bits
+  bool contains(address_bytes const& a) const { return in_prefix(a, bytes, prefix); }
+};
+
+// "10.0.0.0/8", "fd00::/8"; with `bare_address`, also "10.1.2.3" (a network of one).
+std::optional<network> parse_network(std::string_view text, bool bare_address = false);
+
+// Whether an address is inside any of the networks.
+bool contains(std::vector<network> const& networks, address_bytes const& a);
+
+// An address as text: IPv4 (also an IPv4-mapped one) dotted, IPv6 in RFC 5952 form.
+std::string to_text(address_bytes const& a);
+
+// The client a request comes from, given the peer that connected and what the request's
+// `Forwarded` (RFC 7239; preferred when present) or `X-Forwarded-For` header says (either
+// may be empty; repeated header lines joined by commas). The headers are believed only as
+// far as trusted proxies added to them: from the right, each hop a trusted proxy names is
+// the next one to look at, and the first hop that is not a trusted proxy is the client.
+// An element that is no address ("unknown", an obfuscated name, garbage) stops the walk:
+// the last address known, a trusted proxy, is returned. From a peer that is not a trusted
+// proxy the headers are ignored and the peer is the client.
+std::string forwarded_client(std::string const& peer, std::string_view forwarded, std::string_view x_forwarded_for,
+                             std::vector<network> const& trusted);
+
+}  // namespace petchat::net
