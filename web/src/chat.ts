@@ -6,6 +6,7 @@ import { loadHistory, notice, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { Live } from './live';
+import * as receiptLoader from './receiptLoader';
 import * as session from './session';
 import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation } from './store';
 import { fromEvent, fromSummary, fromWire, isNewer, localMessage, mergeMessages } from './thread';
@@ -53,6 +54,7 @@ export function stop(): void {
   clearTimeout(listTimer);
   clearInterval(sweepTimer);
   document.removeEventListener('visibilitychange', onVisible);
+  receiptLoader.reset();
   setState(() => initialState());
 }
 
@@ -112,7 +114,7 @@ export async function loadConversations(): Promise<void> {
 }
 
 export function open(id: string | null): void {
-  setState(() => ({ activeId: id, panelOpen: false, notice: '' }));
+  setState(() => ({ activeId: id, panelOpen: false, receiptsOpen: null, notice: '' }));
   if (!id) return;
   const th = getState().threads[id];
   if (!th?.loaded) void loadHistory(id).then(() => markRead(id));

@@ -2,9 +2,10 @@
 import { clip } from './format';
 import { errorText, t } from './i18n';
 import { idOrder } from './ids';
-import { emptyReceipts, getState, setState, type ChatMessage, type Conversation, type State } from './store';
+import { applyReceiptEvent } from './receipts';
+import { getState, setState, type ChatMessage, type Conversation, type State } from './store';
 import { fromEvent, fromWire, isNewer, mergeMessages } from './thread';
-import type { Accepted, ConversationChange, LiveEvent, Receipt, WireMessage } from './wire';
+import type { Accepted, ConversationChange, LiveEvent, WireMessage } from './wire';
 
 export interface EventHooks {
   // The conversation list may be stale (a new group, a change): fetch it again soon.
@@ -30,7 +31,7 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
     case 'send_failed':
       return updateLocal(e.clientId, (m) => ({ ...m, failed: { code: e.code, message: e.message } }));
     case 'receipt':
-      return onReceipt(e.receipt);
+      return applyReceiptEvent(e.receipt);
     case 'read_mark':
       return setState((s) => {
         const c = s.conversations[e.mark.conversation_id];
@@ -172,30 +173,6 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
     return { threads, conversations, activeId };
   });
   if (promoted) hooks.loadHistory(a.conversation_id);
-}
-
-function onReceipt(r: Receipt): void {
-  setState((s) => {
-    const old = s.receipts[r.message_id] ?? emptyReceipts();
-    const next = { ...old };
-    const add = (list: string[]) => (r.by && !list.includes(r.by) ? [...list, r.by] : list);
-    let readUpTo = s.readUpTo;
-    if (r.status === 'DELIVERED') {
-      next.deliveredBy = add(old.deliveredBy);
-      next.deliveredCount = Math.max(old.deliveredCount, r.delivered_count);
-    } else if (r.status === 'READ') {
-      next.readBy = add(old.readBy);
-      next.readCount = Math.max(old.readCount, r.read_count);
-      if (r.by) {
-        const order = idOrder(r.message_id);
-        const members = s.readUpTo[r.conversation_id] ?? {};
-        if ((members[r.by] ?? '') < order) readUpTo = { ...s.readUpTo, [r.conversation_id]: { ...members, [r.by]: order } };
-      }
-    } else if (r.status === 'UNDELIVERABLE') {
-      next.undeliverable = true;
-    }
-    return { receipts: { ...s.receipts, [r.message_id]: next }, readUpTo };
-  });
 }
 
 function onChange(c: ConversationChange, hooks: EventHooks): void {

@@ -29,6 +29,13 @@ export function formatWhen(ms: number): string {
   return new Date(ms).toDateString() === new Date().toDateString() ? timeFormat.format(ms) : shortFormat.format(ms);
 }
 
+// For a moment something happened: the time today, else the short date and the time.
+export function formatMoment(ms: number): string {
+  if (!validTime(ms)) return '';
+  const time = timeFormat.format(ms);
+  return new Date(ms).toDateString() === new Date().toDateString() ? time : t.dayAndTime(shortFormat.format(ms), time);
+}
+
 // "a, b and c" in the page's language.
 export const formatList = (items: string[]): string => listFormat.format(items);
 

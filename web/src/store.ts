@@ -53,13 +53,26 @@ export interface Thread {
   olderRetryAt: number;
 }
 
-// What the sender knows about one own message from receipts.
+// One recipient's receipts of an own message, in ms since the epoch (0: not yet).
+export interface MemberReceipt {
+  deliveredAtMs: number;
+  readAtMs: number;
+}
+
+// What the sender knows about one own message from receipts (receipts.ts).
 export interface ReceiptState {
-  deliveredBy: string[];
-  readBy: string[];
-  deliveredCount: number; // count receipts (large groups)
+  members: Record<string, MemberReceipt>; // by user id: receipt events and GET …/receipts
+  recipientIds: string[]; // every recipient, in the group's order, once GET …/receipts answered
+  recipients: number; // how many it went to; 0 while unknown
+  deliveredCount: number; // count receipts (large groups) and GET …/receipts
   readCount: number;
   undeliverable: boolean;
+}
+
+// A member's READ of an own message covers every earlier own message in the conversation.
+export interface ReadUpTo {
+  order: string; // idOrder of the newest own message they read
+  atMs: number;
 }
 
 export interface PresenceState {
@@ -73,14 +86,14 @@ export interface State {
   conversations: Record<string, Conversation>;
   threads: Record<string, Thread>;
   receipts: Record<string, ReceiptState>; // by message id
-  // Per conversation, per member: the order of the newest own message they read.
-  readUpTo: Record<string, Record<string, string>>;
+  readUpTo: Record<string, Record<string, ReadUpTo>>; // conversation -> member -> newest read
   presence: Record<string, PresenceState>;
   typing: Record<string, Record<string, number>>; // conversation -> user -> until (ms)
   uploads: Record<string, UploadState>; // by conversation
   changed: Record<string, number>; // conversation -> count of changes seen live
   activeId: string | null;
-  panelOpen: boolean;
+  panelOpen: boolean; // the group's members
+  receiptsOpen: string | null; // the own message whose receipts per member are shown
   announcement: string;
   notice: string;
 }
@@ -98,6 +111,7 @@ export const initialState = (): State => ({
   changed: {},
   activeId: null,
   panelOpen: false,
+  receiptsOpen: null,
   announcement: '',
   notice: '',
 });
@@ -143,8 +157,9 @@ export function useStore<T>(select: (s: State) => T): T {
 export const emptyThread = (): Thread => ({ messages: [], loaded: false, loading: false, hasMoreBefore: false, olderRetryAt: 0 });
 
 export const emptyReceipts = (): ReceiptState => ({
-  deliveredBy: [],
-  readBy: [],
+  members: {},
+  recipientIds: [],
+  recipients: 0,
   deliveredCount: 0,
   readCount: 0,
   undeliverable: false,

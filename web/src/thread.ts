@@ -1,8 +1,8 @@
 // Pure helpers over messages and conversations: conversion from the wire, merging without
-// duplicates, and the state of an own message.
+// duplicates, one-line previews. (An own message's state is receipts.ts's.)
 import type { ConversationSummary, WireMessage } from './api';
 import { idOrder } from './ids';
-import type { ChatMessage, Conversation, OwnState, State } from './store';
+import type { ChatMessage, Conversation } from './store';
 import type { WireAttachment } from './wire';
 
 const num = (s: string | number | undefined): number => Number(s ?? 0) || 0;
@@ -98,32 +98,6 @@ export function fromEvent(m: ChatMessage, to: string, me: string): Conversation 
     readMark: null,
     muted: false,
   };
-}
-
-export interface OwnStatus {
-  state: OwnState;
-  readers: number;
-  undeliverable: boolean;
-}
-
-// The state of an own message: from the receipts seen live, and from the delivery times
-// history carries (1:1 only; in groups they stay 0).
-export function ownStatus(m: ChatMessage, s: State): OwnStatus {
-  if (!m.id) return { state: m.failed ? 'failed' : 'sending', readers: 0, undeliverable: false };
-  const r = s.receipts[m.id];
-  if (r?.undeliverable) return { state: 'failed', readers: 0, undeliverable: true };
-  const readers = new Set(r?.readBy ?? []);
-  // A READ receipt covers every earlier message of ours in that conversation.
-  for (const [user, upTo] of Object.entries(s.readUpTo[m.conversationId] ?? {})) {
-    if (upTo >= m.order) readers.add(user);
-  }
-  let count = Math.max(readers.size, r?.readCount ?? 0);
-  if (count === 0 && m.readAtMs > 0) count = 1;
-  if (count > 0) return { state: 'read', readers: count, undeliverable: false };
-  if (m.deliveredAtMs > 0 || (r && (r.deliveredBy.length > 0 || r.deliveredCount > 0))) {
-    return { state: 'delivered', readers: 0, undeliverable: false };
-  }
-  return { state: 'sent', readers: 0, undeliverable: false };
 }
 
 // A message in one line: its text, else its first file's name (or the given word).

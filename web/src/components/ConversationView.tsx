@@ -1,3 +1,4 @@
+import { useLayoutEffect, useRef } from 'preact/hooks';
 import * as chat from '../chat';
 import { formatDay, formatList, formatTime } from '../format';
 import { t } from '../i18n';
@@ -6,11 +7,14 @@ import { useFileDrop } from './AttachControls';
 import { Composer } from './Composer';
 import { GroupPanel } from './GroupPanel';
 import { MessageList } from './MessageList';
+import { ReceiptsPanel } from './ReceiptsPanel';
 
 export function ConversationView({ id }: { id: string }) {
   const conv = useStore((s) => s.conversations[id]);
   const panelOpen = useStore((s) => s.panelOpen);
+  const receiptsOpen = useStore((s) => s.receiptsOpen);
   const drop = useFileDrop(id, Boolean(conv?.member));
+  useFocusBackFromReceipts(receiptsOpen);
   if (!conv) return null;
   const group = conv.kind === 'group';
   return (
@@ -41,7 +45,7 @@ export function ConversationView({ id }: { id: string }) {
             aria-label={t.groupInfo}
             aria-expanded={panelOpen}
             data-testid="group-info-button"
-            onClick={() => setState((s) => ({ panelOpen: !s.panelOpen }))}
+            onClick={() => setState((s) => ({ panelOpen: !s.panelOpen, receiptsOpen: null }))}
           >
             <svg class="icon" viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" focusable="false">
               <circle cx="12" cy="12" r="10" fill="none" stroke="currentColor" stroke-width="2" />
@@ -53,6 +57,7 @@ export function ConversationView({ id }: { id: string }) {
       <div class="conversation__body">
         <MessageList id={id} />
         {group && panelOpen && <GroupPanel id={id} />}
+        {group && receiptsOpen && <ReceiptsPanel conversationId={id} messageId={receiptsOpen} />}
       </div>
       {conv.member ? <Composer id={id} /> : <p class="conversation__gone">{t.leftGroup}</p>}
       {drop.over && (
@@ -62,6 +67,20 @@ export function ConversationView({ id }: { id: string }) {
       )}
     </section>
   );
+}
+
+// When the receipts panel closes, the focus goes back to the button that opened it (on a
+// phone the panel covered the messages: they are shown again by the time this runs).
+function useFocusBackFromReceipts(open: string | null): void {
+  const last = useRef(open);
+  useLayoutEffect(() => {
+    const closed = last.current;
+    last.current = open;
+    if (!closed || open) return;
+    // Only if the focus was lost with the panel (not when the user went on elsewhere).
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (lost) document.querySelector<HTMLElement>(`[data-receipts-for="${CSS.escape(closed)}"]`)?.focus();
+  }, [open]);
 }
 
 function Subtitle({ id }: { id: string }) {

@@ -60,8 +60,8 @@ export function GroupPanel({ id }: { id: string }) {
   const mustHandOver = role === 'owner' && others.length > 0;
 
   return (
-    <aside class="group-panel" aria-label={t.groupInfo} data-testid="group-panel">
-      <header class="group-panel__header">
+    <aside class="side-panel" aria-label={t.groupInfo} data-testid="group-panel">
+      <header class="side-panel__header">
         <h3>{t.groupInfo}</h3>
         <button class="icon-button" type="button" aria-label={t.closePanel} onClick={() => setState(() => ({ panelOpen: false }))}>
           <span aria-hidden="true">×</span>
@@ -74,7 +74,7 @@ export function GroupPanel({ id }: { id: string }) {
       )}
       {details && (
         <>
-          <p class="group-panel__count">{t.members(details.members.length)}</p>
+          <p class="side-panel__count">{t.members(details.members.length)}</p>
           <ul class="member-list">
             {details.members.map((m) => {
               const removable = m.user_id !== me && m.role !== 'owner' && (role === 'owner' || (role === 'admin' && m.role === 'member'));
@@ -100,7 +100,7 @@ export function GroupPanel({ id }: { id: string }) {
             })}
           </ul>
           {canManage && details.member && (
-            <form class="group-panel__add" onSubmit={add}>
+            <form class="side-panel__section" onSubmit={add}>
               <div class="field">
                 <label class="field__label" for="add-member-input">
                   {t.addMember}
@@ -115,7 +115,7 @@ export function GroupPanel({ id }: { id: string }) {
             </form>
           )}
           {details.member && (
-            <div class="group-panel__leave">
+            <div class="side-panel__section">
               {mustHandOver && (
                 <label class="field">
                   <span class="field__label">{t.successor}</span>

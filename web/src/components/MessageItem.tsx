@@ -1,9 +1,13 @@
+import { useEffect, useRef } from 'preact/hooks';
 import * as chat from '../chat';
 import { formatTime, isoTime } from '../format';
 import { errorText, t } from '../i18n';
+import { watchOnScreen } from '../onScreen';
+import * as receiptLoader from '../receiptLoader';
+import { ownStatus, type OwnStatus } from '../receipts';
 import { useStore, type ChatMessage } from '../store';
-import { ownStatus, type OwnStatus } from '../thread';
 import { Attachments } from './Attachments';
+import { MessageStatus } from './MessageStatus';
 
 interface Props {
   message: ChatMessage;
@@ -13,10 +17,19 @@ interface Props {
 
 export function MessageItem({ message: m, own, group }: Props) {
   // Re-rendered when receipts change; the status is derived from them.
-  const status = useStore((s) => (own ? statusKey(ownStatus(m, s)) : ''));
-  const parsed = own ? parseStatus(status) : null;
+  const status = useStore((s) => (own ? JSON.stringify(ownStatus(m, s)) : ''));
+  const parsed = own ? (JSON.parse(status) as OwnStatus) : null;
+  const item = useRef<HTMLLIElement>(null);
+  // An own group message's receipts are fetched while it is on screen (receiptLoader.ts).
+  const watched = own && group ? m.id : null;
+  useEffect(() => {
+    const el = item.current;
+    if (!el || !watched) return;
+    return watchOnScreen(el, (visible) => (visible ? receiptLoader.onScreen(watched) : receiptLoader.offScreen(watched)));
+  }, [watched]);
   return (
     <li
+      ref={item}
       class={own ? 'msg msg--own' : 'msg'}
       data-testid="message"
       data-state={parsed?.state}
@@ -29,7 +42,7 @@ export function MessageItem({ message: m, own, group }: Props) {
       <span class="msg__meta">
         {/* A bogus sent_at_ms (beyond what a Date holds) shows no time rather than throwing. */}
         {isoTime(m.sentAtMs) && <time dateTime={isoTime(m.sentAtMs)}>{formatTime(m.sentAtMs)}</time>}
-        {parsed && <Ticks status={parsed} group={group} />}
+        {parsed && <MessageStatus status={parsed} group={group} messageId={m.id} />}
       </span>
       {parsed?.state === 'failed' && (
         <span class="msg__failed" role="alert">
@@ -42,30 +55,5 @@ export function MessageItem({ message: m, own, group }: Props) {
         </span>
       )}
     </li>
-  );
-}
-
-// A string, so that useStore re-renders only when the status really changed.
-const statusKey = (s: OwnStatus): string => `${s.state}|${s.readers}|${s.undeliverable ? 1 : 0}`;
-
-function parseStatus(key: string): OwnStatus {
-  const [state, readers, undeliverable] = key.split('|');
-  return { state: state as OwnStatus['state'], readers: Number(readers), undeliverable: undeliverable === '1' };
-}
-
-function Ticks({ status, group }: { status: OwnStatus; group: boolean }) {
-  const { state, readers } = status;
-  const label =
-    state === 'sending' ? t.stateSending
-    : state === 'sent' ? t.stateSent
-    : state === 'delivered' ? t.stateDelivered
-    : state === 'read' ? (group ? t.stateReadBy(readers) : t.stateRead)
-    : t.stateFailed;
-  const glyph = state === 'sending' ? '◷' : state === 'sent' ? '✓' : state === 'failed' ? '!' : '✓✓';
-  return (
-    <span class={`ticks ticks--${state}`} role="img" aria-label={label} title={label} data-testid="message-ticks">
-      {glyph}
-      {group && state === 'read' && <span class="ticks__count">{readers}</span>}
-    </span>
   );
 }
