@@ -56,7 +56,7 @@ void start_two_regions(region_settings const& s, two_regions& r) {
   write_config(r.dir / "b.toml", "bench-b", "bench-a", key_a, r.nats.port, s);
   auto start = [&](char const* name) {
     return spawn({s.node_binary, "--config", (r.dir / (std::string(name) + ".toml")).string(), "--data-dir",
-                  (r.dir / name).string(), "--listen", "127.0.0.1:0"},
+                  (r.dir / name).string(), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"},
                  "petchat-node ready:");
   };
   r.a = start("a");

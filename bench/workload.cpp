@@ -51,8 +51,8 @@ node_under_test start_node(options const& o, std::filesystem::path dir) {
                         << "[messages]\nmax_per_second = 100000\nmax_streams_per_user = 1000000\n"
                         << "send_queue_frames = 65536\n"
                         << "[store]\nsync = " << (o.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n";
-  n.argv = {o.node_binary, "--config",   config.string(), "--data-dir", (n.dir / "data").string(),
-            "--listen",    "127.0.0.1:0"};
+  n.argv = {o.node_binary, "--config",    config.string(),    "--data-dir", (n.dir / "data").string(),
+            "--listen",    "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"};
   n.process = spawn(n.argv, "petchat-node ready:");
   return n;
 }

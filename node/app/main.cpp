@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -277,6 +278,16 @@ gateway::server_limits limits_of(config::gateway_section const& g) {
   return l;
 }
 
+// Listens on a configured address; a failure names the key and the address, and says
+// what went wrong in words (not with the library's source location).
+std::uint16_t listen_on(gateway::http_server& server, config::listen_address const& address, char const* key) {
+  try {
+    return server.listen_tcp(address);
+  } catch (boost::system::system_error const& e) {
+    throw std::runtime_error(std::string(key) + " = \"" + address.str() + "\": " + e.code().message());
+  }
+}
+
 // The web client's files (null: off, or not built; said in the log).
 std::shared_ptr<web::site const> load_web_client(config::web_section const& cfg) {
   auto log = log::get("node");
@@ -293,15 +304,17 @@ std::shared_ptr<web::site const> load_web_client(config::web_section const& cfg)
 
 // The log line, and the banner a person starting the node reads.
 void say_ready(std::string const& region, std::string const& listen, std::filesystem::path const& admin_socket,
-               unsigned threads, bool web_client) {
-  log::get("node")->info("chat gateway on http://{}, admin on unix:{}, {} I/O threads", listen, admin_socket.string(),
+               std::string const& metrics_at, unsigned threads, bool web_client) {
+  log::get("node")->info("chat gateway on http://{}, admin on unix:{}, metrics {}, {} I/O threads", listen,
+                         admin_socket.string(), metrics_at.empty() ? "off" : "on http://" + metrics_at + "/metrics",
                          threads);
+  std::string metrics_part = metrics_at.empty() ? "" : ", metrics on http://" + metrics_at + "/metrics";
   std::printf(
-      "petchat-node ready: region %s, chat on http://%s, admin on unix:%s\n"
+      "petchat-node ready: region %s, chat on http://%s, admin on unix:%s%s\n"
       "  register a user:  curl -X POST http://%s/v1/users -H 'Content-Type: application/json' "
       "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
       "  or as admin:      petchatctl --socket %s users add alice\n",
-      region.c_str(), listen.c_str(), admin_socket.c_str(), listen.c_str(), admin_socket.c_str());
+      region.c_str(), listen.c_str(), admin_socket.c_str(), metrics_part.c_str(), listen.c_str(), admin_socket.c_str());
   if (web_client) std::printf("  chat in a browser: http://%s/\n", listen.c_str());
   std::fflush(stdout);
 }
@@ -340,16 +353,23 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   auto site = load_web_client(cfg.web);
   gateway::http_server chat(io, limits,
                             gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()},
-                                                   &assets, push.get(), site),
+                                                   &assets, push.get(), site, cfg.metrics.on_gateway),
                             "gateway");
   chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
-  auto port = chat.listen_tcp(cfg.gateway.listen);
+  auto port = listen_on(chat, cfg.gateway.listen, "gateway.listen");
   config::listen_address bound = cfg.gateway.listen;
   bound.port = port;
+  gateway::http_server scrapes(io, limits, gateway::make_metrics_api(metrics), "metrics");
+  std::string metrics_at;
+  if (cfg.metrics.listen) {
+    config::listen_address m = *cfg.metrics.listen;
+    m.port = listen_on(scrapes, m, "metrics.listen");
+    metrics_at = m.str();
+  }
 
-  gateway::node_info info{PETCHAT_VERSION, cfg.node.region, std::filesystem::absolute(data_dir).string(), bound.str(),
-                          format::now_ms()};
+  gateway::node_info info{PETCHAT_VERSION, cfg.node.region, std::filesystem::absolute(data_dir).string(),
+                          bound.str(),     metrics_at,      format::now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
   gateway::http_server admin(
@@ -370,13 +390,15 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     drain_timer.cancel();
     chat.shutdown();
     admin.shutdown();
+    scrapes.shutdown();
     assets.stop();
     if (push) push->stop();
-    wait_for_drain(drain_timer, {&chat, &admin}, std::chrono::steady_clock::now() + shutdown_grace, io);
+    wait_for_drain(drain_timer, {&chat, &admin, &scrapes}, std::chrono::steady_clock::now() + shutdown_grace, io);
   });
 
   chat.start();
   admin.start();
+  if (!metrics_at.empty()) scrapes.start();
   if (push) push->start(io);  // before the link applies anything: its hook sees every message
   if (fed) fed->start();
   assets.start(io);
@@ -384,7 +406,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                  sweep_expired_messages(messages, manager,
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
                  asio::detached);
-  say_ready(cfg.node.region, bound.str(), admin_socket, threads, site != nullptr);
+  say_ready(cfg.node.region, bound.str(), admin_socket, metrics_at, threads, site != nullptr);
 
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i)
@@ -415,6 +437,8 @@ int main(int argc, char** argv) {
   app.add_option("--region", o.region, "region name (node.region)");
   app.add_option("--data-dir", o.data_dir, "data directory (node.data_dir)");
   app.add_option("--listen", o.listen, "chat gateway address host:port (gateway.listen)");
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "Prometheus scrape address host:port, \"\" for none (metrics.listen)");
   app.add_option("--threads", o.threads, "I/O threads, 0 = one per core (node.threads)");
   app.add_option("--log-format", o.log_format, "human or json (log.format)");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error (log.level)");

@@ -36,6 +36,17 @@ std::optional<std::string> check_listen(std::string const& v, node_config& c) {
   return std::nullopt;
 }
 
+std::optional<std::string> check_metrics_listen(std::string const& v, node_config& c) {
+  if (v.empty()) {
+    c.metrics.listen.reset();
+    return std::nullopt;
+  }
+  auto l = parse_listen(v);
+  if (!l) return "expected \"host:port\" with a port from 0 to 65535, or \"\" for no metrics listener";
+  c.metrics.listen = *l;
+  return std::nullopt;
+}
+
 std::optional<std::string> check_log_format(std::string const& v, node_config& c) {
   if (v == "human")
     c.log.format = log_format::human;
@@ -146,6 +157,7 @@ schema schema_of(reader& rd, node_config& c) {
         {"collect_interval_s", rd.integer(c.assets.collect_interval_s, 1, 86400)}}},
       {"push", push_keys(rd, c)},
       {"web", {{"enabled", rd.boolean(c.web.enabled)}, {"root", rd.text(c.web.root)}}},
+      {"metrics", {{"listen", checked(rd, c, check_metrics_listen)}, {"on_gateway", rd.boolean(c.metrics.on_gateway)}}},
       {"log", {{"format", checked(rd, c, check_log_format)}, {"level", checked(rd, c, check_log_level)}}},
       {"federation", federation_keys(rd, c)},
   };
@@ -236,6 +248,7 @@ void apply(overrides const& o, node_config& c, std::vector<std::string>& errors)
   };
   flag("region", o.region, check_region);
   flag("listen", o.listen, check_listen);
+  flag("metrics-listen", o.metrics_listen, check_metrics_listen);
   flag("log-format", o.log_format, check_log_format);
   flag("log-level", o.log_level, check_log_level);
   if (o.data_dir) {

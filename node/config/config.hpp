@@ -42,6 +42,13 @@ struct gateway_section {
   std::vector<std::string> trusted_proxies;
 };
 
+// The Prometheus scrape listener, apart from the chat gateway so that the node's figures
+// are not public; `on_gateway` serves /metrics on the chat gateway too.
+struct metrics_section {
+  std::optional<listen_address> listen = listen_address{"127.0.0.1", 9464};  // empty: off
+  bool on_gateway = false;
+};
+
 struct admin_section {
   std::filesystem::path socket;  // empty: <data_dir>/admin.sock
 };
@@ -135,6 +142,7 @@ struct node_config {
   node_section node;
   gateway_section gateway;
   admin_section admin;
+  metrics_section metrics;
   users_section users;
   store_section store;
   messages_section messages;
@@ -170,6 +178,7 @@ struct overrides {
   std::optional<std::string> region;
   std::optional<std::string> data_dir;
   std::optional<std::string> listen;
+  std::optional<std::string> metrics_listen;
   std::optional<int> threads;
   std::optional<std::string> log_format;
   std::optional<std::string> log_level;

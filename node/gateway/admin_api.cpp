@@ -182,15 +182,17 @@ json::object messages_status(admin_api const& api) {
 json::object status(admin_api const& api) {
   auto c = api.users.counts();
   auto now = format::now_ms();
-  return json::object{{"version", api.info.version},
-                      {"region", api.info.region},
-                      {"started_at", rfc3339(api.info.started_at_ms)},
-                      {"uptime_s", (now - api.info.started_at_ms) / 1000},
-                      {"data_dir", api.info.data_dir},
-                      {"listen", api.info.listen},
-                      {"users", json::object{{"total", c.users}, {"disabled", c.disabled_users}}},
-                      {"sessions", json::object{{"active", c.active_sessions}}},
-                      {"messages", messages_status(api)}};
+  return json::object{
+      {"version", api.info.version},
+      {"region", api.info.region},
+      {"started_at", rfc3339(api.info.started_at_ms)},
+      {"uptime_s", (now - api.info.started_at_ms) / 1000},
+      {"data_dir", api.info.data_dir},
+      {"listen", api.info.listen},
+      {"metrics_listen", api.info.metrics_listen.empty() ? json::value(nullptr) : json::value(api.info.metrics_listen)},
+      {"users", json::object{{"total", c.users}, {"disabled", c.disabled_users}}},
+      {"sessions", json::object{{"active", c.active_sessions}}},
+      {"messages", messages_status(api)}};
 }
 
 awaitable<response> add_user(std::shared_ptr<admin_api> api, request r) {

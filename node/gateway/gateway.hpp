@@ -139,7 +139,11 @@ struct federation_view {
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
                       assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,
-                      std::shared_ptr<web::site const> web = nullptr);
+                      std::shared_ptr<web::site const> web = nullptr, bool serve_metrics = false);
+
+// The metrics listener's API (metrics.listen): GET /metrics, Prometheus text; anything
+// else is not_found.
+handler make_metrics_api(metrics::registry& metrics);
 // Whether the user API streams the body of a request (uploads: see http_server::stream_bodies).
 bool user_api_streams(std::string_view method, std::string_view path);
 
@@ -149,6 +153,7 @@ struct node_info {
   std::string region;
   std::string data_dir;
   std::string listen;
+  std::string metrics_listen;  // empty: no metrics listener
   std::int64_t started_at_ms = 0;
 };
 

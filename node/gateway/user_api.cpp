@@ -286,7 +286,7 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   auto const& m = r.method;
   if ((p == "/healthz" || p == "/readyz") && m != "GET" && m != "HEAD") co_return method_not_allowed("GET, HEAD");
   if (p == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
-  if (p == "/metrics") {
+  if (p == "/metrics" && api->serve_metrics) {
     if (m != "GET") co_return method_not_allowed("GET");
     co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}, nullptr, 0, 0};
   }
@@ -371,9 +371,9 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
                       assets::asset_service* assets, notify::notification_service* push,
-                      std::shared_ptr<web::site const> web) {
-  auto api = std::make_shared<user_api>(
-      user_api{users, messages, manager, metrics, std::move(stopping), fed, assets, push, std::move(web)});
+                      std::shared_ptr<web::site const> web, bool serve_metrics) {
+  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets,
+                                                 push, std::move(web), serve_metrics});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

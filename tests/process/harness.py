@@ -44,6 +44,8 @@ BASE_CONFIG = {
     # Every test registers from 127.0.0.1: the per-address registration limit is tested
     # on its own (test_hardening_accounts.py).
     "users": {"password_hash_ops": 1, "password_hash_memory_kib": 8192, "max_registrations_per_address": 1000000},
+    # Nodes run side by side: each scrape listener on a port of its own.
+    "metrics": {"listen": "127.0.0.1:0"},
 }
 
 _ALL_NODES = []
@@ -268,6 +270,7 @@ class Node:
         self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
+        self.metrics_port = None
         self.admin_socket = None
         self.ready_line = None
         self.stdout_lines = []
@@ -357,6 +360,8 @@ class Node:
                     raise NodeStartError("cannot parse the ready line: %r" % line)
                 self.port = int(m.group(1))
                 self.admin_socket = s.group(1).rstrip(",;)")
+                mp = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", line)
+                self.metrics_port = int(mp.group(1)) if mp else None
                 return self
 
     def _join_readers(self, timeout=5.0):
@@ -437,6 +442,13 @@ class Node:
 
     def request(self, method, path, body=None, token=None, headers=None, raw_body=None, timeout=HTTP_TIMEOUT_S):
         return _do_request(self.connection(timeout), method, path, body, token, headers, raw_body)
+
+    def scrape(self, timeout=HTTP_TIMEOUT_S):
+        """GET /metrics on the node's metrics listener (metrics.listen)."""
+        if self.metrics_port is None:
+            raise AssertionError("this node has no metrics listener")
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=timeout)
+        return _do_request(conn, "GET", "/metrics")
 
     def admin(self, method, path, body=None, raw_body=None, timeout=HTTP_TIMEOUT_S):
         return _do_request(UnixHTTPConnection(self.admin_socket, timeout), method, path, body, None, None, raw_body)

@@ -30,6 +30,10 @@ max_connections = 10000
 max_connections_per_address = 256
 trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
 
+[metrics]
+listen = "127.0.0.1:9464"
+on_gateway = false
+
 [admin]
 socket = ""
 

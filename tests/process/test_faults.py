@@ -18,7 +18,7 @@ PW = "password123"
 
 
 def metric(node, name):
-    r = node.request("GET", "/metrics")
+    r = node.scrape()
     m = re.search(r"^%s(?:\{[^}]*\})? ([0-9.eE+-]+)$" % re.escape(name), r.raw.decode(), re.M)
     if not m:
         raise AssertionError("no metric %s in /metrics" % name)

@@ -408,7 +408,7 @@ class TwoRegionChat(FederationCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("america", out.stdout)
         self.assertIn("connected to nats://", out.stdout)
-        metrics = self.node("europe").request("GET", "/metrics").raw.decode()
+        metrics = self.node("europe").scrape().raw.decode()
         self.assertRegex(metrics, r"(?m)^petchat_federation_connected(\{[^}]*\})? 1")
         for name in ("published", "applied", "rejected"):
             self.assertRegex(metrics, r"(?m)^petchat_federation_%s_envelopes(\{[^}]*\})? \d" % name)

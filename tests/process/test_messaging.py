@@ -3,6 +3,7 @@ expiry, limits, presence and typing, durability (docs/PROTOCOL.md, proto/client.
 
 import datetime
 import itertools
+import http.client
 import json
 import math
 import os
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websocket  # noqa: E402
 
 import wsclient  # noqa: E402
-from harness import REGION, NodeTestCase  # noqa: E402
+from harness import REGION, NodeStartError, NodeTestCase, _do_request  # noqa: E402
 from wsclient import (SUBPROTOCOLS, ev_deleted, ev_message, ev_read_mark, ev_receipt,  # noqa: E402
                       is_error, is_presence, is_typing, num, ref_of)
 
@@ -1006,16 +1007,43 @@ class MetricsTest(MessagingCase):
         return total
 
     def scrape(self, node):
-        conn = node.connection()
-        try:
-            conn.request("GET", "/metrics")
-            r = conn.getresponse()
-            body = r.read().decode()
-            self.assertEqual(r.status, 200)
-            self.assertTrue(r.getheader("Content-Type").startswith("text/plain"), r.getheader("Content-Type"))
-            return body
-        finally:
-            conn.close()
+        r = node.scrape()
+        self.assertStatus(r, 200)
+        self.assertTrue(r.headers.get("Content-Type").startswith("text/plain"), r.headers.get("Content-Type"))
+        return r.raw.decode()
+
+    def test_metrics_are_not_public_unless_asked(self):
+        # The chat gateway does not show the node's figures; the metrics listener does,
+        # and nothing else.
+        node = self.start_node()
+        self.assertError(node.request("GET", "/metrics"), 404, "not_found")
+        self.assertIn("petchat_build_info{", self.scrape(node))
+        conn = http.client.HTTPConnection("127.0.0.1", node.metrics_port, timeout=10)
+        self.assertError(_do_request(conn, "GET", "/v1/regions"), 404, "not_found")
+        conn = http.client.HTTPConnection("127.0.0.1", node.metrics_port, timeout=10)
+        r = _do_request(conn, "POST", "/metrics", {})
+        self.assertError(r, 405, "method_not_allowed")
+        # The admin status says where it listens.
+        st = node.admin("GET", "/v1/admin/status").json
+        self.assertEqual(st["metrics_listen"], "127.0.0.1:%d" % node.metrics_port)
+        node.stop()
+        # On the gateway too when the operator says so; none at all with "".
+        node = self.start_node(config={"metrics": {"listen": "", "on_gateway": True}})
+        self.assertIsNone(node.metrics_port)
+        self.assertNotIn("metrics on", node.ready_line)
+        r = node.request("GET", "/metrics")
+        self.assertStatus(r, 200)
+        self.assertIn("petchat_build_info{", r.raw.decode())
+        self.assertIsNone(node.admin("GET", "/v1/admin/status").json["metrics_listen"])
+
+    def test_a_taken_metrics_port_is_named(self):
+        first = self.start_node()
+        node = self.start_node(start=False, config={"metrics": {"listen": "127.0.0.1:%d" % first.metrics_port}})
+        with self.assertRaises(NodeStartError) as caught:
+            node.start()
+        self.assertIn('metrics.listen = "127.0.0.1:%d": Address already in use' % first.metrics_port,
+                      str(caught.exception))
+        self.assertNotIn("/usr/include", str(caught.exception))
 
     def test_metrics_count_what_happens(self):
         node = self.start_node()
@@ -1476,7 +1504,7 @@ class SlowConsumerTest(MessagingCase):
         self.assertEqual([f for f in slow.frames() if "error" in f], [])
         self.assertLess(len(message_ids(slow.events())), sent + 1, "the slow consumer got everything")
         # The end of the stream is counted with its reason (operators alert on it).
-        metrics = node.request("GET", "/metrics").raw.decode()
+        metrics = node.scrape().raw.decode()
         self.assertRegex(metrics, r'petchat_ws_disconnects_total\{reason="slow_consumer"\} [1-9]', metrics[-2000:])
         self.assertRegex(metrics, r'petchat_ws_disconnects_total\{reason="client_closed"\} [1-9]')  # B0
         # Nothing is lost: it is all in bob's history (read over REST: replaying this

@@ -154,7 +154,7 @@ class PushCase(MessagingCase):
         return r.json["targets"]
 
     def metric(self, name, node=None, **labels):
-        r = (node or self.node).request("GET", "/metrics")
+        r = (node or self.node).scrape()
         self.assertStatus(r, 200, "GET /metrics")
         return sum(v for n, lab, v in parse_metrics(r.raw.decode("utf-8", "replace"))
                    if n == name and all(lab.get(k) == str(x) for k, x in labels.items()))

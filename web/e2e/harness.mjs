@@ -36,6 +36,7 @@ export class Node {
     const toml = [
       '[node]', `region = "${this.region}"`, 'threads = 2', `data_dir = "${this.dir}/data"`,
       '[gateway]', `listen = "127.0.0.1:${this.port}"`,
+      '[metrics]', 'listen = "127.0.0.1:0"',
       // Every person registers from 127.0.0.1; argon2id kept cheap for speed.
       '[users]', 'password_hash_ops = 1', 'password_hash_memory_kib = 8192', 'max_registrations_per_address = 1000000',
       ...Object.entries(this.users).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),

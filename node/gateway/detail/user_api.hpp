@@ -25,6 +25,7 @@ struct user_api {
   assets::asset_service* assets = nullptr;       // null: the node stores no assets
   notify::notification_service* push = nullptr;  // null: the node does not push
   std::shared_ptr<web::site const> web;          // null: no web client at /
+  bool serve_metrics = false;                    // GET /metrics here too (metrics.on_gateway)
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };
