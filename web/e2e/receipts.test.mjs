@@ -33,6 +33,8 @@ describe('receipts per member in groups', () => {
     bubble(page, text).locator(`[data-testid="receipts-button"][title="${label}"]`).waitFor();
   const row = (page, user) => page.locator(`[data-testid="receipt-member"][data-user-id="${user}"]`);
 
+  const focusOn = (page, testid) => page.waitForFunction((id) => document.activeElement?.dataset.testid === id, testid);
+
   // Waits until the open list shows `user` as delivered/read as given.
   async function waitForRow(page, user, { delivered, read }) {
     await page.locator(`[data-testid="receipt-member"][data-user-id="${user}"][data-delivered="${delivered}"][data-read="${read}"]`)
@@ -71,12 +73,12 @@ describe('receipts per member in groups', () => {
     // Enter opens it again with the focus inside.
     await alice.keyboard.press('Escape');
     await panel.waitFor({ state: 'detached' });
-    assert.equal(await alice.evaluate(() => document.activeElement?.dataset.testid), 'receipts-button');
+    await focusOn(alice, 'receipts-button');
+    assert.ok(await receiptsButton(alice, OLDER).evaluate((el) => el === document.activeElement), 'the button of that message');
     assert.match(await receiptsButton(alice, OLDER).getAttribute('aria-label'), /^Read by 1 of 2\. Show who has read it$/);
     assert.equal(await receiptsButton(alice, OLDER).getAttribute('aria-expanded'), 'false');
     await alice.keyboard.press('Enter');
-    await panel.waitFor();
-    assert.equal(await alice.evaluate(() => document.activeElement?.dataset.testid), 'receipts-close');
+    await focusOn(alice, 'receipts-close');
     assert.equal(await receiptsButton(alice, OLDER).getAttribute('aria-expanded'), 'true');
     await alice.getByTestId('receipts-close').click();
 

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { clip, formatMoment, isoTime } from '../format';
 import { errorText, t } from '../i18n';
 import * as receiptLoader from '../receiptLoader';
@@ -22,11 +22,14 @@ export function ReceiptsPanel({ conversationId, messageId }: { conversationId: s
   const [error, setError] = useState('');
   const closeButton = useRef<HTMLButtonElement>(null);
 
+  // Keyboard users land in the panel (and go back to the message's button when it closes:
+  // ConversationView).
+  useLayoutEffect(() => closeButton.current?.focus(), [messageId]);
+
   useEffect(() => {
     let current = true;
     setLoading(true);
     setError('');
-    closeButton.current?.focus();
     void receiptLoader.refresh(messageId).then((e) => {
       if (!current) return;
       setLoading(false);
