@@ -81,7 +81,7 @@ export class Live {
   }
 
   // Queues a message under its client_id; sending the same client_id again is a retry,
-  // which the node answers with the original `accepted`.
+  // which the node answers with the original `accepted` (duplicate) if it stored it.
   send(target: Target, body: SendBody, clientId: string): void {
     const payload = { client_id: clientId, ...target, body };
     // A frame the node cannot take would end the stream (1009) and, resent after every
@@ -92,6 +92,8 @@ export class Live {
     }
     this.outbox.set(clientId, { clientId, payload });
     this.transmit(clientId);
+    // Someone is waiting on it: a stream that is down is tried now, not after the back-off.
+    if (!this.authed) this.wake();
   }
 
   // False when not connected: nothing was sent.
