@@ -26,6 +26,7 @@
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
 #include "federation/federation.hpp"
+#include "node/app/node_metrics.hpp"
 #include "node/config/config.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
@@ -238,33 +239,6 @@ void connect_assets(federation::link& link, assets::asset_service& assets) {
   });
 }
 
-// The node's own gauges (the gateway adds its counters).
-void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messages::message_service& messages,
-                      federation::link* link) {
-  metrics.add_gauge("petchat_ws_streams", "Live streams (WebSocket connections)",
-                    [&manager] { return static_cast<double>(manager.streams()); });
-  metrics.add_gauge("petchat_ws_sessions", "Deprecated: petchat_ws_streams under its name before 0.2",
-                    [&manager] { return static_cast<double>(manager.streams()); });
-  metrics.add_gauge("petchat_messages_group_commits", "Group commits (WAL fsyncs) of the message store since start",
-                    [&messages] { return static_cast<double>(messages.commits()); });
-  metrics.add_gauge("petchat_store_writes_failing", "1 while the message store refuses writes (e.g. a full disk)",
-                    [&messages] { return messages.write_error().empty() ? 0.0 : 1.0; });
-  metrics.add_gauge("petchat_ack_walked_events_total",
-                    "Mailbox events acknowledgements have looked at for delivery receipts since start",
-                    [&messages] { return static_cast<double>(messages.ack_walked_events()); });
-  if (link) {
-    metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
-                      [link] { return link->connected() ? 1.0 : 0.0; });
-    metrics.add_gauge("petchat_federation_published_envelopes",
-                      "Message bodies JetStream stored for other regions since start (resends included)",
-                      [link] { return static_cast<double>(link->published()); });
-    metrics.add_gauge("petchat_federation_applied_envelopes", "Inbound bodies applied since start",
-                      [link] { return static_cast<double>(link->applied()); });
-    metrics.add_gauge("petchat_federation_rejected_envelopes", "Inbound envelopes refused since start (any reason)",
-                      [link] { return static_cast<double>(link->rejected()); });
-  }
-}
-
 gateway::server_limits limits_of(config::gateway_section const& g) {
   gateway::server_limits l{g.max_header_bytes,
                            g.max_body_bytes,
@@ -324,6 +298,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   raise_open_files_limit(cfg.gateway.max_connections);
   auto const& data_dir = cfg.node.data_dir;
   auto id = open_data_dir(cfg, config_source);
+  // Before the stores: their writers tell it of every commit until they stop.
+  metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
 
   unsigned threads = cfg.node.threads > 0 ? cfg.node.threads : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context io(static_cast<int>(threads));
@@ -341,8 +317,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   auto fed = make_federation(cfg, regions, id, messages, manager);
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
-  metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
-  add_node_metrics(metrics, manager, messages, fed.get());
+  app::add_node_metrics(metrics, manager, messages, users, data_dir);
+  if (fed) app::add_federation_metrics(metrics, *fed);
   messages.set_asset_limits(cfg.assets);
   assets::asset_service assets(cfg.assets, data_dir / "assets", messages);
   if (fed) connect_assets(*fed, assets);
@@ -367,6 +343,12 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     m.port = listen_on(scrapes, m, "metrics.listen");
     metrics_at = m.str();
   }
+
+  metrics.add_gauges("petchat_http_connections", "Open HTTP connections (live streams included), by listener",
+                     [&chat, &scrapes] {
+                       return metrics::series{{{{"listener", "gateway"}}, static_cast<double>(chat.connections())},
+                                              {{{"listener", "metrics"}}, static_cast<double>(scrapes.connections())}};
+                     });
 
   gateway::node_info info{PETCHAT_VERSION, cfg.node.region, std::filesystem::absolute(data_dir).string(),
                           bound.str(),     metrics_at,      format::now_ms()};

@@ -106,12 +106,14 @@ awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
       reauthenticate(frame.auth().access_token(), ref);
       co_return;
     case client::client_frame::kSend: {
+      auto started = std::chrono::steady_clock::now();
       auto accepted = co_await svc_->messages.send(uid, frame.send());
       if (!accepted) {
+        svc_->metrics.message_rejected(errors::name(accepted.error().code));
         send_error(ref, accepted.error());
         co_return;
       }
-      if (!accepted->duplicate()) svc_->metrics.message_accepted();
+      if (!accepted->duplicate()) svc_->metrics.message_accepted(std::chrono::steady_clock::now() - started);
       client::server_frame out;
       out.set_ref(ref);
       *out.mutable_accepted() = accepted.value();

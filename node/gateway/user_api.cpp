@@ -2,6 +2,7 @@
 // edge, before the user service sees it.
 #include "node/gateway/detail/user_api.hpp"
 #include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/routes.hpp"
 #include "node/gateway/gateway.hpp"
 
 #include <google/protobuf/util/json_util.h>
@@ -361,10 +362,13 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
 
 }  // namespace
 
-// Every answer is counted by status class.
+// Every answer is counted, and timed by route, method and status.
 awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
+  auto started = std::chrono::steady_clock::now();
+  auto path = detail::route_template(r.path);
+  auto method = detail::method_label(r.method);
   auto res = co_await route(api, std::move(r));
-  api->metrics.http_request("user", res.status);
+  api->metrics.http_request("user", path, method, res.status, std::chrono::steady_clock::now() - started);
   co_return res;
 }
 

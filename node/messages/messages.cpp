@@ -489,4 +489,13 @@ std::uint64_t message_service::commits() const {
   return impl_->db.commits();
 }
 
+void message_service::observe_commits(store::commit_observer fn) {
+  impl_->db.observe_commits(std::move(fn));
+}
+
+message_service::disk_use message_service::disk() const {
+  auto d = impl_->db.disk();
+  return {d.live_sst_bytes, d.wal_bytes, d.pending_compaction_bytes};
+}
+
 }  // namespace petchat::messages

@@ -30,6 +30,7 @@
 #include "node/errors/errors.hpp"
 #include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
+#include "store/commits.hpp"
 
 namespace petchat::messages {
 
@@ -401,8 +402,14 @@ class message_service {
   // Why the store refuses writes now (a full disk...), empty while it takes them.
   std::string write_error() const;
 
-  // Group commits (WAL fsyncs) done by the message store so far.
+  // Group commits (WAL fsyncs) done by the message store so far; each one from now on told
+  // to `fn` (metrics); the store's size on disk.
   std::uint64_t commits() const;
+  void observe_commits(store::commit_observer fn);
+  struct disk_use {
+    std::uint64_t live_sst_bytes = 0, wal_bytes = 0, pending_compaction_bytes = 0;
+  };
+  disk_use disk() const;
 
   struct impl;  // node/messages/detail/service.hpp, shared by the service's translation units
 

@@ -1,25 +1,42 @@
-// The node's Prometheus metrics, served as text on GET /metrics. Names are `petchat_*`,
-// units in the name, counters end in `_total` (docs/PROTOCOL.md lists them).
+// The node's Prometheus metrics, served as text on GET /metrics. Names are `petchat_*`
+// (and the standard `process_*`), units in the name, monotonic values are counters ending
+// in `_total` (docs/PROTOCOL.md, "Metrics", lists them all).
 //
-// Counters are bumped where things happen (any thread; prometheus-cpp counters are
-// atomic). Values that other components already keep (group commits, live sessions) are
-// read at scrape time through `sampler`s, so there is one source of truth for each.
+// Counters and histograms are bumped where things happen (any thread; prometheus-cpp's
+// are thread-safe). Values that other components already keep (group commits, live
+// streams, outbox depths) are read at scrape time through samplers, so there is one
+// source of truth for each.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace petchat::metrics {
+
+using labels = std::map<std::string, std::string>;
+// A sampled family's series at one scrape: labels and value.
+using series = std::vector<std::pair<labels, double>>;
 
 class registry {
  public:
   registry(std::string const& version, std::string const& region);
   ~registry();
 
-  void http_request(char const* api, unsigned status);  // api: "user" or "admin"
-  void message_accepted();
+  // An HTTP answer: counted by API and status class, and its duration by API, route (a
+  // template such as "/v1/conversations/{id}/messages"), method and status.
+  void http_request(char const* api, unsigned status);
+  void http_request(char const* api, std::string const& route, std::string const& method, unsigned status,
+                    std::chrono::nanoseconds took);
+  // A send answered `accepted` (durable), and how long it took from the frame's arrival.
+  void message_accepted(std::chrono::nanoseconds took);
+  // A send refused, by its error code (petchat_messages_rejected_total{reason}).
+  void message_rejected(std::string const& reason);
   void login_failed();
   // A live stream ended, and why (petchat_ws_disconnects_total{reason}).
   void live_stream_ended(char const* reason);
@@ -27,10 +44,17 @@ class registry {
   // (petchat_push_targets_removed_total{reason}).
   void push_sent(std::string const& kind, char const* result);
   void push_target_removed(char const* reason);
+  // A group commit of a store ("messages" or "users"): its requests and its duration.
+  void store_committed(char const* store, std::size_t requests, std::chrono::nanoseconds took);
 
-  // Called at every scrape to refresh a gauge: name, help, and the current value.
+  // Values read at every scrape. A gauge without labels; a monotonic count since start
+  // (a counter); families whose series the sampler lists each time (one that is no
+  // longer listed is no longer exported).
   using sampler = std::function<double()>;
   void add_gauge(std::string const& name, std::string const& help, sampler read);
+  void add_counter(std::string const& name, std::string const& help, sampler read);
+  void add_gauges(std::string const& name, std::string const& help, std::function<series()> read);
+  void add_counters(std::string const& name, std::string const& help, std::function<series()> read);
 
   // The Prometheus text exposition of everything.
   std::string scrape();
@@ -39,5 +63,9 @@ class registry {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+// The standard process metrics of this process, from /proc/self: CPU seconds, resident
+// and virtual memory, open and maximum file descriptors, start time.
+void add_process_metrics(registry& r);
 
 }  // namespace petchat::metrics

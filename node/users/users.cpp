@@ -17,6 +17,18 @@ std::string const& user_service::region() const {
   return impl_->region;
 }
 
+void user_service::observe_commits(store::commit_observer fn) {
+  impl_->env.observe_commits(std::move(fn));
+}
+
+std::size_t user_service::store_used_bytes() const {
+  return impl_->env.used_bytes();
+}
+
+std::size_t user_service::store_map_bytes() const {
+  return impl_->env.map_size();
+}
+
 void user_service::stop() {
   impl_->env.stop();
 }

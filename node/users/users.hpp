@@ -103,6 +103,12 @@ class user_service {
   // This node's region; constant. Any thread.
   std::string const& region() const;
 
+  // The account store's group commits, each told to `fn` from now on (metrics); its map's
+  // bytes in use and its size.
+  void observe_commits(store::commit_observer fn);
+  std::size_t store_used_bytes() const;
+  std::size_t store_map_bytes() const;
+
   // Self-registration subject to users.registration (open, token, closed) and to
   // users.max_registrations_per_address for `client_address` (a slot is taken up front and
   // given back unless an account is created); `by_admin` bypasses both. The password is

@@ -202,6 +202,14 @@ std::size_t lmdb_env::map_size() const {
   return info.me_mapsize;
 }
 
+std::size_t lmdb_env::used_bytes() const {
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &st);
+  return (info.me_last_pgno + 1) * static_cast<std::size_t>(st.ms_psize);
+}
+
 std::uint64_t lmdb_env::commits() const {
   return commits_.load(std::memory_order_relaxed);
 }
@@ -255,10 +263,12 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
       }
     }
     // The group commit: one fsync makes every request of the batch durable.
+    auto started = std::chrono::steady_clock::now();
     int rc = mdb_txn_commit(parent);
     parent = nullptr;
     check(rc, "mdb_txn_commit");
     commits_.fetch_add(1, std::memory_order_relaxed);
+    observers_.committed(batch.size(), std::chrono::steady_clock::now() - started);
   } catch (map_full const&) {
     if (parent) mdb_txn_abort(parent);
     return false;

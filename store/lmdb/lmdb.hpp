@@ -29,6 +29,7 @@
 #include <string_view>
 #include <thread>
 
+#include "store/commits.hpp"
 #include "store/detail/request_queue.hpp"
 #include "store/write_outcome.hpp"
 
@@ -148,7 +149,10 @@ class lmdb_env {
   void stop();
 
   std::size_t map_size() const;
-  std::uint64_t commits() const;  // group commits done (each is one fsync)
+  std::size_t used_bytes() const;  // the map's pages in use (up to the last one written)
+  std::uint64_t commits() const;   // group commits done (each is one fsync)
+  // Tells `fn` of every group commit from now on (the node's metrics).
+  void observe_commits(commit_observer fn) { observers_.set(std::move(fn)); }
 
  private:
   // A read transaction taken from the idle ones (renewed) or begun, and reset and given
@@ -186,6 +190,7 @@ class lmdb_env {
   detail::request_queue<request> queue_;
 
   std::atomic<std::uint64_t> commits_{0};
+  commit_observers observers_;
   std::thread writer_;  // last member: starts after everything above is initialized
 };
 

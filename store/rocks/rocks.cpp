@@ -307,6 +307,20 @@ std::uint64_t rocks_db::estimated_keys(cf family) const {
   return n;
 }
 
+rocks_db::disk_use rocks_db::disk() const {
+  disk_use d;
+  for (auto* h : cfs_) {
+    std::uint64_t v = 0;
+    if (db_->GetIntProperty(h, rocksdb::DB::Properties::kLiveSstFilesSize, &v)) d.live_sst_bytes += v;
+    if (db_->GetIntProperty(h, rocksdb::DB::Properties::kEstimatePendingCompactionBytes, &v))
+      d.pending_compaction_bytes += v;
+  }
+  rocksdb::VectorLogPtr wal;
+  if (db_->GetSortedWalFiles(wal).ok())
+    for (auto const& f : wal) d.wal_bytes += f->SizeFileBytes();
+  return d;
+}
+
 void rocks_db::compact() {
   rocksdb::FlushOptions fo;
   fo.wait = true;
@@ -359,7 +373,9 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
   wo.sync = options_.sync &&
             std::any_of(batch.begin(), batch.end(), [](request const& r) { return r.durable == durability::fsync; });
   // The group commit: one WAL fsync makes every request of the batch durable.
+  auto started = std::chrono::steady_clock::now();
   auto s = db_->Write(wo, &state.batch);
+  auto took = std::chrono::steady_clock::now() - started;
   state.finish(s.ok());
   if (!s.ok()) {
     for (auto& o : outcomes) o = write_outcome::failed;
@@ -370,6 +386,7 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
     }
   } else {
     commits_.fetch_add(1, std::memory_order_relaxed);
+    observers_.committed(batch.size(), took);
     // RocksDB may also have recovered by itself (its own retry once space is back).
     std::lock_guard lock(error_mutex_);
     if (!write_error_.empty()) {

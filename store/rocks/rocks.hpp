@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/commits.hpp"
 #include "store/detail/request_queue.hpp"
 #include "store/write_outcome.hpp"
 
@@ -146,6 +147,13 @@ class rocks_db {
   // RocksDB's estimate of the live keys in `family` (exact after compact()).
   std::uint64_t estimated_keys(cf family) const;
 
+  // Sizes on disk, for the node's metrics: live SST files, the write-ahead log, and what
+  // compaction still has to rewrite (RocksDB's estimate), over every column family.
+  struct disk_use {
+    std::uint64_t live_sst_bytes = 0, wal_bytes = 0, pending_compaction_bytes = 0;
+  };
+  disk_use disk() const;
+
   // Flushes memtables and compacts every column family, so deleted data leaves the disk.
   void compact();
 
@@ -153,6 +161,8 @@ class rocks_db {
   void stop();
 
   std::uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
+  // Tells `fn` of every group commit from now on (the node's metrics).
+  void observe_commits(commit_observer fn) { observers_.set(std::move(fn)); }
 
   // Why writes are failing now (e.g. "IO error: No space left on device"), empty while
   // they succeed. After a failed write the writer asks RocksDB to resume before each
@@ -176,6 +186,7 @@ class rocks_db {
   detail::request_queue<request> queue_;
 
   std::atomic<std::uint64_t> commits_{0};
+  commit_observers observers_;
   mutable std::mutex error_mutex_;  // guards write_error_
   std::string write_error_;
   std::chrono::steady_clock::time_point last_resume_{};  // writer thread only

@@ -410,8 +410,10 @@ class TwoRegionChat(FederationCase):
         self.assertIn("connected to nats://", out.stdout)
         metrics = self.node("europe").scrape().raw.decode()
         self.assertRegex(metrics, r"(?m)^petchat_federation_connected(\{[^}]*\})? 1")
-        for name in ("published", "applied", "rejected"):
-            self.assertRegex(metrics, r"(?m)^petchat_federation_%s_envelopes(\{[^}]*\})? \d" % name)
+        for name in ("published", "applied"):
+            self.assertRegex(metrics, r"(?m)^petchat_federation_envelopes_%s_total \d" % name)
+        self.assertRegex(metrics, r'(?m)^petchat_federation_outbox_entries\{region="america"\} \d')
+        self.assertRegex(metrics, r'(?m)^petchat_federation_oldest_undelivered_seconds\{region="america"\} \d')
 
 
 class ForgedEnvelopes(FederationCase):

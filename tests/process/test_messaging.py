@@ -1060,7 +1060,8 @@ class MetricsTest(MessagingCase):
         self.assertEqual(self.metric(after, "petchat_login_failures_total"), 1)
         self.assertEqual(self.metric(after, "petchat_ws_streams"), 2)
         self.assertEqual(self.metric(after, "petchat_ws_sessions"), 2)  # the old name, kept
-        self.assertGreater(self.metric(after, "petchat_messages_group_commits"), 0)
+        self.assertGreater(self.metric(after, 'petchat_store_commit_seconds_count{store="messages"}'), 0)
+        self.assertGreater(self.metric(after, 'petchat_store_commit_seconds_count{store="users"}'), 0)
         self.assertGreater(self.metric(after, 'petchat_http_requests_total{api="user",status="2xx"}'),
                            self.metric(before, 'petchat_http_requests_total{api="user",status="2xx"}'))
         self.assertGreaterEqual(self.metric(after, 'petchat_http_requests_total{api="user",status="4xx"}'), 1)

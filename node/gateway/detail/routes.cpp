@@ -1,0 +1,44 @@
+// Route templates for metrics labels (see routes.hpp).
+#include "node/gateway/detail/routes.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace petchat::gateway::detail {
+
+namespace {
+
+// Every literal segment of the documented routes (docs/PROTOCOL.md); anything else in a
+// path is an id, a name or garbage.
+constexpr std::array<std::string_view, 26> words{
+    "admin",    "assets",   "compact",  "conversations", "current", "disable",  "enable",  "federation", "me",
+    "members",  "messages", "password", "presence",      "push",    "receipts", "refresh", "regions",    "sessions",
+    "settings", "status",   "targets",  "uploads",       "users",   "v1",       "vapid",   "ws"};
+
+constexpr std::size_t max_segments = 6;  // the longest route has 5
+
+}  // namespace
+
+std::string route_template(std::string_view path) {
+  if (path == "/healthz" || path == "/readyz" || path == "/metrics") return std::string(path);
+  if (path != "/v1" && !path.starts_with("/v1/")) return "/*";
+  std::string out;
+  std::size_t segments = 0;
+  while (!path.empty()) {
+    path.remove_prefix(1);  // the '/'
+    auto end = path.find('/');
+    auto seg = path.substr(0, end);
+    path = end == std::string_view::npos ? std::string_view() : path.substr(end);
+    if (++segments > max_segments) return "/v1/{other}";
+    out += '/';
+    out += std::find(words.begin(), words.end(), seg) != words.end() ? seg : std::string_view("{id}");
+  }
+  return out;
+}
+
+std::string method_label(std::string_view method) {
+  static constexpr std::string_view known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+  return std::find(std::begin(known), std::end(known), method) != std::end(known) ? std::string(method) : "other";
+}
+
+}  // namespace petchat::gateway::detail
