@@ -4,10 +4,12 @@
 // the "turn on" button's errors (permission denied; the push service refusing), the service
 // worker registered from /sw.js under the page's CSP, and pushes delivered to that worker
 // through the DevTools protocol as the node's decrypted notification, shown (or not, while a
-// tab is in front) as the page's notifications.
+// tab is in front) as the page's notifications. With the tab closed, a push about a real
+// message shows its sender and its preview as plain text; a click on it (dispatched inside
+// the worker: DevTools cannot click a notification) brings a tab to that chat.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Node, browserSuite, register, screenshot } from './harness.mjs';
+import { Node, browserSuite, bubble, register, screenshot, send, startChat } from './harness.mjs';
 
 // The notification exactly as PROTOCOL.md describes it (content-free: no preview).
 const notification = (extra = {}) => ({
@@ -19,6 +21,18 @@ const shown = (page) => page.evaluate(async () => {
   const reg = await navigator.serviceWorker.ready;
   return (await reg.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
 });
+
+// Waits until the origin's service worker shows a notification (asked in the worker itself,
+// which DevTools' push delivery may start and stop).
+async function untilShown(context, origin, timeout = 20000) {
+  for (const deadline = Date.now() + timeout; ;) {
+    const worker = context.serviceWorkers().find((w) => w.url() === `${origin}/sw.js`);
+    const count = await worker?.evaluate(async () => (await self.registration.getNotifications()).length).catch(() => 0);
+    if (count > 0) return;
+    if (Date.now() > deadline) assert.fail('no notification was shown');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('push notifications', () => {
   const suite = browserSuite();
@@ -133,5 +147,66 @@ describe('push notifications', () => {
     await page.waitForTimeout(1000);
     await page.goto(`${suite.node.url}/`);
     assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
+  });
+
+  test('with the tab closed a push shows sender and preview as text; a click opens that chat', async () => {
+    const fay = await openDevices('fay', { grant: true });
+    const { context } = fay;
+    const { page: gus } = await suite.open();
+    await register(gus, 'gus');
+    await startChat(gus, 'fay@test');
+    const preview = '<b>dinner</b> at 8 & <img src=x onerror=alert(1)>';
+    await send(gus, preview);
+    const message = gus.locator('[data-testid="message"][data-message-id]').filter({ hasText: 'dinner' });
+    await message.waitFor();
+    const messageId = await message.getAttribute('data-message-id');
+    const conversationId = await fay.page.locator('[data-testid="conv-item"]').getAttribute('data-conv-id');
+
+    // The worker is registered (the browser's push service then fails, as above); a page of
+    // no origin keeps the DevTools session once fay's tab is closed.
+    const helper = await context.newPage();
+    const devtools = await context.newCDPSession(helper);
+    const origin = suite.node.url;
+    const registration = new Promise((resolve) => devtools.on('ServiceWorker.workerRegistrationUpdated', (e) => {
+      const r = e.registrations.find((x) => !x.isDeleted && x.scopeURL === `${origin}/`);
+      if (r) resolve(r);
+    }));
+    await devtools.send('ServiceWorker.enable');
+    await fay.page.getByTestId('push-enable').click();
+    await fay.page.getByTestId('push-error').waitFor();
+    const { registrationId } = await registration;
+    await fay.page.close();
+
+    // The node's payload (PROTOCOL.md, "The notification"), previews on.
+    await devtools.send('ServiceWorker.deliverPushMessage', {
+      origin,
+      registrationId,
+      data: JSON.stringify({
+        v: 1, type: 'messages', user_id: 'fay@test', count: 1, unread: 1, conversation_id: conversationId,
+        message_id: messageId, sender_id: 'gus@test', seq: '2', sent_at: new Date().toISOString(), preview,
+      }),
+    });
+    // Shown before any tab is back (a tab in front would make the worker show nothing).
+    await untilShown(context, origin);
+    const tab = await context.newPage();
+    await tab.goto(`${origin}/`);
+    await tab.getByTestId('new-chat-input').waitFor(); // fay is still logged in
+    assert.deepEqual(await shown(tab), [
+      { title: 'gus@test', body: preview, tag: conversationId, data: { conversation_id: conversationId } },
+    ]);
+
+    // The click, dispatched in the worker (DevTools cannot click a notification). Without a
+    // person's click the browser refuses focus() and openWindow(), so what is checked is the
+    // open tab told to show that conversation, and the notification closed.
+    const worker = context.serviceWorkers().find((w) => w.url() === `${origin}/sw.js`);
+    assert.ok(worker, 'the worker runs');
+    await worker.evaluate(async () => {
+      const [notification] = await self.registration.getNotifications();
+      self.dispatchEvent(new NotificationEvent('notificationclick', { notification }));
+    });
+    await tab.locator('#conversation-title').filter({ hasText: 'gus@test' }).waitFor();
+    await bubble(tab, 'dinner').waitFor();
+    assert.equal(await bubble(tab, 'dinner').locator('img, b').count(), 0, 'the message is text in the page too');
+    await tab.waitForFunction(async () => (await (await navigator.serviceWorker.ready).getNotifications()).length === 0);
   });
 });
