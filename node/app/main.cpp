@@ -282,15 +282,20 @@ void say_ready(std::string const& region, std::string const& listen, std::filesy
   log::get("node")->info("chat gateway on http://{}, admin on unix:{}, metrics {}, {} I/O threads", listen,
                          admin_socket.string(), metrics_at.empty() ? "off" : "on http://" + metrics_at + "/metrics",
                          threads);
-  std::string metrics_part = metrics_at.empty() ? "" : ", metrics on http://" + metrics_at + "/metrics";
-  std::printf(
-      "petchat-node ready: region %s, chat on http://%s, admin on unix:%s%s\n"
-      "  register a user:  curl -X POST http://%s/v1/users -H 'Content-Type: application/json' "
-      "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
-      "  or as admin:      petchatctl --socket %s users add alice\n",
-      region.c_str(), listen.c_str(), admin_socket.c_str(), metrics_part.c_str(), listen.c_str(), admin_socket.c_str());
-  if (web_client) std::printf("  chat in a browser: http://%s/\n", listen.c_str());
-  std::fflush(stdout);
+  std::string metrics_url = metrics_at.empty() ? "" : "http://" + metrics_at + "/metrics";
+  std::string line = "petchat-node ready: region " + region + ", chat on http://" + listen +
+                     ", admin on unix:" + admin_socket.string() +
+                     (metrics_url.empty() ? "" : ", metrics on " + metrics_url);
+  std::string hints = "  register a user:  curl -X POST http://" + listen +
+                      "/v1/users -H 'Content-Type: application/json' "
+                      "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
+                      "  or as admin:      petchatctl --socket " +
+                      admin_socket.string() + " users add alice\n";
+  if (web_client) hints += "  chat in a browser: http://" + listen + "/\n";
+  log::ready(line, hints,
+             {{"url.full", "http://" + listen + "/"},
+              {"labels.admin_socket", admin_socket.string()},
+              {"labels.metrics_url", metrics_url}});
 }
 
 int run(config::node_config const& cfg, std::string const& config_source, bool salvage_messages) {
@@ -454,11 +459,19 @@ int main(int argc, char** argv) {
   }
   config::apply(o, loaded.config, loaded.errors);
   if (!loaded.ok()) {
-    for (auto const& e : loaded.errors) std::cerr << "petchat-node: " << e << "\n";
+    // In JSON mode (when that much of the config was read) the errors are log lines too.
+    bool json = loaded.config.log.format == config::log_format::json;
+    if (json) log::setup(config::log_format::json, "info", PETCHAT_VERSION);
+    for (auto const& e : loaded.errors)
+      if (json)
+        log::write(*log::get("config"), spdlog::level::err, e,
+                   {{"event.action", "config-check"}, {"event.outcome", "failure"}});
+      else
+        std::cerr << "petchat-node: " << e << "\n";
     return 2;
   }
   auto const& cfg = loaded.config;
-  log::setup(cfg.log.format, cfg.log.level);
+  log::setup(cfg.log.format, cfg.log.level, PETCHAT_VERSION, cfg.node.region);
   if (init) {
     try {
       identity::prepare_data_dir(cfg.node.data_dir);

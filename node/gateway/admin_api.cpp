@@ -6,6 +6,7 @@
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/user_api.hpp"
 #include "node/gateway/gateway.hpp"
+#include "node/log/log.hpp"
 
 namespace petchat::gateway {
 namespace {
@@ -312,9 +313,45 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
 
 }  // namespace
 
+// What an admin request changes, for the audit log: the action ("admin-user-disable") and
+// the account, session or whatever it names; nothing for reads.
+struct admin_change {
+  std::string action, target;
+};
+
+std::optional<admin_change> change_of(request const& r) {
+  if (r.method == "GET" || r.method == "HEAD") return std::nullopt;
+  auto seg = segments(r.path);
+  if (seg.size() < 3 || seg[0] != "v1" || seg[1] != "admin") return std::nullopt;
+  auto const& what = seg[2];
+  if (what == "users" && seg.size() == 3) {
+    auto body = parse_object(r.body);
+    auto const* name = body ? body->if_contains("name") : nullptr;
+    return admin_change{"admin-user-add", name && name->is_string() ? std::string(name->as_string()) : ""};
+  }
+  if (what == "users" && seg.size() == 4)
+    return admin_change{r.method == "DELETE" ? "admin-user-delete" : "admin-user-" + r.method, seg[3]};
+  if (what == "users" && seg.size() == 5) return admin_change{"admin-user-" + seg[4], seg[3]};
+  if (what == "sessions" && seg.size() == 4) return admin_change{"admin-session-revoke", seg[3]};
+  std::string action = "admin";
+  for (std::size_t i = 2; i < seg.size(); ++i) action += "-" + seg[i];
+  return admin_change{action, ""};
+}
+
 awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
+  auto change = change_of(r);
+  std::string method = r.method, path = r.path;
   auto res = co_await route(api, std::move(r));
   api->metrics.http_request("admin", res.status);
+  if (change)
+    log::audit(
+        "configuration", change->action, res.status < 400,
+        change->action + (change->target.empty() ? "" : " " + change->target) + ": " + std::to_string(res.status),
+        {{"user.target.name", change->target},
+         {"http.request.method", method},
+         {"url.path", path},
+         {"http.response.status_code", std::to_string(res.status), true},
+         {"client.ip", "unix"}});
   co_return res;
 }
 

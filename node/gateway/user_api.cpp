@@ -13,6 +13,7 @@
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
+#include "node/log/log.hpp"
 
 namespace petchat::gateway {
 
@@ -34,6 +35,22 @@ errors::result<users::principal> detail::authenticate(user_api const& api, reque
 
 namespace {
 
+// A security event of an account for the audit log (docs/OPERATIONS.md, "Audit log"):
+// who (as they named themselves), from where, and the error code when it failed.
+void audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
+                   std::string const& device = "") {
+  std::string message = std::string(action) + (failed ? " failed" : "") + " for '" + log::printable(user) + "' from " +
+                        r.client_address + (failed ? ": " + std::string(errors::name(failed->code)) : "");
+  log::audit("authentication", action, failed == nullptr, message,
+             {{"client.ip", r.client_address},
+              {"user.name", user},
+              {"event.reason", failed ? errors::name(failed->code) : ""},
+              {"labels.device_id", device},
+              {"http.request.method", r.method},
+              {"url.path", r.path},
+              {"user_agent.original", r.header("user-agent")}});
+}
+
 awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
   auto body = parse_object(r.body);
   if (!body) co_return error_response(body.error());
@@ -47,6 +64,7 @@ awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
   if (!token) co_return error_response(token.error());
   auto p = co_await api->users.register_user(name.value(), password.value(), display.value(),
                                              token.value().value_or(""), false, r.client_address);
+  audit_account("user-register", p ? nullptr : &p.error(), name.value(), r);
   if (!p) co_return error_response(p.error());
   co_return json_response(201, profile_json(p.value(), api->users.region()));
 }
@@ -61,6 +79,7 @@ awaitable<response> login(std::shared_ptr<user_api> api, request r) {
   auto device = required_string(*body, "device_name");
   if (!device) co_return error_response(device.error());
   auto t = co_await api->users.login(name.value(), password.value(), device.value(), r.client_address);
+  audit_account("user-login", t ? nullptr : &t.error(), name.value(), r);
   if (!t) {
     if (t.error().code == code::invalid_credentials) api->metrics.login_failed();
     co_return error_response(t.error());
@@ -74,6 +93,8 @@ awaitable<response> refresh(std::shared_ptr<user_api> api, request r) {
   auto token = required_string(*body, "refresh_token");
   if (!token) co_return error_response(token.error());
   auto t = co_await api->users.refresh(token.value());
+  if (!t && t.error().code == code::refresh_token_reused)  // a stolen token, or a client's bug: the session ends
+    audit_account("token-refresh-reuse", &t.error(), "", r);
   if (!t) co_return error_response(t.error());
   co_return json_response(200, tokens_json(t.value(), api->users.region()));
 }
@@ -82,6 +103,7 @@ awaitable<response> logout(std::shared_ptr<user_api> api, request r) {
   auto who = authenticate(*api, r);
   if (!who) co_return error_response(who.error());
   auto s = co_await api->users.logout(who.value());
+  audit_account("user-logout", s ? nullptr : &s.error(), who->user_name, r, who->device_id);
   if (!s) co_return error_response(s.error());
   co_return no_content();
 }
@@ -106,6 +128,7 @@ awaitable<response> own_sessions(std::shared_ptr<user_api> api, request r, std::
   bool own = std::any_of(sessions.begin(), sessions.end(), [&](auto const& s) { return s.device_id == device_id; });
   if (!own) co_return error_response(fail(code::session_not_found, "no device " + device_id + " of yours"));
   auto revoked = co_await api->users.revoke_session(device_id);
+  audit_account("session-revoke", revoked ? nullptr : &revoked.error(), who->user_name, r, device_id);
   if (!revoked) co_return error_response(revoked.error());
   co_return no_content();
 }

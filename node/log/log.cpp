@@ -5,10 +5,14 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <span>
+#include <vector>
 
 #include <unistd.h>
 
@@ -38,24 +42,62 @@ char const* ecs_level(spdlog::level::level_enum l) {
   }
 }
 
+// Set for the duration of write(): the fields the formatter adds to the line.
+thread_local std::span<field const> current_fields;
+
+std::string service_version, service_region;  // set by setup, before any thread logs
+
+std::atomic<config::log_format> active_format{config::log_format::human};
+
+// One ECS document: the standard fields, this node's, and `fields`.
+std::string ecs_line(std::int64_t at_ms, char const* level, std::string_view logger, std::string_view message,
+                     std::span<field const> fields) {
+  std::string line;
+  line.reserve(320 + message.size());
+  line += "{\"@timestamp\":\"";
+  line += format::rfc3339(at_ms);
+  line += "\",\"log.level\":\"";
+  line += level;
+  line += "\",\"message\":\"";
+  append_json_escaped(line, message);
+  line += "\",\"ecs.version\":\"8.11.0\",\"service.name\":\"petchat-node\"";
+  if (!service_version.empty()) {
+    line += ",\"service.version\":\"";
+    append_json_escaped(line, service_version);
+    line += '"';
+  }
+  if (!service_region.empty()) {
+    line += ",\"labels.region\":\"";
+    append_json_escaped(line, service_region);
+    line += '"';
+  }
+  line += ",\"log.logger\":\"";
+  append_json_escaped(line, logger);
+  line += "\",\"process.pid\":";
+  line += std::to_string(::getpid());
+  for (auto const& f : fields) {
+    line += ",\"";
+    append_json_escaped(line, f.key);
+    line += "\":";
+    if (f.number && !f.value.empty()) {
+      line += f.value;
+    } else {
+      line += '"';
+      append_json_escaped(line, f.value);
+      line += '"';
+    }
+  }
+  return line;
+}
+
 // One ECS document per line. Field names follow the Elastic Common Schema.
 class ecs_formatter final : public spdlog::formatter {
  public:
   void format(spdlog::details::log_msg const& msg, spdlog::memory_buf_t& dest) override {
     using namespace std::chrono;
-    auto stamp = format::rfc3339(duration_cast<milliseconds>(msg.time.time_since_epoch()).count());
-    std::string line;
-    line.reserve(256 + msg.payload.size());
-    line += "{\"@timestamp\":\"";
-    line += stamp;
-    line += "\",\"log.level\":\"";
-    line += ecs_level(msg.level);
-    line += "\",\"message\":\"";
-    append_json_escaped(line, std::string_view(msg.payload.data(), msg.payload.size()));
-    line += "\",\"ecs.version\":\"8.11.0\",\"service.name\":\"petchat-node\",\"log.logger\":\"";
-    append_json_escaped(line, std::string_view(msg.logger_name.data(), msg.logger_name.size()));
-    line += "\",\"process.pid\":";
-    line += std::to_string(::getpid());
+    auto line = ecs_line(duration_cast<milliseconds>(msg.time.time_since_epoch()).count(), ecs_level(msg.level),
+                         std::string_view(msg.logger_name.data(), msg.logger_name.size()),
+                         std::string_view(msg.payload.data(), msg.payload.size()), current_fields);
     line += ",\"process.thread.id\":";
     line += std::to_string(msg.thread_id);
     line += "}\n";
@@ -64,6 +106,12 @@ class ecs_formatter final : public spdlog::formatter {
 
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<ecs_formatter>(); }
 };
+
+// The audit logger's level: info at most, so security events are never filtered out by
+// a quieter log.level.
+spdlog::level::level_enum audit_level(spdlog::level::level_enum shared) {
+  return std::min(shared, spdlog::level::info);
+}
 
 }  // namespace
 
@@ -96,8 +144,11 @@ void append_json_escaped(std::string& out, std::string_view text) {
   }
 }
 
-void setup(config::log_format format, std::string const& level) {
+void setup(config::log_format format, std::string const& level, std::string const& version, std::string const& region) {
   std::lock_guard lock(setup_mutex);
+  service_version = version;
+  service_region = region;
+  active_format = format;
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   if (format == config::log_format::json) {
     sink->set_formatter(std::make_unique<ecs_formatter>());
@@ -108,7 +159,7 @@ void setup(config::log_format format, std::string const& level) {
   shared_level = spdlog::level::from_str(level);
   spdlog::apply_all([&](std::shared_ptr<spdlog::logger> l) {
     l->sinks().assign({shared_sink});
-    l->set_level(shared_level);
+    l->set_level(l->name() == "audit" ? audit_level(shared_level) : shared_level);
   });
 }
 
@@ -121,10 +172,87 @@ std::shared_ptr<spdlog::logger> get(std::string const& component) {
     shared_sink = sink;
   }
   auto logger = std::make_shared<spdlog::logger>(component, shared_sink);
-  logger->set_level(shared_level);
+  logger->set_level(component == "audit" ? audit_level(shared_level) : shared_level);
   logger->flush_on(spdlog::level::info);
   spdlog::register_logger(logger);
   return logger;
+}
+
+std::string printable(std::string_view text) {
+  std::string out;
+  append_json_escaped(out, text);
+  return out;
+}
+
+config::log_format current_format() {
+  return active_format.load();
+}
+
+namespace {
+
+// The line of `message` with `fields`, through `logger` (see write).
+void log_with(spdlog::logger& logger, spdlog::level::level_enum level, std::string_view message,
+              std::span<field const> fields) {
+  if (active_format.load() == config::log_format::json) {
+    current_fields = fields;
+    logger.log(level, "{}", message);
+    current_fields = {};
+    return;
+  }
+  std::string text(message);
+  for (auto const& f : fields) {
+    if (f.value.empty()) continue;
+    text += ' ';
+    text += f.key;
+    text += '=';
+    bool plain =
+        std::all_of(f.value.begin(), f.value.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '"'; });
+    if (plain) {
+      text += f.value;
+    } else {
+      text += '"';
+      append_json_escaped(text, f.value);
+      text += '"';
+    }
+  }
+  logger.log(level, "{}", text);
+}
+
+}  // namespace
+
+void write(spdlog::logger& logger, spdlog::level::level_enum level, std::string_view message,
+           std::initializer_list<field> fields) {
+  if (logger.should_log(level)) log_with(logger, level, message, std::span<field const>(fields.begin(), fields.size()));
+}
+
+void audit(std::string_view category, std::string_view action, bool success, std::string_view message,
+           std::initializer_list<field> fields) {
+  static auto const logger = get("audit");
+  auto level = success ? spdlog::level::info : spdlog::level::warn;
+  if (!logger->should_log(level)) return;
+  std::vector<field> all{{"event.kind", "event"},
+                         {"event.category", std::string(category)},
+                         {"event.action", std::string(action)},
+                         {"event.outcome", success ? "success" : "failure"}};
+  all.insert(all.end(), fields.begin(), fields.end());
+  log_with(*logger, level, message, all);
+}
+
+void ready(std::string const& message, std::string const& human_hints, std::initializer_list<field> fields) {
+  if (active_format.load() == config::log_format::json) {
+    std::vector<field> all{{"event.action", "node-ready"}};
+    all.insert(all.end(), fields.begin(), fields.end());
+    auto now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    auto line = ecs_line(now, "info", "node", message, all) + "}\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  } else {
+    std::fwrite(message.data(), 1, message.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fwrite(human_hints.data(), 1, human_hints.size(), stdout);
+  }
+  std::fflush(stdout);
 }
 
 }  // namespace petchat::log

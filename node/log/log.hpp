@@ -5,18 +5,52 @@
 
 #include <spdlog/spdlog.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "node/config/config.hpp"
 
 namespace petchat::log {
 
 // Installs the sink and level for every logger, existing and future. Call once at start-up.
-void setup(config::log_format format, std::string const& level);
+// `version` and `region` go into every JSON line (service.version, labels.region).
+void setup(config::log_format format, std::string const& level, std::string const& version = "",
+           std::string const& region = "");
+
+// The format set up (human until setup says otherwise).
+config::log_format current_format();
+
+// A structured field of a log line, by its Elastic Common Schema name ("client.ip",
+// "user.name", "http.response.status_code", "event.action", ...).
+struct field {
+  std::string_view key;
+  std::string value;
+  bool number = false;  // written as a JSON number
+};
+
+// A line with fields: in JSON mode each is a field of the ECS document; in human mode
+// they follow the message as " key=value". The logger's level applies as usual.
+void write(spdlog::logger& logger, spdlog::level::level_enum level, std::string_view message,
+           std::initializer_list<field> fields);
+
+// A security or audit event (logger "audit", always at info or warn, whatever log.level
+// says of other loggers): ECS event.kind "event", event.category, event.action (e.g.
+// "user-login"), event.outcome ("success" or "failure"). Failures are warnings.
+void audit(std::string_view category, std::string_view action, bool success, std::string_view message,
+           std::initializer_list<field> fields);
+
+// The ready line the node prints on stdout when it serves: as is in human mode, as an ECS
+// document (event.action "node-ready") in JSON mode, so every line of every stream parses.
+void ready(std::string const& message, std::string const& human_hints, std::initializer_list<field> fields);
 
 // The logger of one component, created on first use.
 std::shared_ptr<spdlog::logger> get(std::string const& component);
+
+// `text` safe inside a human log line: as the inside of a JSON string (below), so a
+// client's text cannot forge a line or hide in control characters.
+std::string printable(std::string_view text);
 
 // Appends `text` to `out` as the inside of a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD, so every line stays valid JSON.

@@ -351,6 +351,11 @@ class Node:
                 self._join_readers()
                 raise NodeStartError("petchat-node closed stdout before becoming ready (exit code %s)\n%s"
                                      % (rc, self.diagnostics()))
+            if line.startswith("{"):  # log.format = "json": the ready line is an ECS document
+                try:
+                    line = json.loads(line).get("message", "")
+                except ValueError:
+                    pass
             if line.startswith(READY_PREFIX):
                 self.ready_line = line
                 m = re.search(r"http://127\.0\.0\.1:(\d+)", line)

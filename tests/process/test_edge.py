@@ -3,9 +3,11 @@
 X-Forwarded-For / Forwarded headers name the client for rate limits and logs, and from
 anyone else are ignored."""
 import http.client
+import json
 import os
 import socket
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -88,3 +90,92 @@ class TrustedProxyTest(NodeTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def json_lines(lines):
+    out = []
+    for line in lines:
+        if line.strip() and not line.startswith("=== start"):
+            out.append(json.loads(line))  # every line of every stream is JSON
+    return out
+
+
+class AuditLogTest(NodeTestCase):
+    """Security events in their own log category, with the client's address (behind the
+    trusted proxy: the one it names), as fail2ban-style tools and an ELK stack read them."""
+
+    def audit_events(self, node, action):
+        deadline = time.monotonic() + 15
+        while True:
+            events = [e for e in json_lines(list(node.stderr_lines))
+                      if e.get("log.logger") == "audit" and e.get("event.action") == action]
+            if events or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)
+
+    def test_logins_refreshes_revocations_and_admin_actions(self):
+        # log.level = error: the audit category is still written.
+        node = self.start_node(config={"gateway": {"trusted_proxies": [PROXY]}, "log": {"level": "error"}},
+                               extra_args=["--log-format", "json"])
+        node.new_user("erin")
+        self.assertError(login_from(node, PROXY, "erin", "wrong", {"X-Forwarded-For": "198.51.100.23"}),
+                         401, "invalid_credentials")
+        ok = login_from(node, PROXY, "erin", PW, {"X-Forwarded-For": "203.0.113.4"})
+        self.assertStatus(ok, 201)
+
+        failed = self.audit_events(node, "user-login")
+        by_outcome = {e["event.outcome"]: e for e in failed}
+        self.assertEqual(set(by_outcome), {"success", "failure"}, failed)
+        bad = by_outcome["failure"]
+        self.assertEqual(bad["client.ip"], "198.51.100.23")
+        self.assertEqual(bad["user.name"], "erin")
+        self.assertEqual(bad["event.reason"], "invalid_credentials")
+        self.assertEqual(bad["log.level"], "warn")
+        self.assertEqual(bad["event.category"], "authentication")
+        self.assertEqual(bad["labels.region"], node.config["node"]["region"])
+        self.assertTrue(bad["service.version"])
+        self.assertEqual(by_outcome["success"]["client.ip"], "203.0.113.4")
+
+        # A refresh token used twice ends the session, and says so.
+        tokens = ok.json
+        self.assertStatus(node.refresh(tokens["refresh_token"]), 200)
+        self.assertError(node.refresh(tokens["refresh_token"]), 401, "refresh_token_reused")
+        reuse = self.audit_events(node, "token-refresh-reuse")
+        self.assertEqual(len(reuse), 1, reuse)
+        self.assertEqual(reuse[0]["event.outcome"], "failure")
+
+        # A device revoked by its owner.
+        s1, s2 = node.new_session("erin", device="laptop"), node.new_session("erin", device="phone")
+        r = node.request("DELETE", "/v1/sessions/" + s2["device_id"], token=s1["access_token"])
+        self.assertStatus(r, 204)
+        revoked = self.audit_events(node, "session-revoke")
+        self.assertEqual([(e["user.name"], e["labels.device_id"]) for e in revoked], [("erin", s2["device_id"])])
+
+        # Admin actions, with what they changed.
+        rc, out, err = node.ctl("users", "disable", "erin")
+        self.assertEqual(rc, 0, err)
+        admin = self.audit_events(node, "admin-user-disable")
+        self.assertEqual(len(admin), 1, admin)
+        self.assertEqual(admin[0]["user.target.name"], "erin")
+        self.assertEqual(admin[0]["event.category"], "configuration")
+        self.assertEqual(admin[0]["http.response.status_code"], 200)
+        rc, out, err = node.ctl("users", "add", "frank", input="a long password\n")
+        self.assertEqual(rc, 0, err)
+        added = self.audit_events(node, "admin-user-add")
+        self.assertEqual([(e["user.target.name"], e["event.outcome"]) for e in added], [("frank", "success")])
+        self.assertNotIn("a long password", "\n".join(node.stderr_lines))
+        node.stop()
+        # Nothing on stdout is anything but JSON either (the ready line among it).
+        ready = [e for e in json_lines(node.stdout_lines) if e.get("event.action") == "node-ready"]
+        self.assertEqual(len(ready), 1, node.stdout_lines)
+        self.assertTrue(ready[0]["message"].startswith("petchat-node ready:"), ready)
+
+    def test_a_name_cannot_forge_a_human_log_line(self):
+        node = self.start_node(config={"log": {"level": "warn"}})
+        forged = "x\n2026-12-02 10:00:00.000 info  [audit] user-login for 'admin' from 10.0.0.1"
+        self.assertError(node.login(forged, "wrong"), 401, "invalid_credentials")
+        node.stop()
+        audit = [l for l in node.stderr_lines if "[audit]" in l]
+        self.assertEqual(len(audit), 1, audit)
+        self.assertIn("user-login failed for 'x\\n2026-12-02", audit[0])
+        self.assertIn("client.ip=127.0.0.1", audit[0])
