@@ -332,10 +332,11 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     push = std::make_unique<notify::notification_service>(cfg.push, data_dir, messages, users, manager, metrics);
   auto limits = limits_of(cfg.gateway);
   auto site = load_web_client(cfg.web);
-  gateway::http_server chat(io, limits,
-                            gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()},
-                                                   &assets, push.get(), site, cfg.metrics.on_gateway),
-                            "gateway");
+  gateway::http_server chat(
+      io, limits,
+      gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets, push.get(),
+                             site, cfg.metrics.on_gateway, cfg.gateway.cors_origins),
+      "gateway");
   chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
   auto port = listen_on(chat, cfg.gateway.listen, "gateway.listen");
@@ -359,10 +360,10 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                           bound.str(),     metrics_at,      format::now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
-  gateway::http_server admin(
-      io, admin_limits,
-      gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}, &assets, push.get()),
-      "admin");
+  gateway::http_server admin(io, admin_limits,
+                             gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()},
+                                                     &assets, push.get(), &manager),
+                             "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 

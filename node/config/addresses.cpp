@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <charconv>
 
 #include "base/net/net.hpp"
@@ -35,6 +36,23 @@ bool valid_cidr(std::string const& v) {
 
 bool valid_network_or_address(std::string const& v) {
   return net::parse_network(v, true).has_value();
+}
+
+std::optional<std::string> check_origin(std::string const& v) {
+  static constexpr char const* why =
+      "expected an origin such as https://chat.example.org or http://host:8080, or \"*\"";
+  if (v == "*") return std::nullopt;
+  std::string rest;
+  if (v.starts_with("https://"))
+    rest = v.substr(8);
+  else if (v.starts_with("http://"))
+    rest = v.substr(7);
+  else
+    return why;
+  if (rest.empty()) return why;
+  for (unsigned char c : rest)
+    if (!(std::isalnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']')) return why;
+  return std::nullopt;
 }
 
 bool valid_nameserver(std::string const& v) {

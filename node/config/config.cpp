@@ -94,7 +94,8 @@ schema schema_of(reader& rd, node_config& c) {
                                             return "expected an IP address or a network in CIDR notation, e.g. "
                                                    "127.0.0.1 or 10.0.0.0/8";
                                           return std::nullopt;
-                                        })}}},
+                                        })},
+        {"cors_origins", string_list(rd, c.gateway.cors_origins, detail::check_origin)}}},
       {"admin",
        {{"socket", checked(rd, c,
                            [](std::string const& v, node_config& c) -> std::optional<std::string> {

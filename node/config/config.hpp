@@ -40,6 +40,9 @@ struct gateway_section {
   // Reverse proxies whose X-Forwarded-For / Forwarded name the client (addresses or CIDR
   // networks); from anyone else those headers are ignored.
   std::vector<std::string> trusted_proxies;
+  // Origins of a web client served elsewhere that may call the API from a browser
+  // ("https://chat.example.org"; "*" for any). Empty: no CORS.
+  std::vector<std::string> cors_origins;
 };
 
 // The Prometheus scrape listener, apart from the chat gateway so that the node's figures

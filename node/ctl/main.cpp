@@ -13,41 +13,15 @@
 #include <vector>
 
 #include "node/ctl/admin_client.hpp"
+#include "node/ctl/detail/locate.hpp"
+#include "node/ctl/detail/print.hpp"
 
 namespace {
 
 namespace json = boost::json;
+using namespace petchat::ctl::detail;
 
 constexpr int exit_ok = 0, exit_refused = 1, exit_usage = 2, exit_unreachable = 3;
-
-std::string json_string(json::value const& v) {
-  if (v.is_string()) return std::string(v.as_string());
-  if (v.is_null()) return "";
-  return json::serialize(v);
-}
-
-std::string field(json::object const& o, char const* key) {
-  auto it = o.find(key);
-  return it == o.end() ? "" : json_string(it->value());
-}
-
-// A plain aligned table for people.
-void print_table(std::vector<std::string> const& header, std::vector<std::vector<std::string>> const& rows) {
-  std::vector<std::size_t> width(header.size());
-  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
-  for (auto const& r : rows)
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  auto line = [&](std::vector<std::string> const& r) {
-    std::string s;
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      s += r[i];
-      if (i + 1 < r.size()) s += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << s << "\n";
-  };
-  line(header);
-  for (auto const& r : rows) line(r);
-}
 
 std::string read_password(char const* prompt) {
   std::string pw;
@@ -85,6 +59,7 @@ std::string encode(std::string const& s) {
 
 struct context {
   std::string socket;
+  std::string found_by;  // where the socket's path came from
   bool as_json = false;
 };
 
@@ -94,8 +69,8 @@ int request(context const& ctx, std::string const& method, std::string const& ta
   std::string error;
   auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error);
   if (!reply) {
-    std::cerr << "petchatctl: node not running at " << ctx.socket << " (" << error
-              << "); start petchat-node, or point to it with --socket or --data-dir\n";
+    std::cerr << "petchatctl: node not running at " << ctx.socket << " (" << error << "; found by " << ctx.found_by
+              << "); start petchat-node, or point to it with --socket, --data-dir or --config\n";
     return exit_unreachable;
   }
   if (reply->status == 204) {
@@ -119,135 +94,6 @@ int request(context const& ctx, std::string const& method, std::string const& ta
     return exit_refused;
   }
   return exit_ok;
-}
-
-void print_users(json::value const& answer) {
-  std::vector<std::vector<std::string>> rows;
-  for (auto const& u : answer.as_object().at("users").as_array()) {
-    auto const& o = u.as_object();
-    rows.push_back({field(o, "id"), field(o, "display_name"), o.at("disabled").as_bool() ? "disabled" : "active",
-                    field(o, "sessions"), field(o, "created_at")});
-  }
-  print_table({"ID", "DISPLAY NAME", "STATE", "SESSIONS", "CREATED"}, rows);
-}
-
-void print_user(json::value const& answer) {
-  auto const& o = answer.as_object();
-  std::cout << field(o, "id") << " (" << field(o, "display_name")
-            << "): " << (o.at("disabled").as_bool() ? "disabled" : "active") << ", " << field(o, "sessions")
-            << " active sessions\n";
-}
-
-void print_sessions(json::value const& answer) {
-  std::vector<std::vector<std::string>> rows;
-  for (auto const& s : answer.as_object().at("sessions").as_array()) {
-    auto const& o = s.as_object();
-    rows.push_back({field(o, "device_id"), field(o, "user_id"), field(o, "device_name"),
-                    o.at("revoked").as_bool() ? "revoked" : "active", field(o, "last_refreshed_at")});
-  }
-  print_table({"DEVICE ID", "USER", "DEVICE", "STATE", "LAST REFRESH"}, rows);
-}
-
-void print_assets(json::value const& answer) {
-  auto const& o = answer.as_object();
-  std::vector<std::vector<std::string>> rows;
-  for (auto const& u : o.at("users").as_array()) {
-    auto const& e = u.as_object();
-    rows.push_back({field(e, "user_id"), field(e, "bytes"), field(e, "uploads")});
-  }
-  rows.push_back({"(total: " + field(o, "assets") + " assets)", field(o, "bytes"), ""});
-  print_table({"USER", "BYTES", "UPLOADS IN PROGRESS"}, rows);
-}
-
-void print_verify(json::value const& answer) {
-  auto const& o = answer.as_object();
-  std::cout << "checked " << field(o, "checked") << " assets\n";
-  for (auto const& id : o.at("missing").as_array()) std::cout << "missing bytes: " << id.as_string() << "\n";
-  for (auto const& id : o.at("quarantined").as_array())
-    std::cout << "damaged, moved to quarantine/: " << id.as_string() << "\n";
-}
-
-void print_status(json::value const& answer) {
-  auto const& o = answer.as_object();
-  auto const& u = o.at("users").as_object();
-  auto const& s = o.at("sessions").as_object();
-  print_table({"FIELD", "VALUE"}, {{"version", field(o, "version")},
-                                   {"region", field(o, "region")},
-                                   {"uptime", field(o, "uptime_s") + " s"},
-                                   {"started", field(o, "started_at")},
-                                   {"listen", field(o, "listen")},
-                                   {"data dir", field(o, "data_dir")},
-                                   {"users", field(u, "total") + " (" + field(u, "disabled") + " disabled)"},
-                                   {"sessions", field(s, "active") + " active"}});
-  if (auto const* m = o.if_contains("messages"); m && m->is_object()) {
-    auto const& ms = m->as_object();
-    if (field(ms, "writes") != "ok") std::cout << "message store: WRITES FAILING: " << field(ms, "write_error") << "\n";
-    if (!field(ms, "salvaged_at").empty())
-      std::cout << "message store: salvaged past a damaged write-ahead log at " << field(ms, "salvaged_at")
-                << " (what followed the damage was lost)\n";
-  }
-}
-
-void print_federation(json::value const& answer) {
-  auto const& o = answer.as_object();
-  if (!o.at("enabled").as_bool()) {
-    std::cout << "region " << field(o, "region") << " is standalone (no [federation] in its config)\n";
-    return;
-  }
-  print_table({"FIELD", "VALUE"},
-              {{"region", field(o, "region")},
-               {"link", o.at("connected").as_bool() ? "connected to " + field(o, "server") : "DISCONNECTED"},
-               {"last error", field(o, "last_error")},
-               {"inbound stream", field(o, "stream")},
-               {"inbound applied", field(o, "applied_position") + " of " + field(o, "stream_last_seq")},
-               {"inbound backlog", field(o, "inbound_backlog")},
-               {"published since start", field(o, "published")},
-               {"applied since start", field(o, "applied")}});
-  std::cout << "\n";
-  std::vector<std::vector<std::string>> rows;
-  for (auto const& r : o.at("regions").as_array()) {
-    auto const& ro = r.as_object();
-    rows.push_back(
-        {field(ro, "region"), field(ro, "outbox"), field(ro, "oldest_undelivered_s") + " s", field(ro, "inbound")});
-  }
-  print_table({"REGION", "WAITING TO GO", "OLDEST UNDELIVERED", "WAITING TO BE APPLIED"}, rows);
-  std::cout << "\n";
-  rows.clear();
-  for (auto const& [reason, n] : o.at("rejects").as_object()) rows.push_back({std::string(reason), json::serialize(n)});
-  if (rows.empty())
-    std::cout << "no envelopes rejected\n";
-  else
-    print_table({"REJECTED", "COUNT"}, rows);
-}
-
-void print_push(json::value const& answer) {
-  auto const& o = answer.as_object();
-  if (!o.at("enabled").as_bool()) {
-    std::cout << "push notifications are off (push.enabled = false)\n";
-    return;
-  }
-  auto const& outbox = o.at("outbox").as_object();
-  print_table({"FIELD", "VALUE"}, {{"push", "on"},
-                                   {"targets", field(o, "targets")},
-                                   {"users with pushes pending", field(outbox, "users")},
-                                   {"oldest pending", field(outbox, "oldest_age_s") + " s"},
-                                   {"requests in flight", field(o, "in_flight")},
-                                   {"targets retrying", field(o, "retrying")}});
-}
-
-void print_push_targets(json::value const& answer) {
-  std::vector<std::vector<std::string>> rows;
-  for (auto const& t : answer.as_object().at("targets").as_array()) {
-    auto const& to = t.as_object();
-    auto where = to.contains("endpoint") ? field(to, "endpoint") : field(to, "gateway_url");
-    auto last = field(to, "last_push_at");
-    rows.push_back({field(to, "id"), field(to, "device_id"), field(to, "kind"), where, field(to, "pushed_through_seq"),
-                    last.empty() ? "never" : last, field(to, "failures")});
-  }
-  if (rows.empty())
-    std::cout << "no push targets\n";
-  else
-    print_table({"ID", "DEVICE", "KIND", "ENDPOINT", "PUSHED THROUGH", "LAST PUSH", "FAILURES"}, rows);
 }
 
 // The words of the command line, filled in by the parser.
@@ -368,6 +214,21 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                    show = print_push_targets;
                    return request(c, "GET", "/v1/admin/push/targets?user=" + encode(a.name), nullptr, ans);
                  }});
+  out.push_back({app.add_subcommand("online", "who is online: users and devices with a live stream"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = print_online;
+                   return request(c, "GET", "/v1/admin/online", nullptr, ans);
+                 }});
+  auto* level = app.add_subcommand("log-level", "show the log level, or set it at once (no restart)");
+  level->add_option("level", a.name, "trace, debug, info, warn, error, critical or off");
+  out.push_back({level, [&a](context& c, json::value& ans, show_fn& show) {
+                   show = [](json::value const& v) {
+                     std::cout << "log level: " << field(v.as_object(), "level") << "\n";
+                   };
+                   if (a.name.empty()) return request(c, "GET", "/v1/admin/log", nullptr, ans);
+                   json::value body = json::object{{"level", a.name}};
+                   return request(c, "PUT", "/v1/admin/log", &body, ans);
+                 }});
   auto* federation = app.add_subcommand("federation", "the link to other regions")->require_subcommand(1);
   out.push_back({federation->add_subcommand("status", "link state, known regions, backlogs, rejected envelopes"),
                  [](context& c, json::value& ans, show_fn& show) {
@@ -381,12 +242,18 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
 
 int main(int argc, char** argv) {
   CLI::App app{"petchatctl: administer a petchat node through its admin socket"};
+  app.footer(
+      "The node is found by --socket, else --data-dir, else the config (--config, or /etc/petchat/node.toml\n"
+      "when it exists), else /run/petchat/admin.sock, else ./data.\n"
+      "Exit codes: 0 done; 1 the node refused (its error code on stderr); 2 a usage error (unknown\n"
+      "command or flag, missing argument); 3 the node is not reachable.");
   app.require_subcommand(1);
+  app.set_version_flag("--version", "petchatctl " PETCHAT_VERSION);
   context ctx;
-  std::string data_dir = "./data";
-  std::string socket;
-  app.add_option("--socket", socket, "admin socket (default: <data-dir>/admin.sock)");
-  app.add_option("--data-dir", data_dir, "the node's data directory")->capture_default_str();
+  std::string data_dir, socket, config_path;
+  app.add_option("--socket", socket, "the node's admin socket");
+  app.add_option("--data-dir", data_dir, "the node's data directory (its admin socket is admin.sock there)");
+  app.add_option("--config", config_path, "the node's config file (default: /etc/petchat/node.toml if it exists)");
   app.add_flag("--json", ctx.as_json, "print the node's JSON answer instead of a table");
   arguments args;
   auto commands = other_commands(app, args);
@@ -398,7 +265,13 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? exit_ok : exit_usage;
   }
-  ctx.socket = socket.empty() ? data_dir + "/admin.sock" : socket;
+  auto where = locate_socket(socket, data_dir, config_path);
+  if (!where.error.empty()) {
+    std::cerr << "petchatctl: " << where.error << "\n";
+    return exit_usage;
+  }
+  ctx.socket = where.socket;
+  ctx.found_by = where.how;
 
   json::value answer;
   show_fn show;

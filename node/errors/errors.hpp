@@ -77,6 +77,7 @@ enum class code {
   push_disabled,
   // The gateway.
   too_many_connections,
+  cors_origin_forbidden,
   // The stores.
   store_unavailable,
 };

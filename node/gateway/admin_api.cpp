@@ -24,7 +24,38 @@ struct admin_api {
   federation_view fed;
   assets::asset_service* assets = nullptr;
   notify::notification_service* push = nullptr;
+  ws::ws_manager* manager = nullptr;  // who is online
 };
+
+// `petchatctl online`: every live stream, by user and device.
+response online_answer(admin_api const& api) {
+  json::array streams;
+  std::size_t users = 0;
+  std::string last;
+  if (api.manager)
+    for (auto const& s : api.manager->online()) {
+      if (s.user != last) ++users;
+      last = s.user;
+      streams.push_back(json::object{{"user_id", s.user}, {"device_id", s.device_id}});
+    }
+  return json_response(200, json::object{{"users", users}, {"streams", std::move(streams)}});
+}
+
+// `petchatctl log-level [LEVEL]`: the level every logger writes from, changed at once.
+response log_answer(request const& r) {
+  if (r.method == "PUT") {
+    auto body = parse_object(r.body);
+    if (!body) return error_response(body.error());
+    auto level = required_string(*body, "level");
+    if (!level) return error_response(level.error());
+    if (!log::set_level(level.value()))
+      return error_response(
+          fail(code::invalid_field, "level: expected one of trace, debug, info, warn, error, critical, off"));
+  } else if (r.method != "GET") {
+    return error_response(fail(code::method_not_allowed, "use GET or PUT"));
+  }
+  return json_response(200, json::object{{"level", log::current_level()}});
+}
 
 // `petchatctl push status` and `push targets <name>`.
 response push_answer(admin_api const& api, request const& r, std::string const& action) {
@@ -304,6 +335,11 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
     co_return push_answer(*api, r, seg.size() == 4 ? seg[3] : std::string());
   }
+  if (what == "online" && seg.size() == 3) {
+    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    co_return online_answer(*api);
+  }
+  if (what == "log" && seg.size() == 3) co_return log_answer(r);
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));
@@ -357,9 +393,9 @@ awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
 
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
-                       assets::asset_service* assets, notify::notification_service* push) {
-  auto api =
-      std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets, push});
+                       assets::asset_service* assets, notify::notification_service* push, ws::ws_manager* manager) {
+  auto api = std::make_shared<admin_api>(
+      admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets, push, manager});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

@@ -139,7 +139,8 @@ struct federation_view {
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
                       assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,
-                      std::shared_ptr<web::site const> web = nullptr, bool serve_metrics = false);
+                      std::shared_ptr<web::site const> web = nullptr, bool serve_metrics = false,
+                      std::vector<std::string> cors_origins = {});
 
 // The metrics listener's API (metrics.listen): GET /metrics, Prometheus text; anything
 // else is not_found.
@@ -161,6 +162,7 @@ struct node_info {
 // the store compaction, so they never stall an I/O thread.
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
-                       assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr);
+                       assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,
+                       ws::ws_manager* manager = nullptr);
 
 }  // namespace petchat::gateway

@@ -13,6 +13,7 @@ awaitable<bool> live_stream::authenticate(std::string const& token, std::optiona
     co_return false;
   }
   std::string uid = who->user_name + "@" + svc_->region;
+  device_ = who->device_id;  // before the manager can ask for it
   auto attached = svc_->manager.attach(uid, shared_from_this());
   if (!attached) {
     send_error(ref, attached.error());

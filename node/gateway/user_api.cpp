@@ -390,7 +390,17 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
   auto started = std::chrono::steady_clock::now();
   auto path = detail::route_template(r.path);
   auto method = detail::method_label(r.method);
+  auto origin = r.header("origin");
+  if (auto pre = api->cors.preflight(r)) {
+    api->metrics.http_request("user", path, method, pre->status, std::chrono::steady_clock::now() - started);
+    co_return *pre;
+  }
+  request head;  // what CORS looks at, once the request itself has been handed on
+  head.method = r.method;
+  head.path = r.path;
+  head.headers["origin"] = std::move(origin);
   auto res = co_await route(api, std::move(r));
+  api->cors.decorate(head, res);
   api->metrics.http_request("user", path, method, res.status, std::chrono::steady_clock::now() - started);
   co_return res;
 }
@@ -398,9 +408,10 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
                       assets::asset_service* assets, notify::notification_service* push,
-                      std::shared_ptr<web::site const> web, bool serve_metrics) {
-  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets,
-                                                 push, std::move(web), serve_metrics});
+                      std::shared_ptr<web::site const> web, bool serve_metrics, std::vector<std::string> cors_origins) {
+  auto api =
+      std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets, push,
+                                          std::move(web), serve_metrics, detail::cors_policy(std::move(cors_origins))});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

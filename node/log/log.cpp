@@ -178,6 +178,24 @@ std::shared_ptr<spdlog::logger> get(std::string const& component) {
   return logger;
 }
 
+bool set_level(std::string const& level) {
+  static char const* const names[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (std::find(std::begin(names), std::end(names), level) == std::end(names)) return false;
+  std::lock_guard lock(setup_mutex);
+  shared_level = spdlog::level::from_str(level);
+  spdlog::apply_all([&](std::shared_ptr<spdlog::logger> l) {
+    l->set_level(l->name() == "audit" ? audit_level(shared_level) : shared_level);
+  });
+  return true;
+}
+
+std::string current_level() {
+  std::lock_guard lock(setup_mutex);
+  auto name = spdlog::level::to_string_view(shared_level);
+  std::string out(name.data(), name.size());
+  return out == "warning" ? "warn" : out;
+}
+
 std::string printable(std::string_view text) {
   std::string out;
   append_json_escaped(out, text);

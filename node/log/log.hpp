@@ -19,6 +19,11 @@ namespace petchat::log {
 void setup(config::log_format format, std::string const& level, std::string const& version = "",
            std::string const& region = "");
 
+// Changes the level of every logger at run time (the audit category stays at info or
+// more); false for a name that is not a level.
+bool set_level(std::string const& level);
+std::string current_level();
+
 // The format set up (human until setup says otherwise).
 config::log_format current_format();
 

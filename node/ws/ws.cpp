@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <tuple>
 
 namespace petchat::ws {
 namespace {
@@ -232,6 +233,21 @@ std::vector<std::string> ws_manager::online_with_contacts_in(std::string const& 
     if (std::any_of(contacts.begin(), contacts.end(), [&](auto const& c) { return ids::region_of(c) == region; }))
       out.push_back(u);
   }
+  return out;
+}
+
+std::vector<ws_manager::stream_info> ws_manager::online() const {
+  std::vector<std::pair<std::string, std::shared_ptr<stream_sink>>> live;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto const& [user, list] : streams_)
+      for (auto const& weak : list)
+        if (auto sink = weak.lock()) live.emplace_back(user, std::move(sink));
+  }
+  std::vector<stream_info> out;  // the sinks are asked without the mutex
+  for (auto const& [user, sink] : live) out.push_back({user, sink->device_id()});
+  std::sort(out.begin(), out.end(),
+            [](auto const& a, auto const& b) { return std::tie(a.user, a.device_id) < std::tie(b.user, b.device_id); });
   return out;
 }
 

@@ -66,6 +66,8 @@ class stream_sink {
   virtual void on_mailbox(std::uint64_t head, std::shared_ptr<shared_event const> event) = 0;
   // A frame that is not a mailbox event (presence, typing).
   virtual void on_frame(client::server_frame frame) = 0;
+  // The device the stream belongs to (for `petchatctl online`); constant once attached.
+  virtual std::string device_id() const { return {}; }
 };
 
 struct presence_info {
@@ -178,6 +180,11 @@ class ws_manager final : public mailbox_listener {
   // Live streams attached and not detached (the petchat_ws_streams gauge, read at each
   // metrics scrape on an I/O thread). Any thread.
   std::size_t streams() const;
+  // Every attached live stream: its user and device, by user. Any thread.
+  struct stream_info {
+    std::string user, device_id;
+  };
+  std::vector<stream_info> online() const;
 
  private:
   void publish_presence(std::string const& user);

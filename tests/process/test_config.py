@@ -29,6 +29,7 @@ idle_timeout_ms = 60000
 max_connections = 10000
 max_connections_per_address = 256
 trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
+cors_origins = ["https://chat.example.org"]
 
 [metrics]
 listen = "127.0.0.1:9464"
@@ -136,6 +137,14 @@ class CheckConfigTest(NodeTestCase):
             with self.subTest(trusted_proxy=bad):
                 self.assertInvalid('[gateway]\n\ntrusted_proxies = [%s]\n' % bad, "trusted_proxies", line=3)
         rc, _, err = self.check('[gateway]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"]\n')
+        self.assertEqual(rc, 0, "stderr: %s" % err)
+
+    def test_cors_origins(self):
+        for bad in ('"https://chat.example.org/"', '"https://chat.example.org/app"', '"ftp://x"', '"https://"',
+                    '"chat.example.org"', '5'):
+            with self.subTest(origin=bad):
+                self.assertInvalid('[gateway]\n\ncors_origins = [%s]\n' % bad, "cors_origins", line=3)
+        rc, _, err = self.check('[gateway]\ncors_origins = ["https://chat.example.org", "http://[::1]:5173", "*"]\n')
         self.assertEqual(rc, 0, "stderr: %s" % err)
 
     def test_all_errors_reported(self):

@@ -10,6 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import wsclient  # noqa: E402
 from harness import NodeTestCase, run_ctl, run_node_cli  # noqa: E402
 
 REGION = "ctl-west"
@@ -100,6 +101,60 @@ class CtlTest(NodeTestCase):
         rc, out, err = run_ctl("--json", "status", cwd=os.path.dirname(self.node.data_dir))
         self.assertEqual(rc, 0, err)
         self.assertEqual(json.loads(out)["region"], REGION)
+
+    def test_finds_the_node_through_its_config(self):
+        # The socket the node's config names, as a packaged node's /etc/petchat/node.toml does.
+        rc, out, err = run_ctl("--config", self.node.config_path, "--json", "status")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["region"], REGION)
+        # A config that cannot be read is said, with exit code 2, not guessed around.
+        rc, out, err = run_ctl("--config", "/nonexistent/node.toml", "status")
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("/nonexistent/node.toml", err)
+
+    def test_version_usage_errors_and_numbers(self):
+        rc, out, err = run_ctl("--version")
+        self.assertEqual(rc, 0, err)
+        _, vout, _ = run_node_cli("--version")
+        self.assertEqual(out.split()[-1], vout.split()[-1], "petchatctl and petchat-node are one version")
+        self.assertTrue(out.startswith("petchatctl "), out)
+        for args in (["no-such-command"], ["users", "frobnicate"], ["--no-such-flag", "status"], ["users", "disable"]):
+            with self.subTest(args=args):
+                rc, out, err = self.node.ctl(*args)
+                self.assertEqual(rc, 2, "%s: %s%s" % (args, out, err))
+                self.assertTrue(err.strip(), "no message for %s" % args)
+        rc, out, err = run_ctl("--help")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Exit codes", out)
+        # Numbers as people read them: no "0E0", an uptime in words.
+        out = self.ctl_ok("status")
+        self.assertNotRegex(out, r"\dE\d")
+        self.assertRegex(out, r"uptime\s+\d+ (s|min)")
+        out = self.ctl_ok("federation", "status")
+        self.assertNotRegex(out, r"\dE\d")
+
+    def test_online_and_log_level(self):
+        self.node.new_user("olga")
+        s1, s2 = self.node.new_session("olga", device="phone"), self.node.new_session("olga", device="laptop")
+        streams = [wsclient.connect(self.node, s["access_token"]) for s in (s1, s2)]
+        try:
+            online = self.ctl_json("online")
+            mine = sorted(x["device_id"] for x in online["streams"] if x["user_id"] == "olga@" + REGION)
+            self.assertEqual(mine, sorted([s1["device_id"], s2["device_id"]]))
+            self.assertGreaterEqual(online["users"], 1)
+            out = self.ctl_ok("online")
+            self.assertIn(s1["device_id"], out)
+        finally:
+            for c in streams:
+                c.close()
+        # The level changes at once, without a restart.
+        self.assertEqual(self.ctl_json("log-level")["level"], "info")
+        self.assertEqual(self.ctl_json("log-level", "debug")["level"], "debug")
+        self.assertEqual(self.ctl_json("log-level")["level"], "debug")
+        self.ctl_ok("log-level", "info")
+        rc, out, err = self.node.ctl("log-level", "loud")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("invalid_field", err)
 
     # -- users ---------------------------------------------------------------------------------
 

@@ -179,3 +179,59 @@ class AuditLogTest(NodeTestCase):
         self.assertEqual(len(audit), 1, audit)
         self.assertIn("user-login failed for 'x\\n2026-12-02", audit[0])
         self.assertIn("client.ip=127.0.0.1", audit[0])
+
+
+class CorsTest(NodeTestCase):
+    """A web client served from another origin calls the API from a browser: allowed only
+    for the origins the operator lists (gateway.cors_origins), never with credentials."""
+    ORIGIN = "https://chat.example.org"
+
+    def preflight(self, node, origin, method="POST", path="/v1/sessions"):
+        return node.request("OPTIONS", path, headers={"Origin": origin, "Access-Control-Request-Method": method,
+                                                      "Access-Control-Request-Headers": "content-type,authorization"})
+
+    def test_off_by_default(self):
+        node = self.start_node()
+        r = self.preflight(node, self.ORIGIN)
+        self.assertNotIn("Access-Control-Allow-Origin", r.headers)
+        r = node.request("GET", "/v1/regions", headers={"Origin": self.ORIGIN})
+        self.assertStatus(r, 200)
+        self.assertNotIn("Access-Control-Allow-Origin", r.headers)
+
+    def test_listed_origins_only(self):
+        node = self.start_node(config={"gateway": {"cors_origins": [self.ORIGIN, "http://localhost:5173"]}})
+        node.new_user("gina")
+        r = self.preflight(node, self.ORIGIN)
+        self.assertStatus(r, 204)
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], self.ORIGIN)
+        self.assertIn("POST", r.headers["Access-Control-Allow-Methods"])
+        self.assertIn("Authorization", r.headers["Access-Control-Allow-Headers"])
+        self.assertIn("Content-Type", r.headers["Access-Control-Allow-Headers"])
+        self.assertEqual(r.headers.get("Vary"), "Origin")
+        self.assertNotIn("Access-Control-Allow-Credentials", r.headers)
+        # The actual requests: answers (errors too, so the page can read them) carry the origin.
+        s = node.new_session("gina")
+        r = node.request("GET", "/v1/me", token=s["access_token"], headers={"Origin": self.ORIGIN})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], self.ORIGIN)
+        self.assertIn("Retry-After", r.headers["Access-Control-Expose-Headers"])
+        r = node.request("GET", "/v1/me", headers={"Origin": "http://localhost:5173"})
+        self.assertStatus(r, 401)
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], "http://localhost:5173")
+        # Anyone else: refused at the preflight, and no header on answers.
+        r = self.preflight(node, "https://evil.example")
+        self.assertError(r, 403, "cors_origin_forbidden")
+        self.assertNotIn("Access-Control-Allow-Origin", r.headers)
+        r = node.request("GET", "/v1/me", token=s["access_token"], headers={"Origin": "https://evil.example"})
+        self.assertNotIn("Access-Control-Allow-Origin", r.headers)
+        # A look-alike is not the origin.
+        r = self.preflight(node, self.ORIGIN + ".evil.example")
+        self.assertError(r, 403, "cors_origin_forbidden")
+
+    def test_any_origin(self):
+        node = self.start_node(config={"gateway": {"cors_origins": ["*"]}})
+        r = self.preflight(node, "https://anywhere.example", method="GET", path="/v1/regions")
+        self.assertStatus(r, 204)
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")
+        r = node.request("GET", "/v1/regions", headers={"Origin": "https://anywhere.example"})
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")

@@ -129,8 +129,11 @@ describe('failed sends and Retry', () => {
     await failed.first().waitFor();
     assert.match(await failed.first().getByRole('alert').textContent(), /Too many attempts\./);
     await screenshot(carl, 'send-refused-phone');
-    // Each refused one is retried until the node takes it (it takes one a second).
-    while ((await failed.count()) > 0) {
+    // Each refused one is retried until the node takes it (it takes one a second). Every
+    // send is answered first: one still on its way may be refused after the others.
+    const settled = () => carl.waitForFunction(
+      () => !document.querySelector('[data-testid="message"][data-state="sending"]'));
+    for (await settled(); (await failed.count()) > 0; await settled()) {
       const item = failed.first();
       const text = (await item.locator('.msg__text').textContent()) ?? '';
       await item.getByTestId('retry-button').click();

@@ -2,6 +2,7 @@
 // gateway.trusted_proxies).
 #pragma once
 
+#include <optional>
 #include <string>
 
 namespace petchat::config::detail {
@@ -11,6 +12,10 @@ bool valid_cidr(std::string const& v);
 
 // A network as above, or a single address ("10.1.2.3", "2001:db8::1").
 bool valid_network_or_address(std::string const& v);
+
+// A web origin as browsers send it: "https://host" or "http://host:port" (no path, no
+// trailing slash), or "*".
+std::optional<std::string> check_origin(std::string const& v);
 
 // "a.b.c.d", "a.b.c.d:port", a bare IPv6 address, "[v6]" or "[v6]:port"; port 1-65535.
 bool valid_nameserver(std::string const& v);

@@ -147,6 +147,7 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
       });
     });
   }
+  std::string device_id() const override { return device_; }
   void on_frame(client::server_frame frame) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
       self->guarded([&] { self->push(std::move(f)); });
@@ -351,6 +352,7 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   std::optional<end_reason> end_reason_;  // why the stream is ending, once known (see ending)
   std::string close_reason_;
   users::principal who_;                 // set once authenticated and attached
+  std::string device_;                   // who_.device_id, written once before attaching
   std::uint64_t sent_seq_ = 0;           // newest mailbox seq queued to this device
   std::uint64_t known_head_ = 0;         // newest mailbox seq known to exist
   std::size_t pipelined_ = 0;            // sends/acks submitted and not yet answered

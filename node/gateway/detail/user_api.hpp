@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "node/gateway/detail/cors.hpp"
 #include "node/gateway/gateway.hpp"
 
 namespace petchat::gateway::detail {
@@ -26,6 +27,7 @@ struct user_api {
   notify::notification_service* push = nullptr;  // null: the node does not push
   std::shared_ptr<web::site const> web;          // null: no web client at /
   bool serve_metrics = false;                    // GET /metrics here too (metrics.on_gateway)
+  detail::cors_policy cors;                      // gateway.cors_origins
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };

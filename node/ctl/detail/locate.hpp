@@ -1,0 +1,20 @@
+// Where petchatctl finds the node's admin socket when not told exactly.
+#pragma once
+
+#include <string>
+
+namespace petchat::ctl::detail {
+
+struct located {
+  std::string socket;
+  std::string how;    // for the "not running" message: where the path came from
+  std::string error;  // a config that could not be read: said, not ignored
+};
+
+// In this order: --socket; <--data-dir>/admin.sock; the config named by --config, or
+// else /etc/petchat/node.toml if it exists (its admin.socket, or <node.data_dir>/admin.sock,
+// as the node would use them); /run/petchat/admin.sock if it exists; ./data/admin.sock
+// (where `scripts/run-node` keeps it).
+located locate_socket(std::string const& socket, std::string const& data_dir, std::string const& config_path);
+
+}  // namespace petchat::ctl::detail

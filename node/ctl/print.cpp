@@ -1,0 +1,203 @@
+// What petchatctl prints for people: tables and the node's answers (see detail/print.hpp).
+#include "node/ctl/detail/print.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+namespace petchat::ctl::detail {
+
+std::string number(double v) {
+  char buf[64];
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+std::string duration(std::int64_t seconds) {
+  if (seconds < 60) return std::to_string(seconds) + " s";
+  auto d = seconds / 86400, h = seconds % 86400 / 3600, m = seconds % 3600 / 60, s = seconds % 60;
+  std::string out;
+  if (d) out += std::to_string(d) + " d ";
+  if (d || h) out += std::to_string(h) + " h ";
+  out += std::to_string(m) + " min";
+  if (!d) out += " " + std::to_string(s) + " s";
+  return out;
+}
+
+std::string json_string(json::value const& v) {
+  if (v.is_string()) return std::string(v.as_string());
+  if (v.is_null()) return "";
+  if (v.is_double()) return number(v.as_double());  // Boost.JSON would print 0 as "0E0"
+  return json::serialize(v);
+}
+
+std::string field(json::object const& o, char const* key) {
+  auto it = o.find(key);
+  return it == o.end() ? "" : json_string(it->value());
+}
+
+// A plain aligned table for people.
+void print_table(std::vector<std::string> const& header, std::vector<std::vector<std::string>> const& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (auto const& r : rows)
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  auto line = [&](std::vector<std::string> const& r) {
+    std::string s;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      s += r[i];
+      if (i + 1 < r.size()) s += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << s << "\n";
+  };
+  line(header);
+  for (auto const& r : rows) line(r);
+}
+
+void print_users(json::value const& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& u : answer.as_object().at("users").as_array()) {
+    auto const& o = u.as_object();
+    rows.push_back({field(o, "id"), field(o, "display_name"), o.at("disabled").as_bool() ? "disabled" : "active",
+                    field(o, "sessions"), field(o, "created_at")});
+  }
+  print_table({"ID", "DISPLAY NAME", "STATE", "SESSIONS", "CREATED"}, rows);
+}
+
+void print_user(json::value const& answer) {
+  auto const& o = answer.as_object();
+  std::cout << field(o, "id") << " (" << field(o, "display_name")
+            << "): " << (o.at("disabled").as_bool() ? "disabled" : "active") << ", " << field(o, "sessions")
+            << " active sessions\n";
+}
+
+void print_sessions(json::value const& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& s : answer.as_object().at("sessions").as_array()) {
+    auto const& o = s.as_object();
+    rows.push_back({field(o, "device_id"), field(o, "user_id"), field(o, "device_name"),
+                    o.at("revoked").as_bool() ? "revoked" : "active", field(o, "last_refreshed_at")});
+  }
+  print_table({"DEVICE ID", "USER", "DEVICE", "STATE", "LAST REFRESH"}, rows);
+}
+
+void print_assets(json::value const& answer) {
+  auto const& o = answer.as_object();
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& u : o.at("users").as_array()) {
+    auto const& e = u.as_object();
+    rows.push_back({field(e, "user_id"), field(e, "bytes"), field(e, "uploads")});
+  }
+  rows.push_back({"(total: " + field(o, "assets") + " assets)", field(o, "bytes"), ""});
+  print_table({"USER", "BYTES", "UPLOADS IN PROGRESS"}, rows);
+}
+
+void print_verify(json::value const& answer) {
+  auto const& o = answer.as_object();
+  std::cout << "checked " << field(o, "checked") << " assets\n";
+  for (auto const& id : o.at("missing").as_array()) std::cout << "missing bytes: " << id.as_string() << "\n";
+  for (auto const& id : o.at("quarantined").as_array())
+    std::cout << "damaged, moved to quarantine/: " << id.as_string() << "\n";
+}
+
+void print_status(json::value const& answer) {
+  auto const& o = answer.as_object();
+  auto const& u = o.at("users").as_object();
+  auto const& s = o.at("sessions").as_object();
+  print_table({"FIELD", "VALUE"},
+              {{"version", field(o, "version")},
+               {"region", field(o, "region")},
+               {"uptime", o.at("uptime_s").is_number() ? duration(o.at("uptime_s").to_number<std::int64_t>())
+                                                       : field(o, "uptime_s")},
+               {"started", field(o, "started_at")},
+               {"listen", field(o, "listen")},
+               {"metrics", o.contains("metrics_listen") && !o.at("metrics_listen").is_null()
+                               ? "http://" + field(o, "metrics_listen") + "/metrics"
+                               : "off"},
+               {"data dir", field(o, "data_dir")},
+               {"users", field(u, "total") + " (" + field(u, "disabled") + " disabled)"},
+               {"sessions", field(s, "active") + " active"}});
+  if (auto const* m = o.if_contains("messages"); m && m->is_object()) {
+    auto const& ms = m->as_object();
+    if (field(ms, "writes") != "ok") std::cout << "message store: WRITES FAILING: " << field(ms, "write_error") << "\n";
+    if (!field(ms, "salvaged_at").empty())
+      std::cout << "message store: salvaged past a damaged write-ahead log at " << field(ms, "salvaged_at")
+                << " (what followed the damage was lost)\n";
+  }
+}
+
+void print_federation(json::value const& answer) {
+  auto const& o = answer.as_object();
+  if (!o.at("enabled").as_bool()) {
+    std::cout << "region " << field(o, "region") << " is standalone (no [federation] in its config)\n";
+    return;
+  }
+  print_table({"FIELD", "VALUE"},
+              {{"region", field(o, "region")},
+               {"link", o.at("connected").as_bool() ? "connected to " + field(o, "server") : "DISCONNECTED"},
+               {"last error", field(o, "last_error")},
+               {"inbound stream", field(o, "stream")},
+               {"inbound applied", field(o, "applied_position") + " of " + field(o, "stream_last_seq")},
+               {"inbound backlog", field(o, "inbound_backlog")},
+               {"published since start", field(o, "published")},
+               {"applied since start", field(o, "applied")}});
+  std::cout << "\n";
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& r : o.at("regions").as_array()) {
+    auto const& ro = r.as_object();
+    rows.push_back({field(ro, "region"), field(ro, "outbox"),
+                    duration(ro.at("oldest_undelivered_s").to_number<std::int64_t>()), field(ro, "inbound")});
+  }
+  print_table({"REGION", "WAITING TO GO", "OLDEST UNDELIVERED", "WAITING TO BE APPLIED"}, rows);
+  std::cout << "\n";
+  rows.clear();
+  for (auto const& [reason, n] : o.at("rejects").as_object()) rows.push_back({std::string(reason), json::serialize(n)});
+  if (rows.empty())
+    std::cout << "no envelopes rejected\n";
+  else
+    print_table({"REJECTED", "COUNT"}, rows);
+}
+
+void print_push(json::value const& answer) {
+  auto const& o = answer.as_object();
+  if (!o.at("enabled").as_bool()) {
+    std::cout << "push notifications are off (push.enabled = false)\n";
+    return;
+  }
+  auto const& outbox = o.at("outbox").as_object();
+  print_table({"FIELD", "VALUE"}, {{"push", "on"},
+                                   {"targets", field(o, "targets")},
+                                   {"users with pushes pending", field(outbox, "users")},
+                                   {"oldest pending", duration(outbox.at("oldest_age_s").to_number<std::int64_t>())},
+                                   {"requests in flight", field(o, "in_flight")},
+                                   {"targets retrying", field(o, "retrying")}});
+}
+
+void print_push_targets(json::value const& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& t : answer.as_object().at("targets").as_array()) {
+    auto const& to = t.as_object();
+    auto where = to.contains("endpoint") ? field(to, "endpoint") : field(to, "gateway_url");
+    auto last = field(to, "last_push_at");
+    rows.push_back({field(to, "id"), field(to, "device_id"), field(to, "kind"), where, field(to, "pushed_through_seq"),
+                    last.empty() ? "never" : last, field(to, "failures")});
+  }
+  if (rows.empty())
+    std::cout << "no push targets\n";
+  else
+    print_table({"ID", "DEVICE", "KIND", "ENDPOINT", "PUSHED THROUGH", "LAST PUSH", "FAILURES"}, rows);
+}
+
+void print_online(json::value const& answer) {
+  auto const& o = answer.as_object();
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& s : o.at("streams").as_array())
+    rows.push_back({field(s.as_object(), "user_id"), field(s.as_object(), "device_id")});
+  std::cout << field(o, "users") << " users online, " << rows.size() << " live streams\n";
+  if (!rows.empty()) print_table({"USER", "DEVICE ID"}, rows);
+}
+
+}  // namespace petchat::ctl::detail
