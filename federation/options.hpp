@@ -20,6 +20,8 @@ struct region_entry {
   std::vector<public_key> keys;
   std::string url;       // public base URL clients connect to, e.g. https://eu.example.org
   std::string location;  // optional "latitude,longitude" for nearest-region choice
+
+  bool operator==(region_entry const&) const = default;
 };
 
 // The [federation] config section.
@@ -46,6 +48,8 @@ struct options {
   std::vector<region_entry> regions;  // the other regions
 
   bool enabled() const { return !nats_urls.empty(); }
+
+  bool operator==(options const&) const = default;
 };
 
 }  // namespace petchat::federation

@@ -1,5 +1,7 @@
 // petchat-node: one region's messenger node. Reads the config, opens the stores, starts
 // the gateways on an Asio io_context run by N threads, and stops cleanly on SIGTERM/SIGINT.
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -18,8 +20,10 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <thread>
 
@@ -27,6 +31,7 @@
 #include "base/ids/ids.hpp"
 #include "federation/federation.hpp"
 #include "node/app/node_metrics.hpp"
+#include "node/app/reload.hpp"
 #include "node/config/config.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
@@ -48,10 +53,53 @@ using namespace petchat;
 constexpr char const* default_config_path = "/etc/petchat/node.toml";
 constexpr auto shutdown_grace = std::chrono::milliseconds(4000);
 
+// A listen address's host as an IP address: a literal as it is, a name ("localhost")
+// resolved now. Empty when it does not resolve (`why` says why).
+std::string listen_ip(std::string const& host, std::string& why) {
+  addrinfo hints{};
+  hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0 || !found) {
+    why = rc != 0 ? ::gai_strerror(rc) : "no address";
+    return "";
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  void const* bytes = found->ai_family == AF_INET6
+                          ? static_cast<void const*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
+                          : static_cast<void const*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
+  ::inet_ntop(found->ai_family, bytes, text, sizeof text);
+  ::freeaddrinfo(found);
+  return text;
+}
+
+// What the config's syntax cannot say but would stop the node at start: listen hosts
+// that do not resolve, files it names that cannot be read.
+std::vector<std::string> start_problems(config::node_config const& c) {
+  std::vector<std::string> out;
+  auto host = [&](char const* key, config::listen_address const& a) {
+    std::string why;
+    if (listen_ip(a.host, why).empty()) out.push_back(std::string(key) + " = \"" + a.str() + "\": " + why);
+  };
+  host("gateway.listen", c.gateway.listen);
+  if (c.metrics.listen) host("metrics.listen", *c.metrics.listen);
+  auto readable = [&](char const* key, std::string const& path) {
+    if (!path.empty() && ::access(path.c_str(), R_OK) != 0)
+      out.push_back(std::string(key) + " = \"" + path + "\": " + std::strerror(errno));
+  };
+  if (c.push.enabled) readable("push.ca_file", c.push.ca_file);
+  if (c.web.enabled && !c.web.root.empty()) readable("web.root", c.web.root);
+  return out;
+}
+
 int check_config(std::string const& path) {
   auto r = config::load_file(path);
   for (auto const& e : r.errors) std::cerr << "petchat-node: " << e << "\n";
   if (!r.ok()) return 1;
+  auto problems = start_problems(r.config);
+  for (auto const& e : problems) std::cerr << "petchat-node: " << e << "\n";
+  if (!problems.empty()) return 1;
   std::cout << path << ": ok\n";
   return 0;
 }
@@ -72,15 +120,15 @@ void wait_for_drain(asio::steady_timer& timer, std::vector<gateway::http_server*
       [&timer, servers, deadline, &io](boost::system::error_code) { wait_for_drain(timer, servers, deadline, io); });
 }
 
-// SIGHUP (a closed terminal, `systemctl reload`, `kill -HUP`) must not kill the node as
-// its default action would: the configuration is read at start only, so there is nothing
-// to reload. Said in the log, every time.
-void keep_running_on_hangup(asio::signal_set& hangups) {
-  hangups.async_wait([&hangups](boost::system::error_code ec, int) {
+// SIGHUP (`systemctl reload`, `kill -HUP`) reads the config again: what can change on the
+// fly is applied, what cannot is named in the log (app::reloader). Never the default
+// action, which would kill the node.
+void reload_on_hangup(asio::signal_set& hangups, app::reloader& reload) {
+  hangups.async_wait([&hangups, &reload](boost::system::error_code ec, int) {
     if (ec) return;
-    log::get("node")->warn(
-        "SIGHUP: nothing to reload (the configuration is read at start only); restart the node to apply a new one");
-    keep_running_on_hangup(hangups);
+    log::get("node")->info("SIGHUP: reading the configuration again");
+    reload.reload();
+    reload_on_hangup(hangups, reload);
   });
 }
 
@@ -254,7 +302,10 @@ gateway::server_limits limits_of(config::gateway_section const& g) {
 
 // Listens on a configured address; a failure names the key and the address, and says
 // what went wrong in words (not with the library's source location).
-std::uint16_t listen_on(gateway::http_server& server, config::listen_address const& address, char const* key) {
+std::uint16_t listen_on(gateway::http_server& server, config::listen_address address, char const* key) {
+  std::string why, ip = listen_ip(address.host, why);
+  if (ip.empty()) throw std::runtime_error(std::string(key) + " = \"" + address.str() + "\": " + why);
+  address.host = ip;
   try {
     return server.listen_tcp(address);
   } catch (boost::system::system_error const& e) {
@@ -298,7 +349,8 @@ void say_ready(std::string const& region, std::string const& listen, std::filesy
               {"labels.metrics_url", metrics_url}});
 }
 
-int run(config::node_config const& cfg, std::string const& config_source, bool salvage_messages) {
+int run(config::node_config const& cfg, std::string const& config_source, bool salvage_messages,
+        app::reloader& reload) {
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
   auto const& data_dir = cfg.node.data_dir;
@@ -360,15 +412,20 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                           bound.str(),     metrics_at,      format::now_ms()};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
-  gateway::http_server admin(io, admin_limits,
-                             gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()},
-                                                     &assets, push.get(), &manager),
-                             "admin");
+  gateway::http_server admin(
+      io, admin_limits,
+      gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}, &assets, push.get(),
+                              &manager,
+                              [&reload] {
+                                auto o = reload.reload();
+                                return gateway::reload_outcome{o.errors, o.applied, o.needs_restart};
+                              }),
+      "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);
 
   asio::signal_set hangups(io, SIGHUP);
-  keep_running_on_hangup(hangups);
+  reload_on_hangup(hangups, reload);
   asio::steady_timer drain_timer(io);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
@@ -486,7 +543,8 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    return run(cfg, source, salvage);
+    app::reloader reload(config_path, o, cfg);
+    return run(cfg, source, salvage, reload);
   } catch (std::exception const& e) {
     log::get("node")->critical("cannot start: {}", e.what());
     return 1;

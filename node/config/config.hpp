@@ -18,6 +18,8 @@ struct listen_address {
   std::uint16_t port = 8080;  // 0 lets the kernel choose (tests use this)
 
   std::string str() const;
+
+  bool operator==(listen_address const&) const = default;
 };
 
 enum class registration_policy { open, token, closed };
@@ -27,6 +29,8 @@ struct node_section {
   std::string region = "local";
   std::filesystem::path data_dir = "./data";
   int threads = 0;  // I/O threads; 0 means one per core
+
+  bool operator==(node_section const&) const = default;
 };
 
 struct gateway_section {
@@ -43,6 +47,8 @@ struct gateway_section {
   // Origins of a web client served elsewhere that may call the API from a browser
   // ("https://chat.example.org"; "*" for any). Empty: no CORS.
   std::vector<std::string> cors_origins;
+
+  bool operator==(gateway_section const&) const = default;
 };
 
 // The Prometheus scrape listener, apart from the chat gateway so that the node's figures
@@ -50,10 +56,14 @@ struct gateway_section {
 struct metrics_section {
   std::optional<listen_address> listen = listen_address{"127.0.0.1", 9464};  // empty: off
   bool on_gateway = false;
+
+  bool operator==(metrics_section const&) const = default;
 };
 
 struct admin_section {
   std::filesystem::path socket;  // empty: <data_dir>/admin.sock
+
+  bool operator==(admin_section const&) const = default;
 };
 
 struct users_section {
@@ -71,6 +81,8 @@ struct users_section {
   std::uint32_t max_registrations_per_address = 10;  // self-registrations per address and window
   std::uint32_t registration_window_s = 3600;
   std::uint32_t max_devices_per_user = 32;  // logged-in devices; the least recently used goes
+
+  bool operator==(users_section const&) const = default;
 };
 
 struct store_section {
@@ -78,6 +90,8 @@ struct store_section {
   // fsync before acknowledging. Only benchmarks turn it off, to measure what durability
   // costs: with false, a crash loses acknowledged writes.
   bool sync = true;
+
+  bool operator==(store_section const&) const = default;
 };
 
 struct messages_section {
@@ -95,6 +109,8 @@ struct messages_section {
   // Groups with more recipients get count receipts instead of one per member.
   std::size_t group_receipt_events_max_members = 32;
   std::size_t max_attachments = 10;  // attachments of one message
+
+  bool operator==(messages_section const&) const = default;
 };
 
 // The asset service (docs/PROTOCOL.md, "Assets").
@@ -107,6 +123,8 @@ struct assets_section {
   std::uint64_t max_image_pixels = 100000000;              // larger images get no thumbnail
   std::uint32_t thumbnail_px = 320;                        // a thumbnail's longer side at most
   std::uint32_t collect_interval_s = 60;                   // how often the collector runs
+
+  bool operator==(assets_section const&) const = default;
 };
 
 // Push notifications (docs/PROTOCOL.md, "Push notifications"; config/node.toml).
@@ -128,17 +146,23 @@ struct push_section {
   std::vector<std::string> allow_hosts;     // host names allowed though not public
   std::vector<std::string> allow_networks;  // CIDR networks allowed though not public
   std::vector<std::string> nameservers;     // "address[:port]"; empty: /etc/resolv.conf's
+
+  bool operator==(push_section const&) const = default;
 };
 
 // The web client at `/` (docs/PROTOCOL.md, "The web client").
 struct web_section {
   bool enabled = true;
   std::string root;  // empty: the installed client, or the build tree's
+
+  bool operator==(web_section const&) const = default;
 };
 
 struct log_section {
   log_format format = log_format::human;
   std::string level = "info";
+
+  bool operator==(log_section const&) const = default;
 };
 
 struct node_config {

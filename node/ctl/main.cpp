@@ -98,7 +98,8 @@ int request(context const& ctx, std::string const& method, std::string const& ta
 
 // The words of the command line, filled in by the parser.
 struct arguments {
-  std::string name, display_name, device_id, user_filter;
+  std::string name, display_name, device_id, user_filter, after;
+  int limit = 100;
 };
 
 using show_fn = std::function<void(json::value const&)>;
@@ -112,9 +113,14 @@ struct command {
 std::vector<command> users_commands(CLI::App& app, arguments& a) {
   auto* users = app.add_subcommand("users", "manage accounts")->require_subcommand(1);
   std::vector<command> out;
-  out.push_back({users->add_subcommand("list", "list all accounts"), [](context& c, json::value& ans, show_fn& show) {
+  auto* list = users->add_subcommand("list", "list accounts by name, a page at a time");
+  list->add_option("--after", a.after, "start after this name (the previous page's last)");
+  list->add_option("--limit", a.limit, "accounts per page, 1 to 1000")->capture_default_str();
+  out.push_back({list, [&a](context& c, json::value& ans, show_fn& show) {
                    show = print_users;
-                   return request(c, "GET", "/v1/admin/users", nullptr, ans);
+                   std::string target = "/v1/admin/users?limit=" + std::to_string(a.limit);
+                   if (!a.after.empty()) target += "&after=" + encode(a.after);
+                   return request(c, "GET", target, nullptr, ans);
                  }});
   auto* add = users->add_subcommand("add", "create an account (password from stdin)");
   add->add_option("name", a.name, "user name")->required();
@@ -228,6 +234,11 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                    if (a.name.empty()) return request(c, "GET", "/v1/admin/log", nullptr, ans);
                    json::value body = json::object{{"level", a.name}};
                    return request(c, "PUT", "/v1/admin/log", &body, ans);
+                 }});
+  out.push_back({app.add_subcommand("reload", "read the node's config again: apply what can change, name the rest"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = print_reload;
+                   return request(c, "POST", "/v1/admin/reload", nullptr, ans);
                  }});
   auto* federation = app.add_subcommand("federation", "the link to other regions")->require_subcommand(1);
   out.push_back({federation->add_subcommand("status", "link state, known regions, backlogs, rejected envelopes"),

@@ -65,6 +65,9 @@ void print_users(json::value const& answer) {
                     field(o, "sessions"), field(o, "created_at")});
   }
   print_table({"ID", "DISPLAY NAME", "STATE", "SESSIONS", "CREATED"}, rows);
+  auto const* next = answer.as_object().if_contains("next_after");
+  if (next && next->is_string())
+    std::cout << "more: petchatctl users list --after " << next->as_string().c_str() << "\n";
 }
 
 void print_user(json::value const& answer) {
@@ -198,6 +201,15 @@ void print_online(json::value const& answer) {
     rows.push_back({field(s.as_object(), "user_id"), field(s.as_object(), "device_id")});
   std::cout << field(o, "users") << " users online, " << rows.size() << " live streams\n";
   if (!rows.empty()) print_table({"USER", "DEVICE ID"}, rows);
+}
+
+void print_reload(json::value const& answer) {
+  auto const& o = answer.as_object();
+  auto const& applied = o.at("applied").as_array();
+  auto const& restart = o.at("needs_restart").as_array();
+  if (applied.empty()) std::cout << "nothing to apply\n";
+  for (auto const& a : applied) std::cout << "applied: " << json_string(a) << "\n";
+  for (auto const& s : restart) std::cout << "changed, takes effect after a restart: " << json_string(s) << "\n";
 }
 
 }  // namespace petchat::ctl::detail

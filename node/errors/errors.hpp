@@ -78,6 +78,7 @@ enum class code {
   // The gateway.
   too_many_connections,
   cors_origin_forbidden,
+  config_invalid,
   // The stores.
   store_unavailable,
 };

@@ -1,5 +1,6 @@
 // The operators' API on the admin Unix socket (docs/PROTOCOL.md, "Admin API"). Whoever can
 // open the socket (mode 0600) is the node's administrator.
+#include <charconv>
 #include <chrono>
 
 #include "node/async/async.hpp"
@@ -25,7 +26,27 @@ struct admin_api {
   assets::asset_service* assets = nullptr;
   notify::notification_service* push = nullptr;
   ws::ws_manager* manager = nullptr;  // who is online
+  reload_fn reload;                   // the config read again
 };
+
+// `petchatctl reload`: what was applied, what needs a restart; a config that does not load
+// changes nothing and is config_invalid with its errors.
+response reload_answer(admin_api const& api, request const& r) {
+  if (r.method != "POST") return error_response(fail(code::method_not_allowed, "use POST"));
+  if (!api.reload) return error_response(fail(code::not_found, "this node cannot reload"));
+  auto o = api.reload();
+  auto strings = [](std::vector<std::string> const& v) {
+    json::array a;
+    for (auto const& s : v) a.push_back(json::string(s));
+    return a;
+  };
+  if (!o.errors.empty()) {
+    std::string all;
+    for (auto const& e : o.errors) all += (all.empty() ? "" : "; ") + e;
+    return error_response(fail(code::config_invalid, all));
+  }
+  return json_response(200, json::object{{"applied", strings(o.applied)}, {"needs_restart", strings(o.needs_restart)}});
+}
 
 // `petchatctl online`: every live stream, by user and device.
 response online_answer(admin_api const& api) {
@@ -284,14 +305,32 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   }
   if (what == "users" && seg.size() == 3) {
     if (m == "GET") {
-      json::array list;
-      auto work = [api] {
-        json::array all;
-        for (auto const& p : api->users.list_users()) all.push_back(user_entry(*api, p));
-        return all;
+      // Paged by name: ?after=<name>&limit=<n> (default and most: 1000).
+      std::string after = query_param(r.query, "after").value_or("");
+      auto limit_text = query_param(r.query, "limit").value_or("1000");
+      std::size_t limit = 0;
+      auto [end, ec] = std::from_chars(limit_text.data(), limit_text.data() + limit_text.size(), limit);
+      if (ec != std::errc{} || end != limit_text.data() + limit_text.size() || limit < 1 || limit > 1000)
+        co_return error_response(fail(code::invalid_field, "limit: expected 1 to 1000"));
+      auto work = [api, after, limit] {
+        json::object page;
+        json::array list;
+        std::string last;
+        bool more = false;
+        for (auto const& p : api->users.list_users()) {
+          if (p.name <= after && !after.empty()) continue;
+          if (list.size() == limit) {
+            more = true;
+            break;
+          }
+          list.push_back(user_entry(*api, p));
+          last = p.name;
+        }
+        page["users"] = std::move(list);
+        page["next_after"] = more ? json::value(last) : json::value(nullptr);
+        return page;
       };
-      list = co_await async::offload(api->cpu_pool, std::move(work));
-      co_return json_response(200, json::object{{"users", std::move(list)}});
+      co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
     }
     if (m == "POST") co_return co_await add_user(api, std::move(r));
     co_return error_response(fail(code::method_not_allowed, "use GET or POST"));
@@ -340,6 +379,7 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return online_answer(*api);
   }
   if (what == "log" && seg.size() == 3) co_return log_answer(r);
+  if (what == "reload" && seg.size() == 3) co_return reload_answer(*api, r);
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));
@@ -393,9 +433,10 @@ awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
 
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
-                       assets::asset_service* assets, notify::notification_service* push, ws::ws_manager* manager) {
+                       assets::asset_service* assets, notify::notification_service* push, ws::ws_manager* manager,
+                       reload_fn reload) {
   auto api = std::make_shared<admin_api>(
-      admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets, push, manager});
+      admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets, push, manager, std::move(reload)});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

@@ -160,9 +160,15 @@ struct node_info {
 
 // The operators' API (PROTOCOL.md: admin API); `cpu_pool` runs its whole-table scans and
 // the store compaction, so they never stall an I/O thread.
+// `petchatctl reload`: the node's config read again (node/app/reload.hpp).
+struct reload_outcome {
+  std::vector<std::string> errors, applied, needs_restart;
+};
+using reload_fn = std::function<reload_outcome()>;
+
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
                        assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,
-                       ws::ws_manager* manager = nullptr);
+                       ws::ws_manager* manager = nullptr, reload_fn reload = {});
 
 }  // namespace petchat::gateway

@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import READY_PREFIX, NodeTestCase, run_node_cli  # noqa: E402
+from harness import READY_PREFIX, NodeTestCase, run_node_cli, toml_text  # noqa: E402
 
 FULL_VALID = """\
 # every documented key, with a valid value
@@ -147,6 +147,20 @@ class CheckConfigTest(NodeTestCase):
         rc, _, err = self.check('[gateway]\ncors_origins = ["https://chat.example.org", "http://[::1]:5173", "*"]\n')
         self.assertEqual(rc, 0, "stderr: %s" % err)
 
+    def test_what_would_stop_the_node_at_start(self):
+        # Syntax alone does not say these; --check-config does, naming key and value.
+        for text, key in (('[gateway]\nlisten = "no-such-host.invalid:8080"\n', "gateway.listen"),
+                          ('[metrics]\nlisten = "no-such-host.invalid:9464"\n', "metrics.listen"),
+                          ('[push]\nca_file = "/nonexistent/ca.pem"\n', "push.ca_file"),
+                          ('[web]\nroot = "/nonexistent/web"\n', "web.root")):
+            with self.subTest(key=key):
+                rc, out, err = self.check(text)
+                self.assertNotEqual(rc, 0, out + err)
+                self.assertIn(key, err)
+                self.assertNotIn("/usr/include", err)
+        rc, out, err = self.check('[gateway]\nlisten = "localhost:0"\n[metrics]\nlisten = "localhost:0"\n')
+        self.assertEqual(rc, 0, err)
+
     def test_all_errors_reported(self):
         err = self.assertInvalid('[node]\nthreads = "x"\n[users]\nregistration = "maybe"\n', "threads")
         self.assertIn("registration", err, "only the first error was reported: %r" % err)
@@ -215,6 +229,46 @@ class OverrideTest(NodeTestCase):
         r = node.login("alice", "password123")  # still serving
         self.assertStatus(r, 201)
         node.stop()  # SIGTERM still stops it cleanly
+
+    def test_sighup_and_reload_read_the_config_again(self):
+        node = self.start_node(config={"log": {"level": "info"}})
+        node.new_user("bert")
+
+        def rewrite(**sections):
+            config = dict(node.config)
+            config.update(sections)
+            with open(node.config_path, "w") as f:
+                f.write(toml_text(config))
+
+        def wait_log(text):
+            deadline = time.monotonic() + 15
+            while not any(text in line for line in node.stderr_lines):
+                self.assertLess(time.monotonic(), deadline, "no %r in the log" % text)
+                time.sleep(0.05)
+
+        users = dict(node.config["users"], password_min_length=12)
+        rewrite(log={"level": "debug"}, users=users)
+        node.proc.send_signal(signal.SIGHUP)
+        wait_log("reload: applied log.level: info -> debug")
+        wait_log("reload: [users] changed in")
+        self.assertTrue(node.running())
+        self.assertEqual(json.loads(node.ctl("--json", "log-level")[1])["level"], "debug")
+        # petchatctl reload does the same and says it.
+        rewrite(log={"level": "warn"}, users=users)
+        rc, out, err = node.ctl("reload")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("applied: log.level: debug -> warn", out)
+        self.assertIn("takes effect after a restart: [users]", out)
+        # A file that no longer loads changes nothing, and says why.
+        with open(node.config_path, "w") as f:
+            f.write('[log]\nlevel = "loud"\n')
+        rc, out, err = node.ctl("reload")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("config_invalid", err)
+        self.assertIn("level", err)
+        self.assertEqual(json.loads(node.ctl("--json", "log-level")[1])["level"], "warn")
+        self.assertStatus(node.login("bert", "password123"), 201)  # still serving
+        node.stop()
 
     def test_init_leaves_the_region_to_the_first_start(self):
         # `--init` makes the key (README's federation example runs it with no region);

@@ -156,6 +156,24 @@ class CtlTest(NodeTestCase):
         self.assertEqual(rc, 1, out + err)
         self.assertIn("invalid_field", err)
 
+    def test_users_list_pages(self):
+        for i in range(5):
+            self.node.new_user("pager%d" % i)
+        names = [u["name"] for u in self.ctl_json("users", "list")["users"]]
+        first = self.ctl_json("users", "list", "--limit", "2")
+        self.assertEqual([u["name"] for u in first["users"]], names[:2])
+        self.assertEqual(first["next_after"], names[1])
+        second = self.ctl_json("users", "list", "--limit", "2", "--after", first["next_after"])
+        self.assertEqual([u["name"] for u in second["users"]], names[2:4])
+        last = self.ctl_json("users", "list", "--after", names[-2])
+        self.assertEqual([u["name"] for u in last["users"]], names[-1:])
+        self.assertIsNone(last["next_after"])
+        out = self.ctl_ok("users", "list", "--limit", "2")
+        self.assertIn("more: petchatctl users list --after " + names[1], out)
+        rc, out, err = self.node.ctl("users", "list", "--limit", "0")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("invalid_field", err)
+
     # -- users ---------------------------------------------------------------------------------
 
     def test_users_add_and_list(self):

@@ -32,5 +32,6 @@ void print_federation(json::value const& answer);
 void print_push(json::value const& answer);
 void print_push_targets(json::value const& answer);
 void print_online(json::value const& answer);
+void print_reload(json::value const& answer);
 
 }  // namespace petchat::ctl::detail

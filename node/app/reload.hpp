@@ -1,0 +1,34 @@
+// Reloading the configuration without a restart (SIGHUP, `petchatctl reload`): the file
+// the node was started with is read again, with the same command-line overrides. What can
+// change on the fly is applied (log.level); what cannot is named, for a restart.
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "node/config/config.hpp"
+
+namespace petchat::app {
+
+class reloader {
+ public:
+  // `path` empty: the node runs on built-in defaults, and there is nothing to reload.
+  reloader(std::string path, config::overrides overrides, config::node_config running);
+
+  struct outcome {
+    std::vector<std::string> errors;         // the file does not load: nothing changed
+    std::vector<std::string> applied;        // "log.level: info -> debug"
+    std::vector<std::string> needs_restart;  // sections that differ from what runs: "[gateway]"
+  };
+  // Reads, compares, applies and logs. Any thread; one reload at a time.
+  outcome reload();
+
+ private:
+  std::mutex mutex_;
+  std::string path_;
+  config::overrides overrides_;
+  config::node_config running_;
+};
+
+}  // namespace petchat::app
