@@ -10,7 +10,8 @@ namespace petchat::ctl::detail {
 namespace {
 
 constexpr char const* default_config = "/etc/petchat/node.toml";
-constexpr char const* packaged_socket = "/run/petchat/admin.sock";
+constexpr char const* run_socket = "/run/petchat/admin.sock";
+constexpr char const* packaged_socket = "/var/lib/petchat/admin.sock";  // the unit's StateDirectory
 
 }  // namespace
 
@@ -22,11 +23,16 @@ located locate_socket(std::string const& socket, std::string const& data_dir, st
   if (path.empty() && std::filesystem::exists(default_config, ec)) path = default_config;
   if (!path.empty()) {
     auto loaded = config::load_file(path);
-    if (loaded.ok()) return {loaded.config.admin_socket().string(), "the config " + path, ""};
+    auto socket_path = loaded.config.admin_socket();
+    // A relative data dir is relative to where the node runs, which only --config vouches
+    // for: the packaged unit gives the node its data dir on the command line instead.
+    if (loaded.ok() && (!config_path.empty() || socket_path.is_absolute()))
+      return {socket_path.string(), "the config " + path, ""};
     std::string why = loaded.errors.empty() ? "unreadable" : loaded.errors.front();
     if (!config_path.empty()) return {"", "", path + ": " + why};
   }
-  if (std::filesystem::exists(packaged_socket, ec)) return {packaged_socket, packaged_socket, ""};
+  for (auto const* candidate : {run_socket, packaged_socket})
+    if (std::filesystem::exists(candidate, ec)) return {candidate, candidate, ""};
   return {"./data/admin.sock", "the default data dir ./data", ""};
 }
 

@@ -11,10 +11,11 @@ struct located {
   std::string error;  // a config that could not be read: said, not ignored
 };
 
-// In this order: --socket; <--data-dir>/admin.sock; the config named by --config, or
-// else /etc/petchat/node.toml if it exists (its admin.socket, or <node.data_dir>/admin.sock,
-// as the node would use them); /run/petchat/admin.sock if it exists; ./data/admin.sock
-// (where `scripts/run-node` keeps it).
+// In this order: --socket; <--data-dir>/admin.sock; the config named by --config (its
+// admin.socket, or <node.data_dir>/admin.sock, as the node would use them), or else
+// /etc/petchat/node.toml if it exists and names an absolute path that way;
+// /run/petchat/admin.sock or /var/lib/petchat/admin.sock (the packaged unit's data dir) if
+// it exists; ./data/admin.sock (where `scripts/run-node` keeps it).
 located locate_socket(std::string const& socket, std::string const& data_dir, std::string const& config_path);
 
 }  // namespace petchat::ctl::detail
