@@ -1,7 +1,5 @@
 // petchat-node: one region's messenger node. Reads the config, opens the stores, starts
 // the gateways on an Asio io_context run by N threads, and stops cleanly on SIGTERM/SIGINT.
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -19,11 +17,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/system/system_error.hpp>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <thread>
 
@@ -32,6 +27,7 @@
 #include "federation/federation.hpp"
 #include "node/app/node_metrics.hpp"
 #include "node/app/reload.hpp"
+#include "node/app/startup.hpp"
 #include "node/config/config.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
@@ -49,49 +45,11 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace petchat;
+using app::listen_on;
+using app::start_problems;
 
 constexpr char const* default_config_path = "/etc/petchat/node.toml";
 constexpr auto shutdown_grace = std::chrono::milliseconds(4000);
-
-// A listen address's host as an IP address: a literal as it is, a name ("localhost")
-// resolved now. Empty when it does not resolve (`why` says why).
-std::string listen_ip(std::string const& host, std::string& why) {
-  addrinfo hints{};
-  hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
-  if (rc != 0 || !found) {
-    why = rc != 0 ? ::gai_strerror(rc) : "no address";
-    return "";
-  }
-  char text[INET6_ADDRSTRLEN] = {};
-  void const* bytes = found->ai_family == AF_INET6
-                          ? static_cast<void const*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
-                          : static_cast<void const*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
-  ::inet_ntop(found->ai_family, bytes, text, sizeof text);
-  ::freeaddrinfo(found);
-  return text;
-}
-
-// What the config's syntax cannot say but would stop the node at start: listen hosts
-// that do not resolve, files it names that cannot be read.
-std::vector<std::string> start_problems(config::node_config const& c) {
-  std::vector<std::string> out;
-  auto host = [&](char const* key, config::listen_address const& a) {
-    std::string why;
-    if (listen_ip(a.host, why).empty()) out.push_back(std::string(key) + " = \"" + a.str() + "\": " + why);
-  };
-  host("gateway.listen", c.gateway.listen);
-  if (c.metrics.listen) host("metrics.listen", *c.metrics.listen);
-  auto readable = [&](char const* key, std::string const& path) {
-    if (!path.empty() && ::access(path.c_str(), R_OK) != 0)
-      out.push_back(std::string(key) + " = \"" + path + "\": " + std::strerror(errno));
-  };
-  if (c.push.enabled) readable("push.ca_file", c.push.ca_file);
-  if (c.web.enabled && !c.web.root.empty()) readable("web.root", c.web.root);
-  return out;
-}
 
 int check_config(std::string const& path) {
   auto r = config::load_file(path);
@@ -298,19 +256,6 @@ gateway::server_limits limits_of(config::gateway_section const& g) {
   for (auto const& p : g.trusted_proxies)
     if (auto n = net::parse_network(p, true)) l.trusted_proxies.push_back(*n);  // the config checked them
   return l;
-}
-
-// Listens on a configured address; a failure names the key and the address, and says
-// what went wrong in words (not with the library's source location).
-std::uint16_t listen_on(gateway::http_server& server, config::listen_address address, char const* key) {
-  std::string why, ip = listen_ip(address.host, why);
-  if (ip.empty()) throw std::runtime_error(std::string(key) + " = \"" + address.str() + "\": " + why);
-  address.host = ip;
-  try {
-    return server.listen_tcp(address);
-  } catch (boost::system::system_error const& e) {
-    throw std::runtime_error(std::string(key) + " = \"" + address.str() + "\": " + e.code().message());
-  }
 }
 
 // The web client's files (null: off, or not built; said in the log).

@@ -17,6 +17,7 @@
 
 #include "node/gateway/detail/deadline.hpp"
 #include "node/gateway/detail/http_streams.hpp"
+#include "node/gateway/detail/requests.hpp"
 #include "node/gateway/detail/start_live_stream.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/log/log.hpp"
@@ -167,27 +168,8 @@ bool is_live_stream_upgrade(http::request<http::string_body> const& req) {
   return (t == "/v1/ws" || t.starts_with("/v1/ws?")) && beast::websocket::is_upgrade(req);
 }
 
-// The handler's view of a request: path and query apart, header names in lower case, a
-// header sent on several lines as one comma-separated list (RFC 9110, 5.3), the client's
-// address (the peer's, or from a trusted proxy the one it names).
 request to_request(state_ptr const& st, http::request_header<> const& req, std::string const& peer) {
-  request r;
-  r.method = std::string(req.method_string());
-  std::string_view target = req.target();
-  auto q = target.find('?');
-  r.path = std::string(target.substr(0, q));
-  if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
-  for (auto const& field : req) {
-    std::string name(field.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    auto [it, fresh] = r.headers.try_emplace(std::move(name), field.value());
-    if (!fresh) (it->second += ", ") += field.value();
-  }
-  r.client_address =
-      st->limits.trusted_proxies.empty()
-          ? peer
-          : net::forwarded_client(peer, r.header("forwarded"), r.header("x-forwarded-for"), st->limits.trusted_proxies);
-  return r;
+  return detail::to_request(req, peer, st->limits.trusted_proxies);
 }
 
 // Handles one request and writes the answer. False when the connection ends after it

@@ -1,0 +1,75 @@
+// Start-up checks (see startup.hpp).
+#include "node/app/startup.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <unistd.h>
+
+#include <boost/system/system_error.hpp>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace petchat::app {
+
+// A listen address's host as an IP address: a literal as it is, a name ("localhost")
+// resolved now. Empty when it does not resolve (`why` says why).
+std::string listen_ip(std::string const& host, std::string& why) {
+  addrinfo hints{};
+  hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0 || !found) {
+    why = rc != 0 ? ::gai_strerror(rc) : "no address";
+    return "";
+  }
+  // IPv4 first: "localhost" should listen where http://127.0.0.1 reaches, not on ::1 alone.
+  addrinfo const* pick = found;
+  for (auto const* a = found; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  char text[INET6_ADDRSTRLEN] = {};
+  void const* bytes = pick->ai_family == AF_INET6
+                          ? static_cast<void const*>(&reinterpret_cast<sockaddr_in6*>(pick->ai_addr)->sin6_addr)
+                          : static_cast<void const*>(&reinterpret_cast<sockaddr_in*>(pick->ai_addr)->sin_addr);
+  ::inet_ntop(pick->ai_family, bytes, text, sizeof text);
+  ::freeaddrinfo(found);
+  return text;
+}
+
+// What the config's syntax cannot say but would stop the node at start: listen hosts
+// that do not resolve, files it names that cannot be read.
+std::vector<std::string> start_problems(config::node_config const& c) {
+  std::vector<std::string> out;
+  auto host = [&](char const* key, config::listen_address const& a) {
+    std::string why;
+    if (listen_ip(a.host, why).empty()) out.push_back(std::string(key) + " = \"" + a.str() + "\": " + why);
+  };
+  host("gateway.listen", c.gateway.listen);
+  if (c.metrics.listen) host("metrics.listen", *c.metrics.listen);
+  auto readable = [&](char const* key, std::string const& path) {
+    if (!path.empty() && ::access(path.c_str(), R_OK) != 0)
+      out.push_back(std::string(key) + " = \"" + path + "\": " + std::strerror(errno));
+  };
+  if (c.push.enabled) readable("push.ca_file", c.push.ca_file);
+  if (c.web.enabled && !c.web.root.empty()) readable("web.root", c.web.root);
+  return out;
+}
+
+// Listens on a configured address; a failure names the key and the address, and says
+// what went wrong in words (not with the library's source location).
+std::uint16_t listen_on(gateway::http_server& server, config::listen_address address, char const* key) {
+  std::string why, ip = listen_ip(address.host, why);
+  if (ip.empty()) throw std::runtime_error(std::string(key) + " = \"" + address.str() + "\": " + why);
+  address.host = ip;
+  try {
+    return server.listen_tcp(address);
+  } catch (boost::system::system_error const& e) {
+    throw std::runtime_error(std::string(key) + " = \"" + address.str() + "\": " + e.code().message());
+  }
+}
+
+}  // namespace petchat::app

@@ -1,0 +1,26 @@
+// Start-up checks of the node: what the config's syntax cannot say but would stop the
+// node at start, and listening on a configured address with errors in words.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "node/config/config.hpp"
+#include "node/gateway/gateway.hpp"
+
+namespace petchat::app {
+
+// A listen address's host as an IP address: a literal as it is, a name ("localhost")
+// resolved now, IPv4 first. Empty when it does not resolve (`why` says why).
+std::string listen_ip(std::string const& host, std::string& why);
+
+// Listen hosts that do not resolve, files the config names that cannot be read: one line
+// per problem, naming the key and the value (petchat-node --check-config).
+std::vector<std::string> start_problems(config::node_config const& c);
+
+// Listens on a configured address (resolved by listen_ip); a failure names the key and
+// the address, and says what went wrong in words (not with the library's source location).
+std::uint16_t listen_on(gateway::http_server& server, config::listen_address address, char const* key);
+
+}  // namespace petchat::app
