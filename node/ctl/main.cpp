@@ -225,6 +225,15 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                    show = print_online;
                    return request(c, "GET", "/v1/admin/online", nullptr, ans);
                  }});
+  auto* kick = app.add_subcommand("kick", "end a device's live streams now (it may reconnect; revoke to stop it)");
+  kick->add_option("device_id", a.device_id)->required();
+  out.push_back({kick, [&a](context& c, json::value& ans, show_fn& show) {
+                   show = [&a](json::value const& v) {
+                     std::cout << "kicked " << field(v.as_object(), "kicked") << " live streams of " << a.device_id
+                               << "\n";
+                   };
+                   return request(c, "DELETE", "/v1/admin/online/" + encode(a.device_id), nullptr, ans);
+                 }});
   auto* level = app.add_subcommand("log-level", "show the log level, or set it at once (no restart)");
   level->add_option("level", a.name, "trace, debug, info, warn, error, critical or off");
   out.push_back({level, [&a](context& c, json::value& ans, show_fn& show) {

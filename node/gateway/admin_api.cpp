@@ -378,6 +378,12 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
     co_return online_answer(*api);
   }
+  if (what == "online" && seg.size() == 4) {  // kick: end the device's live streams
+    if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    std::size_t n = api->manager ? api->manager->kick(seg[3]) : 0;
+    if (n == 0) co_return error_response(fail(code::not_found, "no live stream of device " + seg[3]));
+    co_return json_response(200, json::object{{"kicked", n}});
+  }
   if (what == "log" && seg.size() == 3) co_return log_answer(r);
   if (what == "reload" && seg.size() == 3) co_return reload_answer(*api, r);
   if (what == "sessions" && seg.size() == 4) {
@@ -409,6 +415,7 @@ std::optional<admin_change> change_of(request const& r) {
     return admin_change{r.method == "DELETE" ? "admin-user-delete" : "admin-user-" + r.method, seg[3]};
   if (what == "users" && seg.size() == 5) return admin_change{"admin-user-" + seg[4], seg[3]};
   if (what == "sessions" && seg.size() == 4) return admin_change{"admin-session-revoke", seg[3]};
+  if (what == "online" && seg.size() == 4) return admin_change{"admin-device-kick", seg[3]};
   std::string action = "admin";
   for (std::size_t i = 2; i < seg.size(); ++i) action += "-" + seg[i];
   return admin_change{action, ""};

@@ -30,6 +30,8 @@ char const* name(end_reason r) {
       return "shutting_down";
     case end_reason::internal_error:
       return "internal_error";
+    case end_reason::kicked:
+      return "kicked";
   }
   return "unknown";
 }
@@ -44,6 +46,8 @@ end_reason reason_of_close(std::uint16_t code) {
       return end_reason::too_many_streams;
     case close_internal_error:
       return end_reason::internal_error;
+    case close_kicked:
+      return end_reason::kicked;
     case 1002:
     case 1007:
     case 1009:

@@ -251,6 +251,23 @@ std::vector<ws_manager::stream_info> ws_manager::online() const {
   return out;
 }
 
+std::size_t ws_manager::kick(std::string const& device_id) {
+  std::vector<std::shared_ptr<stream_sink>> live;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto const& [user, list] : streams_)
+      for (auto const& weak : list)
+        if (auto sink = weak.lock()) live.push_back(std::move(sink));
+  }
+  std::size_t n = 0;  // the sinks are asked and told without the mutex
+  for (auto const& sink : live)
+    if (!device_id.empty() && sink->device_id() == device_id) {
+      sink->end_by_admin();
+      ++n;
+    }
+  return n;
+}
+
 std::size_t ws_manager::streams() const {
   std::lock_guard lock(mutex_);
   std::size_t n = 0;

@@ -68,6 +68,8 @@ class stream_sink {
   virtual void on_frame(client::server_frame frame) = 0;
   // The device the stream belongs to (for `petchatctl online`); constant once attached.
   virtual std::string device_id() const { return {}; }
+  // An admin ends the stream (`petchatctl kick`); the device may connect again at once.
+  virtual void end_by_admin() {}
 };
 
 struct presence_info {
@@ -185,6 +187,8 @@ class ws_manager final : public mailbox_listener {
     std::string user, device_id;
   };
   std::vector<stream_info> online() const;
+  // Ends every live stream of the device (stream_sink::end_by_admin); how many. Any thread.
+  std::size_t kick(std::string const& device_id);
 
  private:
   void publish_presence(std::string const& user);

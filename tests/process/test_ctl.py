@@ -6,6 +6,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -147,6 +148,22 @@ class CtlTest(NodeTestCase):
         finally:
             for c in streams:
                 c.close()
+        # Kicking a device ends its stream (close 4010); its session stays valid. First the
+        # streams closed above are gone from the node too.
+        deadline = time.monotonic() + 15
+        while any(x["user_id"] == "olga@" + REGION for x in self.ctl_json("online")["streams"]):
+            self.assertLess(time.monotonic(), deadline, "closed streams still online")
+            time.sleep(0.05)
+        phone = wsclient.connect(self.node, s1["access_token"])
+        try:
+            out = self.ctl_ok("kick", s1["device_id"])
+            self.assertIn("kicked 1 live streams of " + s1["device_id"], out)
+            self.assertEqual(phone.wait_closed(15), 4010)
+            again = wsclient.connect(self.node, s1["access_token"])  # reconnecting is fine
+            again.close()
+        finally:
+            phone.close()
+        self.ctl_error("not_found", "kick", "no-such-device")
         # The level changes at once, without a restart.
         self.assertEqual(self.ctl_json("log-level")["level"], "info")
         self.assertEqual(self.ctl_json("log-level", "debug")["level"], "debug")

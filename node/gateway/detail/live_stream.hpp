@@ -79,6 +79,7 @@ extern thread_local std::array<char, 16384> read_scratch;
 // Close codes (docs/PROTOCOL.md).
 inline constexpr std::uint16_t close_unauthenticated = 4001;
 inline constexpr std::uint16_t close_too_many_streams = 4029;
+inline constexpr std::uint16_t close_kicked = 4010;  // an admin ended the stream; reconnecting is fine
 inline constexpr std::uint16_t close_internal_error = 1011;
 
 // Why a live stream ended: logged and counted (petchat_ws_disconnects_total{reason}). The
@@ -95,6 +96,7 @@ enum class end_reason : std::uint8_t {
   idle,              // nothing received for idle_timeout
   shutting_down,     // the node stops (1001)
   internal_error,    // the server failed to serve it (1011)
+  kicked,            // an admin ended it (4010)
 };
 
 // Where a live stream is in its life; it only moves forward (down this list).
@@ -148,6 +150,9 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     });
   }
   std::string device_id() const override { return device_; }
+  void end_by_admin() override {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_with(close_kicked, "kicked"); });
+  }
   void on_frame(client::server_frame frame) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
       self->guarded([&] { self->push(std::move(f)); });
