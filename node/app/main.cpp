@@ -25,6 +25,7 @@
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
 #include "federation/federation.hpp"
+#include "node/app/lifecycle.hpp"
 #include "node/app/node_metrics.hpp"
 #include "node/app/reload.hpp"
 #include "node/app/startup.hpp"
@@ -45,7 +46,10 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace petchat;
+using app::explain_sigbus;
 using app::listen_on;
+using app::raise_open_files_limit;
+using app::reload_on_hangup;
 using app::start_problems;
 
 constexpr char const* default_config_path = "/etc/petchat/node.toml";
@@ -78,32 +82,6 @@ void wait_for_drain(asio::steady_timer& timer, std::vector<gateway::http_server*
       [&timer, servers, deadline, &io](boost::system::error_code) { wait_for_drain(timer, servers, deadline, io); });
 }
 
-// SIGHUP (`systemctl reload`, `kill -HUP`) reads the config again: what can change on the
-// fly is applied, what cannot is named in the log (app::reloader). Never the default
-// action, which would kill the node.
-void reload_on_hangup(asio::signal_set& hangups, app::reloader& reload) {
-  hangups.async_wait([&hangups, &reload](boost::system::error_code ec, int) {
-    if (ec) return;
-    log::get("node")->info("SIGHUP: reading the configuration again");
-    reload.reload();
-    reload_on_hangup(hangups, reload);
-  });
-}
-
-// Every connection is a file descriptor: raise the soft limit to the hard limit, and say
-// so if gateway.max_connections still cannot be reached.
-void raise_open_files_limit(std::size_t max_connections) {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-  }
-  if (rl.rlim_cur < max_connections + 64)
-    log::get("node")->warn("open-files limit {} is below gateway.max_connections {}; raise LimitNOFILE/ulimit -n",
-                           rl.rlim_cur, max_connections);
-}
-
 // Removes expired messages every `interval` until the node stops; also lets remote users'
 // presence reports run out.
 asio::awaitable<void> sweep_expired_messages(messages::message_service& messages, ws::ws_manager& manager,
@@ -124,42 +102,21 @@ asio::awaitable<void> sweep_expired_messages(messages::message_service& messages
   }
 }
 
-// LMDB reads its data file through a memory map and has no checksums: a page that a
-// truncated or damaged file no longer backs kills the process with SIGBUS inside a read.
-// Nothing can be recovered at that point, but the operator is told what it means and what
-// to do before the process dies as it would have (the handler is reset, and the faulting
-// read raises the signal again). Only async-signal-safe calls: the text is made in advance.
-std::string sigbus_text;
-
-extern "C" void on_sigbus(int) {
-  auto written = ::write(STDERR_FILENO, sigbus_text.data(), sigbus_text.size());
-  (void)written;
-}
-
-void explain_sigbus(std::filesystem::path const& data_dir) {
-  sigbus_text = "petchat-node: SIGBUS: a memory-mapped store file could not be read: " + (data_dir / "users").string() +
-                "/data.mdb (LMDB) is truncated or damaged (a full disk, a failing device, or a changed file). "
-                "Stop the node and restore that directory from a backup; `mdb_dump -a " +
-                (data_dir / "users").string() +
-                "` shows what is still readable. The message store (RocksDB) has checksums and reports its own "
-                "damage instead.\n";
-  struct sigaction sa {};
-  sa.sa_handler = on_sigbus;
-  sa.sa_flags = SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGBUS, &sa, nullptr);
-}
-
 // The data dir, private, locked, bound to its region; the region's key.
-identity::region_identity open_data_dir(config::node_config const& cfg, std::string const& config_source) {
+identity::region_identity open_data_dir(config::node_config const& cfg, std::string const& config_source,
+                                        identity::data_dir_record& record) {
   auto const& data_dir = cfg.node.data_dir;
   identity::prepare_data_dir(data_dir);
   identity::lock_data_dir(data_dir);
-  identity::claim_region(data_dir, cfg.node.region);
+  record = identity::claim_data_dir(data_dir, cfg.node.region);
+  if (record.upgraded_from >= 0)
+    log::get("node")->warn("data dir {} upgraded from format {} to {}", data_dir.string(), record.upgraded_from,
+                           record.format);
   explain_sigbus(data_dir);
   auto id = identity::load_or_create(data_dir);
-  log::get("node")->info("region {} ({} key {}), config: {}", cfg.node.region, id.created ? "created" : "loaded",
-                         id.public_key_hex(), config_source);
+  log::get("node")->info("region {} ({} key {}), data dir format {} made {}, config: {}", cfg.node.region,
+                         id.created ? "created" : "loaded", id.public_key_hex(), record.format,
+                         format::rfc3339(record.created_at_ms), config_source);
   return id;
 }
 
@@ -299,7 +256,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections);
   auto const& data_dir = cfg.node.data_dir;
-  auto id = open_data_dir(cfg, config_source);
+  identity::data_dir_record record;
+  auto id = open_data_dir(cfg, config_source, record);
   // Before the stores: their writers tell it of every commit until they stop.
   metrics::registry metrics(PETCHAT_VERSION, cfg.node.region);
 
@@ -353,8 +311,9 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                                               {{{"listener", "metrics"}}, static_cast<double>(scrapes.connections())}};
                      });
 
-  gateway::node_info info{PETCHAT_VERSION, cfg.node.region, std::filesystem::absolute(data_dir).string(),
-                          bound.str(),     metrics_at,      format::now_ms()};
+  gateway::node_info info{PETCHAT_VERSION, cfg.node.region,     std::filesystem::absolute(data_dir).string(),
+                          bound.str(),     metrics_at,          format::now_ms(),
+                          record.format,   record.created_at_ms};
   gateway::server_limits admin_limits = limits;
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
   gateway::http_server admin(
@@ -372,10 +331,13 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   asio::signal_set hangups(io, SIGHUP);
   reload_on_hangup(hangups, reload);
   asio::steady_timer drain_timer(io);
+  app::watchdog watchdog(io);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
     log->info("signal {}: stopping (finishing requests in flight)", signo);
+    app::notify_stopping();
+    watchdog.stop();
     *stopping = true;
     drain_timer.cancel();
     chat.shutdown();
@@ -397,6 +359,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
                  asio::detached);
   say_ready(cfg.node.region, bound.str(), admin_socket, metrics_at, threads, site != nullptr);
+  app::notify_ready("serving region " + cfg.node.region + ", chat on " + bound.str());
+  watchdog.start();
 
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i)
@@ -424,7 +388,8 @@ int main(int argc, char** argv) {
   bool version = false, init = false;
   app.add_option("--config", config_path, "TOML config file (default: /etc/petchat/node.toml if it exists)");
   app.add_option("--check-config", check_path, "validate a config file and exit");
-  app.add_option("--region", o.region, "region name (node.region)");
+  app.add_option("--region", o.region, "region name (node.region; PETCHAT_REGION in the environment)");
+  app.add_flag("--require-region", o.require_region, "refuse to start when no region is configured");
   app.add_option("--data-dir", o.data_dir, "data directory (node.data_dir)");
   app.add_option("--listen", o.listen, "chat gateway address host:port (gateway.listen)");
   app.add_option("--metrics-listen", o.metrics_listen,
@@ -448,6 +413,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!check_path.empty()) return check_config(check_path);
+  if (char const* env = std::getenv("PETCHAT_REGION")) o.region_env = env;
   if (sodium_init() < 0) {  // before any other libsodium call, as its manual requires
     std::cerr << "petchat-node: libsodium cannot be initialised\n";
     return 1;

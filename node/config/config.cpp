@@ -26,6 +26,7 @@ using detail::string_list;
 std::optional<std::string> check_region(std::string const& v, node_config& c) {
   if (!ids::is_valid_name(v)) return "region name must be 3-32 characters of a-z 0-9 . _ - starting with a letter";
   c.node.region = v;
+  c.node.region_set = true;
   return std::nullopt;
 }
 
@@ -247,7 +248,15 @@ void apply(overrides const& o, node_config& c, std::vector<std::string>& errors)
     if (!v) return;
     if (auto why = check(*v, c)) errors.push_back(std::string("--") + name + ": " + *why);
   };
+  if (o.region_env && !o.region)
+    if (auto why = check_region(*o.region_env, c)) errors.push_back("PETCHAT_REGION: " + *why);
   flag("region", o.region, check_region);
+  if (o.require_region && !c.node.region_set)
+    errors.push_back(
+        "no region is configured, and --require-region (as in the packaged unit) refuses the default 'local': "
+        "every account and message carries its region's name, which cannot change later. Set it with "
+        "`dpkg-reconfigure petchat-node` (PETCHAT_REGION in /etc/default/petchat-node), the environment "
+        "variable PETCHAT_REGION, node.region in the config file, or --region");
   flag("listen", o.listen, check_listen);
   flag("metrics-listen", o.metrics_listen, check_metrics_listen);
   flag("log-format", o.log_format, check_log_format);

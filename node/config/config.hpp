@@ -28,7 +28,8 @@ enum class log_format { human, json };
 struct node_section {
   std::string region = "local";
   std::filesystem::path data_dir = "./data";
-  int threads = 0;  // I/O threads; 0 means one per core
+  int threads = 0;          // I/O threads; 0 means one per core
+  bool region_set = false;  // the region was given (file, PETCHAT_REGION or --region), not defaulted
 
   bool operator==(node_section const&) const = default;
 };
@@ -203,6 +204,8 @@ load_result load_string(std::string const& text, std::string const& source = "co
 // Command-line values that override the file. Each is validated like the file's key.
 struct overrides {
   std::optional<std::string> region;
+  std::optional<std::string> region_env;  // PETCHAT_REGION: over the file, under --region
+  bool require_region = false;            // --require-region: a defaulted region is an error
   std::optional<std::string> data_dir;
   std::optional<std::string> listen;
   std::optional<std::string> metrics_listen;

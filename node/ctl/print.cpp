@@ -120,7 +120,10 @@ void print_status(json::value const& answer) {
                {"metrics", o.contains("metrics_listen") && !o.at("metrics_listen").is_null()
                                ? "http://" + field(o, "metrics_listen") + "/metrics"
                                : "off"},
-               {"data dir", field(o, "data_dir")},
+               {"data dir",
+                field(o, "data_dir") + (o.contains("data_format") ? " (format " + field(o, "data_format") + ", made " +
+                                                                        field(o, "data_created_at") + ")"
+                                                                  : "")},
                {"users", field(u, "total") + " (" + field(u, "disabled") + " disabled)"},
                {"sessions", field(s, "active") + " active"}});
   if (auto const* m = o.if_contains("messages"); m && m->is_object()) {

@@ -241,6 +241,8 @@ json::object status(admin_api const& api) {
       {"started_at", rfc3339(api.info.started_at_ms)},
       {"uptime_s", (now - api.info.started_at_ms) / 1000},
       {"data_dir", api.info.data_dir},
+      {"data_format", api.info.data_format},
+      {"data_created_at", rfc3339(api.info.data_created_at_ms)},
       {"listen", api.info.listen},
       {"metrics_listen", api.info.metrics_listen.empty() ? json::value(nullptr) : json::value(api.info.metrics_listen)},
       {"users", json::object{{"total", c.users}, {"disabled", c.disabled_users}}},

@@ -156,6 +156,8 @@ struct node_info {
   std::string listen;
   std::string metrics_listen;  // empty: no metrics listener
   std::int64_t started_at_ms = 0;
+  int data_format = 0;                  // datadir.json's format
+  std::int64_t data_created_at_ms = 0;  // and when the data dir was made
 };
 
 // The operators' API (PROTOCOL.md: admin API); `cpu_pool` runs its whole-table scans and

@@ -11,15 +11,14 @@
 #include <stdexcept>
 
 #include "base/format/format.hpp"
+#include "node/identity/detail/files.hpp"
 
 namespace petchat::identity {
+using detail::file_error;
+
 namespace {
 
 constexpr char token_key_context[] = "petchat access token key v1";
-
-std::runtime_error file_error(std::filesystem::path const& p, char const* what) {
-  return std::runtime_error(p.string() + ": " + what + ": " + std::strerror(errno));
-}
 
 void derive_token_key(region_identity& id) {
   // Keyed BLAKE2b of a fixed context: the token key is bound to this region key alone.
@@ -28,20 +27,48 @@ void derive_token_key(region_identity& id) {
                      id.secret_key.data(), crypto_generichash_KEYBYTES_MAX);
 }
 
-void write_all(int fd, void const* data, std::size_t size, std::filesystem::path const& p) {
-  auto const* bytes = static_cast<char const*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, bytes, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw file_error(p, "write");
-    }
-    bytes += n;
-    size -= static_cast<std::size_t>(n);
-  }
+}  // namespace
+
+namespace detail {
+
+std::runtime_error file_error(std::filesystem::path const& p, char const* what) {
+  return std::runtime_error(p.string() + ": " + what + ": " + std::strerror(errno));
 }
 
-}  // namespace
+void write_durably(std::filesystem::path const& dir, std::string const& name, std::string_view bytes, unsigned mode) {
+  auto path = dir / name;
+  auto tmp = dir / (name + ".tmp");
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (out < 0) throw file_error(tmp, "create");
+  ::fchmod(out, mode);  // a leftover temporary file keeps its old mode through O_TRUNC
+  for (std::size_t done = 0; done < bytes.size();) {
+    ssize_t n = ::write(out, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      auto error = file_error(tmp, "write");
+      ::close(out);
+      throw error;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(out) != 0) {
+    auto error = file_error(tmp, "fsync");
+    ::close(out);
+    throw error;
+  }
+  ::close(out);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) throw file_error(path, "rename");
+  // The rename is durable only once the directory is.
+  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d < 0 || ::fsync(d) != 0) {
+    auto error = file_error(dir, "fsync");
+    if (d >= 0) ::close(d);
+    throw error;
+  }
+  ::close(d);
+}
+
+}  // namespace detail
 
 std::string region_identity::public_key_hex() const {
   return format::hex({reinterpret_cast<char const*>(public_key.data()), public_key.size()});
@@ -72,62 +99,17 @@ region_identity load_or_create(std::filesystem::path const& data_dir) {
     crypto_sign_ed25519_sk_to_pk(id.public_key.data(), id.secret_key.data());
   } else if (errno == ENOENT) {
     crypto_sign_keypair(id.public_key.data(), id.secret_key.data());
-    // Write to a temporary name, fsync, then rename: a crash never leaves a torn key.
-    auto tmp = data_dir / "region.key.tmp";
-    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0) throw file_error(tmp, "create");
-    write_all(out, id.secret_key.data(), id.secret_key.size(), tmp);
-    if (::fsync(out) != 0) {
-      ::close(out);
-      throw file_error(tmp, "fsync");
-    }
-    ::close(out);
-    if (::rename(tmp.c_str(), key_path.c_str()) != 0) throw file_error(key_path, "rename");
-    auto pub_path = data_dir / "region.pub";
-    int pub = ::open(pub_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (pub < 0) throw file_error(pub_path, "create");
-    std::string hex = id.public_key_hex() + "\n";
-    write_all(pub, hex.data(), hex.size(), pub_path);
-    ::fsync(pub);
-    ::close(pub);
-    // The rename is durable only once the directory is: a power cut must not lose the key
-    // after accounts that depend on it were acknowledged.
-    int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0 || ::fsync(dir) != 0) throw file_error(data_dir, "fsync");
-    ::close(dir);
+    // region.pub first: a crash between the two leaves no key, and the next start makes a
+    // new pair (and a new region.pub) before any account depends on it.
+    detail::write_durably(data_dir, "region.pub", id.public_key_hex() + "\n", 0644);
+    detail::write_durably(data_dir, "region.key",
+                          {reinterpret_cast<char const*>(id.secret_key.data()), id.secret_key.size()}, 0600);
     id.created = true;
   } else {
     throw file_error(key_path, "open");
   }
   derive_token_key(id);
   return id;
-}
-
-void claim_region(std::filesystem::path const& data_dir, std::string const& region) {
-  auto path = data_dir / "region";
-  if (std::ifstream in(path); in) {
-    std::string stored;
-    std::getline(in, stored);
-    if (stored == region) return;
-    throw std::runtime_error(data_dir.string() + " holds the data of region '" + stored + "', not '" + region +
-                             "': start it with --region " + stored + " (or node.region = \"" + stored +
-                             "\"), or give region '" + region + "' a data dir of its own (" + path.string() +
-                             " says which region a data dir belongs to)");
-  }
-  auto tmp = data_dir / "region.tmp";
-  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out < 0) throw file_error(tmp, "create");
-  std::string text = region + "\n";
-  write_all(out, text.data(), text.size(), tmp);
-  if (::fsync(out) != 0) {
-    ::close(out);
-    throw file_error(tmp, "fsync");
-  }
-  ::close(out);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) throw file_error(path, "rename");
-  int dir = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0 || ::fsync(dir) != 0) throw file_error(data_dir, "fsync");
-  ::close(dir);
 }
 
 void prepare_data_dir(std::filesystem::path const& data_dir) {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace petchat::identity {
@@ -34,13 +35,34 @@ region_identity load_or_create(std::filesystem::path const& data_dir);
 // An existing directory's mode is never changed.
 void prepare_data_dir(std::filesystem::path const& data_dir);
 
-// Binds `data_dir` to `region`: `<data_dir>/region` holds the region's name, written (and
-// fsync'd) the first time a node starts on the directory. A later start under another
-// name throws std::runtime_error saying both names: every stored user id and message
-// carries the region, so starting a region's data as another one (a forgotten --region)
-// would silently turn alice@europe into alice@local. A directory made before this file
-// existed is bound to the region it is started with next.
-void claim_region(std::filesystem::path const& data_dir, std::string const& region);
+// What a data dir says about itself, in `<data_dir>/datadir.json`: the region its accounts
+// and messages belong to, the layout (format) of its stores, and when it was made.
+struct data_dir_record {
+  std::string region;
+  int format = 0;
+  std::int64_t created_at_ms = 0;
+  int upgraded_from = -1;  // the format this start migrated from, or -1
+};
+
+// The store layout this build reads and writes. Format 0 is a data dir from before
+// datadir.json (only `<data_dir>/region`); format 1 adds the record itself. A change to a
+// store's key layout raises it and adds a step to the migration in data_dir.cpp.
+inline constexpr int data_format = 1;
+
+// Binds `data_dir` to `region` and checks that this build understands its format. The
+// first start writes datadir.json (and `<data_dir>/region`, which nodes before 0.2 check),
+// fsync'd; a data dir of an older format is migrated first. Throws std::runtime_error
+// saying what to do when the data dir belongs to another region (every stored user id and
+// message carries the region: starting europe's data as `local` would silently turn
+// alice@europe into alice@local), has a newer format than this build knows, or its record
+// is damaged. A directory made before either file existed is bound to the region it is
+// started with next.
+data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::string const& region);
+
+// The record without changing anything (petchatctl verify and restore read it from
+// backups); nullopt when the directory has neither datadir.json nor `region`. Throws
+// std::runtime_error if datadir.json is damaged.
+std::optional<data_dir_record> read_data_dir_record(std::filesystem::path const& data_dir);
 
 // Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two
 // nodes never share one data dir. Throws std::runtime_error if another process holds it.

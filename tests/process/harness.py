@@ -268,6 +268,7 @@ class Node:
             if extra_config:
                 f.write("\n" + extra_config + "\n")
         self.extra_args = list(extra_args)
+        self.env = None  # the environment of the node's process (None: this one's)
         self.proc = None
         self.port = None
         self.metrics_port = None
@@ -320,7 +321,7 @@ class Node:
         self.stdout_lines.append("=== start #%d: %s" % (self.starts, " ".join(self.command())))
         self.stderr_lines.append("=== start #%d" % self.starts)
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=self.workdir)
+                                     stderr=subprocess.PIPE, cwd=self.workdir, env=self.env)
         self._out_q = queue.Queue()
         self._readers = [
             threading.Thread(target=self._reader, args=(self.proc.stdout, self.stdout_lines, self._out_q),
@@ -501,12 +502,12 @@ def run_ctl(*args, input=None, timeout=15, cwd=None):
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
-def run_node_cli(*args, timeout=15, cwd=None):
+def run_node_cli(*args, timeout=15, cwd=None, env=None):
     """Runs petchat-node with the given arguments to completion (for --check-config,
     --version, failing starts); returns (rc, stdout, stderr)."""
     _check_binary(NODE_BIN, "petchat-node")
     p = subprocess.Popen([NODE_BIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, cwd=cwd)
+                         stderr=subprocess.PIPE, cwd=cwd, env=env)
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

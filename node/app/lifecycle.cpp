@@ -1,0 +1,97 @@
+#include "node/app/lifecycle.hpp"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+#include "node/log/log.hpp"
+
+namespace petchat::app {
+
+void notify_ready(std::string const& status) {
+  ::sd_notify(0, ("READY=1\nSTATUS=" + status).c_str());
+}
+
+void notify_stopping() {
+  ::sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing requests in flight");
+}
+
+watchdog::watchdog(boost::asio::io_context& io) : timer_(io) {
+  std::uint64_t usec = 0;
+  // > 0 only when systemd set WATCHDOG_USEC (and WATCHDOG_PID is this process, if set).
+  if (::sd_watchdog_enabled(0, &usec) > 0 && usec > 0) interval_ = std::chrono::microseconds(usec / 2);
+}
+
+void watchdog::start() {
+  if (interval_.count() == 0) return;
+  log::get("node")->info("systemd watchdog: pinging every {} ms", interval_.count() / 1000);
+  ping();
+}
+
+void watchdog::stop() {
+  stopped_ = true;
+  timer_.cancel();
+}
+
+void watchdog::ping() {
+  if (stopped_) return;
+  ::sd_notify(0, "WATCHDOG=1");
+  timer_.expires_after(interval_);
+  timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) ping();
+  });
+}
+
+void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload) {
+  hangups.async_wait([&hangups, &reload](boost::system::error_code ec, int) {
+    if (ec) return;
+    ::sd_notify(0, "RELOADING=1\nSTATUS=reading the configuration again");
+    log::get("node")->info("SIGHUP: reading the configuration again");
+    reload.reload();
+    ::sd_notify(0, "READY=1\nSTATUS=serving (configuration read again)");
+    reload_on_hangup(hangups, reload);
+  });
+}
+
+namespace {
+
+// Only async-signal-safe calls in the handler: the text is made in advance.
+std::string sigbus_text;
+
+extern "C" void on_sigbus(int) {
+  auto written = ::write(STDERR_FILENO, sigbus_text.data(), sigbus_text.size());
+  (void)written;
+}
+
+}  // namespace
+
+void explain_sigbus(std::filesystem::path const& data_dir) {
+  sigbus_text = "petchat-node: SIGBUS: a memory-mapped store file could not be read: " + (data_dir / "users").string() +
+                "/data.mdb (LMDB) is truncated or damaged (a full disk, a failing device, or a changed file). "
+                "Stop the node and restore that directory from a backup; `mdb_dump -a " +
+                (data_dir / "users").string() +
+                "` shows what is still readable. The message store (RocksDB) has checksums and reports its own "
+                "damage instead.\n";
+  struct sigaction sa {};
+  sa.sa_handler = on_sigbus;
+  sa.sa_flags = SA_RESETHAND;  // the faulting read raises the signal again, and the process dies
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGBUS, &sa, nullptr);
+}
+
+void raise_open_files_limit(std::size_t max_connections) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < max_connections + 64)
+    log::get("node")->warn("open-files limit {} is below gateway.max_connections {}; raise LimitNOFILE/ulimit -n",
+                           rl.rlim_cur, max_connections);
+}
+
+}  // namespace petchat::app

@@ -1,0 +1,51 @@
+// The node's life under a service manager and signals: systemd's notify protocol (ready,
+// reloading, stopping, watchdog), SIGHUP reloads, SIGBUS explained, the open-files limit.
+// Without systemd (no NOTIFY_SOCKET) the notifications do nothing.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <filesystem>
+#include <string>
+
+#include "node/app/reload.hpp"
+
+namespace petchat::app {
+
+// sd_notify READY=1 with a STATUS line (`systemctl status` shows it).
+void notify_ready(std::string const& status);
+// sd_notify STOPPING=1: the node finishes requests in flight and stops.
+void notify_stopping();
+
+// Pings systemd's watchdog (WATCHDOG=1) every half WatchdogSec from the I/O threads, so a
+// node whose event loop is stuck stops pinging and is restarted. Does nothing when the
+// unit has no WatchdogSec (WATCHDOG_USEC unset) or the node is not its main process.
+class watchdog {
+ public:
+  explicit watchdog(boost::asio::io_context& io);
+  void start();
+  void stop();
+
+ private:
+  void ping();
+  boost::asio::steady_timer timer_;
+  std::chrono::microseconds interval_{0};
+  bool stopped_ = false;
+};
+
+// SIGHUP (`systemctl reload`, `kill -HUP`) reads the config again: what can change on the
+// fly is applied, what cannot is named in the log (app::reloader); systemd is told
+// RELOADING=1, then READY=1. Never the default action, which would kill the node.
+void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload);
+
+// LMDB reads its data file through a memory map and has no checksums: a page that a
+// truncated or damaged file no longer backs kills the process with SIGBUS inside a read.
+// This says what that means and what to do before the process dies as it would have.
+void explain_sigbus(std::filesystem::path const& data_dir);
+
+// Every connection is a file descriptor: raises the soft limit to the hard limit, and says
+// so if gateway.max_connections still cannot be reached.
+void raise_open_files_limit(std::size_t max_connections);
+
+}  // namespace petchat::app

@@ -1,0 +1,116 @@
+// datadir.json: the data dir's region, format and age (identity.hpp, claim_data_dir).
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "base/format/format.hpp"
+#include "node/identity/detail/files.hpp"
+#include "node/identity/identity.hpp"
+
+namespace petchat::identity {
+namespace {
+
+namespace json = boost::json;
+
+constexpr char record_name[] = "datadir.json";
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::runtime_error damaged(std::filesystem::path const& path, std::string const& why) {
+  return std::runtime_error(path.string() + " is damaged (" + why +
+                            "): it says which region and store format the data dir holds; restore it from a "
+                            "backup, or write it again by hand as {\"region\": \"<name>\", \"format\": " +
+                            std::to_string(data_format) + ", \"created_at\": \"<RFC 3339 time>\"}");
+}
+
+std::optional<std::string> read_text(std::filesystem::path const& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+data_dir_record parse_record(std::filesystem::path const& path, std::string const& text) {
+  boost::system::error_code ec;
+  auto doc = json::parse(text, ec);
+  if (ec || !doc.is_object()) throw damaged(path, "not a JSON object");
+  auto const& o = doc.as_object();
+  data_dir_record r;
+  auto const* region = o.if_contains("region");
+  auto const* format = o.if_contains("format");
+  auto const* created = o.if_contains("created_at");
+  if (!region || !region->is_string() || region->as_string().empty()) throw damaged(path, "no region");
+  if (!format || !format->is_int64() || format->as_int64() < 0 || format->as_int64() > 1'000'000)
+    throw damaged(path, "no format version");
+  std::optional<std::int64_t> at;
+  if (created && created->is_string()) at = format::parse_rfc3339(std::string(created->as_string()));
+  if (!at) throw damaged(path, "no created_at time");
+  r.region = std::string(region->as_string());
+  r.format = static_cast<int>(format->as_int64());
+  r.created_at_ms = *at;
+  return r;
+}
+
+void write_record(std::filesystem::path const& data_dir, data_dir_record const& r) {
+  json::object o{{"region", r.region}, {"format", r.format}, {"created_at", format::rfc3339(r.created_at_ms)}};
+  if (r.upgraded_from >= 0) o["upgraded_from"] = r.upgraded_from, o["upgraded_at"] = format::rfc3339(now_ms());
+  detail::write_durably(data_dir, record_name, json::serialize(o) + "\n", 0600);
+}
+
+// Format 0 (only `region`): the record is new in format 1 and the stores did not change,
+// so the migration writes it. The data dir's age is the region key's (made on its first
+// start), or now when there is none.
+data_dir_record upgrade_from_0(std::filesystem::path const& data_dir, std::string const& region) {
+  data_dir_record r{region, data_format, now_ms(), 0};
+  struct stat st {};
+  if (::stat((data_dir / "region.key").c_str(), &st) == 0)
+    r.created_at_ms = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+  return r;
+}
+
+void check_region(std::filesystem::path const& data_dir, std::string const& stored, std::string const& region) {
+  if (stored == region) return;
+  throw std::runtime_error(data_dir.string() + " holds the data of region '" + stored + "', not '" + region +
+                           "': start it with --region " + stored + " (or node.region = \"" + stored +
+                           "\"), or give region '" + region + "' a data dir of its own (" +
+                           (data_dir / record_name).string() + " says which region a data dir belongs to)");
+}
+
+}  // namespace
+
+std::optional<data_dir_record> read_data_dir_record(std::filesystem::path const& data_dir) {
+  auto path = data_dir / record_name;
+  if (auto text = read_text(path)) return parse_record(path, *text);
+  if (auto region = read_text(data_dir / "region")) {
+    data_dir_record r;
+    r.region = region->substr(0, region->find('\n'));
+    r.format = 0;
+    return r;
+  }
+  return std::nullopt;
+}
+
+data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::string const& region) {
+  auto found = read_data_dir_record(data_dir);
+  if (found) check_region(data_dir, found->region, region);
+  if (found && found->format > data_format)
+    throw std::runtime_error(data_dir.string() + " has store format " + std::to_string(found->format) +
+                             ", newer than this petchat-node understands (format " + std::to_string(data_format) +
+                             "): it was written by a newer version. Run that version (or newer), or restore a "
+                             "backup made by this one; the data dir was not changed");
+  if (found && found->format == data_format) return *found;
+  data_dir_record r = found ? upgrade_from_0(data_dir, region) : data_dir_record{region, data_format, now_ms(), -1};
+  // `region` first: a node before 0.2 started on this dir still refuses another region.
+  detail::write_durably(data_dir, "region", region + "\n", 0644);
+  write_record(data_dir, r);
+  return r;
+}
+
+}  // namespace petchat::identity
