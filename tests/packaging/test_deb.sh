@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# The .deb, end to end: builds it with dpkg-buildpackage (in a copy of the tree, never in
+# ./build), lints it, installs it into a throwaway root and runs the installed node there.
+#
+#   tests/packaging/test_deb.sh               build, lint, install, run (about 15 minutes on
+#                                             2 cores, nearly all of it the compile)
+#   tests/packaging/test_deb.sh --debs DIR    skip the build: test the .deb files in DIR
+#
+# Runs as root. The throwaway root is an overlayfs over / (its upper layer on a tmpfs),
+# mounted in a private mount, network and PID namespace (unshare): dpkg, the maintainer
+# scripts, debconf, systemd-sysusers and the node all run in a chroot into it, the node
+# listens on the namespace's own loopback, and everything vanishes with the namespace.
+# The host's package database, users, /etc and /var are checked to be unchanged at the end.
+#
+# What it checks: lintian (no error, no warning that is not overridden with a reason);
+# the region preseeded with debconf ends up in /etc/default/petchat-node; the petchat
+# user, /var/lib/petchat 0700 petchat, /etc/petchat/node.toml 0640 root:petchat, the unit
+# enabled; systemd-analyze verify and security (<= 1.5) on the installed unit; the unit's
+# ExecStart, run as petchat with the unit's environment file, answers /readyz 200 and
+# petchatctl reaches it; SIGTERM stops it cleanly; without a region it refuses (exit 2,
+# naming PETCHAT_REGION); purge keeps /var/lib/petchat unless petchat-node/purge-data is
+# true, and removes the debconf answers and /etc/default/petchat-node.
+#
+# Environment: PETCHAT_PKG_WORK (default /var/tmp/petchat-pkgtest) holds the copy of the
+# tree, the build log and the packages; CCACHE_DIR is passed to the build (meson uses
+# ccache when it is installed, and the fixed work path lets a second run reuse it).
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+max_exposure=1.5
+
+say() { printf '== %s\n' "$*"; }
+fail() {
+  printf 'FAIL: %s\n' "$*" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------------------------------
+# Inside the namespaces: $2 is the throwaway root's parent (a tmpfs), $3 the .deb directory.
+# ---------------------------------------------------------------------------------------
+inside() {
+  local base="$1" debs="$2"
+  local root="$base/root"
+  mkdir -p "$base/upper" "$base/work" "$root"
+  mount -t overlay overlay -o "lowerdir=/,upperdir=$base/upper,workdir=$base/work" "$root"
+  mount -t proc proc "$root/proc"
+  mount --rbind /dev "$root/dev"
+  mount --rbind /sys "$root/sys"
+  # A fresh /run: no /run/systemd/system, so the maintainer scripts see no running systemd
+  # and start nothing (the node is started by hand below, as the unit would).
+  mount -t tmpfs tmpfs "$root/run"
+  mount -t tmpfs tmpfs "$root/tmp"
+  ip link set lo up
+  local deb
+  deb="$(cd "$debs" && echo petchat-node_*.deb)"
+  mkdir "$root/tmp/debs"
+  cp "$debs/$deb" "$root/tmp/debs/"
+
+  in_root() { chroot "$root" "$@"; }
+  export DEBIAN_FRONTEND=noninteractive
+
+  say "install with the region preseeded (europe)"
+  echo "petchat-node petchat-node/region string europe" | in_root debconf-set-selections
+  in_root dpkg -i "/tmp/debs/$deb" 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg -i failed"
+  [ "$(in_root dpkg-query -W -f='${Status}' petchat-node)" = "install ok installed" ] ||
+    fail "petchat-node is not installed"
+
+  say "user, directories, modes"
+  local pw
+  pw="$(in_root getent passwd petchat)" || fail "no petchat user"
+  local uid shell
+  uid="$(echo "$pw" | cut -d: -f3)" shell="$(echo "$pw" | cut -d: -f7)"
+  [ "$uid" -lt 1000 ] || fail "petchat is not a system user (uid $uid)"
+  case "$shell" in */nologin | */false) ;; *) fail "petchat has a login shell: $shell" ;; esac
+  [ "$(in_root stat -c '%a %U:%G' /var/lib/petchat)" = "700 petchat:petchat" ] ||
+    fail "/var/lib/petchat is $(in_root stat -c '%a %U:%G' /var/lib/petchat), not 700 petchat:petchat"
+  [ "$(in_root stat -c '%a %U:%G' /etc/petchat/node.toml)" = "640 root:petchat" ] ||
+    fail "/etc/petchat/node.toml is $(in_root stat -c '%a %U:%G' /etc/petchat/node.toml), not 640 root:petchat"
+  in_root dpkg-query --showformat='${Conffiles}\n' --show petchat-node | grep -q ' /etc/petchat/node.toml ' ||
+    fail "/etc/petchat/node.toml is not a conffile"
+  grep -qx 'PETCHAT_REGION=europe' "$root/etc/default/petchat-node" ||
+    fail "/etc/default/petchat-node has no PETCHAT_REGION=europe: $(cat "$root/etc/default/petchat-node")"
+  [ -L "$root/etc/systemd/system/multi-user.target.wants/petchat-node.service" ] ||
+    fail "the unit is not enabled"
+  in_root petchat-node --check-config /etc/petchat/node.toml >/dev/null || fail "the installed config does not check"
+  for page in petchat-node petchatctl; do
+    [ -f "$root/usr/share/man/man8/$page.8.gz" ] || fail "no man page $page(8)"
+  done
+  [ -f "$root/usr/share/petchat/web/index.html" ] || fail "no web client in /usr/share/petchat/web"
+
+  local unit=/lib/systemd/system/petchat-node.service
+  say "systemd-analyze verify $unit"
+  in_root systemd-analyze verify "$unit" || fail "systemd-analyze verify failed"
+  say "systemd-analyze security --offline=true $unit"
+  local security exposure
+  security="$(in_root systemd-analyze security --offline=true "$unit" 2>&1)"
+  echo "$security" | grep -E '✗|Overall' | sed 's/^/   /'
+  exposure="$(echo "$security" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
+  [ -n "$exposure" ] || fail "no exposure level in systemd-analyze's output"
+  awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' ||
+    fail "exposure $exposure is above $max_exposure"
+
+  # The unit's command line, as systemd would run it: its EnvironmentFile, user and umask.
+  local exec_start envfile
+  exec_start="$(sed -n 's/^ExecStart=//p' "$root$unit")"
+  envfile="$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$root$unit")"
+  [ "$envfile" = /etc/default/petchat-node ] || fail "the unit's EnvironmentFile is $envfile"
+  echo "$exec_start" | grep -q -- '--require-region' || fail "ExecStart lacks --require-region: $exec_start"
+  run_as_unit() { # $1: the environment file to use ("" for none); output in $root/tmp/node.log
+    # chroot itself, not in_root: a backgrounded function would be a subshell, and $! its
+    # PID instead of the node's (chroot, sh and setpriv each exec the next).
+    chroot "$root" /bin/sh -c "set -a; [ -z '$1' ] || . '$1'; set +a; umask 0077; cd /var/lib/petchat;
+      exec setpriv --reuid=petchat --regid=petchat --init-groups --inh-caps=-all $exec_start" \
+      >"$root/tmp/node.log" 2>&1 &
+    node_pid=$!
+  }
+
+  say "the installed node, as the unit runs it: $exec_start"
+  local listen readyz=""
+  listen="$(in_root python3 -c 'import tomllib; print(tomllib.load(open("/etc/petchat/node.toml", "rb"))["gateway"]["listen"])')"
+  run_as_unit "$envfile"
+  for _ in $(seq 1 300); do
+    readyz="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz" || true)"
+    [ "$readyz" = 200 ] && break
+    kill -0 "$node_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ "$readyz" != 200 ]; then
+    cat "$root/tmp/node.log" >&2
+    fail "GET http://$listen/readyz answered '$readyz', not 200"
+  fi
+  echo "   GET http://$listen/readyz: 200"
+  local page
+  page="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/" || true)"
+  [ "$page" = 200 ] || fail "GET http://$listen/ (the web client from /usr/share/petchat/web) answered '$page', not 200"
+  echo "   GET http://$listen/ (the web client): 200"
+  local status
+  status="$(in_root setpriv --reuid=petchat --regid=petchat --init-groups petchatctl --json status)" ||
+    fail "petchatctl status failed as petchat"
+  echo "$status" | grep -q '"region" *: *"europe"' || fail "petchatctl status does not say region europe: $status"
+  echo "   petchatctl status (as petchat, socket found through the config): region europe"
+  [ "$(in_root stat -c '%a %U' /var/lib/petchat/region.key)" = "600 petchat" ] ||
+    fail "region.key is $(in_root stat -c '%a %U' /var/lib/petchat/region.key)"
+  [ -S "$root/var/lib/petchat/admin.sock" ] || fail "no admin socket in /var/lib/petchat"
+  kill -TERM "$node_pid"
+  local rc=0
+  wait "$node_pid" || rc=$?
+  [ "$rc" = 0 ] || {
+    cat "$root/tmp/node.log" >&2
+    fail "SIGTERM: the node exited $rc, not 0"
+  }
+  grep -q 'stopped cleanly' "$root/tmp/node.log" || fail "no 'stopped cleanly' after SIGTERM"
+  echo "   SIGTERM: exit 0, stopped cleanly"
+
+  say "no region: the node refuses to start"
+  run_as_unit ""
+  rc=0
+  wait "$node_pid" || rc=$?
+  sed 's/^/   node: /' "$root/tmp/node.log"
+  [ "$rc" = 2 ] || fail "without a region the node exited $rc, not 2"
+  grep -q 'PETCHAT_REGION' "$root/tmp/node.log" || fail "the refusal does not say where to set the region"
+
+  say "purge (petchat-node/purge-data unset: false): the region's data stays"
+  in_root dpkg --purge petchat-node 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg --purge failed"
+  [ -f "$root/var/lib/petchat/region.key" ] || fail "purge removed /var/lib/petchat without being asked"
+  [ ! -e "$root/etc/default/petchat-node" ] || fail "purge left /etc/default/petchat-node"
+  [ ! -e "$root/etc/petchat/node.toml" ] || fail "purge left /etc/petchat/node.toml"
+  ! in_root dpkg-statoverride --list /etc/petchat/node.toml >/dev/null || fail "purge left the statoverride"
+  [ ! -e "$root/etc/systemd/system/multi-user.target.wants/petchat-node.service" ] ||
+    fail "purge left the unit enabled"
+  ! in_root debconf-get-selections 2>/dev/null | grep -q '^petchat-node' || fail "purge left debconf answers"
+
+  say "install with no region (noninteractive): enabled, but the node refuses to start"
+  in_root dpkg -i "/tmp/debs/$deb" 2>&1 | sed 's/^/   dpkg: /' | tee "$root/tmp/dpkg.log" ||
+    fail "dpkg -i failed"
+  grep -q 'no region is configured' "$root/tmp/dpkg.log" || fail "the postinst did not say that no region is configured"
+  ! grep -q '^PETCHAT_REGION=' "$root/etc/default/petchat-node" || fail "a region was written without an answer"
+  [ -L "$root/etc/systemd/system/multi-user.target.wants/petchat-node.service" ] || fail "the unit is not enabled"
+  run_as_unit "$envfile"
+  rc=0
+  wait "$node_pid" || rc=$?
+  sed 's/^/   node: /' "$root/tmp/node.log"
+  [ "$rc" = 2 ] || fail "with no region configured the node exited $rc, not 2"
+  grep -q 'PETCHAT_REGION' "$root/tmp/node.log" || fail "the refusal does not say where to set the region"
+
+  say "the operator sets the region by hand, then dpkg-reconfigure: other lines kept, the node starts on the kept data"
+  local key_before
+  key_before="$(cat "$root/var/lib/petchat/region.pub")"
+  printf 'PETCHAT_REGION="europe"\nOPERATOR_LINE=kept\n' >>"$root/etc/default/petchat-node"
+  in_root dpkg-reconfigure -fnoninteractive petchat-node 2>&1 | sed 's/^/   dpkg-reconfigure: /' ||
+    fail "dpkg-reconfigure failed"
+  grep -qx 'PETCHAT_REGION=europe' "$root/etc/default/petchat-node" &&
+    grep -qx 'OPERATOR_LINE=kept' "$root/etc/default/petchat-node" ||
+    fail "after dpkg-reconfigure /etc/default/petchat-node is: $(cat "$root/etc/default/petchat-node")"
+  [ "$(in_root debconf-show petchat-node | sed -n 's/^[* ] petchat-node\/region: //p')" = europe ] ||
+    fail "debconf did not take the region from /etc/default/petchat-node"
+  run_as_unit "$envfile"
+  readyz=""
+  for _ in $(seq 1 300); do
+    readyz="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz" || true)"
+    [ "$readyz" = 200 ] && break
+    kill -0 "$node_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ "$readyz" = 200 ] || {
+    cat "$root/tmp/node.log" >&2
+    fail "after reinstalling over the kept data, /readyz answered '$readyz'"
+  }
+  [ "$(cat "$root/var/lib/petchat/region.pub")" = "$key_before" ] || fail "the region key changed"
+  kill -TERM "$node_pid"
+  wait "$node_pid" || fail "the node did not stop cleanly"
+  echo "   /readyz 200 with the region key kept from before the purge"
+
+  say "purge with petchat-node/purge-data true: the region's data goes"
+  echo "petchat-node petchat-node/purge-data boolean true" | in_root debconf-set-selections
+  in_root dpkg --purge petchat-node 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg --purge failed"
+  [ ! -e "$root/var/lib/petchat" ] || fail "purge-data true, but /var/lib/petchat is still there"
+  say "inside the throwaway root: all checks passed"
+}
+
+if [ "${1:-}" = --inside ]; then
+  inside "$2" "$3"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------
+# Outside: build, lint, then the throwaway root in its namespaces.
+# ---------------------------------------------------------------------------------------
+debs=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --debs) debs="$(realpath "$2")"; shift 2 ;;
+    *) echo "usage: $0 [--debs DIR]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || fail "run as root (the throwaway root needs mount namespaces and chroot)"
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || fail "no overlayfs in this kernel"
+
+started=$(date +%s)
+if [ -z "$debs" ]; then
+  "$repo/scripts/setup-deps"
+  work="${PETCHAT_PKG_WORK:-/var/tmp/petchat-pkgtest}"
+  version="$(dpkg-parsechangelog -l "$repo/debian/changelog" -S Version)"
+  src="$work/src/petchat-$version"
+  say "copying the tree (tracked and untracked, not ignored) to $src"
+  rm -rf "$work/src"
+  mkdir -p "$src"
+  (cd "$repo" && git ls-files -z --cached --others --exclude-standard |
+    tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -xf - -C "$src"
+  # The web client's npm packages, when present: without them the build runs npm ci,
+  # which needs the npm registry.
+  if [ -d "$repo/web/node_modules" ]; then cp -a "$repo/web/node_modules" "$src/web/"; fi
+  say "dpkg-buildpackage -b -us -uc (log: $work/build.log)"
+  if ! (cd "$src" && dpkg-buildpackage -b -us -uc >"$work/build.log" 2>&1); then
+    tail -n 60 "$work/build.log" >&2
+    fail "dpkg-buildpackage failed (whole log: $work/build.log)"
+  fi
+  debs="$work/src"
+  echo "   built in $(($(date +%s) - started)) s: $(cd "$debs" && ls ./*.deb | tr '\n' ' ')"
+fi
+ls "$debs"/petchat-node_*.deb >/dev/null 2>&1 || fail "no petchat-node_*.deb in $debs"
+
+say "lintian (fails on any error or warning that is not overridden with a reason)"
+lint_targets=("$debs"/*.changes)
+[ -e "${lint_targets[0]}" ] || lint_targets=("$debs"/*.deb)
+lint_rc=0
+lint="$(lintian --fail-on error,warning --display-info --show-overrides "${lint_targets[@]}" 2>&1)" || lint_rc=$?
+echo "$lint" | { grep -v 'running with root privileges' || true; } | sed 's/^/   /'
+[ "$lint_rc" = 0 ] || fail "lintian found errors or warnings (exit $lint_rc)"
+
+# What the host has before, to prove afterwards that nothing leaked out.
+fingerprint() {
+  {
+    dpkg-query -W -f='${Package} ${Status}\n' petchat-node 2>/dev/null || echo "petchat-node absent"
+    getent passwd petchat || echo "no petchat user"
+    getent group petchat || echo "no petchat group"
+    ls -ld /var/lib/petchat /etc/petchat /etc/default/petchat-node 2>&1 || true
+    debconf-show petchat-node 2>/dev/null || true
+    md5sum /var/lib/dpkg/status /etc/passwd /etc/group /etc/shadow
+  } | sort
+}
+before="$(fingerprint)"
+
+scratch="$(mktemp -d /tmp/petchat-deb-root.XXXXXX)"
+say "throwaway root: overlay over / on a tmpfs at $scratch, in new mount, network and PID namespaces"
+rc=0
+unshare --mount --net --pid --fork --propagation private \
+  /bin/bash -c 'mount -t tmpfs -o mode=0755 tmpfs "$1" && exec "$2" --inside "$1" "$3"' \
+  _ "$scratch" "$(realpath "$0")" "$debs" || rc=$?
+rmdir "$scratch" 2>/dev/null || true
+
+after="$(fingerprint)"
+if [ "$before" != "$after" ]; then
+  diff <(echo "$before") <(echo "$after") >&2 || true
+  fail "the host changed: something leaked out of the throwaway root"
+fi
+echo "   the host's packages, users, groups and petchat paths are as before"
+[ "$rc" = 0 ] || fail "the checks in the throwaway root failed (exit $rc)"
+echo "1 passed, 0 failed (test_deb, $(($(date +%s) - started)) s)"
