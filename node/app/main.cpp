@@ -311,6 +311,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                                               {{{"listener", "metrics"}}, static_cast<double>(scrapes.connections())}};
                      });
 
+  backup::snapshots backups(data_dir, users, messages);
   gateway::node_info info{PETCHAT_VERSION, cfg.node.region,     std::filesystem::absolute(data_dir).string(),
                           bound.str(),     metrics_at,          format::now_ms(),
                           record.format,   record.created_at_ms};
@@ -318,12 +319,13 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   admin_limits.max_body_bytes = std::max<std::size_t>(limits.max_body_bytes, 65536);
   gateway::http_server admin(
       io, admin_limits,
-      gateway::make_admin_api(users, messages, metrics, cpu_pool, info, {regions, fed.get()}, &assets, push.get(),
-                              &manager,
-                              [&reload] {
-                                auto o = reload.reload();
-                                return gateway::reload_outcome{o.errors, o.applied, o.needs_restart};
-                              }),
+      gateway::make_admin_api(
+          users, messages, metrics, cpu_pool, info, {regions, fed.get()}, &assets, push.get(), &manager,
+          [&reload] {
+            auto o = reload.reload();
+            return gateway::reload_outcome{o.errors, o.applied, o.needs_restart};
+          },
+          &backups),
       "admin");
   auto admin_socket = cfg.admin_socket();
   admin.listen_unix(admin_socket);

@@ -10,7 +10,7 @@
 namespace petchat::ctl {
 
 std::optional<admin_reply> call(std::string const& socket_path, std::string const& method, std::string const& target,
-                                std::string const& body, std::string& error) {
+                                std::string const& body, std::string& error, int timeout_s) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
@@ -27,7 +27,7 @@ std::optional<admin_reply> call(std::string const& socket_path, std::string cons
     int fd;
     ~closer() { ::close(fd); }
   } guard{fd};
-  timeval tv{30, 0};
+  timeval tv{timeout_s, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     error = std::strerror(errno);

@@ -13,8 +13,8 @@ struct admin_reply {
 };
 
 // Sends one request and reads the whole reply. Returns nullopt and sets `error` if the
-// socket cannot be reached or the reply is not HTTP.
+// socket cannot be reached, the reply is not HTTP, or none came within `timeout_s`.
 std::optional<admin_reply> call(std::string const& socket_path, std::string const& method, std::string const& target,
-                                std::string const& body, std::string& error);
+                                std::string const& body, std::string& error, int timeout_s = 30);
 
 }  // namespace petchat::ctl

@@ -5,14 +5,18 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <iostream>
 #include <vector>
 
 #include "node/ctl/admin_client.hpp"
+#include "node/ctl/detail/backup.hpp"
 #include "node/ctl/detail/locate.hpp"
 #include "node/ctl/detail/print.hpp"
 
@@ -65,9 +69,9 @@ struct context {
 
 // Performs one admin call; prints errors; returns the exit code and the parsed answer.
 int request(context const& ctx, std::string const& method, std::string const& target, json::value const* body,
-            json::value& answer) {
+            json::value& answer, int timeout_s = 30) {
   std::string error;
-  auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error);
+  auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error, timeout_s);
   if (!reply) {
     std::cerr << "petchatctl: node not running at " << ctx.socket << " (" << error << "; found by " << ctx.found_by
               << "); start petchat-node, or point to it with --socket, --data-dir or --config\n";
@@ -98,8 +102,9 @@ int request(context const& ctx, std::string const& method, std::string const& ta
 
 // The words of the command line, filled in by the parser.
 struct arguments {
-  std::string name, display_name, device_id, user_filter, after;
+  std::string name, display_name, device_id, user_filter, after, dir, data_dir;
   int limit = 100;
+  bool abort = false;
 };
 
 using show_fn = std::function<void(json::value const&)>;
@@ -153,6 +158,59 @@ std::vector<command> users_commands(CLI::App& app, arguments& a) {
                    json::value v = json::object{{"password", read_password("new password: ")}};
                    show = print_user;
                    return request(c, "POST", "/v1/admin/users/" + encode(a.name) + "/password", &v, ans);
+                 }});
+  return out;
+}
+
+// petchatctl backup: the node makes a snapshot, petchatctl copies it, the node drops it.
+int take_backup(context& c, arguments const& a, json::value& ans) {
+  if (a.abort) return request(c, "DELETE", "/v1/admin/backup", nullptr, ans);
+  auto started = std::chrono::steady_clock::now();
+  if (std::string why; !fresh_dir(a.dir, why)) {  // before the node does any work
+    std::cerr << "petchatctl: backup: " << why << "\n";
+    return exit_usage;
+  }
+  json::value snapshot;
+  // Making the snapshot flushes the message store and copies the account store: allow time.
+  if (int rc = request(c, "POST", "/v1/admin/backup", nullptr, snapshot, 600); rc != exit_ok) return rc;
+  std::string error;
+  auto manifest = copy_snapshot(snapshot.as_object(), a.dir, error);
+  json::value released;
+  std::string id(snapshot.as_object().at("id").as_string());
+  int rc = request(c, "DELETE", "/v1/admin/backup/" + encode(id), nullptr, released);
+  if (!error.empty()) {
+    std::cerr << "petchatctl: backup failed: " << error << " (" << a.dir << " is incomplete: it has no manifest)\n";
+    return exit_refused;
+  }
+  if (rc != exit_ok) return rc;
+  manifest["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ans = std::move(manifest);
+  return exit_ok;
+}
+
+std::vector<command> backup_commands(CLI::App& app, arguments& a) {
+  std::vector<command> out;
+  auto* backup = app.add_subcommand("backup", "copy a consistent snapshot of the running node into DIR");
+  backup->add_option("dir", a.dir, "the backup's directory: new, or empty");
+  backup->add_flag("--abort", a.abort, "release the snapshot an interrupted backup left open");
+  out.push_back({backup, [&a](context& c, json::value& ans, show_fn& show) {
+                   if (a.dir.empty() && !a.abort) {
+                     std::cerr << "petchatctl: backup: give the backup's directory\n";
+                     return exit_usage;
+                   }
+                   show = [&a](json::value const& v) {
+                     auto const& o = v.as_object();
+                     if (a.abort) {
+                       std::cout << "released the open snapshot\n";
+                       return;
+                     }
+                     std::cout << "backup " << field(o, "id") << " of region " << field(o, "region") << ": "
+                               << o.at("files").as_array().size() << " files, "
+                               << size_text(o.at("bytes").to_number<std::uint64_t>()) << " in "
+                               << number(o.at("seconds").to_number<double>()) << " s, into " << a.dir
+                               << " (check it with: petchatctl verify " << a.dir << ")\n";
+                   };
+                   return take_backup(c, a, ans);
                  }});
   return out;
 }
@@ -277,6 +335,14 @@ int main(int argc, char** argv) {
   app.add_flag("--json", ctx.as_json, "print the node's JSON answer instead of a table");
   arguments args;
   auto commands = other_commands(app, args);
+  for (auto& c : backup_commands(app, args)) commands.push_back(std::move(c));
+  // Local: a backup's files, no node.
+  auto* verify = app.add_subcommand("verify", "check a backup's files against its manifest (no node needed)");
+  verify->add_option("backup", args.dir, "the backup's directory")->required();
+  auto* restore =
+      app.add_subcommand("restore", "copy a backup into a new data dir, checking every file (node stopped)");
+  restore->add_option("backup", args.dir, "the backup's directory")->required();
+  restore->add_option("data_dir", args.data_dir, "the data dir to make: new, or an empty directory")->required();
   for (auto& c : users_commands(app, args)) commands.push_back(std::move(c));
 
   try {
@@ -284,6 +350,12 @@ int main(int argc, char** argv) {
   } catch (CLI::ParseError const& e) {
     int rc = app.exit(e);
     return rc == 0 ? exit_ok : exit_usage;
+  }
+  if (verify->parsed() || restore->parsed()) {
+    if (sodium_init() < 0) return exit_refused;
+    bool ok =
+        verify->parsed() ? verify_backup(args.dir, ctx.as_json) : restore_backup(args.dir, args.data_dir, ctx.as_json);
+    return ok ? exit_ok : exit_refused;
   }
   auto where = locate_socket(socket, data_dir, config_path);
   if (!where.error.empty()) {

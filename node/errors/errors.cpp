@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 63> table{{
+constexpr std::array<entry, 64> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -74,6 +74,7 @@ constexpr std::array<entry, 63> table{{
     {"too_many_connections", 503},        // code::too_many_connections
     {"cors_origin_forbidden", 403},       // code::cors_origin_forbidden
     {"config_invalid", 400},              // code::config_invalid
+    {"backup_in_progress", 409},          // code::backup_in_progress
     {"store_unavailable", 503},           // code::store_unavailable
 }};
 static_assert(static_cast<std::size_t>(code::store_unavailable) + 1 == table.size(), "one entry per code, in order");

@@ -79,6 +79,7 @@ enum class code {
   too_many_connections,
   cors_origin_forbidden,
   config_invalid,
+  backup_in_progress,
   // The stores.
   store_unavailable,
 };

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "node/async/async.hpp"
+#include "node/gateway/detail/admin_backup.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/user_api.hpp"
 #include "node/gateway/gateway.hpp"
@@ -25,8 +26,9 @@ struct admin_api {
   federation_view fed;
   assets::asset_service* assets = nullptr;
   notify::notification_service* push = nullptr;
-  ws::ws_manager* manager = nullptr;  // who is online
-  reload_fn reload;                   // the config read again
+  ws::ws_manager* manager = nullptr;     // who is online
+  reload_fn reload;                      // the config read again
+  backup::snapshots* backups = nullptr;  // petchatctl backup's snapshots
 };
 
 // `petchatctl reload`: what was applied, what needs a restart; a config that does not load
@@ -388,6 +390,10 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   }
   if (what == "log" && seg.size() == 3) co_return log_answer(r);
   if (what == "reload" && seg.size() == 3) co_return reload_answer(*api, r);
+  if (what == "backup" && seg.size() <= 4) {
+    std::string id = seg.size() == 4 ? seg[3] : "";
+    co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), std::move(id));
+  }
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));
@@ -418,6 +424,8 @@ std::optional<admin_change> change_of(request const& r) {
   if (what == "users" && seg.size() == 5) return admin_change{"admin-user-" + seg[4], seg[3]};
   if (what == "sessions" && seg.size() == 4) return admin_change{"admin-session-revoke", seg[3]};
   if (what == "online" && seg.size() == 4) return admin_change{"admin-device-kick", seg[3]};
+  if (what == "backup")
+    return admin_change{r.method == "POST" ? "admin-backup" : "admin-backup-release", seg.size() == 4 ? seg[3] : ""};
   std::string action = "admin";
   for (std::size_t i = 2; i < seg.size(); ++i) action += "-" + seg[i];
   return admin_change{action, ""};
@@ -443,9 +451,9 @@ awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
                        assets::asset_service* assets, notify::notification_service* push, ws::ws_manager* manager,
-                       reload_fn reload) {
-  auto api = std::make_shared<admin_api>(
-      admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets, push, manager, std::move(reload)});
+                       reload_fn reload, backup::snapshots* backups) {
+  auto api = std::make_shared<admin_api>(admin_api{users, messages, metrics, cpu_pool, std::move(info), fed, assets,
+                                                   push, manager, std::move(reload), backups});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

@@ -25,6 +25,7 @@
 
 #include "base/net/net.hpp"
 #include "node/assets/assets.hpp"
+#include "node/backup/backup.hpp"
 #include "node/config/config.hpp"
 #include "node/errors/errors.hpp"
 #include "node/messages/messages.hpp"
@@ -171,6 +172,6 @@ using reload_fn = std::function<reload_outcome()>;
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
                        assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,
-                       ws::ws_manager* manager = nullptr, reload_fn reload = {});
+                       ws::ws_manager* manager = nullptr, reload_fn reload = {}, backup::snapshots* backups = nullptr);
 
 }  // namespace petchat::gateway

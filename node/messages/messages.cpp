@@ -481,10 +481,6 @@ std::uint64_t message_service::ack_walked_events() const {
   return impl_->scanned_by_acks.load();
 }
 
-void message_service::compact() {
-  impl_->db.compact();
-}
-
 std::uint64_t message_service::commits() const {
   return impl_->db.commits();
 }

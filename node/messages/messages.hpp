@@ -387,6 +387,9 @@ class message_service {
   // Flushes and compacts the store so removed data leaves the disk. Blocking: call off
   // the I/O threads.
   void compact();
+  // A consistent copy of the store in `dir` (new, same file system) for a backup: see
+  // store::rocks_db::checkpoint_to. Blocking: call off the I/O threads.
+  void checkpoint_to(std::filesystem::path const& dir);
 
   void stop();
 

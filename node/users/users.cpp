@@ -29,6 +29,10 @@ std::size_t user_service::store_map_bytes() const {
   return impl_->env.map_size();
 }
 
+void user_service::copy_store_to(std::filesystem::path const& dir) const {
+  impl_->env.copy_to(dir);
+}
+
 void user_service::stop() {
   impl_->env.stop();
 }

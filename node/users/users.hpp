@@ -29,6 +29,7 @@
 #include <functional>
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -205,6 +206,10 @@ class user_service {
   // whole-table scans in separate read transactions (not one snapshot), on the calling
   // thread (the admin API runs it on the CPU pool). No errors.
   stats counts() const;
+
+  // A compacted, consistent copy of the account store in `dir`/data.mdb for a backup (see
+  // store::lmdb_env::copy_to). Blocking: call off the I/O threads.
+  void copy_store_to(std::filesystem::path const& dir) const;
 
   // Finishes queued writes and joins the writer thread (blocks). Idempotent. Writes after
   // it fail with internal; reads work until destruction. petchat-node calls it once its

@@ -210,6 +210,12 @@ std::size_t lmdb_env::used_bytes() const {
   return (info.me_last_pgno + 1) * static_cast<std::size_t>(st.ms_psize);
 }
 
+void lmdb_env::copy_to(std::filesystem::path const& dir) const {
+  std::shared_lock gate(resize_gate_);
+  int rc = mdb_env_copy2(env_, dir.c_str(), MDB_CP_COMPACT);
+  if (rc != MDB_SUCCESS) throw lmdb_error("mdb_env_copy2 " + dir.string(), rc);
+}
+
 std::uint64_t lmdb_env::commits() const {
   return commits_.load(std::memory_order_relaxed);
 }

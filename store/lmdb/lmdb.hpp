@@ -151,6 +151,10 @@ class lmdb_env {
   std::size_t map_size() const;
   std::size_t used_bytes() const;  // the map's pages in use (up to the last one written)
   std::uint64_t commits() const;   // group commits done (each is one fsync)
+  // Writes a compacted, consistent copy of the environment (one read snapshot) to
+  // `dir`/data.mdb; `dir` must exist and hold no data.mdb. Writers go on meanwhile; a map
+  // resize waits for the copy. Blocking. Throws lmdb_error.
+  void copy_to(std::filesystem::path const& dir) const;
   // Tells `fn` of every group commit from now on (the node's metrics).
   void observe_commits(commit_observer fn) { observers_.set(std::move(fn)); }
 

@@ -10,6 +10,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 
@@ -328,6 +329,13 @@ void rocks_db::compact() {
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   for (auto* h : cfs_) check(db_->CompactRange(co, h, nullptr, nullptr), "CompactRange");
+}
+
+void rocks_db::checkpoint_to(std::filesystem::path const& dir) {
+  rocksdb::Checkpoint* raw = nullptr;
+  check(rocksdb::Checkpoint::Create(db_.get(), &raw), "Checkpoint::Create");
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  check(checkpoint->CreateCheckpoint(dir.string()), "CreateCheckpoint");  // flushes first (log_size_for_flush 0)
 }
 
 void rocks_db::run_writer() {

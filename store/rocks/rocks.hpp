@@ -157,6 +157,11 @@ class rocks_db {
   // Flushes memtables and compacts every column family, so deleted data leaves the disk.
   void compact();
 
+  // A consistent copy of the committed state in `dir` (which must not exist, on the same
+  // file system): the memtables flushed, SST files hard-linked, the rest copied (RocksDB's
+  // checkpoint). Writes go on meanwhile. Blocking. Throws rocks_error.
+  void checkpoint_to(std::filesystem::path const& dir);
+
   // Finishes queued writes and stops the writer thread. Idempotent.
   void stop();
 

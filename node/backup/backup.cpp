@@ -1,0 +1,119 @@
+#include "node/backup/backup.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "base/format/format.hpp"
+#include "node/messages/messages.hpp"
+#include "node/users/users.hpp"
+
+namespace petchat::backup {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The data dir's small files, copied (region.key and the push key keep their 0600).
+constexpr char const* small_files[] = {"datadir.json", "region", "region.key", "region.pub", "vapid.pem"};
+
+std::string snapshot_id(std::int64_t ms) {
+  std::time_t t = ms / 1000;
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  unsigned char tag[2];
+  randombytes_buf(tag, sizeof tag);
+  return std::string(stamp) + "-" + format::hex({reinterpret_cast<char const*>(tag), sizeof tag});
+}
+
+// Every regular file under `dir`, relative, with its size.
+std::vector<file> list_files(fs::path const& dir) {
+  std::vector<file> out;
+  for (auto const& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out.push_back({fs::relative(e.path(), dir).generic_string(), e.file_size()});
+  std::sort(out.begin(), out.end(), [](file const& a, file const& b) { return a.path < b.path; });
+  return out;
+}
+
+// The assets' blobs (immutable, named by their hash), hard-linked. Unfinished uploads and
+// temporary files are not part of a backup.
+void link_blobs(fs::path const& from, fs::path const& to) {
+  if (!fs::exists(from)) return;
+  for (auto const& e : fs::recursive_directory_iterator(from)) {
+    auto target = to / fs::relative(e.path(), from);
+    if (e.is_directory())
+      fs::create_directories(target);
+    else if (e.is_regular_file())
+      fs::create_hard_link(e.path(), target);
+  }
+}
+
+}  // namespace
+
+snapshots::snapshots(fs::path data_dir, users::user_service& users, messages::message_service& messages)
+    : data_dir_(std::move(data_dir)), root_(data_dir_ / "backups"), users_(users), messages_(messages) {
+  std::error_code ec;
+  fs::remove_all(root_, ec);
+}
+
+snapshot snapshots::take() {
+  {
+    std::lock_guard lock(mutex_);
+    if (making_ || open_)
+      throw busy_error(open_ ? "backup " + open_->id + " is open (made " + format::rfc3339(open_->made_at_ms) +
+                                   "): another petchatctl backup is copying it, or one was interrupted "
+                                   "(petchatctl backup --abort releases it)"
+                             : "a backup is being made",
+                       open_ ? open_->made_at_ms : format::now_ms());
+    making_ = true;
+  }
+  snapshot s;
+  s.made_at_ms = format::now_ms();
+  s.id = snapshot_id(s.made_at_ms);
+  s.dir = root_ / s.id;
+  try {
+    fs::create_directories(s.dir);
+    fs::permissions(root_, fs::perms::owner_all, fs::perm_options::replace);
+    messages_.checkpoint_to(s.dir / "messages");  // first: see backup.hpp
+    fs::create_directory(s.dir / "users");
+    users_.copy_store_to(s.dir / "users");
+    link_blobs(data_dir_ / "assets" / "blobs", s.dir / "assets" / "blobs");
+    for (auto const* name : small_files)
+      if (fs::exists(data_dir_ / name)) fs::copy_file(data_dir_ / name, s.dir / name);
+    s.files = list_files(s.dir);
+    for (auto const& f : s.files) s.bytes += f.size;
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(s.dir, ec);
+    std::lock_guard lock(mutex_);
+    making_ = false;
+    throw;
+  }
+  std::lock_guard lock(mutex_);
+  making_ = false;
+  open_ = s;
+  return s;
+}
+
+bool snapshots::release(std::string const& id) {
+  std::optional<snapshot> s;
+  {
+    std::lock_guard lock(mutex_);
+    if (!open_ || (!id.empty() && open_->id != id)) return false;
+    s = std::move(open_);
+    open_.reset();
+  }
+  std::error_code ec;
+  fs::remove_all(s->dir, ec);
+  return true;
+}
+
+std::optional<snapshot> snapshots::open() const {
+  std::lock_guard lock(mutex_);
+  return open_;
+}
+
+}  // namespace petchat::backup

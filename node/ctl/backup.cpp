@@ -1,0 +1,370 @@
+#include "node/ctl/detail/backup.hpp"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "node/ctl/detail/print.hpp"
+
+namespace petchat::ctl::detail {
+namespace {
+
+namespace fs = std::filesystem;
+using clock = std::chrono::steady_clock;
+
+constexpr int manifest_version = 1;
+constexpr char manifest_name[] = "manifest.json";
+
+std::string hex(unsigned char const* p, std::size_t n) {
+  std::string out(n * 2, '0');
+  sodium_bin2hex(out.data(), out.size() + 1, p, n);
+  return out;
+}
+
+}  // namespace
+
+std::string size_text(std::uint64_t b) {
+  char const* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  std::ostringstream o;
+  o.precision(u == 0 ? 0 : 1);
+  o << std::fixed << v << " " << units[u];
+  return o.str();
+}
+
+bool fresh_dir(std::string const& dir_text, std::string& error) {
+  fs::path dir(dir_text);
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    if (!fs::is_directory(dir, ec) || !fs::is_empty(dir, ec)) {
+      error = dir.string() + " exists and is not an empty directory: give a new path";
+      return false;
+    }
+    return true;
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    error = dir.string() + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+// A manifest's or the node's relative path, safe to join under a directory: no absolute
+// path, no "..", no empty or "." segment (a hostile manifest must not write elsewhere).
+bool safe_relative(std::string const& p) {
+  if (p.empty() || p.front() == '/' || p.size() > 4096) return false;
+  std::size_t start = 0;
+  while (start <= p.size()) {
+    auto end = p.find('/', start);
+    if (end == std::string::npos) end = p.size();
+    auto seg = p.substr(start, end - start);
+    if (seg.empty() || seg == "." || seg == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+// Progress on a terminal: one line, redrawn at most every 100 ms.
+struct progress {
+  std::uint64_t total = 0, done = 0;
+  bool on = ::isatty(STDERR_FILENO) != 0;
+  clock::time_point last{};
+  char const* verb;
+  void add(std::uint64_t n) {
+    done += n;
+    if (!on || clock::now() - last < std::chrono::milliseconds(100)) return;
+    last = clock::now();
+    int pct = total ? static_cast<int>(done * 100 / total) : 100;
+    std::string bar(30, ' ');
+    for (int i = 0; i < pct * 30 / 100; ++i) bar[i] = '#';
+    std::cerr << "\r" << verb << " [" << bar << "] " << pct << "% " << size_text(done) << " of " << size_text(total)
+              << "   " << std::flush;
+  }
+  void end() {
+    if (on) std::cerr << "\r" << std::string(79, ' ') << "\r" << std::flush;
+  }
+};
+
+void fsync_path(fs::path const& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// Copies `from` to `to` (created, 0600, fsync'd) hashing the bytes; `to` empty: only
+// hashes. Returns the hash and size, or sets `error`.
+struct copied {
+  std::string blake2b;
+  std::uint64_t size = 0;
+};
+std::optional<copied> copy_hashing(fs::path const& from, fs::path const& to, progress& bar, std::string& error) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    error = from.string() + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  int out = -1;
+  if (!to.empty() && (out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+    error = to.string() + ": " + std::strerror(errno);
+    ::close(in);
+    return std::nullopt;
+  }
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, 32);
+  std::vector<unsigned char> buf(1 << 20);
+  copied c;
+  for (;;) {
+    ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) error = from.string() + ": " + std::strerror(errno);
+    if (n <= 0) break;
+    crypto_generichash_update(&state, buf.data(), static_cast<std::size_t>(n));
+    for (ssize_t w = 0; out >= 0 && w < n;) {
+      ssize_t m = ::write(out, buf.data() + w, static_cast<std::size_t>(n - w));
+      if (m < 0 && errno == EINTR) continue;
+      if (m < 0) {
+        error = to.string() + ": " + std::strerror(errno);
+        break;
+      }
+      w += m;
+    }
+    if (!error.empty()) break;
+    c.size += static_cast<std::uint64_t>(n);
+    bar.add(static_cast<std::uint64_t>(n));
+  }
+  ::close(in);
+  if (out >= 0) {
+    if (error.empty() && ::fsync(out) != 0) error = to.string() + ": fsync: " + std::strerror(errno);
+    ::close(out);
+  }
+  if (!error.empty()) return std::nullopt;
+  unsigned char hash[32];
+  crypto_generichash_final(&state, hash, sizeof hash);
+  c.blake2b = hex(hash, sizeof hash);
+  return c;
+}
+
+std::optional<boost::json::object> read_manifest(fs::path const& dir, std::string& error) {
+  std::ifstream in(dir / manifest_name);
+  if (!in) {
+    error = (dir / manifest_name).string() + " is missing: not a petchat backup, or one that was interrupted";
+    return std::nullopt;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text.str(), ec);
+  auto const* o = !ec && v.is_object() ? &v.as_object() : nullptr;
+  auto const* files = o ? o->if_contains("files") : nullptr;
+  auto const* version = o ? o->if_contains("petchat_backup") : nullptr;
+  if (!files || !files->is_array() || !version || !version->is_int64()) {
+    error = (dir / manifest_name).string() + " is damaged (not a petchat backup manifest)";
+    return std::nullopt;
+  }
+  if (version->as_int64() > manifest_version) {
+    error = "the backup's manifest is of version " + std::to_string(version->as_int64()) +
+            ", newer than this petchatctl reads (" + std::to_string(manifest_version) + ")";
+    return std::nullopt;
+  }
+  for (auto const& f : files->as_array()) {
+    auto const* fo = f.if_object();
+    if (!fo || !fo->contains("path") || !fo->at("path").is_string() || !fo->contains("size") ||
+        !fo->at("size").is_number() || !fo->contains("blake2b") || !fo->at("blake2b").is_string() ||
+        !safe_relative(std::string(fo->at("path").as_string()))) {
+      error = (dir / manifest_name).string() + " is damaged (a file entry without path, size and blake2b)";
+      return std::nullopt;
+    }
+  }
+  return v.as_object();
+}
+
+// Checks (and, with `into`, copies) every file of the backup. Problems are printed.
+bool check_files(fs::path const& dir, boost::json::object const& manifest, fs::path const& into, char const* verb,
+                 bool quiet, std::uint64_t& bytes) {
+  progress bar;
+  bar.verb = verb;
+  auto const& files = manifest.at("files").as_array();
+  for (auto const& f : files) bar.total += f.at("size").to_number<std::uint64_t>();
+  std::set<std::string> listed{manifest_name};
+  bool ok = true;
+  for (auto const& f : files) {
+    std::string path(f.at("path").as_string());
+    listed.insert(path);
+    fs::path target;
+    if (!into.empty()) {
+      target = into / path;
+      std::error_code ec;
+      fs::create_directories(target.parent_path(), ec);
+    }
+    std::string error;
+    auto c = copy_hashing(dir / path, target, bar, error);
+    bool good = c && c->size == f.at("size").to_number<std::uint64_t>() && c->blake2b == f.at("blake2b").as_string();
+    if (!good) {
+      bar.end();
+      if (!quiet)
+        std::cout << "damaged: " << path << " (" << (c ? "its size or BLAKE2b hash differs from the manifest" : error)
+                  << ")\n";
+      ok = false;
+      if (!into.empty()) break;  // a restore stops at the first bad file
+    }
+    bytes += c ? c->size : 0;
+  }
+  bar.end();
+  if (into.empty()) {
+    std::error_code ec;
+    for (auto const& e : fs::recursive_directory_iterator(dir, ec))
+      if (e.is_regular_file() && !listed.count(fs::relative(e.path(), dir).generic_string())) {
+        if (!quiet)
+          std::cout << "unexpected: " << fs::relative(e.path(), dir).generic_string() << " (not in the manifest)\n";
+        ok = false;
+      }
+  }
+  return ok;
+}
+
+}  // namespace
+
+boost::json::object copy_snapshot(boost::json::object const& snapshot, std::string const& dir_text,
+                                  std::string& error) {
+  fs::path dir(dir_text);
+  fs::path from(std::string(snapshot.at("dir").as_string()));
+  if (!fresh_dir(dir_text, error)) return {};
+  progress bar;
+  bar.verb = "copying";
+  auto const& files = snapshot.at("files").as_array();
+  for (auto const& f : files) bar.total += f.at("size").to_number<std::uint64_t>();
+  boost::json::array listed;
+  std::uint64_t bytes = 0;
+  for (auto const& f : files) {
+    std::string path(f.at("path").as_string());
+    if (!safe_relative(path)) {
+      error = "the node named an unsafe path: " + path;
+      return {};
+    }
+    std::error_code ec;
+    fs::create_directories((dir / path).parent_path(), ec);
+    fs::permissions((dir / path).parent_path(), fs::perms::owner_all, fs::perm_options::replace, ec);
+    auto c = copy_hashing(from / path, dir / path, bar, error);
+    if (!c) return {};
+    bytes += c->size;
+    listed.push_back(boost::json::object{{"path", path}, {"size", c->size}, {"blake2b", c->blake2b}});
+  }
+  bar.end();
+  for (auto const& e : fs::recursive_directory_iterator(dir))
+    if (e.is_directory()) fsync_path(e.path());
+  boost::json::object manifest{{"petchat_backup", manifest_version},
+                               {"id", snapshot.at("id")},
+                               {"region", snapshot.at("region")},
+                               {"data_format", snapshot.at("data_format")},
+                               {"node_version", snapshot.at("node_version")},
+                               {"made_at", snapshot.at("made_at")},
+                               {"bytes", bytes},
+                               {"files", std::move(listed)}};
+  {
+    auto tmp = dir / (std::string(manifest_name) + ".tmp");
+    ::close(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));  // private, as the files
+    std::ofstream out(tmp, std::ios::trunc);
+    out << boost::json::serialize(manifest) << "\n";
+    out.close();
+    if (!out) {
+      error = tmp.string() + ": cannot write";
+      return {};
+    }
+    fsync_path(tmp);
+    fs::rename(tmp, dir / manifest_name);
+    fsync_path(dir);
+  }
+  return manifest;
+}
+
+bool verify_backup(std::string const& dir_text, bool as_json) {
+  fs::path dir(dir_text);
+  std::string error;
+  auto manifest = read_manifest(dir, error);
+  std::uint64_t bytes = 0;
+  bool ok = manifest && check_files(dir, *manifest, {}, "verifying", as_json, bytes);
+  if (as_json) {
+    boost::json::object o{{"ok", ok}, {"bytes", bytes}};
+    if (manifest) o["id"] = manifest->at("id"), o["region"] = manifest->at("region");
+    if (!error.empty()) o["error"] = error;
+    std::cout << boost::json::serialize(o) << "\n";
+  } else if (!manifest) {
+    std::cerr << "petchatctl: " << error << "\n";
+  } else {
+    std::cout << (ok ? "ok: " : "DAMAGED: ") << "backup " << field(*manifest, "id") << " of region "
+              << field(*manifest, "region") << " made " << field(*manifest, "made_at") << ": "
+              << manifest->at("files").as_array().size() << " files, " << size_text(bytes)
+              << (ok ? " match the manifest" : " read; see above") << "\n";
+  }
+  return ok;
+}
+
+bool restore_backup(std::string const& dir_text, std::string const& data_dir_text, bool as_json) {
+  fs::path dir(dir_text), data_dir(data_dir_text);
+  std::string error;
+  auto manifest = read_manifest(dir, error);
+  if (!manifest) {
+    std::cerr << "petchatctl: " << error << "\n";
+    return false;
+  }
+  bool existed = fs::exists(data_dir);
+  if (!fresh_dir(data_dir_text, error)) {
+    std::cerr << "petchatctl: " << error << " (restore never overwrites a data dir)\n";
+    return false;
+  }
+  std::uint64_t bytes = 0;
+  if (!check_files(dir, *manifest, data_dir, "restoring", as_json, bytes)) {
+    std::cerr << "petchatctl: the backup does not match its manifest; nothing restored (" << data_dir.string()
+              << " emptied)\n";
+    for (auto const& e : fs::directory_iterator(data_dir)) fs::remove_all(e.path());
+    return false;
+  }
+  // Private like a data dir the node made; owned by the directory's owner when root
+  // restores into one the operator prepared (install -d -o petchat -m 0700 ...).
+  struct stat st {};
+  ::stat(data_dir.c_str(), &st);
+  ::chmod(data_dir.c_str(), 0700);
+  for (auto const& e : fs::recursive_directory_iterator(data_dir)) {
+    ::chmod(e.path().c_str(), e.is_directory() ? 0700 : 0600);
+    if (existed && ::geteuid() == 0 && ::lchown(e.path().c_str(), st.st_uid, st.st_gid) != 0)
+      std::cerr << "petchatctl: chown " << e.path().string() << ": " << std::strerror(errno) << "\n";
+  }
+  for (auto const& e : fs::recursive_directory_iterator(data_dir))
+    if (e.is_directory()) fsync_path(e.path());
+  fsync_path(data_dir);
+  std::string region = field(*manifest, "region");
+  if (as_json) {
+    std::cout << boost::json::serialize(boost::json::object{
+                     {"restored", true}, {"id", manifest->at("id")}, {"region", region}, {"bytes", bytes}})
+              << "\n";
+  } else {
+    std::cout << "restored backup " << field(*manifest, "id") << " of region " << region << " (made "
+              << field(*manifest, "made_at") << ") into " << data_dir.string() << ": "
+              << manifest->at("files").as_array().size() << " files, " << size_text(bytes) << "\n"
+              << "start the node on it: petchat-node --data-dir " << data_dir.string() << " --region " << region << "\n"
+              << "a federated region: read docs/OPERATIONS.md, \"Restoring a federated region\", first\n";
+    if (!existed && ::geteuid() == 0)
+      std::cout << "the files belong to root: for the packaged node, chown -R petchat:petchat " << data_dir.string()
+                << "\n";
+  }
+  return true;
+}
+
+}  // namespace petchat::ctl::detail

@@ -1,0 +1,185 @@
+"""Backups of a running node (petchatctl backup, verify, restore; docs/OPERATIONS.md,
+"Backup and restore"): taken while messages are being sent, checked, restored into a new
+data dir, and served by a node started on it."""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import wsclient  # noqa: E402
+from harness import REGION, NodeTestCase, run_ctl  # noqa: E402
+
+SENDERS = 4
+
+
+class BackupTest(NodeTestCase):
+
+    def backup_dir(self):
+        d = tempfile.mkdtemp(prefix="petchat-backup-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return os.path.join(d, "backup")
+
+    def test_backup_under_load_restores_everything_accepted_before_it(self):
+        node = self.start_node(config={"messages": {"max_per_second": 100000}})
+        node.new_user("rita")
+        names = ["sender%d" % i for i in range(SENDERS)]
+        sessions = {}
+        for n in names:
+            node.new_user(n)
+            sessions[n] = node.new_session(n)
+        lock = threading.Lock()
+        accepted = []  # (time the answer arrived, message id, sender, index)
+        stop = threading.Event()
+        failures = []
+
+        def send(name):
+            try:
+                c = wsclient.connect(node, sessions[name])
+                try:
+                    i = 0
+                    while not stop.is_set():
+                        acc = c.send_message("rita@" + REGION, "%s %d" % (name, i), client_id="%s-%d" % (name, i))
+                        with lock:
+                            accepted.append((time.monotonic(), acc["message_id"], name, i))
+                        i += 1
+                finally:
+                    c.close()
+            except Exception as e:  # reported by the test, not lost in a thread
+                failures.append("%s: %r" % (name, e))
+
+        def wait_for(count):
+            deadline = time.monotonic() + 60
+            while len(accepted) < count and not failures:
+                self.assertLess(time.monotonic(), deadline, "senders stalled at %d" % len(accepted))
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=send, args=(n,), daemon=True) for n in names]
+        for t in threads:
+            t.start()
+        try:
+            wait_for(300)
+            began = time.monotonic()
+            dest = self.backup_dir()
+            rc, out, err = node.ctl("backup", dest, timeout=300)
+            took = time.monotonic() - began
+            self.assertEqual(rc, 0, "petchatctl backup: %s %s" % (out, err))
+            at_backup_end = len(accepted)
+            wait_for(at_backup_end + 200)  # the node kept taking messages during and after it
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        self.assertEqual(failures, [])
+        node.new_user("latecomer")  # after the backup: not in it
+        before = {mid for t, mid, _, _ in accepted if t < began}
+        everything = {mid for _, mid, _, _ in accepted}
+        self.assertIn("of region %s" % REGION, out)
+
+        with open(os.path.join(dest, "manifest.json")) as f:
+            manifest = json.load(f)
+        size = sum(f["size"] for f in manifest["files"])
+        sys.stderr.write("\nbackup of %d accepted messages (%d before it began): %.2f s, %d bytes, %d files\n"
+                         % (len(everything), len(before), took, size, len(manifest["files"])))
+        self.assertEqual(os.stat(os.path.join(dest, "region.key")).st_mode & 0o777, 0o600)
+        rc, out, err = run_ctl("verify", dest)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("match the manifest", out)
+
+        # Restored into a new data dir, a node serves it.
+        restored = self.start_node(start=False, name="restored")
+        rc, out, err = run_ctl("restore", dest, restored.data_dir)
+        self.assertEqual(rc, 0, out + err)
+        restored.start()
+        rita = wsclient.connect(restored, restored.new_session("rita"), after_seq=0)
+        self.addCleanup(rita.close)
+        head = int(rita.welcome["mailbox_seq"])
+        rita.wait_seq(head, timeout=60)
+        events = rita.events()
+        self.assertEqual([int(e["seq"]) for e in events], list(range(1, head + 1)), "gapless mailbox")
+        got = [e["message"]["id"] for e in events if "message" in e]
+        self.assertEqual(len(got), len(set(got)))
+        self.assertLessEqual(before, set(got), "every message accepted before the backup began is restored")
+        self.assertLessEqual(set(got), everything, "nothing that was never accepted")
+        # Each sender's messages in the backup are a prefix of what it sent: one
+        # consistent moment, no holes.
+        index = {mid: (name, i) for _, mid, name, i in accepted}
+        for name in names:
+            mine = sorted(i for n, i in (index[m] for m in got) if n == name)
+            self.assertEqual(mine, list(range(len(mine))), name)
+        # Accounts log in; the one made after the backup is not there.
+        for name in names:
+            self.assertStatus(restored.login(name, "password123"), 201)
+        self.assertStatus(restored.login("latecomer", "password123"), 401)
+        # The restored mailbox continues where the backup left it.
+        s = wsclient.connect(restored, restored.new_session(names[0]))
+        self.addCleanup(s.close)
+        acc = s.send_message("rita@" + REGION, "after the restore")
+        ev = rita.wait_event(wsclient.ev_message(acc["message_id"]))
+        self.assertEqual(int(ev["seq"]), head + 1)
+
+    def test_refusals(self):
+        node = self.start_node()
+        dest = self.backup_dir()
+        os.makedirs(dest)
+        with open(os.path.join(dest, "something"), "w") as f:
+            f.write("x")
+        rc, out, err = node.ctl("backup", dest)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("is not an empty directory", err)
+        # One backup at a time: an open snapshot (an interrupted backup) refuses the next
+        # until --abort releases it.
+        r = node.admin("POST", "/v1/admin/backup")
+        self.assertStatus(r, 200)
+        self.assertTrue(os.path.isdir(r.json["dir"]))
+        rc, out, err = node.ctl("backup", self.backup_dir())
+        self.assertEqual(rc, 1)
+        self.assertIn("backup_in_progress", err)
+        rc, out, err = node.ctl("backup", "--abort")
+        self.assertEqual(rc, 0, err)
+        self.assertFalse(os.path.exists(r.json["dir"]))
+        good = self.backup_dir()
+        rc, out, err = node.ctl("backup", good)
+        self.assertEqual(rc, 0, err)
+        # A damaged file, a missing one, an extra one: verify says which; restore refuses
+        # and leaves nothing behind.
+        with open(os.path.join(good, "region.pub"), "a") as f:
+            f.write("tampered\n")
+        os.remove(os.path.join(good, "users", "data.mdb"))
+        with open(os.path.join(good, "stray"), "w") as f:
+            f.write("?")
+        rc, out, err = run_ctl("verify", good)
+        self.assertEqual(rc, 1)
+        self.assertIn("damaged: region.pub", out)
+        self.assertIn("damaged: users/data.mdb", out)
+        self.assertIn("unexpected: stray", out)
+        target = os.path.join(os.path.dirname(good), "data")
+        rc, out, err = run_ctl("restore", good, target)
+        self.assertEqual(rc, 1)
+        self.assertEqual(os.listdir(target), [])
+        # A manifest naming a path outside the backup is refused before anything is read.
+        with open(os.path.join(good, "manifest.json")) as f:
+            manifest = json.load(f)
+        manifest["files"].append({"path": "../escape", "size": 1, "blake2b": "00"})
+        with open(os.path.join(good, "manifest.json"), "w") as f:
+            json.dump(manifest, f)
+        rc, out, err = run_ctl("verify", good)
+        self.assertEqual(rc, 1)
+        self.assertIn("manifest.json is damaged", err)
+        # Not a backup at all.
+        rc, out, err = run_ctl("verify", os.path.dirname(good))
+        self.assertEqual(rc, 1)
+        self.assertIn("manifest.json is missing", err)
+        # A data dir is never overwritten.
+        rc, out, err = run_ctl("restore", self.backup_dir(), node.data_dir)
+        self.assertEqual(rc, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
