@@ -6,6 +6,7 @@ topologies (one shared nats-server; per-region servers as leaf nodes of a hub)."
 
 import base64
 import itertools
+import shutil
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fedharness  # noqa: E402
 import wsclient  # noqa: E402
-from harness import CTL_BIN  # noqa: E402
+from harness import CTL_BIN, run_ctl  # noqa: E402
 from wsclient import ev_message, ev_receipt, is_presence, is_typing  # noqa: E402
 
 _names = itertools.count(1)
@@ -752,6 +753,62 @@ class ThreeRegions(FederationCase):
                 if src != dst:  # each sender's messages arrive once, in their order
                     self.assertEqual([m["body"]["text"] for m in got if m["from"] == users[src]],
                                      ["%d from %s to %s" % (n, src, dst) for n in range(3)])
+
+
+class RestoredRegion(FederationCase):
+    """A region restored from a backup (docs/OPERATIONS.md, "Restoring a federated region")."""
+
+    def assert_from(self, client, sender, texts, timeout=DELIVERY_TIMEOUT_S):
+        """`client` has exactly these messages from `sender`, in this order, once each."""
+        def got():
+            return [m["body"]["text"] for m in messages_of(client) if m["from"] == sender]
+        client.wait_until(lambda: len(got()) >= len(texts), timeout, what="%d messages" % len(texts))
+        time.sleep(0.5)
+        self.assertEqual(got(), list(texts))
+
+    def test_restored_region_catches_up_and_is_heard_again(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        europe = self.node("europe")
+        a, b = self.connect(alice), self.connect(bob)
+        early_ab = self.send_many(a, bob, "before the backup, to bob", 3)
+        early_ba = self.send_many(b, alice, "before the backup, to alice", 3)
+        self.assert_from(b, alice, early_ab)
+        self.assert_from(a, bob, early_ba)
+        dest = os.path.join(europe.workdir, "backup")
+        rc, out, err = europe.ctl("backup", dest, timeout=120)
+        self.assertEqual(rc, 0, out + err)
+        # After the backup: what alice sends is lost with europe's disk (america has it);
+        # what bob sends is in europe's JetStream stream.
+        lost = self.send_many(a, bob, "after the backup, to bob", 2)
+        late_ba = self.send_many(b, alice, "after the backup, to alice", 3)
+        self.assert_from(b, alice, early_ab + lost)
+        self.assert_from(a, bob, early_ba + late_ba)
+        a.close()
+        # europe's machine is lost; its backup is restored on a new one (same config).
+        europe.kill9()
+        shutil.move(europe.data_dir, europe.data_dir + ".lost")
+        rc, out, err = run_ctl("restore", dest, europe.data_dir)
+        self.assertEqual(rc, 0, out + err)
+        europe.start()
+        # Alice's mailbox is gapless and has what the backup had. (What bob sent after the
+        # backup was confirmed by the lost europe and purged from its stream: it is lost
+        # with the rest of europe's later data. docs/OPERATIONS.md says so.)
+        a2 = self.connect(alice, after_seq=0)
+        a2.wait_until(lambda: len(messages_of(a2)) >= len(early_ab) + len(early_ba), DELIVERY_TIMEOUT_S)
+        seqs = a2.seqs()
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        # europe is heard again: a new message from alice reaches bob, once, after the
+        # ones america already had.
+        a2.send_message(bob, "after the restore, to bob")
+        self.assert_from(b, alice, early_ab + lost + ["after the restore, to bob"], timeout=60)
+        b.send_message(alice, "after the restore, to alice")
+        a2.wait_until(lambda: any(m["body"]["text"] == "after the restore, to alice" for m in messages_of(a2)), 60)
+        time.sleep(0.5)
+        got = [m["body"]["text"] for m in messages_of(a2) if m["from"] == bob]
+        self.assertEqual(got[:len(early_ba)], early_ba)
+        self.assertEqual(got[-1], "after the restore, to alice")
+        self.assertEqual(len(got), len(set(got)), "nothing twice")
+        self.assertLessEqual(set(got), set(early_ba + late_ba + ["after the restore, to alice"]))
 
 
 class SecuredNats(unittest.TestCase):
