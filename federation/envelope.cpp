@@ -75,15 +75,29 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
 
 }  // namespace
 
+directory::directory() : regions_(std::make_shared<entries const>()) {}
+
 directory::directory(std::string self, public_key self_key, options const& o) : self_(std::move(self)) {
-  regions_.push_back(region_entry{self_, {self_key}, o.public_url, o.location});
+  entries list{region_entry{self_, {self_key}, o.public_url, o.location}};
   for (auto const& r : o.regions)
-    if (r.name != self_) regions_.push_back(r);
+    if (r.name != self_) list.push_back(r);
+  regions_.store(std::make_shared<entries const>(std::move(list)));
 }
 
-region_entry const* directory::find(std::string_view region) const {
-  auto it = std::find_if(regions_.begin(), regions_.end(), [&](auto const& r) { return r.name == region; });
-  return it == regions_.end() ? nullptr : &*it;
+std::shared_ptr<region_entry const> directory::find(std::string_view region) const {
+  auto list = regions_.load();
+  auto it = std::find_if(list->begin(), list->end(), [&](auto const& r) { return r.name == region; });
+  if (it == list->end()) return nullptr;
+  return std::shared_ptr<region_entry const>(list, &*it);  // shares the list's life
+}
+
+void directory::replace(options const& o) {
+  auto now = regions_.load();
+  entries list;
+  if (!now->empty() && now->front().name == self_) list.push_back(now->front());
+  for (auto const& r : o.regions)
+    if (r.name != self_) list.push_back(r);
+  regions_.store(std::make_shared<entries const>(std::move(list)));
 }
 
 char const* to_string(reject_reason r) {
@@ -147,7 +161,7 @@ opened open(std::string_view bytes, std::string_view subject_origin, directory c
   if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || e.origin().empty() ||
       e.signature().size() != crypto_sign_BYTES)
     return refuse(reject_reason::malformed);
-  auto const* signer = dir.find(e.origin());
+  auto signer = dir.find(e.origin());
   if (!signer || e.origin() == dir.self()) return refuse(reject_reason::unknown_region);
   auto msg = signed_bytes(e.body());
   bool verified = std::any_of(signer->keys.begin(), signer->keys.end(), [&](public_key const& k) {

@@ -54,21 +54,32 @@ class logger;
 namespace petchat::federation {
 
 // Region name -> entry, including this region itself. Immutable once made: any thread.
+// Safe on any thread; `replace` (SIGHUP, petchatctl reload) swaps the other regions while
+// readers go on with the list they took.
 class directory {
  public:
-  directory() = default;
+  using entries = std::vector<region_entry>;
+
+  directory();
   // This region (`self_key`, o.public_url, o.location) first, then o.regions but any entry
   // named `self`. Does not fail.
   directory(std::string self, public_key self_key, options const& o);
+  directory(directory const&) = delete;
+  directory& operator=(directory const&) = delete;
 
   std::string const& self() const { return self_; }
-  region_entry const* find(std::string_view region) const;  // null if not in the directory
+  // The entry, kept alive by the pointer; null if not in the directory.
+  std::shared_ptr<region_entry const> find(std::string_view region) const;
   bool is_remote(std::string_view region) const { return region != self_ && find(region) != nullptr; }
-  std::vector<region_entry> const& all() const { return regions_; }  // self first
+  // Every region, self first: a snapshot (bind it to a name before a range-for).
+  std::shared_ptr<entries const> all() const { return regions_.load(); }
+
+  // The other regions become o.regions (this region's entry stays as it is).
+  void replace(options const& o);
 
  private:
   std::string self_;
-  std::vector<region_entry> regions_;
+  std::atomic<std::shared_ptr<entries const>> regions_;
 };
 
 // Why an envelope was refused. Stable names: they appear in metrics, logs and status.

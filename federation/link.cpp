@@ -174,7 +174,8 @@ status link::snapshot() {
   s.applied = m.state.applied;
   auto confirmed = m.lanes.confirmed();
   auto now = format::now_ms();
-  for (auto const& r : m.state.dir.all()) {
+  auto regions = m.state.dir.all();
+  for (auto const& r : *regions) {
     if (r.name == m.state.dir.self()) continue;
     region_status rs{r.name, 0, 0, inbound.count(r.name) ? inbound[r.name] : 0};
     auto it = confirmed.find(r.name);

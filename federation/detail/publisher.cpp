@@ -21,7 +21,8 @@ publisher::publisher(link_state& state, nats_connection& conn, outbound_lanes& l
 bool publisher::publish_round() {
   lanes_.take_confirmations();
   bool progressed = false;
-  for (auto const& r : s_.dir.all()) {
+  auto regions = s_.dir.all();
+  for (auto const& r : *regions) {
     auto const& dest = r.name;
     if (dest == s_.dir.self()) continue;
     if (s_.stopping || !s_.connected) break;
@@ -92,7 +93,8 @@ void publisher::send_confirmations() {
 // other chunks' reports expire on their own.
 void publisher::refresh_presence() {
   if (!presence_) return;
-  for (auto const& r : s_.dir.all()) {
+  auto regions = s_.dir.all();
+  for (auto const& r : *regions) {
     if (r.name == s_.dir.self()) continue;
     federation::presence_update all;
     try {

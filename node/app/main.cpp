@@ -275,6 +275,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
 
   federation::directory regions(cfg.node.region, public_key_of(id), cfg.federation);
   auto fed = make_federation(cfg, regions, id, messages, manager);
+  if (fed) reload.set_directory(&regions);
 
   auto stopping = std::make_shared<std::atomic<bool>>(false);
   app::add_node_metrics(metrics, manager, messages, users, data_dir);

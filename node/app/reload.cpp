@@ -8,6 +8,11 @@ namespace petchat::app {
 reloader::reloader(std::string path, config::overrides overrides, config::node_config running)
     : path_(std::move(path)), overrides_(std::move(overrides)), running_(std::move(running)) {}
 
+void reloader::set_directory(federation::directory* regions) {
+  std::lock_guard lock(mutex_);
+  regions_ = regions;
+}
+
 reloader::outcome reloader::reload() {
   std::lock_guard lock(mutex_);
   auto log = log::get("node");
@@ -29,6 +34,17 @@ reloader::outcome reloader::reload() {
     log::set_level(next.log.level);
     out.applied.push_back("log.level: " + running_.log.level + " -> " + next.log.level);
     running_.log.level = next.log.level;
+  }
+  if (regions_ && next.federation.regions != running_.federation.regions) {
+    auto names = [](std::vector<federation::region_entry> const& list) {
+      std::string out;
+      for (auto const& r : list) out += (out.empty() ? "" : ", ") + r.name + "/" + std::to_string(r.keys.size());
+      return out.empty() ? std::string("none") : out;
+    };
+    regions_->replace(next.federation);
+    out.applied.push_back("federation.regions (region/keys): " + names(running_.federation.regions) + " -> " +
+                          names(next.federation.regions));
+    running_.federation.regions = next.federation.regions;
   }
   auto differs = [&](bool changed, char const* section) {
     if (changed) out.needs_restart.push_back(section);

@@ -1,12 +1,14 @@
 // Reloading the configuration without a restart (SIGHUP, `petchatctl reload`): the file
 // the node was started with is read again, with the same command-line overrides. What can
-// change on the fly is applied (log.level); what cannot is named, for a restart.
+// change on the fly is applied (log.level; the other regions of the federation's
+// directory, [[federation.regions]]); what cannot is named, for a restart.
 #pragma once
 
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "federation/federation.hpp"
 #include "node/config/config.hpp"
 
 namespace petchat::app {
@@ -24,8 +26,13 @@ class reloader {
   // Reads, compares, applies and logs. Any thread; one reload at a time.
   outcome reload();
 
+  // The running federation's directory, whose other regions a reload replaces (null: the
+  // node is standalone, and region changes need a restart).
+  void set_directory(federation::directory* regions);
+
  private:
   std::mutex mutex_;
+  federation::directory* regions_ = nullptr;
   std::string path_;
   config::overrides overrides_;
   config::node_config running_;

@@ -277,7 +277,8 @@ awaitable<response> presence_route(std::shared_ptr<user_api> api, request r, std
 // The region directory: every region a client may connect to (public, no token).
 response regions(user_api const& api) {
   json::array list;
-  for (auto const& r : api.fed.regions.all()) {
+  auto all = api.fed.regions.all();
+  for (auto const& r : *all) {
     json::array keys;
     for (auto const& k : r.keys)
       keys.push_back(json::value(format::hex({reinterpret_cast<char const*>(k.data()), k.size()})));

@@ -9,6 +9,7 @@ import itertools
 import shutil
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -809,6 +810,44 @@ class RestoredRegion(FederationCase):
         self.assertEqual(got[-1], "after the restore, to alice")
         self.assertEqual(len(got), len(set(got)), "nothing twice")
         self.assertLessEqual(set(got), set(early_ba + late_ba + ["after the restore, to alice"]))
+
+
+class DirectoryReload(FederationCase):
+    """The region directory changed without a restart (SIGHUP, petchatctl reload)."""
+
+    def test_regions_follow_the_config_on_reload(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        europe = self.node("europe")
+        with open(europe.config_path) as f:
+            full = f.read()
+        start = full.index("[[federation.regions]]")
+        without = full[:start]  # america is europe's only other region
+        a, b = self.connect(alice), self.connect(bob)
+        with open(europe.config_path, "w") as f:
+            f.write(without)
+        rc, out, err = europe.ctl("reload")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("federation.regions (region/keys): america/1 -> none", out)
+        names = [r["name"] for r in europe.request("GET", "/v1/regions").json["regions"]]
+        self.assertEqual(names, ["europe"])
+        # europe no longer takes america's envelopes: bob's message waits in america.
+        b.send_message(alice, "while europe does not list america")
+        time.sleep(2)
+        self.assertEqual([m for m in messages_of(a) if m["from"] == bob], [])
+        self.assertEqual(europe.ctl("--json", "federation", "status")[0], 0)
+        # Listed again, it arrives (at america's next resend), once.
+        with open(europe.config_path, "w") as f:
+            f.write(full)
+        europe.proc.send_signal(signal.SIGHUP)
+        a.wait_until(lambda: any(m["from"] == bob for m in messages_of(a)), 60, what="bob's message")
+        time.sleep(0.5)
+        self.assertEqual([m["body"]["text"] for m in messages_of(a) if m["from"] == bob],
+                         ["while europe does not list america"])
+        names = [r["name"] for r in europe.request("GET", "/v1/regions").json["regions"]]
+        self.assertEqual(names, ["europe", "america"])
+        self.assertTrue(any("reload: applied federation.regions" in line for line in europe.stderr_lines + europe.stdout_lines))
+        a.send_message(bob, "and back")
+        b.wait_until(lambda: any(m["body"]["text"] == "and back" for m in messages_of(b)), DELIVERY_TIMEOUT_S)
 
 
 class SecuredNats(unittest.TestCase):
