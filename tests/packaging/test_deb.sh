@@ -17,9 +17,13 @@
 # user, /var/lib/petchat 0700 petchat, /etc/petchat/node.toml 0640 root:petchat, the unit
 # enabled; systemd-analyze verify and security (<= 1.5) on the installed unit; the unit's
 # ExecStart, run as petchat with the unit's environment file, answers /readyz 200 and
-# petchatctl reaches it; SIGTERM stops it cleanly; without a region it refuses (exit 2,
-# naming PETCHAT_REGION); purge keeps /var/lib/petchat unless petchat-node/purge-data is
-# true, and removes the debconf answers and /etc/default/petchat-node.
+# petchatctl reaches it; SIGTERM stops it cleanly; then the unit itself under a real
+# systemd (the root booted with systemd-nspawn: readiness, the watchdog, reload, an image
+# upload under the unit's sandbox, stop, no restart after a refusal); without a region it
+# refuses (exit 2, naming PETCHAT_REGION); purge keeps /var/lib/petchat unless
+# petchat-node/purge-data is true, and removes the debconf answers and
+# /etc/default/petchat-node; a reinstall over the kept data with the region set by hand
+# and dpkg-reconfigure keeps the operator's other lines and the region key.
 #
 # Environment: PETCHAT_PKG_WORK (default /var/tmp/petchat-pkgtest) holds the copy of the
 # tree, the build log and the packages; CCACHE_DIR is passed to the build (meson uses
@@ -53,15 +57,15 @@ inside() {
   ip link set lo up
   local deb
   deb="$(cd "$debs" && echo petchat-node_*.deb)"
-  mkdir "$root/tmp/debs"
-  cp "$debs/$deb" "$root/tmp/debs/"
+  mkdir "$root/petchat-test"
+  cp "$debs/$deb" "$root/petchat-test/"
 
   in_root() { chroot "$root" "$@"; }
   export DEBIAN_FRONTEND=noninteractive
 
   say "install with the region preseeded (europe)"
   echo "petchat-node petchat-node/region string europe" | in_root debconf-set-selections
-  in_root dpkg -i "/tmp/debs/$deb" 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg -i failed"
+  in_root dpkg -i "/petchat-test/$deb" 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg -i failed"
   [ "$(in_root dpkg-query -W -f='${Status}' petchat-node)" = "install ok installed" ] ||
     fail "petchat-node is not installed"
 
@@ -106,18 +110,18 @@ inside() {
   envfile="$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$root$unit")"
   [ "$envfile" = /etc/default/petchat-node ] || fail "the unit's EnvironmentFile is $envfile"
   echo "$exec_start" | grep -q -- '--require-region' || fail "ExecStart lacks --require-region: $exec_start"
-  run_as_unit() { # $1: the environment file to use ("" for none); output in $root/tmp/node.log
+  run_as_unit() { # $1: the environment file to use ("" for none); output in $root/petchat-test/node.log
     # chroot itself, not in_root: a backgrounded function would be a subshell, and $! its
     # PID instead of the node's (chroot, sh and setpriv each exec the next).
     chroot "$root" /bin/sh -c "set -a; [ -z '$1' ] || . '$1'; set +a; umask 0077; cd /var/lib/petchat;
       exec setpriv --reuid=petchat --regid=petchat --init-groups --inh-caps=-all $exec_start" \
-      >"$root/tmp/node.log" 2>&1 &
+      >"$root/petchat-test/node.log" 2>&1 &
     node_pid=$!
   }
 
   say "the installed node, as the unit runs it: $exec_start"
   local listen readyz=""
-  listen="$(in_root python3 -c 'import tomllib; print(tomllib.load(open("/etc/petchat/node.toml", "rb"))["gateway"]["listen"])')"
+  listen="$(in_root /usr/bin/python3 -c 'import tomllib; print(tomllib.load(open("/etc/petchat/node.toml", "rb"))["gateway"]["listen"])')"
   run_as_unit "$envfile"
   for _ in $(seq 1 300); do
     readyz="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz" || true)"
@@ -126,7 +130,7 @@ inside() {
     sleep 0.1
   done
   if [ "$readyz" != 200 ]; then
-    cat "$root/tmp/node.log" >&2
+    cat "$root/petchat-test/node.log" >&2
     fail "GET http://$listen/readyz answered '$readyz', not 200"
   fi
   echo "   GET http://$listen/readyz: 200"
@@ -146,19 +150,25 @@ inside() {
   local rc=0
   wait "$node_pid" || rc=$?
   [ "$rc" = 0 ] || {
-    cat "$root/tmp/node.log" >&2
+    cat "$root/petchat-test/node.log" >&2
     fail "SIGTERM: the node exited $rc, not 0"
   }
-  grep -q 'stopped cleanly' "$root/tmp/node.log" || fail "no 'stopped cleanly' after SIGTERM"
+  grep -q 'stopped cleanly' "$root/petchat-test/node.log" || fail "no 'stopped cleanly' after SIGTERM"
   echo "   SIGTERM: exit 0, stopped cleanly"
+
+  if command -v systemd-nspawn >/dev/null; then
+    under_systemd
+  else
+    say "SKIPPED: the unit under systemd (no systemd-nspawn: apt-get install systemd-container)"
+  fi
 
   say "no region: the node refuses to start"
   run_as_unit ""
   rc=0
   wait "$node_pid" || rc=$?
-  sed 's/^/   node: /' "$root/tmp/node.log"
+  sed 's/^/   node: /' "$root/petchat-test/node.log"
   [ "$rc" = 2 ] || fail "without a region the node exited $rc, not 2"
-  grep -q 'PETCHAT_REGION' "$root/tmp/node.log" || fail "the refusal does not say where to set the region"
+  grep -q 'PETCHAT_REGION' "$root/petchat-test/node.log" || fail "the refusal does not say where to set the region"
 
   say "purge (petchat-node/purge-data unset: false): the region's data stays"
   in_root dpkg --purge petchat-node 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg --purge failed"
@@ -171,17 +181,17 @@ inside() {
   ! in_root debconf-get-selections 2>/dev/null | grep -q '^petchat-node' || fail "purge left debconf answers"
 
   say "install with no region (noninteractive): enabled, but the node refuses to start"
-  in_root dpkg -i "/tmp/debs/$deb" 2>&1 | sed 's/^/   dpkg: /' | tee "$root/tmp/dpkg.log" ||
+  in_root dpkg -i "/petchat-test/$deb" 2>&1 | sed 's/^/   dpkg: /' | tee "$root/petchat-test/dpkg.log" ||
     fail "dpkg -i failed"
-  grep -q 'no region is configured' "$root/tmp/dpkg.log" || fail "the postinst did not say that no region is configured"
+  grep -q 'no region is configured' "$root/petchat-test/dpkg.log" || fail "the postinst did not say that no region is configured"
   ! grep -q '^PETCHAT_REGION=' "$root/etc/default/petchat-node" || fail "a region was written without an answer"
   [ -L "$root/etc/systemd/system/multi-user.target.wants/petchat-node.service" ] || fail "the unit is not enabled"
   run_as_unit "$envfile"
   rc=0
   wait "$node_pid" || rc=$?
-  sed 's/^/   node: /' "$root/tmp/node.log"
+  sed 's/^/   node: /' "$root/petchat-test/node.log"
   [ "$rc" = 2 ] || fail "with no region configured the node exited $rc, not 2"
-  grep -q 'PETCHAT_REGION' "$root/tmp/node.log" || fail "the refusal does not say where to set the region"
+  grep -q 'PETCHAT_REGION' "$root/petchat-test/node.log" || fail "the refusal does not say where to set the region"
 
   say "the operator sets the region by hand, then dpkg-reconfigure: other lines kept, the node starts on the kept data"
   local key_before
@@ -189,9 +199,10 @@ inside() {
   printf 'PETCHAT_REGION="europe"\nOPERATOR_LINE=kept\n' >>"$root/etc/default/petchat-node"
   in_root dpkg-reconfigure -fnoninteractive petchat-node 2>&1 | sed 's/^/   dpkg-reconfigure: /' ||
     fail "dpkg-reconfigure failed"
-  grep -qx 'PETCHAT_REGION=europe' "$root/etc/default/petchat-node" &&
-    grep -qx 'OPERATOR_LINE=kept' "$root/etc/default/petchat-node" ||
+  if ! grep -qx 'PETCHAT_REGION=europe' "$root/etc/default/petchat-node" ||
+    ! grep -qx 'OPERATOR_LINE=kept' "$root/etc/default/petchat-node"; then
     fail "after dpkg-reconfigure /etc/default/petchat-node is: $(cat "$root/etc/default/petchat-node")"
+  fi
   [ "$(in_root debconf-show petchat-node | sed -n 's/^[* ] petchat-node\/region: //p')" = europe ] ||
     fail "debconf did not take the region from /etc/default/petchat-node"
   run_as_unit "$envfile"
@@ -203,7 +214,7 @@ inside() {
     sleep 0.1
   done
   [ "$readyz" = 200 ] || {
-    cat "$root/tmp/node.log" >&2
+    cat "$root/petchat-test/node.log" >&2
     fail "after reinstalling over the kept data, /readyz answered '$readyz'"
   }
   [ "$(cat "$root/var/lib/petchat/region.pub")" = "$key_before" ] || fail "the region key changed"
@@ -216,6 +227,135 @@ inside() {
   in_root dpkg --purge petchat-node 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg --purge failed"
   [ ! -e "$root/var/lib/petchat" ] || fail "purge-data true, but /var/lib/petchat is still there"
   say "inside the throwaway root: all checks passed"
+}
+
+# The installed unit under a real systemd: the throwaway root booted with systemd-nspawn
+# (systemd as its PID 1, its own loopback). A probe unit starts petchat-node.service as
+# enabled by the package, checks Type=notify readiness, /readyz, the user, a reload, the
+# watchdog (shortened to 4 s by a drop-in, so a node that stops pinging is killed within
+# the test) and a clean stop, then a start without a region (exit 2, not restarted), and
+# powers the container off. Its findings are read from $root/probe.out.
+under_systemd() {
+  say "the unit under systemd (systemd-nspawn boots the throwaway root)"
+  mkdir -p "$root/etc/systemd/system/petchat-node.service.d"
+  printf '[Service]\nWatchdogSec=4s\n' >"$root/etc/systemd/system/petchat-node.service.d/test-watchdog.conf"
+  cat >"$root/usr/local/sbin/petchat-probe" <<'EOS'
+#!/bin/sh
+# Runs inside the container once it has booted; every line of /probe.out is "ok ..." or "FAIL ...".
+out=/probe.out
+ok() { echo "ok   $*" >>$out; }
+bad() { echo "FAIL $*" >>$out; }
+prop() { systemctl show -P "$1" petchat-node.service; }
+listen=127.0.0.1:8080
+: >$out
+systemctl start petchat-node.service && ok "systemctl start returned once the node said READY=1" ||
+  bad "systemctl start petchat-node: $(prop Result)"
+[ "$(prop ActiveState)/$(prop SubState)" = active/running ] && ok "active/running" || bad "state $(prop ActiveState)/$(prop SubState)"
+[ "$(prop Type)" = notify ] && ok "Type=notify" || bad "Type=$(prop Type)"
+pid=$(prop MainPID)
+user=$(ps -o user= -p "$pid" | tr -d ' ')
+[ "$user" = petchat ] && ok "runs as petchat (pid $pid)" || bad "runs as '$user'"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz")
+[ "$code" = 200 ] && ok "GET /readyz 200" || bad "GET /readyz: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/")
+[ "$code" = 200 ] && ok "GET / (web client) 200" || bad "GET /: $code"
+# An image upload: libvips decodes, thumbnails and re-encodes it (with ORC's generated
+# code) under the unit's seccomp filter, MemoryDenyWriteExecute and PrivateTmp.
+/usr/bin/python3 - "$listen" >>$out 2>&1 <<'EOP'
+import json, struct, sys, urllib.request, zlib
+base = "http://" + sys.argv[1]
+def call(path, body, token=None, ctype="application/json"):
+    req = urllib.request.Request(base + path, data=body, method="POST", headers={"Content-Type": ctype})
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.load(r)
+def png(w, h):
+    raw = b"".join(b"\0" + bytes((x * 7 + y * 3) % 256 for x in range(w) for _ in range(3)) for y in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+try:
+    call("/v1/users", json.dumps({"name": "probe", "password": "correct horse"}).encode())
+    _, s = call("/v1/sessions", json.dumps({"name": "probe", "password": "correct horse", "device_name": "probe"}).encode())
+    status, asset = call("/v1/assets?name=probe.png", png(800, 600), s["access_token"], "image/png")
+    ok = status == 201 and asset.get("width") == 800 and asset.get("thumbnail_id")
+    print(("ok   " if ok else "FAIL ") + "image upload: %s %s" % (status, {k: asset.get(k) for k in ("width", "height", "thumbnail_id")}))
+except Exception as e:
+    print("FAIL image upload: %r" % e)
+EOP
+runuser -u petchat -- petchatctl status >/dev/null 2>&1 && ok "petchatctl status as petchat" || bad "petchatctl status as petchat"
+petchatctl status >/dev/null 2>&1 && ok "petchatctl status as root" || bad "petchatctl status as root"
+systemctl reload petchat-node.service && ok "systemctl reload (SIGHUP)" || bad "systemctl reload: $(prop Result)"
+sleep 10
+[ "$(prop NRestarts)" = 0 ] && [ "$(prop MainPID)" = "$pid" ] && [ "$(prop ActiveState)" = active ] &&
+  ok "still the same process after 10 s with WatchdogSec=4s (the watchdog is pinged)" ||
+  bad "watchdog: NRestarts=$(prop NRestarts) MainPID=$(prop MainPID) (was $pid) $(prop ActiveState) $(prop Result)"
+systemctl stop petchat-node.service
+[ "$(prop Result)" = success ] && [ "$(prop ExecMainStatus)" = 0 ] && ok "systemctl stop: exit 0" ||
+  bad "stop: Result=$(prop Result) ExecMainStatus=$(prop ExecMainStatus)"
+journalctl -q -u petchat-node.service -o cat >/probe.journal 2>&1
+cp /probe.journal /probe.journal.run
+grep -q 'stopped cleanly' /probe.journal && ok "'stopped cleanly' in the journal" || bad "no 'stopped cleanly' in the journal"
+cp /etc/default/petchat-node /etc/default/petchat-node.keep
+sed -i '/^PETCHAT_REGION=/d' /etc/default/petchat-node
+systemctl reset-failed petchat-node.service 2>/dev/null
+systemctl start petchat-node.service && bad "started without a region"
+sleep 3
+[ "$(prop ExecMainStatus)" = 2 ] && [ "$(prop NRestarts)" = 0 ] && [ "$(prop ActiveState)" = failed ] &&
+  ok "no region: exit 2, failed, not restarted" ||
+  bad "no region: ExecMainStatus=$(prop ExecMainStatus) NRestarts=$(prop NRestarts) $(prop ActiveState)"
+journalctl -q -u petchat-node.service -o cat >/probe.journal 2>&1
+grep -q 'PETCHAT_REGION' /probe.journal && ok "the refusal, naming PETCHAT_REGION, is in the journal" ||
+  bad "the refusal is not in the journal"
+mv /etc/default/petchat-node.keep /etc/default/petchat-node
+echo done >>$out
+systemctl poweroff
+EOS
+  chmod 0755 "$root/usr/local/sbin/petchat-probe"
+  # Booted into a target of its own: basic.target and the probe, not the host's services
+  # (the overlay holds everything installed on the host). The probe starts the node itself.
+  cat >"$root/etc/systemd/system/petchat-probe.target" <<'EOS'
+[Unit]
+Description=petchat package test
+Requires=basic.target petchat-probe.service
+After=basic.target
+EOS
+  cat >"$root/etc/systemd/system/petchat-probe.service" <<'EOS'
+[Unit]
+Description=petchat package test probe
+After=basic.target
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/petchat-probe
+EOS
+  # The container has a loopback only: network-online.target (the unit wants it) is reached
+  # at once rather than after systemd-networkd-wait-online's 2 minutes.
+  ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
+  rm -f "$root/etc/machine-id"
+  # systemd-nspawn brings its own /dev, /proc and /sys.
+  umount -R "$root/dev" "$root/proc" "$root/sys"
+  timeout 180 systemd-nspawn --quiet --directory="$root" --boot --private-network --register=no \
+    --keep-unit --link-journal=no systemd.unit=petchat-probe.target >"$base/nspawn.log" 2>&1 </dev/null || true
+  # What the container's systemd left in /run would tell the maintainer scripts below that
+  # systemd runs: a fresh /run again.
+  umount "$root/run" && mount -t tmpfs tmpfs "$root/run"
+  mount -t proc proc "$root/proc"
+  mount --rbind /dev "$root/dev"
+  mount --rbind /sys "$root/sys"
+  rm -rf "$root/etc/systemd/system/petchat-node.service.d" "$root/etc/systemd/system/petchat-probe".* \
+    "$root/etc/systemd/system/systemd-networkd-wait-online.service"
+  if [ ! -s "$root/probe.out" ]; then
+    tail -n 40 "$base/nspawn.log" >&2
+    fail "the container did not run the probe"
+  fi
+  sed 's/^/   /' "$root/probe.out"
+  echo "   the node's journal under the unit (start to stop):"
+  sed 's/^/     /' "$root/probe.journal.run"
+  if grep -q '^FAIL' "$root/probe.out" || ! grep -qx 'done' "$root/probe.out"; then
+    sed 's/^/   journal: /' "$root/probe.journal" >&2 || true
+    fail "the unit under systemd"
+  fi
 }
 
 if [ "${1:-}" = --inside ]; then
@@ -274,7 +414,7 @@ fingerprint() {
     dpkg-query -W -f='${Package} ${Status}\n' petchat-node 2>/dev/null || echo "petchat-node absent"
     getent passwd petchat || echo "no petchat user"
     getent group petchat || echo "no petchat group"
-    ls -ld /var/lib/petchat /etc/petchat /etc/default/petchat-node 2>&1 || true
+    ls -ld /var/lib/petchat /etc/petchat /etc/default/petchat-node /run/systemd/nspawn 2>&1 || true
     debconf-show petchat-node 2>/dev/null || true
     md5sum /var/lib/dpkg/status /etc/passwd /etc/group /etc/shadow
   } | sort
@@ -284,8 +424,8 @@ before="$(fingerprint)"
 scratch="$(mktemp -d /tmp/petchat-deb-root.XXXXXX)"
 say "throwaway root: overlay over / on a tmpfs at $scratch, in new mount, network and PID namespaces"
 rc=0
-unshare --mount --net --pid --fork --propagation private \
-  /bin/bash -c 'mount -t tmpfs -o mode=0755 tmpfs "$1" && exec "$2" --inside "$1" "$3"' \
+unshare --mount --net --pid --fork --mount-proc --propagation private \
+  /bin/bash -c 'mount -t tmpfs -o mode=0755 tmpfs "$1" && mount -t tmpfs tmpfs /run && exec "$2" --inside "$1" "$3"' \
   _ "$scratch" "$(realpath "$0")" "$debs" || rc=$?
 rmdir "$scratch" 2>/dev/null || true
 
