@@ -170,8 +170,9 @@ void check_combinations(toml::table const& root, node_config const& c, std::vect
   if (auto const* m = root["messages"].as_table();
       m && m->contains("max_streams_per_user") && m->contains("max_sessions_per_user"))
     errors.push_back("messages.max_sessions_per_user: the old name of messages.max_streams_per_user; set only one");
-  if (c.users.registration == registration_policy::token && c.users.registration_token.size() < 16)
-    errors.push_back("users.registration_token: must be at least 16 characters when users.registration = \"token\"");
+  // Empty: only tokens an admin makes (petchatctl tokens create) let people register.
+  if (!c.users.registration_token.empty() && c.users.registration_token.size() < 16)
+    errors.push_back("users.registration_token: must be at least 16 characters (or empty)");
   if (c.federation.enabled() && check_subject_token(c.node.region))
     errors.push_back(
         "node.region: a federated region's name is part of NATS subjects and stream names: use only "

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <vector>
 
 #include "node/ctl/admin_client.hpp"
@@ -102,8 +103,9 @@ int request(context const& ctx, std::string const& method, std::string const& ta
 
 // The words of the command line, filled in by the parser.
 struct arguments {
-  std::string name, display_name, device_id, user_filter, after, dir, data_dir;
+  std::string name, display_name, device_id, user_filter, after, dir, data_dir, expires = "7d";
   int limit = 100;
+  long uses = 1;
   bool abort = false;
 };
 
@@ -186,6 +188,55 @@ int take_backup(context& c, arguments const& a, json::value& ans) {
   manifest["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   ans = std::move(manifest);
   return exit_ok;
+}
+
+// "7d", "12h", "30m", "90s", "0" or "never" in seconds; nullopt for anything else.
+std::optional<long long> parse_duration(std::string const& text) {
+  if (text == "never" || text == "0") return 0;
+  std::size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (std::exception const&) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(used);
+  long long scale = unit == "d" ? 86400 : unit == "h" ? 3600 : unit == "m" ? 60 : unit == "s" || unit.empty() ? 1 : 0;
+  if (scale == 0 || n <= 0 || n > 3650LL * 86400 / scale) return std::nullopt;
+  return n * scale;
+}
+
+std::vector<command> token_commands(CLI::App& app, arguments& a) {
+  std::vector<command> out;
+  auto* tokens =
+      app.add_subcommand("tokens", "registration tokens for users.registration = \"token\"")->require_subcommand(1);
+  auto* create = tokens->add_subcommand("create", "make a token; it is shown once");
+  create->add_option("--uses", a.uses, "registrations it allows, 0 for any number")->capture_default_str();
+  create->add_option("--expires", a.expires, "how long it works: 7d, 12h, 30m, or never")->capture_default_str();
+  create->add_option("--note", a.name, "what it is for (shown in the list)");
+  out.push_back({create, [&a](context& c, json::value& ans, show_fn& show) {
+                   auto expires = parse_duration(a.expires);
+                   if (!expires || a.uses < 0) {
+                     std::cerr << "petchatctl: tokens create: --expires takes 7d, 12h, 30m, 90s or never; --uses "
+                                  "0 or more\n";
+                     return exit_usage;
+                   }
+                   json::value body = json::object{{"uses", a.uses}, {"expires_in_s", *expires}, {"note", a.name}};
+                   show = print_token;
+                   return request(c, "POST", "/v1/admin/registration-tokens", &body, ans);
+                 }});
+  out.push_back({tokens->add_subcommand("list", "every token: state, uses, expiry"),
+                 [](context& c, json::value& ans, show_fn& show) {
+                   show = print_tokens;
+                   return request(c, "GET", "/v1/admin/registration-tokens", nullptr, ans);
+                 }});
+  auto* revoke = tokens->add_subcommand("revoke", "stop a token from working at once");
+  revoke->add_option("id", a.device_id, "the token's id (tokens list)")->required();
+  out.push_back({revoke, [&a](context& c, json::value& ans, show_fn& show) {
+                   show = print_token;
+                   return request(c, "DELETE", "/v1/admin/registration-tokens/" + encode(a.device_id), nullptr, ans);
+                 }});
+  return out;
 }
 
 std::vector<command> backup_commands(CLI::App& app, arguments& a) {
@@ -336,6 +387,7 @@ int main(int argc, char** argv) {
   arguments args;
   auto commands = other_commands(app, args);
   for (auto& c : backup_commands(app, args)) commands.push_back(std::move(c));
+  for (auto& c : token_commands(app, args)) commands.push_back(std::move(c));
   // Local: a backup's files, no node.
   auto* verify = app.add_subcommand("verify", "check a backup's files against its manifest (no node needed)");
   verify->add_option("backup", args.dir, "the backup's directory")->required();

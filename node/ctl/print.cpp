@@ -215,4 +215,38 @@ void print_reload(json::value const& answer) {
   for (auto const& s : restart) std::cout << "changed, takes effect after a restart: " << json_string(s) << "\n";
 }
 
+namespace {
+
+std::string uses_text(json::object const& t) {
+  auto max = field(t, "max_uses");
+  return field(t, "uses") + " of " + (max == "0" ? std::string("any number") : max);
+}
+
+}  // namespace
+
+void print_token(json::value const& answer) {
+  auto const& t = answer.as_object();
+  if (t.contains("token"))
+    std::cout << field(t, "token") << "\n(shown only now) allows " << uses_text(t) << " registrations, "
+              << (t.at("expires_at").is_null() ? std::string("never expires") : "until " + field(t, "expires_at"))
+              << "; id " << field(t, "id") << "\n";
+  else
+    std::cout << "token " << field(t, "id") << ": " << field(t, "state") << ", used " << uses_text(t) << "\n";
+}
+
+void print_tokens(json::value const& answer) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& v : answer.as_object().at("tokens").as_array()) {
+    auto const& t = v.as_object();
+    rows.push_back({field(t, "id"), field(t, "state"), uses_text(t),
+                    t.at("expires_at").is_null() ? std::string("never") : field(t, "expires_at"),
+                    field(t, "created_at"), field(t, "note")});
+  }
+  if (rows.empty()) {
+    std::cout << "no registration tokens\n";
+    return;
+  }
+  print_table({"ID", "STATE", "USES", "EXPIRES", "CREATED", "NOTE"}, rows);
+}
+
 }  // namespace petchat::ctl::detail

@@ -5,6 +5,7 @@
 
 #include "node/async/async.hpp"
 #include "node/gateway/detail/admin_backup.hpp"
+#include "node/gateway/detail/admin_tokens.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/user_api.hpp"
 #include "node/gateway/gateway.hpp"
@@ -390,6 +391,10 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   }
   if (what == "log" && seg.size() == 3) co_return log_answer(r);
   if (what == "reload" && seg.size() == 3) co_return reload_answer(*api, r);
+  if (what == "registration-tokens" && seg.size() <= 4) {
+    std::string id = seg.size() == 4 ? seg[3] : "";  // named: no temporaries inside co_await (GCC 12)
+    co_return co_await tokens_answer(api->users, std::move(r), std::move(id));
+  }
   if (what == "backup" && seg.size() <= 4) {
     std::string id = seg.size() == 4 ? seg[3] : "";
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), std::move(id));
@@ -424,6 +429,9 @@ std::optional<admin_change> change_of(request const& r) {
   if (what == "users" && seg.size() == 5) return admin_change{"admin-user-" + seg[4], seg[3]};
   if (what == "sessions" && seg.size() == 4) return admin_change{"admin-session-revoke", seg[3]};
   if (what == "online" && seg.size() == 4) return admin_change{"admin-device-kick", seg[3]};
+  if (what == "registration-tokens")
+    return admin_change{r.method == "POST" ? "admin-token-create" : "admin-token-revoke",
+                        seg.size() == 4 ? seg[3] : ""};
   if (what == "backup")
     return admin_change{r.method == "POST" ? "admin-backup" : "admin-backup-release", seg.size() == 4 ? seg[3] : ""};
   std::string action = "admin";

@@ -51,13 +51,22 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
       if (limiter) limiter->release(address);
     }
   } reserved;
+  std::string managed_token;  // a token an admin made, used up with the account's write
   if (!by_admin) {
     if (m.options.registration == config::registration_policy::closed)
       co_return fail(code::registration_closed, "this node does not accept self-registration; ask its admin");
-    if (m.options.registration == config::registration_policy::token &&
-        !detail::equal_secret(registration_token, m.options.registration_token))
-      co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
-                     "registration_token");
+    if (m.options.registration == config::registration_policy::token) {
+      // The config's token (if set), or one an admin made (checked again in the write).
+      bool configured = !m.options.registration_token.empty() &&
+                        detail::equal_secret(registration_token, m.options.registration_token);
+      if (!configured && m.env.read([&](store::lmdb_txn const& txn) {
+            return m.registration_token_usable(txn, registration_token, now_ms());
+          }))
+        managed_token = registration_token;
+      if (!configured && managed_token.empty())
+        co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
+                       "registration_token");
+    }
     if (auto wait = m.registrations.reserve(client_address, now_ms())) {
       auto f = fail(code::rate_limited, "too many registrations from your address; try again later");
       f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
@@ -87,10 +96,15 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   record.set_display_name(display_name.value_or(name));
   record.set_created_at_ms(now_ms());
   auto value = record.SerializeAsString();
-  store::lmdb_env::write_fn mutation = [&m, name, value](store::lmdb_txn& txn) {
-    return txn.insert(m.accounts, name, value);
+  auto token_refused = std::make_shared<bool>(false);
+  store::lmdb_env::write_fn mutation = [&m, name, value, managed_token, token_refused](store::lmdb_txn& txn) {
+    *token_refused = !managed_token.empty() && !m.use_registration_token(txn, managed_token, now_ms());
+    return !*token_refused && txn.insert(m.accounts, name, value);
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
+  if (outcome == store::write_outcome::rolled_back && *token_refused)  // used up or revoked meanwhile
+    co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
+                   "registration_token");
   if (outcome == store::write_outcome::rolled_back)
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
   if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be stored");

@@ -71,6 +71,21 @@ struct session_info {
   bool revoked = false;
 };
 
+// A registration token (petchatctl tokens): `token` is set only when it is created, the
+// one time it can be seen.
+struct registration_token_info {
+  std::string id;  // base64url
+  std::string token;
+  std::string note;
+  std::int64_t created_at_ms = 0;
+  std::int64_t expires_at_ms = 0;  // 0: never
+  std::uint32_t max_uses = 0;      // 0: any number
+  std::uint32_t uses = 0;
+  bool revoked = false;
+  // "active", "used_up", "expired" or "revoked" at `now_ms`.
+  char const* state(std::int64_t now_ms) const;
+};
+
 // Who is calling, once an access token has been checked.
 struct principal {
   std::string user_name;
@@ -198,6 +213,14 @@ class user_service {
   // invalid_refresh_token. Errors: session_not_found (malformed id, or no such session),
   // internal. Any executor.
   awaitable<errors::status> revoke_session(std::string device_id);
+  // Registration tokens for registration = "token" (docs/PROTOCOL.md, "Registration
+  // tokens"). Each registration with one uses it up by one, in the same write as the
+  // account. create: max_uses 0 = any number, expires_in_s 0 = never; errors invalid_field
+  // (a note over 200 characters), internal. revoke: not_found, internal. Any executor.
+  awaitable<result<registration_token_info>> create_registration_token(std::uint32_t max_uses,
+                                                                       std::int64_t expires_in_s, std::string note);
+  std::vector<registration_token_info> registration_tokens() const;
+  awaitable<result<registration_token_info>> revoke_registration_token(std::string id);
   // Who is told, after the commit, that sessions of a user (bare name) may have ended:
   // logout, revocation, a reused refresh token, a password reset, deletion, the device
   // cap. Before traffic; it runs on the caller's executor and must not block.

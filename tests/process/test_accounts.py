@@ -4,6 +4,8 @@ import json
 import os
 import socket
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -355,6 +357,76 @@ class RegistrationPolicyTest(NodeTestCase):
         self.assertStatus(r, 201)
         self.assertEqual(r.json["id"], "tok@" + REGION)
         node.new_session("tok")
+
+    def test_tokens_made_by_the_admin(self):
+        # No token in the config: only tokens made with petchatctl tokens create work.
+        node = self.start_node(config={"users": {"registration": "token"}})
+        rc, out, err = node.ctl("--json", "tokens", "create", "--uses", "2", "--expires", "1d", "--note", "Lisbon team")
+        self.assertEqual(rc, 0, err)
+        made = json.loads(out)
+        token = made["token"]
+        self.assertRegex(token, r"^prt1\.[A-Za-z0-9_-]{12}\.[A-Za-z0-9_-]{32}$")
+        self.assertEqual((made["state"], made["uses"], made["max_uses"]), ("active", 0, 2))
+        # Two registrations, then it is used up; a wrong secret with the right id is refused.
+        self.assertError(node.register("tic", "password123", registration_token=token[:-2] + "AA"), 403,
+                         "invalid_registration_token")
+        self.assertStatus(node.register("tic", "password123", registration_token=token), 201)
+        self.assertError(node.register("tic", "password123", registration_token=token), 409, "name_taken")
+        self.assertStatus(node.register("tac", "password123", registration_token=token), 201)
+        self.assertError(node.register("toe", "password123", registration_token=token), 403,
+                         "invalid_registration_token")
+        rc, out, err = node.ctl("tokens", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(made["id"], out)
+        self.assertIn("used_up", out)
+        self.assertIn("2 of 2", out)
+        self.assertIn("Lisbon team", out)
+        self.assertNotIn(token.split(".")[2], out, "the secret is shown only once")
+        # Concurrent registrations cannot overshoot a token's uses.
+        rc, out, err = node.ctl("--json", "tokens", "create", "--uses", "3", "--expires", "never")
+        one_more = json.loads(out)
+        self.assertIsNone(one_more["expires_at"])
+        results = []
+        threads = [threading.Thread(target=lambda n=n: results.append(
+            node.register("race%d" % n, "password123", registration_token=one_more["token"]).status))
+            for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(results), [201] * 3 + [403] * 5)
+        # Revoked: refused at once; an unknown id is not_found.
+        rc, out, err = node.ctl("--json", "tokens", "create", "--uses", "0")
+        unlimited = json.loads(out)
+        self.assertStatus(node.register("before", "password123", registration_token=unlimited["token"]), 201)
+        rc, out, err = node.ctl("tokens", "revoke", unlimited["id"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("revoked", out)
+        self.assertError(node.register("after", "password123", registration_token=unlimited["token"]), 403,
+                         "invalid_registration_token")
+        rc, out, err = node.ctl("tokens", "revoke", "AAAAAAAAAAAA")
+        self.assertEqual(rc, 1)
+        self.assertIn("not_found", err)
+        rc, out, err = node.ctl("tokens", "create", "--expires", "soon")
+        self.assertEqual(rc, 2)
+        # Tokens survive a restart with their counts.
+        node.restart()
+        listed = {t["id"]: t for t in node.admin("GET", "/v1/admin/registration-tokens").json["tokens"]}
+        self.assertEqual((listed[made["id"]]["uses"], listed[made["id"]]["state"]), (2, "used_up"))
+        self.assertEqual(listed[unlimited["id"]]["state"], "revoked")
+
+    def test_expired_token_is_refused(self):
+        node = self.start_node(config={"users": {"registration": "token"}})
+        r = node.admin("POST", "/v1/admin/registration-tokens", {"uses": 5, "expires_in_s": 1})
+        self.assertStatus(r, 201)
+        self.assertEqual(r.json["state"], "active")
+        time.sleep(1.1)  # past its expiry, whatever the machine's load
+        self.assertError(node.register("late", "password123", registration_token=r.json["token"]), 403,
+                         "invalid_registration_token")
+        listed = node.admin("GET", "/v1/admin/registration-tokens").json["tokens"]
+        self.assertEqual(listed[0]["state"], "expired")
+        r = node.admin("POST", "/v1/admin/registration-tokens", {"uses": -1})
+        self.assertError(r, 400, "invalid_field")
 
     def test_default_is_open(self):
         node = self.start_node()

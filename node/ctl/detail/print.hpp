@@ -33,5 +33,7 @@ void print_push(json::value const& answer);
 void print_push_targets(json::value const& answer);
 void print_online(json::value const& answer);
 void print_reload(json::value const& answer);
+void print_token(json::value const& answer);
+void print_tokens(json::value const& answer);
 
 }  // namespace petchat::ctl::detail

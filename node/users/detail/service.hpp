@@ -74,9 +74,10 @@ struct user_service::impl {
   detail::token_key token_key;
   boost::asio::thread_pool& cpu_pool;
   store::lmdb_env env;
-  store::lmdb_db accounts;      // name -> user_record
-  store::lmdb_db devices;       // raw device id -> device_record
-  store::lmdb_db user_devices;  // name NUL raw device id -> "" (devices of a user)
+  store::lmdb_db accounts;             // name -> user_record
+  store::lmdb_db devices;              // raw device id -> device_record
+  store::lmdb_db user_devices;         // name NUL raw device id -> "" (devices of a user)
+  store::lmdb_db registration_tokens;  // raw id -> registration_token_record
   detail::login_limiter account_limiter;
   detail::login_limiter address_limiter;
   detail::registration_limiter registrations;
@@ -99,6 +100,7 @@ struct user_service::impl {
         accounts(env.open_db("accounts")),
         devices(env.open_db("devices")),
         user_devices(env.open_db("user_devices")),
+        registration_tokens(env.open_db("registration_tokens")),
         account_limiter({o.login_free_attempts, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
         // An address may be shared by many people behind one NAT, so it has its own allowance.
         address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
@@ -184,6 +186,11 @@ struct user_service::impl {
     for (std::size_t i = 0; i + options.max_devices_per_user <= live.size(); ++i) forget(live[i].device_id());
     for (std::size_t i = 0; i + options.max_devices_per_user < revoked.size(); ++i) forget(revoked[i].device_id());
   }
+
+  // A registration token (prt1.<id>.<secret>) that allows one more registration at `now`
+  // (registration_tokens.cpp). use_registration_token also counts the use, in `txn`.
+  bool registration_token_usable(store::lmdb_txn const& txn, std::string_view token, std::int64_t now) const;
+  bool use_registration_token(store::lmdb_txn& txn, std::string_view token, std::int64_t now) const;
 
   std::optional<records::device_record> read_device(store::lmdb_txn const& txn, std::string const& id) const {
     auto raw = txn.get(devices, id);
