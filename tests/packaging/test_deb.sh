@@ -26,8 +26,10 @@
 # and dpkg-reconfigure keeps the operator's other lines and the region key.
 #
 # Environment: PETCHAT_PKG_WORK (default /var/tmp/petchat-pkgtest) holds the copy of the
-# tree, the build log and the packages; CCACHE_DIR is passed to the build (meson uses
-# ccache when it is installed, and the fixed work path lets a second run reuse it).
+# tree, the build log and the packages; PETCHAT_PKG_JOBS (default auto: one per core) the
+# compile jobs; CCACHE_DIR (default ~/.cache/petchat-ccache, as CI's) is passed to the
+# build: meson uses ccache when it is installed, and the fixed work path lets a second run
+# reuse it.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -390,8 +392,11 @@ if [ -z "$debs" ]; then
   # The web client's npm packages, when present: without them the build runs npm ci,
   # which needs the npm registry.
   if [ -d "$repo/web/node_modules" ]; then cp -a "$repo/web/node_modules" "$src/web/"; fi
-  say "dpkg-buildpackage -b -us -uc (log: $work/build.log)"
-  if ! (cd "$src" && dpkg-buildpackage -b -us -uc >"$work/build.log" 2>&1); then
+  # -J: as many compile jobs as cores (debhelper would run ninja -j1 otherwise).
+  jobs="${PETCHAT_PKG_JOBS:-auto}"
+  export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/petchat-ccache}"
+  say "dpkg-buildpackage -b -us -uc -J$jobs (log: $work/build.log)"
+  if ! (cd "$src" && dpkg-buildpackage -b -us -uc -J"$jobs" >"$work/build.log" 2>&1); then
     tail -n 60 "$work/build.log" >&2
     fail "dpkg-buildpackage failed (whole log: $work/build.log)"
   fi
