@@ -299,6 +299,11 @@ class link {
   // Before start(): serves this region's assets to other regions (docs/FEDERATION.md,
   // "Assets across regions").
   void serve_assets(asset_server server);
+  // Before start(): told of every durable body applied here (not refused), with its origin
+  // and the origin's created_at_ms (the node's metrics: send -> applied per region). Runs
+  // on the applier thread; must not block.
+  using applied_fn = std::function<void(std::string const& origin, std::int64_t created_at_ms)>;
+  void observe_applied(applied_fn fn);
   // Asks `region` for a piece of an asset and waits up to `timeout_ms` for the verified
   // answer: nullopt while disconnected, on timeout, or if the answer does not verify. Any
   // thread but NATS.c's; blocks.

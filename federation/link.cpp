@@ -135,6 +135,10 @@ void link::send_ephemeral(std::string const& destination, body b) {
   if (impl_) impl_->out.send_ephemeral(destination, std::move(b));
 }
 
+void link::observe_applied(applied_fn fn) {
+  if (impl_) impl_->state.on_applied = std::move(fn);
+}
+
 void link::serve_assets(asset_server server) {
   if (impl_) impl_->assets.serve(std::move(server));
 }

@@ -81,6 +81,12 @@ void inbound_applier::apply(std::vector<local_store::inbound> const& batch) {
       for (auto r : refused) s_.count(r, "");
       s_.applied += verified - std::min(verified, refused.size());
       applied_seq_ = batch.back().stream_seq;
+      // Refusals are not told apart per body here: a batch with any is left out of the
+      // latency figures (refusals are rare, and a refused body was not delivered).
+      if (s_.on_applied && refused.empty())
+        for (auto const& i : batch)
+          if (i.content && !i.refused && i.content->lane_seq() != 0)
+            s_.on_applied(i.content->origin(), i.content->created_at_ms());
       return;
     } catch (std::exception const& e) {
       s_.set_error(std::string("cannot apply inbound envelopes: ") + e.what());

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <mutex>
 
+#include "base/format/format.hpp"
+
 namespace petchat::app {
 
 namespace {
@@ -78,6 +80,9 @@ void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messa
 
 void add_federation_metrics(metrics::registry& metrics, federation::link& link) {
   auto snapshots = std::make_shared<federation_snapshots>(link);
+  link.observe_applied([&metrics](std::string const& origin, std::int64_t created_at_ms) {
+    metrics.federation_applied(origin, std::chrono::milliseconds(format::now_ms() - created_at_ms));
+  });
   metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
                     [&link] { return link.connected() ? 1.0 : 0.0; });
   metrics.add_counter("petchat_federation_envelopes_published_total",

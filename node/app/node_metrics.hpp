@@ -17,6 +17,7 @@ void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messa
 
 // Per-region federation figures: the link's state, envelopes, each region's outbox and
 // its oldest undelivered entry (what an operator alerts on), inbound backlog, refusals.
+// Before the link starts (it also observes what the link applies).
 void add_federation_metrics(metrics::registry& metrics, federation::link& link);
 
 }  // namespace petchat::app

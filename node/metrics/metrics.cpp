@@ -20,6 +20,9 @@ using prometheus::Histogram;
 // ten seconds (something is badly wrong).
 Histogram::BucketBoundaries const latency_buckets{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                   0.05,    0.1,    0.25,  0.5,    1,     2.5,  10};
+// Seconds between regions: a WAN round trip to an outage of an hour.
+Histogram::BucketBoundaries const federation_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                     2.5,   5,    10,    30,   60,  300,  900, 3600};
 // Requests per group commit: powers of two up to the writers' batch limit (1024).
 Histogram::BucketBoundaries const batch_buckets{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 
@@ -85,6 +88,11 @@ struct registry::impl {
                                                        .Name("petchat_store_commit_batch_size")
                                                        .Help("Write requests made durable per group commit, by store")
                                                        .Register(*reg);
+  prometheus::Family<Histogram>& federation_seconds =
+      prometheus::BuildHistogram()
+          .Name("petchat_federation_applied_seconds")
+          .Help("From a durable envelope's creation at its origin region to its application here, by origin")
+          .Register(*reg);
   std::mutex samplers_mutex;  // guards samplers
   std::vector<sampled> samplers;
 
@@ -154,6 +162,11 @@ void registry::push_sent(std::string const& kind, char const* result) {
 
 void registry::push_target_removed(char const* reason) {
   impl_->push_removed.Add({{"reason", reason}}).Increment();
+}
+
+void registry::federation_applied(std::string const& region, std::chrono::nanoseconds took) {
+  impl_->histogram(impl_->federation_seconds, {{"region", region}}, federation_buckets)
+      .Observe(std::max(0.0, seconds(took)));  // a clock behind the origin's would make it negative
 }
 
 void registry::store_committed(char const* store, std::size_t requests, std::chrono::nanoseconds took) {

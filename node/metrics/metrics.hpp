@@ -45,6 +45,9 @@ class registry {
   void push_sent(std::string const& kind, char const* result);
   void push_target_removed(char const* reason);
   // A group commit of a store ("messages" or "users"): its requests and its duration.
+  // A durable envelope from `region` applied here, `took` after its origin made it (the
+  // origin's clock against this one's).
+  void federation_applied(std::string const& region, std::chrono::nanoseconds took);
   void store_committed(char const* store, std::size_t requests, std::chrono::nanoseconds took);
 
   // Values read at every scrape. A gauge without labels; a monotonic count since start

@@ -6,6 +6,7 @@ topologies (one shared nats-server; per-region servers as leaf nodes of a hub)."
 
 import base64
 import itertools
+import re
 import shutil
 import json
 import os
@@ -399,6 +400,25 @@ class TwoRegionChat(FederationCase):
         self.assertEqual(regions["europe"]["public_keys"], [self.keys["europe"]])
         ready = self.node("america").request("GET", "/readyz")
         self.assertEqual(ready.json["federation"], "connected", ready.describe())
+
+    def test_applied_latency_histogram_counts_each_message(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a, b = self.connect(alice), self.connect(bob)
+
+        def applied_from_america():
+            m = re.search(r'(?m)^petchat_federation_applied_seconds_count\{region="america"\} (\d+)',
+                          self.node("europe").scrape().raw.decode())
+            return int(m.group(1)) if m else 0
+
+        before = applied_from_america()
+        texts = self.send_many(b, alice, "timed", 5)
+        a.wait_until(lambda: len([m for m in messages_of(a) if m["from"] == bob]) >= len(texts), DELIVERY_TIMEOUT_S)
+        deadline = time.monotonic() + 10
+        while applied_from_america() < before + 5:  # the histogram is observed right after the write
+            self.assertLess(time.monotonic(), deadline, "applied_seconds did not count the 5 messages")
+            time.sleep(0.1)
+        raw = self.node("europe").scrape().raw.decode()
+        self.assertRegex(raw, r'(?m)^petchat_federation_applied_seconds_bucket\{region="america",le="3600"\} \d')
 
     def test_status_shows_link_and_regions(self):
         st = fed_status(self.node("europe"))
