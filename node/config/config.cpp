@@ -255,9 +255,10 @@ void apply(overrides const& o, node_config& c, std::vector<std::string>& errors)
   if (o.require_region && !c.node.region_set)
     errors.push_back(
         "no region is configured, and --require-region (as in the packaged unit) refuses the default 'local': "
-        "every account and message carries its region's name, which cannot change later. Set it with "
-        "`dpkg-reconfigure petchat-node` (PETCHAT_REGION in /etc/default/petchat-node), the environment "
-        "variable PETCHAT_REGION, node.region in the config file, or --region");
+        "every account and message carries its region's name, which cannot change later. Set the environment "
+        "variable PETCHAT_REGION (Debian: `dpkg-reconfigure petchat-node` writes it to "
+        "/etc/default/petchat-node; RPM: /etc/sysconfig/petchat-node; containers: -e PETCHAT_REGION=...), "
+        "node.region in the config file, or --region");
   flag("listen", o.listen, check_listen);
   flag("metrics-listen", o.metrics_listen, check_metrics_listen);
   flag("log-format", o.log_format, check_log_format);
