@@ -5,6 +5,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <boost/asio/dispatch.hpp>
 #include <cstdint>
 
 #include "node/log/log.hpp"
@@ -19,7 +20,7 @@ void notify_stopping() {
   ::sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing requests in flight");
 }
 
-watchdog::watchdog(boost::asio::io_context& io) : timer_(io) {
+watchdog::watchdog(boost::asio::io_context& io) : strand_(io.get_executor()), timer_(strand_) {
   std::uint64_t usec = 0;
   // > 0 only when systemd set WATCHDOG_USEC (and WATCHDOG_PID is this process, if set).
   if (::sd_watchdog_enabled(0, &usec) > 0 && usec > 0) interval_ = std::chrono::microseconds(usec / 2);
@@ -28,12 +29,14 @@ watchdog::watchdog(boost::asio::io_context& io) : timer_(io) {
 void watchdog::start() {
   if (interval_.count() == 0) return;
   log::get("node")->info("systemd watchdog: pinging every {} ms", interval_.count() / 1000);
-  ping();
+  boost::asio::dispatch(strand_, [this] { ping(); });
 }
 
 void watchdog::stop() {
-  stopped_ = true;
-  timer_.cancel();
+  boost::asio::dispatch(strand_, [this] {
+    stopped_ = true;
+    timer_.cancel();
+  });
 }
 
 void watchdog::ping() {

@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <filesystem>
 #include <string>
 
@@ -21,6 +22,7 @@ void notify_stopping();
 // Pings systemd's watchdog (WATCHDOG=1) every half WatchdogSec from the I/O threads, so a
 // node whose event loop is stuck stops pinging and is restarted. Does nothing when the
 // unit has no WatchdogSec (WATCHDOG_USEC unset) or the node is not its main process.
+// Its timer lives on a strand: stop() comes from the signal handler on any I/O thread.
 class watchdog {
  public:
   explicit watchdog(boost::asio::io_context& io);
@@ -29,9 +31,10 @@ class watchdog {
 
  private:
   void ping();
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;
   std::chrono::microseconds interval_{0};
-  bool stopped_ = false;
+  bool stopped_ = false;  // on the strand
 };
 
 // SIGHUP (`systemctl reload`, `kill -HUP`) reads the config again: what can change on the

@@ -3,6 +3,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 
@@ -81,7 +82,9 @@ void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messa
 void add_federation_metrics(metrics::registry& metrics, federation::link& link) {
   auto snapshots = std::make_shared<federation_snapshots>(link);
   link.observe_applied([&metrics](std::string const& origin, std::int64_t created_at_ms) {
-    metrics.federation_applied(origin, std::chrono::milliseconds(format::now_ms() - created_at_ms));
+    // Clamped: a peer's absurd created_at_ms must not overflow the conversion.
+    auto ms = std::clamp<std::int64_t>(format::now_ms() - created_at_ms, 0, 30LL * 24 * 3600 * 1000);
+    metrics.federation_applied(origin, std::chrono::milliseconds(ms));
   });
   metrics.add_gauge("petchat_federation_connected", "1 while the NATS link is up",
                     [&link] { return link.connected() ? 1.0 : 0.0; });

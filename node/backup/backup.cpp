@@ -39,27 +39,38 @@ std::vector<file> list_files(fs::path const& dir) {
 }
 
 // The assets' blobs (immutable, named by their hash), hard-linked. Unfinished uploads and
-// temporary files are not part of a backup.
+// temporary files are not part of a backup. A blob the collector removes meanwhile is
+// skipped: it had no reference for a whole grace period (assets.grace_s) before the
+// checkpoint, so no message in the snapshot names it.
 void link_blobs(fs::path const& from, fs::path const& to) {
   if (!fs::exists(from)) return;
   for (auto const& e : fs::recursive_directory_iterator(from)) {
     auto target = to / fs::relative(e.path(), from);
-    if (e.is_directory())
+    std::error_code ec;
+    if (e.is_directory(ec)) {
       fs::create_directories(target);
-    else if (e.is_regular_file())
-      fs::create_hard_link(e.path(), target);
+    } else if (e.is_regular_file(ec)) {
+      fs::create_directories(target.parent_path());
+      fs::create_hard_link(e.path(), target, ec);
+      if (ec && ec != std::errc::no_such_file_or_directory) throw fs::filesystem_error("link a blob", e.path(), ec);
+    }
   }
 }
 
+// An open snapshot older than this is taken to be an interrupted backup's and released,
+// so that its hard links do not pin replaced SST files for ever.
+constexpr std::int64_t abandoned_after_ms = 24LL * 3600 * 1000;
+
 }  // namespace
 
-snapshots::snapshots(fs::path data_dir, users::user_service& users, messages::message_service& messages)
-    : data_dir_(std::move(data_dir)), root_(data_dir_ / "backups"), users_(users), messages_(messages) {
+snapshots::snapshots(fs::path const& data_dir, users::user_service& users, messages::message_service& messages)
+    : data_dir_(fs::absolute(data_dir)), root_(data_dir_ / "backups"), users_(users), messages_(messages) {
   std::error_code ec;
   fs::remove_all(root_, ec);
 }
 
 snapshot snapshots::take() {
+  if (auto old = open(); old && format::now_ms() - old->made_at_ms > abandoned_after_ms) release(old->id);
   {
     std::lock_guard lock(mutex_);
     if (making_ || open_)

@@ -51,9 +51,10 @@ class snapshots {
  public:
   // Removes what an earlier run left in `<data_dir>/backups` (a snapshot only lives as long
   // as the node that made it).
-  snapshots(std::filesystem::path data_dir, users::user_service& users, messages::message_service& messages);
+  snapshots(std::filesystem::path const& data_dir, users::user_service& users, messages::message_service& messages);
 
-  // Makes the snapshot: one at a time (busy_error while one is open). Blocking (seconds
+  // Makes the snapshot: one at a time (busy_error while one is open; one open for more than
+  // a day is taken for an interrupted backup's and released). Blocking (seconds
   // for a big store: the message store flushes): call off the I/O threads. Throws
   // std::runtime_error (and removes what it made) on a store or file error.
   snapshot take();

@@ -1,12 +1,14 @@
 #include "node/ctl/detail/backup.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +27,27 @@ using clock = std::chrono::steady_clock;
 
 constexpr int manifest_version = 1;
 constexpr char manifest_name[] = "manifest.json";
+// In a restore's target until the last file is durable: the node refuses to start on it.
+constexpr char restoring_marker[] = "RESTORE-INCOMPLETE";
+
+// Root restoring into a directory of the node's user writes as that user (effective ids)
+// and reads the backup as root: see restore_backup.
+struct ids {
+  uid_t uid;
+  gid_t gid;
+};
+std::optional<ids> writer;
+void act_as_writer() {
+  if (writer && (::setegid(writer->gid) != 0 || ::seteuid(writer->uid) != 0)) std::abort();  // never write as root
+}
+void act_as_root() {
+  if (writer && (::seteuid(0) != 0 || ::setegid(0) != 0)) std::abort();
+}
+
+volatile std::sig_atomic_t interrupted = 0;  // SIGINT, SIGTERM or SIGHUP during a copy
+extern "C" void on_interrupt(int) {
+  interrupted = 1;
+}
 
 std::string hex(unsigned char const* p, std::size_t n) {
   std::string out(n * 2, '0');
@@ -33,6 +56,13 @@ std::string hex(unsigned char const* p, std::size_t n) {
 }
 
 }  // namespace
+
+void stop_copies_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+}
 
 std::string size_text(std::uint64_t b) {
   char const* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -48,9 +78,15 @@ std::string size_text(std::uint64_t b) {
 bool fresh_dir(std::string const& dir_text, std::string& error) {
   fs::path dir(dir_text);
   std::error_code ec;
-  if (fs::exists(dir, ec)) {
-    if (!fs::is_directory(dir, ec) || !fs::is_empty(dir, ec)) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode) || !fs::is_empty(dir, ec)) {
       error = dir.string() + " exists and is not an empty directory: give a new path";
+      return false;
+    }
+    // Another user could plant links in it while files are written there.
+    if (st.st_uid != ::geteuid()) {
+      error = dir.string() + " belongs to another user";
       return false;
     }
     return true;
@@ -114,14 +150,27 @@ struct copied {
   std::string blake2b;
   std::uint64_t size = 0;
 };
-std::optional<copied> copy_hashing(fs::path const& from, fs::path const& to, progress& bar, std::string& error) {
-  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+// Only regular files are read, never through a symbolic link (a hostile backup or a
+// compromised node must not make a root petchatctl read /etc/shadow, or hang on a FIFO);
+// with `owner` set, only files of that user (the node's).
+std::optional<copied> copy_hashing(fs::path const& from, fs::path const& to, progress& bar, std::string& error,
+                                   std::optional<uid_t> owner = std::nullopt) {
+  act_as_root();
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  act_as_writer();
   if (in < 0) {
-    error = from.string() + ": " + std::strerror(errno);
+    error = from.string() + (errno == ELOOP ? std::string(": a symbolic link, not a regular file")
+                                            : ": " + std::string(std::strerror(errno)));
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode) || (owner && st.st_uid != *owner)) {
+    error = from.string() + (owner && st.st_uid != *owner ? ": not owned by the node's user" : ": not a regular file");
+    ::close(in);
     return std::nullopt;
   }
   int out = -1;
-  if (!to.empty() && (out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+  if (!to.empty() && (out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
     error = to.string() + ": " + std::strerror(errno);
     ::close(in);
     return std::nullopt;
@@ -131,6 +180,10 @@ std::optional<copied> copy_hashing(fs::path const& from, fs::path const& to, pro
   std::vector<unsigned char> buf(1 << 20);
   copied c;
   for (;;) {
+    if (interrupted) {
+      error = "interrupted";
+      break;
+    }
     ssize_t n = ::read(in, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) error = from.string() + ": " + std::strerror(errno);
@@ -183,12 +236,18 @@ std::optional<boost::json::object> read_manifest(fs::path const& dir, std::strin
             ", newer than this petchatctl reads (" + std::to_string(manifest_version) + ")";
     return std::nullopt;
   }
+  for (char const* key : {"id", "region", "made_at"})
+    if (!o->contains(key) || !o->at(key).is_string()) {
+      error = (dir / manifest_name).string() + " is damaged (no " + key + ")";
+      return std::nullopt;
+    }
   for (auto const& f : files->as_array()) {
     auto const* fo = f.if_object();
-    if (!fo || !fo->contains("path") || !fo->at("path").is_string() || !fo->contains("size") ||
-        !fo->at("size").is_number() || !fo->contains("blake2b") || !fo->at("blake2b").is_string() ||
-        !safe_relative(std::string(fo->at("path").as_string()))) {
-      error = (dir / manifest_name).string() + " is damaged (a file entry without path, size and blake2b)";
+    auto const* size = fo ? fo->if_contains("size") : nullptr;
+    bool whole = size && (size->is_uint64() || (size->is_int64() && size->as_int64() >= 0));
+    if (!fo || !fo->contains("path") || !fo->at("path").is_string() || !whole || !fo->contains("blake2b") ||
+        !fo->at("blake2b").is_string() || !safe_relative(std::string(fo->at("path").as_string()))) {
+      error = (dir / manifest_name).string() + " is damaged (a file entry without a safe path, a size and blake2b)";
       return std::nullopt;
     }
   }
@@ -229,19 +288,22 @@ bool check_files(fs::path const& dir, boost::json::object const& manifest, fs::p
   bar.end();
   if (into.empty()) {
     std::error_code ec;
-    for (auto const& e : fs::recursive_directory_iterator(dir, ec))
-      if (e.is_regular_file() && !listed.count(fs::relative(e.path(), dir).generic_string())) {
-        if (!quiet)
-          std::cout << "unexpected: " << fs::relative(e.path(), dir).generic_string() << " (not in the manifest)\n";
+    // Every entry but directories, links included, by its own name (never resolved).
+    for (auto const& e : fs::recursive_directory_iterator(dir, ec)) {
+      auto name = e.path().lexically_relative(dir).generic_string();
+      if (!e.is_symlink() && e.is_directory()) continue;
+      if (!listed.count(name)) {
+        if (!quiet) std::cout << "unexpected: " << name << " (not in the manifest)\n";
         ok = false;
       }
+    }
   }
   return ok;
 }
 
 }  // namespace
 
-boost::json::object copy_snapshot(boost::json::object const& snapshot, std::string const& dir_text,
+boost::json::object copy_snapshot(boost::json::object const& snapshot, std::string const& dir_text, uid_t node_uid,
                                   std::string& error) {
   fs::path dir(dir_text);
   fs::path from(std::string(snapshot.at("dir").as_string()));
@@ -261,7 +323,7 @@ boost::json::object copy_snapshot(boost::json::object const& snapshot, std::stri
     std::error_code ec;
     fs::create_directories((dir / path).parent_path(), ec);
     fs::permissions((dir / path).parent_path(), fs::perms::owner_all, fs::perm_options::replace, ec);
-    auto c = copy_hashing(from / path, dir / path, bar, error);
+    auto c = copy_hashing(from / path, dir / path, bar, error, node_uid);
     if (!c) return {};
     bytes += c->size;
     listed.push_back(boost::json::object{{"path", path}, {"size", c->size}, {"blake2b", c->blake2b}});
@@ -269,6 +331,7 @@ boost::json::object copy_snapshot(boost::json::object const& snapshot, std::stri
   bar.end();
   for (auto const& e : fs::recursive_directory_iterator(dir))
     if (e.is_directory()) fsync_path(e.path());
+  fsync_path(dir.parent_path().empty() ? fs::path(".") : dir.parent_path());  // dir's own entry
   boost::json::object manifest{{"petchat_backup", manifest_version},
                                {"id", snapshot.at("id")},
                                {"region", snapshot.at("region")},
@@ -324,30 +387,50 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
     std::cerr << "petchatctl: " << error << "\n";
     return false;
   }
-  bool existed = fs::exists(data_dir);
+  // Root restoring into a directory the operator prepared for the node (install -d -o
+  // petchat -m 0700 ...) writes as its owner: the files are the node's from the start, and
+  // nothing that user could plant in the directory can make root write elsewhere. The
+  // backup is still read as root (its files are root's 0600 when root made it).
+  struct stat prepared {};
+  bool existed = ::lstat(data_dir.c_str(), &prepared) == 0;
+  if (existed && S_ISDIR(prepared.st_mode) && ::geteuid() == 0 && prepared.st_uid != 0) {
+    if (::setgroups(0, nullptr) != 0) {
+      std::cerr << "petchatctl: setgroups: " << std::strerror(errno) << "\n";
+      return false;
+    }
+    writer = ids{prepared.st_uid, prepared.st_gid};
+    act_as_writer();
+  }
   if (!fresh_dir(data_dir_text, error)) {
     std::cerr << "petchatctl: " << error << " (restore never overwrites a data dir)\n";
     return false;
   }
+  // The marker first: a restore cut short (Ctrl-C, a crash) leaves a data dir the node
+  // refuses, not one missing its accounts that it would start on.
+  {
+    int marker = ::open((data_dir / restoring_marker).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (marker < 0 || ::fsync(marker) != 0) {
+      std::cerr << "petchatctl: " << (data_dir / restoring_marker).string() << ": " << std::strerror(errno) << "\n";
+      if (marker >= 0) ::close(marker);
+      return false;
+    }
+    ::close(marker);
+    fsync_path(data_dir);
+  }
   std::uint64_t bytes = 0;
   if (!check_files(dir, *manifest, data_dir, "restoring", as_json, bytes)) {
-    std::cerr << "petchatctl: the backup does not match its manifest; nothing restored (" << data_dir.string()
-              << " emptied)\n";
+    std::cerr << "petchatctl: " << (interrupted ? "interrupted" : "the backup does not match its manifest")
+              << "; nothing restored (" << data_dir.string() << " emptied)\n";
     for (auto const& e : fs::directory_iterator(data_dir)) fs::remove_all(e.path());
     return false;
   }
-  // Private like a data dir the node made; owned by the directory's owner when root
-  // restores into one the operator prepared (install -d -o petchat -m 0700 ...).
-  struct stat st {};
-  ::stat(data_dir.c_str(), &st);
-  ::chmod(data_dir.c_str(), 0700);
+  ::chmod(data_dir.c_str(), 0700);  // private like a data dir the node made
   for (auto const& e : fs::recursive_directory_iterator(data_dir)) {
     ::chmod(e.path().c_str(), e.is_directory() ? 0700 : 0600);
-    if (existed && ::geteuid() == 0 && ::lchown(e.path().c_str(), st.st_uid, st.st_gid) != 0)
-      std::cerr << "petchatctl: chown " << e.path().string() << ": " << std::strerror(errno) << "\n";
-  }
-  for (auto const& e : fs::recursive_directory_iterator(data_dir))
     if (e.is_directory()) fsync_path(e.path());
+  }
+  fsync_path(data_dir);
+  ::unlink((data_dir / restoring_marker).c_str());
   fsync_path(data_dir);
   std::string region = field(*manifest, "region");
   if (as_json) {

@@ -2,6 +2,7 @@
 // socket. Exit codes scripts can rely on:
 //   0 success, 1 the node refused (error code on stderr), 2 usage error,
 //   3 the node is not reachable (not running, or wrong socket).
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -172,14 +173,23 @@ int take_backup(context& c, arguments const& a, json::value& ans) {
     std::cerr << "petchatctl: backup: " << why << "\n";
     return exit_usage;
   }
+  struct stat sock {};
+  if (::stat(c.socket.c_str(), &sock) != 0) sock.st_uid = ::geteuid();  // request() then says it is not running
   json::value snapshot;
   // Making the snapshot flushes the message store and copies the account store: allow time.
   if (int rc = request(c, "POST", "/v1/admin/backup", nullptr, snapshot, 600); rc != exit_ok) return rc;
+  stop_copies_on_signals();  // from here on, an interruption still releases the snapshot
   std::string error;
-  auto manifest = copy_snapshot(snapshot.as_object(), a.dir, error);
+  json::object manifest;
+  try {
+    manifest = copy_snapshot(snapshot.as_object(), a.dir, sock.st_uid, error);
+  } catch (std::exception const& e) {
+    error = e.what();
+  }
   json::value released;
-  std::string id(snapshot.as_object().at("id").as_string());
-  int rc = request(c, "DELETE", "/v1/admin/backup/" + encode(id), nullptr, released);
+  auto const* id = snapshot.as_object().if_contains("id");
+  std::string id_text = id && id->is_string() ? std::string(id->as_string()) : "";
+  int rc = request(c, "DELETE", "/v1/admin/backup/" + encode(id_text), nullptr, released);
   if (!error.empty()) {
     std::cerr << "petchatctl: backup failed: " << error << " (" << a.dir << " is incomplete: it has no manifest)\n";
     return exit_refused;
@@ -403,11 +413,20 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? exit_ok : exit_usage;
   }
+  if (sodium_init() < 0) {  // before the backup commands hash anything
+    std::cerr << "petchatctl: libsodium cannot be initialised\n";
+    return exit_refused;
+  }
   if (verify->parsed() || restore->parsed()) {
-    if (sodium_init() < 0) return exit_refused;
-    bool ok =
-        verify->parsed() ? verify_backup(args.dir, ctx.as_json) : restore_backup(args.dir, args.data_dir, ctx.as_json);
-    return ok ? exit_ok : exit_refused;
+    if (restore->parsed()) stop_copies_on_signals();
+    try {
+      bool ok = verify->parsed() ? verify_backup(args.dir, ctx.as_json)
+                                 : restore_backup(args.dir, args.data_dir, ctx.as_json);
+      return ok ? exit_ok : exit_refused;
+    } catch (std::exception const& e) {
+      std::cerr << "petchatctl: " << e.what() << "\n";
+      return exit_refused;
+    }
   }
   auto where = locate_socket(socket, data_dir, config_path);
   if (!where.error.empty()) {

@@ -29,9 +29,14 @@ std::runtime_error damaged(std::filesystem::path const& path, std::string const&
                             std::to_string(data_format) + ", \"created_at\": \"<RFC 3339 time>\"}");
 }
 
+// The file's text; nullopt only if it does not exist (any other failure throws: a record
+// that cannot be read must not be taken for a missing one and written anew).
 std::optional<std::string> read_text(std::filesystem::path const& path) {
+  std::error_code ec;
+  auto status = std::filesystem::symlink_status(path, ec);
+  if (status.type() == std::filesystem::file_type::not_found) return std::nullopt;
   std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
+  if (!in) throw detail::file_error(path, "read");
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
@@ -46,9 +51,15 @@ data_dir_record parse_record(std::filesystem::path const& path, std::string cons
   auto const* region = o.if_contains("region");
   auto const* format = o.if_contains("format");
   auto const* created = o.if_contains("created_at");
-  if (!region || !region->is_string() || region->as_string().empty()) throw damaged(path, "no region");
+  // The format first: a newer one may lay out the rest differently (claim_data_dir says so).
   if (!format || !format->is_int64() || format->as_int64() < 0 || format->as_int64() > 1'000'000)
     throw damaged(path, "no format version");
+  if (format->as_int64() > data_format) {
+    r.format = static_cast<int>(format->as_int64());
+    r.region = region && region->is_string() ? std::string(region->as_string()) : "";
+    return r;
+  }
+  if (!region || !region->is_string() || region->as_string().empty()) throw damaged(path, "no region");
   std::optional<std::int64_t> at;
   if (created && created->is_string()) at = format::parse_rfc3339(std::string(created->as_string()));
   if (!at) throw damaged(path, "no created_at time");
@@ -98,13 +109,17 @@ std::optional<data_dir_record> read_data_dir_record(std::filesystem::path const&
 }
 
 data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::string const& region) {
+  if (std::filesystem::exists(data_dir / "RESTORE-INCOMPLETE"))
+    throw std::runtime_error(data_dir.string() +
+                             " holds a restore that did not finish (petchatctl restore was interrupted): it may "
+                             "lack accounts or messages. Restore the backup again into an empty directory");
   auto found = read_data_dir_record(data_dir);
-  if (found) check_region(data_dir, found->region, region);
   if (found && found->format > data_format)
     throw std::runtime_error(data_dir.string() + " has store format " + std::to_string(found->format) +
                              ", newer than this petchat-node understands (format " + std::to_string(data_format) +
                              "): it was written by a newer version. Run that version (or newer), or restore a "
                              "backup made by this one; the data dir was not changed");
+  if (found) check_region(data_dir, found->region, region);
   if (found && found->format == data_format) return *found;
   data_dir_record r = found ? upgrade_from_0(data_dir, region) : data_dir_record{region, data_format, now_ms(), -1};
   // `region` first: a node before 0.2 started on this dir still refuses another region.

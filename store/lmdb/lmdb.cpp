@@ -211,7 +211,21 @@ std::size_t lmdb_env::used_bytes() const {
 }
 
 void lmdb_env::copy_to(std::filesystem::path const& dir) const {
-  std::shared_lock gate(resize_gate_);
+  // Not under the resize gate (a resize waiting behind a long copy would hold up every
+  // reader): a resize waits for the copy instead (grow_map), and a copy for a resize.
+  {
+    std::unique_lock lock(copies_mutex_);
+    copies_done_.wait(lock, [this] { return resizing_ == 0; });
+    ++copies_;
+  }
+  struct done_copying {
+    lmdb_env const* env;
+    ~done_copying() {
+      std::lock_guard lock(env->copies_mutex_);
+      --env->copies_;
+      env->copies_done_.notify_all();
+    }
+  } copying{this};
   int rc = mdb_env_copy2(env_, dir.c_str(), MDB_CP_COMPACT);
   if (rc != MDB_SUCCESS) throw lmdb_error("mdb_env_copy2 " + dir.string(), rc);
 }
@@ -287,6 +301,21 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
 }
 
 bool lmdb_env::grow_map() {
+  // A copy's read transaction must end before the map may change; readers go on
+  // meanwhile (only this writer waits), which taking the gate first would not allow.
+  {
+    std::unique_lock lock(copies_mutex_);
+    copies_done_.wait(lock, [this] { return copies_ == 0; });
+    ++resizing_;
+  }
+  struct done_resizing {
+    lmdb_env* env;
+    ~done_resizing() {
+      std::lock_guard lock(env->copies_mutex_);
+      --env->resizing_;
+      env->copies_done_.notify_all();
+    }
+  } resizing{this};
   std::unique_lock gate(resize_gate_);
   std::size_t next = map_size() * 2;
   return mdb_env_set_mapsize(env_, next) == MDB_SUCCESS;

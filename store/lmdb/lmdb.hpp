@@ -191,6 +191,12 @@ class lmdb_env {
   // Writer-preferring, so a steady stream of readers cannot starve a resize.
   mutable writer_preferring_mutex resize_gate_;
 
+  // Copies (copy_to) and map resizes exclude each other without the gate: a copy holds a
+  // read transaction for long, and a resize must not hold readers up behind it.
+  mutable std::mutex copies_mutex_;
+  mutable std::condition_variable copies_done_;
+  mutable int copies_ = 0, resizing_ = 0;
+
   detail::request_queue<request> queue_;
 
   std::atomic<std::uint64_t> commits_{0};

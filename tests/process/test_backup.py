@@ -14,7 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
-from harness import REGION, NodeTestCase, run_ctl  # noqa: E402
+from harness import NODE_BIN, REGION, NodeTestCase, run_ctl, run_node_cli  # noqa: E402
 
 SENDERS = 4
 
@@ -179,6 +179,72 @@ class BackupTest(NodeTestCase):
         # A data dir is never overwritten.
         rc, out, err = run_ctl("restore", self.backup_dir(), node.data_dir)
         self.assertEqual(rc, 1)
+
+    def test_hostile_backups_and_interrupted_restores(self):
+        node = self.start_node(start=False)
+        # A relative data dir (the default ./data) is backed up all the same.
+        node.command = lambda: [NODE_BIN, "--config", node.config_path, "--data-dir", "data",
+                                "--listen", "127.0.0.1:0"]
+        node.start()
+        node.admin_socket = os.path.join(node.workdir, node.admin_socket)  # printed relative, as given
+        node.new_user("alice")
+        dest = self.backup_dir()
+        rc, out, err = node.ctl("backup", dest)
+        self.assertEqual(rc, 0, out + err)
+        # A file of the backup replaced by a link to one with the same bytes is refused:
+        # restore and verify read only regular files, never through links.
+        pub = os.path.join(dest, "region.pub")
+        copy = os.path.join(os.path.dirname(dest), "elsewhere")
+        shutil.copy(pub, copy)
+        os.remove(pub)
+        os.symlink(copy, pub)
+        rc, out, err = run_ctl("verify", dest)
+        self.assertEqual(rc, 1)
+        self.assertIn("damaged: region.pub", out)
+        self.assertIn("not a regular file", out)
+        os.remove(pub)
+        shutil.copy(copy, pub)
+        # A manifest with a negative size is damaged, not a crash.
+        with open(os.path.join(dest, "manifest.json")) as f:
+            manifest = json.load(f)
+        good = json.dumps(manifest)
+        manifest["files"][0]["size"] = -1
+        with open(os.path.join(dest, "manifest.json"), "w") as f:
+            json.dump(manifest, f)
+        rc, out, err = run_ctl("verify", dest)
+        self.assertEqual(rc, 1)
+        self.assertIn("manifest.json is damaged", err)
+        with open(os.path.join(dest, "manifest.json"), "w") as f:
+            f.write(good)
+        rc, out, err = run_ctl("verify", dest)
+        self.assertEqual(rc, 0, out + err)
+        # A restore that did not finish leaves its marker, and a node refuses the data dir.
+        restored = self.start_node(start=False, name="restored")
+        rc, out, err = run_ctl("restore", dest, restored.data_dir)
+        self.assertEqual(rc, 0, out + err)
+        self.assertFalse(os.path.exists(os.path.join(restored.data_dir, "RESTORE-INCOMPLETE")))
+        open(os.path.join(restored.data_dir, "RESTORE-INCOMPLETE"), "w").close()
+        rc, out, err = run_node_cli(*restored.command()[1:], cwd=restored.workdir)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("holds a restore that did not finish", err)
+        os.remove(os.path.join(restored.data_dir, "RESTORE-INCOMPLETE"))
+        restored.start()
+        self.assertStatus(restored.login("alice", "password123"), 201)
+        # Root restoring into a directory prepared for the node's user writes as that user:
+        # every file is theirs (here nobody's), though the backup's files are root's 0600.
+        if os.geteuid() == 0:
+            parent = tempfile.mkdtemp(prefix="petchat-prepared-")
+            self.addCleanup(shutil.rmtree, parent, True)
+            os.chmod(parent, 0o755)
+            prepared = os.path.join(parent, "data")
+            os.mkdir(prepared, 0o700)
+            os.chown(prepared, 65534, 65534)
+            rc, out, err = run_ctl("restore", dest, prepared)
+            self.assertEqual(rc, 0, out + err)
+            for root, dirs, files in os.walk(prepared):
+                for name in dirs + files:
+                    st = os.lstat(os.path.join(root, name))
+                    self.assertEqual((st.st_uid, st.st_gid), (65534, 65534), name)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 
 #include <boost/json.hpp>
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace petchat::ctl::detail {
@@ -19,7 +21,13 @@ bool fresh_dir(std::string const& dir, std::string& error);
 // (new, or empty), hashing as it copies, then writes `dir`/manifest.json last: a backup
 // without a manifest is an interrupted one. Progress on stderr when it is a terminal.
 // Returns the manifest, or sets `error`.
-boost::json::object copy_snapshot(boost::json::object const& snapshot, std::string const& dir, std::string& error);
+// Reads only regular files of `node_uid` (the admin socket's owner), never through links.
+boost::json::object copy_snapshot(boost::json::object const& snapshot, std::string const& dir, uid_t node_uid,
+                                  std::string& error);
+
+// From now on SIGINT, SIGTERM and SIGHUP end a copy (backup, restore) cleanly: the backup's
+// snapshot is released, a restore's target emptied.
+void stop_copies_on_signals();
 
 // Checks every file of the backup in `dir` against its manifest. Prints one line per
 // problem and a summary; returns true when the backup is whole. With `as_json`, prints
