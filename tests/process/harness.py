@@ -492,13 +492,13 @@ class Node:
         return run_ctl("--socket", self.admin_socket, *args, input=input, timeout=timeout)
 
 
-def run_ctl(*args, input=None, timeout=15, cwd=None):
+def run_ctl(*args, input=None, timeout=15, cwd=None, env=None):
     """Runs petchatctl; returns (rc, stdout, stderr) as text."""
     _check_binary(CTL_BIN, "petchatctl")
     p = subprocess.run([CTL_BIN] + list(args),
                        input=input.encode() if isinstance(input, str) else input,
                        stdin=subprocess.DEVNULL if input is None else None,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, cwd=cwd)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, cwd=cwd, env=env)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
