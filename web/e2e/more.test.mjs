@@ -81,14 +81,19 @@ describe('groups, history, language, keyboard', () => {
       const text = await oldest.textContent();
       const before = await shown(); // counted before the scroll that asks for more
       await list.evaluate((el) => { el.scrollTop = 0; });
-      await dan.waitForFunction((n) => document.querySelectorAll('[data-testid="message"]').length > n, before)
-        .catch(() => {});
+      // The scroll to the top must bring older messages. (An update of the page between the
+      // scroll and its event once pulled the view back to the bottom instead, and nothing came.)
+      const grew = await dan.waitForFunction((n) => document.querySelectorAll('[data-testid="message"]').length > n, before)
+        .then(() => true, () => false);
+      const where = await list.evaluate((el) => `scrollTop ${el.scrollTop} of ${el.scrollHeight - el.clientHeight}`);
+      assert.ok(grew, `scrolling to the top loaded older messages (${before} shown, the view at ${where})`);
       // Measured once the page has painted the new page of history (two frames).
       await dan.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
       const still = bubble(dan, text.slice(0, 8));
       const box = await still.boundingBox();
       const view = await list.boundingBox();
       assert.ok(box && box.y >= view.y - 1, 'the message read last did not jump out of view above');
+      assert.ok(box.y + box.height <= view.y + view.height + 1, 'the message read last was not pushed out of view below');
     }
     assert.equal(await shown(), N, 'every message, once');
     for (const i of [1, 37, N]) assert.equal(await bubble(dan, `line ${String(i).padStart(3, '0')}`).count(), 1);

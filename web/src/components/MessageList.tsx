@@ -19,6 +19,12 @@ export function MessageList({ id }: { id: string }) {
   const fromBottom = useRef(0);
   const atBottom = useRef(true);
   const ends = useRef({ first: '', last: '' });
+  // Here, while the DOM still shows the last update: the place is taken as it is now, not
+  // as the last scroll event saw it. That event comes only with the next frame, so an
+  // update in between (a message, a read mark, the list fetched again) would otherwise
+  // take a view just scrolled up for one still at the bottom and pull it back down, and
+  // the scroll that was to load older messages would be undone.
+  measure();
 
   const messages = thread.messages;
   const first = messages[0]?.key ?? '';
