@@ -6,7 +6,8 @@
 // through the DevTools protocol as the node's decrypted notification, shown (or not, while a
 // tab is in front) as the page's notifications. With the tab closed, a push about a real
 // message shows its sender and its preview as plain text; a click on it (dispatched inside
-// the worker: DevTools cannot click a notification) brings a tab to that chat.
+// the worker: DevTools cannot click a notification) brings a tab to that chat. The tests wait
+// for the worker to have seen a closed tab go and to have finished showing, never on a timer.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Node, browserSuite, bubble, register, screenshot, send, startChat } from './harness.mjs';
@@ -22,14 +23,43 @@ const shown = (page) => page.evaluate(async () => {
   return (await reg.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }));
 });
 
-// Waits until the origin's service worker shows a notification (asked in the worker itself,
-// which DevTools' push delivery may start and stop).
-async function untilShown(context, origin, timeout = 20000) {
+// The origin's running service worker, or undefined.
+const workerOf = (context, origin) => context.serviceWorkers().find((w) => w.url() === `${origin}/sw.js`);
+
+// Counts, inside the running worker, the notifications it has finished showing. Asking Chrome
+// for the notifications while one is being shown can make it drop that one (it reconciles
+// its list with the display), so tests wait on this count and ask for the list only after.
+async function watchShows(context, origin) {
+  const worker = workerOf(context, origin);
+  assert.ok(worker, 'the worker runs');
+  await worker.evaluate(() => {
+    if (self.shows !== undefined) return;
+    self.shows = 0;
+    const show = self.registration.showNotification.bind(self.registration);
+    self.registration.showNotification = (...args) => show(...args).then(() => void self.shows++);
+  });
+  return worker;
+}
+
+async function untilShows(worker, count, timeout = 20000) {
   for (const deadline = Date.now() + timeout; ;) {
-    const worker = context.serviceWorkers().find((w) => w.url() === `${origin}/sw.js`);
-    const count = await worker?.evaluate(async () => (await self.registration.getNotifications()).length).catch(() => 0);
-    if (count > 0) return;
-    if (Date.now() > deadline) assert.fail('no notification was shown');
+    const shows = await worker.evaluate(() => self.shows);
+    if (shows >= count) return;
+    if (Date.now() > deadline) assert.fail(`the worker showed ${shows} notification(s), not ${count}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// Waits until the origin's service worker sees no tab of the client: a tab just closed can
+// still be listed (focused and visible) for a moment, and a push then shows nothing.
+async function untilNoTabs(context, origin, timeout = 20000) {
+  for (const deadline = Date.now() + timeout; ;) {
+    const worker = workerOf(context, origin);
+    const tabs = await worker
+      ?.evaluate(async () => (await self.clients.matchAll({ type: 'window', includeUncontrolled: true })).length)
+      .catch(() => -1);
+    if (tabs === 0 || worker === undefined) return; // a worker not running lists tabs afresh when started
+    if (Date.now() > deadline) assert.fail(`the worker still sees ${tabs} tab(s)`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -123,10 +153,12 @@ describe('push notifications', () => {
   test('a push with no tab open shows the notification, one per conversation', async () => {
     const { page } = alice;
     await page.goto('about:blank'); // no client of the origin left
+    await untilNoTabs(alice.context, suite.node.url);
+    const worker = await watchShows(alice.context, suite.node.url);
     await deliver(notification());
     await deliver(notification({ conversation_id: 'g.AZLxGroup', sender_id: 'carol@test', count: 1, preview: 'see you at 8' }));
     await deliver(notification({ count: 4, unread: 6, message_id: 'AZLxMessage2', seq: '43' })); // replaces the first
-    await page.waitForTimeout(1000);
+    await untilShows(worker, 3);
     await page.goto(`${suite.node.url}/`);
     const list = (await shown(page)).sort((a, b) => a.tag.localeCompare(b.tag));
     assert.deepEqual(list, [
@@ -143,8 +175,11 @@ describe('push notifications', () => {
       for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
     });
     await page.goto('about:blank');
+    await untilNoTabs(alice.context, suite.node.url);
+    const worker = await watchShows(alice.context, suite.node.url);
+    const before = await worker.evaluate(() => self.shows);
     await cdp.send('ServiceWorker.deliverPushMessage', { origin: suite.node.url, registrationId, data: 'not json' });
-    await page.waitForTimeout(1000);
+    await untilShows(worker, before + 1);
     await page.goto(`${suite.node.url}/`);
     assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
   });
@@ -176,6 +211,8 @@ describe('push notifications', () => {
     await fay.page.getByTestId('push-error').waitFor();
     const { registrationId } = await registration;
     await fay.page.close();
+    await untilNoTabs(context, origin);
+    const shows = await watchShows(context, origin);
 
     // The node's payload (PROTOCOL.md, "The notification"), previews on.
     await devtools.send('ServiceWorker.deliverPushMessage', {
@@ -187,7 +224,7 @@ describe('push notifications', () => {
       }),
     });
     // Shown before any tab is back (a tab in front would make the worker show nothing).
-    await untilShown(context, origin);
+    await untilShows(shows, 1);
     const tab = await context.newPage();
     await tab.goto(`${origin}/`);
     await tab.getByTestId('new-chat-input').waitFor(); // fay is still logged in
@@ -198,9 +235,7 @@ describe('push notifications', () => {
     // The click, dispatched in the worker (DevTools cannot click a notification). Without a
     // person's click the browser refuses focus() and openWindow(), so what is checked is the
     // open tab told to show that conversation, and the notification closed.
-    const worker = context.serviceWorkers().find((w) => w.url() === `${origin}/sw.js`);
-    assert.ok(worker, 'the worker runs');
-    await worker.evaluate(async () => {
+    await shows.evaluate(async () => {
       const [notification] = await self.registration.getNotifications();
       self.dispatchEvent(new NotificationEvent('notificationclick', { notification }));
     });
