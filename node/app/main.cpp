@@ -37,6 +37,7 @@
 #include "node/metrics/metrics.hpp"
 #include "node/notify/notify.hpp"
 #include "node/presence/presence.hpp"
+#include "node/tls/tls.hpp"
 #include "node/users/users.hpp"
 #include "node/web/web.hpp"
 #include "node/ws/ws.hpp"
@@ -230,25 +231,26 @@ std::shared_ptr<web::site const> load_web_client(config::web_section const& cfg)
 }
 
 // The log line, and the banner a person starting the node reads.
-void say_ready(std::string const& region, std::string const& listen, std::filesystem::path const& admin_socket,
-               std::string const& metrics_at, unsigned threads, bool web_client) {
-  log::get("node")->info("chat gateway on http://{}, admin on unix:{}, metrics {}, {} I/O threads", listen,
+void say_ready(std::string const& region, std::string const& listen, bool tls,
+               std::filesystem::path const& admin_socket, std::string const& metrics_at, unsigned threads,
+               bool web_client) {
+  std::string chat = (tls ? "https://" : "http://") + listen;
+  log::get("node")->info("chat gateway on {}, admin on unix:{}, metrics {}, {} I/O threads", chat,
                          admin_socket.string(), metrics_at.empty() ? "off" : "on http://" + metrics_at + "/metrics",
                          threads);
   std::string metrics_url = metrics_at.empty() ? "" : "http://" + metrics_at + "/metrics";
-  std::string line = "petchat-node ready: region " + region + ", chat on http://" + listen +
+  std::string line = "petchat-node ready: region " + region + ", chat on " + chat +
                      ", admin on unix:" + admin_socket.string() +
                      (metrics_url.empty() ? "" : ", metrics on " + metrics_url);
-  std::string hints = "  register a user:  curl -X POST http://" + listen +
+  std::string hints = "  register a user:  curl -X POST " + chat +
                       "/v1/users -H 'Content-Type: application/json' "
                       "-d '{\"name\":\"alice\",\"password\":\"correct horse\"}'\n"
                       "  or as admin:      petchatctl --socket " +
                       admin_socket.string() + " users add alice\n";
-  if (web_client) hints += "  chat in a browser: http://" + listen + "/\n";
-  log::ready(line, hints,
-             {{"url.full", "http://" + listen + "/"},
-              {"labels.admin_socket", admin_socket.string()},
-              {"labels.metrics_url", metrics_url}});
+  if (web_client) hints += "  chat in a browser: " + chat + "/\n";
+  log::ready(
+      line, hints,
+      {{"url.full", chat + "/"}, {"labels.admin_socket", admin_socket.string()}, {"labels.metrics_url", metrics_url}});
 }
 
 int run(config::node_config const& cfg, std::string const& config_source, bool salvage_messages,
@@ -295,6 +297,17 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
       "gateway");
   chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
+  std::shared_ptr<tls::server_credentials> tls_credentials;
+  if (!cfg.gateway.tls_cert_file.empty()) {
+    try {
+      tls_credentials = std::make_shared<tls::server_credentials>(cfg.gateway.tls_cert_file, cfg.gateway.tls_key_file);
+    } catch (std::exception const& e) {
+      throw std::runtime_error(std::string("gateway.tls_cert_file, gateway.tls_key_file: ") + e.what());
+    }
+    log->info("gateway TLS: {}", tls_credentials->summary());
+    chat.serve_tls(tls_credentials);
+    reload.set_tls(tls_credentials.get());
+  }
   auto port = listen_on(chat, cfg.gateway.listen, "gateway.listen");
   config::listen_address bound = cfg.gateway.listen;
   bound.port = port;
@@ -361,7 +374,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                  sweep_expired_messages(messages, manager,
                                         std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
                  asio::detached);
-  say_ready(cfg.node.region, bound.str(), admin_socket, metrics_at, threads, site != nullptr);
+  say_ready(cfg.node.region, bound.str(), tls_credentials != nullptr, admin_socket, metrics_at, threads,
+            site != nullptr);
   app::notify_ready("serving region " + cfg.node.region + ", chat on " + bound.str());
   watchdog.start();
 

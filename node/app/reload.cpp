@@ -13,6 +13,11 @@ void reloader::set_directory(federation::directory* regions) {
   regions_ = regions;
 }
 
+void reloader::set_tls(tls::server_credentials* credentials) {
+  std::lock_guard lock(mutex_);
+  tls_ = credentials;
+}
+
 reloader::outcome reloader::reload() {
   std::lock_guard lock(mutex_);
   auto log = log::get("node");
@@ -30,6 +35,18 @@ reloader::outcome reloader::reload() {
     return out;
   }
   auto const& next = loaded.config;
+  // The certificate is loaded before anything is applied: files that do not load refuse
+  // the whole reload, and the running certificate stays.
+  bool tls_stays_on = tls_ && !next.gateway.tls_cert_file.empty();
+  tls::loaded certificate;
+  if (tls_stays_on) {
+    certificate = tls::load(next.gateway.tls_cert_file, next.gateway.tls_key_file);
+    if (!certificate.context) {
+      out.errors.push_back("gateway.tls_cert_file, gateway.tls_key_file: " + certificate.error);
+      for (auto const& e : out.errors) log->error("reload refused, nothing changed: {}", e);
+      return out;
+    }
+  }
   if (next.log.level != running_.log.level) {
     log::set_level(next.log.level);
     out.applied.push_back("log.level: " + running_.log.level + " -> " + next.log.level);
@@ -45,6 +62,13 @@ reloader::outcome reloader::reload() {
     out.applied.push_back("federation.regions (region/keys): " + names(running_.federation.regions) + " -> " +
                           names(next.federation.regions));
     running_.federation.regions = next.federation.regions;
+  }
+  if (tls_stays_on) {
+    auto summary = certificate.summary;
+    tls_->replace(std::move(certificate));
+    out.applied.push_back("gateway TLS certificate " + next.gateway.tls_cert_file + ": " + summary);
+    running_.gateway.tls_cert_file = next.gateway.tls_cert_file;
+    running_.gateway.tls_key_file = next.gateway.tls_key_file;
   }
   auto differs = [&](bool changed, char const* section) {
     if (changed) out.needs_restart.push_back(section);

@@ -1,7 +1,8 @@
 // Reloading the configuration without a restart (SIGHUP, `petchatctl reload`): the file
 // the node was started with is read again, with the same command-line overrides. What can
 // change on the fly is applied (log.level; the other regions of the federation's
-// directory, [[federation.regions]]); what cannot is named, for a restart.
+// directory, [[federation.regions]]; the gateway's TLS certificate and key, read again even
+// when their paths are unchanged, as after a renewal); what cannot is named, for a restart.
 #pragma once
 
 #include <mutex>
@@ -10,6 +11,7 @@
 
 #include "federation/federation.hpp"
 #include "node/config/config.hpp"
+#include "node/tls/tls.hpp"
 
 namespace petchat::app {
 
@@ -30,9 +32,14 @@ class reloader {
   // node is standalone, and region changes need a restart).
   void set_directory(federation::directory* regions);
 
+  // The gateway's TLS credentials, whose files a reload reads again (null: no TLS, and
+  // turning it on needs a restart).
+  void set_tls(tls::server_credentials* credentials);
+
  private:
   std::mutex mutex_;
   federation::directory* regions_ = nullptr;
+  tls::server_credentials* tls_ = nullptr;
   std::string path_;
   config::overrides overrides_;
   config::node_config running_;

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "node/tls/tls.hpp"
+
 namespace petchat::app {
 
 // A listen address's host as an IP address: a literal as it is, a name ("localhost")
@@ -55,6 +57,17 @@ std::vector<std::string> start_problems(config::node_config const& c) {
       out.push_back(std::string(key) + " = \"" + path + "\": " + std::strerror(errno));
   };
   if (c.push.enabled) readable("push.ca_file", c.push.ca_file);
+  if (c.federation.enabled()) {
+    readable("federation.credentials_file", c.federation.credentials_file);
+    readable("federation.nkey_seed_file", c.federation.nkey_seed_file);
+    readable("federation.tls_ca_file", c.federation.tls_ca_file);
+    readable("federation.tls_cert_file", c.federation.tls_cert_file);
+    readable("federation.tls_key_file", c.federation.tls_key_file);
+  }
+  if (!c.gateway.tls_cert_file.empty()) {
+    auto l = tls::load(c.gateway.tls_cert_file, c.gateway.tls_key_file);
+    if (!l.context) out.push_back("gateway.tls_cert_file, gateway.tls_key_file: " + l.error);
+  }
   if (c.web.enabled && !c.web.root.empty()) readable("web.root", c.web.root);
   return out;
 }

@@ -96,7 +96,9 @@ schema schema_of(reader& rd, node_config& c) {
                                                    "127.0.0.1 or 10.0.0.0/8";
                                           return std::nullopt;
                                         })},
-        {"cors_origins", string_list(rd, c.gateway.cors_origins, detail::check_origin)}}},
+        {"cors_origins", string_list(rd, c.gateway.cors_origins, detail::check_origin)},
+        {"tls_cert_file", rd.text(c.gateway.tls_cert_file)},
+        {"tls_key_file", rd.text(c.gateway.tls_key_file)}}},
       {"admin",
        {{"socket", checked(rd, c,
                            [](std::string const& v, node_config& c) -> std::optional<std::string> {
@@ -179,6 +181,8 @@ void check_combinations(toml::table const& root, node_config const& c, std::vect
         "a-z 0-9 _ - (no dots)");
   if (!c.federation.enabled() && !c.federation.regions.empty())
     errors.push_back("federation.regions: listed, but federation.nats_urls is not set");
+  if (c.gateway.tls_cert_file.empty() != c.gateway.tls_key_file.empty())
+    errors.push_back("gateway.tls_cert_file and gateway.tls_key_file: set both or neither");
   if ((c.federation.tls_cert_file.empty()) != (c.federation.tls_key_file.empty()))
     errors.push_back("federation.tls_cert_file and federation.tls_key_file: set both or neither");
   if (c.federation.nkey.empty() != c.federation.nkey_seed_file.empty())

@@ -48,6 +48,9 @@ struct gateway_section {
   // Origins of a web client served elsewhere that may call the API from a browser
   // ("https://chat.example.org"; "*" for any). Empty: no CORS.
   std::vector<std::string> cors_origins;
+  // TLS on the listener (PEM files; both or neither). The files are read again on a reload.
+  std::string tls_cert_file;  // the certificate, then its chain
+  std::string tls_key_file;
 
   bool operator==(gateway_section const&) const = default;
 };

@@ -35,6 +35,10 @@
 #include "node/web/web.hpp"
 #include "node/ws/ws.hpp"
 
+namespace petchat::tls {
+class server_credentials;  // node/tls/tls.hpp
+}
+
 namespace petchat::gateway {
 
 using boost::asio::awaitable;
@@ -113,6 +117,10 @@ class http_server {
     std::string region;
   };
   void serve_live_stream(live_stream services);
+
+  // The TCP listener speaks TLS with these credentials (each new connection takes their
+  // current certificate: a reload applies to the next handshake).
+  void serve_tls(std::shared_ptr<tls::server_credentials> credentials);
 
   // Starts the accept loops.
   void start();

@@ -19,8 +19,10 @@
 #include "node/gateway/detail/http_streams.hpp"
 #include "node/gateway/detail/requests.hpp"
 #include "node/gateway/detail/start_live_stream.hpp"
+#include "node/gateway/detail/tls_front.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/log/log.hpp"
+#include "node/tls/tls.hpp"
 
 namespace petchat::gateway {
 namespace {
@@ -45,8 +47,9 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   std::unique_ptr<tcp::acceptor> tcp_acceptor;
   std::unique_ptr<unix_socket::acceptor> unix_acceptor;
   std::filesystem::path unix_path;
-  ino_t unix_inode = 0;                         // of the socket file we bound: only that one is removed at exit
-  std::shared_ptr<detail::live_services> live;  // set if this server serves /v1/ws
+  ino_t unix_inode = 0;                          // of the socket file we bound: only that one is removed at exit
+  std::shared_ptr<detail::live_services> live;   // set if this server serves /v1/ws
+  std::shared_ptr<tls::server_credentials> tls;  // set if the TCP listener speaks TLS
   std::function<bool(std::string_view, std::string_view)> streamed;  // requests whose bodies are streamed
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
@@ -343,6 +346,24 @@ awaitable<void> refuse(state_ptr st, tcp::socket socket, std::string client_addr
   st->open--;
 }
 
+// A TLS connection: the handshake, then serve() on its plaintext (see detail/tls_front.hpp).
+awaitable<void> serve_tls(state_ptr st, tcp::socket socket, std::string client_address) {
+  auto ex = co_await asio::this_coro::executor;
+  detail::tls_limits limits{std::min<std::chrono::milliseconds>(st->limits.request_timeout, std::chrono::seconds(10)),
+                            std::max<std::chrono::milliseconds>(st->limits.idle_timeout, std::chrono::seconds(10))};
+  bool served = false;
+  auto serve_plain = [&](tcp::socket plain) {
+    served = true;
+    asio::co_spawn(ex, serve(st, std::move(plain), client_address), asio::detached);
+  };
+  auto failed = [&](std::string const& why) { st->log->debug("{}: {}", client_address, why); };
+  co_await detail::terminate_tls(st->tls->context(), std::move(socket), limits, serve_plain, failed);
+  if (!served) {
+    st->release_address(client_address);
+    st->open--;
+  }
+}
+
 template <typename Acceptor>
 awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
   for (;;) {
@@ -374,6 +395,10 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
         // bounded by max_connections too.
         st->claim_address_over_cap(address);
         asio::co_spawn(strand, refuse(st, std::move(socket), std::move(address)), asio::detached);
+        continue;
+      }
+      if (st->tls) {
+        asio::co_spawn(strand, serve_tls(st, std::move(socket), std::move(address)), asio::detached);
         continue;
       }
     } else {
@@ -447,6 +472,10 @@ void http_server::stream_bodies(std::function<bool(std::string_view, std::string
 
 void http_server::serve_live_stream(live_stream s) {
   state_->live = std::make_shared<detail::live_services>(std::move(s));
+}
+
+void http_server::serve_tls(std::shared_ptr<tls::server_credentials> credentials) {
+  state_->tls = std::move(credentials);
 }
 
 void http_server::start() {

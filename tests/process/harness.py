@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -269,6 +270,8 @@ class Node:
                 f.write("\n" + extra_config + "\n")
         self.extra_args = list(extra_args)
         self.env = None  # the environment of the node's process (None: this one's)
+        self.scheme = "http"  # "https" when the ready line says the gateway speaks TLS
+        self.ca_file = None  # the CA that clients verify a TLS gateway's certificate against
         self.proc = None
         self.port = None
         self.metrics_port = None
@@ -288,7 +291,7 @@ class Node:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % (self.scheme, self.port)
 
     def command(self):
         return [NODE_BIN, "--config", self.config_path, "--data-dir", self.data_dir,
@@ -359,12 +362,12 @@ class Node:
                     pass
             if line.startswith(READY_PREFIX):
                 self.ready_line = line
-                m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+                m = re.search(r"chat on (https?)://127\.0\.0\.1:(\d+)", line)
                 s = re.search(r"admin on unix:(\S+)", line)
                 if not m or not s:
                     self._force_kill()
                     raise NodeStartError("cannot parse the ready line: %r" % line)
-                self.port = int(m.group(1))
+                self.scheme, self.port = m.group(1), int(m.group(2))
                 self.admin_socket = s.group(1).rstrip(",;)")
                 mp = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", line)
                 self.metrics_port = int(mp.group(1)) if mp else None
@@ -444,7 +447,13 @@ class Node:
     # -- HTTP ------------------------------------------------------------------------------
 
     def connection(self, timeout=HTTP_TIMEOUT_S):
+        if self.scheme == "https":
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls_context())
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def tls_context(self):
+        """A client context that verifies the gateway's certificate against ca_file."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def request(self, method, path, body=None, token=None, headers=None, raw_body=None, timeout=HTTP_TIMEOUT_S):
         return _do_request(self.connection(timeout), method, path, body, token, headers, raw_body)

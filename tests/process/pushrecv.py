@@ -53,7 +53,7 @@ WAIT_S = 20.0
 
 class TestCA:
     """A CA (P-256) and a server certificate it signed for localhost / *.push.test /
-    127.0.0.1 / ::1, in a temporary directory removed at exit."""
+    127.0.0.1 / ::1 (more with issue()), in a temporary directory removed at exit."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="petchat-push-ca-")
@@ -74,14 +74,27 @@ class TestCA:
                                                 encipher_only=False, decipher_only=False), critical=True)
                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
                    .sign(ca_key, hashes.SHA256()))
+        self._ca_key, self._ca_name = ca_key, ca_name
+        self.ca_file = os.path.join(self.dir, "ca.pem")
+        with open(self.ca_file, "wb") as f:
+            f.write(ca_cert.public_bytes(serialization.Encoding.PEM))
+        self.cert_file = os.path.join(self.dir, "server.pem")
+        self.key_file = os.path.join(self.dir, "server.key")
+        self.issue(self.cert_file, self.key_file)
+
+    def issue(self, cert_file, key_file, common_name="localhost", days=30):
+        """Writes a new key and a server certificate this CA signed (for localhost,
+        *.push.test, 127.0.0.1 and ::1, named `common_name`); returns its serial number."""
+        now = datetime.datetime.utcnow()
         key = ec.generate_private_key(ec.SECP256R1())
+        serial = x509.random_serial_number()
         cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                .issuer_name(ca_name)
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                .issuer_name(self._ca_name)
                 .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
+                .serial_number(serial)
                 .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=30))
+                .not_valid_after(now + datetime.timedelta(days=days))
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
                                              key_encipherment=False, data_encipherment=False,
@@ -94,19 +107,15 @@ class TestCA:
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_key.public_key()),
                                critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        self.ca_file = os.path.join(self.dir, "ca.pem")
-        self.cert_file = os.path.join(self.dir, "server.pem")
-        self.key_file = os.path.join(self.dir, "server.key")
-        with open(self.ca_file, "wb") as f:
-            f.write(ca_cert.public_bytes(serialization.Encoding.PEM))
-        with open(self.cert_file, "wb") as f:
+                .sign(self._ca_key, hashes.SHA256()))
+        with open(cert_file, "wb") as f:
             f.write(cert.public_bytes(serialization.Encoding.PEM))
-        with open(self.key_file, "wb") as f:
+        with open(key_file, "wb") as f:
             f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()))
+        return serial
 
     def server_context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

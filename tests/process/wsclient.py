@@ -200,7 +200,7 @@ class WSProtocolError(AssertionError):
 
 
 def ws_url(node, query=None):
-    url = "ws://127.0.0.1:%d/v1/ws" % node.port
+    url = "%s://127.0.0.1:%d/v1/ws" % ("wss" if getattr(node, "scheme", "http") == "https" else "ws", node.port)
     if query:
         url += "?" + urllib.parse.urlencode(query)
     return url
@@ -236,6 +236,8 @@ def connect(node, token=None, after_seq=None, encoding="json", auth_in="frame", 
     if token is not None and auth_in == "query":
         query = {"access_token": token}
     opts = {"header": headers, "sockopt": tuple(sockopt), "enable_multithread": True}
+    if getattr(node, "scheme", "http") == "https":
+        opts["sslopt"] = {"ca_certs": node.ca_file}
     if offer:
         opts["subprotocols"] = list(offer)
     ws = websocket.create_connection(ws_url(node, query), timeout=timeout, **opts)
