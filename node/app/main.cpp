@@ -306,6 +306,11 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     }
     log->info("gateway TLS: {}", tls_credentials->summary());
     chat.serve_tls(tls_credentials);
+    metrics.add_gauges(
+        "petchat_tls_certificate_expiry_timestamp_seconds",
+        "When the certificate the chat gateway presents expires (Unix time)", [tls_credentials] {
+          return metrics::series{{{{"listener", "gateway"}}, static_cast<double>(tls_credentials->not_after_s())}};
+        });
     reload.set_tls(tls_credentials.get());
   }
   auto port = listen_on(chat, cfg.gateway.listen, "gateway.listen");

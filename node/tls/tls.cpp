@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <stdexcept>
 
@@ -73,6 +74,13 @@ std::string describe(SSL_CTX* ctx) {
   return out;
 }
 
+std::int64_t not_after(SSL_CTX* ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx);
+  std::tm tm{};
+  if (!cert || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return 0;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
 }  // namespace
 
 loaded load(std::filesystem::path const& certificate, std::filesystem::path const& key) {
@@ -112,6 +120,7 @@ loaded load(std::filesystem::path const& certificate, std::filesystem::path cons
     return out;
   }
   out.summary = describe(c);
+  out.not_after_s = not_after(c);
   out.context = std::move(ctx);
   return out;
 }
@@ -121,12 +130,14 @@ server_credentials::server_credentials(std::filesystem::path certificate, std::f
   if (!l.context) throw std::runtime_error(l.error);
   context_ = std::move(l.context);
   summary_ = std::move(l.summary);
+  not_after_s_ = l.not_after_s;
 }
 
 void server_credentials::replace(loaded certificate) {
   std::lock_guard lock(mutex_);
   context_ = std::move(certificate.context);
   summary_ = std::move(certificate.summary);
+  not_after_s_ = certificate.not_after_s;
 }
 
 std::shared_ptr<boost::asio::ssl::context> server_credentials::context() const {
@@ -137,6 +148,11 @@ std::shared_ptr<boost::asio::ssl::context> server_credentials::context() const {
 std::string server_credentials::summary() const {
   std::lock_guard lock(mutex_);
   return summary_;
+}
+
+std::int64_t server_credentials::not_after_s() const {
+  std::lock_guard lock(mutex_);
+  return not_after_s_;
 }
 
 }  // namespace petchat::tls

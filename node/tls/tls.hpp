@@ -6,6 +6,7 @@
 
 #include <boost/asio/ssl/context.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@ struct loaded {
   std::shared_ptr<boost::asio::ssl::context> context;  // null on failure
   std::string error;                                   // names the file and the reason
   std::string summary;                                 // "subject CN=chat.example.org, valid until ..."
+  std::int64_t not_after_s = 0;                        // the certificate's end, Unix seconds
 };
 
 // Reads `certificate` (PEM, the server's certificate first, then its chain) and `key` (PEM)
@@ -35,11 +37,13 @@ class server_credentials {
   // The context for a new connection. Any thread.
   std::shared_ptr<boost::asio::ssl::context> context() const;
   std::string summary() const;
+  std::int64_t not_after_s() const;
 
  private:
   mutable std::mutex mutex_;  // guards the two below; never held across I/O
   std::shared_ptr<boost::asio::ssl::context> context_;
   std::string summary_;
+  std::int64_t not_after_s_ = 0;
 };
 
 }  // namespace petchat::tls

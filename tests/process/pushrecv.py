@@ -117,6 +117,13 @@ class TestCA:
                                       serialization.NoEncryption()))
         return serial
 
+    @staticmethod
+    def not_after(cert_file):
+        """A certificate's end of validity, Unix seconds."""
+        with open(cert_file, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        return int(cert.not_valid_after.replace(tzinfo=datetime.timezone.utc).timestamp())
+
     def server_context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_file, self.key_file)

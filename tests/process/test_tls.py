@@ -29,6 +29,14 @@ def peer_serial(node):
             return int(tls.getpeercert()["serialNumber"], 16)
 
 
+def expiry_metric(node):
+    """petchat_tls_certificate_expiry_timestamp_seconds as the node exports it."""
+    for line in node.scrape().raw.decode().splitlines():
+        if line.startswith('petchat_tls_certificate_expiry_timestamp_seconds{listener="gateway"} '):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no petchat_tls_certificate_expiry_timestamp_seconds")
+
+
 def wait_for(cond, what, timeout=15.0):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -61,6 +69,7 @@ class TlsGatewayTest(NodeTestCase):
         self.assertEqual(node.scheme, "https")
         self.assertStatus(node.request("GET", "/readyz"), 200)
         self.assertEqual(peer_serial(node), self.serial)
+        self.assertEqual(expiry_metric(node), self.ca.not_after(self.cert))
         # Two people chat over wss://, each end verifying the certificate.
         node.new_user("alice")
         node.new_user("bob")
@@ -152,6 +161,8 @@ class TlsGatewayTest(NodeTestCase):
             renewed = self.ca.issue(self.cert, self.key, "chat.test renewed")
             os.kill(node.proc.pid, signal.SIGHUP)
             wait_for(lambda: peer_serial(node) == renewed, "the renewed certificate")
+            # What Prometheus is told (PetchatTLSCertificateExpiring) follows the renewal.
+            self.assertEqual(expiry_metric(node), self.ca.not_after(self.cert))
             self.assertTrue(any("reload: applied gateway TLS certificate" in line and "renewed" in line
                                 for line in node.stdout_lines + node.stderr_lines), node.diagnostics())
             # The streams opened before the reload still carry messages.
