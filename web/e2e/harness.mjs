@@ -22,9 +22,11 @@ export const WAIT_MS = 20000; // for anything the node or the page does by itsel
 // A node of its own: a temporary data dir, its config, its port (fixed after the first
 // start, so that a restarted node is found at the same address).
 export class Node {
-  // users: more [users] keys ({access_token_ttl_s: 6}); extra: whole sections appended.
-  constructor({ region = 'test', extra = '', users = {} } = {}) {
+  // users: more [users] keys ({access_token_ttl_s: 6}); gateway: more [gateway] keys;
+  // extra: whole sections appended.
+  constructor({ region = 'test', extra = '', users = {}, gateway = {} } = {}) {
     this.users = users;
+    this.gateway = gateway;
     this.dir = mkdtempSync(path.join(tmpdir(), 'petchat-e2e-'));
     this.region = region;
     this.extra = extra;
@@ -36,6 +38,7 @@ export class Node {
     const toml = [
       '[node]', `region = "${this.region}"`, 'threads = 2', `data_dir = "${this.dir}/data"`,
       '[gateway]', `listen = "127.0.0.1:${this.port}"`,
+      ...Object.entries(this.gateway).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
       '[metrics]', 'listen = "127.0.0.1:0"',
       // Every person registers from 127.0.0.1; argon2id kept cheap for speed.
       '[users]', 'password_hash_ops = 1', 'password_hash_memory_kib = 8192', 'max_registrations_per_address = 1000000',
@@ -60,7 +63,7 @@ export class Node {
       const timer = setTimeout(() => reject(new Error(`the node did not start in 30 s:\n${this.stderr}`)), 30000);
       this.child.stdout.on('data', (d) => {
         out += d;
-        const m = out.match(/chat on (http:\/\/127\.0\.0\.1:(\d+))/);
+        const m = out.match(/chat on (https?:\/\/127\.0\.0\.1:(\d+))/);
         if (m) {
           clearTimeout(timer);
           this.port = Number(m[2]);
@@ -109,7 +112,10 @@ export async function launchBrowser() {
 // One person in a browser context of their own: page errors, dialogs and CSP violations
 // are collected (a test asserts there are none).
 export async function openPage(browser, node, { width = 1200, height = 800 } = {}) {
-  const context = await browser.newContext({ viewport: { width, height } });
+  // A node with its own TLS has a certificate of a test's making: headless chromium cannot
+  // be given a CA without a profile of its own, so its errors are let pass here (the
+  // process tests verify the certificate, test_tls.py).
+  const context = await browser.newContext({ viewport: { width, height }, ignoreHTTPSErrors: node.url.startsWith('https:') });
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
