@@ -85,16 +85,20 @@ void explain_sigbus(std::filesystem::path const& data_dir) {
   ::sigaction(SIGBUS, &sa, nullptr);
 }
 
-void raise_open_files_limit(std::size_t max_connections) {
+void raise_open_files_limit(std::size_t max_connections, bool tls) {
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
   if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
-  if (rl.rlim_cur < max_connections + 64)
-    log::get("node")->warn("open-files limit {} is below gateway.max_connections {}; raise LimitNOFILE/ulimit -n",
-                           rl.rlim_cur, max_connections);
+  // A TLS connection holds three descriptors: its socket and a socket pair (tls_front.cpp).
+  std::size_t per_connection = tls ? 3 : 1;
+  if (rl.rlim_cur < max_connections * per_connection + 64)
+    log::get("node")->warn(
+        "open-files limit {} is below what gateway.max_connections {} needs ({} per connection{}); "
+        "raise LimitNOFILE/ulimit -n",
+        rl.rlim_cur, max_connections, per_connection, tls ? " with TLS" : "");
 }
 
 }  // namespace petchat::app

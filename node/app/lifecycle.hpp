@@ -49,6 +49,6 @@ void explain_sigbus(std::filesystem::path const& data_dir);
 
 // Every connection is a file descriptor: raises the soft limit to the hard limit, and says
 // so if gateway.max_connections still cannot be reached.
-void raise_open_files_limit(std::size_t max_connections);
+void raise_open_files_limit(std::size_t max_connections, bool tls);
 
 }  // namespace petchat::app

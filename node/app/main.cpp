@@ -256,7 +256,7 @@ void say_ready(std::string const& region, std::string const& listen, bool tls,
 int run(config::node_config const& cfg, std::string const& config_source, bool salvage_messages,
         app::reloader& reload) {
   auto log = log::get("node");
-  raise_open_files_limit(cfg.gateway.max_connections);
+  raise_open_files_limit(cfg.gateway.max_connections, !cfg.gateway.tls_cert_file.empty());
   auto const& data_dir = cfg.node.data_dir;
   identity::data_dir_record record;
   auto id = open_data_dir(cfg, config_source, record);

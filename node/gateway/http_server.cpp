@@ -156,12 +156,22 @@ awaitable<void> refuse_unread(state_ptr st, Socket& socket, deadline& timer, err
   co_await write_and_linger(socket, timer, st, error_response(f));
 }
 
-// Forgets an ended connection: its shutdown control, its place in its address's count.
-void forget(state_ptr const& st, std::uint64_t id, std::string const& client_address) {
+// Registers a connection's shutdown control; returns its id.
+std::uint64_t remember(state_ptr const& st, asio::any_io_executor ex, std::shared_ptr<connection_control> control) {
+  std::lock_guard lock(st->controls_mutex);
+  auto id = st->next_id++;
+  st->controls.emplace(id, std::make_pair(std::move(ex), std::move(control)));
+  return id;
+}
+
+// Forgets an ended connection: its shutdown control and, unless a TLS front counts the
+// connection until its own end (`counted`), its place in its address's count.
+void forget(state_ptr const& st, std::uint64_t id, std::string const& client_address, bool counted = true) {
   {
     std::lock_guard lock(st->controls_mutex);
     st->controls.erase(id);
   }
+  if (!counted) return;
   st->release_address(client_address);
   st->open--;
 }
@@ -232,21 +242,18 @@ awaitable<bool> answer_streamed(state_ptr const& st, Socket& socket, deadline& t
 }
 
 // One connection: requests one after another (keep-alive), until the client or the
-// server ends it; a live-stream upgrade hands the socket over to the live stream.
+// server ends it; a live-stream upgrade hands the socket over to the live stream. `counted`:
+// its end releases the connection's count (a TLS front's plaintext end leaves that to the
+// front, which outlives it).
 template <typename Socket>
-awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
+awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, bool counted = true) {
   auto ex = co_await asio::this_coro::executor;
   auto control = std::make_shared<connection_control>();
   control->cancel = [&socket] {
     boost::system::error_code ignored;
     socket.cancel(ignored);
   };
-  std::uint64_t id;
-  {
-    std::lock_guard lock(st->controls_mutex);
-    id = st->next_id++;
-    st->controls.emplace(id, std::make_pair(ex, control));
-  }
+  std::uint64_t id = remember(st, ex, control);
   deadline timer(ex);
   beast::flat_buffer buffer;
   try {
@@ -306,7 +313,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
           control->cancel = nullptr;
           detail::start_live_stream(st->live, std::move(socket),
                                     std::make_unique<http::request<http::string_body>>(parser.release()), control,
-                                    [st, id, client_address] { forget(st, id, client_address); });
+                                    [st, id, client_address, counted] { forget(st, id, client_address, counted); });
           co_return;
         }
       }
@@ -322,7 +329,7 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address) {
   boost::system::error_code ignored;
   socket.shutdown(Socket::shutdown_both, ignored);
   socket.close(ignored);
-  forget(st, id, client_address);
+  forget(st, id, client_address, counted);
 }
 
 // A connection over its address's cap gets a clear answer, written within a second, and
@@ -346,22 +353,29 @@ awaitable<void> refuse(state_ptr st, tcp::socket socket, std::string client_addr
   st->open--;
 }
 
-// A TLS connection: the handshake, then serve() on its plaintext (see detail/tls_front.hpp).
+// A TLS connection: the handshake, then serve() on its plaintext (see
+// detail/tls_front.hpp). Counted until the TLS connection itself ends, after its plaintext.
 awaitable<void> serve_tls(state_ptr st, tcp::socket socket, std::string client_address) {
   auto ex = co_await asio::this_coro::executor;
+  auto control = std::make_shared<connection_control>();
+  struct counted {
+    state_ptr st;
+    std::uint64_t id;
+    std::string const& address;
+    ~counted() { forget(st, id, address); }
+  } count{st, remember(st, ex, control), client_address};
   detail::tls_limits limits{std::min<std::chrono::milliseconds>(st->limits.request_timeout, std::chrono::seconds(10)),
-                            std::max<std::chrono::milliseconds>(st->limits.idle_timeout, std::chrono::seconds(10))};
-  bool served = false;
+                            st->limits.request_timeout, std::chrono::milliseconds(1000)};
   auto serve_plain = [&](tcp::socket plain) {
-    served = true;
-    asio::co_spawn(ex, serve(st, std::move(plain), client_address), asio::detached);
+    asio::co_spawn(ex, serve(st, std::move(plain), client_address, false), asio::detached);
   };
-  auto failed = [&](std::string const& why) { st->log->debug("{}: {}", client_address, why); };
-  co_await detail::terminate_tls(st->tls->context(), std::move(socket), limits, serve_plain, failed);
-  if (!served) {
-    st->release_address(client_address);
-    st->open--;
-  }
+  auto failed = [&](std::string const& why, bool ours) {
+    if (ours)
+      st->log->warn("{}: {}", client_address, why);
+    else
+      st->log->debug("{}: {}", client_address, why);
+  };
+  co_await detail::terminate_tls(st->tls->context(), std::move(socket), limits, control, serve_plain, failed);
 }
 
 template <typename Acceptor>
@@ -391,6 +405,11 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
       if (!st->claim_address(address)) {
         st->log->warn("connection from {} refused: {} open (gateway.max_connections_per_address)", address,
                       st->limits.max_connections_per_address);
+        if (st->tls) {
+          // On a TLS port a plain-text answer would read as a protocol error: just closed.
+          st->open--;
+          continue;
+        }
         // Counted like any connection until the answer is out, so a flood of refusals is
         // bounded by max_connections too.
         st->claim_address_over_cap(address);

@@ -97,15 +97,23 @@ loaded load(std::filesystem::path const& certificate, std::filesystem::path cons
   SSL_CTX* c = ctx->native_handle();
   ERR_clear_error();
   SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-  SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // No session tickets: their key would live as long as the context, weakening forward
+  // secrecy of resumed sessions (resumption then uses the server's session cache).
+  SSL_CTX_set_options(
+      c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+  // Elliptic curves only: finite-field groups (ffdhe8192) would let any client make the
+  // node spend ~100 times an X25519 key exchange's CPU per handshake.
+  if (SSL_CTX_set1_groups_list(c, "X25519:P-256:P-384") != 1) {
+    out.error = "TLS key exchange groups: " + openssl_reason();
+    return out;
+  }
   // TLS 1.2: forward secrecy and AEAD only (TLS 1.3's suites are all of that kind).
   SSL_CTX_set_cipher_list(c,
                           "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
-  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_default_passwd_cb(c, no_password);  // an idle connection holds no record buffers
+  SSL_CTX_set_default_passwd_cb(c, no_password);
   if (SSL_CTX_use_certificate_chain_file(c, certificate.c_str()) != 1) {
     out.error = "certificate " + certificate.string() + ": " + openssl_reason();
     return out;

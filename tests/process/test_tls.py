@@ -37,6 +37,14 @@ def expiry_metric(node):
     raise AssertionError("no petchat_tls_certificate_expiry_timestamp_seconds")
 
 
+def gateway_connections(node):
+    """petchat_http_connections{listener="gateway"}: open connections, TLS ones included."""
+    for line in node.scrape().raw.decode().splitlines():
+        if line.startswith('petchat_http_connections{listener="gateway"} '):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no petchat_http_connections")
+
+
 def wait_for(cond, what, timeout=15.0):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -114,8 +122,9 @@ class TlsGatewayTest(NodeTestCase):
                 ctx = node.tls_context()
                 ctx.maximum_version = ssl.TLSVersion.TLSv1_2
                 ctx.set_ciphers(weak)
-                with self.assertRaises(ssl.SSLError):
+                with self.assertRaises(ssl.SSLError) as refused:
                     handshake(ctx)
+                self.assertIn("HANDSHAKE_FAILURE", str(refused.exception))  # the server's alert
         # TLS 1.1 and older are refused (the client is allowed them here; the server is not).
         old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         old.load_verify_locations(self.ca.ca_file)
@@ -124,13 +133,25 @@ class TlsGatewayTest(NodeTestCase):
             warnings.simplefilter("ignore", DeprecationWarning)  # which is the point
             old.minimum_version = ssl.TLSVersion.TLSv1
             old.maximum_version = ssl.TLSVersion.TLSv1_1
-        with self.assertRaises(ssl.SSLError):
+        with self.assertRaises(ssl.SSLError) as refused:
             handshake(old)
+        self.assertIn("PROTOCOL_VERSION", str(refused.exception))  # the server's alert
+        # Finite-field key exchange (costly for the server) is not offered: a client that
+        # asks only for it gets no handshake.
+        ffdhe = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % node.port, "-tls1_3",
+                                "-groups", "ffdhe2048:ffdhe8192", "-CAfile", self.ca.ca_file],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(ffdhe.returncode, 0, ffdhe.stdout)
+        self.assertIn("handshake failure", ffdhe.stdout + ffdhe.stderr)
+        ecdhe = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % node.port, "-tls1_3",
+                                "-groups", "ffdhe2048:X25519", "-CAfile", self.ca.ca_file],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        self.assertIn("Server Temp Key: X25519", ecdhe.stdout, ecdhe.stdout + ecdhe.stderr)
         self.assertStatus(node.request("GET", "/readyz"), 200)
 
     def test_plain_http_and_stalled_handshakes_are_closed(self):
         node = self.start_tls_node(request_timeout_ms=500)
-        # Plain HTTP to a TLS port: no HTTP answer, the connection closes.
+        # Plain HTTP to a TLS port: no HTTP answer (at most a TLS alert), the connection closes.
         with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
             s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
             got = b""
@@ -139,14 +160,46 @@ class TlsGatewayTest(NodeTestCase):
                 if not chunk:
                     break
                 got += chunk
-            self.assertNotIn(b"HTTP/1.1 200", got)
-        # A client that connects and never says anything is closed (gateway.request_timeout_ms).
+            self.assertTrue(got == b"" or got[:1] == b"\x15", got)  # 0x15: a TLS alert record
+        # A client that connects and never says anything is closed after the handshake's
+        # deadline (gateway.request_timeout_ms = 500 here; 10 s at most).
         with socket.create_connection(("127.0.0.1", node.port), timeout=15) as s:
+            t0 = time.monotonic()
             self.assertEqual(s.recv(1), b"")
-        # Neither held a connection slot.
-        wait_for(lambda: "petchat_http_connections{listener=\"gateway\"} 0" in node.scrape().raw.decode(),
-                 "the gateway's connections to drop to 0")
+            self.assertLess(time.monotonic() - t0, 8.0, "closed by the 500 ms deadline, not the 10 s cap")
+        # Neither holds a connection slot.
+        wait_for(lambda: gateway_connections(node) == 0, "the gateway's connections to drop to 0")
         self.assertStatus(node.request("GET", "/readyz"), 200)
+
+    def test_connections_are_counted_until_their_end(self):
+        node = self.start_tls_node()
+        node.new_user("alice")
+        alice = node.new_session("alice")
+        # Keep-alive HTTPS and a live stream: counted while open, released when closed.
+        conn = node.connection()
+        conn.request("GET", "/readyz")
+        self.assertIn(b'"status":"ready"', conn.getresponse().read())
+        stream = wsclient.connect(node, alice)
+        wait_for(lambda: gateway_connections(node) == 2, "two open connections")
+        conn.close()
+        stream.close()
+        wait_for(lambda: gateway_connections(node) == 0, "the gateway's connections to drop to 0")
+
+    def test_stop_with_open_streams_and_pending_handshakes(self):
+        node = self.start_tls_node()
+        node.new_user("alice")
+        stream = wsclient.connect(node, node.new_session("alice"))
+        silent = socket.create_connection(("127.0.0.1", node.port), timeout=15)  # no handshake yet
+        self.addCleanup(silent.close)
+        wait_for(lambda: gateway_connections(node) == 2, "two open connections")
+        elapsed = node.stop()
+        # The stream is told the node is going away; the pending handshake does not hold
+        # the stop for the whole grace period.
+        stream.wait_closed()
+        self.assertEqual(stream.close_code, 1001, (stream.close_code, stream.close_reason))
+        self.assertFalse(any("forcing" in line for line in node.stdout_lines + node.stderr_lines),
+                         node.diagnostics())
+        self.assertLess(elapsed, 4.0)
 
     def test_reload_replaces_the_certificate_and_open_connections_carry_on(self):
         node = self.start_tls_node()
@@ -163,8 +216,8 @@ class TlsGatewayTest(NodeTestCase):
             wait_for(lambda: peer_serial(node) == renewed, "the renewed certificate")
             # What Prometheus is told (PetchatTLSCertificateExpiring) follows the renewal.
             self.assertEqual(expiry_metric(node), self.ca.not_after(self.cert))
-            self.assertTrue(any("reload: applied gateway TLS certificate" in line and "renewed" in line
-                                for line in node.stdout_lines + node.stderr_lines), node.diagnostics())
+            wait_for(lambda: any("reload: applied gateway TLS certificate" in line and "renewed" in line
+                                 for line in node.stdout_lines + node.stderr_lines), "the reload's log line")
             # The streams opened before the reload still carry messages.
             accepted = a.send_message("bob@test", "after the renewal")
             b.wait_event(wsclient.ev_message(accepted["message_id"]), what="the message")

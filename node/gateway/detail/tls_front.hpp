@@ -13,19 +13,26 @@
 #include <memory>
 #include <string>
 
+#include "node/gateway/detail/start_live_stream.hpp"
+
 namespace petchat::gateway::detail {
 
 struct tls_limits {
   std::chrono::milliseconds handshake;  // from the connection's first byte to a finished handshake
   std::chrono::milliseconds write;      // for one piece written either way (a client that stops reading)
+  std::chrono::milliseconds linger;     // after the gateway's end closed, for the client's last bytes
 };
 
-// Runs on the connection's strand until both directions are closed. After a handshake,
-// `serve` gets the plaintext end (a tcp::socket over the pair, on the same strand) and owns
-// it; if the handshake fails, `failed` gets the reason in words and the connection is closed.
+// Runs on the connection's strand until the connection is closed; every wait is bounded
+// (a deadline closes the TCP socket, which ends whatever waits on it). During the handshake
+// `control` lets the server's shutdown close the connection. After a handshake, `serve`
+// gets the plaintext end (a tcp::socket over the pair, on the same strand) and owns it;
+// otherwise `failed` gets the reason in words, and whether the fault is the node's (no file
+// descriptors left, say) rather than the client's.
 boost::asio::awaitable<void> terminate_tls(std::shared_ptr<boost::asio::ssl::context> context,
                                            boost::asio::ip::tcp::socket socket, tls_limits limits,
+                                           std::shared_ptr<connection_control> control,
                                            std::function<void(boost::asio::ip::tcp::socket)> serve,
-                                           std::function<void(std::string const&)> failed);
+                                           std::function<void(std::string const&, bool)> failed);
 
 }  // namespace petchat::gateway::detail
