@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "node/gateway/detail/tls_front.hpp"
 
@@ -30,8 +31,9 @@ using tcp = asio::ip::tcp;
 using unix_socket = asio::local::stream_protocol;
 using tls_stream = ssl::stream<tcp::socket>;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t piece = 16384;  // one TLS record's plaintext at most
-constexpr int pair_buffer = 32768;    // each end of the pair: backpressure shows early
+constexpr std::size_t piece = 16384;          // one TLS record's plaintext at most
+constexpr std::size_t upstream_piece = 4096;  // held while waiting: small (clients send little)
+constexpr int pair_buffer = 32768;            // each end of the pair: backpressure shows early
 
 // False once the connection's coroutine frame is gone: a timer's handler may already be
 // queued when its timer is cancelled, and must then do nothing.
@@ -66,7 +68,7 @@ struct relay {
 // Client to gateway: what the TLS stream decrypts is written to the plaintext end. When the
 // client stops sending (close_notify, EOF, an error), the gateway reads end-of-stream.
 asio::awaitable<void> upstream(relay& r, std::chrono::milliseconds write_timeout) {
-  std::array<char, piece> buffer;
+  std::array<char, upstream_piece> buffer;
   for (;;) {
     auto [ec, n] = co_await r.tls.async_read_some(asio::buffer(buffer), use_tuple);
     if (ec) break;
@@ -84,9 +86,15 @@ asio::awaitable<void> upstream(relay& r, std::chrono::milliseconds write_timeout
 // closes its end, the client has a moment for its last bytes (a WebSocket's closing
 // handshake), then the connection closes. A write error closes it at once.
 asio::awaitable<void> downstream(relay& r, tls_limits limits) {
-  std::array<char, piece> buffer;
+  r.plain.non_blocking(true);
   for (;;) {
-    auto [ec, n] = co_await r.plain.async_read_some(asio::buffer(buffer), use_tuple);
+    // The buffer exists only while there is something to send: an idle connection holds none.
+    auto [wait_ec] = co_await r.plain.async_wait(unix_socket::socket::wait_read, use_tuple);
+    auto buffer = std::make_unique_for_overwrite<char[]>(piece);
+    boost::system::error_code ec = wait_ec;
+    std::size_t n = 0;
+    if (!ec) n = r.plain.read_some(asio::buffer(buffer.get(), piece), ec);
+    if (ec == asio::error::would_block) continue;
     if (ec) {
       if (ec == asio::error::eof) {
         boost::system::error_code ignored;
@@ -98,7 +106,7 @@ asio::awaitable<void> downstream(relay& r, tls_limits limits) {
       co_return;
     }
     r.arm(r.write_timer, limits.write);
-    auto [wec, written] = co_await asio::async_write(r.tls, asio::buffer(buffer.data(), n), use_tuple);
+    auto [wec, written] = co_await asio::async_write(r.tls, asio::buffer(buffer.get(), n), use_tuple);
     r.write_timer.cancel();
     (void)written;
     if (wec) {

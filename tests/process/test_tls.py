@@ -100,6 +100,22 @@ class TlsGatewayTest(NodeTestCase):
         self.assertStatus(convs, 200)
         self.assertIn("alice@test", convs.raw.decode())
 
+    def test_a_large_file_goes_up_and_comes_back_whole(self):
+        node = self.start_tls_node()
+        node.new_user("alice")
+        token = node.new_session("alice")["access_token"]
+        data = os.urandom(3 * 1024 * 1024 + 12345)  # many TLS records and relay pieces each way
+        up = node.request("POST", "/v1/assets?name=big.bin", token=token, raw_body=data,
+                          headers={"Content-Type": "application/octet-stream"}, timeout=60)
+        self.assertStatus(up, 201)
+        self.assertEqual(up.json["size"], len(data))
+        down = node.request("GET", "/v1/assets/" + up.json["id"], token=token, timeout=60)
+        self.assertStatus(down, 200)
+        self.assertEqual(down.raw, data)
+        part = node.request("GET", "/v1/assets/" + up.json["id"], token=token, headers={"Range": "bytes=1000000-1999999"})
+        self.assertStatus(part, 206)
+        self.assertEqual(part.raw, data[1000000:2000000])
+
     def test_modern_protocols_and_ciphers_only(self):
         node = self.start_tls_node()
 
