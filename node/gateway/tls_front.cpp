@@ -136,14 +136,14 @@ asio::awaitable<void> terminate_tls(std::shared_ptr<ssl::context> context, tcp::
   tls_stream tls(std::move(socket), *context);
   tcp::socket inner(ex);
   unix_socket::socket plain(ex);
-  bool timed_out = false;
+  bool timed_out = false, handshake_over = false;
   frame_alive frame;  // after what timers' handlers touch: destroyed before them
   boost::system::error_code ignored;
 
   // The handshake, within its deadline; the server's shutdown closes it too.
   asio::steady_timer deadline(ex, limits.handshake);
-  deadline.async_wait([&tls, &timed_out, alive = frame.alive](boost::system::error_code ec) {
-    if (ec || !*alive) return;
+  deadline.async_wait([&tls, &timed_out, &handshake_over, alive = frame.alive](boost::system::error_code ec) {
+    if (ec || !*alive || handshake_over) return;  // (a handler queued as the handshake ended)
     timed_out = true;
     boost::system::error_code ignored;
     tls.next_layer().close(ignored);
@@ -155,6 +155,7 @@ asio::awaitable<void> terminate_tls(std::shared_ptr<ssl::context> context, tcp::
   };
   if (control->stop_requested) control->cancel();
   auto [hec] = co_await tls.async_handshake(ssl::stream_base::server, use_tuple);
+  handshake_over = true;
   deadline.cancel();
   control->cancel = nullptr;
   control->idle = false;
