@@ -1,6 +1,7 @@
 // More of what a person does in the page: a group's members added and removed and a member
 // who leaves (every member's view follows); a long conversation paged back by scrolling,
-// with nothing twice and no jump; the page in Russian; sending by keyboard alone.
+// with nothing twice and no jump; the page in Russian; sending by keyboard alone; what is
+// typed kept while a new chat becomes a conversation, and while another chat is looked at.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import {
@@ -163,5 +164,47 @@ describe('groups, history, language, keyboard', () => {
     await page.locator('[data-testid="message"][data-state]').filter({ hasText: 'typed, never clicked' }).waitFor();
     assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'composer-input',
       'the composer keeps the focus after sending');
+  });
+
+  test('what is typed while a new chat\'s first message goes out stays in the composer', async () => {
+    const { page } = await suite.open(suite.node);
+    // The node's answer to the first send is held until the next words are typed.
+    const held = [];
+    let release = null;
+    await page.routeWebSocket(/\/v1\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      let holding = true;
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => {
+        if (holding && m.includes('"accepted"')) held.push(m);
+        else ws.send(m);
+      });
+      release = () => {
+        holding = false;
+        for (const m of held.splice(0)) ws.send(m);
+      };
+    });
+    await page.reload();
+    await login(page, 'eve');
+    await startChat(page, 'cat@test');
+    await send(page, 'hello cat');
+    for (const deadline = Date.now() + 20000; held.length === 0;) {
+      if (Date.now() > deadline) assert.fail('the send was never answered');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await page.getByTestId('composer-input').fill('and one more thing');
+    release();
+    // The answer turns the new chat into a conversation (and mounts a new composer).
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="conv-item"]')]
+      .some((el) => el.textContent.includes('cat@test') && !el.dataset.convId.startsWith('draft:')));
+    await page.locator('[data-testid="message"][data-state]').filter({ hasText: 'hello cat' }).waitFor();
+    assert.equal(await page.getByTestId('composer-input').inputValue(), 'and one more thing');
+    // And it is still there after looking at another chat.
+    await startChat(page, 'dan@test');
+    await page.locator('#conversation-title').filter({ hasText: 'dan@test' }).waitFor();
+    assert.equal(await page.getByTestId('composer-input').inputValue(), '');
+    await openConversationWith(page, 'cat@test');
+    await page.locator('#conversation-title').filter({ hasText: 'cat@test' }).waitFor();
+    assert.equal(await page.getByTestId('composer-input').inputValue(), 'and one more thing');
   });
 });

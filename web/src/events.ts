@@ -151,6 +151,7 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
     };
     const threads = { ...s.threads };
     const conversations = { ...s.conversations };
+    const composing = { ...s.composing };
     let activeId = s.activeId;
     let target = threads[a.conversation_id] ?? thread;
     // The first message of a new direct chat: the draft becomes the conversation.
@@ -160,6 +161,11 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
       delete conversations[key];
       if (draft && !conversations[a.conversation_id]) conversations[a.conversation_id] = { ...draft, id: a.conversation_id };
       if (activeId === key) activeId = a.conversation_id;
+      // What was typed meanwhile stays in the composer of the conversation.
+      if (composing[key] !== undefined) {
+        if (!composing[a.conversation_id]) composing[a.conversation_id] = composing[key];
+        delete composing[key];
+      }
       // Not loaded: what the peer sent before our first message was accepted is fetched.
       target = { ...(threads[a.conversation_id] ?? thread), loaded: false };
       promoted = true;
@@ -170,7 +176,7 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
     if (conv && isNewer(sent, conv.lastMessage)) {
       conversations[a.conversation_id] = { ...conv, lastMessage: sent, lastActivityMs: Math.max(conv.lastActivityMs, sent.sentAtMs) };
     }
-    return { threads, conversations, activeId };
+    return { threads, conversations, activeId, composing };
   });
   if (promoted) hooks.loadHistory(a.conversation_id);
 }

@@ -90,6 +90,7 @@ export interface State {
   presence: Record<string, PresenceState>;
   typing: Record<string, Record<string, number>>; // conversation -> user -> until (ms)
   uploads: Record<string, UploadState>; // by conversation
+  composing: Record<string, string>; // unsent text of the composer, by conversation
   changed: Record<string, number>; // conversation -> count of changes seen live
   activeId: string | null;
   panelOpen: boolean; // the group's members
@@ -108,6 +109,7 @@ export const initialState = (): State => ({
   presence: {},
   typing: {},
   uploads: {},
+  composing: {},
   changed: {},
   activeId: null,
   panelOpen: false,

@@ -1,13 +1,21 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import * as chat from '../chat';
 import { t } from '../i18n';
+import { getState, setState } from '../store';
 import { AttachButton, UploadStatus } from './AttachControls';
 
 const MAX_ROWS = 6;
 
 // Enter sends, Shift+Enter starts a new line (and Enter while an IME composes is the IME's).
 export function Composer({ id }: { id: string }) {
-  const [text, setText] = useState('');
+  // What is typed outlives this composer: kept per conversation in the store, so it is
+  // still there after another chat was looked at, and after a new chat's first message
+  // turned it into a conversation (which mounts a new composer) while more was typed.
+  const [text, setLocalText] = useState(() => getState().composing[id] ?? '');
+  const setText = (value: string) => {
+    setLocalText(value);
+    setState((s) => ({ composing: { ...s.composing, [id]: value } }));
+  };
   const input = useRef<HTMLTextAreaElement>(null);
 
   // A conversation that opens (or a new chat that becomes a conversation on its first
