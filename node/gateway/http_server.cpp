@@ -1,5 +1,3 @@
-#include <sys/stat.h>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -12,16 +10,14 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <mutex>
-#include <unordered_map>
 
 #include "node/gateway/detail/deadline.hpp"
 #include "node/gateway/detail/http_streams.hpp"
 #include "node/gateway/detail/requests.hpp"
+#include "node/gateway/detail/server_state.hpp"
 #include "node/gateway/detail/start_live_stream.hpp"
 #include "node/gateway/detail/tls_front.hpp"
 #include "node/gateway/gateway.hpp"
-#include "node/log/log.hpp"
 #include "node/tls/tls.hpp"
 
 namespace petchat::gateway {
@@ -38,58 +34,6 @@ using detail::connection_control;
 using detail::deadline;
 
 }  // namespace
-
-struct http_server::state : std::enable_shared_from_this<http_server::state> {
-  asio::io_context& io;
-  server_limits limits;
-  handler handle;
-  std::shared_ptr<spdlog::logger> log;
-  std::unique_ptr<tcp::acceptor> tcp_acceptor;
-  std::unique_ptr<unix_socket::acceptor> unix_acceptor;
-  std::filesystem::path unix_path;
-  ino_t unix_inode = 0;                          // of the socket file we bound: only that one is removed at exit
-  std::shared_ptr<detail::live_services> live;   // set if this server serves /v1/ws
-  std::shared_ptr<tls::server_credentials> tls;  // set if the TCP listener speaks TLS
-  std::function<bool(std::string_view, std::string_view)> streamed;  // requests whose bodies are streamed
-  std::atomic<bool> stopping{false};
-  std::atomic<std::size_t> open{0};
-
-  // Open TCP connections per client address (gateway.max_connections_per_address).
-  std::mutex addresses_mutex;  // guards per_address; never held across I/O
-  std::unordered_map<std::string, std::size_t> per_address;
-
-  // Counts a connection from `address`; false (and nothing counted) if it is at the cap.
-  bool claim_address(std::string const& address) {
-    bool proxy = is_trusted_proxy(address);
-    std::lock_guard lock(addresses_mutex);
-    auto& n = per_address[address];
-    if (n >= limits.max_connections_per_address && !proxy) return false;
-    ++n;
-    return true;
-  }
-  // Counts a connection that must be counted whatever the cap (a refusal being answered,
-  // the admin socket).
-  void claim_address_over_cap(std::string const& address) {
-    std::lock_guard lock(addresses_mutex);
-    ++per_address[address];
-  }
-  bool is_trusted_proxy(std::string const& address) const {
-    auto a = net::parse_address(address);
-    return a && net::contains(limits.trusted_proxies, *a);
-  }
-  void release_address(std::string const& address) {
-    std::lock_guard lock(addresses_mutex);
-    auto it = per_address.find(address);
-    if (it != per_address.end() && --it->second == 0) per_address.erase(it);
-  }
-
-  std::mutex controls_mutex;  // guards controls and next_id; never held across I/O
-  std::unordered_map<std::uint64_t, std::pair<asio::any_io_executor, std::shared_ptr<connection_control>>> controls;
-  std::uint64_t next_id = 0;
-
-  state(asio::io_context& i, server_limits l, handler h, std::string const& name)
-      : io(i), limits(l), handle(std::move(h)), log(log::get(name)) {}
-};
 
 namespace {
 
@@ -428,62 +372,6 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
 }
 
 }  // namespace
-
-http_server::http_server(asio::io_context& io, server_limits limits, handler h, std::string name)
-    : state_(std::make_shared<state>(io, limits, std::move(h), name)) {}
-
-http_server::~http_server() {
-  // Remove the socket file only if it is still ours: never another node's that took the
-  // path over (it cannot, while we serve it; see listen_unix, but an operator could).
-  struct stat st {};
-  if (!state_->unix_path.empty() && ::stat(state_->unix_path.c_str(), &st) == 0 && st.st_ino == state_->unix_inode) {
-    boost::system::error_code ignored;
-    std::filesystem::remove(state_->unix_path, ignored);
-  }
-}
-
-std::uint16_t http_server::listen_tcp(config::listen_address const& address) {
-  auto ip = asio::ip::make_address(address.host);
-  tcp::endpoint ep(ip, address.port);
-  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(state_->io));
-  acceptor->open(ep.protocol());
-  acceptor->set_option(tcp::acceptor::reuse_address(true));
-  acceptor->bind(ep);
-  acceptor->listen(asio::socket_base::max_listen_connections);
-  auto port = acceptor->local_endpoint().port();
-  state_->tcp_acceptor = std::move(acceptor);
-  return port;
-}
-
-void http_server::listen_unix(std::filesystem::path const& path) {
-  std::error_code ec;
-  if (std::filesystem::is_socket(path, ec)) {
-    // A socket file left by a process that died is replaced; one that a live process
-    // answers on (another node configured with the same admin.socket) is not taken over.
-    unix_socket::socket probe(state_->io);
-    boost::system::error_code cec;
-    probe.connect(unix_socket::endpoint(path.string()), cec);
-    if (!cec)
-      throw std::runtime_error("admin socket " + path.string() +
-                               " is served by another running process (another petchat-node with the same "
-                               "admin.socket?); refusing to take it over");
-    std::filesystem::remove(path, ec);
-  }
-  auto acceptor = std::make_unique<unix_socket::acceptor>(asio::make_strand(state_->io));
-  acceptor->open(unix_socket());
-  // Bind under a umask that leaves the socket 0600 from its first instant: no window in
-  // which another local user could connect. Called before the I/O threads start.
-  mode_t old = ::umask(0177);
-  boost::system::error_code bec;
-  acceptor->bind(unix_socket::endpoint(path.string()), bec);
-  ::umask(old);
-  if (bec) throw boost::system::system_error(bec, "bind " + path.string());
-  acceptor->listen();
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) state_->unix_inode = st.st_ino;
-  state_->unix_path = path;
-  state_->unix_acceptor = std::move(acceptor);
-}
 
 void http_server::stream_bodies(std::function<bool(std::string_view, std::string_view)> streamed) {
   state_->streamed = std::move(streamed);
