@@ -152,7 +152,11 @@ class CheckConfigTest(NodeTestCase):
         for text, key in (('[gateway]\nlisten = "no-such-host.invalid:8080"\n', "gateway.listen"),
                           ('[metrics]\nlisten = "no-such-host.invalid:9464"\n', "metrics.listen"),
                           ('[push]\nca_file = "/nonexistent/ca.pem"\n', "push.ca_file"),
-                          ('[web]\nroot = "/nonexistent/web"\n', "web.root")):
+                          ('[web]\nroot = "/nonexistent/web"\n', "web.root"),
+                          ('[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\ntls_ca_file = "/nonexistent/ca.pem"\n',
+                           "federation.tls_ca_file"),
+                          ('[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\ncredentials_file = "/nonexistent/x.creds"\n',
+                           "federation.credentials_file")):
             with self.subTest(key=key):
                 rc, out, err = self.check(text)
                 self.assertNotEqual(rc, 0, out + err)
