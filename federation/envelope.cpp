@@ -135,11 +135,12 @@ char const* to_string(reject_reason r) {
 }
 
 std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key,
-                 std::uint64_t lane_epoch, std::uint64_t lane_base) {
+                 std::uint64_t lane_epoch, std::uint64_t lane_base, std::optional<std::uint64_t> lane_floor) {
   bundle all;
   for (auto& b : bodies) all.add_bodies(std::move(b));
   all.set_lane_epoch(lane_epoch);
   all.set_lane_base(lane_base);
+  if (lane_floor) all.set_lane_floor(*lane_floor);
   envelope e;
   e.set_origin(origin);
   e.set_body(all.SerializeAsString());
@@ -174,6 +175,7 @@ opened open(std::string_view bytes, std::string_view subject_origin, directory c
   if (!all.ParseFromString(e.body()) || all.bodies().empty()) return refuse(reject_reason::malformed);
   out.lane_epoch = all.lane_epoch();
   out.lane_base = all.lane_base();
+  if (all.has_lane_floor()) out.lane_floor = all.lane_floor();
   for (auto const& bytes_of_body : all.bodies()) {
     body b;
     if (!b.ParseFromString(bytes_of_body)) {

@@ -113,10 +113,11 @@ enum class reject_reason {
 char const* to_string(reject_reason r);
 
 // Signs serialized `body`s as `origin`, as one bundle: the serialized envelope. Durable
-// bodies travel with their lane's epoch and base (0 for ephemeral ones). Does not check the
-// bodies and does not fail.
+// bodies travel with their lane's epoch, base and floor (none for ephemeral ones). Does not
+// check the bodies and does not fail.
 std::string seal(std::vector<std::string> bodies, std::string const& origin, secret_key const& key,
-                 std::uint64_t lane_epoch = 0, std::uint64_t lane_base = 0);
+                 std::uint64_t lane_epoch = 0, std::uint64_t lane_base = 0,
+                 std::optional<std::uint64_t> lane_floor = std::nullopt);
 
 // Parses and verifies an envelope that arrived on a subject whose origin token is
 // `subject_origin`. Checks the signature, signer, destination and field presence of each
@@ -134,6 +135,7 @@ struct opened {
   std::vector<item> bodies;      // every body of the origin's that parsed, in order
   std::uint64_t lane_epoch = 0;  // the bundle's
   std::uint64_t lane_base = 0;
+  std::optional<std::uint64_t> lane_floor;  // absent from origins that predate it
   // The whole envelope's refusal, or bodies with no lane effect: unparsable (malformed),
   // for another region (wrong_destination), of another origin (origin_mismatch).
   std::vector<reject_reason> refused;
@@ -154,21 +156,32 @@ class local_store {
     std::uint64_t lane_seq;
     std::string body;  // serialized `body`, unsigned
   };
-  // The lane seq just before the oldest entry still in the outbox for `destination`
-  // (everything up to it was confirmed applied there). Consistent with concurrent commits.
-  // Manager thread (when it first handles a destination) and snapshot()'s caller.
+  // The lane seq up to which `destination` confirmed applying the outbox, as last recorded
+  // by outbox_confirmed() (or, in a store that never recorded it, the seq just before the
+  // oldest entry held). Consistent with concurrent commits. Manager thread (when it first
+  // handles a destination) and snapshot()'s caller.
   virtual std::uint64_t outbox_start(std::string const& destination) = 0;
+  // The lane seq just before the oldest entry still held for `destination` (confirmed
+  // entries are kept for federation.keep_confirmed_s, to send again to a destination
+  // restored from a backup). Manager thread, when it first handles a destination.
+  virtual std::uint64_t outbox_floor(std::string const& destination) = 0;
   // The lane seq of the newest entry ever queued for `destination`. Manager thread, on a
   // confirmation of the current epoch.
   virtual std::uint64_t outbox_end(std::string const& destination) = 0;
   // Entries with lane seq > `after`, oldest first, at most `limit`. Manager thread, each
   // publish round.
   virtual std::vector<outgoing> outbox_peek(std::string const& destination, std::uint64_t after, std::size_t limit) = 0;
-  // The destination confirmed it applied everything up to `lane_seq`: forget it. May be
-  // made durable lazily (entries sent again after a crash are dropped as replays), and
-  // should not wait for the write. Manager thread, when a confirmation moves (at the start
-  // of a publish round).
-  virtual void outbox_trim(std::string const& destination, std::uint64_t lane_seq) = 0;
+  // The destination confirmed it applied everything up to `lane_seq` (or, restored from a
+  // backup, went back to it): record it for outbox_start. May be made durable lazily
+  // (entries sent again after a crash are dropped as replays), and should not wait for
+  // the write. Manager thread, when a confirmation moves.
+  virtual void outbox_confirmed(std::string const& destination, std::uint64_t lane_seq) = 0;
+  // Forgets the held entries after `floor` up to `up_to` (confirmed ones) that were created
+  // before `before_ms` (every one of them when it is INT64_MAX, without reading them), in
+  // order, stopping at the first younger one; returns the new floor. Lazy like
+  // outbox_confirmed. Manager thread.
+  virtual std::uint64_t outbox_forget(std::string const& destination, std::uint64_t floor, std::uint64_t up_to,
+                                      std::int64_t before_ms) = 0;
   struct backlog {
     std::uint64_t entries = 0;
     std::int64_t oldest_created_at_ms = 0;
@@ -198,6 +211,7 @@ class local_store {
     std::uint64_t stream_seq = 0;
     std::uint64_t lane_epoch = 0;  // of the bundle it came in
     std::uint64_t lane_base = 0;
+    std::optional<std::uint64_t> lane_floor;
     std::optional<body> content;           // signature verified; empty when the envelope was refused
     std::optional<reject_reason> refused;  // the body is genuine but must not be applied
   };

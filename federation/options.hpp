@@ -43,6 +43,9 @@ struct options {
   std::uint32_t reconnect_wait_ms = 1000;
   std::uint32_t presence_interval_s = 10;  // remote presence is at most 3x this stale
   std::uint32_t resend_after_s = 10;       // unconfirmed envelopes are sent again after this (then backing off)
+  // Confirmed envelopes are held this long, to send again to a destination restored from a
+  // backup; 0 forgets them at once.
+  std::uint32_t keep_confirmed_s = 7 * 24 * 3600;
   std::string public_url;                  // this region's entry in GET /v1/regions
   std::string location;
   std::vector<region_entry> regions;  // the other regions

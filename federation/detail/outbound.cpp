@@ -1,6 +1,9 @@
 #include "federation/detail/outbound.hpp"
 
 #include <algorithm>
+#include <limits>
+
+#include "base/format/format.hpp"
 
 namespace petchat::federation::detail {
 
@@ -13,6 +16,7 @@ outbound_lanes::lane& outbound_lanes::lane_to(std::string const& destination) {
   if (!l.started) {
     l.started = true;
     l.published = l.confirmed = store_.outbox_start(destination);
+    l.floor = std::min(store_.outbox_floor(destination), l.confirmed);
     l.waiting_since = clock::now();
     l.resend_delay = std::chrono::seconds(opt_.resend_after_s);
     show_confirmed(destination, l.confirmed);
@@ -58,15 +62,57 @@ void outbound_lanes::take_confirmations() {
       for (auto& [d, other] : lanes_) other.published = other.confirmed;  // send again under the new epoch
       continue;
     }
-    if (ack.epoch() != epoch_ || ack.seq() <= l.confirmed) continue;  // an older epoch of ours, or no news
-    l.confirmed = ack.seq();
-    l.published = std::max(l.published, l.confirmed);
-    l.waiting_since = clock::now();
-    l.resend_delay = std::chrono::seconds(opt_.resend_after_s);
-    l.hold_after = 0;
-    store_.outbox_trim(dest, l.confirmed);
-    show_confirmed(dest, l.confirmed);
+    if (ack.epoch() != epoch_ || ack.seq() == l.confirmed) continue;  // an older epoch of ours, or no news
+    if (ack.seq() < l.confirmed)
+      went_back(dest, l, ack.seq());
+    else
+      confirm(dest, l, ack.seq());
   }
+  for (auto& [dest, l] : lanes_) forget_old(dest, l);
+}
+
+void outbound_lanes::confirm(std::string const& destination, lane& l, std::uint64_t seq) {
+  l.confirmed = seq;
+  l.published = std::max(l.published, l.confirmed);
+  l.waiting_since = clock::now();
+  l.resend_delay = std::chrono::seconds(opt_.resend_after_s);
+  l.hold_after = 0;
+  store_.outbox_confirmed(destination, seq);
+  show_confirmed(destination, seq);
+}
+
+// The destination's lane state went back (its store was restored from a backup, or
+// rebuilt): what it applied after `seq` is gone there. Send it again while it is held;
+// what is no longer held is lost there, and the destination skips to our floor.
+void outbound_lanes::went_back(std::string const& destination, lane& l, std::uint64_t seq) {
+  if (seq < l.floor) {
+    if (l.lost_reported != seq + 1)
+      log_->error(
+          "federation: region {} went back to lane seq {} (restored from a backup?), but entries {}..{} were "
+          "confirmed longer than federation.keep_confirmed_s ago and are no longer held: they are lost there",
+          destination, seq, seq + 1, l.floor);
+    l.lost_reported = seq + 1;
+    return;
+  }
+  log_->warn(
+      "federation: region {} went back from lane seq {} to {} (restored from a backup?); sending it entries "
+      "{}..{} again",
+      destination, l.confirmed, seq, seq + 1, l.published);
+  l.published = seq;
+  confirm(destination, l, seq);
+}
+
+// Confirmed entries are held for keep_confirmed_s (looked at once a minute), for a
+// destination that goes back; with 0, forgotten as soon as they are confirmed.
+void outbound_lanes::forget_old(std::string const& destination, lane& l) {
+  if (l.floor >= l.confirmed) return;
+  auto now = clock::now();
+  bool keep = opt_.keep_confirmed_s != 0;
+  if (keep && now - l.forgot_at < std::chrono::minutes(1)) return;
+  l.forgot_at = now;
+  auto before = keep ? format::now_ms() - std::int64_t{opt_.keep_confirmed_s} * 1000
+                     : std::numeric_limits<std::int64_t>::max();
+  l.floor = std::min(store_.outbox_forget(destination, l.floor, l.confirmed, before), l.confirmed);
 }
 
 outbound_lanes::batch outbound_lanes::next(std::string const& destination, std::size_t limit) {
@@ -90,6 +136,7 @@ outbound_lanes::batch outbound_lanes::next(std::string const& destination, std::
   b.entries = store_.outbox_peek(destination, l.published, limit);
   b.epoch = epoch_;
   b.base = l.confirmed;
+  b.floor = l.floor;
   return b;
 }
 

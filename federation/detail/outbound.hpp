@@ -25,14 +25,17 @@ class outbound_lanes {
 
   // A confirmation from `destination` (a verified lane_ack); applied at take_confirmations.
   void note_ack(std::string const& destination, lane_ack const& ack);
-  // Applies the confirmations noted since the last call: forgets confirmed outbox entries,
-  // or moves to a new epoch when a destination is ahead of this store.
+  // Applies the confirmations noted since the last call: moves the confirmed seqs (back
+  // too, for a destination restored from a backup, while the entries are still held), or
+  // moves to a new epoch when a destination is ahead of this store; then forgets confirmed
+  // entries older than keep_confirmed_s.
   void take_confirmations();
 
   struct batch {
     std::vector<local_store::outgoing> entries;  // empty: nothing to send now
     std::uint64_t epoch = 0;                     // for the bundle
     std::uint64_t base = 0;                      // confirmed seq, for the bundle
+    std::uint64_t floor = 0;                     // seq up to which nothing is held any more
   };
   // The next entries to publish to `destination`: new ones, or again from the last
   // confirmed seq when they stayed unconfirmed too long.
@@ -49,11 +52,17 @@ class outbound_lanes {
     bool started = false;
     std::uint64_t published = 0;        // lane seq JetStream stored up to
     std::uint64_t confirmed = 0;        // lane seq the destination applied up to
+    std::uint64_t floor = 0;            // lane seq up to which entries are forgotten (<= confirmed)
+    clock::time_point forgot_at{};      // the last pass over entries to forget
+    std::uint64_t lost_reported = 0;    // a going back below `floor` already logged (its seq + 1)
     clock::time_point waiting_since{};  // when `confirmed` last moved (or waiting began)
     clock::duration resend_delay{};     // grows while resending brings no progress
     std::uint64_t hold_after = 0;       // after a resend: publish no further until confirmations move
   };
   lane& lane_to(std::string const& destination);
+  void confirm(std::string const& destination, lane& l, std::uint64_t seq);
+  void went_back(std::string const& destination, lane& l, std::uint64_t seq);
+  void forget_old(std::string const& destination, lane& l);
   void show_confirmed(std::string const& destination, std::uint64_t seq);
 
   options const& opt_;

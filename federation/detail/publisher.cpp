@@ -61,7 +61,7 @@ bool publisher::publish_to(std::string const& destination, outbound_lanes::batch
       bodies.push_back(std::move(entries[i].body));
       ++i;
     }
-    auto sealed = seal(std::move(bodies), s_.dir.self(), s_.key, next.epoch, next.base);
+    auto sealed = seal(std::move(bodies), s_.dir.self(), s_.key, next.epoch, next.base, next.floor);
     natsMsg* m = nullptr;
     natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, sealed.data(), static_cast<int>(sealed.size()));
     if (s == NATS_OK) s = js_PublishMsgAsync(conn_.js(), &m, nullptr);

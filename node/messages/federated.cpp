@@ -44,13 +44,16 @@ class federated_store final : public federation::local_store {
     // is found by the scan or by a later peek, never skipped.
     auto lane = m_.db.get(cf::state, keys::outbound_lane_key(destination));
     std::uint64_t counter = lane ? keys::from_be64(*lane) : 0;
-    std::uint64_t first = 0;
-    m_.db.scan(cf::outbox, keys::outbox_key(destination, 0), keys::past_last_of(destination),
-               [&](std::string_view key, std::string_view) {
-                 first = keys::from_be64(keys::after_owner(key, destination));
-                 return false;
-               });
+    if (auto confirmed = m_.db.get(cf::state, keys::outbound_confirmed_key(destination)))
+      return std::min(keys::from_be64(*confirmed), counter);
+    auto first = first_held(destination);
     return first > 0 ? first - 1 : counter;
+  }
+
+  std::uint64_t outbox_floor(std::string const& destination) override {
+    auto lane = m_.db.get(cf::state, keys::outbound_lane_key(destination));
+    auto first = first_held(destination);
+    return first > 0 ? first - 1 : (lane ? keys::from_be64(*lane) : 0);
   }
 
   std::uint64_t outbox_end(std::string const& destination) override {
@@ -68,24 +71,45 @@ class federated_store final : public federation::local_store {
     return out;
   }
 
-  // The trim is not waited for: if it is lost in a crash, the entries are sent again
-  // and the destination's lane check drops them as replays.
-  void outbox_trim(std::string const& destination, std::uint64_t lane_seq) override {
-    std::uint64_t from = 0;
-    {
-      std::lock_guard lock(mutex_);
-      auto [it, fresh] = trimmed_.try_emplace(destination, 0);
-      if (fresh) it->second = outbox_start(destination);
-      if (lane_seq <= it->second) return;
-      from = it->second + 1;
-      it->second = lane_seq;
-    }
-    store::rocks_db::write_fn fn = [destination, from, lane_seq](store::rocks_batch& b) {
-      for (std::uint64_t s = from; s <= lane_seq; ++s) b.erase(cf::outbox, keys::outbox_key(destination, s));
+  // Not waited for: if it is lost in a crash, the entries after the older position are
+  // sent again and the destination's lane check drops them as replays.
+  void outbox_confirmed(std::string const& destination, std::uint64_t lane_seq) override {
+    store::rocks_db::write_fn fn = [destination, lane_seq](store::rocks_batch& b) {
+      b.put(cf::state, keys::outbound_confirmed_key(destination), keys::be64(lane_seq));
       return true;
     };
     m_.db.submit(
         std::move(fn), [](store::write_outcome) {}, store::rocks_db::durability::lazy);
+  }
+
+  // At most this many entries per call, so one call never makes a huge write.
+  static constexpr std::size_t forget_at_once = 4096;
+
+  std::uint64_t outbox_forget(std::string const& destination, std::uint64_t floor, std::uint64_t up_to,
+                              std::int64_t before_ms) override {
+    if (up_to <= floor) return floor;
+    std::uint64_t last = std::min<std::uint64_t>(up_to, floor + forget_at_once);
+    if (before_ms != std::numeric_limits<std::int64_t>::max()) {
+      std::uint64_t older = floor;  // entries are in creation order: stop at the first young one
+      m_.db.scan(cf::outbox, keys::outbox_key(destination, floor + 1), keys::outbox_key(destination, last + 1),
+                 [&](std::string_view key, std::string_view value) {
+                   federation::body body;
+                   if (body.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
+                       body.created_at_ms() >= before_ms)
+                     return false;
+                   older = keys::from_be64(keys::after_owner(key, destination));
+                   return true;
+                 });
+      last = older;
+    }
+    if (last <= floor) return floor;
+    store::rocks_db::write_fn fn = [destination, from = floor + 1, last](store::rocks_batch& b) {
+      for (std::uint64_t s = from; s <= last; ++s) b.erase(cf::outbox, keys::outbox_key(destination, s));
+      return true;
+    };
+    m_.db.submit(
+        std::move(fn), [](store::write_outcome) {}, store::rocks_db::durability::lazy);
+    return last;
   }
 
   backlog outbox_backlog(std::string const& destination, std::uint64_t after) override {
@@ -185,7 +209,20 @@ class federated_store final : public federation::local_store {
     } else if (item.lane_epoch < lane.epoch) {
       return st.refused.push_back(reject_reason::replayed);
     } else if (last < item.lane_base) {
-      last = item.lane_base;
+      // This region's store went back (restored from a backup): the origin had its lane
+      // confirmed further. It still holds its entries after lane_floor: wait for them (the
+      // confirmation this region sends makes the origin send them again). What it no
+      // longer holds is lost here: skip to the floor, and say so in the lane state, so the
+      // confirmation asks for the rest. An origin that does not say its floor: skip to its base.
+      auto skip_to = item.lane_floor ? std::max(*item.lane_floor, last) : item.lane_base;
+      if (skip_to > last) {
+        log::get("federation")
+            ->error("the lane from {} skips seqs {}..{}: this store is behind what {} confirmed (restored from a "
+                    "backup?) and {} no longer holds them",
+                    body.origin(), last + 1, skip_to, body.origin(), body.origin());
+        last = skip_to;
+        b.put(cf::state, keys::inbound_lane_key(body.origin()), keys::be64(item.lane_epoch) + keys::be64(last));
+      }
     }
     if (body.lane_seq() <= last) return st.refused.push_back(reject_reason::replayed);
     if (body.lane_seq() != last + 1) return st.refused.push_back(reject_reason::out_of_order);
@@ -411,8 +448,16 @@ class federated_store final : public federation::local_store {
   }
 
   message_service::impl& m_;
-  std::mutex mutex_;
-  std::map<std::string, std::uint64_t> trimmed_;  // per destination: trim requested up to here (guarded)
+  // The lane seq of the oldest entry held for `destination`; 0 when none is.
+  std::uint64_t first_held(std::string const& destination) {
+    std::uint64_t first = 0;
+    m_.db.scan(cf::outbox, keys::outbox_key(destination, 0), keys::past_last_of(destination),
+               [&](std::string_view key, std::string_view) {
+                 first = keys::from_be64(keys::after_owner(key, destination));
+                 return false;
+               });
+    return first;
+  }
 };
 
 }  // namespace

@@ -106,6 +106,11 @@ inline std::string lane_epoch_key() {
 inline std::string outbound_lane_key(std::string const& destination) {
   return "fo/" + destination;
 }
+// The lane seq `destination` last confirmed (outbox entries up to it are held only for
+// federation.keep_confirmed_s); absent in stores older than it: everything held is unconfirmed.
+inline std::string outbound_confirmed_key(std::string const& destination) {
+  return "fc/" + destination;
+}
 inline std::string inbound_lane_key(std::string const& origin) {
   return "fi/" + origin;
 }

@@ -10,10 +10,12 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "federation/detail/outbound.hpp"
+#include "base/format/format.hpp"
 #include "federation/federation.hpp"
 
 namespace {
@@ -25,15 +27,17 @@ using seqs = std::vector<std::uint64_t>;
 // The outbox and lane epoch as the message service keeps them, in memory.
 class memory_store final : public federation::local_store {
  public:
-  // Commits `count` new entries for `destination`, as sends to its users do.
-  void queue(std::string const& destination, int count) {
+  // Commits `count` new entries for `destination`, as sends to its users do, made at
+  // `created_ms` (long ago by default).
+  void queue(std::string const& destination, int count, std::int64_t created_ms = 0) {
     auto& outbox = boxes_[destination];
     for (int i = 0; i < count; ++i) {
       ++outbox.end;
       outbox.entries[outbox.end] = "body " + std::to_string(outbox.end);
+      outbox.created[outbox.end] = created_ms;
     }
   }
-  // Lane seqs still held for `destination` (not yet confirmed).
+  // Lane seqs still held for `destination`.
   seqs held(std::string const& destination) {
     seqs out;
     for (auto const& [seq, body] : boxes_[destination].entries) out.push_back(seq);
@@ -42,7 +46,15 @@ class memory_store final : public federation::local_store {
   std::uint64_t epoch() const { return epoch_; }
   std::vector<std::uint64_t> new_epoch_requests;  // the `above` of each new_outbound_epoch
 
+  // What outbox_confirmed recorded last.
+  std::optional<std::uint64_t> recorded(std::string const& destination) { return boxes_[destination].confirmed; }
+
   std::uint64_t outbox_start(std::string const& destination) override {
+    auto const& outbox = boxes_[destination];
+    if (outbox.confirmed) return *outbox.confirmed;
+    return outbox_floor(destination);
+  }
+  std::uint64_t outbox_floor(std::string const& destination) override {
     auto const& outbox = boxes_[destination];
     return outbox.entries.empty() ? outbox.end : outbox.entries.begin()->first - 1;
   }
@@ -54,9 +66,18 @@ class memory_store final : public federation::local_store {
       out.push_back({it->first, it->second});
     return out;
   }
-  void outbox_trim(std::string const& destination, std::uint64_t lane_seq) override {
-    auto& entries = boxes_[destination].entries;
-    entries.erase(entries.begin(), entries.upper_bound(lane_seq));
+  void outbox_confirmed(std::string const& destination, std::uint64_t lane_seq) override {
+    boxes_[destination].confirmed = lane_seq;
+  }
+  std::uint64_t outbox_forget(std::string const& destination, std::uint64_t floor, std::uint64_t up_to,
+                              std::int64_t before_ms) override {
+    auto& outbox = boxes_[destination];
+    auto it = outbox.entries.upper_bound(floor);
+    while (it != outbox.entries.end() && it->first <= up_to && outbox.created[it->first] < before_ms) {
+      floor = it->first;
+      it = outbox.entries.erase(it);
+    }
+    return floor;
   }
   backlog outbox_backlog(std::string const& destination, std::uint64_t after) override {
     auto const& entries = boxes_[destination].entries;
@@ -76,14 +97,17 @@ class memory_store final : public federation::local_store {
   struct box {
     std::uint64_t end = 0;  // newest lane seq ever queued
     std::map<std::uint64_t, std::string> entries;
+    std::map<std::uint64_t, std::int64_t> created;
+    std::optional<std::uint64_t> confirmed;
   };
   std::map<std::string, box> boxes_;
   std::uint64_t epoch_ = 1000;
 };
 
-federation::options with_regions(std::uint32_t resend_after_s) {
+federation::options with_regions(std::uint32_t resend_after_s, std::uint32_t keep_confirmed_s) {
   federation::options o;
   o.resend_after_s = resend_after_s;
+  o.keep_confirmed_s = keep_confirmed_s;
   o.regions = {{"away", {federation::public_key{}}, "", ""}, {"far", {federation::public_key{}}, "", ""}};
   return o;
 }
@@ -103,8 +127,9 @@ seqs lane_seqs(outbound_lanes::batch const& b) {
 
 // Region "home" and its lanes to "away" and "far".
 struct origin {
-  explicit origin(std::uint32_t resend_after_s = 3600)
-      : opt(with_regions(resend_after_s)),
+  // By default confirmed entries are forgotten at once (keep_confirmed_s 0).
+  explicit origin(std::uint32_t resend_after_s = 3600, std::uint32_t keep_confirmed_s = 0)
+      : opt(with_regions(resend_after_s, keep_confirmed_s)),
         dir("home", federation::public_key{}, opt),
         lanes(opt, dir, store, std::make_shared<spdlog::logger>("outbound-test")) {}  // no sinks: quiet
 
@@ -268,6 +293,54 @@ TEST_CASE("a destination ahead of this store starts a new lane epoch, and every 
     auto b = o.lanes.next("away", 100);
     CHECK(b.epoch == o.store.epoch());
     CHECK(lane_seqs(b) == seqs{1, 2});
+  }
+}
+
+TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a destination that went back") {
+  auto now = petchat::format::now_ms();
+  origin o(3600, 3600);  // held for an hour
+  o.store.queue("away", 3, now - 7200'000);  // made two hours ago
+  o.store.queue("away", 4, now);             // 4..7, just made
+  auto epoch = o.store.epoch();
+  CHECK(o.publish("away") == seqs{1, 2, 3, 4, 5, 6, 7});
+  o.lanes.note_ack("away", ack(epoch, 6));
+  o.lanes.take_confirmations();
+  CHECK(o.lanes.confirmed().at("away") == 6);
+  CHECK(o.store.recorded("away") == 6);
+  CHECK(o.store.held("away") == seqs{4, 5, 6, 7});  // the old ones forgotten, the young confirmed ones held
+  auto b = o.lanes.next("away", 100);
+  CHECK(b.entries.empty());
+  CHECK(b.base == 6);
+  CHECK(b.floor == 3);
+
+  SUBCASE("gone back to a seq still held: from there again, and the position recorded") {
+    o.lanes.note_ack("away", ack(epoch, 4));
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 4);
+    CHECK(o.store.recorded("away") == 4);
+    auto again = o.lanes.next("away", 100);
+    CHECK(lane_seqs(again) == seqs{5, 6, 7});
+    CHECK(again.base == 4);
+    CHECK(again.epoch == epoch);
+    CHECK(o.store.new_epoch_requests.empty());
+    // A restart of this node starts from the recorded position.
+    outbound_lanes restarted(o.opt, o.dir, o.store, std::make_shared<spdlog::logger>("outbound-test"));
+    restarted.take_confirmations();
+    CHECK(lane_seqs(restarted.next("away", 100)) == seqs{5, 6, 7});
+  }
+  SUBCASE("gone back below what is held: nothing to send again; it skips to the floor") {
+    o.lanes.note_ack("away", ack(epoch, 1));
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 6);
+    o.store.queue("away", 1, now);
+    auto next = o.lanes.next("away", 100);
+    CHECK(lane_seqs(next) == seqs{8});
+    CHECK(next.floor == 3);
+    // The destination skips to the floor and says so: then 4..7 go again.
+    o.lanes.published("away", 8);
+    o.lanes.note_ack("away", ack(epoch, 3));
+    o.lanes.take_confirmations();
+    CHECK(lane_seqs(o.lanes.next("away", 100)) == seqs{4, 5, 6, 7, 8});
   }
 }
 
