@@ -340,6 +340,7 @@ def compose(work):
         check(sum(len(g["rules"]) for g in groups) > 0, "prometheus loaded the alert rules")
     finally:
         run(*pc, "down", "-v", check_rc=False, timeout=300)
+        podman("network", "rm", "-f", project + "_default", check_rc=False)  # podman-compose 1.0.3 leaves it
 
 
 def main():
