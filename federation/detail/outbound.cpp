@@ -102,17 +102,20 @@ void outbound_lanes::went_back(std::string const& destination, lane& l, std::uin
   confirm(destination, l, seq);
 }
 
-// Confirmed entries are held for keep_confirmed_s (looked at once a minute), for a
-// destination that goes back; with 0, forgotten as soon as they are confirmed.
+// Confirmed entries are held for keep_confirmed_s, for a destination that goes back; with
+// 0, forgotten as soon as they are confirmed. The store forgets a bounded stretch per call:
+// while a call forgets something, the next round calls again; once the oldest held entry
+// is young enough, the lane is looked at again a minute later.
 void outbound_lanes::forget_old(std::string const& destination, lane& l) {
   if (l.floor >= l.confirmed) return;
   auto now = clock::now();
   bool keep = opt_.keep_confirmed_s != 0;
   if (keep && now - l.forgot_at < std::chrono::minutes(1)) return;
-  l.forgot_at = now;
   auto before = keep ? format::now_ms() - std::int64_t{opt_.keep_confirmed_s} * 1000
                      : std::numeric_limits<std::int64_t>::max();
-  l.floor = std::min(store_.outbox_forget(destination, l.floor, l.confirmed, before), l.confirmed);
+  auto floor = std::min(store_.outbox_forget(destination, l.floor, l.confirmed, before), l.confirmed);
+  l.forgot_at = floor > l.floor ? clock::time_point{} : now;
+  l.floor = floor;
 }
 
 outbound_lanes::batch outbound_lanes::next(std::string const& destination, std::size_t limit) {

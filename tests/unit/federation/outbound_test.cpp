@@ -44,6 +44,7 @@ class memory_store final : public federation::local_store {
     return out;
   }
   std::uint64_t epoch() const { return epoch_; }
+  std::size_t forget_at_once = 1000;  // entries outbox_forget forgets per call at most
   std::vector<std::uint64_t> new_epoch_requests;  // the `above` of each new_outbound_epoch
 
   // What outbox_confirmed recorded last.
@@ -73,7 +74,9 @@ class memory_store final : public federation::local_store {
                               std::int64_t before_ms) override {
     auto& outbox = boxes_[destination];
     auto it = outbox.entries.upper_bound(floor);
-    while (it != outbox.entries.end() && it->first <= up_to && outbox.created[it->first] < before_ms) {
+    for (std::size_t n = 0; n < forget_at_once && it != outbox.entries.end() && it->first <= up_to &&
+                            outbox.created[it->first] < before_ms;
+         ++n) {
       floor = it->first;
       it = outbox.entries.erase(it);
     }
@@ -327,6 +330,23 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
     outbound_lanes restarted(o.opt, o.dir, o.store, std::make_shared<spdlog::logger>("outbound-test"));
     restarted.take_confirmations();
     CHECK(lane_seqs(restarted.next("away", 100)) == seqs{5, 6, 7});
+  }
+  SUBCASE("many old entries are forgotten over several rounds, a stretch per round") {
+    origin m(3600, 3600);
+    m.store.forget_at_once = 2;
+    m.store.queue("away", 5, now - 7200'000);
+    m.store.queue("away", 1, now);
+    CHECK(m.publish("away") == seqs{1, 2, 3, 4, 5, 6});
+    m.lanes.note_ack("away", ack(m.store.epoch(), 6));
+    m.lanes.take_confirmations();
+    CHECK(m.store.held("away") == seqs{3, 4, 5, 6});
+    m.lanes.take_confirmations();
+    CHECK(m.store.held("away") == seqs{5, 6});
+    m.lanes.take_confirmations();
+    CHECK(m.store.held("away") == seqs{6});
+    m.lanes.take_confirmations();  // nothing old left: the young one stays
+    CHECK(m.store.held("away") == seqs{6});
+    CHECK(m.lanes.next("away", 100).floor == 5);
   }
   SUBCASE("gone back below what is held: nothing to send again; it skips to the floor") {
     o.lanes.note_ack("away", ack(epoch, 1));
