@@ -46,7 +46,7 @@ struct options {
   // Confirmed envelopes are held this long, to send again to a destination restored from a
   // backup; 0 forgets them at once.
   std::uint32_t keep_confirmed_s = 7 * 24 * 3600;
-  std::string public_url;                  // this region's entry in GET /v1/regions
+  std::string public_url;  // this region's entry in GET /v1/regions
   std::string location;
   std::vector<region_entry> regions;  // the other regions
 

@@ -170,8 +170,10 @@ void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg
   for (auto r : opened.refused) me->s_.count(r, "stream seq " + std::to_string(seq));
   std::vector<local_store::inbound> items;
   for (auto& item : opened.bodies)
-    items.push_back({seq, opened.lane_epoch, opened.lane_base, opened.lane_floor, std::move(item.content), item.refused});
-  if (items.empty()) items.push_back({seq, 0, 0, std::nullopt, std::nullopt, std::nullopt});  // nothing to apply; the position moves
+    items.push_back(
+        {seq, opened.lane_epoch, opened.lane_base, opened.lane_floor, std::move(item.content), item.refused});
+  if (items.empty())
+    items.push_back({seq, 0, 0, std::nullopt, std::nullopt, std::nullopt});  // nothing to apply; the position moves
   me->applier_.push(std::move(items));
 }
 

@@ -111,8 +111,8 @@ void outbound_lanes::forget_old(std::string const& destination, lane& l) {
   auto now = clock::now();
   bool keep = opt_.keep_confirmed_s != 0;
   if (keep && now - l.forgot_at < std::chrono::minutes(1)) return;
-  auto before = keep ? format::now_ms() - std::int64_t{opt_.keep_confirmed_s} * 1000
-                     : std::numeric_limits<std::int64_t>::max();
+  auto before =
+      keep ? format::now_ms() - std::int64_t{opt_.keep_confirmed_s} * 1000 : std::numeric_limits<std::int64_t>::max();
   auto floor = std::min(store_.outbox_forget(destination, l.floor, l.confirmed, before), l.confirmed);
   l.forgot_at = floor > l.floor ? clock::time_point{} : now;
   l.floor = floor;

@@ -91,15 +91,15 @@ class federated_store final : public federation::local_store {
     std::uint64_t last = std::min<std::uint64_t>(up_to, floor + forget_at_once);
     if (before_ms != std::numeric_limits<std::int64_t>::max()) {
       std::uint64_t older = floor;  // entries are in creation order: stop at the first young one
-      m_.db.scan(cf::outbox, keys::outbox_key(destination, floor + 1), keys::outbox_key(destination, last + 1),
-                 [&](std::string_view key, std::string_view value) {
-                   federation::body body;
-                   if (body.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
-                       body.created_at_ms() >= before_ms)
-                     return false;
-                   older = keys::from_be64(keys::after_owner(key, destination));
-                   return true;
-                 });
+      m_.db.scan(
+          cf::outbox, keys::outbox_key(destination, floor + 1), keys::outbox_key(destination, last + 1),
+          [&](std::string_view key, std::string_view value) {
+            federation::body body;
+            if (body.ParseFromArray(value.data(), static_cast<int>(value.size())) && body.created_at_ms() >= before_ms)
+              return false;
+            older = keys::from_be64(keys::after_owner(key, destination));
+            return true;
+          });
       last = older;
     }
     if (last <= floor) return floor;
@@ -217,9 +217,10 @@ class federated_store final : public federation::local_store {
       auto skip_to = item.lane_floor ? std::max(*item.lane_floor, last) : item.lane_base;
       if (skip_to > last) {
         log::get("federation")
-            ->error("the lane from {} skips seqs {}..{}: this store is behind what {} confirmed (restored from a "
-                    "backup?) and {} no longer holds them",
-                    body.origin(), last + 1, skip_to, body.origin(), body.origin());
+            ->error(
+                "the lane from {} skips seqs {}..{}: this store is behind what {} confirmed (restored from a "
+                "backup?) and {} no longer holds them",
+                body.origin(), last + 1, skip_to, body.origin(), body.origin());
         last = skip_to;
         b.put(cf::state, keys::inbound_lane_key(body.origin()), keys::be64(item.lane_epoch) + keys::be64(last));
       }

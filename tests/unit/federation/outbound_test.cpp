@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "federation/detail/outbound.hpp"
 #include "base/format/format.hpp"
+#include "federation/detail/outbound.hpp"
 #include "federation/federation.hpp"
 
 namespace {
@@ -44,7 +44,7 @@ class memory_store final : public federation::local_store {
     return out;
   }
   std::uint64_t epoch() const { return epoch_; }
-  std::size_t forget_at_once = 1000;  // entries outbox_forget forgets per call at most
+  std::size_t forget_at_once = 1000;              // entries outbox_forget forgets per call at most
   std::vector<std::uint64_t> new_epoch_requests;  // the `above` of each new_outbound_epoch
 
   // What outbox_confirmed recorded last.
@@ -301,7 +301,7 @@ TEST_CASE("a destination ahead of this store starts a new lane epoch, and every 
 
 TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a destination that went back") {
   auto now = petchat::format::now_ms();
-  origin o(3600, 3600);  // held for an hour
+  origin o(3600, 3600);                      // held for an hour
   o.store.queue("away", 3, now - 7200'000);  // made two hours ago
   o.store.queue("away", 4, now);             // 4..7, just made
   auto epoch = o.store.epoch();
