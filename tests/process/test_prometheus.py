@@ -480,6 +480,11 @@ class MonitoringFilesTest(NodeTestCase):
         alice.send_message("bob@america", "across")
         self.assertIn("error", alice.try_send("nobody@europe", "refused"))
         alice.close()  # a disconnect, by reason
+        # From america to europe: an envelope europe applies (the delivery latency panel).
+        bob = wsclient.connect(america, america.new_session("bob")["access_token"])
+        self.addCleanup(bob.close)
+        bob.send_message("alice@europe", "back across")
+        bob.close()
 
         # Something on NATS that is not an envelope, on europe's inbound subject: refused.
         nats = RawNats(self.nats_port)
@@ -489,7 +494,7 @@ class MonitoringFilesTest(NodeTestCase):
         deadline = time.monotonic() + WAIT_S
         want = ('petchat_push_sent_total{kind="matrix",result="gone"}', 'petchat_push_targets_removed_total{',
                 'petchat_federation_envelopes_rejected_total{reason="malformed"}', 'petchat_ws_disconnects_total{',
-                'petchat_messages_rejected_total{')
+                'petchat_messages_rejected_total{', 'petchat_federation_applied_seconds_bucket{region="america"')
         while True:
             text = europe.scrape().raw.decode()
             missing = [w for w in want if w not in text]
