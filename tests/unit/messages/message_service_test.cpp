@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/format/format.hpp"
+#include "federation/federation.hpp"
 #include "node/identity/identity.hpp"
 #include "node/messages/messages.hpp"
 #include "node/users/users.hpp"
@@ -430,3 +431,62 @@ TEST_CASE("a send that breaks a rule is refused with its code and stores nothing
 }
 
 }  // namespace
+
+namespace federation_lanes {
+
+namespace federation = petchat::federation;
+
+federation::options with_away() {
+  federation::options o;
+  o.regions = {{"away", {federation::public_key{}}, "", ""}};
+  return o;
+}
+
+// A durable body of away's lane to home: a deletion of a message home never had, which
+// applies without effect but takes its lane position.
+federation::local_store::inbound from_away(std::uint64_t epoch, std::uint64_t base, std::optional<std::uint64_t> floor,
+                                           std::uint64_t seq) {
+  federation::body b;
+  b.set_origin("away");
+  b.set_destination("home");
+  b.set_lane_seq(seq);
+  b.mutable_deleted()->set_message_id("never-here");
+  b.mutable_deleted()->set_by("dan@away");
+  return {seq, epoch, base, floor, std::move(b), std::nullopt};
+}
+
+}  // namespace federation_lanes
+
+TEST_CASE("a lane whose state went back waits for the origin's entries after it, or skips only to its floor") {
+  using namespace federation_lanes;
+  region home;
+  auto opt = with_away();
+  federation::directory dir("home", federation::public_key{}, opt);
+  auto& store = home.service.enable_federation(dir, [] {});
+  auto lane = [&] { return store.inbound_lanes()["away"].seq; };
+  auto apply = [&](std::vector<federation::local_store::inbound> items) {
+    std::vector<std::string> out;
+    for (auto r : store.apply(std::move(items))) out.push_back(federation::to_string(r));
+    return out;
+  };
+  std::uint64_t const epoch = 7;
+  CHECK(apply({from_away(epoch, 0, 0, 1), from_away(epoch, 0, 0, 2), from_away(epoch, 0, 0, 3)}).empty());
+  CHECK(lane() == 3);
+
+  // The origin confirmed up to 8 (as this store's state was before it went back) and still
+  // holds everything after 5: this region skips 4..5, no further, and its lane says 5.
+  CHECK(apply({from_away(epoch, 8, 5, 9)}) == std::vector<std::string>{"out_of_order"});
+  CHECK(lane() == 5);
+  // The origin, told 5, sends again from there: applied in order.
+  CHECK(apply({from_away(epoch, 5, 5, 6), from_away(epoch, 5, 5, 7), from_away(epoch, 5, 5, 8),
+               from_away(epoch, 5, 5, 9)})
+            .empty());
+  CHECK(lane() == 9);
+
+  // Behind the base but at or above the floor: nothing skipped, nothing applied.
+  CHECK(apply({from_away(epoch, 12, 4, 13)}) == std::vector<std::string>{"out_of_order"});
+  CHECK(lane() == 9);
+  // An origin that says no floor (older than the rule): the lane skips to its base.
+  CHECK(apply({from_away(epoch, 12, std::nullopt, 13)}).empty());
+  CHECK(lane() == 13);
+}
