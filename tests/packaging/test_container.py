@@ -226,7 +226,8 @@ def one_container():
     podman("stop", "-t", "15", name)
     code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
     check(code == "0", "podman stop: exit status %s" % code)
-    check("stopped cleanly" in (podman("logs", name).stderr + podman("logs", name).stdout), "stopped cleanly")
+    logs = podman("logs", name)
+    check("stopped cleanly" in logs.stderr + logs.stdout, "stopped cleanly")
     podman("start", name)
     if check(wait_ready(port, name), "started again on its volume"):
         check(podman("exec", name, "cat", "/var/lib/petchat/region.pub").stdout == pub1, "the same region key")

@@ -35,34 +35,18 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 max_exposure=1.5
 
-say() { printf '== %s\n' "$*"; }
-fail() {
-  printf 'FAIL: %s\n' "$*" >&2
-  exit 1
-}
+# shellcheck source=tests/packaging/throwaway.sh
+. "$repo/tests/packaging/throwaway.sh"
 
 # ---------------------------------------------------------------------------------------
 # Inside the namespaces: $2 is the throwaway root's parent (a tmpfs), $3 the .deb directory.
 # ---------------------------------------------------------------------------------------
 inside() {
   local base="$1" debs="$2"
-  local root="$base/root"
-  mkdir -p "$base/upper" "$base/work" "$root"
-  mount -t overlay overlay -o "lowerdir=/,upperdir=$base/upper,workdir=$base/work" "$root"
-  mount -t proc proc "$root/proc"
-  mount --rbind /dev "$root/dev"
-  mount --rbind /sys "$root/sys"
-  # A fresh /run: no /run/systemd/system, so the maintainer scripts see no running systemd
-  # and start nothing (the node is started by hand below, as the unit would).
-  mount -t tmpfs tmpfs "$root/run"
-  mount -t tmpfs tmpfs "$root/tmp"
-  ip link set lo up
+  mount_throwaway_root "$base"  # the maintainer scripts see no running systemd: the node is started by hand
   local deb
   deb="$(cd "$debs" && echo petchat-node_*.deb)"
-  mkdir "$root/petchat-test"
   cp "$debs/$deb" "$root/petchat-test/"
-
-  in_root() { chroot "$root" "$@"; }
   export DEBIAN_FRONTEND=noninteractive
 
   say "install with the region preseeded (europe)"
@@ -97,14 +81,7 @@ inside() {
   local unit=/lib/systemd/system/petchat-node.service
   say "systemd-analyze verify $unit"
   in_root systemd-analyze verify "$unit" || fail "systemd-analyze verify failed"
-  say "systemd-analyze security --offline=true $unit"
-  local security exposure
-  security="$(in_root systemd-analyze security --offline=true "$unit" 2>&1)"
-  echo "$security" | grep -E '✗|Overall' | sed 's/^/   /'
-  exposure="$(echo "$security" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
-  [ -n "$exposure" ] || fail "no exposure level in systemd-analyze's output"
-  awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' ||
-    fail "exposure $exposure is above $max_exposure"
+  check_exposure "$unit" "$max_exposure"
 
   # The unit's command line, as systemd would run it: its EnvironmentFile, user and umask.
   local exec_start envfile
@@ -112,51 +89,15 @@ inside() {
   envfile="$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$root$unit")"
   [ "$envfile" = /etc/default/petchat-node ] || fail "the unit's EnvironmentFile is $envfile"
   echo "$exec_start" | grep -q -- '--require-region' || fail "ExecStart lacks --require-region: $exec_start"
-  run_as_unit() { # $1: the environment file to use ("" for none); output in $root/petchat-test/node.log
-    # chroot itself, not in_root: a backgrounded function would be a subshell, and $! its
-    # PID instead of the node's (chroot, sh and setpriv each exec the next).
-    chroot "$root" /bin/sh -c "set -a; [ -z '$1' ] || . '$1'; set +a; umask 0077; cd /var/lib/petchat;
-      exec setpriv --reuid=petchat --regid=petchat --init-groups --inh-caps=-all $exec_start" \
-      >"$root/petchat-test/node.log" 2>&1 &
-    node_pid=$!
-  }
 
   say "the installed node, as the unit runs it: $exec_start"
-  local listen readyz=""
-  listen="$(in_root /usr/bin/python3 -c 'import tomllib; print(tomllib.load(open("/etc/petchat/node.toml", "rb"))["gateway"]["listen"])')"
-  run_as_unit "$envfile"
-  for _ in $(seq 1 300); do
-    readyz="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz" || true)"
-    [ "$readyz" = 200 ] && break
-    kill -0 "$node_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ "$readyz" != 200 ]; then
-    cat "$root/petchat-test/node.log" >&2
-    fail "GET http://$listen/readyz answered '$readyz', not 200"
-  fi
-  echo "   GET http://$listen/readyz: 200"
-  local page
-  page="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/" || true)"
-  [ "$page" = 200 ] || fail "GET http://$listen/ (the web client from /usr/share/petchat/web) answered '$page', not 200"
-  echo "   GET http://$listen/ (the web client): 200"
-  local status
-  status="$(in_root setpriv --reuid=petchat --regid=petchat --init-groups petchatctl --json status)" ||
-    fail "petchatctl status failed as petchat"
-  echo "$status" | grep -q '"region" *: *"europe"' || fail "petchatctl status does not say region europe: $status"
-  echo "   petchatctl status (as petchat, socket found through the config): region europe"
-  [ "$(in_root stat -c '%a %U' /var/lib/petchat/region.key)" = "600 petchat" ] ||
-    fail "region.key is $(in_root stat -c '%a %U' /var/lib/petchat/region.key)"
+  local listen
+  listen="$(installed_listen)"
+  run_as_unit "$exec_start" "$envfile"
+  wait_ready "$listen" "the installed node"
+  check_serving "$listen"
   [ -S "$root/var/lib/petchat/admin.sock" ] || fail "no admin socket in /var/lib/petchat"
-  kill -TERM "$node_pid"
-  local rc=0
-  wait "$node_pid" || rc=$?
-  [ "$rc" = 0 ] || {
-    cat "$root/petchat-test/node.log" >&2
-    fail "SIGTERM: the node exited $rc, not 0"
-  }
-  grep -q 'stopped cleanly' "$root/petchat-test/node.log" || fail "no 'stopped cleanly' after SIGTERM"
-  echo "   SIGTERM: exit 0, stopped cleanly"
+  stop_cleanly
 
   if command -v systemd-nspawn >/dev/null; then
     under_systemd
@@ -165,12 +106,7 @@ inside() {
   fi
 
   say "no region: the node refuses to start"
-  run_as_unit ""
-  rc=0
-  wait "$node_pid" || rc=$?
-  sed 's/^/   node: /' "$root/petchat-test/node.log"
-  [ "$rc" = 2 ] || fail "without a region the node exited $rc, not 2"
-  grep -q 'PETCHAT_REGION' "$root/petchat-test/node.log" || fail "the refusal does not say where to set the region"
+  check_refuses_without_region "$exec_start" ""
 
   say "purge (petchat-node/purge-data unset: false): the region's data stays"
   in_root dpkg --purge petchat-node 2>&1 | sed 's/^/   dpkg: /' || fail "dpkg --purge failed"
@@ -188,12 +124,7 @@ inside() {
   grep -q 'no region is configured' "$root/petchat-test/dpkg.log" || fail "the postinst did not say that no region is configured"
   ! grep -q '^PETCHAT_REGION=' "$root/etc/default/petchat-node" || fail "a region was written without an answer"
   [ -L "$root/etc/systemd/system/multi-user.target.wants/petchat-node.service" ] || fail "the unit is not enabled"
-  run_as_unit "$envfile"
-  rc=0
-  wait "$node_pid" || rc=$?
-  sed 's/^/   node: /' "$root/petchat-test/node.log"
-  [ "$rc" = 2 ] || fail "with no region configured the node exited $rc, not 2"
-  grep -q 'PETCHAT_REGION' "$root/petchat-test/node.log" || fail "the refusal does not say where to set the region"
+  check_refuses_without_region "$exec_start" "$envfile"
 
   say "the operator sets the region by hand, then dpkg-reconfigure: other lines kept, the node starts on the kept data"
   local key_before
@@ -207,18 +138,8 @@ inside() {
   fi
   [ "$(in_root debconf-show petchat-node | sed -n 's/^[* ] petchat-node\/region: //p')" = europe ] ||
     fail "debconf did not take the region from /etc/default/petchat-node"
-  run_as_unit "$envfile"
-  readyz=""
-  for _ in $(seq 1 300); do
-    readyz="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz" || true)"
-    [ "$readyz" = 200 ] && break
-    kill -0 "$node_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ "$readyz" = 200 ] || {
-    cat "$root/petchat-test/node.log" >&2
-    fail "after reinstalling over the kept data, /readyz answered '$readyz'"
-  }
+  run_as_unit "$exec_start" "$envfile"
+  wait_ready "$listen" "after reinstalling over the kept data"
   [ "$(cat "$root/var/lib/petchat/region.pub")" = "$key_before" ] || fail "the region key changed"
   kill -TERM "$node_pid"
   wait "$node_pid" || fail "the node did not stop cleanly"
@@ -424,21 +345,5 @@ fingerprint() {
     md5sum /var/lib/dpkg/status /etc/passwd /etc/group /etc/shadow
   } | sort
 }
-before="$(fingerprint)"
-
-scratch="$(mktemp -d /tmp/petchat-deb-root.XXXXXX)"
-say "throwaway root: overlay over / on a tmpfs at $scratch, in new mount, network and PID namespaces"
-rc=0
-unshare --mount --net --pid --fork --mount-proc --propagation private \
-  /bin/bash -c 'mount -t tmpfs -o mode=0755 tmpfs "$1" && mount -t tmpfs tmpfs /run && exec "$2" --inside "$1" "$3"' \
-  _ "$scratch" "$(realpath "$0")" "$debs" || rc=$?
-rmdir "$scratch" 2>/dev/null || true
-
-after="$(fingerprint)"
-if [ "$before" != "$after" ]; then
-  diff <(echo "$before") <(echo "$after") >&2 || true
-  fail "the host changed: something leaked out of the throwaway root"
-fi
-echo "   the host's packages, users, groups and petchat paths are as before"
-[ "$rc" = 0 ] || fail "the checks in the throwaway root failed (exit $rc)"
+run_in_throwaway "$0" fingerprint "$debs"
 echo "1 passed, 0 failed (test_deb, $(($(date +%s) - started)) s)"

@@ -33,31 +33,18 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 
-say() { printf '== %s\n' "$*"; }
-fail() {
-  printf 'FAIL: %s\n' "$*" >&2
-  exit 1
-}
+# shellcheck source=tests/packaging/throwaway.sh
+. "$repo/tests/packaging/throwaway.sh"
 
 # ---------------------------------------------------------------------------------------
 # Inside the namespaces: $1 is the throwaway root's parent (a tmpfs), $2 the .rpm directory.
 # ---------------------------------------------------------------------------------------
 inside() {
   local base="$1" rpms="$2"
-  local root="$base/root"
-  mkdir -p "$base/upper" "$base/work" "$root"
-  mount -t overlay overlay -o "lowerdir=/,upperdir=$base/upper,workdir=$base/work" "$root"
-  mount -t proc proc "$root/proc"
-  mount --rbind /dev "$root/dev"
-  mount --rbind /sys "$root/sys"
-  mount -t tmpfs tmpfs "$root/run" # no running systemd there: the scriptlets start nothing
-  mount -t tmpfs tmpfs "$root/tmp"
-  ip link set lo up
+  mount_throwaway_root "$base"  # no running systemd there: the scriptlets start nothing
   local rpm
   rpm="$(cd "$rpms" && echo petchat-node-[0-9]*.rpm)"
-  mkdir "$root/petchat-test"
   cp "$rpms/$rpm" "$root/petchat-test/"
-  in_root() { chroot "$root" "$@"; }
 
   say "rpm -i $rpm (--nodeps: its requirements are Debian packages here)"
   rpm --root "$root" -i --nodeps "$root/petchat-test/$rpm" 2>&1 | sed 's/^/   rpm: /'
@@ -82,68 +69,24 @@ inside() {
   [ -f "$root$unit" ] || fail "no unit at $unit"
   say "systemd-analyze verify $unit"
   in_root systemd-analyze verify "$unit" || fail "systemd-analyze verify failed"
-  say "systemd-analyze security --offline=true $unit"
-  local security exposure
-  security="$(in_root systemd-analyze security --offline=true "$unit" 2>&1)"
-  echo "$security" | grep -E 'Overall' | sed 's/^/   /'
-  exposure="$(echo "$security" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
-  [ -n "$exposure" ] || fail "no exposure level in systemd-analyze's output"
-  awk -v e="$exposure" 'BEGIN { exit !(e <= 1.5) }' || fail "exposure $exposure is above 1.5"
+  check_exposure "$unit" 1.5
   local exec_start envfile
   exec_start="$(sed -n 's/^ExecStart=//p' "$root$unit")"
   envfile="$(sed -n 's/^EnvironmentFile=-\{0,1\}//p' "$root$unit")"
   [ "$envfile" = /etc/sysconfig/petchat-node ] || fail "the unit's EnvironmentFile is $envfile"
   case "$exec_start" in /usr/bin/petchat-node*--require-region*) ;; *) fail "ExecStart: $exec_start" ;; esac
-  run_as_unit() { # the unit's command line as systemd runs it: its environment file, user, umask
-    chroot "$root" /bin/sh -c "set -a; . $envfile; set +a; umask 0077; cd /var/lib/petchat;
-      exec setpriv --reuid=petchat --regid=petchat --init-groups --inh-caps=-all $exec_start" \
-      >"$root/petchat-test/node.log" 2>&1 &
-    node_pid=$!
-  }
 
   say "as installed (no region in $envfile): the node refuses to start"
-  local rc=0
-  run_as_unit
-  wait "$node_pid" || rc=$?
-  sed 's/^/   node: /' "$root/petchat-test/node.log"
-  [ "$rc" = 2 ] || fail "without a region the node exited $rc, not 2"
-  grep -q 'PETCHAT_REGION' "$root/petchat-test/node.log" || fail "the refusal does not say where to set the region"
+  check_refuses_without_region "$exec_start" "$envfile"
 
   say "the operator sets PETCHAT_REGION=europe in $envfile: the node serves"
   echo "PETCHAT_REGION=europe" >>"$root$envfile"
-  local listen readyz=""
-  listen="$(in_root /usr/bin/python3 -c 'import tomllib; print(tomllib.load(open("/etc/petchat/node.toml", "rb"))["gateway"]["listen"])')"
-  run_as_unit
-  for _ in $(seq 1 300); do
-    readyz="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz" || true)"
-    [ "$readyz" = 200 ] && break
-    kill -0 "$node_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ "$readyz" != 200 ]; then
-    cat "$root/petchat-test/node.log" >&2
-    fail "GET http://$listen/readyz answered '$readyz', not 200"
-  fi
-  echo "   GET http://$listen/readyz: 200"
-  local page status
-  page="$(curl -s -o /dev/null -w '%{http_code}' "http://$listen/" || true)"
-  [ "$page" = 200 ] || fail "GET http://$listen/ (the web client) answered '$page', not 200"
-  echo "   GET http://$listen/ (the web client): 200"
-  status="$(in_root setpriv --reuid=petchat --regid=petchat --init-groups petchatctl --json status)" ||
-    fail "petchatctl status failed as petchat"
-  echo "$status" | grep -q '"region" *: *"europe"' || fail "petchatctl status does not say region europe: $status"
-  echo "   petchatctl status (as petchat): region europe"
-  [ "$(in_root stat -c '%a %U' /var/lib/petchat/region.key)" = "600 petchat" ] ||
-    fail "region.key is $(in_root stat -c '%a %U' /var/lib/petchat/region.key)"
-  kill -TERM "$node_pid"
-  rc=0
-  wait "$node_pid" || rc=$?
-  [ "$rc" = 0 ] || {
-    cat "$root/petchat-test/node.log" >&2
-    fail "SIGTERM: the node exited $rc, not 0"
-  }
-  grep -q 'stopped cleanly' "$root/petchat-test/node.log" || fail "no 'stopped cleanly' after SIGTERM"
-  echo "   SIGTERM: exit 0, stopped cleanly"
+  local listen
+  listen="$(installed_listen)"
+  run_as_unit "$exec_start" "$envfile"
+  wait_ready "$listen" "the installed node"
+  check_serving "$listen"
+  stop_cleanly
 
   say "rpm -e: the package goes, the region's data stays"
   rpm --root "$root" -e petchat-node 2>&1 | sed 's/^/   rpm: /'
@@ -225,21 +168,5 @@ fingerprint() {
     md5sum /etc/passwd /etc/group /etc/shadow
   } | sort
 }
-before="$(fingerprint)"
-
-scratch="$(mktemp -d /tmp/petchat-rpm-root.XXXXXX)"
-say "throwaway root: overlay over / on a tmpfs at $scratch, in new mount, network and PID namespaces"
-rc=0
-unshare --mount --net --pid --fork --mount-proc --propagation private \
-  /bin/bash -c 'mount -t tmpfs -o mode=0755 tmpfs "$1" && mount -t tmpfs tmpfs /run && exec "$2" --inside "$1" "$3"' \
-  _ "$scratch" "$(realpath "$0")" "$rpms" || rc=$?
-rmdir "$scratch" 2>/dev/null || true
-
-after="$(fingerprint)"
-if [ "$before" != "$after" ]; then
-  diff <(echo "$before") <(echo "$after") >&2 || true
-  fail "the host changed: something leaked out of the throwaway root"
-fi
-echo "   the host's rpm database, users, groups and petchat paths are as before"
-[ "$rc" = 0 ] || fail "the checks in the throwaway root failed (exit $rc)"
+run_in_throwaway "$0" fingerprint "$rpms"
 echo "1 passed, 0 failed (test_rpm, $(($(date +%s) - started)) s)"
