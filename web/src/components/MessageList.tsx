@@ -41,10 +41,13 @@ export function MessageList({ id }: { id: string }) {
     measure();
   });
 
-  // A short history that does not fill the view cannot be scrolled up: load more now.
+  // A short history that does not fill the view cannot be scrolled up, and a view that is
+  // still at the top when a load ends (or a failed load's wait is over) gets no new scroll
+  // event to ask again (setting scrollTop to where it is fires none): load more now.
   useEffect(() => {
     const el = scroller.current;
-    if (el && thread.loaded && thread.hasMoreBefore && !thread.loading && el.scrollHeight <= el.clientHeight) {
+    const atTop = el && (el.scrollHeight <= el.clientHeight || el.scrollTop < NEAR_EDGE_PX);
+    if (el && atTop && thread.loaded && thread.hasMoreBefore && !thread.loading) {
       void chat.loadHistory(id, true);
     }
   }, [thread, id]);
