@@ -92,10 +92,48 @@ struct group_commit {
   // unordered_map keep their address) and what it held before (nullopt: nothing).
   std::vector<std::pair<std::pair<std::string const, value>*, std::optional<value>>> undo;
   std::unordered_map<std::string, value> cache;  // committed values of cached families
+  // Committed values of recent families (rocks_options::recent), and what they take.
+  std::array<bool, static_cast<std::size_t>(cf::count_)> recent_family{};
+  std::unordered_map<std::string, value> recent;
+  std::size_t recent_size = 0;
+  std::size_t recent_limit;
+  std::size_t recent_value_max;
 
   group_commit(rocksdb::DB* d, rocksdb::ColumnFamilyHandle* const* c, rocks_options const& o)
-      : db(d), cfs(c), cache_limit(o.cache_entries) {
+      : db(d),
+        cfs(c),
+        cache_limit(o.cache_entries),
+        recent_limit(o.recent_bytes),
+        recent_value_max(o.recent_value_max) {
     for (auto family : o.cached) cached[static_cast<std::size_t>(family)] = true;
+    for (auto family : o.recent)
+      if (!cached[static_cast<std::size_t>(family)]) recent_family[static_cast<std::size_t>(family)] = true;
+  }
+
+  bool is_recent(cf family) const { return recent_family[static_cast<std::size_t>(family)]; }
+
+  // What an entry of `recent` takes: its key, its value and the map's node, roughly.
+  static std::size_t recent_cost(std::string const& key, value const& v) {
+    constexpr std::size_t node = 96;
+    return key.capacity() + (v ? v->capacity() : 0) + node;
+  }
+
+  // Keeps the committed value of `tagged` (a recent family's key), or forgets the key when
+  // the value is too large to keep.
+  void keep_recent(std::string tagged, value v) {
+    auto it = recent.find(tagged);
+    if (it != recent.end()) {
+      recent_size -= recent_cost(it->first, it->second);
+      recent.erase(it);
+    }
+    if (v && v->size() > recent_value_max) return;
+    std::size_t cost = recent_cost(tagged, v);
+    if (recent_size + cost > recent_limit) {
+      recent.clear();
+      recent_size = 0;
+    }
+    recent_size += cost;
+    recent.emplace(std::move(tagged), std::move(v));
   }
 
   static std::string tag(cf family, std::string_view key) {
@@ -133,10 +171,17 @@ struct group_commit {
   void finish(bool committed) {
     if (!committed) {
       cache.clear();
+      recent.clear();
+      recent_size = 0;
     } else {
       // The entries move into the cache as they are (no copies of keys or values).
       for (auto it = written.begin(); it != written.end();) {
         if (!cached[static_cast<std::size_t>(family_of(it->first))]) {
+          if (is_recent(family_of(it->first))) {
+            auto node = written.extract(it++);
+            keep_recent(std::move(node.key()), std::move(node.mapped()));
+            continue;
+          }
           ++it;
           continue;
         }
@@ -161,6 +206,9 @@ std::optional<std::string> rocks_batch::get(cf family, std::string_view key) con
   bool cached = st.cached[static_cast<std::size_t>(family)];
   if (cached)
     if (auto it = st.cache.find(tagged); it != st.cache.end()) return it->second;
+  bool recent = st.is_recent(family);
+  if (recent)
+    if (auto it = st.recent.find(tagged); it != st.recent.end()) return it->second;
   std::optional<std::string> result;
   std::string value;
   auto s = st.db->Get(rocksdb::ReadOptions(), st.cfs[static_cast<int>(family)], slice(key), &value);
@@ -171,6 +219,8 @@ std::optional<std::string> rocks_batch::get(cf family, std::string_view key) con
   if (cached) {
     if (st.cache.size() >= st.cache_limit) st.cache.clear();
     st.cache.emplace(std::move(tagged), result);
+  } else if (recent) {
+    st.keep_recent(std::move(tagged), result);
   }
   return result;
 }

@@ -97,6 +97,14 @@ struct rocks_options {
   // key and read by writes again and again.
   std::vector<cf> cached{};
   std::size_t cache_entries = 200000;
+  // Families whose recent values the writer keeps, once read or written, up to
+  // `recent_bytes` (keys, values and bookkeeping; then it starts over), values of up to
+  // `recent_value_max` bytes only: a value written by one request and read by a later one,
+  // such as a mailbox entry that the acknowledgement after its send reads, or a group
+  // message that each member's acknowledgement reads. Not for a family also `cached`.
+  std::vector<cf> recent{};
+  std::size_t recent_bytes = 8 << 20;
+  std::size_t recent_value_max = 4096;
   // Where RocksDB's own log goes (severity: 0 debug .. 5 header, RocksDB's InfoLogLevel),
   // instead of LOG files in the store's directory: one file fewer to fill a full disk,
   // and RocksDB's writer of that file is the one that aborted the process on ENOSPC.

@@ -20,11 +20,13 @@ using impl = message_service::impl;
 // when `tell_read` (the newest message of its sender that a read covers stands for the
 // earlier ones, as in direct conversations). A sender of another region is told of every
 // change per member (their region applies these rules); true if that went to the outbox.
+// `none_yet`: the caller knows the member has no receipt record for it (not read).
 inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
                           records::stored_message const& sm, std::string const& member, client::receipt_status status,
-                          std::int64_t now, bool tell_read, std::vector<news>& heads) {
+                          std::int64_t now, bool tell_read, std::vector<news>& heads, bool none_yet = false) {
   auto key = keys::receipt_key(raw_id, member);
-  auto mine = parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
+  auto mine = none_yet ? records::receipt_record{}
+                       : parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
   auto counts = parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id)))
                     .value_or(records::receipt_counts{});
   bool delivered_now = mine.delivered_at_ms() == 0;
@@ -91,7 +93,12 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
     auto sm = parse<records::stored_message>(b.get(cf::messages, id));
     if (!sm || sm->message().from() == user) continue;
     if (keys::is_group(sm->message().conversation_id())) {
-      queued |= group_receipt(m, b, id, *sm, user, client::DELIVERED, now, false, heads);
+      // A member's receipt record is written by their acknowledgement, which looks at each
+      // mailbox event once (the delivered mark), or by a read mark that covers the
+      // message: none exists while their read mark is before it (no read of the store).
+      auto mark = b.get(cf::state, keys::read_key(sm->message().conversation_id(), user));
+      bool none_yet = !mark || *mark < id;
+      queued |= group_receipt(m, b, id, *sm, user, client::DELIVERED, now, false, heads, none_yet);
       continue;
     }
     if (sm->message().to() != user || sm->delivered_at_ms() != 0) continue;

@@ -118,6 +118,9 @@ struct message_service::impl {
                                 .max_batch = 1024,
                                 .sync = sync,
                                 .cached = {cf::state, cf::conversations},
+                                // A message's events are read back by the acknowledgements
+                                // that follow its send (each member's, in a group).
+                                .recent = {cf::mailbox, cf::messages},
                                 .log = rocksdb_log,
                                 .salvage = salvage}),
         limiter(o.max_per_second) {}

@@ -158,11 +158,22 @@ TEST_CASE("lazy writes are applied like any other, and survive a clean close") {
 // Cached families: the writer answers reads of their committed values from memory. What a
 // request reads must be the same as without the cache, whether the requests share a batch
 // or not, whatever was undone, and however small the cache.
-TEST_CASE("cached families read the same as the database, across undone requests and cache restarts") {
-  for (std::size_t entries : {std::size_t{2}, std::size_t{1000}}) {
-    CAPTURE(entries);
+TEST_CASE("cached and recent families read the same as the database, across undone requests and cache restarts") {
+  struct setup {
+    std::string name;
+    rocks_options options;
+  };
+  std::vector<setup> setups = {
+      {"cached, starting over every 2 values", {.dir = {}, .cached = {cf::state}, .cache_entries = 2}},
+      {"cached", {.dir = {}, .cached = {cf::state}, .cache_entries = 1000}},
+      {"recent, starting over every 2 values", {.dir = {}, .recent = {cf::state}, .recent_bytes = 250}},
+      {"recent", {.dir = {}, .recent = {cf::state}}},
+      {"recent, values too large to keep", {.dir = {}, .recent = {cf::state}, .recent_value_max = 1}},
+  };
+  for (auto& [name, o] : setups) {
+    CAPTURE(name);
     temp_dir dir;
-    rocks_options o{.dir = dir.path, .cached = {cf::state}, .cache_entries = entries};
+    o.dir = dir.path;
     {
       rocks_db db(o);
       for (int i = 0; i < 5; ++i)
