@@ -4,6 +4,8 @@
 
 #include <google/protobuf/io/coded_stream.h>
 
+#include <cstring>
+
 namespace petchat::gateway::detail {
 
 namespace live {
@@ -92,6 +94,9 @@ std::string text_frame(Write&& write) {
 
 // server_frame's `event` field (number 12, length-delimited): its tag byte.
 constexpr std::uint8_t event_field_tag = (12 << 3) | 2;
+// event's `seq` (number 1, varint) and `message` (number 10, length-delimited).
+constexpr std::uint8_t seq_field_tag = (1 << 3) | 0;
+constexpr std::uint8_t message_field_tag = (10 << 3) | 2;
 
 }  // namespace
 
@@ -111,6 +116,42 @@ std::string live_stream::encode(client::event const& event, bool binary) {
     *at++ = event_field_tag;
     at = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(n, at);
     event.SerializeWithCachedSizesToArray(at);
+  });
+}
+
+std::string live_stream::encode(ws::shared_event const& shared, bool binary) {
+  auto const* content = shared.content();
+  if (!content) return encode(shared.event(), binary);
+  std::uint64_t seq = shared.event().seq();
+  if (!binary) {
+    auto const& part = content->part(1, [](client::message const& m) {
+      std::string json;
+      json_frames::append(json, m);
+      return json;
+    });
+    return text_frame([&](std::string& out) { json_frames::append_message_event(out, seq, part); });
+  }
+  // event{seq, message} as Protobuf writes it (fields in number order, seq only if not 0),
+  // with the message field's bytes shared by every member's event.
+  using google::protobuf::io::CodedOutputStream;
+  auto const& part = content->part(0, [](client::message const& m) {
+    std::size_t n = m.ByteSizeLong();
+    std::string bytes(1 + CodedOutputStream::VarintSize64(n) + n, '\0');
+    auto* at = reinterpret_cast<std::uint8_t*>(bytes.data());
+    *at++ = message_field_tag;
+    at = CodedOutputStream::WriteVarint64ToArray(n, at);
+    m.SerializeWithCachedSizesToArray(at);
+    return bytes;
+  });
+  std::size_t n = (seq ? 1 + CodedOutputStream::VarintSize64(seq) : 0) + part.size();
+  return binary_frame(1 + CodedOutputStream::VarintSize64(n) + n, [&](std::uint8_t* at) {
+    *at++ = event_field_tag;
+    at = CodedOutputStream::WriteVarint64ToArray(n, at);
+    if (seq) {
+      *at++ = seq_field_tag;
+      at = CodedOutputStream::WriteVarint64ToArray(seq, at);
+    }
+    std::memcpy(at, part.data(), part.size());
   });
 }
 

@@ -35,20 +35,47 @@ namespace petchat::ws {
 // encodes it into a frame of its encoding; the first to need an encoding builds that
 // frame and every other stream of the user queues the same bytes (no copy of the event
 // or of the frame per stream). Immutable once built; safe to share between threads.
+//
+// A group message goes to every member's mailbox at a seq of its own: the members' events
+// share its content (shared_content), encoded once per encoding, and each member's frame
+// is only its seq written around those bytes.
+class shared_content {
+ public:
+  explicit shared_content(client::message m) : message_(std::move(m)) {}
+  client::message const& message() const { return message_; }
+  // The message's part of an event in encoding `which`: `make(message())` the first time.
+  template <typename Make>
+  std::string const& part(std::size_t which, Make&& make) const {
+    std::call_once(built_[which], [&] { parts_[which] = make(message_); });
+    return parts_[which];
+  }
+
+ private:
+  client::message message_;
+  mutable std::once_flag built_[2];
+  mutable std::string parts_[2];
+};
+
 class shared_event {
  public:
   static constexpr std::size_t encodings = 2;  // the live stream's two subprotocols
   explicit shared_event(client::event e) : event_(std::move(e)) {}
+  // An event whose kind is the message in `content` (event() holds only the seq).
+  shared_event(std::uint64_t seq, std::shared_ptr<shared_content const> content) : content_(std::move(content)) {
+    event_.set_seq(seq);
+  }
   client::event const& event() const { return event_; }
-  // The frame in encoding `which` (< encodings): `make(event())` the first time.
+  shared_content const* content() const { return content_.get(); }
+  // The frame in encoding `which` (< encodings): `make(*this)` the first time.
   template <typename Make>
   std::shared_ptr<std::string const> frame(std::size_t which, Make&& make) const {
-    std::call_once(built_[which], [&] { frames_[which] = std::make_shared<std::string const>(make(event_)); });
+    std::call_once(built_[which], [&] { frames_[which] = std::make_shared<std::string const>(make(*this)); });
     return frames_[which];
   }
 
  private:
   client::event event_;
+  std::shared_ptr<shared_content const> content_;
   mutable std::once_flag built_[encodings];
   mutable std::shared_ptr<std::string const> frames_[encodings];
 };

@@ -118,22 +118,21 @@ struct group_commit {
     return key.capacity() + (v ? v->capacity() : 0) + node;
   }
 
-  // Keeps the committed value of `tagged` (a recent family's key), or forgets the key when
-  // the value is too large to keep.
-  void keep_recent(std::string tagged, value v) {
-    auto it = recent.find(tagged);
-    if (it != recent.end()) {
+  // Keeps the committed value of a recent family's key (an extracted node of `written` or
+  // `recent`), or forgets the key when the value is too large to keep.
+  void keep_recent(decltype(recent)::node_type node) {
+    if (auto it = recent.find(node.key()); it != recent.end()) {
       recent_size -= recent_cost(it->first, it->second);
       recent.erase(it);
     }
-    if (v && v->size() > recent_value_max) return;
-    std::size_t cost = recent_cost(tagged, v);
+    if (node.mapped() && node.mapped()->size() > recent_value_max) return;
+    std::size_t cost = recent_cost(node.key(), node.mapped());
     if (recent_size + cost > recent_limit) {
       recent.clear();
       recent_size = 0;
     }
+    recent.insert(std::move(node));
     recent_size += cost;
-    recent.emplace(std::move(tagged), std::move(v));
   }
 
   static std::string tag(cf family, std::string_view key) {
@@ -178,8 +177,7 @@ struct group_commit {
       for (auto it = written.begin(); it != written.end();) {
         if (!cached[static_cast<std::size_t>(family_of(it->first))]) {
           if (is_recent(family_of(it->first))) {
-            auto node = written.extract(it++);
-            keep_recent(std::move(node.key()), std::move(node.mapped()));
+            keep_recent(written.extract(it++));
             continue;
           }
           ++it;
@@ -220,7 +218,9 @@ std::optional<std::string> rocks_batch::get(cf family, std::string_view key) con
     if (st.cache.size() >= st.cache_limit) st.cache.clear();
     st.cache.emplace(std::move(tagged), result);
   } else if (recent) {
-    st.keep_recent(std::move(tagged), result);
+    decltype(st.recent) one;
+    one.emplace(std::move(tagged), result);
+    st.keep_recent(one.extract(one.begin()));
   }
   return result;
 }

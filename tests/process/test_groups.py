@@ -1031,6 +1031,11 @@ class GroupsTest(GroupCase):
 # 8: count receipts, with a low per-member receipt threshold
 
 
+class GroupsProtoTest(GroupsTest):
+    """The same in binary frames: a group message's members share its encoded bytes."""
+    ENCODING = "proto"
+
+
 class GroupCountReceiptsTest(GroupCase):
     NODE_CONFIG = {"messages": {"group_receipt_events_max_members": 2}}
 

@@ -23,6 +23,9 @@ void append(std::string& out, client::server_frame const& frame);
 void append(std::string& out, client::event const& event);
 // Appends a message as the REST API serves it (the same object as in an event).
 void append(std::string& out, client::message const& message);
+// Appends the server_frame of a message event (ref 0) at `seq` whose message is
+// `message_json`, already written by the call above: the same text as append(event).
+void append_message_event(std::string& out, std::uint64_t seq, std::string_view message_json);
 
 // Reads a client frame; false if it is not one (as Protobuf's JSON parser, with unknown
 // fields ignored, would decide).

@@ -288,4 +288,12 @@ void append(std::string& out, client::event const& e) {
   event(o.key("event"), e);
 }
 
+void append_message_event(std::string& out, std::uint64_t seq, std::string_view message_json) {
+  object o(out);
+  o.u64("ref", 0);
+  object e(o.key("event"));
+  e.u64("seq", seq);
+  e.key("message").append(message_json);
+}
+
 }  // namespace petchat::gateway::detail::json_frames

@@ -142,7 +142,8 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
             self->out_.size() < self->watermark()) {
           self->sent_seq_ = event->event().seq();
           bool binary = self->binary_;
-          self->enqueue(event->frame(binary ? 0 : 1, [binary](client::event const& e) { return encode(e, binary); }));
+          self->enqueue(
+              event->frame(binary ? 0 : 1, [binary](ws::shared_event const& e) { return encode(e, binary); }));
           return;
         }
         self->pump();
@@ -235,6 +236,7 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // given encoding (binary: Protobuf; else JSON text).
   static std::string encode(client::server_frame const& frame, bool binary);
   static std::string encode(client::event const& event, bool binary);
+  static std::string encode(ws::shared_event const& event, bool binary);
   void send_error(std::uint64_t ref, errors::failure const& f) {
     client::server_frame out;
     out.set_ref(ref);

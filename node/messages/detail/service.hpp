@@ -394,9 +394,16 @@ struct message_service::impl {
   // two users whose presence the write made shared see each other's.
   void after_commit(std::vector<news> const& heads, bool queued, client::message const* message = nullptr,
                     std::vector<std::pair<std::string, std::string>> const& now_shared = {}) const {
+    std::shared_ptr<ws::shared_content const> content;  // the message, shared by every member's event
     for (auto const& n : heads) {
-      notify(n, message);
-      if (n.event.kind_case() == records::stored_event::kMessageId) push.tell(n.user, n.seq);
+      bool is_message = n.event.kind_case() == records::stored_event::kMessageId;
+      if (listener && message && is_message) {
+        if (!content) content = std::make_shared<ws::shared_content const>(*message);
+        listener->notify_mailbox(n.user, n.seq, std::make_shared<ws::shared_event const>(n.seq, content));
+      } else {
+        notify(n, message);
+      }
+      if (is_message) push.tell(n.user, n.seq);
     }
     if (listener)
       for (auto const& [a, b] : now_shared) listener->presence_shared(a, b);

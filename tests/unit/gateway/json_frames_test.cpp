@@ -184,6 +184,22 @@ TEST_CASE("a message alone (as REST serves it) reads as the same JSON as Protobu
   CHECK(same(json::parse(ours), json::parse(theirs)));
 }
 
+TEST_CASE("a message event written around the message's shared JSON is the text of the event itself") {
+  auto m = sample_message("shared by every member");
+  std::string part;
+  jf::append(part, m);
+  for (std::uint64_t seq : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{300}, std::uint64_t{1} << 63}) {
+    CAPTURE(seq);
+    client::event e;
+    e.set_seq(seq);
+    *e.mutable_message() = m;
+    std::string whole, around;
+    jf::append(whole, e);
+    jf::append_message_event(around, seq, part);
+    CHECK(around == whole);
+  }
+}
+
 TEST_CASE("text of every kind is escaped as JSON and reads back the same") {
   std::string every_control;
   for (char c = 1; c < 0x20; ++c) every_control.push_back(c);

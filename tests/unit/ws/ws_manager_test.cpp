@@ -107,9 +107,9 @@ TEST_CASE("a shared event is encoded once per encoding, whichever streams ask an
   plain.set_seq(3);
   petchat::ws::shared_event event(plain);
   std::atomic<int> built{0};
-  auto encode = [&](client::event const& e) {
+  auto encode = [&](petchat::ws::shared_event const& e) {
     ++built;
-    return "frame " + std::to_string(e.seq());
+    return "frame " + std::to_string(e.event().seq());
   };
   std::vector<std::shared_ptr<std::string const>> got(8);
   std::vector<std::thread> streams;
@@ -120,6 +120,36 @@ TEST_CASE("a shared event is encoded once per encoding, whichever streams ask an
     CHECK(*got[i] == "frame 3");
     CHECK(got[i] == got[i % 2]);  // the same bytes, not a copy per stream
   }
+}
+
+TEST_CASE("members' events of one group message encode its content once per encoding, each with its own seq") {
+  client::message m;
+  m.set_id("g1");
+  auto content = std::make_shared<petchat::ws::shared_content const>(m);
+  std::vector<std::unique_ptr<petchat::ws::shared_event>> members;
+  for (std::uint64_t seq = 1; seq <= 6; ++seq)
+    members.push_back(std::make_unique<petchat::ws::shared_event>(seq, content));
+  std::atomic<int> parts{0};
+  auto encode = [&](petchat::ws::shared_event const& e, std::size_t which) {
+    REQUIRE(e.content() == content.get());
+    auto const& part = e.content()->part(which, [&](client::message const& msg) {
+      ++parts;
+      return msg.id() + (which == 0 ? "/binary" : "/json");
+    });
+    return std::to_string(e.event().seq()) + ":" + part;
+  };
+  std::vector<std::string> got(members.size() * 2);
+  std::vector<std::thread> streams;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    streams.emplace_back([&, i] {
+      std::size_t which = i % 2;
+      got[i] = *members[i / 2]->frame(which, [&](petchat::ws::shared_event const& e) { return encode(e, which); });
+    });
+  for (auto& t : streams) t.join();
+  CHECK(parts == 2);  // the content once per encoding, for all six members
+  for (std::size_t i = 0; i < got.size(); ++i)
+    CHECK(got[i] == std::to_string(i / 2 + 1) + ":g1" + (i % 2 == 0 ? "/binary" : "/json"));
+  CHECK_FALSE(members[0]->event().has_message());  // the event itself holds only its seq
 }
 
 TEST_CASE("mailbox news reaches every stream of its user and no one else") {
