@@ -16,6 +16,7 @@
 
 #include <array>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace petchat::store {
@@ -144,6 +145,24 @@ struct group_commit {
   }
   static cf family_of(std::string const& tagged) { return static_cast<cf>(tagged[0]); }
 
+  // Keys put with put_last in this batch (some may since have been undone or rewritten):
+  // each is written once, with what `written` holds for it, just before the batch commits.
+  std::unordered_set<std::string> last_keys;
+
+  void write_last_values() {
+    for (auto const& tagged : last_keys) {
+      auto it = written.find(tagged);
+      if (it == written.end()) continue;  // only an undone request put it
+      auto* family = cfs[static_cast<int>(family_of(tagged))];
+      rocksdb::Slice key(tagged.data() + 1, tagged.size() - 1);
+      if (it->second)
+        check(batch.Put(family, key, rocksdb::Slice(*it->second)), "Put");
+      else
+        check(batch.Delete(family, key), "Delete");
+    }
+    last_keys.clear();
+  }
+
   void record(std::string tagged, value v) {
     auto [it, fresh] = written.try_emplace(std::move(tagged));
     undo.emplace_back(&*it, fresh ? std::nullopt : std::optional<value>(std::move(it->second)));
@@ -191,6 +210,7 @@ struct group_commit {
     }
     written.clear();
     undo.clear();
+    last_keys.clear();
     batch.Clear();
   }
 };
@@ -228,6 +248,12 @@ std::optional<std::string> rocks_batch::get(cf family, std::string_view key) con
 void rocks_batch::put(cf family, std::string_view key, std::string_view value) {
   check(state_.batch.Put(state_.cfs[static_cast<int>(family)], slice(key), slice(value)), "Put");
   state_.record(detail::group_commit::tag(family, key), std::string(value));
+}
+
+void rocks_batch::put_last(cf family, std::string_view key, std::string_view value) {
+  auto tagged = detail::group_commit::tag(family, key);
+  state_.last_keys.insert(tagged);
+  state_.record(std::move(tagged), std::string(value));
 }
 
 void rocks_batch::erase(cf family, std::string_view key) {
@@ -431,6 +457,7 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
   wo.sync = options_.sync &&
             std::any_of(batch.begin(), batch.end(), [](request const& r) { return r.durable == durability::fsync; });
   // The group commit: one WAL fsync makes every request of the batch durable.
+  state.write_last_values();
   auto started = std::chrono::steady_clock::now();
   auto s = db_->Write(wo, &state.batch);
   auto took = std::chrono::steady_clock::now() - started;

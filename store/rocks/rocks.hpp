@@ -73,6 +73,10 @@ class rocks_batch {
   std::optional<std::string> get(cf family, std::string_view key) const;
   void put(cf family, std::string_view key, std::string_view value);
   void erase(cf family, std::string_view key);
+  // A put whose key many requests of a batch rewrite (a group message's receipt counts, at
+  // each member's acknowledgement): reads see it at once, but only the batch's last value
+  // of the key is written, once, when the batch commits.
+  void put_last(cf family, std::string_view key, std::string_view value);
 
   // For families the writer keeps in memory (rocks_options::cached) only, and for keys
   // only these two calls touch: values the writer remembers without writing them, because

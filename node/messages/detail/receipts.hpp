@@ -41,7 +41,7 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
     counts.set_read(counts.read() + 1);
   }
   b.put(cf::receipts, key, mine.SerializeAsString());
-  b.put(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
+  b.put_last(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
   if (!m.is_local(sm.message().from())) {
     for (auto s : {client::DELIVERED, client::READ})
       if ((s == client::DELIVERED && delivered_now) || (s == client::READ && read_now))

@@ -104,9 +104,15 @@ struct region {
     explicit recording_listener(std::vector<news>& o) : out(o) {}
     void notify_mailbox(std::string const& user, std::uint64_t head,
                         std::shared_ptr<ws::shared_event const> event) override {
-      // The event itself, kept alive by its shared_event.
+      // The event as a stream sends it: a message's content is shared by its events.
       std::shared_ptr<client::event const> plain;
-      if (event) plain = std::shared_ptr<client::event const>(event, &event->event());
+      if (event && event->content()) {
+        auto whole = std::make_shared<client::event>(event->event());
+        *whole->mutable_message() = event->content()->message();
+        plain = std::move(whole);
+      } else if (event) {
+        plain = std::shared_ptr<client::event const>(event, &event->event());
+      }
       out.push_back({user, head, std::move(plain)});
     }
     void presence_shared(std::string const&, std::string const&) override {}

@@ -231,6 +231,59 @@ TEST_CASE("cached and recent families read the same as the database, across undo
   }
 }
 
+TEST_CASE("put_last: reads see each value at once, the batch's last kept value is what commits") {
+  temp_dir dir;
+  rocks_options o{.dir = dir.path};
+  {
+    rocks_db db(o);
+    // Queued together, so most likely one batch (and correct in any split).
+    latch done(6);
+    std::vector<std::string> seen;
+    std::vector<rocks_db::write_fn> steps = {
+        [&](rocks_batch& b) {
+          b.put_last(cf::receipts, "counts", "1");
+          b.put_last(cf::receipts, "gone", "x");
+          b.put_last(cf::receipts, "rewritten", "last");
+          return true;
+        },
+        [&](rocks_batch& b) {
+          seen.push_back(b.get(cf::receipts, "counts").value_or("-"));
+          b.put_last(cf::receipts, "counts", "2");
+          b.erase(cf::receipts, "gone");
+          b.put(cf::receipts, "rewritten", "plain");
+          return true;
+        },
+        [&](rocks_batch& b) {
+          b.put_last(cf::receipts, "counts", "declined");
+          b.put_last(cf::receipts, "only-declined", "y");
+          return false;
+        },
+        [&](rocks_batch& b) -> bool {
+          b.put_last(cf::receipts, "counts", "failed");
+          throw std::runtime_error("failure");
+        },
+        [&](rocks_batch& b) {
+          seen.push_back(b.get(cf::receipts, "counts").value_or("-"));
+          b.put_last(cf::receipts, "counts", "3");
+          return true;
+        },
+        [&](rocks_batch& b) {
+          seen.push_back(b.get(cf::receipts, "counts").value_or("-"));
+          return true;
+        },
+    };
+    for (auto& step : steps) db.submit(step, [&](write_outcome) { done.count_down(); });
+    done.wait();
+    CHECK(seen == std::vector<std::string>{"1", "2", "3"});
+    CHECK(db.get(cf::receipts, "counts") == std::optional<std::string>("3"));
+  }
+  rocks_db db(o);  // what the write-ahead log holds
+  CHECK(db.get(cf::receipts, "counts") == std::optional<std::string>("3"));
+  CHECK_FALSE(db.get(cf::receipts, "gone"));
+  CHECK(db.get(cf::receipts, "rewritten") == std::optional<std::string>("plain"));
+  CHECK_FALSE(db.get(cf::receipts, "only-declined"));
+}
+
 TEST_CASE("remembered values are kept in memory only, undone with their request, and worked out again when forgotten") {
   temp_dir dir;
   int loads = 0;
