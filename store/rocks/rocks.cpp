@@ -119,21 +119,26 @@ struct group_commit {
     return key.capacity() + (v ? v->capacity() : 0) + node;
   }
 
-  // Keeps the committed value of a recent family's key (an extracted node of `written` or
-  // `recent`), or forgets the key when the value is too large to keep.
-  void keep_recent(decltype(recent)::node_type node) {
-    if (auto it = recent.find(node.key()); it != recent.end()) {
-      recent_size -= recent_cost(it->first, it->second);
-      recent.erase(it);
-    }
-    if (node.mapped() && node.mapped()->size() > recent_value_max) return;
-    std::size_t cost = recent_cost(node.key(), node.mapped());
+  bool too_large(value const& v) const { return v && v->size() > recent_value_max; }
+  // Counts a new entry of `recent`, starting over first if it would not fit.
+  void admit_recent(std::size_t cost) {
     if (recent_size + cost > recent_limit) {
       recent.clear();
       recent_size = 0;
     }
-    recent.insert(std::move(node));
     recent_size += cost;
+  }
+
+  // Keeps a committed value of a recent family's key (an entry moved out of `written`), or
+  // forgets the key when the value is too large to keep.
+  void keep_recent(decltype(written)::node_type node) {
+    if (auto it = recent.find(node.key()); it != recent.end()) {
+      recent_size -= recent_cost(it->first, it->second);
+      recent.erase(it);
+    }
+    if (too_large(node.mapped())) return;
+    admit_recent(recent_cost(node.key(), node.mapped()));
+    recent.insert(std::move(node));
   }
 
   static std::string tag(cf family, std::string_view key) {
@@ -237,10 +242,9 @@ std::optional<std::string> rocks_batch::get(cf family, std::string_view key) con
   if (cached) {
     if (st.cache.size() >= st.cache_limit) st.cache.clear();
     st.cache.emplace(std::move(tagged), result);
-  } else if (recent) {
-    decltype(st.recent) one;
-    one.emplace(std::move(tagged), result);
-    st.keep_recent(one.extract(one.begin()));
+  } else if (recent && !st.too_large(result)) {  // a miss: the key is not in `recent`
+    st.admit_recent(detail::group_commit::recent_cost(tagged, result));
+    st.recent.emplace(std::move(tagged), result);
   }
   return result;
 }

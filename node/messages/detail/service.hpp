@@ -158,14 +158,17 @@ struct message_service::impl {
   keys::body_limits body_limits() const { return {options.max_text_bytes, options.max_content_bytes}; }
 
   // Tells the listener about a committed event, with its content: live streams that are
-  // up to date forward it without reading the store again.
-  void notify(news const& n, client::message const* message) const {
+  // up to date forward it without reading the store again. A message event carries
+  // `content`, which all the events of that message share (null: streams read the store).
+  void notify(news const& n, std::shared_ptr<ws::shared_content const> const& content) const {
     if (!listener) return;
+    if (n.event.kind_case() == records::stored_event::kMessageId) {
+      auto event = content ? std::make_shared<ws::shared_event const>(n.seq, content) : nullptr;
+      return listener->notify_mailbox(n.user, n.seq, std::move(event));
+    }
     client::event ev;
     ev.set_seq(n.seq);
-    std::optional<client::message> content;
-    if (message) content = *message;
-    if (!to_client_event(n.event, std::move(content), ev)) return listener->notify_mailbox(n.user, n.seq, nullptr);
+    if (!to_client_event(n.event, std::nullopt, ev)) return listener->notify_mailbox(n.user, n.seq, nullptr);
     listener->notify_mailbox(n.user, n.seq, std::make_shared<ws::shared_event const>(std::move(ev)));
   }
 
@@ -394,16 +397,11 @@ struct message_service::impl {
   // two users whose presence the write made shared see each other's.
   void after_commit(std::vector<news> const& heads, bool queued, client::message const* message = nullptr,
                     std::vector<std::pair<std::string, std::string>> const& now_shared = {}) const {
-    std::shared_ptr<ws::shared_content const> content;  // the message, shared by every member's event
+    // The message, encoded once for every member's event (the sender's and the recipient's in 1:1).
+    auto content = listener && message ? std::make_shared<ws::shared_content const>(*message) : nullptr;
     for (auto const& n : heads) {
-      bool is_message = n.event.kind_case() == records::stored_event::kMessageId;
-      if (listener && message && is_message) {
-        if (!content) content = std::make_shared<ws::shared_content const>(*message);
-        listener->notify_mailbox(n.user, n.seq, std::make_shared<ws::shared_event const>(n.seq, content));
-      } else {
-        notify(n, message);
-      }
-      if (is_message) push.tell(n.user, n.seq);
+      notify(n, content);
+      if (n.event.kind_case() == records::stored_event::kMessageId) push.tell(n.user, n.seq);
     }
     if (listener)
       for (auto const& [a, b] : now_shared) listener->presence_shared(a, b);

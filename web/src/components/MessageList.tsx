@@ -41,16 +41,10 @@ export function MessageList({ id }: { id: string }) {
     measure();
   });
 
-  // A short history that does not fill the view cannot be scrolled up, and a view that is
-  // still at the top when a load ends (or a failed load's wait is over) gets no new scroll
-  // event to ask again (setting scrollTop to where it is fires none): load more now.
-  useEffect(() => {
-    const el = scroller.current;
-    const atTop = el && (el.scrollHeight <= el.clientHeight || el.scrollTop < NEAR_EDGE_PX);
-    if (el && atTop && thread.loaded && thread.hasMoreBefore && !thread.loading) {
-      void chat.loadHistory(id, true);
-    }
-  }, [thread, id]);
+  // Not only on scrolling: a short history that does not fill the view cannot be scrolled
+  // up, and a view that is still at the top when a load ends (or a failed load's wait is
+  // over) gets no new scroll event (setting scrollTop to where it is fires none).
+  useEffect(loadOlderAtTop, [thread, id]);
 
   function measure() {
     const el = scroller.current;
@@ -59,10 +53,15 @@ export function MessageList({ id }: { id: string }) {
     atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_EDGE_PX;
   }
 
-  function onScroll() {
-    measure();
+  // Near the top (a view too short to scroll is at 0) with more to load: the next older page.
+  function loadOlderAtTop() {
     const el = scroller.current;
     if (el && el.scrollTop < NEAR_EDGE_PX && thread.hasMoreBefore && !thread.loading) void chat.loadHistory(id, true);
+  }
+
+  function onScroll() {
+    measure();
+    loadOlderAtTop();
   }
 
   const items = [];
