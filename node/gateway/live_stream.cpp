@@ -181,12 +181,14 @@ awaitable<bool> live_stream::handle_input(std::shared_ptr<live_stream> const& se
       continue;
     }
     // Sends and acks are pipelined: each goes to the commit pipeline without waiting for
-    // the previous one, so one connection's burst shares a group commit. They reach the
+    // the previous one, so one connection's burst shares a group commit. Sends reach the
     // pipeline in arrival order (each coroutine runs up to its submit before the next
     // starts) and the pipeline completes in order, so `accepted` answers keep that order.
-    bool pipelinable =
-        frame.kind_case() == client::client_frame::kSend || frame.kind_case() == client::client_frame::kAck;
-    if (pipelinable && pipelined_ < max_pipelined) {
+    // Acks join the write that gathers every stream's (no coroutine of their own).
+    bool room = pipelined_ < max_pipelined;
+    if (room && frame.kind_case() == client::client_frame::kAck) {
+      submit_ack(frame.ack().seq(), frame.ref());
+    } else if (room && frame.kind_case() == client::client_frame::kSend) {
       ++pipelined_;
       asio::co_spawn(socket_.get_executor(), run_pipelined(self, std::move(frame)), asio::detached);
     } else {

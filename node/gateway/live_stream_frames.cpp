@@ -29,10 +29,7 @@ awaitable<bool> live_stream::authenticate(std::string const& token, std::optiona
   sent_seq_ = after ? std::min(*after, known_head_) : svc_->messages.acked(uid, who_.device_id);
   // Resuming after a seq says the device has processed everything up to it: that counts
   // as its acknowledgement, so an ack lost with a connection does not lose a DELIVERED.
-  if (after && sent_seq_ > svc_->messages.acked(uid, who_.device_id)) {
-    ++pipelined_;
-    asio::co_spawn(socket_.get_executor(), run_pipelined(shared_from_this(), resume_ack(sent_seq_)), asio::detached);
-  }
+  if (after && sent_seq_ > svc_->messages.acked(uid, who_.device_id)) submit_ack(sent_seq_, 0);
   client::server_frame w;
   w.set_ref(ref);
   auto* welcome = w.mutable_welcome();
@@ -99,6 +96,24 @@ void live_stream::reauthenticate(std::string const& token, std::uint64_t ref) {
   enqueue(w);
 }
 
+void live_stream::submit_ack(std::uint64_t seq, std::uint64_t ref) {
+  ++pipelined_;
+  svc_->messages.ack(user_id(), who_.device_id, seq, socket_.get_executor(),
+                     [self = shared_from_this(), ref](errors::status s) {
+                       --self->pipelined_;
+                       self->answer_ack(ref, s);
+                     });
+}
+
+void live_stream::answer_ack(std::uint64_t ref, errors::status const& s) {
+  if (!s) return send_error(ref, s.error());
+  if (ref == 0) return;
+  client::server_frame out;
+  out.set_ref(ref);
+  out.mutable_acked()->set_seq(svc_->messages.acked(user_id(), who_.device_id));
+  enqueue(out);
+}
+
 awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
   auto ref = frame.ref();
   std::string uid = user_id();
@@ -123,14 +138,7 @@ awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
     }
     case client::client_frame::kAck: {
       auto s = co_await svc_->messages.ack(uid, who_.device_id, frame.ack().seq());
-      if (!s) {
-        send_error(ref, s.error());
-      } else if (ref != 0) {
-        client::server_frame out;
-        out.set_ref(ref);
-        out.mutable_acked()->set_seq(svc_->messages.acked(uid, who_.device_id));
-        enqueue(out);
-      }
+      answer_ack(ref, s);
       co_return;
     }
     case client::client_frame::kRead: {

@@ -280,51 +280,6 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   co_return acc;
 }
 
-awaitable<errors::status> message_service::ack(std::string user, std::string device, std::uint64_t seq) {
-  auto& m = *impl_;
-  // Receipts are made from a per-user mark (every event up to it has been looked at), not
-  // from the device's position: a new device acknowledging a long mailbox costs nothing,
-  // and a long stretch is walked in slices of max_ack_walk, each its own write, so the
-  // writer is never held by one acknowledgement.
-  for (bool first = true;; first = false) {
-    struct state {
-      std::vector<news> heads;
-      bool queued = false;
-      bool more = false;
-      bool beyond = false;  // seq is past the mailbox's head
-    };
-    auto st = std::make_shared<state>();
-    store::rocks_db::write_fn mutation = [&m, st, user, device, seq, first](store::rocks_batch& b) {
-      *st = state{};
-      bool moved = false;
-      if (first && seq > m.head(b, user)) {
-        st->beyond = true;
-        return false;
-      }
-      if (first) {
-        auto prev_raw = b.get(cf::state, keys::ack_key(user, device));
-        if (!prev_raw || keys::from_be64(*prev_raw) < seq) {
-          b.put(cf::state, keys::ack_key(user, device), keys::be64(seq));
-          moved = true;
-        }
-      }
-      auto mark_raw = b.get(cf::state, keys::delivered_key(user));
-      std::uint64_t mark = mark_raw ? keys::from_be64(*mark_raw) : 0;
-      if (mark >= seq) return moved;
-      std::uint64_t upto = std::min(seq, mark + max_ack_walk);
-      st->more = upto < seq;
-      b.put(cf::state, keys::delivered_key(user), keys::be64(upto));
-      deliver_range(m, b, user, mark, upto, st->heads, st->queued);
-      return true;
-    };
-    auto outcome = co_await async::write(m.db, std::move(mutation));
-    if (outcome == store::write_outcome::failed) co_return m.write_failed("the acknowledgement could not be stored");
-    if (st->beyond) co_return fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
-    m.after_commit(st->heads, st->queued);
-    if (!st->more) co_return errors::ok();
-  }
-}
-
 awaitable<errors::status> message_service::read(std::string user, std::string conversation_id, std::string message_id) {
   auto& m = *impl_;
   if (conversation_id.empty())

@@ -13,6 +13,7 @@
 // `store_unavailable` (the store refuses writes, e.g. a full disk) or `internal`.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
@@ -237,6 +238,12 @@ class message_service {
   // device's position and makes the DELIVERED receipts (walking the mailbox from the
   // user's delivered mark, in slices). Errors: invalid_field (seq beyond the head).
   awaitable<errors::status> ack(std::string user, std::string device, std::uint64_t seq);
+  // The same without a coroutine (the live stream's acknowledgements): `done` runs on `ex`
+  // with the outcome once it is durable, refused or failed. Acknowledgements that arrive
+  // while a write of acknowledgements is queued join it: a group's members acknowledging
+  // one message cost one write request, not one each.
+  using ack_done = std::function<void(errors::status)>;
+  void ack(std::string user, std::string device, std::uint64_t seq, boost::asio::any_io_executor ex, ack_done done);
 
   // `user` has read `conversation_id` up to `message_id`: marks every message to the user up
   // to it read, sends DELIVERED for the ones never acknowledged and then one READ, and a

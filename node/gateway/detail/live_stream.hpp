@@ -208,11 +208,10 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     }
     --pipelined_;
   }
-  static client::client_frame resume_ack(std::uint64_t seq) {
-    client::client_frame f;
-    f.mutable_ack()->set_seq(seq);
-    return f;
-  }
+  // An acknowledgement gathered with other streams' into one write (message_service::ack),
+  // counted as pipelined until answered; the answer: an error, or `acked` for a ref.
+  void submit_ack(std::uint64_t seq, std::uint64_t ref);
+  void answer_ack(std::uint64_t ref, errors::status const& s);
   awaitable<bool> authenticate(std::string const& token, std::optional<std::uint64_t> after, std::uint64_t ref);
   // A fresh token for the same session, sent as an `auth` frame while authenticated.
   void reauthenticate(std::string const& token, std::uint64_t ref);

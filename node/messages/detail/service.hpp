@@ -103,6 +103,24 @@ struct message_service::impl {
 
   keys::push_users push;  // who has push targets, and the hook (node/messages/push.cpp)
 
+  // Acknowledgements waiting for the queued write that takes them all (node/messages/acks.cpp).
+  struct pending_ack {
+    std::string user;
+    std::string device;
+    std::uint64_t seq = 0;
+    bool first = true;  // false: a later slice of a long walk (the position is stored)
+    boost::asio::any_io_executor ex;
+    ack_done done;
+    // Set by the write:
+    bool beyond = false;  // seq is past the mailbox's head
+    bool more = false;    // the walk goes on in the next write
+  };
+  std::mutex acks_mutex;
+  std::vector<pending_ack> acks_waiting;
+  bool acks_queued = false;  // a write that takes acks_waiting is queued
+  void gather_ack(pending_ack a);
+  void write_acks();
+
   // Federation (null/empty when standalone). Set before traffic.
   federation::directory const* regions = nullptr;
   std::function<void()> on_outbox;  // outbox entries were committed

@@ -5,6 +5,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -14,6 +15,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -323,6 +325,70 @@ TEST_CASE("acknowledgements and reads reach the sender as receipts; read marks r
   CHECK(outcome(r.run(r.service.read(bob, "", m1))) == "missing_field:conversation_id");
   CHECK(outcome(r.run(r.service.read(carol, conv, m1))) == "conversation_not_found");
   CHECK(outcome(r.run(r.service.read(bob, conv, std::string(22, 'A')))) == "message_not_found");
+}
+
+TEST_CASE("acknowledgements made at once share writes, and each is answered for itself") {
+  region r;
+  r.sent(alice, bob, "c1", "one");
+  r.sent(alice, bob, "c2", "two");
+  r.sent(alice, carol, "c3", "three");  // bob's mailbox: 1, 2; carol's: 1; alice's: 1 to 3
+
+  // Made together, they join whichever gathered write is queued when they arrive (one or
+  // a few, as the writer takes them); each gets its own answer.
+  std::optional<errors::status> a, b, c, d;
+  r.start(r.service.ack(bob, "phone", 1), a);
+  r.start(r.service.ack(carol, "phone", 2), b);  // beyond carol's head
+  r.start(r.service.ack(bob, "laptop", 2), c);
+  r.start(r.service.ack(bob, "phone", 2), d);
+  // The callback form, answered on the io_context (which runs until then).
+  std::vector<std::string> answered;
+  auto running = asio::make_work_guard(r.io);
+  r.service.ack(carol, "phone", 1, r.io.get_executor(), [&](errors::status s) {
+    answered.push_back(outcome(s));
+    running.reset();
+  });
+  r.finish();
+  REQUIRE((a && b && c && d));
+  CHECK(outcome(*a) == "ok");
+  CHECK(outcome(*b) == "invalid_field:seq");
+  CHECK(outcome(*c) == "ok");
+  CHECK(outcome(*d) == "ok");
+  CHECK(answered == std::vector<std::string>{"ok"});
+  CHECK(r.service.acked(bob, "phone") == 2);
+  CHECK(r.service.acked(bob, "laptop") == 2);
+  CHECK(r.service.acked(carol, "phone") == 1);
+
+  // One DELIVERED per message, whichever device's acknowledgement came first.
+  auto receipts = r.service.events_after(alice, 3, 10);
+  REQUIRE(receipts.events.size() == 3);
+  std::set<std::string> ids;
+  for (auto const& e : receipts.events) {
+    CHECK(e.receipt().status() == client::DELIVERED);
+    ids.insert(e.receipt().message_id());
+  }
+  CHECK(ids.size() == 3);
+}
+
+TEST_CASE("a long stretch is acknowledged in slices, every message delivered once") {
+  config::messages_section options;
+  options.max_per_second = 100000;
+  region r(options);
+  constexpr int n = 1100;  // more than one slice of the walk (1,024 events)
+  std::vector<std::optional<accepted_result>> sends(n);
+  for (int i = 0; i < n; ++i) r.start(r.service.send(alice, text(bob, "c" + std::to_string(i), "m")), sends[i]);
+  r.finish();
+  for (auto const& s : sends) REQUIRE((s && outcome(*s) == "ok"));
+
+  auto walked = r.service.ack_walked_events();
+  CHECK(outcome(r.run(r.service.ack(bob, "phone", n))) == "ok");
+  CHECK(r.service.acked(bob, "phone") == n);
+  CHECK(r.service.ack_walked_events() - walked == n);
+  auto receipts = r.service.events_after(alice, n, 2 * n);
+  std::set<std::string> ids;
+  for (auto const& e : receipts.events)
+    if (e.receipt().status() == client::DELIVERED) ids.insert(e.receipt().message_id());
+  CHECK(receipts.events.size() == n);
+  CHECK(ids.size() == n);
 }
 
 TEST_CASE("a device resumes after its acknowledged seq") {

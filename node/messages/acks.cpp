@@ -1,0 +1,134 @@
+// Delivery acknowledgements: a device's position, the user's delivered mark, and the
+// DELIVERED receipts they make. Acknowledgements are gathered: every one that arrives while
+// a write of acknowledgements is queued joins it, so the members of a group acknowledging
+// a message cost the writer one request (one savepoint, one completion hop), not one each.
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "node/messages/detail/receipts.hpp"
+#include "node/messages/messages.hpp"
+
+namespace petchat::messages {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// One acknowledgement inside the gathered write; true if it changed anything. Receipts are
+// made from a per-user mark (every event up to it has been looked at), not from the
+// device's position: a new device acknowledging a long mailbox costs nothing, and a long
+// stretch is walked in slices of max_ack_walk, one per write, so that no write is held
+// long by one acknowledgement.
+bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector<news>& heads, bool& queued) {
+  a.beyond = false;
+  a.more = false;
+  bool moved = false;
+  if (a.first) {
+    if (a.seq > m.head(b, a.user)) {
+      a.beyond = true;
+      return false;
+    }
+    auto position = keys::ack_key(a.user, a.device);
+    auto prev = b.get(cf::state, position);
+    if (!prev || keys::from_be64(*prev) < a.seq) {
+      b.put(cf::state, position, keys::be64(a.seq));
+      moved = true;
+    }
+  }
+  auto mark_key = keys::delivered_key(a.user);
+  auto mark_raw = b.get(cf::state, mark_key);
+  std::uint64_t mark = mark_raw ? keys::from_be64(*mark_raw) : 0;
+  if (mark >= a.seq) return moved;
+  std::uint64_t upto = std::min(a.seq, mark + max_ack_walk);
+  a.more = upto < a.seq;
+  b.put(cf::state, mark_key, keys::be64(upto));
+  deliver_range(m, b, a.user, mark, upto, heads, queued);
+  return true;
+}
+
+// What one gathered write took and made.
+struct ack_write {
+  bool taken = false;
+  std::vector<impl::pending_ack> acks;
+  std::vector<news> heads;
+  bool queued = false;
+};
+
+}  // namespace
+
+void message_service::impl::gather_ack(pending_ack a) {
+  {
+    std::lock_guard lock(acks_mutex);
+    acks_waiting.push_back(std::move(a));
+    if (acks_queued) return;  // the queued write takes it
+    acks_queued = true;
+  }
+  write_acks();
+}
+
+void message_service::impl::write_acks() {
+  auto st = std::make_shared<ack_write>();
+  // Takes what is waiting (once: from here on, new acknowledgements queue another write).
+  auto take = [this, st] {
+    if (st->taken) return;
+    std::lock_guard lock(acks_mutex);
+    st->acks.swap(acks_waiting);
+    acks_queued = false;
+    st->taken = true;
+  };
+  store::rocks_db::write_fn mutation = [this, st, take](store::rocks_batch& b) {
+    take();
+    bool changed = false;
+    for (auto& a : st->acks) changed |= apply_ack(*this, b, a, st->heads, st->queued);
+    return changed;
+  };
+  // On the writer thread: the rest happens on an I/O thread, the first acknowledger's.
+  store::rocks_db::done_fn finished = [this, st, take](store::write_outcome outcome) {
+    take();  // a write the store refused before running it took nothing yet
+    if (st->acks.empty()) return;
+    auto ex = st->acks.front().ex;
+    asio::post(ex, [this, st, outcome] {
+      bool failed = outcome == store::write_outcome::failed;
+      if (!failed) after_commit(st->heads, st->queued);
+      for (auto& a : st->acks) {
+        errors::status s = errors::ok();
+        if (failed)
+          s = write_failed("the acknowledgement could not be stored");
+        else if (a.beyond)
+          s = fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq");
+        else if (a.more) {
+          a.first = false;
+          gather_ack(std::move(a));
+          continue;
+        }
+        asio::post(a.ex, [done = std::move(a.done), s]() { done(s); });
+      }
+    });
+  };
+  db.submit(std::move(mutation), std::move(finished));
+}
+
+void message_service::ack(std::string user, std::string device, std::uint64_t seq, asio::any_io_executor ex,
+                          ack_done done) {
+  impl::pending_ack a;
+  a.user = std::move(user);
+  a.device = std::move(device);
+  a.seq = seq;
+  a.ex = std::move(ex);
+  a.done = std::move(done);
+  impl_->gather_ack(std::move(a));
+}
+
+awaitable<errors::status> message_service::ack(std::string user, std::string device, std::uint64_t seq) {
+  auto initiate = [this](auto handler, std::string user, std::string device, std::uint64_t seq) {
+    auto ex = asio::get_associated_executor(handler);
+    // ack_done must be copyable; the awaitable handler is move-only, hence the shared_ptr.
+    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+    ack(std::move(user), std::move(device), seq, ex, [shared](errors::status s) { std::move (*shared)(std::move(s)); });
+  };
+  return asio::async_initiate<asio::use_awaitable_t<> const, void(errors::status)>(
+      initiate, asio::use_awaitable, std::move(user), std::move(device), seq);
+}
+
+}  // namespace petchat::messages
