@@ -20,7 +20,8 @@ namespace {
 // device's position: a new device acknowledging a long mailbox costs nothing, and a long
 // stretch is walked in slices of max_ack_walk, one per write, so that no write is held
 // long by one acknowledgement.
-bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector<news>& heads, bool& queued) {
+bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector<news>& heads, bool& queued,
+               ack_memo& memo) {
   a.beyond = false;
   a.more = false;
   bool moved = false;
@@ -43,7 +44,7 @@ bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector
   std::uint64_t upto = std::min(a.seq, mark + max_ack_walk);
   a.more = upto < a.seq;
   b.put(cf::state, mark_key, keys::be64(upto));
-  deliver_range(m, b, a.user, mark, upto, heads, queued);
+  deliver_range(m, b, a.user, mark, upto, heads, queued, memo);
   return true;
 }
 
@@ -80,7 +81,9 @@ void message_service::impl::write_acks() {
   store::rocks_db::write_fn mutation = [this, st, take](store::rocks_batch& b) {
     take();
     bool changed = false;
-    for (auto& a : st->acks) changed |= apply_ack(*this, b, a, st->heads, st->queued);
+    ack_memo memo;
+    for (auto& a : st->acks) changed |= apply_ack(*this, b, a, st->heads, st->queued, memo);
+    memo.write_counts(b);
     return changed;
   };
   // On the writer thread: the rest happens on an I/O thread, the first acknowledger's.

@@ -1087,6 +1087,20 @@ class GroupCountReceiptsTest(GroupCase):
                          (5, 5, 5), r.describe())
         self.assertEqual([m.get("user_id") for m in r.json.get("members") or []], [p.id for p in others])
 
+        # All five acknowledge at once (acknowledgements that arrive together share a
+        # write): the count still goes up one by one, with the same receipts, and ends at 5.
+        mid3 = self.send_to(A, gid, "to five, again")["message_id"]
+        seqs = [num(R.wait_event(ev_message(mid3)), "seq") for R in streams]
+        for R, seq in zip(streams, seqs):
+            R.ack(seq)
+        A.wait_event(lambda e: ev_receipt(mid3, "DELIVERED")(e) and num(e["receipt"], "delivered_count") == 5,
+                     what="DELIVERED count receipt at 5")
+        together = [e["receipt"] for e in A.events() if ev_receipt(mid3, "DELIVERED")(e)]
+        self.assertEqual([num(r, "delivered_count") for r in together], [1, 2, 4, 5])
+        r = self.receipts(a, mid3)
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json.get("delivered_count"), r.json.get("read_count")), (5, 0), r.describe())
+
         # Up to the threshold (2 recipients) receipts are per member.
         small = self.group(a, [others[0].id, others[1].id], title="two recipients")
         mid2 = self.send_to(A, small, "to two")["message_id"]

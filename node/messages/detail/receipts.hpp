@@ -13,6 +13,19 @@ namespace petchat::messages::service_detail {
 
 using impl = message_service::impl;
 
+// What one gathered write of acknowledgements keeps between them (see acks.cpp): the group
+// messages it has read (an acknowledgement never changes one), and the receipt counts it
+// has changed, written once when it ends (`write_counts`) instead of read, parsed and
+// written again by each member's acknowledgement.
+struct ack_memo {
+  std::unordered_map<std::string, records::stored_message> group_messages;
+  std::unordered_map<std::string, records::receipt_counts> counts;
+
+  void write_counts(store::rocks_batch& b) const {
+    for (auto const& [id, c] : counts) b.put_last(cf::receipts, keys::receipt_counts_key(id), c.SerializeAsString());
+  }
+};
+
 // `member` acknowledged (DELIVERED) or read (READ: delivered too) the group message `sm`:
 // their receipt and the message's counts, once each. The sender is told per member in
 // groups of up to options.group_receipt_events_max_members recipients, else by count
@@ -21,14 +34,28 @@ using impl = message_service::impl;
 // earlier ones, as in direct conversations). A sender of another region is told of every
 // change per member (their region applies these rules); true if that went to the outbox.
 // `none_yet`: the caller knows the member has no receipt record for it (not read).
+// `memo`: the counts are kept there (the caller writes them), not written here.
 inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
                           records::stored_message const& sm, std::string const& member, client::receipt_status status,
-                          std::int64_t now, bool tell_read, std::vector<news>& heads, bool none_yet = false) {
+                          std::int64_t now, bool tell_read, std::vector<news>& heads, bool none_yet = false,
+                          ack_memo* memo = nullptr) {
   auto key = keys::receipt_key(raw_id, member);
   auto mine = none_yet ? records::receipt_record{}
                        : parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
-  auto counts = parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id)))
-                    .value_or(records::receipt_counts{});
+  auto load_counts = [&] {
+    return parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id)))
+        .value_or(records::receipt_counts{});
+  };
+  records::receipt_counts own_counts;
+  records::receipt_counts* kept = nullptr;
+  if (memo) {
+    auto [it, fresh] = memo->counts.try_emplace(raw_id);
+    if (fresh) it->second = load_counts();
+    kept = &it->second;
+  } else {
+    own_counts = load_counts();
+  }
+  auto& counts = kept ? *kept : own_counts;
   bool delivered_now = mine.delivered_at_ms() == 0;
   bool read_now = status == client::READ && mine.read_at_ms() == 0;
   if (!delivered_now && !read_now) return false;
@@ -41,7 +68,7 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
     counts.set_read(counts.read() + 1);
   }
   b.put(cf::receipts, key, mine.SerializeAsString());
-  b.put_last(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
+  if (!memo) b.put_last(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
   if (!m.is_local(sm.message().from())) {
     for (auto s : {client::DELIVERED, client::READ})
       if ((s == client::DELIVERED && delivered_now) || (s == client::READ && read_now))
@@ -64,10 +91,22 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
   return false;
 }
 
+// The group message `sm` (raw id `id`) reached `member`: their DELIVERED receipt. A
+// member's receipt record is written by their acknowledgement, which looks at each mailbox
+// event once (the delivered mark), or by a read mark that covers the message: none exists
+// while their read mark is before it (no read of the store).
+inline bool deliver_group(impl& m, store::rocks_batch& b, std::string const& id, records::stored_message const& sm,
+                          std::string const& member, std::int64_t now, std::vector<news>& heads, ack_memo& memo) {
+  if (sm.message().from() == member) return false;
+  auto mark = b.get(cf::state, keys::read_key(sm.message().conversation_id(), member));
+  bool none_yet = !mark || *mark < id;
+  return group_receipt(m, b, id, sm, member, client::DELIVERED, now, false, heads, none_yet, &memo);
+}
+
 // Inside an acknowledgement's write: the messages to `user` among the mailbox events
 // (after, upto] get their DELIVERED receipt, once per message and recipient.
 inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& user, std::uint64_t after,
-                          std::uint64_t upto, std::vector<news>& heads, bool& queued) {
+                          std::uint64_t upto, std::vector<news>& heads, bool& queued, ack_memo& memo) {
   std::vector<std::string> ids;
   auto take = [&](std::string_view value) {
     records::stored_event e;
@@ -90,17 +129,18 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
   m.scanned_by_acks += upto - after;
   std::int64_t now = now_ms();
   for (auto const& id : ids) {
-    auto sm = parse<records::stored_message>(b.get(cf::messages, id));
-    if (!sm || sm->message().from() == user) continue;
-    if (keys::is_group(sm->message().conversation_id())) {
-      // A member's receipt record is written by their acknowledgement, which looks at each
-      // mailbox event once (the delivered mark), or by a read mark that covers the
-      // message: none exists while their read mark is before it (no read of the store).
-      auto mark = b.get(cf::state, keys::read_key(sm->message().conversation_id(), user));
-      bool none_yet = !mark || *mark < id;
-      queued |= group_receipt(m, b, id, *sm, user, client::DELIVERED, now, false, heads, none_yet);
+    if (auto it = memo.group_messages.find(id); it != memo.group_messages.end()) {
+      queued |= deliver_group(m, b, id, it->second, user, now, heads, memo);
       continue;
     }
+    auto sm = parse<records::stored_message>(b.get(cf::messages, id));
+    if (!sm) continue;
+    if (keys::is_group(sm->message().conversation_id())) {
+      auto const& kept = memo.group_messages.emplace(id, std::move(*sm)).first->second;
+      queued |= deliver_group(m, b, id, kept, user, now, heads, memo);
+      continue;
+    }
+    if (sm->message().from() == user) continue;
     if (sm->message().to() != user || sm->delivered_at_ms() != 0) continue;
     sm->set_delivered_at_ms(now);
     queued |=
