@@ -13,6 +13,12 @@ namespace petchat::messages::service_detail {
 
 using impl = message_service::impl;
 
+// A group message's receipt counts as the batch has them (none yet: zeros).
+inline records::receipt_counts load_counts(store::rocks_batch& b, std::string const& raw_id) {
+  return parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id)))
+      .value_or(records::receipt_counts{});
+}
+
 // What one gathered write of acknowledgements keeps between them (see acks.cpp): the group
 // messages it has read (an acknowledgement never changes one), and the receipt counts it
 // has changed, written once when it ends (`write_counts`) instead of read, parsed and
@@ -21,6 +27,13 @@ struct ack_memo {
   std::unordered_map<std::string, records::stored_message> group_messages;
   std::unordered_map<std::string, records::receipt_counts> counts;
 
+  // The message's counts as this write has them (read from the batch the first time).
+  records::receipt_counts& counts_of(store::rocks_batch& b, std::string const& raw_id) {
+    auto [it, fresh] = counts.try_emplace(raw_id);
+    if (fresh) it->second = load_counts(b, raw_id);
+    return it->second;
+  }
+  // Writes every message's counts as they stand (once per message and gathered write).
   void write_counts(store::rocks_batch& b) const {
     for (auto const& [id, c] : counts) b.put_last(cf::receipts, keys::receipt_counts_key(id), c.SerializeAsString());
   }
@@ -42,20 +55,8 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
   auto key = keys::receipt_key(raw_id, member);
   auto mine = none_yet ? records::receipt_record{}
                        : parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
-  auto load_counts = [&] {
-    return parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id)))
-        .value_or(records::receipt_counts{});
-  };
-  records::receipt_counts own_counts;
-  records::receipt_counts* kept = nullptr;
-  if (memo) {
-    auto [it, fresh] = memo->counts.try_emplace(raw_id);
-    if (fresh) it->second = load_counts();
-    kept = &it->second;
-  } else {
-    own_counts = load_counts();
-  }
-  auto& counts = kept ? *kept : own_counts;
+  records::receipt_counts own;
+  auto& counts = memo ? memo->counts_of(b, raw_id) : (own = load_counts(b, raw_id));
   bool delivered_now = mine.delivered_at_ms() == 0;
   bool read_now = status == client::READ && mine.read_at_ms() == 0;
   if (!delivered_now && !read_now) return false;

@@ -327,7 +327,7 @@ TEST_CASE("acknowledgements and reads reach the sender as receipts; read marks r
   CHECK(outcome(r.run(r.service.read(bob, conv, std::string(22, 'A')))) == "message_not_found");
 }
 
-TEST_CASE("acknowledgements made at once share writes, and each is answered for itself") {
+TEST_CASE("acknowledgements made at once, in either form, are each answered for themselves") {
   region r;
   r.sent(alice, bob, "c1", "one");
   r.sent(alice, bob, "c2", "two");
