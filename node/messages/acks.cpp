@@ -75,6 +75,7 @@ void message_service::impl::write_acks() {
     if (st->taken) return;
     std::lock_guard lock(acks_mutex);
     st->acks.swap(acks_waiting);
+    acks_waiting.swap(acks_spare);
     acks_queued = false;
     st->taken = true;
   };
@@ -107,6 +108,9 @@ void message_service::impl::write_acks() {
         }
         asio::post(a.ex, [done = std::move(a.done), s]() { done(s); });
       }
+      st->acks.clear();
+      std::lock_guard lock(acks_mutex);
+      if (st->acks.capacity() > acks_spare.capacity()) acks_spare.swap(st->acks);
     });
   };
   db.submit(std::move(mutation), std::move(finished));

@@ -17,6 +17,7 @@
 // a hook propagates to the caller, after any registry change the call made.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +31,28 @@
 #include "node/errors/errors.hpp"
 
 namespace petchat::ws {
+
+namespace detail {
+// Builds something once, for callers on any thread. Unlike std::call_once (glibc's
+// pthread_once ends every first call with a futex wake-up system call, waiters or not,
+// and a live stream builds a frame per event), the first build costs an uncontended
+// mutex and every later call one atomic load. If the build throws, the next call tries again.
+class build_once {
+ public:
+  template <typename Build>
+  void operator()(Build&& build) {
+    if (done_.load(std::memory_order_acquire)) return;
+    std::lock_guard lock(mutex_);
+    if (done_.load(std::memory_order_relaxed)) return;
+    build();
+    done_.store(true, std::memory_order_release);
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::mutex mutex_;
+};
+}  // namespace detail
 
 // A committed mailbox event on its way to every live stream of its user. Each stream
 // encodes it into a frame of its encoding; the first to need an encoding builds that
@@ -46,13 +69,13 @@ class shared_content {
   // The message's part of an event in encoding `which`: `make(message())` the first time.
   template <typename Make>
   std::string const& part(std::size_t which, Make&& make) const {
-    std::call_once(built_[which], [&] { parts_[which] = make(message_); });
+    built_[which]([&] { parts_[which] = make(message_); });
     return parts_[which];
   }
 
  private:
   client::message message_;
-  mutable std::once_flag built_[2];
+  mutable detail::build_once built_[2];
   mutable std::string parts_[2];
 };
 
@@ -69,14 +92,14 @@ class shared_event {
   // The frame in encoding `which` (< encodings): `make(*this)` the first time.
   template <typename Make>
   std::shared_ptr<std::string const> frame(std::size_t which, Make&& make) const {
-    std::call_once(built_[which], [&] { frames_[which] = std::make_shared<std::string const>(make(*this)); });
+    built_[which]([&] { frames_[which] = std::make_shared<std::string const>(make(*this)); });
     return frames_[which];
   }
 
  private:
   client::event event_;
   std::shared_ptr<shared_content const> content_;
-  mutable std::once_flag built_[encodings];
+  mutable detail::build_once built_[encodings];
   mutable std::shared_ptr<std::string const> frames_[encodings];
 };
 

@@ -117,6 +117,9 @@ struct message_service::impl {
   };
   std::mutex acks_mutex;
   std::vector<pending_ack> acks_waiting;
+  // An emptied vector of a finished write, kept for its capacity: a group's thousand
+  // acknowledgements per message do not regrow (and free) a vector of that size each time.
+  std::vector<pending_ack> acks_spare;
   bool acks_queued = false;  // a write that takes acks_waiting is queued
   void gather_ack(pending_ack a);
   void write_acks();
