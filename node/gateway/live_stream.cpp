@@ -105,97 +105,139 @@ awaitable<void> live_stream::start(std::unique_ptr<http::request<http::string_bo
 }
 
 void live_stream::wait_readable() {
+  handled_ = 0;
   socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
     if (ec)
       asio::co_spawn(self->socket_.get_executor(), self->finish(), asio::detached);
     else
-      asio::co_spawn(self->socket_.get_executor(), self->read_input(self), asio::detached);
+      self->on_readable();
   });
 }
 
-awaitable<void> live_stream::read_input(std::shared_ptr<live_stream> self) {
+void live_stream::on_readable() {
+  client::client_frame pending;
+  input_step step = input_step::next;
+  try {
+    while (step == input_step::next) step = step_input(pending);
+  } catch (std::exception const& e) {
+    log::get("ws")->error("{}: live stream failed: {}", user_id(), e.what());
+    step = input_step::end;
+  }
+  if (step == input_step::wait) return;
+  if (step == input_step::end)
+    asio::co_spawn(socket_.get_executor(), finish(), asio::detached);
+  else
+    asio::co_spawn(socket_.get_executor(), read_input(shared_from_this(), step, std::move(pending)), asio::detached);
+}
+
+awaitable<void> live_stream::read_input(std::shared_ptr<live_stream> /*keep_alive*/, input_step step,
+                                        client::client_frame pending) {
   bool waiting = false;
   try {
-    waiting = co_await handle_input(self);
+    waiting = co_await handle_input(step, std::move(pending));
   } catch (std::exception const& e) {
     log::get("ws")->error("{}: live stream failed: {}", user_id(), e.what());
   }
   if (!waiting) co_await finish();
 }
 
-awaitable<bool> live_stream::handle_input(std::shared_ptr<live_stream> const& self) {
-  std::size_t handled = 0;
-  while (accepting()) {
-    auto ev = reader_.next();
-    if (ev.what == wsf::reader::event::need_more) {
-      auto rec = read_available();
-      if (rec == asio::error::would_block || rec == asio::error::try_again) {
-        wait_readable();  // nothing more for now: idle until the socket is readable
-        co_return true;
-      }
-      if (rec) {  // EOF or reset
-        ending(end_reason::connection_lost);
-        break;
-      }
-      continue;
+awaitable<bool> live_stream::handle_input(input_step step, client::client_frame pending) {
+  for (;;) {
+    if (step == input_step::wait) co_return true;
+    if (step == input_step::end) co_return false;
+    if (step == input_step::yield) {
+      // A client that keeps the socket full must not hold the thread: let others run now
+      // and then (this stream's writer among them).
+      co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+    } else if (step == input_step::await_frame && phase_ == phase::authenticating) {
+      std::optional<std::uint64_t> after;
+      if (pending.auth().has_after_seq()) after = pending.auth().after_seq();
+      co_await authenticate(pending.auth().access_token(), after, pending.ref());
+    } else if (step == input_step::await_frame) {
+      co_await dispatch(pending);
     }
-    // A client that keeps the socket full must not hold the thread: let others run now
-    // and then (this stream's writer among them).
-    if (++handled % yield_every == 0) co_await asio::post(socket_.get_executor(), asio::use_awaitable);
-    if (ev.what == wsf::reader::event::error) {
-      if (ev.code == wsf::close_too_big)
-        send_error(0, errors::fail(code::frame_too_large,
-                                   "frames are limited to " + std::to_string(svc_->limits.max_frame_bytes) + " bytes"));
-      close_with(ev.code, ev.reason);
-      break;
-    }
-    if (ev.what == wsf::reader::event::close) {
-      ending(end_reason::client_closed);
-      close_with(ev.code == 1005 ? wsf::close_normal : ev.code, "");  // the closing handshake's answer
-      break;
-    }
-    if (ev.what == wsf::reader::event::ping) {
-      enqueue_control(wsf::opcode::pong, ev.payload);
-      continue;
-    }
-    client::client_frame frame;
-    bool parsed = false;
-    if (ev.text) {
-      parsed = json_frames::parse(ev.payload, frame);
-    } else {
-      parsed = frame.ParseFromArray(ev.payload.data(), static_cast<int>(ev.payload.size()));
-    }
-    if (phase_ == phase::authenticating) {
-      if (parsed && frame.kind_case() == client::client_frame::kAuth) {
-        std::optional<std::uint64_t> after;
-        if (frame.auth().has_after_seq()) after = frame.auth().after_seq();
-        co_await authenticate(frame.auth().access_token(), after, frame.ref());
-      } else {
-        send_error(frame.ref(), errors::fail(code::not_authenticated, "the first frame must be auth"));
-        close_with(close_unauthenticated, "not_authenticated");
-      }
-      continue;
-    }
-    if (!parsed) {
-      send_error_for_unparsed(ev.text ? std::string_view(ev.payload) : std::string_view());
-      continue;
-    }
-    // Sends and acks are pipelined: each goes to the commit pipeline without waiting for
-    // the previous one, so one connection's burst shares a group commit. Sends reach the
-    // pipeline in arrival order (each coroutine runs up to its submit before the next
-    // starts) and the pipeline completes in order, so `accepted` answers keep that order.
-    // Acks join the write that gathers every stream's (no coroutine of their own).
-    bool room = pipelined_ < max_pipelined;
-    if (room && frame.kind_case() == client::client_frame::kAck) {
-      submit_ack(frame.ack().seq(), frame.ref());
-    } else if (room && frame.kind_case() == client::client_frame::kSend) {
-      ++pipelined_;
-      asio::co_spawn(socket_.get_executor(), run_pipelined(self, std::move(frame)), asio::detached);
-    } else {
-      co_await dispatch(frame);
-    }
+    step = step_input(pending);
   }
-  co_return false;
+}
+
+live_stream::input_step live_stream::step_input(client::client_frame& pending) {
+  if (!accepting()) return input_step::end;
+  if (handled_ >= yield_every) {
+    handled_ = 0;
+    return input_step::yield;
+  }
+  auto ev = reader_.next();
+  if (ev.what == wsf::reader::event::need_more) {
+    // After a short read the socket had nothing more: wait for it rather than read again.
+    if (std::exchange(drained_, false)) {
+      wait_readable();
+      return input_step::wait;
+    }
+    auto rec = read_available();
+    if (rec == asio::error::would_block || rec == asio::error::try_again) {
+      wait_readable();  // nothing more for now: idle until the socket is readable
+      return input_step::wait;
+    }
+    if (rec) {  // EOF or reset
+      ending(end_reason::connection_lost);
+      return input_step::end;
+    }
+    return input_step::next;
+  }
+  ++handled_;
+  if (ev.what == wsf::reader::event::error) {
+    if (ev.code == wsf::close_too_big)
+      send_error(0, errors::fail(code::frame_too_large,
+                                 "frames are limited to " + std::to_string(svc_->limits.max_frame_bytes) + " bytes"));
+    close_with(ev.code, ev.reason);
+    return input_step::end;
+  }
+  if (ev.what == wsf::reader::event::close) {
+    ending(end_reason::client_closed);
+    close_with(ev.code == 1005 ? wsf::close_normal : ev.code, "");  // the closing handshake's answer
+    return input_step::end;
+  }
+  if (ev.what == wsf::reader::event::ping) {
+    enqueue_control(wsf::opcode::pong, ev.payload);
+    return input_step::next;
+  }
+  client::client_frame frame;
+  bool parsed = false;
+  if (ev.text) {
+    parsed = json_frames::parse(ev.payload, frame);
+  } else {
+    parsed = frame.ParseFromArray(ev.payload.data(), static_cast<int>(ev.payload.size()));
+  }
+  if (phase_ == phase::authenticating) {
+    if (parsed && frame.kind_case() == client::client_frame::kAuth) {
+      pending = std::move(frame);
+      return input_step::await_frame;
+    }
+    send_error(frame.ref(), errors::fail(code::not_authenticated, "the first frame must be auth"));
+    close_with(close_unauthenticated, "not_authenticated");
+    return input_step::next;  // no longer accepting: the next step ends the stream
+  }
+  if (!parsed) {
+    send_error_for_unparsed(ev.text ? std::string_view(ev.payload) : std::string_view());
+    return input_step::next;
+  }
+  // Sends and acks are pipelined: each goes to the commit pipeline without waiting for
+  // the previous one, so one connection's burst shares a group commit. Sends reach the
+  // pipeline in arrival order (each coroutine runs up to its submit before the next
+  // starts) and the pipeline completes in order, so `accepted` answers keep that order.
+  // Acks join the write that gathers every stream's (no coroutine of their own).
+  bool room = pipelined_ < max_pipelined;
+  if (room && frame.kind_case() == client::client_frame::kAck) {
+    submit_ack(frame.ack().seq(), frame.ref());
+    return input_step::next;
+  }
+  if (room && frame.kind_case() == client::client_frame::kSend) {
+    ++pipelined_;
+    asio::co_spawn(socket_.get_executor(), run_pipelined(shared_from_this(), std::move(frame)), asio::detached);
+    return input_step::next;
+  }
+  pending = std::move(frame);
+  return input_step::await_frame;
 }
 
 awaitable<void> live_stream::finish() {

@@ -171,12 +171,28 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
  private:
   awaitable<bool> open(std::unique_ptr<http::request<http::string_body>> upgrade);
   // Idle: waits for the socket to be readable with no coroutine suspended (a plain
-  // handler holds the stream), then runs read_input.
+  // handler holds the stream), then runs on_readable.
   void wait_readable();
-  // Handles every complete frame the socket has, then waits again (or finishes).
-  awaitable<void> read_input(std::shared_ptr<live_stream> self);
+  // What one step of reading input came to (step_input).
+  enum class input_step {
+    next,         // a frame handled, or bytes read: go on
+    wait,         // nothing more for now: waiting for readability again
+    end,          // the stream must end (finish)
+    yield,        // yield_every frames handled: let others run first
+    await_frame,  // `pending` needs a coroutine: the first auth, or a frame dispatched in turn
+  };
+  // Takes the next frame (reading the socket when the reader needs more) and handles it
+  // if that takes no waiting: acks and sends while the pipeline has room, pings, errors.
+  // Never suspends.
+  input_step step_input(client::client_frame& pending);
+  // The socket is readable: the frames that need no waiting are handled in this call, with
+  // no coroutine (most of a busy stream's input: acks and sends); the first that needs
+  // one, or a yield, continues in read_input.
+  void on_readable();
+  // Handles `step` (and `pending`), then goes on reading until the stream waits or ends.
+  awaitable<void> read_input(std::shared_ptr<live_stream> keep_alive, input_step step, client::client_frame pending);
   // read_input's loop: true if it went back to waiting, false if the stream must end.
-  awaitable<bool> handle_input(std::shared_ptr<live_stream> const& self);
+  awaitable<bool> handle_input(input_step step, client::client_frame pending);
   // Starts the writer if frames (or a close) wait and it is not running.
   void kick() {
     if (writer_ != writer_state::idle || phase_ == phase::dropped || (out_.empty() && phase_ != phase::closing)) return;
@@ -322,6 +338,7 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     boost::system::error_code ec;
     std::size_t n = socket_.read_some(asio::buffer(read_scratch), ec);
     if (!ec) {
+      drained_ = n < read_scratch.size();
       last_rx_ = std::chrono::steady_clock::now();
       reader_.feed(std::string_view(read_scratch.data(), n));
     }
@@ -348,6 +365,10 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   std::shared_ptr<connection_control> control_;
   std::function<void()> on_end_;  // called once, when the connection has ended
   phase phase_ = phase::opening;
+  // The last read returned less than it asked for: the socket had nothing more then, so
+  // the reader waits for readability instead of reading again to be told so (EAGAIN).
+  bool drained_ = false;
+  std::size_t handled_ = 0;      // frames handled since the stream last waited or yielded
   bool finish_started_ = false;  // finish() runs once (it waits, so a second call must not start over)
   bool binary_ = false;          // replies as Protobuf binary frames (else JSON text); set in open()
   frame_queue out_;              // WebSocket frames waiting for the writer; bounded
