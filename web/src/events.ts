@@ -4,7 +4,7 @@ import { errorText, t } from './i18n';
 import { idOrder } from './ids';
 import { applyReceiptEvent } from './receipts';
 import { getState, setState, type ChatMessage, type Conversation, type State } from './store';
-import { fromEvent, fromWire, isNewer, mergeMessages } from './thread';
+import { fromEvent, fromWire, isNewer, mergeMessages, withoutHole } from './thread';
 import type { Accepted, ConversationChange, LiveEvent, WireMessage } from './wire';
 
 export interface EventHooks {
@@ -103,7 +103,15 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
     const typing = st.typing[m.conversationId];
     const update: Partial<State> = {
       conversations: { ...st.conversations, [m.conversationId]: next },
-      threads: thread ? { ...st.threads, [m.conversationId]: { ...thread, messages: mergeMessages(thread.messages, [m]) } } : st.threads,
+      threads: thread
+        ? {
+            ...st.threads,
+            [m.conversationId]: {
+              ...thread,
+              messages: withoutHole(mergeMessages(thread.messages, [m]), thread.hasMoreBefore ? thread.pagedFrom : ''),
+            },
+          }
+        : st.threads,
     };
     if (typing?.[m.from]) {
       const users = { ...typing };

@@ -4,7 +4,7 @@
 import * as api from './api';
 import { errorText } from './i18n';
 import { emptyThread, getState, setState, type Thread } from './store';
-import { fromWire, mergeMessages } from './thread';
+import { fromWire, mergeMessages, olderOrder, withoutHole } from './thread';
 
 const OLDER_RETRY_MIN_MS = 2000;
 const OLDER_RETRY_MAX_MS = 60_000;
@@ -28,13 +28,19 @@ export async function loadHistory(id: string, older = false): Promise<void> {
   setThread(id, (cur) => ({ ...cur, loading: true }));
   try {
     const page = await api.history(id, before, 50);
-    setThread(id, (cur) => ({
-      messages: mergeMessages(cur.messages, page.messages.map(fromWire)),
-      loaded: true,
-      loading: false,
-      hasMoreBefore: page.has_more_before,
-      olderRetryAt: 0,
-    }));
+    const paged = page.messages.map(fromWire);
+    setThread(id, (cur) => {
+      const pagedFrom = paged.reduce((o, m) => olderOrder(o, m.order), cur.pagedFrom);
+      const messages = mergeMessages(cur.messages, paged);
+      return {
+        messages: withoutHole(messages, page.has_more_before ? pagedFrom : ''),
+        loaded: true,
+        loading: false,
+        hasMoreBefore: page.has_more_before,
+        pagedFrom,
+        olderRetryAt: 0,
+      };
+    });
     if (older) olderFailures.delete(id);
   } catch (err) {
     if (older) {

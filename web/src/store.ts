@@ -49,6 +49,9 @@ export interface Thread {
   loaded: boolean;
   loading: boolean;
   hasMoreBefore: boolean;
+  // The order of the oldest message history has given ('' before the first page). While
+  // hasMoreBefore, the thread holds nothing older (thread.ts, withoutHole).
+  pagedFrom: string;
   // After a failed load of older history: no new attempt before this time (ms).
   olderRetryAt: number;
 }
@@ -156,7 +159,7 @@ export function useStore<T>(select: (s: State) => T): T {
   return value;
 }
 
-export const emptyThread = (): Thread => ({ messages: [], loaded: false, loading: false, hasMoreBefore: false, olderRetryAt: 0 });
+export const emptyThread = (): Thread => ({ messages: [], loaded: false, loading: false, hasMoreBefore: false, pagedFrom: '', olderRetryAt: 0 });
 
 export const emptyReceipts = (): ReceiptState => ({
   members: {},

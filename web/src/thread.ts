@@ -65,6 +65,18 @@ export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): Cha
 
 export const isNewer = (m: ChatMessage, than: ChatMessage | null): boolean => !than || byOrder(m, than) > 0;
 
+// A thread whose older history is not all loaded holds nothing older than the oldest
+// message history gave it (`bound`, '' for none). A live event older than that (a new
+// device's backlog streaming in while the conversation opens) would otherwise sit above a
+// hole that paging back never fills, as paging asks for what is before the oldest message
+// shown; paging brings it in its turn. Unsent messages stay.
+export function withoutHole(list: ChatMessage[], bound: string): ChatMessage[] {
+  return bound ? list.filter((m) => !m.order || m.order >= bound) : list;
+}
+
+// The older of two orders, '' counting as none.
+export const olderOrder = (a: string, b: string): string => (!a ? b : !b ? a : a < b ? a : b);
+
 export function fromSummary(c: ConversationSummary): Conversation {
   return {
     id: c.id,
