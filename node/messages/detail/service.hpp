@@ -18,6 +18,7 @@
 #include "node/log/log.hpp"
 #include "node/messages/detail/assets.hpp"
 #include "node/messages/detail/body_rules.hpp"
+#include "node/messages/detail/client_view.hpp"
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
 #include "node/messages/detail/push.hpp"
@@ -35,7 +36,6 @@ using errors::fail;
 using store::cf;
 namespace keys = detail;
 
-inline constexpr std::size_t message_id_bytes = 16;
 // Mailbox events one acknowledgement write looks at, at most (see message_service::ack).
 inline constexpr std::uint64_t max_ack_walk = 1024;
 // History entries one read looks at, at most (see mark_read).
@@ -47,43 +47,6 @@ struct news {
   std::uint64_t seq;
   records::stored_event event;
 };
-
-// The client's view of a stored event. Message events carry only the message id in the
-// store: `message` supplies the content (false if it is missing, e.g. expired).
-inline bool to_client_event(records::stored_event const& e, std::optional<client::message> message,
-                            client::event& out) {
-  switch (e.kind_case()) {
-    case records::stored_event::kMessageId:
-      if (!message) return false;
-      *out.mutable_message() = std::move(*message);
-      return true;
-    case records::stored_event::kReceipt:
-      *out.mutable_receipt() = e.receipt();
-      return true;
-    case records::stored_event::kReadMark:
-      *out.mutable_read_mark() = e.read_mark();
-      return true;
-    case records::stored_event::kDeleted:
-      *out.mutable_deleted() = e.deleted();
-      return true;
-    case records::stored_event::kConversationChange:
-      *out.mutable_conversation_change() = e.conversation_change();
-      return true;
-    default:
-      return false;
-  }
-}
-inline constexpr std::size_t max_client_id = 64;
-
-inline std::string print_id(std::string const& raw) {
-  return format::base64url(raw);
-}
-
-inline std::optional<std::string> parse_id(std::string const& printed) {
-  auto raw = format::from_base64url(printed);
-  if (!raw || raw->size() != message_id_bytes) return std::nullopt;
-  return raw;
-}
 
 }  // namespace service_detail
 
