@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/lean_stream.hpp"
 #include "bench/process.hpp"
 #include "bench/workload.hpp"
 #include "client/client.hpp"
@@ -57,13 +58,19 @@ struct group_state {
   std::atomic<std::uint64_t> accepted{0};
   // Group messages read by the members other than the sender: one per member and message.
   std::atomic<std::uint64_t> deliveries{0};
+  // Acks those members sent (one per read that brought new events: how a client batches
+  // them decides how many the node writes).
+  std::atomic<std::uint64_t> acks{0};
 };
 
-// One member's stream. All but `received` lives on the member's strand, where its reader,
-// its one writer (acks, and the sender's sends) and its closing run.
+// One member's stream. The sender's is a client library connection; all of it but
+// `received` lives on its strand, where its reader, its one writer (sends and acks) and
+// its closing run. The other members' are lean streams (bench/lean_stream.hpp), read and
+// acknowledged in their handlers, which never run at once.
 struct member_state {
   explicit member_state(asio::any_io_executor ex) : wake(ex) {}
-  std::unique_ptr<sdk::connection> stream;
+  std::unique_ptr<sdk::connection> stream;  // the sender's
+  std::shared_ptr<lean_stream> lean;        // every other member's
   bool sender = false;
   std::uint64_t highest_seq = 0;  // the newest event read
   std::uint64_t acked_seq = 0;    // the newest event acknowledged (or being)
@@ -79,6 +86,7 @@ struct group_result {
   double seconds = 0;             // the measured interval, after the warm-up
   std::uint64_t messages = 0;     // sends accepted in it
   std::uint64_t deliveries = 0;   // group messages read in it by the members but the sender
+  std::uint64_t acks = 0;         // acks sent in it by the members but the sender
   std::uint64_t cpu_us = 0;       // the node's, over it
   std::uint64_t tool_cpu_us = 0;  // this process's, over it
   // At the end, once the sender stopped and the members had time to catch up:
@@ -161,6 +169,35 @@ asio::awaitable<void> member_reader(std::shared_ptr<member_state> m, std::shared
   }
 }
 
+// A member other than the sender: every event read is counted, and what one read brought
+// is acknowledged at once by one cumulative ack.
+void start_member(std::shared_ptr<member_state> m, std::shared_ptr<group_state> g) {
+  lean_stream::handlers h;
+  h.frame = [m, g](client::server_frame const& f) {
+    if (f.has_event()) on_event(*m, *g, f.event());
+    if (f.has_error()) {
+      std::fprintf(stderr, "petchat-bench: the node refused a frame: %s: %s\n", f.error().code().c_str(),
+                   f.error().message().c_str());
+      m->lean->close();
+    }
+  };
+  h.read_done = [m, g](lean_stream& stream) {
+    if (m->highest_seq <= m->acked_seq) return;
+    g->acks++;
+    client::client_frame f;
+    f.mutable_ack()->set_seq(m->highest_seq);
+    m->acked_seq = m->highest_seq;
+    stream.send(f);
+  };
+  // A stream the node ended before the run did is reported (as a reader's is).
+  h.ended = [g](std::string const& why) {
+    if (g->closing) return;
+    if (!why.empty()) std::fprintf(stderr, "petchat-bench: a member's stream ended: %s\n", why.c_str());
+    g->dropped++;
+  };
+  m->lean->start(std::move(h));
+}
+
 // Run on the sender's strand: once it returns, no send is being decided, so `sent` is final.
 asio::awaitable<void> stop_sending(std::shared_ptr<member_state> sender, std::shared_ptr<group_state> g) {
   g->stop = true;
@@ -212,8 +249,9 @@ asio::awaitable<std::string> create_group(sdk::endpoint ep, std::vector<sdk::ses
   co_return std::string(v.at("conversation").as_object().at("id").as_string());
 }
 
-// Opens every member's stream on a strand of its own and starts its reader and its writer
-// there (as soon as it is open: the node pushes the backlog and presence at once).
+// Opens every member's stream and starts reading it as soon as it is open (the node pushes
+// the backlog and presence at once): the sender's on a strand of its own with its reader
+// and its writer, the others' as lean streams.
 asio::awaitable<std::vector<std::shared_ptr<member_state>>> open_members(options o, sdk::endpoint ep,
                                                                          std::vector<sdk::session_tokens> users,
                                                                          std::shared_ptr<group_state> g) {
@@ -223,6 +261,12 @@ asio::awaitable<std::vector<std::shared_ptr<member_state>>> open_members(options
     auto strand = asio::make_strand(ex);
     auto m = std::make_shared<member_state>(strand);
     m->sender = i == 0;
+    if (!m->sender) {
+      m->lean = co_await lean_stream::open(ep, users[i].access_token, o.encoding);
+      start_member(m, g);
+      members.push_back(m);
+      continue;
+    }
     m->stream = co_await asio::co_spawn(
         strand, sdk::connection::open(ep, users[i].access_token, std::nullopt, o.encoding), asio::use_awaitable);
     asio::co_spawn(strand, guarded(member_reader(m, g)), asio::detached);
@@ -234,11 +278,11 @@ asio::awaitable<std::vector<std::shared_ptr<member_state>>> open_members(options
 
 struct reading {
   clock_type::time_point at;
-  std::uint64_t accepted = 0, deliveries = 0, cpu_us = 0, tool_cpu_us = 0;
+  std::uint64_t accepted = 0, deliveries = 0, acks = 0, cpu_us = 0, tool_cpu_us = 0;
 };
 
 reading read_now(group_state const& g, pid_t node) {
-  return {clock_type::now(), g.accepted.load(), g.deliveries.load(), cpu_micros(node), own_cpu_micros()};
+  return {clock_type::now(), g.accepted.load(), g.deliveries.load(), g.acks.load(), cpu_micros(node), own_cpu_micros()};
 }
 
 // Stops the sender and waits, at most max(10 s, duration), until every send is answered and
@@ -275,12 +319,17 @@ asio::awaitable<void> catch_up(options o, std::shared_ptr<group_state> g,
 asio::awaitable<void> close_members(std::vector<std::shared_ptr<member_state>> members,
                                     std::shared_ptr<group_state> g) {
   g->closing = true;
-  for (auto& m : members)
+  for (auto& m : members) {
+    if (m->lean) {
+      m->lean->close();
+      continue;
+    }
     asio::post(m->wake.get_executor(), [m] {
       m->closed = true;
       m->wake.cancel();
       m->stream->close();
     });
+  }
   co_await sleep_for(std::chrono::milliseconds(300));
 }
 
@@ -306,6 +355,7 @@ asio::awaitable<void> group_run(options o, sdk::endpoint ep, pid_t node, group_r
   out->seconds = std::chrono::duration<double>(after.at - before.at).count();
   out->messages = after.accepted - before.accepted;
   out->deliveries = after.deliveries - before.deliveries;
+  out->acks = after.acks - before.acks;
   out->cpu_us = after.cpu_us - before.cpu_us;
   out->tool_cpu_us = after.tool_cpu_us - before.tool_cpu_us;
   co_await catch_up(o, g, members, out);
@@ -334,6 +384,7 @@ void print_json(options const& o, group_result const& r) {
                  {"messages_per_s", rate(r.messages, r.seconds)},
                  {"deliveries_per_s", rate(r.deliveries, r.seconds)},
                  {"deliveries_per_message", per(r.deliveries, r.messages)},
+                 {"acks_per_delivery", per(r.acks, r.deliveries)},
                  {"server_cpu_us_per_delivery", per(r.cpu_us, r.deliveries)},
                  {"server_cpu_us_per_message", per(r.cpu_us, r.messages)},
                  {"tool_cpu_us_per_delivery", per(r.tool_cpu_us, r.deliveries)},
@@ -359,6 +410,8 @@ void print_table(options const& o, group_result const& r) {
   std::printf("  delivered                    %llu to members, %.0f deliveries/s (%.2f per message)\n",
               static_cast<unsigned long long>(r.deliveries), rate(r.deliveries, r.seconds),
               per(r.deliveries, r.messages));
+  std::printf("  acknowledged                 %llu acks, %.3f per delivery\n", static_cast<unsigned long long>(r.acks),
+              per(r.acks, r.deliveries));
   std::printf("  server CPU                   %.2f us per delivery, %.1f us per message\n", cpu_per_delivery,
               per(r.cpu_us, r.messages));
   std::printf("  tool CPU                     %.2f us per delivery\n", tool_per_delivery);

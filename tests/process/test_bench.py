@@ -147,6 +147,11 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreater(r["server_cpu_us_per_delivery"], 0, r)
         self.assertLess(r["server_cpu_us_per_delivery"], r["server_cpu_us_per_message"], r)
         self.assertGreater(r["tool_cpu_us_per_delivery"], 0, r)
+        # A member acknowledges once per read that brought new events: at least one ack,
+        # and at most one per delivery (plus one per member for events read just before).
+        acks = r["acks_per_delivery"] * r["deliveries"]
+        self.assertGreater(acks, 0, r)
+        self.assertLessEqual(round(acks), r["deliveries"] + 4, r)
 
     def test_assets(self):
         r = bench("assets", "--size-mib", "4", "--concurrent", "20", "--images", "1")
