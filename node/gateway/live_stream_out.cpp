@@ -3,7 +3,10 @@
 #include "node/gateway/detail/live_stream.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
+#include <sys/socket.h>
 
+#include <array>
+#include <cerrno>
 #include <cstring>
 
 namespace petchat::gateway::detail {
@@ -171,8 +174,79 @@ void live_stream::pump() {
   while (!pushed_.empty() && phase_ == phase::live && out_.size() < watermark) enqueue(pushed_.pop());
 }
 
-awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self) {
+void live_stream::write_now() {
+  // Bursts written before the thread is let run other streams' work (a long backlog is
+  // written a watermark at a time, each pulled from the store by pump()).
+  constexpr int bursts_per_turn = 4;
+  int fd = socket_.native_handle();
+  for (int burst_count = 0;; ++burst_count) {
+    if (phase_ == phase::dropped) break;
+    if (out_.empty()) {
+      if (phase_ != phase::closing) break;
+      asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this(), {}, 0), asio::detached);  // the close frame
+      return;
+    }
+    if (burst_count == bursts_per_turn) {
+      asio::post(socket_.get_executor(), [self = shared_from_this()] { self->write_now(); });
+      return;
+    }
+    auto& burst = burst_;
+    burst.clear();
+    std::array<iovec, frames_per_write> iov;
+    std::size_t total = 0;
+    while (!out_.empty() && burst.size() < frames_per_write) {
+      burst.push_back(out_.pop());
+      auto bytes = burst.back().bytes();
+      iov[burst.size() - 1] = {const_cast<char*>(bytes.data()), bytes.size()};
+      total += bytes.size();
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = burst.size();
+    ssize_t n;
+    do n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      write_failed();
+      writer_ = writer_state::done;
+      return;
+    }
+    std::size_t written = n < 0 ? 0 : static_cast<std::size_t>(n);
+    if (written < total) {  // the socket is full: the rest waits for it
+      asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this(), std::exchange(burst_, {}), written),
+                     asio::detached);
+      return;
+    }
+    burst.clear();  // the frames' bytes go now, not at the next write
+    last_progress_ = std::chrono::steady_clock::now();
+    guarded([&] { pump(); });
+  }
+  writer_ = writer_state::idle;
+}
+
+awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self, std::vector<queued_frame> rest,
+                                        std::size_t written) {
   bool for_good = false;  // the close frame went out, or a write failed: no more writes
+  if (!rest.empty()) {
+    std::vector<asio::const_buffer> buffers;
+    for (auto const& f : rest) {
+      auto bytes = f.bytes();
+      std::size_t skip = std::min(written, bytes.size());
+      written -= skip;
+      if (skip < bytes.size()) buffers.push_back(asio::buffer(bytes.data() + skip, bytes.size() - skip));
+    }
+    watch_write(self);
+    auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
+    write_finished();
+    (void)n;
+    if (ec) {
+      write_failed();
+      writer_ = writer_state::done;
+      co_return;
+    }
+    last_progress_ = std::chrono::steady_clock::now();
+    guarded([&] { pump(); });
+  }
   for (;;) {
     if (phase_ == phase::dropped) break;
     if (out_.empty()) {
@@ -208,13 +282,8 @@ awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self) {
     write_finished();
     (void)n;
     if (ec) {
-      // The connection is broken: close it, so the idle reader's wait ends and the
-      // stream finishes.
-      ending(end_reason::connection_lost);
-      phase_ = phase::dropped;
+      write_failed();
       for_good = true;
-      boost::system::error_code ignored;
-      socket_.close(ignored);
       break;
     }
     last_progress_ = std::chrono::steady_clock::now();

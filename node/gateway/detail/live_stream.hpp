@@ -193,14 +193,29 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   awaitable<void> read_input(std::shared_ptr<live_stream> keep_alive, input_step step, client::client_frame pending);
   // read_input's loop: true if it went back to waiting, false if the stream must end.
   awaitable<bool> handle_input(input_step step, client::client_frame pending);
-  // Starts the writer if frames (or a close) wait and it is not running.
+  // Starts the writer if frames (or a close) wait and it is not running, in a handler of
+  // its own: whatever the handlers queued before it ran leaves in its write.
   void kick() {
     if (writer_ != writer_state::idle || phase_ == phase::dropped || (out_.empty() && phase_ != phase::closing)) return;
     writer_ = writer_state::running;
     last_progress_ = std::chrono::steady_clock::now();  // stalls count from here, not from the last burst
-    asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->write_now(); });
   }
-  awaitable<void> write_loop(std::shared_ptr<live_stream> self);
+  // The writer (writer_ is running): what is queued goes out in gathered non-blocking
+  // writes, here, with no coroutine, as long as the socket takes all of it; what it does
+  // not take (and the close frame) goes on in write_loop, which waits for the socket and
+  // watches for a client that stopped reading.
+  void write_now();
+  // `rest` (of which `written` bytes are out already) first, then the queue.
+  awaitable<void> write_loop(std::shared_ptr<live_stream> self, std::vector<queued_frame> rest, std::size_t written);
+  // A write failed: the connection is broken. Closing it ends the idle reader's wait, so
+  // the stream finishes.
+  void write_failed() {
+    ending(end_reason::connection_lost);
+    phase_ = phase::dropped;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
   // Watchdog around each write: one the client does not take within stall_limit means it
   // stopped reading. `write_gen_` makes a late timer for an earlier write harmless.
   void watch_write(std::shared_ptr<live_stream> const& self) {
@@ -368,11 +383,12 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // The last read returned less than it asked for: the socket had nothing more then, so
   // the reader waits for readability instead of reading again to be told so (EAGAIN).
   bool drained_ = false;
-  std::size_t handled_ = 0;      // frames handled since the stream last waited or yielded
-  bool finish_started_ = false;  // finish() runs once (it waits, so a second call must not start over)
-  bool binary_ = false;          // replies as Protobuf binary frames (else JSON text); set in open()
-  frame_queue out_;              // WebSocket frames waiting for the writer; bounded
-  pushed_frames pushed_;         // presence and typing waiting for room in out_, latest per subject
+  std::size_t handled_ = 0;          // frames handled since the stream last waited or yielded
+  bool finish_started_ = false;      // finish() runs once (it waits, so a second call must not start over)
+  bool binary_ = false;              // replies as Protobuf binary frames (else JSON text); set in open()
+  frame_queue out_;                  // WebSocket frames waiting for the writer; bounded
+  std::vector<queued_frame> burst_;  // write_now's frames being written (kept for its capacity)
+  pushed_frames pushed_;             // presence and typing waiting for room in out_, latest per subject
   writer_state writer_ = writer_state::idle;
   std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
   std::uint16_t close_code_ = 0;          // of our close frame, once closing
