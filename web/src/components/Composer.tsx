@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import * as chat from '../chat';
 import { t } from '../i18n';
 import { getState, setState } from '../store';
@@ -21,7 +21,9 @@ export function Composer({ id }: { id: string }) {
   // A conversation that opens (or a new chat that becomes a conversation on its first
   // `accepted`, which mounts a new composer) takes the focus when nothing else holds it,
   // so typing goes on; not on touch screens, where focusing would pop up the keyboard.
-  useEffect(() => {
+  // A layout effect: it runs in the commit that removed the old composer, so no keystroke
+  // (and no look at the page) falls between the two with the focus on the page's body.
+  useLayoutEffect(() => {
     const idle = !document.activeElement || document.activeElement === document.body;
     if (idle && window.matchMedia('(pointer: fine)').matches) input.current?.focus();
   }, [id]);
