@@ -93,8 +93,12 @@ bool empty_object(json::value const& v) {
 
 bool read(json::value const& v, client::body& b) {
   // `content` (a google.protobuf.Struct) is left to Protobuf's parser: its numbers must
-  // read exactly as Protobuf reads them, and the tool never sends any.
-  return fields(v, [&](std::string_view k, json::value const& x) { return k == "text" && read(x, *b.mutable_text()); });
+  // read exactly as Protobuf reads them, and the tool never sends any. So are attachments,
+  // but for the empty list that every body the node writes without one has.
+  return fields(v, [&](std::string_view k, json::value const& x) {
+    if (k == "text") return read(x, *b.mutable_text());
+    return k == "attachments" && x.is_array() && x.get_array().empty();
+  });
 }
 
 bool read(json::value const& v, client::message& m) {
