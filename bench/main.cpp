@@ -26,9 +26,11 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "bench/lean_stream.hpp"
 #include "bench/process.hpp"
 #include "bench/regions.hpp"
 #include "bench/stats.hpp"
@@ -56,6 +58,7 @@ struct shared_state {
   bench::samples to_accepted, to_recipient, to_receipt;
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> acks{0};  // sent by the recipients
   std::atomic<bool> stop{false};
   bool open_loop = false;
   bool measure_receipts = true;
@@ -65,11 +68,18 @@ struct shared_state {
   std::string payload;
 };
 
+// A sender and its recipient. The sender's connection and all but the recipient's part live
+// on the pair's strand; the recipient is a lean stream (bench/lean_stream.hpp) whose
+// handlers run on any thread, so what the two share is under `sent_mutex`.
 struct pair_state {
   explicit pair_state(asio::any_io_executor ex) : credit(ex), schedule(ex) {}
-  std::unique_ptr<sdk::connection> sender, recipient;
+  std::unique_ptr<sdk::connection> sender;
+  std::shared_ptr<bench::lean_stream> recipient;
   std::string recipient_id;
-  std::unordered_map<std::string, clock_type::time_point> by_client_id;   // until delivered to recipient
+  std::mutex sent_mutex;
+  std::unordered_map<std::string, clock_type::time_point> by_client_id;   // until delivered to recipient (sent_mutex)
+  std::uint64_t recipient_seq = 0;                                        // the recipient's newest event read
+  std::uint64_t recipient_acked = 0;                                      // and acknowledged
   std::unordered_map<std::string, clock_type::time_point> by_pending_id;  // until accepted
   std::unordered_map<std::string, clock_type::time_point> by_message_id;  // until the receipt
   int in_flight = 0;
@@ -103,7 +113,10 @@ asio::awaitable<void> sender_loop(std::shared_ptr<pair_state> p, std::shared_ptr
     f.mutable_send()->mutable_body()->set_text(s->payload);
     // Open loop: latency counts from the scheduled time, so a stall shows up in full.
     auto t = s->open_loop ? next : clock_type::now();
-    p->by_client_id[id] = t;
+    {
+      std::lock_guard lock(p->sent_mutex);
+      p->by_client_id[id] = t;
+    }
     p->by_pending_id[id] = t;
     p->in_flight++;
     co_await p->sender->write(f);
@@ -140,20 +153,33 @@ asio::awaitable<void> sender_reader(std::shared_ptr<pair_state> p, std::shared_p
   }
 }
 
-asio::awaitable<void> recipient_reader(std::shared_ptr<pair_state> p, std::shared_ptr<shared_state> s) {
-  for (;;) {
-    auto f = co_await p->recipient->read();
-    if (!f.has_event() || !f.event().has_message()) continue;
+// The recipient: every message read is timed against its send, and what one read brought
+// is acknowledged at once by one cumulative ack (the node then makes every message's
+// DELIVERED receipt), as a client that batches its acks does.
+void start_recipient(std::shared_ptr<pair_state> p, std::shared_ptr<shared_state> s) {
+  bench::lean_stream::handlers h;
+  h.frame = [p, s](client::server_frame const& f) {
+    if (!f.has_event()) return;
+    p->recipient_seq = std::max(p->recipient_seq, f.event().seq());
+    if (!f.event().has_message()) return;
+    std::lock_guard lock(p->sent_mutex);
     auto it = p->by_client_id.find(f.event().message().client_id());
-    if (it != p->by_client_id.end()) {
-      s->to_recipient.add(
-          std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - it->second).count());
-      p->by_client_id.erase(it);
-    }
+    if (it == p->by_client_id.end()) return;
+    s->to_recipient.add(std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - it->second).count());
+    p->by_client_id.erase(it);
+  };
+  h.read_done = [p, s](bench::lean_stream& stream) {
+    if (p->recipient_seq <= p->recipient_acked) return;
+    s->acks++;
     client::client_frame ack;
-    ack.mutable_ack()->set_seq(f.event().seq());
-    co_await p->recipient->write(ack);
-  }
+    ack.mutable_ack()->set_seq(p->recipient_seq);
+    p->recipient_acked = p->recipient_seq;
+    stream.send(ack);
+  };
+  h.ended = [s](std::string const& why) {
+    if (!why.empty() && !s->stop) std::fprintf(stderr, "petchat-bench: a recipient's stream ended: %s\n", why.c_str());
+  };
+  p->recipient->start(std::move(h));
 }
 
 // Senders connect to `ep`, recipients to `recipient_ep` (another region for the federation
@@ -176,8 +202,7 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint rec
     p->window = open_loop ? 1 : o.window;
     p->sender = co_await asio::co_spawn(strand, sdk::connection::open(ep, a.access_token, std::nullopt, o.encoding),
                                         asio::use_awaitable);
-    p->recipient = co_await asio::co_spawn(
-        strand, sdk::connection::open(recipient_ep, b.access_token, std::nullopt, o.encoding), asio::use_awaitable);
+    p->recipient = co_await bench::lean_stream::open(recipient_ep, b.access_token, o.encoding);
     pairs.push_back(p);
   }
   s->open_loop = open_loop;
@@ -196,7 +221,7 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint rec
   for (auto& p : pairs) {
     auto strand = p->credit.get_executor();
     asio::co_spawn(strand, guarded(sender_reader(p, s)), asio::detached);
-    asio::co_spawn(strand, guarded(recipient_reader(p, s)), asio::detached);
+    start_recipient(p, s);
     asio::co_spawn(strand, guarded(sender_loop(p, s, index++)), asio::detached);
   }
   asio::steady_timer timer(ex);
@@ -206,6 +231,7 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint rec
   out->seconds = std::chrono::duration<double>(clock_type::now() - s->start).count();
   out->cpu_us = cpu_of() - cpu0;
   out->tool_cpu_us = bench::own_cpu_micros() - tool_cpu0;
+  out->acks = s->acks.load();
   s->stop = true;
   for (auto& p : pairs)
     asio::post(p->credit.get_executor(), [p] {
@@ -217,7 +243,7 @@ asio::awaitable<void> message_run(options o, sdk::endpoint ep, sdk::endpoint rec
   for (auto& p : pairs)
     asio::post(p->credit.get_executor(), [p] {
       p->sender->close();
-      p->recipient->close();
+      p->recipient->close();  // a lean stream: closed from any thread
     });
   timer.expires_after(std::chrono::milliseconds(100));
   co_await timer.async_wait(use_tuple);

@@ -89,18 +89,20 @@ int report_messages(options const& o, char const* workload, message_result const
   double echo_cpu =
       echo && echo->completed ? static_cast<double>(echo->cpu_us) / static_cast<double>(echo->completed) : 0;
   if (o.as_json) {
-    json::object j{{"workload", workload},
-                   {"pairs", o.pairs},
-                   {"window", o.window},
-                   {"durable", o.durable},
-                   {"seconds", r.seconds},
-                   {"completed", r.completed},
-                   {"messages_per_s", rate},
-                   {"server_cpu_us_per_message", cpu_per},
-                   {"tool_cpu_us_per_message", tool_cpu},
-                   {"send_to_accepted", summary_json(r.accepted)},
-                   {"send_to_recipient", summary_json(r.recipient)},
-                   {"send_to_receipt", summary_json(r.receipt)}};
+    json::object j{
+        {"workload", workload},
+        {"pairs", o.pairs},
+        {"window", o.window},
+        {"durable", o.durable},
+        {"seconds", r.seconds},
+        {"completed", r.completed},
+        {"messages_per_s", rate},
+        {"server_cpu_us_per_message", cpu_per},
+        {"tool_cpu_us_per_message", tool_cpu},
+        {"acks_per_message", r.completed ? static_cast<double>(r.acks) / static_cast<double>(r.completed) : 0},
+        {"send_to_accepted", summary_json(r.accepted)},
+        {"send_to_recipient", summary_json(r.recipient)},
+        {"send_to_receipt", summary_json(r.receipt)}};
     if (std::string(workload).ends_with("latency")) j["rate"] = o.rate;
     if (!is_echo) j["encoding"] = encoding;
     if (echo) {
@@ -121,6 +123,9 @@ int report_messages(options const& o, char const* workload, message_result const
   std::printf("  server CPU                   %.1f us per message\n", cpu_per);
   std::printf("  tool CPU                     %.1f us per message\n", tool_cpu);
   if (tool_limited) std::printf("  the tool, not the node, is the limit of this run (tool CPU >= server CPU)\n");
+  if (!is_echo)
+    std::printf("  recipients' acks             %.3f per message\n",
+                r.completed ? static_cast<double>(r.acks) / static_cast<double>(r.completed) : 0);
   if (!is_echo) {
     print_latency("send -> accepted", r.accepted);
     print_latency("send -> at recipient", r.recipient);

@@ -53,6 +53,7 @@ struct message_result {
   std::uint64_t completed = 0;
   std::uint64_t cpu_us = 0;       // the server's (node, nodes and nats-server, or echo) over the run
   std::uint64_t tool_cpu_us = 0;  // this process's own, over the same interval
+  std::uint64_t acks = 0;         // recipients' acks over the run (one per read that brought events)
   samples::summary accepted, recipient, receipt;
 };
 

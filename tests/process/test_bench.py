@@ -57,6 +57,11 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreater(r["echo_server_cpu_us_per_round_trip"], 0, r)
         self.assertLess(r["echo_server_cpu_us_per_round_trip"], r["server_cpu_us_per_message"], r)
         self.assertTrue(r["durable"])
+        # Recipients ack once per read that brought events: at least one ack, and no more
+        # than the messages they read (the completed ones and at most a window per pair more).
+        acks = round(r["acks_per_message"] * r["completed"])
+        self.assertGreater(acks, 0, r)
+        self.assertLessEqual(acks, r["completed"] + 2 * 4, r)
 
     def test_throughput_json(self):
         # The same full sequence over the JSON subprotocol (the tool speaks it as a browser
