@@ -281,7 +281,11 @@ bool lean_stream::flush() {
 void lean_stream::end(std::string why) {
   if (ended_) return;
   ended_ = true;
-  if (h_.ended) h_.ended(closing_ ? std::string() : why);
+  // The handlers go with the stream's end: what they hold (their workload's state, which
+  // holds the stream) is let go.
+  auto h = std::move(h_);
+  h_ = {};
+  if (h.ended) h.ended(closing_ ? std::string() : why);
 }
 
 }  // namespace petchat::bench
