@@ -224,6 +224,21 @@ void live_stream::write_now() {
   writer_ = writer_state::idle;
 }
 
+awaitable<bool> live_stream::write_buffers(std::shared_ptr<live_stream> const& self,
+                                           std::vector<asio::const_buffer> const& buffers) {
+  watch_write(self);
+  auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
+  write_finished();
+  (void)n;
+  if (ec) {
+    write_failed();
+    co_return false;
+  }
+  last_progress_ = std::chrono::steady_clock::now();
+  guarded([&] { pump(); });
+  co_return true;
+}
+
 awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self, std::vector<queued_frame> rest,
                                         std::size_t written) {
   bool for_good = false;  // the close frame went out, or a write failed: no more writes
@@ -235,17 +250,11 @@ awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self, std::
       written -= skip;
       if (skip < bytes.size()) buffers.push_back(asio::buffer(bytes.data() + skip, bytes.size() - skip));
     }
-    watch_write(self);
-    auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
-    write_finished();
-    (void)n;
-    if (ec) {
-      write_failed();
+    bool wrote = co_await write_buffers(self, buffers);
+    if (!wrote) {
       writer_ = writer_state::done;
       co_return;
     }
-    last_progress_ = std::chrono::steady_clock::now();
-    guarded([&] { pump(); });
   }
   for (;;) {
     if (phase_ == phase::dropped) break;
@@ -277,17 +286,11 @@ awaitable<void> live_stream::write_loop(std::shared_ptr<live_stream> self, std::
     std::vector<asio::const_buffer> buffers;
     while (!out_.empty() && burst.size() < frames_per_write) burst.push_back(out_.pop());
     for (auto const& f : burst) buffers.push_back(asio::buffer(f.bytes()));
-    watch_write(self);
-    auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
-    write_finished();
-    (void)n;
-    if (ec) {
-      write_failed();
+    bool wrote = co_await write_buffers(self, buffers);
+    if (!wrote) {
       for_good = true;
       break;
     }
-    last_progress_ = std::chrono::steady_clock::now();
-    guarded([&] { pump(); });
   }
   writer_ = for_good ? writer_state::done : writer_state::idle;
 }

@@ -206,6 +206,10 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // not take (and the close frame) goes on in write_loop, which waits for the socket and
   // watches for a client that stopped reading.
   void write_now();
+  // One write under the stall watchdog; then more is pulled into the queue (pump). False
+  // if the write failed (the stream is dropped).
+  awaitable<bool> write_buffers(std::shared_ptr<live_stream> const& self,
+                                std::vector<asio::const_buffer> const& buffers);
   // `rest` (of which `written` bytes are out already) first, then the queue.
   awaitable<void> write_loop(std::shared_ptr<live_stream> self, std::vector<queued_frame> rest, std::size_t written);
   // A write failed: the connection is broken. Closing it ends the idle reader's wait, so
