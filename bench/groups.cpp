@@ -181,13 +181,8 @@ void start_member(std::shared_ptr<member_state> m, std::shared_ptr<group_state> 
       m->lean->close();
     }
   };
-  h.read_done = [m, g](lean_stream& stream) {
-    if (m->highest_seq <= m->acked_seq) return;
-    g->acks++;
-    client::client_frame f;
-    f.mutable_ack()->set_seq(m->highest_seq);
-    m->acked_seq = m->highest_seq;
-    stream.send(f);
+  h.read_done = [g](lean_stream& stream) {
+    if (stream.ack_read()) g->acks++;
   };
   // A stream the node ended before the run did is reported (as a reader's is).
   h.ended = [g](std::string const& why) {

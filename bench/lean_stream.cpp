@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -221,6 +222,7 @@ void lean_stream::handle(int op, char const* data, std::size_t size) {
   bool ok = op == text ? sdk::detail::json_codec::parse(std::string_view(data, size), frame_)
                        : frame_.ParseFromArray(data, static_cast<int>(size));
   if (!ok) return end("a malformed frame from the node");
+  if (frame_.has_event()) read_seq_ = std::max(read_seq_, frame_.event().seq());
   if (h_.frame) h_.frame(frame_);
 }
 
@@ -231,6 +233,15 @@ void lean_stream::send(client::client_frame const& frame) {
   else if (!frame.SerializeToString(&scratch_))
     throw std::runtime_error("a client frame that cannot be serialized");
   frame_out(encoding_ == sdk::encoding::json ? text : binary, scratch_);
+}
+
+bool lean_stream::ack_read() {
+  if (read_seq_ <= acked_seq_) return false;
+  client::client_frame ack;
+  ack.mutable_ack()->set_seq(read_seq_);
+  acked_seq_ = read_seq_;
+  send(ack);
+  return true;
 }
 
 // Appends one masked frame to out_ (a client masks every frame: RFC 6455, 5.3).

@@ -41,6 +41,9 @@ class lean_stream : public std::enable_shared_from_this<lean_stream> {
   void start(handlers h);
   // Queues `frame` in the stream's encoding; from inside a handler only.
   void send(client::client_frame const& frame);
+  // Queues one cumulative ack of the newest event read, if it was not acknowledged yet;
+  // whether it did. From inside a handler only (read_done: one ack per read).
+  bool ack_read();
   // Ends the stream from any thread (the handlers see it end with an empty reason).
   void close();
 
@@ -69,6 +72,8 @@ class lean_stream : public std::enable_shared_from_this<lean_stream> {
   std::size_t sent_ = 0;
   std::string scratch_;  // a frame's payload being encoded
   client::server_frame frame_;
+  std::uint64_t read_seq_ = 0;   // the newest event read
+  std::uint64_t acked_seq_ = 0;  // the newest acknowledged
   std::uint32_t mask_seed_;
   std::atomic<bool> closing_{false};  // close() was called (seen by the handler its shutdown wakes)
   bool ended_ = false;
