@@ -2,6 +2,7 @@
 // collect.cpp). Each upload streams its body to a file on the service's pool, hashing as
 // it goes; once complete it is sniffed, thumbnailed, linked into place and recorded.
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -277,6 +278,28 @@ class file_reader final : public blob_reader {
     long n = co_await async::offload(pool_, std::move(work));
     if (n < 0) co_return fail(code::internal, "the asset could not be read");
     co_return static_cast<std::size_t>(n);
+  }
+  awaitable<result<sent_piece>> send_to(int socket, std::uint64_t offset, std::size_t size) override {
+    auto work = [fd = fd_, socket, offset, size]() -> std::pair<long, int> {
+      for (;;) {
+        auto at = static_cast<off_t>(offset);
+        auto n = ::sendfile(socket, fd, &at, size);
+        if (n < 0 && errno == EINTR) continue;
+        return {n, n < 0 ? errno : 0};
+      }
+    };
+    auto [n, error] = co_await async::offload(pool_, std::move(work));
+    sent_piece piece;
+    if (n >= 0) {
+      piece.bytes = static_cast<std::size_t>(n);
+    } else if (error == EAGAIN || error == EWOULDBLOCK) {
+      piece.socket_full = true;
+    } else if (error == EINVAL || error == ENOSYS) {
+      piece.unsupported = true;
+    } else {
+      co_return fail(code::internal, "the asset could not be sent");
+    }
+    co_return piece;
   }
 
  private:

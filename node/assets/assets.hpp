@@ -46,11 +46,23 @@ class byte_source {
   virtual awaitable<result<std::size_t>> read(char* into, std::size_t size) = 0;
 };
 
+// What one send_to moved from the file to the socket.
+struct sent_piece {
+  std::size_t bytes = 0;     // 0 and not socket_full: the file has nothing at that offset
+  bool socket_full = false;  // the socket took nothing now: wait until it is writable
+  bool unsupported = false;  // the file or the socket cannot do it: use read() instead
+};
+
 // An asset opened for download: read it in pieces from any offset.
 class blob_reader {
  public:
   virtual ~blob_reader() = default;
   virtual awaitable<result<std::size_t>> read(std::uint64_t offset, char* into, std::size_t size) = 0;
+  // Up to `size` bytes from `offset` straight into `socket` (a connected stream socket in
+  // non-blocking mode), with no copy through user space (sendfile(2)), on the asset pool:
+  // a page-cache miss waits there, never on an I/O thread. Takes what the socket has room
+  // for now.
+  virtual awaitable<result<sent_piece>> send_to(int socket, std::uint64_t offset, std::size_t size) = 0;
 };
 
 struct chunk_result {

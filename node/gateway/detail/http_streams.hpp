@@ -1,6 +1,7 @@
 // Streamed bodies for http_server.cpp (the only includer, so Beast stays compiled there):
 // a request body read piece by piece into the handler's buffer (uploads), and a response
-// body read piece by piece from a file (downloads). Neither holds a whole body in memory.
+// body sent from a file (downloads: sendfile, or read piece by piece where the file or the
+// socket cannot do that). Neither holds a whole body in memory.
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>
@@ -102,25 +103,46 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
   (void)n;
   if (ec) co_return false;
   if (head) co_return true;
-  // Two buffers: the next piece is read from the file while the last is written.
+  // Straight from the file to the socket (sendfile, on the asset pool), waiting for the
+  // socket between pieces under the deadline, as long as the file and socket allow it.
+  std::uint64_t sent = 0;
+  boost::system::error_code blocking;
+  if (!socket.native_non_blocking()) socket.native_non_blocking(true, blocking);
+  if (!blocking) {
+    for (;;) {
+      auto piece = co_await r.file->send_to(
+          socket.native_handle(), r.file_offset + sent,
+          static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length - sent, std::uint64_t(8) << 20)));
+      if (!piece) co_return false;
+      if (piece->unsupported) break;
+      sent += piece->bytes;
+      if (sent == r.file_length) co_return true;
+      if (piece->bytes == 0 && !piece->socket_full) co_return false;  // the file ended early: the answer is cut short
+      timer.arm(socket, timeout);
+      auto [wait_error] = co_await socket.async_wait(Socket::wait_write, use_tuple);
+      timer.disarm();
+      if (wait_error) co_return false;
+    }
+  }
+  // Else two buffers: the next piece is read from the file while the last is written.
   using namespace boost::asio::experimental::awaitable_operators;
-  auto size = static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length, 256u << 10));
+  auto size = static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length - sent, 256u << 10));
   std::vector<char> now(size), next(size);
-  auto read_at = [&r, size](std::uint64_t sent, char* into) -> boost::asio::awaitable<std::size_t> {
-    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(size, r.file_length - sent));
+  auto read_at = [&r, size](std::uint64_t at, char* into) -> boost::asio::awaitable<std::size_t> {
+    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(size, r.file_length - at));
     if (want == 0) co_return 0;
-    auto got = co_await r.file->read(r.file_offset + sent, into, want);
+    auto got = co_await r.file->read(r.file_offset + at, into, want);
     co_return got ? got.value() : 0;
   };
   auto write_out = [&socket, &timer, timeout](char const* data, std::size_t n) -> boost::asio::awaitable<bool> {
     timer.arm(socket, timeout);
-    auto [ec, written] = co_await boost::asio::async_write(socket, boost::asio::buffer(data, n),
-                                                           boost::asio::as_tuple(boost::asio::use_awaitable));
+    auto [write_error, written] = co_await boost::asio::async_write(socket, boost::asio::buffer(data, n),
+                                                                    boost::asio::as_tuple(boost::asio::use_awaitable));
     timer.disarm();
-    co_return !ec && written == n;
+    co_return !write_error && written == n;
   };
-  std::size_t have = co_await read_at(0, now.data());
-  for (std::uint64_t sent = 0; sent < r.file_length;) {
+  std::size_t have = co_await read_at(sent, now.data());
+  while (sent < r.file_length) {
     if (have == 0) co_return false;  // the file ended early: the answer is cut short
     auto [following, ok] = co_await (read_at(sent + have, next.data()) && write_out(now.data(), have));
     if (!ok) co_return false;
