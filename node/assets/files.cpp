@@ -44,6 +44,7 @@ file_writer::file_writer(fs::path const& path, std::uint64_t keep) : path_(path)
   }
   if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0) fail("truncate", path);
   if (::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) fail("seek", path);
+  end_ = started_ = keep;
 }
 
 file_writer::~file_writer() {
@@ -59,6 +60,12 @@ void file_writer::write(char const* data, std::size_t size) {
     }
     data += n;
     size -= static_cast<std::size_t>(n);
+    end_ += static_cast<std::uint64_t>(n);
+  }
+  if (end_ - started_ >= writeback_every) {
+    // A hint: an error here is sync()'s to report.
+    ::sync_file_range(fd_, static_cast<off_t>(started_), static_cast<off_t>(end_ - started_), SYNC_FILE_RANGE_WRITE);
+    started_ = end_;
   }
 }
 

@@ -45,12 +45,19 @@ class file_writer {
   ~file_writer();
   file_writer(file_writer const&) = delete;
   file_writer& operator=(file_writer const&) = delete;
+  // Appends; every writeback_every bytes, the kernel is asked to start writing them to
+  // the disk (sync_file_range, without waiting), so that sync() waits only for the tail
+  // instead of the whole file (a 1 GiB upload stays under the kernel's own writeback
+  // threshold on a machine with much memory, and would be written only at sync()).
   void write(char const* data, std::size_t size);
   void sync();
+  static constexpr std::uint64_t writeback_every = 8u << 20;
 
  private:
   int fd_ = -1;
   fs::path path_;
+  std::uint64_t end_ = 0;      // the file's length as written
+  std::uint64_t started_ = 0;  // writeback asked for up to here
 };
 
 class file_store {
