@@ -85,6 +85,13 @@ void explain_sigbus(std::filesystem::path const& data_dir) {
   ::sigaction(SIGBUS, &sa, nullptr);
 }
 
+void ignore_broken_pipes() {
+  struct sigaction sa {};
+  sa.sa_handler = SIG_IGN;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGPIPE, &sa, nullptr);
+}
+
 void raise_open_files_limit(std::size_t max_connections, bool tls) {
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;

@@ -47,6 +47,12 @@ void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload);
 // This says what that means and what to do before the process dies as it would have.
 void explain_sigbus(std::filesystem::path const& data_dir);
 
+// A write to a socket whose peer has gone fails with EPIPE instead of killing the process
+// with SIGPIPE. Asio's own sends say so per call (MSG_NOSIGNAL); sendfile(2) (downloads,
+// node/assets) cannot, and a TLS client that hangs up mid-download makes the front close
+// the socket pair the body is being sent into.
+void ignore_broken_pipes();
+
 // Every connection is a file descriptor: raises the soft limit to the hard limit, and says
 // so if gateway.max_connections still cannot be reached.
 void raise_open_files_limit(std::size_t max_connections, bool tls);

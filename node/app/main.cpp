@@ -48,6 +48,7 @@ namespace {
 namespace asio = boost::asio;
 using namespace petchat;
 using app::explain_sigbus;
+using app::ignore_broken_pipes;
 using app::listen_on;
 using app::raise_open_files_limit;
 using app::reload_on_hangup;
@@ -404,6 +405,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
 }  // namespace
 
 int main(int argc, char** argv) {
+  ignore_broken_pipes();
   CLI::App app{"petchat-node: one region's petchat messenger node"};
   std::string config_path, check_path;
   config::overrides o;

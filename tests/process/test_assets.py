@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import socket
 import struct
 import sys
 import time
@@ -1414,6 +1415,35 @@ class AssetDurabilityTest(AssetCase):
         files = [f for d in os.listdir(blobs_dir) for f in os.listdir(os.path.join(blobs_dir, d))]
         self.assertEqual(len(files), stored, "blob files without records (or records without files) remain")
         self.assertEqual(sorted(files), sorted(blake(d) for d in kept))
+
+
+class DownloadHangUpTest(AssetCase):
+    """Downloads larger than the socket buffers, cut off by the client."""
+
+    NODE_CONFIG = {"assets": {"max_asset_bytes": 64 * MIB}}
+
+    def test_clients_that_hang_up_mid_download_leave_the_node_serving(self):
+        # A download goes from the file to the socket by sendfile: a client that closes with
+        # most of the body unread makes the node's next send fail (EPIPE, ECONNRESET), which
+        # must end that one response, not the process (SIGPIPE).
+        alice = self.person("alice")
+        a = alice.login()
+        data = blob(48 * 1024 * KIB, "hang-up")
+        aid = self.upload(a, data, name="big.bin")["id"]
+        for attempt in range(5):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the body backs up at the node
+            s.settimeout(HTTP_TIMEOUT_S)
+            s.connect(("127.0.0.1", self.node.port))
+            try:
+                s.sendall(request_head(self.node, "GET", "/v1/assets/" + q(aid), a["access_token"]))
+                got = s.recv(64 * KIB)
+                self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:40])
+                time.sleep(0.05)  # the node has filled the socket's buffers and waits for room
+            finally:
+                s.close()  # unread bytes in our buffer: the kernel answers the node with a reset
+        self.fetch(a, aid, data)
+        self.assertIsNone(self.node.proc.poll(), "the node died when a client hung up mid-download")
 
 
 if __name__ == "__main__":
