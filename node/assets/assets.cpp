@@ -107,16 +107,22 @@ awaitable<detail::copied> asset_service::impl::copy_body(byte_source& body, deta
   // Two buffers: while one piece is written and hashed (on two pool threads), the next is
   // read. Small buffers when many uploads run at once: memory stays bounded.
   std::size_t size = active_copies.fetch_add(1) < 16 ? (512u << 10) : (32u << 10);
-  std::vector<char> now(size), next(size);
+  // Aligned, so that the file can be written around the page cache (file_writer, direct).
+  auto aligned = [](std::size_t n) {
+    auto* p = static_cast<char*>(std::aligned_alloc(detail::file_writer::direct_alignment, n));
+    if (!p) throw std::bad_alloc();
+    return std::unique_ptr<char, void (*)(void*)>(p, std::free);
+  };
+  auto now = aligned(size), next = aligned(size);
   auto want = [&](std::uint64_t after) {
     return static_cast<std::size_t>(std::min<std::uint64_t>(size, length - std::min(length, after)));
   };
-  auto p = co_await read_piece(body, now.data(), want(0));
+  auto p = co_await read_piece(body, now.get(), want(0));
   try {
     while (!p.error && p.bytes > 0) {
       auto [following, wrote, hashed] =
-          co_await (read_piece(body, next.data(), want(c.bytes + p.bytes)) &&
-                    write_piece(pool, out, now.data(), p.bytes) && hash_piece(pool, h, now.data(), p.bytes));
+          co_await (read_piece(body, next.get(), want(c.bytes + p.bytes)) &&
+                    write_piece(pool, out, now.get(), p.bytes) && hash_piece(pool, h, now.get(), p.bytes));
       (void)wrote;
       (void)hashed;
       c.bytes += p.bytes;
@@ -219,7 +225,7 @@ awaitable<result<messages::asset_view>> asset_service::upload(std::string user, 
   auto path = s->files.new_tmp();
   std::unique_ptr<detail::file_writer> out;
   try {
-    out = std::make_unique<detail::file_writer>(path, 0);
+    out = std::make_unique<detail::file_writer>(path, 0, true);
   } catch (detail::file_error const& e) {
     co_return s->file_failure(e);
   }

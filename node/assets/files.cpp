@@ -31,8 +31,13 @@ class fd_guard {
 
 }  // namespace
 
-file_writer::file_writer(fs::path const& path, std::uint64_t keep) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+file_writer::file_writer(fs::path const& path, std::uint64_t keep, bool direct) : path_(path) {
+  direct_ = direct && keep % direct_alignment == 0;
+  fd_ = direct_ ? ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0600) : -1;
+  if (fd_ < 0) {
+    direct_ = false;  // EINVAL: the file system does not do it
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  }
   if (fd_ < 0) fail("open", path);
   struct stat st {};
   if (::fstat(fd_, &st) != 0) fail("stat", path);
@@ -51,7 +56,42 @@ file_writer::~file_writer() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+bool file_writer::write_direct(char const* data, std::size_t size) {
+  if (!direct_) return false;
+  if (reinterpret_cast<std::uintptr_t>(data) % direct_alignment != 0 || size % direct_alignment != 0 ||
+      end_ % direct_alignment != 0) {
+    stop_direct();
+    return false;
+  }
+  while (size > 0) {
+    auto n = ::write(fd_, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL) {  // the device wants another alignment: the page cache it is
+      stop_direct();
+      return false;
+    }
+    if (n < 0) fail("write", path_);
+    data += n;
+    size -= static_cast<std::size_t>(n);
+    end_ += static_cast<std::uint64_t>(n);
+    if (size % direct_alignment != 0) {  // a short write left the rest unaligned
+      stop_direct();
+      write(data, size);
+      return true;
+    }
+  }
+  started_ = end_;  // on the device already
+  return true;
+}
+
+void file_writer::stop_direct() {
+  direct_ = false;
+  int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) fail("fcntl", path_);
+}
+
 void file_writer::write(char const* data, std::size_t size) {
+  if (write_direct(data, size)) return;
   while (size > 0) {
     auto n = ::write(fd_, data, size);
     if (n < 0) {

@@ -64,7 +64,7 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
       h = known->h;
     else if (offset > 0 && detail::feed_file(path, h, offset) != offset)
       throw detail::file_error("upload " + id + ": its file is shorter than its offset", EIO);
-    out = std::make_unique<detail::file_writer>(path, offset);
+    out = std::make_unique<detail::file_writer>(path, offset, true);
     return true;
   };
   try {

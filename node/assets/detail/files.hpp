@@ -41,7 +41,11 @@ class hasher {
 // A file written from its start or from `keep` bytes in (what follows is cut off).
 class file_writer {
  public:
-  file_writer(fs::path const& path, std::uint64_t keep);
+  // `direct`: written around the page cache (O_DIRECT) while the pieces allow it (aligned
+  // to direct_alignment in memory, length and offset), so that the bytes are not copied
+  // once more on their way to the disk; the first piece that does not allow it (the last
+  // of a file, say), and a file system without O_DIRECT, go through the page cache.
+  file_writer(fs::path const& path, std::uint64_t keep, bool direct = false);
   ~file_writer();
   file_writer(file_writer const&) = delete;
   file_writer& operator=(file_writer const&) = delete;
@@ -52,9 +56,14 @@ class file_writer {
   void write(char const* data, std::size_t size);
   void sync();
   static constexpr std::uint64_t writeback_every = 8u << 20;
+  static constexpr std::size_t direct_alignment = 4096;
 
  private:
+  bool write_direct(char const* data, std::size_t size);
+  void stop_direct();
+
   int fd_ = -1;
+  bool direct_ = false;
   fs::path path_;
   std::uint64_t end_ = 0;      // the file's length as written
   std::uint64_t started_ = 0;  // writeback asked for up to here
