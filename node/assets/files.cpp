@@ -66,22 +66,19 @@ bool file_writer::write_direct(char const* data, std::size_t size) {
   while (size > 0) {
     auto n = ::write(fd_, data, size);
     if (n < 0 && errno == EINTR) continue;
-    // The device wants another alignment, or a short write left the rest unaligned: the
-    // rest through the page cache (write() finds direct_ off).
-    if ((n < 0 && errno == EINVAL) || (n > 0 && (size - static_cast<std::size_t>(n)) % direct_alignment != 0)) {
-      if (n > 0) {
-        data += n;
-        size -= static_cast<std::size_t>(n);
-        end_ += static_cast<std::uint64_t>(n);
-      }
+    if (n < 0 && errno != EINVAL) fail("write", path_);
+    if (n > 0) {
+      data += n;
+      size -= static_cast<std::size_t>(n);
+      end_ += static_cast<std::uint64_t>(n);
+    }
+    // The device wants another alignment (EINVAL), or a short write left the rest
+    // unaligned: the rest through the page cache (write() finds direct_ off).
+    if (n < 0 || size % direct_alignment != 0) {
       stop_direct();
       write(data, size);
       return true;
     }
-    if (n < 0) fail("write", path_);
-    data += n;
-    size -= static_cast<std::size_t>(n);
-    end_ += static_cast<std::uint64_t>(n);
   }
   started_ = end_;  // on the device already
   return true;
