@@ -2,8 +2,8 @@
 // first authentication, reading and dispatching client frames, and the end of the stream.
 //
 // The WebSocket protocol itself (handshake answer, framing, ping/pong, closing handshake)
-// is petchat's own (detail/ws_frames.hpp) over the Asio socket: an idle stream waits for
-// readability with no buffer and no composed operation pending, and reads into a
+// is petchat's own (detail/ws_frames.hpp) over the Asio socket: an idle stream has one
+// read of a few bytes pending and no composed operation, and reads the rest into a
 // per-thread buffer only when bytes are there.
 #include "node/gateway/detail/live_stream.hpp"
 
@@ -104,14 +104,23 @@ awaitable<void> live_stream::start(std::unique_ptr<http::request<http::string_bo
   co_await finish();
 }
 
+// A read, not a wait for readability: Asio re-registers the socket with epoll (an
+// epoll_ctl system call) for every wait, but not for a read on a socket whose last read
+// came up short, which is how a stream comes here. The read takes a few bytes into the
+// stream's own small buffer (an ack or two); the frame reader takes the rest from the
+// thread's buffer.
 void live_stream::wait_readable() {
   handled_ = 0;
-  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
-    if (ec)
-      asio::co_spawn(self->socket_.get_executor(), self->finish(), asio::detached);
-    else
-      self->on_readable();
-  });
+  socket_.async_read_some(asio::buffer(first_bytes_),
+                          [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                            if (ec) {
+                              if (ec != asio::error::operation_aborted) self->ending(end_reason::connection_lost);
+                              asio::co_spawn(self->socket_.get_executor(), self->finish(), asio::detached);
+                              return;
+                            }
+                            self->took(self->first_bytes_.data(), n, self->first_bytes_.size());
+                            self->on_readable();
+                          });
 }
 
 void live_stream::on_readable() {

@@ -170,8 +170,8 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
 
  private:
   awaitable<bool> open(std::unique_ptr<http::request<http::string_body>> upgrade);
-  // Idle: waits for the socket to be readable with no coroutine suspended (a plain
-  // handler holds the stream), then runs on_readable.
+  // Idle: waits for bytes with no coroutine suspended (a plain handler holds the stream),
+  // reading the first few into first_bytes_, then runs on_readable.
   void wait_readable();
   // What one step of reading input came to (step_input).
   enum class input_step {
@@ -356,12 +356,14 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   boost::system::error_code read_available() {
     boost::system::error_code ec;
     std::size_t n = socket_.read_some(asio::buffer(read_scratch), ec);
-    if (!ec) {
-      drained_ = n < read_scratch.size();
-      last_rx_ = std::chrono::steady_clock::now();
-      reader_.feed(std::string_view(read_scratch.data(), n));
-    }
+    if (!ec) took(read_scratch.data(), n, read_scratch.size());
     return ec;
+  }
+  // `n` bytes read into `data` by a read of up to `asked`: to the frame reader.
+  void took(char const* data, std::size_t n, std::size_t asked) {
+    drained_ = n < asked;
+    last_rx_ = std::chrono::steady_clock::now();
+    reader_.feed(std::string_view(data, n));
   }
   // Reads what the socket has (waiting for it if nothing) into the frame reader. False at
   // EOF or on an error.
@@ -387,12 +389,13 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // The last read returned less than it asked for: the socket had nothing more then, so
   // the reader waits for readability instead of reading again to be told so (EAGAIN).
   bool drained_ = false;
-  std::size_t handled_ = 0;          // frames handled since the stream last waited or yielded
-  bool finish_started_ = false;      // finish() runs once (it waits, so a second call must not start over)
-  bool binary_ = false;              // replies as Protobuf binary frames (else JSON text); set in open()
-  frame_queue out_;                  // WebSocket frames waiting for the writer; bounded
-  std::vector<queued_frame> burst_;  // write_now's frames being written (kept for its capacity)
-  pushed_frames pushed_;             // presence and typing waiting for room in out_, latest per subject
+  std::array<char, 64> first_bytes_{};  // what wait_readable's read takes
+  std::size_t handled_ = 0;             // frames handled since the stream last waited or yielded
+  bool finish_started_ = false;         // finish() runs once (it waits, so a second call must not start over)
+  bool binary_ = false;                 // replies as Protobuf binary frames (else JSON text); set in open()
+  frame_queue out_;                     // WebSocket frames waiting for the writer; bounded
+  std::vector<queued_frame> burst_;     // write_now's frames being written (kept for its capacity)
+  pushed_frames pushed_;                // presence and typing waiting for room in out_, latest per subject
   writer_state writer_ = writer_state::idle;
   std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
   std::uint16_t close_code_ = 0;          // of our close frame, once closing
