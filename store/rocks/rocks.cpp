@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include <array>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -92,10 +93,13 @@ struct group_commit {
   // How to undo the running request's writes to `written`: the entry (elements of an
   // unordered_map keep their address) and what it held before (nullopt: nothing).
   std::vector<std::pair<std::pair<std::string const, value>*, std::optional<value>>> undo;
-  std::unordered_map<std::string, value> cache;  // committed values of cached families
-  // Committed values of recent families (rocks_options::recent), and what they take.
+  // Committed values of cached families, and of recent families (rocks_options::recent)
+  // with what they take. Open addressing: these hold up to hundreds of thousands of keys,
+  // looked up several times per mailbox event, and a node-based map's lookup was a chain
+  // of cache misses.
+  boost::unordered_flat_map<std::string, value> cache;
   std::array<bool, static_cast<std::size_t>(cf::count_)> recent_family{};
-  std::unordered_map<std::string, value> recent;
+  boost::unordered_flat_map<std::string, value> recent;
   std::size_t recent_size = 0;
   std::size_t recent_limit;
   std::size_t recent_value_max;
@@ -138,15 +142,16 @@ struct group_commit {
     }
     if (too_large(node.mapped())) return;
     admit_recent(recent_cost(node.key(), node.mapped()));
-    recent.insert(std::move(node));
+    recent.emplace(std::move(node.key()), std::move(node.mapped()));
   }
 
-  static std::string tag(cf family, std::string_view key) {
-    std::string k;
-    k.reserve(key.size() + 1);
-    k.push_back(static_cast<char>(family));
-    k.append(key);
-    return k;
+  // `key` of `family` as the maps hold it (family byte + key), built in a buffer the
+  // writer reuses: a lookup allocates nothing. Valid until the next call.
+  std::string probe;
+  std::string const& tag(cf family, std::string_view key) {
+    probe.assign(1, static_cast<char>(family));
+    probe.append(key);
+    return probe;
   }
   static cf family_of(std::string const& tagged) { return static_cast<cf>(tagged[0]); }
 
@@ -168,8 +173,10 @@ struct group_commit {
     last_keys.clear();
   }
 
-  void record(std::string tagged, value v) {
-    auto [it, fresh] = written.try_emplace(std::move(tagged));
+  void record(std::string const& tagged, value v) {
+    auto it = written.find(tagged);
+    bool fresh = it == written.end();
+    if (fresh) it = written.emplace(tagged, std::nullopt).first;
     undo.emplace_back(&*it, fresh ? std::nullopt : std::optional<value>(std::move(it->second)));
     it->second = std::move(v);
   }
@@ -209,8 +216,7 @@ struct group_commit {
         }
         if (cache.size() >= cache_limit) cache.clear();
         auto node = written.extract(it++);
-        auto placed = cache.insert(std::move(node));
-        if (!placed.inserted) placed.position->second = std::move(placed.node.mapped());
+        cache.insert_or_assign(std::move(node.key()), std::move(node.mapped()));
       }
     }
     written.clear();
@@ -224,7 +230,7 @@ struct group_commit {
 
 std::optional<std::string> rocks_batch::get(cf family, std::string_view key) const {
   auto& st = state_;
-  auto tagged = detail::group_commit::tag(family, key);
+  auto const& tagged = st.tag(family, key);
   if (auto it = st.written.find(tagged); it != st.written.end()) return it->second;
   bool cached = st.cached[static_cast<std::size_t>(family)];
   if (cached)
@@ -241,39 +247,41 @@ std::optional<std::string> rocks_batch::get(cf family, std::string_view key) con
   }
   if (cached) {
     if (st.cache.size() >= st.cache_limit) st.cache.clear();
-    st.cache.emplace(std::move(tagged), result);
+    st.cache.emplace(tagged, result);
   } else if (recent && !st.too_large(result)) {  // a miss: the key is not in `recent`
-    st.admit_recent(detail::group_commit::recent_cost(tagged, result));
-    st.recent.emplace(std::move(tagged), result);
+    std::string kept = tagged;
+    st.admit_recent(detail::group_commit::recent_cost(kept, result));
+    st.recent.emplace(std::move(kept), result);
   }
   return result;
 }
 
 void rocks_batch::put(cf family, std::string_view key, std::string_view value) {
   check(state_.batch.Put(state_.cfs[static_cast<int>(family)], slice(key), slice(value)), "Put");
-  state_.record(detail::group_commit::tag(family, key), std::string(value));
+  state_.record(state_.tag(family, key), std::string(value));
 }
 
 void rocks_batch::put_last(cf family, std::string_view key, std::string_view value) {
-  auto tagged = detail::group_commit::tag(family, key);
+  auto const& tagged = state_.tag(family, key);
   state_.last_keys.insert(tagged);
-  state_.record(std::move(tagged), std::string(value));
+  state_.record(tagged, std::string(value));
 }
 
 void rocks_batch::erase(cf family, std::string_view key) {
   check(state_.batch.Delete(state_.cfs[static_cast<int>(family)], slice(key)), "Delete");
-  state_.record(detail::group_commit::tag(family, key), std::nullopt);
+  state_.record(state_.tag(family, key), std::nullopt);
 }
 
 void rocks_batch::remember(cf family, std::string_view key, std::string value) {
-  state_.record(detail::group_commit::tag(family, key), std::move(value));
+  state_.record(state_.tag(family, key), std::move(value));
 }
 
 std::string rocks_batch::recall(cf family, std::string_view key, std::function<std::string()> const& load) {
   auto& st = state_;
-  auto tagged = detail::group_commit::tag(family, key);
-  if (auto it = st.written.find(tagged); it != st.written.end() && it->second) return *it->second;
-  if (auto it = st.cache.find(tagged); it != st.cache.end() && it->second) return *it->second;
+  auto const& probe = st.tag(family, key);
+  if (auto it = st.written.find(probe); it != st.written.end() && it->second) return *it->second;
+  if (auto it = st.cache.find(probe); it != st.cache.end() && it->second) return *it->second;
+  std::string tagged = probe;  // load() may use the batch, and with it the probe
   std::string value = load();
   if (st.cache.size() >= st.cache_limit) st.cache.clear();
   st.cache.insert_or_assign(std::move(tagged), value);
