@@ -1,6 +1,7 @@
 """Upgrades: today's node opens a data directory written by an earlier key layout of the
 message store and serves, continues and expires what is there (docs/ARCHITECTURE.md,
-"The message store's keys"). The fixture was made by fixtures/make_store_v1.py."""
+"The message store's keys"). The fixtures were made by fixtures/make_store_v1.py (the
+first key layout) and fixtures/make_store_v2.py (group deliveries per member, format 1)."""
 
 import json
 import os
@@ -120,6 +121,50 @@ class FirstLayoutTest(NodeTestCase):
         self.addCleanup(A.close)
         acc = A.send_message("carol@test", "still counting")
         self.assertEqual(int(C.wait_event(wsclient.ev_message(acc["message_id"]))["seq"]), heads["carol"] + 1)
+
+
+class PerMemberDeliveriesTest(NodeTestCase):
+    """A data dir of format 1, whose group deliveries are receipt records per member (made
+    by fixtures/make_store_v2.py), opened by today's node, which records deliveries per
+    acknowledgement write (delivered_batch): both are read, and nothing counts twice."""
+
+    def test_old_receipt_records_and_new_deliveries_add_up(self):
+        with open(os.path.join(FIXTURES, "store-v2.json")) as f:
+            facts = json.load(f)
+        node = Node(start=False)
+        self.addCleanup(node.close)
+        with tarfile.open(os.path.join(FIXTURES, "store-v2.tar.gz")) as tar:
+            tar.extractall(node.workdir)
+        node.start()
+        with open(os.path.join(node.data_dir, "datadir.json")) as f:
+            rec = json.load(f)
+        self.assertEqual((rec["format"], rec["upgraded_from"]), (2, 1), rec)
+        sessions = {n: node.new_session(n, device=n + " laptop") for n in ("alice", "bob", "dave")}
+        gid, first = facts["group"], facts["first"]
+
+        def receipts():
+            r = node.request("GET", "/v1/messages/%s/receipts" % urllib.parse.quote(first, safe=""),
+                             token=sessions["alice"]["access_token"])
+            self.assertStatus(r, 200)
+            states = {m["user_id"].split("@")[0]: (m["delivered_at_ms"] != "0", m["read_at_ms"] != "0")
+                      for m in r.json["members"]}
+            return (r.json["delivered_count"], r.json["read_count"]), states
+
+        # As the old layout recorded it: bob acknowledged, carol acknowledged and read.
+        self.assertEqual(receipts(), ((2, 1), {"bob": (True, False), "carol": (True, True), "dave": (False, False)}))
+        # dave acknowledges now (a delivered_batch) and then reads; bob reads what he
+        # acknowledged under the old layout. Each is delivered once and read once.
+        D = wsclient.connect(node, sessions["dave"], after_seq=0)
+        B = wsclient.connect(node, sessions["bob"], after_seq=0)
+        self.addCleanup(D.close)
+        self.addCleanup(B.close)
+        D.wait_event(wsclient.ev_message(first))
+        D.ack(int(facts["seqs_of_first"]["dave"]), wait=True)
+        self.assertEqual(receipts(), ((3, 1), {"bob": (True, False), "carol": (True, True), "dave": (True, False)}))
+        for client in (D, B):
+            client.read(gid, first)
+            client.wait_event(wsclient.ev_read_mark(first))
+        self.assertEqual(receipts(), ((3, 3), {"bob": (True, True), "carol": (True, True), "dave": (True, True)}))
 
 
 if __name__ == "__main__":
