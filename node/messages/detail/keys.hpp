@@ -160,11 +160,7 @@ inline std::string participant_key(std::string const& user, std::string const& c
 inline std::string group_count_key(std::string const& user) {
   return "gc/" + user;
 }
-// receipts: a group message's counts (its id), fan-out (id 0x01), a member's receipt (id NUL
-// user), the members its acknowledgements delivered it to (id 0x02 n)
-inline std::string delivered_batch_key(std::string const& id, std::uint64_t n) {
-  return id + '\x02' + be64(n);
-}
+// receipts: a group message's counts (its id), fan-out (id 0x01), a member's receipt (id NUL user)
 inline std::string receipt_counts_key(std::string const& id) {
   return id;
 }

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <set>
-#include <unordered_map>
 
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/service.hpp"
@@ -21,16 +20,12 @@ inline records::receipt_counts load_counts(store::rocks_batch& b, std::string co
 }
 
 // What one gathered write of acknowledgements keeps between them (see acks.cpp): the group
-// messages it has read (an acknowledgement never changes one), the receipt counts it has
-// changed, and the members it delivered each message to, written once when it ends
-// (`write_counts`): the counts instead of read, parsed and written again by each member's
-// acknowledgement, and one delivered_batch per message instead of a receipt record per
-// member (in a large group, the per-member records were a third of the keys a delivery
-// wrote).
+// messages it has read (an acknowledgement never changes one), and the receipt counts it
+// has changed, written once when it ends (`write_counts`) instead of read, parsed and
+// written again by each member's acknowledgement.
 struct ack_memo {
   std::unordered_map<std::string, records::stored_message> group_messages;
   std::unordered_map<std::string, records::receipt_counts> counts;
-  std::unordered_map<std::string, records::delivered_batch> delivered;
 
   // The message's counts as this write has them (read from the batch the first time).
   records::receipt_counts& counts_of(store::rocks_batch& b, std::string const& raw_id) {
@@ -38,39 +33,11 @@ struct ack_memo {
     if (fresh) it->second = load_counts(b, raw_id);
     return it->second;
   }
-  // `member`'s acknowledgement delivered the message `raw_id` at `now`.
-  void delivered_to(std::string const& raw_id, std::string const& member, std::int64_t now) {
-    auto& batch = delivered[raw_id];
-    if (batch.members().empty()) batch.set_at_ms(now);
-    batch.add_members(member);
-  }
-  // Writes each message's delivered_batch, then every message's counts as they stand
-  // (once per message and gathered write).
-  void write_counts(store::rocks_batch& b) {
-    for (auto const& [id, batch] : delivered) {
-      auto& c = counts_of(b, id);
-      c.set_delivered_batches(c.delivered_batches() + 1);
-      b.put(cf::receipts, keys::delivered_batch_key(id, c.delivered_batches()), batch.SerializeAsString());
-    }
+  // Writes every message's counts as they stand (once per message and gathered write).
+  void write_counts(store::rocks_batch& b) const {
     for (auto const& [id, c] : counts) b.put_last(cf::receipts, keys::receipt_counts_key(id), c.SerializeAsString());
   }
 };
-
-// True if the local member `member` got the group message `raw_id` delivered by an
-// acknowledgement recorded in a delivered_batch (ack_memo): their delivered mark has passed
-// the message's event in their mailbox (each event is looked at once, when the mark passes
-// it). Reads the message's fan-out record: for the read path, not for acknowledgements.
-inline bool delivered_by_ack(impl const& m, store::rocks_batch& b, std::string const& raw_id,
-                             std::string const& member) {
-  if (!m.is_local(member)) return false;
-  auto mark = b.get(cf::state, keys::delivered_key(member));
-  if (!mark) return false;
-  auto fan = parse<records::fanout_record>(b.get(cf::receipts, keys::fanout_key(raw_id)));
-  if (!fan) return false;
-  for (auto const& ref : fan->mailbox_entries())
-    if (ref.user() == member) return keys::from_be64(*mark) >= ref.seq();
-  return false;
-}
 
 // `member` acknowledged (DELIVERED) or read (READ: delivered too) the group message `sm`:
 // their receipt and the message's counts, once each. The sender is told per member in
@@ -79,9 +46,8 @@ inline bool delivered_by_ack(impl const& m, store::rocks_batch& b, std::string c
 // when `tell_read` (the newest message of its sender that a read covers stands for the
 // earlier ones, as in direct conversations). A sender of another region is told of every
 // change per member (their region applies these rules); true if that went to the outbox.
-// `none_yet`: the caller knows the member has no receipt record for it (not read), and
-// that no acknowledgement delivered it yet. `memo`: the counts are kept there (the caller
-// writes them), not written here, and so is the member's delivery when `none_yet`.
+// `none_yet`: the caller knows the member has no receipt record for it (not read).
+// `memo`: the counts are kept there (the caller writes them), not written here.
 inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
                           records::stored_message const& sm, std::string const& member, client::receipt_status status,
                           std::int64_t now, bool tell_read, std::vector<news>& heads, bool none_yet = false,
@@ -91,7 +57,7 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
                        : parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
   records::receipt_counts own;
   auto& counts = memo ? memo->counts_of(b, raw_id) : (own = load_counts(b, raw_id));
-  bool delivered_now = mine.delivered_at_ms() == 0 && (none_yet || !delivered_by_ack(m, b, raw_id, member));
+  bool delivered_now = mine.delivered_at_ms() == 0;
   bool read_now = status == client::READ && mine.read_at_ms() == 0;
   if (!delivered_now && !read_now) return false;
   if (delivered_now) {
@@ -102,10 +68,7 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
     mine.set_read_at_ms(now);
     counts.set_read(counts.read() + 1);
   }
-  if (memo && none_yet && !read_now)
-    memo->delivered_to(raw_id, member, now);
-  else
-    b.put(cf::receipts, key, mine.SerializeAsString());
+  b.put(cf::receipts, key, mine.SerializeAsString());
   if (!memo) b.put_last(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
   if (!m.is_local(sm.message().from())) {
     for (auto s : {client::DELIVERED, client::READ})
