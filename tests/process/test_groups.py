@@ -1086,6 +1086,11 @@ class GroupCountReceiptsTest(GroupCase):
         self.assertEqual((r.json.get("recipients"), r.json.get("delivered_count"), r.json.get("read_count")),
                          (5, 5, 5), r.describe())
         self.assertEqual([m.get("user_id") for m in r.json.get("members") or []], [p.id for p in others])
+        # Each member's times: delivered (by the acknowledgement) no later than read.
+        for m in r.json["members"]:
+            self.assertNotEqual(m.get("delivered_at_ms"), "0", m)
+            self.assertNotEqual(m.get("read_at_ms"), "0", m)
+            self.assertLessEqual(int(m["delivered_at_ms"]), int(m["read_at_ms"]), m)
 
         # All five acknowledge at once (acknowledgements that arrive together share a
         # write): the count still goes up one by one, with the same receipts, and ends at 5.
@@ -1100,6 +1105,18 @@ class GroupCountReceiptsTest(GroupCase):
         r = self.receipts(a, mid3)
         self.assertStatus(r, 200)
         self.assertEqual((r.json.get("delivered_count"), r.json.get("read_count")), (5, 0), r.describe())
+        self.assertEqual([(m.get("user_id"), m.get("delivered_at_ms") != "0", m.get("read_at_ms"))
+                          for m in r.json.get("members") or []], [(p.id, True, "0") for p in others], r.describe())
+        # A member who reads after acknowledging: READ, and still one DELIVERED each.
+        streams[0].read(gid, mid3)
+        streams[0].wait_event(ev_read_mark(mid3))
+        A.wait_event(lambda e: ev_receipt(mid3, "READ")(e) and num(e["receipt"], "read_count") == 1,
+                     what="READ count receipt at 1")
+        r = self.receipts(a, mid3)
+        self.assertEqual((r.json.get("delivered_count"), r.json.get("read_count")), (5, 1), r.describe())
+        first = r.json["members"][0]
+        self.assertNotEqual(first.get("delivered_at_ms"), "0", first)
+        self.assertNotEqual(first.get("read_at_ms"), "0", first)
 
         # Up to the threshold (2 recipients) receipts are per member.
         small = self.group(a, [others[0].id, others[1].id], title="two recipients")
