@@ -61,6 +61,10 @@ struct group_state {
   // Acks those members sent (one per read that brought new events: how a client batches
   // them decides how many the node writes).
   std::atomic<std::uint64_t> acks{0};
+  // With --read: the members also send a read of the newest group message each read
+  // brought (a client showing the conversation does), and how many they sent.
+  bool read = false;
+  std::atomic<std::uint64_t> reads{0};
 };
 
 // One member's stream. The sender's is a client library connection; all of it but
@@ -80,6 +84,8 @@ struct member_state {
   bool closed = false;
   asio::steady_timer wake;
   std::atomic<std::uint64_t> received{0};  // group messages read (not counted for the sender)
+  std::string newest_message;              // the newest group message read, and the newest
+  std::string marked_read;                 // marked as read (--read; in the handlers only)
 };
 
 struct group_result {
@@ -87,6 +93,7 @@ struct group_result {
   std::uint64_t messages = 0;     // sends accepted in it
   std::uint64_t deliveries = 0;   // group messages read in it by the members but the sender
   std::uint64_t acks = 0;         // acks sent in it by the members but the sender
+  std::uint64_t reads = 0;        // reads sent in it by them (--read)
   std::uint64_t cpu_us = 0;       // the node's, over it
   std::uint64_t tool_cpu_us = 0;  // this process's, over it
   // At the end, once the sender stopped and the members had time to catch up:
@@ -144,6 +151,7 @@ void on_event(member_state& m, group_state& g, client::event const& e) {
   if (!m.sender && e.has_message() && e.message().conversation_id() == g.conversation_id) {
     m.received++;
     g.deliveries++;
+    if (g.read) m.newest_message = e.message().id();
   }
 }
 
@@ -181,8 +189,15 @@ void start_member(std::shared_ptr<member_state> m, std::shared_ptr<group_state> 
       m->lean->close();
     }
   };
-  h.read_done = [g](lean_stream& stream) {
+  h.read_done = [m, g](lean_stream& stream) {
     if (stream.ack_read()) g->acks++;
+    if (!g->read || m->newest_message == m->marked_read) return;
+    client::client_frame f;
+    f.mutable_read()->set_conversation_id(g->conversation_id);
+    f.mutable_read()->set_message_id(m->newest_message);
+    stream.send(f);
+    m->marked_read = m->newest_message;
+    g->reads++;
   };
   // A stream the node ended before the run did is reported (as a reader's is).
   h.ended = [g](std::string const& why) {
@@ -273,11 +288,12 @@ asio::awaitable<std::vector<std::shared_ptr<member_state>>> open_members(options
 
 struct reading {
   clock_type::time_point at;
-  std::uint64_t accepted = 0, deliveries = 0, acks = 0, cpu_us = 0, tool_cpu_us = 0;
+  std::uint64_t accepted = 0, deliveries = 0, acks = 0, reads = 0, cpu_us = 0, tool_cpu_us = 0;
 };
 
 reading read_now(group_state const& g, pid_t node) {
-  return {clock_type::now(), g.accepted.load(), g.deliveries.load(), g.acks.load(), cpu_micros(node), own_cpu_micros()};
+  return {clock_type::now(), g.accepted.load(), g.deliveries.load(), g.acks.load(),
+          g.reads.load(),    cpu_micros(node),  own_cpu_micros()};
 }
 
 // Stops the sender and waits, at most max(10 s, duration), until every send is answered and
@@ -331,6 +347,7 @@ asio::awaitable<void> close_members(std::vector<std::shared_ptr<member_state>> m
 asio::awaitable<void> group_run(options o, sdk::endpoint ep, pid_t node, group_result* out) {
   auto g = std::make_shared<group_state>();
   g->window = o.window;
+  g->read = o.group_reads;
   g->payload = std::string(static_cast<std::size_t>(o.payload), 'x');
   auto users = co_await register_members(ep, o.members);
   g->conversation_id = co_await create_group(ep, users);
@@ -351,6 +368,7 @@ asio::awaitable<void> group_run(options o, sdk::endpoint ep, pid_t node, group_r
   out->messages = after.accepted - before.accepted;
   out->deliveries = after.deliveries - before.deliveries;
   out->acks = after.acks - before.acks;
+  out->reads = after.reads - before.reads;
   out->cpu_us = after.cpu_us - before.cpu_us;
   out->tool_cpu_us = after.tool_cpu_us - before.tool_cpu_us;
   co_await catch_up(o, g, members, out);
@@ -380,6 +398,7 @@ void print_json(options const& o, group_result const& r) {
                  {"deliveries_per_s", rate(r.deliveries, r.seconds)},
                  {"deliveries_per_message", per(r.deliveries, r.messages)},
                  {"acks_per_delivery", per(r.acks, r.deliveries)},
+                 {"reads_per_delivery", per(r.reads, r.deliveries)},
                  {"server_cpu_us_per_delivery", per(r.cpu_us, r.deliveries)},
                  {"server_cpu_us_per_message", per(r.cpu_us, r.messages)},
                  {"tool_cpu_us_per_delivery", per(r.tool_cpu_us, r.deliveries)},
@@ -407,6 +426,9 @@ void print_table(options const& o, group_result const& r) {
               per(r.deliveries, r.messages));
   std::printf("  acknowledged                 %llu acks, %.3f per delivery\n", static_cast<unsigned long long>(r.acks),
               per(r.acks, r.deliveries));
+  if (o.group_reads)
+    std::printf("  marked read                  %llu reads, %.3f per delivery\n",
+                static_cast<unsigned long long>(r.reads), per(r.reads, r.deliveries));
   std::printf("  server CPU                   %.2f us per delivery, %.1f us per message\n", cpu_per_delivery,
               per(r.cpu_us, r.messages));
   std::printf("  tool CPU                     %.2f us per delivery\n", tool_per_delivery);

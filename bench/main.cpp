@@ -277,6 +277,7 @@ int main(int argc, char** argv) {
   for (auto* sub : {throughput, echo, federation})
     sub->add_option("--window", o.window, "in flight per pair")->capture_default_str();
   groups->add_option("--window", o.window, "sends in flight")->capture_default_str();
+  groups->add_flag("--read", o.group_reads, "the members also mark the newest message of each read as read");
   latency->add_option("--rate", o.rate, "messages per second, all pairs together")->capture_default_str();
   connections->add_option("--connections", o.connections, "how many")->capture_default_str();
   connections->add_option("--duration", o.duration_s, "seconds to hold them")->capture_default_str();

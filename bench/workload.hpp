@@ -30,7 +30,8 @@ struct options {
   int connections = 1000;
   int messages = 10000;
   int payload = 64;
-  int members = 10;  // groups: members of the group, the sender included
+  int members = 10;          // groups: members of the group, the sender included
+  bool group_reads = false;  // groups: the members also mark what they get as read
   int threads = 2;
   sdk::encoding encoding = sdk::encoding::proto;  // of the tool's live-stream frames (not the echo's)
   bool durable = true;

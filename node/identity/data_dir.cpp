@@ -121,7 +121,12 @@ data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::strin
                              "backup made by this one; the data dir was not changed");
   if (found) check_region(data_dir, found->region, region);
   if (found && found->format == data_format) return *found;
-  data_dir_record r = found ? upgrade_from_0(data_dir, region) : data_dir_record{region, data_format, now_ms(), -1};
+  data_dir_record r{region, data_format, now_ms(), -1};
+  if (found && found->format == 0) r = upgrade_from_0(data_dir, region);
+  // Format 1 to 2: this build reads format 1's stores as they are (a member's receipt
+  // record is read before any delivered_batch); the record says 2 so that a build of
+  // format 1 refuses the data dir instead of misreading it.
+  if (found && found->format == 1) r = data_dir_record{region, data_format, found->created_at_ms, 1};
   // `region` first: a node before 0.2 started on this dir still refuses another region.
   detail::write_durably(data_dir, "region", region + "\n", 0644);
   write_record(data_dir, r);

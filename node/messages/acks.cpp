@@ -37,14 +37,14 @@ bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector
       moved = true;
     }
   }
-  auto mark_key = keys::delivered_key(a.user);
-  auto mark_raw = b.get(cf::state, mark_key);
-  std::uint64_t mark = mark_raw ? keys::from_be64(*mark_raw) : 0;
-  if (mark >= a.seq) return moved;
-  std::uint64_t upto = std::min(a.seq, mark + max_ack_walk);
+  delivered_mark mark(b, a.user);
+  if (mark.seq() >= a.seq) return moved;
+  std::uint64_t after = mark.seq();
+  std::uint64_t upto = std::min(a.seq, after + max_ack_walk);
   a.more = upto < a.seq;
-  b.put(cf::state, mark_key, keys::be64(upto));
-  deliver_range(m, b, a.user, mark, upto, heads, queued, memo);
+  mark.set_seq(upto);
+  deliver_range(m, b, a.user, after, upto, heads, queued, memo, mark);
+  mark.write();
   return true;
 }
 

@@ -4,6 +4,7 @@
 // costs a few point reads per conversation, never a count of messages.
 #include <algorithm>
 #include <charconv>
+#include <unordered_map>
 
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/service.hpp"
@@ -176,10 +177,17 @@ result<message_receipts> message_service::receipts(std::string const& user, std:
   out.recipients = static_cast<std::uint32_t>(fan.recipients_size());
   out.delivered_count = counts.delivered();
   out.read_count = counts.read();
+  // Deliveries by acknowledgement are in delivered_batch records (message_records.proto).
+  std::unordered_map<std::string, std::int64_t> acked;
+  for (std::uint32_t n = 1; n <= counts.delivered_batches(); ++n)
+    if (auto batch = parse<records::delivered_batch>(m.db.get(cf::receipts, keys::delivered_batch_key(*raw, n))))
+      for (auto const& member : batch->members()) acked.emplace(member, batch->at_ms());
   for (auto const& member : fan.recipients()) {
     auto r = parse<records::receipt_record>(m.db.get(cf::receipts, keys::receipt_key(*raw, member)))
                  .value_or(records::receipt_record{});
-    out.members.push_back({member, r.delivered_at_ms(), r.read_at_ms()});
+    auto delivered = r.delivered_at_ms();
+    if (auto it = acked.find(member); delivered == 0 && it != acked.end()) delivered = it->second;
+    out.members.push_back({member, delivered, r.read_at_ms()});
   }
   return out;
 }

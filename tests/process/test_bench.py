@@ -170,9 +170,11 @@ class BenchSmokeTest(unittest.TestCase):
 
     def test_groups_sizes_json(self):
         # A list of group sizes runs once per size, each on a fresh node; over the JSON
-        # subprotocol the group's sends and receipts go through the tool's JSON frames.
+        # subprotocol the group's sends, reads and receipts go through the tool's JSON
+        # frames. With --read the members mark what they get as read: a read the node
+        # refused would end the member's stream.
         cmd = [BENCH, "--json", "--node", NODE, "--echo", ECHO, "--encoding", "json", "groups", "--members", "2,3",
-               "--window", "2", "--duration", "0.5"]
+               "--window", "2", "--duration", "0.5", "--read"]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr[-3000:])
         runs = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
@@ -182,6 +184,9 @@ class BenchSmokeTest(unittest.TestCase):
             self.assertGreater(r["messages"], 0, r)
             self.assertTrue(r["caught_up"], r)
             self.assertEqual(r["deliveries_total"], (r["members"] - 1) * r["messages_total"], r)
+            self.assertEqual(r["streams_dropped"], 0, r)
+            self.assertGreater(r["reads_per_delivery"], 0, r)
+            self.assertLessEqual(r["reads_per_delivery"], 1, r)
 
     def test_groups_size_limit(self):
         # Above the node's default messages.max_group_members the tool refuses at once.

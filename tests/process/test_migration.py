@@ -80,16 +80,16 @@ class FirstLayoutTest(NodeTestCase):
 
     def test_data_dir_of_format_0_gets_its_record(self):
         # The fixture predates datadir.json (format 0: only `region`). The start migrates
-        # it to format 1, dated from the region key's first start, and says so.
+        # it to the current format, dated from the region key's first start, and says so.
         with tarfile.open(os.path.join(FIXTURES, "store-v1.tar.gz")) as tar:
             key_made = tar.getmember("data/region.key").mtime
         node, facts = self.open_fixture()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 1, 0), rec)
+        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 2, 0), rec)
         self.assertEqual(rec["created_at"][:19], time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(key_made)))
-        self.assertTrue(any("upgraded from format 0 to 1" in line for line in node.stderr_lines + node.stdout_lines))
-        self.assertEqual(admin_status(node)["data_format"], 1)
+        self.assertTrue(any("upgraded from format 0 to 2" in line for line in node.stderr_lines + node.stdout_lines))
+        self.assertEqual(admin_status(node)["data_format"], 2)
         self.assertStatus(node.login("alice", facts.get("password", "password123")), 201)
 
     def test_old_expiry_entries_are_honoured(self):
@@ -140,8 +140,7 @@ class PerMemberDeliveriesTest(NodeTestCase):
         node.start()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual(rec["format"], 1, rec)
-        self.assertNotIn("upgraded_from", rec, "the same format: nothing to upgrade")
+        self.assertEqual((rec["format"], rec["upgraded_from"]), (2, 1), rec)
         sessions = {n: node.new_session(n, device=n + " laptop") for n in ("alice", "bob", "dave")}
         gid, first = facts["group"], facts["first"]
 

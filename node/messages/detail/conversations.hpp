@@ -116,6 +116,7 @@ inline void start_period(store::rocks_batch& b, std::string const& conv, std::st
   p.clear_own_positions();
   p.set_own_overflow(false);
   p.set_joined_at_ms(now);
+  p.set_joined_seq(messages);
   p.set_left_at_ms(0);
   p.clear_last_message_id();
   put_participant(b, user, conv, p);

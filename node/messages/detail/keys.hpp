@@ -92,8 +92,13 @@ inline std::string salvaged_key() {
   return "salvaged";
 }
 // Every mailbox event of `user` up to this seq has been looked at for DELIVERED receipts.
+// Its value: the seq (be64), then the group positions it reached (records::delivered_positions).
 inline std::string delivered_key(std::string const& user) {
   return "d/" + user;
+}
+// A group's position delivered to `user` by acknowledgement, once it left their mark's list.
+inline std::string delivered_position_key(std::string const& user, std::string const& conv) {
+  return "dg/" + user + '\0' + conv;
 }
 inline std::string read_key(std::string const& conv, std::string const& user) {
   return "r/" + conv + '\0' + user;
@@ -160,7 +165,11 @@ inline std::string participant_key(std::string const& user, std::string const& c
 inline std::string group_count_key(std::string const& user) {
   return "gc/" + user;
 }
-// receipts: a group message's counts (its id), fan-out (id 0x01), a member's receipt (id NUL user)
+// receipts: a group message's counts (its id), fan-out (id 0x01), a member's receipt (id NUL
+// user), the members its acknowledgements delivered it to (id 0x02 n)
+inline std::string delivered_batch_key(std::string const& id, std::uint64_t n) {
+  return id + '\x02' + be64(n);
+}
 inline std::string receipt_counts_key(std::string const& id) {
   return id;
 }

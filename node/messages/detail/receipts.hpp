@@ -5,8 +5,10 @@
 #pragma once
 
 #include <set>
+#include <unordered_map>
 
 #include "node/messages/detail/conversations.hpp"
+#include "node/messages/detail/delivered_mark.hpp"
 #include "node/messages/detail/service.hpp"
 
 namespace petchat::messages::service_detail {
@@ -20,12 +22,16 @@ inline records::receipt_counts load_counts(store::rocks_batch& b, std::string co
 }
 
 // What one gathered write of acknowledgements keeps between them (see acks.cpp): the group
-// messages it has read (an acknowledgement never changes one), and the receipt counts it
-// has changed, written once when it ends (`write_counts`) instead of read, parsed and
-// written again by each member's acknowledgement.
+// messages it has read (an acknowledgement never changes one), the receipt counts it has
+// changed, and the members it delivered each message to, written once when it ends
+// (`write_counts`): the counts instead of read, parsed and written again by each member's
+// acknowledgement, and one delivered_batch per message instead of a receipt record per
+// member (in a large group, the per-member records were a third of the keys a delivery
+// wrote).
 struct ack_memo {
   std::unordered_map<std::string, records::stored_message> group_messages;
   std::unordered_map<std::string, records::receipt_counts> counts;
+  std::unordered_map<std::string, records::delivered_batch> delivered;
 
   // The message's counts as this write has them (read from the batch the first time).
   records::receipt_counts& counts_of(store::rocks_batch& b, std::string const& raw_id) {
@@ -33,11 +39,33 @@ struct ack_memo {
     if (fresh) it->second = load_counts(b, raw_id);
     return it->second;
   }
-  // Writes every message's counts as they stand (once per message and gathered write).
-  void write_counts(store::rocks_batch& b) const {
+  // `member`'s acknowledgement delivered the message `raw_id` at `now`.
+  void delivered_to(std::string const& raw_id, std::string const& member, std::int64_t now) {
+    auto& batch = delivered[raw_id];
+    if (batch.members().empty()) batch.set_at_ms(now);
+    batch.add_members(member);
+  }
+  // Writes each message's delivered_batch, then every message's counts as they stand
+  // (once per message and gathered write).
+  void write_counts(store::rocks_batch& b) {
+    for (auto const& [id, batch] : delivered) {
+      auto& c = counts_of(b, id);
+      c.set_delivered_batches(c.delivered_batches() + 1);
+      b.put(cf::receipts, keys::delivered_batch_key(id, c.delivered_batches()), batch.SerializeAsString());
+    }
     for (auto const& [id, c] : counts) b.put_last(cf::receipts, keys::receipt_counts_key(id), c.SerializeAsString());
   }
 };
+
+// True if the local member `member` got the group message `sm` delivered by an
+// acknowledgement (which records it in a delivered_batch, not in a receipt record): their
+// acknowledgements have reached its position in the group (delivered_mark). One read of the
+// member's mark, whatever the group's size. For a recipient of the message only.
+inline bool delivered_by_ack(impl const& m, store::rocks_batch& b, records::stored_message const& sm,
+                             std::string const& member) {
+  if (!m.is_local(member) || sm.conversation_seq() == 0) return false;
+  return delivered_mark(b, member).position(sm.message().conversation_id()) >= sm.conversation_seq();
+}
 
 // `member` acknowledged (DELIVERED) or read (READ: delivered too) the group message `sm`:
 // their receipt and the message's counts, once each. The sender is told per member in
@@ -46,8 +74,9 @@ struct ack_memo {
 // when `tell_read` (the newest message of its sender that a read covers stands for the
 // earlier ones, as in direct conversations). A sender of another region is told of every
 // change per member (their region applies these rules); true if that went to the outbox.
-// `none_yet`: the caller knows the member has no receipt record for it (not read).
-// `memo`: the counts are kept there (the caller writes them), not written here.
+// `none_yet`: the caller knows the member has no receipt record for it (not read), and
+// that no acknowledgement delivered it yet. `memo`: the counts are kept there (the caller
+// writes them), not written here, and so is the member's delivery when `none_yet`.
 inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
                           records::stored_message const& sm, std::string const& member, client::receipt_status status,
                           std::int64_t now, bool tell_read, std::vector<news>& heads, bool none_yet = false,
@@ -57,7 +86,7 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
                        : parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
   records::receipt_counts own;
   auto& counts = memo ? memo->counts_of(b, raw_id) : (own = load_counts(b, raw_id));
-  bool delivered_now = mine.delivered_at_ms() == 0;
+  bool delivered_now = mine.delivered_at_ms() == 0 && (none_yet || !delivered_by_ack(m, b, sm, member));
   bool read_now = status == client::READ && mine.read_at_ms() == 0;
   if (!delivered_now && !read_now) return false;
   if (delivered_now) {
@@ -68,7 +97,10 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
     mine.set_read_at_ms(now);
     counts.set_read(counts.read() + 1);
   }
-  b.put(cf::receipts, key, mine.SerializeAsString());
+  if (memo && none_yet && !read_now)
+    memo->delivered_to(raw_id, member, now);
+  else
+    b.put(cf::receipts, key, mine.SerializeAsString());
   if (!memo) b.put_last(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
   if (!m.is_local(sm.message().from())) {
     for (auto s : {client::DELIVERED, client::READ})
@@ -92,22 +124,30 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
   return false;
 }
 
-// The group message `sm` (raw id `id`) reached `member`: their DELIVERED receipt. A
-// member's receipt record is written by their acknowledgement, which looks at each mailbox
-// event once (the delivered mark), or by a read mark that covers the message: none exists
-// while their read mark is before it (no read of the store).
+// The group message `sm` (raw id `id`) reached `member` by their acknowledgement: their
+// DELIVERED receipt, and their position in the group moves to it (`mark`, after the receipt,
+// which asks whether an acknowledgement delivered it before). A member's receipt record
+// exists only if a read mark covered the message first: none while their read mark is
+// before it (no read of the store), and then the delivery goes into the write's
+// delivered_batch for the message (ack_memo).
 inline bool deliver_group(impl& m, store::rocks_batch& b, std::string const& id, records::stored_message const& sm,
-                          std::string const& member, std::int64_t now, std::vector<news>& heads, ack_memo& memo) {
-  if (sm.message().from() == member) return false;
-  auto mark = b.get(cf::state, keys::read_key(sm.message().conversation_id(), member));
-  bool none_yet = !mark || *mark < id;
-  return group_receipt(m, b, id, sm, member, client::DELIVERED, now, false, heads, none_yet, &memo);
+                          std::string const& member, std::int64_t now, std::vector<news>& heads, ack_memo& memo,
+                          delivered_mark& mark) {
+  bool queued = false;
+  if (sm.message().from() != member) {
+    auto read = b.get(cf::state, keys::read_key(sm.message().conversation_id(), member));
+    bool none_yet = !read || *read < id;
+    queued = group_receipt(m, b, id, sm, member, client::DELIVERED, now, false, heads, none_yet, &memo);
+  }
+  if (sm.conversation_seq() != 0) mark.advance(sm.message().conversation_id(), sm.conversation_seq());
+  return queued;
 }
 
 // Inside an acknowledgement's write: the messages to `user` among the mailbox events
 // (after, upto] get their DELIVERED receipt, once per message and recipient.
 inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& user, std::uint64_t after,
-                          std::uint64_t upto, std::vector<news>& heads, bool& queued, ack_memo& memo) {
+                          std::uint64_t upto, std::vector<news>& heads, bool& queued, ack_memo& memo,
+                          delivered_mark& mark) {
   std::vector<std::string> ids;
   auto take = [&](std::string_view value) {
     records::stored_event e;
@@ -131,14 +171,14 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
   std::int64_t now = now_ms();
   for (auto const& id : ids) {
     if (auto it = memo.group_messages.find(id); it != memo.group_messages.end()) {
-      queued |= deliver_group(m, b, id, it->second, user, now, heads, memo);
+      queued |= deliver_group(m, b, id, it->second, user, now, heads, memo, mark);
       continue;
     }
     auto sm = parse<records::stored_message>(b.get(cf::messages, id));
     if (!sm) continue;
     if (keys::is_group(sm->message().conversation_id())) {
       auto const& kept = memo.group_messages.emplace(id, std::move(*sm)).first->second;
-      queued |= deliver_group(m, b, id, kept, user, now, heads, memo);
+      queued |= deliver_group(m, b, id, kept, user, now, heads, memo, mark);
       continue;
     }
     if (sm->message().from() == user) continue;
@@ -191,6 +231,8 @@ inline bool mark_read_group(impl const& m, store::rocks_batch& b, std::string co
                       if (!sm) return true;
                       if (sm->conversation_seq() <= p.visible_after()) return false;
                       if (!in_period(p, sm->conversation_seq()) || sm->message().from() == reader) return true;
+                      // Shown as history from before the reader joined: they were not a recipient.
+                      if (sm->conversation_seq() <= p.joined_seq()) return true;
                       auto mine = parse<records::receipt_record>(b.get(cf::receipts, keys::receipt_key(id, reader)));
                       if (mine && mine->read_at_ms() != 0) return false;
                       unread.emplace_back(std::move(id), std::move(*sm));

@@ -255,6 +255,9 @@ struct message_service::impl {
     for (auto const& ref : fan.mailbox_entries())
       erase_mailbox_entry(b, keys::mailbox_key(ref.user(), ref.seq()), floored);
     b.erase(cf::receipts, keys::fanout_key(raw_id));
+    if (auto counts = parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id))))
+      for (std::uint32_t n = 1; n <= counts->delivered_batches(); ++n)
+        b.erase(cf::receipts, keys::delivered_batch_key(raw_id, n));
     b.erase(cf::receipts, keys::receipt_counts_key(raw_id));
     for (auto const& user : fan.recipients()) b.erase(cf::receipts, keys::receipt_key(raw_id, user));
   }

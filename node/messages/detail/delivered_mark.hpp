@@ -1,0 +1,79 @@
+// A user's delivered mark inside a write: the mailbox seq up to which their
+// acknowledgements have delivered, and the group positions those acknowledgements reached
+// (records::delivered_positions). The positions answer "did this member's acknowledgement
+// deliver this group message?" with one read, for a member without a receipt record for it
+// (their deliveries by acknowledgement are in delivered_batch records, not per member).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "node/messages/detail/conversations.hpp"
+
+namespace petchat::messages::service_detail {
+
+// Groups whose positions a mark keeps in itself; the others are under their own key.
+inline constexpr int delivered_positions_kept = 8;
+
+class delivered_mark {
+ public:
+  // `user`'s mark as the batch has it.
+  delivered_mark(store::rocks_batch& b, std::string const& user) : b_(b), user_(user) {
+    auto raw = b.get(cf::state, keys::delivered_key(user));
+    if (!raw) return;
+    seq_ = keys::from_be64(*raw);
+    if (raw->size() > 8) positions_.ParseFromArray(raw->data() + 8, static_cast<int>(raw->size() - 8));
+  }
+
+  std::uint64_t seq() const { return seq_; }
+  void set_seq(std::uint64_t seq) { seq_ = seq; }
+
+  // The highest position of group `conv` delivered to the user by acknowledgement (0: none).
+  std::uint64_t position(std::string const& conv) const {
+    for (int i = 0; i < positions_.conversations_size(); ++i)
+      if (positions_.conversations(i) == conv) return positions_.seqs(i);
+    auto kept = b_.get(cf::state, keys::delivered_position_key(user_, conv));
+    return kept ? keys::from_be64(*kept) : 0;
+  }
+
+  // The acknowledgement delivered the message at `seq` of group `conv`: the group becomes
+  // the most recent in the list; the least recent one leaves it for its own key if full.
+  void advance(std::string const& conv, std::uint64_t seq) {
+    auto* convs = positions_.mutable_conversations();
+    auto* seqs = positions_.mutable_seqs();
+    int n = convs->size();
+    int i = 0;
+    while (i < n && convs->Get(i) != conv) ++i;
+    if (i < n) {
+      seq = std::max(seq, seqs->Get(i));
+    } else if (n < delivered_positions_kept) {
+      convs->Add(std::string(conv));
+      seqs->Add(0);
+      i = n++;
+    } else {
+      b_.put(cf::state, keys::delivered_position_key(user_, convs->Get(0)), keys::be64(seqs->Get(0)));
+      i = 0;
+      convs->Mutable(0)->assign(conv);
+    }
+    for (; i + 1 < n; ++i) {  // to the end, the others keeping their order
+      convs->SwapElements(i, i + 1);
+      seqs->SwapElements(i, i + 1);
+    }
+    seqs->Set(n - 1, seq);
+  }
+
+  void write() {
+    auto value = keys::be64(seq_);
+    if (positions_.conversations_size() > 0) value += positions_.SerializeAsString();
+    b_.put(cf::state, keys::delivered_key(user_), value);
+  }
+
+ private:
+  store::rocks_batch& b_;
+  std::string const& user_;
+  std::uint64_t seq_ = 0;
+  records::delivered_positions positions_;
+};
+
+}  // namespace petchat::messages::service_detail
