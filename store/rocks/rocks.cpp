@@ -8,8 +8,10 @@
 #include <algorithm>
 
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
@@ -317,7 +319,17 @@ rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   rocksdb::ColumnFamilyOptions family_options;
   family_options.write_buffer_size = 16 << 20;
   family_options.memtable_insert_with_hint_prefix_extractor = std::make_shared<owner_prefix>();
-  for (auto name : family_names) families.emplace_back(name, family_options);
+  rocksdb::ColumnFamilyOptions filtered_options = family_options;
+  filtered_options.memtable_prefix_bloom_size_ratio = 0.05;
+  filtered_options.memtable_whole_key_filtering = true;
+  rocksdb::BlockBasedTableOptions filtered_tables;
+  filtered_tables.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  filtered_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(filtered_tables));
+  for (std::size_t i = 0; i < std::size(family_names); ++i) {
+    bool filtered =
+        std::find(options_.filtered.begin(), options_.filtered.end(), static_cast<cf>(i)) != options_.filtered.end();
+    families.emplace_back(family_names[i], filtered ? filtered_options : family_options);
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   auto opened = rocksdb::DB::Open(db_options, options_.dir.string(), families, &handles, &raw);

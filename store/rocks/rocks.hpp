@@ -109,6 +109,10 @@ struct rocks_options {
   std::vector<cf> recent{};
   std::size_t recent_bytes = 8 << 20;
   std::size_t recent_value_max = 4096;
+  // Families whose point reads mostly look for keys that are not there (a group member's
+  // receipt record, which exists only after a read): Bloom filters in their memtables and
+  // files let such a miss skip them instead of searching each.
+  std::vector<cf> filtered{};
   // Where RocksDB's own log goes (severity: 0 debug .. 5 header, RocksDB's InfoLogLevel),
   // instead of LOG files in the store's directory: one file fewer to fill a full disk,
   // and RocksDB's writer of that file is the one that aborted the process on ENOSPC.

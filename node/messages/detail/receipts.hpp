@@ -77,12 +77,15 @@ inline bool delivered_by_ack(impl const& m, store::rocks_batch& b, records::stor
 // `none_yet`: the caller knows the member has no receipt record for it (not read), and
 // that no acknowledgement delivered it yet. `memo`: the counts are kept there (the caller
 // writes them), not written here, and so is the member's delivery when `none_yet`.
+// `known`: the member's receipt record as the caller has just read it (none: nullopt), not
+// read again.
 inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string const& raw_id,
                           records::stored_message const& sm, std::string const& member, client::receipt_status status,
                           std::int64_t now, bool tell_read, std::vector<news>& heads, bool none_yet = false,
-                          ack_memo* memo = nullptr) {
+                          ack_memo* memo = nullptr, std::optional<records::receipt_record> const* known = nullptr) {
   auto key = keys::receipt_key(raw_id, member);
   auto mine = none_yet ? records::receipt_record{}
+              : known  ? known->value_or(records::receipt_record{})
                        : parse<records::receipt_record>(b.get(cf::receipts, key)).value_or(records::receipt_record{});
   records::receipt_counts own;
   auto& counts = memo ? memo->counts_of(b, raw_id) : (own = load_counts(b, raw_id));
@@ -221,7 +224,12 @@ inline std::vector<records::stored_message> mark_read(impl const& m, store::rock
 inline bool mark_read_group(impl const& m, store::rocks_batch& b, std::string const& conv, std::string const& reader,
                             records::participant_record const& p, std::string const& upto, std::int64_t at_ms,
                             std::vector<news>& heads) {
-  std::vector<std::pair<std::string, records::stored_message>> unread;  // newest first
+  struct unread_message {
+    std::string id;
+    records::stored_message sm;
+    std::optional<records::receipt_record> mine;
+  };
+  std::vector<unread_message> unread;  // newest first
   std::size_t visited = 0;
   m.db.scan_reverse(cf::history, keys::first_of(conv), keys::successor(keys::history_key(conv, upto)),
                     [&](std::string_view key, std::string_view) {
@@ -235,15 +243,17 @@ inline bool mark_read_group(impl const& m, store::rocks_batch& b, std::string co
                       if (sm->conversation_seq() <= p.joined_seq()) return true;
                       auto mine = parse<records::receipt_record>(b.get(cf::receipts, keys::receipt_key(id, reader)));
                       if (mine && mine->read_at_ms() != 0) return false;
-                      unread.emplace_back(std::move(id), std::move(*sm));
+                      unread.push_back({std::move(id), std::move(*sm), std::move(mine)});
                       return true;
                     });
   std::set<std::string> told;  // senders whose newest message was seen
   std::vector<bool> newest(unread.size());
-  for (std::size_t i = 0; i < unread.size(); ++i) newest[i] = told.insert(unread[i].second.message().from()).second;
+  for (std::size_t i = 0; i < unread.size(); ++i) newest[i] = told.insert(unread[i].sm.message().from()).second;
   bool queued = false;
-  for (std::size_t i = unread.size(); i-- > 0;)
-    queued |= group_receipt(m, b, unread[i].first, unread[i].second, reader, client::READ, at_ms, newest[i], heads);
+  for (std::size_t i = unread.size(); i-- > 0;) {
+    auto const& u = unread[i];
+    queued |= group_receipt(m, b, u.id, u.sm, reader, client::READ, at_ms, newest[i], heads, false, nullptr, &u.mine);
+  }
   return queued;
 }
 

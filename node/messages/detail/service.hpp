@@ -105,6 +105,8 @@ struct message_service::impl {
                                 // A message's events are read back by the acknowledgements
                                 // that follow its send (each member's, in a group).
                                 .recent = {cf::mailbox, cf::messages},
+                                // A member's receipt record is there only after a read.
+                                .filtered = {cf::receipts},
                                 .log = rocksdb_log,
                                 .salvage = salvage}),
         limiter(o.max_per_second) {}
@@ -415,7 +417,14 @@ struct message_service::impl {
     return parse<records::conversation_record>(db.get(cf::conversations, id));
   }
 
+  // Whether `user` is a member of `conv` now. A local user's part in a group says so (kept
+  // in the same writes as the roster) and costs a small record, where the roster is the
+  // whole member list: every read mark of a member of a 1,000-member group asks.
   bool member(std::string const& user, std::string const& conv) const {
+    if (keys::is_group(conv) && is_local(user)) {
+      auto p = parse<records::participant_record>(db.get(cf::conversations, keys::participant_key(user, conv)));
+      return p && p->member();
+    }
     auto c = conversation(conv);
     if (!c) return false;
     return std::find(c->members().begin(), c->members().end(), user) != c->members().end();
