@@ -25,20 +25,19 @@ bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector
   a.beyond = false;
   a.more = false;
   bool moved = false;
-  if (a.first) {
-    if (a.seq > m.head(b, a.user)) {
-      a.beyond = true;
-      return false;
-    }
-    auto position = keys::ack_key(a.user, a.device);
-    auto prev = b.get(cf::state, position);
-    if (!prev || keys::from_be64(*prev) < a.seq) {
-      b.put(cf::state, position, keys::be64(a.seq));
-      moved = true;
-    }
+  if (a.first && a.seq > m.head(b, a.user)) {
+    a.beyond = true;
+    return false;
   }
   delivered_mark mark(b, a.user);
-  if (mark.seq() >= a.seq) return moved;
+  if (a.first && mark.device_position(a.device) < a.seq) {
+    mark.set_device_position(a.device, a.seq);
+    moved = true;
+  }
+  if (mark.seq() >= a.seq) {
+    if (moved) mark.write();
+    return moved;
+  }
   std::uint64_t after = mark.seq();
   std::uint64_t upto = std::min(a.seq, after + max_ack_walk);
   a.more = upto < a.seq;

@@ -2,6 +2,7 @@
 // history, single messages, membership, the typing rule and contacts. These run on the
 // caller's thread and read RocksDB directly (memtables and the block cache); see
 // messages.hpp for each call's contract.
+#include "node/messages/detail/delivered_mark.hpp"
 #include "node/messages/detail/service.hpp"
 #include "node/messages/messages.hpp"
 
@@ -12,8 +13,9 @@ std::uint64_t message_service::mailbox_head(std::string const& user) const {
 }
 
 std::uint64_t message_service::acked(std::string const& user, std::string const& device) const {
-  auto v = impl_->db.get(cf::state, keys::ack_key(user, device));
-  return v ? keys::from_be64(*v) : 0;
+  auto& db = impl_->db;
+  return delivered_mark::device_position(db.get(cf::state, keys::delivered_key(user)), device,
+                                         [&] { return db.get(cf::state, keys::ack_key(user, device)); });
 }
 
 mailbox_read message_service::events_after(std::string const& user, std::uint64_t after, std::size_t limit) const {

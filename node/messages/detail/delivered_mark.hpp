@@ -29,6 +29,28 @@ class delivered_mark {
   std::uint64_t seq() const { return seq_; }
   void set_seq(std::uint64_t seq) { seq_ = seq; }
 
+  // `device`'s acknowledged position: in the mark if it acknowledged last, else its own key.
+  std::uint64_t device_position(std::string const& device) const {
+    return device_position_of(positions_, device, [&] { return b_.get(cf::state, keys::ack_key(user_, device)); });
+  }
+  // `device` acknowledged up to `seq`; the device that acknowledged before it, if another,
+  // gets its position written under its own key.
+  void set_device_position(std::string const& device, std::uint64_t seq) {
+    if (!positions_.device().empty() && positions_.device() != device)
+      b_.put(cf::state, keys::ack_key(user_, positions_.device()), keys::be64(positions_.device_seq()));
+    positions_.set_device(device);
+    positions_.set_device_seq(seq);
+  }
+
+  // The same as device_position, outside a write: from the committed mark `raw`.
+  template <typename ReadKey>
+  static std::uint64_t device_position(std::optional<std::string> const& raw, std::string const& device,
+                                       ReadKey&& own_key) {
+    records::delivered_positions positions;
+    if (raw && raw->size() > 8) positions.ParseFromArray(raw->data() + 8, static_cast<int>(raw->size() - 8));
+    return device_position_of(positions, device, own_key);
+  }
+
   // The highest position of group `conv` delivered to the user by acknowledgement (0: none).
   std::uint64_t position(std::string const& conv) const {
     for (int i = 0; i < positions_.conversations_size(); ++i)
@@ -65,11 +87,19 @@ class delivered_mark {
 
   void write() {
     auto value = keys::be64(seq_);
-    if (positions_.conversations_size() > 0) value += positions_.SerializeAsString();
+    if (positions_.conversations_size() > 0 || !positions_.device().empty()) value += positions_.SerializeAsString();
     b_.put(cf::state, keys::delivered_key(user_), value);
   }
 
  private:
+  template <typename ReadKey>
+  static std::uint64_t device_position_of(records::delivered_positions const& positions, std::string const& device,
+                                          ReadKey&& own_key) {
+    if (!device.empty() && positions.device() == device) return positions.device_seq();
+    auto v = own_key();
+    return v ? keys::from_be64(*v) : 0;
+  }
+
   store::rocks_batch& b_;
   std::string const& user_;
   std::uint64_t seq_ = 0;
