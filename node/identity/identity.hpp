@@ -46,8 +46,9 @@ struct data_dir_record {
 
 // The store layout this build reads and writes. Format 0 is a data dir from before
 // datadir.json (only `<data_dir>/region`); format 1 adds the record itself; format 2 adds
-// group messages' delivered_batch records (docs/ARCHITECTURE.md, the message store), which
-// a build of format 1 would not read or reclaim. A change to a store's key layout raises it
+// group messages' delivered_batch records and keeps the last acknowledging device's
+// position in the user's delivered mark (docs/ARCHITECTURE.md, the message store), which a
+// build of format 1 would not read or reclaim. A change to a store's key layout raises it
 // and adds a step to the migration in data_dir.cpp.
 inline constexpr int data_format = 2;
 
