@@ -1,5 +1,7 @@
 #include "store/rocks/rocks.hpp"
 
+#include "store/rocks/detail/group_commit.hpp"
+
 #include <pthread.h>
 #include <cstdarg>
 #include <cstdio>
@@ -16,22 +18,18 @@
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 
-#include <array>
-#include <boost/unordered/unordered_flat_map.hpp>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace petchat::store {
+
+using detail::check;
+using detail::slice;
+
 namespace {
 
 char const* const family_names[] = {"mailbox",       "messages", "history",  "idempotency", "state", "expiry",
                                     "conversations", "outbox",   "receipts", "assets",      "push"};
 static_assert(std::size(family_names) == static_cast<std::size_t>(cf::count_));
-
-void check(rocksdb::Status const& s, char const* what) {
-  if (!s.ok()) throw rocks_error(std::string(what) + ": " + s.ToString());
-}
 
 // RocksDB's info log, forwarded to the owner's sink instead of a LOG file.
 class forwarding_logger final : public rocksdb::Logger {
@@ -56,10 +54,6 @@ void to_stderr(int severity, std::string const& line) {
     std::fprintf(stderr, "rocksdb: %s\n", line.c_str());
 }
 
-rocksdb::Slice slice(std::string_view s) {
-  return rocksdb::Slice(s.data(), s.size());
-}
-
 // A key's owner: everything up to and including its first NUL (a mailbox's user, a
 // history's conversation), or nothing for keys without one. The memtable keeps where it
 // last inserted a key of each owner and starts the next insert there: a mailbox or a
@@ -77,218 +71,6 @@ class owner_prefix final : public rocksdb::SliceTransform {
 };
 
 }  // namespace
-
-namespace detail {
-
-// The writer thread's state: the batch being built, what it holds by key (so a request
-// reads the writes before it), and the committed values of the cached families.
-struct group_commit {
-  using value = std::optional<std::string>;  // nullopt: absent (never written, or deleted)
-
-  rocksdb::DB* db;
-  rocksdb::ColumnFamilyHandle* const* cfs;
-  std::array<bool, static_cast<std::size_t>(cf::count_)> cached{};
-  std::size_t cache_limit;
-
-  rocksdb::WriteBatch batch;
-  std::unordered_map<std::string, value> written;  // key (family byte + key) -> its value in the batch
-  // How to undo the running request's writes to `written`: the entry (elements of an
-  // unordered_map keep their address) and what it held before (nullopt: nothing).
-  std::vector<std::pair<std::pair<std::string const, value>*, std::optional<value>>> undo;
-  // Committed values of cached families, and of recent families (rocks_options::recent)
-  // with what they take. Open addressing: these hold up to hundreds of thousands of keys,
-  // looked up several times per mailbox event, and a node-based map's lookup was a chain
-  // of cache misses.
-  boost::unordered_flat_map<std::string, value> cache;
-  std::array<bool, static_cast<std::size_t>(cf::count_)> recent_family{};
-  boost::unordered_flat_map<std::string, value> recent;
-  std::size_t recent_size = 0;
-  std::size_t recent_limit;
-  std::size_t recent_value_max;
-
-  group_commit(rocksdb::DB* d, rocksdb::ColumnFamilyHandle* const* c, rocks_options const& o)
-      : db(d),
-        cfs(c),
-        cache_limit(o.cache_entries),
-        recent_limit(o.recent_bytes),
-        recent_value_max(o.recent_value_max) {
-    for (auto family : o.cached) cached[static_cast<std::size_t>(family)] = true;
-    for (auto family : o.recent)
-      if (!cached[static_cast<std::size_t>(family)]) recent_family[static_cast<std::size_t>(family)] = true;
-  }
-
-  bool is_recent(cf family) const { return recent_family[static_cast<std::size_t>(family)]; }
-
-  // What an entry of `recent` takes: its key, its value and the map's node, roughly.
-  static std::size_t recent_cost(std::string const& key, value const& v) {
-    constexpr std::size_t node = 96;
-    return key.capacity() + (v ? v->capacity() : 0) + node;
-  }
-
-  bool too_large(value const& v) const { return v && v->size() > recent_value_max; }
-  // Counts a new entry of `recent`, starting over first if it would not fit.
-  void admit_recent(std::size_t cost) {
-    if (recent_size + cost > recent_limit) {
-      recent.clear();
-      recent_size = 0;
-    }
-    recent_size += cost;
-  }
-
-  // Keeps a committed value of a recent family's key (an entry moved out of `written`), or
-  // forgets the key when the value is too large to keep.
-  void keep_recent(decltype(written)::node_type node) {
-    if (auto it = recent.find(node.key()); it != recent.end()) {
-      recent_size -= recent_cost(it->first, it->second);
-      recent.erase(it);
-    }
-    if (too_large(node.mapped())) return;
-    admit_recent(recent_cost(node.key(), node.mapped()));
-    recent.emplace(std::move(node.key()), std::move(node.mapped()));
-  }
-
-  // `key` of `family` as the maps hold it (family byte + key), built in a buffer the
-  // writer reuses: a lookup allocates nothing. Valid until the next call.
-  std::string probe;
-  std::string const& tag(cf family, std::string_view key) {
-    probe.assign(1, static_cast<char>(family));
-    probe.append(key);
-    return probe;
-  }
-  static cf family_of(std::string const& tagged) { return static_cast<cf>(tagged[0]); }
-
-  // Keys put with put_last in this batch (some may since have been undone or rewritten):
-  // each is written once, with what `written` holds for it, just before the batch commits.
-  std::unordered_set<std::string> last_keys;
-
-  void write_last_values() {
-    for (auto const& tagged : last_keys) {
-      auto it = written.find(tagged);
-      if (it == written.end()) continue;  // only an undone request put it
-      auto* family = cfs[static_cast<int>(family_of(tagged))];
-      rocksdb::Slice key(tagged.data() + 1, tagged.size() - 1);
-      if (it->second)
-        check(batch.Put(family, key, rocksdb::Slice(*it->second)), "Put");
-      else
-        check(batch.Delete(family, key), "Delete");
-    }
-    last_keys.clear();
-  }
-
-  void record(std::string const& tagged, value v) {
-    auto it = written.find(tagged);
-    bool fresh = it == written.end();
-    if (fresh) it = written.emplace(tagged, std::nullopt).first;
-    undo.emplace_back(&*it, fresh ? std::nullopt : std::optional<value>(std::move(it->second)));
-    it->second = std::move(v);
-  }
-
-  void begin_request() {
-    undo.clear();
-    batch.SetSavePoint();
-  }
-  void keep_request() { check(batch.PopSavePoint(), "PopSavePoint"); }
-  void undo_request() {
-    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-      if (it->second)
-        it->first->second = std::move(*it->second);
-      else
-        written.erase(it->first->first);
-    }
-    check(batch.RollbackToSavePoint(), "RollbackToSavePoint");
-  }
-
-  // After the batch's fate is known: committed values of cached families are remembered;
-  // after a failed write nothing cached can be trusted.
-  void finish(bool committed) {
-    if (!committed) {
-      cache.clear();
-      recent.clear();
-      recent_size = 0;
-    } else {
-      // The entries move into the cache as they are (no copies of keys or values).
-      for (auto it = written.begin(); it != written.end();) {
-        if (!cached[static_cast<std::size_t>(family_of(it->first))]) {
-          if (is_recent(family_of(it->first))) {
-            keep_recent(written.extract(it++));
-            continue;
-          }
-          ++it;
-          continue;
-        }
-        if (cache.size() >= cache_limit) cache.clear();
-        auto node = written.extract(it++);
-        cache.insert_or_assign(std::move(node.key()), std::move(node.mapped()));
-      }
-    }
-    written.clear();
-    undo.clear();
-    last_keys.clear();
-    batch.Clear();
-  }
-};
-
-}  // namespace detail
-
-std::optional<std::string> rocks_batch::get(cf family, std::string_view key) const {
-  auto& st = state_;
-  auto const& tagged = st.tag(family, key);
-  if (auto it = st.written.find(tagged); it != st.written.end()) return it->second;
-  bool cached = st.cached[static_cast<std::size_t>(family)];
-  if (cached)
-    if (auto it = st.cache.find(tagged); it != st.cache.end()) return it->second;
-  bool recent = st.is_recent(family);
-  if (recent)
-    if (auto it = st.recent.find(tagged); it != st.recent.end()) return it->second;
-  std::optional<std::string> result;
-  std::string value;
-  auto s = st.db->Get(rocksdb::ReadOptions(), st.cfs[static_cast<int>(family)], slice(key), &value);
-  if (!s.IsNotFound()) {
-    check(s, "Get");
-    result = std::move(value);
-  }
-  if (cached) {
-    if (st.cache.size() >= st.cache_limit) st.cache.clear();
-    st.cache.emplace(tagged, result);
-  } else if (recent && !st.too_large(result)) {  // a miss: the key is not in `recent`
-    std::string kept = tagged;
-    st.admit_recent(detail::group_commit::recent_cost(kept, result));
-    st.recent.emplace(std::move(kept), result);
-  }
-  return result;
-}
-
-void rocks_batch::put(cf family, std::string_view key, std::string_view value) {
-  check(state_.batch.Put(state_.cfs[static_cast<int>(family)], slice(key), slice(value)), "Put");
-  state_.record(state_.tag(family, key), std::string(value));
-}
-
-void rocks_batch::put_last(cf family, std::string_view key, std::string_view value) {
-  auto const& tagged = state_.tag(family, key);
-  state_.last_keys.insert(tagged);
-  state_.record(tagged, std::string(value));
-}
-
-void rocks_batch::erase(cf family, std::string_view key) {
-  check(state_.batch.Delete(state_.cfs[static_cast<int>(family)], slice(key)), "Delete");
-  state_.record(state_.tag(family, key), std::nullopt);
-}
-
-void rocks_batch::remember(cf family, std::string_view key, std::string value) {
-  state_.record(state_.tag(family, key), std::move(value));
-}
-
-std::string rocks_batch::recall(cf family, std::string_view key, std::function<std::string()> const& load) {
-  auto& st = state_;
-  auto const& probe = st.tag(family, key);
-  if (auto it = st.written.find(probe); it != st.written.end() && it->second) return *it->second;
-  if (auto it = st.cache.find(probe); it != st.cache.end() && it->second) return *it->second;
-  std::string tagged = probe;  // load() may use the batch, and with it the probe
-  std::string value = load();
-  if (st.cache.size() >= st.cache_limit) st.cache.clear();
-  st.cache.insert_or_assign(std::move(tagged), value);
-  return value;
-}
 
 rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   std::filesystem::create_directories(options_.dir);
