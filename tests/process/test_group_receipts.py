@@ -2,7 +2,7 @@
 recipient is delivered once and read once per message, whatever order their
 acknowledgements and reads come in and however many groups they are in; a member who
 reads what was said before they joined (a group with history visible) was no recipient
-of it and changes none of its receipts.
+of it and changes none of its receipts; only current members mark read.
 
 Written from the protocol document only. No sleeps: what must arrive is waited for; what
 must not is checked behind a later event of the same stream.
@@ -109,6 +109,30 @@ class GroupReceiptRulesTest(GroupCase):
         self.assertEqual((body.get("recipients"), body.get("delivered_count"), body.get("read_count")), (2, 2, 1),
                          body)
 
+
+    def test_only_current_members_mark_read(self):
+        # Membership is checked against the reader's own part in the group: a user never
+        # in it and a member removed from it are refused, and their reads count nowhere.
+        alice, bob, carol, dave = (self.person(n) for n in ("alice", "bob", "carol", "dave"))
+        a, b, c, d = alice.login(), bob.login(), carol.login(), dave.login()
+        A, B, C, D = self.ws(a), self.ws(b), self.ws(c), self.ws(d)
+        gid = self.group(a, [bob.id, carol.id], title="members only")
+        mid = self.send_to(A, gid, "hello")["message_id"]
+        for R in (B, C):
+            R.ack(num(R.wait_event(ev_message(mid)), "seq"), wait=True)
+        self.assertStatus(self.remove_member(a, gid, bob.id), 204)
+        for R in (D, B):
+            ref = R.next_ref()
+            R.read(gid, mid, ref=ref)
+            self.assertWsError(R.wait_ref(ref), "conversation_not_found", ref)
+        C.read(gid, mid)
+        C.wait_event(ev_read_mark(mid))
+        A.wait_event(ev_receipt(mid, "READ"))
+        body = self.counts(a, mid)
+        self.assertEqual((body.get("recipients"), body.get("delivered_count"), body.get("read_count")), (2, 2, 1),
+                         body)
+        self.assertEqual({m["user_id"]: m["read_at_ms"] != "0" for m in body["members"]},
+                         {bob.id: False, carol.id: True})
 
 if __name__ == "__main__":
     unittest.main()
