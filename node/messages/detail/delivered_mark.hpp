@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "node/messages/detail/conversations.hpp"
@@ -16,6 +17,13 @@ namespace petchat::messages::service_detail {
 // Groups whose positions a mark keeps in itself; the others are under their own key.
 inline constexpr int delivered_positions_kept = 8;
 
+// What a stored mark holds after its 8-byte seq (nothing in a format-1 mark).
+inline records::delivered_positions parse_delivered_positions(std::optional<std::string> const& raw) {
+  records::delivered_positions positions;
+  if (raw && raw->size() > 8) positions.ParseFromArray(raw->data() + 8, static_cast<int>(raw->size() - 8));
+  return positions;
+}
+
 class delivered_mark {
  public:
   // `user`'s mark as the batch has it.
@@ -23,7 +31,7 @@ class delivered_mark {
     auto raw = b.get(cf::state, keys::delivered_key(user));
     if (!raw) return;
     seq_ = keys::from_be64(*raw);
-    if (raw->size() > 8) positions_.ParseFromArray(raw->data() + 8, static_cast<int>(raw->size() - 8));
+    positions_ = parse_delivered_positions(raw);
   }
 
   std::uint64_t seq() const { return seq_; }
@@ -46,9 +54,7 @@ class delivered_mark {
   template <typename ReadKey>
   static std::uint64_t device_position(std::optional<std::string> const& raw, std::string const& device,
                                        ReadKey&& own_key) {
-    records::delivered_positions positions;
-    if (raw && raw->size() > 8) positions.ParseFromArray(raw->data() + 8, static_cast<int>(raw->size() - 8));
-    return device_position_of(positions, device, own_key);
+    return device_position_of(parse_delivered_positions(raw), device, own_key);
   }
 
   // The highest position of group `conv` delivered to the user by acknowledgement (0: none).
