@@ -371,11 +371,7 @@ class federated_store final : public federation::local_store {
       if (member == msg.from()) continue;
       fan.add_recipients(member);
       if (!m_.is_local(member)) continue;
-      auto seq = m_.append_entry(b, member, e);
-      auto* ref = fan.add_mailbox_entries();
-      ref->set_user(member);
-      ref->set_seq(seq);
-      st.heads.push_back({member, seq, e});
+      st.heads.push_back({member, m_.append_group_entry(b, member, e, fan), e});
     }
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
     b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());

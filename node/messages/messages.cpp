@@ -103,11 +103,7 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
       regions.emplace(ids::region_of(member));
       continue;
     }
-    auto seq = m.append_entry(b, member, e);
-    auto* ref = fan.add_mailbox_entries();
-    ref->set_user(member);
-    ref->set_seq(seq);
-    st.heads.push_back({member, seq, e});
+    st.heads.push_back({member, m.append_group_entry(b, member, e, fan), e});
   }
   for (auto const& region : regions) {
     federation::body envelope;

@@ -23,26 +23,32 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
   mailbox_read out;
   out.last_seq = after;
   std::int64_t now = now_ms();
-  m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::past_last_of(user),
+  // From where a run holding after + 1 can start (detail/mailbox_runs.hpp).
+  m.db.scan(cf::mailbox, keys::mailbox_key(user, keys::earliest_run_start(after + 1)), keys::past_last_of(user),
             [&](std::string_view key, std::string_view value) {
-              std::uint64_t seq = keys::from_be64(keys::after_owner(key, user));
-              out.last_seq = seq;
-              records::stored_event e;
-              if (!e.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
-              client::event ev;
-              ev.set_seq(seq);
-              std::optional<client::message> content;
-              if (e.has_message_id()) {
-                auto sm = m.load(e.message_id());
-                content = sm ? m.visible(*sm, user, now) : std::nullopt;  // expired or deleted: skipped
-                // Never another user's message (a group's message is in the mailbox of each member).
-                if (content && content->from() != user && content->to() != user &&
-                    !keys::is_group(content->conversation_id()))
-                  content.reset();
-              }
-              if (!to_client_event(e, std::move(content), ev)) return true;
-              out.events.push_back(std::move(ev));
-              return out.events.size() < limit;
+              bool more = true;
+              std::uint64_t first = keys::from_be64(keys::after_owner(key, user));
+              bool parsed = keys::each_run_event(first, value, [&](std::uint64_t seq, records::stored_event const& e) {
+                if (seq <= after) return true;
+                out.last_seq = seq;
+                client::event ev;
+                ev.set_seq(seq);
+                std::optional<client::message> content;
+                if (e.has_message_id()) {
+                  auto sm = m.load(e.message_id());
+                  content = sm ? m.visible(*sm, user, now) : std::nullopt;  // expired or deleted: skipped
+                  // Never another user's message (a group's message is in the mailbox of each member).
+                  if (content && content->from() != user && content->to() != user &&
+                      !keys::is_group(content->conversation_id()))
+                    content.reset();
+                }
+                if (!to_client_event(e, std::move(content), ev)) return true;
+                out.events.push_back(std::move(ev));
+                more = out.events.size() < limit;
+                return more;
+              });
+              if (!parsed && first > after) out.last_seq = first;
+              return more;
             });
   return out;
 }

@@ -47,6 +47,10 @@ void rocks_batch::put_last(cf family, std::string_view key, std::string_view val
   state_.record(tagged, std::string(value));
 }
 
+std::uint64_t rocks_batch::generation() const {
+  return state_.generation;
+}
+
 void rocks_batch::erase(cf family, std::string_view key) {
   check(state_.batch.Delete(state_.cfs[static_cast<int>(family)], slice(key)), "Delete");
   state_.record(state_.tag(family, key), std::nullopt);

@@ -77,6 +77,9 @@ class rocks_batch {
   // each member's acknowledgement): reads see it at once, but only the batch's last value
   // of the key is written, once, when the batch commits.
   void put_last(cf family, std::string_view key, std::string_view value);
+  // Which batch this is: the same for every request of one group commit, another for the
+  // next (values written with an earlier one are committed, or gone with a failed write).
+  std::uint64_t generation() const;
 
   // For families the writer keeps in memory (rocks_options::cached) only, and for keys
   // only these two calls touch: values the writer remembers without writing them, because

@@ -35,26 +35,26 @@ class DataDirRecordTest(NodeTestCase):
         node = self.start_node(config={"node": {"region": "eu-west"}})
         rec = read_record(node)
         self.assertEqual(rec["region"], "eu-west")
-        self.assertEqual(rec["format"], 2)
+        self.assertEqual(rec["format"], 3)
         made = time.mktime(time.strptime(rec["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
         self.assertLess(abs(made - before), 120, rec)
         self.assertEqual(os.stat(os.path.join(node.data_dir, "datadir.json")).st_mode & 0o777, 0o600)
         # The admin API and petchatctl say it.
         r = node.admin("GET", "/v1/admin/status")
         self.assertStatus(r, 200)
-        self.assertEqual(r.json["data_format"], 2)
+        self.assertEqual(r.json["data_format"], 3)
         self.assertEqual(r.json["data_created_at"], rec["created_at"])
         rc, out, err = node.ctl("status")
         self.assertEqual(rc, 0, err)
-        self.assertIn("(format 2, made %s)" % rec["created_at"], out)
+        self.assertIn("(format 3, made %s)" % rec["created_at"], out)
         # A restart keeps the record as it was.
         node.restart()
         self.assertEqual(read_record(node), rec)
 
     def test_format_1_is_upgraded_in_place(self):
-        # Format 2 added group messages' delivered_batch records; a format 1 data dir's
-        # stores are read as they are, and the record says 2 from then on (so that a build
-        # of format 1 refuses it), keeping its age and saying what it was.
+        # Formats 2 and 3 changed how group messages are stored; a format 1 data dir's
+        # stores are read as they are, and the record says 3 from then on (so that an older
+        # build refuses it), keeping its age and saying what it was.
         node = self.start_node()
         node.new_user("alice")
         node.stop()
@@ -63,8 +63,8 @@ class DataDirRecordTest(NodeTestCase):
         write_record(node, json.dumps(rec))
         node.start()
         now = read_record(node)
-        self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (2, 1, rec["created_at"]), now)
-        self.assertTrue(any("upgraded from format 1 to 2" in line for line in node.stderr_lines + node.stdout_lines))
+        self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (3, 1, rec["created_at"]), now)
+        self.assertTrue(any("upgraded from format 1 to 3" in line for line in node.stderr_lines + node.stdout_lines))
         self.assertStatus(node.login("alice", "password123"), 201)
 
     def test_newer_format_is_refused_and_left_alone(self):
@@ -72,12 +72,12 @@ class DataDirRecordTest(NodeTestCase):
         node.new_user("alice")
         node.stop()
         rec = read_record(node)
-        rec["format"] = 3
+        rec["format"] = 4
         newer = json.dumps(rec)
         write_record(node, newer)
         rc, out, err = run_node_cli(*node.command()[1:], cwd=node.workdir)
         self.assertNotEqual(rc, 0)
-        self.assertIn("has store format 3, newer than this petchat-node understands (format 2)", err)
+        self.assertIn("has store format 4, newer than this petchat-node understands (format 3)", err)
         self.assertNotIn(READY_PREFIX, out)
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             self.assertEqual(f.read(), newer, "a refused start must not rewrite the record")

@@ -152,21 +152,34 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
                           std::uint64_t upto, std::vector<news>& heads, bool& queued, ack_memo& memo,
                           delivered_mark& mark) {
   std::vector<std::string> ids;
-  auto take = [&](std::string_view value) {
-    records::stored_event e;
-    if (e.ParseFromArray(value.data(), static_cast<int>(value.size())) && e.has_message_id())
-      ids.push_back(e.message_id());
+  // The message ids of the events of the entry at `first` from `from` to `upto`; returns
+  // the seq after the last one it looked at.
+  auto take = [&](std::uint64_t first, std::string_view value, std::uint64_t from) {
+    std::uint64_t end = first + 1;
+    keys::each_run_event(first, value, [&](std::uint64_t seq, records::stored_event const& e) {
+      end = seq + 1;
+      if (seq > upto) return false;
+      if (seq >= from && e.has_message_id()) ids.push_back(e.message_id());
+      return true;
+    });
+    return end;
   };
-  // A device acknowledges as events arrive, so the stretch is mostly one or a few events:
+  // A device acknowledges as events arrive, so the stretch is mostly one or a few entries
+  // (runs, detail/mailbox_runs.hpp) that start where the previous acknowledgement ended:
   // point reads (which also see this batch's writes) cost less than opening an iterator.
-  constexpr std::uint64_t point_reads_up_to = 8;
-  if (upto - after <= point_reads_up_to) {
-    for (std::uint64_t seq = after + 1; seq <= upto; ++seq)
-      if (auto v = b.get(cf::mailbox, keys::mailbox_key(user, seq))) take(*v);
-  } else {
-    m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::mailbox_key(user, upto + 1),
-              [&](std::string_view, std::string_view value) {
-                take(value);
+  // Where no entry starts (inside a run, or erased) the rest is scanned from where a run
+  // holding it can start.
+  constexpr int point_reads_up_to = 8;
+  std::uint64_t next = after + 1;
+  for (int reads = 0; next <= upto && reads < point_reads_up_to; ++reads) {
+    auto v = b.get(cf::mailbox, keys::mailbox_key(user, next));
+    if (!v) break;
+    next = take(next, *v, next);
+  }
+  if (next <= upto) {
+    m.db.scan(cf::mailbox, keys::mailbox_key(user, keys::earliest_run_start(next)), keys::mailbox_key(user, upto + 1),
+              [&](std::string_view key, std::string_view value) {
+                take(keys::from_be64(keys::after_owner(key, user)), value, next);
                 return true;
               });
   }

@@ -21,6 +21,7 @@
 #include "node/messages/detail/client_view.hpp"
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
+#include "node/messages/detail/mailbox_runs.hpp"
 #include "node/messages/detail/push.hpp"
 #include "node/messages/detail/send_limiter.hpp"
 #include "node/messages/messages.hpp"
@@ -171,8 +172,9 @@ struct message_service::impl {
     std::uint64_t head = 0;
     if (auto floor = db.get(cf::state, keys::head_key(user))) head = keys::from_be64(*floor);
     db.scan_reverse(cf::mailbox, keys::first_of(user), keys::past_last_of(user),
-                    [&](std::string_view key, std::string_view) {
-                      head = std::max(head, keys::from_be64(keys::after_owner(key, user)));
+                    [&](std::string_view key, std::string_view value) {
+                      auto last = keys::from_be64(keys::after_owner(key, user)) + keys::run_length(value) - 1;
+                      head = std::max(head, last);
                       return false;
                     });
     return head;
@@ -204,6 +206,12 @@ struct message_service::impl {
     if (e.kind_case() == records::stored_event::kMessageId && push.wants(user)) note_push(b, user, seq);
     return seq;
   }
+  // Appends a group message's event to a member's mailbox inside a write, listed in the
+  // message's fan-out record `fan`. The member's events of one group commit form one run
+  // (keys::max_run at most; detail/mailbox_runs.hpp): the writer's remembered head says
+  // where the member's run of this batch starts (head, run start, batch generation).
+  std::uint64_t append_group_entry(store::rocks_batch& b, std::string const& user, records::stored_event const& e,
+                                   records::fanout_record& fan) const;
   // The push outbox entry of `user`: a message event at `seq` (node/messages/push.cpp).
   static void note_push(store::rocks_batch& b, std::string const& user, std::uint64_t seq);
   // Erases a mailbox entry (`key`: user NUL seq) inside a write. Its mailbox's floor is
@@ -214,6 +222,10 @@ struct message_service::impl {
     if (floored.insert(user).second) b.put(cf::state, keys::head_key(user), keys::be64(head(b, user)));
     b.erase(cf::mailbox, key);
   }
+  // Erases the mailbox event `ref` names: its entry, or its event in a run (the run's key
+  // goes with its last event).
+  void erase_mailbox_event(store::rocks_batch& b, records::mailbox_ref const& ref,
+                           std::set<std::string>& floored) const;
 
   // A message and its indexes (its conversation's history, the expiry index) are written
   // and erased together, here only. `raw_id` is the stored (binary) id.
@@ -239,8 +251,7 @@ struct message_service::impl {
     b.erase(cf::expiry, keys::expiry_key(msg.expires_at_ms(), raw_id));
     if (msg.body().attachments_size() > 0)
       keys::release_asset_refs(b, raw_id, sm, now_ms() + std::int64_t(assets.grace_s) * 1000);
-    for (auto const& ref : sm.mailbox_entries())
-      erase_mailbox_entry(b, keys::mailbox_key(ref.user(), ref.seq()), floored);
+    for (auto const& ref : sm.mailbox_entries()) erase_mailbox_event(b, ref, floored);
     if (keys::is_group(msg.conversation_id())) erase_fanout(b, raw_id, floored);
     if (!sm.owns_idempotency_record()) return;
     auto idem = keys::idempotency_key(msg.from(), msg.client_id());
@@ -254,8 +265,7 @@ struct message_service::impl {
   void erase_fanout(store::rocks_batch& b, std::string const& raw_id, std::set<std::string>& floored) const {
     records::fanout_record fan;
     if (auto v = b.get(cf::receipts, keys::fanout_key(raw_id))) fan.ParseFromString(*v);
-    for (auto const& ref : fan.mailbox_entries())
-      erase_mailbox_entry(b, keys::mailbox_key(ref.user(), ref.seq()), floored);
+    for (auto const& ref : fan.mailbox_entries()) erase_mailbox_event(b, ref, floored);
     b.erase(cf::receipts, keys::fanout_key(raw_id));
     if (auto counts = parse<records::receipt_counts>(b.get(cf::receipts, keys::receipt_counts_key(raw_id))))
       for (std::uint32_t n = 1; n <= counts->delivered_batches(); ++n)

@@ -10,6 +10,7 @@
 #include <array>
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +42,7 @@ struct group_commit {
   std::size_t cache_limit;
 
   rocksdb::WriteBatch batch;
+  std::uint64_t generation = 0;                    // batches finished so far (rocks_batch::generation)
   std::unordered_map<std::string, value> written;  // key (family byte + key) -> its value in the batch
   // How to undo the running request's writes to `written`: the entry (elements of an
   // unordered_map keep their address) and what it held before (nullopt: nothing).
@@ -151,6 +153,7 @@ struct group_commit {
   // After the batch's fate is known: committed values of cached families are remembered;
   // after a failed write nothing cached can be trusted.
   void finish(bool committed) {
+    ++generation;
     if (!committed) {
       cache.clear();
       recent.clear();
