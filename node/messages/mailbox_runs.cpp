@@ -8,12 +8,18 @@ std::uint64_t message_service::impl::append_group_entry(store::rocks_batch& b, s
                                                         records::stored_event const& e,
                                                         records::fanout_record& fan) const {
   auto remembered = b.recall(cf::state, keys::head_key(user), [&] { return keys::be64(stored_head(user)); });
-  std::uint64_t seq = keys::from_be64(remembered) + 1;
+  std::uint64_t head = keys::from_be64(remembered);
+  std::uint64_t seq = head + 1;
   std::uint64_t first = seq;
+  // The remembered head: its 8-byte seq, and, when this batch started a run that ends at
+  // it, how far back the run starts (1 byte) and the batch (the generation's low 4 bytes;
+  // 13 bytes in all, short enough to need no allocation).
+  auto const generation = static_cast<std::uint32_t>(b.generation());
   std::optional<std::string> run;
-  if (remembered.size() == 24 && keys::from_be64(remembered.substr(16)) == b.generation()) {
-    first = keys::from_be64(remembered.substr(8, 8));
-    if (seq - first < keys::max_run) run = b.get(cf::mailbox, keys::mailbox_key(user, first));
+  if (remembered.size() == 13 && static_cast<std::uint32_t>(keys::from_be64(remembered.substr(9))) == generation &&
+      static_cast<unsigned char>(remembered[8]) + 1 < keys::max_run) {
+    first = head - static_cast<unsigned char>(remembered[8]);
+    run = b.get(cf::mailbox, keys::mailbox_key(user, first));
   }
   if (run) {
     keys::extend_run(*run, e);
@@ -21,8 +27,11 @@ std::uint64_t message_service::impl::append_group_entry(store::rocks_batch& b, s
     first = seq;
     run = e.SerializeAsString();
   }
-  b.put_last(cf::mailbox, keys::mailbox_key(user, first), *run);
-  b.remember(cf::state, keys::head_key(user), keys::be64(seq) + keys::be64(first) + keys::be64(b.generation()));
+  b.put_last(cf::mailbox, keys::mailbox_key(user, first), std::move(*run));
+  remembered = keys::be64(seq);
+  remembered += static_cast<char>(seq - first);
+  for (int shift = 24; shift >= 0; shift -= 8) remembered += static_cast<char>((generation >> shift) & 0xff);
+  b.remember(cf::state, keys::head_key(user), std::move(remembered));
   if (push.wants(user)) note_push(b, user, seq);
   auto* ref = fan.add_mailbox_entries();
   ref->set_user(user);

@@ -41,10 +41,10 @@ void rocks_batch::put(cf family, std::string_view key, std::string_view value) {
   state_.record(state_.tag(family, key), std::string(value));
 }
 
-void rocks_batch::put_last(cf family, std::string_view key, std::string_view value) {
+void rocks_batch::put_last(cf family, std::string_view key, std::string value) {
   auto const& tagged = state_.tag(family, key);
   state_.last_keys.insert(tagged);
-  state_.record(tagged, std::string(value));
+  state_.record(tagged, std::move(value));
 }
 
 std::uint64_t rocks_batch::generation() const {

@@ -70,6 +70,18 @@ class owner_prefix final : public rocksdb::SliceTransform {
   bool InDomain(rocksdb::Slice const&) const override { return true; }
 };
 
+// The same, except that a key without a NUL is its own owner (rocks_options::rewritten):
+// such a key rewritten again and again goes next to its previous version directly.
+class owner_or_key final : public rocksdb::SliceTransform {
+ public:
+  char const* Name() const override { return "petchat.owner_or_key"; }
+  rocksdb::Slice Transform(rocksdb::Slice const& key) const override {
+    auto const* nul = static_cast<char const*>(std::memchr(key.data(), 0, key.size()));
+    return rocksdb::Slice(key.data(), nul ? static_cast<std::size_t>(nul - key.data()) + 1 : key.size());
+  }
+  bool InDomain(rocksdb::Slice const&) const override { return true; }
+};
+
 }  // namespace
 
 rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
@@ -107,10 +119,14 @@ rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   rocksdb::BlockBasedTableOptions filtered_tables;
   filtered_tables.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   filtered_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(filtered_tables));
+  auto listed = [](std::vector<cf> const& families, std::size_t i) {
+    return std::find(families.begin(), families.end(), static_cast<cf>(i)) != families.end();
+  };
   for (std::size_t i = 0; i < std::size(family_names); ++i) {
-    bool filtered =
-        std::find(options_.filtered.begin(), options_.filtered.end(), static_cast<cf>(i)) != options_.filtered.end();
-    families.emplace_back(family_names[i], filtered ? filtered_options : family_options);
+    auto chosen = listed(options_.filtered, i) ? filtered_options : family_options;
+    if (listed(options_.rewritten, i))
+      chosen.memtable_insert_with_hint_prefix_extractor = std::make_shared<owner_or_key>();
+    families.emplace_back(family_names[i], chosen);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;

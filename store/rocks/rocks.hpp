@@ -76,7 +76,7 @@ class rocks_batch {
   // A put whose key many requests of a batch rewrite (a group message's receipt counts, at
   // each member's acknowledgement): reads see it at once, but only the batch's last value
   // of the key is written, once, when the batch commits.
-  void put_last(cf family, std::string_view key, std::string_view value);
+  void put_last(cf family, std::string_view key, std::string value);
   // Which batch this is: the same for every request of one group commit, another for the
   // next (values written with an earlier one are committed, or gone with a failed write).
   std::uint64_t generation() const;
@@ -116,6 +116,10 @@ struct rocks_options {
   // receipt record, which exists only after a read): Bloom filters in their memtables and
   // files let such a miss skip them instead of searching each.
   std::vector<cf> filtered{};
+  // Families with keys that are rewritten again and again (a user's delivered mark, at
+  // each acknowledgement): a memtable insert of a key without a NUL starts where its
+  // previous version went, instead of where the family's last such key went.
+  std::vector<cf> rewritten{};
   // Where RocksDB's own log goes (severity: 0 debug .. 5 header, RocksDB's InfoLogLevel),
   // instead of LOG files in the store's directory: one file fewer to fill a full disk,
   // and RocksDB's writer of that file is the one that aborted the process on ENOSPC.

@@ -36,6 +36,10 @@ class delivered_mark {
 
   std::uint64_t seq() const { return seq_; }
   void set_seq(std::uint64_t seq) { seq_ = seq; }
+  // Where the mailbox entry holding seq() + 1 starts, if known to start before it (a run
+  // the walk ended inside, detail/mailbox_runs.hpp); 0 otherwise.
+  std::uint64_t next_entry() const { return positions_.next_entry(); }
+  void set_next_entry(std::uint64_t seq) { positions_.set_next_entry(seq); }
 
   // `device`'s acknowledged position: in the mark if it acknowledged last, else its own key.
   std::uint64_t device_position(std::string const& device) const {
@@ -93,7 +97,8 @@ class delivered_mark {
 
   void write() {
     auto value = keys::be64(seq_);
-    if (positions_.conversations_size() > 0 || !positions_.device().empty()) value += positions_.SerializeAsString();
+    if (positions_.conversations_size() > 0 || !positions_.device().empty() || positions_.next_entry() != 0)
+      value += positions_.SerializeAsString();
     b_.put(cf::state, keys::delivered_key(user_), value);
   }
 

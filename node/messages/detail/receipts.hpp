@@ -152,29 +152,37 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
                           std::uint64_t upto, std::vector<news>& heads, bool& queued, ack_memo& memo,
                           delivered_mark& mark) {
   std::vector<std::string> ids;
+  std::uint64_t ended_inside = 0;  // the entry the walk ended inside, if it did
   // The message ids of the events of the entry at `first` from `from` to `upto`; returns
   // the seq after the last one it looked at.
   auto take = [&](std::uint64_t first, std::string_view value, std::uint64_t from) {
     std::uint64_t end = first + 1;
     keys::each_run_event(first, value, [&](std::uint64_t seq, records::stored_event const& e) {
       end = seq + 1;
-      if (seq > upto) return false;
+      if (seq > upto) {
+        ended_inside = first;
+        return false;
+      }
       if (seq >= from && e.has_message_id()) ids.push_back(e.message_id());
       return true;
     });
     return end;
   };
   // A device acknowledges as events arrive, so the stretch is mostly one or a few entries
-  // (runs, detail/mailbox_runs.hpp) that start where the previous acknowledgement ended:
-  // point reads (which also see this batch's writes) cost less than opening an iterator.
-  // Where no entry starts (inside a run, or erased) the rest is scanned from where a run
-  // holding it can start.
+  // (runs, detail/mailbox_runs.hpp) that start where the previous acknowledgement ended,
+  // or inside the run it ended in (the mark says where that starts): point reads (which
+  // also see this batch's writes) cost less than opening an iterator. Where no entry
+  // starts (inside a run, or erased) the rest is scanned from where a run holding it can
+  // start.
   constexpr int point_reads_up_to = 8;
   std::uint64_t next = after + 1;
+  std::uint64_t at = mark.next_entry();
+  if (at == 0 || at > next || next - at >= keys::max_run) at = next;
   for (int reads = 0; next <= upto && reads < point_reads_up_to; ++reads) {
-    auto v = b.get(cf::mailbox, keys::mailbox_key(user, next));
+    auto v = b.get(cf::mailbox, keys::mailbox_key(user, at));
     if (!v) break;
-    next = take(next, *v, next);
+    next = std::max(next, take(at, *v, next));
+    at = next;
   }
   if (next <= upto) {
     m.db.scan(cf::mailbox, keys::mailbox_key(user, keys::earliest_run_start(next)), keys::mailbox_key(user, upto + 1),
@@ -183,6 +191,7 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
                 return true;
               });
   }
+  mark.set_next_entry(ended_inside);
   m.scanned_by_acks += upto - after;
   std::int64_t now = now_ms();
   for (auto const& id : ids) {

@@ -108,6 +108,8 @@ struct message_service::impl {
                                 .recent = {cf::mailbox, cf::messages},
                                 // A member's receipt record is there only after a read.
                                 .filtered = {cf::receipts},
+                                // Delivered marks, at every acknowledgement.
+                                .rewritten = {cf::state},
                                 .log = rocksdb_log,
                                 .salvage = salvage}),
         limiter(o.max_per_second) {}
