@@ -270,11 +270,16 @@ class RetentionSteadyStateTest(NodeTestCase):
                                  token=sessions["owner"]["access_token"])
                 self.assertEqual(r.status, 201, r.describe())
                 gid = r.json["conversation"]["id"]
+                # Sent without waiting in between, so that several share a commit and each
+                # member's events of them one mailbox entry (a run), which goes too.
+                refs = []
                 for i in range(20):
                     ref = streams["owner"].next_ref()
                     streams["owner"].send_frame({"ref": ref, "send": {"client_id": "g%s-%d" % (gid, i),
                                                                        "conversation_id": gid,
                                                                        "body": {"text": "group %d" % i}}})
+                    refs.append(ref)
+                for ref in refs:
                     last = streams["owner"].wait_ref(ref)["accepted"]["message_id"]
                 for n in members:
                     ev = streams[n].wait_event(wsclient.ev_message(last))

@@ -51,21 +51,25 @@ class DataDirRecordTest(NodeTestCase):
         node.restart()
         self.assertEqual(read_record(node), rec)
 
-    def test_format_1_is_upgraded_in_place(self):
-        # Formats 2 and 3 changed how group messages are stored; a format 1 data dir's
+    def test_formats_1_and_2_are_upgraded_in_place(self):
+        # Formats 2 and 3 changed how group messages are stored; a format 1 or 2 data dir's
         # stores are read as they are, and the record says 3 from then on (so that an older
         # build refuses it), keeping its age and saying what it was.
-        node = self.start_node()
-        node.new_user("alice")
-        node.stop()
-        rec = read_record(node)
-        rec["format"] = 1
-        write_record(node, json.dumps(rec))
-        node.start()
-        now = read_record(node)
-        self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (3, 1, rec["created_at"]), now)
-        self.assertTrue(any("upgraded from format 1 to 3" in line for line in node.stderr_lines + node.stdout_lines))
-        self.assertStatus(node.login("alice", "password123"), 201)
+        for old in (1, 2):
+            with self.subTest(format=old):
+                node = self.start_node()
+                node.new_user("alice")
+                node.stop()
+                rec = read_record(node)
+                rec["format"] = old
+                write_record(node, json.dumps(rec))
+                node.start()
+                now = read_record(node)
+                self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (3, old, rec["created_at"]),
+                                 now)
+                self.assertTrue(any("upgraded from format %d to 3" % old in line
+                                    for line in node.stderr_lines + node.stdout_lines))
+                self.assertStatus(node.login("alice", "password123"), 201)
 
     def test_newer_format_is_refused_and_left_alone(self):
         node = self.start_node()
