@@ -112,8 +112,8 @@ class MailboxRunsTest(GroupCase):
             B.wait_event(ev_deleted(mid))
         expired = [mid for i, mid in enumerate(mids) if i % 3 == 0]
         kept = [(s, mid) for s, mid in zip(seqs, mids) if mid not in deleted and mid not in expired]
-        # Once the sweep has removed the expired ones, a stream from before the burst gets
-        # the rest, in order, once each.
+        # Once they have expired (the sweep, every 100 ms, erases them from their runs), a
+        # stream from before the burst gets the rest, in order, once each.
         deadline = time.monotonic() + 30
         while True:
             fence = self.send_to(A, gid, "fence %f" % time.monotonic())["message_id"]
