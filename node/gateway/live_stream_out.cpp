@@ -162,6 +162,24 @@ std::string live_stream::encode(ws::shared_event const& shared, bool binary) {
 // its capacity of them, and the writer pulls more as it drains. So a device that
 // reconnects with a long backlog streams it at its own pace instead of being cut off,
 // and memory stays bounded whatever the backlog.
+bool live_stream::take_event(std::uint64_t head, std::shared_ptr<ws::shared_event const> const& event) {
+  known_head_ = std::max(known_head_, head);
+  if (stalled()) {
+    drop_slow_consumer();
+    return false;
+  }
+  // Up to date and with room: forward the event as is, no store read, in the frame its
+  // user's other streams of this encoding send too.
+  if (event && phase_ == phase::live && event->event().seq() == sent_seq_ + 1 && out_.size() < watermark()) {
+    sent_seq_ = event->event().seq();
+    bool binary = binary_;
+    enqueue(event->frame(binary ? 0 : 1, [binary](ws::shared_event const& e) { return encode(e, binary); }));
+    return true;
+  }
+  pump();
+  return true;
+}
+
 void live_stream::pump() {
   if (phase_ != phase::live) return;
   std::size_t watermark = this->watermark();

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <boost/asio/this_coro.hpp>
+
 #include "node/async/async.hpp"
 #include "node/log/log.hpp"
 #include "node/messages/detail/group_ops.hpp"
@@ -264,10 +266,15 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     m.limiter.refund(from);
     co_return accepted_again(*st->original, msg.client_id());
   }
-  if (st->now_shared)
+  if (keys::is_group(st->conversation)) {
+    auto ex = co_await boost::asio::this_coro::executor;
+    m.after_group_send(std::move(st->heads), msg, ex);
+    if (st->queued && m.on_outbox) m.on_outbox();
+  } else if (st->now_shared) {
     m.after_commit(st->heads, st->queued, &msg, {{st->from, st->to}});
-  else
+  } else {
     m.after_commit(st->heads, st->queued, &msg);
+  }
   client::accepted acc;
   acc.set_client_id(msg.client_id());
   acc.set_message_id(msg.id());

@@ -96,6 +96,10 @@ void ws_manager::notify_mailbox(std::string const& user, std::uint64_t head,
   for (auto const& s : sinks_of(user)) s->on_mailbox(head, event);
 }
 
+void ws_manager::notify_mailbox_events(std::string const& user, std::shared_ptr<mailbox_events const> const& events) {
+  for (auto const& s : sinks_of(user)) s->on_mailbox_events(events);
+}
+
 void ws_manager::relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id,
                               bool active) {
   if (hooks_.typing_out && ids::region_of(to) != hooks_.local_region && ids::region_of(from) == hooks_.local_region)

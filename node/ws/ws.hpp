@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "client.pb.h"
@@ -107,6 +108,9 @@ class shared_event {
 // whichever thread called the manager (any I/O thread, the federation applier, NATS.c's
 // live-subscription thread), possibly concurrently, never under the manager's mutex. They
 // must not block: implementations post to their own strand and return at once.
+// Mailbox events for one user: (seq, event) in seq order.
+using mailbox_events = std::vector<std::pair<std::uint64_t, std::shared_ptr<shared_event const>>>;
+
 class stream_sink {
  public:
   virtual ~stream_sink() = default;
@@ -114,6 +118,10 @@ class stream_sink {
   // the stream should read it from the store. Calls race (each commit reports on its own
   // thread): heads may arrive out of order or twice, so keep the highest.
   virtual void on_mailbox(std::uint64_t head, std::shared_ptr<shared_event const> event) = 0;
+  // Several of the user's events at once (their seqs in order), as on_mailbox each.
+  virtual void on_mailbox_events(std::shared_ptr<mailbox_events const> const& events) {
+    for (auto const& [head, event] : *events) on_mailbox(head, event);
+  }
   // A frame that is not a mailbox event (presence, typing).
   virtual void on_frame(client::server_frame frame) = 0;
   // The device the stream belongs to (for `petchatctl online`); constant once attached.
@@ -158,6 +166,10 @@ class mailbox_listener {
   // the receiver should read it from the store. Must not block: hand the news on.
   virtual void notify_mailbox(std::string const& user, std::uint64_t head,
                               std::shared_ptr<shared_event const> event) = 0;
+  // Several events of `user`'s mailbox at once (the events of one commit), in seq order.
+  virtual void notify_mailbox_events(std::string const& user, std::shared_ptr<mailbox_events const> const& events) {
+    for (auto const& [head, event] : *events) notify_mailbox(user, head, event);
+  }
   // A committed write made `a` and `b` see each other's presence (the second of them
   // wrote to the other): each is shown the other's presence now, not at the next change.
   virtual void presence_shared(std::string const& a, std::string const& b) = 0;
@@ -187,6 +199,7 @@ class ws_manager final : public mailbox_listener {
   // errors. Called by the message service's mailbox listener: on the I/O thread whose
   // coroutine committed a local change, and on the federation applier thread.
   void notify_mailbox(std::string const& user, std::uint64_t head, std::shared_ptr<shared_event const> event) override;
+  void notify_mailbox_events(std::string const& user, std::shared_ptr<mailbox_events const> const& events) override;
   // A typing indicator from `from` to `to` (full user ids). A local `from` typing to another
   // region's user goes to typing_out (if set); otherwise a typing frame goes to each live
   // stream of `to` (none: dropped). No permission check: callers check that they share a

@@ -69,6 +69,35 @@ class MailboxRunsTest(GroupCase):
         fence = self.send_to(A, gid, "fence")["message_id"]
         self.assertEqual(self.resumed(b, seqs[-1], fence), [(seqs[-1] + 1, fence)])
 
+    def test_bursts_of_two_senders_arrive_in_order_once(self):
+        # Alice and carol send bursts at the same time: their sends share commits, and each
+        # member's stream gets every event once, in seq order, without gaps.
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        a, b, c = alice.login(), bob.login(), carol.login()
+        A = self.ws(a)
+        gid = self.group(a, [bob.id, carol.id])
+        B, C = self.ws(b), self.ws(c)
+        refs = {A: [], C: []}
+        for i in range(BURST):
+            for client in (A, C):
+                ref = client.next_ref()
+                client.send_frame({"ref": ref, "send": self.group_send_body(gid, "two %d" % i)})
+                refs[client].append(ref)
+        mids = set()
+        for client, client_refs in refs.items():
+            for ref in client_refs:
+                f = client.wait_ref(ref)
+                self.assertIn("accepted", f, f)
+                mids.add(f["accepted"]["message_id"])
+        for stream in (A, B, C):
+            for mid in mids:
+                stream.wait_event(ev_message(mid))
+            got = [(num(e, "seq"), e["message"]["id"]) for e in stream.events()
+                   if "message" in e and e["message"]["id"] in mids]
+            seqs = [s for s, _ in got]
+            self.assertEqual(seqs, list(range(seqs[0], seqs[0] + 2 * BURST)), "in order, no gaps, once each")
+            self.assertEqual({m for _, m in got}, mids)
+
     def test_acknowledgements_ending_anywhere_deliver_each_message_once(self):
         alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
         a, b, c = alice.login(), bob.login(), carol.login()

@@ -133,20 +133,15 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // -- stream_sink: called from any thread; hop onto the strand.
   void on_mailbox(std::uint64_t head, std::shared_ptr<ws::shared_event const> event) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), head, event = std::move(event)] {
+      self->guarded([&] { self->take_event(head, event); });
+    });
+  }
+  // The events of one commit in one hop onto the strand, so that they leave in one write.
+  void on_mailbox_events(std::shared_ptr<ws::mailbox_events const> const& events) override {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), events] {
       self->guarded([&] {
-        self->known_head_ = std::max(self->known_head_, head);
-        if (self->stalled()) return self->drop_slow_consumer();
-        // Up to date and with room: forward the event as is, no store read, in the frame
-        // its user's other streams of this encoding send too.
-        if (event && self->phase_ == phase::live && event->event().seq() == self->sent_seq_ + 1 &&
-            self->out_.size() < self->watermark()) {
-          self->sent_seq_ = event->event().seq();
-          bool binary = self->binary_;
-          self->enqueue(
-              event->frame(binary ? 0 : 1, [binary](ws::shared_event const& e) { return encode(e, binary); }));
-          return;
-        }
-        self->pump();
+        for (auto const& [head, event] : *events)
+          if (!self->take_event(head, event)) break;
       });
     });
   }
@@ -266,6 +261,9 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     out_.push(std::move(frame));
     kick();
   }
+  // On the strand: the mailbox has events up to `head`; `event` is the one at `head` (or
+  // null). Forwards it, or reads the store (pump). False if the stream was dropped.
+  bool take_event(std::uint64_t head, std::shared_ptr<ws::shared_event const> const& event);
   // A whole WebSocket frame holding `frame`, or a server_frame holding `event`, in the
   // given encoding (binary: Protobuf; else JSON text).
   static std::string encode(client::server_frame const& frame, bool binary);

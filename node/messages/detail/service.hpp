@@ -88,6 +88,13 @@ struct message_service::impl {
   void gather_ack(pending_ack a);
   void write_acks();
 
+  // Group sends' news, told per member and batch of sends (node/messages/news.cpp).
+  std::mutex news_mutex;
+  std::vector<std::pair<std::vector<news>, std::shared_ptr<ws::shared_content const>>> news_waiting;
+  bool news_flush_queued = false;
+  void after_group_send(std::vector<news> heads, client::message const& message, boost::asio::any_io_executor ex);
+  void flush_news();
+
   // Federation (null/empty when standalone). Set before traffic.
   federation::directory const* regions = nullptr;
   std::function<void()> on_outbox;  // outbox entries were committed

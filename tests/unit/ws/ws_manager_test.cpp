@@ -185,6 +185,30 @@ TEST_CASE("mailbox news reaches every stream of its user and no one else") {
   CHECK(b1->mailbox.empty());
 }
 
+TEST_CASE("several events of one user reach each of their streams in one call, in order, shared") {
+  contact_book book;
+  ws_manager m(10, book.lookup());
+  auto a1 = attached(m, alice);
+  auto a2 = attached(m, alice);
+  auto b1 = attached(m, bob);
+  auto events = std::make_shared<petchat::ws::mailbox_events>();
+  for (std::uint64_t seq = 4; seq <= 6; ++seq) {
+    client::event plain;
+    plain.set_seq(seq);
+    plain.mutable_message()->set_id("m" + std::to_string(seq));
+    events->emplace_back(seq, std::make_shared<petchat::ws::shared_event const>(plain));
+  }
+  m.notify_mailbox_events(alice, events);
+  for (auto const& s : {a1, a2}) {
+    REQUIRE(s->mailbox.size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+      CHECK(s->mailbox[i].head == 4 + i);
+      CHECK(s->mailbox[i].event == (*events)[i].second);
+    }
+  }
+  CHECK(b1->mailbox.empty());
+}
+
 TEST_CASE("contacts are told when a user's first stream attaches and the last detaches") {
   contact_book book;
   book.contacts = {{alice, {bob}}, {bob, {alice}}};
