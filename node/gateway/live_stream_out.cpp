@@ -158,10 +158,6 @@ std::string live_stream::encode(ws::shared_event const& shared, bool binary) {
   });
 }
 
-// Mailbox events are pulled from the store, never pushed: the queue holds at most half
-// its capacity of them, and the writer pulls more as it drains. So a device that
-// reconnects with a long backlog streams it at its own pace instead of being cut off,
-// and memory stays bounded whatever the backlog.
 bool live_stream::take_event(std::uint64_t head, std::shared_ptr<ws::shared_event const> const& event) {
   known_head_ = std::max(known_head_, head);
   if (stalled()) {
@@ -180,6 +176,10 @@ bool live_stream::take_event(std::uint64_t head, std::shared_ptr<ws::shared_even
   return true;
 }
 
+// Mailbox events are pulled from the store, never pushed: the queue holds at most half
+// its capacity of them, and the writer pulls more as it drains. So a device that
+// reconnects with a long backlog streams it at its own pace instead of being cut off,
+// and memory stays bounded whatever the backlog.
 void live_stream::pump() {
   if (phase_ != phase::live) return;
   std::size_t watermark = this->watermark();

@@ -104,13 +104,13 @@ class shared_event {
   mutable std::shared_ptr<std::string const> frames_[encodings];
 };
 
-// One live stream (one WebSocket connection), as the manager sees it. Both calls come from
-// whichever thread called the manager (any I/O thread, the federation applier, NATS.c's
-// live-subscription thread), possibly concurrently, never under the manager's mutex. They
-// must not block: implementations post to their own strand and return at once.
 // Mailbox events for one user: (seq, event) in seq order.
 using mailbox_events = std::vector<std::pair<std::uint64_t, std::shared_ptr<shared_event const>>>;
 
+// One live stream (one WebSocket connection), as the manager sees it. Its calls come from
+// whichever thread called the manager (any I/O thread, the federation applier, NATS.c's
+// live-subscription thread), possibly concurrently, never under the manager's mutex. They
+// must not block: implementations post to their own strand and return at once.
 class stream_sink {
  public:
   virtual ~stream_sink() = default;
