@@ -87,6 +87,11 @@ class RawNats:
                 size = int(parts[-1])
                 data = self.file.read(size + 2)[:size]
                 return parts[1].decode(), data
+            if line.startswith(b"HMSG"):  # HMSG subject sid [reply] header-bytes total-bytes
+                parts = line.split()
+                headers, size = int(parts[-2]), int(parts[-1])
+                data = self.file.read(size + 2)[:size]
+                return parts[1].decode(), data[headers:]
 
     def close(self):
         try:
@@ -155,11 +160,11 @@ class FederationCase(unittest.TestCase):
     names = ("europe", "america")
 
     federation = None  # [federation] settings over fedharness's
+    node_config = {"messages": {"max_per_second": 5000}}  # every region's config (tables replace fedharness's)
 
     @classmethod
     def setUpClass(cls):
-        cls.servers, cls.regions = cls.topology(list(cls.names), config={"messages": {"max_per_second": 5000}},
-                                                federation=cls.federation)
+        cls.servers, cls.regions = cls.topology(list(cls.names), config=cls.node_config, federation=cls.federation)
         cls.keys = cls.regions.pop("_keys")
 
     @classmethod
