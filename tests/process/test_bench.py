@@ -188,6 +188,17 @@ class BenchSmokeTest(unittest.TestCase):
             self.assertGreater(r["reads_per_delivery"], 0, r)
             self.assertLessEqual(r["reads_per_delivery"], 1, r)
 
+    def test_group_of_the_default_maximum_size(self):
+        # 1,000 members, the node's default messages.max_group_members: every message
+        # reaches the 999 others, every member catches up.
+        r = bench("groups", "--members", "1000", "--duration", "0.5")
+        self.assertEqual(r["members"], 1000)
+        self.assertGreater(r["messages_total"], 0, r)
+        self.assertTrue(r["caught_up"], r)
+        self.assertEqual((r["members_behind"], r["messages_missing"], r["streams_dropped"], r["sends_unanswered"]),
+                         (0, 0, 0, 0), r)
+        self.assertEqual(r["deliveries_total"], 999 * r["messages_total"], r)
+
     def test_groups_size_limit(self):
         # Above the node's default messages.max_group_members the tool refuses at once.
         p = subprocess.run([BENCH, "--node", NODE, "groups", "--members", "1001"], capture_output=True, text=True,
