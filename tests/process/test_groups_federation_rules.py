@@ -13,6 +13,7 @@ created), B ("america") and C ("asia"). No sleeps: see test_groups_federation.py
 import collections
 import os
 import sys
+import threading
 import time
 import unittest
 import uuid
@@ -21,9 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fedharness  # noqa: E402
 import test_federation  # noqa: E402
-from test_groups import as_int, change_versions, changes, cpath  # noqa: E402
+from test_groups import as_int, change_versions, changes, cpath, ev_change  # noqa: E402
 from test_groups_federation import (B, C, CROSS_S, HEAL_S, HOME, GroupFederationCase,  # noqa: E402
-                                    first_group_event, group_messages)
+                                    first_group_event, group_messages, region_of)
 from wsclient import ev_message, ev_read_mark, ev_receipt, num  # noqa: E402
 
 
@@ -244,6 +245,57 @@ class GroupRulesAcrossRegions(GroupFederationCase):
         self.assertEqual((r.json.get("recipients"), r.json.get("delivered_count"), r.json.get("read_count")),
                          (5, 5, 5), r.describe())
         self.assertEqual([e.get("user_id") for e in r.json["members"]], others)
+
+    def test_sends_racing_a_removal_made_in_another_region(self):
+        """Bert (region B) sends a burst while the owner removes him at home. B accepts his
+        sends until it applies the removal and refuses the rest (not_a_member). Every
+        region keeps of them a prefix, in order, and all of it before the removal on every
+        stream: a region drops those that reach it after it applied the removal."""
+        a1, b1, b2, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(B, "beth"), self.user(C, "chen")
+        S = {u: self.connect(u) for u in (a1, b1, b2, c1)}
+        gid = self.create_group(a1, [b1, b2, c1], title="race across regions")                  # v1
+        self.wait_changes(S.values(), gid, 1, "CREATED")
+        refs, texts = [], []
+        removal = None
+        for i in range(150):  # pipelined: B takes them as they come, while the removal travels
+            ref = S[b1].next_ref()
+            texts.append("racing %d" % i)
+            S[b1].send_frame({"ref": ref, "send": {"client_id": uuid.uuid4().hex, "conversation_id": gid,
+                                                   "body": {"text": texts[-1]}}})
+            refs.append(ref)
+            if i == 5:
+                removal = threading.Thread(target=lambda: self.remove_member(a1, gid, b1))        # v2
+                removal.start()
+        removal.join()
+        answers = [S[b1].wait_ref(ref) for ref in refs]
+        accepted = [t for t, a in zip(texts, answers) if "accepted" in a]
+        self.assertEqual([t for t, a in zip(texts, answers) if "accepted" in a], texts[:len(accepted)],
+                         "B accepts until it applies the removal, then refuses")
+        for a in answers[len(accepted):]:
+            self.assertEqual((a.get("error") or {}).get("code"), "not_a_member", a)
+        self.wait_changes(S.values(), gid, 2, "MEMBER_REMOVED")
+
+        # Fences: beth's message follows bert's on the lanes B -> home and B -> C; anna's
+        # direct message to bert follows the removal on the lane home -> B.
+        fence = self.send_to(S[b2], gid, "beth, after the race")["message_id"]
+        self.wait_messages([S[a1], S[b2], S[c1]], [fence])
+        direct = S[a1].send_message(b1, "direct, after the race")["message_id"]
+        S[b1].wait_event(ev_message(direct), CROSS_S)
+        for u in (a1, b1, b2, c1):
+            log = []
+            for e in S[u].events():
+                if ev_change(gid)(e):
+                    log.append(("change", num(e["conversation_change"], "version")))
+                elif "message" in e and e["message"].get("conversation_id") == gid:
+                    log.append((e["message"].get("from"), (e["message"].get("body") or {}).get("text")))
+            cut = log.index(("change", 2))
+            got = [t for who, t in log[:cut] if who == b1]
+            # B wrote all it accepted to its own members' mailboxes before applying the removal.
+            want = accepted if region_of(u) == B else accepted[:len(got)]
+            self.assertEqual(got, want, "bert's messages on the stream of %s" % u)
+            self.assertNotIn(b1, [who for who, _ in log[cut + 1:]], "bert's messages after the removal (%s)" % u)
+            others = [t for who, t in log[cut + 1:] if who not in ("change", b1)]
+            self.assertEqual(others, [] if u == b1 else ["beth, after the race"], u)
 
     def test_per_member_errors_when_adding(self):
         a1 = self.user(HOME, "anna")
