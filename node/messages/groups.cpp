@@ -37,14 +37,16 @@ std::optional<std::string> remote_home(impl const& m, std::string const& conv) {
 }
 
 // A change of a group homed in another region, asked for by `request.by()`: checked as far
-// as this region's replica allows (a member, with at least the role `needed`), then queued
-// durably to the home region, which makes it or not (docs/FEDERATION.md).
-awaitable<std::optional<errors::failure>> queue_request(impl& m, std::string home, federation::group_request request,
-                                                        client::member_role needed) {
-  auto st = std::make_shared<change_state>();
+// as this region's replica allows (a member, with at least the role `needed`; for an add,
+// users who are members already are left out as `st->failed`), then queued durably to the
+// home region, which makes it or not (docs/FEDERATION.md). `st->queued` is false when an
+// add had nobody left to ask for.
+awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr<change_state> st, std::string home,
+                                                        federation::group_request request, client::member_role needed) {
   st->conversation = request.conversation_id();
-  store::rocks_db::write_fn fn = [&m, st, home, request, needed](store::rocks_batch& b) {
-    st->restart(0);
+  auto resolved = st->failed.size();
+  store::rocks_db::write_fn fn = [&m, st, home, request, needed, resolved](store::rocks_batch& b) {
+    st->restart(resolved);
     auto c = parse<records::conversation_record>(b.get(cf::conversations, st->conversation));
     if (!c || member_index(*c, request.by()) < 0) {
       st->refused = fail(code::not_a_member, "you are not a member of this conversation");
@@ -55,7 +57,16 @@ awaitable<std::optional<errors::failure>> queue_request(impl& m, std::string hom
       return false;
     }
     federation::body body;
-    *body.mutable_group_request() = request;
+    auto& ask = *body.mutable_group_request() = request;
+    if (request.request() == federation::group_request::ADD) {
+      ask.clear_users();
+      for (auto const& u : request.users())
+        if (member_index(*c, u) >= 0)
+          st->failed.push_back({u, fail(code::already_member, u + " is a member already")});
+        else
+          ask.add_users(u);
+      if (ask.users_size() == 0) return false;
+    }
     m.to_outbox(b, home, std::move(body));
     st->queued = true;
     return true;
@@ -105,7 +116,12 @@ awaitable<result<membership_result>> message_service::add_members(std::string by
   if (auto home = remote_home(m, conv)) {
     auto request = request_of(conv, by, federation::group_request::ADD);
     for (auto const& u : valid) request.add_users(u);
-    if (auto failed = co_await queue_request(m, *home, std::move(request), client::ADMIN)) co_return *failed;
+    if (auto failed = co_await queue_request(m, st, *home, std::move(request), client::ADMIN)) co_return *failed;
+    if (!st->queued) {  // nobody to ask for: answered as home answers an add that added nobody
+      auto view = conversation(by, conv);
+      if (!view) co_return view.error();
+      co_return membership_result{std::move(*view), {}, st->failed};
+    }
     membership_result queued{{}, {}, st->failed};
     queued.queued = true;
     co_return queued;
@@ -137,7 +153,8 @@ awaitable<result<bool>> message_service::remove_member(std::string by, std::stri
     request.add_users(target->str());
     if (next) request.set_successor(*next);
     auto needed = target->str() == by ? client::MEMBER : client::ADMIN;
-    if (auto failed = co_await queue_request(m, *home, std::move(request), needed)) co_return *failed;
+    auto ask = std::make_shared<change_state>();
+    if (auto failed = co_await queue_request(m, ask, *home, std::move(request), needed)) co_return *failed;
     co_return true;
   }
   auto st = std::make_shared<change_state>();
@@ -161,7 +178,8 @@ awaitable<result<conversation_view>> message_service::set_role(std::string by, s
     auto request = request_of(conv, by, federation::group_request::ROLE);
     request.add_users(target->str());
     request.set_role(role);
-    if (auto failed = co_await queue_request(m, *home, std::move(request), client::OWNER)) co_return *failed;
+    auto ask = std::make_shared<change_state>();
+    if (auto failed = co_await queue_request(m, ask, *home, std::move(request), client::OWNER)) co_return *failed;
     auto view = conversation(by, conv);
     if (view) view->queued = true;
     co_return view;
@@ -191,7 +209,8 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
     if (patch.description) request.set_description(*patch.description);
     if (patch.ttl_s) request.set_ttl_s(*patch.ttl_s);
     if (patch.history_visible) request.set_history_visible(*patch.history_visible);
-    if (auto failed = co_await queue_request(m, *home, std::move(request), client::ADMIN)) co_return *failed;
+    auto ask = std::make_shared<change_state>();
+    if (auto failed = co_await queue_request(m, ask, *home, std::move(request), client::ADMIN)) co_return *failed;
     patch.title = patch.description = std::nullopt;
     patch.ttl_s = std::nullopt;
     patch.history_visible = std::nullopt;

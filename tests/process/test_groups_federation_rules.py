@@ -315,17 +315,25 @@ class GroupRulesAcrossRegions(GroupFederationCase):
         self.assertEqual(failed, {ghost + "@" + HOME: "user_not_found", "someone@nowhere": "user_not_found",
                                   "Not A Name!": "user_not_found"}, r.describe())
 
-        # Through B: B reports what it can check (ids, regions, its own users) with the 202;
-        # home checks its own users and adds the rest.
+        # Through B: B reports what it can check (ids, regions, its own users, members
+        # already) with the 202; home checks its own users and adds the rest.
         r = self.add_members(b1, gid, ["ghost%d" % (uuid.uuid4().int % 10 ** 8), "x@nowhere", b2.split("@")[0],
-                                       ghost + "@" + HOME])                                      # v4
+                                       ghost + "@" + HOME, c1])                                  # v4
         self.assertQueued(r)
         failed = [(f["user_id"].split("@")[1], f["code"]) for f in r.json.get("failed") or []]
-        self.assertEqual(sorted(failed), [(B, "user_not_found"), ("nowhere", "user_not_found")], r.describe())
+        want = [(C, "already_member"), (B, "user_not_found"), ("nowhere", "user_not_found")]
+        self.assertEqual(sorted(failed), sorted(want), r.describe())
         for u in (a1, b1, b2, c1):
             cc = self.wait_change(S[u], gid, 4)
             self.assertChange(cc, gid, 4, "MEMBERS_ADDED", b1, users=[b2])
         self.assertEqual(self.roles(self.details(c1, gid)), {a1: "owner", b1: "admin", c1: "member", b2: "member"})
+        # Nobody left to ask for: B answers as home does, 200 with nobody added.
+        r = self.add_members(b1, gid, [a1, b2, "y@nowhere"])
+        self.assertStatus(r, 200, "an add of members only")
+        self.assertEqual(r.json.get("added"), [], r.describe())
+        self.assertEqual(sorted((f["user_id"], f["code"]) for f in r.json.get("failed") or []),
+                         sorted([(a1, "already_member"), (b2, "already_member"), ("y@nowhere", "user_not_found")]))
+        self.assertEqual(as_int((r.json.get("conversation") or {}).get("version")), 4, r.describe())
 
 
 # =========================================================================================
