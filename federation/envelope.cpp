@@ -50,6 +50,11 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       if (b.group_request().conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
       if (ids::region_of(b.group_request().by()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
+    case body::kGroupRequestRefused:
+      if (b.group_request_refused().refusal().conversation_id().empty() || b.lane_seq() == 0)
+        return reject_reason::malformed;
+      if (ids::region_of(b.group_request_refused().by()) != dir.self()) return reject_reason::wrong_destination;
+      return std::nullopt;
     case body::kPresence:
       for (auto const& e : b.presence().entries())
         if (ids::region_of(e.user_id()) != origin) return reject_reason::foreign_user;

@@ -73,8 +73,8 @@ json::value membership_json(user_api const& api, std::string const& me, messages
 }
 
 // A change of a group homed in another region: sent there (docs/FEDERATION.md).
-response queued() {
-  return json_response(202, json::object{{"queued", true}});
+response queued(std::string const& request_id) {
+  return json_response(202, json::object{{"queued", true}, {"request_id", request_id}});
 }
 
 // Optional typed fields of a body: absent (or null) is nullopt.
@@ -153,7 +153,7 @@ awaitable<response> patch(std::shared_ptr<user_api> api, std::string me, std::st
   change.muted = *muted;
   auto v = co_await api->messages.update_conversation(me, conv, std::move(change));
   if (!v) co_return error_response(v.error());
-  if (v->queued) co_return queued();
+  if (v->queued) co_return queued(v->request_id);
   co_return json_response(200, conversation_json(*api, me, *v, true));
 }
 
@@ -162,7 +162,7 @@ awaitable<response> member_route(std::shared_ptr<user_api> api, std::string me, 
   if (r.method == "DELETE") {
     auto s = co_await api->messages.remove_member(me, conv, user, query_param(r.query, "successor"));
     if (!s) co_return error_response(s.error());
-    if (*s) co_return queued();
+    if (*s) co_return queued(**s);
     co_return no_content();
   }
   if (r.method != "PATCH") co_return method_not_allowed("DELETE, PATCH");
@@ -176,7 +176,7 @@ awaitable<response> member_route(std::shared_ptr<user_api> api, std::string me, 
                                 : client::MEMBER_ROLE_UNSPECIFIED;
   auto v = co_await api->messages.set_role(me, conv, user, r_);
   if (!v) co_return error_response(v.error());
-  if (v->queued) co_return queued();
+  if (v->queued) co_return queued(v->request_id);
   co_return json_response(200, conversation_json(*api, me, *v, true));
 }
 
@@ -245,7 +245,9 @@ awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r
     auto added = co_await api->messages.add_members(me, conv, std::move(*users));
     if (!added) co_return error_response(added.error());
     if (added->queued)
-      co_return json_response(202, json::object{{"queued", true}, {"failed", failures_json(added->failed)}});
+      co_return json_response(
+          202,
+          json::object{{"queued", true}, {"request_id", added->request_id}, {"failed", failures_json(added->failed)}});
     co_return json_response(200, membership_json(*api, me, *added));
   }
   if (tail.starts_with("/members/") && tail.size() > 9 && tail.find('/', 9) == std::string_view::npos) {

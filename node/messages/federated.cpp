@@ -198,8 +198,7 @@ class federated_store final : public federation::local_store {
   template <typename State>
   void apply_one(store::rocks_batch& b, inbound const& item, State& st) {
     auto const& body = *item.content;
-    if (!body.has_message() && !body.has_receipt() && !body.has_deleted() && !body.has_group_state() &&
-        !body.has_group_request())
+    if (body.lane_seq() == 0)
       return st.refused.push_back(reject_reason::malformed);  // ephemeral kinds never come through the stream
     if (item.lane_epoch == 0) return st.refused.push_back(reject_reason::malformed);
     auto lane = read_lane(b, body.origin());
@@ -234,10 +233,14 @@ class federated_store final : public federation::local_store {
       refused = body.message().to().empty() ? apply_group_message(b, body, st) : apply_message(b, body, st);
     else if (body.has_group_state() || body.has_group_request())
       refused = apply_group_change(b, body, st);
+    else if (body.has_group_request_refused())
+      refused = apply_request_refused(m_, b, body, st.heads);
     else if (body.has_receipt())
       refused = apply_receipt(b, body.receipt(), st);
-    else
+    else if (body.has_deleted())
       refused = apply_deleted(b, body.deleted(), st);
+    else  // a kind this version does not know (a newer origin's): refused, and the lane goes on
+      refused = reject_reason::malformed;
     if (refused) st.refused.push_back(*refused);
   }
 
@@ -302,9 +305,16 @@ class federated_store final : public federation::local_store {
     } else {
       auto const& r = body.group_request();
       auto c = parse<records::conversation_record>(b.get(cf::conversations, r.conversation_id()));
-      if (!c || home_of(*c, m_.region) != m_.region) return reject_reason::group_request_refused;
       change.conversation = r.conversation_id();
-      if (!run_request(b, r, change)) refused = reject_reason::group_request_refused;
+      if (!c || home_of(*c, m_.region) != m_.region)
+        change.refused = fail(code::conversation_not_found, "no group '" + r.conversation_id() + "' is homed here");
+      else if (!run_request(b, r, change))
+        refused = reject_reason::group_request_refused;
+      if (change.refused) refused = reject_reason::group_request_refused;
+      if (auto told = refusal_of(r, change)) {  // the requester hears of it (docs/FEDERATION.md)
+        m_.to_outbox(b, body.origin(), std::move(*told));
+        change.queued = true;
+      }
     }
     for (auto& n : change.heads) st.heads.push_back(std::move(n));
     st.queued |= change.queued;

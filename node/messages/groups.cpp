@@ -44,6 +44,8 @@ std::optional<std::string> remote_home(impl const& m, std::string const& conv) {
 awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr<change_state> st, std::string home,
                                                         federation::group_request request, client::member_role needed) {
   st->conversation = request.conversation_id();
+  st->request_id = keys::new_request_id();
+  request.set_request_id(st->request_id);
   auto resolved = st->failed.size();
   store::rocks_db::write_fn fn = [&m, st, home, request, needed, resolved](store::rocks_batch& b) {
     st->restart(resolved);
@@ -124,6 +126,7 @@ awaitable<result<membership_result>> message_service::add_members(std::string by
     }
     membership_result queued{{}, {}, st->failed};
     queued.queued = true;
+    queued.request_id = st->request_id;
     co_return queued;
   }
   auto resolved = st->failed.size();
@@ -137,8 +140,9 @@ awaitable<result<membership_result>> message_service::add_members(std::string by
   co_return membership_result{std::move(*view), st->added, st->failed};
 }
 
-awaitable<result<bool>> message_service::remove_member(std::string by, std::string conv, std::string user,
-                                                       std::optional<std::string> successor) {
+awaitable<result<std::optional<std::string>>> message_service::remove_member(std::string by, std::string conv,
+                                                                             std::string user,
+                                                                             std::optional<std::string> successor) {
   auto& m = *impl_;
   auto target = ids::parse_user_id(user, m.region);
   if (!target) co_return fail(code::user_not_found, "'" + user + "' is not a user id");
@@ -155,7 +159,7 @@ awaitable<result<bool>> message_service::remove_member(std::string by, std::stri
     auto needed = target->str() == by ? client::MEMBER : client::ADMIN;
     auto ask = std::make_shared<change_state>();
     if (auto failed = co_await queue_request(m, ask, *home, std::move(request), needed)) co_return *failed;
-    co_return true;
+    co_return ask->request_id;
   }
   auto st = std::make_shared<change_state>();
   st->conversation = conv;
@@ -164,7 +168,7 @@ awaitable<result<bool>> message_service::remove_member(std::string by, std::stri
     return op_remove(m, b, *st, by, who, next);
   };
   if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
-  co_return false;
+  co_return std::nullopt;
 }
 
 awaitable<result<conversation_view>> message_service::set_role(std::string by, std::string conv, std::string user,
@@ -181,7 +185,10 @@ awaitable<result<conversation_view>> message_service::set_role(std::string by, s
     auto ask = std::make_shared<change_state>();
     if (auto failed = co_await queue_request(m, ask, *home, std::move(request), client::OWNER)) co_return *failed;
     auto view = conversation(by, conv);
-    if (view) view->queued = true;
+    if (view) {
+      view->queued = true;
+      view->request_id = ask->request_id;
+    }
     co_return view;
   }
   auto st = std::make_shared<change_state>();
@@ -202,6 +209,7 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
   if (!group && (patch.title || patch.description || patch.history_visible))
     co_return fail(code::invalid_field, "a direct conversation has no title, description or history setting", "title");
   bool queued = false;
+  std::string request_id;
   if (auto home = remote_home(m, conv);
       home && (patch.title || patch.description || patch.ttl_s || patch.history_visible)) {
     auto request = request_of(conv, by, federation::group_request::UPDATE);
@@ -211,6 +219,7 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
     if (patch.history_visible) request.set_history_visible(*patch.history_visible);
     auto ask = std::make_shared<change_state>();
     if (auto failed = co_await queue_request(m, ask, *home, std::move(request), client::ADMIN)) co_return *failed;
+    request_id = ask->request_id;
     patch.title = patch.description = std::nullopt;
     patch.ttl_s = std::nullopt;
     patch.history_visible = std::nullopt;
@@ -251,7 +260,10 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
   };
   if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
   auto view = conversation(by, conv);
-  if (view) view->queued = queued;
+  if (view) {
+    view->queued = queued;
+    view->request_id = request_id;
+  }
   co_return view;
 }
 

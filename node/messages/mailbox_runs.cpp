@@ -17,7 +17,7 @@ std::uint64_t message_service::impl::append_group_entry(store::rocks_batch& b, s
   auto const generation = static_cast<std::uint32_t>(b.generation());
   std::optional<std::string> run;
   if (remembered.size() == 13 && static_cast<std::uint32_t>(keys::from_be64(remembered.substr(9))) == generation &&
-      static_cast<unsigned char>(remembered[8]) + 1 < keys::max_run) {
+      std::uint64_t{static_cast<unsigned char>(remembered[8])} + 1 < keys::max_run) {
     first = head - static_cast<unsigned char>(remembered[8]);
     run = b.get(cf::mailbox, keys::mailbox_key(user, first));
   }

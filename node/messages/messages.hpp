@@ -94,8 +94,9 @@ struct conversation_view {
   std::uint64_t version = 0;
   std::int64_t created_at_ms = 0;
   // The answer to a change of a group homed in another region: the change was sent there
-  // and is not made yet (this is the view before it).
+  // and is not made yet (this is the view before it), as the request `request_id`.
   bool queued = false;
+  std::string request_id{};
 };
 struct conversation_page {
   std::vector<conversation_view> conversations;
@@ -105,7 +106,8 @@ struct membership_result {
   conversation_view conversation;
   std::vector<std::string> added;
   std::vector<member_failure> failed;
-  bool queued = false;  // sent to the group's home region: nothing added here yet
+  bool queued = false;       // sent to the group's home region: nothing added here yet
+  std::string request_id{};  // when queued: the request's id (a refusal names it)
 };
 struct receipt_view {
   std::string user_id;
@@ -299,10 +301,10 @@ class message_service {
   awaitable<result<membership_result>> create_group(std::string owner, group_spec spec);
   awaitable<result<membership_result>> add_members(std::string by, std::string conversation_id,
                                                    std::vector<std::string> users);
-  // `user` == `by`: leaving (an owner names a successor). True when the group's home is
-  // another region and the request was sent there.
-  awaitable<result<bool>> remove_member(std::string by, std::string conversation_id, std::string user,
-                                        std::optional<std::string> successor);
+  // `user` == `by`: leaving (an owner names a successor). The request's id when the group's
+  // home is another region and the request was sent there.
+  awaitable<result<std::optional<std::string>>> remove_member(std::string by, std::string conversation_id,
+                                                              std::string user, std::optional<std::string> successor);
   awaitable<result<conversation_view>> set_role(std::string by, std::string conversation_id, std::string user,
                                                 client::member_role role);
   awaitable<result<conversation_view>> update_conversation(std::string by, std::string conversation_id,

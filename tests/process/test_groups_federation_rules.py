@@ -297,7 +297,7 @@ class GroupRulesAcrossRegions(GroupFederationCase):
             others = [t for who, t in log[cut + 1:] if who not in ("change", b1)]
             self.assertEqual(others, [] if u == b1 else ["beth, after the race"], u)
 
-    def test_per_member_errors_when_adding(self):
+    def test_per_member_errors_and_refusals_of_queued_requests(self):
         a1 = self.user(HOME, "anna")
         b1, b2 = self.user(B, "bert"), self.user(B, "beth")
         c1 = self.user(C, "chen")
@@ -320,6 +320,8 @@ class GroupRulesAcrossRegions(GroupFederationCase):
         r = self.add_members(b1, gid, ["ghost%d" % (uuid.uuid4().int % 10 ** 8), "x@nowhere", b2.split("@")[0],
                                        ghost + "@" + HOME, c1])                                  # v4
         self.assertQueued(r)
+        add_id = r.json.get("request_id")
+        self.assertIsInstance(add_id, str, r.describe())
         failed = [(f["user_id"].split("@")[1], f["code"]) for f in r.json.get("failed") or []]
         want = [(C, "already_member"), (B, "user_not_found"), ("nowhere", "user_not_found")]
         self.assertEqual(sorted(failed), sorted(want), r.describe())
@@ -327,13 +329,39 @@ class GroupRulesAcrossRegions(GroupFederationCase):
             cc = self.wait_change(S[u], gid, 4)
             self.assertChange(cc, gid, 4, "MEMBERS_ADDED", b1, users=[b2])
         self.assertEqual(self.roles(self.details(c1, gid)), {a1: "owner", b1: "admin", c1: "member", b2: "member"})
+        # Home could not add its unknown user: bert is told, naming his request.
+        rr = S[b1].wait_event(lambda e: "request_refused" in e, CROSS_S, what="request_refused")["request_refused"]
+        self.assertEqual((rr.get("conversation_id"), rr.get("request_id"), rr.get("code", "")), (gid, add_id, ""), rr)
+        self.assertEqual([(f.get("user_id"), f.get("code")) for f in rr.get("failed") or []],
+                         [(ghost + "@" + HOME, "user_not_found")], rr)
+        self.assertGreater(num(rr, "at_ms"), 0, rr)
+
+        # A request that home refuses whole (an admin may not remove the owner): only the
+        # requester hears of it, with the code home would have answered.
+        r = self.remove_member(b1, gid, a1)
+        self.assertQueued(r, "an admin asks to remove the owner")
+        remove_id = r.json.get("request_id")
+        self.assertNotEqual(remove_id, add_id)
+        rr = S[b1].wait_event(lambda e: "request_refused" in e and e["request_refused"].get("request_id") == remove_id,
+                              CROSS_S, what="the removal's request_refused")["request_refused"]
+        self.assertEqual((rr.get("conversation_id"), rr.get("code"), rr.get("failed", [])),
+                         (gid, "forbidden_role", []), rr)
+        self.assertTrue(rr.get("message"), rr)
+        # Fence: a later change by bert, made at home after the refusal (home -> B, home -> C).
+        self.assertQueued(self.patch(b1, gid, title="still here"))                               # v5
+        for u in (a1, b1, b2, c1):
+            self.wait_change(S[u], gid, 5, "DETAILS_CHANGED")
+        self.assertEqual(len([e for e in S[b1].events() if "request_refused" in e]), 2)
+        for u in (a1, b2, c1):
+            self.assertEqual([e for e in S[u].events() if "request_refused" in e], [], u)
+            self.assertEqual([v for v, _ in change_versions(S[u], gid)][-2:], [4, 5], u)
         # Nobody left to ask for: B answers as home does, 200 with nobody added.
         r = self.add_members(b1, gid, [a1, b2, "y@nowhere"])
         self.assertStatus(r, 200, "an add of members only")
         self.assertEqual(r.json.get("added"), [], r.describe())
         self.assertEqual(sorted((f["user_id"], f["code"]) for f in r.json.get("failed") or []),
                          sorted([(a1, "already_member"), (b2, "already_member"), ("y@nowhere", "user_not_found")]))
-        self.assertEqual(as_int((r.json.get("conversation") or {}).get("version")), 4, r.describe())
+        self.assertEqual(as_int((r.json.get("conversation") or {}).get("version")), 5, r.describe())
 
 
 # =========================================================================================

@@ -168,6 +168,25 @@ void conversation_change(std::string& out, client::conversation_change const& c)
   o.boolean("history_visible", c.history_visible());
 }
 
+void request_refused(std::string& out, client::request_refused const& r) {
+  object o(out);
+  o.str("conversation_id", r.conversation_id());
+  o.str("request_id", r.request_id());
+  o.str("code", r.code());
+  o.str("message", r.message());
+  auto& failed = o.key("failed");
+  failed.push_back('[');
+  for (int i = 0; i < r.failed_size(); ++i) {
+    if (i) failed.push_back(',');
+    object f(failed);
+    f.str("user_id", r.failed(i).user_id());
+    f.str("code", r.failed(i).code());
+    f.str("message", r.failed(i).message());
+  }
+  failed.push_back(']');
+  o.i64("at_ms", r.at_ms());
+}
+
 void event(std::string& out, client::event const& e) {
   object o(out);
   o.u64("seq", e.seq());
@@ -207,6 +226,9 @@ void event(std::string& out, client::event const& e) {
     }
     case client::event::kConversationChange:
       conversation_change(o.key("conversation_change"), e.conversation_change());
+      break;
+    case client::event::kRequestRefused:
+      request_refused(o.key("request_refused"), e.request_refused());
       break;
     default:
       break;

@@ -35,6 +35,9 @@ inline bool to_client_event(records::stored_event const& e, std::optional<client
     case records::stored_event::kConversationChange:
       *out.mutable_conversation_change() = e.conversation_change();
       return true;
+    case records::stored_event::kRequestRefused:
+      *out.mutable_request_refused() = e.request_refused();
+      return true;
     default:
       return false;
   }

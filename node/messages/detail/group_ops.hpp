@@ -20,6 +20,7 @@ struct change_state {
   std::vector<client::conversation_change> changes;
   std::vector<std::string> departed;  // members who went
   bool queued = false;                // group_state or group_request bodies went to the outbox
+  std::string request_id;             // a request to another region's group: its id (the 202's)
 
   // Before the write runs (again): only what was worked out before it stays.
   void restart(std::size_t failed_before_write) {
@@ -59,6 +60,16 @@ bool op_update(message_service::impl const& m, store::rocks_batch& b, change_sta
 // members' periods, the change events in their mailboxes. Returns the refusal, if any.
 std::optional<federation::reject_reason> apply_group_state(message_service::impl const& m, store::rocks_batch& b,
                                                            federation::group_state const& gs, change_state& st);
+
+// At the home region, after running a member of another region's request `r`: a body that
+// tells the requester that home refused it (st.refused) or left members out of an add
+// (st.failed); nothing when it was made whole.
+std::optional<federation::body> refusal_of(federation::group_request const& r, change_state const& st);
+
+// At the requester's region: a refusal from the group's home, as a request_refused event in
+// the requester's mailbox. Returns why it is refused, if it is.
+std::optional<federation::reject_reason> apply_request_refused(message_service::impl const& m, store::rocks_batch& b,
+                                                               federation::body const& body, std::vector<news>& heads);
 
 // An event of a group (a deletion) to its local members' mailboxes, and as one envelope
 // to each other region with members. True if any went to the outbox.

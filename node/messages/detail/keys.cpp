@@ -69,6 +69,12 @@ std::string new_group_id() {
   return "g" + format::base64url(std::string_view(reinterpret_cast<char const*>(raw), sizeof raw));
 }
 
+std::string new_request_id() {
+  unsigned char raw[12];
+  randombytes_buf(raw, sizeof raw);
+  return "r" + format::base64url(std::string_view(reinterpret_cast<char const*>(raw), sizeof raw));
+}
+
 std::string direct_conversation_id(std::string const& a, std::string const& b) {
   auto const& lo = a < b ? a : b;
   auto const& hi = a < b ? b : a;

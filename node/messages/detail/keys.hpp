@@ -181,6 +181,8 @@ inline std::string receipt_key(std::string const& id, std::string const& user) {
 }
 // Group ids: "g" and 16 random bytes in URL-safe base64; direct ones start with "d".
 std::string new_group_id();
+// A group request's id (the 202 answer's `request_id`): "r" and 16 random characters.
+std::string new_request_id();
 inline bool is_group(std::string_view conv) {
   return !conv.empty() && conv[0] == 'g';
 }

@@ -142,6 +142,21 @@ TEST_CASE("every kind of server frame reads as the same JSON as Protobuf's") {
     check_written(f);
   }
   f.Clear();
+  auto* refused = f.mutable_event()->mutable_request_refused();
+  refused->set_conversation_id("gabc");
+  refused->set_request_id("r1");
+  refused->set_at_ms(5);
+  check_written(f);  // no code, no failed members
+  refused->set_code("forbidden_role");
+  refused->set_message("your role \"may\" not");
+  for (auto const* who : {"ghost@eu-west", "c\u2028@us-east"}) {
+    auto* m = refused->add_failed();
+    m->set_user_id(who);
+    m->set_code("user_not_found");
+    m->set_message("no user");
+  }
+  check_written(f);
+  f.Clear();
   f.mutable_event()->mutable_read_mark()->set_message_id("m");
   check_written(f);
   f.Clear();
