@@ -562,3 +562,32 @@ TEST_CASE("a lane whose state went back waits for the origin's entries after it,
   CHECK(apply({from_away(epoch, 12, std::nullopt, 13)}).empty());
   CHECK(lane() == 13);
 }
+
+TEST_CASE("a durable body of a kind this version does not know takes its lane position and is refused") {
+  using namespace federation_lanes;
+  region home;
+  auto opt = with_away();
+  federation::directory dir("home", federation::public_key{}, opt);
+  auto& store = home.service.enable_federation(dir, [] {});
+  auto lane = [&] { return store.inbound_lanes()["away"].seq; };
+  auto apply = [&](std::vector<federation::local_store::inbound> items) {
+    std::vector<std::string> out;
+    for (auto r : store.apply(std::move(items))) out.push_back(federation::to_string(r));
+    return out;
+  };
+  std::uint64_t const epoch = 3;
+  CHECK(apply({from_away(epoch, 0, 0, 1)}).empty());
+  // A newer origin's kind arrives as a body with none of the kinds this version knows.
+  auto unknown = from_away(epoch, 0, 0, 2);
+  unknown.content->clear_deleted();
+  unknown.refused = federation::reject_reason::malformed;  // as the envelope's checks say of it
+  auto unflagged = from_away(epoch, 0, 0, 3);              // and if they did not
+  unflagged.content->clear_deleted();
+  CHECK(apply({unknown, unflagged, from_away(epoch, 0, 0, 4)}) == std::vector<std::string>{"malformed", "malformed"});
+  CHECK(lane() == 4);  // the lane went on past them
+  // Without a lane seq it is an ephemeral kind that came through the stream: no position.
+  auto ephemeral = from_away(epoch, 0, 0, 5);
+  ephemeral.content->set_lane_seq(0);
+  CHECK(apply({ephemeral}) == std::vector<std::string>{"malformed"});
+  CHECK(lane() == 4);
+}
