@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  NatsServer, bubble, federatedRegions, launchBrowser, openConversationWith, openPage, register, screenshot,
-  send, startChat, waitForState,
+  NatsServer, bubble, conversation, federatedRegions, launchBrowser, openConversationWith, openPage, register,
+  screenshot, send, startChat, waitForState,
 } from './harness.mjs';
 
 describe('the web client across regions', () => {
@@ -55,5 +55,37 @@ describe('the web client across regions', () => {
     await bubble(b.page, 'while the link is down').waitFor({ timeout: 60000 });
     await waitForState(a.page, 'while the link is down', ['delivered', 'read'], 60000);
     assert.equal(await bubble(b.page, 'while the link is down').count(), 1);
+  });
+
+  test('a change the group\'s home region refuses is shown to the member of another region who asked', async () => {
+    const o = await openPage(browser, nodes.europe);
+    const p = await openPage(browser, nodes.america);
+    pages.push(o, p);
+    await register(o.page, 'olga');
+    await register(p.page, 'pete');
+    await o.page.getByTestId('new-group-open').click();
+    await o.page.getByTestId('group-title').fill('Across the sea');
+    await o.page.getByTestId('group-members').fill('pete@america');
+    await o.page.getByTestId('group-create').click();
+    // Setting the scene through the API: olga (the owner, at home) makes pete an admin.
+    const session = await nodes.europe.call('POST', '/v1/sessions',
+      { name: 'olga', password: 'correct horse battery', device_name: 'scene' });
+    const token = session.json.access_token;
+    const list = await nodes.europe.call('GET', '/v1/conversations', null, token);
+    const gid = list.json.conversations.find((c) => c.title === 'Across the sea').id;
+    const made = await nodes.europe.call('PATCH', `/v1/conversations/${encodeURIComponent(gid)}/members/pete@america`,
+      { role: 'admin' }, token);
+    assert.equal(made.status, 200);
+
+    // pete, in america, adds a user europe does not have: america sends the request on
+    // (202), europe adds nobody, and pete's page says so.
+    await conversation(p.page, 'Across the sea').click();
+    await p.page.getByTestId('group-info-button').click();
+    await p.page.getByTestId('add-member-input').fill('ghost@europe');
+    await p.page.getByTestId('add-member-button').click();
+    const notice = p.page.locator('.notice').filter({ hasText: 'ghost@europe' });
+    await notice.waitFor();
+    assert.match(await notice.textContent(), /Not added: ghost@europe/);
+    await screenshot(p.page, 'federation-request-refused');
   });
 });

@@ -55,6 +55,14 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
       return hooks.refreshList();
     case 'conversation_change':
       return onChange(e.change, hooks);
+    case 'request_refused': {
+      // Shown as a notice; the list is fetched again (a refused leave left us a member).
+      const title = getState().conversations[e.refused.conversation_id]?.title ?? e.refused.conversation_id;
+      const why = e.refused.code ? [t.requestRefused(title, errorText(e.refused.code, e.refused.message))] : [];
+      const members = (e.refused.failed ?? []).map((f) => t.notAdded(f.user_id, errorText(f.code, f.message)));
+      setState(() => ({ notice: [...why, ...members].join('\n') }));
+      return hooks.refreshList();
+    }
     case 'presence':
       return setState((s) => ({
         presence: {

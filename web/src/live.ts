@@ -263,6 +263,7 @@ export class Live {
     else if (ev.read_mark) this.emit({ type: 'read_mark', mark: ev.read_mark });
     else if (ev.deleted) this.emit({ type: 'deleted', deleted: ev.deleted });
     else if (ev.conversation_change) this.emit({ type: 'conversation_change', change: ev.conversation_change });
+    else if (ev.request_refused) this.emit({ type: 'request_refused', refused: ev.request_refused });
     this.lastSeq = seq;
     this.scheduleAck();
   }

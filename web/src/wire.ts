@@ -51,6 +51,16 @@ export interface ConversationChange {
   users: string[];
   title: string;
 }
+// The group's home region refused a change asked for through this region (202 queued),
+// wholly (`code`) or for some members of an add (`failed`).
+export interface RequestRefused {
+  conversation_id: string;
+  request_id: string;
+  code: string;
+  message: string;
+  failed: { user_id: string; code: string; message: string }[];
+  at_ms: string;
+}
 export interface Presence { user_id: string; state: 'ONLINE' | 'OFFLINE' | string; last_seen_ms: string }
 export interface TypingNotice { from: string; conversation_id: string; active: boolean }
 export interface Accepted { client_id: string; message_id: string; conversation_id: string; sent_at_ms: string; duplicate: boolean }
@@ -63,6 +73,7 @@ export type LiveEvent =
   | { type: 'read_mark'; mark: ReadMark }
   | { type: 'deleted'; deleted: Deleted }
   | { type: 'conversation_change'; change: ConversationChange }
+  | { type: 'request_refused'; refused: RequestRefused }
   | { type: 'presence'; presence: Presence }
   | { type: 'typing'; typing: TypingNotice }
   | { type: 'accepted'; accepted: Accepted }

@@ -47,6 +47,7 @@ export const en = {
   createGroup: 'Create group',
   cancel: 'Cancel',
   notAdded: (who: string, why: string) => `Not added: ${who} (${why})`,
+  requestRefused: (group: string, why: string) => `${group}: the change was refused (${why})`,
   online: 'online',
   lastSeen: (when: string) => `last seen ${when}`,
   typing: 'typing…',

@@ -48,6 +48,7 @@ export const ru: Strings = {
   createGroup: 'Создать группу',
   cancel: 'Отмена',
   notAdded: (who, why) => `Не добавлен: ${who} (${why})`,
+  requestRefused: (group, why) => `${group}: изменение отклонено (${why})`,
   online: 'в сети',
   lastSeen: (when) => `был(а) ${when}`,
   typing: 'печатает…',
