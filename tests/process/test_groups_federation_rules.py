@@ -2,7 +2,8 @@
 (docs/FEDERATION.md, "Groups across regions"; docs/PROTOCOL.md, "Conversations and groups"):
 one message body per destination region, whatever its members; settings (TTL, history
 visible to new members) set by an admin of another region and applied by every region;
-READ receipts and count receipts across regions; per-member errors of a queued request;
+READ receipts and count receipts across regions; sends racing a removal; per-member errors
+of queued requests and their refusals, told to the requester;
 requests made while their region is cut off, or while the home region is down or killed.
 
 Written from the documents only (and the wire format of proto/federation.proto, which a
