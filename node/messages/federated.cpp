@@ -308,8 +308,8 @@ class federated_store final : public federation::local_store {
       change.conversation = r.conversation_id();
       if (!c || home_of(*c, m_.region) != m_.region)
         change.refused = fail(code::conversation_not_found, "no group '" + r.conversation_id() + "' is homed here");
-      else if (!run_request(b, r, change))
-        refused = reject_reason::group_request_refused;
+      else
+        run_request(b, r, change);
       if (change.refused) refused = reject_reason::group_request_refused;
       if (auto told = refusal_of(r, change)) {  // the requester hears of it (docs/FEDERATION.md)
         m_.to_outbox(b, body.origin(), std::move(*told));
@@ -321,8 +321,8 @@ class federated_store final : public federation::local_store {
     return refused;
   }
 
-  // A member's request, made as the home makes its own users' changes. False if refused.
-  bool run_request(store::rocks_batch& b, federation::group_request const& r, change_state& change) {
+  // A member's request, made as the home makes its own users' changes (change.refused: why not).
+  void run_request(store::rocks_batch& b, federation::group_request const& r, change_state& change) {
     auto first = [&] { return r.users_size() > 0 ? r.users(0) : std::string(); };
     switch (r.request()) {
       case federation::group_request::ADD: {
@@ -347,12 +347,11 @@ class federated_store final : public federation::local_store {
         break;
       }
       default:
-        return false;
+        change.refused = fail(code::invalid_field, "a group request of a kind this version does not know");
     }
     if (change.refused)
       log::get("federation")
           ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), change.refused->message);
-    return !change.refused;
   }
 
   // A group message from a member of the origin: checked against this region's replica,

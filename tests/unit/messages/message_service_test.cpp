@@ -527,20 +527,28 @@ federation::local_store::inbound from_away(std::uint64_t epoch, std::uint64_t ba
   return {seq, epoch, base, floor, std::move(b), std::nullopt};
 }
 
+// A region "home" federated with "away": its lane from away, and applying bodies to it.
+struct lanes_home {
+  region home;
+  federation::options opt = with_away();
+  federation::directory dir{"home", federation::public_key{}, opt};
+  federation::local_store& store = home.service.enable_federation(dir, [] {});
+
+  std::uint64_t lane() { return store.inbound_lanes()["away"].seq; }
+  std::vector<std::string> apply(std::vector<federation::local_store::inbound> items) {
+    std::vector<std::string> out;
+    for (auto r : store.apply(std::move(items))) out.push_back(federation::to_string(r));
+    return out;
+  }
+};
+
 }  // namespace federation_lanes
 
 TEST_CASE("a lane whose state went back waits for the origin's entries after it, or skips only to its floor") {
   using namespace federation_lanes;
-  region home;
-  auto opt = with_away();
-  federation::directory dir("home", federation::public_key{}, opt);
-  auto& store = home.service.enable_federation(dir, [] {});
-  auto lane = [&] { return store.inbound_lanes()["away"].seq; };
-  auto apply = [&](std::vector<federation::local_store::inbound> items) {
-    std::vector<std::string> out;
-    for (auto r : store.apply(std::move(items))) out.push_back(federation::to_string(r));
-    return out;
-  };
+  lanes_home h;
+  auto lane = [&] { return h.lane(); };
+  auto apply = [&](std::vector<federation::local_store::inbound> items) { return h.apply(std::move(items)); };
   std::uint64_t const epoch = 7;
   CHECK(apply({from_away(epoch, 0, 0, 1), from_away(epoch, 0, 0, 2), from_away(epoch, 0, 0, 3)}).empty());
   CHECK(lane() == 3);
@@ -565,16 +573,9 @@ TEST_CASE("a lane whose state went back waits for the origin's entries after it,
 
 TEST_CASE("a durable body of a kind this version does not know takes its lane position and is refused") {
   using namespace federation_lanes;
-  region home;
-  auto opt = with_away();
-  federation::directory dir("home", federation::public_key{}, opt);
-  auto& store = home.service.enable_federation(dir, [] {});
-  auto lane = [&] { return store.inbound_lanes()["away"].seq; };
-  auto apply = [&](std::vector<federation::local_store::inbound> items) {
-    std::vector<std::string> out;
-    for (auto r : store.apply(std::move(items))) out.push_back(federation::to_string(r));
-    return out;
-  };
+  lanes_home h;
+  auto lane = [&] { return h.lane(); };
+  auto apply = [&](std::vector<federation::local_store::inbound> items) { return h.apply(std::move(items)); };
   std::uint64_t const epoch = 3;
   CHECK(apply({from_away(epoch, 0, 0, 1)}).empty());
   // A newer origin's kind arrives as a body with none of the kinds this version knows.
