@@ -346,6 +346,12 @@ class federated_store final : public federation::local_store {
         op_update(m_, b, change, r.by(), patch);
         break;
       }
+      case federation::group_request::NO_ACCOUNT:  // from the region of the name, about itself
+        if (r.users_size() == 1 && r.users(0) == r.by())
+          op_drop_no_account(m_, b, change, r.by());
+        else
+          change.refused = fail(code::invalid_field, "a region speaks only of the name in `by`");
+        break;
       default:
         change.refused = fail(code::invalid_field, "a group request of a kind this version does not know");
     }
@@ -379,7 +385,7 @@ class federated_store final : public federation::local_store {
     for (auto const& member : c->members()) {
       if (member == msg.from()) continue;
       fan.add_recipients(member);
-      if (!m_.is_local(member)) continue;
+      if (!m_.is_local(member) || (c->no_account_size() > 0 && has_no_account(*c, member))) continue;
       st.heads.push_back({member, m_.append_group_entry(b, member, e, fan), e});
     }
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));

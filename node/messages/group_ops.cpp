@@ -113,12 +113,22 @@ void give_role(impl const& m, store::rocks_batch& b, records::conversation_recor
 // `who` goes (MEMBER_REMOVED by `by`, or MEMBER_LEFT), told of it as their last event of
 // the group, and the change is committed.
 void leave(impl const& m, store::rocks_batch& b, records::conversation_record& c, change_state& st,
-           std::string const& by, std::string const& who, client::change_kind kind) {
+           std::string const& by, std::string const& who, client::change_kind kind, std::string const& reason = {}) {
   depart(m, b, st.conversation, c, who, st);
   auto ch = change(kind, by);
   ch.add_users(who);
+  ch.set_reason(reason);
   announce(m, b, c, std::move(ch), st, who);
   commit_change(m, b, c, st);
+}
+
+// Who becomes owner when the owner goes without naming a successor: the first admin in
+// roster order, or else the first other member.
+std::string heir_of(records::conversation_record const& c, std::string const& owner) {
+  for (auto role : {client::ADMIN, client::MEMBER})
+    for (auto const& u : c.members())
+      if (u != owner && role_of(c, u) == role) return u;
+  return {};
 }
 
 // The group as committed, with `by` a current member, or why not.
@@ -278,6 +288,23 @@ bool op_remove(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
+bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, std::string const& who) {
+  auto c = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
+  if (!c || !c->group() || member_index(*c, who) < 0) return false;  // gone already
+  if (role_of(*c, who) == client::OWNER) {
+    if (auto heir = heir_of(*c, who); !heir.empty()) {
+      set_role_at(*c, heir, client::OWNER);
+      auto ch = change(client::ROLE_CHANGED, "");
+      ch.add_users(heir);
+      ch.set_role(client::OWNER);
+      ch.set_reason(std::string(errors::name(code::user_not_found)));
+      announce(m, b, *c, std::move(ch), st);
+    }
+  }
+  leave(m, b, *c, st, "", who, client::MEMBER_REMOVED, std::string(errors::name(code::user_not_found)));
+  return true;
+}
+
 bool op_role(impl const& m, store::rocks_batch& b, change_state& st, std::string const& by, std::string const& who,
              client::member_role role) {
   auto c = load_group(b, by, st);
@@ -325,6 +352,24 @@ bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
+namespace {
+
+// A member a group names whom this region has no account of: home is asked to remove them
+// (docs/FEDERATION.md, "Groups across regions"), once, by the state that first names them.
+void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state const& gs, std::string const& user,
+                   change_state& st) {
+  federation::body out;
+  auto& r = *out.mutable_group_request();
+  r.set_conversation_id(gs.conversation_id());
+  r.set_by(user);
+  r.set_request(federation::group_request::NO_ACCOUNT);
+  r.add_users(user);
+  m.to_outbox(b, gs.home_region(), std::move(out));
+  st.queued = true;
+}
+
+}  // namespace
+
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
                                                            federation::group_state const& gs, change_state& st) {
   using federation::reject_reason;
@@ -347,13 +392,12 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   c.set_version(gs.version());
   c.set_created_at_ms(gs.created_at_ms());
   std::int64_t now = now_ms();
-  google::protobuf::RepeatedPtrField<std::string> told = c.members();  // who gets the events
+  // Who gets the events: the members, and the local ones who went; never a name of this
+  // region with no account.
+  google::protobuf::RepeatedPtrField<std::string> told;
   if (replica) {
     for (auto const& u : replica->members())
-      if (m.is_local(u) && member_index(c, u) < 0) {
-        end_period(b, st.conversation, u, now);
-        *told.Add() = u;
-      }
+      if (m.is_local(u) && member_index(c, u) < 0 && end_period(b, st.conversation, u, now)) *told.Add() = u;
   } else {
     records::conversation_activity activity;
     activity.set_last_at_ms(now);
@@ -361,10 +405,21 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   for (auto const& u : c.members())
     if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
-  for (auto const& u : c.members())
-    if (m.is_local(u) && (!replica || member_index(*replica, u) < 0) &&
-        m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name))
+  for (auto const& u : c.members()) {
+    bool joins = m.is_local(u) && (!replica || member_index(*replica, u) < 0);
+    if (joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name)) {
+      ask_to_remove(m, b, gs, u, st);
+      c.add_no_account(u);
+      continue;
+    }
+    if (joins) {
       start_period(b, st.conversation, u, c.history_visible(), now);
+    } else if (replica && has_no_account(*replica, u)) {
+      c.add_no_account(u);
+      continue;
+    }
+    *told.Add() = u;
+  }
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
   b.put(cf::conversations, st.conversation, c.SerializeAsString());
   return std::nullopt;

@@ -166,6 +166,7 @@ void conversation_change(std::string& out, client::conversation_change const& c)
   o.str("description", c.description());
   o.u32("ttl_s", c.ttl_s());
   o.boolean("history_visible", c.history_visible());
+  o.str("reason", c.reason());
 }
 
 void request_refused(std::string& out, client::request_refused const& r) {

@@ -132,17 +132,19 @@ inline void note_remote_member(store::rocks_batch& b, std::string const& conv, s
   put_participant(b, user, conv, p);
 }
 
-// A local user goes: their period ends after the group's last message here.
-inline void end_period(store::rocks_batch& b, std::string const& conv, std::string const& user, std::int64_t now) {
-  if (auto p = load_participant(b, user, conv)) {
-    auto activity = load_activity(b, conv);
-    p->set_member(false);
-    p->set_visible_until(activity.messages());
-    p->set_left_at_ms(now);
-    p->set_last_message_id(activity.last_message_id());
-    put_participant(b, user, conv, *p);
-  }
+// A local user goes: their period ends after the group's last message here. False if they
+// had none (a name of this region with no account, which a group of another region named).
+inline bool end_period(store::rocks_batch& b, std::string const& conv, std::string const& user, std::int64_t now) {
+  auto p = load_participant(b, user, conv);
+  if (!p) return false;
+  auto activity = load_activity(b, conv);
+  p->set_member(false);
+  p->set_visible_until(activity.messages());
+  p->set_left_at_ms(now);
+  p->set_last_message_id(activity.last_message_id());
+  put_participant(b, user, conv, *p);
   add_group_count(b, user, -1);
+  return true;
 }
 
 // Whether a group message at position `seq` is in `p`'s membership period.
@@ -153,6 +155,10 @@ inline bool in_period(records::participant_record const& p, std::uint64_t seq) {
 inline int member_index(records::conversation_record const& c, std::string const& user) {
   auto it = std::find(c.members().begin(), c.members().end(), user);
   return it == c.members().end() ? -1 : static_cast<int>(it - c.members().begin());
+}
+// A replica's member of this region whom it has no account of (no events for them).
+inline bool has_no_account(records::conversation_record const& c, std::string const& user) {
+  return std::find(c.no_account().begin(), c.no_account().end(), user) != c.no_account().end();
 }
 inline client::member_role role_of(records::conversation_record const& c, std::string const& user) {
   int i = member_index(c, user);

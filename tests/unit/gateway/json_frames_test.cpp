@@ -122,7 +122,8 @@ TEST_CASE("every kind of server frame reads as the same JSON as Protobuf's") {
     r->set_read_count(4294967295u);
     check_written(f);
   }
-  for (auto kind : {client::CREATED, client::MEMBERS_ADDED, client::ROLE_CHANGED, client::CHANGE_KIND_UNSPECIFIED}) {
+  for (auto kind : {client::CREATED, client::MEMBERS_ADDED, client::ROLE_CHANGED, client::MEMBER_REMOVED,
+                    client::CHANGE_KIND_UNSPECIFIED}) {
     f.Clear();
     auto* c = f.mutable_event()->mutable_conversation_change();
     c->set_conversation_id("gabc");
@@ -139,6 +140,10 @@ TEST_CASE("every kind of server frame reads as the same JSON as Protobuf's") {
     c->set_description("");
     c->set_ttl_s(86400);
     c->set_history_visible(kind == client::CREATED);
+    if (kind == client::MEMBER_REMOVED) {  // by nobody, and why
+      c->set_by("");
+      c->set_reason("user_not_found");
+    }
     check_written(f);
   }
   f.Clear();
