@@ -302,6 +302,7 @@ class federated_store final : public federation::local_store {
     std::optional<reject_reason> refused;
     if (body.has_group_state()) {
       refused = apply_group_state(m_, b, body.group_state(), change);
+      if (!refused) apply_parked(b, body.group_state().conversation_id(), st);
     } else {
       auto const& r = body.group_request();
       auto c = parse<records::conversation_record>(b.get(cf::conversations, r.conversation_id()));
@@ -309,7 +310,7 @@ class federated_store final : public federation::local_store {
       if (!c || home_of(*c, m_.region) != m_.region)
         change.refused = fail(code::conversation_not_found, "no group '" + r.conversation_id() + "' is homed here");
       else
-        run_request(b, r, change);
+        run_request(m_, b, r, change);
       if (change.refused) refused = reject_reason::group_request_refused;
       if (auto told = refusal_of(r, change)) {  // the requester hears of it (docs/FEDERATION.md)
         m_.to_outbox(b, body.origin(), std::move(*told));
@@ -321,43 +322,16 @@ class federated_store final : public federation::local_store {
     return refused;
   }
 
-  // A member's request, made as the home makes its own users' changes (change.refused: why not).
-  void run_request(store::rocks_batch& b, federation::group_request const& r, change_state& change) {
-    auto first = [&] { return r.users_size() > 0 ? r.users(0) : std::string(); };
-    switch (r.request()) {
-      case federation::group_request::ADD: {
-        std::vector<std::string> given(r.users().begin(), r.users().end());
-        op_add(m_, b, change, r.by(), candidates(m_, given, change.failed));
-        break;
-      }
-      case federation::group_request::REMOVE:
-        op_remove(m_, b, change, r.by(), first(),
-                  r.successor().empty() ? std::nullopt : std::optional<std::string>(r.successor()));
-        break;
-      case federation::group_request::ROLE:
-        op_role(m_, b, change, r.by(), first(), r.role());
-        break;
-      case federation::group_request::UPDATE: {
-        conversation_patch patch;
-        if (r.has_title()) patch.title = r.title();
-        if (r.has_description()) patch.description = r.description();
-        if (r.has_ttl_s()) patch.ttl_s = r.ttl_s();
-        if (r.has_history_visible()) patch.history_visible = r.history_visible();
-        op_update(m_, b, change, r.by(), patch);
-        break;
-      }
-      case federation::group_request::NO_ACCOUNT:  // from the region of the name, about itself
-        if (r.users_size() == 1 && r.users(0) == r.by())
-          op_drop_no_account(m_, b, change, r.by());
-        else
-          change.refused = fail(code::invalid_field, "a region speaks only of the name in `by`");
-        break;
-      default:
-        change.refused = fail(code::invalid_field, "a group request of a kind this version does not know");
-    }
-    if (change.refused)
-      log::get("federation")
-          ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), change.refused->message);
+  // The parked group messages the replica can take now that it has a newer state.
+  template <typename State>
+  void apply_parked(store::rocks_batch& b, std::string const& conv, State& st) {
+    auto c = parse<records::conversation_record>(b.get(cf::conversations, conv));
+    if (!c) return;
+    for (auto const& parked : unpark_group_messages(b, conv, c->version()))
+      if (auto why = apply_group_message(b, parked, st))
+        log::get("federation")
+            ->info("group {}: a parked message from {} was refused: {}", conv, parked.origin(),
+                   federation::to_string(*why));
   }
 
   // A group message from a member of the origin: checked against this region's replica,
@@ -368,8 +342,15 @@ class federated_store final : public federation::local_store {
     auto raw = parse_id(msg.id());
     if (!raw || keys::message_id_region_hash(*raw) != keys::region_hash(body.origin())) return reject_reason::malformed;
     auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
-    if (!c || !c->group() || member_index(*c, msg.from()) < 0) return reject_reason::foreign_user;
     if (keys::check_body(msg.body(), m_.body_limits())) return reject_reason::too_large;
+    switch (fate_of(b, c, body)) {
+      case group_message_fate::refuse:
+        return reject_reason::foreign_user;
+      case group_message_fate::park:
+        return park_group_message(b, body) ? std::nullopt : std::optional(reject_reason::foreign_user);
+      case group_message_fate::apply:
+        break;
+    }
     if (auto existing = parse<records::stored_message>(b.get(cf::messages, *raw)))
       return existing->message().from() == msg.from() ? std::nullopt : std::optional(reject_reason::malformed);
     std::int64_t now = now_ms();

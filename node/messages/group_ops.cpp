@@ -29,7 +29,10 @@ void depart(impl const& m, store::rocks_batch& b, std::string const& conv, recor
   if (i < 0) return;
   c.mutable_members()->erase(c.mutable_members()->begin() + i);
   if (i < c.roles_size()) c.mutable_roles()->erase(c.mutable_roles()->begin() + i);
-  if (m.is_local(user)) end_period(b, conv, user, now_ms());
+  if (m.is_local(user))
+    end_period(b, conv, user, now_ms());
+  else
+    note_remote_departure(b, conv, user, c.version() + 1);  // the version of the change that follows
   st.departed.push_back(user);
 }
 
@@ -368,6 +371,15 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
   st.queued = true;
 }
 
+// The version of the change of `gs` by which `user` went (the state's own if none says).
+std::uint64_t removal_version(federation::group_state const& gs, std::string const& user) {
+  for (auto const& ch : gs.changes())
+    if ((ch.kind() == client::MEMBER_REMOVED || ch.kind() == client::MEMBER_LEFT) &&
+        std::find(ch.users().begin(), ch.users().end(), user) != ch.users().end())
+      return ch.version();
+  return gs.version();
+}
+
 }  // namespace
 
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
@@ -396,8 +408,13 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   // region with no account.
   google::protobuf::RepeatedPtrField<std::string> told;
   if (replica) {
-    for (auto const& u : replica->members())
-      if (m.is_local(u) && member_index(c, u) < 0 && end_period(b, st.conversation, u, now)) *told.Add() = u;
+    for (auto const& u : replica->members()) {
+      if (member_index(c, u) >= 0) continue;
+      if (!m.is_local(u))
+        note_remote_departure(b, st.conversation, u, removal_version(gs, u));
+      else if (end_period(b, st.conversation, u, now))
+        *told.Add() = u;
+    }
   } else {
     records::conversation_activity activity;
     activity.set_last_at_ms(now);

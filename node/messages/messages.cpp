@@ -110,6 +110,7 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
   for (auto const& region : regions) {
     federation::body envelope;
     *envelope.mutable_message() = st.message;
+    envelope.set_group_version(conv->version());
     m.to_outbox(b, region, std::move(envelope));
     st.queued = true;
   }

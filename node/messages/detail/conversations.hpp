@@ -126,9 +126,19 @@ inline void start_period(store::rocks_batch& b, std::string const& conv, std::st
 // A member of another region: a part that only says so (their region keeps their real
 // one), so that this region finds their groups too (presence: contacts, shares_presence).
 inline void note_remote_member(store::rocks_batch& b, std::string const& conv, std::string const& user) {
-  if (load_participant(b, user, conv)) return;
-  records::participant_record p;
+  auto p = load_participant(b, user, conv).value_or(records::participant_record{});
+  if (p.member()) return;
   p.set_member(true);
+  p.set_removed_version(0);
+  put_participant(b, user, conv, p);
+}
+
+// A member of another region went, by the change of `version`.
+inline void note_remote_departure(store::rocks_batch& b, std::string const& conv, std::string const& user,
+                                  std::uint64_t version) {
+  auto p = load_participant(b, user, conv).value_or(records::participant_record{});
+  p.set_member(false);
+  p.set_removed_version(version);
   put_participant(b, user, conv, p);
 }
 

@@ -76,6 +76,29 @@ std::optional<federation::body> refusal_of(federation::group_request const& r, c
 std::optional<federation::reject_reason> apply_request_refused(message_service::impl const& m, store::rocks_batch& b,
                                                                federation::body const& body, std::vector<news>& heads);
 
+// At home: a member of another region's request, made as home makes its own users'
+// changes (change.refused: why not; logged).
+void run_request(message_service::impl const& m, store::rocks_batch& b, federation::group_request const& r,
+                 change_state& change);
+
+// A group message from a member of another region (`body`), against this region's replica
+// `c`: applied now (the sender is a member here, or was removed by a change after the
+// version the message is stamped with), parked (this replica has not reached that version:
+// the sender may have been added since), or refused (docs/FEDERATION.md, "Groups across
+// regions").
+enum class group_message_fate { apply, park, refuse };
+group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
+                           federation::body const& body);
+
+// Keeps `body` until the replica reaches its version (false: the conversation has
+// max_parked waiting already).
+inline constexpr int max_parked = 1000;
+bool park_group_message(store::rocks_batch& b, federation::body const& body);
+// Takes the parked bodies of `conv` that its replica, now at `version`, can apply, in the
+// order they came; the others stay.
+std::vector<federation::body> unpark_group_messages(store::rocks_batch& b, std::string const& conv,
+                                                    std::uint64_t version);
+
 // An event of a group (a deletion) to its local members' mailboxes, and as one envelope
 // to each other region with members. True if any went to the outbox.
 inline bool tell_group(message_service::impl const& m, store::rocks_batch& b, records::conversation_record const& c,

@@ -165,6 +165,10 @@ inline std::string participant_key(std::string const& user, std::string const& c
 inline std::string group_count_key(std::string const& user) {
   return "gc/" + user;
 }
+// Group messages waiting for the replica's version (parked_group_messages).
+inline std::string parked_key(std::string const& conv) {
+  return "q/" + conv;
+}
 // receipts: a group message's counts (its id), fan-out (id 0x01), a member's receipt (id NUL
 // user), the members its acknowledgements delivered it to (id 0x02 n)
 inline std::string delivered_batch_key(std::string const& id, std::uint64_t n) {

@@ -1,0 +1,160 @@
+"""Groups across regions: what a region does when its replica and another region's
+disagree (docs/FEDERATION.md, "Groups across regions"): a member whose region has no such
+account is removed by home (an owner's role goes on first), and a group message that
+reaches a region before the change it followed (its sender's region had applied the change,
+this region had not) waits for that change instead of being dropped.
+
+Written from the documents only. Regions: HOME ("europe", where the groups are created),
+B ("america") and C ("asia"). No sleeps: see test_groups_federation.py.
+"""
+
+import os
+import sys
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fedharness  # noqa: E402
+from test_groups import as_int, changes  # noqa: E402
+from test_groups_federation import (B, C, CROSS_S, HEAL_S, HOME, GroupFederationCase,  # noqa: E402
+                                    first_group_event, group_messages)
+from wsclient import ev_message, ev_receipt, num  # noqa: E402
+
+
+class NamesWithNoAccount(GroupFederationCase):
+    # Count receipts above 2 recipients, so that a small group shows them.
+    node_config = {"messages": {"max_per_second": 5000, "group_receipt_events_max_members": 2}}
+
+    def test_a_member_whose_region_has_no_such_account_is_removed(self):
+        a1 = self.user(HOME, "anna")
+        b1, b2 = self.user(B, "bert"), self.user(B, "beth")
+        c1 = self.user(C, "chen")
+        ghost = "ghost%d@%s" % (uuid.uuid4().int % 10 ** 8, B)
+        A = self.connect(a1)
+        R = {u: self.connect(u) for u in (b1, b2, c1)}
+        everyone = [A] + list(R.values())
+        # Home cannot check a name of another region: the creation adds it (as a 1:1
+        # message to it is accepted), and B, which has no such account, has it removed.
+        gid = self.create_group(a1, [b1, ghost, b2, c1], title="with a name nobody has")          # v1
+        for cl in everyone:
+            cc = self.wait_change(cl, gid, 2)
+            self.assertEqual((cc.get("kind"), cc.get("by", ""), cc.get("users"), cc.get("reason")),
+                             ("MEMBER_REMOVED", "", [ghost], "user_not_found"), cc)
+        for u in (a1, b1, c1):
+            d = self.details(u, gid)
+            self.assertEqual(self.roles(d), {a1: "owner", b1: "member", b2: "member", c1: "member"}, u)
+            self.assertEqual(as_int(d.get("member_count")), 4, u)
+            self.assertEqual(as_int(d.get("version")), 2, u)
+        self.assertSameChanges(gid, everyone, [1, 2])
+        self.assertChange(changes(A, gid)[0], gid, 1, "CREATED", a1, users=[a1, b1, ghost, b2, c1])
+
+        # Messages count the three real recipients: the count receipts reach all of them.
+        mid = self.send_to(A, gid, "to three, not four")["message_id"]
+        for cl in R.values():
+            cl.wait_event(ev_message(mid), CROSS_S)
+            cl.ack(cl.max_seq())
+        done = A.wait_event(lambda e: ev_receipt(mid, "DELIVERED")(e) and num(e["receipt"], "delivered_count") == 3,
+                            CROSS_S, what="DELIVERED count receipt at 3")
+        self.assertEqual(num(done["receipt"], "recipients"), 3, done)
+
+        # Added again, through C by an admin of C (C cannot check B's names either): added at
+        # home, then removed again, in that order for everyone.
+        self.assertStatus(self.set_role(a1, gid, c1, "admin"), 200)                              # v3
+        self.wait_change(R[c1], gid, 3, "ROLE_CHANGED")  # C's replica says chen is an admin
+        self.assertQueued(self.add_members(c1, gid, [ghost]))                                     # v4
+        for cl in everyone:
+            self.wait_change(cl, gid, 5)
+        ref = {num(x, "version"): x for x in changes(A, gid)}
+        self.assertChange(ref[4], gid, 4, "MEMBERS_ADDED", c1, users=[ghost])
+        self.assertEqual((ref[5].get("kind"), ref[5].get("by", ""), ref[5].get("users"), ref[5].get("reason")),
+                         ("MEMBER_REMOVED", "", [ghost], "user_not_found"), ref[5])
+        self.assertSameChanges(gid, everyone, [1, 2, 3, 4, 5])
+        self.assertEqual([e for e in R[c1].events() if "request_refused" in e], [])
+
+        # Someone who takes the name at B afterwards gets nothing of the group: not in their
+        # list, no event in their mailbox before a message sent to them afterwards.
+        self.node(B).new_user(ghost.split("@")[0])
+        G = self.connect(ghost)
+        after = A.send_message(ghost, "hello, new account")["message_id"]
+        G.wait_event(ev_message(after), CROSS_S)
+        self.assertEqual([e for e in G.events() if gid in repr(e)], [], "the group, seen by the name's new owner")
+        r = self.call(ghost, "GET", "/v1/conversations")
+        self.assertStatus(r, 200)
+        self.assertNotIn(gid, [c.get("id") for c in r.json.get("conversations") or []], r.describe())
+
+
+class ReplicasBehind(GroupFederationCase):
+    topology = staticmethod(fedharness.leaf_topology)
+
+    def test_an_owner_whose_region_has_no_such_account_hands_on_to_the_first_admin(self):
+        a1 = self.user(HOME, "anna")
+        c1, c2 = self.user(C, "chen"), self.user(C, "cora")
+        ghost = "ghost%d@%s" % (uuid.uuid4().int % 10 ** 8, B)
+        S = {u: self.connect(u) for u in (a1, c1, c2)}
+        self.regions[B].nats.stop()
+        try:
+            # While B cannot say that it has no such account, the owner hands ownership on to
+            # the name, and becomes an admin (who may no longer change roles).
+            gid = self.create_group(a1, [c1, ghost, c2], title="handed to nobody")                # v1
+            self.assertStatus(self.set_role(a1, gid, ghost, "owner"), 200)                       # v2, v3
+            self.assertStatus(self.set_role(a1, gid, c2, "admin"), 403)
+            self.wait_changes([S[c1], S[c2]], gid, 3, "ROLE_CHANGED")
+        finally:
+            self.regions[B].nats.start()
+        # B returns and says so: home gives ownership to the first admin (anna), then
+        # removes the name, both by nobody.
+        for cl in S.values():
+            self.wait_change(cl, gid, 5, timeout=HEAL_S)
+        ref = {num(x, "version"): x for x in changes(S[c1], gid)}
+        want = {4: ("ROLE_CHANGED", [a1], "OWNER"), 5: ("MEMBER_REMOVED", [ghost], None)}
+        for v, (kind, users, role) in want.items():
+            cc = ref[v]
+            self.assertEqual((cc.get("kind"), cc.get("by", ""), cc.get("users"), cc.get("reason")),
+                             (kind, "", users, "user_not_found"), cc)
+            if role:
+                self.assertEqual(cc.get("role"), role, cc)
+        self.assertSameChanges(gid, list(S.values()), [1, 2, 3, 4, 5])
+        for u in (a1, c1):
+            self.assertEqual(self.roles(self.details(u, gid)), {a1: "owner", c1: "member", c2: "member"}, u)
+        # The owner's powers are anna's again.
+        self.assertStatus(self.set_role(a1, gid, c2, "admin"), 200)                              # v6
+        self.wait_change(S[c2], gid, 6, "ROLE_CHANGED")
+
+    def test_a_message_that_reaches_a_region_before_the_change_it_followed_waits_for_it(self):
+        """Home adds a member of C while C is cut off; B applies the add and bert sends at
+        once. C comes back while home is down, so it hears bert's message before the add:
+        it keeps the message until its replica has the add, then the new member gets both,
+        the add first."""
+        a1, b1 = self.user(HOME, "anna"), self.user(B, "bert")
+        c0, c1 = self.user(C, "cleo"), self.user(C, "chen")
+        S = {u: self.connect(u) for u in (b1, c0, c1)}
+        gid = self.create_group(a1, [b1], title="C joins late")                                    # v1
+        self.wait_change(S[b1], gid, 1, "CREATED")
+        home = self.node(HOME)
+        self.regions[C].nats.stop()
+        try:
+            self.assertStatus(self.add_members(a1, gid, [c1]), 200)                              # v2
+            self.wait_change(S[b1], gid, 2, "MEMBERS_ADDED")
+            first = self.send_to(S[b1], gid, "bert, right after chen joined")["message_id"]
+            home.kill9()  # home's state for C stays in its outbox
+        finally:
+            self.regions[C].nats.start()
+        try:
+            # Fence: bert's direct message to cleo follows the group message on the lane B -> C.
+            direct = S[b1].send_message(c0, "bert to cleo, after the group message")["message_id"]
+            S[c0].wait_event(ev_message(direct), HEAL_S)
+            self.assertEqual([e for e in S[c1].events() if gid in repr(e)], [], "C has not got the add yet")
+        finally:
+            home.start()
+        S[c1].wait_event(ev_message(first), HEAL_S)
+        self.assertEqual(first_group_event(S[c1], gid), ("change", 2, "MEMBERS_ADDED"))
+        self.assertEqual([m.get("id") for m in group_messages(S[c1], gid)], [first])
+        self.assertEqual(self.roles(self.details(c1, gid)), {a1: "owner", b1: "member", c1: "member"})
+
+
+if __name__ == "__main__":
+    try:
+        unittest.main(verbosity=2)
+    finally:
+        fedharness.close_all_servers()
