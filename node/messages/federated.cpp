@@ -328,7 +328,7 @@ class federated_store final : public federation::local_store {
     auto c = parse<records::conversation_record>(b.get(cf::conversations, conv));
     if (!c) return;
     for (auto const& parked : unpark_group_messages(b, conv, c->version()))
-      if (auto why = apply_group_message(b, parked, st))
+      if (auto why = apply_group_message(b, parked, st, false))
         log::get("federation")
             ->info("group {}: a parked message from {} was refused: {}", conv, parked.origin(),
                    federation::to_string(*why));
@@ -337,18 +337,22 @@ class federated_store final : public federation::local_store {
   // A group message from a member of the origin: checked against this region's replica,
   // stored once, in the mailbox of each local member.
   template <typename State>
-  std::optional<reject_reason> apply_group_message(store::rocks_batch& b, federation::body const& body, State& st) {
+  std::optional<reject_reason> apply_group_message(store::rocks_batch& b, federation::body const& body, State& st,
+                                                   bool arriving = true) {
     auto const& msg = body.message();
     auto raw = parse_id(msg.id());
     if (!raw || keys::message_id_region_hash(*raw) != keys::region_hash(body.origin())) return reject_reason::malformed;
     auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
     if (keys::check_body(msg.body(), m_.body_limits())) return reject_reason::too_large;
-    switch (fate_of(b, c, body)) {
+    switch (fate_of(b, c, body, arriving)) {
       case group_message_fate::refuse:
         return reject_reason::foreign_user;
       case group_message_fate::park:
-        return park_group_message(b, body) ? std::nullopt : std::optional(reject_reason::foreign_user);
+        if (!park_group_message(b, body, *raw, c)) return reject_reason::foreign_user;
+        note_stamp(b, body);
+        return std::nullopt;
       case group_message_fate::apply:
+        if (arriving) note_stamp(b, body);
         break;
     }
     if (auto existing = parse<records::stored_message>(b.get(cf::messages, *raw)))
@@ -366,7 +370,7 @@ class federated_store final : public federation::local_store {
     for (auto const& member : c->members()) {
       if (member == msg.from()) continue;
       fan.add_recipients(member);
-      if (!m_.is_local(member) || (c->no_account_size() > 0 && has_no_account(*c, member))) continue;
+      if (!m_.is_local(member) || !gets_events(*c, member)) continue;
       st.heads.push_back({member, m_.append_group_entry(b, member, e, fan), e});
     }
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
@@ -419,7 +423,10 @@ class federated_store final : public federation::local_store {
   std::optional<reject_reason> apply_deleted(store::rocks_batch& b, client::deleted const& d, State& st) {
     auto raw = parse_id(d.message_id());
     auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
-    if (!sm) return std::nullopt;  // expired already: nothing to delete
+    if (!sm) {  // expired already, or still waiting for the group's version here
+      if (raw && keys::is_group(d.conversation_id())) drop_parked(b, d.conversation_id(), *raw, d.by());
+      return std::nullopt;
+    }
     auto const& msg = sm->message();
     bool group = keys::is_group(msg.conversation_id());
     if (msg.from() != d.by() || (!group && !m_.is_local(msg.to()))) return reject_reason::foreign_user;
@@ -431,7 +438,7 @@ class federated_store final : public federation::local_store {
       auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
       if (c)
         for (auto const& member : c->members())
-          if (m_.is_local(member)) st.heads.push_back({member, m_.append(b, member, e), e});
+          if (m_.is_local(member) && gets_events(*c, member)) st.heads.push_back({member, m_.append(b, member, e), e});
       return std::nullopt;
     }
     records::stored_event e;

@@ -32,7 +32,7 @@ void depart(impl const& m, store::rocks_batch& b, std::string const& conv, recor
   if (m.is_local(user))
     end_period(b, conv, user, now_ms());
   else
-    note_remote_departure(b, conv, user, c.version() + 1);  // the version of the change that follows
+    note_remote_departure(b, conv, user, c.version() + 1, now_ms());  // the version of the change that follows
   st.departed.push_back(user);
 }
 
@@ -371,13 +371,15 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
   st.queued = true;
 }
 
-// The version of the change of `gs` by which `user` went (the state's own if none says).
-std::uint64_t removal_version(federation::group_state const& gs, std::string const& user) {
+// The version of the change of `gs` by which `user` went. When none of its changes says
+// (states were skipped), the earliest it can have been: right after the replica's.
+std::uint64_t removal_version(federation::group_state const& gs, records::conversation_record const& replica,
+                              std::string const& user) {
   for (auto const& ch : gs.changes())
     if ((ch.kind() == client::MEMBER_REMOVED || ch.kind() == client::MEMBER_LEFT) &&
         std::find(ch.users().begin(), ch.users().end(), user) != ch.users().end())
       return ch.version();
-  return gs.version();
+  return replica.version() + 1;
 }
 
 }  // namespace
@@ -411,8 +413,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     for (auto const& u : replica->members()) {
       if (member_index(c, u) >= 0) continue;
       if (!m.is_local(u))
-        note_remote_departure(b, st.conversation, u, removal_version(gs, u));
-      else if (end_period(b, st.conversation, u, now))
+        note_remote_departure(b, st.conversation, u, removal_version(gs, *replica, u), now);
+      else if (gets_events(*replica, u) && end_period(b, st.conversation, u, now))
         *told.Add() = u;
     }
   } else {

@@ -46,50 +46,119 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
         ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), change.refused->message);
 }
 
-group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
-                           federation::body const& body) {
-  auto const& from = body.message().from();
-  if (c && c->group() && member_index(*c, from) >= 0) return group_message_fate::apply;
-  std::uint64_t stamp = body.group_version();
-  if (stamp == 0) return group_message_fate::refuse;  // an origin that does not stamp: the replica decides
-  if (!c || c->version() < stamp) return group_message_fate::park;
-  if (!c->group()) return group_message_fate::refuse;
-  auto part = load_participant(b, from, body.message().conversation_id());
-  bool sent_before_removal = part && !part->member() && part->removed_version() > stamp;
-  return sent_before_removal ? group_message_fate::apply : group_message_fate::refuse;
+namespace {
+
+// How far a stamp may be ahead of the replica before it is taken for a forgery; how many
+// messages one origin may have parked in all; the clock skew allowed between regions.
+constexpr std::uint64_t max_versions_ahead = 1000;
+constexpr std::uint64_t max_parked_per_origin = 10000;
+constexpr std::int64_t max_skew_ms = 5 * 60 * 1000;
+
+std::uint64_t be64_or_0(std::optional<std::string> const& v) {
+  return v && v->size() == 8 ? keys::from_be64(*v) : 0;
 }
 
-bool park_group_message(store::rocks_batch& b, federation::body const& body) {
-  auto key = keys::parked_key(body.message().conversation_id());
-  auto parked =
+void count_parked(store::rocks_batch& b, std::string const& origin, std::int64_t delta) {
+  auto key = keys::parked_count_key(origin);
+  auto n = static_cast<std::int64_t>(be64_or_0(b.get(cf::conversations, key))) + delta;
+  if (n <= 0)
+    b.erase(cf::conversations, key);
+  else
+    b.put(cf::conversations, key, keys::be64(static_cast<std::uint64_t>(n)));
+}
+
+// Takes the parked bodies whose ref `take` says, out of the index and the store.
+template <typename Take>
+std::vector<federation::body> take_parked(store::rocks_batch& b, std::string const& conv, Take&& take) {
+  std::vector<federation::body> out;
+  auto key = keys::parked_key(conv);
+  auto index = parse<records::parked_group_messages>(b.get(cf::conversations, key));
+  if (!index) return out;
+  records::parked_group_messages left;
+  for (auto const& ref : index->refs()) {
+    if (!take(ref)) {
+      *left.add_refs() = ref;
+      continue;
+    }
+    auto body_key = keys::parked_body_key(conv, ref.id());
+    federation::body body;
+    if (auto bytes = b.get(cf::conversations, body_key); bytes && body.ParseFromString(*bytes))
+      out.push_back(std::move(body));
+    b.erase(cf::conversations, body_key);
+    count_parked(b, ref.origin(), -1);
+  }
+  if (left.refs_size() == index->refs_size()) return out;
+  if (left.refs_size() == 0)
+    b.erase(cf::conversations, key);
+  else
+    b.put(cf::conversations, key, left.SerializeAsString());
+  return out;
+}
+
+}  // namespace
+
+group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
+                           federation::body const& body, bool arriving) {
+  auto const& msg = body.message();
+  bool member = c && c->group() && member_index(*c, msg.from()) >= 0;
+  std::uint64_t stamp = body.group_version();
+  if (stamp == 0) return member ? group_message_fate::apply : group_message_fate::refuse;  // an older origin
+  if (!keys::is_group(msg.conversation_id())) return group_message_fate::refuse;
+  // An origin's stamps never go down along its lane: a lower one is stale or forged.
+  if (arriving && stamp < be64_or_0(b.get(cf::conversations, keys::stamp_key(msg.conversation_id(), body.origin()))))
+    return group_message_fate::refuse;
+  if (!c || c->version() < stamp) return group_message_fate::park;
+  if (member) return group_message_fate::apply;
+  if (!c->group()) return group_message_fate::refuse;
+  // Sent before its region learnt of the sender's removal (and not after it, by its clock).
+  auto part = load_participant(b, msg.from(), msg.conversation_id());
+  bool before_removal = part && !part->member() && part->removed_version() > stamp &&
+                        msg.sent_at_ms() <= part->left_at_ms() + max_skew_ms;
+  return before_removal ? group_message_fate::apply : group_message_fate::refuse;
+}
+
+void note_stamp(store::rocks_batch& b, federation::body const& body) {
+  auto key = keys::stamp_key(body.message().conversation_id(), body.origin());
+  if (body.group_version() > be64_or_0(b.get(cf::conversations, key)))
+    b.put(cf::conversations, key, keys::be64(body.group_version()));
+}
+
+bool park_group_message(store::rocks_batch& b, federation::body const& body, std::string const& raw_id,
+                        std::optional<records::conversation_record> const& c) {
+  auto const& conv = body.message().conversation_id();
+  if (c && body.group_version() > c->version() + max_versions_ahead) return false;
+  auto key = keys::parked_key(conv);
+  auto index =
       parse<records::parked_group_messages>(b.get(cf::conversations, key)).value_or(records::parked_group_messages{});
-  if (parked.bodies_size() >= max_parked) return false;
-  parked.add_bodies(body.SerializeAsString());
-  b.put(cf::conversations, key, parked.SerializeAsString());
+  if (index.refs_size() >= max_parked) return false;
+  if (be64_or_0(b.get(cf::conversations, keys::parked_count_key(body.origin()))) >= max_parked_per_origin) return false;
+  auto& ref = *index.add_refs();
+  ref.set_stamp(body.group_version());
+  ref.set_id(raw_id);
+  ref.set_origin(body.origin());
+  b.put(cf::conversations, key, index.SerializeAsString());
+  b.put(cf::conversations, keys::parked_body_key(conv, raw_id), body.SerializeAsString());
+  count_parked(b, body.origin(), 1);
   return true;
 }
 
 std::vector<federation::body> unpark_group_messages(store::rocks_batch& b, std::string const& conv,
                                                     std::uint64_t version) {
-  std::vector<federation::body> ready;
-  auto key = keys::parked_key(conv);
-  auto parked = parse<records::parked_group_messages>(b.get(cf::conversations, key));
-  if (!parked) return ready;
-  records::parked_group_messages left;
-  for (auto const& bytes : parked->bodies()) {
-    federation::body body;
-    if (!body.ParseFromString(bytes)) continue;
-    if (body.group_version() > version)
-      *left.add_bodies() = bytes;
-    else
-      ready.push_back(std::move(body));
+  return take_parked(b, conv, [&](records::parked_group_message const& ref) { return ref.stamp() <= version; });
+}
+
+bool drop_parked(store::rocks_batch& b, std::string const& conv, std::string const& raw_id, std::string const& by) {
+  bool dropped = false;
+  auto taken = take_parked(b, conv, [&](records::parked_group_message const& ref) { return ref.id() == raw_id; });
+  for (auto const& body : taken) {
+    if (body.message().from() == by) {
+      dropped = true;
+      continue;
+    }
+    // Not the sender's to delete: back where it was (at the end of the index).
+    park_group_message(b, body, raw_id, std::nullopt);
   }
-  if (ready.empty()) return ready;
-  if (left.bodies_size() == 0)
-    b.erase(cf::conversations, key);
-  else
-    b.put(cf::conversations, key, left.SerializeAsString());
-  return ready;
+  return dropped;
 }
 
 }  // namespace petchat::messages::service_detail

@@ -105,6 +105,7 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
       regions.emplace(ids::region_of(member));
       continue;
     }
+    if (!gets_events(*conv, member)) continue;  // a name with no account, until home removes it
     st.heads.push_back({member, m.append_group_entry(b, member, e, fan), e});
   }
   for (auto const& region : regions) {

@@ -135,10 +135,11 @@ inline void note_remote_member(store::rocks_batch& b, std::string const& conv, s
 
 // A member of another region went, by the change of `version`.
 inline void note_remote_departure(store::rocks_batch& b, std::string const& conv, std::string const& user,
-                                  std::uint64_t version) {
+                                  std::uint64_t version, std::int64_t now) {
   auto p = load_participant(b, user, conv).value_or(records::participant_record{});
   p.set_member(false);
   p.set_removed_version(version);
+  p.set_left_at_ms(now);
   put_participant(b, user, conv, p);
 }
 
@@ -146,7 +147,7 @@ inline void note_remote_departure(store::rocks_batch& b, std::string const& conv
 // had none (a name of this region with no account, which a group of another region named).
 inline bool end_period(store::rocks_batch& b, std::string const& conv, std::string const& user, std::int64_t now) {
   auto p = load_participant(b, user, conv);
-  if (!p) return false;
+  if (!p || !p->member()) return false;
   auto activity = load_activity(b, conv);
   p->set_member(false);
   p->set_visible_until(activity.messages());
@@ -169,6 +170,10 @@ inline int member_index(records::conversation_record const& c, std::string const
 // A replica's member of this region whom it has no account of (no events for them).
 inline bool has_no_account(records::conversation_record const& c, std::string const& user) {
   return std::find(c.no_account().begin(), c.no_account().end(), user) != c.no_account().end();
+}
+// Whether a local member gets the group's events: not a name with no account.
+inline bool gets_events(records::conversation_record const& c, std::string const& user) {
+  return c.no_account_size() == 0 || !has_no_account(c, user);
 }
 inline client::member_role role_of(records::conversation_record const& c, std::string const& user) {
   int i = member_index(c, user);

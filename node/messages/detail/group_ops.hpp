@@ -82,22 +82,31 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
                  change_state& change);
 
 // A group message from a member of another region (`body`), against this region's replica
-// `c`: applied now (the sender is a member here, or was removed by a change after the
-// version the message is stamped with), parked (this replica has not reached that version:
-// the sender may have been added since), or refused (docs/FEDERATION.md, "Groups across
-// regions").
+// `c` (docs/FEDERATION.md, "Groups across regions"): parked if the replica has not reached
+// the version the message is stamped with (the sender may have been added since; the
+// membership of then decides when it has); applied if the sender is a member, or was
+// removed by a change after that version; else refused. `arriving`: as it comes off its
+// lane (not out of parking): then a stamp below one its origin used before is refused too.
 enum class group_message_fate { apply, park, refuse };
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
-                           federation::body const& body);
+                           federation::body const& body, bool arriving);
 
-// Keeps `body` until the replica reaches its version (false: the conversation has
-// max_parked waiting already).
+// A group message taken off its lane (applied or parked): its stamp is the lowest its
+// origin may use for the group from now on.
+void note_stamp(store::rocks_batch& b, federation::body const& body);
+
+// Keeps `body` (message `raw_id`) until the replica reaches its version. False when it may
+// not wait: too many waiting (max_parked for the group, or 10,000 from its origin), or a
+// stamp more than 1,000 versions ahead of the replica.
 inline constexpr int max_parked = 1000;
-bool park_group_message(store::rocks_batch& b, federation::body const& body);
+bool park_group_message(store::rocks_batch& b, federation::body const& body, std::string const& raw_id,
+                        std::optional<records::conversation_record> const& c);
 // Takes the parked bodies of `conv` that its replica, now at `version`, can apply, in the
 // order they came; the others stay.
 std::vector<federation::body> unpark_group_messages(store::rocks_batch& b, std::string const& conv,
                                                     std::uint64_t version);
+// A deletion for everyone (by `by`) of a message that is still parked: it goes. True if it did.
+bool drop_parked(store::rocks_batch& b, std::string const& conv, std::string const& raw_id, std::string const& by);
 
 // An event of a group (a deletion) to its local members' mailboxes, and as one envelope
 // to each other region with members. True if any went to the outbox.
@@ -105,10 +114,10 @@ inline bool tell_group(message_service::impl const& m, store::rocks_batch& b, re
                        records::stored_event const& e, std::vector<news>& heads) {
   std::set<std::string> regions;
   for (auto const& member : c.members()) {
-    if (m.is_local(member))
-      heads.push_back({member, m.append(b, member, e), e});
-    else
+    if (!m.is_local(member))
       regions.emplace(ids::region_of(member));
+    else if (gets_events(c, member))
+      heads.push_back({member, m.append(b, member, e), e});
   }
   for (auto const& r : regions) {
     federation::body envelope;

@@ -165,9 +165,20 @@ inline std::string participant_key(std::string const& user, std::string const& c
 inline std::string group_count_key(std::string const& user) {
   return "gc/" + user;
 }
-// Group messages waiting for the replica's version (parked_group_messages).
+// Group messages waiting for the replica's version: the index (parked_group_messages), each
+// body, how many one origin has parked in all, and the highest version an origin stamped a
+// message of the conversation with.
 inline std::string parked_key(std::string const& conv) {
   return "q/" + conv;
+}
+inline std::string parked_body_key(std::string const& conv, std::string const& raw_id) {
+  return "qb/" + conv + '\0' + raw_id;
+}
+inline std::string parked_count_key(std::string const& origin) {
+  return "qo/" + origin;
+}
+inline std::string stamp_key(std::string const& conv, std::string const& origin) {
+  return "qv/" + conv + '\0' + origin;
 }
 // receipts: a group message's counts (its id), fan-out (id 0x01), a member's receipt (id NUL
 // user), the members its acknowledgements delivered it to (id 0x02 n)

@@ -1,0 +1,155 @@
+// A group homed in another region ("away"), as the region "home" applies what away sends:
+// group messages stamped with the group's version at their sender's region, parked while
+// home's replica is behind that version, and a removed member's late messages
+// (docs/FEDERATION.md, "Groups across regions").
+#include "node/messages/detail/keys.hpp"
+#include "tests/unit/messages/region.hpp"
+
+namespace {
+
+using namespace federation_lanes;
+namespace keys = petchat::messages::detail;
+
+std::string const conv = "gTESTGROUP0000000000000001";
+std::string const dan = "dan@away";
+std::string const erin = "erin@away";
+
+// What away sends, one body after another on its lane to home.
+struct away_lane {
+  lanes_home h;
+  std::uint64_t seq = 0;
+
+  federation::local_store::inbound next(federation::body body) {
+    auto item = from_away(1, 0, 0, ++seq);
+    body.set_origin("away");
+    body.set_destination("home");
+    body.set_lane_seq(seq);
+    *item.content = std::move(body);
+    return item;
+  }
+  // The group at `version` after `kind` (about `users`), its members `members`.
+  federation::local_store::inbound state(std::uint64_t version, client::change_kind kind,
+                                         std::vector<std::string> const& members, std::vector<std::string> users) {
+    federation::body b;
+    auto& gs = *b.mutable_group_state();
+    gs.set_conversation_id(conv);
+    gs.set_home_region("away");
+    for (auto const& m : members) {
+      gs.add_members(m);
+      gs.add_roles(m == dan ? client::OWNER : client::MEMBER);
+    }
+    gs.set_title("away's group");
+    gs.set_version(version);
+    gs.set_created_at_ms(1);
+    auto& ch = *gs.add_changes();
+    ch.set_conversation_id(conv);
+    ch.set_version(version);
+    ch.set_kind(kind);
+    ch.set_by(dan);
+    ch.set_at_ms(petchat::format::now_ms());
+    for (auto& u : users) ch.add_users(std::move(u));
+    return next(std::move(b));
+  }
+  // A message from `from`, accepted at away while its replica was at `stamp`; its id in `id`.
+  federation::local_store::inbound message(std::string const& from, std::uint64_t stamp, std::string const& text,
+                                           std::string* id = nullptr) {
+    federation::body b;
+    auto& m = *b.mutable_message();
+    m.set_id(petchat::format::base64url(keys::new_message_id(keys::region_hash("away"))));
+    m.set_conversation_id(conv);
+    m.set_from(from);
+    m.set_client_id(text);
+    m.mutable_body()->set_text(text);
+    m.set_sent_at_ms(petchat::format::now_ms());
+    m.set_expires_at_ms(m.sent_at_ms() + 3600 * 1000);
+    b.set_group_version(stamp);
+    if (id) *id = m.id();
+    return next(std::move(b));
+  }
+  federation::local_store::inbound deletion(std::string const& id, std::string const& by) {
+    federation::body b;
+    b.mutable_deleted()->set_message_id(id);
+    b.mutable_deleted()->set_conversation_id(conv);
+    b.mutable_deleted()->set_by(by);
+    return next(std::move(b));
+  }
+  std::vector<std::string> apply(std::vector<federation::local_store::inbound> items) {
+    return h.apply(std::move(items));
+  }
+
+  // What `user`'s mailbox holds of the group: "change N" and message texts, in order.
+  std::vector<std::string> seen(std::string const& user) {
+    std::vector<std::string> out;
+    for (auto const& e : h.home.service.events_after(user, 0, 1000).events) {
+      if (e.has_conversation_change() && e.conversation_change().conversation_id() == conv)
+        out.push_back("change " + std::to_string(e.conversation_change().version()));
+      if (e.has_message() && e.message().conversation_id() == conv) out.push_back(e.message().body().text());
+    }
+    return out;
+  }
+};
+
+using strings = std::vector<std::string>;
+
+TEST_CASE("a group message that comes before the change it followed waits for it, then reaches the members of then") {
+  away_lane a;
+  // Stamped 2: dan's region had made bob and alice members by then; home knows nothing yet.
+  CHECK(a.apply({a.message(dan, 2, "hello both")}).empty());
+  CHECK(a.seen(alice).empty());
+  CHECK(a.seen(bob).empty());
+  // Version 1 (bob only): not there yet.
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, bob}, {dan, bob})}).empty());
+  CHECK(a.seen(bob) == strings{"change 1"});
+  // Version 2 adds alice: the message comes out, after the change, to both.
+  CHECK(a.apply({a.state(2, client::MEMBERS_ADDED, {dan, bob, alice}, {alice})}).empty());
+  CHECK(a.seen(alice) == strings{"change 2", "hello both"});
+  CHECK(a.seen(bob) == strings{"change 1", "change 2", "hello both"});
+
+  // A message and the change it waits for in one batch (one write): in order.
+  CHECK(a.apply({a.message(dan, 3, "after carol joined"),
+                 a.state(3, client::MEMBERS_ADDED, {dan, bob, alice, carol}, {carol})})
+            .empty());
+  CHECK(a.seen(carol) == strings{"change 3", "after carol joined"});
+  CHECK(a.seen(alice) == strings{"change 2", "hello both", "change 3", "after carol joined"});
+}
+
+TEST_CASE("a parked message its sender deletes never comes out") {
+  away_lane a;
+  std::string id;
+  CHECK(a.apply({a.message(dan, 1, "regretted", &id), a.message(dan, 1, "kept")}).empty());
+  CHECK(a.apply({a.deletion(id, "frank@away")}).empty());  // not frank's to delete: it stays
+  CHECK(a.apply({a.deletion(id, dan)}).empty());
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  CHECK(a.seen(alice) == strings{"change 1", "kept"});
+}
+
+TEST_CASE("stamps that go back along the lane, or run far ahead of the replica, are refused") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  CHECK(a.apply({a.message(dan, 1, "one")}).empty());
+  CHECK(a.apply({a.message(dan, 3, "three")}).empty());  // parked: home is at 1
+  // Lower than a stamp away already used for this group: away's replica never goes back.
+  CHECK(a.apply({a.message(dan, 2, "two")}) == strings{"foreign_user"});
+  CHECK(a.apply({a.message(dan, 5000, "far ahead")}) == strings{"foreign_user"});
+  // A stamp on a conversation that is not a group.
+  auto direct = a.message(dan, 1, "not a group");
+  direct.content->mutable_message()->set_conversation_id("dNOTAGROUP");
+  CHECK(a.apply({direct}) == strings{"foreign_user"});
+  CHECK(a.apply({a.state(3, client::DETAILS_CHANGED, {dan, alice}, {})}).empty());
+  CHECK(a.seen(alice) == strings{"change 1", "one", "change 3", "three"});
+}
+
+TEST_CASE("a removed member's messages sent before their region applied the removal are taken, later ones not") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, erin, alice}, {dan, erin, alice})}).empty());
+  CHECK(a.apply({a.state(2, client::MEMBER_REMOVED, {dan, alice}, {erin})}).empty());
+  // Erin's message accepted by away at version 1, reaching home after the removal: taken.
+  CHECK(a.apply({a.message(erin, 1, "erin, before")}).empty());
+  // Stamped 2: away had applied the removal, so it must not have accepted it.
+  CHECK(a.apply({a.message(erin, 2, "erin, after")}) == strings{"foreign_user"});
+  // After a message stamped 2, away's replica is past the removal: a stamp of 1 is stale.
+  CHECK(a.apply({a.message(dan, 2, "dan"), a.message(erin, 1, "erin, replayed")}) == strings{"foreign_user"});
+  CHECK(a.seen(alice) == strings{"change 1", "change 2", "erin, before", "dan"});
+}
+
+}  // namespace
