@@ -148,17 +148,10 @@ std::vector<federation::body> unpark_group_messages(store::rocks_batch& b, std::
 }
 
 bool drop_parked(store::rocks_batch& b, std::string const& conv, std::string const& raw_id, std::string const& by) {
-  bool dropped = false;
-  auto taken = take_parked(b, conv, [&](records::parked_group_message const& ref) { return ref.id() == raw_id; });
-  for (auto const& body : taken) {
-    if (body.message().from() == by) {
-      dropped = true;
-      continue;
-    }
-    // Not the sender's to delete: back where it was (at the end of the index).
-    park_group_message(b, body, raw_id, std::nullopt);
-  }
-  return dropped;
+  federation::body parked;
+  auto bytes = b.get(cf::conversations, keys::parked_body_key(conv, raw_id));
+  if (!bytes || !parked.ParseFromString(*bytes) || parked.message().from() != by) return false;  // not theirs
+  return !take_parked(b, conv, [&](records::parked_group_message const& ref) { return ref.id() == raw_id; }).empty();
 }
 
 }  // namespace petchat::messages::service_detail
