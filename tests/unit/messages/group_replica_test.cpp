@@ -152,4 +152,13 @@ TEST_CASE("a removed member's messages sent before their region applied the remo
   CHECK(a.seen(alice) == strings{"change 1", "change 2", "erin, before", "dan"});
 }
 
+TEST_CASE("a message without a stamp (from a region of an older version) is taken only from a member") {
+  away_lane a;
+  CHECK(a.apply({a.message(dan, 0, "before the group")}) == strings{"foreign_user"});  // not parked
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, erin, alice}, {dan, erin, alice})}).empty());
+  CHECK(a.apply({a.state(2, client::MEMBER_REMOVED, {dan, alice}, {erin})}).empty());
+  CHECK(a.apply({a.message(dan, 0, "dan"), a.message(erin, 0, "erin, removed")}) == strings{"foreign_user"});
+  CHECK(a.seen(alice) == strings{"change 1", "change 2", "dan"});
+}
+
 }  // namespace
