@@ -1,7 +1,8 @@
 // The web client across regions: alice@europe and bob@america, each in a browser on their
 // own region's node, federated through a real nats-server. Messages and ticks cross; while
 // the link is cut a message shows "sent" (accepted by europe), never "delivered", and is
-// delivered once the link is back.
+// delivered once the link is back. In a group across regions, a refused request and a name
+// with no account are told on the page.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -87,5 +88,18 @@ describe('the web client across regions', () => {
     await notice.waitFor();
     assert.match(await notice.textContent(), /Not added: ghost@europe/);
     await screenshot(p.page, 'federation-request-refused');
+
+    // olga, at home, adds a name america does not have: europe cannot check it and adds it;
+    // america says it has no such account, europe removes it, and olga's page says why.
+    await conversation(o.page, 'Across the sea').click();
+    await o.page.getByTestId('group-info-button').click();
+    await o.page.getByTestId('add-member-input').fill('ghost@america');
+    await o.page.getByTestId('add-member-button').click();
+    const removed = o.page.locator('.notice').filter({ hasText: 'ghost@america' });
+    await removed.waitFor();
+    assert.match(await removed.textContent(), /Across the sea: ghost@america was removed \(their region has no such account\)/);
+    const details = await nodes.europe.call('GET', `/v1/conversations/${encodeURIComponent(gid)}`, null, token);
+    assert.deepEqual(details.json.members.map((m) => m.user_id).sort(), ['olga@europe', 'pete@america']);
+    await screenshot(o.page, 'federation-no-account');
   });
 });

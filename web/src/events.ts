@@ -206,5 +206,10 @@ function onChange(c: ConversationChange, hooks: EventHooks): void {
     const next = { ...conv, member: gone ? false : conv.member, title: c.title || conv.title };
     return { changed, conversations: { ...s.conversations, [c.conversation_id]: next } };
   });
+  if (c.kind === 'MEMBER_REMOVED' && c.reason === 'user_not_found') {
+    // A name of another region that turned out not to exist there: say why it went.
+    const title = getState().conversations[c.conversation_id]?.title ?? c.conversation_id;
+    setState(() => ({ notice: c.users.map((u) => t.removedNoAccount(title, u)).join('\n') }));
+  }
   hooks.refreshList();
 }

@@ -50,6 +50,9 @@ export interface ConversationChange {
   by: string;
   users: string[];
   title: string;
+  // Set when home made the change by itself (`by` empty): "user_not_found" on the removal of
+  // a member whose region has no such account.
+  reason?: string;
 }
 // The group's home region refused a change asked for through this region (202 queued),
 // wholly (`code`) or for some members of an add (`failed`).

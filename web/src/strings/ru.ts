@@ -49,6 +49,7 @@ export const ru: Strings = {
   cancel: 'Отмена',
   notAdded: (who, why) => `Не добавлен: ${who} (${why})`,
   requestRefused: (group, why) => `${group}: изменение отклонено (${why})`,
+  removedNoAccount: (group, who) => `${group}: ${who} удалён (в его регионе нет такой учётной записи)`,
   online: 'в сети',
   lastSeen: (when) => `был(а) ${when}`,
   typing: 'печатает…',
