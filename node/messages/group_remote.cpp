@@ -54,19 +54,6 @@ constexpr std::uint64_t max_versions_ahead = 1000;
 constexpr std::uint64_t max_parked_per_origin = 10000;
 constexpr std::int64_t max_skew_ms = 5 * 60 * 1000;
 
-std::uint64_t be64_or_0(std::optional<std::string> const& v) {
-  return v && v->size() == 8 ? keys::from_be64(*v) : 0;
-}
-
-void count_parked(store::rocks_batch& b, std::string const& origin, std::int64_t delta) {
-  auto key = keys::parked_count_key(origin);
-  auto n = static_cast<std::int64_t>(be64_or_0(b.get(cf::conversations, key))) + delta;
-  if (n <= 0)
-    b.erase(cf::conversations, key);
-  else
-    b.put(cf::conversations, key, keys::be64(static_cast<std::uint64_t>(n)));
-}
-
 // Takes the parked bodies whose ref `take` says, out of the index and the store.
 template <typename Take>
 std::vector<federation::body> take_parked(store::rocks_batch& b, std::string const& conv, Take&& take) {
@@ -85,7 +72,7 @@ std::vector<federation::body> take_parked(store::rocks_batch& b, std::string con
     if (auto bytes = b.get(cf::conversations, body_key); bytes && body.ParseFromString(*bytes))
       out.push_back(std::move(body));
     b.erase(cf::conversations, body_key);
-    count_parked(b, ref.origin(), -1);
+    add_count(b, cf::conversations, keys::parked_count_key(ref.origin()), -1);
   }
   if (left.refs_size() == index->refs_size()) return out;
   if (left.refs_size() == 0)
@@ -105,7 +92,7 @@ group_message_fate fate_of(store::rocks_batch& b, std::optional<records::convers
   if (stamp == 0) return member ? group_message_fate::apply : group_message_fate::refuse;  // an older origin
   if (!keys::is_group(msg.conversation_id())) return group_message_fate::refuse;
   // An origin's stamps never go down along its lane: a lower one is stale or forged.
-  if (arriving && stamp < be64_or_0(b.get(cf::conversations, keys::stamp_key(msg.conversation_id(), body.origin()))))
+  if (arriving && stamp < read_count(b, cf::conversations, keys::stamp_key(msg.conversation_id(), body.origin())))
     return group_message_fate::refuse;
   if (!c || c->version() < stamp) return group_message_fate::park;
   if (member) return group_message_fate::apply;
@@ -119,7 +106,7 @@ group_message_fate fate_of(store::rocks_batch& b, std::optional<records::convers
 
 void note_stamp(store::rocks_batch& b, federation::body const& body) {
   auto key = keys::stamp_key(body.message().conversation_id(), body.origin());
-  if (body.group_version() > be64_or_0(b.get(cf::conversations, key)))
+  if (body.group_version() > read_count(b, cf::conversations, key))
     b.put(cf::conversations, key, keys::be64(body.group_version()));
 }
 
@@ -131,14 +118,14 @@ bool park_group_message(store::rocks_batch& b, federation::body const& body, std
   auto index =
       parse<records::parked_group_messages>(b.get(cf::conversations, key)).value_or(records::parked_group_messages{});
   if (index.refs_size() >= max_parked) return false;
-  if (be64_or_0(b.get(cf::conversations, keys::parked_count_key(body.origin()))) >= max_parked_per_origin) return false;
+  if (read_count(b, cf::conversations, keys::parked_count_key(body.origin())) >= max_parked_per_origin) return false;
   auto& ref = *index.add_refs();
   ref.set_stamp(body.group_version());
   ref.set_id(raw_id);
   ref.set_origin(body.origin());
   b.put(cf::conversations, key, index.SerializeAsString());
   b.put(cf::conversations, keys::parked_body_key(conv, raw_id), body.SerializeAsString());
-  count_parked(b, body.origin(), 1);
+  add_count(b, cf::conversations, keys::parked_count_key(body.origin()), 1);
   return true;
 }
 

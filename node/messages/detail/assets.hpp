@@ -81,15 +81,10 @@ std::string asset_hash_of(std::string_view printed);
 std::string print_asset_hash(std::string const& hash);
 
 inline std::uint64_t read_u64(store::rocks_batch& b, std::string const& key) {
-  auto v = b.get(store::cf::assets, key);
-  return v ? from_be64(*v) : 0;
+  return service_detail::read_count(b, store::cf::assets, key);
 }
 inline void add_u64(store::rocks_batch& b, std::string const& key, std::int64_t delta) {
-  auto v = static_cast<std::int64_t>(read_u64(b, key)) + delta;
-  if (v <= 0)
-    b.erase(store::cf::assets, key);
-  else
-    b.put(store::cf::assets, key, be64(static_cast<std::uint64_t>(v)));
+  service_detail::add_count(b, store::cf::assets, key, delta);
 }
 
 // A message with attachments is stored: each of its assets gains a reference (counted

@@ -94,12 +94,24 @@ inline void count_message(store::rocks_batch& b, records::stored_message& sm, st
   }
 }
 
-inline std::uint64_t group_count(store::rocks_batch& b, std::string const& user) {
-  auto v = b.get(cf::conversations, keys::group_count_key(user));
+// An 8-byte counter at `key` of `family` (0 when absent), and a change of it (erased at 0).
+inline std::uint64_t read_count(store::rocks_batch& b, cf family, std::string const& key) {
+  auto v = b.get(family, key);
   return v ? keys::from_be64(*v) : 0;
 }
+inline void add_count(store::rocks_batch& b, cf family, std::string const& key, std::int64_t delta) {
+  auto v = static_cast<std::int64_t>(read_count(b, family, key)) + delta;
+  if (v <= 0)
+    b.erase(family, key);
+  else
+    b.put(family, key, keys::be64(static_cast<std::uint64_t>(v)));
+}
+
+inline std::uint64_t group_count(store::rocks_batch& b, std::string const& user) {
+  return read_count(b, cf::conversations, keys::group_count_key(user));
+}
 inline void add_group_count(store::rocks_batch& b, std::string const& user, int delta) {
-  b.put(cf::conversations, keys::group_count_key(user), keys::be64(group_count(b, user) + std::uint64_t(delta)));
+  add_count(b, cf::conversations, keys::group_count_key(user), delta);
 }
 
 // A local user joins a group: their period starts now (or at the start when the group

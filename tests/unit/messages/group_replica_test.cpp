@@ -80,7 +80,7 @@ struct away_lane {
   // What `user`'s mailbox holds of the group: "change N" and message texts, in order.
   std::vector<std::string> seen(std::string const& user) {
     std::vector<std::string> out;
-    for (auto const& e : h.home.service.events_after(user, 0, 1000).events) {
+    for (auto const& e : h.home.service.events_after(user, 0, 2000).events) {
       if (e.has_conversation_change() && e.conversation_change().conversation_id() == conv)
         out.push_back("change " + std::to_string(e.conversation_change().version()));
       if (e.has_message() && e.message().conversation_id() == conv) out.push_back(e.message().body().text());
@@ -150,6 +150,31 @@ TEST_CASE("a removed member's messages sent before their region applied the remo
   // After a message stamped 2, away's replica is past the removal: a stamp of 1 is stale.
   CHECK(a.apply({a.message(dan, 2, "dan"), a.message(erin, 1, "erin, replayed")}) == strings{"foreign_user"});
   CHECK(a.seen(alice) == strings{"change 1", "change 2", "erin, before", "dan"});
+}
+
+TEST_CASE("a removed member's late message that claims a time well after the removal is refused") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, erin, alice}, {dan, erin, alice})}).empty());
+  CHECK(a.apply({a.state(2, client::MEMBER_REMOVED, {dan, alice}, {erin})}).empty());
+  auto late = a.message(erin, 1, "erin, ten minutes after");
+  late.content->mutable_message()->set_sent_at_ms(petchat::format::now_ms() + 10 * 60 * 1000);
+  CHECK(a.apply({late}) == strings{"foreign_user"});
+  CHECK(a.seen(alice) == strings{"change 1", "change 2"});
+}
+
+TEST_CASE("at most 1,000 messages of a group wait for its version") {
+  away_lane a;
+  std::vector<federation::local_store::inbound> waiting;
+  for (int i = 0; i < 1000; ++i)  // the documented limit
+    waiting.push_back(a.message(dan, 1, "m" + std::to_string(i)));
+  CHECK(a.apply(std::move(waiting)).empty());
+  CHECK(a.apply({a.message(dan, 1, "one too many")}) == strings{"foreign_user"});
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  auto seen = a.seen(alice);
+  REQUIRE(seen.size() == 1001);
+  CHECK(seen.front() == "change 1");
+  CHECK(seen[1] == "m0");
+  CHECK(seen.back() == "m999");
 }
 
 TEST_CASE("a message without a stamp (from a region of an older version) is taken only from a member") {
