@@ -84,7 +84,7 @@ awaitable<result<registration_token_info>> user_service::create_registration_tok
   if (expires_in_s < 0 || expires_in_s > 10LL * 365 * 24 * 3600)
     co_return fail(code::invalid_field, "expires_in_s: 0 (never) to ten years", "expires_in_s");
   records::registration_token_record r;
-  r.set_id(detail::random_bytes(id_bytes));
+  r.set_id(detail::random_printable_id(id_bytes));
   auto secret = detail::random_bytes(secret_bytes);
   r.set_secret_hash(detail::hash_refresh_secret(secret));
   r.set_created_at_ms(now_ms());

@@ -117,12 +117,7 @@ namespace {
 // A new device of `name` and its refresh token (only the token's hash is kept).
 std::pair<records::device_record, std::string> new_device(std::string const& name, std::string const& device_name,
                                                           std::int64_t now, std::uint32_t refresh_ttl_s) {
-  // Printed, a device id must not start with '-' (base64url digit 62: a first byte of
-  // 0xF8-0xFB), or `petchatctl sessions revoke <id>` would read it as an option.
-  std::string device_id;
-  do {
-    device_id = detail::random_bytes(device_id_bytes);
-  } while ((static_cast<unsigned char>(device_id[0]) >> 2) == 62);
+  auto device_id = detail::random_printable_id(device_id_bytes);
   auto [refresh_token, parts] = detail::new_refresh_token(device_id);
   records::device_record device;
   device.set_device_id(device_id);

@@ -407,6 +407,15 @@ class RegistrationPolicyTest(NodeTestCase):
         rc, out, err = node.ctl("tokens", "revoke", "AAAAAAAAAAAA")
         self.assertEqual(rc, 1)
         self.assertIn("not_found", err)
+        # Every id, as printed, is revoked as typed (an id starting with '-' would read as an option);
+        # after `--` even such a one is taken as the id.
+        for _ in range(64):
+            made_id = node.admin("POST", "/v1/admin/registration-tokens", {"uses": 1}).json["id"]
+            rc, out, err = node.ctl("tokens", "revoke", made_id)
+            self.assertEqual(rc, 0, made_id + ": " + err)
+        rc, out, err = node.ctl("tokens", "revoke", "--", "-AAAAAAAAAAA")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("not_found", err)
         rc, out, err = node.ctl("tokens", "create", "--expires", "soon")
         self.assertEqual(rc, 2)
         # Tokens survive a restart with their counts.

@@ -20,6 +20,14 @@ std::string random_bytes(std::size_t n) {
   return out;
 }
 
+std::string random_printable_id(std::size_t n) {
+  std::string id;
+  do {
+    id = random_bytes(n);
+  } while (!id.empty() && (static_cast<unsigned char>(id[0]) >> 2) == 62);
+  return id;
+}
+
 bool equal_secret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }

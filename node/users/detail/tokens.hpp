@@ -50,6 +50,10 @@ std::string hash_refresh_secret(std::string const& secret);
 
 std::string random_bytes(std::size_t n);
 
+// Random bytes for an id shown to admins in base64url: never starting with '-' (digit 62,
+// a first byte of 0xF8-0xFB), or `petchatctl ... revoke <id>` would read it as an option.
+std::string random_printable_id(std::size_t n);
+
 // Constant-time equality of two byte strings (false if the sizes differ).
 bool equal_secret(std::string_view a, std::string_view b);
 
