@@ -29,6 +29,7 @@ constexpr int manifest_version = 1;
 constexpr char manifest_name[] = "manifest.json";
 // In a restore's target until the last file is durable: the node refuses to start on it.
 constexpr char restoring_marker[] = "RESTORE-INCOMPLETE";
+constexpr char restored_marker[] = "RESTORED-FROM-BACKUP";  // node/identity/identity.hpp
 
 // Root restoring into a directory of the node's user writes as that user (effective ids)
 // and reads the backup as root: see restore_backup.
@@ -430,6 +431,17 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
     if (e.is_directory()) fsync_path(e.path());
   }
   fsync_path(data_dir);
+  // Tells the node that this store went back in time (identity.hpp, restored_marker): its
+  // first federated start moves its lanes to other regions to a new epoch.
+  {
+    int marker = ::open((data_dir / restored_marker).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (marker < 0 || ::fsync(marker) != 0) {
+      std::cerr << "petchatctl: " << (data_dir / restored_marker).string() << ": " << std::strerror(errno) << "\n";
+      if (marker >= 0) ::close(marker);
+      return false;
+    }
+    ::close(marker);
+  }
   ::unlink((data_dir / restoring_marker).c_str());
   fsync_path(data_dir);
   std::string region = field(*manifest, "region");

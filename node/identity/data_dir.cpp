@@ -1,7 +1,10 @@
 // datadir.json: the data dir's region, format and age (identity.hpp, claim_data_dir).
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -106,6 +109,19 @@ std::optional<data_dir_record> read_data_dir_record(std::filesystem::path const&
     return r;
   }
   return std::nullopt;
+}
+
+bool restored_from_backup(std::filesystem::path const& data_dir) {
+  return std::filesystem::exists(data_dir / restored_marker);
+}
+
+void forget_restored_marker(std::filesystem::path const& data_dir) {
+  auto path = data_dir / restored_marker;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw detail::file_error(path, "remove");
+  int d = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool synced = d >= 0 && ::fsync(d) == 0;
+  if (d >= 0) ::close(d);
+  if (!synced) throw detail::file_error(data_dir, "fsync");
 }
 
 data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::string const& region) {

@@ -69,6 +69,15 @@ data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::strin
 // std::runtime_error if datadir.json is damaged.
 std::optional<data_dir_record> read_data_dir_record(std::filesystem::path const& data_dir);
 
+// Left in a data dir by `petchatctl restore` (docs/OPERATIONS.md, "Restoring a federated
+// region"): the store went back in time, and the lane seqs it hands out next were used
+// before, for envelopes other regions already applied. The node's first federated start on
+// it moves its outbound lanes to a new epoch (so nothing new is taken for a replay), then
+// removes the marker (forget_restored_marker, fsync'd).
+inline constexpr char restored_marker[] = "RESTORED-FROM-BACKUP";
+bool restored_from_backup(std::filesystem::path const& data_dir);
+void forget_restored_marker(std::filesystem::path const& data_dir);
+
 // Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two
 // nodes never share one data dir. Throws std::runtime_error if another process holds it.
 void lock_data_dir(std::filesystem::path const& data_dir);

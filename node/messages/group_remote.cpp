@@ -91,9 +91,12 @@ group_message_fate fate_of(store::rocks_batch& b, std::optional<records::convers
   std::uint64_t stamp = body.group_version();
   if (stamp == 0) return member ? group_message_fate::apply : group_message_fate::refuse;  // an older origin
   if (!keys::is_group(msg.conversation_id())) return group_message_fate::refuse;
-  // An origin's stamps never go down along its lane: a lower one is stale or forged.
+  // Along its lane an origin's stamps go down only if it went back (restored from a
+  // backup, its replica behind what it stamped before): such a stamp proves nothing, and the
+  // message is judged as if it had none. A removed member's late window (below) is only for
+  // stamps that never went down.
   if (arriving && stamp < read_count(b, cf::conversations, keys::stamp_key(msg.conversation_id(), body.origin())))
-    return group_message_fate::refuse;
+    return member ? group_message_fate::apply : group_message_fate::refuse;
   if (!c || c->version() < stamp) return group_message_fate::park;
   if (member) return group_message_fate::apply;
   if (!c->group()) return group_message_fate::refuse;

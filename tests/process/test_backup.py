@@ -223,6 +223,8 @@ class BackupTest(NodeTestCase):
         rc, out, err = run_ctl("restore", dest, restored.data_dir)
         self.assertEqual(rc, 0, out + err)
         self.assertFalse(os.path.exists(os.path.join(restored.data_dir, "RESTORE-INCOMPLETE")))
+        # What tells a federated node that its lanes must start a new epoch (standalone, it stays).
+        self.assertTrue(os.path.exists(os.path.join(restored.data_dir, "RESTORED-FROM-BACKUP")))
         open(os.path.join(restored.data_dir, "RESTORE-INCOMPLETE"), "w").close()
         rc, out, err = run_node_cli(*restored.command()[1:], cwd=restored.workdir)
         self.assertNotEqual(rc, 0)

@@ -2,13 +2,15 @@
 disagree (docs/FEDERATION.md, "Groups across regions"): a member whose region has no such
 account is removed by home (an owner's role goes on first), and a group message that
 reaches a region before the change it followed (its sender's region had applied the change,
-this region had not) waits for that change instead of being dropped.
+this region had not) waits for that change instead of being dropped, and a region restored
+from a backup (its replica behind what it stamped before) is still heard.
 
 Written from the documents only. Regions: HOME ("europe", where the groups are created),
 B ("america") and C ("asia"). No sleeps: see test_groups_federation.py.
 """
 
 import os
+import shutil
 import sys
 import unittest
 import uuid
@@ -16,6 +18,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fedharness  # noqa: E402
+from harness import run_ctl  # noqa: E402
 from test_groups import as_int, changes  # noqa: E402
 from test_groups_federation import (B, C, CROSS_S, HEAL_S, HOME, GroupFederationCase,  # noqa: E402
                                     first_group_event, group_messages)
@@ -157,6 +160,54 @@ class ReplicasBehind(GroupFederationCase):
         self.assertEqual(first_group_event(S[c1], gid), ("change", 2, "MEMBERS_ADDED"))
         self.assertEqual([m.get("id") for m in group_messages(S[c1], gid)], [first])
         self.assertEqual(self.roles(self.details(c1, gid)), {a1: "owner", b1: "member", c1: "member"})
+
+
+class RestoredOrigin(GroupFederationCase):
+    topology = staticmethod(fedharness.leaf_topology)
+
+    def test_a_region_restored_from_a_backup_is_heard_before_its_replica_catches_up(self):
+        """B is restored from a backup taken before the group's last change, and cannot hear
+        home yet: its replica is older than what it stamped bert's messages with before. A
+        message bert sends then is accepted at B, and C (which saw the newer stamp) takes it:
+        nothing accepted is lost. Home takes it too once it is heard again."""
+        a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
+        S = {u: self.connect(u) for u in (a1, b1, c1)}
+        gid = self.create_group(a1, [b1, c1], title="before the backup")                        # v1
+        self.wait_changes(S.values(), gid, 1, "CREATED")
+        b_node = self.node(B)
+        backup = os.path.join(b_node.workdir, "backup-%s" % uuid.uuid4().hex[:8])
+        rc, out, err = b_node.ctl("backup", backup, timeout=120)
+        self.assertEqual(rc, 0, out + err)
+        self.assertStatus(self.patch(a1, gid, title="after the backup"), 200)                     # v2
+        self.wait_changes(S.values(), gid, 2, "DETAILS_CHANGED")
+        before = self.send_to(S[b1], gid, "bert, stamped 2")["message_id"]
+        self.wait_messages([S[a1], S[c1]], [before])
+        S[b1].close()
+        # B's machine is lost (the node's data and its nats-server's stream) and its backup
+        # restored, while home's nats-server is down.
+        b_node.kill9()
+        self.regions[B].nats.stop()
+        self.regions[B].nats.wipe_store()
+        shutil.move(b_node.data_dir, b_node.data_dir + ".lost")
+        rc, out, err = run_ctl("restore", backup, b_node.data_dir)
+        self.assertEqual(rc, 0, out + err)
+        self.regions[HOME].nats.stop()
+        try:
+            self.regions[B].nats.start()
+            self.assertTrue(os.path.exists(os.path.join(b_node.data_dir, "RESTORED-FROM-BACKUP")))
+            b_node.start()
+            self.assertFalse(os.path.exists(os.path.join(b_node.data_dir, "RESTORED-FROM-BACKUP")),
+                             "the node's first federated start takes the new epoch and removes the marker")
+            S[b1] = self.connect(b1)
+            self.assertEqual(as_int(self.details(b1, gid).get("version")), 1, "B's replica is the backup's")
+            after = self.send_to(S[b1], gid, "bert, after the restore")["message_id"]
+            S[c1].wait_event(ev_message(after), HEAL_S)
+        finally:
+            self.regions[HOME].nats.start()
+        S[a1].wait_event(ev_message(after), HEAL_S)
+        # B hears home again: its replica catches up with the change after the backup.
+        self.wait_change(S[b1], gid, 2, "DETAILS_CHANGED", HEAL_S)
+        self.assertEqual(self.details(b1, gid).get("title"), "after the backup")
 
 
 if __name__ == "__main__":
