@@ -845,6 +845,28 @@ class GroupsTest(GroupCase):
         self.assertStatus(self.get_message(c, n1), 200)
         self.assertEqual((self.summary(c, gv).get("last_message") or {}).get("id"), n2)
 
+    def test_a_member_who_went_before_the_first_message_sees_nothing_after(self):
+        """Removed, or gone of their own accord, before anyone wrote: the period is over with
+        no message in it, and what is said later is not theirs (it once read as a period still
+        open: both saw every later message)."""
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        a, b, c = alice.login(), bob.login(), carol.login()
+        A = self.ws(a)
+        gid = self.group(a, [bob.id, carol.id], title="quiet start")
+        self.assertStatus(self.remove_member(a, gid, bob.id), 204)
+        self.assertStatus(self.remove_member(c, gid, carol.id), 204)  # carol leaves
+        secret = self.send_to(A, gid, "after they went")["message_id"]
+        for who in (b, c):
+            p = self.history(who, conversation_id=gid)
+            self.assertEqual(p["messages"], [], "history of someone who went before any message")
+            self.assertFalse(p["has_more_after"], p)
+            self.assertError(self.get_message(who, secret), 404, "message_not_found")
+            s = self.summary(who, gid)
+            self.assertIs(s.get("member"), False, s)
+            self.assertIsNone(s.get("last_message"), s)
+            self.assertEqual(s.get("unread_count"), 0, s)
+        self.assertEqual(self.history_ids(a, conversation_id=gid), [secret])
+
     # 7 ---------------------------------------------------------------------------------------
 
     def test_small_group_receipts_per_member(self):

@@ -170,9 +170,11 @@ inline bool end_period(store::rocks_batch& b, std::string const& conv, std::stri
   return true;
 }
 
-// Whether a group message at position `seq` is in `p`'s membership period.
+// Whether a group message at position `seq` is in `p`'s membership period. A period that
+// ended before the group's first message has visible_until 0 too: `member` tells it from
+// one still open.
 inline bool in_period(records::participant_record const& p, std::uint64_t seq) {
-  return seq > p.visible_after() && (p.visible_until() == 0 || seq <= p.visible_until());
+  return seq > p.visible_after() && (p.member() || seq <= p.visible_until());
 }
 
 inline int member_index(records::conversation_record const& c, std::string const& user) {
