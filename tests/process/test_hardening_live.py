@@ -14,6 +14,7 @@ One class per defect:
 - ResumeCountsAsAckTest  resuming after a seq acknowledges everything up to it
 - FrameTooLargeTest      an oversized frame gets an error frame, then close 1009
 - CorruptUserRecordTest  an unreadable user record does not take the node down
+- ExpiredNeverDeliveredTest  a message that expired before it was received gets no receipt
 """
 
 import base64
@@ -777,6 +778,75 @@ class CorruptUserRecordTest(LiveCase):
         self.assertGreaterEqual(r.status, 400, r.describe())
         self.assertIsInstance((r.json or {}).get("error"), dict, r.describe())
         self.assertTrue(node.running(), "the node died answering bob's request")
+
+
+
+class ExpiredNeverDeliveredTest(MessagingCase):
+    """A message that expired before its recipient got it is skipped by the stream
+    (docs/PROTOCOL.md: "an expired message is never delivered"), and until the sweep removes
+    it an acknowledgement or a read past its seq must not say otherwise to its sender: it
+    once got DELIVERED (and, by a read, READ) for a message nobody saw."""
+
+    NODE_CONFIG = {"messages": {"expiry_sweep_interval_ms": 3600000}}  # the sweep never comes
+
+    def expire_then_connect(self, alice, bob, send_short, send_kept):
+        A = self.ws(alice.login())
+        short = send_short(A)
+        kept = send_kept(A)
+        # Waits out the short message's 1 s TTL (a timer of the test's own making).
+        time.sleep(max(0.0, (num(short, "sent_at_ms") + 1500 - int(time.time() * 1000)) / 1000.0))
+        B = self.ws(bob.login())
+        B.wait_event(ev_message(kept["message_id"]), WAIT_S)
+        self.assertNotIn(short["message_id"], [e["message"]["id"] for e in B.events() if "message" in e])
+        return A, B, short, kept
+
+    def assertNoReceipt(self, A, message_id):
+        got = [e["receipt"] for e in A.events() if "receipt" in e and e["receipt"].get("message_id") == message_id]
+        self.assertEqual(got, [], "receipts for a message that expired unseen")
+
+    def test_acknowledged_past_it(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        A, B, short, kept = self.expire_then_connect(
+            alice, bob, lambda A: A.send_message(bob.id, "gone in a second", ttl_s=1),
+            lambda A: A.send_message(bob.id, "stays"))
+        B.ack(B.max_seq(), wait=True)
+        # Both receipts would be in one write, the expired one's first: once kept's is here,
+        # the other would be too.
+        A.wait_event(ev_receipt(kept["message_id"], "DELIVERED"), WAIT_S)
+        self.assertNoReceipt(A, short["message_id"])
+
+    def test_read_past_it(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        A, B, short, kept = self.expire_then_connect(
+            alice, bob, lambda A: A.send_message(bob.id, "gone in a second", ttl_s=1),
+            lambda A: A.send_message(bob.id, "stays"))
+        B.read(kept["conversation_id"], kept["message_id"])
+        A.wait_event(ev_receipt(kept["message_id"], "READ"), WAIT_S)
+        self.assertNoReceipt(A, short["message_id"])
+
+    def test_in_a_group(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a = alice.login()
+        r = self.node.request("POST", "/v1/conversations", body={"title": "short", "members": [bob.id]},
+                              token=a["access_token"])
+        self.assertEqual(r.status, 201, r.describe())
+        gid = r.json["conversation"]["id"]
+
+        def send(A, text, ttl_s=None):
+            send = {"client_id": uuid.uuid4().hex, "conversation_id": gid, "body": {"text": text}}
+            if ttl_s:
+                send["ttl_s"] = ttl_s
+            f = A.request({"send": send})
+            self.assertIn("accepted", f, f)
+            return f["accepted"]
+
+        A, B, short, kept = self.expire_then_connect(alice, bob, lambda A: send(A, "gone in a second", 1),
+                                                     lambda A: send(A, "stays"))
+        B.ack(B.max_seq(), wait=True)
+        A.wait_event(ev_receipt(kept["message_id"], "DELIVERED"), WAIT_S)
+        B.read(gid, kept["message_id"])
+        A.wait_event(ev_receipt(kept["message_id"], "READ"), WAIT_S)
+        self.assertNoReceipt(A, short["message_id"])
 
 
 if __name__ == "__main__":

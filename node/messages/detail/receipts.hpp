@@ -200,7 +200,8 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
       continue;
     }
     auto sm = parse<records::stored_message>(b.get(cf::messages, id));
-    if (!sm) continue;
+    // Expired before the sweep took it: the stream skipped it, so it was never delivered.
+    if (!sm || impl::expired(*sm, now)) continue;
     if (keys::is_group(sm->message().conversation_id())) {
       auto const& kept = memo.group_messages.emplace(id, std::move(*sm)).first->second;
       queued |= deliver_group(m, b, id, kept, user, now, heads, memo, mark);
@@ -231,6 +232,7 @@ inline std::vector<records::stored_message> mark_read(impl const& m, store::rock
                       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
                       if (++visited > max_read_walk) return false;
                       if (!sm || sm->message().to() != reader || sm->message().from() == reader) return true;
+                      if (impl::expired(*sm, at_ms)) return true;  // never shown: neither delivered nor read
                       if (sm->read_at_ms() != 0) return false;
                       sm->set_read_at_ms(at_ms);
                       impl::update_message(b, id, *sm);
@@ -260,6 +262,7 @@ inline bool mark_read_group(impl const& m, store::rocks_batch& b, std::string co
                       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
                       if (!sm) return true;
                       if (sm->conversation_seq() <= p.visible_after()) return false;
+                      if (impl::expired(*sm, at_ms)) return true;  // never shown: neither delivered nor read
                       if (!in_period(p, sm->conversation_seq()) || sm->message().from() == reader) return true;
                       // Shown as history from before the reader joined: they were not a recipient.
                       if (sm->conversation_seq() <= p.joined_seq()) return true;

@@ -421,9 +421,12 @@ struct message_service::impl {
   }
 
   // A stored message as `user` may see it: not expired, not hidden for them.
+  // Expired, though the sweep may not have removed it yet: never shown, delivered or read.
+  static bool expired(records::stored_message const& m, std::int64_t now) { return m.message().expires_at_ms() <= now; }
+
   std::optional<client::message> visible(records::stored_message const& m, std::string const& user,
                                          std::int64_t now) const {
-    if (m.message().expires_at_ms() <= now) return std::nullopt;
+    if (expired(m, now)) return std::nullopt;
     for (auto const& h : m.hidden_for())
       if (h == user) return std::nullopt;
     client::message out = m.message();
