@@ -194,11 +194,11 @@ result<message_receipts> message_service::receipts(std::string const& user, std:
 
 result<std::vector<std::string>> message_service::group_peers(std::string const& user, std::string const& conv) const {
   auto c = impl_->conversation(conv);
-  if (!c || !c->group() || member_index(*c, user) < 0)
+  if (!c || !c->group() || !acts_as_member(*c, user))
     return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
   std::vector<std::string> out;
   for (auto const& member : c->members())
-    if (member != user) out.push_back(member);
+    if (member != user && gets_events(*c, member)) out.push_back(member);
   return out;
 }
 

@@ -50,7 +50,7 @@ awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr
   store::rocks_db::write_fn fn = [&m, st, home, request, needed, resolved](store::rocks_batch& b) {
     st->restart(resolved);
     auto c = parse<records::conversation_record>(b.get(cf::conversations, st->conversation));
-    if (!c || member_index(*c, request.by()) < 0) {
+    if (!c || !acts_as_member(*c, request.by())) {
       st->refused = fail(code::not_a_member, "you are not a member of this conversation");
       return false;
     }

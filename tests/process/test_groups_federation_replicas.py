@@ -22,6 +22,7 @@ from harness import run_ctl  # noqa: E402
 from test_groups import as_int, changes  # noqa: E402
 from test_groups_federation import (B, C, CROSS_S, HEAL_S, HOME, GroupFederationCase,  # noqa: E402
                                     first_group_event, group_messages)
+from test_hardening_live import poll_until  # noqa: E402
 from wsclient import ev_message, ev_receipt, num  # noqa: E402
 
 
@@ -129,6 +130,45 @@ class ReplicasBehind(GroupFederationCase):
         # The owner's powers are anna's again.
         self.assertStatus(self.set_role(a1, gid, c2, "admin"), 200)                              # v6
         self.wait_change(S[c2], gid, 6, "ROLE_CHANGED")
+
+    def test_who_takes_a_name_before_home_removes_it_may_do_nothing_in_the_group(self):
+        """B applies a group naming ghost@B (no such account) while home cannot hear B's
+        answer; someone registers that name at B meanwhile. Until home removes it they may not
+        send, type or ask for changes, and get nothing of the group; then home removes it."""
+        a1, b1 = self.user(HOME, "anna"), self.user(B, "bert")
+        ghost = "ghost%d@%s" % (uuid.uuid4().int % 10 ** 8, B)
+        b_node, home = self.node(B), self.node(HOME)
+        b_node.kill9()  # B's nats-server keeps B's stream: home's state waits there
+        published = home.admin("GET", "/v1/admin/federation").json["published"]
+        gid = self.create_group(a1, [b1, ghost], title="a name taken too late")                   # v1
+        self.assertTrue(poll_until(
+            lambda: home.admin("GET", "/v1/admin/federation").json["published"] > published, HEAL_S),
+            "home published the group's state to B's stream")
+        self.regions[HOME].nats.stop()
+        try:
+            b_node.start()
+            Bc = self.connect(b1)
+            self.wait_change(Bc, gid, 1, "CREATED", HEAL_S)
+            b_node.new_user(ghost.split("@")[0])
+            G = self.connect(ghost)
+            f = self.try_send_to(G, gid, "I am ghost now")
+            self.assertEqual((f.get("error") or {}).get("code"), "conversation_not_found", f)
+            self.assertError(self.call(ghost, "PATCH", "/v1/conversations/" + gid, {"title": "mine"}), 403,
+                             "not_a_member")
+            self.assertEqual(self.call(ghost, "GET", "/v1/conversations/" + gid).status, 404)
+            G.send_frame({"typing": {"conversation_id": gid, "active": True}})
+            # Bert's message reaches bert, not the name's new owner.
+            mid = self.send_to(Bc, gid, "bert, while home is away")["message_id"]
+            fence = Bc.send_message(ghost, "bert to ghost, after the group message")["message_id"]
+            G.wait_event(ev_message(fence), CROSS_S)
+            self.assertEqual([e for e in G.events() if gid in repr(e)], [], "the group, seen by the name's new owner")
+            self.assertEqual([e for e in Bc.events() if "typing" in e], [], "typing from the name's new owner")
+        finally:
+            self.regions[HOME].nats.start()
+        cc = self.wait_change(Bc, gid, 2, "MEMBER_REMOVED", HEAL_S)
+        self.assertEqual((cc.get("users"), cc.get("reason")), ([ghost], "user_not_found"), cc)
+        self.assertEqual([e for e in G.events() if gid in repr(e)], [])
+        self.assertNotIn(mid, [e.get("message", {}).get("id") for e in G.events()])
 
     def test_a_message_that_reaches_a_region_before_the_change_it_followed_waits_for_it(self):
         """Home adds a member of C while C is cut off; B applies the add and bert sends at

@@ -189,6 +189,12 @@ inline bool has_no_account(records::conversation_record const& c, std::string co
 inline bool gets_events(records::conversation_record const& c, std::string const& user) {
   return c.no_account_size() == 0 || !has_no_account(c, user);
 }
+// Whether `user` acts as a member of `c` here (sends, requests, typing, presence): listed,
+// and not a name this region had no account of when the group named it. Whoever registers
+// that name before home removes it gets nothing of the group, and may do nothing in it.
+inline bool acts_as_member(records::conversation_record const& c, std::string const& user) {
+  return member_index(c, user) >= 0 && gets_events(c, user);
+}
 inline client::member_role role_of(records::conversation_record const& c, std::string const& user) {
   int i = member_index(c, user);
   if (i < 0) return client::MEMBER_ROLE_UNSPECIFIED;

@@ -384,7 +384,7 @@ struct message_service::impl {
         db.get(cf::conversations, keys::wrote_key(b, a)).has_value())
       return true;
     bool shared = false;
-    for_each_group(a, [&](records::conversation_record const& c) { return !(shared = member_index(c, b) >= 0); });
+    for_each_group(a, [&](records::conversation_record const& c) { return !(shared = acts_as_member(c, b)); });
     return shared;
   }
 
