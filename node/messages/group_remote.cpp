@@ -49,10 +49,10 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
 namespace {
 
 // How far a stamp may be ahead of the replica before it is taken for a forgery; how many
-// messages one origin may have parked in all; the clock skew allowed between regions.
+// messages one origin may have parked in all (the clock skew allowed between regions,
+// max_skew_ms, is in detail/service.hpp).
 constexpr std::uint64_t max_versions_ahead = 1000;
 constexpr std::uint64_t max_parked_per_origin = 10000;
-constexpr std::int64_t max_skew_ms = 5 * 60 * 1000;
 
 // Takes the parked bodies whose ref `take` says, out of the index and the store.
 template <typename Take>

@@ -85,19 +85,39 @@ result<history_page> message_service::history(std::string const& user, std::stri
   if (q.since_ms) lower = std::max(lower, keys::history_key(conv, keys::message_id_floor(*q.since_ms)));
   if (q.until_ms) upper = std::min(upper, keys::history_key(conv, keys::message_id_floor(*q.until_ms)));
 
+  // A group's period bounds the walks, which load every message they pass: a member who
+  // left sees nothing sent (by its sender's clock, 5 minutes of skew allowed) after they
+  // went; before a period that hides earlier history the walks stop once they have passed
+  // max_outside messages in a row from before it (ids are time-ordered, positions
+  // arrival-ordered: a message from another region can come late with an older id, so the
+  // boundary in ids is not sharp). Without these, a late joiner or a former member of a
+  // busy group made every request walk the whole group.
+  if (period && !period->member() && period->left_at_ms() != 0)
+    upper = std::min(upper, keys::history_key(conv, keys::message_id_floor(period->left_at_ms() + max_skew_ms)));
   history_page page;
   std::int64_t now = now_ms();
-  auto shown = [&](std::string_view key) -> std::optional<client::message> {
+  enum class seen { shown, not_shown, before_period };
+  std::optional<client::message> visible_message;
+  auto look = [&](std::string_view key) {
+    visible_message.reset();
     auto sm = m.load(std::string(keys::after_owner(key, conv)));
+    if (sm && period && sm->conversation_seq() <= period->visible_after()) return seen::before_period;
     auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
-    if (!visible || visible->conversation_id() != conv) return std::nullopt;  // never leak another conversation
-    if (period && !in_period(*period, sm->conversation_seq())) return std::nullopt;
-    return visible;
+    if (!visible || visible->conversation_id() != conv) return seen::not_shown;  // never leak another conversation
+    if (period && !in_period(*period, sm->conversation_seq())) return seen::not_shown;
+    visible_message = std::move(visible);
+    return seen::shown;
+  };
+  std::size_t outside = 0;  // messages from before the period passed in a row
+  auto too_far = [&](seen s) {
+    outside = s == seen::before_period ? outside + 1 : 0;
+    return outside > max_outside;
   };
   auto collect = [&](std::string_view key, std::string_view) {
-    auto visible = shown(key);
-    if (!visible) return true;
-    page.messages.push_back(std::move(*visible));
+    auto s = look(key);
+    if (s != seen::shown) return !too_far(s);
+    outside = 0;
+    page.messages.push_back(std::move(*visible_message));
     return page.messages.size() < q.limit;
   };
   if (lower < upper) {
@@ -110,14 +130,17 @@ result<history_page> message_service::history(std::string const& user, std::stri
   }
   // has_more_before/after: whether the conversation holds a message the caller may see
   // older than the first returned (newer than the last), whatever the filters. An empty
-  // page answers for the window's bounds. That is what a client pages with.
-  auto any_shown = [&](std::string const& from, std::string const& to) {
+  // page answers for the window's bounds. That is what a client pages with. Older ones
+  // are looked for from the page down, so the walk meets the period's start last.
+  auto any_shown = [&](std::string const& from, std::string const& to, bool down) {
     bool found = false;
-    if (from < to)
-      m.db.scan(cf::history, from, to, [&](std::string_view key, std::string_view) {
-        found = shown(key).has_value();
-        return !found;
-      });
+    outside = 0;
+    auto step = [&](std::string_view key, std::string_view) {
+      auto s = look(key);
+      found = s == seen::shown;
+      return !found && !too_far(s);
+    };
+    if (from < to) down ? m.db.scan_reverse(cf::history, from, to, step) : m.db.scan(cf::history, from, to, step);
     return found;
   };
   std::string first =
@@ -125,8 +148,11 @@ result<history_page> message_service::history(std::string const& user, std::stri
   std::string last = page.messages.empty()
                          ? std::max(lower, upper)
                          : keys::successor(keys::history_key(conv, *parse_id(page.messages.back().id())));
-  page.has_more_before = any_shown(keys::first_of(conv), first);
-  page.has_more_after = any_shown(last, keys::past_last_of(conv));
+  std::string newest = keys::past_last_of(conv);
+  if (period && !period->member() && period->left_at_ms() != 0)
+    newest = keys::history_key(conv, keys::message_id_floor(period->left_at_ms() + max_skew_ms));
+  page.has_more_before = any_shown(keys::first_of(conv), first, true);
+  page.has_more_after = any_shown(last, newest, false);
   return page;
 }
 

@@ -1153,6 +1153,59 @@ class GroupCountReceiptsTest(GroupCase):
 # 10: limits, on a node with small ones
 
 
+class LongHistoryTest(GroupCase):
+    """Pages of a busy group's history for a late joiner and a former member: the walks
+    stop at the period's bounds (docs/PROTOCOL.md, "History, membership periods and TTL"),
+    and the pages still say exactly what the member may see."""
+
+    NODE_CONFIG = {"messages": {"max_per_second": 100000}}
+
+    def send_many(self, client, gid, n, prefix):
+        """n group messages, pipelined; their ids in order."""
+        refs = []
+        for i in range(n):
+            ref = client.next_ref()
+            refs.append(ref)
+            client.send_frame({"ref": ref, "send": {"client_id": uuid.uuid4().hex, "conversation_id": gid,
+                                                    "body": {"text": "%s %d" % (prefix, i)}}})
+        ids = []
+        for ref in refs:
+            f = client.wait_ref(ref, 60)
+            self.assertIn("accepted", f, f)
+            ids.append(f["accepted"]["message_id"])
+        return ids
+
+    def test_late_joiner_and_former_member_of_a_busy_group(self):
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        a, b, c = alice.login(), bob.login(), carol.login()
+        A = self.ws(a)
+        gid = self.group(a, [bob.id], title="busy")
+        before = self.send_many(A, gid, 1500, "before carol")
+        self.assertStatus(self.add_members(a, gid, [carol.id]), 200)
+        p = self.history(c, conversation_id=gid, limit=10)
+        self.assertEqual((p["messages"], p["has_more_before"], p["has_more_after"]), ([], False, False))
+        self.assertEqual(self.history_ids(c, conversation_id=gid, before=before[-1]), [])
+        self.assertError(self.get_message(c, before[0]), 404, "message_not_found")
+        mine = self.send_many(A, gid, 3, "carol is here")
+        p = self.history(c, conversation_id=gid, limit=10)
+        self.assertEqual([m["id"] for m in p["messages"]], mine)
+        self.assertEqual((p["has_more_before"], p["has_more_after"]), (False, False))
+        p = self.history(c, conversation_id=gid, limit=2)
+        self.assertEqual([m["id"] for m in p["messages"]], mine[1:])
+        self.assertTrue(p["has_more_before"])
+        self.assertEqual(self.history_ids(c, conversation_id=gid, before=mine[1]), mine[:1])
+
+        # Bob goes; 1,500 more messages follow. His pages end where he left.
+        self.assertStatus(self.remove_member(a, gid, bob.id), 204)
+        self.send_many(A, gid, 1500, "after bob")
+        p = self.history(b, conversation_id=gid, limit=3)
+        self.assertEqual([m["id"] for m in p["messages"]], mine)
+        self.assertEqual((p["has_more_before"], p["has_more_after"]), (True, False))
+        self.assertEqual(self.history_ids(b, conversation_id=gid, after=mine[-1]), [])
+        self.assertEqual(self.history_ids(b, conversation_id=gid, limit=5, after=before[-3]),
+                         before[-2:] + mine)
+
+
 class GroupLimitsTest(GroupCase):
     NODE_CONFIG = {"messages": {"max_group_members": 3, "max_groups_per_user": 2}}
 
