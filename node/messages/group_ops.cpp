@@ -332,9 +332,10 @@ bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::stri
       (patch.title && *patch.title != c->title()) || (patch.description && *patch.description != c->description());
   bool settings = (patch.ttl_s && *patch.ttl_s != c->ttl_s()) ||
                   (patch.history_visible && *patch.history_visible != c->history_visible());
-  if (!details && !settings) return false;
+  // The role first: a member's patch is refused even when it would change nothing.
   if (role_of(*c, by) == client::MEMBER)
     return refuse(st, fail(code::forbidden_role, "only the owner and admins may change the group"));
+  if (!details && !settings) return false;
   if (patch.title) c->set_title(*patch.title);
   if (patch.description) c->set_description(*patch.description);
   if (patch.ttl_s) c->set_ttl_s(*patch.ttl_s);

@@ -50,7 +50,8 @@ class GroupSettingsTest(GroupCase):
         self.assertEqual((cc[5].get("ttl_s"), cc[5].get("history_visible")), (3600, True), cc[5])
 
         # A plain member may change none of it, and the refusals change nothing.
-        for fields in ({"title": "mine"}, {"description": "mine"}, {"ttl_s": 5}, {"history_visible": False}):
+        for fields in ({"title": "mine"}, {"description": "mine"}, {"ttl_s": 5}, {"history_visible": False},
+                       {"title": "final plans"}):  # the same value: refused all the same
             with self.subTest(member_patch=fields):
                 self.assertError(self.patch(c, gid, **fields), 403, "forbidden_role")
         # The same values again: no change, no version.
