@@ -190,11 +190,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   auto [device, refresh_token] = new_device(name, device_name, now, m.options.refresh_token_ttl_s);
   auto const& device_id = device.device_id();
   auto value = device.SerializeAsString();
-  store::lmdb_env::write_fn mutation = [&m, name, device_id = std::string(device_id), value,
-                                        now](store::lmdb_txn& txn) {
-    // The account may have been deleted or disabled while the password was checked.
+  store::lmdb_env::write_fn mutation = [&m, name, device_id = std::string(device_id), value, now,
+                                        hash](store::lmdb_txn& txn) {
+    // The account may have been deleted or disabled while the password was checked, or its
+    // password set anew: that revoked every device, and this one must not outlive it.
     auto u = m.read_user(txn, name);
-    if (!u || u->disabled()) return false;
+    if (!u || u->disabled() || u->password_hash() != hash) return false;
     m.make_room_for_device(txn, name, now);
     txn.put(m.devices, device_id, value);
     txn.put(m.user_devices, device_index_key(name, device_id), "");

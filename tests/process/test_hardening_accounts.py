@@ -216,6 +216,40 @@ class BusyLoginTest(NodeTestCase):
         self.assertEqual(after.status, 201, "the rightful user is locked out after the burst\n" + summary)
 
 
+class PasswordSetDuringLoginTest(NodeTestCase):
+    """An admin sets a user's password (all their sessions are revoked) while a login with the
+    old one is being checked: that login must not leave a session behind. It once did (its
+    write checked only that the account still existed), so someone locked out by a password
+    reset kept a working device by logging in at the same moment."""
+
+    def test_no_session_with_the_old_password_outlives_the_reset(self):
+        node = self.start_node(config={"users": {"password_hash_ops": 3, "password_hash_memory_kib": 65536}})
+        node.new_user("alice", "oldpassword1")
+        done = {}
+
+        def reset():
+            done["reset"] = node.admin("POST", "/v1/admin/users/alice/password", {"password": "newpassword2"})
+
+        for attempt in range(3):
+            done.clear()
+            t = threading.Thread(target=reset, daemon=True)
+            t.start()
+            time.sleep(0.02)  # the login reads the old hash while the new one is being made
+            login = node.login("alice", "oldpassword1", device="in the race %d" % attempt)
+            t.join(60)
+            self.assertEqual(done["reset"].status, 200, done["reset"].describe())
+            self.assertIn(login.status, (201, 401), login.describe())
+            if login.status == 201:  # it won the race: the reset then revoked it
+                me = node.request("GET", "/v1/me", token=login.json["access_token"])
+                self.assertEqual((me.status, error_code(me)), (401, "session_revoked"),
+                                 "a session made with the old password works after the reset")
+                self.assertEqual(node.refresh(login.json["refresh_token"]).status, 401)
+            sessions = node.admin("GET", "/v1/admin/sessions?user=alice").json["sessions"]
+            self.assertEqual([x for x in sessions if not x.get("revoked")], [], sessions)
+            self.assertEqual(node.login("alice", "newpassword2").status, 201)
+            node.admin("POST", "/v1/admin/users/alice/password", {"password": "oldpassword1"})
+
+
 # ---------------------------------------------------------------------------------------
 # D. Connections per address
 
