@@ -43,9 +43,11 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
     f.numbers = {{"offset", up->offset}};
     co_return f;
   }
-  if (offset + length > up->length)
-    co_return fail(code::upload_overflow, "the chunk would end at " + std::to_string(offset + length) +
-                                              ", past the upload's length " + std::to_string(up->length));
+  // Written so that it cannot wrap: a Content-Length near 2^64 once passed the check.
+  if (offset > up->length || length > up->length - offset)
+    co_return fail(code::upload_overflow, "the chunk of " + std::to_string(length) + " bytes at offset " +
+                                              std::to_string(offset) + " would end past the upload's length " +
+                                              std::to_string(up->length));
   if (!s->try_busy(id)) co_return fail(code::upload_busy, "another request is sending to this upload");
   busy_hold hold{*s, id};
 

@@ -706,6 +706,12 @@ class AssetsTest(AssetCase):
         r = self.patch(a, uid, 30, data[30:] + b"more than declared")
         self.assertError(r, 413, "upload_overflow")
         self.assertEqual(self.offset_of(a, uid), 30)
+        # A Content-Length that would wrap the end around 2^64 (it once passed the check and
+        # the node wrote whatever came, past the length, the quota and the size limit).
+        for huge in (2 ** 64 - 1, 2 ** 64 - 30):
+            r = self.patch(a, uid, 30, b"x" * 8, headers=[("Content-Length", str(huge))])
+            self.assertError(r, 413, "upload_overflow", msg="Content-Length %d" % huge)
+            self.assertEqual(self.offset_of(a, uid), 30)
         # The upload is unharmed by all of it.
         r = self.patch(a, uid, 30, data[30:])
         self.assertStatus(r, 201)
