@@ -133,7 +133,10 @@ remote_piece asset_service::serve_piece(std::string const& region, std::string c
   if (!a) return p;
   int fd = ::open(impl_->files.blob(hash).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return p;
-  auto want = static_cast<std::size_t>(std::min<std::uint64_t>(length, a->size - std::min(a->size, offset)));
+  // Never more than a piece, whatever the asking region says (a whole asset read into
+  // memory per request would let a peer exhaust ours).
+  auto want = static_cast<std::size_t>(
+      std::min<std::uint64_t>(std::min(length, piece_bytes), a->size - std::min(a->size, offset)));
   p.data.resize(want);
   std::size_t got = 0;
   while (got < want) {
