@@ -47,8 +47,18 @@ void outbound_lanes::take_confirmations() {
     std::lock_guard lock(acks_mutex_);
     got.swap(acks_);
   }
+  // Epochs are made from this region's clock (ms << 16, then 16 random bits): one from
+  // more than a day ahead of it was never ours, whatever our store went through. Taking it
+  // would move every lane to an epoch above it (at UINT64_MAX: wrap to 0, an epoch every
+  // destination refuses).
+  auto latest_epoch = (static_cast<std::uint64_t>(format::now_ms() + 24LL * 3600 * 1000) << 16) | 0xffff;
   for (auto const& [dest, ack] : got) {
     if (!dir_.is_remote(dest)) continue;
+    if (ack.epoch() > latest_epoch) {
+      log_->error("federation: region {} confirmed our lane under epoch {}, which this region never made; ignored",
+                  dest, ack.epoch());
+      continue;
+    }
     auto& l = lane_to(dest);
     // The destination is ahead of this store: a newer epoch than ours (our clock went
     // back), or more of our lane than we ever wrote (a restored store). Start a new epoch

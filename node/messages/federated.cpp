@@ -140,6 +140,7 @@ class federated_store final : public federation::local_store {
       std::uint64_t floor = std::max(above, current ? keys::from_be64(*current) : 0);
       std::uint64_t e = (static_cast<std::uint64_t>(now_ms()) << 16) | (keys::random_u64() & 0xffff);
       if (e <= floor) e = floor + 1;
+      if (e == 0) return false;  // never wraps (the link refuses epochs that could)
       *epoch = e;
       b.put(cf::state, keys::lane_epoch_key(), keys::be64(e));
       return true;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -297,6 +298,27 @@ TEST_CASE("a destination ahead of this store starts a new lane epoch, and every 
     CHECK(b.epoch == o.store.epoch());
     CHECK(lane_seqs(b) == seqs{1, 2});
   }
+}
+
+TEST_CASE("a confirmation under an epoch this region cannot have made changes nothing") {
+  origin o;
+  o.store.queue("away", 2);
+  o.store.queue("far", 1);
+  CHECK(o.publish("away") == seqs{1, 2});
+  CHECK(o.publish("far") == seqs{1});
+  auto epoch = o.store.epoch();
+  auto a_day_ahead = static_cast<std::uint64_t>(petchat::format::now_ms() + 2LL * 24 * 3600 * 1000) << 16;
+  for (auto bogus : {std::numeric_limits<std::uint64_t>::max(), a_day_ahead}) {
+    o.lanes.note_ack("away", ack(bogus, 1));
+    o.lanes.take_confirmations();
+  }
+  CHECK(o.store.new_epoch_requests.empty());
+  CHECK(o.store.epoch() == epoch);
+  CHECK(o.store.held("away") == seqs{1, 2});  // not confirmed either
+  CHECK(o.lanes.next("far", 100).epoch == epoch);
+  o.lanes.note_ack("away", ack(epoch, 2));  // the real one still works
+  o.lanes.take_confirmations();
+  CHECK(o.store.held("away").empty());
 }
 
 TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a destination that went back") {
