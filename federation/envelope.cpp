@@ -177,7 +177,9 @@ opened open(std::string_view bytes, std::string_view subject_origin, directory c
   if (!verified) return refuse(reject_reason::bad_signature);
   if (e.origin() != subject_origin) return refuse(reject_reason::origin_mismatch);
   bundle all;
-  if (!all.ParseFromString(e.body()) || all.bodies().empty()) return refuse(reject_reason::malformed);
+  if (!all.ParseFromString(e.body()) || all.bodies().empty() ||
+      static_cast<std::size_t>(all.bodies_size()) > max_bundle_bodies)
+    return refuse(reject_reason::malformed);
   out.lane_epoch = all.lane_epoch();
   out.lane_base = all.lane_base();
   if (all.has_lane_floor()) out.lane_floor = all.lane_floor();

@@ -112,6 +112,10 @@ enum class reject_reason {
 // The stable name ("malformed"...); "unknown" for count_.
 char const* to_string(reject_reason r);
 
+// Bodies in one bundle, at most: the publisher never sends more, and open() refuses more
+// (a peer's bundle of tens of thousands of bodies would be taken by the applier at once).
+inline constexpr std::size_t max_bundle_bodies = 256;
+
 // Signs serialized `body`s as `origin`, as one bundle: the serialized envelope. Durable
 // bodies travel with their lane's epoch, base and floor (none for ephemeral ones). Does not
 // check the bodies and does not fail.

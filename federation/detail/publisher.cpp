@@ -8,7 +8,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::size_t publish_batch = 1024;       // outbox entries per round and destination
-constexpr std::size_t bundle_entries = 256;       // bodies per envelope
 constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default max payload is 1 MiB)
 constexpr auto max_backoff = 30s;
 constexpr int presence_chunk = 500;  // users per presence envelope, far below NATS's payload limit
@@ -56,7 +55,7 @@ bool publisher::publish_to(std::string const& destination, outbound_lanes::batch
   while (i < entries.size() && !failed) {
     std::vector<std::string> bodies;
     std::size_t bytes = 0;
-    while (i < entries.size() && bodies.size() < bundle_entries && (bodies.empty() || bytes < bundle_bytes)) {
+    while (i < entries.size() && bodies.size() < max_bundle_bodies && (bodies.empty() || bytes < bundle_bytes)) {
       bytes += entries[i].body.size();
       bodies.push_back(std::move(entries[i].body));
       ++i;

@@ -487,6 +487,16 @@ class ForgedEnvelopes(FederationCase):
         subject = "petchat.v1.fed.america.europe"
         pub.pub(subject, b"\x00garbage, not an envelope")
         sent["malformed"] = 1
+        # Signed by europe, but more bodies than a bundle may hold (256): refused whole.
+        big = pb.bundle()
+        for i in range(257):
+            big.bodies.append(body("one of too many", lane_seq=2000000 + i).SerializeToString())
+        big.lane_epoch = 1
+        env = pb.envelope()
+        env.origin, env.body = "europe", big.SerializeToString()
+        env.signature = europe_sign(env.body)
+        pub.pub(subject, env.SerializeToString())
+        sent["malformed"] += 1
         pub.pub(subject, envelope(pb, "europe", body("bad signature"), signature=os.urandom(64)))
         america_sign = region_signer(self.node("america"))  # a real key, but not europe's
         pub.pub(subject, envelope(pb, "europe", body("signed by the wrong region"), sign=america_sign))
