@@ -395,6 +395,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   auto replica = parse<records::conversation_record>(b.get(cf::conversations, gs.conversation_id()));
   if (replica && home_of(*replica, m.region) != gs.home_region()) return reject_reason::foreign_user;
   if (replica && replica->version() >= gs.version()) return std::nullopt;  // an older state: dropped
+  if (!plausible_state(gs, replica ? replica->version() : 0)) return reject_reason::malformed;
   records::conversation_record c;
   c.set_group(true);
   c.set_home_region(gs.home_region());

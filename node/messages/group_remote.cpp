@@ -84,6 +84,25 @@ std::vector<federation::body> take_parked(store::rocks_batch& b, std::string con
 
 }  // namespace
 
+// What an honest home sends: at most max_group_members_ever members; the changes of one
+// write (a few), each of this group, of some kind (a newer home's kinds too), with a
+// version after the replica's and up to the state's. A peer's state of 150,000 members and 500,000 empty changes fits
+// in one envelope and would have been one mailbox event per change per local member.
+static constexpr int max_group_members_ever = 100000;  // the top of messages.max_group_members
+static constexpr int max_changes_per_state = 16;
+static constexpr int max_users_per_change = 1000 + 1;  // an add takes at most 1,000, plus the creator
+
+bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version) {
+  if (gs.members_size() > max_group_members_ever || gs.changes_size() > max_changes_per_state) return false;
+  for (auto const& ch : gs.changes()) {
+    bool users_ok = ch.users_size() <= std::max(max_users_per_change, gs.members_size());
+    if (ch.conversation_id() != gs.conversation_id() || ch.version() <= replica_version ||
+        ch.version() > gs.version() || ch.kind() == client::CHANGE_KIND_UNSPECIFIED || !users_ok)
+      return false;
+  }
+  return true;
+}
+
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
                            federation::body const& body, bool arriving) {
   auto const& msg = body.message();

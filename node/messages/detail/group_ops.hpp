@@ -86,8 +86,13 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
 // the version the message is stamped with (the sender may have been added since; the
 // membership of then decides when it has); applied if the sender is a member, or was
 // removed by a change after that version; else refused. `arriving`: as it comes off its
-// lane (not out of parking): then a stamp below one its origin used before is refused too.
+// lane (not out of parking): then a stamp below one its origin used before counts for
+// nothing (judged as if the body had none).
 enum class group_message_fate { apply, park, refuse };
+// Whether a group_state could come from an honest home (group_remote.cpp): sizes, and
+// changes of this group after the replica's version (`replica_version`, 0 without one).
+bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version);
+
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
                            federation::body const& body, bool arriving);
 

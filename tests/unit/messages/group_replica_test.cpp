@@ -148,6 +148,23 @@ TEST_CASE("an origin whose stamps went back (restored from a backup) is judged b
   CHECK(a.seen(alice) == strings{"change 1", "one", "two", "change 2", "change 3", "three"});
 }
 
+TEST_CASE("a group state no honest home sends is refused, and changes nothing") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  auto others = a.state(2, client::DETAILS_CHANGED, {dan, alice}, {});
+  others.content->mutable_group_state()->mutable_changes(0)->set_conversation_id("gANOTHERGROUP00000000001");
+  auto too_many = a.state(2, client::DETAILS_CHANGED, {dan, alice}, {});
+  for (int i = 0; i < 16; ++i)
+    *too_many.content->mutable_group_state()->add_changes() = too_many.content->group_state().changes(0);
+  auto old_change = a.state(3, client::DETAILS_CHANGED, {dan, alice}, {});
+  old_change.content->mutable_group_state()->mutable_changes(0)->set_version(1);
+  auto ahead = a.state(2, client::DETAILS_CHANGED, {dan, alice}, {});
+  ahead.content->mutable_group_state()->mutable_changes(0)->set_version(3);
+  for (auto* bad : {&others, &too_many, &old_change, &ahead}) CHECK(a.apply({*bad}) == strings{"malformed"});
+  CHECK(a.apply({a.state(2, client::DETAILS_CHANGED, {dan, alice}, {})}).empty());
+  CHECK(a.seen(alice) == strings{"change 1", "change 2"});
+}
+
 TEST_CASE("a removed member's messages sent before their region applied the removal are taken, later ones not") {
   away_lane a;
   CHECK(a.apply({a.state(1, client::CREATED, {dan, erin, alice}, {dan, erin, alice})}).empty());
