@@ -11,6 +11,7 @@
 namespace petchat::messages {
 
 using detail::conversations_holding;
+using detail::originals_of;
 using detail::put_asset;
 using detail::view_of;
 
@@ -78,8 +79,8 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     for (auto const& key : due) b.erase(cf::assets, key);
     auto rec = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(hash)));
     if (!rec || keys::read_u64(b, keys::refs_key(hash)) > 0) return true;
-    // A thumbnail goes with its original, not before.
-    if (!rec->thumbnail_of().empty() && b.get(cf::assets, keys::asset_key(rec->thumbnail_of()))) return true;
+    // A thumbnail goes with its (last) original, not before.
+    if (keys::has_original(b, *rec, hash)) return true;
     // An upload of it within the grace period keeps it (its own due entry comes later).
     for (auto const& [user, size] : uploaders) {
       auto u = parse<records::uploader_record>(b.get(cf::assets, keys::uploader_key(user, hash)));
@@ -89,10 +90,14 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     st->removed = true;
     st->blobs.push_back(hash);
     auto thumb = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(rec->thumbnail())));
-    if (!rec->thumbnail().empty() && thumb && keys::read_u64(b, keys::refs_key(rec->thumbnail())) == 0 &&
-        thumb_uploaders.empty()) {
+    if (rec->thumbnail().empty() || !thumb) return true;
+    bool orphan = keys::unlink_thumbnail(b, *thumb, rec->thumbnail(), hash);
+    if (keys::read_u64(b, keys::refs_key(rec->thumbnail())) > 0) return true;
+    if (orphan && thumb_uploaders.empty()) {
       remove_asset(b, rec->thumbnail(), {});
       st->blobs.push_back(rec->thumbnail());
+    } else if (orphan) {  // kept by its uploaders for now: looked at again after the grace period
+      b.put(cf::assets, keys::collect_key(now + grace_ms, rec->thumbnail()), "");
     }
     return true;
   };
@@ -118,19 +123,21 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
   auto due = now + std::int64_t(m.assets.grace_s) * 1000;
   store::rocks_db::write_fn mutation = [f, a, now, due](store::rocks_batch& b) {
     b.erase(cf::assets, keys::fetch_key(f.hash));
+    // Another region's word for which thumbnail an original has is taken only for bytes it
+    // sends: a hash already stored here (someone's asset, or another original's thumbnail)
+    // it named would give its members access to those bytes.
     if (b.get(cf::assets, keys::asset_key(f.hash))) return true;
     auto rec = put_asset(b, f.hash, a.size, a.content_type, now, due);
     rec.set_width(a.width);
     rec.set_height(a.height);
-    rec.set_thumbnail_of(f.thumbnail_of);
-    if (!a.thumbnail_hash.empty() && a.thumbnail_hash != f.hash) {
+    if (!f.thumbnail_of.empty()) keys::link_thumbnail(b, rec, f.hash, f.thumbnail_of);
+    if (!a.thumbnail_hash.empty() && a.thumbnail_hash != f.hash &&
+        !b.get(cf::assets, keys::asset_key(a.thumbnail_hash))) {
       rec.set_thumbnail(a.thumbnail_hash);
-      if (!b.get(cf::assets, keys::asset_key(a.thumbnail_hash))) {
-        records::fetch_record next;
-        next.set_region(f.region);
-        next.set_thumbnail_of(f.hash);
-        b.put(cf::assets, keys::fetch_key(a.thumbnail_hash), next.SerializeAsString());
-      }
+      records::fetch_record next;
+      next.set_region(f.region);
+      next.set_thumbnail_of(f.hash);
+      b.put(cf::assets, keys::fetch_key(a.thumbnail_hash), next.SerializeAsString());
     }
     b.put(cf::assets, keys::asset_key(f.hash), rec.SerializeAsString());
     return true;
@@ -165,13 +172,15 @@ std::optional<asset_view> message_service::asset_for_region(std::string const& r
   auto& m = *impl_;
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
   if (!rec) return std::nullopt;
-  auto const& original = rec->thumbnail_of().empty() ? hash : rec->thumbnail_of();
-  for (auto const& conv : conversations_holding(m, original, 4096)) {
-    auto c = m.conversation(conv);
-    if (!c) continue;
-    for (auto const& member : c->members())
-      if (ids::region_of(member) == region) return view_of(hash, *rec);
-  }
+  auto originals = originals_of(m, hash, *rec);
+  originals.push_back(hash);
+  for (auto const& original : originals)
+    for (auto const& conv : conversations_holding(m, original, 4096)) {
+      auto c = m.conversation(conv);
+      if (!c) continue;
+      for (auto const& member : c->members())
+        if (ids::region_of(member) == region) return view_of(hash, *rec);
+    }
   return std::nullopt;
 }
 

@@ -14,6 +14,7 @@
 namespace petchat::messages {
 
 using detail::conversations_holding;
+using detail::originals_of;
 using detail::put_asset;
 using detail::view_of;
 
@@ -27,6 +28,18 @@ std::string detail::print_asset_hash(std::string const& hash) {
 }
 
 // Shared with asset_upkeep.cpp (detail/asset_records.hpp).
+
+std::vector<std::string> detail::originals_of(message_service::impl const& m, std::string const& thumb,
+                                              records::asset_record const& rec) {
+  std::vector<std::string> out;
+  auto first = keys::thumbnail_pairs_first(thumb);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    out.emplace_back(key.substr(first.size()));
+    return out.size() < 64;
+  });
+  if (out.empty() && !rec.thumbnail_of().empty()) out.push_back(rec.thumbnail_of());  // from before the pairs
+  return out;
+}
 
 std::vector<std::string> detail::conversations_holding(message_service::impl const& m, std::string const& hash,
                                                        std::size_t max) {
@@ -141,8 +154,9 @@ result<asset_view> message_service::asset_for(std::string const& user, std::stri
   auto& m = *impl_;
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
   if (!rec) return pending_or_none(m, user, hash);
-  bool allowed = may_download(m, user, hash) || (!rec->thumbnail_of().empty() && asset_exists(rec->thumbnail_of()) &&
-                                                 may_download(m, user, rec->thumbnail_of()));
+  bool allowed = may_download(m, user, hash);
+  for (auto const& original : originals_of(m, hash, *rec))
+    allowed = allowed || (asset_exists(original) && may_download(m, user, original));
   if (!allowed) return no_asset();
   auto v = view_of(hash, *rec);
   if (auto mine = parse<records::uploader_record>(m.db.get(cf::assets, keys::uploader_key(user, hash)))) {
@@ -278,7 +292,7 @@ awaitable<result<asset_view>> message_service::record_asset(std::string user, ne
       st->rec.set_height(a.height);
       if (!a.thumbnail_hash.empty() && a.thumbnail_hash != a.hash) {
         auto thumb = put_asset(b, a.thumbnail_hash, a.thumbnail_size, "image/jpeg", now, due);
-        thumb.set_thumbnail_of(a.hash);
+        keys::link_thumbnail(b, thumb, a.thumbnail_hash, a.hash);  // never takes it from another original
         b.put(cf::assets, keys::asset_key(a.thumbnail_hash), thumb.SerializeAsString());
         st->rec.set_thumbnail(a.thumbnail_hash);
       }

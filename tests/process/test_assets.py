@@ -1235,6 +1235,28 @@ class LifetimeTest(AssetCase):
         thumb = self.fetch(b, photo["thumbnail_id"])  # 200: it lives as long as its original
         self.assertEqual(thumb.raw[:2], b"\xff\xd8")
 
+    def test_a_thumbnail_shared_by_two_originals_belongs_to_both(self):
+        """The same pixels with other metadata are another original with the same thumbnail.
+        Carol's copy once took the thumbnail over (bob, who may see alice's photo, got 404
+        for it) and, collected, took it away for good."""
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        a, b, c = alice.login(), bob.login(), carol.login()
+        A, B = self.ws(a), self.ws(b)
+        x = self.upload(a, make_png(400, 300, seed=44, comment=b"alice's"), name="x.png")
+        acc = self.send_attached(A, [{"asset_id": x["id"]}], to=bob.id)
+        B.wait_event(ev_message(acc["message_id"]))
+        thumb = self.fetch(b, x["thumbnail_id"]).raw
+        y = self.upload(c, make_png(400, 300, seed=44, comment=b"carol's"), name="y.png")
+        self.assertNotEqual(y["id"], x["id"])
+        self.assertEqual(y["thumbnail_id"], x["thumbnail_id"], "the same pixels, the same thumbnail")
+        self.fetch(b, x["thumbnail_id"], thumb)
+        self.fetch(c, y["thumbnail_id"], thumb)
+        # Carol never sends hers: it goes after the grace period; the thumbnail stays alice's.
+        self.wait_gone([c], y["id"])
+        self.assertGone(c, y["thumbnail_id"])
+        self.fetch(b, x["thumbnail_id"], thumb)
+        self.fetch(a, x["thumbnail_id"], thumb)
+
     def test_a_conversations_ttl_applies_to_its_attachments(self):
         alice, bob = self.person("alice"), self.person("bob")
         a, b = alice.login(), bob.login()

@@ -12,6 +12,9 @@ namespace petchat::messages::detail {
 // (committed state).
 std::vector<std::string> conversations_holding(message_service::impl const& m, std::string const& hash,
                                                std::size_t max);
+// The originals whose thumbnail `thumb` (its record `rec`) is, at most 64 (committed state).
+std::vector<std::string> originals_of(message_service::impl const& m, std::string const& thumb,
+                                      records::asset_record const& rec);
 // An asset as the API shows it.
 asset_view view_of(std::string const& hash, records::asset_record const& rec);
 // Inside a write: the asset record of a new blob (or the one there is), and when the

@@ -12,6 +12,9 @@
 //   p/ upload id                -> upload_record
 //   e/ expires_at_ms(8) id      -> "": when an upload in progress expires
 //   g/ due_ms(8) hash(32)       -> "": when to see whether an asset is still referenced
+//   t/ thumb(32) original(32)   -> "": an original whose thumbnail it is (the same pixels
+//                                  with other metadata make the same thumbnail)
+//   o/ thumb(32)                -> be64: how many originals it has
 #pragma once
 
 #include <cstdint>
@@ -116,6 +119,51 @@ inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id,
     b.put(store::cf::assets, collect_key(due_ms, hash), "");
     b.erase(store::cf::assets, fetch_key(hash));
   }
+}
+
+inline std::string thumbnail_pair_key(std::string const& thumb, std::string const& original) {
+  return "t/" + thumb + original;
+}
+inline std::string thumbnail_pairs_first(std::string const& thumb) {
+  return "t/" + thumb;
+}
+inline std::string originals_key(std::string const& thumb) {
+  return "o/" + thumb;
+}
+
+// Inside a write: `original` has `thumb` (its record `rec`) as its thumbnail. Every original
+// gets a pair, so that each gives access to the thumbnail and the thumbnail goes only with
+// the last; the first stays the record's thumbnail_of (write `rec` after). A thumbnail from
+// before the pairs gets the pair of its first original here too.
+inline void link_thumbnail(store::rocks_batch& b, records::asset_record& rec, std::string const& thumb,
+                           std::string const& original) {
+  if (rec.thumbnail_of().empty()) rec.set_thumbnail_of(original);
+  for (auto const& o : {rec.thumbnail_of(), original}) {
+    auto key = thumbnail_pair_key(thumb, o);
+    if (b.get(store::cf::assets, key)) continue;
+    b.put(store::cf::assets, key, "");
+    add_u64(b, originals_key(thumb), 1);
+  }
+}
+
+// Inside a write: `original` goes. True if `thumb` (its record `rec`) has no original left.
+inline bool unlink_thumbnail(store::rocks_batch& b, records::asset_record const& rec, std::string const& thumb,
+                             std::string const& original) {
+  auto key = thumbnail_pair_key(thumb, original);
+  if (b.get(store::cf::assets, key)) {
+    b.erase(store::cf::assets, key);
+    add_u64(b, originals_key(thumb), -1);
+  } else if (read_u64(b, originals_key(thumb)) == 0) {  // from before the pairs: its one original
+    return rec.thumbnail_of().empty() || rec.thumbnail_of() == original ||
+           !b.get(store::cf::assets, asset_key(rec.thumbnail_of()));
+  }
+  return read_u64(b, originals_key(thumb)) == 0;
+}
+
+// Inside a write: whether the thumbnail `thumb` (its record `rec`) still has an original.
+inline bool has_original(store::rocks_batch& b, records::asset_record const& rec, std::string const& thumb) {
+  if (read_u64(b, originals_key(thumb)) > 0) return true;
+  return !rec.thumbnail_of().empty() && b.get(store::cf::assets, asset_key(rec.thumbnail_of()));
 }
 
 // A message from another region: the attachments (and their thumbnails) not stored here
