@@ -2,7 +2,9 @@
 // region's request (run_request); in a member region, a group message from another region
 // checked against the replica, and parked until the replica reaches the version it was
 // sent at (docs/FEDERATION.md, "Groups across regions").
+#include <unordered_set>
 #include "node/log/log.hpp"
+
 #include "node/messages/detail/group_ops.hpp"
 
 namespace petchat::messages::service_detail {
@@ -94,6 +96,9 @@ static constexpr int max_users_per_change = 1000 + 1;  // an add takes at most 1
 
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version) {
   if (gs.members_size() > max_group_members_ever || gs.changes_size() > max_changes_per_state) return false;
+  std::unordered_set<std::string_view> seen;  // a name twice would count the group twice for them
+  for (auto const& u : gs.members())
+    if (!seen.insert(u).second) return false;
   for (auto const& ch : gs.changes()) {
     bool users_ok = ch.users_size() <= std::max(max_users_per_change, gs.members_size());
     if (ch.conversation_id() != gs.conversation_id() || ch.version() <= replica_version ||

@@ -172,11 +172,15 @@ inline void note_fetches(store::rocks_batch& b, records::stored_message const& s
   for (auto const& a : sm.message().body().attachments()) {
     auto hash = asset_hash_of(a.asset_id());
     if (hash.empty() || b.get(store::cf::assets, asset_key(hash))) continue;
+    // Already on its way from a region: another region naming the same hash does not take
+    // the fetch over (it could answer "not found" until the fetch is dropped).
+    if (b.get(store::cf::assets, fetch_key(hash))) continue;
     records::fetch_record f;
     f.set_region(region);
     b.put(store::cf::assets, fetch_key(hash), f.SerializeAsString());
     auto thumb = asset_hash_of(a.thumbnail_id());
-    if (thumb.empty() || b.get(store::cf::assets, asset_key(thumb))) continue;
+    if (thumb.empty() || b.get(store::cf::assets, asset_key(thumb)) || b.get(store::cf::assets, fetch_key(thumb)))
+      continue;
     f.set_thumbnail_of(hash);
     b.put(store::cf::assets, fetch_key(thumb), f.SerializeAsString());
   }

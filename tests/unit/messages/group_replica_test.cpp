@@ -160,7 +160,8 @@ TEST_CASE("a group state no honest home sends is refused, and changes nothing") 
   old_change.content->mutable_group_state()->mutable_changes(0)->set_version(1);
   auto ahead = a.state(2, client::DETAILS_CHANGED, {dan, alice}, {});
   ahead.content->mutable_group_state()->mutable_changes(0)->set_version(3);
-  for (auto* bad : {&others, &too_many, &old_change, &ahead}) CHECK(a.apply({*bad}) == strings{"malformed"});
+  auto twice = a.state(2, client::DETAILS_CHANGED, {dan, alice, alice}, {});
+  for (auto* bad : {&others, &too_many, &old_change, &ahead, &twice}) CHECK(a.apply({*bad}) == strings{"malformed"});
   CHECK(a.apply({a.state(2, client::DETAILS_CHANGED, {dan, alice}, {})}).empty());
   CHECK(a.seen(alice) == strings{"change 1", "change 2"});
 }
