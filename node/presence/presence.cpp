@@ -7,11 +7,18 @@
 
 namespace petchat::presence {
 
+namespace {
+constexpr int max_presence_entries = 1000;
+}  // namespace
+
 federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messages::message_service& messages,
                                                  std::uint32_t interval_s) {
   return [&manager, &messages, interval_s](federation::body const& b) {
     auto now = format::now_ms();
     if (b.has_presence()) {
+      // A region sends its users in chunks of 500 (federation/detail/publisher.cpp): more in
+      // one body is not an honest region's, and each entry costs a lookup under a lock.
+      if (b.presence().entries_size() > max_presence_entries) return;
       std::int64_t valid_until = now + 3 * std::int64_t(interval_s) * 1000;
       std::vector<std::string> online;
       for (auto const& e : b.presence().entries()) {

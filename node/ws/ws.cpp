@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <tuple>
+#include <unordered_set>
 
 namespace petchat::ws {
 namespace {
@@ -176,8 +177,13 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
   {
     std::lock_guard lock(mutex_);
     if (remote_.size() >= max_remote_users && !remote_.count(user)) {
-      // Bounded: forget whoever is offline; if everyone is online, refuse newcomers.
-      std::erase_if(remote_, [](auto const& kv) { return !kv.second.online; });
+      // Bounded: forget whoever is offline (a pass over all of them, at most once a second,
+      // not once per newcomer); if everyone is online, refuse newcomers.
+      auto now = now_ms();
+      if (now - remote_swept_ms_ >= 1000) {
+        remote_swept_ms_ = now;
+        std::erase_if(remote_, [](auto const& kv) { return !kv.second.online; });
+      }
       if (remote_.size() >= max_remote_users) return;
     }
     auto& r = remote_[user];
@@ -196,11 +202,11 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
 void ws_manager::remote_presence_full(std::string const& region, std::vector<std::string> const& online,
                                       std::int64_t at_ms) {
   std::vector<std::string> gone;
+  std::unordered_set<std::string_view> now_online(online.begin(), online.end());
   {
     std::lock_guard lock(mutex_);
     for (auto const& [user, r] : remote_)
-      if (r.online && ids::region_of(user) == region && std::find(online.begin(), online.end(), user) == online.end())
-        gone.push_back(user);
+      if (r.online && ids::region_of(user) == region && !now_online.count(user)) gone.push_back(user);
   }
   for (auto const& u : gone) remote_presence(u, false, at_ms, at_ms);
 }
