@@ -221,7 +221,25 @@ awaitable<result<messages::asset_view>> asset_service::upload(std::string user, 
                                                               byte_source& body) {
   auto s = impl_;
   if (length == 0) co_return fail(code::invalid_field, "an asset has at least one byte", "content-length");
-  if (auto ok = s->messages.quota_allows(user, length); !ok) co_return ok.error();
+  // Uploads of one request count against the quota while they arrive, as resumable ones do
+  // from their start: many at once must not each pass a check none of them has counted in.
+  {
+    std::lock_guard lock(s->mutex);
+    if (auto ok = s->messages.quota_allows(user, length, s->streaming[user]); !ok) {
+      if (s->streaming[user] == 0) s->streaming.erase(user);
+      co_return ok.error();
+    }
+    s->streaming[user] += length;
+  }
+  struct arriving {
+    impl& s;
+    std::string const& user;
+    std::uint64_t length;
+    ~arriving() {
+      std::lock_guard lock(s.mutex);
+      if ((s.streaming[user] -= length) == 0) s.streaming.erase(user);
+    }
+  } counted{*s, user, length};
   auto path = s->files.new_tmp();
   std::unique_ptr<detail::file_writer> out;
   try {

@@ -167,10 +167,11 @@ result<asset_view> message_service::asset_for(std::string const& user, std::stri
   return v;
 }
 
-result<bool> message_service::quota_allows(std::string const& user, std::uint64_t length) const {
+result<bool> message_service::quota_allows(std::string const& user, std::uint64_t length,
+                                           std::uint64_t streaming) const {
   auto& m = *impl_;
   auto used = m.db.get(cf::assets, keys::quota_key(user));
-  if (auto bad = over_quota(m.assets, used ? keys::from_be64(*used) : 0, length)) return *bad;
+  if (auto bad = over_quota(m.assets, (used ? keys::from_be64(*used) : 0) + streaming, length)) return *bad;
   return true;
 }
 

@@ -332,7 +332,8 @@ class message_service {
   result<asset_view> asset_for(std::string const& user, std::string const& hash) const;
   // Whether `user` may upload `length` more bytes now. Errors: asset_too_large,
   // quota_exceeded (with the numbers).
-  result<bool> quota_allows(std::string const& user, std::uint64_t length) const;
+  // `streaming`: bytes of the user's uploads in one request still arriving (not stored yet).
+  result<bool> quota_allows(std::string const& user, std::uint64_t length, std::uint64_t streaming = 0) const;
   // Starts a resumable upload. Errors: asset_too_large, quota_exceeded, too_many_uploads.
   awaitable<result<upload_view>> begin_upload(std::string user, upload_view spec);
   // An upload of `user`'s. Errors: upload_not_found (also another user's, or expired).

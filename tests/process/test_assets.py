@@ -1143,6 +1143,36 @@ class QuotaTest(AssetCase):
             self.assertEqual(err["needed_bytes"], needed, r.describe())
         return err
 
+    def test_uploads_arriving_at_once_count_against_the_quota(self):
+        """Uploads in one request count while their bytes arrive: two of 400 KiB on their way
+        leave no room for a third under a quota of 1 MiB. Each once passed a check that
+        counted only stored bytes, so any number of them could fill the disk at once."""
+        alice = self.person("alice")
+        a = alice.login()
+        tmp = os.path.join(self.node.data_dir, "assets", "tmp")
+        first, second = blob(400 * KIB, "arriving 1"), blob(400 * KIB, "arriving 2")
+        open_uploads = []
+        for data in (first, second):
+            s = self.node.raw_socket(HTTP_TIMEOUT_S)
+            head = request_head(self.node, "POST", "/v1/assets", self.tok(a), [("Content-Length", str(len(data)))])
+            s.sendall(head + data[:64 * KIB])
+            open_uploads.append((s, data))
+        # Both have started (each has its file in tmp/) and wait for the rest of their bytes.
+        deadline = time.monotonic() + POLL_S
+        while len(os.listdir(tmp)) < 2:
+            self.assertLess(time.monotonic(), deadline, "the two uploads never started")
+            time.sleep(0.05)
+        # The bytes on their way are counted as in use.
+        self.assertQuota(self.upload_request(a, blob(300 * KIB, "third")), 800 * KIB, 300 * KIB)
+        for s, data in open_uploads:
+            try:
+                s.sendall(data[64 * KIB:])
+                r = read_response(s, "POST")
+            finally:
+                s.close()
+            self.assertStatus(r, 201)
+        self.assertQuota(self.upload_request(a, blob(300 * KIB, "third")), 800 * KIB, 300 * KIB)
+
     def test_quota_counts_stored_bytes_and_uploads_in_progress(self):
         alice, bob = self.person("alice"), self.person("bob")
         a, b = alice.login(), bob.login()

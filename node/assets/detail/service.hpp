@@ -42,10 +42,11 @@ struct asset_service::impl {
   std::shared_ptr<spdlog::logger> log = log::get("assets");
   std::atomic<std::size_t> active_copies{0};
 
-  std::mutex mutex;                                    // guards the three below; never held across I/O
+  std::mutex mutex;                                    // guards the four below; never held across I/O
   std::set<std::string> claims;                        // hashes being placed or collected
   std::set<std::string> busy;                          // uploads with an append (or removal) running
   std::map<std::string, detail::partial_hash> hashes;  // upload id -> its hash so far
+  std::map<std::string, std::uint64_t> streaming;      // user -> bytes of one-request uploads arriving
 
   std::optional<boost::asio::strand<boost::asio::io_context::executor_type>> strand;  // of the two timers
   std::unique_ptr<boost::asio::steady_timer> timer;                                   // the collector's
