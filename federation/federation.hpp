@@ -193,13 +193,16 @@ class local_store {
   // Entries after `after` and the creation time of the first. snapshot()'s caller only;
   // scans them all.
   virtual backlog outbox_backlog(std::string const& destination, std::uint64_t after) = 0;
-  // The epoch of this node's outbound lanes, created (durably, blocking) on first use.
-  // Manager thread, first publish round.
-  virtual std::uint64_t outbound_epoch() = 0;
-  // Replaces it with a new epoch larger than both `above` and the current one; durable on
-  // return (blocks for the write). For when a destination shows this store is behind it
-  // (restored, clock behind). Manager thread.
-  virtual std::uint64_t new_outbound_epoch(std::uint64_t above) = 0;
+  // The epoch of this node's lane to `destination`, created (durably, blocking) on first
+  // use. Manager thread, first publish round to it.
+  virtual std::uint64_t outbound_epoch(std::string const& destination) = 0;
+  // A new epoch of the lane to `destination` larger than both `above` and the lane's
+  // current one; durable on return (blocks for the write). For when the destination shows
+  // this store is behind it (restored, clock behind). With `destination` empty: a new epoch
+  // of every lane (a store restored from a backup, at start). Lanes to other destinations
+  // keep theirs: one destination (broken, or hostile) cannot make the others see a new
+  // epoch, which starts their lanes again at the last confirmation. Manager thread.
+  virtual std::uint64_t new_outbound_epoch(std::string const& destination, std::uint64_t above) = 0;
 
   struct lane {
     std::uint64_t epoch = 0;

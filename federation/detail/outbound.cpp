@@ -15,6 +15,7 @@ outbound_lanes::lane& outbound_lanes::lane_to(std::string const& destination) {
   auto& l = lanes_[destination];
   if (!l.started) {
     l.started = true;
+    l.epoch = store_.outbound_epoch(destination);
     l.published = l.confirmed = store_.outbox_start(destination);
     l.floor = std::min(store_.outbox_floor(destination), l.confirmed);
     l.waiting_since = clock::now();
@@ -41,7 +42,6 @@ void outbound_lanes::note_ack(std::string const& destination, lane_ack const& ac
 }
 
 void outbound_lanes::take_confirmations() {
-  if (epoch_ == 0) epoch_ = store_.outbound_epoch();
   std::map<std::string, lane_ack> got;
   {
     std::lock_guard lock(acks_mutex_);
@@ -62,17 +62,17 @@ void outbound_lanes::take_confirmations() {
     auto& l = lane_to(dest);
     // The destination is ahead of this store: a newer epoch than ours (our clock went
     // back), or more of our lane than we ever wrote (a restored store). Start a new epoch
-    // above it; the destination then starts the lane at our base.
-    if (ack.epoch() > epoch_ || (ack.epoch() == epoch_ && ack.seq() > store_.outbox_end(dest))) {
-      epoch_ = store_.new_outbound_epoch(ack.epoch());
+    // of its lane above it; the destination then starts the lane at our base.
+    if (ack.epoch() > l.epoch || (ack.epoch() == l.epoch && ack.seq() > store_.outbox_end(dest))) {
+      l.epoch = store_.new_outbound_epoch(dest, ack.epoch());
       log_->error(
           "federation: region {} has applied more of our lane than this store knows (epoch {} seq {}); "
           "continuing under a new lane epoch {}",
-          dest, ack.epoch(), ack.seq(), epoch_);
-      for (auto& [d, other] : lanes_) other.published = other.confirmed;  // send again under the new epoch
+          dest, ack.epoch(), ack.seq(), l.epoch);
+      l.published = l.confirmed;  // send again under the new epoch
       continue;
     }
-    if (ack.epoch() != epoch_ || ack.seq() == l.confirmed) continue;  // an older epoch of ours, or no news
+    if (ack.epoch() != l.epoch || ack.seq() == l.confirmed) continue;  // an older epoch of ours, or no news
     if (ack.seq() < l.confirmed)
       went_back(dest, l, ack.seq());
     else
@@ -147,7 +147,7 @@ outbound_lanes::batch outbound_lanes::next(std::string const& destination, std::
   batch b;
   if (l.hold_after != 0 && l.published >= l.hold_after) return b;
   b.entries = store_.outbox_peek(destination, l.published, limit);
-  b.epoch = epoch_;
+  b.epoch = l.epoch;
   b.base = l.confirmed;
   b.floor = l.floor;
   return b;

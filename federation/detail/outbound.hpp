@@ -58,6 +58,7 @@ class outbound_lanes {
     clock::time_point waiting_since{};  // when `confirmed` last moved (or waiting began)
     clock::duration resend_delay{};     // grows while resending brings no progress
     std::uint64_t hold_after = 0;       // after a resend: publish no further until confirmations move
+    std::uint64_t epoch = 0;            // the lane's epoch
   };
   lane& lane_to(std::string const& destination);
   void confirm(std::string const& destination, lane& l, std::uint64_t seq);
@@ -70,7 +71,6 @@ class outbound_lanes {
   local_store& store_;
   std::shared_ptr<spdlog::logger> log_;
   std::map<std::string, lane> lanes_;  // manager thread only
-  std::uint64_t epoch_ = 0;            // this node's outbound lane epoch (manager thread)
 
   std::mutex acks_mutex_;
   std::map<std::string, lane_ack> acks_;  // by destination, guarded by acks_mutex_

@@ -167,7 +167,7 @@ std::unique_ptr<federation::link> make_federation(config::node_config const& cfg
     // The lane seqs this store hands out next were used before the restore, for envelopes
     // other regions applied: a new epoch makes them start the lanes again at what they
     // confirmed (what this store still holds is sent again, and deduplicated there).
-    auto epoch = fed_store.new_outbound_epoch(0);
+    auto epoch = fed_store.new_outbound_epoch({}, 0);
     log::get("federation")
         ->warn("this data dir was restored from a backup: lanes to other regions continue under a new epoch {}", epoch);
     identity::forget_restored_marker(cfg.node.data_dir);

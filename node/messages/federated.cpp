@@ -126,23 +126,39 @@ class federated_store final : public federation::local_store {
     return b;
   }
 
-  std::uint64_t outbound_epoch() override {
-    auto v = m_.db.get(cf::state, keys::lane_epoch_key());
-    if (v) return keys::from_be64(*v);
-    return new_outbound_epoch(0);
+  // The epoch of the lane to `destination`: its own (`fe/<destination>`) or the node's
+  // (`fe`, every lane's before lanes had their own, and after a restore), the larger.
+  std::uint64_t outbound_epoch(std::string const& destination) override {
+    auto node = m_.db.get(cf::state, keys::lane_epoch_key());
+    auto own = m_.db.get(cf::state, keys::lane_epoch_key(destination));
+    if (node || own) return std::max(node ? keys::from_be64(*node) : 0, own ? keys::from_be64(*own) : 0);
+    return new_outbound_epoch({}, 0);
   }
 
   // Time-ordered (ms << 16 | random), and above anything seen: it only ever grows.
-  std::uint64_t new_outbound_epoch(std::uint64_t above) override {
+  std::uint64_t new_outbound_epoch(std::string const& destination, std::uint64_t above) override {
     auto epoch = std::make_shared<std::uint64_t>(0);
-    store::rocks_db::write_fn fn = [above, epoch](store::rocks_batch& b) {
-      auto current = b.get(cf::state, keys::lane_epoch_key());
-      std::uint64_t floor = std::max(above, current ? keys::from_be64(*current) : 0);
+    std::vector<std::string> lanes;  // a new epoch of every lane is above each lane's own
+    if (destination.empty())
+      m_.db.scan(cf::state, keys::lane_epoch_key("\x01"), keys::lane_epoch_key("\x7f"),
+                 [&](std::string_view key, std::string_view) {
+                   lanes.emplace_back(key);
+                   return true;
+                 });
+    auto key = destination.empty() ? keys::lane_epoch_key() : keys::lane_epoch_key(destination);
+    store::rocks_db::write_fn fn = [above, epoch, key, destination, lanes](store::rocks_batch& b) {
+      std::uint64_t floor = above;
+      auto take = [&](std::string const& k) {
+        if (auto v = b.get(cf::state, k)) floor = std::max(floor, keys::from_be64(*v));
+      };
+      take(keys::lane_epoch_key());
+      if (!destination.empty()) take(key);
+      for (auto const& k : lanes) take(k);
       std::uint64_t e = (static_cast<std::uint64_t>(now_ms()) << 16) | (keys::random_u64() & 0xffff);
       if (e <= floor) e = floor + 1;
       if (e == 0) return false;  // never wraps (the link refuses epochs that could)
       *epoch = e;
-      b.put(cf::state, keys::lane_epoch_key(), keys::be64(e));
+      b.put(cf::state, key, keys::be64(e));
       return true;
     };
     if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)

@@ -108,6 +108,9 @@ inline std::string read_key(std::string const& conv, std::string const& user) {
 inline std::string lane_epoch_key() {
   return "fe";
 }
+inline std::string lane_epoch_key(std::string const& destination) {
+  return "fe/" + destination;
+}
 inline std::string outbound_lane_key(std::string const& destination) {
   return "fo/" + destination;
 }

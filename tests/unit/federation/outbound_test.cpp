@@ -44,7 +44,11 @@ class memory_store final : public federation::local_store {
     for (auto const& [seq, body] : boxes_[destination].entries) out.push_back(seq);
     return out;
   }
-  std::uint64_t epoch() const { return epoch_; }
+  std::uint64_t epoch() const { return epoch_; }  // the node's (every lane's without its own)
+  std::uint64_t epoch(std::string const& destination) const {
+    auto it = lane_epochs_.find(destination);
+    return it == lane_epochs_.end() ? epoch_ : std::max(epoch_, it->second);
+  }
   std::size_t forget_at_once = 1000;              // entries outbox_forget forgets per call at most
   std::vector<std::uint64_t> new_epoch_requests;  // the `above` of each new_outbound_epoch
 
@@ -87,11 +91,14 @@ class memory_store final : public federation::local_store {
     auto const& entries = boxes_[destination].entries;
     return {static_cast<std::uint64_t>(std::distance(entries.upper_bound(after), entries.end())), 0};
   }
-  std::uint64_t outbound_epoch() override { return epoch_; }
-  std::uint64_t new_outbound_epoch(std::uint64_t above) override {
+  std::uint64_t outbound_epoch(std::string const& destination) override { return epoch(destination); }
+  std::uint64_t new_outbound_epoch(std::string const& destination, std::uint64_t above) override {
     new_epoch_requests.push_back(above);
-    epoch_ = std::max(above, epoch_) + 1;
-    return epoch_;
+    if (destination.empty()) {
+      for (auto const& [d, e] : lane_epochs_) above = std::max(above, e);
+      return epoch_ = std::max(above, epoch_) + 1;
+    }
+    return lane_epochs_[destination] = std::max(above, epoch(destination)) + 1;
   }
   std::map<std::string, lane> inbound_lanes() override { return {}; }
   std::uint64_t inbound_position() override { return 0; }
@@ -106,6 +113,7 @@ class memory_store final : public federation::local_store {
   };
   std::map<std::string, box> boxes_;
   std::uint64_t epoch_ = 1000;
+  std::map<std::string, std::uint64_t> lane_epochs_;
 };
 
 federation::options with_regions(std::uint32_t resend_after_s, std::uint32_t keep_confirmed_s) {
@@ -254,7 +262,7 @@ TEST_CASE("entries left unconfirmed are sent again from the last confirmed seq o
   }
 }
 
-TEST_CASE("a destination ahead of this store starts a new lane epoch, and every outbox goes again under it") {
+TEST_CASE("a destination ahead of this store starts a new epoch of its lane, which goes again under it") {
   SUBCASE("it applied more of the lane than this store ever wrote (a store restored from a backup)") {
     origin o;
     o.store.queue("away", 3);
@@ -266,23 +274,26 @@ TEST_CASE("a destination ahead of this store starts a new lane epoch, and every 
     o.lanes.note_ack("away", ack(old_epoch, 9));
     o.lanes.take_confirmations();
     CHECK(o.store.new_epoch_requests == seqs{old_epoch});
-    CHECK(o.store.epoch() > old_epoch);
+    CHECK(o.store.epoch("away") > old_epoch);
     CHECK(o.store.held("away") == seqs{1, 2, 3});  // nothing counts as confirmed
-    for (char const* dest : {"away", "far"}) {
-      CAPTURE(dest);
-      auto b = o.lanes.next(dest, 100);
-      CHECK(b.epoch == o.store.epoch());
-      CHECK(b.base == 0);
-      CHECK(lane_seqs(b) == (std::string(dest) == "away" ? seqs{1, 2, 3} : seqs{1, 2}));
-    }
+    auto b = o.lanes.next("away", 100);
+    CHECK(b.epoch == o.store.epoch("away"));
+    CHECK(b.base == 0);
+    CHECK(lane_seqs(b) == seqs{1, 2, 3});
+    // The lane to far is not touched: its epoch stays, nothing goes again.
+    CHECK(o.store.epoch("far") == old_epoch);
+    CHECK(o.lanes.next("far", 100).entries.empty());
 
-    // Confirmations under the new epoch work as before; those under the old one no longer count.
+    // Under its new epoch away's confirmations work as before; under the old one they no
+    // longer count. Far's count under its own.
+    o.lanes.note_ack("away", ack(old_epoch, 3));
+    o.lanes.take_confirmations();
+    CHECK(o.store.held("away") == seqs{1, 2, 3});
+    o.lanes.note_ack("away", ack(o.store.epoch("away"), 3));
     o.lanes.note_ack("far", ack(old_epoch, 2));
     o.lanes.take_confirmations();
-    CHECK(o.store.held("far") == seqs{1, 2});
-    o.lanes.note_ack("away", ack(o.store.epoch(), 3));
-    o.lanes.take_confirmations();
     CHECK(o.store.held("away").empty());
+    CHECK(o.store.held("far").empty());
     CHECK(o.store.new_epoch_requests.size() == 1);
   }
   SUBCASE("it knows a newer epoch of ours (this node's clock went back)") {
@@ -293,9 +304,9 @@ TEST_CASE("a destination ahead of this store starts a new lane epoch, and every 
     o.lanes.note_ack("away", ack(newer, 1));
     o.lanes.take_confirmations();
     CHECK(o.store.new_epoch_requests == seqs{newer});
-    CHECK(o.store.epoch() > newer);
+    CHECK(o.store.epoch("away") > newer);
     auto b = o.lanes.next("away", 100);
-    CHECK(b.epoch == o.store.epoch());
+    CHECK(b.epoch == o.store.epoch("away"));
     CHECK(lane_seqs(b) == seqs{1, 2});
   }
 }
