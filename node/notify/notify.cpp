@@ -197,6 +197,12 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   t.id = random_id();
   t.pushed_through = m.messages.mailbox_head(user_id);  // what came before is not news
   auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device);
+  // The session (or the account) may have ended while the endpoint was checked: its end
+  // found no target then. Look again, now that the target is stored.
+  if (stored)
+    asio::post(*m.strand, [self = impl_, user_id] {
+      if (!self->stopping) self->end_sessions(user_id);
+    });
   co_return stored;
 }
 
