@@ -414,7 +414,8 @@ class federated_store final : public federation::local_store {
     if (sm->message().to() != r.by() || !m_.is_local(sm->message().from()) ||
         sm->message().conversation_id() != r.conversation_id())
       return reject_reason::foreign_user;
-    bool news = r.status() == client::UNDELIVERABLE;
+    // UNDELIVERABLE after the message was delivered or read says nothing true: not told.
+    bool news = r.status() == client::UNDELIVERABLE && sm->delivered_at_ms() == 0 && sm->read_at_ms() == 0;
     if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
       // As for a local recipient: the receipt's mailbox entry goes with the message.
       sm->set_delivered_at_ms(r.at_ms());

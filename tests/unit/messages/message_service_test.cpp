@@ -395,3 +395,24 @@ TEST_CASE("a durable body of a kind this version does not know takes its lane po
   CHECK(apply({ephemeral}) == std::vector<std::string>{"malformed"});
   CHECK(lane() == 4);
 }
+
+TEST_CASE("a receipt from the recipient's region: UNDELIVERABLE after DELIVERED is not told") {
+  using namespace federation_lanes;
+  lanes_home h;
+  auto m = h.home.sent(alice, "dan@away", "c1", "to away");
+  auto receipt = [&](client::receipt_status status, std::uint64_t seq) {
+    auto item = from_away(5, 0, 0, seq);
+    item.content->clear_deleted();
+    auto& r = *item.content->mutable_receipt();
+    r.set_message_id(m);
+    r.set_conversation_id(message_service::conversation_of(alice, "dan@away"));
+    r.set_by("dan@away");
+    r.set_status(status);
+    r.set_at_ms(petchat::format::now_ms());
+    return item;
+  };
+  CHECK(h.apply({receipt(client::DELIVERED, 1), receipt(client::UNDELIVERABLE, 2)}).empty());
+  auto told = h.home.service.events_after(alice, 1, 10);
+  REQUIRE(told.events.size() == 1);
+  CHECK(told.events[0].receipt().status() == client::DELIVERED);
+}
