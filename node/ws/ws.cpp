@@ -13,7 +13,8 @@ namespace {
 
 using format::now_ms;
 
-constexpr std::size_t max_remote_users = 200000;  // presence entries kept for users of other regions
+constexpr std::size_t max_remote_users = 200000;                     // presence entries kept for users of other regions
+constexpr std::size_t max_remote_per_region = max_remote_users / 2;  // of them, of one region
 
 client::server_frame presence_frame(std::string const& user, bool online, std::int64_t last_seen) {
   client::server_frame f;
@@ -176,15 +177,25 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
   bool changed = false;
   {
     std::lock_guard lock(mutex_);
-    if (remote_.size() >= max_remote_users && !remote_.count(user)) {
-      // Bounded: forget whoever is offline (a pass over all of them, at most once a second,
-      // not once per newcomer); if everyone is online, refuse newcomers.
-      auto now = now_ms();
-      if (now - remote_swept_ms_ >= 1000) {
-        remote_swept_ms_ = now;
-        std::erase_if(remote_, [](auto const& kv) { return !kv.second.online; });
+    if (!remote_.count(user)) {
+      // One region may not take the table from the others (a flood of invented users).
+      auto& of_region = remote_per_region_[id->region];
+      if (of_region >= max_remote_per_region) return;
+      if (remote_.size() >= max_remote_users) {
+        // Bounded: forget whoever is offline (a pass over all of them, at most once a
+        // second, not once per newcomer); if everyone is online, refuse newcomers.
+        auto now = now_ms();
+        if (now - remote_swept_ms_ >= 1000) {
+          remote_swept_ms_ = now;
+          std::erase_if(remote_, [this](auto const& kv) {
+            if (kv.second.online) return false;
+            --remote_per_region_[std::string(ids::region_of(kv.first))];
+            return true;
+          });
+        }
+        if (remote_.size() >= max_remote_users) return;
       }
-      if (remote_.size() >= max_remote_users) return;
+      ++of_region;
     }
     auto& r = remote_[user];
     bool was_online = r.online && r.valid_until_ms > now_ms();

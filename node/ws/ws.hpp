@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -272,6 +273,7 @@ class ws_manager final : public mailbox_listener {
     std::int64_t valid_until_ms = 0;
   };
   std::unordered_map<std::string, remote_state> remote_;  // users of other regions (guarded)
+  std::map<std::string, std::size_t> remote_per_region_;  // remote_'s users by region (guarded)
   std::int64_t remote_swept_ms_ = 0;  // when a full remote_ last had its offline users forgotten (guarded)
   remote_hooks hooks_;
 };

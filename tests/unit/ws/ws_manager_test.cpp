@@ -333,3 +333,18 @@ TEST_CASE("remote presence is believed until its report runs out, then contacts 
 }
 
 }  // namespace
+
+TEST_CASE("one region's users may take at most half of the remote presence table") {
+  contact_book book;
+  ws_manager m(10, book.lookup());
+  petchat::ws::remote_hooks hooks;
+  hooks.local_region = "home";
+  m.set_remote_hooks(hooks);
+  auto until = petchat::format::now_ms() + 60000;
+  for (int i = 0; i < 100000; ++i) m.remote_presence("user" + std::to_string(i) + "@flood", true, 0, until);
+  CHECK(m.presence("user99999@flood").online);
+  m.remote_presence("user100000@flood", true, 0, until);
+  CHECK_FALSE(m.presence("user100000@flood").online);
+  m.remote_presence(zoe, true, 0, until);  // another region's users still get in
+  CHECK(m.presence(zoe).online);
+}
