@@ -21,6 +21,7 @@
 #include "node/messages/detail/client_view.hpp"
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
+#include "node/messages/detail/limits.hpp"
 #include "node/messages/detail/mailbox_runs.hpp"
 #include "node/messages/detail/push.hpp"
 #include "node/messages/detail/send_limiter.hpp"
@@ -36,17 +37,6 @@ using errors::code;
 using errors::fail;
 using store::cf;
 namespace keys = detail;
-
-// Mailbox events one acknowledgement write looks at, at most (see message_service::ack).
-inline constexpr std::uint64_t max_ack_walk = 1024;
-// History entries one read looks at, at most (see mark_read).
-inline constexpr std::size_t max_read_walk = 2000;
-// History walks stop after this many messages in a row from before the reader's period
-// (reads.cpp).
-inline constexpr std::size_t max_outside = 1000;
-// The clock skew allowed between regions: a removed member's late messages (group_remote.cpp),
-// and how far after leaving a former member's history walks look (reads.cpp).
-inline constexpr std::int64_t max_skew_ms = 5 * 60 * 1000;
 
 // An event appended to a mailbox by a write, reported to the listener after the commit.
 struct news {

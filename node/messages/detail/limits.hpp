@@ -1,0 +1,22 @@
+// How far the message service's walks over the store go, and the clock skew it allows
+// between regions: the bounds that keep one request's work independent of a mailbox's or
+// a group's size.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace petchat::messages::service_detail {
+
+// Mailbox events one acknowledgement write looks at, at most (see message_service::ack).
+inline constexpr std::uint64_t max_ack_walk = 1024;
+// History entries one read looks at, at most (see mark_read).
+inline constexpr std::size_t max_read_walk = 2000;
+// History walks stop after this many messages in a row from before the reader's period
+// (reads.cpp).
+inline constexpr std::size_t max_outside = 1000;
+// The clock skew allowed between regions: a removed member's late messages (group_remote.cpp),
+// and how far after leaving a former member's history walks look (reads.cpp).
+inline constexpr std::int64_t max_skew_ms = 5 * 60 * 1000;
+
+}  // namespace petchat::messages::service_detail
