@@ -52,7 +52,7 @@ namespace {
 
 // How far a stamp may be ahead of the replica before it is taken for a forgery; how many
 // messages one origin may have parked in all (the clock skew allowed between regions,
-// max_skew_ms, is in detail/service.hpp).
+// max_skew_ms, is in detail/limits.hpp).
 constexpr std::uint64_t max_versions_ahead = 1000;
 constexpr std::uint64_t max_parked_per_origin = 10000;
 
