@@ -1,7 +1,9 @@
 // Assets across regions (docs/FEDERATION.md, "Assets across regions"). A message from
 // another region leaves a fetch entry per attachment not stored here (the message
-// service's `f/` keys); every second the fetcher takes the due ones, asks the holding
-// region for the bytes in pieces of 256 KiB, hashes them, places and records the asset.
+// service's `f/` keys), or, for one stored here, a fetch only as that region's proof that
+// it holds the bytes (`y/`: until then its message's reference gives no access); every
+// second the fetcher takes the due ones, asks the holding region for the bytes in pieces
+// of 256 KiB, hashes them, places and records the asset (or notes the proof).
 // A failed try is tried again later (1, 2, 4... up to 10 s apart); an asset the holder
 // says it has not for us is given up after 20 tries. The other direction: serve_piece.
 #include <fcntl.h>
@@ -93,7 +95,11 @@ awaitable<void> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
   }
   if (r.outcome == fetched::ok) {
     auto done = co_await s->messages.record_fetched(f, std::move(r.asset));
-    if (done) s->log->info("asset {} fetched from region {}", print_id(f.hash), f.region);
+    if (done && f.proof)
+      s->log->info("region {} showed it holds asset {}: its messages' references to it count", f.region,
+                   print_id(f.hash));
+    else if (done)
+      s->log->info("asset {} fetched from region {}", print_id(f.hash), f.region);
     co_return;
   }
   bool drop = r.outcome == fetched::missing && f.tries + 1 >= give_up_after;

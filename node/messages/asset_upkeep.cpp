@@ -1,6 +1,6 @@
 // The upkeep of the asset records (docs/PROTOCOL.md, "Assets"; keys in detail/assets.hpp):
-// what the collector removes, and other regions' assets, fetched here and served from here
-// (docs/FEDERATION.md, "Assets across regions"); and the figures of `petchatctl assets`.
+// what the collector removes, and the figures of `petchatctl assets`. Other regions' assets
+// are remote_assets.cpp's.
 #include "node/async/async.hpp"
 #include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/service.hpp"
@@ -9,11 +9,6 @@
 // lambda handed to an awaited call is stored in a named variable first (see users.cpp).
 
 namespace petchat::messages {
-
-using detail::conversations_holding;
-using detail::originals_of;
-using detail::put_asset;
-using detail::view_of;
 
 std::map<std::string, std::vector<std::string>> message_service::assets_due(std::int64_t now, std::size_t max) const {
   std::map<std::string, std::vector<std::string>> out;
@@ -70,10 +65,16 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
   auto st = std::make_shared<collected_asset>();
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
   auto uploaders = uploaders_of(m, hash);
+  std::vector<std::string> holders;  // x/ keys: regions that showed they hold the bytes
+  auto first = keys::holders_first(hash);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    holders.emplace_back(key);
+    return holders.size() < 4096;
+  });
   decltype(uploaders) thumb_uploaders;
   if (rec && !rec->thumbnail().empty()) thumb_uploaders = uploaders_of(m, rec->thumbnail());
   auto grace_ms = std::int64_t(m.assets.grace_s) * 1000;
-  store::rocks_db::write_fn mutation = [&m, st, hash, now, due, uploaders, thumb_uploaders,
+  store::rocks_db::write_fn mutation = [&m, st, hash, now, due, uploaders, holders, thumb_uploaders,
                                         grace_ms](store::rocks_batch& b) {
     *st = collected_asset{};
     for (auto const& key : due) b.erase(cf::assets, key);
@@ -87,6 +88,7 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
       if (u && u->at_ms() + grace_ms > now) return true;
     }
     remove_asset(b, hash, uploaders);
+    for (auto const& key : holders) b.erase(cf::assets, key);
     st->removed = true;
     st->blobs.push_back(hash);
     auto thumb = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(rec->thumbnail())));
@@ -104,84 +106,6 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the collector could not remove an asset");
   co_return *st;
-}
-
-std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::size_t max) const {
-  std::vector<pending_fetch> out;
-  impl_->db.scan(cf::assets, "f/", "f0", [&](std::string_view key, std::string_view value) {
-    records::fetch_record f;
-    f.ParseFromArray(value.data(), static_cast<int>(value.size()));
-    if (f.next_try_ms() <= now) out.push_back({std::string(key.substr(2)), f.region(), f.thumbnail_of(), f.tries()});
-    return out.size() < max;
-  });
-  return out;
-}
-
-awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_asset a) {
-  auto& m = *impl_;
-  auto now = now_ms();
-  auto due = now + std::int64_t(m.assets.grace_s) * 1000;
-  store::rocks_db::write_fn mutation = [f, a, now, due](store::rocks_batch& b) {
-    b.erase(cf::assets, keys::fetch_key(f.hash));
-    // Another region's word for which thumbnail an original has is taken only for bytes it
-    // sends: a hash already stored here (someone's asset, or another original's thumbnail)
-    // it named would give its members access to those bytes.
-    if (b.get(cf::assets, keys::asset_key(f.hash))) return true;
-    auto rec = put_asset(b, f.hash, a.size, a.content_type, now, due);
-    rec.set_width(a.width);
-    rec.set_height(a.height);
-    if (!f.thumbnail_of.empty()) keys::link_thumbnail(b, rec, f.hash, f.thumbnail_of);
-    if (!a.thumbnail_hash.empty() && a.thumbnail_hash != f.hash &&
-        !b.get(cf::assets, keys::asset_key(a.thumbnail_hash))) {
-      rec.set_thumbnail(a.thumbnail_hash);
-      records::fetch_record next;
-      next.set_region(f.region);
-      next.set_thumbnail_of(f.hash);
-      b.put(cf::assets, keys::fetch_key(a.thumbnail_hash), next.SerializeAsString());
-    }
-    b.put(cf::assets, keys::asset_key(f.hash), rec.SerializeAsString());
-    return true;
-  };
-  auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return m.write_failed("a fetched asset could not be stored");
-  co_return errors::ok();
-}
-
-awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool drop) {
-  auto& m = *impl_;
-  auto now = now_ms();
-  store::rocks_db::write_fn mutation = [f, drop, now](store::rocks_batch& b) {
-    auto rec = parse<records::fetch_record>(b.get(cf::assets, keys::fetch_key(f.hash)));
-    if (!rec) return false;
-    if (drop) {
-      b.erase(cf::assets, keys::fetch_key(f.hash));
-      return true;
-    }
-    // Again after 1, 2, 4... seconds, at most 10 s apart.
-    rec->set_tries(rec->tries() + 1);
-    rec->set_next_try_ms(now + std::min<std::int64_t>(10000, std::int64_t(1000) << std::min(rec->tries(), 4u)));
-    b.put(cf::assets, keys::fetch_key(f.hash), rec->SerializeAsString());
-    return true;
-  };
-  auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return m.write_failed("a fetch could not be put off");
-  co_return errors::ok();
-}
-
-std::optional<asset_view> message_service::asset_for_region(std::string const& region, std::string const& hash) const {
-  auto& m = *impl_;
-  auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
-  if (!rec) return std::nullopt;
-  auto originals = originals_of(m, hash, *rec);
-  originals.push_back(hash);
-  for (auto const& original : originals)
-    for (auto const& conv : conversations_holding(m, original, 4096)) {
-      auto c = m.conversation(conv);
-      if (!c) continue;
-      for (auto const& member : c->members())
-        if (ids::region_of(member) == region) return view_of(hash, *rec);
-    }
-  return std::nullopt;
 }
 
 std::vector<std::pair<std::string, std::uint64_t>> message_service::all_assets() const {

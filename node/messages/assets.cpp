@@ -90,16 +90,28 @@ errors::failure no_asset() {
   return fail(code::asset_not_found, "no such asset");
 }
 
-// An asset not stored here: on its way from another region (asset_pending) to one who may
-// see it, else asset_not_found.
+errors::failure pending(std::string const& region) {
+  auto f = fail(code::asset_pending, "the asset is still on its way from region '" + region + "'");
+  f.retry_after_s = 2;
+  return f;
+}
+
+// An asset `user` may not download (yet): asset_pending if a message of another region in
+// one of their conversations refers to it and that region is still asked for its bytes,
+// else asset_not_found.
 errors::failure pending_or_none(message_service::impl const& m, std::string const& user, std::string const& hash) {
+  if (auto region = detail::awaits_proof(m, user, hash)) return pending(*region);
+  return no_asset();
+}
+
+// An asset not stored here: on its way from another region (asset_pending) to one who may
+// see it, else as pending_or_none.
+errors::failure fetching_or_none(message_service::impl const& m, std::string const& user, std::string const& hash) {
   auto f = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
-  if (!f) return no_asset();
+  if (!f) return pending_or_none(m, user, hash);
   auto const& original = f->thumbnail_of().empty() ? hash : f->thumbnail_of();
-  if (!may_download(m, user, original)) return no_asset();
-  auto pending = fail(code::asset_pending, "the asset is still on its way from region '" + f->region() + "'");
-  pending.retry_after_s = 2;
-  return pending;
+  if (may_download(m, user, original)) return pending(f->region());
+  return pending_or_none(m, user, original);
 }
 
 upload_view view_of(std::string const& id, records::upload_record const& rec) {
@@ -153,11 +165,16 @@ bool message_service::upload_exists(std::string const& id) const {
 result<asset_view> message_service::asset_for(std::string const& user, std::string const& hash) const {
   auto& m = *impl_;
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
-  if (!rec) return pending_or_none(m, user, hash);
+  if (!rec) return fetching_or_none(m, user, hash);
   bool allowed = may_download(m, user, hash);
-  for (auto const& original : originals_of(m, hash, *rec))
+  auto originals = originals_of(m, hash, *rec);
+  for (auto const& original : originals)
     allowed = allowed || (asset_exists(original) && may_download(m, user, original));
-  if (!allowed) return no_asset();
+  if (!allowed) {
+    for (auto const& original : originals)
+      if (auto region = detail::awaits_proof(m, user, original)) return pending(*region);
+    return pending_or_none(m, user, hash);
+  }
   auto v = view_of(hash, *rec);
   if (auto mine = parse<records::uploader_record>(m.db.get(cf::assets, keys::uploader_key(user, hash)))) {
     v.uploaded_by_caller = true;

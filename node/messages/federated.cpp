@@ -8,6 +8,7 @@
 // the origin's commits is kept. The inbound stream position is stored in that write too.
 #include <future>
 
+#include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/group_ops.hpp"
 #include "node/messages/detail/receipts.hpp"
 
@@ -306,8 +307,8 @@ class federated_store final : public federation::local_store {
     records::stored_event e;
     e.set_message_id(*raw);
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored), e});
-    message_service::impl::put_message(b, *raw, stored);
-    keys::note_fetches(b, stored, std::string(ids::region_of(stored.message().from())));
+    message_service::impl::put_message(b, *raw, stored, false);
+    detail::note_remote_attachments(m_, b, *raw, stored);
     return std::nullopt;
   }
 
@@ -392,8 +393,8 @@ class federated_store final : public federation::local_store {
     }
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
     b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());
-    message_service::impl::put_message(b, *raw, stored);
-    keys::note_fetches(b, stored, std::string(ids::region_of(stored.message().from())));
+    message_service::impl::put_message(b, *raw, stored, false);
+    detail::note_remote_attachments(m_, b, *raw, stored);
     return std::nullopt;
   }
 

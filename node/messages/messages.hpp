@@ -164,6 +164,7 @@ struct pending_fetch {
   std::string region;
   std::string thumbnail_of;  // a thumbnail: its original's hash
   std::uint32_t tries = 0;
+  bool proof = false;  // stored here already: fetched only as the region's proof that it holds it
 };
 struct asset_usage {
   std::string user;

@@ -20,6 +20,7 @@ A region is made unreachable by stopping its process (SIGSTOP): its connections 
 and nothing it would answer is answered until SIGCONT.
 """
 
+import base64
 import os
 import signal
 import sys
@@ -321,6 +322,98 @@ class AssetsAcrossRegions(AssetFederationCase):
         A.wait_event(ev_message(fence["message_id"]), CROSS_S)
         self.assertEqual([e["message"].get("body", {}).get("text") for e in A.events() if "message" in e
                           and e["message"].get("from") == bob], ["hello"])
+
+
+class SameBytesInBothRegions(AssetFederationCase):
+    """An asset stored at america already (carol uploaded it) that a message from europe
+    names: america serves it to that message's recipient only once europe has shown it
+    holds the bytes, by sending them all (docs/FEDERATION.md, "Assets across regions")."""
+
+    def test_attachment_stored_here_already_is_served_once_its_region_has_shown_it(self):
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        carol = self.user(AMERICA, "carol")
+        A, B = self.connect(alice), self.connect(bob)
+        data = blob(300 * KIB, "uploaded on both sides")
+        mine = self.upload(carol, data, "carols.bin")
+        theirs = self.upload(alice, data, "alices.bin")
+        self.assertEqual(mine["id"], theirs["id"])
+        acc = self.send_attached(A, bob, [{"asset_id": theirs["id"]}], text="the same bytes")
+        B.wait_event(ev_message(acc["message_id"]), CROSS_S, what="alice's message")
+        self.wait_download(bob, theirs["id"], data)
+        # The proof counted for alice's message only: carol's neighbour still sees nothing.
+        self.assertGone(self.user(AMERICA, "dave"), theirs["id"])
+        self.assertStatus(self.download(carol, mine["id"]), 200)
+
+
+class HostileRegionNamesAHash(AssetFederationCase):
+    """Europe, hostile (its real signing key, its node stopped), sends america a message
+    naming the hash of an asset a user of america uploaded and never sent anywhere. Neither
+    the message's recipient at america nor europe itself gets those bytes: the reference
+    waits for europe to show it holds them, which it cannot."""
+
+    def test_a_hash_named_in_a_message_from_another_region_opens_nothing(self):
+        pb = test_federation.fed_pb2()
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        carol = self.user(AMERICA, "carol")
+        B, A = self.connect(bob), self.connect(alice)
+        secret = blob(4000, "carol's own")
+        asset = self.upload(carol, secret, "private.bin")
+
+        # A genuine envelope from europe to america, for its lane's epoch and seq.
+        port = self.servers[0].port
+        spy = test_federation.RawNats(port)
+        subject = "petchat.v1.fed.america.europe"
+        spy.sub(subject)
+        acc = A.send_message(bob, "genuine")
+        B.wait_event(ev_message(acc["message_id"]), CROSS_S)
+        genuine = None
+        while genuine is None:  # the lane's envelopes since the spy subscribed, up to that message
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.message.id == acc["message_id"]), None)
+        spy.close()
+        self.pause(EUROPE)  # from here on, "europe" is whoever holds its key
+
+        forged = pb.body()
+        forged.CopyFrom(genuine)
+        forged.lane_seq = max(bd.lane_seq for bd in bodies) + 1
+        forged.created_at_ms = int(time.time() * 1000)
+        raw_id = base64.urlsafe_b64decode(genuine.message.id + "=" * (-len(genuine.message.id) % 4))
+        forged.message.id = base64.urlsafe_b64encode(raw_id[:8] + os.urandom(8)).decode().rstrip("=")
+        forged.message.client_id = "forged-" + random_id()[:8]
+        forged.message.body.text = "look what I have"
+        att = forged.message.body.attachments.add()
+        att.asset_id = asset["id"]
+        att.name = "yours.bin"
+        sign = test_federation.region_signer(self.node(EUROPE))
+        pub = test_federation.RawNats(port)
+        pub.pub(subject, test_federation.envelope(pb, EUROPE, forged, sign=sign, lane_epoch=bundle.lane_epoch,
+                                                  lane_base=bundle.lane_base))
+        pub.close()
+        ev = B.wait_event(ev_message(forged.message.id), CROSS_S, what="the forged message")
+        self.assertEqual([a.get("asset_id") for a in ev["message"]["body"]["attachments"]], [asset["id"]])
+
+        # Bob: waiting for europe to show it holds the bytes (it is asked, and stopped).
+        self.assertPending(self.download(bob, asset["id"]), "bob, recipient of the forged message")
+        # Europe, asking america for the bytes with its own key: nothing.
+        req = pb.body()
+        req.origin, req.destination = EUROPE, AMERICA
+        req.created_at_ms = int(time.time() * 1000)
+        req.asset_request.hash = bytes.fromhex(asset["id"])
+        req.asset_request.offset, req.asset_request.length = 0, 4096
+        asker = test_federation.RawNats(port)
+        asker.sub("_INBOX.hostile", sid=7)
+        payload = test_federation.envelope(pb, EUROPE, req, sign=sign, lane_epoch=0)
+        asker.sock.sendall(b"PUB petchat.v1.asset.america.europe _INBOX.hostile %d\r\n" % len(payload)
+                           + payload + b"\r\n")
+        answer = pb.envelope.FromString(asker.next_msg(timeout=CROSS_S)[1])
+        asker.close()
+        [piece] = [pb.body.FromString(raw).asset_piece for raw in pb.bundle.FromString(answer.body).bodies]
+        self.assertFalse(piece.found, "america answered europe with carol's bytes")
+        self.assertEqual(piece.data, b"")
+        # Carol still has her asset; her neighbour sees nothing.
+        self.assertStatus(self.download(carol, asset["id"]), 200)
+        self.assertGone(self.user(AMERICA, "dave"), asset["id"])
 
 
 if __name__ == "__main__":

@@ -88,10 +88,6 @@ class TrustedProxyTest(NodeTestCase):
                 s.close()
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 def json_lines(lines):
     out = []
     for line in lines:
@@ -235,3 +231,7 @@ class CorsTest(NodeTestCase):
         self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")
         r = node.request("GET", "/v1/regions", headers={"Origin": "https://anywhere.example"})
         self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")
+
+
+if __name__ == "__main__":
+    unittest.main()

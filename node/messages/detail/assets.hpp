@@ -3,8 +3,15 @@
 //
 //   a/ hash(32)                 -> asset_record
 //   r/ hash(32) message id(16)  -> conversation id: a message with it as an attachment
-//   n/ hash(32)                 -> be64: how many such messages (also before it is stored here)
+//   v/ hash(32) message id(16)  -> region NUL conversation id: such a message from another
+//                                  region that has not shown yet that it holds the bytes
+//                                  (gives no access until it has: then it becomes an r/)
+//   n/ hash(32)                 -> be64: how many such messages, r/ and v/ (also before it
+//                                  is stored here)
 //   f/ hash(32)                 -> fetch_record: to fetch from the region of a message holding it
+//   y/ hash(32) region          -> fetch_record: to fetch from `region` only as its proof
+//                                  that it holds the bytes (they may be stored here already)
+//   x/ hash(32) region          -> "": `region` has shown it holds the bytes (sent them all)
 //   u/ user NUL hash(32)        -> uploader_record: the user uploaded it
 //   w/ hash(32) user            -> "": its uploaders
 //   q/ user                     -> be64: bytes the user has stored (uploads in progress at their length)
@@ -20,6 +27,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/ids/ids.hpp"
 #include "message_records.pb.h"
 #include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
@@ -37,6 +45,24 @@ inline std::string asset_ref_key(std::string const& hash, std::string const& raw
 }
 inline std::string asset_refs_first(std::string const& hash) {
   return "r/" + hash;
+}
+inline std::string pending_ref_key(std::string const& hash, std::string const& raw_id) {
+  return "v/" + hash + raw_id;
+}
+inline std::string pending_refs_first(std::string const& hash) {
+  return "v/" + hash;
+}
+inline std::string proof_fetch_key(std::string const& hash, std::string const& region) {
+  return "y/" + hash + region;
+}
+inline std::string proof_fetches_first(std::string const& hash) {
+  return "y/" + hash;
+}
+inline std::string holder_key(std::string const& hash, std::string const& region) {
+  return "x/" + hash + region;
+}
+inline std::string holders_first(std::string const& hash) {
+  return "x/" + hash;
 }
 inline std::string refs_key(std::string const& hash) {
   return "n/" + hash;
@@ -103,21 +129,27 @@ inline void add_asset_refs(store::rocks_batch& b, std::string const& raw_id, rec
   }
 }
 
-// A message goes (expired, deleted for everyone): its assets lose a reference. One no
-// message refers to any more is looked at by the collector at `due_ms`, and is not fetched
-// from another region any more.
+// A message goes (expired, deleted for everyone): its assets lose a reference (given or
+// still waiting for its region's proof). One no message refers to any more is looked at by
+// the collector at `due_ms`, and is not fetched from another region any more.
 inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm,
                                std::int64_t due_ms) {
   for (auto const& a : sm.message().body().attachments()) {
     auto hash = asset_hash_of(a.asset_id());
     if (hash.empty()) continue;
     auto ref = asset_ref_key(hash, raw_id);
-    if (!b.get(store::cf::assets, ref)) continue;
-    b.erase(store::cf::assets, ref);
+    auto pending = pending_ref_key(hash, raw_id);
+    if (b.get(store::cf::assets, ref))
+      b.erase(store::cf::assets, ref);
+    else if (b.get(store::cf::assets, pending))
+      b.erase(store::cf::assets, pending);
+    else
+      continue;
     add_u64(b, refs_key(hash), -1);
     if (read_u64(b, refs_key(hash)) > 0) continue;
     b.put(store::cf::assets, collect_key(due_ms, hash), "");
     b.erase(store::cf::assets, fetch_key(hash));
+    b.erase(store::cf::assets, proof_fetch_key(hash, std::string(ids::region_of(sm.message().from()))));
   }
 }
 
@@ -164,26 +196,6 @@ inline bool unlink_thumbnail(store::rocks_batch& b, records::asset_record const&
 inline bool has_original(store::rocks_batch& b, records::asset_record const& rec, std::string const& thumb) {
   if (read_u64(b, originals_key(thumb)) > 0) return true;
   return !rec.thumbnail_of().empty() && b.get(store::cf::assets, asset_key(rec.thumbnail_of()));
-}
-
-// A message from another region: the attachments (and their thumbnails) not stored here
-// are to be fetched from that region.
-inline void note_fetches(store::rocks_batch& b, records::stored_message const& sm, std::string const& region) {
-  for (auto const& a : sm.message().body().attachments()) {
-    auto hash = asset_hash_of(a.asset_id());
-    if (hash.empty() || b.get(store::cf::assets, asset_key(hash))) continue;
-    // Already on its way from a region: another region naming the same hash does not take
-    // the fetch over (it could answer "not found" until the fetch is dropped).
-    if (b.get(store::cf::assets, fetch_key(hash))) continue;
-    records::fetch_record f;
-    f.set_region(region);
-    b.put(store::cf::assets, fetch_key(hash), f.SerializeAsString());
-    auto thumb = asset_hash_of(a.thumbnail_id());
-    if (thumb.empty() || b.get(store::cf::assets, asset_key(thumb)) || b.get(store::cf::assets, fetch_key(thumb)))
-      continue;
-    f.set_thumbnail_of(hash);
-    b.put(store::cf::assets, fetch_key(thumb), f.SerializeAsString());
-  }
 }
 
 }  // namespace petchat::messages::detail

@@ -1,0 +1,227 @@
+// Other regions' assets (docs/FEDERATION.md, "Assets across regions"; keys in
+// detail/assets.hpp): the references a message from another region makes to its
+// attachments, the fetches that bring their bytes here, and the answers to other regions'
+// requests.
+//
+// Assets are named by the hash of their bytes, so a hash must not work as a key: a region
+// naming in a message of its own the hash of an asset stored here would otherwise give its
+// members (whom this region then serves) and the message's recipients here bytes it never
+// had. A reference from another region's message therefore counts (`r/`) at once only if
+// that region has shown it holds the bytes (`x/`: it sent them all and they hashed to the
+// id) or its sender may download them here already; else it waits (`v/`), giving access to
+// nobody, until that region has sent the bytes: the fetch of an asset not stored here
+// (`f/`), or, for one that is, a fetch made only as that proof (`y/`).
+#include "node/async/async.hpp"
+#include "node/messages/detail/asset_records.hpp"
+#include "node/messages/detail/service.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
+// lambda handed to an awaited call is stored in a named variable first (see users.cpp).
+
+namespace petchat::messages {
+
+using detail::conversations_holding;
+using detail::originals_of;
+using detail::put_asset;
+using detail::view_of;
+
+namespace {
+
+// Conversations looked at (in the writer: a group's roster is searched) to see whether a
+// remote sender may download an asset here already; waiting references looked at for a
+// download; waiting references turned into references per write.
+constexpr std::size_t sender_check_max = 16;
+constexpr std::size_t waiting_scan_max = 64;
+constexpr std::size_t promote_per_write = 1024;
+
+std::string fetch_record_key(pending_fetch const& f) {
+  return f.proof ? keys::proof_fetch_key(f.hash, f.region) : keys::fetch_key(f.hash);
+}
+
+// Committed state: whether `user` is a member of one of the first conversations holding a
+// message with `hash`.
+bool sees_already(message_service::impl const& m, std::string const& user, std::string const& hash) {
+  for (auto const& conv : conversations_holding(m, hash, sender_check_max))
+    if (m.member(user, conv)) return true;
+  return false;
+}
+
+// A waiting reference's value: its region, and the conversation it will count for.
+std::pair<std::string_view, std::string_view> split_pending(std::string_view value) {
+  auto nul = value.find('\0');
+  if (nul == std::string_view::npos) return {value, {}};
+  return {value.substr(0, nul), value.substr(nul + 1)};
+}
+
+// `region` has shown it holds the bytes of `hash`: the references its messages made to it
+// count from now on. After the write that recorded it (x/): a message applied since then
+// counted at once, and every one applied before is committed, so this scan finds them all.
+awaitable<errors::status> count_references(message_service::impl& m, std::string hash, std::string region) {
+  for (;;) {
+    auto found = std::make_shared<std::vector<std::pair<std::string, std::string>>>();  // v/ key, conversation
+    auto first = keys::pending_refs_first(hash);
+    m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
+      auto [from, conv] = split_pending(value);
+      if (from == region) found->emplace_back(key, conv);
+      return found->size() < promote_per_write;
+    });
+    if (found->empty()) co_return errors::ok();
+    store::rocks_db::write_fn mutation = [found, hash](store::rocks_batch& b) {
+      for (auto const& [key, conv] : *found) {
+        if (!b.get(cf::assets, key)) continue;  // the message went meanwhile
+        b.erase(cf::assets, key);
+        b.put(cf::assets, keys::asset_ref_key(hash, key.substr(2 + keys::asset_hash_bytes)), conv);
+      }
+      return true;
+    };
+    auto outcome = co_await async::write(m.db, std::move(mutation));
+    if (outcome == store::write_outcome::failed) co_return m.write_failed("references to a fetched asset");
+    if (found->size() < promote_per_write) co_return errors::ok();
+  }
+}
+
+}  // namespace
+
+void detail::note_remote_attachments(message_service::impl const& m, store::rocks_batch& b, std::string const& raw_id,
+                                     records::stored_message const& sm) {
+  auto const& msg = sm.message();
+  std::string region(ids::region_of(msg.from()));
+  for (auto const& a : msg.body().attachments()) {
+    auto hash = keys::asset_hash_of(a.asset_id());
+    if (hash.empty()) continue;
+    auto ref = keys::asset_ref_key(hash, raw_id), pending = keys::pending_ref_key(hash, raw_id);
+    if (b.get(cf::assets, ref) || b.get(cf::assets, pending)) continue;  // the same asset twice in one message
+    keys::add_u64(b, keys::refs_key(hash), 1);
+    bool stored = b.get(cf::assets, keys::asset_key(hash)).has_value();
+    bool shown = b.get(cf::assets, keys::holder_key(hash, region)) || (stored && sees_already(m, msg.from(), hash));
+    if (shown)
+      b.put(cf::assets, ref, msg.conversation_id());
+    else
+      b.put(cf::assets, pending, region + '\0' + msg.conversation_id());
+    auto wanted = parse<records::fetch_record>(b.get(cf::assets, keys::fetch_key(hash)));
+    records::fetch_record f;
+    f.set_region(region);
+    if (!stored && !wanted) {
+      // Fetched from this region (which shows it holds the bytes), with its thumbnail.
+      // Another region naming the same hash later does not take the fetch over (it could
+      // answer "not found" until the fetch is dropped): it gets a proof fetch of its own.
+      b.put(cf::assets, keys::fetch_key(hash), f.SerializeAsString());
+      auto thumb = keys::asset_hash_of(a.thumbnail_id());
+      if (thumb.empty() || b.get(cf::assets, keys::asset_key(thumb)) || b.get(cf::assets, keys::fetch_key(thumb)))
+        continue;
+      f.set_thumbnail_of(hash);
+      b.put(cf::assets, keys::fetch_key(thumb), f.SerializeAsString());
+    } else if (!shown && !(wanted && wanted->region() == region) &&
+               !b.get(cf::assets, keys::proof_fetch_key(hash, region))) {
+      b.put(cf::assets, keys::proof_fetch_key(hash, region), f.SerializeAsString());
+    }
+  }
+}
+
+std::optional<std::string> detail::awaits_proof(message_service::impl const& m, std::string const& user,
+                                                std::string const& hash) {
+  std::set<std::string> regions;  // of waiting references in the user's conversations
+  std::size_t seen = 0;
+  auto first = keys::pending_refs_first(hash);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view, std::string_view value) {
+    auto [from, conv] = split_pending(value);
+    if (m.member(user, std::string(conv))) regions.emplace(from);
+    return ++seen < waiting_scan_max;
+  });
+  // Only while that region is still asked: a fetch given up leaves nothing to wait for.
+  auto wanted = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
+  for (auto const& region : regions)
+    if ((wanted && wanted->region() == region) || m.db.get(cf::assets, keys::proof_fetch_key(hash, region)))
+      return region;
+  return std::nullopt;
+}
+
+std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::size_t max) const {
+  std::vector<pending_fetch> out;
+  for (bool proof : {false, true}) {
+    std::string first = proof ? "y/" : "f/";
+    impl_->db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
+      records::fetch_record f;
+      f.ParseFromArray(value.data(), static_cast<int>(value.size()));
+      if (key.size() < 2 + keys::asset_hash_bytes) return true;
+      if (f.next_try_ms() <= now)
+        out.push_back(
+            {std::string(key.substr(2, keys::asset_hash_bytes)), f.region(), f.thumbnail_of(), f.tries(), proof});
+      return out.size() < max;
+    });
+  }
+  return out;
+}
+
+awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_asset a) {
+  auto& m = *impl_;
+  auto now = now_ms();
+  auto due = now + std::int64_t(m.assets.grace_s) * 1000;
+  store::rocks_db::write_fn mutation = [f, a, now, due](store::rocks_batch& b) {
+    b.erase(cf::assets, fetch_record_key(f));
+    // The region sent every byte and they hashed to the id: it holds them (a thumbnail has
+    // no references of its own to wait for this).
+    if (f.thumbnail_of.empty()) b.put(cf::assets, keys::holder_key(f.hash, f.region), "");
+    // Another region's word for which thumbnail an original has is taken only for bytes it
+    // sends: a hash already stored here (someone's asset, or another original's thumbnail)
+    // it named would give its members access to those bytes.
+    if (b.get(cf::assets, keys::asset_key(f.hash))) return true;
+    auto rec = put_asset(b, f.hash, a.size, a.content_type, now, due);
+    rec.set_width(a.width);
+    rec.set_height(a.height);
+    if (!f.thumbnail_of.empty()) keys::link_thumbnail(b, rec, f.hash, f.thumbnail_of);
+    if (!a.thumbnail_hash.empty() && a.thumbnail_hash != f.hash &&
+        !b.get(cf::assets, keys::asset_key(a.thumbnail_hash))) {
+      rec.set_thumbnail(a.thumbnail_hash);
+      records::fetch_record next;
+      next.set_region(f.region);
+      next.set_thumbnail_of(f.hash);
+      b.put(cf::assets, keys::fetch_key(a.thumbnail_hash), next.SerializeAsString());
+    }
+    b.put(cf::assets, keys::asset_key(f.hash), rec.SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("a fetched asset could not be stored");
+  if (!f.thumbnail_of.empty()) co_return errors::ok();
+  co_return co_await count_references(m, f.hash, f.region);
+}
+
+awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool drop) {
+  auto& m = *impl_;
+  auto now = now_ms();
+  store::rocks_db::write_fn mutation = [f, drop, now](store::rocks_batch& b) {
+    auto rec = parse<records::fetch_record>(b.get(cf::assets, fetch_record_key(f)));
+    if (!rec) return false;
+    if (drop) {
+      b.erase(cf::assets, fetch_record_key(f));
+      return true;
+    }
+    // Again after 1, 2, 4... seconds, at most 10 s apart.
+    rec->set_tries(rec->tries() + 1);
+    rec->set_next_try_ms(now + std::min<std::int64_t>(10000, std::int64_t(1000) << std::min(rec->tries(), 4u)));
+    b.put(cf::assets, fetch_record_key(f), rec->SerializeAsString());
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("a fetch could not be put off");
+  co_return errors::ok();
+}
+
+std::optional<asset_view> message_service::asset_for_region(std::string const& region, std::string const& hash) const {
+  auto& m = *impl_;
+  auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
+  if (!rec) return std::nullopt;
+  auto originals = originals_of(m, hash, *rec);
+  originals.push_back(hash);
+  for (auto const& original : originals)
+    for (auto const& conv : conversations_holding(m, original, 4096)) {
+      auto c = m.conversation(conv);
+      if (!c) continue;
+      for (auto const& member : c->members())
+        if (ids::region_of(member) == region) return view_of(hash, *rec);
+    }
+  return std::nullopt;
+}
+
+}  // namespace petchat::messages
