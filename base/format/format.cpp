@@ -48,16 +48,49 @@ std::optional<std::size_t> utf8_length(std::string_view s) noexcept {
   return count;
 }
 
+namespace {
+
+// The code point of one valid UTF-8 sequence.
+char32_t code_point(std::string_view seq) {
+  auto b = [&](std::size_t i) { return static_cast<char32_t>(static_cast<unsigned char>(seq[i])); };
+  switch (seq.size()) {
+    case 1:
+      return b(0);
+    case 2:
+      return ((b(0) & 0x1f) << 6) | (b(1) & 0x3f);
+    case 3:
+      return ((b(0) & 0x0f) << 12) | ((b(1) & 0x3f) << 6) | (b(2) & 0x3f);
+    default:
+      return ((b(0) & 0x07) << 18) | ((b(1) & 0x3f) << 12) | ((b(2) & 0x3f) << 6) | (b(3) & 0x3f);
+  }
+}
+
+// C1 controls, and the characters that change how a name reads without being seen:
+// direction marks, embeddings, overrides and isolates ("invoice\u202Efdp.exe" shows as
+// "invoiceexe.pdf"), zero-width characters and the byte order mark.
+bool invisible(char32_t c) {
+  return (c >= 0x80 && c <= 0x9f) || c == 0x061c || (c >= 0x200b && c <= 0x200f) || (c >= 0x202a && c <= 0x202e) ||
+         (c >= 0x2060 && c <= 0x2069) || c == 0xfeff;
+}
+
+}  // namespace
+
 std::optional<std::string> clean_file_name(std::string_view name) {
   if (!utf8_length(name)) return std::nullopt;
   auto slash = name.find_last_of("/\\");
   if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
   std::string out;
   out.reserve(name.size());
-  for (char c : name) {
-    auto b = static_cast<unsigned char>(c);
-    bool bad = b < 0x20 || b == 0x7f || std::string_view("\"*:<>?|").find(c) != std::string_view::npos;
-    out.push_back(bad ? '_' : c);
+  while (!name.empty()) {
+    std::size_t n = utf8_sequence(name);  // valid: checked above
+    auto c = code_point(name.substr(0, n));
+    bool bad =
+        c < 0x20 || c == 0x7f || std::string_view("\"*:<>?|").find(static_cast<char>(c)) != std::string_view::npos;
+    if (bad || invisible(c))
+      out.push_back('_');
+    else
+      out.append(name.substr(0, n));
+    name.remove_prefix(n);
   }
   std::size_t lead = out.find_first_not_of(". ");
   out.erase(0, lead == std::string::npos ? out.size() : lead);

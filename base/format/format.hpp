@@ -20,7 +20,8 @@ std::size_t utf8_sequence(std::string_view s) noexcept;
 std::optional<std::size_t> utf8_length(std::string_view s) noexcept;
 
 // A file name a client declared, made safe to keep and to hand back (docs/PROTOCOL.md,
-// "File names"): its last path component, control characters and "*:<>?|\" as '_',
+// "File names"): its last path component, control characters (C0 and C1), invisible
+// direction and zero-width characters and "*:<>?|\" as '_',
 // no leading dots or spaces, at most 255 bytes (cut at a character boundary). nullopt if
 // `name` is not UTF-8.
 std::optional<std::string> clean_file_name(std::string_view name);

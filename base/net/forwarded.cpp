@@ -58,12 +58,11 @@ std::string to_text(address_bytes const& a) {
   return buf;
 }
 
-std::string forwarded_client(std::string const& peer, std::string_view forwarded, std::string_view x_forwarded_for,
+std::string forwarded_client(std::string const& peer, std::string_view header, bool rfc7239,
                              std::vector<network> const& trusted) {
   auto current = parse_address(peer);
   if (!current || !contains(trusted, *current)) return peer;
-  bool rfc7239 = !trim(forwarded).empty();
-  std::string_view list = rfc7239 ? forwarded : x_forwarded_for;
+  std::string_view list = header;
   while (!trim(list).empty()) {
     auto comma = list.rfind(',');
     auto element = comma == std::string_view::npos ? list : list.substr(comma + 1);

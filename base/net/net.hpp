@@ -33,15 +33,16 @@ bool contains(std::vector<network> const& networks, address_bytes const& a);
 // An address as text: IPv4 (also an IPv4-mapped one) dotted, IPv6 in RFC 5952 form.
 std::string to_text(address_bytes const& a);
 
-// The client a request comes from, given the peer that connected and what the request's
-// `Forwarded` (RFC 7239; preferred when present) or `X-Forwarded-For` header says (either
-// may be empty; repeated header lines joined by commas). The headers are believed only as
+// The client a request comes from, given the peer that connected and what the one header
+// its proxies write says: `Forwarded` (RFC 7239: `rfc7239`) or `X-Forwarded-For` (may be
+// empty; repeated header lines joined by commas). Only one is read: a proxy passes the
+// other on as the client wrote it. The header is believed only as
 // far as trusted proxies added to them: from the right, each hop a trusted proxy names is
 // the next one to look at, and the first hop that is not a trusted proxy is the client.
 // An element that is no address ("unknown", an obfuscated name, garbage) stops the walk:
 // the last address known, a trusted proxy, is returned. From a peer that is not a trusted
 // proxy the headers are ignored and the peer is the client.
-std::string forwarded_client(std::string const& peer, std::string_view forwarded, std::string_view x_forwarded_for,
+std::string forwarded_client(std::string const& peer, std::string_view header, bool rfc7239,
                              std::vector<network> const& trusted);
 
 }  // namespace petchat::net

@@ -220,7 +220,8 @@ gateway::server_limits limits_of(config::gateway_section const& g) {
                            std::chrono::milliseconds(g.idle_timeout_ms),
                            g.max_connections,
                            g.max_connections_per_address,
-                           {}};
+                           {},
+                           g.forwarded_rfc7239};
   for (auto const& p : g.trusted_proxies)
     if (auto n = net::parse_network(p, true)) l.trusted_proxies.push_back(*n);  // the config checked them
   return l;

@@ -58,6 +58,12 @@ std::optional<std::string> check_log_format(std::string const& v, node_config& c
   return std::nullopt;
 }
 
+std::optional<std::string> check_forwarded_header(std::string const& v, node_config& c) {
+  if (v != "x-forwarded-for" && v != "forwarded") return "expected one of x-forwarded-for, forwarded";
+  c.gateway.forwarded_rfc7239 = v == "forwarded";
+  return std::nullopt;
+}
+
 std::optional<std::string> check_log_level(std::string const& v, node_config& c) {
   static char const* const levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   for (auto l : levels)
@@ -96,6 +102,7 @@ schema schema_of(reader& rd, node_config& c) {
                                                    "127.0.0.1 or 10.0.0.0/8";
                                           return std::nullopt;
                                         })},
+        {"forwarded_header", checked(rd, c, check_forwarded_header)},
         {"cors_origins", string_list(rd, c.gateway.cors_origins, detail::check_origin)},
         {"tls_cert_file", rd.text(c.gateway.tls_cert_file)},
         {"tls_key_file", rd.text(c.gateway.tls_key_file)}}},

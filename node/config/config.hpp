@@ -45,6 +45,9 @@ struct gateway_section {
   // Reverse proxies whose X-Forwarded-For / Forwarded name the client (addresses or CIDR
   // networks); from anyone else those headers are ignored.
   std::vector<std::string> trusted_proxies;
+  // The one header those proxies write (forwarded_header: "x-forwarded-for", the default,
+  // or "forwarded", RFC 7239): the other is the client's own and never read.
+  bool forwarded_rfc7239 = false;
   // Origins of a web client served elsewhere that may call the API from a browser
   // ("https://chat.example.org"; "*" for any). Empty: no CORS.
   std::vector<std::string> cors_origins;

@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 64> table{{
+constexpr std::array<entry, 65> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -73,6 +73,7 @@ constexpr std::array<entry, 64> table{{
     {"push_disabled", 503},               // code::push_disabled
     {"too_many_connections", 503},        // code::too_many_connections
     {"cors_origin_forbidden", 403},       // code::cors_origin_forbidden
+    {"unsupported_media_type", 415},      // code::unsupported_media_type
     {"config_invalid", 400},              // code::config_invalid
     {"backup_in_progress", 409},          // code::backup_in_progress
     {"store_unavailable", 503},           // code::store_unavailable

@@ -78,6 +78,7 @@ enum class code {
   // The gateway.
   too_many_connections,
   cors_origin_forbidden,
+  unsupported_media_type,
   config_invalid,
   backup_in_progress,
   // The stores.

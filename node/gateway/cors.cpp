@@ -7,7 +7,7 @@ namespace petchat::gateway::detail {
 
 namespace {
 
-constexpr char const* allowed_methods = "GET, HEAD, POST, PATCH, DELETE";
+constexpr char const* allowed_methods = "GET, HEAD, POST, PUT, PATCH, DELETE";
 constexpr char const* allowed_headers =
     "Authorization, Content-Type, Range, If-None-Match, If-Range, Upload-Length, "
     "Upload-Offset";

@@ -88,6 +88,7 @@ struct server_limits {
   // Peers whose Forwarded / X-Forwarded-For name the client (request::client_address);
   // their connections are not held to max_connections_per_address.
   std::vector<net::network> trusted_proxies;
+  bool forwarded_rfc7239 = false;  // they write Forwarded (RFC 7239), not X-Forwarded-For
 };
 
 // Accepts connections and runs one coroutine per connection on its own strand. Every

@@ -44,7 +44,7 @@ http::response<http::string_body> to_beast(response const& r, unsigned version, 
   res.set(http::field::server, "petchat");
   if (!r.content_type.empty() && (!r.body.empty() || r.status != 204))
     res.set(http::field::content_type, r.content_type);
-  for (auto const& [k, v] : r.headers) res.set(k, v);
+  detail::put_headers(res, r.headers);
   res.keep_alive(keep_alive);
   if (head) {
     // A HEAD answer announces the body's length but carries no body.
@@ -126,7 +126,7 @@ bool is_live_stream_upgrade(http::request<http::string_body> const& req) {
 }
 
 request to_request(state_ptr const& st, http::request_header<> const& req, std::string const& peer) {
-  return detail::to_request(req, peer, st->limits.trusted_proxies);
+  return detail::to_request(req, peer, st->limits.trusted_proxies, st->limits.forwarded_rfc7239);
 }
 
 // Handles one request and writes the answer. False when the connection ends after it

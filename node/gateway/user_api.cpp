@@ -52,7 +52,7 @@ void audit_account(char const* action, errors::failure const* failed, std::strin
 }
 
 awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
-  auto body = parse_object(r.body);
+  auto body = parse_json_request(r);
   if (!body) co_return error_response(body.error());
   auto name = required_string(*body, "name");
   if (!name) co_return error_response(name.error());
@@ -70,7 +70,7 @@ awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
 }
 
 awaitable<response> login(std::shared_ptr<user_api> api, request r) {
-  auto body = parse_object(r.body);
+  auto body = parse_json_request(r);
   if (!body) co_return error_response(body.error());
   auto name = required_string(*body, "name");
   if (!name) co_return error_response(name.error());
@@ -88,7 +88,7 @@ awaitable<response> login(std::shared_ptr<user_api> api, request r) {
 }
 
 awaitable<response> refresh(std::shared_ptr<user_api> api, request r) {
-  auto body = parse_object(r.body);
+  auto body = parse_json_request(r);
   if (!body) co_return error_response(body.error());
   auto token = required_string(*body, "refresh_token");
   if (!token) co_return error_response(token.error());

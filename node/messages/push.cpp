@@ -4,6 +4,9 @@
 // node/notify's.
 #include <sodium.h>
 
+#include <map>
+#include <vector>
+
 #include "node/async/async.hpp"
 #include "node/messages/detail/push.hpp"
 #include "node/messages/detail/service.hpp"
@@ -74,6 +77,23 @@ void scan_targets(message_service::impl const& m, std::string const& user, std::
   });
 }
 
+// Targets stored by earlier requests of the batch the writer is building: the scan of a
+// device's targets sees committed ones only, and a batch holds up to a thousand requests
+// (as many registrations sent at once). Writer thread only; forgotten at the next batch.
+struct batch_targets {
+  std::uint64_t generation = 0;
+  std::map<std::string, std::vector<push_target>> by_device;  // owner key -> targets
+};
+
+std::vector<push_target>& added_in_batch(store::rocks_batch const& b, std::string const& owner) {
+  thread_local batch_targets added;
+  if (added.generation != b.generation()) {
+    added.by_device.clear();
+    added.generation = b.generation();
+  }
+  return added.by_device[owner];
+}
+
 }  // namespace
 
 void message_service::impl::note_push(store::rocks_batch& b, std::string const& user, std::uint64_t seq) {
@@ -110,8 +130,6 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     st->too_many = false;
     st->stored = t;
     auto owner = keys::push_device_owner(t.user, t.device_id);
-    // Committed targets (a target added earlier in the same batch is not seen: at worst
-    // one too many).
     std::size_t count = 0;
     std::optional<std::string> same;
     records::push_target_record before;
@@ -124,6 +142,14 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
       }
       return true;
     });
+    auto& batch = added_in_batch(b, owner);
+    for (auto const& a : batch) {
+      ++count;
+      if (a.kind == t.kind && a.endpoint == t.endpoint) {
+        same = a.id;
+        before = record_of(a);
+      }
+    }
     if (same) {  // the same target again: what was pushed to it stands
       st->stored.id = *same;
       st->stored.pushed_through = std::max(t.pushed_through, before.pushed_through());
@@ -134,6 +160,7 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     }
     b.put(cf::push, keys::push_target_key(t.user, t.device_id, st->stored.id),
           record_of(st->stored).SerializeAsString());
+    if (!same) batch.push_back(st->stored);
     m.push.add(t.user);
     return true;
   };

@@ -234,8 +234,9 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   forget_retries(key);
   if (result == outcome::failed)
     logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
-  else
-    t.last_push_ms = now;
+  // Refused or not, a request went out: the coalescing window holds for the next one (an
+  // endpoint that always refuses must not get one request per message).
+  t.last_push_ms = now;
   t.failures = 0;
   t.failing_since_ms = 0;
   t.pushed_through = n.through;

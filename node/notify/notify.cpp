@@ -211,6 +211,7 @@ awaitable<errors::status> notification_service::remove_target(std::string user_i
   auto removed = co_await impl_->messages.remove_push_target(user_id, device_id, id);
   if (!removed) co_return removed.error();
   if (!removed.value()) co_return fail(code::push_target_not_found, "this device has no push target '" + id + "'");
+  impl_->forget_retries(user_id + '\0' + device_id + '\0' + id);
   co_return errors::ok();
 }
 

@@ -101,6 +101,25 @@ class AccountsTest(NodeTestCase):
                 r = self.node.request("POST", "/v1/users", raw_body=raw)
                 self.assertError(r, 400, "invalid_json")
 
+    def test_register_and_login_only_as_json(self):
+        # A browser sends these types cross-site without asking the node (CORS): another
+        # site could make its visitors register accounts or try passwords.
+        body = json.dumps({"name": "viaform", "password": "password123", "device_name": "x"}).encode()
+        for ctype in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                      "application/jsonx", None]:
+            for path in ["/v1/users", "/v1/sessions", "/v1/sessions/refresh"]:
+                with self.subTest(ctype=ctype, path=path):
+                    conn = self.node.connection()
+                    conn.request("POST", path, body=body, headers={"Content-Type": ctype} if ctype else {})
+                    r = conn.getresponse()
+                    raw = r.read()
+                    self.assertEqual(r.status, 415, raw)
+                    self.assertEqual(json.loads(raw)["error"]["code"], "unsupported_media_type")
+        # The type's parameters and case do not matter; and nothing was registered before.
+        conn = self.node.connection()
+        conn.request("POST", "/v1/users", body=body, headers={"Content-Type": "Application/JSON; charset=utf-8"})
+        self.assertEqual(conn.getresponse().status, 201, "not name_taken: the refused ones registered nothing")
+
     def test_register_json_not_an_object(self):
         for raw in [b'["abc", "password123"]', b'"abc"', b"42", b"null"]:
             with self.subTest(raw=raw):

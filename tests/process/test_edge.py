@@ -39,13 +39,27 @@ class TrustedProxyTest(NodeTestCase):
         # Alice, through the same proxy from her own address, logs in.
         r = login_from(node, PROXY, "alice", PW, {"X-Forwarded-For": "203.0.113.7"})
         self.assertStatus(r, 201, "alice behind the proxy while the attacker is locked out")
-        # RFC 7239's header is understood too, and preferred.
-        r = login_from(node, PROXY, "alice", PW, {"Forwarded": 'for="[2001:db8::7]:4711";proto=https',
-                                                   "X-Forwarded-For": "198.51.100.66"})
-        self.assertStatus(r, 201, "Forwarded names alice's address")
-        # The attacker, locked by address, is still locked through the other header.
-        r = login_from(node, PROXY, "alice", PW, {"Forwarded": "for=198.51.100.66"})
+        # The proxy writes X-Forwarded-For (the default gateway.forwarded_header): a
+        # Forwarded header is the attacker's own, passed on by the proxy, and not read. A new
+        # address in it per attempt buys no attempts.
+        for i in range(3):
+            r = login_from(node, PROXY, "alice", PW, {"Forwarded": "for=203.0.113.%d" % (50 + i),
+                                                       "X-Forwarded-For": "198.51.100.66"})
+            self.assertError(r, 429, "rate_limited", msg="the attacker naming another address in Forwarded")
+
+    def test_proxies_that_write_forwarded(self):
+        node = self.start_node(config={"gateway": {"trusted_proxies": [PROXY], "forwarded_header": "forwarded"},
+                                       "users": LIMITS})
+        node.new_user("erin")
+        for i in range(4):
+            r = login_from(node, PROXY, "ghost%d" % i, "wrong", {"Forwarded": 'for="[2001:db8::66]:4711";proto=https'})
+            self.assertError(r, 401, "invalid_credentials", msg="failure %d" % i)
+        # X-Forwarded-For is now the attacker's own header, and not read.
+        r = login_from(node, PROXY, "erin", PW, {"Forwarded": "for=2001:db8::66", "X-Forwarded-For": "203.0.113.9"})
         self.assertError(r, 429, "rate_limited")
+        r = login_from(node, PROXY, "erin", PW, {"Forwarded": "for=6.6.6.6, for=203.0.113.7",
+                                                  "X-Forwarded-For": "2001:db8::66"})
+        self.assertStatus(r, 201, "erin behind the proxy while the attacker is locked out")
 
     def test_headers_from_anyone_else_are_ignored(self):
         # 127.0.0.1 is not a trusted proxy: its X-Forwarded-For is its own claim, and a new

@@ -336,6 +336,35 @@ class TargetsTest(PushCase):
         self.webpush(bob.login("laptop"), recv)
         self.assertEqual(len(self.targets(s)), 2)
 
+    def test_registrations_sent_at_once_keep_to_the_limit(self):
+        # Sent at once, registrations land in one write batch of the store: each must still
+        # see the others (endpoints by address, so no lookup spreads them out).
+        import concurrent.futures
+        self.start(push={"max_targets_per_device": 2})
+        recv = self.receiver()
+        s = self.person("bob").login("phone")
+
+        def register(path):
+            return self.add_target(s, {"kind": "webpush", "endpoint": recv.url(path, host="127.0.0.1"),
+                                       "keys": Subscription().keys()})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(register, ["/wp/many%d" % i for i in range(40)]))
+        self.assertEqual(sorted(r.status for r in answers), [201] * 2 + [409] * 38,
+                         [r.describe() for r in answers if r.status not in (201, 409)])
+        self.assertEqual(len(self.targets(s)), 2)
+        # The same endpoint many times at once is one target.
+        laptop = self.person("carol").login("laptop")
+        keys = Subscription().keys()
+
+        def again(_):
+            return self.add_target(laptop, {"kind": "webpush", "endpoint": recv.url("/wp/same", host="127.0.0.1"),
+                                            "keys": keys})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(again, range(20)))
+        self.assertEqual({r.status for r in answers}, {201})
+        self.assertEqual(len({r.json["id"] for r in answers}), 1, "one target, one id")
+        self.assertEqual(len(self.targets(laptop)), 1)
+
     def test_every_push_endpoint_needs_a_token(self):
         self.start()
         for method, path, body in (("POST", "/v1/push/targets", {"kind": "webpush"}), ("GET", "/v1/push/targets", None),

@@ -103,6 +103,25 @@ class RetryTest(PushCase):
         self.assertEqual(recv.count(elsewhere), 0, "the redirect's target got nothing")
         self.assertEqual(recv.count(path), 1, "a redirect is a failure for good: not retried")
 
+    def test_an_endpoint_that_always_refuses_gets_no_more_than_the_coalescing_window_allows(self):
+        # Refused for good is not retried, and the next message's push still waits for the
+        # window: the node is no amplifier of one request per message against a host.
+        window = 3.0
+        self.start(push={"coalesce_ms": int(window * 1000)})
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        _, _, path = self.webpush(bob.login("phone"), recv)
+        recv.script(path, then=Reply(400))
+        a = self.ws(alice.login())
+        a.send_message(bob.id, "first")
+        recv.wait_requests(path, 1, WAIT_S, answered=True)
+        for i in range(5):  # spread out, each would be pushed at once were it not for the window
+            a.send_message(bob.id, "more %d" % i)
+            time.sleep(0.3)
+        first, second = recv.wait_requests(path, 2, WAIT_S)[:2]
+        recv.assert_quiet(path, QUIET_S, already=2)
+        self.assertEqual(recv.count(path), 2, "one push for the first message, one for the five after it")
+        self.assertGreaterEqual(second.t - first.t, window - SLACK_S, "at most one push per coalesce_ms")
 
     def test_a_target_failing_past_give_up_drops_its_push_and_takes_the_next(self):
         self.start(push={"give_up_s": 1, "retry_initial_ms": 200, "retry_max_ms": 400})

@@ -82,6 +82,19 @@ class body_stream final : public assets::byte_source {
   bool broken_ = false;
 };
 
+// A response's own headers onto Beast's: a name given twice keeps both values where HTTP
+// lists them (Vary: the web files' Accept-Encoding and CORS's Origin), else the last.
+template <typename Fields>
+void put_headers(Fields& res, std::vector<std::pair<std::string, std::string>> const& headers) {
+  for (auto const& [k, v] : headers) {
+    auto it = res.find(k);
+    if (it != res.end() && boost::beast::iequals(k, "vary"))
+      res.set(k, std::string(it->value()) + ", " + v);
+    else
+      res.set(k, v);
+  }
+}
+
 // Writes a response whose body comes from `r.file`: the header, then the file's bytes in
 // pieces. False if the connection failed (or the file ended early: the answer is then cut
 // short, and the connection must close).
@@ -93,7 +106,7 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
   http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "petchat");
   res.set(http::field::content_type, r.content_type);
-  for (auto const& [k, v] : r.headers) res.set(k, v);
+  put_headers(res, r.headers);
   res.keep_alive(keep_alive);
   res.content_length(r.file_length);
   http::response_serializer<http::empty_body> sr(res);

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <boost/algorithm/string/predicate.hpp>
+
 #include <algorithm>
 #include <cstdlib>
 #include <ctime>
@@ -20,6 +22,17 @@ errors::result<json::object> parse_object(std::string const& body) {
   if (ec) return fail(code::invalid_json, "the body is not valid JSON: " + ec.message());
   if (!v.is_object()) return fail(code::invalid_json, "the body must be a JSON object");
   return std::move(v.as_object());
+}
+
+errors::result<json::object> parse_json_request(request const& r) {
+  auto header = r.header("content-type");
+  std::string_view type(header);
+  type = type.substr(0, std::min(type.find(';'), type.size()));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  if (!boost::iequals(type, "application/json"))
+    return fail(code::unsupported_media_type, "the body must be sent as Content-Type: application/json");
+  return parse_object(r.body);
 }
 
 std::optional<std::string> proto_json(google::protobuf::Message const& m) {
@@ -109,8 +122,10 @@ errors::result<std::optional<std::string>> optional_string(json::object const& o
   return std::optional<std::string>(std::string(it->value().as_string()));
 }
 
+// Answers about accounts, sessions and messages are nobody's to keep: not in the browser's
+// cache (a shared computer), nor in a proxy's.
 response json_response(unsigned status, json::value const& v) {
-  return response{status, json::serialize(v), "application/json", {}, nullptr, 0, 0};
+  return response{status, json::serialize(v), "application/json", {{"Cache-Control", "no-store"}}, nullptr, 0, 0};
 }
 
 response no_content() {

@@ -19,6 +19,11 @@ namespace json = boost::json;
 
 // The body as a JSON object, or invalid_json.
 errors::result<json::object> parse_object(std::string const& body);
+// The same for an endpoint anyone may call (registration, login): also
+// unsupported_media_type unless the body is declared `application/json`. A browser sends a
+// cross-site request with another type (text/plain, a form) without asking the node first
+// (CORS), so another site cannot make its visitors register accounts or try passwords.
+errors::result<json::object> parse_json_request(request const& r);
 
 // A required string field: missing_field if absent (or null), invalid_field if not a string.
 errors::result<std::string> required_string(json::object const& o, char const* key);

@@ -15,7 +15,8 @@ namespace petchat::gateway::detail {
 // comma-separated list (RFC 9110, 5.3), and the client's address: the peer's, or from a
 // trusted proxy the one it names (net::forwarded_client).
 template <typename Header>
-request to_request(Header const& req, std::string const& peer, std::vector<net::network> const& trusted_proxies) {
+request to_request(Header const& req, std::string const& peer, std::vector<net::network> const& trusted_proxies,
+                   bool rfc7239) {
   request r;
   r.method = std::string(req.method_string());
   std::string_view target = req.target();
@@ -28,9 +29,10 @@ request to_request(Header const& req, std::string const& peer, std::vector<net::
     auto [it, fresh] = r.headers.try_emplace(std::move(name), field.value());
     if (!fresh) (it->second += ", ") += field.value();
   }
-  r.client_address = trusted_proxies.empty() ? peer
-                                             : net::forwarded_client(peer, r.header("forwarded"),
-                                                                     r.header("x-forwarded-for"), trusted_proxies);
+  r.client_address =
+      trusted_proxies.empty()
+          ? peer
+          : net::forwarded_client(peer, r.header(rfc7239 ? "forwarded" : "x-forwarded-for"), rfc7239, trusted_proxies);
   return r;
 }
 

@@ -4,6 +4,7 @@
 
 #include <string>
 
+using petchat::format::clean_file_name;
 using petchat::format::from_base64url;
 using petchat::format::parse_rfc3339;
 using petchat::format::rfc3339;
@@ -39,4 +40,17 @@ TEST_CASE("base64url: ids and tokens round-trip; anything else is refused") {
   CHECK(!from_base64url(text + "="));
   CHECK(!from_base64url("a+b/"));
   CHECK(!from_base64url("a b"));
+}
+
+TEST_CASE("clean_file_name: nothing that hides or reorders what a name says") {
+  CHECK(clean_file_name("../../etc/passwd") == "passwd");
+  CHECK(clean_file_name(std::string("a\0b.txt", 7)) == "a_b.txt");
+  // A right-to-left override would show "invoice\u202Efdp.exe" as "invoiceexe.pdf".
+  CHECK(clean_file_name("invoice\u202Efdp.exe") == "invoice_fdp.exe");
+  CHECK(clean_file_name("a\u2066b\u2069c\u200Fd\u200Be\uFEFFf\u061Cg") == "a_b_c_d_e_f_g");
+  CHECK(clean_file_name("c1\u0085x") == "c1_x");  // NEL, a C1 control
+  // What reads as itself stays, byte for byte.
+  CHECK(clean_file_name("Grüße – 写真 😀.jpg") == "Grüße – 写真 😀.jpg");
+  CHECK(clean_file_name("a:b?.txt") == "a_b_.txt");
+  CHECK(!clean_file_name("\xff"));
 }

@@ -38,26 +38,26 @@ TEST_CASE("networks: CIDR, and single addresses only when asked") {
 TEST_CASE("forwarded_client: headers believed only as far as trusted proxies wrote them") {
   auto trusted = networks({"127.0.0.1", "10.0.0.0/8"});
   // Not from a trusted proxy: the headers are the client's own words.
-  CHECK(forwarded_client("203.0.113.9", "", "198.51.100.1", trusted) == "203.0.113.9");
+  CHECK(forwarded_client("203.0.113.9", "198.51.100.1", false, trusted) == "203.0.113.9");
   // From the proxy: its hop is believed, what the client wrote to the left of it is not.
-  CHECK(forwarded_client("127.0.0.1", "", "198.51.100.1", trusted) == "198.51.100.1");
-  CHECK(forwarded_client("127.0.0.1", "", "6.6.6.6, 198.51.100.1", trusted) == "198.51.100.1");
+  CHECK(forwarded_client("127.0.0.1", "198.51.100.1", false, trusted) == "198.51.100.1");
+  CHECK(forwarded_client("127.0.0.1", "6.6.6.6, 198.51.100.1", false, trusted) == "198.51.100.1");
   // Through two trusted proxies.
-  CHECK(forwarded_client("127.0.0.1", "", "6.6.6.6, 198.51.100.1, 10.1.1.1", trusted) == "198.51.100.1");
+  CHECK(forwarded_client("127.0.0.1", "6.6.6.6, 198.51.100.1, 10.1.1.1", false, trusted) == "198.51.100.1");
   // Ports and spaces as some proxies write them.
-  CHECK(forwarded_client("127.0.0.1", "", " 198.51.100.1:5555 ", trusted) == "198.51.100.1");
-  CHECK(forwarded_client("127.0.0.1", "", "[2001:db8::7]:443", trusted) == "2001:db8::7");
+  CHECK(forwarded_client("127.0.0.1", " 198.51.100.1:5555 ", false, trusted) == "198.51.100.1");
+  CHECK(forwarded_client("127.0.0.1", "[2001:db8::7]:443", false, trusted) == "2001:db8::7");
   // Garbage stops the walk at the last known hop.
-  CHECK(forwarded_client("127.0.0.1", "", "unknown", trusted) == "127.0.0.1");
-  CHECK(forwarded_client("127.0.0.1", "", "198.51.100.1, garbage, 10.1.1.1", trusted) == "10.1.1.1");
+  CHECK(forwarded_client("127.0.0.1", "unknown", false, trusted) == "127.0.0.1");
+  CHECK(forwarded_client("127.0.0.1", "198.51.100.1, garbage, 10.1.1.1", false, trusted) == "10.1.1.1");
   // No header from a trusted proxy: the proxy itself.
-  CHECK(forwarded_client("127.0.0.1", "", "", trusted) == "127.0.0.1");
-  // RFC 7239 is preferred when present.
-  CHECK(forwarded_client("127.0.0.1", "for=198.51.100.1;proto=https", "6.6.6.6", trusted) == "198.51.100.1");
-  CHECK(forwarded_client("127.0.0.1", R"(for=6.6.6.6, For="[2001:db8:cafe::17]:4711")", "", trusted) ==
+  CHECK(forwarded_client("127.0.0.1", "", false, trusted) == "127.0.0.1");
+  // RFC 7239, when the proxies write that header (gateway.forwarded_header).
+  CHECK(forwarded_client("127.0.0.1", "for=198.51.100.1;proto=https", true, trusted) == "198.51.100.1");
+  CHECK(forwarded_client("127.0.0.1", R"(for=6.6.6.6, For="[2001:db8:cafe::17]:4711")", true, trusted) ==
         "2001:db8:cafe::17");
-  CHECK(forwarded_client("127.0.0.1", "for=_hidden, for=unknown", "", trusted) == "127.0.0.1");
-  CHECK(forwarded_client("127.0.0.1", "proto=https", "", trusted) == "127.0.0.1");
+  CHECK(forwarded_client("127.0.0.1", "for=_hidden, for=unknown", true, trusted) == "127.0.0.1");
+  CHECK(forwarded_client("127.0.0.1", "proto=https", true, trusted) == "127.0.0.1");
   // No trusted proxies configured: never believed.
-  CHECK(forwarded_client("127.0.0.1", "", "198.51.100.1", {}) == "127.0.0.1");
+  CHECK(forwarded_client("127.0.0.1", "198.51.100.1", false, {}) == "127.0.0.1");
 }
