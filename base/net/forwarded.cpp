@@ -1,6 +1,7 @@
 // The client address behind reverse proxies (see net.hpp, forwarded_client).
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "base/net/net.hpp"
@@ -56,6 +57,14 @@ std::string to_text(address_bytes const& a) {
   else
     inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
   return buf;
+}
+
+std::string limit_key(std::string const& address) {
+  static constexpr address_bytes mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  auto a = parse_address(address);
+  if (!a || in_prefix(*a, mapped, 96)) return address;
+  std::fill(a->begin() + 8, a->end(), 0);
+  return to_text(*a) + "/64";
 }
 
 std::string forwarded_client(std::string const& peer, std::string_view header, bool rfc7239,

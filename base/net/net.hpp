@@ -33,6 +33,11 @@ bool contains(std::vector<network> const& networks, address_bytes const& a);
 // An address as text: IPv4 (also an IPv4-mapped one) dotted, IPv6 in RFC 5952 form.
 std::string to_text(address_bytes const& a);
 
+// What limits per client address count by: an IPv4 address itself, but an IPv6 address's
+// /64 ("2001:db8:1:2::/64"): one subscriber holds a whole /64 and could take a new address
+// per attempt. Text that is no address is its own key.
+std::string limit_key(std::string const& address);
+
 // The client a request comes from, given the peer that connected and what the one header
 // its proxies write says: `Forwarded` (RFC 7239: `rfc7239`) or `X-Forwarded-For` (may be
 // empty; repeated header lines joined by commas). Only one is read: a proxy passes the

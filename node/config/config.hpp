@@ -145,6 +145,7 @@ struct push_section {
   std::uint32_t connect_timeout_ms = 5000;
   std::uint32_t response_timeout_ms = 10000;
   std::size_t max_in_flight = 256;
+  std::size_t max_in_flight_per_user = 8;  // one user's slow endpoints cannot take every slot
   std::size_t max_targets_per_device = 10;
   std::uint32_t ttl_s = 86400;  // Web Push TTL
   std::string vapid_subject = "mailto:admin@localhost";

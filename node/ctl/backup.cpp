@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/openat2.h>
 #include <sodium.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -151,17 +153,35 @@ struct copied {
   std::string blake2b;
   std::uint64_t size = 0;
 };
-// Only regular files are read, never through a symbolic link (a hostile backup or a
-// compromised node must not make a root petchatctl read /etc/shadow, or hang on a FIFO);
-// with `owner` set, only files of that user (the node's).
-std::optional<copied> copy_hashing(fs::path const& from, fs::path const& to, progress& bar, std::string& error,
-                                   std::optional<uid_t> owner = std::nullopt) {
+// Opens `path` (relative) inside the directory `base` without following a symbolic link
+// anywhere on the way: not the file, nor a directory of its path (openat2, Linux 5.6).
+int open_beneath(fs::path const& base, std::string const& path) {
+  int dir = ::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how));
+  int saved = errno;
+  ::close(dir);
+  errno = saved;
+  return fd;
+}
+
+// Only regular files are read, never through a symbolic link, whether the file or a
+// directory on its way is one (a hostile backup or a compromised node must not make a root
+// petchatctl read /etc/shadow, or hang on a FIFO); with `owner` set, only files of that
+// user (the node's). `path` is relative to `base`.
+std::optional<copied> copy_hashing(fs::path const& base, std::string const& path, fs::path const& to, progress& bar,
+                                   std::string& error, std::optional<uid_t> owner = std::nullopt) {
+  auto from = base / path;
   act_as_root();
-  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  int in = open_beneath(base, path);
   act_as_writer();
   if (in < 0) {
-    error = from.string() + (errno == ELOOP ? std::string(": a symbolic link, not a regular file")
-                                            : ": " + std::string(std::strerror(errno)));
+    error = from.string() + (errno == ELOOP || errno == EXDEV
+                                 ? std::string(": a symbolic link (or one on its way), not a regular file")
+                                 : ": " + std::string(std::strerror(errno)));
     return std::nullopt;
   }
   struct stat st {};
@@ -274,7 +294,7 @@ bool check_files(fs::path const& dir, boost::json::object const& manifest, fs::p
       fs::create_directories(target.parent_path(), ec);
     }
     std::string error;
-    auto c = copy_hashing(dir / path, target, bar, error);
+    auto c = copy_hashing(dir, path, target, bar, error);
     bool good = c && c->size == f.at("size").to_number<std::uint64_t>() && c->blake2b == f.at("blake2b").as_string();
     if (!good) {
       bar.end();
@@ -324,7 +344,7 @@ boost::json::object copy_snapshot(boost::json::object const& snapshot, std::stri
     std::error_code ec;
     fs::create_directories((dir / path).parent_path(), ec);
     fs::permissions((dir / path).parent_path(), fs::perms::owner_all, fs::perm_options::replace, ec);
-    auto c = copy_hashing(from / path, dir / path, bar, error, node_uid);
+    auto c = copy_hashing(from, path, dir / path, bar, error, node_uid);
     if (!c) return {};
     bytes += c->size;
     listed.push_back(boost::json::object{{"path", path}, {"size", c->size}, {"blake2b", c->blake2b}});

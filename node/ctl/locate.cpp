@@ -1,6 +1,9 @@
 // Finding the node's admin socket (see detail/locate.hpp).
 #include "node/ctl/detail/locate.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "node/config/config.hpp"
@@ -33,7 +36,15 @@ located locate_socket(std::string const& socket, std::string const& data_dir, st
   }
   for (auto const* candidate : {run_socket, packaged_socket})
     if (std::filesystem::exists(candidate, ec)) return {candidate, candidate, ""};
-  return {"./data/admin.sock", "the default data dir ./data", ""};
+  // Where this is run: anyone who can write here could have left a socket that takes the
+  // passwords `users add` sends. Only one of the caller's own is used unasked.
+  std::string fallback = "./data/admin.sock";
+  struct stat st {};
+  if (::lstat(fallback.c_str(), &st) == 0 && st.st_uid != ::geteuid())
+    return {"", "",
+            fallback + " belongs to another user (uid " + std::to_string(st.st_uid) +
+                "): not used unless named with --socket or --data-dir"};
+  return {fallback, "the default data dir ./data", ""};
 }
 
 }  // namespace petchat::ctl::detail

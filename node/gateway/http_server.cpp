@@ -217,6 +217,8 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
       http::request_parser<http::empty_body> head_parser;
       head_parser.header_limit(static_cast<std::uint32_t>(st->limits.max_header_bytes));
       head_parser.body_limit(boost::none);  // checked below, once it is known which limit applies
+      // One deadline for the whole request, header and body (request_timeout).
+      auto request_ends = std::chrono::steady_clock::now() + st->limits.request_timeout;
       timer.arm(socket, st->limits.request_timeout);
       auto [ec, n] = co_await http::async_read_header(socket, buffer, head_parser, use_tuple);
       timer.disarm();
@@ -241,7 +243,8 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
       }
       http::request_parser<http::string_body> parser(std::move(head_parser));
       parser.body_limit(st->limits.max_body_bytes);
-      timer.arm(socket, st->limits.request_timeout);
+      timer.arm(socket, std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                   request_ends - std::chrono::steady_clock::now())));
       std::tie(ec, n) = co_await http::async_read(socket, buffer, parser, use_tuple);
       timer.disarm();
       if (ec) {

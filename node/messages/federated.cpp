@@ -307,8 +307,8 @@ class federated_store final : public federation::local_store {
     records::stored_event e;
     e.set_message_id(*raw);
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e, stored), e});
-    message_service::impl::put_message(b, *raw, stored, false);
     detail::note_remote_attachments(m_, b, *raw, stored);
+    message_service::impl::put_message(b, *raw, stored, false);
     return std::nullopt;
   }
 
@@ -393,8 +393,8 @@ class federated_store final : public federation::local_store {
     }
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
     b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());
-    message_service::impl::put_message(b, *raw, stored, false);
     detail::note_remote_attachments(m_, b, *raw, stored);
+    message_service::impl::put_message(b, *raw, stored, false);
     return std::nullopt;
   }
 

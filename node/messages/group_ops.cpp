@@ -394,6 +394,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     return reject_reason::malformed;
   auto replica = parse<records::conversation_record>(b.get(cf::conversations, gs.conversation_id()));
   if (replica && home_of(*replica, m.region) != gs.home_region()) return reject_reason::foreign_user;
+  // A group whose id names another home: a region claiming it where no replica is yet.
+  if (!keys::group_id_allows_home(gs.conversation_id(), gs.home_region())) return reject_reason::foreign_user;
   if (replica && replica->version() >= gs.version()) return std::nullopt;  // an older state: dropped
   if (!plausible_state(gs, replica ? replica->version() : 0)) return reject_reason::malformed;
   records::conversation_record c;

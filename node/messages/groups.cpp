@@ -94,7 +94,7 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
   auto st = std::make_shared<change_state>();
   auto users = candidates(m, spec.members, st->failed);
-  st->conversation = keys::new_group_id();
+  st->conversation = keys::new_group_id(m.region);
   auto resolved = st->failed.size();
   store::rocks_db::write_fn fn = [&m, st, owner, spec, users, resolved](store::rocks_batch& b) {
     st->restart(resolved);

@@ -83,7 +83,9 @@ awaitable<errors::status> count_references(message_service::impl& m, std::string
 }  // namespace
 
 void detail::note_remote_attachments(message_service::impl const& m, store::rocks_batch& b, std::string const& raw_id,
-                                     records::stored_message const& sm) {
+                                     records::stored_message& sm) {
+  for (auto& a : *sm.mutable_message()->mutable_body()->mutable_attachments())
+    a.set_name(format::clean_file_name(a.name()).value_or(""));
   auto const& msg = sm.message();
   std::string region(ids::region_of(msg.from()));
   for (auto const& a : msg.body().attachments()) {

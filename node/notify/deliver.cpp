@@ -187,7 +187,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   // arrived is not repeated within the coalescing window (the outcome clears it).
   t.attempt_ms = now_ms();
   if (!co_await messages.push_tried(t)) {
-    --in_flight;
+    slot_freed(t.user);
     co_return false;
   }
   t.attempt_ms = 0;
@@ -206,7 +206,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
     answer.forbidden = true;
   }
-  --in_flight;
+  slot_freed(t.user);
   auto result = judge(t, answer);
   metrics.push_sent(t.kind, name_of(result));
   auto now = now_ms();

@@ -98,6 +98,15 @@ notification_service::~notification_service() {
 
 void notification_service::start(asio::io_context& io) {
   auto& m = *impl_;
+  // Apple's push service refuses a VAPID subject at localhost (403 BadJwtToken): every
+  // Web Push to Safari would fail for good, each refusal looking like the endpoint's fault.
+  auto const& subject = m.options.vapid_subject;
+  if (m.options.enabled && (subject.ends_with("@localhost") || subject.ends_with(".local") ||
+                            subject.ends_with(".invalid") || subject.find("://localhost") != std::string::npos))
+    log::get("notify")->warn(
+        "push.vapid_subject is {}: push services (Apple's) refuse such a subject; set it to "
+        "a mailto: or https: address of this service's operator",
+        subject);
   m.strand.emplace(asio::make_strand(io));
   m.dns = std::make_unique<detail::name_resolver>(io, m.options.nameservers);
   m.timer = std::make_unique<asio::steady_timer>(*m.strand);
@@ -350,6 +359,21 @@ void notification_service::impl::forget_retries(std::string const& prefix) {
   std::erase_if(retry_at, [&](auto const& entry) { return entry.first.starts_with(prefix); });
 }
 
+void notification_service::impl::slot_freed(std::string const& user) {
+  --in_flight;
+  if (auto it = in_flight_by_user.find(user); it != in_flight_by_user.end() && --it->second == 0)
+    in_flight_by_user.erase(it);
+  // A few of the users waiting for a slot look again (each takes one, or waits for its
+  // own time); when nothing is in flight any more, all of them.
+  auto now = now_ms();
+  for (std::size_t woken = 0; !waiting_for_slot.empty() && (woken < 4 || in_flight == 0); ++woken) {
+    auto next = std::move(waiting_for_slot.front());
+    waiting_for_slot.pop_front();
+    waiting_users.erase(next);
+    schedule(next, now);
+  }
+}
+
 // Removes the targets of the user's devices whose sessions ended.
 void notification_service::impl::end_sessions(std::string const& user) {
   auto targets = messages.push_targets(user);
@@ -420,8 +444,16 @@ void notification_service::impl::process(std::string const& user) {
       wake_at(at);
       continue;
     }
+    // No slot: the user is looked at again when one of theirs is free (spawn_for), or
+    // when one of the node's is (slot_freed), not by polling.
+    if (auto mine = in_flight_by_user.find(user);
+        mine != in_flight_by_user.end() && mine->second >= options.max_in_flight_per_user) {
+      settled = false;
+      continue;
+    }
     if (in_flight >= options.max_in_flight) {
-      wake_at(now + 100);
+      settled = false;
+      if (waiting_users.insert(user).second) waiting_for_slot.push_back(user);
       continue;
     }
     auto settings = messages.push_settings_of(user, t.device_id);
@@ -435,6 +467,7 @@ void notification_service::impl::process(std::string const& user) {
       continue;
     }
     ++in_flight;
+    ++in_flight_by_user[user];
     spawn_for(key, user, send(std::move(t), std::move(n)));
   }
   if (settled && !busy.contains(settle_key))

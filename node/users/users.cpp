@@ -1,3 +1,4 @@
+#include "base/net/net.hpp"
 #include "node/users/detail/service.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice (a double
@@ -67,6 +68,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
         co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                        "registration_token");
     }
+    client_address = net::limit_key(client_address);  // an IPv6 client's /64
     if (auto wait = m.registrations.reserve(client_address, now_ms())) {
       auto f = fail(code::rate_limited, "too many registrations from your address; try again later");
       f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
@@ -140,7 +142,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   auto name_opt = m.local_name(name_or_id);
   std::string name = name_opt.value_or("");
   std::string account_key = name_opt ? "user:" + name : "";
-  std::string address_key = "addr:" + client_address;
+  std::string address_key = "addr:" + net::limit_key(client_address);  // an IPv6 client's /64
   std::int64_t now = now_ms();
   std::int64_t wait = m.address_limiter.wait_ms(address_key, now);
   if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));

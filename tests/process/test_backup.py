@@ -204,6 +204,19 @@ class BackupTest(NodeTestCase):
         self.assertIn("not a regular file", out)
         os.remove(pub)
         shutil.copy(copy, pub)
+        # Nor through a directory on the way that is a link (to one with the same files).
+        moved = os.path.join(os.path.dirname(dest), "messages-elsewhere")
+        shutil.move(os.path.join(dest, "messages"), moved)
+        os.symlink(moved, os.path.join(dest, "messages"))
+        rc, out, err = run_ctl("verify", dest)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("damaged: messages/", out)
+        self.assertIn("a symbolic link (or one on its way)", out)
+        linked = self.start_node(start=False, name="linked")
+        rc, out, err = run_ctl("restore", dest, linked.data_dir)
+        self.assertNotEqual(rc, 0, out + err)
+        os.remove(os.path.join(dest, "messages"))
+        shutil.move(moved, os.path.join(dest, "messages"))
         # A manifest with a negative size is damaged, not a crash.
         with open(os.path.join(dest, "manifest.json")) as f:
             manifest = json.load(f)

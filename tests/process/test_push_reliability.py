@@ -170,6 +170,35 @@ class DeadEndpointTest(PushCase):
         self.assertGreaterEqual(dead.open_connections(), 1, "the dead endpoint's connection is still open")
         self.node.stop()  # nor does it hold up the node's shutdown (exit 0 within 5 s of SIGTERM)
 
+    def test_one_users_endpoints_that_never_answer_do_not_take_every_slot(self):
+        # bob has more dead targets than the node has slots; one user may hold only
+        # max_in_flight_per_user of them, so carol's push still goes out at once.
+        self.start(push={"connect_timeout_ms": 60000, "response_timeout_ms": 60000, "max_in_flight": 4,
+                         "max_in_flight_per_user": 2})
+        recv = self.receiver()
+        dead = DeadEndpoint()
+        self.addCleanup(dead.close)
+        key = self.vapid_key()
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        for device in ("phone", "laptop", "tablet"):
+            s = bob.login(device)
+            for i in range(2):
+                r = self.add_target(s, {"kind": "webpush", "endpoint": dead.url("/wp/%s%d" % (device, i)),
+                                        "keys": Subscription().keys()})
+                self.assertStatus(r, 201)
+        _, sub_c, path_c = self.webpush(carol.login("phone"), recv)
+        a = self.ws(alice.login())
+        a.send_message(bob.id, "all of your devices are stuck")
+        dead.wait_accepted(2, WAIT_S)
+        to_carol = a.send_message(carol.id, "hello carol")
+        n = self.open_webpush(recv.wait_requests(path_c, 1, WAIT_S)[0], sub_c, key, recv)
+        self.assertNotification(n, carol.id, alice.id, to_carol)
+        deadline = time.monotonic() + WAIT_S
+        while self.node.admin("GET", "/v1/admin/push").json.get("in_flight") != 2:  # carol's is done
+            self.assertLess(time.monotonic(), deadline, "bob's six dead targets hold two slots, no more")
+            time.sleep(0.2)
+        self.assertEqual(dead.open_connections(), 2, "two of bob's dead endpoints were tried")
+
 
 class DeadNameserverTest(PushCase):
 

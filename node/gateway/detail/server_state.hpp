@@ -39,7 +39,8 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
 
-  // Open TCP connections per client address (gateway.max_connections_per_address).
+  // Open TCP connections per client address (gateway.max_connections_per_address; an IPv6
+  // client's /64, net::limit_key).
   std::mutex addresses_mutex;  // guards per_address; never held across I/O
   std::unordered_map<std::string, std::size_t> per_address;
 
@@ -47,7 +48,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   bool claim_address(std::string const& address) {
     bool proxy = is_trusted_proxy(address);
     std::lock_guard lock(addresses_mutex);
-    auto& n = per_address[address];
+    auto& n = per_address[net::limit_key(address)];
     if (n >= limits.max_connections_per_address && !proxy) return false;
     ++n;
     return true;
@@ -56,7 +57,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   // the admin socket).
   void claim_address_over_cap(std::string const& address) {
     std::lock_guard lock(addresses_mutex);
-    ++per_address[address];
+    ++per_address[net::limit_key(address)];
   }
   bool is_trusted_proxy(std::string const& address) const {
     auto a = net::parse_address(address);
@@ -64,7 +65,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   }
   void release_address(std::string const& address) {
     std::lock_guard lock(addresses_mutex);
-    auto it = per_address.find(address);
+    auto it = per_address.find(net::limit_key(address));
     if (it != per_address.end() && --it->second == 0) per_address.erase(it);
   }
 

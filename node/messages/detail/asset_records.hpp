@@ -23,11 +23,13 @@ asset_view view_of(std::string const& hash, records::asset_record const& rec);
 records::asset_record put_asset(store::rocks_batch& b, std::string const& hash, std::uint64_t size,
                                 std::string const& type, std::int64_t now, std::int64_t due_ms);
 
-// Inside a write (the message service's side of federation, remote_assets.cpp): the
-// references a message from another region (stored as `raw_id`) makes to its attachments,
-// counted at once or waiting for its region's proof, and the fetches they need.
+// Inside a write (the message service's side of federation, remote_assets.cpp), before
+// the message is stored: the references a message from another region (to be stored as
+// `raw_id`) makes to its attachments, counted at once or waiting for its region's proof,
+// and the fetches they need; and its attachments' names cleaned as this region cleans its
+// own users' (another region's word is not taken for them).
 void note_remote_attachments(message_service::impl const& m, store::rocks_batch& b, std::string const& raw_id,
-                             records::stored_message const& sm);
+                             records::stored_message& sm);
 // Committed state: the region `user` waits for to show it holds the bytes of `hash` (a
 // message of that region in one of the user's conversations refers to it, and the region
 // is still asked for them); nullopt if none.

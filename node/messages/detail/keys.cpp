@@ -63,10 +63,26 @@ std::string message_id_floor(std::int64_t ms) {
   return be64(static_cast<std::uint64_t>(ms)).substr(2) + std::string(10, '\0');
 }
 
-std::string new_group_id() {
+namespace {
+
+std::string home_tag(std::string_view region) {
+  unsigned char out[crypto_generichash_BYTES_MIN];
+  crypto_generichash(out, sizeof out, reinterpret_cast<unsigned char const*>(region.data()), region.size(), nullptr, 0);
+  return std::string(reinterpret_cast<char const*>(out), 4);
+}
+
+}  // namespace
+
+std::string new_group_id(std::string_view home) {
   unsigned char raw[16];
   randombytes_buf(raw, sizeof raw);
-  return "g" + format::base64url(std::string_view(reinterpret_cast<char const*>(raw), sizeof raw));
+  return "g" + format::base64url(home_tag(home) + std::string(reinterpret_cast<char const*>(raw), sizeof raw));
+}
+
+bool group_id_allows_home(std::string_view conv, std::string_view region) {
+  if (conv.size() != 28) return true;  // the older form (or not a group id: judged elsewhere)
+  auto raw = format::from_base64url(conv.substr(1));
+  return !raw || raw->size() != 20 || raw->substr(0, 4) == home_tag(region);
 }
 
 std::string new_request_id() {

@@ -197,8 +197,14 @@ inline std::string fanout_key(std::string const& id) {
 inline std::string receipt_key(std::string const& id, std::string const& user) {
   return id + '\0' + user;
 }
-// Group ids: "g" and 16 random bytes in URL-safe base64; direct ones start with "d".
-std::string new_group_id();
+// Group ids: "g" and, in URL-safe base64, the first 4 bytes of the BLAKE2b hash of the
+// home region's name and 16 random bytes (27 characters), so that no other region can
+// claim to be a group's home where no replica is yet; ids made before that are "g" and
+// the 16 random bytes (22 characters). Direct ones start with "d".
+std::string new_group_id(std::string_view home);
+// Whether a group id can be homed in `region`: false only for an id that names another
+// home (an id of the older form names none).
+bool group_id_allows_home(std::string_view conv, std::string_view region);
 // A group request's id (the 202 answer's `request_id`): "r" and 16 random characters.
 std::string new_request_id();
 inline bool is_group(std::string_view conv) {

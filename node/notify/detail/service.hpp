@@ -8,6 +8,7 @@
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -68,6 +69,10 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   // Targets with a request or a write in flight (strand only).
   std::unordered_set<std::string> busy;
   std::atomic<std::size_t> in_flight{0};
+  std::unordered_map<std::string, std::size_t> in_flight_by_user;
+  // Users with a push due while every slot was taken: looked at again as slots free up.
+  std::deque<std::string> waiting_for_slot;
+  std::unordered_set<std::string> waiting_users;
 
   // Targets waiting to try again: when (any thread reads it for the admin API).
   mutable std::mutex retry_mutex;
@@ -90,6 +95,8 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   boost::asio::awaitable<bool> end_device(std::string user, std::string device);
   boost::asio::awaitable<bool> let_go(messages::push_target t, std::uint64_t through, char const* result);
   void forget_retries(std::string const& prefix);
+  // A push request to `user`'s target is done (strand only): its slot is free again.
+  void slot_freed(std::string const& user);
 
   // deliver.cpp.
   detail::notification summarize(std::string const& user, std::uint64_t after, std::uint64_t through,

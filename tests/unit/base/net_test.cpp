@@ -61,3 +61,12 @@ TEST_CASE("forwarded_client: headers believed only as far as trusted proxies wro
   // No trusted proxies configured: never believed.
   CHECK(forwarded_client("127.0.0.1", "198.51.100.1", false, {}) == "127.0.0.1");
 }
+
+TEST_CASE("limit_key: an IPv6 client is its /64, an IPv4 one its address") {
+  CHECK(petchat::net::limit_key("198.51.100.7") == "198.51.100.7");
+  CHECK(petchat::net::limit_key("::ffff:198.51.100.7") == "::ffff:198.51.100.7");
+  CHECK(petchat::net::limit_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64");
+  CHECK(petchat::net::limit_key("2001:db8:1:2::1") == petchat::net::limit_key("2001:db8:1:2:ffff::9"));
+  CHECK(petchat::net::limit_key("2001:db8:1:3::1") != petchat::net::limit_key("2001:db8:1:2::1"));
+  CHECK(petchat::net::limit_key("not an address") == "not an address");
+}

@@ -214,3 +214,26 @@ TEST_CASE("a message without a stamp (from a region of an older version) is take
 }
 
 }  // namespace
+
+TEST_CASE("a group whose id names another home is not taken from a region that claims it") {
+  away_lane a;
+  auto with_id = [&](std::string const& id) {
+    auto s = a.state(1, client::CREATED, {dan, alice}, {dan, alice});
+    s.content->mutable_group_state()->set_conversation_id(id);
+    s.content->mutable_group_state()->mutable_changes(0)->set_conversation_id(id);
+    return s;
+  };
+  auto groups_of_alice = [&] {
+    std::vector<std::string> out;
+    for (auto const& e : a.h.home.service.events_after(alice, 0, 2000).events)
+      if (e.has_conversation_change()) out.push_back(e.conversation_change().conversation_id());
+    return out;
+  };
+  auto elsewhere = keys::new_group_id("elsewhere");
+  CHECK(elsewhere.size() == 28);
+  CHECK(a.apply({with_id(elsewhere)}) == strings{"foreign_user"});
+  CHECK(groups_of_alice().empty());
+  auto homed_away = keys::new_group_id("away");
+  CHECK(a.apply({with_id(homed_away)}).empty());
+  CHECK(groups_of_alice() == strings{homed_away});
+}
