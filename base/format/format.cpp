@@ -84,8 +84,8 @@ std::optional<std::string> clean_file_name(std::string_view name) {
   while (!name.empty()) {
     std::size_t n = utf8_sequence(name);  // valid: checked above
     auto c = code_point(name.substr(0, n));
-    bool bad =
-        c < 0x20 || c == 0x7f || std::string_view("\"*:<>?|").find(static_cast<char>(c)) != std::string_view::npos;
+    bool bad = c < 0x20 || c == 0x7f ||
+               (c < 0x80 && std::string_view("\"*:<>?|").find(static_cast<char>(c)) != std::string_view::npos);
     if (bad || invisible(c))
       out.push_back('_');
     else

@@ -100,6 +100,8 @@ awaitable<void> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
                    print_id(f.hash));
     else if (done)
       s->log->info("asset {} fetched from region {}", print_id(f.hash), f.region);
+    if (done) co_return;
+    co_await s->messages.fetch_failed(f, false);  // stored in part: tried again later, not at once
     co_return;
   }
   bool drop = r.outcome == fetched::missing && f.tries + 1 >= give_up_after;

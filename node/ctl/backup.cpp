@@ -2,10 +2,8 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/openat2.h>
 #include <sodium.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -153,15 +152,23 @@ struct copied {
   std::string blake2b;
   std::uint64_t size = 0;
 };
-// Opens `path` (relative) inside the directory `base` without following a symbolic link
-// anywhere on the way: not the file, nor a directory of its path (openat2, Linux 5.6).
+// Opens `path` (relative, no "..") inside the directory `base` without following a
+// symbolic link anywhere on the way: each directory of the path is opened on its own with
+// O_NOFOLLOW, then the file. (openat2's RESOLVE_NO_SYMLINKS would do it in one call, but
+// not on kernels before 5.6 nor under older seccomp profiles.)
 int open_beneath(fs::path const& base, std::string const& path) {
   int dir = ::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  auto parts = fs::path(path);
+  auto last = std::prev(parts.end());
+  for (auto it = parts.begin(); dir >= 0 && it != last; ++it) {
+    int next = ::openat(dir, it->c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int saved = errno;
+    ::close(dir);
+    errno = saved;
+    dir = next;
+  }
   if (dir < 0) return -1;
-  open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  int fd = static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how));
+  int fd = ::openat(dir, last->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   int saved = errno;
   ::close(dir);
   errno = saved;
@@ -179,7 +186,7 @@ std::optional<copied> copy_hashing(fs::path const& base, std::string const& path
   int in = open_beneath(base, path);
   act_as_writer();
   if (in < 0) {
-    error = from.string() + (errno == ELOOP || errno == EXDEV
+    error = from.string() + (errno == ELOOP || errno == ENOTDIR
                                  ? std::string(": a symbolic link (or one on its way), not a regular file")
                                  : ": " + std::string(std::strerror(errno)));
     return std::nullopt;

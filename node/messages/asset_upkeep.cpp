@@ -57,6 +57,17 @@ std::vector<std::pair<std::string, std::uint64_t>> uploaders_of(message_service:
   return out;
 }
 
+// The x/ keys of an asset (committed state): the regions that showed they hold its bytes.
+std::vector<std::string> holders_of(message_service::impl const& m, std::string const& hash) {
+  std::vector<std::string> out;
+  auto first = keys::holders_first(hash);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    out.emplace_back(key);
+    return out.size() < 4096;
+  });
+  return out;
+}
+
 }  // namespace
 
 awaitable<result<collected_asset>> message_service::collect_asset(std::string hash, std::vector<std::string> due,
@@ -65,16 +76,15 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
   auto st = std::make_shared<collected_asset>();
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
   auto uploaders = uploaders_of(m, hash);
-  std::vector<std::string> holders;  // x/ keys: regions that showed they hold the bytes
-  auto first = keys::holders_first(hash);
-  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
-    holders.emplace_back(key);
-    return holders.size() < 4096;
-  });
+  auto holders = holders_of(m, hash);  // x/ keys: regions that showed they hold the bytes
   decltype(uploaders) thumb_uploaders;
-  if (rec && !rec->thumbnail().empty()) thumb_uploaders = uploaders_of(m, rec->thumbnail());
+  decltype(holders) thumb_holders;
+  if (rec && !rec->thumbnail().empty()) {
+    thumb_uploaders = uploaders_of(m, rec->thumbnail());
+    thumb_holders = holders_of(m, rec->thumbnail());
+  }
   auto grace_ms = std::int64_t(m.assets.grace_s) * 1000;
-  store::rocks_db::write_fn mutation = [&m, st, hash, now, due, uploaders, holders, thumb_uploaders,
+  store::rocks_db::write_fn mutation = [&m, st, hash, now, due, uploaders, holders, thumb_uploaders, thumb_holders,
                                         grace_ms](store::rocks_batch& b) {
     *st = collected_asset{};
     for (auto const& key : due) b.erase(cf::assets, key);
@@ -97,6 +107,7 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     if (keys::read_u64(b, keys::refs_key(rec->thumbnail())) > 0) return true;
     if (orphan && thumb_uploaders.empty()) {
       remove_asset(b, rec->thumbnail(), {});
+      for (auto const& key : thumb_holders) b.erase(cf::assets, key);
       st->blobs.push_back(rec->thumbnail());
     } else if (orphan) {  // kept by its uploaders for now: looked at again after the grace period
       b.put(cf::assets, keys::collect_key(now + grace_ms, rec->thumbnail()), "");

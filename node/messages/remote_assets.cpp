@@ -53,6 +53,26 @@ std::pair<std::string_view, std::string_view> split_pending(std::string_view val
   return {value.substr(0, nul), value.substr(nul + 1)};
 }
 
+// Inside a write: asks `region` for `thumb`, the thumbnail it names for `original`: as a
+// fetch if it is neither stored nor on its way here, else only as a proof. A request goes
+// out either way, so the region cannot learn from it whether the thumbnail is stored here.
+void ask_for_thumbnail(store::rocks_batch& b, std::string const& thumb, std::string const& original,
+                       std::string const& region) {
+  if (thumb.size() != keys::asset_hash_bytes || thumb == original) return;
+  records::fetch_record f;
+  f.set_region(region);
+  f.set_thumbnail_of(original);
+  auto wanted = parse<records::fetch_record>(b.get(cf::assets, keys::fetch_key(thumb)));
+  if (!wanted && !b.get(cf::assets, keys::asset_key(thumb))) {
+    b.put(cf::assets, keys::fetch_key(thumb), f.SerializeAsString());
+    return;
+  }
+  if ((wanted && wanted->region() == region) || b.get(cf::assets, keys::holder_key(thumb, region)) ||
+      b.get(cf::assets, keys::proof_fetch_key(thumb, region)))
+    return;
+  b.put(cf::assets, keys::proof_fetch_key(thumb, region), f.SerializeAsString());
+}
+
 // `region` has shown it holds the bytes of `hash`: the references its messages made to it
 // count from now on. After the write that recorded it (x/): a message applied since then
 // counted at once, and every one applied before is committed, so this scan finds them all.
@@ -104,19 +124,17 @@ void detail::note_remote_attachments(message_service::impl const& m, store::rock
     records::fetch_record f;
     f.set_region(region);
     if (!stored && !wanted) {
-      // Fetched from this region (which shows it holds the bytes), with its thumbnail.
-      // Another region naming the same hash later does not take the fetch over (it could
-      // answer "not found" until the fetch is dropped): it gets a proof fetch of its own.
+      // Fetched from this region (which shows it holds the bytes). Another region naming
+      // the same hash later does not take the fetch over (it could answer "not found" until
+      // the fetch is dropped): it gets a proof fetch of its own.
       b.put(cf::assets, keys::fetch_key(hash), f.SerializeAsString());
-      auto thumb = keys::asset_hash_of(a.thumbnail_id());
-      if (thumb.empty() || b.get(cf::assets, keys::asset_key(thumb)) || b.get(cf::assets, keys::fetch_key(thumb)))
-        continue;
-      f.set_thumbnail_of(hash);
-      b.put(cf::assets, keys::fetch_key(thumb), f.SerializeAsString());
     } else if (!shown && !(wanted && wanted->region() == region) &&
                !b.get(cf::assets, keys::proof_fetch_key(hash, region))) {
       b.put(cf::assets, keys::proof_fetch_key(hash, region), f.SerializeAsString());
+    } else {
+      continue;  // nothing new is asked of the region
     }
+    ask_for_thumbnail(b, keys::asset_hash_of(a.thumbnail_id()), hash, region);
   }
 }
 
@@ -139,8 +157,11 @@ std::optional<std::string> detail::awaits_proof(message_service::impl const& m, 
 }
 
 std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::size_t max) const {
-  std::vector<pending_fetch> out;
+  // Fetches and proofs taken in turn: many fetches due (another region can name any number
+  // of hashes) do not keep the proofs from running, nor the other way round.
+  std::vector<pending_fetch> kinds[2];
   for (bool proof : {false, true}) {
+    auto& out = kinds[proof];
     std::string first = proof ? "y/" : "f/";
     impl_->db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
       records::fetch_record f;
@@ -152,6 +173,10 @@ std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::s
       return out.size() < max;
     });
   }
+  std::vector<pending_fetch> out;
+  for (std::size_t i = 0; out.size() < max && (i < kinds[0].size() || i < kinds[1].size()); ++i)
+    for (auto& kind : kinds)
+      if (i < kind.size() && out.size() < max) out.push_back(std::move(kind[i]));
   return out;
 }
 
@@ -159,11 +184,12 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
   auto& m = *impl_;
   auto now = now_ms();
   auto due = now + std::int64_t(m.assets.grace_s) * 1000;
+  // The fetch's own record goes last, once the references counted: a crash (or a failed
+  // write) before then leaves it, and the fetch is made again and finishes the job.
   store::rocks_db::write_fn mutation = [f, a, now, due](store::rocks_batch& b) {
-    b.erase(cf::assets, fetch_record_key(f));
-    // The region sent every byte and they hashed to the id: it holds them (a thumbnail has
-    // no references of its own to wait for this).
-    if (f.thumbnail_of.empty()) b.put(cf::assets, keys::holder_key(f.hash, f.region), "");
+    // The region sent every byte and they hashed to the id: it holds them.
+    b.put(cf::assets, keys::holder_key(f.hash, f.region), "");
+    ask_for_thumbnail(b, a.thumbnail_hash, f.hash, f.region);
     // Another region's word for which thumbnail an original has is taken only for bytes it
     // sends: a hash already stored here (someone's asset, or another original's thumbnail)
     // it named would give its members access to those bytes.
@@ -172,21 +198,23 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
     rec.set_width(a.width);
     rec.set_height(a.height);
     if (!f.thumbnail_of.empty()) keys::link_thumbnail(b, rec, f.hash, f.thumbnail_of);
-    if (!a.thumbnail_hash.empty() && a.thumbnail_hash != f.hash &&
-        !b.get(cf::assets, keys::asset_key(a.thumbnail_hash))) {
+    if (a.thumbnail_hash.size() == keys::asset_hash_bytes && a.thumbnail_hash != f.hash &&
+        !b.get(cf::assets, keys::asset_key(a.thumbnail_hash)))
       rec.set_thumbnail(a.thumbnail_hash);
-      records::fetch_record next;
-      next.set_region(f.region);
-      next.set_thumbnail_of(f.hash);
-      b.put(cf::assets, keys::fetch_key(a.thumbnail_hash), next.SerializeAsString());
-    }
     b.put(cf::assets, keys::asset_key(f.hash), rec.SerializeAsString());
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("a fetched asset could not be stored");
-  if (!f.thumbnail_of.empty()) co_return errors::ok();
-  co_return co_await count_references(m, f.hash, f.region);
+  auto counted = co_await count_references(m, f.hash, f.region);
+  if (!counted) co_return counted;
+  store::rocks_db::write_fn done = [f](store::rocks_batch& b) {
+    b.erase(cf::assets, fetch_record_key(f));
+    return true;
+  };
+  if (co_await async::write(m.db, std::move(done)) == store::write_outcome::failed)
+    co_return m.write_failed("a fetch done could not be recorded");
+  co_return errors::ok();
 }
 
 awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool drop) {

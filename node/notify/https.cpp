@@ -197,8 +197,10 @@ asio::awaitable<std::string> check_endpoint(address_policy const& policy, name_r
   auto allowed = co_await allowed_endpoints(policy, dns, url, timeout, why, forbidden, true);
   if (!allowed.empty()) co_return std::string();
   // Told to whoever registers the endpoint: never the addresses a name resolves to here,
-  // nor the resolver's words (any user could look up the node's internal names).
-  co_return url.host + (forbidden ? " is not a public address" : " has no address that can be looked up now");
+  // nor the resolver's words, nor even whether it resolved (any user could otherwise map
+  // the node's internal names).
+  (void)forbidden;
+  co_return url.host + " is not a public address that can be reached now";
 }
 
 asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const& policy, name_resolver& dns,

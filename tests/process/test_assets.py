@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import select
 import socket
 import struct
 import sys
@@ -1502,6 +1503,54 @@ class DownloadHangUpTest(AssetCase):
                 s.close()  # unread bytes in our buffer: the kernel answers the node with a reset
         self.fetch(a, aid, data)
         self.assertIsNone(self.node.proc.poll(), "the node died when a client hung up mid-download")
+
+
+class SlowUploadTest(AssetCase):
+    """An upload's body may take longer than gateway.request_timeout_ms, but must keep up
+    1,024 bytes per second on average after it."""
+
+    NODE_CONFIG = {"gateway": {"request_timeout_ms": 1000}}
+
+    def test_a_body_trickled_byte_by_byte_is_cut_off(self):
+        a = self.person("alice").login()
+        s = socket.create_connection(("127.0.0.1", self.node.port), timeout=HTTP_TIMEOUT_S)
+        self.addCleanup(s.close)
+        s.sendall(request_head(self.node, "POST", "/v1/assets?name=slow.bin", a["access_token"],
+                               [("Content-Length", "100000")]))
+        answer = b""
+        started = time.monotonic()
+        cut_while_sending = False
+        try:
+            for _ in range(40):  # one byte every 0.3 s: each read in time, the whole far too slow
+                s.sendall(b"x")
+                if select.select([s], [], [], 0.3)[0]:
+                    cut_while_sending = True  # the node answered before the client stopped
+                    break
+        except OSError:
+            cut_while_sending = True  # the node answered and closed: the answer is read below
+        self.assertTrue(cut_while_sending, "a body trickled at 3 bytes/s for 12 s was not cut off")
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408"), answer[:200])
+        self.assertIn(b"request_timeout", answer)
+        self.assertLess(time.monotonic() - started, 60)
+        # A body that keeps pace is taken, however long past the request timeout it takes.
+        data = blob(24 * KIB, "paced")
+        s2 = socket.create_connection(("127.0.0.1", self.node.port), timeout=HTTP_TIMEOUT_S)
+        self.addCleanup(s2.close)
+        s2.sendall(request_head(self.node, "POST", "/v1/assets?name=paced.bin", a["access_token"],
+                                [("Content-Length", str(len(data)))]))
+        for i in range(0, len(data), 4 * KIB):  # 16 KiB/s for 1.5 s
+            s2.sendall(data[i:i + 4 * KIB])
+            time.sleep(0.25)
+        head = s2.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 201"), head[:300])
 
 
 if __name__ == "__main__":

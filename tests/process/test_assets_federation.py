@@ -334,15 +334,23 @@ class SameBytesInBothRegions(AssetFederationCase):
         carol = self.user(AMERICA, "carol")
         A, B = self.connect(alice), self.connect(bob)
         data = blob(300 * KIB, "uploaded on both sides")
-        mine = self.upload(carol, data, "carols.bin")
-        theirs = self.upload(alice, data, "alices.bin")
-        self.assertEqual(mine["id"], theirs["id"])
-        acc = self.send_attached(A, bob, [{"asset_id": theirs["id"]}], text="the same bytes")
+        png = make_png(400, 300, seed=77)  # with a thumbnail, made the same on both sides
+        mine = [self.upload(carol, data, "carols.bin"), self.upload(carol, png, "carols.png")]
+        theirs = [self.upload(alice, data, "alices.bin"), self.upload(alice, png, "alices.png")]
+        self.assertEqual([x["id"] for x in mine], [x["id"] for x in theirs])
+        self.assertTrue(theirs[1].get("thumbnail_id"))
+        self.assertEqual(mine[1].get("thumbnail_id"), theirs[1]["thumbnail_id"])
+        acc = self.send_attached(A, bob, [{"asset_id": x["id"]} for x in theirs], text="the same bytes")
         B.wait_event(ev_message(acc["message_id"]), CROSS_S, what="alice's message")
-        self.wait_download(bob, theirs["id"], data)
+        self.wait_download(bob, theirs[0]["id"], data)
+        self.wait_download(bob, theirs[1]["id"], png)
+        thumb = self.wait_download(bob, theirs[1]["thumbnail_id"])
+        self.assertEqual(blake(thumb.raw), theirs[1]["thumbnail_id"])
         # The proof counted for alice's message only: carol's neighbour still sees nothing.
-        self.assertGone(self.user(AMERICA, "dave"), theirs["id"])
-        self.assertStatus(self.download(carol, mine["id"]), 200)
+        dave = self.user(AMERICA, "dave")
+        for aid in (theirs[0]["id"], theirs[1]["id"], theirs[1]["thumbnail_id"]):
+            self.assertGone(dave, aid)
+        self.assertStatus(self.download(carol, mine[0]["id"]), 200)
 
 
 class HostileRegionNamesAHash(AssetFederationCase):

@@ -13,6 +13,8 @@
 #include <boost/beast/http.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "node/gateway/gateway.hpp"
@@ -20,6 +22,11 @@
 namespace petchat::gateway::detail {
 
 // `Deadline` is http_server.cpp's `deadline`: arm(socket, duration), disarm(), fired().
+// Each read must bring bytes within `timeout`, and the body as a whole must keep up an
+// average of min_body_rate bytes per second once `timeout` has passed: a client trickling
+// a byte now and then cannot hold its connection (and its upload slot) for ever.
+inline constexpr std::uint64_t min_body_rate = 1024;
+
 template <typename Socket, typename Deadline>
 class body_stream final : public assets::byte_source {
  public:
@@ -31,7 +38,8 @@ class body_stream final : public assets::byte_source {
         parser_(parser),
         timer_(timer),
         timeout_(timeout),
-        continue_(expect_continue) {}
+        continue_(expect_continue),
+        started_(std::chrono::steady_clock::now()) {}
 
   // Fills `into` as far as the body goes: fewer bytes than asked only at its end.
   boost::asio::awaitable<errors::result<std::size_t>> read(char* into, std::size_t size) override {
@@ -58,6 +66,13 @@ class body_stream final : public assets::byte_source {
       timer_.disarm();
       (void)n;
       got = size - body.size;
+      auto allowed = timeout_ + std::chrono::milliseconds((total_ + got) * 1000 / min_body_rate);
+      if (!ec && std::chrono::steady_clock::now() - started_ > allowed) {
+        broken_ = true;
+        co_return errors::fail(
+            errors::code::request_timeout,
+            "the body arrives too slowly (under " + std::to_string(min_body_rate) + " bytes per second on average)");
+      }
       if (ec == http::error::need_buffer) continue;
       if (ec) {
         broken_ = true;
@@ -67,6 +82,7 @@ class body_stream final : public assets::byte_source {
       }
     }
     if (got == 0 && broken_) co_return errors::fail(errors::code::bad_request, "the body broke off");
+    total_ += got;
     co_return got;
   }
 
@@ -80,6 +96,8 @@ class body_stream final : public assets::byte_source {
   std::chrono::milliseconds timeout_;
   bool continue_;
   bool broken_ = false;
+  std::chrono::steady_clock::time_point started_;
+  std::uint64_t total_ = 0;  // bytes returned by earlier reads
 };
 
 // A response's own headers onto Beast's: a name given twice keeps both values where HTTP

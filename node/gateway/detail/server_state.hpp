@@ -48,7 +48,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   bool claim_address(std::string const& address) {
     bool proxy = is_trusted_proxy(address);
     std::lock_guard lock(addresses_mutex);
-    auto& n = per_address[net::limit_key(address)];
+    auto& n = per_address[count_key(address)];
     if (n >= limits.max_connections_per_address && !proxy) return false;
     ++n;
     return true;
@@ -57,7 +57,12 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   // the admin socket).
   void claim_address_over_cap(std::string const& address) {
     std::lock_guard lock(addresses_mutex);
-    ++per_address[net::limit_key(address)];
+    ++per_address[count_key(address)];
+  }
+  // What a connection is counted under: a trusted proxy's own address (its neighbours in
+  // its /64 are not held to its count), anyone else's limit key.
+  std::string count_key(std::string const& address) const {
+    return is_trusted_proxy(address) ? address : net::limit_key(address);
   }
   bool is_trusted_proxy(std::string const& address) const {
     auto a = net::parse_address(address);
@@ -65,7 +70,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   }
   void release_address(std::string const& address) {
     std::lock_guard lock(addresses_mutex);
-    auto it = per_address.find(net::limit_key(address));
+    auto it = per_address.find(count_key(address));
     if (it != per_address.end() && --it->second == 0) per_address.erase(it);
   }
 

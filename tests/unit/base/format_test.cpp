@@ -51,6 +51,9 @@ TEST_CASE("clean_file_name: nothing that hides or reorders what a name says") {
   CHECK(clean_file_name("c1\u0085x") == "c1_x");  // NEL, a C1 control
   // What reads as itself stays, byte for byte.
   CHECK(clean_file_name("Grüße – 写真 😀.jpg") == "Grüße – 写真 😀.jpg");
+  // Characters whose code point ends in the byte of a refused ASCII character are kept:
+  // ż is U+017C (| is 0x7C), 个 is U+4E2A (* is 0x2A), Ī is U+012A, ĺ is U+013A (: is 0x3A).
+  CHECK(clean_file_name("żółw 个 Ī ĺ.jpg") == "żółw 个 Ī ĺ.jpg");
   CHECK(clean_file_name("a:b?.txt") == "a_b_.txt");
   CHECK(!clean_file_name("\xff"));
 }
