@@ -278,8 +278,14 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   asio::io_context io(static_cast<int>(threads));
   asio::thread_pool cpu_pool(std::max(1u, std::thread::hardware_concurrency()));
   users::user_service users(cfg.users, cfg.node.region, cfg.store, data_dir, id, cpu_pool);
-  auto message_store = open_message_store(cfg, users, salvage_messages);
+  // After a restore, and after a salvage, the store went back in time: its mailbox heads
+  // jump ahead (after_salvage) and its lanes to other regions move to a new epoch at the
+  // first federated start (make_federation), so that nothing is handed out twice.
+  bool restored = identity::restored_mailboxes(data_dir);
+  auto message_store = open_message_store(cfg, users, salvage_messages || restored);
   if (!message_store) return 1;
+  if (salvage_messages) identity::mark_restored(data_dir);
+  if (restored) identity::forget_restored_mailboxes(data_dir);
   auto& messages = *message_store;
   if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");
   ws::ws_manager manager(cfg.messages.max_streams_per_user,

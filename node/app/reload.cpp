@@ -47,11 +47,13 @@ reloader::outcome reloader::reload() {
       return out;
     }
   }
-  if (next.log.level != running_.log.level) {
+  // Against the level in force, not the file's last one: a reload undoes a
+  // `petchatctl log-level` set meanwhile, as the docs say.
+  if (auto now = log::current_level(); next.log.level != now) {
     log::set_level(next.log.level);
-    out.applied.push_back("log.level: " + running_.log.level + " -> " + next.log.level);
-    running_.log.level = next.log.level;
+    out.applied.push_back("log.level: " + now + " -> " + next.log.level);
   }
+  running_.log.level = next.log.level;
   if (regions_ && next.federation.regions != running_.federation.regions) {
     auto names = [](std::vector<federation::region_entry> const& list) {
       std::string out;

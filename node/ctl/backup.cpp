@@ -30,7 +30,8 @@ constexpr int manifest_version = 1;
 constexpr char manifest_name[] = "manifest.json";
 // In a restore's target until the last file is durable: the node refuses to start on it.
 constexpr char restoring_marker[] = "RESTORE-INCOMPLETE";
-constexpr char restored_marker[] = "RESTORED-FROM-BACKUP";  // node/identity/identity.hpp
+constexpr char restored_marker[] = "RESTORED-FROM-BACKUP";          // node/identity/identity.hpp
+constexpr char restored_mailboxes_marker[] = "RESTORED-MAILBOXES";  // node/identity/identity.hpp
 
 // Root restoring into a directory of the node's user writes as that user (effective ids)
 // and reads the backup as root: see restore_backup.
@@ -449,7 +450,13 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
   if (!check_files(dir, *manifest, data_dir, "restoring", as_json, bytes)) {
     std::cerr << "petchatctl: " << (interrupted ? "interrupted" : "the backup does not match its manifest")
               << "; nothing restored (" << data_dir.string() << " emptied)\n";
-    for (auto const& e : fs::directory_iterator(data_dir)) fs::remove_all(e.path());
+    // Everything but the marker, then the marker: a crash meanwhile leaves a data dir the
+    // node still refuses, never a half-emptied one it would start on.
+    for (auto const& e : fs::directory_iterator(data_dir))
+      if (e.path().filename() != restoring_marker) fs::remove_all(e.path());
+    fsync_path(data_dir);
+    ::unlink((data_dir / restoring_marker).c_str());
+    fsync_path(data_dir);
     return false;
   }
   ::chmod(data_dir.c_str(), 0700);  // private like a data dir the node made
@@ -458,12 +465,12 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
     if (e.is_directory()) fsync_path(e.path());
   }
   fsync_path(data_dir);
-  // Tells the node that this store went back in time (identity.hpp, restored_marker): its
-  // first federated start moves its lanes to other regions to a new epoch.
-  {
-    int marker = ::open((data_dir / restored_marker).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  // Tells the node that this store went back in time (identity.hpp): its first start moves
+  // every mailbox head ahead, its first federated start its lanes to a new epoch.
+  for (char const* name : {restored_marker, restored_mailboxes_marker}) {
+    int marker = ::open((data_dir / name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (marker < 0 || ::fsync(marker) != 0) {
-      std::cerr << "petchatctl: " << (data_dir / restored_marker).string() << ": " << std::strerror(errno) << "\n";
+      std::cerr << "petchatctl: " << (data_dir / name).string() << ": " << std::strerror(errno) << "\n";
       if (marker >= 0) ::close(marker);
       return false;
     }

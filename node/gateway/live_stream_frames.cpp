@@ -154,7 +154,7 @@ awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
           send_error(ref, peers.error());
           co_return;
         }
-        for (auto const& peer : *peers) svc_->manager.relay_typing(uid, peer, group, frame.typing().active());
+        svc_->manager.relay_group_typing(uid, *peers, group, frame.typing().active());
         co_return;
       }
       auto typing = svc_->messages.typing_between(uid, frame.typing().to());

@@ -115,13 +115,33 @@ bool restored_from_backup(std::filesystem::path const& data_dir) {
   return std::filesystem::exists(data_dir / restored_marker);
 }
 
-void forget_restored_marker(std::filesystem::path const& data_dir) {
-  auto path = data_dir / restored_marker;
+namespace {
+
+void remove_marker(std::filesystem::path const& data_dir, char const* name) {
+  auto path = data_dir / name;
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw detail::file_error(path, "remove");
   int d = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   bool synced = d >= 0 && ::fsync(d) == 0;
   if (d >= 0) ::close(d);
   if (!synced) throw detail::file_error(data_dir, "fsync");
+}
+
+}  // namespace
+
+void forget_restored_marker(std::filesystem::path const& data_dir) {
+  remove_marker(data_dir, restored_marker);
+}
+
+void mark_restored(std::filesystem::path const& data_dir) {
+  detail::write_durably(data_dir, restored_marker, "", 0600);
+}
+
+bool restored_mailboxes(std::filesystem::path const& data_dir) {
+  return std::filesystem::exists(data_dir / restored_mailboxes_marker);
+}
+
+void forget_restored_mailboxes(std::filesystem::path const& data_dir) {
+  remove_marker(data_dir, restored_mailboxes_marker);
 }
 
 data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::string const& region) {

@@ -77,6 +77,17 @@ std::optional<data_dir_record> read_data_dir_record(std::filesystem::path const&
 inline constexpr char restored_marker[] = "RESTORED-FROM-BACKUP";
 bool restored_from_backup(std::filesystem::path const& data_dir);
 void forget_restored_marker(std::filesystem::path const& data_dir);
+// Leaves restored_marker (durably) after a salvage of the message store: it went back in
+// time as a restored one does, and its lanes must move to a new epoch just the same.
+void mark_restored(std::filesystem::path const& data_dir);
+
+// Left beside restored_marker by `petchatctl restore`: the mailboxes went back in time
+// too, and devices hold seqs past their heads. The node's first start on it, standalone or
+// not, moves every mailbox head ahead as a salvage does (so no seq is handed out twice),
+// then removes it (forget_restored_mailboxes, fsync'd).
+inline constexpr char restored_mailboxes_marker[] = "RESTORED-MAILBOXES";
+bool restored_mailboxes(std::filesystem::path const& data_dir);
+void forget_restored_mailboxes(std::filesystem::path const& data_dir);
 
 // Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two
 // nodes never share one data dir. Throws std::runtime_error if another process holds it.

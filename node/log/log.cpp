@@ -137,6 +137,13 @@ void append_json_escaped(std::string& out, std::string_view text) {
       out += "\\u00";
       out += hex[c >> 4];
       out += hex[c & 0xF];
+    } else if (n == 2 && c == 0xc2 && static_cast<unsigned char>(text[1]) < 0xa0) {  // C1: U+0080..U+009F
+      auto low = static_cast<unsigned char>(text[1]);
+      out += "\\u00";
+      out += hex[low >> 4];
+      out += hex[low & 0xF];
+    } else if (n == 3 && text.substr(0, 2) == "\xe2\x80" && (text[2] == '\xa8' || text[2] == '\xa9')) {
+      out += text[2] == '\xa8' ? "\\u2028" : "\\u2029";  // line and paragraph separators
     } else {
       out.append(text.data(), n);
     }
@@ -199,6 +206,9 @@ std::string current_level() {
 std::string printable(std::string_view text) {
   std::string out;
   append_json_escaped(out, text);
+  // Quoted in a line as '...' (the audit log): a quote of the client's would end it early,
+  // and what follows could pass for the rest of the line to a log reader (fail2ban).
+  for (auto at = out.find('\''); at != std::string::npos; at = out.find('\'', at)) out.replace(at, 1, "\\u0027");
   return out;
 }
 

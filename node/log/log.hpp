@@ -53,8 +53,9 @@ void ready(std::string const& message, std::string const& human_hints, std::init
 // The logger of one component, created on first use.
 std::shared_ptr<spdlog::logger> get(std::string const& component);
 
-// `text` safe inside a human log line: as the inside of a JSON string (below), so a
-// client's text cannot forge a line or hide in control characters.
+// `text` safe inside a human log line: as the inside of a JSON string (below), and no
+// single quote (\u0027: the audit log quotes names as '...'), so a client's text cannot
+// forge a line, end its quote early, or hide in control characters.
 std::string printable(std::string_view text);
 
 // Appends `text` to `out` as the inside of a JSON string: quotes, backslashes and control

@@ -399,10 +399,11 @@ class federated_store final : public federation::local_store {
   }
 
   template <typename State>
-  std::optional<reject_reason> apply_receipt(store::rocks_batch& b, client::receipt const& r, State& st) {
+  std::optional<reject_reason> apply_receipt(store::rocks_batch& b, client::receipt r, State& st) {
     auto raw = parse_id(r.message_id());
     auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
-    if (!sm) return reject_reason::unknown_message;         // expired or deleted meanwhile, or never sent
+    if (!sm) return reject_reason::unknown_message;  // expired or deleted meanwhile, or never sent
+    r.set_at_ms(service_detail::plausible_time(r.at_ms(), sm->message().sent_at_ms(), now_ms()));
     if (keys::is_group(sm->message().conversation_id())) {  // a member's receipt on a group message sent here
       auto fan = parse<records::fanout_record>(b.get(cf::receipts, keys::fanout_key(*raw)));
       if (!m_.is_local(sm->message().from()) || !fan ||

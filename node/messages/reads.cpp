@@ -195,7 +195,8 @@ std::vector<std::string> message_service::contacts(std::string const& user) cons
   std::set<std::string> seen(out.begin(), out.end());
   impl_->for_each_group(user, [&](records::conversation_record const& c) {
     for (auto const& member : c.members())
-      if (member != user && seen.insert(member).second) out.push_back(member);
+      if (member != user && service_detail::acts_as_member(c, member) && seen.insert(member).second)
+        out.push_back(member);
     return true;
   });
   return out;

@@ -15,6 +15,8 @@ void message_service::impl::after_salvage() {
     users.emplace(key.substr(keys::heads_first().size()));
     return true;
   });
+  // And every account: one whose whole mailbox came after the damage has neither.
+  for (auto const& p : this->users.list_users()) users.insert(p.name + "@" + region);
   for (std::string from;;) {
     std::optional<std::string> user;
     db.scan(cf::mailbox, from, "", [&](std::string_view key, std::string_view) {
@@ -39,8 +41,8 @@ void message_service::impl::after_salvage() {
     throw store::rocks_error("salvage: the heads could not be moved");
   log::get("messages")
       ->error(
-          "the message store was opened past a damaged write-ahead log (--salvage-messages): whatever was written "
-          "after the damage is lost; the {} mailboxes continue {} seqs further on so that no seq is reused",
+          "the message store was salvaged (--salvage-messages: whatever was written after the damage is lost) or "
+          "restored from a backup: the {} mailboxes continue {} seqs further on so that no seq is reused",
           heads.size(), gap);
 }
 

@@ -29,6 +29,15 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
     } else if (b.has_typing()) {
       // The same rule as for local typing, seen from the recipient's side.
       auto const& t = b.typing();
+      // In a group, for every member here ("*@<this region>": one body per region, not per
+      // member): the typist is a member as this region's replica says.
+      if (b.typing_to().starts_with("*@")) {
+        auto here = ids::region_of(b.typing_to());
+        if (auto peers = messages.group_peers(t.from(), t.conversation_id()))
+          for (auto const& peer : *peers)
+            if (ids::region_of(peer) == here) manager.relay_typing(t.from(), peer, t.conversation_id(), t.active());
+        return;
+      }
       // In a group: both are members as this region's replica says.
       if (auto peers = messages.group_peers(b.typing_to(), t.conversation_id())) {
         if (std::find(peers->begin(), peers->end(), t.from()) != peers->end())

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 #include <tuple>
 #include <unordered_set>
 
@@ -112,6 +113,18 @@ void ws_manager::relay_typing(std::string const& from, std::string const& to, st
   t->set_conversation_id(conversation_id);
   t->set_active(active);
   for (auto const& s : sinks_of(to)) s->on_frame(f);
+}
+
+void ws_manager::relay_group_typing(std::string const& from, std::vector<std::string> const& peers,
+                                    std::string const& group, bool active) {
+  std::set<std::string_view> regions;
+  for (auto const& peer : peers) {
+    auto region = ids::region_of(peer);
+    if (region == hooks_.local_region || !hooks_.typing_out)
+      relay_typing(from, peer, group, active);
+    else if (regions.insert(region).second)
+      hooks_.typing_out(from, "*@" + std::string(region), group, active);
+  }
 }
 
 presence_info ws_manager::presence(std::string const& user) const {

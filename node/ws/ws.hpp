@@ -207,6 +207,12 @@ class ws_manager final : public mailbox_listener {
   // conversation (message_service::typing_between). No errors. Called from a live stream's
   // strand and from the federation live handler (NATS.c's live-subscription thread).
   void relay_typing(std::string const& from, std::string const& to, std::string const& conversation_id, bool active);
+  // A local user typing in a group: a frame to each local peer's streams, and one typing
+  // body per other region holding peers (to "*@<region>": that region tells its own
+  // members), not one per remote peer. `peers`: the group's other members (the caller
+  // checked that `from` is one).
+  void relay_group_typing(std::string const& from, std::vector<std::string> const& peers, std::string const& group,
+                          bool active);
 
   // A user's presence: another region's report while one is held (see remote_presence),
   // else online while the user has a live stream here. Unknown users are offline, never

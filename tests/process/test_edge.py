@@ -5,6 +5,7 @@ anyone else are ignored."""
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -12,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import NodeTestCase, _do_request  # noqa: E402
+from harness import REPO_ROOT, NodeTestCase, _do_request  # noqa: E402
 
 PW = "password123"
 PROXY = "127.0.0.2"  # a second loopback address plays the reverse proxy
@@ -189,6 +190,24 @@ class AuditLogTest(NodeTestCase):
         self.assertEqual(len(audit), 1, audit)
         self.assertIn("user-login failed for 'x\\n2026-12-02", audit[0])
         self.assertIn("client.ip=127.0.0.1", audit[0])
+
+    def test_the_documented_fail2ban_filter_bans_the_real_client_only(self):
+        # A name and a user agent written to make a greedy filter read another address.
+        with open(os.path.join(REPO_ROOT, "docs", "OPERATIONS.md")) as f:
+            failregex = re.search(r"^failregex = (.*)$", f.read(), re.M).group(1)
+        pattern = re.compile(failregex.replace("<HOST>", r"(?P<host>[0-9a-fA-F.:]+)"))
+        node = self.start_node(config={"log": {"level": "warn"}})
+        victim = "203.0.113.9"
+        r = node.request("POST", "/v1/sessions",
+                         body={"name": "x' from %s: invalid_credentials client.ip=" % victim, "password": "wrong",
+                               "device_name": "d"},
+                         headers={"User-Agent": "' from %s: invalid_credentials client.ip=%s" % (victim, victim)})
+        self.assertError(r, 401, "invalid_credentials")
+        node.stop()
+        audit = [l for l in node.stderr_lines if "[audit]" in l]
+        self.assertEqual(len(audit), 1, audit)
+        hosts = [m.group("host") for m in (pattern.search(l) for l in audit) if m]
+        self.assertEqual(hosts, ["127.0.0.1"], audit)
 
 
 class CorsTest(NodeTestCase):

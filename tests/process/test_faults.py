@@ -63,6 +63,8 @@ class DamagedWriteAheadLogTest(NodeTestCase):
     def test_refuses_then_salvage_never_reuses_a_seq(self):
         node = self.start_node(config={"messages": {"max_per_second": 100000}})
         p = Pair(self, node)
+        node.new_user("carol")  # an account with no mailbox entry at all (all lost, say)
+        carol = node.new_session("carol")
         a = wsclient.connect(node, p.a)
         try:
             send_many(a, p.b_id, 300)
@@ -101,9 +103,18 @@ class DamagedWriteAheadLogTest(NodeTestCase):
             acc = a.send_message(p.b_id, "after the salvage")
             ev = bob.wait_event(wsclient.ev_message(acc["message_id"]))
             self.assertGreater(int(ev["seq"]), 300)
+            # Every account's mailbox jumped, not only those the store still had.
+            c = wsclient.connect(node, carol, after_seq=0)
+            try:
+                self.assertGreater(int(c.welcome["mailbox_seq"]), 1000000, "carol's mailbox jumped too")
+            finally:
+                c.close()
         finally:
             a.close()
             bob.close()
+        # The store went back in time as a restored one does: its first federated start
+        # moves its lanes to a new epoch.
+        self.assertTrue(os.path.exists(os.path.join(node.data_dir, "RESTORED-FROM-BACKUP")))
 
 
 class DiskFullTest(NodeTestCase):
@@ -186,6 +197,8 @@ class AckWalkTest(NodeTestCase):
     def test_new_devices_acking_a_long_mailbox_walk_it_once(self):
         node = self.start_node(config={"messages": {"max_per_second": 100000}})
         p = Pair(self, node)
+        node.new_user("carol")  # an account with no mailbox entry at all (all lost, say)
+        carol = node.new_session("carol")
         a = wsclient.connect(node, p.a)
         try:
             sent = send_many(a, p.b_id, 2000, window=128)

@@ -19,6 +19,7 @@ event of a mailbox after the region had already applied what is checked.
 
 import itertools
 import os
+import socket
 import sys
 import unittest
 import urllib.parse
@@ -425,11 +426,34 @@ class GroupsAcrossRegions(GroupFederationCase):
             h = self.call(u, "GET", cpath(gid, "messages"))
             self.assertStatus(h, 200)
             self.assertNotIn(acc["message_id"], [m["id"] for m in h.json["messages"]], u)
-        # Typing in the group reaches the members of the other regions, with the group's id.
+        # Typing in the group reaches the members of the other regions, with the group's id:
+        # one notice per region (america has two members here), not one per member.
+        b2 = self.user(B, "bea")
+        r = self.add_members(a1, gid, [b2])
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json.get("added"), [b2], r.describe())
+        S[b2] = self.connect(b2)
+        S[b2].wait_for(lambda f: gid in repr(f), CROSS_S, what="bea added to the group")
+        pb = test_federation.fed_pb2()
+        spy = test_federation.RawNats(self.servers[0].port)
+        spy.sub("petchat.v1.live.%s.%s" % (B, C))
         S[c1].send_frame({"typing": {"conversation_id": gid, "active": True}})
-        for u in (a1, b1):
+        for u in (a1, b1, b2):
             f = S[u].wait_for(is_typing(c1), CROSS_S, what="chen typing in the group")
             self.assertEqual((f["typing"].get("conversation_id"), f["typing"].get("active")), (gid, True), f)
+        notices = []
+        try:
+            while True:  # what asia sent america until a second of quiet
+                _, data = spy.next_msg(timeout=1.0)
+                for raw in pb.bundle.FromString(pb.envelope.FromString(data).body).bodies:
+                    body = pb.body.FromString(raw)
+                    if body.HasField("typing"):
+                        notices.append(body.typing_to)
+        except (socket.timeout, TimeoutError):
+            pass
+        finally:
+            spy.close()
+        self.assertEqual(notices, ["*@" + B], "one typing notice for america's two members")
 
     def test_group_members_see_each_others_presence_across_regions(self):
         a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")

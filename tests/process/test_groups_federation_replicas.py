@@ -163,6 +163,12 @@ class ReplicasBehind(GroupFederationCase):
             G.wait_event(ev_message(fence), CROSS_S)
             self.assertEqual([e for e in G.events() if gid in repr(e)], [], "the group, seen by the name's new owner")
             self.assertEqual([e for e in Bc.events() if "typing" in e], [], "typing from the name's new owner")
+            # Nor anyone's presence through the group: bert goes offline and comes back.
+            Bc.close()
+            Bc = self.connect(b1)
+            fence = Bc.send_message(ghost, "bert to ghost, after coming back")["message_id"]
+            G.wait_event(ev_message(fence), CROSS_S)
+            self.assertEqual([f for f in G.frames() if "presence" in f], [], "presence, seen by the name's new owner")
         finally:
             self.regions[HOME].nats.start()
         cc = self.wait_change(Bc, gid, 2, "MEMBER_REMOVED", HEAL_S)

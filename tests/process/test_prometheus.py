@@ -206,6 +206,21 @@ class PrometheusTest(NodeTestCase):
         self.assertEqual(out.returncode, 0, (out.stdout + out.stderr).decode())
         self.assertEqual((out.stdout + out.stderr).decode().strip(), "")
 
+    def test_made_up_paths_make_no_new_series(self):
+        # Every request is counted by route, method and status: an anonymous client naming
+        # made-up paths built of the API's own words must not add a series per path.
+        node = self.start_node()
+        words = ["admin", "me", "push", "users", "targets", "messages", "members", "settings", "status", "x1"]
+        conn = node.connection()
+        for i in range(300):
+            path = "/v1/" + "/".join(words[(i >> (2 * k)) % len(words)] for k in range(1 + i % 5))
+            conn.request("GET", path)
+            conn.getresponse().read()
+        text = node.scrape().raw.decode()
+        routes = set(re.findall(r'petchat_http_request_duration_seconds_count\{[^}]*route="([^"]*)"', text))
+        self.assertLessEqual(len(routes), 30, sorted(routes))
+        self.assertIn("/v1/{other}", routes)
+
 
 DEPLOY = os.path.join(REPO, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "petchat-alerts.yml")

@@ -15,7 +15,37 @@ constexpr std::array<std::string_view, 26> words{
     "members",  "messages", "password", "presence",      "push",    "receipts", "refresh", "regions",    "sessions",
     "settings", "status",   "targets",  "uploads",       "users",   "v1",       "vapid",   "ws"};
 
-constexpr std::size_t max_segments = 6;  // the longest route has 5
+// The user API's routes (docs/PROTOCOL.md). Any other path is one label: a client naming
+// made-up paths (/v1/me/push/users/...) must not make a new time series per request.
+constexpr std::array<std::string_view, 27> routes{"/v1/assets",
+                                                  "/v1/assets/{id}",
+                                                  "/v1/conversations",
+                                                  "/v1/conversations/{id}",
+                                                  "/v1/conversations/{id}/members",
+                                                  "/v1/conversations/{id}/members/{id}",
+                                                  "/v1/conversations/{id}/messages",
+                                                  "/v1/me",
+                                                  "/v1/messages",
+                                                  "/v1/messages/{id}",
+                                                  "/v1/messages/{id}/receipts",
+                                                  "/v1/presence",
+                                                  "/v1/presence/{id}",
+                                                  "/v1/push/settings",
+                                                  "/v1/push/targets",
+                                                  "/v1/push/targets/{id}",
+                                                  "/v1/push/vapid",
+                                                  "/v1/regions",
+                                                  "/v1/sessions",
+                                                  "/v1/sessions/current",
+                                                  "/v1/sessions/refresh",
+                                                  "/v1/sessions/{id}",
+                                                  "/v1/uploads",
+                                                  "/v1/uploads/{id}",
+                                                  "/v1/users",
+                                                  "/v1/users/{id}",
+                                                  "/v1/ws"};
+
+constexpr std::size_t max_segments = 5;  // the longest route has 5
 
 }  // namespace
 
@@ -33,7 +63,7 @@ std::string route_template(std::string_view path) {
     out += '/';
     out += std::find(words.begin(), words.end(), seg) != words.end() ? seg : std::string_view("{id}");
   }
-  return out;
+  return std::find(routes.begin(), routes.end(), out) != routes.end() ? out : "/v1/{other}";
 }
 
 std::string method_label(std::string_view method) {

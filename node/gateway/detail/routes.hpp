@@ -8,7 +8,8 @@
 namespace petchat::gateway::detail {
 
 // "/v1/conversations/c_8f2/messages" -> "/v1/conversations/{id}/messages"; the probes
-// and /metrics as they are; any other path outside /v1/ (the web client's files) "/*".
+// and /metrics as they are; a path under /v1/ that is no route "/v1/{other}"; any other
+// path outside /v1/ (the web client's files) "/*".
 std::string route_template(std::string_view path);
 
 // The method as a label: the standard ones as they are, any other "other".

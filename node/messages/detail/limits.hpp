@@ -19,4 +19,12 @@ inline constexpr std::size_t max_outside = 1000;
 // and how far after leaving a former member's history walks look (reads.cpp).
 inline constexpr std::int64_t max_skew_ms = 5 * 60 * 1000;
 
+// A time another region states (a receipt's), as far as this one can believe it: not
+// before `not_before` (the message was sent), not after `now` and the skew (0, or a time
+// in the future, would read as "not yet" or reorder what the sender sees).
+inline std::int64_t plausible_time(std::int64_t at, std::int64_t not_before, std::int64_t now) {
+  if (at <= 0 || at > now + max_skew_ms) return now;
+  return at < not_before ? not_before : at;
+}
+
 }  // namespace petchat::messages::service_detail

@@ -386,7 +386,7 @@ struct message_service::impl {
     return shared;
   }
 
-  // Calls `fn` with each group `user` is a member of, until it returns false.
+  // Calls `fn` with each group `user` acts as a member of, until it returns false.
   template <typename Fn>
   void for_each_group(std::string const& user, Fn&& fn) const {
     auto owner = keys::participants_owner(user);
@@ -395,7 +395,7 @@ struct message_service::impl {
               auto conv = std::string(keys::after_owner(key, owner));
               if (!keys::is_group(conv)) return false;  // groups' ids sort after direct ones ('d' < 'g')
               auto c = conversation(conv);
-              return !c || member_index(*c, user) < 0 || fn(*c);
+              return !c || !acts_as_member(*c, user) || fn(*c);
             });
   }
 

@@ -29,3 +29,15 @@ TEST_CASE("valid UTF-8 passes through; invalid bytes become U+FFFD") {
   CHECK(escaped("cut \xe2\x82") == "cut \\ufffd\\ufffd");
   CHECK(escaped("overlong \xc0\xaf") == "overlong \\ufffd\\ufffd");
 }
+
+TEST_CASE("C1 controls and line separators are escaped too; a printable name holds no quote") {
+  CHECK(escaped("nel\xc2\x85"
+                "csi\xc2\x9b"
+                "31m") == "nel\\u0085csi\\u009b31m");
+  CHECK(escaped("a\xe2\x80\xa8"
+                "b\xe2\x80\xa9"
+                "c") == "a\\u2028b\\u2029c");
+  CHECK(escaped("nbsp\xc2\xa0 ok") == "nbsp\xc2\xa0 ok");
+  // The audit log quotes names as '...': a name of "x' from 203.0.113.9" cannot end it.
+  CHECK(petchat::log::printable("x' from 203.0.113.9") == "x\\u0027 from 203.0.113.9");
+}

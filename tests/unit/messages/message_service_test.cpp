@@ -416,3 +416,32 @@ TEST_CASE("a receipt from the recipient's region: UNDELIVERABLE after DELIVERED 
   REQUIRE(told.events.size() == 1);
   CHECK(told.events[0].receipt().status() == client::DELIVERED);
 }
+
+TEST_CASE("a receipt from the recipient's region: a time out of range is moved into it") {
+  using namespace federation_lanes;
+  lanes_home h;
+  auto before = petchat::format::now_ms();
+  auto m = h.home.sent(alice, "dan@away", "c1", "to away");
+  auto m2 = h.home.sent(alice, "dan@away", "c2", "to away again");
+  auto receipt = [&](std::string const& id, client::receipt_status status, std::int64_t at, std::uint64_t seq) {
+    auto item = from_away(5, 0, 0, seq);
+    item.content->clear_deleted();
+    auto& r = *item.content->mutable_receipt();
+    r.set_message_id(id);
+    r.set_conversation_id(message_service::conversation_of(alice, "dan@away"));
+    r.set_by("dan@away");
+    r.set_status(status);
+    r.set_at_ms(at);
+    return item;
+  };
+  // A day ahead, and no time at all ("0" would read as "not delivered").
+  CHECK(h.apply({receipt(m, client::DELIVERED, before + 86400000, 1), receipt(m2, client::DELIVERED, 0, 2)}).empty());
+  auto after = petchat::format::now_ms();
+  auto told = h.home.service.events_after(alice, 2, 10);
+  REQUIRE(told.events.size() == 2);
+  for (auto const& e : told.events) {
+    CHECK(e.receipt().status() == client::DELIVERED);
+    CHECK(e.receipt().at_ms() >= before);
+    CHECK(e.receipt().at_ms() <= after);
+  }
+}
