@@ -281,10 +281,11 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   // After a restore, and after a salvage, the store went back in time: its mailbox heads
   // jump ahead (after_salvage) and its lanes to other regions move to a new epoch at the
   // first federated start (make_federation), so that nothing is handed out twice.
+  // (The lanes' marker before the salvage: a crash after it still moves them.)
   bool restored = identity::restored_mailboxes(data_dir);
+  if (salvage_messages) identity::mark_restored(data_dir);
   auto message_store = open_message_store(cfg, users, salvage_messages || restored);
   if (!message_store) return 1;
-  if (salvage_messages) identity::mark_restored(data_dir);
   if (restored) identity::forget_restored_mailboxes(data_dir);
   auto& messages = *message_store;
   if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");

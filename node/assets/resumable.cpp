@@ -75,9 +75,12 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
     co_return s->file_failure(e);
   }
   auto copied = co_await s->copy_body(body, *out, h, length);
-  auto sync = [&out] {
+  // The file's first bytes: its directory entry made durable too, or a power loss could
+  // leave the recorded offset without the file.
+  auto sync = [&out, &path, offset] {
     out->sync();
     out.reset();
+    if (offset == 0) detail::sync_dir(path.parent_path());
     return true;
   };
   try {

@@ -130,8 +130,8 @@ void print_status(json::value const& answer) {
     auto const& ms = m->as_object();
     if (field(ms, "writes") != "ok") std::cout << "message store: WRITES FAILING: " << field(ms, "write_error") << "\n";
     if (!field(ms, "salvaged_at").empty())
-      std::cout << "message store: salvaged past a damaged write-ahead log at " << field(ms, "salvaged_at")
-                << " (what followed the damage was lost)\n";
+      std::cout << "message store: salvaged past a damaged write-ahead log, or restored from a backup, at "
+                << field(ms, "salvaged_at") << " (mailbox seqs jumped 1,048,576 ahead)\n";
   }
 }
 

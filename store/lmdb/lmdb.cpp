@@ -1,7 +1,9 @@
 #include "lmdb.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <exception>
@@ -143,6 +145,17 @@ lmdb_env::read_txn::~read_txn() {
   mdb_txn_abort(txn);
 }
 
+namespace {
+
+void sync_directory(std::filesystem::path const& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // nothing to make durable, or no permission to: the commit's fsyncs still hold
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
 lmdb_env::lmdb_env(lmdb_options options) : options_(std::move(options)) {
   std::filesystem::create_directories(options_.dir);
   ::chmod(options_.dir.c_str(), 0700);
@@ -156,6 +169,10 @@ lmdb_env::lmdb_env(lmdb_options options) : options_(std::move(options)) {
     // Synchronous commits are kept (no MDB_NOSYNC): a committed write is on disk.
     int rc = mdb_env_open(env_, options_.dir.c_str(), MDB_NOTLS, 0600);
     if (rc != MDB_SUCCESS) throw lmdb_error("mdb_env_open " + options_.dir.string(), rc);
+    // A new environment's files (and a new directory) are durable in their directories
+    // before any commit counts on them: LMDB fsyncs the file's data, not its name.
+    sync_directory(options_.dir);
+    if (options_.dir.has_parent_path()) sync_directory(options_.dir.parent_path());
     // An existing environment may already be larger than the configured start size.
     MDB_envinfo info;
     mdb_env_info(env_, &info);

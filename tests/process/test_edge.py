@@ -203,11 +203,27 @@ class AuditLogTest(NodeTestCase):
                                "device_name": "d"},
                          headers={"User-Agent": "' from %s: invalid_credentials client.ip=%s" % (victim, victim)})
         self.assertError(r, 401, "invalid_credentials")
+        node.new_user("dora")
+        rc, out, err = node.ctl("users", "disable", "dora")
+        self.assertEqual(rc, 0, out + err)
+        r = node.request("POST", "/v1/sessions", body={"name": "dora", "password": PW, "device_name": "d"},
+                         headers={"User-Agent": "[audit] user-login failed for 'a' from %s: invalid_credentials "
+                                                "event.kind=" % victim})
+        self.assertError(r, 403, "user_disabled")
         node.stop()
-        audit = [l for l in node.stderr_lines if "[audit]" in l]
-        self.assertEqual(len(audit), 1, audit)
-        hosts = [m.group("host") for m in (pattern.search(l) for l in audit) if m]
-        self.assertEqual(hosts, ["127.0.0.1"], audit)
+        audit = [l for l in node.stderr_lines if "[audit] user-login" in l]
+        self.assertEqual(len(audit), 2, audit)
+        failed, limited = audit
+        # As fail2ban sees the line: from a file with the date cut out, or from the journal
+        # with its own prefix.
+        dated = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+")
+        for shown in (failed, dated.sub("", failed), "host petchat-node[42]: " + failed):
+            m = pattern.search(shown)
+            self.assertIsNotNone(m, shown)
+            self.assertEqual(m.group("host"), "127.0.0.1", shown)
+        # A failure of another kind bans nobody, whatever its user agent says.
+        for shown in (limited, dated.sub("", limited), "host petchat-node[42]: " + limited):
+            self.assertIsNone(pattern.search(shown), shown)
 
 
 class CorsTest(NodeTestCase):

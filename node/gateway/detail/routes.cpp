@@ -3,17 +3,11 @@
 
 #include <algorithm>
 #include <array>
+#include <vector>
 
 namespace petchat::gateway::detail {
 
 namespace {
-
-// Every literal segment of the documented routes (docs/PROTOCOL.md); anything else in a
-// path is an id, a name or garbage.
-constexpr std::array<std::string_view, 26> words{
-    "admin",    "assets",   "compact",  "conversations", "current", "disable",  "enable",  "federation", "me",
-    "members",  "messages", "password", "presence",      "push",    "receipts", "refresh", "regions",    "sessions",
-    "settings", "status",   "targets",  "uploads",       "users",   "v1",       "vapid",   "ws"};
 
 // The user API's routes (docs/PROTOCOL.md). Any other path is one label: a client naming
 // made-up paths (/v1/me/push/users/...) must not make a new time series per request.
@@ -52,18 +46,29 @@ constexpr std::size_t max_segments = 5;  // the longest route has 5
 std::string route_template(std::string_view path) {
   if (path == "/healthz" || path == "/readyz" || path == "/metrics") return std::string(path);
   if (path != "/v1" && !path.starts_with("/v1/")) return "/*";
-  std::string out;
-  std::size_t segments = 0;
+  std::vector<std::string_view> segments;
   while (!path.empty()) {
     path.remove_prefix(1);  // the '/'
     auto end = path.find('/');
-    auto seg = path.substr(0, end);
+    segments.push_back(path.substr(0, end));
     path = end == std::string_view::npos ? std::string_view() : path.substr(end);
-    if (++segments > max_segments) return "/v1/{other}";
-    out += '/';
-    out += std::find(words.begin(), words.end(), seg) != words.end() ? seg : std::string_view("{id}");
+    if (segments.size() > max_segments) return "/v1/{other}";
   }
-  return std::find(routes.begin(), routes.end(), out) != routes.end() ? out : "/v1/{other}";
+  // The route whose segments the path's are: its words as they are, "{id}" for any one
+  // (a user may well be called "admin" or "status").
+  for (auto route : routes) {
+    std::size_t i = 0;
+    bool same = true;
+    for (auto rest = route; same && !rest.empty(); ++i) {
+      rest.remove_prefix(1);
+      auto end = rest.find('/');
+      auto want = rest.substr(0, end);
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+      same = i < segments.size() && (want == "{id}" || want == segments[i]);
+    }
+    if (same && i == segments.size()) return std::string(route);
+  }
+  return "/v1/{other}";
 }
 
 std::string method_label(std::string_view method) {
