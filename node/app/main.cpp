@@ -122,27 +122,6 @@ identity::region_identity open_data_dir(config::node_config const& cfg, std::str
   return id;
 }
 
-// The message store, or null (said in the log) when its files are damaged and the
-// operator has not asked to salvage them.
-std::unique_ptr<messages::message_service> open_message_store(config::node_config const& cfg,
-                                                              users::user_service& users, bool salvage) {
-  auto const& data_dir = cfg.node.data_dir;
-  try {
-    return std::make_unique<messages::message_service>(cfg.messages, cfg.node.region, data_dir, users, cfg.store.sync,
-                                                       salvage);
-  } catch (store::damage_error const& e) {
-    // Replaying up to the damage would drop acknowledged messages and hand their seqs out
-    // again: the operator decides (docs/PROTOCOL.md, petchatctl: "A damaged message store").
-    auto log = log::get("node");
-    log->critical("{}", e.what());
-    log->critical(
-        "restore {} from a backup, or start once with --salvage-messages to keep what precedes the damage "
-        "(what follows it is lost; mailbox seqs jump ahead so none is reused)",
-        (data_dir / "messages").string());
-    return nullptr;
-  }
-}
-
 federation::public_key public_key_of(identity::region_identity const& id) {
   federation::public_key k{};
   std::copy(id.public_key.begin(), id.public_key.end(), k.begin());
@@ -278,15 +257,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   asio::io_context io(static_cast<int>(threads));
   asio::thread_pool cpu_pool(std::max(1u, std::thread::hardware_concurrency()));
   users::user_service users(cfg.users, cfg.node.region, cfg.store, data_dir, id, cpu_pool);
-  // After a restore, and after a salvage, the store went back in time: its mailbox heads
-  // jump ahead (after_salvage) and its lanes to other regions move to a new epoch at the
-  // first federated start (make_federation), so that nothing is handed out twice.
-  // (The lanes' marker before the salvage: a crash after it still moves them.)
-  bool restored = identity::restored_mailboxes(data_dir);
-  if (salvage_messages) identity::mark_restored(data_dir);
-  auto message_store = open_message_store(cfg, users, salvage_messages || restored);
+  auto message_store = app::open_message_store(cfg, users, salvage_messages);
   if (!message_store) return 1;
-  if (restored) identity::forget_restored_mailboxes(data_dir);
   auto& messages = *message_store;
   if (!cfg.store.sync) log->warn("store.sync = false: acknowledged messages can be lost in a crash (benchmarks only)");
   ws::ws_manager manager(cfg.messages.max_streams_per_user,

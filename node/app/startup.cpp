@@ -10,7 +10,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "node/identity/identity.hpp"
+#include "node/log/log.hpp"
 #include "node/tls/tls.hpp"
+#include "store/rocks/rocks.hpp"
 
 namespace petchat::app {
 
@@ -82,6 +85,31 @@ std::uint16_t listen_on(gateway::http_server& server, config::listen_address add
     return server.listen_tcp(address);
   } catch (boost::system::system_error const& e) {
     throw std::runtime_error(std::string(key) + " = \"" + address.str() + "\": " + e.code().message());
+  }
+}
+
+std::unique_ptr<messages::message_service> open_message_store(config::node_config const& cfg,
+                                                              users::user_service& users, bool salvage) {
+  auto const& data_dir = cfg.node.data_dir;
+  // Restored or salvaged, the store went back in time: its heads jump (after_salvage), its
+  // lanes take a new epoch at the first federated start (the marker first: a crash after it).
+  bool restored = identity::restored_mailboxes(data_dir);
+  if (salvage) identity::mark_restored(data_dir);
+  try {
+    auto store = std::make_unique<messages::message_service>(cfg.messages, cfg.node.region, data_dir, users,
+                                                             cfg.store.sync, salvage || restored);
+    if (restored) identity::forget_restored_mailboxes(data_dir);
+    return store;
+  } catch (store::damage_error const& e) {
+    // Replaying up to the damage would drop acknowledged messages and hand their seqs out
+    // again: the operator decides (docs/PROTOCOL.md, petchatctl: "A damaged message store").
+    auto log = log::get("node");
+    log->critical("{}", e.what());
+    log->critical(
+        "restore {} from a backup, or start once with --salvage-messages to keep what precedes the damage "
+        "(what follows it is lost; mailbox seqs jump ahead so none is reused)",
+        (data_dir / "messages").string());
+    return nullptr;
   }
 }
 

@@ -1,13 +1,17 @@
 // Start-up checks of the node: what the config's syntax cannot say but would stop the
-// node at start, and listening on a configured address with errors in words.
+// node at start, listening on a configured address with errors in words, and opening the
+// message store (damaged, salvaged or restored).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "node/config/config.hpp"
 #include "node/gateway/gateway.hpp"
+#include "node/messages/messages.hpp"
+#include "node/users/users.hpp"
 
 namespace petchat::app {
 
@@ -22,5 +26,11 @@ std::vector<std::string> start_problems(config::node_config const& c);
 // Listens on a configured address (resolved by listen_ip); a failure names the key and
 // the address, and says what went wrong in words (not with the library's source location).
 std::uint16_t listen_on(gateway::http_server& server, config::listen_address address, char const* key);
+
+// The message store, or null (said in the log) when its files are damaged and the
+// operator has not asked to salvage them. After a restore (identity's markers) or with
+// `salvage`, its mailbox heads jump ahead and its lanes are marked for a new epoch.
+std::unique_ptr<messages::message_service> open_message_store(config::node_config const& cfg,
+                                                              users::user_service& users, bool salvage);
 
 }  // namespace petchat::app
