@@ -1,6 +1,9 @@
 #include "node/presence/presence.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
@@ -9,11 +12,31 @@ namespace petchat::presence {
 
 namespace {
 constexpr int max_presence_entries = 1000;
+
+// Typing from other regions, per typist: as many as a client of this region may send (a
+// second's worth, 10, in any second), so that a region replaying or inventing notices
+// cannot make this one push a typing frame to every member of a large group at will.
+class typing_limiter {
+ public:
+  bool allow(std::string const& typist, std::int64_t now_ms) {
+    std::lock_guard lock(mutex_);
+    if (seen_.size() > 100000) std::erase_if(seen_, [&](auto const& e) { return now_ms - e.second.first > 1000; });
+    auto& [since, count] = seen_[typist];
+    if (now_ms - since > 1000) since = now_ms, count = 0;
+    return ++count <= 10;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::pair<std::int64_t, int>> seen_;  // window start, notices in it
+};
+
 }  // namespace
 
 federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messages::message_service& messages,
                                                  std::uint32_t interval_s) {
-  return [&manager, &messages, interval_s](federation::body const& b) {
+  auto limiter = std::make_shared<typing_limiter>();
+  return [&manager, &messages, interval_s, limiter](federation::body const& b) {
     auto now = format::now_ms();
     if (b.has_presence()) {
       // A region sends its users in chunks of 500 (federation/detail/publisher.cpp): more in
@@ -29,6 +52,7 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
     } else if (b.has_typing()) {
       // The same rule as for local typing, seen from the recipient's side.
       auto const& t = b.typing();
+      if (!limiter->allow(t.from(), now)) return;
       // In a group, for every member here ("*@<this region>": one body per region, not per
       // member): the typist is a member as this region's replica says.
       if (b.typing_to().starts_with("*@")) {

@@ -21,6 +21,7 @@ import itertools
 import os
 import socket
 import sys
+import time
 import unittest
 import urllib.parse
 import uuid
@@ -454,6 +455,29 @@ class GroupsAcrossRegions(GroupFederationCase):
         finally:
             spy.close()
         self.assertEqual(notices, ["*@" + B], "one typing notice for america's two members")
+        # A region sending far more notices than its users may type (30 at once, signed with
+        # asia's real key): america's members get at most a second's worth, 10.
+        before = len([f for f in S[b2].frames() if is_typing(c1)(f)])
+        bundle = pb.bundle()
+        for i in range(30):
+            body = pb.body()
+            body.origin, body.destination, body.typing_to = C, B, "*@" + B
+            body.created_at_ms = int(time.time() * 1000)
+            setattr(body.typing, "from", c1)
+            body.typing.conversation_id, body.typing.active = gid, i % 2 == 0
+            bundle.bodies.append(body.SerializeToString())
+        env = pb.envelope()
+        env.origin, env.body = C, bundle.SerializeToString()
+        env.signature = test_federation.region_signer(self.node(C))(env.body)
+        pub = test_federation.RawNats(self.servers[0].port)
+        pub.pub("petchat.v1.live.%s.%s" % (B, C), env.SerializeToString())
+        pub.close()
+        S[b2].wait_until(lambda: len([f for f in S[b2].frames() if is_typing(c1)(f)]) > before, CROSS_S,
+                         what="the first of the notices")
+        time.sleep(1.5)  # the rest came in the same envelope: a quiet window, then count
+        got = len([f for f in S[b2].frames() if is_typing(c1)(f)]) - before
+        self.assertGreater(got, 0, "some of the notices arrive")
+        self.assertLessEqual(got, 10, "no more than a second's worth")
 
     def test_group_members_see_each_others_presence_across_regions(self):
         a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
