@@ -396,22 +396,31 @@ TEST_CASE("a durable body of a kind this version does not know takes its lane po
   CHECK(lane() == 4);
 }
 
+namespace {
+
+// dan@away's receipt for alice's message `id`, as away's lane brings it (seq `seq`).
+petchat::federation::local_store::inbound receipt_from_away(std::string const& id, client::receipt_status status,
+                                                            std::int64_t at_ms, std::uint64_t seq) {
+  auto item = federation_lanes::from_away(5, 0, 0, seq);
+  item.content->clear_deleted();
+  auto& r = *item.content->mutable_receipt();
+  r.set_message_id(id);
+  r.set_conversation_id(message_service::conversation_of(alice, "dan@away"));
+  r.set_by("dan@away");
+  r.set_status(status);
+  r.set_at_ms(at_ms);
+  return item;
+}
+
+}  // namespace
+
 TEST_CASE("a receipt from the recipient's region: UNDELIVERABLE after DELIVERED is not told") {
   using namespace federation_lanes;
   lanes_home h;
   auto m = h.home.sent(alice, "dan@away", "c1", "to away");
-  auto receipt = [&](client::receipt_status status, std::uint64_t seq) {
-    auto item = from_away(5, 0, 0, seq);
-    item.content->clear_deleted();
-    auto& r = *item.content->mutable_receipt();
-    r.set_message_id(m);
-    r.set_conversation_id(message_service::conversation_of(alice, "dan@away"));
-    r.set_by("dan@away");
-    r.set_status(status);
-    r.set_at_ms(petchat::format::now_ms());
-    return item;
-  };
-  CHECK(h.apply({receipt(client::DELIVERED, 1), receipt(client::UNDELIVERABLE, 2)}).empty());
+  auto now = petchat::format::now_ms();
+  CHECK(h.apply({receipt_from_away(m, client::DELIVERED, now, 1), receipt_from_away(m, client::UNDELIVERABLE, now, 2)})
+            .empty());
   auto told = h.home.service.events_after(alice, 1, 10);
   REQUIRE(told.events.size() == 1);
   CHECK(told.events[0].receipt().status() == client::DELIVERED);
@@ -423,19 +432,10 @@ TEST_CASE("a receipt from the recipient's region: a time out of range is moved i
   auto before = petchat::format::now_ms();
   auto m = h.home.sent(alice, "dan@away", "c1", "to away");
   auto m2 = h.home.sent(alice, "dan@away", "c2", "to away again");
-  auto receipt = [&](std::string const& id, client::receipt_status status, std::int64_t at, std::uint64_t seq) {
-    auto item = from_away(5, 0, 0, seq);
-    item.content->clear_deleted();
-    auto& r = *item.content->mutable_receipt();
-    r.set_message_id(id);
-    r.set_conversation_id(message_service::conversation_of(alice, "dan@away"));
-    r.set_by("dan@away");
-    r.set_status(status);
-    r.set_at_ms(at);
-    return item;
-  };
   // A day ahead, and no time at all ("0" would read as "not delivered").
-  CHECK(h.apply({receipt(m, client::DELIVERED, before + 86400000, 1), receipt(m2, client::DELIVERED, 0, 2)}).empty());
+  CHECK(h.apply({receipt_from_away(m, client::DELIVERED, before + 86400000, 1),
+                 receipt_from_away(m2, client::DELIVERED, 0, 2)})
+            .empty());
   auto after = petchat::format::now_ms();
   auto told = h.home.service.events_after(alice, 2, 10);
   REQUIRE(told.events.size() == 2);
