@@ -41,11 +41,18 @@ errors::failure asset_service::impl::file_failure(detail::file_error const& e) c
 }
 
 awaitable<void> asset_service::impl::claim(std::string const& hash) {
+  std::chrono::milliseconds const long_time = std::chrono::hours(1);
   for (;;) {
-    {
-      std::lock_guard lock(mutex);
-      if (claims.insert(hash).second) co_return;
-    }
+    bool got = co_await claim_within(hash, long_time);
+    if (got) co_return;
+  }
+}
+
+awaitable<bool> asset_service::impl::claim_within(std::string const& hash, std::chrono::milliseconds limit) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (try_claim(hash)) co_return true;
+    if (std::chrono::steady_clock::now() >= until) co_return false;
     boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, std::chrono::milliseconds(5));
     co_await pause.async_wait(boost::asio::use_awaitable);
   }
@@ -154,12 +161,14 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
   co_await claim(a.hash);
   struct release_at_end {
     impl& s;
-    std::string hash;
-    ~release_at_end() { s.release(hash); }
-  } guard{*this, a.hash};
+    std::vector<std::string> hashes;
+    ~release_at_end() {
+      for (auto const& h : hashes) s.release(h);
+    }
+  } guard{*this, {a.hash}};
   bool known = messages.asset_exists(a.hash);
   auto thumb_path = files.new_tmp();
-  auto work = [this, &a, &file, &thumb_path, known] {
+  auto examine = [this, &file, &thumb_path, known] {
     finished_files f;
     f.content_type = detail::sniff(detail::read_head(file, 256 << 10));
     if (!known && detail::is_image(f.content_type)) {
@@ -167,16 +176,41 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
       if (f.image.thumbnail) {
         f.thumbnail_hash = detail::hash_file(thumb_path);
         f.thumbnail_size = detail::fs::file_size(thumb_path);
-        detail::place(thumb_path, files.blob(f.thumbnail_hash));
-        std::filesystem::remove(thumb_path);  // tmp/: nothing there needs to last
       }
     }
-    if (!known) f.placed = detail::place(file, files.blob(a.hash), true);  // fsync'd as it was written
     return f;
   };
   finished_files f;
   try {
-    f = co_await async::offload(pool, std::move(work));
+    f = co_await async::offload(pool, std::move(examine));
+  } catch (detail::file_error const& e) {
+    co_return file_failure(e);
+  }
+  // A blob is linked or unlinked only by the holder of its hash's claim: the thumbnail's
+  // too, which the collector (its last original gone) or a refused upload may be removing.
+  // Not waited for without end: an upload of the thumbnail's bytes holds that claim while
+  // it waits for its own thumbnail's.
+  if (!f.thumbnail_hash.empty() && f.thumbnail_hash != a.hash) {
+    std::chrono::milliseconds const patience = std::chrono::seconds(5);
+    bool got = co_await claim_within(f.thumbnail_hash, patience);
+    if (got) {
+      guard.hashes.push_back(f.thumbnail_hash);
+    } else {
+      log->warn("asset {}: its thumbnail {} is busy elsewhere; stored without one", print_id(a.hash),
+                print_id(f.thumbnail_hash));
+      f.thumbnail_hash.clear();
+      f.thumbnail_size = 0;
+    }
+  }
+  auto place = [this, &a, &file, &thumb_path, &f, known] {
+    if (!f.thumbnail_hash.empty()) detail::place(thumb_path, files.blob(f.thumbnail_hash));
+    std::error_code ignored;
+    std::filesystem::remove(thumb_path, ignored);                          // tmp/: nothing there needs to last
+    if (!known) f.placed = detail::place(file, files.blob(a.hash), true);  // fsync'd as it was written
+    return true;
+  };
+  try {
+    co_await async::offload(pool, std::move(place));
   } catch (detail::file_error const& e) {
     co_return file_failure(e);
   }
@@ -188,7 +222,8 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
   auto hash = a.hash;
   auto recorded = co_await messages.record_asset(user, std::move(a), upload_id);
   if (!recorded && f.placed && !messages.asset_exists(hash)) {
-    // Refused (the quota): the bytes this upload put in place go again, its thumbnail's too.
+    // Refused (the quota): the bytes this upload put in place go again, its thumbnail's too
+    // unless another original's record names it (both claims are held here).
     auto thumb = f.thumbnail_hash.empty() || messages.asset_exists(f.thumbnail_hash) ? "" : f.thumbnail_hash;
     auto undo = [this, hash, thumb] {
       detail::remove_file(files.blob(hash));

@@ -47,14 +47,24 @@ awaitable<void> collect_assets(asset_service::impl& s, std::int64_t now, collect
       auto size = detail::fs::file_size(s.files.blob(hash), ec);
       if (ec) size = 0;
       auto r = co_await s.messages.collect_asset(hash, std::move(keys), now);
+      std::vector<std::string> claimed{hash};
       if (r && r->removed) {
         std::vector<detail::fs::path> paths;
-        for (auto const& blob : r->blobs) paths.push_back(s.files.blob(blob));
+        for (auto const& blob : r->blobs) {
+          // Its thumbnail: an upload with the same thumbnail may be linking it (it holds the
+          // claim until it is recorded again), or may have recorded it since this write.
+          if (blob != hash) {
+            if (!s.try_claim(blob)) continue;  // left to that upload; else the next start's check
+            claimed.push_back(blob);
+            if (s.messages.asset_exists(blob)) continue;
+          }
+          paths.push_back(s.files.blob(blob));
+        }
         co_await remove_files(s, std::move(paths));
         report.assets_removed += r->blobs.size();
         report.bytes_freed += size;
       }
-      s.release(hash);
+      for (auto const& h : claimed) s.release(h);
       if (!r) co_return;
     }
     if (due.size() < collect_batch || skipped == due.size()) co_return;

@@ -60,7 +60,9 @@ struct asset_service::impl {
   errors::failure file_failure(detail::file_error const& e) const;
 
   // A hash's claim: while one upload places it or the collector removes it, no other may.
+  // A blob is linked or unlinked only by the holder of its hash's claim.
   awaitable<void> claim(std::string const& hash);
+  awaitable<bool> claim_within(std::string const& hash, std::chrono::milliseconds limit);
   bool try_claim(std::string const& hash);
   void release(std::string const& hash);
   bool try_busy(std::string const& id) {
