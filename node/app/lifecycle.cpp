@@ -1,11 +1,14 @@
 #include "node/app/lifecycle.hpp"
 
 #include <signal.h>
+
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <cstdint>
 
 #include "node/log/log.hpp"
@@ -48,13 +51,40 @@ void watchdog::ping() {
   });
 }
 
+namespace {
+
+volatile std::sig_atomic_t early_hangup = 0;
+
+extern "C" void note_hangup(int) {
+  early_hangup = 1;
+}
+
+void reload_now(reloader& reload) {
+  ::sd_notify(0, "RELOADING=1\nSTATUS=reading the configuration again");
+  log::get("node")->info("SIGHUP: reading the configuration again");
+  reload.reload();
+  ::sd_notify(0, "READY=1\nSTATUS=serving (configuration read again)");
+}
+
+}  // namespace
+
+void hold_hangups() {
+  struct sigaction sa {};
+  sa.sa_handler = note_hangup;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGHUP, &sa, nullptr);
+}
+
 void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload) {
+  // The signal set's handler has replaced note_hangup by now: a hangup that arrived while
+  // the node started is acted on once it serves (and has told systemd READY=1).
+  if (early_hangup) {
+    early_hangup = 0;
+    boost::asio::post(hangups.get_executor(), [&reload] { reload_now(reload); });
+  }
   hangups.async_wait([&hangups, &reload](boost::system::error_code ec, int) {
     if (ec) return;
-    ::sd_notify(0, "RELOADING=1\nSTATUS=reading the configuration again");
-    log::get("node")->info("SIGHUP: reading the configuration again");
-    reload.reload();
-    ::sd_notify(0, "READY=1\nSTATUS=serving (configuration read again)");
+    reload_now(reload);
     reload_on_hangup(hangups, reload);
   });
 }

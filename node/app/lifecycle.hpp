@@ -40,7 +40,10 @@ class watchdog {
 // SIGHUP (`systemctl reload`, `kill -HUP`) reads the config again: what can change on the
 // fly is applied, what cannot is named in the log (app::reloader); systemd is told
 // RELOADING=1, then READY=1. Never the default action, which would kill the node.
+// A SIGHUP while the node starts (logrotate's postrotate, say) is only noted, and acted on
+// once `hangups` waits: hold_hangups is the first thing main does.
 void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload);
+void hold_hangups();
 
 // LMDB reads its data file through a memory map and has no checksums: a page that a
 // truncated or damaged file no longer backs kills the process with SIGBUS inside a read.

@@ -394,6 +394,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
 }  // namespace
 
 int main(int argc, char** argv) {
+  app::hold_hangups();
   ignore_broken_pipes();
   CLI::App app{"petchat-node: one region's petchat messenger node"};
   std::string config_path, check_path;

@@ -6,6 +6,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -233,6 +234,34 @@ class OverrideTest(NodeTestCase):
         r = node.login("alice", "password123")  # still serving
         self.assertStatus(r, 201)
         node.stop()  # SIGTERM still stops it cleanly
+
+    def test_sighup_while_the_node_starts_is_read_once_it_serves(self):
+        """logrotate's postrotate (or an operator's `kill -HUP`) may reach a node that is still
+        opening its stores. The signal's default action once killed it there."""
+        node = self.start_node(config={"log": {"level": "info"}}, start=False)
+        sent = []
+
+        def hang_up_while_starting():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not sent:
+                # The node's first log line: it has read its config and opens its stores now.
+                if node.proc is not None and any("[node] region" in line for line in node.stderr_lines):
+                    node.proc.send_signal(signal.SIGHUP)
+                    sent.append(not any("chat gateway on" in line for line in node.stderr_lines))
+                time.sleep(0.001)
+
+        watcher = threading.Thread(target=hang_up_while_starting, daemon=True)
+        watcher.start()
+        node.start()  # ready, not killed
+        watcher.join()
+        self.assertEqual(len(sent), 1, "the node's first log line never came")
+        deadline = time.monotonic() + 10
+        while not any("SIGHUP: reading the configuration again" in line for line in node.stderr_lines):
+            self.assertLess(time.monotonic(), deadline, "the SIGHUP that came while starting was never acted on")
+            time.sleep(0.05)
+        self.assertTrue(node.running())
+        self.assertEqual(node.new_user("alice")["id"], "alice@test")
+        node.stop()
 
     def test_sighup_and_reload_read_the_config_again(self):
         node = self.start_node(config={"log": {"level": "info"}})
