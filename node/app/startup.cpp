@@ -91,19 +91,33 @@ std::uint16_t listen_on(gateway::http_server& server, config::listen_address add
 std::unique_ptr<messages::message_service> open_message_store(config::node_config const& cfg,
                                                               users::user_service& users, bool salvage) {
   auto const& data_dir = cfg.node.data_dir;
+  auto log = log::get("node");
   // Restored or salvaged, the store went back in time: its heads jump (after_salvage), its
   // lanes take a new epoch at the first federated start (the marker first: a crash after it).
   bool restored = identity::restored_mailboxes(data_dir);
-  if (salvage) identity::mark_restored(data_dir);
-  try {
+  auto open = [&](bool went_back) {
     auto store = std::make_unique<messages::message_service>(cfg.messages, cfg.node.region, data_dir, users,
-                                                             cfg.store.sync, salvage || restored);
+                                                             cfg.store.sync, went_back);
     if (restored) identity::forget_restored_mailboxes(data_dir);
     return store;
+  };
+  try {
+    // --salvage-messages acts only on a store that is damaged: left in a unit file, it must
+    // not move every mailbox ahead (and every lane to a new epoch) at each start.
+    try {
+      auto store = open(restored);
+      if (salvage)
+        log->warn("--salvage-messages: the message store is not damaged, nothing was salvaged; remove the flag");
+      return store;
+    } catch (store::damage_error const& e) {
+      if (!salvage) throw;
+      log->warn("{}: salvaging it (--salvage-messages)", e.what());
+    }
+    identity::mark_restored(data_dir);
+    return open(true);
   } catch (store::damage_error const& e) {
     // Replaying up to the damage would drop acknowledged messages and hand their seqs out
     // again: the operator decides (docs/PROTOCOL.md, petchatctl: "A damaged message store").
-    auto log = log::get("node");
     log->critical("{}", e.what());
     log->critical(
         "restore {} from a backup, or start once with --salvage-messages to keep what precedes the damage "

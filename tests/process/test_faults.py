@@ -114,7 +114,21 @@ class DamagedWriteAheadLogTest(NodeTestCase):
             bob.close()
         # The store went back in time as a restored one does: its first federated start
         # moves its lanes to a new epoch.
-        self.assertTrue(os.path.exists(os.path.join(node.data_dir, "RESTORED-FROM-BACKUP")))
+        marker = os.path.join(node.data_dir, "RESTORED-FROM-BACKUP")
+        self.assertTrue(os.path.exists(marker))
+
+        # The flag left in place (a unit file, say) salvages nothing more: no second jump of
+        # the mailboxes, no new epoch, and the log says to remove it.
+        os.remove(marker)
+        node.stop()
+        node.start()
+        bob = wsclient.connect(node, p.b, after_seq=0)
+        try:
+            self.assertEqual(int(bob.welcome["mailbox_seq"]), int(ev["seq"]), "bob's mailbox did not jump again")
+        finally:
+            bob.close()
+        self.assertFalse(os.path.exists(marker), "a store that was not damaged went back in time")
+        self.assertTrue(any("nothing was salvaged; remove the flag" in line for line in node.stderr_lines))
 
 
 class DiskFullTest(NodeTestCase):
