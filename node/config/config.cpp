@@ -129,6 +129,7 @@ schema schema_of(reader& rd, node_config& c) {
         {"registration_token", rd.text(c.users.registration_token)},
         {"access_token_ttl_s", rd.integer(c.users.access_token_ttl_s, 1, 86400)},
         {"refresh_token_ttl_s", rd.integer(c.users.refresh_token_ttl_s, 60, 365 * 86400)},
+        {"refresh_retry_grace_s", rd.integer(c.users.refresh_retry_grace_s, 0, 600)},
         {"password_min_length", rd.integer(c.users.password_min_length, 1, 1024)},
         {"password_hash_ops", rd.integer(c.users.password_hash_ops, 1, 20)},
         {"password_hash_memory_kib", rd.integer(c.users.password_hash_memory_kib, 8, 4 << 20)},

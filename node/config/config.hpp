@@ -78,6 +78,7 @@ struct users_section {
   std::string registration_token;
   std::uint32_t access_token_ttl_s = 900;
   std::uint32_t refresh_token_ttl_s = 30 * 24 * 3600;
+  std::uint32_t refresh_retry_grace_s = 60;  // the last exchanged refresh token may come again
   std::size_t password_min_length = 8;
   std::uint32_t password_hash_ops = 2;                 // argon2id passes
   std::uint32_t password_hash_memory_kib = 65536;      // argon2id memory per hash

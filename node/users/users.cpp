@@ -236,8 +236,12 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
       return false;
     }
     std::int64_t now = now_ms();
-    if (detail::equal_secret(presented, device->refresh_hash())) {
-      if (now >= device->refresh_expires_at_ms()) {
+    bool current = detail::equal_secret(presented, device->refresh_hash());
+    // The token exchanged last, again, while its successor is unused: the answer was lost.
+    bool retry = !current && !device->retry_hash().empty() && now < device->retry_until_ms() &&
+                 detail::equal_secret(presented, device->retry_hash());
+    if (current || retry) {
+      if (current && now >= device->refresh_expires_at_ms()) {
         st->error = fail(code::invalid_refresh_token, "the refresh token has expired; log in again", "refresh_token");
         return false;
       }
@@ -251,11 +255,16 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
         return false;
       }
       // Keep the most recent retired hashes (bounded) so that replaying any of them, not
-      // only the last one, is recognised as theft.
+      // only the last one, is recognised as theft. A retry retires the successor it
+      // replaces; the token retried keeps its grace, which does not start again.
       auto* retired = device->mutable_retired_refresh_hashes();
       retired->Add(std::string(device->refresh_hash()));
       if (retired->size() > max_retired_refresh_hashes)
         retired->erase(retired->begin(), retired->begin() + (retired->size() - max_retired_refresh_hashes));
+      if (current) {
+        device->set_retry_hash(presented);
+        device->set_retry_until_ms(now + std::int64_t(m.options.refresh_retry_grace_s) * 1000);
+      }
       device->set_refresh_hash(new_hash);
       device->set_refresh_expires_at_ms(now + std::int64_t(m.options.refresh_token_ttl_s) * 1000);
       device->set_last_refreshed_at_ms(now);

@@ -149,9 +149,11 @@ class AuditLogTest(NodeTestCase):
         self.assertTrue(bad["service.version"])
         self.assertEqual(by_outcome["success"]["client.ip"], "203.0.113.4")
 
-        # A refresh token used twice ends the session, and says so.
+        # A refresh token used again after its successor ends the session, and says so.
         tokens = ok.json
-        self.assertStatus(node.refresh(tokens["refresh_token"]), 200)
+        successor = node.refresh(tokens["refresh_token"])
+        self.assertStatus(successor, 200)
+        self.assertStatus(node.refresh(successor.json["refresh_token"]), 200)
         self.assertError(node.refresh(tokens["refresh_token"]), 401, "refresh_token_reused")
         reuse = self.audit_events(node, "token-refresh-reuse")
         self.assertEqual(len(reuse), 1, reuse)

@@ -132,6 +132,8 @@ class SessionsTest(NodeTestCase):
         other = self.node.new_session("dave", device="laptop")
         r = self.node.refresh(s1["refresh_token"])
         self.assertStatus(r, 200)
+        r = self.node.refresh(r.json["refresh_token"])  # its successor used: no retry any more
+        self.assertStatus(r, 200)
         s2 = r.json
         self.assertStatus(self.me(s2["access_token"]), 200)
 
@@ -147,6 +149,40 @@ class SessionsTest(NodeTestCase):
         self.assertStatus(self.node.refresh(other["refresh_token"]), 200)
         # And the user can log in again.
         self.node.new_session("dave")
+
+    def test_a_refresh_whose_answer_was_lost_can_be_retried(self):
+        """A dropped connection (or a node that crashed after its write) loses the answer to
+        a refresh: the client only has the token it sent. That token once counted as reused,
+        and the session was revoked: the user logged out by a bad network."""
+        self.node.new_user("rhea")
+        s1 = self.node.new_session("rhea", device="phone")
+        lost = self.node.refresh(s1["refresh_token"])
+        self.assertStatus(lost, 200)
+        again = self.node.refresh(s1["refresh_token"])  # the answer never arrived: retried
+        self.assertStatus(again, 200)
+        self.assertEqual(again.json["device_id"], s1["device_id"])
+        self.assertNotIn(again.json["refresh_token"], (s1["refresh_token"], lost.json["refresh_token"]))
+        third = self.node.refresh(s1["refresh_token"])  # and once more
+        self.assertStatus(third, 200)
+        self.assertStatus(self.me(third.json["access_token"]), 200)
+        # The new token in use, the one retried is an old one like any other.
+        latest = self.node.refresh(third.json["refresh_token"])
+        self.assertStatus(latest, 200)
+        self.assertError(self.node.refresh(s1["refresh_token"]), 401, "refresh_token_reused")
+        self.assertError(self.me(latest.json["access_token"]), 401, "session_revoked")
+
+    def test_a_successor_replaced_by_a_retry_counts_as_reused(self):
+        """Whoever replays a refresh token during its retry grace gets a session, but the
+        holder of the successor it replaced revokes it with their next refresh."""
+        self.node.new_user("theo")
+        s1 = self.node.new_session("theo", device="phone")
+        legit = self.node.refresh(s1["refresh_token"])
+        self.assertStatus(legit, 200)
+        thief = self.node.refresh(s1["refresh_token"])
+        self.assertStatus(thief, 200)
+        self.assertError(self.node.refresh(legit.json["refresh_token"]), 401, "refresh_token_reused")
+        self.assertError(self.me(thief.json["access_token"]), 401, "session_revoked")
+        self.assertRefreshRefusedAsRevoked(self.node.refresh(thief.json["refresh_token"]))
 
     def test_refresh_reuse_of_an_older_generation(self):
         # A token stolen several rotations ago is still recognised when replayed.
@@ -308,6 +344,21 @@ class TokenExpiryTest(NodeTestCase):
         self.assertStatus(r, 200)
         self.assertEqual(r.json["device_id"], s["device_id"])
         self.assertEqual(r.json["access_token_expires_in_s"], 1)
+
+    def test_the_retry_grace_of_a_refresh_ends(self):
+        node = self.start_node(config={"users": {"refresh_retry_grace_s": 1}})
+        node.new_user("ida")
+        s = node.new_session("ida")
+        self.assertStatus(node.refresh(s["refresh_token"]), 200)
+        time.sleep(1.5)
+        self.assertError(node.refresh(s["refresh_token"]), 401, "refresh_token_reused")
+
+    def test_no_retry_grace(self):
+        node = self.start_node(config={"users": {"refresh_retry_grace_s": 0}})
+        node.new_user("jon")
+        s = node.new_session("jon")
+        self.assertStatus(node.refresh(s["refresh_token"]), 200)
+        self.assertError(node.refresh(s["refresh_token"]), 401, "refresh_token_reused")
 
 
 class RateLimitTest(NodeTestCase):
