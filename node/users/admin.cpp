@@ -76,7 +76,7 @@ awaitable<errors::status> user_service::delete_user(std::string name) {
     return true;
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be deleted");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the account could not be deleted");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::user_not_found, "no user '" + name + "'");
   m.tell_sessions_changed(*bare);
   co_return errors::ok();
@@ -131,7 +131,7 @@ awaitable<errors::status> user_service::revoke_session(std::string device_id_tex
     return true;
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the session could not be revoked");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the session could not be revoked");
   if (outcome == store::write_outcome::rolled_back)
     co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
   m.tell_sessions_changed(*owner);

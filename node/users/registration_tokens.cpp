@@ -95,7 +95,7 @@ awaitable<result<registration_token_info>> user_service::create_registration_tok
     return txn.insert(m.registration_tokens, key, value);
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
-  if (outcome != store::write_outcome::committed) co_return fail(code::internal, "the token could not be stored");
+  if (outcome != store::write_outcome::committed) co_return m.write_failed("the token could not be stored");
   auto info = to_info(r);
   info.token = std::string(token_prefix) + info.id + "." + format::base64url(secret);
   co_return info;
@@ -132,7 +132,7 @@ awaitable<result<registration_token_info>> user_service::revoke_registration_tok
     return true;
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the token could not be revoked");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the token could not be revoked");
   if (!*found) co_return fail(code::not_found, "no registration token " + id);
   co_return to_info(**found);
 }

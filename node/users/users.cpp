@@ -109,7 +109,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
                    "registration_token");
   if (outcome == store::write_outcome::rolled_back)
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be stored");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the account could not be stored");
   reserved.limiter = nullptr;  // an account was created: the registration counts
   co_return to_profile(record);
 }
@@ -204,7 +204,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     return true;
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the session could not be stored");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the session could not be stored");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::invalid_credentials, "wrong name or password");
   m.tell_sessions_changed(name);  // the device cap may have ended one
   co_return m.issue(device, std::move(refresh_token));
@@ -287,7 +287,7 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
     return false;
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the session could not be updated");
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the session could not be updated");
   if (st->error && st->error->code == code::refresh_token_reused) m.tell_sessions_changed(st->device.user_name());
   if (st->error) co_return *st->error;
   co_return m.issue(st->device, std::move(new_token));

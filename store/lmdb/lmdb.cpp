@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -260,6 +261,7 @@ void lmdb_env::run_writer() {
       if (!grow_map()) {
         // The map cannot grow (address space or disk exhausted): fail this batch, keep
         // serving; later batches may fit.
+        note_write_error("the users store cannot grow");
         for (auto& r : batch) r.done(write_outcome::failed);
         break;
       }
@@ -306,15 +308,31 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
     check(rc, "mdb_txn_commit");
     commits_.fetch_add(1, std::memory_order_relaxed);
     observers_.committed(batch.size(), std::chrono::steady_clock::now() - started);
+    note_write_error({});
   } catch (map_full const&) {
     if (parent) mdb_txn_abort(parent);
     return false;
+  } catch (lmdb_error const& e) {
+    if (parent) mdb_txn_abort(parent);
+    for (auto& o : outcomes) o = write_outcome::failed;
+    int rc = e.code();
+    if (rc == ENOSPC || rc == EDQUOT || rc == EIO || rc == EROFS) note_write_error(std::strerror(rc));
   } catch (...) {
     if (parent) mdb_txn_abort(parent);
     for (auto& o : outcomes) o = write_outcome::failed;
   }
   for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(outcomes[i]);
   return true;
+}
+
+void lmdb_env::note_write_error(std::string why) {
+  std::lock_guard lock(write_error_mutex_);
+  write_error_ = std::move(why);
+}
+
+std::string lmdb_env::write_error() const {
+  std::lock_guard lock(write_error_mutex_);
+  return write_error_;
 }
 
 bool lmdb_env::grow_map() {

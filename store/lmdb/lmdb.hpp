@@ -151,6 +151,9 @@ class lmdb_env {
   std::size_t map_size() const;
   std::size_t used_bytes() const;  // the map's pages in use (up to the last one written)
   std::uint64_t commits() const;   // group commits done (each is one fsync)
+  // Why the last group commit failed for want of space or a working disk (ENOSPC, EDQUOT,
+  // EIO, EROFS, or a map that could not grow); empty once a commit succeeds again.
+  std::string write_error() const;
   // Writes a compacted, consistent copy of the environment (one read snapshot) to
   // `dir`/data.mdb; `dir` must exist and hold no data.mdb. Writers go on meanwhile; a map
   // resize waits for the copy. Blocking. Throws lmdb_error.
@@ -200,6 +203,9 @@ class lmdb_env {
   detail::request_queue<request> queue_;
 
   std::atomic<std::uint64_t> commits_{0};
+  mutable std::mutex write_error_mutex_;
+  std::string write_error_;  // guarded by write_error_mutex_
+  void note_write_error(std::string why);
   commit_observers observers_;
   std::thread writer_;  // last member: starts after everything above is initialized
 };

@@ -181,6 +181,25 @@ class DiskFullTest(NodeTestCase):
             st = admin_status(node)
             self.assertEqual(st["messages"]["writes"], "failing", st)
             self.assertEqual(metric(node, "petchat_store_writes_failing"), 1.0)
+            # The accounts store (LMDB) says the same once it needs a page it cannot have:
+            # not `internal`, which tells a client nothing it can act on.
+            # (RocksDB removed the files its failed writes began: fill that space too.)
+            with open(ballast, "ab", buffering=0) as f:
+                for size in (1 << 20, 4096):
+                    try:
+                        while True:
+                            f.write(b"\0" * size)
+                    except OSError:
+                        pass
+            full = None
+            for i in range(400):
+                r = node.register("full%03d" % i, "password123", display_name="x" * 60)
+                if r.status != 201:
+                    full = r
+                    break
+            self.assertIsNotNone(full, "400 accounts were stored on a full disk")
+            self.assertError(full, 503, "store_unavailable")
+            self.assertTrue(full.headers.get("Retry-After"), full.describe())
 
             os.unlink(ballast)
             deadline = time.monotonic() + 30
@@ -191,6 +210,7 @@ class DiskFullTest(NodeTestCase):
                 time.sleep(0.5)
             self.assertIn("accepted", f, "sends still refused 30 s after space was freed: %s" % f)
             self.assertEqual(admin_status(node)["messages"]["writes"], "ok")
+            self.assertStatus(node.register("roomy", "password123"), 201)
         finally:
             a.close()
         # Everything accepted before the disk filled is still there.

@@ -109,6 +109,17 @@ struct user_service::impl {
 
   detail::hash_params params() const { return {options.password_hash_ops, options.password_hash_memory_kib}; }
 
+  // The answer to a write the store did not take: store_unavailable while its disk is full
+  // or failing (lmdb_env::write_error), internal otherwise.
+  failure write_failed(std::string const& what) const {
+    auto why = env.write_error();
+    if (why.empty()) return fail(code::internal, what);
+    auto f =
+        fail(code::store_unavailable, what + ": the node cannot store anything now (" + why + "); try again later");
+    f.retry_after_s = 5;
+    return f;
+  }
+
   // Bounds the argon2id work queued on the CPU pool: each hash holds its memory cost, and
   // an unbounded queue would let a flood of logins delay everyone (and use memory).
   std::atomic<std::size_t> hashes_in_flight{0};
@@ -242,7 +253,7 @@ struct user_service::impl {
       return true;
     };
     auto outcome = co_await async::write(env, std::move(mutation));
-    if (outcome == store::write_outcome::failed) co_return fail(code::internal, "the account could not be stored");
+    if (outcome == store::write_outcome::failed) co_return write_failed("the account could not be stored");
     if (outcome == store::write_outcome::rolled_back || !*out)
       co_return fail(code::user_not_found, "no user '" + name + "' in region " + region);
     co_return to_profile(**out);
