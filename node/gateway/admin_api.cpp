@@ -104,7 +104,11 @@ response push_answer(admin_api const& api, request const& r, std::string const& 
   if (action != "targets") return error_response(fail(code::not_found, "no endpoint " + r.path));
   auto name = query_param(r.query, "user");
   if (!name) return error_response(fail(code::missing_field, "?user=<name> is required", "user"));
-  auto bare = name->substr(0, name->find('@'));
+  auto at = name->find('@');
+  auto bare = name->substr(0, at);
+  // Only this region's users have targets here: alice@elsewhere is not our alice.
+  if (at != std::string::npos && name->substr(at + 1) != api.info.region)
+    return error_response(fail(code::user_not_found, "no user '" + *name + "' in region " + api.info.region));
   if (!api.users.get_profile(bare)) return error_response(fail(code::user_not_found, "no user '" + *name + "'"));
   json::array list;
   for (auto const& t : api.push->targets_of(bare + "@" + api.info.region)) {

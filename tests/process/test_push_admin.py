@@ -112,6 +112,9 @@ class AdminTest(PushCase):
                          (recv.url(gw), "org.example.app", pushkey, "matrix"), m)
         self.assertEqual(self.admin_targets(alice.id), [], "a full user id of the region works too")
         self.assertError(self.node.admin("GET", "/v1/admin/push/targets?user=nobody"), 404, "user_not_found")
+        # bob of another region is not this region's bob: his targets are not listed for it.
+        self.assertError(self.node.admin("GET", "/v1/admin/push/targets?user=%s@elsewhere" % bob.name), 404,
+                         "user_not_found")
 
         rc, out, err = self.node.ctl("push", "status")
         self.assertEqual(rc, 0, err)
