@@ -113,7 +113,8 @@ std::unique_ptr<messages::message_service> open_message_store(config::node_confi
       if (!salvage) throw;
       log->warn("{}: salvaging it (--salvage-messages)", e.what());
     }
-    identity::mark_restored(data_dir);
+    identity::mark_restored(data_dir);  // the heads jump at the next start should this one stop
+    restored = true;
     return open(true);
   } catch (store::damage_error const& e) {
     // Replaying up to the damage would drop acknowledged messages and hand their seqs out

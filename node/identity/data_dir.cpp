@@ -134,6 +134,7 @@ void forget_restored_marker(std::filesystem::path const& data_dir) {
 
 void mark_restored(std::filesystem::path const& data_dir) {
   detail::write_durably(data_dir, restored_marker, "", 0600);
+  detail::write_durably(data_dir, restored_mailboxes_marker, "", 0600);
 }
 
 bool restored_mailboxes(std::filesystem::path const& data_dir) {

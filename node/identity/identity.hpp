@@ -77,8 +77,10 @@ std::optional<data_dir_record> read_data_dir_record(std::filesystem::path const&
 inline constexpr char restored_marker[] = "RESTORED-FROM-BACKUP";
 bool restored_from_backup(std::filesystem::path const& data_dir);
 void forget_restored_marker(std::filesystem::path const& data_dir);
-// Leaves restored_marker (durably) after a salvage of the message store: it went back in
-// time as a restored one does, and its lanes must move to a new epoch just the same.
+// Leaves restored_marker and restored_mailboxes_marker (durably) before a salvage of the
+// message store: it goes back in time as a restored one does, its lanes must move to a new
+// epoch just the same, and its mailbox heads jump at every start until one has done it (a
+// salvage stopped after the damaged log was dropped is not a damaged store any more).
 void mark_restored(std::filesystem::path const& data_dir);
 
 // Left beside restored_marker by `petchatctl restore`: the mailboxes went back in time

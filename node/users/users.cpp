@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "base/net/net.hpp"
 #include "node/users/detail/service.hpp"
 
@@ -239,7 +241,7 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
     bool current = detail::equal_secret(presented, device->refresh_hash());
     // The token exchanged last, again, while its successor is unused: the answer was lost.
     bool retry = !current && !device->retry_hash().empty() && now < device->retry_until_ms() &&
-                 detail::equal_secret(presented, device->retry_hash());
+                 device->retries() < max_refresh_retries && detail::equal_secret(presented, device->retry_hash());
     if (current || retry) {
       if (current && now >= device->refresh_expires_at_ms()) {
         st->error = fail(code::invalid_refresh_token, "the refresh token has expired; log in again", "refresh_token");
@@ -261,9 +263,13 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
       retired->Add(std::string(device->refresh_hash()));
       if (retired->size() > max_retired_refresh_hashes)
         retired->erase(retired->begin(), retired->begin() + (retired->size() - max_retired_refresh_hashes));
-      if (current) {
+      if (current) {  // the grace never outlives the token itself
         device->set_retry_hash(presented);
-        device->set_retry_until_ms(now + std::int64_t(m.options.refresh_retry_grace_s) * 1000);
+        device->set_retry_until_ms(
+            std::min(now + std::int64_t(m.options.refresh_retry_grace_s) * 1000, device->refresh_expires_at_ms()));
+        device->set_retries(0);
+      } else {
+        device->set_retries(device->retries() + 1);
       }
       device->set_refresh_hash(new_hash);
       device->set_refresh_expires_at_ms(now + std::int64_t(m.options.refresh_token_ttl_s) * 1000);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -308,7 +309,8 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
     check(rc, "mdb_txn_commit");
     commits_.fetch_add(1, std::memory_order_relaxed);
     observers_.committed(batch.size(), std::chrono::steady_clock::now() - started);
-    note_write_error({});
+    // Only a commit that wrote pages shows the disk takes writes again.
+    if (std::find(outcomes.begin(), outcomes.end(), write_outcome::committed) != outcomes.end()) note_write_error({});
   } catch (map_full const&) {
     if (parent) mdb_txn_abort(parent);
     return false;
@@ -317,6 +319,8 @@ bool lmdb_env::commit_batch(std::deque<request>& batch) {
     for (auto& o : outcomes) o = write_outcome::failed;
     int rc = e.code();
     if (rc == ENOSPC || rc == EDQUOT || rc == EIO || rc == EROFS) note_write_error(std::strerror(rc));
+    // LMDB takes no write after a failed meta page write: only a restart helps.
+    if (rc == MDB_PANIC) note_write_error("the users store failed and takes no writes until the node restarts");
   } catch (...) {
     if (parent) mdb_txn_abort(parent);
     for (auto& o : outcomes) o = write_outcome::failed;

@@ -171,6 +171,19 @@ class SessionsTest(NodeTestCase):
         self.assertError(self.node.refresh(s1["refresh_token"]), 401, "refresh_token_reused")
         self.assertError(self.me(latest.json["access_token"]), 401, "session_revoked")
 
+    def test_a_lost_refresh_is_retried_at_most_three_times(self):
+        """Each retry retires a successor among the last 16 retired tokens: unbounded retries
+        would push the successor a thief's retry replaced out of that list, and its owner's
+        next refresh would no longer be recognised as reuse."""
+        self.node.new_user("uma")
+        s1 = self.node.new_session("uma", device="phone")
+        first = self.node.refresh(s1["refresh_token"])
+        self.assertStatus(first, 200)
+        for _ in range(3):
+            self.assertStatus(self.node.refresh(s1["refresh_token"]), 200)
+        self.assertError(self.node.refresh(s1["refresh_token"]), 401, "refresh_token_reused")
+        self.assertRefreshRefusedAsRevoked(self.node.refresh(first.json["refresh_token"]))
+
     def test_a_successor_replaced_by_a_retry_counts_as_reused(self):
         """Whoever replays a refresh token during its retry grace gets a session, but the
         holder of the successor it replaced revokes it with their next refresh."""

@@ -32,6 +32,9 @@ using errors::failure;
 inline constexpr std::size_t max_password_bytes = 1024;
 inline constexpr std::size_t device_id_bytes = 16;
 inline constexpr int max_retired_refresh_hashes = 16;
+// Retries of one lost refresh answer (device_record.retry_hash): enough for a client on a bad
+// network, few enough that the successors they retire stay among the retired hashes.
+inline constexpr std::uint32_t max_refresh_retries = 3;
 
 // Counts code points of valid UTF-8 without control characters (newline allowed if
 // `multiline`); returns nullopt if the text breaks those rules.
