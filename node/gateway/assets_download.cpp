@@ -104,6 +104,9 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
   response res;
   res.headers = {{"ETag", etag},
                  {"Cache-Control", "private, max-age=31536000, immutable"},
+                 // Kept by a browser for the token that fetched it only: not handed to a
+                 // request without one (or with another user's) from its cache.
+                 {"Vary", "Authorization"},
                  {"Accept-Ranges", "bytes"},
                  {"X-Content-Type-Options", "nosniff"},
                  {"Content-Security-Policy", "default-src 'none'; sandbox"}};

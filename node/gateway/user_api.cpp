@@ -105,7 +105,10 @@ awaitable<response> logout(std::shared_ptr<user_api> api, request r) {
   auto s = co_await api->users.logout(who.value());
   audit_account("user-logout", s ? nullptr : &s.error(), who->user_name, r, who->device_id);
   if (!s) co_return error_response(s.error());
-  co_return no_content();
+  // The browser's cache goes too: it holds the attachments this session downloaded.
+  auto done = no_content();
+  done.headers.emplace_back("Clear-Site-Data", "\"cache\"");
+  co_return done;
 }
 
 // The caller's own devices: GET lists the sessions not revoked; DELETE /{device_id} ends

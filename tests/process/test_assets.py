@@ -509,6 +509,9 @@ class AssetCase(GroupCase):
         cc = [t.strip().lower() for t in (h.get("Cache-Control") or "").split(",")]
         for token in ("private", "immutable", "max-age=31536000"):
             self.assertIn(token, cc, "Cache-Control: %r" % h.get("Cache-Control"))
+        vary = [t.strip().lower() for t in (h.get("Vary") or "").split(",")]
+        self.assertIn("authorization", vary, "Vary: %r (a browser's cache must not serve it without the token)"
+                      % h.get("Vary"))
         self.assertEqual((h.get("Accept-Ranges") or "").lower(), "bytes", "Accept-Ranges")
         self.assertEqual((h.get("X-Content-Type-Options") or "").lower(), "nosniff", "X-Content-Type-Options")
         csp = h.get("Content-Security-Policy") or ""

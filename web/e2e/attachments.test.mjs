@@ -109,6 +109,36 @@ describe('attachments in the web client', () => {
     assert.equal(await chip.getByTestId('attachment-name').textContent(), name, 'shown as written, not as HTML');
   });
 
+  test('files attached in a new chat are sent when its first text is accepted while they upload', async () => {
+    // The draft of a new chat becomes its conversation when the first message is accepted:
+    // an upload started in the draft once finished into nothing (no message, no error).
+    const { page: alice } = await person();
+    const { page: bob } = await person();
+    await register(alice, 'fay');
+    await register(bob, 'gus');
+    await startChat(alice, 'gus@test');
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    await alice.route('**/v1/assets?*', async (route) => {
+      await held; // the upload waits until the chat's first text has been accepted
+      await route.continue();
+    });
+    await alice.getByTestId('attach-input').setInputFiles([
+      { name: 'late.txt', mimeType: 'text/plain', buffer: Buffer.from('sent after the text') },
+    ]);
+    await alice.getByTestId('upload-progress').waitFor();
+    await send(alice, 'a file follows');
+    await bubble(alice, 'a file follows').locator('.ticks--sent, .ticks--delivered, .ticks--read').waitFor();
+    release();
+    await alice.getByTestId('upload-progress').waitFor({ state: 'detached' });
+    assert.equal(await alice.getByTestId('upload-error').count(), 0, 'no error');
+    await openConversationWith(bob, 'fay@test');
+    const chip = bob.getByTestId('attachment-file');
+    await chip.waitFor();
+    assert.equal(await chip.getByTestId('attachment-name').textContent(), 'late.txt');
+    await alice.getByTestId('attachment-file').waitFor(); // alice sees it in the conversation too
+  });
+
   test('an upload the node refuses shows its message, and nothing is sent', async () => {
     const small = await new Node({ extra: '[assets]\nmax_asset_bytes = 1024' }).start();
     try {

@@ -61,7 +61,7 @@ describe('failed sends and Retry', () => {
   const suite = browserSuite({ extra: '[messages]\nmax_per_second = 1' });
 
   before(async () => {
-    for (const name of ['alice', 'bob', 'carl', 'dina']) {
+    for (const name of ['alice', 'bob', 'carl', 'dina', 'emma', 'finn']) {
       const r = await suite.node.call('POST', '/v1/users', { name, password: 'correct horse battery' });
       assert.equal(r.status, 201, JSON.stringify(r.json));
     }
@@ -115,6 +115,33 @@ describe('failed sends and Retry', () => {
       await bubble(page, 'got it').waitFor();
       assert.equal(await bubble(page, text).count(), 1, 'once after a reload');
     }
+  });
+
+  test('a conversation whose history failed to load loads it again', async () => {
+    // One failed first page once left the conversation empty (and paging back dead) until
+    // the page was reloaded.
+    const { page: emma } = await suite.open();
+    const { page: finn } = await suite.open();
+    await login(emma, 'emma');
+    await login(finn, 'finn');
+    await startChat(emma, 'finn@test');
+    await send(emma, 'from before the reload');
+    await openConversationWith(finn, 'emma@test');
+    await bubble(finn, 'from before the reload').waitFor();
+    // After a reload the message comes from history only (the stream resumes after it).
+    let refused = 0;
+    await finn.route('**/v1/conversations/*/messages?*', async (route) => {
+      if (refused++ === 0) {
+        await route.fulfill({ status: 503, contentType: 'application/json', headers: { 'Retry-After': '1' },
+          body: JSON.stringify({ error: { code: 'store_unavailable', message: 'try again later' } }) });
+      } else {
+        await route.continue();
+      }
+    });
+    await finn.reload();
+    await openConversationWith(finn, 'emma@test');
+    await bubble(finn, 'from before the reload').waitFor();
+    assert.ok(refused >= 2, 'the first page was refused once and asked for again');
   });
 
   test('a send the node refuses shows its reason and Retry; Retry sends it once', async () => {

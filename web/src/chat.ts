@@ -138,6 +138,16 @@ export function markRead(id: string): void {
   setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0, readMark: newest.id } } }));
 }
 
+// The conversation `id` names now: a draft becomes a direct conversation once its first
+// message is accepted (an upload started in the draft finishes there). Null: gone.
+export function resolveId(id: string): string | null {
+  const s = getState();
+  if (s.conversations[id]) return id;
+  if (!id.startsWith('draft:')) return null;
+  const peer = id.slice('draft:'.length);
+  return Object.values(s.conversations).find((c) => c.kind === 'direct' && c.peer === peer)?.id ?? null;
+}
+
 function sendTarget(c: Conversation): Target {
   return c.id.startsWith('draft:') && c.peer ? { to: c.peer } : { conversation_id: c.id };
 }

@@ -10,6 +10,7 @@ const OLDER_RETRY_MIN_MS = 2000;
 const OLDER_RETRY_MAX_MS = 60_000;
 
 const olderFailures = new Map<string, number>(); // conversation -> failed older loads in a row
+const firstFailures = new Map<string, number>(); // conversation -> failed first loads in a row
 
 export function notice(err: unknown): void {
   const e = err as api.ApiError;
@@ -42,6 +43,7 @@ export async function loadHistory(id: string, older = false): Promise<void> {
       };
     });
     if (older) olderFailures.delete(id);
+    else firstFailures.delete(id);
   } catch (err) {
     if (older) {
       // Not again at once (the list asks again on every render while the view is short):
@@ -55,7 +57,16 @@ export async function loadHistory(id: string, older = false): Promise<void> {
         if (at && at <= Date.now()) setThread(id, (cur) => ({ ...cur, olderRetryAt: 0 }));
       }, wait);
     } else {
-      setThread(id, (cur) => ({ ...cur, loading: false, loaded: true }));
+      // Not loaded: asked again after a growing wait while the conversation is open (and
+      // at its next opening), not shown as a conversation without history for good.
+      const failures = (firstFailures.get(id) ?? 0) + 1;
+      firstFailures.set(id, failures);
+      const wait = Math.min(OLDER_RETRY_MAX_MS, OLDER_RETRY_MIN_MS * 2 ** (failures - 1));
+      setThread(id, (cur) => ({ ...cur, loading: false, loaded: false }));
+      window.setTimeout(() => {
+        const s = getState();
+        if (s.activeId === id && !s.threads[id]?.loaded) void loadHistory(id);
+      }, wait);
     }
     notice(err);
   }

@@ -13,11 +13,14 @@ const MAX_ATTACHMENTS = 10; // messages.max_attachments, the node's default
 
 const running = new Map<string, AbortController>(); // by conversation
 
+// Shown in the conversation the upload's draft became, if it did meanwhile.
 function show(id: string, upload: UploadState | null): void {
+  const now = chat.resolveId(id) ?? id;
   setState((s) => {
     const uploads = { ...s.uploads };
-    if (upload) uploads[id] = upload;
-    else delete uploads[id];
+    if (now !== id) delete uploads[id];
+    if (upload) uploads[now] = upload;
+    else delete uploads[now];
     return { uploads };
   });
 }
@@ -61,8 +64,10 @@ async function run(id: string, files: File[]): Promise<void> {
       attachments.push(attachmentOf(asset));
       show(id, { names, loaded: done, total, error: '' });
     }
+    const target = chat.resolveId(id);
+    if (!target) throw Object.assign(new Error('the conversation is gone'), { code: 'conversation_not_found' });
     for (let i = 0; i < attachments.length; i += MAX_ATTACHMENTS) {
-      chat.send(id, '', attachments.slice(i, i + MAX_ATTACHMENTS));
+      chat.send(target, '', attachments.slice(i, i + MAX_ATTACHMENTS));
     }
     show(id, null);
   } catch (err) {
