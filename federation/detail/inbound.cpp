@@ -197,7 +197,8 @@ void inbound_stream::handle_live(body const& b) {
   } else if (b.has_lane_ack()) {  // monotonic and epoch-checked: safe at any age (no clock skew issue)
     lanes_.note_ack(b.origin(), b.lane_ack());
     s_.wake();
-  } else if (std::abs(format::now_ms() - b.created_at_ms()) > ephemeral_max_age_ms) {
+  } else if (std::int64_t created = b.created_at_ms(), now = format::now_ms();
+             created < now - ephemeral_max_age_ms || created > now + ephemeral_max_age_ms) {  // no overflow
     s_.count(reject_reason::stale, "live envelope from " + b.origin());
   } else if (on_ephemeral_) {
     // A NATS thread: a failure in the node's handler (a store read) must cost this

@@ -9,6 +9,7 @@ using namespace std::chrono_literals;
 
 constexpr std::size_t publish_batch = 1024;       // outbox entries per round and destination
 constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default max payload is 1 MiB)
+constexpr std::size_t seal_headroom = 16 * 1024;  // what sealing adds to a bundle's bodies, at most
 constexpr auto max_backoff = 30s;
 constexpr int presence_chunk = 500;  // users per presence envelope, far below NATS's payload limit
 
@@ -50,17 +51,33 @@ bool publisher::publish_to(std::string const& destination, outbound_lanes::batch
   auto& entries = next.entries;
   auto subject = s_.names.fed_to(destination);
   conn_.reset_publish_failures();
+  // A bundle never passes the server's max_payload: one that did would be refused every
+  // time, and every envelope after it to that region would wait behind it.
+  auto max_payload = static_cast<std::size_t>(std::max<int64_t>(0, natsConnection_GetMaxPayload(conn_.nc())));
+  auto limit = std::min(bundle_bytes, max_payload > 2 * seal_headroom ? max_payload - seal_headroom : max_payload / 2);
   bool failed = false;
   std::size_t i = 0;
   while (i < entries.size() && !failed) {
     std::vector<std::string> bodies;
     std::size_t bytes = 0;
-    while (i < entries.size() && bodies.size() < max_bundle_bodies && (bodies.empty() || bytes < bundle_bytes)) {
+    while (i < entries.size() && bodies.size() < max_bundle_bodies &&
+           (bodies.empty() || bytes + entries[i].body.size() <= limit)) {
       bytes += entries[i].body.size();
       bodies.push_back(std::move(entries[i].body));
       ++i;
     }
     auto sealed = seal(std::move(bodies), s_.dir.self(), s_.key, next.epoch, next.base, next.floor);
+    if (max_payload > 0 && sealed.size() > max_payload) {
+      // One envelope alone is too large for the bus: nothing here can send it. Said plainly
+      // (it holds up this region's lane until the servers take larger messages).
+      s_.log->error(
+          "federation: an envelope to region {} is {} bytes, above the NATS servers' max_payload of {}: raise "
+          "max_payload on the NATS servers (messages.max_text_bytes and max_content_bytes allow bodies that "
+          "large), or this region's lane stays held up here",
+          destination, sealed.size(), max_payload);
+      failed = true;
+      break;
+    }
     natsMsg* m = nullptr;
     natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, sealed.data(), static_cast<int>(sealed.size()));
     if (s == NATS_OK) s = js_PublishMsgAsync(conn_.js(), &m, nullptr);
