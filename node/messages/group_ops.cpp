@@ -47,6 +47,7 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
                  google::protobuf::RepeatedPtrField<std::string> const& users, std::vector<news>& heads) {
   records::stored_event e;
   *e.mutable_conversation_change() = ch;
+  e.mutable_conversation_change()->DiscardUnknownFields();  // a home's extra fields are not stored
   for (auto const& u : users)
     if (m.is_local(u)) heads.push_back({u, m.append(b, u, e), e});
 }
@@ -397,7 +398,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   // A group whose id names another home: a region claiming it where no replica is yet.
   if (!keys::group_id_allows_home(gs.conversation_id(), gs.home_region())) return reject_reason::foreign_user;
   if (replica && replica->version() >= gs.version()) return std::nullopt;  // an older state: dropped
-  if (!plausible_state(gs, replica ? replica->version() : 0)) return reject_reason::malformed;
+  if (!plausible_state(gs, replica ? replica->version() : 0) || !fields_within_limits(m, gs))
+    return reject_reason::malformed;
   records::conversation_record c;
   c.set_group(true);
   c.set_home_region(gs.home_region());

@@ -2,6 +2,7 @@
 // region's request (run_request); in a member region, a group message from another region
 // checked against the replica, and parked until the replica reaches the version it was
 // sent at (docs/FEDERATION.md, "Groups across regions").
+#include <algorithm>
 #include <unordered_set>
 #include "node/log/log.hpp"
 
@@ -103,6 +104,18 @@ bool plausible_state(federation::group_state const& gs, std::uint64_t replica_ve
     bool users_ok = ch.users_size() <= std::max(max_users_per_change, gs.members_size());
     if (ch.conversation_id() != gs.conversation_id() || ch.version() <= replica_version ||
         ch.version() > gs.version() || ch.kind() == client::CHANGE_KIND_UNSPECIFIED || !users_ok)
+      return false;
+  }
+  return true;
+}
+
+bool fields_within_limits(message_service::impl const& m, federation::group_state const& gs) {
+  auto is_user = [&m](std::string const& u) { return ids::parse_user_id(u, m.region).has_value(); };
+  if (!std::all_of(gs.members().begin(), gs.members().end(), is_user)) return false;
+  for (auto const& ch : gs.changes()) {
+    if (check_patch(m, {ch.title(), ch.description(), std::nullopt, std::nullopt, std::nullopt}) ||
+        ch.reason().size() > 64 || (!ch.by().empty() && !is_user(ch.by())) ||
+        !std::all_of(ch.users().begin(), ch.users().end(), is_user))
       return false;
   }
   return true;

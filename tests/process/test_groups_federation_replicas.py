@@ -11,19 +11,91 @@ B ("america") and C ("asia"). No sleeps: see test_groups_federation.py.
 
 import os
 import shutil
+import signal
 import sys
+import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fedharness  # noqa: E402
+import test_federation  # noqa: E402
 from harness import run_ctl  # noqa: E402
 from test_groups import as_int, changes  # noqa: E402
 from test_groups_federation import (B, C, CROSS_S, HEAL_S, HOME, GroupFederationCase,  # noqa: E402
                                     first_group_event, group_messages)
 from test_hardening_live import poll_until  # noqa: E402
 from wsclient import ev_message, ev_receipt, num  # noqa: E402
+
+
+class HostileHomePadsItsChanges(GroupFederationCase):
+    """A group's home (its real key, its node stopped) sends a state whose change carries
+    100 KB in `reason` and a `by` that is no user id: each change is one event in every
+    local member's mailbox, so such a state was stored once per member, at any rate the
+    home liked. It is refused as malformed; a plain change after it still applies."""
+
+    names = (HOME, B)
+
+    def test_a_state_with_padded_change_fields_is_refused(self):
+        pb = test_federation.fed_pb2()
+        owner, bob = self.user(HOME, "olga"), self.user(B, "bob")
+        Bc = self.connect(bob)
+        port = self.servers[0].port
+        subject = "petchat.v1.fed.%s.%s" % (B, HOME)
+        spy = test_federation.RawNats(port)
+        spy.sub(subject)
+        gid = self.create_group(owner, [bob], title="padded")
+        self.wait_change(Bc, gid, 1, "CREATED")
+        genuine = None
+        while genuine is None:  # the lane's envelopes since the spy subscribed, up to the state
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.HasField("group_state")
+                            and bd.group_state.conversation_id == gid), None)
+        spy.close()
+        home = self.node(HOME).proc  # stopped: from here on, HOME is whoever holds its key
+        os.kill(home.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: home.poll() is None and os.kill(home.pid, signal.SIGCONT))
+        sign = test_federation.region_signer(self.node(HOME))
+        next_seq = max(bd.lane_seq for bd in bodies) + 1
+
+        def state(version, title, **change):
+            bd = pb.body()
+            bd.CopyFrom(genuine)
+            bd.lane_seq = next_seq + version - 2
+            bd.created_at_ms = int(time.time() * 1000)
+            gs = bd.group_state
+            gs.version = version
+            gs.title = title
+            del gs.changes[:]
+            ch = gs.changes.add()
+            ch.conversation_id, ch.version, ch.kind = gid, version, 5  # DETAILS_CHANGED (proto/client.proto)
+            ch.at_ms = bd.created_at_ms
+            ch.title = title
+            setattr(ch, "by", change.get("by", owner))
+            ch.reason = change.get("reason", "")
+            return bd
+
+        before = test_federation.fed_status(self.node(B))["rejects"].get("malformed", 0)
+        pub = test_federation.RawNats(port)
+        for bd in (state(2, "padded", reason="x" * 100000), state(3, "padded", by="z" * 5000)):
+            pub.pub(subject, test_federation.envelope(pb, HOME, bd, sign=sign, lane_epoch=bundle.lane_epoch,
+                                                      lane_base=bundle.lane_base))
+        pub.close()
+        st = test_federation.wait_status(self.node(B), lambda st: st["rejects"].get("malformed", 0) >= before + 2,
+                                         CROSS_S)
+        self.assertEqual(st["rejects"].get("malformed", 0), before + 2, st["rejects"])
+        # A plain change, next on the lane, is applied: the refusals were about the padding.
+        pub = test_federation.RawNats(port)
+        plain = state(2, "renamed")
+        plain.lane_seq = next_seq + 2
+        pub.pub(subject, test_federation.envelope(pb, HOME, plain, sign=sign, lane_epoch=bundle.lane_epoch,
+                                                  lane_base=bundle.lane_base))
+        pub.close()
+        cc = self.wait_change(Bc, gid, 2)
+        self.assertEqual((cc.get("kind"), cc.get("title"), cc.get("reason", "")), ("DETAILS_CHANGED", "renamed", ""))
+        self.assertFalse([e for e in changes(Bc, gid) if len(str(e)) > 10000], "no padded change reached bob")
 
 
 class NamesWithNoAccount(GroupFederationCase):

@@ -92,6 +92,10 @@ enum class group_message_fate { apply, park, refuse };
 // Whether a group_state could come from an honest home (group_remote.cpp): sizes, and
 // changes of this group after the replica's version (`replica_version`, 0 without one).
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version);
+// Each change of a state from the home becomes an event in every local member's mailbox:
+// its fields are held to what a change made here may hold (names that are user ids, title
+// and description within the limits), or a hostile home could pad them at will.
+bool fields_within_limits(message_service::impl const& m, federation::group_state const& gs);
 
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
                            federation::body const& body, bool arriving);
