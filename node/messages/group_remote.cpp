@@ -113,7 +113,9 @@ bool fields_within_limits(message_service::impl const& m, federation::group_stat
   auto is_user = [&m](std::string const& u) { return ids::parse_user_id(u, m.region).has_value(); };
   if (!std::all_of(gs.members().begin(), gs.members().end(), is_user)) return false;
   for (auto const& ch : gs.changes()) {
-    if (check_patch(m, {ch.title(), ch.description(), std::nullopt, std::nullopt, std::nullopt}) ||
+    // Only a CREATED or DETAILS_CHANGED change has a title (never empty there).
+    auto title = ch.title().empty() ? std::nullopt : std::optional<std::string>(ch.title());
+    if (check_patch(m, {title, ch.description(), std::nullopt, std::nullopt, std::nullopt}) ||
         ch.reason().size() > 64 || (!ch.by().empty() && !is_user(ch.by())) ||
         !std::all_of(ch.users().begin(), ch.users().end(), is_user))
       return false;
@@ -157,7 +159,9 @@ bool park_group_message(store::rocks_batch& b, federation::body const& body, std
   auto key = keys::parked_key(conv);
   auto index =
       parse<records::parked_group_messages>(b.get(cf::conversations, key)).value_or(records::parked_group_messages{});
-  if (index.refs_size() >= max_parked) return false;
+  auto from_origin = std::count_if(index.refs().begin(), index.refs().end(),
+                                   [&body](auto const& ref) { return ref.origin() == body.origin(); });
+  if (from_origin >= max_parked) return false;
   if (read_count(b, cf::conversations, keys::parked_count_key(body.origin())) >= max_parked_per_origin) return false;
   auto& ref = *index.add_refs();
   ref.set_stamp(body.group_version());

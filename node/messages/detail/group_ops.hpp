@@ -105,8 +105,9 @@ group_message_fate fate_of(store::rocks_batch& b, std::optional<records::convers
 void note_stamp(store::rocks_batch& b, federation::body const& body);
 
 // Keeps `body` (message `raw_id`) until the replica reaches its version. False when it may
-// not wait: too many waiting (max_parked for the group, or 10,000 from its origin), or a
-// stamp more than 1,000 versions ahead of the replica.
+// not wait: too many waiting from its origin (max_parked for the group, 10,000 in all: one
+// region filling a group's places must not leave none for another's), or a stamp more than
+// 1,000 versions ahead of the replica.
 inline constexpr int max_parked = 1000;
 bool park_group_message(store::rocks_batch& b, federation::body const& body, std::string const& raw_id,
                         std::optional<records::conversation_record> const& c);
