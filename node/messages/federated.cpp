@@ -278,6 +278,9 @@ class federated_store final : public federation::local_store {
       st.queued |= m_.deliver_receipt(b, msg.from(), r, st.heads);
       return why;
     };
+    // What a send here must be too: a sender that is a user id, a client id of at most 64.
+    auto from = ids::parse_user_id(msg.from(), m_.region);
+    if (!from || from->str() != msg.from() || msg.client_id().size() > 64) return reject_reason::malformed;
     auto to = ids::parse_user_id(msg.to(), m_.region);
     if (!to || !m_.users.get_profile(to->name)) return undeliverable(reject_reason::unknown_user);
     if (keys::check_body(msg.body(), m_.body_limits())) return undeliverable(reject_reason::too_large);
@@ -297,6 +300,7 @@ class federated_store final : public federation::local_store {
     if (msg.expires_at_ms() <= now) return std::nullopt;  // expired on the way: never served
     records::stored_message stored;
     *stored.mutable_message() = msg;
+    stored.mutable_message()->DiscardUnknownFields();  // fields this version does not know: not stored
     // This region's retention bounds how long it keeps anything.
     auto latest = now + std::int64_t(m_.options.retention_s) * 1000;
     if (stored.message().expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
