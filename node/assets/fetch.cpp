@@ -5,7 +5,9 @@
 // second the fetcher takes the due ones, asks the holding region for the bytes in pieces
 // of 256 KiB, hashes them, places and records the asset (or notes the proof).
 // A failed try is tried again later (1, 2, 4... up to 10 s apart); an asset the holder
-// says it has not for us is given up after 20 tries. The other direction: serve_piece.
+// says it has not for us is given up after 20 tries. A fetch slower than 64 KiB/s on
+// average past its first 30 s is a failed try, and a region that did not answer is not
+// asked again in the same round. The other direction: serve_piece.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -25,6 +27,11 @@ namespace {
 
 constexpr std::uint32_t piece_bytes = 256u << 10;
 constexpr std::uint32_t give_up_after = 20;
+// A region that answers each piece just in time would hold the fetcher (one fetch at a
+// time) for hours: past its first 30 s a fetch must have averaged 64 KiB/s, else it is a
+// failed try like an unanswered one.
+constexpr auto fetch_grace = std::chrono::seconds(30);
+constexpr std::uint64_t min_fetch_rate = 64u << 10;  // bytes per second
 
 struct fetched {
   enum { ok, missing, failed } outcome = failed;
@@ -46,7 +53,16 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
   detail::hasher h;
   remote_piece first;
   std::uint64_t offset = 0, size = 1;
+  auto started = std::chrono::steady_clock::now();
   while (offset < size) {
+    auto spent = std::chrono::steady_clock::now() - started;
+    if (spent > fetch_grace &&
+        offset < min_fetch_rate *
+                     static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(spent).count())) {
+      s.log->warn("asset {} from region {}: {} bytes in {} s, too slow; tried again later", print_id(f.hash), f.region,
+                  offset, std::chrono::duration_cast<std::chrono::seconds>(spent).count());
+      return r;
+    }
     auto p = s.fetcher(f.region, f.hash, offset, piece_bytes);
     if (!p) return r;
     if (!p->found) {
@@ -85,7 +101,8 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
   return r;
 }
 
-awaitable<void> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pending_fetch f) {
+// Whether the region answered (with the bytes, or that it has them not for us).
+awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pending_fetch f) {
   auto work = [s, f] { return download(*s, f); };
   fetched r;
   try {
@@ -100,13 +117,14 @@ awaitable<void> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
                    print_id(f.hash));
     else if (done)
       s->log->info("asset {} fetched from region {}", print_id(f.hash), f.region);
-    if (done) co_return;
+    if (done) co_return true;
     co_await s->messages.fetch_failed(f, false);  // stored in part: tried again later, not at once
-    co_return;
+    co_return true;
   }
   bool drop = r.outcome == fetched::missing && f.tries + 1 >= give_up_after;
   if (drop) s->log->warn("asset {}: region {} has it not for us; given up", print_id(f.hash), f.region);
   co_await s->messages.fetch_failed(f, drop);
+  co_return r.outcome == fetched::missing;
 }
 
 }  // namespace
@@ -118,11 +136,16 @@ awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s) {
     co_await s->fetch_timer->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
     if (s->stopped) co_return;
     try {
+      // A region that did not answer one fetch is not asked again this round: one slow or
+      // hostile region must not hold up the fetches of every other.
+      std::set<std::string> unanswered;
       for (auto& f : s->messages.fetches_due(format::now_ms(), 16)) {
-        if (!s->try_claim(f.hash)) continue;
+        if (unanswered.count(f.region) || !s->try_claim(f.hash)) continue;
         auto hash = f.hash;
-        co_await fetch_one(s, std::move(f));
+        auto region = f.region;
+        bool answered = co_await fetch_one(s, std::move(f));
         s->release(hash);
+        if (!answered) unanswered.insert(region);
       }
     } catch (std::exception const& e) {
       s->log->error("fetcher failed: {}", e.what());
