@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
+#include <atomic>
 #include <csignal>
 
 #include <boost/asio/dispatch.hpp>
@@ -53,7 +54,8 @@ void watchdog::ping() {
 
 namespace {
 
-volatile std::sig_atomic_t early_hangup = 0;
+std::atomic<int> early_hangup{0};  // lock-free: the signal may land on any thread
+static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void note_hangup(int) {
   early_hangup = 1;
@@ -71,6 +73,7 @@ void reload_now(reloader& reload) {
 void hold_hangups() {
   struct sigaction sa {};
   sa.sa_handler = note_hangup;
+  sa.sa_flags = SA_RESTART;  // start-up's blocking calls go on as if nothing came
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGHUP, &sa, nullptr);
 }
@@ -78,8 +81,7 @@ void hold_hangups() {
 void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload) {
   // The signal set's handler has replaced note_hangup by now: a hangup that arrived while
   // the node started is acted on once it serves (and has told systemd READY=1).
-  if (early_hangup) {
-    early_hangup = 0;
+  if (early_hangup.exchange(0) != 0) {
     boost::asio::post(hangups.get_executor(), [&reload] { reload_now(reload); });
   }
   hangups.async_wait([&hangups, &reload](boost::system::error_code ec, int) {

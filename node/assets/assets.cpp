@@ -338,8 +338,9 @@ class file_reader final : public blob_reader {
     if (n < 0) co_return fail(code::internal, "the asset could not be read");
     co_return static_cast<std::size_t>(n);
   }
-  awaitable<result<sent_piece>> send_to(int socket, std::uint64_t offset, std::size_t size) override {
-    auto work = [fd = fd_, socket, offset, size]() -> std::pair<long, int> {
+  awaitable<result<sent_piece>> send_to(int socket, std::uint64_t offset, std::size_t size,
+                                        std::uint64_t end) override {
+    auto work = [fd = fd_, socket, offset, size, end]() -> std::pair<long, int> {
       for (;;) {
         auto at = static_cast<off_t>(offset);
         auto n = ::sendfile(socket, fd, &at, size);
@@ -347,7 +348,8 @@ class file_reader final : public blob_reader {
         int error = n < 0 ? errno : 0;
         // The disk reads the next window while the socket drains: sendfile's own read-ahead
         // stops when the socket is full, and the disk would wait for the network each time.
-        if (n > 0) ::posix_fadvise(fd, at, static_cast<off_t>(2 * size), POSIX_FADV_WILLNEED);
+        auto ahead = std::min<std::uint64_t>(2 * size, end > std::uint64_t(at) ? end - std::uint64_t(at) : 0);
+        if (n > 0 && ahead > 0) ::posix_fadvise(fd, at, static_cast<off_t>(ahead), POSIX_FADV_WILLNEED);
         return {n, error};
       }
     };

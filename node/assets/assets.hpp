@@ -61,8 +61,10 @@ class blob_reader {
   // Up to `size` bytes from `offset` straight into `socket` (a connected stream socket in
   // non-blocking mode), with no copy through user space (sendfile(2)), on the asset pool:
   // a page-cache miss waits there, never on an I/O thread. Takes what the socket has room
-  // for now.
-  virtual awaitable<result<sent_piece>> send_to(int socket, std::uint64_t offset, std::size_t size) = 0;
+  // for now. The disk is asked to read ahead while the socket drains, up to `end` (the end
+  // of what is being sent) at most.
+  virtual awaitable<result<sent_piece>> send_to(int socket, std::uint64_t offset, std::size_t size,
+                                                std::uint64_t end) = 0;
 };
 
 struct chunk_result {

@@ -482,8 +482,10 @@ std::optional<federation::reject_reason> apply_request_refused(impl const& m, st
   // Only the group's home speaks for it, and only to a user of this region.
   if (!c || home_of(*c, m.region) != body.origin() || !m.is_local(told.by()))
     return federation::reject_reason::foreign_user;
+  if (!refusal_within_limits(m, told.refusal())) return federation::reject_reason::malformed;
   records::stored_event e;
   *e.mutable_request_refused() = told.refusal();
+  e.mutable_request_refused()->DiscardUnknownFields();
   heads.push_back({told.by(), m.append(b, told.by(), e), e});
   return std::nullopt;
 }

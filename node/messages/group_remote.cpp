@@ -123,6 +123,14 @@ bool fields_within_limits(message_service::impl const& m, federation::group_stat
   return true;
 }
 
+bool refusal_within_limits(message_service::impl const& m, client::request_refused const& r) {
+  auto short_text = [](std::string const& t) { return t.size() <= 1024; };
+  return r.request_id().size() <= 64 && r.code().size() <= 64 && short_text(r.message()) && r.failed_size() <= 1001 &&
+         std::all_of(r.failed().begin(), r.failed().end(), [&](client::request_refused::member_failure const& f) {
+           return ids::parse_user_id(f.user_id(), m.region) && f.code().size() <= 64 && short_text(f.message());
+         });
+}
+
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
                            federation::body const& body, bool arriving) {
   auto const& msg = body.message();

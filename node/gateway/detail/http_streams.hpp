@@ -143,7 +143,8 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
     for (;;) {
       auto piece = co_await r.file->send_to(
           socket.native_handle(), r.file_offset + sent,
-          static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length - sent, std::uint64_t(8) << 20)));
+          static_cast<std::size_t>(std::min<std::uint64_t>(r.file_length - sent, std::uint64_t(8) << 20)),
+          r.file_offset + r.file_length);
       if (!piece) co_return false;
       if (piece->unsupported) break;
       sent += piece->bytes;

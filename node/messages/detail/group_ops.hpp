@@ -96,6 +96,9 @@ bool plausible_state(federation::group_state const& gs, std::uint64_t replica_ve
 // its fields are held to what a change made here may hold (names that are user ids, title
 // and description within the limits), or a hostile home could pad them at will.
 bool fields_within_limits(message_service::impl const& m, federation::group_state const& gs);
+// And a refusal from the home, which goes into the requester's mailbox as it is: what one
+// made here holds, at most (ids, codes and messages of a sane length, 1,001 names).
+bool refusal_within_limits(message_service::impl const& m, client::request_refused const& r);
 
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
                            federation::body const& body, bool arriving);
