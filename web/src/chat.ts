@@ -100,6 +100,7 @@ export async function loadConversations(): Promise<void> {
         if (old?.lastMessage && isNewer(old.lastMessage, c.lastMessage)) {
           c.lastMessage = old.lastMessage;
           c.lastActivityMs = Math.max(c.lastActivityMs, old.lastActivityMs);
+          c.unread = Math.max(c.unread, old.unread); // and the count that went with it
         }
         if (s.activeId === c.id && document.visibilityState === 'visible') c.unread = 0;
         conversations[c.id] = c;
