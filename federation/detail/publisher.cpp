@@ -30,6 +30,7 @@ bool publisher::publish_round() {
     if (clock::now() < until) continue;
     auto next = lanes_.next(dest, publish_batch);
     if (next.entries.empty()) continue;
+    auto started = clock::now();
     if (!publish_to(dest, next)) {
       delay = std::min<clock::duration>(max_backoff, delay == clock::duration::zero() ? 250ms : delay * 2);
       until = clock::now() + delay;
@@ -40,6 +41,10 @@ bool publisher::publish_round() {
       continue;
     }
     delay = clock::duration::zero();
+    // One thread publishes to every region, waiting for each one's JetStream to take its
+    // bundles: a region whose stream answers just in time must not take that thread for
+    // itself. One that kept it more than half a second waits as long before its next turn.
+    if (auto took = clock::now() - started; took > 500ms) until = clock::now() + took;
     lanes_.published(dest, next.entries.back().lane_seq);
     s_.published += next.entries.size();
     progressed = true;
