@@ -77,8 +77,8 @@ bool publisher::publish_to(std::string const& destination, outbound_lanes::batch
       // (it holds up this region's lane until the servers take larger messages).
       s_.log->error(
           "federation: an envelope to region {} is {} bytes, above the NATS servers' max_payload of {}: raise "
-          "max_payload on the NATS servers (messages.max_text_bytes and max_content_bytes allow bodies that "
-          "large), or this region's lane stays held up here",
+          "max_payload on the NATS servers (docs/FEDERATION.md: a body that large comes of messages.max_text_bytes "
+          "and max_content_bytes, or of a large group), or this region's lane stays held up here",
           destination, sealed.size(), max_payload);
       failed = true;
       break;

@@ -363,7 +363,8 @@ class federated_store final : public federation::local_store {
                                                    bool arriving = true) {
     auto const& msg = body.message();
     auto raw = parse_id(msg.id());
-    if (!raw || keys::message_id_region_hash(*raw) != keys::region_hash(body.origin())) return reject_reason::malformed;
+    if (!raw || keys::message_id_region_hash(*raw) != keys::region_hash(body.origin()) || msg.client_id().size() > 64)
+      return reject_reason::malformed;
     auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
     if (keys::check_body(msg.body(), m_.body_limits())) return reject_reason::too_large;
     switch (fate_of(b, c, body, arriving)) {
@@ -383,6 +384,7 @@ class federated_store final : public federation::local_store {
     if (msg.expires_at_ms() <= now) return std::nullopt;
     records::stored_message stored;
     *stored.mutable_message() = msg;
+    stored.mutable_message()->DiscardUnknownFields();
     auto latest = now + std::int64_t(m_.options.retention_s) * 1000;
     if (msg.expires_at_ms() > latest) stored.mutable_message()->set_expires_at_ms(latest);
     count_message(b, stored, *raw, false);

@@ -11,6 +11,8 @@
 // id) or its sender may download them here already; else it waits (`v/`), giving access to
 // nobody, until that region has sent the bytes: the fetch of an asset not stored here
 // (`f/`), or, for one that is, a fetch made only as that proof (`y/`).
+#include <map>
+
 #include "node/async/async.hpp"
 #include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/service.hpp"
@@ -158,20 +160,35 @@ std::optional<std::string> detail::awaits_proof(message_service::impl const& m, 
 
 std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::size_t max) const {
   // Fetches and proofs taken in turn: many fetches due (another region can name any number
-  // of hashes) do not keep the proofs from running, nor the other way round.
+  // of hashes) do not keep the proofs from running, nor the other way round. And regions
+  // in turn: at most 2 of one region in a round, the scan going on where the last one
+  // stopped (at most 4,096 keys a round), so that one region's many hashes, first in key
+  // order, do not keep another region's fetches from ever being due.
+  constexpr std::size_t per_region = 2, scan_budget = 4096;
   std::vector<pending_fetch> kinds[2];
   for (bool proof : {false, true}) {
     auto& out = kinds[proof];
-    std::string first = proof ? "y/" : "f/";
-    impl_->db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
+    std::string first = proof ? "y/" : "f/", end = keys::prefix_end(first);
+    auto& cursor = impl_->fetch_cursor[proof];
+    std::map<std::string, std::size_t, std::less<>> taken;
+    std::size_t scanned = 0;
+    auto visit = [&](std::string_view key, std::string_view value) {
+      ++scanned;
+      cursor.assign(key).push_back('\0');  // the next round starts after it
       records::fetch_record f;
       f.ParseFromArray(value.data(), static_cast<int>(value.size()));
-      if (key.size() < 2 + keys::asset_hash_bytes) return true;
-      if (f.next_try_ms() <= now)
+      if (key.size() >= 2 + keys::asset_hash_bytes && f.next_try_ms() <= now && taken[f.region()]++ < per_region)
         out.push_back(
             {std::string(key.substr(2, keys::asset_hash_bytes)), f.region(), f.thumbnail_of(), f.tries(), proof});
-      return out.size() < max;
-    });
+      return out.size() < max && scanned < scan_budget;
+    };
+    std::string from = cursor.empty() || cursor < first || cursor >= end ? first : cursor;
+    impl_->db.scan(cf::assets, from, end, visit);
+    if (out.size() < max && scanned < scan_budget) {  // the end reached: on from the start
+      cursor.clear();
+      if (from != first) impl_->db.scan(cf::assets, first, from, visit);
+      if (out.size() < max && scanned < scan_budget) cursor.clear();
+    }
   }
   std::vector<pending_fetch> out;
   for (std::size_t i = 0; out.size() < max && (i < kinds[0].size() || i < kinds[1].size()); ++i)

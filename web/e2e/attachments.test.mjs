@@ -129,14 +129,16 @@ describe('attachments in the web client', () => {
     await alice.getByTestId('upload-progress').waitFor();
     await send(alice, 'a file follows');
     await bubble(alice, 'a file follows').locator('.ticks--sent, .ticks--delivered, .ticks--read').waitFor();
+    // The upload's progress moved with the draft to the conversation, still running.
+    await alice.getByTestId('upload-progress').waitFor();
     release();
-    await alice.getByTestId('upload-progress').waitFor({ state: 'detached' });
-    assert.equal(await alice.getByTestId('upload-error').count(), 0, 'no error');
     await openConversationWith(bob, 'fay@test');
     const chip = bob.getByTestId('attachment-file');
     await chip.waitFor();
     assert.equal(await chip.getByTestId('attachment-name').textContent(), 'late.txt');
     await alice.getByTestId('attachment-file').waitFor(); // alice sees it in the conversation too
+    await alice.getByTestId('upload-progress').waitFor({ state: 'detached' });
+    assert.equal(await alice.getByTestId('upload-error').count(), 0, 'no error');
   });
 
   test('an upload the node refuses shows its message, and nothing is sent', async () => {

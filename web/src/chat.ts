@@ -2,7 +2,7 @@
 // between the REST API, the live stream and the state.
 import * as api from './api';
 import { applyEvent } from './events';
-import { loadHistory, notice, setThread } from './history';
+import { loadHistory, notice, setAfterRetry, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { Live } from './live';
@@ -25,6 +25,7 @@ const hooks = {
 };
 
 export { loadHistory };
+setAfterRetry((id) => markRead(id));
 
 export function start(): void {
   const tokens = session.tokens();

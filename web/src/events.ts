@@ -168,6 +168,7 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
     const threads = { ...s.threads };
     const conversations = { ...s.conversations };
     const composing = { ...s.composing };
+    const uploads = { ...s.uploads };
     let activeId = s.activeId;
     let target = threads[a.conversation_id] ?? thread;
     // The first message of a new direct chat: the draft becomes the conversation.
@@ -182,6 +183,9 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
         if (!composing[a.conversation_id]) composing[a.conversation_id] = composing[key];
         delete composing[key];
       }
+      // And a file upload started in the draft (upload.ts sends it here when done).
+      if (uploads[key] && !uploads[a.conversation_id]) uploads[a.conversation_id] = uploads[key];
+      delete uploads[key];
       // Not loaded: what the peer sent before our first message was accepted is fetched.
       target = { ...(threads[a.conversation_id] ?? thread), loaded: false };
       promoted = true;
@@ -192,7 +196,7 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
     if (conv && isNewer(sent, conv.lastMessage)) {
       conversations[a.conversation_id] = { ...conv, lastMessage: sent, lastActivityMs: Math.max(conv.lastActivityMs, sent.sentAtMs) };
     }
-    return { threads, conversations, activeId, composing };
+    return { threads, conversations, activeId, composing, uploads };
   });
   if (promoted) hooks.loadHistory(a.conversation_id);
 }

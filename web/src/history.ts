@@ -12,6 +12,15 @@ const OLDER_RETRY_MAX_MS = 60_000;
 const olderFailures = new Map<string, number>(); // conversation -> failed older loads in a row
 const firstFailures = new Map<string, number>(); // conversation -> failed first loads in a row
 
+// Called after a first page that failed came on a retry (chat.ts: mark it read, as open() does).
+let afterRetry: (id: string) => void = () => {};
+export function setAfterRetry(fn: (id: string) => void): void {
+  afterRetry = fn;
+}
+
+// Worth asking again: the network, a limit or the node's trouble, not a refusal.
+const transient = (e: api.ApiError): boolean => e.status === 0 || e.status === 429 || e.status >= 500;
+
 export function notice(err: unknown): void {
   const e = err as api.ApiError;
   setState(() => ({ notice: errorText(e.code ?? 'network', e.message, e.retry_after) }));
@@ -63,10 +72,12 @@ export async function loadHistory(id: string, older = false): Promise<void> {
       firstFailures.set(id, failures);
       const wait = Math.min(OLDER_RETRY_MAX_MS, OLDER_RETRY_MIN_MS * 2 ** (failures - 1));
       setThread(id, (cur) => ({ ...cur, loading: false, loaded: false }));
-      window.setTimeout(() => {
-        const s = getState();
-        if (s.activeId === id && !s.threads[id]?.loaded) void loadHistory(id);
-      }, wait);
+      if (transient(api.toApiError(err))) {
+        window.setTimeout(() => {
+          const s = getState();
+          if (s.activeId === id && !s.threads[id]?.loaded) void loadHistory(id).then(() => afterRetry(id));
+        }, wait);
+      }
     }
     notice(err);
   }

@@ -25,21 +25,27 @@ function show(id: string, upload: UploadState | null): void {
   });
 }
 
-export const uploading = (id: string): boolean => running.has(id);
+// The upload running in conversation `id`: started there, or in the draft it came from.
+function runningIn(id: string): AbortController | undefined {
+  for (const [started, ctl] of running) if (started === id || chat.resolveId(started) === id) return ctl;
+  return undefined;
+}
+
+export const uploading = (id: string): boolean => runningIn(id) !== undefined;
 
 export function attach(id: string, files: File[]): void {
-  if (files.length === 0 || running.has(id)) return;
+  if (files.length === 0 || uploading(id)) return;
   const empty = files.find((f) => f.size === 0);
   if (empty) return show(id, { names: empty.name, loaded: 0, total: 0, error: t.emptyFile(empty.name) });
   void run(id, files);
 }
 
 export function cancel(id: string): void {
-  running.get(id)?.abort();
+  runningIn(id)?.abort();
 }
 
 export const dismiss = (id: string): void => {
-  if (!running.has(id)) show(id, null);
+  if (!uploading(id)) show(id, null);
 };
 
 async function run(id: string, files: File[]): Promise<void> {

@@ -93,7 +93,8 @@ struct message_service::impl {
 
   // Federation (null/empty when standalone). Set before traffic.
   federation::directory const* regions = nullptr;
-  std::function<void()> on_outbox;  // outbox entries were committed
+  std::function<void()> on_outbox;      // outbox entries were committed
+  mutable std::string fetch_cursor[2];  // where fetches_due (the fetcher's strand only) goes on: f/, y/
   std::unique_ptr<federation::local_store> fed_store;
 
   impl(config::messages_section const& o, std::string r, std::filesystem::path const& data_dir, users::user_service& u,
