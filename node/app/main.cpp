@@ -280,11 +280,11 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     push = std::make_unique<notify::notification_service>(cfg.push, data_dir, messages, users, manager, metrics);
   auto limits = limits_of(cfg.gateway);
   auto site = load_web_client(cfg.web);
-  gateway::http_server chat(
-      io, limits,
-      gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()}, &assets, push.get(),
-                             site, cfg.metrics.on_gateway, cfg.gateway.cors_origins),
-      "gateway");
+  gateway::http_server chat(io, limits,
+                            gateway::make_user_api(users, messages, manager, metrics, stopping, {regions, fed.get()},
+                                                   &assets, push.get(), site, cfg.metrics.on_gateway,
+                                                   cfg.gateway.cors_origins, !cfg.gateway.tls_cert_file.empty()),
+                            "gateway");
   chat.stream_bodies(gateway::user_api_streams);
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
   std::shared_ptr<tls::server_credentials> tls_credentials;

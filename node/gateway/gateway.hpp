@@ -150,7 +150,7 @@ handler make_user_api(users::user_service& users, messages::message_service& mes
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
                       assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,
                       std::shared_ptr<web::site const> web = nullptr, bool serve_metrics = false,
-                      std::vector<std::string> cors_origins = {});
+                      std::vector<std::string> cors_origins = {}, bool https = false);
 
 // The metrics listener's API (metrics.listen): GET /metrics, Prometheus text; anything
 // else is not_found.

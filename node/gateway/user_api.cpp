@@ -380,6 +380,9 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   if (api->web && !p.starts_with("/v1/")) {
     if (auto page = api->web->serve(m, p, r.header("accept-encoding"), r.header("if-none-match"))) {
       if (page->status == 405) co_return method_not_allowed("GET, HEAD");
+      // Served over TLS by the node itself: the browser keeps to https for this host (a
+      // first visit over http could otherwise be answered by someone else's client).
+      if (api->https) page->headers.emplace_back("Strict-Transport-Security", "max-age=31536000");
       co_return response{
           page->status, std::string(page->body), page->content_type, std::move(page->headers), nullptr, 0, 0};
     }
@@ -412,10 +415,11 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
 handler make_user_api(users::user_service& users, messages::message_service& messages, ws::ws_manager& manager,
                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping, federation_view fed,
                       assets::asset_service* assets, notify::notification_service* push,
-                      std::shared_ptr<web::site const> web, bool serve_metrics, std::vector<std::string> cors_origins) {
-  auto api =
-      std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets, push,
-                                          std::move(web), serve_metrics, detail::cors_policy(std::move(cors_origins))});
+                      std::shared_ptr<web::site const> web, bool serve_metrics, std::vector<std::string> cors_origins,
+                      bool https) {
+  auto api = std::make_shared<user_api>(user_api{users, messages, manager, metrics, std::move(stopping), fed, assets,
+                                                 push, std::move(web), serve_metrics,
+                                                 detail::cors_policy(std::move(cors_origins)), https});
   return [api](request r) { return counted(api, std::move(r)); };
 }
 

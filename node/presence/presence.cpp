@@ -20,15 +20,23 @@ class typing_limiter {
  public:
   bool allow(std::string const& typist, std::int64_t now_ms) {
     std::lock_guard lock(mutex_);
-    if (seen_.size() > 100000) std::erase_if(seen_, [&](auto const& e) { return now_ms - e.second.first > 1000; });
+    // At most 100,000 typists at once, swept at most once a second: a region inventing
+    // names faster than that is refused new ones, and costs no scan per notice.
+    if (seen_.size() >= max_typists && now_ms - swept_ms_ > 1000) {
+      std::erase_if(seen_, [&](auto const& e) { return now_ms - e.second.first > 1000; });
+      swept_ms_ = now_ms;
+    }
+    if (seen_.size() >= max_typists && !seen_.count(typist)) return false;
     auto& [since, count] = seen_[typist];
     if (now_ms - since > 1000) since = now_ms, count = 0;
     return ++count <= 10;
   }
 
  private:
+  static constexpr std::size_t max_typists = 100000;
   std::mutex mutex_;
   std::unordered_map<std::string, std::pair<std::int64_t, int>> seen_;  // window start, notices in it
+  std::int64_t swept_ms_ = 0;
 };
 
 }  // namespace

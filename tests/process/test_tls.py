@@ -99,6 +99,10 @@ class TlsGatewayTest(NodeTestCase):
         convs = node.request("GET", "/v1/conversations", token=bob["access_token"])
         self.assertStatus(convs, 200)
         self.assertIn("alice@test", convs.raw.decode())
+        # The web client's page tells the browser to keep to https for this host.
+        page = node.request("GET", "/")
+        self.assertStatus(page, 200)
+        self.assertRegex(page.headers.get("Strict-Transport-Security") or "", r"^max-age=\d{7,}", page.describe())
 
     def test_a_large_file_goes_up_and_comes_back_whole(self):
         node = self.start_tls_node()

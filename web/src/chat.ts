@@ -90,8 +90,11 @@ function scheduleList(): void {
 }
 
 export async function loadConversations(): Promise<void> {
+  const asked = getState().userId;
   try {
     const page = await api.conversations(undefined, 200);
+    // An answer for whoever was logged in when it was asked, not for who is now.
+    if (getState().userId !== asked) return;
     setState((s) => {
       const conversations: Record<string, Conversation> = {};
       for (const summary of page.conversations) {

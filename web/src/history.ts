@@ -36,8 +36,10 @@ export async function loadHistory(id: string, older = false): Promise<void> {
   if (older && Date.now() < th.olderRetryAt) return; // backing off after a failure
   const before = older ? th.messages.find((m) => m.id)?.id ?? undefined : undefined;
   setThread(id, (cur) => ({ ...cur, loading: true }));
+  const asked = getState().userId;
   try {
     const page = await api.history(id, before, 50);
+    if (getState().userId !== asked) return; // logged out (or someone else logged in) meanwhile
     const paged = page.messages.map(fromWire);
     setThread(id, (cur) => {
       const pagedFrom = paged.reduce((o, m) => olderOrder(o, m.order), cur.pagedFrom);
@@ -54,6 +56,7 @@ export async function loadHistory(id: string, older = false): Promise<void> {
     if (older) olderFailures.delete(id);
     else firstFailures.delete(id);
   } catch (err) {
+    if (getState().userId !== asked) return;
     if (older) {
       // Not again at once (the list asks again on every render while the view is short):
       // after a growing wait, and the thread's change then lets the view ask again.

@@ -28,6 +28,7 @@ struct user_api {
   std::shared_ptr<web::site const> web;          // null: no web client at /
   bool serve_metrics = false;                    // GET /metrics here too (metrics.on_gateway)
   detail::cors_policy cors;                      // gateway.cors_origins
+  bool https = false;                            // the gateway terminates TLS: pages carry HSTS
 
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };
