@@ -61,7 +61,7 @@ describe('failed sends and Retry', () => {
   const suite = browserSuite({ extra: '[messages]\nmax_per_second = 1' });
 
   before(async () => {
-    for (const name of ['alice', 'bob', 'carl', 'dina', 'emma', 'finn']) {
+    for (const name of ['alice', 'bob', 'carl', 'dina', 'emma', 'finn', 'gina', 'hugo']) {
       const r = await suite.node.call('POST', '/v1/users', { name, password: 'correct horse battery' });
       assert.equal(r.status, 201, JSON.stringify(r.json));
     }
@@ -115,6 +115,33 @@ describe('failed sends and Retry', () => {
       await bubble(page, 'got it').waitFor();
       assert.equal(await bubble(page, text).count(), 1, 'once after a reload');
     }
+  });
+
+  test('leaving the page while a send is not accepted yet asks first', async () => {
+    // What the node has not accepted lives only in the page: closing it would lose it.
+    const a = await suite.open();
+    const stream = await switchedStream(a.page);
+    await a.page.reload();
+    const page = a.page;
+    await login(page, 'gina');
+    await startChat(page, 'hugo@test');
+    await send(page, 'opens the chat');
+    await waitForState(page, 'opens the chat', SENT);
+    stream.cutAfterSend('held back');
+    await send(page, 'held back');
+    await waitForState(page, 'held back', ['sending']);
+    // (The suite's own handler dismisses it: the page stays.)
+    const asked = new Promise((resolve) => {
+      page.once('dialog', (d) => resolve(d.type()));
+      setTimeout(() => resolve('no dialog'), 10000);
+    });
+    await page.close({ runBeforeUnload: true });
+    assert.equal(await asked, 'beforeunload');
+    // That dialog was wanted: not one of the page's problems the suite checks at its end.
+    const wanted = a.problems.indexOf('dialog: ');
+    assert.ok(wanted >= 0, a.problems.join('; '));
+    a.problems.splice(wanted, 1);
+    stream.restore();
   });
 
   test('a conversation whose history failed to load loads it again', async () => {

@@ -59,6 +59,7 @@ export class Live {
     window.addEventListener('online', this.wake);
     document.addEventListener('visibilitychange', this.wake);
     window.addEventListener('pagehide', this.persist);
+    window.addEventListener('beforeunload', this.warnUnsent);
     void this.connect();
   }
 
@@ -68,6 +69,7 @@ export class Live {
     window.removeEventListener('online', this.wake);
     document.removeEventListener('visibilitychange', this.wake);
     window.removeEventListener('pagehide', this.persist);
+    window.removeEventListener('beforeunload', this.warnUnsent);
     clearTimeout(this.ackTimer);
     this.reconnect.cancel();
     this.keepAlive.stop();
@@ -75,6 +77,14 @@ export class Live {
     for (const o of this.outbox.values()) clearTimeout(o.timer);
     this.drop();
   }
+
+  // Sends the node has not accepted live only in this page: leaving it asks first (the
+  // browser's own "leave the page?" question).
+  private readonly warnUnsent = (e: BeforeUnloadEvent): void => {
+    if (this.outbox.size === 0) return;
+    e.preventDefault();
+    e.returnValue = '';
+  };
 
   forgetPosition(): void { // on log out: the next login is a new device
     storage.remove(this.seqKey);
