@@ -105,6 +105,15 @@ inline failure fail(code c, std::string message, std::string field = {}) {
   return failure{c, std::move(message), std::move(field), 0, {}};
 }
 
+// The answer to a write a store did not take: store_unavailable (retry in 5 s) when the
+// store says why it takes no writes now (`why`: a full or failing disk), else internal.
+inline failure write_failure(std::string const& what, std::string const& why) {
+  if (why.empty()) return fail(code::internal, what);
+  auto f = fail(code::store_unavailable, what + ": the node cannot store anything now (" + why + "); try again later");
+  f.retry_after_s = 5;
+  return f;
+}
+
 // A value or a failure.
 template <typename T>
 class result {

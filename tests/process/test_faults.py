@@ -131,6 +131,17 @@ class DamagedWriteAheadLogTest(NodeTestCase):
         self.assertTrue(any("nothing was salvaged; remove the flag" in line for line in node.stderr_lines))
 
 
+def fill(path):
+    """Appends zeros to `path` until its file system is full to the last byte."""
+    with open(path, "ab", buffering=0) as f:
+        for size in (1 << 20, 4096):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+
+
 class DiskFullTest(NodeTestCase):
     """ENOSPC: sends are refused with store_unavailable, the node stays up, and it takes
     writes again by itself once space is freed; nothing accepted before is lost."""
@@ -157,13 +168,7 @@ class DiskFullTest(NodeTestCase):
         try:
             before = send_many(a, p.b_id, 50, prefix="before")
             ballast = os.path.join(node.data_dir, "ballast")
-            with open(ballast, "wb", buffering=0) as f:  # fill the file system to the last byte
-                for size in (1 << 20, 4096):
-                    try:
-                        while True:
-                            f.write(b"\0" * size)
-                    except OSError:
-                        pass
+            fill(ballast)
             # RocksDB preallocates its write-ahead log (about 18 MB here), so the first
             # refusal comes once that space or the memtable (16 MB) is used up.
             refused, sent = None, 0
@@ -183,14 +188,7 @@ class DiskFullTest(NodeTestCase):
             self.assertEqual(metric(node, "petchat_store_writes_failing"), 1.0)
             # The accounts store (LMDB) says the same once it needs a page it cannot have:
             # not `internal`, which tells a client nothing it can act on.
-            # (RocksDB removed the files its failed writes began: fill that space too.)
-            with open(ballast, "ab", buffering=0) as f:
-                for size in (1 << 20, 4096):
-                    try:
-                        while True:
-                            f.write(b"\0" * size)
-                    except OSError:
-                        pass
+            fill(ballast)  # (RocksDB removed the files its failed writes began: that space too)
             full = None
             for i in range(400):
                 r = node.register("full%03d" % i, "password123", display_name="x" * 60)

@@ -139,14 +139,7 @@ struct message_service::impl {
 
   // The answer to a write the store did not take: store_unavailable while the store
   // refuses writes (a full disk: see rocks_db::write_error), internal otherwise.
-  errors::failure write_failed(std::string const& what) const {
-    auto why = db.write_error();
-    if (why.empty()) return fail(code::internal, what);
-    auto f =
-        fail(code::store_unavailable, what + ": the node cannot store anything now (" + why + "); try again later");
-    f.retry_after_s = 5;
-    return f;
-  }
+  errors::failure write_failed(std::string const& what) const { return errors::write_failure(what, db.write_error()); }
 
   keys::body_limits body_limits() const { return {options.max_text_bytes, options.max_content_bytes}; }
 

@@ -114,14 +114,7 @@ struct user_service::impl {
 
   // The answer to a write the store did not take: store_unavailable while its disk is full
   // or failing (lmdb_env::write_error), internal otherwise.
-  failure write_failed(std::string const& what) const {
-    auto why = env.write_error();
-    if (why.empty()) return fail(code::internal, what);
-    auto f =
-        fail(code::store_unavailable, what + ": the node cannot store anything now (" + why + "); try again later");
-    f.retry_after_s = 5;
-    return f;
-  }
+  failure write_failed(std::string const& what) const { return errors::write_failure(what, env.write_error()); }
 
   // Bounds the argon2id work queued on the CPU pool: each hash holds its memory cost, and
   // an unbounded queue would let a flood of logins delay everyone (and use memory).
