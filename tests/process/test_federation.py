@@ -559,6 +559,66 @@ class ForgedEnvelopes(FederationCase):
         self.assertEqual(ready.status, 200)
 
 
+class SignedButBreakingASendsRules(FederationCase):
+    """europe's real key (its node stopped: whoever holds the key) sends bob 1:1 messages
+    that break what a send in europe would have to keep: a sender that is not a user id, a
+    client id over 64 bytes. Each is refused as malformed, reaches no one and still takes
+    its lane position: a proper message next on the lane is delivered."""
+
+    def test_malformed_senders_and_client_ids_are_refused(self):
+        pb = fed_pb2()
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        b = self.connect(bob)
+        a = self.connect(alice)
+        port = self.servers[0].port
+        subject = "petchat.v1.fed.america.europe"
+        spy = RawNats(port)
+        spy.sub(subject)
+        acc = a.send_message(bob, "genuine")
+        genuine = None
+        while genuine is None:  # the lane's envelopes since the spy subscribed, up to the message
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.HasField("message") and bd.message.id == acc["message_id"]),
+                           None)
+        spy.close()
+        europe = self.node("europe").proc  # stopped: from here on, europe is whoever holds its key
+        os.kill(europe.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: europe.poll() is None and os.kill(europe.pid, signal.SIGCONT))
+        b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        sign = region_signer(self.node("europe"))
+        next_seq = max(bd.lane_seq for bd in bodies) + 1
+        raw_id = base64.urlsafe_b64decode(genuine.message.id + "=" * (-len(genuine.message.id) % 4))
+
+        def forged(n, text, sender=alice, client_id=None):
+            bd = pb.body()
+            bd.CopyFrom(genuine)
+            bd.lane_seq = next_seq + n
+            bd.created_at_ms = int(time.time() * 1000)
+            m = bd.message
+            # Another id of europe's making: its time and region bytes, other random bytes.
+            m.id = base64.urlsafe_b64encode(raw_id[:8] + bytes([n + 1]) * (len(raw_id) - 8)).decode().rstrip("=")
+            m.client_id = client_id if client_id is not None else "forged-%d" % n
+            setattr(m, "from", sender)
+            m.body.text = text
+            return bd
+
+        before = fed_status(self.node("america"))["rejects"].get("malformed", 0)
+        pub = RawNats(port)
+        for bd in (forged(0, "from no user id", sender="not a name!@europe"),
+                   forged(1, "a long client id", client_id="c" * 65)):
+            pub.pub(subject, envelope(pb, "europe", bd, sign=sign, lane_epoch=bundle.lane_epoch,
+                                      lane_base=bundle.lane_base))
+        plain = forged(2, "plain, next on the lane")
+        pub.pub(subject, envelope(pb, "europe", plain, sign=sign, lane_epoch=bundle.lane_epoch,
+                                  lane_base=bundle.lane_base))
+        pub.close()
+        b.wait_event(ev_message(plain.message.id), DELIVERY_TIMEOUT_S)
+        st = fed_status(self.node("america"))
+        self.assertEqual(st["rejects"].get("malformed", 0), before + 2, st["rejects"])
+        self.assert_exactly(b, ["genuine", "plain, next on the lane"])
+
+
 class Partitions(FederationCase):
     """Cut regions apart and crash nodes while users keep sending; nothing is lost,
     duplicated or reordered. Each test brings the topology back up."""
