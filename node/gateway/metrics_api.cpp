@@ -7,10 +7,15 @@ namespace petchat::gateway {
 
 namespace {
 
+response metrics_answer(metrics::registry* metrics, request const& r) {
+  if (r.path != "/metrics") return error_response(errors::fail(errors::code::not_found, "only /metrics is here"));
+  if (r.method != "GET" && r.method != "HEAD") return detail::method_not_allowed("GET, HEAD");
+  return response{200, metrics->scrape(), "text/plain; version=0.0.4; charset=utf-8", {}, nullptr, 0, 0};
+}
+
+// Every answer is counted, refusals too (petchat_http_requests_total by status class).
 awaitable<response> serve_metrics(metrics::registry* metrics, request r) {
-  if (r.path != "/metrics") co_return error_response(errors::fail(errors::code::not_found, "only /metrics is here"));
-  if (r.method != "GET" && r.method != "HEAD") co_return detail::method_not_allowed("GET, HEAD");
-  auto res = response{200, metrics->scrape(), "text/plain; version=0.0.4; charset=utf-8", {}, nullptr, 0, 0};
+  auto res = metrics_answer(metrics, r);
   metrics->http_request("metrics", res.status);
   co_return res;
 }

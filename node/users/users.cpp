@@ -188,7 +188,9 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
   m.account_limiter.succeeded(account_key);
-  m.address_limiter.succeeded(address_key);
+  // Only one failure off the address's count: an attacker's own account must not wipe
+  // out the failures of their guesses at other accounts from the same address.
+  m.address_limiter.forgive_one(address_key);
 
   now = now_ms();
   auto [device, refresh_token] = new_device(name, device_name, now, m.options.refresh_token_ttl_s);

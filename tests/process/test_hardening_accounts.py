@@ -216,6 +216,39 @@ class BusyLoginTest(NodeTestCase):
         self.assertEqual(after.status, 201, "the rightful user is locked out after the burst\n" + summary)
 
 
+class PasswordSprayTest(NodeTestCase):
+    """An attacker with an account of their own guesses one password at many accounts from
+    one address, logging into their own account between rounds: that success must not wipe
+    out the address's failures (it takes one off), so the address's allowance still ends."""
+
+    def test_own_login_between_guesses_does_not_reset_the_address(self):
+        node = self.start_node(config={"users": {"login_free_attempts_per_address": 6,
+                                                 "login_backoff_initial_ms": 600000}})
+        node.new_user("mallory")
+        victims = ["victim%d" % i for i in range(9)]
+        for v in victims:
+            node.new_user(v)
+        guesses = iter(victims)  # one guess per account: no account's own limit is reached
+
+        def guess():
+            r = node.login(next(guesses), "not-their-password")
+            self.assertEqual((r.status, error_code(r)), (401, "invalid_credentials"), r.describe())
+
+        for _ in range(6):  # the address's free failures
+            guess()
+        self.assertEqual(node.login("mallory", PW).status, 201)  # takes one failure off
+        guess()  # the sixth failure again: still free
+        r = node.login(victims[-1], "not-their-password")  # the seventh: counted, and the address locked
+        self.assertEqual(r.status, 401, r.describe())
+        r = node.login("mallory", PW)  # even the attacker's own right password waits now
+        self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
+        self.assertGreater(int(r.headers.get("Retry-After", "0")), 0, r.describe())
+        # Another address is not held up by this one.
+        other = request_from(node, "127.0.0.2", "POST", "/v1/sessions",
+                             {"name": "victim0", "password": PW, "device_name": "d"})
+        self.assertEqual(other.status, 201, other.describe())
+
+
 class PasswordSetDuringLoginTest(NodeTestCase):
     """An admin sets a user's password (all their sessions are revoked) while a login with the
     old one is being checked: that login must not leave a session behind. It once did (its

@@ -221,6 +221,20 @@ class PrometheusTest(NodeTestCase):
         self.assertLessEqual(len(routes), 30, sorted(routes))
         self.assertIn("/v1/{other}", routes)
 
+    def test_the_metrics_listeners_refusals_are_counted(self):
+        node = self.start_node()
+        conn = http.client.HTTPConnection("127.0.0.1", node.metrics_port, timeout=15)
+        for method, path in (("GET", "/not-metrics"), ("POST", "/metrics")):
+            conn.request(method, path)
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 404 if path != "/metrics" else 405)
+            self.assertEqual(r.getheader("Cache-Control"), "no-store", "an error answer is never cached")
+        text = node.scrape().raw.decode()
+        m = re.search(r'petchat_http_requests_total\{api="metrics",status="4xx"\} (\d+)', text)
+        self.assertTrue(m, "no 4xx series for the metrics listener")
+        self.assertEqual(int(m.group(1)), 2)
+
 
 DEPLOY = os.path.join(REPO, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "petchat-alerts.yml")

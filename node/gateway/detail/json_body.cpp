@@ -195,7 +195,8 @@ response error_response(errors::failure const& f) {
   if (f.retry_after_s > 0) body += ",\"retry_after_s\":" + std::to_string(f.retry_after_s);
   for (auto const& [name, value] : f.numbers) body += ",\"" + name + "\":" + std::to_string(value);
   body += "}}";
-  response r{errors::http_status(f.code), std::move(body), "application/json", {}, nullptr, 0, 0};
+  response r{
+      errors::http_status(f.code), std::move(body), "application/json", {{"Cache-Control", "no-store"}}, nullptr, 0, 0};
   if (f.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(f.retry_after_s));
   return r;
 }

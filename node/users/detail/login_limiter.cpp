@@ -28,7 +28,18 @@ void login_limiter::failed(std::string const& key, std::int64_t now_ms) {
 
 void login_limiter::succeeded(std::string const& key) {
   std::lock_guard lock(mutex_);
-  entries_.erase(key);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  if (it->second.pending == 0) return void(entries_.erase(it));
+  it->second.failures = 0;
+  it->second.locked_until_ms = 0;
+}
+
+void login_limiter::forgive_one(std::string const& key) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end() || it->second.failures == 0) return;
+  if (--it->second.failures == 0 && it->second.pending == 0 && it->second.locked_until_ms == 0) entries_.erase(it);
 }
 
 bool login_limiter::begin(std::string const& key, std::int64_t now_ms) {
@@ -36,6 +47,7 @@ bool login_limiter::begin(std::string const& key, std::int64_t now_ms) {
   if (entries_.size() >= options_.max_keys) prune(now_ms);
   auto& e = entries_[key];
   if (e.pending > 0 && e.failures + e.pending >= options_.free_attempts) return false;
+  if (options_.max_pending != 0 && e.pending >= options_.max_pending) return false;
   ++e.pending;
   return true;
 }
@@ -43,7 +55,7 @@ bool login_limiter::begin(std::string const& key, std::int64_t now_ms) {
 void login_limiter::end(std::string const& key) {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(key);
-  if (it == entries_.end()) return;  // forgotten by a success meanwhile
+  if (it == entries_.end()) return;  // dropped by a prune under a flood meanwhile
   auto& e = it->second;
   if (e.pending > 0) --e.pending;
   if (e.pending == 0 && e.failures == 0) entries_.erase(it);

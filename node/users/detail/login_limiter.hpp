@@ -17,6 +17,7 @@ class login_limiter {
     std::int64_t initial_backoff_ms = 1000;
     std::int64_t max_backoff_ms = 15 * 60 * 1000;
     std::size_t max_keys = 100000;  // memory bound; stale keys are pruned past it
+    std::uint32_t max_pending = 0;  // attempts of one key in flight at once (0: no cap beyond begin's rule)
   };
 
   explicit login_limiter(options o) : options_(o) {}
@@ -28,14 +29,18 @@ class login_limiter {
   // it with every further failure up to the maximum.
   void failed(std::string const& key, std::int64_t now_ms);
 
-  // Forgets `key`'s failures.
+  // Forgets `key`'s failures and any lock (attempts still in flight stay counted).
   void succeeded(std::string const& key);
+  // Takes one failure off `key`'s count, leaving any lock: for a key many people share (a
+  // client address), where one person's success must not wipe out another's failures.
+  void forgive_one(std::string const& key);
 
   // An attempt is about to check a password. False if attempts already in flight could
   // use up the free attempts (one is always allowed): a burst of concurrent guesses must
   // not all pass the back-off check while the first ones are still hashing. Counting
   // the attempt as pending rather than as failed means a correct password is never
-  // counted against anyone. Every true is followed by end().
+  // counted against anyone; nor may one key have more than options::max_pending in
+  // flight. Every true is followed by end().
   bool begin(std::string const& key, std::int64_t now_ms);
   // The attempt that begin() allowed is over (call failed() or succeeded() as well when
   // the password was checked).

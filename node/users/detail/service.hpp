@@ -106,7 +106,9 @@ struct user_service::impl {
         registration_tokens(env.open_db("registration_tokens")),
         account_limiter({o.login_free_attempts, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
         // An address may be shared by many people behind one NAT, so it has its own allowance.
-        address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
+        // Nor may one address hold more than half of the node's password checks at once.
+        address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
+                         static_cast<std::uint32_t>(hash_capacity() / 2)}),
         registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
@@ -119,7 +121,8 @@ struct user_service::impl {
   // Bounds the argon2id work queued on the CPU pool: each hash holds its memory cost, and
   // an unbounded queue would let a flood of logins delay everyone (and use memory).
   std::atomic<std::size_t> hashes_in_flight{0};
-  std::size_t max_hashes_in_flight = 4 * std::max(2u, std::thread::hardware_concurrency());
+  std::size_t max_hashes_in_flight = hash_capacity();
+  static std::size_t hash_capacity() { return 4 * std::max(2u, std::thread::hardware_concurrency()); }
 
   struct hash_slot_release {
     void operator()(std::atomic<std::size_t>* n) const { n->fetch_sub(1); }

@@ -116,6 +116,32 @@ TEST_CASE("login limiter: free attempts, then doubling back-off, reset on succes
   CHECK(l.wait_ms("k", t) == 0);
 }
 
+TEST_CASE("a shared key's success forgives one failure, never the lot") {
+  login_limiter l({3, 1000, 5000, 100});
+  for (int i = 0; i < 3; ++i) l.failed("addr", 0);
+  l.forgive_one("addr");  // a success from the address: 2 failures left
+  l.failed("addr", 0);    // 3: still free
+  CHECK(l.wait_ms("addr", 0) == 0);
+  l.failed("addr", 0);  // 4: locked, as if the success had never cleared anything
+  CHECK(l.wait_ms("addr", 0) == 1000);
+  l.forgive_one("addr");  // a success does not lift a lock
+  CHECK(l.wait_ms("addr", 0) == 1000);
+}
+
+TEST_CASE("a success keeps the attempts still in flight counted") {
+  login_limiter l({5, 1000, 5000, 100, 2});
+  REQUIRE(l.begin("k", 0));
+  REQUIRE(l.begin("k", 0));
+  CHECK_FALSE(l.begin("k", 0));  // max_pending: two at once
+  l.succeeded("k");              // a third party's success does not free the slots
+  CHECK_FALSE(l.begin("k", 0));
+  l.end("k");
+  CHECK(l.begin("k", 0));
+  l.end("k");
+  l.end("k");
+  CHECK(l.tracked_keys() == 0);
+}
+
 TEST_CASE("login limiter stays bounded under a flood of keys") {
   login_limiter l({0, 1, 1, 100});
   for (int i = 0; i < 10000; ++i) {
