@@ -56,14 +56,18 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
 result<history_page> message_service::history(std::string const& user, std::string const& conv,
                                               history_query const& q) const {
   auto& m = *impl_;
-  if (!m.conversation(conv)) return fail(code::conversation_not_found, "no conversation '" + conv + "'");
+  // Someone who was never in the conversation is answered as if there were none: a direct
+  // conversation's id is computable from its two users, so any other answer would tell
+  // whether they ever wrote to each other.
+  auto none = [&] { return fail(code::conversation_not_found, "no conversation '" + conv + "'"); };
+  if (!m.conversation(conv)) return none();
   // A group's history as a member sees it: their membership period (also after they left).
   std::optional<records::participant_record> period;
   if (keys::is_group(conv)) {
     period = parse<records::participant_record>(m.db.get(cf::conversations, keys::participant_key(user, conv)));
-    if (!period) return fail(code::not_a_member, "you are not a member of this conversation");
+    if (!period) return none();
   } else if (!m.member(user, conv)) {
-    return fail(code::not_a_member, "you are not a member of this conversation");
+    return none();
   }
   std::string lower = keys::first_of(conv);
   std::string upper = keys::past_last_of(conv);

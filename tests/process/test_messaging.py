@@ -617,8 +617,14 @@ class CoreTests:
         self.assertError(self.history_request(None, peer=bob.id), 401, "missing_token")
         self.assertError(self.get_message(None, ids[0]), 401, "missing_token")
         self.assertError(self.get_message(a, tamper(ids[0], 11)), 404, "message_not_found")
-        # Carol is not a member.
-        self.assertError(self.history_request(c, conversation_id=cid), 403, "not_a_member")
+        # Carol is not a member: to her, alice and bob's conversation does not exist (its id
+        # is theirs, worked out from their names: any other answer tells they talked).
+        carol_sees = self.history_request(c, conversation_id=cid)
+        self.assertError(carol_sees, 404, "conversation_not_found")
+        made_up = tamper(cid, 0)
+        never = self.history_request(c, conversation_id=made_up)
+        self.assertEqual((carol_sees.status, carol_sees.json["error"]["message"].replace(cid, "?")),
+                         (never.status, never.json["error"]["message"].replace(made_up, "?")))
         self.assertError(self.get_message(c, ids[0]), 404, "message_not_found")
 
     def test_delete(self):
