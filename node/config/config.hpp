@@ -84,6 +84,7 @@ struct users_section {
   std::uint32_t password_hash_memory_kib = 65536;      // argon2id memory per hash
   std::uint32_t login_free_attempts = 5;               // per account
   std::uint32_t login_free_attempts_per_address = 20;  // per client address (NATs share one)
+  std::uint32_t login_checks_per_address = 0;          // password checks at once per address (0: half the node's)
   std::uint32_t login_backoff_initial_ms = 1000;
   std::uint32_t login_backoff_max_ms = 15 * 60 * 1000;
   std::uint32_t max_registrations_per_address = 10;  // self-registrations per address and window

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <chrono>
 
+#include "base/ids/ids.hpp"
 #include "node/async/async.hpp"
 #include "node/gateway/detail/admin_backup.hpp"
 #include "node/gateway/detail/admin_tokens.hpp"
@@ -226,6 +227,20 @@ response status_answer(errors::status const& s) {
   return no_content();
 }
 
+// An account deleted, then taken out of its groups; that second step also runs for an
+// account deleted before (a DELETE repeated after the first one's second step failed).
+awaitable<response> delete_account(std::shared_ptr<admin_api> api, std::string name) {
+  auto deleted = co_await api->users.delete_user(name);
+  if (!deleted && deleted.error().code != code::user_not_found) co_return error_response(deleted.error());
+  auto id = ids::parse_user_id(name, api->users.region());
+  if (id && id->region == api->users.region()) {
+    auto user = id->str();
+    auto left = co_await api->messages.account_deleted(user);
+    if (!left) co_return error_response(left.error());
+  }
+  co_return status_answer(deleted);
+}
+
 // The message store's health: whether it takes writes, and whether it was ever opened past
 // a damaged write-ahead log (what followed the damage is lost).
 json::object messages_status(admin_api const& api) {
@@ -345,7 +360,7 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return error_response(fail(code::method_not_allowed, "use GET or POST"));
   }
   if (what == "users" && seg.size() == 4) {
-    if (m == "DELETE") co_return status_answer(co_await api->users.delete_user(seg[3]));
+    if (m == "DELETE") co_return co_await delete_account(api, seg[3]);
     if (m == "GET") co_return user_answer(*api, api->users.get_profile(seg[3]));
     co_return error_response(fail(code::method_not_allowed, "use GET or DELETE"));
   }

@@ -160,7 +160,8 @@ awaitable<response> patch(std::shared_ptr<user_api> api, std::string me, std::st
 awaitable<response> member_route(std::shared_ptr<user_api> api, std::string me, std::string conv, std::string user,
                                  request const& r) {
   if (r.method == "DELETE") {
-    auto s = co_await api->messages.remove_member(me, conv, user, query_param(r.query, "successor"));
+    auto successor = query_param(r.query, "successor");  // named: no temporaries in a co_await expression (GCC 12)
+    auto s = co_await api->messages.remove_member(me, conv, user, successor);
     if (!s) co_return error_response(s.error());
     if (*s) co_return queued(**s);
     co_return no_content();

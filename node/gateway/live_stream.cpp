@@ -79,7 +79,8 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
   else if (auto q = query_param(query_of(upgrade->target()), "access_token"))
     token = *q;
   upgrade.reset();
-  if (!token.empty()) co_await authenticate(token, std::nullopt, 0);
+  std::optional<std::uint64_t> no_resume;  // named: no temporaries in a co_await expression (GCC 12)
+  if (!token.empty() && accepting()) co_await authenticate(token, no_resume, 0);  // not once closing
   // An unauthenticated connection gets auth_deadline to present a token; keep-alive pings
   // would otherwise let it hold a socket forever.
   if (phase_ != phase::authenticating) co_return true;
@@ -144,8 +145,10 @@ awaitable<void> live_stream::read_input(std::shared_ptr<live_stream> /*keep_aliv
   bool waiting = false;
   try {
     waiting = co_await handle_input(step, std::move(pending));
-  } catch (std::exception const& e) {
+  } catch (std::exception const& e) {  // as guarded(): the client is told, then the stream ends with 1011
     log::get("ws")->error("{}: live stream failed: {}", user_id(), e.what());
+    send_error(0, errors::fail(code::internal, "the live stream failed on the server; reconnect"));
+    close_with(close_internal_error, "internal_error");
   }
   if (!waiting) co_await finish();
 }
@@ -157,7 +160,8 @@ awaitable<bool> live_stream::handle_input(input_step step, client::client_frame 
     if (step == input_step::yield) {
       // A client that keeps the socket full must not hold the thread: let others run now
       // and then (this stream's writer among them).
-      co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+      auto executor = socket_.get_executor();  // named: no temporaries in a co_await expression (GCC 12)
+      co_await asio::post(executor, asio::use_awaitable);
     } else if (step == input_step::await_frame && phase_ == phase::authenticating) {
       std::optional<std::uint64_t> after;
       if (pending.auth().has_after_seq()) after = pending.auth().after_seq();

@@ -311,6 +311,8 @@ bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, 
 
 bool op_role(impl const& m, store::rocks_batch& b, change_state& st, std::string const& by, std::string const& who,
              client::member_role role) {
+  if (role != client::MEMBER && role != client::ADMIN && role != client::OWNER)  // also other regions' requests
+    return refuse(st, fail(code::invalid_field, "role must be member, admin or owner", "role"));
   auto c = load_group(b, by, st);
   if (!c) return false;
   if (role_of(*c, by) != client::OWNER)

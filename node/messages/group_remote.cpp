@@ -112,7 +112,11 @@ bool plausible_state(federation::group_state const& gs, std::uint64_t replica_ve
 bool fields_within_limits(message_service::impl const& m, federation::group_state const& gs) {
   auto is_user = [&m](std::string const& u) { return ids::parse_user_id(u, m.region).has_value(); };
   if (!std::all_of(gs.members().begin(), gs.members().end(), is_user)) return false;
+  auto known_role = [](int r) { return r == client::MEMBER || r == client::ADMIN || r == client::OWNER; };
+  if (gs.roles_size() != gs.members_size() || !std::all_of(gs.roles().begin(), gs.roles().end(), known_role))
+    return false;
   for (auto const& ch : gs.changes()) {
+    if (ch.role() != client::MEMBER_ROLE_UNSPECIFIED && !known_role(ch.role())) return false;
     // Only a CREATED or DETAILS_CHANGED change has a title (never empty there).
     auto title = ch.title().empty() ? std::nullopt : std::optional<std::string>(ch.title());
     if (check_patch(m, {title, ch.description(), std::nullopt, std::nullopt, std::nullopt}) ||

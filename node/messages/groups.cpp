@@ -267,4 +267,39 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
   co_return view;
 }
 
+awaitable<errors::status> message_service::account_deleted(std::string user) {
+  auto& m = *impl_;
+  std::vector<std::string> groups;
+  auto owner = keys::participants_owner(user);
+  m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
+            [&](std::string_view key, std::string_view value) {
+              std::string conv(keys::after_owner(key, owner));
+              records::participant_record p;
+              if (keys::is_group(conv) && p.ParseFromArray(value.data(), static_cast<int>(value.size())) && p.member())
+                groups.push_back(std::move(conv));
+              return true;
+            });
+  for (auto const& conv : groups) {
+    auto st = std::make_shared<change_state>();
+    st->conversation = conv;
+    store::rocks_db::write_fn fn = [&m, st, user](store::rocks_batch& b) {
+      st->restart(0);
+      auto c = parse<records::conversation_record>(b.get(cf::conversations, st->conversation));
+      if (!c || !c->group() || member_index(*c, user) < 0) return false;
+      auto home = home_of(*c, m.region);
+      if (!home || *home == m.region) return op_drop_no_account(m, b, *st, user);
+      // Home removes the name, as it does a name its region has no account of; the state
+      // it sends back ends the period here.
+      auto body = federation::body();
+      *body.mutable_group_request() = request_of(st->conversation, user, federation::group_request::NO_ACCOUNT);
+      body.mutable_group_request()->add_users(user);
+      m.to_outbox(b, *home, std::move(body));
+      st->queued = true;
+      return true;
+    };
+    if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
+  }
+  co_return errors::ok();
+}
+
 }  // namespace petchat::messages

@@ -308,6 +308,11 @@ class message_service {
                                                               std::string user, std::optional<std::string> successor);
   awaitable<result<conversation_view>> set_role(std::string by, std::string conversation_id, std::string user,
                                                 client::member_role role);
+  // A local account was deleted: it goes from every group it is a member of, as a name with
+  // no account does (its role passed on first if it was the owner; asked of the home region
+  // for a group homed elsewhere). Errors: internal, store_unavailable (some groups may be
+  // done; running it again finishes the rest).
+  awaitable<errors::status> account_deleted(std::string user_id);
   awaitable<result<conversation_view>> update_conversation(std::string by, std::string conversation_id,
                                                            conversation_patch patch);
 
@@ -380,8 +385,8 @@ class message_service {
   awaitable<result<bool>> remove_push_target(std::string user, std::string device_id, std::string id);
   awaitable<result<std::size_t>> remove_device_push(std::string user, std::string device_id);
   // A target's state after a try: what it was pushed through, when, and its failures. A
-  // target removed meanwhile stays removed.
-  awaitable<errors::status> push_tried(push_target t);
+  // target removed meanwhile stays removed: false (nothing more may be sent to it).
+  awaitable<result<bool>> push_tried(push_target t);
   // The targets of a user (of one device if given), committed state, any thread.
   std::vector<push_target> push_targets(std::string const& user, std::optional<std::string> const& device = {}) const;
   std::size_t push_target_count() const;

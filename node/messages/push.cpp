@@ -206,7 +206,7 @@ awaitable<result<std::size_t>> message_service::remove_device_push(std::string u
   co_return *removed;
 }
 
-awaitable<errors::status> message_service::push_tried(push_target t) {
+awaitable<result<bool>> message_service::push_tried(push_target t) {
   auto& m = *impl_;
   store::rocks_db::write_fn mutation = [t](store::rocks_batch& b) {
     auto key = keys::push_target_key(t.user, t.device_id, t.id);
@@ -223,7 +223,7 @@ awaitable<errors::status> message_service::push_tried(push_target t) {
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the push could not be recorded");
-  co_return errors::ok();
+  co_return outcome == store::write_outcome::committed;
 }
 
 std::vector<push_target> message_service::push_targets(std::string const& user,

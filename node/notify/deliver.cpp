@@ -186,9 +186,11 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   // Written before the request goes out, so that after a crash the push that may have
   // arrived is not repeated within the coalescing window (the outcome clears it).
   t.attempt_ms = now_ms();
-  if (!co_await messages.push_tried(t)) {
+  auto still_there = co_await messages.push_tried(t);
+  if (!still_there || !*still_there) {  // not recorded, or removed since it was decided (logout, revoked)
     slot_freed(t.user);
-    co_return false;
+    if (still_there) forget_retries(key);
+    co_return bool(still_there);
   }
   t.attempt_ms = 0;
   std::string why;
@@ -222,7 +224,9 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
       wait = std::max<std::chrono::milliseconds>(wait, std::chrono::seconds(*answer.retry_after_s));
     set_retry(now + wait.count());
     logger->info("push to {} ({} of {}): {}; trying again in {} ms", t.kind, t.device_id, t.user, what, wait.count());
-    co_return bool(co_await messages.push_tried(t));  // the failures, for petchatctl and the give-up
+    auto recorded = co_await messages.push_tried(t);  // the failures, for petchatctl and the give-up
+    if (recorded && !*recorded) forget_retries(key);  // removed meanwhile: no retry to remember
+    co_return bool(recorded);
   }
   if (result == outcome::gone) {
     forget_retries(key);

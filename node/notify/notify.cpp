@@ -196,8 +196,10 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   auto url = detail::parse_https_url(spec.endpoint, why);
   if (!url) co_return fail(code::invalid_field, url_field + ": " + why, url_field);
   if (!m.dns) co_return fail(code::push_disabled, "push notifications have not started yet");
-  auto refused =
-      co_await detail::check_endpoint(m.policy, *m.dns, *url, std::chrono::milliseconds(m.options.connect_timeout_ms));
+  // Named: no temporaries in a co_await expression (GCC 12, docs/ARCHITECTURE.md).
+  auto const lookup_limit = std::chrono::milliseconds(m.options.connect_timeout_ms);
+  auto const& where = *url;
+  auto refused = co_await detail::check_endpoint(m.policy, *m.dns, where, lookup_limit);
   if (!refused.empty())
     co_return fail(code::push_endpoint_forbidden,
                    url_field + ": " + refused + " (push endpoints must be public unless the operator allows them)",

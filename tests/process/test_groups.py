@@ -788,6 +788,30 @@ class GroupsTest(GroupCase):
 
     # 6 ---------------------------------------------------------------------------------------
 
+    def test_a_deleted_account_leaves_its_groups_and_its_ownership_passes_on(self):
+        alice, bob, carol = (self.person(n) for n in ("alice", "bob", "carol"))
+        a, b, c = alice.login(), bob.login(), carol.login()
+        B, C = self.ws(b), self.ws(c)
+        gid = self.group(a, [bob.id, carol.id], title="the owner goes")                          # v1
+        self.assertStatus(self.set_role(a, gid, carol.id, "admin"), 200)                          # v2
+        r = self.node.admin("DELETE", "/v1/admin/users/" + alice.name)
+        self.assertEqual(r.status, 204, r.describe())
+        # The first admin is owner now, then the name goes: no group is left without an owner.
+        for cl in (B, C):
+            self.wait_change(cl, gid, 4)
+        self.assertSameChanges(gid, (B, C), [1, 2, 3, 4])
+        cc = {num(x, "version"): x for x in changes(B, gid)}
+        self.assertEqual((cc[3].get("kind"), cc[3].get("by", ""), cc[3].get("users"), cc[3].get("role")),
+                         ("ROLE_CHANGED", "", [carol.id], "OWNER"), cc[3])
+        self.assertEqual((cc[4].get("kind"), cc[4].get("by", ""), cc[4].get("users"), cc[4].get("reason")),
+                         ("MEMBER_REMOVED", "", [alice.id], "user_not_found"), cc[4])
+        det = self.details(c, gid)
+        self.assertEqual((det.get("owner"), self.roles(det)), (carol.id, {bob.id: "member", carol.id: "owner"}))
+        self.assertStatus(self.set_role(c, gid, bob.id, "admin"), 200)  # the heir has the owner's say
+        # Deleting it again: already gone, and nothing more changes.
+        self.assertEqual(self.node.admin("DELETE", "/v1/admin/users/" + alice.name).status, 404)
+        self.assertEqual(as_int(self.details(c, gid).get("version")), 5)
+
     def test_history_runs_from_joining_to_removal(self):
         alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
         a, b, c = alice.login(), bob.login(), carol.login()

@@ -166,6 +166,29 @@ class NamesWithNoAccount(GroupFederationCase):
         self.assertNotIn(gid, [c.get("id") for c in r.json.get("conversations") or []], r.describe())
 
 
+class DeletedAccounts(GroupFederationCase):
+    names = (HOME, B)
+
+    def test_a_deleted_owner_of_another_regions_group_hands_on_and_goes(self):
+        a1, b1 = self.user(HOME, "anna"), self.user(B, "bert")
+        A, Bc = self.connect(a1), self.connect(b1)
+        gid = self.create_group(a1, [b1], title="bert will own it")                               # v1
+        self.assertStatus(self.set_role(a1, gid, b1, "owner"), 200)                              # v2, v3
+        self.wait_change(Bc, gid, 3, "ROLE_CHANGED")
+        # B's admin deletes bert: B asks home, which makes anna (the first admin) owner and
+        # removes bert, by nobody; both regions see it.
+        r = self.node(B).admin("DELETE", "/v1/admin/users/" + b1.split("@")[0])
+        self.assertEqual(r.status, 204, r.describe())
+        self.wait_change(A, gid, 5)
+        ref = {num(x, "version"): x for x in changes(A, gid)}
+        want = {4: ("ROLE_CHANGED", [a1]), 5: ("MEMBER_REMOVED", [b1])}
+        for v, (kind, users) in want.items():
+            cc = ref[v]
+            self.assertEqual((cc.get("kind"), cc.get("by", ""), cc.get("users"), cc.get("reason")),
+                             (kind, "", users, "user_not_found"), cc)
+        self.assertEqual(self.roles(self.details(a1, gid)), {a1: "owner"})
+
+
 class ReplicasBehind(GroupFederationCase):
     topology = staticmethod(fedharness.leaf_topology)
 

@@ -233,8 +233,9 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   awaitable<void> run_pipelined(std::shared_ptr<live_stream> /*keep_alive*/, client::client_frame frame) {
     try {
       co_await dispatch(frame);
-    } catch (std::exception const& e) {
+    } catch (std::exception const& e) {  // a store read that failed: the request gets its answer
       log::get("ws")->error("{}: frame failed: {}", user_id(), e.what());
+      send_error(frame.ref(), errors::fail(code::internal, "the request failed on the server; try again"));
     }
     --pipelined_;
   }

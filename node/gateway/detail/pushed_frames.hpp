@@ -48,6 +48,11 @@ class pushed_frames {
       std::unordered_map<std::string, client::server_frame>().swap(latest_);
       std::vector<std::string>().swap(order_);
       head_ = 0;
+    } else if (head_ >= 1024 && head_ * 2 >= order_.size()) {
+      // A session that never quite catches up: the subjects sent go, or order_ would grow
+      // by one per frame for as long as it is connected.
+      order_.erase(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
     }
     return std::move(node.mapped());
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -73,14 +74,19 @@ inline void move_read_position(records::participant_record& p, std::uint64_t seq
 }
 
 // A message is stored in its conversation: it takes the next position there, becomes the
-// conversation's last, and counts as its sender's own (not unread for them).
+// conversation's last unless a later one is there already (one from another region may
+// arrive late), and counts as its sender's own (not unread for them). Its time moves the
+// conversation's activity forward only, and never past the present (another region's
+// clock, or word, may be ahead).
 inline void count_message(store::rocks_batch& b, records::stored_message& sm, std::string const& raw_id,
                           bool local_sender) {
   auto const& msg = sm.message();
   auto activity = load_activity(b, msg.conversation_id());
   activity.set_messages(activity.messages() + 1);
-  activity.set_last_message_id(raw_id);
-  activity.set_last_at_ms(msg.sent_at_ms());
+  if (raw_id > activity.last_message_id()) activity.set_last_message_id(raw_id);
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  activity.set_last_at_ms(std::max<std::int64_t>(activity.last_at_ms(), std::min<std::int64_t>(msg.sent_at_ms(), now)));
   put_activity(b, msg.conversation_id(), activity);
   sm.set_conversation_seq(activity.messages());
   if (!local_sender) return;

@@ -108,7 +108,8 @@ struct user_service::impl {
         // An address may be shared by many people behind one NAT, so it has its own allowance.
         // Nor may one address hold more than half of the node's password checks at once.
         address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
-                         static_cast<std::uint32_t>(hash_capacity() / 2)}),
+                         o.login_checks_per_address ? o.login_checks_per_address
+                                                    : static_cast<std::uint32_t>(hash_capacity() / 2)}),
         registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
