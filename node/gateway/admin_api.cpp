@@ -237,6 +237,7 @@ awaitable<response> delete_account(std::shared_ptr<admin_api> api, std::string n
     auto user = id->str();
     auto left = co_await api->messages.account_deleted(user);
     if (!left) co_return error_response(left.error());
+    for (std::size_t i = 0; i < *left; ++i) api->metrics.push_target_removed("session_ended");
   }
   co_return status_answer(deleted);
 }

@@ -47,7 +47,7 @@ json::object conversation_json(user_api const& api, std::string const& me, messa
   json::array members;
   for (auto const& m : v.members) {
     // Group members see each other's presence; a direct conversation's as GET /v1/presence.
-    bool shown = v.group || m.user_id == me || api.messages.shares_presence(me, m.user_id);
+    bool shown = (v.group && m.shares_presence) || m.user_id == me || api.messages.shares_presence(me, m.user_id);
     members.push_back(json::object{{"user_id", m.user_id},
                                    {"role", role_name(m.role)},
                                    {"presence", shown ? presence_json(api, m.user_id) : json::value(nullptr)}});

@@ -84,7 +84,7 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   for (int i = 0; i < c.members_size(); ++i) {
     auto role = role_of(c, c.members(i));
     if (role == client::OWNER) v.owner = c.members(i);
-    if (details) v.members.push_back({c.members(i), role});
+    if (details) v.members.push_back({c.members(i), role, !has_no_account(c, c.members(i))});
   }
   return v;
 }

@@ -267,8 +267,10 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
   co_return view;
 }
 
-awaitable<errors::status> message_service::account_deleted(std::string user) {
+awaitable<result<std::size_t>> message_service::account_deleted(std::string user) {
   auto& m = *impl_;
+  auto pushed = co_await remove_user_push(user);  // its endpoints, keys and settings
+  if (!pushed) co_return pushed.error();
   std::vector<std::string> groups;
   auto owner = keys::participants_owner(user);
   m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
@@ -299,7 +301,7 @@ awaitable<errors::status> message_service::account_deleted(std::string user) {
     };
     if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
   }
-  co_return errors::ok();
+  co_return *pushed;
 }
 
 }  // namespace petchat::messages

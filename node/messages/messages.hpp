@@ -72,6 +72,10 @@ struct member_failure {
 struct member_view {
   std::string user_id;
   client::member_role role = client::MEMBER;
+  // False for a name of this region the group lists but this region has no account of
+  // (docs/FEDERATION.md, "Names with no account"): whoever registers it meanwhile is no
+  // member here, and their presence is not the group's to see.
+  bool shares_presence = true;
 };
 // A conversation as one user sees it: the list's summary, and with `members` its details.
 struct conversation_view {
@@ -310,9 +314,10 @@ class message_service {
                                                 client::member_role role);
   // A local account was deleted: it goes from every group it is a member of, as a name with
   // no account does (its role passed on first if it was the owner; asked of the home region
-  // for a group homed elsewhere). Errors: internal, store_unavailable (some groups may be
-  // done; running it again finishes the rest).
-  awaitable<errors::status> account_deleted(std::string user_id);
+  // for a group homed elsewhere), and its push targets and settings go (how many targets:
+  // the answer). Errors: internal, store_unavailable (some groups may be done; running it
+  // again finishes the rest).
+  awaitable<result<std::size_t>> account_deleted(std::string user_id);
   awaitable<result<conversation_view>> update_conversation(std::string by, std::string conversation_id,
                                                            conversation_patch patch);
 
@@ -384,6 +389,9 @@ class message_service {
   // Removes a target of the device (false: none such), or every target of the device.
   awaitable<result<bool>> remove_push_target(std::string user, std::string device_id, std::string id);
   awaitable<result<std::size_t>> remove_device_push(std::string user, std::string device_id);
+  // Every push target, device setting and pending push of the user (a deleted account);
+  // how many targets went.
+  awaitable<result<std::size_t>> remove_user_push(std::string user);
   // A target's state after a try: what it was pushed through, when, and its failures. A
   // target removed meanwhile stays removed: false (nothing more may be sent to it).
   awaitable<result<bool>> push_tried(push_target t);

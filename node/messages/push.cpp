@@ -4,6 +4,7 @@
 // node/notify's.
 #include <sodium.h>
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -145,7 +146,7 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     auto& batch = added_in_batch(b, owner);
     for (auto const& a : batch) {
       ++count;
-      if (a.kind == t.kind && a.endpoint == t.endpoint) {
+      if (same_target(record_of(a), t)) {  // as for the committed ones: Matrix by app and pushkey
         same = a.id;
         before = record_of(a);
       }
@@ -204,6 +205,27 @@ awaitable<result<std::size_t>> message_service::remove_device_push(std::string u
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome != store::write_outcome::committed) co_return m.write_failed("the push targets could not be removed");
   co_return *removed;
+}
+
+awaitable<result<std::size_t>> message_service::remove_user_push(std::string user) {
+  auto& m = *impl_;
+  auto targets = std::make_shared<std::size_t>(0);
+  store::rocks_db::write_fn mutation = [&m, user, targets](store::rocks_batch& b) {
+    std::vector<std::string> found;
+    for (auto const& owner : {keys::push_targets_owner(user), "s/" + user + '\0'})
+      m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view) {
+        found.emplace_back(key);
+        return true;
+      });
+    *targets = static_cast<std::size_t>(
+        std::count_if(found.begin(), found.end(), [](std::string const& k) { return k.starts_with("t/"); }));
+    for (auto const& key : found) b.erase(cf::push, key);
+    b.erase(cf::push, keys::push_pending_key(user));
+    return true;
+  };
+  auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome != store::write_outcome::committed) co_return m.write_failed("the push records could not be removed");
+  co_return *targets;
 }
 
 awaitable<result<bool>> message_service::push_tried(push_target t) {

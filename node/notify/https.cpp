@@ -71,6 +71,11 @@ bool is_public(asio::ip::address const& a) {
   std::array<unsigned char, 16> nat64{0x00, 0x64, 0xff, 0x9b};
   if (net::in_prefix(b, nat64, 96))  // 64:ff9b::/96: the IPv4 address it stands for
     return public_v4(std::uint32_t(b[12]) << 24 | std::uint32_t(b[13]) << 16 | std::uint32_t(b[14]) << 8 | b[15]);
+  // 64:ff9b:1::/48 (RFC 8215, a network's own translators: any IPv4 address, private ones
+  // too, in a layout of the network's choosing) and ::ffff:0:0/96 (SIIT's IPv4-translated).
+  std::array<unsigned char, 16> local_nat64{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01};
+  std::array<unsigned char, 16> translated{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
+  if (net::in_prefix(b, local_nat64, 48) || net::in_prefix(b, translated, 96)) return false;
   std::array<unsigned char, 16> doc{0x20, 0x01, 0x0d, 0xb8};
   std::array<unsigned char, 16> sixto4{0x20, 0x02};
   std::array<unsigned char, 16> ietf{0x20, 0x01};  // 2001::/23: Teredo, benchmarking, ORCHID

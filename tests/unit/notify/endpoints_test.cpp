@@ -66,6 +66,10 @@ TEST_CASE("only public addresses are public") {
                            "::ffff:10.0.0.1",
                            "::127.0.0.1",
                            "64:ff9b::7f00:1",
+                           "64:ff9b:1::a00:1",
+                           "64:ff9b:1:ffff::808:808",
+                           "::ffff:0:a00:1",
+                           "::ffff:0:808:808",
                            "2001:db8::1",
                            "2002:7f00:1::"}) {
     CAPTURE(priv);
