@@ -66,15 +66,16 @@ struct relay {
 };
 
 // Client to gateway: what the TLS stream decrypts is written to the plaintext end. When the
-// client stops sending (close_notify, EOF, an error), the gateway reads end-of-stream.
-asio::awaitable<void> upstream(relay& r, std::chrono::milliseconds write_timeout) {
+// client stops sending (close_notify, EOF, an error), the gateway reads end-of-stream. The
+// write has no deadline of its own: the gateway reads when it is ready (a live stream with
+// many requests in flight pushes back on its client, as it does over plain TCP) and ends
+// the connection under its own deadlines, which ends this write too.
+asio::awaitable<void> upstream(relay& r) {
   std::array<char, upstream_piece> buffer;
   for (;;) {
     auto [ec, n] = co_await r.tls.async_read_some(asio::buffer(buffer), use_tuple);
     if (ec) break;
-    r.arm(r.write_timer, write_timeout);
     auto [wec, written] = co_await asio::async_write(r.plain, asio::buffer(buffer.data(), n), use_tuple);
-    r.write_timer.cancel();
     (void)written;
     if (wec) break;
   }
@@ -187,7 +188,10 @@ asio::awaitable<void> terminate_tls(std::shared_ptr<ssl::context> context, tcp::
 
   using namespace asio::experimental::awaitable_operators;
   relay r{tls, plain, frame.alive, asio::steady_timer(ex), asio::steady_timer(ex)};
-  co_await (upstream(r, limits.write) && downstream(r, limits));
+  auto client_to_gateway = upstream(r);  // named: no temporaries in a co_await expression (GCC 12)
+  auto gateway_to_client = downstream(r, limits);
+  auto both = std::move(client_to_gateway) && std::move(gateway_to_client);
+  co_await std::move(both);
   r.write_timer.cancel();
   r.end_timer.cancel();
   r.close();

@@ -19,7 +19,7 @@ namespace petchat::gateway::detail {
 
 struct tls_limits {
   std::chrono::milliseconds handshake;  // from the connection's first byte to a finished handshake
-  std::chrono::milliseconds write;      // for one piece written either way (a client that stops reading)
+  std::chrono::milliseconds write;      // for one piece written to the client (a client that stops reading)
   std::chrono::milliseconds linger;     // after the gateway's end closed, for the client's last bytes
 };
 
