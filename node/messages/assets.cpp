@@ -4,6 +4,8 @@
 // assets are in asset_upkeep.cpp. The bytes themselves are node/assets' files.
 #include <sodium.h>
 
+#include <map>
+
 #include "node/async/async.hpp"
 #include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/service.hpp"
@@ -13,7 +15,6 @@
 
 namespace petchat::messages {
 
-using detail::conversations_holding;
 using detail::originals_of;
 using detail::put_asset;
 using detail::view_of;
@@ -79,11 +80,30 @@ records::asset_record detail::put_asset(store::rocks_batch& b, std::string const
 
 namespace {
 
+// The uploader, and a current member of a conversation who may see a message there that
+// refers to the asset: not one who joined a group after it with its history hidden, nor
+// one who hid it or whose copy expired.
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
-  for (auto const& conv : conversations_holding(m, hash, 4096))
-    if (m.member(user, conv)) return true;
-  return false;
+  std::map<std::string, bool, std::less<>> in_it;  // conversation -> the user is a member now
+  auto now = now_ms();
+  bool allowed = false;
+  std::size_t looked = 0;
+  auto first = keys::asset_refs_first(hash);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view conv) {
+    auto it = in_it.find(conv);
+    if (it == in_it.end()) {
+      std::string c(conv);
+      bool member = m.member(user, c);
+      it = in_it.emplace(std::move(c), member).first;
+    }
+    if (it->second) {
+      auto sm = m.load(std::string(key.substr(first.size())));
+      allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
+    }
+    return !allowed && ++looked < 65536;  // a bound on one request's work
+  });
+  return allowed;
 }
 
 errors::failure no_asset() {

@@ -967,6 +967,20 @@ class AssetsTest(AssetCase):
             self.assertGone(d, aid, msg="a removed member")
             self.fetch(b, aid)
         self.fetch(a, photo["id"], png)
+        # Carol joins with the history hidden: what was sent before is not hers to fetch
+        # (she cannot read the message either), until it is sent again after she joined.
+        carol = self.person("carol")
+        c = carol.login()
+        C = self.ws(c)
+        self.assertStatus(self.add_members(a, gid, [carol.id]), 200)
+        self.assertError(self.api("GET", "/v1/messages/" + mid, c), 404, "message_not_found")
+        for aid in (photo["id"], photo["thumbnail_id"], voice["id"]):
+            self.assertGone(c, aid, msg="a member who joined after it, with the history hidden")
+        again = self.send_attached(A, [{"asset_id": voice["id"], "name": "note.ogg"}], conversation_id=gid,
+                                   text="once more")
+        C.wait_event(ev_message(again["message_id"]), 10)
+        self.fetch(c, voice["id"], note)
+        self.assertGone(c, photo["id"], msg="still not sent to her")
 
     def test_send_checks_its_attachments(self):
         alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
