@@ -295,6 +295,9 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   auto raw = parse_id(message_id);
   if (!raw || !m.db.get(cf::history, keys::history_key(conversation_id, *raw)))
     co_return fail(code::message_not_found, "no message '" + message_id + "' in that conversation");
+  // A mark already there (or further) moves nothing: answered without a write.
+  auto committed = m.db.get(cf::state, keys::read_key(conversation_id, user));
+  if (committed && *committed >= *raw) co_return errors::ok();
   struct state {
     std::vector<news> heads;
     bool queued = false;

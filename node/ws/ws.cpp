@@ -73,7 +73,7 @@ void ws_manager::detach(std::string const& user, stream_sink const* sink) {
 // new one's attach on another thread) cannot leave contacts with OFFLINE as the last word
 // about a user who is online.
 void ws_manager::publish_presence(std::string const& user) {
-  std::lock_guard order(presence_order_mutex_);
+  std::lock_guard order(presence_order_[std::hash<std::string>{}(user) % presence_order_.size()]);
   bool online = false;
   std::int64_t last_seen = 0;
   {

@@ -17,6 +17,7 @@
 // a hook propagates to the caller, after any registry change the call made.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -268,9 +269,11 @@ class ws_manager final : public mailbox_listener {
   std::size_t max_streams_;
   std::function<std::vector<std::string>(std::string const&)> contacts_of_;
 
-  // Lock order: presence_order_mutex_, then mutex_; mutex_ is never held while calling out.
-  std::mutex presence_order_mutex_;  // one local presence broadcast at a time (publish_presence)
-  mutable std::mutex mutex_;         // guards streams_, last_seen_ and remote_
+  // Lock order: a presence_order_ mutex, then mutex_; mutex_ is never held while calling out.
+  // One local presence broadcast at a time per user (publish_presence); users are spread
+  // over the stripes, so that one user's broadcast to many contacts holds up few others.
+  std::array<std::mutex, 64> presence_order_;
+  mutable std::mutex mutex_;  // guards streams_, last_seen_ and remote_
   std::unordered_map<std::string, std::vector<std::weak_ptr<stream_sink>>> streams_;
   std::unordered_map<std::string, std::int64_t> last_seen_;
   struct remote_state {
