@@ -61,6 +61,15 @@ extern "C" void note_hangup(int) {
   early_hangup = 1;
 }
 
+std::atomic<int> early_stop{0};
+
+extern "C" void note_stop(int signo) {
+  if (early_stop.exchange(signo) != 0) {  // asked twice: the default action, now
+    ::signal(signo, SIG_DFL);
+    ::raise(signo);
+  }
+}
+
 void reload_now(reloader& reload) {
   ::sd_notify(0, "RELOADING=1\nSTATUS=reading the configuration again");
   log::get("node")->info("SIGHUP: reading the configuration again");
@@ -76,6 +85,19 @@ void hold_hangups() {
   sa.sa_flags = SA_RESTART;  // start-up's blocking calls go on as if nothing came
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGHUP, &sa, nullptr);
+}
+
+void hold_stops() {
+  struct sigaction sa {};
+  sa.sa_handler = note_stop;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+}
+
+void stop_if_asked() {
+  if (int signo = early_stop.exchange(0); signo != 0) ::raise(signo);  // now the node's own handler's
 }
 
 void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload) {

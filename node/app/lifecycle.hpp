@@ -45,6 +45,15 @@ class watchdog {
 void reload_on_hangup(boost::asio::signal_set& hangups, reloader& reload);
 void hold_hangups();
 
+// SIGTERM or SIGINT while the node starts (opening stores can take a while: a long WAL
+// replay, a migration) is noted, and the node stops as soon as it serves, as it would have
+// then; a second one stops it at once. The default action would kill it half-way (and a
+// node that is PID 1 in a container would not get the signal at all). hold_stops is the
+// second thing main does; stop_if_asked re-raises a noted signal once the node's own
+// handler (`signals`) waits for it.
+void hold_stops();
+void stop_if_asked();
+
 // LMDB reads its data file through a memory map and has no checksums: a page that a
 // truncated or damaged file no longer backs kills the process with SIGBUS inside a read.
 // This says what that means and what to do before the process dies as it would have.

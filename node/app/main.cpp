@@ -358,7 +358,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     if (push) push->stop();
     wait_for_drain(drain_timer, {&chat, &admin, &scrapes}, std::chrono::steady_clock::now() + shutdown_grace, io);
   });
-
+  app::stop_if_asked();  // a SIGTERM or SIGINT that came while the node started
   chat.start();
   admin.start();
   if (!metrics_at.empty()) scrapes.start();
@@ -395,6 +395,10 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
 
 int main(int argc, char** argv) {
   app::hold_hangups();
+  app::hold_stops();
+  // Whatever the node creates is its own: the message store's files, made with the
+  // library's default modes, must not be readable by other users whatever the caller's umask.
+  ::umask(077);
   ignore_broken_pipes();
   CLI::App app{"petchat-node: one region's petchat messenger node"};
   std::string config_path, check_path;
@@ -462,6 +466,9 @@ int main(int argc, char** argv) {
       // only in the config the node is then started with.
       std::cout << identity::load_or_create(cfg.node.data_dir).public_key_hex() << "\n";
       return 0;
+    } catch (identity::refusal const& e) {
+      std::cerr << "petchat-node: " << e.what() << "\n";
+      return 2;
     } catch (std::exception const& e) {
       std::cerr << "petchat-node: " << e.what() << "\n";
       return 1;
@@ -470,6 +477,9 @@ int main(int argc, char** argv) {
   try {
     app::reloader reload(config_path, o, cfg);
     return run(cfg, source, salvage, reload);
+  } catch (identity::refusal const& e) {  // an operator must act first: not restarted (exit 2)
+    log::get("node")->critical("cannot start: {}", e.what());
+    return 2;
   } catch (std::exception const& e) {
     log::get("node")->critical("cannot start: {}", e.what());
     return 1;

@@ -88,8 +88,8 @@ bool fresh_dir(std::string const& dir_text, std::string& error) {
       return false;
     }
     // Another user could plant links in it while files are written there.
-    if (st.st_uid != ::geteuid()) {
-      error = dir.string() + " belongs to another user";
+    if (st.st_uid != ::geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+      error = dir.string() + " belongs to another user, or others may write to it";
       return false;
     }
     return true;
@@ -416,10 +416,9 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
     std::cerr << "petchatctl: " << error << "\n";
     return false;
   }
-  // Root restoring into a directory the operator prepared for the node (install -d -o
-  // petchat -m 0700 ...) writes as its owner: the files are the node's from the start, and
-  // nothing that user could plant in the directory can make root write elsewhere. The
-  // backup is still read as root (its files are root's 0600 when root made it).
+  // Root restoring into a directory the operator prepared for the node (install -d -o petchat
+  // -m 0700 ...) writes as its owner: the files are the node's from the start, and nothing
+  // that user plants there can make root write elsewhere. The backup is read as root.
   struct stat prepared {};
   bool existed = ::lstat(data_dir.c_str(), &prepared) == 0;
   if (existed && S_ISDIR(prepared.st_mode) && ::geteuid() == 0 && prepared.st_uid != 0) {
@@ -478,6 +477,7 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
   }
   ::unlink((data_dir / restoring_marker).c_str());
   fsync_path(data_dir);
+  fsync_path(data_dir.parent_path().empty() ? fs::path(".") : data_dir.parent_path());  // a new dir's own entry
   std::string region = field(*manifest, "region");
   if (as_json) {
     std::cout << boost::json::serialize(boost::json::object{

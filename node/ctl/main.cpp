@@ -380,6 +380,7 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ::umask(077);  // backups and restored data dirs are private, whatever the caller's umask
   CLI::App app{"petchatctl: administer a petchat node through its admin socket"};
   app.footer(
       "The node is found by --socket, else --data-dir, else the config (--config, or /etc/petchat/node.toml\n"

@@ -91,10 +91,10 @@ data_dir_record upgrade_from_0(std::filesystem::path const& data_dir, std::strin
 
 void check_region(std::filesystem::path const& data_dir, std::string const& stored, std::string const& region) {
   if (stored == region) return;
-  throw std::runtime_error(data_dir.string() + " holds the data of region '" + stored + "', not '" + region +
-                           "': start it with --region " + stored + " (or node.region = \"" + stored +
-                           "\"), or give region '" + region + "' a data dir of its own (" +
-                           (data_dir / record_name).string() + " says which region a data dir belongs to)");
+  throw refusal(data_dir.string() + " holds the data of region '" + stored + "', not '" + region +
+                "': start it with --region " + stored + " (or node.region = \"" + stored + "\"), or give region '" +
+                region + "' a data dir of its own (" + (data_dir / record_name).string() +
+                " says which region a data dir belongs to)");
 }
 
 }  // namespace
@@ -147,15 +147,15 @@ void forget_restored_mailboxes(std::filesystem::path const& data_dir) {
 
 data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::string const& region) {
   if (std::filesystem::exists(data_dir / "RESTORE-INCOMPLETE"))
-    throw std::runtime_error(data_dir.string() +
-                             " holds a restore that did not finish (petchatctl restore was interrupted): it may "
-                             "lack accounts or messages. Restore the backup again into an empty directory");
+    throw refusal(data_dir.string() +
+                  " holds a restore that did not finish (petchatctl restore was interrupted): it may "
+                  "lack accounts or messages. Restore the backup again into an empty directory");
   auto found = read_data_dir_record(data_dir);
   if (found && found->format > data_format)
-    throw std::runtime_error(data_dir.string() + " has store format " + std::to_string(found->format) +
-                             ", newer than this petchat-node understands (format " + std::to_string(data_format) +
-                             "): it was written by a newer version. Run that version (or newer), or restore a "
-                             "backup made by this one; the data dir was not changed");
+    throw refusal(data_dir.string() + " has store format " + std::to_string(found->format) +
+                  ", newer than this petchat-node understands (format " + std::to_string(data_format) +
+                  "): it was written by a newer version. Run that version (or newer), or restore a "
+                  "backup made by this one; the data dir was not changed");
   if (found) check_region(data_dir, found->region, region);
   if (found && found->format == data_format) return *found;
   data_dir_record r{region, data_format, now_ms(), -1};

@@ -86,16 +86,16 @@ region_identity load_or_create(std::filesystem::path const& data_dir) {
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
       ::close(fd);
-      throw std::runtime_error(key_path.string() +
-                               ": readable by group or others; run chmod 600 on it (a leaked region key "
-                               "lets anyone speak for this region)");
+      throw refusal(key_path.string() +
+                    ": readable by group or others; run chmod 600 on it (a leaked region key "
+                    "lets anyone speak for this region)");
     }
     ssize_t n = ::read(fd, id.secret_key.data(), id.secret_key.size());
     char extra;
     bool trailing = ::read(fd, &extra, 1) > 0;
     ::close(fd);
     if (n != static_cast<ssize_t>(id.secret_key.size()) || trailing)
-      throw std::runtime_error(key_path.string() + ": not a region key (expected 64 bytes)");
+      throw refusal(key_path.string() + ": not a region key (expected 64 bytes)");
     crypto_sign_ed25519_sk_to_pk(id.public_key.data(), id.secret_key.data());
   } else if (errno == ENOENT) {
     crypto_sign_keypair(id.public_key.data(), id.secret_key.data());
@@ -123,14 +123,14 @@ void prepare_data_dir(std::filesystem::path const& data_dir) {
   // The data dir holds the region key and every message: another user must not be able
   // to replace files in it. Changing an existing directory's mode could break whatever
   // else uses it (think --data-dir /tmp), so an unsafe one is refused instead.
-  if (!S_ISDIR(st.st_mode)) throw std::runtime_error(data_dir.string() + " is not a directory");
+  if (!S_ISDIR(st.st_mode)) throw refusal(data_dir.string() + " is not a directory");
   if (st.st_uid != ::geteuid())
-    throw std::runtime_error("data dir " + data_dir.string() + " belongs to another user (uid " +
-                             std::to_string(st.st_uid) + "); use a directory of the user the node runs as");
+    throw refusal("data dir " + data_dir.string() + " belongs to another user (uid " + std::to_string(st.st_uid) +
+                  "); use a directory of the user the node runs as");
   if (st.st_mode & (S_IWGRP | S_IWOTH))
-    throw std::runtime_error("data dir " + data_dir.string() +
-                             " is writable by group or others (unsafe: another user could replace its files); "
-                             "use a private directory (chmod 700) or a new path");
+    throw refusal("data dir " + data_dir.string() +
+                  " is writable by group or others (unsafe: another user could replace its files); "
+                  "use a private directory (chmod 700) or a new path");
 }
 
 void lock_data_dir(std::filesystem::path const& data_dir) {

@@ -10,9 +10,18 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 namespace petchat::identity {
+
+// A data dir (or region key) this node must not use as it is: another region's data, a
+// newer format, an unfinished restore, unsafe ownership or modes. Trying again does not
+// help until an operator acts, so petchat-node exits with status 2 (the unit does not
+// restart it; docs/OPERATIONS.md).
+struct refusal : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct region_identity {
   std::array<std::uint8_t, crypto_sign_PUBLICKEYBYTES> public_key{};

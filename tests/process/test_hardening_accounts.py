@@ -436,7 +436,8 @@ class DataDirPermissionsTest(NodeTestCase):
         mode = stat.S_IMODE(os.stat(node.data_dir).st_mode)
 
         self.assertFalse(started, "started on a world-writable data dir (its mode is now %o)" % mode)
-        self.assertNotEqual(node.proc.returncode, 0)
+        node.proc.wait(10)
+        self.assertEqual(node.proc.returncode, 2, "a refusal a restart cannot cure: exit 2")
         self.assertEqual(mode, 0o1777, "the data dir's mode was changed to %o" % mode)
         stderr = "\n".join(node.stderr_lines)
         self.assertIn(node.data_dir, stderr, "the refusal does not name the data dir")

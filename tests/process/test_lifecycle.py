@@ -80,7 +80,7 @@ class DataDirRecordTest(NodeTestCase):
         newer = json.dumps(rec)
         write_record(node, newer)
         rc, out, err = run_node_cli(*node.command()[1:], cwd=node.workdir)
-        self.assertNotEqual(rc, 0)
+        self.assertEqual(rc, 2, err)
         self.assertIn("has store format 4, newer than this petchat-node understands (format 3)", err)
         self.assertNotIn(READY_PREFIX, out)
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
