@@ -139,6 +139,7 @@ awaitable<detail::copied> asset_service::impl::copy_body(byte_source& body, deta
     if (p.error) c.error = p.error;
   } catch (detail::file_error const& e) {
     c.error = file_failure(e);
+    c.hash_ahead = true;  // the piece hashed alongside the failed write
   }
   active_copies.fetch_sub(1);
   co_return c;
@@ -166,23 +167,28 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
       for (auto const& h : hashes) s.release(h);
     }
   } guard{*this, {a.hash}};
-  bool known = messages.asset_exists(a.hash);
+  // Known: recorded, and its bytes there (a blob `verify` quarantined is placed again).
+  bool known = messages.asset_exists(a.hash) && detail::fs::exists(files.blob(a.hash));
   auto thumb_path = files.new_tmp();
-  auto examine = [this, &file, &thumb_path, known] {
+  auto sniff = [&file] {
     finished_files f;
     f.content_type = detail::sniff(detail::read_head(file, 256 << 10));
-    if (!known && detail::is_image(f.content_type)) {
-      f.image = detail::examine_image(file, thumb_path, limits.max_image_pixels, limits.thumbnail_px);
-      if (f.image.thumbnail) {
-        f.thumbnail_hash = detail::hash_file(thumb_path);
-        f.thumbnail_size = detail::fs::file_size(thumb_path);
-      }
-    }
     return f;
   };
   finished_files f;
   try {
-    f = co_await async::offload(pool, std::move(examine));
+    f = co_await async::offload(pool, std::move(sniff));
+    if (!known && detail::is_image(f.content_type)) {
+      auto examine = [this, &file, &thumb_path, &f] {
+        f.image = detail::examine_image(file, thumb_path, limits.max_image_pixels, limits.thumbnail_px);
+        if (f.image.thumbnail) {
+          f.thumbnail_hash = detail::hash_file(thumb_path);
+          f.thumbnail_size = detail::fs::file_size(thumb_path);
+        }
+        return true;
+      };
+      co_await async::offload(images, std::move(examine));
+    }
   } catch (detail::file_error const& e) {
     co_return file_failure(e);
   }
@@ -244,6 +250,8 @@ asset_service::asset_service(config::assets_section limits, std::filesystem::pat
 
 asset_service::~asset_service() {
   stop();
+  impl_->fetches.join();  // a fetch in progress stops at its next piece (stopped)
+  impl_->images.join();
   impl_->pool.join();
 }
 

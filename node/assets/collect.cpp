@@ -34,6 +34,16 @@ awaitable<void> remove_files(asset_service::impl& s, std::vector<detail::fs::pat
   co_await async::offload(s.pool, std::move(work));
 }
 
+// Claims given back however the look at an asset ends (an exception too: a claim kept for
+// good would hold every later upload of those bytes).
+struct claims_held {
+  asset_service::impl& s;
+  std::vector<std::string> hashes;
+  ~claims_held() {
+    for (auto const& h : hashes) s.release(h);
+  }
+};
+
 awaitable<void> collect_assets(asset_service::impl& s, std::int64_t now, collect_report& report) {
   for (;;) {
     auto due = s.messages.assets_due(now, collect_batch);
@@ -43,28 +53,32 @@ awaitable<void> collect_assets(asset_service::impl& s, std::int64_t now, collect
         ++skipped;
         continue;
       }
+      // Its thumbnail's claim too, for the write's whole span: an upload of the thumbnail's
+      // very bytes (one may save and send a preview) must not be recorded between the
+      // write's look at the thumbnail's uploaders and its removal of the thumbnail's record.
+      claims_held claimed{s, {hash}};
+      auto thumb = s.messages.asset_thumbnail(hash);
+      if (!thumb.empty() && thumb != hash) {
+        if (!s.try_claim(thumb)) {  // being linked or uploaded: looked at next time
+          ++skipped;
+          continue;
+        }
+        claimed.hashes.push_back(thumb);
+      }
       std::error_code ec;
       auto size = detail::fs::file_size(s.files.blob(hash), ec);
       if (ec) size = 0;
       auto r = co_await s.messages.collect_asset(hash, std::move(keys), now);
-      std::vector<std::string> claimed{hash};
       if (r && r->removed) {
         std::vector<detail::fs::path> paths;
         for (auto const& blob : r->blobs) {
-          // Its thumbnail: an upload with the same thumbnail may be linking it (it holds the
-          // claim until it is recorded again), or may have recorded it since this write.
-          if (blob != hash) {
-            if (!s.try_claim(blob)) continue;  // left to that upload; else the next start's check
-            claimed.push_back(blob);
-            if (s.messages.asset_exists(blob)) continue;
-          }
+          if (blob != hash && s.messages.asset_exists(blob)) continue;  // recorded again since
           paths.push_back(s.files.blob(blob));
         }
         co_await remove_files(s, std::move(paths));
         report.assets_removed += r->blobs.size();
         report.bytes_freed += size;
       }
-      for (auto const& h : claimed) s.release(h);
       if (!r) co_return;
     }
     if (due.size() < collect_batch || skipped == due.size()) co_return;

@@ -55,6 +55,7 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
   std::uint64_t offset = 0, size = 1;
   auto started = std::chrono::steady_clock::now();
   while (offset < size) {
+    if (s.stopped) return r;  // shutting down: tried again after the restart
     auto spent = std::chrono::steady_clock::now() - started;
     if (spent > fetch_grace &&
         offset < min_fetch_rate *
@@ -106,7 +107,7 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
   auto work = [s, f] { return download(*s, f); };
   fetched r;
   try {
-    r = co_await async::offload(s->pool, std::move(work));
+    r = co_await async::offload(s->fetches, std::move(work));
   } catch (std::exception const& e) {
     s->log->error("asset {} from region {}: {}", print_id(f.hash), f.region, e.what());
   }
@@ -143,7 +144,13 @@ awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s) {
         if (unanswered.count(f.region) || !s->try_claim(f.hash)) continue;
         auto hash = f.hash;
         auto region = f.region;
-        bool answered = co_await fetch_one(s, std::move(f));
+        bool answered = false;
+        try {
+          answered = co_await fetch_one(s, std::move(f));
+        } catch (...) {
+          s->release(hash);  // never held for good: later uploads of these bytes wait for it
+          throw;
+        }
         s->release(hash);
         if (!answered) unanswered.insert(region);
       }

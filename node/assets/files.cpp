@@ -39,16 +39,18 @@ file_writer::file_writer(fs::path const& path, std::uint64_t keep, bool direct) 
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   }
   if (fd_ < 0) fail("open", path);
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0) fail("stat", path);
-  if (static_cast<std::uint64_t>(st.st_size) < keep) {
+  // A constructor that throws runs no destructor: the file is closed here.
+  auto give_up = [&](char const* what, int error) {
     ::close(fd_);
     fd_ = -1;
-    errno = EIO;
-    fail("shorter than its recorded length:", path);
-  }
-  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0) fail("truncate", path);
-  if (::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) fail("seek", path);
+    errno = error;
+    fail(what, path);
+  };
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) give_up("stat", errno);
+  if (static_cast<std::uint64_t>(st.st_size) < keep) give_up("shorter than its recorded length:", EIO);
+  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0) give_up("truncate", errno);
+  if (::lseek(fd_, static_cast<off_t>(keep), SEEK_SET) < 0) give_up("seek", errno);
   end_ = started_ = keep;
 }
 

@@ -62,10 +62,14 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
   detail::hasher h;
   std::unique_ptr<detail::file_writer> out;
   auto prepare = [&] {
-    if (known)
+    if (known) {
       h = known->h;
-    else if (offset > 0 && detail::feed_file(path, h, offset) != offset)
-      throw detail::file_error("upload " + id + ": its file is shorter than its offset", EIO);
+    } else if (offset > 0) {
+      if (detail::feed_file(path, h, offset) != offset)
+        throw detail::file_error("upload " + id + ": its file is shorter than its offset", EIO);
+      std::lock_guard lock(s->mutex);  // kept at once: an empty chunk must not make it read again
+      s->hashes[id] = detail::partial_hash{offset, h};
+    }
     out = std::make_unique<detail::file_writer>(path, offset, true);
     return true;
   };
@@ -90,13 +94,19 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
   }
   std::uint64_t now_at = offset + copied.bytes;
   if (copied.error || now_at < up->length) {
-    // What arrived is kept: recorded, and its hash kept for the next chunk.
+    // What arrived is kept: recorded, and its hash kept for the next chunk (unless a write
+    // failed: the next chunk hashes the file's bytes again, so the id is what is stored).
     if (copied.bytes > 0) {
       auto moved = co_await s->messages.advance_upload(id, now_at);
       if (!moved) co_return moved.error();
-      std::lock_guard lock(s->mutex);
-      s->hashes[id] = detail::partial_hash{now_at, h};
     }
+    std::lock_guard lock(s->mutex);
+    if (copied.hash_ahead)
+      s->hashes.erase(id);
+    else if (copied.bytes > 0)
+      s->hashes[id] = detail::partial_hash{now_at, h};
+  }
+  if (copied.error || now_at < up->length) {
     if (copied.error) co_return *copied.error;
     up->offset = now_at;
     co_return chunk_result{*up, std::nullopt};

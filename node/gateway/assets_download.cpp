@@ -143,6 +143,9 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
                                                   std::to_string(a->size));
   }
   res.file = api->assets->open(hash);
+  // Collected meanwhile (its last message went a moment ago): as if it had never been.
+  if (!res.file && !api->assets->find(api->id_of(who), hash))
+    co_return error_response(fail(code::asset_not_found, "no such asset"));
   if (!res.file) co_return error_response(fail(code::internal, "the asset's bytes cannot be read"));
   co_return res;
 }

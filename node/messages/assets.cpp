@@ -178,6 +178,11 @@ bool message_service::asset_exists(std::string const& hash) const {
   return impl_->db.get(cf::assets, keys::asset_key(hash)).has_value();
 }
 
+std::string message_service::asset_thumbnail(std::string const& hash) const {
+  auto rec = parse<records::asset_record>(impl_->db.get(cf::assets, keys::asset_key(hash)));
+  return rec ? rec->thumbnail() : std::string();
+}
+
 bool message_service::upload_exists(std::string const& id) const {
   return impl_->db.get(cf::assets, keys::upload_key(id)).has_value();
 }

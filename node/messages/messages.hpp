@@ -337,6 +337,8 @@ class message_service {
   // Whether `hash` is stored, whether upload `id` is in progress (committed state; any thread).
   bool asset_exists(std::string const& hash) const;
   bool upload_exists(std::string const& id) const;
+  // The hash of `hash`'s thumbnail, or "" (none, or no such asset; committed state).
+  std::string asset_thumbnail(std::string const& hash) const;
   // The asset if `user` may download it: its uploader, a current member of a conversation
   // holding a message with it as an attachment, or (a thumbnail) one who may download its
   // original. Errors: asset_not_found (also when not allowed).

@@ -1427,6 +1427,10 @@ class AssetCtlTest(AssetCase):
         again = self.ctl_json("assets", "verify")
         self.assertEqual(again["missing"], [damaged_id])
         self.assertEqual(again["quarantined"], [])
+        # Whoever has the right bytes uploads them again: the blob is back, and serves.
+        self.assertEqual(self.upload(a, damaged)["id"], damaged_id)
+        self.fetch(b, damaged_id, damaged)
+        self.assertEqual(self.ctl_json("assets", "verify")["missing"], [])
 
 
 class AssetDurabilityTest(AssetCase):

@@ -24,6 +24,7 @@ namespace detail {
 struct copied {
   std::uint64_t bytes = 0;
   std::optional<errors::failure> error;  // the body broke off, or the file could not be written
+  bool hash_ahead = false;               // a write failed: the hash may hold bytes the file does not
 };
 
 // A resumable upload's hash so far, kept between its chunks.
@@ -38,7 +39,13 @@ struct asset_service::impl {
   config::assets_section limits;
   detail::file_store files;
   messages::message_service& messages;
-  boost::asio::thread_pool pool{2};  // blocking file work
+  boost::asio::thread_pool pool{2};  // blocking file work: uploads' writes and hashes, downloads
+  // Thumbnails one at a time on a thread of their own: an image's decode may take a second
+  // and hundreds of MB, and must neither stall every upload and download nor run twice at once.
+  boost::asio::thread_pool images{1};
+  // Fetches from other regions: their waits on the network (up to hours for a large asset
+  // from a slow region) are not the pool's.
+  boost::asio::thread_pool fetches{1};
   std::shared_ptr<spdlog::logger> log = log::get("assets");
   std::atomic<std::size_t> active_copies{0};
 
