@@ -2,6 +2,7 @@
 #include <vips/vips.h>
 
 #include <mutex>
+#include <string_view>
 
 #include "node/assets/detail/images.hpp"
 
@@ -76,8 +77,21 @@ image_facts examine_image(std::filesystem::path const& file, std::filesystem::pa
   facts.height = static_cast<std::uint32_t>(h);
   if (std::uint64_t(facts.width) * facts.height > max_pixels) return facts;
   image_ref thumb;
-  if (vips_thumbnail(file.c_str(), &thumb.image, static_cast<int>(px), "height", static_cast<int>(px), "size",
-                     VIPS_SIZE_DOWN, nullptr) != 0) {
+  // A HEIF file may carry a preview picture of its own, which vips_thumbnail would take
+  // when it is large enough: a sender chooses it, and it need not show the image at all.
+  // The preview is made from the primary image instead.
+  char const* loader = vips_foreign_find_load(file.c_str());
+  bool heif = loader && std::string_view(loader).find("Heif") != std::string_view::npos;
+  image_ref primary;
+  if (heif)
+    primary.image =
+        vips_image_new_from_file(file.c_str(), "thumbnail", FALSE, "access", VIPS_ACCESS_SEQUENTIAL, nullptr);
+  int made = heif ? (primary.image ? vips_thumbnail_image(primary.image, &thumb.image, static_cast<int>(px), "height",
+                                                          static_cast<int>(px), "size", VIPS_SIZE_DOWN, nullptr)
+                                   : -1)
+                  : vips_thumbnail(file.c_str(), &thumb.image, static_cast<int>(px), "height", static_cast<int>(px),
+                                   "size", VIPS_SIZE_DOWN, nullptr);
+  if (made != 0) {
     vips_error_clear();
     return facts;
   }

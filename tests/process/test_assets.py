@@ -1097,6 +1097,17 @@ class AssetsTest(AssetCase):
         self.assertNotIn(b"secret-", thumb, "the thumbnail carries the original's metadata")
         self.assertNotIn(b"GPS 52", thumb)
 
+    def test_heic_gets_dimensions_and_a_thumbnail_of_its_primary_image(self):
+        # A flat grey 800x600 HEIC (libvips' heifsave, HEVC): its thumbnail is made from the
+        # image itself, never from a preview the file may carry (a sender picks that).
+        a = self.person("alice").login()
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "grey-800x600.heic"), "rb") as f:
+            heic = f.read()
+        asset = self.upload(a, heic, name="photo.heic")
+        self.assertEqual((asset["content_type"], asset.get("width"), asset.get("height")), ("image/heic", 800, 600))
+        thumb, (w, h) = self.assertThumbnail(a, asset)
+        self.assertAlmostEqual(w / h, 800 / 600, delta=0.05, msg="thumbnail of %dx%d" % (w, h))
+
     def test_images_over_max_image_pixels_get_no_thumbnail(self):
         alice = self.person("alice")
         a = alice.login()
