@@ -170,6 +170,13 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
   // Known: recorded, and its bytes there (a blob `verify` quarantined is placed again).
   bool known = messages.asset_exists(a.hash) && detail::fs::exists(files.blob(a.hash));
   auto thumb_path = files.new_tmp();
+  struct remove_at_end {  // however this ends (an exception too), tmp/ keeps nothing of it
+    detail::fs::path path;
+    ~remove_at_end() {
+      std::error_code ignored;
+      detail::fs::remove(path, ignored);
+    }
+  } thumb_file{thumb_path};
   auto sniff = [&file] {
     finished_files f;
     f.content_type = detail::sniff(detail::read_head(file, 256 << 10));
@@ -183,7 +190,9 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
         f.image = detail::examine_image(file, thumb_path, limits.max_image_pixels, limits.thumbnail_px);
         if (f.image.thumbnail) {
           f.thumbnail_hash = detail::hash_file(thumb_path);
-          f.thumbnail_size = detail::fs::file_size(thumb_path);
+          std::error_code ec;
+          f.thumbnail_size = detail::fs::file_size(thumb_path, ec);
+          if (ec) throw detail::file_error(thumb_path.string() + ": " + ec.message(), ec.value());
         }
         return true;
       };
@@ -232,8 +241,12 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
     // unless another original's record names it (both claims are held here).
     auto thumb = f.thumbnail_hash.empty() || messages.asset_exists(f.thumbnail_hash) ? "" : f.thumbnail_hash;
     auto undo = [this, hash, thumb] {
-      detail::remove_file(files.blob(hash));
-      if (!thumb.empty()) detail::remove_file(files.blob(thumb));
+      try {
+        detail::remove_file(files.blob(hash));
+        if (!thumb.empty()) detail::remove_file(files.blob(thumb));
+      } catch (detail::file_error const& e) {  // the refusal stands; the start-up check finds the rest
+        log->error("asset files: {}", e.what());
+      }
       return true;
     };
     co_await async::offload(pool, std::move(undo));
@@ -284,6 +297,14 @@ awaitable<result<messages::asset_view>> asset_service::upload(std::string user, 
     }
   } counted{*s, user, length};
   auto path = s->files.new_tmp();
+  struct remove_at_end {  // an exception on the way must not leave up to 2 GiB in tmp/
+    detail::fs::path path;
+    bool armed = true;
+    ~remove_at_end() {
+      std::error_code ignored;
+      if (armed) detail::fs::remove(path, ignored);
+    }
+  } tmp_file{path};
   std::unique_ptr<detail::file_writer> out;
   try {
     out = std::make_unique<detail::file_writer>(path, 0, true);
@@ -320,6 +341,7 @@ awaitable<result<messages::asset_view>> asset_service::upload(std::string user, 
     std::filesystem::remove(path, ignored);
     return true;
   };
+  tmp_file.armed = false;  // removed on the pool, not on this thread (a large file's unlink takes a while)
   co_await async::offload(s->pool, std::move(drop));
   co_return std::move(*answer);
 }

@@ -199,11 +199,10 @@ bool place(fs::path const& from, fs::path const& to, bool synced) {
     if (fd.get() < 0 || ::fdatasync(fd.get()) != 0) fail("fsync", from);
   }
   auto dir = to.parent_path();
-  if (!fs::exists(dir)) {
-    fs::create_directory(dir);
-    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
-    sync_dir(dir.parent_path());
-  }
+  if (::mkdir(dir.c_str(), 0700) == 0)  // a new blobs/xx/: made by the system calls, so a
+    sync_dir(dir.parent_path());        // full disk is a file_error (store_unavailable)
+  else if (errno != EEXIST)
+    fail("mkdir", dir);
   if (::link(from.c_str(), to.c_str()) != 0) {
     if (errno == EEXIST) return false;
     fail("link", to);
