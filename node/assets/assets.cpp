@@ -168,7 +168,8 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
     }
   } guard{*this, {a.hash}};
   // Known: recorded, and its bytes there (a blob `verify` quarantined is placed again).
-  bool known = messages.asset_exists(a.hash) && detail::fs::exists(files.blob(a.hash));
+  std::error_code unknown;  // (a stat that fails: placed again, which finds out what is wrong)
+  bool known = messages.asset_exists(a.hash) && detail::fs::exists(files.blob(a.hash), unknown);
   auto thumb_path = files.new_tmp();
   struct remove_at_end {  // however this ends (an exception too), tmp/ keeps nothing of it
     detail::fs::path path;

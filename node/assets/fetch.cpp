@@ -34,7 +34,7 @@ constexpr auto fetch_grace = std::chrono::seconds(30);
 constexpr std::uint64_t min_fetch_rate = 64u << 10;  // bytes per second
 
 struct fetched {
-  enum { ok, missing, failed } outcome = failed;
+  enum { ok, missing, failed, stopped } outcome = failed;
   messages::new_asset asset;
 };
 
@@ -55,7 +55,10 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
   std::uint64_t offset = 0, size = 1;
   auto started = std::chrono::steady_clock::now();
   while (offset < size) {
-    if (s.stopped) return r;  // shutting down: tried again after the restart
+    if (s.stopped) {  // shutting down: tried again after the restart, as if never begun
+      r.outcome = fetched::stopped;
+      return r;
+    }
     auto spent = std::chrono::steady_clock::now() - started;
     if (spent > fetch_grace &&
         offset < min_fetch_rate *
@@ -122,6 +125,7 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
     co_await s->messages.fetch_failed(f, false);  // stored in part: tried again later, not at once
     co_return true;
   }
+  if (r.outcome == fetched::stopped) co_return true;  // not a try: no back-off, nothing counted
   bool drop = r.outcome == fetched::missing && f.tries + 1 >= give_up_after;
   if (drop) s->log->warn("asset {}: region {} has it not for us; given up", print_id(f.hash), f.region);
   co_await s->messages.fetch_failed(f, drop);

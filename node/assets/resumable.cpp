@@ -50,6 +50,17 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
                                               std::to_string(up->length));
   if (!s->try_busy(id)) co_return fail(code::upload_busy, "another request is sending to this upload");
   busy_hold hold{*s, id};
+  // Read again now that this request holds the upload: another one (a chunk, a DELETE, the
+  // collector) may have finished between the first read and try_busy, and truncating the
+  // file to a stale offset would destroy bytes already made durable.
+  auto current = s->messages.upload(user, id);
+  if (!current) co_return current.error();
+  if (current->offset != offset) {
+    auto f = fail(code::offset_mismatch,
+                  "the upload is at offset " + std::to_string(current->offset) + ", not " + std::to_string(offset));
+    f.numbers = {{"offset", current->offset}};
+    co_return f;
+  }
 
   // The hash so far: kept from the last chunk, or read again from the file (after a restart).
   std::optional<detail::partial_hash> known;

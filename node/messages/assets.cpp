@@ -90,7 +90,8 @@ bool may_download(message_service::impl const& m, std::string const& user, std::
   bool allowed = false;
   std::size_t looked = 0;
   auto first = keys::asset_refs_first(hash);
-  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view conv) {
+  // Newest first: the message a member just got is likelier theirs than one of years ago.
+  m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view conv) {
     auto it = in_it.find(conv);
     if (it == in_it.end()) {
       std::string c(conv);
@@ -101,7 +102,7 @@ bool may_download(message_service::impl const& m, std::string const& user, std::
       auto sm = m.load(std::string(key.substr(first.size())));
       allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
     }
-    return !allowed && ++looked < 65536;  // a bound on one request's work
+    return !allowed && ++looked < 16384;  // a bound on one request's work
   });
   return allowed;
 }

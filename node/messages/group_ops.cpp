@@ -52,8 +52,7 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
     if (m.is_local(u)) heads.push_back({u, m.append(b, u, e), e});
 }
 
-// The next change: its version, and its event in the mailbox of every local member (and
-// of `also`, who just went).
+// The next change: its version, and its event to every local member (and `also`, just gone).
 void announce(impl const& m, store::rocks_batch& b, records::conversation_record& c, client::conversation_change ch,
               change_state& st, std::string const& also = {}) {
   c.set_version(c.version() + 1);
@@ -114,8 +113,7 @@ void give_role(impl const& m, store::rocks_batch& b, records::conversation_recor
   if (role == client::OWNER) one(by, client::ADMIN);
 }
 
-// `who` goes (MEMBER_REMOVED by `by`, or MEMBER_LEFT), told of it as their last event of
-// the group, and the change is committed.
+// `who` goes (MEMBER_REMOVED by `by`, or MEMBER_LEFT), told of it last; the change committed.
 void leave(impl const& m, store::rocks_batch& b, records::conversation_record& c, change_state& st,
            std::string const& by, std::string const& who, client::change_kind kind, std::string const& reason = {}) {
   depart(m, b, st.conversation, c, who, st);
@@ -292,7 +290,8 @@ bool op_remove(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
-bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, std::string const& who) {
+bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, std::string const& who,
+                        std::string const& reason) {
   auto c = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
   if (!c || !c->group() || member_index(*c, who) < 0) return false;  // gone already
   if (role_of(*c, who) == client::OWNER) {
@@ -301,11 +300,11 @@ bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, 
       auto ch = change(client::ROLE_CHANGED, "");
       ch.add_users(heir);
       ch.set_role(client::OWNER);
-      ch.set_reason(std::string(errors::name(code::user_not_found)));
+      ch.set_reason(reason);
       announce(m, b, *c, std::move(ch), st);
     }
   }
-  leave(m, b, *c, st, "", who, client::MEMBER_REMOVED, std::string(errors::name(code::user_not_found)));
+  leave(m, b, *c, st, "", who, client::MEMBER_REMOVED, reason);
   return true;
 }
 
@@ -361,12 +360,13 @@ bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::stri
 
 namespace {
 
-// A member a group names whom this region has no account of: home is asked to remove them
-// (docs/FEDERATION.md, "Groups across regions"), once, by the state that first names them.
+// A member a group names who cannot be one here (no account, or too many groups): home is
+// asked to remove them (docs/FEDERATION.md), once, by the state that first names them.
 void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state const& gs, std::string const& user,
-                   change_state& st) {
+                   change_state& st, std::string const& reason) {
   federation::body out;
   auto& r = *out.mutable_group_request();
+  r.set_reason(reason);
   r.set_conversation_id(gs.conversation_id());
   r.set_by(user);
   r.set_request(federation::group_request::NO_ACCOUNT);
@@ -434,8 +434,12 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
   for (auto const& u : c.members()) {
     bool joins = m.is_local(u) && (!replica || member_index(*replica, u) < 0);
-    if (joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name)) {
-      ask_to_remove(m, b, gs, u, st);
+    // No account of that name, or one in as many groups as a user may be (counted here, not
+    // at home): no member here, and home is asked to remove it.
+    bool none = joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
+    bool too_many = joins && !none && group_count(b, u) >= m.options.max_groups_per_user;
+    if (none || too_many) {
+      ask_to_remove(m, b, gs, u, st, too_many ? std::string(errors::name(code::too_many_groups)) : "");
       c.add_no_account(u);
       continue;
     }

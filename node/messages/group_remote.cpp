@@ -37,7 +37,10 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
     }
     case federation::group_request::NO_ACCOUNT:  // from the region of the name, about itself
       if (r.users_size() == 1 && r.users(0) == r.by())
-        op_drop_no_account(m, b, change, r.by());
+        op_drop_no_account(
+            m, b, change, r.by(),
+            std::string(errors::name(r.reason() == errors::name(code::too_many_groups) ? code::too_many_groups
+                                                                                       : code::user_not_found)));
       else
         change.refused = fail(code::invalid_field, "a region speaks only of the name in `by`");
       break;

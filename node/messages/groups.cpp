@@ -269,8 +269,6 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
 
 awaitable<result<std::size_t>> message_service::account_deleted(std::string user) {
   auto& m = *impl_;
-  auto pushed = co_await remove_user_push(user);  // its endpoints, keys and settings
-  if (!pushed) co_return pushed.error();
   std::vector<std::string> groups;
   auto owner = keys::participants_owner(user);
   m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
@@ -289,7 +287,8 @@ awaitable<result<std::size_t>> message_service::account_deleted(std::string user
       auto c = parse<records::conversation_record>(b.get(cf::conversations, st->conversation));
       if (!c || !c->group() || member_index(*c, user) < 0) return false;
       auto home = home_of(*c, m.region);
-      if (!home || *home == m.region) return op_drop_no_account(m, b, *st, user);
+      if (!home || *home == m.region)
+        return op_drop_no_account(m, b, *st, user, std::string(errors::name(code::user_not_found)));
       // Home removes the name, as it does a name its region has no account of; the state
       // it sends back ends the period here.
       auto body = federation::body();
@@ -301,6 +300,10 @@ awaitable<result<std::size_t>> message_service::account_deleted(std::string user
     };
     if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
   }
+  // Its endpoints, keys and settings last: a group message written meanwhile may have
+  // noted a push for it.
+  auto pushed = co_await remove_user_push(user);
+  if (!pushed) co_return pushed.error();
   co_return *pushed;
 }
 

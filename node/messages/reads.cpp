@@ -112,15 +112,16 @@ result<history_page> message_service::history(std::string const& user, std::stri
     visible_message = std::move(visible);
     return seen::shown;
   };
-  std::size_t outside = 0;  // messages from before the period passed in a row
+  std::size_t outside = 0, unseen = 0;  // messages from before the period, not shown, passed in a row
   auto too_far = [&](seen s) {
     outside = s == seen::before_period ? outside + 1 : 0;
-    return outside > max_outside;
+    unseen = s == seen::not_shown ? unseen + 1 : 0;
+    return outside > max_outside || unseen > max_unseen;
   };
   auto collect = [&](std::string_view key, std::string_view) {
     auto s = look(key);
     if (s != seen::shown) return !too_far(s);
-    outside = 0;
+    outside = unseen = 0;
     page.messages.push_back(std::move(*visible_message));
     return page.messages.size() < q.limit;
   };
@@ -138,7 +139,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   // are looked for from the page down, so the walk meets the period's start last.
   auto any_shown = [&](std::string const& from, std::string const& to, bool down) {
     bool found = false;
-    outside = 0;
+    outside = unseen = 0;
     auto step = [&](std::string_view key, std::string_view) {
       auto s = look(key);
       found = s == seen::shown;

@@ -183,14 +183,14 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   if (!user || !match) {
     now = now_ms();
     if (name_opt) m.account_limiter.failed(account_key, now);
-    m.address_limiter.failed(address_key, now);
+    m.address_limiter.failed(address_key, now, account_key);
     co_return fail(code::invalid_credentials, "wrong name or password");
   }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
   m.account_limiter.succeeded(account_key);
-  // Only one failure off the address's count: an attacker's own account must not wipe
-  // out the failures of their guesses at other accounts from the same address.
-  m.address_limiter.forgive_one(address_key);
+  // Only the failures at this account come off the address's count (its owner's typos):
+  // an attacker's own account must not clear their guesses at others from the address.
+  m.address_limiter.forgive_account(address_key, account_key);
 
   now = now_ms();
   auto [device, refresh_token] = new_device(name, device_name, now, m.options.refresh_token_ttl_s);

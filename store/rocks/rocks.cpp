@@ -280,8 +280,10 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
             std::any_of(batch.begin(), batch.end(), [](request const& r) { return r.durable == durability::fsync; });
   // The group commit: one WAL fsync makes every request of the batch durable.
   state.write_last_values();
-  if (state.batch.Count() == 0) {  // every request rolled back (a repeated send, a read mark already there)
-    state.finish(true);            // nothing to make durable: no WAL record, no fsync
+  // Every request rolled back (a repeated send, a read mark already there): nothing to write,
+  // unless writes are failing (a write is what finds out they work again).
+  if (state.batch.Count() == 0 && write_error().empty()) {
+    state.finish(true);  // nothing to make durable: no WAL record, no fsync
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(outcomes[i]);
     return;
   }

@@ -189,6 +189,28 @@ class DeletedAccounts(GroupFederationCase):
         self.assertEqual(self.roles(self.details(a1, gid)), {a1: "owner"})
 
 
+class GroupLimitAcrossRegions(GroupFederationCase):
+    names = (HOME, B)
+    node_config = {"messages": {"max_per_second": 5000, "max_groups_per_user": 2}}
+
+    def test_a_user_added_past_their_limit_by_another_region_is_removed_again(self):
+        bert = self.user(B, "bert")
+        Bc = self.connect(bert)
+        owners = [self.user(HOME, "owner") for _ in range(3)]
+        gids = [self.create_group(o, [bert], title="g%d" % i) for i, o in enumerate(owners)]
+        for gid in gids[:2]:
+            self.wait_change(Bc, gid, 1, "CREATED")
+        # The third is one too many for bert's region: he never becomes a member there, and
+        # home removes him, saying why.
+        O = self.connect(owners[2])
+        cc = self.wait_change(O, gids[2], 2)
+        self.assertEqual((cc.get("kind"), cc.get("by", ""), cc.get("users"), cc.get("reason")),
+                         ("MEMBER_REMOVED", "", [bert], "too_many_groups"), cc)
+        self.assertEqual(self.roles(self.details(owners[2], gids[2])), {owners[2]: "owner"})
+        self.assertEqual([e for e in changes(Bc, gids[2])], [], "bert got nothing of the third group")
+        self.assertEqual(self.call(bert, "GET", "/v1/conversations/" + gids[2]).status, 404)
+
+
 class ReplicasBehind(GroupFederationCase):
     topology = staticmethod(fedharness.leaf_topology)
 

@@ -218,8 +218,9 @@ class BusyLoginTest(NodeTestCase):
 
 class PasswordSprayTest(NodeTestCase):
     """An attacker with an account of their own guesses one password at many accounts from
-    one address, logging into their own account between rounds: that success must not wipe
-    out the address's failures (it takes one off), so the address's allowance still ends."""
+    one address, logging into their own account between guesses: that success must not take
+    off the failures at other accounts (only its own account's typos), so the address's
+    allowance still ends."""
 
     def test_own_login_between_guesses_does_not_reset_the_address(self):
         node = self.start_node(config={"users": {"login_free_attempts_per_address": 6,
@@ -234,10 +235,12 @@ class PasswordSprayTest(NodeTestCase):
             r = node.login(next(guesses), "not-their-password")
             self.assertEqual((r.status, error_code(r)), (401, "invalid_credentials"), r.describe())
 
-        for _ in range(6):  # the address's free failures
+        self.assertEqual(node.login("mallory", "a typo!").status, 401)  # mallory's own typo
+        for _ in range(5):  # with it, the address's free failures
             guess()
-        self.assertEqual(node.login("mallory", PW).status, 201)  # takes one failure off
+        self.assertEqual(node.login("mallory", PW).status, 201)  # takes her typo off, nothing more
         guess()  # the sixth failure again: still free
+        self.assertEqual(node.login("mallory", PW).status, 201)  # takes nothing off
         r = node.login(victims[-1], "not-their-password")  # the seventh: counted, and the address locked
         self.assertEqual(r.status, 401, r.describe())
         r = node.login("mallory", PW)  # even the attacker's own right password waits now

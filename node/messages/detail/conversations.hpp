@@ -10,6 +10,7 @@
 
 #include "message_records.pb.h"
 #include "node/messages/detail/keys.hpp"
+#include "node/messages/detail/limits.hpp"
 #include "store/rocks/rocks.hpp"
 
 namespace petchat::messages::service_detail {
@@ -83,9 +84,11 @@ inline void count_message(store::rocks_batch& b, records::stored_message& sm, st
   auto const& msg = sm.message();
   auto activity = load_activity(b, msg.conversation_id());
   activity.set_messages(activity.messages() + 1);
-  if (raw_id > activity.last_message_id()) activity.set_last_message_id(raw_id);
   auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
                  .count();
+  // (an id from further ahead than the clock skew allowed would stay the last for good)
+  if (raw_id > activity.last_message_id() && keys::message_id_time_ms(raw_id) <= now + max_skew_ms)
+    activity.set_last_message_id(raw_id);
   activity.set_last_at_ms(std::max<std::int64_t>(activity.last_at_ms(), std::min<std::int64_t>(msg.sent_at_ms(), now)));
   put_activity(b, msg.conversation_id(), activity);
   sm.set_conversation_seq(activity.messages());

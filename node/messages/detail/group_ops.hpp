@@ -51,11 +51,12 @@ bool op_add(message_service::impl const& m, store::rocks_batch& b, change_state&
             std::vector<std::string> const& users);
 bool op_remove(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
                std::string const& who, std::optional<std::string> const& successor);
-// At home, asked by `who`'s region, which has no account of that name: `who` is removed
-// (MEMBER_REMOVED by nobody, reason user_not_found; an owner's role goes first to the
-// first admin, or else the first other member). False if `who` is not a member.
-bool op_drop_no_account(message_service::impl const& m, store::rocks_batch& b, change_state& st,
-                        std::string const& who);
+// At home, asked by `who`'s region, which has no account of that name (or whose account is
+// in as many groups as it may be): `who` is removed (MEMBER_REMOVED by nobody with `reason`,
+// user_not_found or too_many_groups; an owner's role goes first to the first admin, or else
+// the first other member). False if `who` is not a member.
+bool op_drop_no_account(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& who,
+                        std::string const& reason);
 bool op_role(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
              std::string const& who, client::member_role role);
 bool op_update(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,

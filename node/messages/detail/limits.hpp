@@ -15,6 +15,9 @@ inline constexpr std::size_t max_read_walk = 2000;
 // History walks stop after this many messages in a row from before the reader's period
 // (reads.cpp).
 inline constexpr std::size_t max_outside = 1000;
+// ... and after this many in a row the reader may not see (hidden for them, expired and not
+// swept yet): one who hid a whole conversation must not make each page walk all of it.
+inline constexpr std::size_t max_unseen = 10000;
 // The clock skew allowed between regions: a removed member's late messages (group_remote.cpp),
 // and how far after leaving a former member's history walks look (reads.cpp).
 inline constexpr std::int64_t max_skew_ms = 5 * 60 * 1000;

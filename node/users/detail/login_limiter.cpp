@@ -12,11 +12,21 @@ std::int64_t login_limiter::wait_ms(std::string const& key, std::int64_t now_ms)
   return std::max<std::int64_t>(0, it->second.locked_until_ms - now_ms);
 }
 
-void login_limiter::failed(std::string const& key, std::int64_t now_ms) {
+void login_limiter::failed(std::string const& key, std::int64_t now_ms, std::string_view account) {
   std::lock_guard lock(mutex_);
   if (entries_.size() >= options_.max_keys) prune(now_ms);
   auto& e = entries_[key];
   e.failures++;
+  if (!account.empty()) {
+    auto h = std::hash<std::string_view>{}(account);
+    auto it = std::find_if(e.by_account.begin(), e.by_account.end(), [h](auto const& p) { return p.first == h; });
+    if (it != e.by_account.end()) {
+      ++it->second;
+    } else {
+      if (e.by_account.size() >= accounts_kept) e.by_account.erase(e.by_account.begin());  // the oldest goes
+      e.by_account.emplace_back(h, 1);
+    }
+  }
   e.last_failure_ms = now_ms;
   if (e.failures > options_.free_attempts) {
     std::uint32_t doublings = std::min<std::uint32_t>(e.failures - options_.free_attempts - 1, 40);
@@ -35,11 +45,17 @@ void login_limiter::succeeded(std::string const& key) {
   it->second.locked_until_ms = 0;
 }
 
-void login_limiter::forgive_one(std::string const& key) {
+void login_limiter::forgive_account(std::string const& key, std::string_view account) {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(key);
-  if (it == entries_.end() || it->second.failures == 0) return;
-  if (--it->second.failures == 0 && it->second.pending == 0 && it->second.locked_until_ms == 0) entries_.erase(it);
+  if (it == entries_.end()) return;
+  auto& e = it->second;
+  auto h = std::hash<std::string_view>{}(account);
+  auto at = std::find_if(e.by_account.begin(), e.by_account.end(), [h](auto const& p) { return p.first == h; });
+  if (at == e.by_account.end()) return;
+  e.failures -= std::min(e.failures, at->second);
+  e.by_account.erase(at);
+  if (e.failures == 0 && e.pending == 0 && e.locked_until_ms == 0) entries_.erase(it);
 }
 
 bool login_limiter::begin(std::string const& key, std::int64_t now_ms) {

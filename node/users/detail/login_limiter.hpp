@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace petchat::users::detail {
 
@@ -26,14 +29,17 @@ class login_limiter {
   std::int64_t wait_ms(std::string const& key, std::int64_t now_ms);
 
   // Records a failed attempt; past the free attempts it (re)starts the back-off, doubling
-  // it with every further failure up to the maximum.
-  void failed(std::string const& key, std::int64_t now_ms);
+  // it with every further failure up to the maximum. `account`: the account it was at,
+  // for a key many people share (a client address; see forgive_account).
+  void failed(std::string const& key, std::int64_t now_ms, std::string_view account = {});
 
   // Forgets `key`'s failures and any lock (attempts still in flight stay counted).
   void succeeded(std::string const& key);
-  // Takes one failure off `key`'s count, leaving any lock: for a key many people share (a
-  // client address), where one person's success must not wipe out another's failures.
-  void forgive_one(std::string const& key);
+  // For a shared key (a client address): someone logged into `account` from it. The
+  // failures made at that account from it (their own typos) are taken off its count; the
+  // failures at other accounts stay, and so does any lock: an attacker's own account must
+  // not clear the guesses made at others. The last few accounts are remembered per key.
+  void forgive_account(std::string const& key, std::string_view account);
 
   // An attempt is about to check a password. False if attempts already in flight could
   // use up the free attempts (one is always allowed): a burst of concurrent guesses must
@@ -55,7 +61,10 @@ class login_limiter {
     std::int64_t locked_until_ms = 0;
     std::int64_t last_failure_ms = 0;
     std::uint32_t pending = 0;  // attempts between begin() and end()
+    // (a hash of the account, its failures) for the last accounts failed at from this key
+    std::vector<std::pair<std::size_t, std::uint32_t>> by_account;
   };
+  static constexpr std::size_t accounts_kept = 8;
   void prune(std::int64_t now_ms);
 
   options options_;

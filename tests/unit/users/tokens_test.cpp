@@ -116,16 +116,21 @@ TEST_CASE("login limiter: free attempts, then doubling back-off, reset on succes
   CHECK(l.wait_ms("k", t) == 0);
 }
 
-TEST_CASE("a shared key's success forgives one failure, never the lot") {
+TEST_CASE("a shared key's success forgives the failures at that account only") {
   login_limiter l({3, 1000, 5000, 100});
-  for (int i = 0; i < 3; ++i) l.failed("addr", 0);
-  l.forgive_one("addr");  // a success from the address: 2 failures left
-  l.failed("addr", 0);    // 3: still free
-  CHECK(l.wait_ms("addr", 0) == 0);
-  l.failed("addr", 0);  // 4: locked, as if the success had never cleared anything
+  l.failed("addr", 0, "user:carol");  // carol's typo
+  l.failed("addr", 0, "user:bob");    // guesses at others
+  l.failed("addr", 0, "user:dan");
+  l.forgive_account("addr", "user:mallory");  // an own account with no failures: nothing off
+  l.failed("addr", 0, "user:erin");           // 4: locked
   CHECK(l.wait_ms("addr", 0) == 1000);
-  l.forgive_one("addr");  // a success does not lift a lock
+  l.forgive_account("addr", "user:carol");  // carol logs in: her typo comes off, the lock stays
   CHECK(l.wait_ms("addr", 0) == 1000);
+  l.failed("addr", 2000, "user:bob");  // 4 again (3 at others, 1 more): locked
+  CHECK(l.wait_ms("addr", 2000) == 1000);
+  l.forgive_account("addr", "user:carol");  // forgiven once only
+  l.failed("addr", 5000, "user:bob");       // 5: the back-off doubles
+  CHECK(l.wait_ms("addr", 5000) == 2000);
 }
 
 TEST_CASE("a success keeps the attempts still in flight counted") {
