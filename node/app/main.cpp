@@ -248,6 +248,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   auto log = log::get("node");
   raise_open_files_limit(cfg.gateway.max_connections, !cfg.gateway.tls_cert_file.empty());
   auto const& data_dir = cfg.node.data_dir;
+  if (auto why = app::admin_socket_problem(cfg)) throw identity::refusal(*why);
   identity::data_dir_record record;
   auto id = open_data_dir(cfg, config_source, record);
   // Before the stores: their writers tell it of every commit until they stop.

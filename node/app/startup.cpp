@@ -72,7 +72,16 @@ std::vector<std::string> start_problems(config::node_config const& c) {
     if (!l.context) out.push_back("gateway.tls_cert_file, gateway.tls_key_file: " + l.error);
   }
   if (c.web.enabled && !c.web.root.empty()) readable("web.root", c.web.root);
+  if (auto why = admin_socket_problem(c)) out.push_back(*why);
   return out;
+}
+
+std::optional<std::string> admin_socket_problem(config::node_config const& c) {
+  // A Unix socket's path holds at most 107 bytes; admin.socket itself is checked when the
+  // config is read, the default one under the data dir here.
+  if (!c.admin.socket.empty() || c.admin_socket().string().size() <= 100) return std::nullopt;
+  return "node.data_dir = \"" + c.node.data_dir.string() + "\": the admin socket under it (" +
+         c.admin_socket().string() + ") would be longer than 100 bytes; set admin.socket to a shorter path";
 }
 
 // Listens on a configured address; a failure names the key and the address, and says

@@ -336,6 +336,15 @@ class OverrideTest(NodeTestCase):
         node.start()
         self.assertEqual(node.new_user("alice")["id"], "alice@us-east")
 
+    def test_data_dir_too_long_for_the_admin_socket_is_refused_before_anything_is_made(self):
+        node = self.start_node(start=False)
+        deep = os.path.join(node.workdir, "d" * 60, "e" * 60)
+        rc, out, err = run_node_cli("--data-dir", deep, "--listen", "127.0.0.1:0", "--region", "local",
+                                    cwd=node.workdir, timeout=15)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("set admin.socket to a shorter path", err)
+        self.assertFalse(os.path.exists(deep), "the data dir was made before the refusal")
+
     def test_data_dir_keeps_its_region(self):
         # Started once as eu-west, a data dir is eu-west's: a start under another name
         # (here a forgotten --region, so the file's "local") is refused and says what to
