@@ -176,9 +176,15 @@ int take_backup(context& c, arguments const& a, json::value& ans) {
   struct stat sock {};
   if (::stat(c.socket.c_str(), &sock) != 0) sock.st_uid = ::geteuid();  // request() then says it is not running
   json::value snapshot;
+  // From here on, an interruption (Ctrl-C, SIGTERM) still releases the snapshot: one that
+  // comes while the node makes it is acted on once it is made (the copy stops at once).
+  stop_copies_on_signals();
   // Making the snapshot flushes the message store and copies the account store: allow time.
-  if (int rc = request(c, "POST", "/v1/admin/backup", nullptr, snapshot, 600); rc != exit_ok) return rc;
-  stop_copies_on_signals();  // from here on, an interruption still releases the snapshot
+  if (int rc = request(c, "POST", "/v1/admin/backup", nullptr, snapshot, 600); rc != exit_ok) {
+    json::value ignored;  // cut short while the node made it: whatever it holds is let go
+    if (rc != exit_refused) request(c, "DELETE", "/v1/admin/backup", nullptr, ignored);
+    return rc;
+  }
   std::string error;
   json::object manifest;
   try {
