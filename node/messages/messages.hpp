@@ -401,6 +401,8 @@ class message_service {
   std::vector<push_target> push_targets(std::string const& user, std::optional<std::string> const& device = {}) const;
   std::size_t push_target_count() const;
   push_settings push_settings_of(std::string const& user, std::string const& device_id) const;
+  // The devices of `user` with push settings of their own (committed state).
+  std::vector<std::string> push_settings_devices(std::string const& user) const;
   awaitable<errors::status> set_push_settings(std::string user, std::string device_id, push_settings s);
   // The push outbox: every user with pushes pending (up to `max`), or one user's.
   std::vector<push_pending> push_outbox(std::size_t max) const;

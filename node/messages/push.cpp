@@ -228,6 +228,16 @@ awaitable<result<std::size_t>> message_service::remove_user_push(std::string use
   co_return *targets;
 }
 
+std::vector<std::string> message_service::push_settings_devices(std::string const& user) const {
+  std::vector<std::string> out;
+  auto owner = "s/" + user + '\0';
+  impl_->db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view) {
+    out.emplace_back(key.substr(owner.size()));
+    return out.size() < 10000;
+  });
+  return out;
+}
+
 awaitable<result<bool>> message_service::push_tried(push_target t) {
   auto& m = *impl_;
   store::rocks_db::write_fn mutation = [t](store::rocks_batch& b) {

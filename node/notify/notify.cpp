@@ -378,13 +378,16 @@ void notification_service::impl::slot_freed(std::string const& user) {
 
 // Removes the targets of the user's devices whose sessions ended.
 void notification_service::impl::end_sessions(std::string const& user) {
-  auto targets = messages.push_targets(user);
-  if (targets.empty()) return;
+  // Devices with targets, and devices with settings only (they go too, or they would stay
+  // for ever: a login makes a new device each time).
+  std::set<std::string> devices;
+  for (auto const& t : messages.push_targets(user)) devices.insert(t.device_id);
+  for (auto& d : messages.push_settings_devices(user)) devices.insert(std::move(d));
+  if (devices.empty()) return;
   auto sessions = users.list_sessions(user.substr(0, user.find('@')));
-  for (auto const& t : targets) {
-    auto key = "end/" + user + '/' + t.device_id;
-    if (!session_live(sessions, t.device_id) && !busy.contains(key))
-      spawn_for(key, user, end_device(user, t.device_id));
+  for (auto const& device : devices) {
+    auto key = "end/" + user + '/' + device;
+    if (!session_live(sessions, device) && !busy.contains(key)) spawn_for(key, user, end_device(user, device));
   }
 }
 
