@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <stdexcept>
+#include <utility>
 
 #include "base/format/format.hpp"
 #include "node/messages/messages.hpp"
@@ -103,16 +105,26 @@ snapshot snapshots::take() {
     making_ = false;
     throw;
   }
-  std::lock_guard lock(mutex_);
-  making_ = false;
-  open_ = s;
-  return s;
+  {
+    std::lock_guard lock(mutex_);
+    making_ = false;
+    if (!std::exchange(abandoned_, false)) {
+      open_ = s;
+      return s;
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(s.dir, ec);
+  throw std::runtime_error(
+      "the backup was released (petchatctl backup --abort, or its requester gave up) while "
+      "it was being made");
 }
 
 bool snapshots::release(std::string const& id) {
   std::optional<snapshot> s;
   {
     std::lock_guard lock(mutex_);
+    if (making_ && !open_ && id.empty()) return abandoned_ = true;
     if (!open_ || (!id.empty() && open_->id != id)) return false;
     s = std::move(open_);
     open_.reset();

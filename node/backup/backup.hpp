@@ -60,6 +60,8 @@ class snapshots {
   snapshot take();
 
   // Removes the open snapshot with `id` (or any, if `id` is empty); false if none matches.
+  // With no id while one is being made (its requester gave up waiting, or was
+  // interrupted): that one is removed as soon as it is made, and its take() throws.
   bool release(std::string const& id);
 
   std::optional<snapshot> open() const;
@@ -71,6 +73,7 @@ class snapshots {
   mutable std::mutex mutex_;
   std::optional<snapshot> open_;
   bool making_ = false;
+  bool abandoned_ = false;  // released while being made
 };
 
 }  // namespace petchat::backup
