@@ -112,11 +112,11 @@ result<history_page> message_service::history(std::string const& user, std::stri
     visible_message = std::move(visible);
     return seen::shown;
   };
-  std::size_t outside = 0, unseen = 0;  // messages from before the period, not shown, passed in a row
-  auto too_far = [&](seen s) {
+  // Passed in a row: messages from before the period; messages not shown, of either kind.
+  std::size_t outside = 0, unseen = 0;
+  auto too_far = [&](seen s) {  // (called for messages not shown only)
     outside = s == seen::before_period ? outside + 1 : 0;
-    unseen = s == seen::not_shown ? unseen + 1 : 0;
-    return outside > max_outside || unseen > max_unseen;
+    return outside > max_outside || ++unseen > max_unseen;
   };
   auto collect = [&](std::string_view key, std::string_view) {
     auto s = look(key);
