@@ -1,6 +1,7 @@
 // The message service against real stores in a temporary data dir (RocksDB for messages,
 // LMDB for the accounts it checks recipients against), driven as the gateway drives it:
 // coroutines on an io_context, each call run until its durable write has completed.
+#include "node/messages/detail/keys.hpp"
 #include "tests/unit/messages/region.hpp"
 
 namespace {
@@ -444,4 +445,57 @@ TEST_CASE("a receipt from the recipient's region: a time out of range is moved i
     CHECK(e.receipt().at_ms() >= before);
     CHECK(e.receipt().at_ms() <= after);
   }
+}
+
+namespace {
+
+// dan@away's message to alice, made by away `ms_from_now` ms from now (its id says that
+// time and away), as away's lane brings it (seq `seq`).
+petchat::federation::local_store::inbound message_from_away(std::int64_t ms_from_now, std::string const& text_body,
+                                                            std::uint64_t seq) {
+  namespace keys = petchat::messages::detail;
+  auto item = federation_lanes::from_away(5, 0, 0, seq);
+  item.content->clear_deleted();
+  auto at = petchat::format::now_ms() + ms_from_now;
+  std::string raw = keys::be64(static_cast<std::uint64_t>(at)).substr(2);
+  auto hash = keys::region_hash("away");
+  raw += static_cast<char>(hash >> 8);
+  raw += static_cast<char>(hash & 0xff);
+  raw += keys::be64(seq);
+  auto& m = *item.content->mutable_message();
+  m.set_id(petchat::format::base64url(raw));
+  m.set_conversation_id(message_service::conversation_of(alice, "dan@away"));
+  m.set_from("dan@away");
+  m.set_to(alice);
+  m.set_client_id("d" + std::to_string(seq));
+  m.set_sent_at_ms(at);
+  m.set_expires_at_ms(petchat::format::now_ms() + 3600000);
+  m.mutable_body()->set_text(text_body);
+  return item;
+}
+
+std::string last_of(region& r, std::string const& user) {
+  auto page = r.service.conversations(user, 10, std::nullopt);
+  REQUIRE(outcome(page) == "ok");
+  REQUIRE(page->conversations.size() == 1);
+  auto const& last = page->conversations[0].last_message;
+  return last ? last->body().text() : "";
+}
+
+}  // namespace
+
+TEST_CASE("a conversation's last message moves forward only, and never to a time well ahead") {
+  using namespace federation_lanes;
+  lanes_home h;
+  h.home.sent(alice, "dan@away", "c1", "alice, now");
+  // Sent by dan an hour ago, arriving now (a partition healed): not the last one.
+  CHECK(h.apply({message_from_away(-3600000, "dan, an hour ago", 1)}).empty());
+  CHECK(last_of(h.home, alice) == "alice, now");
+  // An id a day ahead (a clock, or a region, that is wrong): stored, never the last one.
+  CHECK(h.apply({message_from_away(86400000, "dan, from tomorrow", 2)}).empty());
+  CHECK(last_of(h.home, alice) == "alice, now");
+  // A message of now is.
+  wait_until_after(petchat::format::now_ms() + 2);
+  CHECK(h.apply({message_from_away(0, "dan, now", 3)}).empty());
+  CHECK(last_of(h.home, alice) == "dan, now");
 }
