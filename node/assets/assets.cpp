@@ -160,24 +160,12 @@ struct finished_files {
 awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string user, detail::fs::path file,
                                                                     messages::new_asset a, std::string upload_id) {
   co_await claim(a.hash);
-  struct release_at_end {
-    impl& s;
-    std::vector<std::string> hashes;
-    ~release_at_end() {
-      for (auto const& h : hashes) s.release(h);
-    }
-  } guard{*this, {a.hash}};
+  claims_held guard{*this, {a.hash}};
   // Known: recorded, and its bytes there (a blob `verify` quarantined is placed again).
   std::error_code unknown;  // (a stat that fails: placed again, which finds out what is wrong)
   bool known = messages.asset_exists(a.hash) && detail::fs::exists(files.blob(a.hash), unknown);
   auto thumb_path = files.new_tmp();
-  struct remove_at_end {  // however this ends (an exception too), tmp/ keeps nothing of it
-    detail::fs::path path;
-    ~remove_at_end() {
-      std::error_code ignored;
-      detail::fs::remove(path, ignored);
-    }
-  } thumb_file{thumb_path};
+  detail::tmp_file thumb_file{thumb_path};
   auto sniff = [&file] {
     finished_files f;
     f.content_type = detail::sniff(detail::read_head(file, 256 << 10));
@@ -298,14 +286,7 @@ awaitable<result<messages::asset_view>> asset_service::upload(std::string user, 
     }
   } counted{*s, user, length};
   auto path = s->files.new_tmp();
-  struct remove_at_end {  // an exception on the way must not leave up to 2 GiB in tmp/
-    detail::fs::path path;
-    bool armed = true;
-    ~remove_at_end() {
-      std::error_code ignored;
-      if (armed) detail::fs::remove(path, ignored);
-    }
-  } tmp_file{path};
+  detail::tmp_file tmp_file{path};  // an exception on the way must not leave up to 2 GiB in tmp/
   std::unique_ptr<detail::file_writer> out;
   try {
     out = std::make_unique<detail::file_writer>(path, 0, true);

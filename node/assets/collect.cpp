@@ -34,16 +34,6 @@ awaitable<void> remove_files(asset_service::impl& s, std::vector<detail::fs::pat
   co_await async::offload(s.pool, std::move(work));
 }
 
-// Claims given back however the look at an asset ends (an exception too: a claim kept for
-// good would hold every later upload of those bytes).
-struct claims_held {
-  asset_service::impl& s;
-  std::vector<std::string> hashes;
-  ~claims_held() {
-    for (auto const& h : hashes) s.release(h);
-  }
-};
-
 awaitable<void> collect_assets(asset_service::impl& s, std::int64_t now, collect_report& report) {
   for (;;) {
     auto due = s.messages.assets_due(now, collect_batch);

@@ -42,13 +42,7 @@ struct fetched {
 fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
   fetched r;
   auto path = s.files.new_tmp();
-  struct remove_at_end {
-    detail::fs::path path;
-    ~remove_at_end() {
-      std::error_code ignored;
-      detail::fs::remove(path, ignored);
-    }
-  } cleanup{path};
+  detail::tmp_file cleanup{path};
   detail::file_writer out(path, 0);
   detail::hasher h;
   remote_piece first;
@@ -148,14 +142,8 @@ awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s) {
         if (unanswered.count(f.region) || !s->try_claim(f.hash)) continue;
         auto hash = f.hash;
         auto region = f.region;
-        bool answered = false;
-        try {
-          answered = co_await fetch_one(s, std::move(f));
-        } catch (...) {
-          s->release(hash);  // never held for good: later uploads of these bytes wait for it
-          throw;
-        }
-        s->release(hash);
+        claims_held claimed{*s, {hash}};
+        bool answered = co_await fetch_one(s, std::move(f));
         if (!answered) unanswered.insert(region);
       }
     } catch (std::exception const& e) {

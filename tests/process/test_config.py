@@ -235,26 +235,31 @@ class OverrideTest(NodeTestCase):
         self.assertStatus(r, 201)
         node.stop()  # SIGTERM still stops it cleanly
 
-    def test_sighup_while_the_node_starts_is_read_once_it_serves(self):
-        """logrotate's postrotate (or an operator's `kill -HUP`) may reach a node that is still
-        opening its stores. The signal's default action once killed it there."""
+    def start_signalled_while_starting(self, signo):
+        """Starts a node and sends it `signo` at its first log line (it has read its config
+        and opens its stores now); returns the node once its ready line came."""
         node = self.start_node(config={"log": {"level": "info"}}, start=False)
         sent = []
 
-        def hang_up_while_starting():
+        def signal_while_starting():
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not sent:
-                # The node's first log line: it has read its config and opens its stores now.
                 if node.proc is not None and any("[node] region" in line for line in node.stderr_lines):
-                    node.proc.send_signal(signal.SIGHUP)
-                    sent.append(not any("chat gateway on" in line for line in node.stderr_lines))
+                    node.proc.send_signal(signo)
+                    sent.append(True)
                 time.sleep(0.001)
 
-        watcher = threading.Thread(target=hang_up_while_starting, daemon=True)
+        watcher = threading.Thread(target=signal_while_starting, daemon=True)
         watcher.start()
         node.start()  # ready, not killed
         watcher.join()
         self.assertEqual(len(sent), 1, "the node's first log line never came")
+        return node
+
+    def test_sighup_while_the_node_starts_is_read_once_it_serves(self):
+        """logrotate's postrotate (or an operator's `kill -HUP`) may reach a node that is still
+        opening its stores. The signal's default action once killed it there."""
+        node = self.start_signalled_while_starting(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while not any("SIGHUP: reading the configuration again" in line for line in node.stderr_lines):
             self.assertLess(time.monotonic(), deadline, "the SIGHUP that came while starting was never acted on")
@@ -266,22 +271,7 @@ class OverrideTest(NodeTestCase):
     def test_sigterm_while_the_node_starts_stops_it_cleanly_once_it_serves(self):
         """`docker stop` or `systemctl stop` may come while the node opens its stores; the
         default action killed it half-way (and a node that is PID 1 never got the signal)."""
-        node = self.start_node(config={"log": {"level": "info"}}, start=False)
-        sent = []
-
-        def stop_while_starting():
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not sent:
-                if node.proc is not None and any("[node] region" in line for line in node.stderr_lines):
-                    node.proc.send_signal(signal.SIGTERM)
-                    sent.append(True)
-                time.sleep(0.001)
-
-        watcher = threading.Thread(target=stop_while_starting, daemon=True)
-        watcher.start()
-        node.start()  # it comes up (the signal was only noted), then stops as asked
-        watcher.join()
-        self.assertEqual(sent, [True], "the node's first log line never came")
+        node = self.start_signalled_while_starting(signal.SIGTERM)  # comes up, then stops as asked
         rc = node.proc.wait(30)
         self.assertEqual(rc, 0, "\n".join(node.stderr_lines[-20:]))
         self.assertTrue(any("stopped cleanly" in line for line in node.stderr_lines + node.stdout_lines))

@@ -15,6 +15,17 @@ namespace fs = std::filesystem;
 
 inline constexpr std::size_t hash_bytes = 32;
 
+// A file of tmp/ removed when the guard goes, however the work ends (an exception too),
+// unless disarmed (its owner removes it itself, off the I/O thread).
+struct tmp_file {
+  fs::path path;
+  bool armed = true;
+  ~tmp_file() {
+    std::error_code ignored;
+    if (armed) fs::remove(path, ignored);
+  }
+};
+
 struct file_error : std::runtime_error {
   file_error(std::string const& what, int e) : std::runtime_error(what), error(e) {}
   int error;  // errno

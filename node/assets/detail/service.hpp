@@ -91,6 +91,16 @@ struct asset_service::impl {
   void remove_orphans();
 };
 
+// Claims on hashes given back however the work ends (an exception too: a claim kept for
+// good would hold every later upload of those bytes).
+struct claims_held {
+  asset_service::impl& s;
+  std::vector<std::string> hashes;
+  ~claims_held() {
+    for (auto const& h : hashes) s.release(h);
+  }
+};
+
 // The fetcher's loop (fetch.cpp), started by asset_service::start.
 awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s);
 
