@@ -46,7 +46,8 @@ json::object conversation_json(user_api const& api, std::string const& me, messa
   o["owner"] = v.owner.empty() ? json::value(nullptr) : json::value(v.owner);
   json::array members;
   for (auto const& m : v.members) {
-    // Group members see each other's presence; a direct conversation's as GET /v1/presence.
+    // Group members who have both written in it see each other's presence; otherwise as
+    // GET /v1/presence (a direct conversation, another group).
     bool shown = (v.group && m.shares_presence) || m.user_id == me || api.messages.shares_presence(me, m.user_id);
     members.push_back(json::object{{"user_id", m.user_id},
                                    {"role", role_name(m.role)},

@@ -1,6 +1,5 @@
 // The message service's side of federation: the durable outbox the link publishes from,
 // and applying inbound envelopes (messages, receipts, deletions) exactly once.
-//
 // Lanes: every durable envelope carries its seq in the origin -> destination lane, and its
 // bundle the lane's epoch and confirmed base. The state column family keeps, per origin,
 // the last applied (epoch, seq); an envelope is applied only if it is the next one, in the
@@ -397,6 +396,7 @@ class federated_store final : public federation::local_store {
       if (!m_.is_local(member) || !gets_events(*c, member)) continue;
       st.heads.push_back({member, m_.append_group_entry(b, member, e, fan), e});
     }
+    note_group_writer(b, *c, msg.conversation_id(), msg.from(), st.now_shared);
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
     b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());
     detail::note_remote_attachments(m_, b, *raw, stored);

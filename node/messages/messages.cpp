@@ -64,7 +64,9 @@ struct send_write {
   std::optional<records::accepted_record> original;  // an earlier send with this client_id
   std::vector<news> heads;
   bool queued = false;
-  bool now_shared = false;  // this message made the two users' presence shared
+  // Users whose presence this message made shared (the two of a direct conversation; the
+  // sender and each member who had written in a group, at the sender's first message there).
+  std::vector<std::pair<std::string, std::string>> now_shared;
 };
 
 // The id and the time are taken on the writer, in commit order: the order of the
@@ -108,6 +110,7 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
     if (!gets_events(*conv, member)) continue;  // a name with no account, until home removes it
     st.heads.push_back({member, m.append_group_entry(b, member, e, fan), e});
   }
+  note_group_writer(b, *conv, st.conversation, st.from, st.now_shared);
   for (auto const& region : regions) {
     federation::body envelope;
     *envelope.mutable_message() = st.message;
@@ -123,7 +126,8 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
 // A direct message: the conversation on first contact, both mailboxes (or the outbox).
 void write_direct_send(message_service::impl const& m, store::rocks_batch& b, send_write& st,
                        records::stored_message& stored, std::string& raw_id) {
-  st.now_shared = message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to);
+  if (message_service::impl::ensure_conversation(b, st.conversation, st.from, st.to))
+    st.now_shared.emplace_back(st.from, st.to);
   auto conv = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
   raw_id = stamp(m, st, conv ? conv->ttl_s() : 0);
   *stored.mutable_message() = st.message;
@@ -145,7 +149,7 @@ void write_direct_send(message_service::impl const& m, store::rocks_batch& b, se
 bool write_send(message_service::impl const& m, store::rocks_batch& b, send_write& st) {
   st.heads.clear();
   st.queued = false;
-  st.now_shared = false;
+  st.now_shared.clear();
   st.refused.reset();
   auto idem = keys::idempotency_key(st.from, st.message.client_id());
   if (auto prior = parse<records::accepted_record>(b.get(cf::idempotency, idem))) {
@@ -271,11 +275,9 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   if (keys::is_group(st->conversation)) {
     auto ex = co_await boost::asio::this_coro::executor;
     m.after_group_send(std::move(st->heads), msg, ex);
-    if (st->queued && m.on_outbox) m.on_outbox();
-  } else if (st->now_shared) {
-    m.after_commit(st->heads, st->queued, &msg, {{st->from, st->to}});
+    m.after_commit({}, st->queued, nullptr, st->now_shared);  // the outbox, presence now shared
   } else {
-    m.after_commit(st->heads, st->queued, &msg);
+    m.after_commit(st->heads, st->queued, &msg, st->now_shared);
   }
   client::accepted acc;
   acc.set_client_id(msg.client_id());

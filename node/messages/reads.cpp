@@ -193,15 +193,19 @@ std::vector<std::string> message_service::contacts(std::string const& user) cons
   impl_->db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
                  [&](std::string_view key, std::string_view) {
                    auto peer = std::string(keys::after_owner(key, owner));
-                   if (peer != user && impl_->shares_presence(user, peer)) out.push_back(std::move(peer));
+                   if (peer != user && service_detail::wrote_in(impl_->db, user, peer) &&
+                       service_detail::wrote_in(impl_->db, peer, user))
+                     out.push_back(std::move(peer));
                    return true;
                  });
-  // Members of the user's groups too.
+  // Members of the user's groups too, where both have written.
   std::set<std::string> seen(out.begin(), out.end());
-  impl_->for_each_group(user, [&](records::conversation_record const& c) {
+  impl_->for_each_group(user, [&](std::string const& conv, records::conversation_record const& c) {
+    if (!service_detail::wrote_in(impl_->db, user, conv)) return true;  // both must have written in it
     for (auto const& member : c.members())
-      if (member != user && service_detail::acts_as_member(c, member) && seen.insert(member).second)
-        out.push_back(member);
+      if (member != user && service_detail::acts_as_member(c, member) && !seen.count(member) &&
+          service_detail::wrote_in(impl_->db, member, conv))
+        out.push_back(*seen.insert(member).first);
     return true;
   });
   return out;

@@ -1025,25 +1025,40 @@ class GroupsTest(GroupCase):
         direct = A.send_message(dave.id, "hi dave")  # alice and dave share a direct conversation
         gid = self.group(a1, [bob.id, carol.id], title="typing")
 
-        # Presence: co-members see each other without ever having written.
+        # Presence: co-members see each other only once both have written in the group, as
+        # in a direct conversation. Being added to a group reveals nothing of anyone.
         B = self.ws(b)
-        A.wait_for(is_presence(bob.id, "ONLINE"), what="presence ONLINE of bob")
-        B.wait_for(is_presence(alice.id, "ONLINE"), what="alice's presence on bob's connecting")
+        hidden = "presence is not shared before both wrote in the group"
+        self.assertError(self.call("GET", "/v1/presence/" + bob.id, a1), 403, "presence_hidden", msg=hidden)
+        self.assertError(self.call("GET", "/v1/presence/" + alice.id, b), 403, "presence_hidden", msg=hidden)
+        members = {m.get("user_id"): m for m in self.details(b, gid).get("members") or []}
+        self.assertIsNone(members[alice.id].get("presence"), members[alice.id])
+        self.send_to(A, gid, "hello group")  # alice writes; bob has not
+        self.assertError(self.call("GET", "/v1/presence/" + bob.id, a1), 403, "presence_hidden", msg=hidden)
+        members = {m.get("user_id"): m for m in self.details(a1, gid).get("members") or []}
+        self.assertIsNone(members[bob.id].get("presence"), members[bob.id])
+        self.assertEqual([f for f in A.frames() if is_presence(bob.id)(f)], [], hidden)
+        self.assertEqual([f for f in B.frames() if is_presence(alice.id)(f)], [], hidden)
+        self.send_to(B, gid, "hi all")  # bob's first message: now both have
+        A.wait_for(is_presence(bob.id, "ONLINE"), what="bob's presence, once both wrote")
+        B.wait_for(is_presence(alice.id, "ONLINE"), what="alice's presence, once both wrote")
         r = self.call("GET", "/v1/presence/" + bob.id, a1)
         self.assertStatus(r, 200)
         self.assertEqual(r.json.get("user_id"), bob.id)
         self.assertEqual(r.json.get("state"), "ONLINE")
-        r = self.call("GET", "/v1/presence/" + carol.id, a1)
-        self.assertStatus(r, 200, "carol never connected, still a co-member")
-        self.assertEqual(r.json.get("state"), "OFFLINE")
         self.assertStatus(self.call("GET", "/v1/presence/" + alice.id, b), 200)
+        self.assertError(self.call("GET", "/v1/presence/" + carol.id, a1), 403, "presence_hidden",
+                         msg="carol never wrote in the group")
         self.assertError(self.call("GET", "/v1/presence/" + bob.id, d), 403, "presence_hidden")
         members = {m.get("user_id"): m for m in self.details(a1, gid).get("members") or []}
         self.assertEqual((members[bob.id].get("presence") or {}).get("state"), "ONLINE", members[bob.id])
+        self.assertIsNone(members[carol.id].get("presence"), members[carol.id])
 
         # Typing in the group: the other online members are told, with the conversation.
         C, A2 = self.ws(c), self.ws(a2)
-        A.wait_for(is_presence(carol.id, "ONLINE"), what="presence ONLINE of carol")
+        self.assertEqual([f for f in A.frames() if is_presence(carol.id)(f)], [], "carol has not written")
+        self.send_to(C, gid, "carol here")
+        A.wait_for(is_presence(carol.id, "ONLINE"), what="presence ONLINE of carol, once she wrote")
         A.send_frame({"typing": {"conversation_id": gid, "active": True}})
         for cl in (B, C):
             t = cl.wait_for(lambda f: is_typing(alice.id)(f) and f["typing"].get("conversation_id") == gid,

@@ -485,14 +485,21 @@ class GroupsAcrossRegions(GroupFederationCase):
         Sb = self.connect(b1)
         gid = self.create_group(a1, [b1, c1], title="who is online")
         self.wait_change(Sb, gid, 1, "CREATED")
-        # Nobody wrote to anybody: only the group links them. Chen (asia) comes online;
-        # bert (america) is told, and sees it in the group's details and GET /v1/presence.
+        # Nobody wrote to anybody: only the group links them, and that reveals nothing.
         Sc = self.connect(c1)
+        self.wait_change(Sc, gid, 1, "CREATED")
+        self.assertError(self.call(b1, "GET", "/v1/presence/%s" % c1), 403, "presence_hidden")
+        # Both write in the group (each region learns it from the other's message): chen
+        # (asia), online, is shown to bert (america), in frames and GET /v1/presence.
+        self.send_to(Sc, gid, "chen here")
+        self.send_to(Sb, gid, "bert here")
         f = Sb.wait_for(is_presence(c1, "ONLINE"), CROSS_S, what="chen online, pushed to bert")
         self.assertEqual(f["presence"]["user_id"], c1)
         r = self.call(b1, "GET", "/v1/presence/%s" % c1)
         self.assertStatus(r, 200)
         self.assertEqual(r.json["state"], "ONLINE", r.describe())
+        self.assertError(self.call(a1, "GET", "/v1/presence/%s" % c1), 403, "presence_hidden",
+                         "anna, the group's owner, never wrote in it")
         Sc.close()
         Sb.wait_for(is_presence(c1, "OFFLINE"), CROSS_S, what="chen offline, pushed to bert")
 

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "message_records.pb.h"
 #include "node/messages/detail/keys.hpp"
@@ -203,6 +205,24 @@ inline bool gets_events(records::conversation_record const& c, std::string const
 // that name before home removes it gets nothing of the group, and may do nothing in it.
 inline bool acts_as_member(records::conversation_record const& c, std::string const& user) {
   return member_index(c, user) >= 0 && gets_events(c, user);
+}
+// Whether `user` has written in the conversation `conv` (a group here; a direct one is
+// keyed by the peer instead: impl::ensure_conversation). Presence is shared only between
+// users who have both written (docs/PROTOCOL.md, "Presence").
+template <typename Store>
+inline bool wrote_in(Store const& s, std::string const& user, std::string const& conv) {
+  return s.get(cf::conversations, keys::wrote_key(user, conv)).has_value();
+}
+// A group message from `from` is stored here (sent here, or from another region): the
+// first one notes that they wrote in the group, and appends the members who had written
+// already, whose presence and `from`'s this write makes shared.
+inline void note_group_writer(store::rocks_batch& b, records::conversation_record const& c, std::string const& conv,
+                              std::string const& from, std::vector<std::pair<std::string, std::string>>& now_shared) {
+  auto wrote = keys::wrote_key(from, conv);
+  if (b.get(cf::conversations, wrote)) return;
+  b.put(cf::conversations, wrote, "");
+  for (auto const& member : c.members())
+    if (member != from && acts_as_member(c, member) && wrote_in(b, member, conv)) now_shared.emplace_back(from, member);
 }
 inline client::member_role role_of(records::conversation_record const& c, std::string const& user) {
   int i = member_index(c, user);

@@ -149,7 +149,8 @@ inline std::string contact_key(std::string const& user, std::string const& peer)
   return contacts_owner(user) + '\0' + peer;
 }
 
-// conversations: `from` has written to `to` at least once (presence is mutual: both have)
+// conversations: `from` has written to `to` at least once, or in the group `to` (presence
+// is mutual: both have)
 inline std::string wrote_key(std::string const& from, std::string const& to) {
   return "w/" + from + '\0' + to;
 }

@@ -368,19 +368,20 @@ struct message_service::impl {
   }
 
   // Whether `a` and `b` see each other's presence: both have written in their 1:1
-  // conversation. A stranger's unsolicited message does not reveal the recipient's
-  // presence or last-seen time; a reply does.
+  // conversation, or in a group both are members of. A stranger's unsolicited message,
+  // or a group someone added them to, does not reveal a user's presence or last-seen
+  // time; their own reply (in the group: their first message) does.
   bool shares_presence(std::string const& a, std::string const& b) const {
     if (a == b) return true;
-    if (db.get(cf::conversations, keys::wrote_key(a, b)).has_value() &&
-        db.get(cf::conversations, keys::wrote_key(b, a)).has_value())
-      return true;
+    if (wrote_in(db, a, b) && wrote_in(db, b, a)) return true;
     bool shared = false;
-    for_each_group(a, [&](records::conversation_record const& c) { return !(shared = acts_as_member(c, b)); });
+    for_each_group(a, [&](std::string const& conv, records::conversation_record const& c) {
+      return !(shared = acts_as_member(c, b) && wrote_in(db, a, conv) && wrote_in(db, b, conv));
+    });
     return shared;
   }
 
-  // Calls `fn` with each group `user` acts as a member of, until it returns false.
+  // Calls `fn(id, record)` with each group `user` acts as a member of, until it returns false.
   template <typename Fn>
   void for_each_group(std::string const& user, Fn&& fn) const {
     auto owner = keys::participants_owner(user);
@@ -389,7 +390,7 @@ struct message_service::impl {
               auto conv = std::string(keys::after_owner(key, owner));
               if (!keys::is_group(conv)) return false;  // groups' ids sort after direct ones ('d' < 'g')
               auto c = conversation(conv);
-              return !c || !acts_as_member(*c, user) || fn(*c);
+              return !c || !acts_as_member(*c, user) || fn(conv, *c);
             });
   }
 
