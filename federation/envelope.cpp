@@ -18,13 +18,24 @@ std::string signed_bytes(std::string_view body) {
   return out;
 }
 
+// Conversation ids are 23 or 28 characters (docs/PROTOCOL.md): a longer one is no id at
+// all, and would be part of the key of every record that names it. An add names at most
+// 1,000 users; a request naming more would only make its home's write work through them.
+constexpr std::size_t max_conversation_id = 64;
+constexpr int max_request_users = 1000;
+
+bool bad_id(std::string const& conversation_id) {
+  return conversation_id.size() > max_conversation_id;
+}
+
 // Field checks that need nothing but the body: who may say what.
 std::optional<reject_reason> check_body(body const& b, directory const& dir) {
   auto const& origin = b.origin();
   switch (b.kind_case()) {
     case body::kMessage: {
       auto const& m = b.message();
-      if (m.id().empty() || m.conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (m.id().empty() || m.conversation_id().empty() || bad_id(m.conversation_id()) || b.lane_seq() == 0)
+        return reject_reason::malformed;
       if (ids::region_of(m.from()) != origin) return reject_reason::foreign_user;
       if (m.to().empty()) return std::nullopt;  // to a group: the destination checks its members
       if (ids::region_of(m.to()) != dir.self()) return reject_reason::wrong_destination;
@@ -32,26 +43,30 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
     }
     case body::kReceipt: {
       auto const& r = b.receipt();
-      if (r.message_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (r.message_id().empty() || bad_id(r.conversation_id()) || b.lane_seq() == 0) return reject_reason::malformed;
       if (ids::region_of(r.by()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
     }
     case body::kDeleted: {
       auto const& d = b.deleted();
-      if (d.message_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (d.message_id().empty() || bad_id(d.conversation_id()) || b.lane_seq() == 0) return reject_reason::malformed;
       if (ids::region_of(d.by()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
     }
     case body::kGroupState:
-      if (b.group_state().conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (b.group_state().conversation_id().empty() || bad_id(b.group_state().conversation_id()) || b.lane_seq() == 0)
+        return reject_reason::malformed;
       if (b.group_state().home_region() != origin) return reject_reason::foreign_user;
       return std::nullopt;
     case body::kGroupRequest:
-      if (b.group_request().conversation_id().empty() || b.lane_seq() == 0) return reject_reason::malformed;
+      if (b.group_request().conversation_id().empty() || bad_id(b.group_request().conversation_id()) ||
+          b.group_request().users_size() > max_request_users || b.lane_seq() == 0)
+        return reject_reason::malformed;
       if (ids::region_of(b.group_request().by()) != origin) return reject_reason::foreign_user;
       return std::nullopt;
     case body::kGroupRequestRefused:
-      if (b.group_request_refused().refusal().conversation_id().empty() || b.lane_seq() == 0)
+      if (b.group_request_refused().refusal().conversation_id().empty() ||
+          bad_id(b.group_request_refused().refusal().conversation_id()) || b.lane_seq() == 0)
         return reject_reason::malformed;
       if (ids::region_of(b.group_request_refused().by()) != dir.self()) return reject_reason::wrong_destination;
       return std::nullopt;
@@ -68,6 +83,7 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
         return reject_reason::malformed;
       return std::nullopt;
     case body::kTyping:
+      if (bad_id(b.typing().conversation_id())) return reject_reason::malformed;
       if (ids::region_of(b.typing().from()) != origin) return reject_reason::foreign_user;
       if (ids::region_of(b.typing_to()) != dir.self()) return reject_reason::wrong_destination;
       return std::nullopt;

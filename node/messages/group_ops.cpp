@@ -3,6 +3,7 @@
 #include "node/messages/detail/group_ops.hpp"
 
 #include <set>
+#include <unordered_set>
 
 #include "base/format/format.hpp"
 
@@ -377,15 +378,6 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
 
 // The version of the change of `gs` by which `user` went. When none of its changes says
 // (states were skipped), the earliest it can have been: right after the replica's.
-std::uint64_t removal_version(federation::group_state const& gs, records::conversation_record const& replica,
-                              std::string const& user) {
-  for (auto const& ch : gs.changes())
-    if ((ch.kind() == client::MEMBER_REMOVED || ch.kind() == client::MEMBER_LEFT) &&
-        std::find(ch.users().begin(), ch.users().end(), user) != ch.users().end())
-      return ch.version();
-  return replica.version() + 1;
-}
-
 }  // namespace
 
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
@@ -417,12 +409,17 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   // Who gets the events: the members, and the local ones who went; never a name of this
   // region with no account.
   google::protobuf::RepeatedPtrField<std::string> told;
+  // Sets, not the rosters' linear look-ups: a state of 100,000 members is 10^5 steps, not 10^10.
+  std::unordered_set<std::string_view> now_in(c.members().begin(), c.members().end()), was_in, none_before;
+  auto gone = removals(gs);
   if (replica) {
+    was_in.insert(replica->members().begin(), replica->members().end());
+    none_before.insert(replica->no_account().begin(), replica->no_account().end());
     for (auto const& u : replica->members()) {
-      if (member_index(c, u) >= 0) continue;
+      if (now_in.count(u)) continue;
       if (!m.is_local(u))
-        note_remote_departure(b, st.conversation, u, removal_version(gs, *replica, u), now);
-      else if (gets_events(*replica, u) && end_period(b, st.conversation, u, now))
+        note_remote_departure(b, st.conversation, u, gone.count(u) ? gone[u] : replica->version() + 1, now);
+      else if (!none_before.count(u) && end_period(b, st.conversation, u, now))
         *told.Add() = u;
     }
   } else {
@@ -433,7 +430,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   for (auto const& u : c.members())
     if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
   for (auto const& u : c.members()) {
-    bool joins = m.is_local(u) && (!replica || member_index(*replica, u) < 0);
+    bool joins = m.is_local(u) && !was_in.count(u);
     // No account of that name, or one in as many groups as a user may be (counted here, not
     // at home): no member here, and home is asked to remove it.
     bool none = joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
@@ -445,13 +442,14 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     }
     if (joins) {
       start_period(b, st.conversation, u, c.history_visible(), now);
-    } else if (replica && has_no_account(*replica, u)) {
+    } else if (none_before.count(u)) {
       c.add_no_account(u);
       continue;
     }
     *told.Add() = u;
   }
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
+  std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
   b.put(cf::conversations, st.conversation, c.SerializeAsString());
   return std::nullopt;
 }

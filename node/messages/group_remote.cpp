@@ -104,12 +104,20 @@ bool plausible_state(federation::group_state const& gs, std::uint64_t replica_ve
   for (auto const& u : gs.members())
     if (!seen.insert(u).second) return false;
   for (auto const& ch : gs.changes()) {
-    bool users_ok = ch.users_size() <= std::max(max_users_per_change, gs.members_size());
+    bool users_ok = ch.users_size() <= max_users_per_change;  // each copied to every local member's event
     if (ch.conversation_id() != gs.conversation_id() || ch.version() <= replica_version ||
         ch.version() > gs.version() || ch.kind() == client::CHANGE_KIND_UNSPECIFIED || !users_ok)
       return false;
   }
   return true;
+}
+
+std::unordered_map<std::string_view, std::uint64_t> removals(federation::group_state const& gs) {
+  std::unordered_map<std::string_view, std::uint64_t> out;
+  for (auto const& ch : gs.changes())
+    if (ch.kind() == client::MEMBER_REMOVED || ch.kind() == client::MEMBER_LEFT)
+      for (auto const& u : ch.users()) out.try_emplace(u, ch.version());
+  return out;
 }
 
 bool fields_within_limits(message_service::impl const& m, federation::group_state const& gs) {

@@ -192,9 +192,13 @@ inline int member_index(records::conversation_record const& c, std::string const
   auto it = std::find(c.members().begin(), c.members().end(), user);
   return it == c.members().end() ? -1 : static_cast<int>(it - c.members().begin());
 }
-// A replica's member of this region whom it has no account of (no events for them).
+// A replica's member of this region whom it has no account of (no events for them). The
+// list is sorted (apply_group_state) and asked for every member at every message: a
+// search, not a walk, once it is long (a short one written before it was sorted is walked).
 inline bool has_no_account(records::conversation_record const& c, std::string const& user) {
-  return std::find(c.no_account().begin(), c.no_account().end(), user) != c.no_account().end();
+  if (c.no_account_size() <= 64)
+    return std::find(c.no_account().begin(), c.no_account().end(), user) != c.no_account().end();
+  return std::binary_search(c.no_account().begin(), c.no_account().end(), user);
 }
 // Whether a local member gets the group's events: not a name with no account.
 inline bool gets_events(records::conversation_record const& c, std::string const& user) {

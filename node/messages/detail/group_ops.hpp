@@ -6,6 +6,9 @@
 // to every other region concerned (docs/FEDERATION.md, "Groups across regions").
 #pragma once
 
+#include <string_view>
+#include <unordered_map>
+
 #include "node/messages/detail/service.hpp"
 
 namespace petchat::messages::service_detail {
@@ -93,6 +96,9 @@ enum class group_message_fate { apply, park, refuse };
 // Whether a group_state could come from an honest home (group_remote.cpp): sizes, and
 // changes of this group after the replica's version (`replica_version`, 0 without one).
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version);
+// The users a state's changes remove (MEMBER_REMOVED, MEMBER_LEFT), each with the version of
+// the first change that does.
+std::unordered_map<std::string_view, std::uint64_t> removals(federation::group_state const& gs);
 // Each change of a state from the home becomes an event in every local member's mailbox:
 // its fields are held to what a change made here may hold (names that are user ids, title
 // and description within the limits), or a hostile home could pad them at will.

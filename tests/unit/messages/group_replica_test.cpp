@@ -161,7 +161,12 @@ TEST_CASE("a group state no honest home sends is refused, and changes nothing") 
   auto ahead = a.state(2, client::DETAILS_CHANGED, {dan, alice}, {});
   ahead.content->mutable_group_state()->mutable_changes(0)->set_version(3);
   auto twice = a.state(2, client::DETAILS_CHANGED, {dan, alice, alice}, {});
-  for (auto* bad : {&others, &too_many, &old_change, &ahead, &twice}) CHECK(a.apply({*bad}) == strings{"malformed"});
+  // One change naming more users than one add can (each local member's event copies them).
+  std::vector<std::string> crowd{dan, alice};
+  for (int i = 0; i < 1100; ++i) crowd.push_back("user" + std::to_string(i) + "@away");
+  auto big_change = a.state(2, client::MEMBERS_ADDED, crowd, {crowd.begin() + 1, crowd.end()});
+  for (auto* bad : {&others, &too_many, &old_change, &ahead, &twice, &big_change})
+    CHECK(a.apply({*bad}) == strings{"malformed"});
   CHECK(a.apply({a.state(2, client::DETAILS_CHANGED, {dan, alice}, {})}).empty());
   CHECK(a.seen(alice) == strings{"change 1", "change 2"});
 }
