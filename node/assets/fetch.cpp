@@ -7,10 +7,15 @@
 // A failed try is tried again later (1, 2, 4... up to 10 s apart); an asset the holder
 // says it has not for us is given up after 20 tries. A fetch slower than 64 KiB/s on
 // average past its first 30 s is a failed try, and a region that did not answer is not
-// asked again in the same round. The other direction: serve_piece.
+// asked again in the same round. Up to 4 regions are fetched from at once, one fetch of
+// each at a time. The other direction: serve_piece.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <map>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -27,9 +32,9 @@ namespace {
 
 constexpr std::uint32_t piece_bytes = 256u << 10;
 constexpr std::uint32_t give_up_after = 20;
-// A region that answers each piece just in time would hold the fetcher (one fetch at a
-// time) for hours: past its first 30 s a fetch must have averaged 64 KiB/s, else it is a
-// failed try like an unanswered one.
+// A region that answers each piece just in time would hold its fetches (one at a time per
+// region) for hours: past its first 30 s a fetch must have averaged 64 KiB/s, else it is
+// a failed try like an unanswered one.
 constexpr auto fetch_grace = std::chrono::seconds(30);
 constexpr std::uint64_t min_fetch_rate = 64u << 10;  // bytes per second
 
@@ -126,6 +131,26 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
   co_return r.outcome == fetched::missing;
 }
 
+// One region's due fetches in turn, until one is not answered (that region is not asked
+// again this round). Regions are fetched from side by side: one slow or hostile region,
+// whose fetch may take hours while its pieces keep coming just fast enough, holds up only
+// its own fetches.
+awaitable<void> fetch_region(std::shared_ptr<asset_service::impl> s, std::vector<messages::pending_fetch> due) {
+  auto region = due.front().region;
+  try {
+    for (auto& f : due) {
+      if (s->stopped || !s->try_claim(f.hash)) continue;
+      auto hash = f.hash;
+      claims_held claimed{*s, {hash}};
+      bool answered = co_await fetch_one(s, std::move(f));
+      if (!answered) break;
+    }
+  } catch (std::exception const& e) {
+    s->log->error("fetcher failed for region {}: {}", region, e.what());
+  }
+  s->fetching.erase(region);
+}
+
 }  // namespace
 
 awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s) {
@@ -135,16 +160,13 @@ awaitable<void> fetch_every(std::shared_ptr<asset_service::impl> s) {
     co_await s->fetch_timer->async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
     if (s->stopped) co_return;
     try {
-      // A region that did not answer one fetch is not asked again this round: one slow or
-      // hostile region must not hold up the fetches of every other.
-      std::set<std::string> unanswered;
-      for (auto& f : s->messages.fetches_due(format::now_ms(), 16)) {
-        if (unanswered.count(f.region) || !s->try_claim(f.hash)) continue;
-        auto hash = f.hash;
-        auto region = f.region;
-        claims_held claimed{*s, {hash}};
-        bool answered = co_await fetch_one(s, std::move(f));
-        if (!answered) unanswered.insert(region);
+      std::map<std::string, std::vector<messages::pending_fetch>> by_region;
+      for (auto& f : s->messages.fetches_due(format::now_ms(), 16))
+        if (!s->fetching.count(f.region)) by_region[f.region].push_back(std::move(f));
+      for (auto& [region, due] : by_region) {
+        if (s->fetching.size() >= detail::regions_fetched_at_once) break;  // the others next round
+        s->fetching.insert(region);
+        boost::asio::co_spawn(*s->strand, fetch_region(s, std::move(due)), boost::asio::detached);
       }
     } catch (std::exception const& e) {
       s->log->error("fetcher failed: {}", e.what());

@@ -33,6 +33,9 @@ struct partial_hash {
   hasher h;
 };
 
+// Regions the fetcher takes assets from at once (fetch.cpp), one fetch of each at a time.
+constexpr std::size_t regions_fetched_at_once = 4;
+
 }  // namespace detail
 
 struct asset_service::impl {
@@ -44,8 +47,9 @@ struct asset_service::impl {
   // and hundreds of MB, and must neither stall every upload and download nor run twice at once.
   boost::asio::thread_pool images{1};
   // Fetches from other regions: their waits on the network (up to hours for a large asset
-  // from a slow region) are not the pool's.
-  boost::asio::thread_pool fetches{1};
+  // from a slow region) are not the pool's. One thread per region fetched from at once.
+  boost::asio::thread_pool fetches{detail::regions_fetched_at_once};
+  std::set<std::string> fetching;  // regions being fetched from (the fetcher's strand only)
   std::shared_ptr<spdlog::logger> log = log::get("assets");
   std::atomic<std::size_t> active_copies{0};
 
