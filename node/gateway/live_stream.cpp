@@ -200,8 +200,9 @@ live_stream::input_step live_stream::step_input(client::client_frame& pending) {
   ++handled_;
   if (ev.what == wsf::reader::event::error) {
     if (ev.code == wsf::close_too_big)
-      send_error(0, errors::fail(code::frame_too_large,
-                                 "frames are limited to " + std::to_string(svc_->limits.max_frame_bytes) + " bytes"));
+      send_error(
+          0, errors::fail(code::frame_too_large, "frames are limited to " + std::to_string(reader_.limit()) + " bytes" +
+                                                     (authenticated() ? "" : " before authentication")));
     close_with(ev.code, ev.reason);
     return input_step::end;
   }

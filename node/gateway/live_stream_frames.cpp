@@ -22,6 +22,7 @@ awaitable<bool> live_stream::authenticate(std::string const& token, std::optiona
   }
   who_ = who.value();
   phase_ = phase::live;  // (nothing suspends between the reader's accepting() and here)
+  reader_.limit(svc_->limits.max_frame_bytes);
   auth_deadline_timer_.cancel();
   token_ = token;
   schedule_session_check();

@@ -13,6 +13,7 @@ One class per defect:
 - ReadUpToTest           READ means "everything up to this message"
 - ResumeCountsAsAckTest  resuming after a seq acknowledges everything up to it
 - FrameTooLargeTest      an oversized frame gets an error frame, then close 1009
+- PreAuthFrameTest       before authentication, frames of at most 4,096 bytes
 - CorruptUserRecordTest  an unreadable user record does not take the node down
 - ExpiredNeverDeliveredTest  a message that expired before it was received gets no receipt
 """
@@ -660,55 +661,83 @@ class FrameTooLargeTest(LiveCase):
         # The server refuses from the frame header, before the payload: a client that has
         # announced a huge frame gets the error and the close without sending the payload.
         alice = self.person("alice")
-        token = alice.login()["access_token"]
-        sock = socket.create_connection(("127.0.0.1", self.node.port), timeout=WAIT_S)
-        self.addCleanup(sock.close)
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Protocol: petchat.v1.json"
-                      "\r\nAuthorization: Bearer %s\r\n\r\n" % (key, token)).encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(4096)
-            self.assertTrue(chunk, "connection closed during the upgrade: %r" % buf)
-            buf += chunk
-        head, _, buf = buf.partition(b"\r\n\r\n")
-        self.assertIn(b" 101 ", head.split(b"\r\n")[0])
-
-        def recv_frame():
-            nonlocal buf
-
-            def need(k):
-                nonlocal buf
-                while len(buf) < k:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise EOFError("the server closed the TCP connection without a close frame")
-                    buf += chunk
-            need(2)
-            n, off = buf[1] & 0x7F, 2
-            if n == 126:
-                need(4)
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                need(10)
-                n, off = int.from_bytes(buf[2:10], "big"), 10
-            need(off + n)
-            op, payload, buf = buf[0] & 0x0F, buf[off:off + n], buf[off + n:]
-            return op, payload
-
-        # A masked text frame header announcing 1 MiB, and a few bytes of it.
-        sock.sendall(bytes([0x81, 0x80 | 127]) + (1 << 20).to_bytes(8, "big") + os.urandom(4) + b"{\"ref\"")
-        texts, close = [], None
-        while close is None:
-            op, payload = recv_frame()
-            if op == 8:
-                close = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-            elif op == 1:
-                texts.append(json.loads(payload))
+        conn = RawWebSocket(self, self.node.port, alice.login()["access_token"])
+        conn.sock.sendall(bytes([0x81, 0x80 | 127]) + (1 << 20).to_bytes(8, "big") + os.urandom(4) + b"{\"ref\"")
+        texts, close = conn.until_close()
         self.assertEqual(close, 1009)
         self.assertEqual([f["error"].get("code") for f in texts if "error" in f], ["frame_too_large"],
                          "frames before the close: %s" % texts)
+
+
+class PreAuthFrameTest(LiveCase):
+    """Before authenticating, a connection may send frames of at most 4,096 bytes: thousands
+    of connections with no token must not each make the node hold max_frame_bytes."""
+
+    NODE_CONFIG = {}
+
+    def test_large_frame_before_auth_is_refused_after_auth_taken(self):
+        conn = RawWebSocket(self, self.node.port, None)
+        # A masked text frame announcing 8,000 bytes (under the default max_frame_bytes),
+        # and a few of them: refused from the header.
+        conn.sock.sendall(bytes([0x81, 0x80 | 126]) + (8000).to_bytes(2, "big") + os.urandom(4) + b"{\"auth\"")
+        texts, close = conn.until_close()
+        self.assertEqual(close, 1009)
+        self.assertEqual([f["error"].get("code") for f in texts if "error" in f], ["frame_too_large"], texts)
+        # Authenticated, the same size is an ordinary frame.
+        alice, bob = self.person("alice"), self.person("bob")
+        A = self.ws(alice.login())
+        acc = A.send_message(bob.id, "y" * 4000, content={"note": "z" * 1500})  # a frame of ~5.6 KB
+        self.assertIn("message_id", acc)
+
+
+class RawWebSocket:
+    """A WebSocket client on a bare socket (JSON subprotocol), for frames no library sends."""
+
+    def __init__(self, test, port, token):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+        test.addCleanup(self.sock.close)
+        key = base64.b64encode(os.urandom(16)).decode()
+        auth = "Authorization: Bearer %s\r\n" % token if token else ""
+        self.sock.sendall(("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Protocol: "
+                           "petchat.v1.json\r\n%s\r\n" % (key, auth)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = self.sock.recv(4096)
+            test.assertTrue(chunk, "connection closed during the upgrade: %r" % buf)
+            buf += chunk
+        head, _, self.buf = buf.partition(b"\r\n\r\n")
+        test.assertIn(b" 101 ", head.split(b"\r\n")[0])
+
+    def _need(self, k):
+        while len(self.buf) < k:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("the server closed the TCP connection without a close frame")
+            self.buf += chunk
+
+    def recv_frame(self):
+        self._need(2)
+        n, off = self.buf[1] & 0x7F, 2
+        if n == 126:
+            self._need(4)
+            n, off = int.from_bytes(self.buf[2:4], "big"), 4
+        elif n == 127:
+            self._need(10)
+            n, off = int.from_bytes(self.buf[2:10], "big"), 10
+        self._need(off + n)
+        op, payload, self.buf = self.buf[0] & 0x0F, self.buf[off:off + n], self.buf[off + n:]
+        return op, payload
+
+    def until_close(self):
+        """The text frames (parsed) up to the close frame, and the close code."""
+        texts = []
+        while True:
+            op, payload = self.recv_frame()
+            if op == 8:
+                return texts, (int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None)
+            if op == 1:
+                texts.append(json.loads(payload))
 
 
 # =========================================================================================

@@ -56,6 +56,9 @@ inline constexpr std::size_t max_pipelined = 64;
 inline constexpr auto stall_limit = std::chrono::seconds(5);
 // Time a new connection has to authenticate.
 inline constexpr auto auth_deadline = std::chrono::seconds(10);
+// The largest frame taken before authentication (an `auth` frame is a few hundred bytes):
+// thousands of connections with no token must not each hold a frame of max_frame_bytes.
+inline constexpr std::size_t max_auth_frame_bytes = 4096;
 // An authenticated stream re-checks its token this often (and when it expires): an
 // expired token, a revoked session or a disabled user ends the live stream too.
 inline constexpr auto session_check_every = std::chrono::seconds(5);
@@ -126,7 +129,7 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
               std::function<void()> on_end)
       : svc_(std::move(svc)),
         socket_(std::move(socket)),
-        reader_(svc_->limits.max_frame_bytes),
+        reader_(std::min(svc_->limits.max_frame_bytes, max_auth_frame_bytes)),
         control_(std::move(control)),
         on_end_(std::move(on_end)) {}
 

@@ -47,6 +47,9 @@ class reader {
   };
 
   explicit reader(std::size_t max_message) : max_message_(max_message) {}
+  // The largest message taken from here on (a frame announcing more is an error).
+  void limit(std::size_t max_message) { max_message_ = max_message; }
+  std::size_t limit() const { return max_message_; }
 
   void feed(std::string_view bytes);
   // The next complete event from what was fed; need_more if none. After an error, the
