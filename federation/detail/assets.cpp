@@ -1,5 +1,7 @@
 #include "federation/detail/assets.hpp"
 
+#include <string_view>
+
 #include "base/format/format.hpp"
 
 namespace petchat::federation::detail {
@@ -62,6 +64,13 @@ void asset_exchange::on_request(natsConnection*, natsSubscription*, natsMsg* msg
   natsMsg_Destroy(msg);
 }
 
+// Answers go only to a requester's inbox (NATS.c's, which this node's requests use): a
+// reply subject that names another region's stream would have this node publish signed
+// pieces of 256 KiB there for a request of a few hundred bytes.
+constexpr std::string_view inbox_prefix = "_INBOX.";
+// A request older (or further ahead) than this is a replay, as for presence and typing.
+constexpr std::int64_t request_max_age_ms = 30000;
+
 void asset_exchange::answer(natsMsg* msg) {
   char const* reply_to = natsMsg_GetReply(msg);
   if (!reply_to || !server_) return;
@@ -71,8 +80,13 @@ void asset_exchange::answer(natsMsg* msg) {
   for (auto r : opened.refused) s_.count(r, "asset request from " + asker);
   if (opened.bodies.size() != 1) return;
   auto& item = opened.bodies.front();
-  if (item.refused || !item.content.has_asset_request()) {
+  if (item.refused || !item.content.has_asset_request() || !std::string_view(reply_to).starts_with(inbox_prefix)) {
     s_.count(item.refused.value_or(reject_reason::malformed), "asset request from " + asker);
+    return;
+  }
+  if (std::int64_t created = item.content.created_at_ms(), now = format::now_ms();
+      created < now - request_max_age_ms || created > now + request_max_age_ms) {
+    s_.count(reject_reason::stale, "asset request from " + asker);
     return;
   }
   body b;

@@ -65,8 +65,9 @@ class RawNats:
             if not line:
                 raise AssertionError("NATS connection closed")
 
-    def pub(self, subject, payload):
-        self.sock.sendall(b"PUB %s %d\r\n" % (subject.encode(), len(payload)) + payload + b"\r\n")
+    def pub(self, subject, payload, reply=None):
+        to = subject if reply is None else "%s %s" % (subject, reply)
+        self.sock.sendall(b"PUB %s %d\r\n" % (to.encode(), len(payload)) + payload + b"\r\n")
         self.flush()
 
     def sub(self, subject, sid=1):
@@ -633,6 +634,57 @@ class SignedButBreakingASendsRules(FederationCase):
         st = fed_status(self.node("america"))
         self.assertEqual(st["rejects"].get("malformed", 0), before + 4, st["rejects"])
         self.assert_exactly(b, ["genuine", "plain, next on the lane"])
+
+
+class HostileAssetRequests(FederationCase):
+    """europe's real key asks america for pieces of an asset. america answers only to a
+    requester's inbox (`_INBOX.`…) and only a fresh request: a reply subject that names
+    another region's stream (america would publish signed pieces of up to 256 KiB into it
+    for a request of a few hundred bytes) and a request replayed a minute later are
+    refused and get nothing."""
+
+    def test_answers_go_to_inboxes_and_only_for_fresh_requests(self):
+        pb = fed_pb2()
+        port = self.servers[0].port
+        sign = region_signer(self.node("europe"))
+        asked = os.urandom(32)
+
+        def request(age_s=0):
+            bd = pb.body()
+            bd.origin, bd.destination = "europe", "america"
+            bd.created_at_ms = int((time.time() - age_s) * 1000)
+            bd.asset_request.hash = asked
+            bd.asset_request.length = 1024
+            return envelope(pb, "europe", bd, sign=sign)
+
+        def answer(data):
+            bundle = pb.bundle.FromString(pb.envelope.FromString(data).body)
+            return pb.body.FromString(bundle.bodies[0]).asset_piece
+
+        spy = RawNats(port)
+        self.addCleanup(spy.close)
+        spy.sub("_INBOX.hostile.>", 1)
+        spy.sub("petchat.v1.fed.asia.america", 2)
+        pub = RawNats(port)
+        self.addCleanup(pub.close)
+        asset_subject = "petchat.v1.asset.america.europe"
+        pub.pub(asset_subject, request(), reply="_INBOX.hostile.1")
+        subject, data = spy.next_msg()
+        self.assertEqual(subject, "_INBOX.hostile.1")
+        piece = answer(data)
+        self.assertEqual((piece.hash, piece.found), (asked, False), "an asset america has not: found false")
+
+        before = fed_status(self.node("america"))["rejects"]
+        pub.pub(asset_subject, request(), reply="petchat.v1.fed.asia.america")
+        pub.pub(asset_subject, request(age_s=60), reply="_INBOX.hostile.2")
+        pub.pub(asset_subject, request(), reply="_INBOX.hostile.3")  # a fence: answered
+        subject, _ = spy.next_msg()
+        self.assertEqual(subject, "_INBOX.hostile.3", "the first answer after the fence's request is the fence's")
+        st = wait_status(self.node("america"),
+                         lambda st: st["rejects"].get("stale", 0) > before.get("stale", 0) and
+                         st["rejects"].get("malformed", 0) > before.get("malformed", 0))
+        self.assertEqual(st["rejects"].get("malformed", 0), before.get("malformed", 0) + 1, st["rejects"])
+        self.assertEqual(st["rejects"].get("stale", 0), before.get("stale", 0) + 1, st["rejects"])
 
 
 class Partitions(FederationCase):
