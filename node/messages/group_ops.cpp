@@ -394,6 +394,10 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   if (replica && replica->version() >= gs.version()) return std::nullopt;  // an older state: dropped
   if (!plausible_state(gs, replica ? replica->version() : 0) || !fields_within_limits(m, gs))
     return reject_reason::malformed;
+  // A region keeps replicas of the groups its users are in: an honest home never sends a
+  // first state that names none of them (a hostile one could fill this store with groups).
+  auto local = [&m](std::string const& u) { return m.is_local(u); };
+  if (!replica && std::none_of(gs.members().begin(), gs.members().end(), local)) return reject_reason::foreign_user;
   records::conversation_record c;
   c.set_group(true);
   c.set_home_region(gs.home_region());
@@ -477,21 +481,6 @@ std::optional<federation::body> refusal_of(federation::group_request const& r, c
     failed.set_message(f.error.message);
   }
   return out;
-}
-
-std::optional<federation::reject_reason> apply_request_refused(impl const& m, store::rocks_batch& b,
-                                                               federation::body const& body, std::vector<news>& heads) {
-  auto const& told = body.group_request_refused();
-  auto c = parse<records::conversation_record>(b.get(cf::conversations, told.refusal().conversation_id()));
-  // Only the group's home speaks for it, and only to a user of this region.
-  if (!c || home_of(*c, m.region) != body.origin() || !m.is_local(told.by()))
-    return federation::reject_reason::foreign_user;
-  if (!refusal_within_limits(m, told.refusal())) return federation::reject_reason::malformed;
-  records::stored_event e;
-  *e.mutable_request_refused() = told.refusal();
-  e.mutable_request_refused()->DiscardUnknownFields();
-  heads.push_back({told.by(), m.append(b, told.by(), e), e});
-  return std::nullopt;
 }
 
 }  // namespace petchat::messages::service_detail

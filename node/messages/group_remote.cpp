@@ -208,4 +208,21 @@ bool drop_parked(store::rocks_batch& b, std::string const& conv, std::string con
   return !take_parked(b, conv, [&](records::parked_group_message const& ref) { return ref.id() == raw_id; }).empty();
 }
 
+std::optional<federation::reject_reason> apply_request_refused(message_service::impl const& m, store::rocks_batch& b,
+                                                               federation::body const& body, std::vector<news>& heads) {
+  auto const& told = body.group_request_refused();
+  auto c = parse<records::conversation_record>(b.get(cf::conversations, told.refusal().conversation_id()));
+  // Only the group's home speaks for it, and only to a user of this region who is or was a
+  // member of it (the requester): not into any mailbox here.
+  if (!c || home_of(*c, m.region) != body.origin() || !m.is_local(told.by()) ||
+      !load_participant(b, told.by(), told.refusal().conversation_id()))
+    return federation::reject_reason::foreign_user;
+  if (!refusal_within_limits(m, told.refusal())) return federation::reject_reason::malformed;
+  records::stored_event e;
+  *e.mutable_request_refused() = told.refusal();
+  e.mutable_request_refused()->DiscardUnknownFields();
+  heads.push_back({told.by(), m.append(b, told.by(), e), e});
+  return std::nullopt;
+}
+
 }  // namespace petchat::messages::service_detail

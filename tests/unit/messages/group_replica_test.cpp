@@ -242,3 +242,35 @@ TEST_CASE("a group whose id names another home is not taken from a region that c
   CHECK(a.apply({with_id(homed_away)}).empty());
   CHECK(groups_of_alice() == strings{homed_away});
 }
+
+TEST_CASE("a home's refusal reaches only a user here who is or was a member of the group") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  auto refusal = [&](std::string const& by) {
+    federation::body b;
+    auto& told = *b.mutable_group_request_refused();
+    told.set_by(by);
+    told.mutable_refusal()->set_conversation_id(conv);
+    told.mutable_refusal()->set_request_id("r0000000000000001");
+    told.mutable_refusal()->set_code("forbidden_role");
+    told.mutable_refusal()->set_message("refused");
+    return a.next(std::move(b));
+  };
+  auto refusals_of = [&](std::string const& user) {
+    int n = 0;
+    for (auto const& e : a.h.home.service.events_after(user, 0, 2000).events) n += e.has_request_refused();
+    return n;
+  };
+  CHECK(a.apply({refusal(bob)}) == strings{"foreign_user"});  // never in the group
+  CHECK(refusals_of(bob) == 0);
+  CHECK(a.apply({refusal(alice)}).empty());
+  CHECK(refusals_of(alice) == 1);
+}
+
+TEST_CASE("a first state of a group with no member here is not kept") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, erin}, {dan, erin})}) == strings{"foreign_user"});
+  // Nothing was stored: the group's first state naming alice is its first here.
+  CHECK(a.apply({a.state(2, client::MEMBERS_ADDED, {dan, erin, alice}, {alice})}).empty());
+  CHECK(a.seen(alice) == strings{"change 2"});
+}
