@@ -195,7 +195,7 @@ void inbound_stream::handle_live(body const& b) {
   if (!b.has_presence() && !b.has_typing() && !b.has_lane_ack()) {
     s_.count(reject_reason::malformed, "durable kind on live subject");
   } else if (b.has_lane_ack()) {  // monotonic and epoch-checked: safe at any age (no clock skew issue)
-    lanes_.note_ack(b.origin(), b.lane_ack());
+    lanes_.note_ack(b.origin(), b.lane_ack(), b.created_at_ms());
     s_.wake();
   } else if (std::int64_t created = b.created_at_ms(), now = format::now_ms();
              created < now - ephemeral_max_age_ms || created > now + ephemeral_max_age_ms) {  // no overflow

@@ -35,14 +35,14 @@ std::map<std::string, std::uint64_t> outbound_lanes::confirmed() const {
   return confirmed_view_;
 }
 
-void outbound_lanes::note_ack(std::string const& destination, lane_ack const& ack) {
+void outbound_lanes::note_ack(std::string const& destination, lane_ack const& ack, std::int64_t created_ms) {
   std::lock_guard lock(acks_mutex_);
   auto& a = acks_[destination];
-  if (std::pair(ack.epoch(), ack.seq()) > std::pair(a.epoch(), a.seq())) a = ack;
+  if (std::pair(ack.epoch(), ack.seq()) > std::pair(a.ack.epoch(), a.ack.seq())) a = {ack, created_ms};
 }
 
 void outbound_lanes::take_confirmations() {
-  std::map<std::string, lane_ack> got;
+  std::map<std::string, noted_ack> got;
   {
     std::lock_guard lock(acks_mutex_);
     got.swap(acks_);
@@ -52,7 +52,9 @@ void outbound_lanes::take_confirmations() {
   // would move every lane to an epoch above it (at UINT64_MAX: wrap to 0, an epoch every
   // destination refuses).
   auto latest_epoch = (static_cast<std::uint64_t>(format::now_ms() + 24LL * 3600 * 1000) << 16) | 0xffff;
-  for (auto const& [dest, ack] : got) {
+  auto now = clock::now();
+  for (auto const& [dest, noted] : got) {
+    auto const& ack = noted.ack;
     if (!dir_.is_remote(dest)) continue;
     if (ack.epoch() > latest_epoch) {
       log_->error("federation: region {} confirmed our lane under epoch {}, which this region never made; ignored",
@@ -60,10 +62,24 @@ void outbound_lanes::take_confirmations() {
       continue;
     }
     auto& l = lane_to(dest);
+    // A confirmation that turns the lane (back, or to a new epoch) costs a write and a
+    // resend: it must be newer than the one taken last (an old one captured off the bus
+    // and replayed is not), and it is taken at most once a minute per destination.
+    bool ahead = ack.epoch() > l.epoch || (ack.epoch() == l.epoch && ack.seq() > store_.outbox_end(dest));
+    bool back = ack.epoch() == l.epoch && ack.seq() < l.confirmed && ack.seq() >= l.floor;
+    if ((ahead || back) && (noted.created_ms < l.ack_made_ms || now - l.turned_at < std::chrono::minutes(1))) {
+      log_->debug(
+          "federation: region {} confirmed our lane at epoch {} seq {}, behind or ahead of seq {}, but too soon "
+          "after the last such turn or in an older confirmation than one taken: ignored",
+          dest, ack.epoch(), ack.seq(), l.confirmed);
+      continue;
+    }
+    l.ack_made_ms = std::max(l.ack_made_ms, noted.created_ms);
+    if (ahead || back) l.turned_at = now;
     // The destination is ahead of this store: a newer epoch than ours (our clock went
     // back), or more of our lane than we ever wrote (a restored store). Start a new epoch
     // of its lane above it; the destination then starts the lane at our base.
-    if (ack.epoch() > l.epoch || (ack.epoch() == l.epoch && ack.seq() > store_.outbox_end(dest))) {
+    if (ahead) {
       l.epoch = store_.new_outbound_epoch(dest, ack.epoch());
       log_->error(
           "federation: region {} has applied more of our lane than this store knows (epoch {} seq {}); "

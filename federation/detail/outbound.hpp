@@ -23,8 +23,9 @@ class outbound_lanes {
  public:
   outbound_lanes(options const& opt, directory const& dir, local_store& store, std::shared_ptr<spdlog::logger> log);
 
-  // A confirmation from `destination` (a verified lane_ack); applied at take_confirmations.
-  void note_ack(std::string const& destination, lane_ack const& ack);
+  // A confirmation from `destination` (a verified lane_ack, made at `created_ms` by its
+  // clock); applied at take_confirmations.
+  void note_ack(std::string const& destination, lane_ack const& ack, std::int64_t created_ms);
   // Applies the confirmations noted since the last call: moves the confirmed seqs (back
   // too, for a destination restored from a backup, while the entries are still held), or
   // moves to a new epoch when a destination is ahead of this store; then forgets confirmed
@@ -59,6 +60,8 @@ class outbound_lanes {
     clock::duration resend_delay{};     // grows while resending brings no progress
     std::uint64_t hold_after = 0;       // after a resend: publish no further until confirmations move
     std::uint64_t epoch = 0;            // the lane's epoch
+    std::int64_t ack_made_ms = 0;       // when the newest confirmation taken was made (its clock)
+    clock::time_point turned_at{};      // the last going back or new epoch a confirmation caused
   };
   lane& lane_to(std::string const& destination);
   void confirm(std::string const& destination, lane& l, std::uint64_t seq);
@@ -73,7 +76,11 @@ class outbound_lanes {
   std::map<std::string, lane> lanes_;  // manager thread only
 
   std::mutex acks_mutex_;
-  std::map<std::string, lane_ack> acks_;  // by destination, guarded by acks_mutex_
+  struct noted_ack {
+    lane_ack ack;
+    std::int64_t created_ms = 0;
+  };
+  std::map<std::string, noted_ack> acks_;  // by destination, guarded by acks_mutex_
   mutable std::mutex view_mutex_;
   std::map<std::string, std::uint64_t> confirmed_view_;  // guarded by view_mutex_
 };

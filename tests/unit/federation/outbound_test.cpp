@@ -131,6 +131,11 @@ federation::lane_ack ack(std::uint64_t epoch, std::uint64_t seq) {
   return a;
 }
 
+// When a confirmation was made, by its region's clock: now, unless a test says otherwise.
+std::int64_t made(std::int64_t ago_ms = 0) {
+  return petchat::format::now_ms() - ago_ms;
+}
+
 seqs lane_seqs(outbound_lanes::batch const& b) {
   seqs out;
   for (auto const& e : b.entries) out.push_back(e.lane_seq);
@@ -192,21 +197,21 @@ TEST_CASE("confirmations forget what the destination applied; older ones and str
   auto epoch = o.store.epoch();
   CHECK(o.lanes.confirmed().at("away") == 0);
 
-  o.lanes.note_ack("away", ack(epoch, 3));
+  o.lanes.note_ack("away", ack(epoch, 3), made());
   CHECK(o.store.held("away") == seqs{1, 2, 3, 4, 5});  // noted, applied at the next round
   o.lanes.take_confirmations();
   CHECK(o.store.held("away") == seqs{4, 5});
   CHECK(o.lanes.confirmed().at("away") == 3);
   CHECK(o.lanes.next("away", 100).entries.empty());  // 4 and 5 are out, waiting for confirmation
 
-  o.lanes.note_ack("away", ack(epoch, 2));  // older news
+  o.lanes.note_ack("away", ack(epoch, 2), made());  // older news
   o.lanes.take_confirmations();
   CHECK(o.store.held("away") == seqs{4, 5});
   CHECK(o.lanes.confirmed().at("away") == 3);
 
   // Two confirmations between rounds: the furthest counts, whatever their order.
-  o.lanes.note_ack("away", ack(epoch, 5));
-  o.lanes.note_ack("away", ack(epoch, 4));
+  o.lanes.note_ack("away", ack(epoch, 5), made());
+  o.lanes.note_ack("away", ack(epoch, 4), made());
   o.lanes.take_confirmations();
   CHECK(o.store.held("away").empty());
   CHECK(o.lanes.confirmed().at("away") == 5);
@@ -214,8 +219,8 @@ TEST_CASE("confirmations forget what the destination applied; older ones and str
   // A confirmation under an earlier epoch of ours, or from a region not in the directory.
   o.store.queue("away", 2);
   CHECK(o.publish("away") == seqs{6, 7});
-  o.lanes.note_ack("away", ack(epoch - 1, 7));
-  o.lanes.note_ack("stranger", ack(epoch, 7));
+  o.lanes.note_ack("away", ack(epoch - 1, 7), made());
+  o.lanes.note_ack("stranger", ack(epoch, 7), made());
   o.lanes.take_confirmations();
   CHECK(o.store.held("away") == seqs{6, 7});
   CHECK(o.lanes.confirmed().count("stranger") == 0);
@@ -233,7 +238,7 @@ TEST_CASE("entries left unconfirmed are sent again from the last confirmed seq o
     origin o(3600);
     o.store.queue("away", 4);
     CHECK(o.publish("away") == seqs{1, 2, 3, 4});
-    o.lanes.note_ack("away", ack(o.store.epoch(), 2));
+    o.lanes.note_ack("away", ack(o.store.epoch(), 2), made());
     CHECK(o.publish("away").empty());
     CHECK(o.publish("away").empty());
   }
@@ -256,7 +261,7 @@ TEST_CASE("entries left unconfirmed are sent again from the last confirmed seq o
 
     // Once the destination confirms them, the lane moves on to what it never had.
     o.lanes.published("away", 2);
-    o.lanes.note_ack("away", ack(o.store.epoch(), 2));
+    o.lanes.note_ack("away", ack(o.store.epoch(), 2), made());
     CHECK(o.publish("away") == seqs{3, 4});
     CHECK(o.store.held("away") == seqs{3, 4});
   }
@@ -271,7 +276,7 @@ TEST_CASE("a destination ahead of this store starts a new epoch of its lane, whi
     CHECK(o.publish("far") == seqs{1, 2});
     auto old_epoch = o.store.epoch();
 
-    o.lanes.note_ack("away", ack(old_epoch, 9));
+    o.lanes.note_ack("away", ack(old_epoch, 9), made());
     o.lanes.take_confirmations();
     CHECK(o.store.new_epoch_requests == seqs{old_epoch});
     CHECK(o.store.epoch("away") > old_epoch);
@@ -286,11 +291,11 @@ TEST_CASE("a destination ahead of this store starts a new epoch of its lane, whi
 
     // Under its new epoch away's confirmations work as before; under the old one they no
     // longer count. Far's count under its own.
-    o.lanes.note_ack("away", ack(old_epoch, 3));
+    o.lanes.note_ack("away", ack(old_epoch, 3), made());
     o.lanes.take_confirmations();
     CHECK(o.store.held("away") == seqs{1, 2, 3});
-    o.lanes.note_ack("away", ack(o.store.epoch("away"), 3));
-    o.lanes.note_ack("far", ack(old_epoch, 2));
+    o.lanes.note_ack("away", ack(o.store.epoch("away"), 3), made());
+    o.lanes.note_ack("far", ack(old_epoch, 2), made());
     o.lanes.take_confirmations();
     CHECK(o.store.held("away").empty());
     CHECK(o.store.held("far").empty());
@@ -301,7 +306,7 @@ TEST_CASE("a destination ahead of this store starts a new epoch of its lane, whi
     o.store.queue("away", 2);
     CHECK(o.publish("away") == seqs{1, 2});
     auto newer = o.store.epoch() + 500;
-    o.lanes.note_ack("away", ack(newer, 1));
+    o.lanes.note_ack("away", ack(newer, 1), made());
     o.lanes.take_confirmations();
     CHECK(o.store.new_epoch_requests == seqs{newer});
     CHECK(o.store.epoch("away") > newer);
@@ -320,14 +325,14 @@ TEST_CASE("a confirmation under an epoch this region cannot have made changes no
   auto epoch = o.store.epoch();
   auto a_day_ahead = static_cast<std::uint64_t>(petchat::format::now_ms() + 2LL * 24 * 3600 * 1000) << 16;
   for (auto bogus : {std::numeric_limits<std::uint64_t>::max(), a_day_ahead}) {
-    o.lanes.note_ack("away", ack(bogus, 1));
+    o.lanes.note_ack("away", ack(bogus, 1), made());
     o.lanes.take_confirmations();
   }
   CHECK(o.store.new_epoch_requests.empty());
   CHECK(o.store.epoch() == epoch);
   CHECK(o.store.held("away") == seqs{1, 2});  // not confirmed either
   CHECK(o.lanes.next("far", 100).epoch == epoch);
-  o.lanes.note_ack("away", ack(epoch, 2));  // the real one still works
+  o.lanes.note_ack("away", ack(epoch, 2), made());  // the real one still works
   o.lanes.take_confirmations();
   CHECK(o.store.held("away").empty());
 }
@@ -339,7 +344,7 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
   o.store.queue("away", 4, now);             // 4..7, just made
   auto epoch = o.store.epoch();
   CHECK(o.publish("away") == seqs{1, 2, 3, 4, 5, 6, 7});
-  o.lanes.note_ack("away", ack(epoch, 6));
+  o.lanes.note_ack("away", ack(epoch, 6), made());
   o.lanes.take_confirmations();
   CHECK(o.lanes.confirmed().at("away") == 6);
   CHECK(o.store.recorded("away") == 6);
@@ -350,7 +355,7 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
   CHECK(b.floor == 3);
 
   SUBCASE("gone back to a seq still held: from there again, and the position recorded") {
-    o.lanes.note_ack("away", ack(epoch, 4));
+    o.lanes.note_ack("away", ack(epoch, 4), made());
     o.lanes.take_confirmations();
     CHECK(o.lanes.confirmed().at("away") == 4);
     CHECK(o.store.recorded("away") == 4);
@@ -364,13 +369,31 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
     restarted.take_confirmations();
     CHECK(lane_seqs(restarted.next("away", 100)) == seqs{5, 6, 7});
   }
+  SUBCASE("an older confirmation replayed, or a second going back within a minute, changes nothing") {
+    o.lanes.note_ack("away", ack(epoch, 4), made(60'000));  // made before the one taken (seq 6)
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 6);
+    CHECK(o.lanes.next("away", 100).entries.empty());
+    o.lanes.note_ack("away", ack(epoch, 5), made());  // a fresh one: taken
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 5);
+    CHECK(lane_seqs(o.lanes.next("away", 100)) == seqs{6, 7});
+    o.lanes.published("away", 7);
+    o.lanes.note_ack("away", ack(epoch, 7), made());
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 7);
+    o.lanes.note_ack("away", ack(epoch, 4), made());  // back again at once: not before a minute
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 7);
+    CHECK(o.store.recorded("away") == 7);
+  }
   SUBCASE("many old entries are forgotten over several rounds, a stretch per round") {
     origin m(3600, 3600);
     m.store.forget_at_once = 2;
     m.store.queue("away", 5, now - 7200'000);
     m.store.queue("away", 1, now);
     CHECK(m.publish("away") == seqs{1, 2, 3, 4, 5, 6});
-    m.lanes.note_ack("away", ack(m.store.epoch(), 6));
+    m.lanes.note_ack("away", ack(m.store.epoch(), 6), made());
     m.lanes.take_confirmations();
     CHECK(m.store.held("away") == seqs{3, 4, 5, 6});
     m.lanes.take_confirmations();
@@ -382,7 +405,7 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
     CHECK(m.lanes.next("away", 100).floor == 5);
   }
   SUBCASE("gone back below what is held: nothing to send again; it skips to the floor") {
-    o.lanes.note_ack("away", ack(epoch, 1));
+    o.lanes.note_ack("away", ack(epoch, 1), made());
     o.lanes.take_confirmations();
     CHECK(o.lanes.confirmed().at("away") == 6);
     o.store.queue("away", 1, now);
@@ -391,7 +414,7 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
     CHECK(next.floor == 3);
     // The destination skips to the floor and says so: then 4..7 go again.
     o.lanes.published("away", 8);
-    o.lanes.note_ack("away", ack(epoch, 3));
+    o.lanes.note_ack("away", ack(epoch, 3), made());
     o.lanes.take_confirmations();
     CHECK(lane_seqs(o.lanes.next("away", 100)) == seqs{4, 5, 6, 7, 8});
   }
