@@ -45,6 +45,8 @@ http::response<http::string_body> to_beast(response const& r, unsigned version, 
   if (!r.content_type.empty() && (!r.body.empty() || r.status != 204))
     res.set(http::field::content_type, r.content_type);
   detail::put_headers(res, r.headers);
+  // Every answer (JSON, errors that echo a path) is what it says it is, never sniffed.
+  if (res.find("X-Content-Type-Options") == res.end()) res.set("X-Content-Type-Options", "nosniff");
   res.keep_alive(keep_alive);
   if (head) {
     // A HEAD answer announces the body's length but carries no body.

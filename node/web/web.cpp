@@ -163,6 +163,11 @@ std::optional<reply> site::serve(std::string_view method, std::string_view path,
   if (f.type.starts_with("text/html")) {
     r.headers.emplace_back("Content-Security-Policy", content_security_policy);
     r.headers.emplace_back("X-Frame-Options", "DENY");
+  } else {
+    // Not a page, but opened as one directly (an SVG is a document) or run as a worker (the
+    // service worker takes its policy from its own answer): allowed nothing.
+    bool script = f.type.starts_with("text/javascript") || f.type.starts_with("application/javascript");
+    r.headers.emplace_back("Content-Security-Policy", script ? "default-src 'none'" : "default-src 'none'; sandbox");
   }
   if (etag_matches(if_none_match, etag)) {
     r.status = 304;

@@ -93,7 +93,10 @@ class WebFilesTest(NodeTestCase):
         svg = self.get("/favicon.svg")
         self.assertEqual((svg.status, svg.headers["Content-Type"], svg.raw), (200, "image/svg+xml", SVG))
         self.assertEqual(svg.headers["Cache-Control"], "no-cache", "an unhashed name is not cached for good")
-        self.assertIsNone(svg.headers["Content-Security-Policy"])
+        # Opened directly, an SVG is a document and the script a worker: each allowed nothing.
+        self.assertEqual(svg.headers["Content-Security-Policy"], "default-src 'none'; sandbox")
+        self.assertEqual(plain.headers["Content-Security-Policy"], "default-src 'none'")
+        self.assertEqual(svg.headers["X-Content-Type-Options"], "nosniff")
 
     def test_etag_and_head(self):
         r = self.get("/")
@@ -126,7 +129,9 @@ class WebFilesTest(NodeTestCase):
 
     def test_the_api_is_unchanged(self):
         self.assertEqual(self.get("/healthz").status, 200)
-        self.assertError(self.get("/v1/index.html"), 404, "not_found")
+        r = self.get("/v1/index.html")
+        self.assertError(r, 404, "not_found")
+        self.assertEqual(r.headers["X-Content-Type-Options"], "nosniff", "a JSON answer is never sniffed as a page")
         self.assertError(self.get("/v1/"), 404, "not_found")
 
 

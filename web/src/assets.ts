@@ -10,6 +10,9 @@ const ASSET_ID = /^[0-9a-f]{64}$/;
 const PENDING_TRIES = 30; // asset_pending: fetched from another region, asked again after Retry-After
 const CACHE_ENTRIES = 200;
 const CACHE_MAX_BYTES = 1 << 20; // only small blobs (thumbnails) are kept in memory
+// The most a picture fetched to be shown inline may weigh, by the node's own size of the
+// asset (a message from another region may say anything of its attachments).
+export const SHOWN_MAX_BYTES = 5 * CACHE_MAX_BYTES;
 
 // Uploads one file in one request, reporting the bytes sent. Answers the asset object.
 export function upload(file: File, onProgress: (sent: number) => void, signal: AbortSignal): Promise<Asset> {
@@ -52,15 +55,29 @@ const wellFormed = (s: string): string => s.replace(/[\uD800-\uDBFF](?![\uDC00-\
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function get(id: string, token: string): Promise<Blob> {
+// Not kept in the browser's HTTP cache (`no-store`): another person using this browser
+// after a logout must not find someone's files on its disk; small ones are kept in memory
+// here until the chat stops.
+async function get(id: string, token: string, maxBytes?: number): Promise<Blob> {
   for (let attempt = 0; ; attempt++) {
     let res: Response;
     try {
-      res = await fetch(`/v1/assets/${id}`, { headers: { Authorization: `Bearer ${token}` }, credentials: 'omit' });
+      res = await fetch(`/v1/assets/${id}`, {
+        headers: { Authorization: `Bearer ${token}` },
+        credentials: 'omit',
+        cache: 'no-store',
+      });
     } catch (err) {
       throw new ApiError(0, 'network', err instanceof Error ? err.message : String(err));
     }
-    if (res.ok) return res.blob();
+    if (res.ok) {
+      const length = Number(res.headers.get('Content-Length') ?? NaN);
+      if (maxBytes !== undefined && !(length <= maxBytes)) {
+        void res.body?.cancel();
+        throw new ApiError(413, 'too_large_to_show', 'the file is too large to show here');
+      }
+      return res.blob();
+    }
     const err = await responseError(res);
     if (err.code !== 'asset_pending' || attempt >= PENDING_TRIES) throw err;
     await sleep((err.retry_after ?? 2) * 1000);
@@ -70,7 +87,9 @@ async function get(id: string, token: string): Promise<Blob> {
 // The bytes of an asset; small ones are kept (an asset's bytes never change: its id is their hash).
 const cache = new Map<string, Promise<Blob>>();
 
-export function assetBytes(id: string): Promise<Blob> {
+// `maxBytes`: refused (too_large_to_show) if the node's size of the asset is larger. A kept
+// blob is at most CACHE_MAX_BYTES, below any limit asked for.
+export function assetBytes(id: string, maxBytes?: number): Promise<Blob> {
   if (!ASSET_ID.test(id)) return Promise.reject(new ApiError(404, 'asset_not_found', 'not an asset id'));
   const hit = cache.get(id);
   if (hit) {
@@ -78,7 +97,7 @@ export function assetBytes(id: string): Promise<Blob> {
     cache.set(id, hit);
     return hit;
   }
-  const p = withToken((token) => get(id, token));
+  const p = withToken((token) => get(id, token, maxBytes));
   cache.set(id, p);
   p.then(
     (b) => b.size > CACHE_MAX_BYTES && cache.get(id) === p && cache.delete(id),
@@ -86,6 +105,11 @@ export function assetBytes(id: string): Promise<Blob> {
   );
   while (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
   return p;
+}
+
+// The chat stopped (logout, another account): nothing of its files stays in memory.
+export function forgetAssets(): void {
+  cache.clear();
 }
 
 // Saves an asset under its file name: its bytes as a blob: URL, an <a download> clicked.

@@ -1,5 +1,6 @@
 // What the user does: open a chat, page back, send, retry, start chats and groups. Glue
 // between the REST API, the live stream and the state.
+import { forgetAssets } from './assets';
 import * as api from './api';
 import { applyEvent } from './events';
 import { loadHistory, notice, setAfterRetry, setThread } from './history';
@@ -56,6 +57,7 @@ export function stop(): void {
   clearInterval(sweepTimer);
   document.removeEventListener('visibilitychange', onVisible);
   receiptLoader.reset();
+  forgetAssets();
   setState(() => initialState());
 }
 

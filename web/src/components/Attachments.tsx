@@ -2,7 +2,7 @@
 // shown through a blob: URL that is revoked when the picture goes), other files as a chip
 // that saves the file under its name. Names are always text.
 import { useEffect, useState } from 'preact/hooks';
-import { assetBytes, download, fileName, isImage, sizeOf } from '../assets';
+import { SHOWN_MAX_BYTES, assetBytes, download, fileName, isImage, sizeOf } from '../assets';
 import { formatSize } from '../format';
 import { t } from '../i18n';
 import type { WireAttachment } from '../wire';
@@ -28,7 +28,7 @@ function useBlobUrl(id: string): { url: string | null; failed: boolean } {
     let url: string | null = null;
     let current = true;
     setState({ url: null, failed: false });
-    assetBytes(id).then(
+    assetBytes(id, SHOWN_MAX_BYTES).then(
       (blob) => {
         if (!current) return;
         url = URL.createObjectURL(blob);
