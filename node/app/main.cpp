@@ -265,6 +265,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   ws::ws_manager manager(cfg.messages.max_streams_per_user,
                          [&messages](std::string const& user) { return messages.contacts(user); });
   messages.set_listener(manager);
+  users.on_sessions_changed(
+      [&manager, region = cfg.node.region](std::string const& name) { manager.sessions_changed(name + "@" + region); });
 
   federation::directory regions(cfg.node.region, public_key_of(id), cfg.federation);
   auto fed = make_federation(cfg, regions, id, messages, manager);

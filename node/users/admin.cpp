@@ -32,7 +32,9 @@ awaitable<result<profile>> user_service::set_disabled(std::string name, bool dis
   auto bare = impl_->local_name(name);
   if (!bare) co_return fail(code::user_not_found, "no user '" + name + "'");
   user_change change = [disabled](store::lmdb_txn&, records::user_record& u) { u.set_disabled(disabled); };
-  co_return co_await impl_->modify_user(*bare, std::move(change));
+  auto changed = co_await impl_->modify_user(*bare, std::move(change));
+  if (changed && disabled) impl_->tell_sessions_changed(*bare);  // its live streams end at once
+  co_return changed;
 }
 
 awaitable<result<profile>> user_service::set_password(std::string name, std::string password) {
@@ -83,7 +85,7 @@ awaitable<errors::status> user_service::delete_user(std::string name) {
 }
 
 void user_service::on_sessions_changed(std::function<void(std::string const& name)> fn) {
-  impl_->sessions_changed = std::move(fn);
+  impl_->sessions_changed.push_back(std::move(fn));
 }
 
 std::vector<session_info> user_service::list_sessions(std::optional<std::string> user) const {

@@ -221,9 +221,10 @@ class user_service {
                                                                        std::int64_t expires_in_s, std::string note);
   std::vector<registration_token_info> registration_tokens() const;
   awaitable<result<registration_token_info>> revoke_registration_token(std::string id);
-  // Who is told, after the commit, that sessions of a user (bare name) may have ended:
-  // logout, revocation, a reused refresh token, a password reset, deletion, the device
-  // cap. Before traffic; it runs on the caller's executor and must not block.
+  // Who is told (each function given, in order), after the commit, that sessions of a user
+  // (bare name) may have ended: logout, revocation, a reused refresh token, a password
+  // reset, deletion, disabling, the device cap. Before traffic; it runs on the caller's
+  // executor and must not block.
   void on_sessions_changed(std::function<void(std::string const& name)> fn);
   // Users, disabled users and active sessions (neither revoked nor expired): two
   // whole-table scans in separate read transactions (not one snapshot), on the calling

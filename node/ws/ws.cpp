@@ -285,6 +285,10 @@ std::vector<ws_manager::stream_info> ws_manager::online() const {
   return out;
 }
 
+void ws_manager::sessions_changed(std::string const& user) {
+  for (auto const& s : sinks_of(user)) s->recheck_session();
+}
+
 std::size_t ws_manager::kick(std::string const& device_id) {
   std::vector<std::shared_ptr<stream_sink>> live;
   {

@@ -130,6 +130,8 @@ class stream_sink {
   virtual std::string device_id() const { return {}; }
   // An admin ends the stream (`petchatctl kick`); the device may connect again at once.
   virtual void end_by_admin() {}
+  // The user's sessions may have ended (logout, revocation, ...): check this stream's now.
+  virtual void recheck_session() {}
 };
 
 struct presence_info {
@@ -260,6 +262,9 @@ class ws_manager final : public mailbox_listener {
   std::vector<stream_info> online() const;
   // Ends every live stream of the device (stream_sink::end_by_admin); how many. Any thread.
   std::size_t kick(std::string const& device_id);
+  // Sessions of `user` may have ended: each of their streams checks its own at once
+  // (stream_sink::recheck_session), not at its next periodic check. Any thread.
+  void sessions_changed(std::string const& user);
 
  private:
   void publish_presence(std::string const& user);

@@ -1338,6 +1338,36 @@ class LiveSessionAuthTest(MessagingCase):
         A.wait_for(is_error("session_revoked"), 8)  # checked every 5 s
         self.assertEqual(A.wait_closed(3), 4001)
 
+    def test_a_stream_takes_nothing_after_its_session_ends(self):
+        # The stream is told when the session ends (a logout from elsewhere, a revocation,
+        # disabling), not at its next periodic check: a send right after is not taken.
+        node = self.start_node()
+        alice, bob = self.person("alice", node), self.person("bob", node)
+        for how in ("revoke", "logout", "disable"):
+            with self.subTest(how=how):
+                session = alice.login("device-" + how)
+                A = self.ws(session, node=node)
+                if how == "revoke":
+                    rc, out, err = node.ctl("sessions", "revoke", session["device_id"])
+                    self.assertEqual(rc, 0, err)
+                elif how == "logout":
+                    self.assertStatus(self.api("DELETE", "/v1/sessions/current", session, node=node), 204)
+                else:
+                    rc, out, err = node.ctl("users", "disable", alice.name)
+                    self.assertEqual(rc, 0, err)
+                try:
+                    f = A.try_send(bob.id, "sent after the session ended (%s)" % how)
+                    self.assertNotIn("accepted", f, "a send taken after the session ended: %s" % f)
+                except wsclient.WSClosed:
+                    pass
+                self.assertEqual(A.wait_closed(3), 4001)
+                if how == "disable":
+                    rc, out, err = node.ctl("users", "enable", alice.name)
+                    self.assertEqual(rc, 0, err)
+        page = self.api("GET", "/v1/conversations", bob.login(), node=node)
+        self.assertStatus(page, 200)
+        self.assertEqual(page.json["conversations"], [], "bob got none of those messages")
+
     def test_token_in_the_upgrade_request_is_held_too(self):
         # A token sent with the upgrade (header or query) is re-checked like one sent in an
         # auth frame: the session checks must not be lost to the unauthenticated deadline.

@@ -152,6 +152,9 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   void end_by_admin() override {
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_with(close_kicked, "kicked"); });
   }
+  void recheck_session() override {  // the periodic check, now (it then waits its period again)
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->guarded([&] { self->check_session(); }); });
+  }
   void on_frame(client::server_frame frame) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
       self->guarded([&] { self->push(std::move(f)); });

@@ -88,9 +88,9 @@ struct user_service::impl {
   // time as a wrong password and response times do not reveal which names exist.
   std::string dummy_hash;
   // Told after a commit that may have ended sessions of a user (set before traffic).
-  std::function<void(std::string const& name)> sessions_changed;
+  std::vector<std::function<void(std::string const& name)>> sessions_changed;
   void tell_sessions_changed(std::string const& name) const {
-    if (sessions_changed) sessions_changed(name);
+    for (auto const& fn : sessions_changed) fn(name);
   }
 
   impl(config::users_section const& o, std::string r, config::store_section const& store,
