@@ -16,8 +16,8 @@ awaitable<bool> live_stream::authenticate(std::string const& token, std::optiona
   device_ = who->device_id;  // before the manager can ask for it
   auto attached = svc_->manager.attach(uid, shared_from_this());
   if (!attached) {
-    send_error(ref, attached.error());
-    close_with(close_too_many_streams, "too_many_streams");
+    send_error(ref, attached.error());  // too_many_streams, or rate_limited (connecting again and again)
+    close_with(close_too_many_streams, errors::name(attached.error().code));
     co_return false;
   }
   who_ = who.value();
@@ -148,7 +148,9 @@ awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
       co_return;
     }
     case client::client_frame::kTyping: {
-      if (!typing_allowed()) co_return;  // dropped: see typing_per_second
+      // Dropped beyond the user's rate (ws_manager::take_typing): typing is a hint, and
+      // every notice is a frame for someone else's connections.
+      if (!svc_->manager.take_typing(uid)) co_return;
       if (auto const& group = frame.typing().conversation_id(); !group.empty() && frame.typing().to().empty()) {
         auto peers = svc_->messages.group_peers(uid, group);
         if (!peers) {

@@ -36,6 +36,14 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
   bool first = false;
   {
     std::lock_guard lock(mutex_);
+    // A reconnect loop costs a presence broadcast to every contact (and a signature per
+    // region of theirs) at every turn: a burst, then one a second.
+    if (auto wait_ms = connects_.take(user, now_ms())) {
+      auto f = errors::fail(errors::code::rate_limited, "at most " + std::to_string(connect_burst) +
+                                                            " connections at once per user, then one a second");
+      f.retry_after_s = static_cast<std::uint32_t>((wait_ms + 999) / 1000);
+      return f;
+    }
     auto& list = streams_[user];
     std::erase_if(list, [](auto const& w) { return w.expired(); });
     if (list.size() >= max_streams_)
@@ -46,6 +54,24 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
   }
   if (first) publish_presence(user);
   return errors::ok();
+}
+
+std::int64_t ws_manager::user_buckets::take(std::string const& user, std::int64_t now) {
+  auto full_since = now - std::int64_t(burst) * refill_ms;
+  if (empty_at.size() > 4096 && now - swept_ms >= 1000) {  // bounded: full buckets go
+    swept_ms = now;
+    std::erase_if(empty_at, [&](auto const& kv) { return kv.second <= full_since; });
+  }
+  auto& at = empty_at.try_emplace(user, full_since).first->second;
+  at = std::max(at, full_since);
+  if (at + refill_ms > now) return at + refill_ms - now;
+  at += refill_ms;
+  return 0;
+}
+
+bool ws_manager::take_typing(std::string const& user) {
+  std::lock_guard lock(mutex_);
+  return typing_.take(user, now_ms()) == 0;
 }
 
 void ws_manager::detach(std::string const& user, stream_sink const* sink) {

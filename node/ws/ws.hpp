@@ -181,6 +181,9 @@ class mailbox_listener {
 
 class ws_manager final : public mailbox_listener {
  public:
+  // Live streams a user may open at once (then one a second): see attach.
+  static constexpr std::size_t connect_burst = 60;
+
   // `contacts_of(user)` lists the users who may see `user`'s presence (petchat-node:
   // message_service::contacts, a store scan). It is called on the manager's callers'
   // threads, concurrently, without the manager's mutex. At most `max_streams_per_user` live
@@ -188,7 +191,9 @@ class ws_manager final : public mailbox_listener {
   ws_manager(std::size_t max_streams_per_user, std::function<std::vector<std::string>(std::string const&)> contacts_of);
 
   // Registers a live stream of `user` (dead entries are pruned first). Errors:
-  // too_many_streams (the user has max_streams_per_user already; nothing changes). When it
+  // too_many_streams (the user has max_streams_per_user already; nothing changes),
+  // rate_limited (more than connect_burst attaches of the user at once, then more than one
+  // a second; with the seconds to wait). When it
   // is the user's first stream, their contacts' streams get an ONLINE frame and
   // presence_out runs, on the calling thread. Called once a live stream's token checks out
   // (node/gateway, on the stream's strand).
@@ -262,6 +267,9 @@ class ws_manager final : public mailbox_listener {
   std::vector<stream_info> online() const;
   // Ends every live stream of the device (stream_sink::end_by_admin); how many. Any thread.
   std::size_t kick(std::string const& device_id);
+  // Whether `user` may send another typing notice now: 5 a second and 10 at once, for all
+  // their streams together (a group's notice is a frame for each online member). Any thread.
+  bool take_typing(std::string const& user);
   // Sessions of `user` may have ended: each of their streams checks its own at once
   // (stream_sink::recheck_session), not at its next periodic check. Any thread.
   void sessions_changed(std::string const& user);
@@ -289,6 +297,18 @@ class ws_manager final : public mailbox_listener {
   std::unordered_map<std::string, remote_state> remote_;  // users of other regions (guarded)
   std::map<std::string, std::size_t> remote_per_region_;  // remote_'s users by region (guarded)
   std::int64_t remote_swept_ms_ = 0;  // when a full remote_ last had its offline users forgotten (guarded)
+  // Token buckets per user, each kept as the time its tokens ran out (full when that is
+  // `burst` refills ago or earlier); beyond 4,096 users, full ones are forgotten.
+  struct user_buckets {
+    std::int64_t refill_ms;
+    std::size_t burst;
+    std::unordered_map<std::string, std::int64_t> empty_at;
+    std::int64_t swept_ms = 0;
+    // 0 if a token was taken, else the milliseconds until the next one.
+    std::int64_t take(std::string const& user, std::int64_t now);
+  };
+  user_buckets connects_{1000, connect_burst};  // guarded
+  user_buckets typing_{200, 10};                // guarded: 5 a second, 10 at once
   remote_hooks hooks_;
 };
 

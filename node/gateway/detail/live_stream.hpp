@@ -71,10 +71,6 @@ inline constexpr auto close_linger = std::chrono::seconds(1);
 inline constexpr std::size_t frames_per_write = 64;
 // Client frames one stream handles before letting the thread run other work.
 inline constexpr std::size_t yield_every = 64;
-// Typing frames a client may send: a sustained rate and a burst. More are dropped: typing
-// is a hint, and every one is a frame for someone else's connection.
-inline constexpr double typing_per_second = 5;
-inline constexpr double typing_burst = 10;
 
 // The per-thread read buffer (defined in live_stream.cpp).
 extern thread_local std::array<char, 16384> read_scratch;
@@ -329,15 +325,6 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     }
   }
   // True (and spends a token) if the client may send a typing frame now.
-  bool typing_allowed() {
-    auto now = std::chrono::steady_clock::now();
-    typing_tokens_ = std::min(
-        typing_burst, typing_tokens_ + std::chrono::duration<double>(now - typing_at_).count() * typing_per_second);
-    typing_at_ = now;
-    if (typing_tokens_ < 1.0) return false;
-    typing_tokens_ -= 1.0;
-    return true;
-  }
   // True if frames are waiting and the socket has accepted none for `stall_limit`: the
   // client has stopped reading.
   bool stalled() const { return !out_.empty() && std::chrono::steady_clock::now() - last_progress_ > stall_limit; }
@@ -406,13 +393,11 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   std::uint16_t close_code_ = 0;          // of our close frame, once closing
   std::optional<end_reason> end_reason_;  // why the stream is ending, once known (see ending)
   std::string close_reason_;
-  users::principal who_;                 // set once authenticated and attached
-  std::string device_;                   // who_.device_id, written once before attaching
-  std::uint64_t sent_seq_ = 0;           // newest mailbox seq queued to this device
-  std::uint64_t known_head_ = 0;         // newest mailbox seq known to exist
-  std::size_t pipelined_ = 0;            // sends/acks submitted and not yet answered
-  double typing_tokens_ = typing_burst;  // typing frames allowed now
-  std::chrono::steady_clock::time_point typing_at_ = std::chrono::steady_clock::now();  // tokens counted up to
+  users::principal who_;          // set once authenticated and attached
+  std::string device_;            // who_.device_id, written once before attaching
+  std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
+  std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
+  std::size_t pipelined_ = 0;     // sends/acks submitted and not yet answered
   asio::steady_timer stall_timer_{socket_.get_executor()};
   asio::steady_timer auth_deadline_timer_{socket_.get_executor()};  // while authenticating
   asio::steady_timer session_check_timer_{socket_.get_executor()};  // while live: token, session, idleness

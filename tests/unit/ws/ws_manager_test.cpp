@@ -102,6 +102,34 @@ TEST_CASE("streams attach and detach, at most max_streams_per_user per user") {
   CHECK_FALSE(m.presence(bob).online);
 }
 
+TEST_CASE("a user connecting again and again is refused after a burst: each connect is a presence broadcast") {
+  contact_book book;
+  book.contacts[alice] = {bob};
+  ws_manager m(2, book.lookup());
+  auto b1 = attached(m, bob);
+  for (std::size_t i = 0; i < ws_manager::connect_burst; ++i) {
+    auto s = attached(m, alice);
+    m.detach(alice, s.get());
+  }
+  auto presence_frames = b1->frames.size();
+  auto refused = m.attach(alice, std::make_shared<recording_stream>());
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code == errors::code::rate_limited);
+  CHECK(refused.error().retry_after_s >= 1);
+  CHECK_FALSE(m.presence(alice).online);
+  CHECK(b1->frames.size() == presence_frames);                        // bob was not told anything
+  CHECK(m.attach(carol, std::make_shared<recording_stream>()).ok());  // per user
+}
+
+TEST_CASE("typing notices: 10 at once per user, whatever their streams, then 5 a second") {
+  contact_book book;
+  ws_manager m(10, book.lookup());
+  int taken = 0;
+  for (int i = 0; i < 30; ++i) taken += m.take_typing(alice);
+  CHECK(taken == 10);
+  CHECK(m.take_typing(bob));  // per user
+}
+
 TEST_CASE("a shared event is encoded once per encoding, whichever streams ask and from which threads") {
   client::event plain;
   plain.set_seq(3);
