@@ -2,6 +2,7 @@
 // the list, one conversation, group changes, and a message's receipts. Bodies are checked
 // here; the rules of groups are the message service's.
 #include <algorithm>
+#include <unordered_set>
 
 #include "base/ids/ids.hpp"
 #include "node/gateway/detail/json_body.hpp"
@@ -45,10 +46,11 @@ json::object conversation_json(user_api const& api, std::string const& me, messa
   o["created_at_ms"] = std::to_string(v.created_at_ms);
   o["owner"] = v.owner.empty() ? json::value(nullptr) : json::value(v.owner);
   json::array members;
+  // Whose presence the caller sees (GET /v1/presence): worked out once, not per member.
+  auto contacts = api.messages.contacts(me);
+  std::unordered_set<std::string> shared(contacts.begin(), contacts.end());
   for (auto const& m : v.members) {
-    // Group members who have both written in it see each other's presence; otherwise as
-    // GET /v1/presence (a direct conversation, another group).
-    bool shown = (v.group && m.shares_presence) || m.user_id == me || api.messages.shares_presence(me, m.user_id);
+    bool shown = m.user_id == me || (m.shares_presence && shared.count(m.user_id));
     members.push_back(json::object{{"user_id", m.user_id},
                                    {"role", role_name(m.role)},
                                    {"presence", shown ? presence_json(api, m.user_id) : json::value(nullptr)}});

@@ -81,14 +81,10 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   if (!last.empty())
     if (auto sm = m.load(last))
       if (auto shown = m.visible(*sm, user, now_ms()); shown && m.may_see(user, *sm)) v.last_message = *shown;
-  // Presence in a group: between members who have both written in it.
-  bool wrote = details && c.group() && wrote_in(m.db, user, conv);
   for (int i = 0; i < c.members_size(); ++i) {
-    auto const& member = c.members(i);
-    auto role = role_of(c, member);
-    if (role == client::OWNER) v.owner = member;
-    if (details)
-      v.members.push_back({member, role, wrote && !has_no_account(c, member) && wrote_in(m.db, member, conv)});
+    auto role = role_of(c, c.members(i));
+    if (role == client::OWNER) v.owner = c.members(i);
+    if (details) v.members.push_back({c.members(i), role, !has_no_account(c, c.members(i))});
   }
   return v;
 }

@@ -379,6 +379,7 @@ class federated_store final : public federation::local_store {
     }
     if (auto existing = parse<records::stored_message>(b.get(cf::messages, *raw)))
       return existing->message().from() == msg.from() ? std::nullopt : std::optional(reject_reason::malformed);
+    note_group_writer(b, *c, msg.conversation_id(), msg.from(), st.now_shared);  // expired or not
     std::int64_t now = now_ms();
     if (msg.expires_at_ms() <= now) return std::nullopt;
     records::stored_message stored;
@@ -396,7 +397,6 @@ class federated_store final : public federation::local_store {
       if (!m_.is_local(member) || !gets_events(*c, member)) continue;
       st.heads.push_back({member, m_.append_group_entry(b, member, e, fan), e});
     }
-    note_group_writer(b, *c, msg.conversation_id(), msg.from(), st.now_shared);
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
     b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());
     detail::note_remote_attachments(m_, b, *raw, stored);

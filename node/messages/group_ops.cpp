@@ -88,6 +88,8 @@ void commit_change(impl const& m, store::rocks_batch& b, records::conversation_r
   gs->set_home_region(m.region);
   *gs->mutable_members() = c.members();
   *gs->mutable_roles() = c.roles();
+  for (auto const& u : c.members())
+    if (wrote_in(b, u, st.conversation)) gs->add_writers(u);
   gs->set_title(c.title());
   gs->set_description(c.description());
   gs->set_ttl_s(c.ttl_s());
@@ -453,7 +455,11 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     *told.Add() = u;
   }
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
+  std::vector<std::pair<std::string, std::string>> shared;  // seen at the next report (no frames now)
+  for (auto const& u : gs.writers())
+    if (!m.is_local(u) && now_in.count(u)) note_group_writer(b, c, st.conversation, u, shared);
   std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
+  c.set_no_account_sorted(true);
   b.put(cf::conversations, st.conversation, c.SerializeAsString());
   return std::nullopt;
 }

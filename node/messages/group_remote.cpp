@@ -99,7 +99,9 @@ static constexpr int max_changes_per_state = 16;
 static constexpr int max_users_per_change = 1000 + 1;  // an add takes at most 1,000, plus the creator
 
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version) {
-  if (gs.members_size() > max_group_members_ever || gs.changes_size() > max_changes_per_state) return false;
+  if (gs.members_size() > max_group_members_ever || gs.changes_size() > max_changes_per_state ||
+      gs.writers_size() > gs.members_size())
+    return false;
   std::unordered_set<std::string_view> seen;  // a name twice would count the group twice for them
   for (auto const& u : gs.members())
     if (!seen.insert(u).second) return false;

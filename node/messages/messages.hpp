@@ -72,11 +72,10 @@ struct member_failure {
 struct member_view {
   std::string user_id;
   client::member_role role = client::MEMBER;
-  // Whether the viewer sees this member's presence through the group: both have written
-  // in it. False for a name of this region the group lists but this region has no account
-  // of (docs/FEDERATION.md, "Names with no account"): whoever registers it meanwhile is no
+  // False for a name of this region the group lists but this region has no account of
+  // (docs/FEDERATION.md, "Names with no account"): whoever registers it meanwhile is no
   // member here, and their presence is not the group's to see.
-  bool shares_presence = false;
+  bool shares_presence = true;
 };
 // A conversation as one user sees it: the list's summary, and with `members` its details.
 struct conversation_view {

@@ -202,10 +202,14 @@ std::vector<std::string> message_service::contacts(std::string const& user) cons
   std::set<std::string> seen(out.begin(), out.end());
   impl_->for_each_group(user, [&](std::string const& conv, records::conversation_record const& c) {
     if (!service_detail::wrote_in(impl_->db, user, conv)) return true;  // both must have written in it
-    for (auto const& member : c.members())
-      if (member != user && service_detail::acts_as_member(c, member) && !seen.count(member) &&
-          service_detail::wrote_in(impl_->db, member, conv))
-        out.push_back(*seen.insert(member).first);
+    auto writers = keys::group_writers_owner(conv);                     // one scan, not a look-up per member
+    impl_->db.scan(cf::conversations, keys::first_of(writers), keys::past_last_of(writers),
+                   [&](std::string_view key, std::string_view) {
+                     std::string member(keys::after_owner(key, writers));
+                     if (member != user && !seen.count(member) && service_detail::acts_as_member(c, member))
+                       out.push_back(*seen.insert(std::move(member)).first);
+                     return true;
+                   });
     return true;
   });
   return out;

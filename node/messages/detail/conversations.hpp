@@ -192,13 +192,12 @@ inline int member_index(records::conversation_record const& c, std::string const
   auto it = std::find(c.members().begin(), c.members().end(), user);
   return it == c.members().end() ? -1 : static_cast<int>(it - c.members().begin());
 }
-// A replica's member of this region whom it has no account of (no events for them). The
-// list is sorted (apply_group_state) and asked for every member at every message: a
-// search, not a walk, once it is long (a short one written before it was sorted is walked).
+// A replica's member of this region whom it has no account of (no events for them). Asked
+// for every member at every message: a search in the sorted list (apply_group_state), not
+// a walk; a list written before it was sorted is walked.
 inline bool has_no_account(records::conversation_record const& c, std::string const& user) {
-  if (c.no_account_size() <= 64)
-    return std::find(c.no_account().begin(), c.no_account().end(), user) != c.no_account().end();
-  return std::binary_search(c.no_account().begin(), c.no_account().end(), user);
+  if (c.no_account_sorted()) return std::binary_search(c.no_account().begin(), c.no_account().end(), user);
+  return std::find(c.no_account().begin(), c.no_account().end(), user) != c.no_account().end();
 }
 // Whether a local member gets the group's events: not a name with no account.
 inline bool gets_events(records::conversation_record const& c, std::string const& user) {
@@ -225,6 +224,7 @@ inline void note_group_writer(store::rocks_batch& b, records::conversation_recor
   auto wrote = keys::wrote_key(from, conv);
   if (b.get(cf::conversations, wrote)) return;
   b.put(cf::conversations, wrote, "");
+  b.put(cf::conversations, keys::group_writer_key(conv, from), "");
   for (auto const& member : c.members())
     if (member != from && acts_as_member(c, member) && wrote_in(b, member, conv)) now_shared.emplace_back(from, member);
 }

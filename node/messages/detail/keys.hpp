@@ -154,6 +154,14 @@ inline std::string contact_key(std::string const& user, std::string const& peer)
 inline std::string wrote_key(std::string const& from, std::string const& to) {
   return "w/" + from + '\0' + to;
 }
+// conversations: the members who have written in a group (the same fact as wrote_key's,
+// kept the other way round so that a group's writers are one scan).
+inline std::string group_writers_owner(std::string const& group) {
+  return "wg/" + group;
+}
+inline std::string group_writer_key(std::string const& group, std::string const& user) {
+  return group_writers_owner(group) + '\0' + user;
+}
 
 // conversations: a conversation's activity; a user's part in a conversation (owned by
 // participants_owner(user)); how many groups a user is a member of.

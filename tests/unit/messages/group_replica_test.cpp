@@ -2,6 +2,7 @@
 // group messages stamped with the group's version at their sender's region, parked while
 // home's replica is behind that version, and a removed member's late messages
 // (docs/FEDERATION.md, "Groups across regions").
+#include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/keys.hpp"
 #include "tests/unit/messages/region.hpp"
 
@@ -273,4 +274,18 @@ TEST_CASE("a first state of a group with no member here is not kept") {
   // Nothing was stored: the group's first state naming alice is its first here.
   CHECK(a.apply({a.state(2, client::MEMBERS_ADDED, {dan, erin, alice}, {alice})}).empty());
   CHECK(a.seen(alice) == strings{"change 2"});
+}
+
+TEST_CASE("a replica's no-account list is searched sorted, and one from before it was sorted end to end") {
+  using petchat::messages::service_detail::has_no_account;
+  petchat::records::conversation_record c;
+  for (int i = 99; i >= 0; --i) c.add_no_account("name" + std::to_string(i) + "@home");  // not in order
+  CHECK(has_no_account(c, "name0@home"));
+  CHECK(has_no_account(c, "name57@home"));
+  CHECK_FALSE(has_no_account(c, "alice@home"));
+  std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());
+  c.set_no_account_sorted(true);
+  CHECK(has_no_account(c, "name0@home"));
+  CHECK(has_no_account(c, "name99@home"));
+  CHECK_FALSE(has_no_account(c, "alice@home"));
 }
