@@ -64,12 +64,10 @@ void asset_exchange::on_request(natsConnection*, natsSubscription*, natsMsg* msg
   natsMsg_Destroy(msg);
 }
 
-// Answers go only to a requester's inbox (NATS.c's, which this node's requests use): a
-// reply subject that names another region's stream would have this node publish signed
-// pieces of 256 KiB there for a request of a few hundred bytes.
-constexpr std::string_view inbox_prefix = "_INBOX.";
-// A request older (or further ahead) than this is a replay, as for presence and typing.
-constexpr std::int64_t request_max_age_ms = 30000;
+// A request older (or further ahead) than this is a replay: the clock skew federation
+// tolerates elsewhere (5 minutes), not presence's 30 s, so that regions whose clocks
+// disagree a little still fetch.
+constexpr std::int64_t request_max_age_ms = 5 * 60 * 1000;
 
 void asset_exchange::answer(natsMsg* msg) {
   char const* reply_to = natsMsg_GetReply(msg);
@@ -80,7 +78,11 @@ void asset_exchange::answer(natsMsg* msg) {
   for (auto r : opened.refused) s_.count(r, "asset request from " + asker);
   if (opened.bodies.size() != 1) return;
   auto& item = opened.bodies.front();
-  if (item.refused || !item.content.has_asset_request() || !std::string_view(reply_to).starts_with(inbox_prefix)) {
+  // Answers go only to the asker's own inboxes (_INBOX.<asker>.…, where its requests wait):
+  // a reply subject naming another region's stream or inbox would have this node publish
+  // signed pieces of 256 KiB there for a request of a few hundred bytes.
+  auto inbox = std::string(inbox_root) + asker + ".";
+  if (item.refused || !item.content.has_asset_request() || !std::string_view(reply_to).starts_with(inbox)) {
     s_.count(item.refused.value_or(reject_reason::malformed), "asset request from " + asker);
     return;
   }

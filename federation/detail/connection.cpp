@@ -32,6 +32,10 @@ bool nats_connection::set_options() {
   for (auto const& u : opt.nats_urls) urls.push_back(u.c_str());
   natsOptions_SetServers(nopts_, urls.data(), static_cast<int>(urls.size()));
   natsOptions_SetName(nopts_, ("petchat-node " + s_.dir.self()).c_str());
+  // Answers to this region's requests (asset pieces, JetStream's API) come to inboxes under
+  // _INBOX.<region>: holders answer an asset request only there, and NATS permissions can
+  // keep each region to its own (docs/FEDERATION.md, "Security of the NATS connection").
+  natsOptions_SetCustomInboxPrefix(nopts_, (std::string(inbox_root) + s_.dir.self()).c_str());
   natsOptions_SetMaxReconnect(nopts_, -1);
   natsOptions_SetReconnectWait(nopts_, opt.reconnect_wait_ms);
   natsOptions_SetTimeout(nopts_, opt.publish_timeout_ms);

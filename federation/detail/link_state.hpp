@@ -42,6 +42,9 @@ struct nats_names {
   std::string prefix_, self_;
 };
 
+// A region's NATS inboxes (its requests' replies) are under inbox_root + <region>.
+inline constexpr std::string_view inbox_root = "_INBOX.";
+
 // The last token of a subject: the origin region.
 std::string last_token(std::string_view subject);
 

@@ -410,9 +410,9 @@ class HostileRegionNamesAHash(AssetFederationCase):
         req.asset_request.hash = bytes.fromhex(asset["id"])
         req.asset_request.offset, req.asset_request.length = 0, 4096
         asker = test_federation.RawNats(port)
-        asker.sub("_INBOX.hostile", sid=7)
+        asker.sub("_INBOX.europe.hostile", sid=7)  # where europe's own requests wait
         payload = test_federation.envelope(pb, EUROPE, req, sign=sign, lane_epoch=0)
-        asker.sock.sendall(b"PUB petchat.v1.asset.america.europe _INBOX.hostile %d\r\n" % len(payload)
+        asker.sock.sendall(b"PUB petchat.v1.asset.america.europe _INBOX.europe.hostile %d\r\n" % len(payload)
                            + payload + b"\r\n")
         answer = pb.envelope.FromString(asker.next_msg(timeout=CROSS_S)[1])
         asker.close()
