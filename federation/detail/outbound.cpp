@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
 
 #include "base/format/format.hpp"
 
@@ -36,9 +37,15 @@ std::map<std::string, std::uint64_t> outbound_lanes::confirmed() const {
 }
 
 void outbound_lanes::note_ack(std::string const& destination, lane_ack const& ack, std::int64_t created_ms) {
+  // A time well ahead of this clock would make every later confirmation look older.
+  created_ms = std::min(created_ms, format::now_ms() + max_ack_skew_ms);
   std::lock_guard lock(acks_mutex_);
-  auto& a = acks_[destination];
-  if (std::pair(ack.epoch(), ack.seq()) > std::pair(a.ack.epoch(), a.ack.seq())) a = {ack, created_ms};
+  auto [it, fresh] = acks_.try_emplace(destination, noted_ack{ack, created_ms});
+  auto& a = it->second;
+  // The newest the destination made counts (a restored destination's honest one beats an
+  // old one replayed with a larger seq); of the same moment, the furthest.
+  if (!fresh && std::tuple(created_ms, ack.epoch(), ack.seq()) > std::tuple(a.created_ms, a.ack.epoch(), a.ack.seq()))
+    a = {ack, created_ms};
 }
 
 void outbound_lanes::take_confirmations() {
@@ -67,15 +74,21 @@ void outbound_lanes::take_confirmations() {
     // and replayed is not), and it is taken at most once a minute per destination.
     bool ahead = ack.epoch() > l.epoch || (ack.epoch() == l.epoch && ack.seq() > store_.outbox_end(dest));
     bool back = ack.epoch() == l.epoch && ack.seq() < l.confirmed && ack.seq() >= l.floor;
-    if ((ahead || back) && (noted.created_ms < l.ack_made_ms || now - l.turned_at < std::chrono::minutes(1))) {
+    bool older = noted.created_ms < l.ack_made_ms;
+    // After a going back, the entries it lost are sent again: an older confirmation of
+    // them (one from before, replayed) would count them as applied there.
+    bool resent = ack.epoch() == l.epoch && ack.seq() <= l.resent_through;
+    if (((ahead || back) && (older || (l.turned_at && now - *l.turned_at < std::chrono::minutes(1)))) ||
+        (resent && older)) {
       log_->debug(
-          "federation: region {} confirmed our lane at epoch {} seq {}, behind or ahead of seq {}, but too soon "
-          "after the last such turn or in an older confirmation than one taken: ignored",
+          "federation: region {} confirmed our lane at epoch {} seq {} (confirmed {}), in a confirmation older "
+          "than one taken or too soon after the last turn: ignored",
           dest, ack.epoch(), ack.seq(), l.confirmed);
       continue;
     }
     l.ack_made_ms = std::max(l.ack_made_ms, noted.created_ms);
     if (ahead || back) l.turned_at = now;
+    if (back) l.resent_through = std::max(l.resent_through, l.confirmed);
     // The destination is ahead of this store: a newer epoch than ours (our clock went
     // back), or more of our lane than we ever wrote (a restored store). Start a new epoch
     // of its lane above it; the destination then starts the lane at our base.

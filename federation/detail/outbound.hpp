@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ namespace petchat::federation::detail {
 
 class outbound_lanes {
  public:
+  // How far ahead of this clock a confirmation's time is believed (the skew federation
+  // allows elsewhere); a later one counts as made then.
+  static constexpr std::int64_t max_ack_skew_ms = 5 * 60 * 1000;
+
   outbound_lanes(options const& opt, directory const& dir, local_store& store, std::shared_ptr<spdlog::logger> log);
 
   // A confirmation from `destination` (a verified lane_ack, made at `created_ms` by its
@@ -51,17 +56,18 @@ class outbound_lanes {
   using clock = std::chrono::steady_clock;
   struct lane {
     bool started = false;
-    std::uint64_t published = 0;        // lane seq JetStream stored up to
-    std::uint64_t confirmed = 0;        // lane seq the destination applied up to
-    std::uint64_t floor = 0;            // lane seq up to which entries are forgotten (<= confirmed)
-    clock::time_point forgot_at{};      // the last pass over entries to forget
-    std::uint64_t lost_reported = 0;    // a going back below `floor` already logged (its seq + 1)
-    clock::time_point waiting_since{};  // when `confirmed` last moved (or waiting began)
-    clock::duration resend_delay{};     // grows while resending brings no progress
-    std::uint64_t hold_after = 0;       // after a resend: publish no further until confirmations move
-    std::uint64_t epoch = 0;            // the lane's epoch
-    std::int64_t ack_made_ms = 0;       // when the newest confirmation taken was made (its clock)
-    clock::time_point turned_at{};      // the last going back or new epoch a confirmation caused
+    std::uint64_t published = 0;                 // lane seq JetStream stored up to
+    std::uint64_t confirmed = 0;                 // lane seq the destination applied up to
+    std::uint64_t floor = 0;                     // lane seq up to which entries are forgotten (<= confirmed)
+    clock::time_point forgot_at{};               // the last pass over entries to forget
+    std::uint64_t lost_reported = 0;             // a going back below `floor` already logged (its seq + 1)
+    clock::time_point waiting_since{};           // when `confirmed` last moved (or waiting began)
+    clock::duration resend_delay{};              // grows while resending brings no progress
+    std::uint64_t hold_after = 0;                // after a resend: publish no further until confirmations move
+    std::uint64_t epoch = 0;                     // the lane's epoch
+    std::int64_t ack_made_ms = 0;                // when the newest confirmation taken was made (its clock)
+    std::optional<clock::time_point> turned_at;  // the last going back or new epoch a confirmation caused
+    std::uint64_t resent_through = 0;            // the confirmed seq before the last going back
   };
   lane& lane_to(std::string const& destination);
   void confirm(std::string const& destination, lane& l, std::uint64_t seq);

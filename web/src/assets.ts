@@ -70,38 +70,59 @@ async function get(id: string, token: string, maxBytes?: number): Promise<Blob> 
     } catch (err) {
       throw new ApiError(0, 'network', err instanceof Error ? err.message : String(err));
     }
-    if (res.ok) {
-      const length = Number(res.headers.get('Content-Length') ?? NaN);
-      if (maxBytes !== undefined && !(length <= maxBytes)) {
-        void res.body?.cancel();
-        throw new ApiError(413, 'too_large_to_show', 'the file is too large to show here');
-      }
-      return res.blob();
-    }
+    if (res.ok) return maxBytes === undefined ? res.blob() : capped(res, maxBytes);
     const err = await responseError(res);
     if (err.code !== 'asset_pending' || attempt >= PENDING_TRIES) throw err;
     await sleep((err.retry_after ?? 2) * 1000);
   }
 }
 
+const tooLarge = () => new ApiError(413, 'too_large_to_show', 'the file is too large to show here');
+
+// The body, refused as soon as it is known to pass `maxBytes`: from its Content-Length, or
+// (none given, e.g. a proxy that streams it) as the bytes come.
+async function capped(res: Response, maxBytes: number): Promise<Blob> {
+  const declared = res.headers.get('Content-Length');
+  if (declared !== null && !(Number(declared) <= maxBytes)) {
+    void res.body?.cancel();
+    throw tooLarge();
+  }
+  if (declared !== null || !res.body) return res.blob();
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      void reader.cancel();
+      throw tooLarge();
+    }
+    parts.push(value);
+  }
+  return new Blob(parts as BlobPart[], { type: res.headers.get('Content-Type') ?? '' });
+}
+
 // The bytes of an asset; small ones are kept (an asset's bytes never change: its id is their hash).
 const cache = new Map<string, Promise<Blob>>();
 
-// `maxBytes`: refused (too_large_to_show) if the node's size of the asset is larger. A kept
-// blob is at most CACHE_MAX_BYTES, below any limit asked for.
+// `maxBytes`: refused (too_large_to_show) if the asset is larger, by the node's size of it
+// (or its bytes as they come), not by what a message says.
 export function assetBytes(id: string, maxBytes?: number): Promise<Blob> {
   if (!ASSET_ID.test(id)) return Promise.reject(new ApiError(404, 'asset_not_found', 'not an asset id'));
-  const hit = cache.get(id);
+  const key = maxBytes === undefined ? id : `${id}<=${maxBytes}`; // a refusal under a limit is not a download's
+  const hit = cache.get(key);
   if (hit) {
-    cache.delete(id); // most recently used last
-    cache.set(id, hit);
+    cache.delete(key); // most recently used last
+    cache.set(key, hit);
     return hit;
   }
   const p = withToken((token) => get(id, token, maxBytes));
-  cache.set(id, p);
+  cache.set(key, p);
   p.then(
-    (b) => b.size > CACHE_MAX_BYTES && cache.get(id) === p && cache.delete(id),
-    () => cache.get(id) === p && cache.delete(id),
+    (b) => b.size > CACHE_MAX_BYTES && cache.get(key) === p && cache.delete(key),
+    () => cache.get(key) === p && cache.delete(key),
   );
   while (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
   return p;

@@ -17,6 +17,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <array>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -149,7 +150,10 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_with(close_kicked, "kicked"); });
   }
   void recheck_session() override {  // the periodic check, now (it then waits its period again)
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->guarded([&] { self->check_session(); }); });
+    session_changed_ = true;         // and before the next frame is taken, whichever comes first
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->session_changed_.exchange(false)) self->guarded([&] { self->check_session(); });
+    });
   }
   void on_frame(client::server_frame frame) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
@@ -401,9 +405,10 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   asio::steady_timer stall_timer_{socket_.get_executor()};
   asio::steady_timer auth_deadline_timer_{socket_.get_executor()};  // while authenticating
   asio::steady_timer session_check_timer_{socket_.get_executor()};  // while live: token, session, idleness
-  asio::steady_timer close_linger_timer_{socket_.get_executor()};   // after our close frame
-  std::string token_;                                               // the access token the stream runs on
-  std::uint64_t write_gen_ = 0;                                     // bumped when a write starts and when it ends
+  std::atomic<bool> session_changed_{false};  // set by recheck_session (any thread): check before the next frame
+  asio::steady_timer close_linger_timer_{socket_.get_executor()};  // after our close frame
+  std::string token_;                                              // the access token the stream runs on
+  std::uint64_t write_gen_ = 0;                                    // bumped when a write starts and when it ends
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();  // last write done
 };
 

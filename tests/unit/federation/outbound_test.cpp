@@ -209,9 +209,9 @@ TEST_CASE("confirmations forget what the destination applied; older ones and str
   CHECK(o.store.held("away") == seqs{4, 5});
   CHECK(o.lanes.confirmed().at("away") == 3);
 
-  // Two confirmations between rounds: the furthest counts, whatever their order.
+  // Two confirmations between rounds, the older arriving last: the newest counts.
   o.lanes.note_ack("away", ack(epoch, 5), made());
-  o.lanes.note_ack("away", ack(epoch, 4), made());
+  o.lanes.note_ack("away", ack(epoch, 4), made(1000));
   o.lanes.take_confirmations();
   CHECK(o.store.held("away").empty());
   CHECK(o.lanes.confirmed().at("away") == 5);
@@ -368,6 +368,16 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
     outbound_lanes restarted(o.opt, o.dir, o.store, std::make_shared<spdlog::logger>("outbound-test"));
     restarted.take_confirmations();
     CHECK(lane_seqs(restarted.next("away", 100)) == seqs{5, 6, 7});
+  }
+  SUBCASE("a restored destination's honest confirmation beats an older one replayed in the same round") {
+    o.lanes.note_ack("away", ack(epoch, 4), made());        // it went back to 4 (restored)
+    o.lanes.note_ack("away", ack(epoch, 6), made(60'000));  // its old one, captured and replayed
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 4);
+    CHECK(lane_seqs(o.lanes.next("away", 100)) == seqs{5, 6, 7});
+    o.lanes.note_ack("away", ack(epoch, 6), made(60'000));  // and replayed again alone: older, ignored
+    o.lanes.take_confirmations();
+    CHECK(o.lanes.confirmed().at("away") == 4);
   }
   SUBCASE("an older confirmation replayed, or a second going back within a minute, changes nothing") {
     o.lanes.note_ack("away", ack(epoch, 4), made(60'000));  // made before the one taken (seq 6)
