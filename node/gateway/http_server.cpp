@@ -341,7 +341,11 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
       continue;
     }
     if (st->open >= st->limits.max_connections) {
-      st->log->warn("connection refused: {} connections open (gateway.max_connections)", st->open.load());
+      if (auto n = st->refusals_logged.pass())
+        st->log->warn(
+            "connection refused: {} connections open (gateway.max_connections); {} refusal(s) since the "
+            "last such line",
+            st->open.load(), n);
       continue;  // the socket closes as it goes out of scope
     }
     st->open++;
@@ -352,8 +356,11 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
       address = rec ? "unknown" : ep.address().to_string();
       socket.set_option(tcp::no_delay(true), rec);
       if (!st->claim_address(address)) {
-        st->log->warn("connection from {} refused: {} open (gateway.max_connections_per_address)", address,
-                      st->limits.max_connections_per_address);
+        if (auto n = st->refusals_logged.pass())
+          st->log->warn(
+              "connection from {} refused: {} open (gateway.max_connections_per_address); {} refusal(s) "
+              "since the last such line",
+              address, st->limits.max_connections_per_address, n);
         if (st->tls) {
           // On a TLS port a plain-text answer would read as a protocol error: just closed.
           st->open--;

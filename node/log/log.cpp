@@ -283,4 +283,15 @@ void ready(std::string const& message, std::string const& human_hints, std::init
   std::fflush(stdout);
 }
 
+std::uint64_t throttle::pass() {
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+                 .count();
+  auto next = next_ms_.load();
+  if (now < next || !next_ms_.compare_exchange_strong(next, now + every_ms_)) {
+    ++held_;
+    return 0;
+  }
+  return 1 + held_.exchange(0);
+}
+
 }  // namespace petchat::log

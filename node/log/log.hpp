@@ -5,6 +5,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -61,5 +64,19 @@ std::string printable(std::string_view text);
 // Appends `text` to `out` as the inside of a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD, so every line stays valid JSON.
 void append_json_escaped(std::string& out, std::string_view text);
+
+// Lets a repeated line through at most once per `every`: a flood of refused connections
+// must not fill the disk with one warning each. Any thread.
+class throttle {
+ public:
+  explicit throttle(std::chrono::milliseconds every) : every_ms_(every.count()) {}
+  // 0 if this one is held back; else 1 + how many were held back since the last let through.
+  std::uint64_t pass();
+
+ private:
+  std::int64_t every_ms_;
+  std::atomic<std::int64_t> next_ms_{0};
+  std::atomic<std::uint64_t> held_{0};
+};
 
 }  // namespace petchat::log

@@ -30,7 +30,9 @@ client::server_frame presence_frame(std::string const& user, bool online, std::i
 
 ws_manager::ws_manager(std::size_t max_streams_per_user,
                        std::function<std::vector<std::string>(std::string const&)> contacts_of)
-    : max_streams_(max_streams_per_user), contacts_of_(std::move(contacts_of)) {}
+    : max_streams_(max_streams_per_user),
+      contacts_of_(std::move(contacts_of)),
+      connects_(1000, std::max<std::size_t>(60, 2 * max_streams_per_user)) {}
 
 errors::status ws_manager::attach(std::string const& user, std::shared_ptr<stream_sink> const& sink) {
   bool first = false;
@@ -39,7 +41,7 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
     // A reconnect loop costs a presence broadcast to every contact (and a signature per
     // region of theirs) at every turn: a burst, then one a second.
     if (auto wait_ms = connects_.take(user, now_ms())) {
-      auto f = errors::fail(errors::code::rate_limited, "at most " + std::to_string(connect_burst) +
+      auto f = errors::fail(errors::code::rate_limited, "at most " + std::to_string(connects_.burst) +
                                                             " connections at once per user, then one a second");
       f.retry_after_s = static_cast<std::uint32_t>((wait_ms + 999) / 1000);
       return f;

@@ -181,8 +181,9 @@ class mailbox_listener {
 
 class ws_manager final : public mailbox_listener {
  public:
-  // Live streams a user may open at once (then one a second): see attach.
-  static constexpr std::size_t connect_burst = 60;
+  // Live streams a user may open at once (then one a second): see attach. At least 60, and
+  // twice max_streams_per_user (a node configured for many streams per user connects them).
+  std::size_t connect_burst() const { return connects_.burst; }
 
   // `contacts_of(user)` lists the users who may see `user`'s presence (petchat-node:
   // message_service::contacts, a store scan). It is called on the manager's callers'
@@ -192,7 +193,7 @@ class ws_manager final : public mailbox_listener {
 
   // Registers a live stream of `user` (dead entries are pruned first). Errors:
   // too_many_streams (the user has max_streams_per_user already; nothing changes),
-  // rate_limited (more than connect_burst attaches of the user at once, then more than one
+  // rate_limited (more than connect_burst() attaches of the user at once, then more than one
   // a second; with the seconds to wait). When it
   // is the user's first stream, their contacts' streams get an ONLINE frame and
   // presence_out runs, on the calling thread. Called once a live stream's token checks out
@@ -300,6 +301,7 @@ class ws_manager final : public mailbox_listener {
   // Token buckets per user, each kept as the time its tokens ran out (full when that is
   // `burst` refills ago or earlier); beyond 4,096 users, full ones are forgotten.
   struct user_buckets {
+    user_buckets(std::int64_t refill, std::size_t most) : refill_ms(refill), burst(most) {}
     std::int64_t refill_ms;
     std::size_t burst;
     std::unordered_map<std::string, std::int64_t> empty_at;
@@ -307,8 +309,8 @@ class ws_manager final : public mailbox_listener {
     // 0 if a token was taken, else the milliseconds until the next one.
     std::int64_t take(std::string const& user, std::int64_t now);
   };
-  user_buckets connects_{1000, connect_burst};  // guarded
-  user_buckets typing_{200, 10};                // guarded: 5 a second, 10 at once
+  user_buckets connects_;         // guarded
+  user_buckets typing_{200, 10};  // guarded: 5 a second, 10 at once
   remote_hooks hooks_;
 };
 

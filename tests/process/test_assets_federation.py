@@ -24,6 +24,7 @@ import base64
 import os
 import signal
 import sys
+import threading
 import time
 import unittest
 
@@ -37,7 +38,7 @@ import test_messaging  # noqa: E402  (assertWsError)
 from test_assets import KIB, blake, blob, exchange, jpeg_size, make_png, q, random_id  # noqa: E402
 from wsclient import ev_message  # noqa: E402
 
-EUROPE, AMERICA = "europe", "america"
+EUROPE, AMERICA, ASIA = "europe", "america", "asia"
 
 CROSS_S = 30.0  # a message's or an asset's trip to the other region (normally about a second)
 HEAL_S = 60.0  # after a region comes back: request timeouts (10 s) and backoff (up to 10 s)
@@ -429,3 +430,94 @@ if __name__ == "__main__":
         unittest.main(verbosity=2)
     finally:
         fedharness.close_all_servers()
+
+
+class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):
+    """Europe, hostile (its real signing key, its node stopped), sends bob at america a
+    message naming an asset of 100 MiB, and answers america's requests for it just fast
+    enough: a piece of 256 KiB every 2 s, above the 64 KiB/s a fetch must keep up, so the
+    fetch would go on for 13 minutes. Meanwhile chen at asia sends bob a file: america
+    fetches it from asia at once, not after europe's."""
+
+    names = (EUROPE, AMERICA, ASIA)
+
+    def test_a_region_trickling_its_asset_does_not_hold_up_another_regions(self):
+        pb = test_federation.fed_pb2()
+        alice, bob, chen = self.user(EUROPE, "alice"), self.user(AMERICA, "bob"), self.user(ASIA, "chen")
+        B, A = self.connect(bob), self.connect(alice)
+        port = self.servers[0].port
+        spy = test_federation.RawNats(port)
+        subject = "petchat.v1.fed.america.europe"
+        spy.sub(subject)
+        acc = A.send_message(bob, "genuine")
+        B.wait_event(ev_message(acc["message_id"]), CROSS_S)
+        genuine = None
+        while genuine is None:  # the lane's envelopes since the spy subscribed, up to that message
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.message.id == acc["message_id"]), None)
+        spy.close()
+        self.pause(EUROPE)  # from here on, "europe" is whoever holds its key
+        sign = test_federation.region_signer(self.node(EUROPE))
+        holder = test_federation.RawNats(port)  # europe's asset service, played by the test
+        self.addCleanup(holder.close)
+        holder.sub("petchat.v1.asset.europe.america", sid=9)
+
+        big = os.urandom(32)
+        forged = pb.body()
+        forged.CopyFrom(genuine)
+        forged.lane_seq = max(bd.lane_seq for bd in bodies) + 1
+        forged.created_at_ms = int(time.time() * 1000)
+        raw_id = base64.urlsafe_b64decode(genuine.message.id + "=" * (-len(genuine.message.id) % 4))
+        forged.message.id = base64.urlsafe_b64encode(raw_id[:8] + os.urandom(8)).decode().rstrip("=")
+        forged.message.client_id = "trickle-" + random_id()[:8]
+        forged.message.body.text = "a big file, slowly"
+        att = forged.message.body.attachments.add()
+        att.asset_id = big.hex()
+        att.name = "big.bin"
+        pub = test_federation.RawNats(port)
+        self.addCleanup(pub.close)
+        pub.pub(subject, test_federation.envelope(pb, EUROPE, forged, sign=sign, lane_epoch=bundle.lane_epoch,
+                                                  lane_base=bundle.lane_base))
+        B.wait_event(ev_message(forged.message.id), CROSS_S, what="the message naming the big asset")
+
+        stop = threading.Event()
+
+        def answer(reply, request):
+            req = pb.body.FromString(pb.bundle.FromString(pb.envelope.FromString(request).body).bodies[0])
+            piece = pb.body()
+            piece.origin, piece.destination = EUROPE, AMERICA
+            piece.created_at_ms = int(time.time() * 1000)
+            piece.asset_piece.hash = big
+            piece.asset_piece.found = True
+            piece.asset_piece.offset = req.asset_request.offset
+            piece.asset_piece.size = 100 << 20
+            piece.asset_piece.data = b"\0" * PIECE
+            pub.pub(reply, test_federation.envelope(pb, EUROPE, piece, sign=sign, lane_epoch=0))
+
+        # America's fetcher is inside europe's fetch once its first request is here.
+        _, reply, request = holder.next_request(timeout=CROSS_S)
+        self.assertIsNotNone(reply)
+
+        def trickle(reply, request):
+            while not stop.is_set():
+                if stop.wait(2.0):
+                    return
+                answer(reply, request)
+                try:
+                    _, reply, request = holder.next_request(timeout=15)
+                except (OSError, AssertionError):
+                    return
+
+        worker = threading.Thread(target=trickle, args=(reply, request), daemon=True)
+        worker.start()
+        self.addCleanup(worker.join, 20)
+        self.addCleanup(stop.set)
+
+        C = self.connect(chen)
+        data = blob(3000, "chen's file")
+        asset = self.upload(chen, data, "chen.bin")
+        sent = self.send_attached(C, bob, [{"asset_id": asset["id"], "name": "chen.bin"}])
+        B.wait_event(ev_message(sent["message_id"]), CROSS_S)
+        self.wait_download(bob, asset["id"], data)  # not 13 minutes from now
+        self.assertPending(self.download(bob, big.hex()), "europe's asset, still trickling in")

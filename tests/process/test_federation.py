@@ -94,6 +94,26 @@ class RawNats:
                 data = self.file.read(size + 2)[:size]
                 return parts[1].decode(), data[headers:]
 
+    def next_request(self, timeout=10):
+        """The next message with its reply subject: (subject, reply or None, payload)."""
+        self.sock.settimeout(timeout)
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise AssertionError("NATS connection closed")
+            if line.startswith(b"PING"):
+                self.sock.sendall(b"PONG\r\n")
+                continue
+            parts = line.split()
+            if line.startswith(b"MSG"):  # MSG subject sid [reply] bytes
+                size = int(parts[-1])
+                data = self.file.read(size + 2)[:size]
+                return parts[1].decode(), (parts[3].decode() if len(parts) == 5 else None), data
+            if line.startswith(b"HMSG"):  # HMSG subject sid [reply] header-bytes total-bytes
+                headers, size = int(parts[-2]), int(parts[-1])
+                data = self.file.read(size + 2)[:size]
+                return parts[1].decode(), (parts[3].decode() if len(parts) == 6 else None), data[headers:]
+
     def close(self):
         try:
             self.sock.close()

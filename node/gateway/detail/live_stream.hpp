@@ -328,7 +328,6 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
       close_with(close_internal_error, "internal_error");
     }
   }
-  // True (and spends a token) if the client may send a typing frame now.
   // True if frames are waiting and the socket has accepted none for `stall_limit`: the
   // client has stopped reading.
   bool stalled() const { return !out_.empty() && std::chrono::steady_clock::now() - last_progress_ > stall_limit; }

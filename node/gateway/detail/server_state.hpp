@@ -29,6 +29,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   server_limits limits;
   handler handle;
   std::shared_ptr<spdlog::logger> log;
+  log::throttle refusals_logged{std::chrono::seconds(1)};  // connections refused: a line a second at most
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_acceptor;
   std::filesystem::path unix_path;
