@@ -37,8 +37,6 @@ std::map<std::string, std::uint64_t> outbound_lanes::confirmed() const {
 }
 
 void outbound_lanes::note_ack(std::string const& destination, lane_ack const& ack, std::int64_t created_ms) {
-  // A time well ahead of this clock would make every later confirmation look older.
-  created_ms = std::min(created_ms, format::now_ms() + max_ack_skew_ms);
   std::lock_guard lock(acks_mutex_);
   auto [it, fresh] = acks_.try_emplace(destination, noted_ack{ack, created_ms});
   auto& a = it->second;
@@ -74,7 +72,9 @@ void outbound_lanes::take_confirmations() {
     // and replayed is not), and it is taken at most once a minute per destination.
     bool ahead = ack.epoch() > l.epoch || (ack.epoch() == l.epoch && ack.seq() > store_.outbox_end(dest));
     bool back = ack.epoch() == l.epoch && ack.seq() < l.confirmed && ack.seq() >= l.floor;
-    bool older = noted.created_ms < l.ack_made_ms;
+    // A time well ahead of this clock would make every later confirmation look older.
+    auto made = std::min(noted.created_ms, format::now_ms() + max_ack_skew_ms);
+    bool older = made < l.ack_made_ms;
     // After a going back, the entries it lost are sent again: an older confirmation of
     // them (one from before, replayed) would count them as applied there.
     bool resent = ack.epoch() == l.epoch && ack.seq() <= l.resent_through;
@@ -86,7 +86,7 @@ void outbound_lanes::take_confirmations() {
           dest, ack.epoch(), ack.seq(), l.confirmed);
       continue;
     }
-    l.ack_made_ms = std::max(l.ack_made_ms, noted.created_ms);
+    l.ack_made_ms = std::max(l.ack_made_ms, made);
     if (ahead || back) l.turned_at = now;
     if (back) l.resent_through = std::max(l.resent_through, l.confirmed);
     // The destination is ahead of this store: a newer epoch than ours (our clock went

@@ -46,9 +46,15 @@ json::object conversation_json(user_api const& api, std::string const& me, messa
   o["created_at_ms"] = std::to_string(v.created_at_ms);
   o["owner"] = v.owner.empty() ? json::value(nullptr) : json::value(v.owner);
   json::array members;
-  // Whose presence the caller sees (GET /v1/presence): worked out once, not per member.
-  auto contacts = api.messages.contacts(me);
-  std::unordered_set<std::string> shared(contacts.begin(), contacts.end());
+  // Whose presence the caller sees (GET /v1/presence): in a group worked out once for all
+  // its members, not per member.
+  std::unordered_set<std::string> shared;
+  if (v.group) {
+    auto contacts = api.messages.contacts(me);
+    shared.insert(contacts.begin(), contacts.end());
+  } else if (api.messages.shares_presence(me, v.peer)) {
+    shared.insert(v.peer);
+  }
   for (auto const& m : v.members) {
     bool shown = m.user_id == me || (m.shares_presence && shared.count(m.user_id));
     members.push_back(json::object{{"user_id", m.user_id},

@@ -235,6 +235,12 @@ live_stream::input_step live_stream::step_input(client::client_frame& pending) {
     send_error_for_unparsed(ev.text ? std::string_view(ev.payload) : std::string_view());
     return input_step::next;
   }
+  // A session of the user ended since the last frame (recheck_session): no frame is taken
+  // before this stream's own session is checked, even if the posted check has not run.
+  if (session_changed_.exchange(false)) {
+    check_session();
+    if (!accepting()) return input_step::next;  // it ended: the next step ends the stream
+  }
   // Sends and acks are pipelined: each goes to the commit pipeline without waiting for
   // the previous one, so one connection's burst shares a group commit. Sends reach the
   // pipeline in arrival order (each coroutine runs up to its submit before the next

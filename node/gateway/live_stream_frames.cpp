@@ -116,12 +116,6 @@ void live_stream::answer_ack(std::uint64_t ref, errors::status const& s) {
 }
 
 awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
-  // A session of the user ended since the last frame (recheck_session): this frame is
-  // taken only if this stream's session still holds, even if the posted check has not run.
-  if (session_changed_.exchange(false)) {
-    check_session();
-    if (phase_ != phase::live) co_return;
-  }
   auto ref = frame.ref();
   std::string uid = user_id();
   switch (frame.kind_case()) {

@@ -88,8 +88,6 @@ void commit_change(impl const& m, store::rocks_batch& b, records::conversation_r
   gs->set_home_region(m.region);
   *gs->mutable_members() = c.members();
   *gs->mutable_roles() = c.roles();
-  for (auto const& u : c.members())
-    if (wrote_in(b, u, st.conversation)) gs->add_writers(u);
   gs->set_title(c.title());
   gs->set_description(c.description());
   gs->set_ttl_s(c.ttl_s());
@@ -97,7 +95,17 @@ void commit_change(impl const& m, store::rocks_batch& b, records::conversation_r
   gs->set_version(c.version());
   gs->set_created_at_ms(c.created_at_ms());
   for (auto const& ch : st.changes) *gs->add_changes() = ch;
-  for (auto const& region : regions) m.to_outbox(b, region, body);
+  // Who has written: only to a region this change gives its first members (keeps states small).
+  std::set<std::string_view> added(st.added.begin(), st.added.end()), first(regions.begin(), regions.end());
+  for (auto const& u : c.members())
+    if (!added.count(u)) first.erase(ids::region_of(u));
+  federation::body with_writers;
+  if (!first.empty()) {
+    with_writers = body;
+    for (auto const& u : c.members())
+      if (wrote_in(b, u, st.conversation)) with_writers.mutable_group_state()->add_writers(u);
+  }
+  for (auto const& region : regions) m.to_outbox(b, region, first.count(region) ? with_writers : body);
   st.queued = true;
 }
 
@@ -455,9 +463,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     *told.Add() = u;
   }
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
-  std::vector<std::pair<std::string, std::string>> shared;  // seen at the next report (no frames now)
-  for (auto const& u : gs.writers())
-    if (!m.is_local(u) && now_in.count(u)) note_group_writer(b, c, st.conversation, u, shared);
+  for (auto const& u : gs.writers())  // presence then seen at the next change or report
+    if (!m.is_local(u) && now_in.count(u)) note_writer(b, st.conversation, u);
   std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
   c.set_no_account_sorted(true);
   b.put(cf::conversations, st.conversation, c.SerializeAsString());

@@ -2,6 +2,8 @@
 // history, single messages, membership, the typing rule and contacts. These run on the
 // caller's thread and read RocksDB directly (memtables and the block cache); see
 // messages.hpp for each call's contract.
+#include <unordered_set>
+
 #include "node/messages/detail/delivered_mark.hpp"
 #include "node/messages/detail/service.hpp"
 #include "node/messages/messages.hpp"
@@ -202,14 +204,16 @@ std::vector<std::string> message_service::contacts(std::string const& user) cons
   std::set<std::string> seen(out.begin(), out.end());
   impl_->for_each_group(user, [&](std::string const& conv, records::conversation_record const& c) {
     if (!service_detail::wrote_in(impl_->db, user, conv)) return true;  // both must have written in it
-    auto writers = keys::group_writers_owner(conv);                     // one scan, not a look-up per member
-    impl_->db.scan(cf::conversations, keys::first_of(writers), keys::past_last_of(writers),
-                   [&](std::string_view key, std::string_view) {
-                     std::string member(keys::after_owner(key, writers));
-                     if (member != user && !seen.count(member) && service_detail::acts_as_member(c, member))
-                       out.push_back(*seen.insert(std::move(member)).first);
-                     return true;
-                   });
+    std::unordered_set<std::string_view> listed(c.members().begin(), c.members().end());
+    auto writers = keys::group_writers_owner(conv);  // one scan, not a look-up per member
+    impl_->db.scan(
+        cf::conversations, keys::first_of(writers), keys::past_last_of(writers),
+        [&](std::string_view key, std::string_view) {
+          std::string member(keys::after_owner(key, writers));
+          if (member != user && !seen.count(member) && listed.count(member) && service_detail::gets_events(c, member))
+            out.push_back(*seen.insert(std::move(member)).first);
+          return true;
+        });
     return true;
   });
   return out;

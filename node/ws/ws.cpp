@@ -60,9 +60,10 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
 
 std::int64_t ws_manager::user_buckets::take(std::string const& user, std::int64_t now) {
   auto full_since = now - std::int64_t(burst) * refill_ms;
-  if (empty_at.size() > 4096 && now - swept_ms >= 1000) {  // bounded: full buckets go
+  if (empty_at.size() > 4096 && now - swept_ms >= 1000) {  // bounded: users idle for a minute go
     swept_ms = now;
-    std::erase_if(empty_at, [&](auto const& kv) { return kv.second <= full_since; });
+    auto idle_since = now - std::min<std::int64_t>(std::int64_t(burst), 60) * refill_ms;
+    std::erase_if(empty_at, [&](auto const& kv) { return kv.second <= idle_since; });
   }
   auto& at = empty_at.try_emplace(user, full_since).first->second;
   at = std::max(at, full_since);

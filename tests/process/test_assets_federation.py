@@ -425,12 +425,6 @@ class HostileRegionNamesAHash(AssetFederationCase):
         self.assertGone(self.user(AMERICA, "dave"), asset["id"])
 
 
-if __name__ == "__main__":
-    try:
-        unittest.main(verbosity=2)
-    finally:
-        fedharness.close_all_servers()
-
 
 class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):
     """Europe, hostile (its real signing key, its node stopped), sends bob at america a
@@ -521,3 +515,10 @@ class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):
         B.wait_event(ev_message(sent["message_id"]), CROSS_S)
         self.wait_download(bob, asset["id"], data)  # not 13 minutes from now
         self.assertPending(self.download(bob, big.hex()), "europe's asset, still trickling in")
+
+
+if __name__ == "__main__":
+    try:
+        unittest.main(verbosity=2)
+    finally:
+        fedharness.close_all_servers()

@@ -683,8 +683,10 @@ class HostileAssetRequests(FederationCase):
 
         spy = RawNats(port)
         self.addCleanup(spy.close)
-        spy.sub("_INBOX.>", 1)
-        spy.sub("petchat.v1.fed.asia.america", 2)
+        # Only the inboxes the test names (the nodes' own inbox traffic must not come in between).
+        for sid, inbox in enumerate(("_INBOX.europe.hostile.>", "_INBOX.asia.x.>", "_INBOX.europeans.x.>"), 1):
+            spy.sub(inbox, sid)
+        spy.sub("petchat.v1.fed.asia.america", 9)
         pub = RawNats(port)
         self.addCleanup(pub.close)
         asset_subject = "petchat.v1.asset.america.europe"

@@ -219,14 +219,19 @@ inline bool wrote_in(Store const& s, std::string const& user, std::string const&
 // A group message from `from` is stored here (sent here, or from another region): the
 // first one notes that they wrote in the group, and appends the members who had written
 // already, whose presence and `from`'s this write makes shared.
+// True if this is the first: both keys written.
+inline bool note_writer(store::rocks_batch& b, std::string const& conv, std::string const& user) {
+  auto listed = keys::group_writer_key(conv, user);
+  if (b.get(cf::conversations, listed)) return false;
+  b.put(cf::conversations, listed, "");
+  b.put(cf::conversations, keys::wrote_key(user, conv), "");
+  return true;
+}
 inline void note_group_writer(store::rocks_batch& b, records::conversation_record const& c, std::string const& conv,
                               std::string const& from, std::vector<std::pair<std::string, std::string>>& now_shared) {
-  auto wrote = keys::wrote_key(from, conv);
-  if (b.get(cf::conversations, wrote)) return;
-  b.put(cf::conversations, wrote, "");
-  b.put(cf::conversations, keys::group_writer_key(conv, from), "");
-  for (auto const& member : c.members())
-    if (member != from && acts_as_member(c, member) && wrote_in(b, member, conv)) now_shared.emplace_back(from, member);
+  if (!note_writer(b, conv, from)) return;
+  for (auto const& member : c.members())  // listed: acting unless a name with no account
+    if (member != from && gets_events(c, member) && wrote_in(b, member, conv)) now_shared.emplace_back(from, member);
 }
 inline client::member_role role_of(records::conversation_record const& c, std::string const& user) {
   int i = member_index(c, user);
