@@ -184,6 +184,23 @@ describe('push notifications', () => {
     assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
   });
 
+  test('a push for another user than the one logged in here shows nothing of its content', async () => {
+    // Someone who logged out of this browser while offline: their subscription outlived the
+    // session, and alice is logged in now.
+    const { page } = alice;
+    await page.evaluate(async () => {
+      for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
+    });
+    await page.goto('about:blank');
+    await untilNoTabs(alice.context, suite.node.url);
+    const worker = await watchShows(alice.context, suite.node.url);
+    const before = await worker.evaluate(() => self.shows);
+    await deliver(notification({ user_id: 'zed@test', sender_id: 'yves@test', conversation_id: 'd.AZLxSecret', preview: 'the secret' }));
+    await untilShows(worker, before + 1);
+    await page.goto(`${suite.node.url}/`);
+    assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
+  });
+
   test('with the tab closed a push shows sender and preview as text; a click opens that chat', async () => {
     const fay = await openDevices('fay', { grant: true });
     const { context } = fay;

@@ -8,6 +8,7 @@ import { errorText, t } from './i18n';
 import * as session from './session';
 import { storage } from './storage';
 import { getState, subscribe } from './store';
+import { recordUser } from './pushUser';
 
 const KEY = 'petchat.push';
 const WAIT_MS = 20000; // for the worker to activate, and for the browser's push service
@@ -176,7 +177,9 @@ export function listen(): void {
     const m = e.data as { type?: string; conversation_id?: unknown } | null;
     if (m?.type === 'open_conversation' && typeof m.conversation_id === 'string') openConversation(m.conversation_id);
   });
+  void recordUser(session.tokens()?.user_id ?? '').catch(() => undefined);
   session.onTokens((tokens) => {
+    void recordUser(tokens?.user_id ?? '').catch(() => undefined);
     if (!tokens) void unsubscribeLocally().catch(() => undefined);
   });
 }

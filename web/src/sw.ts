@@ -2,6 +2,7 @@
 // (docs/PROTOCOL.md, "The notification") and, on a click, brings a tab of the client forward
 // on that conversation. Checked with tsconfig.sw.json (WebWorker types, not DOM).
 import { lang, t } from './i18n';
+import { currentUser } from './pushUser';
 
 declare const self: ServiceWorkerGlobalScope;
 
@@ -9,6 +10,7 @@ declare const self: ServiceWorkerGlobalScope;
 interface PushFacts {
   v?: number;
   type?: string;
+  user_id?: string;
   count?: number;
   unread?: number;
   conversation_id?: string;
@@ -41,7 +43,11 @@ async function show(data: PushMessageData | null): Promise<void> {
   // A focused tab of the client shows new messages itself (and the browser requires no
   // notification while the site is in front).
   if ((await windows()).some((c) => c.focused && c.visibilityState === 'visible')) return;
-  const n = parse(data);
+  let n = parse(data);
+  // For someone other than who is logged in here (or anyone, once no one is): shown, as a
+  // push must be, but with nothing of its content.
+  const current = await currentUser().catch(() => null);
+  if (current !== null && str(n.user_id) !== current) n = {};
   const conversation = str(n.conversation_id);
   const count = typeof n.count === 'number' && n.count > 0 ? Math.floor(n.count) : 1;
   await self.registration.showNotification(str(n.sender_id) ?? t.pushTitle, {
