@@ -216,7 +216,7 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
                                  std::int64_t valid_until_ms) {
   auto id = ids::parse_user_id(user, hooks_.local_region);
   if (!id || id->region == hooks_.local_region) return;
-  bool changed = false;
+  bool changed = false, told = false;
   {
     std::lock_guard lock(mutex_);
     if (!remote_.count(user)) {
@@ -245,8 +245,12 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
     r.online = online;
     if (!online) r.last_seen_ms = last_seen_ms;
     r.valid_until_ms = valid_until_ms;
+    told = changed && remote_told_.take(id->region, now_ms()) == 0;
   }
-  if (!changed) return;
+  // Each change told is a contacts scan and a frame per contact: one region's changes are
+  // told at most 1,000 a second (20,000 at once). Beyond, the state is kept all the same:
+  // it is what GET /v1/presence answers and what a stream gets when it connects.
+  if (!told) return;
   auto frame = presence_frame(user, online, last_seen_ms);
   for (auto const& c : contacts_of_(user))
     for (auto const& s : sinks_of(c)) s->on_frame(frame);
@@ -273,7 +277,7 @@ void ws_manager::expire_remote_presence() {
       if (r.online && r.valid_until_ms <= now) {
         r.online = false;
         r.last_seen_ms = r.valid_until_ms;
-        expired.emplace_back(user, r.last_seen_ms);
+        if (remote_told_.take(std::string(ids::region_of(user)), now) == 0) expired.emplace_back(user, r.last_seen_ms);
       }
   }
   for (auto const& [user, at] : expired) {

@@ -239,7 +239,9 @@ class ws_manager final : public mailbox_listener {
   // then offline as of that time (a region that stops reporting cannot keep users online).
   // Ids that do not parse or are of this region are ignored; beyond 200000 remote users
   // the offline ones are forgotten, and if all are online the report is dropped. Only a
-  // change of online state sends frames to the user's contacts' live streams. No errors.
+  // change of online state sends frames to the user's contacts' live streams, and of one
+  // region's changes at most 1,000 a second (20,000 at once; here and in
+  // expire_remote_presence): beyond, the state changes without frames. No errors.
   // Called from the federation live handler (NATS.c's live-subscription thread).
   void remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms, std::int64_t valid_until_ms);
   // A full report from `region`: its users believed online and not in `online` are offline
@@ -310,8 +312,9 @@ class ws_manager final : public mailbox_listener {
     // 0 if a token was taken, else the milliseconds until the next one.
     std::int64_t take(std::string const& user, std::int64_t now);
   };
-  user_buckets connects_;         // guarded
-  user_buckets typing_{200, 10};  // guarded: 5 a second, 10 at once
+  user_buckets connects_;               // guarded
+  user_buckets typing_{200, 10};        // guarded: 5 a second, 10 at once
+  user_buckets remote_told_{1, 20000};  // guarded, by region: remote changes told, 1,000 a second
   remote_hooks hooks_;
 };
 
