@@ -269,6 +269,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
       [&manager, region = cfg.node.region](std::string const& name) { manager.sessions_changed(name + "@" + region); });
 
   federation::directory regions(cfg.node.region, public_key_of(id), cfg.federation);
+  for (auto const& clash : app::region_clashes(cfg)) log->warn("{}", clash);
   auto fed = make_federation(cfg, regions, id, messages, manager);
   if (fed) reload.set_directory(&regions);
 

@@ -1,6 +1,7 @@
 // Reloading the configuration (see reload.hpp).
 #include "node/app/reload.hpp"
 
+#include "node/app/startup.hpp"
 #include "node/log/log.hpp"
 
 namespace petchat::app {
@@ -61,6 +62,7 @@ reloader::outcome reloader::reload() {
       return out.empty() ? std::string("none") : out;
     };
     regions_->replace(next.federation);
+    for (auto const& clash : region_clashes(next)) log::get("node")->warn("{}", clash);
     out.applied.push_back("federation.regions (region/keys): " + names(running_.federation.regions) + " -> " +
                           names(next.federation.regions));
     running_.federation.regions = next.federation.regions;

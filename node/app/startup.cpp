@@ -137,4 +137,14 @@ std::unique_ptr<messages::message_service> open_message_store(config::node_confi
   }
 }
 
+std::vector<std::string> region_clashes(config::node_config const& c) {
+  std::vector<std::string> names{c.node.region};
+  for (auto const& r : c.federation.regions) names.push_back(r.name);
+  std::vector<std::string> out;
+  for (auto const& [a, b] : messages::region_hash_clashes(names))
+    out.push_back("regions '" + a + "' and '" + b + "' share the 16-bit hash message ids carry to name their " +
+                  "region: either could make ids of the other's messages (renaming one avoids it)");
+  return out;
+}
+
 }  // namespace petchat::app

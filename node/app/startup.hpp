@@ -23,6 +23,9 @@ std::string listen_ip(std::string const& host, std::string& why);
 // Listen hosts that do not resolve, files the config names that cannot be read: one line
 // per problem, naming the key and the value (petchat-node --check-config).
 std::vector<std::string> start_problems(config::node_config const& c);
+// Regions of the directory (this one included) whose message ids would name them alike:
+// one warning line per pair (messages::region_hash_clashes).
+std::vector<std::string> region_clashes(config::node_config const& c);
 // The default admin socket's path, under a long data dir, too long for a Unix socket:
 // checked before the data dir is claimed and the stores opened (run refuses, exit 2).
 std::optional<std::string> admin_socket_problem(config::node_config const& c);

@@ -448,4 +448,9 @@ class message_service {
   std::unique_ptr<impl> impl_;
 };
 
+// Pairs of the given region names whose 16-bit hash, which every message id carries to
+// name the region that made it, is the same: either of two such regions could make ids
+// the other's messages would have (docs/FEDERATION.md, "Signed envelopes").
+std::vector<std::pair<std::string, std::string>> region_hash_clashes(std::vector<std::string> const& regions);
+
 }  // namespace petchat::messages

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 
 #include "base/format/format.hpp"
+#include "node/messages/messages.hpp"
 
 namespace petchat::messages::detail {
 namespace {
@@ -102,3 +104,16 @@ std::string direct_conversation_id(std::string const& a, std::string const& b) {
 }
 
 }  // namespace petchat::messages::detail
+
+namespace petchat::messages {
+
+std::vector<std::pair<std::string, std::string>> region_hash_clashes(std::vector<std::string> const& regions) {
+  std::map<std::uint16_t, std::string> seen;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto const& r : regions)
+    if (auto [it, fresh] = seen.try_emplace(detail::region_hash(r), r); !fresh && it->second != r)
+      out.emplace_back(it->second, r);
+  return out;
+}
+
+}  // namespace petchat::messages

@@ -1,6 +1,8 @@
 // The message service against real stores in a temporary data dir (RocksDB for messages,
 // LMDB for the accounts it checks recipients against), driven as the gateway drives it:
 // coroutines on an io_context, each call run until its durable write has completed.
+#include <map>
+
 #include "node/messages/detail/keys.hpp"
 #include "tests/unit/messages/region.hpp"
 
@@ -498,4 +500,19 @@ TEST_CASE("a conversation's last message moves forward only, and never to a time
   wait_until_after(petchat::format::now_ms() + 2);
   CHECK(h.apply({message_from_away(0, "dan, now", 3)}).empty());
   CHECK(last_of(h.home, alice) == "dan, now");
+}
+
+TEST_CASE("regions whose message ids would name them alike are found") {
+  // Two names with the same 16-bit hash: found by trying (about 65,000 names at most).
+  std::map<std::uint16_t, std::string> seen;
+  std::pair<std::string, std::string> twins;
+  for (int i = 0; twins.first.empty(); ++i) {
+    auto name = "region" + std::to_string(i);
+    auto [it, fresh] = seen.try_emplace(petchat::messages::detail::region_hash(name), name);
+    if (!fresh) twins = {it->second, name};
+  }
+  CHECK(petchat::messages::region_hash_clashes({"europe", "america", "asia"}).empty());
+  auto clashes = petchat::messages::region_hash_clashes({twins.first, "europe", twins.second});
+  REQUIRE(clashes.size() == 1);
+  CHECK(clashes[0] == twins);
 }
