@@ -216,7 +216,7 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
                                  std::int64_t valid_until_ms) {
   auto id = ids::parse_user_id(user, hooks_.local_region);
   if (!id || id->region == hooks_.local_region) return;
-  bool changed = false, told = false;
+  bool told = false;
   {
     std::lock_guard lock(mutex_);
     if (!remote_.count(user)) {
@@ -230,7 +230,7 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
         if (now - remote_swept_ms_ >= 1000) {
           remote_swept_ms_ = now;
           std::erase_if(remote_, [this](auto const& kv) {
-            if (kv.second.online) return false;
+            if (kv.second.online || kv.second.told_online) return false;  // contacts not told yet: kept
             --remote_per_region_[std::string(ids::region_of(kv.first))];
             return true;
           });
@@ -240,16 +240,15 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
       ++of_region;
     }
     auto& r = remote_[user];
-    bool was_online = r.online && r.valid_until_ms > now_ms();
-    changed = was_online != online;
     r.online = online;
     if (!online) r.last_seen_ms = last_seen_ms;
     r.valid_until_ms = valid_until_ms;
-    told = changed && remote_told_.take(id->region, now_ms()) == 0;
+    // Each change told is a contacts scan and a frame per contact: one region's changes are
+    // told at most 1,000 a second (20,000 at once). Beyond, the state is kept all the same
+    // (GET /v1/presence, a stream that connects) and told later (expire_remote_presence).
+    told = r.told_online != online && remote_told_.take(id->region, now_ms()) == 0;
+    if (told) r.told_online = online;
   }
-  // Each change told is a contacts scan and a frame per contact: one region's changes are
-  // told at most 1,000 a second (20,000 at once). Beyond, the state is kept all the same:
-  // it is what GET /v1/presence answers and what a stream gets when it connects.
   if (!told) return;
   auto frame = presence_frame(user, online, last_seen_ms);
   for (auto const& c : contacts_of_(user))
@@ -269,19 +268,25 @@ void ws_manager::remote_presence_full(std::string const& region, std::vector<std
 }
 
 void ws_manager::expire_remote_presence() {
-  std::vector<std::pair<std::string, std::int64_t>> expired;
+  std::vector<std::pair<std::string, bool>> due;  // users whose contacts are told now
   auto now = now_ms();
   {
     std::lock_guard lock(mutex_);
-    for (auto& [user, r] : remote_)
+    for (auto& [user, r] : remote_) {
       if (r.online && r.valid_until_ms <= now) {
         r.online = false;
         r.last_seen_ms = r.valid_until_ms;
-        if (remote_told_.take(std::string(ids::region_of(user)), now) == 0) expired.emplace_back(user, r.last_seen_ms);
       }
+      // Changes not told yet (their region's frames ran over its rate) go out as it allows.
+      if (r.online != r.told_online && remote_told_.take(std::string(ids::region_of(user)), now) == 0) {
+        r.told_online = r.online;
+        due.emplace_back(user, r.online);
+      }
+    }
   }
-  for (auto const& [user, at] : expired) {
-    auto frame = presence_frame(user, false, at);
+  for (auto const& [user, online] : due) {
+    auto p = presence(user);
+    auto frame = presence_frame(user, online, online ? 0 : p.last_seen_ms);
     for (auto const& c : contacts_of_(user))
       for (auto const& s : sinks_of(c)) s->on_frame(frame);
   }

@@ -240,15 +240,16 @@ class ws_manager final : public mailbox_listener {
   // Ids that do not parse or are of this region are ignored; beyond 200000 remote users
   // the offline ones are forgotten, and if all are online the report is dropped. Only a
   // change of online state sends frames to the user's contacts' live streams, and of one
-  // region's changes at most 1,000 a second (20,000 at once; here and in
-  // expire_remote_presence): beyond, the state changes without frames. No errors.
+  // region's changes at most 1,000 a second (20,000 at once): beyond, the state changes at
+  // once and the frames follow from expire_remote_presence as the rate allows. No errors.
   // Called from the federation live handler (NATS.c's live-subscription thread).
   void remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms, std::int64_t valid_until_ms);
   // A full report from `region`: its users believed online and not in `online` are offline
   // as of `at_ms` (see remote_presence). No errors. Same thread as remote_presence.
   void remote_presence_full(std::string const& region, std::vector<std::string> const& online, std::int64_t at_ms);
   // Remote users whose report ran out become offline for their contacts here (OFFLINE
-  // frames, last seen when the report ran out). Call every second or so: petchat-node's
+  // frames, last seen when the report ran out); changes not told yet are told now, as
+  // their region's rate allows. Call every second or so: petchat-node's
   // expiry sweep does, on an I/O thread, every messages.expiry_sweep_interval_ms. No errors.
   void expire_remote_presence();
   // Local users with a live stream now who have at least one contact in `region`. Calls
@@ -296,6 +297,7 @@ class ws_manager final : public mailbox_listener {
     bool online = false;
     std::int64_t last_seen_ms = 0;
     std::int64_t valid_until_ms = 0;
+    bool told_online = false;  // what contacts' streams were last told (frames may lag behind)
   };
   std::unordered_map<std::string, remote_state> remote_;  // users of other regions (guarded)
   std::map<std::string, std::size_t> remote_per_region_;  // remote_'s users by region (guarded)
