@@ -95,17 +95,9 @@ void commit_change(impl const& m, store::rocks_batch& b, records::conversation_r
   gs->set_version(c.version());
   gs->set_created_at_ms(c.created_at_ms());
   for (auto const& ch : st.changes) *gs->add_changes() = ch;
-  // Who has written: only to a region this change gives its first members (keeps states small).
-  std::set<std::string_view> added(st.added.begin(), st.added.end()), first(regions.begin(), regions.end());
-  for (auto const& u : c.members())
-    if (!added.count(u)) first.erase(ids::region_of(u));
-  federation::body with_writers;
-  if (!first.empty()) {
-    with_writers = body;
-    for (auto const& u : c.members())
-      if (wrote_in(b, u, st.conversation)) with_writers.mutable_group_state()->add_writers(u);
-  }
-  for (auto const& region : regions) m.to_outbox(b, region, first.count(region) ? with_writers : body);
+  auto first = first_member_regions(c, st);
+  auto full = with_writers(b, c, st, body, !first.empty());
+  for (auto const& region : regions) m.to_outbox(b, region, first.count(region) ? full : body);
   st.queued = true;
 }
 
@@ -464,7 +456,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
   for (auto const& u : gs.writers())  // presence then seen at the next change or report
-    if (!m.is_local(u) && now_in.count(u)) note_writer(b, st.conversation, u);
+    if (!m.is_local(u) && now_in.count(u)) note_writer(b, st.conversation, u, gs.version());
   std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
   c.set_no_account_sorted(true);
   b.put(cf::conversations, st.conversation, c.SerializeAsString());

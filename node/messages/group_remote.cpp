@@ -114,6 +114,30 @@ bool plausible_state(federation::group_state const& gs, std::uint64_t replica_ve
   return true;
 }
 
+std::set<std::string_view> first_member_regions(records::conversation_record const& c, change_state const& st) {
+  std::set<std::string_view> added(st.added.begin(), st.added.end()), first;
+  for (auto const& u : st.added) first.insert(ids::region_of(u));
+  for (auto const& u : c.members())
+    if (!added.count(u)) first.erase(ids::region_of(u));
+  return first;
+}
+
+federation::body with_writers(store::rocks_batch& b, records::conversation_record const& c, change_state const& st,
+                              federation::body& state, bool full) {
+  // Noted at home with the group's version then (note_writer): since the previous state,
+  // whose version is the one before this write's first change.
+  std::uint64_t since = st.changes.empty() ? c.version() : st.changes.front().version() - 1;
+  federation::body all;
+  if (full) all = state;
+  for (auto const& u : c.members()) {
+    auto noted = b.get(cf::conversations, keys::group_writer_key(st.conversation, u));
+    if (!noted) continue;
+    if (noted->size() == 8 && keys::from_be64(*noted) >= since) state.mutable_group_state()->add_writers(u);
+    if (full) all.mutable_group_state()->add_writers(u);
+  }
+  return all;
+}
+
 std::unordered_map<std::string_view, std::uint64_t> removals(federation::group_state const& gs) {
   std::unordered_map<std::string_view, std::uint64_t> out;
   for (auto const& ch : gs.changes())

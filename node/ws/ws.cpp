@@ -62,7 +62,7 @@ std::int64_t ws_manager::user_buckets::take(std::string const& user, std::int64_
   auto full_since = now - std::int64_t(burst) * refill_ms;
   if (empty_at.size() > 4096 && now - swept_ms >= 1000) {  // bounded: users idle for a minute go
     swept_ms = now;
-    auto idle_since = now - std::min<std::int64_t>(std::int64_t(burst), 60) * refill_ms;
+    auto idle_since = now - std::min<std::int64_t>(std::int64_t(burst) * refill_ms, 60000);
     std::erase_if(empty_at, [&](auto const& kv) { return kv.second <= idle_since; });
   }
   auto& at = empty_at.try_emplace(user, full_since).first->second;

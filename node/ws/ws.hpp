@@ -303,8 +303,8 @@ class ws_manager final : public mailbox_listener {
   std::map<std::string, std::size_t> remote_per_region_;  // remote_'s users by region (guarded)
   std::int64_t remote_swept_ms_ = 0;  // when a full remote_ last had its offline users forgotten (guarded)
   // Token buckets per user, each kept as the time its tokens ran out (full when that is
-  // `burst` refills ago or earlier); beyond 4,096 users, those with a minute of refills (or a full bucket) are
-  // forgotten.
+  // `burst` refills ago or earlier); beyond 4,096 users, those idle for a minute (or full)
+  // are forgotten.
   struct user_buckets {
     user_buckets(std::int64_t refill, std::size_t most) : refill_ms(refill), burst(most) {}
     std::int64_t refill_ms;

@@ -219,17 +219,19 @@ inline bool wrote_in(Store const& s, std::string const& user, std::string const&
 // A group message from `from` is stored here (sent here, or from another region): the
 // first one notes that they wrote in the group, and appends the members who had written
 // already, whose presence and `from`'s this write makes shared.
-// True if this is the first: both keys written.
-inline bool note_writer(store::rocks_batch& b, std::string const& conv, std::string const& user) {
+// True if this is the first: both keys written, the group's list with its version then
+// (home sends the writers noted since its previous state in the next: with_writers).
+inline bool note_writer(store::rocks_batch& b, std::string const& conv, std::string const& user,
+                        std::uint64_t version) {
   auto listed = keys::group_writer_key(conv, user);
   if (b.get(cf::conversations, listed)) return false;
-  b.put(cf::conversations, listed, "");
+  b.put(cf::conversations, listed, keys::be64(version));
   b.put(cf::conversations, keys::wrote_key(user, conv), "");
   return true;
 }
 inline void note_group_writer(store::rocks_batch& b, records::conversation_record const& c, std::string const& conv,
                               std::string const& from, std::vector<std::pair<std::string, std::string>>& now_shared) {
-  if (!note_writer(b, conv, from)) return;
+  if (!note_writer(b, conv, from, c.version())) return;
   for (auto const& member : c.members())  // listed: acting unless a name with no account
     if (member != from && gets_events(c, member) && wrote_in(b, member, conv)) now_shared.emplace_back(from, member);
 }

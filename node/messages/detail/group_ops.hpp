@@ -6,6 +6,7 @@
 // to every other region concerned (docs/FEDERATION.md, "Groups across regions").
 #pragma once
 
+#include <set>
 #include <string_view>
 #include <unordered_map>
 
@@ -96,6 +97,13 @@ enum class group_message_fate { apply, park, refuse };
 // Whether a group_state could come from an honest home (group_remote.cpp): sizes, and
 // changes of this group after the replica's version (`replica_version`, 0 without one).
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version);
+// At home: the regions a change gives their first members (their members all just added).
+std::set<std::string_view> first_member_regions(records::conversation_record const& c, change_state const& st);
+// At home: `state` gets, as `writers`, the members who wrote since the previous state (a
+// message may still have been on its way from another region when that state went); with
+// `full`, the returned copy gets all who ever wrote, for regions getting their first members.
+federation::body with_writers(store::rocks_batch& b, records::conversation_record const& c, change_state const& st,
+                              federation::body& state, bool full);
 // The users a state's changes remove (MEMBER_REMOVED, MEMBER_LEFT), each with the version of
 // the first change that does.
 std::unordered_map<std::string_view, std::uint64_t> removals(federation::group_state const& gs);
