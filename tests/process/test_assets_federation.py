@@ -476,6 +476,7 @@ class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):
         B.wait_event(ev_message(forged.message.id), CROSS_S, what="the message naming the big asset")
 
         stop = threading.Event()
+        answered, failures = [], []
 
         def answer(reply, request):
             req = pb.body.FromString(pb.bundle.FromString(pb.envelope.FromString(request).body).bodies[0])
@@ -486,22 +487,22 @@ class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):
             piece.asset_piece.found = True
             piece.asset_piece.offset = req.asset_request.offset
             piece.asset_piece.size = 100 << 20
-            piece.asset_piece.data = b"\0" * PIECE
+            piece.asset_piece.data = b"\0" * min(PIECE, req.asset_request.length or PIECE)
             pub.pub(reply, test_federation.envelope(pb, EUROPE, piece, sign=sign, lane_epoch=0))
+            answered.append(req.asset_request.offset)
 
         # America's fetcher is inside europe's fetch once its first request is here.
         _, reply, request = holder.next_request(timeout=CROSS_S)
         self.assertIsNotNone(reply)
 
         def trickle(reply, request):
-            while not stop.is_set():
-                if stop.wait(2.0):
-                    return
-                answer(reply, request)
-                try:
+            try:
+                while not stop.wait(2.0):
+                    answer(reply, request)
                     _, reply, request = holder.next_request(timeout=15)
-                except (OSError, AssertionError):
-                    return
+            except Exception as e:  # noqa: BLE001 (told to the test below, unless it is over)
+                if not stop.is_set():
+                    failures.append(e)
 
         worker = threading.Thread(target=trickle, args=(reply, request), daemon=True)
         worker.start()
@@ -514,7 +515,14 @@ class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):
         sent = self.send_attached(C, bob, [{"asset_id": asset["id"], "name": "chen.bin"}])
         B.wait_event(ev_message(sent["message_id"]), CROSS_S)
         self.wait_download(bob, asset["id"], data)  # not 13 minutes from now
+        self.assertEqual(failures, [], "the fake europe's answers")
         self.assertPending(self.download(bob, big.hex()), "europe's asset, still trickling in")
+        # Europe's fetch was going on all along: piece after piece was asked for and answered.
+        deadline = time.monotonic() + CROSS_S
+        while len(answered) < 3 and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        self.assertGreaterEqual(len(answered), 3, "pieces of europe's asset answered")
+        self.assertEqual(answered[:3], [0, PIECE, 2 * PIECE], "one fetch, going on from piece to piece")
 
 
 if __name__ == "__main__":

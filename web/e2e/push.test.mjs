@@ -199,6 +199,26 @@ describe('push notifications', () => {
     await untilShows(worker, before + 1);
     await page.goto(`${suite.node.url}/`);
     assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
+
+    // alice logs out and hank logs in here: hank's pushes show, alice's no longer do.
+    await page.evaluate(async () => {
+      for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
+    });
+    await page.getByTestId('logout-button').click();
+    await register(page, 'hank');
+    await page.goto('about:blank');
+    await untilNoTabs(alice.context, suite.node.url);
+    const shows = await watchShows(alice.context, suite.node.url);
+    const now = await shows.evaluate(() => self.shows);
+    await deliver(notification({ user_id: 'hank@test', conversation_id: 'd.AZLxHank', sender_id: 'ida@test', count: 1 }));
+    await deliver(notification({ user_id: 'alice@test', conversation_id: 'd.AZLxAlice', preview: 'for alice only' }));
+    await untilShows(shows, now + 2);
+    await page.goto(`${suite.node.url}/`);
+    const list = (await shown(page)).sort((a, b) => a.tag.localeCompare(b.tag));
+    assert.deepEqual(list, [
+      { title: 'ida@test', body: '1 new message', tag: 'd.AZLxHank', data: { conversation_id: 'd.AZLxHank' } },
+      { title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } },
+    ]);
   });
 
   test('with the tab closed a push shows sender and preview as text; a click opens that chat', async () => {

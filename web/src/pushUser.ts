@@ -4,10 +4,16 @@
 const CACHE = 'petchat-session';
 const KEY = '/current-user';
 
-// `userId` empty: no one is logged in.
-export async function recordUser(userId: string): Promise<void> {
-  if (typeof caches === 'undefined') return; // not a secure context: no worker either
-  await (await caches.open(CACHE)).put(KEY, new Response(userId));
+// `userId` empty: no one is logged in. Writes go one after another, in the order asked
+// (a logout and the next login must not land the other way round).
+let last: Promise<void> = Promise.resolve();
+export function recordUser(userId: string): Promise<void> {
+  const write = async () => {
+    if (typeof caches === 'undefined') return; // not a secure context: no worker either
+    await (await caches.open(CACHE)).put(KEY, new Response(userId));
+  };
+  last = last.then(write, write);
+  return last;
 }
 
 // null: never recorded (a page of an earlier version): the worker shows pushes as they come.
