@@ -56,6 +56,7 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
   }
   if (!accepted) {
     res.set(http::field::content_type, "text/plain");
+    res.set("X-Content-Type-Options", "nosniff");  // as every other answer (http_server)
     res.keep_alive(false);
     res.prepare_payload();
   }

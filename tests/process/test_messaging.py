@@ -1188,7 +1188,9 @@ class WebSocketProtocolTest(MessagingCase):
         self.assertEqual(c.headers["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")  # RFC 6455's example
         self.assertEqual(c.headers["upgrade"].lower(), "websocket")
         self.assertEqual(c.headers["sec-websocket-protocol"], "petchat.v1.json")
-        self.assertEqual(self.raw(version="8").status, 426)
+        refused = self.raw(version="8")
+        self.assertEqual(refused.status, 426)
+        self.assertEqual(refused.headers.get("x-content-type-options"), "nosniff", "as every other answer")
         self.assertEqual(self.raw(key=None).status, 400)
         self.assertEqual(self.raw(key="not a key").status, 400)
 
