@@ -378,8 +378,6 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
   st.queued = true;
 }
 
-// The version of the change of `gs` by which `user` went. When none of its changes says
-// (states were skipped), the earliest it can have been: right after the replica's.
 }  // namespace
 
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,

@@ -216,11 +216,9 @@ template <typename Store>
 inline bool wrote_in(Store const& s, std::string const& user, std::string const& conv) {
   return s.get(cf::conversations, keys::wrote_key(user, conv)).has_value();
 }
-// A group message from `from` is stored here (sent here, or from another region): the
-// first one notes that they wrote in the group, and appends the members who had written
-// already, whose presence and `from`'s this write makes shared.
-// True if this is the first: both keys written, the group's list with its version then
-// (home sends the writers noted since its previous state in the next: with_writers).
+// `user` wrote in the group `conv`, at its `version`. True if this is the first: both keys
+// written, the group's list with the version (home sends the writers noted since its
+// previous state in the next: with_writers).
 inline bool note_writer(store::rocks_batch& b, std::string const& conv, std::string const& user,
                         std::uint64_t version) {
   auto listed = keys::group_writer_key(conv, user);
@@ -229,6 +227,9 @@ inline bool note_writer(store::rocks_batch& b, std::string const& conv, std::str
   b.put(cf::conversations, keys::wrote_key(user, conv), "");
   return true;
 }
+// A group message from `from` is stored here (sent here, or from another region): the
+// first one notes that they wrote in the group, and appends the members who had written
+// already, whose presence and `from`'s this write makes shared.
 inline void note_group_writer(store::rocks_batch& b, records::conversation_record const& c, std::string const& conv,
                               std::string const& from, std::vector<std::pair<std::string, std::string>>& now_shared) {
   if (!note_writer(b, conv, from, c.version())) return;

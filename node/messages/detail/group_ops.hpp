@@ -105,7 +105,8 @@ std::set<std::string_view> first_member_regions(records::conversation_record con
 federation::body with_writers(store::rocks_batch& b, records::conversation_record const& c, change_state const& st,
                               federation::body& state, bool full);
 // The users a state's changes remove (MEMBER_REMOVED, MEMBER_LEFT), each with the version of
-// the first change that does.
+// the first change that does. One who went by none of them (states were skipped) went at
+// the earliest right after the replica's version.
 std::unordered_map<std::string_view, std::uint64_t> removals(federation::group_state const& gs);
 // Each change of a state from the home becomes an event in every local member's mailbox:
 // its fields are held to what a change made here may hold (names that are user ids, title
