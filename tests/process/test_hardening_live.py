@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
 from harness import REGION  # noqa: E402
-from test_messaging import MessagingCase, Person, message_ids  # noqa: E402
+from test_messaging import MessagingCase, Person, RawWebSocket, message_ids  # noqa: E402
 from wsclient import WSClosed, WSTimeout, ev_message, ev_receipt, is_presence, is_typing, num, ref_of  # noqa: E402
 
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -70,6 +70,14 @@ def id_bytes(message_id):
 class LiveCase(MessagingCase):
     """test_messaging's helpers (people, connections, REST), with history read by
     conversation id."""
+
+    def raw_ws(self, token):
+        """A hand-written WebSocket client (test_messaging.RawWebSocket), upgraded with `token`
+        (None: none), closed at the end of the test."""
+        conn = RawWebSocket(self.node, token=token)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.status, 101, conn.headers)
+        return conn
 
     def conversation_request(self, session, conversation_id, node=None, **params):
         path = "/v1/conversations/%s/messages" % urllib.parse.quote(conversation_id, safe="")
@@ -661,7 +669,7 @@ class FrameTooLargeTest(LiveCase):
         # The server refuses from the frame header, before the payload: a client that has
         # announced a huge frame gets the error and the close without sending the payload.
         alice = self.person("alice")
-        conn = RawWebSocket(self, self.node.port, alice.login()["access_token"])
+        conn = self.raw_ws(alice.login()["access_token"])
         conn.sock.sendall(bytes([0x81, 0x80 | 127]) + (1 << 20).to_bytes(8, "big") + os.urandom(4) + b"{\"ref\"")
         texts, close = conn.until_close()
         self.assertEqual(close, 1009)
@@ -676,7 +684,7 @@ class PreAuthFrameTest(LiveCase):
     NODE_CONFIG = {}
 
     def test_large_frame_before_auth_is_refused_after_auth_taken(self):
-        conn = RawWebSocket(self, self.node.port, None)
+        conn = self.raw_ws(None)
         # A masked text frame announcing 8,000 bytes (under the default max_frame_bytes),
         # and a few of them: refused from the header.
         conn.sock.sendall(bytes([0x81, 0x80 | 126]) + (8000).to_bytes(2, "big") + os.urandom(4) + b"{\"auth\"")
@@ -688,56 +696,6 @@ class PreAuthFrameTest(LiveCase):
         A = self.ws(alice.login())
         acc = A.send_message(bob.id, "y" * 4000, content={"note": "z" * 1500})  # a frame of ~5.6 KB
         self.assertIn("message_id", acc)
-
-
-class RawWebSocket:
-    """A WebSocket client on a bare socket (JSON subprotocol), for frames no library sends."""
-
-    def __init__(self, test, port, token):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
-        test.addCleanup(self.sock.close)
-        key = base64.b64encode(os.urandom(16)).decode()
-        auth = "Authorization: Bearer %s\r\n" % token if token else ""
-        self.sock.sendall(("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Protocol: "
-                           "petchat.v1.json\r\n%s\r\n" % (key, auth)).encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = self.sock.recv(4096)
-            test.assertTrue(chunk, "connection closed during the upgrade: %r" % buf)
-            buf += chunk
-        head, _, self.buf = buf.partition(b"\r\n\r\n")
-        test.assertIn(b" 101 ", head.split(b"\r\n")[0])
-
-    def _need(self, k):
-        while len(self.buf) < k:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("the server closed the TCP connection without a close frame")
-            self.buf += chunk
-
-    def recv_frame(self):
-        self._need(2)
-        n, off = self.buf[1] & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, off = int.from_bytes(self.buf[2:4], "big"), 4
-        elif n == 127:
-            self._need(10)
-            n, off = int.from_bytes(self.buf[2:10], "big"), 10
-        self._need(off + n)
-        op, payload, self.buf = self.buf[0] & 0x0F, self.buf[off:off + n], self.buf[off + n:]
-        return op, payload
-
-    def until_close(self):
-        """The text frames (parsed) up to the close frame, and the close code."""
-        texts = []
-        while True:
-            op, payload = self.recv_frame()
-            if op == 8:
-                return texts, (int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None)
-            if op == 1:
-                texts.append(json.loads(payload))
 
 
 # =========================================================================================

@@ -1078,12 +1078,14 @@ class RawWebSocket:
     opcode, fragments, unmasked frames, bad UTF-8, and to see the server's frames as they
     are (control frames included)."""
 
-    def __init__(self, node, version="13", key="dGhlIHNhbXBsZSBub25jZQ==", protocol="petchat.v1.json"):
+    def __init__(self, node, version="13", key="dGhlIHNhbXBsZSBub25jZQ==", protocol="petchat.v1.json", token=None):
         self.sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
         lines = ["GET /v1/ws HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
                  "Sec-WebSocket-Version: " + version, "Sec-WebSocket-Protocol: " + protocol]
         if key is not None:
             lines.append("Sec-WebSocket-Key: " + key)
+        if token is not None:
+            lines.append("Authorization: Bearer " + token)
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
@@ -1141,10 +1143,17 @@ class RawWebSocket:
 
     def recv_close(self):
         """Skips data frames up to the close frame; returns its code (None: no code)."""
+        return self.until_close()[1]
+
+    def until_close(self):
+        """The text frames (parsed as JSON) up to the close frame, and its code (None: no code)."""
+        texts = []
         while True:
             op, payload, _ = self.recv()
             if op == 8:
-                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                return texts, (int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None)
+            if op == 1:
+                texts.append(json.loads(payload))
 
     def at_eof(self, timeout=3):
         """True if the server closes the TCP connection within `timeout`."""
