@@ -153,6 +153,53 @@ class AssetFederationCase(test_federation.FederationCase):
             self.assertTrue(r.raw == data, "downloaded bytes of %s differ from the uploaded ones" % asset_id)
         return r
 
+    # -- europe, played by the test ------------------------------------------------------------
+
+    def impersonate_europe(self, bob, A, B):
+        """Captures a genuine envelope of europe's lane to america (alice, on stream A, sends
+        bob, on B, a message), then stops europe's node: from then on "europe" is whoever holds
+        its key. Returns (pb, sign, send): `send(text, asset_id, name)` publishes on that lane,
+        signed as europe, a message to bob with `asset_id` (hex) attached as `name`, and
+        returns its id."""
+        pb = test_federation.fed_pb2()
+        port = self.servers[0].port
+        spy = test_federation.RawNats(port)
+        subject = "petchat.v1.fed.america.europe"
+        spy.sub(subject)
+        acc = A.send_message(bob, "genuine")
+        B.wait_event(ev_message(acc["message_id"]), CROSS_S)
+        genuine = None
+        while genuine is None:  # the lane's envelopes since the spy subscribed, up to that message
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.message.id == acc["message_id"]), None)
+        spy.close()
+        self.pause(EUROPE)
+        sign = test_federation.region_signer(self.node(EUROPE))
+        next_seq = max(bd.lane_seq for bd in bodies) + 1
+        raw_id = base64.urlsafe_b64decode(genuine.message.id + "=" * (-len(genuine.message.id) % 4))
+
+        def send(text, asset_id, name):
+            nonlocal next_seq
+            forged = pb.body()
+            forged.CopyFrom(genuine)
+            forged.lane_seq = next_seq
+            next_seq += 1
+            forged.created_at_ms = int(time.time() * 1000)
+            forged.message.id = base64.urlsafe_b64encode(raw_id[:8] + os.urandom(8)).decode().rstrip("=")
+            forged.message.client_id = "forged-" + random_id()[:8]
+            forged.message.body.text = text
+            att = forged.message.body.attachments.add()
+            att.asset_id = asset_id
+            att.name = name
+            pub = test_federation.RawNats(port)
+            pub.pub(subject, test_federation.envelope(pb, EUROPE, forged, sign=sign, lane_epoch=bundle.lane_epoch,
+                                                      lane_base=bundle.lane_base))
+            pub.close()
+            return forged.message.id
+
+        return pb, sign, send
+
     # -- live stream ---------------------------------------------------------------------------
 
     def send_attached(self, client, to, attachments, text=None):
@@ -361,45 +408,16 @@ class HostileRegionNamesAHash(AssetFederationCase):
     waits for europe to show it holds them, which it cannot."""
 
     def test_a_hash_named_in_a_message_from_another_region_opens_nothing(self):
-        pb = test_federation.fed_pb2()
         alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
         carol = self.user(AMERICA, "carol")
         B, A = self.connect(bob), self.connect(alice)
         secret = blob(4000, "carol's own")
         asset = self.upload(carol, secret, "private.bin")
 
-        # A genuine envelope from europe to america, for its lane's epoch and seq.
+        pb, sign, send = self.impersonate_europe(bob, A, B)
         port = self.servers[0].port
-        spy = test_federation.RawNats(port)
-        subject = "petchat.v1.fed.america.europe"
-        spy.sub(subject)
-        acc = A.send_message(bob, "genuine")
-        B.wait_event(ev_message(acc["message_id"]), CROSS_S)
-        genuine = None
-        while genuine is None:  # the lane's envelopes since the spy subscribed, up to that message
-            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
-            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
-            genuine = next((bd for bd in bodies if bd.message.id == acc["message_id"]), None)
-        spy.close()
-        self.pause(EUROPE)  # from here on, "europe" is whoever holds its key
-
-        forged = pb.body()
-        forged.CopyFrom(genuine)
-        forged.lane_seq = max(bd.lane_seq for bd in bodies) + 1
-        forged.created_at_ms = int(time.time() * 1000)
-        raw_id = base64.urlsafe_b64decode(genuine.message.id + "=" * (-len(genuine.message.id) % 4))
-        forged.message.id = base64.urlsafe_b64encode(raw_id[:8] + os.urandom(8)).decode().rstrip("=")
-        forged.message.client_id = "forged-" + random_id()[:8]
-        forged.message.body.text = "look what I have"
-        att = forged.message.body.attachments.add()
-        att.asset_id = asset["id"]
-        att.name = "yours.bin"
-        sign = test_federation.region_signer(self.node(EUROPE))
-        pub = test_federation.RawNats(port)
-        pub.pub(subject, test_federation.envelope(pb, EUROPE, forged, sign=sign, lane_epoch=bundle.lane_epoch,
-                                                  lane_base=bundle.lane_base))
-        pub.close()
-        ev = B.wait_event(ev_message(forged.message.id), CROSS_S, what="the forged message")
+        forged_id = send("look what I have", asset["id"], "yours.bin")
+        ev = B.wait_event(ev_message(forged_id), CROSS_S, what="the forged message")
         self.assertEqual([a.get("asset_id") for a in ev["message"]["body"]["attachments"]], [asset["id"]])
 
         # Bob: waiting for europe to show it holds the bytes (it is asked, and stopped).
@@ -436,44 +454,18 @@ class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):
     names = (EUROPE, AMERICA, ASIA)
 
     def test_a_region_trickling_its_asset_does_not_hold_up_another_regions(self):
-        pb = test_federation.fed_pb2()
         alice, bob, chen = self.user(EUROPE, "alice"), self.user(AMERICA, "bob"), self.user(ASIA, "chen")
         B, A = self.connect(bob), self.connect(alice)
+        pb, sign, send = self.impersonate_europe(bob, A, B)
         port = self.servers[0].port
-        spy = test_federation.RawNats(port)
-        subject = "petchat.v1.fed.america.europe"
-        spy.sub(subject)
-        acc = A.send_message(bob, "genuine")
-        B.wait_event(ev_message(acc["message_id"]), CROSS_S)
-        genuine = None
-        while genuine is None:  # the lane's envelopes since the spy subscribed, up to that message
-            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
-            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
-            genuine = next((bd for bd in bodies if bd.message.id == acc["message_id"]), None)
-        spy.close()
-        self.pause(EUROPE)  # from here on, "europe" is whoever holds its key
-        sign = test_federation.region_signer(self.node(EUROPE))
         holder = test_federation.RawNats(port)  # europe's asset service, played by the test
         self.addCleanup(holder.close)
         holder.sub("petchat.v1.asset.europe.america", sid=9)
-
         big = os.urandom(32)
-        forged = pb.body()
-        forged.CopyFrom(genuine)
-        forged.lane_seq = max(bd.lane_seq for bd in bodies) + 1
-        forged.created_at_ms = int(time.time() * 1000)
-        raw_id = base64.urlsafe_b64decode(genuine.message.id + "=" * (-len(genuine.message.id) % 4))
-        forged.message.id = base64.urlsafe_b64encode(raw_id[:8] + os.urandom(8)).decode().rstrip("=")
-        forged.message.client_id = "trickle-" + random_id()[:8]
-        forged.message.body.text = "a big file, slowly"
-        att = forged.message.body.attachments.add()
-        att.asset_id = big.hex()
-        att.name = "big.bin"
-        pub = test_federation.RawNats(port)
+        forged_id = send("a big file, slowly", big.hex(), "big.bin")
+        pub = test_federation.RawNats(port)  # europe's answers
         self.addCleanup(pub.close)
-        pub.pub(subject, test_federation.envelope(pb, EUROPE, forged, sign=sign, lane_epoch=bundle.lane_epoch,
-                                                  lane_base=bundle.lane_base))
-        B.wait_event(ev_message(forged.message.id), CROSS_S, what="the message naming the big asset")
+        B.wait_event(ev_message(forged_id), CROSS_S, what="the message naming the big asset")
 
         stop = threading.Event()
         answered, failures = [], []

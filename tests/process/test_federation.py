@@ -75,24 +75,9 @@ class RawNats:
         self.flush()
 
     def next_msg(self, timeout=10):
-        self.sock.settimeout(timeout)
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise AssertionError("NATS connection closed")
-            if line.startswith(b"PING"):
-                self.sock.sendall(b"PONG\r\n")
-                continue
-            if line.startswith(b"MSG"):
-                parts = line.split()
-                size = int(parts[-1])
-                data = self.file.read(size + 2)[:size]
-                return parts[1].decode(), data
-            if line.startswith(b"HMSG"):  # HMSG subject sid [reply] header-bytes total-bytes
-                parts = line.split()
-                headers, size = int(parts[-2]), int(parts[-1])
-                data = self.file.read(size + 2)[:size]
-                return parts[1].decode(), data[headers:]
+        """The next message: (subject, payload)."""
+        subject, _, data = self.next_request(timeout)
+        return subject, data
 
     def next_request(self, timeout=10):
         """The next message with its reply subject: (subject, reply or None, payload)."""
