@@ -169,7 +169,9 @@ describe('push notifications', () => {
     assert.doesNotMatch(list[0].body, /AZLx|42|43|2026|alice/);
   });
 
-  test('a push that is not the expected JSON still shows a neutral notification', async () => {
+  // alice's notifications closed and her tab gone (no client of the origin left): the
+  // worker, and how many notifications it had shown until then.
+  async function awayFromTab() {
     const { page } = alice;
     await page.evaluate(async () => {
       for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
@@ -177,7 +179,12 @@ describe('push notifications', () => {
     await page.goto('about:blank');
     await untilNoTabs(alice.context, suite.node.url);
     const worker = await watchShows(alice.context, suite.node.url);
-    const before = await worker.evaluate(() => self.shows);
+    return { worker, before: await worker.evaluate(() => self.shows) };
+  }
+
+  test('a push that is not the expected JSON still shows a neutral notification', async () => {
+    const { page } = alice;
+    const { worker, before } = await awayFromTab();
     await cdp.send('ServiceWorker.deliverPushMessage', { origin: suite.node.url, registrationId, data: 'not json' });
     await untilShows(worker, before + 1);
     await page.goto(`${suite.node.url}/`);
@@ -188,28 +195,16 @@ describe('push notifications', () => {
     // Someone who logged out of this browser while offline: their subscription outlived the
     // session, and alice is logged in now.
     const { page } = alice;
-    await page.evaluate(async () => {
-      for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
-    });
-    await page.goto('about:blank');
-    await untilNoTabs(alice.context, suite.node.url);
-    const worker = await watchShows(alice.context, suite.node.url);
-    const before = await worker.evaluate(() => self.shows);
+    const { worker, before } = await awayFromTab();
     await deliver(notification({ user_id: 'zed@test', sender_id: 'yves@test', conversation_id: 'd.AZLxSecret', preview: 'the secret' }));
     await untilShows(worker, before + 1);
     await page.goto(`${suite.node.url}/`);
     assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
 
     // alice logs out and hank logs in here: hank's pushes show, alice's no longer do.
-    await page.evaluate(async () => {
-      for (const n of await (await navigator.serviceWorker.ready).getNotifications()) n.close();
-    });
     await page.getByTestId('logout-button').click();
     await register(page, 'hank');
-    await page.goto('about:blank');
-    await untilNoTabs(alice.context, suite.node.url);
-    const shows = await watchShows(alice.context, suite.node.url);
-    const now = await shows.evaluate(() => self.shows);
+    const { worker: shows, before: now } = await awayFromTab();
     await deliver(notification({ user_id: 'hank@test', conversation_id: 'd.AZLxHank', sender_id: 'ida@test', count: 1 }));
     await deliver(notification({ user_id: 'alice@test', conversation_id: 'd.AZLxAlice', preview: 'for alice only' }));
     await untilShows(shows, now + 2);
