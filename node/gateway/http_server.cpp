@@ -63,6 +63,8 @@ errors::failure read_failure(boost::system::error_code ec, bool timed_out) {
   if (timed_out) return errors::fail(code::request_timeout, "the request was not received in time");
   if (ec == http::error::header_limit) return errors::fail(code::header_too_large, "the request headers are too large");
   if (ec == http::error::body_limit) return errors::fail(code::body_too_large, "the request body is too large");
+  if (ec == http::error::buffer_overflow)
+    return errors::fail(code::bad_request, "malformed HTTP request: a chunk line or trailer is too long");
   return errors::fail(code::bad_request, "malformed HTTP request: " + ec.message());
 }
 
@@ -120,6 +122,10 @@ void forget(state_ptr const& st, std::uint64_t id, std::string const& client_add
   if (!counted) return;
   st->release_address(client_address);
   st->open--;
+}
+
+std::size_t field_count(http::request_header<> const& head) {
+  return static_cast<std::size_t>(std::distance(head.begin(), head.end()));
 }
 
 bool is_live_stream_upgrade(http::request<http::string_body> const& req) {
@@ -201,7 +207,9 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
   };
   std::uint64_t id = remember(st, ex, control);
   deadline timer(ex);
-  beast::flat_buffer buffer;
+  // What is read and not yet parsed: a header, and then one read's worth of a body. Capped,
+  // because Beast keeps a chunk line or a trailer that never ends in it until the deadline.
+  beast::flat_buffer buffer(st->limits.max_header_bytes + 65536);
   try {
     while (!st->stopping) {
       // Keep-alive wait: an idle connection costs only its socket, and is closed after
@@ -230,6 +238,15 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
         co_await refuse_unread(st, socket, timer, read_failure(ec, timer.fired()), client_address);
         break;
       }
+      // RFC 9112, 6.3: a Transfer-Encoding that does not end in chunked leaves the body's
+      // length unknown (Beast would read none, and the body as the next request).
+      if (head_parser.get().count(http::field::transfer_encoding) != 0 && !head_parser.chunked()) {
+        co_await refuse_unread(
+            st, socket, timer,
+            errors::fail(errors::code::bad_request, "malformed HTTP request: a Transfer-Encoding must end in chunked"),
+            client_address);
+        break;
+      }
       if (st->streamed) {
         auto target = head_parser.get().target();
         if (st->streamed(head_parser.get().method_string(), target.substr(0, target.find('?')))) {
@@ -243,14 +260,20 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
         co_await refuse_unread(st, socket, timer, read_failure(http::error::body_limit, false), client_address);
         break;
       }
+      auto header_fields = field_count(head_parser.get());
       http::request_parser<http::string_body> parser(std::move(head_parser));
       parser.body_limit(st->limits.max_body_bytes);
       timer.arm(socket, std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(
                                                                    request_ends - std::chrono::steady_clock::now())));
       std::tie(ec, n) = co_await http::async_read(socket, buffer, parser, use_tuple);
       timer.disarm();
-      if (ec) {
-        co_await refuse_unread(st, socket, timer, read_failure(ec, timer.fired()), client_address);
+      // Beast adds a chunked body's trailer fields to the header's: a trailer could then
+      // stand in for a header read before the body (X-Forwarded-For, Authorization).
+      if (ec || field_count(parser.get()) != header_fields) {
+        auto f =
+            ec ? read_failure(ec, timer.fired())
+               : errors::fail(errors::code::bad_request, "malformed HTTP request: trailer fields are not accepted");
+        co_await refuse_unread(st, socket, timer, std::move(f), client_address);
         break;
       }
       if constexpr (std::is_same_v<typename Socket::protocol_type, tcp>) {
