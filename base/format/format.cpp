@@ -75,6 +75,22 @@ bool invisible(char32_t c) {
 
 }  // namespace
 
+std::optional<std::size_t> plain_text_length(std::string_view s, bool multiline) noexcept {
+  std::size_t count = 0;
+  while (!s.empty()) {
+    std::size_t n = utf8_sequence(s);
+    if (n == 0) return std::nullopt;
+    auto c = code_point(s.substr(0, n));
+    bool line_break = c == '\n' || c == 0x2028 || c == 0x2029;
+    bool control = (c < 0x20 || (c >= 0x7f && c <= 0x9f)) && c != '\n';
+    bool reorders = (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+    if (control || reorders || (line_break && !multiline)) return std::nullopt;
+    s.remove_prefix(n);
+    ++count;
+  }
+  return count;
+}
+
 std::optional<std::string> clean_file_name(std::string_view name) {
   if (!utf8_length(name)) return std::nullopt;
   auto slash = name.find_last_of("/\\");

@@ -19,6 +19,13 @@ std::size_t utf8_sequence(std::string_view s) noexcept;
 // Number of code points in `s`, or nullopt if it is not valid UTF-8.
 std::optional<std::size_t> utf8_length(std::string_view s) noexcept;
 
+// Number of code points of `s` if it is text fit to show as a name or a line of a profile:
+// valid UTF-8 without control characters (C0, DEL and C1; a newline only where
+// `multiline`), line or paragraph separators (U+2028, U+2029; allowed where `multiline`),
+// or the direction embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069)
+// that reorder the text after them. nullopt otherwise.
+std::optional<std::size_t> plain_text_length(std::string_view s, bool multiline) noexcept;
+
 // A file name a client declared, made safe to keep and to hand back (docs/PROTOCOL.md,
 // "File names"): its last path component, control characters (C0 and C1), invisible
 // direction and zero-width characters and "*:<>?|\" as '_',

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <string_view>
+
+#include "base/format/format.hpp"
 
 namespace petchat::ctl::detail {
 
@@ -27,8 +30,30 @@ std::string duration(std::int64_t seconds) {
   return out;
 }
 
+// Text from the node as a terminal may show it: what could move the cursor, set the
+// terminal's title or clipboard, or reorder the line (control characters, C1 ones in UTF-8
+// too, direction overrides; bytes that are not UTF-8) as escapes a person reads.
+std::string for_terminal(std::string_view s) {
+  std::string out;
+  while (!s.empty()) {
+    auto n = format::utf8_sequence(s);
+    auto seq = s.substr(0, n == 0 ? 1 : n);
+    if (n != 0 && format::plain_text_length(seq, false)) {
+      out.append(seq);
+    } else {
+      char buf[8];
+      for (unsigned char b : seq) {
+        std::snprintf(buf, sizeof buf, "\\x%02x", b);
+        out += buf;
+      }
+    }
+    s.remove_prefix(seq.size());
+  }
+  return out;
+}
+
 std::string json_string(json::value const& v) {
-  if (v.is_string()) return std::string(v.as_string());
+  if (v.is_string()) return for_terminal(v.as_string());
   if (v.is_null()) return "";
   if (v.is_double()) return number(v.as_double());  // Boost.JSON would print 0 as "0E0"
   return json::serialize(v);

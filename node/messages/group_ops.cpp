@@ -152,13 +152,14 @@ bool refuse(change_state& st, errors::failure f) {
 }
 
 std::optional<errors::failure> check_text(std::optional<std::string> const& v, char const* field, std::size_t min,
-                                          std::size_t max) {
+                                          std::size_t max, bool multiline, bool from_home) {
   if (!v) return std::nullopt;
-  if (v->size() < min || v->size() > max || !format::utf8_length(*v))
-    return fail(
-        code::invalid_field,
-        std::string(field) + " must be " + std::to_string(min) + " to " + std::to_string(max) + " bytes of UTF-8",
-        field);
+  bool plain = from_home ? format::utf8_length(*v).has_value() : format::plain_text_length(*v, multiline).has_value();
+  if (v->size() < min || v->size() > max || !plain)
+    return fail(code::invalid_field,
+                std::string(field) + " must be " + std::to_string(min) + " to " + std::to_string(max) +
+                    " bytes of UTF-8 without control characters or direction overrides",
+                field);
   return std::nullopt;
 }
 
@@ -167,9 +168,9 @@ constexpr std::size_t max_description_bytes = 1024;
 
 }  // namespace
 
-std::optional<errors::failure> check_patch(impl const& m, conversation_patch const& patch) {
-  if (auto bad = check_text(patch.title, "title", 1, max_title_bytes)) return bad;
-  if (auto bad = check_text(patch.description, "description", 0, max_description_bytes)) return bad;
+std::optional<errors::failure> check_patch(impl const& m, conversation_patch const& patch, bool from_home) {
+  if (auto bad = check_text(patch.title, "title", 1, max_title_bytes, false, from_home)) return bad;
+  if (auto bad = check_text(patch.description, "description", 0, max_description_bytes, true, from_home)) return bad;
   if (patch.ttl_s && *patch.ttl_s > m.options.retention_s)
     return fail(code::invalid_field, "ttl_s is at most messages.retention_s", "ttl_s");
   return std::nullopt;
@@ -385,7 +386,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   using federation::reject_reason;
   st.conversation = gs.conversation_id();
   if (!keys::is_group(gs.conversation_id()) || gs.members_size() != gs.roles_size() ||
-      check_patch(m, {gs.title(), gs.description(), std::nullopt, std::nullopt, std::nullopt}))
+      check_patch(m, {gs.title(), gs.description(), std::nullopt, std::nullopt, std::nullopt}, true))
     return reject_reason::malformed;
   auto replica = parse<records::conversation_record>(b.get(cf::conversations, gs.conversation_id()));
   if (replica && home_of(*replica, m.region) != gs.home_region()) return reject_reason::foreign_user;

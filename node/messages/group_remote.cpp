@@ -156,7 +156,7 @@ bool fields_within_limits(message_service::impl const& m, federation::group_stat
     if (ch.role() != client::MEMBER_ROLE_UNSPECIFIED && !known_role(ch.role())) return false;
     // Only a CREATED or DETAILS_CHANGED change has a title (never empty there).
     auto title = ch.title().empty() ? std::nullopt : std::optional<std::string>(ch.title());
-    if (check_patch(m, {title, ch.description(), std::nullopt, std::nullopt, std::nullopt}) ||
+    if (check_patch(m, {title, ch.description(), std::nullopt, std::nullopt, std::nullopt}, true) ||
         ch.reason().size() > 64 || (!ch.by().empty() && !is_user(ch.by())) ||
         !std::all_of(ch.users().begin(), ch.users().end(), is_user))
       return false;

@@ -258,6 +258,13 @@ class AccountsTest(NodeTestCase):
                               token=carol)
         self.assertStatus(r, 200)
         self.profile_ok(r.json, "carol", display_name="Carol \u2603", about="likes cats\nand dogs")
+        # Invisible characters that names and texts need are kept: an emoji's zero-width
+        # joiner, a right-to-left mark, a paragraph separator in the about text.
+        name = "\U0001F469\u200d\U0001F4BB \u05e9\u05e8\u05d4\u200f"
+        r = self.node.request("PATCH", "/v1/me", {"display_name": name, "about": "one\u2029two"}, token=carol)
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json["display_name"], r.json["about"]), (name, "one\u2029two"))
+        self.assertStatus(self.node.request("PATCH", "/v1/me", {"display_name": "Carol \u2603"}, token=carol), 200)
 
         # Absent fields are left as they are.
         r = self.node.request("PATCH", "/v1/me", {"about": "only cats"}, token=carol)
@@ -296,6 +303,15 @@ class AccountsTest(NodeTestCase):
             ({"display_name": "bell\u0007"}, "display_name"),
             ({"about": "a" * 281}, "about"),
             ({"about": "nul\u0000byte"}, "about"),
+            # C1 controls (a terminal's CSI and OSC, as UTF-8), direction overrides and
+            # isolates, and line separators on one line.
+            ({"display_name": "a\u009b31mb"}, "display_name"),
+            ({"display_name": "\u009d52;c;cm0gLXJm\u009c"}, "display_name"),
+            ({"display_name": "invoice\u202efdp.exe"}, "display_name"),
+            ({"display_name": "x\u2066y\u2069"}, "display_name"),
+            ({"display_name": "two\u2028lines"}, "display_name"),
+            ({"about": "esc\u0085"}, "about"),
+            ({"about": "\u202dforced"}, "about"),
         ]
         for body, field in cases:
             with self.subTest(body=body):
@@ -303,6 +319,8 @@ class AccountsTest(NodeTestCase):
                 self.assertError(r, 400, "invalid_field", field=field)
         r = self.node.request("PATCH", "/v1/me", raw_body=b"[1]", token=tok)
         self.assertError(r, 400, "invalid_json")
+        r = self.node.login("erin", "password123", device="phone\u009b2J")
+        self.assertError(r, 400, "invalid_field", field="device_name")
         r = self.node.request("GET", "/v1/me", token=tok)
         self.assertStatus(r, 200)
         self.assertEqual(r.json["display_name"], "Erin")

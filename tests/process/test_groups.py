@@ -1273,11 +1273,13 @@ class GroupLimitsTest(GroupCase):
         s = lena.login()
         ok = self.group(s, [], title="\u00e9" * 64)  # 128 bytes of UTF-8
         self.assertEqual(self.details(s, ok).get("title"), "\u00e9" * 64)
-        for bad in ("\u00e9" * 64 + "x", "x" * 129, ""):
+        for bad in ("\u00e9" * 64 + "x", "x" * 129, "", "esc\u001b[2J", "c1\u009b2J", "rlo\u202etxt.exe", "a\nb"):
             with self.subTest(title_bytes=len(bad.encode())):
                 self.assertError(self.create_request(s, bad), 400, "invalid_field", field="title")
         self.assertError(self.create_request(s, None, [bob.id]), 400, "missing_field", field="title")
         self.assertError(self.create_request(s, "desc", description="d" * 1025), 400, "invalid_field",
+                         field="description")
+        self.assertError(self.create_request(s, "desc", description="iso\u2067late"), 400, "invalid_field",
                          field="description")
         self.assertError(self.create_request(s, "crowd", ["nobody%04d" % i for i in range(1001)]), 400,
                          "invalid_field", field="members")

@@ -38,9 +38,13 @@ struct change_state {
   }
 };
 
-// A group's title (1 to 128 bytes of UTF-8), description (at most 1024) and ttl_s (at most
-// messages.retention_s), as set by a patch or a creation: invalid_field, or nothing.
-std::optional<errors::failure> check_patch(message_service::impl const& m, conversation_patch const& patch);
+// A group's title (1 to 128 bytes of UTF-8, one line), description (at most 1024, lines)
+// and ttl_s (at most messages.retention_s), as set by a patch or a creation: invalid_field,
+// or nothing. Neither may hold control characters or direction overrides
+// (format::plain_text_length), except `from_home`: what a home region's state says is held
+// only to the sizes and UTF-8, as homes of earlier versions did not refuse them.
+std::optional<errors::failure> check_patch(message_service::impl const& m, conversation_patch const& patch,
+                                           bool from_home = false);
 
 // Who may be added, worked out before the write: users of this region that exist, and
 // users of federated regions (their region has the say). The rest fail, with why.

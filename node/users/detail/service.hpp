@@ -38,21 +38,13 @@ inline constexpr std::uint32_t max_refresh_retries = 3;
 
 // Counts code points of valid UTF-8 without control characters (newline allowed if
 // `multiline`); returns nullopt if the text breaks those rules.
-inline std::optional<std::size_t> text_length(std::string_view s, bool multiline) {
-  for (char c : s) {
-    auto b = static_cast<unsigned char>(c);
-    if ((b < 0x20 || b == 0x7f) && !(multiline && b == '\n')) return std::nullopt;
-  }
-  return format::utf8_length(s);
-}
-
 inline std::optional<failure> check_text(std::string const& field, std::string const& value, std::size_t min,
                                          std::size_t max, bool multiline) {
-  auto len = text_length(value, multiline);
+  auto len = format::plain_text_length(value, multiline);
   if (!len || *len < min || *len > max)
     return fail(code::invalid_field,
                 field + " must be " + std::to_string(min) + " to " + std::to_string(max) +
-                    " characters of UTF-8 without control characters",
+                    " characters of UTF-8 without control characters or direction overrides",
                 field);
   return std::nullopt;
 }

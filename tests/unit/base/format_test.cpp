@@ -7,6 +7,7 @@
 using petchat::format::clean_file_name;
 using petchat::format::from_base64url;
 using petchat::format::parse_rfc3339;
+using petchat::format::plain_text_length;
 using petchat::format::rfc3339;
 
 TEST_CASE("RFC 3339: what history filters accept") {
@@ -40,6 +41,25 @@ TEST_CASE("base64url: ids and tokens round-trip; anything else is refused") {
   CHECK(!from_base64url(text + "="));
   CHECK(!from_base64url("a+b/"));
   CHECK(!from_base64url("a b"));
+}
+
+TEST_CASE("plain_text_length: names and lines without controls or reordering") {
+  CHECK(plain_text_length("Grüße 😀", false) == 7);
+  CHECK(plain_text_length("", false) == 0);
+  // Zero-width joiners and direction marks are part of real names.
+  CHECK(plain_text_length("👩\u200D💻 \u05E9\u200F", false) == 6);
+  CHECK(!plain_text_length("esc\x1b[2J", false));
+  CHECK(!plain_text_length("del\x7f", false));
+  CHECK(!plain_text_length("csi\u009B2J", false));  // C1, as UTF-8
+  CHECK(!plain_text_length("invoice\u202Efdp.exe", false));
+  CHECK(!plain_text_length("a\u2066b", true));
+  CHECK(!plain_text_length("a\nb", false));
+  CHECK(plain_text_length("a\nb", true) == 3);
+  CHECK(!plain_text_length("a\u2028b", false));
+  CHECK(plain_text_length("a\u2029b", true) == 3);
+  CHECK(!plain_text_length("a\rb", true));
+  CHECK(!plain_text_length("\xff", true));
+  CHECK(!plain_text_length(std::string("a\0b", 3), true));
 }
 
 TEST_CASE("clean_file_name: nothing that hides or reorders what a name says") {
