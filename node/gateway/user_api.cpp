@@ -35,20 +35,42 @@ errors::result<users::principal> detail::authenticate(user_api const& api, reque
 
 namespace {
 
+// What a client wrote, as much of it as a log line keeps: `limit` bytes (cut at a
+// character's start) and how long it was.
+std::string clipped(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return std::string(text);
+  while (limit > 0 && (static_cast<unsigned char>(text[limit]) & 0xC0) == 0x80) --limit;
+  return std::string(text.substr(0, limit)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
+// Failures a client gets for nothing (no password was checked: refused by a limiter, a
+// field or the registration policy) are logged 20 times a second at most, 100 at once; the
+// next line let through says how many were held back. Wrong passwords are always logged
+// (their rate is that of the password checks), so fail2ban sees every one.
+log::throttle cheap_failures(std::chrono::milliseconds(50), 100);
+
 // A security event of an account for the audit log (docs/OPERATIONS.md, "Audit log"):
 // who (as they named themselves), from where, and the error code when it failed.
 void audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
                    std::string const& device = "") {
-  std::string message = std::string(action) + (failed ? " failed" : "") + " for '" + log::printable(user) + "' from " +
+  std::uint64_t held = 0;
+  if (failed && failed->code != code::invalid_credentials && failed->code != code::refresh_token_reused) {
+    auto passed = cheap_failures.pass();
+    if (passed == 0) return;
+    held = passed - 1;
+  }
+  auto name = clipped(user, 64);
+  std::string message = std::string(action) + (failed ? " failed" : "") + " for '" + log::printable(name) + "' from " +
                         r.client_address + (failed ? ": " + std::string(errors::name(failed->code)) : "");
   log::audit("authentication", action, failed == nullptr, message,
              {{"client.ip", r.client_address},
-              {"user.name", user},
+              {"user.name", name},
               {"event.reason", failed ? errors::name(failed->code) : ""},
               {"labels.device_id", device},
+              {"labels.held_back", held ? std::to_string(held) : ""},
               {"http.request.method", r.method},
               {"url.path", r.path},
-              {"user_agent.original", r.header("user-agent")}});
+              {"user_agent.original", clipped(r.header("user-agent"), 256)}});
 }
 
 awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {

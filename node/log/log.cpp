@@ -12,6 +12,7 @@
 #include <ctime>
 #include <mutex>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -286,12 +287,16 @@ void ready(std::string const& message, std::string const& human_hints, std::init
 std::uint64_t throttle::pass() {
   auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
                  .count();
-  auto next = next_ms_.load();
-  if (now < next || !next_ms_.compare_exchange_strong(next, now + every_ms_)) {
+  std::lock_guard lock(mutex_);
+  // The bucket is kept as the time it is full again: taking a token moves that time on by
+  // `every`; more than `burst` tokens' worth ahead of now, the bucket is empty.
+  auto full_at = std::max(full_at_ms_, now);
+  if (full_at + every_ms_ - now > every_ms_ * burst_) {
     ++held_;
     return 0;
   }
-  return 1 + held_.exchange(0);
+  full_at_ms_ = full_at + every_ms_;
+  return 1 + std::exchange(held_, 0);
 }
 
 }  // namespace petchat::log

@@ -5,11 +5,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -65,18 +65,21 @@ std::string printable(std::string_view text);
 // characters escaped, invalid UTF-8 replaced by U+FFFD, so every line stays valid JSON.
 void append_json_escaped(std::string& out, std::string_view text);
 
-// Lets a repeated line through at most once per `every`: a flood of refused connections
-// must not fill the disk with one warning each. Any thread.
+// Lets a repeated line through once per `every` on average, `burst` at once: a flood of
+// refused connections must not fill the disk with one warning each. Any thread.
 class throttle {
  public:
-  explicit throttle(std::chrono::milliseconds every) : every_ms_(every.count()) {}
+  explicit throttle(std::chrono::milliseconds every, std::uint32_t burst = 1)
+      : every_ms_(every.count()), burst_(burst) {}
   // 0 if this one is held back; else 1 + how many were held back since the last let through.
   std::uint64_t pass();
 
  private:
   std::int64_t every_ms_;
-  std::atomic<std::int64_t> next_ms_{0};
-  std::atomic<std::uint64_t> held_{0};
+  std::int64_t burst_;
+  std::mutex mutex_;
+  std::int64_t full_at_ms_ = 0;  // when the bucket is (or was) full again (guarded)
+  std::uint64_t held_ = 0;       // guarded
 };
 
 }  // namespace petchat::log

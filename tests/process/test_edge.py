@@ -195,6 +195,37 @@ class AuditLogTest(NodeTestCase):
         self.assertIn("user-login failed for 'x\\n2026-12-02", audit[0])
         self.assertIn("client.ip=127.0.0.1", audit[0])
 
+    def test_what_costs_a_client_nothing_cannot_flood_the_log(self):
+        node = self.start_node(extra_args=["--log-format", "json"])
+        # A name of 60 KiB (the body's cap is 64 KiB) is kept as its first 64 bytes.
+        huge = "n" * 61440
+        self.assertError(node.login(huge, "wrong", device=""), 400, "invalid_field")
+        first = self.audit_events(node, "user-login")
+        self.assertEqual(len(first), 1, first)
+        self.assertEqual(first[0]["user.name"], "n" * 64 + "... (61440 bytes)")
+        self.assertLess(len(first[0]["message"]), 300)
+        # Hundreds of refusals that checked no password: a hundred lines at most, then 20 a
+        # second; the next line let through says how many were held back.
+        conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=15)
+        body = {"name": "mallory", "password": "wrong", "device_name": ""}
+        for _ in range(600):
+            self.assertError(_do_request(conn, "POST", "/v1/sessions", body), 400, "invalid_field")
+        time.sleep(0.2)
+        self.assertError(_do_request(conn, "POST", "/v1/sessions", body), 400, "invalid_field")
+        told = lambda events: len(events) + sum(int(e.get("labels.held_back") or 0) for e in events)  # noqa: E731
+        deadline = time.monotonic() + 15
+        while told(lines := self.audit_events(node, "user-login")) < 602 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(told(lines), 602)
+        self.assertLess(len(lines), 400, "%d audit lines for 602 refusals" % len(lines))
+        # Wrong passwords are never held back: fail2ban counts each.
+        node.new_user("grace")
+        for _ in range(3):
+            self.assertError(node.login("grace", "wrong"), 401, "invalid_credentials")
+        wrong = [e for e in self.audit_events(node, "user-login", count=len(lines) + 3)
+                 if e.get("event.reason") == "invalid_credentials"]
+        self.assertEqual(len(wrong), 3)
+
     def test_the_documented_fail2ban_filter_bans_the_real_client_only(self):
         # A name and a user agent written to make a greedy filter read another address.
         with open(os.path.join(REPO_ROOT, "docs", "OPERATIONS.md")) as f:
