@@ -136,6 +136,7 @@ schema schema_of(reader& rd, node_config& c) {
         {"login_free_attempts", rd.integer(c.users.login_free_attempts, 0, 1000)},
         {"login_free_attempts_per_address", rd.integer(c.users.login_free_attempts_per_address, 0, 100000)},
         {"login_checks_per_address", rd.integer(c.users.login_checks_per_address, 0, 100000)},
+        {"login_checks_per_minute_per_address", rd.integer(c.users.login_checks_per_minute_per_address, 0, 60000)},
         {"login_backoff_initial_ms", rd.integer(c.users.login_backoff_initial_ms, 1, 3600000)},
         {"login_backoff_max_ms", rd.integer(c.users.login_backoff_max_ms, 1, 86400000)},
         {"max_registrations_per_address", rd.integer(c.users.max_registrations_per_address, 0, 10000000)},

@@ -80,11 +80,12 @@ struct users_section {
   std::uint32_t refresh_token_ttl_s = 30 * 24 * 3600;
   std::uint32_t refresh_retry_grace_s = 60;  // the last exchanged refresh token may come again
   std::size_t password_min_length = 8;
-  std::uint32_t password_hash_ops = 2;                 // argon2id passes
-  std::uint32_t password_hash_memory_kib = 65536;      // argon2id memory per hash
-  std::uint32_t login_free_attempts = 5;               // per account
-  std::uint32_t login_free_attempts_per_address = 20;  // per client address (NATs share one)
-  std::uint32_t login_checks_per_address = 0;          // password checks at once per address (0: half the node's)
+  std::uint32_t password_hash_ops = 2;                     // argon2id passes
+  std::uint32_t password_hash_memory_kib = 65536;          // argon2id memory per hash
+  std::uint32_t login_free_attempts = 5;                   // per account
+  std::uint32_t login_free_attempts_per_address = 20;      // per client address (NATs share one)
+  std::uint32_t login_checks_per_address = 0;              // password checks at once per address (0: half the node's)
+  std::uint32_t login_checks_per_minute_per_address = 60;  // password checks a minute per address, right or wrong
   std::uint32_t login_backoff_initial_ms = 1000;
   std::uint32_t login_backoff_max_ms = 15 * 60 * 1000;
   std::uint32_t max_registrations_per_address = 10;  // self-registrations per address and window

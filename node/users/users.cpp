@@ -153,6 +153,11 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
     co_return f;
   }
+  if (auto next = m.address_checks.take(address_key, now); next > 0) {
+    auto f = fail(code::rate_limited, "too many logins from your address; try again later");
+    f.retry_after_s = static_cast<std::uint32_t>((next + 999) / 1000);
+    co_return f;
+  }
   // The attempt is pending (not failed) while its password is checked: it counts as a
   // failure only once it has failed, so a correct password never costs anyone an attempt,
   // and attempts in flight hold back further ones (see login_limiter::begin).

@@ -45,8 +45,8 @@ BASE_CONFIG = {
     # Every test registers from 127.0.0.1: the per-address registration limit is tested
     # on its own (test_hardening_accounts.py).
     "users": {"password_hash_ops": 1, "password_hash_memory_kib": 8192, "max_registrations_per_address": 1000000,
-              # tests log many users in at once from one address (the default: test_hardening_accounts.py)
-              "login_checks_per_address": 100000},
+              # tests log many users in at once from one address (the defaults: test_hardening_accounts.py)
+              "login_checks_per_address": 100000, "login_checks_per_minute_per_address": 0},
     # Nodes run side by side: each scrape listener on a port of its own.
     "metrics": {"listen": "127.0.0.1:0"},
 }

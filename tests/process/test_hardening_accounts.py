@@ -252,6 +252,33 @@ class PasswordSprayTest(NodeTestCase):
         self.assertEqual(other.status, 201, other.describe())
 
 
+class RightPasswordFloodTest(NodeTestCase):
+    """One address logging in again and again with right passwords (its own accounts) would
+    keep the node's password checks busy for everyone: password checks per address are
+    limited by rate too (users.login_checks_per_minute_per_address), whatever their
+    outcome, and other addresses are not held up."""
+
+    def test_right_passwords_from_one_address_are_limited_by_rate(self):
+        node = self.start_node(config={"users": {"login_checks_per_minute_per_address": 10}})
+        node.new_user("mallory")
+        # Ten at once, then one every 6 s: however slow this machine is, the answers turn to
+        # 429 after the ten and the few that the time taken refilled.
+        started = time.monotonic()
+        answers = []
+        while len(answers) < 40 and (not answers or answers[-1].status == 201):
+            answers.append(node.login("mallory", PW, device="loop %d" % len(answers)))
+        refilled = int((time.monotonic() - started) / 6) + 1
+        r = answers[-1]
+        self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
+        self.assertTrue(10 <= len(answers) - 1 <= 10 + refilled, "%d logins let through" % (len(answers) - 1))
+        self.assertIn("from your address", r.json["error"]["message"])
+        self.assertGreaterEqual(int(r.headers.get("Retry-After", "0")), 1, r.describe())
+        self.assertLessEqual(int(r.headers.get("Retry-After", "0")), 6, r.describe())
+        other = request_from(node, "127.0.0.2", "POST", "/v1/sessions",
+                             {"name": "mallory", "password": PW, "device_name": "elsewhere"})
+        self.assertEqual(other.status, 201, other.describe())
+
+
 class PasswordSetDuringLoginTest(NodeTestCase):
     """An admin sets a user's password (all their sessions are revoked) while a login with the
     old one is being checked: that login must not leave a session behind. It once did (its

@@ -42,6 +42,7 @@ export class Node {
       '[metrics]', 'listen = "127.0.0.1:0"',
       // Every person registers from 127.0.0.1; argon2id kept cheap for speed.
       '[users]', 'password_hash_ops = 1', 'password_hash_memory_kib = 8192', 'max_registrations_per_address = 1000000',
+      'login_checks_per_minute_per_address = 0',
       ...Object.entries(this.users).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
       '[web]', `root = "${WEB_DIST}"`, this.extra, '',
     ].join('\n');

@@ -14,6 +14,7 @@
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
 #include "node/async/async.hpp"
+#include "node/users/detail/check_rate.hpp"
 #include "node/users/detail/login_limiter.hpp"
 #include "node/users/detail/passwords.hpp"
 #include "node/users/detail/registration_limiter.hpp"
@@ -75,6 +76,7 @@ struct user_service::impl {
   store::lmdb_db registration_tokens;  // raw id -> registration_token_record
   detail::login_limiter account_limiter;
   detail::login_limiter address_limiter;
+  detail::check_rate address_checks;
   detail::registration_limiter registrations;
   // Verified against when the user does not exist, so that an unknown name costs as much
   // time as a wrong password and response times do not reveal which names exist.
@@ -102,6 +104,7 @@ struct user_service::impl {
         address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
                          o.login_checks_per_address ? o.login_checks_per_address
                                                     : static_cast<std::uint32_t>(hash_capacity() / 2)}),
+        address_checks(o.login_checks_per_minute_per_address),
         registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
