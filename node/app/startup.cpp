@@ -104,9 +104,10 @@ std::unique_ptr<messages::message_service> open_message_store(config::node_confi
   // Restored or salvaged, the store went back in time: its heads jump (after_salvage), its
   // lanes take a new epoch at the first federated start (the marker first: a crash after it).
   bool restored = identity::restored_mailboxes(data_dir);
+  std::int64_t backup_time = restored ? identity::restored_backup_time_ms(data_dir) : 0;
   auto open = [&](bool went_back) {
     auto store = std::make_unique<messages::message_service>(cfg.messages, cfg.node.region, data_dir, users,
-                                                             cfg.store.sync, went_back);
+                                                             cfg.store.sync, went_back, backup_time);
     if (restored) identity::forget_restored_mailboxes(data_dir);
     return store;
   };

@@ -465,10 +465,13 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
   }
   fsync_path(data_dir);
   // Tells the node that this store went back in time (identity.hpp): its first start moves
-  // every mailbox head ahead, its first federated start its lanes to a new epoch.
+  // every mailbox head ahead (by how long ago the backup was made: the marker says when),
+  // its first federated start its lanes to a new epoch.
   for (char const* name : {restored_marker, restored_mailboxes_marker}) {
     int marker = ::open((data_dir / name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (marker < 0 || ::fsync(marker) != 0) {
+    std::string text = name == restored_mailboxes_marker ? field(*manifest, "made_at") + "\n" : "";
+    bool written = marker >= 0 && ::write(marker, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    if (!written || ::fsync(marker) != 0) {
       std::cerr << "petchatctl: " << (data_dir / name).string() << ": " << std::strerror(errno) << "\n";
       if (marker >= 0) ::close(marker);
       return false;

@@ -141,6 +141,13 @@ bool restored_mailboxes(std::filesystem::path const& data_dir) {
   return std::filesystem::exists(data_dir / restored_mailboxes_marker);
 }
 
+std::int64_t restored_backup_time_ms(std::filesystem::path const& data_dir) {
+  auto text = read_text(data_dir / restored_mailboxes_marker);
+  if (!text) return 0;
+  auto end = text->find_last_not_of(" \n");
+  return format::parse_rfc3339(text->substr(0, end == std::string::npos ? 0 : end + 1)).value_or(0);
+}
+
 void forget_restored_mailboxes(std::filesystem::path const& data_dir) {
   remove_marker(data_dir, restored_mailboxes_marker);
 }

@@ -95,9 +95,13 @@ void mark_restored(std::filesystem::path const& data_dir);
 // Left beside restored_marker by `petchatctl restore`: the mailboxes went back in time
 // too, and devices hold seqs past their heads. The node's first start on it, standalone or
 // not, moves every mailbox head ahead as a salvage does (so no seq is handed out twice),
-// then removes it (forget_restored_mailboxes, fsync'd).
+// then removes it (forget_restored_mailboxes, fsync'd). It holds the backup's time (RFC
+// 3339, as its manifest's made_at), which sets how far the heads jump; empty after a
+// salvage, or from a petchatctl of an earlier version.
 inline constexpr char restored_mailboxes_marker[] = "RESTORED-MAILBOXES";
 bool restored_mailboxes(std::filesystem::path const& data_dir);
+// The time the marker holds, in ms; 0 if none (or not a time).
+std::int64_t restored_backup_time_ms(std::filesystem::path const& data_dir);
 void forget_restored_mailboxes(std::filesystem::path const& data_dir);
 
 // Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two

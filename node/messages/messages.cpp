@@ -16,9 +16,9 @@ namespace petchat::messages {
 
 message_service::message_service(config::messages_section const& options, std::string region,
                                  std::filesystem::path const& data_dir, users::user_service& users, bool sync,
-                                 bool salvage)
+                                 bool salvage, std::int64_t current_at_ms)
     : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users, sync, salvage)) {
-  if (salvage) impl_->after_salvage();
+  if (salvage) impl_->after_salvage(current_at_ms);
 }
 
 message_service::~message_service() = default;

@@ -217,9 +217,11 @@ class message_service {
  public:
   // `sync` false skips the WAL fsync (benchmarks only: acknowledged data can be lost).
   // Throws store::damage_error if the store's files are damaged, unless `salvage` (open
-  // with what precedes the damage; mailbox seqs then jump ahead: see after_salvage).
+  // with what precedes the damage; mailbox seqs then jump ahead: see after_salvage), which
+  // is also how a restored store opens: `current_at_ms` is then when its data was last
+  // current (the backup's time; 0: not known, as after a salvage).
   message_service(config::messages_section const& options, std::string region, std::filesystem::path const& data_dir,
-                  users::user_service& users, bool sync = true, bool salvage = false);
+                  users::user_service& users, bool sync = true, bool salvage = false, std::int64_t current_at_ms = 0);
   ~message_service();
 
   // Who is told of each event appended to a mailbox, after its commit, before any traffic:

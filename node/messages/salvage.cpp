@@ -1,5 +1,6 @@
 // Opening the message store past a damaged write-ahead log (--salvage-messages): what the
 // service does once, before any traffic, so that no mailbox seq is handed out twice.
+#include <algorithm>
 #include <future>
 #include <set>
 
@@ -7,8 +8,28 @@
 
 namespace petchat::messages {
 
-void message_service::impl::after_salvage() {
-  constexpr std::uint64_t gap = std::uint64_t(1) << 20;
+namespace {
+
+// How far every head jumps. Past a damaged log: 2^20, more events than the log the damage
+// dropped can have held (the log is kept under 32 MiB). Restored from a backup: also as
+// many as one mailbox can have taken since the backup was made, at 64 events a
+// millisecond, far more than a node commits (so a backup restored twice, the second time
+// after the first copy ran for a while, does not hand out the first copy's seqs again);
+// counted over four years at most, so that seqs stay below 2^53 (exact in JavaScript's
+// numbers) for hundreds of restores.
+std::uint64_t jump(std::int64_t current_at_ms) {
+  constexpr std::uint64_t least = std::uint64_t(1) << 20;
+  constexpr std::int64_t per_ms = 64;
+  constexpr std::int64_t most_ms = 4LL * 366 * 24 * 3600 * 1000;
+  if (current_at_ms <= 0) return least;
+  auto since = std::clamp<std::int64_t>(now_ms() - current_at_ms, 0, most_ms);
+  return least + static_cast<std::uint64_t>(since * per_ms);
+}
+
+}  // namespace
+
+void message_service::impl::after_salvage(std::int64_t current_at_ms) {
+  auto gap = jump(current_at_ms);
   // Every mailbox: those with a floor, and those with entries (one seek per user).
   std::set<std::string> users;
   db.scan(cf::state, keys::heads_first(), keys::heads_past_last(), [&](std::string_view key, std::string_view) {
@@ -31,7 +52,7 @@ void message_service::impl::after_salvage() {
   for (auto const& user : users) heads.emplace_back(keys::head_key(user), stored_head(user));
   auto done = std::make_shared<std::promise<store::write_outcome>>();
   auto outcome = done->get_future();
-  store::rocks_db::write_fn fn = [heads](store::rocks_batch& b) {
+  store::rocks_db::write_fn fn = [heads, gap](store::rocks_batch& b) {
     for (auto const& [key, head] : heads) b.put(cf::state, key, keys::be64(head + gap));
     b.put(cf::state, keys::salvaged_key(), keys::be64(static_cast<std::uint64_t>(now_ms())));
     return true;

@@ -134,8 +134,9 @@ struct message_service::impl {
   // out again for other events. Every mailbox head jumps ahead instead (a gap in the seqs
   // is what a client can cope with), and the salvage is recorded for petchatctl status.
   // Federation copes by itself: a destination ahead of this origin's lanes makes it start
-  // a new lane epoch (docs/FEDERATION.md).
-  void after_salvage();  // node/messages/salvage.cpp
+  // a new lane epoch (docs/FEDERATION.md). `current_at_ms`: when the data was last current
+  // (a restored backup's time), for a jump past what any mailbox can have taken since.
+  void after_salvage(std::int64_t current_at_ms);  // node/messages/salvage.cpp
 
   // The answer to a write the store did not take: store_unavailable while the store
   // refuses writes (a full disk: see rocks_db::write_error), internal otherwise.
