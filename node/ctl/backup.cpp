@@ -2,29 +2,25 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
-#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <iterator>
 #include <optional>
 #include <set>
-#include <sstream>
+#include <vector>
 
+#include "node/ctl/detail/backup_files.hpp"
 #include "node/ctl/detail/print.hpp"
 
 namespace petchat::ctl::detail {
 namespace {
 
 namespace fs = std::filesystem;
-using clock = std::chrono::steady_clock;
 
 constexpr int manifest_version = 1;
 constexpr char manifest_name[] = "manifest.json";
@@ -33,226 +29,40 @@ constexpr char restoring_marker[] = "RESTORE-INCOMPLETE";
 constexpr char restored_marker[] = "RESTORED-FROM-BACKUP";          // node/identity/identity.hpp
 constexpr char restored_mailboxes_marker[] = "RESTORED-MAILBOXES";  // node/identity/identity.hpp
 
-// Root restoring into a directory of the node's user writes as that user (effective ids)
-// and reads the backup as root: see restore_backup.
-struct ids {
-  uid_t uid;
-  gid_t gid;
-};
-std::optional<ids> writer;
-void act_as_writer() {
-  if (writer && (::setegid(writer->gid) != 0 || ::seteuid(writer->uid) != 0)) std::abort();  // never write as root
-}
-void act_as_root() {
-  if (writer && (::seteuid(0) != 0 || ::setegid(0) != 0)) std::abort();
-}
-
-volatile std::sig_atomic_t interrupted = 0;  // SIGINT, SIGTERM or SIGHUP during a copy
-extern "C" void on_interrupt(int) {
-  interrupted = 1;
-}
-
-std::string hex(unsigned char const* p, std::size_t n) {
-  std::string out(n * 2, '0');
-  sodium_bin2hex(out.data(), out.size() + 1, p, n);
-  return out;
-}
-
-}  // namespace
-
-void stop_copies_on_signals() {
-  struct sigaction sa {};
-  sa.sa_handler = on_interrupt;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
-}
-
-std::string size_text(std::uint64_t b) {
-  char const* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  std::ostringstream o;
-  o.precision(u == 0 ? 0 : 1);
-  o << std::fixed << v << " " << units[u];
-  return o.str();
-}
-
-bool fresh_dir(std::string const& dir_text, std::string& error) {
-  fs::path dir(dir_text);
-  std::error_code ec;
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode) || !fs::is_empty(dir, ec)) {
-      error = dir.string() + " exists and is not an empty directory: give a new path";
-      return false;
-    }
-    // Another user could plant links in it while files are written there.
-    if (st.st_uid != ::geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
-      error = dir.string() + " belongs to another user, or others may write to it";
-      return false;
-    }
-    return true;
-  }
-  if (::mkdir(dir.c_str(), 0700) != 0) {
-    error = dir.string() + ": " + std::strerror(errno);
-    return false;
-  }
-  return true;
-}
-
-namespace {
-
-// A manifest's or the node's relative path, safe to join under a directory: no absolute
-// path, no "..", no empty or "." segment (a hostile manifest must not write elsewhere).
-bool safe_relative(std::string const& p) {
-  if (p.empty() || p.front() == '/' || p.size() > 4096) return false;
-  std::size_t start = 0;
-  while (start <= p.size()) {
-    auto end = p.find('/', start);
-    if (end == std::string::npos) end = p.size();
-    auto seg = p.substr(start, end - start);
-    if (seg.empty() || seg == "." || seg == "..") return false;
-    start = end + 1;
-  }
-  return true;
-}
-
-// Progress on a terminal: one line, redrawn at most every 100 ms.
-struct progress {
-  std::uint64_t total = 0, done = 0;
-  bool on = ::isatty(STDERR_FILENO) != 0;
-  clock::time_point last{};
-  char const* verb;
-  void add(std::uint64_t n) {
-    done += n;
-    if (!on || clock::now() - last < std::chrono::milliseconds(100)) return;
-    last = clock::now();
-    int pct = total ? static_cast<int>(done * 100 / total) : 100;
-    std::string bar(30, ' ');
-    for (int i = 0; i < pct * 30 / 100; ++i) bar[i] = '#';
-    std::cerr << "\r" << verb << " [" << bar << "] " << pct << "% " << size_text(done) << " of " << size_text(total)
-              << "   " << std::flush;
-  }
-  void end() {
-    if (on) std::cerr << "\r" << std::string(79, ' ') << "\r" << std::flush;
-  }
-};
-
-void fsync_path(fs::path const& p) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
-// Copies `from` to `to` (created, 0600, fsync'd) hashing the bytes; `to` empty: only
-// hashes. Returns the hash and size, or sets `error`.
-struct copied {
-  std::string blake2b;
-  std::uint64_t size = 0;
-};
-// Opens `path` (relative, no "..") inside the directory `base` without following a
-// symbolic link anywhere on the way: each directory of the path is opened on its own with
-// O_NOFOLLOW, then the file. (openat2's RESOLVE_NO_SYMLINKS would do it in one call, but
-// not on kernels before 5.6 nor under older seccomp profiles.)
-int open_beneath(fs::path const& base, std::string const& path) {
-  int dir = ::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  auto parts = fs::path(path);
-  auto last = std::prev(parts.end());
-  for (auto it = parts.begin(); dir >= 0 && it != last; ++it) {
-    int next = ::openat(dir, it->c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int saved = errno;
-    ::close(dir);
-    errno = saved;
-    dir = next;
-  }
-  if (dir < 0) return -1;
-  int fd = ::openat(dir, last->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  int saved = errno;
-  ::close(dir);
-  errno = saved;
-  return fd;
-}
-
-// Only regular files are read, never through a symbolic link, whether the file or a
-// directory on its way is one (a hostile backup or a compromised node must not make a root
-// petchatctl read /etc/shadow, or hang on a FIFO); with `owner` set, only files of that
-// user (the node's). `path` is relative to `base`.
-std::optional<copied> copy_hashing(fs::path const& base, std::string const& path, fs::path const& to, progress& bar,
-                                   std::string& error, std::optional<uid_t> owner = std::nullopt) {
-  auto from = base / path;
+// The manifest's text, read as the backup's files are: a regular file, not through a link
+// (a FIFO planted in its place must not hang a root verify or restore).
+std::optional<std::string> manifest_text(fs::path const& dir, std::string& error) {
   act_as_root();
-  int in = open_beneath(base, path);
+  int fd = open_beneath(dir, manifest_name);
   act_as_writer();
-  if (in < 0) {
-    error = from.string() + (errno == ELOOP || errno == ENOTDIR
-                                 ? std::string(": a symbolic link (or one on its way), not a regular file")
-                                 : ": " + std::string(std::strerror(errno)));
-    return std::nullopt;
-  }
   struct stat st {};
-  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode) || (owner && st.st_uid != *owner)) {
-    error = from.string() + (owner && st.st_uid != *owner ? ": not owned by the node's user" : ": not a regular file");
-    ::close(in);
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    error = (dir / manifest_name).string() + (fd < 0 && errno == ENOENT
+                                                  ? " is missing: not a petchat backup, or one that was interrupted"
+                                                  : " is not a regular file: not a petchat backup");
+    if (fd >= 0) ::close(fd);
     return std::nullopt;
   }
-  int out = -1;
-  if (!to.empty() && (out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-    error = to.string() + ": " + std::strerror(errno);
-    ::close(in);
-    return std::nullopt;
-  }
-  crypto_generichash_state state;
-  crypto_generichash_init(&state, nullptr, 0, 32);
-  std::vector<unsigned char> buf(1 << 20);
-  copied c;
-  for (;;) {
-    if (interrupted) {
-      error = "interrupted";
-      break;
-    }
-    ssize_t n = ::read(in, buf.data(), buf.size());
+  std::string text;
+  char buf[1 << 16];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) error = from.string() + ": " + std::strerror(errno);
-    if (n <= 0) break;
-    crypto_generichash_update(&state, buf.data(), static_cast<std::size_t>(n));
-    for (ssize_t w = 0; out >= 0 && w < n;) {
-      ssize_t m = ::write(out, buf.data() + w, static_cast<std::size_t>(n - w));
-      if (m < 0 && errno == EINTR) continue;
-      if (m < 0) {
-        error = to.string() + ": " + std::strerror(errno);
-        break;
-      }
-      w += m;
+    if (n < 0) {
+      error = (dir / manifest_name).string() + ": " + std::strerror(errno);
+      ::close(fd);
+      return std::nullopt;
     }
-    if (!error.empty()) break;
-    c.size += static_cast<std::uint64_t>(n);
-    bar.add(static_cast<std::uint64_t>(n));
+    text.append(buf, static_cast<std::size_t>(n));
   }
-  ::close(in);
-  if (out >= 0) {
-    if (error.empty() && ::fsync(out) != 0) error = to.string() + ": fsync: " + std::strerror(errno);
-    ::close(out);
-  }
-  if (!error.empty()) return std::nullopt;
-  unsigned char hash[32];
-  crypto_generichash_final(&state, hash, sizeof hash);
-  c.blake2b = hex(hash, sizeof hash);
-  return c;
+  ::close(fd);
+  return text;
 }
 
 std::optional<boost::json::object> read_manifest(fs::path const& dir, std::string& error) {
-  std::ifstream in(dir / manifest_name);
-  if (!in) {
-    error = (dir / manifest_name).string() + " is missing: not a petchat backup, or one that was interrupted";
-    return std::nullopt;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+  auto text = manifest_text(dir, error);
+  if (!text) return std::nullopt;
   boost::system::error_code ec;
-  auto v = boost::json::parse(text.str(), ec);
+  auto v = boost::json::parse(*text, ec);
   auto const* o = !ec && v.is_object() ? &v.as_object() : nullptr;
   auto const* files = o ? o->if_contains("files") : nullptr;
   auto const* version = o ? o->if_contains("petchat_backup") : nullptr;
@@ -330,6 +140,28 @@ bool check_files(fs::path const& dir, boost::json::object const& manifest, fs::p
   return ok;
 }
 
+// Every directory of `dir` (with `all`; else `dir` alone) and `dir`'s own entry in its
+// parent made durable; false with `error` if one could not be.
+bool synced_tree(fs::path const& dir, std::string& error, bool all = true) {
+  std::vector<fs::path> dirs;
+  if (all)
+    for (auto const& e : fs::recursive_directory_iterator(dir))
+      if (e.is_directory()) dirs.push_back(e.path());
+  dirs.push_back(dir);
+  for (auto const& d : dirs)
+    if (!fsync_path(d)) {
+      error = d.string() + ": fsync: " + std::strerror(errno);
+      return false;
+    }
+  // The parent may be root's and closed to the restore's writer: synced as root.
+  act_as_root();
+  bool parent = fsync_path(dir.parent_path().empty() ? fs::path(".") : dir.parent_path());
+  int saved = errno;
+  act_as_writer();
+  if (!parent) error = dir.parent_path().string() + ": fsync: " + std::strerror(saved);
+  return parent;
+}
+
 }  // namespace
 
 boost::json::object copy_snapshot(boost::json::object const& snapshot, std::string const& dir_text, uid_t node_uid,
@@ -358,9 +190,7 @@ boost::json::object copy_snapshot(boost::json::object const& snapshot, std::stri
     listed.push_back(boost::json::object{{"path", path}, {"size", c->size}, {"blake2b", c->blake2b}});
   }
   bar.end();
-  for (auto const& e : fs::recursive_directory_iterator(dir))
-    if (e.is_directory()) fsync_path(e.path());
-  fsync_path(dir.parent_path().empty() ? fs::path(".") : dir.parent_path());  // dir's own entry
+  if (!synced_tree(dir, error)) return {};
   boost::json::object manifest{{"petchat_backup", manifest_version},
                                {"id", snapshot.at("id")},
                                {"region", snapshot.at("region")},
@@ -379,9 +209,15 @@ boost::json::object copy_snapshot(boost::json::object const& snapshot, std::stri
       error = tmp.string() + ": cannot write";
       return {};
     }
-    fsync_path(tmp);
+    if (!fsync_path(tmp)) {
+      error = tmp.string() + ": fsync: " + std::strerror(errno);
+      return {};
+    }
     fs::rename(tmp, dir / manifest_name);
-    fsync_path(dir);
+    if (!fsync_path(dir)) {
+      error = dir.string() + ": fsync: " + std::strerror(errno) + " (the manifest may not be durable)";
+      return {};
+    }
   }
   return manifest;
 }
@@ -443,7 +279,10 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
       return false;
     }
     ::close(marker);
-    fsync_path(data_dir);
+    if (!fsync_path(data_dir)) {
+      std::cerr << "petchatctl: " << data_dir.string() << ": fsync: " << std::strerror(errno) << "\n";
+      return false;
+    }
   }
   std::uint64_t bytes = 0;
   if (!check_files(dir, *manifest, data_dir, "restoring", as_json, bytes)) {
@@ -453,17 +292,18 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
     // node still refuses, never a half-emptied one it would start on.
     for (auto const& e : fs::directory_iterator(data_dir))
       if (e.path().filename() != restoring_marker) fs::remove_all(e.path());
-    fsync_path(data_dir);
+    (void)fsync_path(data_dir);  // failing, the marker stays: the node refuses the dir
     ::unlink((data_dir / restoring_marker).c_str());
-    fsync_path(data_dir);
+    (void)fsync_path(data_dir);
     return false;
   }
   ::chmod(data_dir.c_str(), 0700);  // private like a data dir the node made
-  for (auto const& e : fs::recursive_directory_iterator(data_dir)) {
+  for (auto const& e : fs::recursive_directory_iterator(data_dir))
     ::chmod(e.path().c_str(), e.is_directory() ? 0700 : 0600);
-    if (e.is_directory()) fsync_path(e.path());
+  if (!synced_tree(data_dir, error)) {
+    std::cerr << "petchatctl: " << error << "; restore again into an empty directory\n";
+    return false;
   }
-  fsync_path(data_dir);
   // Tells the node that this store went back in time (identity.hpp): its first start moves
   // every mailbox head ahead (by how long ago the backup was made: the marker says when),
   // its first federated start its lanes to a new epoch.
@@ -479,8 +319,10 @@ bool restore_backup(std::string const& dir_text, std::string const& data_dir_tex
     ::close(marker);
   }
   ::unlink((data_dir / restoring_marker).c_str());
-  fsync_path(data_dir);
-  fsync_path(data_dir.parent_path().empty() ? fs::path(".") : data_dir.parent_path());  // a new dir's own entry
+  if (!synced_tree(data_dir, error, false)) {
+    std::cerr << "petchatctl: " << error << "; restore again into an empty directory\n";
+    return false;
+  }
   std::string region = field(*manifest, "region");
   if (as_json) {
     std::cout << boost::json::serialize(boost::json::object{

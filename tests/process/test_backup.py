@@ -232,6 +232,16 @@ class BackupTest(NodeTestCase):
         self.assertIn("not a regular file", out)
         os.remove(pub)
         shutil.copy(copy, pub)
+        # A FIFO in the manifest's place does not hang verify (or a root restore).
+        manifest = os.path.join(dest, "manifest.json")
+        kept = os.path.join(os.path.dirname(dest), "manifest.kept")
+        os.rename(manifest, kept)
+        os.mkfifo(manifest)
+        rc, out, err = run_ctl("verify", dest, timeout=20)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("manifest.json is not a regular file", err)
+        os.remove(manifest)
+        os.rename(kept, manifest)
         # Nor through a directory on the way that is a link (to one with the same files).
         moved = os.path.join(os.path.dirname(dest), "messages-elsewhere")
         shutil.move(os.path.join(dest, "messages"), moved)
