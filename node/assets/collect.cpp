@@ -55,6 +55,14 @@ awaitable<void> collect_assets(asset_service::impl& s, std::int64_t now, collect
         }
         claimed.hashes.push_back(thumb);
       }
+      // A backup being made must find every blob its checkpoint's messages name: the
+      // record and the files go only while none is (messages::blob_removal_gate).
+      auto& gate = s.messages.blob_removals();
+      if (!gate.try_enter()) co_return;  // next round
+      struct entered {
+        messages::blob_removal_gate& gate;
+        ~entered() { gate.leave(); }
+      } leave_after{gate};
       std::error_code ec;
       auto size = detail::fs::file_size(s.files.blob(hash), ec);
       if (ec) size = 0;

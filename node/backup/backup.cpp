@@ -41,9 +41,9 @@ std::vector<file> list_files(fs::path const& dir) {
 }
 
 // The assets' blobs (immutable, named by their hash), hard-linked. Unfinished uploads and
-// temporary files are not part of a backup. A blob the collector removes meanwhile is
-// skipped: it had no reference for a whole grace period (assets.grace_s) before the
-// checkpoint, so no message in the snapshot names it.
+// temporary files are not part of a backup. The collector removes none from before the
+// checkpoint until this is done (take); a file that vanishes anyway (quarantined by
+// petchatctl assets verify) is skipped.
 void link_blobs(fs::path const& from, fs::path const& to) {
   if (!fs::exists(from)) return;
   for (auto const& e : fs::recursive_directory_iterator(from)) {
@@ -59,9 +59,10 @@ void link_blobs(fs::path const& from, fs::path const& to) {
   }
 }
 
-// An open snapshot older than this is taken to be an interrupted backup's and released,
-// so that its hard links do not pin replaced SST files for ever.
-constexpr std::int64_t abandoned_after_ms = 24LL * 3600 * 1000;
+// An open snapshot older than this is taken to be an interrupted backup's and released by
+// the next backup, so that its hard links do not pin replaced SST files for ever: well
+// under a day, so that a daily backup after an interrupted one is never refused.
+constexpr std::int64_t abandoned_after_ms = 6LL * 3600 * 1000;
 
 }  // namespace
 
@@ -90,6 +91,14 @@ snapshot snapshots::take() {
   try {
     fs::create_directories(s.dir);
     fs::permissions(root_, fs::perms::owner_all, fs::perm_options::replace);
+    // No collected blob goes from before the checkpoint until the blobs are linked: a
+    // message the checkpoint holds may have been deleted since, and its blob collected.
+    auto& gate = messages_.blob_removals();
+    gate.hold();
+    struct held {
+      messages::blob_removal_gate& gate;
+      ~held() { gate.release(); }
+    } release_after{gate};
     messages_.checkpoint_to(s.dir / "messages");  // first: see backup.hpp
     fs::create_directory(s.dir / "users");
     users_.copy_store_to(s.dir / "users");

@@ -8,7 +8,8 @@
 // accounts copied, then the asset blobs linked. Every account a message in the snapshot
 // names was created before the checkpoint, so it is in the copy (unless deleted since,
 // which the backup then also shows); every blob a message references was complete before
-// its message was accepted, so it is linked.
+// its message was accepted, and the asset collector removes none from before the
+// checkpoint until the links are made (messages::blob_removal_gate), so it is linked.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +55,7 @@ class snapshots {
   snapshots(std::filesystem::path const& data_dir, users::user_service& users, messages::message_service& messages);
 
   // Makes the snapshot: one at a time (busy_error while one is open; one open for more than
-  // a day is taken for an interrupted backup's and released). Blocking (seconds
+  // six hours is taken for an interrupted backup's and released). Blocking (seconds
   // for a big store: the message store flushes): call off the I/O threads. Throws
   // std::runtime_error (and removes what it made) on a store or file error.
   snapshot take();

@@ -12,4 +12,8 @@ void message_service::checkpoint_to(std::filesystem::path const& dir) {
   impl_->db.checkpoint_to(dir);
 }
 
+blob_removal_gate& message_service::blob_removals() {
+  return impl_->blob_removals;
+}
+
 }  // namespace petchat::messages

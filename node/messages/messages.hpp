@@ -16,11 +16,13 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -212,6 +214,41 @@ struct mailbox_read {
 // Deepest nesting of objects and lists allowed in body.content; the content object itself
 // is depth 1 (docs/PROTOCOL.md, "Message bodies").
 inline constexpr std::size_t max_content_depth = 16;
+
+// Between a backup's checkpoint of the message store and its links to the asset blobs, no
+// collected blob may go (node/backup): a message the checkpoint holds could name it. The
+// collector enters before it removes an asset's record and leaves once the files are gone
+// (and skips its round while a backup holds the gate); a backup holds it from before its
+// checkpoint until its links are made, waiting for collections already under way.
+class blob_removal_gate {
+ public:
+  bool try_enter() {
+    std::lock_guard lock(mutex_);
+    if (held_) return false;
+    ++removing_;
+    return true;
+  }
+  void leave() {
+    std::lock_guard lock(mutex_);
+    --removing_;
+    done_.notify_all();
+  }
+  void hold() {
+    std::unique_lock lock(mutex_);
+    held_ = true;
+    done_.wait(lock, [this] { return removing_ == 0; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    held_ = false;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_;
+  bool held_ = false;  // guarded
+  int removing_ = 0;   // guarded
+};
 
 class message_service {
  public:
@@ -420,6 +457,7 @@ class message_service {
   // A consistent copy of the store in `dir` (new, same file system) for a backup: see
   // store::rocks_db::checkpoint_to. Blocking: call off the I/O threads.
   void checkpoint_to(std::filesystem::path const& dir);
+  blob_removal_gate& blob_removals();
 
   void stop();
 

@@ -56,6 +56,7 @@ struct message_service::impl {
   std::uint16_t region_hash;
   users::user_service& users;
   store::rocks_db db;
+  blob_removal_gate blob_removals;  // backups against the collector (messages.hpp)
   send_limiter limiter;
   ws::mailbox_listener* listener = nullptr;  // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
