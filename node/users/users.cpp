@@ -58,18 +58,6 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   if (!by_admin) {
     if (m.options.registration == config::registration_policy::closed)
       co_return fail(code::registration_closed, "this node does not accept self-registration; ask its admin");
-    if (m.options.registration == config::registration_policy::token) {
-      // The config's token (if set), or one an admin made (checked again in the write).
-      bool configured = !m.options.registration_token.empty() &&
-                        detail::equal_secret(registration_token, m.options.registration_token);
-      if (!configured && m.env.read([&](store::lmdb_txn const& txn) {
-            return m.registration_token_usable(txn, registration_token, now_ms());
-          }))
-        managed_token = registration_token;
-      if (!configured && managed_token.empty())
-        co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
-                       "registration_token");
-    }
     client_address = net::limit_key(client_address);  // an IPv6 client's /64
     if (auto wait = m.registrations.reserve(client_address, now_ms())) {
       auto f = fail(code::rate_limited, "too many registrations from your address; try again later");
@@ -78,6 +66,20 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     }
     reserved.address = client_address;  // (assigned member-wise: a temporary's destructor would release it)
     reserved.limiter = &m.registrations;
+    if (m.options.registration == config::registration_policy::token) {
+      // The config's token (if set), or one an admin made (checked again in the write).
+      bool configured = !m.options.registration_token.empty() &&
+                        detail::equal_secret(registration_token, m.options.registration_token);
+      if (!configured && m.env.read([&](store::lmdb_txn const& txn) {
+            return m.registration_token_usable(txn, registration_token, now_ms());
+          }))
+        managed_token = registration_token;
+      if (!configured && managed_token.empty()) {
+        reserved.limiter = nullptr;  // a wrong token counts as a registration: no guessing it
+        co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
+                       "registration_token");
+      }
+    }
   }
   if (!ids::is_valid_name(name))
     co_return fail(code::invalid_name,
@@ -86,9 +88,12 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   if (display_name) {
     if (auto f = check_text("display_name", *display_name, 1, 64, false)) co_return *f;
   }
-  // A cheap look first, so a taken name does not cost an argon2id hash.
-  if (m.env.read([&](store::lmdb_txn const& txn) { return txn.get(m.accounts, name).has_value(); }))
+  // A cheap look first, so a taken name does not cost an argon2id hash. It counts as a
+  // registration, so that asking which names exist is as limited as registering.
+  if (m.env.read([&](store::lmdb_txn const& txn) { return txn.get(m.accounts, name).has_value(); })) {
+    reserved.limiter = nullptr;
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
+  }
 
   auto hashed = co_await m.hash_new_password(password);
   if (!hashed) co_return hashed.error();
@@ -109,8 +114,10 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   if (outcome == store::write_outcome::rolled_back && *token_refused)  // used up or revoked meanwhile
     co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                    "registration_token");
-  if (outcome == store::write_outcome::rolled_back)
+  if (outcome == store::write_outcome::rolled_back) {
+    reserved.limiter = nullptr;
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
+  }
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the account could not be stored");
   reserved.limiter = nullptr;  // an account was created: the registration counts
   co_return to_profile(record);

@@ -161,6 +161,27 @@ class RegistrationFloodTest(CtlMixin, NodeTestCase):
         node.new_session("flood5")
         node.new_session("flood0")
 
+    def test_taken_names_and_wrong_tokens_count_as_registrations(self):
+        node = self.start_node(config={"users": {"max_registrations_per_address": 3}})
+        node.new_user("taken")  # from 127.0.0.1: one of its three
+        self.assertError(node.register("taken", PW), 409, "name_taken")
+        self.assertError(node.register("weak1", "short"), 400, "weak_password")  # does not count
+        self.assertError(node.register("taken", PW), 409, "name_taken")
+        self.assertError(node.register("taken", PW), 429, "rate_limited")  # probing which names exist
+        self.assertError(node.register("fresh", PW), 429, "rate_limited")
+
+    def test_a_registration_token_cannot_be_guessed_without_bound(self):
+        node = self.start_node(config={"users": {"max_registrations_per_address": 3, "registration": "token",
+                                                 "registration_token": "the right token, long enough"}})
+        for i in range(3):
+            self.assertError(node.register("guess%d" % i, PW, registration_token="guess %d" % i), 403,
+                             "invalid_registration_token")
+        self.assertError(node.register("guess9", PW, registration_token="the right token, long enough"), 429,
+                         "rate_limited")
+        r = request_from(node, "127.0.0.2", "POST", "/v1/users",
+                         {"name": "invited", "password": PW, "registration_token": "the right token, long enough"})
+        self.assertStatus(r, 201, "another address")
+
 
 # ---------------------------------------------------------------------------------------
 # C. A correct password is never a failed login
