@@ -269,6 +269,11 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
 
 awaitable<result<std::size_t>> message_service::account_deleted(std::string user) {
   auto& m = *impl_;
+  // A group write that saw the account before its deletion was committed (op_create and
+  // op_add look inside the write) is in a batch no later than this empty one: once it is
+  // done, the scan below sees what that write did.
+  store::rocks_db::write_fn barrier = [](store::rocks_batch&) { return false; };
+  co_await async::write(m.db, std::move(barrier));
   std::vector<std::string> groups;
   auto owner = keys::participants_owner(user);
   m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
