@@ -60,13 +60,20 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   v.member = c.group() ? member_index(c, user) >= 0 : true;
   v.member_count = static_cast<std::size_t>(c.members_size());
   v.title = c.title();
+  v.description = c.description();
+  // A former member sees the group as it was when they left, and not who is in it now.
+  bool former = c.group() && !v.member && !p.title_when_left().empty();
+  if (former) {
+    v.member_count = p.members_when_left();
+    v.title = p.title_when_left();
+    v.description.clear();
+  }
   if (!c.group()) {
     for (auto const& other : c.members())
       if (other != user) v.peer = other;
     if (v.peer.empty()) v.peer = user;
     v.title = v.peer;
   }
-  v.description = c.description();
   v.ttl_s = c.ttl_s();
   v.history_visible = c.history_visible();
   v.version = c.version();
@@ -81,7 +88,7 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   if (!last.empty())
     if (auto sm = m.load(last))
       if (auto shown = m.visible(*sm, user, now_ms()); shown && m.may_see(user, *sm)) v.last_message = *shown;
-  for (int i = 0; i < c.members_size(); ++i) {
+  for (int i = 0; i < (former ? 0 : c.members_size()); ++i) {
     auto role = role_of(c, c.members(i));
     if (role == client::OWNER) v.owner = c.members(i);
     if (details) v.members.push_back({c.members(i), role, !has_no_account(c, c.members(i))});

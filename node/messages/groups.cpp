@@ -17,6 +17,16 @@ constexpr std::size_t max_members_per_request = 1000;
 
 using impl = message_service::impl;
 
+// A change reaches every member's mailbox as a group message does, so it costs one of its
+// actor's sends (messages.max_per_second); leaving and muting cost nothing.
+std::optional<errors::failure> charge(impl& m, std::string const& by) {
+  if (m.limiter.allow(by)) return std::nullopt;
+  auto f = fail(code::rate_limited,
+                "more than " + std::to_string(m.options.max_per_second) + " messages and group changes per second");
+  f.retry_after_s = 1;
+  return f;
+}
+
 // Runs a change's write; the answer is its failure, or nothing.
 awaitable<std::optional<errors::failure>> run_change(impl& m, std::shared_ptr<change_state> st,
                                                      store::rocks_db::write_fn fn) {
@@ -92,6 +102,7 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
   if (auto bad = check_patch(m, {spec.title, spec.description, spec.ttl_s, std::nullopt, std::nullopt})) co_return *bad;
   if (spec.members.size() > max_members_per_request)
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
+  if (auto limited = charge(m, owner)) co_return *limited;
   auto st = std::make_shared<change_state>();
   auto users = candidates(m, spec.members, st->failed);
   st->conversation = keys::new_group_id(m.region);
@@ -112,6 +123,7 @@ awaitable<result<membership_result>> message_service::add_members(std::string by
   if (users.empty()) co_return fail(code::missing_field, "members is required", "members");
   if (users.size() > max_members_per_request)
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
+  if (auto limited = charge(m, by)) co_return *limited;
   auto st = std::make_shared<change_state>();
   st->conversation = conv;
   auto valid = candidates(m, users, st->failed);
@@ -152,6 +164,8 @@ awaitable<result<std::optional<std::string>>> message_service::remove_member(std
     if (!id) co_return fail(code::invalid_field, "successor must be a member's user id", "successor");
     next = id->str();
   }
+  if (target->str() != by)
+    if (auto limited = charge(m, by)) co_return *limited;
   if (auto home = remote_home(m, conv)) {
     auto request = request_of(conv, by, federation::group_request::REMOVE);
     request.add_users(target->str());
@@ -178,6 +192,7 @@ awaitable<result<conversation_view>> message_service::set_role(std::string by, s
   if (!target) co_return fail(code::user_not_found, "'" + user + "' is not a user id");
   if (role != client::OWNER && role != client::ADMIN && role != client::MEMBER)
     co_return fail(code::invalid_field, "role must be owner, admin or member", "role");
+  if (auto limited = charge(m, by)) co_return *limited;
   if (auto home = remote_home(m, conv)) {
     auto request = request_of(conv, by, federation::group_request::ROLE);
     request.add_users(target->str());
@@ -208,6 +223,8 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
   bool group = keys::is_group(conv);
   if (!group && (patch.title || patch.description || patch.history_visible))
     co_return fail(code::invalid_field, "a direct conversation has no title, description or history setting", "title");
+  if (patch.title || patch.description || patch.ttl_s || patch.history_visible)
+    if (auto limited = charge(m, by)) co_return *limited;
   bool queued = false;
   std::string request_id;
   if (auto home = remote_home(m, conv);

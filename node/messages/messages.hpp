@@ -426,7 +426,7 @@ class message_service {
   void set_push_hook(std::function<void(std::string const& user, std::uint64_t seq)> hook);
   // Adds a target to its device, or replaces the device's target with the same endpoint
   // (Matrix: the same app_id and pushkey), keeping its id. Errors: too_many_push_targets.
-  awaitable<result<push_target>> add_push_target(push_target t, std::size_t max_per_device);
+  awaitable<result<push_target>> add_push_target(push_target t, std::size_t max_per_device, std::size_t max_per_user);
   // Removes a target of the device (false: none such), or every target of the device.
   awaitable<result<bool>> remove_push_target(std::string user, std::string device_id, std::string id);
   awaitable<result<std::size_t>> remove_device_push(std::string user, std::string device_id);

@@ -120,15 +120,17 @@ void message_service::set_push_hook(std::function<void(std::string const&, std::
   m.push.reset(std::move(users));
 }
 
-awaitable<result<push_target>> message_service::add_push_target(push_target t, std::size_t max_per_device) {
+awaitable<result<push_target>> message_service::add_push_target(push_target t, std::size_t max_per_device,
+                                                                std::size_t max_per_user) {
   auto& m = *impl_;
   struct state {
     bool too_many = false;
+    bool too_many_for_user = false;
     push_target stored;
   };
   auto st = std::make_shared<state>();
-  store::rocks_db::write_fn mutation = [&m, st, t, max_per_device](store::rocks_batch& b) {
-    st->too_many = false;
+  store::rocks_db::write_fn mutation = [&m, st, t, max_per_device, max_per_user](store::rocks_batch& b) {
+    st->too_many = st->too_many_for_user = false;
     st->stored = t;
     auto owner = keys::push_device_owner(t.user, t.device_id);
     std::size_t count = 0;
@@ -158,6 +160,18 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     } else if (count >= max_per_device) {
       st->too_many = true;
       return false;
+    } else {
+      // Over all the user's devices: the committed ones and this device's in this batch
+      // (another device's added in this very batch is not seen: at most one per device
+      // past the limit, and devices are capped).
+      std::size_t of_user = batch.size();
+      auto user_owner = keys::push_targets_owner(t.user);
+      m.db.scan(cf::push, user_owner, keys::prefix_end(user_owner),
+                [&](std::string_view, std::string_view) { return ++of_user < max_per_user; });
+      if (of_user >= max_per_user) {
+        st->too_many_for_user = true;
+        return false;
+      }
     }
     b.put(cf::push, keys::push_target_key(t.user, t.device_id, st->stored.id),
           record_of(st->stored).SerializeAsString());
@@ -169,6 +183,9 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
   if (st->too_many)
     co_return fail(code::too_many_push_targets,
                    "this device has " + std::to_string(max_per_device) + " push targets already: remove one first");
+  if (st->too_many_for_user)
+    co_return fail(code::too_many_push_targets, "your devices have " + std::to_string(max_per_user) +
+                                                    " push targets already: remove one, or log a device out");
   if (outcome != store::write_outcome::committed) co_return m.write_failed("the push target could not be stored");
   co_return st->stored;
 }

@@ -207,7 +207,8 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   t.endpoint = spec.endpoint;
   t.id = random_id();
   t.pushed_through = m.messages.mailbox_head(user_id);  // what came before is not news
-  auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device);
+  auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device,
+                                                    m.options.max_targets_per_user);
   // The session (or the account) may have ended while the endpoint was checked: its end
   // found no target then. Look again, now that the target is stored.
   if (stored)

@@ -12,6 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -193,9 +194,12 @@ std::optional<std::string> encrypt_aes128gcm(std::string_view plaintext, std::st
   if (RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), 16) != 1) return std::nullopt;
   auto cek = hkdf(salt, ikm, std::string_view("Content-Encoding: aes128gcm\0", 28), 16);
   auto nonce = hkdf(salt, ikm, std::string_view("Content-Encoding: nonce\0", 24), 12);
-  // One record: the plaintext, then the last record's delimiter (no padding).
+  // One record: the plaintext, the last record's delimiter, then zeros (RFC 8188, 2) up to
+  // a multiple of 1 KiB, so that the push service does not learn a preview's or a sender's
+  // length from the body's (all but the largest payloads look alike).
   std::string record(plaintext);
   record.push_back('\x02');
+  record.resize(std::min<std::size_t>((record.size() + 1023) / 1024 * 1024, record_size - 16), '\0');
   cipher_ptr c(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
   std::string out(record.size() + 16, '\0');
   int len = 0, tail = 0;

@@ -336,6 +336,26 @@ class TargetsTest(PushCase):
         self.webpush(bob.login("laptop"), recv)
         self.assertEqual(len(self.targets(s)), 2)
 
+    def test_too_many_targets_per_user(self):
+        # Each target is one request per message: over all of a user's devices they are
+        # limited too, so that one message cannot become hundreds of requests to one host.
+        self.start(push={"max_targets_per_device": 3, "max_targets_per_user": 4})
+        recv = self.receiver()
+        bob = self.person("bob")
+        phone, laptop = bob.login("phone"), bob.login("laptop")
+        for _ in range(3):
+            self.webpush(phone, recv)
+        self.webpush(laptop, recv)
+        r = self.add_target(laptop, {"kind": "webpush", "endpoint": recv.url("/wp/fifth"),
+                                     "keys": Subscription().keys()})
+        self.assertError(r, 409, "too_many_push_targets")
+        self.assertIn("your devices", r.json["error"]["message"])
+        # Another user is not held back by bob's.
+        self.webpush(self.person("carol").login("tablet"), recv)
+        # A device logged out takes its targets along, and makes room.
+        self.assertStatus(self.call("DELETE", "/v1/sessions/" + phone["device_id"], phone), 204)
+        self.webpush(laptop, recv)
+
     def test_registrations_sent_at_once_keep_to_the_limit(self):
         # Sent at once, registrations land in one write batch of the store: each must still
         # see the others (endpoints by address, so no lookup spreads them out).

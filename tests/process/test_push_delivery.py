@@ -183,6 +183,9 @@ class WebPushTest(DeliveryCase):
         n = self.open_webpush(reqs[1], sub_p, key, recv)
         self.assertNotification(n, bob.id, alice.id, acc, count=1)
         self.assertEqual(n.get("preview"), "h\u00e9 h\u00e9")
+        # Padded (RFC 8188) to 1 KiB: the push service cannot tell the previews' lengths
+        # (or the senders' names') from the bodies'. 86 bytes of header, 16 of the tag.
+        self.assertEqual([len(r.body) for r in reqs], [86 + 1024 + 16] * 2)
 
 
 class WhenTest(DeliveryCase):

@@ -166,13 +166,17 @@ inline void note_remote_departure(store::rocks_batch& b, std::string const& conv
   put_participant(b, user, conv, p);
 }
 
-// A local user goes: their period ends after the group's last message here. False if they
-// had none (a name of this region with no account, which a group of another region named).
-inline bool end_period(store::rocks_batch& b, std::string const& conv, std::string const& user, std::int64_t now) {
+// A local user goes from group `c` (its roster without them): their period ends after the
+// group's last message here. False if they had none (a name of this region with no
+// account, which a group of another region named).
+inline bool end_period(store::rocks_batch& b, std::string const& conv, records::conversation_record const& c,
+                       std::string const& user, std::int64_t now) {
   auto p = load_participant(b, user, conv);
   if (!p || !p->member()) return false;
   auto activity = load_activity(b, conv);
   p->set_member(false);
+  p->set_title_when_left(c.title());
+  p->set_members_when_left(static_cast<std::uint32_t>(c.members_size()));
   p->set_visible_until(activity.messages());
   p->set_left_at_ms(now);
   p->set_last_message_id(activity.last_message_id());

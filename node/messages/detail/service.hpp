@@ -455,8 +455,8 @@ struct message_service::impl {
     if (!c || member_index(*c, from) < 0)
       return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
     for (auto const& member : c->members())
-      if (member != from) return member;
-    return from;  // a note to self
+      if (member != from) return is_local(member) ? recipient(member) : member;  // deleted since?
+    return from;                                                                 // a note to self
   }
 
   // Whether `user` may see the stored message `sm` (history, a single message): a member of
