@@ -27,7 +27,7 @@ void write_config(std::filesystem::path const& file, std::string const& region, 
                          "= 10000000\nmax_devices_per_user = 100000\n"
                       << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
                       << "login_checks_per_minute_per_address = 0\n"
-                      << "[messages]\nmax_per_second = 100000\nmax_streams_per_user = 1000000\n"
+                      << "[messages]\nmax_per_second = 100000\nmax_streams_per_user = 1000000\nmax_joins_per_hour = 0\n"
                       << "send_queue_frames = 65536\n"
                       << "[store]\nsync = " << (s.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n"
                       << "[federation]\nnats_urls = [\"nats://127.0.0.1:" << nats_port << "\"]\n"

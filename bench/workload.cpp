@@ -43,15 +43,16 @@ node_under_test start_node(options const& o, std::filesystem::path dir) {
   node_under_test n;
   n.dir = dir.empty() ? temp_dir("node") : dir;
   auto config = n.dir / "bench.toml";
-  std::ofstream(config) << "[node]\nregion = \"bench\"\nthreads = " << o.threads
-                        << "\n[gateway]\nmax_connections = 1000000\nmax_connections_per_address = 1000000\n"
-                        << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = "
-                           "8\nmax_registrations_per_address = 10000000\nmax_devices_per_user = 100000\n"
-                        << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
-                        << "login_checks_per_minute_per_address = 0\n"
-                        << "[messages]\nmax_per_second = 100000\nmax_streams_per_user = 1000000\n"
-                        << "send_queue_frames = 65536\n"
-                        << "[store]\nsync = " << (o.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n";
+  std::ofstream(config)
+      << "[node]\nregion = \"bench\"\nthreads = " << o.threads
+      << "\n[gateway]\nmax_connections = 1000000\nmax_connections_per_address = 1000000\n"
+      << "[users]\npassword_hash_ops = 1\npassword_hash_memory_kib = "
+         "8\nmax_registrations_per_address = 10000000\nmax_devices_per_user = 100000\n"
+      << "login_free_attempts = 1000\nlogin_free_attempts_per_address = 100000\n"
+      << "login_checks_per_minute_per_address = 0\n"
+      << "[messages]\nmax_per_second = 100000\nmax_streams_per_user = 1000000\nmax_joins_per_hour = 0\n"
+      << "send_queue_frames = 65536\n"
+      << "[store]\nsync = " << (o.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n";
   n.argv = {o.node_binary, "--config",    config.string(),    "--data-dir", (n.dir / "data").string(),
             "--listen",    "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"};
   n.process = spawn(n.argv, "petchat-node ready:");

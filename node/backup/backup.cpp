@@ -94,7 +94,8 @@ snapshot snapshots::take() {
     // No collected blob goes from before the checkpoint until the blobs are linked: a
     // message the checkpoint holds may have been deleted since, and its blob collected.
     auto& gate = messages_.blob_removals();
-    gate.hold();
+    if (!gate.hold(std::chrono::seconds(30)))
+      throw std::runtime_error("the asset collector is removing files and did not finish in 30 s: try again");
     struct held {
       messages::blob_removal_gate& gate;
       ~held() { gate.release(); }

@@ -116,6 +116,7 @@ struct messages_section {
   std::uint32_t expiry_sweep_interval_ms = 1000;
   std::size_t max_group_members = 1000;
   std::size_t max_groups_per_user = 500;
+  std::uint32_t max_joins_per_hour = 100;  // groups a user is added to by others (0: no limit)
   // Groups with more recipients get count receipts instead of one per member.
   std::size_t group_receipt_events_max_members = 32;
   std::size_t max_attachments = 10;  // attachments of one message
@@ -150,7 +151,7 @@ struct push_section {
   std::size_t max_in_flight = 256;
   std::size_t max_in_flight_per_user = 8;  // one user's slow endpoints cannot take every slot
   std::size_t max_targets_per_device = 10;
-  std::size_t max_targets_per_user = 20;  // one message is at most this many requests
+  std::size_t max_targets_per_user = 20;  // new targets past it are refused
   std::uint32_t ttl_s = 86400;            // Web Push TTL
   std::string vapid_subject = "mailto:admin@localhost";
   std::size_t preview_bytes = 100;

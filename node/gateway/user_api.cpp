@@ -45,8 +45,9 @@ std::string clipped(std::string_view text, std::size_t limit) {
 
 // Failures a client gets for nothing (no password was checked: refused by a limiter, a
 // field or the registration policy) are logged 20 times a second at most, 100 at once; the
-// next line let through says how many were held back. Wrong passwords are always logged
-// (their rate is that of the password checks), so fail2ban sees every one.
+// next line let through says how many were held back. Wrong passwords (and disabled
+// accounts' right ones) are always logged: their rate is that of the password checks, and
+// fail2ban sees every one.
 log::throttle cheap_failures(std::chrono::milliseconds(50), 100);
 
 // A security event of an account for the audit log (docs/OPERATIONS.md, "Audit log"):
@@ -54,7 +55,8 @@ log::throttle cheap_failures(std::chrono::milliseconds(50), 100);
 void audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
                    std::string const& device = "") {
   std::uint64_t held = 0;
-  if (failed && failed->code != code::invalid_credentials && failed->code != code::refresh_token_reused) {
+  if (failed && failed->code != code::invalid_credentials && failed->code != code::refresh_token_reused &&
+      failed->code != code::user_disabled) {
     auto passed = cheap_failures.pass();
     if (passed == 0) return;
     held = passed - 1;

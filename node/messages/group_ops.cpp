@@ -433,7 +433,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
       if (now_in.count(u)) continue;
       if (!m.is_local(u))
         note_remote_departure(b, st.conversation, u, gone.count(u) ? gone[u] : replica->version() + 1, now);
-      else if (!none_before.count(u) && end_period(b, st.conversation, c, u, now))
+      else if (!none_before.count(u) && end_period(b, st.conversation, *replica, u, now))
         *told.Add() = u;
     }
   } else {

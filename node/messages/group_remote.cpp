@@ -10,13 +10,24 @@
 
 namespace petchat::messages::service_detail {
 
+std::vector<std::string> limit_joins(message_service::impl const& m, std::string const& by,
+                                     std::vector<std::string> users, std::vector<member_failure>& failed) {
+  auto now = now_ms();
+  std::erase_if(users, [&](std::string const& u) {
+    if (u == by || !m.is_local(u) || m.joins.take(u, now) == 0) return false;
+    failed.push_back({u, fail(code::rate_limited, u + " was added to groups too often lately")});
+    return true;
+  });
+  return users;
+}
+
 void run_request(message_service::impl const& m, store::rocks_batch& b, federation::group_request const& r,
                  change_state& change) {
   auto first = [&] { return r.users_size() > 0 ? r.users(0) : std::string(); };
   switch (r.request()) {
     case federation::group_request::ADD: {
       std::vector<std::string> given(r.users().begin(), r.users().end());
-      op_add(m, b, change, r.by(), candidates(m, given, change.failed));
+      op_add(m, b, change, r.by(), limit_joins(m, r.by(), candidates(m, given, change.failed), change.failed));
       break;
     }
     case federation::group_request::REMOVE:

@@ -16,6 +16,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
@@ -215,11 +216,11 @@ struct mailbox_read {
 // is depth 1 (docs/PROTOCOL.md, "Message bodies").
 inline constexpr std::size_t max_content_depth = 16;
 
-// Between a backup's checkpoint of the message store and its links to the asset blobs, no
-// collected blob may go (node/backup): a message the checkpoint holds could name it. The
-// collector enters before it removes an asset's record and leaves once the files are gone
-// (and skips its round while a backup holds the gate); a backup holds it from before its
-// checkpoint until its links are made, waiting for collections already under way.
+// No collected blob may go between a backup's checkpoint and its links to the blobs
+// (node/backup): a message in the checkpoint could name it. The collector enters before it
+// removes an asset's record and leaves once the files are gone (skipping its round while
+// the gate is held); a backup holds it meanwhile, once collections under way have ended
+// (false if they do not within `wait`: the gate is then not held).
 class blob_removal_gate {
  public:
   bool try_enter() {
@@ -233,10 +234,12 @@ class blob_removal_gate {
     --removing_;
     done_.notify_all();
   }
-  void hold() {
+  bool hold(std::chrono::milliseconds wait) {
     std::unique_lock lock(mutex_);
     held_ = true;
-    done_.wait(lock, [this] { return removing_ == 0; });
+    if (done_.wait_for(lock, wait, [this] { return removing_ == 0; })) return true;
+    held_ = false;
+    return false;
   }
   void release() {
     std::lock_guard lock(mutex_);

@@ -172,7 +172,11 @@ bool valid_p256_point(std::string_view point) {
 std::optional<std::string> encrypt_aes128gcm(std::string_view plaintext, std::string_view p256dh,
                                              std::string_view auth_secret) {
   constexpr std::uint32_t record_size = 4096;
-  if (auth_secret.size() != auth_secret_bytes || plaintext.size() + 1 + 16 > record_size) return std::nullopt;
+  // RFC 8291, 4: a push message's body is at most 4096 bytes: the header (salt, record
+  // size, key id: 86 bytes), then one record: at most 3994 bytes of plaintext, delimiter
+  // and padding, and its 16-byte tag.
+  constexpr std::size_t most_record = 4096 - 86 - 16;
+  if (auth_secret.size() != auth_secret_bytes || plaintext.size() + 1 > most_record) return std::nullopt;
   auto peer = from_point(p256dh);
   auto ephemeral = new_p256();
   if (!peer || !ephemeral) return std::nullopt;
@@ -199,7 +203,7 @@ std::optional<std::string> encrypt_aes128gcm(std::string_view plaintext, std::st
   // length from the body's (all but the largest payloads look alike).
   std::string record(plaintext);
   record.push_back('\x02');
-  record.resize(std::min<std::size_t>((record.size() + 1023) / 1024 * 1024, record_size - 16), '\0');
+  record.resize(std::min<std::size_t>((record.size() + 1023) / 1024 * 1024, most_record), '\0');
   cipher_ptr c(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
   std::string out(record.size() + 16, '\0');
   int len = 0, tail = 0;

@@ -160,11 +160,6 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
     co_return f;
   }
-  if (auto next = m.address_checks.take(address_key, now); next > 0) {
-    auto f = fail(code::rate_limited, "too many logins from your address; try again later");
-    f.retry_after_s = static_cast<std::uint32_t>((next + 999) / 1000);
-    co_return f;
-  }
   // The attempt is pending (not failed) while its password is checked: it counts as a
   // failure only once it has failed, so a correct password never costs anyone an attempt,
   // and attempts in flight hold back further ones (see login_limiter::begin).
@@ -189,6 +184,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::string hash = user ? user->password_hash() : m.dummy_hash;
   auto slot = m.hash_slot();
   if (!slot) co_return m.busy();
+  // Counted only when the password is about to be checked: a "busy" answer costs nothing.
+  if (auto next = m.address_checks.take(address_key, now_ms()); next > 0) {
+    auto f = fail(code::rate_limited, "too many logins from your address; try again later");
+    f.retry_after_s = static_cast<std::uint32_t>((next + 999) / 1000);
+    co_return f;
+  }
   auto cpu_work = [hash, password] { return detail::verify_password(hash, password); };
   bool match = co_await async::offload(m.cpu_pool, std::move(cpu_work));
   slot.reset();

@@ -115,7 +115,7 @@ class BackupTest(NodeTestCase):
         self.assertEqual(int(ev["seq"]), head + 1)
         events = [e for e in rita.events() if int(e["seq"]) <= head]
         restored_count = len(events)
-        made_ms = datetime.datetime.fromisoformat(manifest["made_at"]).timestamp() * 1000
+        made_ms = datetime.datetime.fromisoformat(manifest["made_at"].replace("Z", "+00:00")).timestamp() * 1000
         jump = head - restored_count - (1 << 20)
         self.assertTrue(64 * (started_ms - made_ms - 1000) <= jump <= 64 * (ready_ms - made_ms + 1000),
                         "the head jumped by %d for a backup made %.0f ms before" % (jump, started_ms - made_ms))

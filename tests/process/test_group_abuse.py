@@ -18,8 +18,8 @@ class GroupAbuseTest(GroupCase):
 
     def test_group_changes_count_as_sends(self):
         self.node = self.start_node(config={"messages": {"max_per_second": 5}})  # 10 at once
-        mallory, victim = self.person("mallory"), self.person("victim")
-        m = mallory.login()
+        mallory, victim, other = self.person("mallory"), self.person("victim"), self.person("other")
+        m, v = mallory.login(), victim.login()
         gid = self.group(m, [victim.id])  # the first change
         started = time.monotonic()
         answers = []
@@ -37,10 +37,38 @@ class GroupAbuseTest(GroupCase):
         self.assertEqual(r.headers.get("Retry-After"), "1", r.describe())
         self.assertTrue(all(a.status == 200 for a in answers[:-1]), [a.describe() for a in answers if a.status != 200])
         self.assertLessEqual(len(answers) - 1, 9 + refilled, "%d renames let through" % (len(answers) - 1))
-        # So are adds and removals by others; the victim's own leaving never is.
-        self.assertError(self.add_members(m, gid, [self.person("other").id]), 429, "rate_limited")
-        v = victim.login()
+        # So are adds: within a few more tries (the bucket refills as they go), refused.
+        adds = []
+        while len(adds) < 20 and (not adds or adds[-1].status == 200):
+            adds.append(self.add_members(m, gid, [other.id]))
+            if adds[-1].status == 200:
+                self.assertStatus(self.remove_member(m, gid, other.id), 204)
+        self.assertError(adds[-1], 429, "rate_limited")
+        # Leaving never is: the victim uses up their own sends, then leaves.
+        mine = self.group(v, [], title="the victim's")
+        for i in range(100):
+            if self.patch(v, mine, title="x%d" % i).status != 200:
+                break
         self.assertStatus(self.remove_member(v, gid, victim.id), 204)
+
+    def test_a_stranger_cannot_add_someone_to_groups_without_bound(self):
+        self.node = self.start_node(config={"messages": {"max_joins_per_hour": 3}})
+        mallory, victim, other = self.person("mallory"), self.person("victim"), self.person("other")
+        m = mallory.login()
+        for i in range(3):
+            self.group(m, [victim.id], title="junk %d" % i)
+        body = self.create(m, "junk 3", [victim.id, other.id])
+        self.assertEqual([(f["user_id"], f["code"]) for f in body["failed"]], [(victim.id, "rate_limited")])
+        self.assertEqual(body["conversation"]["member_count"], 2, "mallory and the other")
+        # Per person added, whoever adds them; and the adder's own place is not counted.
+        alice = self.person("alice")
+        gid = self.group(alice.login(), [], title="alice's")
+        r = self.add_members(alice.login(), gid, [victim.id])
+        self.assertStatus(r, 200)
+        self.assertEqual([f["code"] for f in r.json["failed"]], ["rate_limited"])
+        v = victim.login()
+        self.group(v, [], title="the victim's own")
+        self.assertEqual(len([c for c in self.all_conversations(v) if c["kind"] == "group"]), 4)
 
     def test_a_former_member_sees_the_group_as_it_was(self):
         self.node = self.start_node()

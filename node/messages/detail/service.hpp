@@ -13,6 +13,7 @@
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
+#include "base/limits/limits.hpp"
 #include "federation/federation.hpp"
 #include "message_records.pb.h"
 #include "node/log/log.hpp"
@@ -58,6 +59,7 @@ struct message_service::impl {
   store::rocks_db db;
   blob_removal_gate blob_removals;  // backups against the collector (messages.hpp)
   send_limiter limiter;
+  limits::rate_buckets joins;                // local users added to groups by others (group_remote.cpp)
   ws::mailbox_listener* listener = nullptr;  // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
@@ -117,7 +119,8 @@ struct message_service::impl {
                                 .rewritten = {cf::state},
                                 .log = rocksdb_log,
                                 .salvage = salvage}),
-        limiter(o.max_per_second) {}
+        limiter(o.max_per_second),
+        joins(o.max_joins_per_hour, 3600 * 1000) {}
 
   // RocksDB's own log, into ours: its routine chatter at debug level.
   static void rocksdb_log(int severity, std::string const& line) {

@@ -13,8 +13,8 @@
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
+#include "base/limits/limits.hpp"
 #include "node/async/async.hpp"
-#include "node/users/detail/check_rate.hpp"
 #include "node/users/detail/login_limiter.hpp"
 #include "node/users/detail/passwords.hpp"
 #include "node/users/detail/registration_limiter.hpp"
@@ -76,7 +76,10 @@ struct user_service::impl {
   store::lmdb_db registration_tokens;  // raw id -> registration_token_record
   detail::login_limiter account_limiter;
   detail::login_limiter address_limiter;
-  detail::check_rate address_checks;
+  // Password checks per address over time, whatever their outcome: the failure limiter
+  // counts only wrong passwords, so without this one address logging in again and again
+  // with right ones (its own accounts) could keep every password check busy.
+  limits::rate_buckets address_checks;
   detail::registration_limiter registrations;
   // Verified against when the user does not exist, so that an unknown name costs as much
   // time as a wrong password and response times do not reveal which names exist.
@@ -104,7 +107,7 @@ struct user_service::impl {
         address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
                          o.login_checks_per_address ? o.login_checks_per_address
                                                     : static_cast<std::uint32_t>(hash_capacity() / 2)}),
-        address_checks(o.login_checks_per_minute_per_address),
+        address_checks(o.login_checks_per_minute_per_address, 60000),
         registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
