@@ -4,9 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <functional>
-#include <future>
 #include <mutex>
 #include <set>
 #include <unordered_map>
@@ -386,14 +384,18 @@ struct message_service::impl {
     return shared;
   }
 
-  // Calls `fn(id, record)` with each group `user` acts as a member of, until it returns false.
+  // Calls `fn(id, record)` with each group `user` acts as a member of, until it returns false
+  // (a local user's groups they left are passed over by their part: no group record read).
   template <typename Fn>
   void for_each_group(std::string const& user, Fn&& fn) const {
     auto owner = keys::participants_owner(user);
+    bool local = is_local(user);
     db.scan(cf::conversations, keys::first_of(owner) + "g", keys::past_last_of(owner),
-            [&](std::string_view key, std::string_view) {
+            [&](std::string_view key, std::string_view value) {
               auto conv = std::string(keys::after_owner(key, owner));
               if (!keys::is_group(conv)) return false;  // groups' ids sort after direct ones ('d' < 'g')
+              records::participant_record p;
+              if (local && p.ParseFromArray(value.data(), static_cast<int>(value.size())) && !p.member()) return true;
               auto c = conversation(conv);
               return !c || !acts_as_member(*c, user) || fn(conv, *c);
             });
