@@ -154,9 +154,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::string address_key = "addr:" + net::limit_key(client_address);  // an IPv6 client's /64
   std::int64_t now = now_ms();
   std::int64_t wait = m.address_limiter.wait_ms(address_key, now);
-  // The account's lock holds back every address but those it logged in from lately.
-  bool account_limited = name_opt && !m.known.has(account_key, address_key, now);
-  if (account_limited) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
+  if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
   if (wait > 0) {
     auto f = fail(code::rate_limited, "too many failed logins; try again later");
     f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
@@ -172,7 +170,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
       if (limiter) limiter->end(key);
     }
   } for_account, for_address;
-  if (account_limited) {
+  if (name_opt) {
     if (!m.account_limiter.begin(account_key, now)) co_return m.busy();
     for_account.key = account_key;
     for_account.limiter = &m.account_limiter;
@@ -202,11 +200,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     co_return fail(code::invalid_credentials, "wrong name or password");
   }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
-  // The account's count goes, but not a lock that held back only others: the guessing at
-  // it from elsewhere goes on being held back while the owner logs in where they do.
-  if (account_limited || m.account_limiter.wait_ms(account_key, now_ms()) == 0)
-    m.account_limiter.succeeded(account_key);
-  m.known.add(account_key, address_key, now_ms());
+  m.account_limiter.succeeded(account_key);
   // Only the failures at this account come off the address's count (its owner's typos):
   // an attacker's own account must not clear their guesses at others from the address.
   m.address_limiter.forgive_account(address_key, account_key);

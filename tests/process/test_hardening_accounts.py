@@ -273,26 +273,6 @@ class PasswordSprayTest(NodeTestCase):
         self.assertEqual(other.status, 201, other.describe())
 
 
-class LockedAccountTest(NodeTestCase):
-    """Anyone can lock an account by guessing at it; its owner still logs in from where
-    they did before (the address's own limit holds there), while everyone else waits."""
-
-    def test_a_stranger_cannot_keep_the_owner_out(self):
-        node = self.start_node(config={"users": {"login_backoff_initial_ms": 600000}})
-        node.new_user("owner")
-        home = {"name": "owner", "password": PW, "device_name": "phone"}
-        self.assertStatus(request_from(node, "127.0.0.2", "POST", "/v1/sessions", home), 201)
-        for _ in range(6):  # the five free failures, and one that locks the account
-            self.assertError(node.login("owner", "a guess"), 401, "invalid_credentials")
-        r = node.login("owner", PW)  # the stranger's address, even with the right password
-        self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
-        laptop = dict(home, device_name="laptop")
-        self.assertStatus(request_from(node, "127.0.0.2", "POST", "/v1/sessions", laptop), 201,
-                          "the owner, from the address they logged in from before")
-        r = request_from(node, "127.0.0.3", "POST", "/v1/sessions", laptop)  # a new place waits
-        self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
-
-
 class RightPasswordFloodTest(NodeTestCase):
     """One address logging in again and again with right passwords (its own accounts) would
     keep the node's password checks busy for everyone: password checks per address are

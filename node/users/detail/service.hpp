@@ -15,7 +15,6 @@
 #include "base/ids/ids.hpp"
 #include "base/limits/limits.hpp"
 #include "node/async/async.hpp"
-#include "node/users/detail/known_addresses.hpp"
 #include "node/users/detail/login_limiter.hpp"
 #include "node/users/detail/passwords.hpp"
 #include "node/users/detail/registration_limiter.hpp"
@@ -77,7 +76,6 @@ struct user_service::impl {
   store::lmdb_db registration_tokens;  // raw id -> registration_token_record
   detail::login_limiter account_limiter;
   detail::login_limiter address_limiter;
-  detail::known_addresses known;  // where each account logged in from lately
   // Password checks per address over time, whatever their outcome: the failure limiter
   // counts only wrong passwords, so without this one address logging in again and again
   // with right ones (its own accounts) could keep every password check busy.
