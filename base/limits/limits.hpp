@@ -26,9 +26,10 @@ class rate_buckets {
     if (full_at_.size() >= max_keys_) std::erase_if(full_at_, [&](auto const& kv) { return kv.second <= now_ms; });
     if (full_at_.size() >= max_keys_) full_at_.clear();
     // Each bucket is kept as the time it is full again: taking one moves that on by one
-    // event's worth, and a bucket a whole window's worth ahead is empty.
+    // event's worth, and a bucket a whole window's worth ahead is empty. (Never further
+    // ahead than that: a clock stepped back does not hold a key back longer.)
     auto& full_at = full_at_[key];
-    full_at = std::max(full_at, now_ms);
+    full_at = std::clamp(full_at, now_ms, now_ms + every_ms * per_window_);
     std::int64_t ahead = full_at + every_ms - now_ms;
     if (ahead > every_ms * per_window_) return ahead - every_ms * per_window_;
     full_at += every_ms;

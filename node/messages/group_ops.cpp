@@ -201,10 +201,6 @@ std::vector<std::string> candidates(impl const& m, std::vector<std::string> cons
   return out;
 }
 
-bool has_account(impl const& m, std::string const& user) {
-  return !m.is_local(user) || m.users.get_profile(user.substr(0, user.find('@')));
-}
-
 bool op_create(impl const& m, store::rocks_batch& b, change_state& st, std::string const& owner, group_spec const& spec,
                std::vector<std::string> const& users) {
   if (!has_account(m, owner)) return refuse(st, fail(code::user_not_found, "your account was deleted"));
@@ -228,8 +224,8 @@ bool op_create(impl const& m, store::rocks_batch& b, change_state& st, std::stri
                                                          " members, the most it may have")});
     } else if (m.is_local(u) && group_count(b, u) >= m.options.max_groups_per_user) {
       st.failed.push_back({u, fail(code::too_many_groups, u + " is in too many groups")});
-    } else if (!has_account(m, u)) {
-      st.failed.push_back({u, fail(code::user_not_found, "no user '" + u + "'")});
+    } else if (auto refused = refuse_join(m, owner, u)) {
+      st.failed.push_back({u, std::move(*refused)});
     } else {
       join(m, b, st.conversation, c, u, client::MEMBER, now);
       st.added.push_back(u);
@@ -265,8 +261,8 @@ bool op_add(impl const& m, store::rocks_batch& b, change_state& st, std::string 
     } else if (m.is_local(u) && group_count(b, u) >= m.options.max_groups_per_user) {
       st.failed.push_back({u, fail(code::too_many_groups, u + " is in " + std::to_string(group_count(b, u)) +
                                                               " groups, the most a user may be in")});
-    } else if (!has_account(m, u)) {  // deleted since it was looked at: see account_deleted
-      st.failed.push_back({u, fail(code::user_not_found, "no user '" + u + "'")});
+    } else if (auto refused = refuse_join(m, by, u)) {
+      st.failed.push_back({u, std::move(*refused)});
     } else {
       join(m, b, st.conversation, *c, u, client::MEMBER, now);
       st.added.push_back(u);

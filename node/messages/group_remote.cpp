@@ -10,15 +10,16 @@
 
 namespace petchat::messages::service_detail {
 
-std::vector<std::string> limit_joins(message_service::impl const& m, std::string const& by,
-                                     std::vector<std::string> users, std::vector<member_failure>& failed) {
-  auto now = now_ms();
-  std::erase_if(users, [&](std::string const& u) {
-    if (u == by || !m.is_local(u) || m.joins.take(u, now) == 0) return false;
-    failed.push_back({u, fail(code::rate_limited, u + " was added to groups too often lately")});
-    return true;
-  });
-  return users;
+bool has_account(message_service::impl const& m, std::string const& user) {
+  return !m.is_local(user) || m.users.get_profile(user.substr(0, user.find('@')));
+}
+
+std::optional<errors::failure> refuse_join(message_service::impl const& m, std::string const& by,
+                                           std::string const& user) {
+  if (!has_account(m, user)) return fail(code::user_not_found, "no user '" + user + "'");
+  if (user != by && m.is_local(user) && m.joins.take(user, now_ms()) > 0)
+    return fail(code::rate_limited, user + " was added to groups too often lately");
+  return std::nullopt;
 }
 
 void run_request(message_service::impl const& m, store::rocks_batch& b, federation::group_request const& r,
@@ -27,7 +28,7 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
   switch (r.request()) {
     case federation::group_request::ADD: {
       std::vector<std::string> given(r.users().begin(), r.users().end());
-      op_add(m, b, change, r.by(), limit_joins(m, r.by(), candidates(m, given, change.failed), change.failed));
+      op_add(m, b, change, r.by(), candidates(m, given, change.failed));
       break;
     }
     case federation::group_request::REMOVE:

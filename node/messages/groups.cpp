@@ -104,7 +104,7 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
   if (auto limited = charge(m, owner)) co_return *limited;
   auto st = std::make_shared<change_state>();
-  auto users = limit_joins(m, owner, candidates(m, spec.members, st->failed), st->failed);
+  auto users = candidates(m, spec.members, st->failed);
   st->conversation = keys::new_group_id(m.region);
   auto resolved = st->failed.size();
   store::rocks_db::write_fn fn = [&m, st, owner, spec, users, resolved](store::rocks_batch& b) {
@@ -126,7 +126,7 @@ awaitable<result<membership_result>> message_service::add_members(std::string by
   if (auto limited = charge(m, by)) co_return *limited;
   auto st = std::make_shared<change_state>();
   st->conversation = conv;
-  auto valid = limit_joins(m, by, candidates(m, users, st->failed), st->failed);
+  auto valid = candidates(m, users, st->failed);
   if (auto home = remote_home(m, conv)) {
     auto request = request_of(conv, by, federation::group_request::ADD);
     for (auto const& u : valid) request.add_users(u);

@@ -147,7 +147,7 @@ std::optional<detail::post_request> notification_service::impl::request_for(mess
     r.body = json::serialize(json::object{{"notification", note}});
     return r;
   }
-  // One aes128gcm record holds 4079 bytes: a preview that escapes into more is cut further.
+  // One aes128gcm push holds 3993 bytes of plaintext: a preview that escapes into more is cut further.
   auto plain = json::serialize(payload_of(n));
   for (auto shorter = n; plain.size() > 3800 && !shorter.preview.empty();) {
     shorter.preview = cut_utf8(shorter.preview, shorter.preview.size() / 2);

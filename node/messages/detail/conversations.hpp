@@ -176,7 +176,8 @@ inline bool end_period(store::rocks_batch& b, std::string const& conv, records::
   auto activity = load_activity(b, conv);
   p->set_member(false);
   p->set_title_when_left(c.title());
-  p->set_members_when_left(static_cast<std::uint32_t>(c.members_size()));
+  auto left = std::count(c.members().begin(), c.members().end(), user);  // a replica's roster still has them
+  p->set_members_when_left(static_cast<std::uint32_t>(c.members_size() - left));
   p->set_visible_until(activity.messages());
   p->set_left_at_ms(now);
   p->set_last_message_id(activity.last_message_id());

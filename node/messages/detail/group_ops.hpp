@@ -50,12 +50,16 @@ std::optional<errors::failure> check_patch(message_service::impl const& m, conve
 // users of federated regions (their region has the say). The rest fail, with why.
 std::vector<std::string> candidates(message_service::impl const& m, std::vector<std::string> const& given,
                                     std::vector<member_failure>& failed);
-// `users` without this region's users whom others have added to groups too often lately
+// Inside a create's or an add's write: whether `user` has an account (a local user may have
+// been deleted since candidates() looked: see account_deleted).
+bool has_account(message_service::impl const& m, std::string const& user);
+// Inside the write, for a user about to join: user_not_found (no account any more), or
+// rate_limited for a user of this region whom others have added to groups too often lately
 // (messages.max_joins_per_hour: a stranger must not fill anyone's conversation list or use
-// up their groups), who go to `failed` as rate_limited. Each other local user let through
-// takes one of their own allowance; `by` adding themselves takes none.
-std::vector<std::string> limit_joins(message_service::impl const& m, std::string const& by,
-                                     std::vector<std::string> users, std::vector<member_failure>& failed);
+// up their groups). Only a join that happens takes one of the user's allowance; `by`
+// joining themselves takes none.
+std::optional<errors::failure> refuse_join(message_service::impl const& m, std::string const& by,
+                                           std::string const& user);
 
 // The changes, at the group's home (op_create: a new group, homed here). False: nothing to write (st.refused says why,
 // if anything is wrong).
