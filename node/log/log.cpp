@@ -288,14 +288,10 @@ std::uint64_t throttle::pass() {
   auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
                  .count();
   std::lock_guard lock(mutex_);
-  // The bucket is kept as the time it is full again: taking a token moves that time on by
-  // `every`; more than `burst` tokens' worth ahead of now, the bucket is empty.
-  auto full_at = std::max(full_at_ms_, now);
-  if (full_at + every_ms_ - now > every_ms_ * burst_) {
+  if (bucket_.take(now, every_ms_, burst_) > 0) {
     ++held_;
     return 0;
   }
-  full_at_ms_ = full_at + every_ms_;
   return 1 + std::exchange(held_, 0);
 }
 

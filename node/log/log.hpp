@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/limits/limits.hpp"
 #include "node/config/config.hpp"
 
 namespace petchat::log {
@@ -78,7 +79,7 @@ class throttle {
   std::int64_t every_ms_;
   std::int64_t burst_;
   std::mutex mutex_;
-  std::int64_t full_at_ms_ = 0;  // when the bucket is (or was) full again (guarded)
+  limits::token_bucket bucket_;  // guarded
   std::uint64_t held_ = 0;       // guarded
 };
 

@@ -32,7 +32,8 @@ ws_manager::ws_manager(std::size_t max_streams_per_user,
                        std::function<std::vector<std::string>(std::string const&)> contacts_of)
     : max_streams_(max_streams_per_user),
       contacts_of_(std::move(contacts_of)),
-      connects_(1000, std::max<std::size_t>(60, 2 * max_streams_per_user)) {}
+      connects_(static_cast<std::uint32_t>(std::max<std::size_t>(60, 2 * max_streams_per_user)),
+                std::int64_t(std::max<std::size_t>(60, 2 * max_streams_per_user)) * 1000) {}
 
 errors::status ws_manager::attach(std::string const& user, std::shared_ptr<stream_sink> const& sink) {
   bool first = false;
@@ -41,7 +42,7 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
     // A reconnect loop costs a presence broadcast to every contact (and a signature per
     // region of theirs) at every turn: a burst, then one a second.
     if (auto wait_ms = connects_.take(user, now_ms())) {
-      auto f = errors::fail(errors::code::rate_limited, "at most " + std::to_string(connects_.burst) +
+      auto f = errors::fail(errors::code::rate_limited, "at most " + std::to_string(connects_.burst()) +
                                                             " connections at once per user, then one a second");
       f.retry_after_s = static_cast<std::uint32_t>((wait_ms + 999) / 1000);
       return f;
@@ -58,22 +59,7 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
   return errors::ok();
 }
 
-std::int64_t ws_manager::user_buckets::take(std::string const& user, std::int64_t now) {
-  auto full_since = now - std::int64_t(burst) * refill_ms;
-  if (empty_at.size() > 4096 && now - swept_ms >= 1000) {  // bounded: users idle for a minute go
-    swept_ms = now;
-    auto idle_since = now - std::min<std::int64_t>(std::int64_t(burst) * refill_ms, 60000);
-    std::erase_if(empty_at, [&](auto const& kv) { return kv.second <= idle_since; });
-  }
-  auto& at = empty_at.try_emplace(user, full_since).first->second;
-  at = std::max(at, full_since);
-  if (at + refill_ms > now) return at + refill_ms - now;
-  at += refill_ms;
-  return 0;
-}
-
 bool ws_manager::take_typing(std::string const& user) {
-  std::lock_guard lock(mutex_);
   return typing_.take(user, now_ms()) == 0;
 }
 

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/limits/limits.hpp"
 #include "client.pb.h"
 #include "node/errors/errors.hpp"
 
@@ -183,7 +184,7 @@ class ws_manager final : public mailbox_listener {
  public:
   // Live streams a user may open at once (then one a second): see attach. At least 60, and
   // twice max_streams_per_user (a node configured for many streams per user connects them).
-  std::size_t connect_burst() const { return connects_.burst; }
+  std::size_t connect_burst() const { return connects_.burst(); }
 
   // `contacts_of(user)` lists the users who may see `user`'s presence (petchat-node:
   // message_service::contacts, a store scan). It is called on the manager's callers'
@@ -301,22 +302,10 @@ class ws_manager final : public mailbox_listener {
   };
   std::unordered_map<std::string, remote_state> remote_;  // users of other regions (guarded)
   std::map<std::string, std::size_t> remote_per_region_;  // remote_'s users by region (guarded)
-  std::int64_t remote_swept_ms_ = 0;  // when a full remote_ last had its offline users forgotten (guarded)
-  // Token buckets per user, each kept as the time its tokens ran out (full when that is
-  // `burst` refills ago or earlier); beyond 4,096 users, those idle for a minute (or full)
-  // are forgotten.
-  struct user_buckets {
-    user_buckets(std::int64_t refill, std::size_t most) : refill_ms(refill), burst(most) {}
-    std::int64_t refill_ms;
-    std::size_t burst;
-    std::unordered_map<std::string, std::int64_t> empty_at;
-    std::int64_t swept_ms = 0;
-    // 0 if a token was taken, else the milliseconds until the next one.
-    std::int64_t take(std::string const& user, std::int64_t now);
-  };
-  user_buckets connects_;               // guarded
-  user_buckets typing_{200, 10};        // guarded: 5 a second, 10 at once
-  user_buckets remote_told_{1, 20000};  // guarded, by region: remote changes told, 1,000 a second
+  std::int64_t remote_swept_ms_ = 0;       // when a full remote_ last had its offline users forgotten (guarded)
+  limits::rate_buckets connects_;          // per user: connect_burst() at once, then one a second
+  limits::rate_buckets typing_{10, 2000};  // per user: 5 a second, 10 at once
+  limits::rate_buckets remote_told_{20000, 20000};  // per region: remote changes told, 1,000 a second
   remote_hooks hooks_;
 };
 

@@ -218,6 +218,18 @@ def parse_http_response(data):
     return int(m.group(1)), headers, body
 
 
+def read_to_end(sock, timeout):
+    """Everything a raw socket receives until the peer closes it (raises socket.timeout if
+    it does not within `timeout` of the last bytes)."""
+    sock.settimeout(timeout)
+    got = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return got
+        got += chunk
+
+
 def read_http_response(sock, timeout):
     """Reads one response from a raw socket. Returns bytes (b'' if the peer closed first).
     Raises socket.timeout if nothing complete arrived in time."""

@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import NodeTestCase  # noqa: E402
+from harness import NodeTestCase, read_to_end  # noqa: E402
 
 PROXY = "127.0.0.2"  # a second loopback address plays the reverse proxy
 
@@ -86,14 +86,7 @@ class ChunkedBodiesTest(NodeTestCase):
             self.assertEqual(status, 400, coding)
             self.assertEqual(answer["error"]["code"], "bad_request")
             self.assertIn("Transfer-Encoding", answer["error"]["message"])
-            s.settimeout(5)
-            rest = b""
-            while True:
-                got = s.recv(4096)
-                if not got:
-                    break
-                rest += got
-            self.assertEqual(rest, b"", "a second answer followed for %r" % coding)
+            self.assertEqual(read_to_end(s, 5), b"", "a second answer followed for %r" % coding)
             s.close()
 
 

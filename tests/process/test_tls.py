@@ -189,12 +189,7 @@ class TlsGatewayTest(NodeTestCase):
         # Plain HTTP to a TLS port: no HTTP answer (at most a TLS alert), the connection closes.
         with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
             s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-            got = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            got = harness.read_to_end(s, 10)
             self.assertTrue(got == b"" or got[:1] == b"\x15", got)  # 0x15: a TLS alert record
         # A client that connects and never says anything is closed after the handshake's
         # deadline (gateway.request_timeout_ms = 500 here; 10 s at most).

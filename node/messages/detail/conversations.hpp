@@ -166,9 +166,10 @@ inline void note_remote_departure(store::rocks_batch& b, std::string const& conv
   put_participant(b, user, conv, p);
 }
 
-// A local user goes from group `c` (the group as they last saw it, kept for their list:
-// its title and size): their period ends after the group's last message here. False if they had none (a name of this
-// region with no account, which a group of another region named).
+// A local user goes from group `c` (the group as they last saw it: its title and size are
+// kept for their list). Their period ends after the group's last message here. False if
+// they had none (a name of this region with no account, which a group of another region
+// named).
 inline bool end_period(store::rocks_batch& b, std::string const& conv, records::conversation_record const& c,
                        std::string const& user, std::int64_t now) {
   auto p = load_participant(b, user, conv);
