@@ -53,7 +53,7 @@ log::throttle cheap_failures(std::chrono::milliseconds(50), 100);
 // A security event of an account for the audit log (docs/OPERATIONS.md, "Audit log"):
 // who (as they named themselves), from where, and the error code when it failed.
 void audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
-                   std::string const& device = "") {
+                   std::string const& device = "", bool rehashed = false) {
   std::uint64_t held = 0;
   if (failed && failed->code != code::invalid_credentials && failed->code != code::refresh_token_reused &&
       failed->code != code::user_disabled) {
@@ -70,6 +70,7 @@ void audit_account(char const* action, errors::failure const* failed, std::strin
               {"event.reason", failed ? errors::name(failed->code) : ""},
               {"labels.device_id", device},
               {"labels.held_back", held ? std::to_string(held) : ""},
+              {"labels.password_rehashed", rehashed ? "true" : ""},
               {"http.request.method", r.method},
               {"url.path", r.path},
               {"user_agent.original", clipped(r.header("user-agent"), 256)}});
@@ -103,7 +104,7 @@ awaitable<response> login(std::shared_ptr<user_api> api, request r) {
   auto device = required_string(*body, "device_name");
   if (!device) co_return error_response(device.error());
   auto t = co_await api->users.login(name.value(), password.value(), device.value(), r.client_address);
-  audit_account("user-login", t ? nullptr : &t.error(), name.value(), r);
+  audit_account("user-login", t ? nullptr : &t.error(), name.value(), r, "", t && t.value().password_rehashed);
   if (!t) {
     if (t.error().code == code::invalid_credentials) api->metrics.login_failed();
     co_return error_response(t.error());

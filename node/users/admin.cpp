@@ -48,6 +48,7 @@ awaitable<result<profile>> user_service::set_password(std::string name, std::str
   std::string hash = std::move(hashed.value());
   user_change change = [&m, hash, n = *bare](store::lmdb_txn& txn, records::user_record& u) {
     u.set_password_hash(hash);
+    u.set_password_generation(u.password_generation() + 1);
     m.revoke_all(txn, n);
   };
   auto changed = co_await m.modify_user(*bare, std::move(change));

@@ -190,8 +190,16 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     f.retry_after_s = static_cast<std::uint32_t>((next + 999) / 1000);
     co_return f;
   }
-  auto cpu_work = [hash, password] { return detail::verify_password(hash, password); };
-  bool match = co_await async::offload(m.cpu_pool, std::move(cpu_work));
+  // A right password whose hash was made at another cost than the configured one is hashed
+  // again at that cost, in the same slot: raising the cost reaches existing accounts at their
+  // next login (lowering it too). Only a real account's hash, never the dummy.
+  auto cpu_work = [hash, password, p = m.params(), real = user.has_value()] {
+    detail::checked_password checked{detail::verify_password(hash, password), {}};
+    if (checked.match && real && detail::needs_rehash(hash, p)) checked.rehash = detail::hash_password(password, p);
+    return checked;
+  };
+  auto checked = co_await async::offload(m.cpu_pool, std::move(cpu_work));
+  bool match = checked.match;
   slot.reset();
   if (!user || !match) {
     now = now_ms();
@@ -209,12 +217,21 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   auto [device, refresh_token] = new_device(name, device_name, now, m.options.refresh_token_ttl_s);
   auto const& device_id = device.device_id();
   auto value = device.SerializeAsString();
-  store::lmdb_env::write_fn mutation = [&m, name, device_id = std::string(device_id), value, now,
-                                        hash](store::lmdb_txn& txn) {
+  auto generation = user->password_generation();
+  auto rehashed = std::make_shared<bool>(false);
+  store::lmdb_env::write_fn mutation = [&m, name, device_id = std::string(device_id), value, now, hash, generation,
+                                        rehash = std::move(checked.rehash), rehashed](store::lmdb_txn& txn) {
     // The account may have been deleted or disabled while the password was checked, or its
-    // password set anew: that revoked every device, and this one must not outlive it.
+    // password set anew: that revoked every device, and this one must not outlive it. (A
+    // hash made again at a new cost keeps the generation: the password is the same.)
+    *rehashed = false;
     auto u = m.read_user(txn, name);
-    if (!u || u->disabled() || u->password_hash() != hash) return false;
+    if (!u || u->disabled() || u->password_generation() != generation) return false;
+    if (!rehash.empty() && u->password_hash() == hash) {
+      u->set_password_hash(rehash);
+      txn.put(m.accounts, name, u->SerializeAsString());
+      *rehashed = true;
+    }
     m.make_room_for_device(txn, name, now);
     txn.put(m.devices, device_id, value);
     txn.put(m.user_devices, device_index_key(name, device_id), "");
@@ -224,7 +241,9 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the session could not be stored");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::invalid_credentials, "wrong name or password");
   m.tell_sessions_changed(name);  // the device cap may have ended one
-  co_return m.issue(device, std::move(refresh_token));
+  auto tokens = m.issue(device, std::move(refresh_token));
+  tokens.password_rehashed = *rehashed;
+  co_return tokens;
 }
 
 awaitable<result<session_tokens>> user_service::refresh(std::string token) {

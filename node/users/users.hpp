@@ -60,6 +60,7 @@ struct session_tokens {
   std::uint32_t access_token_expires_in_s = 0;
   std::string refresh_token;
   std::uint32_t refresh_token_expires_in_s = 0;
+  bool password_rehashed = false;  // a login hashed the password again at the configured cost
 };
 
 struct session_info {

@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import REPO_ROOT, NodeTestCase, _do_request  # noqa: E402
+from harness import REPO_ROOT, NodeTestCase, _do_request, toml_text  # noqa: E402
 
 PW = "password123"
 PROXY = "127.0.0.2"  # a second loopback address plays the reverse proxy
@@ -184,6 +184,31 @@ class AuditLogTest(NodeTestCase):
         ready = [e for e in json_lines(node.stdout_lines) if e.get("event.action") == "node-ready"]
         self.assertEqual(len(ready), 1, node.stdout_lines)
         self.assertTrue(ready[0]["message"].startswith("petchat-node ready:"), ready)
+
+    def test_a_login_moves_an_old_hash_to_the_configured_cost(self):
+        # An operator raises the password cost: existing accounts follow at their next login
+        # (the audit line says so once), and nothing else changes for their owners.
+        node = self.start_node(extra_args=["--log-format", "json"])
+        node.new_user("heidi")
+        before = node.new_session("heidi")
+        node.stop()
+        node.config["users"].update({"password_hash_ops": 2, "password_hash_memory_kib": 16384})
+        with open(node.config_path, "w") as f:
+            f.write(toml_text(node.config))
+        node.start()
+        self.assertStatus(node.request("GET", "/v1/me", token=before["access_token"]), 200)
+        self.assertStatus(node.login("heidi", PW), 201)
+        self.assertStatus(node.login("heidi", PW), 201)
+        self.assertError(node.login("heidi", "password124"), 401, "invalid_credentials")
+        logins = self.audit_events(node, "user-login", count=4)
+        self.assertEqual([(e["event.outcome"], e.get("labels.password_rehashed") == "true") for e in logins],
+                         [("success", False), ("success", True), ("success", False), ("failure", False)])
+        # The session from before the new hash still works, and the new hash survives a restart.
+        self.assertStatus(node.request("GET", "/v1/me", token=before["access_token"]), 200)
+        node.restart()
+        self.assertStatus(node.login("heidi", PW), 201)
+        self.assertEqual(len(self.audit_events(node, "user-login", count=5)), 5)
+        self.assertNotEqual(self.audit_events(node, "user-login")[4].get("labels.password_rehashed"), "true")
 
     def test_a_name_cannot_forge_a_human_log_line(self):
         node = self.start_node(config={"log": {"level": "warn"}})

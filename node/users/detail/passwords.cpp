@@ -18,4 +18,9 @@ bool verify_password(std::string const& encoded, std::string_view password) {
   return crypto_pwhash_str_verify(encoded.c_str(), password.data(), password.size()) == 0;
 }
 
+bool needs_rehash(std::string const& encoded, hash_params params) {
+  return crypto_pwhash_str_needs_rehash(encoded.c_str(), params.ops,
+                                        static_cast<std::size_t>(params.memory_kib) * 1024) != 0;
+}
+
 }  // namespace petchat::users::detail

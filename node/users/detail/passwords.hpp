@@ -21,4 +21,14 @@ std::string hash_password(std::string_view password, hash_params params);
 // True if `password` matches `encoded`. Constant time in the password's content.
 bool verify_password(std::string const& encoded, std::string_view password);
 
+// True if `encoded` was made with other parameters (or another algorithm) than `params`.
+bool needs_rehash(std::string const& encoded, hash_params params);
+
+// A login's check: whether the password matched, and its hash made again at the configured
+// cost when the stored one was made at another (empty otherwise).
+struct checked_password {
+  bool match = false;
+  std::string rehash;
+};
+
 }  // namespace petchat::users::detail
