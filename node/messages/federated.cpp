@@ -433,7 +433,7 @@ class federated_store final : public federation::local_store {
     }
     if (r.status() == client::READ && sm->read_at_ms() == 0) {
       // READ means "up to": the earlier messages to the reader are read too.
-      for (auto& read : mark_read(m_, b, sm->message().conversation_id(), r.by(), *raw, r.at_ms())) {
+      for (auto& read : mark_read(m_, b, sm->message().conversation_id(), r.by(), std::nullopt, *raw, r.at_ms())) {
         if (read.delivered_at_ms() != 0) continue;
         read.set_delivered_at_ms(r.at_ms());
         message_service::impl::update_message(b, parse_id(read.message().id()).value_or(""), read);

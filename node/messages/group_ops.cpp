@@ -131,8 +131,8 @@ void leave(impl const& m, store::rocks_batch& b, records::conversation_record& c
 // roster order, or else the first other member.
 std::string heir_of(records::conversation_record const& c, std::string const& owner) {
   for (auto role : {client::ADMIN, client::MEMBER})
-    for (auto const& u : c.members())
-      if (u != owner && role_of(c, u) == role) return u;
+    for (int i = 0; i < c.members_size(); ++i)
+      if (c.members(i) != owner && role_at(c, i) == role) return c.members(i);
   return {};
 }
 

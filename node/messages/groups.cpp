@@ -269,9 +269,11 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
         st->refused = fail(code::conversation_not_found, "no conversation '" + st->conversation + "' of yours");
         return false;
       }
-      p->set_muted(*patch.muted);
-      put_participant(b, by, st->conversation, *p);
-      wrote = true;
+      if (p->muted() != *patch.muted) {  // the same again writes nothing
+        p->set_muted(*patch.muted);
+        put_participant(b, by, st->conversation, *p);
+        wrote = true;
+      }
     }
     return wrote;
   };

@@ -183,9 +183,10 @@ bool write_send(message_service::impl const& m, store::rocks_batch& b, send_writ
 // (DELIVERED, then READ): a client that reads before it acknowledges must not cost the
 // sender the delivery receipt. True if a receipt went to the outbox.
 bool read_direct(message_service::impl const& m, store::rocks_batch& b, std::string const& conv,
-                 std::string const& user, std::string const& upto, std::int64_t now, std::vector<news>& heads) {
+                 std::string const& user, std::optional<std::string> const& prev, std::string const& upto,
+                 std::int64_t now, std::vector<news>& heads) {
   bool queued = false;
-  auto marked = mark_read(m, b, conv, user, upto, now);
+  auto marked = mark_read(m, b, conv, user, prev, upto, now);
   for (auto it = marked.rbegin(); it != marked.rend(); ++it) {
     if (it->delivered_at_ms() != 0) continue;
     it->set_delivered_at_ms(now);
@@ -300,6 +301,14 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   // A mark already there (or further) moves nothing: answered without a write.
   auto committed = m.db.get(cf::state, keys::read_key(conversation_id, user));
   if (committed && *committed >= *raw) co_return errors::ok();
+  // A read that moves the mark writes events to the reader's devices and receipts to the
+  // senders: it costs one of the reader's sends (messages.max_per_second).
+  if (!m.limiter.allow(user)) {
+    auto f = fail(code::rate_limited, "more than " + std::to_string(m.options.max_per_second) +
+                                          " messages, read marks and group changes per second");
+    f.retry_after_s = 1;
+    co_return f;
+  }
   struct state {
     std::vector<news> heads;
     bool queued = false;
@@ -317,9 +326,9 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     if (keys::is_group(conversation_id)) {
       auto p = load_participant(b, user, conversation_id);
       if (!p) return false;
-      st->queued |= mark_read_group(m, b, conversation_id, user, *p, upto, now, st->heads);
+      st->queued |= mark_read_group(m, b, conversation_id, user, *p, prev, upto, now, st->heads);
     } else {
-      st->queued |= read_direct(m, b, conversation_id, user, upto, now, st->heads);
+      st->queued |= read_direct(m, b, conversation_id, user, prev, upto, now, st->heads);
     }
     move_read_seq(m, b, conversation_id, user, upto, now);
     records::stored_event mark;

@@ -242,11 +242,14 @@ inline void note_group_writer(store::rocks_batch& b, records::conversation_recor
   for (auto const& member : c.members())  // listed: acting unless a name with no account
     if (member != from && gets_events(c, member) && wrote_in(b, member, conv)) now_shared.emplace_back(from, member);
 }
-inline client::member_role role_of(records::conversation_record const& c, std::string const& user) {
-  int i = member_index(c, user);
-  if (i < 0) return client::MEMBER_ROLE_UNSPECIFIED;
+// The role of the member at position `i` of `c.members()`.
+inline client::member_role role_at(records::conversation_record const& c, int i) {
   if (!c.group()) return client::MEMBER;
   return i < c.roles_size() ? c.roles(i) : client::MEMBER;
+}
+inline client::member_role role_of(records::conversation_record const& c, std::string const& user) {
+  int i = member_index(c, user);
+  return i < 0 ? client::MEMBER_ROLE_UNSPECIFIED : role_at(c, i);
 }
 
 }  // namespace petchat::messages::service_detail

@@ -10,8 +10,10 @@ namespace petchat::messages::service_detail {
 
 // Mailbox events one acknowledgement write looks at, at most (see message_service::ack).
 inline constexpr std::uint64_t max_ack_walk = 1024;
-// History entries one read looks at, at most (see mark_read).
+// Messages one read loads, at most (see mark_read); and history entries it passes over that
+// name the reader as their sender (no message loaded), at most.
 inline constexpr std::size_t max_read_walk = 2000;
+inline constexpr std::size_t max_read_walk_own = 64 * 1024;
 // History walks stop after this many messages in a row from before the reader's period
 // (reads.cpp).
 inline constexpr std::size_t max_outside = 1000;

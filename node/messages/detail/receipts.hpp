@@ -216,21 +216,37 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
   }
 }
 
-// Marks the messages `reader` received in the direct conversation `conv`, up to and
-// including `upto` (a raw id), as read at `at_ms`, newest first. Reads only move forward,
-// so the walk stops at the first message already read, and after max_read_walk history
-// entries (older ones stay unread in history; the READ receipt still stands for them).
+// Whether the history entry whose value is `sender` is `user`'s own message: known
+// without loading the message (entries written by earlier versions are empty: unknown).
+inline bool known_own(std::string_view sender, std::string const& user) {
+  return !sender.empty() && sender == user;
+}
+
+// Where a read's walk back from its mark ends: past the reader's previous mark `prev` (a
+// raw id, empty if none), which covered everything up to it. Without this bound a reader
+// with many messages of their own after their mark made every read walk max_read_walk
+// messages on the writer (the walk does not stop at their own).
+inline std::string read_walk_floor(std::string const& conv, std::optional<std::string> const& prev) {
+  return prev ? keys::successor(keys::history_key(conv, *prev)) : keys::first_of(conv);
+}
+
+// Marks the messages `reader` received in the direct conversation `conv`, after their
+// previous mark `prev` up to and including `upto` (raw ids), as read at `at_ms`, newest
+// first. Reads only move forward, so the walk stops at the first message already read,
+// and after loading max_read_walk messages or passing max_read_walk_own of the reader's
+// own (older ones stay unread in history; the READ receipt still stands for them).
 // Returns the messages newly marked, newest first, as stored after the change.
 inline std::vector<records::stored_message> mark_read(impl const& m, store::rocks_batch& b, std::string const& conv,
-                                                      std::string const& reader, std::string const& upto,
-                                                      std::int64_t at_ms) {
+                                                      std::string const& reader, std::optional<std::string> const& prev,
+                                                      std::string const& upto, std::int64_t at_ms) {
   std::vector<records::stored_message> marked;
-  std::size_t visited = 0;  // the reader's own messages count too: the walk is bounded
-  m.db.scan_reverse(cf::history, keys::first_of(conv), keys::successor(keys::history_key(conv, upto)),
-                    [&](std::string_view key, std::string_view) {
+  std::size_t visited = 0, own = 0;  // the reader's own messages count too: the walk is bounded
+  m.db.scan_reverse(cf::history, read_walk_floor(conv, prev), keys::successor(keys::history_key(conv, upto)),
+                    [&](std::string_view key, std::string_view sender) {
+                      if (known_own(sender, reader)) return ++own <= max_read_walk_own;
+                      if (++visited > max_read_walk) return false;
                       auto id = std::string(keys::after_owner(key, conv));
                       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
-                      if (++visited > max_read_walk) return false;
                       if (!sm || sm->message().to() != reader || sm->message().from() == reader) return true;
                       if (impl::expired(*sm, at_ms)) return true;  // never shown: neither delivered nor read
                       if (sm->read_at_ms() != 0) return false;
@@ -246,17 +262,18 @@ inline std::vector<records::stored_message> mark_read(impl const& m, store::rock
 // membership period up to `upto` that they had not read gets its READ (and DELIVERED if
 // it had none), oldest first, the newest of each sender standing for the earlier ones.
 inline bool mark_read_group(impl const& m, store::rocks_batch& b, std::string const& conv, std::string const& reader,
-                            records::participant_record const& p, std::string const& upto, std::int64_t at_ms,
-                            std::vector<news>& heads) {
+                            records::participant_record const& p, std::optional<std::string> const& prev,
+                            std::string const& upto, std::int64_t at_ms, std::vector<news>& heads) {
   struct unread_message {
     std::string id;
     records::stored_message sm;
     std::optional<records::receipt_record> mine;
   };
   std::vector<unread_message> unread;  // newest first
-  std::size_t visited = 0;
-  m.db.scan_reverse(cf::history, keys::first_of(conv), keys::successor(keys::history_key(conv, upto)),
-                    [&](std::string_view key, std::string_view) {
+  std::size_t visited = 0, own = 0;
+  m.db.scan_reverse(cf::history, read_walk_floor(conv, prev), keys::successor(keys::history_key(conv, upto)),
+                    [&](std::string_view key, std::string_view sender) {
+                      if (known_own(sender, reader)) return ++own <= max_read_walk_own;
                       if (++visited > max_read_walk) return false;
                       auto id = std::string(keys::after_owner(key, conv));
                       auto sm = parse<records::stored_message>(b.get(cf::messages, id));
@@ -289,9 +306,12 @@ inline std::uint64_t own_after(impl const& m, std::string const& conv, std::stri
   std::uint64_t own = 0;
   std::size_t visited = 0;
   m.db.scan(cf::history, keys::successor(keys::history_key(conv, upto)), keys::past_last_of(conv),
-            [&](std::string_view key, std::string_view) {
-              auto sm = m.load(std::string(keys::after_owner(key, conv)));
-              if (sm && sm->message().from() == user) ++own;
+            [&](std::string_view key, std::string_view sender) {
+              if (!sender.empty()) {  // the entry names its sender: no message to load
+                if (sender == user) ++own;
+              } else if (auto sm = m.load(std::string(keys::after_owner(key, conv)))) {
+                if (sm->message().from() == user) ++own;
+              }
               return ++visited < max_read_walk;
             });
   return own;

@@ -229,13 +229,13 @@ struct message_service::impl {
   void erase_mailbox_event(store::rocks_batch& b, records::mailbox_ref const& ref,
                            std::set<std::string>& floored) const;
 
-  // A message and its indexes (its conversation's history, the expiry index) are written
-  // and erased together, here only. `raw_id` is the stored (binary) id. The references to
+  // A message and its indexes (its conversation's history, whose value is the sender, and
+  // the expiry index) are written and erased together, here only. `raw_id` is the stored (binary) id. The references to
   // a remote message's attachments are note_remote_attachments' (detail/asset_records.hpp).
   static void put_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm,
                           bool local = true) {
     b.put(cf::messages, raw_id, sm.SerializeAsString());
-    b.put(cf::history, keys::history_key(sm.message().conversation_id(), raw_id), "");
+    b.put(cf::history, keys::history_key(sm.message().conversation_id(), raw_id), sm.message().from());
     b.put(cf::expiry, keys::expiry_key(sm.message().expires_at_ms(), raw_id), "");
     if (local && sm.message().body().attachments_size() > 0) keys::add_asset_refs(b, raw_id, sm);
   }

@@ -1,0 +1,96 @@
+"""Read marks against a hostile reader: what a read may cost the node, and that a read still
+reads what it should. A read's walk once went past the reader's own messages without end
+(up to 2,000 loaded per read, and reads cost nothing), so one account could keep the
+region's single store writer busy; and a reader's own messages counted against that walk,
+so a read after many of them left the peer's message unread."""
+
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import wsclient  # noqa: E402
+from harness import REGION, NodeTestCase  # noqa: E402
+from wsclient import ev_read_mark, ev_receipt  # noqa: E402
+
+
+class ReadMarksTest(NodeTestCase):
+
+    def people(self, node, *names):
+        out = []
+        for name in names:
+            node.new_user(name)
+            c = wsclient.connect(node, node.new_session(name))
+            self.addCleanup(c.close)
+            out.append(c)
+        return out
+
+    def test_a_read_after_many_own_messages_reads_the_peers_message(self):
+        node = self.start_node(config={"messages": {"max_per_second": 100000}})
+        alice, bob = self.people(node, "alice", "bob")
+        m1 = bob.send_message("alice@" + REGION, "one from bob")
+        # 2,100 of her own after it: more than a read once walked.
+        refs = [alice.send_async("bob@" + REGION, "mine %d" % i) for i in range(2100)]
+        last = None
+        for ref in refs:
+            answer = alice.wait_ref(ref, timeout=60)
+            self.assertIn("accepted", answer, answer)
+            last = answer["accepted"]
+        alice.read(last["conversation_id"], last["message_id"])
+        receipt = bob.wait_event(ev_receipt(m1["message_id"], "READ"), timeout=30,
+                                 what="bob's message read by alice")
+        self.assertEqual(receipt["receipt"]["by"], "alice@" + REGION)
+        listed = node.request("GET", "/v1/conversations", token=node.new_session("alice")["access_token"])
+        self.assertEqual([c.get("unread_count") for c in listed.json["conversations"]], [0], listed.describe())
+
+    def read_answer(self, client, conversation_id, message_id):
+        """Sends a read; returns its error frame, or its read_mark event (the confirmation)."""
+        ref = client.next_ref()
+        client.read(conversation_id, message_id, ref=ref)
+        return client.wait_for(lambda f: ("error" in f and wsclient.ref_of(f) == ref) or
+                               ev_read_mark(message_id)(f.get("event") or {}), what="read %s answered" % ref)
+
+    def test_a_read_that_moves_the_mark_costs_a_send(self):
+        # messages.max_per_second = 1: two at once, then one a second. Reads that move the
+        # mark take from the same allowance; a read that moves nothing is free.
+        node = self.start_node(config={"messages": {"max_per_second": 1}})
+        alice, _ = self.people(node, "alice", "bob")
+        refused = None
+        for _attempt in range(5):  # a stall of a second between two requests refills one
+            accepted = None
+            while True:  # spend the allowance
+                answer = alice.try_send("bob@" + REGION, "spending")
+                if "error" in answer:
+                    self.assertEqual(answer["error"]["code"], "rate_limited", answer)
+                    break
+                accepted = answer["accepted"]
+            if accepted is None:
+                continue
+            answer = self.read_answer(alice, accepted["conversation_id"], accepted["message_id"])
+            if "error" in answer:
+                refused = answer
+                break
+        self.assertIsNotNone(refused, "a read that moved the mark was never refused with the allowance spent")
+        self.assertEqual(refused["error"]["code"], "rate_limited", refused)
+        # Once the allowance is back the same read is stored.
+        for _ in range(30):
+            answer = self.read_answer(alice, accepted["conversation_id"], accepted["message_id"])
+            if "error" not in answer:
+                break
+            self.assertEqual(answer["error"]["code"], "rate_limited", answer)
+            time.sleep(0.5)
+        self.assertNotIn("error", answer, "the read was never stored")
+        # Reading there again moves nothing and costs nothing, however often.
+        refs = []
+        for _ in range(5):
+            refs.append(alice.next_ref())
+            alice.read(accepted["conversation_id"], accepted["message_id"], ref=refs[-1])
+        time.sleep(0.5)
+        errors = [f for f in alice.frames() if "error" in f and wsclient.ref_of(f) in refs]
+        self.assertEqual(errors, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
