@@ -163,6 +163,9 @@ std::optional<reply> site::serve(std::string_view method, std::string_view path,
   if (f.type.starts_with("text/html")) {
     r.headers.emplace_back("Content-Security-Policy", content_security_policy);
     r.headers.emplace_back("X-Frame-Options", "DENY");
+    // A page that opened this one (window.open) gets no handle on it: it cannot later send
+    // the tab to a look-alike login page.
+    r.headers.emplace_back("Cross-Origin-Opener-Policy", "same-origin");
   } else {
     // Not a page, but opened as one directly (an SVG is a document) or run as a worker (the
     // service worker takes its policy from its own answer): allowed nothing.

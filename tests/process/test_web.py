@@ -65,6 +65,7 @@ class WebFilesTest(NodeTestCase):
                 self.assertEqual(h["Cache-Control"], "no-cache", "the page is checked every time: it names the assets")
                 self.assertEqual(h["X-Content-Type-Options"], "nosniff")
                 self.assertEqual(h["X-Frame-Options"], "DENY")
+                self.assertEqual(h["Cross-Origin-Opener-Policy"], "same-origin", "an opener keeps no handle")
                 self.assertIsNone(h.get("Strict-Transport-Security"), "over plain http HSTS means nothing")
                 csp = {d.split()[0]: d.split()[1:] for d in h["Content-Security-Policy"].split(";") if d.strip()}
                 self.assertEqual(csp["default-src"], ["'none'"])

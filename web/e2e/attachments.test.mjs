@@ -5,6 +5,7 @@
 // refuses shows the node's message. The screenshot 'attachments' goes to build/web-artifacts/.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { crc32, deflateSync } from 'node:zlib';
 import { describe, test } from 'node:test';
 import {
   Node, browserSuite, bubble, login, openConversationWith, register, screenshot, send, startChat,
@@ -83,6 +84,43 @@ describe('attachments in the web client', () => {
     await alice.getByTestId('upload-progress').waitFor({ state: 'detached' });
     assert.equal(await alice.evaluate(() => window.sawProgress), true, 'a <progress> was shown');
     await screenshot(bob, 'attachments');
+  });
+
+  test('a picture too large to decode is a file, not an image the tab must decode', async () => {
+    // 20,000 × 20,000 one-bit grey: 50 KB of PNG that would take 1.6 GB to draw. The node
+    // makes no thumbnail of it (over assets.max_image_pixels) and keeps its bytes.
+    const chunk = (type, data) => {
+      const out = Buffer.alloc(12 + data.length);
+      out.writeUInt32BE(data.length, 0);
+      out.write(type, 4, 'ascii');
+      data.copy(out, 8);
+      out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+      return out;
+    };
+    const side = 20000;
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(side, 0);
+    ihdr.writeUInt32BE(side, 4);
+    ihdr[8] = 1; // bit depth; colour type 0 (grey), no interlace
+    const rows = deflateSync(Buffer.alloc((1 + side / 8) * side), { level: 9 });
+    const bomb = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', ihdr), chunk('IDAT', rows), chunk('IEND', Buffer.alloc(0)),
+    ]);
+    const { page: alice } = await person();
+    const { page: bob } = await person();
+    await login(alice, 'alice');
+    await login(bob, 'bob');
+    await openConversationWith(alice, 'bob@test');
+    await alice.getByTestId('attach-input').setInputFiles([{ name: 'huge.png', mimeType: 'image/png', buffer: bomb }]);
+    await openConversationWith(bob, 'alice@test');
+    const chip = bob.getByTestId('attachment-file').filter({ hasText: 'huge.png' });
+    await chip.waitFor();
+    assert.equal(await bob.locator('[data-testid="attachment-image"][alt="huge.png"]').count(), 0,
+      'the picture was handed to the browser to decode');
+    // It can still be saved, byte for byte.
+    const [download] = await Promise.all([bob.waitForEvent('download'), chip.getByTestId('attachment-download').click()]);
+    assert.deepEqual(await readFile(await download.path()), bomb);
   });
 
   test('a file dropped onto the conversation is sent; its name is text', async () => {

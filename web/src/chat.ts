@@ -58,6 +58,9 @@ export function stop(): void {
   document.removeEventListener('visibilitychange', onVisible);
   receiptLoader.reset();
   forgetAssets();
+  for (const t of readLater.values()) clearTimeout(t);
+  readLater.clear();
+  readSentAt.clear();
   setState(() => initialState());
 }
 
@@ -128,6 +131,12 @@ export function open(id: string | null): void {
   else markRead(id);
 }
 
+// Reads sent at most once a second per conversation (each counts against the user's send
+// rate on the node), the last one always sent: when each read was sent, and those waiting.
+const READ_EVERY_MS = 1000;
+const readSentAt = new Map<string, number>();
+const readLater = new Map<string, ReturnType<typeof setTimeout>>();
+
 // Tells the node (and so our other devices and the senders) what the user has seen.
 export function markRead(id: string): void {
   const s = getState();
@@ -140,8 +149,15 @@ export function markRead(id: string): void {
     if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
     return;
   }
+  const wait = (readSentAt.get(id) ?? 0) + READ_EVERY_MS - Date.now();
+  if (wait > 0) {
+    if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
+    if (!readLater.has(id)) readLater.set(id, setTimeout(() => (readLater.delete(id), markRead(id)), wait));
+    return;
+  }
   // Not connected: the reconnect calls this again.
   if (!live.read(id, newest.id)) return;
+  readSentAt.set(id, Date.now());
   setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0, readMark: newest.id } } }));
 }
 

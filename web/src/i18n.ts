@@ -14,6 +14,7 @@ export const t: Strings = lang === 'ru' ? ru : en;
 
 // The text for an error: ours for a known code, else the node's own message.
 export function errorText(code: string, message: string, retryAfter?: number): string {
-  const base = t.errors[code] ?? (message || code);
+  // An own property only: a code from a hostile region such as "constructor" is not ours.
+  const base = (Object.hasOwn(t.errors, code) ? t.errors[code] : undefined) ?? (message || code);
   return retryAfter ? `${base} ${t.tryAgainIn(retryAfter)}` : base;
 }

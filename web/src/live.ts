@@ -20,6 +20,7 @@ const SEND_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 15_000;
 const SEEN_LIMIT = 5000;
 const MAX_SEND_FRAME_BYTES = 60_000; // under the node's frame limit (64 KiB by default)
+const MAX_READS_KEPT = 32; // reads whose refusal is still awaited (the newest)
 const AUTH_CODES = new Set(['invalid_token', 'token_expired', 'session_revoked', 'user_disabled']);
 
 export class Live {
@@ -32,6 +33,9 @@ export class Live {
   private nextRef = 1;
   private lastError = '';
   private readonly sends = new Map<string, string>(); // ref -> client_id
+  // The latest reads sent (a read has no answer unless refused): ref -> what it marked.
+  private readonly reads = new Map<string, { conversationId: string; messageId: string }>();
+  private readRetry: ReturnType<typeof setTimeout> | undefined;
   private readonly outbox = new Map<string, Outgoing>();
   private readonly seen = new Set<string>();
   private readonly listeners = new Set<(e: LiveEvent) => void>();
@@ -71,6 +75,7 @@ export class Live {
     window.removeEventListener('pagehide', this.persist);
     window.removeEventListener('beforeunload', this.warnUnsent);
     clearTimeout(this.ackTimer);
+    clearTimeout(this.readRetry);
     this.reconnect.cancel();
     this.keepAlive.stop();
     this.refresh.cancel();
@@ -106,9 +111,14 @@ export class Live {
     if (!this.authed) this.wake();
   }
 
-  // False when not connected: nothing was sent.
+  // False when not connected: nothing was sent. A read the node refuses for the user's rate
+  // (it counts as a send) is sent again a second later, without a word to the user.
   read(conversationId: string, messageId: string): boolean {
-    return this.frame({ read: { conversation_id: conversationId, message_id: messageId } });
+    const ref = String(this.nextRef++);
+    if (!this.frame({ read: { conversation_id: conversationId, message_id: messageId } }, ref)) return false;
+    this.reads.set(ref, { conversationId, messageId });
+    if (this.reads.size > MAX_READS_KEPT) this.reads.delete(this.reads.keys().next().value as string);
+    return true;
   }
 
   typing(target: Target, active: boolean): boolean {
@@ -291,6 +301,14 @@ export class Live {
   }
 
   private onError(ref: string, code: string, message: string): void {
+    const read = this.reads.get(ref);
+    if (read) {
+      this.reads.delete(ref);
+      if (code !== 'rate_limited') return; // e.g. a group left meanwhile: nothing to tell
+      clearTimeout(this.readRetry);
+      this.readRetry = setTimeout(() => this.read(read.conversationId, read.messageId), 1000);
+      return;
+    }
     const clientId = this.sends.get(ref);
     if (clientId) {
       this.sends.delete(ref);

@@ -4,6 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { SHOWN_MAX_BYTES, assetBytes, download, fileName, isImage, sizeOf } from '../assets';
 import { formatSize } from '../format';
+import { MAX_SHOWN_PIXELS, imagePixels } from '../image_header';
 import { t } from '../i18n';
 import type { WireAttachment } from '../wire';
 
@@ -28,14 +29,21 @@ function useBlobUrl(id: string): { url: string | null; failed: boolean } {
     let url: string | null = null;
     let current = true;
     setState({ url: null, failed: false });
-    assetBytes(id, SHOWN_MAX_BYTES).then(
-      (blob) => {
-        if (!current) return;
-        url = URL.createObjectURL(blob);
-        setState({ url, failed: false });
-      },
-      () => current && setState({ url: null, failed: true }),
-    );
+    // Shown only if its own header declares a picture of a size the page can decode.
+    assetBytes(id, SHOWN_MAX_BYTES)
+      .then(async (blob) => {
+        const pixels = await imagePixels(blob);
+        if (pixels === null || pixels > MAX_SHOWN_PIXELS) throw new Error('not shown');
+        return blob;
+      })
+      .then(
+        (blob) => {
+          if (!current) return;
+          url = URL.createObjectURL(blob);
+          setState({ url, failed: false });
+        },
+        () => current && setState({ url: null, failed: true }),
+      );
     return () => {
       current = false;
       if (url) URL.revokeObjectURL(url);
