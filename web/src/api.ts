@@ -193,7 +193,17 @@ export async function logout(): Promise<void> {
   try {
     // A fresh token (refreshed if it expired while the tab sat idle): else the node would
     // refuse it and keep the session, refresh token and all.
-    if (session.tokens()) await parse<void>(await send('DELETE', '/v1/sessions/current', undefined, await accessToken()));
+    // Refused as expired (a clock behind the node's) or by a replaced region key: one
+    // refresh, one retry, as for any request; else the session would live on.
+    if (session.tokens()) {
+      let res = await send('DELETE', '/v1/sessions/current', undefined, await accessToken());
+      if (res.status === 401) {
+        const err = await errorOf(res);
+        if (err.code === 'token_expired' || err.code === 'invalid_token')
+          res = await send('DELETE', '/v1/sessions/current', undefined, await accessToken(true));
+      }
+      await parse<void>(res);
+    }
   } catch {
     // Already revoked or unreachable: the local session ends anyway.
   } finally {

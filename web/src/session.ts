@@ -33,6 +33,9 @@ type Listener = (tokens: Tokens | null, reason?: string) => void;
 const listeners = new Set<Listener>();
 let current: Tokens | null = load();
 let inFlight: Promise<Tokens> | null = null;
+// Counts the ends of sessions: a refresh answered after the session it refreshed ended (a
+// logout while it was under way, here or in another tab) must not bring it back.
+let generation = 0;
 
 function load(): Tokens | null {
   try {
@@ -46,6 +49,7 @@ function load(): Tokens | null {
 }
 
 function store(tokens: Tokens | null, reason?: string): void {
+  if (!tokens) generation++;
   current = tokens;
   try {
     if (tokens) localStorage.setItem(KEY, JSON.stringify(tokens));
@@ -125,7 +129,10 @@ async function refreshLocked(used: string): Promise<Tokens> {
     return stored;
   }
   if (!rotate) throw new Error('refresh is not wired');
-  return saveAnswer(await rotate(stored.refresh_token));
+  const started = generation;
+  const answer = await rotate(stored.refresh_token);
+  if (generation !== started) throw Object.assign(new Error('logged out'), { code: 'session_revoked' });
+  return saveAnswer(answer);
 }
 
 // One refresh at a time per tab, and per browser: with Web Locks where the page has them
