@@ -367,6 +367,9 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     auto sm = parse<records::stored_message>(b.get(cf::messages, id));
     if (!sm) return false;
     if (!for_everyone) {
+      // Hidden by a request at the same moment: as for one after it, there is no such message.
+      auto const& hidden = sm->hidden_for();
+      if (std::find(hidden.begin(), hidden.end(), user) != hidden.end()) return false;
       sm->add_hidden_for(user);
       impl::update_message(b, id, *sm);
       return true;
