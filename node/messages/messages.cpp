@@ -339,6 +339,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
+  if (outcome != store::write_outcome::committed) m.limiter.refund(user);  // it moved nothing
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the read mark could not be stored");
   m.after_commit(st->heads, st->queued);
   co_return errors::ok();

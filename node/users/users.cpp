@@ -195,7 +195,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   // next login (lowering it too). Only a real account's hash, never the dummy.
   auto cpu_work = [hash, password, p = m.params(), real = user.has_value()] {
     detail::checked_password checked{detail::verify_password(hash, password), {}};
-    if (checked.match && real && detail::needs_rehash(hash, p)) checked.rehash = detail::hash_password(password, p);
+    if (checked.match && real && detail::needs_rehash(hash, p)) {
+      try {
+        checked.rehash = detail::hash_password(password, p);
+      } catch (std::exception const&) {  // out of memory: the right password still logs in
+      }
+    }
     return checked;
   };
   auto checked = co_await async::offload(m.cpu_pool, std::move(cpu_work));

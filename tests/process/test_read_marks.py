@@ -45,6 +45,32 @@ class ReadMarksTest(NodeTestCase):
         listed = node.request("GET", "/v1/conversations", token=node.new_session("alice")["access_token"])
         self.assertEqual([c.get("unread_count") for c in listed.json["conversations"]], [0], listed.describe())
 
+    def test_in_a_group_too(self):
+        node = self.start_node(config={"messages": {"max_per_second": 100000}})
+        alice, bob = self.people(node, "alice", "bob")
+        made = node.request("POST", "/v1/conversations", {"title": "two", "members": ["bob@" + REGION]},
+                            token=node.new_session("alice")["access_token"])
+        self.assertEqual(made.status, 201, made.describe())
+        group = made.json["conversation"]["id"]
+        first = bob.request({"send": {"client_id": "b1", "conversation_id": group, "body": {"text": "from bob"}}})
+        m1 = first["accepted"]["message_id"]
+        refs = []
+        for i in range(2100):
+            refs.append(alice.next_ref())
+            alice.send_frame({"ref": refs[-1], "send": {"client_id": "a%d" % i, "conversation_id": group,
+                                                        "body": {"text": "mine %d" % i}}})
+        for ref in refs:
+            answer = alice.wait_ref(ref, timeout=60)
+            self.assertIn("accepted", answer, answer)
+        alice.read(group, answer["accepted"]["message_id"])
+        bob.wait_event(ev_receipt(m1, "READ"), timeout=30, what="bob's group message read by alice")
+        # A second read further on walks from there, and reads what came between.
+        m2 = bob.request({"send": {"client_id": "b2", "conversation_id": group, "body": {"text": "again"}}})
+        m2 = m2["accepted"]["message_id"]
+        mine = alice.request({"send": {"client_id": "a-last", "conversation_id": group, "body": {"text": "last"}}})
+        alice.read(group, mine["accepted"]["message_id"])
+        bob.wait_event(ev_receipt(m2, "READ"), timeout=30, what="bob's second message read by alice")
+
     def read_answer(self, client, conversation_id, message_id):
         """Sends a read; returns its error frame, or its read_mark event (the confirmation)."""
         ref = client.next_ref()
@@ -87,7 +113,7 @@ class ReadMarksTest(NodeTestCase):
         for _ in range(5):
             refs.append(alice.next_ref())
             alice.read(accepted["conversation_id"], accepted["message_id"], ref=refs[-1])
-        time.sleep(0.5)
+        alice.sync()  # a ping's answer: every frame sent before it has been handled
         errors = [f for f in alice.frames() if "error" in f and wsclient.ref_of(f) in refs]
         self.assertEqual(errors, [])
 

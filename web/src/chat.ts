@@ -58,7 +58,7 @@ export function stop(): void {
   document.removeEventListener('visibilitychange', onVisible);
   receiptLoader.reset();
   forgetAssets();
-  for (const t of readLater.values()) clearTimeout(t);
+  for (const w of readLater.values()) clearTimeout(w.timer);
   readLater.clear();
   readSentAt.clear();
   setState(() => initialState());
@@ -135,7 +135,7 @@ export function open(id: string | null): void {
 // rate on the node), the last one always sent: when each read was sent, and those waiting.
 const READ_EVERY_MS = 1000;
 const readSentAt = new Map<string, number>();
-const readLater = new Map<string, ReturnType<typeof setTimeout>>();
+const readLater = new Map<string, { timer: ReturnType<typeof setTimeout>; messageId: string }>();
 
 // Tells the node (and so our other devices and the senders) what the user has seen.
 export function markRead(id: string): void {
@@ -149,16 +149,35 @@ export function markRead(id: string): void {
     if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
     return;
   }
+  if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
+  sendRead(id, newest.id);
+}
+
+// Sends the read now, or once a second has passed since the last one of the conversation
+// (then the newest read asked for meanwhile goes, whichever conversation is open by then).
+function sendRead(id: string, messageId: string): void {
   const wait = (readSentAt.get(id) ?? 0) + READ_EVERY_MS - Date.now();
   if (wait > 0) {
-    if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
-    if (!readLater.has(id)) readLater.set(id, setTimeout(() => (readLater.delete(id), markRead(id)), wait));
+    const waiting = readLater.get(id);
+    if (waiting) waiting.messageId = messageId;
+    else {
+      const timer = setTimeout(() => {
+        const w = readLater.get(id);
+        readLater.delete(id);
+        if (w) sendRead(id, w.messageId);
+      }, wait);
+      readLater.set(id, { timer, messageId });
+    }
     return;
   }
-  // Not connected: the reconnect calls this again.
-  if (!live.read(id, newest.id)) return;
+  // Not connected: the reconnect calls markRead again.
+  if (!live?.read(id, messageId)) return;
   readSentAt.set(id, Date.now());
-  setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0, readMark: newest.id } } }));
+  setState((st) => {
+    const c = st.conversations[id];
+    if (!c || (c.readMark && idOrder(messageId) <= idOrder(c.readMark))) return {};
+    return { conversations: { ...st.conversations, [id]: { ...c, readMark: messageId } } };
+  });
 }
 
 // The conversation `id` names now: a draft becomes a direct conversation once its first

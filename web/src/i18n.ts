@@ -15,6 +15,6 @@ export const t: Strings = lang === 'ru' ? ru : en;
 // The text for an error: ours for a known code, else the node's own message.
 export function errorText(code: string, message: string, retryAfter?: number): string {
   // An own property only: a code from a hostile region such as "constructor" is not ours.
-  const base = (Object.hasOwn(t.errors, code) ? t.errors[code] : undefined) ?? (message || code);
+  const base = (Object.prototype.hasOwnProperty.call(t.errors, code) ? t.errors[code] : undefined) ?? (message || code);
   return retryAfter ? `${base} ${t.tryAgainIn(retryAfter)}` : base;
 }

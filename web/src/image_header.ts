@@ -26,9 +26,26 @@ function png(b: Uint8Array): Dims {
   return [u32be(b, 16), u32be(b, 20)];
 }
 
+// The screen, grown to hold the first frame (some decoders grow the canvas to a frame
+// larger than the screen it declares); null if that frame is not within the bytes read.
 function gif(b: Uint8Array): Dims {
-  if (b.length < 10 || !ascii(b, 0, 'GIF8')) return null;
-  return [u16le(b, 6), u16le(b, 8)];
+  if (b.length < 13 || !ascii(b, 0, 'GIF8')) return null;
+  let w = u16le(b, 6);
+  let h = u16le(b, 8);
+  let i = 13 + (b[10] & 0x80 ? 3 << ((b[10] & 7) + 1) : 0);
+  while (i < b.length) {
+    if (b[i] === 0x2c) {
+      if (i + 9 >= b.length) return null;
+      w = Math.max(w, u16le(b, i + 1) + u16le(b, i + 5));
+      h = Math.max(h, u16le(b, i + 3) + u16le(b, i + 7));
+      return [w, h];
+    }
+    if (b[i] !== 0x21) return null; // not an extension: no frame
+    i += 2; // the introducer and the label, then sub-blocks up to an empty one
+    while (i < b.length && b[i] !== 0) i += 1 + b[i];
+    i += 1;
+  }
+  return null;
 }
 
 function jpeg(b: Uint8Array): Dims {

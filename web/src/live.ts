@@ -36,6 +36,7 @@ export class Live {
   // The latest reads sent (a read has no answer unless refused): ref -> what it marked.
   private readonly reads = new Map<string, { conversationId: string; messageId: string }>();
   private readRetry: ReturnType<typeof setTimeout> | undefined;
+  private readonly readsRefused = new Map<string, string>(); // conversation -> message id
   private readonly outbox = new Map<string, Outgoing>();
   private readonly seen = new Set<string>();
   private readonly listeners = new Set<(e: LiveEvent) => void>();
@@ -267,6 +268,7 @@ export class Live {
     this.keepAlive.start();
     this.refresh.schedule();
     for (const clientId of this.outbox.keys()) this.transmit(clientId);
+    this.readAgain();
   }
 
   private onEvent(ev: Record<string, any>): void {
@@ -300,13 +302,23 @@ export class Live {
     }, 250);
   }
 
+  // The reads refused for the rate, sent again (kept while not connected: the next welcome
+  // sends them).
+  private readAgain(): void {
+    for (const [conversationId, messageId] of [...this.readsRefused]) {
+      if (!this.read(conversationId, messageId)) return;
+      this.readsRefused.delete(conversationId);
+    }
+  }
+
   private onError(ref: string, code: string, message: string): void {
     const read = this.reads.get(ref);
     if (read) {
       this.reads.delete(ref);
       if (code !== 'rate_limited') return; // e.g. a group left meanwhile: nothing to tell
+      this.readsRefused.set(read.conversationId, read.messageId);
       clearTimeout(this.readRetry);
-      this.readRetry = setTimeout(() => this.read(read.conversationId, read.messageId), 1000);
+      this.readRetry = setTimeout(() => this.readAgain(), 1000);
       return;
     }
     const clientId = this.sends.get(ref);

@@ -223,9 +223,12 @@ inline bool known_own(std::string_view sender, std::string const& user) {
 }
 
 // Where a read's walk back from its mark ends: past the reader's previous mark `prev` (a
-// raw id, empty if none), which covered everything up to it. Without this bound a reader
-// with many messages of their own after their mark made every read walk max_read_walk
-// messages on the writer (the walk does not stop at their own).
+// raw id, none if none), whose read covered what was there up to it then. Without this
+// bound a reader with many messages of their own after their mark made every read walk
+// max_read_walk messages on the writer (the walk does not stop at their own). A message
+// of another region that arrives late with an id below the mark is not marked read by a
+// later read (it shows as read on the reader's devices, below their mark; its sender gets
+// no READ for it).
 inline std::string read_walk_floor(std::string const& conv, std::optional<std::string> const& prev) {
   return prev ? keys::successor(keys::history_key(conv, *prev)) : keys::first_of(conv);
 }
