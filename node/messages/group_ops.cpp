@@ -43,16 +43,6 @@ void set_role_at(records::conversation_record& c, std::string const& user, clien
   if (i >= 0) c.set_roles(i, role);
 }
 
-// A change event to the mailboxes of the local `users`.
-void post_change(impl const& m, store::rocks_batch& b, client::conversation_change const& ch,
-                 google::protobuf::RepeatedPtrField<std::string> const& users, std::vector<news>& heads) {
-  records::stored_event e;
-  *e.mutable_conversation_change() = ch;
-  e.mutable_conversation_change()->DiscardUnknownFields();  // a home's extra fields are not stored
-  for (auto const& u : users)
-    if (m.is_local(u)) heads.push_back({u, m.append(b, u, e), e});
-}
-
 // The next change: its version, and its event to every local member (and `also`, just gone).
 void announce(impl const& m, store::rocks_batch& b, records::conversation_record& c, client::conversation_change ch,
               change_state& st, std::string const& also = {}) {

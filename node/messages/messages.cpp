@@ -424,6 +424,10 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
         b.erase(cf::idempotency, target);
         continue;
       }
+      if (keys::expires(kind, keys::expiring::shared_change)) {
+        b.erase(cf::conversations, target);
+        continue;
+      }
       auto sm = parse<records::stored_message>(b.get(cf::messages, target));
       if (!sm) continue;
       m.erase_message(b, target, *sm, true, floored);  // (its expiry entry is this one)

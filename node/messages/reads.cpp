@@ -44,7 +44,12 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
                       !keys::is_group(content->conversation_id()))
                     content.reset();
                 }
-                if (!to_client_event(e, std::move(content), ev)) return true;
+                if (e.has_conversation_change_ref()) {  // a change stored once for its members
+                  auto shared = m.db.get(cf::conversations, e.conversation_change_ref());
+                  if (!shared || !ev.mutable_conversation_change()->ParseFromString(*shared)) return true;
+                } else if (!to_client_event(e, std::move(content), ev)) {
+                  return true;
+                }
                 out.events.push_back(std::move(ev));
                 more = out.events.size() < limit;
                 return more;

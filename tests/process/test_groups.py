@@ -1354,5 +1354,40 @@ class GroupDurabilityTest(GroupCase):
                 S.close()
 
 
+class SharedChangesTest(GroupCase):
+    """A change told to many members is stored once for them all: what a member reads back
+    from their mailbox later is the whole change, as the live streams got it."""
+    NODE_CONFIG = {"messages": {"max_per_second": 100000}}
+
+    def test_changes_read_back_are_whole(self):
+        people = [self.person("mem") for _ in range(120)]
+        owner, rest = people[0], people[1:]
+        o = owner.login()
+        O = self.ws(o)
+        gid = self.group(o, [p.id for p in rest[:100]], title="big")                           # v1
+        r = self.add_members(o, gid, [p.id for p in rest[100:]])                               # v2
+        self.assertStatus(r, 200)
+        self.assertStatus(self.set_role(o, gid, rest[0].id, "admin"), 200)                     # v3
+        self.assertStatus(self.remove_member(o, gid, rest[1].id), 204)                         # v4
+        self.wait_change(O, gid, 4)
+        live = {num(x, "version"): x for x in changes(O, gid)}
+        self.assertEqual(len(live[1].get("users") or []) + len(live[2].get("users") or []), 120,
+                         "CREATED and MEMBERS_ADDED name everyone")
+        for person, versions in ((rest[0], [1, 2, 3, 4]), (rest[1], [1, 2, 3, 4]), (rest[-1], [2, 3, 4])):
+            with self.subTest(member=person.id):
+                S = self.ws(person.login(), after_seq=0)
+                self.wait_change(S, gid, versions[-1])
+                got = {num(x, "version"): x for x in changes(S, gid)}
+                self.assertEqual(sorted(got), versions)
+                for v in versions:
+                    self.assertEqual(got[v], live[v], "change v%d read back differs from the live one" % v)
+                S.close()
+        # And after a restart (the shared records are in the store, not in memory).
+        self.node.restart()
+        S = self.ws(rest[2].login(), after_seq=0)
+        self.wait_change(S, gid, 4)
+        self.assertEqual({num(x, "version"): x for x in changes(S, gid)}, live)
+
+
 if __name__ == "__main__":
     unittest.main()

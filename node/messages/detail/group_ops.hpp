@@ -63,6 +63,10 @@ std::optional<errors::failure> refuse_join(message_service::impl const& m, std::
 
 // The changes, at the group's home (op_create: a new group, homed here). False: nothing to write (st.refused says why,
 // if anything is wrong).
+// A change event to the mailboxes of the local `users` (node/messages/group_changes.cpp).
+void post_change(message_service::impl const& m, store::rocks_batch& b, client::conversation_change const& ch,
+                 google::protobuf::RepeatedPtrField<std::string> const& users, std::vector<news>& heads);
+
 bool op_create(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& owner,
                group_spec const& spec, std::vector<std::string> const& users);
 bool op_add(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,

@@ -57,7 +57,7 @@ inline std::string expiry_key(std::int64_t at_ms, std::string const& id) {
   return be64(static_cast<std::uint64_t>(at_ms)) + id;
 }
 // expiry: expires_at_ms kind key (value: the kind byte): one more entry to remove then.
-enum class expiring : char { mailbox_entry = 'm', idempotency = 'i' };
+enum class expiring : char { mailbox_entry = 'm', idempotency = 'i', shared_change = 'c' };
 inline std::string expiry_entry_key(std::int64_t at_ms, expiring kind, std::string const& key) {
   return be64(static_cast<std::uint64_t>(at_ms)) + static_cast<char>(kind) + key;
 }
@@ -176,6 +176,11 @@ inline std::string participant_key(std::string const& user, std::string const& c
 }
 inline std::string group_count_key(std::string const& user) {
   return "gc/" + user;
+}
+// A group change stored once for the local members it is told to (stored_event's
+// conversation_change_ref), named by the first one's mailbox entry.
+inline std::string shared_change_key(std::string const& first_user, std::uint64_t seq) {
+  return "ch/" + mailbox_key(first_user, seq);
 }
 // Group messages waiting for the replica's version: the index (parked_group_messages), each
 // body, how many one origin has parked in all, and the highest version an origin stamped a

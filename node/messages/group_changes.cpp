@@ -1,0 +1,37 @@
+// A group change's event to the members' mailboxes (detail/group_ops.hpp).
+#include <algorithm>
+
+#include "node/messages/detail/group_ops.hpp"
+
+namespace petchat::messages::service_detail {
+
+using impl = message_service::impl;
+
+// A change event to the mailboxes of the local `users`. Told to more than one, it is stored
+// once (keys::shared_change_key, expiring with the entries) and each entry points to it: a
+// change listing 1,000 members was 20 KB in each of 1,000 mailboxes. Live streams get the
+// whole event (`heads`).
+void post_change(impl const& m, store::rocks_batch& b, client::conversation_change const& ch,
+                 google::protobuf::RepeatedPtrField<std::string> const& users, std::vector<news>& heads) {
+  records::stored_event e;
+  *e.mutable_conversation_change() = ch;
+  e.mutable_conversation_change()->DiscardUnknownFields();  // a home's extra fields are not stored
+  auto locals = std::count_if(users.begin(), users.end(), [&](std::string const& u) { return m.is_local(u); });
+  records::stored_event ref;
+  for (auto const& u : users) {
+    if (!m.is_local(u)) continue;
+    if (locals < 2) {
+      heads.push_back({u, m.append(b, u, e), e});
+      continue;
+    }
+    if (ref.conversation_change_ref().empty()) {
+      auto key = keys::shared_change_key(u, m.head(b, u) + 1);
+      b.put(cf::conversations, key, e.conversation_change().SerializeAsString());
+      m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000, keys::expiring::shared_change, key);
+      ref.set_conversation_change_ref(key);
+    }
+    heads.push_back({u, m.append(b, u, ref), e});
+  }
+}
+
+}  // namespace petchat::messages::service_detail
