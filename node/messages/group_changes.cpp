@@ -1,4 +1,5 @@
-// A group change's event to the members' mailboxes (detail/group_ops.hpp).
+// A group change's event to the members' mailboxes, and a member region's request that home
+// remove names it has no account of (detail/group_ops.hpp).
 #include <algorithm>
 
 #include "node/messages/detail/group_ops.hpp"
@@ -31,6 +32,24 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
       ref.set_conversation_change_ref(key);
     }
     heads.push_back({u, m.append(b, u, ref), e});
+  }
+}
+
+// Members a group names who cannot be ones here (no account, or too many groups, one
+// request per reason): home is asked to remove them (docs/FEDERATION.md), once, by the
+// state that first names them, all in one request.
+void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state const& gs,
+                   std::vector<std::string> const& users, change_state& st, std::string const& reason) {
+  for (std::size_t from = 0; from < users.size(); from += max_no_account_names) {
+    federation::body out;
+    auto& r = *out.mutable_group_request();
+    r.set_reason(reason);
+    r.set_conversation_id(gs.conversation_id());
+    r.set_by(users[from]);
+    r.set_request(federation::group_request::NO_ACCOUNT);
+    for (auto i = from; i < std::min(users.size(), from + max_no_account_names); ++i) r.add_users(users[i]);
+    m.to_outbox(b, gs.home_region(), std::move(out));
+    st.queued = true;
   }
 }
 

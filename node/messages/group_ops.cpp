@@ -289,21 +289,38 @@ bool op_remove(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
-bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, std::string const& who,
+bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, std::vector<std::string> const& who,
                         std::string const& reason) {
   auto c = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
-  if (!c || !c->group() || member_index(*c, who) < 0) return false;  // gone already
-  if (role_of(*c, who) == client::OWNER) {
-    if (auto heir = heir_of(*c, who); !heir.empty()) {
-      set_role_at(*c, heir, client::OWNER);
-      auto ch = change(client::ROLE_CHANGED, "");
-      ch.add_users(heir);
-      ch.set_role(client::OWNER);
-      ch.set_reason(reason);
-      announce(m, b, *c, std::move(ch), st);
-    }
+  if (!c || !c->group()) return false;
+  std::vector<std::string> gone;
+  for (auto const& u : who)
+    if (member_index(*c, u) >= 0 && std::find(gone.begin(), gone.end(), u) == gone.end()) gone.push_back(u);
+  if (gone.empty()) return false;  // gone already
+  auto going = [&](std::string const& u) { return std::find(gone.begin(), gone.end(), u) != gone.end(); };
+  for (auto const& u : gone) {
+    if (role_of(*c, u) != client::OWNER) continue;
+    // The first admin who stays, or else the first other member who stays.
+    std::string heir;
+    for (auto role : {client::ADMIN, client::MEMBER})
+      for (int i = 0; heir.empty() && i < c->members_size(); ++i)
+        if (!going(c->members(i)) && role_at(*c, i) == role) heir = c->members(i);
+    if (heir.empty()) break;
+    set_role_at(*c, heir, client::OWNER);
+    auto ch = change(client::ROLE_CHANGED, "");
+    ch.add_users(heir);
+    ch.set_role(client::OWNER);
+    ch.set_reason(reason);
+    announce(m, b, *c, std::move(ch), st);
   }
-  leave(m, b, *c, st, "", who, client::MEMBER_REMOVED, reason);
+  // One change for them all: a state naming many made-up names of a region is one removal
+  // there, not one change (and one state to every region) per name.
+  for (auto const& u : gone) depart(m, b, st.conversation, *c, u, st);
+  auto ch = change(client::MEMBER_REMOVED, "");
+  for (auto const& u : gone) ch.add_users(u);
+  ch.set_reason(reason);
+  announce(m, b, *c, std::move(ch), st, gone.size() == 1 ? gone.front() : std::string());
+  commit_change(m, b, *c, st);
   return true;
 }
 
@@ -357,24 +374,7 @@ bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
-namespace {
-
-// A member a group names who cannot be one here (no account, or too many groups): home is
-// asked to remove them (docs/FEDERATION.md), once, by the state that first names them.
-void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state const& gs, std::string const& user,
-                   change_state& st, std::string const& reason) {
-  federation::body out;
-  auto& r = *out.mutable_group_request();
-  r.set_reason(reason);
-  r.set_conversation_id(gs.conversation_id());
-  r.set_by(user);
-  r.set_request(federation::group_request::NO_ACCOUNT);
-  r.add_users(user);
-  m.to_outbox(b, gs.home_region(), std::move(out));
-  st.queued = true;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
                                                            federation::group_state const& gs, change_state& st) {
@@ -429,6 +429,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   for (auto const& u : c.members())
     if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
+  std::vector<std::string> no_account, over_limit;  // names home is asked to remove
   for (auto const& u : c.members()) {
     bool joins = m.is_local(u) && !was_in.count(u);
     // No account of that name, or one in as many groups as a user may be (counted here, not
@@ -436,7 +437,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     bool none = joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
     bool too_many = joins && !none && group_count(b, u) >= m.options.max_groups_per_user;
     if (none || too_many) {
-      ask_to_remove(m, b, gs, u, st, too_many ? std::string(errors::name(code::too_many_groups)) : "");
+      (too_many ? over_limit : no_account).push_back(u);
       c.add_no_account(u);
       continue;
     }
@@ -448,6 +449,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     }
     *told.Add() = u;
   }
+  ask_to_remove(m, b, gs, no_account, st, "");
+  ask_to_remove(m, b, gs, over_limit, st, std::string(errors::name(code::too_many_groups)));
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
   for (auto const& u : gs.writers())  // presence then seen at the next change or report
     if (!m.is_local(u) && now_in.count(u)) note_writer(b, st.conversation, u, gs.version());

@@ -47,15 +47,24 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
       op_update(m, b, change, r.by(), patch);
       break;
     }
-    case federation::group_request::NO_ACCOUNT:  // from the region of the name, about itself
-      if (r.users_size() == 1 && r.users(0) == r.by())
-        op_drop_no_account(
-            m, b, change, r.by(),
-            std::string(errors::name(r.reason() == errors::name(code::too_many_groups) ? code::too_many_groups
-                                                                                       : code::user_not_found)));
-      else
-        change.refused = fail(code::invalid_field, "a region speaks only of the name in `by`");
+    case federation::group_request::NO_ACCOUNT: {  // from the region of the names, about them
+      // `by` is checked against the envelope's region; every name must be of that region.
+      auto region = ids::region_of(r.by());
+      bool own = r.users_size() >= 1 && static_cast<std::size_t>(r.users_size()) <= max_no_account_names &&
+                 r.users(0) == r.by() && std::all_of(r.users().begin(), r.users().end(), [&](std::string const& u) {
+                   return ids::region_of(u) == region;
+                 });
+      if (!own) {
+        change.refused = fail(code::invalid_field, "a region speaks only of names of its own, the first in `by`");
+        break;
+      }
+      std::vector<std::string> names(r.users().begin(), r.users().end());
+      op_drop_no_account(
+          m, b, change, names,
+          std::string(errors::name(r.reason() == errors::name(code::too_many_groups) ? code::too_many_groups
+                                                                                     : code::user_not_found)));
       break;
+    }
     default:
       change.refused = fail(code::invalid_field, "a group request of a kind this version does not know");
   }

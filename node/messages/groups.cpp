@@ -312,7 +312,7 @@ awaitable<result<std::size_t>> message_service::account_deleted(std::string user
       if (!c || !c->group() || member_index(*c, user) < 0) return false;
       auto home = home_of(*c, m.region);
       if (!home || *home == m.region)
-        return op_drop_no_account(m, b, *st, user, std::string(errors::name(code::user_not_found)));
+        return op_drop_no_account(m, b, *st, {user}, std::string(errors::name(code::user_not_found)));
       // Home removes the name, as it does a name its region has no account of; the state
       // it sends back ends the period here.
       auto body = federation::body();

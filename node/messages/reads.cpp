@@ -109,13 +109,19 @@ result<history_page> message_service::history(std::string const& user, std::stri
   std::int64_t now = now_ms();
   enum class seen { shown, not_shown, before_period };
   std::optional<client::message> visible_message;
+  std::size_t unseen_bytes = 0;  // of the messages loaded and not shown, in all the walks
   auto look = [&](std::string_view key) {
     visible_message.reset();
-    auto sm = m.load(std::string(keys::after_owner(key, conv)));
-    if (sm && period && sm->conversation_seq() <= period->visible_after()) return seen::before_period;
+    auto raw = m.db.get(cf::messages, std::string(keys::after_owner(key, conv)));
+    auto sm = parse<records::stored_message>(raw);
+    auto not_shown = [&](seen s) {
+      unseen_bytes += raw ? raw->size() : 0;
+      return s;
+    };
+    if (sm && period && sm->conversation_seq() <= period->visible_after()) return not_shown(seen::before_period);
     auto visible = sm ? m.visible(*sm, user, now) : std::nullopt;
-    if (!visible || visible->conversation_id() != conv) return seen::not_shown;  // never leak another conversation
-    if (period && !in_period(*period, sm->conversation_seq())) return seen::not_shown;
+    if (!visible || visible->conversation_id() != conv) return not_shown(seen::not_shown);  // never another's
+    if (period && !in_period(*period, sm->conversation_seq())) return not_shown(seen::not_shown);
     visible_message = std::move(visible);
     return seen::shown;
   };
@@ -123,7 +129,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   std::size_t outside = 0, unseen = 0;
   auto too_far = [&](seen s) {  // (called for messages not shown only)
     outside = s == seen::before_period ? outside + 1 : 0;
-    return outside > max_outside || ++unseen > max_unseen;
+    return outside > max_outside || ++unseen > max_unseen || unseen_bytes > max_unseen_bytes;
   };
   auto collect = [&](std::string_view key, std::string_view) {
     auto s = look(key);

@@ -102,6 +102,25 @@ class NamesWithNoAccount(GroupFederationCase):
     # Count receipts above 2 recipients, so that a small group shows them.
     node_config = {"messages": {"max_per_second": 5000, "group_receipt_events_max_members": 2}}
 
+    def test_many_made_up_names_go_in_one_change(self):
+        # Names nobody has at B, added by the hundred, cost every member one removal, not one
+        # each (a change, and a state to every region, per name).
+        a1, b1 = self.user(HOME, "anya"), self.user(B, "bodo")
+        ghosts = ["nobody%d.%d@%s" % (uuid.uuid4().int % 10 ** 6, i, B) for i in range(150)]
+        A, BB = self.connect(a1), self.connect(b1)
+        gid = self.create_group(a1, [b1] + ghosts, title="made-up names")                        # v1
+        for cl in (A, BB):
+            cc = self.wait_change(cl, gid, 2)
+            self.assertEqual((cc.get("kind"), cc.get("by", ""), sorted(cc.get("users") or []), cc.get("reason")),
+                             ("MEMBER_REMOVED", "", sorted(ghosts), "user_not_found"), cc)
+        mid = self.send_to(A, gid, "after the removal")["message_id"]
+        BB.wait_event(ev_message(mid), CROSS_S)
+        self.assertEqual([num(x, "version") for x in changes(A, gid)], [1, 2], "one change removed them all")
+        for u in (a1, b1):
+            d = self.details(u, gid)
+            self.assertEqual(self.roles(d), {a1: "owner", b1: "member"}, u)
+            self.assertEqual(as_int(d.get("version")), 2, u)
+
     def test_a_member_whose_region_has_no_such_account_is_removed(self):
         a1 = self.user(HOME, "anna")
         b1, b2 = self.user(B, "bert"), self.user(B, "beth")

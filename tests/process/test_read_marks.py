@@ -4,6 +4,7 @@ reads what it should. A read's walk once went past the reader's own messages wit
 region's single store writer busy; and a reader's own messages counted against that walk,
 so a read after many of them left the peer's message unread."""
 
+import http.client
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
-from harness import REGION, NodeTestCase  # noqa: E402
+from harness import REGION, NodeTestCase, _do_request  # noqa: E402
 from wsclient import ev_read_mark, ev_receipt  # noqa: E402
 
 
@@ -116,6 +117,40 @@ class ReadMarksTest(NodeTestCase):
         alice.sync()  # a ping's answer: every frame sent before it has been handled
         errors = [f for f in alice.frames() if "error" in f and wsclient.ref_of(f) in refs]
         self.assertEqual(errors, [])
+
+
+class HistoryCostTest(NodeTestCase):
+    """A history page looks past the caller's hidden messages only so far: 10,000 in a row,
+    and 8 MiB of them in all per request (large hidden messages once cost seconds of parsing
+    per page, for any number of pages)."""
+
+    def test_a_page_stops_after_8_mib_of_hidden_messages(self):
+        node = self.start_node(config={"messages": {"max_per_second": 100000}})
+        for name in ("alice", "bob"):
+            node.new_user(name)
+        session = node.new_session("alice")
+        alice = wsclient.connect(node, session)
+        self.addCleanup(alice.close)
+        first = alice.send_message("bob@" + REGION, "the oldest, still shown")
+        pad = {"pad": "y" * 15000}
+        refs = [alice.send_async("bob@" + REGION, "x" * 4000, content=pad) for _ in range(600)]
+        ids = []
+        for ref in refs:
+            answer = alice.wait_ref(ref, timeout=60)
+            self.assertIn("accepted", answer, answer)
+            ids.append(answer["accepted"]["message_id"])
+        conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
+        for mid in ids:  # hidden for alice: about 11 MiB she cannot see, newer than `first`
+            r = _do_request(conn, "DELETE", "/v1/messages/%s?for=me" % mid, token=session["access_token"])
+            self.assertEqual(r.status, 204, r.describe())
+        path = "/v1/conversations/%s/messages?limit=10" % first["conversation_id"]
+        page = node.request("GET", path, token=session["access_token"])
+        self.assertEqual(page.status, 200, page.describe())
+        self.assertEqual(page.json["messages"], [], "the walk went past 8 MiB of hidden messages")
+        self.assertIs(page.json["has_more_before"], False)
+        # Paging from just above it still reaches it.
+        older = node.request("GET", path + "&before=" + ids[0], token=session["access_token"])
+        self.assertEqual([m["id"] for m in older.json["messages"]], [first["message_id"]], older.describe())
 
 
 if __name__ == "__main__":

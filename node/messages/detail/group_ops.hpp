@@ -66,6 +66,10 @@ std::optional<errors::failure> refuse_join(message_service::impl const& m, std::
 // A change event to the mailboxes of the local `users` (node/messages/group_changes.cpp).
 void post_change(message_service::impl const& m, store::rocks_batch& b, client::conversation_change const& ch,
                  google::protobuf::RepeatedPtrField<std::string> const& users, std::vector<news>& heads);
+// In a member region, applying `gs`: home is asked to remove `users`, names of this region
+// that cannot be members here, with `reason` (group_changes.cpp).
+void ask_to_remove(message_service::impl const& m, store::rocks_batch& b, federation::group_state const& gs,
+                   std::vector<std::string> const& users, change_state& st, std::string const& reason);
 
 bool op_create(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& owner,
                group_spec const& spec, std::vector<std::string> const& users);
@@ -73,12 +77,15 @@ bool op_add(message_service::impl const& m, store::rocks_batch& b, change_state&
             std::vector<std::string> const& users);
 bool op_remove(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
                std::string const& who, std::optional<std::string> const& successor);
-// At home, asked by `who`'s region, which has no account of that name (or whose account is
-// in as many groups as it may be): `who` is removed (MEMBER_REMOVED by nobody with `reason`,
-// user_not_found or too_many_groups; an owner's role goes first to the first admin, or else
-// the first other member). False if `who` is not a member.
-bool op_drop_no_account(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& who,
-                        std::string const& reason);
+// Names one NO_ACCOUNT request asks home to remove, at most (a state naming more sends more).
+inline constexpr std::size_t max_no_account_names = 1000;
+// At home, asked by the region of the names `who`, which has no account of those names (or
+// whose accounts are in as many groups as they may be): those still members are removed in
+// one change (MEMBER_REMOVED by nobody naming them all, with `reason`, user_not_found or
+// too_many_groups; an owner's role goes first to the first admin who stays, or else the
+// first other member). False if none is a member.
+bool op_drop_no_account(message_service::impl const& m, store::rocks_batch& b, change_state& st,
+                        std::vector<std::string> const& who, std::string const& reason);
 bool op_role(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
              std::string const& who, client::member_role role);
 bool op_update(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,
