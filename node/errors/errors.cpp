@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 65> table{{
+constexpr std::array<entry, 66> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -55,6 +55,7 @@ constexpr std::array<entry, 65> table{{
     {"group_full", 409},                  // code::group_full
     {"too_many_groups", 409},             // code::too_many_groups
     {"already_member", 409},              // code::already_member
+    {"group_adds_restricted", 403},       // code::group_adds_restricted
     {"asset_not_found", 404},             // code::asset_not_found
     {"upload_not_found", 404},            // code::upload_not_found
     {"offset_mismatch", 409},             // code::offset_mismatch

@@ -57,6 +57,7 @@ enum class code {
   group_full,
   too_many_groups,
   already_member,
+  group_adds_restricted,
   // Assets.
   asset_not_found,
   upload_not_found,

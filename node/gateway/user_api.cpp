@@ -170,6 +170,7 @@ awaitable<response> me(std::shared_ptr<user_api> api, request r) {
     auto o = profile_json(p.value(), api->users.region());
     o["device_id"] = who->device_id;
     o["device_name"] = who->device_name;
+    o["group_adds"] = p.value().group_adds_contacts_only ? "contacts" : "everyone";
     co_return json_response(200, o);
   }
   auto body = parse_object(r.body);
@@ -182,9 +183,18 @@ awaitable<response> me(std::shared_ptr<user_api> api, request r) {
   if (!about) co_return error_response(about.error());
   update.display_name = display.value();
   update.about = about.value();
+  auto adds = optional_string(*body, "group_adds", false);
+  if (!adds) co_return error_response(adds.error());
+  if (adds.value()) {
+    if (*adds.value() != "everyone" && *adds.value() != "contacts")
+      co_return error_response(fail(code::invalid_field, "group_adds is \"everyone\" or \"contacts\"", "group_adds"));
+    update.group_adds_contacts_only = *adds.value() == "contacts";
+  }
   auto p = co_await api->users.update_profile(who->user_name, update);
   if (!p) co_return error_response(p.error());
-  co_return json_response(200, profile_json(p.value(), api->users.region()));
+  auto o = profile_json(p.value(), api->users.region());
+  o["group_adds"] = p.value().group_adds_contacts_only ? "contacts" : "everyone";
+  co_return json_response(200, o);
 }
 
 awaitable<response> user_profile(std::shared_ptr<user_api> api, request r, std::string id) {

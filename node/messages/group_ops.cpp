@@ -374,7 +374,17 @@ bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
-namespace {}  // namespace
+namespace {  // Who added `user` in the changes a state carries (CREATED or MEMBERS_ADDED naming them);
+// `user` if none says (a state that skipped its changes: not refused on a guess).
+std::string adder_of(federation::group_state const& gs, std::string const& user) {
+  for (auto const& ch : gs.changes())
+    if ((ch.kind() == client::CREATED || ch.kind() == client::MEMBERS_ADDED) &&
+        std::find(ch.users().begin(), ch.users().end(), user) != ch.users().end())
+      return ch.by();
+  return user;
+}
+
+}  // namespace
 
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
                                                            federation::group_state const& gs, change_state& st) {
@@ -429,15 +439,16 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   for (auto const& u : c.members())
     if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
-  std::vector<std::string> no_account, over_limit;  // names home is asked to remove
+  std::vector<std::string> no_account, over_limit, restricted;  // names home is asked to remove
   for (auto const& u : c.members()) {
     bool joins = m.is_local(u) && !was_in.count(u);
     // No account of that name, or one in as many groups as a user may be (counted here, not
     // at home): no member here, and home is asked to remove it.
     bool none = joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
     bool too_many = joins && !none && group_count(b, u) >= m.options.max_groups_per_user;
-    if (none || too_many) {
-      (too_many ? over_limit : no_account).push_back(u);
+    bool refused = joins && !none && !too_many && !accepts_adds_from(m, u, adder_of(gs, u));
+    if (none || too_many || refused) {
+      (too_many ? over_limit : refused ? restricted : no_account).push_back(u);
       c.add_no_account(u);
       continue;
     }
@@ -451,6 +462,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   ask_to_remove(m, b, gs, no_account, st, "");
   ask_to_remove(m, b, gs, over_limit, st, std::string(errors::name(code::too_many_groups)));
+  ask_to_remove(m, b, gs, restricted, st, std::string(errors::name(code::group_adds_restricted)));
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
   for (auto const& u : gs.writers())  // presence then seen at the next change or report
     if (!m.is_local(u) && now_in.count(u)) note_writer(b, st.conversation, u, gs.version());

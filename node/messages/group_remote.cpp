@@ -14,9 +14,18 @@ bool has_account(message_service::impl const& m, std::string const& user) {
   return !m.is_local(user) || m.users.get_profile(user.substr(0, user.find('@')));
 }
 
+bool accepts_adds_from(message_service::impl const& m, std::string const& user, std::string const& by) {
+  if (user == by || !m.is_local(user)) return true;
+  auto p = m.users.get_profile(user.substr(0, user.find('@')));
+  if (!p || !p->group_adds_contacts_only) return true;
+  return m.db.get(cf::conversations, keys::wrote_key(user, by)).has_value();  // they wrote to `by`
+}
+
 std::optional<errors::failure> refuse_join(message_service::impl const& m, std::string const& by,
                                            std::string const& user) {
   if (!has_account(m, user)) return fail(code::user_not_found, "no user '" + user + "'");
+  if (!accepts_adds_from(m, user, by))
+    return fail(code::group_adds_restricted, user + " may be added to groups only by people they have written to");
   if (user != by && m.is_local(user) && m.joins.take(user, now_ms()) > 0)
     return fail(code::rate_limited, user + " was added to groups too often lately");
   return std::nullopt;
@@ -59,10 +68,10 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
         break;
       }
       std::vector<std::string> names(r.users().begin(), r.users().end());
-      op_drop_no_account(
-          m, b, change, names,
-          std::string(errors::name(r.reason() == errors::name(code::too_many_groups) ? code::too_many_groups
-                                                                                     : code::user_not_found)));
+      auto reason = code::user_not_found;
+      for (auto known : {code::too_many_groups, code::group_adds_restricted})
+        if (r.reason() == errors::name(known)) reason = known;
+      op_drop_no_account(m, b, change, names, std::string(errors::name(reason)));
       break;
     }
     default:

@@ -384,6 +384,7 @@ awaitable<result<profile>> user_service::update_profile(std::string name, profil
   user_change change = [update](store::lmdb_txn&, records::user_record& u) {
     if (update.display_name) u.set_display_name(*update.display_name);
     if (update.about) u.set_about(*update.about);
+    if (update.group_adds_contacts_only) u.set_group_adds_contacts_only(*update.group_adds_contacts_only);
   };
   co_return co_await impl_->modify_user(name, std::move(change));
 }

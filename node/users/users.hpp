@@ -51,6 +51,7 @@ struct profile {
   std::string about;
   std::int64_t created_at_ms = 0;
   bool disabled = false;
+  bool group_adds_contacts_only = false;  // only people they wrote to may add them to groups
 };
 
 struct session_tokens {
@@ -104,6 +105,7 @@ struct stats {
 struct profile_update {
   std::optional<std::string> display_name;
   std::optional<std::string> about;
+  std::optional<bool> group_adds_contacts_only;
 };
 
 class user_service {

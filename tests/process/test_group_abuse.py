@@ -50,6 +50,42 @@ class GroupAbuseTest(GroupCase):
                 break
         self.assertStatus(self.remove_member(v, gid, victim.id), 204)
 
+    def test_who_may_add_me(self):
+        # group_adds "contacts": only people the user has written to directly may add them.
+        self.node = self.start_node()
+        mallory, victim, friend = self.person("mallory"), self.person("victim"), self.person("friend")
+        m, v, f = mallory.login(), victim.login(), friend.login()
+        me = self.call("GET", "/v1/me", v)
+        self.assertEqual(me.json.get("group_adds"), "everyone", me.describe())
+        self.assertError(self.call("PATCH", "/v1/me", v, {"group_adds": "friends"}), 400, "invalid_field")
+        r = self.call("PATCH", "/v1/me", v, {"group_adds": "contacts"})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json.get("group_adds"), "contacts", r.describe())
+        self.assertEqual(self.call("GET", "/v1/me", v).json.get("group_adds"), "contacts")
+        # A stranger's creation and add leave the victim out, saying why; nothing reaches them.
+        body = self.create(m, "spam", [victim.id, friend.id])
+        self.assertEqual(self.failed_map(body).get(victim.id), "group_adds_restricted", body)
+        gid = body["conversation"]["id"]
+        r = self.add_members(m, gid, [victim.id])
+        self.assertStatus(r, 200)
+        self.assertEqual(self.failed_map(r.json).get(victim.id), "group_adds_restricted", r.describe())
+        self.assertNotIn(gid, [c["id"] for c in self.all_conversations(v)])
+        # Someone the victim wrote to may add them; the stranger's message to the victim does
+        # not make the stranger one.
+        V = self.ws(v)
+        M = self.ws(m)
+        M.send_message(victim.id, "hello, I am not your friend")
+        self.assertFailed(self.failed_map(self.add_members(m, gid, [victim.id]).json), victim.id,
+                          "group_adds_restricted")
+        V.send_message(friend.id, "hi friend")
+        added = self.create(f, "friends", [victim.id])
+        self.assertEqual(added["failed"], [], added)
+        self.assertIn(added["conversation"]["id"], [c["id"] for c in self.all_conversations(v)])
+        # Back to everyone: the stranger may add them again.
+        self.assertStatus(self.call("PATCH", "/v1/me", v, {"group_adds": "everyone"}), 200)
+        r = self.add_members(m, gid, [victim.id])
+        self.assertEqual(r.json.get("added"), [victim.id], r.describe())
+
     def test_a_stranger_cannot_add_someone_to_groups_without_bound(self):
         self.node = self.start_node(config={"messages": {"max_joins_per_hour": 3}})
         mallory, victim, other = self.person("mallory"), self.person("victim"), self.person("other")

@@ -121,6 +121,24 @@ class NamesWithNoAccount(GroupFederationCase):
             self.assertEqual(self.roles(d), {a1: "owner", b1: "member"}, u)
             self.assertEqual(as_int(d.get("version")), 2, u)
 
+    def test_who_may_add_me_holds_for_groups_homed_elsewhere(self):
+        # A user of B who takes group adds only from people they wrote to, added by a
+        # stranger at home: B refuses them the group, and home removes them saying why.
+        a1, b1, b2 = self.user(HOME, "ayla"), self.user(B, "bram"), self.user(B, "bea")
+        self.assertStatus(self.call(b1, "PATCH", "/v1/me", {"group_adds": "contacts"}), 200)
+        A, BR, BE = self.connect(a1), self.connect(b1), self.connect(b2)
+        gid = self.create_group(a1, [b1, b2], title="not asked")                                   # v1
+        for cl in (A, BE):
+            cc = self.wait_change(cl, gid, 2)
+            self.assertEqual((cc.get("kind"), cc.get("users"), cc.get("reason")),
+                             ("MEMBER_REMOVED", [b1], "group_adds_restricted"), cc)
+        mid = self.send_to(A, gid, "to those who may be here")["message_id"]
+        BE.wait_event(ev_message(mid), CROSS_S)
+        fence = A.send_message(b1, "a direct message after it")["message_id"]
+        BR.wait_event(ev_message(fence), CROSS_S)
+        self.assertEqual([e for e in BR.events() if e.get("conversation_change") or
+                          (e.get("message") or {}).get("conversation_id") == gid], [])
+
     def test_a_member_whose_region_has_no_such_account_is_removed(self):
         a1 = self.user(HOME, "anna")
         b1, b2 = self.user(B, "bert"), self.user(B, "beth")

@@ -61,6 +61,33 @@ describe('groups, history, language, keyboard', () => {
     await screenshot(ann, 'group-members');
   });
 
+  test('who may add me to groups: a checkbox whose choice the node keeps and applies', async () => {
+    const dan = await person('dan');
+    await dan.getByTestId('devices-open').click();
+    const box = dan.getByTestId('group-adds-contacts');
+    await box.waitFor();
+    await dan.waitForFunction(() => !document.querySelector('[data-testid="group-adds-contacts"]').disabled);
+    assert.equal(await box.isChecked(), false, 'everyone may add by default');
+    await box.check();
+    await dan.waitForFunction(() => {
+      const el = document.querySelector('[data-testid="group-adds-contacts"]');
+      return el.checked && !el.disabled;
+    });
+    // The node applies it: a stranger's group leaves dan out, saying why.
+    const eve = await suite.node.call('POST', '/v1/sessions', { name: 'eve', password: 'correct horse battery', device_name: 'e2e' });
+    const made = await suite.node.call('POST', '/v1/conversations', { title: 'not asked', members: ['dan@test'] }, eve.json.access_token);
+    assert.equal(made.status, 201, JSON.stringify(made.json));
+    assert.deepEqual(made.json.failed.map((f) => [f.user_id, f.code]), [['dan@test', 'group_adds_restricted']]);
+    // And keeps it: after a reload the box is still checked.
+    await dan.reload();
+    await dan.getByTestId('devices-open').click();
+    await dan.waitForFunction(() => {
+      const el = document.querySelector('[data-testid="group-adds-contacts"]');
+      return el && !el.disabled;
+    });
+    assert.equal(await dan.getByTestId('group-adds-contacts').isChecked(), true);
+  });
+
   test('a long conversation is paged back by scrolling: every message once, no jump', async () => {
     const ann = await person('ann');
     await startChat(ann, 'dan@test');

@@ -223,7 +223,12 @@ export interface Device {
 export const devices = (): Promise<{ sessions: Device[] }> => authed('GET', '/v1/sessions');
 export const endDevice = (deviceId: string): Promise<void> => authed('DELETE', `/v1/sessions/${enc(deviceId)}`);
 
-export const me = (): Promise<Profile & { device_id: string; device_name: string }> => authed('GET', '/v1/me');
+export type GroupAdds = 'everyone' | 'contacts';
+export const me = (): Promise<Profile & { device_id: string; device_name: string; group_adds: GroupAdds }> =>
+  authed('GET', '/v1/me');
+// Who may add the user to groups (PATCH /v1/me).
+export const setGroupAdds = (groupAdds: GroupAdds): Promise<Profile & { group_adds: GroupAdds }> =>
+  authed('PATCH', '/v1/me', { group_adds: groupAdds });
 
 export const userProfile = (id: string): Promise<Profile> => authed('GET', `/v1/users/${enc(id)}`);
 

@@ -53,7 +53,11 @@ std::vector<std::string> candidates(message_service::impl const& m, std::vector<
 // Inside a create's or an add's write: whether `user` has an account (a local user may have
 // been deleted since candidates() looked: see account_deleted).
 bool has_account(message_service::impl const& m, std::string const& user);
-// Inside the write, for a user about to join: user_not_found (no account any more), or
+// Whether `user` may be added to a group by `by`: anyone may, unless `user` is of this region
+// and chose group_adds "contacts" (then only someone they have written to directly may).
+bool accepts_adds_from(message_service::impl const& m, std::string const& user, std::string const& by);
+// Inside the write, for a user about to join: user_not_found (no account any more),
+// group_adds_restricted (accepts_adds_from), or
 // rate_limited for a user of this region whom others have added to groups too often lately
 // (messages.max_joins_per_hour: a stranger must not fill anyone's conversation list or use
 // up their groups). Only a join that happens takes one of the user's allowance; `by`

@@ -51,7 +51,7 @@ inline std::optional<failure> check_text(std::string const& field, std::string c
 }
 
 inline profile to_profile(records::user_record const& r) {
-  return profile{r.name(), r.display_name(), r.about(), r.created_at_ms(), r.disabled()};
+  return profile{r.name(), r.display_name(), r.about(), r.created_at_ms(), r.disabled(), r.group_adds_contacts_only()};
 }
 
 using user_change = std::function<void(store::lmdb_txn&, records::user_record&)>;

@@ -3,6 +3,7 @@ import * as api from '../api';
 import * as chat from '../chat';
 import { formatWhen } from '../format';
 import { errorText, t } from '../i18n';
+import { GroupAddsControl } from './GroupAddsControl';
 import { PushControl } from './PushControl';
 
 // The user's devices (docs/PROTOCOL.md, GET /v1/sessions): each with when it logged in,
@@ -46,6 +47,7 @@ export function Devices({ onClose }: { onClose: () => void }) {
       </header>
       {error && <p class="field__error" role="alert">{error}</p>}
       <PushControl />
+      <GroupAddsControl />
       <ul class="devices__list">
         {(devices ?? []).map((d) => (
           <li class="devices__item" key={d.device_id} data-testid="device" data-device-id={d.device_id} data-current={d.current ? 'true' : 'false'}>
