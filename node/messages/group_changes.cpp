@@ -28,7 +28,9 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
     if (ref.conversation_change_ref().empty()) {
       auto key = keys::shared_change_key(u, m.head(b, u) + 1);
       b.put(cf::conversations, key, e.conversation_change().SerializeAsString());
-      m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000, keys::expiring::shared_change, key);
+      // An hour after the entries pointing to it (they expire at the retention from now).
+      m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000 + 3600 * 1000,
+                     keys::expiring::shared_change, key);
       ref.set_conversation_change_ref(key);
     }
     heads.push_back({u, m.append(b, u, ref), e});
@@ -51,6 +53,19 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
     m.to_outbox(b, gs.home_region(), std::move(out));
     st.queued = true;
   }
+}
+
+// Who added `user` in the changes a state carries (CREATED or MEMBERS_ADDED naming them),
+// or empty if none says (a state that skipped its changes: the adder is not known). The
+// map of those changes is made once per state, when first asked.
+std::string adder_of(federation::group_state const& gs, std::unordered_map<std::string_view, std::string_view>& adders,
+                     std::string const& user) {
+  if (adders.empty())
+    for (auto const& ch : gs.changes())
+      if (ch.kind() == client::CREATED || ch.kind() == client::MEMBERS_ADDED)
+        for (auto const& u : ch.users()) adders[u] = ch.by();
+  auto it = adders.find(user);
+  return it == adders.end() ? std::string() : std::string(it->second);
 }
 
 }  // namespace petchat::messages::service_detail

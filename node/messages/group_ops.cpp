@@ -214,7 +214,7 @@ bool op_create(impl const& m, store::rocks_batch& b, change_state& st, std::stri
                                                          " members, the most it may have")});
     } else if (m.is_local(u) && group_count(b, u) >= m.options.max_groups_per_user) {
       st.failed.push_back({u, fail(code::too_many_groups, u + " is in too many groups")});
-    } else if (auto refused = refuse_join(m, owner, u)) {
+    } else if (auto refused = refuse_join(m, b, owner, u)) {
       st.failed.push_back({u, std::move(*refused)});
     } else {
       join(m, b, st.conversation, c, u, client::MEMBER, now);
@@ -251,7 +251,7 @@ bool op_add(impl const& m, store::rocks_batch& b, change_state& st, std::string 
     } else if (m.is_local(u) && group_count(b, u) >= m.options.max_groups_per_user) {
       st.failed.push_back({u, fail(code::too_many_groups, u + " is in " + std::to_string(group_count(b, u)) +
                                                               " groups, the most a user may be in")});
-    } else if (auto refused = refuse_join(m, by, u)) {
+    } else if (auto refused = refuse_join(m, b, by, u)) {
       st.failed.push_back({u, std::move(*refused)});
     } else {
       join(m, b, st.conversation, *c, u, client::MEMBER, now);
@@ -374,17 +374,7 @@ bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
-namespace {  // Who added `user` in the changes a state carries (CREATED or MEMBERS_ADDED naming them);
-// `user` if none says (a state that skipped its changes: not refused on a guess).
-std::string adder_of(federation::group_state const& gs, std::string const& user) {
-  for (auto const& ch : gs.changes())
-    if ((ch.kind() == client::CREATED || ch.kind() == client::MEMBERS_ADDED) &&
-        std::find(ch.users().begin(), ch.users().end(), user) != ch.users().end())
-      return ch.by();
-  return user;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
                                                            federation::group_state const& gs, change_state& st) {
@@ -439,14 +429,16 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   for (auto const& u : c.members())
     if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
-  std::vector<std::string> no_account, over_limit, restricted;  // names home is asked to remove
+  std::vector<std::string> no_account, over_limit, restricted;    // names home is asked to remove
+  std::unordered_map<std::string_view, std::string_view> adders;  // adder_of's
   for (auto const& u : c.members()) {
     bool joins = m.is_local(u) && !was_in.count(u);
     // No account of that name, or one in as many groups as a user may be (counted here, not
     // at home): no member here, and home is asked to remove it.
     bool none = joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
     bool too_many = joins && !none && group_count(b, u) >= m.options.max_groups_per_user;
-    bool refused = joins && !none && !too_many && !accepts_adds_from(m, u, adder_of(gs, u));
+    bool refused = joins && !none && !too_many && adds_only_from_contacts(m, u) &&
+                   !accepts_adds_from(m, b, u, adder_of(gs, adders, u));
     if (none || too_many || refused) {
       (too_many ? over_limit : refused ? restricted : no_account).push_back(u);
       c.add_no_account(u);

@@ -14,17 +14,22 @@ bool has_account(message_service::impl const& m, std::string const& user) {
   return !m.is_local(user) || m.users.get_profile(user.substr(0, user.find('@')));
 }
 
-bool accepts_adds_from(message_service::impl const& m, std::string const& user, std::string const& by) {
-  if (user == by || !m.is_local(user)) return true;
+bool adds_only_from_contacts(message_service::impl const& m, std::string const& user) {
+  if (!m.is_local(user)) return false;
   auto p = m.users.get_profile(user.substr(0, user.find('@')));
-  if (!p || !p->group_adds_contacts_only) return true;
-  return m.db.get(cf::conversations, keys::wrote_key(user, by)).has_value();  // they wrote to `by`
+  return p && p->group_adds_contacts_only;
 }
 
-std::optional<errors::failure> refuse_join(message_service::impl const& m, std::string const& by,
+bool accepts_adds_from(message_service::impl const& m, store::rocks_batch& b, std::string const& user,
+                       std::string const& by) {
+  if (user == by || !adds_only_from_contacts(m, user)) return true;
+  return !by.empty() && b.get(cf::conversations, keys::wrote_key(user, by)).has_value();  // they wrote to `by`
+}
+
+std::optional<errors::failure> refuse_join(message_service::impl const& m, store::rocks_batch& b, std::string const& by,
                                            std::string const& user) {
   if (!has_account(m, user)) return fail(code::user_not_found, "no user '" + user + "'");
-  if (!accepts_adds_from(m, user, by))
+  if (!accepts_adds_from(m, b, user, by))
     return fail(code::group_adds_restricted, user + " may be added to groups only by people they have written to");
   if (user != by && m.is_local(user) && m.joins.take(user, now_ms()) > 0)
     return fail(code::rate_limited, user + " was added to groups too often lately");

@@ -109,7 +109,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   std::int64_t now = now_ms();
   enum class seen { shown, not_shown, before_period };
   std::optional<client::message> visible_message;
-  std::size_t unseen_bytes = 0;  // of the messages loaded and not shown, in all the walks
+  std::size_t unseen_bytes = 0;  // of the messages loaded and not shown, in a row
   auto look = [&](std::string_view key) {
     visible_message.reset();
     auto raw = m.db.get(cf::messages, std::string(keys::after_owner(key, conv)));
@@ -134,7 +134,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   auto collect = [&](std::string_view key, std::string_view) {
     auto s = look(key);
     if (s != seen::shown) return !too_far(s);
-    outside = unseen = 0;
+    outside = unseen = unseen_bytes = 0;
     page.messages.push_back(std::move(*visible_message));
     return page.messages.size() < q.limit;
   };
@@ -152,7 +152,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   // are looked for from the page down, so the walk meets the period's start last.
   auto any_shown = [&](std::string const& from, std::string const& to, bool down) {
     bool found = false;
-    outside = unseen = 0;
+    outside = unseen = unseen_bytes = 0;
     auto step = [&](std::string_view key, std::string_view) {
       auto s = look(key);
       found = s == seen::shown;

@@ -86,10 +86,10 @@ class FirstLayoutTest(NodeTestCase):
         node, facts = self.open_fixture()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 3, 0), rec)
+        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 4, 0), rec)
         self.assertEqual(rec["created_at"][:19], time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(key_made)))
-        self.assertTrue(any("upgraded from format 0 to 3" in line for line in node.stderr_lines + node.stdout_lines))
-        self.assertEqual(admin_status(node)["data_format"], 3)
+        self.assertTrue(any("upgraded from format 0 to 4" in line for line in node.stderr_lines + node.stdout_lines))
+        self.assertEqual(admin_status(node)["data_format"], 4)
         self.assertStatus(node.login("alice", facts.get("password", "password123")), 201)
 
     def test_old_expiry_entries_are_honoured(self):
@@ -140,7 +140,7 @@ class PerMemberDeliveriesTest(NodeTestCase):
         node.start()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["format"], rec["upgraded_from"]), (3, 1), rec)
+        self.assertEqual((rec["format"], rec["upgraded_from"]), (4, 1), rec)
         sessions = {n: node.new_session(n, device=n + " laptop") for n in ("alice", "bob", "dave")}
         gid, first = facts["group"], facts["first"]
 

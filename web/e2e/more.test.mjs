@@ -86,6 +86,10 @@ describe('groups, history, language, keyboard', () => {
       return el && !el.disabled;
     });
     assert.equal(await dan.getByTestId('group-adds-contacts').isChecked(), true);
+    await dan.getByTestId('group-adds-contacts').uncheck(); // back to the default for the tests after
+    await dan.waitForFunction(() => !document.querySelector('[data-testid="group-adds-contacts"]').disabled);
+    const again = await suite.node.call('POST', '/v1/conversations', { title: 'now allowed', members: ['dan@test'] }, eve.json.access_token);
+    assert.deepEqual(again.json.failed, [], 'unchecked: anyone may add dan again');
   });
 
   test('a long conversation is paged back by scrolling: every message once, no jump', async () => {

@@ -53,20 +53,21 @@ std::vector<std::string> candidates(message_service::impl const& m, std::vector<
 // Inside a create's or an add's write: whether `user` has an account (a local user may have
 // been deleted since candidates() looked: see account_deleted).
 bool has_account(message_service::impl const& m, std::string const& user);
-// Whether `user` may be added to a group by `by`: anyone may, unless `user` is of this region
-// and chose group_adds "contacts" (then only someone they have written to directly may).
-bool accepts_adds_from(message_service::impl const& m, std::string const& user, std::string const& by);
+// Whether `user` is of this region and chose group_adds "contacts"; and whether `user` may
+// be added to a group by `by` inside the write `b`: anyone may, unless that is so (then only
+// someone they have written to directly may; nobody when `by` is not known: empty).
+bool adds_only_from_contacts(message_service::impl const& m, std::string const& user);
+bool accepts_adds_from(message_service::impl const& m, store::rocks_batch& b, std::string const& user,
+                       std::string const& by);
 // Inside the write, for a user about to join: user_not_found (no account any more),
 // group_adds_restricted (accepts_adds_from), or
 // rate_limited for a user of this region whom others have added to groups too often lately
 // (messages.max_joins_per_hour: a stranger must not fill anyone's conversation list or use
 // up their groups). Only a join that happens takes one of the user's allowance; `by`
 // joining themselves takes none.
-std::optional<errors::failure> refuse_join(message_service::impl const& m, std::string const& by,
+std::optional<errors::failure> refuse_join(message_service::impl const& m, store::rocks_batch& b, std::string const& by,
                                            std::string const& user);
 
-// The changes, at the group's home (op_create: a new group, homed here). False: nothing to write (st.refused says why,
-// if anything is wrong).
 // A change event to the mailboxes of the local `users` (node/messages/group_changes.cpp).
 void post_change(message_service::impl const& m, store::rocks_batch& b, client::conversation_change const& ch,
                  google::protobuf::RepeatedPtrField<std::string> const& users, std::vector<news>& heads);
@@ -74,7 +75,13 @@ void post_change(message_service::impl const& m, store::rocks_batch& b, client::
 // that cannot be members here, with `reason` (group_changes.cpp).
 void ask_to_remove(message_service::impl const& m, store::rocks_batch& b, federation::group_state const& gs,
                    std::vector<std::string> const& users, change_state& st, std::string const& reason);
+// Who added `user` by the changes `gs` carries, or empty (group_changes.cpp; `adders`: a
+// map made once per state when first asked).
+std::string adder_of(federation::group_state const& gs, std::unordered_map<std::string_view, std::string_view>& adders,
+                     std::string const& user);
 
+// The changes, at the group's home (op_create: a new group, homed here). False: nothing
+// to write (st.refused says why, if anything is wrong).
 bool op_create(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& owner,
                group_spec const& spec, std::vector<std::string> const& users);
 bool op_add(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& by,

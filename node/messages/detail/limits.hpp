@@ -20,8 +20,8 @@ inline constexpr std::size_t max_outside = 1000;
 // ... and after this many in a row the reader may not see (hidden for them, expired and not
 // swept yet): one who hid a whole conversation must not make each page walk all of it.
 inline constexpr std::size_t max_unseen = 10000;
-// ... and after loading this many bytes of messages it may not see, in all of a request's
-// walks (10,000 messages of 16 KiB each cost seconds to parse).
+// ... and after loading this many bytes of messages in a row that it may not see (10,000
+// messages of 16 KiB each cost seconds to parse).
 inline constexpr std::size_t max_unseen_bytes = 8 << 20;
 // The clock skew allowed between regions: a removed member's late messages (group_remote.cpp),
 // and how far after leaving a former member's history walks look (reads.cpp).
