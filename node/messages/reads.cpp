@@ -213,20 +213,23 @@ std::vector<std::string> message_service::contacts(std::string const& user) cons
                  });
   // Members of the user's groups too, where both have written.
   std::set<std::string> seen(out.begin(), out.end());
-  impl_->for_each_group(user, [&](std::string const& conv, records::conversation_record const& c) {
-    if (!service_detail::wrote_in(impl_->db, user, conv)) return true;  // both must have written in it
-    std::unordered_set<std::string_view> listed(c.members().begin(), c.members().end());
-    auto writers = keys::group_writers_owner(conv);  // one scan, not a look-up per member
-    impl_->db.scan(
-        cf::conversations, keys::first_of(writers), keys::past_last_of(writers),
-        [&](std::string_view key, std::string_view) {
-          std::string member(keys::after_owner(key, writers));
-          if (member != user && !seen.count(member) && listed.count(member) && service_detail::gets_events(c, member))
-            out.push_back(*seen.insert(std::move(member)).first);
-          return true;
-        });
-    return true;
-  });
+  auto wrote = [&](std::string const& conv) { return service_detail::wrote_in(impl_->db, user, conv); };
+  impl_->for_each_group(
+      user,
+      [&](std::string const& conv, records::conversation_record const& c) {
+        std::unordered_set<std::string_view> listed(c.members().begin(), c.members().end());
+        auto writers = keys::group_writers_owner(conv);  // one scan, not a look-up per member
+        impl_->db.scan(cf::conversations, keys::first_of(writers), keys::past_last_of(writers),
+                       [&](std::string_view key, std::string_view) {
+                         std::string member(keys::after_owner(key, writers));
+                         if (member != user && !seen.count(member) && listed.count(member) &&
+                             service_detail::gets_events(c, member))
+                           out.push_back(*seen.insert(std::move(member)).first);
+                         return true;
+                       });
+        return true;
+      },
+      wrote);  // both must have written in it: the user first, before the group is read
   return out;
 }
 
