@@ -103,13 +103,18 @@ awaitable<response> login(std::shared_ptr<user_api> api, request r) {
   if (!password) co_return error_response(password.error());
   auto device = required_string(*body, "device_name");
   if (!device) co_return error_response(device.error());
-  auto t = co_await api->users.login(name.value(), password.value(), device.value(), r.client_address);
+  auto known = optional_string(*body, "device_token");
+  if (!known) co_return error_response(known.error());
+  auto t = co_await api->users.login(name.value(), password.value(), device.value(), r.client_address,
+                                     known.value().value_or(""));
   audit_account("user-login", t ? nullptr : &t.error(), name.value(), r, "", t && t.value().password_rehashed);
   if (!t) {
     if (t.error().code == code::invalid_credentials) api->metrics.login_failed();
     co_return error_response(t.error());
   }
-  co_return json_response(201, tokens_json(t.value(), api->users.region()));
+  auto answer = tokens_json(t.value(), api->users.region());
+  answer["device_token"] = t.value().device_token;
+  co_return json_response(201, answer);
 }
 
 awaitable<response> refresh(std::shared_ptr<user_api> api, request r) {

@@ -141,10 +141,15 @@ std::pair<records::device_record, std::string> new_device(std::string const& nam
   return {std::move(device), std::move(refresh_token)};
 }
 
+// How long a known-device token exempts its device from the account's lock: a year from
+// its last login there.
+constexpr std::int64_t known_device_ttl_ms = std::int64_t(365) * 24 * 3600 * 1000;
+
 }  // namespace
 
 awaitable<result<session_tokens>> user_service::login(std::string name_or_id, std::string password,
-                                                      std::string device_name, std::string client_address) {
+                                                      std::string device_name, std::string client_address,
+                                                      std::string device_token) {
   auto& m = *impl_;
   if (auto f = check_text("device_name", device_name, 1, 64, false)) co_return *f;
   // Only well-formed names get an account counter, so junk names cannot bloat the limiter.
@@ -153,6 +158,16 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::string account_key = name_opt ? "user:" + name : "";
   std::string address_key = "addr:" + net::limit_key(client_address);  // an IPv6 client's /64
   std::int64_t now = now_ms();
+  // A device that logged in as this user before is held back by its own failures only:
+  // anyone may lock the account (`user:`) with wrong passwords, not its owner's devices.
+  std::string known_device = detail::random_bytes(16);
+  if (name_opt && !device_token.empty()) {
+    auto known = detail::verify_device_token(device_token, m.token_key, now);
+    if (known.status == detail::token_status::ok && known.claims.user_name == name) {
+      known_device = known.claims.device_id;
+      account_key = "device:" + known_device;
+    }
+  }
   std::int64_t wait = m.address_limiter.wait_ms(address_key, now);
   if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
   if (wait > 0) {
@@ -214,6 +229,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
   m.account_limiter.succeeded(account_key);
+  if (name_opt) m.account_limiter.succeeded("user:" + name);  // its owner got in
   // Only the failures at this account come off the address's count (its owner's typos):
   // an attacker's own account must not clear their guesses at others from the address.
   m.address_limiter.forgive_account(address_key, account_key);
@@ -248,6 +264,8 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   m.tell_sessions_changed(name);  // the device cap may have ended one
   auto tokens = m.issue(device, std::move(refresh_token));
   tokens.password_rehashed = *rehashed;
+  detail::access_claims known{name, known_device, now, now + known_device_ttl_ms};
+  tokens.device_token = detail::sign_device_token(known, m.token_key);
   co_return tokens;
 }
 

@@ -62,6 +62,7 @@ struct session_tokens {
   std::string refresh_token;
   std::uint32_t refresh_token_expires_in_s = 0;
   bool password_rehashed = false;  // a login hashed the password again at the configured cost
+  std::string device_token;        // a login's known-device token for the next login
 };
 
 struct session_info {
@@ -149,9 +150,12 @@ class user_service {
   // Errors: invalid_field (device_name), invalid_credentials (also when the account is
   // deleted or disabled while the password is checked), user_disabled (only after a correct
   // password), rate_limited (back-off after failures, too many attempts in flight, or busy;
-  // retry_after_s set), internal. Any executor.
+  // retry_after_s set), internal. Any executor. `device_token` (may be empty): the known-
+  // device token an earlier login of this user on this device got; while valid, this
+  // login's failures count against that device, not the account (whose lock anyone's wrong
+  // passwords cause). A successful login answers a new one (session_tokens::device_token).
   awaitable<result<session_tokens>> login(std::string name, std::string password, std::string device_name,
-                                          std::string client_address);
+                                          std::string client_address, std::string device_token = "");
 
   // New access and refresh tokens for the session; the presented refresh token is retired
   // (the last 16 are kept). A retired token coming back means it was copied: the session is

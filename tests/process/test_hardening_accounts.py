@@ -273,6 +273,46 @@ class PasswordSprayTest(NodeTestCase):
         self.assertEqual(other.status, 201, other.describe())
 
 
+class KnownDeviceTest(NodeTestCase):
+    """Anyone can lock an account against new logins by guessing wrong; its owner's devices
+    that logged in before carry a known-device token, and are held back only by their own
+    failures. The lock otherwise stands as before."""
+
+    def test_the_owners_device_gets_in_while_the_account_is_locked(self):
+        node = self.start_node(config={"users": {"login_free_attempts": 3, "login_backoff_initial_ms": 600000,
+                                                 "login_free_attempts_per_address": 1000}})
+        node.new_user("vera")
+        node.new_user("otto")
+        first = node.login("vera", PW, device="her laptop")
+        self.assertEqual(first.status, 201, first.describe())
+        token = first.json.get("device_token")
+        self.assertTrue(token and token.startswith("pk1."), first.describe())
+        others = node.login("otto", PW).json["device_token"]
+
+        def login(token, password=PW, source="127.0.0.1"):
+            body = {"name": "vera", "password": password, "device_name": "her laptop"}
+            if token is not None:
+                body["device_token"] = token
+            return request_from(node, source, "POST", "/v1/sessions", body)
+
+        for _ in range(4):  # someone else's wrong passwords, from another address: the account locks
+            self.assertEqual(login(None, "guess", source="127.0.0.3").status, 401)
+        locked = login(None)
+        self.assertEqual((locked.status, error_code(locked)), (429, "rate_limited"), locked.describe())
+        for bad in (others, "pk1.garbage.garbage", token[:-2] + "AA"):  # another user's, or not one
+            r = login(bad)
+            self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
+        # Her laptop gets in, and is given a new token for the next time.
+        again = login(token)
+        self.assertEqual(again.status, 201, again.describe())
+        self.assertTrue(again.json["device_token"].startswith("pk1."))
+        # The token is no way around the limit: its own wrong passwords lock it too.
+        for _ in range(4):
+            self.assertIn(login(token, "typo!").status, (401, 429))
+        r = login(token)
+        self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
+
+
 class RightPasswordFloodTest(NodeTestCase):
     """One address logging in again and again with right passwords (its own accounts) would
     keep the node's password checks busy for everyone: password checks per address are

@@ -3,7 +3,7 @@
 // the stream is never dropped, messages still flow both ways and REST calls still answer.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { browserSuite, bubble, openConversationWith, register, send, startChat } from './harness.mjs';
+import { browserSuite, bubble, login, openConversationWith, register, send, startChat } from './harness.mjs';
 
 const TTL_S = 6;
 
@@ -57,5 +57,23 @@ describe('token refresh in a long-open tab', () => {
     await tabs[1].locator('[data-testid="message"][data-state]').filter({ hasText: 'from the second tab' })
       .and(tabs[1].locator(':not([data-state="sending"]):not([data-state="failed"])')).waitFor();
     await context.close();
+  });
+});
+
+describe('a device that logged in before', () => {
+  // A long lock after 5 wrong passwords, so that the test sees it hold.
+  const suite = browserSuite({ users: { login_backoff_initial_ms: 600000 } });
+
+  test('gets in while someone else\'s wrong passwords lock the account', async () => {
+    const { page } = await suite.open();
+    await register(page, 'kim');
+    await page.getByTestId('logout-button').click();
+    await page.getByTestId('login-username').waitFor();
+    const attempt = (password) => suite.node.call('POST', '/v1/sessions', { name: 'kim', password, device_name: 'elsewhere' });
+    for (let i = 0; i < 6; i++) assert.equal((await attempt('not her password')).status, 401);
+    const elsewhere = await attempt('correct horse battery');
+    assert.equal(elsewhere.status, 429, 'the account is locked against new devices');
+    await login(page, 'kim'); // her browser still gets in
+    assert.equal(await page.getByTestId('login-username').count(), 0);
   });
 });

@@ -2,6 +2,7 @@
 // the node's stable code; network failures are status 0, code "network".
 import * as session from './session';
 import type { TokenAnswer, Tokens } from './session';
+import { storage } from './storage';
 import type { WireMessage } from './wire';
 
 export type { WireMessage };
@@ -181,10 +182,37 @@ export async function register(name: string, password: string, displayName: stri
   return parse<Profile>(await send('POST', '/v1/users', body));
 }
 
+// Known-device tokens (PROTOCOL.md, "Known devices"), one per user who logged in on this
+// browser: kept across logouts, so that someone else's wrong passwords, which lock the
+// account against new logins, do not lock its owner out here.
+const KNOWN_KEY = 'petchat.known_devices';
+const KNOWN_KEPT = 8;
+
+function knownDevices(): Record<string, string> {
+  try {
+    const v = JSON.parse(storage.get(KNOWN_KEY) ?? '{}');
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+const bareName = (name: string) => name.trim().toLowerCase().split('@')[0];
+
+function rememberDevice(userId: string, token: unknown): void {
+  if (typeof token !== 'string' || !token) return;
+  const name = bareName(userId);
+  const kept = Object.entries(knownDevices()).filter(([n]) => n !== name);
+  const next = Object.fromEntries([...kept.slice(-(KNOWN_KEPT - 1)), [name, token]]);
+  storage.set(KNOWN_KEY, JSON.stringify(next)); // (unstored: the next login is a new device's)
+}
+
 export async function login(name: string, password: string, deviceName: string): Promise<Tokens> {
-  const answer = await parse<TokenAnswer>(
-    await send('POST', '/v1/sessions', { name, password, device_name: deviceName }),
-  );
+  const body: Record<string, string> = { name, password, device_name: deviceName };
+  const known = knownDevices()[bareName(name)];
+  if (typeof known === 'string') body.device_token = known;
+  const answer = await parse<TokenAnswer & { device_token?: string }>(await send('POST', '/v1/sessions', body));
+  rememberDevice(answer.user_id, answer.device_token);
   return session.saveAnswer(answer);
 }
 

@@ -8,6 +8,7 @@ namespace {
 
 constexpr std::string_view access_prefix = "pa1.";
 constexpr std::string_view refresh_prefix = "pr1.";
+constexpr std::string_view device_prefix = "pk1.";
 constexpr std::size_t device_id_bytes = 16;
 constexpr std::size_t refresh_secret_bytes = 32;
 constexpr std::size_t max_token_chars = 1024;
@@ -32,30 +33,37 @@ bool equal_secret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-std::string sign_access_token(access_claims const& claims, token_key const& key) {
+namespace {
+
+// "prefix" base64url(claims) "." base64url(MAC), the MAC over `mac_prefix` and the claims.
+std::string sign_claims(std::string_view prefix, std::string_view mac_prefix, access_claims const& claims,
+                        token_key const& key) {
   records::access_token_claims pb;
   pb.set_user_name(claims.user_name);
   pb.set_device_id(claims.device_id);
   pb.set_issued_at_ms(claims.issued_at_ms);
   pb.set_expires_at_ms(claims.expires_at_ms);
   std::string payload = pb.SerializeAsString();
+  std::string signed_part = std::string(mac_prefix) + payload;
   std::string mac(crypto_auth_hmacsha256_BYTES, '\0');
   crypto_auth_hmacsha256(reinterpret_cast<unsigned char*>(mac.data()),
-                         reinterpret_cast<unsigned char const*>(payload.data()), payload.size(), key.data());
-  return std::string(access_prefix) + format::base64url(payload) + "." + format::base64url(mac);
+                         reinterpret_cast<unsigned char const*>(signed_part.data()), signed_part.size(), key.data());
+  return std::string(prefix) + format::base64url(payload) + "." + format::base64url(mac);
 }
 
-verified_token verify_access_token(std::string_view token, token_key const& key, std::int64_t now_ms) {
+verified_token verify_claims(std::string_view prefix, std::string_view mac_prefix, std::string_view token,
+                             token_key const& key, std::int64_t now_ms) {
   verified_token out;
-  if (token.size() > max_token_chars || !token.starts_with(access_prefix)) return out;
-  token.remove_prefix(access_prefix.size());
+  if (token.size() > max_token_chars || !token.starts_with(prefix)) return out;
+  token.remove_prefix(prefix.size());
   auto dot = token.find('.');
   if (dot == std::string_view::npos) return out;
   auto payload = format::from_base64url(token.substr(0, dot));
   auto mac = format::from_base64url(token.substr(dot + 1));
   if (!payload || !mac || mac->size() != crypto_auth_hmacsha256_BYTES) return out;
+  std::string signed_part = std::string(mac_prefix) + *payload;
   if (crypto_auth_hmacsha256_verify(reinterpret_cast<unsigned char const*>(mac->data()),
-                                    reinterpret_cast<unsigned char const*>(payload->data()), payload->size(),
+                                    reinterpret_cast<unsigned char const*>(signed_part.data()), signed_part.size(),
                                     key.data()) != 0) {
     out.status = token_status::bad_signature;
     return out;
@@ -65,6 +73,24 @@ verified_token verify_access_token(std::string_view token, token_key const& key,
   out.claims = access_claims{pb.user_name(), pb.device_id(), pb.issued_at_ms(), pb.expires_at_ms()};
   out.status = now_ms >= pb.expires_at_ms() ? token_status::expired : token_status::ok;
   return out;
+}
+
+}  // namespace
+
+std::string sign_access_token(access_claims const& claims, token_key const& key) {
+  return sign_claims(access_prefix, "", claims, key);  // (access tokens' MAC: the claims alone)
+}
+
+verified_token verify_access_token(std::string_view token, token_key const& key, std::int64_t now_ms) {
+  return verify_claims(access_prefix, "", token, key, now_ms);
+}
+
+std::string sign_device_token(access_claims const& claims, token_key const& key) {
+  return sign_claims(device_prefix, device_prefix, claims, key);
+}
+
+verified_token verify_device_token(std::string_view token, token_key const& key, std::int64_t now_ms) {
+  return verify_claims(device_prefix, device_prefix, token, key, now_ms);
 }
 
 std::pair<std::string, refresh_parts> new_refresh_token(std::string const& device_id) {
