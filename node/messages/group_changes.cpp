@@ -28,9 +28,10 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
     if (ref.conversation_change_ref().empty()) {
       auto key = keys::shared_change_key(u, m.head(b, u) + 1);
       b.put(cf::conversations, key, e.conversation_change().SerializeAsString());
-      // An hour after the entries pointing to it (they expire at the retention from now).
-      m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000 + 3600 * 1000,
-                     keys::expiring::shared_change, key);
+      // A second after the entries pointing to it (they expire at the retention from their
+      // appends, in this write, moments after now), so that none is read without it.
+      m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000 + 1000, keys::expiring::shared_change,
+                     key);
       ref.set_conversation_change_ref(key);
     }
     heads.push_back({u, m.append(b, u, ref), e});
