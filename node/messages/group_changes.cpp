@@ -28,14 +28,15 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
     if (ref.conversation_change_ref().empty()) {
       auto key = keys::shared_change_key(u, m.head(b, u) + 1);
       b.put(cf::conversations, key, e.conversation_change().SerializeAsString());
-      // A second after the entries pointing to it (they expire at the retention from their
-      // appends, in this write, moments after now), so that none is read without it.
-      m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000 + 1000, keys::expiring::shared_change,
-                     key);
       ref.set_conversation_change_ref(key);
     }
     heads.push_back({u, m.append(b, u, ref), e});
   }
+  // A second after the last entry pointing to it (each expires at the retention from its
+  // append, just made), so that none is read without it.
+  if (!ref.conversation_change_ref().empty())
+    m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000 + 1000, keys::expiring::shared_change,
+                   ref.conversation_change_ref());
 }
 
 // Members a group names who cannot be ones here (no account, or too many groups, one

@@ -160,12 +160,17 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::int64_t now = now_ms();
   // A device that logged in as this user before is held back by its own failures only:
   // anyone may lock the account (`user:`) with wrong passwords, not its owner's devices.
+  // (The token must be of this user, and of the password they have now: a reset makes
+  // every device token of before worthless, whoever collected them.)
   std::string known_device = detail::random_bytes(16);
   if (name_opt && !device_token.empty()) {
-    auto known = detail::verify_device_token(device_token, m.token_key, now);
+    auto known = detail::verify_device_token(device_token, m.device_key, now);
     if (known.status == detail::token_status::ok && known.claims.user_name == name) {
-      known_device = known.claims.device_id;
-      account_key = "device:" + known_device;
+      auto owner = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
+      if (owner && owner->password_generation() == known.claims.password_generation) {
+        known_device = known.claims.device_id;
+        account_key = "device:" + known_device;
+      }
     }
   }
   std::int64_t wait = m.address_limiter.wait_ms(address_key, now);
@@ -228,8 +233,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     co_return fail(code::invalid_credentials, "wrong name or password");
   }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
-  m.account_limiter.succeeded(account_key);
-  if (name_opt) m.account_limiter.succeeded("user:" + name);  // its owner got in
+  m.account_limiter.succeeded(account_key);  // (a known device's own: the account's stays)
   // Only the failures at this account come off the address's count (its owner's typos):
   // an attacker's own account must not clear their guesses at others from the address.
   m.address_limiter.forgive_account(address_key, account_key);
@@ -264,8 +268,8 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   m.tell_sessions_changed(name);  // the device cap may have ended one
   auto tokens = m.issue(device, std::move(refresh_token));
   tokens.password_rehashed = *rehashed;
-  detail::access_claims known{name, known_device, now, now + known_device_ttl_ms};
-  tokens.device_token = detail::sign_device_token(known, m.token_key);
+  detail::access_claims known{name, known_device, now, now + known_device_ttl_ms, generation};
+  tokens.device_token = detail::sign_device_token(known, m.device_key);
   co_return tokens;
 }
 

@@ -299,7 +299,8 @@ class KnownDeviceTest(NodeTestCase):
             self.assertEqual(login(None, "guess", source="127.0.0.3").status, 401)
         locked = login(None)
         self.assertEqual((locked.status, error_code(locked)), (429, "rate_limited"), locked.describe())
-        for bad in (others, "pk1.garbage.garbage", token[:-2] + "AA"):  # another user's, or not one
+        tampered = token[:-1] + ("B" if token[-1] == "A" else "A")
+        for bad in (others, "pk1.garbage.garbage", tampered):  # another user's, or not one
             r = login(bad)
             self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
         # Her laptop gets in, and is given a new token for the next time.
@@ -310,6 +311,23 @@ class KnownDeviceTest(NodeTestCase):
         for _ in range(4):
             self.assertIn(login(token, "typo!").status, (401, 429))
         r = login(token)
+        self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
+
+
+class KnownDeviceResetTest(NodeTestCase):
+
+    def test_a_new_password_makes_earlier_device_tokens_worthless(self):
+        node = self.start_node(config={"users": {"login_free_attempts": 3, "login_backoff_initial_ms": 600000,
+                                                 "login_free_attempts_per_address": 1000}})
+        node.new_user("wanda")
+        token = node.login("wanda", PW).json["device_token"]
+        r = node.admin("POST", "/v1/admin/users/wanda/password", {"password": "a new password"})
+        self.assertEqual(r.status, 200, r.describe())
+        body = {"name": "wanda", "password": "guess", "device_name": "d"}
+        for _ in range(4):
+            self.assertEqual(request_from(node, "127.0.0.3", "POST", "/v1/sessions", body).status, 401)
+        body = {"name": "wanda", "password": "a new password", "device_name": "d", "device_token": token}
+        r = request_from(node, "127.0.0.1", "POST", "/v1/sessions", body)
         self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
 
 

@@ -68,6 +68,7 @@ struct user_service::impl {
   config::users_section options;
   std::string region;
   detail::token_key token_key;
+  detail::token_key device_key;  // known-device tokens' (tokens.hpp)
   boost::asio::thread_pool& cpu_pool;
   store::lmdb_env env;
   store::lmdb_db accounts;             // name -> user_record
@@ -95,6 +96,7 @@ struct user_service::impl {
       : options(o),
         region(std::move(r)),
         token_key(id.token_key),
+        device_key(detail::derive_device_key(id.token_key)),
         cpu_pool(pool),
         env(store::lmdb_options{data_dir / "users", store.lmdb_initial_map_mib << 20}),
         accounts(env.open_db("accounts")),

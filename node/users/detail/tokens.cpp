@@ -43,6 +43,7 @@ std::string sign_claims(std::string_view prefix, std::string_view mac_prefix, ac
   pb.set_device_id(claims.device_id);
   pb.set_issued_at_ms(claims.issued_at_ms);
   pb.set_expires_at_ms(claims.expires_at_ms);
+  pb.set_password_generation(claims.password_generation);
   std::string payload = pb.SerializeAsString();
   std::string signed_part = std::string(mac_prefix) + payload;
   std::string mac(crypto_auth_hmacsha256_BYTES, '\0');
@@ -70,7 +71,8 @@ verified_token verify_claims(std::string_view prefix, std::string_view mac_prefi
   }
   records::access_token_claims pb;
   if (!pb.ParseFromString(*payload) || pb.device_id().size() != device_id_bytes) return out;
-  out.claims = access_claims{pb.user_name(), pb.device_id(), pb.issued_at_ms(), pb.expires_at_ms()};
+  out.claims =
+      access_claims{pb.user_name(), pb.device_id(), pb.issued_at_ms(), pb.expires_at_ms(), pb.password_generation()};
   out.status = now_ms >= pb.expires_at_ms() ? token_status::expired : token_status::ok;
   return out;
 }
@@ -85,12 +87,20 @@ verified_token verify_access_token(std::string_view token, token_key const& key,
   return verify_claims(access_prefix, "", token, key, now_ms);
 }
 
-std::string sign_device_token(access_claims const& claims, token_key const& key) {
-  return sign_claims(device_prefix, device_prefix, claims, key);
+token_key derive_device_key(token_key const& key) {
+  static constexpr char context[] = "petchat known-device token key v1";
+  token_key out;
+  crypto_generichash(out.data(), out.size(), reinterpret_cast<unsigned char const*>(context), sizeof context - 1,
+                     key.data(), key.size());
+  return out;
 }
 
-verified_token verify_device_token(std::string_view token, token_key const& key, std::int64_t now_ms) {
-  return verify_claims(device_prefix, device_prefix, token, key, now_ms);
+std::string sign_device_token(access_claims const& claims, token_key const& device_key) {
+  return sign_claims(device_prefix, "", claims, device_key);
+}
+
+verified_token verify_device_token(std::string_view token, token_key const& device_key, std::int64_t now_ms) {
+  return verify_claims(device_prefix, "", token, device_key, now_ms);
 }
 
 std::pair<std::string, refresh_parts> new_refresh_token(std::string const& device_id) {

@@ -7,11 +7,13 @@
 // Refresh token: "pr1." base64url(device id) "." base64url(32 random bytes). The node
 // stores only a BLAKE2b-256 hash of the random part.
 //
-// Known-device token: "pk1." base64url(claims) "." base64url(HMAC-SHA-256(key, "pk1."
-// claims)): the same claims, `device_id` a random id of the browser or app that logged in
-// (not a session), the prefix inside the MAC so that neither kind passes for the other.
-// It proves only that this device logged in as that user before: its logins are not held
-// back by the lock on the account that anyone's wrong passwords cause.
+// Known-device token: "pk1." base64url(claims) "." base64url(HMAC-SHA-256(device key,
+// claims)), the device key derived from the token key (derive_device_key) so that neither
+// kind of token passes for the other; the same claims, `device_id` a random id of the
+// browser or app that logged in (not a session), and the user's password generation. It
+// proves only that this device logged in as that user, with the password they have now:
+// its logins are not held back by the lock on the account that anyone's wrong passwords
+// cause.
 #pragma once
 
 #include <sodium.h>
@@ -31,6 +33,7 @@ struct access_claims {
   std::string device_id;  // raw 16 bytes
   std::int64_t issued_at_ms = 0;
   std::int64_t expires_at_ms = 0;
+  std::uint64_t password_generation = 0;  // known-device tokens only
 };
 
 std::string sign_access_token(access_claims const& claims, token_key const& key);
@@ -44,7 +47,8 @@ struct verified_token {
 
 verified_token verify_access_token(std::string_view token, token_key const& key, std::int64_t now_ms);
 
-std::string sign_device_token(access_claims const& claims, token_key const& key);
+token_key derive_device_key(token_key const& key);
+std::string sign_device_token(access_claims const& claims, token_key const& device_key);
 verified_token verify_device_token(std::string_view token, token_key const& key, std::int64_t now_ms);
 
 struct refresh_parts {
