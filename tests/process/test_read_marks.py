@@ -121,8 +121,8 @@ class ReadMarksTest(NodeTestCase):
 
 class HistoryCostTest(NodeTestCase):
     """A history page looks past the caller's hidden messages only so far: 10,000 in a row,
-    and 8 MiB of them in all per request (large hidden messages once cost seconds of parsing
-    per page, for any number of pages)."""
+    and 8 MiB of them in a row (large hidden messages once cost seconds of parsing per page,
+    for any number of pages)."""
 
     def test_a_page_stops_after_8_mib_of_hidden_messages(self):
         node = self.start_node(config={"messages": {"max_per_second": 100000}})
