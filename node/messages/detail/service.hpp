@@ -30,9 +30,9 @@
 namespace petchat::messages {
 namespace service_detail {
 
-using format::now_ms;
 using errors::code;
 using errors::fail;
+using format::now_ms;
 using store::cf;
 namespace keys = detail;
 
