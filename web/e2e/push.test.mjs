@@ -201,8 +201,12 @@ describe('push notifications', () => {
     await page.goto(`${suite.node.url}/`);
     assert.deepEqual(await shown(page), [{ title: 'New message', body: '1 new message', tag: 'petchat', data: { conversation_id: null } }]);
 
-    // alice logs out and hank logs in here: hank's pushes show, alice's no longer do.
+    // alice logs out and hank logs in here: hank's pushes show, alice's no longer do. What
+    // was shown of alice's goes with her session, and so does her stream's position.
     await page.getByTestId('logout-button').click();
+    await page.getByTestId('login-username').waitFor();
+    await page.waitForFunction(async () => (await (await navigator.serviceWorker.ready).getNotifications()).length === 0);
+    assert.deepEqual(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('petchat.seq.'))), []);
     await register(page, 'hank');
     const { worker: shows, before: now } = await awayFromTab();
     await deliver(notification({ user_id: 'hank@test', conversation_id: 'd.AZLxHank', sender_id: 'ida@test', count: 1 }));

@@ -50,8 +50,11 @@ export function start(): void {
   document.addEventListener('visibilitychange', onVisible);
 }
 
+// The session ended (logged out here or elsewhere, or revoked): the next login is a new
+// device, so the stream's position goes too, after the stream (which writes it) stopped.
 export function stop(): void {
   live?.stop();
+  live?.forgetPosition();
   live = null;
   clearTimeout(listTimer);
   clearInterval(sweepTimer);

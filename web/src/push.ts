@@ -73,6 +73,13 @@ async function registration(): Promise<ServiceWorkerRegistration | undefined> {
   return supported() ? navigator.serviceWorker.getRegistration('/') : undefined;
 }
 
+// Closes the notifications this origin shows (the session ended: what they say of its
+// user is not for whoever uses the browser next).
+export async function closeShown(): Promise<void> {
+  const reg = await registration().catch(() => undefined);
+  for (const n of (await reg?.getNotifications().catch(() => [])) ?? []) n.close();
+}
+
 // True when this device's subscription is registered with the node (as far as we know).
 export async function enabled(): Promise<boolean> {
   const s = stored();

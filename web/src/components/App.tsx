@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import * as chat from '../chat';
 import { t } from '../i18n';
+import * as push from '../push';
 import * as session from '../session';
 import { useStore } from '../store';
 import { ConversationView } from './ConversationView';
@@ -19,6 +20,7 @@ export function App() {
         setUserId(tokens?.user_id ?? null);
         if (!tokens) {
           chat.stop();
+          void push.closeShown();
           setEnded(reason && ENDED.has(reason) ? reason : '');
         }
       }),
