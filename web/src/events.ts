@@ -56,10 +56,12 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
     case 'conversation_change':
       return onChange(e.change, hooks);
     case 'request_refused': {
-      // Shown as a notice; the list is fetched again (a refused leave left us a member).
+      // Shown as a notice; the list is fetched again (a refused leave left us a member). The
+      // refusal comes from the group's home, maybe another region: our own words for its
+      // codes, never its free text (a hostile home must not write a notice of its choosing).
       const title = getState().conversations[e.refused.conversation_id]?.title ?? e.refused.conversation_id;
-      const why = e.refused.code ? [t.requestRefused(title, errorText(e.refused.code, e.refused.message))] : [];
-      const members = (e.refused.failed ?? []).map((f) => t.notAdded(f.user_id, errorText(f.code, f.message)));
+      const why = e.refused.code ? [t.requestRefused(title, errorText(e.refused.code, ''))] : [];
+      const members = (e.refused.failed ?? []).map((f) => t.notAdded(f.user_id, errorText(f.code, '')));
       setState(() => ({ notice: [...why, ...members].join('\n') }));
       return hooks.refreshList();
     }
