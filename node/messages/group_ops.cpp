@@ -437,8 +437,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     // at home): no member here, and home is asked to remove it.
     bool none = joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
     bool too_many = joins && !none && group_count(b, u) >= m.options.max_groups_per_user;
-    bool refused = joins && !none && !too_many && adds_only_from_contacts(m, u) &&
-                   !accepts_adds_from(m, b, u, adder_of(gs, adders, u));
+    bool refused =
+        joins && !none && !too_many && adds_only_from_contacts(m, u) && !wrote_to(b, u, adder_of(gs, adders, u));
     if (none || too_many || refused) {
       (too_many ? over_limit : refused ? restricted : no_account).push_back(u);
       c.add_no_account(u);

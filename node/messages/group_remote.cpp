@@ -20,10 +20,13 @@ bool adds_only_from_contacts(message_service::impl const& m, std::string const& 
   return p && p->group_adds_contacts_only;
 }
 
+bool wrote_to(store::rocks_batch& b, std::string const& user, std::string const& by) {
+  return user == by || (!by.empty() && b.get(cf::conversations, keys::wrote_key(user, by)).has_value());
+}
+
 bool accepts_adds_from(message_service::impl const& m, store::rocks_batch& b, std::string const& user,
                        std::string const& by) {
-  if (user == by || !adds_only_from_contacts(m, user)) return true;
-  return !by.empty() && b.get(cf::conversations, keys::wrote_key(user, by)).has_value();  // they wrote to `by`
+  return user == by || !adds_only_from_contacts(m, user) || wrote_to(b, user, by);
 }
 
 std::optional<errors::failure> refuse_join(message_service::impl const& m, store::rocks_batch& b, std::string const& by,

@@ -162,15 +162,15 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   // anyone may lock the account (`user:`) with wrong passwords, not its owner's devices.
   // (The token must be of this user, and of the password they have now: a reset makes
   // every device token of before worthless, whoever collected them.)
+  std::optional<records::user_record> user;
+  if (name_opt) user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
   std::string known_device = detail::random_bytes(16);
-  if (name_opt && !device_token.empty()) {
+  if (user && !device_token.empty()) {
     auto known = detail::verify_device_token(device_token, m.device_key, now);
-    if (known.status == detail::token_status::ok && known.claims.user_name == name) {
-      auto owner = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
-      if (owner && owner->password_generation() == known.claims.password_generation) {
-        known_device = known.claims.device_id;
-        account_key = "device:" + known_device;
-      }
+    if (known.status == detail::token_status::ok && known.claims.user_name == name &&
+        user->password_generation() == known.claims.password_generation) {
+      known_device = known.claims.device_id;
+      account_key = "device:" + known_device;
     }
   }
   std::int64_t wait = m.address_limiter.wait_ms(address_key, now);
@@ -199,8 +199,6 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   for_address.key = address_key;
   for_address.limiter = &m.address_limiter;
 
-  std::optional<records::user_record> user;
-  if (name_opt) user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
   std::string hash = user ? user->password_hash() : m.dummy_hash;
   auto slot = m.hash_slot();
   if (!slot) co_return m.busy();

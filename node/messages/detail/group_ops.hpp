@@ -57,6 +57,7 @@ bool has_account(message_service::impl const& m, std::string const& user);
 // be added to a group by `by` inside the write `b`: anyone may, unless that is so (then only
 // someone they have written to directly may; nobody when `by` is not known: empty).
 bool adds_only_from_contacts(message_service::impl const& m, std::string const& user);
+bool wrote_to(store::rocks_batch& b, std::string const& user, std::string const& by);  // (or is `by`)
 bool accepts_adds_from(message_service::impl const& m, store::rocks_batch& b, std::string const& user,
                        std::string const& by);
 // Inside the write, for a user about to join: user_not_found (no account any more),

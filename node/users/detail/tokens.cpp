@@ -35,9 +35,8 @@ bool equal_secret(std::string_view a, std::string_view b) {
 
 namespace {
 
-// "prefix" base64url(claims) "." base64url(MAC), the MAC over `mac_prefix` and the claims.
-std::string sign_claims(std::string_view prefix, std::string_view mac_prefix, access_claims const& claims,
-                        token_key const& key) {
+// "prefix" base64url(claims) "." base64url(MAC of the claims).
+std::string sign_claims(std::string_view prefix, access_claims const& claims, token_key const& key) {
   records::access_token_claims pb;
   pb.set_user_name(claims.user_name);
   pb.set_device_id(claims.device_id);
@@ -45,15 +44,14 @@ std::string sign_claims(std::string_view prefix, std::string_view mac_prefix, ac
   pb.set_expires_at_ms(claims.expires_at_ms);
   pb.set_password_generation(claims.password_generation);
   std::string payload = pb.SerializeAsString();
-  std::string signed_part = std::string(mac_prefix) + payload;
   std::string mac(crypto_auth_hmacsha256_BYTES, '\0');
   crypto_auth_hmacsha256(reinterpret_cast<unsigned char*>(mac.data()),
-                         reinterpret_cast<unsigned char const*>(signed_part.data()), signed_part.size(), key.data());
+                         reinterpret_cast<unsigned char const*>(payload.data()), payload.size(), key.data());
   return std::string(prefix) + format::base64url(payload) + "." + format::base64url(mac);
 }
 
-verified_token verify_claims(std::string_view prefix, std::string_view mac_prefix, std::string_view token,
-                             token_key const& key, std::int64_t now_ms) {
+verified_token verify_claims(std::string_view prefix, std::string_view token, token_key const& key,
+                             std::int64_t now_ms) {
   verified_token out;
   if (token.size() > max_token_chars || !token.starts_with(prefix)) return out;
   token.remove_prefix(prefix.size());
@@ -62,9 +60,8 @@ verified_token verify_claims(std::string_view prefix, std::string_view mac_prefi
   auto payload = format::from_base64url(token.substr(0, dot));
   auto mac = format::from_base64url(token.substr(dot + 1));
   if (!payload || !mac || mac->size() != crypto_auth_hmacsha256_BYTES) return out;
-  std::string signed_part = std::string(mac_prefix) + *payload;
   if (crypto_auth_hmacsha256_verify(reinterpret_cast<unsigned char const*>(mac->data()),
-                                    reinterpret_cast<unsigned char const*>(signed_part.data()), signed_part.size(),
+                                    reinterpret_cast<unsigned char const*>(payload->data()), payload->size(),
                                     key.data()) != 0) {
     out.status = token_status::bad_signature;
     return out;
@@ -80,11 +77,11 @@ verified_token verify_claims(std::string_view prefix, std::string_view mac_prefi
 }  // namespace
 
 std::string sign_access_token(access_claims const& claims, token_key const& key) {
-  return sign_claims(access_prefix, "", claims, key);  // (access tokens' MAC: the claims alone)
+  return sign_claims(access_prefix, claims, key);
 }
 
 verified_token verify_access_token(std::string_view token, token_key const& key, std::int64_t now_ms) {
-  return verify_claims(access_prefix, "", token, key, now_ms);
+  return verify_claims(access_prefix, token, key, now_ms);
 }
 
 token_key derive_device_key(token_key const& key) {
@@ -96,11 +93,11 @@ token_key derive_device_key(token_key const& key) {
 }
 
 std::string sign_device_token(access_claims const& claims, token_key const& device_key) {
-  return sign_claims(device_prefix, "", claims, device_key);
+  return sign_claims(device_prefix, claims, device_key);
 }
 
 verified_token verify_device_token(std::string_view token, token_key const& device_key, std::int64_t now_ms) {
-  return verify_claims(device_prefix, "", token, device_key, now_ms);
+  return verify_claims(device_prefix, token, device_key, now_ms);
 }
 
 std::pair<std::string, refresh_parts> new_refresh_token(std::string const& device_id) {
