@@ -257,6 +257,9 @@ int main(int argc, char** argv) {
   std::string nats_binary = "/usr/sbin/nats-server";  // where Debian puts it
   federation->add_option("--nats-server", nats_binary, "nats-server binary")->capture_default_str();
   federation->add_option("--rate", o.rate, "open loop at this total rate (default: closed loop)");
+  int batch_delay_ms = -1;
+  federation->add_option("--batch-delay-ms", batch_delay_ms,
+                         "federation.batch_delay_ms of both nodes (default: the node's own default)");
   // A list (8,100,1000) runs the workload once per value, each on a fresh node: how cost
   // grows with connections.
   std::vector<int> pairs_list{o.pairs};
@@ -303,7 +306,7 @@ int main(int argc, char** argv) {
         rc |= bench::report_messages(o, "echo", r, r);
       } else if (federation->parsed()) {
         bench::two_regions regions;
-        bench::start_two_regions({o.node_binary, nats_binary, o.threads, o.durable}, regions);
+        bench::start_two_regions({o.node_binary, nats_binary, o.threads, o.durable, batch_delay_ms}, regions);
         bool open_loop = federation->count("--rate") > 0;
         message_result r;
         run(o, message_run(o, {"127.0.0.1", regions.a.port}, {"127.0.0.1", regions.b.port},

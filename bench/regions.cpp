@@ -31,7 +31,9 @@ void write_config(std::filesystem::path const& file, std::string const& region, 
                       << "send_queue_frames = 65536\n"
                       << "[store]\nsync = " << (s.durable ? "true" : "false") << "\n[log]\nlevel = \"warn\"\n"
                       << "[federation]\nnats_urls = [\"nats://127.0.0.1:" << nats_port << "\"]\n"
-                      << "max_stream_bytes = 268435456\n\n"
+                      << "max_stream_bytes = 268435456\n"
+                      << (s.batch_delay_ms >= 0 ? "batch_delay_ms = " + std::to_string(s.batch_delay_ms) + "\n" : "")
+                      << "\n"
                       << "[[federation.regions]]\nname = \"" << peer << "\"\npublic_keys = [\"" << peer_key << "\"]\n";
 }
 

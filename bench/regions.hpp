@@ -14,6 +14,7 @@ struct region_settings {
   std::string nats_binary = "/usr/sbin/nats-server";
   int threads = 2;
   bool durable = true;
+  int batch_delay_ms = -1;  // federation.batch_delay_ms of both nodes; -1: the node's default
 };
 
 struct two_regions {

@@ -30,6 +30,10 @@ using detail::clock;
 constexpr auto stream_info_every = 1s;
 constexpr auto confirm_every = 1s;  // lane_acks to every origin
 constexpr auto purge_every = 2s;    // when something was applied since the last purge
+// A bundle waits for more (federation.batch_delay_ms) only while fewer than this many
+// requests queued envelopes: under load it leaves at once, since it is full enough that
+// its signature, JetStream message and the commit applying it are shared widely.
+constexpr std::uint64_t gather_enough = 8;
 
 }  // namespace
 
@@ -72,6 +76,7 @@ struct link::impl {
             out.send_confirmations();
             next_confirm = clock::now() + confirm_every;
           }
+          state.begin_round();
           busy = out.publish_round();
           auto now = clock::now();
           if (now >= next_info) {
@@ -90,7 +95,12 @@ struct link::impl {
           state.set_error(std::string("federation link: ") + e.what());
         }
       }
-      if (!busy) state.pause(state.need_setup ? 500ms : 200ms);
+      // Bundles by time as well as by size: woken after a pause, the link waits up to
+      // batch_delay_ms for more to publish (at 2,000 messages/s, about eight envelopes a
+      // bundle instead of one); a round that published goes on at once.
+      bool woken = !busy && state.pause(state.need_setup ? 500ms : 200ms);
+      if (woken && state.opt.batch_delay_ms > 0)
+        state.gather(std::chrono::milliseconds(state.opt.batch_delay_ms), gather_enough);
     }
   }
 };

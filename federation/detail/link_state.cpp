@@ -95,13 +95,26 @@ void link_state::wake() {
   {
     std::lock_guard lock(wake_mutex_);
     woken_ = true;
+    ++wakes_;
   }
   wake_cv_.notify_one();
 }
 
-void link_state::pause(clock::duration most) {
+bool link_state::pause(clock::duration most) {
   std::unique_lock lock(wake_mutex_);
-  wake_cv_.wait_for(lock, most, [this] { return woken_ || stopping.load(); });
+  bool woken = wake_cv_.wait_for(lock, most, [this] { return woken_ || stopping.load(); });
+  woken_ = false;
+  return woken;
+}
+
+void link_state::begin_round() {
+  std::lock_guard lock(wake_mutex_);
+  at_round_ = wakes_;
+}
+
+void link_state::gather(clock::duration most, std::uint64_t enough) {
+  std::unique_lock lock(wake_mutex_);
+  wake_cv_.wait_for(lock, most, [&] { return stopping.load() || wakes_ - at_round_ >= enough; });
   woken_ = false;
 }
 

@@ -87,9 +87,14 @@ class link_state {
   };
   figures stream_figures() const;
 
-  // The manager's pause between rounds: returns after `most`, or earlier on wake() or stop.
+  // The manager's pause between rounds: returns after `most`, or earlier on wake() or stop
+  // (true if woken). Each wake-up is counted (the store wakes the link once per request
+  // that queued outbox entries): gather() waits until `enough` came since begin_round(), or
+  // `most` passed, or stop; what was queued meanwhile then goes out in the same bundles.
   void wake();
-  void pause(clock::duration most);
+  bool pause(clock::duration most);
+  void begin_round();
+  void gather(clock::duration most, std::uint64_t enough);
 
  private:
   mutable std::mutex status_mutex_;
@@ -103,7 +108,9 @@ class link_state {
 
   std::mutex wake_mutex_;
   std::condition_variable wake_cv_;
-  bool woken_ = false;  // guarded by wake_mutex_
+  bool woken_ = false;          // guarded by wake_mutex_
+  std::uint64_t wakes_ = 0;     // guarded by wake_mutex_
+  std::uint64_t at_round_ = 0;  // wakes_ when the last round began; guarded by wake_mutex_
 };
 
 }  // namespace petchat::federation::detail

@@ -173,6 +173,7 @@ reader::section federation_keys(reader& rd, node_config& c) {
       {"reconnect_wait_ms", rd.integer(c.federation.reconnect_wait_ms, 10, 600000)},
       {"presence_interval_s", rd.integer(c.federation.presence_interval_s, 1, 3600)},
       {"resend_after_s", rd.integer(c.federation.resend_after_s, 3, 86400)},
+      {"batch_delay_ms", rd.integer(c.federation.batch_delay_ms, 0, 1000)},
       {"keep_confirmed_s", rd.integer(c.federation.keep_confirmed_s, 0, 365 * 86400)},
       {"public_url", rd.text(c.federation.public_url)},
       {"location", rd.text(c.federation.location)},
