@@ -13,9 +13,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/format/format.hpp"
+#include "federation/detail/link_state.hpp"
 #include "federation/detail/outbound.hpp"
 #include "federation/federation.hpp"
 
@@ -427,6 +429,48 @@ TEST_CASE("confirmed entries are held for keep_confirmed_s, and sent again to a 
     o.lanes.note_ack("away", ack(epoch, 3), made());
     o.lanes.take_confirmations();
     CHECK(lane_seqs(o.lanes.next("away", 100)) == seqs{4, 5, 6, 7, 8});
+  }
+}
+
+// The link's manager, woken from a pause, gathers what more requests queue before it
+// publishes (federation.batch_delay_ms): until `enough` woke it since the round began, or
+// the time is up, or the link stops.
+TEST_CASE("the link gathers envelopes for a bundle until enough came, the time is up, or it stops") {
+  using std::chrono::steady_clock;
+  auto opt = with_regions(3600, 0);
+  federation::directory dir("home", federation::public_key{}, opt);
+  memory_store store;
+  federation::detail::link_state state(opt, dir, federation::secret_key{}, store,
+                                       std::make_shared<spdlog::logger>("link-test"));
+  constexpr auto long_time = std::chrono::hours(1);  // a test that waited this long failed
+  constexpr auto short_time = std::chrono::milliseconds(50);
+  state.begin_round();
+  for (int i = 0; i < 8; ++i) state.wake();
+  CHECK(state.pause(long_time));  // woken
+  state.gather(long_time, 8);     // 8 came since the round began: no wait
+  SUBCASE("fewer than enough: it waits the whole time") {
+    state.begin_round();  // the wake-ups before the round are its own
+    for (int i = 0; i < 7; ++i) state.wake();
+    auto started = steady_clock::now();
+    state.gather(short_time, 8);
+    CHECK(steady_clock::now() - started >= short_time);
+    CHECK_FALSE(state.pause(std::chrono::milliseconds(1)));  // the gather spent the wake-ups
+  }
+  SUBCASE("the eighth wake-up from another thread ends it") {
+    state.begin_round();
+    for (int i = 0; i < 7; ++i) state.wake();
+    std::thread later([&state] { state.wake(); });
+    state.gather(long_time, 8);
+    later.join();
+  }
+  SUBCASE("stopping ends it") {
+    state.begin_round();
+    std::thread stop([&state] {
+      state.stopping = true;
+      state.wake();
+    });
+    state.gather(long_time, 8);
+    stop.join();
   }
 }
 
