@@ -7,6 +7,7 @@
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
+#include "node/presence/detail/budget.hpp"
 
 namespace petchat::presence {
 
@@ -44,12 +45,14 @@ class typing_limiter {
 federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messages::message_service& messages,
                                                  std::uint32_t interval_s) {
   auto limiter = std::make_shared<typing_limiter>();
-  return [&manager, &messages, interval_s, limiter](federation::body const& b) {
+  auto budget = std::make_shared<detail::presence_budget>();
+  return [&manager, &messages, interval_s, limiter, budget](federation::body const& b) {
     auto now = format::now_ms();
     if (b.has_presence()) {
       // A region sends its users in chunks of 500 (federation/detail/publisher.cpp): more in
       // one body is not an honest region's, and each entry costs a lookup under a lock.
       if (b.presence().entries_size() > max_presence_entries) return;
+      if (!budget->allow(b.origin(), b.presence().entries_size(), b.presence().full(), now)) return;
       std::int64_t valid_until = now + 3 * std::int64_t(interval_s) * 1000;
       std::vector<std::string> online;
       for (auto const& e : b.presence().entries()) {

@@ -1,0 +1,46 @@
+// What presence reports from another region may cost here (node/presence/detail/budget.hpp):
+// a region flooding reports, or `full` reports that each make a pass over every remote
+// user, is held to a budget per region; honest snapshots fit in it.
+#include "node/presence/detail/budget.hpp"
+
+#include <doctest/doctest.h>
+
+namespace {
+
+using petchat::presence::detail::presence_budget;
+
+TEST_CASE("presence from a region is held to a budget of entries, refilled over time") {
+  presence_budget budget;
+  std::int64_t now = 1'000'000;
+  // A whole snapshot of the 100,000 users kept per region, in chunks of 500, at once.
+  for (int i = 0; i < 200; ++i) REQUIRE(budget.allow("europe", 500, false, now));
+  // A flood beyond it is refused...
+  int taken = 0;
+  while (budget.allow("europe", 1000, false, now)) ++taken;
+  CHECK(taken == 20);  // 120,000 in all
+  CHECK_FALSE(budget.allow("europe", 1, false, now));
+  // ...while another region's reports are not held back by it.
+  CHECK(budget.allow("america", 1000, false, now));
+  // 20,000 entries come back a second.
+  CHECK_FALSE(budget.allow("europe", 1000, false, now + 49));
+  CHECK(budget.allow("europe", 1000, false, now + 50));
+  CHECK(budget.allow("europe", 19000, false, now + 1000));
+  CHECK_FALSE(budget.allow("europe", 1000, false, now + 1000));
+  // A clock stepped back gives nothing back, and takes nothing.
+  CHECK_FALSE(budget.allow("europe", 1000, false, now));
+  CHECK_FALSE(budget.allow("europe", 1001, false, now + 1050));
+  CHECK(budget.allow("europe", 1000, false, now + 1050));
+}
+
+TEST_CASE("a region's full reports are taken at most twice a second") {
+  presence_budget budget;
+  std::int64_t now = 1'000'000;
+  CHECK(budget.allow("europe", 10, true, now));
+  CHECK_FALSE(budget.allow("europe", 0, true, now + 1));
+  CHECK_FALSE(budget.allow("europe", 0, true, now + 499));
+  CHECK(budget.allow("europe", 10, false, now + 499));  // changes in between still count
+  CHECK(budget.allow("europe", 0, true, now + 500));
+  CHECK(budget.allow("america", 0, true, now + 500));
+}
+
+}  // namespace
