@@ -113,6 +113,7 @@ snapshot snapshots::take() {
     fs::remove_all(s.dir, ec);
     std::lock_guard lock(mutex_);
     making_ = false;
+    abandoned_ = false;  // the release asked for is done: the next backup must not be thrown away
     throw;
   }
   {

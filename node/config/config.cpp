@@ -248,14 +248,24 @@ load_result load_string(std::string const& text, std::string const& source) {
 }
 
 load_result load_file(std::filesystem::path const& path) {
+  load_result failed;
+  // A directory opens as a stream too, and reads as nothing: all defaults, silently.
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    failed.errors.push_back(path.string() + ": not a regular file (a config file is expected)");
+    return failed;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    load_result r;
-    r.errors.push_back(path.string() + ": cannot read the file");
-    return r;
+    failed.errors.push_back(path.string() + ": cannot read the file");
+    return failed;
   }
   std::ostringstream text;
   text << in.rdbuf();
+  if (in.bad()) {
+    failed.errors.push_back(path.string() + ": reading the file failed");
+    return failed;
+  }
   return load_string(text.str(), path.string());
 }
 

@@ -43,9 +43,17 @@ std::optional<std::string> manifest_text(fs::path const& dir, std::string& error
     if (fd >= 0) ::close(fd);
     return std::nullopt;
   }
+  // A manifest lists the files of a data dir: far below this. A larger one (a sparse file of
+  // a terabyte costs nothing to make) is not read into memory.
+  constexpr std::size_t max_manifest = 64u << 20;
+  if (static_cast<std::uint64_t>(st.st_size) > max_manifest) {
+    error = (dir / manifest_name).string() + " is larger than any petchat backup manifest (64 MiB)";
+    ::close(fd);
+    return std::nullopt;
+  }
   std::string text;
   char buf[1 << 16];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {
+  for (ssize_t n; text.size() <= max_manifest && (n = ::read(fd, buf, sizeof buf)) != 0;) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       error = (dir / manifest_name).string() + ": " + std::strerror(errno);
@@ -112,7 +120,7 @@ bool check_files(fs::path const& dir, boost::json::object const& manifest, fs::p
       fs::create_directories(target.parent_path(), ec);
     }
     std::string error;
-    auto c = copy_hashing(dir, path, target, bar, error);
+    auto c = copy_hashing(dir, path, target, bar, error, std::nullopt, f.at("size").to_number<std::uint64_t>());
     bool good = c && c->size == f.at("size").to_number<std::uint64_t>() && c->blake2b == f.at("blake2b").as_string();
     if (!good) {
       bar.end();
@@ -187,7 +195,7 @@ boost::json::object copy_snapshot(boost::json::object const& snapshot, std::stri
     std::error_code ec;
     fs::create_directories((dir / path).parent_path(), ec);
     fs::permissions((dir / path).parent_path(), fs::perms::owner_all, fs::perm_options::replace, ec);
-    auto c = copy_hashing(from, path, dir / path, bar, error, node_uid);
+    auto c = copy_hashing(from, path, dir / path, bar, error, node_uid, f.at("size").to_number<std::uint64_t>());
     if (!c) return {};
     bytes += c->size;
     listed.push_back(boost::json::object{{"path", path}, {"size", c->size}, {"blake2b", c->blake2b}});

@@ -120,7 +120,7 @@ int open_beneath(fs::path const& base, std::string const& path) {
 }
 
 std::optional<copied> copy_hashing(fs::path const& base, std::string const& path, fs::path const& to, progress& bar,
-                                   std::string& error, std::optional<uid_t> owner) {
+                                   std::string& error, std::optional<uid_t> owner, std::optional<std::uint64_t> size) {
   auto from = base / path;
   act_as_root();
   int in = open_beneath(base, path);
@@ -152,7 +152,13 @@ std::optional<copied> copy_hashing(fs::path const& base, std::string const& path
       error = "interrupted";
       break;
     }
-    ssize_t n = ::read(in, buf.data(), buf.size());
+    if (size && c.size > *size) {
+      error = from.string() + ": larger than the " + std::to_string(*size) + " bytes listed for it";
+      break;
+    }
+    // With `size`, at most one byte more than it is read.
+    auto want = size ? static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), *size + 1 - c.size)) : buf.size();
+    ssize_t n = ::read(in, buf.data(), want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) error = from.string() + ": " + std::strerror(errno);
     if (n <= 0) break;

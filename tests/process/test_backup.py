@@ -5,7 +5,9 @@ data dir, and served by a node started on it."""
 import datetime
 import json
 import os
+import pty
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -15,9 +17,35 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
-from harness import NODE_BIN, REGION, NodeTestCase, run_ctl, run_node_cli  # noqa: E402
+from harness import CTL_BIN, NODE_BIN, REGION, NodeTestCase, run_ctl, run_node_cli  # noqa: E402
 
 SENDERS = 4
+
+
+def run_ctl_on_terminal(*args, timeout=60):
+    """Runs petchatctl with its stderr on a terminal (a pty), as an operator does, so that it
+    draws its progress bar; returns (rc, stdout, what the terminal got)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([CTL_BIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    screen = []
+
+    def drain():
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other end closed
+                return
+            if not chunk:
+                return
+            screen.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = p.communicate(timeout=timeout)
+    reader.join(5)
+    os.close(master)
+    return p.returncode, out.decode("utf-8", "replace"), b"".join(screen).decode("utf-8", "replace")
 
 
 class BackupTest(NodeTestCase):
@@ -269,6 +297,18 @@ class BackupTest(NodeTestCase):
             f.write(good)
         rc, out, err = run_ctl("verify", dest)
         self.assertEqual(rc, 0, out + err)
+        # A file far larger than the manifest says (a sparse one costs nothing to make),
+        # verified on a terminal, where the progress bar is drawn: damaged, said at once,
+        # not read to its end, and not a crash (the bar was drawn past 100%, past its buffer).
+        with open(pub, "rb") as f:
+            pub_bytes = f.read()
+        os.truncate(pub, 4 << 30)
+        rc, out, err = run_ctl_on_terminal("verify", dest)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("damaged: region.pub", out)
+        self.assertIn("larger than the %d bytes listed for it" % len(pub_bytes), out)
+        with open(pub, "wb") as f:
+            f.write(pub_bytes)
         # A restore that did not finish leaves its marker, and a node refuses the data dir.
         restored = self.start_node(start=False, name="restored")
         rc, out, err = run_ctl("restore", dest, restored.data_dir)

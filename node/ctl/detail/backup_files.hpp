@@ -44,7 +44,8 @@ struct progress {
     done += n;
     if (!on || std::chrono::steady_clock::now() - last < std::chrono::milliseconds(100)) return;
     last = std::chrono::steady_clock::now();
-    int pct = total ? static_cast<int>(done * 100 / total) : 100;
+    // More than the total (a file larger than its manifest says) shows as 100%.
+    int pct = total ? static_cast<int>(std::min<std::uint64_t>(done * 100 / total, 100)) : 100;
     std::string bar(30, ' ');
     for (int i = 0; i < pct * 30 / 100; ++i) bar[i] = '#';
     std::cerr << "\r" << verb << " [" << bar << "] " << pct << "% " << size_text(done) << " of " << size_text(total)
@@ -75,9 +76,12 @@ struct copied {
 // Only regular files are read, never through a symbolic link, whether the file or a
 // directory on its way is one (a hostile backup or a compromised node must not make a root
 // petchatctl read /etc/shadow, or hang on a FIFO); with `owner` set, only files of that
-// user (the node's). `path` is relative to `base`.
+// user (the node's). `path` is relative to `base`. With `size`, a file found larger is an
+// error as soon as that shows (a hostile backup's file of zeros must not fill the target
+// disk or take hours to hash).
 std::optional<copied> copy_hashing(std::filesystem::path const& base, std::string const& path,
                                    std::filesystem::path const& to, progress& bar, std::string& error,
-                                   std::optional<uid_t> owner = std::nullopt);
+                                   std::optional<uid_t> owner = std::nullopt,
+                                   std::optional<std::uint64_t> size = std::nullopt);
 
 }  // namespace petchat::ctl::detail

@@ -107,6 +107,15 @@ TEST_CASE("syntax errors give a line") {
   CHECK(any_error_contains(r, "node.toml (line 1)"));
 }
 
+TEST_CASE("a config path that is not a readable file is an error, not the defaults") {
+  auto dir = load_file(PETCHAT_SOURCE_ROOT "/config");  // a directory opens, and reads as nothing
+  REQUIRE(dir.errors.size() == 1);
+  CHECK(dir.errors[0].find("not a regular file") != std::string::npos);
+  auto missing = load_file(PETCHAT_SOURCE_ROOT "/config/no-such-file.toml");
+  REQUIRE(missing.errors.size() == 1);
+  CHECK(missing.errors[0].find("cannot read the file") != std::string::npos);
+}
+
 TEST_CASE("flags override and are validated") {
   node_config c;
   std::vector<std::string> errors;
