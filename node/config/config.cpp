@@ -100,6 +100,13 @@ schema schema_of(reader& rd, node_config& c) {
                                           if (!detail::valid_network_or_address(v))
                                             return "expected an IP address or a network in CIDR notation, e.g. "
                                                    "127.0.0.1 or 10.0.0.0/8";
+                                          // 0.0.0.0/0 would let every client name its own address,
+                                          // past every per-address limit.
+                                          auto slash = v.find('/');
+                                          if (slash != std::string::npos && std::stoi(v.substr(slash + 1)) < 8)
+                                            return "a network wider than /8 trusts nearly every address: any "
+                                                   "client could claim another's address past the per-address "
+                                                   "limits; list the proxies' own addresses or network";
                                           return std::nullopt;
                                         })},
         {"forwarded_header", checked(rd, c, check_forwarded_header)},

@@ -125,8 +125,8 @@ bool check_files(fs::path const& dir, boost::json::object const& manifest, fs::p
     if (!good) {
       bar.end();
       if (!quiet)
-        std::cout << "damaged: " << path << " (" << (c ? "its size or BLAKE2b hash differs from the manifest" : error)
-                  << ")\n";
+        std::cout << "damaged: " << for_terminal(path) << " ("
+                  << (c ? "its size or BLAKE2b hash differs from the manifest" : for_terminal(error)) << ")\n";
       ok = false;
       if (!into.empty()) break;  // a restore stops at the first bad file
     }
@@ -140,7 +140,7 @@ bool check_files(fs::path const& dir, boost::json::object const& manifest, fs::p
       auto name = e.path().lexically_relative(dir).generic_string();
       if (!e.is_symlink() && e.is_directory()) continue;
       if (!listed.count(name)) {
-        if (!quiet) std::cout << "unexpected: " << name << " (not in the manifest)\n";
+        if (!quiet) std::cout << "unexpected: " << for_terminal(name) << " (not in the manifest)\n";
         ok = false;
       }
     }

@@ -309,6 +309,15 @@ class BackupTest(NodeTestCase):
         self.assertIn("larger than the %d bytes listed for it" % len(pub_bytes), out)
         with open(pub, "wb") as f:
             f.write(pub_bytes)
+        # A file name that would talk to the terminal (set its title) is printed escaped.
+        hostile = os.path.join(dest, "title\x1b]0;owned\x07")
+        with open(hostile, "w") as f:
+            f.write("x")
+        rc, out, err = run_ctl("verify", dest)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("unexpected: title", out)
+        self.assertNotIn("\x1b", out)
+        os.remove(hostile)
         # A restore that did not finish leaves its marker, and a node refuses the data dir.
         restored = self.start_node(start=False, name="restored")
         rc, out, err = run_ctl("restore", dest, restored.data_dir)

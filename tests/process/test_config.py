@@ -134,7 +134,8 @@ class CheckConfigTest(NodeTestCase):
         self.assertEqual(rc, 0, "stderr: %s" % err)
 
     def test_trusted_proxies(self):
-        for bad in ('"10.0.0.0/33"', '"proxy.example"', '""', '"10.0.0.1:80"', '5'):
+        for bad in ('"10.0.0.0/33"', '"proxy.example"', '""', '"10.0.0.1:80"', '5', '"0.0.0.0/0"', '"::/0"',
+                    '"128.0.0.0/1"'):
             with self.subTest(trusted_proxy=bad):
                 self.assertInvalid('[gateway]\n\ntrusted_proxies = [%s]\n' % bad, "trusted_proxies", line=3)
         rc, _, err = self.check('[gateway]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"]\n')

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace petchat::ctl::detail {
@@ -17,6 +18,9 @@ std::string number(double v);
 // "42 s", "3 min 5 s", "2 h 0 min 9 s", "4 d 1 h 12 min".
 std::string duration(std::int64_t seconds);
 
+// Text from the node or a backup as a terminal may show it: control characters, direction
+// overrides and bytes that are not UTF-8 as escapes a person reads.
+std::string for_terminal(std::string_view s);
 // A JSON value as text: strings as they are, null as nothing, numbers by number().
 std::string json_string(json::value const& v);
 std::string field(json::object const& o, char const* key);
