@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
-#include <unordered_map>
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
@@ -13,38 +11,11 @@ namespace petchat::presence {
 
 namespace {
 constexpr int max_presence_entries = 1000;
-
-// Typing from other regions, per typist: as many as a client of this region may send (a
-// second's worth, 10, in any second), so that a region replaying or inventing notices
-// cannot make this one push a typing frame to every member of a large group at will.
-class typing_limiter {
- public:
-  bool allow(std::string const& typist, std::int64_t now_ms) {
-    std::lock_guard lock(mutex_);
-    // At most 100,000 typists at once, swept at most once a second: a region inventing
-    // names faster than that is refused new ones, and costs no scan per notice.
-    if (seen_.size() >= max_typists && now_ms - swept_ms_ > 1000) {
-      std::erase_if(seen_, [&](auto const& e) { return now_ms - e.second.first > 1000; });
-      swept_ms_ = now_ms;
-    }
-    if (seen_.size() >= max_typists && !seen_.count(typist)) return false;
-    auto& [since, count] = seen_[typist];
-    if (now_ms - since > 1000) since = now_ms, count = 0;
-    return ++count <= 10;
-  }
-
- private:
-  static constexpr std::size_t max_typists = 100000;
-  std::mutex mutex_;
-  std::unordered_map<std::string, std::pair<std::int64_t, int>> seen_;  // window start, notices in it
-  std::int64_t swept_ms_ = 0;
-};
-
 }  // namespace
 
 federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messages::message_service& messages,
                                                  std::uint32_t interval_s) {
-  auto limiter = std::make_shared<typing_limiter>();
+  auto limiter = std::make_shared<detail::typing_limiter>();
   auto budget = std::make_shared<detail::presence_budget>();
   return [&manager, &messages, interval_s, limiter, budget](federation::body const& b) {
     auto now = format::now_ms();

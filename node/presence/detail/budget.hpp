@@ -1,5 +1,5 @@
-// What presence from other regions may cost, per origin region (node/presence/presence.cpp).
-// Header-only; depends on nothing.
+// What presence and typing from other regions may cost here (node/presence/presence.cpp).
+// Header-only; depends on base/ids.
 #pragma once
 
 #include <algorithm>
@@ -7,6 +7,9 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
+
+#include "base/ids/ids.hpp"
 
 namespace petchat::presence::detail {
 
@@ -43,6 +46,46 @@ class presence_budget {
   };
   std::mutex mutex_;
   std::unordered_map<std::string, bucket> of_;
+};
+
+// Typing from other regions, per typist: as many as a client of this region may send (a
+// second's worth, 10, in any second), so that a region replaying or inventing notices
+// cannot make this one push a typing frame to every member of a large group at will.
+class typing_limiter {
+ public:
+  // True if a notice of `typist` may be relayed at `now_ms`.
+  bool allow(std::string const& typist, std::int64_t now_ms) {
+    std::lock_guard lock(mutex_);
+    // At most 100,000 typists at once, 20,000 of one region (a region inventing names must
+    // not keep the others' out), swept at most once a second: a region inventing names
+    // faster than that is refused new ones, and costs no scan per notice.
+    auto region = std::string(ids::region_of(typist));
+    if ((seen_.size() >= max_typists || of_region_[region] >= max_of_region) && now_ms - swept_ms_ > 1000) {
+      std::erase_if(seen_, [&](auto const& e) {
+        if (now_ms - e.second.first <= 1000) return false;
+        --of_region_[std::string(ids::region_of(e.first))];
+        return true;
+      });
+      swept_ms_ = now_ms;
+    }
+    auto it = seen_.find(typist);
+    if (it == seen_.end()) {
+      if (seen_.size() >= max_typists || of_region_[region] >= max_of_region) return false;
+      it = seen_.emplace(typist, std::pair<std::int64_t, int>{now_ms, 0}).first;
+      ++of_region_[region];
+    }
+    auto& [since, count] = it->second;
+    if (now_ms - since > 1000) since = now_ms, count = 0;
+    return ++count <= 10;
+  }
+
+ private:
+  static constexpr std::size_t max_typists = 100000;
+  static constexpr std::size_t max_of_region = 20000;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::pair<std::int64_t, int>> seen_;  // window start, notices in it
+  std::unordered_map<std::string, std::size_t> of_region_;              // seen_'s typists by region
+  std::int64_t swept_ms_ = 0;
 };
 
 }  // namespace petchat::presence::detail

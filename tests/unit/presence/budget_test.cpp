@@ -1,6 +1,7 @@
-// What presence reports from another region may cost here (node/presence/detail/budget.hpp):
-// a region flooding reports, or `full` reports that each make a pass over every remote
-// user, is held to a budget per region; honest snapshots fit in it.
+// What presence reports and typing notices from other regions may cost here
+// (node/presence/detail/budget.hpp): a region flooding reports, or `full` reports that each
+// make a pass over every remote user, is held to a budget per region (honest snapshots fit
+// in it), and one inventing typists cannot keep the others' out.
 #include "node/presence/detail/budget.hpp"
 
 #include <doctest/doctest.h>
@@ -8,6 +9,7 @@
 namespace {
 
 using petchat::presence::detail::presence_budget;
+using petchat::presence::detail::typing_limiter;
 
 TEST_CASE("presence from a region is held to a budget of entries, refilled over time") {
   presence_budget budget;
@@ -41,6 +43,22 @@ TEST_CASE("a region's full reports are taken at most twice a second") {
   CHECK(budget.allow("europe", 10, false, now + 499));  // changes in between still count
   CHECK(budget.allow("europe", 0, true, now + 500));
   CHECK(budget.allow("america", 0, true, now + 500));
+}
+
+TEST_CASE("typists of other regions: ten notices a second each, and one region cannot fill the table") {
+  typing_limiter limiter;
+  std::int64_t now = 1'000'000;
+  for (int i = 0; i < 10; ++i) CHECK(limiter.allow("ann@europe", now));
+  CHECK_FALSE(limiter.allow("ann@europe", now + 999));
+  CHECK(limiter.allow("ann@europe", now + 1001));
+  // A region inventing typists gets 20,000 in the table at once (ann is one of them)...
+  for (int i = 1; i < 20000; ++i) REQUIRE(limiter.allow("made-up-" + std::to_string(i) + "@europe", now + 1001));
+  CHECK_FALSE(limiter.allow("one-more@europe", now + 1001));
+  CHECK(limiter.allow("ann@europe", now + 1001));  // those in it go on
+  // ...and another region's typists still get in.
+  CHECK(limiter.allow("bob@america", now + 1001));
+  // Once the invented ones are idle for a second, they are swept and room comes back.
+  CHECK(limiter.allow("one-more@europe", now + 2500));
 }
 
 }  // namespace
