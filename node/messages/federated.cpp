@@ -253,7 +253,7 @@ class federated_store final : public federation::local_store {
     else if (body.has_group_request_refused())
       refused = apply_request_refused(m_, b, body, st.heads);
     else if (body.has_receipt())
-      refused = apply_receipt(b, body.receipt(), st);
+      refused = apply_receipt(b, body.receipt(), body.quiet(), st);
     else if (body.has_deleted())
       refused = apply_deleted(b, body.deleted(), st);
     else  // a kind this version does not know (a newer origin's): refused, and the lane goes on
@@ -405,7 +405,7 @@ class federated_store final : public federation::local_store {
   }
 
   template <typename State>
-  std::optional<reject_reason> apply_receipt(store::rocks_batch& b, client::receipt r, State& st) {
+  std::optional<reject_reason> apply_receipt(store::rocks_batch& b, client::receipt r, bool quiet, State& st) {
     auto raw = parse_id(r.message_id());
     auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
     if (!sm) return reject_reason::unknown_message;  // expired or deleted meanwhile, or never sent
@@ -416,7 +416,7 @@ class federated_store final : public federation::local_store {
           std::find(fan->recipients().begin(), fan->recipients().end(), r.by()) == fan->recipients().end() ||
           (r.status() != client::DELIVERED && r.status() != client::READ))
         return reject_reason::foreign_user;
-      group_receipt(m_, b, *raw, *sm, r.by(), r.status(), r.at_ms(), true, st.heads);
+      group_receipt(m_, b, *raw, *sm, r.by(), r.status(), r.at_ms(), !quiet, st.heads);
       return std::nullopt;
     }
     if (sm->message().to() != r.by() || !m_.is_local(sm->message().from()) ||

@@ -296,6 +296,34 @@ class GroupsAcrossRegions(GroupFederationCase):
                              "one DELIVERED per member for %s's message" % sender)
         self.assertSameChanges(gid, S.values(), [1])
 
+    def test_a_read_tells_a_sender_of_another_region_read_once(self):
+        """A member reads three messages of a sender of another region at once: the sender
+        gets one READ (for the newest), as within a region, and their region still records
+        each message as read."""
+        a1, b1 = self.user(HOME, "rosa"), self.user(B, "rolf")
+        S = {u: self.connect(u) for u in (a1, b1)}
+        gid = self.create_group(a1, [b1], title="reads")
+        self.wait_changes(S.values(), gid, 1, "CREATED")
+        sent = [self.send_to(S[a1], gid, "to be read %d" % i) for i in range(3)]
+        self.wait_messages([S[b1]], [x["message_id"] for x in sent])
+        S[b1].read(gid, sent[-1]["message_id"])
+        S[a1].wait_event(ev_receipt_by(sent[-1]["message_id"], "READ", b1), CROSS_S, what="READ of the newest")
+        # The older ones' receipts travel on the same lane: once the sender's region has
+        # them as read, whatever it tells of them has been told.
+        deadline = time.time() + CROSS_S
+        for x in sent[:-1]:
+            while True:
+                r = self.receipts(a1, x["message_id"])
+                self.assertStatus(r, 200, "receipts of %s" % x["message_id"])
+                if r.json.get("read_count") == 1 or time.time() >= deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(r.json.get("read_count"), 1, r.json)
+        S[a1].sync()
+        reads = [e["receipt"].get("message_id") for e in S[a1].events()
+                 if "receipt" in e and e["receipt"].get("status") == "READ"]
+        self.assertEqual(reads, [sent[-1]["message_id"]], "READ events of the sender")
+
     # 2 ---------------------------------------------------------------------------------------
 
     def test_remote_member_changes_go_through_home(self):

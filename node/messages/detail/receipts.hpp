@@ -72,8 +72,9 @@ inline bool delivered_by_ack(impl const& m, store::rocks_batch& b, records::stor
 // groups of up to options.group_receipt_events_max_members recipients, else by count
 // receipts when a count reaches a power of two or every recipient. A READ is told only
 // when `tell_read` (the newest message of its sender that a read covers stands for the
-// earlier ones, as in direct conversations). A sender of another region is told of every
-// change per member (their region applies these rules); true if that went to the outbox.
+// earlier ones, as in direct conversations). A sender of another region is sent every
+// change per member, the READs that are not told marked `quiet` (their region applies these
+// rules); true if that went to the outbox.
 // `none_yet`: the caller knows the member has no receipt record for it (not read), and
 // that no acknowledgement delivered it yet. `memo`: the counts are kept there (the caller
 // writes them), not written here, and so is the member's delivery when `none_yet`.
@@ -106,9 +107,13 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
     b.put(cf::receipts, key, mine.SerializeAsString());
   if (!memo) b.put_last(cf::receipts, keys::receipt_counts_key(raw_id), counts.SerializeAsString());
   if (!m.is_local(sm.message().from())) {
-    for (auto s : {client::DELIVERED, client::READ})
-      if ((s == client::DELIVERED && delivered_now) || (s == client::READ && read_now))
-        m.deliver_receipt(b, sm.message().from(), impl::receipt_for(sm, s, member, now), heads);
+    for (auto s : {client::DELIVERED, client::READ}) {
+      if (!((s == client::DELIVERED && delivered_now) || (s == client::READ && read_now))) continue;
+      federation::body body;
+      *body.mutable_receipt() = impl::receipt_for(sm, s, member, now);
+      body.set_quiet(s == client::READ && !tell_read);
+      m.to_outbox(b, std::string(ids::region_of(sm.message().from())), std::move(body));
+    }
     return true;
   }
   bool each = sm.recipients() <= m.options.group_receipt_events_max_members;
