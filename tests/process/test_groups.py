@@ -1087,6 +1087,24 @@ class GroupsTest(GroupCase):
         p = A.wait_for(is_presence(carol.id, "OFFLINE"), what="presence OFFLINE of carol")["presence"]
         self.assertGreater(num(p, "last_seen_ms"), 0, p)
 
+    def test_a_member_added_again_shares_presence_only_once_they_write_again(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A, B = self.ws(a), self.ws(b)
+        gid = self.group(a, [bob.id], title="again")
+        self.send_to(A, gid, "hello")
+        self.send_to(B, gid, "hi")
+        self.assertStatus(self.call("GET", "/v1/presence/" + bob.id, a), 200)
+        self.assertStatus(self.remove_member(a, gid, bob.id), 204)
+        self.assertError(self.call("GET", "/v1/presence/" + bob.id, a), 403, "presence_hidden")
+        self.assertStatus(self.add_members(a, gid, [bob.id]), 200)
+        hidden = "added again, bob has not written since"
+        self.assertError(self.call("GET", "/v1/presence/" + bob.id, a), 403, "presence_hidden", msg=hidden)
+        self.assertError(self.call("GET", "/v1/presence/" + alice.id, b), 403, "presence_hidden", msg=hidden)
+        self.send_to(B, gid, "back")
+        self.assertStatus(self.call("GET", "/v1/presence/" + bob.id, a), 200)
+        self.assertStatus(self.call("GET", "/v1/presence/" + alice.id, b), 200)
+
 
 # =========================================================================================
 # 8: count receipts, with a low per-member receipt threshold

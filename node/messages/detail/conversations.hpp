@@ -156,9 +156,17 @@ inline void note_remote_member(store::rocks_batch& b, std::string const& conv, s
   put_participant(b, user, conv, p);
 }
 
+// `user` left the group `conv`: that they wrote in it is forgotten, so that, added again,
+// they share presence through it only once they write again (docs/PROTOCOL.md, "Presence").
+inline void forget_writer(store::rocks_batch& b, std::string const& conv, std::string const& user) {
+  b.erase(cf::conversations, keys::wrote_key(user, conv));
+  b.erase(cf::conversations, keys::group_writer_key(conv, user));
+}
+
 // A member of another region went, by the change of `version`.
 inline void note_remote_departure(store::rocks_batch& b, std::string const& conv, std::string const& user,
                                   std::uint64_t version, std::int64_t now) {
+  forget_writer(b, conv, user);
   auto p = load_participant(b, user, conv).value_or(records::participant_record{});
   p.set_member(false);
   p.set_removed_version(version);
@@ -174,6 +182,7 @@ inline bool end_period(store::rocks_batch& b, std::string const& conv, records::
                        std::string const& user, std::int64_t now) {
   auto p = load_participant(b, user, conv);
   if (!p || !p->member()) return false;
+  forget_writer(b, conv, user);
   auto activity = load_activity(b, conv);
   p->set_member(false);
   p->set_title_when_left(c.title());
