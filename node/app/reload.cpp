@@ -55,7 +55,11 @@ reloader::outcome reloader::reload() {
     out.applied.push_back("log.level: " + now + " -> " + next.log.level);
   }
   running_.log.level = next.log.level;
-  if (regions_ && next.federation.regions != running_.federation.regions) {
+  // The directory is taken only from a file that still federates through the same NATS: one
+  // read half-written (an editor saving in place) or emptied must not drop every region of a
+  // running link. Otherwise [federation] waits for a restart, as a whole.
+  if (regions_ && next.federation.regions != running_.federation.regions &&
+      next.federation.nats_urls == running_.federation.nats_urls) {
     auto names = [](std::vector<federation::region_entry> const& list) {
       std::string out;
       for (auto const& r : list) out += (out.empty() ? "" : ", ") + r.name + "/" + std::to_string(r.keys.size());

@@ -112,9 +112,25 @@ int open_beneath(fs::path const& base, std::string const& path) {
     dir = next;
   }
   if (dir < 0) return -1;
+  // Looked at before it is opened: opening a device (a watchdog, a tape) can act, and the
+  // name comes from a backup or from the node's answer. The same file after opening, or none.
+  struct stat before {};
+  bool found = ::fstatat(dir, last->c_str(), &before, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!found || !S_ISREG(before.st_mode)) {
+    int saved = !found ? errno : S_ISLNK(before.st_mode) ? ELOOP : EINVAL;
+    ::close(dir);
+    errno = saved;
+    return -1;
+  }
   int fd = ::openat(dir, last->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   int saved = errno;
   ::close(dir);
+  struct stat after {};
+  if (fd >= 0 && (::fstat(fd, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino)) {
+    ::close(fd);
+    fd = -1;
+    saved = EINVAL;
+  }
   errno = saved;
   return fd;
 }
@@ -128,7 +144,8 @@ std::optional<copied> copy_hashing(fs::path const& base, std::string const& path
   if (in < 0) {
     error = from.string() + (errno == ELOOP || errno == ENOTDIR
                                  ? std::string(": a symbolic link (or one on its way), not a regular file")
-                                 : ": " + std::string(std::strerror(errno)));
+                             : errno == EINVAL ? std::string(": not a regular file")
+                                               : ": " + std::string(std::strerror(errno)));
     return std::nullopt;
   }
   struct stat st {};

@@ -1030,6 +1030,16 @@ class DirectoryReload(FederationCase):
         start = full.index("[[federation.regions]]")
         without = full[:start]  # america is europe's only other region
         a, b = self.connect(alice), self.connect(bob)
+        # A file caught emptied (an editor saving in place) drops no region of the running
+        # link: the directory comes only from a file that federates through the same NATS.
+        with open(europe.config_path, "w") as f:
+            f.write("")
+        rc, out, err = europe.ctl("reload")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("federation.regions", out)
+        self.assertIn("[federation]", out)  # named as waiting for a restart
+        names = [r["name"] for r in europe.request("GET", "/v1/regions").json["regions"]]
+        self.assertEqual(names, ["europe", "america"])
         with open(europe.config_path, "w") as f:
             f.write(without)
         rc, out, err = europe.ctl("reload")

@@ -62,7 +62,9 @@ bool fsync_path(std::filesystem::path const& p);
 
 // Opens `path` (relative, no "..") inside the directory `base` without following a
 // symbolic link anywhere on the way: each directory of the path is opened on its own with
-// O_NOFOLLOW, then the file (O_NONBLOCK: a FIFO does not hold the open up). -1 with errno.
+// O_NOFOLLOW, then the file (O_NONBLOCK: a FIFO does not hold the open up), and only if
+// it is a regular file before it is opened (a device's open can act): -1 with errno, ELOOP
+// for a link, EINVAL for another kind of file.
 // (openat2's RESOLVE_NO_SYMLINKS would do it in one call, but not on kernels before 5.6
 // nor under older seccomp profiles.)
 int open_beneath(std::filesystem::path const& base, std::string const& path);
