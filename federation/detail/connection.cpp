@@ -1,5 +1,6 @@
 #include "federation/detail/connection.hpp"
 
+#include <algorithm>
 #include <vector>
 
 namespace petchat::federation::detail {
@@ -53,6 +54,12 @@ bool nats_connection::set_options() {
   if (s == NATS_OK && !opt.nkey_seed_file.empty())
     s = natsOptions_SetNKeyFromSeed(nopts_, opt.nkey.c_str(), opt.nkey_seed_file.c_str());
   if (s == NATS_OK && !opt.user.empty()) s = natsOptions_SetUserInfo(nopts_, opt.user.c_str(), opt.password.c_str());
+  bool tls_urls = std::all_of(opt.nats_urls.begin(), opt.nats_urls.end(),
+                              [](std::string const& u) { return u.starts_with("tls://"); });
+  if (!opt.password.empty() && opt.tls_ca_file.empty() && opt.tls_cert_file.empty() && !tls_urls)
+    s_.log->warn(
+        "federation: NATS user and password are set without TLS (no federation.tls_ca_file, nats:// URLs): the "
+        "password crosses the network in the clear; use TLS, or nkeys or credentials");
   if (s == NATS_OK && (!opt.tls_ca_file.empty() || !opt.tls_cert_file.empty())) {
     s = natsOptions_SetSecure(nopts_, true);
     if (s == NATS_OK && !opt.tls_ca_file.empty())

@@ -369,6 +369,16 @@ class OverrideTest(NodeTestCase):
         self.assertEqual(os.path.realpath(node.admin_socket), os.path.realpath(sock))
         r = node.admin("GET", "/v1/admin/status")
         self.assertStatus(r, 200)
+        node.stop()
+        # A directory other users may write to (as /tmp is, sticky or not) is refused: one
+        # of them could put a socket of their own there first.
+        for mode in (0o777, 0o1777, 0o770):
+            os.chmod(sock_dir, mode)
+            rc, out, err = run_node_cli("--config", node.config_path, "--data-dir", node.data_dir,
+                                        "--listen", "127.0.0.1:0", timeout=15)
+            self.assertNotEqual(rc, 0, "mode %o: %s" % (mode, err))
+            self.assertIn("may be written by other users", err, "mode %o" % mode)
+        os.chmod(sock_dir, 0o700)
 
     def test_json_logs(self):
         node = self.start_node(extra_args=["--log-format", "json"])

@@ -314,6 +314,7 @@ class GroupRulesAcrossRegions(GroupFederationCase):
         failed = {f["user_id"]: f["code"] for f in r.json.get("failed") or []}
         self.assertEqual(failed, {ghost + "@" + HOME: "user_not_found", "someone@nowhere": "user_not_found",
                                   "Not A Name!": "user_not_found"}, r.describe())
+        self.wait_change(S[b1], gid, 3, "MEMBERS_ADDED")  # B's replica has chen as a member (below)
 
         # Through B: B reports what it can check (ids, regions, its own users, members
         # already) with the 202; home checks its own users and adds the rest.
