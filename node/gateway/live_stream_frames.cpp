@@ -20,7 +20,14 @@ awaitable<bool> live_stream::authenticate(std::string const& token, std::optiona
     close_with(close_too_many_streams, errors::name(attached.error().code));
     co_return false;
   }
-  who_ = who.value();
+  who_ = who.value();  // attached: the stream's end detaches it
+  // A revocation committed between authenticate() and attach() found no stream of the
+  // session to tell: the session is looked at again now that one is there to be told.
+  if (auto again = svc_->users.authenticate(token); !again) {
+    send_error(ref, again.error());
+    close_with(close_unauthenticated, errors::name(again.error().code));
+    co_return false;
+  }
   phase_ = phase::live;  // (nothing suspends between the reader's accepting() and here)
   reader_.limit(svc_->limits.max_frame_bytes);
   auth_deadline_timer_.cancel();

@@ -173,7 +173,10 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
       account_key = "device:" + known_device;
     }
   }
-  std::int64_t wait = m.address_limiter.wait_ms(address_key, now);
+  // Nor by the failures of others behind its address (a carrier NAT, a shared /64): a known
+  // device's failures count against it alone; the address's rate of checks still holds.
+  bool known_here = account_key.starts_with("device:");
+  std::int64_t wait = known_here ? 0 : m.address_limiter.wait_ms(address_key, now);
   if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
   if (wait > 0) {
     auto f = fail(code::rate_limited, "too many failed logins; try again later");
@@ -195,9 +198,11 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     for_account.key = account_key;
     for_account.limiter = &m.account_limiter;
   }
-  if (!m.address_limiter.begin(address_key, now)) co_return m.busy();
-  for_address.key = address_key;
-  for_address.limiter = &m.address_limiter;
+  if (!known_here) {
+    if (!m.address_limiter.begin(address_key, now)) co_return m.busy();
+    for_address.key = address_key;
+    for_address.limiter = &m.address_limiter;
+  }
 
   std::string hash = user ? user->password_hash() : m.dummy_hash;
   auto slot = m.hash_slot();
@@ -227,7 +232,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   if (!user || !match) {
     now = now_ms();
     if (name_opt) m.account_limiter.failed(account_key, now);
-    m.address_limiter.failed(address_key, now, account_key);
+    if (!known_here) m.address_limiter.failed(address_key, now, account_key);
     co_return fail(code::invalid_credentials, "wrong name or password");
   }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");

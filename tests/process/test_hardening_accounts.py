@@ -313,6 +313,28 @@ class KnownDeviceTest(NodeTestCase):
         r = login(token)
         self.assertEqual((r.status, error_code(r)), (429, "rate_limited"), r.describe())
 
+    def test_the_owners_device_gets_in_while_their_address_is_locked(self):
+        # Others behind the same address (a carrier NAT, a shared /64) guess wrong at any
+        # account: the address locks for new devices, not for the owner's known one.
+        node = self.start_node(config={"users": {"login_free_attempts": 1000, "login_free_attempts_per_address": 3,
+                                                 "login_backoff_initial_ms": 600000}})
+        node.new_user("vera")
+        node.new_user("mallory")
+        shared = "127.0.0.5"
+        first = request_from(node, shared, "POST", "/v1/sessions",
+                             {"name": "vera", "password": PW, "device_name": "her phone"})
+        self.assertEqual(first.status, 201, first.describe())
+        token = first.json["device_token"]
+        for _ in range(4):
+            r = request_from(node, shared, "POST", "/v1/sessions",
+                             {"name": "mallory", "password": "guess", "device_name": "x"})
+            self.assertIn(r.status, (401, 429), r.describe())
+        body = {"name": "vera", "password": PW, "device_name": "her phone"}
+        locked = request_from(node, shared, "POST", "/v1/sessions", body)
+        self.assertEqual((locked.status, error_code(locked)), (429, "rate_limited"), locked.describe())
+        again = request_from(node, shared, "POST", "/v1/sessions", dict(body, device_token=token))
+        self.assertEqual(again.status, 201, again.describe())
+
 
 class KnownDeviceResetTest(NodeTestCase):
 
