@@ -67,6 +67,14 @@ std::string limit_key(std::string const& address) {
   return to_text(*a) + "/64";
 }
 
+std::string wide_limit_key(std::string const& address) {
+  static constexpr address_bytes mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  auto a = parse_address(address);
+  if (!a || in_prefix(*a, mapped, 96)) return {};
+  std::fill(a->begin() + 6, a->end(), 0);
+  return to_text(*a) + "/48";
+}
+
 std::string forwarded_client(std::string const& peer, std::string_view header, bool rfc7239,
                              std::vector<network> const& trusted) {
   auto current = parse_address(peer);

@@ -37,6 +37,10 @@ std::string to_text(address_bytes const& a);
 // /64 ("2001:db8:1:2::/64"): one subscriber holds a whole /64 and could take a new address
 // per attempt. Text that is no address is its own key.
 std::string limit_key(std::string const& address);
+// The same a level wider, for limits that must also hold when one subscriber takes a new
+// /64 per attempt: an IPv6 address's /48 (what a home or a host is commonly given; a /56
+// too lies within it). Empty for anything else (an IPv4 address is its own key already).
+std::string wide_limit_key(std::string const& address);
 
 // The client a request comes from, given the peer that connected and what the one header
 // its proxies write says: `Forwarded` (RFC 7239: `rfc7239`) or `X-Forwarded-For` (may be

@@ -53,17 +53,24 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     ~reservation() {
       if (limiter) limiter->release(address);
     }
-  } reserved;
+  } reserved, reserved_wide;
   std::string managed_token;  // a token an admin made, used up with the account's write
   if (!by_admin) {
     if (m.options.registration == config::registration_policy::closed)
       co_return fail(code::registration_closed, "this node does not accept self-registration; ask its admin");
+    auto wide = net::wide_limit_key(client_address);  // an IPv6 client's /48
     client_address = net::limit_key(client_address);  // an IPv6 client's /64
-    if (auto wait = m.registrations.reserve(client_address, now_ms())) {
+    auto too_many = [](std::int64_t wait) {
       auto f = fail(code::rate_limited, "too many registrations from your address; try again later");
       f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
-      co_return f;
+      return f;
+    };
+    if (!wide.empty()) {
+      if (auto wait = m.wide_registrations.reserve(wide, now_ms())) co_return too_many(wait);
+      reserved_wide.address = wide;
+      reserved_wide.limiter = &m.wide_registrations;
     }
+    if (auto wait = m.registrations.reserve(client_address, now_ms())) co_return too_many(wait);
     reserved.address = client_address;  // (assigned member-wise: a temporary's destructor would release it)
     reserved.limiter = &m.registrations;
     if (m.options.registration == config::registration_policy::token) {
@@ -75,7 +82,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
           }))
         managed_token = registration_token;
       if (!configured && managed_token.empty()) {
-        reserved.limiter = nullptr;  // a wrong token counts as a registration: no guessing it
+        reserved.limiter = reserved_wide.limiter = nullptr;  // a wrong token counts as a registration: no guessing it
         co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                        "registration_token");
       }
@@ -91,7 +98,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   // A cheap look first, so a taken name does not cost an argon2id hash. It counts as a
   // registration, so that asking which names exist is as limited as registering.
   if (m.env.read([&](store::lmdb_txn const& txn) { return txn.get(m.accounts, name).has_value(); })) {
-    reserved.limiter = nullptr;
+    reserved.limiter = reserved_wide.limiter = nullptr;
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
   }
 
@@ -115,11 +122,11 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                    "registration_token");
   if (outcome == store::write_outcome::rolled_back) {
-    reserved.limiter = nullptr;
+    reserved.limiter = reserved_wide.limiter = nullptr;
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
   }
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the account could not be stored");
-  reserved.limiter = nullptr;  // an account was created: the registration counts
+  reserved.limiter = reserved_wide.limiter = nullptr;  // an account was created: the registration counts
   co_return to_profile(record);
 }
 
@@ -208,7 +215,10 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   auto slot = m.hash_slot();
   if (!slot) co_return m.busy();
   // Counted only when the password is about to be checked: a "busy" answer costs nothing.
-  if (auto next = m.address_checks.take(address_key, now_ms()); next > 0) {
+  auto wide = net::wide_limit_key(client_address);  // and its /48: a new /64 per attempt gains nothing
+  if (auto next = std::max(m.address_checks.take(address_key, now_ms()),
+                           wide.empty() ? std::int64_t{0} : m.wide_checks.take("addr:" + wide, now_ms()));
+      next > 0) {
     auto f = fail(code::rate_limited, "too many logins from your address; try again later");
     f.retry_after_s = static_cast<std::uint32_t>((next + 999) / 1000);
     co_return f;

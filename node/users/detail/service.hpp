@@ -81,7 +81,11 @@ struct user_service::impl {
   // counts only wrong passwords, so without this one address logging in again and again
   // with right ones (its own accounts) could keep every password check busy.
   limits::rate_buckets address_checks;
+  limits::rate_buckets wide_checks;  // the same per IPv6 /48, at 16 times the allowance
   detail::registration_limiter registrations;
+  // The same per IPv6 /48, at 16 times the allowance: a subscriber given a /48 (or /56)
+  // holds 65,536 (or 256) /64s, each with its own allowance above.
+  detail::registration_limiter wide_registrations;
   // Verified against when the user does not exist, so that an unknown name costs as much
   // time as a wrong password and response times do not reveal which names exist.
   std::string dummy_hash;
@@ -110,7 +114,9 @@ struct user_service::impl {
                          o.login_checks_per_address ? o.login_checks_per_address
                                                     : static_cast<std::uint32_t>(hash_capacity() / 2)}),
         address_checks(o.login_checks_per_minute_per_address, 60000),
+        wide_checks(o.login_checks_per_minute_per_address * 16, 60000),
         registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
+        wide_registrations(o.max_registrations_per_address * 16, std::int64_t(o.registration_window_s) * 1000),
         dummy_hash(detail::hash_password(detail::random_bytes(16), params())) {}
 
   detail::hash_params params() const { return {options.password_hash_ops, options.password_hash_memory_kib}; }

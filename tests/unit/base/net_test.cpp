@@ -70,3 +70,12 @@ TEST_CASE("limit_key: an IPv6 client is its /64, an IPv4 one its address") {
   CHECK(petchat::net::limit_key("2001:db8:1:3::1") != petchat::net::limit_key("2001:db8:1:2::1"));
   CHECK(petchat::net::limit_key("not an address") == "not an address");
 }
+
+TEST_CASE("wide_limit_key: an IPv6 client's /48; nothing for IPv4") {
+  CHECK(petchat::net::wide_limit_key("2001:db8:1:2:aaaa::1") == "2001:db8:1::/48");
+  CHECK(petchat::net::wide_limit_key("2001:db8:1:ff00::1") == petchat::net::wide_limit_key("2001:db8:1:2::9"));
+  CHECK(petchat::net::wide_limit_key("2001:db8:2::1") != petchat::net::wide_limit_key("2001:db8:1::1"));
+  CHECK(petchat::net::wide_limit_key("198.51.100.7").empty());
+  CHECK(petchat::net::wide_limit_key("::ffff:198.51.100.7").empty());
+  CHECK(petchat::net::wide_limit_key("not an address").empty());
+}
