@@ -37,6 +37,10 @@ constexpr std::uint32_t give_up_after = 20;
 // a failed try like an unanswered one.
 constexpr auto fetch_grace = std::chrono::seconds(30);
 constexpr std::uint64_t min_fetch_rate = 64u << 10;  // bytes per second
+// A thumbnail (at most assets.thumbnail_px on its longer side, as JPEG or PNG) is far
+// smaller: another region's "thumbnail" beyond this is not fetched (it would store up to
+// max_asset_bytes per attachment, next to the original, charged to no one).
+constexpr std::uint64_t max_thumbnail_bytes = 4u << 20;
 
 struct fetched {
   enum { ok, missing, failed, stopped } outcome = failed;
@@ -75,7 +79,7 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
     if (offset == 0) {
       first = *p;
       size = p->size;
-      if (size == 0 || size > s.limits.max_asset_bytes) {
+      if (size == 0 || size > (f.thumbnail_of.empty() ? s.limits.max_asset_bytes : max_thumbnail_bytes)) {
         r.outcome = fetched::missing;
         return r;
       }

@@ -351,6 +351,9 @@ awaitable<result<asset_view>> message_service::record_asset(std::string user, ne
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the asset could not be stored");
   if (st->refused) co_return *st->refused;
   auto v = view_of(a.hash, st->rec);
+  // The caller's upload, as of now: the stored bytes' own time would tell since when
+  // someone else has held the same file here.
+  v.created_at_ms = now;
   v.uploaded_by_caller = true;
   v.name = a.name;
   v.declared_type = a.declared_type;

@@ -206,7 +206,9 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
   store::rocks_db::write_fn mutation = [f, a, now, due](store::rocks_batch& b) {
     // The region sent every byte and they hashed to the id: it holds them.
     b.put(cf::assets, keys::holder_key(f.hash, f.region), "");
-    ask_for_thumbnail(b, a.thumbnail_hash, f.hash, f.region);
+    // An original's thumbnail, never a thumbnail's own (a region naming one for each
+    // would chain fetches without end).
+    if (f.thumbnail_of.empty()) ask_for_thumbnail(b, a.thumbnail_hash, f.hash, f.region);
     // Another region's word for which thumbnail an original has is taken only for bytes it
     // sends: a hash already stored here (someone's asset, or another original's thumbnail)
     // it named would give its members access to those bytes.

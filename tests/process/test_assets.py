@@ -558,9 +558,14 @@ class AssetsTest(AssetCase):
         self.assertEqual(asset["declared_type"], "image/png", asset)
         self.assertEqual(asset["name"], "page.html", asset)
         self.assertFalse(asset.get("thumbnail_id"), "HTML has no thumbnail: %s" % asset)
-        # Stored once, whoever uploads it: the same id for another user, with their own name.
+        # Stored once, whoever uploads it: the same id for another user, with their own name,
+        # and their own time (the stored bytes' would tell since when alice has the file).
+        time.sleep(0.05)
+        before_bob = int(time.time() * 1000)
         again = self.upload(b, html, name="other.html", declared="text/html")
         self.assertEqual(again["id"], aid)
+        self.assertLess(int(asset["created_at_ms"]), before_bob, asset)
+        self.assertGreaterEqual(int(again["created_at_ms"]), before_bob - 5, again)
         self.assertEqual((again["name"], again["declared_type"]), ("other.html", "text/html"))
         self.assertEqual(again["content_type"], "text/html")
         # And again by the same user: still 201, same id.
