@@ -68,6 +68,17 @@ std::vector<std::string> holders_of(message_service::impl const& m, std::string 
   return out;
 }
 
+// The originals a thumbnail was linked to (t/ keys, committed state), at most 4096.
+std::vector<std::string> originals_of(message_service::impl const& m, std::string const& thumb) {
+  std::vector<std::string> out;
+  auto first = keys::thumbnail_pairs_first(thumb);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    out.emplace_back(key.substr(first.size()));
+    return out.size() < 4096;
+  });
+  return out;
+}
+
 }  // namespace
 
 awaitable<result<collected_asset>> message_service::collect_asset(std::string hash, std::vector<std::string> due,
@@ -76,7 +87,8 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
   auto st = std::make_shared<collected_asset>();
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
   auto uploaders = uploaders_of(m, hash);
-  auto holders = holders_of(m, hash);  // x/ keys: regions that showed they hold the bytes
+  auto holders = holders_of(m, hash);      // x/ keys: regions that showed they hold the bytes
+  auto originals = originals_of(m, hash);  // if it is a thumbnail
   decltype(uploaders) thumb_uploaders;
   decltype(holders) thumb_holders;
   if (rec && !rec->thumbnail().empty()) {
@@ -84,14 +96,25 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     thumb_holders = holders_of(m, rec->thumbnail());
   }
   auto grace_ms = std::int64_t(m.assets.grace_s) * 1000;
-  store::rocks_db::write_fn mutation = [&m, st, hash, now, due, uploaders, holders, thumb_uploaders, thumb_holders,
-                                        grace_ms](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [&m, st, hash, now, due, uploaders, holders, originals, thumb_uploaders,
+                                        thumb_holders, grace_ms](store::rocks_batch& b) {
     *st = collected_asset{};
     for (auto const& key : due) b.erase(cf::assets, key);
     auto rec = parse<records::asset_record>(b.get(cf::assets, keys::asset_key(hash)));
     if (!rec || keys::read_u64(b, keys::refs_key(hash)) > 0) return true;
-    // A thumbnail goes with its (last) original, not before.
-    if (keys::has_original(b, *rec, hash)) return true;
+    // A thumbnail goes with its (last) original, not before: one stored, or one still to be
+    // fetched from another region (looked at again after the grace period: that fetch may
+    // be given up). An original that went without it (a message deleted before its
+    // thumbnail arrived, the thumbnail fetched first) keeps it no longer.
+    switch (keys::has_original(b, *rec, hash, originals)) {
+      case keys::original::stored:
+        return true;
+      case keys::original::awaited:
+        b.put(cf::assets, keys::collect_key(now + grace_ms, hash), "");
+        return true;
+      case keys::original::none:
+        break;
+    }
     // An upload of it within the grace period keeps it (its own due entry comes later).
     for (auto const& [user, size] : uploaders) {
       auto u = parse<records::uploader_record>(b.get(cf::assets, keys::uploader_key(user, hash)));

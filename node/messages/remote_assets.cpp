@@ -217,8 +217,10 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
     rec.set_width(a.width);
     rec.set_height(a.height);
     if (!f.thumbnail_of.empty()) keys::link_thumbnail(b, rec, f.hash, f.thumbnail_of);
+    // (Stored already as this original's thumbnail, fetched first, it is this original's.)
     if (a.thumbnail_hash.size() == keys::asset_hash_bytes && a.thumbnail_hash != f.hash &&
-        !b.get(cf::assets, keys::asset_key(a.thumbnail_hash)))
+        (!b.get(cf::assets, keys::asset_key(a.thumbnail_hash)) ||
+         b.get(cf::assets, keys::thumbnail_pair_key(a.thumbnail_hash, f.hash))))
       rec.set_thumbnail(a.thumbnail_hash);
     b.put(cf::assets, keys::asset_key(f.hash), rec.SerializeAsString());
     return true;

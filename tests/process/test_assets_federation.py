@@ -401,6 +401,39 @@ class SameBytesInBothRegions(AssetFederationCase):
         self.assertStatus(self.download(carol, mine[0]["id"]), 200)
 
 
+class FetchedThumbnailsGo(AssetFederationCase):
+    """A fetched original and its thumbnail both go once no message holds them, whichever
+    of the two was fetched first (fetches go in hash order)."""
+
+    node_config = {"messages": {"max_per_second": 5000}, "assets": {"grace_s": 2, "collect_interval_s": 1}}
+
+    def test_a_fetched_thumbnail_goes_with_its_original_even_when_fetched_first(self):
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        A, B = self.connect(alice), self.connect(bob)
+        # An image whose thumbnail's hash sorts before its own: america fetches it first.
+        for seed in range(200):
+            png = make_png(300, 200, seed=5000 + seed)
+            photo = self.upload(alice, png, "first.png")
+            if photo.get("thumbnail_id") and photo["thumbnail_id"] < photo["id"]:
+                break
+        else:
+            self.fail("no image with a thumbnail hashed before it in 200 tries")
+        acc = self.send_attached(A, bob, [{"asset_id": photo["id"], "name": "first.png"}], text="soon gone")
+        B.wait_event(ev_message(acc["message_id"]), CROSS_S, what="alice's message")
+        self.wait_download(bob, photo["id"], png)
+        self.wait_download(bob, photo["thumbnail_id"])
+        blobs = os.path.join(self.node(AMERICA).data_dir, "assets", "blobs")
+        paths = [os.path.join(blobs, aid[:2], aid) for aid in (photo["id"], photo["thumbnail_id"])]
+        self.assertTrue(all(os.path.exists(p) for p in paths), paths)
+        r = self.http(alice, "DELETE", "/v1/messages/%s?for=everyone" % q(acc["message_id"]))
+        self.assertStatus(r, 204, "alice deletes her message for everyone")
+        deadline = time.monotonic() + CROSS_S
+        while any(os.path.exists(p) for p in paths) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        self.assertEqual([os.path.basename(p) for p in paths if os.path.exists(p)], [],
+                         "blobs still stored at america after the message went")
+
+
 class HostileRegionNamesAHash(AssetFederationCase):
     """Europe, hostile (its real signing key, its node stopped), sends america a message
     naming the hash of an asset a user of america uploaded and never sent anywhere. Neither

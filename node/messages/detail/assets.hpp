@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/ids/ids.hpp"
 #include "message_records.pb.h"
@@ -192,10 +193,24 @@ inline bool unlink_thumbnail(store::rocks_batch& b, records::asset_record const&
   return read_u64(b, originals_key(thumb)) == 0;
 }
 
-// Inside a write: whether the thumbnail `thumb` (its record `rec`) still has an original.
-inline bool has_original(store::rocks_batch& b, records::asset_record const& rec, std::string const& thumb) {
-  if (read_u64(b, originals_key(thumb)) > 0) return true;
-  return !rec.thumbnail_of().empty() && b.get(store::cf::assets, asset_key(rec.thumbnail_of()));
+// Inside a write: whether the thumbnail `thumb` (its record `rec`; `originals`: its t/
+// pairs as read before the write) still has an original: one stored, or one still to be
+// fetched. A pair whose original is neither keeps it no longer; a pair added since the
+// read (the count changed) keeps it, to be looked at again.
+enum class original { none, stored, awaited };
+inline original has_original(store::rocks_batch& b, records::asset_record const& rec, std::string const& thumb,
+                             std::vector<std::string> const& originals) {
+  auto linked = read_u64(b, originals_key(thumb));
+  if (linked == 0)  // from before the pairs: its one original
+    return !rec.thumbnail_of().empty() && b.get(store::cf::assets, asset_key(rec.thumbnail_of())) ? original::stored
+                                                                                                  : original::none;
+  if (linked != originals.size()) return original::stored;
+  auto found = original::none;
+  for (auto const& o : originals) {
+    if (b.get(store::cf::assets, asset_key(o))) return original::stored;
+    if (b.get(store::cf::assets, fetch_key(o))) found = original::awaited;
+  }
+  return found;
 }
 
 }  // namespace petchat::messages::detail
