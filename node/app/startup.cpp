@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/system/system_error.hpp>
@@ -77,9 +78,23 @@ std::vector<std::string> start_problems(config::node_config const& c) {
 }
 
 std::optional<std::string> admin_socket_problem(config::node_config const& c) {
+  if (!c.admin.socket.empty()) {
+    // In a directory other users may write to (/tmp, even with its sticky bit), any of them
+    // could put a socket of their own at this path first, and petchatctl would hand them
+    // the passwords it sends. (The data dir, the default one's, is checked at start.)
+    auto const& path = c.admin.socket;
+    auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+    struct stat ds {};
+    if (::stat(dir.c_str(), &ds) == 0 &&
+        ((ds.st_mode & (S_IWGRP | S_IWOTH)) != 0 || (ds.st_uid != 0 && ds.st_uid != ::geteuid())))
+      return "admin.socket = \"" + path.string() + "\": its directory " + dir.string() +
+             " may be written by other users, who could put a socket of their own there; put the socket in a "
+             "directory only the node's user (or root) may write to, such as the data dir or /run/petchat";
+    return std::nullopt;
+  }
   // A Unix socket's path holds at most 107 bytes; admin.socket itself is checked when the
   // config is read, the default one under the data dir here.
-  if (!c.admin.socket.empty() || c.admin_socket().string().size() <= 100) return std::nullopt;
+  if (c.admin_socket().string().size() <= 100) return std::nullopt;
   return "node.data_dir = \"" + c.node.data_dir.string() + "\": the admin socket under it (" +
          c.admin_socket().string() + ") would be longer than 100 bytes; set admin.socket to a shorter path";
 }

@@ -38,6 +38,17 @@ bool valid_network_or_address(std::string const& v) {
   return net::parse_network(v, true).has_value();
 }
 
+bool network_too_wide(std::string const& v) {
+  static constexpr net::address_bytes mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  auto n = net::parse_network(v, true);
+  if (!n) return false;
+  if (n->prefix < 8) return true;
+  // A network holding the IPv4-mapped range (its prefix at most 96 and matching) covers every
+  // IPv4 client; one inside it must be at least an IPv4 /8 (96 + 8).
+  if (n->prefix <= 96) return net::in_prefix(mapped, n->bytes, n->prefix);
+  return net::in_prefix(n->bytes, mapped, 96) && n->prefix < 104;
+}
+
 std::optional<std::string> check_origin(std::string const& v) {
   static constexpr char const* why =
       "expected an origin such as https://chat.example.org or http://host:8080, or \"*\"";

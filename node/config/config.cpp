@@ -101,9 +101,9 @@ schema schema_of(reader& rd, node_config& c) {
                                             return "expected an IP address or a network in CIDR notation, e.g. "
                                                    "127.0.0.1 or 10.0.0.0/8";
                                           // 0.0.0.0/0 would let every client name its own address,
-                                          // past every per-address limit.
-                                          auto slash = v.find('/');
-                                          if (slash != std::string::npos && std::stoi(v.substr(slash + 1)) < 8)
+                                          // past every per-address limit (IPv4 is held as
+                                          // ::ffff:a.b.c.d/96+: ::/8 covers all of it too).
+                                          if (detail::network_too_wide(v))
                                             return "a network wider than /8 trusts nearly every address: any "
                                                    "client could claim another's address past the per-address "
                                                    "limits; list the proxies' own addresses or network";
@@ -257,9 +257,10 @@ load_result load_string(std::string const& text, std::string const& source) {
 load_result load_file(std::filesystem::path const& path) {
   load_result failed;
   // A directory opens as a stream too, and reads as nothing: all defaults, silently.
+  // (/dev/null is fine: the defaults, as asked.)
   std::error_code ec;
-  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
-    failed.errors.push_back(path.string() + ": not a regular file (a config file is expected)");
+  if (std::filesystem::is_directory(path, ec)) {
+    failed.errors.push_back(path.string() + ": a directory, not a config file");
     return failed;
   }
   std::ifstream in(path, std::ios::binary);

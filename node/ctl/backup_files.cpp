@@ -113,24 +113,27 @@ int open_beneath(fs::path const& base, std::string const& path) {
   }
   if (dir < 0) return -1;
   // Looked at before it is opened: opening a device (a watchdog, a tape) can act, and the
-  // name comes from a backup or from the node's answer. The same file after opening, or none.
+  // name comes from a backup or from the node's answer. An O_PATH descriptor opens
+  // nothing; the file it names is then opened through it, so that no other file can be
+  // swapped in between (without /proc: by name again, and then it must be the same file).
+  int at = ::openat(dir, last->c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   struct stat before {};
-  bool found = ::fstatat(dir, last->c_str(), &before, AT_SYMLINK_NOFOLLOW) == 0;
-  if (!found || !S_ISREG(before.st_mode)) {
-    int saved = !found ? errno : S_ISLNK(before.st_mode) ? ELOOP : EINVAL;
-    ::close(dir);
-    errno = saved;
-    return -1;
+  int saved = at < 0 ? errno : ::fstat(at, &before) != 0 ? errno : 0;
+  if (saved == 0 && !S_ISREG(before.st_mode)) saved = S_ISLNK(before.st_mode) ? ELOOP : EINVAL;
+  int fd = -1;
+  if (saved == 0) {
+    fd = ::open(("/proc/self/fd/" + std::to_string(at)).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT) fd = ::openat(dir, last->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    saved = fd < 0 ? errno : 0;
+    struct stat after {};
+    if (fd >= 0 && (::fstat(fd, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino)) {
+      ::close(fd);
+      fd = -1;
+      saved = EINVAL;
+    }
   }
-  int fd = ::openat(dir, last->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  int saved = errno;
+  if (at >= 0) ::close(at);
   ::close(dir);
-  struct stat after {};
-  if (fd >= 0 && (::fstat(fd, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino)) {
-    ::close(fd);
-    fd = -1;
-    saved = EINVAL;
-  }
   errno = saved;
   return fd;
 }

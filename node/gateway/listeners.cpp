@@ -1,7 +1,6 @@
 // An http_server's construction and its listeners: a TCP port, and a Unix socket of mode
 // 0600 that is never taken over from a live process (see gateway.hpp).
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <boost/asio/strand.hpp>
 
@@ -42,17 +41,6 @@ std::uint16_t http_server::listen_tcp(config::listen_address const& address) {
 
 void http_server::listen_unix(std::filesystem::path const& path) {
   std::error_code ec;
-  // In a directory other users may write to (/tmp, even with its sticky bit), any of them
-  // could put a socket of their own at this path first, and petchatctl would hand them the
-  // passwords it sends.
-  auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  struct stat ds {};
-  if (::stat(dir.c_str(), &ds) == 0 &&
-      ((ds.st_mode & (S_IWGRP | S_IWOTH)) != 0 || (ds.st_uid != 0 && ds.st_uid != ::geteuid())))
-    throw std::runtime_error("admin socket " + path.string() + ": its directory " + dir.string() +
-                             " may be written by other users, who could put a socket of their own there; put "
-                             "admin.socket in a directory only the node's user (or root) may write to, such as "
-                             "the data dir or /run/petchat");
   if (std::filesystem::is_socket(path, ec)) {
     // A socket file left by a process that died is replaced; one that a live process
     // answers on (another node configured with the same admin.socket) is not taken over.

@@ -112,7 +112,9 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
       case keys::original::awaited:
         b.put(cf::assets, keys::collect_key(now + grace_ms, hash), "");
         return true;
-      case keys::original::none:
+      case keys::original::none:  // its pairs go with it: an original linking it later counts afresh
+        for (auto const& o : originals) b.erase(cf::assets, keys::thumbnail_pair_key(hash, o));
+        b.erase(cf::assets, keys::originals_key(hash));
         break;
     }
     // An upload of it within the grace period keeps it (its own due entry comes later).

@@ -206,6 +206,7 @@ result<asset_view> message_service::asset_for(std::string const& user, std::stri
     v.uploaded_by_caller = true;
     v.name = mine->name();
     v.declared_type = mine->declared_type();
+    v.created_at_ms = mine->at_ms();  // the caller's own upload, as its answer said (record_asset)
   }
   return v;
 }

@@ -205,11 +205,10 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     for_account.key = account_key;
     for_account.limiter = &m.account_limiter;
   }
-  if (!known_here) {
-    if (!m.address_limiter.begin(address_key, now)) co_return m.busy();
-    for_address.key = address_key;
-    for_address.limiter = &m.address_limiter;
-  }
+  // (A known device's login still counts among the address's logins in flight.)
+  if (!m.address_limiter.begin(address_key, now, known_here)) co_return m.busy();
+  for_address.key = address_key;
+  for_address.limiter = &m.address_limiter;
 
   std::string hash = user ? user->password_hash() : m.dummy_hash;
   auto slot = m.hash_slot();

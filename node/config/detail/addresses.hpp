@@ -12,6 +12,9 @@ bool valid_cidr(std::string const& v);
 
 // A network as above, or a single address ("10.1.2.3", "2001:db8::1").
 bool valid_network_or_address(std::string const& v);
+// A valid network that covers more than a /8 of IPv4 or IPv6 addresses (all of IPv4 counts:
+// ::/8 holds the IPv4-mapped ones).
+bool network_too_wide(std::string const& v);
 
 // A web origin as browsers send it: "https://host" or "http://host:port" (no path, no
 // trailing slash), or "*".

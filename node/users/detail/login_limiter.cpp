@@ -58,11 +58,11 @@ void login_limiter::forgive_account(std::string const& key, std::string_view acc
   if (e.failures == 0 && e.pending == 0 && e.locked_until_ms == 0) entries_.erase(it);
 }
 
-bool login_limiter::begin(std::string const& key, std::int64_t now_ms) {
+bool login_limiter::begin(std::string const& key, std::int64_t now_ms, bool cap_only) {
   std::lock_guard lock(mutex_);
   if (entries_.size() >= options_.max_keys) prune(now_ms);
   auto& e = entries_[key];
-  if (e.pending > 0 && e.failures + e.pending >= options_.free_attempts) return false;
+  if (!cap_only && e.pending > 0 && e.failures + e.pending >= options_.free_attempts) return false;
   if (options_.max_pending != 0 && e.pending >= options_.max_pending) return false;
   ++e.pending;
   return true;

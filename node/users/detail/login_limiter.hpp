@@ -46,8 +46,9 @@ class login_limiter {
   // not all pass the back-off check while the first ones are still hashing. Counting
   // the attempt as pending rather than as failed means a correct password is never
   // counted against anyone; nor may one key have more than options::max_pending in
-  // flight. Every true is followed by end().
-  bool begin(std::string const& key, std::int64_t now_ms);
+  // flight. Every true is followed by end(). `cap_only`: only the cap on attempts in flight
+  // holds (a known device's login, which this key's failures do not hold back).
+  bool begin(std::string const& key, std::int64_t now_ms, bool cap_only = false);
   // The attempt that begin() allowed is over (call failed() or succeeded() as well when
   // the password was checked).
   void end(std::string const& key);

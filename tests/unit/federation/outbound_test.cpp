@@ -442,16 +442,18 @@ TEST_CASE("the link gathers envelopes for a bundle until enough came, the time i
   memory_store store;
   federation::detail::link_state state(opt, dir, federation::secret_key{}, store,
                                        std::make_shared<spdlog::logger>("link-test"));
-  constexpr auto long_time = std::chrono::hours(1);  // a test that waited this long failed
+  constexpr auto long_time = std::chrono::seconds(20);  // waited this long: it did not end early
+  auto started = steady_clock::now();
   constexpr auto short_time = std::chrono::milliseconds(50);
   state.begin_round();
   for (int i = 0; i < 8; ++i) state.wake();
   CHECK(state.pause(long_time));  // woken
   state.gather(long_time, 8);     // 8 came since the round began: no wait
+  CHECK(steady_clock::now() - started < long_time);
   SUBCASE("fewer than enough: it waits the whole time") {
     state.begin_round();  // the wake-ups before the round are its own
     for (int i = 0; i < 7; ++i) state.wake();
-    auto started = steady_clock::now();
+    started = steady_clock::now();
     state.gather(short_time, 8);
     CHECK(steady_clock::now() - started >= short_time);
     CHECK_FALSE(state.pause(std::chrono::milliseconds(1)));  // the gather spent the wake-ups
@@ -460,8 +462,10 @@ TEST_CASE("the link gathers envelopes for a bundle until enough came, the time i
     state.begin_round();
     for (int i = 0; i < 7; ++i) state.wake();
     std::thread later([&state] { state.wake(); });
+    started = steady_clock::now();
     state.gather(long_time, 8);
     later.join();
+    CHECK(steady_clock::now() - started < long_time);
   }
   SUBCASE("stopping ends it") {
     state.begin_round();
@@ -469,8 +473,10 @@ TEST_CASE("the link gathers envelopes for a bundle until enough came, the time i
       state.stopping = true;
       state.wake();
     });
+    started = steady_clock::now();
     state.gather(long_time, 8);
     stop.join();
+    CHECK(steady_clock::now() - started < long_time);
   }
 }
 
