@@ -175,6 +175,13 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
   try {
     f = co_await async::offload(pool, std::move(sniff));
     if (!known && detail::is_image(f.content_type)) {
+      // One image of a user's at a time in the thumbnail line (one thread, first come first
+      // served): a user uploading many costly images waits for their own, and holds up
+      // everyone else's by one image at most. (A claim's key of more than 32 bytes, which no
+      // hash's claim is.)
+      std::string turn = "the thumbnail line's turn of user " + user;
+      co_await claim(turn);
+      claims_held in_line{*this, {turn}};
       auto examine = [this, &file, &thumb_path, &f] {
         f.image = detail::examine_image(file, thumb_path, limits.max_image_pixels, limits.thumbnail_px);
         if (f.image.thumbnail) {

@@ -54,7 +54,7 @@ struct asset_service::impl {
   std::atomic<std::size_t> active_copies{0};
 
   std::mutex mutex;                                    // guards the four below; never held across I/O
-  std::set<std::string> claims;                        // hashes being placed or collected
+  std::set<std::string> claims;                        // hashes being placed or collected; users in the thumbnail line
   std::set<std::string> busy;                          // uploads with an append (or removal) running
   std::map<std::string, detail::partial_hash> hashes;  // upload id -> its hash so far
   std::map<std::string, std::uint64_t> streaming;      // user -> bytes of one-request uploads arriving
