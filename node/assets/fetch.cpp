@@ -48,7 +48,7 @@ struct fetched {
 };
 
 // Blocking (the asset pool): the whole asset, piece by piece, into a file of tmp/, then in place.
-fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
+fetched download(asset_service::impl& s, messages::pending_fetch const& f, std::uint64_t region_bytes) {
   fetched r;
   auto path = s.files.new_tmp();
   detail::tmp_file cleanup{path};
@@ -83,6 +83,15 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
         r.outcome = fetched::missing;
         return r;
       }
+      // The region's budget: what it has us store already, fetches of this round included.
+      auto budget = s.limits.max_fetched_bytes_per_region;
+      if (budget != 0 && !f.proof && region_bytes + size > budget) {
+        s.log->warn(
+            "asset {} from region {}: {} bytes, and {} fetched from that region are stored already "
+            "(assets.max_fetched_bytes_per_region {}); tried again later",
+            print_id(f.hash), f.region, size, region_bytes, budget);
+        return r;
+      }
     }
     if (p->data.empty() || offset + p->data.size() > size) return r;
     out.write(p->data.data(), p->data.size());
@@ -109,8 +118,9 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f) {
 }
 
 // Whether the region answered (with the bytes, or that it has them not for us).
-awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pending_fetch f) {
-  auto work = [s, f] { return download(*s, f); };
+awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pending_fetch f,
+                          std::uint64_t& region_bytes) {
+  auto work = [s, f, region_bytes] { return download(*s, f, region_bytes); };
   fetched r;
   try {
     r = co_await async::offload(s->fetches, std::move(work));
@@ -118,6 +128,7 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
     s->log->error("asset {} from region {}: {}", print_id(f.hash), f.region, e.what());
   }
   if (r.outcome == fetched::ok) {
+    if (!f.proof) region_bytes += r.asset.size;  // (counted by record_fetched if it stores it)
     auto done = co_await s->messages.record_fetched(f, std::move(r.asset));
     if (done && f.proof)
       s->log->info("region {} showed it holds asset {}: its messages' references to it count", f.region,
@@ -141,12 +152,13 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
 // its own fetches.
 awaitable<void> fetch_region(std::shared_ptr<asset_service::impl> s, std::vector<messages::pending_fetch> due) {
   auto region = due.front().region;
+  auto region_bytes = due.front().region_bytes;  // as of the round's start, plus what it fetches
   try {
     for (auto& f : due) {
       if (s->stopped || !s->try_claim(f.hash)) continue;
       auto hash = f.hash;
       claims_held claimed{*s, {hash}};
-      bool answered = co_await fetch_one(s, std::move(f));
+      bool answered = co_await fetch_one(s, std::move(f), region_bytes);
       if (!answered) break;
     }
   } catch (std::exception const& e) {

@@ -171,6 +171,7 @@ schema schema_of(reader& rd, node_config& c) {
       {"assets",
        {{"max_asset_bytes", rd.integer(c.assets.max_asset_bytes, 1, std::int64_t(1) << 40)},
         {"quota_bytes", rd.integer(c.assets.quota_bytes, 0, std::int64_t(1) << 50)},
+        {"max_fetched_bytes_per_region", rd.integer(c.assets.max_fetched_bytes_per_region, 0, std::int64_t(1) << 50)},
         {"upload_expiry_s", rd.integer(c.assets.upload_expiry_s, 1, 30 * 86400)},
         {"grace_s", rd.integer(c.assets.grace_s, 0, 365 * 86400)},
         {"max_uploads_per_user", rd.integer(c.assets.max_uploads_per_user, 1, 10000)},

@@ -128,12 +128,14 @@ struct messages_section {
 struct assets_section {
   std::uint64_t max_asset_bytes = std::uint64_t(2) << 30;  // one asset
   std::uint64_t quota_bytes = std::uint64_t(10) << 30;     // stored per user, uploads in progress included
-  std::uint32_t upload_expiry_s = 86400;                   // an incomplete upload is removed after
-  std::uint32_t grace_s = 86400;                           // an unreferenced asset lives on so long
-  std::uint32_t max_uploads_per_user = 20;                 // resumable uploads in progress
-  std::uint64_t max_image_pixels = 100000000;              // larger images get no thumbnail
-  std::uint32_t thumbnail_px = 320;                        // a thumbnail's longer side at most
-  std::uint32_t collect_interval_s = 60;                   // how often the collector runs
+  // Stored here, fetched from one other region (its messages' attachments); 0: no limit.
+  std::uint64_t max_fetched_bytes_per_region = std::uint64_t(100) << 30;
+  std::uint32_t upload_expiry_s = 86400;       // an incomplete upload is removed after
+  std::uint32_t grace_s = 86400;               // an unreferenced asset lives on so long
+  std::uint32_t max_uploads_per_user = 20;     // resumable uploads in progress
+  std::uint64_t max_image_pixels = 100000000;  // larger images get no thumbnail
+  std::uint32_t thumbnail_px = 320;            // a thumbnail's longer side at most
+  std::uint32_t collect_interval_s = 60;       // how often the collector runs
 
   bool operator==(assets_section const&) const = default;
 };

@@ -34,9 +34,11 @@ namespace {
 // quota given back) and its due entries. Its thumbnail goes with it unless something
 // refers to that. The uploaders are read from committed state: the caller's claim on the
 // hash keeps uploads of the same bytes out of the meantime.
-void remove_asset(store::rocks_batch& b, std::string const& hash,
+void remove_asset(store::rocks_batch& b, std::string const& hash, records::asset_record const& rec,
                   std::vector<std::pair<std::string, std::uint64_t>> const& uploaders) {
   b.erase(cf::assets, keys::asset_key(hash));
+  if (!rec.fetched_from().empty())  // given back to the region it was fetched from
+    keys::add_u64(b, keys::region_fetched_key(rec.fetched_from()), -std::int64_t(rec.size()));
   for (auto const& [user, size] : uploaders) {
     b.erase(cf::assets, keys::uploader_key(user, hash));
     b.erase(cf::assets, keys::uploaders_key(hash, user));
@@ -122,7 +124,7 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
       auto u = parse<records::uploader_record>(b.get(cf::assets, keys::uploader_key(user, hash)));
       if (u && u->at_ms() + grace_ms > now) return true;
     }
-    remove_asset(b, hash, uploaders);
+    remove_asset(b, hash, *rec, uploaders);
     for (auto const& key : holders) b.erase(cf::assets, key);
     st->removed = true;
     st->blobs.push_back(hash);
@@ -131,7 +133,7 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
     bool orphan = keys::unlink_thumbnail(b, *thumb, rec->thumbnail(), hash);
     if (keys::read_u64(b, keys::refs_key(rec->thumbnail())) > 0) return true;
     if (orphan && thumb_uploaders.empty()) {
-      remove_asset(b, rec->thumbnail(), {});
+      remove_asset(b, rec->thumbnail(), *thumb, {});
       for (auto const& key : thumb_holders) b.erase(cf::assets, key);
       st->blobs.push_back(rec->thumbnail());
     } else if (orphan) {  // kept by its uploaders for now: looked at again after the grace period

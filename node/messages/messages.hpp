@@ -171,7 +171,8 @@ struct pending_fetch {
   std::string region;
   std::string thumbnail_of;  // a thumbnail: its original's hash
   std::uint32_t tries = 0;
-  bool proof = false;  // stored here already: fetched only as the region's proof that it holds it
+  bool proof = false;              // stored here already: fetched only as the region's proof that it holds it
+  std::uint64_t region_bytes = 0;  // stored here that were fetched from `region` (its budget's use)
 };
 struct asset_usage {
   std::string user;

@@ -194,6 +194,10 @@ std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::s
   for (std::size_t i = 0; out.size() < max && (i < kinds[0].size() || i < kinds[1].size()); ++i)
     for (auto& kind : kinds)
       if (i < kind.size() && out.size() < max) out.push_back(std::move(kind[i]));
+  for (auto& f : out) {
+    auto used = impl_->db.get(cf::assets, keys::region_fetched_key(f.region));
+    f.region_bytes = used && used->size() == 8 ? keys::from_be64(*used) : 0;
+  }
   return out;
 }
 
@@ -216,6 +220,8 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
     auto rec = put_asset(b, f.hash, a.size, a.content_type, now, due);
     rec.set_width(a.width);
     rec.set_height(a.height);
+    rec.set_fetched_from(f.region);  // charged to that region's budget until collected
+    keys::add_u64(b, keys::region_fetched_key(f.region), std::int64_t(a.size));
     if (!f.thumbnail_of.empty()) keys::link_thumbnail(b, rec, f.hash, f.thumbnail_of);
     // (Stored already as this original's thumbnail, fetched first, it is this original's.)
     if (a.thumbnail_hash.size() == keys::asset_hash_bytes && a.thumbnail_hash != f.hash &&

@@ -434,6 +434,38 @@ class FetchedThumbnailsGo(AssetFederationCase):
                          "blobs still stored at america after the message went")
 
 
+class FetchBudgetPerRegion(AssetFederationCase):
+    """What one region has this one store of its attachments is held to
+    assets.max_fetched_bytes_per_region: beyond it they wait, pending, until space comes
+    back (a hostile region cannot fill the disk with attachments charged to no one)."""
+
+    node_config = {"messages": {"max_per_second": 5000},
+                   "assets": {"max_fetched_bytes_per_region": 150 * KIB, "grace_s": 2, "collect_interval_s": 1}}
+
+    def test_a_regions_attachments_wait_beyond_its_budget(self):
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        A, B = self.connect(alice), self.connect(bob)
+        first = blob(100 * KIB, "within the budget")
+        x = self.upload(alice, first, "first.bin")
+        acc = self.send_attached(A, bob, [{"asset_id": x["id"]}], text="first")
+        B.wait_event(ev_message(acc["message_id"]), CROSS_S, what="the first message")
+        self.wait_download(bob, x["id"], first)
+        second = blob(100 * KIB, "beyond the budget")
+        y = self.upload(alice, second, "second.bin")
+        acc2 = self.send_attached(A, bob, [{"asset_id": y["id"]}], text="second")
+        B.wait_event(ev_message(acc2["message_id"]), CROSS_S, what="the second message")
+        # 200 KiB of europe's would be stored, against a budget of 150: the second waits.
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            self.assertPending(self.download(bob, y["id"]), "beyond europe's budget at america")
+            time.sleep(POLL_S)
+        # The first message goes (deleted for everyone): its attachment is collected at
+        # america, europe's budget has room again, and the second is fetched.
+        r = self.http(alice, "DELETE", "/v1/messages/%s?for=everyone" % q(acc["message_id"]))
+        self.assertStatus(r, 204, "alice deletes her first message for everyone")
+        self.wait_download(bob, y["id"], second, timeout=90)
+
+
 class HostileRegionNamesAHash(AssetFederationCase):
     """Europe, hostile (its real signing key, its node stopped), sends america a message
     naming the hash of an asset a user of america uploaded and never sent anywhere. Neither

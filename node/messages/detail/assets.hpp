@@ -22,6 +22,7 @@
 //   t/ thumb(32) original(32)   -> "": an original whose thumbnail it is (the same pixels
 //                                  with other metadata make the same thumbnail)
 //   o/ thumb(32)                -> be64: how many originals it has
+//   Q/ region                   -> be64: bytes stored that were fetched from `region`
 #pragma once
 
 #include <cstdint>
@@ -82,6 +83,9 @@ inline std::string uploaders_first(std::string const& hash) {
 }
 inline std::string quota_key(std::string const& user) {
   return "q/" + user;
+}
+inline std::string region_fetched_key(std::string const& region) {
+  return "Q/" + region;
 }
 inline std::string upload_count_key(std::string const& user) {
   return "c/" + user;
