@@ -42,9 +42,9 @@ struct options {
   std::uint32_t publish_timeout_ms = 5000;
   std::uint32_t reconnect_wait_ms = 1000;
   std::uint32_t presence_interval_s = 10;  // remote presence is at most 3x this stale
-  // After a wake-up the link waits this long before it publishes, so that what the outbox
-  // gets meanwhile shares the bundle (one signature, one JetStream message, one commit where
-  // it is applied); 0 publishes at once. A full batch goes without waiting.
+  // Woken from an idle pause, the link waits up to this long before it publishes (less once
+  // 8 requests queued envelopes), so that what the outbox gets meanwhile shares the bundle
+  // (one signature, one JetStream message, one commit where it is applied); 0: at once.
   std::uint32_t batch_delay_ms = 5;
   std::uint32_t resend_after_s = 10;  // unconfirmed envelopes are sent again after this (then backing off)
   // Confirmed envelopes are held this long, to send again to a destination restored from a

@@ -59,26 +59,24 @@ std::vector<std::pair<std::string, std::uint64_t>> uploaders_of(message_service:
   return out;
 }
 
-// The x/ keys of an asset (committed state): the regions that showed they hold its bytes.
-std::vector<std::string> holders_of(message_service::impl const& m, std::string const& hash) {
+// The keys under `first` (committed state), at most 4096, whole or past `first`.
+std::vector<std::string> keys_under(message_service::impl const& m, std::string const& first, bool whole) {
   std::vector<std::string> out;
-  auto first = keys::holders_first(hash);
   m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
-    out.emplace_back(key);
+    out.emplace_back(whole ? key : key.substr(first.size()));
     return out.size() < 4096;
   });
   return out;
 }
 
-// The originals a thumbnail was linked to (t/ keys, committed state), at most 4096.
+// The x/ keys of an asset: the regions that showed they hold its bytes.
+std::vector<std::string> holders_of(message_service::impl const& m, std::string const& hash) {
+  return keys_under(m, keys::holders_first(hash), true);
+}
+
+// The originals a thumbnail was linked to (its t/ keys).
 std::vector<std::string> originals_of(message_service::impl const& m, std::string const& thumb) {
-  std::vector<std::string> out;
-  auto first = keys::thumbnail_pairs_first(thumb);
-  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
-    out.emplace_back(key.substr(first.size()));
-    return out.size() < 4096;
-  });
-  return out;
+  return keys_under(m, keys::thumbnail_pairs_first(thumb), false);
 }
 
 }  // namespace
@@ -115,6 +113,7 @@ awaitable<result<collected_asset>> message_service::collect_asset(std::string ha
         b.put(cf::assets, keys::collect_key(now + grace_ms, hash), "");
         return true;
       case keys::original::none:  // its pairs go with it: an original linking it later counts afresh
+        if (originals.empty()) break;
         for (auto const& o : originals) b.erase(cf::assets, keys::thumbnail_pair_key(hash, o));
         b.erase(cf::assets, keys::originals_key(hash));
         break;

@@ -45,15 +45,15 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
                                                        std::string registration_token, bool by_admin,
                                                        std::string client_address) {
   auto& m = *impl_;
-  // The address's allowance is reserved before any work and given back unless an account
-  // is created, so concurrent registrations cannot overshoot it.
-  struct reservation {
-    detail::registration_limiter* limiter = nullptr;
-    std::string address;
-    ~reservation() {
-      if (limiter) limiter->release(address);
+  // The address's allowance (and its /48's) is reserved before any work and given back
+  // unless the attempt counts (keep()), so concurrent registrations cannot overshoot it.
+  struct reservations {
+    std::vector<std::pair<detail::registration_limiter*, std::string>> held;
+    void keep() { held.clear(); }
+    ~reservations() {
+      for (auto& [limiter, address] : held) limiter->release(address);
     }
-  } reserved, reserved_wide;
+  } reserved;
   std::string managed_token;  // a token an admin made, used up with the account's write
   if (!by_admin) {
     if (m.options.registration == config::registration_policy::closed)
@@ -67,12 +67,10 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     };
     if (!wide.empty()) {
       if (auto wait = m.wide_registrations.reserve(wide, now_ms())) co_return too_many(wait);
-      reserved_wide.address = wide;
-      reserved_wide.limiter = &m.wide_registrations;
+      reserved.held.emplace_back(&m.wide_registrations, wide);
     }
     if (auto wait = m.registrations.reserve(client_address, now_ms())) co_return too_many(wait);
-    reserved.address = client_address;  // (assigned member-wise: a temporary's destructor would release it)
-    reserved.limiter = &m.registrations;
+    reserved.held.emplace_back(&m.registrations, client_address);
     if (m.options.registration == config::registration_policy::token) {
       // The config's token (if set), or one an admin made (checked again in the write).
       bool configured = !m.options.registration_token.empty() &&
@@ -82,7 +80,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
           }))
         managed_token = registration_token;
       if (!configured && managed_token.empty()) {
-        reserved.limiter = reserved_wide.limiter = nullptr;  // a wrong token counts as a registration: no guessing it
+        reserved.keep();  // a wrong token counts as a registration: no guessing it
         co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                        "registration_token");
       }
@@ -98,7 +96,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   // A cheap look first, so a taken name does not cost an argon2id hash. It counts as a
   // registration, so that asking which names exist is as limited as registering.
   if (m.env.read([&](store::lmdb_txn const& txn) { return txn.get(m.accounts, name).has_value(); })) {
-    reserved.limiter = reserved_wide.limiter = nullptr;
+    reserved.keep();
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
   }
 
@@ -122,11 +120,11 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                    "registration_token");
   if (outcome == store::write_outcome::rolled_back) {
-    reserved.limiter = reserved_wide.limiter = nullptr;
+    reserved.keep();
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
   }
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the account could not be stored");
-  reserved.limiter = reserved_wide.limiter = nullptr;  // an account was created: the registration counts
+  reserved.keep();  // an account was created: the registration counts
   co_return to_profile(record);
 }
 
@@ -172,17 +170,18 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::optional<records::user_record> user;
   if (name_opt) user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
   std::string known_device = detail::random_bytes(16);
+  bool known_here = false;
   if (user && !device_token.empty()) {
     auto known = detail::verify_device_token(device_token, m.device_key, now);
     if (known.status == detail::token_status::ok && known.claims.user_name == name &&
         user->password_generation() == known.claims.password_generation) {
       known_device = known.claims.device_id;
       account_key = "device:" + known_device;
+      known_here = true;
     }
   }
   // Nor by the failures of others behind its address (a carrier NAT, a shared /64): a known
   // device's failures count against it alone; the address's rate of checks still holds.
-  bool known_here = account_key.starts_with("device:");
   std::int64_t wait = known_here ? 0 : m.address_limiter.wait_ms(address_key, now);
   if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
   if (wait > 0) {
