@@ -153,8 +153,9 @@ void raise_open_files_limit(std::size_t max_connections, bool tls) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
-  // A TLS connection holds three descriptors: its socket and a socket pair (tls_front.cpp).
-  std::size_t per_connection = tls ? 3 : 1;
+  // A TLS connection holds three descriptors: its socket and a socket pair (tls_front.cpp);
+  // any connection one more while it downloads an asset (the blob's).
+  std::size_t per_connection = tls ? 4 : 2;
   if (rl.rlim_cur < max_connections * per_connection + 64)
     log::get("node")->warn(
         "open-files limit {} is below what gateway.max_connections {} needs ({} per connection{}); "

@@ -153,8 +153,9 @@ struct push_section {
   std::size_t max_in_flight = 256;
   std::size_t max_in_flight_per_user = 8;  // one user's slow endpoints cannot take every slot
   std::size_t max_targets_per_device = 10;
-  std::size_t max_targets_per_user = 20;  // new targets past it are refused
-  std::uint32_t ttl_s = 86400;            // Web Push TTL
+  std::size_t max_targets_per_user = 20;        // new targets past it are refused
+  std::uint32_t registrations_per_minute = 20;  // per user; each may look up a name
+  std::uint32_t ttl_s = 86400;                  // Web Push TTL
   std::string vapid_subject = "mailto:admin@localhost";
   std::size_t preview_bytes = 100;
   std::string ca_file;                      // extra CAs for push endpoints

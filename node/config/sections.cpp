@@ -113,6 +113,7 @@ reader::section push_keys(reader& rd, node_config& c) {
       {"max_in_flight_per_user", rd.integer(p.max_in_flight_per_user, 1, 100000)},
       {"max_targets_per_device", rd.integer(p.max_targets_per_device, 1, 1000)},
       {"max_targets_per_user", rd.integer(p.max_targets_per_user, 1, 100000)},
+      {"registrations_per_minute", rd.integer(p.registrations_per_minute, 1, 100000)},
       {"ttl_s", rd.integer(p.ttl_s, 0, 28 * 86400)},
       {"vapid_subject", rd.string([&p](std::string const& v) -> std::optional<std::string> {
          if (!(v.starts_with("mailto:") || v.starts_with("https://")) || v.size() > 256)

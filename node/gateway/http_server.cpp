@@ -39,7 +39,8 @@ namespace {
 
 using state_ptr = std::shared_ptr<http_server::state>;
 
-http::response<http::string_body> to_beast(response const& r, unsigned version, bool keep_alive, bool head = false) {
+// Takes the body over: an answer of a few MiB (a history page) is held once while written.
+http::response<http::string_body> to_beast(response r, unsigned version, bool keep_alive, bool head = false) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "petchat");
   if (!r.content_type.empty() && (!r.body.empty() || r.status != 204))
@@ -52,7 +53,7 @@ http::response<http::string_body> to_beast(response const& r, unsigned version, 
     // A HEAD answer announces the body's length but carries no body.
     res.content_length(r.body.size());
   } else {
-    res.body() = r.body;
+    res.body() = std::move(r.body);
     res.prepare_payload();
   }
   return res;
@@ -160,7 +161,7 @@ awaitable<bool> answer(state_ptr const& st, Socket& socket, deadline& timer, Mes
     if (ok && !keep_alive) co_await linger(socket, timer);
     co_return (ok && keep_alive);
   }
-  auto res = to_beast(out, version, keep_alive, is_head);
+  auto res = to_beast(std::move(out), version, keep_alive, is_head);
   timer.arm(socket, st->limits.request_timeout);
   auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
   timer.disarm();
@@ -211,12 +212,17 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
   // because Beast keeps a chunk line or a trailer that never ends in it until the deadline.
   beast::flat_buffer buffer(st->limits.max_header_bytes + 65536);
   try {
+    // A new connection's first request is due within request_timeout: idle_timeout is for
+    // keep-alive between requests, not for sockets opened only to be held.
+    bool first = true;
     while (!st->stopping) {
       // Keep-alive wait: an idle connection costs only its socket, and is closed after
       // idle_timeout or at shutdown.
       if (buffer.size() == 0) {
         control->idle = true;
-        timer.arm(socket, st->limits.idle_timeout);
+        timer.arm(socket,
+                  first ? std::min(st->limits.idle_timeout, st->limits.request_timeout) : st->limits.idle_timeout);
+        first = false;
         auto [ec, n] = co_await socket.async_read_some(buffer.prepare(4096), use_tuple);
         timer.disarm();
         control->idle = false;

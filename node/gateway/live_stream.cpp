@@ -60,8 +60,24 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
     res.keep_alive(false);
     res.prepare_payload();
   }
+  // Written within auth_deadline, and cancelled at shutdown: a client that never reads the
+  // answer (a full socket buffer) must not hold the connection with no timer running.
+  control_->cancel = [self] {
+    boost::system::error_code ignored;
+    self->socket_.cancel(ignored);
+  };
+  control_->idle = true;  // shutdown cancels the write (it cancels only an idle connection)
+  if (control_->stop_requested) co_return false;
+  auth_deadline_timer_.expires_after(auth_deadline);
+  auth_deadline_timer_.async_wait([weak = std::weak_ptr<live_stream>(self)](boost::system::error_code ec) {
+    auto s = weak.lock();
+    if (ec || !s || s->phase_ != phase::opening) return;
+    boost::system::error_code ignored;
+    s->socket_.cancel(ignored);
+  });
   auto [hec, hn] = co_await http::async_write(socket_, res, use_tuple);
   (void)hn;
+  auth_deadline_timer_.cancel();
   if (hec || !accepted) co_return false;
   boost::system::error_code nec;
   socket_.non_blocking(true, nec);  // reads after readability never block the thread
@@ -196,6 +212,9 @@ live_stream::input_step live_stream::step_input(client::client_frame& pending) {
       ending(end_reason::connection_lost);
       return input_step::end;
     }
+    // A read counts as a frame: a stream of frames the reader consumes itself (pongs, empty
+    // fragments) must let the thread go now and then, as events do.
+    ++handled_;
     return input_step::next;
   }
   ++handled_;

@@ -117,15 +117,6 @@ void leave(impl const& m, store::rocks_batch& b, records::conversation_record& c
   commit_change(m, b, c, st);
 }
 
-// Who becomes owner when the owner goes without naming a successor: the first admin in
-// roster order, or else the first other member.
-std::string heir_of(records::conversation_record const& c, std::string const& owner) {
-  for (auto role : {client::ADMIN, client::MEMBER})
-    for (int i = 0; i < c.members_size(); ++i)
-      if (c.members(i) != owner && role_at(c, i) == role) return c.members(i);
-  return {};
-}
-
 // The group as committed, with `by` a current member, or why not.
 std::optional<records::conversation_record> load_group(store::rocks_batch& b, std::string const& by, change_state& st) {
   auto c = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));

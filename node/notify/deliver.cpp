@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include <random>
+#include <utility>
 
 #include "base/format/format.hpp"
 #include "node/log/log.hpp"
@@ -183,12 +184,22 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   auto self = shared_from_this();
   auto logger = log::get("notify");
   auto key = detail::target_key(t);
+  // The slot counted for this push is given back once, however this ends (a throw too).
+  struct slot_guard {
+    impl* m;
+    std::string user;
+    bool held = true;
+    void give_back() {
+      if (std::exchange(held, false)) m->slot_freed(user);
+    }
+    ~slot_guard() { give_back(); }
+  } slot{this, t.user};
   // Written before the request goes out, so that after a crash the push that may have
   // arrived is not repeated within the coalescing window (the outcome clears it).
   t.attempt_ms = now_ms();
   auto still_there = co_await messages.push_tried(t);
   if (!still_there || !*still_there) {  // not recorded, or removed since it was decided (logout, revoked)
-    slot_freed(t.user);
+    slot.give_back();
     if (still_there) forget_retries(key);
     co_return bool(still_there);
   }
@@ -208,7 +219,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
     answer.forbidden = true;
   }
-  slot_freed(t.user);
+  slot.give_back();
   auto result = judge(t, answer);
   metrics.push_sent(t.kind, name_of(result));
   auto now = now_ms();
@@ -235,9 +246,31 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     if (removed && removed.value()) metrics.push_target_removed("gone");
     co_return bool(removed);
   }
-  forget_retries(key);
-  if (result == outcome::failed)
-    logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
+  {  // its retry only: the refusals in a row stay counted
+    std::lock_guard lock(retry_mutex);
+    retry_at.erase(key);
+  }
+  if (result == outcome::failed) {
+    // Refused again and again (a lost VAPID key, an endpoint that always answers 400): the
+    // target goes, as a gone one does, after max_refusals in a row; told once, not per push.
+    std::uint32_t refused = 0;
+    {
+      std::lock_guard lock(retry_mutex);
+      refused = ++refusals[key];
+      if (refused >= max_refusals) refusals.erase(key);
+    }
+    if (refused == 1) logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
+    if (refused >= max_refusals) {
+      logger->warn("push target {} ({} of {}) refused {} times in a row ({}): removed", t.kind, t.device_id, t.user,
+                   refused, what);
+      auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);
+      if (removed && removed.value()) metrics.push_target_removed("refused");
+      co_return bool(removed);
+    }
+  } else {
+    std::lock_guard lock(retry_mutex);
+    refusals.erase(key);
+  }
   // Refused or not, a request went out: the coalescing window holds for the next one (an
   // endpoint that always refuses must not get one request per message).
   t.last_push_ms = now;

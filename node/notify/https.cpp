@@ -213,6 +213,8 @@ asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const&
   http_answer answer;
   try {
     auto ex = co_await asio::this_coro::executor;
+    // One connect timeout for the lookup and the connection together.
+    auto const connected_by = std::chrono::steady_clock::now() + limits.connect;
     auto endpoints =
         co_await allowed_endpoints(policy, dns, url, limits.connect, answer.error, answer.forbidden, false);
     if (endpoints.empty()) {
@@ -230,7 +232,7 @@ asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const&
     stream.set_verify_mode(asio::ssl::verify_peer);
     stream.set_verify_callback(asio::ssl::host_name_verification(url.host));
     auto& tcp_layer = beast::get_lowest_layer(stream);
-    tcp_layer.expires_after(limits.connect);
+    tcp_layer.expires_at(connected_by);
     auto [cec, connected] = co_await tcp_layer.async_connect(endpoints, tuple_awaitable);
     if (cec) {
       answer.error = "connect: " + cec.message();

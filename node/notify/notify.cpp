@@ -158,6 +158,27 @@ std::string notification_service::vapid_public_key() const {
   return format::base64url(impl_->vapid.public_key());
 }
 
+namespace {
+
+// Whether a new target `t` would be refused for the targets its device has (not if it is one
+// of them again, which keeps its id). The user's limit is the write's to check: a device
+// logged out a moment ago may still hold targets its end is about to remove.
+std::optional<errors::failure> over_device_limit(notification_service::impl const& m, messages::push_target const& t) {
+  std::size_t of_device = 0;
+  for (auto const& have : m.messages.push_targets(t.user, t.device_id)) {
+    bool same = t.kind == "matrix" ? have.kind == "matrix" && have.app_id == t.app_id && have.pushkey == t.pushkey
+                                   : have.kind == t.kind && have.endpoint == t.endpoint;
+    if (same) return std::nullopt;
+    ++of_device;
+  }
+  if (of_device >= m.options.max_targets_per_device)
+    return fail(code::too_many_push_targets, "this device has " + std::to_string(m.options.max_targets_per_device) +
+                                                 " push targets already: remove one first");
+  return std::nullopt;
+}
+
+}  // namespace
+
 awaitable<result<messages::push_target>> notification_service::add_target(std::string user_id, std::string device_id,
                                                                           target_spec spec) {
   auto& m = *impl_;
@@ -196,6 +217,15 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   auto url = detail::parse_https_url(spec.endpoint, why);
   if (!url) co_return fail(code::invalid_field, url_field + ": " + why, url_field);
   if (!m.dns) co_return fail(code::push_disabled, "push notifications have not started yet");
+  // Before the endpoint's name is looked up: the rate, and the device's limit as committed
+  // (the write checks it again, with what else its batch adds).
+  if (auto wait = m.registrations.take(user_id, now_ms())) {
+    auto f = fail(code::rate_limited, "too many push target registrations; try again later");
+    f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
+    co_return f;
+  }
+  t.endpoint = spec.endpoint;
+  if (auto full = over_device_limit(m, t)) co_return *full;
   // Named: no temporaries in a co_await expression (GCC 12, docs/ARCHITECTURE.md).
   auto const lookup_limit = std::chrono::milliseconds(m.options.connect_timeout_ms);
   auto const& where = *url;
@@ -204,7 +234,6 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
     co_return fail(code::push_endpoint_forbidden,
                    url_field + ": " + refused + " (push endpoints must be public unless the operator allows them)",
                    url_field);
-  t.endpoint = spec.endpoint;
   t.id = random_id();
   t.pushed_through = m.messages.mailbox_head(user_id);  // what came before is not news
   auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device,
@@ -360,6 +389,7 @@ asio::awaitable<bool> notification_service::impl::let_go(messages::push_target t
 void notification_service::impl::forget_retries(std::string const& prefix) {
   std::lock_guard lock(retry_mutex);
   std::erase_if(retry_at, [&](auto const& entry) { return entry.first.starts_with(prefix); });
+  std::erase_if(refusals, [&](auto const& entry) { return entry.first.starts_with(prefix); });
 }
 
 void notification_service::impl::slot_freed(std::string const& user) {

@@ -2,12 +2,13 @@
 """Request framing at the HTTP edge: chunked bodies are read within bounds (a chunk line that
 never ends is refused, not buffered until the deadline), trailer fields never stand in for
 headers, and a Transfer-Encoding whose body length is unknown is refused rather than read
-as the next request."""
+as the next request. A new connection must ask within the request timeout."""
 import http.client
 import json
 import os
 import socket
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -88,6 +89,27 @@ class ChunkedBodiesTest(NodeTestCase):
             self.assertIn("Transfer-Encoding", answer["error"]["message"])
             self.assertEqual(read_to_end(s, 5), b"", "a second answer followed for %r" % coding)
             s.close()
+
+
+class IdleConnectionsTest(NodeTestCase):
+    def test_a_new_connection_must_ask_within_the_request_timeout_a_kept_one_may_idle(self):
+        # Before the fix a connection opened only to be held kept its place for the whole
+        # idle_timeout (here 60 s), as a keep-alive connection between requests does.
+        node = self.start_node(config={"gateway": {"request_timeout_ms": 1000, "idle_timeout_ms": 60000}})
+        silent = node.raw_socket(timeout=30)
+        self.assertEqual(silent.recv(1), b"", "a connection that never asked is still open")
+        silent.close()
+        # Between requests a keep-alive connection stays well past request_timeout.
+        kept = node.raw_socket(timeout=30)
+        for _ in range(2):
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            kept.settimeout(30)
+            resp = http.client.HTTPResponse(kept, method="GET")
+            resp.begin()
+            self.assertEqual(resp.status, 200)
+            resp.read()
+            time.sleep(3)  # three request timeouts, idle
+        kept.close()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def push_config(**over):
     """A [push] section for tests: loopback allowed, the test CA trusted, short timings."""
     cfg = {"enabled": True, "allow_networks": ["127.0.0.0/8"], "ca_file": pushrecv.ca_file(),
            "coalesce_ms": 1500, "live_delay_ms": 500, "retry_initial_ms": 200, "retry_max_ms": 1000,
-           "ttl_s": TTL_S, "vapid_subject": SUBJECT, "connect_timeout_ms": 3000, "response_timeout_ms": 5000}
+           "ttl_s": TTL_S, "vapid_subject": SUBJECT, "connect_timeout_ms": 3000, "response_timeout_ms": 5000,
+           "registrations_per_minute": 10000}
     cfg.update(over)
     return {k: v for k, v in cfg.items() if v is not None}
 
@@ -355,6 +356,25 @@ class TargetsTest(PushCase):
         # A device logged out takes its targets along, and makes room.
         self.assertStatus(self.call("DELETE", "/v1/sessions/" + phone["device_id"], phone), 204)
         self.webpush(laptop, recv)
+
+    def test_registrations_are_rate_limited_and_full_devices_refused_before_any_lookup(self):
+        self.start(push={"max_targets_per_device": 1, "registrations_per_minute": 3})
+        recv = self.receiver()
+        s = self.person("bob").login("phone")
+        self.webpush(s, recv)
+        # A device with all its targets is refused before the endpoint's name is looked up
+        # (before, the lookup came first: any number of them, of names the user chose).
+        r = self.add_target(s, {"kind": "webpush", "endpoint": "https://nonexistent.invalid/wp",
+                                "keys": Subscription().keys()})
+        self.assertError(r, 409, "too_many_push_targets")
+        self.assertStatus(self.add_target(s, {"kind": "webpush", "endpoint": recv.url("/wp/x"),
+                                              "keys": Subscription().keys()}), 409)
+        # The fourth in the minute is refused as too many, whatever it asks.
+        r = self.add_target(s, {"kind": "webpush", "endpoint": recv.url("/wp/y"), "keys": Subscription().keys()})
+        self.assertError(r, 429, "rate_limited")
+        self.assertGreaterEqual(int(r.headers["Retry-After"]), 1)
+        # Another user has registrations of their own.
+        self.webpush(self.person("carol").login("tablet"), recv)
 
     def test_registrations_sent_at_once_keep_to_the_limit(self):
         # Sent at once, registrations land in one write batch of the store: each must still

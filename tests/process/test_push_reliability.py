@@ -123,6 +123,29 @@ class RetryTest(PushCase):
         self.assertEqual(recv.count(path), 2, "one push for the first message, one for the five after it")
         self.assertGreaterEqual(second.t - first.t, window - SLACK_S, "at most one push per coalesce_ms")
 
+    def test_an_endpoint_that_refuses_ten_pushes_in_a_row_loses_its_target(self):
+        # A lost VAPID key, or a gateway that no longer knows the app: refused for good every
+        # time. Before, the target stayed for ever (one request and one warning per message).
+        self.start(push={"coalesce_ms": 0})
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        phone, tablet = bob.login("phone"), bob.login("tablet")
+        refusing, _, path = self.webpush(phone, recv)
+        _, _, path_ok = self.webpush(tablet, recv)
+        recv.script(path, then=Reply(403))
+        removed0 = self.metric("petchat_push_targets_removed_total", reason="refused")
+        a = self.ws(alice.login())
+        for i in range(10):  # one push each, each refused (and each answered before the next)
+            a.send_message(bob.id, "knock %d" % i)
+            recv.wait_requests(path, i + 1, WAIT_S, answered=True)
+            recv.wait_requests(path_ok, i + 1, WAIT_S, answered=True)
+        self.wait_target_gone(phone, refusing["id"])
+        self.wait_metric("petchat_push_targets_removed_total", removed0 + 1, reason="refused")
+        self.assertEqual(len(self.targets(tablet)), 1, "the healthy target stays")
+        a.send_message(bob.id, "anyone?")
+        recv.wait_requests(path_ok, 11, WAIT_S)
+        recv.assert_quiet(path, QUIET_S, already=10)
+
     def test_a_target_failing_past_give_up_drops_its_push_and_takes_the_next(self):
         self.start(push={"give_up_s": 1, "retry_initial_ms": 200, "retry_max_ms": 400})
         recv = self.receiver()

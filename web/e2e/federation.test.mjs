@@ -62,6 +62,15 @@ describe('the web client across regions', () => {
     const o = await openPage(browser, nodes.europe);
     const p = await openPage(browser, nodes.america);
     pages.push(o, p);
+    // What pete's page gets, in the order it gets it: the refusal on its stream and the
+    // conversation list's answers (the refusal has the list fetched again).
+    const seen = [];
+    p.page.on('websocket', (ws) => ws.on('framereceived', (f) => {
+      if (String(f.payload).includes('request_refused')) seen.push('refused');
+    }));
+    p.page.on('response', (r) => {
+      if (new URL(r.url()).pathname === '/v1/conversations') seen.push('list');
+    });
     await register(o.page, 'olga');
     await register(p.page, 'pete');
     await o.page.getByTestId('new-group-open').click();
@@ -87,6 +96,17 @@ describe('the web client across regions', () => {
     const notice = p.page.locator('.notice').filter({ hasText: 'ghost@europe' });
     await notice.waitFor();
     assert.match(await notice.textContent(), /Not added: ghost@europe/);
+    // The list fetched after the refusal does not take the notice away (it did within
+    // half a second): still shown for a second after that list arrived.
+    const listAfterRefusal = () => seen.includes('refused') && seen.slice(seen.indexOf('refused')).includes('list');
+    for (let i = 0; !listAfterRefusal(); i++) {
+      assert.ok(i < 300, `no list fetched after the refusal: ${seen}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await notice.count(), 1, 'the notice went with the list fetched after it');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     await screenshot(p.page, 'federation-request-refused');
 
     // olga, at home, adds a name america does not have: europe cannot check it and adds it;

@@ -137,36 +137,42 @@ async function rotate(refreshToken: string): Promise<TokenAnswer> {
 }
 session.setRotate(rotate);
 
-// A valid access token, refreshed first if it is about to expire. Ends the session (and
-// throws) when the node says it is over.
-export async function accessToken(forceRefresh = false): Promise<string> {
+// A valid access token of session generation `of` (the current one if not given), refreshed
+// first if it is about to expire. Ends that session (and throws) when the node says it is
+// over; throws `session_ended` if another session came after it (logged out meanwhile: a
+// request of the old session is never retried with the new one's token).
+export async function accessToken(forceRefresh = false, of = session.generationNow()): Promise<string> {
+  const ended = () => new ApiError(401, 'session_ended', 'the session ended');
   let t: Tokens | null = session.tokens();
   if (!t) throw new ApiError(401, 'missing_token', 'not logged in');
+  if (session.generationNow() !== of) throw ended();
   if (forceRefresh || session.needsRefresh(t)) {
     try {
       t = await session.refresh();
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code && (SESSION_OVER.has(code) || code === 'user_disabled')) session.endSession(code);
+      if (code && (SESSION_OVER.has(code) || code === 'user_disabled')) session.endSession(code, of);
       throw err;
     }
+    if (session.generationNow() !== of) throw ended();
   }
   return t.access_token;
 }
 
 export async function authed<T>(method: Method, path: string, body?: unknown): Promise<T> {
-  let res = await send(method, path, body, await accessToken());
+  const of = session.generationNow();
+  let res = await send(method, path, body, await accessToken(false, of));
   if (res.status === 401) {
     const err = await errorOf(res);
     if (err.code !== 'token_expired' && err.code !== 'invalid_token') {
-      if (SESSION_OVER.has(err.code)) session.endSession(err.code);
+      if (SESSION_OVER.has(err.code)) session.endSession(err.code, of);
       throw err;
     }
     // Expired (clock skew) or a replaced region key: one refresh, one retry.
-    res = await send(method, path, body, await accessToken(true));
+    res = await send(method, path, body, await accessToken(true, of));
     if (res.status === 401) {
       const again = await errorOf(res);
-      session.endSession(again.code);
+      session.endSession(again.code, of);
       throw again;
     }
   }
@@ -320,19 +326,20 @@ export interface Asset {
 // token rules: on an expired or unknown token one refresh and one retry; a session that is
 // over ends. `run` throws an ApiError for an error answer.
 export async function withToken<T>(run: (token: string) => Promise<T>): Promise<T> {
+  const of = session.generationNow();
   try {
-    return await run(await accessToken());
+    return await run(await accessToken(false, of));
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 401) throw err;
     if (err.code !== 'token_expired' && err.code !== 'invalid_token') {
-      if (SESSION_OVER.has(err.code)) session.endSession(err.code);
+      if (SESSION_OVER.has(err.code)) session.endSession(err.code, of);
       throw err;
     }
   }
   try {
-    return await run(await accessToken(true));
+    return await run(await accessToken(true, of));
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) session.endSession(err.code);
+    if (err instanceof ApiError && err.status === 401) session.endSession(err.code, of);
     throw err;
   }
 }

@@ -97,6 +97,10 @@ function scheduleList(): void {
   listTimer = window.setTimeout(() => void loadConversations(), 400);
 }
 
+// The notice a failed list load showed: the next load that works takes it away, and only
+// it (a notice of a refusal shown meanwhile stays until the user opens a conversation).
+let listNotice = '';
+
 export async function loadConversations(): Promise<void> {
   const asked = getState().userId;
   try {
@@ -119,10 +123,13 @@ export async function loadConversations(): Promise<void> {
       }
       // Drafts and conversations beyond the first page stay.
       for (const [id, c] of Object.entries(s.conversations)) conversations[id] ??= c;
-      return { conversations, notice: '' };
+      const notice = listNotice && s.notice === listNotice ? '' : s.notice;
+      listNotice = '';
+      return { conversations, notice };
     });
   } catch (err) {
     notice(err);
+    listNotice = getState().notice;
   }
 }
 

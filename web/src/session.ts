@@ -96,7 +96,13 @@ export function saveAnswer(answer: TokenAnswer): Tokens {
   return t;
 }
 
-export function endSession(reason?: string): void {
+// Which session this is: a number that changes when a session ends. A request remembers
+// the one it was made for; its answer must not end, or act in, the session after it.
+export const generationNow = (): number => generation;
+
+// Ends the session: the current one, or only if it is still the one of generation `of`.
+export function endSession(reason?: string, of?: number): void {
+  if (of !== undefined && of !== generation) return;
   store(null, reason);
 }
 

@@ -46,8 +46,9 @@ async function show(data: PushMessageData | null): Promise<void> {
   let n = parse(data);
   // For someone other than who is logged in here (or anyone, once no one is): shown, as a
   // push must be, but with nothing of its content.
+  // Not knowing who is logged in (no one, or the cache unreadable) shows nothing either.
   const current = await currentUser().catch(() => null);
-  if (current !== null && str(n.user_id) !== current) n = {};
+  if (current === null || str(n.user_id) !== current) n = {};
   const conversation = str(n.conversation_id);
   const count = typeof n.count === 'number' && n.count > 0 ? Math.floor(n.count) : 1;
   await self.registration.showNotification(str(n.sender_id) ?? t.pushTitle, {

@@ -6,12 +6,20 @@ import type { ApiError } from './api';
 import { attachmentOf, upload } from './assets';
 import * as chat from './chat';
 import { errorText, t } from './i18n';
+import * as session from './session';
 import { setState, type UploadState } from './store';
 import type { WireAttachment } from './wire';
 
 const MAX_ATTACHMENTS = 10; // messages.max_attachments, the node's default
 
 const running = new Map<string, AbortController>(); // by conversation
+
+// The session ended: its uploads stop, and nothing of them is sent in the next one's name
+// (a 1:1 conversation has the same id for both people in it).
+session.onTokens((tokens) => {
+  if (tokens) return;
+  for (const ctl of running.values()) ctl.abort();
+});
 
 // Shown in the conversation the upload's draft became, if it did meanwhile.
 function show(id: string, upload: UploadState | null): void {
@@ -50,6 +58,7 @@ export const dismiss = (id: string): void => {
 
 async function run(id: string, files: File[]): Promise<void> {
   const ctl = new AbortController();
+  const of = session.generationNow();
   running.set(id, ctl);
   const names = files.map((f) => f.name).join(', ');
   const total = files.reduce((n, f) => n + f.size, 0);
@@ -70,6 +79,7 @@ async function run(id: string, files: File[]): Promise<void> {
       attachments.push(attachmentOf(asset));
       show(id, { names, loaded: done, total, error: '' });
     }
+    if (ctl.signal.aborted || session.generationNow() !== of) return;
     const target = chat.resolveId(id);
     if (!target) throw Object.assign(new Error('the conversation is gone'), { code: 'conversation_not_found' });
     for (let i = 0; i < attachments.length; i += MAX_ATTACHMENTS) {

@@ -136,7 +136,16 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
   if (head) co_return true;
   // Straight from the file to the socket (sendfile, on the asset pool), waiting for the
   // socket between pieces under the deadline, as long as the file and socket allow it.
+  // A reader held to the same least average rate as an upload's sender: one that takes a
+  // few bytes now and then cannot keep a connection and the blob's descriptor for days.
   std::uint64_t sent = 0;
+  auto const began = std::chrono::steady_clock::now();
+  auto time_left = [&sent, began, timeout] {
+    auto allowed = timeout + std::chrono::milliseconds(sent * 1000 / min_body_rate);
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(allowed - (std::chrono::steady_clock::now() - began));
+    return std::min(left, timeout);
+  };
   boost::system::error_code blocking;
   if (!socket.native_non_blocking()) socket.native_non_blocking(true, blocking);
   if (!blocking) {
@@ -150,7 +159,9 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
       sent += piece->bytes;
       if (sent == r.file_length) co_return true;
       if (piece->bytes == 0 && !piece->socket_full) co_return false;  // the file ended early: the answer is cut short
-      timer.arm(socket, timeout);
+      auto left = time_left();
+      if (left.count() <= 0) co_return false;
+      timer.arm(socket, left);
       auto [wait_error] = co_await socket.async_wait(Socket::wait_write, use_tuple);
       timer.disarm();
       if (wait_error) co_return false;
@@ -166,8 +177,10 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
     auto got = co_await r.file->read(r.file_offset + at, into, want);
     co_return got ? got.value() : 0;
   };
-  auto write_out = [&socket, &timer, timeout](char const* data, std::size_t n) -> boost::asio::awaitable<bool> {
-    timer.arm(socket, timeout);
+  auto write_out = [&socket, &timer, &time_left](char const* data, std::size_t n) -> boost::asio::awaitable<bool> {
+    auto left = time_left();
+    if (left.count() <= 0) co_return false;
+    timer.arm(socket, left);
     auto [write_error, written] = co_await boost::asio::async_write(socket, boost::asio::buffer(data, n),
                                                                     boost::asio::as_tuple(boost::asio::use_awaitable));
     timer.disarm();

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "base/limits/limits.hpp"
 #include "node/notify/detail/https.hpp"
 #include "node/notify/detail/webpush.hpp"
 #include "node/notify/notify.hpp"
@@ -57,6 +58,9 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   detail::address_policy policy;
   boost::asio::ssl::context tls;
   std::unique_ptr<detail::name_resolver> dns;  // set by start
+  // Registrations per user (each may look up a name and writes a target): a minute's
+  // push.registrations_per_minute.
+  limits::rate_buckets registrations{options.registrations_per_minute, 60'000};
 
   std::optional<strand_type> strand;  // set by start
   std::unique_ptr<boost::asio::steady_timer> timer;
@@ -77,6 +81,10 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   // Targets waiting to try again: when (any thread reads it for the admin API).
   mutable std::mutex retry_mutex;
   std::unordered_map<std::string, std::int64_t> retry_at;  // guarded by retry_mutex
+  // Permanent refusals in a row per target, since the node started (guarded by
+  // retry_mutex, forgotten with its retries): at max_refusals the target is removed.
+  static constexpr std::uint32_t max_refusals = 10;
+  std::unordered_map<std::string, std::uint32_t> refusals;
 
   impl(config::push_section const& o, std::filesystem::path const& data_dir, messages::message_service& m,
        users::user_service& u, ws::ws_manager& s, metrics::registry& r);

@@ -243,7 +243,9 @@ struct user_service::impl {
                           detail::sign_access_token(claims, token_key),
                           options.access_token_ttl_s,
                           std::move(refresh_token),
-                          options.refresh_token_ttl_s};
+                          options.refresh_token_ttl_s,
+                          false,
+                          {}};
   }
 
   // Runs a read-modify-write of one user record through the commit pipeline.

@@ -1,11 +1,12 @@
 // The files of a message: pictures inline (their thumbnail, fetched with the token and
 // shown through a blob: URL that is revoked when the picture goes), other files as a chip
 // that saves the file under its name. Names are always text.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { SHOWN_MAX_BYTES, assetBytes, download, fileName, isImage, sizeOf } from '../assets';
 import { formatSize } from '../format';
 import { MAX_SHOWN_PIXELS, imagePixels } from '../image_header';
 import { t } from '../i18n';
+import { watchOnScreen } from '../onScreen';
 import type { WireAttachment } from '../wire';
 
 const SHOWN_PX = 320; // assets.thumbnail_px, the node's default
@@ -22,13 +23,14 @@ export function Attachments({ items }: { items: WireAttachment[] }) {
   );
 }
 
-// A blob: URL of an asset's bytes while the component shows it.
-function useBlobUrl(id: string): { url: string | null; failed: boolean } {
+// A blob: URL of an asset's bytes while the component shows it (none while `id` is null).
+function useBlobUrl(id: string | null): { url: string | null; failed: boolean } {
   const [state, setState] = useState<{ url: string | null; failed: boolean }>({ url: null, failed: false });
   useEffect(() => {
     let url: string | null = null;
     let current = true;
     setState({ url: null, failed: false });
+    if (id === null) return;
     // Shown only if its own header declares a picture of a size the page can decode.
     assetBytes(id, SHOWN_MAX_BYTES)
       .then(async (blob) => {
@@ -62,13 +64,22 @@ function shownSize(a: WireAttachment): { width?: number; height?: number } {
   return { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
 }
 
+// Fetched once it first comes on screen: a conversation of a thousand photos does not
+// fetch (and hold) them all when it opens.
 function Picture({ a }: { a: WireAttachment }) {
-  const { url, failed } = useBlobUrl(a.thumbnail_id || a.asset_id);
+  const place = useRef<HTMLElement>(null);
+  const [seen, setSeen] = useState(false);
+  useEffect(() => {
+    const el = place.current;
+    if (!el || seen) return;
+    return watchOnScreen(el, (visible) => visible && setSeen(true));
+  }, [seen]);
+  const { url, failed } = useBlobUrl(seen ? a.thumbnail_id || a.asset_id : null);
   const [error, setError] = useState(false);
   const name = fileName(a);
   if (failed) return <FileChip a={a} note={t.imageUnavailable} />;
   return (
-    <figure class="attachment-picture">
+    <figure class="attachment-picture" ref={place}>
       <button
         type="button"
         class="attachment-picture__open"

@@ -72,7 +72,7 @@ export function MessageList({ id }: { id: string }) {
     if (d !== day) {
       day = d;
       items.push(
-        <li key={`day:${d}`} class="day-separator" role="separator">
+        <li key={`day:${d}:${m.key}`} class="day-separator" role="separator">
           <span>{formatDay(m.sentAtMs)}</span>
         </li>,
       );
