@@ -18,6 +18,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "node/gateway/detail/address_counts.hpp"
 #include "node/gateway/detail/start_live_stream.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/log/log.hpp"
@@ -40,39 +41,15 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
 
-  // Open TCP connections per client address (gateway.max_connections_per_address; an IPv6
-  // client's /64, net::limit_key).
-  std::mutex addresses_mutex;  // guards per_address; never held across I/O
-  std::unordered_map<std::string, std::size_t> per_address;
-
-  // Counts a connection from `address`; false (and nothing counted) if it is at the cap.
-  bool claim_address(std::string const& address) {
-    bool proxy = is_trusted_proxy(address);
-    std::lock_guard lock(addresses_mutex);
-    auto& n = per_address[count_key(address)];
-    if (n >= limits.max_connections_per_address && !proxy) return false;
-    ++n;
-    return true;
-  }
-  // Counts a connection that must be counted whatever the cap (a refusal being answered,
-  // the admin socket).
-  void claim_address_over_cap(std::string const& address) {
-    std::lock_guard lock(addresses_mutex);
-    ++per_address[count_key(address)];
-  }
-  // What a connection is counted under: a trusted proxy's own address (its neighbours in
-  // its /64 are not held to its count), anyone else's limit key.
-  std::string count_key(std::string const& address) const {
-    return is_trusted_proxy(address) ? address : net::limit_key(address);
-  }
+  // Open TCP connections per client address (gateway.max_connections_per_address).
+  detail::address_counts addresses{limits.max_connections_per_address,
+                                   [this](std::string const& a) { return is_trusted_proxy(a); }};
+  bool claim_address(std::string const& address) { return addresses.claim(address); }
+  void claim_address_over_cap(std::string const& address) { addresses.claim_over_cap(address); }
+  void release_address(std::string const& address) { addresses.release(address); }
   bool is_trusted_proxy(std::string const& address) const {
     auto a = net::parse_address(address);
     return a && net::contains(limits.trusted_proxies, *a);
-  }
-  void release_address(std::string const& address) {
-    std::lock_guard lock(addresses_mutex);
-    auto it = per_address.find(count_key(address));
-    if (it != per_address.end() && --it->second == 0) per_address.erase(it);
   }
 
   std::mutex controls_mutex;  // guards controls and next_id; never held across I/O
