@@ -131,12 +131,14 @@ result<history_page> message_service::history(std::string const& user, std::stri
     outside = s == seen::before_period ? outside + 1 : 0;
     return outside > max_outside || ++unseen > max_unseen || unseen_bytes > max_unseen_bytes;
   };
+  std::size_t page_bytes = 0;
   auto collect = [&](std::string_view key, std::string_view) {
     auto s = look(key);
     if (s != seen::shown) return !too_far(s);
     outside = unseen = unseen_bytes = 0;
+    page_bytes += visible_message->ByteSizeLong();
     page.messages.push_back(std::move(*visible_message));
-    return page.messages.size() < q.limit;
+    return page.messages.size() < q.limit && page_bytes < max_page_bytes;
   };
   if (lower < upper) {
     if (q.after) {

@@ -520,6 +520,34 @@ class CoreTests:
 
     # -- history -------------------------------------------------------------------------------
 
+    def test_a_page_of_large_messages_ends_early_and_paging_back_finds_them_all(self):
+        # 100 messages of some 16 KiB each: one page of them would be about 1.6 MiB stored
+        # (more as JSON), held per connection until its reader takes it. It ends at about
+        # 1 MiB instead.
+        alice, bob = self.person("alice"), self.person("bob")
+        a = alice.login("alice phone")
+        A = self.ws(a)
+        ids = []
+        for i in range(100):
+            acc = A.send_message(bob.id, ("%02d" % i) * 2000, content={"blob": "y" * 12000})
+            ids.append(acc["message_id"])
+        first = self.history(a, peer=bob.id, limit=200)
+        got = [m["id"] for m in first["messages"]]
+        self.assertLess(len(got), 100, "a page of 1.6 MiB of messages was not cut")
+        self.assertGreater(len(got), 40)
+        self.assertEqual(got, ids[-len(got):], "the newest ones")
+        self.assertTrue(first["has_more_before"])
+        collected, p = got, first
+        while p["has_more_before"]:
+            p = self.history(a, peer=bob.id, before=collected[0], limit=200)
+            self.assertTrue(p["messages"])
+            collected = [m["id"] for m in p["messages"]] + collected
+        self.assertEqual(collected, ids, "paging back finds every message, once")
+        # Forward from the first: cut as well, and complete.
+        p = self.history(a, peer=bob.id, after=ids[0], limit=200)
+        self.assertTrue(p["has_more_after"])
+        self.assertEqual([m["id"] for m in p["messages"]], ids[1:1 + len(p["messages"])])
+
     def test_history_and_paging(self):
         alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
         a, b, c = alice.login("alice phone"), bob.login("bob phone"), carol.login("carol phone")
