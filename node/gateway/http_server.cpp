@@ -212,9 +212,11 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
   // because Beast keeps a chunk line or a trailer that never ends in it until the deadline.
   beast::flat_buffer buffer(st->limits.max_header_bytes + 65536);
   try {
-    // A new connection's first request is due within request_timeout: idle_timeout is for
-    // keep-alive between requests, not for sockets opened only to be held.
+    // A new connection's first request is due within request_timeout of the accept (header
+    // and body): idle_timeout is for keep-alive between requests, not for sockets opened
+    // only to be held.
     bool first = true;
+    auto const first_due = std::chrono::steady_clock::now() + st->limits.request_timeout;
     while (!st->stopping) {
       // Keep-alive wait: an idle connection costs only its socket, and is closed after
       // idle_timeout or at shutdown.
@@ -222,7 +224,6 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
         control->idle = true;
         timer.arm(socket,
                   first ? std::min(st->limits.idle_timeout, st->limits.request_timeout) : st->limits.idle_timeout);
-        first = false;
         auto [ec, n] = co_await socket.async_read_some(buffer.prepare(4096), use_tuple);
         timer.disarm();
         control->idle = false;
@@ -235,7 +236,9 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
       head_parser.body_limit(boost::none);  // checked below, once it is known which limit applies
       // One deadline for the whole request, header and body (request_timeout).
       auto request_ends = std::chrono::steady_clock::now() + st->limits.request_timeout;
-      timer.arm(socket, st->limits.request_timeout);
+      if (std::exchange(first, false)) request_ends = std::min(request_ends, first_due);
+      timer.arm(socket, std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                   request_ends - std::chrono::steady_clock::now())));
       auto [ec, n] = co_await http::async_read_header(socket, buffer, head_parser, use_tuple);
       timer.disarm();
       (void)n;
@@ -315,9 +318,11 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
 awaitable<void> refuse(state_ptr st, tcp::socket socket, std::string client_address) {
   auto ex = co_await asio::this_coro::executor;
   deadline timer(ex);
-  auto f = errors::fail(errors::code::too_many_connections, "too many connections from your address (at most " +
-                                                                std::to_string(st->limits.max_connections_per_address) +
-                                                                ")");
+  auto f = errors::fail(
+      errors::code::too_many_connections,
+      "too many connections from your address (at most " + std::to_string(st->limits.max_connections_per_address) +
+          ", or " + std::to_string(st->limits.max_connections_per_address * detail::address_counts::wide_factor) +
+          " from an IPv6 /48)");
   auto res = to_beast(error_response(f), 11, false);
   timer.arm(socket, std::chrono::milliseconds(1000));
   auto [ec, n] = co_await http::async_write(socket, res, use_tuple);

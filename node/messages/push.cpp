@@ -333,10 +333,12 @@ push_pending pending_of(std::string user, records::push_pending_record const& r)
 }
 }  // namespace
 
-std::vector<push_pending> message_service::push_outbox(std::size_t max) const {
+std::vector<push_pending> message_service::push_outbox(std::size_t max, std::string const& after) const {
   std::vector<push_pending> out;
   std::string const first = "o/";
-  impl_->db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
+  // The first key past `after`'s: its name with a NUL byte appended (names hold none).
+  auto from = after.empty() ? first : keys::push_pending_key(after) + std::string(1, '\0');
+  impl_->db.scan(cf::push, from, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
     records::push_pending_record r;
     if (r.ParseFromArray(value.data(), static_cast<int>(value.size())))
       out.push_back(pending_of(std::string(key.substr(first.size())), r));

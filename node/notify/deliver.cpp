@@ -214,12 +214,25 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
                                 std::chrono::milliseconds(options.response_timeout_ms)};
   if (request) {
     detail::post_request body = std::move(*request);
+    // The lookup, connection and handshake take up to connect and answer timeouts: a
+    // logout or a DELETE meanwhile keeps the push (and its preview) from going out.
+    body.still_wanted = [this, user = t.user, device = t.device_id, id = t.id] {
+      // Its session's end removes the target a moment later: ended is as good as removed.
+      if (!detail::session_live(users.list_sessions(user.substr(0, user.find('@'))), device)) return false;
+      for (auto const& have : messages.push_targets(user, device))
+        if (have.id == id) return true;
+      return false;
+    };
     answer = co_await detail::post(tls, policy, *dns, *url, std::move(body), limits);
   } else {
     answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
     answer.forbidden = true;
   }
   slot.give_back();
+  if (answer.withdrawn) {
+    forget_retries(key);
+    co_return true;
+  }
   auto result = judge(t, answer);
   metrics.push_sent(t.kind, name_of(result));
   auto now = now_ms();
@@ -251,16 +264,24 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     retry_at.erase(key);
   }
   if (result == outcome::failed) {
-    // Refused again and again (a lost VAPID key, an endpoint that always answers 400): the
-    // target goes, as a gone one does, after max_refusals in a row; told once, not per push.
+    // Refused by the endpoint again and again (an endpoint that always answers 400, a lost
+    // VAPID key): the target goes, as a gone one does, after max_refusals in a row over at
+    // least give_up_s; told once, not per push. Not for an address refused here (a name
+    // that resolves privately for a while), nor while the node's own VAPID subject is one
+    // push services refuse: the operator's fix would find the targets gone.
+    bool counted = answer.status != 0 && !(t.kind != "matrix" && vapid_subject_refused);
     std::uint32_t refused = 0;
-    {
+    bool remove = false;
+    if (counted) {
       std::lock_guard lock(retry_mutex);
-      refused = ++refusals[key];
-      if (refused >= max_refusals) refusals.erase(key);
+      auto& r = refusals[key];
+      if (r.count++ == 0) r.first_ms = now;
+      refused = r.count;
+      remove = r.count >= max_refusals && now - r.first_ms >= std::int64_t(options.give_up_s) * 1000;
+      if (remove) refusals.erase(key);
     }
-    if (refused == 1) logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
-    if (refused >= max_refusals) {
+    if (refused <= 1) logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
+    if (remove) {
       logger->warn("push target {} ({} of {}) refused {} times in a row ({}): removed", t.kind, t.device_id, t.user,
                    refused, what);
       auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);

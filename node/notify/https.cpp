@@ -254,6 +254,11 @@ asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const&
     req.body() = std::move(request.body);
     req.prepare_payload();
     req.keep_alive(false);
+    if (request.still_wanted && !request.still_wanted()) {
+      answer.withdrawn = true;
+      answer.error = "withdrawn before it was sent";
+      co_return answer;
+    }
     auto [wec, written] = co_await http::async_write(stream, req, tuple_awaitable);
     if (wec) {
       answer.error = "write: " + wec.message();

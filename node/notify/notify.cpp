@@ -56,14 +56,13 @@ std::string random_id() {
   return format::base64url(std::string_view(reinterpret_cast<char*>(raw), sizeof raw));
 }
 
-// Whether the device's session is still there (not logged out, revoked or deleted).
-bool session_live(std::vector<users::session_info> const& sessions, std::string const& device) {
+}  // namespace
+
+bool detail::session_live(std::vector<users::session_info> const& sessions, std::string const& device) {
   for (auto const& s : sessions)
     if (s.device_id == device) return !s.revoked;
   return false;
 }
-
-}  // namespace
 
 bool detail::in_dnd(messages::push_settings const& s, std::int64_t now) {
   if (!s.dnd) return false;
@@ -101,8 +100,9 @@ void notification_service::start(asio::io_context& io) {
   // Apple's push service refuses a VAPID subject at localhost (403 BadJwtToken): every
   // Web Push to Safari would fail for good, each refusal looking like the endpoint's fault.
   auto const& subject = m.options.vapid_subject;
-  if (m.options.enabled && (subject.ends_with("@localhost") || subject.ends_with(".local") ||
-                            subject.ends_with(".invalid") || subject.find("://localhost") != std::string::npos))
+  m.vapid_subject_refused = subject.ends_with("@localhost") || subject.ends_with(".local") ||
+                            subject.ends_with(".invalid") || subject.find("://localhost") != std::string::npos;
+  if (m.options.enabled && m.vapid_subject_refused)
     log::get("notify")->warn(
         "push.vapid_subject is {}: push services (Apple's) refuse such a subject; set it to "
         "a mailto: or https: address of this service's operator",
@@ -126,15 +126,13 @@ void notification_service::start(asio::io_context& io) {
   });
   m.metrics.add_gauge("petchat_push_outbox_users", "Users with pushes pending (the durable push outbox)", [weak] {
     auto self = weak.lock();
-    return self ? double(self->messages.push_outbox(1000000).size()) : 0.0;
+    return self ? double(self->outbox_figures().users) : 0.0;
   });
   m.metrics.add_gauge("petchat_push_outbox_oldest_seconds", "Age of the oldest pending push (0 when none)", [weak] {
     auto self = weak.lock();
     if (!self) return 0.0;
-    std::int64_t oldest = 0;
-    for (auto const& p : self->messages.push_outbox(1000000))
-      if (oldest == 0 || p.since_ms < oldest) oldest = p.since_ms;
-    return oldest ? double(now_ms() - oldest) / 1000.0 : 0.0;
+    auto oldest = self->outbox_figures().oldest_ms;
+    return oldest ? double(std::max<std::int64_t>(0, now_ms() - oldest)) / 1000.0 : 0.0;
   });
   m.metrics.add_gauge("petchat_push_in_flight", "Push requests on the wire now", [weak] {
     auto self = weak.lock();
@@ -310,7 +308,7 @@ asio::awaitable<void> notification_service::impl::run() {
     if (now >= next_sweep) {
       next_sweep = now + sweep_interval_ms;
       try {
-        sweep();
+        if (sweep()) next_sweep = now;  // more pages: after what is due now
       } catch (std::exception const& e) {
         log::get("notify")->error("push: reading the push outbox failed: {}", e.what());
       }
@@ -334,10 +332,31 @@ asio::awaitable<void> notification_service::impl::run() {
   }
 }
 
-// Every user in the outbox is looked at (at start: the pushes a restart left pending).
-void notification_service::impl::sweep() {
+// Every user in the outbox is looked at (at start: the pushes a restart left pending), a
+// page at a time so that the strand's other work goes on between pages. True if the pass
+// is not finished (the next page is due at once).
+bool notification_service::impl::sweep() {
   auto now = now_ms();
-  for (auto const& p : messages.push_outbox(100000)) schedule(p.user, now);
+  auto page = messages.push_outbox(sweep_page, sweep_after);
+  for (auto const& p : page) schedule(p.user, now);
+  sweep_after = page.size() < sweep_page ? std::string() : page.back().user;
+  return !sweep_after.empty();
+}
+
+// The outbox's gauges, from one scan of at most outbox_counted users, taken at most every
+// 5 seconds: a scrape must not read a large outbox (after an outage) twice on an I/O thread.
+notification_service::impl::outbox_summary notification_service::impl::outbox_figures() {
+  std::lock_guard lock(figures_mutex);
+  auto now = now_ms();
+  if (figures.taken_ms != 0 && now - figures.taken_ms < 5000) return figures;
+  outbox_summary fresh;
+  fresh.taken_ms = now;
+  auto all = messages.push_outbox(outbox_counted);
+  fresh.users = all.size();
+  for (auto const& p : all)
+    if (fresh.oldest_ms == 0 || p.since_ms < fresh.oldest_ms) fresh.oldest_ms = p.since_ms;
+  figures = fresh;
+  return figures;
 }
 
 void notification_service::impl::spawn_for(std::string const& key, std::string const& user, asio::awaitable<bool> op) {
@@ -418,7 +437,7 @@ void notification_service::impl::end_sessions(std::string const& user) {
   auto sessions = users.list_sessions(user.substr(0, user.find('@')));
   for (auto const& device : devices) {
     auto key = "end/" + user + '/' + device;
-    if (!session_live(sessions, device) && !busy.contains(key)) spawn_for(key, user, end_device(user, device));
+    if (!detail::session_live(sessions, device) && !busy.contains(key)) spawn_for(key, user, end_device(user, device));
   }
 }
 
@@ -448,7 +467,7 @@ void notification_service::impl::process(std::string const& user) {
       settled = false;  // its end looks again
       continue;
     }
-    if (!session_live(sessions, t.device_id)) {
+    if (!detail::session_live(sessions, t.device_id)) {
       auto end_key = "end/" + user + '/' + t.device_id;
       if (ended.insert(t.device_id).second && !busy.contains(end_key))
         spawn_for(end_key, user, end_device(user, t.device_id));

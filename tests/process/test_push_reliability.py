@@ -126,7 +126,8 @@ class RetryTest(PushCase):
     def test_an_endpoint_that_refuses_ten_pushes_in_a_row_loses_its_target(self):
         # A lost VAPID key, or a gateway that no longer knows the app: refused for good every
         # time. Before, the target stayed for ever (one request and one warning per message).
-        self.start(push={"coalesce_ms": 0})
+        # Removed after 10 refusals in a row spanning push.give_up_s (here 1 s).
+        self.start(push={"coalesce_ms": 0, "give_up_s": 1})
         recv = self.receiver()
         alice, bob = self.person("alice"), self.person("bob")
         phone, tablet = bob.login("phone"), bob.login("tablet")
@@ -139,6 +140,10 @@ class RetryTest(PushCase):
             a.send_message(bob.id, "knock %d" % i)
             recv.wait_requests(path, i + 1, WAIT_S, answered=True)
             recv.wait_requests(path_ok, i + 1, WAIT_S, answered=True)
+            if i == 0:
+                time.sleep(1.2)  # so that the ten span give_up_s
+            if i == 8:  # nine refusals over more than give_up_s are not enough
+                self.assertIn(refusing["id"], [t["id"] for t in self.targets(phone)])
         self.wait_target_gone(phone, refusing["id"])
         self.wait_metric("petchat_push_targets_removed_total", removed0 + 1, reason="refused")
         self.assertEqual(len(self.targets(tablet)), 1, "the healthy target stays")

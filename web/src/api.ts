@@ -176,6 +176,8 @@ export async function authed<T>(method: Method, path: string, body?: unknown): P
       throw again;
     }
   }
+  // An answer for a session that ended meanwhile is not acted on in the next one.
+  if (session.generationNow() !== of) throw new ApiError(401, 'session_ended', 'the session ended');
   return parse<T>(res);
 }
 
@@ -327,8 +329,12 @@ export interface Asset {
 // over ends. `run` throws an ApiError for an error answer.
 export async function withToken<T>(run: (token: string) => Promise<T>): Promise<T> {
   const of = session.generationNow();
+  const current = (value: T): T => {
+    if (session.generationNow() !== of) throw new ApiError(401, 'session_ended', 'the session ended');
+    return value;
+  };
   try {
-    return await run(await accessToken(false, of));
+    return current(await run(await accessToken(false, of)));
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 401) throw err;
     if (err.code !== 'token_expired' && err.code !== 'invalid_token') {
@@ -337,7 +343,7 @@ export async function withToken<T>(run: (token: string) => Promise<T>): Promise<
     }
   }
   try {
-    return await run(await accessToken(true, of));
+    return current(await run(await accessToken(true, of)));
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) session.endSession(err.code, of);
     throw err;

@@ -64,6 +64,7 @@ export function stop(): void {
   for (const w of readLater.values()) clearTimeout(w.timer);
   readLater.clear();
   readSentAt.clear();
+  listNotice = '';
   setState(() => initialState());
 }
 
@@ -128,6 +129,7 @@ export async function loadConversations(): Promise<void> {
       return { conversations, notice };
     });
   } catch (err) {
+    if (getState().userId !== asked) return; // the session it was asked for ended
     notice(err);
     listNotice = getState().notice;
   }

@@ -42,6 +42,8 @@ export class Live {
   private readonly listeners = new Set<(e: LiveEvent) => void>();
   private readonly seqKey: string;
   private unTokens: (() => void) | null = null;
+  private usedToken = ''; // the access token the current (or last) connection presented
+  private freshToken = ''; // the one last refreshed because a connection's was refused
   private readonly refresh = new TokenRefresh(() => this.stopped);
   private readonly reconnect = new Reconnect(() => void this.connect(), () => this.stopped);
   private readonly keepAlive = new KeepAlive(() => this.frame({ ping: {} }, String(this.nextRef++)), () => this.onClose(1006));
@@ -172,6 +174,7 @@ export class Live {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${scheme}://${location.host}/v1/ws`, 'petchat.v1.json');
     this.ws = ws;
+    this.usedToken = token;
     this.authed = false;
     this.lastError = '';
     ws.onopen = () => {
@@ -220,9 +223,17 @@ export class Live {
         session.endSession(this.lastError);
         return;
       }
-      if (this.lastError === 'token_expired' || this.lastError === 'invalid_token') {
-        // A fresh token, then at once; accessToken ends the session if it cannot.
-        accessToken(true).then(() => void this.connect(), () => this.reconnect.schedule());
+      if ((this.lastError === 'token_expired' || this.lastError === 'invalid_token') && this.usedToken !== this.freshToken) {
+        // A fresh token, then at once; accessToken ends the session if it cannot. Not when
+        // the refused token is the one just refreshed for this: a node that refuses fresh
+        // tokens too (a gateway with another key) gets the back-off, not a refresh loop.
+        accessToken(true).then(
+          (fresh) => {
+            this.freshToken = fresh;
+            void this.connect();
+          },
+          () => this.reconnect.schedule(),
+        );
         return;
       }
     }

@@ -88,6 +88,7 @@ async function run(id: string, files: File[]): Promise<void> {
     show(id, null);
   } catch (err) {
     const e = err as ApiError;
+    if (session.generationNow() !== of) return; // logged out meanwhile: nothing to show
     if (e.code === 'aborted') show(id, null);
     else show(id, { names, loaded: 0, total: 0, error: t.uploadFailed(names, errorText(e.code ?? 'network', e.message, e.retry_after)) });
   } finally {

@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,8 @@ struct post_request {
   std::string content_type;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // Asked once connected, just before the request is written (set: false withdraws it).
+  std::function<bool()> still_wanted{};
 };
 
 struct http_answer {
@@ -67,6 +70,7 @@ struct http_answer {
   std::optional<std::uint32_t> retry_after_s;
   std::string error;
   bool forbidden = false;  // the host resolved to no allowed address
+  bool withdrawn = false;  // still_wanted said no: nothing was sent
 };
 
 struct timeouts {

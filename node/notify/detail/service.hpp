@@ -41,6 +41,9 @@ inline std::string target_key(messages::push_target const& t) {
   return t.user + '\0' + t.device_id + '\0' + t.id;
 }
 
+// Whether the device's session is still there (not logged out, revoked or deleted).
+bool session_live(std::vector<users::session_info> const& sessions, std::string const& device);
+
 // Whether `now_ms` falls in the device's do-not-disturb window.
 bool in_dnd(messages::push_settings const& s, std::int64_t now_ms);
 
@@ -82,9 +85,15 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   mutable std::mutex retry_mutex;
   std::unordered_map<std::string, std::int64_t> retry_at;  // guarded by retry_mutex
   // Permanent refusals in a row per target, since the node started (guarded by
-  // retry_mutex, forgotten with its retries): at max_refusals the target is removed.
+  // retry_mutex, forgotten with its retries): at max_refusals, the first give_up_s ago or
+  // more, the target is removed.
   static constexpr std::uint32_t max_refusals = 10;
-  std::unordered_map<std::string, std::uint32_t> refusals;
+  struct refusal_run {
+    std::uint32_t count = 0;
+    std::int64_t first_ms = 0;
+  };
+  std::unordered_map<std::string, refusal_run> refusals;
+  bool vapid_subject_refused = false;  // push services refuse the subject (set by start)
 
   impl(config::push_section const& o, std::filesystem::path const& data_dir, messages::message_service& m,
        users::user_service& u, ws::ws_manager& s, metrics::registry& r);
@@ -93,7 +102,18 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   void schedule(std::string const& user, std::int64_t at_ms);
   boost::asio::awaitable<void> run();
   void process(std::string const& user);
-  void sweep();
+  bool sweep();
+  static constexpr std::size_t sweep_page = 10000;
+  std::string sweep_after;  // the user a sweep's next page starts after (strand only)
+  struct outbox_summary {
+    std::size_t users = 0;
+    std::int64_t oldest_ms = 0;
+    std::int64_t taken_ms = 0;
+  };
+  static constexpr std::size_t outbox_counted = 100000;
+  outbox_summary outbox_figures();
+  std::mutex figures_mutex;  // guards figures
+  outbox_summary figures;
   void end_sessions(std::string const& user);
   std::int64_t next_try(std::string const& key) const;
   // Runs `op` (a write) for target `key` on the strand, marked busy until it is done;

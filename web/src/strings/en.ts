@@ -148,6 +148,12 @@ export const en = {
     push_disabled: 'This server does not send push notifications.',
     push_endpoint_forbidden: 'The server refused this browser’s push service address.',
     too_many_push_targets: 'Too many notification subscriptions on this device. Turn one off first.',
+    too_many_uploads: 'Too many uploads at once. Wait for one to finish.',
+    asset_not_found: 'The file is not available.',
+    asset_pending: 'The file is still on its way from another server.',
+    too_large_to_show: 'The file is too large to show here.',
+    session_revoked: 'You were logged out.',
+    session_ended: 'You were logged out.',
   } as Record<string, string>,
 };
 
