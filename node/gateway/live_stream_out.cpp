@@ -166,7 +166,7 @@ bool live_stream::take_event(std::uint64_t head, std::shared_ptr<ws::shared_even
   }
   // Up to date and with room: forward the event as is, no store read, in the frame its
   // user's other streams of this encoding send too.
-  if (event && phase_ == phase::live && event->event().seq() == sent_seq_ + 1 && out_.size() < watermark()) {
+  if (event && phase_ == phase::live && event->event().seq() == sent_seq_ + 1 && has_room()) {
     sent_seq_ = event->event().seq();
     bool binary = binary_;
     enqueue(event->frame(binary ? 0 : 1, [binary](ws::shared_event const& e) { return encode(e, binary); }));
@@ -183,13 +183,23 @@ bool live_stream::take_event(std::uint64_t head, std::shared_ptr<ws::shared_even
 void live_stream::pump() {
   if (phase_ != phase::live) return;
   std::size_t watermark = this->watermark();
-  while (sent_seq_ < known_head_ && phase_ == phase::live && out_.size() < watermark) {
+  while (sent_seq_ < known_head_ && phase_ == phase::live && has_room()) {
     auto batch = svc_->messages.events_after(user_id(), sent_seq_, std::min(events_per_read, watermark - out_.size()));
-    for (auto const& e : batch.events) enqueue(encode(e, binary_));
-    if (batch.last_seq <= sent_seq_) break;
+    auto before = sent_seq_;
+    bool full = false;
+    for (auto const& e : batch.events) {
+      if (!has_room()) {  // the bytes' watermark: the rest is read again once it drains
+        full = true;
+        break;
+      }
+      enqueue(encode(e, binary_));
+      sent_seq_ = e.seq();
+    }
+    if (full || phase_ != phase::live) break;
+    if (batch.last_seq <= before) break;
     sent_seq_ = batch.last_seq;
   }
-  while (!pushed_.empty() && phase_ == phase::live && out_.size() < watermark) enqueue(pushed_.pop());
+  while (!pushed_.empty() && phase_ == phase::live && has_room()) enqueue(pushed_.pop());
 }
 
 void live_stream::write_now() {

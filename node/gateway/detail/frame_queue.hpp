@@ -26,13 +26,21 @@ class frame_queue {
  public:
   bool empty() const noexcept { return head_ == frames_.size(); }
   std::size_t size() const noexcept { return frames_.size() - head_; }
+  std::size_t bytes() const noexcept { return bytes_; }  // of the frames queued
 
-  void push(std::string frame) { frames_.push_back({std::move(frame), nullptr}); }
-  void push(std::shared_ptr<std::string const> frame) { frames_.push_back({{}, std::move(frame)}); }
+  void push(std::string frame) {
+    bytes_ += frame.size();
+    frames_.push_back({std::move(frame), nullptr});
+  }
+  void push(std::shared_ptr<std::string const> frame) {
+    bytes_ += frame->size();
+    frames_.push_back({{}, std::move(frame)});
+  }
 
   // Precondition: !empty().
   queued_frame pop() {
     queued_frame frame = std::move(frames_[head_++]);
+    bytes_ -= frame.bytes().size();
     if (empty()) {
       clear();
     } else if (head_ >= compact_after && head_ * 2 >= frames_.size()) {
@@ -49,6 +57,7 @@ class frame_queue {
     else
       frames_.clear();
     head_ = 0;
+    bytes_ = 0;
   }
 
  private:
@@ -56,6 +65,7 @@ class frame_queue {
   static constexpr std::size_t keep_capacity = 16;
   std::vector<queued_frame> frames_;
   std::size_t head_ = 0;
+  std::size_t bytes_ = 0;
 };
 
 }  // namespace petchat::gateway::detail

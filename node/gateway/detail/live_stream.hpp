@@ -53,6 +53,8 @@ inline constexpr std::size_t events_per_read = 256;
 // Sends and acks one connection may have in the commit pipeline at once; beyond it the
 // reader waits, which pushes back on the client through TCP.
 inline constexpr std::size_t max_pipelined = 64;
+// Mailbox events and pushed frames are queued only while the queue holds less than this.
+inline constexpr std::size_t max_queued_bytes = 1 << 20;
 // A client whose socket accepts nothing for this long while frames wait is cut off.
 inline constexpr auto stall_limit = std::chrono::seconds(5);
 // Time a new connection has to authenticate.
@@ -316,6 +318,9 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // Mailbox events and pushed frames together stay under this many queued frames; the
   // rest of the queue's capacity is for direct answers.
   std::size_t watermark() const { return std::max<std::size_t>(1, svc_->limits.send_queue_frames / 2); }
+  // Room for more mailbox events and pushed frames: under the watermark in frames and in
+  // bytes (512 frames of large messages would be tens of MiB held for a slow reader).
+  bool has_room() const { return out_.size() < watermark() && out_.bytes() < max_queued_bytes; }
   // Runs a plain (non-coroutine) handler's work: a failure there (a store read, a record
   // that cannot be parsed) ends this stream with 1011, never the process.
   template <typename Fn>

@@ -1,11 +1,11 @@
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useMemo, useRef } from 'preact/hooks';
 import * as chat from '../chat';
 import { formatTime, isoTime } from '../format';
 import { errorText, t } from '../i18n';
 import { watchOnScreen } from '../onScreen';
 import * as receiptLoader from '../receiptLoader';
 import { ownStatus, type OwnStatus } from '../receipts';
-import { useStore, type ChatMessage } from '../store';
+import { getState, useStore, type ChatMessage } from '../store';
 import { Attachments } from './Attachments';
 import { MessageStatus } from './MessageStatus';
 
@@ -16,9 +16,12 @@ interface Props {
 }
 
 export function MessageItem({ message: m, own, group }: Props) {
-  // Re-rendered when receipts change; the status is derived from them.
-  const status = useStore((s) => (own ? JSON.stringify(ownStatus(m, s)) : ''));
-  const parsed = own ? (JSON.parse(status) as OwnStatus) : null;
+  // Re-rendered when what the status is derived from changes: the message's receipts and
+  // its conversation's read marks (compared by reference: a change of state elsewhere, an
+  // upload's progress, another message's receipt, costs each message two lookups).
+  const receipts = useStore((s) => (own && m.id ? s.receipts[m.id] : undefined));
+  const readUpTo = useStore((s) => (own ? s.readUpTo[m.conversationId] : undefined));
+  const parsed = useMemo<OwnStatus | null>(() => (own ? ownStatus(m, getState()) : null), [own, m, receipts, readUpTo]);
   const item = useRef<HTMLLIElement>(null);
   // An own group message's receipts are fetched while it is on screen (receiptLoader.ts).
   const watched = own && group ? m.id : null;
