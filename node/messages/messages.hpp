@@ -195,6 +195,7 @@ struct push_target {
   std::uint32_t failures = 0;
   std::int64_t failing_since_ms = 0;  // the first of those failures
   std::int64_t attempt_ms = 0;        // a push on its way since then, outcome not written (0: none)
+  std::int64_t next_try_ms = 0;       // a failure's back-off or Retry-After ends then (0: none)
 };
 struct push_settings {
   bool previews = false;

@@ -38,6 +38,7 @@ push_target view_of(std::string const& user, std::string const& device, std::str
   t.failures = r.failures();
   t.failing_since_ms = r.failing_since_ms();
   t.attempt_ms = r.attempt_ms();
+  t.next_try_ms = r.next_try_ms();
   return t;
 }
 
@@ -56,6 +57,7 @@ records::push_target_record record_of(push_target const& t) {
   r.set_failures(t.failures);
   r.set_failing_since_ms(t.failing_since_ms);
   r.set_attempt_ms(t.attempt_ms);
+  r.set_next_try_ms(t.next_try_ms);
   return r;
 }
 
@@ -267,6 +269,7 @@ awaitable<result<bool>> message_service::push_tried(push_target t) {
     r.set_failures(t.failures);
     r.set_failing_since_ms(t.failing_since_ms);
     r.set_attempt_ms(t.attempt_ms);
+    r.set_next_try_ms(t.next_try_ms);
     b.put(cf::push, key, r.SerializeAsString());
     return true;
   };

@@ -247,6 +247,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     if (answer.retry_after_s && (answer.status == 429 || answer.status == 503))
       wait = std::max<std::chrono::milliseconds>(wait, std::chrono::seconds(*answer.retry_after_s));
     set_retry(now + wait.count());
+    t.next_try_ms = now + wait.count();  // kept too: a restart does not retry at once
     logger->info("push to {} ({} of {}): {}; trying again in {} ms", t.kind, t.device_id, t.user, what, wait.count());
     auto recorded = co_await messages.push_tried(t);  // the failures, for petchatctl and the give-up
     if (recorded && !*recorded) forget_retries(key);  // removed meanwhile: no retry to remember
@@ -297,6 +298,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   t.last_push_ms = now;
   t.failures = 0;
   t.failing_since_ms = 0;
+  t.next_try_ms = 0;
   t.pushed_through = n.through;
   auto recorded = co_await messages.push_tried(t);
   // Sent but not recorded (the store refuses writes): not sent again before the window.

@@ -275,6 +275,7 @@ std::vector<target_status> notification_service::targets_of(std::string const& u
   std::vector<target_status> out;
   for (auto& t : impl_->messages.push_targets(user_id)) {
     auto next = impl_->next_try(detail::target_key(t));
+    if (next == 0 && t.next_try_ms > now_ms()) next = t.next_try_ms;  // written before a restart
     out.push_back({std::move(t), next});
   }
   return out;
@@ -400,6 +401,7 @@ asio::awaitable<bool> notification_service::impl::let_go(messages::push_target t
   t.pushed_through = through;
   t.failures = 0;
   t.failing_since_ms = 0;
+  t.next_try_ms = 0;
   auto done = co_await messages.push_tried(t);
   co_return bool(done);
 }
@@ -495,6 +497,9 @@ void notification_service::impl::process(std::string const& user) {
     // A push was on its way when the node stopped: it may have arrived.
     if (t.attempt_ms) at = std::max(at, t.attempt_ms + std::int64_t(options.coalesce_ms));
     at = std::max(at, next_try(key));
+    // A back-off written before a restart (bounded: a clock stepped back waits no longer
+    // than the longest back-off, or a day's Retry-After).
+    at = std::max(at, std::min(t.next_try_ms, now + std::max<std::int64_t>(options.retry_max_ms, 86'400'000)));
     if (at > now) {
       wake_at(at);
       continue;

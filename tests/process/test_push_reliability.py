@@ -269,6 +269,27 @@ class DeadNameserverTest(PushCase):
 
 class RestartTest(PushCase):
 
+    def test_a_retry_after_outlives_a_restart(self):
+        # Before, the wait was kept in memory only: a restart (or a crash loop) retried at
+        # once, against a push service's 429.
+        wait_s = 8
+        node = self.start()
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        _, _, path = self.webpush(bob.login("phone"), recv)
+        recv.script(path, [Reply(429, headers={"Retry-After": str(wait_s)})])
+        self.ws(alice.login()).send_message(bob.id, "not now")
+        first = recv.wait_requests(path, 1, WAIT_S, answered=True)[0]
+        deadline = time.monotonic() + WAIT_S
+        while not any(t["failures"] >= 1 for t in self.admin_targets(bob.name)):  # written down
+            self.assertLess(time.monotonic(), deadline, "the failure was never written")
+            time.sleep(0.05)
+        node.kill9()
+        node.start()
+        second = recv.wait_requests(path, 2, WAIT_S + wait_s)[1]
+        self.assertGreaterEqual(second.t - first.t, wait_s - SLACK_S,
+                                "retried %.2f s after a Retry-After of %d s, across a restart" % (second.t - first.t, wait_s))
+
     def test_pending_pushes_survive_kill9_and_none_is_sent_twice(self):
         window_ms = 5000
         node = self.start(push={"coalesce_ms": window_ms})
