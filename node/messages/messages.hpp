@@ -448,8 +448,7 @@ class message_service {
   // The devices of `user` with push settings of their own (committed state).
   std::vector<std::string> push_settings_devices(std::string const& user) const;
   awaitable<errors::status> set_push_settings(std::string user, std::string device_id, push_settings s);
-  // The push outbox: the users with pushes pending (up to `max`, in name order, after the
-  // user `after` if given), or one user's.
+  // The users with pushes pending (up to `max`, by name, after `after`), or one user's.
   std::vector<push_pending> push_outbox(std::size_t max, std::string const& after = {}) const;
   std::optional<push_pending> pending_push(std::string const& user) const;
   // Erases the user's pending entry if it still ends at `last_seq` (nothing newer came).
@@ -487,7 +486,6 @@ class message_service {
     std::uint64_t live_sst_bytes = 0, wal_bytes = 0, pending_compaction_bytes = 0;
   };
   disk_use disk() const;
-
   struct impl;  // node/messages/detail/service.hpp, shared by the service's translation units
 
  private:

@@ -1,0 +1,128 @@
+// Push targets registered and removed (docs/PROTOCOL.md, "Push notifications", "Targets"):
+// each checked (kind, keys, URL, the registration rate, the device's limit) before its
+// endpoint's name is looked up and checked against the address policy, then stored by the
+// message service, whose write checks the limits again.
+#include <openssl/rand.h>
+
+#include <boost/asio/post.hpp>
+
+#include "base/format/format.hpp"
+#include "node/notify/detail/service.hpp"
+
+namespace petchat::notify {
+
+namespace asio = boost::asio;
+using errors::code;
+using errors::fail;
+using format::now_ms;
+
+namespace {
+
+std::optional<std::string> from_base64url_lenient(std::string text) {
+  while (!text.empty() && text.back() == '=') text.pop_back();  // some clients pad
+  return format::from_base64url(text);
+}
+
+std::string random_id() {
+  unsigned char raw[16];
+  RAND_bytes(raw, sizeof raw);
+  return format::base64url(std::string_view(reinterpret_cast<char*>(raw), sizeof raw));
+}
+
+// Whether a new target `t` would be refused for the targets its device has (not if it is one
+// of them again, which keeps its id). The user's limit is the write's to check: a device
+// logged out a moment ago may still hold targets its end is about to remove.
+std::optional<errors::failure> over_device_limit(notification_service::impl const& m, messages::push_target const& t) {
+  std::size_t of_device = 0;
+  for (auto const& have : m.messages.push_targets(t.user, t.device_id)) {
+    bool same = t.kind == "matrix" ? have.kind == "matrix" && have.app_id == t.app_id && have.pushkey == t.pushkey
+                                   : have.kind == t.kind && have.endpoint == t.endpoint;
+    if (same) return std::nullopt;
+    ++of_device;
+  }
+  if (of_device >= m.options.max_targets_per_device)
+    return fail(code::too_many_push_targets, "this device has " + std::to_string(m.options.max_targets_per_device) +
+                                                 " push targets already: remove one first");
+  return std::nullopt;
+}
+
+}  // namespace
+
+awaitable<result<messages::push_target>> notification_service::add_target(std::string user_id, std::string device_id,
+                                                                          target_spec spec) {
+  auto& m = *impl_;
+  if (!m.options.enabled) co_return fail(code::push_disabled, "this node does not send push notifications");
+  messages::push_target t;
+  t.user = user_id;
+  t.device_id = device_id;
+  t.kind = spec.kind;
+  t.created_at_ms = now_ms();
+  std::string url_field = "endpoint";
+  if (spec.kind == "webpush" || spec.kind == "unifiedpush") {
+    auto p256dh = from_base64url_lenient(spec.p256dh);
+    if (!p256dh || !detail::valid_p256_point(*p256dh))
+      co_return fail(code::invalid_field, "keys.p256dh must be a P-256 public key (65 bytes, base64url)",
+                     "keys.p256dh");
+    auto auth = from_base64url_lenient(spec.auth);
+    if (!auth || auth->size() != detail::auth_secret_bytes)
+      co_return fail(code::invalid_field, "keys.auth must be 16 bytes, base64url", "keys.auth");
+    t.p256dh = *p256dh;
+    t.auth = *auth;
+  } else if (spec.kind == "matrix") {
+    url_field = "gateway_url";
+    if (spec.app_id.empty() || spec.app_id.size() > 64)
+      co_return fail(code::invalid_field, "app_id must be 1 to 64 bytes", "app_id");
+    if (spec.pushkey.empty() || spec.pushkey.size() > 512)
+      co_return fail(code::invalid_field, "pushkey must be 1 to 512 bytes", "pushkey");
+    if (spec.data_json.size() > 1024)
+      co_return fail(code::invalid_field, "data must be at most 1024 bytes serialized", "data");
+    t.app_id = spec.app_id;
+    t.pushkey = spec.pushkey;
+    t.data_json = spec.data_json.empty() ? "{}" : spec.data_json;
+  } else {
+    co_return fail(code::invalid_field, "kind must be webpush, unifiedpush or matrix", "kind");
+  }
+  std::string why;
+  auto url = detail::parse_https_url(spec.endpoint, why);
+  if (!url) co_return fail(code::invalid_field, url_field + ": " + why, url_field);
+  if (!m.dns) co_return fail(code::push_disabled, "push notifications have not started yet");
+  // Before the endpoint's name is looked up: the rate, and the device's limit as committed
+  // (the write checks it again, with what else its batch adds).
+  if (auto wait = m.registrations.take(user_id, now_ms())) {
+    auto f = fail(code::rate_limited, "too many push target registrations; try again later");
+    f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
+    co_return f;
+  }
+  t.endpoint = spec.endpoint;
+  if (auto full = over_device_limit(m, t)) co_return *full;
+  // Named: no temporaries in a co_await expression (GCC 12, docs/ARCHITECTURE.md).
+  auto const lookup_limit = std::chrono::milliseconds(m.options.connect_timeout_ms);
+  auto const& where = *url;
+  auto refused = co_await detail::check_endpoint(m.policy, *m.dns, where, lookup_limit);
+  if (!refused.empty())
+    co_return fail(code::push_endpoint_forbidden,
+                   url_field + ": " + refused + " (push endpoints must be public unless the operator allows them)",
+                   url_field);
+  t.id = random_id();
+  t.pushed_through = m.messages.mailbox_head(user_id);  // what came before is not news
+  auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device,
+                                                    m.options.max_targets_per_user);
+  // The session (or the account) may have ended while the endpoint was checked: its end
+  // found no target then. Look again, now that the target is stored.
+  if (stored)
+    asio::post(*m.strand, [self = impl_, user_id] {
+      if (!self->stopping) self->end_sessions(user_id);
+    });
+  co_return stored;
+}
+
+awaitable<errors::status> notification_service::remove_target(std::string user_id, std::string device_id,
+                                                              std::string id) {
+  auto removed = co_await impl_->messages.remove_push_target(user_id, device_id, id);
+  if (!removed) co_return removed.error();
+  if (!removed.value()) co_return fail(code::push_target_not_found, "this device has no push target '" + id + "'");
+  impl_->forget_retries(user_id + '\0' + device_id + '\0' + id);
+  co_return errors::ok();
+}
+
+}  // namespace petchat::notify
