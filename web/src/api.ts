@@ -137,15 +137,19 @@ async function rotate(refreshToken: string): Promise<TokenAnswer> {
 }
 session.setRotate(rotate);
 
+// Throws `session_ended` unless the session is still the one of generation `of`.
+function assertSession(of: number): void {
+  if (session.generationNow() !== of) throw new ApiError(401, 'session_ended', 'the session ended');
+}
+
 // A valid access token of session generation `of` (the current one if not given), refreshed
 // first if it is about to expire. Ends that session (and throws) when the node says it is
 // over; throws `session_ended` if another session came after it (logged out meanwhile: a
 // request of the old session is never retried with the new one's token).
 export async function accessToken(forceRefresh = false, of = session.generationNow()): Promise<string> {
-  const ended = () => new ApiError(401, 'session_ended', 'the session ended');
   let t: Tokens | null = session.tokens();
   if (!t) throw new ApiError(401, 'missing_token', 'not logged in');
-  if (session.generationNow() !== of) throw ended();
+  assertSession(of);
   if (forceRefresh || session.needsRefresh(t)) {
     try {
       t = await session.refresh();
@@ -154,7 +158,7 @@ export async function accessToken(forceRefresh = false, of = session.generationN
       if (code && (SESSION_OVER.has(code) || code === 'user_disabled')) session.endSession(code, of);
       throw err;
     }
-    if (session.generationNow() !== of) throw ended();
+    assertSession(of);
   }
   return t.access_token;
 }
@@ -177,7 +181,7 @@ export async function authed<T>(method: Method, path: string, body?: unknown): P
     }
   }
   // An answer for a session that ended meanwhile is not acted on in the next one.
-  if (session.generationNow() !== of) throw new ApiError(401, 'session_ended', 'the session ended');
+  assertSession(of);
   return parse<T>(res);
 }
 
@@ -330,7 +334,7 @@ export interface Asset {
 export async function withToken<T>(run: (token: string) => Promise<T>): Promise<T> {
   const of = session.generationNow();
   const current = (value: T): T => {
-    if (session.generationNow() !== of) throw new ApiError(401, 'session_ended', 'the session ended');
+    assertSession(of);
     return value;
   };
   try {

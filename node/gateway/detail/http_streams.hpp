@@ -27,6 +27,12 @@ namespace petchat::gateway::detail {
 // a byte now and then cannot hold its connection (and its upload slot) for ever.
 inline constexpr std::uint64_t min_body_rate = 1024;
 
+// How long `bytes` of a body, in either direction, may take in all at min_body_rate after
+// the first `timeout`.
+inline std::chrono::milliseconds rate_allowance(std::chrono::milliseconds timeout, std::uint64_t bytes) {
+  return timeout + std::chrono::milliseconds(bytes * 1000 / min_body_rate);
+}
+
 template <typename Socket, typename Deadline>
 class body_stream final : public assets::byte_source {
  public:
@@ -66,8 +72,7 @@ class body_stream final : public assets::byte_source {
       timer_.disarm();
       (void)n;
       got = size - body.size;
-      auto allowed = timeout_ + std::chrono::milliseconds((total_ + got) * 1000 / min_body_rate);
-      if (!ec && std::chrono::steady_clock::now() - started_ > allowed) {
+      if (!ec && std::chrono::steady_clock::now() - started_ > rate_allowance(timeout_, total_ + got)) {
         broken_ = true;
         co_return errors::fail(
             errors::code::request_timeout,
@@ -141,9 +146,8 @@ boost::asio::awaitable<bool> write_file_response(Socket& socket, Deadline& timer
   std::uint64_t sent = 0;
   auto const began = std::chrono::steady_clock::now();
   auto time_left = [&sent, began, timeout] {
-    auto allowed = timeout + std::chrono::milliseconds(sent * 1000 / min_body_rate);
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(allowed - (std::chrono::steady_clock::now() - began));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(rate_allowance(timeout, sent) -
+                                                                      (std::chrono::steady_clock::now() - began));
     return std::min(left, timeout);
   };
   boost::system::error_code blocking;
