@@ -3,6 +3,7 @@
 // the link.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -36,6 +37,9 @@ struct options {
   std::string tls_ca_file;  // any of the tls_* set: TLS to NATS
   std::string tls_cert_file;
   std::string tls_key_file;
+  // The name every NATS server's certificate must carry (a DNS name or an IP address); empty:
+  // each server's own host in its URL (Debian's NATS.c checks that by itself).
+  std::string tls_server_name;
   std::string subject_prefix = "petchat";
   std::uint32_t retention_s = 7 * 24 * 3600;  // how long the inbound stream keeps traffic
   std::uint64_t max_stream_bytes = 1ull << 30;
@@ -55,6 +59,10 @@ struct options {
   std::vector<region_entry> regions;  // the other regions
 
   bool enabled() const { return !nats_urls.empty(); }
+  bool uses_tls() const {
+    return !tls_ca_file.empty() || !tls_cert_file.empty() ||
+           std::any_of(nats_urls.begin(), nats_urls.end(), [](auto const& u) { return u.starts_with("tls://"); });
+  }
 
   bool operator==(options const&) const = default;
 };

@@ -67,6 +67,10 @@ bool nats_connection::set_options() {
     if (s == NATS_OK && !opt.tls_cert_file.empty())
       s = natsOptions_LoadCertificatesChain(nopts_, opt.tls_cert_file.c_str(), opt.tls_key_file.c_str());
   }
+  // Without it, NATS.c (as Debian builds it) checks each server's certificate against the
+  // host in its URL; with it, every server's against this one name.
+  if (s == NATS_OK && !opt.tls_server_name.empty())
+    s = natsOptions_SetExpectedHostname(nopts_, opt.tls_server_name.c_str());
   if (s != NATS_OK) {
     s_.set_error("NATS options: " + nats_error(s));
     return false;

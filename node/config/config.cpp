@@ -204,6 +204,9 @@ void check_combinations(toml::table const& root, node_config const& c, std::vect
     errors.push_back("gateway.tls_cert_file and gateway.tls_key_file: set both or neither");
   if ((c.federation.tls_cert_file.empty()) != (c.federation.tls_key_file.empty()))
     errors.push_back("federation.tls_cert_file and federation.tls_key_file: set both or neither");
+  if (!c.federation.tls_server_name.empty() && !c.federation.uses_tls())
+    errors.push_back(
+        "federation.tls_server_name: set, but TLS to NATS is off (no tls_ca_file or tls_cert_file, no tls:// URL)");
   if (c.federation.nkey.empty() != c.federation.nkey_seed_file.empty())
     errors.push_back("federation.nkey and federation.nkey_seed_file: set both or neither");
   if (c.push.retry_max_ms < c.push.retry_initial_ms)

@@ -1,4 +1,5 @@
 // The [push] and [federation] sections of the config (see detail/reader.hpp).
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -20,6 +21,15 @@ std::optional<std::string> check_jetstream_domain(std::string const& v, node_con
 std::optional<std::string> check_subject_prefix(std::string const& v, node_config& c) {
   if (auto why = check_subject_token(v)) return why;
   c.federation.subject_prefix = v;
+  return std::nullopt;
+}
+
+std::optional<std::string> check_tls_server_name(std::string const& v, node_config& c) {
+  bool plain = !v.empty() && v.size() <= 253 && std::all_of(v.begin(), v.end(), [](unsigned char ch) {
+    return std::isalnum(ch) || ch == '.' || ch == '-' || ch == ':' || ch == '_';
+  });
+  if (!plain) return "expected a DNS name or an IP address, e.g. nats.example.org";
+  c.federation.tls_server_name = v;
   return std::nullopt;
 }
 
@@ -167,6 +177,7 @@ reader::section federation_keys(reader& rd, node_config& c) {
       {"tls_ca_file", rd.text(c.federation.tls_ca_file)},
       {"tls_cert_file", rd.text(c.federation.tls_cert_file)},
       {"tls_key_file", rd.text(c.federation.tls_key_file)},
+      {"tls_server_name", checked(rd, c, check_tls_server_name)},
       {"subject_prefix", checked(rd, c, check_subject_prefix)},
       {"retention_s", rd.integer(c.federation.retention_s, 60, 365 * 86400)},
       {"max_stream_bytes", rd.integer(c.federation.max_stream_bytes, 1 << 20, std::int64_t(1) << 50)},

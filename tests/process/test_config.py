@@ -149,6 +149,18 @@ class CheckConfigTest(NodeTestCase):
         rc, _, err = self.check('[gateway]\ncors_origins = ["https://chat.example.org", "http://[::1]:5173", "*"]\n')
         self.assertEqual(rc, 0, "stderr: %s" % err)
 
+    def test_nats_tls_server_name(self):
+        rc, _, err = self.check('[federation]\nnats_urls = ["tls://10.0.0.1:4222", "tls://10.0.0.2:4222"]\n'
+                                'tls_server_name = "nats.example.org"\n')
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.check('[federation]\nnats_urls = ["nats://10.0.0.1:4222"]\ntls_server_name = "nats.example.org"\n')
+        self.assertNotEqual(rc, 0, out + err)
+        self.assertIn("TLS to NATS is off", err)
+        for bad in ('""', '"two words"', '"nats.example.org/x"', '5'):
+            with self.subTest(name=bad):
+                self.assertInvalid('[federation]\nnats_urls = ["tls://n.example.org"]\n\ntls_server_name = %s\n' % bad,
+                                   "tls_server_name", line=4)
+
     def test_what_would_stop_the_node_at_start(self):
         # Syntax alone does not say these; --check-config does, naming key and value.
         for text, key in (('[gateway]\nlisten = "no-such-host.invalid:8080"\n', "gateway.listen"),

@@ -1071,21 +1071,30 @@ class SecuredNats(unittest.TestCase):
     """NATS with TLS and a user/password, configured as docs/FEDERATION.md says."""
 
     @classmethod
+    def make_cert(cls, name, subject_alt_name):
+        cert, key = os.path.join(cls.certs, name + ".pem"), os.path.join(cls.certs, name + ".key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=" + name,
+                        "-addext", "subjectAltName=" + subject_alt_name], check=True, capture_output=True, timeout=30)
+        return cert, key
+
+    @classmethod
     def setUpClass(cls):
         import tempfile
         cls.certs = tempfile.mkdtemp(prefix="petchat-tls-")
-        cls.cert = os.path.join(cls.certs, "cert.pem")
-        key = os.path.join(cls.certs, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", key, "-out", cls.cert, "-days", "1", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+        cls.cert, key = cls.make_cert("127.0.0.1", "IP:127.0.0.1")
         cls.server = fedharness.NatsServer("secured", extra_conf=(
             'tls { cert_file: "%s", key_file: "%s" }\n'
             'authorization { user: "petchat", password: "s3cret-for-tests" }' % (cls.cert, key)))
+        # A server whose certificate, from a CA the nodes trust, names another host.
+        cls.other_cert, other_key = cls.make_cert("nats.other.example", "DNS:nats.other.example")
+        cls.other = fedharness.NatsServer("misnamed", extra_conf=(
+            'tls { cert_file: "%s", key_file: "%s" }' % (cls.other_cert, other_key)))
 
     @classmethod
     def tearDownClass(cls):
         cls.server.close()
+        cls.other.close()
         import shutil
         shutil.rmtree(cls.certs, ignore_errors=True)
 
@@ -1110,6 +1119,40 @@ class SecuredNats(unittest.TestCase):
         finally:
             for r in regions.values():
                 r.node.close()
+
+    def test_a_certificate_for_another_host_is_refused_unless_that_name_is_configured(self):
+        # The URL names 127.0.0.1; the server's certificate, from a trusted CA, names
+        # nats.other.example: refused, unless federation.tls_server_name names it.
+        for fed, connects in (({"tls_ca_file": self.other_cert}, False),
+                              ({"tls_ca_file": self.other_cert, "tls_server_name": "nats.other.example"}, True)):
+            regions = fedharness.make_regions(["europe", "america"], {"europe": self.other, "america": self.other},
+                                              federation=fed)
+            regions.pop("_keys")
+            try:
+                eu, us = regions["europe"].node, regions["america"].node
+                if connects:
+                    eu.new_user("alice")
+                    us.new_user("bob")
+                    a = wsclient.connect(eu, eu.new_session("alice"))
+                    b = wsclient.connect(us, us.new_session("bob"))
+                    acc = a.send_message("bob@america", "to the name the certificate carries")
+                    b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+                    self.assertTrue(fed_status(eu)["connected"])
+                    a.close()
+                    b.close()
+                else:
+                    deadline = time.monotonic() + 15
+                    st = fed_status(eu)
+                    while not st.get("last_error") and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                        st = fed_status(eu)
+                    self.assertFalse(st["connected"], st)
+                    self.assertRegex(st["last_error"], "(?i)ssl|tls|certificate|handshake", st)
+                    ready = eu.request("GET", "/readyz")
+                    self.assertEqual((ready.status, ready.json["federation"]), (200, "disconnected"))
+            finally:
+                for r in regions.values():
+                    r.node.close()
 
     def test_wrong_password_keeps_the_region_standalone_and_says_why(self):
         fed = {"tls_ca_file": self.cert, "user": "petchat", "password": "wrong"}
