@@ -32,8 +32,10 @@ inline records::conversation_activity load_activity(store::rocks_batch& b, std::
   return parse<records::conversation_activity>(b.get(cf::conversations, keys::activity_key(conv)))
       .value_or(records::conversation_activity{});
 }
+// Both records are rewritten by every send of a conversation, often several times in one
+// group commit: only the batch's last value is written (put_last).
 inline void put_activity(store::rocks_batch& b, std::string const& conv, records::conversation_activity const& a) {
-  b.put(cf::conversations, keys::activity_key(conv), a.SerializeAsString());
+  b.put_last(cf::conversations, keys::activity_key(conv), a.SerializeAsString());
 }
 
 inline std::optional<records::participant_record> load_participant(store::rocks_batch& b, std::string const& user,
@@ -42,7 +44,7 @@ inline std::optional<records::participant_record> load_participant(store::rocks_
 }
 inline void put_participant(store::rocks_batch& b, std::string const& user, std::string const& conv,
                             records::participant_record const& p) {
-  b.put(cf::conversations, keys::participant_key(user, conv), p.SerializeAsString());
+  b.put_last(cf::conversations, keys::participant_key(user, conv), p.SerializeAsString());
 }
 
 // A member of a direct conversation: their record, made on their first message in it

@@ -99,7 +99,8 @@ class delivered_mark {
     auto value = keys::be64(seq_);
     if (positions_.conversations_size() > 0 || !positions_.device().empty() || positions_.next_entry() != 0)
       value += positions_.SerializeAsString();
-    b_.put(cf::state, keys::delivered_key(user_), value);
+    // Several acknowledgements of one user may share a group commit: written once.
+    b_.put_last(cf::state, keys::delivered_key(user_), std::move(value));
   }
 
  private:
