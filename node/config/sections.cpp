@@ -121,6 +121,7 @@ reader::section push_keys(reader& rd, node_config& c) {
       {"response_timeout_ms", rd.integer(p.response_timeout_ms, 100, 600000)},
       {"max_in_flight", rd.integer(p.max_in_flight, 1, 100000)},
       {"max_in_flight_per_user", rd.integer(p.max_in_flight_per_user, 1, 100000)},
+      {"slow_after_ms", rd.integer(p.slow_after_ms, 100, 600000)},
       {"max_targets_per_device", rd.integer(p.max_targets_per_device, 1, 1000)},
       {"max_targets_per_user", rd.integer(p.max_targets_per_user, 1, 100000)},
       {"registrations_per_minute", rd.integer(p.registrations_per_minute, 1, 100000)},

@@ -204,6 +204,7 @@ void print_push(json::value const& answer) {
                                    {"users with pushes pending", field(outbox, "users")},
                                    {"oldest pending", duration(outbox.at("oldest_age_s").to_number<std::int64_t>())},
                                    {"requests in flight", field(o, "in_flight")},
+                                   {"of them slow", field(o, "slow_in_flight")},
                                    {"targets retrying", field(o, "retrying")}});
 }
 

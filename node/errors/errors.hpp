@@ -106,6 +106,13 @@ inline failure fail(code c, std::string message, std::string field = {}) {
   return failure{c, std::move(message), std::move(field), 0, {}};
 }
 
+// rate_limited, to be tried again after `wait_ms` (Retry-After in whole seconds, at least 1).
+inline failure rate_limited(std::string message, std::int64_t wait_ms) {
+  auto f = fail(code::rate_limited, std::move(message));
+  f.retry_after_s = static_cast<std::uint32_t>(wait_ms <= 1000 ? 1 : (wait_ms + 999) / 1000);
+  return f;
+}
+
 // The answer to a write a store did not take: store_unavailable (retry in 5 s) when the
 // store says why it takes no writes now (`why`: a full or failing disk), else internal.
 inline failure write_failure(std::string const& what, std::string const& why) {

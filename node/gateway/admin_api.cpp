@@ -88,6 +88,7 @@ response push_answer(admin_api const& api, request const& r, std::string const& 
     return json_response(200, json::object{{"enabled", false},
                                            {"outbox", json::object{{"users", 0}, {"oldest_age_s", 0}}},
                                            {"in_flight", 0},
+                                           {"slow_in_flight", 0},
                                            {"retrying", 0},
                                            {"targets", 0}});
   if (!api.push) return error_response(fail(code::push_disabled, "this node does not send push notifications"));
@@ -99,6 +100,7 @@ response push_answer(admin_api const& api, request const& r, std::string const& 
                           {"outbox", json::object{{"users", s.users},
                                                   {"oldest_age_s", s.oldest_ms ? (now - s.oldest_ms) / 1000 : 0}}},
                           {"in_flight", s.in_flight},
+                          {"slow_in_flight", s.slow},
                           {"retrying", s.retrying},
                           {"targets", s.targets}});
   }

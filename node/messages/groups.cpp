@@ -21,10 +21,8 @@ using impl = message_service::impl;
 // actor's sends (messages.max_per_second); leaving and muting cost nothing.
 std::optional<errors::failure> charge(impl& m, std::string const& by) {
   if (m.limiter.allow(by)) return std::nullopt;
-  auto f = fail(code::rate_limited,
-                "more than " + std::to_string(m.options.max_per_second) + " messages and group changes per second");
-  f.retry_after_s = 1;
-  return f;
+  return errors::rate_limited(
+      "more than " + std::to_string(m.options.max_per_second) + " messages and group changes per second", 1000);
 }
 
 // Runs a change's write; the answer is its failure, or nothing.

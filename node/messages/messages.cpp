@@ -243,9 +243,8 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   }
   if (!m.limiter.allow(from)) {
     if (auto again = accepted_before()) co_return *again;
-    auto f = fail(code::rate_limited, "more than " + std::to_string(m.options.max_per_second) + " messages per second");
-    f.retry_after_s = 1;
-    co_return f;
+    co_return errors::rate_limited("more than " + std::to_string(m.options.max_per_second) + " messages per second",
+                                   1000);
   }
 
   auto st = std::make_shared<send_write>();
@@ -304,10 +303,9 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   // A read that moves the mark writes events to the reader's devices and receipts to the
   // senders: it costs one of the reader's sends (messages.max_per_second).
   if (!m.limiter.allow(user)) {
-    auto f = fail(code::rate_limited, "more than " + std::to_string(m.options.max_per_second) +
-                                          " messages, read marks and group changes per second");
-    f.retry_after_s = 1;
-    co_return f;
+    co_return errors::rate_limited(
+        "more than " + std::to_string(m.options.max_per_second) + " messages, read marks and group changes per second",
+        1000);
   }
   struct state {
     std::vector<news> heads;

@@ -125,6 +125,13 @@ void notification_service::start(asio::io_context& io) {
     auto self = weak.lock();
     return self ? double(self->in_flight.load()) : 0.0;
   });
+  m.metrics.add_gauge("petchat_push_slow_in_flight",
+                      "Push requests on the wire now that were not answered within push.slow_after_ms, or went to a "
+                      "host that was slow lately",
+                      [weak] {
+                        auto self = weak.lock();
+                        return self ? double(self->slow_in_flight.load()) : 0.0;
+                      });
   auto self = impl_;
   asio::co_spawn(*m.strand, self->run(), asio::detached);
 }
@@ -152,6 +159,7 @@ outbox_status notification_service::status() const {
     if (s.oldest_ms == 0 || p.since_ms < s.oldest_ms) s.oldest_ms = p.since_ms;
   }
   s.in_flight = m.in_flight;
+  s.slow = m.slow_in_flight;
   {
     std::lock_guard lock(m.retry_mutex);
     s.retrying = m.retry_at.size();
@@ -302,12 +310,16 @@ void notification_service::impl::forget_retries(std::string const& prefix) {
   std::erase_if(refusals, [&](auto const& entry) { return entry.first.starts_with(prefix); });
 }
 
-void notification_service::impl::slot_freed(std::string const& user) {
+void notification_service::impl::slot_freed(std::string const& user, bool slow) {
   --in_flight;
+  if (slow) --slow_in_flight;
   if (auto it = in_flight_by_user.find(user); it != in_flight_by_user.end() && --it->second == 0)
     in_flight_by_user.erase(it);
-  // A few of the users waiting for a slot look again (each takes one, or waits for its
-  // own time); when nothing is in flight any more, all of them.
+  wake_waiting();
+}
+
+void notification_service::impl::wake_waiting() {
+  // Each takes a slot, or waits for its own time.
   auto now = now_ms();
   for (std::size_t woken = 0; !waiting_for_slot.empty() && (woken < 4 || in_flight == 0); ++woken) {
     auto next = std::move(waiting_for_slot.front());
@@ -315,6 +327,19 @@ void notification_service::impl::slot_freed(std::string const& user) {
     waiting_users.erase(next);
     schedule(next, now);
   }
+}
+
+bool notification_service::impl::host_slow(std::string const& host, std::int64_t now) {
+  auto it = slow_hosts.find(host);
+  if (it == slow_hosts.end()) return false;
+  if (it->second > now) return true;
+  slow_hosts.erase(it);
+  return false;
+}
+
+void notification_service::impl::mark_slow(std::string const& host, std::int64_t now) {
+  if (slow_hosts.size() >= max_slow_hosts) std::erase_if(slow_hosts, [now](auto const& h) { return h.second <= now; });
+  if (slow_hosts.size() < max_slow_hosts || slow_hosts.contains(host)) slow_hosts[host] = now + slow_for_ms;
 }
 
 // Removes the targets of the user's devices whose sessions ended.
@@ -400,7 +425,11 @@ void notification_service::impl::process(std::string const& user) {
       settled = false;
       continue;
     }
-    if (in_flight >= options.max_in_flight) {
+    // A slow host's pushes share a few slots of their own; the others, those left.
+    std::string why;
+    auto url = detail::parse_https_url(t.endpoint, why);
+    bool slow = url && host_slow(url->host, now);
+    if (slow ? slow_in_flight >= slow_slots() : in_flight - slow_in_flight >= options.max_in_flight) {
       settled = false;
       if (waiting_users.insert(user).second) waiting_for_slot.push_back(user);
       continue;
@@ -416,8 +445,9 @@ void notification_service::impl::process(std::string const& user) {
       continue;
     }
     ++in_flight;
+    if (slow) ++slow_in_flight;
     ++in_flight_by_user[user];
-    spawn_for(key, user, send(std::move(t), std::move(n)));
+    spawn_for(key, user, send(std::move(t), std::move(n), slow));
   }
   if (settled && !busy.contains(settle_key))
     spawn_for(settle_key, user, settle(user, last_seq));

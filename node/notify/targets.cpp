@@ -89,9 +89,7 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   // Before the endpoint's name is looked up: the rate, and the device's limit as committed
   // (the write checks it again, with what else its batch adds).
   if (auto wait = m.registrations.take(user_id, now_ms())) {
-    auto f = fail(code::rate_limited, "too many push target registrations; try again later");
-    f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
-    co_return f;
+    co_return errors::rate_limited("too many push target registrations; try again later", wait);
   }
   t.endpoint = spec.endpoint;
   if (auto full = over_device_limit(m, t)) co_return *full;

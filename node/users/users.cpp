@@ -61,9 +61,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     auto wide = net::wide_limit_key(client_address);  // an IPv6 client's /48
     client_address = net::limit_key(client_address);  // an IPv6 client's /64
     auto too_many = [](std::int64_t wait) {
-      auto f = fail(code::rate_limited, "too many registrations from your address; try again later");
-      f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
-      return f;
+      return errors::rate_limited("too many registrations from your address; try again later", wait);
     };
     if (!wide.empty()) {
       if (auto wait = m.wide_registrations.reserve(wide, now_ms())) co_return too_many(wait);
@@ -185,9 +183,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::int64_t wait = known_here ? 0 : m.address_limiter.wait_ms(address_key, now);
   if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
   if (wait > 0) {
-    auto f = fail(code::rate_limited, "too many failed logins; try again later");
-    f.retry_after_s = static_cast<std::uint32_t>((wait + 999) / 1000);
-    co_return f;
+    co_return errors::rate_limited("too many failed logins; try again later", wait);
   }
   // The attempt is pending (not failed) while its password is checked: it counts as a
   // failure only once it has failed, so a correct password never costs anyone an attempt,
@@ -217,9 +213,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   if (auto next = std::max(m.address_checks.take(address_key, now_ms()),
                            wide.empty() ? std::int64_t{0} : m.wide_checks.take("addr:" + wide, now_ms()));
       next > 0) {
-    auto f = fail(code::rate_limited, "too many logins from your address; try again later");
-    f.retry_after_s = static_cast<std::uint32_t>((next + 999) / 1000);
-    co_return f;
+    co_return errors::rate_limited("too many logins from your address; try again later", next);
   }
   // A right password whose hash was made at another cost than the configured one is hashed
   // again at that cost, in the same slot: raising the cost reaches existing accounts at their

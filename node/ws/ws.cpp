@@ -42,10 +42,8 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
     // A reconnect loop costs a presence broadcast to every contact (and a signature per
     // region of theirs) at every turn: a burst, then one a second.
     if (auto wait_ms = connects_.take(user, now_ms())) {
-      auto f = errors::fail(errors::code::rate_limited, "at most " + std::to_string(connects_.burst()) +
-                                                            " connections at once per user, then one a second");
-      f.retry_after_s = static_cast<std::uint32_t>((wait_ms + 999) / 1000);
-      return f;
+      return errors::rate_limited(
+          "at most " + std::to_string(connects_.burst()) + " connections at once per user, then one a second", wait_ms);
     }
     auto& list = streams_[user];
     std::erase_if(list, [](auto const& w) { return w.expired(); });

@@ -228,6 +228,69 @@ class DeadEndpointTest(PushCase):
         self.assertEqual(dead.open_connections(), 2, "two of bob's dead endpoints were tried")
 
 
+    def test_endpoints_that_never_answer_give_their_slots_back_to_prompt_ones(self):
+        # Two accounts' dead targets take every slot (two each); unanswered after
+        # slow_after_ms, they give their slots back, so carol's push goes out long before
+        # they time out, and the dead host's further pushes wait for the one slot that
+        # slow hosts share (max_in_flight / 8, at least 1).
+        self.start(push={"connect_timeout_ms": 60000, "response_timeout_ms": 60000, "max_in_flight": 4,
+                         "max_in_flight_per_user": 2, "slow_after_ms": 1000})
+        recv = self.receiver()
+        dead = DeadEndpoint("127.0.0.2")  # another host than the receiver's (slowness is a host's)
+        self.addCleanup(dead.close)
+        key = self.vapid_key()
+        alice, carol = self.person("alice"), self.person("carol")
+        stuck = [self.person(name) for name in ("bob", "dave", "erin")]
+        for p in stuck:
+            for device in ("phone", "laptop"):
+                r = self.add_target(p.login(device), {"kind": "webpush", "endpoint": dead.url("/wp/%s" % device),
+                                                      "keys": Subscription().keys()})
+                self.assertStatus(r, 201)
+        _, sub_c, path_c = self.webpush(carol.login("phone"), recv)
+        a = self.ws(alice.login())
+        for p in stuck[:2]:
+            a.send_message(p.id, "all of your devices are stuck")
+        dead.wait_accepted(4, WAIT_S)
+        to_carol = a.send_message(carol.id, "hello carol")
+        n = self.open_webpush(recv.wait_requests(path_c, 1, WAIT_S)[0], sub_c, key, recv)
+        self.assertNotification(n, carol.id, alice.id, to_carol)
+        deadline = time.monotonic() + WAIT_S
+        while True:  # carol's is done; the four dead ones are slow
+            status = self.node.admin("GET", "/v1/admin/push").json
+            if (status.get("in_flight"), status.get("slow_in_flight")) == (4, 4):
+                break
+            self.assertLess(time.monotonic(), deadline, status)
+            time.sleep(0.2)
+        a.send_message(stuck[2].id, "yours are stuck too")
+        time.sleep(2 * QUIET_S)
+        self.assertEqual(dead.accepted, 4, "erin's pushes wait for a slow slot: the dead host has them all")
+
+    def test_a_slow_endpoint_that_answers_in_the_end_is_pushed(self):
+        # An endpoint slower than slow_after_ms is still pushed, and so is the next push to
+        # its host (slow now: it takes one of the slots slow hosts share); both slots are
+        # given back.
+        self.start(push={"slow_after_ms": 200})
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob = self.person("alice"), self.person("bob")
+        _, sub_b, path_b = self.webpush(bob.login("phone"), recv)
+        recv.script(path_b, [Reply(201, delay=1.0), Reply(201, delay=1.0)])
+        a = self.ws(alice.login())
+        first = a.send_message(bob.id, "slowly")
+        n = self.open_webpush(recv.wait_requests(path_b, 1, WAIT_S)[0], sub_b, key, recv)
+        self.assertNotification(n, bob.id, alice.id, first)
+        second = a.send_message(bob.id, "and again")
+        n = self.open_webpush(recv.wait_requests(path_b, 2, WAIT_S)[1], sub_b, key, recv)
+        self.assertNotification(n, bob.id, alice.id, second)
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            status = self.node.admin("GET", "/v1/admin/push").json
+            if (status.get("in_flight"), status.get("slow_in_flight")) == (0, 0):
+                break
+            self.assertLess(time.monotonic(), deadline, status)
+            time.sleep(0.2)
+
+
 class DeadNameserverTest(PushCase):
 
     def test_a_name_that_never_resolves_holds_up_no_one(self):

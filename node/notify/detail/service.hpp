@@ -77,6 +77,17 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   std::unordered_set<std::string> busy;
   std::atomic<std::size_t> in_flight{0};
   std::unordered_map<std::string, std::size_t> in_flight_by_user;
+  // Slow pushes (strand only writes; of in_flight): those still unanswered after
+  // slow_after_ms, which give their slot back (at most max_in_flight of them), and those
+  // started to a slow host, at most slow_slots() at once. A host is slow for slow_for_ms
+  // after a push to it was; an answer within slow_after_ms makes it prompt again.
+  std::atomic<std::size_t> slow_in_flight{0};
+  std::unordered_map<std::string, std::int64_t> slow_hosts;  // host: until when
+  static constexpr std::int64_t slow_for_ms = 600'000;
+  static constexpr std::size_t max_slow_hosts = 10'000;
+  std::size_t slow_slots() const { return std::max<std::size_t>(1, options.max_in_flight / 8); }
+  bool host_slow(std::string const& host, std::int64_t now);
+  void mark_slow(std::string const& host, std::int64_t now);
   // Users with a push due while every slot was taken: looked at again as slots free up.
   std::deque<std::string> waiting_for_slot;
   std::unordered_set<std::string> waiting_users;
@@ -123,13 +134,16 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   boost::asio::awaitable<bool> end_device(std::string user, std::string device);
   boost::asio::awaitable<bool> let_go(messages::push_target t, std::uint64_t through, char const* result);
   void forget_retries(std::string const& prefix);
-  // A push request to `user`'s target is done (strand only): its slot is free again.
-  void slot_freed(std::string const& user);
+  // A push request to `user`'s target is done (strand only): its slot (a slow one if
+  // `slow`) is free again.
+  void slot_freed(std::string const& user, bool slow);
+  // A few users waiting for a slot look again (all when nothing is in flight).
+  void wake_waiting();
 
   // deliver.cpp.
   detail::notification summarize(std::string const& user, std::uint64_t after, std::uint64_t through,
                                  bool previews) const;
-  boost::asio::awaitable<bool> send(messages::push_target t, detail::notification n);
+  boost::asio::awaitable<bool> send(messages::push_target t, detail::notification n, bool slow);
   std::optional<detail::post_request> request_for(messages::push_target const& t, detail::notification const& n,
                                                   detail::https_url const& url) const;
   std::chrono::milliseconds backoff(std::uint32_t failures) const;

@@ -146,10 +146,8 @@ struct user_service::impl {
   }
 
   static failure busy() {
-    auto f = fail(code::rate_limited, "the node is busy checking passwords; try again shortly");
     // (also for logins of one account or address already in flight: see login)
-    f.retry_after_s = 1;
-    return f;
+    return errors::rate_limited("the node is busy checking passwords; try again shortly", 1000);
   }
 
   // The argon2id hash of a new password, made on the CPU pool within a slot; busy() if
