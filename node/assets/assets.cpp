@@ -10,6 +10,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sodium.h>
+
 #include "base/format/format.hpp"
 #include "node/assets/detail/service.hpp"
 #include "node/async/async.hpp"
@@ -254,6 +256,7 @@ asset_service::asset_service(config::assets_section limits, std::filesystem::pat
                              messages::message_service& messages)
     : impl_(std::make_shared<impl>(limits, std::move(dir), messages)) {
   detail::start_images();
+  randombytes_buf(impl_->link_key.data(), impl_->link_key.size());
   impl_->remove_orphans();
 }
 

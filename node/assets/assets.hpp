@@ -131,6 +131,14 @@ class asset_service {
   result<messages::asset_view> find(std::string const& user, std::string const& hash) const;
   std::unique_ptr<blob_reader> open(std::string const& hash);
 
+  // Download links (docs/PROTOCOL.md, "Download links"): a token that lets a browser GET
+  // one asset without an Authorization header, as session `device` (base64url), until
+  // `expires_at_ms` (assets.link_ttl_s from now). Signed with a key this process made at
+  // start, so a restart ends them all. link_device: the session a token of this asset was
+  // made for; invalid_token (not one, or another asset's), token_expired.
+  std::string link(std::string const& hash, std::string const& device, std::int64_t& expires_at_ms) const;
+  result<std::string> link_device(std::string const& hash, std::string_view token) const;
+
   // Other regions: before start(), how to fetch from them (without it nothing is fetched);
   // and another region's request answered (blocking: the disk is read; any thread).
   void fetch_with(piece_fetcher fetcher);

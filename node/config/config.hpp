@@ -136,6 +136,7 @@ struct assets_section {
   std::uint64_t max_image_pixels = 100000000;  // larger images get no thumbnail
   std::uint32_t thumbnail_px = 320;            // a thumbnail's longer side at most
   std::uint32_t collect_interval_s = 60;       // how often the collector runs
+  std::uint32_t link_ttl_s = 300;              // a download link's life
 
   bool operator==(assets_section const&) const = default;
 };

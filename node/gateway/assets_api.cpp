@@ -140,13 +140,49 @@ awaitable<response> append_chunk(std::shared_ptr<user_api> api, request r, users
 
 }  // namespace
 
-awaitable<response> download(std::shared_ptr<user_api> api, request r, users::principal const& who,
-                             std::string id);  // assets_download.cpp
+awaitable<response> download(std::shared_ptr<user_api> api, request r, users::principal const& who, std::string id,
+                             bool by_link);  // assets_download.cpp
+
+namespace {
+
+// A download link's GET: the session it was made for, if the link is this asset's, has not
+// expired, and its session is live.
+awaitable<response> linked_download(std::shared_ptr<user_api> api, request r, std::string id,
+                                    std::string const& token) {
+  auto hash = assets::parse_id(id);
+  auto device = hash.empty() ? errors::result<std::string>(fail(code::invalid_token, "the link is not valid"))
+                             : api->assets->link_device(hash, token);
+  if (!device) co_return error_response(device.error());
+  auto who = api->users.session_of(*device);
+  if (!who) co_return error_response(who.error());
+  co_return co_await download(api, std::move(r), *who, std::move(id), true);
+}
+
+// POST /v1/assets/{id}/link: a link to the asset for this session's browser.
+response make_link(user_api const& api, users::principal const& who, std::string const& id) {
+  auto hash = assets::parse_id(id);
+  auto a = hash.empty() ? errors::result<messages::asset_view>(fail(code::asset_not_found, "no such asset"))
+                        : api.assets->find(api.id_of(who), hash);
+  if (!a) return error_response(a.error());
+  std::int64_t expires_at_ms = 0;
+  auto token = api.assets->link(hash, who.device_id, expires_at_ms);
+  return json_response(200, json::object{{"url", "/v1/assets/" + id + "?link=" + token},
+                                         {"expires_at", format::rfc3339(expires_at_ms)}});
+}
+
+}  // namespace
 
 awaitable<response> detail::assets_route(std::shared_ptr<user_api> api, request r) {
   if (!api->assets) co_return error_response(fail(code::not_found, "this node stores no assets"));
   auto const& p = r.path;
   auto const& m = r.method;
+  constexpr std::string_view uploads = "/v1/uploads/", assets = "/v1/assets/";
+  // A download link: its token in the query, and no Authorization header.
+  if (p.starts_with(assets) && (m == "GET" || m == "HEAD") && r.header("authorization").empty())
+    if (auto link = query_param(r.query, "link")) {
+      std::string id = p.substr(assets.size());
+      co_return co_await linked_download(api, std::move(r), std::move(id), *link);
+    }
   auto who = authenticate(*api, r);
   if (!who) co_return error_response(who.error());
   if (p == "/v1/assets") {
@@ -157,7 +193,6 @@ awaitable<response> detail::assets_route(std::shared_ptr<user_api> api, request 
     if (m != "POST") co_return method_not_allowed("POST");
     co_return co_await begin_upload(api, std::move(r), *who);
   }
-  constexpr std::string_view uploads = "/v1/uploads/", assets = "/v1/assets/";
   if (p.starts_with(uploads)) {
     std::string id = p.substr(uploads.size());
     if (m == "PATCH") co_return co_await append_chunk(api, std::move(r), *who, std::move(id));
@@ -173,9 +208,13 @@ awaitable<response> detail::assets_route(std::shared_ptr<user_api> api, request 
     co_return res;
   }
   if (p.starts_with(assets)) {
-    if (m != "GET" && m != "HEAD") co_return method_not_allowed("GET, HEAD");
     std::string id = p.substr(assets.size());
-    co_return co_await download(api, std::move(r), *who, std::move(id));
+    if (id.ends_with("/link")) {
+      if (m != "POST") co_return method_not_allowed("POST");
+      co_return make_link(*api, *who, id.substr(0, id.size() - 5));
+    }
+    if (m != "GET" && m != "HEAD") co_return method_not_allowed("GET, HEAD");
+    co_return co_await download(api, std::move(r), *who, std::move(id), false);
   }
   co_return error_response(fail(code::not_found, "no endpoint " + p));
 }

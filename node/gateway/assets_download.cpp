@@ -95,7 +95,10 @@ std::optional<byte_range> parse_range(std::string_view h, std::uint64_t size) {
 
 }  // namespace
 
-awaitable<response> download(std::shared_ptr<user_api> api, request r, users::principal const& who, std::string id) {
+// `by_link`: a download link's GET (a browser's navigation, not the client's fetch): always
+// a download, kept by no cache, and no Referer to whatever the file opens.
+awaitable<response> download(std::shared_ptr<user_api> api, request r, users::principal const& who, std::string id,
+                             bool by_link) {
   auto hash = assets::parse_id(id);
   auto a = hash.empty() ? errors::result<messages::asset_view>(fail(code::asset_not_found, "no such asset"))
                         : api->assets->find(api->id_of(who), hash);
@@ -103,13 +106,18 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
   auto etag = "\"" + id + "\"";
   response res;
   res.headers = {{"ETag", etag},
-                 {"Cache-Control", "private, max-age=31536000, immutable"},
-                 // Kept by a browser for the token that fetched it only: not handed to a
-                 // request without one (or with another user's) from its cache.
-                 {"Vary", "Authorization"},
                  {"Accept-Ranges", "bytes"},
                  {"X-Content-Type-Options", "nosniff"},
                  {"Content-Security-Policy", "default-src 'none'; sandbox"}};
+  if (by_link) {
+    res.headers.emplace_back("Cache-Control", "no-store");
+    res.headers.emplace_back("Referrer-Policy", "no-referrer");
+  } else {
+    res.headers.emplace_back("Cache-Control", "private, max-age=31536000, immutable");
+    // Kept by a browser for the token that fetched it only: not handed to a request
+    // without one (or with another user's) from its cache.
+    res.headers.emplace_back("Vary", "Authorization");
+  }
   if (r.header("if-none-match") == etag) {
     res.status = 304;
     res.content_type.clear();
@@ -121,7 +129,7 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
   if (auto asked = query_param(r.query, "name")) name = format::clean_file_name(*asked).value_or("");
   if (name.empty() && a->uploaded_by_caller) name = a->name;
   if (name.empty()) name = id + extension_of(a->content_type);
-  res.headers.emplace_back("Content-Disposition", disposition(!shown_inline(a->content_type), name));
+  res.headers.emplace_back("Content-Disposition", disposition(by_link || !shown_inline(a->content_type), name));
   res.file_offset = 0;
   res.file_length = a->size;
   auto range = r.header("range");

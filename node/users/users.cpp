@@ -376,15 +376,28 @@ result<principal> user_service::authenticate(std::string_view token) const {
     default:
       return fail(code::invalid_token, "the access token is not valid");
   }
+  return m.principal_of(v.claims.device_id, v.claims.user_name, v.claims.expires_at_ms);
+}
+
+result<principal> user_service::session_of(std::string_view device_id) const {
+  auto raw = format::from_base64url(device_id);
+  if (!raw) return fail(code::session_revoked, "this session has been revoked; log in again");
+  return impl_->principal_of(*raw, {}, 0);
+}
+
+result<principal> user_service::impl::principal_of(std::string const& device_id, std::string const& user_name,
+                                                   std::int64_t expires_at_ms) const {
+  auto& m = *this;
   return m.env.read([&](store::lmdb_txn const& txn) -> result<principal> {
-    auto device = m.read_device(txn, v.claims.device_id);
-    if (!device || device->revoked() || device->user_name() != v.claims.user_name)
+    auto device = m.read_device(txn, device_id);
+    // A session past its refresh token's life is over too (list_sessions shows it so).
+    if (!device || device->revoked() || (!user_name.empty() && device->user_name() != user_name) ||
+        (user_name.empty() && device->refresh_expires_at_ms() <= now_ms()))
       return fail(code::session_revoked, "this session has been revoked; log in again");
-    auto user = m.read_user(txn, v.claims.user_name);
+    auto user = m.read_user(txn, device->user_name());
     if (!user) return fail(code::session_revoked, "the account no longer exists");
     if (user->disabled()) return fail(code::user_disabled, "this account is disabled");
-    return principal{user->name(), format::base64url(device->device_id()), device->device_name(),
-                     v.claims.expires_at_ms};
+    return principal{user->name(), format::base64url(device->device_id()), device->device_name(), expires_at_ms};
   });
 }
 

@@ -172,6 +172,10 @@ class user_service {
   // bad signature), token_expired (checked before the store), session_revoked (revoked or
   // forgotten session, or deleted account), user_disabled. Any thread.
   result<principal> authenticate(std::string_view access_token) const;
+  // The holder of a live session (`device_id` base64url), as authenticate finds them from
+  // a token of it: for capabilities the session made (download links). Errors as
+  // authenticate's: session_revoked, user_disabled.
+  result<principal> session_of(std::string_view device_id) const;
 
   // Revokes the caller's session (revoke_session of who.device_id). Errors:
   // session_not_found (the session was forgotten meanwhile), internal. Any executor.

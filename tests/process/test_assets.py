@@ -16,6 +16,7 @@ No sleeps for things that must happen: what the node does in the background (the
 collector, noticing a dropped upload) is polled for with a deadline, never timed.
 """
 
+import datetime
 import gzip
 import hashlib
 import http.client
@@ -1588,6 +1589,70 @@ class SlowUploadTest(AssetCase):
             time.sleep(0.25)
         head = s2.recv(4096)
         self.assertTrue(head.startswith(b"HTTP/1.1 201"), head[:300])
+
+
+
+class DownloadLinksTest(AssetCase):
+    """A browser's own download of an attachment (docs/PROTOCOL.md, "Download links"):
+    POST /v1/assets/{id}/link, then a GET of its URL with no Authorization header."""
+
+    LINK_TTL_S = 3
+    NODE_CONFIG = {"assets": {"link_ttl_s": LINK_TTL_S}}
+
+    def link(self, session, asset_id, status=200):
+        r = self.http("POST", "/v1/assets/%s/link" % asset_id, session)
+        self.assertStatus(r, status, "a link to %s" % asset_id)
+        return r
+
+    def test_a_link_serves_one_asset_to_its_session_as_a_download(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        png = make_png(64, 48, seed=9)
+        text = b"notes " + uuid.uuid4().hex.encode() + b"\n"
+        picture, notes = self.upload(a, png, name="p.png"), self.upload(a, text, name="notes.txt")
+        made = now_ms()
+        answer = self.link(a, picture["id"]).json
+        self.assertTrue(answer["url"].startswith("/v1/assets/%s?link=" % picture["id"]), answer)
+        expires = datetime.datetime.fromisoformat(answer["expires_at"].replace("Z", "+00:00")).timestamp() * 1000
+        self.assertLessEqual(abs(expires - (made + self.LINK_TTL_S * 1000)), 2000, answer)
+
+        r = self.http("GET", answer["url"])  # no token
+        self.assertStatus(r, 200)
+        self.assertTrue(r.raw == png, "the link's bytes are the asset's")
+        self.assertEqual(r.headers.get("Content-Type"), "image/png")
+        self.assertEqual(disposition(r)[0], "attachment", "shown in place by a token's GET, a download by a link's")
+        self.assertEqual(disposition(r)[1], "p.png")
+        self.assertEqual(r.headers.get("Cache-Control"), "no-store")
+        self.assertEqual(r.headers.get("Referrer-Policy"), "no-referrer")
+        self.assertEqual(r.headers.get("X-Content-Type-Options"), "nosniff")
+        part = self.http("GET", answer["url"], headers=[("Range", "bytes=0-9")])
+        self.assertStatus(part, 206)
+        self.assertEqual(part.raw, png[:10])
+        self.assertEqual(disposition(self.http("GET", answer["url"] + "&name=holiday.png"))[1], "holiday.png")
+
+        token = answer["url"].split("?link=")[1]
+        # The link opens its own asset only, and only as it was made.
+        self.assertError(self.http("GET", "/v1/assets/%s?link=%s" % (notes["id"], token)), 401, "invalid_token")
+        tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        self.assertError(self.http("GET", "/v1/assets/%s?link=%s" % (picture["id"], tampered)), 401, "invalid_token")
+        expiry, device, mac = token.split(".")
+        later = "%d.%s.%s" % (int(expiry) + 3600 * 1000, device, mac)
+        self.assertError(self.http("GET", "/v1/assets/%s?link=%s" % (picture["id"], later)), 401, "invalid_token")
+        self.assertError(self.http("GET", "/v1/assets/%s?link=%s" % (picture["id"], "x")), 401, "invalid_token")
+        # Only who may download the asset gets a link to it (bob is in no conversation that
+        # holds it), and with a token the link in the query changes nothing.
+        self.assertError(self.link(b, picture["id"], 404), 404, "asset_not_found")
+        self.assertError(self.http("POST", "/v1/assets/%s/link" % picture["id"]), 401, "missing_token")
+        self.assertError(self.http("GET", answer["url"], b), 404, "asset_not_found")
+        self.assertError(self.http("GET", "/v1/assets/%s/link" % picture["id"], a), 405, "method_not_allowed")
+
+        # It ends with its time, and with its session.
+        time.sleep(self.LINK_TTL_S + 0.5)
+        self.assertError(self.http("GET", answer["url"]), 401, "token_expired")
+        fresh = self.link(a, notes["id"]).json["url"]
+        self.assertEqual(self.http("GET", fresh).raw, text)
+        self.assertStatus(self.node.request("DELETE", "/v1/sessions/current", token=a["access_token"]), 204)
+        self.assertError(self.http("GET", fresh), 401, "session_revoked")
 
 
 if __name__ == "__main__":

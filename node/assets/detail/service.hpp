@@ -7,6 +7,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -40,6 +41,7 @@ constexpr std::size_t regions_fetched_at_once = 4;
 
 struct asset_service::impl {
   config::assets_section limits;
+  std::array<unsigned char, 32> link_key{};  // download links' (links.cpp), made at start
   detail::file_store files;
   messages::message_service& messages;
   boost::asio::thread_pool pool{2};  // blocking file work: uploads' writes and hashes, downloads

@@ -207,6 +207,9 @@ struct user_service::impl {
   bool registration_token_usable(store::lmdb_txn const& txn, std::string_view token, std::int64_t now) const;
   bool use_registration_token(store::lmdb_txn& txn, std::string_view token, std::int64_t now) const;
 
+  // The holder of live session `device_id` (raw); `user_name`, when given, must be its owner.
+  result<principal> principal_of(std::string const& device_id, std::string const& user_name,
+                                 std::int64_t expires_at_ms) const;
   std::optional<records::device_record> read_device(store::lmdb_txn const& txn, std::string const& id) const {
     auto raw = txn.get(devices, id);
     if (!raw) return std::nullopt;
