@@ -71,13 +71,15 @@ describe('attachments in the web client', () => {
     // No token in any URL the page used for them.
     assert.ok(!(await bob.content()).includes('access_token'));
 
-    // bob saves the file: its name and bytes.
+    // bob saves the file: its name and bytes, fetched by the browser's download manager
+    // from a download link (not held whole in the page first).
     const [download] = await Promise.all([
       bob.waitForEvent('download'),
       chip.getByTestId('attachment-download').click(),
     ]);
     assert.equal(download.suggestedFilename(), NOTES_KEPT);
     assert.deepEqual(await readFile(await download.path()), NOTES);
+    assert.match(download.url(), /\/v1\/assets\/[0-9a-f]{64}\?link=[^&]+&name=/);
 
     // alice sees her own message with both once it is stored; the upload bar is gone.
     await alice.locator('[data-testid="message"][data-message-id] [data-testid="attachment-image"]').waitFor();

@@ -1,7 +1,9 @@
 // Asset bytes in and out (PROTOCOL.md, "Assets: files, photos, voice notes"). Every request
-// carries the access token in its Authorization header, never in a URL, so the page shows
-// asset bytes through blob: URLs of its own and saves files through <a download>.
-import { ApiError, responseError, withToken, type Asset } from './api';
+// carries the access token in its Authorization header, never in a URL: the page shows
+// pictures through blob: URLs of its own, and saves files through a download link (a URL
+// for one file, valid a few minutes: PROTOCOL.md, "Download links") that the browser's
+// download manager fetches, so that a large file never sits whole in the page.
+import { ApiError, authed, responseError, withToken, type Asset } from './api';
 import type { WireAttachment } from './wire';
 
 export type { Asset };
@@ -133,20 +135,30 @@ export function forgetAssets(): void {
   cache.clear();
 }
 
-// Saves an asset under its file name: its bytes as a blob: URL, an <a download> clicked.
+// A download link to the asset; asked again while it is on its way from another region.
+async function linkTo(id: string): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return (await authed<{ url: string }>('POST', `/v1/assets/${id}/link`)).url;
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'asset_pending' || attempt >= PENDING_TRIES) throw err;
+      await sleep((err.retry_after ?? 2) * 1000);
+    }
+  }
+}
+
+// Saves an asset under its file name: an <a download> of a download link, clicked.
 export async function download(a: WireAttachment): Promise<void> {
-  const blob = await assetBytes(a.asset_id);
-  const url = URL.createObjectURL(blob);
+  if (!ASSET_ID.test(a.asset_id)) throw new ApiError(404, 'asset_not_found', 'not an asset id');
+  const url = await linkTo(a.asset_id);
   const link = document.createElement('a');
-  link.href = url;
+  link.href = `${url}&name=${encodeURIComponent(wellFormed(fileName(a)))}`;
   link.download = fileName(a);
-  link.rel = 'noopener';
+  link.rel = 'noopener noreferrer';
   link.hidden = true;
   document.body.appendChild(link);
   link.click();
   link.remove();
-  // The download has started from the URL by then; it is not shown anywhere.
-  setTimeout(() => URL.revokeObjectURL(url), 30_000);
 }
 
 export const fileName = (a: WireAttachment): string => a.name || `file-${a.asset_id.slice(0, 12)}`;
