@@ -153,8 +153,9 @@ struct push_section {
   std::uint32_t response_timeout_ms = 10000;
   std::size_t max_in_flight = 256;
   std::size_t max_in_flight_per_user = 8;  // one user's slow endpoints cannot take every slot
-  // A push still in flight after this gives its slot back and counts as slow; its host is
-  // then slow for a while, and pushes to slow hosts share max(1, max_in_flight / 8) slots.
+  // A push still unanswered after this gives its slot back (to at most max_in_flight such);
+  // a host whose push got no answer at all, this late, shares max(1, max_in_flight / 8)
+  // slots with such hosts for 10 minutes, or until it answers.
   std::uint32_t slow_after_ms = 3000;
   std::size_t max_targets_per_device = 10;
   std::size_t max_targets_per_user = 20;        // new targets past it are refused

@@ -182,14 +182,15 @@ std::chrono::milliseconds notification_service::impl::backoff(std::uint32_t fail
 
 // One push to one target, on the strand; `in_flight` was counted for it. False if what
 // followed could not be written (the user is then looked at again a little later).
-asio::awaitable<bool> notification_service::impl::send(messages::push_target t, detail::notification n, bool slow) {
+asio::awaitable<bool> notification_service::impl::send(messages::push_target t, detail::notification n,
+                                                       slot_kind kind) {
   auto self = shared_from_this();
   auto logger = log::get("notify");
   auto key = detail::target_key(t);
   // The slot counted for this push is given back once, however this ends (a throw too);
-  // a slow one if the push started as one or became one (shared with the slow timer).
+  // of the kind it holds then (the slow timer may demote it).
   struct slot_state {
-    bool slow = false;
+    slot_kind kind;
     bool held = true;
   };
   struct slot_guard {
@@ -197,10 +198,10 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     std::string user;
     std::shared_ptr<slot_state> state;
     void give_back() {
-      if (std::exchange(state->held, false)) m->slot_freed(user, state->slow);
+      if (std::exchange(state->held, false)) m->slot_freed(user, state->kind);
     }
     ~slot_guard() { give_back(); }
-  } slot{this, t.user, std::make_shared<slot_state>(slot_state{slow, true})};
+  } slot{this, t.user, std::make_shared<slot_state>(slot_state{kind, true})};
   // Written before the request goes out, so that after a crash the push that may have
   // arrived is not repeated within the coalescing window (the outcome clears it).
   t.attempt_ms = now_ms();
@@ -230,24 +231,27 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
         if (have.id == id) return true;
       return false;
     };
-    // Unanswered after slow_after_ms: the slot goes back to prompt pushes (while fewer than
-    // max_in_flight are slow) and the host is slow for a while (process).
-    auto const slow_after = std::chrono::milliseconds(options.slow_after_ms);
+    // Unanswered after slow_after_ms: a prompt slot goes back to prompt pushes (while
+    // fewer than max_in_flight are demoted).
+    auto const slow_by = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.slow_after_ms);
     auto ex = co_await asio::this_coro::executor;
-    asio::steady_timer slow_timer(ex, slow_after);
-    if (!slot.state->slow)
-      slow_timer.async_wait([this, self, state = slot.state, host = url->host](boost::system::error_code ec) {
-        if (ec || !state->held || state->slow) return;
-        mark_slow(host, now_ms());
-        if (slow_in_flight >= options.max_in_flight) return;
-        state->slow = true;
-        ++slow_in_flight;
-        wake_waiting();
+    asio::steady_timer slow_timer(ex, slow_by);
+    if (slot.state->kind == slot_kind::prompt)
+      slow_timer.async_wait([this, self, state = slot.state](boost::system::error_code ec) {
+        if (ec || !state->held || state->kind != slot_kind::prompt) return;
+        if (demoted_in_flight >= options.max_in_flight) return;
+        state->kind = slot_kind::demoted;
+        ++demoted_in_flight;
+        wake_waiting(waiting[0]);
       });
-    auto started = std::chrono::steady_clock::now();
     answer = co_await detail::post(tls, policy, *dns, *url, std::move(body), limits);
     slow_timer.cancel();
-    if (answer.status != 0 && std::chrono::steady_clock::now() - started < slow_after) slow_hosts.erase(url->host);
+    // No answer at all, and not at once (a timeout, a connection dropped after a while):
+    // the host's next pushes take the slow hosts' slots. Any answer clears that.
+    if (answer.status != 0)
+      slow_hosts.erase(url->host);
+    else if (!answer.withdrawn && std::chrono::steady_clock::now() >= slow_by)
+      mark_slow(url->host, now_ms());
   } else {
     answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
     answer.forbidden = true;

@@ -130,7 +130,7 @@ void notification_service::start(asio::io_context& io) {
                       "host that was slow lately",
                       [weak] {
                         auto self = weak.lock();
-                        return self ? double(self->slow_in_flight.load()) : 0.0;
+                        return self ? double(self->demoted_in_flight + self->slow_host_in_flight) : 0.0;
                       });
   auto self = impl_;
   asio::co_spawn(*m.strand, self->run(), asio::detached);
@@ -159,7 +159,7 @@ outbox_status notification_service::status() const {
     if (s.oldest_ms == 0 || p.since_ms < s.oldest_ms) s.oldest_ms = p.since_ms;
   }
   s.in_flight = m.in_flight;
-  s.slow = m.slow_in_flight;
+  s.slow = m.demoted_in_flight + m.slow_host_in_flight;
   {
     std::lock_guard lock(m.retry_mutex);
     s.retrying = m.retry_at.size();
@@ -310,21 +310,23 @@ void notification_service::impl::forget_retries(std::string const& prefix) {
   std::erase_if(refusals, [&](auto const& entry) { return entry.first.starts_with(prefix); });
 }
 
-void notification_service::impl::slot_freed(std::string const& user, bool slow) {
+void notification_service::impl::slot_freed(std::string const& user, slot_kind kind) {
   --in_flight;
-  if (slow) --slow_in_flight;
+  if (kind == slot_kind::demoted) --demoted_in_flight;
+  if (kind == slot_kind::slow_host) --slow_host_in_flight;
   if (auto it = in_flight_by_user.find(user); it != in_flight_by_user.end() && --it->second == 0)
     in_flight_by_user.erase(it);
-  wake_waiting();
+  if (kind != slot_kind::demoted || in_flight == 0) wake_waiting(waiting[kind == slot_kind::slow_host ? 1 : 0]);
+  if (in_flight == 0) wake_waiting(waiting[kind == slot_kind::slow_host ? 0 : 1]);
 }
 
-void notification_service::impl::wake_waiting() {
+void notification_service::impl::wake_waiting(waiting_list& list) {
   // Each takes a slot, or waits for its own time.
   auto now = now_ms();
-  for (std::size_t woken = 0; !waiting_for_slot.empty() && (woken < 4 || in_flight == 0); ++woken) {
-    auto next = std::move(waiting_for_slot.front());
-    waiting_for_slot.pop_front();
-    waiting_users.erase(next);
+  for (std::size_t woken = 0; !list.users.empty() && (woken < 4 || in_flight == 0); ++woken) {
+    auto next = std::move(list.users.front());
+    list.users.pop_front();
+    list.listed.erase(next);
     schedule(next, now);
   }
 }
@@ -425,13 +427,15 @@ void notification_service::impl::process(std::string const& user) {
       settled = false;
       continue;
     }
-    // A slow host's pushes share a few slots of their own; the others, those left.
+    // A host that answered nothing lately shares a few slots with such hosts; the
+    // others take the prompt slots.
     std::string why;
     auto url = detail::parse_https_url(t.endpoint, why);
     bool slow = url && host_slow(url->host, now);
-    if (slow ? slow_in_flight >= slow_slots() : in_flight - slow_in_flight >= options.max_in_flight) {
+    if (slow ? slow_host_in_flight >= slow_slots() : prompt_in_flight() >= options.max_in_flight) {
       settled = false;
-      if (waiting_users.insert(user).second) waiting_for_slot.push_back(user);
+      auto& list = waiting[slow ? 1 : 0];
+      if (list.listed.insert(user).second) list.users.push_back(user);
       continue;
     }
     auto settings = messages.push_settings_of(user, t.device_id);
@@ -445,9 +449,9 @@ void notification_service::impl::process(std::string const& user) {
       continue;
     }
     ++in_flight;
-    if (slow) ++slow_in_flight;
+    if (slow) ++slow_host_in_flight;
     ++in_flight_by_user[user];
-    spawn_for(key, user, send(std::move(t), std::move(n), slow));
+    spawn_for(key, user, send(std::move(t), std::move(n), slow ? slot_kind::slow_host : slot_kind::prompt));
   }
   if (settled && !busy.contains(settle_key))
     spawn_for(settle_key, user, settle(user, last_seq));

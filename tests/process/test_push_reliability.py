@@ -231,39 +231,71 @@ class DeadEndpointTest(PushCase):
     def test_endpoints_that_never_answer_give_their_slots_back_to_prompt_ones(self):
         # Two accounts' dead targets take every slot (two each); unanswered after
         # slow_after_ms, they give their slots back, so carol's push goes out long before
-        # they time out, and the dead host's further pushes wait for the one slot that
-        # slow hosts share (max_in_flight / 8, at least 1).
+        # they time out.
         self.start(push={"connect_timeout_ms": 60000, "response_timeout_ms": 60000, "max_in_flight": 4,
                          "max_in_flight_per_user": 2, "slow_after_ms": 1000})
         recv = self.receiver()
-        dead = DeadEndpoint("127.0.0.2")  # another host than the receiver's (slowness is a host's)
-        self.addCleanup(dead.close)
         key = self.vapid_key()
         alice, carol = self.person("alice"), self.person("carol")
-        stuck = [self.person(name) for name in ("bob", "dave", "erin")]
-        for p in stuck:
+        stuck = []
+        for name, host in (("bob", "127.0.0.2"), ("dave", "127.0.0.3")):  # not the receiver's host
+            dead = DeadEndpoint(host)
+            self.addCleanup(dead.close)
+            p = self.person(name)
             for device in ("phone", "laptop"):
                 r = self.add_target(p.login(device), {"kind": "webpush", "endpoint": dead.url("/wp/%s" % device),
                                                       "keys": Subscription().keys()})
                 self.assertStatus(r, 201)
+            stuck.append((p, dead))
         _, sub_c, path_c = self.webpush(carol.login("phone"), recv)
         a = self.ws(alice.login())
-        for p in stuck[:2]:
+        for p, _ in stuck:
             a.send_message(p.id, "all of your devices are stuck")
-        dead.wait_accepted(4, WAIT_S)
+        for _, dead in stuck:
+            dead.wait_accepted(2, WAIT_S)
         to_carol = a.send_message(carol.id, "hello carol")
         n = self.open_webpush(recv.wait_requests(path_c, 1, WAIT_S)[0], sub_c, key, recv)
         self.assertNotification(n, carol.id, alice.id, to_carol)
         deadline = time.monotonic() + WAIT_S
-        while True:  # carol's is done; the four dead ones are slow
+        while True:  # carol's is done; the four dead ones gave their slots back
             status = self.node.admin("GET", "/v1/admin/push").json
             if (status.get("in_flight"), status.get("slow_in_flight")) == (4, 4):
                 break
             self.assertLess(time.monotonic(), deadline, status)
             time.sleep(0.2)
-        a.send_message(stuck[2].id, "yours are stuck too")
-        time.sleep(2 * QUIET_S)
-        self.assertEqual(dead.accepted, 4, "erin's pushes wait for a slow slot: the dead host has them all")
+
+    def test_a_host_that_answered_nothing_shares_the_few_slots_of_such_hosts(self):
+        # bob's three targets at one dead host time out (no answer at all): their retries
+        # then take the one slot unresponsive hosts share (max_in_flight 8 / 8), one at a
+        # time, while carol is pushed as usual.
+        self.start(push={"connect_timeout_ms": 1000, "response_timeout_ms": 1500, "max_in_flight": 8,
+                         "max_in_flight_per_user": 8, "slow_after_ms": 500})
+        recv = self.receiver()
+        dead = DeadEndpoint("127.0.0.2")
+        self.addCleanup(dead.close)
+        key = self.vapid_key()
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        s = bob.login("phone")
+        for i in range(3):
+            r = self.add_target(s, {"kind": "webpush", "endpoint": dead.url("/wp/%d" % i), "keys": Subscription().keys()})
+            self.assertStatus(r, 201)
+        _, sub_c, path_c = self.webpush(carol.login("phone"), recv)
+        a = self.ws(alice.login())
+        a.send_message(bob.id, "your endpoint is dead")
+        dead.wait_accepted(3, WAIT_S)  # the first three at once, as prompt pushes
+        dead.wait_accepted(5, WAIT_S)  # two retries: the host has answered nothing by then
+        time.sleep(0.5)
+        seen = []
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            status = self.node.admin("GET", "/v1/admin/push").json
+            seen.append((status["in_flight"], status["slow_in_flight"]))
+            time.sleep(0.05)
+        self.assertLessEqual(max(f for f, _ in seen), 1, "bob's retries wait for the one slot: %s" % seen)
+        self.assertIn((1, 1), seen)
+        to_carol = a.send_message(carol.id, "hello carol")
+        n = self.open_webpush(recv.wait_requests(path_c, 1, WAIT_S)[0], sub_c, key, recv)
+        self.assertNotification(n, carol.id, alice.id, to_carol)
 
     def test_a_slow_endpoint_that_answers_in_the_end_is_pushed(self):
         # An endpoint slower than slow_after_ms is still pushed, and so is the next push to

@@ -4,6 +4,7 @@
 // for one file, valid a few minutes: PROTOCOL.md, "Download links") that the browser's
 // download manager fetches, so that a large file never sits whole in the page.
 import { ApiError, authed, responseError, withToken, type Asset } from './api';
+import * as session from './session';
 import type { WireAttachment } from './wire';
 
 export type { Asset };
@@ -135,14 +136,20 @@ export function forgetAssets(): void {
   cache.clear();
 }
 
-// A download link to the asset; asked again while it is on its way from another region.
+// A download link to the asset; asked again while it is on its way from another region,
+// as long as the session that asked is the page's (a logout meanwhile ends the download).
 async function linkTo(id: string): Promise<string> {
+  const of = session.generationNow();
+  const ended = () => new ApiError(401, 'session_ended', 'the session ended');
   for (let attempt = 0; ; attempt++) {
     try {
-      return (await authed<{ url: string }>('POST', `/v1/assets/${id}/link`)).url;
+      const { url } = await authed<{ url: string }>('POST', `/v1/assets/${id}/link`);
+      if (session.generationNow() !== of) throw ended();
+      return url;
     } catch (err) {
       if (!(err instanceof ApiError) || err.code !== 'asset_pending' || attempt >= PENDING_TRIES) throw err;
       await sleep((err.retry_after ?? 2) * 1000);
+      if (session.generationNow() !== of) throw ended();
     }
   }
 }

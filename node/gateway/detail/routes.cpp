@@ -11,8 +11,9 @@ namespace {
 
 // The user API's routes (docs/PROTOCOL.md). Any other path is one label: a client naming
 // made-up paths (/v1/me/push/users/...) must not make a new time series per request.
-constexpr std::array<std::string_view, 27> routes{"/v1/assets",
+constexpr std::array<std::string_view, 28> routes{"/v1/assets",
                                                   "/v1/assets/{id}",
+                                                  "/v1/assets/{id}/link",
                                                   "/v1/conversations",
                                                   "/v1/conversations/{id}",
                                                   "/v1/conversations/{id}/members",

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -77,20 +78,29 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   std::unordered_set<std::string> busy;
   std::atomic<std::size_t> in_flight{0};
   std::unordered_map<std::string, std::size_t> in_flight_by_user;
-  // Slow pushes (strand only writes; of in_flight): those still unanswered after
-  // slow_after_ms, which give their slot back (at most max_in_flight of them), and those
-  // started to a slow host, at most slow_slots() at once. A host is slow for slow_for_ms
-  // after a push to it was; an answer within slow_after_ms makes it prompt again.
-  std::atomic<std::size_t> slow_in_flight{0};
-  std::unordered_map<std::string, std::int64_t> slow_hosts;  // host: until when
+  // Which slot a push holds. `prompt`: one of max_in_flight. `demoted`: a prompt push
+  // still unanswered after slow_after_ms gives its slot back and holds one of at most
+  // max_in_flight of these. `slow_host`: a push to a host whose last request got no answer
+  // at all (slow_hosts) holds one of slow_slots(). Counted of in_flight (strand only writes).
+  enum class slot_kind { prompt, demoted, slow_host };
+  std::atomic<std::size_t> demoted_in_flight{0};
+  std::atomic<std::size_t> slow_host_in_flight{0};
+  std::size_t prompt_in_flight() const { return in_flight - demoted_in_flight - slow_host_in_flight; }
+  // Hosts whose request got no answer (timed out or failed after slow_after_ms): until
+  // when they count as such. Any answer from the host clears it.
+  std::unordered_map<std::string, std::int64_t> slow_hosts;
   static constexpr std::int64_t slow_for_ms = 600'000;
   static constexpr std::size_t max_slow_hosts = 10'000;
   std::size_t slow_slots() const { return std::max<std::size_t>(1, options.max_in_flight / 8); }
   bool host_slow(std::string const& host, std::int64_t now);
   void mark_slow(std::string const& host, std::int64_t now);
-  // Users with a push due while every slot was taken: looked at again as slots free up.
-  std::deque<std::string> waiting_for_slot;
-  std::unordered_set<std::string> waiting_users;
+  // Users with a push due while every slot of its kind was taken: looked at again as
+  // such a slot frees up (prompt: waiting[0], slow_host: waiting[1]).
+  struct waiting_list {
+    std::deque<std::string> users;
+    std::unordered_set<std::string> listed;
+  };
+  std::array<waiting_list, 2> waiting;
 
   // Targets waiting to try again: when (any thread reads it for the admin API).
   mutable std::mutex retry_mutex;
@@ -134,16 +144,15 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   boost::asio::awaitable<bool> end_device(std::string user, std::string device);
   boost::asio::awaitable<bool> let_go(messages::push_target t, std::uint64_t through, char const* result);
   void forget_retries(std::string const& prefix);
-  // A push request to `user`'s target is done (strand only): its slot (a slow one if
-  // `slow`) is free again.
-  void slot_freed(std::string const& user, bool slow);
-  // A few users waiting for a slot look again (all when nothing is in flight).
-  void wake_waiting();
+  // A push request to `user`'s target is done (strand only): its slot is free again.
+  void slot_freed(std::string const& user, slot_kind kind);
+  // A few users waiting for a slot of `list` look again (all when nothing is in flight).
+  void wake_waiting(waiting_list& list);
 
   // deliver.cpp.
   detail::notification summarize(std::string const& user, std::uint64_t after, std::uint64_t through,
                                  bool previews) const;
-  boost::asio::awaitable<bool> send(messages::push_target t, detail::notification n, bool slow);
+  boost::asio::awaitable<bool> send(messages::push_target t, detail::notification n, slot_kind kind);
   std::optional<detail::post_request> request_for(messages::push_target const& t, detail::notification const& n,
                                                   detail::https_url const& url) const;
   std::chrono::milliseconds backoff(std::uint32_t failures) const;
