@@ -126,8 +126,8 @@ void notification_service::start(asio::io_context& io) {
     return self ? double(self->in_flight.load()) : 0.0;
   });
   m.metrics.add_gauge("petchat_push_slow_in_flight",
-                      "Push requests on the wire now that were not answered within push.slow_after_ms, or went to a "
-                      "host that was slow lately",
+                      "Push requests on the wire now that gave their slot back (unanswered after "
+                      "push.slow_after_ms) or went to a host that answered nothing lately",
                       [weak] {
                         auto self = weak.lock();
                         return self ? double(self->demoted_in_flight + self->slow_host_in_flight) : 0.0;

@@ -46,7 +46,7 @@ struct outbox_status {
   std::size_t users = 0;       // users with pushes pending
   std::int64_t oldest_ms = 0;  // since when the oldest is pending (0: none)
   std::size_t in_flight = 0;   // requests on the wire
-  std::size_t slow = 0;        // of them, slow ones (push.slow_after_ms)
+  std::size_t slow = 0;        // of them, those holding no ordinary slot (push.slow_after_ms)
   std::size_t retrying = 0;    // targets waiting to try again
   std::size_t targets = 0;     // registered
 };
