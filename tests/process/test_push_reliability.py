@@ -298,9 +298,9 @@ class DeadEndpointTest(PushCase):
         self.assertNotification(n, carol.id, alice.id, to_carol)
 
     def test_a_slow_endpoint_that_answers_in_the_end_is_pushed(self):
-        # An endpoint slower than slow_after_ms is still pushed, and so is the next push to
-        # its host (slow now: it takes one of the slots slow hosts share); both slots are
-        # given back.
+        # An endpoint slower than slow_after_ms is still pushed (its slot given back to
+        # prompt pushes meanwhile), and so is the next one (an answer, however late, keeps
+        # its host off the unresponsive list); both slots are given back.
         self.start(push={"slow_after_ms": 200})
         recv = self.receiver()
         key = self.vapid_key()
