@@ -1,7 +1,5 @@
 // The asset endpoints of the user API (docs/PROTOCOL.md, "Assets"): uploads in one request
 // or resumable, downloads with ranges. Upload bodies are streamed (user_api_streams).
-#include <algorithm>
-#include <cctype>
 #include <charconv>
 
 #include "node/gateway/detail/json_body.hpp"
@@ -147,13 +145,6 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
 
 namespace {
 
-bool bearer(std::string_view authorization) {
-  constexpr std::string_view scheme = "bearer ";
-  return authorization.size() > scheme.size() &&
-         std::equal(scheme.begin(), scheme.end(), authorization.begin(),
-                    [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); });
-}
-
 // A download link's GET: the session it was made for, if the link is this asset's, has not
 // expired, and its session is live.
 awaitable<response> linked_download(std::shared_ptr<user_api> api, request r, std::string id,
@@ -188,7 +179,7 @@ awaitable<response> detail::assets_route(std::shared_ptr<user_api> api, request 
   constexpr std::string_view uploads = "/v1/uploads/", assets = "/v1/assets/";
   // A download link: its token in the query, and no access token (a browser behind a proxy
   // that asks for a password sends that proxy's Basic credentials with every navigation).
-  if (p.starts_with(assets) && (m == "GET" || m == "HEAD") && !bearer(r.header("authorization")))
+  if (p.starts_with(assets) && (m == "GET" || m == "HEAD") && !bearer_token(r.header("authorization")))
     if (auto link = query_param(r.query, "link")) {
       std::string id = p.substr(assets.size());
       co_return co_await linked_download(api, std::move(r), std::move(id), *link);

@@ -21,16 +21,22 @@ using errors::code;
 using errors::fail;
 using namespace detail;
 
+std::optional<std::string_view> detail::bearer_token(std::string_view h) {
+  constexpr std::string_view scheme = "bearer ";
+  if (h.size() <= scheme.size() || !std::equal(scheme.begin(), scheme.end(), h.begin(), [](char a, char b) {
+        return a == std::tolower(static_cast<unsigned char>(b));
+      }))
+    return std::nullopt;
+  return h.substr(scheme.size());
+}
+
 // The caller, from "Authorization: Bearer <token>".
 errors::result<users::principal> detail::authenticate(user_api const& api, request const& r) {
   auto h = r.header("authorization");
   if (h.empty()) return fail(code::missing_token, "this endpoint needs an Authorization: Bearer <access token> header");
-  constexpr std::string_view scheme = "Bearer ";
-  if (h.size() <= scheme.size() || !std::equal(scheme.begin(), scheme.end(), h.begin(), [](char a, char b) {
-        return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-      }))
-    return fail(code::invalid_token, "the Authorization header must be 'Bearer <access token>'");
-  return api.users.authenticate(std::string_view(h).substr(scheme.size()));
+  auto token = bearer_token(h);
+  if (!token) return fail(code::invalid_token, "the Authorization header must be 'Bearer <access token>'");
+  return api.users.authenticate(*token);
 }
 
 namespace {

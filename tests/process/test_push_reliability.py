@@ -173,6 +173,17 @@ class RetryTest(PushCase):
 
 class DeadEndpointTest(PushCase):
 
+    def wait_push_counts(self, in_flight, slow):
+        """Waits until the admin API counts `in_flight` requests on the wire, `slow` of them
+        holding no ordinary slot."""
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            status = self.node.admin("GET", "/v1/admin/push").json
+            if (status.get("in_flight"), status.get("slow_in_flight")) == (in_flight, slow):
+                return
+            self.assertLess(time.monotonic(), deadline, status)
+            time.sleep(0.2)
+
     def test_an_endpoint_that_never_answers_holds_up_no_one(self):
         # The hung connection outlasts every wait below: only pushes made beside it can
         # arrive in time.
@@ -256,13 +267,7 @@ class DeadEndpointTest(PushCase):
         to_carol = a.send_message(carol.id, "hello carol")
         n = self.open_webpush(recv.wait_requests(path_c, 1, WAIT_S)[0], sub_c, key, recv)
         self.assertNotification(n, carol.id, alice.id, to_carol)
-        deadline = time.monotonic() + WAIT_S
-        while True:  # carol's is done; the four dead ones gave their slots back
-            status = self.node.admin("GET", "/v1/admin/push").json
-            if (status.get("in_flight"), status.get("slow_in_flight")) == (4, 4):
-                break
-            self.assertLess(time.monotonic(), deadline, status)
-            time.sleep(0.2)
+        self.wait_push_counts(4, 4)  # carol's is done; the four dead ones gave their slots back
 
     def test_a_host_that_answered_nothing_shares_the_few_slots_of_such_hosts(self):
         # bob's three targets at one dead host time out (no answer at all): their retries
@@ -314,13 +319,7 @@ class DeadEndpointTest(PushCase):
         second = a.send_message(bob.id, "and again")
         n = self.open_webpush(recv.wait_requests(path_b, 2, WAIT_S)[1], sub_b, key, recv)
         self.assertNotification(n, bob.id, alice.id, second)
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            status = self.node.admin("GET", "/v1/admin/push").json
-            if (status.get("in_flight"), status.get("slow_in_flight")) == (0, 0):
-                break
-            self.assertLess(time.monotonic(), deadline, status)
-            time.sleep(0.2)
+        self.wait_push_counts(0, 0)
 
 
 class DeadNameserverTest(PushCase):

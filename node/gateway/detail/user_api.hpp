@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "node/gateway/detail/cors.hpp"
 #include "node/gateway/gateway.hpp"
@@ -33,6 +35,9 @@ struct user_api {
   std::string id_of(users::principal const& p) const { return p.user_name + "@" + users.region(); }
 };
 
+// The token of an "Authorization: Bearer <token>" header (the scheme in any case); nullopt
+// for another scheme or none.
+std::optional<std::string_view> bearer_token(std::string_view authorization);
 // The caller, from "Authorization: Bearer <token>".
 errors::result<users::principal> authenticate(user_api const& api, request const& r);
 // 405 with its Allow header.
