@@ -60,9 +60,12 @@ struct data_dir_record {
 // build of format 1 would not read or reclaim; format 3 stores a member's events of the
 // group messages of one commit as one mailbox entry (a run), whose later events a build of
 // format 2 would not see; format 4 stores a group change told to several members once,
-// their mailbox entries pointing to it, which a build of format 3 would skip. A change to
-// a store's key layout raises it and adds a step to the migration in data_dir.cpp.
-inline constexpr int data_format = 4;
+// their mailbox entries pointing to it, which a build of format 3 would skip; format 5
+// indexes the references to an asset by conversation as well (k/ keys), which a build of
+// format 4 would not keep (the message service writes the index of an older store at its
+// first start). A change to a store's key layout raises it and adds a step to the
+// migration in data_dir.cpp.
+inline constexpr int data_format = 5;
 
 // Binds `data_dir` to `region` and checks that this build understands its format. The
 // first start writes datadir.json (and `<data_dir>/region`, which nodes before 0.2 check),

@@ -1,6 +1,8 @@
 // The upkeep of the asset records (docs/PROTOCOL.md, "Assets"; keys in detail/assets.hpp):
 // what the collector removes, and the figures of `petchatctl assets`. Other regions' assets
 // are remote_assets.cpp's.
+#include <future>
+
 #include "node/async/async.hpp"
 #include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/service.hpp"
@@ -165,6 +167,37 @@ std::vector<asset_usage> message_service::asset_usage_by_user() const {
   for (auto& u : out)
     if (auto n = impl_->db.get(cf::assets, keys::upload_count_key(u.user))) u.uploads = keys::from_be64(*n);
   return out;
+}
+
+void detail::index_conversation_refs(message_service::impl& m) {
+  if (m.db.get(cf::state, keys::conversation_refs_indexed_key())) return;
+  constexpr std::size_t per_write = 4096;
+  std::size_t indexed = 0;
+  for (std::string from = "r/";;) {
+    auto found = std::make_shared<std::vector<std::pair<std::string, std::string>>>();  // r/ key, conversation
+    m.db.scan(cf::assets, from, keys::prefix_end("r/"), [&](std::string_view key, std::string_view conv) {
+      found->emplace_back(key, conv);
+      return found->size() < per_write;
+    });
+    bool last = found->size() < per_write;
+    store::rocks_db::write_fn fn = [found, last](store::rocks_batch& b) {
+      for (auto const& [key, conv] : *found) {
+        auto hash = key.substr(2, keys::asset_hash_bytes), raw_id = key.substr(2 + keys::asset_hash_bytes);
+        b.put(cf::assets, keys::conversation_ref_key(hash, conv, raw_id), "");
+      }
+      if (last) b.put(cf::state, keys::conversation_refs_indexed_key(), "");
+      return true;
+    };
+    auto done = std::make_shared<std::promise<store::write_outcome>>();
+    auto outcome = done->get_future();
+    m.db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
+    if (outcome.get() != store::write_outcome::committed)
+      throw store::rocks_error("the index of asset references by conversation could not be written");
+    indexed += found->size();
+    if (last) break;
+    from = found->back().first + '\0';
+  }
+  if (indexed > 0) log::get("assets")->info("indexed {} asset references by conversation (store format 5)", indexed);
 }
 
 }  // namespace petchat::messages

@@ -4,7 +4,7 @@
 // assets are in asset_upkeep.cpp. The bytes themselves are node/assets' files.
 #include <sodium.h>
 
-#include <map>
+#include <functional>
 
 #include "node/async/async.hpp"
 #include "node/messages/detail/asset_records.hpp"
@@ -42,15 +42,31 @@ std::vector<std::string> detail::originals_of(message_service::impl const& m, st
   return out;
 }
 
+void detail::for_each_holding(message_service::impl const& m, std::string const& hash, std::size_t max,
+                              std::function<bool(std::string const&)> const& fn) {
+  auto first = keys::conversation_refs_first(hash);
+  auto end = keys::prefix_end(first);
+  std::string from = first;
+  for (std::size_t n = 0; n < max; ++n) {
+    std::optional<std::string> conv;
+    m.db.scan(cf::assets, from, end, [&](std::string_view key, std::string_view) {
+      auto rest = key.substr(first.size());
+      conv.emplace(rest.substr(0, rest.find('\0')));
+      return false;
+    });
+    if (!conv || !fn(*conv)) return;
+    from = first + *conv + '\x01';  // past every key of this conversation (ids hold no NUL)
+  }
+}
+
 std::vector<std::string> detail::conversations_holding(message_service::impl const& m, std::string const& hash,
                                                        std::size_t max) {
-  std::set<std::string> seen;
-  auto first = keys::asset_refs_first(hash);
-  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view, std::string_view conv) {
-    seen.emplace(conv);
-    return seen.size() < max;
+  std::vector<std::string> out;
+  for_each_holding(m, hash, max, [&](std::string const& conv) {
+    out.push_back(conv);
+    return true;
   });
-  return {seen.begin(), seen.end()};
+  return out;
 }
 
 asset_view detail::view_of(std::string const& hash, records::asset_record const& rec) {
@@ -82,27 +98,25 @@ namespace {
 
 // The uploader, and a current member of a conversation who may see a message there that
 // refers to the asset: not one who joined a group after it with its history hidden, nor
-// one who hid it or whose copy expired.
+// one who hid it or whose copy expired. Each conversation holding it is looked at once,
+// so messages elsewhere (however many) cannot push the user's own out of reach; the
+// bounds are on one request's work.
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
-  std::map<std::string, bool, std::less<>> in_it;  // conversation -> the user is a member now
+  constexpr std::size_t max_conversations = 16384, max_messages = 16384;
   auto now = now_ms();
   bool allowed = false;
-  std::size_t looked = 0;
-  auto first = keys::asset_refs_first(hash);
-  // Newest first: the message a member just got is likelier theirs than one of years ago.
-  m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view conv) {
-    auto it = in_it.find(conv);
-    if (it == in_it.end()) {
-      std::string c(conv);
-      bool member = m.member(user, c);
-      it = in_it.emplace(std::move(c), member).first;
-    }
-    if (it->second) {
+  std::size_t loaded = 0;
+  detail::for_each_holding(m, hash, max_conversations, [&](std::string const& conv) {
+    if (!m.member(user, conv)) return true;
+    auto first = keys::conversation_refs_first(hash, conv);
+    // Newest first: the message a member just got is likelier theirs than one of years ago.
+    m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
       auto sm = m.load(std::string(key.substr(first.size())));
       allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
-    }
-    return !allowed && ++looked < 16384;  // a bound on one request's work
+      return !allowed && ++loaded < max_messages;
+    });
+    return !allowed && loaded < max_messages;
   });
   return allowed;
 }

@@ -6,6 +6,7 @@
 
 #include "node/async/async.hpp"
 #include "node/log/log.hpp"
+#include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/group_ops.hpp"
 #include "node/messages/detail/receipts.hpp"
 
@@ -19,6 +20,7 @@ message_service::message_service(config::messages_section const& options, std::s
                                  bool salvage, std::int64_t current_at_ms)
     : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users, sync, salvage)) {
   if (salvage) impl_->after_salvage(current_at_ms);
+  detail::index_conversation_refs(*impl_);
 }
 
 message_service::~message_service() = default;

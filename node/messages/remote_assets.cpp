@@ -92,7 +92,7 @@ awaitable<errors::status> count_references(message_service::impl& m, std::string
       for (auto const& [key, conv] : *found) {
         if (!b.get(cf::assets, key)) continue;  // the message went meanwhile
         b.erase(cf::assets, key);
-        b.put(cf::assets, keys::asset_ref_key(hash, key.substr(2 + keys::asset_hash_bytes)), conv);
+        keys::put_ref(b, hash, key.substr(2 + keys::asset_hash_bytes), conv);
       }
       return true;
     };
@@ -119,7 +119,7 @@ void detail::note_remote_attachments(message_service::impl const& m, store::rock
     bool stored = b.get(cf::assets, keys::asset_key(hash)).has_value();
     bool shown = b.get(cf::assets, keys::holder_key(hash, region)) || (stored && sees_already(m, msg.from(), hash));
     if (shown)
-      b.put(cf::assets, ref, msg.conversation_id());
+      keys::put_ref(b, hash, raw_id, msg.conversation_id());
     else
       b.put(cf::assets, pending, region + '\0' + msg.conversation_id());
     auto wanted = parse<records::fetch_record>(b.get(cf::assets, keys::fetch_key(hash)));

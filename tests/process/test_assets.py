@@ -1676,5 +1676,40 @@ class DownloadLinkExpiryTest(AssetCase):
         self.assertError(self.http("GET", r.json["url"]), 401, "token_expired")
 
 
+
+class ReferenceFloodTest(AssetCase):
+    """Who may download an attachment is found through the conversations that hold it,
+    each looked at once: references elsewhere, however many, do not hide it from a member
+    (a node that looked at only the newest 16,384 references did)."""
+
+    FLOOD = 16400
+    NODE_CONFIG = {"messages": {"max_per_second": 100000}}
+
+    def test_references_elsewhere_do_not_hide_an_attachment_from_a_member(self):
+        alice, bob, mallory = self.person("alice"), self.person("bob"), self.person("mallory")
+        a, b, m = alice.login(), bob.login(), mallory.login()
+        text = b"minutes " + uuid.uuid4().hex.encode() + b"\n"
+        notes = self.upload(a, text, name="minutes.txt")
+        A = self.ws(a)
+        self.send_attached(A, [{"asset_id": notes["id"]}], to=bob.id)
+        self.send_attached(A, [{"asset_id": notes["id"]}], to=mallory.id)
+        self.fetch(b, notes["id"], text)
+        # mallory, who got it too, sends it to herself again and again.
+        M = self.ws(m)
+        attachment = [{"asset_id": notes["id"]}]
+        for start in range(0, self.FLOOD, 500):
+            refs = []
+            for _ in range(start, min(start + 500, self.FLOOD)):
+                ref = M.next_ref()
+                M.send_frame({"ref": ref, "send": self.attach_send(attachment, to=mallory.id)})
+                refs.append(ref)
+            for ref in refs:
+                self.assertIn("accepted", M.wait_ref(ref), "send %s of the flood" % ref)
+        self.fetch(b, notes["id"], text)
+        self.fetch(m, notes["id"], text)
+        # One who is in none of the conversations still gets nothing.
+        self.assertGone(self.person("eve").login(), notes["id"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -35,27 +35,28 @@ class DataDirRecordTest(NodeTestCase):
         node = self.start_node(config={"node": {"region": "eu-west"}})
         rec = read_record(node)
         self.assertEqual(rec["region"], "eu-west")
-        self.assertEqual(rec["format"], 4)
+        self.assertEqual(rec["format"], 5)
         made = time.mktime(time.strptime(rec["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
         self.assertLess(abs(made - before), 120, rec)
         self.assertEqual(os.stat(os.path.join(node.data_dir, "datadir.json")).st_mode & 0o777, 0o600)
         # The admin API and petchatctl say it.
         r = node.admin("GET", "/v1/admin/status")
         self.assertStatus(r, 200)
-        self.assertEqual(r.json["data_format"], 4)
+        self.assertEqual(r.json["data_format"], 5)
         self.assertEqual(r.json["data_created_at"], rec["created_at"])
         rc, out, err = node.ctl("status")
         self.assertEqual(rc, 0, err)
-        self.assertIn("(format 4, made %s)" % rec["created_at"], out)
+        self.assertIn("(format 5, made %s)" % rec["created_at"], out)
         # A restart keeps the record as it was.
         node.restart()
         self.assertEqual(read_record(node), rec)
 
     def test_formats_1_and_2_are_upgraded_in_place(self):
-        # Formats 2 to 4 changed how group messages and changes are stored; a format 1, 2 or
-        # 3 data dir's stores are read as they are, and the record says 4 from then on (so
-        # that an older build refuses it), keeping its age and saying what it was.
-        for old in (1, 2, 3):
+        # Formats 2 to 5 changed how group messages, changes and asset references are
+        # stored; a format 1 to 4 data dir's stores are read as they are (format 5's index
+        # written at the first start), and the record says 5 from then on (so that an older
+        # build refuses it), keeping its age and saying what it was.
+        for old in (1, 2, 3, 4):
             with self.subTest(format=old):
                 node = self.start_node()
                 node.new_user("alice")
@@ -65,9 +66,9 @@ class DataDirRecordTest(NodeTestCase):
                 write_record(node, json.dumps(rec))
                 node.start()
                 now = read_record(node)
-                self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (4, old, rec["created_at"]),
+                self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (5, old, rec["created_at"]),
                                  now)
-                self.assertTrue(any("upgraded from format %d to 4" % old in line
+                self.assertTrue(any("upgraded from format %d to 5" % old in line
                                     for line in node.stderr_lines + node.stdout_lines))
                 self.assertStatus(node.login("alice", "password123"), 201)
 
@@ -76,12 +77,12 @@ class DataDirRecordTest(NodeTestCase):
         node.new_user("alice")
         node.stop()
         rec = read_record(node)
-        rec["format"] = 5
+        rec["format"] = 6
         newer = json.dumps(rec)
         write_record(node, newer)
         rc, out, err = run_node_cli(*node.command()[1:], cwd=node.workdir)
         self.assertEqual(rc, 2, err)
-        self.assertIn("has store format 5, newer than this petchat-node understands (format 4)", err)
+        self.assertIn("has store format 6, newer than this petchat-node understands (format 5)", err)
         self.assertNotIn(READY_PREFIX, out)
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             self.assertEqual(f.read(), newer, "a refused start must not rewrite the record")

@@ -2,7 +2,8 @@
 message store and serves, continues and expires what is there (docs/ARCHITECTURE.md,
 "The message store's keys"). The fixtures were made by fixtures/make_store_v1.py (the
 first key layout) and fixtures/make_store_v2.py (group messages with per-member receipts,
-made by the node of 40b1906)."""
+made by the node of 40b1906) and fixtures/make_store_v4.py (attachments before their
+references were indexed by conversation, made by the node of 25db49f)."""
 
 import json
 import os
@@ -86,10 +87,10 @@ class FirstLayoutTest(NodeTestCase):
         node, facts = self.open_fixture()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 4, 0), rec)
+        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 5, 0), rec)
         self.assertEqual(rec["created_at"][:19], time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(key_made)))
-        self.assertTrue(any("upgraded from format 0 to 4" in line for line in node.stderr_lines + node.stdout_lines))
-        self.assertEqual(admin_status(node)["data_format"], 4)
+        self.assertTrue(any("upgraded from format 0 to 5" in line for line in node.stderr_lines + node.stdout_lines))
+        self.assertEqual(admin_status(node)["data_format"], 5)
         self.assertStatus(node.login("alice", facts.get("password", "password123")), 201)
 
     def test_old_expiry_entries_are_honoured(self):
@@ -140,7 +141,7 @@ class PerMemberDeliveriesTest(NodeTestCase):
         node.start()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["format"], rec["upgraded_from"]), (4, 1), rec)
+        self.assertEqual((rec["format"], rec["upgraded_from"]), (5, 1), rec)
         sessions = {n: node.new_session(n, device=n + " laptop") for n in ("alice", "bob", "dave")}
         gid, first = facts["group"], facts["first"]
 
@@ -167,6 +168,50 @@ class PerMemberDeliveriesTest(NodeTestCase):
             client.read(gid, first)
             client.wait_event(wsclient.ev_read_mark(first))
         self.assertEqual(receipts(), ((3, 3), {"bob": (True, True), "carol": (True, True), "dave": (True, True)}))
+
+
+
+class AssetReferencesByConversationTest(NodeTestCase):
+    """A data dir of format 4 (made by fixtures/make_store_v4.py with the node of 25db49f):
+    a file alice sent to bob and to a group with carol. Format 5 finds who may download an
+    asset through its references indexed by conversation, which today's node writes for
+    an older store at its first start: without them nobody but alice could download it."""
+
+    def test_attachments_sent_before_the_upgrade_stay_downloadable(self):
+        with open(os.path.join(FIXTURES, "store-v4.json")) as f:
+            facts = json.load(f)
+        node = Node(start=False)
+        self.addCleanup(node.close)
+        with tarfile.open(os.path.join(FIXTURES, "store-v4.tar.gz")) as tar:
+            tar.extractall(node.workdir)
+        node.start()
+        with open(os.path.join(node.data_dir, "datadir.json")) as f:
+            rec = json.load(f)
+        self.assertEqual((rec["format"], rec["upgraded_from"]), (5, 4), rec)
+        self.assertTrue(any("indexed 2 asset references by conversation" in line
+                            for line in node.stderr_lines + node.stdout_lines))
+        path = "/v1/assets/" + facts["asset"]
+        for name in ("alice", "bob", "carol"):
+            token = node.new_session(name, device=name + " laptop")["access_token"]
+            r = node.request("GET", path, token=token)
+            self.assertStatus(r, 200, name)
+            self.assertEqual(len(r.raw), facts["size"], name)
+        dave = node.new_session("dave", device="dave laptop")["access_token"]
+        self.assertError(node.request("GET", path, token=dave), 404, "asset_not_found")
+        # A restart does not index again; a message sent now is indexed as it is stored.
+        node.stop()
+        seen = len(node.stderr_lines), len(node.stdout_lines)
+        node.start()
+        self.assertFalse(any("indexed" in line
+                             for line in node.stderr_lines[seen[0]:] + node.stdout_lines[seen[1]:]))
+        sd = node.new_session("dave", device="dave phone")
+        sa = node.new_session("alice", device="alice phone")
+        A = wsclient.connect(node, sa)
+        self.addCleanup(A.close)
+        frame = A.request({"send": {"to": "dave@test", "client_id": "to dave",
+                                    "body": {"attachments": [{"asset_id": facts["asset"]}]}}})
+        self.assertIn("accepted", frame, frame)
+        self.assertStatus(node.request("GET", path, token=sd["access_token"]), 200)
 
 
 if __name__ == "__main__":

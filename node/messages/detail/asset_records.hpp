@@ -1,6 +1,7 @@
 // Helpers of the asset records shared by node/messages/assets.cpp and asset_upkeep.cpp.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,8 +10,11 @@
 
 namespace petchat::messages::detail {
 
-// Distinct conversations holding a message with `hash` as an attachment, at most `max`
-// (committed state).
+// Each conversation holding a message with `hash` as an attachment (committed state), in
+// key order, one seek each (k/ keys): at most `max`, until `fn` returns false.
+void for_each_holding(message_service::impl const& m, std::string const& hash, std::size_t max,
+                      std::function<bool(std::string const&)> const& fn);
+// Those conversations, at most `max`.
 std::vector<std::string> conversations_holding(message_service::impl const& m, std::string const& hash,
                                                std::size_t max);
 // The originals whose thumbnail `thumb` (its record `rec`) is, at most 64 (committed state).
@@ -35,5 +39,9 @@ void note_remote_attachments(message_service::impl const& m, store::rocks_batch&
 // is still asked for them); nullopt if none.
 std::optional<std::string> awaits_proof(message_service::impl const& m, std::string const& user,
                                         std::string const& hash);
+
+// Before any traffic, once per store: the k/ index of every r/ reference (a store of
+// format 4 had none). Throws store::rocks_error if it cannot be written.
+void index_conversation_refs(message_service::impl& m);
 
 }  // namespace petchat::messages::detail

@@ -3,6 +3,9 @@
 //
 //   a/ hash(32)                 -> asset_record
 //   r/ hash(32) message id(16)  -> conversation id: a message with it as an attachment
+//   k/ hash(32) conversation NUL message id(16)
+//                               -> "": the same references by conversation (format 5), so
+//                                  that an access check looks at each conversation once
 //   v/ hash(32) message id(16)  -> region NUL conversation id: such a message from another
 //                                  region that has not shown yet that it holds the bytes
 //                                  (gives no access until it has: then it becomes an r/)
@@ -47,6 +50,19 @@ inline std::string asset_ref_key(std::string const& hash, std::string const& raw
 }
 inline std::string asset_refs_first(std::string const& hash) {
   return "r/" + hash;
+}
+inline std::string conversation_ref_key(std::string const& hash, std::string const& conv, std::string const& raw_id) {
+  return "k/" + hash + conv + '\0' + raw_id;
+}
+inline std::string conversation_refs_first(std::string const& hash) {
+  return "k/" + hash;
+}
+inline std::string conversation_refs_first(std::string const& hash, std::string const& conv) {
+  return "k/" + hash + conv + '\0';
+}
+// In the state family: every r/ has its k/ (written once by index_conversation_refs).
+inline std::string conversation_refs_indexed_key() {
+  return "asset_refs_by_conversation";
 }
 inline std::string pending_ref_key(std::string const& hash, std::string const& raw_id) {
   return "v/" + hash + raw_id;
@@ -121,6 +137,19 @@ inline void add_u64(store::rocks_batch& b, std::string const& key, std::int64_t 
   service_detail::add_count(b, store::cf::assets, key, delta);
 }
 
+// Inside a write: the reference of message `raw_id` in `conv` to `hash` gives access (r/,
+// and its k/), or no longer does.
+inline void put_ref(store::rocks_batch& b, std::string const& hash, std::string const& raw_id,
+                    std::string const& conv) {
+  b.put(store::cf::assets, asset_ref_key(hash, raw_id), conv);
+  b.put(store::cf::assets, conversation_ref_key(hash, conv, raw_id), "");
+}
+inline void erase_ref(store::rocks_batch& b, std::string const& hash, std::string const& raw_id,
+                      std::string const& conv) {
+  b.erase(store::cf::assets, asset_ref_key(hash, raw_id));
+  b.erase(store::cf::assets, conversation_ref_key(hash, conv, raw_id));
+}
+
 // A message with attachments is stored: each of its assets gains a reference (counted
 // whether or not the asset is stored here yet: one from another region is fetched).
 inline void add_asset_refs(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm) {
@@ -129,7 +158,7 @@ inline void add_asset_refs(store::rocks_batch& b, std::string const& raw_id, rec
     if (hash.empty()) continue;
     auto ref = asset_ref_key(hash, raw_id);
     if (b.get(store::cf::assets, ref)) continue;  // the same asset twice in one message
-    b.put(store::cf::assets, ref, sm.message().conversation_id());
+    put_ref(b, hash, raw_id, sm.message().conversation_id());
     add_u64(b, refs_key(hash), 1);
   }
 }
@@ -144,8 +173,8 @@ inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id,
     if (hash.empty()) continue;
     auto ref = asset_ref_key(hash, raw_id);
     auto pending = pending_ref_key(hash, raw_id);
-    if (b.get(store::cf::assets, ref))
-      b.erase(store::cf::assets, ref);
+    if (auto conv = b.get(store::cf::assets, ref))
+      erase_ref(b, hash, raw_id, *conv);
     else if (b.get(store::cf::assets, pending))
       b.erase(store::cf::assets, pending);
     else
