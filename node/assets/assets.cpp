@@ -185,7 +185,8 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
       co_await claim(turn);
       claims_held in_line{*this, {turn}};
       auto examine = [this, &file, &thumb_path, &f] {
-        f.image = detail::examine_image(file, thumb_path, limits.max_image_pixels, limits.thumbnail_px);
+        f.image = detail::examine_image(file, thumb_path, limits.max_image_pixels, limits.thumbnail_px,
+                                        std::chrono::milliseconds(limits.thumbnail_time_limit_ms));
         if (f.image.thumbnail) {
           f.thumbnail_hash = detail::hash_file(thumb_path);
           std::error_code ec;
@@ -195,6 +196,11 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
         return true;
       };
       co_await async::offload(images, std::move(examine));
+      if (f.image.timed_out)
+        log->warn(
+            "asset {}: {}x{} image stored without a thumbnail: not made within assets.thumbnail_time_limit_ms "
+            "({} ms)",
+            print_id(a.hash), f.image.width, f.image.height, limits.thumbnail_time_limit_ms);
     }
   } catch (detail::file_error const& e) {
     co_return file_failure(e);

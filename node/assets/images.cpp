@@ -33,6 +33,19 @@ struct image_ref {
   }
 };
 
+// When a thumbnail's computation is to stop (libvips' "eval" signal, between pieces).
+struct deadline {
+  gint64 at_us = 0;  // g_get_monotonic_time()
+  bool passed = false;
+};
+
+void on_eval(VipsImage* image, VipsProgress*, void* data) {
+  auto* d = static_cast<deadline*>(data);
+  if (g_get_monotonic_time() < d->at_us) return;
+  d->passed = true;
+  vips_image_set_kill(image, TRUE);
+}
+
 }  // namespace
 
 std::string sniff(std::string_view head) {
@@ -61,8 +74,9 @@ void start_images() {
 }
 
 image_facts examine_image(std::filesystem::path const& file, std::filesystem::path const& thumbnail,
-                          std::uint64_t max_pixels, std::uint32_t px) {
+                          std::uint64_t max_pixels, std::uint32_t px, std::chrono::milliseconds time_limit) {
   start_images();
+  deadline limit{g_get_monotonic_time() + static_cast<gint64>(time_limit.count()) * 1000};
   image_facts facts;
   image_ref header;
   // The header only: nothing is decoded yet.
@@ -107,8 +121,15 @@ image_facts examine_image(std::filesystem::path const& file, std::filesystem::pa
     }
     out = flat.image;
   }
-  if (vips_jpegsave(out, thumbnail.c_str(), "strip", TRUE, "Q", 80, nullptr) != 0) {
+  // The pixels are computed here, as the thumbnail is written, piece by piece.
+  vips_image_set_progress(out, TRUE);
+  g_signal_connect(out, "eval", G_CALLBACK(on_eval), &limit);
+  bool saved = g_get_monotonic_time() < limit.at_us &&
+               vips_jpegsave(out, thumbnail.c_str(), "strip", TRUE, "Q", 80, nullptr) == 0;
+  g_signal_handlers_disconnect_by_data(out, &limit);
+  if (!saved) {
     vips_error_clear();
+    facts.timed_out = limit.passed || g_get_monotonic_time() >= limit.at_us;
     return facts;
   }
   facts.thumbnail = true;

@@ -177,6 +177,7 @@ schema schema_of(reader& rd, node_config& c) {
         {"max_uploads_per_user", rd.integer(c.assets.max_uploads_per_user, 1, 10000)},
         {"max_image_pixels", rd.integer(c.assets.max_image_pixels, 1, std::int64_t(1) << 40)},
         {"thumbnail_px", rd.integer(c.assets.thumbnail_px, 16, 4096)},
+        {"thumbnail_time_limit_ms", rd.integer(c.assets.thumbnail_time_limit_ms, 1, 600000)},
         {"collect_interval_s", rd.integer(c.assets.collect_interval_s, 1, 86400)},
         {"link_ttl_s", rd.integer(c.assets.link_ttl_s, 1, 86400)}}},
       {"push", push_keys(rd, c)},

@@ -130,13 +130,14 @@ struct assets_section {
   std::uint64_t quota_bytes = std::uint64_t(10) << 30;     // stored per user, uploads in progress included
   // Stored here, fetched from one other region (its messages' attachments); 0: no limit.
   std::uint64_t max_fetched_bytes_per_region = std::uint64_t(100) << 30;
-  std::uint32_t upload_expiry_s = 86400;       // an incomplete upload is removed after
-  std::uint32_t grace_s = 86400;               // an unreferenced asset lives on so long
-  std::uint32_t max_uploads_per_user = 20;     // resumable uploads in progress
-  std::uint64_t max_image_pixels = 100000000;  // larger images get no thumbnail
-  std::uint32_t thumbnail_px = 320;            // a thumbnail's longer side at most
-  std::uint32_t collect_interval_s = 60;       // how often the collector runs
-  std::uint32_t link_ttl_s = 300;              // a download link's life
+  std::uint32_t upload_expiry_s = 86400;          // an incomplete upload is removed after
+  std::uint32_t grace_s = 86400;                  // an unreferenced asset lives on so long
+  std::uint32_t max_uploads_per_user = 20;        // resumable uploads in progress
+  std::uint64_t max_image_pixels = 100000000;     // larger images get no thumbnail
+  std::uint32_t thumbnail_px = 320;               // a thumbnail's longer side at most
+  std::uint32_t thumbnail_time_limit_ms = 10000;  // one image's thumbnail: stopped after
+  std::uint32_t collect_interval_s = 60;          // how often the collector runs
+  std::uint32_t link_ttl_s = 300;                 // a download link's life
 
   bool operator==(assets_section const&) const = default;
 };

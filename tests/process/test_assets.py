@@ -114,6 +114,16 @@ def make_png_bomb(side=50000):
     return PNG_SIG + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
+def make_large_png(side):
+    """A valid side x side 8-bit RGB PNG of black rows: small to send (zlib of zeros), slow to
+    decode (every pixel is)."""
+    z = zlib.compressobj(9)
+    row = b"\x00" * (side * 3 + 1)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return PNG_SIG + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
 def jpeg_size(data):
     """(width, height) from a JPEG's SOFn marker."""
     if data[:2] != b"\xff\xd8":
@@ -1709,6 +1719,33 @@ class ReferenceFloodTest(AssetCase):
         self.fetch(m, notes["id"], text)
         # One who is in none of the conversations still gets nothing.
         self.assertGone(self.person("eve").login(), notes["id"])
+
+
+
+class ThumbnailTimeLimitTest(AssetCase):
+    """assets.thumbnail_time_limit_ms: an image whose thumbnail takes longer is stored
+    without one, and the node's one thumbnail line goes on."""
+
+    NODE_CONFIG = {"assets": {"thumbnail_time_limit_ms": 50}}
+
+    def test_an_image_too_slow_to_thumbnail_is_stored_without_one(self):
+        a = self.person("alice").login()
+        big = make_large_png(6000)  # 36 megapixels to decode: several times 50 ms of CPU
+        asset = self.upload(a, big, name="big.png")
+        self.assertEqual((asset["content_type"], asset.get("width"), asset.get("height")), ("image/png", 6000, 6000),
+                         asset)
+        self.assertFalse(asset.get("thumbnail_id"), "stopped at the time limit: %s" % asset)
+        self.assertTrue(any("stored without a thumbnail: not made within" in line
+                            for line in self.node.stderr_lines + self.node.stdout_lines), "the log says why")
+        self.fetch(a, asset["id"], big)
+        self.assertHealthy()
+
+    def test_the_same_image_gets_its_thumbnail_without_the_limit(self):
+        node = self.start_node()
+        node.new_user("bob")
+        a = node.new_session("bob", device="phone")
+        asset = self.upload(a, make_large_png(6000), name="big.png", node=node)
+        self.assertTrue(asset.get("thumbnail_id"), asset)
 
 
 if __name__ == "__main__":
