@@ -124,12 +124,12 @@ image_facts examine_image(std::filesystem::path const& file, std::filesystem::pa
   // The pixels are computed here, as the thumbnail is written, piece by piece.
   vips_image_set_progress(out, TRUE);
   g_signal_connect(out, "eval", G_CALLBACK(on_eval), &limit);
-  bool saved = g_get_monotonic_time() < limit.at_us &&
-               vips_jpegsave(out, thumbnail.c_str(), "strip", TRUE, "Q", 80, nullptr) == 0;
+  bool late = g_get_monotonic_time() >= limit.at_us;
+  bool saved = !late && vips_jpegsave(out, thumbnail.c_str(), "strip", TRUE, "Q", 80, nullptr) == 0;
   g_signal_handlers_disconnect_by_data(out, &limit);
   if (!saved) {
     vips_error_clear();
-    facts.timed_out = limit.passed || g_get_monotonic_time() >= limit.at_us;
+    facts.timed_out = late || limit.passed;  // not another failure that came after the time
     return facts;
   }
   facts.thumbnail = true;

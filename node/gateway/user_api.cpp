@@ -281,13 +281,14 @@ awaitable<response> messages_route(std::shared_ptr<user_api> api, request r) {
     auto peer = query_param(r.query, "peer");
     if (!peer) co_return error_response(fail(code::missing_field, "the 'peer' parameter is required", "peer"));
     auto id = ids::parse_user_id(*peer, api->users.region());
-    if (!id || (id->region == api->users.region() && !api->users.get_profile(id->name)))
-      co_return error_response(fail(code::user_not_found, "no user '" + *peer + "'"));
+    if (!id) co_return error_response(fail(code::user_not_found, "no user '" + *peer + "'"));
+    // A conversation with a peer whose account was deleted since stays the caller's.
     auto conv = messages::message_service::conversation_of(me, id->str());
-    if (!api->messages.is_member(me, conv))
-      co_return json_response(
-          200, json::object{{"messages", json::array()}, {"has_more_before", false}, {"has_more_after", false}});
-    co_return history_answer(*api, me, conv, r.query);
+    if (api->messages.is_member(me, conv)) co_return history_answer(*api, me, conv, r.query);
+    if (id->region == api->users.region() && !api->users.get_profile(id->name))
+      co_return error_response(fail(code::user_not_found, "no user '" + *peer + "'"));
+    co_return json_response(
+        200, json::object{{"messages", json::array()}, {"has_more_before", false}, {"has_more_after", false}});
   }
   // /v1/messages/{id}
   std::string id = url_decode(p.substr(std::string_view("/v1/messages/").size())).value_or("");

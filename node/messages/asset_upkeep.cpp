@@ -172,20 +172,29 @@ std::vector<asset_usage> message_service::asset_usage_by_user() const {
 void detail::index_conversation_refs(message_service::impl& m) {
   if (m.db.get(cf::state, keys::conversation_refs_indexed_key())) return;
   constexpr std::size_t per_write = 4096;
+  // Where an earlier start stopped (each write records it): a store with many references
+  // gets further at every start, however soon each is stopped.
+  auto progress = keys::conversation_refs_progress_key();
+  std::string from = m.db.get(cf::state, progress).value_or("r/");
   std::size_t indexed = 0;
-  for (std::string from = "r/";;) {
+  for (;;) {
     auto found = std::make_shared<std::vector<std::pair<std::string, std::string>>>();  // r/ key, conversation
     m.db.scan(cf::assets, from, keys::prefix_end("r/"), [&](std::string_view key, std::string_view conv) {
       found->emplace_back(key, conv);
       return found->size() < per_write;
     });
     bool last = found->size() < per_write;
-    store::rocks_db::write_fn fn = [found, last](store::rocks_batch& b) {
+    store::rocks_db::write_fn fn = [found, last, progress](store::rocks_batch& b) {
       for (auto const& [key, conv] : *found) {
         auto hash = key.substr(2, keys::asset_hash_bytes), raw_id = key.substr(2 + keys::asset_hash_bytes);
         b.put(cf::assets, keys::conversation_ref_key(hash, conv, raw_id), "");
       }
-      if (last) b.put(cf::state, keys::conversation_refs_indexed_key(), "");
+      if (last) {
+        b.put(cf::state, keys::conversation_refs_indexed_key(), "");
+        b.erase(cf::state, progress);
+      } else {
+        b.put(cf::state, progress, found->back().first + '\0');
+      }
       return true;
     };
     auto done = std::make_shared<std::promise<store::write_outcome>>();
@@ -196,6 +205,8 @@ void detail::index_conversation_refs(message_service::impl& m) {
     indexed += found->size();
     if (last) break;
     from = found->back().first + '\0';
+    if (indexed % (256 * per_write) == 0)
+      log::get("assets")->info("indexing asset references by conversation (store format 5): {} so far", indexed);
   }
   if (indexed > 0) log::get("assets")->info("indexed {} asset references by conversation (store format 5)", indexed);
 }

@@ -5,6 +5,7 @@
 #include <sodium.h>
 
 #include <functional>
+#include <set>
 
 #include "node/async/async.hpp"
 #include "node/messages/detail/asset_records.hpp"
@@ -42,31 +43,71 @@ std::vector<std::string> detail::originals_of(message_service::impl const& m, st
   return out;
 }
 
+namespace {
+
+// The first key in [from, end of `prefix`), without the prefix; nullopt if none.
+std::optional<std::string> next_under(message_service::impl const& m, cf family, std::string const& prefix,
+                                      std::string const& from) {
+  std::optional<std::string> rest;
+  m.db.scan(family, from, keys::prefix_end(prefix), [&](std::string_view key, std::string_view) {
+    rest.emplace(key.substr(prefix.size()));
+    return false;
+  });
+  return rest;
+}
+
+// The first conversation at or after `at` holding the asset whose k/ keys start with
+// `first` (a conversation id holds no NUL: the NUL ends it in the key).
+std::optional<std::string> holder_from(message_service::impl const& m, std::string const& first,
+                                       std::string const& at) {
+  auto rest = next_under(m, cf::assets, first, first + at);
+  if (rest) *rest = rest->substr(0, rest->find('\0'));
+  return rest;
+}
+
+}  // namespace
+
 void detail::for_each_holding(message_service::impl const& m, std::string const& hash, std::size_t max,
                               std::function<bool(std::string const&)> const& fn) {
   auto first = keys::conversation_refs_first(hash);
-  auto end = keys::prefix_end(first);
-  std::string from = first;
-  for (std::size_t n = 0; n < max; ++n) {
-    std::optional<std::string> conv;
-    m.db.scan(cf::assets, from, end, [&](std::string_view key, std::string_view) {
-      auto rest = key.substr(first.size());
-      conv.emplace(rest.substr(0, rest.find('\0')));
-      return false;
-    });
-    if (!conv || !fn(*conv)) return;
-    from = first + *conv + '\x01';  // past every key of this conversation (ids hold no NUL)
+  auto conv = holder_from(m, first, "");
+  for (std::size_t n = 0; conv && n < max && fn(*conv); ++n)
+    conv = holder_from(m, first, *conv + '\x01');  // past every key of this conversation
+}
+
+void detail::for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
+                             std::size_t max_seeks, std::function<bool(std::string const&)> const& fn) {
+  auto holders = keys::conversation_refs_first(hash);
+  auto parts = keys::participants_owner(user) + '\0';
+  auto part_from = [&](std::string const& at) { return next_under(m, cf::conversations, parts, parts + at); };
+  auto a = holder_from(m, holders, ""), b = part_from("");
+  // Each step moves the one behind up to the other: at most twice the smaller set's seeks.
+  for (std::size_t seeks = 2; a && b && seeks < max_seeks; ++seeks) {
+    if (*a == *b) {
+      if (!fn(*a)) return;
+      a = holder_from(m, holders, *a + '\x01');
+      b = part_from(*b + '\0');
+      ++seeks;
+    } else if (*a < *b) {
+      a = holder_from(m, holders, *b);
+    } else {
+      b = part_from(*a);
+    }
   }
 }
 
 std::vector<std::string> detail::conversations_holding(message_service::impl const& m, std::string const& hash,
                                                        std::size_t max) {
-  std::vector<std::string> out;
-  for_each_holding(m, hash, max, [&](std::string const& conv) {
-    out.push_back(conv);
-    return true;
+  // Oldest references first (r/ keys are in message id order): references added later, in
+  // however many conversations, do not push out the conversations that held it before.
+  std::set<std::string> seen;
+  std::size_t visited = 0;
+  auto first = keys::asset_refs_first(hash);
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view, std::string_view conv) {
+    seen.emplace(conv);
+    return seen.size() < max && ++visited < 65536;  // a bound on the work (this runs in the writer too)
   });
-  return out;
+  return {seen.begin(), seen.end()};
 }
 
 asset_view detail::view_of(std::string const& hash, records::asset_record const& rec) {
@@ -98,25 +139,40 @@ namespace {
 
 // The uploader, and a current member of a conversation who may see a message there that
 // refers to the asset: not one who joined a group after it with its history hidden, nor
-// one who hid it or whose copy expired. Each conversation holding it is looked at once,
-// so messages elsewhere (however many) cannot push the user's own out of reach; the
-// bounds are on one request's work.
+// one who hid it or whose copy expired. The conversations looked at are those both holding
+// the asset and the user's (their parts, p/), so references in other conversations,
+// however many, do not push the user's own out of reach; the bounds are on one request's
+// work.
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
-  constexpr std::size_t max_conversations = 16384, max_messages = 16384;
+  constexpr std::size_t max_seeks = 32768, max_messages = 16384, max_keys = 65536, max_unlisted = 4096;
   auto now = now_ms();
   bool allowed = false;
-  std::size_t loaded = 0;
-  detail::for_each_holding(m, hash, max_conversations, [&](std::string const& conv) {
+  std::size_t loaded = 0, visited = 0;
+  auto look = [&](std::string const& conv) {  // false: stop
     if (!m.member(user, conv)) return true;
     auto first = keys::conversation_refs_first(hash, conv);
     // Newest first: the message a member just got is likelier theirs than one of years ago.
     m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
-      auto sm = m.load(std::string(key.substr(first.size())));
-      allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
-      return !allowed && ++loaded < max_messages;
+      auto id = key.substr(first.size());
+      if (id.size() == 16) {  // a message id (nothing else is written here)
+        auto sm = m.load(std::string(id));
+        allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
+        ++loaded;
+      }
+      return !allowed && loaded < max_messages && ++visited < max_keys;
     });
-    return !allowed && loaded < max_messages;
+    return !allowed && loaded < max_messages && visited < max_keys;
+  };
+  detail::for_each_shared(m, hash, user, max_seeks, look);
+  if (allowed || loaded >= max_messages || visited >= max_keys) return allowed;
+  // A direct conversation from before users' parts were kept has none: such conversations
+  // are looked for among those holding the asset, direct ones first in key order ('d' ids
+  // before 'g'), as before the parts were consulted.
+  detail::for_each_holding(m, hash, max_unlisted, [&](std::string const& conv) {
+    if (keys::is_group(conv)) return false;  // every local member of a group has a part
+    if (m.db.get(cf::conversations, keys::participant_key(user, conv))) return true;  // looked at above
+    return look(conv);
   });
   return allowed;
 }

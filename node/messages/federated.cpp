@@ -450,7 +450,7 @@ class federated_store final : public federation::local_store {
     auto raw = parse_id(d.message_id());
     auto sm = raw ? parse<records::stored_message>(b.get(cf::messages, *raw)) : std::nullopt;
     if (!sm) {  // expired already, or still waiting for the group's version here
-      if (raw && keys::is_group(d.conversation_id())) drop_parked(b, d.conversation_id(), *raw, d.by());
+      if (raw && keys::well_formed_group_id(d.conversation_id())) drop_parked(b, d.conversation_id(), *raw, d.by());
       return std::nullopt;
     }
     auto const& msg = sm->message();

@@ -371,7 +371,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
                                                            federation::group_state const& gs, change_state& st) {
   using federation::reject_reason;
   st.conversation = gs.conversation_id();
-  if (!keys::is_group(gs.conversation_id()) || gs.members_size() != gs.roles_size() ||
+  if (!keys::well_formed_group_id(gs.conversation_id()) || gs.members_size() != gs.roles_size() ||
       check_patch(m, {gs.title(), gs.description(), std::nullopt, std::nullopt, std::nullopt}, true))
     return reject_reason::malformed;
   auto replica = parse<records::conversation_record>(b.get(cf::conversations, gs.conversation_id()));

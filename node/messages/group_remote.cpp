@@ -216,7 +216,7 @@ group_message_fate fate_of(store::rocks_batch& b, std::optional<records::convers
   bool member = c && c->group() && member_index(*c, msg.from()) >= 0;
   std::uint64_t stamp = body.group_version();
   if (stamp == 0) return member ? group_message_fate::apply : group_message_fate::refuse;  // an older origin
-  if (!keys::is_group(msg.conversation_id())) return group_message_fate::refuse;
+  if (!keys::well_formed_group_id(msg.conversation_id())) return group_message_fate::refuse;
   // Along its lane an origin's stamps go down only if it went back (restored from a
   // backup, its replica behind what it stamped before): such a stamp proves nothing, and the
   // message is judged as if it had none. A removed member's late window (below) is only for

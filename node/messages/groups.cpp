@@ -220,7 +220,10 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
   if (auto bad = check_patch(m, patch)) co_return *bad;
   bool group = keys::is_group(conv);
   if (!group && (patch.title || patch.description || patch.history_visible))
-    co_return fail(code::invalid_field, "a direct conversation has no title, description or history setting", "title");
+    co_return fail(code::invalid_field, "a direct conversation has no title, description or history setting",
+                   patch.title         ? "title"
+                   : patch.description ? "description"
+                                       : "history_visible");
   if (patch.title || patch.description || patch.ttl_s || patch.history_visible)
     if (auto limited = charge(m, by)) co_return *limited;
   bool queued = false;
@@ -265,6 +268,10 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
           group ? load_participant(b, by, st->conversation) : direct_participant(b, by, st->conversation, now_ms());
       if (!p) {
         st->refused = fail(code::conversation_not_found, "no conversation '" + st->conversation + "' of yours");
+        return false;
+      }
+      if (group && !p->member()) {  // the part a former member keeps is not theirs to change
+        st->refused = fail(code::not_a_member, "you are no longer a member of this conversation");
         return false;
       }
       if (p->muted() != *patch.muted) {  // the same again writes nothing

@@ -501,6 +501,10 @@ class GroupsTest(GroupCase):
         r = self.patch(a, g1, muted=False)
         self.assertStatus(r, 200)
         self.assertIs(self.summary(a, g1).get("muted"), False)
+        # A former member changes nothing of it: refused, and not kept either.
+        self.assertStatus(self.remove_member(a, g1, bob.id), 204)
+        self.assertError(self.patch(b, g1, muted=True), 403, "not_a_member")
+        self.assertIs(self.summary(b, g1).get("muted"), False, "the refused mute was stored")
 
     def test_unread_counts_stay_exact_past_many_own_messages(self):
         """A member's own messages never count as unread for them, also when more of them
@@ -794,8 +798,12 @@ class GroupsTest(GroupCase):
         B, C = self.ws(b), self.ws(c)
         gid = self.group(a, [bob.id, carol.id], title="the owner goes")                          # v1
         self.assertStatus(self.set_role(a, gid, carol.id, "admin"), 200)                          # v2
+        hello = self.ws(a).send_message(bob.id, "before I go")["message_id"]
         r = self.node.admin("DELETE", "/v1/admin/users/" + alice.name)
         self.assertEqual(r.status, 204, r.describe())
+        # bob keeps his direct conversation with her, found by her id as by its own.
+        self.assertEqual(self.history_ids(b, peer=alice.id), [hello])
+        self.assertError(self.history_request(c, peer=alice.id), 404, "user_not_found")
         # The first admin is owner now, then the name goes: no group is left without an owner.
         for cl in (B, C):
             self.wait_change(cl, gid, 4)
@@ -830,6 +838,12 @@ class GroupsTest(GroupCase):
         self.assertEqual(s.get("unread_count"), 0, s)
         self.assertError(self.get_message(c, m1), 404, "message_not_found")
         self.assertError(self.get_message(c, m2), 404, "message_not_found")
+        # Nor can she mark them read: the answer is the one an id that does not exist gets,
+        # so it does not tell her that they do.
+        for mid in (m2, m2[:-1] + ("A" if m2[-1] != "A" else "B")):
+            ref = C.next_ref()
+            C.read(gid, mid, ref=ref)
+            self.assertWsError(C.wait_ref(ref), "message_not_found", ref)
         m3 = self.send_to(A, gid, "carol is here")["message_id"]
         self.assertEqual(self.history_ids(c, conversation_id=gid), [m3])
         s = self.summary(c, gid)

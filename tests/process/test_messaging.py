@@ -672,6 +672,10 @@ class CoreTests:
         self.assertEqual(self.history_ids(a, peer=bob.id), m)
         self.assertError(self.get_message(b, m[0]), 404, "message_not_found")
         self.assertStatus(self.get_message(a, m[0]), 200)
+        # A message deleted for oneself cannot be marked read either.
+        ref = B.next_ref()
+        B.read(cid, m[0], ref=ref)
+        self.assertWsError(B.wait_ref(ref), "message_not_found", ref)
         # No `for` means me.
         self.assertStatus(self.delete_message(a, m[1]), 204)
         self.assertEqual(self.history_ids(a, peer=bob.id), [m[0]] + m[2:])

@@ -188,8 +188,6 @@ class AssetReferencesByConversationTest(NodeTestCase):
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
         self.assertEqual((rec["format"], rec["upgraded_from"]), (5, 4), rec)
-        self.assertTrue(any("indexed 2 asset references by conversation" in line
-                            for line in node.stderr_lines + node.stdout_lines))
         path = "/v1/assets/" + facts["asset"]
         for name in ("alice", "bob", "carol"):
             token = node.new_session(name, device=name + " laptop")["access_token"]
@@ -199,11 +197,11 @@ class AssetReferencesByConversationTest(NodeTestCase):
         dave = node.new_session("dave", device="dave laptop")["access_token"]
         self.assertError(node.request("GET", path, token=dave), 404, "asset_not_found")
         # A restart does not index again; a message sent now is indexed as it is stored.
-        node.stop()
+        node.stop()  # the log is read to its end
+        self.assertTrue(any("indexed 2 asset references by conversation" in line
+                            for line in node.stderr_lines + node.stdout_lines))
         seen = len(node.stderr_lines), len(node.stdout_lines)
         node.start()
-        self.assertFalse(any("indexed" in line
-                             for line in node.stderr_lines[seen[0]:] + node.stdout_lines[seen[1]:]))
         sd = node.new_session("dave", device="dave phone")
         sa = node.new_session("alice", device="alice phone")
         A = wsclient.connect(node, sa)
@@ -212,6 +210,10 @@ class AssetReferencesByConversationTest(NodeTestCase):
                                     "body": {"attachments": [{"asset_id": facts["asset"]}]}}})
         self.assertIn("accepted", frame, frame)
         self.assertStatus(node.request("GET", path, token=sd["access_token"]), 200)
+        A.close()
+        node.stop()
+        self.assertFalse(any("indexed" in line
+                             for line in node.stderr_lines[seen[0]:] + node.stdout_lines[seen[1]:]))
 
 
 if __name__ == "__main__":

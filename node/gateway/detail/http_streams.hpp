@@ -51,6 +51,10 @@ class body_stream final : public assets::byte_source {
   boost::asio::awaitable<errors::result<std::size_t>> read(char* into, std::size_t size) override {
     namespace http = boost::beast::http;
     constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+    // A body that broke off (the last call returned what had arrived before it did) is not
+    // read again: the connection is gone, and a read of it would wait for the timeout,
+    // holding the upload for that long.
+    if (broken_) co_return errors::fail(errors::code::bad_request, "the body broke off");
     if (continue_) {
       // The client waits for this before it sends a body it announced with Expect.
       continue_ = false;
@@ -86,7 +90,6 @@ class body_stream final : public assets::byte_source {
         co_return errors::fail(errors::code::bad_request, "the body broke off: " + ec.message());
       }
     }
-    if (got == 0 && broken_) co_return errors::fail(errors::code::bad_request, "the body broke off");
     total_ += got;
     co_return got;
   }

@@ -64,6 +64,10 @@ inline std::string conversation_refs_first(std::string const& hash, std::string 
 inline std::string conversation_refs_indexed_key() {
   return "asset_refs_by_conversation";
 }
+// In the state family, while that index is being written: the r/ key to go on from.
+inline std::string conversation_refs_progress_key() {
+  return "asset_refs_by_conversation_from";
+}
 inline std::string pending_ref_key(std::string const& hash, std::string const& raw_id) {
   return "v/" + hash + raw_id;
 }

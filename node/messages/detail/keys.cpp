@@ -87,6 +87,14 @@ bool group_id_allows_home(std::string_view conv, std::string_view region) {
   return !raw || raw->size() != 20 || raw->substr(0, 4) == home_tag(region);
 }
 
+bool well_formed_group_id(std::string_view conv) {
+  auto base64url = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  };
+  return conv.size() >= 2 && conv.size() <= 64 && conv[0] == 'g' &&
+         std::all_of(conv.begin() + 1, conv.end(), base64url);
+}
+
 std::string new_request_id() {
   unsigned char raw[12];
   randombytes_buf(raw, sizeof raw);

@@ -224,6 +224,10 @@ std::string new_request_id();
 inline bool is_group(std::string_view conv) {
   return !conv.empty() && conv[0] == 'g';
 }
+// A group id as this node and its peers make them: "g" and base64url characters (1 to 63
+// of them). Ids from other regions are checked with it before any key is made of them: a
+// NUL or a byte below base64url's would let one id's keys fall among another's.
+bool well_formed_group_id(std::string_view conv);
 
 // Message ids: 16 bytes = milliseconds since the epoch (6 bytes) | region hash (2 bytes) |
 // counter (8 bytes, random start). Bytewise order is time order; the id is printed as 22
