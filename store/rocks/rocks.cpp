@@ -122,8 +122,12 @@ rocks_db::rocks_db(rocks_options options) : options_(std::move(options)) {
   auto listed = [](std::vector<cf> const& families, std::size_t i) {
     return std::find(families.begin(), families.end(), static_cast<cf>(i)) != families.end();
   };
+  rocksdb::ColumnFamilyOptions table_filtered_options = family_options;
+  table_filtered_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(filtered_tables));
   for (std::size_t i = 0; i < std::size(family_names); ++i) {
-    auto chosen = listed(options_.filtered, i) ? filtered_options : family_options;
+    auto chosen = listed(options_.filtered, i)         ? filtered_options
+                  : listed(options_.table_filtered, i) ? table_filtered_options
+                                                       : family_options;
     if (listed(options_.rewritten, i))
       chosen.memtable_insert_with_hint_prefix_extractor = std::make_shared<owner_or_key>();
     families.emplace_back(family_names[i], chosen);

@@ -116,6 +116,10 @@ struct rocks_options {
   // receipt record, which exists only after a read): Bloom filters in their memtables and
   // files let such a miss skip them instead of searching each.
   std::vector<cf> filtered{};
+  // Families whose point reads mostly miss but whose keys are written at a rate that
+  // memtable filters would slow (each send's idempotency record): Bloom filters in their
+  // table files only.
+  std::vector<cf> table_filtered{};
   // Families with keys that are rewritten again and again (a user's delivered mark, at
   // each acknowledgement): a memtable insert of a key without a NUL starts where its
   // previous version went, instead of where the family's last such key went.

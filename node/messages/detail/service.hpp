@@ -107,13 +107,13 @@ struct message_service::impl {
                                 .max_batch = 1024,
                                 .sync = sync,
                                 .cached = {cf::state, cf::conversations},
-                                // A message's events are read back by the acknowledgements
-                                // that follow its send (each member's, in a group).
+                                // Read back by the acknowledgements after a send (each member's).
                                 .recent = {cf::mailbox, cf::messages},
-                                // A member's receipt record is there only after a read.
+                                // A member's receipt record is there only after a read; a
+                                // send's idempotency record (looked up by every send) mostly not.
                                 .filtered = {cf::receipts},
-                                // Delivered marks, at every acknowledgement.
-                                .rewritten = {cf::state},
+                                .table_filtered = {cf::idempotency},
+                                .rewritten = {cf::state},  // delivered marks, at every acknowledgement
                                 .log = rocksdb_log,
                                 .salvage = salvage}),
         limiter(o.max_per_second),
