@@ -75,7 +75,7 @@ void detail::for_each_holding(message_service::impl const& m, std::string const&
     conv = holder_from(m, first, *conv + '\x01');  // past every key of this conversation
 }
 
-void detail::for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
+bool detail::for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
                              std::size_t max_seeks, std::function<bool(std::string const&)> const& fn) {
   auto holders = keys::conversation_refs_first(hash);
   auto parts = keys::participants_owner(user) + '\0';
@@ -84,7 +84,7 @@ void detail::for_each_shared(message_service::impl const& m, std::string const& 
   // Each step moves the one behind up to the other: at most twice the smaller set's seeks.
   for (std::size_t seeks = 2; a && b && seeks < max_seeks; ++seeks) {
     if (*a == *b) {
-      if (!fn(*a)) return;
+      if (!fn(*a)) return true;
       a = holder_from(m, holders, *a + '\x01');
       b = part_from(*b + '\0');
       ++seeks;
@@ -94,19 +94,24 @@ void detail::for_each_shared(message_service::impl const& m, std::string const& 
       b = part_from(*a);
     }
   }
+  return !a || !b;  // one side ran out, not the seeks
 }
 
 std::vector<std::string> detail::conversations_holding(message_service::impl const& m, std::string const& hash,
                                                        std::size_t max) {
-  // Oldest references first (r/ keys are in message id order): references added later, in
-  // however many conversations, do not push out the conversations that held it before.
+  // Those of the oldest references first (r/ keys are in message id order: references
+  // added later, in however many conversations, do not push these out), in a short pass...
   std::set<std::string> seen;
   std::size_t visited = 0;
   auto first = keys::asset_refs_first(hash);
   m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view, std::string_view conv) {
     seen.emplace(conv);
-    return seen.size() < max && ++visited < 65536;  // a bound on the work (this runs in the writer too)
+    return seen.size() < max && ++visited < 1024;  // this runs in the writer too
   });
+  // ...then up to `max` more in key order, one seek each (k/ keys), however many references
+  // a few conversations hold.
+  std::size_t more = 0;
+  for_each_holding(m, hash, max, [&](std::string const& conv) { return !seen.insert(conv).second || ++more < max; });
   return {seen.begin(), seen.end()};
 }
 
@@ -145,7 +150,7 @@ namespace {
 // work.
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
-  constexpr std::size_t max_seeks = 32768, max_messages = 16384, max_keys = 65536, max_unlisted = 4096;
+  constexpr std::size_t max_seeks = 32768, max_messages = 16384, max_keys = 65536, max_contacts = 16384;
   auto now = now_ms();
   bool allowed = false;
   std::size_t loaded = 0, visited = 0;
@@ -164,16 +169,26 @@ bool may_download(message_service::impl const& m, std::string const& user, std::
     });
     return !allowed && loaded < max_messages && visited < max_keys;
   };
-  detail::for_each_shared(m, hash, user, max_seeks, look);
+  bool walked_all = detail::for_each_shared(m, hash, user, max_seeks, look);
   if (allowed || loaded >= max_messages || visited >= max_keys) return allowed;
   // A direct conversation from before users' parts were kept has none: such conversations
-  // are looked for among those holding the asset, direct ones first in key order ('d' ids
-  // before 'g'), as before the parts were consulted.
-  detail::for_each_holding(m, hash, max_unlisted, [&](std::string const& conv) {
-    if (keys::is_group(conv)) return false;  // every local member of a group has a part
-    if (m.db.get(cf::conversations, keys::participant_key(user, conv))) return true;  // looked at above
-    return look(conv);
-  });
+  // are found through the user's own contacts (u/: each names the conversation with that
+  // peer), which nobody else can add to without writing to them.
+  std::size_t contacts = 0;
+  auto owner = keys::contacts_owner(user);
+  m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
+            [&](std::string_view, std::string_view value) {
+              std::string conv(value);
+              if (walked_all && m.db.get(cf::conversations, keys::participant_key(user, conv)))
+                return ++contacts < max_contacts;  // looked at above
+              auto refs = keys::conversation_refs_first(hash, conv);
+              bool holds = false;
+              m.db.scan(cf::assets, refs, keys::prefix_end(refs), [&](std::string_view, std::string_view) {
+                holds = true;
+                return false;
+              });
+              return (!holds || look(conv)) && ++contacts < max_contacts;
+            });
   return allowed;
 }
 

@@ -296,12 +296,12 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   if (message_id.empty()) co_return fail(code::missing_field, "read.message_id is required", "message_id");
   if (!m.member(user, conversation_id))
     co_return fail(code::conversation_not_found, "no conversation '" + conversation_id + "' of yours");
-  // Only a message the reader may see: not one from before they joined a group whose
-  // history is hidden, nor one they deleted for themselves (the answer would tell them it
-  // exists).
+  // Only a message of the reader's: not one from before they joined a group whose history
+  // is hidden (the answer would tell them it exists). One they deleted for themselves may
+  // be read up to, or their unread count could not get past it.
   auto raw = parse_id(message_id);
   auto stored = raw && m.db.get(cf::history, keys::history_key(conversation_id, *raw)) ? m.load(*raw) : std::nullopt;
-  if (!stored || !m.visible(*stored, user, now_ms()) || !m.may_see(user, *stored))
+  if (!stored || message_service::impl::expired(*stored, now_ms()) || !m.may_see(user, *stored))
     co_return fail(code::message_not_found, "no message '" + message_id + "' in that conversation");
   // A mark already there (or further) moves nothing: answered without a write.
   auto committed = m.db.get(cf::state, keys::read_key(conversation_id, user));

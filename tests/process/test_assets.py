@@ -1778,7 +1778,7 @@ class ThumbnailTimeLimitTest(AssetCase):
         self.assertHealthy()
 
     def test_the_same_image_gets_its_thumbnail_without_the_limit(self):
-        node = self.start_node()
+        node = self.start_node(config={"assets": {"thumbnail_time_limit_ms": 120000}})
         node.new_user("bob")
         a = node.new_session("bob", device="phone")
         asset = self.upload(a, make_large_png(8000), name="big.png", node=node)

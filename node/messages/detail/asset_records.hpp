@@ -17,12 +17,12 @@ void for_each_holding(message_service::impl const& m, std::string const& hash, s
 // Each conversation holding it in which `user` has a part (p/ records: every group they
 // are or were in, and the direct conversations since the conversation list), in key
 // order: a leapfrog of the two key orders, about twice the smaller set's seeks, at most
-// `max_seeks`; until `fn` returns false.
-void for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
+// `max_seeks`; until `fn` returns false. False if it stopped at `max_seeks`.
+bool for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
                      std::size_t max_seeks, std::function<bool(std::string const&)> const& fn);
-// Distinct conversations holding a message with `hash` as an attachment, those of its
-// oldest references first (committed state): at most `max`, and no more than 65,536
-// references looked at.
+// Distinct conversations holding a message with `hash` as an attachment (committed
+// state): those of its oldest references (at most `max`, from its first 1,024), and up to
+// `max` more in key order.
 std::vector<std::string> conversations_holding(message_service::impl const& m, std::string const& hash,
                                                std::size_t max);
 // The originals whose thumbnail `thumb` (its record `rec`) is, at most 64 (committed state).
