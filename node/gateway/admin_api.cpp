@@ -75,7 +75,7 @@ response log_answer(request const& r) {
     if (!level) return error_response(level.error());
     if (!log::set_level(level.value()))
       return error_response(
-          fail(code::invalid_field, "level: expected one of trace, debug, info, warn, error, critical, off"));
+          fail(code::invalid_field, "level: expected one of trace, debug, info, warn, error, critical, off", "level"));
   } else if (r.method != "GET") {
     return error_response(fail(code::method_not_allowed, "use GET or PUT"));
   }
@@ -338,7 +338,7 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
       std::size_t limit = 0;
       auto [end, ec] = std::from_chars(limit_text.data(), limit_text.data() + limit_text.size(), limit);
       if (ec != std::errc{} || end != limit_text.data() + limit_text.size() || limit < 1 || limit > 1000)
-        co_return error_response(fail(code::invalid_field, "limit: expected 1 to 1000"));
+        co_return error_response(fail(code::invalid_field, "limit: expected 1 to 1000", "limit"));
       auto work = [api, after, limit] {
         json::object page;
         json::array list;

@@ -87,11 +87,11 @@ awaitable<response> add_target(std::shared_ptr<user_api> api, users::principal w
 std::optional<int> minutes_of(json::value const* v) {
   if (!v || !v->is_string()) return std::nullopt;
   auto const& s = v->as_string();
-  unsigned h = 0, m = 0;
-  char tail = 0;
-  if (s.size() != 5 || std::sscanf(s.c_str(), "%2u:%2u%c", &h, &m, &tail) != 2 || s[2] != ':' || h > 23 || m > 59)
-    return std::nullopt;
-  return int(h * 60 + m);
+  auto digit = [&s](std::size_t i) { return s[i] >= '0' && s[i] <= '9'; };  // no signs or spaces
+  if (s.size() != 5 || !digit(0) || !digit(1) || s[2] != ':' || !digit(3) || !digit(4)) return std::nullopt;
+  int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+  if (h > 23 || m > 59) return std::nullopt;
+  return h * 60 + m;
 }
 
 std::string hhmm(int minutes) {

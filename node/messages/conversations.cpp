@@ -84,10 +84,29 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   auto const& last = p.left_at_ms() ? p.last_message_id() : act.last_message_id();
   std::uint64_t seen = p.read_seq() + p.own_after_read();
   v.unread = v.member && act.messages() > seen ? act.messages() - seen : 0;
-  if (auto mark = m.db.get(cf::state, keys::read_key(conv, user))) v.read_mark = print_id(*mark);
-  if (!last.empty())
-    if (auto sm = m.load(last))
-      if (auto shown = m.visible(*sm, user, now_ms()); shown && m.may_see(user, *sm)) v.last_message = *shown;
+  auto mark = m.db.get(cf::state, keys::read_key(conv, user));
+  if (mark) v.read_mark = print_id(*mark);
+  if (!last.empty()) {
+    // The newest message the user may see: the last one, or, when that was deleted, hidden
+    // for them or has expired, the one before it that they may see (a few at most looked at).
+    // None after the read mark: nothing is unread, whatever gone messages the count holds.
+    constexpr int most = 64;
+    int looked = 0;
+    std::string found;
+    auto first = keys::history_key(conv, "");
+    m.db.scan_reverse(cf::history, first, keys::history_key(conv, last) + '\0',
+                      [&](std::string_view key, std::string_view) {
+                        std::string id(key.substr(first.size()));
+                        if (auto sm = m.load(id))
+                          if (auto shown = m.visible(*sm, user, now_ms()); shown && m.may_see(user, *sm)) {
+                            v.last_message = std::move(*shown);
+                            found = std::move(id);
+                            return false;
+                          }
+                        return ++looked < most;
+                      });
+    if (v.last_message ? mark && found <= *mark : looked < most) v.unread = 0;
+  }
   for (int i = 0; i < (former ? 0 : c.members_size()); ++i) {
     auto role = role_at(c, i);  // by position: a look-up per member made a page quadratic
     if (role == client::OWNER) v.owner = c.members(i);

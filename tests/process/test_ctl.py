@@ -172,6 +172,10 @@ class CtlTest(NodeTestCase):
         rc, out, err = self.node.ctl("log-level", "loud")
         self.assertEqual(rc, 1, out + err)
         self.assertIn("invalid_field", err)
+        # The admin API names the field, as every invalid_field does.
+        self.assertError(self.node.admin("PUT", "/v1/admin/log", {"level": "loud"}), 400, "invalid_field",
+                         field="level")
+        self.assertError(self.node.admin("GET", "/v1/admin/users?limit=0"), 400, "invalid_field", field="limit")
 
     def test_users_list_pages(self):
         for i in range(5):

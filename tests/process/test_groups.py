@@ -506,6 +506,31 @@ class GroupsTest(GroupCase):
         self.assertError(self.patch(b, g1, muted=True), 403, "not_a_member")
         self.assertIs(self.summary(b, g1).get("muted"), False, "the refused mute was stored")
 
+    def test_the_list_passes_over_messages_that_are_gone(self):
+        """last_message is the newest the caller may still see, and a read up to it leaves
+        nothing unread, whatever was deleted or hidden after it."""
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A, B = self.ws(a), self.ws(b)
+        m1 = B.send_message(alice.id, "older")
+        cid, m1 = m1["conversation_id"], m1["message_id"]
+        m2 = B.send_message(alice.id, "newest")["message_id"]
+        A.wait_event(ev_message(m2))
+        self.assertStatus(self.delete_message(b, m2, "everyone"), 204)
+        s = self.summary(a, cid)
+        self.assertEqual(((s.get("last_message") or {}).get("id"), s.get("unread_count")), (m1, 2),
+                         "the older message is the last; the deleted one counts until a read")
+        A.read(cid, m1)
+        A.wait_event(ev_read_mark(m1))
+        self.assertEqual(self.summary(a, cid).get("unread_count"), 0, "nothing after the read mark is left")
+        # One deleted for oneself is passed over the same way.
+        m3 = B.send_message(alice.id, "hide me")["message_id"]
+        A.wait_event(ev_message(m3))
+        self.assertStatus(self.delete_message(a, m3, "me"), 204)
+        s = self.summary(a, cid)
+        self.assertEqual(((s.get("last_message") or {}).get("id"), s.get("unread_count")), (m1, 0))
+        self.assertEqual((self.summary(b, cid).get("last_message") or {}).get("id"), m3, "bob still sees it")
+
     def test_unread_counts_stay_exact_past_many_own_messages(self):
         """A member's own messages never count as unread for them, also when more of them
         follow the read mark than the node keeps track of one by one (64)."""

@@ -597,6 +597,11 @@ class SettingsTest(PushCase):
             {"previews": False, "dnd": {"start": "24:00", "end": "07:00", "utc_offset_min": 0}},
             {"previews": False, "dnd": {"start": "22:60", "end": "07:00", "utc_offset_min": 0}},
             {"previews": False, "dnd": {"start": "22:00", "end": "noon", "utc_offset_min": 0}},
+            # "HH:MM" exactly: no signs, spaces or single digits.
+            {"previews": False, "dnd": {"start": " 7:00", "end": "07:00", "utc_offset_min": 0}},
+            {"previews": False, "dnd": {"start": "+7:00", "end": "07:00", "utc_offset_min": 0}},
+            {"previews": False, "dnd": {"start": "07:+5", "end": "07:00", "utc_offset_min": 0}},
+            {"previews": False, "dnd": {"start": "22:00", "end": "-0:00", "utc_offset_min": 0}},
             {"previews": False, "dnd": {"start": 2200, "end": "07:00", "utc_offset_min": 0}},
             {"previews": False, "dnd": {"start": "22:00", "end": "07:00", "utc_offset_min": 841}},
             {"previews": False, "dnd": {"start": "22:00", "end": "07:00", "utc_offset_min": -841}},
