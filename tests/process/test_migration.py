@@ -27,6 +27,22 @@ def admin_status(node):
     return r.json
 
 
+def open_upgraded(test, name, old_format):
+    """Starts a node on fixtures/store-<name>.tar.gz (facts in store-<name>.json) and checks
+    that its data dir was upgraded from `old_format` to today's 5. Returns (node, facts)."""
+    with open(os.path.join(FIXTURES, "store-%s.json" % name)) as f:
+        facts = json.load(f)
+    node = Node(start=False)
+    test.addCleanup(node.close)
+    with tarfile.open(os.path.join(FIXTURES, "store-%s.tar.gz" % name)) as tar:
+        tar.extractall(node.workdir)
+    node.start()
+    with open(os.path.join(node.data_dir, "datadir.json")) as f:
+        rec = json.load(f)
+    test.assertEqual((rec["format"], rec["upgraded_from"]), (5, old_format), rec)
+    return node, facts
+
+
 class FirstLayoutTest(NodeTestCase):
 
     def open_fixture(self, **config):
@@ -132,16 +148,7 @@ class PerMemberDeliveriesTest(NodeTestCase):
     counted twice. A change to how group receipts are stored must keep this passing."""
 
     def test_old_receipt_records_and_new_deliveries_add_up(self):
-        with open(os.path.join(FIXTURES, "store-v2.json")) as f:
-            facts = json.load(f)
-        node = Node(start=False)
-        self.addCleanup(node.close)
-        with tarfile.open(os.path.join(FIXTURES, "store-v2.tar.gz")) as tar:
-            tar.extractall(node.workdir)
-        node.start()
-        with open(os.path.join(node.data_dir, "datadir.json")) as f:
-            rec = json.load(f)
-        self.assertEqual((rec["format"], rec["upgraded_from"]), (5, 1), rec)
+        node, facts = open_upgraded(self, "v2", 1)
         sessions = {n: node.new_session(n, device=n + " laptop") for n in ("alice", "bob", "dave")}
         gid, first = facts["group"], facts["first"]
 
@@ -178,16 +185,7 @@ class AssetReferencesByConversationTest(NodeTestCase):
     an older store at its first start: without them nobody but alice could download it."""
 
     def test_attachments_sent_before_the_upgrade_stay_downloadable(self):
-        with open(os.path.join(FIXTURES, "store-v4.json")) as f:
-            facts = json.load(f)
-        node = Node(start=False)
-        self.addCleanup(node.close)
-        with tarfile.open(os.path.join(FIXTURES, "store-v4.tar.gz")) as tar:
-            tar.extractall(node.workdir)
-        node.start()
-        with open(os.path.join(node.data_dir, "datadir.json")) as f:
-            rec = json.load(f)
-        self.assertEqual((rec["format"], rec["upgraded_from"]), (5, 4), rec)
+        node, facts = open_upgraded(self, "v4", 4)
         path = "/v1/assets/" + facts["asset"]
         for name in ("alice", "bob", "carol"):
             token = node.new_session(name, device=name + " laptop")["access_token"]
