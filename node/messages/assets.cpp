@@ -108,10 +108,12 @@ std::vector<std::string> detail::conversations_holding(message_service::impl con
     seen.emplace(conv);
     return seen.size() < max && ++visited < 1024;  // this runs in the writer too
   });
-  // ...then up to `max` more in key order, one seek each (k/ keys), however many references
-  // a few conversations hold.
-  std::size_t more = 0;
-  for_each_holding(m, hash, max, [&](std::string const& conv) { return !seen.insert(conv).second || ++more < max; });
+  // ...then more in key order, one seek each (k/ keys), however many references a few
+  // conversations hold, up to `max` in all.
+  for_each_holding(m, hash, max, [&](std::string const& conv) {
+    seen.insert(conv);
+    return seen.size() < max;
+  });
   return {seen.begin(), seen.end()};
 }
 
@@ -150,7 +152,7 @@ namespace {
 // work.
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
-  constexpr std::size_t max_seeks = 32768, max_messages = 16384, max_keys = 65536, max_contacts = 16384;
+  constexpr std::size_t max_seeks = 32768, max_messages = 16384, max_keys = 65536, max_contacts = 4096;
   auto now = now_ms();
   bool allowed = false;
   std::size_t loaded = 0, visited = 0;

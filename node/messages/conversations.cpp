@@ -87,25 +87,33 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   auto mark = m.db.get(cf::state, keys::read_key(conv, user));
   if (mark) v.read_mark = print_id(*mark);
   if (!last.empty()) {
-    // The newest message the user may see: the last one, or, when that was deleted, hidden
-    // for them or has expired, the one before it that they may see (a few at most looked at).
-    // None after the read mark: nothing is unread, whatever gone messages the count holds.
-    constexpr int most = 64;
+    // The newest message the user may see, passing over those deleted, hidden for them or
+    // expired (at most 16 looked at). A member's walk starts at the history's end (a message
+    // of another region whose id is ahead of the clock is never `last`), a former member's
+    // at the last message of their period. None after the read mark: nothing is unread,
+    // whatever gone messages the count holds.
+    constexpr int most = 16;
     int looked = 0;
+    bool cut = false;
     std::string found;
     auto first = keys::history_key(conv, "");
-    m.db.scan_reverse(cf::history, first, keys::history_key(conv, last) + '\0',
-                      [&](std::string_view key, std::string_view) {
-                        std::string id(key.substr(first.size()));
-                        if (auto sm = m.load(id))
-                          if (auto shown = m.visible(*sm, user, now_ms()); shown && m.may_see(user, *sm)) {
-                            v.last_message = std::move(*shown);
-                            found = std::move(id);
-                            return false;
-                          }
-                        return ++looked < most;
-                      });
-    if (v.last_message ? mark && found <= *mark : looked < most) v.unread = 0;
+    auto end = p.left_at_ms() ? keys::history_key(conv, last) + '\0' : conv + '\x01';
+    auto now = now_ms();
+    m.db.scan_reverse(cf::history, first, end, [&](std::string_view key, std::string_view) {
+      if (looked++ == most) return !(cut = true);
+      std::string id(key.substr(first.size()));
+      auto sm = m.load(id);
+      if (!sm) return true;
+      if (c.group() && !in_period(p, sm->conversation_seq()))
+        return sm->conversation_seq() > p.visible_after();  // before their period: so is all before it
+      if (auto shown = m.visible(*sm, user, now)) {
+        v.last_message = std::move(*shown);
+        found = std::move(id);
+        return false;
+      }
+      return true;
+    });
+    if (v.last_message ? mark && found <= *mark : !cut) v.unread = 0;
   }
   for (int i = 0; i < (former ? 0 : c.members_size()); ++i) {
     auto role = role_at(c, i);  // by position: a look-up per member made a page quadratic

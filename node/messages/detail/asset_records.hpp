@@ -21,8 +21,8 @@ void for_each_holding(message_service::impl const& m, std::string const& hash, s
 bool for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
                      std::size_t max_seeks, std::function<bool(std::string const&)> const& fn);
 // Distinct conversations holding a message with `hash` as an attachment (committed
-// state): those of its oldest references (at most `max`, from its first 1,024), and up to
-// `max` more in key order.
+// state): those of its oldest references (from its first 1,024), then more in key order,
+// at most `max` in all.
 std::vector<std::string> conversations_holding(message_service::impl const& m, std::string const& hash,
                                                std::size_t max);
 // The originals whose thumbnail `thumb` (its record `rec`) is, at most 64 (committed state).
