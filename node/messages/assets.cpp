@@ -108,6 +108,7 @@ std::vector<std::string> detail::conversations_holding(message_service::impl con
     seen.emplace(conv);
     return seen.size() < max && ++visited < 1024;  // this runs in the writer too
   });
+  if (seen.size() >= max) return {seen.begin(), seen.end()};
   // ...then more in key order, one seek each (k/ keys), however many references a few
   // conversations hold, up to `max` in all.
   for_each_holding(m, hash, max, [&](std::string const& conv) {
@@ -152,30 +153,32 @@ namespace {
 // work.
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
-  constexpr std::size_t max_seeks = 32768, max_messages = 16384, max_keys = 65536, max_contacts = 4096;
+  // Per conversation and in all: references the user may not see (from before they joined
+  // a group whose history is hidden, say) use up one conversation's share, not the others'.
+  constexpr std::size_t max_seeks = 32768, max_contacts = 4096, per_conversation = 1024, max_keys = 16384;
   auto now = now_ms();
   bool allowed = false;
-  std::size_t loaded = 0, visited = 0;
+  std::size_t visited = 0;
   auto look = [&](std::string const& conv) {  // false: stop
     if (!m.member(user, conv)) return true;
     auto first = keys::conversation_refs_first(hash, conv);
+    std::size_t here = 0;
     // Newest first: the message a member just got is likelier theirs than one of years ago.
     m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
       auto id = key.substr(first.size());
       if (id.size() == 16) {  // a message id (nothing else is written here)
         auto sm = m.load(std::string(id));
         allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
-        ++loaded;
       }
-      return !allowed && loaded < max_messages && ++visited < max_keys;
+      return !allowed && ++here < per_conversation && ++visited < max_keys;
     });
-    return !allowed && loaded < max_messages && visited < max_keys;
+    return !allowed && visited < max_keys;
   };
   bool walked_all = detail::for_each_shared(m, hash, user, max_seeks, look);
-  if (allowed || loaded >= max_messages || visited >= max_keys) return allowed;
+  if (allowed || visited >= max_keys) return allowed;
   // A direct conversation from before users' parts were kept has none: such conversations
   // are found through the user's own contacts (u/: each names the conversation with that
-  // peer), which nobody else can add to without writing to them.
+  // peer; one per person who wrote to them or whom they wrote to).
   std::size_t contacts = 0;
   auto owner = keys::contacts_owner(user);
   m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
