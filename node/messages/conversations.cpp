@@ -87,17 +87,16 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   auto mark = m.db.get(cf::state, keys::read_key(conv, user));
   if (mark) v.read_mark = print_id(*mark);
   if (!last.empty()) {
-    // The newest message the user may see, passing over those deleted, hidden for them or
-    // expired (at most 16 looked at). A member's walk starts at the history's end (a message
-    // of another region whose id is ahead of the clock is never `last`), a former member's
-    // at the last message of their period. None after the read mark: nothing is unread,
-    // whatever gone messages the count holds.
+    // The newest message the user may see at or before `last`, passing over those deleted,
+    // hidden for them or expired (at most 16 looked at). None after the read mark: nothing
+    // is unread, whatever gone messages the count holds, unless a message is stored past
+    // `last` (another region's id ahead of the clock, which never becomes the last one).
     constexpr int most = 16;
     int looked = 0;
     bool cut = false;
     std::string found;
     auto first = keys::history_key(conv, "");
-    auto end = p.left_at_ms() ? keys::history_key(conv, last) + '\0' : conv + '\x01';
+    auto end = keys::history_key(conv, last) + '\0';
     auto now = now_ms();
     m.db.scan_reverse(cf::history, first, end, [&](std::string_view key, std::string_view) {
       if (looked++ == most) return !(cut = true);
@@ -113,7 +112,12 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
       }
       return true;
     });
-    if (v.last_message ? mark && found <= *mark : !cut) v.unread = 0;
+    bool later = false;
+    m.db.scan(cf::history, end, conv + '\x01', [&](std::string_view, std::string_view) {
+      later = true;  // one is enough
+      return false;
+    });
+    if (!later && (v.last_message ? mark && found <= *mark : !cut)) v.unread = 0;
   }
   for (int i = 0; i < (former ? 0 : c.members_size()); ++i) {
     auto role = role_at(c, i);  // by position: a look-up per member made a page quadratic
