@@ -112,12 +112,16 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
       }
       return true;
     });
-    bool later = false;
-    m.db.scan(cf::history, end, conv + '\x01', [&](std::string_view, std::string_view) {
-      later = true;  // one is enough
-      return false;
-    });
-    if (!later && (v.last_message ? mark && found <= *mark : !cut)) v.unread = 0;
+    // Only when it could clear a count: the common list costs no extra seek.
+    auto stored_past_last = [&] {
+      bool later = false;
+      m.db.scan(cf::history, end, conv + '\x01', [&](std::string_view, std::string_view) {
+        later = true;  // one is enough
+        return false;
+      });
+      return later;
+    };
+    if (v.unread > 0 && (v.last_message ? mark && found <= *mark : !cut) && !stored_past_last()) v.unread = 0;
   }
   for (int i = 0; i < (former ? 0 : c.members_size()); ++i) {
     auto role = role_at(c, i);  // by position: a look-up per member made a page quadratic
