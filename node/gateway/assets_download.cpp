@@ -126,7 +126,11 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
   bool safe = safe_type(a->content_type);
   res.content_type = safe ? a->content_type : "application/octet-stream";
   std::string name;
-  if (auto asked = query_param(r.query, "name")) name = format::clean_file_name(*asked).value_or("");
+  if (auto asked = query_param(r.query, "name")) {
+    auto clean = format::clean_file_name(*asked);
+    if (!clean) co_return error_response(fail(code::invalid_field, "name must be UTF-8", "name"));
+    name = *clean;
+  }
   if (name.empty() && a->uploaded_by_caller) name = a->name;
   if (name.empty()) name = id + extension_of(a->content_type);
   res.headers.emplace_back("Content-Disposition", disposition(by_link || !shown_inline(a->content_type), name));

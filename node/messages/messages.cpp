@@ -363,14 +363,22 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
   struct state {
     std::vector<news> heads;
     bool queued = false;
+    bool former = false;
   };
   auto st = std::make_shared<state>();
   std::string id = *raw;
   store::rocks_db::write_fn mutation = [&m, st, user, id, for_everyone](store::rocks_batch& b) {
     st->heads.clear();
     st->queued = false;
+    st->former = false;
     auto sm = parse<records::stored_message>(b.get(cf::messages, id));
     if (!sm) return false;
+    if (for_everyone && keys::is_group(sm->message().conversation_id())) {
+      // Those who left or were removed no longer act in the group: their part is read-only.
+      auto p = load_participant(b, user, sm->message().conversation_id());
+      st->former = !p || !p->member();
+      if (st->former) return false;
+    }
     if (!for_everyone) {
       // Hidden by a request at the same moment: as for one after it, there is no such message.
       auto const& hidden = sm->hidden_for();
@@ -400,6 +408,8 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the deletion could not be stored");
+  if (outcome == store::write_outcome::rolled_back && st->former)
+    co_return fail(code::not_a_member, "you are no longer a member of this conversation");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::message_not_found, "no such message");
   m.after_commit(st->heads, st->queued);
   co_return errors::ok();

@@ -594,6 +594,8 @@ class AssetsTest(AssetCase):
         # ?name= names the download (cleaned like any name).
         self.assertEqual(disposition(self.fetch(a, aid, name="report.txt"))[1], "report.txt")
         self.assertEqual(disposition(self.fetch(a, aid, name="../../x/saved.html"))[1], "saved.html")
+        r = self.http("GET", "/v1/assets/%s?name=%%FF%%FEbad.txt" % q(aid), a)
+        self.assertError(r, 400, "invalid_field", field="name")
         # HEAD: the same headers, no body.
         r = self.download(a, aid, method="HEAD")
         self.assertStatus(r, 200)
