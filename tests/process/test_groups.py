@@ -531,6 +531,47 @@ class GroupsTest(GroupCase):
         self.assertEqual(((s.get("last_message") or {}).get("id"), s.get("unread_count")), (m1, 0))
         self.assertEqual((self.summary(b, cid).get("last_message") or {}).get("id"), m3, "bob still sees it")
 
+    def test_the_lists_walk_back_is_cut_at_16_and_stops_where_a_period_starts(self):
+        """last_message looks at most 16 messages back: past that it is null and the count
+        stays as it was; a member's walk ends where their membership period starts, and a walk
+        that found nothing there leaves nothing unread."""
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        a, b, c = alice.login(), bob.login(), carol.login()
+        A, C = self.ws(a), self.ws(c)
+        B = self.ws(b)
+        sent = [B.send_message(alice.id, "m%d" % i) for i in range(18)]
+        cid, ids = sent[0]["conversation_id"], [f["message_id"] for f in sent]
+        A.wait_event(ev_message(ids[-1]))
+        for mid in reversed(ids[3:]):  # 15 hidden for alice: the 16th looked at is shown
+            self.assertStatus(self.delete_message(a, mid, "me"), 204)
+        s = self.summary(a, cid)
+        self.assertEqual(((s.get("last_message") or {}).get("id"), s.get("unread_count")), (ids[2], 18))
+        self.assertStatus(self.delete_message(a, ids[2], "me"), 204)
+        s = self.summary(a, cid)
+        self.assertEqual((s.get("last_message"), s.get("unread_count")), (None, 18),
+                         "16 looked at, all hidden: no last message, and the count as it was")
+        A.read(cid, ids[1])
+        A.wait_event(ev_read_mark(ids[1]))
+        s = self.summary(a, cid)
+        self.assertEqual((s.get("last_message"), s.get("unread_count")), (None, 16),
+                         "a cut walk clears nothing: the 16 after the mark stay counted")
+        self.assertEqual((self.summary(b, cid).get("last_message") or {}).get("id"), ids[-1], "bob sees them all")
+
+        # Carol joins a group whose history is hidden, and hides the one message of her period.
+        gid = self.group(a, [bob.id], title="before carol")
+        self.send_to(A, gid, "before carol (1)")
+        self.send_to(B, gid, "before carol (2)")
+        self.assertStatus(self.add_members(a, gid, [carol.id]), 200)
+        n3 = self.send_to(A, gid, "carol is here")["message_id"]
+        C.wait_event(ev_message(n3))
+        s = self.summary(c, gid)
+        self.assertEqual(((s.get("last_message") or {}).get("id"), s.get("unread_count")), (n3, 1))
+        self.assertStatus(self.delete_message(c, n3, "me"), 204)
+        s = self.summary(c, gid)
+        self.assertEqual((s.get("last_message"), s.get("unread_count")), (None, 0),
+                         "nothing of her period is left to her: nothing unread, no older message shown")
+        self.assertEqual((self.summary(b, gid).get("last_message") or {}).get("id"), n3)
+
     def test_unread_counts_stay_exact_past_many_own_messages(self):
         """A member's own messages never count as unread for them, also when more of them
         follow the read mark than the node keeps track of one by one (64)."""
