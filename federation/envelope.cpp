@@ -185,13 +185,14 @@ opened open(std::string_view bytes, std::string_view subject_origin, directory c
     return refuse(reject_reason::malformed);
   auto signer = dir.find(e.origin());
   if (!signer || e.origin() == dir.self()) return refuse(reject_reason::unknown_region);
+  // Before the signature's cost: a region's subject carries its own envelopes only.
+  if (e.origin() != subject_origin) return refuse(reject_reason::origin_mismatch);
   auto msg = signed_bytes(e.body());
   bool verified = std::any_of(signer->keys.begin(), signer->keys.end(), [&](public_key const& k) {
     return crypto_sign_verify_detached(reinterpret_cast<unsigned char const*>(e.signature().data()),
                                        reinterpret_cast<unsigned char const*>(msg.data()), msg.size(), k.data()) == 0;
   });
   if (!verified) return refuse(reject_reason::bad_signature);
-  if (e.origin() != subject_origin) return refuse(reject_reason::origin_mismatch);
   bundle all;
   if (!all.ParseFromString(e.body()) || all.bodies().empty() ||
       static_cast<std::size_t>(all.bodies_size()) > max_bundle_bodies)

@@ -12,6 +12,8 @@
 #include <boost/asio/post.hpp>
 #include <cstdint>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "node/log/log.hpp"
 
 namespace petchat::app {
@@ -144,6 +146,17 @@ void ignore_broken_pipes() {
   sa.sa_handler = SIG_IGN;
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGPIPE, &sa, nullptr);
+}
+
+void route_protobuf_logs() {
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel level, char const* file, int line, std::string const& message) {
+        auto log = log::get("protobuf");
+        if (level <= google::protobuf::LOGLEVEL_WARNING)
+          log->debug("{} ({}:{})", message, file, line);
+        else
+          log->error("{} ({}:{})", message, file, line);
+      });
 }
 
 void raise_open_files_limit(std::size_t max_connections, bool tls) {

@@ -65,6 +65,12 @@ void explain_sigbus(std::filesystem::path const& data_dir);
 // the socket pair the body is being sent into.
 void ignore_broken_pipes();
 
+// Protobuf's own log lines go to the node's log ("protobuf"): a client's frame with text
+// that is not UTF-8 made the library print a raw line to stderr for each, outside the log's
+// format and level, as fast as a client could send them. Those are the client's mistake (it
+// is answered malformed_frame): debug; anything the library reports as worse: error.
+void route_protobuf_logs();
+
 // Every connection is a file descriptor: raises the soft limit to the hard limit, and says
 // so if gateway.max_connections still cannot be reached.
 void raise_open_files_limit(std::size_t max_connections, bool tls);

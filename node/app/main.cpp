@@ -404,6 +404,7 @@ int main(int argc, char** argv) {
   // library's default modes, must not be readable by other users whatever the caller's umask.
   ::umask(077);
   ignore_broken_pipes();
+  app::route_protobuf_logs();
   CLI::App app{"petchat-node: one region's petchat messenger node"};
   std::string config_path, check_path;
   config::overrides o;

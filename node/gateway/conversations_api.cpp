@@ -26,7 +26,7 @@ char const* role_name(client::member_role r) {
 }
 
 json::object conversation_json(user_api const& api, std::string const& me, messages::conversation_view const& v,
-                               bool details) {
+                               bool details, spliced_json& out) {
   json::object o{{"id", v.id},
                  {"kind", v.group ? "group" : "direct"},
                  {"title", v.title},
@@ -36,7 +36,7 @@ json::object conversation_json(user_api const& api, std::string const& me, messa
                  {"unread_count", v.unread},
                  {"muted", v.muted}};
   if (!v.group) o["peer"] = v.peer;
-  o["last_message"] = v.last_message ? message_json(*v.last_message) : json::value(nullptr);
+  o["last_message"] = v.last_message ? message_json(out, *v.last_message) : json::value(nullptr);
   o["read_mark"] = v.read_mark ? json::value(*v.read_mark) : json::value(nullptr);
   if (!details) return o;
   o["description"] = v.description;
@@ -73,12 +73,21 @@ json::array failures_json(std::vector<messages::member_failure> const& failed) {
   return out;
 }
 
-json::value membership_json(user_api const& api, std::string const& me, messages::membership_result const& r) {
+response membership_answer(user_api const& api, std::string const& me, messages::membership_result const& r,
+                           unsigned status) {
   json::array added;
   for (auto const& u : r.added) added.push_back(json::value(u));
-  return json::object{{"conversation", conversation_json(api, me, r.conversation, true)},
-                      {"added", std::move(added)},
-                      {"failed", failures_json(r.failed)}};
+  spliced_json out;
+  json::object o{{"conversation", conversation_json(api, me, r.conversation, true, out)},
+                 {"added", std::move(added)},
+                 {"failed", failures_json(r.failed)}};
+  return out.answer(status, o);
+}
+
+response conversation_answer(user_api const& api, std::string const& me, messages::conversation_view const& v) {
+  spliced_json out;
+  auto o = conversation_json(api, me, v, true, out);
+  return out.answer(200, o);
 }
 
 // A change of a group homed in another region: sent there (docs/FEDERATION.md).
@@ -138,7 +147,7 @@ awaitable<response> create(std::shared_ptr<user_api> api, std::string me, reques
   spec.ttl_s = ttl->value_or(0);
   auto made = co_await api->messages.create_group(me, std::move(spec));
   if (!made) co_return error_response(made.error());
-  co_return json_response(201, membership_json(*api, me, *made));
+  co_return membership_answer(*api, me, *made, 201);
 }
 
 awaitable<response> patch(std::shared_ptr<user_api> api, std::string me, std::string conv, request const& r) {
@@ -163,7 +172,7 @@ awaitable<response> patch(std::shared_ptr<user_api> api, std::string me, std::st
   auto v = co_await api->messages.update_conversation(me, conv, std::move(change));
   if (!v) co_return error_response(v.error());
   if (v->queued) co_return queued(v->request_id);
-  co_return json_response(200, conversation_json(*api, me, *v, true));
+  co_return conversation_answer(*api, me, *v);
 }
 
 awaitable<response> member_route(std::shared_ptr<user_api> api, std::string me, std::string conv, std::string user,
@@ -187,7 +196,7 @@ awaitable<response> member_route(std::shared_ptr<user_api> api, std::string me, 
   auto v = co_await api->messages.set_role(me, conv, user, r_);
   if (!v) co_return error_response(v.error());
   if (v->queued) co_return queued(v->request_id);
-  co_return json_response(200, conversation_json(*api, me, *v, true));
+  co_return conversation_answer(*api, me, *v);
 }
 
 response receipts(user_api const& api, std::string const& me, std::string const& message_id) {
@@ -226,9 +235,11 @@ awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r
     auto page = api->messages.conversations(me, *limit, query_param(r.query, "before"));
     if (!page) co_return error_response(page.error());
     json::array list;
-    for (auto const& v : page->conversations) list.push_back(conversation_json(*api, me, v, false));
-    co_return json_response(200, json::object{{"conversations", std::move(list)},
-                                              {"next", page->next ? json::value(*page->next) : json::value(nullptr)}});
+    spliced_json out;
+    for (auto const& v : page->conversations) list.push_back(conversation_json(*api, me, v, false, out));
+    json::object o{{"conversations", std::move(list)},
+                   {"next", page->next ? json::value(*page->next) : json::value(nullptr)}};
+    co_return out.answer(200, o);
   }
   // /v1/conversations/{id}[/members[/{user}]]
   auto rest = p.substr(std::string_view("/v1/conversations/").size());
@@ -244,7 +255,7 @@ awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r
     if (r.method != "GET") co_return method_not_allowed("GET, PATCH");
     auto v = api->messages.conversation(me, conv);
     if (!v) co_return error_response(v.error());
-    co_return json_response(200, conversation_json(*api, me, *v, true));
+    co_return conversation_answer(*api, me, *v);
   }
   if (tail == "/members") {
     if (r.method != "POST") co_return method_not_allowed("POST");
@@ -258,7 +269,7 @@ awaitable<response> conversations_route(std::shared_ptr<user_api> api, request r
       co_return json_response(
           202,
           json::object{{"queued", true}, {"request_id", added->request_id}, {"failed", failures_json(added->failed)}});
-    co_return json_response(200, membership_json(*api, me, *added));
+    co_return membership_answer(*api, me, *added, 200);
   }
   if (tail.starts_with("/members/") && tail.size() > 9 && tail.find('/', 9) == std::string_view::npos) {
     auto user = url_decode(tail.substr(9));

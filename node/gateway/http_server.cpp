@@ -292,8 +292,10 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
           // The stream runs as its own coroutine and this one ends: its frame (the HTTP
           // parser's state among it) is not kept for the life of the WebSocket.
           control->cancel = nullptr;
+          std::string early(static_cast<char const*>(buffer.data().data()), buffer.size());
           detail::start_live_stream(st->live, std::move(socket),
-                                    std::make_unique<http::request<http::string_body>>(parser.release()), control,
+                                    std::make_unique<http::request<http::string_body>>(parser.release()),
+                                    std::move(early), control,
                                     [st, id, client_address, counted] { forget(st, id, client_address, counted); });
           co_return;
         }

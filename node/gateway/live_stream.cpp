@@ -21,7 +21,9 @@ thread_local std::array<char, 16384> read_scratch;
 awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_body>> upgrade) {
   auto self = shared_from_this();
   // Subprotocol: binary Protobuf if offered, else JSON (also when none is offered).
-  std::string offered((*upgrade)[http::field::sec_websocket_protocol]);
+  std::string offered;  // every line of the field, as one list (RFC 6455, 11.3.4)
+  auto lines = upgrade->equal_range(http::field::sec_websocket_protocol);
+  for (auto it = lines.first; it != lines.second; ++it) offered.append(offered.empty() ? "" : ",").append(it->value());
   std::string chosen;
   for (std::size_t pos = 0; pos <= offered.size();) {
     auto comma = offered.find(',', pos);
@@ -112,11 +114,17 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
   co_return true;
 }
 
-awaitable<void> live_stream::start(std::unique_ptr<http::request<http::string_body>> upgrade) {
+awaitable<void> live_stream::start(std::unique_ptr<http::request<http::string_body>> upgrade, std::string early) {
   // (A co_await in an if condition with one in the branch trips GCC 12: kept apart.)
   bool opened = co_await open(std::move(upgrade));
-  if (opened) {
+  if (opened && early.empty()) {
     wait_readable();
+    co_return;
+  }
+  if (opened) {  // frames that came with the upgrade request: read first, in order
+    handled_ = 0;
+    reader_.feed(early);
+    on_readable();
     co_return;
   }
   co_await finish();
@@ -252,7 +260,7 @@ live_stream::input_step live_stream::step_input(client::client_frame& pending) {
     return input_step::next;  // no longer accepting: the next step ends the stream
   }
   if (!parsed) {
-    send_error_for_unparsed(ev.text ? std::string_view(ev.payload) : std::string_view());
+    send_error_for_unparsed(ev.payload, ev.text);
     return input_step::next;
   }
   // A session of the user ended since the last frame (recheck_session): no frame is taken
@@ -344,11 +352,11 @@ awaitable<void> live_stream::linger_and_close() {
 }
 
 void start_live_stream(std::shared_ptr<live_services> services, tcp::socket socket,
-                       std::unique_ptr<http::request<http::string_body>> upgrade,
+                       std::unique_ptr<http::request<http::string_body>> upgrade, std::string early,
                        std::shared_ptr<connection_control> control, std::function<void()> on_end) {
   auto ex = socket.get_executor();
   auto s = std::make_shared<live_stream>(std::move(services), std::move(socket), std::move(control), std::move(on_end));
-  asio::co_spawn(ex, s->start(std::move(upgrade)), [s](std::exception_ptr failure) {
+  asio::co_spawn(ex, s->start(std::move(upgrade), std::move(early)), [s](std::exception_ptr failure) {
     if (!failure) return;
     try {
       std::rethrow_exception(failure);

@@ -263,10 +263,11 @@ response detail::history_answer(user_api const& api, std::string const& user, st
   auto page = api.messages.history(user, conv, q.value());
   if (!page) return error_response(page.error());
   json::array list;
-  for (auto const& m : page->messages) list.push_back(message_json(m));
-  return json_response(200, json::object{{"messages", std::move(list)},
-                                         {"has_more_before", page->has_more_before},
-                                         {"has_more_after", page->has_more_after}});
+  spliced_json out;
+  for (auto const& m : page->messages) list.push_back(message_json(out, m));
+  return out.answer(200, json::object{{"messages", std::move(list)},
+                                      {"has_more_before", page->has_more_before},
+                                      {"has_more_after", page->has_more_after}});
 }
 
 namespace {
@@ -295,7 +296,9 @@ awaitable<response> messages_route(std::shared_ptr<user_api> api, request r) {
   if (r.method == "GET") {
     auto m = api->messages.get(me, id);
     if (!m) co_return error_response(m.error());
-    co_return json_response(200, message_json(m.value()));
+    spliced_json out;
+    auto v = message_json(out, m.value());
+    co_return out.answer(200, v);
   }
   if (r.method == "DELETE") {
     auto scope = query_param(r.query, "for").value_or("me");

@@ -126,8 +126,7 @@ class federated_store final : public federation::local_store {
     return b;
   }
 
-  // The epoch of the lane to `destination`: its own (`fe/<destination>`) or the node's
-  // (`fe`, every lane's before lanes had their own, and after a restore), the larger.
+  // The lane's epoch: its own (`fe/<destination>`) or the node's (`fe`: before lanes had their own, after a restore).
   std::uint64_t outbound_epoch(std::string const& destination) override {
     auto node = m_.db.get(cf::state, keys::lane_epoch_key());
     auto own = m_.db.get(cf::state, keys::lane_epoch_key(destination));
@@ -206,18 +205,19 @@ class federated_store final : public federation::local_store {
   }
 
  private:
-  // Lane rules (docs/FEDERATION.md, "Ordering and dedup"). The bundle says which epoch the
-  // origin's lane is in and up to where the origin knows this region confirmed it (the
-  // base). With no state for the origin, or a larger epoch, the lane starts at base + 1;
-  // a smaller epoch is a replay; within the epoch only the next seq is applied, and a base
-  // beyond this region's state (its store went back in time) moves the lane up to it. A
-  // genuine body refused for its content still takes its position.
+  // Lane rules (docs/FEDERATION.md, "Ordering and dedup"). The bundle gives the lane's epoch
+  // and up to where the origin knows this region confirmed it (the base). No state for the
+  // origin, or a larger epoch: the lane starts at base + 1; a smaller epoch is a replay; within
+  // the epoch only the next seq is applied, and a base beyond this region's state (its store
+  // went back) moves the lane up to it. A body refused for its content takes its position.
   template <typename State>
   void apply_one(store::rocks_batch& b, inbound const& item, State& st) {
     auto const& body = *item.content;
     if (body.lane_seq() == 0)
       return st.refused.push_back(reject_reason::malformed);  // ephemeral kinds never come through the stream
-    if (item.lane_epoch == 0) return st.refused.push_back(reject_reason::malformed);
+    // Made from the origin's clock (ms << 16): one a day ahead would outrank its next ones.
+    auto latest_epoch = static_cast<std::uint64_t>(now_ms() + 24LL * 3600 * 1000) << 16 | 0xffff;
+    if (item.lane_epoch == 0 || item.lane_epoch > latest_epoch) return st.refused.push_back(reject_reason::malformed);
     auto lane = read_lane(b, body.origin());
     std::uint64_t last = lane.seq;
     if (lane.epoch == 0 || item.lane_epoch > lane.epoch) {
@@ -355,8 +355,8 @@ class federated_store final : public federation::local_store {
                    federation::to_string(*why));
   }
 
-  // A group message from a member of the origin: checked against this region's replica,
-  // stored once, in the mailbox of each local member.
+  // A group message from a member of the origin: judged by the replica, stored once, in
+  // the mailbox of each local member.
   template <typename State>
   std::optional<reject_reason> apply_group_message(store::rocks_batch& b, federation::body const& body, State& st,
                                                    bool arriving = true) {
@@ -372,6 +372,8 @@ class federated_store final : public federation::local_store {
       case group_message_fate::park:
         if (!park_group_message(b, body, *raw, c)) return reject_reason::foreign_user;
         note_stamp(b, body);
+        return std::nullopt;
+      case group_message_fate::drop:
         return std::nullopt;
       case group_message_fate::apply:
         if (arriving) note_stamp(b, body);
@@ -390,12 +392,11 @@ class federated_store final : public federation::local_store {
     count_message(b, stored, *raw, false);
     records::stored_event e;
     e.set_message_id(*raw);
-    records::fanout_record fan;
+    records::fanout_record fan;  // this region's members only: their receipts go to the sender's region
     for (auto const& member : c->members()) {
-      if (member == msg.from()) continue;
+      if (member == msg.from() || !m_.is_local(member)) continue;
       fan.add_recipients(member);
-      if (!m_.is_local(member) || !gets_events(*c, member)) continue;
-      st.heads.push_back({member, m_.append_group_entry(b, member, e, fan), e});
+      if (gets_events(*c, member)) st.heads.push_back({member, m_.append_group_entry(b, member, e, fan), e});
     }
     stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));
     b.put(cf::receipts, keys::fanout_key(*raw), fan.SerializeAsString());

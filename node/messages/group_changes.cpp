@@ -57,6 +57,39 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
   }
 }
 
+local_joins judge_local_members(impl const& m, store::rocks_batch& b, federation::group_state const& gs,
+                                std::unordered_set<std::string_view> const& was_in,
+                                std::unordered_set<std::string_view> const& none_before) {
+  local_joins out;
+  out.kept.assign(static_cast<std::size_t>(gs.members_size()), 1);
+  std::unordered_map<std::string_view, std::string_view> adders;  // adder_of's
+  for (int i = 0; i < gs.members_size(); ++i) {
+    auto const& u = gs.members(i);
+    if (!m.is_local(u)) continue;
+    if (was_in.count(u)) {
+      out.any |= !none_before.count(u);
+      continue;
+    }
+    bool none = !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
+    bool too_many = !none && group_count(b, u) >= m.options.max_groups_per_user;
+    bool refused = !none && !too_many && adds_only_from_contacts(m, u) && !wrote_to(b, u, adder_of(gs, adders, u));
+    if (none || too_many || refused) {
+      (too_many ? out.over_limit : refused ? out.restricted : out.no_account).push_back(u);
+      out.kept[static_cast<std::size_t>(i)] = 0;
+    } else {
+      out.any = true;
+    }
+  }
+  return out;
+}
+
+void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state const& gs, local_joins const& j,
+                   change_state& st) {
+  ask_to_remove(m, b, gs, j.no_account, st, "");
+  ask_to_remove(m, b, gs, j.over_limit, st, std::string(errors::name(errors::code::too_many_groups)));
+  ask_to_remove(m, b, gs, j.restricted, st, std::string(errors::name(errors::code::group_adds_restricted)));
+}
+
 // Who added `user` in the changes a state carries (CREATED or MEMBERS_ADDED naming them),
 // or empty if none says (a state that skipped its changes: the adder is not known). The
 // map of those changes is made once per state, when first asked.

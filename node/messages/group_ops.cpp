@@ -402,10 +402,26 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   google::protobuf::RepeatedPtrField<std::string> told;
   // Sets, not the rosters' linear look-ups: a state of 100,000 members is 10^5 steps, not 10^10.
   std::unordered_set<std::string_view> now_in(c.members().begin(), c.members().end()), was_in, none_before;
-  auto gone = removals(gs);
   if (replica) {
     was_in.insert(replica->members().begin(), replica->members().end());
     none_before.insert(replica->no_account().begin(), replica->no_account().end());
+  }
+  auto joins = judge_local_members(m, b, gs, was_in, none_before);
+  // No roster for a group none of this region's users can be in (made-up names of this
+  // region would otherwise let a hostile home store rosters here without end): only its home
+  // and version, so that its messages up to there are dropped, not parked for members to come.
+  if (is_stub(replica) && !joins.any) {
+    ask_to_remove(m, b, gs, joins, st);
+    records::conversation_record stub;
+    stub.set_group(true);
+    stub.set_home_region(gs.home_region());
+    stub.set_version(gs.version());
+    b.put(cf::conversations, st.conversation, stub.SerializeAsString());
+    return std::nullopt;
+  }
+  if (is_stub(replica)) replica.reset();  // begun now, as a new one
+  auto gone = removals(gs);
+  if (replica) {
     for (auto const& u : replica->members()) {
       if (now_in.count(u)) continue;
       if (!m.is_local(u))
@@ -420,22 +436,14 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   for (auto const& u : c.members())
     if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
-  std::vector<std::string> no_account, over_limit, restricted;    // names home is asked to remove
-  std::unordered_map<std::string_view, std::string_view> adders;  // adder_of's
-  for (auto const& u : c.members()) {
-    bool joins = m.is_local(u) && !was_in.count(u);
-    // No account of that name, or one in as many groups as a user may be (counted here, not
-    // at home): no member here, and home is asked to remove it.
-    bool none = joins && !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
-    bool too_many = joins && !none && group_count(b, u) >= m.options.max_groups_per_user;
-    bool refused =
-        joins && !none && !too_many && adds_only_from_contacts(m, u) && !wrote_to(b, u, adder_of(gs, adders, u));
-    if (none || too_many || refused) {
-      (too_many ? over_limit : refused ? restricted : no_account).push_back(u);
+  for (int i = 0; i < c.members_size(); ++i) {
+    auto const& u = c.members(i);
+    bool joining = m.is_local(u) && !was_in.count(u);
+    if (!joins.kept[static_cast<std::size_t>(i)]) {
       c.add_no_account(u);
       continue;
     }
-    if (joins) {
+    if (joining) {
       start_period(b, st.conversation, u, c.history_visible(), now);
     } else if (none_before.count(u)) {
       c.add_no_account(u);
@@ -443,9 +451,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     }
     *told.Add() = u;
   }
-  ask_to_remove(m, b, gs, no_account, st, "");
-  ask_to_remove(m, b, gs, over_limit, st, std::string(errors::name(code::too_many_groups)));
-  ask_to_remove(m, b, gs, restricted, st, std::string(errors::name(code::group_adds_restricted)));
+  ask_to_remove(m, b, gs, joins, st);
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
   for (auto const& u : gs.writers())  // presence then seen at the next change or report
     if (!m.is_local(u) && now_in.count(u)) note_writer(b, st.conversation, u, gs.version());

@@ -134,6 +134,7 @@ std::vector<federation::body> take_parked(store::rocks_batch& b, std::string con
 // in one envelope and would have been one mailbox event per change per local member.
 static constexpr int max_group_members_ever = 100000;  // the top of messages.max_group_members
 static constexpr int max_changes_per_state = 16;
+static constexpr std::int64_t max_late_after_removal_ms = 24LL * 3600 * 1000;
 static constexpr int max_users_per_change = 1000 + 1;  // an add takes at most 1,000, plus the creator
 
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version) {
@@ -185,7 +186,11 @@ std::unordered_map<std::string_view, std::uint64_t> removals(federation::group_s
 }
 
 bool fields_within_limits(message_service::impl const& m, federation::group_state const& gs) {
-  auto is_user = [&m](std::string const& u) { return ids::parse_user_id(u, m.region).has_value(); };
+  // Full ids only: a bare name reads as this region's user but routes nowhere.
+  auto is_user = [&m](std::string const& u) {
+    auto id = ids::parse_user_id(u, m.region);
+    return id && ids::region_of(u) == id->region;
+  };
   if (!std::all_of(gs.members().begin(), gs.members().end(), is_user)) return false;
   auto known_role = [](int r) { return r == client::MEMBER || r == client::ADMIN || r == client::OWNER; };
   if (gs.roles_size() != gs.members_size() || !std::all_of(gs.roles().begin(), gs.roles().end(), known_role))
@@ -224,12 +229,16 @@ group_message_fate fate_of(store::rocks_batch& b, std::optional<records::convers
   if (arriving && stamp < read_count(b, cf::conversations, keys::stamp_key(msg.conversation_id(), body.origin())))
     return member ? group_message_fate::apply : group_message_fate::refuse;
   if (!c || c->version() < stamp) return group_message_fate::park;
+  if (is_stub(c)) return group_message_fate::drop;
   if (member) return group_message_fate::apply;
   if (!c->group()) return group_message_fate::refuse;
-  // Sent before its region learnt of the sender's removal (and not after it, by its clock).
+  // Sent before its region learnt of the sender's removal (and not after it, by its clock),
+  // arriving within a day of the removal here: the times are the sender region's to claim,
+  // and a hostile one would otherwise post as its removed member for ever.
   auto part = load_participant(b, msg.from(), msg.conversation_id());
   bool before_removal = part && !part->member() && part->removed_version() > stamp &&
-                        msg.sent_at_ms() <= part->left_at_ms() + max_skew_ms;
+                        msg.sent_at_ms() <= part->left_at_ms() + max_skew_ms &&
+                        now_ms() <= part->left_at_ms() + max_late_after_removal_ms;
   return before_removal ? group_message_fate::apply : group_message_fate::refuse;
 }
 

@@ -214,6 +214,41 @@ class ContentDepthTest(LiveCase):
                     self.assertEqual([m["id"] for m in self.history_messages(s, cid, limit=50)], want)
                 A.ping()  # the sender's connection stayed open
 
+    def test_a_binary_send_deeper_than_protobufs_own_limit_gets_invalid_field_with_its_ref(self):
+        """Protobuf's parser stops at 100 nested messages (about 48 levels of content), before
+        the protocol's 16 are checked: that refusal, too, is invalid_field with the send's ref
+        (once malformed_frame with ref 0, which a client cannot match to its send)."""
+        def varint(n):
+            out = b""
+            while True:
+                out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+                n >>= 7
+                if not n:
+                    return out
+
+        def field(number, payload):  # a length-delimited field
+            return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+        struct = field(1, field(1, b"leaf") + field(2, field(3, b"x")))  # {"leaf": "x"}
+        for _ in range(199):  # {"n": ...}: 200 levels
+            struct = field(1, field(1, b"n") + field(2, field(5, struct)))
+        alice, bob = self.person("alice"), self.person("bob")
+        A, B = self.ws(alice.login(), encoding="proto"), self.ws(bob.login())
+        pb = wsclient.pb2()
+        frame = pb.client_frame()
+        frame.ref = int(A.next_ref())
+        frame.send.client_id = uuid.uuid4().hex
+        frame.send.to = bob.id
+        frame.send.body.text = "200 deep"
+        # A second occurrence of `send` merges into the first: it brings the content.
+        A.send_raw(frame.SerializeToString() + field(11, field(3, field(2, struct))))
+        answer = self.answer_to(A, frame.ref)
+        self.assertWsError(answer, "invalid_field")
+        self.assertEqual(ref_of(answer), str(frame.ref), "the refusal carries the send's ref")
+        last = A.send_message(bob.id, "after")
+        B.wait_event(ev_message(last["message_id"]), WAIT_S)
+        self.assertEqual(message_ids(B.events()), [last["message_id"]], "nothing of the deep send was stored")
+
     def test_depth_16_is_served_and_17_refused(self):
         for kind in KINDS:
             with self.subTest(kind=kind):
@@ -279,6 +314,31 @@ class ContentDepthTest(LiveCase):
         self.assertEqual(message_ids(B.events()), want, "bob's JSON stream")
         for s in (a, b):
             self.assertEqual([m["id"] for m in self.history_messages(s, cid, limit=50)], want)
+
+
+    def test_numbers_in_content_come_back_exactly_from_history_too(self):
+        """History, a message by id and the conversation list print body.content as the live
+        stream does: every double as the shortest text that reads back as the same double.
+        (They once went through a JSON library that read some of them one unit off.)"""
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A, B = self.ws(a, encoding="json"), self.ws(b, encoding="json")
+        values = [14871.466378840501, -906834.6387644875, -2.5e-300, 5e-324, 1.7976931348623157e308, 0.1, 1e21,
+                  1e-7, 1.5, 123456789.12345679, 2.2250738585072014e-308, -0.0001234567890123457]
+        acc = A.send_message(bob.id, "numbers", content={"v": values, "line\u2028sep": "a\u2028b"})
+        mid, cid = acc["message_id"], acc["conversation_id"]
+        event = B.wait_event(ev_message(mid), WAIT_S)
+        self.assertEqual(event["message"]["body"]["content"]["v"], values, "the live stream")
+        r = self.get_message(b, mid)
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["body"]["content"]["v"], values, "GET /v1/messages/{id}")
+        page = self.history_messages(b, cid, limit=10)
+        self.assertEqual([m["body"]["content"]["v"] for m in page], [values], "history")
+        listed = [c for c in self.api("GET", "/v1/conversations", b).json["conversations"] if c["id"] == cid]
+        self.assertEqual(listed[0]["last_message"]["body"]["content"]["v"], values, "the conversation list")
+        # The same text as on the stream, U+2028 escaped (a JavaScript literal cannot hold it raw).
+        self.assertNotIn("\u2028".encode(), r.raw)
+        self.assertEqual(r.json["body"]["content"]["line\u2028sep"], "a\u2028b")
 
 
 # =========================================================================================

@@ -741,6 +741,13 @@ class CoreTests:
         expect("unknown_frame", 8)
         A.send_raw('{"ref": "9", "fly": {}}' if json_mode else b"\x08\x09\x98\x06\x01")
         expect("unknown_frame", 9)
+        if not json_mode:
+            # A text field that is not UTF-8: refused, and no raw line of the Protobuf library's
+            # own lands in the node's log for it (a client could write them as fast as it sends).
+            for _ in range(20):
+                A.send_raw(b"\x08\x0a\x5a\x08\x0a\x02\xff\xfe\x12\x02\xff\xfe")  # ref 10, send{client_id, to}
+                expect("malformed_frame")
+            self.assertEqual([line for line in self.node.stderr_lines if "libprotobuf" in line], [])
         self.assertEqual(A.events(), [])
 
     def test_send_field_errors(self):
@@ -906,6 +913,7 @@ class LimitsTests:
         limited = [f for f in answers if "accepted" not in f]
         for f in limited:
             self.assertWsError(f, "rate_limited")
+            self.assertIn(num(f["error"], "retry_after_s"), (1, 2), "when to send again: %s" % f)
         self.assertGreaterEqual(len(limited), 1, "30 sends in %.2f s at 5 per second" % elapsed)
         self.assertGreaterEqual(len(accepted), 1)
         # The bucket holds a burst of 10 and refills at 5 per second while the sends arrive
@@ -1109,15 +1117,20 @@ class RawWebSocket:
     opcode, fragments, unmasked frames, bad UTF-8, and to see the server's frames as they
     are (control frames included)."""
 
-    def __init__(self, node, version="13", key="dGhlIHNhbXBsZSBub25jZQ==", protocol="petchat.v1.json", token=None):
+    def __init__(self, node, version="13", key="dGhlIHNhbXBsZSBub25jZQ==", protocol="petchat.v1.json", token=None,
+                 early=()):
+        """`protocol`: one Sec-WebSocket-Protocol line, or a list of lines. `early`: frames
+        (opcode, payload) sent with the upgrade request, in the same write."""
         self.sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
         lines = ["GET /v1/ws HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
-                 "Sec-WebSocket-Version: " + version, "Sec-WebSocket-Protocol: " + protocol]
+                 "Sec-WebSocket-Version: " + version]
+        lines += ["Sec-WebSocket-Protocol: " + p for p in ([protocol] if isinstance(protocol, str) else protocol)]
         if key is not None:
             lines.append("Sec-WebSocket-Key: " + key)
         if token is not None:
             lines.append("Authorization: Bearer " + token)
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        frames = b"".join(self.frame(op, payload) for op, payload in early)
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + frames)
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(4096)
@@ -1132,6 +1145,10 @@ class RawWebSocket:
             self.headers[k.strip().lower()] = v.strip()
 
     def send(self, opcode, payload=b"", fin=True, masked=True, rsv=0):
+        self.sock.sendall(self.frame(opcode, payload, fin, masked, rsv))
+
+    @staticmethod
+    def frame(opcode, payload=b"", fin=True, masked=True, rsv=0):
         if isinstance(payload, str):
             payload = payload.encode()
         head = bytes([(0x80 if fin else 0) | rsv | opcode])
@@ -1147,7 +1164,7 @@ class RawWebSocket:
             key = os.urandom(4)
             payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
             head += key
-        self.sock.sendall(head + payload)
+        return head + payload
 
     def _need(self, n):
         while len(self.buf) < n:
@@ -1233,6 +1250,27 @@ class WebSocketProtocolTest(MessagingCase):
         self.assertEqual(refused.headers.get("x-content-type-options"), "nosniff", "as every other answer")
         self.assertEqual(self.raw(key=None).status, 400)
         self.assertEqual(self.raw(key="not a key").status, 400)
+
+    def test_frames_sent_with_the_upgrade_request_are_read_after_it(self):
+        """A client that does not wait for the 101 (its auth in the same packet as the
+        request) is read in order, not stalled until the 10 s authentication deadline."""
+        token = self.person("eager").login()["access_token"]
+        c = self.raw(early=[(1, json.dumps({"ref": "1", "auth": {"access_token": token}})),
+                            (1, json.dumps({"ref": "2", "ping": {}}))])
+        self.assertEqual(c.status, 101)
+        c.sock.settimeout(5)  # well before the 10 s deadline a lost auth frame would run into
+        first, second = json.loads(c.recv()[1]), json.loads(c.recv()[1])
+        self.assertIn("welcome", first)
+        self.assertEqual((second.get("ref"), "pong" in second), ("2", True), second)
+        # Authenticated on the upgrade, with a ping right behind the request.
+        c = self.raw(token=token, early=[(9, b"right away")])
+        self.assertIn("welcome", json.loads(c.recv()[1]))
+        self.assertEqual(c.recv()[:2], (10, b"right away"))
+
+    def test_the_subprotocol_offer_may_take_several_header_lines(self):
+        c = self.raw(protocol=["petchat.v1.json", "petchat.v1.proto"])
+        self.assertEqual(c.status, 101)
+        self.assertEqual(c.headers["sec-websocket-protocol"], "petchat.v1.proto")
 
     def test_ping_fragments_and_closing_handshake(self):
         c = self.authed()

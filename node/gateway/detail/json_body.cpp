@@ -1,12 +1,17 @@
 #include "node/gateway/detail/json_body.hpp"
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/wire_format_lite.h>
 
 #include <boost/algorithm/string/predicate.hpp>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <random>
 
 #include "node/gateway/detail/json_frames.hpp"
 #include "node/log/log.hpp"
@@ -44,23 +49,43 @@ std::optional<std::string> proto_json(google::protobuf::Message const& m) {
   return text;
 }
 
-json::value message_json(client::message const& m) {
-  json::parse_options deep;
-  deep.max_depth = 64;  // the edge allows content 16 deep; older data may be deeper
-  // Written by the live stream's JSON writer (not Protobuf's JSON mapping): the same
-  // object as in a message event, at a fraction of the cost.
+spliced_json::spliced_json() {
+  std::random_device random;
+  char hex[40];
+  std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", random(), random(), random(), random());
+  marker_ = std::string("petchat-splice-") + hex + "-";
+}
+
+json::value spliced_json::slot(std::string text) {
+  texts_.push_back(std::move(text));
+  return json::string(marker_ + std::to_string(texts_.size() - 1));
+}
+
+response spliced_json::answer(unsigned status, json::value const& v) const {
+  if (texts_.empty()) return json_response(status, v);
+  auto tree = json::serialize(v);
+  std::string out;
+  out.reserve(tree.size() + texts_.size() * 256);
+  auto const quoted = '"' + marker_;
+  std::size_t from = 0;
+  for (auto at = tree.find(quoted); at != std::string::npos; at = tree.find(quoted, from)) {
+    auto digits = at + quoted.size();
+    auto end = tree.find('"', digits);
+    if (end == std::string::npos) break;
+    std::size_t i = 0;
+    auto [ptr, ec] = std::from_chars(tree.data() + digits, tree.data() + end, i);
+    if (ec != std::errc{} || ptr != tree.data() + end || i >= texts_.size()) break;
+    out.append(tree, from, at - from).append(texts_[i]);
+    from = end + 1;
+  }
+  out.append(tree, from, std::string::npos);
+  return response{status, std::move(out), "application/json", {{"Cache-Control", "no-store"}}, nullptr, 0, 0};
+}
+
+json::value message_json(spliced_json& out, client::message const& m) {
   std::string text;
   json_frames::append(text, m);
-  boost::system::error_code ec;
-  auto v = json::parse(text, ec, {}, deep);
-  if (!ec) return v;
-  log::get("api")->error("message {} cannot be encoded as JSON; served without its content", m.id());
-  client::message plain = m;
-  plain.mutable_body()->clear_content();
-  text.clear();
-  json_frames::append(text, plain);
-  v = json::parse(text, ec, {}, deep);
-  return ec ? json::value(json::object{{"id", m.id()}}) : v;
+  return out.slot(std::move(text));
 }
 
 namespace {
@@ -96,14 +121,44 @@ json_frame_hint inspect_json_frame(std::string_view text) {
     if (ref->is_int64() && ref->as_int64() > 0) hint.ref = static_cast<std::uint64_t>(ref->as_int64());
     if (ref->is_string()) {
       auto const& digits = ref->as_string();
-      char* end = nullptr;
-      auto n = std::strtoull(digits.c_str(), &end, 10);
-      if (!digits.empty() && *end == '\0' && digits[0] != '-' && digits[0] != '+' && digits[0] != ' ') hint.ref = n;
+      std::uint64_t n = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      if (!digits.empty() && ec == std::errc{} && end == digits.data() + digits.size())
+        hint.ref = n;  // not out of range
     }
   }
   if (auto const* send = o.if_contains("send"); send && send->is_object())
     if (auto const* body = send->as_object().if_contains("body"); body && body->is_object())
       if (auto const* content = body->as_object().if_contains("content")) hint.content_depth = nesting(*content, 300);
+  return hint;
+}
+
+json_frame_hint inspect_binary_frame(std::string_view bytes) {
+  json_frame_hint hint;
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<std::uint8_t const*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  bool send = false;
+  for (std::uint32_t tag = in.ReadTag(); tag != 0; tag = in.ReadTag()) {
+    auto field = WireFormatLite::GetTagFieldNumber(tag);
+    if (field == client::client_frame::kRefFieldNumber && WireFormatLite::GetTagWireType(tag) == 0) {
+      std::uint64_t ref = 0;
+      if (!in.ReadVarint64(&ref)) break;
+      hint.ref = ref;
+      continue;
+    }
+    send |= field == client::client_frame::kSendFieldNumber;
+    if (!WireFormatLite::SkipField(&in, tag)) break;
+  }
+  if (!send) return hint;
+  // Deeper than Protobuf's default of 100, within what a frame of max_frame_bytes can nest
+  // and an I/O thread's stack takes.
+  google::protobuf::io::CodedInputStream again(reinterpret_cast<std::uint8_t const*>(bytes.data()),
+                                               static_cast<int>(bytes.size()));
+  again.SetRecursionLimit(2000);
+  client::client_frame frame;  // read only past the default limit: far deeper than content may be
+  if (frame.ParseFromCodedStream(&again) && again.ConsumedEntireMessage() && frame.send().body().has_content())
+    hint.content_depth = messages::max_content_depth + 1;
   return hint;
 }
 

@@ -39,11 +39,26 @@ using format::rfc3339;
 // this does not happen; the callers still never send an empty or partial answer.
 std::optional<std::string> proto_json(google::protobuf::Message const& m);
 
-// A message for a REST answer. A message whose content cannot be printed (stored before
-// the edge checked it) is served without its content rather than failing the whole page.
-json::value message_json(client::message const& m);
-
 response json_response(unsigned status, json::value const& v);
+
+// An answer built as a json::value with exact JSON texts spliced in. Boost.JSON 1.81 reads
+// some doubles one unit off (and prints them in its own form), so a message's text from the
+// live stream's writer, exact and the same as on the stream, never goes through the tree:
+// a placeholder stands there, replaced in the serialized answer.
+class spliced_json {
+ public:
+  spliced_json();
+  // A placeholder for `text` (valid JSON) in the tree.
+  json::value slot(std::string text);
+  response answer(unsigned status, json::value const& v) const;
+
+ private:
+  std::string marker_;  // random for each answer: no text a user wrote can name a slot
+  std::vector<std::string> texts_;
+};
+
+// A message for a REST answer, as the live stream writes it.
+json::value message_json(spliced_json& out, client::message const& m);
 response no_content();
 
 json::object profile_json(users::profile const& p, std::string const& region);
@@ -56,6 +71,9 @@ struct json_frame_hint {
   std::size_t content_depth = 0;
 };
 json_frame_hint inspect_json_frame(std::string_view text);
+// The same of a binary frame that Protobuf's parser refused: its ref (a top-level field read
+// from the wire) and, for a send that reads with a deeper recursion limit, its content's depth.
+json_frame_hint inspect_binary_frame(std::string_view bytes);
 
 // Percent-decodes a path segment or query value; nullopt if malformed.
 std::optional<std::string> url_decode(std::string_view s);

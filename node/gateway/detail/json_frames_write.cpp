@@ -278,6 +278,7 @@ void kind(object& o, client::server_frame const& f) {
       object eo(o.key("error"));
       eo.str("code", f.error().code());
       eo.str("message", f.error().message());
+      eo.u32("retry_after_s", f.error().retry_after_s());
       return;
     }
     case client::server_frame::kPong:

@@ -165,7 +165,7 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
 
   // Answers the handshake and starts reading; the stream then lives on its own until
   // the connection ends, when it calls `on_end`.
-  awaitable<void> start(std::unique_ptr<http::request<http::string_body>> upgrade);
+  awaitable<void> start(std::unique_ptr<http::request<http::string_body>> upgrade, std::string early);
   // Ends the stream: sends what is queued and the close frame if closing, waits for the
   // peer's close, closes the socket and calls `on_end`. Runs once.
   awaitable<void> finish();
@@ -283,14 +283,15 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     out.set_ref(ref);
     out.mutable_error()->set_code(errors::name(f.code));
     out.mutable_error()->set_message(f.message);
+    out.mutable_error()->set_retry_after_s(f.retry_after_s);
     enqueue(out);
   }
-  // The answer to a frame that is not a client_frame. A JSON one that is still JSON gets
-  // its ref back, and a send refused for nesting its content too deep (the Protobuf JSON
-  // parser's own limit comes first) gets the same invalid_field as a binary one.
-  void send_error_for_unparsed(std::string_view json_text) {
+  // The answer to a frame that is not a client_frame: its ref back if it can be read, and a
+  // send refused for nesting its content too deep (the Protobuf parsers' own limits come
+  // before the protocol's) gets invalid_field, in either encoding.
+  void send_error_for_unparsed(std::string_view payload, bool text) {
     auto f = errors::fail(code::malformed_frame, "the frame is not a valid client_frame");
-    auto hint = inspect_json_frame(json_text);
+    auto hint = text ? inspect_json_frame(payload) : inspect_binary_frame(payload);
     if (hint.content_depth > messages::max_content_depth)
       f = errors::fail(
           code::invalid_field,

@@ -27,8 +27,10 @@ struct connection_control {
 using live_services = http_server::live_stream;
 
 // Starts the stream on the socket's executor (the connection's strand) and returns.
+// `early`: bytes the client sent after the upgrade request that the HTTP server had read
+// already (frames sent without waiting for the 101): the stream's first input.
 void start_live_stream(std::shared_ptr<live_services> services, boost::asio::ip::tcp::socket socket,
                        std::unique_ptr<boost::beast::http::request<boost::beast::http::string_body>> upgrade,
-                       std::shared_ptr<connection_control> control, std::function<void()> on_end);
+                       std::string early, std::shared_ptr<connection_control> control, std::function<void()> on_end);
 
 }  // namespace petchat::gateway::detail

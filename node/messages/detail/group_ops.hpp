@@ -9,6 +9,8 @@
 #include <set>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "node/messages/detail/service.hpp"
 
@@ -76,6 +78,21 @@ void post_change(message_service::impl const& m, store::rocks_batch& b, client::
 // that cannot be members here, with `reason` (group_changes.cpp).
 void ask_to_remove(message_service::impl const& m, store::rocks_batch& b, federation::group_state const& gs,
                    std::vector<std::string> const& users, change_state& st, std::string const& reason);
+// In a member region, applying `gs`: its names of this region that join now, and those who
+// cannot (no account of that name; one in as many groups as a user may be, counted here, not
+// at home; one who takes adds only from people they wrote to): no members here, and home is
+// asked to remove them (group_changes.cpp). `was_in`, `none_before`: the replica's members
+// and no-account names.
+struct local_joins {
+  std::vector<std::string> no_account, over_limit, restricted;
+  std::vector<char> kept;  // by position in the state's roster: 0 for a name that cannot join
+  bool any = false;        // a member here who gets events, staying or joining
+};
+local_joins judge_local_members(message_service::impl const& m, store::rocks_batch& b,
+                                federation::group_state const& gs, std::unordered_set<std::string_view> const& was_in,
+                                std::unordered_set<std::string_view> const& none_before);
+void ask_to_remove(message_service::impl const& m, store::rocks_batch& b, federation::group_state const& gs,
+                   local_joins const& j, change_state& st);
 // Who added `user` by the changes `gs` carries, or empty (group_changes.cpp; `adders`: a
 // map made once per state when first asked).
 std::string adder_of(federation::group_state const& gs, std::unordered_map<std::string_view, std::string_view>& adders,
@@ -130,7 +147,14 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
 // removed by a change after that version; else refused. `arriving`: as it comes off its
 // lane (not out of parking): then a stamp below one its origin used before counts for
 // nothing (judged as if the body had none).
-enum class group_message_fate { apply, park, refuse };
+// `drop`: the replica holds no roster (no member here), and the message is from before its
+// version: there is no one here to give it to.
+enum class group_message_fate { apply, park, refuse, drop };
+// No replica, or one that holds only a group's home and version (none of this region's
+// names in it could join: apply_group_state).
+inline bool is_stub(std::optional<records::conversation_record> const& c) {
+  return !c || (c->group() && c->members().empty());
+}
 // Whether a group_state could come from an honest home (group_remote.cpp): sizes, and
 // changes of this group after the replica's version (`replica_version`, 0 without one).
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version);

@@ -303,10 +303,11 @@ struct message_service::impl {
 
   bool is_local(std::string const& user) const { return ids::region_of(user) == region; }
 
-  // Queues a durable federation envelope for `destination` inside a write: the next seq
-  // of that lane, in the order of commits. The link publishes it after the commit, with
-  // the lane's epoch and base in the bundle.
+  // Queues a durable federation envelope for `destination` inside a write: the next seq of
+  // that lane, in commit order; published after the commit, with the lane's epoch and base.
   void to_outbox(store::rocks_batch& b, std::string const& destination, federation::body body) const {
+    // Not to a region the directory does not list (a made-up one, or one removed): never sent.
+    if (regions && !regions->is_remote(destination)) return;
     auto lane_raw = b.get(cf::state, keys::outbound_lane_key(destination));
     std::uint64_t seq = (lane_raw ? keys::from_be64(*lane_raw) : 0) + 1;
     b.put(cf::state, keys::outbound_lane_key(destination), keys::be64(seq));
@@ -317,10 +318,9 @@ struct message_service::impl {
     b.put(cf::outbox, keys::outbox_key(destination, seq), body.SerializeAsString());
   }
 
-  // A receipt about a message `to` sent: into their mailbox here, or to their region.
-  // Returns true if it went to the outbox. With `about` (the stored message, which the
-  // caller then writes), the mailbox entry goes with the message; else after the
-  // retention period.
+  // A receipt about a message `to` sent: into their mailbox here, or to their region (true).
+  // With `about` (the stored message, which the caller then writes), the mailbox entry goes
+  // with the message; else after the retention period.
   bool deliver_receipt(store::rocks_batch& b, std::string const& to, client::receipt const& receipt,
                        std::vector<news>& heads, records::stored_message* about = nullptr) const {
     if (!is_local(to)) {

@@ -195,6 +195,39 @@ TEST_CASE("a removed member's late message that claims a time well after the rem
   CHECK(a.seen(alice) == strings{"change 1", "change 2"});
 }
 
+TEST_CASE("a home's state names full user ids; nothing is queued for a region the directory does not list") {
+  away_lane a;
+  // A bare name reads as this region's user but routes nowhere: refused.
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice, "carol"}, {dan, alice, "carol"})}) == strings{"malformed"});
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice, "xavier@nowhere"}, {dan, alice, "xavier@nowhere"})}).empty());
+  auto before = a.h.store.outbox_end("away");
+  client::send s;
+  s.set_client_id("to the group");
+  s.set_conversation_id(conv);
+  s.mutable_body()->set_text("hello");
+  REQUIRE(outcome(a.h.home.send(alice, s)) == "ok");
+  CHECK(a.h.store.outbox_end("away") == before + 1);  // dan's region gets it
+  CHECK(a.h.store.outbox_end("nowhere") == 0);        // a made-up region gets nothing, for ever
+}
+
+TEST_CASE("no replica of a group none of this region's names in it can join; home is asked to remove them") {
+  away_lane a;
+  // ghost@home has no account: the state is taken (and home asked), but nothing is kept.
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, "ghost@home"}, {dan, "ghost@home"})}).empty());
+  auto asked = a.h.store.outbox_peek("away", 0, 10);
+  REQUIRE(asked.size() == 1);
+  federation::body request;
+  REQUIRE(request.ParseFromString(asked[0].body));
+  CHECK(request.group_request().request() == federation::group_request::NO_ACCOUNT);
+  CHECK(request.group_request().users(0) == "ghost@home");
+  // Its messages up to that version have no one here: dropped, not kept for members to come.
+  CHECK(a.apply({a.message(dan, 1, "to nobody here")}).empty());
+  CHECK(a.apply({a.message(dan, 2, "after alice joined")}).empty());  // parked: home is at 1 here
+  // Home adds alice: now there is a member here, and the replica begins.
+  CHECK(a.apply({a.state(2, client::MEMBERS_ADDED, {dan, "ghost@home", alice}, {alice})}).empty());
+  CHECK(a.seen(alice) == strings{"change 2", "after alice joined"});
+}
+
 TEST_CASE("at most 1,000 messages of a group wait for its version") {
   away_lane a;
   std::vector<federation::local_store::inbound> waiting;

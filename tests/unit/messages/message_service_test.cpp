@@ -399,6 +399,22 @@ TEST_CASE("a durable body of a kind this version does not know takes its lane po
   CHECK(lane() == 4);
 }
 
+TEST_CASE("an epoch more than a day ahead of this region's clock is refused and takes no lane position") {
+  using namespace federation_lanes;
+  lanes_home h;
+  auto epoch_at = [](std::int64_t ms) { return static_cast<std::uint64_t>(ms) << 16; };
+  auto now = petchat::format::now_ms();
+  CHECK(h.apply({from_away(epoch_at(now), 0, 0, 1)}).empty());
+  CHECK(h.lane() == 1);
+  // Signed with a leaked or retired key: it would hold the lane above every epoch to come.
+  for (auto ahead : {epoch_at(now + 2LL * 24 * 3600 * 1000), ~std::uint64_t{0} - 1})
+    CHECK(h.apply({from_away(ahead, 1, 1, 2)}) == std::vector<std::string>{"malformed"});
+  CHECK(h.lane() == 1);
+  // The origin's next bundle, in the epoch its clock makes, goes on.
+  CHECK(h.apply({from_away(epoch_at(now), 0, 0, 2)}).empty());
+  CHECK(h.lane() == 2);
+}
+
 namespace {
 
 // dan@away's receipt for alice's message `id`, as away's lane brings it (seq `seq`).
