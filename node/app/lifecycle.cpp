@@ -152,10 +152,10 @@ void route_protobuf_logs() {
   google::protobuf::SetLogHandler(
       [](google::protobuf::LogLevel level, char const* file, int line, std::string const& message) {
         auto log = log::get("protobuf");
-        if (level <= google::protobuf::LOGLEVEL_WARNING)
+        if (level <= google::protobuf::LOGLEVEL_ERROR)  // a frame's bad UTF-8 is an ERROR there
           log->debug("{} ({}:{})", message, file, line);
         else
-          log->error("{} ({}:{})", message, file, line);
+          log->critical("{} ({}:{})", message, file, line);
       });
 }
 

@@ -68,7 +68,8 @@ void ignore_broken_pipes();
 // Protobuf's own log lines go to the node's log ("protobuf"): a client's frame with text
 // that is not UTF-8 made the library print a raw line to stderr for each, outside the log's
 // format and level, as fast as a client could send them. Those are the client's mistake (it
-// is answered malformed_frame): debug; anything the library reports as worse: error.
+// is answered malformed_frame), and the library reports them as errors: every level up to
+// ERROR goes to debug; FATAL (the library then aborts) to critical.
 void route_protobuf_logs();
 
 // Every connection is a file descriptor: raises the soft limit to the hard limit, and says

@@ -237,7 +237,8 @@ result<message_receipts> message_service::receipts(std::string const& user, std:
 result<std::vector<std::string>> message_service::group_peers(std::string const& user, std::string const& conv) const {
   auto c = impl_->conversation(conv);
   if (!c || !c->group() || !acts_as_member(*c, user))
-    return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
+    return fail(code::conversation_not_found,
+                "no group '" + conv + "' of yours (in a direct conversation, name the other member in 'to')");
   std::vector<std::string> out;
   for (auto const& member : c->members())
     if (member != user && gets_events(*c, member)) out.push_back(member);

@@ -71,8 +71,7 @@ class federated_store final : public federation::local_store {
     return out;
   }
 
-  // Not waited for: if it is lost in a crash, the entries after the older position are
-  // sent again and the destination's lane check drops them as replays.
+  // Not waited for: lost in a crash, the entries after the older position go again (replays there).
   void outbox_confirmed(std::string const& destination, std::uint64_t lane_seq) override {
     store::rocks_db::write_fn fn = [destination, lane_seq](store::rocks_batch& b) {
       b.put(cf::state, keys::outbound_confirmed_key(destination), keys::be64(lane_seq));
@@ -285,9 +284,10 @@ class federated_store final : public federation::local_store {
     if (keys::check_body(msg.body(), m_.body_limits())) return undeliverable(reject_reason::too_large);
     if (msg.conversation_id() != keys::direct_conversation_id(msg.from(), msg.to()))
       return undeliverable(reject_reason::malformed);
-    // Ids are made by the sender's region: an id of another region's making is refused, so
-    // no region can take (or plant) an id that a third region or this one will use.
-    if (keys::message_id_region_hash(*raw) != keys::region_hash(body.origin()))
+    // Ids are made by the sender's region (no region takes or plants one a third region or
+    // this one will use), and not dated ahead of this region's clock.
+    if (keys::message_id_region_hash(*raw) != keys::region_hash(body.origin()) ||
+        ahead_of_clock(keys::message_id_time_ms(*raw), msg.sent_at_ms(), now_ms()))
       return undeliverable(reject_reason::malformed);
     if (auto existing = parse<records::stored_message>(b.get(cf::messages, *raw))) {
       auto const& e = existing->message();
@@ -315,8 +315,7 @@ class federated_store final : public federation::local_store {
     return std::nullopt;
   }
 
-  // A group's change: its home's new state (here a replica), or a member's request to this
-  // region, the home (docs/FEDERATION.md, "Groups across regions").
+  // A group's change: its home's new state (a replica here), or a member's request to home.
   template <typename State>
   std::optional<reject_reason> apply_group_change(store::rocks_batch& b, federation::body const& body, State& st) {
     change_state change;
@@ -362,7 +361,8 @@ class federated_store final : public federation::local_store {
                                                    bool arriving = true) {
     auto const& msg = body.message();
     auto raw = parse_id(msg.id());
-    if (!raw || keys::message_id_region_hash(*raw) != keys::region_hash(body.origin()) || msg.client_id().size() > 64)
+    if (!raw || keys::message_id_region_hash(*raw) != keys::region_hash(body.origin()) || msg.client_id().size() > 64 ||
+        ahead_of_clock(keys::message_id_time_ms(*raw), msg.sent_at_ms(), now_ms()))
       return reject_reason::malformed;
     auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
     if (keys::check_body(msg.body(), m_.body_limits())) return reject_reason::too_large;

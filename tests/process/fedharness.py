@@ -154,7 +154,8 @@ class Region:
 
 def make_regions(names, servers, config=None, federation=None):
     """Creates one node per region name, federated through servers[name] (a NatsServer),
-    with every other region in its directory. Returns {name: Region}, all nodes started."""
+    with every other region in its directory. Returns {name: Region}, all nodes started.
+    `federation`: [federation] settings for every region, or a function of the region's name."""
     nodes = {}
     keys = {}
     for name in names:
@@ -170,7 +171,7 @@ def make_regions(names, servers, config=None, federation=None):
         node = nodes[name]
         fed = {"nats_urls": [servers[name].url], "reconnect_wait_ms": 200, "publish_timeout_ms": 2000,
                "presence_interval_s": 1, "resend_after_s": 3, "max_stream_bytes": 64 << 20, "public_url": "http://%s.example.test" % name}
-        fed.update(federation or {})
+        fed.update(federation(name) if callable(federation) else (federation or {}))  # per region, or for all
         if getattr(servers[name], "domain", None):
             fed.setdefault("jetstream_domain", servers[name].domain)
         lines = ["[federation]"]

@@ -1067,6 +1067,74 @@ class DirectoryReload(FederationCase):
         b.wait_until(lambda: any(m["body"]["text"] == "and back" for m in messages_of(b)), DELIVERY_TIMEOUT_S)
 
 
+def nats_permissions(region):
+    """A region's NATS permissions as docs/FEDERATION.md gives them: its own subjects, and the
+    JetStream API of its own stream only."""
+    r = region
+    return ('{user: "%s", password: "pw-%s", permissions: {'
+            'publish: ["petchat.v1.fed.*.%s", "petchat.v1.live.*.%s", "petchat.v1.asset.*.%s", "$JS.API.INFO", '
+            '"$JS.API.STREAM.*.petchat-in-%s", "$JS.API.CONSUMER.*.petchat-in-%s", '
+            '"$JS.API.CONSUMER.*.petchat-in-%s.>", "$JS.FC.>", "_INBOX.>"], '
+            'subscribe: ["petchat.v1.fed.%s.*", "petchat.v1.live.%s.*", "petchat.v1.asset.%s.*", "_INBOX.%s.>"]}}'
+            % ((r,) * 12))
+
+
+class NatsPermissions(unittest.TestCase):
+    """Each region its own NATS user, allowed the JetStream API of its own stream only: the
+    regions federate, and one cannot read, purge or delete another's inbound stream (where
+    every region's envelopes to it wait, signed but not encrypted)."""
+
+    def test_regions_federate_with_their_own_streams_api_only_and_cannot_touch_anothers(self):
+        server = fedharness.NatsServer("permissions", extra_conf="authorization { users: [%s, %s] }" % (
+            nats_permissions("europe"), nats_permissions("america")))
+        regions = fedharness.make_regions(["europe", "america"], {"europe": server, "america": server},
+                                          federation=lambda name: {"user": name, "password": "pw-" + name})
+        regions.pop("_keys")
+        try:
+            eu, us = regions["europe"].node, regions["america"].node
+            eu.new_user("alice")
+            us.new_user("bob")
+            a = wsclient.connect(eu, eu.new_session("alice"))
+            b = wsclient.connect(us, us.new_session("bob"))
+            acc = a.send_message("bob@america", "with narrow permissions")
+            ev = b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+            b.ack(ev["seq"])
+            a.wait_event(ev_receipt(acc["message_id"], "DELIVERED"), DELIVERY_TIMEOUT_S)
+            back = b.send_message("alice@europe", "and back")
+            a.wait_event(ev_message(back["message_id"]), DELIVERY_TIMEOUT_S)
+            self.assertTrue(fed_status(eu)["connected"])
+            a.close()
+            b.close()
+            # europe's credentials against america's stream, over NATS's text protocol.
+            for subject in ("$JS.API.CONSUMER.CREATE.petchat-in-america", "$JS.API.STREAM.PURGE.petchat-in-america",
+                            "$JS.API.STREAM.DELETE.petchat-in-america"):
+                with self.subTest(subject=subject):
+                    self.assertIn(b"Permissions Violation", nats_publish(server, "europe", "pw-europe", subject))
+            self.assertNotIn(b"Permissions Violation",
+                             nats_publish(server, "europe", "pw-europe", "$JS.API.STREAM.INFO.petchat-in-europe"))
+        finally:
+            for r in regions.values():
+                r.node.close()
+            server.close()
+
+
+def nats_publish(server, user, password, subject):
+    """Publishes an empty message as `user` (NATS's client protocol by hand) and returns what
+    the server said within a second: a -ERR names a permissions violation."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        got = sock.recv(4096)  # INFO
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"user":"%s","pass":"%s"}\r\n'
+                     % (user.encode(), password.encode()))
+        sock.sendall(b"PUB %s _INBOX.%s.probe 0\r\n\r\nPING\r\n" % (subject.encode(), user.encode()))
+        deadline = time.monotonic() + 5
+        while b"PONG" not in got and time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
 class SecuredNats(unittest.TestCase):
     """NATS with TLS and a user/password, configured as docs/FEDERATION.md says."""
 

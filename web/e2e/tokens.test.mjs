@@ -60,6 +60,37 @@ describe('token refresh in a long-open tab', () => {
   });
 });
 
+describe('tabs of one browser', () => {
+  const suite = browserSuite();
+
+  test('a tab whose stored session turns into another user\'s starts again as that user', async () => {
+    // Two tabs share one localStorage. If the session stored there becomes another user's
+    // (another tab logged in as someone else), a tab must not carry on with the first user's
+    // state: its stream would resume the new user's mailbox from the old one's position.
+    const context = await suite.browser.newContext();
+    const tabs = [await context.newPage(), await context.newPage()];
+    for (const tab of tabs) await tab.goto(suite.node.url + '/');
+    await register(tabs[0], 'dave');
+    await tabs[1].reload();
+    await tabs[1].getByTestId('new-chat-input').waitFor();
+    const password = 'correct horse battery';
+    assert.equal((await suite.node.call('POST', '/v1/users', { name: 'erin', password })).status, 201);
+    const made = await suite.node.call('POST', '/v1/sessions', { name: 'erin', password, device_name: 'elsewhere' });
+    assert.equal(made.status, 201);
+    const a = made.json;
+    const now = Date.now();
+    const erin = {
+      user_id: a.user_id, device_id: a.device_id, access_token: a.access_token,
+      access_expires_at: now + a.access_token_expires_in_s * 1000, access_lifetime_ms: a.access_token_expires_in_s * 1000,
+      refresh_token: a.refresh_token, refresh_expires_at: now + a.refresh_token_expires_in_s * 1000,
+    };
+    await tabs[1].evaluate((t) => localStorage.setItem('petchat.session', JSON.stringify(t)), erin);
+    await tabs[0].getByTestId('me').filter({ hasText: 'erin@' }).waitFor();
+    assert.equal(await tabs[0].getByTestId('me').filter({ hasText: 'dave@' }).count(), 0);
+    await context.close();
+  });
+});
+
 describe('a device that logged in before', () => {
   // A long lock after 5 wrong passwords, so that the test sees it hold.
   const suite = browserSuite({ users: { login_backoff_initial_ms: 600000 } });

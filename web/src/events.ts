@@ -1,11 +1,14 @@
 // Applies what the live stream reports to the app state.
 import { clip } from './format';
-import { errorText, t } from './i18n';
+import { errorText, knownErrorText, t } from './i18n';
 import { idOrder } from './ids';
 import { applyReceiptEvent } from './receipts';
 import { getState, setState, type ChatMessage, type Conversation, type State } from './store';
 import { fromEvent, fromWire, isNewer, mergeMessages, withoutHole } from './thread';
 import type { Accepted, ConversationChange, LiveEvent, WireMessage } from './wire';
+
+// A refusal names at most this many members in its notice (a group add may fail for 1,000).
+const maxNoticeLines = 20;
 
 export interface EventHooks {
   // The conversation list may be stale (a new group, a change): fetch it again soon.
@@ -60,8 +63,10 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
       // refusal comes from the group's home, maybe another region: our own words for its
       // codes, never its free text (a hostile home must not write a notice of its choosing).
       const title = getState().conversations[e.refused.conversation_id]?.title ?? e.refused.conversation_id;
-      const why = e.refused.code ? [t.requestRefused(title, errorText(e.refused.code, ''))] : [];
-      const members = (e.refused.failed ?? []).map((f) => t.notAdded(f.user_id, errorText(f.code, '')));
+      const why = e.refused.code ? [t.requestRefused(title, knownErrorText(e.refused.code))] : [];
+      const failed = e.refused.failed ?? [];
+      const members = failed.slice(0, maxNoticeLines).map((f) => t.notAdded(f.user_id, knownErrorText(f.code)));
+      if (failed.length > maxNoticeLines) members.push(t.andMore(failed.length - maxNoticeLines));
       setState(() => ({ notice: [...why, ...members].join('\n') }));
       return hooks.refreshList();
     }

@@ -60,12 +60,20 @@ function store(tokens: Tokens | null, reason?: string): void {
   for (const l of listeners) l(tokens, reason);
 }
 
+// Another tab logged in as someone else (or as another device): this tab's state, its
+// stream's resume point among it, is the other session's. Starting again is the only safe
+// way: resuming the new user's stream from the old one's position would acknowledge
+// messages this tab never showed.
+const otherDevice = (a: Tokens, b: Tokens): boolean => a.user_id !== b.user_id || a.device_id !== b.device_id;
+
 // Another tab logged out or refreshed: follow it.
 window.addEventListener('storage', (e) => {
   if (e.key !== KEY) return;
   const next = load();
   if (!next) {
     if (current) store(null, 'logged_out_elsewhere');
+  } else if (current && otherDevice(current, next)) {
+    location.reload();
   } else if (!current || next.access_token !== current.access_token) {
     current = next;
     for (const l of listeners) l(next);
@@ -128,6 +136,10 @@ export function setRotate(fn: (refreshToken: string) => Promise<TokenAnswer>): v
 async function refreshLocked(used: string): Promise<Tokens> {
   const stored = load() ?? current;
   if (!stored) throw Object.assign(new Error('logged out'), { code: 'session_revoked' });
+  if (current && otherDevice(current, stored)) {
+    location.reload();
+    throw Object.assign(new Error('another session'), { code: 'session_revoked' });
+  }
   // Another tab rotated it already: take its tokens.
   if (stored.refresh_token !== used) {
     current = stored;

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/wire_format_lite.h>
+#include <sodium.h>
 
 #include <boost/algorithm/string/predicate.hpp>
 
@@ -11,7 +12,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <random>
 
 #include "node/gateway/detail/json_frames.hpp"
 #include "node/log/log.hpp"
@@ -50,9 +50,10 @@ std::optional<std::string> proto_json(google::protobuf::Message const& m) {
 }
 
 spliced_json::spliced_json() {
-  std::random_device random;
-  char hex[40];
-  std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", random(), random(), random(), random());
+  unsigned char bytes[16];
+  randombytes_buf(bytes, sizeof bytes);  // never fails, needs no file descriptor
+  char hex[2 * sizeof bytes + 1];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
   marker_ = std::string("petchat-splice-") + hex + "-";
 }
 

@@ -189,10 +189,11 @@ inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id,
     std::string region(ids::region_of(sm.message().from()));
     b.erase(store::cf::assets, fetch_key(hash));
     b.erase(store::cf::assets, proof_fetch_key(hash, region));
-    // And its thumbnail's, asked for on its behalf (ask_for_thumbnail): else those would be
-    // tried for ever, however many made-up thumbnails a region named.
+    // And its thumbnail's, asked for on its behalf (ask_for_thumbnail), unless a message
+    // holds the thumbnail itself: else those would be tried for ever, however many made-up
+    // thumbnails a region named.
     auto thumb = asset_hash_of(a.thumbnail_id());
-    if (thumb.empty()) continue;
+    if (thumb.empty() || read_u64(b, refs_key(thumb)) > 0) continue;
     for (auto const& key : {fetch_key(thumb), proof_fetch_key(thumb, region)}) {
       auto v = b.get(store::cf::assets, key);
       records::fetch_record f;

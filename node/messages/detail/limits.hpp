@@ -39,4 +39,11 @@ inline std::int64_t plausible_time(std::int64_t at, std::int64_t not_before, std
   return at < not_before ? not_before : at;
 }
 
+// A message from another region made (its id's time) or sent after this region's clock and
+// the skew: refused, or it would stay the newest of its conversation for as long as its
+// region cared to date it ahead (a client orders by id).
+inline bool ahead_of_clock(std::int64_t id_ms, std::int64_t sent_at_ms, std::int64_t now) {
+  return id_ms > now + max_skew_ms || sent_at_ms > now + max_skew_ms;
+}
+
 }  // namespace petchat::messages::service_detail

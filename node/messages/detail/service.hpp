@@ -306,9 +306,9 @@ struct message_service::impl {
   // Queues a durable federation envelope for `destination` inside a write: the next seq of
   // that lane, in commit order; published after the commit, with the lane's epoch and base.
   void to_outbox(store::rocks_batch& b, std::string const& destination, federation::body body) const {
-    // Not to a region the directory does not list (a made-up one, or one removed): never sent.
-    if (regions && !regions->is_remote(destination)) return;
     auto lane_raw = b.get(cf::state, keys::outbound_lane_key(destination));
+    // Never to a made-up region (no lane, not listed): nothing would send or forget it.
+    if (regions && !lane_raw && !regions->is_remote(destination)) return;
     std::uint64_t seq = (lane_raw ? keys::from_be64(*lane_raw) : 0) + 1;
     b.put(cf::state, keys::outbound_lane_key(destination), keys::be64(seq));
     body.set_origin(region);

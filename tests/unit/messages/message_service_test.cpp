@@ -509,9 +509,12 @@ TEST_CASE("a conversation's last message moves forward only, and never to a time
   // Sent by dan an hour ago, arriving now (a partition healed): not the last one.
   CHECK(h.apply({message_from_away(-3600000, "dan, an hour ago", 1)}).empty());
   CHECK(last_of(h.home, alice) == "alice, now");
-  // An id a day ahead (a clock, or a region, that is wrong): stored, never the last one.
-  CHECK(h.apply({message_from_away(86400000, "dan, from tomorrow", 2)}).empty());
+  // An id a day ahead (a clock, or a region, that is wrong): refused, and its sender told
+  // (UNDELIVERABLE, to away); it would otherwise stay the newest for a day in a client.
+  auto told = h.store.outbox_end("away");
+  CHECK(h.apply({message_from_away(86400000, "dan, from tomorrow", 2)}) == std::vector<std::string>{"malformed"});
   CHECK(last_of(h.home, alice) == "alice, now");
+  CHECK(h.store.outbox_end("away") == told + 1);
   // A message of now is.
   wait_until_after(petchat::format::now_ms() + 2);
   CHECK(h.apply({message_from_away(0, "dan, now", 3)}).empty());

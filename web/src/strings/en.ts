@@ -49,6 +49,8 @@ export const en = {
   cancel: 'Cancel',
   notAdded: (who: string, why: string) => `Not added: ${who} (${why})`,
   requestRefused: (group: string, why: string) => `${group}: the change was refused (${why})`,
+  unknownReason: 'for a reason this app does not know',
+  andMore: (n: number) => `… and ${n} more`,
   removedNoAccount: (group: string, who: string) => `${group}: ${who} was removed (their region has no such account)`,
   online: 'online',
   lastSeen: (when: string) => `last seen ${when}`,

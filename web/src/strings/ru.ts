@@ -50,6 +50,8 @@ export const ru: Strings = {
   cancel: 'Отмена',
   notAdded: (who, why) => `Не добавлен: ${who} (${why})`,
   requestRefused: (group, why) => `${group}: изменение отклонено (${why})`,
+  unknownReason: 'по причине, которой это приложение не знает',
+  andMore: (n) => `… и ещё ${n}`,
   removedNoAccount: (group, who) => `${group}: ${who} удалён (в его регионе нет такой учётной записи)`,
   online: 'в сети',
   lastSeen: (when) => `был(а) ${when}`,
