@@ -1,6 +1,12 @@
 // Downloads of assets (docs/PROTOCOL.md, "GET /v1/assets/{id}"): access, the safe way to
 // serve what a user uploaded (type, disposition, sandbox), conditional and range requests.
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <map>
+#include <set>
+#include <string_view>
+#include <vector>
 
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/user_api.hpp"
@@ -35,6 +41,36 @@ std::string extension_of(std::string_view t) {
   if (t == "audio/mpeg") return ".mp3";
   if (t == "video/mp4") return ".mp4";
   return "";
+}
+
+// A name whose extension fits the sniffed type: a file that is both a picture and a page,
+// named `holiday.jpg.html`, would otherwise be saved as a page the system opens as one.
+// Types with known extensions get theirs appended when the name has none of them; other
+// names keep theirs unless it is one a system opens as active content the bytes are not.
+std::string fitting_name(std::string name, std::string_view type) {
+  static std::map<std::string_view, std::vector<std::string_view>> const known{
+      {"image/jpeg", {"jpg", "jpeg", "jpe", "jfif"}},
+      {"image/png", {"png"}},
+      {"image/gif", {"gif"}},
+      {"image/webp", {"webp"}},
+      {"application/pdf", {"pdf"}},
+      {"audio/ogg", {"ogg", "oga", "opus"}},
+      {"audio/mpeg", {"mp3", "mpga"}},
+      {"video/mp4", {"mp4", "m4v", "m4a"}}};
+  static std::set<std::string_view> const active{"htm", "html", "xhtml", "xht", "shtml", "svg", "svgz", "xml",
+                                                 "js",  "mjs",  "hta",   "mht", "mhtml", "xsl", "url",  "desktop"};
+  auto dot = name.rfind('.');
+  std::string ext = dot == std::string::npos ? "" : name.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (auto it = known.find(type); it != known.end()) {
+    if (std::find(it->second.begin(), it->second.end(), ext) != it->second.end()) return name;
+    return name + "." + std::string(it->second.front());
+  }
+  // Other types keep the name, unless it says active content the bytes were not sniffed as.
+  bool active_type = type.find("html") != std::string_view::npos || type.find("svg") != std::string_view::npos ||
+                     type.find("xml") != std::string_view::npos || type.find("script") != std::string_view::npos;
+  if (active_type || !active.count(ext)) return name;
+  return name + (type.starts_with("text/") ? ".txt" : ".bin");
 }
 
 // Content-Disposition with a cleaned name: an ASCII fallback and the UTF-8 name.
@@ -133,6 +169,7 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
   }
   if (name.empty() && a->uploaded_by_caller) name = a->name;
   if (name.empty()) name = id + extension_of(a->content_type);
+  name = fitting_name(std::move(name), a->content_type);
   res.headers.emplace_back("Content-Disposition", disposition(by_link || !shown_inline(a->content_type), name));
   res.file_offset = 0;
   res.file_length = a->size;

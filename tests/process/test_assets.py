@@ -843,6 +843,18 @@ class AssetsTest(AssetCase):
         self.assertError(r, 400, "invalid_field", field="name")
         r = self.upload_request(a, blob(40, "name"), query="name=caf%C3")
         self.assertError(r, 400, "invalid_field", field="name")
+        # A saved file's extension fits what the bytes are: a picture named as a page is
+        # saved as a picture, a plain text named as a page as text.
+        png = self.upload(a, make_png(8, 8, seed=11), name="holiday.png.html")
+        text = self.upload(a, b"just words and nothing active\n" * 4, name="notes.txt")
+        for aid, asked, saved in ((png["id"], None, "holiday.png.html.png"),
+                                  (png["id"], "Holiday.PNG", "Holiday.PNG"),
+                                  (png["id"], "x.svg", "x.svg.png"),
+                                  (text["id"], "page.html", "page.html.txt"),
+                                  (text["id"], "data.csv", "data.csv"),
+                                  (png["id"], "gone.hta", "gone.hta.png")):
+            with self.subTest(asked=asked, saved=saved):
+                self.assertEqual(disposition(self.fetch(a, aid, name=asked))[2], saved)
         self.assertHealthy()
 
     def test_every_asset_endpoint_needs_a_token(self):
