@@ -149,6 +149,8 @@ char const* to_string(reject_reason r) {
       return "group_request_refused";
     case reject_reason::stale:
       return "stale";
+    case reject_reason::too_many_contacts:
+      return "too_many_contacts";
     case reject_reason::count_:
       break;
   }

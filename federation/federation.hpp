@@ -107,6 +107,10 @@ enum class reject_reason {
   // A group change a member of the origin asked for that the group's home (this region)
   // does not make: the role does not allow it, the member is gone, a limit.
   group_request_refused,
+  // A message from a user of another region that would start one more conversation with a
+  // user of this one than messages.max_remote_contacts_per_hour allows (the sender gets
+  // UNDELIVERABLE): a region has any number of names to write from.
+  too_many_contacts,
   count_
 };
 // The stable name ("malformed"...); "unknown" for count_.

@@ -276,7 +276,6 @@ class federated_store final : public federation::local_store {
       st.queued |= m_.deliver_receipt(b, msg.from(), r, st.heads);
       return why;
     };
-    // What a send here must be too: a sender that is a user id, a client id of at most 64.
     auto from = ids::parse_user_id(msg.from(), m_.region);
     if (!from || from->str() != msg.from() || msg.client_id().size() > 64) return reject_reason::malformed;
     auto to = ids::parse_user_id(msg.to(), m_.region);
@@ -297,6 +296,8 @@ class federated_store final : public federation::local_store {
     }
     std::int64_t now = now_ms();
     if (msg.expires_at_ms() <= now) return std::nullopt;  // expired on the way: never served
+    if (!b.get(cf::conversations, msg.conversation_id()) && m_.remote_contacts.take(msg.to(), now) > 0)
+      return undeliverable(reject_reason::too_many_contacts);
     records::stored_message stored;
     *stored.mutable_message() = msg;
     stored.mutable_message()->DiscardUnknownFields();  // fields this version does not know: not stored
@@ -354,8 +355,7 @@ class federated_store final : public federation::local_store {
                    federation::to_string(*why));
   }
 
-  // A group message from a member of the origin: judged by the replica, stored once, in
-  // the mailbox of each local member.
+  // A group message from a member of the origin: judged by the replica, stored once, to each local member.
   template <typename State>
   std::optional<reject_reason> apply_group_message(store::rocks_batch& b, federation::body const& body, State& st,
                                                    bool arriving = true) {

@@ -40,8 +40,9 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
 }
 
 // Members a group names who cannot be ones here (no account, or too many groups, one
-// request per reason): home is asked to remove them (docs/FEDERATION.md), once, by the
-// state that first names them, all in one request.
+// request per reason): home is asked to remove them (docs/FEDERATION.md), by the state that
+// first names them, all in one request (by every state meanwhile when this region keeps no
+// roster of the group: a stub remembers no names).
 void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state const& gs,
                    std::vector<std::string> const& users, change_state& st, std::string const& reason) {
   for (std::size_t from = 0; from < users.size(); from += max_no_account_names) {

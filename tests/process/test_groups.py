@@ -932,6 +932,9 @@ class GroupsTest(GroupCase):
         # His part is read-only: his own message, within the window, stays for the others.
         self.assertError(self.delete_message(b, m2, "everyone"), 403, "not_a_member")
         self.assertStatus(self.get_message(a, m2), 200)
+        self.assertStatus(self.delete_message(b, m1, "me"), 204)  # what he keeps is his to tidy
+        self.assertEqual(self.history_ids(b, conversation_id=gid), [m2, m3])
+        self.assertStatus(self.get_message(a, m1), 200)
         s = self.summary(b, gid)
         self.assertIs(s.get("member"), False, s)
         self.assertEqual((s.get("last_message") or {}).get("id"), m3, "bob's newest visible message")

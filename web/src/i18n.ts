@@ -12,13 +12,13 @@ export const lang: Lang = (navigator.languages?.[0] ?? navigator.language ?? 'en
 
 export const t: Strings = lang === 'ru' ? ru : en;
 
-// The text for an error: ours for a known code, else the node's own message.
 // The text for a code another region chose: ours, or none of its words (a hostile region
 // must not write a notice of its choosing).
 export function knownErrorText(code: string): string {
   return Object.prototype.hasOwnProperty.call(t.errors, code) ? t.errors[code] : t.unknownReason;
 }
 
+// The text for an error: ours for a known code, else the node's own message.
 export function errorText(code: string, message: string, retryAfter?: number): string {
   // An own property only: a code from a hostile region such as "constructor" is not ours.
   const base = (Object.prototype.hasOwnProperty.call(t.errors, code) ? t.errors[code] : undefined) ?? (message || code);

@@ -56,8 +56,8 @@ struct message_service::impl {
   store::rocks_db db;
   blob_removal_gate blob_removals;  // backups against the collector (messages.hpp)
   send_limiter limiter;
-  limits::rate_buckets joins;                // local users added to groups by others (group_remote.cpp)
-  ws::mailbox_listener* listener = nullptr;  // set before any traffic
+  limits::rate_buckets joins, remote_contacts;  // groups joined by others' adds; conversations other regions start
+  ws::mailbox_listener* listener = nullptr;     // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
 
@@ -77,8 +77,7 @@ struct message_service::impl {
   };
   std::mutex acks_mutex;
   std::vector<pending_ack> acks_waiting;
-  // An emptied vector of a finished write, kept for its capacity: a group's thousand
-  // acknowledgements per message do not regrow (and free) a vector of that size each time.
+  // An emptied vector of a finished write, kept for its capacity (a group's thousand acks each time).
   std::vector<pending_ack> acks_spare;
   bool acks_queued = false;  // a write that takes acks_waiting is queued
   void gather_ack(pending_ack a);
@@ -117,7 +116,8 @@ struct message_service::impl {
                                 .log = rocksdb_log,
                                 .salvage = salvage}),
         limiter(o.max_per_second),
-        joins(o.max_joins_per_hour, 3600 * 1000) {}
+        joins(o.max_joins_per_hour, 3600 * 1000),
+        remote_contacts(o.max_remote_contacts_per_hour, 3600 * 1000) {}
 
   // RocksDB's own log, into ours: its routine chatter at debug level.
   static void rocksdb_log(int severity, std::string const& line) {

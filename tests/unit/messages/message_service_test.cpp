@@ -514,11 +514,48 @@ TEST_CASE("a conversation's last message moves forward only, and never to a time
   auto told = h.store.outbox_end("away");
   CHECK(h.apply({message_from_away(86400000, "dan, from tomorrow", 2)}) == std::vector<std::string>{"malformed"});
   CHECK(last_of(h.home, alice) == "alice, now");
-  CHECK(h.store.outbox_end("away") == told + 1);
+  REQUIRE(h.store.outbox_end("away") == told + 1);
+  auto entry = h.store.outbox_peek("away", told, 1);
+  petchat::federation::body receipt;
+  REQUIRE((entry.size() == 1 && receipt.ParseFromString(entry[0].body)));
+  CHECK(receipt.receipt().status() == client::UNDELIVERABLE);
   // A message of now is.
   wait_until_after(petchat::format::now_ms() + 2);
   CHECK(h.apply({message_from_away(0, "dan, now", 3)}).empty());
   CHECK(last_of(h.home, alice) == "dan, now");
+}
+
+TEST_CASE("another region's users start at most max_remote_contacts_per_hour conversations with a user here") {
+  using namespace federation_lanes;
+  config::messages_section o;
+  o.max_remote_contacts_per_hour = 2;
+  lanes_home h(o);
+  // dan@away, erin@away and frank@away write to alice: the third conversation is one too
+  // many this hour, and its sender is told (UNDELIVERABLE to away).
+  std::vector<std::string> refused;
+  for (auto [seq, from] : std::vector<std::pair<std::uint64_t, std::string>>{
+           {1, "dan@away"}, {2, "erin@away"}, {3, "frank@away"}, {4, "dan@away"}}) {
+    auto item = message_from_away(0, "hello from " + from, seq);
+    auto& m = *item.content->mutable_message();
+    m.set_from(from);
+    m.set_conversation_id(message_service::conversation_of(alice, from));
+    auto told = h.store.outbox_end("away");
+    auto got = h.apply({item});
+    refused.push_back(got.empty() ? "" : got.front());
+    if (!got.empty()) {
+      REQUIRE(h.store.outbox_end("away") == told + 1);
+      auto entry = h.store.outbox_peek("away", told, 1);
+      petchat::federation::body receipt;
+      REQUIRE((entry.size() == 1 && receipt.ParseFromString(entry[0].body)));
+      CHECK(receipt.receipt().status() == client::UNDELIVERABLE);
+      CHECK(receipt.receipt().by() == alice);
+    }
+  }
+  // dan's second message is in a conversation that exists: not counted, taken.
+  CHECK(refused == std::vector<std::string>{"", "", "too_many_contacts", ""});
+  auto page = h.home.service.conversations(alice, 50, std::nullopt);
+  REQUIRE(page.ok());
+  CHECK(page->conversations.size() == 2);
 }
 
 TEST_CASE("regions whose message ids would name them alike are found") {

@@ -190,6 +190,7 @@ inline federation::local_store::inbound from_away(std::uint64_t epoch, std::uint
 
 // A region "home" federated with "away": its lane from away, and applying bodies to it.
 struct lanes_home {
+  explicit lanes_home(config::messages_section const& options = {}) : home(options) {}
   region home;
   federation::options opt = with_away();
   federation::directory dir{"home", federation::public_key{}, opt};
