@@ -151,7 +151,7 @@ void ignore_broken_pipes() {
 void route_protobuf_logs() {
   google::protobuf::SetLogHandler(
       [](google::protobuf::LogLevel level, char const* file, int line, std::string const& message) {
-        auto log = log::get("protobuf");
+        static auto const log = log::get("protobuf");   // once: the registry's lock not per line
         if (level <= google::protobuf::LOGLEVEL_ERROR)  // a frame's bad UTF-8 is an ERROR there
           log->debug("{} ({}:{})", message, file, line);
         else

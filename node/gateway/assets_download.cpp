@@ -30,24 +30,8 @@ bool safe_type(std::string_view t) {
   return shown_inline(t) || t == "text/plain";
 }
 
-std::string extension_of(std::string_view t) {
-  if (t == "image/jpeg") return ".jpg";
-  if (t == "image/png") return ".png";
-  if (t == "image/gif") return ".gif";
-  if (t == "image/webp") return ".webp";
-  if (t == "text/plain") return ".txt";
-  if (t == "application/pdf") return ".pdf";
-  if (t == "audio/ogg") return ".ogg";
-  if (t == "audio/mpeg") return ".mp3";
-  if (t == "video/mp4") return ".mp4";
-  return "";
-}
-
-// A name whose extension fits the sniffed type: a file that is both a picture and a page,
-// named `holiday.jpg.html`, would otherwise be saved as a page the system opens as one.
-// Types with known extensions get theirs appended when the name has none of them; other
-// names keep theirs unless it is one a system opens as active content the bytes are not.
-std::string fitting_name(std::string name, std::string_view type) {
+// The extensions that fit a type the node sniffs, its usual one first (none: not listed).
+std::vector<std::string_view> const& extensions_of(std::string_view t) {
   static std::map<std::string_view, std::vector<std::string_view>> const known{
       {"image/jpeg", {"jpg", "jpeg", "jpe", "jfif"}},
       {"image/png", {"png"}},
@@ -57,15 +41,29 @@ std::string fitting_name(std::string name, std::string_view type) {
       {"audio/ogg", {"ogg", "oga", "opus"}},
       {"audio/mpeg", {"mp3", "mpga"}},
       {"video/mp4", {"mp4", "m4v", "m4a"}}};
+  static std::vector<std::string_view> const none;
+  auto it = known.find(t);
+  return it == known.end() ? none : it->second;
+}
+
+std::string extension_of(std::string_view t) {
+  if (t == "text/plain") return ".txt";
+  auto const& fit = extensions_of(t);
+  return fit.empty() ? "" : "." + std::string(fit.front());
+}
+
+// A name whose extension fits the sniffed type: a file that is both a picture and a page,
+// named `holiday.jpg.html`, would otherwise be saved as a page the system opens as one.
+// Types with known extensions get theirs appended when the name has none of them; other
+// names keep theirs unless it is one a system opens as active content the bytes are not.
+std::string fitting_name(std::string name, std::string_view type) {
   static std::set<std::string_view> const active{"htm", "html", "xhtml", "xht", "shtml", "svg", "svgz", "xml",
                                                  "js",  "mjs",  "hta",   "mht", "mhtml", "xsl", "url",  "desktop"};
   auto dot = name.rfind('.');
   std::string ext = dot == std::string::npos ? "" : name.substr(dot + 1);
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (auto it = known.find(type); it != known.end()) {
-    if (std::find(it->second.begin(), it->second.end(), ext) != it->second.end()) return name;
-    return name + "." + std::string(it->second.front());
-  }
+  if (auto const& fit = extensions_of(type); !fit.empty())
+    return std::find(fit.begin(), fit.end(), ext) != fit.end() ? name : name + "." + std::string(fit.front());
   // Other types keep the name, unless it says active content the bytes were not sniffed as.
   bool active_type = type.find("html") != std::string_view::npos || type.find("svg") != std::string_view::npos ||
                      type.find("xml") != std::string_view::npos || type.find("script") != std::string_view::npos;

@@ -117,17 +117,17 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
 awaitable<void> live_stream::start(std::unique_ptr<http::request<http::string_body>> upgrade, std::string early) {
   // (A co_await in an if condition with one in the branch trips GCC 12: kept apart.)
   bool opened = co_await open(std::move(upgrade));
-  if (opened && early.empty()) {
+  if (!opened) {
+    co_await finish();
+    co_return;
+  }
+  if (early.empty()) {
     wait_readable();
     co_return;
   }
-  if (opened) {  // frames that came with the upgrade request: read first, in order
-    handled_ = 0;
-    reader_.feed(early);
-    on_readable();
-    co_return;
-  }
-  co_await finish();
+  handled_ = 0;  // frames that came with the upgrade request: read first, in order
+  reader_.feed(early);
+  on_readable();
 }
 
 // A read, not a wait for readability: Asio re-registers the socket with epoll (an

@@ -1067,6 +1067,15 @@ class DirectoryReload(FederationCase):
         b.wait_until(lambda: any(m["body"]["text"] == "and back" for m in messages_of(b)), DELIVERY_TIMEOUT_S)
 
 
+def alice_and_bob(regions):
+    """alice@europe and bob@america, each with a connected client: (europe's node, america's
+    node, alice's client, bob's client)."""
+    eu, us = regions["europe"].node, regions["america"].node
+    eu.new_user("alice")
+    us.new_user("bob")
+    return eu, us, wsclient.connect(eu, eu.new_session("alice")), wsclient.connect(us, us.new_session("bob"))
+
+
 def nats_permissions(region):
     """A region's NATS permissions as docs/FEDERATION.md gives them: its own subjects, and the
     JetStream API of its own stream only."""
@@ -1091,11 +1100,7 @@ class NatsPermissions(unittest.TestCase):
                                           federation=lambda name: {"user": name, "password": "pw-" + name})
         regions.pop("_keys")
         try:
-            eu, us = regions["europe"].node, regions["america"].node
-            eu.new_user("alice")
-            us.new_user("bob")
-            a = wsclient.connect(eu, eu.new_session("alice"))
-            b = wsclient.connect(us, us.new_session("bob"))
+            eu, us, a, b = alice_and_bob(regions)
             acc = a.send_message("bob@america", "with narrow permissions")
             ev = b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
             b.ack(ev["seq"])
@@ -1172,11 +1177,7 @@ class SecuredNats(unittest.TestCase):
                                           federation=fed)
         regions.pop("_keys")
         try:
-            eu, us = regions["europe"].node, regions["america"].node
-            eu.new_user("alice")
-            us.new_user("bob")
-            a = wsclient.connect(eu, eu.new_session("alice"))
-            b = wsclient.connect(us, us.new_session("bob"))
+            eu, us, a, b = alice_and_bob(regions)
             acc = a.send_message("bob@america", "over TLS")
             b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
             st = fed_status(eu)
@@ -1197,12 +1198,9 @@ class SecuredNats(unittest.TestCase):
                                               federation=fed)
             regions.pop("_keys")
             try:
-                eu, us = regions["europe"].node, regions["america"].node
+                eu = regions["europe"].node
                 if connects:
-                    eu.new_user("alice")
-                    us.new_user("bob")
-                    a = wsclient.connect(eu, eu.new_session("alice"))
-                    b = wsclient.connect(us, us.new_session("bob"))
+                    eu, us, a, b = alice_and_bob(regions)
                     acc = a.send_message("bob@america", "to the name the certificate carries")
                     b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
                     self.assertTrue(fed_status(eu)["connected"])
