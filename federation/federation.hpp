@@ -215,9 +215,10 @@ class local_store {
   // Per origin region: the last applied (epoch, seq) of its lane to this region. Manager
   // thread, about every second while connected (the confirmations).
   virtual std::map<std::string, lane> inbound_lanes() = 0;
-  // Stream position of the last inbound envelope applied or refused. Manager thread (at
-  // each subscription to the stream) and snapshot()'s caller.
-  virtual std::uint64_t inbound_position() = 0;
+  // Stream position of the last inbound envelope from `origin` applied or refused (in a
+  // store written before positions were kept per origin: the one position it kept for
+  // every origin). Manager thread (at each subscription to the stream) and snapshot()'s caller.
+  virtual std::uint64_t inbound_position(std::string const& origin) = 0;
   struct inbound {
     std::uint64_t stream_seq = 0;
     std::uint64_t lane_epoch = 0;  // of the bundle it came in
@@ -225,16 +226,16 @@ class local_store {
     std::optional<std::uint64_t> lane_floor;
     std::optional<body> content;           // signature verified; empty when the envelope was refused
     std::optional<reject_reason> refused;  // the body is genuine but must not be applied
+    std::string origin;                    // the region whose subject it came on
   };
-  // Applies envelopes in order and stores the position of the last one, in one durable
-  // write. A refused but genuine body still takes its lane position (it is never sent
-  // again). Returns the refusals, including those that needed the store. The batch holds
-  // whole envelopes (up to 512 bodies, or one larger envelope), in stream order, never
-  // empty. Applier thread only; blocks for the write, and whatever the store does after
-  // it (the mailbox listener, the outbox wake-up) runs there too. If it throws, the same
-  // batch is tried again every second until it succeeds or the link stops (then it is read
-  // again at the next start); meanwhile inbound envelopes wait (the inbound callback
-  // blocks once 64 do).
+  // Applies envelopes in order and stores, per origin, the position of its last one, in
+  // one durable write. A refused but genuine body still takes its lane position (it is
+  // never sent again). Returns the refusals, including those that needed the store. The
+  // batch holds whole envelopes (up to 512 bodies, or one larger envelope), each origin's
+  // in stream order, origins taking turns; never empty. Applier thread only; blocks for the write, and whatever the
+  // store does after it (the mailbox listener, the outbox wake-up) runs there too. If it throws, the same batch is
+  // tried again every second until it succeeds or the link stops (then it is read again at the next start); meanwhile
+  // inbound envelopes wait (the inbound callback blocks once 64 do).
   virtual std::vector<reject_reason> apply(std::vector<inbound> batch) = 0;
 };
 
@@ -254,10 +255,10 @@ struct status {
   std::string last_error;  // the latest problem; cleared when the stream is set up again
   std::string stream;      // this region's inbound stream: <subject_prefix>-in-<region>
   std::uint64_t stream_last_seq = 0;
-  std::uint64_t applied_position = 0;
-  std::uint64_t inbound_backlog = 0;  // in the stream, not yet applied
-  std::uint64_t published = 0;        // outbox entries (bodies, resends included) JetStream stored since start
-  std::uint64_t applied = 0;          // inbound bodies applied since start
+  std::uint64_t applied_position = 0;  // the newest stream seq applied (of any origin)
+  std::uint64_t inbound_backlog = 0;   // in the stream: not yet applied, or applied since the last purge (2 s)
+  std::uint64_t published = 0;         // outbox entries (bodies, resends included) JetStream stored since start
+  std::uint64_t applied = 0;           // inbound bodies applied since start
   std::vector<region_status> regions;
   std::map<std::string, std::uint64_t> rejects;  // by reason
 };

@@ -3,7 +3,7 @@
 //
 //   detail/link_state  what the parts share: inputs, flags, counters, last error, wake-up
 //   detail/connection  the NATS connection and JetStream context, connection callbacks
-//   detail/inbound     the region's stream, its ordered consumer, the live subscription
+//   detail/inbound     the region's stream, a consumer and a live subscription per origin
 //   detail/applier     the inbound queue and the applier thread
 //   detail/publisher   outboxes to JetStream, confirmations, presence, live envelopes
 //   detail/outbound    what goes out next to each region (positions, resends, epoch)
@@ -182,8 +182,8 @@ status link::snapshot() {
   s.connected = m.state.connected && m.conn.up();
   s.server = s.connected ? m.conn.server_url() : "";
   s.stream = m.state.names.stream;
-  s.applied_position = m.state.store.inbound_position();
-  s.inbound_backlog = s.stream_last_seq > s.applied_position ? s.stream_last_seq - s.applied_position : 0;
+  s.inbound_backlog = 0;
+  for (auto const& [origin, n] : inbound) s.inbound_backlog += n;
   s.published = m.state.published;
   s.applied = m.state.applied;
   auto confirmed = m.lanes.confirmed();
@@ -192,6 +192,7 @@ status link::snapshot() {
   for (auto const& r : *regions) {
     if (r.name == m.state.dir.self()) continue;
     region_status rs{r.name, 0, 0, inbound.count(r.name) ? inbound[r.name] : 0};
+    s.applied_position = std::max(s.applied_position, m.state.store.inbound_position(r.name));
     auto it = confirmed.find(r.name);
     auto backlog =
         m.state.store.outbox_backlog(r.name, it != confirmed.end() ? it->second : m.state.store.outbox_start(r.name));

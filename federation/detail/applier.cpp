@@ -2,12 +2,14 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+
 namespace petchat::federation::detail {
 namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::size_t max_queued = 64;    // envelopes (bundles) waiting to be applied
+constexpr std::size_t max_queued = 64;    // envelopes (bundles) of one origin waiting to be applied
 constexpr std::size_t apply_batch = 512;  // bodies per apply, whole envelopes only
 
 }  // namespace
@@ -28,51 +30,80 @@ void inbound_applier::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool inbound_applier::push(std::vector<local_store::inbound> items) {
+inbound_applier::origin_queue& inbound_applier::add(std::string const& origin) {
+  std::lock_guard lock(mutex_);
+  auto& q = origins_[origin];
+  if (!q) q = std::make_unique<origin_queue>(origin);
+  return *q;
+}
+
+bool inbound_applier::push(origin_queue& q, std::vector<local_store::inbound> items) {
   auto seq = items.front().stream_seq;
   std::unique_lock lock(mutex_);
-  drained_.wait(lock, [this] { return queue_.size() < max_queued || stop_; });
+  drained_.wait(lock, [&] { return q.queue.size() < max_queued || stop_; });
   if (stop_) return false;
-  queue_.push_back(std::move(items));
-  last_queued_ = seq;
+  q.queue.push_back(std::move(items));
+  ++queued_;
+  q.last_queued = seq;
   lock.unlock();
   filled_.notify_one();
   return true;
 }
 
-void inbound_applier::restart_at(std::uint64_t from, bool recreated) {
-  last_queued_ = from;
-  if (recreated) applied_seq_ = 0;
+void inbound_applier::restart_at(origin_queue& q, std::uint64_t from, bool recreated) {
+  q.last_queued = from;
+  if (recreated) q.applied_seq = 0;
 }
 
-// Duplicates never reach the queue (the subscription drops stream seqs already queued), so
-// everything is applied in queue order.
+// Duplicates never reach the queues (each subscription drops stream seqs already queued),
+// so everything is applied in its origin's queue order.
 void inbound_applier::run() {
   pthread_setname_np(pthread_self(), "fed-applier");  // seen in top -H, perf, gdb
   for (;;) {
-    auto batch = take_batch();
-    if (batch.empty()) return;
-    apply(batch);
+    auto t = take_batch();
+    if (t.batch.empty()) return;
+    apply(t);
   }
 }
 
-// Whole envelopes up to apply_batch bodies (at least one envelope); empty when stopping.
-std::vector<local_store::inbound> inbound_applier::take_batch() {
-  std::vector<local_store::inbound> batch;
+// Whole envelopes up to apply_batch bodies (at least one envelope), the origins taking
+// turns one envelope at a time from where the last take stopped; empty when stopping.
+inbound_applier::taken inbound_applier::take_batch() {
+  taken t;
   {
     std::unique_lock lock(mutex_);
-    filled_.wait(lock, [this] { return !queue_.empty() || stop_; });
-    while (!queue_.empty() && (batch.empty() || batch.size() + queue_.front().size() <= apply_batch)) {
-      for (auto& item : queue_.front()) batch.push_back(std::move(item));
-      queue_.pop_front();
+    filled_.wait(lock, [this] { return queued_ > 0 || stop_; });
+    std::vector<origin_queue*> turns;
+    for (auto it = origins_.lower_bound(next_); it != origins_.end(); ++it) turns.push_back(it->second.get());
+    for (auto it = origins_.begin(); it != origins_.end() && it->first < next_; ++it) turns.push_back(it->second.get());
+    for (bool took = true, full = false; took && !full;) {
+      took = false;
+      for (auto* q : turns) {
+        if (q->queue.empty()) continue;
+        auto& envelope = q->queue.front();
+        if (full = !t.batch.empty() && t.batch.size() + envelope.size() > apply_batch; full) break;
+        auto seq = envelope.front().stream_seq;
+        for (auto& item : envelope) t.batch.push_back(std::move(item));
+        q->queue.pop_front();
+        --queued_;
+        took = true;
+        auto last = std::find_if(t.last.begin(), t.last.end(), [q](auto const& l) { return l.first == q; });
+        if (last == t.last.end())
+          t.last.emplace_back(q, seq);
+        else
+          last->second = seq;
+        auto after = origins_.upper_bound(q->origin);
+        next_ = after == origins_.end() ? std::string() : after->first;
+      }
     }
   }
   drained_.notify_all();
-  return batch;
+  return t;
 }
 
 // Retries a failing store (a full disk) every second until it takes the batch or the link stops.
-void inbound_applier::apply(std::vector<local_store::inbound> const& batch) {
+void inbound_applier::apply(taken const& t) {
+  auto const& batch = t.batch;
   for (;;) {
     try {
       std::size_t verified = 0;
@@ -80,7 +111,7 @@ void inbound_applier::apply(std::vector<local_store::inbound> const& batch) {
       auto refused = s_.store.apply(batch);
       for (auto r : refused) s_.count(r, "");
       s_.applied += verified - std::min(verified, refused.size());
-      applied_seq_ = batch.back().stream_seq;
+      for (auto [q, seq] : t.last) q->applied_seq = seq;
       // Refusals are not told apart per body here: a batch with any is left out of the
       // latency figures (refusals are rare, and a refused body was not delivered).
       if (s_.on_applied && refused.empty())

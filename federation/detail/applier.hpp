@@ -1,15 +1,21 @@
-// The inbound queue and the applier thread: verified envelopes from the stream's
-// subscription wait here (at most max_queued) and are applied in stream order, whole
-// envelopes per store write, so a stored position never splits an envelope.
+// The inbound queues and the applier thread: verified envelopes from each origin's
+// subscription wait in that origin's queue (at most max_queued each) and are applied with
+// the origins taking turns, whole envelopes per store write, so a stored position never
+// splits an envelope, and each origin's in its stream order. One origin with a long
+// backlog (a region back from a partition, or a hostile one) therefore delays another's
+// envelopes by about one store write, not by its backlog.
 //
-// Threads: push() on NATS.c's subscription thread (it blocks while the queue is full: that
-// is the back-pressure on the consumer); run() is the applier thread; the positions from
-// any thread; start() and stop() from the link's owner.
+// Threads: push() on NATS.c's subscription thread of that origin (it blocks while the
+// origin's queue is full: that is the back-pressure on its consumer, and on no other);
+// run() is the applier thread; the positions from any thread; start() and stop() from the
+// link's owner; add() and restart_at() from the manager.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -20,38 +26,50 @@ namespace petchat::federation::detail {
 
 class inbound_applier {
  public:
+  // One origin's queue. Its address is stable from add() until the applier is destroyed.
+  struct origin_queue {
+    explicit origin_queue(std::string o) : origin(std::move(o)) {}
+    std::string const origin;
+    // Highest stream seq queued (or applied): the subscription drops what is not above it.
+    std::atomic<std::uint64_t> last_queued{0};
+    // The stream seq of this origin's last envelope this process applied (0: none since the
+    // stream was (re)created); what may be purged from the stream.
+    std::atomic<std::uint64_t> applied_seq{0};
+    std::deque<std::vector<local_store::inbound>> queue;  // one entry per envelope, guarded by the applier's mutex_
+  };
+
   explicit inbound_applier(link_state& state);
 
   void start();
   // Ends the thread; a push() waiting for room returns false.
   void stop();
 
+  // The queue of `origin`, made on first use.
+  origin_queue& add(std::string const& origin);
   // One envelope's items (all with the same stream seq). False once stopping.
-  bool push(std::vector<local_store::inbound> items);
-
-  // Highest stream seq queued (or applied): the subscription drops what is not above it.
-  std::uint64_t last_queued() const { return last_queued_.load(); }
-  // The stream seq of the last batch this process applied (0: none since the stream was
-  // (re)created); what may be purged from the stream.
-  std::uint64_t applied_seq() const { return applied_seq_.load(); }
-  // The manager (re)subscribes from `from`; `recreated`: the stream is a new one, so
-  // nothing of it was applied yet.
-  void restart_at(std::uint64_t from, bool recreated);
+  bool push(origin_queue& q, std::vector<local_store::inbound> items);
+  // The manager (re)subscribes the origin from `from`; `recreated`: the stream is a new
+  // one, so nothing of it was applied yet.
+  static void restart_at(origin_queue& q, std::uint64_t from, bool recreated);
 
  private:
+  struct taken {
+    std::vector<local_store::inbound> batch;
+    std::vector<std::pair<origin_queue*, std::uint64_t>> last;  // each origin's last stream seq in it
+  };
   void run();
-  std::vector<local_store::inbound> take_batch();
-  void apply(std::vector<local_store::inbound> const& batch);
+  taken take_batch();
+  void apply(taken const& t);
 
   link_state& s_;
   std::thread thread_;
-  std::atomic<std::uint64_t> last_queued_{0};
-  std::atomic<std::uint64_t> applied_seq_{0};
 
   std::mutex mutex_;
   std::condition_variable filled_, drained_;
-  std::deque<std::vector<local_store::inbound>> queue_;  // one entry per envelope, guarded by mutex_
-  bool stop_ = false;                                    // guarded by mutex_
+  std::map<std::string, std::unique_ptr<origin_queue>> origins_;  // guarded by mutex_
+  std::size_t queued_ = 0;                                        // envelopes in every queue; guarded by mutex_
+  std::string next_;   // the origin whose turn comes first at the next take; guarded by mutex_
+  bool stop_ = false;  // guarded by mutex_
 };
 
 }  // namespace petchat::federation::detail

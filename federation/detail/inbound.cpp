@@ -17,25 +17,40 @@ inbound_stream::inbound_stream(link_state& state, nats_connection& conn, inbound
 
 bool inbound_stream::setup() {
   std::uint64_t last_seq = 0;
-  if (!ensure_stream(last_seq)) return false;
-  if (inbound_sub_ && last_seq < applier_.last_queued()) {
-    // The stream is shorter than what was read: the server lost its store and the stream
-    // was created anew. Read the new one from its start.
-    s_.log->warn("federation: stream {} ends at {} but {} was read: it was recreated; reading it from the start",
-                 s_.names.stream, last_seq, applier_.last_queued());
-    drop_inbound_subscription();
-    applier_.restart_at(0, true);
-  }
-  if ((!inbound_sub_ || !natsSubscription_IsValid(inbound_sub_)) && !subscribe_inbound(last_seq)) return false;
-  if (!live_sub_) {
-    auto s = natsConnection_Subscribe(&live_sub_, conn_.nc(), s_.names.live_filter.c_str(), &on_live, this);
-    if (s != NATS_OK) {
-      live_sub_ = nullptr;
-      s_.set_error("cannot subscribe to " + s_.names.live_filter + ": " + nats_error(s));
-      return false;
+  if (!ensure_stream(last_seq) || !subscribe_listed(last_seq)) return false;
+  s_.clear_error();
+  return true;
+}
+
+// Every region the directory lists (but this one) gets its consumer and live subscription
+// where they are missing or dead. A region taken out of the directory keeps them: what it
+// sends is refused (unknown_region) as before, and its lane goes on when it is listed again.
+bool inbound_stream::subscribe_listed(std::uint64_t last_seq) {
+  auto regions = s_.dir.all();
+  for (auto const& r : *regions) {
+    if (r.name == s_.dir.self()) continue;
+    auto& o = origins_[r.name];
+    if (!o) o = std::make_unique<origin_subs>(origin_subs{this, applier_.add(r.name)});
+    if (o->fed && last_seq < o->queue.last_queued) {
+      // The stream is shorter than what was read: the server lost its store and the stream
+      // was created anew. Read the new one from its start.
+      s_.log->warn(
+          "federation: stream {} ends at {} but {} was read from {}: it was recreated; reading it from the start",
+          s_.names.stream, last_seq, o->queue.last_queued.load(), r.name);
+      drop(o->fed);
+      inbound_applier::restart_at(o->queue, 0, true);
+    }
+    if ((!o->fed || !natsSubscription_IsValid(o->fed)) && !subscribe_inbound(*o, last_seq)) return false;
+    if (!o->live) {
+      auto subject = s_.names.live_from(r.name);
+      auto s = natsConnection_Subscribe(&o->live, conn_.nc(), subject.c_str(), &on_live, this);
+      if (s != NATS_OK) {
+        o->live = nullptr;
+        s_.set_error("cannot subscribe to " + subject + ": " + nats_error(s));
+        return false;
+      }
     }
   }
-  s_.clear_error();
   return true;
 }
 
@@ -65,17 +80,20 @@ bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
   return true;
 }
 
-// An ordered consumer from after what was applied (or queued, in this process).
-bool inbound_stream::subscribe_inbound(std::uint64_t last_seq) {
-  drop_inbound_subscription();
-  std::uint64_t from = std::max(s_.store.inbound_position(), applier_.last_queued());
+// An ordered consumer of one origin's subject from after what was applied (or queued, in
+// this process) from it.
+bool inbound_stream::subscribe_inbound(origin_subs& o, std::uint64_t last_seq) {
+  drop(o.fed);
+  auto const& origin = o.queue.origin;
+  std::uint64_t from = std::max(s_.store.inbound_position(origin), o.queue.last_queued.load());
   bool recreated = from > last_seq;
   if (recreated) {
-    s_.log->warn("federation: stream {} ends at {} but {} was applied: it was recreated; reading it from the start",
-                 s_.names.stream, last_seq, from);
+    s_.log->warn(
+        "federation: stream {} ends at {} but {} was applied from {}: it was recreated; reading it from the start",
+        s_.names.stream, last_seq, from, origin);
     from = 0;
   }
-  applier_.restart_at(from, recreated);
+  inbound_applier::restart_at(o.queue, from, recreated);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = s_.names.stream.c_str();
@@ -83,23 +101,23 @@ bool inbound_stream::subscribe_inbound(std::uint64_t last_seq) {
   so.Config.DeliverPolicy = js_DeliverByStartSequence;
   so.Config.OptStartSeq = from + 1;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  auto s =
-      js_Subscribe(&inbound_sub_, conn_.js(), s_.names.inbound_filter.c_str(), &on_inbound, this, nullptr, &so, &jerr);
+  auto subject = s_.names.fed_from(origin);
+  auto s = js_Subscribe(&o.fed, conn_.js(), subject.c_str(), &on_inbound, &o, nullptr, &so, &jerr);
   if (s != NATS_OK) {
-    inbound_sub_ = nullptr;
-    s_.set_error("cannot consume stream " + s_.names.stream + ": " + nats_error(s, jerr));
+    o.fed = nullptr;
+    s_.set_error("cannot consume " + subject + " from stream " + s_.names.stream + ": " + nats_error(s, jerr));
     return false;
   }
-  natsSubscription_SetPendingLimits(inbound_sub_, -1, -1);  // the applier's queue is the back-pressure
-  s_.log->info("federation: consuming {} from stream seq {}", s_.names.stream, from + 1);
+  natsSubscription_SetPendingLimits(o.fed, -1, -1);  // the applier's queue is the back-pressure
+  s_.log->info("federation: consuming {} from stream seq {}", subject, from + 1);
   return true;
 }
 
-void inbound_stream::drop_inbound_subscription() {
-  if (!inbound_sub_) return;
-  if (natsSubscription_Drain(inbound_sub_) == NATS_OK) natsSubscription_WaitForDrainCompletion(inbound_sub_, 2000);
-  natsSubscription_Destroy(inbound_sub_);
-  inbound_sub_ = nullptr;
+void inbound_stream::drop(natsSubscription*& sub) {
+  if (!sub) return;
+  if (natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 2000);
+  natsSubscription_Destroy(sub);
+  sub = nullptr;
 }
 
 // As the node purges what it applied every few seconds, what the stream holds is what
@@ -112,55 +130,82 @@ void inbound_stream::refresh_info() {
   o.Stream.Info.SubjectsFilter = s_.names.inbound_filter.c_str();
   if (js_GetStreamInfo(&si, conn_.js(), s_.names.stream.c_str(), &o, &jerr) != NATS_OK) return;
   std::map<std::string, std::uint64_t> by_origin;
+  std::vector<std::string> unread;  // subjects of regions the directory never listed: nothing reads them
   if (si->State.Subjects)
-    for (int i = 0; i < si->State.Subjects->Count; ++i)
-      by_origin[last_token(si->State.Subjects->List[i].Subject)] += si->State.Subjects->List[i].Msgs;
-  s_.set_stream_figures(si->State.LastSeq, std::move(by_origin));
+    for (int i = 0; i < si->State.Subjects->Count; ++i) {
+      auto const& subject = si->State.Subjects->List[i];
+      auto origin = last_token(subject.Subject);
+      by_origin[origin] += subject.Msgs;
+      if (!origins_.count(origin)) unread.emplace_back(subject.Subject);
+    }
+  auto last_seq = si->State.LastSeq;
+  s_.set_stream_figures(last_seq, std::move(by_origin));
   jsStreamInfo_Destroy(si);
+  subscribe_listed(last_seq);  // the directory may list more regions since (a reload)
+  for (auto const& subject : unread) {
+    if (origins_.count(last_token(subject))) continue;  // listed now
+    jsOptions p;
+    jsOptions_Init(&p);
+    p.Stream.Purge.Subject = subject.c_str();
+    // Before, a consumer of every origin refused them as unknown_region and they were
+    // purged with the rest; their origin (if it is one) sends them again from its outbox.
+    if (js_PurgeStream(conn_.js(), s_.names.stream.c_str(), &p, &jerr) == NATS_OK)
+      s_.count(reject_reason::unknown_region, "envelopes on " + subject);
+  }
 }
 
 void inbound_stream::purge_applied() {
-  // What this process applied from this stream instance (the stored position may belong
-  // to a stream that was since recreated).
-  std::uint64_t upto = applier_.applied_seq();
-  if (upto == 0 || upto == purged_upto_) return;
-  jsOptions o;
-  jsOptions_Init(&o);
-  o.Stream.Purge.Sequence = upto + 1;  // up to but not including
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  auto s = js_PurgeStream(conn_.js(), s_.names.stream.c_str(), &o, &jerr);
-  if (s != NATS_OK) {
-    // Harmless for correctness (applied seqs are skipped on reading), but the stream
-    // grows toward its limit: say so, and try again next time.
-    s_.log->warn("federation: cannot purge stream {} up to seq {}: {}", s_.names.stream, upto, nats_error(s, jerr));
-    return;
+  for (auto& [origin, o] : origins_) {
+    // What this process applied from this stream instance (the stored position may belong
+    // to a stream that was since recreated).
+    std::uint64_t upto = o->queue.applied_seq;
+    if (upto == 0 || upto == o->purged_upto) continue;
+    auto subject = s_.names.fed_from(origin);
+    jsOptions p;
+    jsOptions_Init(&p);
+    p.Stream.Purge.Subject = subject.c_str();
+    p.Stream.Purge.Sequence = upto + 1;  // up to but not including
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    auto s = js_PurgeStream(conn_.js(), s_.names.stream.c_str(), &p, &jerr);
+    if (s != NATS_OK) {
+      // Harmless for correctness (applied seqs are skipped on reading), but the stream
+      // grows toward its limit: say so, and try again next time.
+      s_.log->warn("federation: cannot purge {} from stream {} up to seq {}: {}", subject, s_.names.stream, upto,
+                   nats_error(s, jerr));
+      continue;
+    }
+    o->purged_upto = upto;
   }
-  purged_upto_ = upto;
 }
 
 void inbound_stream::drain() {
   if (!conn_.up()) return;  // nothing in flight without a connection; a drain could only wait
-  for (auto* sub : {inbound_sub_, live_sub_})
-    if (sub && natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 2000);
+  for (auto& [origin, o] : origins_)
+    for (auto* sub : {o->fed, o->live})
+      if (sub && natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 2000);
 }
 
 void inbound_stream::destroy() {
-  for (auto* sub : {inbound_sub_, live_sub_})
-    if (sub) natsSubscription_Destroy(sub);
-  inbound_sub_ = live_sub_ = nullptr;
+  for (auto& [origin, o] : origins_)
+    for (auto** sub : {&o->fed, &o->live})
+      if (*sub) {
+        natsSubscription_Destroy(*sub);
+        *sub = nullptr;
+      }
 }
 
 // --- NATS.c threads ----------------------------------------------------------------------
 
-void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
-  auto* me = static_cast<inbound_stream*>(self);
+void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto& o = *static_cast<origin_subs*>(closure);
+  auto* me = o.owner;
   jsMsgMetaData* meta = nullptr;
   std::uint64_t seq = 0;
   if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
     seq = meta->Sequence.Stream;
     jsMsgMetaData_Destroy(meta);
   }
-  if (seq == 0 || seq <= me->applier_.last_queued()) {  // not from the stream, or seen already
+  if (seq == 0 || seq <= o.queue.last_queued) {  // not from the stream, or seen already
     natsMsg_Destroy(msg);
     return;
   }
@@ -170,15 +215,15 @@ void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg
   for (auto r : opened.refused) me->s_.count(r, "stream seq " + std::to_string(seq));
   std::vector<local_store::inbound> items;
   for (auto& item : opened.bodies)
-    items.push_back(
-        {seq, opened.lane_epoch, opened.lane_base, opened.lane_floor, std::move(item.content), item.refused});
-  if (items.empty())
-    items.push_back({seq, 0, 0, std::nullopt, std::nullopt, std::nullopt});  // nothing to apply; the position moves
-  me->applier_.push(std::move(items));
+    items.push_back({seq, opened.lane_epoch, opened.lane_base, opened.lane_floor, std::move(item.content), item.refused,
+                     o.queue.origin});
+  if (items.empty())  // nothing to apply; the position moves
+    items.push_back({seq, 0, 0, std::nullopt, std::nullopt, std::nullopt, o.queue.origin});
+  me->applier_.push(o.queue, std::move(items));
 }
 
-void inbound_stream::on_live(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
-  auto* me = static_cast<inbound_stream*>(self);
+void inbound_stream::on_live(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* me = static_cast<inbound_stream*>(closure);
   std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
   auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->s_.dir);
   natsMsg_Destroy(msg);

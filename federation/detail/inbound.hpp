@@ -1,10 +1,13 @@
 // The region's side of NATS: its inbound stream (created or updated after every
-// reconnect), the ordered consumer that reads it into the applier, the live subject's
-// subscription (presence, typing, confirmations), the stream's figures, and purging what
-// was applied.
+// reconnect); per region the directory lists, an ordered consumer of that origin's subject
+// that reads it into the origin's queue of the applier, and a subscription to its live
+// subject (presence, typing, confirmations); the stream's figures, and purging what was
+// applied. One subscription per origin: a flood from one region fills its own queues and
+// NATS.c's pending limits of its own subscriptions, never another region's.
 //
 // Threads: setup(), refresh_info(), purge_applied(), drain() and destroy() on the manager
-// thread (drain() and destroy() after its loop ended); the callbacks on NATS.c's threads.
+// thread (drain() and destroy() after its loop ended); the callbacks on NATS.c's threads
+// (one per subscription).
 #pragma once
 
 #include <nats/nats.h>
@@ -24,7 +27,8 @@ class inbound_stream {
   // Creates or updates the stream and subscribes where a subscription is missing or dead;
   // clears the last error when all is in place. False (with the error set) otherwise.
   bool setup();
-  // The stream's end and its envelopes per origin, for status.
+  // The stream's end and its envelopes per origin, for status; subscribes to regions the
+  // directory lists since; purges what regions it does not list left in the stream.
   void refresh_info();
   // Drops what this process applied from the stream.
   void purge_applied();
@@ -36,11 +40,20 @@ class inbound_stream {
   void destroy();
 
  private:
+  // One origin's subscriptions. Its address is stable (the callbacks' closure) until destroy().
+  struct origin_subs {
+    inbound_stream* owner;
+    inbound_applier::origin_queue& queue;
+    natsSubscription* fed = nullptr;   // manager thread only
+    natsSubscription* live = nullptr;  // manager thread only
+    std::uint64_t purged_upto = 0;     // manager thread only
+  };
   bool ensure_stream(std::uint64_t& last_seq);
-  bool subscribe_inbound(std::uint64_t last_seq);
-  void drop_inbound_subscription();
-  static void on_inbound(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
-  static void on_live(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* self);
+  bool subscribe_listed(std::uint64_t last_seq);
+  bool subscribe_inbound(origin_subs& o, std::uint64_t last_seq);
+  static void drop(natsSubscription*& sub);
+  static void on_inbound(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
+  static void on_live(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   void handle_live(body const& b);
 
   link_state& s_;
@@ -48,9 +61,7 @@ class inbound_stream {
   inbound_applier& applier_;
   outbound_lanes& lanes_;
   link::ephemeral_handler on_ephemeral_;
-  natsSubscription* inbound_sub_ = nullptr;  // manager thread only
-  natsSubscription* live_sub_ = nullptr;     // manager thread only
-  std::uint64_t purged_upto_ = 0;            // manager thread only
+  std::map<std::string, std::unique_ptr<origin_subs>> origins_;  // manager thread only; never erased before destroy()
 };
 
 }  // namespace petchat::federation::detail

@@ -18,6 +18,14 @@ std::string nats_names::fed_to(std::string const& destination) const {
   return prefix_ + ".v1.fed." + destination + "." + self_;
 }
 
+std::string nats_names::fed_from(std::string const& origin) const {
+  return prefix_ + ".v1.fed." + self_ + "." + origin;
+}
+
+std::string nats_names::live_from(std::string const& origin) const {
+  return prefix_ + ".v1.live." + self_ + "." + origin;
+}
+
 std::string nats_names::asset_to(std::string const& destination) const {
   return prefix_ + ".v1.asset." + destination + "." + self_;
 }

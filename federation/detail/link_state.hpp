@@ -37,6 +37,8 @@ struct nats_names {
   std::string fed_to(std::string const& destination) const;
   std::string live_to(std::string const& destination) const;
   std::string asset_to(std::string const& destination) const;
+  std::string fed_from(std::string const& origin) const;   // <prefix>.v1.fed.<self>.<origin>
+  std::string live_from(std::string const& origin) const;  // <prefix>.v1.live.<self>.<origin>
 
  private:
   std::string prefix_, self_;

@@ -1,10 +1,8 @@
 // The message service's side of federation: the durable outbox the link publishes from,
-// and applying inbound envelopes (messages, receipts, deletions) exactly once.
-// Lanes: every durable envelope carries its seq in the origin -> destination lane, and its
-// bundle the lane's epoch and confirmed base. The state column family keeps, per origin,
-// the last applied (epoch, seq); an envelope is applied only if it is the next one, in the
-// same write that records it, so redeliveries and replays have no effect and the order of
-// the origin's commits is kept. The inbound stream position is stored in that write too.
+// and applying inbound envelopes (messages, receipts, deletions) exactly once. Lanes
+// (docs/FEDERATION.md): an envelope is applied only if it is the next of its origin's lane,
+// in the write that records that, and each origin's stream position; so redeliveries and
+// replays have no effect and the order of the origin's commits is kept.
 #include <future>
 
 #include "node/messages/detail/asset_records.hpp"
@@ -24,10 +22,9 @@ store::write_outcome write_blocking(store::rocks_db& db, store::rocks_db::write_
   return result.get();
 }
 
-struct lane_state {
-  std::uint64_t epoch = 0;
-  std::uint64_t seq = 0;
-};
+void not_waited_for(store::write_outcome) {}
+
+using lane_state = federation::local_store::lane;
 
 lane_state read_lane(store::rocks_batch& b, std::string const& origin) {
   auto v = b.get(cf::state, keys::inbound_lane_key(origin));
@@ -77,8 +74,7 @@ class federated_store final : public federation::local_store {
       b.put(cf::state, keys::outbound_confirmed_key(destination), keys::be64(lane_seq));
       return true;
     };
-    m_.db.submit(
-        std::move(fn), [](store::write_outcome) {}, store::rocks_db::durability::lazy);
+    m_.db.submit(std::move(fn), not_waited_for, store::rocks_db::durability::lazy);
   }
 
   // At most this many entries per call, so one call never makes a huge write.
@@ -106,8 +102,7 @@ class federated_store final : public federation::local_store {
       for (std::uint64_t s = from; s <= last; ++s) b.erase(cf::outbox, keys::outbox_key(destination, s));
       return true;
     };
-    m_.db.submit(
-        std::move(fn), [](store::write_outcome) {}, store::rocks_db::durability::lazy);
+    m_.db.submit(std::move(fn), not_waited_for, store::rocks_db::durability::lazy);
     return last;
   }
 
@@ -176,8 +171,9 @@ class federated_store final : public federation::local_store {
     return out;
   }
 
-  std::uint64_t inbound_position() override {
-    auto v = m_.db.get(cf::state, keys::inbound_position_key());
+  std::uint64_t inbound_position(std::string const& origin) override {
+    auto v = m_.db.get(cf::state, keys::inbound_position_key(origin));
+    if (!v) v = m_.db.get(cf::state, keys::inbound_position_key());
     return v ? keys::from_be64(*v) : 0;
   }
 
@@ -192,9 +188,12 @@ class federated_store final : public federation::local_store {
     auto items = std::make_shared<std::vector<inbound>>(std::move(batch));
     store::rocks_db::write_fn fn = [this, st, items](store::rocks_batch& b) {
       *st = state{};
-      for (auto const& item : *items)
+      std::map<std::string_view, std::uint64_t> last;  // each origin's, in its stream order
+      for (auto const& item : *items) {
         if (item.content) apply_one(b, item, *st);
-      b.put(cf::state, keys::inbound_position_key(), keys::be64(items->back().stream_seq));
+        last[item.origin] = item.stream_seq;
+      }
+      for (auto [origin, seq] : last) b.put(cf::state, keys::inbound_position_key(origin), keys::be64(seq));
       return true;
     };
     if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)

@@ -132,8 +132,10 @@ inline std::string inbound_lanes_past_last() {
 inline std::string_view origin_of_inbound_lane(std::string_view key) {
   return key.substr(3);
 }
-inline std::string inbound_position_key() {
-  return "fp";
+// The stream position of the last envelope applied from `origin`; a store written before
+// positions were kept per origin has one for every origin, without the origin ("fp").
+inline std::string inbound_position_key(std::string_view origin = {}) {
+  return origin.empty() ? "fp" : "fp/" + std::string(origin);
 }
 // outbox: destination NUL lane seq
 inline std::string outbox_key(std::string const& destination, std::uint64_t seq) {

@@ -103,7 +103,7 @@ class memory_store final : public federation::local_store {
     return lane_epochs_[destination] = std::max(above, epoch(destination)) + 1;
   }
   std::map<std::string, lane> inbound_lanes() override { return {}; }
-  std::uint64_t inbound_position() override { return 0; }
+  std::uint64_t inbound_position(std::string const&) override { return 0; }
   std::vector<federation::reject_reason> apply(std::vector<inbound>) override { return {}; }
 
  private:

@@ -185,7 +185,7 @@ inline federation::local_store::inbound from_away(std::uint64_t epoch, std::uint
   b.set_lane_seq(seq);
   b.mutable_deleted()->set_message_id("never-here");
   b.mutable_deleted()->set_by("dan@away");
-  return {seq, epoch, base, floor, std::move(b), std::nullopt};
+  return {seq, epoch, base, floor, std::move(b), std::nullopt, "away"};
 }
 
 // A region "home" federated with "away": its lane from away, and applying bodies to it.
