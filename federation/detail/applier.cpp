@@ -51,8 +51,14 @@ bool inbound_applier::push(origin_queue& q, std::vector<local_store::inbound> it
 }
 
 void inbound_applier::restart_at(origin_queue& q, std::uint64_t from, bool recreated) {
+  std::lock_guard lock(mutex_);
   q.last_queued = from;
-  if (recreated) q.applied_seq = 0;
+  if (!recreated) return;
+  // Positions of the old stream must not reach the new one's purge.
+  q.applied_seq = 0;
+  ++q.stream_instance;
+  queued_ -= q.queue.size();
+  q.queue.clear();
 }
 
 // Duplicates never reach the queues (each subscription drops stream seqs already queued),
@@ -87,11 +93,11 @@ inbound_applier::taken inbound_applier::take_batch() {
         q->queue.pop_front();
         --queued_;
         took = true;
-        auto last = std::find_if(t.last.begin(), t.last.end(), [q](auto const& l) { return l.first == q; });
+        auto last = std::find_if(t.last.begin(), t.last.end(), [q](auto const& l) { return l.q == q; });
         if (last == t.last.end())
-          t.last.emplace_back(q, seq);
+          t.last.push_back({q, seq, q->stream_instance});
         else
-          last->second = seq;
+          last->seq = seq;
         auto after = origins_.upper_bound(q->origin);
         next_ = after == origins_.end() ? std::string() : after->first;
       }
@@ -111,7 +117,11 @@ void inbound_applier::apply(taken const& t) {
       auto refused = s_.store.apply(batch);
       for (auto r : refused) s_.count(r, "");
       s_.applied += verified - std::min(verified, refused.size());
-      for (auto [q, seq] : t.last) q->applied_seq = seq;
+      {
+        std::lock_guard lock(mutex_);
+        for (auto const& l : t.last)
+          if (l.instance == l.q->stream_instance) l.q->applied_seq = l.seq;
+      }
       // Refusals are not told apart per body here: a batch with any is left out of the
       // latency figures (refusals are rare, and a refused body was not delivered).
       if (s_.on_applied && refused.empty())

@@ -36,6 +36,7 @@ class inbound_applier {
     // stream was (re)created); what may be purged from the stream.
     std::atomic<std::uint64_t> applied_seq{0};
     std::deque<std::vector<local_store::inbound>> queue;  // one entry per envelope, guarded by the applier's mutex_
+    std::uint64_t stream_instance = 0;  // counts the stream's re-creations; guarded by the applier's mutex_
   };
 
   explicit inbound_applier(link_state& state);
@@ -49,13 +50,19 @@ class inbound_applier {
   // One envelope's items (all with the same stream seq). False once stopping.
   bool push(origin_queue& q, std::vector<local_store::inbound> items);
   // The manager (re)subscribes the origin from `from`; `recreated`: the stream is a new
-  // one, so nothing of it was applied yet.
-  static void restart_at(origin_queue& q, std::uint64_t from, bool recreated);
+  // one, so nothing of it was applied yet, and what waits from the old one is dropped
+  // (never confirmed, so its origin sends it again).
+  void restart_at(origin_queue& q, std::uint64_t from, bool recreated);
 
  private:
   struct taken {
     std::vector<local_store::inbound> batch;
-    std::vector<std::pair<origin_queue*, std::uint64_t>> last;  // each origin's last stream seq in it
+    struct last_of {
+      origin_queue* q;
+      std::uint64_t seq;       // the origin's last stream seq in the batch
+      std::uint64_t instance;  // of the stream it was read from
+    };
+    std::vector<last_of> last;
   };
   void run();
   taken take_batch();

@@ -38,7 +38,7 @@ bool inbound_stream::subscribe_listed(std::uint64_t last_seq) {
           "federation: stream {} ends at {} but {} was read from {}: it was recreated; reading it from the start",
           s_.names.stream, last_seq, o->queue.last_queued.load(), r.name);
       drop(o->fed);
-      inbound_applier::restart_at(o->queue, 0, true);
+      applier_.restart_at(o->queue, 0, true);
     }
     if ((!o->fed || !natsSubscription_IsValid(o->fed)) && !subscribe_inbound(*o, last_seq)) return false;
     if (!o->live) {
@@ -93,7 +93,7 @@ bool inbound_stream::subscribe_inbound(origin_subs& o, std::uint64_t last_seq) {
         s_.names.stream, last_seq, from, origin);
     from = 0;
   }
-  inbound_applier::restart_at(o.queue, from, recreated);
+  applier_.restart_at(o.queue, from, recreated);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = s_.names.stream.c_str();
