@@ -8,8 +8,9 @@
 //    entries only once the destination confirms it applied them (lane_ack); unconfirmed
 //    ones are sent again.
 //  - Each region owns one inbound stream. The link reads it with an ordered push consumer
-//    from the stream position the message service stored with the last applied batch, so
-//    stream position and effects commit together (exactly-once effect).
+//    per origin, each from the stream position the message service stored for that origin
+//    with its last applied batch, so positions and effects commit together (exactly-once
+//    effect); the origins take turns in the applier.
 //  - Ephemeral kinds (presence, typing) and the lane confirmations go on plain NATS
 //    subjects and are never stored.
 //
@@ -18,9 +19,9 @@
 //  - the manager thread makes the blocking NATS calls (all but stop()'s): connecting,
 //    stream setup, publishing the outbox, confirmations, stream info, purge, the presence
 //    refresh;
-//  - NATS.c's delivery threads, one per subscription, run its callbacks: the inbound
-//    stream's verifies envelopes and queues them, blocking while 64 wait (back-pressure);
-//    the live subject's verifies, notes lane_acks and calls the ephemeral handler. NATS.c's
+//  - NATS.c's delivery threads, one per subscription, run its callbacks: an origin's
+//    consumer's verifies envelopes and queues them, blocking while 64 of that origin wait
+//    (back-pressure); an origin's live subject's verifies, notes lane_acks and calls the ephemeral handler. NATS.c's
 //    connection callbacks only update the link's connection state;
 //  - the applier thread hands queued batches to local_store::apply.
 // Each local_store method and callback below says which of these calls it.
@@ -235,7 +236,7 @@ class local_store {
   // in stream order, origins taking turns; never empty. Applier thread only; blocks for the write, and whatever the
   // store does after it (the mailbox listener, the outbox wake-up) runs there too. If it throws, the same batch is
   // tried again every second until it succeeds or the link stops (then it is read again at the next start); meanwhile
-  // inbound envelopes wait (the inbound callback blocks once 64 do).
+  // inbound envelopes wait (an origin's callback blocks once 64 of its envelopes do).
   virtual std::vector<reject_reason> apply(std::vector<inbound> batch) = 0;
 };
 

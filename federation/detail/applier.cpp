@@ -50,10 +50,13 @@ bool inbound_applier::push(origin_queue& q, std::vector<local_store::inbound> it
   return true;
 }
 
-void inbound_applier::restart_at(origin_queue& q, std::uint64_t from, bool recreated) {
+void inbound_applier::restart_at(origin_queue& q, std::uint64_t from, std::uint64_t applied, bool recreated) {
   std::lock_guard lock(mutex_);
   q.last_queued = from;
-  if (!recreated) return;
+  if (!recreated) {
+    q.applied_seq = std::max(q.applied_seq.load(), applied);
+    return;
+  }
   // Positions of the old stream must not reach the new one's purge.
   q.applied_seq = 0;
   ++q.stream_instance;

@@ -49,10 +49,11 @@ class inbound_applier {
   origin_queue& add(std::string const& origin);
   // One envelope's items (all with the same stream seq). False once stopping.
   bool push(origin_queue& q, std::vector<local_store::inbound> items);
-  // The manager (re)subscribes the origin from `from`; `recreated`: the stream is a new
-  // one, so nothing of it was applied yet, and what waits from the old one is dropped
-  // (never confirmed, so its origin sends it again).
-  void restart_at(origin_queue& q, std::uint64_t from, bool recreated);
+  // The manager (re)subscribes the origin from `from`, the store saying everything of it
+  // up to `applied` was applied (purged at the next purge, if still there); `recreated`:
+  // the stream is a new one, so nothing of it was applied yet, and what waits from the old
+  // one is dropped (never confirmed, so its origin sends it again).
+  void restart_at(origin_queue& q, std::uint64_t from, std::uint64_t applied, bool recreated);
 
  private:
   struct taken {

@@ -8,6 +8,7 @@ namespace petchat::federation::detail {
 namespace {
 
 constexpr std::int64_t ephemeral_max_age_ms = 30000;
+constexpr std::size_t max_purges_unread = 4;  // subjects of unlisted regions purged per stream info (each second)
 
 }  // namespace
 
@@ -17,41 +18,46 @@ inbound_stream::inbound_stream(link_state& state, nats_connection& conn, inbound
 
 bool inbound_stream::setup() {
   std::uint64_t last_seq = 0;
-  if (!ensure_stream(last_seq) || !subscribe_listed(last_seq)) return false;
+  if (!ensure_stream(last_seq) || !subscribe_listed(last_seq, true)) return false;
   s_.clear_error();
   return true;
 }
 
 // Every region the directory lists (but this one) gets its consumer and live subscription
-// where they are missing or dead. A region taken out of the directory keeps them: what it
-// sends is refused (unknown_region) as before, and its lane goes on when it is listed again.
-bool inbound_stream::subscribe_listed(std::uint64_t last_seq) {
+// where they are missing (or, `setting_up` after a reconnect, dead); one that cannot be
+// made does not keep the others from theirs. A region taken out of the directory keeps
+// them: what it sends is refused (unknown_region) as before, and its lane goes on when it
+// is listed again. Only `setting_up`, with `last_seq` read just now, is the stream checked
+// for having been recreated: a figure a second old is behind what was queued since.
+bool inbound_stream::subscribe_listed(std::uint64_t last_seq, bool setting_up) {
   auto regions = s_.dir.all();
+  bool all = true;
   for (auto const& r : *regions) {
     if (r.name == s_.dir.self()) continue;
     auto& o = origins_[r.name];
     if (!o) o = std::make_unique<origin_subs>(origin_subs{this, applier_.add(r.name)});
-    if (o->fed && last_seq < o->queue.last_queued) {
+    if (setting_up && o->fed && last_seq < o->queue.last_queued) {
       // The stream is shorter than what was read: the server lost its store and the stream
       // was created anew. Read the new one from its start.
       s_.log->warn(
           "federation: stream {} ends at {} but {} was read from {}: it was recreated; reading it from the start",
           s_.names.stream, last_seq, o->queue.last_queued.load(), r.name);
       drop(o->fed);
-      applier_.restart_at(o->queue, 0, true);
+      applier_.restart_at(o->queue, 0, 0, true);
     }
-    if ((!o->fed || !natsSubscription_IsValid(o->fed)) && !subscribe_inbound(*o, last_seq)) return false;
+    bool dead = o->fed && setting_up && !natsSubscription_IsValid(o->fed);
+    if ((!o->fed || dead) && !subscribe_inbound(*o, last_seq)) all = false;
     if (!o->live) {
       auto subject = s_.names.live_from(r.name);
       auto s = natsConnection_Subscribe(&o->live, conn_.nc(), subject.c_str(), &on_live, this);
       if (s != NATS_OK) {
         o->live = nullptr;
         s_.set_error("cannot subscribe to " + subject + ": " + nats_error(s));
-        return false;
+        all = false;
       }
     }
   }
-  return true;
+  return all;
 }
 
 // Limits retention: a full stream refuses new envelopes, and senders keep their outbox.
@@ -85,7 +91,8 @@ bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
 bool inbound_stream::subscribe_inbound(origin_subs& o, std::uint64_t last_seq) {
   drop(o.fed);
   auto const& origin = o.queue.origin;
-  std::uint64_t from = std::max(s_.store.inbound_position(origin), o.queue.last_queued.load());
+  auto applied = s_.store.inbound_position(origin);
+  std::uint64_t from = std::max(applied, o.queue.last_queued.load());
   bool recreated = from > last_seq;
   if (recreated) {
     s_.log->warn(
@@ -93,7 +100,7 @@ bool inbound_stream::subscribe_inbound(origin_subs& o, std::uint64_t last_seq) {
         s_.names.stream, last_seq, from, origin);
     from = 0;
   }
-  applier_.restart_at(o.queue, from, recreated);
+  applier_.restart_at(o.queue, from, recreated ? 0 : applied, recreated);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = s_.names.stream.c_str();
@@ -136,14 +143,15 @@ void inbound_stream::refresh_info() {
       auto const& subject = si->State.Subjects->List[i];
       auto origin = last_token(subject.Subject);
       by_origin[origin] += subject.Msgs;
-      if (!origins_.count(origin)) unread.emplace_back(subject.Subject);
+      if (!s_.dir.is_remote(origin) && !origins_.count(origin)) unread.emplace_back(subject.Subject);
     }
   auto last_seq = si->State.LastSeq;
   s_.set_stream_figures(last_seq, std::move(by_origin));
   jsStreamInfo_Destroy(si);
-  subscribe_listed(last_seq);  // the directory may list more regions since (a reload)
+  subscribe_listed(last_seq, false);  // the directory may list more regions since (a reload)
+  // A few a round: each is a blocking call on this thread, which also publishes.
+  if (unread.size() > max_purges_unread) unread.resize(max_purges_unread);
   for (auto const& subject : unread) {
-    if (origins_.count(last_token(subject))) continue;  // listed now
     jsOptions p;
     jsOptions_Init(&p);
     p.Stream.Purge.Subject = subject.c_str();
@@ -178,11 +186,18 @@ void inbound_stream::purge_applied() {
   }
 }
 
+// Every subscription starts draining at once, and all share one 2 s wait.
 void inbound_stream::drain() {
   if (!conn_.up()) return;  // nothing in flight without a connection; a drain could only wait
+  std::vector<natsSubscription*> draining;
   for (auto& [origin, o] : origins_)
     for (auto* sub : {o->fed, o->live})
-      if (sub && natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 2000);
+      if (sub && natsSubscription_Drain(sub) == NATS_OK) draining.push_back(sub);
+  auto deadline = clock::now() + std::chrono::seconds(2);
+  for (auto* sub : draining) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+    natsSubscription_WaitForDrainCompletion(sub, std::max<std::int64_t>(left, 1));
+  }
 }
 
 void inbound_stream::destroy() {

@@ -49,7 +49,7 @@ class inbound_stream {
     std::uint64_t purged_upto = 0;     // manager thread only
   };
   bool ensure_stream(std::uint64_t& last_seq);
-  bool subscribe_listed(std::uint64_t last_seq);
+  bool subscribe_listed(std::uint64_t last_seq, bool setting_up);
   bool subscribe_inbound(origin_subs& o, std::uint64_t last_seq);
   static void drop(natsSubscription*& sub);
   static void on_inbound(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);

@@ -9,7 +9,6 @@ using namespace std::chrono_literals;
 nats_names::nats_names(std::string const& prefix, std::string const& self)
     : stream(prefix + "-in-" + self),
       inbound_filter(prefix + ".v1.fed." + self + ".*"),
-      live_filter(prefix + ".v1.live." + self + ".*"),
       asset_filter(prefix + ".v1.asset." + self + ".*"),
       prefix_(prefix),
       self_(self) {}

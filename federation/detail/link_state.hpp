@@ -32,7 +32,6 @@ struct nats_names {
   nats_names(std::string const& prefix, std::string const& self);
   std::string stream;          // <prefix>-in-<self>
   std::string inbound_filter;  // <prefix>.v1.fed.<self>.*
-  std::string live_filter;     // <prefix>.v1.live.<self>.*
   std::string asset_filter;    // <prefix>.v1.asset.<self>.*
   std::string fed_to(std::string const& destination) const;
   std::string live_to(std::string const& destination) const;

@@ -171,7 +171,8 @@ void print_federation(json::value const& answer) {
                {"link", o.at("connected").as_bool() ? "connected to " + field(o, "server") : "DISCONNECTED"},
                {"last error", field(o, "last_error")},
                {"inbound stream", field(o, "stream")},
-               {"inbound applied", field(o, "applied_position") + " of " + field(o, "stream_last_seq")},
+               {"inbound applied up to",
+                field(o, "applied_position") + " (stream ends at " + field(o, "stream_last_seq") + ")"},
                {"inbound backlog", field(o, "inbound_backlog")},
                {"published since start", field(o, "published")},
                {"applied since start", field(o, "applied")}});

@@ -104,7 +104,7 @@ inline std::string read_key(std::string const& conv, std::string const& user) {
   return "r/" + conv + '\0' + user;
 }
 // state: federation lanes. The epoch of this node's outbound lanes, the next seq of the lane
-// to each destination, the (epoch, seq) applied from each origin, the inbound stream position.
+// to each destination, the (epoch, seq) applied from each origin, each origin's inbound stream position.
 inline std::string lane_epoch_key() {
   return "fe";
 }
