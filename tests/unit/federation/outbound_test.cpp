@@ -1,6 +1,7 @@
 // The outbound lanes over an in-memory outbox: what goes out next to each region, what is
 // forgotten once confirmed, what is sent again, and the lane epoch. The link calls
-// take_confirmations() before each publishing round; the tests do the same.
+// take_confirmations() before each publishing round; the tests do the same. At the end,
+// the inbound applier: the origins take turns.
 #include <doctest/doctest.h>
 #include <spdlog/logger.h>
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "base/format/format.hpp"
+#include "federation/detail/applier.hpp"
 #include "federation/detail/link_state.hpp"
 #include "federation/detail/outbound.hpp"
 #include "federation/federation.hpp"
@@ -104,7 +106,11 @@ class memory_store final : public federation::local_store {
   }
   std::map<std::string, lane> inbound_lanes() override { return {}; }
   std::uint64_t inbound_position(std::string const&) override { return 0; }
-  std::vector<federation::reject_reason> apply(std::vector<inbound>) override { return {}; }
+  std::vector<federation::reject_reason> apply(std::vector<inbound> batch) override {
+    applied.push_back(std::move(batch));  // the applier thread's; read after it stopped
+    return {};
+  }
+  std::vector<std::vector<inbound>> applied;  // each write's envelopes
 
  private:
   struct box {
@@ -478,6 +484,52 @@ TEST_CASE("the link gathers envelopes for a bundle until enough came, the time i
     stop.join();
     CHECK(steady_clock::now() - started < long_time);
   }
+}
+
+// --- The inbound applier -----------------------------------------------------------------
+
+// One body of an envelope at stream seq `seq` from `origin` (no content: its position moves).
+std::vector<federation::local_store::inbound> envelope_of(std::string const& origin, std::uint64_t seq,
+                                                          std::size_t bodies) {
+  federation::local_store::inbound i;
+  i.stream_seq = seq;
+  i.origin = origin;
+  return std::vector(bodies, i);
+}
+
+TEST_CASE("the applier takes one envelope of each origin in turn: a long backlog delays another origin by one write") {
+  auto opt = with_regions(3600, 0);
+  federation::directory dir("home", federation::public_key{}, opt);
+  memory_store store;
+  federation::detail::link_state state(opt, dir, federation::secret_key{}, store,
+                                       std::make_shared<spdlog::logger>("applier-test"));
+  federation::detail::inbound_applier applier(state);
+  auto& away = applier.add("away");
+  auto& far = applier.add("far");
+  // away's backlog (8 envelopes of 256 bodies, stream seqs 1-8) is queued before far's one body (9).
+  for (std::uint64_t seq = 1; seq <= 8; ++seq) REQUIRE(applier.push(away, envelope_of("away", seq, 256)));
+  REQUIRE(applier.push(far, envelope_of("far", 9, 1)));
+  applier.start();
+  applier.stop();  // applies what is queued, then ends
+
+  REQUIRE(store.applied.size() == 5);
+  // The first write: away's first envelope, then far's (in stream order, away's second).
+  auto const& first = store.applied.front();
+  CHECK(first.size() == 257);
+  CHECK(first.front().origin == "away");
+  CHECK(first.back().origin == "far");
+  // Every write within 512 bodies, whole envelopes; away's in its stream order.
+  std::vector<std::uint64_t> away_seqs;
+  for (auto const& write : store.applied) {
+    CHECK(write.size() <= 512);
+    for (auto const& i : write)
+      if (i.origin == "away" && (away_seqs.empty() || away_seqs.back() != i.stream_seq))
+        away_seqs.push_back(i.stream_seq);
+  }
+  CHECK(away_seqs == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7, 8});
+  // What may be purged, per origin.
+  CHECK(away.applied_seq == 8);
+  CHECK(far.applied_seq == 9);
 }
 
 }  // namespace
