@@ -13,6 +13,7 @@ const ASSET_ID = /^[0-9a-f]{64}$/;
 const PENDING_TRIES = 30; // asset_pending: fetched from another region, asked again after Retry-After
 const CACHE_ENTRIES = 200;
 const CACHE_MAX_BYTES = 1 << 20; // only small blobs (thumbnails) are kept in memory
+const CACHE_TOTAL_BYTES = 24 << 20; // and at most this much of them: the least recently used go first
 // The most a picture fetched to be shown inline may weigh, by the node's own size of the
 // asset (a message from another region may say anything of its attachments).
 export const SHOWN_MAX_BYTES = 5 * CACHE_MAX_BYTES;
@@ -107,8 +108,17 @@ async function capped(res: Response, maxBytes: number): Promise<Blob> {
   return new Blob(parts as BlobPart[], { type: res.headers.get('Content-Type') ?? '' });
 }
 
-// The bytes of an asset; small ones are kept (an asset's bytes never change: its id is their hash).
+// The bytes of an asset; small ones are kept (an asset's bytes never change: its id is their
+// hash), the most recently used last. `cachedBytes` holds the size of each one fetched.
 const cache = new Map<string, Promise<Blob>>();
+const cachedBytes = new Map<string, number>();
+let cachedTotal = 0;
+
+function uncache(key: string): void {
+  cache.delete(key);
+  cachedTotal -= cachedBytes.get(key) ?? 0;
+  cachedBytes.delete(key);
+}
 
 // `maxBytes`: refused (too_large_to_show) if the asset is larger, by the node's size of it
 // (or its bytes as they come), not by what a message says.
@@ -124,16 +134,30 @@ export function assetBytes(id: string, maxBytes?: number): Promise<Blob> {
   const p = withToken((token) => get(id, token, maxBytes));
   cache.set(key, p);
   p.then(
-    (b) => b.size > CACHE_MAX_BYTES && cache.get(key) === p && cache.delete(key),
-    () => cache.get(key) === p && cache.delete(key),
+    (b) => {
+      if (cache.get(key) !== p) return;
+      if (b.size > CACHE_MAX_BYTES) return uncache(key);
+      cachedBytes.set(key, b.size);
+      cachedTotal += b.size;
+      evict();
+    },
+    () => cache.get(key) === p && uncache(key),
   );
-  while (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
+  evict();
   return p;
+}
+
+function evict(): void {
+  while (cache.size > CACHE_ENTRIES || (cachedTotal > CACHE_TOTAL_BYTES && cache.size > 1)) {
+    uncache(cache.keys().next().value as string);
+  }
 }
 
 // The chat stopped (logout, another account): nothing of its files stays in memory.
 export function forgetAssets(): void {
   cache.clear();
+  cachedBytes.clear();
+  cachedTotal = 0;
 }
 
 // A download link to the asset; asked again while it is on its way from another region,

@@ -8,14 +8,18 @@ import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { Live } from './live';
 import * as receiptLoader from './receiptLoader';
+import * as retention from './retention';
 import * as session from './session';
 import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation } from './store';
-import { fromEvent, fromSummary, fromWire, isNewer, localMessage, mergeMessages } from './thread';
+import { fromEvent, fromSummary, fromWire, localMessage } from './thread';
+import { isNewer, localIndex, mergeMessages, newestWhere } from './threadOrder';
 import type { SendBody, Target, WireAttachment } from './wire';
 
 let live: Live | null = null;
 let listTimer = 0;
 let sweepTimer = 0;
+let pruneTimer = 0;
+const PRUNE_EVERY_MS = 30_000;
 let typingConv: string | null = null;
 let typingAt = 0;
 
@@ -47,6 +51,7 @@ export function start(): void {
     if (live === stream) stream.start();
   });
   sweepTimer = window.setInterval(sweepTyping, 2000);
+  pruneTimer = window.setInterval(prune, PRUNE_EVERY_MS);
   document.addEventListener('visibilitychange', onVisible);
 }
 
@@ -58,6 +63,8 @@ export function stop(): void {
   live = null;
   clearTimeout(listTimer);
   clearInterval(sweepTimer);
+  clearInterval(pruneTimer);
+  retention.reset();
   document.removeEventListener('visibilitychange', onVisible);
   receiptLoader.reset();
   forgetAssets();
@@ -79,18 +86,15 @@ function onVisible(): void {
 }
 
 function sweepTyping(): void {
-  const now = Date.now();
   const typing = getState().typing;
-  let stale = false;
-  const next: typeof typing = {};
-  for (const [conv, users] of Object.entries(typing)) {
-    next[conv] = {};
-    for (const [user, until] of Object.entries(users)) {
-      if (until > now) next[conv]![user] = until;
-      else stale = true;
-    }
-  }
-  if (stale) setState(() => ({ typing: next }));
+  const next = retention.withoutStaleTyping(typing, Date.now());
+  if (next !== typing) setState(() => ({ typing: next }));
+}
+
+// What a tab left open for days may forget (retention.ts).
+function prune(): void {
+  const update = retention.pruned(getState(), Date.now());
+  if (Object.keys(update).length > 0) setState(() => update);
 }
 
 function scheduleList(): void {
@@ -136,8 +140,9 @@ export async function loadConversations(): Promise<void> {
 }
 
 export function open(id: string | null): void {
-  setState(() => ({ activeId: id, panelOpen: false, receiptsOpen: null, notice: '' }));
+  setState((s) => ({ activeId: id, panelOpen: false, receiptsOpen: null, notice: '', threads: retention.leaving(s, id) }));
   if (!id) return;
+  retention.noteOpened(id);
   const th = getState().threads[id];
   if (!th?.loaded) void loadHistory(id).then(() => markRead(id));
   else markRead(id);
@@ -155,7 +160,7 @@ export function markRead(id: string): void {
   const c = s.conversations[id];
   const th = s.threads[id];
   if (!c || !th || !live || s.activeId !== id || document.visibilityState !== 'visible') return;
-  const newest = [...th.messages].reverse().find((m) => m.id && m.from !== s.userId);
+  const newest = newestWhere(th.messages, (m) => Boolean(m.id) && m.from !== s.userId);
   if (!newest?.id) return;
   if (c.readMark && newest.order <= idOrder(c.readMark)) {
     if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
@@ -228,9 +233,16 @@ function bodyOf(m: ChatMessage): SendBody {
 export function retry(id: string, key: string): void {
   const s = getState();
   const c = s.conversations[id];
-  const m = s.threads[id]?.messages.find((x) => x.key === key);
+  // A failed message is an unsent one: among the last.
+  const m = newestWhere(s.threads[id]?.messages ?? [], (x) => x.key === key);
   if (!c || !m || !live) return;
-  setThread(id, (th) => ({ ...th, messages: th.messages.map((x) => (x.key === key ? { ...x, failed: undefined } : x)) }));
+  setThread(id, (th) => {
+    const i = localIndex(th.messages, m.clientId);
+    if (i < 0) return th;
+    const messages = th.messages.slice();
+    messages[i] = { ...messages[i]!, failed: undefined };
+    return { ...th, messages };
+  });
   live.send(sendTarget(c), bodyOf(m), m.clientId);
 }
 

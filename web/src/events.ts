@@ -3,8 +3,10 @@ import { clip } from './format';
 import { errorText, knownErrorText, t } from './i18n';
 import { idOrder } from './ids';
 import { applyReceiptEvent } from './receipts';
+import { afterGrowth } from './retention';
 import { getState, setState, type ChatMessage, type Conversation, type State } from './store';
-import { fromEvent, fromWire, isNewer, mergeMessages, withoutHole } from './thread';
+import { fromEvent, fromWire, withoutHole } from './thread';
+import { isNewer, localIndex, mergeMessages, withoutId } from './threadOrder';
 import type { Accepted, ConversationChange, LiveEvent, WireMessage } from './wire';
 
 // A refusal names at most this many members in its notice (a group add may fail for 1,000).
@@ -44,7 +46,7 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
         if (c.readMark && idOrder(c.readMark) > mark) return {};
         const thread = s.threads[c.id];
         let unread = c.unread;
-        if (thread?.loaded) unread = thread.messages.filter((m) => m.from !== s.userId && m.order > mark).length;
+        if (thread?.loaded) unread = unreadAfter(thread.messages, mark, s.userId);
         else if (!c.lastMessage || c.lastMessage.order <= mark) unread = 0;
         return { conversations: { ...s.conversations, [c.id]: { ...c, unread, readMark: e.mark.message_id } } };
       });
@@ -52,7 +54,8 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
       setState((s) => {
         const thread = s.threads[e.deleted.conversation_id];
         if (!thread) return {};
-        const messages = thread.messages.filter((m) => m.id !== e.deleted.message_id);
+        const messages = withoutId(thread.messages, e.deleted.message_id);
+        if (messages === thread.messages) return {};
         return { threads: { ...s.threads, [e.deleted.conversation_id]: { ...thread, messages } } };
       });
       return hooks.refreshList();
@@ -70,13 +73,11 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
       setState(() => ({ notice: [...why, ...members].join('\n') }));
       return hooks.refreshList();
     }
-    case 'presence':
-      return setState((s) => ({
-        presence: {
-          ...s.presence,
-          [e.presence.user_id]: { online: e.presence.state === 'ONLINE', lastSeenMs: Number(e.presence.last_seen_ms) || 0 },
-        },
-      }));
+    case 'presence': {
+      const p = e.presence;
+      const seen = { online: p.state === 'ONLINE', lastSeenMs: Number(p.last_seen_ms) || 0, heardAtMs: Date.now() };
+      return setState((s) => ({ presence: { ...s.presence, [p.user_id]: seen } }));
+    }
     case 'typing':
       return setState((s) => {
         const n = e.typing;
@@ -90,6 +91,17 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
     case 'error':
       return setState(() => ({ notice: errorText(e.code, e.message) }));
   }
+}
+
+// Messages of others newer than the read mark (`mark`, an idOrder), counted from the end.
+function unreadAfter(messages: ChatMessage[], mark: string, me: string | null): number {
+  let n = 0;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.order && m.order <= mark) break;
+    if (m.order && m.from !== me) n++;
+  }
+  return n;
 }
 
 function directWith(s: State, peer: string): Conversation | undefined {
@@ -116,18 +128,13 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
     };
     const thread = st.threads[m.conversationId];
     const typing = st.typing[m.conversationId];
-    const update: Partial<State> = {
-      conversations: { ...st.conversations, [m.conversationId]: next },
-      threads: thread
-        ? {
-            ...st.threads,
-            [m.conversationId]: {
-              ...thread,
-              messages: withoutHole(mergeMessages(thread.messages, [m]), thread.hasMoreBefore ? thread.pagedFrom : ''),
-            },
-          }
-        : st.threads,
-    };
+    const update: Partial<State> = { conversations: { ...st.conversations, [m.conversationId]: next } };
+    if (thread) {
+      const messages = withoutHole(mergeMessages(thread.messages, [m]), thread.hasMoreBefore ? thread.pagedFrom : '');
+      if (messages !== thread.messages) {
+        update.threads = { ...st.threads, [m.conversationId]: afterGrowth(m.conversationId, { ...thread, messages }, st) };
+      }
+    }
     if (typing?.[m.from]) {
       const users = { ...typing };
       delete users[m.from];
@@ -146,7 +153,7 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
 function updateLocal(clientId: string, change: (m: ChatMessage) => ChatMessage): void {
   setState((s) => {
     for (const [id, thread] of Object.entries(s.threads)) {
-      const i = thread.messages.findIndex((m) => m.key === `local:${clientId}`);
+      const i = localIndex(thread.messages, clientId);
       if (i < 0) continue;
       const messages = thread.messages.slice();
       messages[i] = change(messages[i]!);
@@ -159,10 +166,10 @@ function updateLocal(clientId: string, change: (m: ChatMessage) => ChatMessage):
 function onAccepted(a: Accepted, hooks: EventHooks): void {
   let promoted = false;
   setState((s) => {
-    const entry = Object.entries(s.threads).find(([, th]) => th.messages.some((m) => m.key === `local:${a.client_id}`));
+    const entry = Object.entries(s.threads).find(([, th]) => localIndex(th.messages, a.client_id) >= 0);
     if (!entry) return {};
     const [key, thread] = entry;
-    const local = thread.messages.find((m) => m.key === `local:${a.client_id}`)!;
+    const local = thread.messages[localIndex(thread.messages, a.client_id)]!;
     const sent: ChatMessage = {
       ...local,
       key: a.message_id,
@@ -198,7 +205,8 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
       promoted = true;
       target = { ...target, messages: mergeMessages(target.messages, thread.messages.filter((m) => m.key !== local.key)) };
     }
-    threads[a.conversation_id] = { ...target, messages: mergeMessages(target.messages.filter((m) => m.key !== local.key), [sent]) };
+    // The stored copy takes the local one's place (mergeMessages: same sender and client_id).
+    threads[a.conversation_id] = { ...target, messages: mergeMessages(target.messages, [sent]) };
     const conv = conversations[a.conversation_id];
     if (conv && isNewer(sent, conv.lastMessage)) {
       conversations[a.conversation_id] = { ...conv, lastMessage: sent, lastActivityMs: Math.max(conv.lastActivityMs, sent.sentAtMs) };

@@ -4,7 +4,8 @@
 import * as api from './api';
 import { errorText } from './i18n';
 import { emptyThread, getState, setState, type Thread } from './store';
-import { fromWire, mergeMessages, olderOrder, withoutHole } from './thread';
+import { fromWire, withoutHole } from './thread';
+import { mergeMessages, olderOrder } from './threadOrder';
 
 const OLDER_RETRY_MIN_MS = 2000;
 const OLDER_RETRY_MAX_MS = 60_000;

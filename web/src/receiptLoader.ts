@@ -1,9 +1,10 @@
 // Fetches GET /v1/messages/{id}/receipts for own group messages while they are on screen:
 // group history carries no receipts, and the events a device already acknowledged are not
 // sent again, so after a reload this is where the ticks come from. Each message is fetched
-// once per page load (receipt events keep it current afterwards), at most CONCURRENT
-// requests at a time, the newest wish first; a message scrolled away before its turn is not
-// fetched, and a failure is tried again after a pause if the message is still shown.
+// once per page load while its receipts are kept (receipt events keep it current
+// afterwards; retention.ts may forget them), at most CONCURRENT requests at a time, the
+// newest wish first; a message scrolled away before its turn is not fetched, and a failure
+// is tried again after a pause if the message is still shown.
 import * as api from './api';
 import { applyReceiptsAnswer } from './receipts';
 
@@ -41,6 +42,12 @@ export function reset(): void {
   queue.length = 0;
   running.clear();
   settled.clear();
+}
+
+// Forgets that the messages `keep` refuses were fetched (their receipts left the state,
+// retention.ts): shown again, they are fetched again.
+export function retain(keep: (id: string) => boolean): void {
+  for (const id of settled) if (!keep(id)) settled.delete(id);
 }
 
 function enqueue(id: string): void {

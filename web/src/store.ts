@@ -49,8 +49,9 @@ export interface Thread {
   loaded: boolean;
   loading: boolean;
   hasMoreBefore: boolean;
-  // The order of the oldest message history has given ('' before the first page). While
-  // hasMoreBefore, the thread holds nothing older (thread.ts, withoutHole).
+  // The order of the oldest message held ('' before the first page of history): what history
+  // gave, or where retention.ts trimmed the thread. While hasMoreBefore, the thread holds
+  // nothing older (thread.ts, withoutHole), and paging back asks for what is before it.
   pagedFrom: string;
   // After a failed load of older history: no new attempt before this time (ms).
   olderRetryAt: number;
@@ -81,6 +82,7 @@ export interface ReadUpTo {
 export interface PresenceState {
   online: boolean;
   lastSeenMs: number;
+  heardAtMs: number; // when the frame came: a user who is no chat's peer is forgotten after a while
 }
 
 export interface State {

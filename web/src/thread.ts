@@ -1,8 +1,9 @@
-// Pure helpers over messages and conversations: conversion from the wire, merging without
-// duplicates, one-line previews. (An own message's state is receipts.ts's.)
+// Pure helpers over messages and conversations: conversion from the wire, one-line
+// previews. (A thread's order is threadOrder.ts's; an own message's state receipts.ts's.)
 import type { ConversationSummary, WireMessage } from './api';
 import { idOrder } from './ids';
 import type { ChatMessage, Conversation } from './store';
+import { orderIndex } from './threadOrder';
 import type { WireAttachment } from './wire';
 
 const num = (s: string | number | undefined): number => Number(s ?? 0) || 0;
@@ -41,41 +42,16 @@ export function localMessage(
   };
 }
 
-function byOrder(a: ChatMessage, b: ChatMessage): number {
-  // Unsent messages after every sent one, in the order they were written.
-  if (!a.order || !b.order) return a.order ? -1 : b.order ? 1 : a.sentAtMs - b.sentAtMs;
-  return a.order < b.order ? -1 : a.order > b.order ? 1 : 0;
-}
-
-// Merges messages into a thread: one entry per message id, and a stored own message
-// replaces its unsent local copy (same sender and client_id).
-export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): ChatMessage[] {
-  const byKey = new Map(list.map((m) => [m.key, m]));
-  for (const m of incoming) {
-    if (m.id) {
-      const local = byKey.get(`local:${m.clientId}`);
-      if (local && local.from === m.from) byKey.delete(local.key);
-    }
-    const old = byKey.get(m.key);
-    // Keep the newest delivery state either copy knows.
-    byKey.set(m.key, old ? { ...m, deliveredAtMs: Math.max(m.deliveredAtMs, old.deliveredAtMs), readAtMs: Math.max(m.readAtMs, old.readAtMs) } : m);
-  }
-  return [...byKey.values()].sort(byOrder);
-}
-
-export const isNewer = (m: ChatMessage, than: ChatMessage | null): boolean => !than || byOrder(m, than) > 0;
-
 // A thread whose older history is not all loaded holds nothing older than the oldest
-// message history gave it (`bound`, '' for none). A live event older than that (a new
-// device's backlog streaming in while the conversation opens) would otherwise sit above a
-// hole that paging back never fills, as paging asks for what is before the oldest message
-// shown; paging brings it in its turn. Unsent messages stay.
+// message history gave it or trimming kept (`bound`, '' for none: Thread.pagedFrom). A live
+// event older than that (a new device's backlog streaming in while the conversation opens)
+// would otherwise sit above a hole that paging back never fills, as paging asks for what is
+// before the oldest message shown; paging brings it in its turn. Unsent messages stay.
 export function withoutHole(list: ChatMessage[], bound: string): ChatMessage[] {
-  return bound ? list.filter((m) => !m.order || m.order >= bound) : list;
+  if (!bound) return list;
+  const from = orderIndex(list, bound);
+  return from === 0 ? list : list.slice(from);
 }
-
-// The older of two orders, '' counting as none.
-export const olderOrder = (a: string, b: string): string => (!a ? b : !b ? a : a < b ? a : b);
 
 export function fromSummary(c: ConversationSummary): Conversation {
   return {

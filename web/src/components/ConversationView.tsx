@@ -55,7 +55,7 @@ export function ConversationView({ id }: { id: string }) {
         )}
       </header>
       <div class="conversation__body">
-        <MessageList id={id} />
+        <MessageList key={id} id={id} />
         {group && panelOpen && <GroupPanel id={id} />}
         {group && receiptsOpen && <ReceiptsPanel conversationId={id} messageId={receiptsOpen} />}
       </div>

@@ -1,12 +1,13 @@
-import { useEffect, useMemo, useRef } from 'preact/hooks';
+import { useEffect, useRef } from 'preact/hooks';
 import * as chat from '../chat';
 import { formatTime, isoTime } from '../format';
 import { errorText, t } from '../i18n';
 import { watchOnScreen } from '../onScreen';
 import * as receiptLoader from '../receiptLoader';
 import { ownStatus, type OwnStatus } from '../receipts';
-import { getState, useStore, type ChatMessage } from '../store';
+import { useStore, type ChatMessage, type ReadUpTo, type ReceiptState, type State } from '../store';
 import { Attachments } from './Attachments';
+import { memo } from './memo';
 import { MessageStatus } from './MessageStatus';
 
 interface Props {
@@ -15,13 +16,10 @@ interface Props {
   group: boolean;
 }
 
-export function MessageItem({ message: m, own, group }: Props) {
-  // Re-rendered when what the status is derived from changes: the message's receipts and
-  // its conversation's read marks (compared by reference: a change of state elsewhere, an
-  // upload's progress, another message's receipt, costs each message two lookups).
-  const receipts = useStore((s) => (own && m.id ? s.receipts[m.id] : undefined));
-  const readUpTo = useStore((s) => (own ? s.readUpTo[m.conversationId] : undefined));
-  const parsed = useMemo<OwnStatus | null>(() => (own ? ownStatus(m, getState()) : null), [own, m, receipts, readUpTo]);
+// One message of the list: drawn again when its message object, or its own status, changes
+// (not when another message comes or changes: MessageList keeps the objects of the others).
+export const MessageItem = memo(function MessageItem({ message: m, own, group }: Props) {
+  const parsed = useOwnStatus(m, own);
   const item = useRef<HTMLLIElement>(null);
   // An own group message's receipts are fetched while it is on screen (receiptLoader.ts).
   const watched = own && group ? m.id : null;
@@ -59,4 +57,26 @@ export function MessageItem({ message: m, own, group }: Props) {
       )}
     </li>
   );
+});
+
+// The status of an own message (null for others'), the same object while it says the same.
+// Worked out again only when what it comes from changed: the message, its receipts, its
+// conversation's read marks (a change of state elsewhere costs each own message two
+// lookups); and a read mark that covers many messages draws only those whose status it changes.
+function useOwnStatus(m: ChatMessage, own: boolean): OwnStatus | null {
+  const last = useRef<{ m: ChatMessage; r?: ReceiptState; u?: Record<string, ReadUpTo>; status: OwnStatus } | null>(null);
+  return useStore((s: State) => {
+    if (!own) return null;
+    const r = m.id ? s.receipts[m.id] : undefined;
+    const u = s.readUpTo[m.conversationId];
+    const was = last.current;
+    if (was && was.m === m && was.r === r && was.u === u) return was.status;
+    const status = ownStatus(m, s);
+    last.current = { m, r, u, status: was && sameStatus(was.status, status) ? was.status : status };
+    return last.current.status;
+  });
 }
+
+const sameStatus = (a: OwnStatus, b: OwnStatus): boolean =>
+  a.state === b.state && a.readers === b.readers && a.delivered === b.delivered && a.recipients === b.recipients &&
+  a.undeliverable === b.undeliverable;

@@ -2,14 +2,30 @@ import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
 import * as chat from '../chat';
 import { formatDay, validTime } from '../format';
 import { t } from '../i18n';
-import { emptyThread, useStore, type Thread } from '../store';
+import * as retention from '../retention';
+import { emptyThread, useStore, type ChatMessage, type Thread } from '../store';
 import { MessageItem } from './MessageItem';
 
 const NEAR_EDGE_PX = 120;
 const EMPTY = emptyThread();
 
+// The day of each message, worked out once per message object, not at every drawing of the
+// list (which a new message causes).
+const days = new WeakMap<ChatMessage, string>();
+function dayOf(m: ChatMessage, previous: string): string {
+  let d = days.get(m);
+  if (d === undefined) {
+    // A time a Date cannot hold gets no separator of its own ('' is the day before it).
+    d = validTime(m.sentAtMs) ? new Date(m.sentAtMs).toDateString() : '';
+    days.set(m, d);
+  }
+  return d || previous;
+}
+
 // Messages oldest first, with a separator per day. Scrolling near the top loads older
-// history; the view keeps its place while it is prepended.
+// history; the view keeps its place while it is prepended (or while the oldest messages are
+// trimmed: retention.ts, which keeps everything while the view is scrolled up). A new
+// message draws only its own row: the others are memoized on their message objects.
 export function MessageList({ id }: { id: string }) {
   const thread: Thread = useStore((s) => s.threads[id]) ?? EMPTY;
   const kind = useStore((s) => s.conversations[id]?.kind);
@@ -51,6 +67,7 @@ export function MessageList({ id }: { id: string }) {
     if (!el) return;
     fromBottom.current = el.scrollHeight - el.scrollTop;
     atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_EDGE_PX;
+    retention.setScrolledUp(id, !atBottom.current);
   }
 
   // Near the top (a view too short to scroll is at 0) with more to load: the next older page.
@@ -67,8 +84,7 @@ export function MessageList({ id }: { id: string }) {
   const items = [];
   let day = '';
   for (const m of messages) {
-    // A time a Date cannot hold gets no separator of its own.
-    const d = validTime(m.sentAtMs) ? new Date(m.sentAtMs).toDateString() : day;
+    const d = dayOf(m, day);
     if (d !== day) {
       day = d;
       items.push(

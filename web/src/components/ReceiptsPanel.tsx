@@ -4,6 +4,7 @@ import { errorText, t } from '../i18n';
 import * as receiptLoader from '../receiptLoader';
 import { ownStatus, recipientStates, type RecipientState } from '../receipts';
 import { setState, useStore } from '../store';
+import { findById } from '../threadOrder';
 import { statusLabel } from './MessageStatus';
 
 const QUOTED_CHARS = 120;
@@ -15,7 +16,7 @@ const close = () => setState(() => ({ receiptsOpen: null }));
 export function ReceiptsPanel({ conversationId, messageId }: { conversationId: string; messageId: string }) {
   // A string, so that the panel re-renders only when what it shows changed.
   const json = useStore((s) => {
-    const m = s.threads[conversationId]?.messages.find((x) => x.id === messageId);
+    const m = findById(s.threads[conversationId]?.messages ?? [], messageId);
     return m ? JSON.stringify({ text: m.text, summary: statusLabel(ownStatus(m, s), true), rows: recipientStates(m, s) }) : '';
   });
   const [loading, setLoading] = useState(true);

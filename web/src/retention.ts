@@ -1,0 +1,138 @@
+// What the page keeps in memory, so that a tab left open for days stays the size it was:
+// threads hold their newest messages only (older ones come back through history paging
+// when the user scrolls up), only the threads of the conversations opened last are kept,
+// and receipts, presence and typing of what is no longer held or shown are
+// forgotten. A picture of a message that goes leaves with its row: Attachments.tsx revokes
+// its blob: URL when the row unmounts, and assets.ts keeps a bounded cache of bytes.
+import { idOrder } from './ids';
+import * as receiptLoader from './receiptLoader';
+import type { State, Thread } from './store';
+import { sentCount } from './threadOrder';
+
+// Sent messages a thread keeps (unsent ones all stay). The open thread keeps everything
+// while the user is scrolled up in it (they are reading what would go); trimmed to this
+// when they are at its newest messages, or have left it. A thread that grows is trimmed
+// once it holds TRIM_SLACK more, so that a message costs one copy of the array per
+// TRIM_SLACK messages, and the open view is not shifted by every message.
+export const KEPT_MESSAGES = 500;
+const TRIM_SLACK = 100;
+// Threads kept besides the open one: those of the conversations opened last. Another is
+// dropped whole (opening it loads its history again), unless it holds unsent messages.
+const KEPT_THREADS = 10;
+// Receipts of own messages that no thread holds (of conversations not open): the newest
+// this many are kept. A group message's receipts are fetched again when it is shown.
+const KEPT_RECEIPTS = 1000;
+// Presence of a user who is no direct chat's peer: kept this long after its frame (the
+// conversation that makes them one may come just after it, with the list fetched again).
+const STRAY_PRESENCE_MS = 10 * 60_000;
+
+// Whether the open conversation's view is scrolled up from its newest messages (MessageList).
+let scrolledUp = { id: '', up: false };
+// Conversation ids by when they were last opened, the most recent last.
+const opened = new Set<string>();
+
+export function setScrolledUp(id: string, up: boolean): void {
+  if (scrolledUp.id !== id || scrolledUp.up !== up) scrolledUp = { id, up };
+}
+
+export function noteOpened(id: string): void {
+  opened.delete(id);
+  opened.add(id);
+  if (opened.size > 4 * KEPT_THREADS) opened.delete(opened.values().next().value as string);
+}
+
+export function reset(): void {
+  scrolledUp = { id: '', up: false };
+  opened.clear();
+}
+
+// The open thread keeps everything while the user is scrolled up in it, or has the receipts
+// of one of its messages open (the panel shows that message).
+const keepsAll = (id: string, s: State): boolean =>
+  s.activeId === id && ((scrolledUp.id === id && scrolledUp.up) || s.receiptsOpen !== null);
+
+// `th` with its newest `keep` sent messages. Not while a page of history is on its way: it
+// would leave a hole between itself and what is kept.
+function trimmed(th: Thread, keep: number): Thread {
+  const drop = sentCount(th.messages) - keep;
+  if (drop <= 0 || th.loading) return th;
+  const messages = th.messages.slice(drop);
+  return { ...th, messages, hasMoreBefore: true, pagedFrom: messages[0]!.order };
+}
+
+// A thread that has just grown by a live message, trimmed once it holds too many.
+export function afterGrowth(id: string, th: Thread, s: State): Thread {
+  if (keepsAll(id, s) || sentCount(th.messages) <= KEPT_MESSAGES + TRIM_SLACK) return th;
+  return trimmed(th, KEPT_MESSAGES);
+}
+
+// The threads once the user leaves the open conversation for `next`.
+export function leaving(s: State, next: string | null): State['threads'] {
+  const id = s.activeId;
+  const th = id && id !== next ? s.threads[id] : undefined;
+  if (!id || !th) return s.threads;
+  const kept = trimmed(th, KEPT_MESSAGES);
+  return kept === th ? s.threads : { ...s.threads, [id]: kept };
+}
+
+// What the page may forget now (every part unchanged is left out).
+export function pruned(s: State, now: number): Partial<State> {
+  const update: Partial<State> = {};
+  const threads = prunedThreads(s);
+  if (threads !== s.threads) update.threads = threads;
+  const receipts = prunedReceipts(s, threads);
+  if (receipts !== s.receipts) update.receipts = receipts;
+  receiptLoader.retain((id) => id in receipts);
+  const typing = withoutStaleTyping(s.typing, now);
+  if (typing !== s.typing) update.typing = typing;
+  const presence = prunedPresence(s, now);
+  if (presence !== s.presence) update.presence = presence;
+  // Read marks and change counts are kept: one small entry per conversation, which may
+  // come before the conversation list names it.
+  return update;
+}
+
+function prunedThreads(s: State): State['threads'] {
+  const recent = new Set([...opened].slice(-KEPT_THREADS));
+  const next: State['threads'] = {};
+  let changed = false;
+  for (const [id, th] of Object.entries(s.threads)) {
+    const unsent = sentCount(th.messages) < th.messages.length;
+    const dropped = id !== s.activeId && !recent.has(id) && !unsent && !th.loading && !id.startsWith('draft:');
+    const kept = dropped ? null : keepsAll(id, s) ? th : trimmed(th, KEPT_MESSAGES);
+    if (kept !== th) changed = true;
+    if (kept) next[id] = kept;
+  }
+  return changed ? next : s.threads;
+}
+
+function prunedReceipts(s: State, threads: State['threads']): State['receipts'] {
+  const ids = Object.keys(s.receipts);
+  if (ids.length <= KEPT_RECEIPTS) return s.receipts;
+  const held = new Set<string>();
+  for (const th of Object.values(threads)) for (const m of th.messages) if (m.id && m.from === s.userId) held.add(m.id);
+  const others = ids.filter((id) => !held.has(id)).map((id) => [idOrder(id), id] as const);
+  if (others.length <= KEPT_RECEIPTS) return s.receipts;
+  others.sort((a, b) => (a[0] < b[0] ? 1 : a[0] > b[0] ? -1 : 0)); // newest first
+  const next = { ...s.receipts };
+  for (const [, id] of others.slice(KEPT_RECEIPTS)) delete next[id];
+  return next;
+}
+
+// Typing shown until its time, and no conversation left with nobody typing.
+export function withoutStaleTyping(typing: State['typing'], now: number): State['typing'] {
+  let stale = false;
+  const next: State['typing'] = {};
+  for (const [conv, users] of Object.entries(typing)) {
+    const live = Object.entries(users).filter(([, until]) => until > now);
+    if (live.length !== Object.keys(users).length || live.length === 0) stale = true;
+    if (live.length > 0) next[conv] = live.length === Object.keys(users).length ? users : Object.fromEntries(live);
+  }
+  return stale ? next : typing;
+}
+
+function prunedPresence(s: State, now: number): State['presence'] {
+  const peers = new Set(Object.values(s.conversations).map((c) => c.peer));
+  const kept = Object.entries(s.presence).filter(([user, p]) => peers.has(user) || now - p.heardAtMs < STRAY_PRESENCE_MS);
+  return kept.length === Object.keys(s.presence).length ? s.presence : Object.fromEntries(kept);
+}
