@@ -2,7 +2,8 @@
 // order with the newest at the bottom, while the page holds a bounded window of them (the
 // oldest go, and a picture among them gives its blob: URL back); scrolling up brings them
 // back from history in order and each once; leaving and coming back shows the newest. A
-// receipt changes its own message's state only, and no row already shown is drawn anew.
+// receipt changes its own message's state only, and no row already shown is drawn anew. A
+// message with nothing this client can show says so.
 // The messages come from a raw live stream of the other person, opened in a page of its own.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
@@ -181,5 +182,15 @@ describe('a long conversation in a page left open', () => {
     await bubble(ann, 'got all three').waitFor();
     assert.deepEqual(await unmarked(), ['got all three'], 'only the new message is a new row');
     await assertNewestInView(ann, 'got all three');
+  });
+
+  test('a message with only another app\'s content says it cannot be shown, not an empty bubble', async () => {
+    await bob.send('ann@test', [{ content: { poll: { question: 'lunch?', options: ['yes', 'no'] } } }]);
+    const unshown = ann.getByTestId('message-unshown');
+    await unshown.waitFor();
+    assert.equal(await unshown.textContent(), 'A message this app cannot show');
+    assert.equal(await unshown.count(), 1);
+    const rows = await texts(ann);
+    assert.equal(rows[rows.length - 1], 'A message this app cannot show', 'it is the newest row');
   });
 });

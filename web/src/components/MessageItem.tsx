@@ -40,6 +40,12 @@ export const MessageItem = memo(function MessageItem({ message: m, own, group }:
       {group && !own && <span class="msg__from">{m.from}</span>}
       {m.text && <p class="msg__text">{m.text}</p>}
       {m.attachments.length > 0 && <Attachments items={m.attachments} />}
+      {/* Only body.content (another app's data) that this client has nothing to show of. */}
+      {!m.text && m.attachments.length === 0 && (
+        <p class="msg__text msg__text--unshown" data-testid="message-unshown">
+          {t.messageUnshown}
+        </p>
+      )}
       <span class="msg__meta">
         {/* A bogus sent_at_ms (beyond what a Date holds) shows no time rather than throwing. */}
         {isoTime(m.sentAtMs) && <time dateTime={isoTime(m.sentAtMs)}>{formatTime(m.sentAtMs)}</time>}

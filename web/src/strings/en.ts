@@ -99,6 +99,7 @@ export const en = {
   receiptsLoading: 'Loading…',
   stateFailed: 'Not sent',
   undeliverable: 'Cannot be delivered',
+  messageUnshown: 'A message this app cannot show',
   retry: 'Retry',
   newMessageFrom: (who: string, text: string) => `New message from ${who}: ${text}`,
   attachment: 'file',

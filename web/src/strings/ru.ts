@@ -100,6 +100,7 @@ export const ru: Strings = {
   receiptsLoading: 'Загрузка…',
   stateFailed: 'Не отправлено',
   undeliverable: 'Не может быть доставлено',
+  messageUnshown: 'Сообщение, которое это приложение не может показать',
   retry: 'Повторить',
   newMessageFrom: (who, text) => `Новое сообщение от ${who}: ${text}`,
   attachment: 'файл',
