@@ -4,7 +4,7 @@
 //   detail/link_state  what the parts share: inputs, flags, counters, last error, wake-up
 //   detail/connection  the NATS connection and JetStream context, connection callbacks
 //   detail/inbound     the region's stream, a consumer and a live subscription per origin
-//   detail/applier     the inbound queue and the applier thread
+//   detail/applier     a queue per origin and the applier thread
 //   detail/publisher   outboxes to JetStream, confirmations, presence, live envelopes
 //   detail/outbound    what goes out next to each region (positions, resends, epoch)
 #include <pthread.h>

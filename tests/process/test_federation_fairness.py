@@ -1,5 +1,5 @@
 """Federation: one region's backlog does not hold up another's (docs/FEDERATION.md,
-"Subjects and streams"). A region reads each origin's envelopes with a consumer of its own
+"Choices, and why": "Origins take turns"). A region reads each origin's envelopes with a consumer of its own
 and applies them with the origins taking turns, so a region back from a long partition,
 or a hostile one that floods with its genuine key, delays the others' envelopes by about
 one store write, not by its whole backlog. Nothing of either is lost."""
