@@ -22,11 +22,15 @@ namespace fs = std::filesystem;
 namespace {
 
 // What a page may do (docs/PROTOCOL.md, "The web client"): scripts and styles from the
-// node only (no inline code), connections back to the node only, no framing.
+// node only (no inline code), connections back to the node only, no framing, no form
+// ever submitted by the browser itself (the client's forms are handled by its code).
 constexpr char const* content_security_policy =
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src 'self' blob:; "
     "font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'";
+    "form-action 'none'; frame-ancestors 'none'";
+// Powerful browser features the client does not use, off for the page and anything it could load.
+constexpr char const* permissions_policy =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), display-capture=()";
 
 std::string type_of(fs::path const& p) {
   static std::map<std::string, std::string, std::less<>> const types = {
@@ -158,10 +162,13 @@ std::optional<reply> site::serve(std::string_view method, std::string_view path,
   r.headers = {{"ETag", etag},
                {"Cache-Control", f.immutable ? "public, max-age=31536000, immutable" : "no-cache"},
                {"X-Content-Type-Options", "nosniff"},
-               {"Referrer-Policy", "no-referrer"}};
+               {"Referrer-Policy", "no-referrer"},
+               // Only this node's own pages may load its files (no other site embeds them).
+               {"Cross-Origin-Resource-Policy", "same-origin"}};
   if (!f.gzip.empty()) r.headers.emplace_back("Vary", "Accept-Encoding");
   if (f.type.starts_with("text/html")) {
     r.headers.emplace_back("Content-Security-Policy", content_security_policy);
+    r.headers.emplace_back("Permissions-Policy", permissions_policy);
     r.headers.emplace_back("X-Frame-Options", "DENY");
     // A page that opened this one (window.open) gets no handle on it: it cannot later send
     // the tab to a look-alike login page.

@@ -74,6 +74,12 @@ class WebFilesTest(NodeTestCase):
                 self.assertEqual(csp["connect-src"], ["'self'"], "the page talks to this node only")
                 self.assertEqual(csp["frame-ancestors"], ["'none'"])
                 self.assertEqual(csp["base-uri"], ["'none'"])
+                self.assertEqual(csp["img-src"], ["'self'", "blob:"], "pictures from the node or blob: URLs only")
+                self.assertEqual(csp["form-action"], ["'none'"], "no form is sent by the browser itself")
+                features = dict(f.strip().split("=") for f in h["Permissions-Policy"].split(","))
+                for feature in ("camera", "microphone", "geolocation", "payment", "usb", "display-capture"):
+                    self.assertEqual(features.get(feature), "()", feature)
+                self.assertEqual(h["Cross-Origin-Resource-Policy"], "same-origin")
 
     def test_hashed_assets_are_cached_for_good_and_gzipped_when_taken(self):
         plain = self.get("/assets/app-0123abcd.js")
@@ -81,6 +87,7 @@ class WebFilesTest(NodeTestCase):
         self.assertEqual(plain.raw, SCRIPT)
         self.assertEqual(plain.headers["Content-Type"], "text/javascript; charset=utf-8")
         self.assertEqual(plain.headers["Cache-Control"], "public, max-age=31536000, immutable")
+        self.assertEqual(plain.headers["Cross-Origin-Resource-Policy"], "same-origin", "no other site loads it")
         self.assertIsNone(plain.headers["Content-Encoding"])
         self.assertEqual(plain.headers["Vary"], "Accept-Encoding")
         zipped = self.get("/assets/app-0123abcd.js", **{"Accept-Encoding": "br, gzip;q=0.8"})
