@@ -410,7 +410,10 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   // No roster for a group none of this region's users can be in (made-up names of this
   // region would otherwise let a hostile home store rosters here without end): only its home
   // and version, so that its messages up to there are dropped, not parked for members to come.
+  auto stubs = keys::stub_count_key(gs.home_region());
   if (is_stub(replica) && !joins.any) {
+    if (!replica && read_count(b, cf::conversations, stubs) >= max_stubs_per_home) return reject_reason::foreign_user;
+    if (!replica) add_count(b, cf::conversations, stubs, 1);
     ask_to_remove(m, b, gs, joins, st);
     records::conversation_record stub;
     stub.set_group(true);
@@ -419,6 +422,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     b.put(cf::conversations, st.conversation, stub.SerializeAsString());
     return std::nullopt;
   }
+  if (is_stub(replica) && replica) add_count(b, cf::conversations, stubs, -1);
   if (is_stub(replica)) replica.reset();  // begun now, as a new one
   auto gone = removals(gs);
   if (replica) {

@@ -151,7 +151,9 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
 // version: there is no one here to give it to.
 enum class group_message_fate { apply, park, refuse, drop };
 // No replica, or one that holds only a group's home and version (none of this region's
-// names in it could join: apply_group_state).
+// names in it could join: apply_group_state). One home makes at most max_stubs_per_home
+// here (each group id it made up would be one more record for ever).
+inline constexpr std::uint64_t max_stubs_per_home = 100000;
 inline bool is_stub(std::optional<records::conversation_record> const& c) {
   return !c || (c->group() && c->members().empty());
 }

@@ -196,6 +196,10 @@ inline std::string parked_body_key(std::string const& conv, std::string const& r
 inline std::string parked_count_key(std::string const& origin) {
   return "qo/" + origin;
 }
+// How many stubs (groups of another home with no roster here) `home` has made here.
+inline std::string stub_count_key(std::string const& home) {
+  return "hs/" + home;
+}
 inline std::string stamp_key(std::string const& conv, std::string const& origin) {
   return "qv/" + conv + '\0' + origin;
 }

@@ -241,6 +241,32 @@ TEST_CASE("no replica of a group none of this region's names in it can join; hom
   CHECK(texts(*page) == strings{"after alice joined"});
 }
 
+TEST_CASE("one home makes at most 100,000 stubs here; a stub that becomes a replica frees its place") {
+  away_lane a;
+  // A first state of group `id` naming only a name of this region with no account.
+  auto first_state = [&](std::string const& id, std::uint64_t version, std::vector<std::string> const& members) {
+    auto st = a.state(version, version == 1 ? client::CREATED : client::MEMBERS_ADDED, members, {members.back()});
+    st.content->mutable_group_state()->set_conversation_id(id);
+    st.content->mutable_group_state()->mutable_changes(0)->set_conversation_id(id);
+    return st;
+  };
+  int made = 0;
+  auto stub = [&] { return first_state("gSTUB" + std::to_string(made++), 1, {dan, "ghost@home"}); };
+  while (made < 100000) {  // the documented limit
+    std::vector<federation::local_store::inbound> batch;
+    for (int i = 0; i < 10000; ++i) batch.push_back(stub());
+    REQUIRE(a.apply(std::move(batch)).empty());
+  }
+  CHECK(a.apply({stub()}) == strings{"foreign_user"});  // one more group id away made up
+  // alice is added to the first: a replica now, no longer a stub, and away may make one more.
+  CHECK(a.apply({first_state("gSTUB0", 2, {dan, "ghost@home", alice})}).empty());
+  auto told = a.h.home.service.events_after(alice, 0, 10).events;
+  REQUIRE(told.size() == 1);
+  CHECK(told[0].conversation_change().conversation_id() == "gSTUB0");
+  CHECK(a.apply({stub()}).empty());
+  CHECK(a.apply({stub()}) == strings{"foreign_user"});
+}
+
 TEST_CASE("at most 1,000 messages of a group wait for its version") {
   away_lane a;
   std::vector<federation::local_store::inbound> waiting;
