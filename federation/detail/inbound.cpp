@@ -151,15 +151,26 @@ void inbound_stream::refresh_info() {
   subscribe_listed(last_seq, false);  // the directory may list more regions since (a reload)
   // A few a round: each is a blocking call on this thread, which also publishes.
   if (unread.size() > max_purges_unread) unread.resize(max_purges_unread);
-  for (auto const& subject : unread) {
-    jsOptions p;
-    jsOptions_Init(&p);
-    p.Stream.Purge.Subject = subject.c_str();
-    // Before, a consumer of every origin refused them as unknown_region and they were
-    // purged with the rest; their origin (if it is one) sends them again from its outbox.
-    if (js_PurgeStream(conn_.js(), s_.names.stream.c_str(), &p, &jerr) == NATS_OK)
-      s_.count(reject_reason::unknown_region, "envelopes on " + subject);
-  }
+  // Before, a consumer of every origin refused them as unknown_region and they were purged
+  // with the rest; their origin (if it is one) sends them again from its outbox.
+  for (auto const& subject : unread)
+    if (purge(subject, 0)) s_.count(reject_reason::unknown_region, "envelopes on " + subject);
+}
+
+// Purges `subject` from the stream, up to but not including stream seq `before` (0: all of it).
+bool inbound_stream::purge(std::string const& subject, std::uint64_t before) {
+  jsOptions p;
+  jsOptions_Init(&p);
+  p.Stream.Purge.Subject = subject.c_str();
+  p.Stream.Purge.Sequence = before;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s = js_PurgeStream(conn_.js(), s_.names.stream.c_str(), &p, &jerr);
+  if (s != NATS_OK)
+    // Harmless for correctness (applied seqs are skipped on reading), but the stream grows
+    // toward its limit: say so; the caller tries again next time.
+    s_.log->warn("federation: cannot purge {} from stream {} before seq {}: {}", subject, s_.names.stream, before,
+                 nats_error(s, jerr));
+  return s == NATS_OK;
 }
 
 void inbound_stream::purge_applied() {
@@ -167,22 +178,7 @@ void inbound_stream::purge_applied() {
     // What this process applied from this stream instance (the stored position may belong
     // to a stream that was since recreated).
     std::uint64_t upto = o->queue.applied_seq;
-    if (upto == 0 || upto == o->purged_upto) continue;
-    auto subject = s_.names.fed_from(origin);
-    jsOptions p;
-    jsOptions_Init(&p);
-    p.Stream.Purge.Subject = subject.c_str();
-    p.Stream.Purge.Sequence = upto + 1;  // up to but not including
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    auto s = js_PurgeStream(conn_.js(), s_.names.stream.c_str(), &p, &jerr);
-    if (s != NATS_OK) {
-      // Harmless for correctness (applied seqs are skipped on reading), but the stream
-      // grows toward its limit: say so, and try again next time.
-      s_.log->warn("federation: cannot purge {} from stream {} up to seq {}: {}", subject, s_.names.stream, upto,
-                   nats_error(s, jerr));
-      continue;
-    }
-    o->purged_upto = upto;
+    if (upto != 0 && upto != o->purged_upto && purge(s_.names.fed_from(origin), upto + 1)) o->purged_upto = upto;
   }
 }
 

@@ -52,6 +52,7 @@ class inbound_stream {
   bool subscribe_listed(std::uint64_t last_seq, bool setting_up);
   bool subscribe_inbound(origin_subs& o, std::uint64_t last_seq);
   static void drop(natsSubscription*& sub);
+  bool purge(std::string const& subject, std::uint64_t before);
   static void on_inbound(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   static void on_live(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   void handle_live(body const& b);

@@ -2,7 +2,7 @@
 // between the REST API, the live stream and the state.
 import { forgetAssets } from './assets';
 import * as api from './api';
-import { applyEvent } from './events';
+import { applyEvent, updateLocal } from './events';
 import { loadHistory, notice, setAfterRetry, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
@@ -12,7 +12,7 @@ import * as retention from './retention';
 import * as session from './session';
 import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation } from './store';
 import { fromEvent, fromSummary, fromWire, localMessage } from './thread';
-import { isNewer, localIndex, mergeMessages, newestWhere } from './threadOrder';
+import { isNewer, mergeMessages, newestWhere } from './threadOrder';
 import type { SendBody, Target, WireAttachment } from './wire';
 
 let live: Live | null = null;
@@ -236,13 +236,7 @@ export function retry(id: string, key: string): void {
   // A failed message is an unsent one: among the last.
   const m = newestWhere(s.threads[id]?.messages ?? [], (x) => x.key === key);
   if (!c || !m || !live) return;
-  setThread(id, (th) => {
-    const i = localIndex(th.messages, m.clientId);
-    if (i < 0) return th;
-    const messages = th.messages.slice();
-    messages[i] = { ...messages[i]!, failed: undefined };
-    return { ...th, messages };
-  });
+  updateLocal(m.clientId, (x) => ({ ...x, failed: undefined }));
   live.send(sendTarget(c), bodyOf(m), m.clientId);
 }
 

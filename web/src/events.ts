@@ -150,7 +150,8 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
 }
 
 // Applies a change to the unsent local message with this client_id, wherever it is.
-function updateLocal(clientId: string, change: (m: ChatMessage) => ChatMessage): void {
+// The unsent own message with this client_id, changed (in whichever thread holds it).
+export function updateLocal(clientId: string, change: (m: ChatMessage) => ChatMessage): void {
   setState((s) => {
     for (const [id, thread] of Object.entries(s.threads)) {
       const i = localIndex(thread.messages, clientId);
