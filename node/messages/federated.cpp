@@ -7,6 +7,7 @@
 
 #include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/group_ops.hpp"
+#include "node/messages/detail/lane_epoch.hpp"
 #include "node/messages/detail/receipts.hpp"
 
 namespace petchat::messages {
@@ -213,9 +214,8 @@ class federated_store final : public federation::local_store {
     auto const& body = *item.content;
     if (body.lane_seq() == 0)
       return st.refused.push_back(reject_reason::malformed);  // ephemeral kinds never come through the stream
-    // Made from the origin's clock (ms << 16): one a day ahead would outrank its next ones.
-    auto latest_epoch = static_cast<std::uint64_t>(now_ms() + 24LL * 3600 * 1000) << 16 | 0xffff;
-    if (item.lane_epoch == 0 || item.lane_epoch > latest_epoch) return st.refused.push_back(reject_reason::malformed);
+    if (service_detail::lane_epoch_refused(body.origin(), item.lane_epoch))
+      return st.refused.push_back(reject_reason::malformed);
     auto lane = read_lane(b, body.origin());
     std::uint64_t last = lane.seq;
     if (lane.epoch == 0 || item.lane_epoch > lane.epoch) {

@@ -23,11 +23,14 @@ namespace {
 
 // What a page may do (docs/PROTOCOL.md, "The web client"): scripts and styles from the
 // node only (no inline code), connections back to the node only, no framing, no form
-// ever submitted by the browser itself (the client's forms are handled by its code).
+// ever submitted by the browser itself (the client's forms are handled by its code), and
+// Trusted Types for every script sink: markup assigned as a string (innerHTML and the like)
+// throws, and the only script URL the page may make is its service worker's (policy
+// `petchat`, web/src/trusted.ts).
 constexpr char const* content_security_policy =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src 'self' blob:; "
     "font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'";
+    "form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types petchat";
 // Powerful browser features the client does not use, off for the page and anything it could load.
 constexpr char const* permissions_policy =
     "camera=(), microphone=(), geolocation=(), payment=(), usb=(), display-capture=()";

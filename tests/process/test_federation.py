@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -454,7 +455,8 @@ class TwoRegionChat(FederationCase):
 
 class ForgedEnvelopes(FederationCase):
     """Envelopes injected straight onto america's federation subject are refused, counted,
-    never stored, and the link keeps working."""
+    never stored, and the link keeps working; a lane epoch dated ahead of the clock is named
+    in the log."""
 
     def test_forged_replayed_malformed_and_wrongly_signed(self):
         pb = fed_pb2()
@@ -544,6 +546,11 @@ class ForgedEnvelopes(FederationCase):
         # Signed by europe, from an older epoch of its lane: a replay, whatever it says.
         pub.pub(subject, envelope(pb, "europe", body("an old epoch"), sign=europe_sign))
         sent["replayed"] = 1
+        # Signed by europe, its lane's epoch dated two days ahead of america's clock: it would
+        # outrank every epoch europe makes until then, so it is refused, and the log says why.
+        ahead = (int(time.time() * 1000) + 2 * 86400 * 1000) << 16
+        pub.pub(subject, envelope(pb, "europe", body("from the future"), sign=europe_sign, lane_epoch=ahead))
+        sent["malformed"] += 1
         pub.pub(subject, envelope(pb, "europe", body("to another region", destination="asia"), sign=europe_sign))
         sent["wrong_destination"] = 1
         pub.pub(subject, envelope(pb, "america", body("claims america", origin="america"), sign=europe_sign))
@@ -557,6 +564,9 @@ class ForgedEnvelopes(FederationCase):
                               lambda st: all(st["rejects"].get(k, 0) >= v for k, v in sent.items()),
                               DELIVERY_TIMEOUT_S)["rejects"]
         self.assertEqual({k: rejects.get(k, 0) for k in sent}, sent)
+        america = self.node("america")
+        self.assertTrue(any("lane epoch is dated" in line and "europe" in line
+                            for line in america.stderr_lines + america.stdout_lines), "the clock named in the log")
         # None of it reached bob; the genuine link still works afterwards.
         acc2 = a.send_message(bob, "still genuine")
         self.assert_exactly(b, ["genuine", "still genuine"])
@@ -1030,6 +1040,9 @@ class DirectoryReload(FederationCase):
         start = full.index("[[federation.regions]]")
         without = full[:start]  # america is europe's only other region
         a, b = self.connect(alice), self.connect(bob)
+        first = a.send_message(bob, "before the reloads")
+        b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
+        conversation = first["conversation_id"]
         # A file caught emptied (an editor saving in place) drops no region of the running
         # link: the directory comes only from a file that federates through the same NATS.
         with open(europe.config_path, "w") as f:
@@ -1047,6 +1060,14 @@ class DirectoryReload(FederationCase):
         self.assertIn("federation.regions (region/keys): america/1 -> none", out)
         names = [r["name"] for r in europe.request("GET", "/v1/regions").json["regions"]]
         self.assertEqual(names, ["europe"])
+        # america's users are no longer recipients for europe: a send by `to` and one into
+        # their existing conversation are both refused, not accepted and left unsent.
+        for send in ({"to": bob}, {"conversation_id": conversation}):
+            ref = a.next_ref()
+            a.send_frame({"ref": ref, "send": dict(send, client_id=uuid.uuid4().hex, body={"text": "unsendable"})})
+            answer = a.wait_ref(ref, DELIVERY_TIMEOUT_S)
+            self.assertEqual(answer.get("error", {}).get("code"), "user_not_found", (send, answer))
+            self.assertIn("not federated", answer["error"]["message"])
         # europe no longer takes america's envelopes: bob's message waits in america.
         b.send_message(alice, "while europe does not list america")
         time.sleep(2)

@@ -76,6 +76,8 @@ class WebFilesTest(NodeTestCase):
                 self.assertEqual(csp["base-uri"], ["'none'"])
                 self.assertEqual(csp["img-src"], ["'self'", "blob:"], "pictures from the node or blob: URLs only")
                 self.assertEqual(csp["form-action"], ["'none'"], "no form is sent by the browser itself")
+                self.assertEqual(csp["require-trusted-types-for"], ["'script'"], "markup as a string throws")
+                self.assertEqual(csp["trusted-types"], ["petchat"], "the client's own policy only")
                 features = dict(f.strip().split("=") for f in h["Permissions-Policy"].split(","))
                 for feature in ("camera", "microphone", "geolocation", "payment", "usb", "display-capture"):
                     self.assertEqual(features.get(feature), "()", feature)

@@ -1,6 +1,7 @@
 // The web client in a real browser (Debian's chromium, headless) against a real node: two
 // people chat and see ticks go sent → delivered → read, a reload shows nothing twice, a
-// person who was away finds what was sent meanwhile, message text is only ever text, a
+// person who was away finds what was sent meanwhile, message text is only ever text (and
+// markup assigned as a string throws: Trusted Types), a
 // group of three, a wrong password, a node restart the page rides out. Screenshots of the
 // main screens are written to build/web-artifacts/.
 import assert from 'node:assert/strict';
@@ -84,6 +85,35 @@ describe('the web client', () => {
     const list = bob.getByTestId('message-list');
     assert.equal(await list.locator('img, script, b').count(), 0, 'no element came from a message body');
     assert.equal(await bubble(bob, '<b>not bold</b>').locator('.msg__text').textContent(), '<b>not bold</b>');
+  });
+
+  test('the page refuses markup assigned as a string (Trusted Types)', async () => {
+    // A page of its own, outside the suite's checks: the refusal below is logged as a violation.
+    const context = await suite.browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(suite.node.url + '/');
+      const outcome = await page.evaluate(() => {
+        try {
+          document.createElement('div').innerHTML = '<img src=x onerror=alert(1)>';
+          return 'assigned';
+        } catch (e) {
+          return e.name;
+        }
+      });
+      assert.equal(outcome, 'TypeError', 'a string reaching innerHTML must throw');
+      const made = await page.evaluate(() => {
+        try {
+          trustedTypes.createPolicy('other', { createHTML: (s) => s });
+          return 'made';
+        } catch (e) {
+          return e.name;
+        }
+      });
+      assert.notEqual(made, 'made', 'no policy but the client\'s own may be made');
+    } finally {
+      await context.close();
+    }
   });
 
   test('a group of three: created in the page, messages reach every member', async () => {

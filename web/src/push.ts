@@ -9,6 +9,7 @@ import * as session from './session';
 import { storage } from './storage';
 import { getState, subscribe } from './store';
 import { recordUser } from './pushUser';
+import { serviceWorkerUrl } from './trusted';
 
 const KEY = 'petchat.push';
 const WAIT_MS = 20000; // for the worker to activate, and for the browser's push service
@@ -103,7 +104,7 @@ export async function enable(): Promise<void> {
   if ((await Notification.requestPermission()) !== 'granted') throw new PushError(t.pushDenied);
   let reg: ServiceWorkerRegistration;
   try {
-    await navigator.serviceWorker.register('/sw.js', { scope: '/', type: 'classic', updateViaCache: 'none' });
+    await navigator.serviceWorker.register(serviceWorkerUrl(), { scope: '/', type: 'classic', updateViaCache: 'none' });
     reg = await withTimeout(navigator.serviceWorker.ready, t.errors.timeout);
   } catch (e) {
     throw new PushError(`${t.pushUnsupported} (${describe(e)})`);

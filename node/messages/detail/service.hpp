@@ -453,16 +453,16 @@ struct message_service::impl {
     return std::find(c->members().begin(), c->members().end(), user) != c->members().end();
   }
 
-  // Who a send to `conv` goes to: empty for a group (its members, checked in the write),
-  // the other member for a direct conversation of `from`'s.
+  // Who a send to `conv` goes to: empty for a group (its members, checked in the write), the
+  // other member of `from`'s direct conversation if still a recipient (as a send by `to`).
   result<std::string> conversation_target(std::string const& from, std::string const& conv) const {
     if (keys::is_group(conv)) return std::string();
     auto c = conversation(conv);
     if (!c || member_index(*c, from) < 0)
       return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
     for (auto const& member : c->members())
-      if (member != from) return is_local(member) ? recipient(member) : member;  // deleted since?
-    return from;                                                                 // a note to self
+      if (member != from) return recipient(member);
+    return from;  // a note to self
   }
 
   // Whether `user` may see the stored message `sm` (history, a single message): a member of
