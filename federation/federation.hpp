@@ -198,6 +198,13 @@ class local_store {
   // Entries after `after` and the creation time of the first. snapshot()'s caller only;
   // scans them all.
   virtual backlog outbox_backlog(std::string const& destination, std::uint64_t after) = 0;
+  // Every destination a lane was ever started to (listed now or not). snapshot()'s caller.
+  virtual std::vector<std::string> outbox_destinations() = 0;
+  // Gives up what is held for `destination`: erases every entry (durable writes of at most
+  // a few thousand keys each, blocking) and records the lane as confirmed up to its last
+  // seq, so that the destination, listed again, skips to there (as after a restore).
+  // Returns how many entries were erased. Manager thread (link::drop_outbox).
+  virtual std::uint64_t outbox_drop(std::string const& destination) = 0;
   // The epoch of this node's lane to `destination`, created (durably, blocking) on first
   // use. Manager thread, first publish round to it.
   virtual std::uint64_t outbound_epoch(std::string const& destination) = 0;
@@ -242,6 +249,7 @@ class local_store {
 
 struct region_status {
   std::string region;
+  bool listed = true;                      // false: out of the directory, with entries still held for it (drop_outbox)
   std::uint64_t outbox = 0;                // not yet confirmed applied by that region (to go, or on the way)
   std::int64_t oldest_undelivered_ms = 0;  // age of the oldest, 0 if none
   // From that region, still in this region's stream: applied ones are purged every 2 s,
@@ -340,6 +348,16 @@ class link {
   // the store, which may throw; takes NATS.c's connection lock): the admin API calls it
   // on the CPU pool.
   status snapshot();
+  // `petchatctl federation drop-outbox`: gives up everything held for `region`, which the
+  // directory must no longer list (a decommissioned region): done on the manager thread,
+  // which forgets its lane too, so that listed again it starts from what the store says.
+  // The entries erased; an error message if the region is listed or this one, or if the
+  // link does not get to it within `timeout_ms`. Blocking: the admin API's CPU pool.
+  struct dropped {
+    std::uint64_t entries = 0;
+    std::string error;
+  };
+  dropped drop_outbox(std::string const& region, int timeout_ms);
   // Whether the link is connected to NATS (a flag NATS.c's callbacks keep). Any thread.
   bool connected() const;
   // Cheap counters for metrics (atomic reads, any thread): outbox entries JetStream stored

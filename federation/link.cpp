@@ -9,7 +9,10 @@
 //   detail/outbound    what goes out next to each region (positions, resends, epoch)
 #include <pthread.h>
 
+#include <future>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "base/format/format.hpp"
 #include "federation/detail/applier.hpp"
@@ -46,6 +49,13 @@ struct link::impl {
   detail::asset_exchange assets;
   detail::publisher out;
   std::thread manager;
+  // drop_outbox's requests, done by the manager between rounds.
+  struct drop_request {
+    std::string region;
+    std::promise<link::dropped> done;
+  };
+  std::mutex drops_mutex;
+  std::vector<drop_request> drops;  // guarded by drops_mutex
 
   impl(options o, directory const& d, secret_key k, local_store& s, ephemeral_handler e, presence_source p,
        std::shared_ptr<spdlog::logger> l)
@@ -68,6 +78,7 @@ struct link::impl {
     auto next_purge = clock::now() + purge_every;
     auto next_presence = clock::now();
     while (!state.stopping) {
+      serve_drops();
       bool busy = false;
       if (state.connected) {
         try {
@@ -101,6 +112,33 @@ struct link::impl {
       bool woken = !busy && state.pause(state.need_setup ? 500ms : 200ms);
       if (woken && state.opt.batch_delay_ms > 0)
         state.gather(std::chrono::milliseconds(state.opt.batch_delay_ms), gather_enough);
+    }
+  }
+
+  // On the manager thread, so that no round has the lane in hand: the store gives up the
+  // entries, then the lane's state in memory goes (listed again, it is read afresh).
+  void serve_drops() {
+    std::vector<drop_request> todo;
+    {
+      std::lock_guard lock(drops_mutex);
+      todo.swap(drops);
+    }
+    for (auto& r : todo) {
+      link::dropped out;
+      try {
+        if (r.region == state.dir.self() || state.dir.is_remote(r.region)) {
+          out.error = "region '" + r.region + "' is " + (r.region == state.dir.self() ? "this one" : "listed") +
+                      ": only a region out of the directory has its outbox dropped";
+        } else {
+          out.entries = state.store.outbox_drop(r.region);
+          lanes.forget_lane(r.region);
+          state.log->warn("federation: dropped the outbox to {} ({} entries), on an operator's request", r.region,
+                          out.entries);
+        }
+      } catch (std::exception const& e) {
+        out.error = std::string("the outbox could not be dropped: ") + e.what();
+      }
+      r.done.set_value(std::move(out));
     }
   }
 };
@@ -174,6 +212,21 @@ std::uint64_t link::rejected() const {
   return impl_ ? impl_->state.rejected_total() : 0;
 }
 
+link::dropped link::drop_outbox(std::string const& region, int timeout_ms) {
+  if (!impl_) return {0, "federation is not running"};
+  auto& m = *impl_;
+  std::future<dropped> result;
+  {
+    std::lock_guard lock(m.drops_mutex);
+    m.drops.push_back({region, {}});
+    result = m.drops.back().done.get_future();
+  }
+  m.state.wake();
+  if (result.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready)
+    return {0, "the federation link did not get to it in time (it is done between publish rounds); it is still queued"};
+  return result.get();
+}
+
 status link::snapshot() {
   if (!impl_) return {};
   auto& m = *impl_;
@@ -191,7 +244,7 @@ status link::snapshot() {
   auto regions = m.state.dir.all();
   for (auto const& r : *regions) {
     if (r.name == m.state.dir.self()) continue;
-    region_status rs{r.name, 0, 0, inbound.count(r.name) ? inbound[r.name] : 0};
+    region_status rs{r.name, true, 0, 0, inbound.count(r.name) ? inbound[r.name] : 0};
     s.applied_position = std::max(s.applied_position, m.state.store.inbound_position(r.name));
     auto it = confirmed.find(r.name);
     auto backlog =
@@ -199,6 +252,14 @@ status link::snapshot() {
     rs.outbox = backlog.entries;
     rs.oldest_undelivered_ms = backlog.entries ? std::max<std::int64_t>(0, now - backlog.oldest_created_at_ms) : 0;
     s.regions.push_back(rs);
+  }
+  // Regions out of the directory whose outbox still holds entries (drop_outbox gives them up).
+  for (auto const& dest : m.state.store.outbox_destinations()) {
+    if (dest == m.state.dir.self() || m.state.dir.is_remote(dest)) continue;
+    auto backlog = m.state.store.outbox_backlog(dest, m.state.store.outbox_start(dest));
+    if (backlog.entries == 0) continue;
+    s.regions.push_back(
+        {dest, false, backlog.entries, std::max<std::int64_t>(0, now - backlog.oldest_created_at_ms), 0});
   }
   s.rejects = m.state.rejected_by_reason();
   return s;

@@ -36,6 +36,12 @@ std::map<std::string, std::uint64_t> outbound_lanes::confirmed() const {
   return confirmed_view_;
 }
 
+void outbound_lanes::forget_lane(std::string const& destination) {
+  lanes_.erase(destination);
+  std::lock_guard lock(view_mutex_);
+  confirmed_view_.erase(destination);
+}
+
 void outbound_lanes::note_ack(std::string const& destination, lane_ack const& ack, std::int64_t created_ms) {
   std::lock_guard lock(acks_mutex_);
   auto [it, fresh] = acks_.try_emplace(destination, noted_ack{ack, created_ms});

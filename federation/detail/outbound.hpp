@@ -51,6 +51,8 @@ class outbound_lanes {
 
   // Confirmed lane seq per destination (for status).
   std::map<std::string, std::uint64_t> confirmed() const;
+  // Forgets the lane's state (its outbox was dropped): read from the store again when next used.
+  void forget_lane(std::string const& destination);
 
  private:
   using clock = std::chrono::steady_clock;

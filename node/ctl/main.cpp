@@ -104,7 +104,7 @@ int request(context const& ctx, std::string const& method, std::string const& ta
 
 // The words of the command line, filled in by the parser.
 struct arguments {
-  std::string name, display_name, device_id, user_filter, after, dir, data_dir, expires = "7d";
+  std::string name, display_name, device_id, user_filter, region, after, dir, data_dir, expires = "7d";
   int limit = 100;
   long uses = 1;
   bool abort = false;
@@ -379,6 +379,17 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                  [](context& c, json::value& ans, show_fn& show) {
                    show = print_federation;
                    return request(c, "GET", "/v1/admin/federation", nullptr, ans);
+                 }});
+  auto* drop = federation->add_subcommand(
+      "drop-outbox", "give up everything held for a region taken out of federation.regions (decommissioned)");
+  drop->add_option("region", a.region)->required();
+  out.push_back({drop, [&a](context& c, json::value& ans, show_fn& show) {
+                   show = [](json::value const& v) {
+                     auto const& o = v.as_object();
+                     std::cout << "dropped " << field(o, "dropped") << " outbox entries to " << field(o, "region")
+                               << "\n";
+                   };
+                   return request(c, "DELETE", "/v1/admin/federation/outbox/" + encode(a.region), nullptr, ans);
                  }});
   return out;
 }

@@ -180,8 +180,11 @@ void print_federation(json::value const& answer) {
   std::vector<std::vector<std::string>> rows;
   for (auto const& r : o.at("regions").as_array()) {
     auto const& ro = r.as_object();
-    rows.push_back({field(ro, "region"), field(ro, "outbox"),
-                    duration(ro.at("oldest_undelivered_s").to_number<std::int64_t>()), field(ro, "inbound")});
+    auto listed = ro.if_contains("listed");
+    bool unlisted = listed && listed->is_bool() && !listed->as_bool();
+    rows.push_back({field(ro, "region") + (unlisted ? " (not listed: drop-outbox gives it up)" : ""),
+                    field(ro, "outbox"), duration(ro.at("oldest_undelivered_s").to_number<std::int64_t>()),
+                    field(ro, "inbound")});
   }
   print_table({"REGION", "WAITING TO GO", "OLDEST UNDELIVERED", "WAITING TO BE APPLIED"}, rows);
   std::cout << "\n";

@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 66> table{{
+constexpr std::array<entry, 67> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -77,6 +77,7 @@ constexpr std::array<entry, 66> table{{
     {"unsupported_media_type", 415},      // code::unsupported_media_type
     {"config_invalid", 400},              // code::config_invalid
     {"backup_in_progress", 409},          // code::backup_in_progress
+    {"region_listed", 409},               // code::region_listed
     {"store_unavailable", 503},           // code::store_unavailable
 }};
 static_assert(static_cast<std::size_t>(code::store_unavailable) + 1 == table.size(), "one entry per code, in order");

@@ -82,6 +82,7 @@ enum class code {
   unsupported_media_type,
   config_invalid,
   backup_in_progress,
+  region_listed,
   // The stores.
   store_unavailable,
 };

@@ -6,6 +6,7 @@
 #include "base/ids/ids.hpp"
 #include "node/async/async.hpp"
 #include "node/gateway/detail/admin_backup.hpp"
+#include "node/gateway/detail/admin_federation.hpp"
 #include "node/gateway/detail/admin_tokens.hpp"
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/user_api.hpp"
@@ -124,39 +125,6 @@ response push_answer(admin_api const& api, request const& r, std::string const& 
     list.push_back(std::move(o));
   }
   return json_response(200, json::object{{"targets", std::move(list)}});
-}
-
-// `petchatctl federation status`.
-json::object federation_status(admin_api const& api) {
-  json::object o{{"region", api.info.region}};
-  if (!api.fed.link) {
-    o["enabled"] = false;
-    return o;
-  }
-  auto s = api.fed.link->snapshot();
-  auto now = format::now_ms();
-  json::array regions;
-  for (auto const& r : s.regions)
-    regions.push_back(json::object{{"region", r.region},
-                                   {"outbox", r.outbox},
-                                   {"oldest_undelivered_s", r.oldest_undelivered_ms / 1000},
-                                   {"inbound", r.inbound}});
-  json::object rejects;
-  for (auto const& [reason, n] : s.rejects) rejects[reason] = n;
-  o["enabled"] = true;
-  o["connected"] = s.connected;
-  o["server"] = s.server;
-  o["last_error"] = s.last_error;
-  o["stream"] = s.stream;
-  o["stream_last_seq"] = s.stream_last_seq;
-  o["applied_position"] = s.applied_position;
-  o["inbound_backlog"] = s.inbound_backlog;
-  o["published"] = s.published;
-  o["applied"] = s.applied;
-  o["regions"] = std::move(regions);
-  o["rejects"] = std::move(rejects);
-  o["at"] = rfc3339(now);
-  return o;
 }
 
 // Sweeps expired messages, then flushes and compacts the store. Compaction rewrites files
@@ -385,8 +353,12 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   }
   if (what == "federation" && seg.size() == 3) {
     if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
-    auto work = [api] { return json::value(federation_status(*api)); };  // scans the outbox
+    auto work = [api] { return json::value(federation_status(api->fed, api->info.region)); };  // scans the outbox
     co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
+  }
+  if (what == "federation" && seg.size() == 5 && seg[3] == "outbox") {
+    if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    co_return co_await drop_outbox(api->fed, api->info.region, api->cpu_pool, seg[4]);
   }
   if (what == "messages" && seg.size() == 4 && seg[3] == "compact") {
     if (m != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));

@@ -3,11 +3,9 @@
 // (docs/FEDERATION.md): an envelope is applied only if it is the next of its origin's lane,
 // in the write that records that, and each origin's stream position; so redeliveries and
 // replays have no effect and the order of the origin's commits is kept.
-#include <future>
-
 #include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/group_ops.hpp"
-#include "node/messages/detail/lane_epoch.hpp"
+#include "node/messages/detail/lanes.hpp"
 #include "node/messages/detail/receipts.hpp"
 
 namespace petchat::messages {
@@ -15,13 +13,7 @@ namespace {
 
 using federation::reject_reason;
 
-// Runs one write on the commit pipeline and waits for it (link threads only).
-store::write_outcome write_blocking(store::rocks_db& db, store::rocks_db::write_fn fn) {
-  auto done = std::make_shared<std::promise<store::write_outcome>>();
-  auto result = done->get_future();
-  db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
-  return result.get();
-}
+using service_detail::write_blocking;
 
 void not_waited_for(store::write_outcome) {}
 
@@ -119,6 +111,13 @@ class federated_store final : public federation::local_store {
                  return true;
                });
     return b;
+  }
+
+  std::vector<std::string> outbox_destinations() override { return service_detail::outbox_destinations(m_.db); }
+
+  std::uint64_t outbox_drop(std::string const& destination) override {
+    new_outbound_epoch(destination, 0);  // listed again, the lane starts over above every epoch it had
+    return service_detail::drop_outbox(m_.db, destination);
   }
 
   // The lane's epoch: its own (`fe/<destination>`) or the node's (`fe`: before lanes had their own, after a restore).

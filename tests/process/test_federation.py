@@ -1087,6 +1087,61 @@ class DirectoryReload(FederationCase):
         a.send_message(bob, "and back")
         b.wait_until(lambda: any(m["body"]["text"] == "and back" for m in messages_of(b)), DELIVERY_TIMEOUT_S)
 
+    def test_a_decommissioned_regions_outbox_is_dropped(self):
+        """A region taken out of the directory keeps what was queued for it (its group's
+        messages); status shows it as not listed; drop-outbox gives it up (refused for a
+        listed region); listed again, the lane starts over and new messages arrive, the
+        dropped ones never."""
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        europe = self.node("europe")
+        token = self.session(alice)["access_token"]
+        a, b = self.connect(alice), self.connect(bob)
+        r = europe.request("POST", "/v1/conversations", {"title": "club", "members": [bob]}, token=token)
+        self.assertEqual(r.status, 201, r.describe())
+        group = r.json["conversation"]["id"]
+
+        def say(text):
+            ref = a.next_ref()
+            a.send_frame({"ref": ref, "send": {"client_id": uuid.uuid4().hex, "conversation_id": group,
+                                               "body": {"text": text}}})
+            self.assertIn("accepted", a.wait_ref(ref, DELIVERY_TIMEOUT_S))
+
+        say("while listed")
+        b.wait_until(lambda: any(m["body"].get("text") == "while listed" for m in messages_of(b)), DELIVERY_TIMEOUT_S)
+        rc, out, err = europe.ctl("federation", "drop-outbox", "america")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("region_listed", out + err)
+        with open(europe.config_path) as f:
+            full = f.read()
+        with open(europe.config_path, "w") as f:
+            f.write(full[:full.index("[[federation.regions]]")])
+        self.assertEqual(europe.ctl("reload")[0], 0)
+        for i in range(3):
+            say("unlisted %d" % i)  # the group's messages still queue for america
+        rc, out, err = europe.ctl("--json", "federation", "status")
+        self.assertEqual(rc, 0, err)
+        held = [r for r in json.loads(out)["regions"] if r["region"] == "america"]
+        self.assertEqual(len(held), 1, out)
+        self.assertIs(held[0]["listed"], False)
+        self.assertGreaterEqual(held[0]["outbox"], 3)
+        self.assertEqual(europe.ctl("federation", "status")[0], 0)
+        rc, out, err = europe.ctl("--json", "federation", "drop-outbox", "america")
+        self.assertEqual(rc, 0, err)
+        self.assertGreaterEqual(json.loads(out)["dropped"], 3)
+        rc, out, err = europe.ctl("--json", "federation", "status")
+        self.assertEqual([r for r in json.loads(out)["regions"] if r["region"] == "america"], [], out)
+        say("after the drop")  # nothing queues for an unlisted region with no lane
+        # Listed again: the lane starts over under a new epoch; america takes what is new.
+        with open(europe.config_path, "w") as f:
+            f.write(full)
+        self.assertEqual(europe.ctl("reload")[0], 0)
+        say("listed again")
+        b.wait_until(lambda: any(m["body"].get("text") == "listed again" for m in messages_of(b)), 60,
+                     what="the message after the region was listed again")
+        time.sleep(1)
+        texts = [m["body"].get("text") for m in messages_of(b) if m.get("conversation_id") == group]
+        self.assertEqual(texts, ["while listed", "listed again"])
+
 
 def alice_and_bob(regions):
     """alice@europe and bob@america, each with a connected client: (europe's node, america's

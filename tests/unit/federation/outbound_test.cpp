@@ -95,6 +95,16 @@ class memory_store final : public federation::local_store {
     auto const& entries = boxes_[destination].entries;
     return {static_cast<std::uint64_t>(std::distance(entries.upper_bound(after), entries.end())), 0};
   }
+  std::vector<std::string> outbox_destinations() override {
+    std::vector<std::string> out;
+    for (auto const& [destination, outbox] : boxes_) out.push_back(destination);
+    return out;
+  }
+  std::uint64_t outbox_drop(std::string const& destination) override {
+    auto n = boxes_[destination].entries.size();
+    boxes_.erase(destination);
+    return n;
+  }
   std::uint64_t outbound_epoch(std::string const& destination) override { return epoch(destination); }
   std::uint64_t new_outbound_epoch(std::string const& destination, std::uint64_t above) override {
     new_epoch_requests.push_back(above);
