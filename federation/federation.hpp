@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -200,11 +201,18 @@ class local_store {
   virtual backlog outbox_backlog(std::string const& destination, std::uint64_t after) = 0;
   // Every destination a lane was ever started to (listed now or not). snapshot()'s caller.
   virtual std::vector<std::string> outbox_destinations() = 0;
-  // Gives up what is held for `destination`: erases every entry (durable writes of at most
-  // a few thousand keys each, blocking) and records the lane as confirmed up to its last
-  // seq, so that the destination, listed again, skips to there (as after a restore).
-  // Returns how many entries were erased. Manager thread (link::drop_outbox).
-  virtual std::uint64_t outbox_drop(std::string const& destination) = 0;
+  // Gives up what is held for `destination`, which the directory does not list: a new epoch
+  // of its lane, then every entry erased and the lane's seqs with the last (durable writes
+  // of at most a few thousand entries each, blocking), so that listed again, its lane starts
+  // over at seq 1 above every epoch it saw. Each write checks that the directory still does
+  // not list it: listed again meanwhile, what is queued from then on stays (`listed`).
+  // Manager thread (link::drop_outbox).
+  struct dropped {
+    enum class outcome { done, no_lane, listed, failed } what = outcome::done;
+    std::uint64_t entries = 0;  // erased
+    std::string error;          // failed: why
+  };
+  virtual dropped outbox_drop(std::string const& destination) = 0;
   // The epoch of this node's lane to `destination`, created (durably, blocking) on first
   // use. Manager thread, first publish round to it.
   virtual std::uint64_t outbound_epoch(std::string const& destination) = 0;
@@ -349,15 +357,12 @@ class link {
   // on the CPU pool.
   status snapshot();
   // `petchatctl federation drop-outbox`: gives up everything held for `region`, which the
-  // directory must no longer list (a decommissioned region): done on the manager thread,
-  // which forgets its lane too, so that listed again it starts from what the store says.
-  // The entries erased; an error message if the region is listed or this one, or if the
-  // link does not get to it within `timeout_ms`. Blocking: the admin API's CPU pool.
-  struct dropped {
-    std::uint64_t entries = 0;
-    std::string error;
-  };
-  dropped drop_outbox(std::string const& region, int timeout_ms);
+  // directory must no longer list (a decommissioned region): done by the manager thread
+  // between rounds (local_store::outbox_drop), which then forgets the lane's state in
+  // memory, so that listed again it starts from what the store says. Never blocks: the
+  // answer comes through the future (at once, `failed`, when the manager thread is not
+  // running; those queued when it ends are answered `failed` too). Any thread.
+  std::future<local_store::dropped> drop_outbox(std::string const& region);
   // Whether the link is connected to NATS (a flag NATS.c's callbacks keep). Any thread.
   bool connected() const;
   // Cheap counters for metrics (atomic reads, any thread): outbox entries JetStream stored

@@ -49,13 +49,14 @@ struct link::impl {
   detail::asset_exchange assets;
   detail::publisher out;
   std::thread manager;
-  // drop_outbox's requests, done by the manager between rounds.
+  // drop_outbox's requests, done by the manager between rounds; none taken once it ended.
   struct drop_request {
     std::string region;
-    std::promise<link::dropped> done;
+    std::promise<local_store::dropped> done;
   };
   std::mutex drops_mutex;
   std::vector<drop_request> drops;  // guarded by drops_mutex
+  bool manager_running = false;     // guarded by drops_mutex
 
   impl(options o, directory const& d, secret_key k, local_store& s, ephemeral_handler e, presence_source p,
        std::shared_ptr<spdlog::logger> l)
@@ -73,6 +74,10 @@ struct link::impl {
   void run_manager() {
     pthread_setname_np(pthread_self(), "fed-manager");  // seen in top -H, perf, gdb
     if (!conn.open()) return;
+    {
+      std::lock_guard lock(drops_mutex);
+      manager_running = true;
+    }
     auto next_info = clock::now();
     auto next_confirm = clock::now();
     auto next_purge = clock::now() + purge_every;
@@ -113,30 +118,37 @@ struct link::impl {
       if (woken && state.opt.batch_delay_ms > 0)
         state.gather(std::chrono::milliseconds(state.opt.batch_delay_ms), gather_enough);
     }
+    std::vector<drop_request> left;
+    {
+      std::lock_guard lock(drops_mutex);
+      manager_running = false;
+      left.swap(drops);
+    }
+    for (auto& r : left) r.done.set_value({local_store::dropped::outcome::failed, 0, "the node is stopping"});
   }
 
   // On the manager thread, so that no round has the lane in hand: the store gives up the
-  // entries, then the lane's state in memory goes (listed again, it is read afresh).
+  // entries, then the lane's state in memory goes (listed again, it is read afresh; also
+  // after a drop that failed half-way, whose epoch or erasures would not match it).
   void serve_drops() {
     std::vector<drop_request> todo;
     {
       std::lock_guard lock(drops_mutex);
       todo.swap(drops);
     }
+    using outcome = local_store::dropped::outcome;
     for (auto& r : todo) {
-      link::dropped out;
-      try {
-        if (r.region == state.dir.self() || state.dir.is_remote(r.region)) {
-          out.error = "region '" + r.region + "' is " + (r.region == state.dir.self() ? "this one" : "listed") +
-                      ": only a region out of the directory has its outbox dropped";
-        } else {
-          out.entries = state.store.outbox_drop(r.region);
-          lanes.forget_lane(r.region);
+      local_store::dropped out{outcome::listed, 0, {}};
+      if (r.region != state.dir.self() && !state.dir.is_remote(r.region)) {
+        try {
+          out = state.store.outbox_drop(r.region);
+        } catch (std::exception const& e) {
+          out = {outcome::failed, 0, e.what()};
+        }
+        lanes.forget_lane(r.region);
+        if (out.what == outcome::done)
           state.log->warn("federation: dropped the outbox to {} ({} entries), on an operator's request", r.region,
                           out.entries);
-        }
-      } catch (std::exception const& e) {
-        out.error = std::string("the outbox could not be dropped: ") + e.what();
       }
       r.done.set_value(std::move(out));
     }
@@ -212,19 +224,26 @@ std::uint64_t link::rejected() const {
   return impl_ ? impl_->state.rejected_total() : 0;
 }
 
-link::dropped link::drop_outbox(std::string const& region, int timeout_ms) {
-  if (!impl_) return {0, "federation is not running"};
+std::future<local_store::dropped> link::drop_outbox(std::string const& region) {
+  std::promise<local_store::dropped> done;
+  auto result = done.get_future();
+  if (!impl_) {
+    done.set_value({local_store::dropped::outcome::failed, 0, "federation is not running"});
+    return result;
+  }
   auto& m = *impl_;
-  std::future<dropped> result;
   {
     std::lock_guard lock(m.drops_mutex);
-    m.drops.push_back({region, {}});
-    result = m.drops.back().done.get_future();
+    if (m.manager_running) {
+      m.drops.push_back({region, std::move(done)});
+    } else {
+      done.set_value({local_store::dropped::outcome::failed, 0,
+                      "the federation link is not running (petchatctl federation status says why)"});
+      return result;
+    }
   }
   m.state.wake();
-  if (result.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready)
-    return {0, "the federation link did not get to it in time (it is done between publish rounds); it is still queued"};
-  return result.get();
+  return result;
 }
 
 status link::snapshot() {

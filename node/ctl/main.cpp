@@ -389,7 +389,7 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                      std::cout << "dropped " << field(o, "dropped") << " outbox entries to " << field(o, "region")
                                << "\n";
                    };
-                   return request(c, "DELETE", "/v1/admin/federation/outbox/" + encode(a.region), nullptr, ans);
+                   return request(c, "DELETE", "/v1/admin/federation/outbox/" + encode(a.region), nullptr, ans, 90);
                  }});
   return out;
 }

@@ -358,7 +358,7 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   }
   if (what == "federation" && seg.size() == 5 && seg[3] == "outbox") {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
-    co_return co_await drop_outbox(api->fed, api->info.region, api->cpu_pool, seg[4]);
+    co_return co_await drop_outbox(api->fed, api->info.region, seg[4]);
   }
   if (what == "messages" && seg.size() == 4 && seg[3] == "compact") {
     if (m != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));

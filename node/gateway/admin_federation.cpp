@@ -2,7 +2,13 @@
 // (admin_federation.hpp).
 #include "node/gateway/detail/admin_federation.hpp"
 
-#include "node/async/async.hpp"
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <future>
+
+#include "base/ids/ids.hpp"
 #include "node/gateway/detail/json_body.hpp"
 
 namespace petchat::gateway::detail {
@@ -46,19 +52,43 @@ json::object federation_status(federation_view const& fed, std::string const& se
 }
 
 // `petchatctl federation drop-outbox <region>`: gives up what is held for a region out of
-// the directory. The link does it on its manager thread; this waits on the CPU pool.
-awaitable<response> drop_outbox(federation_view fed, std::string self, boost::asio::thread_pool& pool,
-                                std::string region) {
+// the directory. The link's manager thread does it between rounds; this polls its answer
+// (no thread waits), for up to a minute.
+awaitable<response> drop_outbox(federation_view fed, std::string self, std::string region) {
   if (!fed.link) co_return error_response(fail(code::not_found, "federation is not configured on this node"));
+  if (!ids::is_valid_name(region))
+    co_return error_response(fail(code::invalid_field, "not a region name: 3 to 32 of a-z 0-9 . _ -, a letter first"));
   if (region == self || fed.regions.is_remote(region))
     co_return error_response(fail(code::region_listed, "region '" + region + "' is " +
                                                            (region == self ? "this one" : "listed") +
                                                            ": only a region out of federation.regions has its outbox "
                                                            "dropped (take it out and reload first)"));
-  auto work = [link = fed.link, region] { return link->drop_outbox(region, 60000); };
-  auto dropped = co_await async::offload(pool, std::move(work));
-  if (!dropped.error.empty()) co_return error_response(fail(code::internal, dropped.error));
-  co_return json_response(200, json::object{{"region", region}, {"dropped", dropped.entries}});
+  auto answer = fed.link->drop_outbox(region);
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  for (int waited_ms = 0; answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready; waited_ms += 100) {
+    if (waited_ms >= 60000)
+      co_return error_response(fail(code::internal,
+                                    "the federation link did not get to it within 60 s (it does it between publish "
+                                    "rounds); it is still queued: see the log, or petchatctl federation status"));
+    timer.expires_after(std::chrono::milliseconds(100));
+    co_await timer.async_wait(boost::asio::use_awaitable);
+  }
+  auto dropped = answer.get();
+  using outcome = federation::local_store::dropped::outcome;
+  switch (dropped.what) {
+    case outcome::done:
+      co_return json_response(200, json::object{{"region", region}, {"dropped", dropped.entries}});
+    case outcome::no_lane:
+      co_return error_response(fail(code::not_found, "nothing is held for region '" + region + "'"));
+    case outcome::listed:
+      co_return error_response(
+          fail(code::region_listed, "region '" + region + "' was listed again meanwhile (" +
+                                        std::to_string(dropped.entries) +
+                                        " entries were dropped before): what is queued now stays"));
+    case outcome::failed:
+      break;
+  }
+  co_return error_response(fail(code::internal, "the outbox could not be dropped: " + dropped.error));
 }
 
 }  // namespace petchat::gateway::detail

@@ -115,9 +115,10 @@ class federated_store final : public federation::local_store {
 
   std::vector<std::string> outbox_destinations() override { return service_detail::outbox_destinations(m_.db); }
 
-  std::uint64_t outbox_drop(std::string const& destination) override {
+  dropped outbox_drop(std::string const& destination) override {
+    if (!m_.db.get(cf::state, keys::outbound_lane_key(destination))) return {dropped::outcome::no_lane, 0, {}};
     new_outbound_epoch(destination, 0);  // listed again, the lane starts over above every epoch it had
-    return service_detail::drop_outbox(m_.db, destination);
+    return service_detail::drop_outbox(m_.db, m_.regions, destination);
   }
 
   // The lane's epoch: its own (`fe/<destination>`) or the node's (`fe`: before lanes had their own, after a restore).

@@ -28,40 +28,63 @@ std::vector<std::string> outbox_destinations(store::rocks_db& db) {
   return out;
 }
 
-std::uint64_t drop_outbox(store::rocks_db& db, std::string const& destination) {
-  constexpr std::size_t at_once = 4096;
-  std::uint64_t erased = 0;
+federation::local_store::dropped drop_outbox(store::rocks_db& db, federation::directory const* regions,
+                                             std::string const& destination, std::size_t at_once) {
+  using outcome = federation::local_store::dropped::outcome;
+  auto lane_end = [&db, &destination] {
+    auto lane = db.get(cf::state, keys::outbound_lane_key(destination));
+    return lane ? keys::from_be64(*lane) : std::uint64_t{0};
+  };
+  if (!db.get(cf::state, keys::outbound_lane_key(destination))) return {outcome::no_lane, 0, {}};
+  federation::local_store::dropped out;
+  std::uint64_t after = 0;  // every entry up to it is erased
   for (;;) {
-    std::vector<std::uint64_t> seqs;  // the next entries held, oldest first
-    db.scan(cf::outbox, keys::outbox_key(destination, 0), keys::past_last_of(destination),
+    // Entries queued before `seen` was read are committed: the scan sees them all, so one
+    // that finds fewer than at_once leaves only what was queued after it, above `seen`.
+    std::uint64_t seen = lane_end();
+    std::vector<std::uint64_t> seqs;
+    db.scan(cf::outbox, keys::outbox_key(destination, after + 1), keys::past_last_of(destination),
             [&](std::string_view key, std::string_view) {
               seqs.push_back(keys::from_be64(keys::after_owner(key, destination)));
               return seqs.size() < at_once;
             });
-    auto done = std::make_shared<bool>(false);
+    auto state = std::make_shared<outcome>(outcome::failed);  // done: finished; listed; else one more round
     auto count = std::make_shared<std::uint64_t>(0);
-    store::rocks_db::write_fn fn = [destination, seqs, done, count](store::rocks_batch& b) {
+    store::rocks_db::write_fn fn = [destination, regions, seqs, seen, after, state, count,
+                                    at_once](store::rocks_batch& b) {
+      if (regions && regions->is_remote(destination)) {
+        // Listed again: what is queued now stays. The lane, under its new epoch, starts
+        // after what is erased (confirmed, as far as it goes), not in a gap.
+        *state = outcome::listed;
+        auto confirmed = b.get(cf::state, keys::outbound_confirmed_key(destination));
+        if (after > (confirmed ? keys::from_be64(*confirmed) : 0))
+          b.put(cf::state, keys::outbound_confirmed_key(destination), keys::be64(after));
+        return true;
+      }
       for (auto seq : seqs) b.erase(cf::outbox, keys::outbox_key(destination, seq));
       *count = seqs.size();
       if (seqs.size() == at_once) return true;
-      // The last write: what was queued since the scan goes with the lane's seqs.
+      // The last write: what was queued since `seen` goes with the lane's seqs.
       auto lane = b.get(cf::state, keys::outbound_lane_key(destination));
-      std::uint64_t end = lane ? keys::from_be64(*lane) : 0, after = seqs.empty() ? 0 : seqs.back();
-      if (end > after + at_once) return true;  // a flood meanwhile: another round
-      for (std::uint64_t seq = after + 1; seq <= end; ++seq)
+      std::uint64_t end = lane ? keys::from_be64(*lane) : 0;
+      std::uint64_t from = std::max(seqs.empty() ? 0 : seqs.back(), seen);
+      if (end > from + at_once) return true;  // a flood meanwhile: another round
+      for (std::uint64_t seq = from + 1; seq <= end; ++seq)
         if (b.get(cf::outbox, keys::outbox_key(destination, seq))) {
           b.erase(cf::outbox, keys::outbox_key(destination, seq));
           ++*count;
         }
       b.erase(cf::state, keys::outbound_lane_key(destination));
       b.erase(cf::state, keys::outbound_confirmed_key(destination));
-      *done = true;
+      *state = outcome::done;
       return true;
     };
     if (write_blocking(db, std::move(fn)) != store::write_outcome::committed)
-      throw store::rocks_error("cannot drop the outbox to " + destination);
-    erased += *count;
-    if (*done) return erased;
+      return {outcome::failed, out.entries, "the store did not take the write"};
+    if (*state == outcome::listed) return {outcome::listed, out.entries, {}};
+    out.entries += *count;
+    if (*state == outcome::done) return out;
+    after = std::max(seqs.empty() ? 0 : seqs.back(), seqs.size() == at_once ? 0 : seen);
   }
 }
 

@@ -1130,6 +1130,12 @@ class DirectoryReload(FederationCase):
         self.assertGreaterEqual(json.loads(out)["dropped"], 3)
         rc, out, err = europe.ctl("--json", "federation", "status")
         self.assertEqual([r for r in json.loads(out)["regions"] if r["region"] == "america"], [], out)
+        rc, out, err = europe.ctl("federation", "drop-outbox", "america")  # nothing held any more
+        self.assertNotEqual(rc, 0)
+        self.assertIn("not_found", out + err)
+        rc, out, err = europe.ctl("federation", "drop-outbox", "../america")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("invalid_field", out + err)
         say("after the drop")  # nothing queues for an unlisted region with no lane
         # Listed again: the lane starts over under a new epoch; america takes what is new.
         with open(europe.config_path, "w") as f:

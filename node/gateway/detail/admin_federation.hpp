@@ -2,7 +2,6 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
 #include <string>
 
@@ -15,8 +14,7 @@ namespace petchat::gateway::detail {
 boost::json::object federation_status(federation_view const& fed, std::string const& self);
 
 // DELETE /v1/admin/federation/outbox/{region}: gives up what is held for a region out of
-// the directory (the link does it on its manager thread; this waits on `pool`).
-boost::asio::awaitable<response> drop_outbox(federation_view fed, std::string self, boost::asio::thread_pool& pool,
-                                             std::string region);
+// the directory (the link does it on its manager thread; this polls for the answer).
+boost::asio::awaitable<response> drop_outbox(federation_view fed, std::string self, std::string region);
 
 }  // namespace petchat::gateway::detail

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/format/format.hpp"
+#include "federation/federation.hpp"
 #include "node/log/log.hpp"
 #include "store/rocks/rocks.hpp"
 
@@ -38,10 +39,12 @@ store::write_outcome write_blocking(store::rocks_db& db, store::rocks_db::write_
 std::vector<std::string> outbox_destinations(store::rocks_db& db);
 
 // Erases every outbox entry to `destination` and its lane's seqs (`fo/`, `fc/`), in writes
-// of at most 4,096 entries, blocking; the entries erased. What is queued for it meanwhile
-// goes in the last write, so once done nothing is held for it, and nothing more is queued
-// while the directory does not list it (to_outbox). The caller gives the lane a new epoch
-// first: listed again, it starts over at seq 1 above every epoch the destination saw.
-std::uint64_t drop_outbox(store::rocks_db& db, std::string const& destination);
+// of at most `at_once` entries, blocking. What is queued for it meanwhile goes in the last
+// write, so once done nothing is held for it, and nothing more is queued while the
+// directory does not list it (to_outbox). Each write first checks that `regions` does not
+// list it (listed again: stops, `listed`). No lane: `no_lane`, nothing written. The caller
+// gives the lane a new epoch first (local_store::outbox_drop).
+federation::local_store::dropped drop_outbox(store::rocks_db& db, federation::directory const* regions,
+                                             std::string const& destination, std::size_t at_once = 4096);
 
 }  // namespace petchat::messages::service_detail

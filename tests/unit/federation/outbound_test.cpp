@@ -100,10 +100,10 @@ class memory_store final : public federation::local_store {
     for (auto const& [destination, outbox] : boxes_) out.push_back(destination);
     return out;
   }
-  std::uint64_t outbox_drop(std::string const& destination) override {
+  dropped outbox_drop(std::string const& destination) override {
     auto n = boxes_[destination].entries.size();
     boxes_.erase(destination);
-    return n;
+    return {dropped::outcome::done, n, {}};
   }
   std::uint64_t outbound_epoch(std::string const& destination) override { return epoch(destination); }
   std::uint64_t new_outbound_epoch(std::string const& destination, std::uint64_t above) override {
