@@ -332,7 +332,8 @@ class link {
   // by the message service after such a commit: on an I/O thread, or on the applier thread.
   void wake();
   // Best-effort presence, typing or lane_ack for `destination` (origin, destination and
-  // created_at_ms are set here): dropped silently while not connected, never queued and
+  // created_at_ms are set here): dropped silently while not connected or for a region the
+  // directory does not list, never queued and
   // never answered. Does not wait for a reply or a reconnect, but it publishes on the
   // calling thread: it takes NATS.c's connection lock, and once NATS.c's write buffer is
   // full it writes to the socket there (no write deadline is set), so it can wait behind

@@ -135,7 +135,9 @@ void publisher::refresh_presence() {
 }
 
 void publisher::send_ephemeral(std::string const& destination, body b) {
-  if (!s_.connected) return;
+  // Never to a region the directory does not list (taken out, or made up): presence and
+  // typing are for federated regions only.
+  if (!s_.connected || !s_.dir.is_remote(destination)) return;
   b.set_origin(s_.dir.self());
   b.set_destination(destination);
   b.set_created_at_ms(format::now_ms());

@@ -1043,6 +1043,8 @@ class DirectoryReload(FederationCase):
         first = a.send_message(bob, "before the reloads")
         b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
         conversation = first["conversation_id"]
+        a.typing(bob, True)
+        b.wait_for(is_typing(alice), DELIVERY_TIMEOUT_S)
         # A file caught emptied (an editor saving in place) drops no region of the running
         # link: the directory comes only from a file that federates through the same NATS.
         with open(europe.config_path, "w") as f:
@@ -1068,6 +1070,11 @@ class DirectoryReload(FederationCase):
             answer = a.wait_ref(ref, DELIVERY_TIMEOUT_S)
             self.assertEqual(answer.get("error", {}).get("code"), "user_not_found", (send, answer))
             self.assertIn("not federated", answer["error"]["message"])
+        # Nor is america told alice is typing (presence and typing go to listed regions only).
+        a.typing(bob, False)
+        a.typing(bob, True)
+        time.sleep(2)
+        self.assertEqual([f for f in b.pending() if is_typing(alice)(f)], [], "typing to an unlisted region")
         # europe no longer takes america's envelopes: bob's message waits in america.
         b.send_message(alice, "while europe does not list america")
         time.sleep(2)
