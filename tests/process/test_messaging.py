@@ -641,6 +641,10 @@ class CoreTests:
             with self.subTest(filter=bad):
                 self.assertError(self.history_request(a, peer=bob.id, **bad), 400, "invalid_field")
         self.assertError(self.history_request(a, peer="nosuchuser%d" % next(_names)), 404, "user_not_found")
+        # A filter that does not decode is refused, not dropped (which would answer everything).
+        broken = self.node.request("GET", "/v1/messages?peer=%s&since=%%ZZ" % urllib.parse.quote(bob.id),
+                                   token=a["access_token"])
+        self.assertError(broken, 400, "invalid_field")
         self.assertError(self.history_request(a, conversation_id=tamper(cid, 0)), 404, "conversation_not_found")
         self.assertError(self.history_request(None, peer=bob.id), 401, "missing_token")
         self.assertError(self.get_message(None, ids[0]), 401, "missing_token")
@@ -707,6 +711,10 @@ class CoreTests:
 
         # Errors.
         self.assertError(self.delete_message(a, m[3], "bogus"), 400, "invalid_field")
+        # A value that does not decode is refused, not taken for an absent one ("me").
+        broken = self.node.request("DELETE", "/v1/messages/%s?for=%%ZZ" % urllib.parse.quote(m[3], safe=""),
+                                   token=a["access_token"])
+        self.assertError(broken, 400, "invalid_field")
         self.assertError(self.delete_message(a, tamper(m[3], 11), "me"), 404, "message_not_found")
         self.assertError(self.delete_message(c, m[3], "me"), 404, "message_not_found")
         self.assertError(self.delete_message(c, m[3], "everyone"), 404, "message_not_found")
