@@ -166,6 +166,7 @@ schema schema_of(reader& rd, node_config& c) {
         {"max_group_members", rd.integer(c.messages.max_group_members, 2, 100000)},
         {"max_groups_per_user", rd.integer(c.messages.max_groups_per_user, 1, 1000000)},
         {"max_joins_per_hour", rd.integer(c.messages.max_joins_per_hour, 0, 1000000)},
+        {"max_groups_created_per_day", rd.integer(c.messages.max_groups_created_per_day, 0, 1000000)},
         {"max_remote_contacts_per_hour", rd.integer(c.messages.max_remote_contacts_per_hour, 0, 1000000)},
         {"group_receipt_events_max_members", rd.integer(c.messages.group_receipt_events_max_members, 0, 100000)},
         {"max_attachments", rd.integer(c.messages.max_attachments, 0, 100)}}},

@@ -116,7 +116,8 @@ struct messages_section {
   std::uint32_t expiry_sweep_interval_ms = 1000;
   std::size_t max_group_members = 1000;
   std::size_t max_groups_per_user = 500;
-  std::uint32_t max_joins_per_hour = 100;  // groups a user is added to by others (0: no limit)
+  std::uint32_t max_joins_per_hour = 100;          // groups a user is added to by others (0: no limit)
+  std::uint32_t max_groups_created_per_day = 100;  // groups a user creates (0: no limit)
   // Direct conversations other regions' users start with a user here (0: no limit).
   std::uint32_t max_remote_contacts_per_hour = 100;
   // Groups with more recipients get count receipts instead of one per member.

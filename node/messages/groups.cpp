@@ -101,6 +101,12 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
   if (spec.members.size() > max_members_per_request)
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
   if (auto limited = charge(m, owner)) co_return *limited;
+  // A group left at once costs its creator nothing more: what they created, each left
+  // group's record kept for the retention period (forget_former_member), is capped here.
+  if (auto wait = m.creates.take(owner, now_ms()); wait > 0)
+    co_return errors::rate_limited("more than " + std::to_string(m.options.max_groups_created_per_day) +
+                                       " groups created a day (messages.max_groups_created_per_day)",
+                                   wait);
   auto st = std::make_shared<change_state>();
   auto users = candidates(m, spec.members, st->failed);
   st->conversation = keys::new_group_id(m.region);

@@ -109,6 +109,29 @@ class GroupAbuseTest(GroupCase):
         self.group(v, [], title="the victim's own")
         self.assertEqual(len([c for c in self.all_conversations(v) if c["kind"] == "group"]), 4)
 
+    def test_groups_made_and_left_at_once_are_capped_and_forgotten(self):
+        """Creating a group and leaving it costs the creator nothing else, and each left
+        group's record stays in their list: creations are capped a day, and a left group's
+        record goes once the retention period has passed since they left (its messages gone)."""
+        self.node = self.start_node(config={"messages": {"max_groups_created_per_day": 3, "retention_s": 3,
+                                                         "expiry_sweep_interval_ms": 100}})
+        mallory, other = self.person("mallory"), self.person("other")
+        m, o = mallory.login(), other.login()
+        made = [self.group(m, [other.id], title="junk %d" % i) for i in range(3)]
+        self.assertError(self.create_request(m, "one too many", [other.id]), 429, "rate_limited")
+        self.assertTrue(self.group(o, [], title="other's own"), "the cap is per creator")
+        left = made[0]
+        self.assertStatus(self.remove_member(m, left, mallory.id, successor=other.id), 204)
+        ids = lambda session: sorted(c["id"] for c in self.all_conversations(session) if c["kind"] == "group")
+        self.assertEqual(ids(m), sorted(made), "a group just left is still in the list")
+        deadline = time.monotonic() + 30
+        while left in ids(m):
+            self.assertLess(time.monotonic(), deadline, "the left group's record did not go")
+            time.sleep(0.2)
+        self.assertEqual(ids(m), sorted(made[1:]), "the groups still joined stay")
+        self.assertIn(left, ids(o), "the group goes on for its members")
+        self.assertError(self.details_request(m, left), 404, "conversation_not_found")
+
     def test_a_former_member_sees_the_group_as_it_was(self):
         self.node = self.start_node()
         alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")

@@ -176,12 +176,29 @@ inline void note_remote_departure(store::rocks_batch& b, std::string const& conv
   put_participant(b, user, conv, p);
 }
 
+// A local user's record of a group they left goes once every message of their period has
+// expired (`retention_ms` after they left; also their read mark and delivered position
+// there), so that the groups a user left do not pile up in their list and in every walk
+// of it. Back in the group since: it stays (a leave after that put off its own).
+inline void forget_former_member(store::rocks_batch& b, std::string const& key, std::int64_t now,
+                                 std::int64_t retention_ms) {
+  auto v = b.get(cf::conversations, key);
+  records::participant_record p;
+  if (!v || !p.ParseFromString(*v) || p.member()) return;
+  if (auto due = p.left_at_ms() + retention_ms; due > now)  // the retention grew since
+    return b.put(cf::expiry, keys::expiry_entry_key(due, keys::expiring::former_member, key), "f");
+  auto [user, conv] = keys::split_participant_key(key);
+  b.erase(cf::conversations, key);
+  b.erase(cf::state, keys::read_key(conv, user));
+  b.erase(cf::state, keys::delivered_position_key(user, conv));
+}
+
 // A local user goes from group `c` (the group as they last saw it: its title and size are
-// kept for their list). Their period ends after the group's last message here. False if
-// they had none (a name of this region with no account, which a group of another region
-// named).
+// kept for their list). Their period ends after the group's last message here; their
+// record of it is forgotten `retention_ms` later (forget_former_member). False if they had
+// none (a name of this region with no account, which a group of another region named).
 inline bool end_period(store::rocks_batch& b, std::string const& conv, records::conversation_record const& c,
-                       std::string const& user, std::int64_t now) {
+                       std::string const& user, std::int64_t now, std::int64_t retention_ms) {
   auto p = load_participant(b, user, conv);
   if (!p || !p->member()) return false;
   forget_writer(b, conv, user);
@@ -195,6 +212,8 @@ inline bool end_period(store::rocks_batch& b, std::string const& conv, records::
   p->set_last_message_id(activity.last_message_id());
   put_participant(b, user, conv, *p);
   add_group_count(b, user, -1);
+  auto key = keys::participant_key(user, conv);
+  b.put(cf::expiry, keys::expiry_entry_key(now + retention_ms, keys::expiring::former_member, key), "f");
   return true;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace petchat::messages::detail {
 
@@ -57,7 +58,8 @@ inline std::string expiry_key(std::int64_t at_ms, std::string const& id) {
   return be64(static_cast<std::uint64_t>(at_ms)) + id;
 }
 // expiry: expires_at_ms kind key (value: the kind byte): one more entry to remove then.
-enum class expiring : char { mailbox_entry = 'm', idempotency = 'i', shared_change = 'c' };
+// (`f`: a local user's record of a group they left, forget_former_member.)
+enum class expiring : char { mailbox_entry = 'm', idempotency = 'i', shared_change = 'c', former_member = 'f' };
 inline std::string expiry_entry_key(std::int64_t at_ms, expiring kind, std::string const& key) {
   return be64(static_cast<std::uint64_t>(at_ms)) + static_cast<char>(kind) + key;
 }
@@ -175,6 +177,13 @@ inline std::string participants_owner(std::string const& user) {
 }
 inline std::string participant_key(std::string const& user, std::string const& conv) {
   return participants_owner(user) + '\0' + conv;
+}
+// The user and the conversation of a participant_key (user ids hold no NUL).
+inline std::pair<std::string, std::string> split_participant_key(std::string_view key) {
+  key.remove_prefix(2);
+  auto nul = key.find('\0');
+  return {std::string(key.substr(0, nul)),
+          nul == std::string_view::npos ? std::string() : std::string(key.substr(nul + 1))};
 }
 inline std::string group_count_key(std::string const& user) {
   return "gc/" + user;

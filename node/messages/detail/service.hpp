@@ -56,8 +56,8 @@ struct message_service::impl {
   store::rocks_db db;
   blob_removal_gate blob_removals;  // backups against the collector (messages.hpp)
   send_limiter limiter;
-  limits::rate_buckets joins, remote_contacts;  // groups joined by others' adds; conversations other regions start
-  ws::mailbox_listener* listener = nullptr;     // set before any traffic
+  limits::rate_buckets joins, remote_contacts, creates;  // others' adds; other regions' contacts; groups made
+  ws::mailbox_listener* listener = nullptr;              // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
 
@@ -117,7 +117,8 @@ struct message_service::impl {
                                 .salvage = salvage}),
         limiter(o.max_per_second),
         joins(o.max_joins_per_hour, 3600 * 1000),
-        remote_contacts(o.max_remote_contacts_per_hour, 3600 * 1000) {}
+        remote_contacts(o.max_remote_contacts_per_hour, 3600 * 1000),
+        creates(o.max_groups_created_per_day, 86400 * 1000) {}
 
   // RocksDB's own log, into ours: its routine chatter at debug level.
   static void rocksdb_log(int severity, std::string const& line) {
@@ -427,9 +428,7 @@ struct message_service::impl {
 
   std::optional<client::message> visible(records::stored_message const& m, std::string const& user,
                                          std::int64_t now) const {
-    if (expired(m, now)) return std::nullopt;
-    for (auto const& h : m.hidden_for())
-      if (h == user) return std::nullopt;
+    if (expired(m, now) || std::ranges::find(m.hidden_for(), user) != m.hidden_for().end()) return std::nullopt;
     client::message out = m.message();
     out.set_delivered_at_ms(m.delivered_at_ms());
     out.set_read_at_ms(m.read_at_ms());
