@@ -119,7 +119,7 @@ void leave(impl const& m, store::rocks_batch& b, records::conversation_record& c
 
 // The group as committed, with `by` a current member, or why not.
 std::optional<records::conversation_record> load_group(store::rocks_batch& b, std::string const& by, change_state& st) {
-  auto c = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
+  auto c = load_conversation(b, st.conversation);
   if (c && c->group() && member_index(*c, by) >= 0) return c;
   bool former = c && c->group() && load_participant(b, by, st.conversation);
   st.refused = former ? fail(code::not_a_member, "you are no longer a member of this conversation")

@@ -89,7 +89,7 @@ std::string stamp(message_service::impl const& m, send_write& st, std::uint32_t 
 // removal and a send are in one order.
 bool write_group_send(message_service::impl const& m, store::rocks_batch& b, send_write& st,
                       records::stored_message& stored, std::string& raw_id) {
-  auto conv = parse<records::conversation_record>(b.get(cf::conversations, st.conversation));
+  auto conv = load_conversation(b, st.conversation);
   if (!conv || !conv->group() || !acts_as_member(*conv, st.from)) {
     bool former = conv && conv->group() && load_participant(b, st.from, st.conversation);
     st.refused = former ? fail(code::not_a_member, "you are no longer a member of this conversation")

@@ -132,6 +132,16 @@ class GroupAbuseTest(GroupCase):
         self.assertIn(left, ids(o), "the group goes on for its members")
         self.assertError(self.details_request(m, left), 404, "conversation_not_found")
 
+    def test_ids_that_are_other_kinds_of_keys_name_no_conversation(self):
+        self.node = self.start_node()
+        mallory = self.person("mallory")
+        m = mallory.login()
+        gid = self.group(m, [], title="mine")
+        for fake in ("p/%s\0%s" % (mallory.id, gid), "gc/" + mallory.id, "a/" + gid, gid + "\0x", "g", "d"):
+            with self.subTest(id=fake):
+                self.assertError(self.details_request(m, fake), 404, "conversation_not_found")
+                self.assertError(self.patch(m, fake, muted=True), 404, "conversation_not_found")
+
     def test_a_former_member_sees_the_group_as_it_was(self):
         self.node = self.start_node()
         alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")

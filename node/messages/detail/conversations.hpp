@@ -38,6 +38,12 @@ inline void put_activity(store::rocks_batch& b, std::string const& conv, records
   b.put_last(cf::conversations, keys::activity_key(conv), a.SerializeAsString());
 }
 
+// A conversation by an id a client named: only one of a conversation id's form is looked
+// up, never another kind of key of the family (`gc/…`, `p/…`).
+inline std::optional<records::conversation_record> load_conversation(store::rocks_batch& b, std::string const& conv) {
+  if (!keys::well_formed_conversation_id(conv)) return std::nullopt;
+  return parse<records::conversation_record>(b.get(cf::conversations, conv));
+}
 inline std::optional<records::participant_record> load_participant(store::rocks_batch& b, std::string const& user,
                                                                    std::string const& conv) {
   return parse<records::participant_record>(b.get(cf::conversations, keys::participant_key(user, conv)));

@@ -88,10 +88,14 @@ bool group_id_allows_home(std::string_view conv, std::string_view region) {
 }
 
 bool well_formed_group_id(std::string_view conv) {
+  return !conv.empty() && conv[0] == 'g' && well_formed_conversation_id(conv);
+}
+
+bool well_formed_conversation_id(std::string_view conv) {
   auto base64url = [](char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
   };
-  return conv.size() >= 2 && conv.size() <= 64 && conv[0] == 'g' &&
+  return conv.size() >= 2 && conv.size() <= 64 && (conv[0] == 'g' || conv[0] == 'd') &&
          std::all_of(conv.begin() + 1, conv.end(), base64url);
 }
 

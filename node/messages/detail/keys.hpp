@@ -243,6 +243,8 @@ inline bool is_group(std::string_view conv) {
 // of them). Ids from other regions are checked with it before any key is made of them: a
 // NUL or a byte below base64url's would let one id's keys fall among another's.
 bool well_formed_group_id(std::string_view conv);
+// A group id so made, or a direct conversation's ("d" and base64url): what a client may name.
+bool well_formed_conversation_id(std::string_view conv);
 
 // Message ids: 16 bytes = milliseconds since the epoch (6 bytes) | region hash (2 bytes) |
 // counter (8 bytes, random start). Bytewise order is time order; the id is printed as 22

@@ -436,6 +436,7 @@ struct message_service::impl {
   }
 
   std::optional<records::conversation_record> conversation(std::string const& id) const {
+    if (!keys::well_formed_conversation_id(id)) return std::nullopt;  // never another kind of key
     return parse<records::conversation_record>(db.get(cf::conversations, id));
   }
 
