@@ -76,15 +76,20 @@ void detail::for_each_holding(message_service::impl const& m, std::string const&
 }
 
 bool detail::for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
-                             std::size_t max_seeks, std::function<bool(std::string const&)> const& fn) {
+                             std::size_t& seeks_left, std::function<bool(std::string const&)> const& fn) {
+  std::size_t seeks = 2;
+  auto spent = [&](bool out) {
+    seeks_left -= std::min(seeks, seeks_left);
+    return out;
+  };
   auto holders = keys::conversation_refs_first(hash);
   auto parts = keys::participants_owner(user) + '\0';
   auto part_from = [&](std::string const& at) { return next_under(m, cf::conversations, parts, parts + at); };
   auto a = holder_from(m, holders, ""), b = part_from("");
   // Each step moves the one behind up to the other: at most twice the smaller set's seeks.
-  for (std::size_t seeks = 2; a && b && seeks < max_seeks; ++seeks) {
+  for (; a && b && seeks < seeks_left; ++seeks) {
     if (*a == *b) {
-      if (!fn(*a)) return true;
+      if (!fn(*a)) return spent(true);
       a = holder_from(m, holders, *a + '\x01');
       b = part_from(*b + '\0');
       ++seeks;
@@ -94,7 +99,7 @@ bool detail::for_each_shared(message_service::impl const& m, std::string const& 
       b = part_from(*a);
     }
   }
-  return !a || !b;  // one side ran out, not the seeks
+  return spent(!a || !b);  // one side ran out, not the seeks
 }
 
 std::vector<std::string> detail::conversations_holding(message_service::impl const& m, std::string const& hash,
@@ -151,14 +156,14 @@ namespace {
 // the asset and the user's (their parts, p/), so references in other conversations,
 // however many, do not push the user's own out of reach; the bounds are on one request's
 // work.
-bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash) {
+bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash,
+                  detail::access_budget& left) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
   // Per conversation and in all: references the user may not see (from before they joined
   // a group whose history is hidden, say) use up one conversation's share, not the others'.
-  constexpr std::size_t max_seeks = 32768, max_contacts = 4096, per_conversation = 1024, max_keys = 16384;
+  constexpr std::size_t per_conversation = 1024;
   auto now = now_ms();
   bool allowed = false;
-  std::size_t visited = 0;
   auto look = [&](std::string const& conv) {  // false: stop
     if (!m.member(user, conv)) return true;
     auto first = keys::conversation_refs_first(hash, conv);
@@ -170,29 +175,28 @@ bool may_download(message_service::impl const& m, std::string const& user, std::
         auto sm = m.load(std::string(id));
         allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
       }
-      return !allowed && ++here < per_conversation && ++visited < max_keys;
+      return !allowed && ++here < per_conversation && detail::spend(left.keys);
     });
-    return !allowed && visited < max_keys;
+    return !allowed && left.keys > 0;
   };
-  bool walked_all = detail::for_each_shared(m, hash, user, max_seeks, look);
-  if (allowed || visited >= max_keys) return allowed;
+  bool walked_all = detail::for_each_shared(m, hash, user, left.seeks, look);
+  if (allowed || left.keys == 0) return allowed;
   // A direct conversation from before users' parts were kept has none: such conversations
   // are found through the user's own contacts (u/: each names the conversation with that
   // peer; one per person who wrote to them or whom they wrote to).
-  std::size_t contacts = 0;
   auto owner = keys::contacts_owner(user);
   m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
             [&](std::string_view, std::string_view value) {
               std::string conv(value);
               if (walked_all && m.db.get(cf::conversations, keys::participant_key(user, conv)))
-                return ++contacts < max_contacts;  // looked at above
+                return detail::spend(left.contacts);  // looked at above
               auto refs = keys::conversation_refs_first(hash, conv);
               bool holds = false;
               m.db.scan(cf::assets, refs, keys::prefix_end(refs), [&](std::string_view, std::string_view) {
                 holds = true;
                 return false;
               });
-              return (!holds || look(conv)) && ++contacts < max_contacts;
+              return (!holds || look(conv)) && detail::spend(left.contacts);
             });
   return allowed;
 }
@@ -221,7 +225,8 @@ errors::failure fetching_or_none(message_service::impl const& m, std::string con
   auto f = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
   if (!f) return pending_or_none(m, user, hash);
   auto const& original = f->thumbnail_of().empty() ? hash : f->thumbnail_of();
-  if (may_download(m, user, original)) return pending(f->region());
+  detail::access_budget left;
+  if (may_download(m, user, original, left)) return pending(f->region());
   return pending_or_none(m, user, original);
 }
 
@@ -282,10 +287,11 @@ result<asset_view> message_service::asset_for(std::string const& user, std::stri
   auto& m = *impl_;
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
   if (!rec) return fetching_or_none(m, user, hash);
-  bool allowed = may_download(m, user, hash);
+  detail::access_budget left;  // one for the thumbnail and all its originals
+  bool allowed = may_download(m, user, hash, left);
   auto originals = originals_of(m, hash, *rec);
   for (auto const& original : originals)
-    allowed = allowed || (asset_exists(original) && may_download(m, user, original));
+    allowed = allowed || (asset_exists(original) && may_download(m, user, original, left));
   if (!allowed) {
     for (auto const& original : originals)
       if (auto region = detail::awaits_proof(m, user, original)) return pending(*region);
@@ -459,12 +465,13 @@ std::optional<errors::failure> fill_attachments(message_service::impl const& m, 
   if (static_cast<std::size_t>(body.attachments_size()) > m.options.max_attachments)
     return fail(code::invalid_field,
                 "a message carries at most " + std::to_string(m.options.max_attachments) + " attachments", "body");
+  detail::access_budget left;  // one for all the attachments
   for (auto& a : *body.mutable_attachments()) {
     auto hash = keys::asset_hash_of(a.asset_id());
     if (hash.empty())
       return fail(code::invalid_field, "an attachment's asset_id must be 64 lower-case hex digits", "body");
     auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
-    if (!rec || !may_download(m, from, hash))
+    if (!rec || !may_download(m, from, hash, left))
       return fail(code::asset_not_found, "no asset '" + a.asset_id() + "' of yours to attach", "body");
     if (a.duration_ms() > 86400000)
       return fail(code::invalid_field, "an attachment's duration_ms is at most 86400000", "body");

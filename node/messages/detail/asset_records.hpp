@@ -17,9 +17,19 @@ void for_each_holding(message_service::impl const& m, std::string const& hash, s
 // Each conversation holding it in which `user` has a part (p/ records: every group they
 // are or were in, and the direct conversations since the conversation list), in key
 // order: a leapfrog of the two key orders, about twice the smaller set's seeks, at most
-// `max_seeks`; until `fn` returns false. False if it stopped at `max_seeks`.
+// `seeks_left` (which it lowers by those it made); until `fn` returns false. False if it
+// stopped for want of seeks.
+// What one request's access checks may do in all (a thumbnail's and each of its
+// originals', a message's attachments'): the bounds are on the request, not on each check.
+struct access_budget {
+  std::size_t seeks = 32768, contacts = 4096, keys = 16384;
+};
+// Takes one of `left`: false once none is left.
+inline bool spend(std::size_t& left) {
+  return left > 0 && --left > 0;
+}
 bool for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
-                     std::size_t max_seeks, std::function<bool(std::string const&)> const& fn);
+                     std::size_t& seeks_left, std::function<bool(std::string const&)> const& fn);
 // Distinct conversations holding a message with `hash` as an attachment (committed
 // state): those of its oldest references (from its first 1,024), then more in key order,
 // at most `max` in all.
