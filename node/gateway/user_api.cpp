@@ -288,6 +288,9 @@ awaitable<response> messages_route(std::shared_ptr<user_api> api, request r) {
     if (api->messages.is_member(me, conv)) co_return history_answer(*api, me, conv, r.query);
     if (id->region == api->users.region() && !api->users.get_profile(id->name))
       co_return error_response(fail(code::user_not_found, "no user '" + *peer + "'"));
+    // No conversation yet: an empty page, for the filters a page would take (the answer
+    // must not tell whether the two have written to each other).
+    if (auto filters = history_filters(r.query); !filters) co_return error_response(filters.error());
     co_return json_response(
         200, json::object{{"messages", json::array()}, {"has_more_before", false}, {"has_more_after", false}});
   }

@@ -641,6 +641,10 @@ class CoreTests:
             with self.subTest(filter=bad):
                 self.assertError(self.history_request(a, peer=bob.id, **bad), 400, "invalid_field")
         self.assertError(self.history_request(a, peer="nosuchuser%d" % next(_names)), 404, "user_not_found")
+        # Bad filters are refused the same with a peer one has no conversation with.
+        stranger = self.person("stranger")
+        self.assertError(self.history_request(a, peer=stranger.id, limit=999), 400, "invalid_field")
+        self.assertStatus(self.history_request(a, peer=stranger.id, limit=5), 200)
         # A filter that does not decode is refused, not dropped (which would answer everything).
         broken = self.node.request("GET", "/v1/messages?peer=%s&since=%%ZZ" % urllib.parse.quote(bob.id),
                                    token=a["access_token"])
