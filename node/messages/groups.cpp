@@ -57,9 +57,11 @@ awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr
   auto resolved = st->failed.size();
   store::rocks_db::write_fn fn = [&m, st, home, request, needed, resolved](store::rocks_batch& b) {
     st->restart(resolved);
-    auto c = parse<records::conversation_record>(b.get(cf::conversations, st->conversation));
-    if (!c || !acts_as_member(*c, request.by())) {
-      st->refused = fail(code::not_a_member, "you are not a member of this conversation");
+    auto c = load_conversation(b, st->conversation);
+    if (!c || !acts_as_member(*c, request.by())) {  // as for a group of this region's (load_group)
+      bool former = c && c->group() && load_participant(b, request.by(), st->conversation);
+      st->refused = former ? fail(code::not_a_member, "you are no longer a member of this conversation")
+                           : fail(code::conversation_not_found, "no conversation '" + st->conversation + "' of yours");
       return false;
     }
     if (role_of(*c, request.by()) < needed) {
