@@ -333,11 +333,11 @@ class link {
   void wake();
   // Best-effort presence, typing or lane_ack for `destination` (origin, destination and
   // created_at_ms are set here): dropped silently while not connected or for a region the
-  // directory does not list, never queued and
-  // never answered. Does not wait for a reply or a reconnect, but it publishes on the
-  // calling thread: it takes NATS.c's connection lock, and once NATS.c's write buffer is
-  // full it writes to the socket there (no write deadline is set), so it can wait behind
-  // the manager's publishing. Called from I/O threads (remote_hooks) and the manager.
+  // directory does not list, never queued and never answered. Does not wait for a reply
+  // or a reconnect, but it publishes on the calling thread: it takes NATS.c's connection
+  // lock, and once NATS.c's write buffer is full it writes to the socket there (no write
+  // deadline is set), so it can wait behind the manager's publishing. Called from I/O
+  // threads (remote_hooks) and the manager.
   void send_ephemeral(std::string const& destination, body b);
 
   // Before start(): serves this region's assets to other regions (docs/FEDERATION.md,

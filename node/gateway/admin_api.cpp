@@ -436,7 +436,11 @@ std::optional<admin_change> change_of(request const& r) {
 awaitable<response> counted(std::shared_ptr<admin_api> api, request r) {
   auto change = change_of(r);
   std::string method = r.method, path = r.path;
-  auto res = co_await route(api, std::move(r));
+  response res;
+  if (auto bad = malformed_query(r.query))
+    res = error_response(*bad);
+  else
+    res = co_await route(api, std::move(r));
   api->metrics.http_request("admin", res.status);
   if (change)
     log::audit(

@@ -13,7 +13,6 @@
 
 #include "node/gateway/detail/deadline.hpp"
 #include "node/gateway/detail/http_streams.hpp"
-#include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/requests.hpp"
 #include "node/gateway/detail/server_state.hpp"
 #include "node/gateway/detail/start_live_stream.hpp"
@@ -150,14 +149,7 @@ awaitable<bool> answer(state_ptr const& st, Socket& socket, deadline& timer, Mes
   auto client_address = in.client_address;
   response out;
   try {
-    // A '%' not followed by two hex digits anywhere in the query: refused here, so that no
-    // handler takes a parameter it cannot decode for one that is absent (`for=%ZZ` is not
-    // "me", `since=%ZZ` is not "no filter").
-    if (!in.query.empty() && !detail::url_decode(in.query))
-      out = error_response(errors::fail(errors::code::invalid_field,
-                                        "the query string is malformed: a '%' must be followed by two hex digits"));
-    else
-      out = co_await st->handle(std::move(in));
+    out = co_await st->handle(std::move(in));
   } catch (std::exception const& e) {
     st->log->error("{}: handler failed: {}", client_address, e.what());
     out = error_response(errors::fail(errors::code::internal, "internal error"));

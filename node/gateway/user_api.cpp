@@ -459,7 +459,11 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
   head.method = r.method;
   head.path = r.path;
   head.headers["origin"] = std::move(origin);
-  auto res = co_await route(api, std::move(r));
+  response res;
+  if (auto bad = detail::malformed_query(r.query))
+    res = error_response(*bad);
+  else
+    res = co_await route(api, std::move(r));
   api->cors.decorate(head, res);
   api->metrics.http_request("user", path, method, res.status, std::chrono::steady_clock::now() - started);
   co_return res;

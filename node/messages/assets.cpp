@@ -157,8 +157,9 @@ namespace {
 // however many, do not push the user's own out of reach; the bounds are on one request's
 // work.
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash,
-                  detail::access_budget& left) {
+                  detail::access_budget& request) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
+  detail::check_budget left(request);
   // Per conversation and in all: references the user may not see (from before they joined
   // a group whose history is hidden, say) use up one conversation's share, not the others'.
   constexpr std::size_t per_conversation = 1024;
@@ -288,8 +289,11 @@ result<asset_view> message_service::asset_for(std::string const& user, std::stri
   auto rec = parse<records::asset_record>(m.db.get(cf::assets, keys::asset_key(hash)));
   if (!rec) return fetching_or_none(m, user, hash);
   detail::access_budget left;  // one for the thumbnail and all its originals
-  bool allowed = may_download(m, user, hash, left);
   auto originals = originals_of(m, hash, *rec);
+  bool allowed = std::ranges::any_of(originals, [&](std::string const& original) {  // cheap: before any walk
+    return m.db.get(cf::assets, keys::uploader_key(user, original)) && asset_exists(original);
+  });
+  allowed = allowed || may_download(m, user, hash, left);
   for (auto const& original : originals)
     allowed = allowed || (asset_exists(original) && may_download(m, user, original, left));
   if (!allowed) {

@@ -443,7 +443,7 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
         continue;
       }
       if (keys::expires(kind, keys::expiring::former_member)) {
-        forget_former_member(b, target, now_ms(), std::int64_t(m.options.retention_s) * 1000);
+        forget_former_member(b, m.db, target, now_ms(), std::int64_t(m.options.retention_s) * 1000);
         continue;
       }
       auto sm = parse<records::stored_message>(b.get(cf::messages, target));

@@ -323,6 +323,11 @@ class CorsTest(NodeTestCase):
         r = node.request("GET", "/v1/me", headers={"Origin": "http://localhost:5173"})
         self.assertStatus(r, 401)
         self.assertEqual(r.headers["Access-Control-Allow-Origin"], "http://localhost:5173")
+        # A query string that does not decode is refused with the origin too (the page reads why).
+        r = node.request("GET", "/v1/messages?peer=gina&since=%ZZ", token=s["access_token"],
+                         headers={"Origin": self.ORIGIN})
+        self.assertError(r, 400, "invalid_field")
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], self.ORIGIN)
         # Anyone else: refused at the preflight, and no header on answers.
         r = self.preflight(node, "https://evil.example")
         self.assertError(r, 403, "cors_origin_forbidden")

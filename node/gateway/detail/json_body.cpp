@@ -222,6 +222,12 @@ std::optional<std::string> url_decode(std::string_view s) {
   return out;
 }
 
+std::optional<errors::failure> malformed_query(std::string_view query) {
+  if (query.empty() || url_decode(query)) return std::nullopt;
+  return errors::fail(errors::code::invalid_field,
+                      "the query string is malformed: a '%' must be followed by two hex digits");
+}
+
 std::optional<std::string> query_param(std::string_view query, std::string const& key) {
   while (!query.empty()) {
     auto amp = query.find('&');

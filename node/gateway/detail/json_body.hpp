@@ -86,5 +86,9 @@ inline std::string_view query_of(std::string_view target) {
 
 // The decoded value of `key` in a query string ("a=1&b=2"), or nullopt if absent or malformed.
 std::optional<std::string> query_param(std::string_view query, std::string const& key);
+// invalid_field if a '%' in `query` is not followed by two hex digits: the REST APIs refuse
+// such a request before routing it, so that no handler takes a parameter it cannot decode
+// for one that is absent (`for=%ZZ` is not "me", `since=%ZZ` is not "no filter").
+std::optional<errors::failure> malformed_query(std::string_view query);
 
 }  // namespace petchat::gateway::detail

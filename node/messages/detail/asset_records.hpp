@@ -1,6 +1,7 @@
 // Helpers of the asset records shared by node/messages/assets.cpp and asset_upkeep.cpp.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <string>
@@ -14,20 +15,40 @@ namespace petchat::messages::detail {
 // key order, one seek each (k/ keys): at most `max`, until `fn` returns false.
 void for_each_holding(message_service::impl const& m, std::string const& hash, std::size_t max,
                       std::function<bool(std::string const&)> const& fn);
-// Each conversation holding it in which `user` has a part (p/ records: every group they
-// are or were in, and the direct conversations since the conversation list), in key
-// order: a leapfrog of the two key orders, about twice the smaller set's seeks, at most
-// `seeks_left` (which it lowers by those it made); until `fn` returns false. False if it
-// stopped for want of seeks.
 // What one request's access checks may do in all (a thumbnail's and each of its
-// originals', a message's attachments'): the bounds are on the request, not on each check.
+// originals', a message's attachments'): four checks' worth, each check taking at most
+// one check's (check_budget), so that neither 65 checks multiply one's bound nor one walk
+// over others' references uses up what the next needs.
 struct access_budget {
-  std::size_t seeks = 32768, contacts = 4096, keys = 16384;
+  std::size_t seeks = 4 * 32768, contacts = 4 * 4096, keys = 4 * 16384;
+};
+// One check's share of `request` (at most 32,768 seeks, 4,096 contacts, 16,384 references);
+// what it spends comes off the request's when it ends.
+struct check_budget : access_budget {
+  explicit check_budget(access_budget& r)
+      : access_budget{std::min<std::size_t>(32768, r.seeks), std::min<std::size_t>(4096, r.contacts),
+                      std::min<std::size_t>(16384, r.keys)},
+        request(r),
+        start(*this) {}
+  ~check_budget() {
+    request.seeks -= start.seeks - seeks;
+    request.contacts -= start.contacts - contacts;
+    request.keys -= start.keys - keys;
+  }
+  check_budget(check_budget const&) = delete;
+  check_budget& operator=(check_budget const&) = delete;
+  access_budget& request;
+  access_budget start;
 };
 // Takes one of `left`: false once none is left.
 inline bool spend(std::size_t& left) {
   return left > 0 && --left > 0;
 }
+// Each conversation holding it in which `user` has a part (p/ records: every group they
+// are or were in, and the direct conversations since the conversation list), in key
+// order: a leapfrog of the two key orders, about twice the smaller set's seeks, at most
+// `seeks_left` (which it lowers by those it made); until `fn` returns false. False if it
+// stopped for want of seeks.
 bool for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
                      std::size_t& seeks_left, std::function<bool(std::string const&)> const& fn);
 // Distinct conversations holding a message with `hash` as an attachment (committed

@@ -185,15 +185,26 @@ inline void note_remote_departure(store::rocks_batch& b, std::string const& conv
 // A local user's record of a group they left goes once every message of their period has
 // expired (`retention_ms` after they left; also their read mark and delivered position
 // there), so that the groups a user left do not pile up in their list and in every walk
-// of it. Back in the group since: it stays (a leave after that put off its own).
-inline void forget_former_member(store::rocks_batch& b, std::string const& key, std::int64_t now,
-                                 std::int64_t retention_ms) {
+// of it. Back in the group since: it stays (a leave after that put off its own). A message
+// of their period still stored (kept longer under a retention since lowered) puts it off
+// until that one expires.
+inline void forget_former_member(store::rocks_batch& b, store::rocks_db const& db, std::string const& key,
+                                 std::int64_t now, std::int64_t retention_ms) {
   auto v = b.get(cf::conversations, key);
   records::participant_record p;
   if (!v || !p.ParseFromString(*v) || p.member()) return;
-  if (auto due = p.left_at_ms() + retention_ms; due > now)  // the retention grew since
-    return b.put(cf::expiry, keys::expiry_entry_key(due, keys::expiring::former_member, key), "f");
   auto [user, conv] = keys::split_participant_key(key);
+  std::int64_t due = p.left_at_ms() + retention_ms;  // later if the retention grew since
+  db.scan_reverse(cf::history, keys::first_of(conv),
+                  keys::history_key(conv, keys::message_id_floor(p.left_at_ms() + service_detail::max_skew_ms)),
+                  [&](std::string_view k, std::string_view) {
+                    records::stored_message sm;
+                    if (auto m = db.get(cf::messages, std::string(keys::after_owner(k, conv)));
+                        m && sm.ParseFromString(*m))
+                      due = std::max(due, sm.message().expires_at_ms() + 1000);  // swept first
+                    return false;
+                  });
+  if (due > now) return b.put(cf::expiry, keys::expiry_entry_key(due, keys::expiring::former_member, key), "f");
   b.erase(cf::conversations, key);
   b.erase(cf::state, keys::read_key(conv, user));
   b.erase(cf::state, keys::delivered_position_key(user, conv));
