@@ -169,7 +169,9 @@ awaitable<response> own_sessions(std::shared_ptr<user_api> api, request r, std::
   auto revoked = co_await api->users.revoke_session(device_id);
   audit_account("session-revoke", revoked ? nullptr : &revoked.error(), who->user_name, r, device_id);
   if (!revoked) co_return error_response(revoked.error());
-  co_return no_content();
+  auto done = no_content();
+  if (device_id == who->device_id) done.headers.emplace_back("Clear-Site-Data", "\"cache\"");  // as a logout
+  co_return done;
 }
 
 awaitable<response> me(std::shared_ptr<user_api> api, request r) {

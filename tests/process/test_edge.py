@@ -163,8 +163,19 @@ class AuditLogTest(NodeTestCase):
         s1, s2 = node.new_session("erin", device="laptop"), node.new_session("erin", device="phone")
         r = node.request("DELETE", "/v1/sessions/" + s2["device_id"], token=s1["access_token"])
         self.assertStatus(r, 204)
+        self.assertIsNone(r.headers.get("Clear-Site-Data"), "another device's end leaves this browser's cache")
         revoked = self.audit_events(node, "session-revoke")
         self.assertEqual([(e["user.name"], e["labels.device_id"]) for e in revoked], [("erin", s2["device_id"])])
+        # Ending one's own device is logging out: the browser's cache goes too, as with
+        # DELETE /v1/sessions/current (it holds the attachments the session downloaded).
+        s3 = node.new_session("erin", device="tablet")
+        r = node.request("DELETE", "/v1/sessions/" + s3["device_id"], token=s3["access_token"])
+        self.assertStatus(r, 204)
+        self.assertEqual(r.headers.get("Clear-Site-Data"), '"cache"')
+        s4 = node.new_session("erin", device="desk")
+        r = node.request("DELETE", "/v1/sessions/current", token=s4["access_token"])
+        self.assertStatus(r, 204)
+        self.assertEqual(r.headers.get("Clear-Site-Data"), '"cache"')
 
         # Admin actions, with what they changed.
         rc, out, err = node.ctl("users", "disable", "erin")
