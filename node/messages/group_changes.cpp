@@ -35,8 +35,8 @@ void post_change(impl const& m, store::rocks_batch& b, client::conversation_chan
   // A second after the last entry pointing to it (each expires at the retention from its
   // append, just made), so that none is read without it.
   if (!ref.conversation_change_ref().empty())
-    m.expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000 + 1000, keys::expiring::shared_change,
-                   ref.conversation_change_ref());
+    expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000 + 1000, keys::expiring::shared_change,
+                 ref.conversation_change_ref());
 }
 
 // Members a group names who cannot be ones here (no account, or too many groups, one

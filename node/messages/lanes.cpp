@@ -35,7 +35,6 @@ federation::local_store::dropped drop_outbox(store::rocks_db& db, federation::di
     auto lane = db.get(cf::state, keys::outbound_lane_key(destination));
     return lane ? keys::from_be64(*lane) : std::uint64_t{0};
   };
-  if (!db.get(cf::state, keys::outbound_lane_key(destination))) return {outcome::no_lane, 0, {}};
   federation::local_store::dropped out;
   std::uint64_t after = 0;  // every entry up to it is erased
   for (;;) {

@@ -38,6 +38,12 @@ inline void put_activity(store::rocks_batch& b, std::string const& conv, records
   b.put_last(cf::conversations, keys::activity_key(conv), a.SerializeAsString());
 }
 
+// Schedules the removal of the entry `key` of `kind` at `at_ms` (the expiry index; the
+// sweep, message_service::sweep_expired, does it).
+inline void expire_later(store::rocks_batch& b, std::int64_t at_ms, keys::expiring kind, std::string const& key) {
+  b.put(cf::expiry, keys::expiry_entry_key(at_ms, kind, key), std::string(1, static_cast<char>(kind)));
+}
+
 // A conversation by an id a client named: only one of a conversation id's form is looked
 // up, never another kind of key of the family (`gc/…`, `p/…`).
 inline std::optional<records::conversation_record> load_conversation(store::rocks_batch& b, std::string const& conv) {
@@ -204,7 +210,7 @@ inline void forget_former_member(store::rocks_batch& b, store::rocks_db const& d
                       due = std::max(due, sm.message().expires_at_ms() + 1000);  // swept first
                     return false;
                   });
-  if (due > now) return b.put(cf::expiry, keys::expiry_entry_key(due, keys::expiring::former_member, key), "f");
+  if (due > now) return expire_later(b, due, keys::expiring::former_member, key);
   b.erase(cf::conversations, key);
   b.erase(cf::state, keys::read_key(conv, user));
   b.erase(cf::state, keys::delivered_position_key(user, conv));
@@ -229,8 +235,7 @@ inline bool end_period(store::rocks_batch& b, std::string const& conv, records::
   p->set_last_message_id(activity.last_message_id());
   put_participant(b, user, conv, *p);
   add_group_count(b, user, -1);
-  auto key = keys::participant_key(user, conv);
-  b.put(cf::expiry, keys::expiry_entry_key(now + retention_ms, keys::expiring::former_member, key), "f");
+  expire_later(b, now + retention_ms, keys::expiring::former_member, keys::participant_key(user, conv));
   return true;
 }
 

@@ -42,8 +42,8 @@ std::vector<std::string> outbox_destinations(store::rocks_db& db);
 // of at most `at_once` entries, blocking. What is queued for it meanwhile goes in the last
 // write, so once done nothing is held for it, and nothing more is queued while the
 // directory does not list it (to_outbox). Each write first checks that `regions` does not
-// list it (listed again: stops, `listed`). No lane: `no_lane`, nothing written. The caller
-// gives the lane a new epoch first (local_store::outbox_drop).
+// list it (listed again: stops, `listed`). The caller has seen the lane (`fo/`) there and
+// given it a new epoch first (local_store::outbox_drop; no lane: `no_lane`, nothing done).
 federation::local_store::dropped drop_outbox(store::rocks_db& db, federation::directory const* regions,
                                              std::string const& destination, std::size_t at_once = 4096);
 

@@ -297,11 +297,6 @@ struct message_service::impl {
     if (to != from) add(from);
   }
 
-  // Schedules the removal of a mailbox or idempotency entry at `at_ms` (expiry index).
-  static void expire_later(store::rocks_batch& b, std::int64_t at_ms, keys::expiring kind, std::string const& key) {
-    b.put(cf::expiry, keys::expiry_entry_key(at_ms, kind, key), std::string(1, static_cast<char>(kind)));
-  }
-
   bool is_local(std::string const& user) const { return ids::region_of(user) == region; }
 
   // Queues a durable federation envelope for `destination` inside a write: the next seq of
