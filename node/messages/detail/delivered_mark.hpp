@@ -84,7 +84,11 @@ class delivered_mark {
       seqs->Add(0);
       i = n++;
     } else {
-      b_.put(cf::state, keys::delivered_position_key(user_, convs->Get(0)), keys::be64(seqs->Get(0)));
+      // Not for a group the user's part in is forgotten (left, and its retention passed:
+      // forget_former_member erased its key then), or the key would stay for ever.
+      auto const& least = convs->Get(0);
+      if (b_.get(cf::conversations, keys::participant_key(user_, least)))
+        b_.put(cf::state, keys::delivered_position_key(user_, least), keys::be64(seqs->Get(0)));
       i = 0;
       convs->Mutable(0)->assign(conv);
     }
