@@ -462,9 +462,7 @@ class federated_store final : public federation::local_store {
       records::stored_event e;
       *e.mutable_deleted() = d;
       auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
-      if (c)
-        for (auto const& member : c->members())
-          if (m_.is_local(member) && gets_events(*c, member)) st.heads.push_back({member, m_.append(b, member, e), e});
+      if (c) tell_local_members(m_, b, *c, msg.conversation_id(), sm->conversation_seq(), e, st.heads);
       return std::nullopt;
     }
     records::stored_event e;

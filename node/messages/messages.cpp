@@ -260,6 +260,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   msg.set_to(*to);
   msg.set_client_id(request.client_id());
   *msg.mutable_body() = std::move(*request.mutable_body());
+  msg.mutable_body()->DiscardUnknownFields();  // not stored nor passed on: only what was checked
   if (msg.body().attachments_size() > 0) {
     if (auto bad = fill_attachments(m, from, *msg.mutable_body())) {
       if (auto again = accepted_before()) co_return *again;
@@ -398,7 +399,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     d->set_at_ms(now_ms());
     if (keys::is_group(msg.conversation_id())) {
       auto conv = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
-      if (conv) st->queued = tell_group(m, b, *conv, e, st->heads);
+      if (conv) st->queued = tell_group(m, b, *conv, msg.conversation_id(), sm->conversation_seq(), e, st->heads);
       return true;
     }
     federation::body envelope;

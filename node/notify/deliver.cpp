@@ -249,9 +249,9 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     // No answer at all, and not at once (a timeout, a connection dropped after a while):
     // the host's next pushes take the slow hosts' slots. Any answer clears that.
     if (answer.status != 0)
-      slow_hosts.erase(url->host);
+      slow_hosts.erase(url->origin);
     else if (!answer.withdrawn && std::chrono::steady_clock::now() >= slow_by)
-      mark_slow(url->host, now_ms());
+      mark_slow(url->origin, now_ms());
   } else {
     answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
     answer.forbidden = true;

@@ -431,7 +431,7 @@ void notification_service::impl::process(std::string const& user) {
     // others take the prompt slots.
     std::string why;
     auto url = detail::parse_https_url(t.endpoint, why);
-    bool slow = url && host_slow(url->host, now);
+    bool slow = url && host_slow(url->origin, now);
     if (slow ? slow_host_in_flight >= slow_slots() : prompt_in_flight() >= options.max_in_flight) {
       settled = false;
       auto& list = waiting[slow ? 1 : 0];

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import REGION  # noqa: E402
 from test_messaging import MessagingCase, message_ids, tamper  # noqa: E402
-from wsclient import ev_message, ev_read_mark, ev_receipt, is_presence, is_typing, num  # noqa: E402
+from wsclient import ev_deleted, ev_message, ev_read_mark, ev_receipt, is_presence, is_typing, num  # noqa: E402
 
 
 def now_ms():
@@ -976,6 +976,37 @@ class GroupsTest(GroupCase):
             self.assertIsNone(s.get("last_message"), s)
             self.assertEqual(s.get("unread_count"), 0, s)
         self.assertEqual(self.history_ids(a, conversation_id=gid), [secret])
+
+    def test_group_events_about_a_message_reach_only_those_whose_period_holds_it(self):
+        """A sender who left hears no more receipts for what they said (the counts stay theirs
+        to ask for); a deletion for everyone is told to the members who could see the message,
+        not to one who joined after it with the history hidden (it names its sender and time)."""
+        alice, bob, carol, dave = (self.person(n) for n in ("alice", "bob", "carol", "dave"))
+        a, b, c, d = alice.login(), bob.login(), carol.login(), dave.login()
+        A, B, C, D = self.ws(a), self.ws(b), self.ws(c), self.ws(d)
+        gid = self.group(a, [bob.id, carol.id], title="after they go")
+        said = self.send_to(B, gid, "bob's last word")["message_id"]
+        self.assertStatus(self.remove_member(b, gid, bob.id), 204)  # bob leaves
+        cseq = num(C.wait_event(ev_message(said)), "seq")
+        C.ack(cseq, wait=True)
+        C.read(gid, said)
+        C.wait_event(ev_read_mark(said))
+        fence = A.send_message(bob.id, "fence")["message_id"]
+        B.wait_event(ev_message(fence))
+        told = [e["receipt"] for e in B.events() if "receipt" in e and e["receipt"].get("message_id") == said]
+        self.assertEqual(told, [], "bob left before carol got and read his message")
+        r = self.receipts(b, said)
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json.get("delivered_count"), r.json.get("read_count")), (1, 1), r.json)
+
+        old = self.send_to(A, gid, "before dave")["message_id"]
+        C.wait_event(ev_message(old))
+        self.assertStatus(self.add_members(a, gid, [dave.id]), 200)
+        self.assertStatus(self.delete_message(a, old, "everyone"), 204)
+        C.wait_event(ev_deleted(old))
+        later = self.send_to(A, gid, "dave is here")["message_id"]
+        D.wait_event(ev_message(later))
+        self.assertEqual([e for e in D.events() if "deleted" in e], [], "dave never saw it")
 
     # 7 ---------------------------------------------------------------------------------------
 

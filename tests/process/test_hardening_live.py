@@ -13,6 +13,7 @@ One class per defect:
 - ReadUpToTest           READ means "everything up to this message"
 - ResumeCountsAsAckTest  resuming after a seq acknowledges everything up to it
 - FrameTooLargeTest      an oversized frame gets an error frame, then close 1009
+- UncheckedBytesTest     unknown body fields are not passed on; errors quote little input
 - PreAuthFrameTest       before authentication, frames of at most 4,096 bytes
 - CorruptUserRecordTest  an unreadable user record does not take the node down
 - ExpiredNeverDeliveredTest  a message that expired before it was received gets no receipt
@@ -735,6 +736,56 @@ class FrameTooLargeTest(LiveCase):
         self.assertEqual(close, 1009)
         self.assertEqual([f["error"].get("code") for f in texts if "error" in f], ["frame_too_large"],
                          "frames before the close: %s" % texts)
+
+
+class UncheckedBytesTest(LiveCase):
+    """What a client sends the node does not check is neither stored nor passed on: fields of
+    a binary send's body that the protocol does not define are dropped (once they reached
+    every recipient, up to the frame limit past the text limit), and an error quoting the
+    client's own input quotes at most 256 bytes of it (once the whole of a 60 KiB id, in
+    each of the ~1,000 answers a client that does not read may have queued)."""
+
+    NODE_CONFIG = {}
+
+    def test_a_binary_sends_unknown_body_fields_do_not_reach_the_recipient(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        A, B = self.ws(alice.login(), encoding="proto"), self.ws(bob.login(), encoding="proto")
+        pb = wsclient.pb2()
+        frame = pb.client_frame()
+        frame.ref = int(A.next_ref())
+        frame.send.client_id = uuid.uuid4().hex
+        frame.send.to = bob.id
+        body = pb.client_frame().send.body
+        body.text = "hi"
+        # The body with a field 99 of 30 KiB, as a send's field 3 and the frame's field 11.
+        send = frame.send.SerializeToString() + self.field(3, body.SerializeToString() + self.field(99, b"x" * 30720))
+        A.send_raw(pb.client_frame(ref=frame.ref).SerializeToString() + self.field(11, send))
+        accepted = self.answer_to(A, frame.ref)
+        self.assertIn("accepted", accepted, accepted)
+        event = B.wait_event(ev_message(accepted["accepted"]["message_id"]), WAIT_S)
+        self.assertEqual(event["message"]["body"].get("text"), "hi")
+        self.assertLess(B.largest_frame, 4096, "the 30 KiB the protocol does not define reached bob")
+
+    def test_an_error_quotes_at_most_256_bytes_of_the_clients_input(self):
+        alice = self.person("alice")
+        for encoding in wsclient.ENCODINGS:
+            with self.subTest(encoding=encoding):
+                A = self.ws(alice.login(), encoding=encoding)
+                ref = A.next_ref()
+                A.read("d" + "é" * 20000, "A" * 22, ref=ref)
+                err = self.assertWsError(self.answer_to(A, ref), "conversation_not_found", ref)
+                self.assertLessEqual(len(err["message"].encode("utf-8")), 259, err["message"][:300])
+
+    @staticmethod
+    def field(number, payload):  # a length-delimited field
+        def varint(n):
+            out = b""
+            while True:
+                out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+                n >>= 7
+                if not n:
+                    return out
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 class PreAuthFrameTest(LiveCase):

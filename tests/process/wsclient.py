@@ -281,6 +281,7 @@ class WSClient:
         self.closed_by = None  # "frame" (close frame received) or "eof" (dropped) or "client"
         self._cv = threading.Condition(threading.RLock())
         self._log = []  # every decoded frame, in arrival order
+        self.largest_frame = 0  # bytes of the largest message (frame payload) received
         self._pending = {}  # log index -> frame, not yet consumed (dicts keep insertion order)
         self._by_ref = {}  # ref -> log index of the frames that carry it
         self._events = []  # (log index, event dict)
@@ -339,6 +340,7 @@ class WSClient:
             self._mark_closed(None, repr(e), "client" if self._closing else "eof")
 
     def _deliver(self, opcode, data):
+        self.largest_frame = max(self.largest_frame, len(data))
         if opcode == ABNF.OPCODE_TEXT and isinstance(data, bytes):
             data = data.decode("utf-8")
         try:

@@ -278,11 +278,21 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   static std::string encode(client::server_frame const& frame, bool binary);
   static std::string encode(client::event const& event, bool binary);
   static std::string encode(ws::shared_event const& event, bool binary);
+  // An error's message as a stream sends it: at most 256 bytes (cut at a character), as
+  // many quote the client's own input (an id of 60 KiB) and a client that does not read
+  // holds up to 1,088 answers queued.
+  static std::string for_people(std::string const& message) {
+    constexpr std::size_t most = 256;
+    if (message.size() <= most) return message;
+    std::size_t cut = most;
+    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
+    return message.substr(0, cut) + "\u2026";
+  }
   void send_error(std::uint64_t ref, errors::failure const& f) {
     client::server_frame out;
     out.set_ref(ref);
     out.mutable_error()->set_code(errors::name(f.code));
-    out.mutable_error()->set_message(f.message);
+    out.mutable_error()->set_message(for_people(f.message));
     out.mutable_error()->set_retry_after_s(f.retry_after_s);
     enqueue(out);
   }

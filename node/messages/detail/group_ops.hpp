@@ -200,17 +200,28 @@ std::vector<federation::body> unpark_group_messages(store::rocks_batch& b, std::
 // A deletion for everyone (by `by`) of a message that is still parked: it goes. True if it did.
 bool drop_parked(store::rocks_batch& b, std::string const& conv, std::string const& raw_id, std::string const& by);
 
-// An event of a group (a deletion) to its local members' mailboxes, and as one envelope
-// to each other region with members. True if any went to the outbox.
-inline bool tell_group(message_service::impl const& m, store::rocks_batch& b, records::conversation_record const& c,
-                       records::stored_event const& e, std::vector<news>& heads) {
-  std::set<std::string> regions;
+// An event of a group about its message at position `seq` (a deletion) to the mailboxes of
+// its local members whose period holds that message: not to one who joined after it with
+// the history hidden (the event names its sender and time), nor to one gone.
+inline void tell_local_members(message_service::impl const& m, store::rocks_batch& b,
+                               records::conversation_record const& c, std::string const& conv, std::uint64_t seq,
+                               records::stored_event const& e, std::vector<news>& heads) {
   for (auto const& member : c.members()) {
-    if (!m.is_local(member))
-      regions.emplace(ids::region_of(member));
-    else if (gets_events(c, member))
-      heads.push_back({member, m.append(b, member, e), e});
+    if (!m.is_local(member) || !gets_events(c, member)) continue;
+    auto p = seq == 0 ? std::nullopt : load_participant(b, member, conv);  // 0: from before positions
+    if (seq == 0 || (p && in_period(*p, seq))) heads.push_back({member, m.append(b, member, e), e});
   }
+}
+
+// The same to its local members, and as one envelope to each other region with members
+// (which tells its own members alike). True if any went to the outbox.
+inline bool tell_group(message_service::impl const& m, store::rocks_batch& b, records::conversation_record const& c,
+                       std::string const& conv, std::uint64_t seq, records::stored_event const& e,
+                       std::vector<news>& heads) {
+  tell_local_members(m, b, c, conv, seq, e, heads);
+  std::set<std::string> regions;
+  for (auto const& member : c.members())
+    if (!m.is_local(member)) regions.emplace(ids::region_of(member));
   for (auto const& r : regions) {
     federation::body envelope;
     *envelope.mutable_deleted() = e.deleted();

@@ -118,7 +118,15 @@ inline bool group_receipt(impl const& m, store::rocks_batch& b, std::string cons
   }
   bool each = sm.recipients() <= m.options.group_receipt_events_max_members;
   auto milestone = [&](std::uint32_t n) { return n == sm.recipients() || (n & (n - 1)) == 0; };
+  // A sender gone from the group keeps the counts (GET …/receipts) but is told nothing
+  // live: their removal was their last event of the group.
+  std::optional<bool> still_member;
   auto tell = [&](client::receipt_status s) {
+    if (!still_member) {
+      auto p = load_participant(b, sm.message().from(), sm.message().conversation_id());
+      still_member = p && p->member();
+    }
+    if (!*still_member) return;
     auto r = impl::receipt_for(sm, s, each ? member : std::string(), now);
     if (!each) {
       r.set_recipients(sm.recipients());

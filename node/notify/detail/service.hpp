@@ -86,8 +86,10 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   std::atomic<std::size_t> demoted_in_flight{0};
   std::atomic<std::size_t> slow_host_in_flight{0};
   std::size_t prompt_in_flight() const { return in_flight - demoted_in_flight - slow_host_in_flight; }
-  // Hosts whose request got no answer (timed out or failed after slow_after_ms): until
-  // when they count as such. Any answer from the host clears it.
+  // Origins (host and port: a port of a push service's host that drops packets, which
+  // anyone may name, must not slow that service for everyone) whose request got no answer
+  // (timed out or failed after slow_after_ms): until when they count as such. Any answer
+  // from the origin clears it.
   std::unordered_map<std::string, std::int64_t> slow_hosts;
   static constexpr std::int64_t slow_for_ms = 600'000;
   static constexpr std::size_t max_slow_hosts = 10'000;
