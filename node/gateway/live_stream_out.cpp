@@ -254,8 +254,21 @@ void live_stream::write_now() {
 
 awaitable<bool> live_stream::write_buffers(std::shared_ptr<live_stream> const& self,
                                            std::vector<asio::const_buffer> const& buffers) {
+  // The watchdog is for a client that takes nothing for stall_limit, not for a slow link
+  // still taking bytes: each part the socket takes (at most 64 KiB, asio's default) starts
+  // it again, so a burst of 1 MiB to a client reading 100 kB/s goes out in full.
   watch_write(self);
-  auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
+  std::size_t taken = 0;
+  auto progress = [this, &self, &taken](boost::system::error_code const& ec, std::size_t n) -> std::size_t {
+    if (ec) return 0;
+    if (n > taken) {
+      taken = n;
+      last_progress_ = std::chrono::steady_clock::now();
+      watch_write(self);
+    }
+    return 65536;
+  };
+  auto [ec, n] = co_await asio::async_write(socket_, buffers, progress, use_tuple);
   write_finished();
   (void)n;
   if (ec) {

@@ -170,9 +170,12 @@ awaitable<result<std::optional<std::string>>> message_service::remove_member(std
     if (!id) co_return fail(code::invalid_field, "successor must be a member's user id", "successor");
     next = id->str();
   }
-  if (target->str() != by)
+  auto home = remote_home(m, conv);
+  // Leaving costs nothing here, but a leave sent to another region's home is an outbox
+  // entry until it answers: counted like any send there (no flood while it is away).
+  if (target->str() != by || home)
     if (auto limited = charge(m, by)) co_return *limited;
-  if (auto home = remote_home(m, conv)) {
+  if (home) {
     auto request = request_of(conv, by, federation::group_request::REMOVE);
     request.add_users(target->str());
     if (next) request.set_successor(*next);

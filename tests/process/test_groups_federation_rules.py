@@ -464,6 +464,34 @@ class GroupRequestsInFlight(GroupFederationCase):
         self.assertEqual(group_messages(S[b1], gid), [])
 
 
+
+class RemoteLeaveRate(GroupFederationCase):
+    names = (HOME, B)
+    node_config = {"messages": {"max_per_second": 2}}
+
+    def test_leaving_a_group_whose_home_is_down_counts_as_a_send(self):
+        """A leave sent to another region's home waits in this region's queue until home
+        answers: counted as a send (docs/PROTOCOL.md, limits), so a member cannot fill the
+        queue with leaves while home is away (each once answered 202 and queued)."""
+        a1, b1 = self.user(HOME, "anna"), self.user(B, "bert")
+        S = self.connect(b1)
+        gid = self.create_group(a1, [b1], title="home goes away")                                # v1
+        self.wait_changes([S], gid, 1, "CREATED")
+        home = self.node(HOME)
+        home.kill9()
+        try:
+            answers = [self.remove_member(b1, gid, b1) for _ in range(12)]
+        finally:
+            home.start()
+        self.assertQueued(answers[0])
+        limited = [r for r in answers if r.status == 429]
+        self.assertTrue(limited, "12 leaves at once, with 2 sends a second (4 at once): %s"
+                        % [r.status for r in answers])
+        self.assertError(limited[0], 429, "rate_limited")
+        self.assertTrue(limited[0].headers.get("Retry-After"), limited[0].describe())
+        cc = self.wait_change(S, gid, 2, "MEMBER_LEFT", HEAL_S)
+        self.assertChange(cc, gid, 2, "MEMBER_LEFT", b1, users=[b1])
+
 if __name__ == "__main__":
     try:
         unittest.main(verbosity=2)
