@@ -282,6 +282,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   std::unique_ptr<notify::notification_service> push;
   if (cfg.push.enabled)
     push = std::make_unique<notify::notification_service>(cfg.push, data_dir, messages, users, manager, metrics);
+  else
+    notify::forget_ended_devices(messages, users, io);
   auto limits = limits_of(cfg.gateway);
   auto site = load_web_client(cfg.web);
   gateway::http_server chat(io, limits,

@@ -3,6 +3,7 @@
 // checked against the replica, and parked until the replica reaches the version it was
 // sent at (docs/FEDERATION.md, "Groups across regions").
 #include <algorithm>
+#include <set>
 #include <unordered_set>
 #include "node/log/log.hpp"
 
@@ -106,11 +107,13 @@ std::vector<federation::body> take_parked(store::rocks_batch& b, std::string con
   auto index = parse<records::parked_group_messages>(b.get(cf::conversations, key));
   if (!index) return out;
   records::parked_group_messages left;
+  std::set<std::string> origins;
   for (auto const& ref : index->refs()) {
     if (!take(ref)) {
       *left.add_refs() = ref;
       continue;
     }
+    origins.insert(ref.origin());
     auto body_key = keys::parked_body_key(conv, ref.id());
     federation::body body;
     if (auto bytes = b.get(cf::conversations, body_key); bytes && body.ParseFromString(*bytes))
@@ -119,9 +122,14 @@ std::vector<federation::body> take_parked(store::rocks_batch& b, std::string con
     add_count(b, cf::conversations, keys::parked_count_key(ref.origin()), -1);
   }
   if (left.refs_size() == index->refs_size()) return out;
-  if (left.refs_size() == 0)
+  if (left.refs_size() == 0) {
     b.erase(cf::conversations, key);
-  else
+    // Nothing waits for a group this region has no copy of (its messages deleted while
+    // parked): the stamps they noted go too, or an origin naming new groups and deleting
+    // their messages would leave a key behind for each.
+    if (!b.get(cf::conversations, conv))
+      for (auto const& origin : origins) b.erase(cf::conversations, keys::stamp_key(conv, origin));
+  } else
     b.put(cf::conversations, key, left.SerializeAsString());
   return out;
 }

@@ -7,6 +7,9 @@
 // has it, do-not-disturb, given up), or to send (deliver.cpp).
 #include "node/notify/detail/service.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -51,6 +54,30 @@ bool detail::session_live(std::vector<users::session_info> const& sessions, std:
   return false;
 }
 
+bool detail::subject_refused(std::string_view subject) {
+  // The host named: a mailto: address's domain, an https: URL's host.
+  std::string_view host;
+  if (subject.starts_with("mailto:")) {
+    host = subject.substr(7);
+    host = host.substr(0, host.find('?'));
+    auto at = host.rfind('@');
+    host = at == std::string_view::npos ? std::string_view() : host.substr(at + 1);
+  } else if (subject.starts_with("https://")) {
+    host = subject.substr(8);
+    host = host.substr(0, host.find_first_of("/?#"));
+    if (auto at = host.rfind('@'); at != std::string_view::npos) host = host.substr(at + 1);
+    if (!host.starts_with('[')) host = host.substr(0, host.find(':'));
+  }
+  std::string name(host);
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  while (name.ends_with('.')) name.pop_back();
+  auto is_or_under = [&name](std::string_view label) {
+    return name == label ||
+           (name.size() > label.size() && name.ends_with(label) && name[name.size() - label.size() - 1] == '.');
+  };
+  return is_or_under("localhost") || is_or_under("local") || is_or_under("invalid");
+}
+
 bool detail::in_dnd(messages::push_settings const& s, std::int64_t now) {
   if (!s.dnd) return false;
   auto local = ((now / 60000 + s.utc_offset_min) % 1440 + 1440) % 1440;
@@ -87,8 +114,7 @@ void notification_service::start(asio::io_context& io) {
   // Apple's push service refuses a VAPID subject at localhost (403 BadJwtToken): every
   // Web Push to Safari would fail for good, each refusal looking like the endpoint's fault.
   auto const& subject = m.options.vapid_subject;
-  m.vapid_subject_refused = subject.ends_with("@localhost") || subject.ends_with(".local") ||
-                            subject.ends_with(".invalid") || subject.find("://localhost") != std::string::npos;
+  m.vapid_subject_refused = detail::subject_refused(subject);
   if (m.options.enabled && m.vapid_subject_refused)
     log::get("notify")->warn(
         "push.vapid_subject is {}: push services (Apple's) refuse such a subject; set it to "

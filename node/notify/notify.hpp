@@ -90,4 +90,9 @@ class notification_service {
   std::shared_ptr<impl> impl_;
 };
 
+// With push disabled (no notification_service): a device whose session ends (a logout, a
+// revocation) still loses its push targets and settings, as the service would remove them:
+// their endpoints are not kept in the store and its backups for a device gone for good.
+void forget_ended_devices(messages::message_service& messages, users::user_service& users, boost::asio::io_context& io);
+
 }  // namespace petchat::notify

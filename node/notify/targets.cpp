@@ -4,6 +4,8 @@
 // message service, whose write checks the limits again.
 #include <openssl/rand.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 
 #include "base/format/format.hpp"
@@ -47,6 +49,26 @@ std::optional<errors::failure> over_device_limit(notification_service::impl cons
 }
 
 }  // namespace
+
+namespace {
+
+awaitable<void> forget_ended(messages::message_service& messages, users::user_service& users, std::string user) {
+  std::set<std::string> devices;
+  for (auto const& t : messages.push_targets(user)) devices.insert(t.device_id);
+  for (auto& d : messages.push_settings_devices(user)) devices.insert(std::move(d));
+  if (devices.empty()) co_return;
+  auto sessions = users.list_sessions(user.substr(0, user.find('@')));
+  for (auto const& device : devices)
+    if (!detail::session_live(sessions, device)) co_await messages.remove_device_push(user, device);
+}
+
+}  // namespace
+
+void forget_ended_devices(messages::message_service& messages, users::user_service& users, asio::io_context& io) {
+  users.on_sessions_changed([&messages, &users, &io](std::string const& name) {
+    asio::co_spawn(io, forget_ended(messages, users, name + "@" + users.region()), asio::detached);
+  });
+}
 
 awaitable<result<messages::push_target>> notification_service::add_target(std::string user_id, std::string device_id,
                                                                           target_spec spec) {

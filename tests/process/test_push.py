@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pushrecv  # noqa: E402
 from pushrecv import PushReceiver, Subscription, b64url, unb64url  # noqa: E402
+from harness import toml_text  # noqa: E402
 from test_messaging import MessagingCase, rfc3339  # noqa: E402
 from wsclient import num  # noqa: E402
 
@@ -419,6 +420,32 @@ class TargetsTest(PushCase):
         r = self.add_target(s, {"kind": "webpush", "endpoint": "https://127.0.0.1:9/wp", "keys": Subscription().keys()})
         self.assertError(r, 503, "push_disabled")
         self.assertIs(self.admin_push()["enabled"], False)
+
+    def test_a_device_that_logs_out_while_push_is_disabled_loses_its_targets(self):
+        """Targets go with their device's session even while push is disabled: an endpoint is
+        a capability, not to be kept in the store (and its backups) for a device gone for
+        good. Once they stayed until push was enabled again and a push fell due."""
+        node = self.start()
+        recv = self.receiver()
+        bob = self.person("bob")
+        phone, laptop = bob.login("phone"), bob.login("laptop")
+        self.webpush(phone, recv)
+        self.webpush(laptop, recv)
+        self.assertEqual(self.admin_push()["targets"], 2)
+
+        def restart(enabled):
+            node.stop()
+            node.config["push"]["enabled"] = enabled
+            with open(node.config_path, "w") as f:
+                f.write(toml_text(node.config))
+            node.start()
+
+        restart(False)
+        self.assertStatus(self.call("DELETE", "/v1/sessions/" + phone["device_id"], phone), 204)
+        restart(True)
+        self.assertEqual(self.admin_push()["targets"], 1, "the laptop's, still logged in")
+        self.assertEqual([t["device_id"] for t in self.admin_targets(bob.name)],
+                         [laptop["device_id"]])
 
 
 class BadInputTest(PushCase):

@@ -417,6 +417,7 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   std::uint64_t sent_seq_ = 0;    // newest mailbox seq queued to this device
   std::uint64_t known_head_ = 0;  // newest mailbox seq known to exist
   std::size_t pipelined_ = 0;     // sends/acks submitted and not yet answered
+  std::uint64_t acked_here_ = 0;  // the highest seq this stream's acks made durable
   asio::steady_timer stall_timer_{socket_.get_executor()};
   asio::steady_timer auth_deadline_timer_{socket_.get_executor()};  // while authenticating
   asio::steady_timer session_check_timer_{socket_.get_executor()};  // while live: token, session, idleness

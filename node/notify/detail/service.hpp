@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -44,6 +45,10 @@ inline std::string target_key(messages::push_target const& t) {
 
 // Whether the device's session is still there (not logged out, revoked or deleted).
 bool session_live(std::vector<users::session_info> const& sessions, std::string const& device);
+
+// Whether push services (Apple's) refuse a VAPID subject: one whose host (a mailto:
+// address's domain, an https: URL's host) is localhost or under .local or .invalid.
+bool subject_refused(std::string_view subject);
 
 // Whether `now_ms` falls in the device's do-not-disturb window.
 bool in_dnd(messages::push_settings const& s, std::int64_t now_ms);

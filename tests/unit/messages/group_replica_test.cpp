@@ -124,6 +124,20 @@ TEST_CASE("a parked message its sender deletes never comes out") {
   CHECK(a.seen(alice) == strings{"change 1", "kept"});
 }
 
+TEST_CASE("a parked message deleted before its group came here leaves nothing that judges the group's later ones") {
+  away_lane a;
+  std::string id;
+  CHECK(a.apply({a.message(dan, 5, "never seen", &id)}).empty());  // parked: no copy of the group here
+  CHECK(a.apply({a.deletion(id, dan)}).empty());
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  // Stamped 2: waits for version 2 (the stamp 5 noted while it was parked once made it
+  // look like an origin gone back, and it came out at once, before carol's joining).
+  CHECK(a.apply({a.message(dan, 2, "after carol joined")}).empty());
+  CHECK(a.seen(alice) == strings{"change 1"});
+  CHECK(a.apply({a.state(2, client::MEMBERS_ADDED, {dan, alice, carol}, {carol})}).empty());
+  CHECK(a.seen(alice) == strings{"change 1", "change 2", "after carol joined"});
+}
+
 TEST_CASE("stamps that run far ahead of the replica, or on a conversation that is not a group, are refused") {
   away_lane a;
   CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());

@@ -113,3 +113,17 @@ TEST_CASE("do-not-disturb windows, across midnight and time zones") {
   s.dnd_start_min = s.dnd_end_min = 0;
   CHECK(in_dnd(s, day + 5 * minute));  // start = end: the whole day
 }
+
+TEST_CASE("a VAPID subject is judged by the host it names") {
+  for (auto refused : {"mailto:ops@localhost", "mailto:ops@LOCALHOST", "mailto:ops@box.local",
+                       "mailto:ops@example.invalid?subject=x", "https://localhost", "https://localhost:8443/",
+                       "https://ops.example.local/", "https://a.localhost/", "https://box.LOCAL."}) {
+    CAPTURE(refused);
+    CHECK(subject_refused(refused));
+  }
+  for (auto taken : {"mailto:ops@example.org", "https://localhost.example.com/", "https://push.example.org:443/x",
+                     "mailto:local@example.org", "https://example.org/localhost", "https://my-local/"}) {
+    CAPTURE(taken);
+    CHECK_FALSE(subject_refused(taken));
+  }
+}
