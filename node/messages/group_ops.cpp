@@ -422,8 +422,13 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     b.put(cf::conversations, st.conversation, stub.SerializeAsString());
     return std::nullopt;
   }
-  if (is_stub(replica) && replica) add_count(b, cf::conversations, stubs, -1);
-  if (is_stub(replica)) replica.reset();  // begun now, as a new one
+  // A stub counts against its home's limit and begins now, as a new replica. A group that
+  // ended here (its members all gone: no roster, its activity kept) was never counted and
+  // goes on from its positions: begun anew, it would number its messages from 1 again and
+  // a joiner's period would take in the messages of its earlier life still stored.
+  bool counted_stub = replica && is_stub(replica) && !b.get(cf::conversations, keys::activity_key(st.conversation));
+  if (counted_stub) add_count(b, cf::conversations, stubs, -1);
+  if (counted_stub) replica.reset();
   auto gone = removals(gs);
   if (replica) {
     for (auto const& u : replica->members()) {

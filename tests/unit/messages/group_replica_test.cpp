@@ -281,6 +281,30 @@ TEST_CASE("one home makes at most 100,000 stubs here; a stub that becomes a repl
   CHECK(a.apply({stub()}) == strings{"foreign_user"});
 }
 
+TEST_CASE("a group that ended here and is joined again goes on from its positions") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  CHECK(a.apply({a.message(dan, 1, "before the end")}).empty());
+  CHECK(a.seen(alice) == strings{"change 1", "before the end"});
+  CHECK(a.apply({a.state(2, client::MEMBER_REMOVED, {}, {dan, alice})}).empty());  // everyone went
+  // Joined again, its history hidden: bob's period starts now, not at the group's first
+  // message (a replica begun anew numbered from 1 again, and he saw "before the end").
+  CHECK(a.apply({a.state(3, client::MEMBERS_ADDED, {dan, bob}, {dan, bob})}).empty());
+  auto history = [&a] {
+    strings out;
+    auto page = a.h.home.service.history(bob, conv, {});
+    REQUIRE(page);
+    for (auto const& m : page->messages) out.push_back(m.body().text());
+    return out;
+  };
+  CHECK(history().empty());
+  CHECK(a.apply({a.message(dan, 3, "after")}).empty());
+  CHECK(history() == strings{"after"});
+  auto v = a.h.home.service.conversation(bob, conv);
+  REQUIRE(v);
+  CHECK(v->unread == 1);
+}
+
 TEST_CASE("at most 1,000 messages of a group wait for its version") {
   away_lane a;
   std::vector<federation::local_store::inbound> waiting;
