@@ -115,6 +115,9 @@ std::optional<std::string> clean_file_name(std::string_view name) {
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
     out.resize(cut);
   }
+  // Nor trailing ones, which systems drop when they save a file: "page.html." and
+  // "page.html " say "page.html".
+  while (!out.empty() && (out.back() == '.' || out.back() == ' ')) out.pop_back();
   return out;
 }
 

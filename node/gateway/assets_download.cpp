@@ -55,19 +55,25 @@ std::string extension_of(std::string_view t) {
 // A name whose extension fits the sniffed type: a file that is both a picture and a page,
 // named `holiday.jpg.html`, would otherwise be saved as a page the system opens as one.
 // Types with known extensions get theirs appended when the name has none of them; other
-// names keep theirs unless it is one a system opens as active content the bytes are not.
+// names keep theirs unless it is one a system opens as active content and the bytes were
+// not sniffed as that very content (an Office file's type holds "xml", and is no page).
 std::string fitting_name(std::string name, std::string_view type) {
-  static std::set<std::string_view> const active{"htm", "html", "xhtml", "xht", "shtml", "svg", "svgz", "xml",
-                                                 "js",  "mjs",  "hta",   "mht", "mhtml", "xsl", "url",  "desktop"};
+  static std::map<std::string_view, std::string_view> const active{
+      {"htm", "html"},   {"html", "html"},  {"xhtml", "html"}, {"xht", "html"}, {"shtml", "html"}, {"mht", "html"},
+      {"mhtml", "html"}, {"hta", "html"},   {"svg", "svg"},    {"svgz", "svg"}, {"xml", "xml"},    {"xsl", "xml"},
+      {"js", "script"},  {"mjs", "script"}, {"url", ""},       {"desktop", ""}};
   auto dot = name.rfind('.');
   std::string ext = dot == std::string::npos ? "" : name.substr(dot + 1);
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   if (auto const& fit = extensions_of(type); !fit.empty())
     return std::find(fit.begin(), fit.end(), ext) != fit.end() ? name : name + "." + std::string(fit.front());
-  // Other types keep the name, unless it says active content the bytes were not sniffed as.
-  bool active_type = type.find("html") != std::string_view::npos || type.find("svg") != std::string_view::npos ||
-                     type.find("xml") != std::string_view::npos || type.find("script") != std::string_view::npos;
-  if (active_type || !active.count(ext)) return name;
+  auto kind = type == "text/html" || type == "application/xhtml+xml"          ? "html"
+              : type == "image/svg+xml"                                       ? "svg"
+              : type == "text/xml" || type == "application/xml"               ? "xml"
+              : type == "text/javascript" || type == "application/javascript" ? "script"
+                                                                              : "";
+  auto needs = active.find(ext);
+  if (needs == active.end() || (!needs->second.empty() && needs->second == kind)) return name;
   return name + (type.starts_with("text/") ? ".txt" : ".bin");
 }
 
@@ -152,6 +158,12 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
     // without one (or with another user's) from its cache.
     res.headers.emplace_back("Vary", "Authorization");
   }
+  std::string name;
+  if (auto asked = query_param(r.query, "name")) {
+    auto clean = format::clean_file_name(*asked);
+    if (!clean) co_return error_response(fail(code::invalid_field, "name must be UTF-8", "name"));
+    name = *clean;
+  }
   if (r.header("if-none-match") == etag) {
     res.status = 304;
     res.content_type.clear();
@@ -159,12 +171,6 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
   }
   bool safe = safe_type(a->content_type);
   res.content_type = safe ? a->content_type : "application/octet-stream";
-  std::string name;
-  if (auto asked = query_param(r.query, "name")) {
-    auto clean = format::clean_file_name(*asked);
-    if (!clean) co_return error_response(fail(code::invalid_field, "name must be UTF-8", "name"));
-    name = *clean;
-  }
   if (name.empty() && a->uploaded_by_caller) name = a->name;
   if (name.empty()) name = id + extension_of(a->content_type);
   name = fitting_name(std::move(name), a->content_type);

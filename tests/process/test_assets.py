@@ -847,12 +847,26 @@ class AssetsTest(AssetCase):
         # saved as a picture, a plain text named as a page as text.
         png = self.upload(a, make_png(8, 8, seed=11), name="holiday.png.html")
         text = self.upload(a, b"just words and nothing active\n" * 4, name="notes.txt")
+        docx = io.BytesIO()
+        with zipfile.ZipFile(docx, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns='
+                       '"http://schemas.openxmlformats.org/package/2006/content-types"></Types>')
+            z.writestr("_rels/.rels", "<Relationships/>")
+            z.writestr("word/document.xml", "<html><script>alert(1)</script></html>")
+        office = self.upload(a, docx.getvalue(), name="report.docx")
+        self.assertIn("officedocument", office["content_type"], office)
         for aid, asked, saved in ((png["id"], None, "holiday.png.html.png"),
                                   (png["id"], "Holiday.PNG", "Holiday.PNG"),
                                   (png["id"], "x.svg", "x.svg.png"),
                                   (text["id"], "page.html", "page.html.txt"),
                                   (text["id"], "data.csv", "data.csv"),
-                                  (png["id"], "gone.hta", "gone.hta.png")):
+                                  (png["id"], "gone.hta", "gone.hta.png"),
+                                  # Trailing dots and spaces, which systems drop when saving.
+                                  (text["id"], "page.html.", "page.html.txt"),
+                                  (text["id"], "page.html ", "page.html.txt"),
+                                  # An Office document's type names "xml"; it is no page.
+                                  (office["id"], "report.html", "report.html.bin"),
+                                  (office["id"], "report.docx", "report.docx")):
             with self.subTest(asked=asked, saved=saved):
                 self.assertEqual(disposition(self.fetch(a, aid, name=asked))[2], saved)
         self.assertHealthy()

@@ -68,6 +68,19 @@ def id_bytes(message_id):
     return raw
 
 
+def pb_field(number, payload):
+    """A length-delimited Protobuf field, written out by hand (to send what a library would
+    not: unknown fields, repeated messages)."""
+    def varint(n):
+        out = b""
+        while True:
+            out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+            n >>= 7
+            if not n:
+                return out
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
 class LiveCase(MessagingCase):
     """test_messaging's helpers (people, connections, REST), with history read by
     conversation id."""
@@ -219,17 +232,7 @@ class ContentDepthTest(LiveCase):
         """Protobuf's parser stops at 100 nested messages (about 48 levels of content), before
         the protocol's 16 are checked: that refusal, too, is invalid_field with the send's ref
         (once malformed_frame with ref 0, which a client cannot match to its send)."""
-        def varint(n):
-            out = b""
-            while True:
-                out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
-                n >>= 7
-                if not n:
-                    return out
-
-        def field(number, payload):  # a length-delimited field
-            return varint(number << 3 | 2) + varint(len(payload)) + payload
-
+        field = pb_field
         struct = field(1, field(1, b"leaf") + field(2, field(3, b"x")))  # {"leaf": "x"}
         for _ in range(199):  # {"n": ...}: 200 levels
             struct = field(1, field(1, b"n") + field(2, field(5, struct)))
@@ -758,8 +761,8 @@ class UncheckedBytesTest(LiveCase):
         body = pb.client_frame().send.body
         body.text = "hi"
         # The body with a field 99 of 30 KiB, as a send's field 3 and the frame's field 11.
-        send = frame.send.SerializeToString() + self.field(3, body.SerializeToString() + self.field(99, b"x" * 30720))
-        A.send_raw(pb.client_frame(ref=frame.ref).SerializeToString() + self.field(11, send))
+        send = frame.send.SerializeToString() + pb_field(3, body.SerializeToString() + pb_field(99, b"x" * 30720))
+        A.send_raw(pb.client_frame(ref=frame.ref).SerializeToString() + pb_field(11, send))
         accepted = self.answer_to(A, frame.ref)
         self.assertIn("accepted", accepted, accepted)
         event = B.wait_event(ev_message(accepted["accepted"]["message_id"]), WAIT_S)
@@ -775,17 +778,6 @@ class UncheckedBytesTest(LiveCase):
                 A.read("d" + "é" * 20000, "A" * 22, ref=ref)
                 err = self.assertWsError(self.answer_to(A, ref), "conversation_not_found", ref)
                 self.assertLessEqual(len(err["message"].encode("utf-8")), 259, err["message"][:300])
-
-    @staticmethod
-    def field(number, payload):  # a length-delimited field
-        def varint(n):
-            out = b""
-            while True:
-                out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
-                n >>= 7
-                if not n:
-                    return out
-        return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 class PreAuthFrameTest(LiveCase):

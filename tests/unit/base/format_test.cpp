@@ -75,5 +75,9 @@ TEST_CASE("clean_file_name: nothing that hides or reorders what a name says") {
   // ż is U+017C (| is 0x7C), 个 is U+4E2A (* is 0x2A), Ī is U+012A, ĺ is U+013A (: is 0x3A).
   CHECK(clean_file_name("żółw 个 Ī ĺ.jpg") == "żółw 个 Ī ĺ.jpg");
   CHECK(clean_file_name("a:b?.txt") == "a_b_.txt");
+  // Nor dots and spaces at either end, which systems drop when they save a file.
+  CHECK(clean_file_name("page.html. . ") == "page.html");
+  CHECK(clean_file_name(" .hidden.txt") == "hidden.txt");
+  CHECK(clean_file_name("...") == "");
   CHECK(!clean_file_name("\xff"));
 }
