@@ -422,6 +422,7 @@ class federated_store final : public federation::local_store {
     if (sm->message().to() != r.by() || !m_.is_local(sm->message().from()) ||
         sm->message().conversation_id() != r.conversation_id())
       return reject_reason::foreign_user;
+    r = message_service::impl::receipt_for(*sm, r.status(), r.by(), r.at_ms());  // nothing else of theirs
     // UNDELIVERABLE after the message was delivered or read says nothing true: not told.
     bool news = r.status() == client::UNDELIVERABLE && sm->delivered_at_ms() == 0 && sm->read_at_ms() == 0;
     if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
@@ -458,15 +459,12 @@ class federated_store final : public federation::local_store {
     if (msg.from() != d.by() || (!group && !m_.is_local(msg.to()))) return reject_reason::foreign_user;
     std::set<std::string> floored;
     m_.erase_message(b, *raw, *sm, false, floored);
+    auto e = deletion_of(msg, d.by(), service_detail::plausible_time(d.at_ms(), msg.sent_at_ms(), now_ms()));
     if (group) {  // to this region's members of the group
-      records::stored_event e;
-      *e.mutable_deleted() = d;
       auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
       if (c) tell_local_members(m_, b, *c, msg.conversation_id(), sm->conversation_seq(), e, st.heads);
       return std::nullopt;
     }
-    records::stored_event e;
-    *e.mutable_deleted() = d;
     st.heads.push_back({msg.to(), m_.append(b, msg.to(), e), e});
     return std::nullopt;
   }

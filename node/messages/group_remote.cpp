@@ -272,7 +272,9 @@ bool park_group_message(store::rocks_batch& b, federation::body const& body, std
   ref.set_id(raw_id);
   ref.set_origin(body.origin());
   b.put(cf::conversations, key, index.SerializeAsString());
-  b.put(cf::conversations, keys::parked_body_key(conv, raw_id), body.SerializeAsString());
+  federation::body kept = body;
+  kept.DiscardUnknownFields();  // kept until its version comes: only what was checked
+  b.put(cf::conversations, keys::parked_body_key(conv, raw_id), kept.SerializeAsString());
   add_count(b, cf::conversations, keys::parked_count_key(body.origin()), 1);
   return true;
 }

@@ -391,12 +391,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     auto const& msg = sm->message();
     std::set<std::string> floored;
     m.erase_message(b, id, *sm, false, floored);
-    records::stored_event e;
-    auto* d = e.mutable_deleted();
-    d->set_message_id(msg.id());
-    d->set_conversation_id(msg.conversation_id());
-    d->set_by(user);
-    d->set_at_ms(now_ms());
+    auto e = deletion_of(msg, user, now_ms());
     if (keys::is_group(msg.conversation_id())) {
       auto conv = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
       if (conv) st->queued = tell_group(m, b, *conv, msg.conversation_id(), sm->conversation_seq(), e, st->heads);

@@ -44,6 +44,19 @@ inline void expire_later(store::rocks_batch& b, std::int64_t at_ms, keys::expiri
   b.put(cf::expiry, keys::expiry_entry_key(at_ms, kind, key), std::string(1, static_cast<char>(kind)));
 }
 
+// The event telling that `msg` was deleted for everyone by `by` at `at_ms`: made from the
+// stored message, never from what another region sent (fields this version does not know,
+// written into every member's mailbox; another conversation's id).
+inline records::stored_event deletion_of(client::message const& msg, std::string const& by, std::int64_t at_ms) {
+  records::stored_event e;
+  auto& d = *e.mutable_deleted();
+  d.set_message_id(msg.id());
+  d.set_conversation_id(msg.conversation_id());
+  d.set_by(by);
+  d.set_at_ms(at_ms);
+  return e;
+}
+
 // A conversation by an id a client named: only one of a conversation id's form is looked
 // up, never another kind of key of the family (`gc/…`, `p/…`).
 inline std::optional<records::conversation_record> load_conversation(store::rocks_batch& b, std::string const& conv) {

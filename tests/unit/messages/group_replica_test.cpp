@@ -138,6 +138,28 @@ TEST_CASE("a parked message deleted before its group came here leaves nothing th
   CHECK(a.seen(alice) == strings{"change 1", "change 2", "after carol joined"});
 }
 
+TEST_CASE("a deletion from another region tells the members what is known here, nothing else it carried") {
+  away_lane a;
+  CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
+  std::string id;
+  CHECK(a.apply({a.message(dan, 1, "regretted", &id)}).empty());
+  auto d = a.deletion(id, dan);
+  auto& deleted = *d.content->mutable_deleted();
+  deleted.set_conversation_id("gSOMEOTHERGROUP00000000001");  // not the message's
+  deleted.set_at_ms(1);
+  deleted.GetReflection()->MutableUnknownFields(&deleted)->AddLengthDelimited(999, std::string(100000, 'x'));
+  CHECK(a.apply({std::move(d)}).empty());
+  auto events = a.h.home.service.events_after(alice, 0, 10).events;
+  REQUIRE(events.size() == 2);  // the change and the deletion (the message's event is passed over)
+  REQUIRE(events[1].has_deleted());
+  auto const& told = events[1].deleted();
+  CHECK(told.message_id() == id);
+  CHECK(told.conversation_id() == conv);
+  CHECK(told.by() == dan);
+  CHECK(told.at_ms() > 1);  // a time that could be: not before the message was sent
+  CHECK(told.ByteSizeLong() < 200);
+}
+
 TEST_CASE("stamps that run far ahead of the replica, or on a conversation that is not a group, are refused") {
   away_lane a;
   CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
