@@ -6,6 +6,7 @@
 // read of a few bytes pending and no composed operation, and reads the rest into a
 // per-thread buffer only when bytes are there.
 #include "node/gateway/detail/live_stream.hpp"
+#include "node/gateway/detail/user_api.hpp"
 
 namespace petchat::gateway::detail {
 namespace live {
@@ -93,8 +94,8 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
 
   std::string token;
   auto auth_header = std::string((*upgrade)[http::field::authorization]);
-  if (auth_header.size() > 7 && (auth_header.starts_with("Bearer ") || auth_header.starts_with("bearer ")))
-    token = auth_header.substr(7);
+  if (auto bearer = bearer_token(auth_header))  // as REST reads it: the scheme in any case
+    token = *bearer;
   else if (auto q = query_param(query_of(upgrade->target()), "access_token"))
     token = *q;
   upgrade.reset();

@@ -58,6 +58,24 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
   }
 }
 
+namespace {
+
+// Who added `user` as far as this region believes the home: never the user themselves, and
+// a user of this region only if they were a member before this state (their add went from
+// here, through home); a home could otherwise name any contact of theirs as the adder, and
+// the user's choice to take adds only from people they wrote to would be void.
+std::string believed_adder(impl const& m, federation::group_state const& gs,
+                           std::unordered_set<std::string_view> const& was_in, std::string by,
+                           std::string const& user) {
+  if (by == user || (m.is_local(by) && !was_in.count(by))) return {};
+  if (!m.is_local(by) && ids::region_of(by) != gs.home_region() &&
+      std::find(gs.members().begin(), gs.members().end(), by) == gs.members().end())
+    return {};
+  return by;
+}
+
+}  // namespace
+
 local_joins judge_local_members(impl const& m, store::rocks_batch& b, federation::group_state const& gs,
                                 std::unordered_set<std::string_view> const& was_in,
                                 std::unordered_set<std::string_view> const& none_before) {
@@ -73,7 +91,8 @@ local_joins judge_local_members(impl const& m, store::rocks_batch& b, federation
     }
     bool none = !m.users.get_profile(ids::parse_user_id(u, m.region).value_or(ids::user_id{}).name);
     bool too_many = !none && group_count(b, u) >= m.options.max_groups_per_user;
-    bool refused = !none && !too_many && adds_only_from_contacts(m, u) && !wrote_to(b, u, adder_of(gs, adders, u));
+    bool refused = !none && !too_many && adds_only_from_contacts(m, u) &&
+                   !wrote_to(b, u, believed_adder(m, gs, was_in, adder_of(gs, adders, u), u));
     if (none || too_many || refused) {
       (too_many ? out.over_limit : refused ? out.restricted : out.no_account).push_back(u);
       out.kept[static_cast<std::size_t>(i)] = 0;

@@ -114,9 +114,11 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     return !*token_refused && txn.insert(m.accounts, name, value);
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
-  if (outcome == store::write_outcome::rolled_back && *token_refused)  // used up or revoked meanwhile
+  if (outcome == store::write_outcome::rolled_back && *token_refused) {  // used up or revoked meanwhile
+    reserved.keep();  // counted, as every refusal for the token (docs/PROTOCOL.md)
     co_return fail(code::invalid_registration_token, "a valid registration_token is required to register here",
                    "registration_token");
+  }
   if (outcome == store::write_outcome::rolled_back) {
     reserved.keep();
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");

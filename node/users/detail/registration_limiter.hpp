@@ -19,11 +19,21 @@ class registration_limiter {
   // Reserves one registration for `address`: 0 if allowed, else the milliseconds until
   // its window ends. A reservation whose registration then fails is given back with
   // release(), so only accounts actually created count.
+  // Only addresses that created an account this window are kept (a refusal gives its
+  // place back, release()), so the table fills only with accounts made: then a new address
+  // waits until windows end, and no address's count is forgotten (forgiving every address
+  // at once let refused requests from a flood of addresses reset everyone's).
   std::int64_t reserve(std::string const& address, std::int64_t now_ms) {
     std::lock_guard lock(mutex_);
-    if (windows_.size() >= max_addresses)
+    if (windows_.size() >= max_addresses && !windows_.contains(address)) {
+      if (now_ms < full_until_ms_) return full_until_ms_ - now_ms;  // not looked at again before then
       std::erase_if(windows_, [&](auto const& kv) { return expired(kv.second, now_ms); });
-    if (windows_.size() >= max_addresses) windows_.clear();  // a flood of addresses: forgive rather than grow
+      if (windows_.size() >= max_addresses) {
+        full_until_ms_ = now_ms + window_ms_;
+        for (auto const& [_, w] : windows_) full_until_ms_ = std::min(full_until_ms_, w.start_ms + window_ms_);
+        return std::max<std::int64_t>(1, full_until_ms_ - now_ms);
+      }
+    }
     auto& w = windows_[address];
     if (expired(w, now_ms)) w = window{now_ms, 0};
     if (w.used >= per_window_) return std::max<std::int64_t>(1, w.start_ms + window_ms_ - now_ms);
@@ -33,7 +43,15 @@ class registration_limiter {
 
   void release(std::string const& address) {
     std::lock_guard lock(mutex_);
-    if (auto it = windows_.find(address); it != windows_.end() && it->second.used > 0) --it->second.used;
+    auto it = windows_.find(address);
+    if (it == windows_.end()) return;
+    if (it->second.used > 0) --it->second.used;
+    if (it->second.used == 0) windows_.erase(it);  // nothing counted: its place is free
+  }
+
+  std::size_t addresses() const {
+    std::lock_guard lock(mutex_);
+    return windows_.size();
   }
 
  private:
@@ -46,8 +64,9 @@ class registration_limiter {
   static constexpr std::size_t max_addresses = 100000;
   std::uint32_t per_window_;
   std::int64_t window_ms_;
-  std::mutex mutex_;  // guards windows_
+  mutable std::mutex mutex_;  // guards windows_
   std::unordered_map<std::string, window> windows_;
+  std::int64_t full_until_ms_ = 0;  // full of addresses whose windows run at least until then
 };
 
 }  // namespace petchat::users::detail

@@ -160,6 +160,29 @@ TEST_CASE("a deletion from another region tells the members what is known here, 
   CHECK(told.ByteSizeLong() < 200);
 }
 
+TEST_CASE("a home cannot pass a user's contact, or the user, off as the one who added them") {
+  away_lane a;
+  petchat::users::profile_update only_contacts;
+  only_contacts.group_adds_contacts_only = true;
+  REQUIRE(a.h.home.run(a.h.home.users.update_profile("alice", only_contacts)));
+  a.h.home.sent(alice, bob, "c1", "hi bob");  // alice wrote to bob, not to anyone of away
+  for (auto const& [id, adder] : {std::pair{"gBYALICE00000000000000001", alice}, {"gBYBOB0000000000000000001", bob}}) {
+    CAPTURE(adder);
+    auto st = a.state(1, client::CREATED, {dan, alice}, {dan, alice});
+    st.content->mutable_group_state()->set_conversation_id(id);
+    st.content->mutable_group_state()->mutable_changes(0)->set_conversation_id(id);
+    st.content->mutable_group_state()->mutable_changes(0)->set_by(adder);
+    CHECK(a.apply({std::move(st)}).empty());
+    CHECK_FALSE(a.h.home.service.is_member(alice, id));  // left out: home is asked to remove her
+  }
+  // Added by bob while he is a member here (his add went from here through home): believed.
+  CHECK(a.apply({a.state(2, client::MEMBERS_ADDED, {dan, bob}, {bob})}).empty());
+  auto st = a.state(3, client::MEMBERS_ADDED, {dan, bob, alice}, {alice});
+  st.content->mutable_group_state()->mutable_changes(0)->set_by(bob);
+  CHECK(a.apply({std::move(st)}).empty());
+  CHECK(a.h.home.service.is_member(alice, conv));
+}
+
 TEST_CASE("stamps that run far ahead of the replica, or on a conversation that is not a group, are refused") {
   away_lane a;
   CHECK(a.apply({a.state(1, client::CREATED, {dan, alice}, {dan, alice})}).empty());
