@@ -91,6 +91,14 @@ void asset_exchange::answer(natsMsg* msg) {
     s_.count(reject_reason::stale, "asset request from " + asker);
     return;
   }
+  if (auto now = format::now_ms(); served_.take(asker, now) > 0) {
+    if (auto& told = told_over_[asker]; now - told >= 60000) {
+      told = now;
+      s_.log->warn("federation: region {} asks for asset pieces faster than {} a second: not answered", asker,
+                   pieces_per_second);
+    }
+    return;
+  }
   body b;
   b.set_origin(s_.dir.self());
   b.set_destination(asker);

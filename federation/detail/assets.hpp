@@ -10,6 +10,9 @@
 
 #include <nats/nats.h>
 
+#include <map>
+
+#include "base/limits/limits.hpp"
 #include "federation/detail/connection.hpp"
 #include "federation/detail/link_state.hpp"
 
@@ -35,6 +38,14 @@ class asset_exchange {
   nats_connection& conn_;
   link::asset_server server_;
   natsSubscription* sub_ = nullptr;  // manager thread only
+  // Pieces served to each asking region: at most pieces_per_second on average, as many at
+  // once (64 MiB/s of 256 KiB pieces). A region past it gets no answer (it asks again after
+  // its back-off): one region replaying signed requests must not have this node read, sign
+  // and send without end. Told in the log at most once a minute per region (NATS.c's
+  // thread of the subscription only).
+  static constexpr std::uint32_t pieces_per_second = 256;
+  limits::rate_buckets served_{pieces_per_second, 1000, 1024};
+  std::map<std::string, std::int64_t> told_over_;
 };
 
 }  // namespace petchat::federation::detail

@@ -84,7 +84,14 @@ awaitable<void> collect_assets(asset_service::impl& s, std::int64_t now, collect
 }
 
 awaitable<void> collect_uploads(asset_service::impl& s, std::int64_t now, collect_report& report) {
-  for (auto const& id : s.messages.uploads_expired(now, collect_batch)) {
+  // As many more as are busy (a chunk arriving, passed over till next time): expired
+  // uploads kept busy at the head of the order must not keep the others from ever going.
+  std::size_t busy = 0;
+  {
+    std::lock_guard lock(s.mutex);
+    busy = s.busy.size();
+  }
+  for (auto const& id : s.messages.uploads_expired(now, collect_batch + busy)) {
     if (!s.try_busy(id)) continue;  // a chunk is arriving: next time
     auto ended = co_await s.messages.end_upload(id);
     if (ended && ended.value()) {

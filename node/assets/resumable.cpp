@@ -14,7 +14,12 @@ using errors::code;
 using errors::fail;
 
 awaitable<result<messages::upload_view>> asset_service::begin(std::string user, messages::upload_view spec) {
-  co_return co_await impl_->messages.begin_upload(std::move(user), std::move(spec));
+  std::uint64_t streaming = 0;  // the user's uploads in one request arriving count as well
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (auto it = impl_->streaming.find(user); it != impl_->streaming.end()) streaming = it->second;
+  }
+  co_return co_await impl_->messages.begin_upload(std::move(user), std::move(spec), streaming);
 }
 
 result<messages::upload_view> asset_service::state(std::string const& user, std::string const& id) const {

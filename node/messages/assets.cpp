@@ -1,7 +1,6 @@
-// The asset service's records (docs/PROTOCOL.md, "Assets"; key layouts in
-// detail/assets.hpp): who may download an asset, quotas, uploads in progress, recording a
-// complete upload, and the attachments of a send. The collector's side and other regions'
-// assets are in asset_upkeep.cpp. The bytes themselves are node/assets' files.
+// The asset service's records (docs/PROTOCOL.md, "Assets"; key layouts in detail/assets.hpp): who
+// may download an asset, quotas, uploads in progress, recording a complete upload, and the attachments
+// of a send. The collector's side and other regions' assets are in asset_upkeep.cpp; the bytes, node/assets.
 #include <sodium.h>
 
 #include <functional>
@@ -319,7 +318,8 @@ result<bool> message_service::quota_allows(std::string const& user, std::uint64_
   return true;
 }
 
-awaitable<result<upload_view>> message_service::begin_upload(std::string user, upload_view spec) {
+awaitable<result<upload_view>> message_service::begin_upload(std::string user, upload_view spec,
+                                                             std::uint64_t streaming) {
   auto& m = *impl_;
   struct state {
     std::optional<errors::failure> refused;
@@ -335,10 +335,10 @@ awaitable<result<upload_view>> message_service::begin_upload(std::string user, u
   st->rec.set_name(spec.name);
   st->rec.set_declared_type(spec.declared_type);
   st->rec.set_expected_hash(spec.expected_hash);
-  store::rocks_db::write_fn mutation = [&m, st, user, id](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [&m, st, user, id, streaming](store::rocks_batch& b) {
     st->refused.reset();
-    if (st->refused = over_quota(m.assets, keys::read_u64(b, keys::quota_key(user)), st->rec.length()); st->refused)
-      return false;
+    auto used = keys::read_u64(b, keys::quota_key(user)) + streaming;  // one-request uploads arriving too
+    if (st->refused = over_quota(m.assets, used, st->rec.length()); st->refused) return false;
     if (keys::read_u64(b, keys::upload_count_key(user)) >= m.assets.max_uploads_per_user) {
       st->refused = fail(code::too_many_uploads, "you have " + std::to_string(m.assets.max_uploads_per_user) +
                                                      " uploads in progress already: finish or delete one first");

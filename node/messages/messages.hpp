@@ -323,10 +323,9 @@ class message_service {
   // not in a conversation of theirs).
   result<client::message> get(std::string const& user, std::string const& message_id) const;
 
-  // Whether `from` may tell `to` (a user id or a bare name of this region) that they are
-  // typing: only in a conversation they share. The recipient's full id and the
-  // conversation's id, or invalid_field (not a user id) or conversation_not_found (no
-  // conversation, also when `to` does not exist). Any thread.
+  // Whether `from` may tell `to` (a user id or a bare name of this region) that they are typing:
+  // only in a conversation they share. The recipient's full id and the conversation's id, or
+  // invalid_field (not a user id) or conversation_not_found (none, also when `to` does not exist). Any thread.
   struct typing_target {
     std::string to;
     std::string conversation_id;
@@ -335,6 +334,7 @@ class message_service {
 
   // The 1:1 conversation id of two users (whether or not they have talked).
   static std::string conversation_of(std::string const& a, std::string const& b);
+  // (In a group, by the user's part: never the roster, also for another region's user.)
   bool is_member(std::string const& user, std::string const& conversation_id) const;
   // Whether `a` and `b` may see each other's presence: both have written to the other.
   bool shares_presence(std::string const& a, std::string const& b) const;
@@ -391,8 +391,8 @@ class message_service {
   // quota_exceeded (with the numbers).
   // `streaming`: bytes of the user's uploads in one request still arriving (not stored yet).
   result<bool> quota_allows(std::string const& user, std::uint64_t length, std::uint64_t streaming = 0) const;
-  // Starts a resumable upload. Errors: asset_too_large, quota_exceeded, too_many_uploads.
-  awaitable<result<upload_view>> begin_upload(std::string user, upload_view spec);
+  // Starts a resumable upload (`streaming` as above). Errors: asset_too_large, quota_exceeded, too_many_uploads.
+  awaitable<result<upload_view>> begin_upload(std::string user, upload_view spec, std::uint64_t streaming = 0);
   // An upload of `user`'s. Errors: upload_not_found (also another user's, or expired).
   result<upload_view> upload(std::string const& user, std::string const& id) const;
   // The upload's bytes up to `offset` are durable.

@@ -195,7 +195,7 @@ result<message_service::typing_target> message_service::typing_between(std::stri
 }
 
 bool message_service::is_member(std::string const& user, std::string const& conv) const {
-  return impl_->member(user, conv);
+  return keys::is_group(conv) ? impl_->member_by_part(user, conv) : impl_->member(user, conv);
 }
 
 bool message_service::shares_presence(std::string const& a, std::string const& b) const {

@@ -41,10 +41,12 @@ std::string fetch_record_key(pending_fetch const& f) {
 }
 
 // Committed state: whether `user` is a member of one of the first conversations holding a
-// message with `hash`.
+// message with `hash`. Another region's user in a group by their part only (a region naming
+// made-up users in messages with many attachments would have every group's roster parsed
+// in the writer); a part not there yet only means the reference waits for the region's proof.
 bool sees_already(message_service::impl const& m, std::string const& user, std::string const& hash) {
   for (auto const& conv : conversations_holding(m, hash, sender_check_max))
-    if (m.member(user, conv)) return true;
+    if (keys::is_group(conv) ? m.member_by_part(user, conv) : m.member(user, conv)) return true;
   return false;
 }
 

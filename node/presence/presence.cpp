@@ -36,20 +36,24 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
       auto const& t = b.typing();
       if (!limiter->allow(t.from(), now)) return;
       // In a group, for every member here ("*@<this region>": one body per region, not per
-      // member): the typist is a member as this region's replica says.
+      // member): the typist is a member as this region's replica says, by their part here
+      // first (no roster is read for a typist who is none: a region could name thousands).
+      bool typist = messages.is_member(t.from(), t.conversation_id());
       if (b.typing_to().starts_with("*@")) {
         auto here = ids::region_of(b.typing_to());
+        if (!typist) return;
         if (auto peers = messages.group_peers(t.from(), t.conversation_id()))
           for (auto const& peer : *peers)
             if (ids::region_of(peer) == here) manager.relay_typing(t.from(), peer, t.conversation_id(), t.active());
         return;
       }
       // In a group: both are members as this region's replica says.
-      if (auto peers = messages.group_peers(b.typing_to(), t.conversation_id())) {
-        if (std::find(peers->begin(), peers->end(), t.from()) != peers->end())
-          manager.relay_typing(t.from(), b.typing_to(), t.conversation_id(), t.active());
-        return;
-      }
+      if (typist)
+        if (auto peers = messages.group_peers(b.typing_to(), t.conversation_id())) {
+          if (std::find(peers->begin(), peers->end(), t.from()) != peers->end())
+            manager.relay_typing(t.from(), b.typing_to(), t.conversation_id(), t.active());
+          return;
+        }
       auto target = messages.typing_between(b.typing_to(), t.from());
       if (target && target->conversation_id == t.conversation_id())
         manager.relay_typing(t.from(), b.typing_to(), target->conversation_id, t.active());

@@ -1,5 +1,9 @@
 #include <algorithm>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "base/net/net.hpp"
 #include "node/users/detail/service.hpp"
 
@@ -230,9 +234,24 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     }
     return checked;
   };
+  auto checked_at = std::chrono::steady_clock::now();
   auto checked = co_await async::offload(m.cpu_pool, std::move(cpu_work));
   bool match = checked.match;
   slot.reset();
+  // A wrong password at an account whose hash was made at a lower cost than the configured
+  // one (an operator raised it; it is made again at the next right one) is answered no
+  // sooner than one at a name that does not exist (the dummy hash, at the configured
+  // cost): an outsider must not tell dormant accounts from names that are none.
+  if (user && !match) {
+    auto ratio = std::min(detail::cost_ratio(hash, m.params()), 64.0);
+    auto took = std::chrono::steady_clock::now() - checked_at;
+    if (ratio > 1.05) {
+      boost::asio::steady_timer pad(
+          co_await boost::asio::this_coro::executor,
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(took * (ratio - 1)));
+      co_await pad.async_wait(boost::asio::use_awaitable);
+    }
+  }
   if (!user || !match) {
     now = now_ms();
     if (name_opt) m.account_limiter.failed(account_key, now);
@@ -288,12 +307,24 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
   auto [new_token, new_parts] = detail::new_refresh_token(parts->device_id);
   std::string new_hash = detail::hash_refresh_secret(new_parts.secret);
 
+  auto device_id = parts->device_id;
+  // A token nothing here could match (a made-up one) is refused from a read: refreshes need
+  // no account, and each write waits on the writer every login and registration waits on.
+  bool could_match = m.env.read([&](store::lmdb_txn const& txn) {
+    auto device = m.read_device(txn, device_id);
+    if (!device) return false;
+    bool any = device->revoked() || detail::equal_secret(presented, device->refresh_hash()) ||
+               (!device->retry_hash().empty() && detail::equal_secret(presented, device->retry_hash()));
+    for (auto const& old : device->retired_refresh_hashes()) any = detail::equal_secret(presented, old) || any;
+    return any;
+  });
+  if (!could_match) co_return fail(code::invalid_refresh_token, "unknown refresh token", "refresh_token");
+
   struct state {
     std::optional<failure> error;
     records::device_record device;
   };
   auto st = std::make_shared<state>();
-  auto device_id = parts->device_id;
   store::lmdb_env::write_fn mutation = [&m, st, device_id, presented, new_hash](store::lmdb_txn& txn) {
     *st = state{};
     auto device = m.read_device(txn, device_id);

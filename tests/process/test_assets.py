@@ -1218,8 +1218,9 @@ class QuotaTest(AssetCase):
 
     def test_uploads_arriving_at_once_count_against_the_quota(self):
         """Uploads in one request count while their bytes arrive: two of 400 KiB on their way
-        leave no room for a third under a quota of 1 MiB. Each once passed a check that
-        counted only stored bytes, so any number of them could fill the disk at once."""
+        leave no room for a third under a quota of 1 MiB, in one request or resumable. Each
+        once passed a check that counted only stored bytes, so any number of them could fill
+        the disk at once."""
         alice = self.person("alice")
         a = alice.login()
         tmp = os.path.join(self.node.data_dir, "assets", "tmp")
@@ -1235,8 +1236,10 @@ class QuotaTest(AssetCase):
         while len(os.listdir(tmp)) < 2:
             self.assertLess(time.monotonic(), deadline, "the two uploads never started")
             time.sleep(0.05)
-        # The bytes on their way are counted as in use.
+        # The bytes on their way are counted as in use, by a resumable upload's start too
+        # (it once counted only stored bytes: twice the quota could be on the disk).
         self.assertQuota(self.upload_request(a, blob(300 * KIB, "third")), 800 * KIB, 300 * KIB)
+        self.assertQuota(self.create_upload(a, 300 * KIB), 800 * KIB, 300 * KIB)
         for s, data in open_uploads:
             try:
                 s.sendall(data[64 * KIB:])

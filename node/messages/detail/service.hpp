@@ -439,13 +439,18 @@ struct message_service::impl {
   // in the same writes as the roster) and costs a small record, where the roster is the
   // whole member list: every read mark of a member of a 1,000-member group asks.
   bool member(std::string const& user, std::string const& conv) const {
-    if (keys::is_group(conv) && is_local(user)) {
-      auto p = parse<records::participant_record>(db.get(cf::conversations, keys::participant_key(user, conv)));
-      return p && p->member();
-    }
+    if (keys::is_group(conv) && is_local(user)) return member_by_part(user, conv);
     auto c = conversation(conv);
     if (!c) return false;
     return std::find(c->members().begin(), c->members().end(), user) != c->members().end();
+  }
+
+  // Whether `user`'s part in `conv` says member; for another region's user, the bare part
+  // kept here (note_remote_member), never the roster: what another region asks in bulk
+  // (its users' typing, their attachments) must not parse a group's whole member list.
+  bool member_by_part(std::string const& user, std::string const& conv) const {
+    auto p = parse<records::participant_record>(db.get(cf::conversations, keys::participant_key(user, conv)));
+    return p && p->member();
   }
 
   // Who a send to `conv` goes to: empty for a group (its members, checked in the write), the

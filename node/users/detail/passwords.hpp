@@ -24,6 +24,11 @@ bool verify_password(std::string const& encoded, std::string_view password);
 // True if `encoded` was made with other parameters (or another algorithm) than `params`.
 bool needs_rehash(std::string const& encoded, hash_params params);
 
+// How much longer a check at `params` takes than one of the hash `encoded`, as a factor
+// (argon2id's time grows with its passes times its memory): above 1 for a hash made at a
+// lower cost than `params`, 1 when it cannot tell.
+double cost_ratio(std::string const& encoded, hash_params params);
+
 // A login's check: whether the password matched, and its hash made again at the configured
 // cost when the stored one was made at another (empty otherwise).
 struct checked_password {

@@ -169,3 +169,10 @@ TEST_CASE("a flood of one-off keys does not wash out the account under attack") 
   l.failed("user:target", 2);
   CHECK(l.wait_ms("user:target", 3) > 0);
 }
+
+TEST_CASE("a stored hash's cost against the configured one: how much longer a check at the latter takes") {
+  CHECK(cost_ratio("$argon2id$v=19$m=16384,t=2,p=1$c2FsdHNhbHQ$aGFzaA", hash_params{4, 16384}) == doctest::Approx(2.0));
+  CHECK(cost_ratio("$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaA", hash_params{2, 16384}) ==
+        doctest::Approx(0.25));
+  CHECK(cost_ratio("not a hash", hash_params{4, 16384}) == 1.0);
+}
