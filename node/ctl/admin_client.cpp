@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace petchat::ctl {
@@ -45,9 +46,22 @@ std::optional<admin_reply> call(std::string const& socket_path, std::string cons
     }
     sent += static_cast<std::size_t>(n);
   }
+  // The whole answer within the timeout, and at most 64 MiB of it: whatever answers on the
+  // socket (a node, or something in its place) cannot hold petchatctl (a cron backup, say)
+  // for ever a byte at a time, nor fill its memory.
+  constexpr std::size_t most = std::size_t(64) << 20;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   std::string raw;
   char buf[8192];
   for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      errno = EAGAIN;
+      error = std::strerror(errno);
+      return std::nullopt;
+    }
+    timeval wait{static_cast<time_t>(left.count() / 1000000), static_cast<suseconds_t>(left.count() % 1000000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
@@ -56,6 +70,10 @@ std::optional<admin_reply> call(std::string const& socket_path, std::string cons
     }
     if (n == 0) break;
     raw.append(buf, static_cast<std::size_t>(n));
+    if (raw.size() > most) {
+      error = "the answer is larger than 64 MiB";
+      return std::nullopt;
+    }
   }
   // "HTTP/1.1 200 OK\r\n...headers...\r\n\r\nbody" (Connection: close, so the body runs to EOF).
   auto head_end = raw.find("\r\n\r\n");

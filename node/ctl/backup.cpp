@@ -14,6 +14,7 @@
 #include <set>
 #include <vector>
 
+#include "base/ids/ids.hpp"
 #include "node/ctl/detail/backup_files.hpp"
 #include "node/ctl/detail/print.hpp"
 
@@ -88,6 +89,12 @@ std::optional<boost::json::object> read_manifest(fs::path const& dir, std::strin
       error = (dir / manifest_name).string() + " is damaged (no " + key + ")";
       return std::nullopt;
     }
+  // The region is printed in the command to start the node on a restore: a name, nothing a
+  // shell would take for more.
+  if (!petchat::ids::is_valid_name(o->at("region").as_string())) {
+    error = (dir / manifest_name).string() + " is damaged (its region is not a region name)";
+    return std::nullopt;
+  }
   for (auto const& f : files->as_array()) {
     auto const* fo = f.if_object();
     auto const* size = fo ? fo->if_contains("size") : nullptr;

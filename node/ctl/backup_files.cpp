@@ -54,9 +54,44 @@ std::string size_text(std::uint64_t b) {
   return o.str();
 }
 
+namespace {
+
+// A directory on the way to `dir` (as written, and as its links resolve) that a user other
+// than root and this one could change: files are written there by path, so such a user
+// could swap a directory for a link while petchatctl (as root, say) writes, chmods or
+// removes, and have it act elsewhere. A world- or group-writable directory with the sticky
+// bit (/tmp) is fine: others cannot rename what is not theirs. Empty: none.
+std::string changeable_parent(fs::path const& dir) {
+  auto unsafe = [](fs::path const& p) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) return false;  // a link: its target is looked at
+    bool others_write = (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX);
+    return (st.st_uid != 0 && st.st_uid != ::geteuid()) || others_write;
+  };
+  std::error_code ec;
+  auto written = fs::absolute(dir, ec).parent_path();
+  auto resolved = fs::canonical(written, ec);
+  for (auto const& chain : {written, ec ? fs::path() : resolved}) {
+    fs::path p;
+    for (auto const& part : chain) {
+      p /= part;
+      if (unsafe(p)) return p.string();
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 bool fresh_dir(std::string const& dir_text, std::string& error) {
   fs::path dir(dir_text);
   std::error_code ec;
+  if (auto parent = changeable_parent(dir); !parent.empty()) {
+    error = dir.string() + ": " + parent +
+            " belongs to another user, or others may write to it: choose a path whose directories only you or root "
+            "can change";
+    return false;
+  }
   struct stat st {};
   if (::lstat(dir.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode) || !fs::is_empty(dir, ec)) {

@@ -1,5 +1,6 @@
 // The operators' API on the admin Unix socket (docs/PROTOCOL.md, "Admin API"). Whoever can
 // open the socket (mode 0600) is the node's administrator.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 
@@ -272,13 +273,16 @@ awaitable<response> user_action(std::shared_ptr<admin_api> api, request r, std::
   co_return error_response(fail(code::not_found, "no endpoint " + r.path));
 }
 
+// The path's segments, decoded; a segment that does not decode is "\x01", which names
+// nothing (route() refuses such a path first: once it was "", and `DELETE
+// /v1/admin/backup/%zz` let go of whatever snapshot was open).
 std::vector<std::string> segments(std::string const& path) {
   std::vector<std::string> out;
   std::size_t pos = 1;
   while (pos <= path.size()) {
     auto end = path.find('/', pos);
     if (end == std::string::npos) end = path.size();
-    out.push_back(url_decode(path.substr(pos, end - pos)).value_or(""));
+    out.push_back(url_decode(path.substr(pos, end - pos)).value_or("\x01"));
     pos = end + 1;
   }
   return out;
@@ -289,6 +293,8 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   if (r.path == "/metrics" && m == "GET")
     co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}, nullptr, 0, 0};
   auto seg = segments(r.path);  // "/v1/admin/users/alice/disable" -> v1 admin users alice disable
+  if (std::find(seg.begin(), seg.end(), "\x01") != seg.end())
+    co_return error_response(fail(code::invalid_field, "the path's percent-encoding does not decode"));
   if (seg.size() < 3 || seg[0] != "v1" || seg[1] != "admin")
     co_return error_response(fail(code::not_found, "no endpoint " + r.path));
   auto const& what = seg[2];

@@ -38,7 +38,8 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
       // In a group, for every member here ("*@<this region>": one body per region, not per
       // member): the typist is a member as this region's replica says, by their part here
       // first (no roster is read for a typist who is none: a region could name thousands).
-      bool typist = messages.is_member(t.from(), t.conversation_id());
+      bool group = t.conversation_id().starts_with('g');  // a group's id (docs/PROTOCOL.md)
+      bool typist = group && messages.is_member(t.from(), t.conversation_id());
       if (b.typing_to().starts_with("*@")) {
         auto here = ids::region_of(b.typing_to());
         if (!typist) return;
@@ -48,7 +49,7 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
         return;
       }
       // In a group: both are members as this region's replica says.
-      if (typist)
+      if (typist)  // (not a group, or a typist who is none: to the direct conversation's check)
         if (auto peers = messages.group_peers(b.typing_to(), t.conversation_id())) {
           if (std::find(peers->begin(), peers->end(), t.from()) != peers->end())
             manager.relay_typing(t.from(), b.typing_to(), t.conversation_id(), t.active());

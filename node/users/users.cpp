@@ -54,6 +54,10 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
   struct reservations {
     std::vector<std::pair<detail::registration_limiter*, std::string>> held;
     void keep() { held.clear(); }
+    void created() {  // kept, as an account made
+      for (auto& [limiter, address] : held) limiter->created(address);
+      held.clear();
+    }
     ~reservations() {
       for (auto& [limiter, address] : held) limiter->release(address);
     }
@@ -128,7 +132,7 @@ awaitable<result<profile>> user_service::register_user(std::string name, std::st
     co_return fail(code::name_taken, "the name '" + name + "' is already registered", "name");
   }
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the account could not be stored");
-  reserved.keep();  // an account was created: the registration counts
+  reserved.created();  // an account was created: the registration counts
   co_return to_profile(record);
 }
 

@@ -189,10 +189,24 @@ class BackupTest(NodeTestCase):
         rc, out, err = node.ctl("backup", dest)
         self.assertEqual(rc, 2, err)
         self.assertIn("is not an empty directory", err)
+        # Under a directory others may change (writable by all, no sticky bit): one could
+        # swap the new directory for a link while petchatctl writes there; so could the
+        # target of a restore. Both are refused before anything is done.
+        shared = os.path.join(os.path.dirname(self.backup_dir()), "shared")
+        os.makedirs(shared)
+        os.chmod(shared, 0o777)
+        rc, out, err = node.ctl("backup", os.path.join(shared, "backup"))
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn(shared + " belongs to another user, or others may write to it", err)
+        self.assertEqual(os.listdir(shared), [])
         # One backup at a time: an open snapshot (an interrupted backup) refuses the next
         # until --abort releases it.
         r = node.admin("POST", "/v1/admin/backup")
         self.assertStatus(r, 200)
+        self.assertTrue(os.path.isdir(r.json["dir"]))
+        # A snapshot id that does not decode names none (it once read as no id: the open
+        # snapshot was let go).
+        self.assertError(node.admin("DELETE", "/v1/admin/backup/%zz"), 400, "invalid_field")
         self.assertTrue(os.path.isdir(r.json["dir"]))
         rc, out, err = node.ctl("backup", self.backup_dir())
         self.assertEqual(rc, 1)
@@ -203,6 +217,13 @@ class BackupTest(NodeTestCase):
         good = self.backup_dir()
         rc, out, err = node.ctl("backup", good)
         self.assertEqual(rc, 0, err)
+        rc, out, err = run_ctl("restore", good, os.path.join(shared, "data"))
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn(shared + " belongs to another user, or others may write to it", err)
+        self.assertEqual(os.listdir(shared), [])
+        os.chmod(shared, 0o1777)  # with the sticky bit (as /tmp): others cannot move what is not theirs
+        rc, out, err = run_ctl("restore", good, os.path.join(shared, "data"))
+        self.assertEqual(rc, 0, out + err)
         # A damaged file, a missing one, an extra one: verify says which; restore refuses
         # and leaves nothing behind.
         with open(os.path.join(good, "region.pub"), "a") as f:

@@ -91,6 +91,37 @@ describe('tabs of one browser', () => {
   });
 });
 
+describe('storage cleared', () => {
+  const suite = browserSuite();
+
+  test('a tab whose storage another tab cleared whole is logged out, and writes nothing back', async () => {
+    const context = await suite.browser.newContext();
+    const tabs = [await context.newPage(), await context.newPage()];
+    for (const tab of tabs) await tab.goto(suite.node.url + '/');
+    await register(tabs[0], 'fay');
+    await tabs[1].reload();
+    await tabs[1].getByTestId('new-chat-input').waitFor();
+    await tabs[1].evaluate(() => localStorage.clear());
+    await tabs[0].getByTestId('login-username').waitFor();
+    assert.equal(await tabs[0].evaluate(() => localStorage.getItem('petchat.session')), null);
+    await context.close();
+  });
+});
+
+describe('a logout the node did not confirm', () => {
+  const suite = browserSuite();
+
+  test('says so on the login screen: the session may live on there', async () => {
+    const { page } = await suite.open();
+    await register(page, 'gus');
+    await page.context().setOffline(true);
+    await page.getByTestId('logout-button').click();
+    await page.getByTestId('login-username').waitFor();
+    await page.locator('.login__notice').filter({ hasText: 'did not confirm' }).waitFor();
+    await page.context().setOffline(false);
+  });
+});
+
 describe('a device that logged in before', () => {
   // A long lock after 5 wrong passwords, so that the test sees it hold.
   const suite = browserSuite({ users: { login_backoff_initial_ms: 600000 } });

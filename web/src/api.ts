@@ -228,8 +228,11 @@ export async function login(name: string, password: string, deviceName: string):
   return session.saveAnswer(answer);
 }
 
-// Ends the session on the node, then locally whatever the node said.
+// Ends the session on the node, then locally whatever the node said; when the node did
+// not confirm it (offline, an error), the login screen says so: the session, refresh token
+// and all, may live on there, to be ended from another device.
 export async function logout(): Promise<void> {
+  let confirmed = false;
   try {
     // A fresh token (refreshed if it expired while the tab sat idle): else the node would
     // refuse it and keep the session, refresh token and all.
@@ -244,10 +247,13 @@ export async function logout(): Promise<void> {
       }
       await parse<void>(res);
     }
-  } catch {
-    // Already revoked or unreachable: the local session ends anyway.
+    confirmed = true;
+  } catch (e) {
+    // Ended already (revoked, or its refresh token refused): nothing lives on.
+    const gone = ['session_revoked', 'refresh_token_reused', 'invalid_refresh_token', 'user_disabled'];
+    confirmed = e instanceof ApiError && gone.includes(e.code);
   } finally {
-    session.endSession('logged_out');
+    session.endSession(confirmed ? 'logged_out' : 'logout_unconfirmed');
   }
 }
 

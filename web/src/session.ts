@@ -66,9 +66,19 @@ function store(tokens: Tokens | null, reason?: string): void {
 // messages this tab never showed.
 const otherDevice = (a: Tokens, b: Tokens): boolean => a.user_id !== b.user_id || a.device_id !== b.device_id;
 
-// Another tab logged out or refreshed: follow it.
+// Another tab logged out or refreshed: follow it. Storage cleared whole (key null:
+// localStorage.clear(), from another tab or the browser's tools) is a logout too: this tab
+// must not write its tokens back into it at its next refresh.
 window.addEventListener('storage', (e) => {
-  if (e.key !== KEY) return;
+  if (e.key !== KEY && e.key !== null) return;
+  follow();
+});
+// A page brought back from the back/forward cache missed the events of its time away.
+window.addEventListener('pageshow', (e) => {
+  if (e.persisted) follow();
+});
+
+function follow(): void {
   const next = load();
   if (!next) {
     if (current) store(null, 'logged_out_elsewhere');
@@ -78,7 +88,7 @@ window.addEventListener('storage', (e) => {
     current = next;
     for (const l of listeners) l(next);
   }
-});
+}
 
 export function tokens(): Tokens | null {
   return current;

@@ -19,15 +19,17 @@ class registration_limiter {
   // Reserves one registration for `address`: 0 if allowed, else the milliseconds until
   // its window ends. A reservation whose registration then fails is given back with
   // release(), so only accounts actually created count.
-  // Only addresses that created an account this window are kept (a refusal gives its
-  // place back, release()), so the table fills only with accounts made: then a new address
-  // waits until windows end, and no address's count is forgotten (forgiving every address
-  // at once let refused requests from a flood of addresses reset everyone's).
+  // An address stays in the table while its window has a registration counted (release()
+  // frees the place of one that did not count). Full (100,000 addresses), the table first
+  // forgets the addresses whose counted registrations all failed (a name taken, a wrong
+  // token: cheap to make by the thousand), never one that created an account this window;
+  // full of those, a new address waits until the first window ends. (Once, a full table
+  // forgot every address's count.)
   std::int64_t reserve(std::string const& address, std::int64_t now_ms) {
     std::lock_guard lock(mutex_);
     if (windows_.size() >= max_addresses && !windows_.contains(address)) {
       if (now_ms < full_until_ms_) return full_until_ms_ - now_ms;  // not looked at again before then
-      std::erase_if(windows_, [&](auto const& kv) { return expired(kv.second, now_ms); });
+      std::erase_if(windows_, [&](auto const& kv) { return expired(kv.second, now_ms) || kv.second.accounts == 0; });
       if (windows_.size() >= max_addresses) {
         full_until_ms_ = now_ms + window_ms_;
         for (auto const& [_, w] : windows_) full_until_ms_ = std::min(full_until_ms_, w.start_ms + window_ms_);
@@ -35,7 +37,7 @@ class registration_limiter {
       }
     }
     auto& w = windows_[address];
-    if (expired(w, now_ms)) w = window{now_ms, 0};
+    if (expired(w, now_ms)) w = window{now_ms, 0, 0};
     if (w.used >= per_window_) return std::max<std::int64_t>(1, w.start_ms + window_ms_ - now_ms);
     ++w.used;
     return 0;
@@ -49,6 +51,12 @@ class registration_limiter {
     if (it->second.used == 0) windows_.erase(it);  // nothing counted: its place is free
   }
 
+  // A registration of `address` that it reserved created an account.
+  void created(std::string const& address) {
+    std::lock_guard lock(mutex_);
+    if (auto it = windows_.find(address); it != windows_.end()) ++it->second.accounts;
+  }
+
   std::size_t addresses() const {
     std::lock_guard lock(mutex_);
     return windows_.size();
@@ -57,7 +65,8 @@ class registration_limiter {
  private:
   struct window {
     std::int64_t start_ms = 0;
-    std::uint32_t used = 0;
+    std::uint32_t used = 0;      // registrations counted
+    std::uint32_t accounts = 0;  // of them, those that created an account
   };
   bool expired(window const& w, std::int64_t now_ms) const { return now_ms - w.start_ms >= window_ms_; }
 

@@ -9,7 +9,14 @@ import { Login } from './Login';
 import { Sidebar } from './Sidebar';
 
 // Reasons to show on the login screen when the session ended without the user asking.
-const ENDED = new Set(['session_revoked', 'refresh_token_reused', 'invalid_refresh_token', 'user_disabled', 'logged_out_elsewhere']);
+const ENDED = new Set([
+  'session_revoked',
+  'refresh_token_reused',
+  'invalid_refresh_token',
+  'user_disabled',
+  'logged_out_elsewhere',
+  'logout_unconfirmed',
+]);
 
 export function App() {
   const [userId, setUserId] = useState(() => session.tokens()?.user_id ?? null);

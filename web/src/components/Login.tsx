@@ -60,7 +60,11 @@ export function Login({ ended }: { ended: string }) {
     <main class="login">
       <form class="login__card" onSubmit={submit} noValidate>
         <h1 class="login__title">{t.appName}</h1>
-        {ended && !failure && <p class="login__notice" role="status">{t.loggedOutRevoked}</p>}
+        {ended && !failure && (
+          <p class="login__notice" role="status">
+            {ended === 'logout_unconfirmed' ? t.logoutUnconfirmed : t.loggedOutRevoked}
+          </p>
+        )}
         <label class="field">
           <span class="field__label">{t.username}</span>
           <input

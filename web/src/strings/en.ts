@@ -33,6 +33,7 @@ export const en = {
   pushTitle: 'New message',
   pushCount: (n: number) => (n === 1 ? '1 new message' : `${n} new messages`),
   loggedOutRevoked: 'This device was logged out. Please log in again.',
+  logoutUnconfirmed: 'Logged out here, but the server did not confirm it: end this session from another device (Devices).',
   conversations: 'Chats',
   noConversations: 'No chats yet. Start one below.',
   newChatLabel: 'New chat with (name@region)',
