@@ -156,6 +156,10 @@ describe('the web client', () => {
     const { page: laptop } = await person();
     await login(phone, 'bob');
     await login(laptop, 'bob');
+    // A session named to pass for this device: the marker is a badge of its own, on one row.
+    const spoof = 'petchat web (Linux x86_64) · this device';
+    const made = await suite.node.call('POST', '/v1/sessions', { name: 'bob', password: 'correct horse battery', device_name: spoof });
+    assert.equal(made.status, 201);
     await laptop.getByTestId('devices-open').click();
     // The phone's device id, as the page keeps it (the session in localStorage).
     const phoneDevice = await phone.evaluate(() => JSON.parse(localStorage.getItem('petchat.session')).device_id);
@@ -164,6 +168,12 @@ describe('the web client', () => {
     await laptop.locator('[data-testid="device"][data-current="true"]').waitFor();
     assert.equal(await laptop.locator('[data-testid="device"][data-current="true"]').count(), 1);
     assert.equal(await item.getAttribute('data-current'), 'false');
+    const spoofed = laptop.locator(`[data-testid="device"][data-device-id="${made.json.device_id}"]`);
+    await spoofed.waitFor();
+    assert.equal(await laptop.getByTestId('device-current').count(), 1, 'one "this device" badge');
+    assert.equal(await spoofed.getByTestId('device-current').count(), 0, 'none on the device named as this one');
+    assert.equal(
+      await laptop.locator('[data-testid="device"][data-current="true"]').getByTestId('device-current').count(), 1);
     await screenshot(laptop, 'devices');
     await item.getByTestId('device-end').click();
     await item.waitFor({ state: 'detached' });

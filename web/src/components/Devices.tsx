@@ -52,8 +52,13 @@ export function Devices({ onClose }: { onClose: () => void }) {
         {(devices ?? []).map((d) => (
           <li class="devices__item" key={d.device_id} data-testid="device" data-device-id={d.device_id} data-current={d.current ? 'true' : 'false'}>
             <span class="devices__name">
-              {d.device_name}
-              {d.current && <span class="devices__current">{t.statusSuffix(t.thisDevice)}</span>}
+              {/* A badge before the name, never text after it: a device may be named "… · this device". */}
+              {d.current && (
+                <span class="badge devices__current" data-testid="device-current">
+                  {t.thisDevice}
+                </span>
+              )}
+              <bdi>{d.device_name}</bdi>
             </span>
             <span class="devices__since">{t.deviceSince(formatWhen(Date.parse(d.created_at)))}</span>
             <button
