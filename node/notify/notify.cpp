@@ -54,6 +54,19 @@ bool detail::session_live(std::vector<users::session_info> const& sessions, std:
   return false;
 }
 
+std::vector<std::string> detail::ended_devices(messages::message_service const& messages,
+                                               users::user_service const& users, std::string const& user) {
+  std::set<std::string> devices;
+  for (auto const& t : messages.push_targets(user)) devices.insert(t.device_id);
+  for (auto& d : messages.push_settings_devices(user)) devices.insert(std::move(d));
+  if (devices.empty()) return {};
+  auto sessions = users.list_sessions(user.substr(0, user.find('@')));
+  std::vector<std::string> out;
+  for (auto const& device : devices)
+    if (!session_live(sessions, device)) out.push_back(device);
+  return out;
+}
+
 bool detail::subject_refused(std::string_view subject) {
   // The host named: a mailto: address's domain, an https: URL's host.
   std::string_view host;
@@ -62,13 +75,10 @@ bool detail::subject_refused(std::string_view subject) {
     host = host.substr(0, host.find('?'));
     auto at = host.rfind('@');
     host = at == std::string_view::npos ? std::string_view() : host.substr(at + 1);
-  } else if (subject.starts_with("https://")) {
-    host = subject.substr(8);
-    host = host.substr(0, host.find_first_of("/?#"));
-    if (auto at = host.rfind('@'); at != std::string_view::npos) host = host.substr(at + 1);
-    if (!host.starts_with('[')) host = host.substr(0, host.find(':'));
   }
   std::string name(host);
+  std::string why;
+  if (auto url = subject.starts_with("https://") ? parse_https_url(subject, why) : std::nullopt) name = url->host;
   std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
   while (name.ends_with('.')) name.pop_back();
   auto is_or_under = [&name](std::string_view label) {
@@ -372,16 +382,9 @@ void notification_service::impl::mark_slow(std::string const& host, std::int64_t
 
 // Removes the targets of the user's devices whose sessions ended.
 void notification_service::impl::end_sessions(std::string const& user) {
-  // Devices with targets, and devices with settings only (they go too, or they would stay
-  // for ever: a login makes a new device each time).
-  std::set<std::string> devices;
-  for (auto const& t : messages.push_targets(user)) devices.insert(t.device_id);
-  for (auto& d : messages.push_settings_devices(user)) devices.insert(std::move(d));
-  if (devices.empty()) return;
-  auto sessions = users.list_sessions(user.substr(0, user.find('@')));
-  for (auto const& device : devices) {
+  for (auto const& device : detail::ended_devices(messages, users, user)) {
     auto key = "end/" + user + '/' + device;
-    if (!detail::session_live(sessions, device) && !busy.contains(key)) spawn_for(key, user, end_device(user, device));
+    if (!busy.contains(key)) spawn_for(key, user, end_device(user, device));
   }
 }
 

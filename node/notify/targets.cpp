@@ -53,13 +53,8 @@ std::optional<errors::failure> over_device_limit(notification_service::impl cons
 namespace {
 
 awaitable<void> forget_ended(messages::message_service& messages, users::user_service& users, std::string user) {
-  std::set<std::string> devices;
-  for (auto const& t : messages.push_targets(user)) devices.insert(t.device_id);
-  for (auto& d : messages.push_settings_devices(user)) devices.insert(std::move(d));
-  if (devices.empty()) co_return;
-  auto sessions = users.list_sessions(user.substr(0, user.find('@')));
-  for (auto const& device : devices)
-    if (!detail::session_live(sessions, device)) co_await messages.remove_device_push(user, device);
+  for (auto const& device : detail::ended_devices(messages, users, user))
+    co_await messages.remove_device_push(user, device);
 }
 
 }  // namespace

@@ -46,6 +46,12 @@ inline std::string target_key(messages::push_target const& t) {
 // Whether the device's session is still there (not logged out, revoked or deleted).
 bool session_live(std::vector<users::session_info> const& sessions, std::string const& device);
 
+// `user`'s devices with push targets or settings whose session has ended (logged out,
+// revoked): those whose records go. Devices with settings only count too, or they would
+// stay for ever (a login makes a new device each time).
+std::vector<std::string> ended_devices(messages::message_service const& messages, users::user_service const& users,
+                                       std::string const& user);
+
 // Whether push services (Apple's) refuse a VAPID subject: one whose host (a mailto:
 // address's domain, an https: URL's host) is localhost or under .local or .invalid.
 bool subject_refused(std::string_view subject);
