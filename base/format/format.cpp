@@ -91,6 +91,20 @@ std::optional<std::size_t> plain_text_length(std::string_view s, bool multiline)
   return count;
 }
 
+bool shows_something(std::string_view s) noexcept {
+  while (!s.empty()) {
+    std::size_t n = utf8_sequence(s);
+    if (n == 0) return false;
+    auto c = code_point(s.substr(0, n));
+    bool space = c == ' ' || (c >= 0x09 && c <= 0x0d) || c == 0xa0 || c == 0x1680 || c == 0x180e ||
+                 (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
+                 c == 0x3000 || c == 0x115f || c == 0x1160 || c == 0x3164 || c == 0xffa0 || c == 0x2800;
+    if (!space && !invisible(c) && c >= 0x20 && c != 0x7f) return true;
+    s.remove_prefix(n);
+  }
+  return false;
+}
+
 std::optional<std::string> clean_file_name(std::string_view name) {
   if (!utf8_length(name)) return std::nullopt;
   auto slash = name.find_last_of("/\\");

@@ -26,6 +26,11 @@ std::optional<std::size_t> utf8_length(std::string_view s) noexcept;
 // that reorder the text after them. nullopt otherwise.
 std::optional<std::size_t> plain_text_length(std::string_view s, bool multiline) noexcept;
 
+// Whether valid UTF-8 `s` has a character that shows: not only spaces (of any width, and
+// the blank fillers of Hangul and Braille) and the invisible characters clean_file_name
+// replaces. A display name of nothing but those would read as no name.
+bool shows_something(std::string_view s) noexcept;
+
 // A file name a client declared, made safe to keep and to hand back (docs/PROTOCOL.md,
 // "File names"): its last path component, control characters (C0 and C1), invisible
 // direction and zero-width characters and "*:<>?|\" as '_',

@@ -138,6 +138,9 @@ void publisher::send_ephemeral(std::string const& destination, body b) {
   // Never to a region the directory does not list (taken out, or made up): presence and
   // typing are for federated regions only.
   if (!s_.connected || !s_.dir.is_remote(destination)) return;
+  // How long a receiver may believe an ONLINE entry is the sender's to say: a region that
+  // refreshes every minute is not flapping offline where the default is 10 s.
+  if (b.has_presence()) b.mutable_presence()->set_interval_s(s_.opt.presence_interval_s);
   b.set_origin(s_.dir.self());
   b.set_destination(destination);
   b.set_created_at_ms(format::now_ms());

@@ -29,6 +29,7 @@
 #include "node/app/node_metrics.hpp"
 #include "node/app/reload.hpp"
 #include "node/app/startup.hpp"
+#include "node/app/upkeep.hpp"
 #include "node/config/config.hpp"
 #include "node/gateway/gateway.hpp"
 #include "node/identity/identity.hpp"
@@ -82,26 +83,6 @@ void wait_for_drain(asio::steady_timer& timer, std::vector<gateway::http_server*
   timer.expires_after(std::chrono::milliseconds(20));
   timer.async_wait(
       [&timer, servers, deadline, &io](boost::system::error_code) { wait_for_drain(timer, servers, deadline, io); });
-}
-
-// Removes expired messages every `interval` until the node stops; also lets remote users'
-// presence reports run out.
-asio::awaitable<void> sweep_expired_messages(messages::message_service& messages, ws::ws_manager& manager,
-                                             std::chrono::milliseconds interval,
-                                             std::shared_ptr<std::atomic<bool>> stopping) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  while (!*stopping) {
-    timer.expires_after(interval);
-    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (*stopping) break;
-    manager.expire_remote_presence();
-    try {
-      std::size_t n = co_await messages.sweep_expired();
-      if (n > 0) log::get("messages")->debug("expired {} messages", n);
-    } catch (std::exception const& e) {
-      log::get("messages")->error("expiry sweep failed: {}", e.what());
-    }
-  }
 }
 
 // The data dir, private, locked, bound to its region; the region's key.
@@ -371,10 +352,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   if (push) push->start(io);  // before the link applies anything: its hook sees every message
   if (fed) fed->start();
   assets.start(io);
-  asio::co_spawn(io,
-                 sweep_expired_messages(messages, manager,
-                                        std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping),
-                 asio::detached);
+  app::start_upkeep(io, messages, manager, std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping);
   say_ready(cfg.node.region, bound.str(), tls_credentials != nullptr, admin_socket, metrics_at, threads,
             site != nullptr);
   app::notify_ready("serving region " + cfg.node.region + ", chat on " + bound.str());

@@ -241,7 +241,7 @@ live_stream::input_step live_stream::step_input(client::client_frame& pending) {
     return input_step::end;
   }
   if (ev.what == wsf::reader::event::ping) {
-    enqueue_control(wsf::opcode::pong, ev.payload);
+    answer_ping(ev.payload);
     return input_step::next;
   }
   client::client_frame frame;
@@ -338,8 +338,11 @@ awaitable<void> live_stream::linger_and_close() {
       s->socket_.cancel(ignored);
     }
   });
+  // The timer's cancel recalls only a wait that is pending: one whose completion was
+  // already queued when it fired is not, so the time is also looked at before each wait.
+  auto until = std::chrono::steady_clock::now() + close_linger;
   bool peer_closed = false;
-  while (!peer_closed && co_await receive()) {
+  while (!peer_closed && std::chrono::steady_clock::now() < until && co_await receive()) {
     for (auto ev = reader_.next(); ev.what != wsf::reader::event::need_more; ev = reader_.next()) {
       if (ev.what == wsf::reader::event::close || ev.what == wsf::reader::event::error) {
         peer_closed = true;

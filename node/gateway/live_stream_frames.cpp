@@ -114,7 +114,8 @@ void live_stream::submit_ack(std::uint64_t seq, std::uint64_t ref) {
                      [self = shared_from_this(), ref, seq](errors::status s) {
                        --self->pipelined_;
                        if (s) self->acked_here_ = std::max(self->acked_here_, seq);
-                       self->answer_ack(ref, s);
+                       // A plain handler: the answer's store read failing ends this stream only.
+                       self->guarded([&] { self->answer_ack(ref, s); });
                      });
 }
 

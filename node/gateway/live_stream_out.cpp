@@ -222,10 +222,12 @@ void live_stream::write_now() {
     burst.clear();
     std::array<iovec, frames_per_write> iov;
     std::size_t total = 0;
-    while (!out_.empty() && burst.size() < frames_per_write) {
-      burst.push_back(out_.pop());
-      auto bytes = burst.back().bytes();
-      iov[burst.size() - 1] = {const_cast<char*>(bytes.data()), bytes.size()};
+    while (!out_.empty() && burst.size() < frames_per_write) burst.push_back(out_.pop());
+    // Pointed at once every frame is in place: a push_back may move the frames before it,
+    // and a short frame's bytes (a pong, a ping) live inside the frame, not on the heap.
+    for (std::size_t i = 0; i < burst.size(); ++i) {
+      auto bytes = burst[i].bytes();
+      iov[i] = {const_cast<char*>(bytes.data()), bytes.size()};
       total += bytes.size();
     }
     msghdr msg{};

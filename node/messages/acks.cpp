@@ -5,6 +5,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
 
 #include "node/messages/detail/receipts.hpp"
 #include "node/messages/messages.hpp"
@@ -14,6 +15,17 @@ namespace petchat::messages {
 namespace asio = boost::asio;
 
 namespace {
+
+// The seq of the first committed mailbox entry of `user` after `after`, if any.
+std::optional<std::uint64_t> first_entry_after(impl const& m, std::string const& user, std::uint64_t after) {
+  std::optional<std::uint64_t> found;
+  m.db.scan(cf::mailbox, keys::mailbox_key(user, after + 1), keys::past_last_of(user),
+            [&](std::string_view key, std::string_view) {
+              found = keys::from_be64(keys::after_owner(key, user));
+              return false;
+            });
+  return found;
+}
 
 // One acknowledgement inside the gathered write; true if it changed anything. Receipts are
 // made from a per-user mark (every event up to it has been looked at), not from the
@@ -40,9 +52,24 @@ bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector
   }
   std::uint64_t after = mark.seq();
   std::uint64_t upto = std::min(a.seq, after + max_ack_walk);
+  std::uint64_t empty = 0;  // seqs passed where no entry starts
+  if (upto < a.seq) {
+    // A stretch where no entry starts (a restored store's heads jumped far ahead of the
+    // marks: node/messages/salvage.cpp) is passed in this slice, not a slice per 1,024
+    // seqs: its seqs hold nothing but the tails of runs that start before it, which the
+    // walk's scan reads all the same, and the slice still reads at most 1,024 seqs' worth
+    // of entries past it. Committed entries are looked at; one this batch writes comes
+    // after every committed one, so after the first found.
+    auto next = first_entry_after(m, a.user, after);
+    if (next && *next > upto + 1) {
+      empty = std::min(a.seq, *next - 1 + max_ack_walk) - upto;
+      upto += empty;
+    }
+  }
   a.more = upto < a.seq;
   mark.set_seq(upto);
   deliver_range(m, b, a.user, after, upto, heads, queued, memo, mark);
+  m.scanned_by_acks -= empty;  // counted as walked by deliver_range; nothing was there
   mark.write();
   return true;
 }

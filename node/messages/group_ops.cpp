@@ -135,11 +135,12 @@ bool refuse(change_state& st, errors::failure f) {
 std::optional<errors::failure> check_text(std::optional<std::string> const& v, char const* field, std::size_t min,
                                           std::size_t max, bool multiline, bool from_home) {
   if (!v) return std::nullopt;
-  bool plain = from_home ? format::utf8_length(*v).has_value() : format::plain_text_length(*v, multiline).has_value();
+  bool plain = from_home ? format::utf8_length(*v).has_value()
+                         : format::plain_text_length(*v, multiline) && (min == 0 || format::shows_something(*v));
   if (v->size() < min || v->size() > max || !plain)
     return fail(code::invalid_field,
                 std::string(field) + " must be " + std::to_string(min) + " to " + std::to_string(max) +
-                    " bytes of UTF-8 without control characters or direction overrides",
+                    " bytes of UTF-8 without control characters or direction overrides, not only spaces",
                 field);
   return std::nullopt;
 }

@@ -2,6 +2,7 @@
 #include "node/notify/detail/webpush.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -94,7 +95,21 @@ vapid_key::~vapid_key() = default;
 
 vapid_key vapid_key::load_or_create(std::filesystem::path const& path) {
   auto holder = std::make_unique<key_holder>();
-  if (FILE* f = std::fopen(path.c_str(), "r")) {
+  if (int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    // As region.key: a private key others can read is refused, not used (whoever reads it
+    // can push to every browser subscribed here, in this region's name).
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO))) {
+      ::close(fd);
+      throw std::runtime_error(path.string() +
+                               ": readable by group or others (or not to be looked at); run chmod 600 on it "
+                               "(the VAPID key signs this region's pushes)");
+    }
+    FILE* f = ::fdopen(fd, "r");
+    if (!f) {
+      ::close(fd);
+      throw std::runtime_error(path.string() + ": cannot read the VAPID key: " + std::strerror(errno));
+    }
     holder->key.reset(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
     std::fclose(f);
     if (!holder->key) throw std::runtime_error(path.string() + ": not a PEM private key (the VAPID key)");

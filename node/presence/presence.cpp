@@ -11,6 +11,7 @@ namespace petchat::presence {
 
 namespace {
 constexpr int max_presence_entries = 1000;
+constexpr std::uint32_t max_interval_s = 3600;  // federation.presence_interval_s's own bound
 }  // namespace
 
 federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messages::message_service& messages,
@@ -24,7 +25,10 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
       // one body is not an honest region's, and each entry costs a lookup under a lock.
       if (b.presence().entries_size() > max_presence_entries) return;
       if (!budget->allow(b.origin(), b.presence().entries_size(), b.presence().full(), now)) return;
-      std::int64_t valid_until = now + 3 * std::int64_t(interval_s) * 1000;
+      // Believed for 3 refreshes of the sender's (regions may set presence_interval_s apart).
+      auto theirs = b.presence().interval_s();
+      auto refresh_s = theirs >= 1 && theirs <= max_interval_s ? theirs : interval_s;
+      std::int64_t valid_until = now + 3 * std::int64_t(refresh_s) * 1000;
       std::vector<std::string> online;
       for (auto const& e : b.presence().entries()) {
         manager.remote_presence(e.user_id(), e.online(), e.last_seen_ms(), valid_until);

@@ -204,12 +204,15 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
   {
     std::lock_guard lock(mutex_);
     if (!remote_.count(user)) {
-      // One region may not take the table from the others (a flood of invented users).
-      auto& of_region = remote_per_region_[id->region];
-      if (of_region >= max_remote_per_region) return;
-      if (remote_.size() >= max_remote_users) {
-        // Bounded: forget whoever is offline (a pass over all of them, at most once a
-        // second, not once per newcomer); if everyone is online, refuse newcomers.
+      // Bounded, and one region may not take the table from the others (a flood of invented
+      // users): when the table or the region's share is full, forget whoever is offline (a
+      // pass over all of them, at most once a second, not once per newcomer); if they are
+      // all online, refuse newcomers. Offline users are forgotten for either bound: a region
+      // whose share filled over months with users gone offline still gets new ones in.
+      auto full = [&] {
+        return remote_per_region_[id->region] >= max_remote_per_region || remote_.size() >= max_remote_users;
+      };
+      if (full()) {
         auto now = now_ms();
         if (now - remote_swept_ms_ >= 1000) {
           remote_swept_ms_ = now;
@@ -219,9 +222,9 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
             return true;
           });
         }
-        if (remote_.size() >= max_remote_users) return;
+        if (full()) return;
       }
-      ++of_region;
+      ++remote_per_region_[id->region];
     }
     auto& r = remote_[user];
     r.online = online;

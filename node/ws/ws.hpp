@@ -250,8 +250,8 @@ class ws_manager final : public mailbox_listener {
   void remote_presence_full(std::string const& region, std::vector<std::string> const& online, std::int64_t at_ms);
   // Remote users whose report ran out become offline for their contacts here (OFFLINE
   // frames, last seen when the report ran out); changes not told yet are told now, as
-  // their region's rate allows. Call every second or so: petchat-node's
-  // expiry sweep does, on an I/O thread, every messages.expiry_sweep_interval_ms. No errors.
+  // their region's rate allows. Call every second or so: petchat-node does, on an I/O
+  // thread, on a timer of its own (node/app/upkeep.hpp). No errors.
   void expire_remote_presence();
   // Local users with a live stream now who have at least one contact in `region`. Calls
   // contacts_of once per user with a live stream (a store scan each): called by the

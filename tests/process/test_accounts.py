@@ -137,6 +137,10 @@ class AccountsTest(NodeTestCase):
         self.assertError(r, 400, "invalid_field", field="name")
         r = self.node.request("POST", "/v1/users", {"name": "typed", "password": "password123", "display_name": ""})
         self.assertError(r, 400, "invalid_field", field="display_name")
+        # A name that shows nothing: spaces, a zero-width space, a Hangul filler.
+        for blank in ["   ", "\u200b", "\u3164\u00a0"]:
+            r = self.node.request("POST", "/v1/users", {"name": "typed", "password": "password123", "display_name": blank})
+            self.assertError(r, 400, "invalid_field", field="display_name")
         # Nothing was created by the refused requests.
         r = self.node.register("typed", "password123")
         self.assertStatus(r, 201)

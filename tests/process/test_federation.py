@@ -839,6 +839,32 @@ class Partitions(FederationCase):
         self.assertLess(time.monotonic() - t0, 6)
 
 
+class PresenceIntervals(FederationCase):
+    """Regions that refresh presence at different intervals: europe every 4 s, america every 1 s."""
+    federation = staticmethod(lambda name: {"presence_interval_s": 4} if name == "europe" else {})
+
+    def test_a_region_that_refreshes_slower_is_not_shown_offline_between_its_refreshes(self):
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        acc = a.send_message(bob, "contacts now")
+        b = self.connect(bob)
+        b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        reply = b.send_message(alice, "contacts indeed")  # both have written: presence is shared
+        a.wait_event(ev_message(reply["message_id"]), DELIVERY_TIMEOUT_S)
+        b.wait_for(is_presence(alice, "ONLINE"), DELIVERY_TIMEOUT_S)
+        # america believed a report for 3 of its own intervals (3 s) while europe sends one every
+        # 4 s: alice went OFFLINE and ONLINE again every refresh. Now for 3 of europe's (12 s).
+        with self.assertRaises(wsclient.WSTimeout):
+            b.wait_for(is_presence(alice, "OFFLINE"), 10)
+        sb = self.session(bob, "rest")
+        seen = self.node("america").request("GET", "/v1/presence/" + alice, token=sb["access_token"])
+        self.assertEqual((seen.status, seen.json["state"]), (200, "ONLINE"), seen.describe())
+        self.node("europe").kill9()  # no OFFLINE report will come: the report runs out
+        t0 = time.monotonic()
+        b.wait_for(is_presence(alice, "OFFLINE"), 25)
+        self.assertLess(time.monotonic() - t0, 20)
+
+
 class LeafTopology(FederationCase):
     """One nats-server per region (own JetStream domain), leaf nodes of a hub."""
     topology = staticmethod(fedharness.leaf_topology)

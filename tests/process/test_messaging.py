@@ -1284,6 +1284,24 @@ class WebSocketProtocolTest(MessagingCase):
         self.assertEqual(c.status, 101)
         self.assertEqual(c.headers["sec-websocket-protocol"], "petchat.v1.proto")
 
+    def test_pings_in_one_write_before_authenticating_are_answered_in_order_the_last_one_always(self):
+        """Each pong answers a ping that was sent, in order, and the last ping is answered; a
+        pong still queued is replaced by the next ping's (RFC 6455 5.5.3), so a client that
+        pings faster than it reads holds one pong in the server, not a queue of them."""
+        c = self.raw()
+        self.assertEqual(c.status, 101)
+        payloads = [b"p%03d" % i for i in range(300)]  # pongs short enough to live inside their frame
+        c.sock.sendall(b"".join(c.frame(9, p) for p in payloads))
+        c.sock.settimeout(5)
+        got = []
+        while not got or got[-1] != payloads[-1]:
+            op, payload, _ = c.recv()
+            self.assertEqual(op, 10, payload)
+            self.assertIn(payload, payloads)
+            got.append(payload)
+        self.assertEqual(got, sorted(got), "pongs in the order of the pings")
+        self.assertEqual(len(got), len(set(got)), "no ping answered twice")
+
     def test_ping_fragments_and_closing_handshake(self):
         c = self.authed()
         c.send(9, b"are you there")

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pushrecv  # noqa: E402
 from pushrecv import PushReceiver, Subscription, b64url, unb64url  # noqa: E402
-from harness import toml_text  # noqa: E402
+from harness import NodeStartError, toml_text  # noqa: E402
 from test_messaging import MessagingCase, rfc3339  # noqa: E402
 from wsclient import num  # noqa: E402
 
@@ -268,6 +268,15 @@ class VapidKeyTest(PushCase):
         self.assertEqual(self.vapid_key(), key, "the same key after kill -9")
         other = self.start_node(config={"push": push_config()})
         self.assertNotEqual(self.vapid_key(node=other), key, "each node makes its own key pair")
+        # A key others can read is refused, not used (whoever reads it can push in its name).
+        node.stop()
+        os.chmod(path, 0o644)
+        with self.assertRaises(NodeStartError):
+            node.start()
+        self.assertIn("chmod 600", "\n".join(node.stdout_lines[-20:] + node.stderr_lines[-20:]))
+        os.chmod(path, 0o600)
+        node.start()
+        self.assertEqual(self.vapid_key(node=node), key, "the same key once it is private again")
 
 
 class TargetsTest(PushCase):

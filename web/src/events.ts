@@ -1,5 +1,5 @@
 // Applies what the live stream reports to the app state.
-import { clip } from './format';
+import { clip, isolate } from './format';
 import { errorText, knownErrorText, t } from './i18n';
 import { idOrder } from './ids';
 import { applyReceiptEvent } from './receipts';
@@ -66,7 +66,7 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
       // refusal comes from the group's home, maybe another region: our own words for its
       // codes, never its free text (a hostile home must not write a notice of its choosing).
       const title = getState().conversations[e.refused.conversation_id]?.title ?? e.refused.conversation_id;
-      const why = e.refused.code ? [t.requestRefused(title, knownErrorText(e.refused.code))] : [];
+      const why = e.refused.code ? [t.requestRefused(isolate(title), knownErrorText(e.refused.code))] : [];
       const failed = e.refused.failed ?? [];
       const members = failed.slice(0, maxNoticeLines).map((f) => t.notAdded(f.user_id, knownErrorText(f.code)));
       if (failed.length > maxNoticeLines) members.push(t.andMore(failed.length - maxNoticeLines));
@@ -229,7 +229,7 @@ function onChange(c: ConversationChange, hooks: EventHooks): void {
   if (c.kind === 'MEMBER_REMOVED' && c.reason === 'user_not_found') {
     // A name of another region that turned out not to exist there: say why it went.
     const title = getState().conversations[c.conversation_id]?.title ?? c.conversation_id;
-    setState(() => ({ notice: c.users.map((u) => t.removedNoAccount(title, u)).join('\n') }));
+    setState(() => ({ notice: c.users.map((u) => t.removedNoAccount(isolate(title), u)).join('\n') }));
   }
   hooks.refreshList();
 }

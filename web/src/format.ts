@@ -36,6 +36,11 @@ export function formatMoment(ms: number): string {
   return new Date(ms).toDateString() === new Date().toDateString() ? time : t.dayAndTime(shortFormat.format(ms), time);
 }
 
+// A name someone chose (a group's title, a device's or a file's name) set apart from the
+// sentence around it: first strong isolate … pop directional isolate, the plain-text form of
+// <bdi>, so that right-to-left letters or marks in it cannot reorder the words of the notice.
+export const isolate = (name: string): string => `\u2068${name}\u2069`;
+
 // "a, b and c" in the page's language.
 export const formatList = (items: string[]): string => listFormat.format(items);
 

@@ -5,6 +5,7 @@
 import type { ApiError } from './api';
 import { attachmentOf, upload } from './assets';
 import * as chat from './chat';
+import { isolate } from './format';
 import { errorText, t } from './i18n';
 import * as session from './session';
 import { setState, type UploadState } from './store';
@@ -44,7 +45,7 @@ export const uploading = (id: string): boolean => runningIn(id) !== undefined;
 export function attach(id: string, files: File[]): void {
   if (files.length === 0 || uploading(id)) return;
   const empty = files.find((f) => f.size === 0);
-  if (empty) return show(id, { names: empty.name, loaded: 0, total: 0, error: t.emptyFile(empty.name) });
+  if (empty) return show(id, { names: isolate(empty.name), loaded: 0, total: 0, error: t.emptyFile(isolate(empty.name)) });
   void run(id, files);
 }
 
@@ -60,7 +61,7 @@ async function run(id: string, files: File[]): Promise<void> {
   const ctl = new AbortController();
   const of = session.generationNow();
   running.set(id, ctl);
-  const names = files.map((f) => f.name).join(', ');
+  const names = files.map((f) => isolate(f.name)).join(', ');
   const total = files.reduce((n, f) => n + f.size, 0);
   let done = 0;
   let lastShown = 0;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +28,20 @@ class frame_queue {
   bool empty() const noexcept { return head_ == frames_.size(); }
   std::size_t size() const noexcept { return frames_.size() - head_; }
   std::size_t bytes() const noexcept { return bytes_; }  // of the frames queued
+  // Frames pushed so far: the number the next push gets, by which it can be found again
+  // while it waits (replace_waiting).
+  std::uint64_t pushed() const noexcept { return popped_ + size(); }
+
+  // Puts `frame` in the place of the stream's own frame numbered `n` if that one still waits
+  // (not popped, not cleared away). False otherwise: the caller pushes it instead.
+  bool replace_waiting(std::uint64_t n, std::string frame) {
+    if (n < popped_ || n >= pushed()) return false;
+    auto& f = frames_[head_ + static_cast<std::size_t>(n - popped_)];
+    if (f.shared) return false;
+    bytes_ = bytes_ - f.own.size() + frame.size();
+    f.own = std::move(frame);
+    return true;
+  }
 
   void push(std::string frame) {
     bytes_ += frame.size();
@@ -40,6 +55,7 @@ class frame_queue {
   // Precondition: !empty().
   queued_frame pop() {
     queued_frame frame = std::move(frames_[head_++]);
+    ++popped_;
     bytes_ -= frame.bytes().size();
     if (empty()) {
       clear();
@@ -52,6 +68,7 @@ class frame_queue {
   }
 
   void clear() {
+    popped_ += size();  // gone all the same: their numbers are not given again
     if (frames_.capacity() > keep_capacity)
       std::vector<queued_frame>().swap(frames_);
     else
@@ -66,6 +83,7 @@ class frame_queue {
   std::vector<queued_frame> frames_;
   std::size_t head_ = 0;
   std::size_t bytes_ = 0;
+  std::uint64_t popped_ = 0;  // frames popped or cleared since the queue was made
 };
 
 }  // namespace petchat::gateway::detail

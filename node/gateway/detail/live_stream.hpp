@@ -26,6 +26,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cstdint>
+#include <optional>
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
@@ -362,6 +364,17 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // Queues a WebSocket control frame (pong, ping) unless the stream is closing.
   // Bounded like every frame: a client that pings without reading the pongs is not reading.
   void enqueue_control(wsf::opcode op, std::string_view payload) { enqueue(wsf::frame(op, payload)); }
+  // Answers a client's ping. A pong still waiting to be written takes the new one's place
+  // (RFC 6455 5.5.3: only the latest ping need be answered): a client that pings without
+  // reading, before it has even authenticated, holds one pong here, not a queue of them.
+  void answer_ping(std::string_view payload) {
+    auto pong = wsf::frame(wsf::opcode::pong, payload);
+    if (waiting_pong_ && out_.replace_waiting(*waiting_pong_, pong)) return;
+    auto number = out_.pushed();
+    enqueue(std::move(pong));
+    waiting_pong_.reset();
+    if (out_.pushed() == number + 1) waiting_pong_ = number;  // queued (not refused as closing)
+  }
   // Reads what the socket has now into the frame reader (never waits). Not a coroutine:
   // the per-thread buffer is used and released within one call.
   boost::system::error_code read_available() {
@@ -400,13 +413,14 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   // The last read returned less than it asked for: the socket had nothing more then, so
   // the reader waits for readability instead of reading again to be told so (EAGAIN).
   bool drained_ = false;
-  std::array<char, 64> first_bytes_{};  // what wait_readable's read takes
-  std::size_t handled_ = 0;             // frames handled since the stream last waited or yielded
-  bool finish_started_ = false;         // finish() runs once (it waits, so a second call must not start over)
-  bool binary_ = false;                 // replies as Protobuf binary frames (else JSON text); set in open()
-  frame_queue out_;                     // WebSocket frames waiting for the writer; bounded
-  std::vector<queued_frame> burst_;     // write_now's frames being written (kept for its capacity)
-  pushed_frames pushed_;                // presence and typing waiting for room in out_, latest per subject
+  std::array<char, 64> first_bytes_{};         // what wait_readable's read takes
+  std::size_t handled_ = 0;                    // frames handled since the stream last waited or yielded
+  bool finish_started_ = false;                // finish() runs once (it waits, so a second call must not start over)
+  bool binary_ = false;                        // replies as Protobuf binary frames (else JSON text); set in open()
+  frame_queue out_;                            // WebSocket frames waiting for the writer; bounded
+  std::optional<std::uint64_t> waiting_pong_;  // out_'s number of the last pong queued
+  std::vector<queued_frame> burst_;            // write_now's frames being written (kept for its capacity)
+  pushed_frames pushed_;                       // presence and typing waiting for room in out_, latest per subject
   writer_state writer_ = writer_state::idle;
   std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
   std::uint16_t close_code_ = 0;          // of our close frame, once closing

@@ -244,9 +244,9 @@ struct message_service::impl {
     b.put(cf::messages, raw_id, sm.SerializeAsString());
   }
   // Erases a message, its indexes and the mailbox entries it lists (`floored`: as for
-  // erase_mailbox_entry). Its idempotency record goes now when it expired (`expired`), else
-  // (deleted for everyone) at its expiry, so that a retry of its send is still answered,
-  // not sent again.
+  // erase_mailbox_entry). Its idempotency record stays until its expiry (deleted for
+  // everyone), and at least the retention period (at most a day) after it was sent (a
+  // disappearing message's TTL may be a second), so that a retry is answered, not sent again.
   void erase_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm, bool expired,
                      std::set<std::string>& floored) const {
     auto const& msg = sm.message();
@@ -259,10 +259,10 @@ struct message_service::impl {
     if (keys::is_group(msg.conversation_id())) erase_fanout(b, raw_id, floored);
     if (!sm.owns_idempotency_record()) return;
     auto idem = keys::idempotency_key(msg.from(), msg.client_id());
-    if (expired)
-      b.erase(cf::idempotency, idem);
-    else
-      expire_later(b, msg.expires_at_ms(), keys::expiring::idempotency, idem);
+    auto until = std::max(msg.expires_at_ms(),
+                          msg.sent_at_ms() + std::min<std::int64_t>(options.retention_s * 1000LL, 86'400'000));
+    if (expired && until <= now_ms()) return b.erase(cf::idempotency, idem);
+    expire_later(b, until, keys::expiring::idempotency, idem);
   }
 
   // A group message's fan-out: its members' mailbox entries and receipts.

@@ -47,6 +47,9 @@ inline std::optional<failure> check_text(std::string const& field, std::string c
                 field + " must be " + std::to_string(min) + " to " + std::to_string(max) +
                     " characters of UTF-8 without control characters or direction overrides",
                 field);
+  if (min > 0 && !format::shows_something(value))
+    return fail(code::invalid_field, field + " must have a character that shows, not only spaces or invisible ones",
+                field);
   return std::nullopt;
 }
 

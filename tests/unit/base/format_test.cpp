@@ -81,3 +81,20 @@ TEST_CASE("clean_file_name: nothing that hides or reorders what a name says") {
   CHECK(clean_file_name("...") == "");
   CHECK(!clean_file_name("\xff"));
 }
+
+TEST_CASE("shows_something: a name of only spaces and invisible characters reads as no name") {
+  using petchat::format::shows_something;
+  CHECK(shows_something("a"));
+  CHECK(shows_something("  Zoë  "));
+  CHECK(
+      shows_something("\xe2\x80\x8b"
+                      "x"));                   // a zero-width space before a letter
+  CHECK(shows_something("\xf0\x9f\x98\x80"));  // an emoji
+  CHECK_FALSE(shows_something(""));
+  CHECK_FALSE(shows_something("   "));
+  CHECK_FALSE(shows_something("\xe2\x80\x8b"));              // U+200B zero-width space
+  CHECK_FALSE(shows_something("\xe2\x80\x8f\xc2\xa0"));      // a right-to-left mark and a no-break space
+  CHECK_FALSE(shows_something("\xe3\x85\xa4"));              // U+3164 Hangul filler
+  CHECK_FALSE(shows_something("\xe2\xa0\x80"));              // U+2800 Braille blank
+  CHECK_FALSE(shows_something("\xef\xbb\xbf\xe3\x80\x80"));  // a byte order mark and an ideographic space
+}

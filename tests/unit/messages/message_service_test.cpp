@@ -287,8 +287,15 @@ TEST_CASE("a message past its ttl is no longer served, and the sweep removes it"
   REQUIRE(outcome(page) == "ok");
   CHECK(texts(*page) == std::vector<std::string>{"stays"});
 
-  // Seqs are never reused, and once its original has expired a client_id is free again.
-  auto resent = r.send(alice, text(bob, "short", "back again"));
+  // A retry after a disappearing message expired is answered, not sent again: its client
+  // id is kept for the retention period (at most a day) from the send, however short the TTL.
+  auto retried = r.send(alice, text(bob, "short", "gone soon", 1));
+  REQUIRE(outcome(retried) == "ok");
+  CHECK(retried->duplicate());
+  CHECK(retried->message_id() == brief->message_id());
+  CHECK(r.service.mailbox_head(bob) == 2);
+  // Seqs are never reused.
+  auto resent = r.send(alice, text(bob, "short again", "back again"));
   REQUIRE(outcome(resent) == "ok");
   CHECK_FALSE(resent->duplicate());
   CHECK(resent->message_id() != brief->message_id());

@@ -403,3 +403,18 @@ TEST_CASE("one region's users may take at most half of the remote presence table
   m.remote_presence(zoe, true, 0, until);  // another region's users still get in
   CHECK(m.presence(zoe).online);
 }
+
+TEST_CASE("a region whose share filled with users since gone offline still gets new ones in") {
+  contact_book book;
+  ws_manager m(10, book.lookup());
+  petchat::ws::remote_hooks hooks;
+  hooks.local_region = "home";
+  m.set_remote_hooks(hooks);
+  auto until = petchat::format::now_ms() + 60000;
+  for (int i = 0; i < 100000; ++i) m.remote_presence("user" + std::to_string(i) + "@busy", true, 0, until);
+  for (int i = 0; i < 100000; ++i) m.remote_presence("user" + std::to_string(i) + "@busy", false, 1, until);
+  // Months of users who came and went: the share is full of offline ones, which are forgotten
+  // to let a newcomer in (the table as a whole is far from full).
+  m.remote_presence("newcomer@busy", true, 0, until);
+  CHECK(m.presence("newcomer@busy").online);
+}

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api';
 import * as chat from '../chat';
-import { formatWhen } from '../format';
+import { formatWhen, isolate } from '../format';
 import { errorText, t } from '../i18n';
 import { GroupAddsControl } from './GroupAddsControl';
 import { PushControl } from './PushControl';
@@ -65,7 +65,7 @@ export function Devices({ onClose }: { onClose: () => void }) {
               class="button button--ghost button--small"
               type="button"
               data-testid="device-end"
-              aria-label={d.current ? t.endDevice : t.endDeviceNamed(d.device_name)}
+              aria-label={d.current ? t.endDevice : t.endDeviceNamed(isolate(d.device_name))}
               onClick={() => void end(d)}
             >
               {t.logout}

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { ApiError, ConversationDetails } from '../api';
 import * as chat from '../chat';
 import { errorText, t } from '../i18n';
@@ -19,10 +19,40 @@ export function GroupPanel({ id }: { id: string }) {
   const [successor, setSuccessor] = useState('');
   const [busy, setBusy] = useState(false);
 
-  const reload = () =>
-    chat.details(id).then(setDetails, (err) => {
-      setError(describe(err));
-    });
+  // One request at a time, and one more after it when changes came meanwhile (a burst of
+  // changes is not a burst of requests); an answer is shown only if it is for the group shown
+  // now, so an older answer can never replace a newer one.
+  const shown = useRef(id);
+  shown.current = id;
+  const loader = useRef({ running: false, again: false });
+  async function reload(): Promise<void> {
+    const l = loader.current;
+    if (l.running) {
+      l.again = true;
+      return;
+    }
+    l.running = true;
+    try {
+      do {
+        l.again = false;
+        const asked = shown.current;
+        try {
+          const answer = await chat.details(asked);
+          if (asked === shown.current) setDetails(answer);
+        } catch (err) {
+          if (asked === shown.current) setError(describe(err));
+        }
+      } while (l.again);
+    } finally {
+      l.running = false;
+    }
+  }
+
+  // Another group shown in the same panel: nothing of the last one stays on screen.
+  useEffect(() => {
+    setDetails(null);
+    setError('');
+  }, [id]);
 
   // Again after every change of the group seen live.
   useEffect(() => {

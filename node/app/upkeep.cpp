@@ -1,0 +1,51 @@
+#include "node/app/upkeep.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <exception>
+
+#include "node/log/log.hpp"
+
+namespace petchat::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+asio::awaitable<void> sweep_expired_messages(messages::message_service& messages, std::chrono::milliseconds interval,
+                                             std::shared_ptr<std::atomic<bool>> stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!*stopping) {
+    timer.expires_after(interval);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (*stopping) break;
+    try {
+      std::size_t n = co_await messages.sweep_expired();
+      if (n > 0) log::get("messages")->debug("expired {} messages", n);
+    } catch (std::exception const& e) {
+      log::get("messages")->error("expiry sweep failed: {}", e.what());
+    }
+  }
+}
+
+asio::awaitable<void> expire_remote_presence(ws::ws_manager& manager, std::shared_ptr<std::atomic<bool>> stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!*stopping) {
+    timer.expires_after(std::chrono::seconds(1));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!*stopping) manager.expire_remote_presence();
+  }
+}
+
+}  // namespace
+
+void start_upkeep(asio::io_context& io, messages::message_service& messages, ws::ws_manager& manager,
+                  std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping) {
+  asio::co_spawn(io, sweep_expired_messages(messages, expiry_interval, stopping), asio::detached);
+  asio::co_spawn(io, expire_remote_presence(manager, stopping), asio::detached);
+}
+
+}  // namespace petchat::app
