@@ -96,9 +96,15 @@ bool shows_something(std::string_view s) noexcept {
     std::size_t n = utf8_sequence(s);
     if (n == 0) return false;
     auto c = code_point(s.substr(0, n));
-    bool space = c == ' ' || (c >= 0x09 && c <= 0x0d) || c == 0xa0 || c == 0x1680 || c == 0x180e ||
-                 (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
-                 c == 0x3000 || c == 0x115f || c == 0x1160 || c == 0x3164 || c == 0xffa0 || c == 0x2800;
+    bool space = c == ' ' || (c >= 0x09 && c <= 0x0d) || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+                 c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000 || c == 0x115f ||
+                 c == 0x1160 || c == 0x3164 || c == 0xffa0 || c == 0x2800;
+    // Marks that join or vary the character before them and show nothing alone: a soft
+    // hyphen, the grapheme joiner, Khmer's inherent vowels, variation selectors, tags,
+    // Mongolian selectors, musical formatting.
+    bool blank = c == 0xad || c == 0x34f || c == 0x17b4 || c == 0x17b5 || (c >= 0x180b && c <= 0x180f) ||
+                 (c >= 0xfe00 && c <= 0xfe0f) || (c >= 0xe0000 && c <= 0xe0fff) || (c >= 0x1d173 && c <= 0x1d17a);
+    space = space || blank;
     if (!space && !invisible(c) && c >= 0x20 && c != 0x7f) return true;
     s.remove_prefix(n);
   }

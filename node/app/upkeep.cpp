@@ -36,7 +36,12 @@ asio::awaitable<void> expire_remote_presence(ws::ws_manager& manager, std::share
   while (!*stopping) {
     timer.expires_after(std::chrono::seconds(1));
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (!*stopping) manager.expire_remote_presence();
+    if (*stopping) break;
+    try {
+      manager.expire_remote_presence();
+    } catch (std::exception const& e) {  // a contacts scan that failed: tried again in a second
+      log::get("ws")->error("remote presence could not be brought up to date: {}", e.what());
+    }
   }
 }
 

@@ -319,8 +319,9 @@ awaitable<void> live_stream::finish() {
   if (auto done = std::exchange(on_end_, nullptr)) done();
 }
 
-awaitable<bool> live_stream::receive() {
+awaitable<bool> live_stream::receive(std::chrono::steady_clock::time_point until) {
   for (;;) {
+    if (std::chrono::steady_clock::now() >= until) co_return false;
     auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
     if (wec) co_return false;
     auto rec = read_available();
@@ -342,7 +343,7 @@ awaitable<void> live_stream::linger_and_close() {
   // already queued when it fired is not, so the time is also looked at before each wait.
   auto until = std::chrono::steady_clock::now() + close_linger;
   bool peer_closed = false;
-  while (!peer_closed && std::chrono::steady_clock::now() < until && co_await receive()) {
+  while (!peer_closed && co_await receive(until)) {
     for (auto ev = reader_.next(); ev.what != wsf::reader::event::need_more; ev = reader_.next()) {
       if (ev.what == wsf::reader::event::close || ev.what == wsf::reader::event::error) {
         peer_closed = true;

@@ -58,18 +58,20 @@ bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector
     // marks: node/messages/salvage.cpp) is passed in this slice, not a slice per 1,024
     // seqs: its seqs hold nothing but the tails of runs that start before it, which the
     // walk's scan reads all the same, and the slice still reads at most 1,024 seqs' worth
-    // of entries past it. Committed entries are looked at; one this batch writes comes
-    // after every committed one, so after the first found.
+    // of entries past it. Committed entries are looked at: one this batch writes comes
+    // after every committed one, so after the first found, or past the acknowledged seq
+    // (a client acknowledges what it was sent, which was committed).
     auto next = first_entry_after(m, a.user, after);
-    if (next && *next > upto + 1) {
-      empty = std::min(a.seq, *next - 1 + max_ack_walk) - upto;
-      upto += empty;
+    auto stop = std::min(a.seq, next ? *next - 1 + max_ack_walk : a.seq);
+    if (stop > upto && (!next || *next > upto + 1)) {
+      empty = stop - upto;
+      upto = stop;
     }
   }
   a.more = upto < a.seq;
   mark.set_seq(upto);
   deliver_range(m, b, a.user, after, upto, heads, queued, memo, mark);
-  m.scanned_by_acks -= empty;  // counted as walked by deliver_range; nothing was there
+  m.scanned_by_acks += upto - after - empty;  // (nothing was in the stretch passed)
   mark.write();
   return true;
 }

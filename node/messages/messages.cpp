@@ -8,6 +8,7 @@
 #include "node/log/log.hpp"
 #include "node/messages/detail/asset_records.hpp"
 #include "node/messages/detail/group_ops.hpp"
+#include "node/messages/detail/opening.hpp"
 #include "node/messages/detail/receipts.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
@@ -20,6 +21,7 @@ message_service::message_service(config::messages_section const& options, std::s
                                  bool salvage, std::int64_t current_at_ms)
     : impl_(std::make_unique<impl>(options, std::move(region), data_dir, users, sync, salvage)) {
   if (salvage) impl_->after_salvage(current_at_ms);
+  detail::keep_ids_ahead(*impl_);
   detail::index_conversation_refs(*impl_);
 }
 
@@ -411,7 +413,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
   co_return errors::ok();
 }
 
-awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
+awaitable<std::size_t> message_service::sweep_expired(std::size_t max, std::size_t max_work) {
   auto& m = *impl_;
   std::vector<std::pair<std::string, std::string>> expired;  // expiry key, value (its kind)
   m.db.scan(cf::expiry, "", keys::expiry_due_before(now_ms()), [&](std::string_view key, std::string_view value) {
@@ -420,10 +422,14 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
   });
   if (expired.empty()) co_return 0;
   auto count = std::make_shared<std::size_t>(0);
-  store::rocks_db::write_fn mutation = [&m, expired, count](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [&m, expired, count, max_work](store::rocks_batch& b) {
     *count = 0;
     std::set<std::string> floored;  // mailboxes whose floor this write has set
+    // Bounded: after a long stop, 10,000 messages of 1,000-member groups would be one write
+    // of 20 million keys every send waits behind. The rest waits (reads skip it already).
+    std::size_t work = 0;
     for (auto const& [key, kind] : expired) {
+      if (work++ >= max_work) break;
       b.erase(cf::expiry, key);
       std::string target = keys::expiry_target(key, kind);
       if (keys::expires(kind, keys::expiring::mailbox_entry)) {
@@ -444,6 +450,7 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max) {
       }
       auto sm = parse<records::stored_message>(b.get(cf::messages, target));
       if (!sm) continue;
+      work += 2 * std::size_t(sm->recipients());
       m.erase_message(b, target, *sm, true, floored);  // (its expiry entry is this one)
       ++*count;
     }

@@ -454,8 +454,8 @@ class message_service {
   // Erases the user's pending entry if it still ends at `last_seq` (nothing newer came).
   awaitable<errors::status> push_settled(std::string user, std::uint64_t last_seq);
 
-  // Removes expired messages (at most `max` per call); returns how many.
-  awaitable<std::size_t> sweep_expired(std::size_t max = 10000);
+  // Removes expired messages (at most `max` entries, and about `work` keys: 2 per group recipient); returns how many.
+  awaitable<std::size_t> sweep_expired(std::size_t max = 10000, std::size_t work = 200'000);
   // Flushes and compacts the store so removed data leaves the disk. Blocking: call off
   // the I/O threads.
   void compact();

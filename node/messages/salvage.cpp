@@ -1,10 +1,12 @@
-// Opening the message store past a damaged write-ahead log (--salvage-messages): what the
-// service does once, before any traffic, so that no mailbox seq is handed out twice.
+// Opening the message store: past a damaged write-ahead log (--salvage-messages) or as a
+// restored backup, so that no mailbox seq is handed out twice; and with a clock behind the
+// newest message id (detail/opening.hpp). What the service does once, before any traffic.
 #include <algorithm>
 #include <future>
 #include <set>
 
-#include "node/messages/detail/service.hpp"
+#include "node/log/log.hpp"
+#include "node/messages/detail/opening.hpp"
 
 namespace petchat::messages {
 
@@ -65,6 +67,26 @@ void message_service::impl::after_salvage(std::int64_t current_at_ms) {
           "the message store was salvaged (--salvage-messages: whatever was written after the damage is lost) or "
           "restored from a backup: the {} mailboxes continue {} seqs further on so that no seq is reused",
           heads.size(), gap);
+}
+
+void detail::keep_ids_ahead(message_service::impl const& m) {
+  std::int64_t newest = 0;
+  std::size_t looked = 0;
+  m.db.scan_reverse(cf::messages, "", "", [&](std::string_view key, std::string_view) {
+    if (keys::message_id_region_hash(key) == m.region_hash) {
+      newest = keys::message_id_time_ms(key);
+      return false;
+    }
+    return ++looked < 4096;  // other regions' messages, with their own clocks
+  });
+  auto now = now_ms();
+  if (newest < now) return;
+  log::get("messages")
+      ->warn(
+          "the clock is {} ms behind the newest message stored here: new messages are dated after it until the clock "
+          "catches up (check NTP)",
+          newest - now + 1);
+  keys::keep_ids_after(newest);
 }
 
 }  // namespace petchat::messages

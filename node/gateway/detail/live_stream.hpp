@@ -390,8 +390,8 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     reader_.feed(std::string_view(data, n));
   }
   // Reads what the socket has (waiting for it if nothing) into the frame reader. False at
-  // EOF or on an error.
-  awaitable<bool> receive();
+  // EOF, on an error, or once `until` has passed.
+  awaitable<bool> receive(std::chrono::steady_clock::time_point until);
   // After the close frame: reads and discards until the peer closes too or close_linger
   // passes, so the close frame is not lost to a reset, then closes the socket.
   awaitable<void> linger_and_close();

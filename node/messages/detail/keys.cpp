@@ -19,6 +19,11 @@ std::atomic<std::uint64_t> counter = [] {
   return start >> 1;
 }();
 
+// The newest millisecond an id was made at: never behind an id made before (the wall clock
+// may step back), so ids made one after another are in order, which the commit order of
+// messages relies on.
+std::atomic<std::uint64_t> last_ms{0};
+
 }  // namespace
 
 std::uint64_t random_u64() {
@@ -38,11 +43,15 @@ std::uint16_t message_id_region_hash(std::string_view id) {
   return static_cast<std::uint16_t>((static_cast<unsigned char>(id[6]) << 8) | static_cast<unsigned char>(id[7]));
 }
 
+void keep_ids_after(std::int64_t ms) {
+  auto next = static_cast<std::uint64_t>(ms) + 1;  // the next millisecond: no stored id is repeated
+  auto seen = last_ms.load();
+  while (seen < next && !last_ms.compare_exchange_weak(seen, next)) {
+  }
+}
+
 std::string new_message_id(std::uint16_t region_hash) {
   using namespace std::chrono;
-  // Never behind an id made before (the wall clock may step back): ids made one after
-  // another are in order, which the commit order of messages relies on.
-  static std::atomic<std::uint64_t> last_ms{0};
   auto now = static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
   auto ms = last_ms.load();
   while (ms < now && !last_ms.compare_exchange_weak(ms, now)) {

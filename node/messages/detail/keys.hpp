@@ -250,6 +250,9 @@ bool well_formed_conversation_id(std::string_view conv);
 // counter (8 bytes, random start). Bytewise order is time order; the id is printed as 22
 // characters of URL-safe base64.
 std::string new_message_id(std::uint16_t region_hash);
+// Ids made from now on are after the millisecond `ms` (the newest this region stored), even
+// while the wall clock is behind it (detail/opening.hpp).
+void keep_ids_after(std::int64_t ms);
 // The 16 bits of a message id that name the region that made it: the first two bytes of the
 // BLAKE2b hash of the region name (stable across builds: other regions check it).
 std::uint16_t region_hash(std::string_view region);

@@ -205,7 +205,6 @@ inline void deliver_range(impl& m, store::rocks_batch& b, std::string const& use
               });
   }
   mark.set_next_entry(ended_inside);
-  m.scanned_by_acks += upto - after;
   std::int64_t now = now_ms();
   for (auto const& id : ids) {
     if (auto it = memo.group_messages.find(id); it != memo.group_messages.end()) {

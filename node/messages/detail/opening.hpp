@@ -1,0 +1,16 @@
+// What the message service does once as it opens its store, before any traffic
+// (salvage.cpp).
+#pragma once
+
+#include "node/messages/detail/service.hpp"
+
+namespace petchat::messages::detail {
+
+// Message ids (and so sent_at_ms and expiry times) made from now on come after the newest
+// this region stored, even when the wall clock is behind it at start (a board without a
+// battery-backed clock, before NTP has set it): a new message must not sort before older
+// ones in history, read marks and conversation lists, nor expire as soon as the clock is
+// set. Logs a warning saying how far behind the clock is. Looks at the newest 4,096 ids.
+void keep_ids_ahead(message_service::impl const& m);
+
+}  // namespace petchat::messages::detail
