@@ -105,6 +105,8 @@ async function errorOf(res: Response): Promise<ApiError> {
   return new ApiError(res.status, code, message, field, retryAfter);
 }
 
+const REQUEST_TIMEOUT_MS = 60_000;
+
 async function send(method: Method, path: string, body: unknown, token?: string): Promise<Response> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -116,6 +118,9 @@ async function send(method: Method, path: string, body: unknown, token?: string)
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store',
+      // A request whose answer never comes (a link gone quiet) fails as a network error
+      // instead of holding what waits on it (the group panel's reload, a send's retry).
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (err) {
     throw new ApiError(0, 'network', err instanceof Error ? err.message : String(err));
