@@ -365,7 +365,7 @@ class federated_store final : public federation::local_store {
       return reject_reason::malformed;
     auto c = parse<records::conversation_record>(b.get(cf::conversations, msg.conversation_id()));
     if (keys::check_body(msg.body(), m_.body_limits())) return reject_reason::too_large;
-    switch (fate_of(b, c, body, arriving)) {
+    switch (fate_of(b, c, body, arriving, m_.region)) {
       case group_message_fate::refuse:
         return reject_reason::foreign_user;
       case group_message_fate::park:

@@ -8,6 +8,7 @@
 #include "node/log/log.hpp"
 
 #include "node/messages/detail/group_ops.hpp"
+#include "node/messages/detail/lanes.hpp"
 
 namespace petchat::messages::service_detail {
 
@@ -161,6 +162,52 @@ bool plausible_state(federation::group_state const& gs, std::uint64_t replica_ve
   return true;
 }
 
+federation::body state_of(message_service::impl const& m, std::string const& conv,
+                          records::conversation_record const& c) {
+  federation::body body;
+  auto* gs = body.mutable_group_state();
+  gs->set_conversation_id(conv);
+  gs->set_home_region(m.region);
+  *gs->mutable_members() = c.members();
+  *gs->mutable_roles() = c.roles();
+  gs->set_title(c.title());
+  gs->set_description(c.description());
+  gs->set_ttl_s(c.ttl_s());
+  gs->set_history_visible(c.history_visible());
+  gs->set_version(c.version());
+  gs->set_created_at_ms(c.created_at_ms());
+  return body;
+}
+
+std::size_t jump_homed_groups(message_service::impl& m, std::uint64_t gap) {
+  std::vector<std::string> homed;
+  m.db.scan(cf::conversations, "g", "h", [&](std::string_view key, std::string_view value) {
+    records::conversation_record c;
+    if (keys::well_formed_group_id(key) && c.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
+        c.group() && !c.members().empty() && home_of(c, m.region) == m.region)
+      homed.emplace_back(key);
+    return true;
+  });
+  constexpr std::size_t per_write = 256;
+  for (std::size_t from = 0; from < homed.size(); from += per_write) {
+    auto outcome = write_blocking(m.db, [&](store::rocks_batch& b) {
+      for (std::size_t i = from; i < std::min(homed.size(), from + per_write); ++i) {
+        auto c = parse<records::conversation_record>(b.get(cf::conversations, homed[i]));
+        if (!c) continue;
+        c->set_version(c->version() + gap);
+        b.put(cf::conversations, homed[i], c->SerializeAsString());
+        std::set<std::string> regions;
+        for (auto const& u : c->members()) regions.insert(std::string(ids::region_of(u)));
+        regions.erase(m.region);
+        for (auto const& region : regions) m.to_outbox(b, region, state_of(m, homed[i], *c));
+      }
+      return true;
+    });
+    if (outcome != store::write_outcome::committed) throw store::rocks_error("the homed groups could not jump ahead");
+  }
+  return homed.size();
+}
+
 std::set<std::string_view> first_member_regions(records::conversation_record const& c, change_state const& st) {
   std::set<std::string_view> added(st.added.begin(), st.added.end()), first;
   for (auto const& u : st.added) first.insert(ids::region_of(u));
@@ -224,7 +271,7 @@ bool refusal_within_limits(message_service::impl const& m, client::request_refus
 }
 
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
-                           federation::body const& body, bool arriving) {
+                           federation::body const& body, bool arriving, std::string const& self) {
   auto const& msg = body.message();
   bool member = c && c->group() && member_index(*c, msg.from()) >= 0;
   std::uint64_t stamp = body.group_version();
@@ -235,6 +282,10 @@ group_message_fate fate_of(store::rocks_batch& b, std::optional<records::convers
   // message is judged as if it had none. A removed member's late window (below) is only for
   // stamps that never went down.
   if (arriving && stamp < read_count(b, cf::conversations, keys::stamp_key(msg.conversation_id(), body.origin())))
+    return member ? group_message_fate::apply : group_message_fate::refuse;
+  // Home is the authority: what its members send is judged by its roster now (its own
+  // state never arrives to release a parked message).
+  if (c && c->group() && home_of(*c, self) == self && c->version() < stamp)
     return member ? group_message_fate::apply : group_message_fate::refuse;
   if (!c || c->version() < stamp) return group_message_fate::park;
   if (is_stub(c)) return group_message_fate::drop;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "node/log/log.hpp"
+#include "node/messages/detail/group_ops.hpp"
 #include "node/messages/detail/opening.hpp"
 
 namespace petchat::messages {
@@ -62,6 +63,14 @@ void message_service::impl::after_salvage(std::int64_t current_at_ms) {
   db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
   if (outcome.get() != store::write_outcome::committed)
     throw store::rocks_error("salvage: the heads could not be moved");
+  // Groups homed here went back too, behind the replicas of other regions (and a region of
+  // members may have gone back with them): their versions jump, and their states go out.
+  if (auto n = service_detail::jump_homed_groups(*this, std::uint64_t(1) << 20))
+    log::get("messages")
+        ->warn(
+            "{} groups homed here continue {} versions further on; their state goes to their "
+            "members' regions",
+            n, std::uint64_t(1) << 20);
   log::get("messages")
       ->error(
           "the message store was salvaged (--salvage-messages: whatever was written after the damage is lost) or "

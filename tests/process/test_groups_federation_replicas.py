@@ -412,6 +412,47 @@ class RestoredOrigin(GroupFederationCase):
         self.assertEqual(self.details(b1, gid).get("title"), "after the backup")
 
 
+class RestoredHome(GroupFederationCase):
+    topology = staticmethod(fedharness.leaf_topology)
+
+    def test_a_home_restored_from_a_backup_takes_its_members_messages_and_its_changes_reach_them(self):
+        """HOME is restored from a backup taken before the group's last change, which B and C
+        hold. bert's message, stamped with that newer version, must not wait at home for a
+        state of its own group that never comes; and home's changes after the restore must
+        reach replicas that are ahead of its restored version: its groups' versions jump."""
+        a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
+        S = {u: self.connect(u) for u in (a1, b1, c1)}
+        gid = self.create_group(a1, [b1, c1], title="before the backup")                        # v1
+        self.wait_changes(S.values(), gid, 1, "CREATED")
+        home = self.node(HOME)
+        backup = os.path.join(home.workdir, "backup-%s" % uuid.uuid4().hex[:8])
+        rc, out, err = home.ctl("backup", backup, timeout=120)
+        self.assertEqual(rc, 0, out + err)
+        self.assertStatus(self.patch(a1, gid, title="after the backup"), 200)                     # v2
+        self.wait_changes(S.values(), gid, 2, "DETAILS_CHANGED")
+        S[a1].close()
+        # HOME's machine is lost (the node's data and its nats-server's stream); its backup
+        # is restored.
+        home.kill9()
+        self.regions[HOME].nats.stop()
+        self.regions[HOME].nats.wipe_store()
+        shutil.move(home.data_dir, home.data_dir + ".lost")
+        rc, out, err = run_ctl("restore", backup, home.data_dir)
+        self.assertEqual(rc, 0, out + err)
+        self.regions[HOME].nats.start()
+        home.start()
+        S[a1] = self.connect(a1)
+        jumped = as_int(self.details(a1, gid).get("version"))
+        self.assertEqual(jumped, 1 + (1 << 20), "the group's versions continue far past the backup's")
+        sent = self.send_to(S[b1], gid, "bert, stamped 2")["message_id"]
+        S[a1].wait_event(ev_message(sent), HEAL_S)
+        S[c1].wait_event(ev_message(sent), HEAL_S)
+        self.assertStatus(self.patch(a1, gid, title="after the restore"), 200)
+        for u in (b1, c1):
+            self.wait_change(S[u], gid, jumped + 1, "DETAILS_CHANGED", HEAL_S)
+            self.assertEqual(self.details(u, gid).get("title"), "after the restore")
+
+
 if __name__ == "__main__":
     try:
         unittest.main(verbosity=2)

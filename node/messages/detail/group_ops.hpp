@@ -160,6 +160,16 @@ inline bool is_stub(std::optional<records::conversation_record> const& c) {
 // Whether a group_state could come from an honest home (group_remote.cpp): sizes, and
 // changes of this group after the replica's version (`replica_version`, 0 without one).
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version);
+// At home: the group's group_state as it stands (no changes listed), for every other region
+// with members.
+federation::body state_of(message_service::impl const& m, std::string const& conv,
+                          records::conversation_record const& c);
+// At home, once, when the store was salvaged or restored from a backup (after_salvage): the
+// changes since the backup are gone here but the other regions' replicas hold them, and would
+// take none of this home's states until its versions passed theirs again. Every group homed
+// here jumps `gap` versions ahead, and its state goes to the regions of its members. Returns
+// how many groups did.
+std::size_t jump_homed_groups(message_service::impl& m, std::uint64_t gap);
 // At home: the regions a change gives their first members (their members all just added).
 std::set<std::string_view> first_member_regions(records::conversation_record const& c, change_state const& st);
 // At home: `state` gets, as `writers`, the members who wrote since the previous state (a
@@ -179,8 +189,10 @@ bool fields_within_limits(message_service::impl const& m, federation::group_stat
 // made here holds, at most (ids, codes and messages of a sane length, 1,001 names).
 bool refusal_within_limits(message_service::impl const& m, client::request_refused const& r);
 
+// How a group message from another region is judged (`self`: this region). At its home a
+// group waits for no version: a stamp ahead of it is from before the home was restored.
 group_message_fate fate_of(store::rocks_batch& b, std::optional<records::conversation_record> const& c,
-                           federation::body const& body, bool arriving);
+                           federation::body const& body, bool arriving, std::string const& self);
 
 // A group message taken off its lane (applied or parked): its stamp is the lowest its
 // origin may use for the group from now on.
