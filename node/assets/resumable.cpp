@@ -77,12 +77,17 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
   auto path = s->files.upload(id);
   detail::hasher h;
   std::unique_ptr<detail::file_writer> out;
+  bool lost = false;  // its file holds less than its offset: restored from a backup, say
   auto prepare = [&] {
     if (known) {
       h = known->h;
     } else if (offset > 0) {
-      if (detail::feed_file(path, h, offset) != offset)
-        throw detail::file_error("upload " + id + ": its file is shorter than its offset", EIO);
+      std::error_code absent;
+      if (!std::filesystem::exists(path, absent) || detail::feed_file(path, h, offset) != offset) {
+        lost = true;
+        detail::remove_file(path);
+        return true;
+      }
       std::lock_guard lock(s->mutex);  // kept at once: an empty chunk must not make it read again
       s->hashes[id] = detail::partial_hash{offset, h};
     }
@@ -93,6 +98,12 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
     co_await async::offload(s->pool, std::move(prepare));
   } catch (detail::file_error const& e) {
     co_return s->file_failure(e);
+  }
+  if (lost) {  // the upload ends (its quota given back): the client starts again, not 500s until it expires
+    co_await s->messages.end_upload(id);
+    co_return fail(code::upload_not_found, "upload '" + id +
+                                               "' lost the bytes it had received (the node was restored from a "
+                                               "backup, or its file is gone): start the upload again");
   }
   auto copied = co_await s->copy_body(body, *out, h, length);
   // The file's first bytes: its directory entry made durable too, or a power loss could

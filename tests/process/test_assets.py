@@ -17,6 +17,7 @@ collector, noticing a dropped upload) is polled for with a deadline, never timed
 """
 
 import datetime
+import glob
 import gzip
 import hashlib
 import http.client
@@ -658,6 +659,26 @@ class AssetsTest(AssetCase):
         self.assertEqual(asset["declared_type"], "video/mp4")
         r = self.fetch(a, asset["id"], data)
         self.assertServedHeaders(r, asset["id"], len(data))
+
+    def test_a_resumable_upload_whose_bytes_were_lost_ends_and_can_start_again(self):
+        """Restored from a backup (which keeps upload records, not their unfinished files), or
+        its file gone: the next chunk is told the upload is gone, not a 500 until it expires."""
+        alice = self.person("alice")
+        a = alice.login()
+        data = blob(200 * KIB, "lost")
+        uid = self.new_upload(a, len(data), name="lost.bin")["upload_id"]
+        self.assertStatus(self.patch(a, uid, 0, data[:100 * KIB]), 204)
+        self.node.stop()
+        files = glob.glob(os.path.join(self.node.data_dir, "assets", "**", uid + "*"), recursive=True)
+        self.assertEqual(len(files), 1, files)
+        os.remove(files[0])
+        self.node.start()
+        a = alice.login()
+        r = self.patch(a, uid, 100 * KIB, data[100 * KIB:])
+        self.assertError(r, 404, "upload_not_found")
+        self.assertIn("start the upload again", r.json["error"]["message"])
+        asset = self.resumable_upload(a, data, chunks=2, name="lost.bin")
+        self.fetch(a, asset["id"], data)
 
     def test_resumable_upload_continues_after_a_dropped_connection(self):
         alice = self.person("alice")
