@@ -43,6 +43,15 @@ std::optional<errors::failure> refuse_join(message_service::impl const& m, store
 
 void run_request(message_service::impl const& m, store::rocks_batch& b, federation::group_request const& r,
                  change_state& change) {
+  // Run once: a requester's region restored from a backup sends again what home had not
+  // confirmed then, and running it again would undo what came after it (a member removed,
+  // added again since, removed once more). Remembered for the retention period.
+  if (!r.request_id().empty() && r.request_id().size() <= 64) {
+    auto seen = keys::group_request_key(r.by(), r.request_id());
+    if (b.get(cf::idempotency, seen)) return;
+    b.put(cf::idempotency, seen, "");
+    expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000, keys::expiring::idempotency, seen);
+  }
   auto first = [&] { return r.users_size() > 0 ? r.users(0) : std::string(); };
   switch (r.request()) {
     case federation::group_request::ADD: {

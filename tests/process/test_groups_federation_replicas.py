@@ -453,6 +453,47 @@ class RestoredHome(GroupFederationCase):
             self.assertEqual(self.details(u, gid).get("title"), "after the restore")
 
 
+class RestoredRequester(GroupFederationCase):
+    topology = staticmethod(fedharness.leaf_topology)
+
+    def test_a_request_sent_again_by_a_restored_region_runs_once_at_home(self):
+        """bert (B) leaves while home cannot hear B; B is backed up with the leave still
+        unconfirmed, home applies it, anna adds bert again, and B is restored: B sends the
+        leave again under its new lane epoch, and home must not run it a second time."""
+        a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
+        S = {u: self.connect(u) for u in (a1, b1, c1)}
+        gid = self.create_group(a1, [b1, c1], title="leave once")                                # v1
+        self.wait_changes(S.values(), gid, 1, "CREATED")
+        b_node = self.node(B)
+        self.regions[HOME].nats.stop()
+        try:
+            self.assertQueued(self.remove_member(b1, gid, b1))  # waits in B's outbox
+            backup = os.path.join(b_node.workdir, "backup-%s" % uuid.uuid4().hex[:8])
+            rc, out, err = b_node.ctl("backup", backup, timeout=120)
+            self.assertEqual(rc, 0, out + err)
+        finally:
+            self.regions[HOME].nats.start()
+        self.wait_change(S[a1], gid, 2, "MEMBER_LEFT", HEAL_S)                                   # v2
+        self.assertStatus(self.add_members(a1, gid, [b1]), 200)                                 # v3
+        self.wait_change(S[c1], gid, 3, "MEMBERS_ADDED", HEAL_S)
+        S[b1].close()
+        b_node.kill9()
+        self.regions[B].nats.stop()
+        self.regions[B].nats.wipe_store()
+        shutil.move(b_node.data_dir, b_node.data_dir + ".lost")
+        rc, out, err = run_ctl("restore", backup, b_node.data_dir)
+        self.assertEqual(rc, 0, out + err)
+        self.regions[B].nats.start()
+        b_node.start()
+        # The leave comes again on B's lane, before anything bert sends now: once bert's
+        # message reaches anna, home has had the leave again.
+        S[b1] = self.connect(b1)
+        fence = self.send_to(S[b1], gid, "still here")["message_id"]
+        S[a1].wait_event(ev_message(fence), HEAL_S)
+        members = [m["user_id"] for m in self.details(a1, gid)["members"]]
+        self.assertIn(b1, members, "the leave ran twice at home")
+
+
 if __name__ == "__main__":
     try:
         unittest.main(verbosity=2)

@@ -53,6 +53,11 @@ inline std::string history_key(std::string const& conv, std::string const& id) {
 inline std::string idempotency_key(std::string const& sender, std::string const& client_id) {
   return sender + '\0' + client_id;
 }
+// idempotency: 0x01 requester NUL request id, a group request run at home (no user id starts
+// with 0x01, so no send's record is one).
+inline std::string group_request_key(std::string const& by, std::string const& request_id) {
+  return '\x01' + by + '\0' + request_id;
+}
 // expiry: expires_at_ms message id (value empty: the message, its history entry and this)
 inline std::string expiry_key(std::int64_t at_ms, std::string const& id) {
   return be64(static_cast<std::uint64_t>(at_ms)) + id;
