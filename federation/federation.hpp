@@ -251,8 +251,18 @@ class local_store {
   // in stream order, origins taking turns; never empty. Applier thread only; blocks for the write, and whatever the
   // store does after it (the mailbox listener, the outbox wake-up) runs there too. If it throws, the same batch is
   // tried again every second until it succeeds or the link stops (then it is read again at the next start); meanwhile
-  // inbound envelopes wait (an origin's callback blocks once 64 of its envelopes do).
+  // inbound envelopes wait (an origin's callback blocks once 64 of its envelopes do). It
+  // throws unappliable when the write failed though the store takes writes (an envelope's
+  // content met a record here that cannot be read): the link then applies the batch one
+  // envelope at a time, and one that fails alone again is refused (malformed), taking its
+  // lane position, so that it cannot stop every region's envelopes behind it.
   virtual std::vector<reject_reason> apply(std::vector<inbound> batch) = 0;
+};
+
+// See local_store::apply.
+class unappliable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 struct region_status {

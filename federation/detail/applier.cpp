@@ -110,6 +110,32 @@ inbound_applier::taken inbound_applier::take_batch() {
   return t;
 }
 
+// The batch as the store takes it: whole, or when one of its envelopes cannot be applied
+// (unappliable), one envelope at a time, and one that cannot alone is refused as malformed.
+std::vector<reject_reason> inbound_applier::store_batch(std::vector<local_store::inbound> const& batch) {
+  try {
+    return s_.store.apply(batch);
+  } catch (unappliable const& e) {
+    std::vector<reject_reason> refused;
+    for (auto const& item : batch) {
+      try {
+        auto r = s_.store.apply({item});
+        refused.insert(refused.end(), r.begin(), r.end());
+      } catch (unappliable const&) {
+        s_.log->error(
+            "federation: an envelope from {} (lane seq {}) could not be applied here; refused as "
+            "malformed, the lane goes on",
+            item.origin, item.content ? item.content->lane_seq() : 0);
+        auto passed = item;
+        passed.refused = reject_reason::malformed;
+        auto r = s_.store.apply({passed});
+        refused.insert(refused.end(), r.begin(), r.end());
+      }
+    }
+    return refused;
+  }
+}
+
 // Retries a failing store (a full disk) every second until it takes the batch or the link stops.
 void inbound_applier::apply(taken const& t) {
   auto const& batch = t.batch;
@@ -117,7 +143,7 @@ void inbound_applier::apply(taken const& t) {
     try {
       std::size_t verified = 0;
       for (auto const& i : batch) verified += i.content ? 1 : 0;
-      auto refused = s_.store.apply(batch);
+      auto refused = store_batch(batch);
       for (auto r : refused) s_.count(r, "");
       s_.applied += verified - std::min(verified, refused.size());
       {

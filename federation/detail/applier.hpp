@@ -68,6 +68,7 @@ class inbound_applier {
   void run();
   taken take_batch();
   void apply(taken const& t);
+  std::vector<reject_reason> store_batch(std::vector<local_store::inbound> const& batch);
 
   link_state& s_;
   std::thread thread_;

@@ -197,8 +197,10 @@ class federated_store final : public federation::local_store {
       for (auto [origin, seq] : last) b.put(cf::state, keys::inbound_position_key(origin), keys::be64(seq));
       return true;
     };
-    if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed)
+    if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed) {
+      if (m_.db.write_error().empty()) throw federation::unappliable("an inbound envelope could not be applied");
       throw store::rocks_error("cannot store inbound federation envelopes");
+    }
     m_.after_commit(st->heads, st->queued, nullptr, st->now_shared);
     return st->refused;
   }

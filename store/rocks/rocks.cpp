@@ -300,6 +300,10 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
     std::lock_guard lock(error_mutex_);
     if (write_error_.empty()) {
       write_error_ = s.ToString();
+      // A full disk is resumed from; an I/O error on the log is not (RocksDB refuses to
+      // resume past a fatal error): only a restart, which replays the log, brings writes back.
+      if (s.severity() >= rocksdb::Status::Severity::kFatalError)
+        write_error_ += " (the store cannot resume from this error: restart the node)";
       options_.log(static_cast<int>(rocksdb::InfoLogLevel::ERROR_LEVEL), "writes are failing: " + write_error_);
     }
   } else {

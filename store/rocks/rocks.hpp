@@ -199,7 +199,9 @@ class rocks_db {
   // Why writes are failing now (e.g. "IO error: No space left on device"), empty while
   // they succeed. After a failed write the writer asks RocksDB to resume before each
   // later batch (at most once a second), so the store recovers by itself once the cause
-  // is gone (space freed); nothing acknowledged is lost meanwhile, later writes fail.
+  // is gone (space freed); nothing acknowledged is lost meanwhile, later writes fail. An
+  // error RocksDB does not resume from (fatal: an I/O error on its log) says so and asks for
+  // a restart.
   std::string write_error() const;
 
  private:

@@ -839,6 +839,25 @@ class Partitions(FederationCase):
         self.assertLess(time.monotonic() - t0, 6)
 
 
+class UnappliableEnvelope(FederationCase):
+
+    def test_an_envelope_that_cannot_be_applied_does_not_stop_the_ones_behind_it(self):
+        """bob's account record at europe cannot be read (disk damage): a message to him from
+        america fails to apply, and before every envelope of every region waited behind it
+        for ever. Now it is refused alone and the lane goes on."""
+        import test_hardening_live  # noqa: E402 (its corrupt_account, with python3-lmdb)
+
+        alice, bob = self.user("europe", "alice"), self.user("europe", "bob")
+        carol = self.user("america", "carol")
+        a, c = self.connect(alice), self.connect(carol)
+        test_hardening_live.CorruptUserRecordTest.corrupt_account(self, self.node("europe"), bob.split("@")[0])
+        c.send_message(bob, "to a record that cannot be read")
+        after = c.send_message(alice, "behind it")
+        a.wait_event(ev_message(after["message_id"]), DELIVERY_TIMEOUT_S)
+        self.assertTrue(any("could not be applied here" in line for line in self.node("europe").stderr_lines +
+                            self.node("europe").stdout_lines))
+
+
 class PresenceIntervals(FederationCase):
     """Regions that refresh presence at different intervals: europe every 4 s, america every 1 s."""
     federation = staticmethod(lambda name: {"presence_interval_s": 4} if name == "europe" else {})
