@@ -133,10 +133,12 @@ vapid_key vapid_key::load_or_create(std::filesystem::path const& path) {
     ::close(fd);
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0)
     throw std::runtime_error(path.string() + ": cannot write the VAPID key");
-  if (int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  // The rename durable before the key is used: a key lost with it would be made anew at
+  // the next start, and every browser subscription bound to this one would stop working.
+  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool synced = dir >= 0 && ::fsync(dir) == 0;
+  if (dir >= 0) ::close(dir);
+  if (!synced) throw std::runtime_error(path.string() + ": cannot make the VAPID key durable (fsync of its directory)");
   return vapid_key(std::move(holder));
 }
 
