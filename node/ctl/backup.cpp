@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -102,6 +103,15 @@ std::optional<boost::json::object> read_manifest(fs::path const& dir, std::strin
     if (!fo || !fo->contains("path") || !fo->at("path").is_string() || !whole || !fo->contains("blake2b") ||
         !fo->at("blake2b").is_string() || !safe_relative(std::string(fo->at("path").as_string()))) {
       error = (dir / manifest_name).string() + " is damaged (a file entry without a safe path, a size and blake2b)";
+      return std::nullopt;
+    }
+  }
+  // What every data dir has: without it a restore would "succeed" into a node that starts
+  // with no accounts, no messages, or a new region key.
+  for (char const* needed : {"region.key", "users/data.mdb", "messages/CURRENT"}) {
+    auto const& list = files->as_array();
+    if (std::none_of(list.begin(), list.end(), [&](auto const& f) { return f.at("path").as_string() == needed; })) {
+      error = (dir / manifest_name).string() + " is damaged (it lists no " + needed + ": not a whole data dir)";
       return std::nullopt;
     }
   }

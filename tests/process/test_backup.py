@@ -314,6 +314,22 @@ class BackupTest(NodeTestCase):
         rc, out, err = run_ctl("verify", dest)
         self.assertEqual(rc, 1)
         self.assertIn("manifest.json is damaged", err)
+        # A manifest that leaves out the accounts (and their file, with it) lists a backup
+        # that would restore into a node with no accounts: damaged, not restored.
+        manifest = json.loads(good)
+        manifest["files"] = [f for f in manifest["files"] if f["path"] != "users/data.mdb"]
+        with open(os.path.join(dest, "manifest.json"), "w") as f:
+            json.dump(manifest, f)
+        accounts = os.path.join(dest, "users", "data.mdb")
+        aside = dest + ".accounts"  # outside the backup: no file there the manifest does not list
+        shutil.move(accounts, aside)
+        rc, out, err = run_ctl("verify", dest)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("it lists no users/data.mdb", err)
+        partial = self.start_node(start=False, name="partial")
+        rc, out, err = run_ctl("restore", dest, partial.data_dir)
+        self.assertNotEqual(rc, 0, out + err)
+        shutil.move(aside, accounts)
         with open(os.path.join(dest, "manifest.json"), "w") as f:
             f.write(good)
         rc, out, err = run_ctl("verify", dest)
