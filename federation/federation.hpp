@@ -254,7 +254,7 @@ class local_store {
   // inbound envelopes wait (an origin's callback blocks once 64 of its envelopes do). It
   // throws unappliable when the write failed though the store takes writes (an envelope's
   // content met a record here that cannot be read): the link then applies the batch one
-  // envelope at a time, and one that fails alone again is refused (malformed), taking its
+  // envelope at a time, and one that still fails alone after ten seconds of tries is refused (malformed), taking its
   // lane position, so that it cannot stop every region's envelopes behind it.
   virtual std::vector<reject_reason> apply(std::vector<inbound> batch) = 0;
 };

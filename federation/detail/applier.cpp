@@ -3,6 +3,8 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <optional>
+#include <thread>
 
 namespace petchat::federation::detail {
 namespace {
@@ -111,25 +113,38 @@ inbound_applier::taken inbound_applier::take_batch() {
 }
 
 // The batch as the store takes it: whole, or when one of its envelopes cannot be applied
-// (unappliable), one envelope at a time, and one that cannot alone is refused as malformed.
+// (unappliable), one envelope at a time, and one that cannot alone for ten seconds is
+// refused as malformed.
 std::vector<reject_reason> inbound_applier::store_batch(std::vector<local_store::inbound> const& batch) {
   try {
     return s_.store.apply(batch);
-  } catch (unappliable const& e) {
+  } catch (unappliable const&) {
     std::vector<reject_reason> refused;
     for (auto const& item : batch) {
-      try {
-        auto r = s_.store.apply({item});
-        refused.insert(refused.end(), r.begin(), r.end());
-      } catch (unappliable const&) {
+      // Alone, and again for ten seconds: a cause that passes (a read that failed once, a
+      // store that failed and resumed between the write and the look at its error) must not
+      // cost a genuine envelope. A store that fails throws on (rocks_error): all is retried.
+      std::optional<std::vector<reject_reason>> r;
+      for (int attempt = 0; !r && attempt < 10; ++attempt) {
+        try {
+          r = s_.store.apply({item});
+        } catch (unappliable const&) {
+          std::this_thread::sleep_for(1s);
+          std::lock_guard lock(mutex_);
+          if (stop_) throw;
+        }
+      }
+      if (r) {
+        refused.insert(refused.end(), r->begin(), r->end());
+      } else {
         s_.log->error(
             "federation: an envelope from {} (lane seq {}) could not be applied here; refused as "
             "malformed, the lane goes on",
             item.origin, item.content ? item.content->lane_seq() : 0);
         auto passed = item;
         passed.refused = reject_reason::malformed;
-        auto r = s_.store.apply({passed});
-        refused.insert(refused.end(), r.begin(), r.end());
+        auto taken = s_.store.apply({passed});
+        refused.insert(refused.end(), taken.begin(), taken.end());
       }
     }
     return refused;

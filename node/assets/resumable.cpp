@@ -82,8 +82,10 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
     if (known) {
       h = known->h;
     } else if (offset > 0) {
-      std::error_code absent;
-      if (!std::filesystem::exists(path, absent) || detail::feed_file(path, h, offset) != offset) {
+      std::error_code unknown;  // not known whether it is there (EACCES, EIO): a failure, not a loss
+      bool there = std::filesystem::exists(path, unknown);
+      if (unknown) throw detail::file_error("upload " + id + ": " + unknown.message(), unknown.value());
+      if (!there || detail::feed_file(path, h, offset) != offset) {
         lost = true;
         detail::remove_file(path);
         return true;

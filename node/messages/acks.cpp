@@ -59,10 +59,9 @@ bool apply_ack(impl& m, store::rocks_batch& b, impl::pending_ack& a, std::vector
     // seqs: its seqs hold nothing but the tails of runs that start before it, which the
     // walk's scan reads all the same, and the slice still reads at most 1,024 seqs' worth
     // of entries past it. Committed entries are looked at: one this batch writes comes
-    // after every committed one, so after the first found, or past the acknowledged seq
-    // (a client acknowledges what it was sent, which was committed).
+    // after every committed one, so after the first found, or after the committed head.
     auto next = first_entry_after(m, a.user, after);
-    auto stop = std::min(a.seq, next ? *next - 1 + max_ack_walk : a.seq);
+    auto stop = std::min(a.seq, next ? *next - 1 + max_ack_walk : m.stored_head(a.user));
     if (stop > upto && (!next || *next > upto + 1)) {
       empty = stop - upto;
       upto = stop;

@@ -103,10 +103,13 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
 
 namespace {
 
-// How far a stamp may be ahead of the replica before it is taken for a forgery; how many
+// How far a stamp may be ahead of the replica before it is taken for a forgery: past what a
+// home restored from a backup jumps (2^20 and 1 a millisecond since the backup, at most four
+// years: under 2^37), so that members' messages stamped after the jump wait here for the
+// jumped state rather than being refused; what waits is bounded by count below. How many
 // messages one origin may have parked in all (the clock skew allowed between regions,
 // max_skew_ms, is in detail/limits.hpp).
-constexpr std::uint64_t max_versions_ahead = 1000;
+constexpr std::uint64_t max_versions_ahead = std::uint64_t(1) << 40;
 constexpr std::uint64_t max_parked_per_origin = 10000;
 
 // Takes the parked bodies whose ref `take` says, out of the index and the store.

@@ -3,6 +3,7 @@
 // newest message id (detail/opening.hpp). What the service does once, before any traffic.
 #include <algorithm>
 #include <future>
+#include <optional>
 #include <set>
 
 #include "node/log/log.hpp"
@@ -20,9 +21,11 @@ namespace {
 // after the first copy ran for a while, does not hand out the first copy's seqs again);
 // counted over four years at most, so that seqs stay below 2^53 (exact in JavaScript's
 // numbers) for hundreds of restores.
-std::uint64_t jump(std::int64_t current_at_ms) {
+// Groups homed here jump the same way, by 1 version a millisecond (a change is a durable
+// write of its own): restored twice from one backup, the second copy's versions still pass
+// the first's.
+std::uint64_t jump(std::int64_t current_at_ms, std::int64_t per_ms = 64) {
   constexpr std::uint64_t least = std::uint64_t(1) << 20;
-  constexpr std::int64_t per_ms = 64;
   constexpr std::int64_t most_ms = 4LL * 366 * 24 * 3600 * 1000;
   if (current_at_ms <= 0) return least;
   auto since = std::clamp<std::int64_t>(now_ms() - current_at_ms, 0, most_ms);
@@ -65,12 +68,13 @@ void message_service::impl::after_salvage(std::int64_t current_at_ms) {
     throw store::rocks_error("salvage: the heads could not be moved");
   // Groups homed here went back too, behind the replicas of other regions (and a region of
   // members may have gone back with them): their versions jump, and their states go out.
-  if (auto n = service_detail::jump_homed_groups(*this, std::uint64_t(1) << 20))
+  auto versions = jump(current_at_ms, 1);
+  if (auto n = service_detail::jump_homed_groups(*this, versions))
     log::get("messages")
         ->warn(
             "{} groups homed here continue {} versions further on; their state goes to their "
             "members' regions",
-            n, std::uint64_t(1) << 20);
+            n, versions);
   log::get("messages")
       ->error(
           "the message store was salvaged (--salvage-messages: whatever was written after the damage is lost) or "
@@ -80,14 +84,18 @@ void message_service::impl::after_salvage(std::int64_t current_at_ms) {
 
 void detail::keep_ids_ahead(message_service::impl const& m) {
   std::int64_t newest = 0;
+  std::optional<std::int64_t> remote;  // the newest of another region's, within the same look
   std::size_t looked = 0;
   m.db.scan_reverse(cf::messages, "", "", [&](std::string_view key, std::string_view) {
-    if (keys::message_id_region_hash(key) == m.region_hash) {
-      newest = keys::message_id_time_ms(key);
-      return false;
-    }
-    return ++looked < 4096;  // other regions' messages, with their own clocks
+    bool own = keys::message_id_region_hash(key) == m.region_hash;
+    if (own && newest == 0) newest = keys::message_id_time_ms(key);
+    if (!own && !remote) remote = keys::message_id_time_ms(key);
+    return (newest == 0 || !remote) && ++looked < 4096;
   });
+  // Other regions' ids were checked against this clock as they came (at most max_skew_ms
+  // ahead of it): ids of this region's far past them were made while this clock ran ahead,
+  // and dating new ones after those would have other regions refuse them as from the future.
+  if (remote) newest = std::min(newest, *remote + service_detail::max_skew_ms);
   auto now = now_ms();
   if (newest < now) return;
   log::get("messages")

@@ -10,7 +10,9 @@ namespace petchat::messages::detail {
 // this region stored, even when the wall clock is behind it at start (a board without a
 // battery-backed clock, before NTP has set it): a new message must not sort before older
 // ones in history, read marks and conversation lists, nor expire as soon as the clock is
-// set. Logs a warning saying how far behind the clock is. Looks at the newest 4,096 ids.
+// set. Logs a warning saying how far behind the clock is. Looks at the newest 4,096 ids; not
+// past the newest of another region's among them by more than the skew allowed (this
+// region's newest may be from a time its clock ran ahead).
 void keep_ids_ahead(message_service::impl const& m);
 
 }  // namespace petchat::messages::detail
