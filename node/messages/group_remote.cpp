@@ -211,7 +211,8 @@ std::size_t jump_homed_groups(message_service::impl& m, std::uint64_t gap) {
         std::set<std::string> regions;
         for (auto const& u : c->members()) regions.insert(std::string(ids::region_of(u)));
         regions.erase(m.region);
-        for (auto const& region : regions) m.to_outbox(b, region, state_of(m, homed[i], *c));
+        auto state = state_of(m, homed[i], *c);  // built once, queued to each region
+        for (auto const& region : regions) m.to_outbox(b, region, state);
       }
       return true;
     });

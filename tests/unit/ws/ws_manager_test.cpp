@@ -389,12 +389,21 @@ TEST_CASE("a region's presence changes are told at most 20,000 at once; the rest
   CHECK(a->frames.size() - frames_before == 25000);
 }
 
-TEST_CASE("one region's users may take at most half of the remote presence table") {
-  contact_book book;
-  ws_manager m(10, book.lookup());
+namespace {
+
+// The manager of region "home", with no hooks to other regions.
+void serve_region_home(ws_manager& m) {
   petchat::ws::remote_hooks hooks;
   hooks.local_region = "home";
   m.set_remote_hooks(hooks);
+}
+
+}  // namespace
+
+TEST_CASE("one region's users may take at most half of the remote presence table") {
+  contact_book book;
+  ws_manager m(10, book.lookup());
+  serve_region_home(m);
   auto until = petchat::format::now_ms() + 60000;
   for (int i = 0; i < 100000; ++i) m.remote_presence("user" + std::to_string(i) + "@flood", true, 0, until);
   CHECK(m.presence("user99999@flood").online);
@@ -407,9 +416,7 @@ TEST_CASE("one region's users may take at most half of the remote presence table
 TEST_CASE("a region whose share filled with users since gone offline still gets new ones in") {
   contact_book book;
   ws_manager m(10, book.lookup());
-  petchat::ws::remote_hooks hooks;
-  hooks.local_region = "home";
-  m.set_remote_hooks(hooks);
+  serve_region_home(m);
   auto until = petchat::format::now_ms() + 60000;
   for (int i = 0; i < 100000; ++i) m.remote_presence("user" + std::to_string(i) + "@busy", true, 0, until);
   for (int i = 0; i < 100000; ++i) m.remote_presence("user" + std::to_string(i) + "@busy", false, 1, until);
