@@ -28,6 +28,16 @@ bool bad_id(std::string const& conversation_id) {
   return conversation_id.size() > max_conversation_id;
 }
 
+// Who a body says acts or is meant: a user id of `region` as it prints (docs/PROTOCOL.md,
+// "Names"), else `elsewhere` (another region's user) or malformed (a name of any bytes, which
+// would be logged and kept in keys).
+std::optional<reject_reason> check_user(std::string const& id, std::string_view region, reject_reason elsewhere) {
+  if (ids::region_of(id) != region) return elsewhere;
+  auto parsed = ids::parse_user_id(id, region);
+  if (!parsed || parsed->str() != id) return reject_reason::malformed;
+  return std::nullopt;
+}
+
 // Field checks that need nothing but the body: who may say what.
 std::optional<reject_reason> check_body(body const& b, directory const& dir) {
   auto const& origin = b.origin();
@@ -36,22 +46,19 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       auto const& m = b.message();
       if (m.id().empty() || m.conversation_id().empty() || bad_id(m.conversation_id()) || b.lane_seq() == 0)
         return reject_reason::malformed;
-      if (ids::region_of(m.from()) != origin) return reject_reason::foreign_user;
+      if (auto bad = check_user(m.from(), origin, reject_reason::foreign_user)) return bad;
       if (m.to().empty()) return std::nullopt;  // to a group: the destination checks its members
-      if (ids::region_of(m.to()) != dir.self()) return reject_reason::wrong_destination;
-      return std::nullopt;
+      return check_user(m.to(), dir.self(), reject_reason::wrong_destination);
     }
     case body::kReceipt: {
       auto const& r = b.receipt();
       if (r.message_id().empty() || bad_id(r.conversation_id()) || b.lane_seq() == 0) return reject_reason::malformed;
-      if (ids::region_of(r.by()) != origin) return reject_reason::foreign_user;
-      return std::nullopt;
+      return check_user(r.by(), origin, reject_reason::foreign_user);
     }
     case body::kDeleted: {
       auto const& d = b.deleted();
       if (d.message_id().empty() || bad_id(d.conversation_id()) || b.lane_seq() == 0) return reject_reason::malformed;
-      if (ids::region_of(d.by()) != origin) return reject_reason::foreign_user;
-      return std::nullopt;
+      return check_user(d.by(), origin, reject_reason::foreign_user);
     }
     case body::kGroupState:
       if (b.group_state().conversation_id().empty() || bad_id(b.group_state().conversation_id()) || b.lane_seq() == 0)
@@ -62,17 +69,15 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       if (b.group_request().conversation_id().empty() || bad_id(b.group_request().conversation_id()) ||
           b.group_request().users_size() > max_request_users || b.lane_seq() == 0)
         return reject_reason::malformed;
-      if (ids::region_of(b.group_request().by()) != origin) return reject_reason::foreign_user;
-      return std::nullopt;
+      return check_user(b.group_request().by(), origin, reject_reason::foreign_user);
     case body::kGroupRequestRefused:
       if (b.group_request_refused().refusal().conversation_id().empty() ||
           bad_id(b.group_request_refused().refusal().conversation_id()) || b.lane_seq() == 0)
         return reject_reason::malformed;
-      if (ids::region_of(b.group_request_refused().by()) != dir.self()) return reject_reason::wrong_destination;
-      return std::nullopt;
+      return check_user(b.group_request_refused().by(), dir.self(), reject_reason::wrong_destination);
     case body::kPresence:
       for (auto const& e : b.presence().entries())
-        if (ids::region_of(e.user_id()) != origin) return reject_reason::foreign_user;
+        if (auto bad = check_user(e.user_id(), origin, reject_reason::foreign_user)) return bad;
       return std::nullopt;
     case body::kAssetRequest:
       if (b.asset_request().hash().size() != 32 || b.asset_request().length() > 262144 || b.lane_seq() != 0)
@@ -84,9 +89,8 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
       return std::nullopt;
     case body::kTyping:
       if (bad_id(b.typing().conversation_id())) return reject_reason::malformed;
-      if (ids::region_of(b.typing().from()) != origin) return reject_reason::foreign_user;
-      if (ids::region_of(b.typing_to()) != dir.self()) return reject_reason::wrong_destination;
-      return std::nullopt;
+      if (auto bad = check_user(b.typing().from(), origin, reject_reason::foreign_user)) return bad;
+      return check_user(b.typing_to(), dir.self(), reject_reason::wrong_destination);
     default:
       break;
   }

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
 
+#include "node/gateway/gateway.hpp"
 #include "node/log/log.hpp"
 
 namespace petchat::app {
@@ -45,7 +46,41 @@ asio::awaitable<void> expire_remote_presence(ws::ws_manager& manager, std::share
   }
 }
 
+asio::awaitable<void> finish_deletions(users::user_service& users, messages::message_service& messages,
+                                       metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping) {
+  auto log = log::get("users");
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto left = users.unfinished_deletions();
+  while (!left.empty() && !*stopping) {
+    std::vector<std::string> failed;
+    for (auto& name : left) {
+      errors::status done = errors::ok();
+      try {
+        done = co_await gateway::finish_account_deletion(users, messages, metrics, name);
+      } catch (std::exception const& e) {
+        done = errors::fail(errors::code::internal, e.what());
+      }
+      if (done) {
+        log->info("the deletion of account '{}' that a stop interrupted is finished", name);
+        continue;
+      }
+      log->error("the deletion of account '{}' could not be finished (tried again in 10 s): {}", name,
+                 done.error().message);
+      failed.push_back(std::move(name));
+    }
+    left.swap(failed);
+    if (left.empty()) break;
+    timer.expires_after(std::chrono::seconds(10));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
 }  // namespace
+
+void finish_account_deletions(asio::io_context& io, users::user_service& users, messages::message_service& messages,
+                              metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping) {
+  asio::co_spawn(io, finish_deletions(users, messages, metrics, std::move(stopping)), asio::detached);
+}
 
 void start_upkeep(asio::io_context& io, messages::message_service& messages, ws::ws_manager& manager,
                   std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping) {

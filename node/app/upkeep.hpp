@@ -1,5 +1,6 @@
 // The node's timed upkeep on its I/O threads: expired messages swept, and remote users'
-// presence reports let run out, each on its own timer until the node stops.
+// presence reports let run out, each on its own timer until the node stops; and what a
+// crash left unfinished (account deletions), once at start.
 #pragma once
 
 #include <atomic>
@@ -8,6 +9,8 @@
 #include <memory>
 
 #include "node/messages/messages.hpp"
+#include "node/metrics/metrics.hpp"
+#include "node/users/users.hpp"
 #include "node/ws/ws.hpp"
 
 namespace petchat::app {
@@ -18,5 +21,12 @@ namespace petchat::app {
 // Both stop at their next tick once `stopping` is set. No errors: a failed sweep is logged.
 void start_upkeep(boost::asio::io_context& io, messages::message_service& messages, ws::ws_manager& manager,
                   std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping);
+
+// Finishes the account deletions a crash interrupted (users::unfinished_deletions): each
+// one's part in the message store (gateway::finish_account_deletion), tried again every
+// 10 s while it fails, until done or the node stops. Once, at start.
+void finish_account_deletions(boost::asio::io_context& io, users::user_service& users,
+                              messages::message_service& messages, metrics::registry& metrics,
+                              std::shared_ptr<std::atomic<bool>> stopping);
 
 }  // namespace petchat::app

@@ -205,10 +205,8 @@ awaitable<response> delete_account(std::shared_ptr<admin_api> api, std::string n
   if (!deleted && deleted.error().code != code::user_not_found) co_return error_response(deleted.error());
   auto id = ids::parse_user_id(name, api->users.region());
   if (id && id->region == api->users.region()) {
-    auto user = id->str();
-    auto left = co_await api->messages.account_deleted(user);
-    if (!left) co_return error_response(left.error());
-    for (std::size_t i = 0; i < *left; ++i) api->metrics.push_target_removed("session_ended");
+    auto finished = co_await finish_account_deletion(api->users, api->messages, api->metrics, id->name);
+    if (!finished) co_return error_response(finished.error());
   }
   co_return status_answer(deleted);
 }
@@ -411,6 +409,14 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
 }
 
 }  // namespace
+
+awaitable<errors::status> finish_account_deletion(users::user_service& users, messages::message_service& messages,
+                                                  metrics::registry& metrics, std::string name) {
+  auto left = co_await messages.account_deleted(name + "@" + users.region());
+  if (!left) co_return left.error();
+  for (std::size_t i = 0; i < *left; ++i) metrics.push_target_removed("session_ended");
+  co_return co_await users.deletion_finished(name);
+}
 
 // What an admin request changes, for the audit log: the action ("admin-user-disable") and
 // the account, session or whatever it names; nothing for reads.

@@ -178,6 +178,16 @@ struct reload_outcome {
 };
 using reload_fn = std::function<reload_outcome()>;
 
+// The message store's part of deleting the account `name` (bare, of this region), after
+// users::delete_user: its groups left and its push targets removed (each counted in
+// petchat_push_targets_removed_total), then the deletion noted as finished. The admin API's
+// DELETE runs it, and the node at start for each users::unfinished_deletions (a crash came
+// between the two). Errors: those of message_service::account_deleted and
+// users::deletion_finished. Any executor.
+boost::asio::awaitable<errors::status> finish_account_deletion(users::user_service& users,
+                                                               messages::message_service& messages,
+                                                               metrics::registry& metrics, std::string name);
+
 handler make_admin_api(users::user_service& users, messages::message_service& messages, metrics::registry& metrics,
                        boost::asio::thread_pool& cpu_pool, node_info info, federation_view fed,
                        assets::asset_service* assets = nullptr, notify::notification_service* push = nullptr,

@@ -95,8 +95,12 @@ void message_service::impl::gather_ack(pending_ack a) {
   write_acks();
 }
 
-void message_service::impl::write_acks() {
+void message_service::impl::write_acks(std::optional<pending_ack> alone) {
   auto st = std::make_shared<ack_write>();
+  if (alone) {
+    st->acks.push_back(std::move(*alone));
+    st->taken = true;
+  }
   // Takes what is waiting (once: from here on, new acknowledgements queue another write).
   auto take = [this, st] {
     if (st->taken) return;
@@ -121,6 +125,13 @@ void message_service::impl::write_acks() {
     auto ex = st->acks.front().ex;
     asio::post(ex, [this, st, outcome] {
       bool failed = outcome == store::write_outcome::failed;
+      // One acknowledgement that threw (a record of its user the store could not read)
+      // failed the whole gathered write: each is written again alone, so that only its own
+      // fails. Not while the store refuses writes (a full disk), which fails them alike.
+      if (failed && st->acks.size() > 1 && db.write_error().empty()) {
+        for (auto& a : st->acks) write_acks(std::move(a));
+        return;
+      }
       if (!failed) after_commit(st->heads, st->queued);
       for (auto& a : st->acks) {
         errors::status s = errors::ok();

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "node/messages/detail/conversations.hpp"
+#include "node/messages/detail/json_cost.hpp"
 #include "node/messages/detail/service.hpp"
 #include "node/messages/messages.hpp"
 
@@ -174,11 +175,13 @@ result<conversation_page> message_service::conversations(std::string const& user
   auto it = all.begin();
   if (after) it = std::upper_bound(all.begin(), all.end(), *after, before);
   conversation_page page;
-  for (; it != all.end() && page.conversations.size() < limit; ++it) {
+  std::size_t page_bytes = 0;  // a summary's own fields: 512 bytes at most, about
+  for (; it != all.end() && page.conversations.size() < limit && page_bytes < max_page_bytes; ++it) {
     auto c = m.conversation(it->conv);
     if (!c) continue;
-    page.conversations.push_back(view_of(m, user, it->conv, *c, it->part, false));
-    page.conversations.back().last_activity_ms = it->activity_ms;
+    auto& v = page.conversations.emplace_back(view_of(m, user, it->conv, *c, it->part, false));
+    v.last_activity_ms = it->activity_ms;
+    page_bytes += 512 + v.title.size() * 6 + (v.last_message ? detail::json_cost(*v.last_message) : 0);
   }
   if (it != all.end() && !page.conversations.empty()) page.next = cursor_of(*std::prev(it));
   return page;

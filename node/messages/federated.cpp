@@ -382,7 +382,7 @@ class federated_store final : public federation::local_store {
     }
     if (auto existing = parse<records::stored_message>(b.get(cf::messages, *raw)))
       return existing->message().from() == msg.from() ? std::nullopt : std::optional(reject_reason::malformed);
-    note_group_writer(b, *c, msg.conversation_id(), msg.from(), st.now_shared);  // expired or not
+    note_group_writer(b, *c, msg.conversation_id(), msg.from(), m_.region, st.now_shared);  // expired or not
     std::int64_t now = now_ms();
     if (msg.expires_at_ms() <= now) return std::nullopt;
     records::stored_message stored;

@@ -114,7 +114,7 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
     if (!gets_events(*conv, member)) continue;  // a name with no account, until home removes it
     st.heads.push_back({member, m.append_group_entry(b, member, e, fan), e});
   }
-  note_group_writer(b, *conv, st.conversation, st.from, st.now_shared);
+  note_group_writer(b, *conv, st.conversation, st.from, m.region, st.now_shared);
   for (auto const& region : regions) {
     federation::body envelope;
     *envelope.mutable_message() = st.message;

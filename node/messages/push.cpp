@@ -265,7 +265,7 @@ awaitable<result<bool>> message_service::push_tried(push_target t) {
     auto v = b.get(cf::push, key);
     if (!v || !r.ParseFromString(*v)) return false;  // removed meanwhile
     r.set_pushed_through(std::max(r.pushed_through(), t.pushed_through));
-    r.set_last_push_ms(std::max(r.last_push_ms(), t.last_push_ms));
+    r.set_last_push_ms(t.last_push_ms);  // not the larger: a time a clock stepped back wrote would stay
     r.set_failures(t.failures);
     r.set_failing_since_ms(t.failing_since_ms);
     r.set_attempt_ms(t.attempt_ms);

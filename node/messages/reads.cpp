@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "node/messages/detail/delivered_mark.hpp"
+#include "node/messages/detail/json_cost.hpp"
 #include "node/messages/detail/service.hpp"
 #include "node/messages/messages.hpp"
 
@@ -136,7 +137,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
     auto s = look(key);
     if (s != seen::shown) return !too_far(s);
     outside = unseen = unseen_bytes = 0;
-    page_bytes += visible_message->ByteSizeLong();
+    page_bytes += detail::json_cost(*visible_message);
     page.messages.push_back(std::move(*visible_message));
     return page.messages.size() < q.limit && page_bytes < max_page_bytes;
   };

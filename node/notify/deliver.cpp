@@ -224,9 +224,13 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     detail::post_request body = std::move(*request);
     // The lookup, connection and handshake take up to connect and answer timeouts: a
     // logout or a DELETE meanwhile keeps the push (and its preview) from going out.
-    body.still_wanted = [this, user = t.user, device = t.device_id, id = t.id] {
+    body.still_wanted = [this, user = t.user, device = t.device_id, id = t.id, previewed = !n.preview.empty()] {
       // Its session's end removes the target a moment later: ended is as good as removed.
       if (!detail::session_live(users.list_sessions(user.substr(0, user.find('@'))), device)) return false;
+      // Previews turned off, or do-not-disturb begun, meanwhile: the push is made again
+      // (without the text), or not at all.
+      auto settings = messages.push_settings_of(user, device);
+      if ((previewed && !settings.previews) || detail::in_dnd(settings, now_ms())) return false;
       for (auto const& have : messages.push_targets(user, device))
         if (have.id == id) return true;
       return false;
@@ -308,6 +312,9 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
       refused = r.count;
       remove = r.count >= max_refusals && now - r.first_ms >= std::int64_t(options.give_up_s) * 1000;
       if (remove) refusals.erase(key);
+    } else {  // not counted towards removal; counted for the warning, which is said once
+      std::lock_guard lock(retry_mutex);
+      refused = ++refusals[key].uncounted;
     }
     if (refused <= 1) logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
     if (remove) {

@@ -428,6 +428,12 @@ void notification_service::impl::process(std::string const& user) {
       spawn_for(key, user, let_go(t, last_seq, nullptr));
       continue;
     }
+    // Times a clock since stepped back wrote ahead of now count as now: a push made while
+    // the clock ran months fast must not silence the target (or keep it from giving up)
+    // until the clock gets there again.
+    t.last_push_ms = std::min(t.last_push_ms, now);
+    t.attempt_ms = std::min(t.attempt_ms, now);
+    t.failing_since_ms = std::min(t.failing_since_ms, now);
     if (t.failures > 0 && now - t.failing_since_ms > std::int64_t(options.give_up_s) * 1000) {
       spawn_for(key, user, let_go(t, last_seq, "dropped"));
       continue;
@@ -436,7 +442,7 @@ void notification_service::impl::process(std::string const& user) {
     // A live stream gets live_delay_ms to acknowledge the newest message; a stream of
     // messages cannot put the push off beyond the coalescing window.
     if (online)
-      at = std::max(at, std::min(pending->last_ms, pending->since_ms + std::int64_t(options.coalesce_ms)) +
+      at = std::max(at, std::min({pending->last_ms, pending->since_ms + std::int64_t(options.coalesce_ms), now}) +
                             std::int64_t(options.live_delay_ms));
     at = std::max(at, t.last_push_ms + std::int64_t(options.coalesce_ms));
     // A push was on its way when the node stopped: it may have arrived.

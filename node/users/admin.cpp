@@ -67,6 +67,7 @@ awaitable<errors::status> user_service::delete_user(std::string name) {
     tombstone.set_name(n);
     tombstone.set_deleted(true);
     txn.put(m.accounts, n, tombstone.SerializeAsString());
+    txn.put(m.unfinished_deletions, n, "");
     std::vector<std::string> keys;
     txn.for_each(m.user_devices, n + '\0', [&](std::string_view key, std::string_view) {
       keys.emplace_back(key);
@@ -82,6 +83,33 @@ awaitable<errors::status> user_service::delete_user(std::string name) {
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the account could not be deleted");
   if (outcome == store::write_outcome::rolled_back) co_return fail(code::user_not_found, "no user '" + name + "'");
   m.tell_sessions_changed(*bare);
+  co_return errors::ok();
+}
+
+std::vector<std::string> user_service::unfinished_deletions() const {
+  auto& m = *impl_;
+  return m.env.read([&](store::lmdb_txn const& txn) {
+    std::vector<std::string> out;
+    txn.for_each(m.unfinished_deletions, "", [&](std::string_view key, std::string_view) {
+      out.emplace_back(key);
+      return true;
+    });
+    return out;
+  });
+}
+
+awaitable<errors::status> user_service::deletion_finished(std::string name) {
+  auto& m = *impl_;
+  auto bare = m.local_name(name);
+  if (!bare) co_return errors::ok();
+  store::lmdb_env::write_fn mutation = [&m, n = *bare](store::lmdb_txn& txn) {
+    if (!txn.get(m.unfinished_deletions, n)) return false;
+    txn.erase(m.unfinished_deletions, n);
+    return true;
+  };
+  auto outcome = co_await async::write(m.env, std::move(mutation));
+  if (outcome == store::write_outcome::failed)
+    co_return m.write_failed("the account's deletion could not be noted as done");
   co_return errors::ok();
 }
 

@@ -211,9 +211,21 @@ class user_service {
   // Deletes an account for good: its sessions are forgotten at once (authenticate answers
   // session_revoked; an open live stream ends at its next session check), its profile and
   // credentials are erased, and the name stays taken forever (a tombstone), so nobody can
-  // register it and inherit what others sent to it. The message store is not touched.
+  // register it and inherit what others sent to it. The message store is not touched
+  // (unfinished_deletions).
   // Errors: user_not_found (also when already deleted), internal. Any executor.
   awaitable<errors::status> delete_user(std::string name);
+  // Accounts delete_user deleted whose part in the message store (their groups left, their
+  // push targets removed: message_service::account_deleted) is not known to be done:
+  // delete_user notes the name in its own commit and deletion_finished forgets it, so a
+  // deletion a crash interrupted between the two is finished at the next start. Bare names
+  // in name order. Deletions from before this note was kept are not listed. No errors.
+  // Any thread: one LMDB read transaction.
+  std::vector<std::string> unfinished_deletions() const;
+  // Forgets the note (`name` bare or `name@region`; nothing for a name without one).
+  // Errors: internal (the write failed: the deletion is finished again at the next start).
+  // Any executor.
+  awaitable<errors::status> deletion_finished(std::string name);
   // The sessions of `user`, or of everyone if nullopt (a whole-table scan on the calling
   // thread); none for an unknown name. A session is listed until a login of the user
   // prunes it (expired, or revoked beyond the device cap); `revoked` is also true once it

@@ -271,6 +271,9 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
     try {
       keep = batch[i].fn(view);
       outcomes[i] = keep ? write_outcome::committed : write_outcome::rolled_back;
+    } catch (std::exception const& e) {
+      outcomes[i] = write_outcome::failed;
+      options_.log(static_cast<int>(rocksdb::InfoLogLevel::ERROR_LEVEL), std::string("a write failed: ") + e.what());
     } catch (...) {
       outcomes[i] = write_outcome::failed;
     }

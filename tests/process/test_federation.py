@@ -589,8 +589,8 @@ class ForgedEnvelopes(FederationCase):
 class SignedButBreakingASendsRules(FederationCase):
     """europe's real key (its node stopped: whoever holds the key) sends bob 1:1 messages
     that break what a send in europe would have to keep: a sender that is not a user id, a
-    client id over 64 bytes; and group requests with a 100,000-character group id or 1,001
-    users. Each is refused as malformed, reaches no one and still takes its lane position:
+    client id over 64 bytes; and group requests with a 100,000-character group id, 1,001
+    users, or made by a name that is no name. Each is refused as malformed, reaches no one and still takes its lane position:
     a proper message next on the lane is delivered."""
 
     def test_malformed_senders_and_client_ids_are_refused(self):
@@ -631,14 +631,15 @@ class SignedButBreakingASendsRules(FederationCase):
             m.body.text = text
             return bd
 
-        def forged_request(n, conversation_id, users):
+        def forged_request(n, conversation_id, users, by=alice):
             """A member's request to a group homed in america: with an id no group has, or
-            naming more users than one add may (each would cost america's writer)."""
+            naming more users than one add may (each would cost america's writer), or made
+            by a "user" whose name is no name (logged, kept in a key)."""
             bd = forged(n, "")
             bd.ClearField("message")
             r = bd.group_request
             r.conversation_id = conversation_id
-            r.by = alice
+            r.by = by
             r.request = pb.group_request.ADD
             r.users.extend(users)
             r.request_id = "r%016d" % n
@@ -649,16 +650,17 @@ class SignedButBreakingASendsRules(FederationCase):
         for bd in (forged(0, "from no user id", sender="not a name!@europe"),
                    forged(1, "a long client id", client_id="c" * 65),
                    forged_request(2, "g" + "A" * 100000, [bob]),
-                   forged_request(3, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", ["u%d@america" % i for i in range(1001)])):
+                   forged_request(3, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", ["u%d@america" % i for i in range(1001)]),
+                   forged_request(4, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", [bob], by="x\nforged log line " * 5000 + "@europe")):
             pub.pub(subject, envelope(pb, "europe", bd, sign=sign, lane_epoch=bundle.lane_epoch,
                                       lane_base=bundle.lane_base))
-        plain = forged(4, "plain, next on the lane")
+        plain = forged(5, "plain, next on the lane")
         pub.pub(subject, envelope(pb, "europe", plain, sign=sign, lane_epoch=bundle.lane_epoch,
                                   lane_base=bundle.lane_base))
         pub.close()
         b.wait_event(ev_message(plain.message.id), DELIVERY_TIMEOUT_S)
         st = fed_status(self.node("america"))
-        self.assertEqual(st["rejects"].get("malformed", 0), before + 4, st["rejects"])
+        self.assertEqual(st["rejects"].get("malformed", 0), before + 5, st["rejects"])
         self.assert_exactly(b, ["genuine", "plain, next on the lane"])
 
 

@@ -1380,6 +1380,82 @@ class LongHistoryTest(GroupCase):
                          before[-2:] + mine)
 
 
+class LargePagesTest(GroupCase):
+    """Pages of messages whose JSON is six times their stored size (text and content made
+    of characters JSON escapes): a history page and a page of the conversation list end at
+    about 1.5 MiB of JSON (docs/PROTOCOL.md), and paging still reaches every one."""
+
+    NODE_CONFIG = {"messages": {"max_per_second": 100000}}
+    PAGE_JSON = int(1.5 * 1024 * 1024)
+
+    def sender(self, session):
+        # Protobuf: as JSON the send itself would be over the 64 KiB frame limit.
+        return self.ws(session, encoding="proto")
+
+    def escaped_body(self, cid, i):
+        # 4,096 bytes of text and ~16 KiB of content, each byte \u0001 in JSON.
+        return {"client_id": uuid.uuid4().hex, "conversation_id": cid,
+                "body": {"text": "%04d" % i + "\x01" * 4092, "content": {"a": "\x01" * 16370}}}
+
+    def send_escaped(self, client, cid, i):
+        ref = client.next_ref()
+        client.send_frame({"ref": ref, "send": self.escaped_body(cid, i)})
+        f = client.wait_ref(ref, 60)
+        self.assertIn("accepted", f, f)
+        return f["accepted"]["message_id"]
+
+    def test_history_pages_of_escaped_messages(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        gid = self.group(a, [bob.id], title="escapes")
+        A = self.sender(a)
+        sent = [self.send_escaped(A, gid, i) for i in range(16)]
+        got, before, pages = [], None, 0
+        while True:
+            params = {"limit": 200}
+            if before:
+                params["before"] = before
+            r = self.history_request(b, conversation_id=gid, **params)
+            self.assertStatus(r, 200)
+            self.assertLess(len(r.raw), self.PAGE_JSON, "a history page of %d messages" % len(r.json["messages"]))
+            page = [m["id"] for m in r.json["messages"]]
+            self.assertTrue(page, r.describe())
+            got = page + got
+            pages += 1
+            if not r.json["has_more_before"]:
+                break
+            before = page[0]
+        self.assertEqual(got, sent)
+        self.assertGreater(pages, 1)
+        self.assertEqual(r.json["messages"][0]["body"]["text"], "0000" + "\x01" * 4092, "the text as sent")
+
+    def test_conversation_list_pages_of_escaped_last_messages(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A = self.sender(a)
+        groups = []
+        for i in range(16):
+            gid = self.group(a, [bob.id], title="escapes %d" % i)
+            self.send_escaped(A, gid, i)
+            groups.append(gid)
+        seen, before, pages = [], None, 0
+        while True:
+            params = {"limit": 200}
+            if before:
+                params["before"] = before
+            r = self.list_request(b, **params)
+            self.assertStatus(r, 200)
+            self.assertLess(len(r.raw), self.PAGE_JSON, "a list page of %d" % len(r.json["conversations"]))
+            self.assertTrue(r.json["conversations"], r.describe())
+            seen += [s["id"] for s in r.json["conversations"]]
+            pages += 1
+            if r.json["next"] is None:
+                break
+            before = r.json["next"]
+        self.assertEqual(seen, list(reversed(groups)), "every group once, newest activity first")
+        self.assertGreater(pages, 1)
+
+
 class GroupLimitsTest(GroupCase):
     NODE_CONFIG = {"messages": {"max_group_members": 3, "max_groups_per_user": 2}}
 
@@ -1487,6 +1563,68 @@ class GroupDurabilityTest(GroupCase):
                 self.assertEqual(S.seqs(), list(range(1, len(log) + 1)))
                 self.assertEqual(group_log(S.events(), gid), log)
                 S.close()
+
+
+    def interrupt_deletion(self, name):
+        """What a crash between a deletion's two steps leaves (node stopped): the account a
+        tombstone and its sessions gone (the accounts store's commit), the message store's
+        part (groups, push targets) not done, and the note that it is not."""
+        import lmdb  # Debian's python3-lmdb, installed by scripts/setup-deps
+
+        path = os.path.join(self.node.data_dir, "users")
+        data = os.path.join(path, "data.mdb")
+        env = lmdb.open(path, max_dbs=16, create=False, map_size=max(os.path.getsize(data), 64 << 20))
+        try:
+            accounts = env.open_db(b"accounts", create=False)
+            devices = env.open_db(b"devices", create=False)
+            user_devices = env.open_db(b"user_devices", create=False)
+            unfinished = env.open_db(b"unfinished_deletions")
+            key = name.encode()
+            with env.begin(write=True) as txn:
+                self.assertIsNotNone(txn.get(key, db=accounts), "no account record for %r" % name)
+                # user_record: name (field 1), deleted (field 7)
+                txn.put(key, b"\x0a" + bytes([len(key)]) + key + b"\x38\x01", db=accounts)
+                cur = txn.cursor(db=user_devices)
+                gone = []
+                if cur.set_range(key + b"\0"):
+                    for k, _ in cur:
+                        if not k.startswith(key + b"\0"):
+                            break
+                        gone.append(k)
+                for k in gone:
+                    txn.delete(k[len(key) + 1:], db=devices)
+                    txn.delete(k, db=user_devices)
+                self.assertTrue(gone, "%s had no sessions" % name)
+                txn.put(key, b"", db=unfinished)
+        finally:
+            env.close()
+
+    def test_a_deletion_a_crash_interrupted_is_finished_at_the_next_start(self):
+        self.node = self.start_node()
+        alice, bob, carol = (self.person(n) for n in ("alice", "bob", "carol"))
+        a, b, c = alice.login(), bob.login(), carol.login()
+        gid = self.group(a, [bob.id, carol.id], title="the owner goes")                          # v1
+        self.assertStatus(self.set_role(a, gid, carol.id, "admin"), 200)                          # v2
+        self.node.stop()
+        self.interrupt_deletion(alice.name)
+        self.node.start()
+        # The start finishes it as the admin's DELETE would have: the first admin is owner,
+        # then the name goes.
+        B = self.ws(b, after_seq=0)
+        B.wait_event(ev_change(gid, 4))
+        cc = {num(x, "version"): x for x in changes(B, gid)}
+        self.assertEqual((cc[3].get("kind"), cc[3].get("users"), cc[3].get("role")),
+                         ("ROLE_CHANGED", [carol.id], "OWNER"), cc[3])
+        self.assertEqual((cc[4].get("kind"), cc[4].get("users"), cc[4].get("reason")),
+                         ("MEMBER_REMOVED", [alice.id], "user_not_found"), cc[4])
+        det = self.details(c, gid)
+        self.assertEqual((det.get("owner"), self.roles(det)), (carol.id, {bob.id: "member", carol.id: "owner"}))
+        # Done once: another start changes nothing more.
+        B.close()
+        self.node.restart()
+        self.assertStatus(self.set_role(c, gid, bob.id, "admin"), 200)                           # v5
+        self.assertEqual(as_int(self.details(c, gid).get("version")), 5)
+        self.assertError(self.node.login(alice.name, "password123"), 401, "invalid_credentials")
 
 
 class SharedChangesTest(GroupCase):

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/ids/ids.hpp"
 #include "message_records.pb.h"
 #include "node/messages/detail/keys.hpp"
 #include "node/messages/detail/limits.hpp"
@@ -300,12 +301,18 @@ inline bool note_writer(store::rocks_batch& b, std::string const& conv, std::str
 }
 // A group message from `from` is stored here (sent here, or from another region): the
 // first one notes that they wrote in the group, and appends the members who had written
-// already, whose presence and `from`'s this write makes shared.
+// already, whose presence and `from`'s this write makes shared. Presence is told to this
+// region's viewers only (`region`): for a writer of another region, only this region's
+// members are looked at, not a roster of any length another region's home made.
 inline void note_group_writer(store::rocks_batch& b, records::conversation_record const& c, std::string const& conv,
-                              std::string const& from, std::vector<std::pair<std::string, std::string>>& now_shared) {
+                              std::string const& from, std::string_view region,
+                              std::vector<std::pair<std::string, std::string>>& now_shared) {
   if (!note_writer(b, conv, from, c.version())) return;
+  bool from_here = ids::region_of(from) == region;
   for (auto const& member : c.members())  // listed: acting unless a name with no account
-    if (member != from && gets_events(c, member) && wrote_in(b, member, conv)) now_shared.emplace_back(from, member);
+    if (member != from && (from_here || ids::region_of(member) == region) && gets_events(c, member) &&
+        wrote_in(b, member, conv))
+      now_shared.emplace_back(from, member);
 }
 // The role of the member at position `i` of `c.members()`.
 inline client::member_role role_at(records::conversation_record const& c, int i) {

@@ -23,9 +23,11 @@ inline constexpr std::size_t max_unseen = 10000;
 // ... and after loading this many bytes of messages in a row that it may not see (10,000
 // messages of 16 KiB each cost seconds to parse).
 inline constexpr std::size_t max_unseen_bytes = 8 << 20;
-// A history page ends once its messages make this many bytes (stored form; the JSON is
-// about 1.5 times that): 200 messages of 4 KiB text, 16 KiB content and 10 attachments
-// would be some 6 MiB of JSON, held per connection until a slow reader takes it.
+// A history page, and a page of the conversation list, ends once its messages come to
+// about this many bytes of JSON (detail::json_cost): 200 messages of 4 KiB text, 16 KiB
+// content and 10 attachments would be some 6 MiB of JSON (and six times that with text a
+// sender filled with characters JSON escapes), held per connection until a slow reader
+// takes it.
 inline constexpr std::size_t max_page_bytes = 1 << 20;
 // The clock skew allowed between regions: a removed member's late messages (group_remote.cpp),
 // and how far after leaving a former member's history walks look (reads.cpp).

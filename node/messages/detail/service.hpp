@@ -81,7 +81,7 @@ struct message_service::impl {
   std::vector<pending_ack> acks_spare;
   bool acks_queued = false;  // a write that takes acks_waiting is queued
   void gather_ack(pending_ack a);
-  void write_acks();
+  void write_acks(std::optional<pending_ack> alone = std::nullopt);  // alone: that one only
 
   // Group sends' news, told per member and batch of sends (node/messages/news.cpp).
   std::mutex news_mutex;

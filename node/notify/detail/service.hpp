@@ -125,6 +125,7 @@ struct notification_service::impl : std::enable_shared_from_this<impl> {
   struct refusal_run {
     std::uint32_t count = 0;
     std::int64_t first_ms = 0;
+    std::uint32_t uncounted = 0;  // refusals of this node's own (an address it may not reach)
   };
   std::unordered_map<std::string, refusal_run> refusals;
   bool vapid_subject_refused = false;  // push services refuse the subject (set by start)

@@ -74,10 +74,11 @@ struct user_service::impl {
   detail::token_key device_key;  // known-device tokens' (tokens.hpp)
   boost::asio::thread_pool& cpu_pool;
   store::lmdb_env env;
-  store::lmdb_db accounts;             // name -> user_record
-  store::lmdb_db devices;              // raw device id -> device_record
-  store::lmdb_db user_devices;         // name NUL raw device id -> "" (devices of a user)
-  store::lmdb_db registration_tokens;  // raw id -> registration_token_record
+  store::lmdb_db accounts;              // name -> user_record
+  store::lmdb_db devices;               // raw device id -> device_record
+  store::lmdb_db user_devices;          // name NUL raw device id -> "" (devices of a user)
+  store::lmdb_db registration_tokens;   // raw id -> registration_token_record
+  store::lmdb_db unfinished_deletions;  // name -> "" (deleted here; the message store's part not done)
   detail::login_limiter account_limiter;
   detail::login_limiter address_limiter;
   // Password checks per address over time, whatever their outcome: the failure limiter
@@ -110,6 +111,7 @@ struct user_service::impl {
         devices(env.open_db("devices")),
         user_devices(env.open_db("user_devices")),
         registration_tokens(env.open_db("registration_tokens")),
+        unfinished_deletions(env.open_db("unfinished_deletions")),
         account_limiter({o.login_free_attempts, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
         // An address may be shared by many people behind one NAT, so it has its own allowance.
         // Nor may one address hold more than half of the node's password checks at once.

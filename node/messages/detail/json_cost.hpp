@@ -1,0 +1,62 @@
+// About how many bytes a message takes in a JSON answer: what pages of messages (history,
+// the conversation list) are bounded by. Its stored size alone is not enough: a sender can
+// make the JSON six times that with characters JSON escapes (a control character becomes
+// `\u00XX`), or numbers that print longer than the 8 bytes they are stored in.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "client.pb.h"
+
+namespace petchat::messages::detail {
+
+// The bytes escaping adds to `s` as a JSON string (base/json: a control character 6 bytes
+// for 1, `"` and `\` 2, U+2028 and U+2029 6 for 3).
+inline std::size_t escaping_adds(std::string_view s) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20)
+      n += 5;
+    else if (c == '"' || c == '\\')
+      n += 1;
+    else if (c == 0xe2 && i + 2 < s.size() && s[i + 1] == '\x80' && (s[i + 2] == '\xa8' || s[i + 2] == '\xa9'))
+      n += 3;
+  }
+  return n;
+}
+
+// What a content value's JSON adds to its stored size: escapes, a number's digits (up to
+// 24 characters), punctuation. Content nests at most 16 deep (body_rules).
+inline std::size_t content_adds(google::protobuf::Value const& v) {
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kStringValue:
+      return escaping_adds(v.string_value()) + 2;
+    case google::protobuf::Value::kNumberValue:
+      return 24;
+    case google::protobuf::Value::kStructValue: {
+      std::size_t n = 2;
+      for (auto const& [key, value] : v.struct_value().fields()) n += escaping_adds(key) + 4 + content_adds(value);
+      return n;
+    }
+    case google::protobuf::Value::kListValue: {
+      std::size_t n = 2;
+      for (auto const& value : v.list_value().values()) n += 1 + content_adds(value);
+      return n;
+    }
+    default:
+      return 5;  // null, true, false
+  }
+}
+
+// The message's JSON, about: its stored size plus what escapes, numbers, punctuation and
+// field names add (256 bytes for the names of a message's fields, 128 per attachment's).
+inline std::size_t json_cost(client::message const& m) {
+  std::size_t n = m.ByteSizeLong() + 256 + escaping_adds(m.body().text());
+  for (auto const& [key, value] : m.body().content().fields()) n += escaping_adds(key) + 4 + content_adds(value);
+  for (auto const& a : m.body().attachments()) n += 128 + escaping_adds(a.name());
+  return n;
+}
+
+}  // namespace petchat::messages::detail
