@@ -458,6 +458,13 @@ awaitable<result<profile>> user_service::update_profile(std::string name, profil
   if (update.about) {
     if (auto f = check_text("about", *update.about, 0, 280, true)) co_return *f;
   }
+  // Nothing to change (a client saving its settings again): answered without a commit,
+  // which every login and refresh would otherwise wait behind, as often as it is asked.
+  auto now = get_profile(name);
+  if (now && (!update.display_name || *update.display_name == now->display_name) &&
+      (!update.about || *update.about == now->about) &&
+      (!update.group_adds_contacts_only || *update.group_adds_contacts_only == now->group_adds_contacts_only))
+    co_return now;
   user_change change = [update](store::lmdb_txn&, records::user_record& u) {
     if (update.display_name) u.set_display_name(*update.display_name);
     if (update.about) u.set_about(*update.about);

@@ -947,6 +947,37 @@ class LimitsTests:
         time.sleep(1.2)
         A.send_message(bob.id, "after a pause")
 
+    def test_deletions_count_against_the_rate(self):
+        """Each deletion puts events in mailboxes (and hides a message in history walks): it
+        costs a send. Bob, who never sent anything, deletes 24 messages as fast as he can."""
+        bob = self.person("bob")
+        b = bob.login("phone")
+        sent = []
+        for n in range(4):
+            someone = self.person("sender%d" % n)
+            S = self.ws(someone.login("phone"))
+            sent += [S.send_message(bob.id, "to hide %d.%d" % (n, i))["message_id"] for i in range(6)]
+        t0 = time.monotonic()
+        answers = [(mid, self.delete_message(b, mid, for_="me")) for mid in sent]
+        elapsed = time.monotonic() - t0
+        hidden = [mid for mid, r in answers if r.status == 204]
+        limited = [(mid, r) for mid, r in answers if r.status != 204]
+        for mid, r in limited:
+            self.assertError(r, 429, "rate_limited")
+            self.assertEqual(r.headers.get("Retry-After"), "1", r.describe())
+        self.assertGreaterEqual(len(limited), 1, "24 deletions in %.2f s at 5 per second" % elapsed)
+        self.assertLessEqual(len(hidden), 10 + math.floor(5 * elapsed) + 1, "%.2f s" % elapsed)
+        # What was refused is still there; what was not is gone.
+        seen = set()
+        for mid in sent:
+            r = self.get_message(b, mid)
+            self.assertIn(r.status, (200, 404), r.describe())
+            if r.status == 200:
+                seen.add(mid)
+        self.assertEqual(seen, {mid for mid, _ in limited})
+        time.sleep(1.2)
+        self.assertEqual(self.delete_message(b, limited[0][0], for_="me").status, 204)
+
     def test_too_many_streams(self):
         bob, carol = self.person("bob"), self.person("carol")
         s1, s2, s3 = bob.login("one"), bob.login("two"), bob.login("three")
