@@ -297,7 +297,9 @@ class federated_store final : public federation::local_store {
     }
     std::int64_t now = now_ms();
     if (msg.expires_at_ms() <= now) return std::nullopt;  // expired on the way: never served
-    if (!b.get(cf::conversations, msg.conversation_id()) && m_.remote_contacts.take(msg.to(), now) > 0)
+    // Counted per sending region: one region's made-up senders cannot use up the others'.
+    auto contact = msg.to() + '\0' + std::string(ids::region_of(msg.from()));
+    if (!b.get(cf::conversations, msg.conversation_id()) && m_.remote_contacts.take(contact, now) > 0)
       return undeliverable(reject_reason::too_many_contacts);
     records::stored_message stored;
     *stored.mutable_message() = msg;

@@ -93,8 +93,10 @@ local_joins judge_local_members(impl const& m, store::rocks_batch& b, federation
     bool too_many = !none && group_count(b, u) >= m.options.max_groups_per_user;
     bool refused = !none && !too_many && adds_only_from_contacts(m, u) &&
                    !wrote_to(b, u, believed_adder(m, gs, was_in, adder_of(gs, adders, u), u));
-    if (none || too_many || refused) {
-      (too_many ? out.over_limit : refused ? out.restricted : out.no_account).push_back(u);
+    // Added to groups too often lately (messages.max_joins_per_hour), as an add here would be.
+    bool too_often = !none && !too_many && !refused && m.joins.take(u, now_ms()) > 0;
+    if (none || too_many || refused || too_often) {
+      (too_many ? out.over_limit : refused ? out.restricted : too_often ? out.too_often : out.no_account).push_back(u);
       out.kept[static_cast<std::size_t>(i)] = 0;
     } else {
       out.any = true;
@@ -108,6 +110,7 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
   ask_to_remove(m, b, gs, j.no_account, st, "");
   ask_to_remove(m, b, gs, j.over_limit, st, std::string(errors::name(errors::code::too_many_groups)));
   ask_to_remove(m, b, gs, j.restricted, st, std::string(errors::name(errors::code::group_adds_restricted)));
+  ask_to_remove(m, b, gs, j.too_often, st, std::string(errors::name(errors::code::rate_limited)));
 }
 
 // Who added `user` in the changes a state carries (CREATED or MEMBERS_ADDED naming them),

@@ -88,7 +88,7 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
       }
       std::vector<std::string> names(r.users().begin(), r.users().end());
       auto reason = code::user_not_found;
-      for (auto known : {code::too_many_groups, code::group_adds_restricted})
+      for (auto known : {code::too_many_groups, code::group_adds_restricted, code::rate_limited})
         if (r.reason() == errors::name(known)) reason = known;
       op_drop_no_account(m, b, change, names, std::string(errors::name(reason)));
       break;

@@ -106,8 +106,18 @@ async function errorOf(res: Response): Promise<ApiError> {
 }
 
 const REQUEST_TIMEOUT_MS = 60_000;
+// A refresh whose answer is lost must be tried again, with the same token, within the
+// node's grace for that (users.refresh_retry_grace_s, 60 s by default): after it, the same
+// token again reads as a stolen one and ends the session. So its wait is much shorter.
+const REFRESH_TIMEOUT_MS = 15_000;
 
-async function send(method: Method, path: string, body: unknown, token?: string): Promise<Response> {
+async function send(
+  method: Method,
+  path: string,
+  body: unknown,
+  token?: string,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<Response> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -120,7 +130,7 @@ async function send(method: Method, path: string, body: unknown, token?: string)
       cache: 'no-store',
       // A request whose answer never comes (a link gone quiet) fails as a network error
       // instead of holding what waits on it (the group panel's reload, a send's retry).
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
     throw new ApiError(0, 'network', err instanceof Error ? err.message : String(err));
@@ -138,7 +148,8 @@ async function parse<T>(res: Response): Promise<T> {
 const SESSION_OVER = new Set(['session_revoked', 'invalid_refresh_token', 'refresh_token_reused', 'missing_token']);
 
 async function rotate(refreshToken: string): Promise<TokenAnswer> {
-  return parse<TokenAnswer>(await send('POST', '/v1/sessions/refresh', { refresh_token: refreshToken }));
+  const res = await send('POST', '/v1/sessions/refresh', { refresh_token: refreshToken }, undefined, REFRESH_TIMEOUT_MS);
+  return parse<TokenAnswer>(res);
 }
 session.setRotate(rotate);
 

@@ -109,12 +109,21 @@ let listNotice = '';
 export async function loadConversations(): Promise<void> {
   const asked = getState().userId;
   try {
-    const page = await api.conversations(undefined, 200);
-    // An answer for whoever was logged in when it was asked, not for who is now.
-    if (getState().userId !== asked) return;
+    // Every page: one ends early at about 1 MiB of summaries (large last messages), so the
+    // first may hold few of the user's conversations. At most 50 pages of 200.
+    const summaries: api.ConversationSummary[] = [];
+    let before: string | undefined;
+    for (let pages = 0; pages < 50; pages++) {
+      const page = await api.conversations(before, 200);
+      // An answer for whoever was logged in when it was asked, not for who is now.
+      if (getState().userId !== asked) return;
+      summaries.push(...page.conversations);
+      if (!page.next) break;
+      before = page.next;
+    }
     setState((s) => {
       const conversations: Record<string, Conversation> = {};
-      for (const summary of page.conversations) {
+      for (const summary of summaries) {
         const c = fromSummary(summary);
         const old = s.conversations[c.id];
         // A message seen live may be newer than the list's view of the conversation.
@@ -126,7 +135,7 @@ export async function loadConversations(): Promise<void> {
         if (s.activeId === c.id && document.visibilityState === 'visible') c.unread = 0;
         conversations[c.id] = c;
       }
-      // Drafts and conversations beyond the first page stay.
+      // Drafts, and conversations beyond the pages read, stay.
       for (const [id, c] of Object.entries(s.conversations)) conversations[id] ??= c;
       const notice = listNotice && s.notice === listNotice ? '' : s.notice;
       listNotice = '';

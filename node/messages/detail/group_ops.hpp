@@ -84,7 +84,7 @@ void ask_to_remove(message_service::impl const& m, store::rocks_batch& b, federa
 // asked to remove them (group_changes.cpp). `was_in`, `none_before`: the replica's members
 // and no-account names.
 struct local_joins {
-  std::vector<std::string> no_account, over_limit, restricted;
+  std::vector<std::string> no_account, over_limit, restricted, too_often;
   std::vector<char> kept;  // by position in the state's roster: 0 for a name that cannot join
   bool any = false;        // a member here who gets events, staying or joining
 };
