@@ -3,7 +3,8 @@
 // service's `f/` keys), or, for one stored here, a fetch only as that region's proof that
 // it holds the bytes (`y/`: until then its message's reference gives no access); every
 // second the fetcher takes the due ones, asks the holding region for the bytes in pieces
-// of 256 KiB, hashes them, places and records the asset (or notes the proof).
+// of 256 KiB into tmp/, hashes them, then places and records the asset (or notes the
+// proof) under the hash's claim, which the download itself does not hold.
 // A failed try is tried again later (1, 2, 4... up to 10 s apart); an asset the holder
 // says it has not for us is given up after 20 tries. A fetch slower than 64 KiB/s on
 // average past its first 30 s is a failed try, and a region that did not answer is not
@@ -45,9 +46,10 @@ constexpr std::uint64_t max_thumbnail_bytes = 4u << 20;
 struct fetched {
   enum { ok, missing, failed, stopped } outcome = failed;
   messages::new_asset asset;
+  std::filesystem::path file;  // ok: the bytes, in tmp/, to be placed
 };
 
-// Blocking (the asset pool): the whole asset, piece by piece, into a file of tmp/, then in place.
+// Blocking (the asset pool): the whole asset, piece by piece, into a file of tmp/, hashed.
 fetched download(asset_service::impl& s, messages::pending_fetch const& f, std::uint64_t region_bytes) {
   fetched r;
   auto path = s.files.new_tmp();
@@ -104,11 +106,12 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f, std::
                 f.region);
     return r;
   }
-  detail::place(path, s.files.blob(f.hash), true);
+  cleanup.armed = false;  // fetch_one's now
+  r.file = path;
   r.outcome = fetched::ok;
   r.asset.hash = f.hash;
   r.asset.size = size;
-  r.asset.content_type = detail::sniff(detail::read_head(s.files.blob(f.hash), 256 << 10));  // ours, not theirs
+  r.asset.content_type = detail::sniff(detail::read_head(path, 256 << 10));  // ours, not theirs
   if (detail::is_image(r.asset.content_type)) {
     r.asset.width = first.width;
     r.asset.height = first.height;
@@ -128,6 +131,29 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
     s->log->error("asset {} from region {}: {}", print_id(f.hash), f.region, e.what());
   }
   if (r.outcome == fetched::ok) {
+    detail::tmp_file file{r.file};
+    // Placed and recorded under the hash's claim, which an upload of the same bytes or the
+    // collector holds a moment at most; the download held none: a region that sends its
+    // pieces just fast enough takes hours, and every upload of those bytes would wait.
+    bool claimed = co_await s->claim_within(f.hash, std::chrono::seconds(10));
+    if (!claimed) {
+      co_await s->messages.fetch_failed(f, false);  // tried again later
+      co_return true;
+    }
+    claims_held held{*s, {f.hash}};
+    // (Linked into place: the tmp/ name goes as `file` does.)
+    auto put = [s, from = r.file, hash = f.hash] { return detail::place(from, s->files.blob(hash), true); };
+    bool placed = false;
+    try {
+      co_await async::offload(s->fetches, std::move(put));
+      placed = true;
+    } catch (std::exception const& e) {
+      s->log->error("asset {} from region {}: {}", print_id(f.hash), f.region, e.what());
+    }
+    if (!placed) {
+      co_await s->messages.fetch_failed(f, false);
+      co_return true;
+    }
     if (!f.proof) region_bytes += r.asset.size;  // (counted by record_fetched if it stores it)
     auto done = co_await s->messages.record_fetched(f, std::move(r.asset));
     if (done && f.proof)
@@ -155,9 +181,7 @@ awaitable<void> fetch_region(std::shared_ptr<asset_service::impl> s, std::vector
   auto region_bytes = due.front().region_bytes;  // as of the round's start, plus what it fetches
   try {
     for (auto& f : due) {
-      if (s->stopped || !s->try_claim(f.hash)) continue;
-      auto hash = f.hash;
-      claims_held claimed{*s, {hash}};
+      if (s->stopped) break;
       bool answered = co_await fetch_one(s, std::move(f), region_bytes);
       if (!answered) break;
     }

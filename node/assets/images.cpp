@@ -89,7 +89,11 @@ image_facts examine_image(std::filesystem::path const& file, std::filesystem::pa
   if (w <= 0 || h <= 0) return facts;
   facts.width = static_cast<std::uint32_t>(w);
   facts.height = static_cast<std::uint32_t>(h);
-  if (std::uint64_t(facts.width) * facts.height > max_pixels) return facts;
+  // Counted as pixels of up to 4 bytes: a decoder that reads the picture whole first (an
+  // interlaced PNG) holds every sample, and 16-bit samples or more bands make a file of a
+  // few KB cost several times the memory its pixel count says.
+  auto pixel_bytes = std::max<std::uint64_t>(4, static_cast<std::uint64_t>(VIPS_IMAGE_SIZEOF_PEL(header.image)));
+  if (std::uint64_t(facts.width) * facts.height * pixel_bytes > max_pixels * 4) return facts;
   image_ref thumb;
   // A HEIF file may carry a preview picture of its own, which vips_thumbnail would take
   // when it is large enough: a sender chooses it, and it need not show the image at all.

@@ -1192,6 +1192,16 @@ class AssetsTest(AssetCase):
         self.assertFalse(asset.get("thumbnail_id"), "a bomb gets no thumbnail: %s" % asset)
         self.fetch(a, asset["id"], bomb)
         self.assertHealthy()
+        # Pixels are counted as up to 4 bytes each: 800 x 800 RGBA is under the limit with
+        # 8-bit samples, and twice the memory (over it) with 16-bit ones.
+        for depth, thumbnailed in ((8, True), (16, False)):
+            ihdr = struct.pack(">IIBBBBB", 800, 800, depth, 6, 0, 0, 0)
+            row = b"\x00" + bytes([depth]) * (800 * 4 * depth // 8)
+            deep = PNG_SIG + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(row * 800, 9)) + \
+                png_chunk(b"IEND", b"")
+            asset = self.upload(a, deep, name="rgba%d.png" % depth)
+            self.assertEqual((asset["content_type"], asset.get("width"), asset.get("height")), ("image/png", 800, 800))
+            self.assertEqual(bool(asset.get("thumbnail_id")), thumbnailed, "%d-bit RGBA: %s" % (depth, asset))
         # The node still works normally.
         small = make_png(300, 200, seed=12)
         self.assertThumbnail(a, self.upload(a, small, name="after.png"))
