@@ -90,6 +90,7 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
     case body::kTyping:
       if (bad_id(b.typing().conversation_id())) return reject_reason::malformed;
       if (auto bad = check_user(b.typing().from(), origin, reject_reason::foreign_user)) return bad;
+      if (b.typing_to() == "*@" + dir.self()) return std::nullopt;  // a group's members here
       return check_user(b.typing_to(), dir.self(), reject_reason::wrong_destination);
     default:
       break;

@@ -25,6 +25,8 @@ class token_bucket {
     return 0;
   }
   bool full(std::int64_t now_ms) const { return full_at_ <= now_ms; }
+  // Gives one taken back (what it was taken for did not happen).
+  void give_back(std::int64_t every_ms) { full_at_ -= every_ms; }
 
  private:
   std::int64_t full_at_ = 0;
@@ -48,6 +50,13 @@ class rate_buckets {
     if (buckets_.size() >= max_keys_) std::erase_if(buckets_, [&](auto const& kv) { return kv.second.full(now_ms); });
     if (buckets_.size() >= max_keys_) buckets_.clear();
     return buckets_[key].take(now_ms, every_ms_, per_window_);
+  }
+
+  // Gives back one taken for `key` (what it was taken for did not happen after all).
+  void give_back(std::string const& key) const {
+    if (per_window_ == 0) return;
+    std::lock_guard lock(mutex_);
+    if (auto it = buckets_.find(key); it != buckets_.end()) it->second.give_back(every_ms_);
   }
 
   // How many at once.

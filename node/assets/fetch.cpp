@@ -106,7 +106,6 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f, std::
                 f.region);
     return r;
   }
-  cleanup.armed = false;  // fetch_one's now
   r.file = path;
   r.outcome = fetched::ok;
   r.asset.hash = f.hash;
@@ -117,6 +116,7 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f, std::
     r.asset.height = first.height;
   }
   if (first.thumbnail.size() == detail::hash_bytes) r.asset.thumbnail_hash = first.thumbnail;
+  cleanup.armed = false;  // fetch_one's now
   return r;
 }
 
@@ -132,14 +132,11 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
   }
   if (r.outcome == fetched::ok) {
     detail::tmp_file file{r.file};
-    // Placed and recorded under the hash's claim, which an upload of the same bytes or the
-    // collector holds a moment at most; the download held none: a region that sends its
-    // pieces just fast enough takes hours, and every upload of those bytes would wait.
-    bool claimed = co_await s->claim_within(f.hash, std::chrono::seconds(10));
-    if (!claimed) {
-      co_await s->messages.fetch_failed(f, false);  // tried again later
-      co_return true;
-    }
+    // Placed and recorded under the hash's claim, which an upload of the same bytes (its
+    // thumbnail's turn and making included) or the collector holds; the download held none:
+    // a region that sends its pieces just fast enough takes hours, and every upload of
+    // those bytes would wait.
+    co_await s->claim(f.hash);
     claims_held held{*s, {f.hash}};
     // (Linked into place: the tmp/ name goes as `file` does.)
     auto put = [s, from = r.file, hash = f.hash] { return detail::place(from, s->files.blob(hash), true); };

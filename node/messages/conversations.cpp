@@ -58,7 +58,8 @@ conversation_view view_of(impl const& m, std::string const& user, std::string co
   v.id = conv;
   v.group = c.group();
   auto act = activity(m, conv);
-  v.member = c.group() ? member_index(c, user) >= 0 : true;
+  v.member =
+      c.group() ? acts_as_member(c, user) : true;  // (a name a replica's roster lists but this region refused is not)
   v.member_count = static_cast<std::size_t>(c.members_size());
   v.title = c.title();
   v.description = c.description();
@@ -193,7 +194,7 @@ result<conversation_view> message_service::conversation(std::string const& user,
   auto p = c ? participant(m, user, conv) : std::nullopt;
   if (c && !c->group() && member_index(*c, user) >= 0 && !p) p = records::participant_record{};
   if (!c || !p) return fail(code::conversation_not_found, "no conversation '" + conv + "' of yours");
-  if (c->group() && member_index(*c, user) < 0)
+  if (c->group() && !acts_as_member(*c, user))
     return fail(code::not_a_member, "you are no longer a member of this conversation");
   return view_of(m, user, conv, *c, *p, true);
 }

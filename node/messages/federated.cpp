@@ -12,18 +12,9 @@ namespace petchat::messages {
 namespace {
 
 using federation::reject_reason;
-
 using service_detail::write_blocking;
 
 void not_waited_for(store::write_outcome) {}
-
-using lane_state = federation::local_store::lane;
-
-lane_state read_lane(store::rocks_batch& b, std::string const& origin) {
-  auto v = b.get(cf::state, keys::inbound_lane_key(origin));
-  if (!v || v->size() != 16) return {};
-  return {keys::from_be64(std::string_view(*v).substr(0, 8)), keys::from_be64(std::string_view(*v).substr(8))};
-}
 
 class federated_store final : public federation::local_store {
  public:
@@ -184,6 +175,7 @@ class federated_store final : public federation::local_store {
       std::vector<reject_reason> refused;
       bool queued = false;
       std::vector<std::pair<std::string, std::string>> now_shared;  // presence became shared
+      std::vector<std::string> joins_taken;                         // given back if it does not commit
     };
     auto st = std::make_shared<state>();
     auto items = std::make_shared<std::vector<inbound>>(std::move(batch));
@@ -198,6 +190,7 @@ class federated_store final : public federation::local_store {
       return true;
     };
     if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed) {
+      change_state::give_back_joins(m_, st->joins_taken);
       if (m_.db.write_error().empty()) throw federation::unappliable("an inbound envelope could not be applied");
       throw store::rocks_error("cannot store inbound federation envelopes");
     }
@@ -327,6 +320,10 @@ class federated_store final : public federation::local_store {
     if (body.has_group_state()) {
       refused = apply_group_state(m_, b, body.group_state(), change);
       if (!refused) apply_parked(b, body.group_state().conversation_id(), st);
+      if (refused)
+        change_state::give_back_joins(m_, change.joins_taken);  // nobody joined
+      else
+        st.joins_taken.insert(st.joins_taken.end(), change.joins_taken.begin(), change.joins_taken.end());
     } else {
       auto const& r = body.group_request();
       auto c = parse<records::conversation_record>(b.get(cf::conversations, r.conversation_id()));

@@ -95,6 +95,7 @@ local_joins judge_local_members(impl const& m, store::rocks_batch& b, federation
                    !wrote_to(b, u, believed_adder(m, gs, was_in, adder_of(gs, adders, u), u));
     // Added to groups too often lately (messages.max_joins_per_hour), as an add here would be.
     bool too_often = !none && !too_many && !refused && m.joins.take(u, now_ms()) > 0;
+    if (!none && !too_many && !refused && !too_often) out.joins_taken.push_back(u);
     if (none || too_many || refused || too_often) {
       (too_many ? out.over_limit : refused ? out.restricted : too_often ? out.too_often : out.no_account).push_back(u);
       out.kept[static_cast<std::size_t>(i)] = 0;

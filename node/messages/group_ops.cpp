@@ -33,7 +33,8 @@ void depart(impl const& m, store::rocks_batch& b, std::string const& conv, recor
   if (m.is_local(user))
     end_period(b, conv, c, user, now_ms(), std::int64_t(m.options.retention_s) * 1000);
   else
-    note_remote_departure(b, conv, user, c.version() + 1, now_ms());  // the version of the change that follows
+    note_remote_departure(b, conv, user, c.version() + 1, now_ms(),  // the version of the change that follows
+                          std::int64_t(m.options.retention_s) * 1000);
   st.departed.push_back(user);
 }
 
@@ -397,6 +398,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     none_before.insert(replica->no_account().begin(), replica->no_account().end());
   }
   auto joins = judge_local_members(m, b, gs, was_in, none_before);
+  st.joins_taken.insert(st.joins_taken.end(), joins.joins_taken.begin(), joins.joins_taken.end());
   // No roster for a group none of this region's users can be in (made-up names of this
   // region would otherwise let a hostile home store rosters here without end): only its home
   // and version, so that its messages up to there are dropped, not parked for members to come.
@@ -424,7 +426,8 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     for (auto const& u : replica->members()) {
       if (now_in.count(u)) continue;
       if (!m.is_local(u))
-        note_remote_departure(b, st.conversation, u, gone.count(u) ? gone[u] : replica->version() + 1, now);
+        note_remote_departure(b, st.conversation, u, gone.count(u) ? gone[u] : replica->version() + 1, now,
+                              std::int64_t(m.options.retention_s) * 1000);
       else if (!none_before.count(u) &&
                end_period(b, st.conversation, *replica, u, now, std::int64_t(m.options.retention_s) * 1000))
         *told.Add() = u;

@@ -83,20 +83,25 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   struct state {
     std::vector<news> heads;
     bool queued = false;
+    bool gone = false;  // no longer a member, by a change of this write's batch
   };
   auto st = std::make_shared<state>();
   std::string upto = *raw;
   store::rocks_db::write_fn mutation = [&m, st, user, conversation_id, upto](store::rocks_batch& b) {
     st->heads.clear();
     st->queued = false;
+    std::optional<records::participant_record> p;
+    if (keys::is_group(conversation_id)) {  // (removed since the check above: their last event was that)
+      p = load_participant(b, user, conversation_id);
+      st->gone = !p || !p->member();
+      if (st->gone) return false;
+    }
     auto mark_key = keys::read_key(conversation_id, user);
     auto prev = b.get(cf::state, mark_key);
     if (prev && *prev >= upto) return false;  // read marks only move forward
     b.put(cf::state, mark_key, upto);
     std::int64_t now = now_ms();
-    if (keys::is_group(conversation_id)) {
-      auto p = load_participant(b, user, conversation_id);
-      if (!p) return false;
+    if (p) {
       st->queued |= mark_read_group(m, b, conversation_id, user, *p, prev, upto, now, st->heads);
     } else {
       st->queued |= read_direct(m, b, conversation_id, user, prev, upto, now, st->heads);
@@ -112,6 +117,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome != store::write_outcome::committed) m.limiter.refund(user);  // it moved nothing
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the read mark could not be stored");
+  if (st->gone) co_return fail(code::conversation_not_found, "no conversation '" + conversation_id + "' of yours");
   m.after_commit(st->heads, st->queued);
   co_return errors::ok();
 }

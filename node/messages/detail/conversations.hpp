@@ -191,15 +191,19 @@ inline void forget_writer(store::rocks_batch& b, std::string const& conv, std::s
   b.erase(cf::conversations, keys::group_writer_key(conv, user));
 }
 
-// A member of another region went, by the change of `version`.
+// A member of another region went, by the change of `version`. The record (which judges
+// their late messages: group_remote.cpp) goes as a local former member's does,
+// `retention_ms` later (forget_former_member): a home renaming its members by the
+// thousand must not leave records here for good.
 inline void note_remote_departure(store::rocks_batch& b, std::string const& conv, std::string const& user,
-                                  std::uint64_t version, std::int64_t now) {
+                                  std::uint64_t version, std::int64_t now, std::int64_t retention_ms) {
   forget_writer(b, conv, user);
   auto p = load_participant(b, user, conv).value_or(records::participant_record{});
   p.set_member(false);
   p.set_removed_version(version);
   p.set_left_at_ms(now);
   put_participant(b, user, conv, p);
+  expire_later(b, now + retention_ms, keys::expiring::former_member, keys::participant_key(user, conv));
 }
 
 // A local user's record of a group they left goes once every message of their period has

@@ -27,6 +27,9 @@ struct change_state {
   std::vector<std::string> departed;  // members who went
   bool queued = false;                // group_state or group_request bodies went to the outbox
   std::string request_id;             // a request to another region's group: its id (the 202's)
+  // Local users another region's state made members, whose join (messages.max_joins_per_hour)
+  // this write counted: given back if it does not commit (the applier tries again).
+  std::vector<std::string> joins_taken;
 
   // Before the write runs (again): only what was worked out before it stays.
   void restart(std::size_t failed_before_write) {
@@ -37,6 +40,11 @@ struct change_state {
     changes.clear();
     departed.clear();
     queued = false;
+  }
+
+  // Its counted joins given back: the write did not commit.
+  static void give_back_joins(message_service::impl const& m, std::vector<std::string> const& users) {
+    for (auto const& u : users) m.joins.give_back(u);
   }
 };
 
@@ -85,8 +93,9 @@ void ask_to_remove(message_service::impl const& m, store::rocks_batch& b, federa
 // and no-account names.
 struct local_joins {
   std::vector<std::string> no_account, over_limit, restricted, too_often;
-  std::vector<char> kept;  // by position in the state's roster: 0 for a name that cannot join
-  bool any = false;        // a member here who gets events, staying or joining
+  std::vector<std::string> joins_taken;  // those counted against messages.max_joins_per_hour
+  std::vector<char> kept;                // by position in the state's roster: 0 for a name that cannot join
+  bool any = false;                      // a member here who gets events, staying or joining
 };
 local_joins judge_local_members(message_service::impl const& m, store::rocks_batch& b,
                                 federation::group_state const& gs, std::unordered_set<std::string_view> const& was_in,

@@ -11,13 +11,13 @@
 
 namespace petchat::messages::detail {
 
-// The bytes escaping adds to `s` as a JSON string (base/json: a control character 6 bytes
-// for 1, `"` and `\` 2, U+2028 and U+2029 6 for 3).
+// The bytes escaping adds to `s` as a JSON string (base/json: a control character or DEL
+// 6 bytes for 1, `"` and `\` 2, U+2028 and U+2029 6 for 3).
 inline std::size_t escaping_adds(std::string_view s) {
   std::size_t n = 0;
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20)
+    if (c < 0x20 || c == 0x7f)
       n += 5;
     else if (c == '"' || c == '\\')
       n += 1;

@@ -11,6 +11,7 @@
 #include "base/format/format.hpp"
 #include "federation/federation.hpp"
 #include "node/log/log.hpp"
+#include "node/messages/detail/keys.hpp"
 #include "store/rocks/rocks.hpp"
 
 namespace petchat::messages::service_detail {
@@ -46,5 +47,12 @@ std::vector<std::string> outbox_destinations(store::rocks_db& db);
 // given it a new epoch first (local_store::outbox_drop; no lane: `no_lane`, nothing done).
 federation::local_store::dropped drop_outbox(store::rocks_db& db, federation::directory const* regions,
                                              std::string const& destination, std::size_t at_once = 4096);
+
+// An origin's inbound lane as this store holds it: its epoch and the last seq applied.
+inline federation::local_store::lane read_lane(store::rocks_batch& b, std::string const& origin) {
+  auto v = b.get(store::cf::state, detail::inbound_lane_key(origin));
+  if (!v || v->size() != 16) return {};
+  return {detail::from_be64(std::string_view(*v).substr(0, 8)), detail::from_be64(std::string_view(*v).substr(8))};
+}
 
 }  // namespace petchat::messages::service_detail
