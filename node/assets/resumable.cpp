@@ -13,12 +13,33 @@ namespace petchat::assets {
 using errors::code;
 using errors::fail;
 
+namespace {
+
+// A declared length counted as arriving while its upload's write checks the quota, so that
+// uploads in one request started meanwhile see it (their check reads the committed quota
+// and what is arriving); given back once the write is done, which counts it itself.
+struct reservation {
+  std::shared_ptr<asset_service::impl> s;
+  std::string user;
+  std::uint64_t bytes;
+  ~reservation() {
+    std::lock_guard lock(s->mutex);
+    if ((s->streaming[user] -= bytes) == 0) s->streaming.erase(user);
+  }
+};
+
+}  // namespace
+
 awaitable<result<messages::upload_view>> asset_service::begin(std::string user, messages::upload_view spec) {
   std::uint64_t streaming = 0;  // the user's uploads in one request arriving count as well
+  // (A length over the largest asset is refused by the write: nothing to hold for it.)
+  auto holds = spec.length <= impl_->limits.max_asset_bytes ? spec.length : 0;
   {
     std::lock_guard lock(impl_->mutex);
-    if (auto it = impl_->streaming.find(user); it != impl_->streaming.end()) streaming = it->second;
+    streaming = impl_->streaming[user];
+    impl_->streaming[user] += holds;
   }
+  reservation held{impl_, user, holds};
   co_return co_await impl_->messages.begin_upload(std::move(user), std::move(spec), streaming);
 }
 

@@ -376,10 +376,15 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   if (p == "/readyz") {
     if (*api->stopping)
       co_return json_response(503, json::object{{"status", "shutting_down"}, {"region", api->users.region()}});
-    co_return json_response(200, json::object{{"status", "ready"},
-                                              {"region", api->users.region()},
-                                              {"stores", json::object{{"users", "open"}, {"messages", "open"}}},
-                                              {"federation", federation_state(*api)}});
+    // The message store refusing writes (a full disk, or an error it cannot resume from
+    // until a restart): nothing can be sent, so not ready, though alive (/healthz).
+    bool failing = !api->messages.write_error().empty();
+    co_return json_response(
+        failing ? 503 : 200,
+        json::object{{"status", failing ? "store_failing" : "ready"},
+                     {"region", api->users.region()},
+                     {"stores", json::object{{"users", "open"}, {"messages", failing ? "failing" : "open"}}},
+                     {"federation", federation_state(*api)}});
   }
   if (p == "/v1/regions") {
     if (m != "GET") co_return method_not_allowed("GET");

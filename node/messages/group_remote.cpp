@@ -111,6 +111,10 @@ namespace {
 // max_skew_ms, is in detail/limits.hpp).
 constexpr std::uint64_t max_versions_ahead = std::uint64_t(1) << 40;
 constexpr std::uint64_t max_parked_per_origin = 10000;
+// ... and in the groups of one home: a hostile home names a made-up member of a third region
+// in its groups, where an honest origin's messages to them would wait for good, and must
+// not use up that origin's allowance for the groups of other homes there.
+constexpr std::uint64_t max_parked_per_origin_home = 2500;
 
 // Takes the parked bodies whose ref `take` says, out of the index and the store.
 template <typename Take>
@@ -133,6 +137,7 @@ std::vector<federation::body> take_parked(store::rocks_batch& b, std::string con
       out.push_back(std::move(body));
     b.erase(cf::conversations, body_key);
     add_count(b, cf::conversations, keys::parked_count_key(ref.origin()), -1);
+    add_count(b, cf::conversations, keys::parked_count_key(ref.origin(), keys::id_home_tag(conv)), -1);
   }
   if (left.refs_size() == index->refs_size()) return out;
   if (left.refs_size() == 0) {
@@ -331,6 +336,8 @@ bool park_group_message(store::rocks_batch& b, federation::body const& body, std
                                    [&body](auto const& ref) { return ref.origin() == body.origin(); });
   if (from_origin >= max_parked) return false;
   if (read_count(b, cf::conversations, keys::parked_count_key(body.origin())) >= max_parked_per_origin) return false;
+  auto of_home = keys::parked_count_key(body.origin(), keys::id_home_tag(conv));
+  if (read_count(b, cf::conversations, of_home) >= max_parked_per_origin_home) return false;
   auto& ref = *index.add_refs();
   ref.set_stamp(body.group_version());
   ref.set_id(raw_id);
@@ -340,6 +347,7 @@ bool park_group_message(store::rocks_batch& b, federation::body const& body, std
   kept.DiscardUnknownFields();  // kept until its version comes: only what was checked
   b.put(cf::conversations, keys::parked_body_key(conv, raw_id), kept.SerializeAsString());
   add_count(b, cf::conversations, keys::parked_count_key(body.origin()), 1);
+  add_count(b, cf::conversations, of_home, 1);
   return true;
 }
 

@@ -182,6 +182,9 @@ class DiskFullTest(NodeTestCase):
             self.assertIsNotNone(refused, "%d sends of 4 KB were accepted on a full disk" % sent)
             self.assertEqual(refused["error"]["code"], "store_unavailable", refused)
             self.assertEqual(node.request("GET", "/healthz").status, 200)
+            ready = node.request("GET", "/readyz")  # alive, not ready: nothing can be sent
+            self.assertEqual((ready.status, ready.json["status"], ready.json["stores"]["messages"]),
+                             (503, "store_failing", "failing"), ready.describe())
             self.assertTrue(node.running())
             st = admin_status(node)
             self.assertEqual(st["messages"]["writes"], "failing", st)
@@ -213,6 +216,7 @@ class DiskFullTest(NodeTestCase):
                 time.sleep(0.5)
             self.assertIn("accepted", f, "sends still refused 30 s after space was freed: %s" % f)
             self.assertEqual(admin_status(node)["messages"]["writes"], "ok")
+            self.assertEqual(node.request("GET", "/readyz").status, 200)
             self.assertStatus(node.register("roomy", "password123"), 201)
         finally:
             a.close()

@@ -210,6 +210,17 @@ inline std::string parked_body_key(std::string const& conv, std::string const& r
 inline std::string parked_count_key(std::string const& origin) {
   return "qo/" + origin;
 }
+// The same for the groups whose id names one home (`id_home_tag`): one origin's parked
+// messages in the groups of one home.
+inline std::string parked_count_key(std::string const& origin, std::string_view tag) {
+  return "qo/" + origin + '\0' + std::string(tag);
+}
+// What a group id says of its home (docs/FEDERATION.md: `g`, then 20 bytes in base64url
+// whose first 4 are a hash of the home's name): its first 30 bits, as 5 characters; empty
+// for ids made before homes were named in them.
+inline std::string_view id_home_tag(std::string_view conv) {
+  return conv.size() == 28 && conv[0] == 'g' ? conv.substr(1, 5) : std::string_view{};
+}
 // How many stubs (groups of another home with no roster here) `home` has made here.
 inline std::string stub_count_key(std::string const& home) {
   return "hs/" + home;

@@ -377,6 +377,26 @@ TEST_CASE("a message without a stamp (from a region of an older version) is take
 
 }  // namespace
 
+TEST_CASE("one origin's messages wait here at most 2,500 in the groups of one home, whatever the others hold") {
+  away_lane a;
+  // A home ("elsewhere") made groups naming members here and in away; away's members'
+  // messages in them wait here for states that never come.
+  auto in_group = [&](std::string const& id, int i) {
+    auto msg = a.message(dan, 1, "m" + std::to_string(i));
+    msg.content->mutable_message()->set_conversation_id(id);
+    return msg;
+  };
+  std::vector<federation::local_store::inbound> waiting;
+  for (int g = 0; g < 3; ++g) {
+    auto id = keys::new_group_id("elsewhere");
+    for (int i = 0; i < (g < 2 ? 1000 : 500); ++i) waiting.push_back(in_group(id, g * 1000 + i));
+  }
+  CHECK(a.apply(std::move(waiting)).empty());
+  CHECK(a.apply({in_group(keys::new_group_id("elsewhere"), -1)}) == strings{"foreign_user"});
+  // The groups of another home still have their places.
+  CHECK(a.apply({in_group(keys::new_group_id("third"), -2)}).empty());
+}
+
 TEST_CASE("a group whose id names another home is not taken from a region that claims it") {
   away_lane a;
   auto with_id = [&](std::string const& id) {
