@@ -46,6 +46,20 @@ asio::awaitable<void> expire_remote_presence(ws::ws_manager& manager, std::share
   }
 }
 
+// While the message store refuses writes, a write of nothing each second: a node nobody
+// writes to (its clients sent elsewhere because /readyz says it is not ready) finds out
+// that writes work again.
+asio::awaitable<void> try_failing_writes(messages::message_service& messages,
+                                         std::shared_ptr<std::atomic<bool>> stopping) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!*stopping) {
+    timer.expires_after(std::chrono::seconds(1));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (*stopping) break;
+    if (!messages.write_error().empty()) co_await messages.try_writes();
+  }
+}
+
 asio::awaitable<void> finish_deletions(users::user_service& users, messages::message_service& messages,
                                        metrics::registry& metrics, std::shared_ptr<std::atomic<bool>> stopping) {
   auto log = log::get("users");
@@ -86,6 +100,7 @@ void start_upkeep(asio::io_context& io, messages::message_service& messages, ws:
                   std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping) {
   asio::co_spawn(io, sweep_expired_messages(messages, expiry_interval, stopping), asio::detached);
   asio::co_spawn(io, expire_remote_presence(manager, stopping), asio::detached);
+  asio::co_spawn(io, try_failing_writes(messages, stopping), asio::detached);
 }
 
 }  // namespace petchat::app

@@ -1,6 +1,6 @@
-// The node's timed upkeep on its I/O threads: expired messages swept, and remote users'
-// presence reports let run out, each on its own timer until the node stops; and what a
-// crash left unfinished (account deletions), once at start.
+// The node's timed upkeep on its I/O threads: expired messages swept, remote users'
+// presence reports let run out, failing writes tried again, each on its own timer until the
+// node stops; and what a crash left unfinished (account deletions), once at start.
 #pragma once
 
 #include <atomic>
@@ -17,7 +17,8 @@ namespace petchat::app {
 
 // Sweeps expired messages every `expiry_interval` (messages.expiry_sweep_interval_ms), and
 // every second lets remote presence run out and tells contacts what its rate held back
-// (ws_manager::expire_remote_presence): a slow or long sweep never holds presence back.
+// (ws_manager::expire_remote_presence): a slow or long sweep never holds presence back;
+// and, while the message store refuses writes, tries a write of nothing every second.
 // Both stop at their next tick once `stopping` is set. No errors: a failed sweep is logged.
 void start_upkeep(boost::asio::io_context& io, messages::message_service& messages, ws::ws_manager& manager,
                   std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping);

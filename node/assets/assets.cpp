@@ -290,7 +290,9 @@ awaitable<result<messages::asset_view>> asset_service::upload(std::string user, 
   // from their start: many at once must not each pass a check none of them has counted in.
   {
     std::lock_guard lock(s->mutex);
-    if (auto ok = s->messages.quota_allows(user, length, s->streaming[user]); !ok) {
+    auto starting = s->starting.find(user);  // resumable uploads whose start is being written
+    auto pending = s->streaming[user] + (starting == s->starting.end() ? 0 : starting->second);
+    if (auto ok = s->messages.quota_allows(user, length, pending); !ok) {
       if (s->streaming[user] == 0) s->streaming.erase(user);
       co_return ok.error();
     }

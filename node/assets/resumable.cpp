@@ -15,16 +15,17 @@ using errors::fail;
 
 namespace {
 
-// A declared length counted as arriving while its upload's write checks the quota, so that
-// uploads in one request started meanwhile see it (their check reads the committed quota
-// and what is arriving); given back once the write is done, which counts it itself.
+// A declared length counted while its upload's start is written, so that uploads in one
+// request started meanwhile see it (their check reads the committed quota, what is arriving
+// and this); given back once the write is done, which counts it itself. Other starts do
+// not count it: their writes come after this one's and read the quota it wrote.
 struct reservation {
   std::shared_ptr<asset_service::impl> s;
   std::string user;
   std::uint64_t bytes;
   ~reservation() {
     std::lock_guard lock(s->mutex);
-    if ((s->streaming[user] -= bytes) == 0) s->streaming.erase(user);
+    if ((s->starting[user] -= bytes) == 0) s->starting.erase(user);
   }
 };
 
@@ -36,8 +37,8 @@ awaitable<result<messages::upload_view>> asset_service::begin(std::string user, 
   auto holds = spec.length <= impl_->limits.max_asset_bytes ? spec.length : 0;
   {
     std::lock_guard lock(impl_->mutex);
-    streaming = impl_->streaming[user];
-    impl_->streaming[user] += holds;
+    if (auto it = impl_->streaming.find(user); it != impl_->streaming.end()) streaming = it->second;
+    impl_->starting[user] += holds;
   }
   reservation held{impl_, user, holds};
   co_return co_await impl_->messages.begin_upload(std::move(user), std::move(spec), streaming);

@@ -326,6 +326,13 @@ std::string message_service::write_error() const {
   return impl_->db.write_error();
 }
 
+awaitable<void> message_service::try_writes() {
+  // Rolled back, so nothing to make durable; while writes fail the writer writes the empty
+  // batch all the same (store/rocks: a write is what finds out they work again).
+  store::rocks_db::write_fn nothing = [](store::rocks_batch&) { return false; };
+  co_await async::write(impl_->db, std::move(nothing));
+}
+
 std::uint64_t message_service::ack_walked_events() const {
   return impl_->scanned_by_acks.load();
 }

@@ -466,17 +466,17 @@ class message_service {
 
   void stop();
 
-  // Mailbox events acknowledgements have looked at for receipts so far (each at most once
-  // per user, whatever the number of devices).
+  // Mailbox events acknowledgements have looked at for receipts so far (once per user).
   std::uint64_t ack_walked_events() const;
 
-  // Estimated live entries per kind of stored record (mailbox, messages, history,
-  // idempotency, expiry), for petchatctl status: under a retention period they level off.
+  // Estimated live entries per kind of stored record (mailbox, messages, history, ...).
   std::vector<std::pair<std::string, std::uint64_t>> stored_entries() const;
   // When the store was last opened past a damaged write-ahead log (0: never).
   std::int64_t salvaged_at_ms() const;
-  // Why the store refuses writes now (a full disk...), empty while it takes them.
+  // Why the store refuses writes now (a full disk...), empty while it takes them; try_writes
+  // writes nothing, which finds out whether they work again (upkeep: each second they fail).
   std::string write_error() const;
+  awaitable<void> try_writes();
 
   // Group commits (WAL fsyncs) done by the message store so far; each one from now on told
   // to `fn` (metrics); the store's size on disk.

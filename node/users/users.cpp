@@ -170,6 +170,8 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   std::string name = name_opt.value_or("");
   std::string account_key = name_opt ? "user:" + name : "";
   std::string address_key = "addr:" + net::limit_key(client_address);  // an IPv6 client's /64
+  auto wide = net::wide_limit_key(client_address);                     // and its /48 (else empty)
+  std::string wide_key = wide.empty() ? "" : "addr:" + wide;
   std::int64_t now = now_ms();
   // A device that logged in as this user before is held back by its own failures only:
   // anyone may lock the account (`user:`) with wrong passwords, not its owner's devices.
@@ -191,6 +193,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   // Nor by the failures of others behind its address (a carrier NAT, a shared /64): a known
   // device's failures count against it alone; the address's rate of checks still holds.
   std::int64_t wait = known_here ? 0 : m.address_limiter.wait_ms(address_key, now);
+  if (!known_here && !wide_key.empty()) wait = std::max(wait, m.wide_address_limiter.wait_ms(wide_key, now));
   if (name_opt) wait = std::max(wait, m.account_limiter.wait_ms(account_key, now));
   if (wait > 0) {
     co_return errors::rate_limited("too many failed logins; try again later", wait);
@@ -204,7 +207,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     ~attempt() {
       if (limiter) limiter->end(key);
     }
-  } for_account, for_address;
+  } for_account, for_address, for_wide;
   if (name_opt) {
     if (!m.account_limiter.begin(account_key, now)) co_return m.busy();
     for_account.key = account_key;
@@ -214,14 +217,19 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   if (!m.address_limiter.begin(address_key, now, known_here)) co_return m.busy();
   for_address.key = address_key;
   for_address.limiter = &m.address_limiter;
+  if (!wide_key.empty()) {
+    if (!m.wide_address_limiter.begin(wide_key, now, known_here)) co_return m.busy();
+    for_wide.key = wide_key;
+    for_wide.limiter = &m.wide_address_limiter;
+  }
 
   std::string hash = user ? user->password_hash() : m.dummy_hash;
   auto slot = m.hash_slot();
   if (!slot) co_return m.busy();
   // Counted only when the password is about to be checked: a "busy" answer costs nothing.
-  auto wide = net::wide_limit_key(client_address);  // and its /48: a new /64 per attempt gains nothing
+  // (And per /48: a new /64 per attempt gains nothing.)
   if (auto next = std::max(m.address_checks.take(address_key, now_ms()),
-                           wide.empty() ? std::int64_t{0} : m.wide_checks.take("addr:" + wide, now_ms()));
+                           wide_key.empty() ? std::int64_t{0} : m.wide_checks.take(wide_key, now_ms()));
       next > 0) {
     co_return errors::rate_limited("too many logins from your address; try again later", next);
   }
@@ -260,6 +268,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     now = now_ms();
     if (name_opt) m.account_limiter.failed(account_key, now);
     if (!known_here) m.address_limiter.failed(address_key, now, account_key);
+    if (!known_here && !wide_key.empty()) m.wide_address_limiter.failed(wide_key, now, account_key);
     co_return fail(code::invalid_credentials, "wrong name or password");
   }
   if (user->disabled()) co_return fail(code::user_disabled, "this account is disabled");
@@ -267,6 +276,7 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   // Only the failures at this account come off the address's count (its owner's typos):
   // an attacker's own account must not clear their guesses at others from the address.
   m.address_limiter.forgive_account(address_key, account_key);
+  if (!wide_key.empty()) m.wide_address_limiter.forgive_account(wide_key, account_key);
 
   now = now_ms();
   auto [device, refresh_token] = new_device(name, device_name, now, m.options.refresh_token_ttl_s);

@@ -48,6 +48,21 @@ class TrustedProxyTest(NodeTestCase):
                                                        "X-Forwarded-For": "198.51.100.66"})
             self.assertError(r, 429, "rate_limited", msg="the attacker naming another address in Forwarded")
 
+    def test_new_64s_of_one_48_buy_no_more_free_attempts(self):
+        node = self.start_node(config={"gateway": {"trusted_proxies": [PROXY]}, "users": LIMITS})
+        node.new_user("alice")
+        # 3 wrong passwords (each /64's free attempts) from each of 16 /64s of one /48 use up
+        # the /48's free attempts (16 times as many); a 17th /64's first failure locks it.
+        for net in range(17):
+            for i in range(3 if net < 16 else 1):
+                r = login_from(node, PROXY, "ghost%d" % i, "wrong",
+                               {"X-Forwarded-For": "2001:db8:7:%x::%d" % (net, i + 1)})
+                self.assertError(r, 401, "invalid_credentials", msg="/64 %d, failure %d" % (net, i))
+        r = login_from(node, PROXY, "ghost", "wrong", {"X-Forwarded-For": "2001:db8:7:ff::1"})
+        self.assertError(r, 429, "rate_limited", msg="an 18th /64 of the same /48")
+        # Another /48 is not held back.
+        self.assertStatus(login_from(node, PROXY, "alice", PW, {"X-Forwarded-For": "2001:db8:8::1"}), 201)
+
     def test_proxies_that_write_forwarded(self):
         node = self.start_node(config={"gateway": {"trusted_proxies": [PROXY], "forwarded_header": "forwarded"},
                                        "users": LIMITS})

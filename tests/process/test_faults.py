@@ -208,6 +208,12 @@ class DiskFullTest(NodeTestCase):
             self.assertTrue(full.headers.get("Retry-After"), full.describe())
 
             os.unlink(ballast)
+            # Ready again by itself, with nothing sent to it (a node told not ready gets no
+            # traffic to find out with).
+            deadline = time.monotonic() + 30
+            while node.request("GET", "/readyz").status != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            self.assertEqual(node.request("GET", "/readyz").status, 200, "not ready 30 s after space was freed")
             deadline = time.monotonic() + 30
             while True:
                 f = a.try_send(p.b_id, "space again", timeout=30)
@@ -216,7 +222,6 @@ class DiskFullTest(NodeTestCase):
                 time.sleep(0.5)
             self.assertIn("accepted", f, "sends still refused 30 s after space was freed: %s" % f)
             self.assertEqual(admin_status(node)["messages"]["writes"], "ok")
-            self.assertEqual(node.request("GET", "/readyz").status, 200)
             self.assertStatus(node.register("roomy", "password123"), 201)
         finally:
             a.close()

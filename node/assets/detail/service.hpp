@@ -60,6 +60,7 @@ struct asset_service::impl {
   std::set<std::string> busy;                          // uploads with an append (or removal) running
   std::map<std::string, detail::partial_hash> hashes;  // upload id -> its hash so far
   std::map<std::string, std::uint64_t> streaming;      // user -> bytes of one-request uploads arriving
+  std::map<std::string, std::uint64_t> starting;       // user -> declared bytes of resumable starts being written
 
   std::optional<boost::asio::strand<boost::asio::io_context::executor_type>> strand;  // of the two timers
   std::unique_ptr<boost::asio::steady_timer> timer;                                   // the collector's

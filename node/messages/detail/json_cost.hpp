@@ -27,34 +27,37 @@ inline std::size_t escaping_adds(std::string_view s) {
   return n;
 }
 
-// What a content value's JSON adds to its stored size: escapes, a number's digits (up to
-// 24 characters), punctuation. Content nests at most 16 deep (body_rules).
+// What a content value's JSON adds to its stored size. Protobuf's framing of a map entry, a
+// list element or a string (tags and lengths, 3 to 8 bytes) is at least the JSON's quotes,
+// colon and comma, so only escapes count, and a number's digits (up to 24 characters for
+// its 9 to 11 stored bytes), and `false` or `null` for their 2. Content nests at most 16
+// deep (body_rules).
 inline std::size_t content_adds(google::protobuf::Value const& v) {
   switch (v.kind_case()) {
     case google::protobuf::Value::kStringValue:
-      return escaping_adds(v.string_value()) + 2;
+      return escaping_adds(v.string_value());
     case google::protobuf::Value::kNumberValue:
-      return 24;
+      return 16;
     case google::protobuf::Value::kStructValue: {
-      std::size_t n = 2;
-      for (auto const& [key, value] : v.struct_value().fields()) n += escaping_adds(key) + 4 + content_adds(value);
+      std::size_t n = 0;
+      for (auto const& [key, value] : v.struct_value().fields()) n += escaping_adds(key) + content_adds(value);
       return n;
     }
     case google::protobuf::Value::kListValue: {
-      std::size_t n = 2;
-      for (auto const& value : v.list_value().values()) n += 1 + content_adds(value);
+      std::size_t n = 0;
+      for (auto const& value : v.list_value().values()) n += content_adds(value);
       return n;
     }
     default:
-      return 5;  // null, true, false
+      return 4;  // null, true, false
   }
 }
 
-// The message's JSON, about: its stored size plus what escapes, numbers, punctuation and
-// field names add (256 bytes for the names of a message's fields, 128 per attachment's).
+// The message's JSON, about: its stored size plus what escapes and numbers add, and the
+// names of its fields (256 bytes for a message's, 128 for each attachment's).
 inline std::size_t json_cost(client::message const& m) {
   std::size_t n = m.ByteSizeLong() + 256 + escaping_adds(m.body().text());
-  for (auto const& [key, value] : m.body().content().fields()) n += escaping_adds(key) + 4 + content_adds(value);
+  for (auto const& [key, value] : m.body().content().fields()) n += escaping_adds(key) + content_adds(value);
   for (auto const& a : m.body().attachments()) n += 128 + escaping_adds(a.name());
   return n;
 }

@@ -92,8 +92,15 @@ std::string new_group_id(std::string_view home) {
 
 bool group_id_allows_home(std::string_view conv, std::string_view region) {
   if (conv.size() != 28) return true;  // the older form (or not a group id: judged elsewhere)
+  // One that does not decode names no home, and is no older form either: no home makes it.
   auto raw = format::from_base64url(conv.substr(1));
-  return !raw || raw->size() != 20 || raw->substr(0, 4) == home_tag(region);
+  return raw && raw->size() == 20 && raw->substr(0, 4) == home_tag(region);
+}
+
+std::string id_home_tag(std::string_view conv) {
+  if (conv.size() != 28 || conv.empty() || conv[0] != 'g') return {};
+  auto raw = format::from_base64url(conv.substr(1));
+  return raw && raw->size() == 20 ? raw->substr(0, 4) : "?";
 }
 
 bool well_formed_group_id(std::string_view conv) {

@@ -216,11 +216,9 @@ inline std::string parked_count_key(std::string const& origin, std::string_view 
   return "qo/" + origin + '\0' + std::string(tag);
 }
 // What a group id says of its home (docs/FEDERATION.md: `g`, then 20 bytes in base64url
-// whose first 4 are a hash of the home's name): its first 30 bits, as 5 characters; empty
-// for ids made before homes were named in them.
-inline std::string_view id_home_tag(std::string_view conv) {
-  return conv.size() == 28 && conv[0] == 'g' ? conv.substr(1, 5) : std::string_view{};
-}
+// whose first 4 are a hash of the home's name): those 4 bytes; empty for ids made before
+// homes were named in them, "?" for a 28-character id that does not decode (no home makes one).
+std::string id_home_tag(std::string_view conv);
 // How many stubs (groups of another home with no roster here) `home` has made here.
 inline std::string stub_count_key(std::string const& home) {
   return "hs/" + home;

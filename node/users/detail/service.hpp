@@ -81,6 +81,7 @@ struct user_service::impl {
   store::lmdb_db unfinished_deletions;  // name -> "" (deleted here; the message store's part not done)
   detail::login_limiter account_limiter;
   detail::login_limiter address_limiter;
+  detail::login_limiter wide_address_limiter;  // the same per IPv6 /48, at 16 times the free attempts
   // Password checks per address over time, whatever their outcome: the failure limiter
   // counts only wrong passwords, so without this one address logging in again and again
   // with right ones (its own accounts) could keep every password check busy.
@@ -118,6 +119,11 @@ struct user_service::impl {
         address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
                          o.login_checks_per_address ? o.login_checks_per_address
                                                     : static_cast<std::uint32_t>(hash_capacity() / 2)}),
+        // A /48 holds 65,536 /64s: a new one per attempt must not buy new free attempts.
+        wide_address_limiter({o.login_free_attempts_per_address * 16, o.login_backoff_initial_ms,
+                              o.login_backoff_max_ms, 100000,
+                              o.login_checks_per_address ? o.login_checks_per_address
+                                                         : static_cast<std::uint32_t>(hash_capacity() / 2)}),
         address_checks(o.login_checks_per_minute_per_address, 60000),
         wide_checks(o.login_checks_per_minute_per_address * 16, 60000),
         registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),
