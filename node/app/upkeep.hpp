@@ -19,7 +19,7 @@ namespace petchat::app {
 // every second lets remote presence run out and tells contacts what its rate held back
 // (ws_manager::expire_remote_presence): a slow or long sweep never holds presence back;
 // and, while the message store refuses writes, tries a write of nothing every second.
-// Both stop at their next tick once `stopping` is set. No errors: a failed sweep is logged.
+// Each stops at its next tick once `stopping` is set. No errors: a failed sweep is logged.
 void start_upkeep(boost::asio::io_context& io, messages::message_service& messages, ws::ws_manager& manager,
                   std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping);
 

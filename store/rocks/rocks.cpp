@@ -261,7 +261,11 @@ void rocks_db::commit_batch(std::deque<request>& batch, detail::group_commit& st
   if (!write_error().empty() && std::chrono::steady_clock::now() - last_resume_ >= std::chrono::seconds(1)) {
     last_resume_ = std::chrono::steady_clock::now();
     auto r = db_->Resume();
-    if (!r.ok()) options_.log(static_cast<int>(rocksdb::InfoLogLevel::INFO_LEVEL), "resume: " + r.ToString());
+    // Tried once a second while writes fail (the node's upkeep writes nothing to find out):
+    // the same refusal is logged once, not every second.
+    if (!r.ok() && r.ToString() != last_resume_error_)
+      options_.log(static_cast<int>(rocksdb::InfoLogLevel::INFO_LEVEL), "resume: " + r.ToString());
+    last_resume_error_ = r.ok() ? "" : r.ToString();
   }
   std::vector<write_outcome> outcomes(batch.size(), write_outcome::failed);
   rocks_batch view(state);

@@ -224,6 +224,7 @@ class rocks_db {
   mutable std::mutex error_mutex_;  // guards write_error_
   std::string write_error_;
   std::chrono::steady_clock::time_point last_resume_{};  // writer thread only
+  std::string last_resume_error_;                        // writer thread only: logged once each
   std::thread writer_;                                   // last: starts after everything above exists
 };
 

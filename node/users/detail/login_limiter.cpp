@@ -16,6 +16,7 @@ void login_limiter::failed(std::string const& key, std::int64_t now_ms, std::str
   std::lock_guard lock(mutex_);
   if (entries_.size() >= options_.max_keys) prune(now_ms);
   auto& e = entries_[key];
+  forget_some(e, now_ms);
   e.failures++;
   if (!account.empty()) {
     auto h = std::hash<std::string_view>{}(account);
@@ -34,6 +35,15 @@ void login_limiter::failed(std::string const& key, std::int64_t now_ms, std::str
     for (std::uint32_t i = 0; i < doublings && backoff < options_.max_backoff_ms; ++i) backoff *= 2;
     e.locked_until_ms = now_ms + std::min(backoff, options_.max_backoff_ms);
   }
+}
+
+void login_limiter::forget_some(entry& e, std::int64_t now_ms) const {
+  auto every = options_.forget_one_every_ms;
+  if (every <= 0 || e.failures == 0 || now_ms <= e.last_failure_ms) return;
+  auto gone = (now_ms - e.last_failure_ms) / every;
+  if (gone == 0) return;
+  e.failures = static_cast<std::uint64_t>(gone) >= e.failures ? 0 : e.failures - static_cast<std::uint32_t>(gone);
+  e.last_failure_ms += gone * every;  // what is left of the period carries on
 }
 
 void login_limiter::succeeded(std::string const& key) {
@@ -62,6 +72,7 @@ bool login_limiter::begin(std::string const& key, std::int64_t now_ms, bool cap_
   std::lock_guard lock(mutex_);
   if (entries_.size() >= options_.max_keys) prune(now_ms);
   auto& e = entries_[key];
+  forget_some(e, now_ms);
   if (!cap_only && e.pending > 0 && e.failures + e.pending >= options_.free_attempts) return false;
   if (options_.max_pending != 0 && e.pending >= options_.max_pending) return false;
   ++e.pending;

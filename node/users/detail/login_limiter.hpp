@@ -21,6 +21,9 @@ class login_limiter {
     std::int64_t max_backoff_ms = 15 * 60 * 1000;
     std::size_t max_keys = 100000;  // memory bound; stale keys are pruned past it
     std::uint32_t max_pending = 0;  // attempts of one key in flight at once (0: no cap beyond begin's rule)
+    // One failure forgotten per this many ms since the last one (0: only a success forgets):
+    // for a key thousands share (an IPv6 /48), whose everyday typos must not add up to a lock.
+    std::int64_t forget_one_every_ms = 0;
   };
 
   explicit login_limiter(options o) : options_(o) {}
@@ -67,6 +70,7 @@ class login_limiter {
   };
   static constexpr std::size_t accounts_kept = 8;
   void prune(std::int64_t now_ms);
+  void forget_some(entry& e, std::int64_t now_ms) const;  // options::forget_one_every_ms
 
   options options_;
   std::mutex mutex_;  // guards entries_; held only for map operations, never across I/O

@@ -119,11 +119,14 @@ struct user_service::impl {
         address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
                          o.login_checks_per_address ? o.login_checks_per_address
                                                     : static_cast<std::uint32_t>(hash_capacity() / 2)}),
-        // A /48 holds 65,536 /64s: a new one per attempt must not buy new free attempts.
-        wide_address_limiter({o.login_free_attempts_per_address * 16, o.login_backoff_initial_ms,
-                              o.login_backoff_max_ms, 100000,
-                              o.login_checks_per_address ? o.login_checks_per_address
-                                                         : static_cast<std::uint32_t>(hash_capacity() / 2)}),
+        // A /48 holds 65,536 /64s: a new one per attempt must not buy new free attempts. Its
+        // failures run out (as many an hour as it has free), and its locks are short: a
+        // carrier's thousands of subscribers may share one, and their typos add up.
+        wide_address_limiter(
+            {o.login_free_attempts_per_address * 16, o.login_backoff_initial_ms,
+             std::min<std::int64_t>(o.login_backoff_max_ms, 60000), 100000,
+             o.login_checks_per_address ? o.login_checks_per_address : static_cast<std::uint32_t>(hash_capacity() / 2),
+             3600000 / std::max<std::int64_t>(1, std::int64_t(o.login_free_attempts_per_address) * 16)}),
         address_checks(o.login_checks_per_minute_per_address, 60000),
         wide_checks(o.login_checks_per_minute_per_address * 16, 60000),
         registrations(o.max_registrations_per_address, std::int64_t(o.registration_window_s) * 1000),

@@ -116,6 +116,21 @@ TEST_CASE("login limiter: free attempts, then doubling back-off, reset on succes
   CHECK(l.wait_ms("k", t) == 0);
 }
 
+TEST_CASE("a key whose failures run out: everyday failures never add up to a lock, a burst does") {
+  login_limiter l({3, 1000, 5000, 100, 0, 10000});  // one failure forgotten every 10 s
+  std::int64_t t = 0;
+  for (int i = 0; i < 50; ++i, t += 10000) {  // one every 10 s, for 500 s
+    CHECK(l.wait_ms("k", t) == 0);
+    l.failed("k", t);
+  }
+  CHECK(l.wait_ms("k", t) == 0);
+  for (int i = 0; i < 4; ++i) l.failed("k", t);  // (the last one forgotten by now) 4: over the 3 free
+  CHECK(l.wait_ms("k", t) == 1000);
+  t += 40000;  // all 4 forgotten: the next failure is a first one again
+  l.failed("k", t);
+  CHECK(l.wait_ms("k", t) == 0);
+}
+
 TEST_CASE("a shared key's success forgives the failures at that account only") {
   login_limiter l({3, 1000, 5000, 100});
   l.failed("addr", 0, "user:carol");  // carol's typo
