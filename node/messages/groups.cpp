@@ -17,14 +17,6 @@ constexpr std::size_t max_members_per_request = 1000;
 
 using impl = message_service::impl;
 
-// A change reaches every member's mailbox as a group message does, so it costs one of its
-// actor's sends (messages.max_per_second); leaving and muting cost nothing.
-std::optional<errors::failure> charge(impl& m, std::string const& by) {
-  if (m.limiter.allow(by)) return std::nullopt;
-  return errors::rate_limited(
-      "more than " + std::to_string(m.options.max_per_second) + " messages and group changes per second", 1000);
-}
-
 // Runs a change's write; the answer is its failure, or nothing.
 awaitable<std::optional<errors::failure>> run_change(impl& m, std::shared_ptr<change_state> st,
                                                      store::rocks_db::write_fn fn) {
@@ -102,7 +94,7 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
   if (auto bad = check_patch(m, {spec.title, spec.description, spec.ttl_s, std::nullopt, std::nullopt})) co_return *bad;
   if (spec.members.size() > max_members_per_request)
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
-  if (auto limited = charge(m, owner)) co_return *limited;
+  if (auto limited = m.limiter.charge(owner)) co_return *limited;
   // A group left at once costs its creator nothing more: what they created, each left
   // group's record kept for the retention period (forget_former_member), is capped here.
   if (auto wait = m.creates.take(owner, now_ms()); wait > 0)
@@ -129,7 +121,7 @@ awaitable<result<membership_result>> message_service::add_members(std::string by
   if (users.empty()) co_return fail(code::missing_field, "members is required", "members");
   if (users.size() > max_members_per_request)
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
-  if (auto limited = charge(m, by)) co_return *limited;
+  if (auto limited = m.limiter.charge(by)) co_return *limited;
   auto st = std::make_shared<change_state>();
   st->conversation = conv;
   auto valid = candidates(m, users, st->failed);
@@ -174,7 +166,7 @@ awaitable<result<std::optional<std::string>>> message_service::remove_member(std
   // Leaving costs nothing here, but a leave sent to another region's home is an outbox
   // entry until it answers: counted like any send there (no flood while it is away).
   if (target->str() != by || home)
-    if (auto limited = charge(m, by)) co_return *limited;
+    if (auto limited = m.limiter.charge(by)) co_return *limited;
   if (home) {
     auto request = request_of(conv, by, federation::group_request::REMOVE);
     request.add_users(target->str());
@@ -201,7 +193,7 @@ awaitable<result<conversation_view>> message_service::set_role(std::string by, s
   if (!target) co_return fail(code::user_not_found, "'" + user + "' is not a user id");
   if (role != client::OWNER && role != client::ADMIN && role != client::MEMBER)
     co_return fail(code::invalid_field, "role must be owner, admin or member", "role");
-  if (auto limited = charge(m, by)) co_return *limited;
+  if (auto limited = m.limiter.charge(by)) co_return *limited;
   if (auto home = remote_home(m, conv)) {
     auto request = request_of(conv, by, federation::group_request::ROLE);
     request.add_users(target->str());
@@ -236,7 +228,7 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
                    : patch.description ? "description"
                                        : "history_visible");
   if (patch.title || patch.description || patch.ttl_s || patch.history_visible)
-    if (auto limited = charge(m, by)) co_return *limited;
+    if (auto limited = m.limiter.charge(by)) co_return *limited;
   bool queued = false;
   std::string request_id;
   if (auto home = remote_home(m, conv);

@@ -18,13 +18,6 @@ namespace {
 
 using impl = message_service::impl;
 
-// One of the user's sends (messages.max_per_second), or the refusal.
-std::optional<errors::failure> charge(impl& m, std::string const& user) {
-  if (m.limiter.allow(user)) return std::nullopt;
-  return errors::rate_limited("more than " + std::to_string(m.options.max_per_second) +
-                                  " messages, read marks, deletions and group changes per second",
-                              1000);
-}
 // Inside a read's write in a direct conversation: every message to `user` up to `upto` is
 // read. One that was never acknowledged is delivered too, and its sender is told so first
 // (DELIVERED, then READ): a client that reads before it acknowledges must not cost the
@@ -79,7 +72,7 @@ awaitable<errors::status> message_service::read(std::string user, std::string co
   if (committed && *committed >= *raw) co_return errors::ok();
   // A read that moves the mark writes events to the reader's devices and receipts to the
   // senders: it costs one of the reader's sends (messages.max_per_second).
-  if (auto refused = charge(m, user)) co_return *refused;
+  if (auto refused = m.limiter.charge(user)) co_return *refused;
   struct state {
     std::vector<news> heads;
     bool queued = false;
@@ -133,7 +126,7 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
     if (now_ms() - stored->message().sent_at_ms() > std::int64_t(m.options.delete_for_everyone_window_s) * 1000)
       co_return fail(code::delete_window_passed, "the time to delete this message for everyone has passed");
   }
-  if (auto refused = charge(m, user)) co_return *refused;
+  if (auto refused = m.limiter.charge(user)) co_return *refused;
   struct state {
     std::vector<news> heads;
     bool queued = false;

@@ -212,10 +212,9 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
     if (auto again = accepted_before()) co_return *again;
     co_return to.error();
   }
-  if (!m.limiter.allow(from)) {
+  if (auto limited = m.limiter.charge(from)) {
     if (auto again = accepted_before()) co_return *again;
-    co_return errors::rate_limited("more than " + std::to_string(m.options.max_per_second) + " messages per second",
-                                   1000);
+    co_return *limited;
   }
 
   auto st = std::make_shared<send_write>();

@@ -5,12 +5,17 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
+#include "node/errors/errors.hpp"
+
 namespace petchat::messages::service_detail {
 
-// Per-user token bucket: `rate` sends per second, bursts of 2 * rate.
+// Per-user token bucket: `rate` sends per second, bursts of 2 * rate. Everything that writes
+// to other users' mailboxes or to the writer every send waits on costs one: a message, a
+// read mark, a deletion, a group change.
 class send_limiter {
  public:
   explicit send_limiter(std::uint32_t rate) : rate_(rate) {}
@@ -26,6 +31,13 @@ class send_limiter {
     if (b.tokens < 1.0) return false;
     b.tokens -= 1.0;
     return true;
+  }
+  // One of the user's sends, or the refusal every such request answers with.
+  std::optional<errors::failure> charge(std::string const& user) {
+    if (allow(user)) return std::nullopt;
+    return errors::rate_limited("more than " + std::to_string(static_cast<std::uint32_t>(rate_)) +
+                                    " messages, read marks, deletions and group changes per second",
+                                1000);
   }
   // Gives back a token taken by a send that stored nothing (a retry).
   void refund(std::string const& user) {
