@@ -227,7 +227,8 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
                    patch.title         ? "title"
                    : patch.description ? "description"
                                        : "history_visible");
-  if (patch.title || patch.description || patch.ttl_s || patch.history_visible)
+  // Each change is a write the sends wait behind, a mute's too: one of the user's sends.
+  if (patch.title || patch.description || patch.ttl_s || patch.history_visible || patch.muted)
     if (auto limited = m.limiter.charge(by)) co_return *limited;
   bool queued = false;
   std::string request_id;

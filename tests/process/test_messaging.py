@@ -980,6 +980,28 @@ class LimitsTests:
         time.sleep(1.2)
         self.assertEqual(self.delete_message(b, limited[0][0], for_="me").status, 204)
 
+    def test_mutes_count_against_the_rate(self):
+        """A mute is a write every send waits behind: toggling it as fast as one can is
+        refused past the rate, and a refused toggle changes nothing."""
+        bob, carol = self.person("bob"), self.person("carol")
+        b = bob.login("phone")
+        C = self.ws(carol.login("phone"))
+        conv = C.send_message(bob.id, "hello")["conversation_id"]
+        path = "/v1/conversations/" + urllib.parse.quote(conv, safe="")
+        flags = [n % 2 == 0 for n in range(24)]
+        with concurrent.futures.ThreadPoolExecutor(len(flags)) as pool:  # all at once
+            answers = list(pool.map(
+                lambda muted: self.node.request("PATCH", path, {"muted": muted}, token=b["access_token"]), flags))
+        limited = [r for r in answers if r.status != 200]
+        for r in limited:
+            self.assertError(r, 429, "rate_limited")
+            self.assertEqual(r.headers.get("Retry-After"), "1", r.describe())
+        self.assertGreaterEqual(len(limited), 1, "24 mutes at once at 5 per second")
+        time.sleep(1.2)
+        r = self.node.request("PATCH", path, {"muted": True}, token=b["access_token"])
+        self.assertStatus(r, 200)
+        self.assertTrue(r.json.get("muted"), r.describe())
+
     def test_too_many_streams(self):
         bob, carol = self.person("bob"), self.person("carol")
         s1, s2, s3 = bob.login("one"), bob.login("two"), bob.login("three")
