@@ -237,7 +237,14 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   }
   store::rocks_db::write_fn mutation = [&m, st](store::rocks_batch& b) { return write_send(m, b, *st); };
   auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return m.write_failed("the message could not be stored");
+  if (outcome == store::write_outcome::failed) {
+    // Not the sender's doing: the token goes back. A retry of a send committed before the
+    // store began to fail is answered from that commit (what this write saw is not
+    // committed), or the client would give up on a message that was stored.
+    m.limiter.refund(from);
+    if (auto again = accepted_before()) co_return *again;
+    co_return m.write_failed("the message could not be stored");
+  }
   if (st->refused) co_return *st->refused;
   if (st->original) {
     m.limiter.refund(from);

@@ -186,6 +186,12 @@ class DiskFullTest(NodeTestCase):
             self.assertEqual((ready.status, ready.json["status"], ready.json["stores"]["messages"]),
                              (503, "store_failing", "failing"), ready.describe())
             self.assertTrue(node.running())
+            # A retry of a send accepted before the disk filled gets that acceptance: the
+            # message is stored, and a client told otherwise sends it again as a new one.
+            again = a.try_send(p.b_id, "before 0", client_id=before[0]["client_id"], timeout=30)
+            self.assertIn("accepted", again, again)
+            self.assertEqual((again["accepted"]["message_id"], again["accepted"].get("duplicate")),
+                             (before[0]["message_id"], True), again)
             st = admin_status(node)
             self.assertEqual(st["messages"]["writes"], "failing", st)
             self.assertEqual(metric(node, "petchat_store_writes_failing"), 1.0)
