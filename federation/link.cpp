@@ -73,7 +73,7 @@ struct link::impl {
   // confirmations make other regions resend.
   void run_manager() {
     pthread_setname_np(pthread_self(), "fed-manager");  // seen in top -H, perf, gdb
-    if (!conn.open()) return;
+    if (!conn.open()) state.closed = true;              // tried again below, as a connection NATS.c gave up
     {
       std::lock_guard lock(drops_mutex);
       manager_running = true;
@@ -82,8 +82,22 @@ struct link::impl {
     auto next_confirm = clock::now();
     auto next_purge = clock::now() + purge_every;
     auto next_presence = clock::now();
+    auto next_open = clock::now();
+    auto open_wait = 1s;
     while (!state.stopping) {
       serve_drops();
+      if (state.closed && clock::now() >= next_open) {
+        // A new connection, new subscriptions (the old ones went with the old connection),
+        // tried again at growing intervals up to a minute while it cannot be made.
+        inbound.destroy();
+        assets.destroy();
+        state.closed = false;
+        state.need_setup = true;
+        if (!conn.reopen()) state.closed = true;
+        next_open = clock::now() + open_wait;  // a connection NATS.c gives up again waits too
+        open_wait = std::min<std::chrono::seconds>(open_wait * 2, 60s);
+      }
+      if (state.connected) open_wait = 1s;
       bool busy = false;
       if (state.connected) {
         try {

@@ -112,7 +112,43 @@ bool nats_connection::open() {
   return true;
 }
 
+bool nats_connection::reopen() {
+  live_nc_ = nullptr;
+  if (js_) jsCtx_Destroy(js_);
+  js_ = nullptr;
+  if (nc_ && !natsConnection_IsClosed(nc_)) {  // open() connected but failed after (JetStream)
+    replacing_ = true;
+    natsConnection_Close(nc_);
+    std::unique_lock lock(closed_mutex_);
+    closed_cv_.wait_for(lock, 1s, [this] { return closed_; });
+    lock.unlock();
+    replacing_ = false;
+  }
+  if (nc_) retired_.push_back({nc_, std::chrono::steady_clock::now()});
+  nc_ = nullptr;
+  destroy_retired(false);
+  if (nopts_) natsOptions_Destroy(nopts_);
+  nopts_ = nullptr;
+  {
+    std::lock_guard lock(closed_mutex_);
+    closed_ = false;
+  }
+  return open();
+}
+
+// A closed connection's last callback has run: only other threads' calls can still hold it,
+// and those end at once on a closed connection (a request in flight is woken by the close).
+void nats_connection::destroy_retired(bool all) {
+  auto old = std::chrono::steady_clock::now() - 60s;
+  std::erase_if(retired_, [&](retired const& r) {
+    if (!all && r.at > old) return false;
+    natsConnection_Destroy(r.nc);
+    return true;
+  });
+}
+
 bool nats_connection::close() {
+  destroy_retired(true);
   if (js_) jsCtx_Destroy(js_);
   js_ = nullptr;
   live_nc_ = nullptr;
@@ -184,8 +220,19 @@ void nats_connection::on_disconnected(natsConnection* nc, void* self) {
   s.set_unreachable(was, why);
 }
 
-void nats_connection::on_closed(natsConnection*, void* self) {
+void nats_connection::on_closed(natsConnection* nc, void* self) {
   auto* me = static_cast<nats_connection*>(self);
+  auto& s = me->s_;
+  if (!s.stopping && !me->replacing_) {
+    // Not ours: NATS.c gave up (the same authorization error twice, an error it does not
+    // know). The manager opens a new connection; NATS.c would never reconnect this one.
+    // The last error stays what it was: NATS.c's own by now says only "No server available".
+    std::string why = connection_error(nc);
+    s.connected = false;
+    s.log->warn("federation: NATS closed the connection{}{}; opening a new one", why.empty() ? "" : ": ", why);
+    s.closed = true;
+    s.wake();
+  }
   std::lock_guard lock(me->closed_mutex_);
   me->closed_ = true;
   me->closed_cv_.notify_all();

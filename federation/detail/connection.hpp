@@ -10,10 +10,12 @@
 #include <nats/nats.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "federation/detail/link_state.hpp"
 
@@ -32,6 +34,10 @@ class nats_connection {
   // background) and makes the JetStream context. False when the options are unusable or
   // there is no JetStream context: the state's last error says why.
   bool open();
+  // After NATS.c closed the connection for good (state's `closed`: an authorization error
+  // twice in a row, an error it does not know): a new connection, as open(). The old one is
+  // destroyed a minute later (another thread may still hold it for a publish or request).
+  bool reopen();
   // Closes, then waits up to 1 s for NATS.c's last callback. False if it did not come: a
   // callback may still run, so the caller must keep this object and the state alive.
   bool close();
@@ -68,6 +74,14 @@ class nats_connection {
   jsCtx* js_ = nullptr;
   std::atomic<natsConnection*> live_nc_{nullptr};  // nc_ for other threads; cleared before close
   std::atomic<int> publish_failures_{0};
+
+  struct retired {
+    natsConnection* nc;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::vector<retired> retired_;        // closed connections not yet destroyed (manager thread)
+  std::atomic<bool> replacing_{false};  // reopen() closes the connection itself
+  void destroy_retired(bool all);
 
   std::mutex closed_mutex_;
   std::condition_variable closed_cv_;

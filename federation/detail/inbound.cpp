@@ -1,5 +1,6 @@
 #include "federation/detail/inbound.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "base/format/format.hpp"
@@ -24,8 +25,9 @@ bool inbound_stream::setup() {
 }
 
 // Every region the directory lists (but this one) gets its consumer and live subscription
-// where they are missing (or, `setting_up` after a reconnect, dead); one that cannot be
-// made does not keep the others from theirs. A region taken out of the directory keeps
+// where they are missing or dead (NATS.c gives up an ordered consumer whose re-creation
+// failed, say at a JetStream timeout: looked at every round, not only after a reconnect);
+// one that cannot be made does not keep the others from theirs. A region taken out of the directory keeps
 // them: what it sends is refused (unknown_region) as before, and its lane goes on when it
 // is listed again. Only `setting_up`, with `last_seq` read just now, is the stream checked
 // for having been recreated: a figure a second old is behind what was queued since.
@@ -45,8 +47,15 @@ bool inbound_stream::subscribe_listed(std::uint64_t last_seq, bool setting_up) {
       drop(o->fed);
       applier_.restart_at(o->queue, 0, 0, true);
     }
-    bool dead = o->fed && setting_up && !natsSubscription_IsValid(o->fed);
-    if ((!o->fed || dead) && !subscribe_inbound(*o, last_seq)) all = false;
+    bool dead = o->fed && !natsSubscription_IsValid(o->fed);
+    std::uint64_t upto = last_seq;
+    if (dead && !setting_up) {
+      s_.log->warn("federation: the consumer of {} ended; consuming it again", s_.names.fed_from(r.name));
+      // Between reconnects the stream is the one read so far: what the consumer queued
+      // after `last_seq` was read is no sign of a recreated stream.
+      upto = std::max(last_seq, o->queue.last_queued.load());
+    }
+    if ((!o->fed || dead) && !subscribe_inbound(*o, upto)) all = false;
     if (!o->live) {
       auto subject = s_.names.live_from(r.name);
       auto s = natsConnection_Subscribe(&o->live, conn_.nc(), subject.c_str(), &on_live, this);

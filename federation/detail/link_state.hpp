@@ -61,10 +61,11 @@ class link_state {
   nats_names const names;
 
   std::atomic<bool> stopping{false};
-  std::atomic<bool> connected{false};                                // NATS.c says the connection is up
-  std::atomic<bool> need_setup{true};                                // (re)create the stream and subscriptions
-  std::atomic<std::uint64_t> published{0};                           // outbox entries JetStream stored
-  std::atomic<std::uint64_t> applied{0};                             // inbound bodies applied (verified, not refused)
+  std::atomic<bool> connected{false};       // NATS.c says the connection is up
+  std::atomic<bool> need_setup{true};       // (re)create the stream and subscriptions
+  std::atomic<bool> closed{false};          // NATS.c closed the connection for good (no more reconnects): open it anew
+  std::atomic<std::uint64_t> published{0};  // outbox entries JetStream stored
+  std::atomic<std::uint64_t> applied{0};    // inbound bodies applied (verified, not refused)
   std::function<void(std::string const&, std::int64_t)> on_applied;  // set before start
 
   // Logs `what` and keeps it as the status's last error.

@@ -1260,6 +1260,60 @@ class NatsPermissions(unittest.TestCase):
             server.close()
 
 
+class NatsGivesUp(unittest.TestCase):
+    """NATS.c closes a connection for good after the same authorization error twice (a
+    password changed on the server, an expired credential): the node opens a new one once
+    it can, without a restart, and what was queued meanwhile arrives."""
+
+    def test_a_connection_nats_closed_for_good_is_opened_again(self):
+        server = fedharness.NatsServer("gives-up", extra_conf="authorization { users: [%s, %s] }" % (
+            nats_permissions("europe"), nats_permissions("america")))
+        regions = fedharness.make_regions(["europe", "america"], {"europe": server, "america": server},
+                                          federation=lambda name: {"user": name, "password": "pw-" + name})
+        regions.pop("_keys")
+        try:
+            eu, us, a, b = alice_and_bob(regions)
+            first = a.send_message("bob@america", "before")
+            b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
+            with open(server.conf) as f:
+                conf = f.read()
+
+            def set_conf(text):
+                with open(server.conf, "w") as f:
+                    f.write(text)
+                server.proc.send_signal(signal.SIGHUP)  # nats-server reads its config again
+
+            def logged(what):
+                return any(what in line for line in eu.stderr_lines + eu.stdout_lines)
+
+            def refusals():
+                with open(server.log_path, errors="replace") as f:
+                    return sum("authentication error" in line or "Authorization Violation" in line for line in f)
+
+            before = refusals()
+            set_conf(conf.replace('password: "pw-europe"', 'password: "changed"'))
+            # NATS.c gives up after the server refused the same credentials twice in a row.
+            deadline = time.monotonic() + 60
+            while refusals() < before + 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            self.assertGreaterEqual(refusals(), before + 2, "the server never refused europe twice")
+            time.sleep(1)
+            meanwhile = a.send_message("bob@america", "while europe's password was wrong")
+            set_conf(conf)
+            # The new connection is tried at growing intervals (1, 2, 4... s, at most 60).
+            b.wait_event(ev_message(meanwhile["message_id"]), 90)
+            back = b.send_message("alice@europe", "and back")
+            a.wait_event(ev_message(back["message_id"]), DELIVERY_TIMEOUT_S)
+            self.assertTrue(fed_status(eu)["connected"])
+            self.assertTrue(logged("NATS closed the connection"), "NATS.c never gave the connection up")
+            a.close()
+            b.close()
+        finally:
+            for r in regions.values():
+                r.node.close()
+            server.close()
+
+
 def nats_publish(server, user, password, subject):
     """Publishes an empty message as `user` (NATS's client protocol by hand) and returns what
     the server said within a second: a -ERR names a permissions violation."""
