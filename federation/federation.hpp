@@ -197,7 +197,7 @@ class local_store {
     std::int64_t oldest_created_at_ms = 0;
   };
   // Entries after `after` and the creation time of the first. snapshot()'s caller only;
-  // scans them all.
+  // two seeks (the entries after a lane's confirmed seq have no gaps).
   virtual backlog outbox_backlog(std::string const& destination, std::uint64_t after) = 0;
   // Every destination a lane was ever started to (listed now or not). snapshot()'s caller.
   virtual std::vector<std::string> outbox_destinations() = 0;

@@ -91,17 +91,7 @@ class federated_store final : public federation::local_store {
   }
 
   backlog outbox_backlog(std::string const& destination, std::uint64_t after) override {
-    backlog b;
-    m_.db.scan(cf::outbox, keys::outbox_key(destination, after + 1), keys::past_last_of(destination),
-               [&](std::string_view, std::string_view value) {
-                 if (b.entries++ == 0) {
-                   federation::body body;
-                   if (body.ParseFromArray(value.data(), static_cast<int>(value.size())))
-                     b.oldest_created_at_ms = body.created_at_ms();
-                 }
-                 return true;
-               });
-    return b;
+    return service_detail::outbox_backlog(m_.db, destination, after);
   }
 
   std::vector<std::string> outbox_destinations() override { return service_detail::outbox_destinations(m_.db); }

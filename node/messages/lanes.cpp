@@ -28,6 +28,33 @@ std::vector<std::string> outbox_destinations(store::rocks_db& db) {
   return out;
 }
 
+// Two seeks, however long the outbox (a scrape asks while a region is away for days): a
+// lane's entries after what its destination confirmed have no gaps, so the first and the
+// last say how many there are.
+federation::local_store::backlog outbox_backlog(store::rocks_db& db, std::string const& destination,
+                                                std::uint64_t after) {
+  federation::local_store::backlog b;
+  auto from = keys::outbox_key(destination, after + 1);
+  auto past = keys::past_last_of(destination);
+  auto seq_of = [&](std::string_view key) { return keys::from_be64(keys::after_owner(key, destination)); };
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  db.scan(cf::outbox, from, past, [&](std::string_view key, std::string_view value) {
+    federation::body body;
+    if (body.ParseFromArray(value.data(), static_cast<int>(value.size())))
+      b.oldest_created_at_ms = body.created_at_ms();
+    first = seq_of(key);
+    return false;
+  });
+  if (first == 0) return b;
+  db.scan_reverse(cf::outbox, from, past, [&](std::string_view key, std::string_view) {
+    last = seq_of(key);
+    return false;
+  });
+  b.entries = last >= first ? last - first + 1 : 1;
+  return b;
+}
+
 federation::local_store::dropped drop_outbox(store::rocks_db& db, federation::directory const* regions,
                                              std::string const& destination, std::size_t at_once) {
   using outcome = federation::local_store::dropped::outcome;

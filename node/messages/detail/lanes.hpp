@@ -39,6 +39,10 @@ store::write_outcome write_blocking(store::rocks_db& db, store::rocks_db::write_
 // Every destination a lane was ever started to (`fo/<destination>` in the state family).
 std::vector<std::string> outbox_destinations(store::rocks_db& db);
 
+// How many entries to `destination` there are after seq `after`, and the first's creation time.
+federation::local_store::backlog outbox_backlog(store::rocks_db& db, std::string const& destination,
+                                                std::uint64_t after);
+
 // Erases every outbox entry to `destination` and its lane's seqs (`fo/`, `fc/`), in writes
 // of at most `at_once` entries, blocking. What is queued for it meanwhile goes in the last
 // write, so once done nothing is held for it, and nothing more is queued while the
