@@ -25,11 +25,11 @@ std::int64_t now_ms() {
       .count();
 }
 
-std::runtime_error damaged(std::filesystem::path const& path, std::string const& why) {
-  return std::runtime_error(path.string() + " is damaged (" + why +
-                            "): it says which region and store format the data dir holds; restore it from a "
-                            "backup, or write it again by hand as {\"region\": \"<name>\", \"format\": " +
-                            std::to_string(data_format) + ", \"created_at\": \"<RFC 3339 time>\"}");
+refusal damaged(std::filesystem::path const& path, std::string const& why) {
+  return refusal(path.string() + " is damaged (" + why +
+                 "): it says which region and store format the data dir holds; restore it from a "
+                 "backup, or write it again by hand as {\"region\": \"<name>\", \"format\": " +
+                 std::to_string(data_format) + ", \"created_at\": \"<RFC 3339 time>\"}");
 }
 
 // The file's text; nullopt only if it does not exist (any other failure throws: a record

@@ -20,6 +20,7 @@
 #include <stdexcept>
 
 #include "base/format/format.hpp"
+#include "node/identity/identity.hpp"
 
 namespace petchat::notify::detail {
 namespace {
@@ -101,9 +102,9 @@ vapid_key vapid_key::load_or_create(std::filesystem::path const& path) {
     struct stat st;
     if (::fstat(fd, &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO))) {
       ::close(fd);
-      throw std::runtime_error(path.string() +
-                               ": readable by group or others (or not to be looked at); run chmod 600 on it "
-                               "(the VAPID key signs this region's pushes)");
+      throw identity::refusal(path.string() +
+                              ": readable by group or others (or not to be looked at); run chmod 600 on it "
+                              "(the VAPID key signs this region's pushes)");
     }
     FILE* f = ::fdopen(fd, "r");
     if (!f) {

@@ -273,6 +273,8 @@ class VapidKeyTest(PushCase):
         os.chmod(path, 0o644)
         with self.assertRaises(NodeStartError):
             node.start()
+        node.proc.wait(10)
+        self.assertEqual(node.proc.returncode, 2, "an operator must act: exit 2, which systemd does not restart")
         self.assertIn("chmod 600", "\n".join(node.stdout_lines[-20:] + node.stderr_lines[-20:]))
         os.chmod(path, 0o600)
         node.start()
