@@ -42,7 +42,12 @@ reloader::outcome reloader::reload() {
   tls::loaded certificate;
   if (tls_stays_on) {
     certificate = tls::load(next.gateway.tls_cert_file, next.gateway.tls_key_file);
-    if (!certificate.context) {
+    // One expired or not valid yet (a renewal hook that installed a stale file) would fail
+    // every new connection: the running certificate stays.
+    if (certificate.context && !certificate.valid_now)
+      certificate.error = "certificate " + next.gateway.tls_cert_file + " is not valid now (" + certificate.summary +
+                          "); the running certificate stays";
+    if (!certificate.context || !certificate.valid_now) {
       out.errors.push_back("gateway.tls_cert_file, gateway.tls_key_file: " + certificate.error);
       for (auto const& e : out.errors) log->error("reload refused, nothing changed: {}", e);
       return out;

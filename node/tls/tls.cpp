@@ -71,7 +71,14 @@ std::string describe(SSL_CTX* ctx) {
   }
   std::string out = std::string("subject ") + subject + ", valid until " + until;
   if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) out += " (EXPIRED)";
+  if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) out += " (NOT VALID YET)";
   return out;
+}
+
+bool valid_now(SSL_CTX* ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx);
+  return cert && X509_cmp_current_time(X509_get0_notAfter(cert)) > 0 &&
+         X509_cmp_current_time(X509_get0_notBefore(cert)) < 0;
 }
 
 std::int64_t not_after(SSL_CTX* ctx) {
@@ -129,6 +136,7 @@ loaded load(std::filesystem::path const& certificate, std::filesystem::path cons
   }
   out.summary = describe(c);
   out.not_after_s = not_after(c);
+  out.valid_now = valid_now(c);
   out.context = std::move(ctx);
   return out;
 }

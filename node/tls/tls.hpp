@@ -20,6 +20,7 @@ struct loaded {
   std::string error;                                   // names the file and the reason
   std::string summary;                                 // "subject CN=chat.example.org, valid until ..."
   std::int64_t not_after_s = 0;                        // the certificate's end, Unix seconds
+  bool valid_now = false;                              // now is within its notBefore..notAfter
 };
 
 // Reads `certificate` (PEM, the server's certificate first, then its chain) and `key` (PEM)

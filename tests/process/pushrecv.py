@@ -93,7 +93,7 @@ class TestCA:
                 .issuer_name(self._ca_name)
                 .public_key(key.public_key())
                 .serial_number(serial)
-                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_before(now - datetime.timedelta(days=1 if days > 0 else 2 - days))
                 .not_valid_after(now + datetime.timedelta(days=days))
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,

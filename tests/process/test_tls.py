@@ -260,6 +260,14 @@ class TlsGatewayTest(NodeTestCase):
             err = self.assertError(reload, 400, "config_invalid")
             self.assertIn("does not belong to certificate", err["message"])
             self.assertEqual(peer_serial(node), renewed)
+            # Nor is a stale one a renewal hook installed (expired yesterday): every new
+            # connection would fail with it.
+            self.ca.issue(self.cert, self.key, "chat.test stale", days=-1)
+            reload = node.admin("POST", "/v1/admin/reload")
+            err = self.assertError(reload, 400, "config_invalid")
+            self.assertIn("is not valid now", err["message"])
+            self.assertIn("EXPIRED", err["message"])
+            self.assertEqual(peer_serial(node), renewed)
             self.assertStatus(node.request("GET", "/readyz"), 200)
         finally:
             a.close()
