@@ -11,7 +11,7 @@
 namespace petchat::ctl {
 
 std::optional<admin_reply> call(std::string const& socket_path, std::string const& method, std::string const& target,
-                                std::string const& body, std::string& error, int timeout_s) {
+                                std::string const& body, std::string& error, int timeout_s, bool* reached) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
@@ -34,6 +34,7 @@ std::optional<admin_reply> call(std::string const& socket_path, std::string cons
     error = std::strerror(errno);
     return std::nullopt;
   }
+  if (reached) *reached = true;
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: petchat-admin\r\nConnection: close\r\n";
   if (!body.empty()) req += "Content-Type: application/json\r\n";
   req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;

@@ -13,8 +13,10 @@ struct admin_reply {
 };
 
 // Sends one request and reads the whole reply. Returns nullopt and sets `error` if the
-// socket cannot be reached, the reply is not HTTP, or none came within `timeout_s`.
+// socket cannot be reached, the reply is not HTTP, or none came within `timeout_s`;
+// `reached` (if given) says whether something listened on the socket.
 std::optional<admin_reply> call(std::string const& socket_path, std::string const& method, std::string const& target,
-                                std::string const& body, std::string& error, int timeout_s = 30);
+                                std::string const& body, std::string& error, int timeout_s = 30,
+                                bool* reached = nullptr);
 
 }  // namespace petchat::ctl

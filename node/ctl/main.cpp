@@ -69,11 +69,21 @@ struct context {
   bool as_json = false;
 };
 
+// Compaction, collection and verification walk the whole store: an hour before giving up.
+constexpr int long_work_s = 3600;
+
 // Performs one admin call; prints errors; returns the exit code and the parsed answer.
 int request(context const& ctx, std::string const& method, std::string const& target, json::value const* body,
             json::value& answer, int timeout_s = 30) {
   std::string error;
-  auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error, timeout_s);
+  bool reached = false;
+  auto reply =
+      petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error, timeout_s, &reached);
+  if (!reply && reached) {  // a node that is busy, not one that is not running
+    std::cerr << "petchatctl: no answer from the node at " << ctx.socket << " within " << timeout_s << " s (" << error
+              << "); it may still be working on it: see its log before asking again\n";
+    return exit_refused;
+  }
   if (!reply) {
     std::cerr << "petchatctl: node not running at " << ctx.socket << " (" << error << "; found by " << ctx.found_by
               << "); start petchat-node, or point to it with --socket, --data-dir or --config\n";
@@ -311,7 +321,7 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                      std::cout << "removed " << field(v.as_object(), "expired")
                                << " expired messages; store compacted\n";
                    };
-                   return request(c, "POST", "/v1/admin/messages/compact", nullptr, ans);
+                   return request(c, "POST", "/v1/admin/messages/compact", nullptr, ans, long_work_s);
                  }});
   auto* assets = app.add_subcommand("assets", "stored files: usage, collection, verification");
   out.push_back({assets->add_subcommand("collect", "remove now what is due: unreferenced assets, expired uploads"),
@@ -321,12 +331,12 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
                      std::cout << "removed " << field(o, "assets_removed") << " assets (" << field(o, "bytes_freed")
                                << " bytes) and " << field(o, "uploads_removed") << " expired uploads\n";
                    };
-                   return request(c, "POST", "/v1/admin/assets/collect", nullptr, ans);
+                   return request(c, "POST", "/v1/admin/assets/collect", nullptr, ans, long_work_s);
                  }});
   out.push_back({assets->add_subcommand("verify", "re-hash every stored file; quarantine the damaged"),
                  [](context& c, json::value& ans, show_fn& show) {
                    show = print_verify;
-                   return request(c, "POST", "/v1/admin/assets/verify", nullptr, ans);
+                   return request(c, "POST", "/v1/admin/assets/verify", nullptr, ans, long_work_s);
                  }});
   // After its subcommands: the first parsed command runs, and `assets` is parsed with them.
   out.push_back({assets, [](context& c, json::value& ans, show_fn& show) {

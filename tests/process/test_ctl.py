@@ -4,8 +4,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -361,6 +363,33 @@ class CtlTest(NodeTestCase):
         self.assertEqual(rc, 3, err)
         self.assertIn("not running", err)
         self.assertIn(os.path.join(tmp, "admin.sock"), err)
+
+
+    def test_a_node_that_does_not_answer_is_not_said_to_be_stopped(self):
+        """Something listens but answers nothing (a node busy compacting, which then drops
+        the connection): "may still be working", exit 1, never "not running" (exit 3),
+        which would send the operator to start a second node or ask again."""
+        tmp = tempfile.mkdtemp(prefix="petchat-ctl-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        sock = os.path.join(tmp, "admin.sock")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(server.close)
+        server.bind(sock)
+        server.listen(4)
+
+        def hang_up():
+            for _ in range(2):
+                conn, _ = server.accept()
+                conn.recv(4096)
+                conn.close()
+        t = threading.Thread(target=hang_up, daemon=True)
+        t.start()
+        for args in (["messages", "compact"], ["status"]):
+            rc, out, err = run_ctl("--socket", sock, *args)
+            self.assertEqual(rc, 1, "%s: rc %d, stderr: %s" % (args, rc, err))
+            self.assertIn("no answer from the node", err)
+            self.assertNotIn("not running", err)
+        t.join(5)
 
 
 class CtlStoppedNodeTest(NodeTestCase):
