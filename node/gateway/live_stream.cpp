@@ -155,8 +155,10 @@ void live_stream::on_readable() {
   input_step step = input_step::next;
   try {
     while (step == input_step::next) step = step_input(pending);
-  } catch (std::exception const& e) {
+  } catch (std::exception const& e) {  // as read_input(): told, then 1011 (a store read that threw)
     log::get("ws")->error("{}: live stream failed: {}", user_id(), e.what());
+    send_error(0, errors::fail(code::internal, "the live stream failed on the server; reconnect"));
+    close_with(close_internal_error, "internal_error");
     step = input_step::end;
   }
   if (step == input_step::wait) return;
