@@ -183,7 +183,15 @@ bool live_stream::take_event(std::uint64_t head, std::shared_ptr<ws::shared_even
 void live_stream::pump() {
   if (phase_ != phase::live) return;
   std::size_t watermark = this->watermark();
+  // A few reads a turn: a backlog of events to skip (hidden or expired messages) is read a
+  // slice at a time between other streams' work, not in one go.
+  constexpr int reads_per_turn = 4;
+  int reads = 0;
   while (sent_seq_ < known_head_ && phase_ == phase::live && has_room()) {
+    if (reads++ == reads_per_turn) {
+      asio::post(socket_.get_executor(), [self = shared_from_this()] { self->pump(); });
+      break;
+    }
     auto batch = svc_->messages.events_after(user_id(), sent_seq_, std::min(events_per_read, watermark - out_.size()));
     auto before = sent_seq_;
     bool full = false;

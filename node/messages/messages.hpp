@@ -311,8 +311,8 @@ class message_service {
   std::uint64_t mailbox_head(std::string const& user) const;
   std::uint64_t acked(std::string const& user, std::string const& device) const;
 
-  // Up to `limit` events with seq > after (events of expired or deleted messages skipped;
-  // `last_seq` says how far it looked).
+  // Up to `limit` events with seq > after (those of expired or deleted messages skipped;
+  // `last_seq` says how far it looked: at most 4,096 seqs a call, a slice at a time).
   mailbox_read events_after(std::string const& user, std::uint64_t after, std::size_t limit) const;
 
   // A page of a conversation's history as `user` may see it (docs/PROTOCOL.md, History).

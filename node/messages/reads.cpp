@@ -21,11 +21,16 @@ std::uint64_t message_service::acked(std::string const& user, std::string const&
                                          [&] { return db.get(cf::state, keys::ack_key(user, device)); });
 }
 
+// Seqs one events_after call looks at, at most: each skipped one may be a message read, and
+// a mailbox of hidden or expired messages must not hold an I/O thread for long.
+constexpr std::size_t max_events_looked_at = 4096;
+
 mailbox_read message_service::events_after(std::string const& user, std::uint64_t after, std::size_t limit) const {
   auto& m = *impl_;
   mailbox_read out;
   out.last_seq = after;
   std::int64_t now = now_ms();
+  std::size_t looked = 0;
   // From where a run holding after + 1 can start (detail/mailbox_runs.hpp).
   m.db.scan(cf::mailbox, keys::mailbox_key(user, keys::earliest_run_start(after + 1)), keys::past_last_of(user),
             [&](std::string_view key, std::string_view value) {
@@ -33,6 +38,7 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
               std::uint64_t first = keys::from_be64(keys::after_owner(key, user));
               bool parsed = keys::each_run_event(first, value, [&](std::uint64_t seq, records::stored_event const& e) {
                 if (seq <= after) return true;
+                if (looked++ == max_events_looked_at) return more = false;  // the rest in the next call
                 out.last_seq = seq;
                 client::event ev;
                 ev.set_seq(seq);
@@ -55,7 +61,7 @@ mailbox_read message_service::events_after(std::string const& user, std::uint64_
                 more = out.events.size() < limit;
                 return more;
               });
-              if (!parsed && first > after) out.last_seq = first;
+              if (!parsed && first > after && more) out.last_seq = first;
               return more;
             });
   return out;

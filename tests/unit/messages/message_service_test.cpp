@@ -303,6 +303,33 @@ TEST_CASE("a message past its ttl is no longer served, and the sweep removes it"
   CHECK(r.service.events_after(bob, 2, 10).events.at(0).seq() == 3);
 }
 
+TEST_CASE("a mailbox of messages no longer served is read a slice at a time") {
+  // Each skipped event may cost a message read: one call must not walk them all (a stream
+  // resuming from 0 reads on an I/O thread).
+  config::messages_section options;
+  options.max_per_second = 100000;
+  region r(options);
+  constexpr std::size_t n = 4500;
+  std::vector<std::optional<accepted_result>> brief(n);
+  for (std::size_t i = 0; i < n; ++i)
+    r.start(r.service.send(alice, text(bob, "b" + std::to_string(i), "brief", 1)), brief[i]);
+  r.finish();
+  std::int64_t last_expiry = 0;
+  for (auto const& a : brief) {
+    REQUIRE(outcome(*a) == "ok");
+    last_expiry = std::max(last_expiry, (*a)->sent_at_ms() + 1000);
+  }
+  auto kept = r.sent(alice, bob, "kept", "stays");
+  wait_until_after(last_expiry);
+  auto first = r.service.events_after(bob, 0, 10);
+  CHECK(first.events.empty());
+  CHECK(first.last_seq == 4096);  // looked that far, and no further
+  auto rest = r.service.events_after(bob, first.last_seq, 10);
+  REQUIRE(rest.events.size() == 1);
+  CHECK(rest.events[0].message().id() == kept);
+  CHECK(rest.last_seq == n + 1);
+}
+
 TEST_CASE("a send that breaks a rule is refused with its code and stores nothing") {
   config::messages_section limits;
   limits.max_text_bytes = 16;
