@@ -41,6 +41,11 @@ bool nats_connection::set_options() {
   // bytes go out in the publishing call, not when NATS.c's flusher thread gets to them
   // (measured at 2,000 messages/s: 0.9 ms less from send to recipient, the same CPU).
   natsOptions_SetSendAsap(nopts_, true);
+  // Writes to a server that stopped reading (hung, or a link dropping packets) fail after
+  // this long, and the connection is taken as lost, instead of blocking for as long as TCP
+  // takes to give up: typing and presence are published from the I/O threads, which would
+  // wait behind it, and all of local chat with them.
+  natsOptions_SetWriteDeadline(nopts_, static_cast<int64_t>(opt.publish_timeout_ms));
   natsOptions_SetMaxReconnect(nopts_, -1);
   natsOptions_SetReconnectWait(nopts_, opt.reconnect_wait_ms);
   natsOptions_SetTimeout(nopts_, opt.publish_timeout_ms);

@@ -159,7 +159,8 @@ def make_regions(names, servers, config=None, federation=None):
     nodes = {}
     keys = {}
     for name in names:
-        node = Node(config=dict(config or {}, node={"region": name, "threads": 2}), name=name, start=False)
+        node_section = dict({"threads": 2}, **(config or {}).get("node", {}), region=name)
+        node = Node(config=dict(config or {}, node=node_section), name=name, start=False)
         out = subprocess.run([node.command()[0], "--config", node.config_path, "--data-dir", node.data_dir, "--init"],
                              capture_output=True, text=True, timeout=15)
         if out.returncode != 0:

@@ -1315,6 +1315,58 @@ class NatsGivesUp(unittest.TestCase):
             server.close()
 
 
+class NatsStalls(unittest.TestCase):
+    """A nats-server that stops reading (hung; here SIGSTOP) while the node has megabytes to
+    publish: local chat goes on. Typing and presence are published from the I/O threads,
+    behind the link's blocked write; without a write deadline they waited until TCP gave
+    up (many minutes), and every stream on that thread with them."""
+
+    def test_local_chat_goes_on_while_nats_stops_reading(self):
+        server = fedharness.NatsServer("stalls")
+        config = {"node": {"threads": 1},  # every stream on the one thread that would block
+                  "messages": {"max_per_second": 100000, "max_text_bytes": 60000}}
+        regions = fedharness.make_regions(["europe", "america"], {"europe": server, "america": server}, config=config)
+        regions.pop("_keys")
+        stopped = False
+        try:
+            eu, us, a, b = alice_and_bob(regions)
+            eu.new_user("carol")
+            eu.new_user("dave")
+            c = wsclient.connect(eu, eu.new_session("carol"))
+            d = wsclient.connect(eu, eu.new_session("dave"))
+            first = a.send_message("bob@america", "before")
+            b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
+            server.proc.send_signal(signal.SIGSTOP)
+            stopped = True
+            # ~18 MB for america: more than the sockets between the node and the server hold.
+            refs = [a.send_async("bob@america", "%04d " % i + "x" * 59000) for i in range(300)]
+            last = None
+            for r in refs:
+                f = a.wait_ref(r, timeout=60)
+                self.assertIn("accepted", f, f)
+                last = f["accepted"]
+            # A publish round that times out waits resend_after_s (3 s here); the next one
+            # takes all of them at once, and its write stops when the sockets are full.
+            time.sleep(8)
+            for _ in range(20):
+                a.typing("bob@america")
+                time.sleep(0.05)
+            local = c.try_send("dave@europe", "local while NATS is stuck", timeout=60)
+            self.assertIn("accepted", local, local)
+            d.wait_event(ev_message(local["accepted"]["message_id"]), 30)
+            server.proc.send_signal(signal.SIGCONT)
+            stopped = False
+            b.wait_event(ev_message(last["message_id"]), 120)
+            for client in (a, b, c, d):
+                client.close()
+        finally:
+            if stopped:
+                server.proc.send_signal(signal.SIGCONT)
+            for r in regions.values():
+                r.node.close()
+            server.close()
+
+
 def nats_publish(server, user, password, subject):
     """Publishes an empty message as `user` (NATS's client protocol by hand) and returns what
     the server said within a second: a -ERR names a permissions violation."""
