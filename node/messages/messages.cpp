@@ -119,7 +119,7 @@ bool write_group_send(message_service::impl const& m, store::rocks_batch& b, sen
     federation::body envelope;
     *envelope.mutable_message() = st.message;
     envelope.set_group_version(conv->version());
-    m.to_outbox(b, region, std::move(envelope));
+    if (auto seq = m.to_outbox(b, region, std::move(envelope))) keys::note_outbox_copy(stored, region, seq);
     st.queued = true;
   }
   stored.set_recipients(static_cast<std::uint32_t>(fan.recipients_size()));

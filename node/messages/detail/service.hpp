@@ -13,7 +13,6 @@
 #include "base/ids/ids.hpp"
 #include "base/limits/limits.hpp"
 #include "federation/federation.hpp"
-#include "message_records.pb.h"
 #include "node/log/log.hpp"
 #include "node/messages/detail/assets.hpp"
 #include "node/messages/detail/body_rules.hpp"
@@ -22,6 +21,7 @@
 #include "node/messages/detail/keys.hpp"
 #include "node/messages/detail/limits.hpp"
 #include "node/messages/detail/mailbox_runs.hpp"
+#include "node/messages/detail/outbox_copies.hpp"
 #include "node/messages/detail/push.hpp"
 #include "node/messages/detail/send_limiter.hpp"
 #include "node/messages/messages.hpp"
@@ -243,10 +243,9 @@ struct message_service::impl {
   static void update_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm) {
     b.put(cf::messages, raw_id, sm.SerializeAsString());
   }
-  // Erases a message, its indexes and the mailbox entries it lists (`floored`: as for
-  // erase_mailbox_entry). Its idempotency record stays until its expiry (deleted for
-  // everyone), and at least the retention period (at most a day) after it was sent (a
-  // disappearing message's TTL may be a second), so that a retry is answered, not sent again.
+  // Erases a message, its indexes, the mailbox entries (`floored`: see erase_mailbox_entry) and
+  // outbox copies it lists. Its idempotency record stays until its expiry (deleted for everyone),
+  // and at least min(retention, a day) from the send: a retry is answered, not sent again.
   void erase_message(store::rocks_batch& b, std::string const& raw_id, records::stored_message const& sm, bool expired,
                      std::set<std::string>& floored) const {
     auto const& msg = sm.message();
@@ -256,6 +255,7 @@ struct message_service::impl {
     if (msg.body().attachments_size() > 0)
       keys::release_asset_refs(b, raw_id, sm, now_ms() + std::int64_t(assets.grace_s) * 1000);
     for (auto const& ref : sm.mailbox_entries()) erase_mailbox_event(b, ref, floored);
+    keys::withdraw_outbox_copies(b, sm);
     if (keys::is_group(msg.conversation_id())) erase_fanout(b, raw_id, floored);
     if (!sm.owns_idempotency_record()) return;
     auto idem = keys::idempotency_key(msg.from(), msg.client_id());
@@ -278,10 +278,9 @@ struct message_service::impl {
     for (auto const& user : fan.recipients()) b.erase(cf::receipts, keys::receipt_key(raw_id, user));
   }
 
-  // An event of a 1:1 conversation that `from` (a local user) caused: into the mailbox of
-  // `to` here, or as `envelope` into the outbox to their region; and into `from`'s
-  // mailbox. The entries go with the message `about` (see append), or without one after
-  // the retention period.
+  // An event of a 1:1 conversation that `from` (a local user) caused: into the mailbox of `to`
+  // here, or as `envelope` into the outbox to their region; and into `from`'s mailbox. The
+  // entries go with the message `about` (append, outbox_copies.hpp), or after the retention.
   void deliver_to_both(store::rocks_batch& b, std::string const& from, std::string const& to,
                        records::stored_event const& e, federation::body envelope, records::stored_message* about,
                        std::vector<news>& heads, bool& queued) const {
@@ -290,21 +289,21 @@ struct message_service::impl {
     };
     if (is_local(to)) {
       add(to);
-    } else {
-      to_outbox(b, std::string(ids::region_of(to)), std::move(envelope));
-      queued = true;
+    } else if (auto seq = to_outbox(b, std::string(ids::region_of(to)), std::move(envelope)); seq && about) {
+      keys::note_outbox_copy(*about, ids::region_of(to), seq);
     }
+    queued |= !is_local(to);
     if (to != from) add(from);
   }
 
   bool is_local(std::string const& user) const { return ids::region_of(user) == region; }
 
   // Queues a durable federation envelope for `destination` inside a write: the next seq of
-  // that lane, in commit order; published after the commit, with the lane's epoch and base.
-  void to_outbox(store::rocks_batch& b, std::string const& destination, federation::body body) const {
+  // that lane (returned; 0: not queued), in commit order; published after the commit.
+  std::uint64_t to_outbox(store::rocks_batch& b, std::string const& destination, federation::body body) const {
     auto lane_raw = b.get(cf::state, keys::outbound_lane_key(destination));
     // Never to a made-up region (no lane, not listed): nothing would send or forget it.
-    if (regions && !lane_raw && !regions->is_remote(destination)) return;
+    if (regions && !lane_raw && !regions->is_remote(destination)) return 0;
     std::uint64_t seq = (lane_raw ? keys::from_be64(*lane_raw) : 0) + 1;
     b.put(cf::state, keys::outbound_lane_key(destination), keys::be64(seq));
     body.set_origin(region);
@@ -312,6 +311,7 @@ struct message_service::impl {
     body.set_lane_seq(seq);
     body.set_created_at_ms(now_ms());
     b.put(cf::outbox, keys::outbox_key(destination, seq), body.SerializeAsString());
+    return seq;
   }
 
   // A receipt about a message `to` sent: into their mailbox here, or to their region (true).

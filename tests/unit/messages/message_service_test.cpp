@@ -330,6 +330,37 @@ TEST_CASE("a mailbox of messages no longer served is read a slice at a time") {
   CHECK(rest.last_seq == n + 1);
 }
 
+TEST_CASE("a message to another region takes its text out of the outbox when it goes") {
+  using namespace federation_lanes;
+  lanes_home h;
+  auto outboxed = [&](std::uint64_t after) {
+    auto entry = h.store.outbox_peek("away", after, 1);
+    petchat::federation::body body;
+    REQUIRE((entry.size() == 1 && body.ParseFromString(entry[0].body)));
+    return body;
+  };
+  // A disappearing message, and one deleted for everyone: neither text outlives its message.
+  auto before = h.store.outbox_end("away");
+  auto brief = h.home.send(alice, text("dan@away", "brief", "gone in a second", 1));
+  REQUIRE(outcome(brief) == "ok");
+  auto kept = h.home.sent(alice, "dan@away", "kept", "stays");
+  auto unsaid = h.home.sent(alice, "dan@away", "unsaid", "taken back");
+  CHECK(outboxed(before).message().body().text() == "gone in a second");
+  REQUIRE(outcome(h.home.run(h.home.service.remove(alice, unsaid, true))) == "ok");
+  wait_until_after(brief->sent_at_ms() + 1000);
+  CHECK(h.home.run(h.home.service.sweep_expired()) == 1);
+  auto gone = outboxed(before);
+  CHECK(gone.message().id() == brief->message_id());  // its lane position stays
+  CHECK_FALSE(gone.message().has_body());
+  CHECK(gone.message().expires_at_ms() <= petchat::format::now_ms());
+  CHECK(outboxed(before + 1).message().body().text() == "stays");
+  auto taken = outboxed(before + 2);
+  CHECK(taken.message().id() == unsaid);
+  CHECK_FALSE(taken.message().has_body());
+  CHECK(outboxed(before + 3).has_deleted());  // and the deletion itself, after it
+  CHECK(kept != unsaid);
+}
+
 TEST_CASE("a send that breaks a rule is refused with its code and stores nothing") {
   config::messages_section limits;
   limits.max_text_bytes = 16;
