@@ -76,6 +76,17 @@ void live_stream::check_session() {
     return;
   }
   if (silent >= idle_timeout / 2) enqueue_control(wsf::opcode::ping, "");
+  auto now = std::chrono::steady_clock::now();
+  if (!reader_.partial() || reader_.messages() != messages_seen_) {
+    messages_seen_ = reader_.messages();
+    progress_at_ = now;
+  } else if (now - progress_at_ >= message_deadline) {
+    log::get("ws")->info("{}: a message unfinished for {} s, disconnecting", user_id(),
+                         std::chrono::duration_cast<std::chrono::seconds>(message_deadline).count());
+    ending(end_reason::idle);
+    close_with(close_policy_violation, "message_too_slow");
+    return;
+  }
   auto who = svc_->users.authenticate(token_);
   if (!who) {
     ending(end_reason::session_ended);
@@ -109,6 +120,11 @@ void live_stream::submit_ack(std::uint64_t seq, std::uint64_t ref) {
   // nothing, and is answered here, not by the writer every sender waits on (a client
   // repeating an ack costs a read at most).
   if (seq <= acked_here_) return answer_ack(ref, errors::ok());
+  // Beyond the newest event the mailbox has: refused here too (a read), not by the writer
+  // each time the client repeats it.
+  if (seq > known_head_ && seq > svc_->messages.mailbox_head(user_id()))
+    return answer_ack(ref,
+                      errors::fail(code::invalid_field, "ack.seq is beyond the newest event of the mailbox", "seq"));
   ++pipelined_;
   svc_->messages.ack(user_id(), who_.device_id, seq, socket_.get_executor(),
                      [self = shared_from_this(), ref, seq](errors::status s) {

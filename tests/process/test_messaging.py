@@ -185,6 +185,19 @@ class CoreTests:
 
     # -- connecting ------------------------------------------------------------------------
 
+    def test_an_ack_beyond_the_mailbox_is_refused_and_the_stream_goes_on(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        B = self.ws(bob.login("phone"))
+        A = self.ws(alice.login("phone"))
+        sent = A.send_message(bob.id, "hello")
+        ev = B.wait_event(ev_message(sent["message_id"]))
+        for _ in range(3):  # the same again gets the same answer
+            f = B.request({"ack": {"seq": str(1 << 60)}})
+            self.assertEqual(f.get("error", {}).get("code"), "invalid_field", f)
+        self.assertIn("acked", B.ack(ev["seq"], wait=True))
+        again = A.send_message(bob.id, "still here")
+        B.wait_event(ev_message(again["message_id"]))
+
     def test_connect_auth_variants_and_subprotocol(self):
         alice = self.person("alice")
         s = alice.login("phone")

@@ -70,6 +70,10 @@ inline constexpr auto session_check_every = std::chrono::seconds(5);
 // A connection that sends nothing for half this long is pinged; one silent for this long
 // is dropped.
 inline constexpr auto idle_timeout = std::chrono::seconds(300);
+// A message begun and not finished, with no other finished meanwhile, for this long ends the
+// stream (1008): a byte now and then must not hold up to twice max_frame_bytes for good.
+inline constexpr auto message_deadline = std::chrono::seconds(60);
+inline constexpr std::uint16_t close_policy_violation = 1008;
 // After the close frame is sent, how long the peer's close (or EOF) is waited for.
 inline constexpr auto close_linger = std::chrono::seconds(1);
 // Frames one gathered write takes from the queue.
@@ -423,6 +427,9 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   pushed_frames pushed_;                       // presence and typing waiting for room in out_, latest per subject
   writer_state writer_ = writer_state::idle;
   std::chrono::steady_clock::time_point last_rx_ = std::chrono::steady_clock::now();  // bytes last received
+  // When the reader last held no partial message or had just finished one (check_session).
+  std::chrono::steady_clock::time_point progress_at_ = std::chrono::steady_clock::now();
+  std::uint64_t messages_seen_ = 0;
   std::uint16_t close_code_ = 0;          // of our close frame, once closing
   std::optional<end_reason> end_reason_;  // why the stream is ending, once known (see ending)
   std::string close_reason_;

@@ -159,6 +159,7 @@ reader::event reader::data_event(frame_header const& h, std::string_view body) {
     e.what = event::message;
     e.text = h.op == opcode::text;
     e.payload = body;
+    ++messages_;
     return e;
   }
   if (!in_message_) {
@@ -170,6 +171,7 @@ reader::event reader::data_event(frame_header const& h, std::string_view body) {
   in_message_ = false;
   if (message_text_ && !format::utf8_length(message_)) return fail(close_invalid_payload, "text is not UTF-8");
   drop_message_ = true;
+  ++messages_;
   e.what = event::message;
   e.text = message_text_;
   e.payload = message_;

@@ -55,6 +55,10 @@ class reader {
   // The next complete event from what was fed; need_more if none. After an error, the
   // reader is done: the connection must be closed with the event's code.
   event next();
+  // Data messages handed out so far, and whether it holds part of one (or of any frame):
+  // a peer that keeps a message unfinished for long without finishing any is trickling.
+  std::uint64_t messages() const { return messages_; }
+  bool partial() const { return pos_ < in_.size() || in_message_; }
   // True if it holds heap memory (beyond what an empty std::string holds inline).
   bool holds_memory() const {
     auto inline_capacity = std::string().capacity();
@@ -86,6 +90,7 @@ class reader {
   bool message_text_ = false;
   bool drop_message_ = false;  // message_ was handed out: clear it on the next call
   bool failed_ = false;
+  std::uint64_t messages_ = 0;
 };
 
 }  // namespace petchat::gateway::detail::ws_frames

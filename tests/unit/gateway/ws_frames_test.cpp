@@ -142,3 +142,34 @@ TEST_CASE("a too-big message is refused from its header, before its payload arri
   CHECK(e.what == reader::event::error);
   CHECK(e.code == close_too_big);
 }
+
+TEST_CASE("the reader says when it holds part of a message and how many it finished") {
+  reader r(1 << 20);
+  CHECK_FALSE(r.partial());
+  auto whole = client_frame(fin | 0x1, "hello");
+  r.feed(whole.substr(0, 3));  // a byte now and then
+  CHECK(r.next().what == reader::event::need_more);
+  CHECK(r.partial());
+  CHECK(r.messages() == 0);
+  r.feed(whole.substr(3));
+  CHECK(r.next().what == reader::event::message);
+  CHECK(r.next().what == reader::event::need_more);
+  CHECK_FALSE(r.partial());
+  CHECK(r.messages() == 1);
+  // Fragments: whole frames, but the message stays unfinished until the last.
+  r.feed(client_frame(0x1, "one "));
+  CHECK(r.next().what == reader::event::need_more);
+  CHECK(r.partial());
+  r.feed(client_frame(fin | 0x9, "ping"));  // a control frame between: no message finished
+  CHECK(r.next().what == reader::event::ping);
+  CHECK(r.next().what == reader::event::need_more);
+  CHECK(r.partial());
+  CHECK(r.messages() == 1);
+  r.feed(client_frame(fin | 0x0, "two"));
+  auto e = r.next();
+  REQUIRE(e.what == reader::event::message);
+  CHECK(e.payload == "one two");
+  CHECK(r.messages() == 2);
+  CHECK(r.next().what == reader::event::need_more);
+  CHECK_FALSE(r.partial());
+}
