@@ -58,7 +58,11 @@ inline std::size_t content_adds(google::protobuf::Value const& v) {
 inline std::size_t json_cost(client::message const& m) {
   std::size_t n = m.ByteSizeLong() + 256 + escaping_adds(m.body().text());
   for (auto const& [key, value] : m.body().content().fields()) n += escaping_adds(key) + content_adds(value);
-  for (auto const& a : m.body().attachments()) n += 128 + escaping_adds(a.name());
+  // Every string of an attachment: a message from another region carries what its node
+  // filled in, checked only for length and UTF-8 (body_rules).
+  for (auto const& a : m.body().attachments())
+    n += 128 + escaping_adds(a.name()) + escaping_adds(a.asset_id()) + escaping_adds(a.thumbnail_id()) +
+         escaping_adds(a.content_type());
   return n;
 }
 
