@@ -84,6 +84,7 @@ struct link::impl {
     auto next_presence = clock::now();
     auto next_open = clock::now();
     auto open_wait = 1s;
+    auto opened_at = clock::now();
     while (!state.stopping) {
       serve_drops();
       if (state.closed && clock::now() >= next_open) {
@@ -94,10 +95,13 @@ struct link::impl {
         state.closed = false;
         state.need_setup = true;
         if (!conn.reopen()) state.closed = true;
-        next_open = clock::now() + open_wait;  // a connection NATS.c gives up again waits too
+        opened_at = clock::now();
+        next_open = opened_at + open_wait;  // a connection NATS.c gives up again waits too
         open_wait = std::min<std::chrono::seconds>(open_wait * 2, 60s);
       }
-      if (state.connected) open_wait = 1s;
+      // Back to short waits only once a connection held a minute (one given up at once,
+      // each time, must not be opened anew every second).
+      if (state.connected && clock::now() - opened_at >= 60s) open_wait = 1s;
       bool busy = false;
       if (state.connected) {
         try {
@@ -180,6 +184,7 @@ link::~link() {
 
 void link::start() {
   impl_->applier.start();
+  impl_->out.start_live();
   impl_->manager = std::thread([this] { impl_->run_manager(); });
 }
 
@@ -192,6 +197,7 @@ void link::stop() {
   if (m.state.stopping.exchange(true)) return;
   m.state.wake();
   if (m.manager.joinable()) m.manager.join();
+  m.out.stop_live();
   m.inbound.drain();
   m.applier.stop();
   m.inbound.destroy();

@@ -44,6 +44,9 @@ bool inbound_applier::push(origin_queue& q, std::vector<local_store::inbound> it
   std::unique_lock lock(mutex_);
   drained_.wait(lock, [&] { return q.queue.size() < max_queued || stop_; });
   if (stop_) return false;
+  // A callback of a consumer replaced while it waited here (a dead one consumed again, a
+  // reconnect): the new one may have queued these already.
+  if (seq <= q.last_queued) return true;
   q.queue.push_back(std::move(items));
   ++queued_;
   q.last_queued = seq;

@@ -41,11 +41,11 @@ bool nats_connection::set_options() {
   // bytes go out in the publishing call, not when NATS.c's flusher thread gets to them
   // (measured at 2,000 messages/s: 0.9 ms less from send to recipient, the same CPU).
   natsOptions_SetSendAsap(nopts_, true);
-  // Writes to a server that stopped reading (hung, or a link dropping packets) fail after
-  // this long, and the connection is taken as lost, instead of blocking for as long as TCP
-  // takes to give up: typing and presence are published from the I/O threads, which would
-  // wait behind it, and all of local chat with them.
-  natsOptions_SetWriteDeadline(nopts_, static_cast<int64_t>(opt.publish_timeout_ms));
+  // Writes to a server that stopped reading (hung, or a link dropping packets) fail after a
+  // minute (or publish_timeout_ms, if longer), and the connection is taken as lost, instead
+  // of blocking for as long as TCP takes to give up. Generous: a bundle of 512 KiB must get
+  // through a slow link within it (about 70 kbit/s).
+  natsOptions_SetWriteDeadline(nopts_, std::max<int64_t>(60000, opt.publish_timeout_ms));
   natsOptions_SetMaxReconnect(nopts_, -1);
   natsOptions_SetReconnectWait(nopts_, opt.reconnect_wait_ms);
   natsOptions_SetTimeout(nopts_, opt.publish_timeout_ms);
@@ -103,6 +103,10 @@ bool nats_connection::open() {
     }
   }
   live_nc_ = nc_;
+  {
+    std::lock_guard lock(closed_mutex_);
+    current_ = nc_;
+  }
   jsOptions jo;
   jsOptions_Init(&jo);
   if (!s_.opt.jetstream_domain.empty()) jo.Domain = s_.opt.jetstream_domain.c_str();
@@ -124,47 +128,63 @@ bool nats_connection::reopen() {
   if (nc_ && !natsConnection_IsClosed(nc_)) {  // open() connected but failed after (JetStream)
     replacing_ = true;
     natsConnection_Close(nc_);
-    std::unique_lock lock(closed_mutex_);
-    closed_cv_.wait_for(lock, 1s, [this] { return closed_; });
-    lock.unlock();
+    wait_closed(nc_, 1s);
     replacing_ = false;
+  }
+  {
+    std::lock_guard lock(closed_mutex_);
+    current_ = nullptr;
   }
   if (nc_) retired_.push_back({nc_, std::chrono::steady_clock::now()});
   nc_ = nullptr;
   destroy_retired(false);
   if (nopts_) natsOptions_Destroy(nopts_);
   nopts_ = nullptr;
-  {
-    std::lock_guard lock(closed_mutex_);
-    closed_ = false;
-  }
   return open();
 }
 
-// A closed connection's last callback has run: only other threads' calls can still hold it,
-// and those end at once on a closed connection (a request in flight is woken by the close).
-void nats_connection::destroy_retired(bool all) {
+bool nats_connection::wait_closed(natsConnection* nc, std::chrono::milliseconds up_to) {
+  std::unique_lock lock(closed_mutex_);
+  return closed_cv_.wait_for(lock, up_to, [&] { return std::ranges::find(closed_, nc) != closed_.end(); });
+}
+
+void nats_connection::destroy(natsConnection* nc) {
+  natsConnection_Destroy(nc);
+  std::lock_guard lock(closed_mutex_);
+  std::erase(closed_, nc);  // the address may be a new connection's one day
+}
+
+// A minute after it was replaced, and once its last callback ran, a closed connection is
+// held by no call of another thread (those end at once on a closed connection; a request in
+// flight is woken by the close). All of them when closing: false if one's last callback
+// did not come within a second (it is then left, as the caller leaves this object).
+bool nats_connection::destroy_retired(bool all) {
   auto old = std::chrono::steady_clock::now() - 60s;
+  bool quiet = true;
   std::erase_if(retired_, [&](retired const& r) {
     if (!all && r.at > old) return false;
-    natsConnection_Destroy(r.nc);
+    if (!wait_closed(r.nc, all ? 1s : 0s)) {
+      quiet = quiet && !all;
+      return all;
+    }
+    destroy(r.nc);
     return true;
   });
+  return quiet;
 }
 
 bool nats_connection::close() {
-  destroy_retired(true);
+  bool quiet = destroy_retired(true);
   if (js_) jsCtx_Destroy(js_);
   js_ = nullptr;
   live_nc_ = nullptr;
-  bool quiet = true;
   if (nc_) {
     natsConnection_Close(nc_);
     // The closed callback is the connection's last: after it no callback can touch us.
-    std::unique_lock lock(closed_mutex_);
-    quiet = closed_cv_.wait_for(lock, 1s, [this] { return closed_; });
-    lock.unlock();
-    natsConnection_Destroy(nc_);
+    if (wait_closed(nc_, 1s))
+      destroy(nc_);
+    else
+      quiet = false;
   }
   if (nopts_) natsOptions_Destroy(nopts_);
   nc_ = nullptr;
@@ -228,18 +248,24 @@ void nats_connection::on_disconnected(natsConnection* nc, void* self) {
 void nats_connection::on_closed(natsConnection* nc, void* self) {
   auto* me = static_cast<nats_connection*>(self);
   auto& s = me->s_;
-  if (!s.stopping && !me->replacing_) {
-    // Not ours: NATS.c gave up (the same authorization error twice, an error it does not
-    // know). The manager opens a new connection; NATS.c would never reconnect this one.
-    // The last error stays what it was: NATS.c's own by now says only "No server available".
+  bool ours = false;  // the connection in use, closed by NATS.c, not by us
+  {
+    std::lock_guard lock(me->closed_mutex_);
+    ours = nc == me->current_ && !me->replacing_;
+  }
+  if (ours && !s.stopping) {
+    // NATS.c gave up (the same authorization error twice, an error it does not know). The
+    // manager opens a new connection; NATS.c would never reconnect this one. The last error
+    // stays what it was: NATS.c's own by now says only "No server available".
     std::string why = connection_error(nc);
     s.connected = false;
     s.log->warn("federation: NATS closed the connection{}{}; opening a new one", why.empty() ? "" : ": ", why);
     s.closed = true;
     s.wake();
   }
+  // Last: once it is said, the connection (and, when stopping, this object) may go.
   std::lock_guard lock(me->closed_mutex_);
-  me->closed_ = true;
+  me->closed_.push_back(nc);
   me->closed_cv_.notify_all();
 }
 

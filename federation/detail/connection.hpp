@@ -81,11 +81,15 @@ class nats_connection {
   };
   std::vector<retired> retired_;        // closed connections not yet destroyed (manager thread)
   std::atomic<bool> replacing_{false};  // reopen() closes the connection itself
-  void destroy_retired(bool all);
+  bool destroy_retired(bool all);
+  // True once `nc`'s closed callback, its last, has run (waiting up to `up_to`).
+  bool wait_closed(natsConnection* nc, std::chrono::milliseconds up_to);
+  void destroy(natsConnection* nc);
 
   std::mutex closed_mutex_;
   std::condition_variable closed_cv_;
-  bool closed_ = false;  // the connection's last callback ran (guarded by closed_mutex_)
+  std::vector<natsConnection*> closed_;  // connections whose last callback ran, not yet destroyed
+  natsConnection* current_ = nullptr;    // the connection in use (NATS.c's threads read it)
 };
 
 }  // namespace petchat::federation::detail

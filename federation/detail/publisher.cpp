@@ -1,5 +1,7 @@
 #include "federation/detail/publisher.hpp"
 
+#include <pthread.h>
+
 #include "base/format/format.hpp"
 
 namespace petchat::federation::detail {
@@ -9,6 +11,7 @@ using namespace std::chrono_literals;
 
 constexpr std::size_t publish_batch = 1024;       // outbox entries per round and destination
 constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default max payload is 1 MiB)
+constexpr std::size_t max_live_queued = 4096;     // live envelopes waiting for the live thread
 constexpr std::size_t seal_headroom = 16 * 1024;  // what sealing adds to a bundle's bodies, at most
 constexpr auto max_backoff = 30s;
 constexpr int presence_chunk = 500;  // users per presence envelope, far below NATS's payload limit
@@ -145,7 +148,38 @@ void publisher::send_ephemeral(std::string const& destination, body b) {
   b.set_destination(destination);
   b.set_created_at_ms(format::now_ms());
   auto sealed = seal({b.SerializeAsString()}, s_.dir.self(), s_.key);
-  conn_.publish_live(s_.names.live_to(destination), sealed);
+  std::lock_guard lock(live_mutex_);
+  if (live_stopping_ || live_queue_.size() >= max_live_queued) return;
+  live_queue_.emplace_back(s_.names.live_to(destination), std::move(sealed));
+  live_cv_.notify_one();
+}
+
+void publisher::start_live() {
+  live_thread_ = std::thread([this] { run_live(); });
+}
+
+void publisher::stop_live() {
+  {
+    std::lock_guard lock(live_mutex_);
+    live_stopping_ = true;
+  }
+  live_cv_.notify_one();
+  if (live_thread_.joinable()) live_thread_.join();
+}
+
+void publisher::run_live() {
+  pthread_setname_np(pthread_self(), "fed-live");
+  std::deque<std::pair<std::string, std::string>> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(live_mutex_);
+      live_cv_.wait(lock, [this] { return live_stopping_ || !live_queue_.empty(); });
+      if (live_stopping_) return;
+      batch.swap(live_queue_);
+    }
+    for (auto const& [subject, data] : batch) conn_.publish_live(subject, data);
+    batch.clear();
+  }
 }
 
 }  // namespace petchat::federation::detail

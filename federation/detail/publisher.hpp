@@ -3,11 +3,17 @@
 // subjects the confirmations of what was applied, presence snapshots and other ephemeral
 // envelopes.
 //
-// Threads: the manager thread, except send_ephemeral(), which any thread may call.
+// Threads: the manager thread, except send_ephemeral(), which any thread may call: it
+// seals and queues, and the publisher's own live thread publishes (a NATS write can wait,
+// up to the write deadline, behind the manager's; the node's I/O threads must not).
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "federation/detail/connection.hpp"
@@ -26,8 +32,13 @@ class publisher {
   void send_confirmations();
   // The presence of this region's users, to every region (in chunks).
   void refresh_presence();
-  // Seals and publishes on the destination's live subject; dropped while disconnected.
+  // Seals and queues for the destination's live subject; dropped while disconnected, or
+  // when 4,096 wait (presence is sent again every presence_interval_s, confirmations every
+  // second; a typing notice is worth nothing late).
   void send_ephemeral(std::string const& destination, body b);
+  // The live thread: started with the link, stopped (joined) before the connection closes.
+  void start_live();
+  void stop_live();
 
  private:
   // One destination's batch; false if JetStream did not store all of it.
@@ -38,6 +49,13 @@ class publisher {
   outbound_lanes& lanes_;
   link::presence_source presence_;
   std::map<std::string, std::pair<clock::time_point, clock::duration>> backoff_;  // until, delay
+
+  void run_live();
+  std::thread live_thread_;
+  std::mutex live_mutex_;  // guards live_queue_ and live_stopping_ (with live_cv_)
+  std::condition_variable live_cv_;
+  std::deque<std::pair<std::string, std::string>> live_queue_;  // subject, sealed envelope
+  bool live_stopping_ = false;
 };
 
 }  // namespace petchat::federation::detail

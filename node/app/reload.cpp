@@ -43,11 +43,12 @@ reloader::outcome reloader::reload() {
   if (tls_stays_on) {
     certificate = tls::load(next.gateway.tls_cert_file, next.gateway.tls_key_file);
     // One expired or not valid yet (a renewal hook that installed a stale file) would fail
-    // every new connection: the running certificate stays.
-    if (certificate.context && !certificate.valid_now)
+    // every new connection: the running certificate stays, if it is valid itself (else a
+    // reload that changes something else must not be refused for it).
+    if (certificate.context && !certificate.valid_now && tls_->valid_now())
       certificate.error = "certificate " + next.gateway.tls_cert_file + " is not valid now (" + certificate.summary +
                           "); the running certificate stays";
-    if (!certificate.context || !certificate.valid_now) {
+    if (!certificate.context || !certificate.error.empty()) {
       out.errors.push_back("gateway.tls_cert_file, gateway.tls_key_file: " + certificate.error);
       for (auto const& e : out.errors) log->error("reload refused, nothing changed: {}", e);
       return out;

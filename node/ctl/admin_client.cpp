@@ -11,7 +11,8 @@
 namespace petchat::ctl {
 
 std::optional<admin_reply> call(std::string const& socket_path, std::string const& method, std::string const& target,
-                                std::string const& body, std::string& error, int timeout_s, bool* reached) {
+                                std::string const& body, std::string& error, int timeout_s, bool* reached,
+                                bool* timed_out) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
@@ -57,14 +58,15 @@ std::optional<admin_reply> call(std::string const& socket_path, std::string cons
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      errno = EAGAIN;
-      error = std::strerror(errno);
+      error = "no answer within " + std::to_string(timeout_s) + " s";
+      if (timed_out) *timed_out = true;
       return std::nullopt;
     }
     timeval wait{static_cast<time_t>(left.count() / 1000000), static_cast<suseconds_t>(left.count() % 1000000)};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;  // SO_RCVTIMEO: the deadline says
     if (n < 0) {
       error = std::strerror(errno);
       return std::nullopt;

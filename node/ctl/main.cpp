@@ -76,12 +76,17 @@ constexpr int long_work_s = 3600;
 int request(context const& ctx, std::string const& method, std::string const& target, json::value const* body,
             json::value& answer, int timeout_s = 30) {
   std::string error;
-  bool reached = false;
-  auto reply =
-      petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error, timeout_s, &reached);
-  if (!reply && reached) {  // a node that is busy, not one that is not running
-    std::cerr << "petchatctl: no answer from the node at " << ctx.socket << " within " << timeout_s << " s (" << error
-              << "); it may still be working on it: see its log before asking again\n";
+  bool reached = false, timed_out = false;
+  auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error, timeout_s,
+                                  &reached, &timed_out);
+  if (!reply && timed_out) {  // a node that is busy, not one that is not running
+    std::cerr << "petchatctl: no answer from the node at " << ctx.socket << " within " << timeout_s
+              << " s; it may still be working on it: see its log before asking again\n";
+    return exit_refused;
+  }
+  if (!reply && reached) {
+    std::cerr << "petchatctl: the node at " << ctx.socket << " ended the connection without an answer (" << error
+              << "): see its log\n";
     return exit_refused;
   }
   if (!reply) {

@@ -113,7 +113,8 @@ vapid_key vapid_key::load_or_create(std::filesystem::path const& path) {
     }
     holder->key.reset(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
     std::fclose(f);
-    if (!holder->key) throw std::runtime_error(path.string() + ": not a PEM private key (the VAPID key)");
+    if (!holder->key)  // damaged: an operator must restore it (exit 2, not restarted in a loop)
+      throw identity::refusal(path.string() + ": not a PEM private key (the VAPID key; restore it from a backup)");
     return vapid_key(std::move(holder));
   }
   // Only a missing key is made: any other failure to read it must not replace it (every

@@ -20,7 +20,7 @@ struct loaded {
   std::string error;                                   // names the file and the reason
   std::string summary;                                 // "subject CN=chat.example.org, valid until ..."
   std::int64_t not_after_s = 0;                        // the certificate's end, Unix seconds
-  bool valid_now = false;                              // now is within its notBefore..notAfter
+  bool valid_now = false;  // now is within notBefore (less 5 minutes of clock skew)..notAfter
 };
 
 // Reads `certificate` (PEM, the server's certificate first, then its chain) and `key` (PEM)
@@ -39,6 +39,8 @@ class server_credentials {
   std::shared_ptr<boost::asio::ssl::context> context() const;
   std::string summary() const;
   std::int64_t not_after_s() const;
+  // The certificate in use is valid now (see loaded::valid_now).
+  bool valid_now() const;
 
  private:
   mutable std::mutex mutex_;  // guards the two below; never held across I/O

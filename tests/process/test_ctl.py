@@ -366,9 +366,9 @@ class CtlTest(NodeTestCase):
 
 
     def test_a_node_that_does_not_answer_is_not_said_to_be_stopped(self):
-        """Something listens but answers nothing (a node busy compacting, which then drops
-        the connection): "may still be working", exit 1, never "not running" (exit 3),
-        which would send the operator to start a second node or ask again."""
+        """Something listens but hangs up without an answer (a node that failed while
+        compacting): said so, exit 1, never "not running" (exit 3), which would send the
+        operator to start a second node."""
         tmp = tempfile.mkdtemp(prefix="petchat-ctl-")
         self.addCleanup(shutil.rmtree, tmp, True)
         sock = os.path.join(tmp, "admin.sock")
@@ -387,7 +387,7 @@ class CtlTest(NodeTestCase):
         for args in (["messages", "compact"], ["status"]):
             rc, out, err = run_ctl("--socket", sock, *args)
             self.assertEqual(rc, 1, "%s: rc %d, stderr: %s" % (args, rc, err))
-            self.assertIn("no answer from the node", err)
+            self.assertIn("ended the connection without an answer", err)
             self.assertNotIn("not running", err)
         t.join(5)
 

@@ -30,7 +30,9 @@ inline void withdraw_outbox_copies(store::rocks_batch& b, records::stored_messag
     auto key = outbox_key(ref.destination(), ref.lane_seq());
     federation::body body;
     auto value = b.get(store::cf::outbox, key);
-    if (!value || !body.ParseFromString(*value) || !body.has_message()) continue;  // forgotten already
+    // Forgotten already; or, after the lane was given up (drop-outbox) and begun again, another
+    // message's place now: only this message's own copy is withdrawn.
+    if (!value || !body.ParseFromString(*value) || body.message().id() != sm.message().id()) continue;
     body.mutable_message()->clear_body();
     body.mutable_message()->set_expires_at_ms(1);
     b.put(store::cf::outbox, key, body.SerializeAsString());
