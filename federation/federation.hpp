@@ -16,9 +16,11 @@
 //
 // Threads: directory, seal, open and to_string read only immutable data: any thread. The
 // link runs its own threads:
-//  - the manager thread makes the blocking NATS calls (all but stop()'s): connecting,
-//    stream setup, publishing the outbox, confirmations, stream info, purge, the presence
-//    refresh;
+//  - the manager thread makes the blocking NATS calls (all but stop()'s and the live
+//    thread's): connecting and reconnecting, stream setup, publishing the outbox, stream
+//    info, purge; it makes confirmations and presence snapshots;
+//  - the live thread (`fed-live`) publishes the live envelopes send_ephemeral() queues
+//    (typing, presence, confirmations): no caller's thread waits on NATS for them;
 //  - NATS.c's delivery threads, one per subscription, run its callbacks: an origin's
 //    consumer's verifies envelopes and queues them, blocking while 64 of that origin wait
 //    (back-pressure); an origin's live subject's verifies, notes lane_acks and calls the ephemeral handler. NATS.c's

@@ -11,6 +11,7 @@
 
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -54,6 +55,7 @@ struct link::impl {
     std::string region;
     std::promise<local_store::dropped> done;
   };
+  std::promise<void> manager_ended;  // set as the manager thread returns
   std::mutex drops_mutex;
   std::vector<drop_request> drops;  // guarded by drops_mutex
   bool manager_running = false;     // guarded by drops_mutex
@@ -84,7 +86,7 @@ struct link::impl {
     auto next_presence = clock::now();
     auto next_open = clock::now();
     auto open_wait = 1s;
-    auto opened_at = clock::now();
+    std::optional<clock::time_point> connected_at;  // since when the connection is up
     while (!state.stopping) {
       serve_drops();
       if (state.closed && clock::now() >= next_open) {
@@ -95,13 +97,14 @@ struct link::impl {
         state.closed = false;
         state.need_setup = true;
         if (!conn.reopen()) state.closed = true;
-        opened_at = clock::now();
-        next_open = opened_at + open_wait;  // a connection NATS.c gives up again waits too
+        next_open = clock::now() + open_wait;  // a connection NATS.c gives up again waits too
         open_wait = std::min<std::chrono::seconds>(open_wait * 2, 60s);
       }
       // Back to short waits only once a connection held a minute (one given up at once,
       // each time, must not be opened anew every second).
-      if (state.connected && clock::now() - opened_at >= 60s) open_wait = 1s;
+      if (!state.connected) connected_at.reset();
+      if (state.connected && !connected_at) connected_at = clock::now();
+      if (connected_at && clock::now() - *connected_at >= 60s) open_wait = 1s;
       bool busy = false;
       if (state.connected) {
         try {
@@ -185,7 +188,10 @@ link::~link() {
 void link::start() {
   impl_->applier.start();
   impl_->out.start_live();
-  impl_->manager = std::thread([this] { impl_->run_manager(); });
+  impl_->manager = std::thread([m = impl_.get()] {
+    m->run_manager();
+    m->manager_ended.set_value();
+  });
 }
 
 // The order matters: the manager first (no new NATS calls), then the subscriptions drain
@@ -196,8 +202,18 @@ void link::stop() {
   auto& m = *impl_;
   if (m.state.stopping.exchange(true)) return;
   m.state.wake();
-  if (m.manager.joinable()) m.manager.join();
-  m.out.stop_live();
+  // A thread inside a NATS write to a server that stopped reading holds it up to the write
+  // deadline (a minute); systemd gives the whole stop 15 s. Past 5 s such threads are left
+  // behind with the link's state (the process is ending), the applier stopped first.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  bool ended = !m.manager.joinable() || m.manager_ended.get_future().wait_until(deadline) == std::future_status::ready;
+  if (m.manager.joinable()) ended ? m.manager.join() : m.manager.detach();
+  if (!m.out.stop_live(deadline) || !ended) {
+    m.state.log->warn("federation: a NATS call did not return within 5 s; stopping without waiting for it");
+    m.applier.stop();
+    static_cast<void>(impl_.release());
+    return;
+  }
   m.inbound.drain();
   m.applier.stop();
   m.inbound.destroy();

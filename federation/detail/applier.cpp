@@ -39,14 +39,20 @@ inbound_applier::origin_queue& inbound_applier::add(std::string const& origin) {
   return *q;
 }
 
-bool inbound_applier::push(origin_queue& q, std::vector<local_store::inbound> items) {
+std::uint64_t inbound_applier::instance(origin_queue& q) {
+  std::lock_guard lock(mutex_);
+  return q.stream_instance;
+}
+
+bool inbound_applier::push(origin_queue& q, std::vector<local_store::inbound> items, std::uint64_t instance) {
   auto seq = items.front().stream_seq;
   std::unique_lock lock(mutex_);
   drained_.wait(lock, [&] { return q.queue.size() < max_queued || stop_; });
   if (stop_) return false;
   // A callback of a consumer replaced while it waited here (a dead one consumed again, a
-  // reconnect): the new one may have queued these already.
-  if (seq <= q.last_queued) return true;
+  // reconnect): the new one may have queued these already; or of a stream since recreated,
+  // whose seqs mean nothing in the new one.
+  if (seq <= q.last_queued || instance != q.stream_instance) return true;
   q.queue.push_back(std::move(items));
   ++queued_;
   q.last_queued = seq;

@@ -47,8 +47,10 @@ class inbound_applier {
 
   // The queue of `origin`, made on first use.
   origin_queue& add(std::string const& origin);
-  // One envelope's items (all with the same stream seq). False once stopping.
-  bool push(origin_queue& q, std::vector<local_store::inbound> items);
+  // One envelope's items (all with the same stream seq), read from the stream `instance`
+  // (as instance() said when its callback began). False once stopping.
+  bool push(origin_queue& q, std::vector<local_store::inbound> items, std::uint64_t instance);
+  std::uint64_t instance(origin_queue& q);
   // The manager (re)subscribes the origin from `from`, the store saying everything of it
   // up to `applied` was applied (purged at the next purge, if still there); `recreated`:
   // the stream is a new one, so nothing of it was applied yet, and what waits from the old

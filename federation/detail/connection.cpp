@@ -106,6 +106,8 @@ bool nats_connection::open() {
   {
     std::lock_guard lock(closed_mutex_);
     current_ = nc_;
+    // Closed for good before it was known as the one in use: as if said now.
+    if (std::ranges::find(closed_, nc_) != closed_.end()) s_.closed = true;
   }
   jsOptions jo;
   jsOptions_Init(&jo);
@@ -125,15 +127,13 @@ bool nats_connection::reopen() {
   live_nc_ = nullptr;
   if (js_) jsCtx_Destroy(js_);
   js_ = nullptr;
-  if (nc_ && !natsConnection_IsClosed(nc_)) {  // open() connected but failed after (JetStream)
-    replacing_ = true;
-    natsConnection_Close(nc_);
-    wait_closed(nc_, 1s);
-    replacing_ = false;
-  }
   {
     std::lock_guard lock(closed_mutex_);
-    current_ = nullptr;
+    current_ = nullptr;  // its callbacks from now on are not the link's
+  }
+  if (nc_ && !natsConnection_IsClosed(nc_)) {  // open() connected but failed after (JetStream)
+    natsConnection_Close(nc_);
+    wait_closed(nc_, 1s);
   }
   if (nc_) retired_.push_back({nc_, std::chrono::steady_clock::now()});
   nc_ = nullptr;
@@ -225,7 +225,13 @@ std::optional<std::string> nats_connection::request_live(std::string const& subj
 
 // --- NATS.c threads ----------------------------------------------------------------------
 
-void nats_connection::on_connected(natsConnection*, void* self) {
+bool nats_connection::is_old(natsConnection* nc) {
+  std::lock_guard lock(closed_mutex_);
+  return current_ != nullptr && nc != current_;
+}
+
+void nats_connection::on_connected(natsConnection* nc, void* self) {
+  if (static_cast<nats_connection*>(self)->is_old(nc)) return;  // a connection replaced since
   auto& s = static_cast<nats_connection*>(self)->s_;
   s.connected = true;
   s.need_setup = true;
@@ -234,6 +240,7 @@ void nats_connection::on_connected(natsConnection*, void* self) {
 }
 
 void nats_connection::on_disconnected(natsConnection* nc, void* self) {
+  if (static_cast<nats_connection*>(self)->is_old(nc)) return;  // a connection replaced since
   auto& s = static_cast<nats_connection*>(self)->s_;
   if (s.stopping) return;
   bool was = s.connected.exchange(false);
@@ -251,7 +258,7 @@ void nats_connection::on_closed(natsConnection* nc, void* self) {
   bool ours = false;  // the connection in use, closed by NATS.c, not by us
   {
     std::lock_guard lock(me->closed_mutex_);
-    ours = nc == me->current_ && !me->replacing_;
+    ours = nc == me->current_;
   }
   if (ours && !s.stopping) {
     // NATS.c gave up (the same authorization error twice, an error it does not know). The

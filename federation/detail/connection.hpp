@@ -79,8 +79,9 @@ class nats_connection {
     natsConnection* nc;
     std::chrono::steady_clock::time_point at;
   };
-  std::vector<retired> retired_;        // closed connections not yet destroyed (manager thread)
-  std::atomic<bool> replacing_{false};  // reopen() closes the connection itself
+  std::vector<retired> retired_;  // closed connections not yet destroyed (manager thread)
+  // A callback's connection is not the one in use (one replaced: reopen()).
+  bool is_old(natsConnection* nc);
   bool destroy_retired(bool all);
   // True once `nc`'s closed callback, its last, has run (waiting up to `up_to`).
   bool wait_closed(natsConnection* nc, std::chrono::milliseconds up_to);

@@ -219,6 +219,7 @@ void inbound_stream::destroy() {
 void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto& o = *static_cast<origin_subs*>(closure);
   auto* me = o.owner;
+  auto instance = me->applier_.instance(o.queue);
   jsMsgMetaData* meta = nullptr;
   std::uint64_t seq = 0;
   if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
@@ -239,7 +240,7 @@ void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg
                      o.queue.origin});
   if (items.empty())  // nothing to apply; the position moves
     items.push_back({seq, 0, 0, std::nullopt, std::nullopt, std::nullopt, o.queue.origin});
-  me->applier_.push(o.queue, std::move(items));
+  me->applier_.push(o.queue, std::move(items), instance);
 }
 
 void inbound_stream::on_live(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {

@@ -149,22 +149,32 @@ void publisher::send_ephemeral(std::string const& destination, body b) {
   b.set_created_at_ms(format::now_ms());
   auto sealed = seal({b.SerializeAsString()}, s_.dir.self(), s_.key);
   std::lock_guard lock(live_mutex_);
-  if (live_stopping_ || live_queue_.size() >= max_live_queued) return;
+  if (live_stopping_) return;
+  if (live_queue_.size() >= max_live_queued) live_queue_.pop_front();  // the oldest is worth least
   live_queue_.emplace_back(s_.names.live_to(destination), std::move(sealed));
   live_cv_.notify_one();
 }
 
 void publisher::start_live() {
-  live_thread_ = std::thread([this] { run_live(); });
+  live_thread_ = std::thread([this] {
+    run_live();
+    live_ended_.set_value();
+  });
 }
 
-void publisher::stop_live() {
+bool publisher::stop_live(std::chrono::steady_clock::time_point deadline) {
   {
     std::lock_guard lock(live_mutex_);
     live_stopping_ = true;
   }
   live_cv_.notify_one();
-  if (live_thread_.joinable()) live_thread_.join();
+  if (!live_thread_.joinable()) return true;
+  if (live_ended_.get_future().wait_until(deadline) != std::future_status::ready) {
+    live_thread_.detach();
+    return false;
+  }
+  live_thread_.join();
+  return true;
 }
 
 void publisher::run_live() {

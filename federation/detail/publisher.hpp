@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <string>
@@ -32,13 +33,14 @@ class publisher {
   void send_confirmations();
   // The presence of this region's users, to every region (in chunks).
   void refresh_presence();
-  // Seals and queues for the destination's live subject; dropped while disconnected, or
-  // when 4,096 wait (presence is sent again every presence_interval_s, confirmations every
-  // second; a typing notice is worth nothing late).
+  // Seals and queues for the destination's live subject; dropped while disconnected. When
+  // 4,096 wait the oldest goes (presence is sent again every presence_interval_s,
+  // confirmations every second; a typing notice is worth nothing late).
   void send_ephemeral(std::string const& destination, body b);
-  // The live thread: started with the link, stopped (joined) before the connection closes.
+  // The live thread: started with the link, stopped before the connection closes. False
+  // if it did not end by `deadline` (inside a NATS write): it is then left running.
   void start_live();
-  void stop_live();
+  bool stop_live(std::chrono::steady_clock::time_point deadline);
 
  private:
   // One destination's batch; false if JetStream did not store all of it.
@@ -52,6 +54,7 @@ class publisher {
 
   void run_live();
   std::thread live_thread_;
+  std::promise<void> live_ended_;
   std::mutex live_mutex_;  // guards live_queue_ and live_stopping_ (with live_cv_)
   std::condition_variable live_cv_;
   std::deque<std::pair<std::string, std::string>> live_queue_;  // subject, sealed envelope

@@ -79,6 +79,8 @@ reloader::outcome reloader::reload() {
   }
   if (tls_stays_on) {
     auto summary = certificate.summary;
+    if (!certificate.valid_now)  // taken only because the running one is not valid either
+      log->error("reload: the new gateway TLS certificate is not valid now either ({}): clients refuse it", summary);
     tls_->replace(std::move(certificate));
     out.applied.push_back("gateway TLS certificate " + next.gateway.tls_cert_file + ": " + summary);
     running_.gateway.tls_cert_file = next.gateway.tls_cert_file;

@@ -85,8 +85,7 @@ int request(context const& ctx, std::string const& method, std::string const& ta
     return exit_refused;
   }
   if (!reply && reached) {
-    std::cerr << "petchatctl: the node at " << ctx.socket << " ended the connection without an answer (" << error
-              << "): see its log\n";
+    std::cerr << "petchatctl: no usable answer from the node at " << ctx.socket << " (" << error << "): see its log\n";
     return exit_refused;
   }
   if (!reply) {

@@ -71,7 +71,8 @@ std::string describe(SSL_CTX* ctx) {
   }
   std::string out = std::string("subject ") + subject + ", valid until " + until;
   if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) out += " (EXPIRED)";
-  if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) out += " (NOT VALID YET)";
+  std::time_t skewed = std::time(nullptr) + 300;  // as valid_now: 5 minutes of clock skew
+  if (X509_cmp_time(X509_get0_notBefore(cert), &skewed) > 0) out += " (NOT VALID YET)";
   return out;
 }
 

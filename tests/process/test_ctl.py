@@ -387,7 +387,7 @@ class CtlTest(NodeTestCase):
         for args in (["messages", "compact"], ["status"]):
             rc, out, err = run_ctl("--socket", sock, *args)
             self.assertEqual(rc, 1, "%s: rc %d, stderr: %s" % (args, rc, err))
-            self.assertIn("ended the connection without an answer", err)
+            self.assertIn("no usable answer from the node", err)
             self.assertNotIn("not running", err)
         t.join(5)
 

@@ -1317,9 +1317,9 @@ class NatsGivesUp(unittest.TestCase):
 
 class NatsStalls(unittest.TestCase):
     """A nats-server that stops reading (hung; here SIGSTOP) while the node has megabytes to
-    publish: local chat goes on. Typing and presence are published from the I/O threads,
-    behind the link's blocked write; without a write deadline they waited until TCP gave
-    up (many minutes), and every stream on that thread with them."""
+    publish: local chat goes on. Typing and presence were published from the I/O threads,
+    behind the link's blocked write, until TCP gave up (many minutes), and every stream on
+    that thread waited with them; now the link's own live thread publishes them."""
 
     def test_local_chat_goes_on_while_nats_stops_reading(self):
         server = fedharness.NatsServer("stalls")

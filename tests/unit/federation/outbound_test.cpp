@@ -517,8 +517,8 @@ TEST_CASE("the applier takes one envelope of each origin in turn: a long backlog
   auto& away = applier.add("away");
   auto& far = applier.add("far");
   // away's backlog (8 envelopes of 256 bodies, stream seqs 1-8) is queued before far's one body (9).
-  for (std::uint64_t seq = 1; seq <= 8; ++seq) REQUIRE(applier.push(away, envelope_of("away", seq, 256)));
-  REQUIRE(applier.push(far, envelope_of("far", 9, 1)));
+  for (std::uint64_t seq = 1; seq <= 8; ++seq) REQUIRE(applier.push(away, envelope_of("away", seq, 256), 0));
+  REQUIRE(applier.push(far, envelope_of("far", 9, 1), 0));
   applier.start();
   applier.stop();  // applies what is queued, then ends
 
