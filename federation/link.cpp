@@ -215,6 +215,7 @@ void link::stop() {
     return;
   }
   m.inbound.drain();
+  m.assets.drain();  // an answer in progress reads through the node's asset service
   m.applier.stop();
   m.inbound.destroy();
   m.assets.destroy();

@@ -22,6 +22,11 @@ bool asset_exchange::setup() {
   return true;
 }
 
+void asset_exchange::drain() {
+  if (sub_ && conn_.up() && natsSubscription_Drain(sub_) == NATS_OK)
+    natsSubscription_WaitForDrainCompletion(sub_, 2000);
+}
+
 void asset_exchange::destroy() {
   if (!sub_) return;
   natsSubscription_Unsubscribe(sub_);

@@ -26,6 +26,9 @@ class asset_exchange {
   // Subscribes to this region's asset subject if it is not (manager thread, after a
   // reconnect). False with the error set if it could not.
   bool setup();
+  // Stops taking requests and waits (up to 2 s) for the one being answered: link::stop,
+  // before anything the answer uses goes.
+  void drain();
   void destroy();
 
   std::optional<asset_piece> fetch(std::string const& region, asset_request const& request, int timeout_ms);

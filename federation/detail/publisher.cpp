@@ -12,6 +12,7 @@ using namespace std::chrono_literals;
 constexpr std::size_t publish_batch = 1024;       // outbox entries per round and destination
 constexpr std::size_t bundle_bytes = 512 * 1024;  // and bytes (NATS's default max payload is 1 MiB)
 constexpr std::size_t max_live_queued = 4096;     // live envelopes waiting for the live thread
+constexpr std::size_t max_live_bytes = 16 << 20;  // and their bytes
 constexpr std::size_t seal_headroom = 16 * 1024;  // what sealing adds to a bundle's bodies, at most
 constexpr auto max_backoff = 30s;
 constexpr int presence_chunk = 500;  // users per presence envelope, far below NATS's payload limit
@@ -150,7 +151,14 @@ void publisher::send_ephemeral(std::string const& destination, body b) {
   auto sealed = seal({b.SerializeAsString()}, s_.dir.self(), s_.key);
   std::lock_guard lock(live_mutex_);
   if (live_stopping_) return;
-  if (live_queue_.size() >= max_live_queued) live_queue_.pop_front();  // the oldest is worth least
+  // While NATS does not take them, at most 4,096 wait and 16 MiB (presence snapshots of a
+  // large region are tens of KiB each): the oldest go first, they are worth least.
+  while (!live_queue_.empty() &&
+         (live_queue_.size() >= max_live_queued || live_bytes_ + sealed.size() > max_live_bytes)) {
+    live_bytes_ -= live_queue_.front().second.size();
+    live_queue_.pop_front();
+  }
+  live_bytes_ += sealed.size();
   live_queue_.emplace_back(s_.names.live_to(destination), std::move(sealed));
   live_cv_.notify_one();
 }
@@ -186,6 +194,7 @@ void publisher::run_live() {
       live_cv_.wait(lock, [this] { return live_stopping_ || !live_queue_.empty(); });
       if (live_stopping_) return;
       batch.swap(live_queue_);
+      live_bytes_ = 0;
     }
     for (auto const& [subject, data] : batch) conn_.publish_live(subject, data);
     batch.clear();

@@ -34,7 +34,7 @@ class publisher {
   // The presence of this region's users, to every region (in chunks).
   void refresh_presence();
   // Seals and queues for the destination's live subject; dropped while disconnected. When
-  // 4,096 wait the oldest goes (presence is sent again every presence_interval_s,
+  // 4,096 or 16 MiB wait the oldest go (presence is sent again every presence_interval_s,
   // confirmations every second; a typing notice is worth nothing late).
   void send_ephemeral(std::string const& destination, body b);
   // The live thread: started with the link, stopped before the connection closes. False
@@ -58,6 +58,7 @@ class publisher {
   std::mutex live_mutex_;  // guards live_queue_ and live_stopping_ (with live_cv_)
   std::condition_variable live_cv_;
   std::deque<std::pair<std::string, std::string>> live_queue_;  // subject, sealed envelope
+  std::size_t live_bytes_ = 0;                                  // of the envelopes in live_queue_
   bool live_stopping_ = false;
 };
 

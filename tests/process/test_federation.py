@@ -940,8 +940,9 @@ class LeafTopology(FederationCase):
             if st["regions"][0]["oldest_undelivered_s"] >= 1 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        # The 25 sent meanwhile, and "hello" if its confirmation had not come yet.
-        self.assertIn(st["regions"][0]["outbox"], (25, 26), st)
+        # At least the 25 sent meanwhile (more if confirmations of the earlier tests' envelopes
+        # had not come back when america's server went).
+        self.assertGreaterEqual(st["regions"][0]["outbox"], 25, st)
         self.assertIsInstance(st["regions"][0]["oldest_undelivered_s"], int, st)
         self.assertGreaterEqual(st["regions"][0]["oldest_undelivered_s"], 1, st)
         america_nats.start()
