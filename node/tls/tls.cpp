@@ -5,6 +5,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -101,6 +103,12 @@ loaded load(std::filesystem::path const& certificate, std::filesystem::path cons
   }
   if (auto why = unreadable(key)) {
     out.error = "key " + key.string() + ": " + *why;
+    return out;
+  }
+  // As region.key and vapid.pem: a private key every local user can read is refused (the
+  // group may read it: the packages give it group petchat).
+  if (struct stat st{}; ::stat(key.c_str(), &st) == 0 && (st.st_mode & S_IROTH)) {
+    out.error = "key " + key.string() + ": readable by every user; run chmod o-r on it";
     return out;
   }
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);

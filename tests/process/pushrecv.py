@@ -115,6 +115,7 @@ class TestCA:
         with open(key_file, "wb") as f:
             f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()))
+        os.chmod(key_file, 0o600)  # the node refuses a key every user may read
         return serial
 
     @staticmethod

@@ -280,11 +280,15 @@ class TlsGatewayTest(NodeTestCase):
             f.write("not a certificate\n")
         other_key = os.path.join(self.dir, "other.key")
         self.ca.issue(os.path.join(self.dir, "other.pem"), other_key)
+        open_key = os.path.join(self.dir, "open.key")  # this certificate's key, mode 0644
+        shutil.copyfile(self.key, open_key)
+        os.chmod(open_key, 0o644)
         cases = [
             ({"tls_cert_file": self.cert, "tls_key_file": missing}, "key " + missing + ": No such file or directory"),
             ({"tls_cert_file": garbage, "tls_key_file": self.key}, "certificate " + garbage + ": no start line"),
             ({"tls_cert_file": self.cert, "tls_key_file": other_key}, "does not belong to certificate"),
             ({"tls_cert_file": self.cert}, "gateway.tls_cert_file and gateway.tls_key_file: set both or neither"),
+            ({"tls_cert_file": self.cert, "tls_key_file": open_key}, "readable by every user"),
         ]
         for gateway, message in cases:
             with self.subTest(gateway=gateway):

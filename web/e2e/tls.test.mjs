@@ -2,7 +2,7 @@
 // served over https, its live stream runs over wss://, and two people chat.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -16,6 +16,7 @@ const key = path.join(certs, 'key.pem');
 execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
   '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
 { stdio: 'ignore' });
+chmodSync(key, 0o600); // a key every user may read is refused
 after(() => rmSync(certs, { recursive: true, force: true }));
 
 describe('the web client over TLS', () => {
