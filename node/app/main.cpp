@@ -281,11 +281,11 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
     } catch (std::exception const& e) {
       throw std::runtime_error(std::string("gateway.tls_cert_file, gateway.tls_key_file: ") + e.what());
     }
-    if (auto summary = tls_credentials->summary();
-        summary.find("(EXPIRED)") != std::string::npos || summary.find("(NOT VALID YET)") != std::string::npos)
-      log->error("gateway TLS: {}: clients refuse this certificate; install a valid one and reload", summary);
+    if (!tls_credentials->valid_now())
+      log->error("gateway TLS: {}: clients refuse this certificate; install a valid one and reload",
+                 tls_credentials->summary());
     else
-      log->info("gateway TLS: {}", summary);
+      log->info("gateway TLS: {}", tls_credentials->summary());
     chat.serve_tls(tls_credentials);
     metrics.add_gauges(
         "petchat_tls_certificate_expiry_timestamp_seconds",

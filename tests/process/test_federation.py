@@ -5,6 +5,7 @@ per-conversation order), forged and replayed envelopes, presence and typing, bot
 topologies (one shared nats-server; per-region servers as leaf nodes of a hub)."""
 
 import base64
+import contextlib
 import itertools
 import re
 import shutil
@@ -1215,6 +1216,24 @@ def alice_and_bob(regions):
     return eu, us, wsclient.connect(eu, eu.new_session("alice")), wsclient.connect(us, us.new_session("bob"))
 
 
+@contextlib.contextmanager
+def europe_and_america(name, users=False, config=None):
+    """europe and america on one nats-server of their own (each its own NATS user, with
+    nats_permissions, if `users`); yields (server, regions) and closes them all after."""
+    extra = "authorization { users: [%s, %s] }" % (nats_permissions("europe"), nats_permissions("america"))
+    server = fedharness.NatsServer(name, extra_conf=extra if users else "")
+    federation = (lambda region: {"user": region, "password": "pw-" + region}) if users else None
+    regions = fedharness.make_regions(["europe", "america"], {"europe": server, "america": server}, config=config,
+                                      federation=federation)
+    regions.pop("_keys")
+    try:
+        yield server, regions
+    finally:
+        for r in regions.values():
+            r.node.close()
+        server.close()
+
+
 def nats_permissions(region):
     """A region's NATS permissions as docs/FEDERATION.md gives them: its own subjects, and the
     JetStream API of its own stream only."""
@@ -1233,12 +1252,7 @@ class NatsPermissions(unittest.TestCase):
     every region's envelopes to it wait, signed but not encrypted)."""
 
     def test_regions_federate_with_their_own_streams_api_only_and_cannot_touch_anothers(self):
-        server = fedharness.NatsServer("permissions", extra_conf="authorization { users: [%s, %s] }" % (
-            nats_permissions("europe"), nats_permissions("america")))
-        regions = fedharness.make_regions(["europe", "america"], {"europe": server, "america": server},
-                                          federation=lambda name: {"user": name, "password": "pw-" + name})
-        regions.pop("_keys")
-        try:
+        with europe_and_america("permissions", users=True) as (server, regions):
             eu, us, a, b = alice_and_bob(regions)
             acc = a.send_message("bob@america", "with narrow permissions")
             ev = b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
@@ -1256,10 +1270,6 @@ class NatsPermissions(unittest.TestCase):
                     self.assertIn(b"Permissions Violation", nats_publish(server, "europe", "pw-europe", subject))
             self.assertNotIn(b"Permissions Violation",
                              nats_publish(server, "europe", "pw-europe", "$JS.API.STREAM.INFO.petchat-in-europe"))
-        finally:
-            for r in regions.values():
-                r.node.close()
-            server.close()
 
 
 class NatsGivesUp(unittest.TestCase):
@@ -1268,12 +1278,7 @@ class NatsGivesUp(unittest.TestCase):
     it can, without a restart, and what was queued meanwhile arrives."""
 
     def test_a_connection_nats_closed_for_good_is_opened_again(self):
-        server = fedharness.NatsServer("gives-up", extra_conf="authorization { users: [%s, %s] }" % (
-            nats_permissions("europe"), nats_permissions("america")))
-        regions = fedharness.make_regions(["europe", "america"], {"europe": server, "america": server},
-                                          federation=lambda name: {"user": name, "password": "pw-" + name})
-        regions.pop("_keys")
-        try:
+        with europe_and_america("gives-up", users=True) as (server, regions):
             eu, us, a, b = alice_and_bob(regions)
             first = a.send_message("bob@america", "before")
             b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
@@ -1310,10 +1315,6 @@ class NatsGivesUp(unittest.TestCase):
             self.assertTrue(logged("NATS closed the connection"), "NATS.c never gave the connection up")
             a.close()
             b.close()
-        finally:
-            for r in regions.values():
-                r.node.close()
-            server.close()
 
 
 class NatsStalls(unittest.TestCase):
@@ -1323,49 +1324,44 @@ class NatsStalls(unittest.TestCase):
     that thread waited with them; now the link's own live thread publishes them."""
 
     def test_local_chat_goes_on_while_nats_stops_reading(self):
-        server = fedharness.NatsServer("stalls")
         config = {"node": {"threads": 1},  # every stream on the one thread that would block
                   "messages": {"max_per_second": 100000, "max_text_bytes": 60000}}
-        regions = fedharness.make_regions(["europe", "america"], {"europe": server, "america": server}, config=config)
-        regions.pop("_keys")
-        stopped = False
-        try:
-            eu, us, a, b = alice_and_bob(regions)
-            eu.new_user("carol")
-            eu.new_user("dave")
-            c = wsclient.connect(eu, eu.new_session("carol"))
-            d = wsclient.connect(eu, eu.new_session("dave"))
-            first = a.send_message("bob@america", "before")
-            b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
-            server.proc.send_signal(signal.SIGSTOP)
-            stopped = True
-            # ~18 MB for america: more than the sockets between the node and the server hold.
-            refs = [a.send_async("bob@america", "%04d " % i + "x" * 59000) for i in range(300)]
-            last = None
-            for r in refs:
-                f = a.wait_ref(r, timeout=60)
-                self.assertIn("accepted", f, f)
-                last = f["accepted"]
-            # A publish round that times out waits resend_after_s (3 s here); the next one
-            # takes all of them at once, and its write stops when the sockets are full.
-            time.sleep(8)
-            for _ in range(20):
-                a.typing("bob@america")
-                time.sleep(0.05)
-            local = c.try_send("dave@europe", "local while NATS is stuck", timeout=60)
-            self.assertIn("accepted", local, local)
-            d.wait_event(ev_message(local["accepted"]["message_id"]), 30)
-            server.proc.send_signal(signal.SIGCONT)
+        with europe_and_america("stalls", config=config) as (server, regions):
             stopped = False
-            b.wait_event(ev_message(last["message_id"]), 120)
-            for client in (a, b, c, d):
-                client.close()
-        finally:
-            if stopped:
+            try:
+                eu, us, a, b = alice_and_bob(regions)
+                eu.new_user("carol")
+                eu.new_user("dave")
+                c = wsclient.connect(eu, eu.new_session("carol"))
+                d = wsclient.connect(eu, eu.new_session("dave"))
+                first = a.send_message("bob@america", "before")
+                b.wait_event(ev_message(first["message_id"]), DELIVERY_TIMEOUT_S)
+                server.proc.send_signal(signal.SIGSTOP)
+                stopped = True
+                # ~18 MB for america: more than the sockets between the node and the server hold.
+                refs = [a.send_async("bob@america", "%04d " % i + "x" * 59000) for i in range(300)]
+                last = None
+                for r in refs:
+                    f = a.wait_ref(r, timeout=60)
+                    self.assertIn("accepted", f, f)
+                    last = f["accepted"]
+                # A publish round that times out waits resend_after_s (3 s here); the next one
+                # takes all of them at once, and its write stops when the sockets are full.
+                time.sleep(8)
+                for _ in range(20):
+                    a.typing("bob@america")
+                    time.sleep(0.05)
+                local = c.try_send("dave@europe", "local while NATS is stuck", timeout=60)
+                self.assertIn("accepted", local, local)
+                d.wait_event(ev_message(local["accepted"]["message_id"]), 30)
                 server.proc.send_signal(signal.SIGCONT)
-            for r in regions.values():
-                r.node.close()
-            server.close()
+                stopped = False
+                b.wait_event(ev_message(last["message_id"]), 120)
+                for client in (a, b, c, d):
+                    client.close()
+            finally:
+                if stopped:
+                    server.proc.send_signal(signal.SIGCONT)
 
 
 def nats_publish(server, user, password, subject):
