@@ -265,6 +265,54 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   co_return acc;
 }
 
+namespace {
+
+// A key as a log line may hold it: printable bytes as they are, others as \xNN.
+std::string shown(std::string_view key) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : key) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += char(c);
+    } else {
+      out += "\\x";
+      out += digits[c >> 4];
+      out += digits[c & 15];
+    }
+  }
+  return out;
+}
+
+// Removes what the expiry entry `key` names; true if that was a message.
+bool expire_one(message_service::impl& m, store::rocks_batch& b, std::string const& key, std::string const& kind,
+                std::set<std::string>& floored, std::size_t& work) {
+  b.erase(cf::expiry, key);
+  std::string target = keys::expiry_target(key, kind);
+  if (keys::expires(kind, keys::expiring::mailbox_entry)) {
+    m.erase_mailbox_entry(b, target, floored);
+    return false;
+  }
+  if (keys::expires(kind, keys::expiring::idempotency)) {
+    b.erase(cf::idempotency, target);
+    return false;
+  }
+  if (keys::expires(kind, keys::expiring::shared_change)) {
+    b.erase(cf::conversations, target);
+    return false;
+  }
+  if (keys::expires(kind, keys::expiring::former_member)) {
+    forget_former_member(b, m.db, target, now_ms(), std::int64_t(m.options.retention_s) * 1000);
+    return false;
+  }
+  auto sm = parse<records::stored_message>(b.get(cf::messages, target));
+  if (!sm) return false;
+  work += 2 * std::size_t(sm->recipients());
+  m.erase_message(b, target, *sm, true, floored);  // (its expiry entry is this one)
+  return true;
+}
+
+}  // namespace
+
 awaitable<std::size_t> message_service::sweep_expired(std::size_t max, std::size_t max_work) {
   auto& m = *impl_;
   std::vector<std::pair<std::string, std::string>> expired;  // expiry key, value (its kind)
@@ -282,29 +330,17 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max, std::size
     std::size_t work = 0;
     for (auto const& [key, kind] : expired) {
       if (work++ >= max_work) break;
+      bool erased_message = false;
+      // Each entry alone: one that cannot be done (a record the store cannot read) is
+      // undone and skipped, and does not stop the expiry of every other.
+      auto error = b.attempt([&] { erased_message = expire_one(m, b, key, kind, floored, work); });
+      if (!error) {
+        if (erased_message) ++*count;
+        continue;
+      }
+      floored.clear();  // the undone part may have set a floor; later ones set it again
       b.erase(cf::expiry, key);
-      std::string target = keys::expiry_target(key, kind);
-      if (keys::expires(kind, keys::expiring::mailbox_entry)) {
-        m.erase_mailbox_entry(b, target, floored);
-        continue;
-      }
-      if (keys::expires(kind, keys::expiring::idempotency)) {
-        b.erase(cf::idempotency, target);
-        continue;
-      }
-      if (keys::expires(kind, keys::expiring::shared_change)) {
-        b.erase(cf::conversations, target);
-        continue;
-      }
-      if (keys::expires(kind, keys::expiring::former_member)) {
-        forget_former_member(b, m.db, target, now_ms(), std::int64_t(m.options.retention_s) * 1000);
-        continue;
-      }
-      auto sm = parse<records::stored_message>(b.get(cf::messages, target));
-      if (!sm) continue;
-      work += 2 * std::size_t(sm->recipients());
-      m.erase_message(b, target, *sm, true, floored);  // (its expiry entry is this one)
-      ++*count;
+      log::get("messages")->error("the expiry sweep skipped {} (its data stays): {}", shown(key), *error);
     }
     return true;
   };

@@ -72,4 +72,19 @@ std::string rocks_batch::recall(cf family, std::string_view key, std::function<s
   return value;
 }
 
+std::optional<std::string> rocks_batch::attempt(std::function<void()> const& part) {
+  auto mark = state_.begin_part();
+  try {
+    part();
+  } catch (std::exception const& e) {
+    state_.undo_part(mark);
+    return std::string(e.what());
+  } catch (...) {
+    state_.undo_part(mark);
+    return std::string("an unknown error");
+  }
+  state_.keep_part();
+  return std::nullopt;
+}
+
 }  // namespace petchat::store

@@ -91,6 +91,11 @@ class rocks_batch {
   void remember(cf family, std::string_view key, std::string value);
   std::string recall(cf family, std::string_view key, std::function<std::string()> const& load);
 
+  // Runs `part` of the request so that, if it throws, what it wrote is undone and the rest
+  // of the request stays: returns what it threw (an unreadable record, say), or nothing.
+  // One damaged record then costs its own part, not a whole write of many.
+  std::optional<std::string> attempt(std::function<void()> const& part);
+
  private:
   detail::group_commit& state_;
 };

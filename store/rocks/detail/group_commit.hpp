@@ -150,6 +150,26 @@ struct group_commit {
     check(batch.RollbackToSavePoint(), "RollbackToSavePoint");
   }
 
+  // A part of the running request (rocks_batch::attempt): undone alone if it throws.
+  std::size_t begin_part() {
+    batch.SetSavePoint();
+    return undo.size();
+  }
+  void keep_part() { check(batch.PopSavePoint(), "PopSavePoint"); }
+  void undo_part(std::size_t mark) {
+    // An entry the part made fresh is erased here; no entry before `mark` points at it
+    // (the key was not in `written` when the part began).
+    while (undo.size() > mark) {
+      auto& [entry, before] = undo.back();
+      if (before)
+        entry->second = std::move(*before);
+      else
+        written.erase(written.find(entry->first));
+      undo.pop_back();
+    }
+    check(batch.RollbackToSavePoint(), "RollbackToSavePoint");
+  }
+
   // After the batch's fate is known: committed values of cached families are remembered;
   // after a failed write nothing cached can be trusted.
   void finish(bool committed) {

@@ -389,3 +389,41 @@ TEST_CASE("remembered values are kept in memory only, undone with their request,
   CHECK(seen == std::vector<std::string>{"from the data", "from the data", "undone", "from the data", "kept",
                                          "worked out again"});
 }
+
+TEST_CASE("a part of a request that throws is undone alone; the rest of the request commits") {
+  temp_dir dir;
+  rocks_db db(rocks_options{.dir = dir.path, .cached = {cf::state}});
+  CHECK(write_sync(db, [](rocks_batch& b) {
+          b.put(cf::state, "kept", "1");
+          b.put(cf::history, "old", "before");
+          return true;
+        }) == write_outcome::committed);
+  std::optional<std::string> error, fine, seen_after;
+  CHECK(write_sync(db, [&](rocks_batch& b) {
+          b.put(cf::history, "first", "f");
+          error = b.attempt([&] {
+            b.put(cf::history, "fresh", "x");      // new in this batch: gone again
+            b.put(cf::history, "first", "again");  // written before the part: back to "f"
+            b.erase(cf::history, "old");
+            b.put(cf::state, "kept", "2");  // a cached family
+            throw std::runtime_error("unreadable record");
+          });
+          seen_after = b.get(cf::history, "first");
+          fine = b.attempt([&] { b.put(cf::history, "second", "s"); });
+          return true;
+        }) == write_outcome::committed);
+  CHECK(error == std::optional<std::string>("unreadable record"));
+  CHECK_FALSE(fine);
+  CHECK(seen_after == std::optional<std::string>("f"));
+  CHECK(db.get(cf::history, "first") == std::optional<std::string>("f"));
+  CHECK(db.get(cf::history, "second") == std::optional<std::string>("s"));
+  CHECK(db.get(cf::history, "old") == std::optional<std::string>("before"));
+  CHECK_FALSE(db.get(cf::history, "fresh"));
+  // The writer's cache holds what was committed, not the undone part's value.
+  std::optional<std::string> cached;
+  CHECK(write_sync(db, [&](rocks_batch& b) {
+          cached = b.get(cf::state, "kept");
+          return false;
+        }) == write_outcome::rolled_back);
+  CHECK(cached == std::optional<std::string>("1"));
+}
