@@ -30,8 +30,8 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
     auto comma = offered.find(',', pos);
     if (comma == std::string::npos) comma = offered.size();
     std::string item = offered.substr(pos, comma - pos);
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
+    item.erase(0, item.find_first_not_of(" \t"));  // optional white space: spaces and tabs
+    item.erase(item.find_last_not_of(" \t") + 1);
     if (item == proto_subprotocol || (item == json_subprotocol && chosen.empty())) chosen = item;
     pos = comma + 1;
   }

@@ -1351,6 +1351,10 @@ class WebSocketProtocolTest(MessagingCase):
         c = self.raw(protocol=["petchat.v1.json", "petchat.v1.proto"])
         self.assertEqual(c.status, 101)
         self.assertEqual(c.headers["sec-websocket-protocol"], "petchat.v1.proto")
+        # Items separated by a comma and optional white space, tabs included (RFC 9110, 5.6.1).
+        c = self.raw(protocol="petchat.v1.json,\tpetchat.v1.proto\t")
+        self.assertEqual(c.status, 101)
+        self.assertEqual(c.headers["sec-websocket-protocol"], "petchat.v1.proto")
 
     def test_pings_in_one_write_before_authenticating_are_answered_in_order_the_last_one_always(self):
         """Each pong answers a ping that was sent, in order, and the last ping is answered; a
