@@ -456,8 +456,13 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   }
   ask_to_remove(m, b, gs, joins, st);
   for (auto const& ch : gs.changes()) post_change(m, b, ch, told, st.heads);
-  for (auto const& u : gs.writers())  // presence then seen at the next change or report
-    if (!m.is_local(u) && now_in.count(u)) note_writer(b, st.conversation, u, gs.version());
+  // Home speaks for its own users only: that a user of a third region wrote, this region
+  // learns from that region's own message (a hostile home naming such a user a member and a
+  // writer would otherwise show their presence to whoever writes here). Presence is then
+  // seen at the next change or report.
+  for (auto const& u : gs.writers())
+    if (ids::region_of(u) == gs.home_region() && !m.is_local(u) && now_in.count(u))
+      note_writer(b, st.conversation, u, gs.version());
   std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
   c.set_no_account_sorted(true);
   b.put(cf::conversations, st.conversation, c.SerializeAsString());

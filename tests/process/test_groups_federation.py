@@ -531,25 +531,34 @@ class GroupsAcrossRegions(GroupFederationCase):
         Sc.close()
         Sb.wait_for(is_presence(c1, "OFFLINE"), CROSS_S, what="chen offline, pushed to bert")
 
-    def test_a_region_that_joins_late_learns_who_wrote_before(self):
-        # bert (america) wrote in the group before asia had any member; chen (asia) joins
-        # and writes. asia learns from home's state that bert wrote: the two see each other.
+    def test_a_region_that_joins_late_learns_who_of_home_wrote_before(self):
+        # anna (home, europe) and bert (america) wrote in the group before asia had any
+        # member; chen (asia) joins and writes. asia learns from home's state that anna
+        # wrote (home speaks for its own users): the two see each other. That bert wrote,
+        # asia learns from bert's own region: from his next message.
         a1, b1, c1 = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
-        Sb = self.connect(b1)
+        A, Sb = self.connect(a1), self.connect(b1)
         gid = self.create_group(a1, [b1], title="late")
         self.wait_change(Sb, gid, 1, "CREATED")
+        self.send_to(A, gid, "anna, before asia")
         self.send_to(Sb, gid, "bert, before asia")
         Sc = self.connect(c1)
         self.add_members(a1, gid, [c1])
         self.wait_change(Sc, gid, 2, "MEMBERS_ADDED")
         got = self.send_to(Sc, gid, "chen, just in")
+        A.wait_event(ev_message(got["message_id"]), CROSS_S)
         Sb.wait_event(ev_message(got["message_id"]), CROSS_S)
+        f = Sc.wait_for(is_presence(a1, "ONLINE"), CROSS_S, what="anna online, shown to chen")
+        self.assertEqual(f["presence"]["user_id"], a1)
+        self.assertStatus(self.call(c1, "GET", "/v1/presence/%s" % a1), 200)
+        A.wait_for(is_presence(c1, "ONLINE"), CROSS_S, what="chen online, shown to anna")
+        self.assertError(self.call(c1, "GET", "/v1/presence/%s" % b1), 403, "presence_hidden",
+                         "that bert wrote is not home's to say")
+        again = self.send_to(Sb, gid, "bert again")
+        Sc.wait_event(ev_message(again["message_id"]), CROSS_S)
         f = Sc.wait_for(is_presence(b1, "ONLINE"), CROSS_S, what="bert online, shown to chen")
-        self.assertEqual(f["presence"]["user_id"], b1)
         self.assertStatus(self.call(c1, "GET", "/v1/presence/%s" % b1), 200)
         Sb.wait_for(is_presence(c1, "ONLINE"), CROSS_S, what="chen online, shown to bert")
-        self.assertError(self.call(c1, "GET", "/v1/presence/%s" % a1), 403, "presence_hidden",
-                         "anna never wrote in the group")
 
     # 6 ---------------------------------------------------------------------------------------
 

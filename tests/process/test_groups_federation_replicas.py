@@ -26,7 +26,7 @@ from test_groups import as_int, changes  # noqa: E402
 from test_groups_federation import (B, C, CROSS_S, HEAL_S, HOME, GroupFederationCase,  # noqa: E402
                                     first_group_event, group_messages)
 from test_hardening_live import poll_until  # noqa: E402
-from wsclient import ev_message, ev_receipt, num  # noqa: E402
+from wsclient import ev_message, ev_receipt, is_presence, num  # noqa: E402
 
 
 class HostileHomePadsItsChanges(GroupFederationCase):
@@ -96,6 +96,63 @@ class HostileHomePadsItsChanges(GroupFederationCase):
         cc = self.wait_change(Bc, gid, 2)
         self.assertEqual((cc.get("kind"), cc.get("title"), cc.get("reason", "")), ("DETAILS_CHANGED", "renamed", ""))
         self.assertFalse([e for e in changes(Bc, gid) if len(str(e)) > 10000], "no padded change reached bob")
+
+
+class HostileHomeNamesAThirdRegionsWriter(GroupFederationCase):
+    """A group's home (its real key, its node stopped) names a user of a third region a
+    member of its group and a writer in it. That user shares presence with someone of this
+    region already (a 1:1 conversation), so this region knows it: were home believed about
+    that user's writing, whoever wrote in the group here would see their presence. Home
+    speaks for its own users only."""
+
+    def test_home_is_not_believed_about_a_third_regions_writer(self):
+        pb = test_federation.fed_pb2()
+        owner, alice, dave = self.user(HOME, "olga"), self.user(B, "alice"), self.user(B, "dave")
+        carol = self.user(C, "carol")
+        self.contacts(dave, carol)  # asia tells america carol's presence from here on
+        S = self.connect(alice)
+        port = self.servers[0].port
+        subject = "petchat.v1.fed.%s.%s" % (B, HOME)
+        spy = test_federation.RawNats(port)
+        spy.sub(subject)
+        gid = self.create_group(owner, [alice], title="lure")
+        self.wait_change(S, gid, 1, "CREATED")
+        genuine = None
+        while genuine is None:  # the lane's envelopes since the spy subscribed, up to the state
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.HasField("group_state")
+                            and bd.group_state.conversation_id == gid), None)
+        spy.close()
+        home = self.node(HOME).proc  # stopped: from here on, HOME is whoever holds its key
+        os.kill(home.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: home.poll() is None and os.kill(home.pid, signal.SIGCONT))
+        bd = pb.body()
+        bd.CopyFrom(genuine)
+        bd.lane_seq = max(b.lane_seq for b in bodies) + 1
+        bd.created_at_ms = int(time.time() * 1000)
+        gs = bd.group_state
+        gs.version = 2
+        gs.members.append(carol)
+        gs.roles.append(gs.roles[-1])
+        del gs.changes[:]
+        ch = gs.changes.add()
+        ch.conversation_id, ch.version, ch.kind = gid, 2, 2  # MEMBERS_ADDED (proto/client.proto)
+        ch.at_ms = bd.created_at_ms
+        setattr(ch, "by", owner)
+        ch.users.append(carol)
+        del gs.writers[:]
+        gs.writers.append(carol)
+        pub = test_federation.RawNats(port)
+        pub.pub(subject, test_federation.envelope(pb, HOME, bd, sign=test_federation.region_signer(self.node(HOME)),
+                                                  lane_epoch=bundle.lane_epoch, lane_base=bundle.lane_base))
+        pub.close()
+        self.wait_change(S, gid, 2, "MEMBERS_ADDED")  # the roster is home's to say
+        self.send_to(S, gid, "alice writes in the group")
+        self.assertError(self.call(alice, "GET", "/v1/presence/%s" % carol), 403, "presence_hidden",
+                         "carol never wrote in the group")
+        self.assertStatus(self.call(dave, "GET", "/v1/presence/%s" % carol), 200, "dave and carol wrote 1:1")
+        self.assertFalse([f for f in S.frames() if is_presence(carol)(f)], "no presence of carol reached alice")
 
 
 class NamesWithNoAccount(GroupFederationCase):
