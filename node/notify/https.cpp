@@ -264,10 +264,13 @@ asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const&
       answer.error = "write: " + wec.message();
       co_return answer;
     }
-    beast::flat_buffer buffer;
+    // Bounded as the parser is: its limits do not cover a chunk's size line or extensions,
+    // nor the trailer, and an unbounded buffer would take an endless one whole.
+    constexpr std::size_t header_limit = 16 * 1024;
+    beast::flat_buffer buffer(header_limit + max_answer_bytes + 4096);
     http::response_parser<http::string_body> parser;
     parser.body_limit(max_answer_bytes);
-    parser.header_limit(16 * 1024);
+    parser.header_limit(header_limit);
     auto [rec, read] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
     if (rec) {
       answer.error = "answer: " + rec.message();

@@ -162,13 +162,17 @@ class Reply:
     json: a body sent as application/json; body: raw bytes. delay: seconds to wait before
     answering. hang: never answer (the connection stays open until the server closes)."""
 
-    def __init__(self, status=None, headers=None, json=None, body=None, delay=0.0, hang=False):
+    def __init__(self, status=None, headers=None, json=None, body=None, delay=0.0, hang=False, flood=None):
         self.status = status
         self.headers = dict(headers or {})
         self.json = json
         self.body = body
         self.delay = delay
         self.hang = hang
+        # flood: (head, filler, total): the answer's raw start, then `filler` written again
+        # and again until `total` bytes went out or the node hung up; the request's
+        # `flooded` is then the bytes the node took.
+        self.flood = flood
 
     def __repr__(self):
         return "Reply(%s%s%s)" % (self.status, ", hang" if self.hang else "",
@@ -194,6 +198,7 @@ class Request:
         self.query = query
         self.header_list = header_list
         self.headers = {k.lower(): v for k, v in header_list}
+        self.flooded = None
         self.body = body
         self.peer = peer
         self.status = None  # the status it is answered with (None: not answered, e.g. hang)
@@ -238,6 +243,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         req = Request(time.monotonic(), self.command, path, query, list(self.headers.items()), body,
                       self.client_address)
         reply = recv._record_and_choose(req)
+        if reply.flood:
+            head, filler, total = reply.flood
+            sent = 0
+            try:
+                self.wfile.write(head)
+                while sent < total and not recv._closed.is_set():
+                    self.wfile.write(filler)
+                    sent += len(filler)
+            except OSError:
+                pass
+            with recv._cv:
+                req.status, req.flooded = 200, sent
+                recv._cv.notify_all()
+            self.close_connection = True
+            return
         if reply.hang:
             recv._hang(self.connection)
             self.close_connection = True

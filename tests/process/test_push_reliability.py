@@ -171,6 +171,30 @@ class RetryTest(PushCase):
         n = self.open_webpush(reqs[-1], sub, key, recv)
         self.assertNotification(n, bob.id, alice.id, acc, count=1)
 
+class EndlessAnswerTest(PushCase):
+
+    def test_an_endless_answer_is_cut_off_not_taken_whole(self):
+        # A user's own endpoint answers with a chunk whose extension never ends, or a trailer
+        # that never ends: neither is body nor header to the parser's limits, and the node
+        # took it all into memory for as long as the answer's timeout let it.
+        self.start(push={"response_timeout_ms": 20000})
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        total = 256 << 20
+        heads = (b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n1;",
+                 b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Pad: ")
+        paths = []
+        for i, head in enumerate(heads):
+            _, _, path = self.webpush(bob.login("device%d" % i), recv)
+            recv.script(path, [Reply(flood=(head, b"a" * 65536, total))])
+            paths.append(path)
+        self.ws(alice.login()).send_message(bob.id, "answer me, at length")
+        for path in paths:
+            [req] = recv.wait_requests(path, 1, WAIT_S, answered=True)[:1]
+            self.assertLess(req.flooded, 16 << 20, "the node hung up on %s after a bounded answer" % path)
+        self.assertStatus(self.call("GET", "/readyz"), 200)
+
+
 class DeadEndpointTest(PushCase):
 
     def wait_push_counts(self, in_flight, slow):
