@@ -420,19 +420,32 @@ std::unique_ptr<blob_reader> asset_service::open(std::string const& hash) {
 
 void asset_service::impl::remove_orphans() {
   std::size_t removed = 0;
+  // Files only: anything else there (a directory an operator made, say) is not ours to
+  // remove, and is no reason not to start.
+  auto orphan = [&](detail::fs::directory_entry const& e) {
+    std::error_code ec;
+    if (!e.is_regular_file(ec)) {
+      log->warn("{} is not a file the asset store made; left as it is", e.path().string());
+      return;
+    }
+    try {
+      detail::remove_file(e.path());
+      ++removed;
+    } catch (std::exception const& x) {
+      log->warn("{} (left by a crash) could not be removed: {}", e.path().string(), x.what());
+    }
+  };
   for (auto const& dir : detail::fs::directory_iterator(files.root() / "blobs")) {
     if (!dir.is_directory()) continue;
     for (auto const& e : detail::fs::directory_iterator(dir.path())) {
       auto hash = detail::from_hex(e.path().filename().string());
       if (!hash.empty() && messages.asset_exists(hash)) continue;
-      detail::remove_file(e.path());
-      ++removed;
+      orphan(e);
     }
   }
   for (auto const& e : detail::fs::directory_iterator(files.root() / "uploads")) {
     if (messages.upload_exists(e.path().filename().string())) continue;
-    detail::remove_file(e.path());
-    ++removed;
+    orphan(e);
   }
   if (removed) log->warn("removed {} asset files without records (left by a crash)", removed);
 }

@@ -59,9 +59,30 @@ std::string extension_of(std::string_view t) {
 // not sniffed as that very content (an Office file's type holds "xml", and is no page).
 std::string fitting_name(std::string name, std::string_view type) {
   static std::map<std::string_view, std::string_view> const active{
-      {"htm", "html"},   {"html", "html"},  {"xhtml", "html"}, {"xht", "html"}, {"shtml", "html"}, {"mht", "html"},
-      {"mhtml", "html"}, {"hta", "html"},   {"svg", "svg"},    {"svgz", "svg"}, {"xml", "xml"},    {"xsl", "xml"},
-      {"js", "script"},  {"mjs", "script"}, {"url", ""},       {"desktop", ""}};
+      {"htm", "html"},
+      {"html", "html"},
+      {"xhtml", "html"},
+      {"xht", "html"},
+      {"shtml", "html"},
+      {"mht", "html"},
+      {"mhtml", "html"},
+      {"hta", "html"},
+      {"svg", "svg"},
+      {"svgz", "svg"},
+      {"xml", "xml"},
+      {"xsl", "xml"},
+      {"js", "script"},
+      {"mjs", "script"},
+      {"url", ""},
+      {"desktop", ""},
+      {"lnk", ""},
+      {"scf", ""},
+      // Windows shell and location files: opened, or merely shown, they fetch what they name
+      // (an icon on a remote share gives the user's NTLM hash away).
+      {"library-ms", ""},
+      {"searchconnector-ms", ""},
+      {"webloc", ""},
+      {"inetloc", ""}};
   auto dot = name.rfind('.');
   std::string ext = dot == std::string::npos ? "" : name.substr(dot + 1);
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -106,11 +127,40 @@ std::optional<std::uint64_t> number(std::string_view s) {
   return v;
 }
 
+// Whether a Range header is in bytes (the unit is case-insensitive).
+bool bytes_unit(std::string_view h) {
+  auto eq = h.find('=');
+  if (eq == std::string_view::npos) return true;  // malformed: refused as such below
+  auto unit = h.substr(0, eq);
+  return unit.size() == 5 && std::equal(unit.begin(), unit.end(), "bytes", [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         });
+}
+
+// Whether an If-None-Match header names `etag`: `*`, or a list of tags compared weakly
+// (RFC 9110, 13.1.2: `W/"x"` matches `"x"`).
+bool matches_any(std::string_view h, std::string_view etag) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  if (trim(h) == "*") return true;
+  while (!h.empty()) {
+    auto comma = h.find(',');
+    auto tag = trim(h.substr(0, comma));
+    if (tag.starts_with("W/")) tag.remove_prefix(2);
+    if (tag == etag) return true;
+    h = comma == std::string_view::npos ? std::string_view{} : h.substr(comma + 1);
+  }
+  return false;
+}
+
 // One range of a Range header against `size`: nullopt if it is malformed, names several
 // ranges, or cannot be satisfied.
 std::optional<byte_range> parse_range(std::string_view h, std::uint64_t size) {
-  constexpr std::string_view unit = "bytes=";
-  if (!h.starts_with(unit)) return std::nullopt;
+  constexpr std::string_view unit = "bytes=";  // (any case: bytes_unit)
+  if (h.size() < unit.size() || h[unit.size() - 1] != '=') return std::nullopt;
   h.remove_prefix(unit.size());
   if (h.find(',') != std::string_view::npos) return std::nullopt;
   auto dash = h.find('-');
@@ -164,7 +214,7 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
     if (!clean) co_return error_response(fail(code::invalid_field, "name must be UTF-8", "name"));
     name = *clean;
   }
-  if (r.header("if-none-match") == etag) {
+  if (matches_any(r.header("if-none-match"), etag)) {
     res.status = 304;
     res.content_type.clear();
     co_return res;
@@ -179,6 +229,8 @@ awaitable<response> download(std::shared_ptr<user_api> api, request r, users::pr
   res.file_length = a->size;
   auto range = r.header("range");
   auto if_range = r.header("if-range");
+  // A range in a unit other than bytes is ignored (RFC 9110, 14.2): the whole asset.
+  if (!range.empty() && !bytes_unit(range)) range = {};
   if (!range.empty() && (if_range.empty() || if_range == etag)) {
     auto part = parse_range(range, a->size);
     if (!part) {

@@ -226,7 +226,8 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
     keys::add_u64(b, keys::region_fetched_key(f.region), std::int64_t(a.size));
     if (!f.thumbnail_of.empty()) keys::link_thumbnail(b, rec, f.hash, f.thumbnail_of);
     // (Stored already as this original's thumbnail, fetched first, it is this original's.)
-    if (a.thumbnail_hash.size() == keys::asset_hash_bytes && a.thumbnail_hash != f.hash &&
+    // (A thumbnail fetched as one has none of its own, whatever the answer names.)
+    if (f.thumbnail_of.empty() && a.thumbnail_hash.size() == keys::asset_hash_bytes && a.thumbnail_hash != f.hash &&
         (!b.get(cf::assets, keys::asset_key(a.thumbnail_hash)) ||
          b.get(cf::assets, keys::thumbnail_pair_key(a.thumbnail_hash, f.hash))))
       rec.set_thumbnail(a.thumbnail_hash);

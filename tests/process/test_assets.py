@@ -887,7 +887,11 @@ class AssetsTest(AssetCase):
                                   (text["id"], "page.html ", "page.html.txt"),
                                   # An Office document's type names "xml"; it is no page.
                                   (office["id"], "report.html", "report.html.bin"),
-                                  (office["id"], "report.docx", "report.docx")):
+                                  (office["id"], "report.docx", "report.docx"),
+                                  # Windows shell and location files fetch what they name.
+                                  (text["id"], "icon.scf", "icon.scf.txt"),
+                                  (text["id"], "Docs.Library-MS", "Docs.Library-MS.txt"),
+                                  (text["id"], "place.webloc", "place.webloc.txt")):
             with self.subTest(asked=asked, saved=saved):
                 self.assertEqual(disposition(self.fetch(a, aid, name=asked))[2], saved)
         self.assertHealthy()
@@ -1131,6 +1135,17 @@ class AssetsTest(AssetCase):
         r = self.download(a, aid, headers=[("If-None-Match", '"%s"' % random_id())])
         self.assertStatus(r, 200)
         self.assertTrue(r.raw == data)
+        for tags in ('W/"%s"' % aid, '"%s", "%s"' % (random_id(), aid), "*"):
+            with self.subTest(if_none_match=tags):
+                r = self.download(a, aid, headers=[("If-None-Match", tags)])
+                self.assertStatus(r, 304, "weak comparison, lists and * (RFC 9110 13.1.2)")
+        # A unit other than bytes is ignored: the whole file (RFC 9110 14.2); bytes in any case.
+        r = ranged("items=0-5")
+        self.assertStatus(r, 200)
+        self.assertTrue(r.raw == data)
+        r = ranged("Bytes=0-9")
+        self.assertStatus(r, 206)
+        self.assertTrue(r.raw == data[:10])
         r = ranged("bytes=0-9", [("If-Range", '"%s"' % random_id())])
         self.assertStatus(r, 200, "If-Range with another tag serves the whole file")
         self.assertTrue(r.raw == data)
@@ -1584,6 +1599,22 @@ class AssetDurabilityTest(AssetCase):
         files = [f for d in os.listdir(blobs_dir) for f in os.listdir(os.path.join(blobs_dir, d))]
         self.assertEqual(len(files), stored, "blob files without records (or records without files) remain")
         self.assertEqual(sorted(files), sorted(blake(d) for d in kept))
+
+    def test_a_directory_in_the_asset_store_is_left_alone_and_the_node_starts(self):
+        # An operator's directory (or a copy tool's leftovers) where the store keeps files.
+        self.node = self.start_node(config=MAIN_CONFIG)
+        alice = self.person("alice")
+        data = blob(3000, "beside a directory")
+        aid = self.upload(alice.login(), data)["id"]
+        self.node.stop()
+        root = os.path.join(self.node.data_dir, "assets")
+        made = [os.path.join(root, "uploads", "old"), os.path.join(root, "blobs", aid[:2], "junk")]
+        for d in made:
+            os.makedirs(d)
+        self.node.start()
+        self.fetch(alice.login("after restart"), aid, data)
+        for d in made:
+            self.assertTrue(os.path.isdir(d), "%s is not the node's to remove" % d)
 
 
 class DownloadHangUpTest(AssetCase):
