@@ -6,7 +6,9 @@
 // of 256 KiB into tmp/, hashes them, then places and records the asset (or notes the
 // proof) under the hash's claim, which the download itself does not hold.
 // A failed try is tried again later (1, 2, 4... up to 10 s apart); an asset the holder
-// says it has not for us is given up after 20 tries. A fetch slower than 64 KiB/s on
+// says it has not for us is given up after 20 tries, and one whose bytes did not match
+// their hash after 3 (the holder's copy is damaged: fetched again and again it would
+// cost the whole asset every few seconds, for as long as a message names it). A fetch slower than 64 KiB/s on
 // average past its first 30 s is a failed try, and a region that did not answer is not
 // asked again in the same round. Up to 4 regions are fetched from at once, one fetch of
 // each at a time. The other direction: serve_piece.
@@ -33,6 +35,7 @@ namespace {
 
 constexpr std::uint32_t piece_bytes = 256u << 10;
 constexpr std::uint32_t give_up_after = 20;
+constexpr std::uint32_t give_up_after_mismatch = 3;
 // A region that answers each piece just in time would hold its fetches (one at a time per
 // region) for hours: past its first 30 s a fetch must have averaged 64 KiB/s, else it is
 // a failed try like an unanswered one.
@@ -41,10 +44,11 @@ constexpr std::uint64_t min_fetch_rate = 64u << 10;  // bytes per second
 // A thumbnail (at most assets.thumbnail_px on its longer side, as JPEG or PNG) is far
 // smaller: another region's "thumbnail" beyond this is not fetched (it would store up to
 // max_asset_bytes per attachment, next to the original, charged to no one).
-constexpr std::uint64_t max_thumbnail_bytes = 4u << 20;
+// (A 4,096-pixel JPEG, assets.thumbnail_px's largest, of a noisy photo stays well below.)
+constexpr std::uint64_t max_thumbnail_bytes = 16u << 20;
 
 struct fetched {
-  enum { ok, missing, failed, stopped } outcome = failed;
+  enum { ok, missing, mismatch, failed, stopped } outcome = failed;
   messages::new_asset asset;
   std::filesystem::path file;  // ok: the bytes, in tmp/, to be placed
 };
@@ -100,12 +104,12 @@ fetched download(asset_service::impl& s, messages::pending_fetch const& f, std::
     h.update(p->data.data(), p->data.size());
     offset += p->data.size();
   }
-  out.sync();
-  if (h.finish() != f.hash) {
-    s.log->warn("asset {} from region {}: the bytes do not match their hash; tried again later", print_id(f.hash),
-                f.region);
+  if (h.finish() != f.hash) {  // (before the sync: bytes thrown away need none)
+    s.log->warn("asset {} from region {}: the bytes do not match their hash", print_id(f.hash), f.region);
+    r.outcome = fetched::mismatch;
     return r;
   }
+  out.sync();
   r.file = path;
   r.outcome = fetched::ok;
   r.asset.hash = f.hash;
@@ -163,10 +167,17 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
     co_return true;
   }
   if (r.outcome == fetched::stopped) co_return true;  // not a try: no back-off, nothing counted
-  bool drop = r.outcome == fetched::missing && f.tries + 1 >= give_up_after;
-  if (drop) s->log->warn("asset {}: region {} has it not for us; given up", print_id(f.hash), f.region);
+  bool drop = (r.outcome == fetched::missing && f.tries + 1 >= give_up_after) ||
+              (r.outcome == fetched::mismatch && f.tries + 1 >= give_up_after_mismatch);
+  if (drop && r.outcome == fetched::missing)
+    s->log->warn("asset {}: region {} has it not for us; given up", print_id(f.hash), f.region);
+  else if (drop)
+    s->log->error(
+        "asset {}: region {} sent bytes that do not match their hash, after {} tries; given up (its copy "
+        "is damaged?)",
+        print_id(f.hash), f.region, f.tries + 1);
   co_await s->messages.fetch_failed(f, drop);
-  co_return r.outcome == fetched::missing;
+  co_return r.outcome == fetched::missing || r.outcome == fetched::mismatch;
 }
 
 // One region's due fetches in turn, until one is not answered (that region is not asked

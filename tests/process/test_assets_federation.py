@@ -466,6 +466,33 @@ class FetchBudgetPerRegion(AssetFederationCase):
         self.wait_download(bob, y["id"], second, timeout=90)
 
 
+class DamagedCopyAtItsRegion(AssetFederationCase):
+    """The asset's bytes at europe were damaged on disk (its length kept): america fetches
+    them, finds they do not match their hash, and gives up after a few tries instead of
+    fetching the whole asset again every few seconds for as long as the message exists."""
+
+    def test_bytes_that_never_match_their_hash_are_given_up(self):
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        A, B = self.connect(alice), self.connect(bob)
+        data = blob(300 * KIB, "damaged at home")
+        asset = self.upload(alice, data, "damaged.bin")
+        path = os.path.join(self.node(EUROPE).data_dir, "assets", "blobs", asset["id"][:2], asset["id"])
+        os.chmod(path, 0o600)
+        with open(path, "r+b") as f:  # bit rot: one byte in the middle, the length kept
+            f.seek(len(data) // 2)
+            f.write(bytes([data[len(data) // 2] ^ 0xFF]))
+        acc = self.send_attached(A, bob, [{"asset_id": asset["id"]}], text="a damaged copy")
+        B.wait_event(ev_message(acc["message_id"]), CROSS_S, what="the message, delivered all the same")
+        deadline = time.monotonic() + HEAL_S
+        while True:
+            r = self.download(bob, asset["id"])
+            if r.status != 503:
+                break
+            self.assertLess(time.monotonic(), deadline, "still pending after %.0f s" % HEAL_S)
+            time.sleep(POLL_S)
+        self.assertError(r, 404, "asset_not_found", msg="given up, as a fetch the holder cannot answer")
+
+
 class HostileRegionNamesAHash(AssetFederationCase):
     """Europe, hostile (its real signing key, its node stopped), sends america a message
     naming the hash of an asset a user of america uploaded and never sent anywhere. Neither
