@@ -80,6 +80,7 @@ struct collect_report {
 
 struct verify_report {
   std::size_t checked = 0;
+  std::size_t skipped = 0;               // in use (being uploaded, linked or collected), or a backup running
   std::vector<std::string> missing;      // printed ids: a record without its bytes
   std::vector<std::string> quarantined;  // printed ids: bytes that no longer match the hash
 };
@@ -153,8 +154,8 @@ class asset_service {
   // expired uploads.
   awaitable<collect_report> collect();
   // Re-hashes every blob; moves those that do not match into quarantine/ (their records
-  // stay: the asset then reports missing bytes). Blocking: run off the I/O threads.
-  verify_report verify();
+  // stay: the asset then reports missing bytes). On a thread of its own, one at a time.
+  awaitable<verify_report> verify();
 
   struct impl;
 

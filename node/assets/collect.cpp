@@ -153,31 +153,61 @@ void asset_service::stop() {
   });
 }
 
-verify_report asset_service::verify() {
-  auto& s = *impl_;
+namespace {
+
+// Blocking (the `checks` thread).
+verify_report verify_all(asset_service::impl& s) {
   verify_report report;
   for (auto const& [hash, size] : s.messages.all_assets()) {
-    ++report.checked;
+    if (s.stopped) break;  // shutting down: the report goes to no one
     auto path = s.files.blob(hash);
     std::error_code ec;
     if (!detail::fs::exists(path, ec)) {
-      report.missing.push_back(print_id(hash));
+      if (s.messages.asset_exists(hash)) {  // (not collected meanwhile)
+        ++report.checked;
+        report.missing.push_back(print_id(hash));
+      }
       continue;
     }
-    if (!s.try_claim(hash)) continue;
+    if (!s.try_claim(hash)) {
+      ++report.skipped;
+      continue;
+    }
+    claims_held held{s, {hash}};
+    ++report.checked;
     try {
-      if (detail::hash_file(path) != hash || detail::fs::file_size(path) != size) {
-        detail::fs::rename(path, s.files.quarantine(hash));
-        report.quarantined.push_back(print_id(hash));
-        s.log->error("asset {}: its bytes no longer match its hash: moved to quarantine/", print_id(hash));
+      if (detail::hash_file(path) == hash && detail::fs::file_size(path) == size) continue;
+      // A backup being made must find every blob its checkpoint names (as the collector).
+      auto& gate = s.messages.blob_removals();
+      if (!gate.try_enter()) {
+        --report.checked;
+        ++report.skipped;
+        continue;
       }
+      struct entered {
+        messages::blob_removal_gate& gate;
+        ~entered() { gate.leave(); }
+      } leave_after{gate};
+      auto to = s.files.quarantine(hash);
+      detail::fs::rename(path, to);
+      detail::sync_dir(to.parent_path());
+      detail::sync_dir(path.parent_path());
+      report.quarantined.push_back(print_id(hash));
+      s.log->error("asset {}: its bytes no longer match its hash: moved to quarantine/", print_id(hash));
     } catch (std::exception const& e) {
       s.log->error("verify {}: {}", print_id(hash), e.what());
       report.missing.push_back(print_id(hash));
     }
-    s.release(hash);
   }
   return report;
+}
+
+}  // namespace
+
+awaitable<verify_report> asset_service::verify() {
+  auto s = impl_;
+  auto work = [s] { return verify_all(*s); };
+  co_return co_await async::offload(s->checks, std::move(work));
 }
 
 }  // namespace petchat::assets

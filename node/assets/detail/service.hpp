@@ -48,6 +48,9 @@ struct asset_service::impl {
   // Thumbnails one at a time on a thread of their own: an image's decode may take a second
   // and hundreds of MB, and must neither stall every upload and download nor run twice at once.
   boost::asio::thread_pool images{1};
+  // `petchatctl assets verify`: one at a time, on a thread of its own (on the node's CPU
+  // pool it held a thread that logins hash passwords on, for as long as it re-hashed).
+  boost::asio::thread_pool checks{1};
   // Fetches from other regions: their waits on the network (up to hours for a large asset
   // from a slow region) are not the pool's. One thread per region fetched from at once.
   boost::asio::thread_pool fetches{detail::regions_fetched_at_once};
