@@ -46,11 +46,25 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
   // Run once: a requester's region restored from a backup sends again what home had not
   // confirmed then, and running it again would undo what came after it (a member removed,
   // added again since, removed once more). Remembered for the retention period.
+  std::optional<std::string> seen;
   if (!r.request_id().empty() && r.request_id().size() <= 64) {
-    auto seen = keys::group_request_key(r.by(), r.request_id());
-    if (b.get(cf::idempotency, seen)) return;
-    b.put(cf::idempotency, seen, "");
-    expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000, keys::expiring::idempotency, seen);
+    seen = keys::group_request_key(r.by(), r.request_id());
+    if (b.get(cf::idempotency, *seen)) return;
+  }
+  // Charged here as the requester's own changes at home are (messages.max_per_second): each
+  // is an event in every member's mailbox and a state to every region of the group, and a
+  // hostile region's requests pass no bucket of its own. A refused one is not remembered
+  // as run: sent again (a restored region), it is charged again.
+  if (r.request() != federation::group_request::NO_ACCOUNT)
+    if (auto limited = m.limiter.charge(r.by())) {
+      change.refused = *limited;
+      log::get("federation")
+          ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), limited->message);
+      return;
+    }
+  if (seen) {
+    b.put(cf::idempotency, *seen, "");
+    expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000, keys::expiring::idempotency, *seen);
   }
   auto first = [&] { return r.users_size() > 0 ? r.users(0) : std::string(); };
   switch (r.request()) {

@@ -130,8 +130,10 @@ def region_signer(node):
 
 
 def envelope(pb, origin, body, sign=None, signature=None, lane_epoch=1, lane_base=0):
+    """One envelope of a bundle of `body` (a body, or a list of them)."""
     bundle = pb.bundle()
-    bundle.bodies.append(body.SerializeToString())
+    for b in (body if isinstance(body, list) else [body]):
+        bundle.bodies.append(b.SerializeToString())
     bundle.lane_epoch = lane_epoch
     bundle.lane_base = lane_base
     env = pb.envelope()

@@ -155,6 +155,60 @@ class HostileHomeNamesAThirdRegionsWriter(GroupFederationCase):
         self.assertFalse([f for f in S.frames() if is_presence(carol)(f)], "no presence of carol reached alice")
 
 
+class RemoteRequestsAreCharged(GroupFederationCase):
+    """A region (its real key, its node stopped) passes on its admin's requests to change a
+    group at any rate: each is an event in every member's mailbox and a state to every
+    region. Home charges them to the requester's messages.max_per_second as it does its own
+    users' changes, and refuses the rest."""
+
+    names = (HOME, B)
+    node_config = {"messages": {"max_per_second": 5}}  # bursts of 10
+
+    def test_a_flood_of_requests_from_another_region_is_refused_past_the_rate(self):
+        pb = test_federation.fed_pb2()
+        owner, bea = self.user(HOME, "olga"), self.user(B, "bea")
+        A = self.connect(owner)
+        gid = self.create_group(owner, [bea], title="steady")
+        self.wait_change(A, gid, 1, "CREATED")
+        self.assertStatus(self.set_role(owner, gid, bea, "admin"), 200)
+        self.wait_change(A, gid, 2)
+        port = self.servers[0].port
+        subject = "petchat.v1.fed.%s.%s" % (HOME, B)
+        spy = test_federation.RawNats(port)
+        spy.sub(subject)
+        self.assertStatus(self.patch(bea, gid, title="asked for at america"), 202)
+        genuine = None
+        while genuine is None:  # the lane's envelopes since the spy subscribed, up to the request
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.HasField("group_request")), None)
+        spy.close()
+        self.wait_change(A, gid, 3, "DETAILS_CHANGED")
+        region_b = self.node(B).proc  # stopped: from here on, B is whoever holds its key
+        os.kill(region_b.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: region_b.poll() is None and os.kill(region_b.pid, signal.SIGCONT))
+        forged = []
+        for i in range(40):
+            bd = pb.body()
+            bd.CopyFrom(genuine)
+            bd.lane_seq = genuine.lane_seq + 1 + i
+            bd.created_at_ms = int(time.time() * 1000)
+            bd.group_request.title = "flood %d" % i
+            bd.group_request.request_id = "flood-%d-%s" % (i, uuid.uuid4().hex[:8])
+            forged.append(bd)
+        refused = lambda: test_federation.fed_status(self.node(HOME))["rejects"].get("group_request_refused", 0)
+        before = refused()
+        pub = test_federation.RawNats(port)
+        pub.pub(subject, test_federation.envelope(pb, B, forged, sign=test_federation.region_signer(self.node(B)),
+                                                  lane_epoch=bundle.lane_epoch, lane_base=bundle.lane_base))
+        pub.close()
+        flood = lambda: [c for c in changes(A, gid) if (c.get("title") or "").startswith("flood ")]
+        poll_until(lambda: refused() - before + len(flood()) >= len(forged), CROSS_S)
+        self.assertEqual(refused() - before + len(flood()), len(forged))
+        self.assertGreater(len(flood()), 0, "requests within the rate are made")
+        self.assertLessEqual(len(flood()), 20, "a burst (10) and what the rate (5/s) refills meanwhile, not 40")
+
+
 class NamesWithNoAccount(GroupFederationCase):
     # Count receipts above 2 recipients, so that a small group shows them.
     node_config = {"messages": {"max_per_second": 5000, "group_receipt_events_max_members": 2}}

@@ -54,8 +54,8 @@ struct message_service::impl {
   std::uint16_t region_hash;
   users::user_service& users;
   store::rocks_db db;
-  blob_removal_gate blob_removals;  // backups against the collector (messages.hpp)
-  send_limiter limiter;
+  blob_removal_gate blob_removals;                       // backups against the collector (messages.hpp)
+  mutable send_limiter limiter;                          // (thread-safe: charged from writes too)
   limits::rate_buckets joins, remote_contacts, creates;  // others' adds; other regions' contacts; groups made
   ws::mailbox_listener* listener = nullptr;              // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
