@@ -71,6 +71,11 @@ awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr
           ask.add_users(u);
       if (ask.users_size() == 0) return false;
     }
+    // Leaving ends presence shared through the group now, not once home answers (home may
+    // be away for days): as if they had never written in it (docs/PROTOCOL.md, "Presence").
+    bool leaving = request.request() == federation::group_request::REMOVE && request.users_size() == 1 &&
+                   request.users(0) == request.by();
+    if (leaving) forget_writer(b, st->conversation, request.by());
     m.to_outbox(b, home, std::move(body));
     st->queued = true;
     return true;

@@ -2,6 +2,7 @@
 
 #include "base/format/format.hpp"
 #include "base/ids/ids.hpp"
+#include "node/log/log.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -53,8 +54,19 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
     first = list.empty();
     list.push_back(sink);
   }
-  if (first) publish_presence(user);
+  // Attached whatever the broadcast meets (a contacts record the store cannot read): the
+  // stream is the caller's now, and its end detaches it. Thrown out of here, it left the
+  // user online for good, with no stream to detach.
+  if (first) publish_presence_safely(user);
   return errors::ok();
+}
+
+void ws_manager::publish_presence_safely(std::string const& user) {
+  try {
+    publish_presence(user);
+  } catch (std::exception const& e) {
+    log::get("ws")->error("{}: presence not told to contacts: {}", user, e.what());
+  }
 }
 
 bool ws_manager::take_typing(std::string const& user) {
@@ -78,7 +90,7 @@ void ws_manager::detach(std::string const& user, stream_sink const* sink) {
       last = true;
     }
   }
-  if (last) publish_presence(user);
+  if (last) publish_presence_safely(user);  // (the stream's end goes on: its socket, its slot)
 }
 
 // A local user's first stream opened or last one closed. Broadcasts go one at a time, each

@@ -281,6 +281,7 @@ class ws_manager final : public mailbox_listener {
 
  private:
   void publish_presence(std::string const& user);
+  void publish_presence_safely(std::string const& user);  // errors logged, not thrown
   void broadcast_presence(std::string const& user, bool online, std::int64_t at_ms);
   std::vector<std::shared_ptr<stream_sink>> sinks_of(std::string const& user) const;
 

@@ -155,6 +155,31 @@ class HostileHomeNamesAThirdRegionsWriter(GroupFederationCase):
         self.assertFalse([f for f in S.frames() if is_presence(carol)(f)], "no presence of carol reached alice")
 
 
+class LeavingWhileHomeIsAway(GroupFederationCase):
+    """A member who leaves a group homed elsewhere stops sharing presence through it at
+    once, not when home answers (home may be away for days)."""
+
+    names = (HOME, B)
+
+    def test_leaving_ends_presence_through_the_group_before_home_answers(self):
+        owner, alice, carol = self.user(HOME, "olga"), self.user(B, "alice"), self.user(B, "carol")
+        S = {u: self.connect(u) for u in (alice, carol)}
+        gid = self.create_group(owner, [alice, carol], title="soon without alice")
+        for u in (alice, carol):
+            self.wait_change(S[u], gid, 1, "CREATED")
+        for u in (alice, carol):
+            self.send_to(S[u], gid, "%s writes" % u)
+        self.assertStatus(self.call(carol, "GET", "/v1/presence/%s" % alice), 200, "both wrote in the group")
+        home = self.node(HOME).proc
+        os.kill(home.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: home.poll() is None and os.kill(home.pid, signal.SIGCONT))
+        r = self.remove_member(alice, gid, alice)
+        self.assertStatus(r, 202, "alice leaves; home is away")
+        self.assertError(self.call(carol, "GET", "/v1/presence/%s" % alice), 403, "presence_hidden",
+                         "alice left: nothing is shared through the group any more")
+        self.assertError(self.call(alice, "GET", "/v1/presence/%s" % carol), 403, "presence_hidden")
+
+
 class RemoteRequestsAreCharged(GroupFederationCase):
     """A region (its real key, its node stopped) passes on its admin's requests to change a
     group at any rate: each is an event in every member's mailbox and a state to every
