@@ -75,7 +75,7 @@ void live_stream::check_session() {
     socket_.close(ignored);
     return;
   }
-  if (silent >= idle_timeout / 2) enqueue_control(wsf::opcode::ping, "");
+  if (silent >= ping_after) enqueue_control(wsf::opcode::ping, "");
   auto now = std::chrono::steady_clock::now();
   if (!reader_.partial() || reader_.messages() != messages_seen_) {
     messages_seen_ = reader_.messages();

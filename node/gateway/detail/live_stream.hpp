@@ -67,9 +67,11 @@ inline constexpr std::size_t max_auth_frame_bytes = 4096;
 // An authenticated stream re-checks its token this often (and when it expires): an
 // expired token, a revoked session or a disabled user ends the live stream too.
 inline constexpr auto session_check_every = std::chrono::seconds(5);
-// A connection that sends nothing for half this long is pinged; one silent for this long
-// is dropped.
-inline constexpr auto idle_timeout = std::chrono::seconds(300);
+// A connection that sends nothing for ping_after is pinged (every session check from then
+// on); one silent for idle_timeout, the pongs' 30 s included, is dropped: a device gone
+// without a close (out of coverage, its battery out) shows offline within 3 minutes.
+inline constexpr auto ping_after = std::chrono::seconds(150);
+inline constexpr auto idle_timeout = std::chrono::seconds(180);
 // A message begun and not finished, with no other finished meanwhile, for this long ends the
 // stream (1008): a byte now and then must not hold up to twice max_frame_bytes for good.
 inline constexpr auto message_deadline = std::chrono::seconds(60);
