@@ -465,6 +465,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
       note_writer(b, st.conversation, u, gs.version());
   std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
   c.set_no_account_sorted(true);
+  end_replica_if_none_here(m, b, st.conversation, c);
   b.put(cf::conversations, st.conversation, c.SerializeAsString());
   return std::nullopt;
 }

@@ -266,6 +266,20 @@ federation::body with_writers(store::rocks_batch& b, records::conversation_recor
   return all;
 }
 
+void end_replica_if_none_here(message_service::impl const& m, store::rocks_batch& b, std::string const& conv,
+                              records::conversation_record& c) {
+  auto here = [&](std::string const& u) { return m.is_local(u) && !has_no_account(c, u); };
+  if (std::any_of(c.members().begin(), c.members().end(), here)) return;
+  for (auto const& u : c.members())
+    if (!m.is_local(u)) {
+      forget_writer(b, conv, u);
+      b.erase(cf::conversations, keys::participant_key(u, conv));
+    }
+  c.clear_members();
+  c.clear_roles();
+  c.clear_no_account();
+}
+
 std::unordered_map<std::string_view, std::uint64_t> removals(federation::group_state const& gs) {
   std::unordered_map<std::string_view, std::uint64_t> out;
   for (auto const& ch : gs.changes())

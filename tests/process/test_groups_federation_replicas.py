@@ -16,6 +16,7 @@ import sys
 import time
 import unittest
 import uuid
+from urllib.parse import quote as _quote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,6 +154,45 @@ class HostileHomeNamesAThirdRegionsWriter(GroupFederationCase):
                          "carol never wrote in the group")
         self.assertStatus(self.call(dave, "GET", "/v1/presence/%s" % carol), 200, "dave and carol wrote 1:1")
         self.assertFalse([f for f in S.frames() if is_presence(carol)(f)], "no presence of carol reached alice")
+
+
+def q(text):
+    return _quote(text, safe="")
+
+
+class AGroupThatEndsInARegion(GroupFederationCase):
+    """A region whose last member goes keeps no roster of the group (a home could otherwise
+    leave rosters of any size there, one real user at a time): the group ended there. Its
+    former member still sees it as it was; added again, it starts again from there."""
+
+    def test_the_last_member_of_a_region_goes_and_comes_back(self):
+        anna, bert, chen = self.user(HOME, "anna"), self.user(B, "bert"), self.user(C, "chen")
+        S = {u: self.connect(u) for u in (anna, bert, chen)}
+        gid = self.create_group(anna, [bert, chen], title="comes and goes")                      # v1
+        self.wait_changes(S.values(), gid, 1, "CREATED")
+        first = self.send_to(S[chen], gid, "chen, before")
+        self.wait_messages(S.values(), [first["message_id"]])
+        self.assertStatus(self.remove_member(anna, gid, chen), 204)                              # v2
+        self.wait_changes(S.values(), gid, 2, "MEMBER_REMOVED")
+        # Asia has no member left: chen's list shows the group as it was when he went.
+        r = self.call(chen, "GET", "/v1/conversations")
+        self.assertStatus(r, 200)
+        [summ] = [c for c in r.json.get("conversations") or [] if c.get("id") == gid]
+        self.assertIs(summ.get("member"), False, summ)
+        self.assertEqual((summ.get("title"), summ.get("member_count")), ("comes and goes", 2), summ)
+        self.assertError(self.call(chen, "GET", "/v1/conversations/%s" % q(gid)), 403, "not_a_member")
+        self.assertEqual(self.try_send_to(S[chen], gid, "chen, gone")["error"]["code"], "not_a_member")
+        # Added again: the group starts again at asia, and everything flows both ways.
+        self.assertStatus(self.add_members(anna, gid, [chen]), 200)                              # v3
+        self.wait_change(S[chen], gid, 3, "MEMBERS_ADDED")
+        back = self.send_to(S[chen], gid, "chen, back")
+        reply = self.send_to(S[bert], gid, "bert, welcome back")
+        self.wait_messages(S.values(), [back["message_id"], reply["message_id"]])
+        det = self.call(chen, "GET", "/v1/conversations/%s" % q(gid))
+        self.assertStatus(det, 200)
+        self.assertEqual(sorted(m.get("user_id") for m in det.json.get("members") or []), sorted([anna, bert, chen]),
+                         det.describe())
+        self.assertEqual(as_int(det.json.get("version")), 3, det.describe())
 
 
 class LeavingWhileHomeIsAway(GroupFederationCase):

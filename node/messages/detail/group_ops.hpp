@@ -169,6 +169,14 @@ inline bool is_stub(std::optional<records::conversation_record> const& c) {
 // Whether a group_state could come from an honest home (group_remote.cpp): sizes, and
 // changes of this group after the replica's version (`replica_version`, 0 without one).
 bool plausible_state(federation::group_state const& gs, std::uint64_t replica_version);
+// A replica's state `c` (its no_account sorted) that names none of this region's users any
+// more: its roster goes, and the records of the other regions' members with it (home sends
+// no state here from then on, and a home that added one real user to a roster of 100,000
+// names, then removed them, would otherwise leave both here for good). What is left is the
+// group that ended here (its settings, version and activity: is_stub); an add starts it
+// again from there.
+void end_replica_if_none_here(message_service::impl const& m, store::rocks_batch& b, std::string const& conv,
+                              records::conversation_record& c);
 // At home: the group's group_state as it stands (no changes listed), for every other region
 // with members.
 federation::body state_of(message_service::impl const& m, std::string const& conv,
