@@ -67,35 +67,6 @@ std::vector<std::string> detail::ended_devices(messages::message_service const& 
   return out;
 }
 
-bool detail::subject_refused(std::string_view subject) {
-  // The host named: a mailto: address's domain, an https: URL's host.
-  std::string_view host;
-  if (subject.starts_with("mailto:")) {
-    host = subject.substr(7);
-    host = host.substr(0, host.find('?'));
-    auto at = host.rfind('@');
-    host = at == std::string_view::npos ? std::string_view() : host.substr(at + 1);
-  }
-  std::string name(host);
-  std::string why;
-  if (auto url = subject.starts_with("https://") ? parse_https_url(subject, why) : std::nullopt) name = url->host;
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  while (name.ends_with('.')) name.pop_back();
-  auto is_or_under = [&name](std::string_view label) {
-    return name == label ||
-           (name.size() > label.size() && name.ends_with(label) && name[name.size() - label.size() - 1] == '.');
-  };
-  return is_or_under("localhost") || is_or_under("local") || is_or_under("invalid");
-}
-
-bool detail::in_dnd(messages::push_settings const& s, std::int64_t now) {
-  if (!s.dnd) return false;
-  auto local = ((now / 60000 + s.utc_offset_min) % 1440 + 1440) % 1440;
-  if (s.dnd_start_min == s.dnd_end_min) return true;
-  if (s.dnd_start_min < s.dnd_end_min) return local >= s.dnd_start_min && local < s.dnd_end_min;
-  return local >= s.dnd_start_min || local < s.dnd_end_min;
-}
-
 notification_service::impl::impl(config::push_section const& o, std::filesystem::path const& data_dir,
                                  messages::message_service& m, users::user_service& u, ws::ws_manager& s,
                                  metrics::registry& r)
@@ -437,6 +408,13 @@ void notification_service::impl::process(std::string const& user) {
     t.attempt_ms = std::min(t.attempt_ms, now);
     t.failing_since_ms = std::min(t.failing_since_ms, now);
     if (t.failures > 0 && now - t.failing_since_ms > std::int64_t(options.give_up_s) * 1000) {
+      spawn_for(key, user, let_go(t, last_seq, "dropped"));
+      continue;
+    }
+    // Even the newest message waiting is older than a push may be (the node was down for
+    // days, push was off): news of then is no notification now, and the push service would
+    // drop it after ttl_s anyway.
+    if (now - pending->last_ms > std::min<std::int64_t>(options.give_up_s, options.ttl_s) * 1000) {
       spawn_for(key, user, let_go(t, last_seq, "dropped"));
       continue;
     }

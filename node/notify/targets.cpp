@@ -1,8 +1,12 @@
-// Push targets registered and removed (docs/PROTOCOL.md, "Push notifications", "Targets"):
+// Push targets registered and removed (docs/PROTOCOL.md, "Push notifications", "Targets"),
+// the VAPID subject check and the do-not-disturb window:
 // each checked (kind, keys, URL, the registration rate, the device's limit) before its
 // endpoint's name is looked up and checked against the address policy, then stored by the
 // message service, whose write checks the limits again.
 #include <openssl/rand.h>
+
+#include <algorithm>
+#include <cctype>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -138,6 +142,35 @@ awaitable<errors::status> notification_service::remove_target(std::string user_i
   if (!removed.value()) co_return fail(code::push_target_not_found, "this device has no push target '" + id + "'");
   impl_->forget_retries(user_id + '\0' + device_id + '\0' + id);
   co_return errors::ok();
+}
+
+bool detail::subject_refused(std::string_view subject) {
+  // The host named: a mailto: address's domain, an https: URL's host.
+  std::string_view host;
+  if (subject.starts_with("mailto:")) {
+    host = subject.substr(7);
+    host = host.substr(0, host.find('?'));
+    auto at = host.rfind('@');
+    host = at == std::string_view::npos ? std::string_view() : host.substr(at + 1);
+  }
+  std::string name(host);
+  std::string why;
+  if (auto url = subject.starts_with("https://") ? parse_https_url(subject, why) : std::nullopt) name = url->host;
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  while (name.ends_with('.')) name.pop_back();
+  auto is_or_under = [&name](std::string_view label) {
+    return name == label ||
+           (name.size() > label.size() && name.ends_with(label) && name[name.size() - label.size() - 1] == '.');
+  };
+  return is_or_under("localhost") || is_or_under("local") || is_or_under("invalid");
+}
+
+bool detail::in_dnd(messages::push_settings const& s, std::int64_t now) {
+  if (!s.dnd) return false;
+  auto local = ((now / 60000 + s.utc_offset_min) % 1440 + 1440) % 1440;
+  if (s.dnd_start_min == s.dnd_end_min) return true;
+  if (s.dnd_start_min < s.dnd_end_min) return local >= s.dnd_start_min && local < s.dnd_end_min;
+  return local >= s.dnd_start_min || local < s.dnd_end_min;
 }
 
 }  // namespace petchat::notify

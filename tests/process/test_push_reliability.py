@@ -408,6 +408,50 @@ class RestartTest(PushCase):
         self.assertGreaterEqual(second.t - first.t, wait_s - SLACK_S,
                                 "retried %.2f s after a Retry-After of %d s, across a restart" % (second.t - first.t, wait_s))
 
+    def test_registering_again_keeps_how_the_target_fared(self):
+        # An app registers its target at every start: that must not wipe its failures (a
+        # target that always fails would never be given up) nor end its Retry-After.
+        wait_s = 8
+        self.start()
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        phone = bob.login("phone")
+        _, sub, path = self.webpush(phone, recv)
+        recv.script(path, [Reply(429, headers={"Retry-After": str(wait_s)})])
+        self.ws(alice.login()).send_message(bob.id, "not now")
+        first = recv.wait_requests(path, 1, WAIT_S, answered=True)[0]
+        deadline = time.monotonic() + WAIT_S
+        while not any(t["failures"] >= 1 for t in self.admin_targets(bob.name)):  # written down
+            self.assertLess(time.monotonic(), deadline, "the failure was never written")
+            time.sleep(0.05)
+        # The same registration again (the app took what was pending itself: a target
+        # registered anew is pushed what comes after).
+        self.webpush(phone, recv, path=path, sub=sub)
+        self.assertEqual([t["failures"] for t in self.admin_targets(bob.name)], [1], "kept across the registration")
+        self.ws(alice.login()).send_message(bob.id, "after the registration")
+        second = recv.wait_requests(path, 2, WAIT_S + wait_s)[1]
+        self.assertGreaterEqual(second.t - first.t, wait_s - SLACK_S, "the Retry-After stands")
+        # New keys are a new start.
+        self.webpush(phone, recv, path=path, sub=Subscription())
+        self.assertEqual([t["failures"] for t in self.admin_targets(bob.name)], [0])
+
+    def test_a_push_pending_longer_than_give_up_s_is_dropped_not_sent_late(self):
+        # The node is down (or push is off) for longer than a push may be late: what was
+        # pending is news of then, not a notification now.
+        node = self.start(push={"coalesce_ms": 10000, "give_up_s": 3})
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        _, _, path = self.webpush(bob.login("phone"), recv)
+        A = self.ws(alice.login())
+        A.send_message(bob.id, "the first, pushed at once")
+        recv.wait_requests(path, 1, WAIT_S, answered=True)
+        A.send_message(bob.id, "the second, waiting for the coalescing window")
+        node.stop()
+        time.sleep(4)  # past give_up_s since the second message
+        node.start()
+        self.wait_metric("petchat_push_sent_total", 1, kind="webpush", result="dropped")
+        recv.assert_quiet(path, 2, already=1)
+
     def test_pending_pushes_survive_kill9_and_none_is_sent_twice(self):
         window_ms = 5000
         node = self.start(push={"coalesce_ms": window_ms})
