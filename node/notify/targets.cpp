@@ -1,8 +1,8 @@
-// Push targets registered and removed (docs/PROTOCOL.md, "Push notifications", "Targets"),
-// the VAPID subject check and the do-not-disturb window:
+// Push targets registered and removed (docs/PROTOCOL.md, "Push notifications", "Targets"):
 // each checked (kind, keys, URL, the registration rate, the device's limit) before its
 // endpoint's name is looked up and checked against the address policy, then stored by the
-// message service, whose write checks the limits again.
+// message service, whose write checks the limits again. Also the checks of a target's
+// settings: the VAPID subject, the do-not-disturb window.
 #include <openssl/rand.h>
 
 #include <algorithm>
