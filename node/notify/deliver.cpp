@@ -80,9 +80,10 @@ outcome judge(messages::push_target const& t, detail::http_answer const& a) {
 
 }  // namespace
 
-// The messages to `user` after `after` up to `through` (seqs are gapless per user): at
-// most the newest max_window events are read, in pages, so that the newest message is
-// always the one reported, whatever receipts and own messages came between.
+// The messages to `user` after `after` up to `through` (seqs are gapless per user): the
+// newest max_window events are read, in pages, so that the newest message is always the
+// one reported, whatever receipts and own messages came between (and the window before,
+// if that one has none).
 detail::notification notification_service::impl::summarize(std::string const& user, std::uint64_t after,
                                                            std::uint64_t through, bool previews) const {
   constexpr std::uint64_t max_window = 1000;
@@ -93,24 +94,33 @@ detail::notification notification_service::impl::summarize(std::string const& us
   std::map<std::string, bool> muted;
   std::optional<client::message> newest;
   std::uint64_t counted = 0;
-  for (auto from = std::max(after, through > max_window ? through - max_window : 0); from < through;) {
-    auto read = messages.events_after(user, from, page);
-    for (auto const& e : read.events) {
-      if (e.seq() > through || !e.has_message()) continue;
-      auto const& msg = e.message();
-      if (msg.from() == user) continue;
-      auto [it, fresh] = muted.try_emplace(msg.conversation_id(), false);
-      if (fresh) {
-        auto c = messages.conversation(user, msg.conversation_id());
-        it->second = c && c.value().muted;
+  // A window with nothing to tell (receipts, own and muted messages) is followed by the one
+  // before it, down to `after`, up to max_windows: a message before a thousand such events
+  // must not be let go unpushed.
+  constexpr std::uint64_t max_windows = 10;
+  std::uint64_t end = through;
+  for (std::uint64_t w = 0; !newest && end > after && w < max_windows; ++w) {
+    auto start = std::max(after, end > max_window ? end - max_window : 0);
+    for (auto from = start; from < end;) {
+      auto read = messages.events_after(user, from, page);
+      for (auto const& e : read.events) {
+        if (e.seq() > end || !e.has_message()) continue;
+        auto const& msg = e.message();
+        if (msg.from() == user) continue;
+        auto [it, fresh] = muted.try_emplace(msg.conversation_id(), false);
+        if (fresh) {
+          auto c = messages.conversation(user, msg.conversation_id());
+          it->second = c && c.value().muted;
+        }
+        if (it->second) continue;
+        ++counted;
+        n.seq = e.seq();
+        newest = msg;
       }
-      if (it->second) continue;
-      ++counted;
-      n.seq = e.seq();
-      newest = msg;
+      if (read.last_seq <= from) break;  // nothing more
+      from = read.last_seq;
     }
-    if (read.last_seq <= from) break;  // nothing more
-    from = read.last_seq;
+    end = start;
   }
   n.count = static_cast<std::uint32_t>(std::min<std::uint64_t>(counted, detail::max_count));
   if (!newest) return n;

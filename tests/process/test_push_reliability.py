@@ -45,6 +45,27 @@ class RetryTest(PushCase):
         self.wait_metric("petchat_push_sent_total", retry0 + 2, kind="webpush", result="retry")
         self.wait_metric("petchat_push_sent_total", ok0 + 1, kind="webpush", result="ok")
 
+    def test_a_message_before_a_thousand_other_events_is_still_pushed(self):
+        # While the push waits (a Retry-After), more than a thousand events that tell
+        # nothing (bob's own messages on another device) come after alice's message: the
+        # push still names it, instead of being let go.
+        self.start()
+        recv = self.receiver()
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        _, sub, path = self.webpush(bob.login("phone"), recv)
+        key = self.vapid_key()
+        recv.script(path, [Reply(503, headers={"Retry-After": "6"})])
+        acc = self.ws(alice.login()).send_message(bob.id, "do not lose me")
+        recv.wait_requests(path, 1, WAIT_S, answered=True)
+        laptop = self.ws(bob.login("laptop"))
+        for i in range(1100):
+            laptop.send_async(carol.id, "chatter %d" % i)
+        laptop.wait_until(lambda: len([f for f in laptop.frames() if "accepted" in f]) >= 1100, 60,
+                          what="1,100 acceptances")
+        r = recv.wait_requests(path, 2, WAIT_S, answered=True)[1]
+        n = self.open_webpush(r, sub, key, recv)
+        self.assertNotification(n, bob.id, alice.id, acc, count=1)
+
     def test_retry_after_is_honoured_on_429_and_503(self):
         self.start()
         recv = self.receiver()
