@@ -378,7 +378,9 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   }
   if (what == "push" && seg.size() <= 4) {
     if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
-    co_return push_answer(*api, r, seg.size() == 4 ? seg[3] : std::string());
+    // Off the I/O threads: the count of targets is a scan of them all.
+    auto work = [api, r, action = seg.size() == 4 ? seg[3] : std::string()] { return push_answer(*api, r, action); };
+    co_return co_await async::offload(api->cpu_pool, std::move(work));
   }
   if (what == "online" && seg.size() == 3) {
     if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
