@@ -170,6 +170,9 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
   // Known: recorded, and its bytes there (a blob `verify` quarantined is placed again).
   std::error_code unknown;  // (a stat that fails: placed again, which finds out what is wrong)
   bool known = messages.asset_exists(a.hash) && detail::fs::exists(files.blob(a.hash), unknown);
+  // Stored without a thumbnail (made too slowly, a full tmp/, its thumbnail's claim busy):
+  // this upload of the same bytes tries again.
+  bool thumbless = known && messages.asset_thumbnail(a.hash).empty();
   auto thumb_path = files.new_tmp();
   detail::tmp_file thumb_file{thumb_path};
   auto sniff = [&file] {
@@ -180,7 +183,7 @@ awaitable<result<messages::asset_view>> asset_service::impl::finish(std::string 
   finished_files f;
   try {
     f = co_await async::offload(pool, std::move(sniff));
-    if (!known && detail::is_image(f.content_type)) {
+    if ((!known || thumbless) && detail::is_image(f.content_type)) {
       // One image of a user's at a time in the thumbnail line (one thread, first come first
       // served): a user uploading many costly images waits for their own, and holds up
       // everyone else's by one image at most. (A claim's key of more than 32 bytes, which no

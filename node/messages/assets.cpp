@@ -435,14 +435,17 @@ awaitable<result<asset_view>> message_service::record_asset(std::string user, ne
     if (fresh) {
       st->rec.set_width(a.width);
       st->rec.set_height(a.height);
-      if (!a.thumbnail_hash.empty() && a.thumbnail_hash != a.hash) {
-        auto thumb = put_asset(b, a.thumbnail_hash, a.thumbnail_size, "image/jpeg", now, due);
-        keys::link_thumbnail(b, thumb, a.thumbnail_hash, a.hash);  // never takes it from another original
-        b.put(cf::assets, keys::asset_key(a.thumbnail_hash), thumb.SerializeAsString());
-        st->rec.set_thumbnail(a.thumbnail_hash);
-      }
-      b.put(cf::assets, keys::asset_key(a.hash), st->rec.SerializeAsString());
-    } else {
+    }
+    // Also for bytes stored before without one (this upload made it: finish).
+    bool thumbnail = !a.thumbnail_hash.empty() && a.thumbnail_hash != a.hash && st->rec.thumbnail().empty();
+    if (thumbnail) {
+      auto thumb = put_asset(b, a.thumbnail_hash, a.thumbnail_size, "image/jpeg", now, due);
+      keys::link_thumbnail(b, thumb, a.thumbnail_hash, a.hash);  // never takes it from another original
+      b.put(cf::assets, keys::asset_key(a.thumbnail_hash), thumb.SerializeAsString());
+      st->rec.set_thumbnail(a.thumbnail_hash);
+    }
+    if (fresh || thumbnail) b.put(cf::assets, keys::asset_key(a.hash), st->rec.SerializeAsString());
+    if (!fresh) {
       // Looked at again after a grace period from now: an upload never attached lives so long.
       b.put(cf::assets, keys::collect_key(due, a.hash), "");
     }

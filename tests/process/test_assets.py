@@ -38,7 +38,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import HTTP_TIMEOUT_S, Response  # noqa: E402
+from harness import HTTP_TIMEOUT_S, Response, toml_text  # noqa: E402
 from test_groups import GroupCase  # noqa: E402  (people, streams, history, groups)
 from test_messaging import message_ids  # noqa: E402
 from wsclient import ev_message, num  # noqa: E402
@@ -1869,6 +1869,17 @@ class ThumbnailTimeLimitTest(AssetCase):
             time.sleep(0.05)
         self.fetch(a, asset["id"], big)
         self.assertHealthy()
+        # The limit raised, an upload of the same bytes makes the thumbnail that is missing.
+        self.node.stop()
+        self.node.config["assets"]["thumbnail_time_limit_ms"] = 120000
+        with open(self.node.config_path, "w") as f:
+            f.write(toml_text(self.node.config))
+        self.node.start()
+        a = self.person("carol").login()
+        again = self.upload(a, big, name="again.png")
+        self.assertEqual(again["id"], asset["id"])
+        self.assertTrue(again.get("thumbnail_id"), again)
+        self.assertThumbnail(a, again, px=320)  # (the default assets.thumbnail_px)
 
     def test_the_same_image_gets_its_thumbnail_without_the_limit(self):
         node = self.start_node(config={"assets": {"thumbnail_time_limit_ms": 120000}})
