@@ -94,11 +94,17 @@ awaitable<piece> read_piece(byte_source& body, char* into, std::size_t want) {
   co_return p;
 }
 
-awaitable<bool> write_piece(boost::asio::thread_pool& pool, detail::file_writer& out, char const* data,
-                            std::size_t size) {
-  auto work = [&out, data, size] {
-    out.write(data, size);
-    return true;
+// A failed write is its result, not an exception: thrown, it would cancel the read beside
+// it, and the group would throw the read's cancellation instead (awaitable_operators).
+awaitable<std::optional<detail::file_error>> write_piece(boost::asio::thread_pool& pool, detail::file_writer& out,
+                                                         char const* data, std::size_t size) {
+  auto work = [&out, data, size]() -> std::optional<detail::file_error> {
+    try {
+      out.write(data, size);
+    } catch (detail::file_error const& e) {
+      return e;
+    }
+    return std::nullopt;
   };
   co_return co_await async::offload(pool, std::move(work));
 }
@@ -131,21 +137,30 @@ awaitable<detail::copied> asset_service::impl::copy_body(byte_source& body, deta
     return static_cast<std::size_t>(std::min<std::uint64_t>(size, length - std::min(length, after)));
   };
   auto p = co_await read_piece(body, now.get(), want(0));
+  detail::hasher before;  // the hash without the piece on its way: kept if its write fails
   try {
     while (!p.error && p.bytes > 0) {
-      auto [following, wrote, hashed] =
+      before = h;
+      auto [following, failed, hashed] =
           co_await (read_piece(body, next.get(), want(c.bytes + p.bytes)) &&
                     write_piece(pool, out, now.get(), p.bytes) && hash_piece(pool, h, now.get(), p.bytes));
-      (void)wrote;
       (void)hashed;
+      if (failed) {
+        // The piece hashed alongside the failed write is taken out again: the hash is that
+        // of the c.bytes written, and the next chunk goes on from it instead of hashing the
+        // whole file again.
+        c.error = file_failure(*failed);
+        h = before;
+        break;
+      }
       c.bytes += p.bytes;
       p = std::move(following);
       std::swap(now, next);
     }
-    if (p.error) c.error = p.error;
-  } catch (detail::file_error const& e) {
-    c.error = file_failure(e);
-    c.hash_ahead = true;  // the piece hashed alongside the failed write
+    if (p.error && !c.error) c.error = p.error;
+  } catch (...) {
+    active_copies.fetch_sub(1);
+    throw;
   }
   active_copies.fetch_sub(1);
   co_return c;

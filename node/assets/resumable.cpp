@@ -145,17 +145,14 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
   }
   std::uint64_t now_at = offset + copied.bytes;
   if (copied.error || now_at < up->length) {
-    // What arrived is kept: recorded, and its hash kept for the next chunk (unless a write
-    // failed: the next chunk hashes the file's bytes again, so the id is what is stored).
+    // What arrived is kept: recorded, and its hash kept for the next chunk (a failed write's
+    // piece is in neither: copy_body). Nothing written: the hash kept before stands.
     if (copied.bytes > 0) {
       auto moved = co_await s->messages.advance_upload(id, now_at);
       if (!moved) co_return moved.error();
     }
     std::lock_guard lock(s->mutex);
-    if (copied.hash_ahead)
-      s->hashes.erase(id);
-    else if (copied.bytes > 0)
-      s->hashes[id] = detail::partial_hash{now_at, h};
+    if (copied.bytes > 0) s->hashes[id] = detail::partial_hash{now_at, h};
   }
   if (copied.error || now_at < up->length) {
     if (copied.error) co_return *copied.error;

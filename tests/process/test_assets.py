@@ -28,6 +28,7 @@ import re
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 import unittest
@@ -1599,6 +1600,43 @@ class AssetDurabilityTest(AssetCase):
         files = [f for d in os.listdir(blobs_dir) for f in os.listdir(os.path.join(blobs_dir, d))]
         self.assertEqual(len(files), stored, "blob files without records (or records without files) remain")
         self.assertEqual(sorted(files), sorted(blake(d) for d in kept))
+
+    def test_a_resumable_upload_goes_on_after_the_disk_was_full(self):
+        # A chunk whose write fails (ENOSPC) is refused and nothing of it counts; once space
+        # is back, the upload goes on from its offset and its id is the hash of its bytes.
+        config = dict(MAIN_CONFIG, assets=dict(MAIN_CONFIG["assets"], max_asset_bytes=8 * MIB))
+        self.node = self.start_node(config=config, start=False)
+        os.makedirs(self.node.data_dir)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m,mode=0700", "tmpfs", self.node.data_dir], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", self.node.data_dir], check=False)
+        self.node.start()
+        a = self.person("alice").login()
+        data = blob(6 * MIB, "through a full disk")
+        uid = self.new_upload(a, len(data))["upload_id"]
+        self.assertStatus(self.patch(a, uid, 0, data[:2 * MIB]), 204)
+        ballast = os.path.join(self.node.data_dir, "ballast")
+        with open(ballast, "ab", buffering=0) as f:  # full to the last byte
+            for size in (1 << 20, 4096):
+                try:
+                    while True:
+                        f.write(b"\0" * size)
+                except OSError:
+                    pass
+        r = self.patch(a, uid, 2 * MIB, data[2 * MIB:4 * MIB])
+        self.assertError(r, 503, "store_unavailable")
+        os.unlink(ballast)
+        offset = self.offset_of(a, uid)
+        self.assertEqual(offset, 2 * MIB, "a refused chunk counts for nothing")
+        deadline = time.monotonic() + POLL_S
+        while True:  # the stores take writes again within a second or so
+            r = self.patch(a, uid, offset, data[offset:])
+            if r.status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+            offset = self.offset_of(a, uid)
+        self.assertStatus(r, 201)
+        self.assertAsset(r.json, data)
+        self.fetch(a, blake(data), data)
 
     def test_a_directory_in_the_asset_store_is_left_alone_and_the_node_starts(self):
         # An operator's directory (or a copy tool's leftovers) where the store keeps files.

@@ -25,7 +25,6 @@ namespace detail {
 struct copied {
   std::uint64_t bytes = 0;
   std::optional<errors::failure> error;  // the body broke off, or the file could not be written
-  bool hash_ahead = false;               // a write failed: the hash may hold bytes the file does not
 };
 
 // A resumable upload's hash so far, kept between its chunks.
