@@ -18,7 +18,8 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
                                                  std::uint32_t interval_s) {
   auto limiter = std::make_shared<detail::typing_limiter>();
   auto budget = std::make_shared<detail::presence_budget>();
-  return [&manager, &messages, interval_s, limiter, budget](federation::body const& b) {
+  auto frames = std::make_shared<detail::typing_frames_budget>();
+  return [&manager, &messages, interval_s, limiter, budget, frames](federation::body const& b) {
     auto now = format::now_ms();
     if (b.has_presence()) {
       // A region sends its users in chunks of 500 (federation/detail/publisher.cpp): more in
@@ -47,11 +48,14 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
       if (b.typing_to().starts_with("*@")) {
         auto here = ids::region_of(b.typing_to());
         if (!typist) return;
-        if (auto peers = messages.group_peers(t.from(), t.conversation_id()))
-          for (auto const& peer : *peers)
-            if (ids::region_of(peer) == here) manager.relay_typing(t.from(), peer, t.conversation_id(), t.active());
+        auto peers = messages.group_peers(t.from(), t.conversation_id());
+        if (!peers) return;
+        std::erase_if(*peers, [&](std::string const& peer) { return ids::region_of(peer) != here; });
+        if (!frames->allow(b.origin(), peers->size(), now)) return;
+        for (auto const& peer : *peers) manager.relay_typing(t.from(), peer, t.conversation_id(), t.active());
         return;
       }
+      if (!frames->allow(b.origin(), 1, now)) return;
       // In a group: both are members as this region's replica says.
       if (typist)  // (not a group, or a typist who is none: to the direct conversation's check)
         if (auto peers = messages.group_peers(b.typing_to(), t.conversation_id())) {

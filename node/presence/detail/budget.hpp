@@ -88,4 +88,31 @@ class typing_limiter {
   std::int64_t swept_ms_ = 0;
 };
 
+// Typing from other regions, per origin, counted in the frames it makes here (a notice to
+// a group is one frame per member here who is told): the typists' own limit above does
+// not bound a region that names new typists, each a member of a large group its home
+// lists. 5,000 frames a second (bursts of 10,000); beyond, notices are dropped.
+class typing_frames_budget {
+ public:
+  bool allow(std::string const& origin, std::size_t frames, std::int64_t now_ms) {
+    std::lock_guard lock(mutex_);
+    auto& b = of_[origin];  // origins are the directory's regions: a bounded set
+    b.frames = std::min(max_frames, b.frames + double(std::max<std::int64_t>(0, now_ms - b.at_ms)) * frames_per_ms);
+    b.at_ms = std::max(b.at_ms, now_ms);
+    if (b.frames < double(frames)) return false;
+    b.frames -= double(frames);
+    return true;
+  }
+
+ private:
+  static constexpr double max_frames = 10000;
+  static constexpr double frames_per_ms = 5;
+  struct bucket {
+    double frames = max_frames;
+    std::int64_t at_ms = 0;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, bucket> of_;
+};
+
 }  // namespace petchat::presence::detail

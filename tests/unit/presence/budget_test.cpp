@@ -9,6 +9,7 @@
 namespace {
 
 using petchat::presence::detail::presence_budget;
+using petchat::presence::detail::typing_frames_budget;
 using petchat::presence::detail::typing_limiter;
 
 TEST_CASE("presence from a region is held to a budget of entries, refilled over time") {
@@ -59,6 +60,20 @@ TEST_CASE("typists of other regions: ten notices a second each, and one region c
   CHECK(limiter.allow("bob@america", now + 1001));
   // Once the invented ones are idle for a second, they are swept and room comes back.
   CHECK(limiter.allow("one-more@europe", now + 2500));
+}
+
+TEST_CASE("typing frames from one region: 10,000 at once, then 5,000 a second; regions apart") {
+  typing_frames_budget budget;
+  std::int64_t now = 1'000'000;
+  CHECK(budget.allow("europe", 9000, now));        // a notice to a group of 9,000 here
+  CHECK_FALSE(budget.allow("europe", 1001, now));  // the burst is spent
+  CHECK(budget.allow("europe", 1000, now));
+  CHECK_FALSE(budget.allow("europe", 1, now));
+  CHECK(budget.allow("america", 1, now));               // another region's own budget
+  CHECK_FALSE(budget.allow("europe", 600, now + 100));  // 500 came back in 100 ms
+  CHECK(budget.allow("europe", 500, now + 100));
+  CHECK(budget.allow("europe", 10000, now + 10000));  // never more than the burst
+  CHECK_FALSE(budget.allow("europe", 1, now + 10000));
 }
 
 }  // namespace
