@@ -166,6 +166,7 @@ class federated_store final : public federation::local_store {
       bool queued = false;
       std::vector<std::pair<std::string, std::string>> now_shared;  // presence became shared
       std::vector<std::string> joins_taken;                         // given back if it does not commit
+      std::vector<std::string> requests_taken;                      // likewise
     };
     auto st = std::make_shared<state>();
     auto items = std::make_shared<std::vector<inbound>>(std::move(batch));
@@ -181,6 +182,7 @@ class federated_store final : public federation::local_store {
     };
     if (write_blocking(m_.db, std::move(fn)) != store::write_outcome::committed) {
       change_state::give_back_joins(m_, st->joins_taken);
+      change_state::give_back_requests(m_, st->requests_taken);
       if (m_.db.write_error().empty()) throw federation::unappliable("an inbound envelope could not be applied");
       throw store::rocks_error("cannot store inbound federation envelopes");
     }
@@ -322,6 +324,10 @@ class federated_store final : public federation::local_store {
         change.refused = fail(code::conversation_not_found, "no group '" + r.conversation_id() + "' is homed here");
       else
         run_request(m_, b, r, change);
+      if (change.refused || change.changes.empty())
+        change_state::give_back_requests(m_, change.requests_taken);  // it changed nothing
+      else
+        st.requests_taken.insert(st.requests_taken.end(), change.requests_taken.begin(), change.requests_taken.end());
       if (change.refused) refused = reject_reason::group_request_refused;
       if (auto told = refusal_of(r, change)) {  // the requester hears of it (docs/FEDERATION.md)
         m_.to_outbox(b, body.origin(), std::move(*told));

@@ -51,17 +51,25 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
     seen = keys::group_request_key(r.by(), r.request_id());
     if (b.get(cf::idempotency, *seen)) return;
   }
-  // Charged here as the requester's own changes at home are (messages.max_per_second): each
-  // is an event in every member's mailbox and a state to every region of the group, and a
-  // hostile region's requests pass no bucket of its own. A refused one is not remembered
-  // as run: sent again (a restored region), it is charged again.
-  if (r.request() != federation::group_request::NO_ACCOUNT)
-    if (auto limited = m.limiter.charge(r.by())) {
-      change.refused = *limited;
+  // Charged to the requester's region (messages.max_per_second, bursts of 20 seconds'
+  // worth: each was charged to its user there already): each is an event in every
+  // member's mailbox and a state to every region of the group, and a region passing its
+  // users' requests on unchecked would have home make them at any rate. Not a leave
+  // (nobody is held in a group), nor NO_ACCOUNT. A refused one is not remembered as run;
+  // the charge of one that changes nothing, or whose write does not commit, is given back.
+  bool leave = r.request() == federation::group_request::REMOVE && r.users_size() == 1 && r.users(0) == r.by();
+  if (r.request() != federation::group_request::NO_ACCOUNT && !leave) {
+    auto region = std::string(ids::region_of(r.by()));
+    if (auto wait_ms = m.remote_requests.take(region, now_ms())) {
+      change.refused = fail(code::rate_limited,
+                            "more group requests from region " + region + " than messages.max_per_second allows here");
+      change.refused->retry_after_s = std::uint32_t((wait_ms + 999) / 1000);
       log::get("federation")
-          ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), limited->message);
+          ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), change.refused->message);
       return;
     }
+    change.requests_taken.push_back(region);
+  }
   if (seen) {
     b.put(cf::idempotency, *seen, "");
     expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000, keys::expiring::idempotency, *seen);

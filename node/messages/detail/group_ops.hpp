@@ -30,6 +30,9 @@ struct change_state {
   // Local users another region's state made members, whose join (messages.max_joins_per_hour)
   // this write counted: given back if it does not commit (the applier tries again).
   std::vector<std::string> joins_taken;
+  // At home: the region whose group request this write charged (remote_requests), given
+  // back if the request is refused or the write does not commit.
+  std::vector<std::string> requests_taken;
 
   // Before the write runs (again): only what was worked out before it stays.
   void restart(std::size_t failed_before_write) {
@@ -45,6 +48,9 @@ struct change_state {
   // Its counted joins given back: the write did not commit.
   static void give_back_joins(message_service::impl const& m, std::vector<std::string> const& users) {
     for (auto const& u : users) m.joins.give_back(u);
+  }
+  static void give_back_requests(message_service::impl const& m, std::vector<std::string> const& regions) {
+    for (auto const& r : regions) m.remote_requests.give_back(r);
   }
 };
 

@@ -54,10 +54,11 @@ struct message_service::impl {
   std::uint16_t region_hash;
   users::user_service& users;
   store::rocks_db db;
-  blob_removal_gate blob_removals;                       // backups against the collector (messages.hpp)
-  mutable send_limiter limiter;                          // (thread-safe: charged from writes too)
-  limits::rate_buckets joins, remote_contacts, creates;  // others' adds; other regions' contacts; groups made
-  ws::mailbox_listener* listener = nullptr;              // set before any traffic
+  blob_removal_gate blob_removals;  // backups against the collector (messages.hpp)
+  send_limiter limiter;
+  // Others' adds; other regions' contacts; groups made; other regions' group requests here.
+  limits::rate_buckets joins, remote_contacts, creates, remote_requests;
+  ws::mailbox_listener* listener = nullptr;  // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
 
@@ -118,18 +119,11 @@ struct message_service::impl {
         limiter(o.max_per_second),
         joins(o.max_joins_per_hour, 3600 * 1000),
         remote_contacts(o.max_remote_contacts_per_hour, 3600 * 1000),
-        creates(o.max_groups_created_per_day, 86400 * 1000) {}
+        creates(o.max_groups_created_per_day, 86400 * 1000),
+        remote_requests(20 * o.max_per_second, 20 * 1000) {}  // (group_remote.cpp, run_request)
 
-  // RocksDB's own log, into ours: its routine chatter at debug level.
-  static void rocksdb_log(int severity, std::string const& line) {
-    static auto const logger = log::get("rocksdb");
-    if (severity <= 1)
-      logger->debug("{}", line);
-    else if (severity == 2)
-      logger->warn("{}", line);
-    else
-      logger->error("{}", line);
-  }
+  // RocksDB's own log, into ours: its routine chatter at debug level (disk.cpp).
+  static void rocksdb_log(int severity, std::string const& line);
 
   // After opening past a damaged write-ahead log (store::rocks_options::salvage): the
   // mailboxes may have gone back, and seqs that devices have already seen would be handed
