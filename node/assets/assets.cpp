@@ -291,6 +291,7 @@ asset_service::asset_service(config::assets_section limits, std::filesystem::pat
 asset_service::~asset_service() {
   stop();
   impl_->fetches.join();  // a fetch in progress stops at its next piece (stopped)
+  impl_->checks.join();   // a verify stops after the file it hashes (stopped)
   impl_->images.join();
   impl_->pool.join();
 }
@@ -453,18 +454,27 @@ void asset_service::impl::remove_orphans() {
       log->warn("{} (left by a crash) could not be removed: {}", e.path().string(), x.what());
     }
   };
-  for (auto const& dir : detail::fs::directory_iterator(files.root() / "blobs")) {
-    if (!dir.is_directory()) continue;
-    for (auto const& e : detail::fs::directory_iterator(dir.path())) {
-      auto hash = detail::from_hex(e.path().filename().string());
-      if (!hash.empty() && messages.asset_exists(hash)) continue;
-      orphan(e);
+  auto walk = [&](detail::fs::path const& dir, auto&& each) {
+    try {
+      for (auto const& e : detail::fs::directory_iterator(dir)) each(e);
+    } catch (std::exception const& x) {
+      log->warn("{} could not be looked through for files left by a crash: {}", dir.string(), x.what());
     }
-  }
-  for (auto const& e : detail::fs::directory_iterator(files.root() / "uploads")) {
-    if (messages.upload_exists(e.path().filename().string())) continue;
-    orphan(e);
-  }
+  };
+  walk(files.root() / "blobs", [&](detail::fs::directory_entry const& shard) {
+    auto name = shard.path().filename().string();  // two hex digits: the hashes' first byte
+    bool ours = name.size() == 2 && !detail::from_hex(name).empty();
+    std::error_code ec;
+    if (!ours || !shard.is_directory(ec)) return;
+    walk(shard.path(), [&](detail::fs::directory_entry const& e) {
+      auto hash = detail::from_hex(e.path().filename().string());
+      if (!hash.empty() && messages.asset_exists(hash)) return;
+      orphan(e);
+    });
+  });
+  walk(files.root() / "uploads", [&](detail::fs::directory_entry const& e) {
+    if (!messages.upload_exists(e.path().filename().string())) orphan(e);
+  });
   if (removed) log->warn("removed {} asset files without records (left by a crash)", removed);
 }
 

@@ -7,11 +7,11 @@
 // proof) under the hash's claim, which the download itself does not hold.
 // A failed try is tried again later (1, 2, 4... up to 10 s apart); an asset the holder
 // says it has not for us is given up after 20 tries, and one whose bytes did not match
-// their hash after 3 (the holder's copy is damaged: fetched again and again it would
-// cost the whole asset every few seconds, for as long as a message names it). A fetch slower than 64 KiB/s on
-// average past its first 30 s is a failed try, and a region that did not answer is not
-// asked again in the same round. Up to 4 regions are fetched from at once, one fetch of
-// each at a time. The other direction: serve_piece.
+// their hash 3 times (the holder's copy is damaged: fetched again and again it would
+// cost the whole asset every few seconds, for as long as a message names it). A fetch
+// slower than 64 KiB/s on average past its first 30 s is a failed try, and a region that
+// did not answer is not asked again in the same round. Up to 4 regions are fetched from
+// at once, one fetch of each at a time. The other direction: serve_piece.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -168,15 +168,15 @@ awaitable<bool> fetch_one(std::shared_ptr<asset_service::impl> s, messages::pend
   }
   if (r.outcome == fetched::stopped) co_return true;  // not a try: no back-off, nothing counted
   bool drop = (r.outcome == fetched::missing && f.tries + 1 >= give_up_after) ||
-              (r.outcome == fetched::mismatch && f.tries + 1 >= give_up_after_mismatch);
+              (r.outcome == fetched::mismatch && f.mismatches + 1 >= give_up_after_mismatch);
   if (drop && r.outcome == fetched::missing)
     s->log->warn("asset {}: region {} has it not for us; given up", print_id(f.hash), f.region);
   else if (drop)
     s->log->error(
-        "asset {}: region {} sent bytes that do not match their hash, after {} tries; given up (its copy "
-        "is damaged?)",
-        print_id(f.hash), f.region, f.tries + 1);
-  co_await s->messages.fetch_failed(f, drop);
+        "asset {}: region {} sent bytes that do not match their hash {} times; given up (its copy is "
+        "damaged?)",
+        print_id(f.hash), f.region, f.mismatches + 1);
+  co_await s->messages.fetch_failed(f, drop, r.outcome == fetched::mismatch);
   co_return r.outcome == fetched::missing || r.outcome == fetched::mismatch;
 }
 

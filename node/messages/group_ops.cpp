@@ -407,7 +407,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     if (!replica && read_count(b, cf::conversations, stubs) >= max_stubs_per_home) return reject_reason::foreign_user;
     if (!replica) add_count(b, cf::conversations, stubs, 1);
     ask_to_remove(m, b, gs, joins, st);
-    records::conversation_record stub;
+    auto stub = replica.value_or(records::conversation_record{});  // (an ended group keeps its settings)
     stub.set_group(true);
     stub.set_home_region(gs.home_region());
     stub.set_version(gs.version());

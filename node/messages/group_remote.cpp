@@ -265,7 +265,8 @@ federation::body with_writers(store::rocks_batch& b, records::conversation_recor
   if (full) all = state;
   for (auto const& u : c.members()) {
     // Only home's own users: a region takes no other from it (group_ops.cpp, apply_state).
-    if (ids::region_of(u) != c.home_region()) continue;
+    // (This region: a group made before groups crossed regions names no home.)
+    if (ids::region_of(u) != state.group_state().home_region()) continue;
     auto noted = b.get(cf::conversations, keys::group_writer_key(st.conversation, u));
     if (!noted) continue;
     if (noted->size() == 8 && keys::from_be64(*noted) >= since) state.mutable_group_state()->add_writers(u);

@@ -338,9 +338,13 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max, std::size
         if (erased_message) ++*count;
         continue;
       }
+      // Tried again in an hour (a read error may pass; a damaged record is logged each hour
+      // until it is repaired), its place taken by those due after it meanwhile.
       floored.clear();  // the undone part may have set a floor; later ones set it again
       b.erase(cf::expiry, key);
-      log::get("messages")->error("the expiry sweep skipped {} (its data stays): {}", shown(key), *error);
+      b.put(cf::expiry, keys::be64(static_cast<std::uint64_t>(now_ms() + 3600 * 1000)) + key.substr(8), kind);
+      log::get("messages")
+          ->error("the expiry sweep could not remove {} (tried again in an hour): {}", shown(key), *error);
     }
     return true;
   };

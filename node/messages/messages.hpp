@@ -169,10 +169,10 @@ struct collected_asset {
 struct pending_fetch {
   std::string hash;
   std::string region;
-  std::string thumbnail_of;  // a thumbnail: its original's hash
-  std::uint32_t tries = 0;
-  bool proof = false;              // stored here already: fetched only as the region's proof that it holds it
-  std::uint64_t region_bytes = 0;  // stored here that were fetched from `region` (its budget's use)
+  std::string thumbnail_of;                 // a thumbnail: its original's hash
+  std::uint32_t tries = 0, mismatches = 0;  // failed tries; those whose bytes did not match
+  bool proof = false;                       // stored here already: fetched only as the region's proof that it holds it
+  std::uint64_t region_bytes = 0;           // stored here that were fetched from `region` (its budget's use)
 };
 struct asset_usage {
   std::string user;
@@ -414,10 +414,10 @@ class message_service {
   // Assets of other regions: up to `max` fetches due at `now_ms`; a fetched asset recorded
   // (bytes in place, claim held; `a.thumbnail_hash` is the holder's thumbnail, fetched
   // next); a failed try (`drop`: the holder has no such asset for us, or nobody here refers
-  // to it any more) put off or given up.
+  // to it any more; `mismatch`: its bytes did not match their hash) put off or given up.
   std::vector<pending_fetch> fetches_due(std::int64_t now_ms, std::size_t max) const;
   awaitable<errors::status> record_fetched(pending_fetch f, new_asset a);
-  awaitable<errors::status> fetch_failed(pending_fetch f, bool drop);
+  awaitable<errors::status> fetch_failed(pending_fetch f, bool drop, bool mismatch = false);
   // For another region's request: the asset if a conversation holding a message with it
   // (or with its original) has members of `region`; else nullopt.
   std::optional<asset_view> asset_for_region(std::string const& region, std::string const& hash) const;

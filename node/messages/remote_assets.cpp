@@ -180,8 +180,8 @@ std::vector<pending_fetch> message_service::fetches_due(std::int64_t now, std::s
       records::fetch_record f;
       f.ParseFromArray(value.data(), static_cast<int>(value.size()));
       if (key.size() >= 2 + keys::asset_hash_bytes && f.next_try_ms() <= now && taken[f.region()]++ < per_region)
-        out.push_back(
-            {std::string(key.substr(2, keys::asset_hash_bytes)), f.region(), f.thumbnail_of(), f.tries(), proof});
+        out.push_back({std::string(key.substr(2, keys::asset_hash_bytes)), f.region(), f.thumbnail_of(), f.tries(),
+                       f.mismatches(), proof});
       return out.size() < max && scanned < scan_budget;
     };
     std::string from = cursor.empty() || cursor < first || cursor >= end ? first : cursor;
@@ -247,10 +247,10 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
   co_return errors::ok();
 }
 
-awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool drop) {
+awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool drop, bool mismatch) {
   auto& m = *impl_;
   auto now = now_ms();
-  store::rocks_db::write_fn mutation = [f, drop, now](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [f, drop, mismatch, now](store::rocks_batch& b) {
     auto rec = parse<records::fetch_record>(b.get(cf::assets, fetch_record_key(f)));
     if (!rec) return false;
     if (drop) {
@@ -259,6 +259,7 @@ awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool dr
     }
     // Again after 1, 2, 4... seconds, at most 10 s apart.
     rec->set_tries(rec->tries() + 1);
+    if (mismatch) rec->set_mismatches(rec->mismatches() + 1);
     rec->set_next_try_ms(now + std::min<std::int64_t>(10000, std::int64_t(1000) << std::min(rec->tries(), 4u)));
     b.put(cf::assets, fetch_record_key(f), rec->SerializeAsString());
     return true;

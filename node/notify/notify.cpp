@@ -412,10 +412,12 @@ void notification_service::impl::process(std::string const& user) {
       spawn_for(key, user, let_go(t, last_seq, "dropped"));
       continue;
     }
-    // Even the newest message waiting is older than a push may be (the node was down for
-    // days, push was off): news of then is no notification now, and the push service would
-    // drop it after ttl_s anyway.
-    if (now - pending->last_ms > std::min<std::int64_t>(options.give_up_s, options.ttl_s) * 1000) {
+    // Even the newest message waiting is older than push.give_up_s (the node was down for
+    // days, push was off): news of then is no notification now. (Never while a push could
+    // still be waiting for a live stream and the coalescing window.)
+    auto stale_ms = std::max<std::int64_t>(std::int64_t(options.give_up_s) * 1000,
+                                           std::int64_t(options.coalesce_ms) + options.live_delay_ms + 5000);
+    if (now - pending->last_ms > stale_ms) {
       spawn_for(key, user, let_go(t, last_seq, "dropped"));
       continue;
     }
