@@ -228,9 +228,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   if (!slot) co_return m.busy();
   // Counted only when the password is about to be checked: a "busy" answer costs nothing.
   // (And per /48: a new /64 per attempt gains nothing.)
-  if (auto next = std::max(m.address_checks.take(address_key, now_ms()),
-                           wide_key.empty() ? std::int64_t{0} : m.wide_checks.take(wide_key, now_ms()));
-      next > 0) {
+  // The /48's only once the /64's allows it: a /64 refused again and again must not use up
+  // its /48's checks (and with them every other /64 of it).
+  if (auto next = m.address_checks.take(address_key, now_ms()); next > 0)
+    co_return errors::rate_limited("too many logins from your address; try again later", next);
+  if (auto next = wide_key.empty() ? std::int64_t{0} : m.wide_checks.take(wide_key, now_ms()); next > 0) {
+    m.address_checks.give_back(address_key);
     co_return errors::rate_limited("too many logins from your address; try again later", next);
   }
   // A right password whose hash was made at another cost than the configured one is hashed

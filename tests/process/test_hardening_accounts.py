@@ -380,6 +380,23 @@ class RightPasswordFloodTest(NodeTestCase):
         self.assertEqual(other.status, 201, other.describe())
 
 
+    def test_a_64_refused_again_and_again_leaves_its_48_alone(self):
+        # One subscriber's /64 logging in in a loop: past its own rate it is refused, and
+        # those refusals must not use up the checks of the /48 every other /64 of it shares.
+        node = self.start_node(config={"gateway": {"trusted_proxies": ["127.0.0.1"]},
+                                       "users": {"login_checks_per_minute_per_address": 2}})
+        node.new_user("mallory")
+        node.new_user("victim")
+
+        def login(name, xff):
+            return node.request("POST", "/v1/sessions", {"name": name, "password": PW, "device_name": "d"},
+                                headers={"X-Forwarded-For": xff})
+        answers = [login("mallory", "2001:db8:0:1::1").status for _ in range(40)]
+        self.assertEqual(answers.count(201), 2, answers)  # the /64's two a minute, then refused
+        r = login("victim", "2001:db8:0:2::1")
+        self.assertEqual(r.status, 201, "another /64 of the same /48: %s" % r.describe())
+
+
 class PasswordSetDuringLoginTest(NodeTestCase):
     """An admin sets a user's password (all their sessions are revoked) while a login with the
     old one is being checked: that login must not leave a session behind. It once did (its

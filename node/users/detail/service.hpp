@@ -116,16 +116,19 @@ struct user_service::impl {
         account_limiter({o.login_free_attempts, o.login_backoff_initial_ms, o.login_backoff_max_ms}),
         // An address may be shared by many people behind one NAT, so it has its own allowance.
         // Nor may one address hold more than half of the node's password checks at once.
-        address_limiter({o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
-                         o.login_checks_per_address ? o.login_checks_per_address
-                                                    : static_cast<std::uint32_t>(hash_capacity() / 2)}),
+        // Its failures run out too (as many an hour as it has free): a shared address's
+        // typos would otherwise add up for good, and any further one lock it.
+        address_limiter(
+            {o.login_free_attempts_per_address, o.login_backoff_initial_ms, o.login_backoff_max_ms, 100000,
+             o.login_checks_per_address ? o.login_checks_per_address : static_cast<std::uint32_t>(hash_capacity(o) / 2),
+             3600000 / std::max<std::int64_t>(1, std::int64_t(o.login_free_attempts_per_address))}),
         // A /48 holds 65,536 /64s: a new one per attempt must not buy new free attempts. Its
         // failures run out (as many an hour as it has free), and its locks are short: a
         // carrier's thousands of subscribers may share one, and their typos add up.
         wide_address_limiter(
             {o.login_free_attempts_per_address * 16, o.login_backoff_initial_ms,
              std::min<std::int64_t>(o.login_backoff_max_ms, 60000), 100000,
-             o.login_checks_per_address ? o.login_checks_per_address : static_cast<std::uint32_t>(hash_capacity() / 2),
+             o.login_checks_per_address ? o.login_checks_per_address : static_cast<std::uint32_t>(hash_capacity(o) / 2),
              3600000 / std::max<std::int64_t>(1, std::int64_t(o.login_free_attempts_per_address) * 16)}),
         address_checks(o.login_checks_per_minute_per_address, 60000),
         wide_checks(o.login_checks_per_minute_per_address * 16, 60000),
@@ -142,8 +145,14 @@ struct user_service::impl {
   // Bounds the argon2id work queued on the CPU pool: each hash holds its memory cost, and
   // an unbounded queue would let a flood of logins delay everyone (and use memory).
   std::atomic<std::size_t> hashes_in_flight{0};
-  std::size_t max_hashes_in_flight = hash_capacity();
-  static std::size_t hash_capacity() { return 4 * std::max(2u, std::thread::hardware_concurrency()); }
+  std::size_t max_hashes_in_flight = hash_capacity(options);
+  // Four per core, and no more than 1 GiB of hash memory at once: the cores counted are the
+  // host's (a container's quota is not seen), and each hash holds password_hash_memory_kib.
+  static std::size_t hash_capacity(config::users_section const& o) {
+    std::size_t by_memory = (std::size_t{1} << 20) / std::max<std::size_t>(1, o.password_hash_memory_kib);
+    return std::max<std::size_t>(
+        2, std::min<std::size_t>(4 * std::max(2u, std::thread::hardware_concurrency()), by_memory));
+  }
 
   struct hash_slot_release {
     void operator()(std::atomic<std::size_t>* n) const { n->fetch_sub(1); }
