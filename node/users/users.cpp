@@ -316,6 +316,19 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   co_return tokens;
 }
 
+namespace {
+
+// Whether `presented` (a refresh secret's hash) is one the session handed out, revoked or
+// not: a made-up token must not reach the writer, nor learn that a session was revoked.
+bool any_secret_of(records::device_record const& device, std::string const& presented) {
+  bool any = detail::equal_secret(presented, device.refresh_hash()) ||
+             (!device.retry_hash().empty() && detail::equal_secret(presented, device.retry_hash()));
+  for (auto const& old : device.retired_refresh_hashes()) any = detail::equal_secret(presented, old) || any;
+  return any;
+}
+
+}  // namespace
+
 awaitable<result<session_tokens>> user_service::refresh(std::string token) {
   auto& m = *impl_;
   auto parts = detail::parse_refresh_token(token);
@@ -329,11 +342,7 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
   // no account, and each write waits on the writer every login and registration waits on.
   bool could_match = m.env.read([&](store::lmdb_txn const& txn) {
     auto device = m.read_device(txn, device_id);
-    if (!device) return false;
-    bool any = device->revoked() || detail::equal_secret(presented, device->refresh_hash()) ||
-               (!device->retry_hash().empty() && detail::equal_secret(presented, device->retry_hash()));
-    for (auto const& old : device->retired_refresh_hashes()) any = detail::equal_secret(presented, old) || any;
-    return any;
+    return device && any_secret_of(*device, presented);
   });
   if (!could_match) co_return fail(code::invalid_refresh_token, "unknown refresh token", "refresh_token");
 
@@ -349,8 +358,10 @@ awaitable<result<session_tokens>> user_service::refresh(std::string token) {
       st->error = fail(code::invalid_refresh_token, "unknown refresh token", "refresh_token");
       return false;
     }
-    if (device->revoked()) {
-      st->error = fail(code::session_revoked, "this session has been revoked; log in again");
+    if (device->revoked()) {  // (said only to a holder of one of its tokens)
+      st->error = any_secret_of(*device, presented)
+                      ? fail(code::session_revoked, "this session has been revoked; log in again")
+                      : fail(code::invalid_refresh_token, "unknown refresh token", "refresh_token");
       return false;
     }
     std::int64_t now = now_ms();

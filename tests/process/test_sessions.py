@@ -1,6 +1,7 @@
 """Sessions: log in, refresh rotation and reuse detection, log out, token checks, disabled
 users, login rate limiting."""
 
+import base64
 import os
 import sys
 import threading
@@ -143,6 +144,12 @@ class SessionsTest(NodeTestCase):
         self.assertError(self.me(s2["access_token"]), 401, "session_revoked")
         self.assertError(self.me(s1["access_token"]), 401, "session_revoked")
         self.assertRefreshRefusedAsRevoked(self.node.refresh(s2["refresh_token"]))
+
+        # A made-up secret for the revoked session's device tells nothing of it: as for a
+        # device that never was.
+        device = s2["refresh_token"].split(".")[1]
+        made_up = "pr1.%s.%s" % (device, base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))
+        self.assertError(self.node.refresh(made_up), 401, "invalid_refresh_token")
 
         # Only that device: the user's other device is unaffected.
         self.assertStatus(self.me(other["access_token"]), 200)
