@@ -189,6 +189,7 @@ client::accepted accepted_again(records::accepted_record const& original, std::s
   acc.set_message_id(print_id(original.message_id()));
   acc.set_conversation_id(original.conversation_id());
   acc.set_sent_at_ms(original.sent_at_ms());
+  acc.set_expires_at_ms(original.expires_at_ms());
   acc.set_duplicate(true);
   return acc;
 }
@@ -262,6 +263,7 @@ awaitable<result<client::accepted>> message_service::send(std::string from, clie
   acc.set_message_id(msg.id());
   acc.set_conversation_id(st->conversation);
   acc.set_sent_at_ms(msg.sent_at_ms());
+  acc.set_expires_at_ms(msg.expires_at_ms());
   co_return acc;
 }
 

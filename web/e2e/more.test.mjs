@@ -12,7 +12,7 @@ describe('groups, history, language, keyboard', () => {
   const suite = browserSuite();
 
   before(async () => {
-    for (const name of ['ann', 'ben', 'cat', 'dan', 'eve']) {
+    for (const name of ['ann', 'ben', 'cat', 'dan', 'eve', 'fay', 'gus']) {
       const r = await suite.node.call('POST', '/v1/users', { name, password: 'correct horse battery' });
       assert.equal(r.status, 201, JSON.stringify(r.json));
     }
@@ -237,5 +237,35 @@ describe('groups, history, language, keyboard', () => {
     await openConversationWith(page, 'cat@test');
     await page.locator('#conversation-title').filter({ hasText: 'cat@test' }).waitFor();
     assert.equal(await page.getByTestId('composer-input').inputValue(), 'and one more thing');
+  });
+
+  test('a disappearing message goes from an open page when it expires', async () => {
+    // The node sends no event when a message expires: the page takes it off by itself, from
+    // the open thread and from the list's preview.
+    const fay = await person('fay');
+    const gus = await person('gus');
+    await startChat(fay, 'gus@test');
+    await send(fay, 'hello gus');
+    await openConversationWith(gus, 'fay@test');
+    await bubble(gus, 'hello gus').waitFor();
+    const session = await suite.node.call('POST', '/v1/sessions',
+      { name: 'gus', password: 'correct horse battery', device_name: 'scene' });
+    assert.equal(session.status, 201, JSON.stringify(session.json));
+    const token = session.json.access_token;
+    const list = await suite.node.call('GET', '/v1/conversations', undefined, token);
+    const direct = list.json.conversations.find((c) => c.peer === 'fay@test');
+    const patched = await suite.node.call('PATCH', `/v1/conversations/${encodeURIComponent(direct.id)}`,
+      { ttl_s: 3 }, token);
+    assert.equal(patched.status, 200, JSON.stringify(patched.json));
+    await send(fay, 'this goes in three seconds');
+    await bubble(gus, 'this goes in three seconds').waitFor();
+    await bubble(fay, 'this goes in three seconds').waitFor();
+    for (const page of [gus, fay]) {
+      await page.waitForFunction(() => ![...document.querySelectorAll('[data-testid="message"]')]
+        .some((el) => el.textContent.includes('this goes in three seconds')), undefined, { timeout: 20000 });
+    }
+    assert.equal(await bubble(gus, 'hello gus').count(), 1, 'what does not expire stays');
+    assert.equal(await gus.getByTestId('conv-item').filter({ hasText: 'this goes in three seconds' }).count(), 0,
+      'nor in the list');
   });
 });

@@ -50,7 +50,7 @@ export function start(): void {
   void loadConversations().finally(() => {
     if (live === stream) stream.start();
   });
-  sweepTimer = window.setInterval(sweepTyping, 2000);
+  sweepTimer = window.setInterval(sweepTyping, 1000);
   pruneTimer = window.setInterval(prune, PRUNE_EVERY_MS);
   document.addEventListener('visibilitychange', onVisible);
 }
@@ -85,10 +85,13 @@ function onVisible(): void {
   if (active && document.visibilityState === 'visible') markRead(active);
 }
 
+// Every second: typing notices that ran out, and messages that expired.
 function sweepTyping(): void {
   const typing = getState().typing;
   const next = retention.withoutStaleTyping(typing, Date.now());
   if (next !== typing) setState(() => ({ typing: next }));
+  const expired = retention.withoutExpired(getState(), Date.now());
+  if (Object.keys(expired).length > 0) setState(() => expired);
 }
 
 // What a tab left open for days may forget (retention.ts).
@@ -169,7 +172,11 @@ export function markRead(id: string): void {
   const c = s.conversations[id];
   const th = s.threads[id];
   if (!c || !th || !live || s.activeId !== id || document.visibilityState !== 'visible') return;
-  const newest = newestWhere(th.messages, (m) => Boolean(m.id) && m.from !== s.userId);
+  const now = Date.now();
+  const newest = newestWhere(
+    th.messages,
+    (m) => Boolean(m.id) && m.from !== s.userId && !(m.expiresAtMs && m.expiresAtMs <= now),
+  );
   if (!newest?.id) return;
   if (c.readMark && newest.order <= idOrder(c.readMark)) {
     if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));

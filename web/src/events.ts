@@ -178,6 +178,7 @@ function onAccepted(a: Accepted, hooks: EventHooks): void {
       order: idOrder(a.message_id),
       conversationId: a.conversation_id,
       sentAtMs: Number(a.sent_at_ms) || local.sentAtMs,
+      expiresAtMs: Number(a.expires_at_ms ?? 0) || 0,
       failed: undefined,
     };
     const threads = { ...s.threads };

@@ -6,7 +6,7 @@
 // its blob: URL when the row unmounts, and assets.ts keeps a bounded cache of bytes.
 import { idOrder } from './ids';
 import * as receiptLoader from './receiptLoader';
-import type { State, Thread } from './store';
+import type { ChatMessage, State, Thread } from './store';
 import { sentCount } from './threadOrder';
 
 // Sent messages a thread keeps (unsent ones all stay). The open thread keeps everything
@@ -104,6 +104,29 @@ function prunedThreads(s: State): State['threads'] {
     if (kept) next[id] = kept;
   }
   return changed ? next : s.threads;
+}
+
+// Messages past their expiry (a disappearing message, a conversation's ttl) taken off the
+// threads and the list's previews: the node tells no event when one expires, and a tab left
+// open must not keep showing what its sender meant to go.
+export function withoutExpired(s: State, now: number): Partial<State> {
+  const gone = (m: ChatMessage | null): boolean => Boolean(m && m.expiresAtMs && m.expiresAtMs <= now);
+  const update: Partial<State> = {};
+  let threads: State['threads'] | null = null;
+  for (const [id, th] of Object.entries(s.threads)) {
+    if (!th.messages.some(gone)) continue;
+    threads ??= { ...s.threads };
+    threads[id] = { ...th, messages: th.messages.filter((m) => !gone(m)) };
+  }
+  if (threads) update.threads = threads;
+  let conversations: State['conversations'] | null = null;
+  for (const [id, c] of Object.entries(s.conversations)) {
+    if (!gone(c.lastMessage)) continue;
+    conversations ??= { ...s.conversations };
+    conversations[id] = { ...c, lastMessage: null };
+  }
+  if (conversations) update.conversations = conversations;
+  return update;
 }
 
 function prunedReceipts(s: State, threads: State['threads']): State['receipts'] {

@@ -18,6 +18,9 @@ export interface ChatMessage {
   attachments: WireAttachment[];
   deliveredAtMs: number;
   readAtMs: number;
+  // When it disappears (the node's clock; 0: never): taken off the page then (chat.ts),
+  // as the node sends no event when a message expires.
+  expiresAtMs: number;
   // Own messages while unsent: failed (with the reason) or still going out.
   failed?: { code: string; message: string };
 }

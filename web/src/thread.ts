@@ -21,6 +21,7 @@ export function fromWire(m: WireMessage): ChatMessage {
     attachments: m.body?.attachments ?? [],
     deliveredAtMs: num(m.delivered_at_ms),
     readAtMs: num(m.read_at_ms),
+    expiresAtMs: num(m.expires_at_ms),
   };
 }
 
@@ -39,6 +40,7 @@ export function localMessage(
     attachments,
     deliveredAtMs: 0,
     readAtMs: 0,
+    expiresAtMs: 0,
   };
 }
 

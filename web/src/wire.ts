@@ -66,7 +66,10 @@ export interface RequestRefused {
 }
 export interface Presence { user_id: string; state: 'ONLINE' | 'OFFLINE' | string; last_seen_ms: string }
 export interface TypingNotice { from: string; conversation_id: string; active: boolean }
-export interface Accepted { client_id: string; message_id: string; conversation_id: string; sent_at_ms: string; duplicate: boolean }
+export interface Accepted {
+  client_id: string; message_id: string; conversation_id: string; sent_at_ms: string; duplicate: boolean;
+  expires_at_ms?: string; // (nodes before 2026-12-07 leave it out)
+}
 export type Target = { to: string } | { conversation_id: string };
 
 export type LiveEvent =

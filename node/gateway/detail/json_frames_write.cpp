@@ -254,6 +254,7 @@ void kind(object& o, client::server_frame const& f) {
       ao.str("conversation_id", a.conversation_id());
       ao.i64("sent_at_ms", a.sent_at_ms());
       ao.boolean("duplicate", a.duplicate());
+      ao.i64("expires_at_ms", a.expires_at_ms());
       return;
     }
     case client::server_frame::kEvent:
