@@ -432,10 +432,7 @@ awaitable<result<asset_view>> message_service::record_asset(std::string user, ne
     }
     bool fresh = !b.get(cf::assets, keys::asset_key(a.hash));
     st->rec = put_asset(b, a.hash, a.size, a.content_type, now, due);
-    if (fresh) {
-      st->rec.set_width(a.width);
-      st->rec.set_height(a.height);
-    }
+    if (fresh) st->rec.set_width(a.width), st->rec.set_height(a.height);
     // Also for bytes stored before without one (this upload made it: finish).
     bool thumbnail = !a.thumbnail_hash.empty() && a.thumbnail_hash != a.hash && st->rec.thumbnail().empty();
     if (thumbnail) {
@@ -445,10 +442,8 @@ awaitable<result<asset_view>> message_service::record_asset(std::string user, ne
       st->rec.set_thumbnail(a.thumbnail_hash);
     }
     if (fresh || thumbnail) b.put(cf::assets, keys::asset_key(a.hash), st->rec.SerializeAsString());
-    if (!fresh) {
-      // Looked at again after a grace period from now: an upload never attached lives so long.
-      b.put(cf::assets, keys::collect_key(due, a.hash), "");
-    }
+    // Looked at again after a grace period from now: an upload never attached lives so long.
+    if (!fresh) b.put(cf::assets, keys::collect_key(due, a.hash), "");
     return true;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
