@@ -45,6 +45,7 @@ awaitable<bool> live_stream::authenticate(std::string const& token, std::optiona
   welcome->set_device_id(who_.device_id);
   welcome->set_mailbox_seq(known_head_);
   welcome->set_resume_after(sent_seq_);
+  welcome->set_server_time_ms(format::now_ms());
   enqueue(w);
   // The contacts' presence streams under the watermark like a mailbox backlog: a user
   // with thousands of contacts gets them all, at the pace the connection takes them.
@@ -112,6 +113,7 @@ void live_stream::reauthenticate(std::string const& token, std::uint64_t ref) {
   welcome->set_device_id(who_.device_id);
   welcome->set_mailbox_seq(known_head_);
   welcome->set_resume_after(sent_seq_);
+  welcome->set_server_time_ms(format::now_ms());
   enqueue(w);
 }
 

@@ -51,24 +51,32 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
     seen = keys::group_request_key(r.by(), r.request_id());
     if (b.get(cf::idempotency, *seen)) return;
   }
-  // Charged to the requester's region (messages.max_per_second, bursts of 20 seconds'
-  // worth: each was charged to its user there already): each is an event in every
-  // member's mailbox and a state to every region of the group, and a region passing its
-  // users' requests on unchecked would have home make them at any rate. Not a leave
-  // (nobody is held in a group), nor NO_ACCOUNT. A refused one is not remembered as run;
-  // the charge of one that changes nothing, or whose write does not commit, is given back.
+  // Charged at home (each was charged to its user in their region already): to the
+  // requester, messages.max_per_second a second with bursts of 20 seconds' worth (a backlog
+  // after a partition), and to their region, ten times that (a region can name any number
+  // of requesters). Each is an event in every member's mailbox and a state to every region,
+  // and a region passing its users' requests on unchecked would have home make them at any
+  // rate. Not a leave (nobody is held in a group), nor NO_ACCOUNT. A refused one is not
+  // remembered as run; the charge of one that changes nothing, or whose write does not
+  // commit, is given back.
   bool leave = r.request() == federation::group_request::REMOVE && r.users_size() == 1 && r.users(0) == r.by();
   if (r.request() != federation::group_request::NO_ACCOUNT && !leave) {
     auto region = std::string(ids::region_of(r.by()));
-    if (auto wait_ms = m.remote_requests.take(region, now_ms())) {
-      change.refused = fail(code::rate_limited,
-                            "more group requests from region " + region + " than messages.max_per_second allows here");
-      change.refused->retry_after_s = std::uint32_t((wait_ms + 999) / 1000);
+    auto key = region + '\0' + r.by();
+    auto now = now_ms();
+    auto wait_ms = m.remote_requests.take(key, now);
+    if (wait_ms == 0) {
+      wait_ms = m.region_requests.take(region, now);
+      if (wait_ms != 0) m.remote_requests.give_back(key);
+    }
+    if (wait_ms != 0) {
+      change.refused = fail(code::rate_limited, "more group requests of " + r.by() + " or of region " + region +
+                                                    " than messages.max_per_second allows here");
       log::get("federation")
           ->info("group {}: a request of {} was refused: {}", r.conversation_id(), r.by(), change.refused->message);
       return;
     }
-    change.requests_taken.push_back(region);
+    change.requests_taken.push_back(key);
   }
   if (seen) {
     b.put(cf::idempotency, *seen, "");

@@ -344,7 +344,8 @@ awaitable<std::size_t> message_service::sweep_expired(std::size_t max, std::size
       // until it is repaired), its place taken by those due after it meanwhile.
       floored.clear();  // the undone part may have set a floor; later ones set it again
       b.erase(cf::expiry, key);
-      b.put(cf::expiry, keys::be64(static_cast<std::uint64_t>(now_ms() + 3600 * 1000)) + key.substr(8), kind);
+      if (key.size() > 8)  // (a key too short to name anything is only erased)
+        b.put(cf::expiry, keys::be64(static_cast<std::uint64_t>(now_ms() + 3600 * 1000)) + key.substr(8), kind);
       log::get("messages")
           ->error("the expiry sweep could not remove {} (tried again in an hour): {}", shown(key), *error);
     }

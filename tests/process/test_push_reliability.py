@@ -461,7 +461,7 @@ class RestartTest(PushCase):
     def test_a_push_pending_longer_than_give_up_s_is_dropped_not_sent_late(self):
         # The node is down (or push is off) for longer than a push may be late: what was
         # pending is news of then, not a notification now.
-        node = self.start(push={"coalesce_ms": 2000, "give_up_s": 3})
+        node = self.start(push={"coalesce_ms": 10000, "give_up_s": 3})
         recv = self.receiver()
         alice, bob = self.person("alice"), self.person("bob")
         _, _, path = self.webpush(bob.login("phone"), recv)
@@ -470,7 +470,7 @@ class RestartTest(PushCase):
         recv.wait_requests(path, 1, WAIT_S, answered=True)
         A.send_message(bob.id, "the second, waiting for the coalescing window")
         node.stop()
-        time.sleep(9)  # past give_up_s, and past the coalescing window, live delay and 5 s
+        time.sleep(17)  # past give_up_s, and past the coalescing window, live delay and 5 s
         node.start()
         self.wait_metric("petchat_push_sent_total", 1, kind="webpush", result="dropped")
         recv.assert_quiet(path, 2, already=1)

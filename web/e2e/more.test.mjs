@@ -255,17 +255,16 @@ describe('groups, history, language, keyboard', () => {
     const list = await suite.node.call('GET', '/v1/conversations', undefined, token);
     const direct = list.json.conversations.find((c) => c.peer === 'fay@test');
     const patched = await suite.node.call('PATCH', `/v1/conversations/${encodeURIComponent(direct.id)}`,
-      { ttl_s: 3 }, token);
+      { ttl_s: 8 }, token);
     assert.equal(patched.status, 200, JSON.stringify(patched.json));
-    await send(fay, 'this goes in three seconds');
-    await bubble(gus, 'this goes in three seconds').waitFor();
-    await bubble(fay, 'this goes in three seconds').waitFor();
-    for (const page of [gus, fay]) {
-      await page.waitForFunction(() => ![...document.querySelectorAll('[data-testid="message"]')]
-        .some((el) => el.textContent.includes('this goes in three seconds')), undefined, { timeout: 20000 });
-    }
+    await send(fay, 'this goes in eight seconds');
+    // Shown on both pages first (within the 8 s), then gone from both.
+    await Promise.all([gus, fay].map((page) => bubble(page, 'this goes in eight seconds').waitFor()));
+    await Promise.all([gus, fay].map((page) => page.waitForFunction(
+      () => ![...document.querySelectorAll('[data-testid="message"]')]
+        .some((el) => el.textContent.includes('this goes in eight seconds')), undefined, { timeout: 30000 })));
     assert.equal(await bubble(gus, 'hello gus').count(), 1, 'what does not expire stays');
-    assert.equal(await gus.getByTestId('conv-item').filter({ hasText: 'this goes in three seconds' }).count(), 0,
+    assert.equal(await gus.getByTestId('conv-item').filter({ hasText: 'this goes in eight seconds' }).count(), 0,
       'nor in the list');
   });
 });

@@ -7,6 +7,7 @@ import { loadHistory, notice, setAfterRetry, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { Live } from './live';
+import { nodeNow } from './nodeClock';
 import * as receiptLoader from './receiptLoader';
 import * as retention from './retention';
 import * as session from './session';
@@ -90,7 +91,7 @@ function sweepTyping(): void {
   const typing = getState().typing;
   const next = retention.withoutStaleTyping(typing, Date.now());
   if (next !== typing) setState(() => ({ typing: next }));
-  const expired = retention.withoutExpired(getState(), Date.now());
+  const expired = retention.withoutExpired(getState(), nodeNow());
   if (Object.keys(expired).length > 0) setState(() => expired);
 }
 
@@ -172,12 +173,16 @@ export function markRead(id: string): void {
   const c = s.conversations[id];
   const th = s.threads[id];
   if (!c || !th || !live || s.activeId !== id || document.visibilityState !== 'visible') return;
-  const now = Date.now();
+  const now = nodeNow();
   const newest = newestWhere(
     th.messages,
     (m) => Boolean(m.id) && m.from !== s.userId && !(m.expiresAtMs && m.expiresAtMs <= now),
   );
-  if (!newest?.id) return;
+  if (!newest?.id) {
+    // Nothing left to name (what came has expired): nothing is unread either.
+    if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
+    return;
+  }
   if (c.readMark && newest.order <= idOrder(c.readMark)) {
     if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
     return;

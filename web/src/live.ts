@@ -9,6 +9,7 @@
 import { accessToken, ApiError } from './api';
 import * as session from './session';
 import { KeepAlive } from './keepAlive';
+import { noteNodeTime } from './nodeClock';
 import { Reconnect } from './reconnect';
 import { storage } from './storage';
 import { TokenRefresh } from './tokenRefresh';
@@ -269,7 +270,8 @@ export class Live {
     if (f.error) return this.onError(String(f.ref ?? '0'), f.error.code, f.error.message ?? '');
   }
 
-  private onWelcome(w: { resume_after: string }): void {
+  private onWelcome(w: { resume_after: string; server_time_ms?: string }): void {
+    noteNodeTime(Number(w.server_time_ms ?? 0) || 0); // (nodes before 2026-12-07 leave it out)
     if (this.authed) return; // the answer to a fresh token on the open stream
     this.authed = true;
     this.reconnect.up();

@@ -119,13 +119,18 @@ export function withoutExpired(s: State, now: number): Partial<State> {
     threads[id] = { ...th, messages: th.messages.filter((m) => !gone(m)) };
   }
   if (threads) update.threads = threads;
+  // A preview that expired loses its content, not its place: its order still tells a
+  // redelivered message from a new one (isNewer).
   let conversations: State['conversations'] | null = null;
   for (const [id, c] of Object.entries(s.conversations)) {
-    if (!gone(c.lastMessage)) continue;
+    if (!c.lastMessage || !gone(c.lastMessage)) continue;
     conversations ??= { ...s.conversations };
-    conversations[id] = { ...c, lastMessage: null };
+    conversations[id] = { ...c, lastMessage: { ...c.lastMessage, text: '', attachments: [], expiresAtMs: 0 } };
   }
   if (conversations) update.conversations = conversations;
+  // The receipts panel of a message that went closes (it would keep the thread whole).
+  if (s.receiptsOpen && threads && !Object.values(threads).some((th) => th.messages.some((m) => m.id === s.receiptsOpen)))
+    update.receiptsOpen = null;
   return update;
 }
 

@@ -244,6 +244,7 @@ void kind(object& o, client::server_frame const& f) {
       w.str("device_id", f.welcome().device_id());
       w.u64("mailbox_seq", f.welcome().mailbox_seq());
       w.u64("resume_after", f.welcome().resume_after());
+      w.i64("server_time_ms", f.welcome().server_time_ms());
       return;
     }
     case client::server_frame::kAccepted: {

@@ -30,8 +30,8 @@ struct change_state {
   // Local users another region's state made members, whose join (messages.max_joins_per_hour)
   // this write counted: given back if it does not commit (the applier tries again).
   std::vector<std::string> joins_taken;
-  // At home: the region whose group request this write charged (remote_requests), given
-  // back if the request is refused or the write does not commit.
+  // At home: the group request this write charged (its region NUL its requester), given
+  // back if the request is refused, changes nothing, or its write does not commit.
   std::vector<std::string> requests_taken;
 
   // Before the write runs (again): only what was worked out before it stays.
@@ -49,8 +49,12 @@ struct change_state {
   static void give_back_joins(message_service::impl const& m, std::vector<std::string> const& users) {
     for (auto const& u : users) m.joins.give_back(u);
   }
-  static void give_back_requests(message_service::impl const& m, std::vector<std::string> const& regions) {
-    for (auto const& r : regions) m.remote_requests.give_back(r);
+  // (Each is its requester's region NUL the requester: both buckets.)
+  static void give_back_requests(message_service::impl const& m, std::vector<std::string> const& taken) {
+    for (auto const& key : taken) {
+      m.remote_requests.give_back(key);
+      m.region_requests.give_back(key.substr(0, key.find('\0')));
+    }
   }
 };
 

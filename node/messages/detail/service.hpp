@@ -56,8 +56,9 @@ struct message_service::impl {
   store::rocks_db db;
   blob_removal_gate blob_removals;  // backups against the collector (messages.hpp)
   send_limiter limiter;
-  // Others' adds; other regions' contacts; groups made; other regions' group requests here.
-  limits::rate_buckets joins, remote_contacts, creates, remote_requests;
+  // Others' adds; other regions' contacts; groups made; other regions' group requests here,
+  // per requester and per region (group_remote.cpp, run_request).
+  limits::rate_buckets joins, remote_contacts, creates, remote_requests, region_requests;
   ws::mailbox_listener* listener = nullptr;  // set before any traffic
   // Mailbox events acknowledgements have walked (petchat_ack_walked_events_total).
   std::atomic<std::uint64_t> scanned_by_acks{0};
@@ -120,7 +121,8 @@ struct message_service::impl {
         joins(o.max_joins_per_hour, 3600 * 1000),
         remote_contacts(o.max_remote_contacts_per_hour, 3600 * 1000),
         creates(o.max_groups_created_per_day, 86400 * 1000),
-        remote_requests(20 * o.max_per_second, 20 * 1000) {}  // (group_remote.cpp, run_request)
+        remote_requests(20 * o.max_per_second, 20 * 1000),
+        region_requests(200 * o.max_per_second, 20 * 1000) {}
 
   // RocksDB's own log, into ours: its routine chatter at debug level (disk.cpp).
   static void rocksdb_log(int severity, std::string const& line);
