@@ -463,7 +463,9 @@ void asset_service::impl::remove_orphans() {
   };
   walk(files.root() / "blobs", [&](detail::fs::directory_entry const& shard) {
     auto name = shard.path().filename().string();  // two hex digits: the hashes' first byte
-    bool ours = name.size() == 2 && !detail::from_hex(name).empty();
+    bool ours = name.size() == 2 && std::all_of(name.begin(), name.end(), [](char c) {
+                  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                });
     std::error_code ec;
     if (!ours || !shard.is_directory(ec)) return;
     walk(shard.path(), [&](detail::fs::directory_entry const& e) {

@@ -1649,10 +1649,15 @@ class AssetDurabilityTest(AssetCase):
         made = [os.path.join(root, "uploads", "old"), os.path.join(root, "blobs", aid[:2], "junk")]
         for d in made:
             os.makedirs(d)
+        # Beside them, a blob a crash left without its record: that one goes.
+        stray = os.path.join(root, "blobs", aid[:2], aid[:2] + "e" * 62)
+        with open(stray, "wb") as f:
+            f.write(b"left by a crash")
         self.node.start()
         self.fetch(alice.login("after restart"), aid, data)
         for d in made:
             self.assertTrue(os.path.isdir(d), "%s is not the node's to remove" % d)
+        self.assertFalse(os.path.exists(stray), "a blob file without a record is removed at start")
 
 
 class DownloadHangUpTest(AssetCase):
