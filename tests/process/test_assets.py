@@ -40,6 +40,7 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import HTTP_TIMEOUT_S, Response, toml_text  # noqa: E402
+from test_faults import fill  # noqa: E402
 from test_groups import GroupCase  # noqa: E402  (people, streams, history, groups)
 from test_messaging import message_ids  # noqa: E402
 from wsclient import ev_message, num  # noqa: E402
@@ -1615,13 +1616,7 @@ class AssetDurabilityTest(AssetCase):
         uid = self.new_upload(a, len(data))["upload_id"]
         self.assertStatus(self.patch(a, uid, 0, data[:2 * MIB]), 204)
         ballast = os.path.join(self.node.data_dir, "ballast")
-        with open(ballast, "ab", buffering=0) as f:  # full to the last byte
-            for size in (1 << 20, 4096):
-                try:
-                    while True:
-                        f.write(b"\0" * size)
-                except OSError:
-                    pass
+        fill(ballast)  # full to the last byte
         r = self.patch(a, uid, 2 * MIB, data[2 * MIB:4 * MIB])
         self.assertError(r, 503, "store_unavailable")
         os.unlink(ballast)
