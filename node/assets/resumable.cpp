@@ -1,7 +1,9 @@
 // Resumable uploads (docs/PROTOCOL.md, "Resumable uploads"): the bytes go to
 // uploads/<id>; after each chunk (or what arrived of it) the file is fsync'd and then its
 // offset recorded, so the recorded offset is always durable. A chunk starts by cutting the
-// file back to that offset: bytes past it may not have reached the disk.
+// file back to that offset: bytes past it may not have reached the disk. A complete
+// upload's record names its asset until it expires: the completing chunk, sent again,
+// gets the same answer.
 #include "node/assets/detail/service.hpp"
 #include "node/async/async.hpp"
 
@@ -45,7 +47,10 @@ awaitable<result<messages::upload_view>> asset_service::begin(std::string user, 
 }
 
 result<messages::upload_view> asset_service::state(std::string const& user, std::string const& id) const {
-  return impl_->messages.upload(user, id);
+  auto up = impl_->messages.upload(user, id);
+  if (up && !up->asset.empty() && !find(user, up->asset))
+    return fail(code::upload_not_found, "upload '" + id + "' was complete, but the asset it became is gone");
+  return up;
 }
 
 namespace {
@@ -65,8 +70,9 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
   auto up = s->messages.upload(user, id);
   if (!up) co_return up.error();
   if (offset != up->offset) {
-    auto f = fail(code::offset_mismatch,
-                  "the upload is at offset " + std::to_string(up->offset) + ", not " + std::to_string(offset));
+    auto f = fail(code::offset_mismatch, "the upload is at offset " + std::to_string(up->offset) + ", not " +
+                                             std::to_string(offset) +
+                                             (up->asset.empty() ? "" : ": it is complete (GET it for its asset)"));
     f.numbers = {{"offset", up->offset}};
     co_return f;
   }
@@ -75,6 +81,11 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
     co_return fail(code::upload_overflow, "the chunk of " + std::to_string(length) + " bytes at offset " +
                                               std::to_string(offset) + " would end past the upload's length " +
                                               std::to_string(up->length));
+  if (!up->asset.empty()) {  // complete: its answer again (the first may have been lost)
+    auto a = find(user, up->asset);
+    if (!a) co_return fail(code::upload_not_found, "upload '" + id + "' was complete, but the asset it became is gone");
+    co_return chunk_result{*up, std::move(a.value())};
+  }
   if (!s->try_busy(id)) co_return fail(code::upload_busy, "another request is sending to this upload");
   busy_hold hold{*s, id};
   // Read again now that this request holds the upload: another one (a chunk, a DELETE, the

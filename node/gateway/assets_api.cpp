@@ -204,7 +204,10 @@ awaitable<response> detail::assets_route(std::shared_ptr<user_api> api, request 
     if (m != "GET" && m != "HEAD") co_return method_not_allowed("GET, HEAD, PATCH, DELETE");
     auto up = api->assets->state(api->id_of(*who), id);
     if (!up) co_return error_response(up.error());
-    auto res = json_response(200, upload_json(*up));
+    auto body = upload_json(*up);
+    if (!up->asset.empty())  // complete: what it became (state() found it)
+      if (auto a = api->assets->find(api->id_of(*who), up->asset)) body["asset"] = asset_json(*a);
+    auto res = json_response(200, body);
     upload_headers(res, *up);
     co_return res;
   }

@@ -1,6 +1,7 @@
 // The asset service's records (docs/PROTOCOL.md, "Assets"; key layouts in detail/assets.hpp): who
-// may download an asset, quotas, uploads in progress, recording a complete upload, and the attachments
-// of a send. The collector's side and other regions' assets are in asset_upkeep.cpp; the bytes, node/assets.
+// may download an asset, quotas, recording a complete upload, and the attachments of a send.
+// Resumable uploads' records are in uploads.cpp, the collector's side and other regions'
+// assets in asset_upkeep.cpp; the bytes, node/assets.
 #include <sodium.h>
 
 #include <functional>
@@ -15,7 +16,9 @@
 
 namespace petchat::messages {
 
+using detail::complete_upload;
 using detail::originals_of;
+using detail::over_quota;
 using detail::put_asset;
 using detail::view_of;
 
@@ -230,40 +233,6 @@ errors::failure fetching_or_none(message_service::impl const& m, std::string con
   return pending_or_none(m, user, original);
 }
 
-upload_view view_of(std::string const& id, records::upload_record const& rec) {
-  upload_view v;
-  v.id = id;
-  v.user = rec.user();
-  v.length = rec.length();
-  v.offset = rec.offset();
-  v.created_at_ms = rec.created_at_ms();
-  v.expires_at_ms = rec.expires_at_ms();
-  v.name = rec.name();
-  v.declared_type = rec.declared_type();
-  v.expected_hash = rec.expected_hash();
-  return v;
-}
-
-std::string new_upload_id() {
-  unsigned char raw[16];
-  randombytes_buf(raw, sizeof raw);
-  return format::base64url(std::string_view(reinterpret_cast<char const*>(raw), sizeof raw));
-}
-
-// The quota check inside a write: `more` bytes on top of what `user` stores.
-std::optional<errors::failure> over_quota(config::assets_section const& limits, std::uint64_t used,
-                                          std::uint64_t more) {
-  if (more > limits.max_asset_bytes)
-    return fail(code::asset_too_large,
-                "the asset is larger than the largest allowed (" + std::to_string(limits.max_asset_bytes) + " bytes)");
-  if (used + more <= limits.quota_bytes) return std::nullopt;
-  auto f = fail(code::quota_exceeded, "storing " + std::to_string(more) +
-                                          " more bytes would exceed your quota: " + std::to_string(used) + " of " +
-                                          std::to_string(limits.quota_bytes) + " bytes are in use");
-  f.numbers = {{"used_bytes", used}, {"limit_bytes", limits.quota_bytes}, {"needed_bytes", more}};
-  return f;
-}
-
 }  // namespace
 
 void message_service::set_asset_limits(config::assets_section const& limits) {
@@ -277,10 +246,6 @@ bool message_service::asset_exists(std::string const& hash) const {
 std::string message_service::asset_thumbnail(std::string const& hash) const {
   auto rec = parse<records::asset_record>(impl_->db.get(cf::assets, keys::asset_key(hash)));
   return rec ? rec->thumbnail() : std::string();
-}
-
-bool message_service::upload_exists(std::string const& id) const {
-  return impl_->db.get(cf::assets, keys::upload_key(id)).has_value();
 }
 
 result<asset_view> message_service::asset_for(std::string const& user, std::string const& hash) const {
@@ -318,90 +283,6 @@ result<bool> message_service::quota_allows(std::string const& user, std::uint64_
   return true;
 }
 
-awaitable<result<upload_view>> message_service::begin_upload(std::string user, upload_view spec,
-                                                             std::uint64_t streaming) {
-  auto& m = *impl_;
-  struct state {
-    std::optional<errors::failure> refused;
-    records::upload_record rec;
-  };
-  auto st = std::make_shared<state>();
-  auto id = new_upload_id();
-  auto now = now_ms();
-  st->rec.set_user(user);
-  st->rec.set_length(spec.length);
-  st->rec.set_created_at_ms(now);
-  st->rec.set_expires_at_ms(now + std::int64_t(m.assets.upload_expiry_s) * 1000);
-  st->rec.set_name(spec.name);
-  st->rec.set_declared_type(spec.declared_type);
-  st->rec.set_expected_hash(spec.expected_hash);
-  store::rocks_db::write_fn mutation = [&m, st, user, id, streaming](store::rocks_batch& b) {
-    st->refused.reset();
-    auto used = keys::read_u64(b, keys::quota_key(user)) + streaming;  // one-request uploads arriving too
-    if (st->refused = over_quota(m.assets, used, st->rec.length()); st->refused) return false;
-    if (keys::read_u64(b, keys::upload_count_key(user)) >= m.assets.max_uploads_per_user) {
-      st->refused = fail(code::too_many_uploads, "you have " + std::to_string(m.assets.max_uploads_per_user) +
-                                                     " uploads in progress already: finish or delete one first");
-      st->refused->retry_after_s = 60;
-      return false;
-    }
-    keys::add_u64(b, keys::quota_key(user), std::int64_t(st->rec.length()));
-    keys::add_u64(b, keys::upload_count_key(user), 1);
-    b.put(cf::assets, keys::upload_key(id), st->rec.SerializeAsString());
-    b.put(cf::assets, keys::upload_expiry_key(st->rec.expires_at_ms(), id), "");
-    return true;
-  };
-  auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return m.write_failed("the upload could not be started");
-  if (st->refused) co_return *st->refused;
-  co_return view_of(id, st->rec);
-}
-
-result<upload_view> message_service::upload(std::string const& user, std::string const& id) const {
-  auto rec = parse<records::upload_record>(impl_->db.get(cf::assets, keys::upload_key(id)));
-  if (!rec || rec->user() != user || rec->expires_at_ms() <= now_ms())
-    return fail(code::upload_not_found, "no upload '" + id + "' of yours");
-  return view_of(id, *rec);
-}
-
-awaitable<errors::status> message_service::advance_upload(std::string id, std::uint64_t offset) {
-  auto& m = *impl_;
-  store::rocks_db::write_fn mutation = [id, offset](store::rocks_batch& b) {
-    auto rec = parse<records::upload_record>(b.get(cf::assets, keys::upload_key(id)));
-    if (!rec || offset <= rec->offset()) return false;
-    rec->set_offset(offset);
-    b.put(cf::assets, keys::upload_key(id), rec->SerializeAsString());
-    return true;
-  };
-  auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return m.write_failed("the upload's progress could not be stored");
-  co_return errors::ok();
-}
-
-namespace {
-
-// Inside a write: removes an upload's record and gives its reservation back.
-bool drop_upload(store::rocks_batch& b, std::string const& id) {
-  auto rec = parse<records::upload_record>(b.get(cf::assets, keys::upload_key(id)));
-  if (!rec) return false;
-  b.erase(cf::assets, keys::upload_key(id));
-  b.erase(cf::assets, keys::upload_expiry_key(rec->expires_at_ms(), id));
-  keys::add_u64(b, keys::quota_key(rec->user()), -std::int64_t(rec->length()));
-  keys::add_u64(b, keys::upload_count_key(rec->user()), -1);
-  return true;
-}
-
-}  // namespace
-
-awaitable<result<bool>> message_service::end_upload(std::string id) {
-  auto& m = *impl_;
-  auto dropped = std::make_shared<bool>(false);
-  store::rocks_db::write_fn mutation = [id, dropped](store::rocks_batch& b) { return *dropped = drop_upload(b, id); };
-  auto outcome = co_await async::write(m.db, std::move(mutation));
-  if (outcome == store::write_outcome::failed) co_return m.write_failed("the upload could not be removed");
-  co_return *dropped;
-}
-
 awaitable<result<asset_view>> message_service::record_asset(std::string user, new_asset a, std::string upload_id) {
   auto& m = *impl_;
   struct state {
@@ -413,7 +294,7 @@ awaitable<result<asset_view>> message_service::record_asset(std::string user, ne
   auto due = now + std::int64_t(m.assets.grace_s) * 1000;
   store::rocks_db::write_fn mutation = [&m, st, user, a, upload_id, now, due](store::rocks_batch& b) {
     st->refused.reset();
-    if (!upload_id.empty()) drop_upload(b, upload_id);
+    if (!upload_id.empty()) complete_upload(b, upload_id, a.hash);
     auto mine = keys::uploader_key(user, a.hash);
     if (auto again = parse<records::uploader_record>(b.get(cf::assets, mine))) {
       again->set_at_ms(now);  // the grace period starts again

@@ -148,6 +148,7 @@ struct upload_view {
   std::int64_t created_at_ms = 0, expires_at_ms = 0;
   std::string name, declared_type;
   std::string expected_hash;  // 32 bytes or empty
+  std::string asset;          // complete: the asset's hash (offset == length), else empty
 };
 // A complete upload, hashed and in place, to be recorded.
 struct new_asset {
@@ -378,7 +379,7 @@ class message_service {
 
   // Assets (node/messages/assets.cpp): the records of node/assets' files. Before traffic:
   void set_asset_limits(config::assets_section const& limits);
-  // Whether `hash` is stored, whether upload `id` is in progress (committed state; any thread).
+  // Whether `hash` is stored, whether upload `id` is in progress (committed state, any thread).
   bool asset_exists(std::string const& hash) const;
   bool upload_exists(std::string const& id) const;
   // The hash of `hash`'s thumbnail, or "" (none, or no such asset; committed state).
@@ -393,16 +394,15 @@ class message_service {
   result<bool> quota_allows(std::string const& user, std::uint64_t length, std::uint64_t streaming = 0) const;
   // Starts a resumable upload (`streaming` as above). Errors: asset_too_large, quota_exceeded, too_many_uploads.
   awaitable<result<upload_view>> begin_upload(std::string user, upload_view spec, std::uint64_t streaming = 0);
-  // An upload of `user`'s. Errors: upload_not_found (also another user's, or expired).
+  // An upload of `user`'s, maybe complete. Errors: upload_not_found (another's, expired).
   result<upload_view> upload(std::string const& user, std::string const& id) const;
   // The upload's bytes up to `offset` are durable.
   awaitable<errors::status> advance_upload(std::string id, std::uint64_t offset);
-  // Removes an upload's record and gives its reserved bytes back (the caller removes its
-  // file). True if there was one.
+  // Removes an upload's record, its reservation given back; true if it was in progress.
   awaitable<result<bool>> end_upload(std::string id);
-  // Records a complete upload (`upload_id`: the resumable upload it completes, whose
-  // record goes in the same write). The caller holds the hash's claim (node/assets). Errors:
-  // quota_exceeded.
+  // Records a complete upload (`upload_id`: the resumable upload it completes, whose record
+  // names the asset until it expires, its reservation given back, in the same write). The
+  // caller holds the hash's claim (node/assets). Errors: quota_exceeded.
   awaitable<result<asset_view>> record_asset(std::string user, new_asset a, std::string upload_id);
   // Hashes whose collection is due at `now_ms` (at most `max`), each with its due entries;
   // and uploads expired by then.

@@ -730,6 +730,58 @@ class AssetsTest(AssetCase):
         self.assertAsset(r.json, data, name="voice.bin")
         self.fetch(a, r.json["id"], data)
 
+    def test_a_client_that_lost_the_completing_chunks_answer_learns_the_asset(self):
+        """The connection drops after the last chunk was sent, before its answer was read: the
+        upload, asked again, says it is complete and what it became (not 404: the client would
+        have to send the whole file again)."""
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        data = blob(300 * KIB, "lost answer")
+        uid = self.new_upload(a, len(data), name="film.bin")["upload_id"]
+        first = 100 * KIB
+        self.assertStatus(self.patch(a, uid, 0, data[:first]), 204)
+        s = self.node.raw_socket()
+        try:
+            s.sendall(request_head(self.node, "PATCH", self.upath(uid), a["access_token"],
+                                   [("Upload-Offset", str(first)), ("Content-Length", str(len(data) - first)),
+                                    ("Content-Type", "application/offset+octet-stream")]))
+            s.sendall(data[first:])
+        finally:
+            s.close()  # before the answer
+        deadline = time.monotonic() + POLL_S
+        while self.offset_of(a, uid) < len(data):
+            if time.monotonic() > deadline:
+                self.fail("the upload stayed at %d of %d after its last chunk" % (self.offset_of(a, uid), len(data)))
+            time.sleep(0.05)
+        r = self.upload_state(a, uid)
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json["offset"], r.json["length"]), (len(data), len(data)), r.describe())
+        self.assertEqual(r.headers.get("Upload-Length"), str(len(data)), r.describe())
+        self.assertAsset(r.json.get("asset"), data, name="film.bin")
+        head = self.upload_state(a, uid, method="HEAD")
+        self.assertStatus(head, 200)
+        self.assertEqual(head.headers.get("Upload-Offset"), str(len(data)), head.describe())
+        # The last chunk sent again, as a client that never saw its answer would: the offset it
+        # stands at, and that it is complete.
+        again = self.patch(a, uid, first, data[first:])
+        self.assertError(again, 409, "offset_mismatch")
+        self.assertEqual(again.headers.get("Upload-Offset"), str(len(data)), again.describe())
+        self.assertIn("complete", again.json["error"]["message"])
+        # An empty chunk at the end: the completing answer again.
+        done = self.patch(a, uid, len(data), b"")
+        self.assertStatus(done, 201)
+        self.assertAsset(done.json, data, name="film.bin")
+        self.assertEqual(done.headers.get("Upload-Offset"), str(len(data)), done.describe())
+        self.assertError(self.patch(a, uid, len(data), b"x"), 413, "upload_overflow")
+        # Still the creator's alone; it holds no room of the quota nor a place among the uploads
+        # in progress (test_too_many_uploads_in_progress); deleting it leaves the asset.
+        self.assertError(self.upload_state(b, uid), 404, "upload_not_found")
+        self.assertError(self.patch(b, uid, len(data), b""), 404, "upload_not_found")
+        self.assertStatus(self.http("DELETE", self.upath(uid), a), 204)
+        self.assertError(self.upload_state(a, uid), 404, "upload_not_found")
+        self.fetch(a, blake(data), data)
+        self.assertHealthy()
+
     # 3 ---------------------------------------------------------------------------------------
 
     def test_upload_offsets_overflow_and_hash_mismatch(self):

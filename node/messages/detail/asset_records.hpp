@@ -1,4 +1,4 @@
-// Helpers of the asset records shared by node/messages/assets.cpp and asset_upkeep.cpp.
+// Helpers of the asset records shared by node/messages/assets.cpp, uploads.cpp and asset_upkeep.cpp.
 #pragma once
 
 #include <algorithm>
@@ -65,6 +65,13 @@ asset_view view_of(std::string const& hash, records::asset_record const& rec);
 // collector is to look at it.
 records::asset_record put_asset(store::rocks_batch& b, std::string const& hash, std::uint64_t size,
                                 std::string const& type, std::int64_t now, std::int64_t due_ms);
+
+// The quota check inside a write: `more` bytes on top of the `used` bytes of a user's.
+// asset_too_large or quota_exceeded (with the numbers), else nullopt.
+std::optional<errors::failure> over_quota(config::assets_section const& limits, std::uint64_t used, std::uint64_t more);
+// Inside a write (uploads.cpp): upload `id` is complete, its reservation given back; its
+// record names the asset (`hash`) until it expires.
+void complete_upload(store::rocks_batch& b, std::string const& id, std::string const& hash);
 
 // Inside a write (the message service's side of federation, remote_assets.cpp), before
 // the message is stored: the references a message from another region (to be stored as
