@@ -56,10 +56,10 @@ std::string clipped(std::string_view text, std::size_t limit) {
 // fail2ban sees every one.
 log::throttle cheap_failures(std::chrono::milliseconds(50), 100);
 
-// A security event of an account for the audit log (docs/OPERATIONS.md, "Audit log"):
-// who (as they named themselves), from where, and the error code when it failed.
-void audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
-                   std::string const& device = "", bool rehashed = false) {
+}  // namespace
+
+void detail::audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
+                           std::string const& device, bool rehashed) {
   std::uint64_t held = 0;
   if (failed && failed->code != code::invalid_credentials && failed->code != code::refresh_token_reused &&
       failed->code != code::user_disabled) {
@@ -82,6 +82,8 @@ void audit_account(char const* action, errors::failure const* failed, std::strin
               {"user_agent.original", clipped(r.header("user-agent"), 256)}});
 }
 
+namespace {
+
 awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
   auto body = parse_json_request(r);
   if (!body) co_return error_response(body.error());
@@ -98,80 +100,6 @@ awaitable<response> register_user(std::shared_ptr<user_api> api, request r) {
   audit_account("user-register", p ? nullptr : &p.error(), name.value(), r);
   if (!p) co_return error_response(p.error());
   co_return json_response(201, profile_json(p.value(), api->users.region()));
-}
-
-awaitable<response> login(std::shared_ptr<user_api> api, request r) {
-  auto body = parse_json_request(r);
-  if (!body) co_return error_response(body.error());
-  auto name = required_string(*body, "name");
-  if (!name) co_return error_response(name.error());
-  auto password = required_string(*body, "password");
-  if (!password) co_return error_response(password.error());
-  auto device = required_string(*body, "device_name");
-  if (!device) co_return error_response(device.error());
-  auto known = optional_string(*body, "device_token");
-  if (!known) co_return error_response(known.error());
-  auto t = co_await api->users.login(name.value(), password.value(), device.value(), r.client_address,
-                                     known.value().value_or(""));
-  audit_account("user-login", t ? nullptr : &t.error(), name.value(), r, "", t && t.value().password_rehashed);
-  if (!t) {
-    if (t.error().code == code::invalid_credentials) api->metrics.login_failed();
-    co_return error_response(t.error());
-  }
-  auto answer = tokens_json(t.value(), api->users.region());
-  answer["device_token"] = t.value().device_token;
-  co_return json_response(201, answer);
-}
-
-awaitable<response> refresh(std::shared_ptr<user_api> api, request r) {
-  auto body = parse_json_request(r);
-  if (!body) co_return error_response(body.error());
-  auto token = required_string(*body, "refresh_token");
-  if (!token) co_return error_response(token.error());
-  auto t = co_await api->users.refresh(token.value());
-  if (!t && t.error().code == code::refresh_token_reused)  // a stolen token, or a client's bug: the session ends
-    audit_account("token-refresh-reuse", &t.error(), "", r);
-  if (!t) co_return error_response(t.error());
-  co_return json_response(200, tokens_json(t.value(), api->users.region()));
-}
-
-awaitable<response> logout(std::shared_ptr<user_api> api, request r) {
-  auto who = authenticate(*api, r);
-  if (!who) co_return error_response(who.error());
-  auto s = co_await api->users.logout(who.value());
-  audit_account("user-logout", s ? nullptr : &s.error(), who->user_name, r, who->device_id);
-  if (!s) co_return error_response(s.error());
-  // The browser's cache goes too: it holds the attachments this session downloaded.
-  auto done = no_content();
-  done.headers.emplace_back("Clear-Site-Data", "\"cache\"");
-  co_return done;
-}
-
-// The caller's own devices: GET lists the sessions not revoked; DELETE /{device_id} ends
-// one (another user's device is session_not_found: no telling whose it is).
-awaitable<response> own_sessions(std::shared_ptr<user_api> api, request r, std::string device_id) {
-  auto who = authenticate(*api, r);
-  if (!who) co_return error_response(who.error());
-  auto sessions = api->users.list_sessions(who->user_name);
-  if (device_id.empty()) {
-    json::array list;
-    for (auto const& s : sessions)
-      if (!s.revoked)
-        list.push_back(json::object{{"device_id", s.device_id},
-                                    {"device_name", s.device_name},
-                                    {"created_at", rfc3339(s.created_at_ms)},
-                                    {"last_refreshed_at", rfc3339(s.last_refreshed_at_ms)},
-                                    {"current", s.device_id == who->device_id}});
-    co_return json_response(200, json::object{{"sessions", std::move(list)}});
-  }
-  bool own = std::any_of(sessions.begin(), sessions.end(), [&](auto const& s) { return s.device_id == device_id; });
-  if (!own) co_return error_response(fail(code::session_not_found, "no device " + device_id + " of yours"));
-  auto revoked = co_await api->users.revoke_session(device_id);
-  audit_account("session-revoke", revoked ? nullptr : &revoked.error(), who->user_name, r, device_id);
-  if (!revoked) co_return error_response(revoked.error());
-  auto done = no_content();
-  if (device_id == who->device_id) done.headers.emplace_back("Clear-Site-Data", "\"cache\"");  // as a logout
-  co_return done;
 }
 
 awaitable<response> me(std::shared_ptr<user_api> api, request r) {
@@ -394,26 +322,8 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
     if (m != "POST") co_return method_not_allowed("POST");
     co_return co_await register_user(api, std::move(r));
   }
-  if (p == "/v1/sessions" && m != "GET") {
-    if (m != "POST") co_return method_not_allowed("GET, POST");
-    co_return co_await login(api, std::move(r));
-  }
-  if (p == "/v1/sessions/refresh") {
-    if (m != "POST") co_return method_not_allowed("POST");
-    co_return co_await refresh(api, std::move(r));
-  }
-  if (p == "/v1/sessions/current") {
-    if (m != "DELETE") co_return method_not_allowed("DELETE");
-    co_return co_await logout(api, std::move(r));
-  }
-  if (p == "/v1/sessions" && m == "GET") co_return co_await own_sessions(api, std::move(r), std::string());
-  constexpr std::string_view sessions_prefix = "/v1/sessions/";
-  if (p.starts_with(sessions_prefix) && p.size() > sessions_prefix.size() &&
-      p.find('/', sessions_prefix.size()) == std::string::npos) {
-    if (m != "DELETE") co_return method_not_allowed("DELETE");
-    std::string device = p.substr(sessions_prefix.size());
-    co_return co_await own_sessions(api, std::move(r), std::move(device));
-  }
+  if (p == "/v1/sessions" || p.starts_with("/v1/sessions/") || p == "/v1/me/password")
+    co_return co_await sessions_route(api, std::move(r));
   if (p == "/v1/me") {
     if (m != "GET" && m != "PATCH") co_return method_not_allowed("GET, PATCH");
     co_return co_await me(api, std::move(r));

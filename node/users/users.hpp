@@ -180,6 +180,16 @@ class user_service {
   // Revokes the caller's session (revoke_session of who.device_id). Errors:
   // session_not_found (the session was forgotten meanwhile), internal. Any executor.
   awaitable<errors::status> logout(principal who);
+  // The caller changes their password (own_account.cpp): `current` must be the account's
+  // (guesses wait as failed logins do, on a count of their own), `password` is checked as
+  // set_password's; every other session of the user is revoked in the same commit, the
+  // caller's stays. Errors: invalid_credentials (field current_password; also when the
+  // password changed meanwhile), weak_password (field new_password), rate_limited,
+  // session_revoked, internal. Any executor.
+  awaitable<errors::status> change_password(principal who, std::string current, std::string password);
+  // Revokes every session of the caller's user but the caller's own; how many. Errors:
+  // session_revoked, internal. Any executor.
+  awaitable<result<std::size_t>> revoke_other_sessions(principal who);
 
   // A user of this region by bare name or `name@region`; disabled users are found
   // (disabled = true), deleted ones are not. Errors: user_not_found (also for a malformed

@@ -292,6 +292,62 @@ class SessionsTest(NodeTestCase):
         self.assertError(self.node.request("PUT", "/v1/sessions/" + phone["device_id"], token=phone["access_token"]),
                          405, "method_not_allowed")
 
+    def test_a_user_changes_their_password_and_their_other_devices_are_logged_out(self):
+        self.node.new_user("hank")
+        phone = self.node.new_session("hank", device="hank's phone")
+        laptop = self.node.new_session("hank", device="hank's laptop (stolen)")
+        change = lambda session, body: self.node.request("POST", "/v1/me/password", body,
+                                                         token=session["access_token"])
+        fresh = "a new password 456"
+        # Wrong, weak or missing: nothing changes.
+        self.assertError(change(phone, {"current_password": "not it", "new_password": fresh}), 401,
+                         "invalid_credentials", field="current_password")
+        self.assertError(change(phone, {"current_password": PW, "new_password": "short"}), 400,
+                         "weak_password", field="new_password")
+        self.assertError(change(phone, {"new_password": fresh}), 400, "missing_field", field="current_password")
+        self.assertError(self.node.request("POST", "/v1/me/password", {"current_password": PW, "new_password": fresh}),
+                         401, "missing_token")
+        self.assertError(self.node.request("GET", "/v1/me/password", token=phone["access_token"]), 405,
+                         "method_not_allowed")
+        self.assertStatus(self.me(laptop["access_token"]), 200)
+        self.assertStatus(self.node.login("hank", PW), 201)
+        # Changed: the old password no longer logs in, the new one does; the other devices
+        # (the one logged in with the old password too) are out, the phone stays.
+        r = change(phone, {"current_password": PW, "new_password": fresh})
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertError(self.me(laptop["access_token"]), 401, "session_revoked")
+        self.assertRefreshRefusedAsRevoked(self.node.refresh(laptop["refresh_token"]))
+        self.assertStatus(self.me(phone["access_token"]), 200)
+        self.assertStatus(self.node.refresh(phone["refresh_token"]), 200)
+        self.assertError(self.node.login("hank", PW), 401, "invalid_credentials")
+        self.assertStatus(self.node.login("hank", fresh), 201)
+        # A revoked session cannot change it back.
+        self.assertError(change(laptop, {"current_password": fresh, "new_password": PW}), 401, "session_revoked")
+        self.assertError(self.node.login("hank", PW), 401, "invalid_credentials")
+
+    def test_a_user_ends_every_other_device(self):
+        self.node.new_user("iris")
+        self.node.new_user("jack")
+        phone = self.node.new_session("iris", device="iris's phone")
+        others = [self.node.new_session("iris", device="device %d" % i) for i in range(3)]
+        jack = self.node.new_session("jack")
+        self.assertStatus(self.node.request("DELETE", "/v1/sessions/current", token=others[2]["access_token"]), 204)
+        r = self.node.request("DELETE", "/v1/sessions/others", token=phone["access_token"])
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json, {"ended": 2}, "the two live ones; the logged-out one was ended already")
+        for other in others:
+            self.assertError(self.me(other["access_token"]), 401, "session_revoked")
+        self.assertStatus(self.me(phone["access_token"]), 200)
+        self.assertStatus(self.me(jack["access_token"]), 200, "another user's devices are not touched")
+        r = self.node.request("GET", "/v1/sessions", token=phone["access_token"])
+        self.assertEqual([s["device_id"] for s in r.json["sessions"]], [phone["device_id"]])
+        r = self.node.request("DELETE", "/v1/sessions/others", token=phone["access_token"])
+        self.assertEqual(r.json, {"ended": 0}, r.describe())
+        self.assertError(self.node.request("DELETE", "/v1/sessions/others", token=others[0]["access_token"]), 401,
+                         "session_revoked")
+        self.assertError(self.node.request("GET", "/v1/sessions/others", token=phone["access_token"]), 405,
+                         "method_not_allowed")
+
     def test_logout_requires_token(self):
         r = self.node.request("DELETE", "/v1/sessions/current")
         self.assertError(r, 401, "missing_token")
@@ -419,6 +475,22 @@ class RateLimitTest(NodeTestCase):
         for i in range(3):
             self.assertError(node.login("ivan", "wrong password"), 401, "invalid_credentials", msg="free #%d" % i)
         node.new_session("ivan")
+
+    def test_wrong_current_passwords_back_off_on_a_count_of_their_own(self):
+        """A stolen session guessing at the password to change it waits as failed logins do;
+        the account's logins are not locked by it."""
+        node = self.start_node(config=self.CONFIG)
+        node.new_user("judy")
+        s = node.new_session("judy")
+        guess = {"current_password": "a guess", "new_password": "a new password 456"}
+        change = lambda body: node.request("POST", "/v1/me/password", body, token=s["access_token"])
+        for i in range(4):
+            self.assertError(change(guess), 401, "invalid_credentials", msg="guess #%d" % i)
+        retry = self.assertRateLimited(change({"current_password": PW, "new_password": "a new password 456"}), 1, 2)
+        self.assertStatus(node.login("judy", PW), 201, "the account's logins go on")
+        time.sleep(retry + 0.3)
+        self.assertStatus(change({"current_password": PW, "new_password": "a new password 456"}), 204)
+        self.assertStatus(node.login("judy", "a new password 456"), 201)
 
     def test_concurrent_guesses_are_limited_too(self):
         # A burst of parallel guesses must not all be tried while the first ones hash.

@@ -57,5 +57,11 @@ awaitable<response> push_route(std::shared_ptr<user_api> api, request r);
 boost::json::object push_target_json(messages::push_target const& t);
 // /v1/assets and /v1/uploads (assets_api.cpp; downloads in assets_download.cpp).
 awaitable<response> assets_route(std::shared_ptr<user_api> api, request r);
+// /v1/sessions and everything under it, and /v1/me/password (sessions_api.cpp).
+awaitable<response> sessions_route(std::shared_ptr<user_api> api, request r);
+// A security event of an account for the audit log (docs/OPERATIONS.md, "Audit log"):
+// who (as they named themselves), from where, and the error code when it failed.
+void audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
+                   std::string const& device = "", bool rehashed = false);
 
 }  // namespace petchat::gateway::detail

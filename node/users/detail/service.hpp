@@ -291,19 +291,30 @@ struct user_service::impl {
     co_return to_profile(**out);
   }
 
-  // Marks every session of `name` revoked, inside a write transaction.
-  void revoke_all(store::lmdb_txn& txn, std::string const& name) {
+  // Marks every session of `name` revoked but `keep` (a raw device id), inside a write
+  // transaction; how many it revoked.
+  std::size_t revoke_all(store::lmdb_txn& txn, std::string const& name, std::string const& keep = {}) {
     std::vector<std::string> ids;
     txn.for_each(user_devices, name + '\0', [&](std::string_view key, std::string_view) {
       ids.emplace_back(key.substr(name.size() + 1));
       return true;
     });
+    std::size_t revoked = 0;
     for (auto const& id : ids) {
-      auto device = read_device(txn, id);
+      auto device = id == keep ? std::nullopt : read_device(txn, id);
       if (!device || device->revoked()) continue;
       device->set_revoked(true);
       txn.put(devices, id, device->SerializeAsString());
+      ++revoked;
     }
+    return revoked;
+  }
+
+  // Whether `device` (raw) is still a live session of `name`: inside a write, a session
+  // revoked while its request was on its way must not act any more.
+  bool still_live(store::lmdb_txn const& txn, std::string const& name, std::string const& device) const {
+    auto d = read_device(txn, device);
+    return d && !d->revoked() && d->user_name() == name;
   }
 };
 

@@ -1,0 +1,112 @@
+// What a user does to their own account's security (docs/PROTOCOL.md, "Your password and
+// your other devices"): change the password, knowing the current one, and end every other
+// session. Both leave the caller's own session as it is.
+#include "node/users/detail/service.hpp"
+
+// GCC 12 destroys a capturing lambda written inside a co_await expression twice (a double
+// free). Every lambda handed to an awaited call is therefore first stored in a named
+// variable, and the named variable is moved in.
+
+namespace petchat::users {
+
+namespace {
+
+failure revoked_meanwhile() {
+  return fail(code::session_revoked, "this session has been revoked; log in again");
+}
+
+}  // namespace
+
+awaitable<errors::status> user_service::change_password(principal who, std::string current, std::string password) {
+  auto& m = *impl_;
+  if (auto f = m.check_password(password)) {
+    f->field = "new_password";
+    co_return *f;
+  }
+  auto device = format::from_base64url(who.device_id);
+  if (!device) co_return revoked_meanwhile();
+  auto name = who.user_name;
+  // Guesses at the current password by whoever holds a session (a stolen laptop) wait as
+  // failed logins do, on a count of their own: a guesser here must not lock the account's
+  // logins, nor the account's failed logins this.
+  std::string key = "change:" + name;
+  if (auto wait = m.account_limiter.wait_ms(key, now_ms()); wait > 0)
+    co_return errors::rate_limited("too many wrong passwords; try again later", wait);
+  if (!m.account_limiter.begin(key, now_ms())) co_return m.busy();
+  struct attempt {
+    detail::login_limiter& limiter;
+    std::string key;
+    ~attempt() { limiter.end(key); }
+  } pending{m.account_limiter, key};
+  auto user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
+  if (!user) co_return revoked_meanwhile();
+  auto hash = user->password_hash();
+  auto slot = m.hash_slot();
+  if (!slot) co_return m.busy();
+  // The current password checked, and only if it is right the new one hashed (at the
+  // configured cost), in the same slot.
+  auto cpu_work = [hash, current = std::move(current), password = std::move(password), p = m.params()] {
+    detail::checked_password checked{detail::verify_password(hash, current), {}};
+    if (checked.match) checked.rehash = detail::hash_password(password, p);
+    return checked;
+  };
+  auto checked = co_await async::offload(m.cpu_pool, std::move(cpu_work));
+  slot.reset();
+  if (!checked.match) {
+    m.account_limiter.failed(key, now_ms());
+    co_return fail(code::invalid_credentials, "the current password is wrong", "current_password");
+  }
+  m.account_limiter.succeeded(key);
+  struct state {
+    bool live = true, same = true;
+  };
+  auto st = std::make_shared<state>();
+  store::lmdb_env::write_fn mutation = [&m, st, name, hash, fresh = std::move(checked.rehash),
+                                        device = *device](store::lmdb_txn& txn) {
+    st->live = m.still_live(txn, name, device);
+    auto u = m.read_user(txn, name);
+    st->live = st->live && u && !u->disabled();
+    if (!st->live) return false;
+    // Changed meanwhile (another device, an admin): the current password checked is not the
+    // account's any more.
+    if (st->same = u->password_hash() == hash; !st->same) return false;
+    u->set_password_hash(fresh);
+    // Device tokens of the old password are worthless now, as after a reset.
+    u->set_password_generation(u->password_generation() + 1);
+    txn.put(m.accounts, name, u->SerializeAsString());
+    m.revoke_all(txn, name, device);
+    return true;
+  };
+  auto outcome = co_await async::write(m.env, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the password could not be stored");
+  if (!st->live) co_return revoked_meanwhile();
+  if (!st->same)
+    co_return fail(code::invalid_credentials, "the password was changed meanwhile: try again with the new one",
+                   "current_password");
+  m.tell_sessions_changed(name);  // the other devices' live streams and push targets end
+  co_return errors::ok();
+}
+
+awaitable<result<std::size_t>> user_service::revoke_other_sessions(principal who) {
+  auto& m = *impl_;
+  auto device = format::from_base64url(who.device_id);
+  if (!device) co_return revoked_meanwhile();
+  struct state {
+    bool live = true;
+    std::size_t revoked = 0;
+  };
+  auto st = std::make_shared<state>();
+  store::lmdb_env::write_fn mutation = [&m, st, name = who.user_name, device = *device](store::lmdb_txn& txn) {
+    st->revoked = 0;
+    if (st->live = m.still_live(txn, name, device); !st->live) return false;
+    st->revoked = m.revoke_all(txn, name, device);
+    return st->revoked > 0;
+  };
+  auto outcome = co_await async::write(m.env, std::move(mutation));
+  if (outcome == store::write_outcome::failed) co_return m.write_failed("the sessions could not be revoked");
+  if (!st->live) co_return revoked_meanwhile();
+  if (st->revoked > 0) m.tell_sessions_changed(who.user_name);
+  co_return st->revoked;
+}
+
+}  // namespace petchat::users
