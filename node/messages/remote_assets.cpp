@@ -144,12 +144,19 @@ void detail::note_remote_attachments(message_service::impl const& m, store::rock
 
 std::optional<std::string> detail::awaits_proof(message_service::impl const& m, std::string const& user,
                                                 std::string const& hash) {
-  std::set<std::string> regions;  // of waiting references in the user's conversations
+  // Of waiting references in messages the user may see (as may_download asks of counted
+  // ones): a member who joined after the message, with the history hidden, or who deleted
+  // it for themselves, must get the 404 anyone gets, not learn that it is on its way.
+  std::set<std::string> regions;
   std::size_t seen = 0;
+  auto now = now_ms();
   auto first = keys::pending_refs_first(hash);
-  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view, std::string_view value) {
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
     auto [from, conv] = split_pending(value);
-    if (m.member(user, std::string(conv))) regions.emplace(from);
+    if (!regions.contains(std::string(from)) && m.member(user, std::string(conv))) {
+      auto sm = m.load(std::string(key.substr(first.size())));
+      if (sm && m.visible(*sm, user, now) && m.may_see(user, *sm)) regions.emplace(from);
+    }
     return ++seen < waiting_scan_max;
   });
   // Only while that region is still asked: a fetch given up leaves nothing to wait for.

@@ -348,6 +348,30 @@ class AssetsAcrossRegions(AssetFederationCase):
         B.wait_event(ev_message(again["message_id"]), CROSS_S)
         self.wait_download(bob, asset["id"], data)
 
+    def test_an_attachment_on_its_way_is_not_pending_for_one_who_may_not_see_its_message(self):
+        """Pending tells that the asset is in a message the caller may see: deleted for them,
+        it is 404 as for anything else, not "on its way from europe"."""
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        A = self.connect(alice)
+        bob_session = self.session(bob)
+        self.token(alice), self.token(bob)
+        st = self.wait_federation(EUROPE, lambda st: self.outbox_to(st, AMERICA) == [0],
+                                  "europe's outbox to america empty")
+        published = st["published"]
+        self.pause(AMERICA)
+        data = blob(200 * KIB, "deleted while on its way")
+        asset = self.upload(alice, data, "gone.bin")
+        acc = self.send_attached(A, bob, [{"asset_id": asset["id"]}], text="soon deleted")
+        self.wait_federation(EUROPE, lambda st: st["published"] > published, "alice's message published")
+        self.pause(EUROPE)
+        self.resume(AMERICA)
+        B = self.connect(bob, bob_session)
+        B.wait_event(ev_message(acc["message_id"]), HEAL_S, what="alice's message, europe stopped")
+        self.assertPending(self.download(bob, asset["id"]), "bob sees the message")
+        self.assertStatus(self.http(bob, "DELETE", "/v1/messages/%s?for=me" % acc["message_id"]), 204)
+        self.assertGone(bob, asset["id"], "deleted for bob, europe stopped")
+        self.resume(EUROPE)
+
     # 3 ---------------------------------------------------------------------------------------
 
     def test_a_region_does_not_serve_assets_to_regions_that_may_not_see_them(self):
