@@ -63,9 +63,10 @@ struct data_dir_record {
 // their mailbox entries pointing to it, which a build of format 3 would skip; format 5
 // indexes the references to an asset by conversation as well (k/ keys), which a build of
 // format 4 would not keep (the message service writes the index of an older store at its
-// first start). A change to a store's key layout raises it and adds a step to the
+// first start); format 6 indexes push targets by what they push to (k/ keys in `push`),
+// written likewise. A change to a store's key layout raises it and adds a step to the
 // migration in data_dir.cpp.
-inline constexpr int data_format = 5;
+inline constexpr int data_format = 6;
 
 // Binds `data_dir` to `region` and checks that this build understands its format. The
 // first start writes datadir.json (and `<data_dir>/region`, which nodes before 0.2 check),

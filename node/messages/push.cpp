@@ -5,10 +5,12 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <vector>
 
 #include "node/async/async.hpp"
+#include "node/messages/detail/opening.hpp"
 #include "node/messages/detail/push.hpp"
 #include "node/messages/detail/service.hpp"
 
@@ -64,6 +66,56 @@ records::push_target_record record_of(push_target const& t) {
 bool same_target(records::push_target_record const& a, push_target const& b) {
   if (a.kind() == "matrix") return b.kind == "matrix" && a.app_id() == b.app_id && a.pushkey() == b.pushkey;
   return a.kind() == b.kind && a.endpoint() == b.endpoint;
+}
+
+// What a target pushes to (detail/push.hpp, k/): one Web Push or UnifiedPush endpoint, or
+// one Matrix app's pushkey, whatever the kind that names it.
+std::string identity_of(std::string_view kind, std::string_view endpoint, std::string_view app_id,
+                        std::string_view pushkey) {
+  std::string text = kind == "matrix"
+                         ? "matrix" + std::string(1, '\0') + std::string(app_id) + '\0' + std::string(pushkey)
+                         : "endpoint" + std::string(1, '\0') + std::string(endpoint);
+  std::string out(keys::push_identity_bytes, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),
+                     reinterpret_cast<unsigned char const*>(text.data()), text.size(), nullptr, 0);
+  return out;
+}
+std::string identity_of(records::push_target_record const& r) {
+  return identity_of(r.kind(), r.endpoint(), r.app_id(), r.pushkey());
+}
+
+// Inside a write: the target at `key` goes, with its index entry.
+void erase_target(store::rocks_batch& b, std::string const& key, records::push_target_record const& r) {
+  b.erase(cf::push, key);
+  b.erase(cf::push, keys::push_identity_key(identity_of(r), key));
+}
+
+// Inside a write: every other target that pushes to `identity` goes (a device that changed
+// hands, or an app registered again under another account or device, must not be pushed the
+// last one's messages); how many. Targets added by earlier requests of the same batch are
+// not seen (two users registering one endpoint at the same moment keep it both).
+std::size_t take_identity(message_service::impl const& m, store::rocks_batch& b, std::string const& identity,
+                          std::string const& keep) {
+  std::vector<std::string> index;
+  auto first = keys::push_identity_first(identity);
+  m.db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    index.emplace_back(key);
+    return index.size() < 4096;
+  });
+  std::size_t taken = 0;
+  for (auto const& entry : index) {
+    auto target = "t/" + entry.substr(first.size());
+    if (target == keep) continue;
+    records::push_target_record r;
+    auto v = b.get(cf::push, target);
+    if (v && r.ParseFromString(*v) && identity_of(r) == identity) {
+      erase_target(b, target, r);
+      ++taken;
+    } else {
+      b.erase(cf::push, entry);  // gone already (removed within this batch)
+    }
+  }
+  return taken;
 }
 
 // Calls fn(device, id, record) for each target under `owner` (a user's or a device's).
@@ -129,6 +181,7 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     bool too_many = false;
     bool too_many_for_user = false;
     push_target stored;
+    std::size_t taken = 0;  // other targets that pushed to the same place
   };
   auto st = std::make_shared<state>();
   store::rocks_db::write_fn mutation = [&m, st, t, max_per_device, max_per_user](store::rocks_batch& b) {
@@ -185,8 +238,11 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
         return false;
       }
     }
-    b.put(cf::push, keys::push_target_key(t.user, t.device_id, st->stored.id),
-          record_of(st->stored).SerializeAsString());
+    auto key = keys::push_target_key(t.user, t.device_id, st->stored.id);
+    auto identity = identity_of(t.kind, t.endpoint, t.app_id, t.pushkey);
+    st->taken = take_identity(m, b, identity, key);
+    b.put(cf::push, key, record_of(st->stored).SerializeAsString());
+    b.put(cf::push, keys::push_identity_key(identity, key), "");
     if (!same) batch.push_back(st->stored);
     m.push.add(t.user);
     return true;
@@ -199,6 +255,9 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
     co_return fail(code::too_many_push_targets, "your devices have " + std::to_string(max_per_user) +
                                                     " push targets already: remove one, or log a device out");
   if (outcome != store::write_outcome::committed) co_return m.write_failed("the push target could not be stored");
+  if (st->taken > 0)
+    log::get("push")->info("a push target of {}'s took over {} other target(s) that pushed to the same place",
+                           log::printable(t.user), st->taken);
   co_return st->stored;
 }
 
@@ -207,8 +266,10 @@ awaitable<result<bool>> message_service::remove_push_target(std::string user, st
   auto found = std::make_shared<bool>(false);
   store::rocks_db::write_fn mutation = [found, user, device_id, id](store::rocks_batch& b) {
     auto key = keys::push_target_key(user, device_id, id);
-    *found = b.get(cf::push, key).has_value();
-    if (*found) b.erase(cf::push, key);
+    auto v = b.get(cf::push, key);
+    *found = v.has_value();
+    records::push_target_record r;
+    if (*found) r.ParseFromString(*v) ? erase_target(b, key, r) : b.erase(cf::push, key);
     return *found;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));
@@ -221,12 +282,15 @@ awaitable<result<std::size_t>> message_service::remove_device_push(std::string u
   auto removed = std::make_shared<std::size_t>(0);
   store::rocks_db::write_fn mutation = [&m, removed, user, device_id](store::rocks_batch& b) {
     auto owner = keys::push_device_owner(user, device_id);
-    std::vector<std::string> found;
-    m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view) {
-      found.emplace_back(key);
+    std::vector<std::pair<std::string, std::string>> found;  // key, record
+    m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view value) {
+      found.emplace_back(key, value);
       return true;
     });
-    for (auto const& key : found) b.erase(cf::push, key);
+    for (auto const& [key, value] : found) {
+      records::push_target_record r;
+      r.ParseFromString(value) ? erase_target(b, key, r) : b.erase(cf::push, key);
+    }
     *removed = found.size();
     b.erase(cf::push, keys::push_settings_key(user, device_id));
     return true;
@@ -240,15 +304,19 @@ awaitable<result<std::size_t>> message_service::remove_user_push(std::string use
   auto& m = *impl_;
   auto targets = std::make_shared<std::size_t>(0);
   store::rocks_db::write_fn mutation = [&m, user, targets](store::rocks_batch& b) {
-    std::vector<std::string> found;
+    std::vector<std::pair<std::string, std::string>> found;  // key, record
     for (auto const& owner : {keys::push_targets_owner(user), "s/" + user + '\0'})
-      m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view) {
-        found.emplace_back(key);
+      m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view value) {
+        found.emplace_back(key, value);
         return true;
       });
-    *targets = static_cast<std::size_t>(
-        std::count_if(found.begin(), found.end(), [](std::string const& k) { return k.starts_with("t/"); }));
-    for (auto const& key : found) b.erase(cf::push, key);
+    *targets = 0;
+    for (auto const& [key, value] : found) {
+      records::push_target_record r;
+      bool target = key.starts_with("t/");
+      *targets += target;
+      target&& r.ParseFromString(value) ? erase_target(b, key, r) : b.erase(cf::push, key);
+    }
     b.erase(cf::push, keys::push_pending_key(user));
     return true;
   };
@@ -379,6 +447,37 @@ awaitable<errors::status> message_service::push_settled(std::string user, std::u
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the push outbox could not be updated");
   co_return errors::ok();
+}
+
+void detail::index_push_identities(message_service::impl& m) {
+  if (m.db.get(cf::state, keys::push_identities_indexed_key())) return;
+  constexpr std::size_t per_write = 4096;
+  std::string from = "t/";
+  std::size_t indexed = 0;
+  for (;;) {
+    auto found = std::make_shared<std::vector<std::string>>();  // index keys
+    m.db.scan(cf::push, from, keys::prefix_end("t/"), [&](std::string_view key, std::string_view value) {
+      records::push_target_record r;
+      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())))
+        found->push_back(keys::push_identity_key(identity_of(r), std::string(key)));
+      from = std::string(key) + '\0';
+      return found->size() < per_write;
+    });
+    bool last = found->size() < per_write;
+    store::rocks_db::write_fn fn = [found, last](store::rocks_batch& b) {
+      for (auto const& key : *found) b.put(cf::push, key, "");
+      if (last) b.put(cf::state, keys::push_identities_indexed_key(), "");
+      return true;
+    };
+    auto done = std::make_shared<std::promise<store::write_outcome>>();
+    auto outcome = done->get_future();
+    m.db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
+    if (outcome.get() != store::write_outcome::committed)
+      throw store::rocks_error("the index of push targets by what they push to could not be written");
+    indexed += found->size();
+    if (last) break;
+  }
+  if (indexed > 0) log::get("push")->info("indexed {} push targets by what they push to (store format 6)", indexed);
 }
 
 }  // namespace petchat::messages

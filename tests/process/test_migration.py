@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
 from harness import Node, NodeTestCase  # noqa: E402
+from pushrecv import Subscription  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -27,19 +28,19 @@ def admin_status(node):
     return r.json
 
 
-def open_upgraded(test, name, old_format):
+def open_upgraded(test, name, old_format, config=None):
     """Starts a node on fixtures/store-<name>.tar.gz (facts in store-<name>.json) and checks
-    that its data dir was upgraded from `old_format` to today's 5. Returns (node, facts)."""
+    that its data dir was upgraded from `old_format` to today's 6. Returns (node, facts)."""
     with open(os.path.join(FIXTURES, "store-%s.json" % name)) as f:
         facts = json.load(f)
-    node = Node(start=False)
+    node = Node(start=False, config=config)
     test.addCleanup(node.close)
     with tarfile.open(os.path.join(FIXTURES, "store-%s.tar.gz" % name)) as tar:
         tar.extractall(node.workdir)
     node.start()
     with open(os.path.join(node.data_dir, "datadir.json")) as f:
         rec = json.load(f)
-    test.assertEqual((rec["format"], rec["upgraded_from"]), (5, old_format), rec)
+    test.assertEqual((rec["format"], rec["upgraded_from"]), (6, old_format), rec)
     return node, facts
 
 
@@ -103,10 +104,10 @@ class FirstLayoutTest(NodeTestCase):
         node, facts = self.open_fixture()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 5, 0), rec)
+        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 6, 0), rec)
         self.assertEqual(rec["created_at"][:19], time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(key_made)))
-        self.assertTrue(any("upgraded from format 0 to 5" in line for line in node.stderr_lines + node.stdout_lines))
-        self.assertEqual(admin_status(node)["data_format"], 5)
+        self.assertTrue(any("upgraded from format 0 to 6" in line for line in node.stderr_lines + node.stdout_lines))
+        self.assertEqual(admin_status(node)["data_format"], 6)
         self.assertStatus(node.login("alice", facts.get("password", "password123")), 201)
 
     def test_old_expiry_entries_are_honoured(self):
@@ -212,6 +213,35 @@ class AssetReferencesByConversationTest(NodeTestCase):
         node.stop()
         self.assertFalse(any("indexed" in line
                              for line in node.stderr_lines[seen[0]:] + node.stdout_lines[seen[1]:]))
+
+
+class PushTargetsByWhatTheyPushToTest(NodeTestCase):
+    """A data dir of format 5 (made by fixtures/make_store_v5.py with the node of b5dd3a1):
+    alice's and bob's old phones registered the same Web Push endpoint and the same Matrix
+    pushkey. Format 6 indexes targets by what they push to, which today's node writes for
+    an older store at its first start: without it, carol registering them now would leave
+    theirs in place and they would go on being pushed to her phone."""
+
+    def test_registering_what_older_targets_push_to_takes_it_from_them(self):
+        node, facts = open_upgraded(self, "v5", 5, config={"push": {
+            "enabled": True, "allow_networks": ["127.0.0.0/8"], "vapid_subject": "mailto:tests@example.org"}})
+        listed = lambda name: sorted(t["id"] for t in node.admin(
+            "GET", "/v1/admin/push/targets?user=" + name).json["targets"])
+        self.assertEqual(listed("alice"), sorted(facts["targets"]["alice"]))
+        self.assertEqual(listed("bob"), sorted(facts["targets"]["bob"]))
+        token = node.new_session("carol", device="the phone, carol's now")["access_token"]
+        r = node.request("POST", "/v1/push/targets", token=token, body={
+            "kind": "webpush", "endpoint": facts["endpoint"], "keys": Subscription().keys()})
+        self.assertStatus(r, 201)
+        r = node.request("POST", "/v1/push/targets", token=token, body={
+            "kind": "matrix", "gateway_url": facts["gateway_url"], "app_id": facts["app_id"],
+            "pushkey": facts["pushkey"]})
+        self.assertStatus(r, 201)
+        self.assertEqual((listed("alice"), listed("bob")), ([], []))
+        self.assertEqual(len(listed("carol")), 2)
+        node.stop()
+        self.assertTrue(any("indexed 4 push targets by what they push to" in line
+                            for line in node.stderr_lines + node.stdout_lines))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pushrecv import Reply, unb64url  # noqa: E402
+from pushrecv import Reply, Subscription, unb64url  # noqa: E402
 from test_push import QUIET_S, WAIT_S, PushCase  # noqa: E402
 from wsclient import WSTimeout, ev_message, num  # noqa: E402
 
@@ -156,6 +156,36 @@ class WebPushTest(DeliveryCase):
 
     def test_unifiedpush_takes_the_same_request(self):
         self.deliver("unifiedpush")
+
+    def test_an_endpoint_registered_by_another_account_is_taken_from_the_first(self):
+        """A phone that changed hands without a logout (or an app that registers the same
+        endpoint under a new account): its endpoint pushes the newest account's messages only,
+        never the previous owner's, whose target goes (its Matrix pushkey likewise)."""
+        self.start()
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        old = alice.login("the phone, alice's")
+        _, _, path = self.webpush(old, recv)
+        _, pushkey, gateway = self.matrix(old, recv)
+        self.assertEqual(len(self.targets(old)), 2)
+        new = bob.login("the phone, bob's now")
+        _, sub, _ = self.webpush(new, recv, path=path, sub=Subscription())
+        self.matrix(new, recv, path=gateway, pushkey=pushkey)
+        self.assertEqual(self.targets(old), [], "alice's session lives on, her targets went")
+        self.assertEqual(len(self.targets(new)), 2)
+        c = self.ws(carol.login())
+        for_alice = c.send_message(alice.id, "for alice %s" % uuid.uuid4().hex)
+        for_bob = c.send_message(bob.id, "for bob")
+        self.wait_push_naming(recv, path, sub, key, for_bob["message_id"])
+        recv.assert_quiet(path, QUIET_S)
+        pushed = [n for _, n in self.pushes(recv, path, sub, key)]
+        self.assertEqual({n["user_id"] for n in pushed}, {bob.id}, "nothing of alice's: %s" % pushed)
+        self.assertNotIn(for_alice["message_id"], [n["message_id"] for n in pushed])
+        # The same endpoint registered again by another device of bob's moves there too.
+        laptop = bob.login("laptop")
+        self.webpush(laptop, recv, path=path, sub=sub)
+        self.assertEqual([t["kind"] for t in self.targets(new)], ["matrix"])
 
     def test_previews_when_the_device_opts_in(self):
         self.start(push={"preview_bytes": 10})

@@ -1,5 +1,5 @@
 // What the message service does once as it opens its store, before any traffic
-// (salvage.cpp).
+// (salvage.cpp; push_identities.cpp).
 #pragma once
 
 #include "node/messages/detail/service.hpp"
@@ -14,5 +14,11 @@ namespace petchat::messages::detail {
 // past the newest of another region's among them by more than the skew allowed (this
 // region's newest may be from a time its clock ran ahead).
 void keep_ids_ahead(message_service::impl const& m);
+
+// A store of format 5 or before: every push target is indexed by what it pushes to (format
+// 6), 4,096 per durable write, once (a key in `state` says it is done; a start stopped
+// meanwhile does it again, which writes the same keys). Throws store::rocks_error if it
+// cannot be written.
+void index_push_identities(message_service::impl& m);
 
 }  // namespace petchat::messages::detail

@@ -4,6 +4,10 @@
 //   t/ user NUL device id NUL target id  -> push_target_record
 //   s/ user NUL device id                -> push_settings_record
 //   o/ user                              -> push_pending_record: the push outbox
+//   k/ identity user NUL device id NUL target id -> "": the targets that push to one
+//      place (identity: 16 bytes of BLAKE2b of a Web Push or UnifiedPush endpoint, or of a
+//      Matrix app id and pushkey), so that registering it takes it from everyone else
+//      (format 6)
 #pragma once
 
 #include <atomic>
@@ -29,6 +33,16 @@ inline std::string push_settings_key(std::string const& user, std::string const&
 }
 inline std::string push_pending_key(std::string const& user) {
   return "o/" + user;
+}
+constexpr std::size_t push_identity_bytes = 16;
+inline std::string push_identity_first(std::string const& identity) {
+  return "k/" + identity;
+}
+inline std::string push_identity_key(std::string const& identity, std::string const& target_key) {
+  return push_identity_first(identity) + target_key.substr(2);  // the target's key without "t/"
+}
+inline std::string push_identities_indexed_key() {
+  return "push_identities_indexed";
 }
 
 // The users with push targets, and who is told of their new messages. Filled at start and
