@@ -2,7 +2,7 @@
 // between the REST API, the live stream and the state.
 import { forgetAssets } from './assets';
 import * as api from './api';
-import { applyEvent, updateLocal } from './events';
+import { applyEvent, unreadAfter, updateLocal } from './events';
 import { loadHistory, notice, setAfterRetry, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
@@ -11,8 +11,8 @@ import { nodeNow } from './nodeClock';
 import * as receiptLoader from './receiptLoader';
 import * as retention from './retention';
 import * as session from './session';
-import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation } from './store';
-import { fromEvent, fromSummary, fromWire, localMessage } from './thread';
+import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation, type Thread } from './store';
+import { fromEvent, fromSummary, fromWire, localMessage, withoutContent } from './thread';
 import { isNewer, mergeMessages, newestWhere } from './threadOrder';
 import type { SendBody, Target, WireAttachment } from './wire';
 
@@ -26,7 +26,7 @@ let typingAt = 0;
 
 const hooks = {
   refreshList: scheduleList,
-  markRead,
+  seesNewest,
   loadHistory: (id: string) => void loadHistory(id).then(() => markRead(id)),
 };
 
@@ -54,6 +54,7 @@ export function start(): void {
   sweepTimer = window.setInterval(sweepTyping, 1000);
   pruneTimer = window.setInterval(prune, PRUNE_EVERY_MS);
   document.addEventListener('visibilitychange', onVisible);
+  window.addEventListener('focus', onVisible);
 }
 
 // The session ended (logged out here or elsewhere, or revoked): the next login is a new
@@ -67,6 +68,7 @@ export function stop(): void {
   clearInterval(pruneTimer);
   retention.reset();
   document.removeEventListener('visibilitychange', onVisible);
+  window.removeEventListener('focus', onVisible);
   receiptLoader.reset();
   forgetAssets();
   for (const w of readLater.values()) clearTimeout(w.timer);
@@ -81,10 +83,15 @@ export async function logout(): Promise<void> {
   await api.logout(); // ends the session; the app then stops the chat
 }
 
+// The page came back into view, or got the focus: what is on screen is seen now.
 function onVisible(): void {
   const active = getState().activeId;
-  if (active && document.visibilityState === 'visible') markRead(active);
+  if (active) markRead(active);
 }
+
+// Whether the user can see the page: it is visible and has the focus (a window behind
+// another, or a tab in the background, is not looked at).
+const looking = (): boolean => document.visibilityState === 'visible' && document.hasFocus();
 
 // Every second: typing notices that ran out, and messages that expired.
 function sweepTyping(): void {
@@ -110,8 +117,13 @@ function scheduleList(): void {
 // it (a notice of a refusal shown meanwhile stays until the user opens a conversation).
 let listNotice = '';
 
+// List loads by when they were asked: an answer asked before the one shown is older than it.
+let listsAsked = 0;
+let listShown = 0;
+
 export async function loadConversations(): Promise<void> {
-  const asked = getState().userId;
+  const { userId: asked, conversations: then } = getState();
+  const number = ++listsAsked;
   try {
     // Every page: one ends early at about 1 MiB of summaries (large last messages), so the
     // first may hold few of the user's conversations. At most 50 pages of 200.
@@ -125,19 +137,13 @@ export async function loadConversations(): Promise<void> {
       if (!page.next) break;
       before = page.next;
     }
+    if (number < listShown) return;
+    listShown = number;
     setState((s) => {
       const conversations: Record<string, Conversation> = {};
       for (const summary of summaries) {
         const c = fromSummary(summary);
-        const old = s.conversations[c.id];
-        // A message seen live may be newer than the list's view of the conversation.
-        if (old?.lastMessage && isNewer(old.lastMessage, c.lastMessage)) {
-          c.lastMessage = old.lastMessage;
-          c.lastActivityMs = Math.max(c.lastActivityMs, old.lastActivityMs);
-          c.unread = Math.max(c.unread, old.unread); // and the count that went with it
-        }
-        if (s.activeId === c.id && document.visibilityState === 'visible') c.unread = 0;
-        conversations[c.id] = c;
+        conversations[c.id] = fromAnswer(c, s.conversations[c.id], then[c.id]);
       }
       // Drafts, and conversations beyond the pages read, stay.
       for (const [id, c] of Object.entries(s.conversations)) conversations[id] ??= c;
@@ -145,11 +151,44 @@ export async function loadConversations(): Promise<void> {
       listNotice = '';
       return { conversations, notice };
     });
+    // The open conversation's badge counts what is not on screen (the answer counts from
+    // the node's read mark).
+    const active = getState().activeId;
+    if (active) markRead(active);
   } catch (err) {
     if (getState().userId !== asked) return; // the session it was asked for ended
     notice(err);
     listNotice = getState().notice;
   }
+}
+
+// A conversation `c` of a list answer, with what the page holds of it now (`now`) and held
+// when the list was asked (`then`; undefined: not known then). The answer is older than what
+// live events and the user changed since it was asked, which stays: of the parts with an
+// order (the last message, the read mark) the newer is kept, of the others what the page
+// changed meanwhile. A last message that went since (deleted, expired) keeps its place
+// without its content, as the live event left it.
+function fromAnswer(c: Conversation, now: Conversation | undefined, then: Conversation | undefined): Conversation {
+  if (c.lastMessage && retention.isGone(c.lastMessage, nodeNow())) c.lastMessage = withoutContent(c.lastMessage);
+  if (!now) return c;
+  if (now.lastMessage && isNewer(now.lastMessage, c.lastMessage)) {
+    c.lastMessage = now.lastMessage;
+    c.lastActivityMs = Math.max(c.lastActivityMs, now.lastActivityMs);
+  }
+  // A read this page sent may have reached the node after the list was read there.
+  const markNewer = now.readMark !== null && (c.readMark === null || idOrder(now.readMark) > idOrder(c.readMark));
+  if (markNewer) c.readMark = now.readMark;
+  if (!then) {
+    // Known only from live events: the answer knows its title and flags, and its count is
+    // the answer's or the one of what came live, whichever is more.
+    c.unread = markNewer ? now.unread : Math.max(c.unread, now.unread);
+    return c;
+  }
+  if (markNewer || now.unread !== then.unread || now.readMark !== then.readMark) c.unread = now.unread;
+  if (now.title !== then.title) c.title = now.title;
+  if (now.member !== then.member) c.member = now.member;
+  if (now.muted !== then.muted) c.muted = now.muted;
+  return c;
 }
 
 export function open(id: string | null): void {
@@ -167,28 +206,86 @@ const READ_EVERY_MS = 1000;
 const readSentAt = new Map<string, number>();
 const readLater = new Map<string, { timer: ReturnType<typeof setTimeout>; messageId: string }>();
 
-// Tells the node (and so our other devices and the senders) what the user has seen.
+// The orders of the sent messages whose rows are on screen, by conversation (MessageItem).
+const rowsOnScreen = new Map<string, Set<string>>();
+let readQueued = false;
+
+// A message's row came on screen or left it. Rows that come on screen together (a page of
+// history, a scroll) make one read.
+export function rowOnScreen(conversationId: string, order: string, shown: boolean): void {
+  let rows = rowsOnScreen.get(conversationId);
+  if (!shown) {
+    rows?.delete(order);
+    if (rows?.size === 0) rowsOnScreen.delete(conversationId);
+    return;
+  }
+  if (!rows) rowsOnScreen.set(conversationId, (rows = new Set()));
+  rows.add(order);
+  if (readQueued) return;
+  readQueued = true;
+  queueMicrotask(() => {
+    readQueued = false;
+    const active = getState().activeId;
+    if (active) markRead(active);
+  });
+}
+
+// The order of the newest message on screen in the conversation, '' for none.
+function newestOnScreen(id: string): string {
+  let newest = '';
+  for (const order of rowsOnScreen.get(id) ?? []) if (order > newest) newest = order;
+  return newest;
+}
+
+// Whether the user looks at the newest messages of the conversation: it is open, the page
+// is looked at, and its view is at the end of a thread that holds the newest.
+function seesNewest(id: string): boolean {
+  const s = getState();
+  return s.activeId === id && looking() && !retention.isScrolledUp(id) && !s.threads[id]?.hasMoreAfter;
+}
+
+// Tells the node (and so our other devices and the senders) what the user has seen: the
+// newest message of others at or above the newest row on screen, while the page is looked
+// at; never one below the view. The badge then counts what is still below it.
 export function markRead(id: string): void {
   const s = getState();
   const c = s.conversations[id];
   const th = s.threads[id];
-  if (!c || !th || !live || s.activeId !== id || document.visibilityState !== 'visible') return;
+  if (!c || !th || !live || s.activeId !== id || !looking()) return;
   const now = nodeNow();
-  const newest = newestWhere(
+  const bottom = newestOnScreen(id);
+  const seen = newestWhere(
     th.messages,
-    (m) => Boolean(m.id) && m.from !== s.userId && !(m.expiresAtMs && m.expiresAtMs <= now),
+    (m) => Boolean(m.id) && m.order <= bottom && m.from !== s.userId && !(m.expiresAtMs && m.expiresAtMs <= now),
   );
-  if (!newest?.id) {
-    // Nothing left to name (what came has expired): nothing is unread either.
-    if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
-    return;
+  const mark = c.readMark ? idOrder(c.readMark) : '';
+  const upTo = seen && seen.order > mark ? seen.order : mark;
+  const unread = unreadBelow(th, upTo, s.userId);
+  if (unread !== null && unread !== c.unread) {
+    setState((st) => {
+      const cur = st.conversations[id];
+      return cur ? { conversations: { ...st.conversations, [id]: { ...cur, unread } } } : {};
+    });
   }
-  if (c.readMark && newest.order <= idOrder(c.readMark)) {
-    if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
-    return;
-  }
-  if (c.unread) setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, unread: 0 } } }));
-  sendRead(id, newest.id);
+  if (seen?.id && seen.order > mark) sendRead(id, seen.id);
+}
+
+// The messages of others after `upTo` (an order), if the thread holds all of them: it is
+// loaded, has not left its newest out, and holds every message back to `upTo`. Else null
+// (the count stays as the node or the live events made it).
+function unreadBelow(th: Thread, upTo: string, me: string | null): number | null {
+  if (!th.loaded || th.hasMoreAfter || (th.hasMoreBefore && upTo < th.pagedFrom)) return null;
+  return unreadAfter(th.messages, upTo, me);
+}
+
+// The view reached the end of a thread that left its newest out (retention.ts): it shows
+// the newest again, from a first page (older ones come back by paging, as after opening).
+// A receipts panel open closes: its message is no longer held.
+export function showNewest(id: string): void {
+  const th = getState().threads[id];
+  if (!th?.hasMoreAfter || th.loading) return;
+  setState((s) => ({ threads: { ...s.threads, [id]: retention.restarted(th) }, receiptsOpen: null }));
+  void loadHistory(id);
 }
 
 // Sends the read now, or once a second has passed since the last one of the conversation
@@ -333,7 +430,8 @@ export async function createGroup(title: string, members: string[]): Promise<api
   const answer = await api.createGroup(title, members);
   const c = fromSummary(answer.conversation);
   setState((s) => ({
-    conversations: { ...s.conversations, [c.id]: c },
+    // A member's first message may have come live before the answer.
+    conversations: { ...s.conversations, [c.id]: fromAnswer(c, s.conversations[c.id], undefined) },
     threads: { ...s.threads, [c.id]: { ...emptyThread(), loaded: true } },
   }));
   open(c.id);

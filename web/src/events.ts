@@ -2,10 +2,11 @@
 import { clip, isolate } from './format';
 import { errorText, knownErrorText, t } from './i18n';
 import { idOrder } from './ids';
+import { nodeNow } from './nodeClock';
 import { applyReceiptEvent } from './receipts';
-import { afterGrowth } from './retention';
+import { afterGrowth, noteDeleted } from './retention';
 import { getState, setState, type ChatMessage, type Conversation, type State } from './store';
-import { fromEvent, fromWire, withoutHole } from './thread';
+import { fromEvent, fromWire, pastEnd, withoutContent, withoutHole } from './thread';
 import { isNewer, localIndex, mergeMessages, withoutId } from './threadOrder';
 import type { Accepted, ConversationChange, LiveEvent, WireMessage } from './wire';
 
@@ -15,8 +16,10 @@ const maxNoticeLines = 20;
 export interface EventHooks {
   // The conversation list may be stale (a new group, a change): fetch it again soon.
   refreshList(): void;
-  // The open conversation got a message from someone else while visible.
-  markRead(conversationId: string): void;
+  // Whether the user looks at the newest messages of this conversation now: a message that
+  // comes is seen as it is drawn (its row coming on screen sends the read: chat.ts), so it
+  // is not counted as unread.
+  seesNewest(conversationId: string): boolean;
   // A draft became this conversation: load its history (the peer may have written meanwhile).
   loadHistory(conversationId: string): void;
 }
@@ -46,18 +49,14 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
         if (c.readMark && idOrder(c.readMark) > mark) return {};
         const thread = s.threads[c.id];
         let unread = c.unread;
-        if (thread?.loaded) unread = unreadAfter(thread.messages, mark, s.userId);
+        // (A thread that left its newest out cannot count them.)
+        if (thread?.loaded && !thread.hasMoreAfter) unread = unreadAfter(thread.messages, mark, s.userId);
         else if (!c.lastMessage || c.lastMessage.order <= mark) unread = 0;
         return { conversations: { ...s.conversations, [c.id]: { ...c, unread, readMark: e.mark.message_id } } };
       });
     case 'deleted':
-      setState((s) => {
-        const thread = s.threads[e.deleted.conversation_id];
-        if (!thread) return {};
-        const messages = withoutId(thread.messages, e.deleted.message_id);
-        if (messages === thread.messages) return {};
-        return { threads: { ...s.threads, [e.deleted.conversation_id]: { ...thread, messages } } };
-      });
+      noteDeleted(e.deleted.message_id);
+      setState((s) => onDeleted(s, e.deleted.conversation_id, e.deleted.message_id));
       return hooks.refreshList();
     case 'conversation_change':
       return onChange(e.change, hooks);
@@ -93,15 +92,33 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
   }
 }
 
-// Messages of others newer than the read mark (`mark`, an idOrder), counted from the end.
-function unreadAfter(messages: ChatMessage[], mark: string, me: string | null): number {
+// Messages of others newer than the read mark (`mark`, an idOrder) that have not expired
+// (the sweep takes them off within a second), counted from the end.
+export function unreadAfter(messages: ChatMessage[], mark: string, me: string | null): number {
+  const now = nodeNow();
   let n = 0;
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i]!;
     if (m.order && m.order <= mark) break;
-    if (m.order && m.from !== me) n++;
+    if (m.order && m.from !== me && !(m.expiresAtMs && m.expiresAtMs <= now)) n++;
   }
   return n;
+}
+
+// A message deleted for everyone goes from its thread, and from the list's preview (which
+// keeps its place: withoutContent).
+function onDeleted(s: State, conversationId: string, messageId: string): Partial<State> {
+  const update: Partial<State> = {};
+  const thread = s.threads[conversationId];
+  if (thread) {
+    const messages = withoutId(thread.messages, messageId);
+    if (messages !== thread.messages) update.threads = { ...s.threads, [conversationId]: { ...thread, messages } };
+  }
+  const c = s.conversations[conversationId];
+  if (c?.lastMessage?.id === messageId) {
+    update.conversations = { ...s.conversations, [conversationId]: { ...c, lastMessage: withoutContent(c.lastMessage) } };
+  }
+  return update;
 }
 
 function directWith(s: State, peer: string): Conversation | undefined {
@@ -115,11 +132,11 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
   const incoming = m.from !== s.userId;
   // At least once: a message older than what the list showed is not new.
   const fresh = !known || isNewer(m, known.lastMessage);
-  const visible = s.activeId === m.conversationId && document.visibilityState === 'visible';
+  const seen = hooks.seesNewest(m.conversationId);
   setState((st) => {
     const conv = st.conversations[m.conversationId] ?? fromEvent(m, w.to, st.userId ?? '');
     const readMark = conv.readMark ? idOrder(conv.readMark) : '';
-    const counts = incoming && fresh && !visible && m.order > readMark;
+    const counts = incoming && fresh && !seen && m.order > readMark;
     const next: Conversation = {
       ...conv,
       lastMessage: fresh ? m : conv.lastMessage,
@@ -129,7 +146,7 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
     const thread = st.threads[m.conversationId];
     const typing = st.typing[m.conversationId];
     const update: Partial<State> = { conversations: { ...st.conversations, [m.conversationId]: next } };
-    if (thread) {
+    if (thread && !pastEnd(thread, m)) {
       const messages = withoutHole(mergeMessages(thread.messages, [m]), thread.hasMoreBefore ? thread.pagedFrom : '');
       if (messages !== thread.messages) {
         update.threads = { ...st.threads, [m.conversationId]: afterGrowth(m.conversationId, { ...thread, messages }, st) };
@@ -146,7 +163,6 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
     return update;
   });
   if (!known) hooks.refreshList();
-  if (incoming && visible) hooks.markRead(m.conversationId);
 }
 
 // Applies a change to the unsent local message with this client_id, wherever it is.

@@ -3,6 +3,8 @@
 // for the messages on screen (receiptLoader.ts).
 import * as api from './api';
 import { errorText } from './i18n';
+import { nodeNow } from './nodeClock';
+import { isGone } from './retention';
 import { emptyThread, getState, setState, type Thread } from './store';
 import { fromWire, withoutHole } from './thread';
 import { mergeMessages, olderOrder } from './threadOrder';
@@ -43,14 +45,20 @@ export async function loadHistory(id: string, older = false): Promise<void> {
     if (getState().userId !== asked) return; // logged out (or someone else logged in) meanwhile
     const paged = page.messages.map(fromWire);
     setThread(id, (cur) => {
+      // The page reached as far back as its oldest message, one that went since included.
       const pagedFrom = paged.reduce((o, m) => olderOrder(o, m.order), cur.pagedFrom);
-      const messages = mergeMessages(cur.messages, paged);
+      // Deleted or expired while the page was on its way (events.ts, retention.ts): the page
+      // is older than that, and must not bring it back.
+      const now = nodeNow();
+      const messages = mergeMessages(cur.messages, paged.filter((m) => !isGone(m, now)));
       return {
         messages: withoutHole(messages, page.has_more_before ? pagedFrom : ''),
         loaded: true,
         loading: false,
         hasMoreBefore: page.has_more_before,
         pagedFrom,
+        // An older page leaves the newest out as before; a first page is the newest.
+        hasMoreAfter: older && cur.hasMoreAfter,
         olderRetryAt: 0,
       };
     });

@@ -6,16 +6,22 @@
 // its blob: URL when the row unmounts, and assets.ts keeps a bounded cache of bytes.
 import { idOrder } from './ids';
 import * as receiptLoader from './receiptLoader';
-import type { ChatMessage, State, Thread } from './store';
+import { emptyThread, type ChatMessage, type State, type Thread } from './store';
+import { withoutContent } from './thread';
 import { sentCount } from './threadOrder';
 
-// Sent messages a thread keeps (unsent ones all stay). The open thread keeps everything
-// while the user is scrolled up in it (they are reading what would go); trimmed to this
-// when they are at its newest messages, or have left it. A thread that grows is trimmed
-// once it holds TRIM_SLACK more, so that a message costs one copy of the array per
-// TRIM_SLACK messages, and the open view is not shifted by every message.
+// Sent messages a thread keeps (unsent ones all stay), trimmed to this when the user is at
+// its newest messages, or has left it. A thread that grows is trimmed once it holds
+// TRIM_SLACK more, so that a message costs one copy of the array per TRIM_SLACK messages,
+// and the open view is not shifted by every message.
 export const KEPT_MESSAGES = 500;
 const TRIM_SLACK = 100;
+// While the user reads in the open thread (scrolled up in it, or with the receipts of one of
+// its messages open), its oldest are not trimmed (they may be what is read), up to this many
+// sent messages; past it, the newest are left out instead (Thread.hasMoreAfter), below the
+// view, and come back when the view reaches its end. So a view left scrolled up for days,
+// or paged back far, stays bounded, and its place on screen does not move.
+const READING_MESSAGES = 2000;
 // Threads kept besides the open one: those of the conversations opened last. Another is
 // dropped whole (opening it loads its history again), unless it holds unsent messages.
 const KEPT_THREADS = 10;
@@ -25,14 +31,23 @@ const KEPT_RECEIPTS = 1000;
 // Presence of a user who is no direct chat's peer: kept this long after its frame (the
 // conversation that makes them one may come just after it, with the list fetched again).
 const STRAY_PRESENCE_MS = 10 * 60_000;
+// Deletions for everyone seen live that are remembered (the latest this many).
+const KEPT_DELETIONS = 1000;
 
 // Whether the open conversation's view is scrolled up from its newest messages (MessageList).
 let scrolledUp = { id: '', up: false };
 // Conversation ids by when they were last opened, the most recent last.
 const opened = new Set<string>();
+// Ids of messages deleted for everyone, seen live: a page of history or a list answer asked
+// before the deletion still carries the message, and must not bring it back.
+const deleted = new Set<string>();
 
 export function setScrolledUp(id: string, up: boolean): void {
   if (scrolledUp.id !== id || scrolledUp.up !== up) scrolledUp = { id, up };
+}
+
+export function isScrolledUp(id: string): boolean {
+  return scrolledUp.id === id && scrolledUp.up;
 }
 
 export function noteOpened(id: string): void {
@@ -41,15 +56,24 @@ export function noteOpened(id: string): void {
   if (opened.size > 4 * KEPT_THREADS) opened.delete(opened.values().next().value as string);
 }
 
+export function noteDeleted(id: string): void {
+  deleted.add(id);
+  if (deleted.size > KEPT_DELETIONS) deleted.delete(deleted.values().next().value as string);
+}
+
+// Whether a message is gone: deleted for everyone, or past its expiry (`now`: the node's clock).
+export const isGone = (m: ChatMessage, now: number): boolean =>
+  (m.id !== null && deleted.has(m.id)) || Boolean(m.expiresAtMs && m.expiresAtMs <= now);
+
 export function reset(): void {
   scrolledUp = { id: '', up: false };
   opened.clear();
+  deleted.clear();
 }
 
-// The open thread keeps everything while the user is scrolled up in it, or has the receipts
-// of one of its messages open (the panel shows that message).
-const keepsAll = (id: string, s: State): boolean =>
-  s.activeId === id && ((scrolledUp.id === id && scrolledUp.up) || s.receiptsOpen !== null);
+// The user reads in the open thread: scrolled up in it, or with the receipts of one of its
+// messages open (the panel shows that message).
+const reading = (id: string, s: State): boolean => s.activeId === id && (isScrolledUp(id) || s.receiptsOpen !== null);
 
 // `th` with its newest `keep` sent messages. Not while a page of history is on its way: it
 // would leave a hole between itself and what is kept.
@@ -60,9 +84,25 @@ function trimmed(th: Thread, keep: number): Thread {
   return { ...th, messages, hasMoreBefore: true, pagedFrom: messages[0]!.order };
 }
 
+// `th` with its oldest `keep` sent messages, its newest left out (the view is scrolled up,
+// away from them). Only a loaded thread: its first page would join the newest to it.
+function withoutNewest(th: Thread, keep: number): Thread {
+  const sent = sentCount(th.messages);
+  if (sent <= keep || !th.loaded) return th;
+  return { ...th, messages: [...th.messages.slice(0, keep), ...th.messages.slice(sent)], hasMoreAfter: true };
+}
+
+// `th` to be loaded again from its newest page, its unsent messages kept: a thread that left
+// its newest out, once the user leaves it or its view reaches its end. Not while a page of
+// history is on its way: it would join the old window to the new one.
+export function restarted(th: Thread): Thread {
+  return th.loading ? th : { ...emptyThread(), messages: th.messages.slice(sentCount(th.messages)) };
+}
+
 // A thread that has just grown by a live message, trimmed once it holds too many.
 export function afterGrowth(id: string, th: Thread, s: State): Thread {
-  if (keepsAll(id, s) || sentCount(th.messages) <= KEPT_MESSAGES + TRIM_SLACK) return th;
+  if (reading(id, s)) return withoutNewest(th, READING_MESSAGES);
+  if (sentCount(th.messages) <= KEPT_MESSAGES + TRIM_SLACK) return th;
   return trimmed(th, KEPT_MESSAGES);
 }
 
@@ -71,7 +111,7 @@ export function leaving(s: State, next: string | null): State['threads'] {
   const id = s.activeId;
   const th = id && id !== next ? s.threads[id] : undefined;
   if (!id || !th) return s.threads;
-  const kept = trimmed(th, KEPT_MESSAGES);
+  const kept = th.hasMoreAfter ? restarted(th) : trimmed(th, KEPT_MESSAGES);
   return kept === th ? s.threads : { ...s.threads, [id]: kept };
 }
 
@@ -99,11 +139,17 @@ function prunedThreads(s: State): State['threads'] {
   for (const [id, th] of Object.entries(s.threads)) {
     const unsent = sentCount(th.messages) < th.messages.length;
     const dropped = id !== s.activeId && !recent.has(id) && !unsent && !th.loading && !id.startsWith('draft:');
-    const kept = dropped ? null : keepsAll(id, s) ? th : trimmed(th, KEPT_MESSAGES);
+    const kept = dropped ? null : keptOf(id, th, s);
     if (kept !== th) changed = true;
     if (kept) next[id] = kept;
   }
   return changed ? next : s.threads;
+}
+
+// What the page keeps of a thread it does not drop.
+function keptOf(id: string, th: Thread, s: State): Thread {
+  if (reading(id, s)) return withoutNewest(th, READING_MESSAGES);
+  return th.hasMoreAfter && id !== s.activeId ? restarted(th) : trimmed(th, KEPT_MESSAGES);
 }
 
 // Messages past their expiry (a disappearing message, a conversation's ttl) taken off the
@@ -125,7 +171,7 @@ export function withoutExpired(s: State, now: number): Partial<State> {
   for (const [id, c] of Object.entries(s.conversations)) {
     if (!c.lastMessage || !gone(c.lastMessage)) continue;
     conversations ??= { ...s.conversations };
-    conversations[id] = { ...c, lastMessage: { ...c.lastMessage, text: '', attachments: [], expiresAtMs: 0 } };
+    conversations[id] = { ...c, lastMessage: withoutContent(c.lastMessage) };
   }
   if (conversations) update.conversations = conversations;
   // The receipts panel of a message that went closes (it would keep the thread whole).

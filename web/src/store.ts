@@ -56,6 +56,10 @@ export interface Thread {
   // gave, or where retention.ts trimmed the thread. While hasMoreBefore, the thread holds
   // nothing older (thread.ts, withoutHole), and paging back asks for what is before it.
   pagedFrom: string;
+  // Newer messages were left out while the user read older ones (retention.ts): no live
+  // message past the newest held is added (thread.ts, pastEnd), and the view goes back to
+  // the newest once it reaches its end (chat.ts, showNewest).
+  hasMoreAfter: boolean;
   // After a failed load of older history: no new attempt before this time (ms).
   olderRetryAt: number;
 }
@@ -164,7 +168,9 @@ export function useStore<T>(select: (s: State) => T): T {
   return value;
 }
 
-export const emptyThread = (): Thread => ({ messages: [], loaded: false, loading: false, hasMoreBefore: false, pagedFrom: '', olderRetryAt: 0 });
+export const emptyThread = (): Thread => ({
+  messages: [], loaded: false, loading: false, hasMoreBefore: false, pagedFrom: '', hasMoreAfter: false, olderRetryAt: 0,
+});
 
 export const emptyReceipts = (): ReceiptState => ({
   members: {},

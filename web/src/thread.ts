@@ -2,8 +2,8 @@
 // previews. (A thread's order is threadOrder.ts's; an own message's state receipts.ts's.)
 import type { ConversationSummary, WireMessage } from './api';
 import { idOrder } from './ids';
-import type { ChatMessage, Conversation } from './store';
-import { orderIndex } from './threadOrder';
+import type { ChatMessage, Conversation, Thread } from './store';
+import { orderIndex, sentCount } from './threadOrder';
 import type { WireAttachment } from './wire';
 
 const num = (s: string | number | undefined): number => Number(s ?? 0) || 0;
@@ -54,6 +54,19 @@ export function withoutHole(list: ChatMessage[], bound: string): ChatMessage[] {
   const from = orderIndex(list, bound);
   return from === 0 ? list : list.slice(from);
 }
+
+// A thread that left its newest messages out (Thread.hasMoreAfter) takes no live message
+// past the newest it holds: it would sit below a hole, which only the view's return to the
+// newest fills.
+export function pastEnd(th: Thread, m: ChatMessage): boolean {
+  if (!th.hasMoreAfter) return false;
+  const sent = sentCount(th.messages);
+  return sent === 0 || m.order > th.messages[sent - 1]!.order;
+}
+
+// A message that went (expired, or deleted for everyone) as a preview: its content goes, its
+// place stays, as its order still tells a redelivered message from a new one (isNewer).
+export const withoutContent = (m: ChatMessage): ChatMessage => ({ ...m, text: '', attachments: [], expiresAtMs: 0 });
 
 export function fromSummary(c: ConversationSummary): Conversation {
   return {

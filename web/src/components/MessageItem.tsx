@@ -21,13 +21,20 @@ interface Props {
 export const MessageItem = memo(function MessageItem({ message: m, own, group }: Props) {
   const parsed = useOwnStatus(m, own);
   const item = useRef<HTMLLIElement>(null);
-  // An own group message's receipts are fetched while it is on screen (receiptLoader.ts).
+  // A sent message's row tells when it is on screen: reads name only what was seen
+  // (chat.ts). An own group message's receipts are fetched while it is (receiptLoader.ts).
+  const { conversationId, order } = m;
   const watched = own && group ? m.id : null;
   useEffect(() => {
     const el = item.current;
-    if (!el || !watched) return;
-    return watchOnScreen(el, (visible) => (visible ? receiptLoader.onScreen(watched) : receiptLoader.offScreen(watched)));
-  }, [watched]);
+    if (!el || !order) return;
+    return watchOnScreen(el, (visible) => {
+      chat.rowOnScreen(conversationId, order, visible);
+      if (!watched) return;
+      if (visible) receiptLoader.onScreen(watched);
+      else receiptLoader.offScreen(watched);
+    });
+  }, [conversationId, order, watched]);
   return (
     <li
       ref={item}

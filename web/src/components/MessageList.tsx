@@ -24,8 +24,9 @@ function dayOf(m: ChatMessage, previous: string): string {
 
 // Messages oldest first, with a separator per day. Scrolling near the top loads older
 // history; the view keeps its place while it is prepended (or while the oldest messages are
-// trimmed: retention.ts, which keeps everything while the view is scrolled up). A new
-// message draws only its own row: the others are memoized on their message objects.
+// trimmed: retention.ts, which trims only the newest, below the view, while it is scrolled
+// up). Reaching the end of a thread whose newest were left out shows the newest again. A
+// new message draws only its own row: the others are memoized on their message objects.
 export function MessageList({ id }: { id: string }) {
   const thread: Thread = useStore((s) => s.threads[id]) ?? EMPTY;
   const kind = useStore((s) => s.conversations[id]?.kind);
@@ -60,7 +61,7 @@ export function MessageList({ id }: { id: string }) {
   // Not only on scrolling: a short history that does not fill the view cannot be scrolled
   // up, and a view that is still at the top when a load ends (or a failed load's wait is
   // over) gets no new scroll event (setting scrollTop to where it is fires none).
-  useEffect(loadOlderAtTop, [thread, id]);
+  useEffect(loadAtEdges, [thread, id]);
 
   function measure() {
     const el = scroller.current;
@@ -70,15 +71,18 @@ export function MessageList({ id }: { id: string }) {
     retention.setScrolledUp(id, !atBottom.current);
   }
 
-  // Near the top (a view too short to scroll is at 0) with more to load: the next older page.
-  function loadOlderAtTop() {
+  // At the end of a thread that left its newest out: the newest again. Else near the top (a
+  // view too short to scroll is at 0) with more to load: the next older page.
+  function loadAtEdges() {
     const el = scroller.current;
-    if (el && el.scrollTop < NEAR_EDGE_PX && thread.hasMoreBefore && !thread.loading) void chat.loadHistory(id, true);
+    if (!el || thread.loading) return;
+    if (thread.hasMoreAfter && atBottom.current) chat.showNewest(id);
+    else if (el.scrollTop < NEAR_EDGE_PX && thread.hasMoreBefore) void chat.loadHistory(id, true);
   }
 
   function onScroll() {
     measure();
-    loadOlderAtTop();
+    loadAtEdges();
   }
 
   const items = [];
