@@ -133,6 +133,7 @@ void publisher::refresh_presence() {
       auto* p = b.mutable_presence();
       for (int j = i; j < std::min(all.entries_size(), i + presence_chunk); ++j) *p->add_entries() = all.entries(j);
       p->set_full(all.entries_size() <= presence_chunk);
+      p->set_read_at_ms(all.read_at_ms());
       send_ephemeral(r.name, std::move(b));
     }
   }

@@ -30,12 +30,15 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
       auto theirs = b.presence().interval_s();
       auto refresh_s = theirs >= 1 && theirs <= max_interval_s ? theirs : interval_s;
       std::int64_t valid_until = now + 3 * std::int64_t(refresh_s) * 1000;
+      // When the origin saw what it reports: a refresh, when it read it (it may come after a
+      // change told since); a change, when it sent it.
+      auto stamp = b.presence().read_at_ms() > 0 ? b.presence().read_at_ms() : b.created_at_ms();
       std::vector<std::string> online;
       for (auto const& e : b.presence().entries()) {
-        manager.remote_presence(e.user_id(), e.online(), e.last_seen_ms(), valid_until);
+        manager.remote_presence(e.user_id(), e.online(), e.last_seen_ms(), valid_until, stamp);
         if (e.online()) online.push_back(e.user_id());
       }
-      if (b.presence().full()) manager.remote_presence_full(b.origin(), online, now);
+      if (b.presence().full()) manager.remote_presence_full(b.origin(), online, now, stamp);
     } else if (b.has_typing()) {
       // The same rule as for local typing, seen from the recipient's side.
       auto const& t = b.typing();
@@ -73,6 +76,7 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
 federation::link::presence_source snapshot(ws::ws_manager& manager) {
   return [&manager](std::string const& region) {
     federation::presence_update u;
+    u.set_read_at_ms(format::now_ms());  // before reading: a change after it is newer
     for (auto const& user : manager.online_with_contacts_in(region)) {
       auto* e = u.add_entries();
       e->set_user_id(user);

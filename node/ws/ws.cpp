@@ -209,7 +209,7 @@ void ws_manager::set_remote_hooks(remote_hooks hooks) {
 }
 
 void ws_manager::remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms,
-                                 std::int64_t valid_until_ms) {
+                                 std::int64_t valid_until_ms, std::int64_t stamp_ms) {
   auto id = ids::parse_user_id(user, hooks_.local_region);
   if (!id || id->region == hooks_.local_region) return;
   bool told = false;
@@ -239,6 +239,8 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
       ++remote_per_region_[id->region];
     }
     auto& r = remote_[user];
+    if (outdated(r, stamp_ms)) return;
+    r.stamp_ms = std::max(r.stamp_ms, stamp_ms);
     r.online = online;
     if (!online) r.last_seen_ms = last_seen_ms;
     r.valid_until_ms = valid_until_ms;
@@ -255,7 +257,7 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
 }
 
 void ws_manager::remote_presence_full(std::string const& region, std::vector<std::string> const& online,
-                                      std::int64_t at_ms) {
+                                      std::int64_t at_ms, std::int64_t stamp_ms) {
   std::vector<std::string> gone;
   std::unordered_set<std::string_view> now_online(online.begin(), online.end());
   {
@@ -263,7 +265,7 @@ void ws_manager::remote_presence_full(std::string const& region, std::vector<std
     for (auto const& [user, r] : remote_)
       if (r.online && ids::region_of(user) == region && !now_online.count(user)) gone.push_back(user);
   }
-  for (auto const& u : gone) remote_presence(u, false, at_ms, at_ms);
+  for (auto const& u : gone) remote_presence(u, false, at_ms, at_ms, stamp_ms);
 }
 
 void ws_manager::expire_remote_presence() {

@@ -244,10 +244,18 @@ class ws_manager final : public mailbox_listener {
   // region's changes at most 1,000 a second (20,000 at once): beyond, the state changes at
   // once and the frames follow from expire_remote_presence as the rate allows. No errors.
   // Called from the federation live handler (NATS.c's live-subscription thread).
-  void remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms, std::int64_t valid_until_ms);
-  // A full report from `region`: its users believed online and not in `online` are offline
-  // as of `at_ms` (see remote_presence). No errors. Same thread as remote_presence.
-  void remote_presence_full(std::string const& region, std::vector<std::string> const& online, std::int64_t at_ms);
+  // `stamp_ms`: when the origin saw this state, by its clock (0: unknown, taken as it comes);
+  // a report older than the one held (a full report read before a change told since, and
+  // sent after it) is ignored, unless it is more than a minute older (the origin's clock
+  // was set back).
+  void remote_presence(std::string const& user, bool online, std::int64_t last_seen_ms, std::int64_t valid_until_ms,
+                       std::int64_t stamp_ms = 0);
+  // A full report from `region`, read there at `stamp_ms` (as above): its users believed
+  // online and not in `online` are offline as of `at_ms` (see remote_presence), unless
+  // what is held of them is newer than the report. No errors. Same thread as
+  // remote_presence.
+  void remote_presence_full(std::string const& region, std::vector<std::string> const& online, std::int64_t at_ms,
+                            std::int64_t stamp_ms = 0);
   // Remote users whose report ran out become offline for their contacts here (OFFLINE
   // frames, last seen when the report ran out); changes not told yet are told now, as
   // their region's rate allows. Call every second or so: petchat-node does, on an I/O
@@ -299,8 +307,13 @@ class ws_manager final : public mailbox_listener {
     bool online = false;
     std::int64_t last_seen_ms = 0;
     std::int64_t valid_until_ms = 0;
-    bool told_online = false;  // what contacts' streams were last told (frames may lag behind)
+    bool told_online = false;   // what contacts' streams were last told (frames may lag behind)
+    std::int64_t stamp_ms = 0;  // when the origin saw the state held (its clock; 0: unknown)
   };
+  // Whether a report stamped `stamp_ms` is older than what `r` holds (see remote_presence).
+  static bool outdated(remote_state const& r, std::int64_t stamp_ms) {
+    return stamp_ms > 0 && stamp_ms < r.stamp_ms && r.stamp_ms - stamp_ms <= 60'000;
+  }
   std::unordered_map<std::string, remote_state> remote_;  // users of other regions (guarded)
   std::map<std::string, std::size_t> remote_per_region_;  // remote_'s users by region (guarded)
   std::int64_t remote_swept_ms_ = 0;       // when a full remote_ last had its offline users forgotten (guarded)

@@ -357,6 +357,22 @@ TEST_CASE("remote presence is believed until its report runs out, then contacts 
   m.remote_presence(bob, true, 0, now + 60000);
   CHECK_FALSE(m.presence(bob).online);
 
+  // A full report read before a change, and come after it, does not undo it: zoe came
+  // online at t, told at once; the report read at t - 1 s (without her) arrives next.
+  std::int64_t t = now + 10'000;
+  m.remote_presence(zoe, true, 0, now + 60000, t);
+  CHECK(m.presence(zoe).online);
+  m.remote_presence_full("away", {}, now + 6, t - 1000);
+  CHECK(m.presence(zoe).online);
+  CHECK(a1->presence().back() == "zoe@away:ONLINE");
+  m.remote_presence(zoe, false, t - 500, t - 500, t - 500);  // an older change, come late
+  CHECK(m.presence(zoe).online);
+  m.remote_presence(zoe, false, t + 1000, t + 1000, t + 1000);  // a newer one counts
+  CHECK_FALSE(m.presence(zoe).online);
+  // A report more than a minute older: the origin's clock was set back; taken.
+  m.remote_presence(zoe, true, 0, now + 60000, t - 120'000);
+  CHECK(m.presence(zoe).online);
+
   m.detach(alice, a1.get());
   REQUIRE(told.size() == 2);
   CHECK(told[1] == std::tuple<std::string, std::string, bool>{"away", alice, false});
