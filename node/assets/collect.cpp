@@ -91,19 +91,27 @@ awaitable<void> collect_uploads(asset_service::impl& s, std::int64_t now, collec
     std::lock_guard lock(s.mutex);
     busy = s.busy.size();
   }
-  for (auto const& id : s.messages.uploads_expired(now, collect_batch + busy)) {
-    if (!s.try_busy(id)) continue;  // a chunk is arriving: next time
-    auto ended = co_await s.messages.end_upload(id);
-    if (ended && ended.value()) {
-      {
-        std::lock_guard lock(s.mutex);
-        s.hashes.erase(id);
+  // Page after page while pages come full (a burst of expiries, complete uploads' records
+  // among them, must not wait a minute per page), up to 16 pages a run.
+  for (int page = 0; page < 16; ++page) {
+    auto expired = s.messages.uploads_expired(now, collect_batch + busy);
+    std::size_t ended_here = 0;
+    for (auto const& id : expired) {
+      if (!s.try_busy(id)) continue;  // a chunk is arriving: next time
+      auto ended = co_await s.messages.end_upload(id);
+      if (ended) ++ended_here;
+      if (ended && ended.value()) {  // one in progress: its file goes
+        {
+          std::lock_guard lock(s.mutex);
+          s.hashes.erase(id);
+        }
+        std::vector<detail::fs::path> paths{s.files.upload(id)};
+        co_await remove_files(s, std::move(paths));
+        ++report.uploads_removed;
       }
-      std::vector<detail::fs::path> paths{s.files.upload(id)};
-      co_await remove_files(s, std::move(paths));
-      ++report.uploads_removed;
+      s.not_busy(id);
     }
-    s.not_busy(id);
+    if (expired.size() < collect_batch + busy || ended_here == 0) co_return;
   }
 }
 

@@ -99,10 +99,10 @@ awaitable<response> change_password(std::shared_ptr<user_api> api, request r) {
   if (!current) co_return error_response(current.error());
   auto fresh = required_string(*body, "new_password");
   if (!fresh) co_return error_response(fresh.error());
-  auto changed = co_await api->users.change_password(who.value(), current.value(), fresh.value());
+  auto changed = co_await api->users.change_password(who.value(), current.value(), fresh.value(), r.client_address);
   audit_account("password-change", changed ? nullptr : &changed.error(), who->user_name, r, who->device_id);
   if (!changed) co_return error_response(changed.error());
-  co_return no_content();
+  co_return json_response(200, json::object{{"device_token", changed.value()}});
 }
 
 // DELETE /v1/sessions/others: every device of the caller's but this one is logged out.

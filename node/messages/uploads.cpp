@@ -121,9 +121,18 @@ awaitable<errors::status> message_service::advance_upload(std::string id, std::u
 
 namespace {
 
-// Inside a write: gives an upload's reservation back (a complete one holds none).
+// Complete uploads whose records a user keeps at once (a client asks what its upload
+// became only if the answer was lost): beyond, a completion's record goes at once, so that
+// uploads completed again and again cannot grow the store until they expire.
+constexpr std::uint64_t max_completed_kept = 64;
+
+// Inside a write: gives an upload's reservation back (a complete one holds none: it counts
+// among the user's complete ones kept).
 void release_upload(store::rocks_batch& b, records::upload_record const& rec) {
-  if (!rec.asset().empty()) return;
+  if (!rec.asset().empty()) {
+    keys::add_u64(b, keys::completed_uploads_key(rec.user()), -1);
+    return;
+  }
   keys::add_u64(b, keys::quota_key(rec.user()), -std::int64_t(rec.length()));
   keys::add_u64(b, keys::upload_count_key(rec.user()), -1);
 }
@@ -145,6 +154,12 @@ void detail::complete_upload(store::rocks_batch& b, std::string const& id, std::
   auto rec = parse<records::upload_record>(b.get(cf::assets, keys::upload_key(id)));
   if (!rec || !rec->asset().empty()) return;
   release_upload(b, *rec);
+  if (keys::read_u64(b, keys::completed_uploads_key(rec->user())) >= max_completed_kept) {
+    b.erase(cf::assets, keys::upload_key(id));
+    b.erase(cf::assets, keys::upload_expiry_key(rec->expires_at_ms(), id));
+    return;
+  }
+  keys::add_u64(b, keys::completed_uploads_key(rec->user()), 1);
   rec->set_offset(rec->length());
   rec->set_asset(hash);
   b.put(cf::assets, keys::upload_key(id), rec->SerializeAsString());

@@ -1,6 +1,7 @@
 // What a user does to their own account's security (docs/PROTOCOL.md, "Your password and
 // your other devices"): change the password, knowing the current one, and end every other
 // session. Both leave the caller's own session as it is.
+#include "base/net/net.hpp"
 #include "node/users/detail/service.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice (a double
@@ -17,7 +18,8 @@ failure revoked_meanwhile() {
 
 }  // namespace
 
-awaitable<errors::status> user_service::change_password(principal who, std::string current, std::string password) {
+awaitable<result<std::string>> user_service::change_password(principal who, std::string current, std::string password,
+                                                             std::string client_address) {
   auto& m = *impl_;
   if (auto f = m.check_password(password)) {
     f->field = "new_password";
@@ -26,23 +28,46 @@ awaitable<errors::status> user_service::change_password(principal who, std::stri
   auto device = format::from_base64url(who.device_id);
   if (!device) co_return revoked_meanwhile();
   auto name = who.user_name;
+  auto now = now_ms();
   // Guesses at the current password by whoever holds a session (a stolen laptop) wait as
   // failed logins do, on a count of their own: a guesser here must not lock the account's
   // logins, nor the account's failed logins this.
   std::string key = "change:" + name;
-  if (auto wait = m.account_limiter.wait_ms(key, now_ms()); wait > 0)
+  if (auto wait = m.account_limiter.wait_ms(key, now); wait > 0)
     co_return errors::rate_limited("too many wrong passwords; try again later", wait);
-  if (!m.account_limiter.begin(key, now_ms())) co_return m.busy();
+  // And each change costs two password hashes: they count among the address's password
+  // checks (and its /48's) and its checks in flight, as logins do, so that changes made
+  // again and again (right ones too) cannot take every hashing slot.
+  std::string address_key = "addr:" + net::limit_key(client_address);
+  auto wide = net::wide_limit_key(client_address);
+  std::string wide_key = wide.empty() ? "" : "addr:" + wide;
   struct attempt {
-    detail::login_limiter& limiter;
+    detail::login_limiter* limiter = nullptr;
     std::string key;
-    ~attempt() { limiter.end(key); }
-  } pending{m.account_limiter, key};
+    ~attempt() {
+      if (limiter) limiter->end(key);
+    }
+  } for_account, for_address, for_wide;
+  if (!m.account_limiter.begin(key, now)) co_return m.busy();
+  for_account = {&m.account_limiter, key};
+  if (!m.address_limiter.begin(address_key, now, true)) co_return m.busy();
+  for_address = {&m.address_limiter, address_key};
+  if (!wide_key.empty()) {
+    if (!m.wide_address_limiter.begin(wide_key, now, true)) co_return m.busy();
+    for_wide = {&m.wide_address_limiter, wide_key};
+  }
   auto user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
   if (!user) co_return revoked_meanwhile();
   auto hash = user->password_hash();
+  auto generation = user->password_generation();
   auto slot = m.hash_slot();
   if (!slot) co_return m.busy();
+  if (auto next = m.address_checks.take(address_key, now_ms()); next > 0)
+    co_return errors::rate_limited("too many password checks from your address; try again later", next);
+  if (auto next = wide_key.empty() ? std::int64_t{0} : m.wide_checks.take(wide_key, now_ms()); next > 0) {
+    m.address_checks.give_back(address_key);
+    co_return errors::rate_limited("too many password checks from your address; try again later", next);
+  }
   // The current password checked, and only if it is right the new one hashed (at the
   // configured cost), in the same slot.
   auto cpu_work = [hash, current = std::move(current), password = std::move(password), p = m.params()] {
@@ -61,18 +86,19 @@ awaitable<errors::status> user_service::change_password(principal who, std::stri
     bool live = true, same = true;
   };
   auto st = std::make_shared<state>();
-  store::lmdb_env::write_fn mutation = [&m, st, name, hash, fresh = std::move(checked.rehash),
+  store::lmdb_env::write_fn mutation = [&m, st, name, generation, fresh = std::move(checked.rehash),
                                         device = *device](store::lmdb_txn& txn) {
     st->live = m.still_live(txn, name, device);
     auto u = m.read_user(txn, name);
     st->live = st->live && u && !u->disabled();
     if (!st->live) return false;
-    // Changed meanwhile (another device, an admin): the current password checked is not the
-    // account's any more.
-    if (st->same = u->password_hash() == hash; !st->same) return false;
+    // Set meanwhile by a change of this session's own (two at once): the password checked
+    // may not be the account's any more. (A login that hashed the same password again at a
+    // new cost keeps the generation.)
+    if (st->same = u->password_generation() == generation; !st->same) return false;
     u->set_password_hash(fresh);
     // Device tokens of the old password are worthless now, as after a reset.
-    u->set_password_generation(u->password_generation() + 1);
+    u->set_password_generation(generation + 1);
     txn.put(m.accounts, name, u->SerializeAsString());
     m.revoke_all(txn, name, device);
     return true;
@@ -84,7 +110,10 @@ awaitable<errors::status> user_service::change_password(principal who, std::stri
     co_return fail(code::invalid_credentials, "the password was changed meanwhile: try again with the new one",
                    "current_password");
   m.tell_sessions_changed(name);  // the other devices' live streams and push targets end
-  co_return errors::ok();
+  // This device's new known-device token (the old one went with the old password).
+  now = now_ms();
+  detail::access_claims known{name, detail::random_bytes(16), now, now + known_device_ttl_ms, generation + 1};
+  co_return detail::sign_device_token(known, m.device_key);
 }
 
 awaitable<result<std::size_t>> user_service::revoke_other_sessions(principal who) {

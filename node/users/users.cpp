@@ -154,10 +154,6 @@ std::pair<records::device_record, std::string> new_device(std::string const& nam
   return {std::move(device), std::move(refresh_token)};
 }
 
-// How long a known-device token exempts its device from the account's lock: a year from
-// its last login there.
-constexpr std::int64_t known_device_ttl_ms = std::int64_t(365) * 24 * 3600 * 1000;
-
 }  // namespace
 
 awaitable<result<session_tokens>> user_service::login(std::string name_or_id, std::string password,

@@ -181,12 +181,14 @@ class user_service {
   // session_not_found (the session was forgotten meanwhile), internal. Any executor.
   awaitable<errors::status> logout(principal who);
   // The caller changes their password (own_account.cpp): `current` must be the account's
-  // (guesses wait as failed logins do, on a count of their own), `password` is checked as
-  // set_password's; every other session of the user is revoked in the same commit, the
-  // caller's stays. Errors: invalid_credentials (field current_password; also when the
-  // password changed meanwhile), weak_password (field new_password), rate_limited,
-  // session_revoked, internal. Any executor.
-  awaitable<errors::status> change_password(principal who, std::string current, std::string password);
+  // (guesses wait as failed logins do, on a count of their own; the two hashes count among
+  // `client_address`'s password checks), `password` is checked as set_password's; every
+  // other session of the user is revoked in the same commit, the caller's stays. Answers
+  // the caller's device a new known-device token. Errors: invalid_credentials (field
+  // current_password; also when another change of this session's came first),
+  // weak_password (field new_password), rate_limited, session_revoked, internal.
+  awaitable<result<std::string>> change_password(principal who, std::string current, std::string password,
+                                                 std::string client_address);
   // Revokes every session of the caller's user but the caller's own; how many. Errors:
   // session_revoked, internal. Any executor.
   awaitable<result<std::size_t>> revoke_other_sessions(principal who);

@@ -782,6 +782,25 @@ class AssetsTest(AssetCase):
         self.fetch(a, blake(data), data)
         self.assertHealthy()
 
+    def test_a_user_keeps_at_most_64_complete_uploads_answering(self):
+        """Uploads completed again and again must not grow the store until they expire: a
+        user's complete uploads answer what they became 64 at a time, the next is gone."""
+        alice = self.person("alice")
+        a = alice.login()
+        ids = []
+        for i in range(65):
+            uid = self.new_upload(a, 1)["upload_id"]
+            self.assertStatus(self.patch(a, uid, 0, bytes([i])), 201)
+            ids.append(uid)
+        for uid in ids[:64]:
+            self.assertEqual(self.offset_of(a, uid), 1)
+        self.assertError(self.upload_state(a, ids[64]), 404, "upload_not_found")
+        # One deleted makes room again.
+        self.assertStatus(self.http("DELETE", self.upath(ids[0]), a), 204)
+        uid = self.new_upload(a, 1)["upload_id"]
+        self.assertStatus(self.patch(a, uid, 0, b"x"), 201)
+        self.assertEqual(self.offset_of(a, uid), 1)
+
     # 3 ---------------------------------------------------------------------------------------
 
     def test_upload_offsets_overflow_and_hash_mismatch(self):

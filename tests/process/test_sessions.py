@@ -314,7 +314,9 @@ class SessionsTest(NodeTestCase):
         # Changed: the old password no longer logs in, the new one does; the other devices
         # (the one logged in with the old password too) are out, the phone stays.
         r = change(phone, {"current_password": PW, "new_password": fresh})
-        self.assertEqual(r.status, 204, r.describe())
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertIsInstance(r.json.get("device_token"), str, r.describe())
+        self.assertTrue(r.json["device_token"])
         self.assertError(self.me(laptop["access_token"]), 401, "session_revoked")
         self.assertRefreshRefusedAsRevoked(self.node.refresh(laptop["refresh_token"]))
         self.assertStatus(self.me(phone["access_token"]), 200)
@@ -489,7 +491,7 @@ class RateLimitTest(NodeTestCase):
         retry = self.assertRateLimited(change({"current_password": PW, "new_password": "a new password 456"}), 1, 2)
         self.assertStatus(node.login("judy", PW), 201, "the account's logins go on")
         time.sleep(retry + 0.3)
-        self.assertStatus(change({"current_password": PW, "new_password": "a new password 456"}), 204)
+        self.assertStatus(change({"current_password": PW, "new_password": "a new password 456"}), 200)
         self.assertStatus(node.login("judy", "a new password 456"), 201)
 
     def test_concurrent_guesses_are_limited_too(self):

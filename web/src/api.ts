@@ -284,6 +284,19 @@ export interface Device {
 // The user's devices (sessions not revoked), and ending one of them.
 export const devices = (): Promise<{ sessions: Device[] }> => authed('GET', '/v1/sessions');
 export const endDevice = (deviceId: string): Promise<void> => authed('DELETE', `/v1/sessions/${enc(deviceId)}`);
+// Ends every device of the user but this one (DELETE /v1/sessions/others): how many were live.
+export const endOtherDevices = (): Promise<{ ended: number }> => authed('DELETE', '/v1/sessions/others');
+// Sets a new password, given the current one (POST /v1/me/password): every other device of
+// the user is logged out in the same write; this one goes on, with a new known-device token
+// (the old one went with the old password).
+export async function changePassword(currentPassword: string, newPassword: string): Promise<void> {
+  const answer = await authed<{ device_token?: string }>('POST', '/v1/me/password', {
+    current_password: currentPassword,
+    new_password: newPassword,
+  });
+  const userId = session.tokens()?.user_id;
+  if (userId) rememberDevice(userId, answer.device_token);
+}
 
 export type GroupAdds = 'everyone' | 'contacts';
 export const me = (): Promise<Profile & { device_id: string; device_name: string; group_adds: GroupAdds }> =>

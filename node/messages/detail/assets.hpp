@@ -19,8 +19,9 @@
 //   w/ hash(32) user            -> "": its uploaders
 //   q/ user                     -> be64: bytes the user has stored (uploads in progress at their length)
 //   c/ user                     -> be64: the user's uploads in progress
-//   p/ upload id                -> upload_record
-//   e/ expires_at_ms(8) id      -> "": when an upload in progress expires
+//   C/ user                     -> be64: the user's complete uploads whose records are kept
+//   p/ upload id                -> upload_record (in progress, or complete: names its asset)
+//   e/ expires_at_ms(8) id      -> "": when an upload (its record) expires
 //   g/ due_ms(8) hash(32)       -> "": when to see whether an asset is still referenced
 //   t/ thumb(32) original(32)   -> "": an original whose thumbnail it is (the same pixels
 //                                  with other metadata make the same thumbnail)
@@ -109,6 +110,9 @@ inline std::string region_fetched_key(std::string const& region) {
 }
 inline std::string upload_count_key(std::string const& user) {
   return "c/" + user;
+}
+inline std::string completed_uploads_key(std::string const& user) {
+  return "C/" + user;
 }
 inline std::string upload_key(std::string const& id) {
   return "p/" + id;

@@ -1,5 +1,5 @@
 // What the message service does once as it opens its store, before any traffic
-// (salvage.cpp; push_identities.cpp).
+// (salvage.cpp; the push targets' index in push.cpp).
 #pragma once
 
 #include "node/messages/detail/service.hpp"

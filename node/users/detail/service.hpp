@@ -24,6 +24,10 @@
 namespace petchat::users {
 namespace service_detail {
 
+// How long a known-device token exempts its device from the account's lock: a year from
+// its last login there (or its password change).
+constexpr std::int64_t known_device_ttl_ms = std::int64_t(365) * 24 * 3600 * 1000;
+
 using format::now_ms;
 
 using errors::code;
