@@ -24,6 +24,21 @@ export const ru: Strings = {
   endDevice: 'Выйти на этом устройстве',
   endDeviceNamed: (name: string) => `Завершить сеанс: ${name}`,
   deviceSince: (when: string) => `вход ${when}`,
+  endOthers: 'Выйти на всех других устройствах',
+  endOthersQuestion: 'Выйти на всех устройствах, кроме этого? На них придётся войти снова.',
+  endOthersConfirm: 'Выйти на них',
+  endedOthers: (n) =>
+    n === 0
+      ? 'Других устройств, на которых выполнен вход, не было.'
+      : `Выполнен выход на ${n} ${plural(n, 'другом устройстве', 'других устройствах', 'других устройствах')}.`,
+  changePassword: 'Сменить пароль',
+  currentPassword: 'Текущий пароль',
+  newPassword: 'Новый пароль',
+  newPasswordAgain: 'Новый пароль ещё раз',
+  savePassword: 'Сохранить новый пароль',
+  passwordsDiffer: 'Новые пароли не совпадают.',
+  currentPasswordWrong: 'Текущий пароль неверен.',
+  passwordChanged: 'Пароль изменён. На других устройствах выполнен выход.',
   close: 'Закрыть',
   groupAddsContacts: 'Добавлять меня в группы могут только те, кому я писал(а)',
   pushEnable: 'Включить уведомления',
