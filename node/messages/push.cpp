@@ -92,17 +92,17 @@ void erase_target(store::rocks_batch& b, std::string const& key, records::push_t
 
 // Inside a write: every other target that pushes to `identity` goes (a device that changed
 // hands, or an app registered again under another account or device, must not be pushed the
-// last one's messages); how many. Targets added by earlier requests of the same batch are
+// last one's messages); their keys. Targets added by earlier requests of the same batch are
 // not seen (two users registering one endpoint at the same moment keep it both).
-std::size_t take_identity(message_service::impl const& m, store::rocks_batch& b, std::string const& identity,
-                          std::string const& keep) {
+std::vector<std::string> take_identity(message_service::impl const& m, store::rocks_batch& b,
+                                       std::string const& identity, std::string const& keep) {
   std::vector<std::string> index;
   auto first = keys::push_identity_first(identity);
   m.db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
     index.emplace_back(key);
     return index.size() < 4096;
   });
-  std::size_t taken = 0;
+  std::vector<std::string> taken;  // their keys
   for (auto const& entry : index) {
     auto target = "t/" + entry.substr(first.size());
     if (target == keep) continue;
@@ -110,7 +110,7 @@ std::size_t take_identity(message_service::impl const& m, store::rocks_batch& b,
     auto v = b.get(cf::push, target);
     if (v && r.ParseFromString(*v) && identity_of(r) == identity) {
       erase_target(b, target, r);
-      ++taken;
+      taken.push_back(target);
     } else {
       b.erase(cf::push, entry);  // gone already (removed within this batch)
     }
@@ -222,25 +222,34 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
         st->stored.failing_since_ms = before.failing_since_ms();
         st->stored.next_try_ms = before.next_try_ms();
       }
-    } else if (count >= max_per_device) {
+    }
+    // What pushes to the same place elsewhere goes first: the room it leaves on this device
+    // and the user's others counts (moving an endpoint between devices at the limit works).
+    auto key = keys::push_target_key(t.user, t.device_id, st->stored.id);
+    auto identity = identity_of(t.kind, t.endpoint, t.app_id, t.pushkey);
+    auto taken = take_identity(m, b, identity, key);
+    st->taken = taken.size();
+    auto user_owner = keys::push_targets_owner(t.user);
+    auto under = [&taken](std::string const& prefix) {
+      return static_cast<std::size_t>(
+          std::count_if(taken.begin(), taken.end(), [&](std::string const& k) { return k.starts_with(prefix); }));
+    };
+    if (!same && count - under(owner) >= max_per_device) {
       st->too_many = true;
-      return false;
-    } else {
+      return false;  // (what take_identity erased goes back with the write)
+    }
+    if (!same) {
       // Over all the user's devices: the committed ones and this device's in this batch
       // (another device's added in this very batch is not seen: at most one per device
       // past the limit, and devices are capped).
-      std::size_t of_user = batch.size();
-      auto user_owner = keys::push_targets_owner(t.user);
+      std::size_t of_user = batch.size(), freed = under(user_owner);
       m.db.scan(cf::push, user_owner, keys::prefix_end(user_owner),
-                [&](std::string_view, std::string_view) { return ++of_user < max_per_user; });
-      if (of_user >= max_per_user) {
+                [&](std::string_view, std::string_view) { return ++of_user < max_per_user + freed; });
+      if (of_user - freed >= max_per_user) {
         st->too_many_for_user = true;
         return false;
       }
     }
-    auto key = keys::push_target_key(t.user, t.device_id, st->stored.id);
-    auto identity = identity_of(t.kind, t.endpoint, t.app_id, t.pushkey);
-    st->taken = take_identity(m, b, identity, key);
     b.put(cf::push, key, record_of(st->stored).SerializeAsString());
     b.put(cf::push, keys::push_identity_key(identity, key), "");
     if (!same) batch.push_back(st->stored);

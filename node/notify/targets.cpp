@@ -35,14 +35,14 @@ std::string random_id() {
   return format::base64url(std::string_view(reinterpret_cast<char*>(raw), sizeof raw));
 }
 
-// Whether a new target `t` would be refused for the targets its device has (not if it is one
-// of them again, which keeps its id). The user's limit is the write's to check: a device
-// logged out a moment ago may still hold targets its end is about to remove.
+// Whether a new target `t` would be refused for the targets its device has (not if it pushes
+// where one of them does, which it replaces). The user's limit is the write's to check: a
+// device logged out a moment ago may still hold targets its end is about to remove.
 std::optional<errors::failure> over_device_limit(notification_service::impl const& m, messages::push_target const& t) {
   std::size_t of_device = 0;
   for (auto const& have : m.messages.push_targets(t.user, t.device_id)) {
     bool same = t.kind == "matrix" ? have.kind == "matrix" && have.app_id == t.app_id && have.pushkey == t.pushkey
-                                   : have.kind == t.kind && have.endpoint == t.endpoint;
+                                   : have.kind != "matrix" && have.endpoint == t.endpoint;
     if (same) return std::nullopt;
     ++of_device;
   }

@@ -356,13 +356,20 @@ class TargetsTest(PushCase):
         recv = self.receiver()
         bob = self.person("bob")
         phone, laptop = bob.login("phone"), bob.login("laptop")
-        for _ in range(3):
-            self.webpush(phone, recv)
+        paths = [self.webpush(phone, recv)[2] for _ in range(3)]
         self.webpush(laptop, recv)
         r = self.add_target(laptop, {"kind": "webpush", "endpoint": recv.url("/wp/fifth"),
                                      "keys": Subscription().keys()})
         self.assertError(r, 409, "too_many_push_targets")
         self.assertIn("your devices", r.json["error"]["message"])
+        # At the user's limit, moving an endpoint from one device to another, or naming it with
+        # another kind, adds none: it is taken from where it was.
+        moved = paths[0]
+        self.webpush(laptop, recv, path=moved, sub=Subscription())
+        self.assertEqual((len(self.targets(phone)), len(self.targets(laptop))), (2, 2))
+        self.webpush(laptop, recv, path=moved, kind="unifiedpush")
+        self.assertEqual([t["kind"] for t in self.targets(laptop)].count("unifiedpush"), 1)
+        self.assertEqual(len(self.targets(laptop)), 2)
         # Another user is not held back by bob's.
         self.webpush(self.person("carol").login("tablet"), recv)
         # A device logged out takes its targets along, and makes room.
