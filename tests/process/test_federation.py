@@ -418,6 +418,57 @@ class TwoRegionChat(FederationCase):
         self.assertEqual(p.json["state"], "OFFLINE", p.describe())
         self.assertIsNotNone(p.json["last_seen_at"])
 
+    def test_a_presence_list_read_before_a_change_does_not_undo_it(self):
+        """A region's full list of its online users is queued behind changes told meanwhile:
+        one read before alice went offline, and sent after, must not bring her back online."""
+        pb = fed_pb2()
+        alice, bob = self.user("europe", "alice"), self.user("america", "bob")
+        a = self.connect(alice)
+        acc = a.send_message(bob, "let's be contacts")
+        b = self.connect(bob)
+        b.wait_event(ev_message(acc["message_id"]), DELIVERY_TIMEOUT_S)
+        reply = b.send_message(alice, "we are")
+        a.wait_event(ev_message(reply["message_id"]), DELIVERY_TIMEOUT_S)
+        b.wait_for(is_presence(alice, "ONLINE"), DELIVERY_TIMEOUT_S)
+        sb = self.session(bob, "rest")
+        state = lambda: self.node("america").request("GET", "/v1/presence/%s" % alice,
+                                                     token=sb["access_token"]).json["state"]
+        # europe is held still (its own reports would blur the order); its key speaks for it.
+        europe = self.node("europe")
+        sign = region_signer(europe)
+        os.kill(europe.proc.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, europe.proc.pid, signal.SIGCONT)
+        pub = RawNats(self.servers[0].port)
+        self.addCleanup(pub.close)
+        now = int(time.time() * 1000)
+
+        def report(online, created_at, read_at=0, full=False):
+            bd = pb.body()
+            bd.origin, bd.destination, bd.created_at_ms = "europe", "america", created_at
+            if online is not None:
+                e = bd.presence.entries.add()
+                e.user_id, e.online, e.last_seen_ms = alice, online, 0 if online else created_at
+            bd.presence.full, bd.presence.read_at_ms, bd.presence.interval_s = full, read_at, 10
+            pub.pub("petchat.v1.live.america.europe", envelope(pb, "europe", bd, sign=sign))
+
+        report(False, now)  # alice leaves: told at once
+        b.wait_for(is_presence(alice, "OFFLINE"), DELIVERY_TIMEOUT_S)
+        # (full lists are taken twice a second at most, europe's own last one included: hence
+        # the pauses)
+        time.sleep(0.6)
+        report(True, now + 200, read_at=now - 1000, full=True)  # the list read before, sent after
+        time.sleep(0.6)
+        report(None, now + 300, read_at=now - 900, full=True)  # (and one that names no one)
+        time.sleep(0.6)
+        newer = now + 500
+        report(True, newer, read_at=newer, full=True)  # a list read after: it counts
+        b.wait_for(is_presence(alice, "ONLINE"), DELIVERY_TIMEOUT_S)
+        time.sleep(0.5)  # (anything the older lists caused has arrived by now)
+        presences = [f["presence"]["state"] for f in b.frames() if is_presence(alice)(f)]
+        self.assertEqual(presences, ["ONLINE", "OFFLINE", "ONLINE"],
+                         "a list read before the change undid it: %s" % presences)
+        self.assertEqual(state(), "ONLINE")
+
     def test_region_directory(self):
         r = self.node("america").request("GET", "/v1/regions")
         self.assertEqual(r.status, 200, r.describe())
