@@ -307,6 +307,12 @@ export const setGroupAdds = (groupAdds: GroupAdds): Promise<Profile & { group_ad
 
 export const userProfile = (id: string): Promise<Profile> => authed('GET', `/v1/users/${enc(id)}`);
 
+// The regions of the federation, this one included (GET /v1/regions, no token): a user id
+// of any other region is refused.
+export async function regions(): Promise<{ regions: { name: string }[] }> {
+  return parse(await send('GET', '/v1/regions', undefined));
+}
+
 export function conversations(before?: string, limit = 100): Promise<{ conversations: ConversationSummary[]; next: string | null }> {
   const q = new URLSearchParams({ limit: String(limit) });
   if (before) q.set('before', before);

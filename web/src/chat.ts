@@ -64,6 +64,7 @@ export function stop(): void {
   live?.forgetPosition();
   live = null;
   clearTimeout(listTimer);
+  listFirstAsked = 0;
   clearInterval(sweepTimer);
   clearInterval(pruneTimer);
   retention.reset();
@@ -108,9 +109,23 @@ function prune(): void {
   if (Object.keys(update).length > 0) setState(() => update);
 }
 
+// The list is fetched again once the requests for it have stopped for LIST_QUIET_MS (a burst
+// of events makes one load), and at the latest LIST_MAX_WAIT_MS after the first of them: a
+// steady stream of events (a busy group's changes) would otherwise put it off for as long as
+// the stream lasts, and what only the list tells (a group one was added to) would not show.
+const LIST_QUIET_MS = 400;
+const LIST_MAX_WAIT_MS = 2000;
+let listFirstAsked = 0; // when the first request the next load answers came; 0: none waits
+
 function scheduleList(): void {
+  const now = Date.now();
+  if (!listFirstAsked) listFirstAsked = now;
+  const wait = Math.min(LIST_QUIET_MS, listFirstAsked + LIST_MAX_WAIT_MS - now);
   clearTimeout(listTimer);
-  listTimer = window.setTimeout(() => void loadConversations(), 400);
+  listTimer = window.setTimeout(() => {
+    listFirstAsked = 0;
+    void loadConversations();
+  }, Math.max(0, wait));
 }
 
 // The notice a failed list load showed: the next load that works takes it away, and only
@@ -375,7 +390,8 @@ export function typing(id: string, active: boolean): void {
 }
 
 // Opens the chat with a user, or a draft of it until the first message. Returns an error
-// text, or null.
+// text, or null. Every failure says why (the input keeps what was typed): a draft opened
+// after a failed look-up would stand for a chat that may hold history, or a user who is not.
 export async function startChat(input: string): Promise<string | null> {
   const me = getState().userId;
   if (!me) return null;
@@ -387,26 +403,24 @@ export async function startChat(input: string): Promise<string | null> {
     open(existing.id);
     return null;
   }
+  let page: api.HistoryPage;
   try {
-    // Profiles exist only for users of our region (PROTOCOL.md, public profile).
-    if (regionOf(peer) === regionOf(me)) await api.userProfile(peer);
+    const unknown = await unknownPeer(peer, me);
+    if (unknown) return unknown;
+    // A conversation the list did not show (yet); none: an empty page.
+    page = await api.historyWithPeer(peer, 1);
   } catch (err) {
-    const e = err as api.ApiError;
-    return errorText(e.code, e.message, e.retry_after);
+    const e = api.toApiError(err);
+    return getState().userId === me ? errorText(e.code, e.message, e.retry_after) : null;
   }
-  try {
-    // A conversation the first page of the list did not show.
-    const page = await api.historyWithPeer(peer, 1);
-    const first = page.messages[0];
-    if (first) {
-      const m = fromWire(first);
-      setState((s) => ({ conversations: { [m.conversationId]: fromEvent(m, first.to, me), ...s.conversations } }));
-      open(m.conversationId);
-      scheduleList();
-      return null;
-    }
-  } catch {
-    // No conversation yet.
+  if (getState().userId !== me) return null; // logged out meanwhile
+  const first = page.messages[0];
+  if (first) {
+    const m = fromWire(first);
+    setState((s) => ({ conversations: { [m.conversationId]: fromEvent(m, first.to, me), ...s.conversations } }));
+    open(m.conversationId);
+    scheduleList();
+    return null;
   }
   const id = `draft:${peer}`;
   const draft: Conversation = {
@@ -419,6 +433,20 @@ export async function startChat(input: string): Promise<string | null> {
   }));
   open(id);
   return null;
+}
+
+// Why `peer` cannot be written to, as far as this region can tell, or null. A user of our
+// region has a profile (PROTOCOL.md, public profile); one of another region must at least be
+// of a region of the federation (a send there is refused: user_not_found). Whether that
+// region has such a user only a send to it tells. Network and node failures throw.
+async function unknownPeer(peer: string, me: string): Promise<string | null> {
+  const region = regionOf(peer);
+  if (region === regionOf(me)) {
+    await api.userProfile(peer);
+    return null;
+  }
+  const { regions } = await api.regions();
+  return regions.some((r) => r.name === region) ? null : t.unknownRegion(region);
 }
 
 export function parseMembers(text: string): string[] {

@@ -4,6 +4,7 @@ import { formatList, formatWhen } from '../format';
 import { t } from '../i18n';
 import { sortedConversations, useStore, type Conversation } from '../store';
 import { preview } from '../thread';
+import { GroupMark } from './GroupMark';
 
 export function ConversationList() {
   const conversations = useStore((s) => s.conversations);
@@ -39,10 +40,15 @@ function ConversationItem({ conv, active }: { conv: Conversation; active: boolea
       aria-current={active ? 'true' : undefined}
       onClick={() => chat.open(conv.id)}
     >
-      <span class="avatar" aria-hidden="true">
-        {(conv.title[0] ?? '?').toUpperCase()}
-        {presence?.online && <span class="avatar__dot" data-testid="presence-dot" />}
-      </span>
+      {conv.kind === 'group' ? (
+        // Never a letter of its title: a group titled after someone would wear their avatar.
+        <GroupMark class="avatar avatar--group" />
+      ) : (
+        <span class="avatar" aria-hidden="true">
+          {(conv.title[0] ?? '?').toUpperCase()}
+          {presence?.online && <span class="avatar__dot" data-testid="presence-dot" />}
+        </span>
+      )}
       <span class="conv-item__body">
         <span class="conv-item__top">
           <span class="conv-item__title" data-testid="conv-title">{conv.title}</span>

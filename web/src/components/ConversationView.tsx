@@ -5,6 +5,7 @@ import { t } from '../i18n';
 import { setState, useStore } from '../store';
 import { useFileDrop } from './AttachControls';
 import { Composer } from './Composer';
+import { GroupMark } from './GroupMark';
 import { GroupPanel } from './GroupPanel';
 import { MessageList } from './MessageList';
 import { ReceiptsPanel } from './ReceiptsPanel';
@@ -25,6 +26,7 @@ export function ConversationView({ id }: { id: string }) {
         </button>
         <div class="topbar__who">
           <h2 id="conversation-title" class="topbar__title">
+            {group && <GroupMark class="topbar__group" />}
             {conv.title}
           </h2>
           <Subtitle id={id} />
@@ -91,7 +93,8 @@ function Subtitle({ id }: { id: string }) {
   const typists = Object.keys(typing ?? {});
   let text = '';
   if (typists.length > 0) text = conv.kind === 'group' ? t.typingNamed(formatList(typists)) : t.typing;
-  else if (conv.kind === 'group') text = conv.memberCount ? t.members(conv.memberCount) : '';
+  // A group says so in words too (GroupMark): its title may be anything, a user's id too.
+  else if (conv.kind === 'group') text = conv.memberCount ? t.groupOf(t.members(conv.memberCount)) : t.group;
   else if (presence?.online) text = t.online;
   else if (presence?.lastSeenMs) text = t.lastSeen(t.dayAndTime(formatDay(presence.lastSeenMs), formatTime(presence.lastSeenMs)));
   return (

@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useRef, useState } from 'preact/hooks';
 import * as chat from '../chat';
 import { t } from '../i18n';
 import { useStore } from '../store';
@@ -56,10 +56,14 @@ export function Sidebar() {
   );
 }
 
+// A chat with someone by their id. A failure is said under the field, which keeps what was
+// typed and gets the focus back (the button had it, and was disabled meanwhile), so that the
+// id can be corrected.
 function NewChat() {
   const [peer, setPeer] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
+  const input = useRef<HTMLInputElement>(null);
   async function submit(e: Event) {
     e.preventDefault();
     if (busy || !peer.trim()) return;
@@ -68,6 +72,7 @@ function NewChat() {
     setBusy(false);
     setError(failure ?? '');
     if (!failure) setPeer('');
+    else input.current?.focus();
   }
   return (
     <form class="new-chat" onSubmit={submit}>
@@ -78,6 +83,7 @@ function NewChat() {
         </label>
         <span class="new-chat__row">
           <input
+            ref={input}
             id="new-chat-input"
             data-testid="new-chat-input"
             autocapitalize="none"
@@ -95,7 +101,7 @@ function NewChat() {
         </span>
       </div>
       {error && (
-        <p id="new-chat-error" class="field__error" role="alert">
+        <p id="new-chat-error" class="field__error" role="alert" data-testid="new-chat-error">
           {error}
         </p>
       )}
