@@ -119,7 +119,7 @@ describe('the web client across regions', () => {
     await removed.waitFor();
     // The title is set apart from the sentence (first strong isolate … pop directional
     // isolate): a right-to-left title cannot reorder the words around it.
-    assert.match(await removed.textContent(), /\u2068Across the sea\u2069: ghost@america was removed \(their region has no such account\)/);
+    assert.match(await removed.textContent(), /Group “\u2068Across the sea\u2069”: ghost@america was removed \(their region has no such account\)/);
     const details = await nodes.europe.call('GET', `/v1/conversations/${encodeURIComponent(gid)}`, null, token);
     assert.deepEqual(details.json.members.map((m) => m.user_id).sort(), ['olga@europe', 'pete@america']);
     await screenshot(o.page, 'federation-no-account');

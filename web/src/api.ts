@@ -333,9 +333,10 @@ export function removeMember(id: string, userId: string, successor?: string): Pr
   return authed('DELETE', `/v1/conversations/${enc(id)}/members/${enc(userId)}${q}`);
 }
 
-export function history(conversationId: string, before?: string, limit = 50): Promise<HistoryPage> {
+export function history(conversationId: string, before?: string, limit = 50, after?: string): Promise<HistoryPage> {
   const q = new URLSearchParams({ limit: String(limit) });
   if (before) q.set('before', before);
+  if (after) q.set('after', after);
   return authed('GET', `/v1/conversations/${enc(conversationId)}/messages?${q}`);
 }
 

@@ -3,7 +3,7 @@
 import { forgetAssets } from './assets';
 import * as api from './api';
 import { applyEvent, unreadAfter, updateLocal } from './events';
-import { loadHistory, notice, setAfterRetry, setThread } from './history';
+import { loadHistory, loadNewer, notice, setAfterRetry, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { Live } from './live';
@@ -65,6 +65,7 @@ export function stop(): void {
   live = null;
   clearTimeout(listTimer);
   listFirstAsked = 0;
+  listAgain = false;
   clearInterval(sweepTimer);
   clearInterval(pruneTimer);
   retention.reset();
@@ -124,8 +125,26 @@ function scheduleList(): void {
   clearTimeout(listTimer);
   listTimer = window.setTimeout(() => {
     listFirstAsked = 0;
-    void loadConversations();
+    reloadList();
   }, Math.max(0, wait));
+}
+
+// One scheduled list load at a time (a load may take up to 50 pages): one asked meanwhile
+// runs once after it.
+let listLoading = false;
+let listAgain = false;
+function reloadList(): void {
+  if (listLoading) {
+    listAgain = true;
+    return;
+  }
+  listLoading = true;
+  void loadConversations().finally(() => {
+    listLoading = false;
+    if (!listAgain || !live) return;
+    listAgain = false;
+    reloadList();
+  });
 }
 
 // The notice a failed list load showed: the next load that works takes it away, and only
@@ -186,7 +205,9 @@ export async function loadConversations(): Promise<void> {
 function fromAnswer(c: Conversation, now: Conversation | undefined, then: Conversation | undefined): Conversation {
   if (c.lastMessage && retention.isGone(c.lastMessage, nodeNow())) c.lastMessage = withoutContent(c.lastMessage);
   if (!now) return c;
-  if (now.lastMessage && isNewer(now.lastMessage, c.lastMessage)) {
+  // (A preview of a message that went since yields to the answer's older one that is there.)
+  const goneBefore = now.lastMessage?.gone && c.lastMessage && !c.lastMessage.gone;
+  if (now.lastMessage && isNewer(now.lastMessage, c.lastMessage) && !goneBefore) {
     c.lastMessage = now.lastMessage;
     c.lastActivityMs = Math.max(c.lastActivityMs, now.lastActivityMs);
   }
@@ -236,6 +257,7 @@ export function rowOnScreen(conversationId: string, order: string, shown: boolea
   }
   if (!rows) rowsOnScreen.set(conversationId, (rows = new Set()));
   rows.add(order);
+  retention.setViewAt(conversationId, newestOnScreen(conversationId));
   if (readQueued) return;
   readQueued = true;
   queueMicrotask(() => {
@@ -293,14 +315,10 @@ function unreadBelow(th: Thread, upTo: string, me: string | null): number | null
   return unreadAfter(th.messages, upTo, me);
 }
 
-// The view reached the end of a thread that left its newest out (retention.ts): it shows
-// the newest again, from a first page (older ones come back by paging, as after opening).
-// A receipts panel open closes: its message is no longer held.
-export function showNewest(id: string): void {
-  const th = getState().threads[id];
-  if (!th?.hasMoreAfter || th.loading) return;
-  setState((s) => ({ threads: { ...s.threads, [id]: retention.restarted(th) }, receiptsOpen: null }));
-  void loadHistory(id);
+// The view reached the end of a thread that left its newest out (retention.ts): the next
+// page after it (history.ts).
+export function showNewer(id: string): void {
+  void loadNewer(id);
 }
 
 // Sends the read now, or once a second has passed since the last one of the conversation
@@ -460,7 +478,8 @@ export async function createGroup(title: string, members: string[]): Promise<api
   setState((s) => ({
     // A member's first message may have come live before the answer.
     conversations: { ...s.conversations, [c.id]: fromAnswer(c, s.conversations[c.id], undefined) },
-    threads: { ...s.threads, [c.id]: { ...emptyThread(), loaded: true } },
+    // (and with it a thread: kept, or loaded by open() if the message came without one)
+    threads: { ...s.threads, [c.id]: s.threads[c.id] ?? { ...emptyThread(), loaded: !s.conversations[c.id] } },
   }));
   open(c.id);
   return answer.failed;

@@ -7,12 +7,13 @@ import { nodeNow } from './nodeClock';
 import { isGone } from './retention';
 import { emptyThread, getState, setState, type Thread } from './store';
 import { fromWire, withoutHole } from './thread';
-import { mergeMessages, olderOrder } from './threadOrder';
+import { isNewer, mergeMessages, olderOrder, sentCount } from './threadOrder';
 
 const OLDER_RETRY_MIN_MS = 2000;
 const OLDER_RETRY_MAX_MS = 60_000;
 
 const olderFailures = new Map<string, number>(); // conversation -> failed older loads in a row
+const newerRetryAt = new Map<string, number>(); // conversation -> no newer page before then (ms)
 const firstFailures = new Map<string, number>(); // conversation -> failed first loads in a row
 
 // Called after a first page that failed came on a retry (chat.ts: mark it read, as open() does).
@@ -91,6 +92,43 @@ export async function loadHistory(id: string, older = false): Promise<void> {
         }, wait);
       }
     }
+    notice(err);
+  }
+}
+
+// The page after the newest message a thread holds, while it left newer ones out
+// (Thread.hasMoreAfter): the view reached its end and goes on from there, so that every
+// message between comes on screen (and is read) in its turn. The view keeps its place as
+// the page is added below it (MessageList).
+export async function loadNewer(id: string): Promise<void> {
+  const th = getState().threads[id];
+  if (!th?.hasMoreAfter || th.loading || Date.now() < (newerRetryAt.get(id) ?? 0)) return;
+  const after = th.messages[sentCount(th.messages) - 1]?.id;
+  if (!after) return;
+  setThread(id, (cur) => ({ ...cur, loading: true }));
+  const asked = getState().userId;
+  try {
+    const page = await api.history(id, undefined, 50, after);
+    if (getState().userId !== asked) return;
+    newerRetryAt.delete(id);
+    const paged = page.messages.map(fromWire);
+    setThread(id, (cur) => {
+      const now = nodeNow();
+      const messages = mergeMessages(cur.messages, paged.filter((m) => !isGone(m, now)));
+      // A live message that came meanwhile was not added (thread.ts, pastEnd): while the
+      // list knows of one newer than the page's newest, there is more to fetch.
+      const newest = messages[sentCount(messages) - 1] ?? null;
+      const last = getState().conversations[id]?.lastMessage;
+      const behind = paged.length > 0 && !!last && !last.gone && isNewer(last, newest);
+      return { ...cur, messages, loading: false, hasMoreAfter: page.has_more_after || behind };
+    });
+  } catch (err) {
+    if (getState().userId !== asked) return;
+    // Not again at once (the view asks on every update while at its end): in a few seconds.
+    const wait = 5000;
+    newerRetryAt.set(id, Date.now() + wait);
+    setThread(id, (cur) => ({ ...cur, loading: false }));
+    window.setTimeout(() => setThread(id, (cur) => ({ ...cur })), wait);
     notice(err);
   }
 }

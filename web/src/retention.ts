@@ -8,7 +8,7 @@ import { idOrder } from './ids';
 import * as receiptLoader from './receiptLoader';
 import { emptyThread, type ChatMessage, type State, type Thread } from './store';
 import { withoutContent } from './thread';
-import { sentCount } from './threadOrder';
+import { orderIndex, sentCount } from './threadOrder';
 
 // Sent messages a thread keeps (unsent ones all stay), trimmed to this when the user is at
 // its newest messages, or has left it. A thread that grows is trimmed once it holds
@@ -17,10 +17,11 @@ import { sentCount } from './threadOrder';
 export const KEPT_MESSAGES = 500;
 const TRIM_SLACK = 100;
 // While the user reads in the open thread (scrolled up in it, or with the receipts of one of
-// its messages open), its oldest are not trimmed (they may be what is read), up to this many
-// sent messages; past it, the newest are left out instead (Thread.hasMoreAfter), below the
-// view, and come back when the view reaches its end. So a view left scrolled up for days,
-// or paged back far, stays bounded, and its place on screen does not move.
+// its messages open), up to this many sent messages, cut at the end farther from the view:
+// the oldest when the view is in the newer half, else the newest (Thread.hasMoreAfter),
+// below the view, paged in forward when the view reaches its end (history.ts, loadNewer).
+// So a view left scrolled up for days, or paged back far, stays bounded, and its place on
+// screen does not move.
 const READING_MESSAGES = 2000;
 // Threads kept besides the open one: those of the conversations opened last. Another is
 // dropped whole (opening it loads its history again), unless it holds unsent messages.
@@ -36,6 +37,8 @@ const KEPT_DELETIONS = 1000;
 
 // Whether the open conversation's view is scrolled up from its newest messages (MessageList).
 let scrolledUp = { id: '', up: false };
+// The order of the newest message on screen in the open conversation (chat.ts).
+let viewAt = { id: '', order: '' };
 // Conversation ids by when they were last opened, the most recent last.
 const opened = new Set<string>();
 // Ids of messages deleted for everyone, seen live: a page of history or a list answer asked
@@ -44,6 +47,10 @@ const deleted = new Set<string>();
 
 export function setScrolledUp(id: string, up: boolean): void {
   if (scrolledUp.id !== id || scrolledUp.up !== up) scrolledUp = { id, up };
+}
+
+export function setViewAt(id: string, order: string): void {
+  viewAt = { id, order };
 }
 
 export function isScrolledUp(id: string): boolean {
@@ -67,6 +74,7 @@ export const isGone = (m: ChatMessage, now: number): boolean =>
 
 export function reset(): void {
   scrolledUp = { id: '', up: false };
+  viewAt = { id: '', order: '' };
   opened.clear();
   deleted.clear();
 }
@@ -99,9 +107,18 @@ export function restarted(th: Thread): Thread {
   return th.loading ? th : { ...emptyThread(), messages: th.messages.slice(sentCount(th.messages)) };
 }
 
+// A thread the user reads in, bounded: cut at the end farther from the view (the newest
+// when the view is in its older half, the oldest otherwise), which keeps the view's place.
+function boundedWhileReading(id: string, th: Thread): Thread {
+  const sent = sentCount(th.messages);
+  if (sent <= READING_MESSAGES) return th;
+  const at = viewAt.id === id && viewAt.order ? orderIndex(th.messages, viewAt.order) : 0;
+  return at >= sent / 2 ? trimmed(th, READING_MESSAGES) : withoutNewest(th, READING_MESSAGES);
+}
+
 // A thread that has just grown by a live message, trimmed once it holds too many.
 export function afterGrowth(id: string, th: Thread, s: State): Thread {
-  if (reading(id, s)) return withoutNewest(th, READING_MESSAGES);
+  if (reading(id, s)) return boundedWhileReading(id, th);
   if (sentCount(th.messages) <= KEPT_MESSAGES + TRIM_SLACK) return th;
   return trimmed(th, KEPT_MESSAGES);
 }
@@ -148,7 +165,7 @@ function prunedThreads(s: State): State['threads'] {
 
 // What the page keeps of a thread it does not drop.
 function keptOf(id: string, th: Thread, s: State): Thread {
-  if (reading(id, s)) return withoutNewest(th, READING_MESSAGES);
+  if (reading(id, s)) return boundedWhileReading(id, th);
   return th.hasMoreAfter && id !== s.activeId ? restarted(th) : trimmed(th, KEPT_MESSAGES);
 }
 

@@ -23,6 +23,9 @@ export interface ChatMessage {
   expiresAtMs: number;
   // Own messages while unsent: failed (with the reason) or still going out.
   failed?: { code: string; message: string };
+  // A list preview of a message that went (deleted for everyone, expired): its place kept,
+  // its content gone (thread.ts, withoutContent).
+  gone?: boolean;
 }
 
 export interface Conversation {
@@ -57,8 +60,8 @@ export interface Thread {
   // nothing older (thread.ts, withoutHole), and paging back asks for what is before it.
   pagedFrom: string;
   // Newer messages were left out while the user read older ones (retention.ts): no live
-  // message past the newest held is added (thread.ts, pastEnd), and the view goes back to
-  // the newest once it reaches its end (chat.ts, showNewest).
+  // message past the newest held is added (thread.ts, pastEnd), and the view pages on
+  // forward from the newest held once it reaches its end (history.ts, loadNewer).
   hasMoreAfter: boolean;
   // After a failed load of older history: no new attempt before this time (ms).
   olderRetryAt: number;

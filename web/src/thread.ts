@@ -66,7 +66,7 @@ export function pastEnd(th: Thread, m: ChatMessage): boolean {
 
 // A message that went (expired, or deleted for everyone) as a preview: its content goes, its
 // place stays, as its order still tells a redelivered message from a new one (isNewer).
-export const withoutContent = (m: ChatMessage): ChatMessage => ({ ...m, text: '', attachments: [], expiresAtMs: 0 });
+export const withoutContent = (m: ChatMessage): ChatMessage => ({ ...m, text: '', attachments: [], expiresAtMs: 0, gone: true });
 
 export function fromSummary(c: ConversationSummary): Conversation {
   return {

@@ -25,7 +25,7 @@ function dayOf(m: ChatMessage, previous: string): string {
 // Messages oldest first, with a separator per day. Scrolling near the top loads older
 // history; the view keeps its place while it is prepended (or while the oldest messages are
 // trimmed: retention.ts, which trims only the newest, below the view, while it is scrolled
-// up). Reaching the end of a thread whose newest were left out shows the newest again. A
+// up). Reaching the end of a thread whose newest were left out loads the page after it. A
 // new message draws only its own row: the others are memoized on their message objects.
 export function MessageList({ id }: { id: string }) {
   const thread: Thread = useStore((s) => s.threads[id]) ?? EMPTY;
@@ -35,7 +35,7 @@ export function MessageList({ id }: { id: string }) {
   // Measured before each update: how far from the bottom the view was, and the ends shown.
   const fromBottom = useRef(0);
   const atBottom = useRef(true);
-  const ends = useRef({ first: '', last: '' });
+  const ends = useRef({ first: '', last: '', more: false });
   // Here, while the DOM still shows the last update: the place is taken as it is now, not
   // as the last scroll event saw it. That event comes only with the next frame, so an
   // update in between (a message, a read mark, the list fetched again) would otherwise
@@ -52,9 +52,13 @@ export function MessageList({ id }: { id: string }) {
     if (!el) return;
     const prepended = ends.current.first !== '' && first !== ends.current.first && (last?.key ?? '') === ends.current.last;
     const ownNew = last && last.key !== ends.current.last && last.from === me;
+    // A page after the newest held (the thread left newer ones out: no live message is
+    // added then): the view stays where it is, and the page's messages come on screen as
+    // the user scrolls on, each read in its turn.
+    const pagedOn = ends.current.more && (last?.key ?? '') !== ends.current.last;
     if (prepended) el.scrollTop = el.scrollHeight - fromBottom.current;
-    else if (atBottom.current || ownNew) el.scrollTop = el.scrollHeight;
-    ends.current = { first, last: last?.key ?? '' };
+    else if (!pagedOn && (atBottom.current || ownNew)) el.scrollTop = el.scrollHeight;
+    ends.current = { first, last: last?.key ?? '', more: thread.hasMoreAfter };
     measure();
   });
 
@@ -71,12 +75,12 @@ export function MessageList({ id }: { id: string }) {
     retention.setScrolledUp(id, !atBottom.current);
   }
 
-  // At the end of a thread that left its newest out: the newest again. Else near the top (a
+  // At the end of a thread that left its newest out: the page after it. Else near the top (a
   // view too short to scroll is at 0) with more to load: the next older page.
   function loadAtEdges() {
     const el = scroller.current;
     if (!el || thread.loading) return;
-    if (thread.hasMoreAfter && atBottom.current) chat.showNewest(id);
+    if (thread.hasMoreAfter && atBottom.current) chat.showNewer(id);
     else if (el.scrollTop < NEAR_EDGE_PX && thread.hasMoreBefore) void chat.loadHistory(id, true);
   }
 
