@@ -1,6 +1,6 @@
-// What a user does to their own account's security (docs/PROTOCOL.md, "Your password and
-// your other devices"): change the password, knowing the current one, and end every other
-// session. Both leave the caller's own session as it is.
+// What a user does to their own account's security (docs/PROTOCOL.md, "Sessions":
+// `POST /v1/me/password`, `DELETE /v1/sessions/others`): change the password, knowing the
+// current one, and end every other session. Both leave the caller's own session as it is.
 #include "base/net/net.hpp"
 #include "node/users/detail/service.hpp"
 
@@ -48,13 +48,18 @@ awaitable<result<std::string>> user_service::change_password(principal who, std:
       if (limiter) limiter->end(key);
     }
   } for_account, for_address, for_wide;
+  // (Each guard takes its attempt over field by field: a temporary guard assigned in would
+  // end the attempt as it went.)
   if (!m.account_limiter.begin(key, now)) co_return m.busy();
-  for_account = {&m.account_limiter, key};
+  for_account.key = key;
+  for_account.limiter = &m.account_limiter;
   if (!m.address_limiter.begin(address_key, now, true)) co_return m.busy();
-  for_address = {&m.address_limiter, address_key};
+  for_address.key = address_key;
+  for_address.limiter = &m.address_limiter;
   if (!wide_key.empty()) {
     if (!m.wide_address_limiter.begin(wide_key, now, true)) co_return m.busy();
-    for_wide = {&m.wide_address_limiter, wide_key};
+    for_wide.key = wide_key;
+    for_wide.limiter = &m.wide_address_limiter;
   }
   auto user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
   if (!user) co_return revoked_meanwhile();

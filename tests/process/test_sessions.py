@@ -518,6 +518,30 @@ class RateLimitTest(NodeTestCase):
         self.assertLessEqual(results.count(401), 6, results)
         self.assertGreaterEqual(results.count(429), 14, results)
 
+    def test_concurrent_guesses_at_the_current_password_are_limited_too(self):
+        # The same for a stolen session guessing at the password to change it.
+        node = self.start_node(config=self.CONFIG)
+        node.new_user("lena")
+        s = node.new_session("lena")
+        results = []
+        lock = threading.Lock()
+
+        def guess(i):
+            r = node.request("POST", "/v1/me/password", {"current_password": "guess %d" % i,
+                                                          "new_password": "a new password 456"},
+                             token=s["access_token"])
+            with lock:
+                results.append(r.status)
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(set(results) - {401, 429}, set(), results)
+        self.assertLessEqual(results.count(401), 6, results)
+        self.assertGreaterEqual(results.count(429), 14, results)
+
     def test_per_address_across_accounts(self):
         node = self.start_node(config=self.CONFIG)
         node.new_user("judy")
