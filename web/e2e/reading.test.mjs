@@ -66,6 +66,19 @@ describe('reading', () => {
     // …until he comes back to it.
     await dan.evaluate(() => { delete document.hasFocus; window.dispatchEvent(new Event('focus')); });
     await waitForState(eve, 'while dan looks elsewhere', ['read']);
+
+    // A row whose edge peeks into the view by a few pixels is not seen; shown whole, it is.
+    await list(dan).evaluate((el) => { el.scrollTop = el.scrollHeight - el.clientHeight - 400; });
+    await send(eve, 'peeking in');
+    await bubble(dan, 'peeking in').waitFor({ state: 'attached' });
+    await list(dan).evaluate((el) => {
+      const rows = el.querySelectorAll('[data-testid="message"]');
+      const row = rows[rows.length - 1].getBoundingClientRect();
+      el.scrollTop += row.top - (el.getBoundingClientRect().bottom - 8);
+    });
+    await staysDelivered(eve, 'peeking in', 'not read while only its edge shows');
+    await bubble(dan, 'peeking in').evaluate((el) => el.scrollIntoView({ block: 'end' }));
+    await waitForState(eve, 'peeking in', ['read']);
   });
 
   // Opens a live stream of `token` from `page`, sends `frame` once welcomed, and resolves with

@@ -2,7 +2,7 @@ import { useEffect, useRef } from 'preact/hooks';
 import * as chat from '../chat';
 import { formatTime, isoTime } from '../format';
 import { errorText, t } from '../i18n';
-import { watchOnScreen } from '../onScreen';
+import { watchOnScreen, watchSeen } from '../onScreen';
 import * as receiptLoader from '../receiptLoader';
 import { ownStatus, type OwnStatus } from '../receipts';
 import { useStore, type ChatMessage, type ReadUpTo, type ReceiptState, type State } from '../store';
@@ -21,20 +21,21 @@ interface Props {
 export const MessageItem = memo(function MessageItem({ message: m, own, group }: Props) {
   const parsed = useOwnStatus(m, own);
   const item = useRef<HTMLLIElement>(null);
-  // A sent message's row tells when it is on screen: reads name only what was seen
-  // (chat.ts). An own group message's receipts are fetched while it is (receiptLoader.ts).
+  // A sent message's row tells when it is seen (half of it on screen, or enough of a tall
+  // one): reads name only what was (chat.ts). An own group message's receipts are fetched
+  // while any of it is on screen (receiptLoader.ts).
   const { conversationId, order } = m;
   const watched = own && group ? m.id : null;
   useEffect(() => {
     const el = item.current;
     if (!el || !order) return;
-    return watchOnScreen(el, (visible) => {
-      chat.rowOnScreen(conversationId, order, visible);
-      if (!watched) return;
-      if (visible) receiptLoader.onScreen(watched);
-      else receiptLoader.offScreen(watched);
-    });
-  }, [conversationId, order, watched]);
+    return watchSeen(el, (seen) => chat.rowOnScreen(conversationId, order, seen));
+  }, [conversationId, order]);
+  useEffect(() => {
+    const el = item.current;
+    if (!el || !watched) return;
+    return watchOnScreen(el, (visible) => (visible ? receiptLoader.onScreen(watched) : receiptLoader.offScreen(watched)));
+  }, [watched]);
   return (
     <li
       ref={item}
