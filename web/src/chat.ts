@@ -3,21 +3,21 @@
 import { forgetAssets } from './assets';
 import * as api from './api';
 import { applyEvent, unreadAfter, updateLocal } from './events';
-import { loadHistory, loadNewer, notice, setAfterRetry, setThread } from './history';
+import { loadHistory, loadNewer, setAfterRetry, setThread } from './history';
 import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
+import { fromAnswer, loadConversations, scheduleList, setAfterListLoad, stopList } from './list';
 import { Live } from './live';
 import { nodeNow } from './nodeClock';
 import * as receiptLoader from './receiptLoader';
 import * as retention from './retention';
 import * as session from './session';
 import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation, type Thread } from './store';
-import { fromEvent, fromSummary, fromWire, localMessage, withoutContent } from './thread';
-import { isNewer, mergeMessages, newestWhere } from './threadOrder';
+import { fromEvent, fromSummary, fromWire, localMessage } from './thread';
+import { mergeMessages, newestWhere } from './threadOrder';
 import type { SendBody, Target, WireAttachment } from './wire';
 
 let live: Live | null = null;
-let listTimer = 0;
 let sweepTimer = 0;
 let pruneTimer = 0;
 const PRUNE_EVERY_MS = 30_000;
@@ -32,6 +32,7 @@ const hooks = {
 
 export { loadHistory };
 setAfterRetry((id) => markRead(id));
+setAfterListLoad((id) => markRead(id));
 
 export function start(): void {
   const tokens = session.tokens();
@@ -63,9 +64,7 @@ export function stop(): void {
   live?.stop();
   live?.forgetPosition();
   live = null;
-  clearTimeout(listTimer);
-  listFirstAsked = 0;
-  listAgain = false;
+  stopList();
   clearInterval(sweepTimer);
   clearInterval(pruneTimer);
   retention.reset();
@@ -76,7 +75,6 @@ export function stop(): void {
   for (const w of readLater.values()) clearTimeout(w.timer);
   readLater.clear();
   readSentAt.clear();
-  listNotice = '';
   setState(() => initialState());
 }
 
@@ -108,123 +106,6 @@ function sweepTyping(): void {
 function prune(): void {
   const update = retention.pruned(getState(), Date.now());
   if (Object.keys(update).length > 0) setState(() => update);
-}
-
-// The list is fetched again once the requests for it have stopped for LIST_QUIET_MS (a burst
-// of events makes one load), and at the latest LIST_MAX_WAIT_MS after the first of them: a
-// steady stream of events (a busy group's changes) would otherwise put it off for as long as
-// the stream lasts, and what only the list tells (a group one was added to) would not show.
-const LIST_QUIET_MS = 400;
-const LIST_MAX_WAIT_MS = 2000;
-let listFirstAsked = 0; // when the first request the next load answers came; 0: none waits
-
-function scheduleList(): void {
-  const now = Date.now();
-  if (!listFirstAsked) listFirstAsked = now;
-  const wait = Math.min(LIST_QUIET_MS, listFirstAsked + LIST_MAX_WAIT_MS - now);
-  clearTimeout(listTimer);
-  listTimer = window.setTimeout(() => {
-    listFirstAsked = 0;
-    reloadList();
-  }, Math.max(0, wait));
-}
-
-// One scheduled list load at a time (a load may take up to 50 pages): one asked meanwhile
-// runs once after it.
-let listLoading = false;
-let listAgain = false;
-function reloadList(): void {
-  if (listLoading) {
-    listAgain = true;
-    return;
-  }
-  listLoading = true;
-  void loadConversations().finally(() => {
-    listLoading = false;
-    if (!listAgain || !live) return;
-    listAgain = false;
-    reloadList();
-  });
-}
-
-// The notice a failed list load showed: the next load that works takes it away, and only
-// it (a notice of a refusal shown meanwhile stays until the user opens a conversation).
-let listNotice = '';
-
-// List loads by when they were asked: an answer asked before the one shown is older than it.
-let listsAsked = 0;
-let listShown = 0;
-
-export async function loadConversations(): Promise<void> {
-  const { userId: asked, conversations: then } = getState();
-  const number = ++listsAsked;
-  try {
-    // Every page: one ends early at about 1 MiB of summaries (large last messages), so the
-    // first may hold few of the user's conversations. At most 50 pages of 200.
-    const summaries: api.ConversationSummary[] = [];
-    let before: string | undefined;
-    for (let pages = 0; pages < 50; pages++) {
-      const page = await api.conversations(before, 200);
-      // An answer for whoever was logged in when it was asked, not for who is now.
-      if (getState().userId !== asked) return;
-      summaries.push(...page.conversations);
-      if (!page.next) break;
-      before = page.next;
-    }
-    if (number < listShown) return;
-    listShown = number;
-    setState((s) => {
-      const conversations: Record<string, Conversation> = {};
-      for (const summary of summaries) {
-        const c = fromSummary(summary);
-        conversations[c.id] = fromAnswer(c, s.conversations[c.id], then[c.id]);
-      }
-      // Drafts, and conversations beyond the pages read, stay.
-      for (const [id, c] of Object.entries(s.conversations)) conversations[id] ??= c;
-      const notice = listNotice && s.notice === listNotice ? '' : s.notice;
-      listNotice = '';
-      return { conversations, notice };
-    });
-    // The open conversation's badge counts what is not on screen (the answer counts from
-    // the node's read mark).
-    const active = getState().activeId;
-    if (active) markRead(active);
-  } catch (err) {
-    if (getState().userId !== asked) return; // the session it was asked for ended
-    notice(err);
-    listNotice = getState().notice;
-  }
-}
-
-// A conversation `c` of a list answer, with what the page holds of it now (`now`) and held
-// when the list was asked (`then`; undefined: not known then). The answer is older than what
-// live events and the user changed since it was asked, which stays: of the parts with an
-// order (the last message, the read mark) the newer is kept, of the others what the page
-// changed meanwhile. A last message that went since (deleted, expired) keeps its place
-// without its content, as the live event left it.
-function fromAnswer(c: Conversation, now: Conversation | undefined, then: Conversation | undefined): Conversation {
-  if (c.lastMessage && retention.isGone(c.lastMessage, nodeNow())) c.lastMessage = withoutContent(c.lastMessage);
-  if (!now) return c;
-  // (A preview of a message that went since yields to the answer's older one that is there.)
-  const goneBefore = now.lastMessage?.gone && c.lastMessage && !c.lastMessage.gone;
-  if (now.lastMessage && isNewer(now.lastMessage, c.lastMessage) && !goneBefore) {
-    c.lastMessage = now.lastMessage;
-    c.lastActivityMs = Math.max(c.lastActivityMs, now.lastActivityMs);
-  }
-  // A read this page sent may have reached the node after the list was read there.
-  const markNewer = now.readMark !== null && (c.readMark === null || idOrder(now.readMark) > idOrder(c.readMark));
-  if (markNewer) c.readMark = now.readMark;
-  if (!then) {
-    // Known only from live events: the answer knows its title and flags, and its count is
-    // the answer's or the one of what came live, whichever is more.
-    c.unread = markNewer ? now.unread : Math.max(c.unread, now.unread);
-    return c;
-  }
-  if (markNewer || now.unread !== then.unread || now.readMark !== then.readMark) c.unread = now.unread;
-  if (now.title !== then.title) c.title = now.title;
-  if (now.member !== then.member) c.member = now.member;
-  if (now.muted !== then.muted) c.muted = now.muted;
-  return c;
 }
 
 export function open(id: string | null): void {
