@@ -41,38 +41,18 @@ awaitable<result<std::string>> user_service::change_password(principal who, std:
   std::string address_key = "addr:" + net::limit_key(client_address);
   auto wide = net::wide_limit_key(client_address);
   std::string wide_key = wide.empty() ? "" : "addr:" + wide;
-  struct attempt {
-    detail::login_limiter* limiter = nullptr;
-    std::string key;
-    ~attempt() {
-      if (limiter) limiter->end(key);
-    }
-  } for_account, for_address, for_wide;
-  // (Each guard takes its attempt over field by field: a temporary guard assigned in would
-  // end the attempt as it went.)
-  if (!m.account_limiter.begin(key, now)) co_return m.busy();
-  for_account.key = key;
-  for_account.limiter = &m.account_limiter;
-  if (!m.address_limiter.begin(address_key, now, true)) co_return m.busy();
-  for_address.key = address_key;
-  for_address.limiter = &m.address_limiter;
-  if (!wide_key.empty()) {
-    if (!m.wide_address_limiter.begin(wide_key, now, true)) co_return m.busy();
-    for_wide.key = wide_key;
-    for_wide.limiter = &m.wide_address_limiter;
-  }
+  pending_attempt for_account, for_address, for_wide;
+  if (!for_account.begin(m.account_limiter, key, now)) co_return m.busy();
+  if (!for_address.begin(m.address_limiter, address_key, now, true)) co_return m.busy();
+  if (!wide_key.empty() && !for_wide.begin(m.wide_address_limiter, wide_key, now, true)) co_return m.busy();
   auto user = m.env.read([&](store::lmdb_txn const& txn) { return m.read_user(txn, name); });
   if (!user) co_return revoked_meanwhile();
   auto hash = user->password_hash();
   auto generation = user->password_generation();
   auto slot = m.hash_slot();
   if (!slot) co_return m.busy();
-  if (auto next = m.address_checks.take(address_key, now_ms()); next > 0)
+  if (auto next = m.take_password_check(address_key, wide_key); next > 0)
     co_return errors::rate_limited("too many password checks from your address; try again later", next);
-  if (auto next = wide_key.empty() ? std::int64_t{0} : m.wide_checks.take(wide_key, now_ms()); next > 0) {
-    m.address_checks.give_back(address_key);
-    co_return errors::rate_limited("too many password checks from your address; try again later", next);
-  }
   // The current password checked, and only if it is right the new one hashed (at the
   // configured cost), in the same slot.
   auto cpu_work = [hash, current = std::move(current), password = std::move(password), p = m.params()] {

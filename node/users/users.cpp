@@ -194,44 +194,20 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   if (wait > 0) {
     co_return errors::rate_limited("too many failed logins; try again later", wait);
   }
-  // The attempt is pending (not failed) while its password is checked: it counts as a
-  // failure only once it has failed, so a correct password never costs anyone an attempt,
-  // and attempts in flight hold back further ones (see login_limiter::begin).
-  struct attempt {
-    detail::login_limiter* limiter = nullptr;
-    std::string key;
-    ~attempt() {
-      if (limiter) limiter->end(key);
-    }
-  } for_account, for_address, for_wide;
-  if (name_opt) {
-    if (!m.account_limiter.begin(account_key, now)) co_return m.busy();
-    for_account.key = account_key;
-    for_account.limiter = &m.account_limiter;
-  }
+  // The attempt is pending (not failed) while its password is checked: a correct password
+  // never costs anyone an attempt (pending_attempt).
+  pending_attempt for_account, for_address, for_wide;
+  if (name_opt && !for_account.begin(m.account_limiter, account_key, now)) co_return m.busy();
   // (A known device's login still counts among the address's logins in flight.)
-  if (!m.address_limiter.begin(address_key, now, known_here)) co_return m.busy();
-  for_address.key = address_key;
-  for_address.limiter = &m.address_limiter;
-  if (!wide_key.empty()) {
-    if (!m.wide_address_limiter.begin(wide_key, now, known_here)) co_return m.busy();
-    for_wide.key = wide_key;
-    for_wide.limiter = &m.wide_address_limiter;
-  }
+  if (!for_address.begin(m.address_limiter, address_key, now, known_here)) co_return m.busy();
+  if (!wide_key.empty() && !for_wide.begin(m.wide_address_limiter, wide_key, now, known_here)) co_return m.busy();
 
   std::string hash = user ? user->password_hash() : m.dummy_hash;
   auto slot = m.hash_slot();
   if (!slot) co_return m.busy();
-  // Counted only when the password is about to be checked: a "busy" answer costs nothing.
-  // (And per /48: a new /64 per attempt gains nothing.)
-  // The /48's only once the /64's allows it: a /64 refused again and again must not use up
-  // its /48's checks (and with them every other /64 of it).
-  if (auto next = m.address_checks.take(address_key, now_ms()); next > 0)
+  // (Per /48 too: a new /64 per attempt gains nothing.)
+  if (auto next = m.take_password_check(address_key, wide_key); next > 0)
     co_return errors::rate_limited("too many logins from your address; try again later", next);
-  if (auto next = wide_key.empty() ? std::int64_t{0} : m.wide_checks.take(wide_key, now_ms()); next > 0) {
-    m.address_checks.give_back(address_key);
-    co_return errors::rate_limited("too many logins from your address; try again later", next);
-  }
   // A right password whose hash was made at another cost than the configured one is hashed
   // again at that cost, in the same slot: raising the cost reaches existing accounts at their
   // next login (lowering it too). Only a real account's hash, never the dummy.

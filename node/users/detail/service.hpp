@@ -67,6 +67,30 @@ inline std::string device_index_key(std::string const& user, std::string const& 
   return user + '\0' + device_id;
 }
 
+// An attempt pending at a limiter while its password is checked (login_limiter::begin): it
+// counts as a failure only once it has failed, and attempts in flight hold back further
+// ones; ended however the check ends. Not copied: a copy's end would end it early.
+class pending_attempt {
+ public:
+  pending_attempt() = default;
+  pending_attempt(pending_attempt const&) = delete;
+  pending_attempt& operator=(pending_attempt const&) = delete;
+  ~pending_attempt() {
+    if (limiter_) limiter_->end(key_);
+  }
+  // Begins one at `limiter` for `key` (see login_limiter::begin); false: refused, none held.
+  bool begin(detail::login_limiter& limiter, std::string key, std::int64_t now_ms, bool cap_only = false) {
+    if (!limiter.begin(key, now_ms, cap_only)) return false;
+    limiter_ = &limiter;
+    key_ = std::move(key);
+    return true;
+  }
+
+ private:
+  detail::login_limiter* limiter_ = nullptr;
+  std::string key_;
+};
+
 }  // namespace service_detail
 
 using namespace service_detail;
@@ -170,6 +194,20 @@ struct user_service::impl {
       return slot_guard(nullptr);
     }
     return slot_guard(&hashes_in_flight);
+  }
+
+  // Takes one password check from the address (an IPv6 client's /64) and its /48 (empty:
+  // none), counted only when a password is about to be checked, so that a "busy" answer
+  // costs nothing; the /48's only once the /64's allows it (a /64 refused again and again
+  // must not use up its /48's checks, and with them every other /64 of it). 0, or how long
+  // to wait (ms).
+  std::int64_t take_password_check(std::string const& address_key, std::string const& wide_key) {
+    if (auto next = address_checks.take(address_key, now_ms()); next > 0) return next;
+    if (auto next = wide_key.empty() ? std::int64_t{0} : wide_checks.take(wide_key, now_ms()); next > 0) {
+      address_checks.give_back(address_key);
+      return next;
+    }
+    return 0;
   }
 
   static failure busy() {
