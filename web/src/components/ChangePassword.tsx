@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import * as api from '../api';
 import { errorText, t } from '../i18n';
 import { useStore } from '../store';
+import { useSecondsUntil } from './countdown';
 
 interface Failure {
   code: string; // the node's, or `password_mismatch` (found here, nothing sent)
@@ -31,7 +32,6 @@ export function ChangePassword({ onChanged }: { onChanged: () => void }) {
   const [busy, setBusy] = useState(false);
   const [failure, setFailure] = useState<Failure | null>(null);
   const [changed, setChanged] = useState(false);
-  const [now, setNow] = useState(Date.now());
   const first = useRef<HTMLInputElement>(null);
   const opener = useRef<HTMLButtonElement>(null);
   const wasOpen = useRef(false);
@@ -43,14 +43,7 @@ export function ChangePassword({ onChanged }: { onChanged: () => void }) {
     wasOpen.current = open;
   }, [open]);
 
-  // A rate limit counts down to the moment the node takes attempts again (as Login's).
-  useEffect(() => {
-    if (!failure?.until) return undefined;
-    const timer = window.setInterval(() => setNow(Date.now()), 1000);
-    return () => clearInterval(timer);
-  }, [failure]);
-
-  const wait = failure?.until ? Math.max(0, Math.ceil((failure.until - now) / 1000)) : 0;
+  const wait = useSecondsUntil(failure?.until ?? 0);
 
   function clear() {
     setCurrent('');
@@ -76,7 +69,6 @@ export function ChangePassword({ onChanged }: { onChanged: () => void }) {
       onChanged();
     } catch (err) {
       const e2 = api.toApiError(err);
-      setNow(Date.now());
       setFailure({
         code: e2.code,
         message: e2.message,

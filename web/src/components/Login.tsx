@@ -1,6 +1,7 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import * as api from '../api';
 import { errorText, t } from '../i18n';
+import { useSecondsUntil } from './countdown';
 
 function deviceName(): string {
   const nav = navigator as Navigator & { userAgentData?: { platform?: string } };
@@ -22,16 +23,7 @@ export function Login({ ended }: { ended: string }) {
   const [inviteCode, setInviteCode] = useState('');
   const [busy, setBusy] = useState(false);
   const [failure, setFailure] = useState<Failure | null>(null);
-  const [now, setNow] = useState(Date.now());
-
-  // A rate limit counts down to the moment the node takes attempts again.
-  useEffect(() => {
-    if (!failure?.until) return undefined;
-    const timer = window.setInterval(() => setNow(Date.now()), 1000);
-    return () => clearInterval(timer);
-  }, [failure]);
-
-  const wait = failure?.until ? Math.max(0, Math.ceil((failure.until - now) / 1000)) : 0;
+  const wait = useSecondsUntil(failure?.until ?? 0);
 
   async function submit(e: Event) {
     e.preventDefault();
@@ -49,7 +41,6 @@ export function Login({ ended }: { ended: string }) {
       // The account exists now: a retry must log in, not register again (name_taken).
       if (registered) setMode('login');
       const e2 = api.toApiError(err);
-      setNow(Date.now());
       setFailure({ code: e2.code, message: e2.message, until: e2.retry_after ? Date.now() + e2.retry_after * 1000 : 0 });
       setBusy(false);
     }
