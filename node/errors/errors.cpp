@@ -11,7 +11,7 @@ struct entry {
 };
 
 // Indexed by `code`; keep in the enum's order (checked below).
-constexpr std::array<entry, 67> table{{
+constexpr std::array<entry, 68> table{{
     {"bad_request", 400},                 // code::bad_request
     {"invalid_json", 400},                // code::invalid_json
     {"missing_field", 400},               // code::missing_field
@@ -79,8 +79,9 @@ constexpr std::array<entry, 67> table{{
     {"backup_in_progress", 409},          // code::backup_in_progress
     {"region_listed", 409},               // code::region_listed
     {"store_unavailable", 503},           // code::store_unavailable
+    {"wrong_password", 403},              // code::wrong_password
 }};
-static_assert(static_cast<std::size_t>(code::store_unavailable) + 1 == table.size(), "one entry per code, in order");
+static_assert(static_cast<std::size_t>(code::wrong_password) + 1 == table.size(), "one entry per code, in order");
 
 }  // namespace
 

@@ -85,6 +85,8 @@ enum class code {
   region_listed,
   // The stores.
   store_unavailable,
+  // A signed-in user's own account.
+  wrong_password,
 };
 
 // The stable machine code, e.g. "name_taken".

@@ -215,8 +215,10 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
       st->stored.attempt_ms = before.attempt_ms();
       // Registered again as it was (an app does so at every start): how it has fared stands
       // too, or a target that always fails would never be given up, and a Retry-After
-      // would end at each registration. New keys or data start it afresh.
-      if (before.p256dh() == t.p256dh && before.auth() == t.auth && before.data_json() == t.data_json) {
+      // would end at each registration. New keys, data or endpoint (a Matrix pushkey moved
+      // to another gateway) start it afresh.
+      if (before.kind() == t.kind && before.endpoint() == t.endpoint && before.p256dh() == t.p256dh &&
+          before.auth() == t.auth && before.data_json() == t.data_json) {
         st->stored.created_at_ms = before.created_at_ms();
         st->stored.failures = before.failures();
         st->stored.failing_since_ms = before.failing_since_ms();

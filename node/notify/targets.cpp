@@ -128,10 +128,14 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
                                                     m.options.max_targets_per_user);
   // The session (or the account) may have ended while the endpoint was checked: its end
   // found no target then. Look again, now that the target is stored.
-  if (stored)
+  if (stored) {
+    // Started afresh (new keys, data or endpoint): the retries this node holds in memory
+    // for the target as it was go too, as its stored failures went.
+    if (stored->failures == 0) impl_->forget_retries(detail::target_key(*stored));
     asio::post(*m.strand, [self = impl_, user_id] {
       if (!self->stopping) self->end_sessions(user_id);
     });
+  }
   co_return stored;
 }
 

@@ -16,6 +16,12 @@ failure revoked_meanwhile() {
   return fail(code::session_revoked, "this session has been revoked; log in again");
 }
 
+// Not 401: the caller's tokens are good (a client that answers a 401 by refreshing and
+// then logging out must not log a user out over a typo).
+failure wrong_password(std::string message) {
+  return fail(code::wrong_password, std::move(message), "current_password");
+}
+
 }  // namespace
 
 awaitable<result<std::string>> user_service::change_password(principal who, std::string current, std::string password,
@@ -64,19 +70,20 @@ awaitable<result<std::string>> user_service::change_password(principal who, std:
   slot.reset();
   if (!checked.match) {
     m.account_limiter.failed(key, now_ms());
-    co_return fail(code::invalid_credentials, "the current password is wrong", "current_password");
+    co_return wrong_password("the current password is wrong");
   }
   m.account_limiter.succeeded(key);
   struct state {
-    bool live = true, same = true;
+    bool live = true, disabled = false, same = true;
   };
   auto st = std::make_shared<state>();
   store::lmdb_env::write_fn mutation = [&m, st, name, generation, fresh = std::move(checked.rehash),
                                         device = *device](store::lmdb_txn& txn) {
     st->live = m.still_live(txn, name, device);
     auto u = m.read_user(txn, name);
-    st->live = st->live && u && !u->disabled();
+    st->live = st->live && u;
     if (!st->live) return false;
+    if (st->disabled = u->disabled(); st->disabled) return false;
     // Set meanwhile by a change of this session's own (two at once): the password checked
     // may not be the account's any more. (A login that hashed the same password again at a
     // new cost keeps the generation.)
@@ -91,9 +98,8 @@ awaitable<result<std::string>> user_service::change_password(principal who, std:
   auto outcome = co_await async::write(m.env, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the password could not be stored");
   if (!st->live) co_return revoked_meanwhile();
-  if (!st->same)
-    co_return fail(code::invalid_credentials, "the password was changed meanwhile: try again with the new one",
-                   "current_password");
+  if (st->disabled) co_return fail(code::user_disabled, "this account is disabled");
+  if (!st->same) co_return wrong_password("the password was changed meanwhile: try again with the new one");
   m.tell_sessions_changed(name);  // the other devices' live streams and push targets end
   // This device's new known-device token (the old one went with the old password).
   now = now_ms();

@@ -240,7 +240,10 @@ void ws_manager::remote_presence(std::string const& user, bool online, std::int6
     }
     auto& r = remote_[user];
     if (outdated(r, stamp_ms)) return;
-    r.stamp_ms = std::max(r.stamp_ms, stamp_ms);
+    // An accepted report older by more than the tolerance is the origin's clock set back:
+    // its stamps count from there on (keeping the higher one would refuse every report
+    // for the next minute).
+    if (stamp_ms > 0) r.stamp_ms = stamp_ms;
     r.online = online;
     if (!online) r.last_seen_ms = last_seen_ms;
     r.valid_until_ms = valid_until_ms;

@@ -458,6 +458,30 @@ class RestartTest(PushCase):
         self.webpush(phone, recv, path=path, sub=Subscription())
         self.assertEqual([t["failures"] for t in self.admin_targets(bob.name)], [0])
 
+    def test_a_pushkey_moved_to_another_gateway_starts_afresh(self):
+        # The same Matrix app and pushkey registered at a new gateway (the app moved off a
+        # broken one): the old gateway's failures and Retry-After are not the new one's.
+        wait_s = 60
+        self.start()
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        phone = bob.login("phone")
+        _, pushkey, old = self.matrix(phone, recv)
+        recv.script(old, [Reply(429, headers={"Retry-After": str(wait_s)})])
+        A = self.ws(alice.login())
+        A.send_message(bob.id, "to the broken gateway")
+        recv.wait_requests(old, 1, WAIT_S, answered=True)
+        deadline = time.monotonic() + WAIT_S
+        while not any(t["failures"] >= 1 for t in self.admin_targets(bob.name)):  # written down
+            self.assertLess(time.monotonic(), deadline, "the failure was never written")
+            time.sleep(0.05)
+        target, _, new = self.matrix(phone, recv, pushkey=pushkey)
+        self.assertEqual([t["failures"] for t in self.admin_targets(bob.name)], [0], "a new start")
+        A.send_message(bob.id, "to the new gateway")
+        pushed = recv.wait_requests(new, 1, WAIT_S)[0]  # not after the old gateway's minute
+        self.assertEqual(pushed.json()["notification"]["devices"][0]["pushkey"], pushkey)
+        self.assertEqual(len(recv.requests(old)), 1, "nothing more to the old gateway")
+
     def test_a_push_pending_longer_than_give_up_s_is_dropped_not_sent_late(self):
         # The node is down (or push is off) for longer than a push may be late: what was
         # pending is news of then, not a notification now.

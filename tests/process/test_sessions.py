@@ -300,8 +300,10 @@ class SessionsTest(NodeTestCase):
                                                          token=session["access_token"])
         fresh = "a new password 456"
         # Wrong, weak or missing: nothing changes.
-        self.assertError(change(phone, {"current_password": "not it", "new_password": fresh}), 401,
-                         "invalid_credentials", field="current_password")
+        # 403, not 401: the session's tokens are good (a client refreshing on a 401 must
+        # not end up logging the user out over a typo).
+        self.assertError(change(phone, {"current_password": "not it", "new_password": fresh}), 403,
+                         "wrong_password", field="current_password")
         self.assertError(change(phone, {"current_password": PW, "new_password": "short"}), 400,
                          "weak_password", field="new_password")
         self.assertError(change(phone, {"new_password": fresh}), 400, "missing_field", field="current_password")
@@ -487,7 +489,7 @@ class RateLimitTest(NodeTestCase):
         guess = {"current_password": "a guess", "new_password": "a new password 456"}
         change = lambda body: node.request("POST", "/v1/me/password", body, token=s["access_token"])
         for i in range(4):
-            self.assertError(change(guess), 401, "invalid_credentials", msg="guess #%d" % i)
+            self.assertError(change(guess), 403, "wrong_password", msg="guess #%d" % i)
         retry = self.assertRateLimited(change({"current_password": PW, "new_password": "a new password 456"}), 1, 2)
         self.assertStatus(node.login("judy", PW), 201, "the account's logins go on")
         time.sleep(retry + 0.3)
@@ -538,8 +540,8 @@ class RateLimitTest(NodeTestCase):
             t.start()
         for t in threads:
             t.join()
-        self.assertEqual(set(results) - {401, 429}, set(), results)
-        self.assertLessEqual(results.count(401), 6, results)
+        self.assertEqual(set(results) - {403, 429}, set(), results)
+        self.assertLessEqual(results.count(403), 6, results)
         self.assertGreaterEqual(results.count(429), 14, results)
 
     def test_per_address_across_accounts(self):

@@ -53,7 +53,7 @@ describe('the account in the devices panel', () => {
     await again.fill(NEW);
     await laptop.getByTestId('password-submit').click();
     await error.waitFor();
-    assert.equal(await error.getAttribute('data-code'), 'invalid_credentials');
+    assert.equal(await error.getAttribute('data-code'), 'wrong_password');
     assert.equal(await current.getAttribute('aria-invalid'), 'true');
     assert.equal(await laptop.getByTestId('password-changed').count(), 0);
     assert.deepEqual(asked, ['POST']);

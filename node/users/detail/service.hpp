@@ -334,7 +334,8 @@ struct user_service::impl {
   }
 
   // Marks every session of `name` revoked but `keep` (a raw device id), inside a write
-  // transaction; how many it revoked.
+  // transaction; how many of them were live (expired ones are marked too, not counted: the
+  // session list did not show them).
   std::size_t revoke_all(store::lmdb_txn& txn, std::string const& name, std::string const& keep = {}) {
     std::vector<std::string> ids;
     txn.for_each(user_devices, name + '\0', [&](std::string_view key, std::string_view) {
@@ -342,12 +343,13 @@ struct user_service::impl {
       return true;
     });
     std::size_t revoked = 0;
+    auto now = now_ms();
     for (auto const& id : ids) {
       auto device = id == keep ? std::nullopt : read_device(txn, id);
       if (!device || device->revoked()) continue;
       device->set_revoked(true);
       txn.put(devices, id, device->SerializeAsString());
-      ++revoked;
+      if (device->refresh_expires_at_ms() > now) ++revoked;
     }
     return revoked;
   }

@@ -12,10 +12,10 @@ interface Failure {
 }
 
 // The text of a failure: a wrong current password has its own (the node's
-// invalid_credentials text speaks of a user name); the rest as everywhere, with the wait.
+// wrong_password text is for programs); the rest as everywhere, with the wait.
 function failureText(f: Failure, wait: number): string {
   if (f.code === 'password_mismatch') return t.passwordsDiffer;
-  if (f.code === 'invalid_credentials') return t.currentPasswordWrong;
+  if (f.code === 'wrong_password') return t.currentPasswordWrong;
   return errorText(f.code, f.message, wait > 0 ? wait : undefined);
 }
 
