@@ -202,7 +202,7 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
 
 awaitable<errors::status> asset_service::cancel(std::string user, std::string id) {
   auto s = impl_;
-  auto up = s->messages.upload(user, id);
+  auto up = state(user, id);  // a complete upload whose asset is gone is none, as for GET
   if (!up) co_return up.error();
   if (!s->try_busy(id)) co_return fail(code::upload_busy, "another request is sending to this upload");
   busy_hold hold{*s, id};

@@ -205,8 +205,13 @@ awaitable<response> detail::assets_route(std::shared_ptr<user_api> api, request 
     auto up = api->assets->state(api->id_of(*who), id);
     if (!up) co_return error_response(up.error());
     auto body = upload_json(*up);
-    if (!up->asset.empty())  // complete: what it became (state() found it)
-      if (auto a = api->assets->find(api->id_of(*who), up->asset)) body["asset"] = asset_json(*a);
+    if (!up->asset.empty()) {  // complete: what it became (state() found it; gone since: as state() says)
+      auto a = api->assets->find(api->id_of(*who), up->asset);
+      if (!a)
+        co_return error_response(
+            fail(code::upload_not_found, "upload '" + id + "' was complete, but the asset it became is gone"));
+      body["asset"] = asset_json(*a);
+    }
     auto res = json_response(200, body);
     upload_headers(res, *up);
     co_return res;

@@ -77,14 +77,13 @@ void detail::for_each_holding(message_service::impl const& m, std::string const&
     conv = holder_from(m, first, *conv + '\x01');  // past every key of this conversation
 }
 
-bool detail::for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
+bool detail::for_each_shared(message_service::impl const& m, std::string const& holders, std::string const& user,
                              std::size_t& seeks_left, std::function<bool(std::string const&)> const& fn) {
   std::size_t seeks = 2;
   auto spent = [&](bool out) {
     seeks_left -= std::min(seeks, seeks_left);
     return out;
   };
-  auto holders = keys::conversation_refs_first(hash);
   auto parts = keys::participants_owner(user) + '\0';
   auto part_from = [&](std::string const& at) { return next_under(m, cf::conversations, parts, parts + at); };
   auto a = holder_from(m, holders, ""), b = part_from("");
@@ -150,6 +149,58 @@ records::asset_record detail::put_asset(store::rocks_batch& b, std::string const
   return rec;
 }
 
+bool detail::visible_reference(message_service::impl const& m, std::string const& user, std::string const& hash,
+                               ref_kind kind, access_budget& request,
+                               std::function<bool(records::stored_message const&)> const& fn) {
+  check_budget left(request);
+  auto holders =
+      kind == ref_kind::counted ? keys::conversation_refs_first(hash) : keys::pending_conversation_refs_first(hash);
+  auto refs_in = [&](std::string const& conv) {
+    return kind == ref_kind::counted ? keys::conversation_refs_first(hash, conv)
+                                     : keys::pending_conversation_refs_first(hash, conv);
+  };
+  // Per conversation and in all: references the user may not see (from before they joined
+  // a group whose history is hidden, say) use up one conversation's share, not the others'.
+  constexpr std::size_t per_conversation = 1024;
+  auto now = now_ms();
+  bool found = false;
+  auto look = [&](std::string const& conv) {  // false: stop
+    if (!m.member(user, conv)) return true;
+    auto first = refs_in(conv);
+    std::size_t here = 0;
+    // Newest first: the message a member just got is likelier theirs than one of years ago.
+    m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+      auto id = key.substr(first.size());
+      if (id.size() == 16) {  // a message id (nothing else is written here)
+        auto sm = m.load(std::string(id));
+        found = sm && m.visible(*sm, user, now) && m.may_see(user, *sm) && fn(*sm);
+      }
+      return !found && ++here < per_conversation && detail::spend(left.keys);
+    });
+    return !found && left.keys > 0;
+  };
+  bool walked_all = detail::for_each_shared(m, holders, user, left.seeks, look);
+  if (found || left.keys == 0) return found;
+  // A direct conversation from before users' parts were kept has none: such conversations
+  // are found through the user's own contacts (u/: each names the conversation with that
+  // peer; one per person who wrote to them or whom they wrote to).
+  auto owner = keys::contacts_owner(user);
+  m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
+            [&](std::string_view, std::string_view value) {
+              std::string conv(value);
+              if (walked_all && m.db.get(cf::conversations, keys::participant_key(user, conv)))
+                return detail::spend(left.contacts);  // looked at above
+              auto refs = refs_in(conv);
+              bool holds = false;
+              m.db.scan(cf::assets, refs, keys::prefix_end(refs), [&](std::string_view, std::string_view) {
+                holds = true;
+                return false;
+              });
+              return (!holds || look(conv)) && detail::spend(left.contacts);
+            });
+  return found;
+}
+
 namespace {
 
 // The uploader, and a current member of a conversation who may see a message there that
@@ -161,47 +212,8 @@ namespace {
 bool may_download(message_service::impl const& m, std::string const& user, std::string const& hash,
                   detail::access_budget& request) {
   if (m.db.get(cf::assets, keys::uploader_key(user, hash))) return true;
-  detail::check_budget left(request);
-  // Per conversation and in all: references the user may not see (from before they joined
-  // a group whose history is hidden, say) use up one conversation's share, not the others'.
-  constexpr std::size_t per_conversation = 1024;
-  auto now = now_ms();
-  bool allowed = false;
-  auto look = [&](std::string const& conv) {  // false: stop
-    if (!m.member(user, conv)) return true;
-    auto first = keys::conversation_refs_first(hash, conv);
-    std::size_t here = 0;
-    // Newest first: the message a member just got is likelier theirs than one of years ago.
-    m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
-      auto id = key.substr(first.size());
-      if (id.size() == 16) {  // a message id (nothing else is written here)
-        auto sm = m.load(std::string(id));
-        allowed = sm && m.visible(*sm, user, now) && m.may_see(user, *sm);
-      }
-      return !allowed && ++here < per_conversation && detail::spend(left.keys);
-    });
-    return !allowed && left.keys > 0;
-  };
-  bool walked_all = detail::for_each_shared(m, hash, user, left.seeks, look);
-  if (allowed || left.keys == 0) return allowed;
-  // A direct conversation from before users' parts were kept has none: such conversations
-  // are found through the user's own contacts (u/: each names the conversation with that
-  // peer; one per person who wrote to them or whom they wrote to).
-  auto owner = keys::contacts_owner(user);
-  m.db.scan(cf::conversations, keys::first_of(owner), keys::past_last_of(owner),
-            [&](std::string_view, std::string_view value) {
-              std::string conv(value);
-              if (walked_all && m.db.get(cf::conversations, keys::participant_key(user, conv)))
-                return detail::spend(left.contacts);  // looked at above
-              auto refs = keys::conversation_refs_first(hash, conv);
-              bool holds = false;
-              m.db.scan(cf::assets, refs, keys::prefix_end(refs), [&](std::string_view, std::string_view) {
-                holds = true;
-                return false;
-              });
-              return (!holds || look(conv)) && detail::spend(left.contacts);
-            });
-  return allowed;
+  auto any = [](records::stored_message const&) { return true; };
+  return detail::visible_reference(m, user, hash, detail::ref_kind::counted, request, any);
 }
 
 errors::failure no_asset() {

@@ -92,9 +92,11 @@ awaitable<errors::status> count_references(message_service::impl& m, std::string
     if (found->empty()) co_return errors::ok();
     store::rocks_db::write_fn mutation = [found, hash](store::rocks_batch& b) {
       for (auto const& [key, conv] : *found) {
-        if (!b.get(cf::assets, key)) continue;  // the message went meanwhile
-        b.erase(cf::assets, key);
-        keys::put_ref(b, hash, key.substr(2 + keys::asset_hash_bytes), conv);
+        auto waiting = b.get(cf::assets, key);
+        if (!waiting) continue;  // the message went meanwhile
+        auto raw_id = key.substr(2 + keys::asset_hash_bytes);
+        keys::erase_pending_ref(b, hash, raw_id, *waiting);
+        keys::put_ref(b, hash, raw_id, conv);
       }
       return true;
     };
@@ -123,7 +125,7 @@ void detail::note_remote_attachments(message_service::impl const& m, store::rock
     if (shown)
       keys::put_ref(b, hash, raw_id, msg.conversation_id());
     else
-      b.put(cf::assets, pending, region + '\0' + msg.conversation_id());
+      keys::put_pending_ref(b, hash, raw_id, region, msg.conversation_id());
     auto wanted = parse<records::fetch_record>(b.get(cf::assets, keys::fetch_key(hash)));
     records::fetch_record f;
     f.set_region(region);
@@ -146,24 +148,38 @@ std::optional<std::string> detail::awaits_proof(message_service::impl const& m, 
                                                 std::string const& hash) {
   // Of waiting references in messages the user may see (as may_download asks of counted
   // ones): a member who joined after the message, with the history hidden, or who deleted
-  // it for themselves, must get the 404 anyone gets, not learn that it is on its way.
+  // it for themselves, must get the 404 anyone gets, not learn that it is on its way. And
+  // only while that region is still asked: a fetch given up leaves nothing to wait for.
+  auto wanted = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
+  auto asked = [&](std::string const& region) {
+    return (wanted && wanted->region() == region) || m.db.get(cf::assets, keys::proof_fetch_key(hash, region));
+  };
+  std::optional<std::string> region;
+  auto still_asked = [&](records::stored_message const& sm) {
+    std::string from(ids::region_of(sm.message().from()));
+    if (asked(from)) region = from;
+    return region.has_value();
+  };
+  access_budget budget;
+  if (visible_reference(m, user, hash, ref_kind::waiting, budget, still_asked)) return region;
+  // Waiting references written before they were indexed by conversation (V/, 2026-12-07):
+  // the first few of the asset's, as then.
   std::set<std::string> regions;
   std::size_t seen = 0;
   auto now = now_ms();
   auto first = keys::pending_refs_first(hash);
   m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
     auto [from, conv] = split_pending(value);
-    if (!regions.contains(std::string(from)) && m.member(user, std::string(conv))) {
-      auto sm = m.load(std::string(key.substr(first.size())));
+    std::string raw_id(key.substr(first.size()));
+    if (!m.db.get(cf::assets, keys::pending_conversation_ref_key(hash, std::string(conv), raw_id)) &&
+        !regions.contains(std::string(from)) && m.member(user, std::string(conv))) {
+      auto sm = m.load(raw_id);
       if (sm && m.visible(*sm, user, now) && m.may_see(user, *sm)) regions.emplace(from);
     }
     return ++seen < waiting_scan_max;
   });
-  // Only while that region is still asked: a fetch given up leaves nothing to wait for.
-  auto wanted = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
-  for (auto const& region : regions)
-    if ((wanted && wanted->region() == region) || m.db.get(cf::assets, keys::proof_fetch_key(hash, region)))
-      return region;
+  for (auto const& r : regions)
+    if (asked(r)) return r;
   return std::nullopt;
 }
 

@@ -372,6 +372,30 @@ class AssetsAcrossRegions(AssetFederationCase):
         self.assertGone(bob, asset["id"], "deleted for bob, europe stopped")
         self.resume(EUROPE)
 
+    def test_an_attachment_on_its_way_is_pending_however_many_messages_elsewhere_name_it(self):
+        """Waiting references in other conversations (a file forwarded to many, or a region
+        naming one hash again and again) do not turn a recipient's "on its way" into 404."""
+        alice, bob = self.user(EUROPE, "alice"), self.user(AMERICA, "bob")
+        carol = self.user(AMERICA, "carol")
+        A = self.connect(alice)
+        bob_session = self.session(bob)
+        self.token(alice), self.token(bob), self.token(carol)
+        st = self.wait_federation(EUROPE, lambda st: self.outbox_to(st, AMERICA) == [0],
+                                  "europe's outbox to america empty")
+        published = st["published"]
+        self.pause(AMERICA)
+        asset = self.upload(alice, blob(100 * KIB, "forwarded to many"), "many.bin")
+        for i in range(70):  # before bob's: older ids (the first 64 were all the old code read)
+            self.send_attached(A, carol, [{"asset_id": asset["id"]}], text="to carol %d" % i)
+        acc = self.send_attached(A, bob, [{"asset_id": asset["id"]}], text="and to bob")
+        self.wait_federation(EUROPE, lambda st: st["published"] >= published + 71, "alice's messages published")
+        self.pause(EUROPE)
+        self.resume(AMERICA)
+        B = self.connect(bob, bob_session)
+        B.wait_event(ev_message(acc["message_id"]), HEAL_S, what="alice's message to bob, europe stopped")
+        self.assertPending(self.download(bob, asset["id"]), "bob sees the message, 70 older ones elsewhere")
+        self.resume(EUROPE)
+
     # 3 ---------------------------------------------------------------------------------------
 
     def test_a_region_does_not_serve_assets_to_regions_that_may_not_see_them(self):

@@ -49,8 +49,20 @@ inline bool spend(std::size_t& left) {
 // order: a leapfrog of the two key orders, about twice the smaller set's seeks, at most
 // `seeks_left` (which it lowers by those it made); until `fn` returns false. False if it
 // stopped for want of seeks.
-bool for_each_shared(message_service::impl const& m, std::string const& hash, std::string const& user,
+// `holders`: the prefix of the keys naming the conversations (k/hash, or V/hash).
+bool for_each_shared(message_service::impl const& m, std::string const& holders, std::string const& user,
                      std::size_t& seeks_left, std::function<bool(std::string const&)> const& fn);
+// Which references to an asset a walk looks at: counted ones (k/), or ones waiting for
+// their region's proof (V/).
+enum class ref_kind { counted, waiting };
+// Whether a message referring to `hash` (references of `kind`) that `user` may see (a
+// current member, not one who joined after it with the history hidden, nor one who hid it
+// or whose copy expired) is one `fn` accepts. The conversations looked at are those both
+// holding such references and the user's own (parts, p/; then contacts, u/, for direct
+// conversations from before parts were kept), newest references first, within one check's
+// share of `request`: references in other conversations cannot crowd the user's out.
+bool visible_reference(message_service::impl const& m, std::string const& user, std::string const& hash, ref_kind kind,
+                       access_budget& request, std::function<bool(records::stored_message const&)> const& fn);
 // Distinct conversations holding a message with `hash` as an attachment (committed
 // state): those of its oldest references (from its first 1,024), then more in key order,
 // at most `max` in all.

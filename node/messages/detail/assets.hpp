@@ -75,6 +75,38 @@ inline std::string pending_ref_key(std::string const& hash, std::string const& r
 inline std::string pending_refs_first(std::string const& hash) {
   return "v/" + hash;
 }
+// The same waiting reference by conversation (written since 2026-12-07, next to its v/): a
+// download's answer (asset_pending or not) looks in the user's own conversations, as for a
+// counted reference (k/), so waiting references elsewhere cannot crowd theirs out.
+inline std::string pending_conversation_refs_first(std::string const& hash) {
+  return "V/" + hash;
+}
+inline std::string pending_conversation_refs_first(std::string const& hash, std::string const& conv) {
+  return "V/" + hash + conv + '\0';
+}
+inline std::string pending_conversation_ref_key(std::string const& hash, std::string const& conv,
+                                                std::string const& raw_id) {
+  return pending_conversation_refs_first(hash, conv) + raw_id;
+}
+// A waiting reference's value: its region, NUL, the conversation it will count for.
+inline std::string pending_ref_value(std::string const& region, std::string const& conv) {
+  return region + '\0' + conv;
+}
+inline std::string pending_ref_conversation(std::string_view value) {
+  auto nul = value.find('\0');
+  return nul == std::string_view::npos ? std::string() : std::string(value.substr(nul + 1));
+}
+// Puts and erases a waiting reference with its index entry.
+inline void put_pending_ref(store::rocks_batch& b, std::string const& hash, std::string const& raw_id,
+                            std::string const& region, std::string const& conv) {
+  b.put(store::cf::assets, pending_ref_key(hash, raw_id), pending_ref_value(region, conv));
+  b.put(store::cf::assets, pending_conversation_ref_key(hash, conv, raw_id), "");
+}
+inline void erase_pending_ref(store::rocks_batch& b, std::string const& hash, std::string const& raw_id,
+                              std::string_view value) {
+  b.erase(store::cf::assets, pending_ref_key(hash, raw_id));
+  b.erase(store::cf::assets, pending_conversation_ref_key(hash, pending_ref_conversation(value), raw_id));
+}
 inline std::string proof_fetch_key(std::string const& hash, std::string const& region) {
   return "y/" + hash + region;
 }
@@ -183,8 +215,8 @@ inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id,
     auto pending = pending_ref_key(hash, raw_id);
     if (auto conv = b.get(store::cf::assets, ref))
       erase_ref(b, hash, raw_id, *conv);
-    else if (b.get(store::cf::assets, pending))
-      b.erase(store::cf::assets, pending);
+    else if (auto waiting = b.get(store::cf::assets, pending))
+      erase_pending_ref(b, hash, raw_id, *waiting);
     else
       continue;
     add_u64(b, refs_key(hash), -1);
