@@ -1,8 +1,10 @@
 // A conversation read scrolled up while thousands of messages arrive live: the page holds
 // at most 2,000 of its messages (retention.ts, READING_MESSAGES: the newest are left out,
 // below the view), the row the reader looks at stays where it is on screen, and reading on
-// to the end pages the rest in, in order, up to the newest. The lines come from a raw live stream of
-// the sender, in a page of its own.
+// to the end pages the rest in, in order, up to the newest. The unread badge counts what
+// came while the newest were left out, goes down as the reader reads on (only what came on
+// screen is read), and goes once the newest was seen. The lines come from a raw live stream
+// of the sender, in a page of its own.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { browserSuite, bubble, conversation, login, openConversationWith } from './harness.mjs';
@@ -66,6 +68,39 @@ describe('a conversation read scrolled up while it grows by thousands', () => {
   }
 
   const texts = (page) => page.getByTestId('message').evaluateAll((els) => els.map((el) => el.querySelector('.msg__text')?.textContent ?? ''));
+  const badge = (page) => conversation(page, 'wri@test').getByTestId('unread-badge');
+  // The number the unread badge shows (0: none).
+  const unreadShown = (page) => conversation(page, 'wri@test')
+    .evaluate((el) => Number(el.querySelector('[data-testid="unread-badge"] [aria-hidden="true"]')?.textContent ?? 0));
+  // The number of the newest line seen in the view: half its row or more on screen (onScreen.ts).
+  const newestSeen = (page) => list(page).evaluate((el) => {
+    const view = el.getBoundingClientRect();
+    let newest = 0;
+    for (const row of el.querySelectorAll('[data-testid="message"]')) {
+      const r = row.getBoundingClientRect();
+      const shown = Math.min(r.bottom, view.bottom) - Math.max(r.top, view.top);
+      // The text only: the row's time follows it with digits of its own.
+      const n = Number(/^line (\d+)$/.exec(row.querySelector('.msg__text')?.textContent ?? '')?.[1] ?? 0);
+      if (shown >= r.height / 2 && n > newest) newest = n;
+    }
+    return newest;
+  });
+  // The unread count the node holds for rea in the conversation (another device of his asks).
+  async function nodeUnread(token) {
+    const r = await suite.node.call('GET', '/v1/conversations?limit=10', undefined, token);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    return r.json.conversations.find((c) => c.peer === 'wri@test')?.unread_count;
+  }
+  // Waits until the badge shows `wanted()` (worked out again at each look).
+  async function waitForUnread(page, wanted, why) {
+    let shown = -1;
+    let want = -1;
+    for (const deadline = Date.now() + 20000; Date.now() < deadline; await page.waitForTimeout(100)) {
+      [shown, want] = [await unreadShown(page), await wanted()];
+      if (shown === want) return;
+    }
+    assert.fail(`${why}: the badge shows ${shown}, not ${want}`);
+  }
   const list = (page) => page.getByTestId('message-list');
   const nextFrames = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
 
@@ -77,6 +112,13 @@ describe('a conversation read scrolled up while it grows by thousands', () => {
     await login(rea, 'rea');
     await openConversationWith(rea, 'wri@test');
     await bubble(rea, line(EARLIER)).waitFor();
+    // rea has read what he was shown: the node holds nothing unread for him.
+    const phone = await suite.node.call('POST', '/v1/sessions', { name: 'rea', password: PASSWORD, device_name: 'phone' });
+    assert.equal(phone.status, 201, JSON.stringify(phone.json));
+    for (let i = 0; (await nodeUnread(phone.json.access_token)) !== 0; i++) {
+      assert.ok(i < 200, 'rea\'s read of what he was shown reached the node');
+      await rea.waitForTimeout(100);
+    }
 
     // rea scrolls up to a line in the middle of the conversation and reads there.
     const watched = bubble(rea, line(WATCHED));
@@ -103,6 +145,8 @@ describe('a conversation read scrolled up while it grows by thousands', () => {
     assert.ok(most <= KEPT + SLACK, `the page showed at most ${KEPT} + ${SLACK} messages (${most}, of ${LINES})`);
     assert.deepEqual(shown, lines(1, shown.length), 'the oldest stay, in order, each once: what rea reads did not go');
     assert.equal(await bubble(rea, line(LINES)).count(), 0, 'the newest are left out below the view');
+    // Every line past the one rea saw when he opened the chat is unread, those left out too.
+    await waitForUnread(rea, async () => LINES - EARLIER, 'what came while the newest were left out is counted');
     const after = await watched.boundingBox();
     assert.ok(Math.abs(after.y - before.y) <= 1, `the line rea reads stayed in its place (${before.y} → ${after.y})`);
 
@@ -113,9 +157,18 @@ describe('a conversation read scrolled up while it grows by thousands', () => {
       const held = (await texts(rea)).length;
       await list(rea).evaluate((el) => { el.scrollTop = el.scrollHeight; });
       await rea.waitForFunction((n) => document.querySelectorAll('[data-testid="message"]').length !== n, held);
+      // The badge follows what rea has read so far, while the newest are still left out: what
+      // is below the newest line he saw (the page just added below it is not read yet).
+      if (pages === 0) {
+        const seen = await newestSeen(rea);
+        assert.ok(seen > EARLIER && seen < LINES, `rea has read on, not to the end (line ${seen})`);
+        await waitForUnread(rea, async () => LINES - (await newestSeen(rea)), 'the badge counts what is below what rea read');
+      }
     }
     await list(rea).evaluate((el) => { el.scrollTop = el.scrollHeight; });
     await newest.waitFor();
+    // The newest seen: nothing is unread.
+    await badge(rea).waitFor({ state: 'detached' });
     const end = await texts(rea);
     assert.deepEqual(end, lines(end.length > 0 ? LINES - end.length + 1 : 1, LINES), 'in order, each once, up to the newest');
     const box = await newest.boundingBox();

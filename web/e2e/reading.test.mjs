@@ -1,8 +1,10 @@
 // What the page tells as read, and what it believes of a list answer that was on its way:
 // a message is read only once its row has been on screen while the page was looked at
 // (visible and focused), never while it waits below a view scrolled up, or in a window
-// behind another; and a conversation list asked before a read on another device does not
-// bring the badge that read cleared back.
+// behind another; a conversation list asked before a read on another device does not
+// bring the badge that read cleared back; a read the node refuses brings the badge back to
+// the node's count, and one whose connection dropped before the node had it is sent again
+// once the connection is back.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { browserSuite, bubble, conversation, login, openConversationWith, send, startChat, waitForState } from './harness.mjs';
@@ -14,7 +16,7 @@ describe('reading', () => {
   const suite = browserSuite({ extra: '[messages]\nmax_per_second = 1000' });
 
   before(async () => {
-    for (const name of ['dan', 'eve', 'fay', 'gus']) {
+    for (const name of ['dan', 'eve', 'fay', 'gus', 'hal', 'ida']) {
       const r = await suite.node.call('POST', '/v1/users', { name, password: PASSWORD });
       assert.equal(r.status, 201, JSON.stringify(r.json));
     }
@@ -150,5 +152,121 @@ describe('reading', () => {
     await dan.waitForTimeout(QUIET_MS);
     assert.equal(await badge(dan, 'fay@test').count(), 0, 'the list answer brought the badge back');
     await dan.unroute('**/v1/conversations?*');
+  });
+  // The live stream of a page through a switch: `tamperNextRead()` makes the next read frame
+  // name a message the node does not have (the node refuses it, under the frame's own ref,
+  // as it refuses a read of a message that went); `dropNextRead()` lets the next read frame
+  // go nowhere and kills the connection (the network stays down until `restore()`).
+  async function switchedStream(page) {
+    const sw = { down: false, next: null, reads: [], refusals: [] };
+    await page.routeWebSocket(/\/v1\/ws$/, (ws) => {
+      if (sw.down) return ws.close({ code: 1001, reason: 'offline' });
+      const server = ws.connectToServer();
+      let dead = false; // this connection was killed: nothing more goes either way
+      ws.onMessage((m) => {
+        if (dead) return;
+        const frame = JSON.parse(m);
+        if (frame.read && sw.next === 'tamper') {
+          sw.next = null;
+          sw.reads.push({ ...frame.read, ref: frame.ref, tampered: true });
+          frame.read.message_id = 'AAAAAAAAAAAAAAAAAAAAAA'; // well-formed, no such message
+          return server.send(JSON.stringify(frame));
+        }
+        if (frame.read && sw.next === 'drop') {
+          sw.next = null;
+          sw.reads.push({ ...frame.read, ref: frame.ref, dropped: true });
+          sw.down = true;
+          dead = true;
+          server.close();
+          return ws.close({ code: 1001, reason: 'offline' });
+        }
+        if (frame.read) sw.reads.push({ ...frame.read, ref: frame.ref });
+        server.send(m);
+      });
+      server.onMessage((m) => {
+        if (dead) return;
+        const frame = JSON.parse(m);
+        if (frame.error && sw.reads.some((r) => r.ref === frame.ref)) sw.refusals.push(frame.error.code);
+        ws.send(m);
+      });
+    });
+    sw.tamperNextRead = () => { sw.next = 'tamper'; };
+    sw.dropNextRead = () => { sw.next = 'drop'; };
+    sw.restore = () => { sw.down = false; };
+    return sw;
+  }
+
+  // Waits for something the test records (not the page) to become true.
+  async function until(check, what, timeout = 20000) {
+    for (const deadline = Date.now() + timeout; !(await check());) {
+      if (Date.now() > deadline) assert.fail(`timed out waiting: ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  test('a read the node refuses, or one lost with the connection, does not leave the count wrong', async () => {
+    const ida = (await suite.open()).page;
+    await login(ida, 'ida');
+    await startChat(ida, 'hal@test');
+    await send(ida, 'one for hal');
+    await waitForState(ida, 'one for hal', ['sent', 'delivered']);
+
+    // hal's page, its live stream through the switch; his phone asks the node what it holds.
+    const h = await suite.open();
+    const stream = await switchedStream(h.page);
+    await h.page.reload();
+    const hal = h.page;
+    await login(hal, 'hal');
+    await badge(hal, 'ida@test').filter({ hasText: '1' }).waitFor();
+    const phone = await sessionOf('hal', 'phone');
+    const nodeUnread = async () => {
+      const r = await suite.node.call('GET', '/v1/conversations?limit=10', undefined, phone);
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      return r.json.conversations.find((c) => c.peer === 'ida@test')?.unread_count;
+    };
+
+    // He opens the chat and sees the message; the node refuses his read of it (as for a
+    // message that went): the mark stays where it was there, and the badge comes back to
+    // the count the node holds.
+    stream.tamperNextRead();
+    await openConversationWith(hal, 'ida@test');
+    await bubble(hal, 'one for hal').waitFor();
+    await until(() => stream.refusals.length > 0, 'the node refused the read');
+    assert.equal(await nodeUnread(), 1, 'the node holds the message as unread');
+    await badge(hal, 'ida@test').filter({ hasText: '1' }).waitFor();
+    await hal.waitForTimeout(QUIET_MS);
+    assert.equal(await badge(hal, 'ida@test').count(), 1, 'the badge says what the node holds, and stays so');
+    assert.notEqual(await stateOf(ida, 'one for hal'), 'read', 'not read: the node did not take the read');
+
+    // The next message he sees is read as usual (both are, for ida), and the badge goes.
+    await send(ida, 'two for hal');
+    await bubble(hal, 'two for hal').waitFor();
+    await waitForState(ida, 'two for hal', ['read']);
+    await waitForState(ida, 'one for hal', ['read']);
+    await badge(hal, 'ida@test').waitFor({ state: 'detached' });
+    assert.equal(await nodeUnread(), 0);
+
+    // The connection dies as his read of the next message goes out: the node never has it.
+    // Once the network is back, the page sends it again: ida sees it read, and no device of
+    // hal's counts it unread.
+    stream.dropNextRead();
+    await send(ida, 'three for hal');
+    await bubble(hal, 'three for hal').waitFor();
+    await until(() => stream.down, 'the read went into the dead connection');
+    await hal.getByText('Connecting…').waitFor();
+    assert.equal(await nodeUnread(), 1, 'the node did not get the read');
+    await ida.waitForTimeout(QUIET_MS);
+    assert.notEqual(await stateOf(ida, 'three for hal'), 'read', 'not read while hal\'s read has not reached the node');
+    // The network is back (the browser says so: the page tries at once).
+    stream.restore();
+    for (let i = 0; (await hal.getByText('Connecting…').count()) > 0; i++) {
+      assert.ok(i < 60, 'hal\'s page is connected again');
+      await hal.evaluate(() => window.dispatchEvent(new Event('online')));
+      await hal.waitForTimeout(500);
+    }
+    await waitForState(ida, 'three for hal', ['read']);
+    await until(async () => (await nodeUnread()) === 0, 'the node holds nothing unread for hal');
+    assert.equal(await badge(hal, 'ida@test').count(), 0);
+    assert.ok(stream.reads.filter((r) => !r.dropped && !r.tampered).length >= 2, 'the read went again');
   });
 });

@@ -1,7 +1,9 @@
 // Receipts per member in a group (docs/PROTOCOL.md, "Receipts in groups"): alice's message
 // says how many of the group read it; its ticks are a button (keyboard too) that lists each
 // member with delivery and read times; after a reload every own message shown gets its
-// state back, an older one too, each fetched once; the list follows receipt events live.
+// state back, an older one too, each fetched once; the list follows receipt events live. A
+// message deleted for everyone (from another device) while its list is open: the panel says
+// so, shows nothing of it any more, and its receipts are not asked for again.
 // Screenshots 'group-receipts' and 'group-receipts-phone' go to build/web-artifacts/.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
@@ -112,5 +114,51 @@ describe('receipts per member in groups', () => {
     assert.equal(await alice.getByTestId('receipts-summary').textContent(), 'Read by 2 of 2');
     for (const text of [OLDER, NEWEST]) await waitForLabel(alice, text, 'Read by 2 of 2');
     await waitForState(alice, OLDER, ['read']);
+  });
+  test('the list of a message deleted for everyone says so, and is not asked for again', async () => {
+    const TEXT = 'meet at the station';
+    const alice = await person('alice');
+    await alice.getByTestId('new-group-open').click();
+    await alice.getByTestId('group-title').fill('Soon gone');
+    await alice.getByTestId('group-members').fill('bob@test, carol@test');
+    await alice.getByTestId('group-create').click();
+    await alice.getByTestId('composer-input').waitFor();
+    await send(alice, TEXT);
+    await waitForState(alice, TEXT, ['sent', 'delivered', 'read']);
+    const id = await bubble(alice, TEXT).getAttribute('data-message-id');
+    assert.ok(id, 'the message has its id');
+
+    await receiptsButton(alice, TEXT).click();
+    await alice.getByTestId('receipts-panel').waitFor();
+    await alice.locator('[data-testid="receipt-member"]').nth(1).waitFor();
+    await focusOn(alice, 'receipts-close');
+
+    // Its receipts asked for once the page knows it was deleted.
+    const asked = [];
+    let known = false;
+    alice.on('request', (r) => known && new URL(r.url()).pathname === `/v1/messages/${encodeURIComponent(id)}/receipts` && asked.push(r.url()));
+    // alice deletes it for everyone on her phone.
+    const session = await suite.node.call('POST', '/v1/sessions', { name: 'alice', password: 'correct horse battery', device_name: 'phone' });
+    assert.equal(session.status, 201, JSON.stringify(session.json));
+    const deleted = await suite.node.call('DELETE', `/v1/messages/${encodeURIComponent(id)}?for=everyone`, undefined, session.json.access_token);
+    assert.equal(deleted.status, 204, JSON.stringify(deleted.json));
+
+    // The page: the message is gone, and its list says it was deleted, with nothing of it.
+    await bubble(alice, TEXT).waitFor({ state: 'detached' });
+    known = true;
+    const panel = alice.getByTestId('receipts-panel');
+    await panel.getByTestId('receipts-deleted').waitFor();
+    assert.match(await panel.getByTestId('receipts-deleted').textContent(), /deleted/);
+    assert.equal(await panel.getByTestId('receipt-member').count(), 0, 'no receipts of a deleted message');
+    assert.doesNotMatch(await panel.textContent(), /meet at the station/, 'nothing of its text');
+    await focusOn(alice, 'receipts-close'); // the focus stayed in the panel
+    await alice.waitForTimeout(3000);
+    assert.deepEqual(asked, [], 'its receipts are not asked for again');
+
+    // Closed, the focus goes to the messages (the message's button went with it).
+    await alice.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
+    await focusOn(alice, 'message-list');
+    assert.deepEqual(asked, []);
   });
 });

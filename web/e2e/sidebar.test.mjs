@@ -1,11 +1,12 @@
 // The side of the page that lists conversations and starts new ones: a group named like a
 // person (their id, "@" and a name) never passes for a chat with them, in the list or in
 // its header; a new chat that cannot be started says why and keeps what was typed (a
-// malformed id, no such user, no such region, a connection that fails); and the list keeps
-// up while events that each ask for it again never stop (a busy group's changes).
+// malformed id, no such user, no such region, a connection that fails); the list keeps
+// up while events that each ask for it again never stop (a busy group's changes); and a
+// browser whose clock is a day ahead orders the list by the node's time, not its own.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { browserSuite, conversation, login, send, startChat, waitForState } from './harness.mjs';
+import { browserSuite, conversation, login, openConversationWith, send, startChat, waitForState } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery';
 // How long a group new to the list may take to show while changes keep coming: the list
@@ -18,7 +19,7 @@ describe('the conversation list and new chats', () => {
   const suite = browserSuite({ extra: '[messages]\nmax_per_second = 1000' });
 
   before(async () => {
-    for (const name of ['amy', 'vic', 'mal', 'ivy', 'jon', 'kim', 'lee']) {
+    for (const name of ['amy', 'vic', 'mal', 'ivy', 'jon', 'kim', 'lee', 'nat', 'oli', 'pam']) {
       const r = await suite.node.call('POST', '/v1/users', { name, password: PASSWORD });
       assert.equal(r.status, 201, JSON.stringify(r.json));
     }
@@ -159,5 +160,68 @@ describe('the conversation list and new chats', () => {
       await changes;
     }
     assert.deepEqual(refused, [], 'every rename accepted');
+  });
+  // Sends `text` from `name` to `to` on a live stream of a page of its own.
+  async function rawSend(name, to, text) {
+    const token = await tokenOf(name);
+    const { page } = await suite.open();
+    const result = await page.evaluate(([token, to, text]) => new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${location.host}/v1/ws`, 'petchat.v1.json');
+      ws.onopen = () => ws.send(JSON.stringify({ ref: '1', auth: { access_token: token } }));
+      ws.onmessage = (e) => {
+        const f = JSON.parse(e.data);
+        if (f.welcome) ws.send(JSON.stringify({ ref: '2', send: { client_id: text, to, body: { text } } }));
+        if (f.accepted || f.error) {
+          ws.close();
+          resolve(f.error ?? null);
+        }
+      };
+      ws.onclose = (e) => resolve({ closed: e.code });
+    }), [token, to, text]);
+    assert.equal(result, null, `the send was accepted: ${JSON.stringify(result)}`);
+    await page.close();
+  }
+
+  test('a browser whose clock is a day ahead places the chat it writes in by the node\'s time', async () => {
+    const DAY = 24 * 3600 * 1000;
+    await rawSend('oli', 'nat@test', 'hi nat, oli here');
+    await rawSend('pam', 'nat@test', 'hi nat, pam here');
+    // nat's browser believes it is tomorrow.
+    const { page: nat, context } = await suite.open();
+    await context.addInitScript((skew) => {
+      const RealDate = Date;
+      const realNow = RealDate.now.bind(RealDate);
+      class Skewed extends RealDate {
+        constructor(...args) {
+          if (args.length === 0) super(realNow() + skew);
+          else super(...args);
+        }
+        static now() {
+          return realNow() + skew;
+        }
+      }
+      globalThis.Date = Skewed;
+    }, DAY);
+    await nat.reload();
+    assert.ok(await nat.evaluate((day) => Date.now() - day > performance.timeOrigin, DAY), 'the page\'s clock is a day ahead');
+    await login(nat, 'nat');
+    await conversation(nat, 'oli@test').waitFor();
+    await nat.getByText('Connecting…').waitFor({ state: 'detached' });
+    const first = () => nat.getByTestId('conv-item').first().getByTestId('conv-title').textContent();
+    assert.equal(await first(), 'pam@test', 'pam wrote last');
+
+    // nat answers oli: that chat is the newest now, first in the list.
+    await openConversationWith(nat, 'oli@test');
+    await send(nat, 'hello oli');
+    await waitForState(nat, 'hello oli', ['sent', 'delivered', 'read']);
+    assert.equal(await first(), 'oli@test');
+
+    // Then pam writes again: now hers is the newest, by the node's clock (nat's says his own
+    // message is a day newer than hers).
+    await rawSend('pam', 'nat@test', 'pam again');
+    await conversation(nat, 'pam@test').filter({ hasText: 'pam again' }).waitFor();
+    await nat.waitForFunction(() => document.querySelector('[data-testid="conv-item"] [data-testid="conv-title"]')?.textContent === 'pam@test')
+      .catch(() => {});
+    assert.equal(await first(), 'pam@test', 'the chat with the newest message is first');
   });
 });

@@ -2,20 +2,21 @@
 // between the REST API, the live stream and the state.
 import { forgetAssets } from './assets';
 import * as api from './api';
-import { applyEvent, unreadAfter, updateLocal } from './events';
+import { applyEvent, updateLocal } from './events';
 import { loadHistory, loadNewer, setAfterRetry, setThread } from './history';
-import { fullUserId, idOrder, isUserId, newClientId, regionOf } from './ids';
+import { fullUserId, isUserId, newClientId, regionOf } from './ids';
 import { errorText, t } from './i18n';
 import { fromAnswer, loadConversations, scheduleList, setAfterListLoad, stopList } from './list';
 import { Live } from './live';
 import { nodeNow } from './nodeClock';
+import { markRead, readRefused, readsAgain, resetReads, rowOnScreen, seesNewest, setReader } from './reads';
 import * as receiptLoader from './receiptLoader';
 import * as retention from './retention';
 import * as session from './session';
-import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation, type Thread } from './store';
+import { emptyThread, getState, initialState, setState, type ChatMessage, type Conversation } from './store';
 import { fromEvent, fromSummary, fromWire, localMessage } from './thread';
 import { mergeMessages, newestWhere } from './threadOrder';
-import type { SendBody, Target, WireAttachment } from './wire';
+import type { Accepted, SendBody, Target, WireAttachment } from './wire';
 
 let live: Live | null = null;
 let sweepTimer = 0;
@@ -30,7 +31,7 @@ const hooks = {
   loadHistory: (id: string) => void loadHistory(id).then(() => markRead(id)),
 };
 
-export { loadHistory };
+export { loadHistory, rowOnScreen };
 setAfterRetry((id) => markRead(id));
 setAfterListLoad((id) => markRead(id));
 
@@ -40,10 +41,14 @@ export function start(): void {
   setState(() => ({ ...initialState(), userId: tokens.user_id }));
   const stream = new Live(tokens.user_id);
   live = stream;
+  setReader((conversationId, messageId) => stream.read(conversationId, messageId));
   stream.subscribe((e) => {
     applyEvent(e, hooks);
-    if (e.type === 'status' && e.online) {
+    if (e.type === 'accepted') datedByNode(e.accepted);
+    else if (e.type === 'read_refused') readRefused(e.conversationId, e.messageId, e.code);
+    else if (e.type === 'status' && e.online) {
       scheduleList();
+      readsAgain();
       const active = getState().activeId;
       if (active) markRead(active);
     }
@@ -72,9 +77,8 @@ export function stop(): void {
   window.removeEventListener('focus', onVisible);
   receiptLoader.reset();
   forgetAssets();
-  for (const w of readLater.values()) clearTimeout(w.timer);
-  readLater.clear();
-  readSentAt.clear();
+  resetReads();
+  datedLocally.clear();
   setState(() => initialState());
 }
 
@@ -88,10 +92,6 @@ function onVisible(): void {
   const active = getState().activeId;
   if (active) markRead(active);
 }
-
-// Whether the user can see the page: it is visible and has the focus (a window behind
-// another, or a tab in the background, is not looked at).
-const looking = (): boolean => document.visibilityState === 'visible' && document.hasFocus();
 
 // Every second: typing notices that ran out, and messages that expired.
 function sweepTyping(): void {
@@ -117,116 +117,10 @@ export function open(id: string | null): void {
   else markRead(id);
 }
 
-// Reads sent at most once a second per conversation (each counts against the user's send
-// rate on the node), the last one always sent: when each read was sent, and those waiting.
-const READ_EVERY_MS = 1000;
-const readSentAt = new Map<string, number>();
-const readLater = new Map<string, { timer: ReturnType<typeof setTimeout>; messageId: string }>();
-
-// The orders of the sent messages whose rows are on screen, by conversation (MessageItem).
-const rowsOnScreen = new Map<string, Set<string>>();
-let readQueued = false;
-
-// A message's row came on screen or left it. Rows that come on screen together (a page of
-// history, a scroll) make one read.
-export function rowOnScreen(conversationId: string, order: string, shown: boolean): void {
-  let rows = rowsOnScreen.get(conversationId);
-  if (!shown) {
-    rows?.delete(order);
-    if (rows?.size === 0) rowsOnScreen.delete(conversationId);
-    return;
-  }
-  if (!rows) rowsOnScreen.set(conversationId, (rows = new Set()));
-  rows.add(order);
-  retention.setViewAt(conversationId, newestOnScreen(conversationId));
-  if (readQueued) return;
-  readQueued = true;
-  queueMicrotask(() => {
-    readQueued = false;
-    const active = getState().activeId;
-    if (active) markRead(active);
-  });
-}
-
-// The order of the newest message on screen in the conversation, '' for none.
-function newestOnScreen(id: string): string {
-  let newest = '';
-  for (const order of rowsOnScreen.get(id) ?? []) if (order > newest) newest = order;
-  return newest;
-}
-
-// Whether the user looks at the newest messages of the conversation: it is open, the page
-// is looked at, and its view is at the end of a thread that holds the newest.
-function seesNewest(id: string): boolean {
-  const s = getState();
-  return s.activeId === id && looking() && !retention.isScrolledUp(id) && !s.threads[id]?.hasMoreAfter;
-}
-
-// Tells the node (and so our other devices and the senders) what the user has seen: the
-// newest message of others at or above the newest row on screen, while the page is looked
-// at; never one below the view. The badge then counts what is still below it.
-export function markRead(id: string): void {
-  const s = getState();
-  const c = s.conversations[id];
-  const th = s.threads[id];
-  if (!c || !th || !live || s.activeId !== id || !looking()) return;
-  const now = nodeNow();
-  const bottom = newestOnScreen(id);
-  const seen = newestWhere(
-    th.messages,
-    (m) => Boolean(m.id) && m.order <= bottom && m.from !== s.userId && !(m.expiresAtMs && m.expiresAtMs <= now),
-  );
-  const mark = c.readMark ? idOrder(c.readMark) : '';
-  const upTo = seen && seen.order > mark ? seen.order : mark;
-  const unread = unreadBelow(th, upTo, s.userId);
-  if (unread !== null && unread !== c.unread) {
-    setState((st) => {
-      const cur = st.conversations[id];
-      return cur ? { conversations: { ...st.conversations, [id]: { ...cur, unread } } } : {};
-    });
-  }
-  if (seen?.id && seen.order > mark) sendRead(id, seen.id);
-}
-
-// The messages of others after `upTo` (an order), if the thread holds all of them: it is
-// loaded, has not left its newest out, and holds every message back to `upTo`. Else null
-// (the count stays as the node or the live events made it).
-function unreadBelow(th: Thread, upTo: string, me: string | null): number | null {
-  if (!th.loaded || th.hasMoreAfter || (th.hasMoreBefore && upTo < th.pagedFrom)) return null;
-  return unreadAfter(th.messages, upTo, me);
-}
-
 // The view reached the end of a thread that left its newest out (retention.ts): the next
 // page after it (history.ts).
 export function showNewer(id: string): void {
   void loadNewer(id);
-}
-
-// Sends the read now, or once a second has passed since the last one of the conversation
-// (then the newest read asked for meanwhile goes, whichever conversation is open by then).
-function sendRead(id: string, messageId: string): void {
-  const wait = (readSentAt.get(id) ?? 0) + READ_EVERY_MS - Date.now();
-  if (wait > 0) {
-    const waiting = readLater.get(id);
-    if (waiting) waiting.messageId = messageId;
-    else {
-      const timer = setTimeout(() => {
-        const w = readLater.get(id);
-        readLater.delete(id);
-        if (w) sendRead(id, w.messageId);
-      }, wait);
-      readLater.set(id, { timer, messageId });
-    }
-    return;
-  }
-  // Not connected: the reconnect calls markRead again.
-  if (!live?.read(id, messageId)) return;
-  readSentAt.set(id, Date.now());
-  setState((st) => {
-    const c = st.conversations[id];
-    if (!c || (c.readMark && idOrder(messageId) <= idOrder(c.readMark))) return {};
-    return { conversations: { ...st.conversations, [id]: { ...c, readMark: messageId } } };
-  });
 }
 
 // The conversation `id` names now: a draft becomes a direct conversation once its first
@@ -251,9 +145,42 @@ export function send(id: string, text: string, attachments: WireAttachment[] = [
   const clientId = newClientId();
   const m = localMessage(id, s.userId, clientId, text, attachments);
   setThread(id, (th) => ({ ...th, messages: mergeMessages(th.messages, [m]) }));
-  setState((st) => ({ conversations: { ...st.conversations, [id]: { ...c, lastActivityMs: Date.now() } } }));
+  setState((st) => {
+    const cur = st.conversations[id];
+    if (!cur) return {};
+    // Its place in the list by the node's clock (as the others' are), not the browser's,
+    // which may be hours off; the node's time of the message replaces it once accepted.
+    const at = Math.max(cur.lastActivityMs, nodeNow());
+    dateLocally(clientId, id.startsWith('draft:') ? 0 : cur.lastActivityMs, at);
+    return { conversations: { ...st.conversations, [id]: { ...cur, lastActivityMs: at } } };
+  });
   live.send(sendTarget(c), bodyOf(m), clientId);
   typing(id, false);
+}
+
+// Sends that dated their conversation's activity by the page's reckoning of the node's
+// clock (nodeClock.ts: the browser's own until the first welcome), by client_id: the activity
+// before, and the one they set.
+const DATED_KEPT = 200;
+const datedLocally = new Map<string, { before: number; at: number }>();
+
+function dateLocally(clientId: string, before: number, at: number): void {
+  datedLocally.set(clientId, { before, at });
+  if (datedLocally.size > DATED_KEPT) datedLocally.delete(datedLocally.keys().next().value as string);
+}
+
+// A send was accepted: the time the node gave the message dates the conversation, unless
+// something dated it anew meanwhile (a newer message).
+function datedByNode(a: Accepted): void {
+  const dated = datedLocally.get(a.client_id);
+  const sentAt = Number(a.sent_at_ms) || 0;
+  datedLocally.delete(a.client_id);
+  if (!dated || !sentAt) return;
+  setState((s) => {
+    const c = s.conversations[a.conversation_id];
+    if (!c || c.lastActivityMs !== dated.at) return {};
+    return { conversations: { ...s.conversations, [c.id]: { ...c, lastActivityMs: Math.max(dated.before, sentAt) } } };
+  });
 }
 
 function bodyOf(m: ChatMessage): SendBody {
@@ -324,7 +251,7 @@ export async function startChat(input: string): Promise<string | null> {
   const id = `draft:${peer}`;
   const draft: Conversation = {
     id, kind: 'direct', title: peer, peer, memberCount: 2, member: true,
-    lastMessage: null, lastActivityMs: Date.now(), unread: 0, readMark: null, muted: false,
+    lastMessage: null, lastActivityMs: nodeNow(), unread: 0, readMark: null, muted: false,
   };
   setState((s) => ({
     conversations: { ...s.conversations, [id]: draft },

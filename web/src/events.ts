@@ -2,13 +2,14 @@
 import { clip, isolate } from './format';
 import { errorText, knownErrorText, t } from './i18n';
 import { idOrder } from './ids';
-import { nodeNow } from './nodeClock';
+import * as receiptLoader from './receiptLoader';
 import { applyReceiptEvent } from './receipts';
 import { afterGrowth, noteDeleted } from './retention';
 import { getState, setState, type ChatMessage, type Conversation, type State } from './store';
 import { fromEvent, fromWire, pastEnd, withoutContent, withoutHole } from './thread';
 import { isNewer, localIndex, mergeMessages, withoutId } from './threadOrder';
-import type { Accepted, ConversationChange, LiveEvent, WireMessage } from './wire';
+import { countMoved, withoutAsked } from './unread';
+import type { Accepted, ConversationChange, LiveEvent, ReadMark, WireMessage } from './wire';
 
 // A refusal names at most this many members in its notice (a group add may fail for 1,000).
 const maxNoticeLines = 20;
@@ -17,7 +18,7 @@ export interface EventHooks {
   // The conversation list may be stale (a new group, a change): fetch it again soon.
   refreshList(): void;
   // Whether the user looks at the newest messages of this conversation now: a message that
-  // comes is seen as it is drawn (its row coming on screen sends the read: chat.ts), so it
+  // comes is seen as it is drawn (its row coming on screen sends the read: reads.ts), so it
   // is not counted as unread.
   seesNewest(conversationId: string): boolean;
   // A draft became this conversation: load its history (the peer may have written meanwhile).
@@ -41,21 +42,12 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
     case 'receipt':
       return applyReceiptEvent(e.receipt);
     case 'read_mark':
-      return setState((s) => {
-        const c = s.conversations[e.mark.conversation_id];
-        if (!c) return {};
-        const mark = idOrder(e.mark.message_id);
-        // Marks of several devices may cross: an older one never moves the mark back.
-        if (c.readMark && idOrder(c.readMark) > mark) return {};
-        const thread = s.threads[c.id];
-        let unread = c.unread;
-        // (A thread that left its newest out cannot count them.)
-        if (thread?.loaded && !thread.hasMoreAfter) unread = unreadAfter(thread.messages, mark, s.userId);
-        else if (!c.lastMessage || c.lastMessage.order <= mark) unread = 0;
-        return { conversations: { ...s.conversations, [c.id]: { ...c, unread, readMark: e.mark.message_id } } };
-      });
+      return onReadMark(e.mark, hooks);
+    case 'read_refused':
+      return; // (chat.ts hands it to reads.ts)
     case 'deleted':
       noteDeleted(e.deleted.message_id);
+      receiptLoader.forget(e.deleted.message_id);
       setState((s) => onDeleted(s, e.deleted.conversation_id, e.deleted.message_id));
       return hooks.refreshList();
     case 'conversation_change':
@@ -92,17 +84,34 @@ export function applyEvent(e: LiveEvent, hooks: EventHooks): void {
   }
 }
 
-// Messages of others newer than the read mark (`mark`, an idOrder) that have not expired
-// (the sweep takes them off within a second), counted from the end.
-export function unreadAfter(messages: ChatMessage[], mark: string, me: string | null): number {
-  const now = nodeNow();
-  let n = 0;
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i]!;
-    if (m.order && m.order <= mark) break;
-    if (m.order && m.from !== me && !(m.expiresAtMs && m.expiresAtMs <= now)) n++;
-  }
-  return n;
+// The node stored a read mark (confirming a read of ours, or another device's): the count
+// after it, as far as the page can tell (unread.ts, countMoved), and a read of ours up to it
+// is the node's now. Where the page cannot tell (a thread that holds neither end of what
+// the mark passed over, or none), the list is fetched again for the node's count.
+function onReadMark(r: ReadMark, hooks: EventHooks): void {
+  let unknown = false;
+  setState((s) => {
+    const c = s.conversations[r.conversation_id];
+    if (!c) return {};
+    const mark = idOrder(r.message_id);
+    const old = c.readMark ? idOrder(c.readMark) : '';
+    const asked = s.readsAsked[c.id];
+    const readsAsked = asked && asked.order <= mark ? withoutAsked(s.readsAsked, c.id) : s.readsAsked;
+    // Marks of several devices may cross: an older one never moves the mark back.
+    if (old >= mark) return readsAsked === s.readsAsked ? {} : { readsAsked };
+    let unread = 0;
+    if (c.lastMessage && c.lastMessage.order > mark) {
+      const moved = countMoved(s.threads[c.id], c.unread, true, old, mark, s.userId);
+      // Our own read: the count worked out for it (what came live since counted in).
+      if (!moved.exact && asked?.order === mark && asked.exact) unread = asked.unread;
+      else {
+        unread = moved.unread;
+        unknown = !moved.exact;
+      }
+    }
+    return { readsAsked, conversations: { ...s.conversations, [c.id]: { ...c, unread, readMark: r.message_id } } };
+  });
+  if (unknown) hooks.refreshList();
 }
 
 // A message deleted for everyone goes from its thread, and from the list's preview (which
@@ -146,6 +155,11 @@ function onMessage(w: WireMessage, hooks: EventHooks): void {
     const thread = st.threads[m.conversationId];
     const typing = st.typing[m.conversationId];
     const update: Partial<State> = { conversations: { ...st.conversations, [m.conversationId]: next } };
+    // A read of ours on its way counts it too, if it is past it.
+    const asked = st.readsAsked[m.conversationId];
+    if (counts && asked && m.order > asked.order) {
+      update.readsAsked = { ...st.readsAsked, [m.conversationId]: { ...asked, unread: asked.unread + 1 } };
+    }
     if (thread && !pastEnd(thread, m)) {
       const messages = withoutHole(mergeMessages(thread.messages, [m]), thread.hasMoreBefore ? thread.pagedFrom : '');
       if (messages !== thread.messages) {

@@ -6,13 +6,14 @@ import { notice } from './history';
 import { idOrder } from './ids';
 import { nodeNow } from './nodeClock';
 import * as retention from './retention';
-import { getState, setState, type Conversation } from './store';
+import { getState, setState, subscribe, type Conversation, type State } from './store';
 import { fromSummary, withoutContent } from './thread';
 import { isNewer } from './threadOrder';
+import { withoutAsked } from './unread';
 
 let listTimer = 0;
 
-// Called with the open conversation after a list load (chat.ts: its read mark and badge).
+// Called with the open conversation after a list load (chat.ts: reads.ts, its badge and read).
 let afterLoad: (id: string) => void = () => {};
 export function setAfterListLoad(fn: (id: string) => void): void {
   afterLoad = fn;
@@ -23,7 +24,7 @@ export function stopList(): void {
   clearTimeout(listTimer);
   listFirstAsked = 0;
   listAgain = false;
-  listNotice = '';
+  listNotice = NO_NOTICE;
 }
 
 // The list is fetched again once the requests for it have stopped for LIST_QUIET_MS (a burst
@@ -63,13 +64,21 @@ function reloadList(): void {
   });
 }
 
-// The notice a failed list load showed: the next load that works takes it away, and only
-// it (a notice of a refusal shown meanwhile stays until the user opens a conversation).
-let listNotice = '';
-
 // List loads by when they were asked: an answer asked before the one shown is older than it.
 let listsAsked = 0;
 let listShown = 0;
+
+// The notice a failed list load showed, and which load that was: a load asked after it that
+// works takes it away, and only such a load (one asked before it is older than the failure;
+// a notice shown since, a refusal's say, stays until the user opens a conversation). The
+// failure of a load asked before one that worked shows nothing: the list is newer than it.
+const NO_NOTICE = { text: '', load: 0 };
+let listNotice = NO_NOTICE;
+// Another notice took its place (or the user's opening of a conversation took it away): it
+// is no longer the list's to take away.
+subscribe(() => {
+  if (listNotice.text && getState().notice !== listNotice.text) listNotice = NO_NOTICE;
+});
 
 export async function loadConversations(): Promise<void> {
   const { userId: asked, conversations: then } = getState();
@@ -97,9 +106,8 @@ export async function loadConversations(): Promise<void> {
       }
       // Drafts, and conversations beyond the pages read, stay.
       for (const [id, c] of Object.entries(s.conversations)) conversations[id] ??= c;
-      const notice = listNotice && s.notice === listNotice ? '' : s.notice;
-      listNotice = '';
-      return { conversations, notice };
+      const ours = listNotice.text !== '' && s.notice === listNotice.text && number > listNotice.load;
+      return { conversations, readsAsked: confirmedReads(s.readsAsked, conversations), ...(ours ? { notice: '' } : {}) };
     });
     // The open conversation's badge counts what is not on screen (the answer counts from
     // the node's read mark).
@@ -107,9 +115,21 @@ export async function loadConversations(): Promise<void> {
     if (active) afterLoad(active);
   } catch (err) {
     if (getState().userId !== asked) return; // the session it was asked for ended
+    // A load asked later worked (the list shown is newer), or failed (its notice stays).
+    if (number < listShown || number < listNotice.load) return;
     notice(err);
-    listNotice = getState().notice;
+    listNotice = { text: getState().notice, load: number };
   }
+}
+
+// The reads of the user's that the node holds, by the marks of a list answer, are confirmed.
+function confirmedReads(asked: State['readsAsked'], conversations: State['conversations']): State['readsAsked'] {
+  let next = asked;
+  for (const [id, read] of Object.entries(asked)) {
+    const mark = conversations[id]?.readMark;
+    if (mark && idOrder(mark) >= read.order) next = withoutAsked(next, id);
+  }
+  return next;
 }
 
 // A conversation `c` of a list answer, with what the page holds of it now (`now`) and held

@@ -116,7 +116,8 @@ export class Live {
   }
 
   // False when not connected: nothing was sent. A read the node refuses for the user's rate
-  // (it counts as a send) is sent again a second later, without a word to the user.
+  // (it counts as a send) is sent again a second later, without a word to the user; any
+  // other refusal is told (read_refused: the page's badge goes back to the node's count).
   read(conversationId: string, messageId: string): boolean {
     const ref = String(this.nextRef++);
     if (!this.frame({ read: { conversation_id: conversationId, message_id: messageId } }, ref)) return false;
@@ -328,7 +329,8 @@ export class Live {
     const read = this.reads.get(ref);
     if (read) {
       this.reads.delete(ref);
-      if (code !== 'rate_limited') return; // e.g. a group left meanwhile: nothing to tell
+      // E.g. a group left meanwhile, a message that went: no notice, but the page's count.
+      if (code !== 'rate_limited') return this.emit({ type: 'read_refused', ...read, code });
       this.readsRefused.set(read.conversationId, read.messageId);
       clearTimeout(this.readRetry);
       this.readRetry = setTimeout(() => this.readAgain(), 1000);

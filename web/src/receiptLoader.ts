@@ -36,6 +36,12 @@ export function refresh(id: string): Promise<api.ApiError | null> {
   return fetchOne(id);
 }
 
+// The message was deleted for everyone: not fetched again (a wish for it is dropped).
+export function forget(id: string): void {
+  offScreen(id);
+  settled.add(id);
+}
+
 export function reset(): void {
   generation++;
   shown.clear();

@@ -37,7 +37,7 @@ const KEPT_DELETIONS = 1000;
 
 // Whether the open conversation's view is scrolled up from its newest messages (MessageList).
 let scrolledUp = { id: '', up: false };
-// The order of the newest message on screen in the open conversation (chat.ts).
+// The order of the newest message on screen in the open conversation (reads.ts).
 let viewAt = { id: '', order: '' };
 // Conversation ids by when they were last opened, the most recent last.
 const opened = new Set<string>();
@@ -67,6 +67,9 @@ export function noteDeleted(id: string): void {
   deleted.add(id);
   if (deleted.size > KEPT_DELETIONS) deleted.delete(deleted.values().next().value as string);
 }
+
+// Whether a message was deleted for everyone (seen live, and still remembered).
+export const wasDeleted = (id: string): boolean => deleted.has(id);
 
 // Whether a message is gone: deleted for everyone, or past its expiry (`now`: the node's clock).
 export const isGone = (m: ChatMessage, now: number): boolean =>

@@ -89,6 +89,15 @@ export interface ReadUpTo {
   atMs: number;
 }
 
+// A read the user made (reads.ts) that the node has not confirmed yet: the newest message of
+// others it names, and the count of what is unread after it, which the badge shows meanwhile.
+export interface ReadAsked {
+  id: string;
+  order: string;
+  unread: number;
+  exact: boolean; // false: the thread could not tell all of it (unread.ts, countMoved)
+}
+
 export interface PresenceState {
   online: boolean;
   lastSeenMs: number;
@@ -98,7 +107,10 @@ export interface PresenceState {
 export interface State {
   userId: string | null;
   online: boolean;
+  // Conversation.readMark and .unread are the node's (list answers, read_mark events, what
+  // came live); the user's reads the node has not confirmed yet are here, by conversation.
   conversations: Record<string, Conversation>;
+  readsAsked: Record<string, ReadAsked>;
   threads: Record<string, Thread>;
   receipts: Record<string, ReceiptState>; // by message id
   readUpTo: Record<string, Record<string, ReadUpTo>>; // conversation -> member -> newest read
@@ -118,6 +130,7 @@ export const initialState = (): State => ({
   userId: null,
   online: false,
   conversations: {},
+  readsAsked: {},
   threads: {},
   receipts: {},
   readUpTo: {},

@@ -84,4 +84,6 @@ export type LiveEvent =
   | { type: 'typing'; typing: TypingNotice }
   | { type: 'accepted'; accepted: Accepted }
   | { type: 'send_failed'; clientId: string; code: string; message: string }
+  // The node refused a read (an error frame for it; not rate_limited, which live.ts sends again).
+  | { type: 'read_refused'; conversationId: string; messageId: string; code: string }
   | { type: 'error'; code: string; message: string };

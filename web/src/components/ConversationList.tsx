@@ -4,6 +4,7 @@ import { formatList, formatWhen } from '../format';
 import { t } from '../i18n';
 import { sortedConversations, useStore, type Conversation } from '../store';
 import { preview } from '../thread';
+import { shownUnread } from '../unread';
 import { GroupMark } from './GroupMark';
 
 export function ConversationList() {
@@ -28,6 +29,8 @@ function ConversationItem({ conv, active }: { conv: Conversation; active: boolea
   const me = useStore((s) => s.userId);
   const presence = useStore((s) => (conv.peer ? s.presence[conv.peer] : undefined));
   const typing = useStore((s) => s.typing[conv.id]);
+  // The node's count, or the one after a read of the user's that the node has not confirmed.
+  const unread = useStore((s) => shownUnread(s, conv.id));
   const typists = Object.keys(typing ?? {});
   const last = conv.lastMessage;
   const text = preview(last, t.attachment);
@@ -65,10 +68,10 @@ function ConversationItem({ conv, active }: { conv: Conversation; active: boolea
               {text}
             </span>
           )}
-          {conv.unread > 0 && (
+          {unread > 0 && (
             <span class={conv.muted ? 'badge badge--muted' : 'badge'} data-testid="unread-badge">
-              <span aria-hidden="true">{conv.unread}</span>
-              <span class="visually-hidden">{t.unread(conv.unread)}</span>
+              <span aria-hidden="true">{unread}</span>
+              <span class="visually-hidden">{t.unread(unread)}</span>
             </span>
           )}
         </span>

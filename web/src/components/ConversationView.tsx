@@ -79,9 +79,12 @@ function useFocusBackFromReceipts(open: string | null): void {
     const closed = last.current;
     last.current = open;
     if (!closed || open) return;
-    // Only if the focus was lost with the panel (not when the user went on elsewhere).
+    // Only if the focus was lost with the panel (not when the user went on elsewhere). A
+    // message deleted meanwhile has no button left: the messages, then.
     const lost = !document.activeElement || document.activeElement === document.body;
-    if (lost) document.querySelector<HTMLElement>(`[data-receipts-for="${CSS.escape(closed)}"]`)?.focus();
+    const back = document.querySelector<HTMLElement>(`[data-receipts-for="${CSS.escape(closed)}"]`) ??
+      document.querySelector<HTMLElement>('[data-testid="message-list"]');
+    if (lost) back?.focus();
   }, [open]);
 }
 

@@ -22,7 +22,7 @@ export const MessageItem = memo(function MessageItem({ message: m, own, group }:
   const parsed = useOwnStatus(m, own);
   const item = useRef<HTMLLIElement>(null);
   // A sent message's row tells when it is seen (half of it on screen, or enough of a tall
-  // one): reads name only what was (chat.ts). An own group message's receipts are fetched
+  // one): reads name only what was (reads.ts). An own group message's receipts are fetched
   // while any of it is on screen (receiptLoader.ts).
   const { conversationId, order } = m;
   const watched = own && group ? m.id : null;

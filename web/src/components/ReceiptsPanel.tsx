@@ -3,6 +3,7 @@ import { clip, formatMoment, isoTime } from '../format';
 import { errorText, t } from '../i18n';
 import * as receiptLoader from '../receiptLoader';
 import { ownStatus, recipientStates, type RecipientState } from '../receipts';
+import { wasDeleted } from '../retention';
 import { setState, useStore } from '../store';
 import { findById } from '../threadOrder';
 import { statusLabel } from './MessageStatus';
@@ -11,13 +12,19 @@ const QUOTED_CHARS = 120;
 
 const close = () => setState(() => ({ receiptsOpen: null }));
 
+const DELETED = 'deleted';
+
 // Who of a group got an own message and who read it, and when: fetched afresh when the
-// panel opens (GET …/receipts), then kept current by receipt events.
+// panel opens (GET …/receipts), then kept current by receipt events. A message deleted for
+// everyone meanwhile (from another device of ours) leaves the panel saying so, with nothing
+// of the message or its receipts, until the user closes it; it is not asked for again.
 export function ReceiptsPanel({ conversationId, messageId }: { conversationId: string; messageId: string }) {
-  // A string, so that the panel re-renders only when what it shows changed.
+  // A string, so that the panel re-renders only when what it shows changed. (The deletion
+  // is noted before the thread loses the message: events.ts.)
   const json = useStore((s) => {
     const m = findById(s.threads[conversationId]?.messages ?? [], messageId);
-    return m ? JSON.stringify({ text: m.text, summary: statusLabel(ownStatus(m, s), true), rows: recipientStates(m, s) }) : '';
+    if (!m) return wasDeleted(messageId) ? DELETED : '';
+    return JSON.stringify({ text: m.text, summary: statusLabel(ownStatus(m, s), true), rows: recipientStates(m, s) });
   });
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState('');
@@ -42,7 +49,10 @@ export function ReceiptsPanel({ conversationId, messageId }: { conversationId: s
   }, [messageId]);
 
   if (!json) return null;
-  const { text, summary, rows } = JSON.parse(json) as { text: string; summary: string; rows: RecipientState[] };
+  const deleted = json === DELETED;
+  const { text, summary, rows } = deleted
+    ? { text: '', summary: '', rows: [] as RecipientState[] }
+    : (JSON.parse(json) as { text: string; summary: string; rows: RecipientState[] });
   return (
     <aside
       id="receipts-panel"
@@ -57,21 +67,30 @@ export function ReceiptsPanel({ conversationId, messageId }: { conversationId: s
           <span aria-hidden="true">×</span>
         </button>
       </header>
+      {deleted && (
+        <p class="side-panel__count" role="status" data-testid="receipts-deleted">
+          {t.receiptsDeleted}
+        </p>
+      )}
       {text && <p class="receipts__quote">{clip(text, QUOTED_CHARS)}</p>}
-      <p class="side-panel__count" data-testid="receipts-summary">
-        {summary}
-      </p>
-      {error && (
+      {!deleted && (
+        <p class="side-panel__count" data-testid="receipts-summary">
+          {summary}
+        </p>
+      )}
+      {error && !deleted && (
         <p class="field__error" role="alert">
           {error}
         </p>
       )}
-      {loading && rows.length === 0 && <p class="side-panel__count">{t.receiptsLoading}</p>}
-      <ul class="member-list" aria-busy={loading}>
-        {rows.map((r) => (
-          <RecipientRow key={r.userId} row={r} />
-        ))}
-      </ul>
+      {loading && !deleted && rows.length === 0 && <p class="side-panel__count">{t.receiptsLoading}</p>}
+      {!deleted && (
+        <ul class="member-list" aria-busy={loading}>
+          {rows.map((r) => (
+            <RecipientRow key={r.userId} row={r} />
+          ))}
+        </ul>
+      )}
     </aside>
   );
 }

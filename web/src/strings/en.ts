@@ -114,6 +114,7 @@ export const en = {
   receiptDelivered: (when: string) => `Delivered ${when}`,
   receiptPending: 'Not delivered yet',
   receiptsLoading: 'Loading…',
+  receiptsDeleted: 'This message was deleted for everyone.',
   stateFailed: 'Not sent',
   undeliverable: 'Cannot be delivered',
   messageUnshown: 'A message this app cannot show',

@@ -117,6 +117,7 @@ export const ru: Strings = {
   receiptDelivered: (when) => `Доставлено ${when}`,
   receiptPending: 'Ещё не доставлено',
   receiptsLoading: 'Загрузка…',
+  receiptsDeleted: 'Это сообщение удалено у всех.',
   stateFailed: 'Не отправлено',
   undeliverable: 'Не может быть доставлено',
   messageUnshown: 'Сообщение, которое это приложение не может показать',
