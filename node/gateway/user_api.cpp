@@ -61,8 +61,8 @@ log::throttle cheap_failures(std::chrono::milliseconds(50), 100);
 void detail::audit_account(char const* action, errors::failure const* failed, std::string const& user, request const& r,
                            std::string const& device, bool rehashed) {
   std::uint64_t held = 0;
-  if (failed && failed->code != code::invalid_credentials && failed->code != code::refresh_token_reused &&
-      failed->code != code::user_disabled) {
+  if (failed && failed->code != code::invalid_credentials && failed->code != code::wrong_password &&
+      failed->code != code::refresh_token_reused && failed->code != code::user_disabled) {
     auto passed = cheap_failures.pass();
     if (passed == 0) return;
     held = passed - 1;

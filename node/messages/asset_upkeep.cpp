@@ -169,6 +169,20 @@ std::vector<asset_usage> message_service::asset_usage_by_user() const {
   return out;
 }
 
+namespace {
+
+// A write made before any traffic, waited for; throws store::rocks_error saying `what`
+// could not be written.
+void write_before_traffic(message_service::impl& m, store::rocks_db::write_fn fn, char const* what) {
+  auto done = std::make_shared<std::promise<store::write_outcome>>();
+  auto outcome = done->get_future();
+  m.db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
+  if (outcome.get() != store::write_outcome::committed)
+    throw store::rocks_error(std::string(what) + " could not be written");
+}
+
+}  // namespace
+
 void detail::index_conversation_refs(message_service::impl& m) {
   if (m.db.get(cf::state, keys::conversation_refs_indexed_key())) return;
   constexpr std::size_t per_write = 4096;
@@ -197,11 +211,7 @@ void detail::index_conversation_refs(message_service::impl& m) {
       }
       return true;
     };
-    auto done = std::make_shared<std::promise<store::write_outcome>>();
-    auto outcome = done->get_future();
-    m.db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
-    if (outcome.get() != store::write_outcome::committed)
-      throw store::rocks_error("the index of asset references by conversation could not be written");
+    write_before_traffic(m, std::move(fn), "the index of asset references by conversation");
     indexed += found->size();
     if (last) break;
     from = found->back().first + '\0';
@@ -209,6 +219,39 @@ void detail::index_conversation_refs(message_service::impl& m) {
       log::get("assets")->info("indexing asset references by conversation (store format 5): {} so far", indexed);
   }
   if (indexed > 0) log::get("assets")->info("indexed {} asset references by conversation (store format 5)", indexed);
+}
+
+void detail::index_pending_refs(message_service::impl& m) {
+  if (m.db.get(cf::state, keys::pending_refs_indexed_key())) return;
+  // Waiting references last while their region is asked for the bytes: few, and a start
+  // stopped meanwhile writes the same keys again.
+  constexpr std::size_t per_write = 4096;
+  std::string from = keys::pending_refs_first("");
+  std::size_t indexed = 0;
+  for (;;) {
+    auto found = std::make_shared<std::vector<std::pair<std::string, std::string>>>();  // v/ key, its value
+    m.db.scan(cf::assets, from, keys::prefix_end(keys::pending_refs_first("")),
+              [&](std::string_view key, std::string_view value) {
+                found->emplace_back(key, value);
+                return found->size() < per_write;
+              });
+    bool last = found->size() < per_write;
+    store::rocks_db::write_fn fn = [found, last](store::rocks_batch& b) {
+      for (auto const& [key, value] : *found) {
+        auto hash = key.substr(2, keys::asset_hash_bytes), raw_id = key.substr(2 + keys::asset_hash_bytes);
+        auto conv = keys::pending_ref_conversation(value);
+        b.put(cf::assets, keys::pending_conversation_ref_key(hash, conv, raw_id), "");
+      }
+      if (last) b.put(cf::state, keys::pending_refs_indexed_key(), "");
+      return true;
+    };
+    write_before_traffic(m, std::move(fn), "the index of waiting asset references by conversation");
+    indexed += found->size();
+    if (last) break;
+    from = found->back().first + '\0';
+  }
+  if (indexed > 0)
+    log::get("assets")->info("indexed {} waiting asset references by conversation (store format 7)", indexed);
 }
 
 }  // namespace petchat::messages

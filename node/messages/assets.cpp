@@ -229,20 +229,21 @@ errors::failure pending(std::string const& region) {
 // An asset `user` may not download (yet): asset_pending if a message of another region in
 // one of their conversations refers to it and that region is still asked for its bytes,
 // else asset_not_found.
-errors::failure pending_or_none(message_service::impl const& m, std::string const& user, std::string const& hash) {
-  if (auto region = detail::awaits_proof(m, user, hash)) return pending(*region);
+errors::failure pending_or_none(message_service::impl const& m, std::string const& user, std::string const& hash,
+                                detail::access_budget& request) {
+  if (auto region = detail::awaits_proof(m, user, hash, request)) return pending(*region);
   return no_asset();
 }
 
 // An asset not stored here: on its way from another region (asset_pending) to one who may
 // see it, else as pending_or_none.
 errors::failure fetching_or_none(message_service::impl const& m, std::string const& user, std::string const& hash) {
+  detail::access_budget left;  // one for every check of the request
   auto f = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
-  if (!f) return pending_or_none(m, user, hash);
+  if (!f) return pending_or_none(m, user, hash, left);
   auto const& original = f->thumbnail_of().empty() ? hash : f->thumbnail_of();
-  detail::access_budget left;
   if (may_download(m, user, original, left)) return pending(f->region());
-  return pending_or_none(m, user, original);
+  return pending_or_none(m, user, original, left);
 }
 
 }  // namespace
@@ -274,8 +275,8 @@ result<asset_view> message_service::asset_for(std::string const& user, std::stri
     allowed = allowed || (asset_exists(original) && may_download(m, user, original, left));
   if (!allowed) {
     for (auto const& original : originals)
-      if (auto region = detail::awaits_proof(m, user, original)) return pending(*region);
-    return pending_or_none(m, user, hash);
+      if (auto region = detail::awaits_proof(m, user, original, left)) return pending(*region);
+    return pending_or_none(m, user, hash, left);
   }
   auto v = view_of(hash, *rec);
   if (auto mine = parse<records::uploader_record>(m.db.get(cf::assets, keys::uploader_key(user, hash)))) {

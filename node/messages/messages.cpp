@@ -23,6 +23,7 @@ message_service::message_service(config::messages_section const& options, std::s
   if (salvage) impl_->after_salvage(current_at_ms);
   detail::keep_ids_ahead(*impl_);
   detail::index_conversation_refs(*impl_);
+  detail::index_pending_refs(*impl_);
   detail::index_push_identities(*impl_);
 }
 

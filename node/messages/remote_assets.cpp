@@ -30,10 +30,9 @@ using detail::view_of;
 namespace {
 
 // Conversations looked at (in the writer: a group's roster is searched) to see whether a
-// remote sender may download an asset here already; waiting references looked at for a
-// download; waiting references turned into references per write.
+// remote sender may download an asset here already; waiting references turned into
+// references per write.
 constexpr std::size_t sender_check_max = 16;
-constexpr std::size_t waiting_scan_max = 64;
 constexpr std::size_t promote_per_write = 1024;
 
 std::string fetch_record_key(pending_fetch const& f) {
@@ -145,41 +144,31 @@ void detail::note_remote_attachments(message_service::impl const& m, store::rock
 }
 
 std::optional<std::string> detail::awaits_proof(message_service::impl const& m, std::string const& user,
-                                                std::string const& hash) {
+                                                std::string const& hash, access_budget& request) {
+  // Only while a region is still asked for the bytes: a fetch given up leaves nothing to
+  // wait for (and then nothing is walked).
+  auto wanted = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
+  bool proofs = false;
+  auto first_proof = keys::proof_fetches_first(hash);
+  m.db.scan(cf::assets, first_proof, keys::prefix_end(first_proof), [&](std::string_view, std::string_view) {
+    proofs = true;
+    return false;
+  });
+  if (!wanted && !proofs) return std::nullopt;
+  auto asked = [&](std::string const& region) {
+    return (wanted && wanted->region() == region) ||
+           (proofs && m.db.get(cf::assets, keys::proof_fetch_key(hash, region)));
+  };
   // Of waiting references in messages the user may see (as may_download asks of counted
   // ones): a member who joined after the message, with the history hidden, or who deleted
-  // it for themselves, must get the 404 anyone gets, not learn that it is on its way. And
-  // only while that region is still asked: a fetch given up leaves nothing to wait for.
-  auto wanted = parse<records::fetch_record>(m.db.get(cf::assets, keys::fetch_key(hash)));
-  auto asked = [&](std::string const& region) {
-    return (wanted && wanted->region() == region) || m.db.get(cf::assets, keys::proof_fetch_key(hash, region));
-  };
+  // it for themselves, must get the 404 anyone gets, not learn that it is on its way.
   std::optional<std::string> region;
   auto still_asked = [&](records::stored_message const& sm) {
     std::string from(ids::region_of(sm.message().from()));
     if (asked(from)) region = from;
     return region.has_value();
   };
-  access_budget budget;
-  if (visible_reference(m, user, hash, ref_kind::waiting, budget, still_asked)) return region;
-  // Waiting references written before they were indexed by conversation (V/, 2026-12-07):
-  // the first few of the asset's, as then.
-  std::set<std::string> regions;
-  std::size_t seen = 0;
-  auto now = now_ms();
-  auto first = keys::pending_refs_first(hash);
-  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view value) {
-    auto [from, conv] = split_pending(value);
-    std::string raw_id(key.substr(first.size()));
-    if (!m.db.get(cf::assets, keys::pending_conversation_ref_key(hash, std::string(conv), raw_id)) &&
-        !regions.contains(std::string(from)) && m.member(user, std::string(conv))) {
-      auto sm = m.load(raw_id);
-      if (sm && m.visible(*sm, user, now) && m.may_see(user, *sm)) regions.emplace(from);
-    }
-    return ++seen < waiting_scan_max;
-  });
-  for (auto const& r : regions)
-    if (asked(r)) return r;
+  if (visible_reference(m, user, hash, ref_kind::waiting, request, still_asked)) return region;
   return std::nullopt;
 }
 

@@ -78,6 +78,7 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   t.device_id = device_id;
   t.kind = spec.kind;
   t.created_at_ms = now_ms();
+  auto const created_at_ms = t.created_at_ms;
   std::string url_field = "endpoint";
   if (spec.kind == "webpush" || spec.kind == "unifiedpush") {
     auto p256dh = from_base64url_lenient(spec.p256dh);
@@ -129,9 +130,12 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
   // The session (or the account) may have ended while the endpoint was checked: its end
   // found no target then. Look again, now that the target is stored.
   if (stored) {
-    // Started afresh (new keys, data or endpoint): the retries this node holds in memory
-    // for the target as it was go too, as its stored failures went.
-    if (stored->failures == 0) impl_->forget_retries(detail::target_key(*stored));
+    // Started afresh (new, or new keys, data or endpoint: it keeps the registration's
+    // creation time, where a target registered again as it was keeps its own): the retries
+    // and refusals this node holds in memory for the target as it was go too, as its
+    // stored failures went. Not for one registered again as it was: an app that does so at
+    // every start must not reset a run of refusals that ends with the target's removal.
+    if (stored->created_at_ms == created_at_ms) impl_->forget_retries(detail::target_key(*stored));
     asio::post(*m.strand, [self = impl_, user_id] {
       if (!self->stopping) self->end_sessions(user_id);
     });

@@ -30,7 +30,7 @@ def admin_status(node):
 
 def open_upgraded(test, name, old_format, config=None):
     """Starts a node on fixtures/store-<name>.tar.gz (facts in store-<name>.json) and checks
-    that its data dir was upgraded from `old_format` to today's 6. Returns (node, facts)."""
+    that its data dir was upgraded from `old_format` to today's 7. Returns (node, facts)."""
     with open(os.path.join(FIXTURES, "store-%s.json" % name)) as f:
         facts = json.load(f)
     node = Node(start=False, config=config)
@@ -40,7 +40,7 @@ def open_upgraded(test, name, old_format, config=None):
     node.start()
     with open(os.path.join(node.data_dir, "datadir.json")) as f:
         rec = json.load(f)
-    test.assertEqual((rec["format"], rec["upgraded_from"]), (6, old_format), rec)
+    test.assertEqual((rec["format"], rec["upgraded_from"]), (7, old_format), rec)
     return node, facts
 
 
@@ -104,10 +104,10 @@ class FirstLayoutTest(NodeTestCase):
         node, facts = self.open_fixture()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 6, 0), rec)
+        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 7, 0), rec)
         self.assertEqual(rec["created_at"][:19], time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(key_made)))
-        self.assertTrue(any("upgraded from format 0 to 6" in line for line in node.stderr_lines + node.stdout_lines))
-        self.assertEqual(admin_status(node)["data_format"], 6)
+        self.assertTrue(any("upgraded from format 0 to 7" in line for line in node.stderr_lines + node.stdout_lines))
+        self.assertEqual(admin_status(node)["data_format"], 7)
         self.assertStatus(node.login("alice", facts.get("password", "password123")), 201)
 
     def test_old_expiry_entries_are_honoured(self):

@@ -94,12 +94,16 @@ void note_remote_attachments(message_service::impl const& m, store::rocks_batch&
                              records::stored_message& sm);
 // Committed state: the region `user` waits for to show it holds the bytes of `hash` (a
 // message of that region in one of the user's conversations refers to it, and the region
-// is still asked for them); nullopt if none.
+// is still asked for them); nullopt if none. Its walk takes from `request` (the request's
+// budget, shared with its other checks).
 std::optional<std::string> awaits_proof(message_service::impl const& m, std::string const& user,
-                                        std::string const& hash);
+                                        std::string const& hash, access_budget& request);
 
 // Before any traffic, once per store: the k/ index of every r/ reference (a store of
 // format 4 had none). Throws store::rocks_error if it cannot be written.
 void index_conversation_refs(message_service::impl& m);
+// Likewise, once per store: the V/ index of every v/ waiting reference (a store of format
+// 6 had none).
+void index_pending_refs(message_service::impl& m);
 
 }  // namespace petchat::messages::detail

@@ -75,9 +75,10 @@ inline std::string pending_ref_key(std::string const& hash, std::string const& r
 inline std::string pending_refs_first(std::string const& hash) {
   return "v/" + hash;
 }
-// The same waiting reference by conversation (written since 2026-12-07, next to its v/): a
-// download's answer (asset_pending or not) looks in the user's own conversations, as for a
-// counted reference (k/), so waiting references elsewhere cannot crowd theirs out.
+// The same waiting reference by conversation (format 7; written with its v/, and for a
+// store of format 6 by index_pending_refs): a download's answer (asset_pending or not)
+// looks in the user's own conversations, as for a counted reference (k/), so waiting
+// references elsewhere cannot crowd theirs out.
 inline std::string pending_conversation_refs_first(std::string const& hash) {
   return "V/" + hash;
 }
@@ -87,6 +88,10 @@ inline std::string pending_conversation_refs_first(std::string const& hash, std:
 inline std::string pending_conversation_ref_key(std::string const& hash, std::string const& conv,
                                                 std::string const& raw_id) {
   return pending_conversation_refs_first(hash, conv) + raw_id;
+}
+// In the state family: every v/ has its V/ (written once by index_pending_refs, format 7).
+inline std::string pending_refs_indexed_key() {
+  return "pending_asset_refs_by_conversation";
 }
 // A waiting reference's value: its region, NUL, the conversation it will count for.
 inline std::string pending_ref_value(std::string const& region, std::string const& conv) {
