@@ -169,8 +169,9 @@ awaitable<result<std::optional<std::string>>> message_service::remove_member(std
   }
   auto home = remote_home(m, conv);
   // Leaving costs nothing here, but a leave sent to another region's home is an outbox
-  // entry until it answers: counted like any send there (no flood while it is away).
-  if (target->str() != by || home)
+  // entry until it answers: counted like any send there (no flood while it is away). And
+  // a leave of a group one is not in (any id) is a write every send waits behind: counted.
+  if (target->str() != by || home || !m.member(by, conv))
     if (auto limited = m.limiter.charge(by)) co_return *limited;
   if (home) {
     auto request = request_of(conv, by, federation::group_request::REMOVE);
@@ -252,6 +253,17 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
     patch.history_visible = std::nullopt;
     queued = true;
   }
+  // Nothing left to change here (an empty patch, or all of it asked of the home): no write,
+  // only the answer (which refuses one who is not a member, as the write would).
+  auto answer = [&] {
+    auto view = conversation(by, conv);
+    if (view) {
+      view->queued = queued;
+      view->request_id = request_id;
+    }
+    return view;
+  };
+  if (!patch.title && !patch.description && !patch.ttl_s && !patch.history_visible && !patch.muted) co_return answer();
   auto st = std::make_shared<change_state>();
   st->conversation = conv;
   store::rocks_db::write_fn fn = [&m, st, by, patch, group](store::rocks_batch& b) {
@@ -261,7 +273,7 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
       wrote = op_update(m, b, *st, by, patch);
       if (st->refused) return false;
     } else if (!group) {
-      auto c = parse<records::conversation_record>(b.get(cf::conversations, st->conversation));
+      auto c = load_conversation(b, st->conversation);
       if (!c || member_index(*c, by) < 0) {
         st->refused = fail(code::conversation_not_found, "no conversation '" + st->conversation + "' of yours");
         return false;
@@ -292,12 +304,7 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
     return wrote;
   };
   if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
-  auto view = conversation(by, conv);
-  if (view) {
-    view->queued = queued;
-    view->request_id = request_id;
-  }
-  co_return view;
+  co_return answer();
 }
 
 awaitable<result<std::size_t>> message_service::account_deleted(std::string user) {

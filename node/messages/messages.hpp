@@ -439,7 +439,7 @@ class message_service {
   // how many targets went.
   awaitable<result<std::size_t>> remove_user_push(std::string user);
   // A target's state after a try: what it was pushed through, when, and its failures. A
-  // target removed meanwhile stays removed: false (nothing more may be sent to it).
+  // target removed or registered anew (other keys, gateway) meanwhile is left: false.
   awaitable<result<bool>> push_tried(push_target t);
   // The targets of a user (of one device if given), committed state, any thread.
   std::vector<push_target> push_targets(std::string const& user, std::optional<std::string> const& device = {}) const;

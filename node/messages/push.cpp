@@ -63,6 +63,13 @@ records::push_target_record record_of(push_target const& t) {
   return r;
 }
 
+// Whether `r` is still the registration `t` was read from (kind, endpoint or gateway, keys,
+// data): one registered with others starts afresh, and what was learnt of the old is not its.
+bool as_registered(records::push_target_record const& r, push_target const& t) {
+  return r.kind() == t.kind && r.endpoint() == t.endpoint && r.p256dh() == t.p256dh && r.auth() == t.auth &&
+         r.data_json() == t.data_json;
+}
+
 bool same_target(records::push_target_record const& a, push_target const& b) {
   if (a.kind() == "matrix") return b.kind == "matrix" && a.app_id() == b.app_id && a.pushkey() == b.pushkey;
   return a.kind() == b.kind && a.endpoint() == b.endpoint;
@@ -217,8 +224,7 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
       // too, or a target that always fails would never be given up, and a Retry-After
       // would end at each registration. New keys, data or endpoint (a Matrix pushkey moved
       // to another gateway) start it afresh.
-      if (before.kind() == t.kind && before.endpoint() == t.endpoint && before.p256dh() == t.p256dh &&
-          before.auth() == t.auth && before.data_json() == t.data_json) {
+      if (as_registered(before, t)) {
         st->stored.created_at_ms = before.created_at_ms();
         st->stored.failures = before.failures();
         st->stored.failing_since_ms = before.failing_since_ms();
@@ -352,7 +358,7 @@ awaitable<result<bool>> message_service::push_tried(push_target t) {
     auto key = keys::push_target_key(t.user, t.device_id, t.id);
     records::push_target_record r;
     auto v = b.get(cf::push, key);
-    if (!v || !r.ParseFromString(*v)) return false;  // removed meanwhile
+    if (!v || !r.ParseFromString(*v) || !as_registered(r, t)) return false;  // removed, or registered anew, meanwhile
     r.set_pushed_through(std::max(r.pushed_through(), t.pushed_through));
     r.set_last_push_ms(t.last_push_ms);  // not the larger: a time a clock stepped back wrote would stay
     r.set_failures(t.failures);

@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -76,6 +77,17 @@ outcome judge(messages::push_target const& t, detail::http_answer const& a) {
   }
   if (a.status == 408 || a.status == 425 || a.status == 429 || a.status >= 500) return outcome::retry;
   return outcome::failed;  // redirects (never followed) and other refusals
+}
+
+// Whether `t` is still registered as it was when its push was decided (committed state):
+// an answer of the endpoint or gateway it was sent to says nothing of one registered since
+// under its id (a Matrix pushkey moved to another gateway, new keys).
+bool still_registered(messages::message_service const& messages, messages::push_target const& t) {
+  auto now = messages.push_targets(t.user, t.device_id);
+  return std::ranges::any_of(now, [&](messages::push_target const& c) {
+    return c.id == t.id && c.kind == t.kind && c.endpoint == t.endpoint && c.p256dh == t.p256dh && c.auth == t.auth &&
+           c.data_json == t.data_json;
+  });
 }
 
 }  // namespace
@@ -297,6 +309,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   }
   if (result == outcome::gone) {
     forget_retries(key);
+    if (!still_registered(messages, t)) co_return true;  // registered anew meanwhile: not this one
     logger->info("push target {} of {} is gone ({}): removed", t.kind, t.user, what);
     auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);
     if (removed && removed.value()) metrics.push_target_removed("gone");
@@ -327,7 +340,7 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
       refused = ++refusals[key].uncounted;
     }
     if (refused <= 1) logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
-    if (remove) {
+    if (remove && still_registered(messages, t)) {
       logger->warn("push target {} ({} of {}) refused {} times in a row ({}): removed", t.kind, t.device_id, t.user,
                    refused, what);
       auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);

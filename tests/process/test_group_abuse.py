@@ -50,6 +50,29 @@ class GroupAbuseTest(GroupCase):
                 break
         self.assertStatus(self.remove_member(v, gid, victim.id), 204)
 
+    def test_leaving_groups_one_is_not_in_and_empty_patches_cost_the_writer_nothing_for_free(self):
+        # A leave of any group id, or an empty patch, was a write every send waits behind,
+        # uncharged: a loop of them flooded the writer. A leave of a group one is not in now
+        # counts as a send; an empty patch writes nothing (and answers as a details request).
+        self.node = self.start_node(config={"messages": {"max_per_second": 1}})  # 2 at once
+        mallory = self.person("mallory")
+        m = mallory.login()
+        gid = self.group(m, [], title="mine")  # the first send
+        answers = []
+        for i in range(60):
+            r = self.remove_member(m, "g" + "%026d" % i, mallory.id)
+            answers.append(r)
+            if r.status == 429:
+                break
+        self.assertError(answers[-1], 429, "rate_limited")
+        for r in answers[:-1]:
+            self.assertError(r, 404, "conversation_not_found")
+        for i in range(20):  # nothing to change: no charge, no write, the group as it is
+            r = self.patch(m, gid)
+            self.assertStatus(r, 200, "empty patch #%d" % i)
+            self.assertEqual(r.json.get("title"), "mine")
+        self.assertError(self.patch(m, "g" + "0" * 26), 404, "conversation_not_found")
+
     def test_who_may_add_me(self):
         # group_adds "contacts": only people the user has written to directly may add them.
         self.node = self.start_node()

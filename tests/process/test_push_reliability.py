@@ -485,6 +485,27 @@ class RestartTest(PushCase):
         self.assertEqual(pushed.json()["notification"]["devices"][0]["pushkey"], pushkey)
         self.assertEqual(len(recv.requests(old)), 1, "nothing more to the old gateway")
 
+    def test_an_old_gateways_answer_does_not_remove_the_pushkey_moved_since(self):
+        # The old gateway rejects the pushkey (the app left it) while the app registers the
+        # pushkey at a new one: that answer was about the old registration.
+        self.start()
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        phone = bob.login("phone")
+        target, pushkey, old = self.matrix(phone, recv)
+        recv.script(old, [Reply(200, json={"rejected": [pushkey]}, delay=3.0)])
+        A = self.ws(alice.login())
+        A.send_message(bob.id, "to the old gateway")
+        recv.wait_requests(old, 1, WAIT_S)  # on its way, not answered yet
+        moved, _, new = self.matrix(phone, recv, pushkey=pushkey)
+        self.assertEqual(moved["id"], target["id"])
+        recv.wait_requests(old, 1, WAIT_S, answered=True)
+        A.send_message(bob.id, "to the new gateway")
+        pushed = recv.wait_requests(new, 1, WAIT_S)[0]  # (the old code had removed the target)
+        self.assertEqual(pushed.json()["notification"]["devices"][0]["pushkey"], pushkey)
+        self.assertEqual([t["id"] for t in self.targets(phone)], [target["id"]], "the moved pushkey stays")
+        self.assertEqual(len(recv.requests(old)), 1, "nothing more to the old gateway")
+
     def test_a_push_pending_longer_than_give_up_s_is_dropped_not_sent_late(self):
         # The node is down (or push is off) for longer than a push may be late: what was
         # pending is news of then, not a notification now.
