@@ -1,6 +1,10 @@
 // The push endpoints of the user API (docs/PROTOCOL.md, "Push notifications"): the VAPID
 // public key, a device's push targets and its push settings.
+#include <algorithm>
 #include <cstdio>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "node/gateway/detail/json_body.hpp"
 #include "node/gateway/detail/user_api.hpp"
@@ -26,6 +30,23 @@ json::object detail::push_target_json(messages::push_target const& t) {
 }
 
 namespace {
+
+// `v` with every object's keys in bytewise order: the same data sent with its keys in
+// another order is the same registration (a target registered again as it was).
+json::value sorted_keys(json::value const& v) {
+  if (v.is_array()) {
+    json::array out;
+    for (auto const& e : v.as_array()) out.push_back(sorted_keys(e));
+    return out;
+  }
+  if (!v.is_object()) return v;
+  std::vector<std::pair<std::string_view, json::value const*>> fields;
+  for (auto const& [k, e] : v.as_object()) fields.emplace_back(k, &e);
+  std::sort(fields.begin(), fields.end(), [](auto const& a, auto const& b) { return a.first < b.first; });
+  json::object out;
+  for (auto const& [k, e] : fields) out[k] = sorted_keys(*e);
+  return out;
+}
 
 // A string member, or "" when absent; invalid_field when it is there but no string.
 errors::result<std::string> string_or_empty(json::object const& o, char const* key, std::string const& field) {
@@ -57,7 +78,7 @@ awaitable<response> add_target(std::shared_ptr<user_api> api, users::principal w
     spec.pushkey = key.value();
     if (auto const* data = o.if_contains("data"); data && !data->is_null()) {
       if (!data->is_object()) co_return error_response(fail(code::invalid_field, "data must be an object", "data"));
-      spec.data_json = json::serialize(*data);
+      spec.data_json = json::serialize(sorted_keys(*data));
     }
   } else {
     auto endpoint = required_string(o, "endpoint");

@@ -171,7 +171,7 @@ awaitable<result<std::optional<std::string>>> message_service::remove_member(std
   // Leaving costs nothing here, but a leave sent to another region's home is an outbox
   // entry until it answers: counted like any send there (no flood while it is away). And
   // a leave of a group one is not in (any id) is a write every send waits behind: counted.
-  if (target->str() != by || home || !m.member(by, conv))
+  if (target->str() != by || home || !keys::is_group(conv) || !m.member(by, conv))
     if (auto limited = m.limiter.charge(by)) co_return *limited;
   if (home) {
     auto request = request_of(conv, by, federation::group_request::REMOVE);

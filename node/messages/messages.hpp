@@ -425,18 +425,18 @@ class message_service {
   std::vector<std::pair<std::string, std::uint64_t>> all_assets() const;
   std::vector<asset_usage> asset_usage_by_user() const;
 
-  // Push targets and the push outbox (node/messages/push.cpp). The hook is called after
-  // each commit that put a message event in the mailbox of a user with push targets, with
-  // the user and the event's seq; before traffic.
+  // Push targets and the push outbox (push.cpp). The hook is called after each commit that put
+  // a message event in the mailbox of a user with push targets (the user, its seq); before traffic.
   void set_push_hook(std::function<void(std::string const& user, std::uint64_t seq)> hook);
   // Adds a target to its device, or replaces the device's target with the same endpoint
   // (Matrix: the same app_id and pushkey), keeping its id. Errors: too_many_push_targets.
   awaitable<result<push_target>> add_push_target(push_target t, std::size_t max_per_device, std::size_t max_per_user);
-  // Removes a target of the device (false: none such), or every target of the device.
-  awaitable<result<bool>> remove_push_target(std::string user, std::string device_id, std::string id);
+  // Removes a target of the device (false: none such; with `sent`, only while it is still the
+  // registration a push went to), or every target of the device.
+  awaitable<result<bool>> remove_push_target(std::string user, std::string device_id, std::string id,
+                                             std::optional<push_target> sent = {});
   awaitable<result<std::size_t>> remove_device_push(std::string user, std::string device_id);
-  // Every push target, device setting and pending push of the user (a deleted account);
-  // how many targets went.
+  // Every push target, device setting and pending push of a deleted account; how many went.
   awaitable<result<std::size_t>> remove_user_push(std::string user);
   // A target's state after a try: what it was pushed through, when, and its failures. A
   // target removed or registered anew (other keys, gateway) meanwhile is left: false.

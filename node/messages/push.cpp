@@ -1,7 +1,6 @@
 // The push records (docs/PROTOCOL.md, "Push notifications"; key layouts in detail/push.hpp):
-// devices' targets and settings, and the push outbox, whose entries are written by the
-// same writes that put message events in mailboxes (impl::note_push). Sending is
-// node/notify's.
+// devices' targets and settings, and the push outbox, whose entries are written by the same
+// writes that put message events in mailboxes (impl::note_push). Sending is node/notify's.
 #include <sodium.h>
 
 #include <algorithm>
@@ -219,12 +218,11 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
       st->stored.id = *same;
       st->stored.pushed_through = std::max(t.pushed_through, before.pushed_through());
       st->stored.last_push_ms = before.last_push_ms();
-      st->stored.attempt_ms = before.attempt_ms();
       // Registered again as it was (an app does so at every start): how it has fared stands
-      // too, or a target that always fails would never be given up, and a Retry-After
-      // would end at each registration. New keys, data or endpoint (a Matrix pushkey moved
-      // to another gateway) start it afresh.
+      // too, or a target that always fails would never be given up, and a Retry-After would
+      // end at each registration. New keys, data or gateway start it afresh.
       if (as_registered(before, t)) {
+        st->stored.attempt_ms = before.attempt_ms();  // (else the old registration's push: not this one's)
         st->stored.created_at_ms = before.created_at_ms();
         st->stored.failures = before.failures();
         st->stored.failing_since_ms = before.failing_since_ms();
@@ -278,15 +276,17 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
   co_return st->stored;
 }
 
-awaitable<result<bool>> message_service::remove_push_target(std::string user, std::string device_id, std::string id) {
+awaitable<result<bool>> message_service::remove_push_target(std::string user, std::string device_id, std::string id,
+                                                            std::optional<push_target> sent) {
   auto& m = *impl_;
   auto found = std::make_shared<bool>(false);
-  store::rocks_db::write_fn mutation = [found, user, device_id, id](store::rocks_batch& b) {
+  store::rocks_db::write_fn mutation = [found, user, device_id, id, sent](store::rocks_batch& b) {
     auto key = keys::push_target_key(user, device_id, id);
     auto v = b.get(cf::push, key);
-    *found = v.has_value();
     records::push_target_record r;
-    if (*found) r.ParseFromString(*v) ? erase_target(b, key, r) : b.erase(cf::push, key);
+    bool parsed = v && r.ParseFromString(*v);
+    *found = v && (!sent || (parsed && as_registered(r, *sent)));  // (registered anew since: not this one)
+    if (*found) parsed ? erase_target(b, key, r) : b.erase(cf::push, key);
     return *found;
   };
   auto outcome = co_await async::write(m.db, std::move(mutation));

@@ -309,10 +309,14 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
   }
   if (result == outcome::gone) {
     forget_retries(key);
-    if (!still_registered(messages, t)) co_return true;  // registered anew meanwhile: not this one
-    logger->info("push target {} of {} is gone ({}): removed", t.kind, t.user, what);
-    auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);
-    if (removed && removed.value()) metrics.push_target_removed("gone");
+    // Only the registration the push went to (one registered anew meanwhile stays: checked
+    // in the write).
+    std::optional<messages::push_target> sent = t;  // (named: no temporaries in a co_await, GCC 12)
+    auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id, std::move(sent));
+    if (removed && removed.value()) {
+      logger->info("push target {} of {} is gone ({}): removed", t.kind, t.user, what);
+      metrics.push_target_removed("gone");
+    }
     co_return bool(removed);
   }
   {  // its retry only: the refusals in a row stay counted
@@ -320,6 +324,9 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     retry_at.erase(key);
   }
   if (result == outcome::failed) {
+    // An answer about a registration replaced since (a pushkey moved to another gateway)
+    // counts for nothing.
+    if (!still_registered(messages, t)) co_return true;
     // Refused by the endpoint again and again (an endpoint that always answers 400, a lost
     // VAPID key): the target goes, as a gone one does, after max_refusals in a row over at
     // least give_up_s; told once, not per push. Not for an address refused here (a name
@@ -340,11 +347,14 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
       refused = ++refusals[key].uncounted;
     }
     if (refused <= 1) logger->warn("push to {} ({} of {}) refused for good: {}", t.kind, t.device_id, t.user, what);
-    if (remove && still_registered(messages, t)) {
-      logger->warn("push target {} ({} of {}) refused {} times in a row ({}): removed", t.kind, t.device_id, t.user,
-                   refused, what);
-      auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id);
-      if (removed && removed.value()) metrics.push_target_removed("refused");
+    if (remove) {
+      std::optional<messages::push_target> sent = t;
+      auto removed = co_await messages.remove_push_target(t.user, t.device_id, t.id, std::move(sent));
+      if (removed && removed.value()) {
+        logger->warn("push target {} ({} of {}) refused {} times in a row ({}): removed", t.kind, t.device_id, t.user,
+                     refused, what);
+        metrics.push_target_removed("refused");
+      }
       co_return bool(removed);
     }
   } else {

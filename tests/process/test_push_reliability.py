@@ -469,7 +469,7 @@ class RestartTest(PushCase):
         recv = self.receiver()
         alice, bob = self.person("alice"), self.person("bob")
         phone = bob.login("phone")
-        _, pushkey, old = self.matrix(phone, recv)
+        _, pushkey, old = self.matrix(phone, recv, data={"a": 1, "b": {"y": 2, "x": 3}})
         recv.script(old, [Reply(429, headers={"Retry-After": str(wait_s)})])
         A = self.ws(alice.login())
         A.send_message(bob.id, "to the broken gateway")
@@ -478,6 +478,9 @@ class RestartTest(PushCase):
         while not any(t["failures"] >= 1 for t in self.admin_targets(bob.name)):  # written down
             self.assertLess(time.monotonic(), deadline, "the failure was never written")
             time.sleep(0.05)
+        # The same data with its keys in another order is the same registration.
+        self.matrix(phone, recv, path=old, pushkey=pushkey, data={"b": {"x": 3, "y": 2}, "a": 1})
+        self.assertEqual([t["failures"] for t in self.admin_targets(bob.name)], [1], "registered again as it was")
         target, _, new = self.matrix(phone, recv, pushkey=pushkey)
         self.assertEqual([t["failures"] for t in self.admin_targets(bob.name)], [0], "a new start")
         A.send_message(bob.id, "to the new gateway")
