@@ -413,6 +413,14 @@ class DeadNameserverTest(PushCase):
 
 class RestartTest(PushCase):
 
+    def wait_failure_written(self, name):
+        """Waits until one of `name`'s targets has a failure written down (the store's, not
+        only the notification service's memory)."""
+        deadline = time.monotonic() + WAIT_S
+        while not any(t["failures"] >= 1 for t in self.admin_targets(name)):
+            self.assertLess(time.monotonic(), deadline, "the failure was never written")
+            time.sleep(0.05)
+
     def test_a_retry_after_outlives_a_restart(self):
         # Before, the wait was kept in memory only: a restart (or a crash loop) retried at
         # once, against a push service's 429.
@@ -424,10 +432,7 @@ class RestartTest(PushCase):
         recv.script(path, [Reply(429, headers={"Retry-After": str(wait_s)})])
         self.ws(alice.login()).send_message(bob.id, "not now")
         first = recv.wait_requests(path, 1, WAIT_S, answered=True)[0]
-        deadline = time.monotonic() + WAIT_S
-        while not any(t["failures"] >= 1 for t in self.admin_targets(bob.name)):  # written down
-            self.assertLess(time.monotonic(), deadline, "the failure was never written")
-            time.sleep(0.05)
+        self.wait_failure_written(bob.name)
         node.kill9()
         node.start()
         second = recv.wait_requests(path, 2, WAIT_S + wait_s)[1]
@@ -446,10 +451,7 @@ class RestartTest(PushCase):
         recv.script(path, [Reply(429, headers={"Retry-After": str(wait_s)})])
         self.ws(alice.login()).send_message(bob.id, "not now")
         first = recv.wait_requests(path, 1, WAIT_S, answered=True)[0]
-        deadline = time.monotonic() + WAIT_S
-        while not any(t["failures"] >= 1 for t in self.admin_targets(bob.name)):  # written down
-            self.assertLess(time.monotonic(), deadline, "the failure was never written")
-            time.sleep(0.05)
+        self.wait_failure_written(bob.name)
         # The same registration again (the app took what was pending itself: a target
         # registered anew is pushed what comes after).
         self.webpush(phone, recv, path=path, sub=sub)
@@ -474,10 +476,7 @@ class RestartTest(PushCase):
         A = self.ws(alice.login())
         A.send_message(bob.id, "to the broken gateway")
         recv.wait_requests(old, 1, WAIT_S, answered=True)
-        deadline = time.monotonic() + WAIT_S
-        while not any(t["failures"] >= 1 for t in self.admin_targets(bob.name)):  # written down
-            self.assertLess(time.monotonic(), deadline, "the failure was never written")
-            time.sleep(0.05)
+        self.wait_failure_written(bob.name)
         # The same data with its keys in another order is the same registration.
         self.matrix(phone, recv, path=old, pushkey=pushkey, data={"b": {"x": 3, "y": 2}, "a": 1})
         self.assertEqual([t["failures"] for t in self.admin_targets(bob.name)], [1], "registered again as it was")
