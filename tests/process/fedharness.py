@@ -19,18 +19,12 @@ import tempfile
 import threading
 import time
 
-from harness import Node
+from harness import Node, free_port  # noqa: F401 (tests use fedharness.free_port)
 
 NATS_BIN = shutil.which("nats-server") or "/usr/sbin/nats-server"  # Debian: /usr/sbin
 
 _SERVERS = []
 _SERVERS_LOCK = threading.Lock()
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, timeout=10.0):

@@ -9,10 +9,12 @@ Binaries: $PETCHAT_NODE and $PETCHATCTL, falling back to the build directory
 """
 
 import atexit
+import fcntl
 import http.client
 import json
 import os
 import queue
+import random
 import re
 import shutil
 import signal
@@ -35,6 +37,41 @@ STOP_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 15.0
 
 REGION = "test"
+
+# Ports a test must choose before the process that listens on them starts (a nats-server,
+# Prometheus), and keep across that process's restarts. Process tests run side by side
+# (tests/meson.build), so such a port is taken from below the kernel's ephemeral range, which
+# nothing binding port 0 or connecting out is ever given, and reserved for this test process
+# by a lock on a file named after it: another test process passes over a port while this one
+# lives, and the lock goes with the process however it ends.
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "petchat-test-ports")
+_PORT_RANGE = (20000, 32000)  # below /proc/sys/net/ipv4/ip_local_port_range's 32768
+_reserved_ports = []  # (port, open lock file): held until this process exits
+
+
+def free_port():
+    """A loopback TCP port no other test process will choose while this one runs, free now."""
+    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    for _ in range(1000):
+        port = random.randint(*_PORT_RANGE)
+        if any(p == port for p, _ in _reserved_ports):
+            continue
+        lock = open(os.path.join(_PORT_LOCK_DIR, str(port)), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:  # something outside the tests has it
+            lock.close()
+            continue
+        _reserved_ports.append((port, lock))
+        return port
+    raise RuntimeError("no free loopback port in %d-%d" % _PORT_RANGE)
+
 
 # RFC 3339, UTC, millisecond precision: "2026-11-30T06:30:00.123Z".
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fedharness  # noqa: E402
 import wsclient  # noqa: E402
 import yaml  # noqa: E402
-from harness import NodeTestCase  # noqa: E402
+from harness import NodeTestCase, free_port  # noqa: E402
 from pushrecv import PushReceiver, Reply  # noqa: E402
 from test_federation import RawNats  # noqa: E402
 from test_push import push_config  # noqa: E402
@@ -37,12 +37,6 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 WAIT_S = 60
 MESSAGES = 40
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Prometheus:

@@ -19,8 +19,8 @@ export const ARTIFACTS = process.env.PETCHAT_ARTIFACTS ?? path.join(root, 'build
 export const CHROMIUM = process.env.PETCHAT_CHROMIUM ?? '/usr/bin/chromium';
 export const WAIT_MS = 20000; // for anything the node or the page does by itself
 
-// A node of its own: a temporary data dir, its config, its port (fixed after the first
-// start, so that a restarted node is found at the same address).
+// A node of its own: a temporary data dir, its config, its port (chosen at the first start
+// and kept, so that a restarted node is found at the same address).
 export class Node {
   // users: more [users] keys ({access_token_ttl_s: 6}); gateway: more [gateway] keys;
   // extra: whole sections appended.
@@ -56,6 +56,7 @@ export class Node {
   }
 
   async start() {
+    this.port ||= await freePort();
     this.writeConfig();
     this.child = spawn(NODE_BIN, ['--config', path.join(this.dir, 'node.toml')], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stderr.on('data', (d) => { this.stderr += d; });
@@ -210,15 +211,22 @@ export async function screenshot(page, name) {
 
 export const NATS_BIN = process.env.PETCHAT_NATS ?? '/usr/sbin/nats-server';
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+// A loopback port for a process that keeps it across restarts (a node, a nats-server). The
+// process tests run beside these (tests/meson.build), so the port comes from below the
+// kernel's ephemeral range (32768 on), which nothing binding port 0 or connecting out is given,
+// and from a stretch the process tests' own reservations (tests/process/harness.py, below
+// 32000) never use; one e2e file runs at a time (--test-concurrency=1).
+export async function freePort() {
+  for (let i = 0; i < 200; i += 1) {
+    const port = 32001 + Math.floor(Math.random() * 700);
+    const free = await new Promise((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
+  throw new Error('no free loopback port in 32001-32700');
 }
 
 // One nats-server with JetStream on a loopback port; stop() and start() keep its port and
