@@ -1,7 +1,8 @@
 // petchatctl: the admin's command line. Talks JSON over HTTP to the node's admin Unix
-// socket. Exit codes scripts can rely on:
-//   0 success, 1 the node refused (error code on stderr), 2 usage error,
-//   3 the node is not reachable (not running, or wrong socket).
+// socket. Exit codes scripts can rely on (docs/PROTOCOL.md, "petchatctl"; detail/request.hpp):
+//   0 success, 1 the node refused (error code on stderr), its answer is not the JSON
+//   expected, or something at the socket gave no usable answer (none in time, not HTTP: a
+//   node that may be busy), 2 usage error, 3 the node is not running (no socket, refused).
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -15,19 +16,19 @@
 #include <functional>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "node/ctl/admin_client.hpp"
 #include "node/ctl/detail/backup.hpp"
 #include "node/ctl/detail/locate.hpp"
 #include "node/ctl/detail/print.hpp"
+#include "node/ctl/detail/request.hpp"
 
 namespace {
 
 namespace json = boost::json;
 using namespace petchat::ctl::detail;
-
-constexpr int exit_ok = 0, exit_refused = 1, exit_usage = 2, exit_unreachable = 3;
 
 std::string read_password(char const* prompt) {
   std::string pw;
@@ -48,73 +49,8 @@ std::string read_password(char const* prompt) {
   return pw;
 }
 
-std::string encode(std::string const& s) {
-  static char const hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '@')
-      out += static_cast<char>(c);
-    else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-struct context {
-  std::string socket;
-  std::string found_by;  // where the socket's path came from
-  bool as_json = false;
-};
-
 // Compaction, collection and verification walk the whole store: an hour before giving up.
 constexpr int long_work_s = 3600;
-
-// Performs one admin call; prints errors; returns the exit code and the parsed answer.
-int request(context const& ctx, std::string const& method, std::string const& target, json::value const* body,
-            json::value& answer, int timeout_s = 30) {
-  std::string error;
-  bool reached = false, timed_out = false;
-  auto reply = petchat::ctl::call(ctx.socket, method, target, body ? json::serialize(*body) : "", error, timeout_s,
-                                  &reached, &timed_out);
-  if (!reply && timed_out) {  // a node that is busy, not one that is not running
-    std::cerr << "petchatctl: no answer from the node at " << ctx.socket << " within " << timeout_s
-              << " s; it may still be working on it: see its log before asking again\n";
-    return exit_refused;
-  }
-  if (!reply && reached) {
-    std::cerr << "petchatctl: no usable answer from the node at " << ctx.socket << " (" << error << "): see its log\n";
-    return exit_refused;
-  }
-  if (!reply) {
-    std::cerr << "petchatctl: node not running at " << ctx.socket << " (" << error << "; found by " << ctx.found_by
-              << "); start petchat-node, or point to it with --socket, --data-dir or --config\n";
-    return exit_unreachable;
-  }
-  if (reply->status == 204) {
-    answer = json::object{{"ok", true}};
-    return exit_ok;
-  }
-  boost::system::error_code ec;
-  answer = json::parse(reply->body, ec);
-  if (ec) {
-    std::cerr << "petchatctl: the node answered " << reply->status << " with a body that is not JSON\n";
-    return exit_refused;
-  }
-  if (reply->status >= 400) {
-    auto const* err = answer.is_object() ? answer.as_object().if_contains("error") : nullptr;
-    if (err && err->is_object())
-      std::cerr << "petchatctl: error: " << field(err->as_object(), "code") << ": "
-                << field(err->as_object(), "message") << "\n";
-    else
-      std::cerr << "petchatctl: error: HTTP " << reply->status << "\n";
-    if (ctx.as_json) std::cout << json::serialize(answer) << "\n";
-    return exit_refused;
-  }
-  return exit_ok;
-}
 
 // The words of the command line, filled in by the parser.
 struct arguments {
@@ -179,6 +115,23 @@ std::vector<command> users_commands(CLI::App& app, arguments& a) {
   return out;
 }
 
+// After a backup failed, or was interrupted: lets go of what the node may hold for it, the
+// snapshot `id` or (none) whichever is open or being made, and says what came of it. Not
+// cut short by a signal: it is what an interruption asks for.
+void release_after_failure(context const& c, std::string const& id) {
+  std::string error;
+  auto reply =
+      petchat::ctl::call(c.socket, "DELETE", "/v1/admin/backup" + (id.empty() ? "" : "/" + encode(id)), "", error);
+  if (reply && reply->status == 200)
+    std::cerr << "petchatctl: backup: the node's snapshot is released\n";
+  else if (reply && reply->status == 404)
+    std::cerr << "petchatctl: backup: the node holds no snapshot for it\n";
+  else
+    std::cerr << "petchatctl: backup: the node's snapshot may still be open ("
+              << (reply ? "HTTP " + std::to_string(reply->status) : error)
+              << "): release it with petchatctl backup --abort\n";
+}
+
 // petchatctl backup: the node makes a snapshot, petchatctl copies it, the node drops it.
 int take_backup(context& c, arguments const& a, json::value& ans) {
   if (a.abort) return request(c, "DELETE", "/v1/admin/backup", nullptr, ans);
@@ -191,30 +144,34 @@ int take_backup(context& c, arguments const& a, json::value& ans) {
   if (::stat(c.socket.c_str(), &sock) != 0) sock.st_uid = ::geteuid();  // request() then says it is not running
   json::value snapshot;
   // From here on, an interruption (Ctrl-C, SIGTERM) still releases the snapshot: one that
-  // comes while the node makes it is acted on once it is made (the copy stops at once).
+  // comes while the node makes it ends the wait, and the release tells the node to drop
+  // the snapshot once it is made (the copy stops at once).
   stop_copies_on_signals();
   // Making the snapshot flushes the message store and copies the account store: allow time.
-  if (int rc = request(c, "POST", "/v1/admin/backup", nullptr, snapshot, 600); rc != exit_ok) {
-    json::value ignored;  // cut short while the node made it: whatever it holds is let go
-    if (rc != exit_refused) request(c, "DELETE", "/v1/admin/backup", nullptr, ignored);
+  outcome made;
+  if (int rc = request(c, "POST", "/v1/admin/backup", nullptr, snapshot, 600, &made, true); rc != exit_ok) {
+    // Unless the node refused (409: another backup's snapshot is open, not to be touched;
+    // 500: nothing was left), it may be making one, or have made one whose answer was
+    // unusable: whatever it holds is let go.
+    if (made.asked && made.status < 400) release_after_failure(c, "");
     return rc;
   }
-  std::string error;
+  std::string error, id;
   json::object manifest;
   try {
-    manifest = copy_snapshot(snapshot.as_object(), a.dir, sock.st_uid, error);
-  } catch (std::exception const& e) {
-    error = e.what();
+    auto const& o = snapshot.as_object();
+    if (auto const* v = o.if_contains("id"); v && v->is_string()) id = std::string(v->as_string());
+    manifest = copy_snapshot(o, a.dir, sock.st_uid, error);
+  } catch (std::exception const& e) {  // an answer not of the shape expected
+    error = std::string("the node's answer is not a snapshot as expected (") + e.what() + ")";
   }
-  json::value released;
-  auto const* id = snapshot.as_object().if_contains("id");
-  std::string id_text = id && id->is_string() ? std::string(id->as_string()) : "";
-  int rc = request(c, "DELETE", "/v1/admin/backup/" + encode(id_text), nullptr, released);
   if (!error.empty()) {
     std::cerr << "petchatctl: backup failed: " << error << " (" << a.dir << " is incomplete: it has no manifest)\n";
+    release_after_failure(c, id);
     return exit_refused;
   }
-  if (rc != exit_ok) return rc;
+  json::value released;
+  if (int rc = request(c, "DELETE", "/v1/admin/backup/" + encode(id), nullptr, released); rc != exit_ok) return rc;
   manifest["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   ans = std::move(manifest);
   return exit_ok;
@@ -416,8 +373,10 @@ int main(int argc, char** argv) {
   app.footer(
       "The node is found by --socket, else --data-dir, else the config (--config, or /etc/petchat/node.toml\n"
       "when it exists), else /run/petchat/admin.sock, else ./data.\n"
-      "Exit codes: 0 done; 1 the node refused (its error code on stderr); 2 a usage error (unknown\n"
-      "command or flag, missing argument); 3 the node is not reachable.");
+      "Exit codes: 0 done; 1 the node refused (its error code on stderr), its answer is not the JSON\n"
+      "expected, it gave no usable answer (none in time, a hang-up, not HTTP: it may be busy, see its\n"
+      "log), or a backup failed or was interrupted; 2 a usage error (unknown command or flag, missing\n"
+      "argument); 3 the node is not running (no socket, connection refused).");
   app.require_subcommand(1);
   app.set_version_flag("--version", "petchatctl " PETCHAT_VERSION);
   context ctx;
@@ -470,14 +429,34 @@ int main(int argc, char** argv) {
 
   json::value answer;
   show_fn show;
-  for (auto const& c : commands) {
-    if (!c.sub->parsed()) continue;
-    if (int rc = c.run(ctx, answer, show); rc != exit_ok) return rc;
-    break;
+  try {
+    for (auto const& c : commands) {
+      if (!c.sub->parsed()) continue;
+      if (int rc = c.run(ctx, answer, show); rc != exit_ok) return rc;
+      break;
+    }
+  } catch (std::exception const& e) {
+    std::cerr << "petchatctl: " << e.what() << "\n";
+    return exit_refused;
   }
-  if (ctx.as_json)
+  if (ctx.as_json) {
     std::cout << json::serialize(answer) << "\n";
-  else if (show)
+    return exit_ok;
+  }
+  if (!show) return exit_ok;
+  // The table is made whole before any of it is printed: an answer of another shape (a
+  // node of another version, or something else on the socket) prints no half of one.
+  std::ostringstream table;
+  auto* terminal = std::cout.rdbuf(table.rdbuf());
+  try {
     show(answer);
+  } catch (std::exception const& e) {
+    std::cout.rdbuf(terminal);
+    std::cerr << "petchatctl: the node's answer is not what petchatctl expects (" << e.what()
+              << "): --json prints it as it is\n";
+    return exit_refused;
+  }
+  std::cout.rdbuf(terminal);
+  std::cout << table.str() << std::flush;
   return exit_ok;
 }

@@ -153,6 +153,8 @@ void print_status(json::value const& answer) {
                                                                   : "")},
                {"users", field(u, "total") + " (" + field(u, "disabled") + " disabled)"},
                {"sessions", field(s, "active") + " active"}});
+  if (auto w = field(u, "writes"); !w.empty() && w != "ok")  // (empty: a node from before it was told)
+    std::cout << "account store: WRITES FAILING: " << field(u, "write_error") << "\n";
   if (auto const* m = o.if_contains("messages"); m && m->is_object()) {
     auto const& ms = m->as_object();
     if (field(ms, "writes") != "ok") std::cout << "message store: WRITES FAILING: " << field(ms, "write_error") << "\n";

@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
 from harness import CTL_BIN, NODE_BIN, REGION, NodeTestCase, run_ctl, run_node_cli  # noqa: E402
+from test_ctl import FakeAdmin, http_answer  # noqa: E402
 
 SENDERS = 4
 
@@ -387,6 +389,80 @@ class BackupTest(NodeTestCase):
                 for name in dirs + files:
                     st = os.lstat(os.path.join(root, name))
                     self.assertEqual((st.st_uid, st.st_gid), (65534, 65534), name)
+
+
+class BackupReleaseTest(unittest.TestCase):
+    """Whenever petchatctl backup fails or is interrupted after it asked for a snapshot, it
+    releases what the node may hold (docs/OPERATIONS.md, "Backup and restore") and exits
+    with the failure's code; a refusal (another backup's snapshot is open) releases
+    nothing. Against something in the node's place on the socket, which answers the
+    snapshot request badly or never and records the requests."""
+
+    def backup_dir(self):
+        d = tempfile.mkdtemp(prefix="petchat-backup-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return os.path.join(d, "backup")
+
+    def fake(self, snapshot_answer):
+        def answer(method, target):
+            if method == "POST":
+                return snapshot_answer
+            return http_answer(200, '{"released": true}')
+        f = FakeAdmin(answer)
+        self.addCleanup(f.close)
+        return f
+
+    def test_an_unusable_snapshot_answer_is_released(self):
+        not_a_snapshot = json.dumps({"id": "b1", "dir": 7, "files": []})
+        cases = [
+            # (the answer to POST /v1/admin/backup, exit code, on stderr, the release asked for)
+            (b"garbage\r\n\r\n", 1, "not HTTP", "DELETE /v1/admin/backup"),
+            (b"", 1, "closed the connection without an answer", "DELETE /v1/admin/backup"),
+            (http_answer(200, "not json"), 1, "not JSON", "DELETE /v1/admin/backup"),
+            (http_answer(200, "[]"), 1, "not a snapshot as expected", "DELETE /v1/admin/backup"),
+            (http_answer(200, not_a_snapshot), 1, "not a snapshot as expected", "DELETE /v1/admin/backup/b1"),
+            # Refused: another backup's snapshot is open (not this one's to release), or none was made.
+            (http_answer(409, '{"error": {"code": "backup_in_progress", "message": "backup x is open"}}'), 1,
+             "error: backup_in_progress", None),
+            (http_answer(500, '{"error": {"code": "internal", "message": "no snapshot"}}'), 1, "error: internal",
+             None),
+        ]
+        for snapshot_answer, want_rc, said, release in cases:
+            with self.subTest(answer=snapshot_answer[:60]):
+                fake = self.fake(snapshot_answer)
+                rc, out, err = run_ctl("--socket", fake.path, "backup", self.backup_dir())
+                self.assertEqual(rc, want_rc, "rc %d\nstdout: %s\nstderr: %s" % (rc, out, err))
+                self.assertIn(said, err)
+                self.assertEqual(fake.requests, ["POST /v1/admin/backup"] + ([release] if release else []), err)
+                if release:
+                    self.assertIn("the node's snapshot is released", err)
+                self.assertEqual(out, "")
+
+    def test_an_interrupted_wait_for_the_snapshot_releases_it(self):
+        """Ctrl-C or SIGTERM while the node makes the snapshot ends the wait at once (not
+        after 600 s), and the release asked for then (with no id) has the node drop the
+        snapshot as soon as it is made."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(signal=sig):
+                fake = self.fake(None)  # never answers the snapshot request
+                p = subprocess.Popen([CTL_BIN, "--socket", fake.path, "backup", self.backup_dir()],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                try:
+                    self.assertTrue(fake.wait_for_requests(1), "petchatctl asked for no snapshot")
+                    time.sleep(0.3)  # waiting for the answer by now
+                    sent = time.monotonic()
+                    p.send_signal(sig)
+                    out, err = p.communicate(timeout=20)
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                        p.communicate()
+                err = err.decode("utf-8", "replace")
+                self.assertLess(time.monotonic() - sent, 10, "the signal did not end the wait: " + err)
+                self.assertEqual(p.returncode, 1, err)
+                self.assertIn("interrupted while waiting for the node at " + fake.path, err)
+                self.assertIn("the node's snapshot is released", err)
+                self.assertEqual(fake.requests, ["POST /v1/admin/backup", "DELETE /v1/admin/backup"])
 
 
 if __name__ == "__main__":

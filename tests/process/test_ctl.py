@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -14,12 +15,95 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wsclient  # noqa: E402
-from harness import NodeTestCase, run_ctl, run_node_cli  # noqa: E402
+from harness import CTL_BIN, NodeTestCase, run_ctl, run_node_cli  # noqa: E402
 
 REGION = "ctl-west"
 PW = "password123"
 USER_ENTRY_KEYS = {"id", "name", "display_name", "disabled", "created_at", "sessions"}
 SESSION_KEYS = {"device_id", "user_id", "device_name", "created_at", "last_refreshed_at", "revoked"}
+
+
+def http_answer(status, body, content_type="application/json"):
+    """An HTTP/1.1 answer as the node's admin socket gives one (Connection: close)."""
+    body = body.encode() if isinstance(body, str) else body
+    return (b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % (status, content_type.encode(), len(body)) + body)
+
+
+class FakeAdmin:
+    """Something listening on an admin socket in the node's place. Records each request as
+    "METHOD target" and answers it with what answer(method, target) returns: bytes to send
+    before hanging up (b"": hang up at once), or None to hold the connection and answer
+    nothing. Used by test_backup.py too."""
+
+    def __init__(self, answer):
+        self.dir = tempfile.mkdtemp(prefix="petchat-fake-")
+        self.path = os.path.join(self.dir, "admin.sock")
+        self.answer = answer
+        self.requests = []
+        self.changed = threading.Condition()
+        self.held = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        # The whole request, body too: a Unix socket closed with unread bytes resets its peer.
+        data = b""
+        conn.settimeout(15)
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            while length and len(body) < int(length.group(1)):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+        except OSError:
+            conn.close()
+            return
+        words = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+        method, target = words[0], (words[1] if len(words) > 1 else "")
+        reply = self.answer(method, target)
+        with self.changed:
+            self.requests.append("%s %s" % (method, target))
+            self.changed.notify_all()
+        if reply is None:
+            self.held.append(conn)  # answers nothing; closed with the fake
+            return
+        try:
+            conn.sendall(reply)
+        except OSError:
+            pass
+        conn.close()
+
+    def wait_for_requests(self, count, timeout=15):
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    def close(self):
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        except OSError:
+            pass
+        self.server.close()
+        for c in self.held:
+            c.close()
+        shutil.rmtree(self.dir, True)
 
 
 class CtlTest(NodeTestCase):
@@ -367,29 +451,125 @@ class CtlTest(NodeTestCase):
 
     def test_a_node_that_does_not_answer_is_not_said_to_be_stopped(self):
         """Something listens but hangs up without an answer (a node that failed while
-        compacting): said so, exit 1, never "not running" (exit 3), which would send the
-        operator to start a second node."""
-        tmp = tempfile.mkdtemp(prefix="petchat-ctl-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        sock = os.path.join(tmp, "admin.sock")
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.addCleanup(server.close)
-        server.bind(sock)
-        server.listen(4)
-
-        def hang_up():
-            for _ in range(2):
-                conn, _ = server.accept()
-                conn.recv(4096)
-                conn.close()
-        t = threading.Thread(target=hang_up, daemon=True)
-        t.start()
+        compacting): exit 1 and said so (docs/PROTOCOL.md), never "not running" (exit 3),
+        which would send the operator, or a script, to start a second node."""
+        fake = FakeAdmin(lambda method, target: b"")
+        self.addCleanup(fake.close)
         for args in (["messages", "compact"], ["status"]):
-            rc, out, err = run_ctl("--socket", sock, *args)
+            rc, out, err = run_ctl("--socket", fake.path, *args)
             self.assertEqual(rc, 1, "%s: rc %d, stderr: %s" % (args, rc, err))
-            self.assertIn("no usable answer from the node", err)
+            self.assertIn("no usable answer from the node at " + fake.path, err)
+            self.assertIn("closed the connection without an answer", err)
             self.assertNotIn("not running", err)
-        t.join(5)
+        self.assertEqual(fake.requests, ["POST /v1/admin/messages/compact", "GET /v1/admin/status"])
+
+
+class CtlFakeNodeTest(unittest.TestCase):
+    """petchatctl against something in the node's place on the admin socket that answers
+    badly, late or never: the exit codes of docs/PROTOCOL.md ("petchatctl"), a message
+    that says what happened, and never a crash."""
+
+    def fake(self, answer):
+        f = FakeAdmin(answer)
+        self.addCleanup(f.close)
+        return f
+
+    def test_an_answer_that_is_not_http_is_said_so(self):
+        fake = self.fake(lambda method, target: b"SSH-2.0-OpenSSH_9.2\r\n")
+        rc, out, err = run_ctl("--socket", fake.path, "status")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("no usable answer from the node at " + fake.path, err)
+        self.assertIn("not HTTP", err)
+        self.assertNotIn("not running", err)
+        self.assertEqual(out, "")
+
+    def test_an_answer_of_another_shape_is_said_not_a_crash(self):
+        """JSON, but not what the command prints: exit 1 with a message, not an abort; no
+        half of a table on stdout; --json prints it as it is."""
+        answers = {
+            ("status",): "[]",
+            ("users", "list"): '{"users": [{"id": "a@x", "disabled": "no"}]}',
+            ("sessions", "list"): '{"sessions": 5}',
+            ("online",): '{"users": 1, "streams": {}}',
+            ("push", "status"): '{"enabled": true, "outbox": {"users": 1, "oldest_age_s": "long ago"}}',
+            ("tokens", "list"): '{"tokens": [1]}',
+            ("reload",): '{"applied": null}',
+            # The first table is whole before "regions" turns out not to be a list.
+            ("federation", "status"): '{"enabled": true, "region": "r", "connected": true, "server": "nats://s",'
+                                      ' "regions": 5}',
+        }
+        current = {}
+        fake = self.fake(lambda method, target: http_answer(200, current["body"]))
+        for args, body in answers.items():
+            with self.subTest(args=args):
+                current["body"] = body
+                rc, out, err = run_ctl("--socket", fake.path, *args)
+                self.assertEqual(rc, 1, "rc %d\nstdout: %s\nstderr: %s" % (rc, out, err))
+                self.assertIn("the node's answer is not what petchatctl expects", err)
+                self.assertEqual(out, "", "half a table printed")
+                rc, out, err = run_ctl("--socket", fake.path, "--json", *args)
+                self.assertEqual(rc, 0, out + err)
+                self.assertEqual(json.loads(out), json.loads(body))
+        # Not JSON at all, with 200: exit 1 too.
+        current["body"] = "<html>hello</html>"
+        rc, out, err = run_ctl("--socket", fake.path, "status")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("answered 200 with a body that is not JSON", err)
+
+    def test_no_answer_in_time_is_said_to_be_busy(self):
+        """A node that takes the request and never answers, and one whose queue of
+        connections is full (connect() waits on a Unix socket): both given up after 30 s,
+        exit 1, said to be busy rather than stopped (exit 3). The two run side by side: one
+        wait."""
+        silent = self.fake(lambda method, target: None)
+        full_dir = tempfile.mkdtemp(prefix="petchat-full-")
+        self.addCleanup(shutil.rmtree, full_dir, True)
+        full_path = os.path.join(full_dir, "admin.sock")
+        full = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(full.close)
+        full.bind(full_path)
+        full.listen(0)  # never accepted: the connections below fill its queue
+        queued = []
+        for _ in range(1000):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(full_path)
+            except BlockingIOError:  # full: a blocking connect() now waits
+                c.close()
+                break
+            queued.append(c)
+            self.addCleanup(c.close)
+        else:
+            self.fail("the queue of a socket listening with a backlog of 0 never filled")
+        began = time.monotonic()
+        runs = {name: subprocess.Popen([CTL_BIN, "--socket", path, "status"], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for name, path in (("silent", silent.path), ("full", full_path))}
+        results = {}
+        for name, p in runs.items():
+            try:
+                out, err = p.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                self.fail("%s: petchatctl still waiting after 90 s" % name)
+            results[name] = (p.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+        took = time.monotonic() - began
+        self.assertGreater(took, 29, "gave up before 30 s")
+        self.assertLess(took, 60)
+        for name, path in (("silent", silent.path), ("full", full_path)):
+            rc, out, err = results[name]
+            with self.subTest(name=name):
+                self.assertEqual(rc, 1, "rc %d\nstdout: %s\nstderr: %s" % (rc, out, err))
+                self.assertIn("the node at %s did not answer" % path, err)
+                self.assertIn("within 30 s", err)
+                self.assertIn("see its log before asking again", err)
+                self.assertNotIn("not running", err)
+        self.assertIn("no answer within 30 s; it may still be working on it", results["silent"][2])
+        self.assertIn("no connection accepted within 30 s; it is running, but takes no connections",
+                      results["full"][2])
+        self.assertEqual(silent.requests, ["GET /v1/admin/status"])
 
 
 class CtlStoppedNodeTest(NodeTestCase):
