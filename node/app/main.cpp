@@ -356,7 +356,8 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
   if (push) push->start(io);  // before the link applies anything: its hook sees every message
   if (fed) fed->start();
   assets.start(io);
-  app::start_upkeep(io, messages, manager, std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms), stopping);
+  app::start_upkeep(io, messages, users, manager, std::chrono::milliseconds(cfg.messages.expiry_sweep_interval_ms),
+                    stopping);
   app::finish_account_deletions(io, users, messages, metrics, stopping);
   say_ready(cfg.node.region, bound.str(), tls_credentials != nullptr, admin_socket, metrics_at, threads,
             site != nullptr);

@@ -49,8 +49,14 @@ void add_node_metrics(metrics::registry& metrics, ws::ws_manager& manager, messa
                     [&manager] { return static_cast<double>(manager.streams()); });
   metrics.add_gauge("petchat_ws_sessions", "Deprecated: petchat_ws_streams under its name before 0.2",
                     [&manager] { return static_cast<double>(manager.streams()); });
-  metrics.add_gauge("petchat_store_writes_failing", "1 while the message store refuses writes (e.g. a full disk)",
-                    [&messages] { return messages.write_error().empty() ? 0.0 : 1.0; });
+  // One series per store (it was the message store's alone, without a label): an alert or
+  // a panel on the bare name sees both.
+  metrics.add_gauges("petchat_store_writes_failing",
+                     "1 while the store refuses writes (e.g. a full disk): messages (RocksDB), users (LMDB)",
+                     [&messages, &users] {
+                       return metrics::series{{{{"store", "messages"}}, messages.write_error().empty() ? 0.0 : 1.0},
+                                              {{{"store", "users"}}, users.write_error().empty() ? 0.0 : 1.0}};
+                     });
   metrics.add_counter("petchat_ack_walked_events_total",
                       "Mailbox events acknowledgements have looked at for delivery receipts",
                       [&messages] { return static_cast<double>(messages.ack_walked_events()); });

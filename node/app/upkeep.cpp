@@ -46,17 +46,30 @@ asio::awaitable<void> expire_remote_presence(ws::ws_manager& manager, std::share
   }
 }
 
-// While the message store refuses writes, a write of nothing each second: a node nobody
-// writes to (its clients sent elsewhere because /readyz says it is not ready) finds out
-// that writes work again.
-asio::awaitable<void> try_failing_writes(messages::message_service& messages,
+// While a store refuses writes, a write of nothing each second: a node nobody writes to
+// (its clients sent elsewhere because /readyz says it is not ready) finds out that writes
+// work again. The account store's refusals are logged here, as they begin, change and end
+// (the message store logs its own): clients are told only store_unavailable.
+asio::awaitable<void> try_failing_writes(messages::message_service& messages, users::user_service& users,
                                          std::shared_ptr<std::atomic<bool>> stopping) {
+  auto log = log::get("users");
+  std::string logged;  // the account store's refusal last logged; empty: none
   asio::steady_timer timer(co_await asio::this_coro::executor);
   while (!*stopping) {
     timer.expires_after(std::chrono::seconds(1));
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (*stopping) break;
     if (!messages.write_error().empty()) co_await messages.try_writes();
+    auto why = users.write_error();
+    if (why != logged) {
+      if (why.empty())
+        log->warn("the account store takes writes again");
+      else
+        log->error("the account store refuses writes: {} (answered store_unavailable; /readyz says store_failing)",
+                   why);
+      logged = why;
+    }
+    if (!why.empty()) co_await users.try_writes();
   }
 }
 
@@ -96,11 +109,12 @@ void finish_account_deletions(asio::io_context& io, users::user_service& users, 
   asio::co_spawn(io, finish_deletions(users, messages, metrics, std::move(stopping)), asio::detached);
 }
 
-void start_upkeep(asio::io_context& io, messages::message_service& messages, ws::ws_manager& manager,
-                  std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping) {
+void start_upkeep(asio::io_context& io, messages::message_service& messages, users::user_service& users,
+                  ws::ws_manager& manager, std::chrono::milliseconds expiry_interval,
+                  std::shared_ptr<std::atomic<bool>> stopping) {
   asio::co_spawn(io, sweep_expired_messages(messages, expiry_interval, stopping), asio::detached);
   asio::co_spawn(io, expire_remote_presence(manager, stopping), asio::detached);
-  asio::co_spawn(io, try_failing_writes(messages, stopping), asio::detached);
+  asio::co_spawn(io, try_failing_writes(messages, users, stopping), asio::detached);
 }
 
 }  // namespace petchat::app

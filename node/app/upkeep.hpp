@@ -18,10 +18,12 @@ namespace petchat::app {
 // Sweeps expired messages every `expiry_interval` (messages.expiry_sweep_interval_ms), and
 // every second lets remote presence run out and tells contacts what its rate held back
 // (ws_manager::expire_remote_presence): a slow or long sweep never holds presence back;
-// and, while the message store refuses writes, tries a write of nothing every second.
+// and, while the message store or the account store refuses writes, tries a write of
+// nothing every second (and logs the account store's refusals as they begin and end).
 // Each stops at its next tick once `stopping` is set. No errors: a failed sweep is logged.
-void start_upkeep(boost::asio::io_context& io, messages::message_service& messages, ws::ws_manager& manager,
-                  std::chrono::milliseconds expiry_interval, std::shared_ptr<std::atomic<bool>> stopping);
+void start_upkeep(boost::asio::io_context& io, messages::message_service& messages, users::user_service& users,
+                  ws::ws_manager& manager, std::chrono::milliseconds expiry_interval,
+                  std::shared_ptr<std::atomic<bool>> stopping);
 
 // Finishes the account deletions a crash interrupted (users::unfinished_deletions): each
 // one's part in the message store (gateway::finish_account_deletion), tried again every

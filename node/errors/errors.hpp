@@ -118,9 +118,12 @@ inline failure rate_limited(std::string message, std::int64_t wait_ms) {
 
 // The answer to a write a store did not take: store_unavailable (retry in 5 s) when the
 // store says why it takes no writes now (`why`: a full or failing disk), else internal.
+// A client is told no more than that: `why` is the store's own text (RocksDB's names files
+// under the data dir), which the node logs and admin status shows, never a client.
+inline constexpr char const* store_unavailable_message = "the node cannot store this now; try again later";
 inline failure write_failure(std::string const& what, std::string const& why) {
   if (why.empty()) return fail(code::internal, what);
-  auto f = fail(code::store_unavailable, what + ": the node cannot store anything now (" + why + "); try again later");
+  auto f = fail(code::store_unavailable, store_unavailable_message);
   f.retry_after_s = 5;
   return f;
 }

@@ -223,6 +223,16 @@ json::object messages_status(admin_api const& api) {
                       {"salvaged_at", salvaged ? json::value(rfc3339(salvaged)) : json::value(nullptr)}};
 }
 
+// The account store's health, as the message store's: whether it takes writes, and if not
+// why (the system's words for a full or failing disk, or an LMDB failure).
+json::object users_status(admin_api const& api, users::stats const& c) {
+  auto failing = api.users.write_error();
+  return json::object{{"total", c.users},
+                      {"disabled", c.disabled_users},
+                      {"writes", failing.empty() ? "ok" : "failing"},
+                      {"write_error", failing.empty() ? json::value(nullptr) : json::value(failing)}};
+}
+
 json::object status(admin_api const& api) {
   auto c = api.users.counts();
   auto now = format::now_ms();
@@ -236,7 +246,7 @@ json::object status(admin_api const& api) {
       {"data_created_at", rfc3339(api.info.data_created_at_ms)},
       {"listen", api.info.listen},
       {"metrics_listen", api.info.metrics_listen.empty() ? json::value(nullptr) : json::value(api.info.metrics_listen)},
-      {"users", json::object{{"total", c.users}, {"disabled", c.disabled_users}}},
+      {"users", users_status(api, c)},
       {"sessions", json::object{{"active", c.active_sessions}}},
       {"messages", messages_status(api)}};
 }

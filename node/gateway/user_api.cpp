@@ -151,8 +151,14 @@ awaitable<response> user_profile(std::shared_ptr<user_api> api, request r, std::
 // The history filters of docs/PROTOCOL.md, from the query string.
 errors::result<messages::history_query> history_filters(std::string const& query) {
   messages::history_query q;
-  q.before = query_param(query, "before");
-  q.after = query_param(query, "after");
+  // Checked here too (the message service checks them again), so that a page by `peer`
+  // with no conversation yet refuses what one with a conversation refuses.
+  for (auto [key, out] : {std::pair{"before", &q.before}, std::pair{"after", &q.after}}) {
+    *out = query_param(query, key);
+    auto raw = *out ? format::from_base64url(**out) : std::nullopt;
+    if (*out && (!raw || raw->size() != 16))  // a message id: 16 bytes
+      return fail(code::invalid_field, std::string(key) + " must be a message id", key);
+  }
   for (auto [key, out] : {std::pair{"since", &q.since_ms}, std::pair{"until", &q.until_ms}}) {
     if (auto v = query_param(query, key)) {
       auto t = format::parse_rfc3339(*v);
@@ -304,15 +310,18 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   if (p == "/readyz") {
     if (*api->stopping)
       co_return json_response(503, json::object{{"status", "shutting_down"}, {"region", api->users.region()}});
-    // The message store refusing writes (a full disk, or an error it cannot resume from
-    // until a restart): nothing can be sent, so not ready, though alive (/healthz).
-    bool failing = !api->messages.write_error().empty();
-    co_return json_response(
-        failing ? 503 : 200,
-        json::object{{"status", failing ? "store_failing" : "ready"},
-                     {"region", api->users.region()},
-                     {"stores", json::object{{"users", "open"}, {"messages", failing ? "failing" : "open"}}},
-                     {"federation", federation_state(*api)}});
+    // A store refusing writes (a full disk, or an error it cannot resume from until a
+    // restart): nothing can be sent (the message store), or nobody can register, log in
+    // or stay logged in (the account store), so not ready, though alive (/healthz).
+    bool users_failing = !api->users.write_error().empty();
+    bool messages_failing = !api->messages.write_error().empty();
+    bool failing = users_failing || messages_failing;
+    co_return json_response(failing ? 503 : 200,
+                            json::object{{"status", failing ? "store_failing" : "ready"},
+                                         {"region", api->users.region()},
+                                         {"stores", json::object{{"users", users_failing ? "failing" : "open"},
+                                                                 {"messages", messages_failing ? "failing" : "open"}}},
+                                         {"federation", federation_state(*api)}});
   }
   if (p == "/v1/regions") {
     if (m != "GET") co_return method_not_allowed("GET");

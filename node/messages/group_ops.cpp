@@ -31,7 +31,7 @@ void depart(impl const& m, store::rocks_batch& b, std::string const& conv, recor
   c.mutable_members()->erase(c.mutable_members()->begin() + i);
   if (i < c.roles_size()) c.mutable_roles()->erase(c.mutable_roles()->begin() + i);
   if (m.is_local(user))
-    end_period(b, conv, c, user, now_ms(), std::int64_t(m.options.retention_s) * 1000);
+    end_period(b, m.db, conv, c, user, now_ms(), std::int64_t(m.options.retention_s) * 1000);
   else
     note_remote_departure(b, conv, user, c.version() + 1, now_ms(),  // the version of the change that follows
                           std::int64_t(m.options.retention_s) * 1000);
@@ -429,7 +429,7 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
         note_remote_departure(b, st.conversation, u, gone.count(u) ? gone[u] : replica->version() + 1, now,
                               std::int64_t(m.options.retention_s) * 1000);
       else if (!none_before.count(u) &&
-               end_period(b, st.conversation, *replica, u, now, std::int64_t(m.options.retention_s) * 1000))
+               end_period(b, m.db, st.conversation, *replica, u, now, std::int64_t(m.options.retention_s) * 1000))
         *told.Add() = u;
     }
   } else {

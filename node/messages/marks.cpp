@@ -119,8 +119,12 @@ awaitable<errors::status> message_service::remove(std::string user, std::string 
   auto& m = *impl_;
   auto raw = parse_id(message_id);
   auto stored = raw ? m.load(*raw) : std::nullopt;
-  if (!stored || !m.visible(*stored, user, now_ms()) || !m.may_see(user, *stored))
-    co_return fail(code::message_not_found, "no message '" + message_id + "'");
+  // Its sender may take a message back for everyone after hiding it for themselves (from
+  // another of their devices, say): their own hiding does not make it unknown to them then.
+  bool taken_back = stored && for_everyone && stored->message().from() == user;
+  bool seen =
+      stored && (taken_back ? !impl::expired(*stored, now_ms()) : m.visible(*stored, user, now_ms()).has_value());
+  if (!seen || !m.may_see(user, *stored)) co_return fail(code::message_not_found, "no message '" + message_id + "'");
   if (for_everyone) {
     if (stored->message().from() != user) co_return fail(code::not_sender, "only the sender can delete for everyone");
     if (now_ms() - stored->message().sent_at_ms() > std::int64_t(m.options.delete_for_everyone_window_s) * 1000)

@@ -104,14 +104,12 @@ result<history_page> message_service::history(std::string const& user, std::stri
   if (q.until_ms) upper = std::min(upper, keys::history_key(conv, keys::message_id_floor(*q.until_ms)));
 
   // A group's period bounds the walks, which load every message they pass: a member who
-  // left sees nothing sent (by its sender's clock, 5 minutes of skew allowed) after they
-  // went; before a period that hides earlier history the walks stop once they have passed
-  // max_outside messages in a row from before it (ids are time-ordered, positions
-  // arrival-ordered: a message from another region can come late with an older id, so the
-  // boundary in ids is not sharp). Without these, a late joiner or a former member of a
-  // busy group made every request walk the whole group.
-  if (period && !period->member() && period->left_at_ms() != 0)
-    upper = std::min(upper, keys::history_key(conv, keys::message_id_floor(period->left_at_ms() + max_skew_ms)));
+  // left is walked from the greatest id stored when they went (period_end_key), never past
+  // the messages sent since, however many; before a period that hides earlier history the walks stop once they have
+  // passed max_outside messages in a row from before it (ids are time-ordered, positions arrival-ordered: a message
+  // from another region can come late with an older id, so the boundary in ids is not sharp). Without these, a late
+  // joiner or a former member of a busy group made every request walk the whole group.
+  if (period && !period->member() && period->left_at_ms() != 0) upper = std::min(upper, period_end_key(conv, *period));
   history_page page;
   std::int64_t now = now_ms();
   enum class seen { shown, not_shown, before_period };
@@ -132,7 +130,10 @@ result<history_page> message_service::history(std::string const& user, std::stri
     visible_message = std::move(visible);
     return seen::shown;
   };
-  // Passed in a row: messages from before the period; messages not shown, of either kind.
+  // Passed: messages from before the period, in a row; messages not shown, of either kind,
+  // in all (one budget for the page, not one per run between the messages it shows: a
+  // page of 200 must not walk 200 runs of max_unseen). A page cut short so ends at the last
+  // message it shows; has_more_* then say whether there are more.
   std::size_t outside = 0, unseen = 0;
   auto too_far = [&](seen s) {  // (called for messages not shown only)
     outside = s == seen::before_period ? outside + 1 : 0;
@@ -142,7 +143,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
   auto collect = [&](std::string_view key, std::string_view) {
     auto s = look(key);
     if (s != seen::shown) return !too_far(s);
-    outside = unseen = unseen_bytes = 0;
+    outside = 0;
     page_bytes += detail::json_cost(*visible_message);
     page.messages.push_back(std::move(*visible_message));
     return page.messages.size() < q.limit && page_bytes < max_page_bytes;
@@ -176,8 +177,7 @@ result<history_page> message_service::history(std::string const& user, std::stri
                          ? std::max(lower, upper)
                          : keys::successor(keys::history_key(conv, *parse_id(page.messages.back().id())));
   std::string newest = keys::past_last_of(conv);
-  if (period && !period->member() && period->left_at_ms() != 0)
-    newest = keys::history_key(conv, keys::message_id_floor(period->left_at_ms() + max_skew_ms));
+  if (period && !period->member() && period->left_at_ms() != 0) newest = period_end_key(conv, *period);
   page.has_more_before = any_shown(keys::first_of(conv), first, true);
   page.has_more_after = any_shown(last, newest, false);
   return page;

@@ -1,5 +1,7 @@
 // The user service's admin operations (petchatctl, the admin API): listing, enabling and
-// disabling, passwords, deletion, sessions and counts.
+// disabling, passwords, deletion, sessions and counts; and the account store's health.
+#include <unistd.h>
+
 #include "node/users/detail/service.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice (a double
@@ -111,6 +113,29 @@ awaitable<errors::status> user_service::deletion_finished(std::string name) {
   if (outcome == store::write_outcome::failed)
     co_return m.write_failed("the account's deletion could not be noted as done");
   co_return errors::ok();
+}
+
+std::string user_service::write_error() const {
+  return impl_->env.write_error();
+}
+
+awaitable<void> user_service::try_writes() {
+  auto& m = *impl_;
+  if (m.env.write_error().empty()) co_return;
+  // The room the node may use: root may also fill the blocks the file system keeps back.
+  // Unknown (statvfs failed): tried all the same.
+  std::error_code ec;
+  auto room = std::filesystem::space(m.store_dir, ec);
+  constexpr std::uintmax_t enough = std::uintmax_t{1} << 20;
+  if (!ec && (::geteuid() == 0 ? room.free : room.available) < enough) co_return;
+  // No account name holds a NUL: the key is never anybody's, and never committed.
+  store::lmdb_env::write_fn probe = [&m](store::lmdb_txn& txn) {
+    std::string const key("\0write probe", 12);
+    txn.put(m.unfinished_deletions, key, "");
+    txn.erase(m.unfinished_deletions, key);
+    return true;  // pages written all the same: the commit finds out whether the disk takes them
+  };
+  co_await async::write(m.env, std::move(probe));
 }
 
 void user_service::on_sessions_changed(std::function<void(std::string const& name)> fn) {

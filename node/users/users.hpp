@@ -128,6 +128,18 @@ class user_service {
   void observe_commits(store::commit_observer fn);
   std::size_t store_used_bytes() const;
   std::size_t store_map_bytes() const;
+  // Why the account store refuses writes now, empty while it takes them: the system's
+  // words for a full or failing disk ("No space left on device", "Input/output error"), a
+  // map that cannot grow, or an LMDB failure that only a restart mends. Set by a write
+  // that failed, cleared by the next one that succeeds. For /readyz, admin status, the
+  // metrics and the log, never for a client (its writes get store_unavailable). Any thread.
+  std::string write_error() const;
+  // While writes fail: a write that changes nothing (a key put and taken out again), to
+  // find out whether they work again on a node nobody writes to (not ready: see /readyz).
+  // Tried only with 1 MiB free on the store's file system: on a full disk such a small
+  // write may fit in pages LMDB reuses while every write that needs a new page still
+  // fails. Does nothing while writes work. No errors. Any executor (upkeep: each second).
+  awaitable<void> try_writes();
 
   // Self-registration subject to users.registration (open, token, closed) and to
   // users.max_registrations_per_address for `client_address` (a slot is taken up front and

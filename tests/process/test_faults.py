@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import unittest
@@ -23,6 +24,18 @@ def metric(node, name):
     if not m:
         raise AssertionError("no metric %s in /metrics" % name)
     return float(m.group(1))
+
+
+def wait_log(node, text, timeout=10):
+    """Waits until a line of the node's log holds `text`; that line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in list(node.stderr_lines):
+            if text in line:
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError("no log line with %r\n%s" % (text, node.diagnostics()))
+        time.sleep(0.1)
 
 
 def admin_status(node):
@@ -181,6 +194,11 @@ class DiskFullTest(NodeTestCase):
                 sent += len(refs)
             self.assertIsNotNone(refused, "%d sends of 4 KB were accepted on a full disk" % sent)
             self.assertEqual(refused["error"]["code"], "store_unavailable", refused)
+            # The client is told no more: RocksDB's own words name the write-ahead log under
+            # the data dir. They are for the node's log and admin status.
+            self.assertNotIn(node.workdir, refused["error"]["message"], refused)
+            self.assertNotIn("IO error", refused["error"]["message"], refused)
+            wait_log(node, "writes are failing")
             self.assertEqual(node.request("GET", "/healthz").status, 200)
             ready = node.request("GET", "/readyz")  # alive, not ready: nothing can be sent
             self.assertEqual((ready.status, ready.json["status"], ready.json["stores"]["messages"]),
@@ -194,7 +212,8 @@ class DiskFullTest(NodeTestCase):
                              (before[0]["message_id"], True), again)
             st = admin_status(node)
             self.assertEqual(st["messages"]["writes"], "failing", st)
-            self.assertEqual(metric(node, "petchat_store_writes_failing"), 1.0)
+            self.assertTrue(st["messages"]["write_error"], st)  # the reason, RocksDB's words
+            self.assertEqual(metric(node, 'petchat_store_writes_failing{store="messages"}'), 1.0)
             # The accounts store (LMDB) says the same once it needs a page it cannot have:
             # not `internal`, which tells a client nothing it can act on.
             # RocksDB removes the files its failed writes began, also while this fills the
@@ -210,8 +229,9 @@ class DiskFullTest(NodeTestCase):
                 if full is not None:
                     break
             self.assertIsNotNone(full, "2,000 accounts were stored on a disk filled five times")
-            self.assertError(full, 503, "store_unavailable")
+            err = self.assertError(full, 503, "store_unavailable")
             self.assertTrue(full.headers.get("Retry-After"), full.describe())
+            self.assertEqual(err["message"], refused["error"]["message"], "one message for either store")
 
             os.unlink(ballast)
             # Ready again by itself, with nothing sent to it (a node told not ready gets no
@@ -239,6 +259,94 @@ class DiskFullTest(NodeTestCase):
         finally:
             b.close()
         self.assertTrue(node.running())
+
+
+class AccountStoreFullTest(NodeTestCase):
+    """The account store (LMDB) alone on a full file system, the message store fine: /readyz
+    answers 503 store_failing with "users": "failing", admin status, the metric and the log
+    say why, a client's store_unavailable does not, and the node is ready again by itself
+    once there is room (nothing written to it meanwhile)."""
+
+    def setUp(self):
+        super().setUp()
+        self.mounts = []
+
+    def tearDown(self):
+        super().tearDown()
+        for m in self.mounts:
+            subprocess.run(["umount", "-l", m], check=False)
+
+    def test_full_account_store_is_not_ready_and_says_so(self):
+        node = self.start_node()
+        p = Pair(self, node)
+        node.stop()
+        # <data_dir>/users on a small file system of its own (as DiskFullTest: the test runs
+        # as root, like CI), the store's files copied onto it.
+        users = os.path.join(node.data_dir, "users")
+        saved = os.path.join(node.workdir, "users-before")
+        shutil.copytree(users, saved)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", users], check=True)
+        self.mounts.append(users)
+        for name in os.listdir(saved):
+            shutil.copy2(os.path.join(saved, name), users)
+        node.start()
+        self.assertEqual(node.request("GET", "/readyz").status, 200)
+
+        ballast = os.path.join(users, "ballast")
+        fill(ballast)
+        refused = None
+        for i in range(2000):
+            r = node.register("full%04d" % i, PW, display_name="x" * 60)
+            if r.status != 201:
+                refused = r
+                break
+        self.assertIsNotNone(refused, "2,000 accounts were stored on a full file system")
+        err = self.assertError(refused, 503, "store_unavailable")
+        self.assertTrue(refused.headers.get("Retry-After"), refused.describe())
+        # Why is for admin status and the log: ENOSPC, or EIO when LMDB's write of a run of
+        # pages got only part of the way (it reports a short write so).
+        st = admin_status(node)
+        self.assertEqual(st["users"]["writes"], "failing", st)
+        why = st["users"]["write_error"]
+        self.assertIn(why, ("No space left on device", "Input/output error"), st)
+        self.assertEqual((st["messages"]["writes"], st["messages"]["write_error"]), ("ok", None), st)
+        wait_log(node, "the account store refuses writes: " + why)
+        # The client is told neither that nor where the node keeps its files.
+        for detail in (why, node.workdir, "mdb"):
+            self.assertNotIn(detail, err["message"], refused.describe())
+
+        # Alive, not ready: nobody can register, log in or refresh a session.
+        self.assertEqual(node.request("GET", "/healthz").status, 200)
+        ready = node.request("GET", "/readyz")
+        self.assertEqual(ready.status, 503, ready.describe())
+        self.assertEqual(ready.json, {"status": "store_failing", "region": node.config["node"]["region"],
+                                      "stores": {"users": "failing", "messages": "open"},
+                                      "federation": "standalone"}, ready.describe())
+        self.assertEqual(metric(node, 'petchat_store_writes_failing{store="users"}'), 1.0)
+        self.assertEqual(metric(node, 'petchat_store_writes_failing{store="messages"}'), 0.0)
+        # The message store still takes writes.
+        a = wsclient.connect(node, p.a)
+        try:
+            a.send_message(p.b_id, "the message store is fine")
+        finally:
+            a.close()
+        self.assertEqual(node.request("GET", "/readyz").status, 503, "still not ready while the disk is full")
+
+        os.unlink(ballast)
+        # Ready again by itself, with nothing written to it (a node told not ready gets no
+        # traffic to find out with).
+        deadline = time.monotonic() + 30
+        while node.request("GET", "/readyz").status != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ready = node.request("GET", "/readyz")
+        self.assertEqual((ready.status, ready.json["stores"]), (200, {"users": "open", "messages": "open"}),
+                         "not ready 30 s after space was freed: %s" % ready.describe())
+        st = admin_status(node)
+        self.assertEqual((st["users"]["writes"], st["users"]["write_error"]), ("ok", None), st)
+        self.assertEqual(metric(node, 'petchat_store_writes_failing{store="users"}'), 0.0)
+        wait_log(node, "the account store takes writes again")
+        self.assertStatus(node.register("roomy", PW), 201)
+        node.new_session("roomy")
 
 
 class AckWalkTest(NodeTestCase):

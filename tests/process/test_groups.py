@@ -1380,6 +1380,29 @@ class LongHistoryTest(GroupCase):
                          before[-2:] + mine)
 
 
+    def test_a_former_members_history_outlasts_8_mib_sent_after_they_left(self):
+        # Their walks start at the last message of their period: what the group says after
+        # they went (here 8.5 MiB, a few seconds of a busy or hostile group) is never walked
+        # past, so it cannot use up a page's budget and blank the history they keep.
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        gid = self.group(a, [bob.id], title="busy")
+        A = self.ws(a)
+        kept = self.send_many(A, gid, 3, "while bob is here")
+        self.assertStatus(self.remove_member(a, gid, bob.id), 204)
+        refs = []
+        for i in range(450):  # ~19 KB each
+            ref = A.next_ref()
+            refs.append(ref)
+            A.send_frame({"ref": ref, "send": {"client_id": uuid.uuid4().hex, "conversation_id": gid,
+                                               "body": {"text": "%04d" % i + "x" * 4000, "content": {"pad": "y" * 15000}}}})
+        for ref in refs:
+            self.assertIn("accepted", A.wait_ref(ref, 60))
+        p = self.history(b, conversation_id=gid, limit=10)
+        self.assertEqual([m["id"] for m in p["messages"]], kept, "bob's history after the group went on without him")
+        self.assertEqual((p["has_more_before"], p["has_more_after"]), (False, False))
+
+
 class LargePagesTest(GroupCase):
     """Pages of messages whose JSON is six times their stored size (text and content made
     of characters JSON escapes): a history page and a page of the conversation list end at

@@ -1,6 +1,7 @@
 """Messaging core: the live stream (WebSocket /v1/ws) in both encodings, history, deletion,
 expiry, limits, presence and typing, durability (docs/PROTOCOL.md, proto/client.proto)."""
 
+import base64
 import concurrent.futures
 import datetime
 import itertools
@@ -658,6 +659,7 @@ class CoreTests:
         # Bad filters are refused the same with a peer one has no conversation with.
         stranger = self.person("stranger")
         self.assertError(self.history_request(a, peer=stranger.id, limit=999), 400, "invalid_field")
+        self.assertError(self.history_request(a, peer=stranger.id, before="!!!"), 400, "invalid_field")
         self.assertStatus(self.history_request(a, peer=stranger.id, limit=5), 200)
         # A filter that does not decode is refused, not dropped (which would answer everything).
         broken = self.node.request("GET", "/v1/messages?peer=%s&since=%%ZZ" % urllib.parse.quote(bob.id),
@@ -738,7 +740,35 @@ class CoreTests:
         self.assertError(self.delete_message(c, m[3], "everyone"), 404, "message_not_found")
         self.assertError(self.delete_message(None, m[3], "me"), 401, "missing_token")
         self.assertStatus(self.get_message(a, m[3]), 200)
+
+        # Its sender may still take back for everyone a message they hid for themselves (on
+        # another device, say); a repeat of either is 404: it was done.
+        taken = A.send_message(bob.id, "hidden, then taken back")["message_id"]
+        B.wait_event(ev_message(taken))
+        self.assertStatus(self.delete_message(a, taken, "me"), 204)
+        self.assertError(self.delete_message(a, taken, "me"), 404, "message_not_found")
+        self.assertStatus(self.delete_message(a, taken, "everyone"), 204)
+        self.assertEqual(B.wait_event(ev_deleted(taken))["deleted"].get("by"), alice.id)
+        self.assertError(self.delete_message(a, taken, "everyone"), 404, "message_not_found")
+        self.assertError(self.get_message(b, taken), 404, "message_not_found")
         self.assertStatus(self.get_message(b, m[3]), 200)
+
+    def test_ids_do_not_count_the_nodes_messages(self):
+        # A message id's last 8 bytes order ids made in the same millisecond; they start
+        # afresh at random each millisecond, so two of one's own ids do not tell how many
+        # messages the node stamped between them (here 20 of others).
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        A, B = self.ws(alice.login()), self.ws(bob.login())
+        first = A.send_message(carol.id, "before")["message_id"]
+        time.sleep(0.01)
+        for i in range(20):
+            B.send_message(carol.id, "between %d" % i)
+        time.sleep(0.01)
+        second = A.send_message(carol.id, "after")["message_id"]
+        raw = [base64.urlsafe_b64decode(i + "==") for i in (first, second)]
+        counter = [int.from_bytes(r[8:], "big") for r in raw]
+        self.assertNotEqual(counter[1] - counter[0], 21, "the ids count the node's messages")
+        self.assertLess(raw[0], raw[1])  # still in order (ids of different milliseconds)
 
     # -- malformed input -------------------------------------------------------------------------
 

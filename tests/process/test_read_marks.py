@@ -124,25 +124,35 @@ class HistoryCostTest(NodeTestCase):
     and 8 MiB of them in a row (large hidden messages once cost seconds of parsing per page,
     for any number of pages)."""
 
-    def test_a_page_stops_after_8_mib_of_hidden_messages(self):
-        node = self.start_node(config={"messages": {"max_per_second": 100000}})
+    def setUp(self):
+        super().setUp()
+        self.node = self.start_node(config={"messages": {"max_per_second": 100000}})
         for name in ("alice", "bob"):
-            node.new_user(name)
-        session = node.new_session("alice")
-        alice = wsclient.connect(node, session)
-        self.addCleanup(alice.close)
-        first = alice.send_message("bob@" + REGION, "the oldest, still shown")
+            self.node.new_user(name)
+        self.session = self.node.new_session("alice")
+        self.alice = wsclient.connect(self.node, self.session)
+        self.addCleanup(self.alice.close)
+
+    def hidden_run(self, n):
+        """n messages of ~19 KB from alice, then hidden for her; their ids."""
         pad = {"pad": "y" * 15000}
-        refs = [alice.send_async("bob@" + REGION, "x" * 4000, content=pad) for _ in range(600)]
+        refs = [self.alice.send_async("bob@" + REGION, "x" * 4000, content=pad) for _ in range(n)]
         ids = []
         for ref in refs:
-            answer = alice.wait_ref(ref, timeout=60)
+            answer = self.alice.wait_ref(ref, timeout=60)
             self.assertIn("accepted", answer, answer)
             ids.append(answer["accepted"]["message_id"])
-        conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
-        for mid in ids:  # hidden for alice: about 11 MiB she cannot see, newer than `first`
-            r = _do_request(conn, "DELETE", "/v1/messages/%s?for=me" % mid, token=session["access_token"])
+        conn = http.client.HTTPConnection("127.0.0.1", self.node.port, timeout=30)
+        for mid in ids:
+            r = _do_request(conn, "DELETE", "/v1/messages/%s?for=me" % mid, token=self.session["access_token"])
             self.assertEqual(r.status, 204, r.describe())
+        conn.close()
+        return ids
+
+    def test_a_page_stops_after_8_mib_of_hidden_messages(self):
+        node, session = self.node, self.session
+        first = self.alice.send_message("bob@" + REGION, "the oldest, still shown")
+        ids = self.hidden_run(600)  # about 11 MiB she cannot see, newer than `first`
         path = "/v1/conversations/%s/messages?limit=10" % first["conversation_id"]
         page = node.request("GET", path, token=session["access_token"])
         self.assertEqual(page.status, 200, page.describe())
@@ -151,6 +161,24 @@ class HistoryCostTest(NodeTestCase):
         # Paging from just above it still reaches it.
         older = node.request("GET", path + "&before=" + ids[0], token=session["access_token"])
         self.assertEqual([m["id"] for m in older.json["messages"]], [first["message_id"]], older.describe())
+
+    def test_the_8_mib_are_the_pages_not_each_runs(self):
+        # Shown messages between runs of hidden ones do not give a page a new budget: one
+        # page of 10 would otherwise walk up to 10 runs of 8 MiB. Cut short, the page ends
+        # at the last message it shows and says there is more.
+        shown = [self.alice.send_message("bob@" + REGION, "shown 1")["message_id"]]
+        self.hidden_run(300)  # ~5.5 MiB each run: under the budget alone, over it together
+        shown.append(self.alice.send_message("bob@" + REGION, "shown 2")["message_id"])
+        self.hidden_run(300)
+        shown.append(self.alice.send_message("bob@" + REGION, "shown 3")["message_id"])
+        token = self.session["access_token"]
+        conversation = self.node.request("GET", "/v1/messages/" + shown[0], token=token).json["conversation_id"]
+        path = "/v1/conversations/%s/messages?limit=10" % conversation
+        page = self.node.request("GET", path, token=token)
+        self.assertEqual([m["id"] for m in page.json["messages"]], shown[1:], page.describe())
+        self.assertIs(page.json["has_more_before"], True)
+        older = self.node.request("GET", path + "&before=" + shown[1], token=token)
+        self.assertEqual([m["id"] for m in older.json["messages"]], shown[:1], older.describe())
 
 
 if __name__ == "__main__":

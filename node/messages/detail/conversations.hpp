@@ -170,6 +170,7 @@ inline void start_period(store::rocks_batch& b, std::string const& conv, std::st
   p.set_joined_seq(messages);
   p.set_left_at_ms(0);
   p.clear_last_message_id();
+  p.clear_period_last_id();
   put_participant(b, user, conv, p);
   add_group_count(b, user, 1);
 }
@@ -206,6 +207,14 @@ inline void note_remote_departure(store::rocks_batch& b, std::string const& conv
   expire_later(b, now + retention_ms, keys::expiring::former_member, keys::participant_key(user, conv));
 }
 
+// The history key past the messages a former member's walks may meet: their period's
+// greatest id, or for a part written before that was kept, their leaving time and the
+// clock skew allowed (ids are stamped by their senders' clocks).
+inline std::string period_end_key(std::string const& conv, records::participant_record const& p) {
+  if (!p.period_last_id().empty()) return keys::successor(keys::history_key(conv, p.period_last_id()));
+  return keys::history_key(conv, keys::message_id_floor(p.left_at_ms() + service_detail::max_skew_ms));
+}
+
 // A local user's record of a group they left goes once every message of their period has
 // expired (`retention_ms` after they left; also their read mark and delivered position
 // there), so that the groups a user left do not pile up in their list and in every walk
@@ -219,15 +228,13 @@ inline void forget_former_member(store::rocks_batch& b, store::rocks_db const& d
   if (!v || !p.ParseFromString(*v) || p.member()) return;
   auto [user, conv] = keys::split_participant_key(key);
   std::int64_t due = p.left_at_ms() + retention_ms;  // later if the retention grew since
-  db.scan_reverse(cf::history, keys::first_of(conv),
-                  keys::history_key(conv, keys::message_id_floor(p.left_at_ms() + service_detail::max_skew_ms)),
-                  [&](std::string_view k, std::string_view) {
-                    records::stored_message sm;
-                    if (auto m = db.get(cf::messages, std::string(keys::after_owner(k, conv)));
-                        m && sm.ParseFromString(*m))
-                      due = std::max(due, sm.message().expires_at_ms() + 1000);  // swept first
-                    return false;
-                  });
+  db.scan_reverse(
+      cf::history, keys::first_of(conv), period_end_key(conv, p), [&](std::string_view k, std::string_view) {
+        records::stored_message sm;
+        if (auto m = db.get(cf::messages, std::string(keys::after_owner(k, conv))); m && sm.ParseFromString(*m))
+          due = std::max(due, sm.message().expires_at_ms() + 1000);  // swept first
+        return false;
+      });
   if (due > now) return expire_later(b, due, keys::expiring::former_member, key);
   b.erase(cf::conversations, key);
   b.erase(cf::state, keys::read_key(conv, user));
@@ -238,8 +245,11 @@ inline void forget_former_member(store::rocks_batch& b, store::rocks_db const& d
 // kept for their list). Their period ends after the group's last message here; their
 // record of it is forgotten `retention_ms` later (forget_former_member). False if they had
 // none (a name of this region with no account, which a group of another region named).
-inline bool end_period(store::rocks_batch& b, std::string const& conv, records::conversation_record const& c,
-                       std::string const& user, std::int64_t now, std::int64_t retention_ms) {
+// The period's greatest message id is the greater of the committed history's last and the
+// activity's last message (which counts this batch's sends too).
+inline bool end_period(store::rocks_batch& b, store::rocks_db const& db, std::string const& conv,
+                       records::conversation_record const& c, std::string const& user, std::int64_t now,
+                       std::int64_t retention_ms) {
   auto p = load_participant(b, user, conv);
   if (!p || !p->member()) return false;
   forget_writer(b, conv, user);
@@ -251,6 +261,13 @@ inline bool end_period(store::rocks_batch& b, std::string const& conv, records::
   p->set_visible_until(activity.messages());
   p->set_left_at_ms(now);
   p->set_last_message_id(activity.last_message_id());
+  std::string top = activity.last_message_id().empty() ? keys::message_id_floor(0) : activity.last_message_id();
+  db.scan_reverse(cf::history, keys::first_of(conv), keys::past_last_of(conv),
+                  [&](std::string_view k, std::string_view) {
+                    top = std::max(top, std::string(keys::after_owner(k, conv)));
+                    return false;
+                  });
+  p->set_period_last_id(top);
   put_participant(b, user, conv, *p);
   add_group_count(b, user, -1);
   expire_later(b, now + retention_ms, keys::expiring::former_member, keys::participant_key(user, conv));

@@ -3,9 +3,9 @@
 #include <sodium.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 
 #include "base/format/format.hpp"
 #include "node/messages/messages.hpp"
@@ -13,16 +13,27 @@
 namespace petchat::messages::detail {
 namespace {
 
-std::atomic<std::uint64_t> counter = [] {
-  std::uint64_t start = 0;
-  randombytes_buf(&start, sizeof start);
-  return start >> 1;
-}();
-
 // The newest millisecond an id was made at: never behind an id made before (the wall clock
 // may step back), so ids made one after another are in order, which the commit order of
-// messages relies on.
-std::atomic<std::uint64_t> last_ms{0};
+// messages relies on. The counter starts at a random value in each millisecond: one running
+// across milliseconds would tell anyone comparing two of their own ids how many messages the
+// node stamped between them.
+struct id_clock {
+  std::mutex mu;
+  std::uint64_t ms = 0;
+  std::uint64_t counter = 0;
+
+  void start_at(std::uint64_t at) {  // (mu held)
+    ms = at;
+    randombytes_buf(&counter, sizeof counter);
+    counter >>= 1;  // room for 2^63 ids in the millisecond
+  }
+};
+
+id_clock& ids_clock() {
+  static id_clock c;
+  return c;
+}
 
 }  // namespace
 
@@ -45,22 +56,29 @@ std::uint16_t message_id_region_hash(std::string_view id) {
 
 void keep_ids_after(std::int64_t ms) {
   auto next = static_cast<std::uint64_t>(ms) + 1;  // the next millisecond: no stored id is repeated
-  auto seen = last_ms.load();
-  while (seen < next && !last_ms.compare_exchange_weak(seen, next)) {
-  }
+  auto& c = ids_clock();
+  std::lock_guard lock(c.mu);
+  if (c.ms < next) c.start_at(next);
 }
 
 std::string new_message_id(std::uint16_t region_hash) {
   using namespace std::chrono;
   auto now = static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-  auto ms = last_ms.load();
-  while (ms < now && !last_ms.compare_exchange_weak(ms, now)) {
+  std::uint64_t ms = 0, n = 0;
+  {
+    auto& c = ids_clock();
+    std::lock_guard lock(c.mu);
+    if (c.ms < now)
+      c.start_at(now);
+    else
+      ++c.counter;
+    ms = c.ms;
+    n = c.counter;
   }
-  ms = std::max(ms, now);
   std::string id = be64(ms).substr(2);  // 6 bytes of milliseconds
   id += static_cast<char>(region_hash >> 8);
   id += static_cast<char>(region_hash & 0xff);
-  id += be64(counter.fetch_add(1));
+  id += be64(n);
   return id;
 }
 

@@ -261,8 +261,8 @@ bool well_formed_group_id(std::string_view conv);
 bool well_formed_conversation_id(std::string_view conv);
 
 // Message ids: 16 bytes = milliseconds since the epoch (6 bytes) | region hash (2 bytes) |
-// counter (8 bytes, random start). Bytewise order is time order; the id is printed as 22
-// characters of URL-safe base64.
+// counter (8 bytes, starting at a random value in each millisecond). Bytewise order is
+// time order; the id is printed as 22 characters of URL-safe base64.
 std::string new_message_id(std::uint16_t region_hash);
 // Ids made from now on are after the millisecond `ms` (the newest this region stored), even
 // while the wall clock is behind it (detail/opening.hpp).

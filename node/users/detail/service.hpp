@@ -101,6 +101,7 @@ struct user_service::impl {
   detail::token_key token_key;
   detail::token_key device_key;  // known-device tokens' (tokens.hpp)
   boost::asio::thread_pool& cpu_pool;
+  std::filesystem::path store_dir;  // <data_dir>/users
   store::lmdb_env env;
   store::lmdb_db accounts;              // name -> user_record
   store::lmdb_db devices;               // raw device id -> device_record
@@ -135,7 +136,8 @@ struct user_service::impl {
         token_key(id.token_key),
         device_key(detail::derive_device_key(id.token_key)),
         cpu_pool(pool),
-        env(store::lmdb_options{data_dir / "users", store.lmdb_initial_map_mib << 20}),
+        store_dir(data_dir / "users"),
+        env(store::lmdb_options{store_dir, store.lmdb_initial_map_mib << 20}),
         accounts(env.open_db("accounts")),
         devices(env.open_db("devices")),
         user_devices(env.open_db("user_devices")),
