@@ -31,9 +31,7 @@ bool cors_policy::allows(std::string const& origin) const {
 }
 
 std::optional<response> cors_policy::preflight(request const& r) const {
-  if (r.method != "OPTIONS" || !r.path.starts_with("/v1/") || r.header("access-control-request-method").empty() ||
-      !enabled())
-    return std::nullopt;
+  if (r.method != "OPTIONS" || r.header("access-control-request-method").empty() || !enabled()) return std::nullopt;
   auto origin = r.header("origin");
   if (!allows(origin))
     return error_response(
@@ -48,11 +46,13 @@ std::optional<response> cors_policy::preflight(request const& r) const {
 }
 
 void cors_policy::decorate(request const& r, response& res) const {
+  if (!enabled()) return;
+  // Whatever the origin, or none: an answer cached for one must not be given to another.
+  if (!any_) res.headers.emplace_back("Vary", "Origin");
   auto origin = r.header("origin");
-  if (!enabled() || !allows(origin)) return;
+  if (!allows(origin)) return;
   res.headers.emplace_back("Access-Control-Allow-Origin", any_ ? "*" : origin);
   res.headers.emplace_back("Access-Control-Expose-Headers", exposed_headers);
-  if (!any_) res.headers.emplace_back("Vary", "Origin");
 }
 
 }  // namespace petchat::gateway::detail

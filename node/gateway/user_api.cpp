@@ -386,10 +386,17 @@ awaitable<response> counted(std::shared_ptr<user_api> api, request r) {
   head.path = r.path;
   head.headers["origin"] = std::move(origin);
   response res;
-  if (auto bad = detail::malformed_query(r.query))
-    res = error_response(*bad);
-  else
-    res = co_await route(api, std::move(r));
+  bool failed = false;
+  try {
+    if (auto bad = detail::malformed_query(r.query))
+      res = error_response(*bad);
+    else
+      res = co_await route(api, std::move(r));
+  } catch (std::exception const& e) {  // answered here, so that it carries CORS's headers too
+    log::get("gateway")->error("{} {}: handler failed: {}", head.method, path, e.what());
+    failed = true;
+  }
+  if (failed) res = error_response(errors::fail(errors::code::internal, "internal error"));
   api->cors.decorate(head, res);
   api->metrics.http_request("user", path, method, res.status, std::chrono::steady_clock::now() - started);
   co_return res;

@@ -360,6 +360,14 @@ class CorsTest(NodeTestCase):
         self.assertNotIn("Access-Control-Allow-Origin", r.headers)
         r = node.request("GET", "/v1/me", token=s["access_token"], headers={"Origin": "https://evil.example"})
         self.assertNotIn("Access-Control-Allow-Origin", r.headers)
+        # Every answer says it depends on the origin (another, or none): a cache must not give
+        # one origin's answer to another.
+        self.assertEqual(r.headers.get("Vary"), "Origin")
+        self.assertEqual(node.request("GET", "/v1/regions").headers.get("Vary"), "Origin")
+        # Preflights are answered on every path, not only under /v1/.
+        r = self.preflight(node, self.ORIGIN, method="GET", path="/readyz")
+        self.assertStatus(r, 204)
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], self.ORIGIN)
         # A look-alike is not the origin.
         r = self.preflight(node, self.ORIGIN + ".evil.example")
         self.assertError(r, 403, "cors_origin_forbidden")
