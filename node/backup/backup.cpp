@@ -72,7 +72,7 @@ snapshots::snapshots(fs::path const& data_dir, users::user_service& users, messa
   fs::remove_all(root_, ec);
 }
 
-snapshot snapshots::take() {
+snapshot snapshots::take(std::string requester) {
   if (auto old = open(); old && format::now_ms() - old->made_at_ms > abandoned_after_ms) release(old->id);
   {
     std::lock_guard lock(mutex_);
@@ -82,9 +82,13 @@ snapshot snapshots::take() {
                                    "(petchatctl backup --abort releases it)"
                              : "a backup is being made",
                        open_ ? open_->made_at_ms : format::now_ms());
+    if (!requester.empty() && requester == gave_up_)
+      throw std::runtime_error("the backup was released by its requester before it was made");
     making_ = true;
+    making_requester_ = requester;
   }
   snapshot s;
+  s.requester = std::move(requester);
   s.made_at_ms = format::now_ms();
   s.id = snapshot_id(s.made_at_ms);
   s.dir = root_ / s.id;
@@ -143,6 +147,21 @@ bool snapshots::release(std::string const& id) {
   std::error_code ec;
   fs::remove_all(s->dir, ec);
   return true;
+}
+
+bool snapshots::release_requested(std::string const& requester) {
+  std::string id;
+  {
+    std::lock_guard lock(mutex_);
+    if (requester.empty()) return false;
+    if (making_ && !open_ && making_requester_ == requester) return abandoned_ = true;
+    if (!open_ || open_->requester != requester) {
+      gave_up_ = requester;  // its request may still be on its way: it makes nothing then
+      return false;
+    }
+    id = open_->id;
+  }
+  return release(id);
 }
 
 std::optional<snapshot> snapshots::open() const {

@@ -40,6 +40,7 @@ struct snapshot {
   std::int64_t made_at_ms = 0;
   std::vector<file> files;  // sorted by path
   std::uint64_t bytes = 0;
+  std::string requester;  // the token its requester gave (petchatctl: a random one), or empty
 };
 
 // A backup is already open (another petchatctl backup is copying, or one was interrupted).
@@ -58,12 +59,16 @@ class snapshots {
   // six hours is taken for an interrupted backup's and released). Blocking (seconds
   // for a big store: the message store flushes): call off the I/O threads. Throws
   // std::runtime_error (and removes what it made) on a store or file error.
-  snapshot take();
+  // `requester`: a token the requester may release it by before it has learnt its id.
+  snapshot take(std::string requester = {});
 
   // Removes the open snapshot with `id` (or any, if `id` is empty); false if none matches.
   // With no id while one is being made (its requester gave up waiting, or was
   // interrupted): that one is removed as soon as it is made, and its take() throws.
   bool release(std::string const& id);
+  // The same for the snapshot asked for with `requester` (not empty) only, open or being
+  // made: a requester that gave up waiting lets go of its own, never of another backup's.
+  bool release_requested(std::string const& requester);
 
   std::optional<snapshot> open() const;
 
@@ -74,7 +79,9 @@ class snapshots {
   mutable std::mutex mutex_;
   std::optional<snapshot> open_;
   bool making_ = false;
-  bool abandoned_ = false;  // released while being made
+  std::string making_requester_;  // the requester of the one being made
+  std::string gave_up_;           // a requester that let go before its snapshot was begun
+  bool abandoned_ = false;        // released while being made
 };
 
 }  // namespace petchat::backup

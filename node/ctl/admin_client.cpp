@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -18,9 +19,14 @@ using steady = std::chrono::steady_clock;
 // Bounds the socket's next blocking call (`option`: SO_SNDTIMEO for connect and send,
 // SO_RCVTIMEO for recv) by what is left until `deadline`; false once nothing is left. (A
 // zero timeval would mean no bound at all: it is never set.)
-bool bound_by(int fd, int option, steady::time_point deadline) {
+// Sets the socket's timeout for `option` to what is left before `deadline`, and to at most
+// a quarter of a second when a signal may stop the wait: a signal that lands after `stop`
+// was looked at and before the call blocks is then seen that much later, not at the
+// deadline. False when the deadline has passed.
+bool bound_by(int fd, int option, steady::time_point deadline, bool stoppable) {
   auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - steady::now());
   if (left.count() <= 0) return false;
+  if (stoppable) left = std::min(left, std::chrono::microseconds(250000));
   timeval tv{static_cast<time_t>(left.count() / 1000000), static_cast<suseconds_t>(left.count() % 1000000)};
   ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
   return true;
@@ -59,7 +65,7 @@ std::optional<admin_reply> call(std::string const& socket_path, std::string cons
       st.interrupted = true;
       return true;
     }
-    if (bound_by(fd, option, deadline)) return false;
+    if (bound_by(fd, option, deadline, stop != nullptr)) return false;
     error = what + " within " + std::to_string(timeout_s) + " s";
     st.timed_out = true;
     return true;

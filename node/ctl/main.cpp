@@ -116,12 +116,13 @@ std::vector<command> users_commands(CLI::App& app, arguments& a) {
 }
 
 // After a backup failed, or was interrupted: lets go of what the node may hold for it, the
-// snapshot `id` or (none) whichever is open or being made, and says what came of it. Not
-// cut short by a signal: it is what an interruption asks for.
-void release_after_failure(context const& c, std::string const& id) {
+// snapshot `id` or (none) the one open or being made for `requester`, and says what came
+// of it. Not cut short by a signal: it is what an interruption asks for.
+void release_after_failure(context const& c, std::string const& id, std::string const& requester) {
   std::string error;
-  auto reply =
-      petchat::ctl::call(c.socket, "DELETE", "/v1/admin/backup" + (id.empty() ? "" : "/" + encode(id)), "", error);
+  // Without the id, by this backup's own token: never another backup's snapshot.
+  auto target = id.empty() ? "/v1/admin/backup?requester=" + requester : "/v1/admin/backup/" + encode(id);
+  auto reply = petchat::ctl::call(c.socket, "DELETE", target, "", error);
   if (reply && reply->status == 200)
     std::cerr << "petchatctl: backup: the node's snapshot is released\n";
   else if (reply && reply->status == 404)
@@ -149,11 +150,17 @@ int take_backup(context& c, arguments const& a, json::value& ans) {
   stop_copies_on_signals();
   // Making the snapshot flushes the message store and copies the account store: allow time.
   outcome made;
-  if (int rc = request(c, "POST", "/v1/admin/backup", nullptr, snapshot, 600, &made, true); rc != exit_ok) {
+  unsigned char token[16];
+  randombytes_buf(token, sizeof token);
+  char requester[sizeof token * 2 + 1];
+  sodium_bin2hex(requester, sizeof requester, token, sizeof token);
+  if (int rc = request(c, "POST", std::string("/v1/admin/backup?requester=") + requester, nullptr, snapshot, 600, &made,
+                       true);
+      rc != exit_ok) {
     // Unless the node refused (409: another backup's snapshot is open, not to be touched;
     // 500: nothing was left), it may be making one, or have made one whose answer was
     // unusable: whatever it holds is let go.
-    if (made.asked && made.status < 400) release_after_failure(c, "");
+    if (made.asked && made.status < 400) release_after_failure(c, "", requester);
     return rc;
   }
   std::string error, id;
@@ -167,7 +174,7 @@ int take_backup(context& c, arguments const& a, json::value& ans) {
   }
   if (!error.empty()) {
     std::cerr << "petchatctl: backup failed: " << error << " (" << a.dir << " is incomplete: it has no manifest)\n";
-    release_after_failure(c, id);
+    release_after_failure(c, id, requester);
     return exit_refused;
   }
   json::value released;

@@ -1,6 +1,9 @@
 // /v1/admin/backup (docs/PROTOCOL.md, "Admin API"; docs/OPERATIONS.md, "Backup and restore").
 #include "node/gateway/detail/admin_backup.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include "base/format/format.hpp"
 #include "node/async/async.hpp"
 #include "node/gateway/detail/json_body.hpp"
@@ -35,10 +38,23 @@ struct taken {
 awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::thread_pool& cpu_pool, node_info const& info,
                                   request r, std::string id) {
   if (!backups) co_return error_response(fail(code::not_found, "this node makes no backups"));
+  // ?requester=: a token of the requester's own (petchatctl: random), by which it releases
+  // the snapshot it asked for before it has learnt the snapshot's id.
+  auto requester = query_param(r.query, "requester").value_or("");
+  bool plain = requester.size() <= 64 && std::all_of(requester.begin(), requester.end(), [](char c) {
+                 return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+               });
+  if (!plain)
+    co_return error_response(fail(code::invalid_field, "requester: up to 64 of A-Z a-z 0-9 - _", "requester"));
   if (r.method == "GET") {
     auto open = backups->open();
     if (!open) co_return error_response(fail(code::not_found, "no backup is open"));
     co_return json_response(200, snapshot_json(*open, info));
+  }
+  if (r.method == "DELETE" && !requester.empty()) {
+    if (!id.empty() || !backups->release_requested(requester))
+      co_return error_response(fail(code::not_found, "no backup asked for by this requester"));
+    co_return json_response(200, json::object{{"released", true}});
   }
   if (r.method == "DELETE") {
     if (!backups->release(id))
@@ -46,10 +62,10 @@ awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::threa
     co_return json_response(200, json::object{{"released", true}});
   }
   if (r.method != "POST" || !id.empty()) co_return error_response(fail(code::method_not_allowed, "use POST"));
-  auto work = [backups] {
+  auto work = [backups, requester] {
     taken t;
     try {
-      t.snapshot = backups->take();
+      t.snapshot = backups->take(requester);
     } catch (backup::busy_error const& e) {
       t.failure = fail(code::backup_in_progress, e.what());
     } catch (std::exception const& e) {

@@ -5,6 +5,7 @@ data dir, and served by a node started on it."""
 import datetime
 import json
 import os
+import re
 import pty
 import shutil
 import signal
@@ -213,9 +214,20 @@ class BackupTest(NodeTestCase):
         rc, out, err = node.ctl("backup", self.backup_dir())
         self.assertEqual(rc, 1)
         self.assertIn("backup_in_progress", err)
+        # A backup that gave up waiting lets go by its own token: never of another's.
+        self.assertError(node.admin("DELETE", "/v1/admin/backup?requester=0123abcd"), 404, "not_found")
+        self.assertTrue(os.path.isdir(r.json["dir"]))
+        self.assertError(node.admin("DELETE", "/v1/admin/backup?requester=../x"), 400, "invalid_field")
         rc, out, err = node.ctl("backup", "--abort")
         self.assertEqual(rc, 0, err)
         self.assertFalse(os.path.exists(r.json["dir"]))
+        mine = node.admin("POST", "/v1/admin/backup?requester=mine")
+        self.assertStatus(mine, 200)
+        self.assertStatus(node.admin("DELETE", "/v1/admin/backup?requester=mine"), 200)
+        self.assertFalse(os.path.exists(mine.json["dir"]))
+        # Let go of before its request was taken (it came late): nothing is made for it.
+        self.assertError(node.admin("DELETE", "/v1/admin/backup?requester=late"), 404, "not_found")
+        self.assertError(node.admin("POST", "/v1/admin/backup?requester=late"), 500, "internal")
         good = self.backup_dir()
         rc, out, err = node.ctl("backup", good)
         self.assertEqual(rc, 0, err)
@@ -391,6 +403,14 @@ class BackupTest(NodeTestCase):
                     self.assertEqual((st.st_uid, st.st_gid), (65534, 65534), name)
 
 
+def by_token(requests):
+    """The requests with a backup's requester token shown as R, once every request that
+    names one names the same."""
+    tokens = set(re.findall(r"requester=([0-9a-f]{32})", " ".join(requests)))
+    assert len(tokens) <= 1, requests
+    return [re.sub(r"requester=[0-9a-f]{32}", "requester=R", r) for r in requests]
+
+
 class BackupReleaseTest(unittest.TestCase):
     """Whenever petchatctl backup fails or is interrupted after it asked for a snapshot, it
     releases what the node may hold (docs/OPERATIONS.md, "Backup and restore") and exits
@@ -416,10 +436,10 @@ class BackupReleaseTest(unittest.TestCase):
         not_a_snapshot = json.dumps({"id": "b1", "dir": 7, "files": []})
         cases = [
             # (the answer to POST /v1/admin/backup, exit code, on stderr, the release asked for)
-            (b"garbage\r\n\r\n", 1, "not HTTP", "DELETE /v1/admin/backup"),
-            (b"", 1, "closed the connection without an answer", "DELETE /v1/admin/backup"),
-            (http_answer(200, "not json"), 1, "not JSON", "DELETE /v1/admin/backup"),
-            (http_answer(200, "[]"), 1, "not a snapshot as expected", "DELETE /v1/admin/backup"),
+            (b"garbage\r\n\r\n", 1, "not HTTP", "DELETE /v1/admin/backup?requester=R"),
+            (b"", 1, "closed the connection without an answer", "DELETE /v1/admin/backup?requester=R"),
+            (http_answer(200, "not json"), 1, "not JSON", "DELETE /v1/admin/backup?requester=R"),
+            (http_answer(200, "[]"), 1, "not a snapshot as expected", "DELETE /v1/admin/backup?requester=R"),
             (http_answer(200, not_a_snapshot), 1, "not a snapshot as expected", "DELETE /v1/admin/backup/b1"),
             # Refused: another backup's snapshot is open (not this one's to release), or none was made.
             (http_answer(409, '{"error": {"code": "backup_in_progress", "message": "backup x is open"}}'), 1,
@@ -433,15 +453,16 @@ class BackupReleaseTest(unittest.TestCase):
                 rc, out, err = run_ctl("--socket", fake.path, "backup", self.backup_dir())
                 self.assertEqual(rc, want_rc, "rc %d\nstdout: %s\nstderr: %s" % (rc, out, err))
                 self.assertIn(said, err)
-                self.assertEqual(fake.requests, ["POST /v1/admin/backup"] + ([release] if release else []), err)
+                self.assertEqual(by_token(fake.requests), ["POST /v1/admin/backup?requester=R"] + ([release] if release else []),
+                                 err)
                 if release:
                     self.assertIn("the node's snapshot is released", err)
                 self.assertEqual(out, "")
 
     def test_an_interrupted_wait_for_the_snapshot_releases_it(self):
         """Ctrl-C or SIGTERM while the node makes the snapshot ends the wait at once (not
-        after 600 s), and the release asked for then (with no id) has the node drop the
-        snapshot as soon as it is made."""
+        after 600 s), and the release asked for then (by the backup's own token, having no
+        id) has the node drop the snapshot as soon as it is made."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             with self.subTest(signal=sig):
                 fake = self.fake(None)  # never answers the snapshot request
@@ -462,7 +483,9 @@ class BackupReleaseTest(unittest.TestCase):
                 self.assertEqual(p.returncode, 1, err)
                 self.assertIn("interrupted while waiting for the node at " + fake.path, err)
                 self.assertIn("the node's snapshot is released", err)
-                self.assertEqual(fake.requests, ["POST /v1/admin/backup", "DELETE /v1/admin/backup"])
+                # Released by the token it asked with: never another backup's snapshot.
+                self.assertEqual(by_token(fake.requests),
+                                 ["POST /v1/admin/backup?requester=R", "DELETE /v1/admin/backup?requester=R"])
 
 
 if __name__ == "__main__":
