@@ -48,10 +48,11 @@ std::optional<response> cors_policy::preflight(request const& r) const {
 void cors_policy::decorate(request const& r, response& res) const {
   if (!enabled()) return;
   // Whatever the origin, or none: an answer cached for one must not be given to another.
+  // With any origin allowed, every answer says so (one cached from a request with no
+  // Origin is then right for all); else answers vary by origin.
   if (!any_) res.headers.emplace_back("Vary", "Origin");
-  auto origin = r.header("origin");
-  if (!allows(origin)) return;
-  res.headers.emplace_back("Access-Control-Allow-Origin", any_ ? "*" : origin);
+  if (!any_ && !allows(r.header("origin"))) return;
+  res.headers.emplace_back("Access-Control-Allow-Origin", any_ ? "*" : r.header("origin"));
   res.headers.emplace_back("Access-Control-Expose-Headers", exposed_headers);
 }
 

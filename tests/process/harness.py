@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -44,33 +45,52 @@ REGION = "test"
 # nothing binding port 0 or connecting out is ever given, and reserved for this test process
 # by a lock on a file named after it: another test process passes over a port while this one
 # lives, and the lock goes with the process however it ends.
-_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "petchat-test-ports")
-_PORT_RANGE = (20000, 32000)  # below /proc/sys/net/ipv4/ip_local_port_range's 32768
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "petchat-test-ports-%d" % os.getuid())
 _reserved_ports = []  # (port, open lock file): held until this process exits
+
+
+def _port_range():
+    """Ports below the kernel's ephemeral range (and above what other tools take), leaving
+    32001-32700 to the browser tests (web/e2e/harness.mjs)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    top = min(low, 32768) - 1
+    if top < 32000:
+        raise RuntimeError("the kernel's ephemeral ports start at %d: the tests need 20000-32767 outside them "
+                           "(sysctl net.ipv4.ip_local_port_range)" % low)
+    return 20000, 32000
+
+
+def _lock_dir():
+    os.makedirs(_PORT_LOCK_DIR, mode=0o700, exist_ok=True)
+    st = os.lstat(_PORT_LOCK_DIR)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise RuntimeError("%s is not a directory of this user's alone" % _PORT_LOCK_DIR)
+    return _PORT_LOCK_DIR
 
 
 def free_port():
     """A loopback TCP port no other test process will choose while this one runs, free now."""
-    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    lock_dir, span = _lock_dir(), _port_range()
     for _ in range(1000):
-        port = random.randint(*_PORT_RANGE)
+        port = random.randint(*span)
         if any(p == port for p, _ in _reserved_ports):
             continue
-        lock = open(os.path.join(_PORT_LOCK_DIR, str(port)), "a")
+        fd = os.open(os.path.join(lock_dir, str(port)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            lock.close()
+            os.close(fd)
             continue
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind(("127.0.0.1", port))
         except OSError:  # something outside the tests has it
-            lock.close()
+            os.close(fd)
             continue
-        _reserved_ports.append((port, lock))
+        _reserved_ports.append((port, fd))
         return port
-    raise RuntimeError("no free loopback port in %d-%d" % _PORT_RANGE)
+    raise RuntimeError("no free loopback port in %d-%d" % span)
 
 
 # RFC 3339, UTC, millisecond precision: "2026-11-30T06:30:00.123Z".

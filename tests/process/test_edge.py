@@ -379,6 +379,9 @@ class CorsTest(NodeTestCase):
         self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")
         r = node.request("GET", "/v1/regions", headers={"Origin": "https://anywhere.example"})
         self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")
+        # Also to a request with no origin: a cache may give that answer to any page.
+        r = node.request("GET", "/v1/regions")
+        self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")
 
 
 if __name__ == "__main__":

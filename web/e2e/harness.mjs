@@ -3,7 +3,7 @@
 // who register through the page, and screenshots kept as artifacts.
 import { execFileSync, spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -217,6 +217,8 @@ export const NATS_BIN = process.env.PETCHAT_NATS ?? '/usr/sbin/nats-server';
 // and from a stretch the process tests' own reservations (tests/process/harness.py, below
 // 32000) never use; one e2e file runs at a time (--test-concurrency=1).
 export async function freePort() {
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+  if (low <= 32700) throw new Error(`the kernel's ephemeral ports start at ${low}: the tests need 32001-32700 outside them`);
   for (let i = 0; i < 200; i += 1) {
     const port = 32001 + Math.floor(Math.random() * 700);
     const free = await new Promise((resolve) => {
