@@ -60,7 +60,14 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
   // remembered as run; the charge of one that changes nothing, or whose write does not
   // commit, is given back.
   bool leave = r.request() == federation::group_request::REMOVE && r.users_size() == 1 && r.users(0) == r.by();
-  if (r.request() != federation::group_request::NO_ACCOUNT && !leave) {
+  bool uncharged = leave || r.request() == federation::group_request::NO_ACCOUNT;
+  // Uncharged, so refused at once (and not remembered as run) unless by a member: else a
+  // region could have home store a key of any made-up name's "leave" at any rate.
+  if (uncharged && !load_participant(b, r.by(), r.conversation_id()).value_or(records::participant_record{}).member()) {
+    change.refused = fail(code::not_a_member, r.by() + " is not a member of " + r.conversation_id());
+    return;
+  }
+  if (!uncharged) {
     auto region = std::string(ids::region_of(r.by()));
     auto key = region + '\0' + r.by();
     auto now = now_ms();
