@@ -82,8 +82,11 @@ snapshot snapshots::take(std::string requester) {
                                    "(petchatctl backup --abort releases it)"
                              : "a backup is being made",
                        open_ ? open_->made_at_ms : format::now_ms());
-    if (!requester.empty() && requester == gave_up_)
+    auto gone = std::find_if(gave_up_.begin(), gave_up_.end(), [&](auto const& g) { return g.first == requester; });
+    if (!requester.empty() && gone != gave_up_.end()) {
+      gave_up_.erase(gone);
       throw std::runtime_error("the backup was released by its requester before it was made");
+    }
     making_ = true;
     making_requester_ = requester;
   }
@@ -156,7 +159,11 @@ bool snapshots::release_requested(std::string const& requester) {
     if (requester.empty()) return false;
     if (making_ && !open_ && making_requester_ == requester) return abandoned_ = true;
     if (!open_ || open_->requester != requester) {
-      gave_up_ = requester;  // its request may still be on its way: it makes nothing then
+      // Its request may still be on its way: it makes nothing then.
+      auto now = format::now_ms();
+      std::erase_if(gave_up_, [&](auto const& g) { return now - g.second > 15 * 60 * 1000 || g.first == requester; });
+      if (gave_up_.size() >= 64) gave_up_.erase(gave_up_.begin());
+      gave_up_.emplace_back(requester, now);
       return false;
     }
     id = open_->id;

@@ -18,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace petchat::users {
@@ -80,8 +81,10 @@ class snapshots {
   std::optional<snapshot> open_;
   bool making_ = false;
   std::string making_requester_;  // the requester of the one being made
-  std::string gave_up_;           // a requester that let go before its snapshot was begun
-  bool abandoned_ = false;        // released while being made
+  // Requesters that let go before their snapshot was begun, and when (forgotten after 15
+  // minutes, at most 64 kept; a take() with one makes nothing and forgets it).
+  std::vector<std::pair<std::string, std::int64_t>> gave_up_;
+  bool abandoned_ = false;  // released while being made
 };
 
 }  // namespace petchat::backup

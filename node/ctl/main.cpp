@@ -121,7 +121,7 @@ std::vector<command> users_commands(CLI::App& app, arguments& a) {
 void release_after_failure(context const& c, std::string const& id, std::string const& requester) {
   std::string error;
   // Without the id, by this backup's own token: never another backup's snapshot.
-  auto target = id.empty() ? "/v1/admin/backup?requester=" + requester : "/v1/admin/backup/" + encode(id);
+  auto target = id.empty() ? "/v1/admin/backup/by-requester/" + requester : "/v1/admin/backup/" + encode(id);
   auto reply = petchat::ctl::call(c.socket, "DELETE", target, "", error);
   if (reply && reply->status == 200)
     std::cerr << "petchatctl: backup: the node's snapshot is released\n";

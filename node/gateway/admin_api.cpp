@@ -412,6 +412,10 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     std::string id = seg.size() == 4 ? seg[3] : "";
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), std::move(id));
   }
+  if (what == "backup" && seg.size() == 5 && seg[3] == "by-requester") {
+    std::string token = seg[4];
+    co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), "", std::move(token));
+  }
   if (what == "sessions" && seg.size() == 4) {
     if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     co_return status_answer(co_await api->users.revoke_session(seg[3]));

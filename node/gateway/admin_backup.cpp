@@ -36,11 +36,14 @@ struct taken {
 }  // namespace
 
 awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::thread_pool& cpu_pool, node_info const& info,
-                                  request r, std::string id) {
+                                  request r, std::string id, std::string requester) {
   if (!backups) co_return error_response(fail(code::not_found, "this node makes no backups"));
-  // ?requester=: a token of the requester's own (petchatctl: random), by which it releases
-  // the snapshot it asked for before it has learnt the snapshot's id.
-  auto requester = query_param(r.query, "requester").value_or("");
+  // A token of the requester's own (petchatctl: random), given with the POST, by which it
+  // releases the snapshot it asked for before it has learnt the snapshot's id. Released by
+  // a path of its own, which a node from before tokens answers 404 (a query it ignores
+  // would have released whichever snapshot is open).
+  bool releasing = !requester.empty();
+  if (r.method == "POST") requester = query_param(r.query, "requester").value_or("");
   bool plain = requester.size() <= 64 && std::all_of(requester.begin(), requester.end(), [](char c) {
                  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
                });
@@ -51,8 +54,9 @@ awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::threa
     if (!open) co_return error_response(fail(code::not_found, "no backup is open"));
     co_return json_response(200, snapshot_json(*open, info));
   }
-  if (r.method == "DELETE" && !requester.empty()) {
-    if (!id.empty() || !backups->release_requested(requester))
+  if (releasing) {
+    if (r.method != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    if (!backups->release_requested(requester))
       co_return error_response(fail(code::not_found, "no backup asked for by this requester"));
     co_return json_response(200, json::object{{"released", true}});
   }

@@ -215,19 +215,23 @@ class BackupTest(NodeTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("backup_in_progress", err)
         # A backup that gave up waiting lets go by its own token: never of another's.
-        self.assertError(node.admin("DELETE", "/v1/admin/backup?requester=0123abcd"), 404, "not_found")
+        self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/0123abcd"), 404, "not_found")
         self.assertTrue(os.path.isdir(r.json["dir"]))
-        self.assertError(node.admin("DELETE", "/v1/admin/backup?requester=../x"), 400, "invalid_field")
+        self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/x!y"), 400, "invalid_field")
         rc, out, err = node.ctl("backup", "--abort")
         self.assertEqual(rc, 0, err)
         self.assertFalse(os.path.exists(r.json["dir"]))
         mine = node.admin("POST", "/v1/admin/backup?requester=mine")
         self.assertStatus(mine, 200)
-        self.assertStatus(node.admin("DELETE", "/v1/admin/backup?requester=mine"), 200)
+        self.assertStatus(node.admin("DELETE", "/v1/admin/backup/by-requester/mine"), 200)
         self.assertFalse(os.path.exists(mine.json["dir"]))
         # Let go of before its request was taken (it came late): nothing is made for it.
-        self.assertError(node.admin("DELETE", "/v1/admin/backup?requester=late"), 404, "not_found")
+        self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/late"), 404, "not_found")
         self.assertError(node.admin("POST", "/v1/admin/backup?requester=late"), 500, "internal")
+        # Once: the same token later asks anew.
+        again = node.admin("POST", "/v1/admin/backup?requester=late")
+        self.assertStatus(again, 200)
+        self.assertStatus(node.admin("DELETE", "/v1/admin/backup/" + again.json["id"]), 200)
         good = self.backup_dir()
         rc, out, err = node.ctl("backup", good)
         self.assertEqual(rc, 0, err)
@@ -406,9 +410,9 @@ class BackupTest(NodeTestCase):
 def by_token(requests):
     """The requests with a backup's requester token shown as R, once every request that
     names one names the same."""
-    tokens = set(re.findall(r"requester=([0-9a-f]{32})", " ".join(requests)))
+    tokens = set(re.findall(r"requester[=/]([0-9a-f]{32})", " ".join(requests)))
     assert len(tokens) <= 1, requests
-    return [re.sub(r"requester=[0-9a-f]{32}", "requester=R", r) for r in requests]
+    return [re.sub(r"requester([=/])[0-9a-f]{32}", r"requester\1R", r) for r in requests]
 
 
 class BackupReleaseTest(unittest.TestCase):
@@ -436,10 +440,10 @@ class BackupReleaseTest(unittest.TestCase):
         not_a_snapshot = json.dumps({"id": "b1", "dir": 7, "files": []})
         cases = [
             # (the answer to POST /v1/admin/backup, exit code, on stderr, the release asked for)
-            (b"garbage\r\n\r\n", 1, "not HTTP", "DELETE /v1/admin/backup?requester=R"),
-            (b"", 1, "closed the connection without an answer", "DELETE /v1/admin/backup?requester=R"),
-            (http_answer(200, "not json"), 1, "not JSON", "DELETE /v1/admin/backup?requester=R"),
-            (http_answer(200, "[]"), 1, "not a snapshot as expected", "DELETE /v1/admin/backup?requester=R"),
+            (b"garbage\r\n\r\n", 1, "not HTTP", "DELETE /v1/admin/backup/by-requester/R"),
+            (b"", 1, "closed the connection without an answer", "DELETE /v1/admin/backup/by-requester/R"),
+            (http_answer(200, "not json"), 1, "not JSON", "DELETE /v1/admin/backup/by-requester/R"),
+            (http_answer(200, "[]"), 1, "not a snapshot as expected", "DELETE /v1/admin/backup/by-requester/R"),
             (http_answer(200, not_a_snapshot), 1, "not a snapshot as expected", "DELETE /v1/admin/backup/b1"),
             # Refused: another backup's snapshot is open (not this one's to release), or none was made.
             (http_answer(409, '{"error": {"code": "backup_in_progress", "message": "backup x is open"}}'), 1,
@@ -485,7 +489,7 @@ class BackupReleaseTest(unittest.TestCase):
                 self.assertIn("the node's snapshot is released", err)
                 # Released by the token it asked with: never another backup's snapshot.
                 self.assertEqual(by_token(fake.requests),
-                                 ["POST /v1/admin/backup?requester=R", "DELETE /v1/admin/backup?requester=R"])
+                                 ["POST /v1/admin/backup?requester=R", "DELETE /v1/admin/backup/by-requester/R"])
 
 
 if __name__ == "__main__":

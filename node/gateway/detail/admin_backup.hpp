@@ -11,9 +11,12 @@
 
 namespace petchat::gateway::detail {
 
-// POST makes the snapshot (on `cpu_pool`), GET shows the open one, DELETE releases it
-// (`id` is the path's last segment, empty for "whichever is open"). `backups` may be null.
+// POST makes the snapshot (on `cpu_pool`; `?requester=` its requester's token), GET shows
+// the open one, DELETE releases it (`id` is the path's last segment, empty for "whichever
+// is open"; `requester`, from /v1/admin/backup/by-requester/{token}: the one asked for with
+// that token). `backups` may be null.
 boost::asio::awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::thread_pool& cpu_pool,
-                                               node_info const& info, request r, std::string id);
+                                               node_info const& info, request r, std::string id,
+                                               std::string requester = {});
 
 }  // namespace petchat::gateway::detail
