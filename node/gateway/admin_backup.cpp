@@ -49,16 +49,16 @@ awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::threa
                });
   if (!plain)
     co_return error_response(fail(code::invalid_field, "requester: up to 64 of A-Z a-z 0-9 - _", "requester"));
-  if (r.method == "GET") {
-    auto open = backups->open();
-    if (!open) co_return error_response(fail(code::not_found, "no backup is open"));
-    co_return json_response(200, snapshot_json(*open, info));
-  }
   if (releasing) {
     if (r.method != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
     if (!backups->release_requested(requester))
       co_return error_response(fail(code::not_found, "no backup asked for by this requester"));
     co_return json_response(200, json::object{{"released", true}});
+  }
+  if (r.method == "GET") {
+    auto open = backups->open();
+    if (!open) co_return error_response(fail(code::not_found, "no backup is open"));
+    co_return json_response(200, snapshot_json(*open, info));
   }
   if (r.method == "DELETE") {
     if (!backups->release(id))
