@@ -56,7 +56,7 @@ def _port_range():
         low = int(f.read().split()[0])
     top = min(low, 32768) - 1
     if top < 32000:
-        raise RuntimeError("the kernel's ephemeral ports start at %d: the tests need 20000-32767 outside them "
+        raise RuntimeError("the kernel's ephemeral ports start at %d: the process tests need 20000-32000 outside them "
                            "(sysctl net.ipv4.ip_local_port_range)" % low)
     return 20000, 32000
 
