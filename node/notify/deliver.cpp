@@ -246,16 +246,18 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     detail::post_request body = std::move(*request);
     // The lookup, connection and handshake take up to connect and answer timeouts: a
     // logout or a DELETE meanwhile keeps the push (and its preview) from going out.
-    body.still_wanted = [this, user = t.user, device = t.device_id, id = t.id, previewed = !n.preview.empty()] {
+    body.still_wanted = [this, t, previewed = !n.preview.empty()] {
+      auto const& user = t.user;
+      auto const& device = t.device_id;
       // Its session's end removes the target a moment later: ended is as good as removed.
       if (!detail::session_live(users.list_sessions(user.substr(0, user.find('@'))), device)) return false;
       // Previews turned off, or do-not-disturb begun, meanwhile: the push is made again
       // (without the text), or not at all.
       auto settings = messages.push_settings_of(user, device);
       if ((previewed && !settings.previews) || detail::in_dnd(settings, now_ms())) return false;
-      for (auto const& have : messages.push_targets(user, device))
-        if (have.id == id) return true;
-      return false;
+      // Still registered as it was: a pushkey moved to another gateway, or new keys, under
+      // the same id, must not get a push made for the old one (its sender, its preview).
+      return still_registered(messages, t);
     };
     // Unanswered after slow_after_ms: a prompt slot goes back to prompt pushes (while
     // fewer than max_in_flight are demoted).
