@@ -304,7 +304,15 @@ std::vector<command> other_commands(CLI::App& app, arguments& a) {
   out.push_back({assets->add_subcommand("verify", "re-hash every stored file; quarantine the damaged"),
                  [](context& c, json::value& ans, show_fn& show) {
                    show = print_verify;
-                   return request(c, "POST", "/v1/admin/assets/verify", nullptr, ans, long_work_s);
+                   int rc = request(c, "POST", "/v1/admin/assets/verify", nullptr, ans, long_work_s);
+                   // Damaged or missing files: exit 1 (a cron job notices), after the report.
+                   auto const* o = ans.if_object();
+                   for (auto const* key : {"quarantined", "missing"}) {
+                     auto const* list = o ? o->if_contains(key) : nullptr;
+                     if (rc == exit_ok && list && list->is_array() && !list->as_array().empty())
+                       c.found_problems = true;
+                   }
+                   return rc;
                  }});
   // After its subcommands: the first parsed command runs, and `assets` is parsed with them.
   out.push_back({assets, [](context& c, json::value& ans, show_fn& show) {
@@ -446,11 +454,13 @@ int main(int argc, char** argv) {
     std::cerr << "petchatctl: " << e.what() << "\n";
     return exit_refused;
   }
+  int done = ctx.found_problems ? exit_refused : exit_ok;
+  if (ctx.found_problems) std::cerr << "petchatctl: the node's report names damaged or missing files\n";
   if (ctx.as_json) {
     std::cout << json::serialize(answer) << "\n";
-    return exit_ok;
+    return done;
   }
-  if (!show) return exit_ok;
+  if (!show) return done;
   // The table is made whole before any of it is printed: an answer of another shape (a
   // node of another version, or something else on the socket) prints no half of one.
   std::ostringstream table;
@@ -465,5 +475,5 @@ int main(int argc, char** argv) {
   }
   std::cout.rdbuf(terminal);
   std::cout << table.str() << std::flush;
-  return exit_ok;
+  return done;
 }

@@ -128,9 +128,11 @@ void print_verify(json::value const& answer) {
   std::cout << "checked " << field(o, "checked") << " assets\n";
   if (auto const* skipped = o.if_contains("skipped"); skipped && skipped->is_int64() && skipped->as_int64() > 0)
     std::cout << "skipped " << skipped->as_int64() << " in use (or while a backup was made): run it again\n";
-  for (auto const& id : o.at("missing").as_array()) std::cout << "missing bytes: " << id.as_string() << "\n";
+  // (as string_view: a json::string streams as JSON, in quotes)
+  for (auto const& id : o.at("missing").as_array())
+    std::cout << "missing bytes: " << std::string_view(id.as_string()) << "\n";
   for (auto const& id : o.at("quarantined").as_array())
-    std::cout << "damaged, moved to quarantine/: " << id.as_string() << "\n";
+    std::cout << "damaged, moved to quarantine/: " << std::string_view(id.as_string()) << "\n";
 }
 
 void print_status(json::value const& answer) {

@@ -1555,9 +1555,9 @@ class AssetCtlTest(AssetCase):
 
     NODE_CONFIG = {"assets": {"grace_s": 0, "collect_interval_s": 3600}}
 
-    def ctl_json(self, *args):
-        rc, out, err = self.node.ctl("--json", *args)
-        self.assertEqual(rc, 0, "petchatctl %s: %s %s" % (" ".join(args), out, err))
+    def ctl_json(self, *args, rc=0):
+        got, out, err = self.node.ctl("--json", *args)
+        self.assertEqual(got, rc, "petchatctl %s: %s %s" % (" ".join(args), out, err))
         return json.loads(out)
 
     def test_usage_collection_and_verification(self):
@@ -1593,7 +1593,7 @@ class AssetCtlTest(AssetCase):
         with open(path, "r+b") as f:
             f.seek(100)
             f.write(b"\x00\xff\x00")
-        report = self.ctl_json("assets", "verify")
+        report = self.ctl_json("assets", "verify", rc=1)  # damage found: exit 1, the report still printed
         self.assertEqual((report["checked"], report["skipped"]), (2, 0))
         self.assertEqual(report["quarantined"], [damaged_id])
         self.assertEqual(report["missing"], [])
@@ -1601,8 +1601,12 @@ class AssetCtlTest(AssetCase):
         self.assertFalse(os.path.exists(path))
         # The intact one still serves; a second check finds the damaged one's bytes missing.
         self.fetch(b, kept_id, kept)
-        again = self.ctl_json("assets", "verify")
+        again = self.ctl_json("assets", "verify", rc=1)
         self.assertEqual(again["missing"], [damaged_id])
+        rc, out, err = self.node.ctl("assets", "verify")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("missing bytes: " + damaged_id, out)
+        self.assertIn("names damaged or missing files", err)
         self.assertEqual(again["quarantined"], [])
         # Whoever has the right bytes uploads them again: the blob is back, and serves.
         self.assertEqual(self.upload(a, damaged)["id"], damaged_id)

@@ -18,6 +18,9 @@ struct context {
   std::string socket;
   std::string found_by;  // where the socket's path came from
   bool as_json = false;
+  // The node did what was asked, and its answer reports a problem a script must see (a
+  // check that found damage): the answer is printed, and petchatctl exits 1.
+  bool found_problems = false;
 };
 
 // How a request went, beyond its exit code.
