@@ -323,7 +323,7 @@ class federated_store final : public federation::local_store {
       if (!c || home_of(*c, m_.region) != m_.region)
         change.refused = fail(code::conversation_not_found, "no group '" + r.conversation_id() + "' is homed here");
       else
-        run_request(m_, b, r, change);
+        run_request(m_, b, *c, r, change);
       if (change.refused || change.changes.empty())
         change_state::give_back_requests(m_, change.requests_taken);  // it changed nothing
       else

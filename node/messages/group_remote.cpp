@@ -41,8 +41,8 @@ std::optional<errors::failure> refuse_join(message_service::impl const& m, store
   return std::nullopt;
 }
 
-void run_request(message_service::impl const& m, store::rocks_batch& b, federation::group_request const& r,
-                 change_state& change) {
+void run_request(message_service::impl const& m, store::rocks_batch& b, records::conversation_record const& c,
+                 federation::group_request const& r, change_state& change) {
   // Run once: a requester's region restored from a backup sends again what home had not
   // confirmed then, and running it again would undo what came after it (a member removed,
   // added again since, removed once more). Remembered for the retention period.
@@ -66,9 +66,8 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, federati
   // kept have none): else a region could have home store a key of any made-up name's
   // "leave" at any rate.
   if (uncharged) {
-    auto c = parse<records::conversation_record>(b.get(cf::conversations, r.conversation_id()));
-    bool named = c && std::any_of(r.users().begin(), r.users().end(),
-                                  [&](std::string const& u) { return member_index(*c, u) >= 0; });
+    bool named =
+        std::any_of(r.users().begin(), r.users().end(), [&](std::string const& u) { return member_index(c, u) >= 0; });
     if (!named) {
       change.refused = fail(code::not_a_member, r.by() + " is not a member of " + r.conversation_id());
       return;

@@ -181,8 +181,7 @@ struct asset_usage {
   std::uint64_t uploads = 0;
 };
 
-// Push (docs/PROTOCOL.md, "Push notifications"): the records node/notify keeps here, so
-// that the decision to push is written with the mailbox event that causes it.
+// Push records node/notify keeps here, so a push is decided in the write of its event (PROTOCOL "Push notifications").
 struct push_target {
   std::string id;  // base64url
   std::string user, device_id;
@@ -197,6 +196,10 @@ struct push_target {
   std::int64_t failing_since_ms = 0;  // the first of those failures
   std::int64_t attempt_ms = 0;        // a push on its way since then, outcome not written (0: none)
   std::int64_t next_try_ms = 0;       // a failure's back-off or Retry-After ends then (0: none)
+  // The same registration as `o` (kind, endpoint or gateway, keys, data): what a push is made for.
+  bool registered_as(push_target const& o) const {
+    return kind == o.kind && endpoint == o.endpoint && p256dh == o.p256dh && auth == o.auth && data_json == o.data_json;
+  }
 };
 struct push_settings {
   bool previews = false;
@@ -299,16 +302,14 @@ class message_service {
 
   // `user` has read `conversation_id` up to `message_id`: marks every message to the user up
   // to it read, sends DELIVERED for the ones never acknowledged and then one READ, and a
-  // read_mark event to the user. Errors: missing_field, conversation_not_found,
-  // message_not_found.
+  // read_mark event to the user. Errors: missing_field, conversation_not_found, message_not_found.
   awaitable<errors::status> read(std::string user, std::string conversation_id, std::string message_id);
 
-  // Deletes for the caller, or (sender only, within the window) for everyone. Errors:
-  // message_not_found, not_sender, delete_window_passed.
+  // Deletes for the caller, or (sender only, within the window) for everyone.
+  // Errors: message_not_found, not_sender, not_a_member, delete_window_passed.
   awaitable<errors::status> remove(std::string user, std::string message_id, bool for_everyone);
 
-  // The newest seq of `user`'s mailbox (0 if empty); `device`'s acknowledged seq (0 if
-  // none). Committed state.
+  // The newest seq of `user`'s mailbox (0 if empty); `device`'s acknowledged seq (0: none). Committed.
   std::uint64_t mailbox_head(std::string const& user) const;
   std::uint64_t acked(std::string const& user, std::string const& device) const;
 
@@ -404,8 +405,7 @@ class message_service {
   // names the asset until it expires, its reservation given back, in the same write). The
   // caller holds the hash's claim (node/assets). Errors: quota_exceeded.
   awaitable<result<asset_view>> record_asset(std::string user, new_asset a, std::string upload_id);
-  // Hashes whose collection is due at `now_ms` (at most `max`), each with its due entries;
-  // and uploads expired by then.
+  // Hashes whose collection is due at `now_ms` (at most `max`), each with its due entries; and uploads expired.
   std::map<std::string, std::vector<std::string>> assets_due(std::int64_t now_ms, std::size_t max) const;
   std::vector<std::string> uploads_expired(std::int64_t now_ms, std::size_t max) const;
   // Removes the asset if no message refers to it (and its thumbnail with it); drops the

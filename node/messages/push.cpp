@@ -62,11 +62,10 @@ records::push_target_record record_of(push_target const& t) {
   return r;
 }
 
-// Whether `r` is still the registration `t` was read from (kind, endpoint or gateway, keys,
-// data): one registered with others starts afresh, and what was learnt of the old is not its.
+// Whether `r` is still the registration `t` was read from (push_target::registered_as): one
+// registered with others starts afresh, and what was learnt of the old is not its.
 bool as_registered(records::push_target_record const& r, push_target const& t) {
-  return r.kind() == t.kind && r.endpoint() == t.endpoint && r.p256dh() == t.p256dh && r.auth() == t.auth &&
-         r.data_json() == t.data_json;
+  return view_of(t.user, t.device_id, t.id, r).registered_as(t);
 }
 
 bool same_target(records::push_target_record const& a, push_target const& b) {

@@ -84,10 +84,7 @@ outcome judge(messages::push_target const& t, detail::http_answer const& a) {
 // under its id (a Matrix pushkey moved to another gateway, new keys).
 bool still_registered(messages::message_service const& messages, messages::push_target const& t) {
   auto now = messages.push_targets(t.user, t.device_id);
-  return std::ranges::any_of(now, [&](messages::push_target const& c) {
-    return c.id == t.id && c.kind == t.kind && c.endpoint == t.endpoint && c.p256dh == t.p256dh && c.auth == t.auth &&
-           c.data_json == t.data_json;
-  });
+  return std::ranges::any_of(now, [&](messages::push_target const& c) { return c.id == t.id && c.registered_as(t); });
 }
 
 }  // namespace

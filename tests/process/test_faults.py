@@ -155,9 +155,9 @@ def fill(path):
                 pass
 
 
-class DiskFullTest(NodeTestCase):
-    """ENOSPC: sends are refused with store_unavailable, the node stays up, and it takes
-    writes again by itself once space is freed; nothing accepted before is lost."""
+class SmallDiskCase(NodeTestCase):
+    """Tests that put a store on a small file system of their own (the tests run as root,
+    like CI; a failure to mount is a broken setup, not a reason to skip)."""
 
     def setUp(self):
         super().setUp()
@@ -168,13 +168,19 @@ class DiskFullTest(NodeTestCase):
         for m in self.mounts:
             subprocess.run(["umount", "-l", m], check=False)
 
+    def mount_tmpfs(self, path, size):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", path], check=True)
+        self.mounts.append(path)
+
+
+class DiskFullTest(SmallDiskCase):
+    """ENOSPC: sends are refused with store_unavailable, the node stays up, and it takes
+    writes again by itself once space is freed; nothing accepted before is lost."""
+
     def test_full_disk_refuses_then_recovers(self):
         node = self.start_node(config={"messages": {"max_per_second": 100000}}, start=False)
         os.makedirs(node.data_dir)
-        # A small file system of the test's own for the data dir (the test runs as root,
-        # like CI; a failure here is a broken setup, not a reason to skip).
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m,mode=0700", "tmpfs", node.data_dir], check=True)
-        self.mounts.append(node.data_dir)
+        self.mount_tmpfs(node.data_dir, "160m")  # a small file system of the test's own for the data dir
         node.start()
         p = Pair(self, node)
         a = wsclient.connect(node, p.a)
@@ -261,20 +267,11 @@ class DiskFullTest(NodeTestCase):
         self.assertTrue(node.running())
 
 
-class AccountStoreFullTest(NodeTestCase):
+class AccountStoreFullTest(SmallDiskCase):
     """The account store (LMDB) alone on a full file system, the message store fine: /readyz
     answers 503 store_failing with "users": "failing", admin status, the metric and the log
     say why, a client's store_unavailable does not, and the node is ready again by itself
     once there is room (nothing written to it meanwhile)."""
-
-    def setUp(self):
-        super().setUp()
-        self.mounts = []
-
-    def tearDown(self):
-        super().tearDown()
-        for m in self.mounts:
-            subprocess.run(["umount", "-l", m], check=False)
 
     def test_full_account_store_is_not_ready_and_says_so(self):
         node = self.start_node()
@@ -285,8 +282,7 @@ class AccountStoreFullTest(NodeTestCase):
         users = os.path.join(node.data_dir, "users")
         saved = os.path.join(node.workdir, "users-before")
         shutil.copytree(users, saved)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", users], check=True)
-        self.mounts.append(users)
+        self.mount_tmpfs(users, "8m")
         for name in os.listdir(saved):
             shutil.copy2(os.path.join(saved, name), users)
         node.start()

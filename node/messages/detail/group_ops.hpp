@@ -154,10 +154,10 @@ std::optional<federation::body> refusal_of(federation::group_request const& r, c
 std::optional<federation::reject_reason> apply_request_refused(message_service::impl const& m, store::rocks_batch& b,
                                                                federation::body const& body, std::vector<news>& heads);
 
-// At home: a member of another region's request, made as home makes its own users'
-// changes (change.refused: why not; logged).
-void run_request(message_service::impl const& m, store::rocks_batch& b, federation::group_request const& r,
-                 change_state& change);
+// At home: a member of another region's request about group `c` (as the write found it),
+// made as home makes its own users' changes (change.refused: why not; logged).
+void run_request(message_service::impl const& m, store::rocks_batch& b, records::conversation_record const& c,
+                 federation::group_request const& r, change_state& change);
 
 // A group message from a member of another region (`body`), against this region's replica
 // `c` (docs/FEDERATION.md, "Groups across regions"): parked if the replica has not reached
