@@ -114,6 +114,37 @@ void ask_to_remove(impl const& m, store::rocks_batch& b, federation::group_state
   ask_to_remove(m, b, gs, j.too_often, st, std::string(errors::name(errors::code::rate_limited)));
 }
 
+std::optional<errors::failure> owner_may_leave(records::conversation_record const& c, std::string const& by,
+                                               std::optional<std::string> const& successor) {
+  if (role_of(c, by) != client::OWNER || c.members_size() <= 1) return std::nullopt;
+  if (!successor) return fail(code::owner_must_hand_over, "the owner names a successor (?successor=) to leave");
+  if (*successor == by || member_index(c, *successor) < 0)
+    return fail(code::invalid_field, "the successor must be another member", "successor");
+  return std::nullopt;
+}
+
+void leave_here(impl const& m, store::rocks_batch& b, records::conversation_record& c, std::string const& user,
+                change_state& st) {
+  auto now = now_ms();
+  if (!end_period(b, m.db, st.conversation, c, user, now, std::int64_t(m.options.retention_s) * 1000)) return;
+  c.add_no_account(user);
+  std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
+  c.set_no_account_sorted(true);
+  b.put(cf::conversations, st.conversation, c.SerializeAsString());
+  // Their own: numbered after the last change this region has of home's (the replica's
+  // version stays home's), which is the next one unless home made others meanwhile.
+  client::conversation_change ch;
+  ch.set_kind(client::MEMBER_LEFT);
+  ch.set_by(user);
+  ch.add_users(user);
+  ch.set_conversation_id(st.conversation);
+  ch.set_version(c.version() + 1);
+  ch.set_at_ms(now);
+  google::protobuf::RepeatedPtrField<std::string> told;
+  *told.Add() = user;
+  post_change(m, b, ch, told, st.heads);
+}
+
 // Who added `user` in the changes a state carries (CREATED or MEMBERS_ADDED naming them),
 // or empty if none says (a state that skipped its changes: the adder is not known). The
 // map of those changes is made once per state, when first asked.

@@ -260,13 +260,9 @@ bool op_remove(impl const& m, store::rocks_batch& b, change_state& st, std::stri
     leave(m, b, *c, st, by, who, client::MEMBER_REMOVED);
     return true;
   }
-  if (role_of(*c, by) == client::OWNER && c->members_size() > 1) {  // hands ownership on first
-    if (!successor)
-      return refuse(st, fail(code::owner_must_hand_over, "the owner names a successor (?successor=) to leave"));
-    if (*successor == by || member_index(*c, *successor) < 0)
-      return refuse(st, fail(code::invalid_field, "the successor must be another member", "successor"));
+  if (auto refused = owner_may_leave(*c, by, successor)) return refuse(st, std::move(*refused));
+  if (role_of(*c, by) == client::OWNER && c->members_size() > 1)  // hands ownership on first
     give_role(m, b, *c, st, by, *successor, client::OWNER);
-  }
   leave(m, b, *c, st, by, by, client::MEMBER_LEFT);
   return true;
 }
@@ -282,15 +278,11 @@ bool op_drop_no_account(impl const& m, store::rocks_batch& b, change_state& st, 
   auto going = [&](std::string const& u) { return std::find(gone.begin(), gone.end(), u) != gone.end(); };
   for (auto const& u : gone) {
     if (role_of(*c, u) != client::OWNER) continue;
-    // The first admin who stays, or else the first other member who stays.
-    std::string heir;
-    for (auto role : {client::ADMIN, client::MEMBER})
-      for (int i = 0; heir.empty() && i < c->members_size(); ++i)
-        if (!going(c->members(i)) && role_at(*c, i) == role) heir = c->members(i);
-    if (heir.empty()) break;
-    set_role_at(*c, heir, client::OWNER);
+    auto next = heir(*c, going);
+    if (next.empty()) break;
+    set_role_at(*c, next, client::OWNER);
     auto ch = change(client::ROLE_CHANGED, "");
-    ch.add_users(heir);
+    ch.add_users(next);
     ch.set_role(client::OWNER);
     ch.set_reason(reason);
     announce(m, b, *c, std::move(ch), st);
@@ -396,6 +388,12 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   if (replica) {
     was_in.insert(replica->members().begin(), replica->members().end());
     none_before.insert(replica->no_account().begin(), replica->no_account().end());
+    // A name that gets nothing here (no account then, or a leave made here that home has
+    // not made yet) and that this state adds again (removed and added since) is judged anew.
+    for (auto const& ch : gs.changes())
+      if (ch.kind() == client::CREATED || ch.kind() == client::MEMBERS_ADDED)
+        for (auto const& u : ch.users())
+          if (none_before.erase(u)) was_in.erase(u);
   }
   auto joins = judge_local_members(m, b, gs, was_in, none_before);
   st.joins_taken.insert(st.joins_taken.end(), joins.joins_taken.begin(), joins.joins_taken.end());

@@ -102,10 +102,17 @@ void run_request(message_service::impl const& m, store::rocks_batch& b, records:
       op_add(m, b, change, r.by(), candidates(m, given, change.failed));
       break;
     }
-    case federation::group_request::REMOVE:
-      op_remove(m, b, change, r.by(), first(),
-                r.successor().empty() ? std::nullopt : std::optional<std::string>(r.successor()));
+    case federation::group_request::REMOVE: {
+      std::optional<std::string> successor;
+      if (!r.successor().empty()) successor = r.successor();
+      // A leave is done in the leaver's region already (leave_here): never refused here for
+      // its successor (gone meanwhile, or none named by an older region), who is then the
+      // heir, as when home removes an owner by itself.
+      if (leave && owner_may_leave(c, r.by(), successor))
+        successor = heir(c, [&](std::string const& u) { return u == r.by(); });
+      op_remove(m, b, change, r.by(), first(), successor);
       break;
+    }
     case federation::group_request::ROLE:
       op_role(m, b, change, r.by(), first(), r.role());
       break;

@@ -71,11 +71,19 @@ awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr
           ask.add_users(u);
       if (ask.users_size() == 0) return false;
     }
-    // Leaving ends presence shared through the group now, not once home answers (home may
-    // be away for days): as if they had never written in it (docs/PROTOCOL.md, "Presence").
+    // Leaving is done here now, not once home answers (home may be away for days, or
+    // never answer): the period ends, presence shared through the group with it.
     bool leaving = request.request() == federation::group_request::REMOVE && request.users_size() == 1 &&
                    request.users(0) == request.by();
-    if (leaving) forget_writer(b, st->conversation, request.by());
+    if (leaving) {
+      std::optional<std::string> successor;
+      if (!request.successor().empty()) successor = request.successor();
+      if (auto refused = owner_may_leave(*c, request.by(), successor)) {
+        st->refused = std::move(refused);
+        return false;
+      }
+      leave_here(m, b, *c, request.by(), *st);
+    }
     m.to_outbox(b, home, std::move(body));
     st->queued = true;
     return true;

@@ -117,6 +117,26 @@ void ask_to_remove(message_service::impl const& m, store::rocks_batch& b, federa
 std::string adder_of(federation::group_state const& gs, std::unordered_map<std::string_view, std::string_view>& adders,
                      std::string const& user);
 
+// Whether `by` may leave `c` (an owner with other members hands ownership to `successor`,
+// another member): owner_must_hand_over, invalid_field, or nothing.
+std::optional<errors::failure> owner_may_leave(records::conversation_record const& c, std::string const& by,
+                                               std::optional<std::string> const& successor);
+// Who takes an owner's role when they go without naming one: the first admin who stays, or
+// else the first other member who stays; empty if nobody stays (`going(user)`: who goes).
+template <typename Going>
+std::string heir(records::conversation_record const& c, Going&& going) {
+  for (auto role : {client::ADMIN, client::MEMBER})
+    for (int i = 0; i < c.members_size(); ++i)
+      if (!going(c.members(i)) && role_at(c, i) == role) return c.members(i);
+  return {};
+}
+// A local `user` leaves `c`, a group homed in another region, inside the write that asks
+// home to make the leave: their period ends here at once (home may be away for days, or
+// never make it); the replica keeps their name as one that gets nothing here until home's
+// state drops it (`no_account`), and their devices get MEMBER_LEFT now (group_changes.cpp).
+void leave_here(message_service::impl const& m, store::rocks_batch& b, records::conversation_record& c,
+                std::string const& user, change_state& st);
+
 // The changes, at the group's home (op_create: a new group, homed here). False: nothing
 // to write (st.refused says why, if anything is wrong).
 bool op_create(message_service::impl const& m, store::rocks_batch& b, change_state& st, std::string const& owner,
