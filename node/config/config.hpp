@@ -162,7 +162,13 @@ struct push_section {
   // slots with such hosts for 10 minutes, or until it answers.
   std::uint32_t slow_after_ms = 3000;
   std::size_t max_targets_per_device = 10;
-  std::size_t max_targets_per_user = 20;        // new targets past it are refused
+  std::size_t max_targets_per_user = 20;  // new targets past it are refused
+  // Targets of all users whose requests go to one origin (host and port), unless the host is
+  // one of bulk_hosts (an exact name, or "*.domain" for names under it): many accounts
+  // must not make the node send every message's push to one host a thousand times.
+  std::size_t max_targets_per_host = 1000;
+  std::vector<std::string> bulk_hosts{"fcm.googleapis.com", "updates.push.services.mozilla.com", "web.push.apple.com",
+                                      "*.notify.windows.com"};
   std::uint32_t registrations_per_minute = 20;  // per user; each may look up a name
   std::uint32_t ttl_s = 86400;                  // Web Push TTL
   std::string vapid_subject = "mailto:admin@localhost";

@@ -124,6 +124,14 @@ reader::section push_keys(reader& rd, node_config& c) {
       {"slow_after_ms", rd.integer(p.slow_after_ms, 100, 600000)},
       {"max_targets_per_device", rd.integer(p.max_targets_per_device, 1, 1000)},
       {"max_targets_per_user", rd.integer(p.max_targets_per_user, 1, 100000)},
+      {"max_targets_per_host", rd.integer(p.max_targets_per_host, 1, 100000000)},
+      {"bulk_hosts", string_list(rd, p.bulk_hosts,
+                                 [](std::string const& v) -> std::optional<std::string> {
+                                   auto name = v.starts_with("*.") ? v.substr(2) : v;
+                                   if (name.empty() || name.size() > 253 || name.find('*') != std::string::npos)
+                                     return "expected a host name, or *. and a domain";
+                                   return std::nullopt;
+                                 })},
       {"registrations_per_minute", rd.integer(p.registrations_per_minute, 1, 100000)},
       {"ttl_s", rd.integer(p.ttl_s, 0, 28 * 86400)},
       {"vapid_subject", rd.string([&p](std::string const& v) -> std::optional<std::string> {

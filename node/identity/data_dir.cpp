@@ -167,12 +167,12 @@ data_dir_record claim_data_dir(std::filesystem::path const& data_dir, std::strin
   if (found && found->format == data_format) return *found;
   data_dir_record r{region, data_format, now_ms(), -1};
   if (found && found->format == 0) r = upgrade_from_0(data_dir, region);
-  // Formats 1 to 5 to 6: this build reads their stores as they are (a member's receipt
+  // Formats 1 to 7 to 8: this build reads their stores as they are (a member's receipt
   // record is read before any delivered_batch; an entry without `then` is a run of one
   // event; a change stored in the entry itself is read as before), and the message service
   // indexes their asset references by conversation and their push targets by what they
-  // push to when it opens them; the record says 6 so that an older build refuses the data
-  // dir instead of misreading it (or leaving new targets out of the index).
+  // push to and where when it opens them; the record says 8 so that an older build refuses
+  // the data dir instead of misreading it (or leaving new targets out of the indexes).
   if (found && found->format >= 1 && found->format < data_format)
     r = data_dir_record{region, data_format, found->created_at_ms, found->format};
   // `region` first: a node before 0.2 started on this dir still refuses another region.

@@ -65,9 +65,10 @@ struct data_dir_record {
 // format 4 would not keep (the message service writes the index of an older store at its
 // first start); format 6 indexes push targets by what they push to (k/ keys in `push`),
 // written likewise; format 7 indexes the references to an asset that wait for their
-// region's proof by conversation (V/ keys), written likewise. A change to a store's key layout raises it and adds a
-// step to the migration in data_dir.cpp.
-inline constexpr int data_format = 7;
+// region's proof by conversation (V/ keys), written likewise; format 8 indexes push
+// targets by the place they push to (p/ keys in `push`), written likewise. A change to a
+// store's key layout raises it and adds a step to the migration in data_dir.cpp.
+inline constexpr int data_format = 8;
 
 // Binds `data_dir` to `region` and checks that this build understands its format. The
 // first start writes datadir.json (and `<data_dir>/region`, which nodes before 0.2 check),

@@ -24,7 +24,7 @@ message_service::message_service(config::messages_section const& options, std::s
   detail::keep_ids_ahead(*impl_);
   detail::index_conversation_refs(*impl_);
   detail::index_pending_refs(*impl_);
-  detail::index_push_identities(*impl_);
+  detail::index_push_targets(*impl_);
 }
 
 message_service::~message_service() = default;

@@ -42,10 +42,8 @@ using boost::asio::awaitable;
 using errors::result;
 
 struct history_query {
-  std::optional<std::string> before{};  // message id (printed form)
-  std::optional<std::string> after{};
-  std::optional<std::int64_t> since_ms{};
-  std::optional<std::int64_t> until_ms{};
+  std::optional<std::string> before{}, after{};  // message ids (printed form)
+  std::optional<std::int64_t> since_ms{}, until_ms{};
   std::size_t limit = 50;
 };
 
@@ -57,8 +55,7 @@ struct history_page {
 
 // Groups and the conversation list (docs/PROTOCOL.md, "Conversations and groups").
 struct group_spec {
-  std::string title;
-  std::string description;
+  std::string title, description;
   std::vector<std::string> members;  // user ids as given
   bool history_visible = false;
   std::uint32_t ttl_s = 0;
@@ -75,9 +72,9 @@ struct member_failure {
 struct member_view {
   std::string user_id;
   client::member_role role = client::MEMBER;
-  // False for a name of this region the group lists but this region has no account of
-  // (docs/FEDERATION.md, "Names with no account"): whoever registers it meanwhile is no
-  // member here, and their presence is not the group's to see.
+  // False for a name of this region the group lists that gets nothing here (no account of
+  // it, or a leave made here that home has not made: docs/FEDERATION.md): not a member
+  // here, and their presence is not the group's to see.
   bool shares_presence = true;
 };
 // A conversation as one user sees it: the list's summary, and with `members` its details.
@@ -86,8 +83,7 @@ struct conversation_view {
   bool group = false;
   std::string title;  // a direct conversation's: the other member
   std::string peer;   // direct only
-  std::string description;
-  std::string owner;
+  std::string description, owner;
   std::vector<member_view> members;  // details only
   std::size_t member_count = 0;
   bool member = true;  // false once the user left or was removed
@@ -200,6 +196,10 @@ struct push_target {
   bool registered_as(push_target const& o) const {
     return kind == o.kind && endpoint == o.endpoint && p256dh == o.p256dh && auth == o.auth && data_json == o.data_json;
   }
+};
+// A target's limits: per device, per user, per place it pushes to over all users (0: none).
+struct push_limits {
+  std::size_t per_device = 0, per_user = 0, per_place = 0;
 };
 struct push_settings {
   bool previews = false;
@@ -430,7 +430,7 @@ class message_service {
   void set_push_hook(std::function<void(std::string const& user, std::uint64_t seq)> hook);
   // Adds a target to its device, or replaces the device's target with the same endpoint
   // (Matrix: the same app_id and pushkey), keeping its id. Errors: too_many_push_targets.
-  awaitable<result<push_target>> add_push_target(push_target t, std::size_t max_per_device, std::size_t max_per_user);
+  awaitable<result<push_target>> add_push_target(push_target t, push_limits limits);
   // Removes a target of the device (false: none such; with `sent`, only while it is still the
   // registration a push went to), or every target of the device.
   awaitable<result<bool>> remove_push_target(std::string user, std::string device_id, std::string id,

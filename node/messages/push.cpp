@@ -11,12 +11,20 @@
 #include "node/async/async.hpp"
 #include "node/messages/detail/opening.hpp"
 #include "node/messages/detail/push.hpp"
+#include "node/messages/detail/push_index.hpp"
 #include "node/messages/detail/service.hpp"
 
 // GCC 12 destroys a capturing lambda written inside a co_await expression twice: every
 // lambda handed to an awaited call is stored in a named variable first (see users.cpp).
 
 namespace petchat::messages {
+
+using detail::erase_target;
+using detail::identity_of;
+using detail::place_of;
+using detail::put_target;
+using detail::take_identity;
+using detail::targets_at;
 
 namespace {
 
@@ -71,56 +79,6 @@ bool as_registered(records::push_target_record const& r, push_target const& t) {
 bool same_target(records::push_target_record const& a, push_target const& b) {
   if (a.kind() == "matrix") return b.kind == "matrix" && a.app_id() == b.app_id && a.pushkey() == b.pushkey;
   return a.kind() == b.kind && a.endpoint() == b.endpoint;
-}
-
-// What a target pushes to (detail/push.hpp, k/): one Web Push or UnifiedPush endpoint, or
-// one Matrix app's pushkey, whatever the kind that names it.
-std::string identity_of(std::string_view kind, std::string_view endpoint, std::string_view app_id,
-                        std::string_view pushkey) {
-  std::string text = kind == "matrix"
-                         ? "matrix" + std::string(1, '\0') + std::string(app_id) + '\0' + std::string(pushkey)
-                         : "endpoint" + std::string(1, '\0') + std::string(endpoint);
-  std::string out(keys::push_identity_bytes, '\0');
-  crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),
-                     reinterpret_cast<unsigned char const*>(text.data()), text.size(), nullptr, 0);
-  return out;
-}
-std::string identity_of(records::push_target_record const& r) {
-  return identity_of(r.kind(), r.endpoint(), r.app_id(), r.pushkey());
-}
-
-// Inside a write: the target at `key` goes, with its index entry.
-void erase_target(store::rocks_batch& b, std::string const& key, records::push_target_record const& r) {
-  b.erase(cf::push, key);
-  b.erase(cf::push, keys::push_identity_key(identity_of(r), key));
-}
-
-// Inside a write: every other target that pushes to `identity` goes (a device that changed
-// hands, or an app registered again under another account or device, must not be pushed the
-// last one's messages); their keys. Targets added by earlier requests of the same batch are
-// not seen (two users registering one endpoint at the same moment keep it both).
-std::vector<std::string> take_identity(message_service::impl const& m, store::rocks_batch& b,
-                                       std::string const& identity, std::string const& keep) {
-  std::vector<std::string> index;
-  auto first = keys::push_identity_first(identity);
-  m.db.scan(cf::push, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
-    index.emplace_back(key);
-    return index.size() < 4096;
-  });
-  std::vector<std::string> taken;  // their keys
-  for (auto const& entry : index) {
-    auto target = "t/" + entry.substr(first.size());
-    if (target == keep) continue;
-    records::push_target_record r;
-    auto v = b.get(cf::push, target);
-    if (v && r.ParseFromString(*v) && identity_of(r) == identity) {
-      erase_target(b, target, r);
-      taken.push_back(target);
-    } else {
-      b.erase(cf::push, entry);  // gone already (removed within this batch)
-    }
-  }
-  return taken;
 }
 
 // Calls fn(device, id, record) for each target under `owner` (a user's or a device's).
@@ -179,18 +137,18 @@ void message_service::set_push_hook(std::function<void(std::string const&, std::
   m.push.reset(std::move(users));
 }
 
-awaitable<result<push_target>> message_service::add_push_target(push_target t, std::size_t max_per_device,
-                                                                std::size_t max_per_user) {
+awaitable<result<push_target>> message_service::add_push_target(push_target t, push_limits limits) {
   auto& m = *impl_;
   struct state {
     bool too_many = false;
     bool too_many_for_user = false;
+    bool too_many_at_place = false;
     push_target stored;
     std::size_t taken = 0;  // other targets that pushed to the same place
   };
   auto st = std::make_shared<state>();
-  store::rocks_db::write_fn mutation = [&m, st, t, max_per_device, max_per_user](store::rocks_batch& b) {
-    st->too_many = st->too_many_for_user = false;
+  store::rocks_db::write_fn mutation = [&m, st, t, limits](store::rocks_batch& b) {
+    st->too_many = st->too_many_for_user = st->too_many_at_place = false;
     st->stored = t;
     auto owner = keys::push_device_owner(t.user, t.device_id);
     std::size_t count = 0;
@@ -239,7 +197,7 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
       return static_cast<std::size_t>(
           std::count_if(taken.begin(), taken.end(), [&](std::string const& k) { return k.starts_with(prefix); }));
     };
-    if (!same && count - under(owner) >= max_per_device) {
+    if (!same && count - under(owner) >= limits.per_device) {
       st->too_many = true;
       return false;  // (what take_identity erased goes back with the write)
     }
@@ -249,14 +207,24 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
       // past the limit, and devices are capped).
       std::size_t of_user = batch.size(), freed = under(user_owner);
       m.db.scan(cf::push, user_owner, keys::prefix_end(user_owner),
-                [&](std::string_view, std::string_view) { return ++of_user < max_per_user + freed; });
-      if (of_user - freed >= max_per_user) {
+                [&](std::string_view, std::string_view) { return ++of_user < limits.per_user + freed; });
+      if (of_user - freed >= limits.per_user) {
         st->too_many_for_user = true;
         return false;
       }
     }
-    b.put(cf::push, key, record_of(st->stored).SerializeAsString());
-    b.put(cf::push, keys::push_identity_key(identity, key), "");
+    // Over all users, where its requests go (those it took went from there; a target of
+    // this batch that went there too is not seen). A target registered again with another
+    // gateway moves there, and counts there.
+    auto place = place_of(t.endpoint);
+    bool moves = same && place_of(before.endpoint()) != place;
+    if ((!same || moves) && limits.per_place > 0 &&
+        targets_at(m, place, limits.per_place + taken.size()) >= limits.per_place + taken.size()) {
+      st->too_many_at_place = true;
+      return false;
+    }
+    if (moves) b.erase(cf::push, keys::push_place_key(place_of(before.endpoint()), key));
+    put_target(b, key, record_of(st->stored));
     if (!same) batch.push_back(st->stored);
     m.push.add(t.user);
     return true;
@@ -264,10 +232,13 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, s
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (st->too_many)
     co_return fail(code::too_many_push_targets,
-                   "this device has " + std::to_string(max_per_device) + " push targets already: remove one first");
+                   "this device has " + std::to_string(limits.per_device) + " push targets already: remove one first");
   if (st->too_many_for_user)
-    co_return fail(code::too_many_push_targets, "your devices have " + std::to_string(max_per_user) +
+    co_return fail(code::too_many_push_targets, "your devices have " + std::to_string(limits.per_user) +
                                                     " push targets already: remove one, or log a device out");
+  if (st->too_many_at_place)
+    co_return fail(code::too_many_push_targets, "this node pushes to " + place_of(t.endpoint) +
+                                                    " for as many targets as it may (push.max_targets_per_host)");
   if (outcome != store::write_outcome::committed) co_return m.write_failed("the push target could not be stored");
   if (st->taken > 0)
     log::get("push")->info("a push target of {}'s took over {} other target(s) that pushed to the same place",
@@ -463,37 +434,6 @@ awaitable<errors::status> message_service::push_settled(std::string user, std::u
   auto outcome = co_await async::write(m.db, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the push outbox could not be updated");
   co_return errors::ok();
-}
-
-void detail::index_push_identities(message_service::impl& m) {
-  if (m.db.get(cf::state, keys::push_identities_indexed_key())) return;
-  constexpr std::size_t per_write = 4096;
-  std::string from = "t/";
-  std::size_t indexed = 0;
-  for (;;) {
-    auto found = std::make_shared<std::vector<std::string>>();  // index keys
-    m.db.scan(cf::push, from, keys::prefix_end("t/"), [&](std::string_view key, std::string_view value) {
-      records::push_target_record r;
-      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())))
-        found->push_back(keys::push_identity_key(identity_of(r), std::string(key)));
-      from = std::string(key) + '\0';
-      return found->size() < per_write;
-    });
-    bool last = found->size() < per_write;
-    store::rocks_db::write_fn fn = [found, last](store::rocks_batch& b) {
-      for (auto const& key : *found) b.put(cf::push, key, "");
-      if (last) b.put(cf::state, keys::push_identities_indexed_key(), "");
-      return true;
-    };
-    auto done = std::make_shared<std::promise<store::write_outcome>>();
-    auto outcome = done->get_future();
-    m.db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
-    if (outcome.get() != store::write_outcome::committed)
-      throw store::rocks_error("the index of push targets by what they push to could not be written");
-    indexed += found->size();
-    if (last) break;
-  }
-  if (indexed > 0) log::get("push")->info("indexed {} push targets by what they push to (store format 6)", indexed);
 }
 
 }  // namespace petchat::messages

@@ -125,8 +125,10 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
                    url_field);
   t.id = random_id();
   t.pushed_through = m.messages.mailbox_head(user_id);  // what came before is not news
-  auto stored = co_await m.messages.add_push_target(std::move(t), m.options.max_targets_per_device,
-                                                    m.options.max_targets_per_user);
+  messages::push_limits limits{
+      m.options.max_targets_per_device, m.options.max_targets_per_user,
+      detail::bulk_host(m.options.bulk_hosts, where.host) ? 0 : m.options.max_targets_per_host};
+  auto stored = co_await m.messages.add_push_target(std::move(t), limits);
   // The session (or the account) may have ended while the endpoint was checked: its end
   // found no target then. Look again, now that the target is stored.
   if (stored) {
@@ -150,6 +152,21 @@ awaitable<errors::status> notification_service::remove_target(std::string user_i
   if (!removed.value()) co_return fail(code::push_target_not_found, "this device has no push target '" + id + "'");
   impl_->forget_retries(user_id + '\0' + device_id + '\0' + id);
   co_return errors::ok();
+}
+
+bool detail::bulk_host(std::vector<std::string> const& bulk, std::string_view host) {
+  auto lower = [](std::string_view v) {
+    std::string out(v);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+    while (out.ends_with('.')) out.pop_back();
+    return out;
+  };
+  auto name = lower(host);
+  return std::any_of(bulk.begin(), bulk.end(), [&](std::string const& entry) {
+    auto e = lower(entry);
+    if (!e.starts_with("*.")) return name == e;
+    return name.size() > e.size() - 1 && name.ends_with(std::string_view(e).substr(1));
+  });
 }
 
 bool detail::subject_refused(std::string_view subject) {

@@ -35,29 +35,29 @@ class DataDirRecordTest(NodeTestCase):
         node = self.start_node(config={"node": {"region": "eu-west"}})
         rec = read_record(node)
         self.assertEqual(rec["region"], "eu-west")
-        self.assertEqual(rec["format"], 7)
+        self.assertEqual(rec["format"], 8)
         made = time.mktime(time.strptime(rec["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
         self.assertLess(abs(made - before), 120, rec)
         self.assertEqual(os.stat(os.path.join(node.data_dir, "datadir.json")).st_mode & 0o777, 0o600)
         # The admin API and petchatctl say it.
         r = node.admin("GET", "/v1/admin/status")
         self.assertStatus(r, 200)
-        self.assertEqual(r.json["data_format"], 7)
+        self.assertEqual(r.json["data_format"], 8)
         self.assertEqual(r.json["data_created_at"], rec["created_at"])
         rc, out, err = node.ctl("status")
         self.assertEqual(rc, 0, err)
-        self.assertIn("(format 7, made %s)" % rec["created_at"], out)
+        self.assertIn("(format 8, made %s)" % rec["created_at"], out)
         # A restart keeps the record as it was.
         node.restart()
         self.assertEqual(read_record(node), rec)
 
     def test_formats_1_and_2_are_upgraded_in_place(self):
-        # Formats 2 to 7 changed how group messages, changes, asset references and push
-        # targets are stored; a format 1 to 6 data dir's stores are read as they are (the
-        # indexes of formats 5, 6 and 7 written at the first start), and the record says 7
+        # Formats 2 to 8 changed how group messages, changes, asset references and push
+        # targets are stored; a format 1 to 7 data dir's stores are read as they are (the
+        # indexes of formats 5 to 8 written at the first start), and the record says 8
         # from then on (so that an older build refuses it), keeping its age and saying what
         # it was.
-        for old in (1, 2, 3, 4, 5, 6):
+        for old in (1, 2, 3, 4, 5, 6, 7):
             with self.subTest(format=old):
                 node = self.start_node()
                 node.new_user("alice")
@@ -67,9 +67,9 @@ class DataDirRecordTest(NodeTestCase):
                 write_record(node, json.dumps(rec))
                 node.start()
                 now = read_record(node)
-                self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (7, old, rec["created_at"]),
+                self.assertEqual((now["format"], now["upgraded_from"], now["created_at"]), (8, old, rec["created_at"]),
                                  now)
-                self.assertTrue(any("upgraded from format %d to 7" % old in line
+                self.assertTrue(any("upgraded from format %d to 8" % old in line
                                     for line in node.stderr_lines + node.stdout_lines))
                 self.assertStatus(node.login("alice", "password123"), 201)
 
@@ -78,12 +78,12 @@ class DataDirRecordTest(NodeTestCase):
         node.new_user("alice")
         node.stop()
         rec = read_record(node)
-        rec["format"] = 8
+        rec["format"] = 9
         newer = json.dumps(rec)
         write_record(node, newer)
         rc, out, err = run_node_cli(*node.command()[1:], cwd=node.workdir)
         self.assertEqual(rc, 2, err)
-        self.assertIn("has store format 8, newer than this petchat-node understands (format 7)", err)
+        self.assertIn("has store format 9, newer than this petchat-node understands (format 8)", err)
         self.assertNotIn(READY_PREFIX, out)
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             self.assertEqual(f.read(), newer, "a refused start must not rewrite the record")

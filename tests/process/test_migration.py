@@ -30,7 +30,7 @@ def admin_status(node):
 
 def open_upgraded(test, name, old_format, config=None):
     """Starts a node on fixtures/store-<name>.tar.gz (facts in store-<name>.json) and checks
-    that its data dir was upgraded from `old_format` to today's 7. Returns (node, facts)."""
+    that its data dir was upgraded from `old_format` to today's 8. Returns (node, facts)."""
     with open(os.path.join(FIXTURES, "store-%s.json" % name)) as f:
         facts = json.load(f)
     node = Node(start=False, config=config)
@@ -40,7 +40,7 @@ def open_upgraded(test, name, old_format, config=None):
     node.start()
     with open(os.path.join(node.data_dir, "datadir.json")) as f:
         rec = json.load(f)
-    test.assertEqual((rec["format"], rec["upgraded_from"]), (7, old_format), rec)
+    test.assertEqual((rec["format"], rec["upgraded_from"]), (8, old_format), rec)
     return node, facts
 
 
@@ -104,10 +104,10 @@ class FirstLayoutTest(NodeTestCase):
         node, facts = self.open_fixture()
         with open(os.path.join(node.data_dir, "datadir.json")) as f:
             rec = json.load(f)
-        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 7, 0), rec)
+        self.assertEqual((rec["region"], rec["format"], rec["upgraded_from"]), ("test", 8, 0), rec)
         self.assertEqual(rec["created_at"][:19], time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(key_made)))
-        self.assertTrue(any("upgraded from format 0 to 7" in line for line in node.stderr_lines + node.stdout_lines))
-        self.assertEqual(admin_status(node)["data_format"], 7)
+        self.assertTrue(any("upgraded from format 0 to 8" in line for line in node.stderr_lines + node.stdout_lines))
+        self.assertEqual(admin_status(node)["data_format"], 8)
         self.assertStatus(node.login("alice", facts.get("password", "password123")), 201)
 
     def test_old_expiry_entries_are_honoured(self):
@@ -224,11 +224,20 @@ class PushTargetsByWhatTheyPushToTest(NodeTestCase):
 
     def test_registering_what_older_targets_push_to_takes_it_from_them(self):
         node, facts = open_upgraded(self, "v5", 5, config={"push": {
-            "enabled": True, "allow_networks": ["127.0.0.0/8"], "vapid_subject": "mailto:tests@example.org"}})
+            "enabled": True, "allow_networks": ["127.0.0.0/8"], "vapid_subject": "mailto:tests@example.org",
+            "max_targets_per_host": 4}})
         listed = lambda name: sorted(t["id"] for t in node.admin(
             "GET", "/v1/admin/push/targets?user=" + name).json["targets"])
         self.assertEqual(listed("alice"), sorted(facts["targets"]["alice"]))
         self.assertEqual(listed("bob"), sorted(facts["targets"]["bob"]))
+        # Format 8 indexes them by where they push too: all four go to one host, which may
+        # have four (push.max_targets_per_host), so dave's fifth there is refused.
+        node.new_user("dave")
+        dave = node.new_session("dave")["access_token"]
+        other = facts["endpoint"].rsplit("/", 1)[0] + "/daves-own"
+        r = node.request("POST", "/v1/push/targets", token=dave, body={
+            "kind": "webpush", "endpoint": other, "keys": Subscription().keys()})
+        self.assertError(r, 409, "too_many_push_targets")
         token = node.new_session("carol", device="the phone, carol's now")["access_token"]
         r = node.request("POST", "/v1/push/targets", token=token, body={
             "kind": "webpush", "endpoint": facts["endpoint"], "keys": Subscription().keys()})
@@ -239,8 +248,12 @@ class PushTargetsByWhatTheyPushToTest(NodeTestCase):
         self.assertStatus(r, 201)
         self.assertEqual((listed("alice"), listed("bob")), ([], []))
         self.assertEqual(len(listed("carol")), 2)
+        # Carol's took theirs: the host has two, and room for dave's.
+        r = node.request("POST", "/v1/push/targets", token=dave, body={
+            "kind": "webpush", "endpoint": other, "keys": Subscription().keys()})
+        self.assertStatus(r, 201)
         node.stop()
-        self.assertTrue(any("indexed 4 push targets by what they push to" in line
+        self.assertTrue(any("indexed 4 push targets by what they push to and where" in line
                             for line in node.stderr_lines + node.stdout_lines))
 
 

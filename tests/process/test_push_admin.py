@@ -13,6 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from pushrecv import Subscription  # noqa: E402
 from test_push import QUIET_S, WAIT_S, PushCase  # noqa: E402
 
 
@@ -135,6 +136,39 @@ class AdminTest(PushCase):
         self.assertIn("user_not_found", err)
         rc, out, err = self.node.ctl("push", "targets")
         self.assertEqual(rc, 2, "a missing argument is a usage error: %s %s" % (out, err))
+
+
+class TargetsPerHostTest(PushCase):
+    """Each target is one request per message: many accounts of one person must not make a
+    message's push thousands of requests to a host of their choosing. Targets of all users
+    whose requests go to one host and port are limited (push.max_targets_per_host), except
+    at the push services the operator lists in push.bulk_hosts."""
+
+    def test_targets_at_one_host_are_limited_across_users(self):
+        self.start(push={"max_targets_per_host": 3})
+        recv = self.receiver()
+        ann, ben, cat = (self.person(n).login("phone") for n in ("ann", "ben", "cat"))
+        first, _, _ = self.webpush(ann, recv)
+        self.webpush(ann, recv)
+        self.matrix(ben, recv)  # a Matrix gateway there counts too
+        r = self.add_target(cat, {"kind": "webpush", "endpoint": recv.url("/wp/one-too-many"),
+                                  "keys": Subscription().keys()})
+        self.assertError(r, 409, "too_many_push_targets")
+        self.assertIn("max_targets_per_host", r.json["error"]["message"])
+        self.assertEqual(self.targets(cat), [])
+        # The same endpoint registered again is no new target; another host is not held back.
+        self.webpush(ann, recv, path=first["endpoint"].split(str(recv.port), 1)[1], sub=Subscription())
+        self.webpush(cat, self.receiver())
+        # One going makes room.
+        self.assertStatus(self.call("DELETE", "/v1/push/targets/" + first["id"], ann), 204)
+        self.webpush(cat, recv)
+        self.assertEqual(len(self.targets(cat)), 2)
+
+    def test_bulk_hosts_are_not_counted(self):
+        self.start(push={"max_targets_per_host": 1, "bulk_hosts": ["127.0.0.1"]})
+        recv = self.receiver()
+        for name in ("ann", "ben", "cat"):
+            self.webpush(self.person(name).login("phone"), recv, host="127.0.0.1")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 // What the message service does once as it opens its store, before any traffic
-// (salvage.cpp; the push targets' index in push.cpp).
+// (salvage.cpp; the push targets' indexes in push_index.cpp).
 #pragma once
 
 #include "node/messages/detail/service.hpp"
@@ -15,10 +15,10 @@ namespace petchat::messages::detail {
 // region's newest may be from a time its clock ran ahead).
 void keep_ids_ahead(message_service::impl const& m);
 
-// A store of format 5 or before: every push target is indexed by what it pushes to (format
-// 6), 4,096 per durable write, once (a key in `state` says it is done; a start stopped
-// meanwhile does it again, which writes the same keys). Throws store::rocks_error if it
-// cannot be written.
-void index_push_identities(message_service::impl& m);
+// A store of format 7 or before: every push target is indexed by what it pushes to (format
+// 6) and by where (format 8), 2,048 targets per durable write, once (a key in `state` says
+// it is done; a start stopped meanwhile does it again, which writes the same keys). Throws
+// store::rocks_error if it cannot be written (push_index.cpp).
+void index_push_targets(message_service::impl& m);
 
 }  // namespace petchat::messages::detail

@@ -8,6 +8,9 @@
 //      place (identity: 16 bytes of BLAKE2b of a Web Push or UnifiedPush endpoint, or of a
 //      Matrix app id and pushkey), so that registering it takes it from everyone else
 //      (format 6)
+//   p/ place NUL user NUL device id NUL target id -> "": the targets whose requests go to
+//      one place (an origin, detail/push_index.hpp place_of), counted against
+//      push.max_targets_per_host (format 8)
 #pragma once
 
 #include <atomic>
@@ -43,6 +46,15 @@ inline std::string push_identity_key(std::string const& identity, std::string co
 }
 inline std::string push_identities_indexed_key() {
   return "push_identities_indexed";
+}
+inline std::string push_place_first(std::string const& place) {
+  return "p/" + place + '\0';
+}
+inline std::string push_place_key(std::string const& place, std::string const& target_key) {
+  return push_place_first(place) + target_key.substr(2);  // the target's key without "t/"
+}
+inline std::string push_places_indexed_key() {
+  return "push_places_indexed";
 }
 
 // The users with push targets, and who is told of their new messages. Filled at start and

@@ -52,6 +52,10 @@ bool session_live(std::vector<users::session_info> const& sessions, std::string 
 std::vector<std::string> ended_devices(messages::message_service const& messages, users::user_service const& users,
                                        std::string const& user);
 
+// Whether `host` is one of push.bulk_hosts (an exact name, or a name under "*.domain";
+// case and a final dot aside): a push service for everyone, not counted per host.
+bool bulk_host(std::vector<std::string> const& bulk, std::string_view host);
+
 // Whether push services (Apple's) refuse a VAPID subject: one whose host (a mailto:
 // address's domain, an https: URL's host) is localhost or under .local or .invalid.
 bool subject_refused(std::string_view subject);
