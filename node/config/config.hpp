@@ -168,7 +168,7 @@ struct push_section {
   // must not make the node send every message's push to one host a thousand times.
   std::size_t max_targets_per_host = 1000;
   std::vector<std::string> bulk_hosts{"fcm.googleapis.com", "updates.push.services.mozilla.com", "web.push.apple.com",
-                                      "*.notify.windows.com"};
+                                      "*.notify.windows.com", "ntfy.sh"};
   std::uint32_t registrations_per_minute = 20;  // per user; each may look up a name
   std::uint32_t ttl_s = 86400;                  // Web Push TTL
   std::string vapid_subject = "mailto:admin@localhost";

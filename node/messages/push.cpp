@@ -36,6 +36,7 @@ push_target view_of(std::string const& user, std::string const& device, std::str
   t.device_id = device;
   t.kind = r.kind();
   t.endpoint = r.endpoint();
+  t.place = r.place();
   t.p256dh = r.p256dh();
   t.auth = r.auth();
   t.app_id = r.app_id();
@@ -55,6 +56,7 @@ records::push_target_record record_of(push_target const& t) {
   records::push_target_record r;
   r.set_kind(t.kind);
   r.set_endpoint(t.endpoint);
+  r.set_place(t.place);
   r.set_p256dh(t.p256dh);
   r.set_auth(t.auth);
   r.set_app_id(t.app_id);
@@ -172,6 +174,8 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, p
       }
     }
     if (same) {  // the same target again: what was pushed to it stands
+      // As this batch left it (an earlier registration in it may have changed it).
+      if (auto now = b.get(cf::push, keys::push_target_key(t.user, t.device_id, *same))) before.ParseFromString(*now);
       st->stored.id = *same;
       st->stored.pushed_through = std::max(t.pushed_through, before.pushed_through());
       st->stored.last_push_ms = before.last_push_ms();
@@ -213,18 +217,17 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, p
         return false;
       }
     }
-    // Over all users, where its requests go (those it took went from there; a target of
-    // this batch that went there too is not seen). A target registered again with another
-    // gateway moves there, and counts there.
-    auto place = place_of(t.endpoint);
-    bool moves = same && place_of(before.endpoint()) != place;
-    if ((!same || moves) && limits.per_place > 0 &&
-        targets_at(m, place, limits.per_place + taken.size()) >= limits.per_place + taken.size()) {
+    // Over all users, where its requests go (as this batch left them: those it took are
+    // gone from there). A target registered again with another gateway moves there, and
+    // counts there.
+    auto record = record_of(st->stored);
+    bool moves = same && place_of(before) != place_of(record);
+    if ((!same || moves) && limits.per_place > 0 && targets_at(b, place_of(record)) >= limits.per_place) {
       st->too_many_at_place = true;
       return false;
     }
-    if (moves) b.erase(cf::push, keys::push_place_key(place_of(before.endpoint()), key));
-    put_target(b, key, record_of(st->stored));
+    if (same) erase_target(b, key, before);  // its index entries as they were
+    put_target(b, key, record);
     if (!same) batch.push_back(st->stored);
     m.push.add(t.user);
     return true;
@@ -237,7 +240,7 @@ awaitable<result<push_target>> message_service::add_push_target(push_target t, p
     co_return fail(code::too_many_push_targets, "your devices have " + std::to_string(limits.per_user) +
                                                     " push targets already: remove one, or log a device out");
   if (st->too_many_at_place)
-    co_return fail(code::too_many_push_targets, "this node pushes to " + place_of(t.endpoint) +
+    co_return fail(code::too_many_push_targets, "this node pushes to " + place_of(record_of(t)) +
                                                     " for as many targets as it may (push.max_targets_per_host)");
   if (outcome != store::write_outcome::committed) co_return m.write_failed("the push target could not be stored");
   if (st->taken > 0)
@@ -269,14 +272,15 @@ awaitable<result<std::size_t>> message_service::remove_device_push(std::string u
   auto removed = std::make_shared<std::size_t>(0);
   store::rocks_db::write_fn mutation = [&m, removed, user, device_id](store::rocks_batch& b) {
     auto owner = keys::push_device_owner(user, device_id);
-    std::vector<std::pair<std::string, std::string>> found;  // key, record
-    m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view value) {
-      found.emplace_back(key, value);
+    std::vector<std::string> found;  // keys
+    m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view) {
+      found.emplace_back(key);
       return true;
     });
-    for (auto const& [key, value] : found) {
+    for (auto const& key : found) {
       records::push_target_record r;
-      r.ParseFromString(value) ? erase_target(b, key, r) : b.erase(cf::push, key);
+      auto now = b.get(cf::push, key);  // as this batch left it
+      now&& r.ParseFromString(*now) ? erase_target(b, key, r) : b.erase(cf::push, key);
     }
     *removed = found.size();
     b.erase(cf::push, keys::push_settings_key(user, device_id));
@@ -291,18 +295,19 @@ awaitable<result<std::size_t>> message_service::remove_user_push(std::string use
   auto& m = *impl_;
   auto targets = std::make_shared<std::size_t>(0);
   store::rocks_db::write_fn mutation = [&m, user, targets](store::rocks_batch& b) {
-    std::vector<std::pair<std::string, std::string>> found;  // key, record
+    std::vector<std::string> found;  // keys
     for (auto const& owner : {keys::push_targets_owner(user), "s/" + user + '\0'})
-      m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view value) {
-        found.emplace_back(key, value);
+      m.db.scan(cf::push, owner, keys::prefix_end(owner), [&](std::string_view key, std::string_view) {
+        found.emplace_back(key);
         return true;
       });
     *targets = 0;
-    for (auto const& [key, value] : found) {
+    for (auto const& key : found) {
       records::push_target_record r;
       bool target = key.starts_with("t/");
       *targets += target;
-      target&& r.ParseFromString(value) ? erase_target(b, key, r) : b.erase(cf::push, key);
+      auto now = target ? b.get(cf::push, key) : std::nullopt;  // as this batch left it
+      now&& r.ParseFromString(*now) ? erase_target(b, key, r) : b.erase(cf::push, key);
     }
     b.erase(cf::push, keys::push_pending_key(user));
     return true;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <future>
 
+#include "node/messages/detail/conversations.hpp"
 #include "node/messages/detail/opening.hpp"
 #include "node/messages/detail/push.hpp"
 
@@ -35,16 +36,28 @@ std::string detail::place_of(std::string_view endpoint) {
   return std::string(scheme) + host;
 }
 
+std::string detail::place_of(records::push_target_record const& r) {
+  return r.place().empty() ? place_of(r.endpoint()) : r.place();
+}
+
 void detail::put_target(store::rocks_batch& b, std::string const& key, records::push_target_record const& r) {
   b.put(cf::push, key, r.SerializeAsString());
   b.put(cf::push, keys::push_identity_key(identity_of(r), key), "");
-  b.put(cf::push, keys::push_place_key(place_of(r.endpoint()), key), "");
+  auto place = place_of(r);
+  auto entry = keys::push_place_key(place, key);
+  if (b.get(cf::push, entry)) return;
+  b.put(cf::push, entry, "");
+  service_detail::add_count(b, cf::push, keys::push_place_count_key(place), 1);
 }
 
 void detail::erase_target(store::rocks_batch& b, std::string const& key, records::push_target_record const& r) {
   b.erase(cf::push, key);
   b.erase(cf::push, keys::push_identity_key(identity_of(r), key));
-  b.erase(cf::push, keys::push_place_key(place_of(r.endpoint()), key));
+  auto place = place_of(r);
+  auto entry = keys::push_place_key(place, key);
+  if (!b.get(cf::push, entry)) return;
+  b.erase(cf::push, entry);
+  service_detail::add_count(b, cf::push, keys::push_place_count_key(place), -1);
 }
 
 std::vector<std::string> detail::take_identity(message_service::impl const& m, store::rocks_batch& b,
@@ -71,13 +84,8 @@ std::vector<std::string> detail::take_identity(message_service::impl const& m, s
   return taken;
 }
 
-std::size_t detail::targets_at(message_service::impl const& m, std::string const& place, std::size_t enough) {
-  std::size_t n = 0;
-  auto first = keys::push_place_first(place);
-  if (enough > 0)
-    m.db.scan(cf::push, first, keys::prefix_end(first),
-              [&](std::string_view, std::string_view) { return ++n < enough; });
-  return n;
+std::uint64_t detail::targets_at(store::rocks_batch& b, std::string const& place) {
+  return service_detail::read_count(b, cf::push, keys::push_place_count_key(place));
 }
 
 void detail::index_push_targets(message_service::impl& m) {
@@ -86,19 +94,17 @@ void detail::index_push_targets(message_service::impl& m) {
   std::string from = "t/";
   std::size_t indexed = 0;
   for (;;) {
-    auto found = std::make_shared<std::vector<std::string>>();  // index keys
+    auto found = std::make_shared<std::vector<std::pair<std::string, records::push_target_record>>>();
     m.db.scan(cf::push, from, keys::prefix_end("t/"), [&](std::string_view key, std::string_view value) {
       records::push_target_record r;
-      if (r.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-        found->push_back(keys::push_identity_key(identity_of(r), std::string(key)));
-        found->push_back(keys::push_place_key(place_of(r.endpoint()), std::string(key)));
-      }
+      if (r.ParseFromArray(value.data(), static_cast<int>(value.size())))
+        found->emplace_back(std::string(key), std::move(r));
       from = std::string(key) + '\0';
-      return found->size() < 2 * per_write;
+      return found->size() < per_write;
     });
-    bool last = found->size() < 2 * per_write;
+    bool last = found->size() < per_write;
     store::rocks_db::write_fn fn = [found, last](store::rocks_batch& b) {
-      for (auto const& key : *found) b.put(cf::push, key, "");
+      for (auto const& [key, r] : *found) put_target(b, key, r);  // (the same keys again, counted once)
       if (last) b.put(cf::state, keys::push_identities_indexed_key(), "");
       if (last) b.put(cf::state, keys::push_places_indexed_key(), "");
       return true;
@@ -108,7 +114,7 @@ void detail::index_push_targets(message_service::impl& m) {
     m.db.submit(std::move(fn), [done](store::write_outcome o) { done->set_value(o); });
     if (outcome.get() != store::write_outcome::committed)
       throw store::rocks_error("the indexes of push targets could not be written");
-    indexed += found->size() / 2;
+    indexed += found->size();
     if (last) break;
   }
   if (indexed > 0)

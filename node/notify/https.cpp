@@ -97,11 +97,11 @@ bool address_policy::host_listed(std::string const& host) const {
   return std::find(hosts_.begin(), hosts_.end(), lower) != hosts_.end();
 }
 
-bool address_policy::allows(asio::ip::address const& a) const {
+bool address_policy::allows(asio::ip::address const& a, std::uint16_t port) const {
   auto bytes = as_v6_bytes(a.is_v6() && a.to_v6().is_v4_mapped()
                                ? asio::ip::address(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()))
                                : a);
-  return net::contains(networks_, bytes) || is_public(a);
+  return net::contains(networks_, bytes) || (is_public(a) && port == https_port);
 }
 
 std::optional<https_url> parse_https_url(std::string_view url, std::string& why) {
@@ -165,7 +165,7 @@ asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy con
   auto literal = asio::ip::make_address(url.host, literal_error);
   bool listed = policy.host_listed(url.host);
   if (!literal_error) {
-    if (listed || policy.allows(literal))
+    if (listed || policy.allows(literal, url.port))
       out.emplace_back(literal, url.port);
     else
       why = "the address " + url.host + " is not public", forbidden = true;
@@ -178,7 +178,7 @@ asio::awaitable<std::vector<tcp::endpoint>> allowed_endpoints(address_policy con
     co_return out;
   }
   for (auto const& a : found.addresses) {
-    if (listed || policy.allows(a)) {
+    if (listed || policy.allows(a, url.port)) {
       out.emplace_back(a, url.port);
     } else {
       why = url.host + " resolves to " + a.to_string() + ", which is not public";
@@ -201,6 +201,7 @@ asio::awaitable<std::string> check_endpoint(address_policy const& policy, name_r
   bool forbidden = false;
   auto allowed = co_await allowed_endpoints(policy, dns, url, timeout, why, forbidden, true);
   if (!allowed.empty()) co_return std::string();
+  if (url.port != https_port) co_return "port " + std::to_string(url.port) + " of " + url.host + " is not allowed";
   // Told to whoever registers the endpoint: never the addresses a name resolves to here,
   // nor the resolver's words, nor even whether it resolved (any user could otherwise map
   // the node's internal names).

@@ -123,6 +123,7 @@ awaitable<result<messages::push_target>> notification_service::add_target(std::s
     co_return fail(code::push_endpoint_forbidden,
                    url_field + ": " + refused + " (push endpoints must be public unless the operator allows them)",
                    url_field);
+  t.place = detail::place_of(where);
   t.id = random_id();
   t.pushed_through = m.messages.mailbox_head(user_id);  // what came before is not news
   messages::push_limits limits{
@@ -152,6 +153,19 @@ awaitable<errors::status> notification_service::remove_target(std::string user_i
   if (!removed.value()) co_return fail(code::push_target_not_found, "this device has no push target '" + id + "'");
   impl_->forget_retries(user_id + '\0' + device_id + '\0' + id);
   co_return errors::ok();
+}
+
+std::string detail::place_of(https_url const& url) {
+  auto host = url.host;  // (lower case already)
+  while (host.ends_with('.')) host.pop_back();
+  boost::system::error_code literal_error;
+  auto address = boost::asio::ip::make_address(host, literal_error);
+  if (!literal_error) {
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+      address = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6());
+    host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  }
+  return "https://" + host + (url.port == https_port ? "" : ":" + std::to_string(url.port));
 }
 
 bool detail::bulk_host(std::vector<std::string> const& bulk, std::string_view host) {

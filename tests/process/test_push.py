@@ -576,8 +576,17 @@ class EndpointPolicyTest(PushCase):
             with self.subTest(url=url):
                 r = self.add_target(s, {"kind": "webpush", "endpoint": url, "keys": keys})
                 self.assertOneOf(r, 400, ("invalid_field", "push_endpoint_forbidden"), url)
+        # A public address at another port than 443 (its mail, SSH or database server's) is
+        # not the node's to knock on; the port is named.
+        for url in ("https://8.8.8.8:8443/wp", "https://8.8.8.8:25/wp", "https://[2001:4860:4860::8888]:22/wp"):
+            with self.subTest(url=url):
+                err = self.assertError(self.add_target(s, {"kind": "webpush", "endpoint": url, "keys": keys}), 400,
+                                       "push_endpoint_forbidden", msg=url)
+                self.assertIn("port", err["message"])
         self.assertEqual(self.targets(s), [])
-        # A public address is taken (registering sends nothing).
+        # A public address is taken (registering sends nothing), at 443 written out too.
+        r = self.add_target(s, {"kind": "webpush", "endpoint": "https://8.8.8.8:443/wp/ok", "keys": keys})
+        self.assertStatus(r, 201, "a public address, port 443 written out")
         r = self.add_target(s, {"kind": "webpush", "endpoint": "https://8.8.8.8/wp/ok", "keys": keys})
         self.assertStatus(r, 201, "a public address")
         r = self.add_target(s, {"kind": "webpush", "endpoint": "https://[2001:4860:4860::8888]/wp", "keys": keys})

@@ -155,6 +155,12 @@ class TargetsPerHostTest(PushCase):
                                   "keys": Subscription().keys()})
         self.assertError(r, 409, "too_many_push_targets")
         self.assertIn("max_targets_per_host", r.json["error"]["message"])
+        # The same host and port spelt otherwise is the same place.
+        for endpoint in ("https://127.0.0.1:0%d/wp/zeros" % recv.port, "https://[::ffff:127.0.0.1]:%d/wp/v6" % recv.port,
+                         "https://[0:0:0:0:0:ffff:7f00:1]:%d/wp/v6-long" % recv.port):
+            with self.subTest(endpoint=endpoint):
+                r = self.add_target(cat, {"kind": "webpush", "endpoint": endpoint, "keys": Subscription().keys()})
+                self.assertError(r, 409, "too_many_push_targets")
         self.assertEqual(self.targets(cat), [])
         # The same endpoint registered again is no new target; another host is not held back.
         self.webpush(ann, recv, path=first["endpoint"].split(str(recv.port), 1)[1], sub=Subscription())

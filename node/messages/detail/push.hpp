@@ -9,8 +9,8 @@
 //      Matrix app id and pushkey), so that registering it takes it from everyone else
 //      (format 6)
 //   p/ place NUL user NUL device id NUL target id -> "": the targets whose requests go to
-//      one place (an origin, detail/push_index.hpp place_of), counted against
-//      push.max_targets_per_host (format 8)
+//      one place (an origin, detail/push_index.hpp place_of) (format 8)
+//   P/ place -> 8-byte count of its p/ entries, against push.max_targets_per_host (format 8)
 #pragma once
 
 #include <atomic>
@@ -52,6 +52,9 @@ inline std::string push_place_first(std::string const& place) {
 }
 inline std::string push_place_key(std::string const& place, std::string const& target_key) {
   return push_place_first(place) + target_key.substr(2);  // the target's key without "t/"
+}
+inline std::string push_place_count_key(std::string const& place) {
+  return "P/" + place;
 }
 inline std::string push_places_indexed_key() {
   return "push_places_indexed";

@@ -1,6 +1,7 @@
 // The push targets' indexes (key layouts in detail/push.hpp): by what a target pushes to
 // (k/, so that registering it takes it from everyone else) and by the place it pushes to
-// (p/, so that no host is pushed to for more targets than push.max_targets_per_host),
+// (p/, counted in P/, so that no host is pushed to for more targets than
+// push.max_targets_per_host),
 // kept by the writes that put and erase targets (push_index.cpp).
 #pragma once
 
@@ -17,11 +18,15 @@ namespace petchat::messages::detail {
 std::string identity_of(std::string_view kind, std::string_view endpoint, std::string_view app_id,
                         std::string_view pushkey);
 std::string identity_of(records::push_target_record const& r);
-// Where a target's requests go: its endpoint's (a Matrix gateway's) origin, "https://" and
-// the host (lower case) with its port unless 443. Endpoints are checked URLs (node/notify).
+// Where a target's requests go: the place node/notify gave it (push_target_record.place),
+// or for a target registered before, its endpoint (a Matrix gateway's URL) up to its path,
+// in lower case, without ":443".
 std::string place_of(std::string_view endpoint);
+std::string place_of(records::push_target_record const& r);
 
-// Inside a write: the target `r` at `key` is put, or goes, with its index entries.
+// Inside a write: the target `r` at `key` is put, or goes, with its index entries (and its
+// place's count: the entry is looked up through the batch, so that a target put twice, or
+// erased twice, counts once).
 void put_target(store::rocks_batch& b, std::string const& key, records::push_target_record const& r);
 void erase_target(store::rocks_batch& b, std::string const& key, records::push_target_record const& r);
 
@@ -32,7 +37,7 @@ void erase_target(store::rocks_batch& b, std::string const& key, records::push_t
 std::vector<std::string> take_identity(message_service::impl const& m, store::rocks_batch& b,
                                        std::string const& identity, std::string const& keep);
 
-// Committed targets that push to `place`, counted up to `enough`.
-std::size_t targets_at(message_service::impl const& m, std::string const& place, std::size_t enough);
+// Inside a write: the targets whose requests go to `place` (this batch's changes included).
+std::uint64_t targets_at(store::rocks_batch& b, std::string const& place);
 
 }  // namespace petchat::messages::detail

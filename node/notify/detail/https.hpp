@@ -39,13 +39,16 @@ std::optional<https_url> parse_https_url(std::string_view url, std::string& why)
 
 // Which hosts and addresses pushes may go to: public addresses, and what the operator
 // allow-lists (exact host names; networks in CIDR).
+inline constexpr std::uint16_t https_port = 443;
+
 class address_policy {
  public:
   // Networks must be valid CIDR (the config checks them); an invalid one is ignored.
   address_policy(std::vector<std::string> hosts, std::vector<std::string> const& networks);
   bool host_listed(std::string const& host) const;
-  // Public, or inside an allow-listed network.
-  bool allows(boost::asio::ip::address const& a) const;
+  // Inside an allow-listed network, or public at port 443: the public internet's other
+  // ports (its mail, SSH and database servers') are not the node's to knock on.
+  bool allows(boost::asio::ip::address const& a, std::uint16_t port) const;
 
  private:
   std::vector<std::string> hosts_;

@@ -52,6 +52,12 @@ bool session_live(std::vector<users::session_info> const& sessions, std::string 
 std::vector<std::string> ended_devices(messages::message_service const& messages, users::user_service const& users,
                                        std::string const& user);
 
+// Where a target's requests go, one spelling per place (push.max_targets_per_host counts
+// by it): "https://", the host in lower case without a final dot (an IP address in its
+// canonical form, an IPv4-mapped IPv6 one as IPv4, IPv6 in brackets), ":" and the port
+// unless 443 (written as a number: leading zeros and an empty port are 443 too).
+std::string place_of(https_url const& url);
+
 // Whether `host` is one of push.bulk_hosts (an exact name, or a name under "*.domain";
 // case and a final dot aside): a push service for everyone, not counted per host.
 bool bulk_host(std::vector<std::string> const& bulk, std::string_view host);

@@ -86,13 +86,17 @@ TEST_CASE("allow-lists open hosts and networks, nothing else") {
   address_policy policy({"Gateway.LAN"}, {"10.20.0.0/16", "fd00:1::/32"});
   CHECK(policy.host_listed("gateway.lan"));
   CHECK_FALSE(policy.host_listed("other.lan"));
-  CHECK(policy.allows(make_address("10.20.3.4")));
-  CHECK(policy.allows(make_address("::ffff:10.20.3.4")));  // mapped: as its IPv4 address
-  CHECK_FALSE(policy.allows(make_address("10.21.0.1")));
-  CHECK(policy.allows(make_address("fd00:1::5")));
-  CHECK_FALSE(policy.allows(make_address("fd00:2::5")));
-  CHECK(policy.allows(make_address("8.8.8.8")));
-  CHECK_FALSE(policy.allows(make_address("127.0.0.1")));
+  CHECK(policy.allows(make_address("10.20.3.4"), 443));
+  CHECK(policy.allows(make_address("::ffff:10.20.3.4"), 443));  // mapped: as its IPv4 address
+  CHECK_FALSE(policy.allows(make_address("10.21.0.1"), 443));
+  CHECK(policy.allows(make_address("fd00:1::5"), 443));
+  CHECK_FALSE(policy.allows(make_address("fd00:2::5"), 443));
+  CHECK(policy.allows(make_address("8.8.8.8"), 443));
+  CHECK_FALSE(policy.allows(make_address("127.0.0.1"), 443));
+  // Other ports: only inside an allow-listed network (or at a listed host), never merely public.
+  CHECK(policy.allows(make_address("10.20.3.4"), 8443));
+  CHECK_FALSE(policy.allows(make_address("8.8.8.8"), 8443));
+  CHECK_FALSE(policy.allows(make_address("8.8.8.8"), 25));
 }
 
 TEST_CASE("do-not-disturb windows, across midnight and time zones") {
