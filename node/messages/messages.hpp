@@ -181,8 +181,8 @@ struct asset_usage {
 struct push_target {
   std::string id;  // base64url
   std::string user, device_id;
-  std::string kind;            // "webpush", "unifiedpush", "matrix"
-  std::string endpoint, place;  // place: its origin as node/notify spells it (push_limits)
+  std::string kind;                        // "webpush", "unifiedpush", "matrix"
+  std::string endpoint, place;             // place: its origin as node/notify spells it (push_limits)
   std::string p256dh, auth;                // raw bytes (Web Push)
   std::string app_id, pushkey, data_json;  // Matrix
   std::int64_t created_at_ms = 0;
