@@ -184,6 +184,8 @@ result<conversation_page> message_service::conversations(std::string const& user
     v.last_activity_ms = it->activity_ms;
     page_bytes += 512 + v.title.size() * 6 + (v.last_message ? detail::json_cost(*v.last_message) : 0);
   }
+  // A next page only if something would be on it (the records left may all be gone).
+  while (it != all.end() && !page.conversations.empty() && !m.conversation(it->conv)) ++it;
   if (it != all.end() && !page.conversations.empty()) page.next = cursor_of(*std::prev(it));
   return page;
 }

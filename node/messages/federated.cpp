@@ -324,10 +324,13 @@ class federated_store final : public federation::local_store {
         change.refused = fail(code::conversation_not_found, "no group '" + r.conversation_id() + "' is homed here");
       else
         run_request(m_, b, *c, r, change);
-      if (change.refused || change.changes.empty())
+      if (change.refused || change.changes.empty()) {
         change_state::give_back_requests(m_, change.requests_taken);  // it changed nothing
-      else
+        change_state::give_back_joins(m_, change.joins_taken);
+      } else {
         st.requests_taken.insert(st.requests_taken.end(), change.requests_taken.begin(), change.requests_taken.end());
+        st.joins_taken.insert(st.joins_taken.end(), change.joins_taken.begin(), change.joins_taken.end());
+      }
       if (change.refused) refused = reject_reason::group_request_refused;
       if (auto told = refusal_of(r, change)) {  // the requester hears of it (docs/FEDERATION.md)
         m_.to_outbox(b, body.origin(), std::move(*told));

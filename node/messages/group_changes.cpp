@@ -118,7 +118,7 @@ std::optional<errors::failure> owner_may_leave(records::conversation_record cons
                                                std::optional<std::string> const& successor) {
   if (role_of(c, by) != client::OWNER || c.members_size() <= 1) return std::nullopt;
   if (!successor) return fail(code::owner_must_hand_over, "the owner names a successor (?successor=) to leave");
-  if (*successor == by || member_index(c, *successor) < 0)
+  if (*successor == by || member_index(c, *successor) < 0 || has_no_account(c, *successor))
     return fail(code::invalid_field, "the successor must be another member", "successor");
   return std::nullopt;
 }
@@ -126,7 +126,8 @@ std::optional<errors::failure> owner_may_leave(records::conversation_record cons
 void leave_here(impl const& m, store::rocks_batch& b, records::conversation_record& c, std::string const& user,
                 change_state& st) {
   auto now = now_ms();
-  if (!end_period(b, m.db, st.conversation, c, user, now, std::int64_t(m.options.retention_s) * 1000)) return;
+  forget_writer(b, st.conversation, user);  // (also for a member with no part: from before parts were kept)
+  end_period(b, m.db, st.conversation, c, user, now, std::int64_t(m.options.retention_s) * 1000);
   c.add_no_account(user);
   std::sort(c.mutable_no_account()->begin(), c.mutable_no_account()->end());  // has_no_account
   c.set_no_account_sorted(true);

@@ -201,6 +201,7 @@ bool op_create(impl const& m, store::rocks_batch& b, change_state& st, std::stri
     } else {
       join(m, b, st.conversation, c, u, client::MEMBER, now);
       st.added.push_back(u);
+      if (m.is_local(u)) st.joins_taken.push_back(u);  // (refuse_join counted it)
     }
   }
   auto ch = change(client::CREATED, owner);
@@ -238,6 +239,7 @@ bool op_add(impl const& m, store::rocks_batch& b, change_state& st, std::string 
     } else {
       join(m, b, st.conversation, *c, u, client::MEMBER, now);
       st.added.push_back(u);
+      if (m.is_local(u)) st.joins_taken.push_back(u);  // (refuse_join counted it)
     }
   }
   if (st.added.empty()) return false;
@@ -348,8 +350,6 @@ bool op_update(impl const& m, store::rocks_batch& b, change_state& st, std::stri
   return true;
 }
 
-namespace {}  // namespace
-
 std::optional<federation::reject_reason> apply_group_state(impl const& m, store::rocks_batch& b,
                                                            federation::group_state const& gs, change_state& st) {
   using federation::reject_reason;
@@ -389,11 +389,17 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     was_in.insert(replica->members().begin(), replica->members().end());
     none_before.insert(replica->no_account().begin(), replica->no_account().end());
     // A name that gets nothing here (no account then, or a leave made here that home has
-    // not made yet) and that this state adds again (removed and added since) is judged anew.
-    for (auto const& ch : gs.changes())
-      if (ch.kind() == client::CREATED || ch.kind() == client::MEMBERS_ADDED)
-        for (auto const& u : ch.users())
-          if (none_before.erase(u)) was_in.erase(u);
+    // not made yet) that this state removes and then adds again is judged anew, as a join
+    // (an add alone of a name home still lists would undo a leave made here).
+    std::unordered_set<std::string_view> removed;
+    for (auto const& ch : gs.changes()) {
+      bool out = ch.kind() == client::MEMBER_REMOVED || ch.kind() == client::MEMBER_LEFT;
+      for (auto const& u : ch.users())
+        if (out)
+          removed.insert(u);
+        else if (ch.kind() == client::MEMBERS_ADDED && removed.count(u) && none_before.erase(u))
+          was_in.erase(u);
+    }
   }
   auto joins = judge_local_members(m, b, gs, was_in, none_before);
   st.joins_taken.insert(st.joins_taken.end(), joins.joins_taken.begin(), joins.joins_taken.end());
@@ -466,31 +472,6 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   end_replica_if_none_here(m, b, st.conversation, c);
   b.put(cf::conversations, st.conversation, c.SerializeAsString());
   return std::nullopt;
-}
-
-std::optional<federation::body> refusal_of(federation::group_request const& r, change_state const& st) {
-  // A requester's region that gives no request id predates refusals and does not know the body.
-  if (r.request_id().empty()) return std::nullopt;
-  bool partly = r.request() == federation::group_request::ADD && !st.failed.empty();
-  if (!st.refused && !partly) return std::nullopt;
-  federation::body out;
-  auto& told = *out.mutable_group_request_refused();
-  told.set_by(r.by());
-  auto& refusal = *told.mutable_refusal();
-  refusal.set_conversation_id(r.conversation_id());
-  refusal.set_request_id(r.request_id());
-  refusal.set_at_ms(now_ms());
-  if (st.refused) {
-    refusal.set_code(std::string(errors::name(st.refused->code)));
-    refusal.set_message(st.refused->message);
-  }
-  for (auto const& f : st.failed) {
-    auto& failed = *refusal.add_failed();
-    failed.set_user_id(f.user_id);
-    failed.set_code(std::string(errors::name(f.error.code)));
-    failed.set_message(f.error.message);
-  }
-  return out;
 }
 
 }  // namespace petchat::messages::service_detail

@@ -447,4 +447,29 @@ std::optional<federation::reject_reason> apply_request_refused(message_service::
   return std::nullopt;
 }
 
+std::optional<federation::body> refusal_of(federation::group_request const& r, change_state const& st) {
+  // A requester's region that gives no request id predates refusals and does not know the body.
+  if (r.request_id().empty()) return std::nullopt;
+  bool partly = r.request() == federation::group_request::ADD && !st.failed.empty();
+  if (!st.refused && !partly) return std::nullopt;
+  federation::body out;
+  auto& told = *out.mutable_group_request_refused();
+  told.set_by(r.by());
+  auto& refusal = *told.mutable_refusal();
+  refusal.set_conversation_id(r.conversation_id());
+  refusal.set_request_id(r.request_id());
+  refusal.set_at_ms(now_ms());
+  if (st.refused) {
+    refusal.set_code(std::string(errors::name(st.refused->code)));
+    refusal.set_message(st.refused->message);
+  }
+  for (auto const& f : st.failed) {
+    auto& failed = *refusal.add_failed();
+    failed.set_user_id(f.user_id);
+    failed.set_code(std::string(errors::name(f.error.code)));
+    failed.set_message(f.error.message);
+  }
+  return out;
+}
+
 }  // namespace petchat::messages::service_detail

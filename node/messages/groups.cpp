@@ -21,6 +21,8 @@ using impl = message_service::impl;
 awaitable<std::optional<errors::failure>> run_change(impl& m, std::shared_ptr<change_state> st,
                                                      store::rocks_db::write_fn fn) {
   auto outcome = co_await async::write(m.db, std::move(fn));
+  // The joins an add counted, given back if it made nobody a member (max_joins_per_hour).
+  if (outcome != store::write_outcome::committed) change_state::give_back_joins(m, st->joins_taken);
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the change could not be stored");
   if (st->refused) co_return st->refused;
   m.after_commit(st->heads, st->queued);
@@ -34,6 +36,22 @@ std::optional<std::string> remote_home(impl const& m, std::string const& conv) {
   auto home = c ? home_of(*c, m.region) : std::nullopt;
   if (!home || *home == m.region) return std::nullopt;
   return home;
+}
+
+// The answer to a change asked of another region's home, once the request is queued: the
+// conversation as it is here, or if it cannot be read now (the caller left meanwhile), only
+// its id, never an error (the client would ask again, and home would be asked twice).
+result<conversation_view> queued_view(result<conversation_view> view, std::string const& conv,
+                                      std::string const& request_id) {
+  if (!view) {
+    conversation_view bare;
+    bare.id = conv;
+    bare.group = true;
+    view = std::move(bare);
+  }
+  view->queued = true;
+  view->request_id = request_id;
+  return view;
 }
 
 // A change of a group homed in another region, asked for by `request.by()`: checked as far
@@ -50,13 +68,18 @@ awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr
   store::rocks_db::write_fn fn = [&m, st, home, request, needed, resolved](store::rocks_batch& b) {
     st->restart(resolved);
     auto c = load_conversation(b, st->conversation);
-    if (!c || !acts_as_member(*c, request.by())) {  // as for a group of this region's (load_group)
+    bool leaving = request.request() == federation::group_request::REMOVE && request.users_size() == 1 &&
+                   request.users(0) == request.by();
+    // One who left here and whom home still lists (it has not made the leave, or lost it)
+    // may ask again: nothing changes here.
+    bool left_here = leaving && c && member_index(*c, request.by()) >= 0 && has_no_account(*c, request.by());
+    if (!left_here && (!c || !acts_as_member(*c, request.by()))) {  // as for a group of this region's (load_group)
       bool former = c && c->group() && load_participant(b, request.by(), st->conversation);
       st->refused = former ? fail(code::not_a_member, "you are no longer a member of this conversation")
                            : fail(code::conversation_not_found, "no conversation '" + st->conversation + "' of yours");
       return false;
     }
-    if (role_of(*c, request.by()) < needed) {
+    if (!left_here && role_of(*c, request.by()) < needed) {
       st->refused = fail(code::forbidden_role, "your role in this group does not allow that");
       return false;
     }
@@ -73,9 +96,7 @@ awaitable<std::optional<errors::failure>> queue_request(impl& m, std::shared_ptr
     }
     // Leaving is done here now, not once home answers (home may be away for days, or
     // never answer): the period ends, presence shared through the group with it.
-    bool leaving = request.request() == federation::group_request::REMOVE && request.users_size() == 1 &&
-                   request.users(0) == request.by();
-    if (leaving) {
+    if (leaving && !left_here) {
       std::optional<std::string> successor;
       if (!request.successor().empty()) successor = request.successor();
       if (auto refused = owner_may_leave(*c, request.by(), successor)) {
@@ -178,8 +199,11 @@ awaitable<result<std::optional<std::string>>> message_service::remove_member(std
   auto home = remote_home(m, conv);
   // Leaving costs nothing here, but a leave sent to another region's home is an outbox
   // entry until it answers: counted like any send there (no flood while it is away). And
-  // a leave of a group one is not in (any id) is a write every send waits behind: counted.
-  if (target->str() != by || home || !keys::is_group(conv) || !m.member(by, conv))
+  // a leave of a group one is not in (any id), or one the write will refuse (an owner's
+  // without a successor who is a member), is a write every send waits behind: counted.
+  auto committed = m.conversation(conv);
+  bool refusable = committed && owner_may_leave(*committed, by, next);
+  if (target->str() != by || home || !keys::is_group(conv) || !m.member(by, conv) || refusable)
     if (auto limited = m.limiter.charge(by)) co_return *limited;
   if (home) {
     auto request = request_of(conv, by, federation::group_request::REMOVE);
@@ -214,12 +238,7 @@ awaitable<result<conversation_view>> message_service::set_role(std::string by, s
     request.set_role(role);
     auto ask = std::make_shared<change_state>();
     if (auto failed = co_await queue_request(m, ask, *home, std::move(request), client::OWNER)) co_return *failed;
-    auto view = conversation(by, conv);
-    if (view) {
-      view->queued = true;
-      view->request_id = ask->request_id;
-    }
-    co_return view;
+    co_return queued_view(conversation(by, conv), conv, ask->request_id);
   }
   auto st = std::make_shared<change_state>();
   st->conversation = conv;
@@ -263,13 +282,9 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
   }
   // Nothing left to change here (an empty patch, or all of it asked of the home): no write,
   // only the answer (which refuses one who is not a member, as the write would).
-  auto answer = [&] {
-    auto view = conversation(by, conv);
-    if (view) {
-      view->queued = queued;
-      view->request_id = request_id;
-    }
-    return view;
+  auto answer = [&]() -> result<conversation_view> {
+    if (queued) return queued_view(conversation(by, conv), conv, request_id);
+    return conversation(by, conv);
   };
   if (!patch.title && !patch.description && !patch.ttl_s && !patch.history_visible && !patch.muted) co_return answer();
   auto st = std::make_shared<change_state>();
@@ -289,6 +304,15 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
       if (patch.ttl_s && *patch.ttl_s != c->ttl_s()) {
         c->set_ttl_s(*patch.ttl_s);
         b.put(cf::conversations, st->conversation, c->SerializeAsString());
+        // Both are told (what they send expires by it from now on): one member must not
+        // switch disappearing messages off, or lengthen them, unseen by the other.
+        client::conversation_change ch;
+        ch.set_kind(client::SETTINGS_CHANGED);
+        ch.set_by(by);
+        ch.set_conversation_id(st->conversation);
+        ch.set_ttl_s(*patch.ttl_s);
+        ch.set_at_ms(now_ms());
+        post_change(m, b, ch, c->members(), st->heads);
         wrote = true;
       }
     }

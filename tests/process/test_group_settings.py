@@ -108,5 +108,44 @@ class GroupSettingsTest(GroupCase):
         self.assertEqual(self.history_ids(b, conversation_id=gid), [m3, back])
 
 
+class DirectSettingsTest(GroupCase):
+    """A direct conversation's ttl_s is either member's to change, and both are told:
+    one member must not switch disappearing messages off, or lengthen them, unseen."""
+
+    def test_both_members_are_told_of_a_direct_ttl_change(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a, b = alice.login(), bob.login()
+        A, B = self.ws(a), self.ws(b)
+        first = A.send_message(bob.id, "before the timer")
+        B.wait_event(ev_message(first["message_id"]), 10)
+        cid = first["conversation_id"]
+        r = self.patch(b, cid, ttl_s=60)
+        self.assertStatus(r, 200)
+        for cl in (A, B):
+            cc = cl.wait_event(lambda e: (e.get("conversation_change") or {}).get("conversation_id") == cid, 10,
+                               what="SETTINGS_CHANGED of the direct conversation")["conversation_change"]
+            self.assertEqual((cc.get("kind"), cc.get("by"), num(cc, "ttl_s")), ("SETTINGS_CHANGED", bob.id, 60), cc)
+        # The same again changes nothing, and tells nobody.
+        self.assertStatus(self.patch(b, cid, ttl_s=60), 200)
+        fence = B.send_message(alice.id, "after the timer")
+        A.wait_event(ev_message(fence["message_id"]), 10)
+        self.assertEqual(len(changes(A, cid)), 1, changes(A, cid))
+
+
+class RefusedLeaveTest(GroupCase):
+    """An owner's leave the group refuses (no successor) is a write every send waits behind:
+    it counts as a send, so it cannot be repeated at any rate."""
+
+    NODE_CONFIG = {"messages": {"max_per_second": 2}}
+
+    def test_refused_owner_leaves_are_rate_limited(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        a = alice.login()
+        gid = self.group(a, [bob.id], title="owned")
+        answers = [self.remove_member(a, gid, alice.id) for _ in range(12)]
+        self.assertEqual(answers[0].status, 409, answers[0].describe())
+        self.assertIn(429, [r.status for r in answers], [r.status for r in answers])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
