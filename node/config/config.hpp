@@ -108,7 +108,7 @@ struct messages_section {
   std::uint32_t retention_s = 30 * 24 * 3600;  // default lifetime of a message
   std::size_t max_text_bytes = 4096;           // body.text
   std::size_t max_content_bytes = 16384;       // body.content, serialized
-  std::size_t max_frame_bytes = 65536;         // one WebSocket frame from a client
+  std::size_t max_frame_bytes = 262144;        // one WebSocket frame from a client
   std::uint32_t max_per_second = 50;           // sends per user (burst: twice as many)
   std::uint32_t max_streams_per_user = 10;     // live streams (WebSocket connections) per user
   std::size_t send_queue_frames = 1024;        // frames queued to one client before it is cut off

@@ -185,7 +185,16 @@ awaitable<void> live_stream::dispatch(client::client_frame const& frame) {
       // Dropped beyond the user's rate (ws_manager::take_typing): typing is a hint, and
       // every notice is a frame for someone else's connections.
       if (!svc_->manager.take_typing(uid)) co_return;
-      if (auto const& group = frame.typing().conversation_id(); !group.empty() && frame.typing().to().empty()) {
+      auto const& t = frame.typing();
+      if (!t.to().empty() && !t.conversation_id().empty()) {  // as for a send
+        send_error(ref, errors::fail(code::invalid_field, "typing names both to and conversation_id", "to"));
+        co_return;
+      }
+      if (t.to().empty() && t.conversation_id().empty()) {
+        send_error(ref, errors::fail(code::missing_field, "typing names neither to nor conversation_id", "to"));
+        co_return;
+      }
+      if (auto const& group = t.conversation_id(); !group.empty()) {
         auto peers = svc_->messages.group_peers(uid, group);
         if (!peers) {
           send_error(ref, peers.error());

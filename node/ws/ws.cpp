@@ -38,6 +38,7 @@ ws_manager::ws_manager(std::size_t max_streams_per_user,
 
 errors::status ws_manager::attach(std::string const& user, std::shared_ptr<stream_sink> const& sink) {
   bool first = false;
+  std::shared_ptr<stream_sink> superseded;
   {
     std::lock_guard lock(mutex_);
     // A reconnect loop costs a presence broadcast to every contact (and a signature per
@@ -48,12 +49,25 @@ errors::status ws_manager::attach(std::string const& user, std::shared_ptr<strea
     }
     auto& list = streams_[user];
     std::erase_if(list, [](auto const& w) { return w.expired(); });
-    if (list.size() >= max_streams_)
-      return errors::fail(errors::code::too_many_streams,
-                          "at most " + std::to_string(max_streams_) + " connections per user");
+    if (list.size() >= max_streams_) {
+      // The same device again: its oldest stream goes (a connection that died unnoticed
+      // would otherwise count for minutes, and a phone changing networks be refused).
+      auto device = sink->device_id();
+      auto same = [&](auto const& w) {
+        auto s = w.lock();
+        return !device.empty() && s && s->device_id() == device;
+      };
+      auto oldest = std::find_if(list.begin(), list.end(), same);
+      if (oldest == list.end())
+        return errors::fail(errors::code::too_many_streams,
+                            "at most " + std::to_string(max_streams_) + " connections per user");
+      superseded = oldest->lock();
+      list.erase(oldest);
+    }
     first = list.empty();
     list.push_back(sink);
   }
+  if (superseded) superseded->end_superseded();  // (told without the mutex)
   // Attached whatever the broadcast meets (a contacts record the store cannot read): the
   // stream is the caller's now, and its end detaches it. Thrown out of here, it left the
   // user online for good, with no stream to detach.
@@ -185,6 +199,12 @@ void ws_manager::presence_shared(std::string const& a, std::string const& b) {
 std::vector<client::server_frame> ws_manager::presence_of_contacts(std::string const& user) const {
   std::vector<client::server_frame> out;
   for (auto const& c : contacts_of_(user)) {
+    if (ids::region_of(c) != hooks_.local_region && !hooks_.local_region.empty()) {
+      // A user of another region with no report yet: nothing to say (not "offline"), as
+      // in presence_shared.
+      std::lock_guard lock(mutex_);
+      if (!remote_.count(c)) continue;
+    }
     auto p = presence(c);
     out.push_back(presence_frame(c, p.online, p.last_seen_ms));
   }

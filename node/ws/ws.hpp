@@ -131,6 +131,10 @@ class stream_sink {
   virtual std::string device_id() const { return {}; }
   // An admin ends the stream (`petchatctl kick`); the device may connect again at once.
   virtual void end_by_admin() {}
+  // The same device connected again while its user had as many streams as they may: this
+  // older one ends (its connection may have died unnoticed, as a phone's does that changes
+  // networks), not the new one.
+  virtual void end_superseded() {}
   // The user's sessions may have ended (logout, revocation, ...): check this stream's now.
   virtual void recheck_session() {}
 };

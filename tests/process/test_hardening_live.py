@@ -714,6 +714,26 @@ class ResumeCountsAsAckTest(LiveCase):
 # 8. frame_too_large
 
 
+class EscapedSendFitsTest(LiveCase):
+    """With the default messages.max_frame_bytes, every send within the body limits fits
+    one frame however its JSON is spelt: a client may escape every character (\\u0001 is 6
+    bytes for 1), and such a send must be accepted, not closed with 1009."""
+
+    NODE_CONFIG = {}
+
+    def test_a_send_at_the_body_limits_with_every_character_escaped_is_accepted(self):
+        alice, bob = self.person("alice"), self.person("bob")
+        A = self.ws(alice.login(), encoding="json")
+        ref = A.next_ref()
+        body = {"text": "\x01" * 4096, "content": {"k": "\x01" * 16000}}
+        payload = json.dumps({"ref": ref, "send": {"client_id": "escaped", "to": bob.id, "body": body}},
+                             ensure_ascii=True)
+        self.assertGreater(len(payload), 100000, "the frame is larger than the old default of 65,536")
+        A.ws.send(payload)
+        f = A.wait_ref(ref)
+        self.assertIn("accepted", f, f)
+
+
 class FrameTooLargeTest(LiveCase):
     """A frame above messages.max_frame_bytes is answered with an `error` frame
     (frame_too_large) and then close 1009, so the client can tell why it was closed."""

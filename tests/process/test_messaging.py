@@ -905,6 +905,13 @@ class CoreTests:
         self.assertQuietly(B2, is_typing(), "typing notice on a later connection")
         self.assertEqual(len(B2.events()), 1)
         self.assertEqual([f for f in C.frames() if is_typing()(f)], [], "carol got someone else's typing")
+        # Both kinds of target, or neither, as a send: refused, not taken for one of them.
+        for typing, code in (({"to": bob.id, "conversation_id": cid, "active": True}, "invalid_field"),
+                             ({"active": True}, "missing_field")):
+            with self.subTest(typing=typing):
+                ref = A.next_ref()
+                A.send_frame({"ref": ref, "typing": typing})
+                self.assertWsError(A.wait_ref(ref), code)
 
 
 class CoreJSONTest(CoreTests, MessagingCase):
@@ -1068,6 +1075,21 @@ class LimitsTests:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def test_the_same_device_again_supersedes_its_oldest_stream(self):
+        # A phone that changes networks connects again before its old connection is seen to
+        # have died: at the limit, its own oldest stream ends (4010, "superseded"), not the
+        # new one; another device at the limit is still refused.
+        bob = self.person("bob")
+        phone, tablet, laptop = bob.login("phone"), bob.login("tablet"), bob.login("laptop")
+        P1, T = self.ws(phone), self.ws(tablet)
+        P2 = self.ws(phone)
+        self.assertEqual(P1.wait_closed(5), 4010)
+        self.assertEqual(P1.close_reason, "superseded")
+        P2.ping()
+        T.ping()
+        L = self.ws(laptop, wait_welcome=False)
+        self.assertEqual(L.wait_closed(5), 4029)
 
     def test_delete_window(self):
         alice, bob = self.person("alice"), self.person("bob")

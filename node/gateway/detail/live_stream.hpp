@@ -159,6 +159,9 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
   void end_by_admin() override {
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_with(close_kicked, "kicked"); });
   }
+  void end_superseded() override {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_with(close_kicked, "superseded"); });
+  }
   void recheck_session() override {  // the periodic check, now (it then waits its period again)
     session_changed_ = true;         // and before the next frame is taken, whichever comes first
     asio::post(socket_.get_executor(), [self = shared_from_this()] {

@@ -22,7 +22,7 @@ class send_limiter {
   bool allow(std::string const& user) {
     auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
-    if (buckets_.size() > 100000) buckets_.clear();  // bounded; at worst forgives a burst
+    if (buckets_.size() > max_buckets) forget_full(now);
     auto [it, fresh] = buckets_.try_emplace(user, bucket{2.0 * rate_, now});
     auto& b = it->second;
     double elapsed = std::chrono::duration<double>(now - b.at).count();
@@ -51,6 +51,18 @@ class send_limiter {
     double tokens;
     std::chrono::steady_clock::time_point at;
   };
+  static constexpr std::size_t max_buckets = 100000;
+
+  // Bounded: the buckets full again go (one is made full when next needed: nothing is
+  // forgiven); if more than half are still in use, all go (at worst a burst is forgiven,
+  // once per max_buckets / 2 new senders, not to everyone whenever the table fills).
+  void forget_full(std::chrono::steady_clock::time_point now) {
+    std::erase_if(buckets_, [&](auto const& entry) {
+      auto const& b = entry.second;
+      return b.tokens + std::chrono::duration<double>(now - b.at).count() * rate_ >= 2.0 * rate_;
+    });
+    if (buckets_.size() > max_buckets / 2) buckets_.clear();
+  }
   double rate_;
   std::mutex mutex_;  // guards buckets_
   std::unordered_map<std::string, bucket> buckets_;
