@@ -37,6 +37,8 @@ char const* name(end_reason r) {
       return "internal_error";
     case end_reason::kicked:
       return "kicked";
+    case end_reason::superseded:
+      return "superseded";
   }
   return "unknown";
 }
@@ -53,6 +55,8 @@ end_reason reason_of_close(std::uint16_t code) {
       return end_reason::internal_error;
     case close_kicked:
       return end_reason::kicked;
+    case close_superseded:
+      return end_reason::superseded;
     case 1002:
     case 1007:
     case 1009:

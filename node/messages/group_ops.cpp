@@ -388,18 +388,15 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
   if (replica) {
     was_in.insert(replica->members().begin(), replica->members().end());
     none_before.insert(replica->no_account().begin(), replica->no_account().end());
-    // A name that gets nothing here (no account then, or a leave made here that home has
-    // not made yet) that this state removes and then adds again is judged anew, as a join
-    // (an add alone of a name home still lists would undo a leave made here).
-    std::unordered_set<std::string_view> removed;
-    for (auto const& ch : gs.changes()) {
-      bool out = ch.kind() == client::MEMBER_REMOVED || ch.kind() == client::MEMBER_LEFT;
-      for (auto const& u : ch.users())
-        if (out)
-          removed.insert(u);
-        else if (ch.kind() == client::MEMBERS_ADDED && removed.count(u) && none_before.erase(u))
-          was_in.erase(u);
-    }
+    // A name that gets nothing here (no account then, or a leave made here) that this state
+    // adds is judged anew, as a join: home cannot add a name it lists, so it made the leave
+    // (or removed the name) first, maybe in a state this region never got (a lane that
+    // skipped to its floor). A hostile home adding it at once is an add, as any other:
+    // counted and checked as a join.
+    for (auto const& ch : gs.changes())
+      if (ch.kind() == client::MEMBERS_ADDED)
+        for (auto const& u : ch.users())
+          if (none_before.erase(u)) was_in.erase(u);
   }
   auto joins = judge_local_members(m, b, gs, was_in, none_before);
   st.joins_taken.insert(st.joins_taken.end(), joins.joins_taken.begin(), joins.joins_taken.end());

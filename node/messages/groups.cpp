@@ -312,7 +312,10 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
         ch.set_conversation_id(st->conversation);
         ch.set_ttl_s(*patch.ttl_s);
         ch.set_at_ms(now_ms());
-        post_change(m, b, ch, c->members(), st->heads);
+        google::protobuf::RepeatedPtrField<std::string> told;  // (not an account deleted since)
+        for (auto const& u : c->members())
+          if (has_account(m, u)) *told.Add() = u;
+        post_change(m, b, ch, told, st->heads);
         wrote = true;
       }
     }

@@ -201,7 +201,8 @@ asio::awaitable<std::string> check_endpoint(address_policy const& policy, name_r
   bool forbidden = false;
   auto allowed = co_await allowed_endpoints(policy, dns, url, timeout, why, forbidden, true);
   if (!allowed.empty()) co_return std::string();
-  if (url.port != https_port) co_return "port " + std::to_string(url.port) + " of " + url.host + " is not allowed";
+  if (url.port != https_port && !policy.host_listed(url.host))
+    co_return "port " + std::to_string(url.port) + " of " + url.host + " is not allowed";
   // Told to whoever registers the endpoint: never the addresses a name resolves to here,
   // nor the resolver's words, nor even whether it resolved (any user could otherwise map
   // the node's internal names).

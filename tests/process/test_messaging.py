@@ -1078,13 +1078,13 @@ class LimitsTests:
 
     def test_the_same_device_again_supersedes_its_oldest_stream(self):
         # A phone that changes networks connects again before its old connection is seen to
-        # have died: at the limit, its own oldest stream ends (4010, "superseded"), not the
+        # have died: at the limit, its own oldest stream ends (4011, "superseded"), not the
         # new one; another device at the limit is still refused.
         bob = self.person("bob")
         phone, tablet, laptop = bob.login("phone"), bob.login("tablet"), bob.login("laptop")
         P1, T = self.ws(phone), self.ws(tablet)
         P2 = self.ws(phone)
-        self.assertEqual(P1.wait_closed(5), 4010)
+        self.assertEqual(P1.wait_closed(5), 4011)
         self.assertEqual(P1.close_reason, "superseded")
         P2.ping()
         T.ping()

@@ -239,7 +239,9 @@ export class Live {
         return;
       }
     }
-    this.reconnect.schedule(code === 4029 ? 30_000 : 0);
+    // 4011: this device opened another stream at the user's limit (another tab of the same
+    // session, say): not at once, or two tabs would take turns ending each other.
+    this.reconnect.schedule(code === 4029 ? 30_000 : code === 4011 ? 60_000 : 0);
   }
 
   private onTokens(): void {

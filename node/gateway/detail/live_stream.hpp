@@ -89,7 +89,8 @@ extern thread_local std::array<char, 16384> read_scratch;
 // Close codes (docs/PROTOCOL.md).
 inline constexpr std::uint16_t close_unauthenticated = 4001;
 inline constexpr std::uint16_t close_too_many_streams = 4029;
-inline constexpr std::uint16_t close_kicked = 4010;  // an admin ended the stream; reconnecting is fine
+inline constexpr std::uint16_t close_kicked = 4010;      // an admin ended the stream; reconnecting is fine
+inline constexpr std::uint16_t close_superseded = 4011;  // its device opened another at the limit: not again
 inline constexpr std::uint16_t close_internal_error = 1011;
 
 // Why a live stream ended: logged and counted (petchat_ws_disconnects_total{reason}). The
@@ -107,6 +108,7 @@ enum class end_reason : std::uint8_t {
   shutting_down,     // the node stops (1001)
   internal_error,    // the server failed to serve it (1011)
   kicked,            // an admin ended it (4010)
+  superseded,        // its device opened another stream at the user's limit (4011)
 };
 
 // Where a live stream is in its life; it only moves forward (down this list).
@@ -160,7 +162,8 @@ class live_stream final : public ws::stream_sink, public std::enable_shared_from
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_with(close_kicked, "kicked"); });
   }
   void end_superseded() override {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_with(close_kicked, "superseded"); });
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { self->close_with(close_superseded, "superseded"); });
   }
   void recheck_session() override {  // the periodic check, now (it then waits its period again)
     session_changed_ = true;         // and before the next frame is taken, whichever comes first

@@ -57,7 +57,7 @@ inline std::string push_place_count_key(std::string const& place) {
   return "P/" + place;
 }
 inline std::string push_places_indexed_key() {
-  return "push_places_indexed";
+  return "push_places_counted";
 }
 
 // The users with push targets, and who is told of their new messages. Filled at start and
