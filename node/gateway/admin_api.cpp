@@ -38,7 +38,7 @@ struct admin_api {
 // `petchatctl reload`: what was applied, what needs a restart; a config that does not load
 // changes nothing and is config_invalid with its errors.
 response reload_answer(admin_api const& api, request const& r) {
-  if (r.method != "POST") return error_response(fail(code::method_not_allowed, "use POST"));
+  if (r.method != "POST") return method_not_allowed("POST");
   if (!api.reload) return error_response(fail(code::not_found, "this node cannot reload"));
   auto o = api.reload();
   auto strings = [](std::vector<std::string> const& v) {
@@ -79,7 +79,7 @@ response log_answer(request const& r) {
       return error_response(
           fail(code::invalid_field, "level: expected one of trace, debug, info, warn, error, critical, off", "level"));
   } else if (r.method != "GET") {
-    return error_response(fail(code::method_not_allowed, "use GET or PUT"));
+    return method_not_allowed("GET, PUT");
   }
   return json_response(200, json::object{{"level", log::current_level()}});
 }
@@ -149,7 +149,7 @@ awaitable<response> compact(std::shared_ptr<admin_api> api) {
 awaitable<response> assets_action(std::shared_ptr<admin_api> api, request r, std::string action) {
   if (!api->assets) co_return error_response(fail(code::not_found, "this node stores no assets"));
   if (action.empty()) {
-    if (r.method != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    if (r.method != "GET") co_return method_not_allowed("GET");
     auto work = [api] {
       std::uint64_t bytes = 0, count = 0;
       for (auto const& [hash, size] : api->messages.all_assets()) {
@@ -163,7 +163,7 @@ awaitable<response> assets_action(std::shared_ptr<admin_api> api, request r, std
     };
     co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
   }
-  if (r.method != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+  if (r.method != "POST") co_return method_not_allowed("POST");
   if (action == "collect") {
     auto done = co_await api->assets->collect();
     co_return json_response(200, json::object{{"assets_removed", done.assets_removed},
@@ -266,11 +266,11 @@ awaitable<response> add_user(std::shared_ptr<admin_api> api, request r) {
 
 awaitable<response> user_action(std::shared_ptr<admin_api> api, request r, std::string name, std::string action) {
   if (action == "disable" || action == "enable") {
-    if (r.method != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+    if (r.method != "POST") co_return method_not_allowed("POST");
     co_return user_answer(*api, co_await api->users.set_disabled(name, action == "disable"));
   }
   if (action == "password") {
-    if (r.method != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+    if (r.method != "POST") co_return method_not_allowed("POST");
     auto body = parse_object(r.body);
     if (!body) co_return error_response(body.error());
     auto password = required_string(*body, "password");
@@ -306,7 +306,7 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return error_response(fail(code::not_found, "no endpoint " + r.path));
   auto const& what = seg[2];
   if (what == "status" && seg.size() == 3) {
-    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    if (m != "GET") co_return method_not_allowed("GET");
     // Counting scans every account and session: off the I/O threads.
     auto work = [api] { return json::value(status(*api)); };
     co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
@@ -341,16 +341,16 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
       co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
     }
     if (m == "POST") co_return co_await add_user(api, std::move(r));
-    co_return error_response(fail(code::method_not_allowed, "use GET or POST"));
+    co_return method_not_allowed("GET, POST");
   }
   if (what == "users" && seg.size() == 4) {
     if (m == "DELETE") co_return co_await delete_account(api, seg[3]);
     if (m == "GET") co_return user_answer(*api, api->users.get_profile(seg[3]));
-    co_return error_response(fail(code::method_not_allowed, "use GET or DELETE"));
+    co_return method_not_allowed("GET, DELETE");
   }
   if (what == "users" && seg.size() == 5) co_return co_await user_action(api, std::move(r), seg[3], seg[4]);
   if (what == "sessions" && seg.size() == 3) {
-    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    if (m != "GET") co_return method_not_allowed("GET");
     auto user = query_param(r.query, "user");
     if (user && !api->users.get_profile(*user))
       co_return error_response(fail(code::user_not_found, "no user '" + *user + "'"));
@@ -369,16 +369,16 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
   }
   if (what == "federation" && seg.size() == 3) {
-    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    if (m != "GET") co_return method_not_allowed("GET");
     auto work = [api] { return json::value(federation_status(api->fed, api->info.region)); };  // scans the outbox
     co_return json_response(200, co_await async::offload(api->cpu_pool, std::move(work)));
   }
   if (what == "federation" && seg.size() == 5 && seg[3] == "outbox") {
-    if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    if (m != "DELETE") co_return method_not_allowed("DELETE");
     co_return co_await drop_outbox(api->fed, api->info.region, seg[4]);
   }
   if (what == "messages" && seg.size() == 4 && seg[3] == "compact") {
-    if (m != "POST") co_return error_response(fail(code::method_not_allowed, "use POST"));
+    if (m != "POST") co_return method_not_allowed("POST");
     co_return co_await compact(api);
   }
   if (what == "assets" && seg.size() <= 4) {
@@ -387,17 +387,17 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return co_await assets_action(api, std::move(r), std::move(action));
   }
   if (what == "push" && seg.size() <= 4) {
-    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    if (m != "GET") co_return method_not_allowed("GET");
     // Off the I/O threads: the count of targets is a scan of them all.
     auto work = [api, r, action = seg.size() == 4 ? seg[3] : std::string()] { return push_answer(*api, r, action); };
     co_return co_await async::offload(api->cpu_pool, std::move(work));
   }
   if (what == "online" && seg.size() == 3) {
-    if (m != "GET") co_return error_response(fail(code::method_not_allowed, "use GET"));
+    if (m != "GET") co_return method_not_allowed("GET");
     co_return online_answer(*api);
   }
   if (what == "online" && seg.size() == 4) {  // kick: end the device's live streams
-    if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    if (m != "DELETE") co_return method_not_allowed("DELETE");
     std::size_t n = api->manager ? api->manager->kick(seg[3]) : 0;
     if (n == 0) co_return error_response(fail(code::not_found, "no live stream of device " + seg[3]));
     co_return json_response(200, json::object{{"kicked", n}});
@@ -417,7 +417,7 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), "", std::move(token));
   }
   if (what == "sessions" && seg.size() == 4) {
-    if (m != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    if (m != "DELETE") co_return method_not_allowed("DELETE");
     co_return status_answer(co_await api->users.revoke_session(seg[3]));
   }
   co_return error_response(fail(code::not_found, "no endpoint " + r.path));

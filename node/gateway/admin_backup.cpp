@@ -7,6 +7,7 @@
 #include "base/format/format.hpp"
 #include "node/async/async.hpp"
 #include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/user_api.hpp"
 
 namespace petchat::gateway::detail {
 namespace {
@@ -50,7 +51,7 @@ awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::threa
   if (!plain)
     co_return error_response(fail(code::invalid_field, "requester: up to 64 of A-Z a-z 0-9 - _", "requester"));
   if (releasing) {
-    if (r.method != "DELETE") co_return error_response(fail(code::method_not_allowed, "use DELETE"));
+    if (r.method != "DELETE") co_return method_not_allowed("DELETE");
     if (!backups->release_requested(requester))
       co_return error_response(fail(code::not_found, "no backup asked for by this requester"));
     co_return json_response(200, json::object{{"released", true}});
@@ -65,7 +66,7 @@ awaitable<response> backup_answer(backup::snapshots* backups, boost::asio::threa
       co_return error_response(fail(code::not_found, id.empty() ? "no backup is open" : "no open backup " + id));
     co_return json_response(200, json::object{{"released", true}});
   }
-  if (r.method != "POST" || !id.empty()) co_return error_response(fail(code::method_not_allowed, "use POST"));
+  if (r.method != "POST" || !id.empty()) co_return method_not_allowed(id.empty() ? "GET, POST, DELETE" : "GET, DELETE");
   auto work = [backups, requester] {
     taken t;
     try {

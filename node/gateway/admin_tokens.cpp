@@ -3,6 +3,7 @@
 
 #include "base/format/format.hpp"
 #include "node/gateway/detail/json_body.hpp"
+#include "node/gateway/detail/user_api.hpp"
 
 namespace petchat::gateway::detail {
 namespace {
@@ -50,8 +51,7 @@ awaitable<response> tokens_answer(users::user_service& users, request r, std::st
     if (!revoked) co_return error_response(revoked.error());
     co_return json_response(200, token_json(*revoked));
   }
-  if (r.method != "POST" || !id.empty())
-    co_return error_response(fail(code::method_not_allowed, "GET or POST the list, DELETE a token"));
+  if (r.method != "POST" || !id.empty()) co_return method_not_allowed(id.empty() ? "GET, POST" : "DELETE");
   auto body = parse_object(r.body.empty() ? "{}" : r.body);
   if (!body) co_return error_response(body.error());
   auto uses = count_field(*body, "uses", 1, 1'000'000);

@@ -655,7 +655,12 @@ class AdminApiTest(NodeTestCase):
 
     def test_routing(self):
         self.assertError(self.node.admin("GET", "/v1/admin/nope"), 404, "not_found")
-        self.assertError(self.node.admin("DELETE", "/v1/admin/status"), 405, "method_not_allowed")
+        r = self.node.admin("DELETE", "/v1/admin/status")
+        self.assertError(r, 405, "method_not_allowed")
+        self.assertEqual(r.headers.get("Allow"), "GET", "a 405 says what the endpoint allows (RFC 9110)")
+        r = self.node.admin("PUT", "/v1/admin/registration-tokens")
+        self.assertError(r, 405, "method_not_allowed")
+        self.assertEqual(r.headers.get("Allow"), "GET, POST")
 
     def test_admin_api_not_on_gateway(self):
         # The admin API is only on the Unix socket.
