@@ -29,10 +29,9 @@ awaitable<std::optional<errors::failure>> run_change(impl& m, std::shared_ptr<ch
   co_return std::nullopt;
 }
 
-// The home region of group `conv` when it is another region's (its changes are asked for
+// The home region of group `c` when it is another region's (its changes are asked for
 // there), else nullopt.
-std::optional<std::string> remote_home(impl const& m, std::string const& conv) {
-  auto c = m.conversation(conv);
+std::optional<std::string> remote_home(impl const& m, std::optional<records::conversation_record> const& c) {
   auto home = c ? home_of(*c, m.region) : std::nullopt;
   if (!home || *home == m.region) return std::nullopt;
   return home;
@@ -159,7 +158,7 @@ awaitable<result<membership_result>> message_service::add_members(std::string by
   auto st = std::make_shared<change_state>();
   st->conversation = conv;
   auto valid = candidates(m, users, st->failed);
-  if (auto home = remote_home(m, conv)) {
+  if (auto home = remote_home(m, m.conversation(conv))) {
     auto request = request_of(conv, by, federation::group_request::ADD);
     for (auto const& u : valid) request.add_users(u);
     if (auto failed = co_await queue_request(m, st, *home, std::move(request), client::ADMIN)) co_return *failed;
@@ -196,12 +195,12 @@ awaitable<result<std::optional<std::string>>> message_service::remove_member(std
     if (!id) co_return fail(code::invalid_field, "successor must be a member's user id", "successor");
     next = id->str();
   }
-  auto home = remote_home(m, conv);
+  auto committed = m.conversation(conv);
+  auto home = remote_home(m, committed);
   // Leaving costs nothing here, but a leave sent to another region's home is an outbox
   // entry until it answers: counted like any send there (no flood while it is away). And
   // a leave of a group one is not in (any id), or one the write will refuse (an owner's
   // without a successor who is a member), is a write every send waits behind: counted.
-  auto committed = m.conversation(conv);
   bool refusable = committed && owner_may_leave(*committed, by, next);
   if (target->str() != by || home || !keys::is_group(conv) || !m.member(by, conv) || refusable)
     if (auto limited = m.limiter.charge(by)) co_return *limited;
@@ -232,7 +231,7 @@ awaitable<result<conversation_view>> message_service::set_role(std::string by, s
   if (role != client::OWNER && role != client::ADMIN && role != client::MEMBER)
     co_return fail(code::invalid_field, "role must be owner, admin or member", "role");
   if (auto limited = m.limiter.charge(by)) co_return *limited;
-  if (auto home = remote_home(m, conv)) {
+  if (auto home = remote_home(m, m.conversation(conv))) {
     auto request = request_of(conv, by, federation::group_request::ROLE);
     request.add_users(target->str());
     request.set_role(role);
@@ -265,7 +264,7 @@ awaitable<result<conversation_view>> message_service::update_conversation(std::s
     if (auto limited = m.limiter.charge(by)) co_return *limited;
   bool queued = false;
   std::string request_id;
-  if (auto home = remote_home(m, conv);
+  if (auto home = remote_home(m, m.conversation(conv));
       home && (patch.title || patch.description || patch.ttl_s || patch.history_visible)) {
     auto request = request_of(conv, by, federation::group_request::UPDATE);
     if (patch.title) request.set_title(*patch.title);

@@ -8,7 +8,6 @@
 #include <future>
 
 #include "node/messages/detail/conversations.hpp"
-#include "node/messages/detail/lanes.hpp"
 #include "node/messages/detail/opening.hpp"
 #include "node/messages/detail/push.hpp"
 
@@ -91,22 +90,6 @@ std::uint64_t detail::targets_at(store::rocks_batch& b, std::string const& place
 
 void detail::index_push_targets(message_service::impl& m) {
   if (m.db.get(cf::state, keys::push_places_indexed_key())) return;
-  // Place entries without their counts (a build between the two, never released, wrote
-  // them): they go, and are written again with their counts below.
-  for (std::string const prefix : {"p/", "P/"}) {
-    auto gone = std::make_shared<std::vector<std::string>>();
-    m.db.scan(cf::push, prefix, keys::prefix_end(prefix), [&](std::string_view key, std::string_view) {
-      gone->emplace_back(key);
-      return true;
-    });
-    if (gone->empty()) continue;
-    auto outcome = write_blocking(m.db, [gone](store::rocks_batch& b) {
-      for (auto const& key : *gone) b.erase(cf::push, key);
-      return true;
-    });
-    if (outcome != store::write_outcome::committed)
-      throw store::rocks_error("the indexes of push targets could not be written");
-  }
   constexpr std::size_t per_write = 2048;
   std::string from = "t/";
   std::size_t indexed = 0;
