@@ -273,6 +273,7 @@ int run(config::node_config const& cfg, std::string const& config_source, bool s
                                                    cfg.gateway.cors_origins, !cfg.gateway.tls_cert_file.empty()),
                             "gateway");
   chat.stream_bodies(gateway::user_api_streams);
+  chat.count_refusals([&metrics](unsigned status) { metrics.http_request("user", status); });
   chat.serve_live_stream({users, messages, manager, metrics, cfg.messages, cfg.node.region});
   std::shared_ptr<tls::server_credentials> tls_credentials;
   if (!cfg.gateway.tls_cert_file.empty()) {

@@ -297,8 +297,7 @@ std::vector<std::string> segments(std::string const& path) {
 
 awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
   auto const& m = r.method;
-  if (r.path == "/metrics" && m == "GET")
-    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}, nullptr, 0, 0};
+  if (r.path == "/metrics") co_return scrape_answer(api->metrics, m);
   auto seg = segments(r.path);  // "/v1/admin/users/alice/disable" -> v1 admin users alice disable
   if (std::find(seg.begin(), seg.end(), "\x01") != seg.end())
     co_return error_response(fail(code::invalid_field, "the path's percent-encoding does not decode"));

@@ -33,9 +33,12 @@ bool cors_policy::allows(std::string const& origin) const {
 std::optional<response> cors_policy::preflight(request const& r) const {
   if (r.method != "OPTIONS" || r.header("access-control-request-method").empty() || !enabled()) return std::nullopt;
   auto origin = r.header("origin");
-  if (!allows(origin))
-    return error_response(
+  if (!allows(origin)) {
+    auto refused = error_response(
         errors::fail(errors::code::cors_origin_forbidden, "origin '" + origin + "' is not in gateway.cors_origins"));
+    if (!any_) refused.headers.emplace_back("Vary", "Origin");  // (as every answer while origins are listed)
+    return refused;
+  }
   response res{204, "", "", {}, nullptr, 0, 0};
   res.headers = {{"Access-Control-Allow-Origin", any_ ? "*" : origin},
                  {"Access-Control-Allow-Methods", allowed_methods},

@@ -108,6 +108,10 @@ class http_server {
   // (request::body_stream), under no body limit but the handler's own.
   void stream_bodies(std::function<bool(std::string_view method, std::string_view path)> streamed);
 
+  // `counted(status)` is called for each answer the server gives before a handler runs
+  // (a request it cannot read, a connection over a limit), from any I/O thread.
+  void count_refusals(std::function<void(unsigned status)> counted);
+
   // Serves the live stream (WebSocket upgrades of GET /v1/ws) on the TCP listener.
   struct live_stream {
     users::user_service& users;

@@ -29,6 +29,9 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using unix_socket = asio::local::stream_protocol;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Connections past gateway.max_connections that are answered 503 at once (each for at most
+// a second); more are closed unanswered.
+constexpr std::size_t max_node_refusals = 64;
 
 using detail::connection_control;
 using detail::deadline;
@@ -102,7 +105,9 @@ template <typename Socket>
 awaitable<void> refuse_unread(state_ptr st, Socket& socket, deadline& timer, errors::failure f,
                               std::string const& client_address) {
   st->log->debug("{}: request refused: {}", client_address, f.message);
-  co_await write_and_linger(socket, timer, st, error_response(f));
+  auto res = error_response(f);
+  if (st->refused) st->refused(res.status);
+  co_await write_and_linger(socket, timer, st, std::move(res));
 }
 
 // Registers a connection's shutdown control; returns its id.
@@ -315,17 +320,25 @@ awaitable<void> serve(state_ptr st, Socket socket, std::string client_address, b
   forget(st, id, client_address, counted);
 }
 
-// A connection over its address's cap gets a clear answer, written within a second, and
-// is closed without reading anything.
-awaitable<void> refuse(state_ptr st, tcp::socket socket, std::string client_address) {
+// A connection over its address's cap (`claimed_address`: its place taken over the cap) or
+// the node's gets a clear answer, written within a second, and is closed without reading
+// anything.
+awaitable<void> refuse(state_ptr st, tcp::socket socket, std::string claimed_address) {
   auto ex = co_await asio::this_coro::executor;
   deadline timer(ex);
-  auto f = errors::fail(
-      errors::code::too_many_connections,
-      "too many connections from your address (at most " + std::to_string(st->limits.max_connections_per_address) +
-          ", or " + std::to_string(st->limits.max_connections_per_address * detail::address_counts::wide_factor) +
-          " from an IPv6 /48)");
-  auto res = to_beast(error_response(f), 11, false);
+  auto f = claimed_address.empty()
+               ? errors::fail(errors::code::too_many_connections, "the node holds as many connections as it takes (" +
+                                                                      std::to_string(st->limits.max_connections) +
+                                                                      "); try again later")
+               : errors::fail(
+                     errors::code::too_many_connections,
+                     "too many connections from your address (at most " +
+                         std::to_string(st->limits.max_connections_per_address) + ", or " +
+                         std::to_string(st->limits.max_connections_per_address * detail::address_counts::wide_factor) +
+                         " from an IPv6 /48)");
+  auto answer = error_response(f);
+  if (st->refused) st->refused(answer.status);
+  auto res = to_beast(std::move(answer), 11, false);
   timer.arm(socket, std::chrono::milliseconds(1000));
   auto [ec, n] = co_await http::async_write(socket, res, use_tuple);
   timer.disarm();
@@ -334,7 +347,7 @@ awaitable<void> refuse(state_ptr st, tcp::socket socket, std::string client_addr
   boost::system::error_code ignored;
   socket.shutdown(tcp::socket::shutdown_both, ignored);
   socket.close(ignored);
-  st->release_address(client_address);
+  if (!claimed_address.empty()) st->release_address(claimed_address);
   st->open--;
 }
 
@@ -382,6 +395,14 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
             "connection refused: {} connections open (gateway.max_connections); {} refusal(s) since the "
             "last such line",
             st->open.load(), n);
+      // A plain-text client is told (as over its address's cap) while few such answers are
+      // being written; past them, and on a TLS port, the connection is just closed.
+      if constexpr (std::is_same_v<Acceptor, tcp::acceptor>) {
+        if (!st->tls && st->open < st->limits.max_connections + max_node_refusals) {
+          st->open++;
+          asio::co_spawn(strand, refuse(st, std::move(socket), {}), asio::detached);
+        }
+      }
       continue;  // the socket closes as it goes out of scope
     }
     st->open++;
@@ -420,6 +441,10 @@ awaitable<void> accept_loop(state_ptr st, Acceptor& acceptor) {
 }
 
 }  // namespace
+
+void http_server::count_refusals(std::function<void(unsigned)> counted) {
+  state_->refused = std::move(counted);
+}
 
 void http_server::stream_bodies(std::function<bool(std::string_view, std::string_view)> streamed) {
   state_->streamed = std::move(streamed);

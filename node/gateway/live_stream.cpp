@@ -42,13 +42,16 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
   res.version(11);
   res.set(http::field::server, "petchat");
   bool accepted = false;
+  // A refusal is an error object as every other answer's (bad_request; the status says which).
+  auto refused = [&res](http::status status, char const* message) {
+    res.result(status);
+    res.body() = error_response(errors::fail(errors::code::bad_request, message)).body;
+  };
   if ((*upgrade)[http::field::sec_websocket_version] != "13") {
-    res.result(http::status::upgrade_required);
+    refused(http::status::upgrade_required, "unsupported WebSocket version: 13 is supported");
     res.set(http::field::sec_websocket_version, "13");
-    res.body() = "unsupported WebSocket version: 13 is supported\n";
   } else if (!wsf::valid_client_key(key)) {
-    res.result(http::status::bad_request);
-    res.body() = "missing or malformed Sec-WebSocket-Key\n";
+    refused(http::status::bad_request, "missing or malformed Sec-WebSocket-Key");
   } else {
     accepted = true;
     res.result(http::status::switching_protocols);
@@ -58,7 +61,7 @@ awaitable<bool> live_stream::open(std::unique_ptr<http::request<http::string_bod
     if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
   }
   if (!accepted) {
-    res.set(http::field::content_type, "text/plain");
+    res.set(http::field::content_type, "application/json");
     res.set("X-Content-Type-Options", "nosniff");  // as every other answer (http_server)
     res.keep_alive(false);
     res.prepare_payload();

@@ -9,8 +9,7 @@ namespace {
 
 response metrics_answer(metrics::registry* metrics, request const& r) {
   if (r.path != "/metrics") return error_response(errors::fail(errors::code::not_found, "only /metrics is here"));
-  if (r.method != "GET" && r.method != "HEAD") return detail::method_not_allowed("GET, HEAD");
-  return response{200, metrics->scrape(), "text/plain; version=0.0.4; charset=utf-8", {}, nullptr, 0, 0};
+  return detail::scrape_answer(*metrics, r.method);
 }
 
 // Every answer is counted, refusals too (petchat_http_requests_total by status class).
@@ -21,6 +20,12 @@ awaitable<response> serve_metrics(metrics::registry* metrics, request r) {
 }
 
 }  // namespace
+
+// GET /metrics, alike wherever it is served (this listener, the chat port, the admin socket).
+response detail::scrape_answer(metrics::registry& metrics, std::string const& method) {
+  if (method != "GET" && method != "HEAD") return detail::method_not_allowed("GET, HEAD");
+  return response{200, metrics.scrape(), "text/plain; version=0.0.4; charset=utf-8", {}, nullptr, 0, 0};
+}
 
 handler make_metrics_api(metrics::registry& metrics) {
   return [m = &metrics](request r) { return serve_metrics(m, std::move(r)); };

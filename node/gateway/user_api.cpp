@@ -188,7 +188,8 @@ errors::result<std::size_t> detail::page_limit(std::string const& query) {
 json::object detail::presence_json(user_api const& api, std::string const& user) {
   auto p = api.manager.presence(user);
   json::object o{{"state", p.online ? "ONLINE" : "OFFLINE"}};
-  o["last_seen_at"] = p.last_seen_ms ? json::value(rfc3339(p.last_seen_ms)) : json::value(nullptr);
+  // (Online: no last-seen time, as the live stream's presence frames say.)
+  o["last_seen_at"] = !p.online && p.last_seen_ms ? json::value(rfc3339(p.last_seen_ms)) : json::value(nullptr);
   return o;
 }
 
@@ -274,7 +275,8 @@ response regions(user_api const& api) {
     json::array keys;
     for (auto const& k : r.keys)
       keys.push_back(json::value(format::hex({reinterpret_cast<char const*>(k.data()), k.size()})));
-    json::object o{{"name", r.name}, {"url", r.url}, {"public_keys", std::move(keys)}};
+    json::object o{{"name", r.name}, {"public_keys", std::move(keys)}};
+    o["url"] = r.url.empty() ? json::value(nullptr) : json::value(r.url);
     o["location"] = r.location.empty() ? json::value(nullptr) : json::value(r.location);
     o["self"] = r.name == api.fed.regions.self();
     list.push_back(std::move(o));
@@ -303,10 +305,7 @@ awaitable<response> route(std::shared_ptr<user_api> api, request r) {
   auto const& m = r.method;
   if ((p == "/healthz" || p == "/readyz") && m != "GET" && m != "HEAD") co_return method_not_allowed("GET, HEAD");
   if (p == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
-  if (p == "/metrics" && api->serve_metrics) {
-    if (m != "GET") co_return method_not_allowed("GET");
-    co_return response{200, api->metrics.scrape(), "text/plain; version=0.0.4", {}, nullptr, 0, 0};
-  }
+  if (p == "/metrics" && api->serve_metrics) co_return scrape_answer(api->metrics, m);
   if (p == "/readyz") {
     if (*api->stopping)
       co_return json_response(503, json::object{{"status", "shutting_down"}, {"region", api->users.region()}});

@@ -177,17 +177,30 @@ awaitable<errors::status> user_service::revoke_session(std::string device_id_tex
   auto raw = format::from_base64url(device_id_text);
   if (!raw || raw->size() != device_id_bytes)
     co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
+  // A device already ended is answered at once: repeating the DELETE writes nothing and
+  // wakes nobody's live streams (it would be a store write at the caller's rate).
+  if (m.env.read([&](store::lmdb_txn const& txn) {
+        auto device = m.read_device(txn, *raw);
+        return device && device->revoked();
+      }))
+    co_return errors::ok();
   auto owner = std::make_shared<std::string>();
-  store::lmdb_env::write_fn mutation = [&m, id = *raw, owner](store::lmdb_txn& txn) {
+  auto already = std::make_shared<bool>(false);  // (ended meanwhile)
+  store::lmdb_env::write_fn mutation = [&m, id = *raw, owner, already](store::lmdb_txn& txn) {
     auto device = m.read_device(txn, id);
     if (!device) return false;
     *owner = device->user_name();
+    if (device->revoked()) {
+      *already = true;
+      return false;
+    }
     device->set_revoked(true);
     txn.put(m.devices, id, device->SerializeAsString());
     return true;
   };
   auto outcome = co_await async::write(m.env, std::move(mutation));
   if (outcome == store::write_outcome::failed) co_return m.write_failed("the session could not be revoked");
+  if (*already) co_return errors::ok();
   if (outcome == store::write_outcome::rolled_back)
     co_return fail(code::session_not_found, "no session '" + device_id_text + "'");
   m.tell_sessions_changed(*owner);

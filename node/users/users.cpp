@@ -211,8 +211,12 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   // A right password whose hash was made at another cost than the configured one is hashed
   // again at that cost, in the same slot: raising the cost reaches existing accounts at their
   // next login (lowering it too). Only a real account's hash, never the dummy.
+  // Only the hash's own time is measured (not the wait for a pool thread, which a padding
+  // multiplied would make an account's answer later than a name's that is none).
   auto cpu_work = [hash, password, p = m.params(), real = user.has_value()] {
-    detail::checked_password checked{detail::verify_password(hash, password), {}};
+    auto started = std::chrono::steady_clock::now();
+    detail::checked_password checked{detail::verify_password(hash, password), {}, {}};
+    checked.took = std::chrono::steady_clock::now() - started;
     if (checked.match && real && detail::needs_rehash(hash, p)) {
       try {
         checked.rehash = detail::hash_password(password, p);
@@ -221,7 +225,6 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
     }
     return checked;
   };
-  auto checked_at = std::chrono::steady_clock::now();
   auto checked = co_await async::offload(m.cpu_pool, std::move(cpu_work));
   bool match = checked.match;
   slot.reset();
@@ -231,11 +234,10 @@ awaitable<result<session_tokens>> user_service::login(std::string name_or_id, st
   // cost): an outsider must not tell dormant accounts from names that are none.
   if (user && !match) {
     auto ratio = std::min(detail::cost_ratio(hash, m.params()), 64.0);
-    auto took = std::chrono::steady_clock::now() - checked_at;
     if (ratio > 1.05) {
       boost::asio::steady_timer pad(
           co_await boost::asio::this_coro::executor,
-          std::chrono::duration_cast<std::chrono::steady_clock::duration>(took * (ratio - 1)));
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(checked.took * (ratio - 1)));
       co_await pad.async_wait(boost::asio::use_awaitable);
     }
   }
@@ -423,9 +425,10 @@ result<principal> user_service::impl::principal_of(std::string const& device_id,
   auto& m = *this;
   return m.env.read([&](store::lmdb_txn const& txn) -> result<principal> {
     auto device = m.read_device(txn, device_id);
-    // A session past its refresh token's life is over too (list_sessions shows it so).
+    // A session past its refresh token's life is over too (list_sessions shows it so), for
+    // an access token that would outlive it as for the live stream.
     if (!device || device->revoked() || (!user_name.empty() && device->user_name() != user_name) ||
-        (user_name.empty() && device->refresh_expires_at_ms() <= now_ms()))
+        device->refresh_expires_at_ms() <= now_ms())
       return fail(code::session_revoked, "this session has been revoked; log in again");
     auto user = m.read_user(txn, device->user_name());
     if (!user) return fail(code::session_revoked, "the account no longer exists");
@@ -461,6 +464,9 @@ awaitable<result<profile>> user_service::update_profile(std::string name, profil
       (!update.about || *update.about == now->about) &&
       (!update.group_adds_contacts_only || *update.group_adds_contacts_only == now->group_adds_contacts_only))
     co_return now;
+  if (auto wait = impl_->profile_changes.take(name, now_ms()); wait > 0)
+    co_return errors::rate_limited(
+        "more than " + std::to_string(impl::profile_changes_per_minute) + " profile changes a minute", wait);
   user_change change = [update](store::lmdb_txn&, records::user_record& u) {
     if (update.display_name) u.set_display_name(*update.display_name);
     if (update.about) u.set_about(*update.about);

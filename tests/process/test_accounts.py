@@ -328,6 +328,26 @@ class AccountsTest(NodeTestCase):
         r = self.node.request("GET", "/v1/me", token=tok)
         self.assertStatus(r, 200)
         self.assertEqual(r.json["display_name"], "Erin")
+
+    def test_profile_changes_are_limited_in_rate(self):
+        """Each change of a profile is a commit every login waits behind: 30 a minute, as
+        many at once; one that changes nothing costs nothing."""
+        self.node.new_user("fiona")
+        tok = self.node.new_session("fiona")["access_token"]
+        for i in range(30):
+            body = {"group_adds": "contacts" if i % 2 == 0 else "everyone"}
+            self.assertStatus(self.node.request("PATCH", "/v1/me", body, token=tok), 200, msg="change %d" % i)
+        r = self.node.request("PATCH", "/v1/me", {"group_adds": "contacts"}, token=tok)
+        self.assertError(r, 429, "rate_limited")
+        self.assertGreaterEqual(int(r.headers["Retry-After"]), 1)
+        self.assertEqual(self.node.request("GET", "/v1/me", token=tok).json["group_adds"], "everyone", "not changed")
+        # Saving the settings as they are is still answered.
+        r = self.node.request("PATCH", "/v1/me", {"group_adds": "everyone", "display_name": "fiona"}, token=tok)
+        self.assertStatus(r, 200)
+        # Another account has its own allowance.
+        self.node.new_user("gemma")
+        other = self.node.new_session("gemma")["access_token"]
+        self.assertStatus(self.node.request("PATCH", "/v1/me", {"about": "hi"}, token=other), 200)
         self.assertEqual(r.json["about"], "")
 
     # -- health --------------------------------------------------------------------------------

@@ -358,6 +358,7 @@ class CorsTest(NodeTestCase):
         r = self.preflight(node, "https://evil.example")
         self.assertError(r, 403, "cors_origin_forbidden")
         self.assertNotIn("Access-Control-Allow-Origin", r.headers)
+        self.assertEqual(r.headers.get("Vary"), "Origin", "the refusal depends on the origin too")
         r = node.request("GET", "/v1/me", token=s["access_token"], headers={"Origin": "https://evil.example"})
         self.assertNotIn("Access-Control-Allow-Origin", r.headers)
         # Every answer says it depends on the origin (another, or none): a cache must not give
@@ -382,6 +383,9 @@ class CorsTest(NodeTestCase):
         # Also to a request with no origin: a cache may give that answer to any page.
         r = node.request("GET", "/v1/regions")
         self.assertEqual(r.headers["Access-Control-Allow-Origin"], "*")
+        # A standalone node with no federation.public_url has no address to give: null, as
+        # an unknown location.
+        self.assertEqual([(x["url"], x["location"], x["self"]) for x in r.json["regions"]], [(None, None, True)])
 
 
 if __name__ == "__main__":

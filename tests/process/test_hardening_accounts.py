@@ -493,6 +493,32 @@ class ConnectionsPerAddressTest(NodeTestCase):
 
         self.assertTrue(wait_until(healthy, 15), "127.0.0.1 still refused after closing its idle connections")
 
+    def test_cap_of_the_node(self):
+        """Past gateway.max_connections a plain-text client is told so (not just dropped),
+        and the refusals are counted with the answers."""
+        node = self.start_node(config={"gateway": {"max_connections": 4}})
+        idle = []
+        try:
+            for _ in range(4):
+                idle.append(socket.create_connection(("127.0.0.1", node.port), timeout=10))
+            extra = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+            try:
+                data = self.refused_answer(extra)
+                self.assertTrue(data, "connection 5 closed without an answer")
+                status, headers, body = parse_http_response(data)
+                self.assertEqual(status, 503, data[:300])
+                err = json.loads(body).get("error", {})
+                self.assertEqual(err.get("code"), "too_many_connections", body)
+                self.assertIn("(4)", err.get("message", ""), "the node's limit, not the address's")
+            finally:
+                extra.close()
+        finally:
+            for s in idle:
+                s.close()
+        scraped = node.scrape().raw.decode()
+        refused = [x for x in scraped.splitlines() if x.startswith('petchat_http_requests_total{api="user",status="5xx"}')]
+        self.assertTrue(refused and float(refused[0].rsplit(" ", 1)[1]) >= 1, refused)
+
 
 # ---------------------------------------------------------------------------------------
 # E. Devices per user

@@ -879,6 +879,11 @@ class CoreTests:
         self.assertStatus(r, 200)
         self.assertEqual(r.json.get("state"), "OFFLINE")
         self.assertTimestamp(r.json.get("last_seen_at"), "last_seen_at")
+        # Back online: no last-seen time any more (as the stream's ONLINE frame says).
+        B1 = self.ws(b2)
+        A.wait_for(is_presence(bob.id, "ONLINE"), what="presence ONLINE of bob again")
+        r = self.api("GET", "/v1/presence/" + bob.id, a)
+        self.assertEqual((r.json.get("state"), r.json.get("last_seen_at", "absent")), ("ONLINE", None), r.json)
         # Carol shares nothing with bob: she heard nothing about him.
         self.assertEqual([f for f in C.frames() if is_presence(bob.id)(f)], [])
 
@@ -1212,6 +1217,16 @@ class MetricsTest(MessagingCase):
         self.assertStatus(r, 200)
         self.assertIn("petchat_build_info{", r.raw.decode())
         self.assertIsNone(node.admin("GET", "/v1/admin/status").json["metrics_listen"])
+        # Alike wherever it is served: the same type, HEAD taken, other methods 405.
+        scraped = [r, node.admin("GET", "/metrics")]
+        for got in scraped:
+            self.assertStatus(got, 200)
+            self.assertEqual(got.headers.get("Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
+        self.assertStatus(node.request("HEAD", "/metrics"), 200)
+        self.assertStatus(node.admin("HEAD", "/metrics"), 200)
+        for got in (node.request("DELETE", "/metrics"), node.admin("POST", "/metrics", {})):
+            self.assertError(got, 405, "method_not_allowed")
+            self.assertEqual(got.headers.get("Allow"), "GET, HEAD")
 
     def test_a_taken_metrics_port_is_named(self):
         first = self.start_node()
@@ -1242,6 +1257,24 @@ class MetricsTest(MessagingCase):
         self.assertGreater(self.metric(after, 'petchat_http_requests_total{api="user",status="2xx"}'),
                            self.metric(before, 'petchat_http_requests_total{api="user",status="2xx"}'))
         self.assertGreaterEqual(self.metric(after, 'petchat_http_requests_total{api="user",status="4xx"}'), 1)
+        # A request refused before it is read (headers too large: 431) is counted too.
+        s = node.raw_socket()
+        s.settimeout(10)
+        answer = b""
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+            while not answer.startswith(b"HTTP/1.1 431") or b"\r\n\r\n" not in answer:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        s.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431"), answer[:200])
+        refused = self.scrape(node)
+        self.assertEqual(self.metric(refused, 'petchat_http_requests_total{api="user",status="4xx"}'),
+                         self.metric(after, 'petchat_http_requests_total{api="user",status="4xx"}') + 1)
 
 
 class RawWebSocket:
@@ -1380,8 +1413,25 @@ class WebSocketProtocolTest(MessagingCase):
         refused = self.raw(version="8")
         self.assertEqual(refused.status, 426)
         self.assertEqual(refused.headers.get("x-content-type-options"), "nosniff", "as every other answer")
-        self.assertEqual(self.raw(key=None).status, 400)
-        self.assertEqual(self.raw(key="not a key").status, 400)
+        self.assertEqual(refused.headers.get("sec-websocket-version"), "13")
+        self.assertEqual(self.error_of(refused)["code"], "bad_request", "an error object, as every other answer")
+        for key in (None, "not a key"):
+            refused = self.raw(key=key)
+            self.assertEqual(refused.status, 400)
+            self.assertEqual(self.error_of(refused)["code"], "bad_request")
+
+    @staticmethod
+    def error_of(c):
+        """The error object of a refused upgrade's answer."""
+        length = int(c.headers["content-length"])
+        while len(c.buf) < length:
+            chunk = c.sock.recv(4096)
+            if not chunk:
+                break
+            c.buf += chunk
+        c.sock.close()
+        assert c.headers["content-type"] == "application/json", c.headers
+        return json.loads(c.buf[:length])["error"]
 
     def test_frames_sent_with_the_upgrade_request_are_read_after_it(self):
         """A client that does not wait for the 101 (its auth in the same packet as the

@@ -38,6 +38,13 @@ class SessionsTest(NodeTestCase):
     def me(self, token):
         return self.node.request("GET", "/v1/me", token=token)
 
+    def users_commits(self):
+        """The account store's commits so far (petchat_store_commit_seconds_count)."""
+        prefix = 'petchat_store_commit_seconds_count{store="users"}'
+        lines = [x for x in self.node.scrape().raw.decode().splitlines() if x.startswith(prefix)]
+        self.assertEqual(len(lines), 1, lines)
+        return float(lines[0].rsplit(" ", 1)[1])
+
     def assertRefreshRefusedAsRevoked(self, resp):
         self.assertEqual(resp.status, 401, resp.describe())
         code = (resp.json or {}).get("error", {}).get("code")
@@ -286,8 +293,10 @@ class SessionsTest(NodeTestCase):
         self.assertStatus(self.me(phone["access_token"]), 200)
         r = self.node.request("GET", "/v1/sessions", token=phone["access_token"])
         self.assertEqual([s["device_id"] for s in r.json["sessions"]], [phone["device_id"]])
+        commits = self.users_commits()
         self.assertStatus(self.node.request("DELETE", "/v1/sessions/" + laptop["device_id"],
                                             token=phone["access_token"]), 204, "ending an ended device succeeds")
+        self.assertEqual(self.users_commits(), commits, "and writes nothing again")
         self.assertError(self.node.request("GET", "/v1/sessions"), 401, "missing_token")
         self.assertError(self.node.request("PUT", "/v1/sessions/" + phone["device_id"], token=phone["access_token"]),
                          405, "method_not_allowed")
@@ -424,6 +433,20 @@ class TokenExpiryTest(NodeTestCase):
         self.assertStatus(r, 200)
         self.assertEqual(r.json["device_id"], s["device_id"])
         self.assertEqual(r.json["access_token_expires_in_s"], 1)
+
+    def test_an_access_token_does_not_outlive_its_session(self):
+        """An access token lives no longer than its session's refresh token, whatever the
+        configured lifetimes: the session is over, on REST as on the live stream."""
+        node = self.start_node(config={"users": {"access_token_ttl_s": 3600, "refresh_token_ttl_s": 60}})
+        node.new_user("hal")
+        s = node.new_session("hal")
+        self.assertStatus(node.request("GET", "/v1/me", token=s["access_token"]), 200)
+        other = node.new_session("hal")
+        # 61 s later both refresh tokens have run out (nothing refreshed them).
+        time.sleep(61.5)
+        self.assertError(node.request("GET", "/v1/me", token=s["access_token"]), 401, "session_revoked")
+        self.assertError(node.request("GET", "/v1/sessions", token=other["access_token"]), 401, "session_revoked")
+        self.assertError(node.refresh(s["refresh_token"]), 401, "invalid_refresh_token")
 
     def test_the_retry_grace_of_a_refresh_ends(self):
         node = self.start_node(config={"users": {"refresh_retry_grace_s": 1}})

@@ -38,6 +38,7 @@ struct http_server::state : std::enable_shared_from_this<http_server::state> {
   std::shared_ptr<detail::live_services> live;   // set if this server serves /v1/ws
   std::shared_ptr<tls::server_credentials> tls;  // set if the TCP listener speaks TLS
   std::function<bool(std::string_view, std::string_view)> streamed;  // requests whose bodies are streamed
+  std::function<void(unsigned status)> refused;                      // told of each answer given before a handler ran
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
 

@@ -42,6 +42,8 @@ std::optional<std::string_view> bearer_token(std::string_view authorization);
 errors::result<users::principal> authenticate(user_api const& api, request const& r);
 // 405 with its Allow header.
 response method_not_allowed(char const* allowed);
+// The answer to `method` /metrics (GET and HEAD scrape; else 405).
+response scrape_answer(metrics::registry& metrics, std::string const& method);
 // A page of a conversation's history (docs/PROTOCOL.md, History), filters from `query`.
 response history_answer(user_api const& api, std::string const& user, std::string const& conv,
                         std::string const& query);

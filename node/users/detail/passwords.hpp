@@ -2,6 +2,7 @@
 // memory-heavy by design: run them off the I/O threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -34,6 +35,7 @@ double cost_ratio(std::string const& encoded, hash_params params);
 struct checked_password {
   bool match = false;
   std::string rehash;
+  std::chrono::steady_clock::duration took{};  // the check's own time, without the rehash
 };
 
 }  // namespace petchat::users::detail

@@ -120,6 +120,10 @@ struct user_service::impl {
   // The same per IPv6 /48, at 16 times the allowance: a subscriber given a /48 (or /56)
   // holds 65,536 (or 256) /64s, each with its own allowance above.
   detail::registration_limiter wide_registrations;
+  // Changes of an account's own profile (PATCH /v1/me) that write: each is a commit every
+  // login and refresh waits behind.
+  limits::rate_buckets profile_changes{profile_changes_per_minute, 60000};
+  static constexpr std::uint32_t profile_changes_per_minute = 30;
   // Verified against when the user does not exist, so that an unknown name costs as much
   // time as a wrong password and response times do not reveal which names exist.
   std::string dummy_hash;
