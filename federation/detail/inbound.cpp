@@ -9,7 +9,8 @@ namespace petchat::federation::detail {
 namespace {
 
 constexpr std::int64_t ephemeral_max_age_ms = 30000;
-constexpr std::size_t max_purges_unread = 4;  // subjects of unlisted regions purged per stream info (each second)
+constexpr std::size_t max_purges_unread = 4;   // subjects of unlisted regions purged per stream info (each second)
+constexpr std::int64_t min_origin_share = 16;  // messages of one origin the stream holds, at least
 
 }  // namespace
 
@@ -69,8 +70,25 @@ bool inbound_stream::subscribe_listed(std::uint64_t last_seq, bool setting_up) {
   return all;
 }
 
-// Limits retention: a full stream refuses new envelopes, and senders keep their outbox.
+// Each origin's share of the stream, in messages. The stream refuses an origin's envelopes
+// past its share whatever the others hold (DiscardNewPerSubject: the subjects are per
+// origin), so one origin, back from a long partition or flooding with its genuine key, can
+// never fill the stream against the others. The shares of the listed origins (and one more
+// for the subjects of unlisted ones, purged every second) of messages as large as the servers
+// take fit in max_stream_bytes.
+std::int64_t inbound_stream::origin_share() const {
+  auto regions = s_.dir.all();
+  std::int64_t shares = 1;
+  for (auto const& r : *regions)
+    if (r.name != s_.dir.self()) ++shares;
+  auto largest = std::max<std::int64_t>(1, natsConnection_GetMaxPayload(conn_.nc()));
+  return std::max(min_origin_share, static_cast<std::int64_t>(s_.opt.max_stream_bytes) / (largest * shares));
+}
+
+// Limits retention: a full stream (or an origin's full share of it) refuses new envelopes,
+// and senders keep their outbox.
 bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
+  auto share = origin_share();
   jsStreamConfig sc;
   jsStreamConfig_Init(&sc);
   sc.Name = s_.names.stream.c_str();
@@ -82,6 +100,8 @@ bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
   sc.MaxAge = static_cast<int64_t>(s_.opt.retention_s) * 1'000'000'000;
   sc.MaxBytes = static_cast<int64_t>(s_.opt.max_stream_bytes);
   sc.Discard = js_DiscardNew;
+  sc.MaxMsgsPerSubject = share;
+  sc.DiscardNewPerSubject = true;
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_AddStream(&si, conn_.js(), &sc, nullptr, &jerr);
@@ -90,6 +110,15 @@ bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
     s_.set_error("cannot create stream " + s_.names.stream + ": " + nats_error(s, jerr));
     return false;
   }
+  if (!si->Config->DiscardNewPerSubject && share_ != share)
+    // A server before 2.9 drops the field: its per-subject limit would discard an origin's
+    // oldest envelopes instead (sent again from its outbox, but a flood could still push the
+    // others' out). Said once per change.
+    s_.log->warn(
+        "federation: the NATS server does not keep one origin's share of stream {} (DiscardNewPerSubject, "
+        "nats-server 2.9 or later): one region can fill it against the others",
+        s_.names.stream);
+  share_ = share;
   last_seq = si->State.LastSeq;
   jsStreamInfo_Destroy(si);
   return true;
@@ -158,6 +187,13 @@ void inbound_stream::refresh_info() {
   s_.set_stream_figures(last_seq, std::move(by_origin));
   jsStreamInfo_Destroy(si);
   subscribe_listed(last_seq, false);  // the directory may list more regions since (a reload)
+  // And so the origins' shares change: the stream is told. (A smaller share drops what an
+  // origin has past it, its oldest first: not applied, so never confirmed, and sent again
+  // from its outbox.)
+  if (origin_share() != share_) {
+    std::uint64_t ignored = 0;
+    ensure_stream(ignored);
+  }
   // A few a round: each is a blocking call on this thread, which also publishes.
   if (unread.size() > max_purges_unread) unread.resize(max_purges_unread);
   // Before, a consumer of every origin refused them as unknown_region and they were purged

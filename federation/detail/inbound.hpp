@@ -49,6 +49,7 @@ class inbound_stream {
     std::uint64_t purged_upto = 0;     // manager thread only
   };
   bool ensure_stream(std::uint64_t& last_seq);
+  std::int64_t origin_share() const;
   bool subscribe_listed(std::uint64_t last_seq, bool setting_up);
   bool subscribe_inbound(origin_subs& o, std::uint64_t last_seq);
   static void drop(natsSubscription*& sub);
@@ -63,6 +64,7 @@ class inbound_stream {
   outbound_lanes& lanes_;
   link::ephemeral_handler on_ephemeral_;
   std::map<std::string, std::unique_ptr<origin_subs>> origins_;  // manager thread only; never erased before destroy()
+  std::int64_t share_ = 0;  // the stream's messages per subject, as last set (manager thread only)
 };
 
 }  // namespace petchat::federation::detail

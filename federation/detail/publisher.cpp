@@ -35,28 +35,41 @@ bool publisher::publish_round() {
     auto next = lanes_.next(dest, publish_batch);
     if (next.entries.empty()) continue;
     auto started = clock::now();
-    if (!publish_to(dest, next)) {
-      delay = std::min<clock::duration>(max_backoff, delay == clock::duration::zero() ? 250ms : delay * 2);
+    bool& careful = careful_[dest];
+    auto stored = publish_to(dest, next, careful);
+    if (stored > 0) {
+      lanes_.published(dest, next.entries[stored - 1].lane_seq);
+      s_.published += stored;
+      progressed = true;
+    }
+    if (stored < next.entries.size()) {
+      // The next rounds to this region publish a bundle at a time, each marked published
+      // as it is stored: a destination that takes only part of a round (its stream, or this
+      // origin's share of it, full) then sees the rest go on from where it stopped, never
+      // the same first bundles again and again.
+      careful = true;
+      delay =
+          stored > 0 || delay == clock::duration::zero() ? 250ms : std::min<clock::duration>(max_backoff, delay * 2);
       until = clock::now() + delay;
       if (!s_.connected) continue;  // the disconnect already said what is wrong: NATS, not this region
-      s_.set_error("region " + dest + " did not take " + std::to_string(next.entries.size()) +
-                   " envelopes (its stream unreachable?); retrying in " +
+      s_.set_error("region " + dest + " did not take " + std::to_string(next.entries.size() - stored) +
+                   " envelopes (its stream unreachable, or this region's share of it full?); retrying in " +
                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()) + " ms");
       continue;
     }
+    careful = false;
     delay = clock::duration::zero();
     // One thread publishes to every region, waiting for each one's JetStream to take its
     // bundles: a region whose stream answers just in time must not take that thread for
     // itself. One that kept it more than half a second waits as long before its next turn.
     if (auto took = clock::now() - started; took > 500ms) until = clock::now() + took;
-    lanes_.published(dest, next.entries.back().lane_seq);
-    s_.published += next.entries.size();
-    progressed = true;
   }
   return progressed;
 }
 
-bool publisher::publish_to(std::string const& destination, outbound_lanes::batch& next) {
+// Publishes `next` as bundles; returns how many of its entries JetStream stored, counted from
+// the first (all or none unless `one_by_one`: then a bundle at a time, each waited for).
+std::size_t publisher::publish_to(std::string const& destination, outbound_lanes::batch& next, bool one_by_one) {
   auto& entries = next.entries;
   auto subject = s_.names.fed_to(destination);
   conn_.reset_publish_failures();
@@ -65,7 +78,7 @@ bool publisher::publish_to(std::string const& destination, outbound_lanes::batch
   auto max_payload = static_cast<std::size_t>(std::max<int64_t>(0, natsConnection_GetMaxPayload(conn_.nc())));
   auto limit = std::min(bundle_bytes, max_payload > 2 * seal_headroom ? max_payload - seal_headroom : max_payload / 2);
   bool failed = false;
-  std::size_t i = 0;
+  std::size_t i = 0, stored = 0;
   while (i < entries.size() && !failed) {
     std::vector<std::string> bodies;
     std::size_t bytes = 0;
@@ -89,10 +102,21 @@ bool publisher::publish_to(std::string const& destination, outbound_lanes::batch
     }
     natsMsg* m = nullptr;
     natsStatus s = natsMsg_Create(&m, subject.c_str(), nullptr, sealed.data(), static_cast<int>(sealed.size()));
-    if (s == NATS_OK) s = js_PublishMsgAsync(conn_.js(), &m, nullptr);
+    if (s == NATS_OK && one_by_one) {
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MaxWait = s_.opt.publish_timeout_ms;
+      jsPubAck* ack = nullptr;
+      s = js_PublishMsg(&ack, conn_.js(), m, &po, nullptr);
+      if (ack) jsPubAck_Destroy(ack);
+      if (s == NATS_OK) stored = i;
+    } else if (s == NATS_OK) {
+      s = js_PublishMsgAsync(conn_.js(), &m, nullptr);
+    }
     natsMsg_Destroy(m);
     failed = s != NATS_OK;
   }
+  if (one_by_one) return stored;
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = s_.opt.publish_timeout_ms;
@@ -101,7 +125,7 @@ bool publisher::publish_to(std::string const& destination, outbound_lanes::batch
     if (js_PublishAsyncGetPendingList(&pending, conn_.js()) == NATS_OK) natsMsgList_Destroy(&pending);
     failed = true;
   }
-  return !failed && conn_.publish_failures() == 0;
+  return !failed && conn_.publish_failures() == 0 ? entries.size() : 0;
 }
 
 void publisher::send_confirmations() {

@@ -44,13 +44,14 @@ class publisher {
 
  private:
   // One destination's batch; false if JetStream did not store all of it.
-  bool publish_to(std::string const& destination, outbound_lanes::batch& next);
+  std::size_t publish_to(std::string const& destination, outbound_lanes::batch& next, bool one_by_one);
 
   link_state& s_;
   nats_connection& conn_;
   outbound_lanes& lanes_;
   link::presence_source presence_;
   std::map<std::string, std::pair<clock::time_point, clock::duration>> backoff_;  // until, delay
+  std::map<std::string, bool> careful_;  // a region that took part of a round: a bundle at a time
 
   void run_live();
   std::thread live_thread_;
