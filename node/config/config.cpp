@@ -211,6 +211,12 @@ void check_combinations(toml::table const& root, node_config const& c, std::vect
   if (!c.federation.tls_server_name.empty() && !c.federation.uses_tls())
     errors.push_back(
         "federation.tls_server_name: set, but TLS to NATS is off (no tls_ca_file or tls_cert_file, no tls:// URL)");
+  if (int(!c.federation.credentials_file.empty()) + int(!c.federation.nkey.empty()) + int(!c.federation.user.empty()) >
+      1)
+    errors.push_back(
+        "federation.credentials_file, federation.nkey, federation.user: set at most one kind of NATS authentication");
+  if (c.federation.password.empty() != c.federation.user.empty())
+    errors.push_back("federation.user and federation.password: set both or neither");
   if (c.federation.nkey.empty() != c.federation.nkey_seed_file.empty())
     errors.push_back("federation.nkey and federation.nkey_seed_file: set both or neither");
   if (c.push.retry_max_ms < c.push.retry_initial_ms)

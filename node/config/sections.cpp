@@ -167,8 +167,8 @@ reader::section federation_keys(reader& rd, node_config& c) {
   return {
       {"nats_urls",
        [&rd, &c](std::string const& key, toml::node const& n) {
-         auto const* arr = n.as_array();
-         if (!arr || arr->empty()) return rd.fail(key, n, "expected a non-empty array of nats:// or tls:// URLs");
+         auto const* arr = n.as_array();  // (empty: federation off, as when absent)
+         if (!arr) return rd.fail(key, n, "expected an array of nats:// or tls:// URLs");
          for (auto&& u : *arr) {
            auto url = u.value<std::string>();
            if (!u.is_string() || !(url->starts_with("nats://") || url->starts_with("tls://")))

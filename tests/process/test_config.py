@@ -161,6 +161,22 @@ class CheckConfigTest(NodeTestCase):
                 self.assertInvalid('[federation]\nnats_urls = ["tls://n.example.org"]\n\ntls_server_name = %s\n' % bad,
                                    "tls_server_name", line=4)
 
+    def test_federation_turned_off_and_nats_credentials(self):
+        # An empty list of servers is federation off, as none at all.
+        rc, _, err = self.check('[federation]\nnats_urls = []\n')
+        self.assertEqual(rc, 0, err)
+        self.assertInvalid('[federation]\nnats_urls = []\n[[federation.regions]]\nname = "asia"\n'
+                           'public_keys = ["%s"]\n' % ("ab" * 32), "federation.regions")
+        # A password without its user (or the reverse) would be dropped unsaid.
+        for text in ('password = "secret"\n', 'user = "petchat"\n'):
+            with self.subTest(text=text):
+                self.assertInvalid('[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\n' + text, "federation.user")
+        rc, _, err = self.check('[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\nuser = "u"\npassword = "p"\n')
+        self.assertEqual(rc, 0, err)
+        # One kind of authentication at most: the connection would otherwise try them all.
+        self.assertInvalid('[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\nuser = "u"\npassword = "p"\n'
+                           'credentials_file = "/etc/hostname"\n', "at most one kind")
+
     def test_what_would_stop_the_node_at_start(self):
         # Syntax alone does not say these; --check-config does, naming key and value.
         for text, key in (('[gateway]\nlisten = "no-such-host.invalid:8080"\n', "gateway.listen"),
