@@ -120,10 +120,11 @@ struct link::impl {
             inbound.refresh_info();
             next_info = now + stream_info_every;
           }
-          if (now >= next_purge) {
-            inbound.purge_applied();
-            next_purge = now + purge_every;
-          }
+          // Every purge_every, and sooner for an origin that read a quarter of its share
+          // since its last purge (its share counts what is applied until it is purged).
+          bool all = now >= next_purge;
+          inbound.purge_applied(all);
+          if (all) next_purge = now + purge_every;
           if (now >= next_presence) {
             out.refresh_presence();
             next_presence = now + std::chrono::seconds(state.opt.presence_interval_s);

@@ -20,7 +20,7 @@ inbound_stream::inbound_stream(link_state& state, nats_connection& conn, inbound
 
 bool inbound_stream::setup() {
   std::uint64_t last_seq = 0;
-  if (!ensure_stream(last_seq) || !subscribe_listed(last_seq, true)) return false;
+  if (!ensure_stream(last_seq, largest_held()) || !subscribe_listed(last_seq, true)) return false;
   s_.clear_error();
   return true;
 }
@@ -38,7 +38,7 @@ bool inbound_stream::subscribe_listed(std::uint64_t last_seq, bool setting_up) {
   for (auto const& r : *regions) {
     if (r.name == s_.dir.self()) continue;
     auto& o = origins_[r.name];
-    if (!o) o = std::make_unique<origin_subs>(origin_subs{this, applier_.add(r.name)});
+    if (!o) o = std::make_unique<origin_subs>(this, applier_.add(r.name));
     if (setting_up && o->fed && last_seq < o->queue.last_queued) {
       // The stream is shorter than what was read: the server lost its store and the stream
       // was created anew. Read the new one from its start.
@@ -85,10 +85,28 @@ std::int64_t inbound_stream::origin_share() const {
   return std::max(min_origin_share, static_cast<std::int64_t>(s_.opt.max_stream_bytes) / (largest * shares));
 }
 
+// The most messages one subject holds in the stream now; nullopt if the stream cannot be
+// read (or does not exist yet).
+std::optional<std::int64_t> inbound_stream::largest_held() {
+  jsStreamInfo* si = nullptr;
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Info.SubjectsFilter = s_.names.inbound_filter.c_str();
+  if (js_GetStreamInfo(&si, conn_.js(), s_.names.stream.c_str(), &o, nullptr) != NATS_OK) return std::nullopt;
+  std::int64_t most = 0;
+  if (si->State.Subjects)
+    for (int i = 0; i < si->State.Subjects->Count; ++i)
+      most = std::max(most, static_cast<std::int64_t>(si->State.Subjects->List[i].Msgs));
+  jsStreamInfo_Destroy(si);
+  return most;
+}
+
 // Limits retention: a full stream (or an origin's full share of it) refuses new envelopes,
-// and senders keep their outbox.
-bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
-  auto share = origin_share();
+// and senders keep their outbox. The share is set no lower than what an origin holds now
+// (`held`, when known): under it the server would drop the excess, oldest first, and the
+// sender would see gaps until it sent them again. It comes down as the origins are purged.
+bool inbound_stream::ensure_stream(std::uint64_t& last_seq, std::optional<std::int64_t> held) {
+  auto share = std::max(origin_share(), held.value_or(0));
   jsStreamConfig sc;
   jsStreamConfig_Init(&sc);
   sc.Name = s_.names.stream.c_str();
@@ -100,8 +118,10 @@ bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
   sc.MaxAge = static_cast<int64_t>(s_.opt.retention_s) * 1'000'000'000;
   sc.MaxBytes = static_cast<int64_t>(s_.opt.max_stream_bytes);
   sc.Discard = js_DiscardNew;
-  sc.MaxMsgsPerSubject = share;
-  sc.DiscardNewPerSubject = true;
+  if (share_ >= 0) {
+    sc.MaxMsgsPerSubject = share;
+    sc.DiscardNewPerSubject = true;
+  }
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_AddStream(&si, conn_.js(), &sc, nullptr, &jerr);
@@ -110,15 +130,18 @@ bool inbound_stream::ensure_stream(std::uint64_t& last_seq) {
     s_.set_error("cannot create stream " + s_.names.stream + ": " + nats_error(s, jerr));
     return false;
   }
-  if (!si->Config->DiscardNewPerSubject && share_ != share)
-    // A server before 2.9 drops the field: its per-subject limit would discard an origin's
-    // oldest envelopes instead (sent again from its outbox, but a flood could still push the
-    // others' out). Said once per change.
+  if (share_ >= 0 && !si->Config->DiscardNewPerSubject) {
+    // A server before 2.9 drops the field and would keep the limit by discarding an origin's
+    // oldest envelopes (which its sender counts as published): set as before, no shares.
     s_.log->warn(
-        "federation: the NATS server does not keep one origin's share of stream {} (DiscardNewPerSubject, "
+        "federation: the NATS server keeps no per-origin share of stream {} (DiscardNewPerSubject needs "
         "nats-server 2.9 or later): one region can fill it against the others",
         s_.names.stream);
-  share_ = share;
+    share_ = -1;
+    jsStreamInfo_Destroy(si);
+    return ensure_stream(last_seq, std::nullopt);
+  }
+  if (share_ >= 0) share_ = share;
   last_seq = si->State.LastSeq;
   jsStreamInfo_Destroy(si);
   return true;
@@ -184,15 +207,15 @@ void inbound_stream::refresh_info() {
       if (!s_.dir.is_remote(origin) && !origins_.count(origin)) unread.emplace_back(subject.Subject);
     }
   auto last_seq = si->State.LastSeq;
+  std::int64_t held = 0;
+  for (auto const& [origin, count] : by_origin) held = std::max(held, static_cast<std::int64_t>(count));
   s_.set_stream_figures(last_seq, std::move(by_origin));
   jsStreamInfo_Destroy(si);
   subscribe_listed(last_seq, false);  // the directory may list more regions since (a reload)
-  // And so the origins' shares change: the stream is told. (A smaller share drops what an
-  // origin has past it, its oldest first: not applied, so never confirmed, and sent again
-  // from its outbox.)
-  if (origin_share() != share_) {
+  // And so the origins' shares change (or the servers' max_payload): the stream is told.
+  if (share_ > 0 && std::max(origin_share(), held) != share_) {
     std::uint64_t ignored = 0;
-    ensure_stream(ignored);
+    ensure_stream(ignored, held);
   }
   // A few a round: each is a blocking call on this thread, which also publishes.
   if (unread.size() > max_purges_unread) unread.resize(max_purges_unread);
@@ -218,12 +241,16 @@ bool inbound_stream::purge(std::string const& subject, std::uint64_t before) {
   return s == NATS_OK;
 }
 
-void inbound_stream::purge_applied() {
+void inbound_stream::purge_applied(bool all) {
   for (auto& [origin, o] : origins_) {
+    if (!all && (share_ <= 0 || o->unpurged < std::max<std::int64_t>(1, share_ / 4))) continue;
     // What this process applied from this stream instance (the stored position may belong
     // to a stream that was since recreated).
     std::uint64_t upto = o->queue.applied_seq;
-    if (upto != 0 && upto != o->purged_upto && purge(s_.names.fed_from(origin), upto + 1)) o->purged_upto = upto;
+    if (upto != 0 && upto != o->purged_upto && purge(s_.names.fed_from(origin), upto + 1)) {
+      o->purged_upto = upto;
+      o->unpurged = 0;  // (read, not yet applied: no longer counted here; the purge every 2 s takes it)
+    }
   }
 }
 
@@ -266,6 +293,7 @@ void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg
     natsMsg_Destroy(msg);
     return;
   }
+  ++o.unpurged;
   std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
   auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->s_.dir);
   natsMsg_Destroy(msg);

@@ -12,6 +12,9 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
+#include <optional>
+
 #include "federation/detail/applier.hpp"
 #include "federation/detail/connection.hpp"
 #include "federation/detail/link_state.hpp"
@@ -30,8 +33,10 @@ class inbound_stream {
   // The stream's end and its envelopes per origin, for status; subscribes to regions the
   // directory lists since; purges what regions it does not list left in the stream.
   void refresh_info();
-  // Drops what this process applied from the stream.
-  void purge_applied();
+  // Drops what this process applied from the stream: of every origin (`all`), or of those
+  // that read a quarter of their share since their last purge (called every round: an
+  // origin's share counts what is applied until it is purged).
+  void purge_applied(bool all);
 
   // At stop, while the applier still runs (so a callback blocked on a full queue ends):
   // lets in-flight messages finish, if connected. NATS.c 3.4 misbehaves when a
@@ -44,12 +49,14 @@ class inbound_stream {
   struct origin_subs {
     inbound_stream* owner;
     inbound_applier::origin_queue& queue;
-    natsSubscription* fed = nullptr;   // manager thread only
-    natsSubscription* live = nullptr;  // manager thread only
-    std::uint64_t purged_upto = 0;     // manager thread only
+    natsSubscription* fed = nullptr;        // manager thread only
+    natsSubscription* live = nullptr;       // manager thread only
+    std::uint64_t purged_upto = 0;          // manager thread only
+    std::atomic<std::int64_t> unpurged{0};  // stream messages read since the last purge
   };
-  bool ensure_stream(std::uint64_t& last_seq);
+  bool ensure_stream(std::uint64_t& last_seq, std::optional<std::int64_t> largest_held);
   std::int64_t origin_share() const;
+  std::optional<std::int64_t> largest_held();
   bool subscribe_listed(std::uint64_t last_seq, bool setting_up);
   bool subscribe_inbound(origin_subs& o, std::uint64_t last_seq);
   static void drop(natsSubscription*& sub);
@@ -64,7 +71,8 @@ class inbound_stream {
   outbound_lanes& lanes_;
   link::ephemeral_handler on_ephemeral_;
   std::map<std::string, std::unique_ptr<origin_subs>> origins_;  // manager thread only; never erased before destroy()
-  std::int64_t share_ = 0;  // the stream's messages per subject, as last set (manager thread only)
+  // The stream's messages per subject as last set (0: not yet; -1: the server keeps no shares).
+  std::int64_t share_ = 0;  // manager thread only
 };
 
 }  // namespace petchat::federation::detail

@@ -15,7 +15,8 @@ constexpr std::size_t max_live_queued = 4096;     // live envelopes waiting for 
 constexpr std::size_t max_live_bytes = 16 << 20;  // and their bytes
 constexpr std::size_t seal_headroom = 16 * 1024;  // what sealing adds to a bundle's bodies, at most
 constexpr auto max_backoff = 30s;
-constexpr int presence_chunk = 500;  // users per presence envelope, far below NATS's payload limit
+constexpr auto careful_round = 500ms;  // a round publishing a bundle at a time stops after
+constexpr int presence_chunk = 500;    // users per presence envelope, far below NATS's payload limit
 
 }  // namespace
 
@@ -36,40 +37,41 @@ bool publisher::publish_round() {
     if (next.entries.empty()) continue;
     auto started = clock::now();
     bool& careful = careful_[dest];
-    auto stored = publish_to(dest, next, careful);
+    auto [stored, refused] = publish_to(dest, next, careful);
     if (stored > 0) {
       lanes_.published(dest, next.entries[stored - 1].lane_seq);
       s_.published += stored;
       progressed = true;
     }
-    if (stored < next.entries.size()) {
+    auto took = clock::now() - started;
+    if (refused) {
       // The next rounds to this region publish a bundle at a time, each marked published
       // as it is stored: a destination that takes only part of a round (its stream, or this
-      // origin's share of it, full) then sees the rest go on from where it stopped, never
-      // the same first bundles again and again.
+      // origin's share of it, full) then sees the rest go on from where it stopped.
       careful = true;
-      delay =
-          stored > 0 || delay == clock::duration::zero() ? 250ms : std::min<clock::duration>(max_backoff, delay * 2);
-      until = clock::now() + delay;
+      delay = stored > 0 || delay == clock::duration::zero() ? clock::duration(250ms)
+                                                             : std::min<clock::duration>(max_backoff, delay * 2);
+      until = clock::now() + std::max(delay, took);
       if (!s_.connected) continue;  // the disconnect already said what is wrong: NATS, not this region
       s_.set_error("region " + dest + " did not take " + std::to_string(next.entries.size() - stored) +
                    " envelopes (its stream unreachable, or this region's share of it full?); retrying in " +
                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()) + " ms");
       continue;
     }
-    careful = false;
+    if (stored == next.entries.size()) careful = false;  // (else cut short by its time: goes on next turn)
     delay = clock::duration::zero();
     // One thread publishes to every region, waiting for each one's JetStream to take its
     // bundles: a region whose stream answers just in time must not take that thread for
     // itself. One that kept it more than half a second waits as long before its next turn.
-    if (auto took = clock::now() - started; took > 500ms) until = clock::now() + took;
+    if (took > 500ms) until = clock::now() + took;
   }
   return progressed;
 }
 
 // Publishes `next` as bundles; returns how many of its entries JetStream stored, counted from
-// the first (all or none unless `one_by_one`: then a bundle at a time, each waited for).
-std::size_t publisher::publish_to(std::string const& destination, outbound_lanes::batch& next, bool one_by_one) {
+// the first (all or none unless `one_by_one`: then a bundle at a time, each waited for, for
+// half a second at most), and whether one was refused (or could not be sent).
+publisher::outcome publisher::publish_to(std::string const& destination, outbound_lanes::batch& next, bool one_by_one) {
   auto& entries = next.entries;
   auto subject = s_.names.fed_to(destination);
   conn_.reset_publish_failures();
@@ -79,7 +81,11 @@ std::size_t publisher::publish_to(std::string const& destination, outbound_lanes
   auto limit = std::min(bundle_bytes, max_payload > 2 * seal_headroom ? max_payload - seal_headroom : max_payload / 2);
   bool failed = false;
   std::size_t i = 0, stored = 0;
+  auto started = clock::now();
   while (i < entries.size() && !failed) {
+    // A bundle at a time is a round trip each: such a round stops after half a second (the
+    // rest goes next turn), so that this thread goes on to the other regions and its work.
+    if (one_by_one && stored > 0 && clock::now() - started > careful_round) break;
     std::vector<std::string> bodies;
     std::size_t bytes = 0;
     while (i < entries.size() && bodies.size() < max_bundle_bodies &&
@@ -116,7 +122,7 @@ std::size_t publisher::publish_to(std::string const& destination, outbound_lanes
     natsMsg_Destroy(m);
     failed = s != NATS_OK;
   }
-  if (one_by_one) return stored;
+  if (one_by_one) return {stored, failed};
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = s_.opt.publish_timeout_ms;
@@ -125,7 +131,8 @@ std::size_t publisher::publish_to(std::string const& destination, outbound_lanes
     if (js_PublishAsyncGetPendingList(&pending, conn_.js()) == NATS_OK) natsMsgList_Destroy(&pending);
     failed = true;
   }
-  return !failed && conn_.publish_failures() == 0 ? entries.size() : 0;
+  if (failed || conn_.publish_failures() != 0) return {0, true};
+  return {entries.size(), false};
 }
 
 void publisher::send_confirmations() {

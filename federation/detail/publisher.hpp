@@ -44,7 +44,11 @@ class publisher {
 
  private:
   // One destination's batch; false if JetStream did not store all of it.
-  std::size_t publish_to(std::string const& destination, outbound_lanes::batch& next, bool one_by_one);
+  struct outcome {
+    std::size_t stored;  // entries JetStream stored, from the first
+    bool refused;        // a bundle was refused or could not be sent
+  };
+  outcome publish_to(std::string const& destination, outbound_lanes::batch& next, bool one_by_one);
 
   link_state& s_;
   nats_connection& conn_;

@@ -299,6 +299,11 @@ void apply(overrides const& o, node_config& c, std::vector<std::string>& errors)
   if (o.region_env && !o.region)
     if (auto why = check_region(*o.region_env, c)) errors.push_back("PETCHAT_REGION: " + *why);
   flag("region", o.region, check_region);
+  // (The file's own region was checked with the file; one given here is checked here.)
+  if ((o.region || o.region_env) && c.federation.enabled() && check_subject_token(c.node.region))
+    errors.push_back((o.region ? std::string("--region") : std::string("PETCHAT_REGION")) +
+                     ": a federated region's name is part of NATS subjects and stream names: use only a-z 0-9 _ - "
+                     "(no dots)");
   if (o.require_region && !c.node.region_set)
     errors.push_back(
         "no region is configured, and --require-region (as in the packaged unit) refuses the default 'local': "

@@ -140,6 +140,11 @@ awaitable<response> create(std::shared_ptr<user_api> api, std::string me, reques
   if (!visible) co_return error_response(visible.error());
   auto ttl = optional_u32(*body, "ttl_s");
   if (!ttl) co_return error_response(ttl.error());
+  auto client_id = optional_string(*body, "client_id");
+  if (!client_id) co_return error_response(client_id.error());
+  if (*client_id && (client_id->value().empty() || client_id->value().size() > 64))
+    co_return error_response(fail(code::invalid_field, "client_id is 1 to 64 bytes", "client_id"));
+  spec.client_id = client_id->value_or("");
   spec.title = *title;
   spec.description = description->value_or("");
   spec.members = std::move(*members);
@@ -147,7 +152,7 @@ awaitable<response> create(std::shared_ptr<user_api> api, std::string me, reques
   spec.ttl_s = ttl->value_or(0);
   auto made = co_await api->messages.create_group(me, std::move(spec));
   if (!made) co_return error_response(made.error());
-  co_return membership_answer(*api, me, *made, 201);
+  co_return membership_answer(*api, me, *made, made->repeated ? 200 : 201);
 }
 
 awaitable<response> patch(std::shared_ptr<user_api> api, std::string me, std::string conv, request const& r) {

@@ -127,6 +127,18 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
   if (auto bad = check_patch(m, {spec.title, spec.description, spec.ttl_s, std::nullopt, std::nullopt})) co_return *bad;
   if (spec.members.size() > max_members_per_request)
     co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
+  // A create asked again with its client_id (its answer was lost) answers the group it made
+  // and makes none, costing nothing (also when two copies raced: checked again in the write).
+  auto repeated_create = [this](std::string const& owner, std::string const& conv) -> result<membership_result> {
+    auto view = conversation(owner, conv);
+    if (!view) return view.error();
+    membership_result r{std::move(*view), {}, {}};
+    r.repeated = true;
+    return r;
+  };
+  auto made_before = std::make_shared<std::optional<std::string>>();
+  if (!spec.client_id.empty()) *made_before = m.db.get(cf::idempotency, keys::group_create_key(owner, spec.client_id));
+  if (*made_before) co_return repeated_create(owner, **made_before);
   if (auto limited = m.limiter.charge(owner)) co_return *limited;
   // A group left at once costs its creator nothing more: what they created, each left
   // group's record kept for the retention period (forget_former_member), is capped here.
@@ -138,11 +150,24 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
   auto users = candidates(m, spec.members, st->failed);
   st->conversation = keys::new_group_id(m.region);
   auto resolved = st->failed.size();
-  store::rocks_db::write_fn fn = [&m, st, owner, spec, users, resolved](store::rocks_batch& b) {
+  store::rocks_db::write_fn fn = [&m, st, owner, spec, users, resolved, made_before](store::rocks_batch& b) {
     st->restart(resolved);
+    if (!spec.client_id.empty()) {
+      auto key = keys::group_create_key(owner, spec.client_id);
+      if ((*made_before = b.get(cf::idempotency, key))) return false;
+      b.put(cf::idempotency, key, st->conversation);
+      auto until = now_ms() + std::int64_t(m.options.retention_s) * 1000;
+      b.put(cf::expiry, keys::expiry_entry_key(until, keys::expiring::idempotency, key),
+            std::string(1, static_cast<char>(keys::expiring::idempotency)));
+    }
     return op_create(m, b, *st, owner, spec, users);
   };
   if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
+  if (*made_before) {
+    m.limiter.refund(owner);
+    m.creates.give_back(owner);
+    co_return repeated_create(owner, **made_before);
+  }
   auto view = conversation(owner, st->conversation);
   if (!view) co_return view.error();
   co_return membership_result{std::move(*view), st->added, st->failed};

@@ -55,8 +55,8 @@ struct history_page {
 
 // Groups and the conversation list (docs/PROTOCOL.md, "Conversations and groups").
 struct group_spec {
-  std::string title, description;
-  std::vector<std::string> members;  // user ids as given
+  std::string title, description, client_id;  // client_id: "" or the create's idempotency key
+  std::vector<std::string> members;           // user ids as given
   bool history_visible = false;
   std::uint32_t ttl_s = 0;
 };
@@ -109,8 +109,8 @@ struct membership_result {
   conversation_view conversation;
   std::vector<std::string> added;
   std::vector<member_failure> failed;
-  bool queued = false;       // sent to the group's home region: nothing added here yet
-  std::string request_id{};  // when queued: the request's id (a refusal names it)
+  bool queued = false, repeated = false;  // sent to home: nothing added here yet; a create made before
+  std::string request_id{};               // when queued: the request's id (a refusal names it)
 };
 struct receipt_view {
   std::string user_id;

@@ -328,27 +328,37 @@ class AccountsTest(NodeTestCase):
         r = self.node.request("GET", "/v1/me", token=tok)
         self.assertStatus(r, 200)
         self.assertEqual(r.json["display_name"], "Erin")
+        self.assertEqual(r.json["about"], "")
 
     def test_profile_changes_are_limited_in_rate(self):
         """Each change of a profile is a commit every login waits behind: 30 a minute, as
         many at once; one that changes nothing costs nothing."""
         self.node.new_user("fiona")
         tok = self.node.new_session("fiona")["access_token"]
-        for i in range(30):
+        started = time.monotonic()
+        answers = []
+        for i in range(40):
             body = {"group_adds": "contacts" if i % 2 == 0 else "everyone"}
-            self.assertStatus(self.node.request("PATCH", "/v1/me", body, token=tok), 200, msg="change %d" % i)
-        r = self.node.request("PATCH", "/v1/me", {"group_adds": "contacts"}, token=tok)
-        self.assertError(r, 429, "rate_limited")
-        self.assertGreaterEqual(int(r.headers["Retry-After"]), 1)
-        self.assertEqual(self.node.request("GET", "/v1/me", token=tok).json["group_adds"], "everyone", "not changed")
+            r = self.node.request("PATCH", "/v1/me", body, token=tok)
+            answers.append(r)
+            if r.status == 429:
+                break
+        took = time.monotonic() - started
+        self.assertTrue(all(a.status == 200 for a in answers[:30]), [a.status for a in answers])
+        # One comes back every 2 s: a slow machine may have been given a few more.
+        self.assertEqual(answers[-1].status, 429, "%d changes in %.1f s" % (len(answers), took))
+        self.assertLessEqual(len(answers) - 1, 30 + int(took / 2) + 1)
+        self.assertError(answers[-1], 429, "rate_limited")
+        self.assertGreaterEqual(int(answers[-1].headers["Retry-After"]), 1)
+        last = answers[-2].json["group_adds"]
+        self.assertEqual(self.node.request("GET", "/v1/me", token=tok).json["group_adds"], last, "not changed")
         # Saving the settings as they are is still answered.
-        r = self.node.request("PATCH", "/v1/me", {"group_adds": "everyone", "display_name": "fiona"}, token=tok)
+        r = self.node.request("PATCH", "/v1/me", {"group_adds": last, "display_name": "fiona"}, token=tok)
         self.assertStatus(r, 200)
         # Another account has its own allowance.
         self.node.new_user("gemma")
         other = self.node.new_session("gemma")["access_token"]
         self.assertStatus(self.node.request("PATCH", "/v1/me", {"about": "hi"}, token=other), 200)
-        self.assertEqual(r.json["about"], "")
 
     # -- health --------------------------------------------------------------------------------
 

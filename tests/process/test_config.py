@@ -235,6 +235,17 @@ class CheckConfigTest(NodeTestCase):
                 self.assertIn(key, err)
                 self.assertNotIn(READY_PREFIX, out)
 
+    def test_a_dotted_region_from_the_command_line_or_environment_cannot_federate(self):
+        path = self.write('[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\n')
+        data_dir = os.path.join(self.tmp, "data")
+        env = dict(os.environ, PETCHAT_REGION="eu.west")
+        for args, extra, named in ((["--region", "eu.west"], None, "--region"), ([], env, "PETCHAT_REGION")):
+            with self.subTest(named=named):
+                rc, out, err = run_node_cli("--config", path, "--data-dir", data_dir, *args, cwd=self.tmp, env=extra)
+                self.assertNotEqual(rc, 0, out + err)
+                self.assertIn(named + ": a federated region's name", err)
+                self.assertNotIn(READY_PREFIX, out)
+
     def test_version(self):
         rc, out, err = run_node_cli("--version")
         self.assertEqual(rc, 0, err)

@@ -318,6 +318,39 @@ class GroupsTest(GroupCase):
         # None of it changed the group.
         self.assertEqual(self.details(a, gid), before)
 
+    def test_a_create_asked_again_with_its_client_id_makes_no_second_group(self):
+        """A client whose create's answer was lost asks again with the same client_id: it
+        gets the group it made (200, not 201), and no one is told of a second."""
+        alice, bob, carol = self.person("alice"), self.person("bob"), self.person("carol")
+        a, b = alice.login(), bob.login()
+        B = self.ws(b)
+        first = self.create_request(a, "trip", [bob.id], client_id="create-1")
+        self.assertStatus(first, 201)
+        gid = first.json["conversation"]["id"]
+        again = self.create_request(a, "trip", [bob.id], client_id="create-1")
+        self.assertStatus(again, 200)
+        self.assertEqual(again.json["conversation"]["id"], gid)
+        self.assertEqual((again.json["added"], again.json["failed"]), ([], []))
+        # The client_id names the create: another body with it is still that group.
+        other = self.create_request(a, "another", [carol.id], client_id="create-1")
+        self.assertStatus(other, 200)
+        self.assertEqual(other.json["conversation"]["id"], gid)
+        listed = [c["id"] for c in self.call("GET", "/v1/conversations", a).json["conversations"]]
+        self.assertEqual(listed.count(gid), 1)
+        self.assertEqual(len([c for c in listed if c.startswith("g")]), 1, listed)
+        # Bob was told of one group, once.
+        self.wait_change(B, gid, 1, "CREATED")
+        B.sync()
+        self.assertEqual(change_versions(B, gid), [(1, "CREATED")])
+        self.assertEqual(len([e for e in B.events() if "conversation_change" in e]), 1, B.events())
+        # Another client_id, or another creator with the same one, is another group.
+        self.assertNotEqual(self.create_request(a, "trip", [], client_id="create-2").json["conversation"]["id"], gid)
+        mine = self.create_request(b, "bob's", [], client_id="create-1")
+        self.assertStatus(mine, 201)
+        self.assertNotEqual(mine.json["conversation"]["id"], gid)
+        for bad in ("", "x" * 65, 5):
+            self.assertError(self.create_request(a, "t", [], client_id=bad), 400, "invalid_field", field="client_id")
+
     # 1 ---------------------------------------------------------------------------------------
 
     def test_create_group_reports_failed_members_and_tells_every_initial_member(self):

@@ -58,6 +58,10 @@ inline std::string idempotency_key(std::string const& sender, std::string const&
 inline std::string group_request_key(std::string const& by, std::string const& request_id) {
   return '\x01' + by + '\0' + request_id;
 }
+// idempotency: 0x02 owner NUL client id, a group create (the value: the group's id).
+inline std::string group_create_key(std::string const& owner, std::string const& client_id) {
+  return '\x02' + owner + '\0' + client_id;
+}
 // expiry: expires_at_ms message id (value empty: the message, its history entry and this)
 inline std::string expiry_key(std::int64_t at_ms, std::string const& id) {
   return be64(static_cast<std::uint64_t>(at_ms)) + id;
