@@ -321,8 +321,9 @@ export function conversations(before?: string, limit = 100): Promise<{ conversat
 
 export const conversation = (id: string): Promise<ConversationDetails> => authed('GET', `/v1/conversations/${enc(id)}`);
 
-export const createGroup = (title: string, members: string[]): Promise<MembersAnswer> =>
-  authed('POST', '/v1/conversations', { title, members });
+// `clientId`: the same for a create sent again after its answer was lost (one group).
+export const createGroup = (title: string, members: string[], clientId: string): Promise<MembersAnswer> =>
+  authed('POST', '/v1/conversations', { title, members, client_id: clientId });
 
 export const addMembers = (id: string, members: string[]): Promise<MembersAnswer> =>
   authed('POST', `/v1/conversations/${enc(id)}/members`, { members });

@@ -280,8 +280,8 @@ export function parseMembers(text: string): string[] {
   return text.split(/[\s,;]+/).filter(Boolean).map((x) => fullUserId(x, regionOf(me)));
 }
 
-export async function createGroup(title: string, members: string[]): Promise<api.MemberFailure[]> {
-  const answer = await api.createGroup(title, members);
+export async function createGroup(title: string, members: string[], clientId: string): Promise<api.MemberFailure[]> {
+  const answer = await api.createGroup(title, members, clientId);
   const c = fromSummary(answer.conversation);
   setState((s) => ({
     // A member's first message may have come live before the answer.

@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import { ApiError } from '../api';
 import * as chat from '../chat';
 import { errorText, t } from '../i18n';
+import { newClientId } from '../ids';
 
 const TITLE_MAX_BYTES = 128; // the node counts UTF-8 bytes, not characters (PROTOCOL.md)
 
@@ -10,6 +11,9 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
   const [members, setMembers] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
+  // One per group meant: a create tried again after a lost answer (the same form, unchanged)
+  // makes no second group; a changed form, or the next group, gets a new one.
+  const [clientId, setClientId] = useState(newClientId);
   async function submit(e: Event) {
     e.preventDefault();
     if (busy || !title.trim()) return;
@@ -18,7 +22,8 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
     setBusy(true);
     setError('');
     try {
-      const failed = await chat.createGroup(title.trim(), chat.parseMembers(members));
+      const failed = await chat.createGroup(title.trim(), chat.parseMembers(members), clientId);
+      setClientId(newClientId());
       if (failed.length === 0) return onClose();
       // The group exists; say who could not be added.
       setError(failed.map((f) => t.notAdded(f.user_id, errorText(f.code, f.message))).join('\n'));
@@ -41,7 +46,10 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
           maxLength={TITLE_MAX_BYTES}
           aria-describedby="group-title-hint"
           value={title}
-          onInput={(e) => setTitle(e.currentTarget.value)}
+          onInput={(e) => {
+            setTitle(e.currentTarget.value);
+            setClientId(newClientId());
+          }}
         />
         <span id="group-title-hint" class="field__hint">
           {t.groupTitleHint(TITLE_MAX_BYTES)}
@@ -55,7 +63,10 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
           autocomplete="off"
           spellcheck={false}
           value={members}
-          onInput={(e) => setMembers(e.currentTarget.value)}
+          onInput={(e) => {
+            setMembers(e.currentTarget.value);
+            setClientId(newClientId());
+          }}
         />
       </label>
       {error && (
