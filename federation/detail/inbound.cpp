@@ -20,7 +20,9 @@ inbound_stream::inbound_stream(link_state& state, nats_connection& conn, inbound
 
 bool inbound_stream::setup() {
   std::uint64_t last_seq = 0;
-  if (!ensure_stream(last_seq, largest_held()) || !subscribe_listed(last_seq, true)) return false;
+  share_ = 0;  // (a server upgraded meanwhile may keep shares now)
+  std::optional<std::int64_t> held;
+  if (!largest_held(held) || !ensure_stream(last_seq, held) || !subscribe_listed(last_seq, true)) return false;
   s_.clear_error();
   return true;
 }
@@ -85,20 +87,28 @@ std::int64_t inbound_stream::origin_share() const {
   return std::max(min_origin_share, static_cast<std::int64_t>(s_.opt.max_stream_bytes) / (largest * shares));
 }
 
-// The most messages one subject holds in the stream now; nullopt if the stream cannot be
-// read (or does not exist yet).
-std::optional<std::int64_t> inbound_stream::largest_held() {
+// Sets `held` to the most messages one subject holds in the stream now, or nullopt if there
+// is no stream yet; false (the error set) if the stream could not be read.
+bool inbound_stream::largest_held(std::optional<std::int64_t>& held) {
+  held.reset();
   jsStreamInfo* si = nullptr;
   jsOptions o;
   jsOptions_Init(&o);
   o.Stream.Info.SubjectsFilter = s_.names.inbound_filter.c_str();
-  if (js_GetStreamInfo(&si, conn_.js(), s_.names.stream.c_str(), &o, nullptr) != NATS_OK) return std::nullopt;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  auto s = js_GetStreamInfo(&si, conn_.js(), s_.names.stream.c_str(), &o, &jerr);
+  if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) return true;
+  if (s != NATS_OK) {
+    s_.set_error("cannot read stream " + s_.names.stream + ": " + nats_error(s, jerr));
+    return false;
+  }
   std::int64_t most = 0;
   if (si->State.Subjects)
     for (int i = 0; i < si->State.Subjects->Count; ++i)
       most = std::max(most, static_cast<std::int64_t>(si->State.Subjects->List[i].Msgs));
   jsStreamInfo_Destroy(si);
-  return most;
+  held = most;
+  return true;
 }
 
 // Limits retention: a full stream (or an origin's full share of it) refuses new envelopes,
@@ -207,13 +217,16 @@ void inbound_stream::refresh_info() {
       if (!s_.dir.is_remote(origin) && !origins_.count(origin)) unread.emplace_back(subject.Subject);
     }
   auto last_seq = si->State.LastSeq;
-  std::int64_t held = 0;
-  for (auto const& [origin, count] : by_origin) held = std::max(held, static_cast<std::int64_t>(count));
+  std::int64_t most = 0;
+  for (auto const& [origin, count] : by_origin) most = std::max(most, static_cast<std::int64_t>(count));
   s_.set_stream_figures(last_seq, std::move(by_origin));
   jsStreamInfo_Destroy(si);
   subscribe_listed(last_seq, false);  // the directory may list more regions since (a reload)
   // And so the origins' shares change (or the servers' max_payload): the stream is told.
-  if (share_ > 0 && std::max(origin_share(), held) != share_) {
+  // (What the origins hold is read again just before: the subscriptions above may have taken
+  // a while, and they publish meanwhile.)
+  std::optional<std::int64_t> held;
+  if (share_ > 0 && std::max(origin_share(), most) != share_ && largest_held(held) && held) {
     std::uint64_t ignored = 0;
     ensure_stream(ignored, held);
   }
@@ -243,14 +256,12 @@ bool inbound_stream::purge(std::string const& subject, std::uint64_t before) {
 
 void inbound_stream::purge_applied(bool all) {
   for (auto& [origin, o] : origins_) {
-    if (!all && (share_ <= 0 || o->unpurged < std::max<std::int64_t>(1, share_ / 4))) continue;
     // What this process applied from this stream instance (the stored position may belong
     // to a stream that was since recreated).
     std::uint64_t upto = o->queue.applied_seq;
-    if (upto != 0 && upto != o->purged_upto && purge(s_.names.fed_from(origin), upto + 1)) {
-      o->purged_upto = upto;
-      o->unpurged = 0;  // (read, not yet applied: no longer counted here; the purge every 2 s takes it)
-    }
+    if (upto == 0 || upto == o->purged_upto) continue;
+    if (!all && (share_ <= 0 || upto < o->purged_upto + std::uint64_t(std::max<std::int64_t>(1, share_ / 4)))) continue;
+    if (purge(s_.names.fed_from(origin), upto + 1)) o->purged_upto = upto;
   }
 }
 
@@ -293,7 +304,6 @@ void inbound_stream::on_inbound(natsConnection*, natsSubscription*, natsMsg* msg
     natsMsg_Destroy(msg);
     return;
   }
-  ++o.unpurged;
   std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
   auto opened = open(data, last_token(natsMsg_GetSubject(msg)), me->s_.dir);
   natsMsg_Destroy(msg);

@@ -34,8 +34,9 @@ class inbound_stream {
   // directory lists since; purges what regions it does not list left in the stream.
   void refresh_info();
   // Drops what this process applied from the stream: of every origin (`all`), or of those
-  // that read a quarter of their share since their last purge (called every round: an
-  // origin's share counts what is applied until it is purged).
+  // whose applied position moved a quarter of a share (in stream seqs, which count every
+  // origin's: more often than needed, never less) since their last purge (called every
+  // round: an origin's share counts what is applied until it is purged).
   void purge_applied(bool all);
 
   // At stop, while the applier still runs (so a callback blocked on a full queue ends):
@@ -49,14 +50,13 @@ class inbound_stream {
   struct origin_subs {
     inbound_stream* owner;
     inbound_applier::origin_queue& queue;
-    natsSubscription* fed = nullptr;        // manager thread only
-    natsSubscription* live = nullptr;       // manager thread only
-    std::uint64_t purged_upto = 0;          // manager thread only
-    std::atomic<std::int64_t> unpurged{0};  // stream messages read since the last purge
+    natsSubscription* fed = nullptr;   // manager thread only
+    natsSubscription* live = nullptr;  // manager thread only
+    std::uint64_t purged_upto = 0;     // manager thread only
   };
   bool ensure_stream(std::uint64_t& last_seq, std::optional<std::int64_t> largest_held);
   std::int64_t origin_share() const;
-  std::optional<std::int64_t> largest_held();
+  bool largest_held(std::optional<std::int64_t>& held);
   bool subscribe_listed(std::uint64_t last_seq, bool setting_up);
   bool subscribe_inbound(origin_subs& o, std::uint64_t last_seq);
   static void drop(natsSubscription*& sub);

@@ -58,12 +58,16 @@ bool publisher::publish_round() {
                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()) + " ms");
       continue;
     }
-    if (stored == next.entries.size()) careful = false;  // (else cut short by its time: goes on next turn)
+    // Nothing refused: back to whole rounds (a careful round cut short by its time, its rest
+    // included: all-or-nothing rounds that are refused again come back here).
+    bool cut_short = careful && stored < next.entries.size();
+    careful = false;
     delay = clock::duration::zero();
     // One thread publishes to every region, waiting for each one's JetStream to take its
     // bundles: a region whose stream answers just in time must not take that thread for
-    // itself. One that kept it more than half a second waits as long before its next turn.
-    if (took > 500ms) until = clock::now() + took;
+    // itself. One that kept it more than half a second waits as long before its next turn
+    // (not a round cut short on purpose: its time was bounded already).
+    if (took > 500ms && !cut_short) until = clock::now() + took;
   }
   return progressed;
 }

@@ -124,21 +124,26 @@ federation::group_request request_of(std::string const& conv, std::string const&
 
 awaitable<result<membership_result>> message_service::create_group(std::string owner, group_spec spec) {
   auto& m = *impl_;
-  if (auto bad = check_patch(m, {spec.title, spec.description, spec.ttl_s, std::nullopt, std::nullopt})) co_return *bad;
-  if (spec.members.size() > max_members_per_request)
-    co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
   // A create asked again with its client_id (its answer was lost) answers the group it made
-  // and makes none, costing nothing (also when two copies raced: checked again in the write).
+  // and makes none, whatever its other fields now are (also when two copies raced: looked at
+  // again in the write). It costs a send, not a create. The group as the creator sees it
+  // now; only its id if they have left it since.
   auto repeated_create = [this](std::string const& owner, std::string const& conv) -> result<membership_result> {
-    auto view = conversation(owner, conv);
-    if (!view) return view.error();
+    auto view = queued_view(conversation(owner, conv), conv, "");
+    view->queued = false;
     membership_result r{std::move(*view), {}, {}};
     r.repeated = true;
     return r;
   };
   auto made_before = std::make_shared<std::optional<std::string>>();
   if (!spec.client_id.empty()) *made_before = m.db.get(cf::idempotency, keys::group_create_key(owner, spec.client_id));
-  if (*made_before) co_return repeated_create(owner, **made_before);
+  if (*made_before) {
+    if (auto limited = m.limiter.charge(owner)) co_return *limited;
+    co_return repeated_create(owner, **made_before);
+  }
+  if (auto bad = check_patch(m, {spec.title, spec.description, spec.ttl_s, std::nullopt, std::nullopt})) co_return *bad;
+  if (spec.members.size() > max_members_per_request)
+    co_return fail(code::invalid_field, "at most 1000 members in one request", "members");
   if (auto limited = m.limiter.charge(owner)) co_return *limited;
   // A group left at once costs its creator nothing more: what they created, each left
   // group's record kept for the retention period (forget_former_member), is capped here.
@@ -164,8 +169,7 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
   };
   if (auto failed = co_await run_change(m, st, std::move(fn))) co_return *failed;
   if (*made_before) {
-    m.limiter.refund(owner);
-    m.creates.give_back(owner);
+    m.creates.give_back(owner);  // (the send it took stays: a repeat costs one)
     co_return repeated_create(owner, **made_before);
   }
   auto view = conversation(owner, st->conversation);

@@ -350,6 +350,12 @@ class GroupsTest(GroupCase):
         self.assertNotEqual(mine.json["conversation"]["id"], gid)
         for bad in ("", "x" * 65, 5):
             self.assertError(self.create_request(a, "t", [], client_id=bad), 400, "invalid_field", field="client_id")
+        # Its other fields are not looked at; and a creator who left since gets the group's id.
+        self.assertStatus(self.create_request(a, "x" * 1000, [], client_id="create-1"), 200)
+        self.assertStatus(self.call("DELETE", cpath(gid, "members", alice.id), a, params={"successor": bob.id}), 204)
+        left = self.create_request(a, "trip", [bob.id], client_id="create-1")
+        self.assertStatus(left, 200)
+        self.assertEqual(left.json["conversation"]["id"], gid)
 
     # 1 ---------------------------------------------------------------------------------------
 
