@@ -120,8 +120,9 @@ struct link::impl {
             inbound.refresh_info();
             next_info = now + stream_info_every;
           }
-          // Every purge_every, and sooner for an origin that read a quarter of its share
-          // since its last purge (its share counts what is applied until it is purged).
+          // Every purge_every, and sooner for an origin whose applied position moved a
+          // quarter of its share since its last purge (a share counts what is applied until
+          // it is purged).
           bool all = now >= next_purge;
           inbound.purge_applied(all);
           if (all) next_purge = now + purge_every;

@@ -12,7 +12,6 @@
 
 #include <nats/nats.h>
 
-#include <atomic>
 #include <optional>
 
 #include "federation/detail/applier.hpp"

@@ -43,7 +43,7 @@ class publisher {
   bool stop_live(std::chrono::steady_clock::time_point deadline);
 
  private:
-  // One destination's batch; false if JetStream did not store all of it.
+  // One destination's batch: how much of it JetStream stored, and whether it refused one.
   struct outcome {
     std::size_t stored;  // entries JetStream stored, from the first
     bool refused;        // a bundle was refused or could not be sent

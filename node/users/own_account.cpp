@@ -62,7 +62,7 @@ awaitable<result<std::string>> user_service::change_password(principal who, std:
   // The current password checked, and only if it is right the new one hashed (at the
   // configured cost), in the same slot.
   auto cpu_work = [hash, current = std::move(current), password = std::move(password), p = m.params()] {
-    detail::checked_password checked{detail::verify_password(hash, current), {}};
+    detail::checked_password checked{detail::verify_password(hash, current), {}, {}};
     if (checked.match) checked.rehash = detail::hash_password(password, p);
     return checked;
   };

@@ -282,6 +282,10 @@ export function parseMembers(text: string): string[] {
 
 export async function createGroup(title: string, members: string[], clientId: string): Promise<api.MemberFailure[]> {
   const answer = await api.createGroup(title, members, clientId);
+  scheduleList();
+  // A create asked again after a lost answer, by someone who has left that group since: the
+  // answer names the group only (not a member); the list, read again, shows it as it is.
+  if (!answer.conversation.member) return answer.failed;
   const c = fromSummary(answer.conversation);
   setState((s) => ({
     // A member's first message may have come live before the answer.

@@ -6,14 +6,21 @@ import { newClientId } from '../ids';
 
 const TITLE_MAX_BYTES = 128; // the node counts UTF-8 bytes, not characters (PROTOCOL.md)
 
+// The client_id of the last create that got no answer (a lost connection), with what it
+// asked for: the same group asked for again (this form or a new one) reuses it, so the node
+// makes no second group if the first got through; any other gets a new one.
+let unanswered: { key: string; id: string } | null = null;
+function clientIdFor(title: string, members: string[]): string {
+  const key = JSON.stringify([title, members]);
+  if (unanswered?.key !== key) unanswered = { key, id: newClientId() };
+  return unanswered.id;
+}
+
 export function NewGroup({ onClose }: { onClose: () => void }) {
   const [title, setTitle] = useState('');
   const [members, setMembers] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
-  // One per group meant: a create tried again after a lost answer (the same form, unchanged)
-  // makes no second group; a changed form, or the next group, gets a new one.
-  const [clientId, setClientId] = useState(newClientId);
   async function submit(e: Event) {
     e.preventDefault();
     if (busy || !title.trim()) return;
@@ -22,8 +29,9 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
     setBusy(true);
     setError('');
     try {
-      const failed = await chat.createGroup(title.trim(), chat.parseMembers(members), clientId);
-      setClientId(newClientId());
+      const wanted = chat.parseMembers(members);
+      const failed = await chat.createGroup(title.trim(), wanted, clientIdFor(title.trim(), wanted));
+      unanswered = null;
       if (failed.length === 0) return onClose();
       // The group exists; say who could not be added.
       setError(failed.map((f) => t.notAdded(f.user_id, errorText(f.code, f.message))).join('\n'));
@@ -46,10 +54,8 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
           maxLength={TITLE_MAX_BYTES}
           aria-describedby="group-title-hint"
           value={title}
-          onInput={(e) => {
-            setTitle(e.currentTarget.value);
-            setClientId(newClientId());
-          }}
+          disabled={busy}
+          onInput={(e) => setTitle(e.currentTarget.value)}
         />
         <span id="group-title-hint" class="field__hint">
           {t.groupTitleHint(TITLE_MAX_BYTES)}
@@ -63,10 +69,8 @@ export function NewGroup({ onClose }: { onClose: () => void }) {
           autocomplete="off"
           spellcheck={false}
           value={members}
-          onInput={(e) => {
-            setMembers(e.currentTarget.value);
-            setClientId(newClientId());
-          }}
+          disabled={busy}
+          onInput={(e) => setMembers(e.currentTarget.value)}
         />
       </label>
       {error && (

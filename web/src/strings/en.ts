@@ -163,6 +163,7 @@ export const en = {
     internal: 'Something went wrong on the server. Try again.',
     frame_too_large: 'The message was too large for the server.',
     too_many_streams: 'Too many open tabs or devices are connected. Close one and try again.',
+    too_many_connections: 'The server is busy. Try again in a moment.',
     not_sender: 'Only the sender can do that.',
     delete_window_passed: 'It is too late to delete this message for everyone.',
     presence_hidden: 'This user’s status is not shared with you.',
