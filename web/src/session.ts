@@ -128,13 +128,19 @@ function margin(t: Tokens): number {
   return Math.min(REFRESH_MARGIN_MS, Math.max(1000, (t.access_lifetime_ms || 0) / 5));
 }
 
+// When to refresh: before the access token runs out, or the session's refresh token if that
+// comes first (an access token never outlives its session: PROTOCOL.md, Sessions).
+function refreshDue(t: Tokens): number {
+  return Math.min(t.access_expires_at, t.refresh_expires_at || Infinity) - margin(t);
+}
+
 export function needsRefresh(t: Tokens): boolean {
-  return Date.now() >= t.access_expires_at - margin(t);
+  return Date.now() >= refreshDue(t);
 }
 
 // When the access token should be refreshed, ms from now (0: now).
 export function refreshDelay(t: Tokens): number {
-  return Math.max(0, t.access_expires_at - margin(t) - Date.now());
+  return Math.max(0, refreshDue(t) - Date.now());
 }
 
 // The refresh call itself (POST /v1/sessions/refresh); set by api.ts to avoid a cycle.
