@@ -63,13 +63,15 @@ export function Devices({ onClose }: { onClose: () => void }) {
 
   async function end(d: api.Device) {
     if (d.current) return void chat.logout();
+    let failed = '';
     try {
       await api.endDevice(d.device_id);
     } catch (e) {
       const err = api.toApiError(e);
-      setError(errorText(err.code, err.message, err.retry_after));
+      failed = errorText(err.code, err.message, err.retry_after);
     }
     await load();
+    if (failed) setError(failed); // (after the list's reload, which clears its own)
   }
 
   return (
