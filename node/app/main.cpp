@@ -60,6 +60,7 @@ constexpr auto shutdown_grace = std::chrono::milliseconds(4000);
 
 int check_config(std::string const& path) {
   auto r = config::load_file(path);
+  config::apply({}, r.config, r.errors);  // (no overrides: the checks of the file's values in effect)
   for (auto const& e : r.errors) std::cerr << "petchat-node: " << e << "\n";
   if (!r.ok()) return 1;
   auto problems = start_problems(r.config);

@@ -23,10 +23,6 @@ using detail::push_keys;
 using detail::reader;
 using detail::string_list;
 
-constexpr char const* dotted_region_error =
-    "node.region: a federated region's name is part of NATS subjects and stream names: use only a-z 0-9 _ - (no "
-    "dots)";
-
 std::optional<std::string> check_region(std::string const& v, node_config& c) {
   if (!ids::is_valid_name(v)) return "region name must be 3-32 characters of a-z 0-9 . _ - starting with a letter";
   c.node.region = v;
@@ -202,7 +198,6 @@ void check_combinations(toml::table const& root, node_config const& c, std::vect
   // Empty: only tokens an admin makes (petchatctl tokens create) let people register.
   if (!c.users.registration_token.empty() && c.users.registration_token.size() < 16)
     errors.push_back("users.registration_token: must be at least 16 characters (or empty)");
-  if (c.federation.enabled() && check_subject_token(c.node.region)) errors.push_back(dotted_region_error);
   if (!c.federation.enabled() && !c.federation.regions.empty())
     errors.push_back("federation.regions: listed, but federation.nats_urls is not set");
   if (c.gateway.tls_cert_file.empty() != c.gateway.tls_key_file.empty())
@@ -311,13 +306,12 @@ void apply(overrides const& o, node_config& c, std::vector<std::string>& errors)
     else
       from = "--region";
   }
-  if (from) {
-    // The file's region is not the one in effect: its check (made with the file) goes, and
-    // the one in effect is checked instead.
-    std::erase_if(errors, [](std::string const& e) { return e.starts_with(dotted_region_error); });
-    if (c.federation.enabled() && check_subject_token(c.node.region))
-      errors.push_back(*from + std::string(dotted_region_error).substr(std::string_view("node.region").size()));
-  }
+  // Checked on the region in effect, wherever it came from (the file's alone when nothing
+  // replaces it, as for --check-config).
+  if (c.federation.enabled() && check_subject_token(c.node.region))
+    errors.push_back(from.value_or("node.region") +
+                     ": a federated region's name is part of NATS subjects and stream names: use only a-z 0-9 _ - "
+                     "(no dots)");
   if (o.require_region && !c.node.region_set)
     errors.push_back(
         "no region is configured, and --require-region (as in the packaged unit) refuses the default 'local': "

@@ -37,19 +37,24 @@ std::optional<std::string> remote_home(impl const& m, std::optional<records::con
   return home;
 }
 
+// The conversation as `view` read it, or if it could not be read, only its id.
+conversation_view or_bare(result<conversation_view> view, std::string const& conv) {
+  if (view) return std::move(*view);
+  conversation_view bare;
+  bare.id = conv;
+  bare.group = true;
+  return bare;
+}
+
 // The answer to a change asked of another region's home, once the request is queued: the
 // conversation as it is here, or if it cannot be read now (the caller left meanwhile), only
 // its id, never an error (the client would ask again, and home would be asked twice).
-result<conversation_view> queued_view(result<conversation_view> view, std::string const& conv,
+
+result<conversation_view> queued_view(result<conversation_view> read, std::string const& conv,
                                       std::string const& request_id) {
-  if (!view) {
-    conversation_view bare;
-    bare.id = conv;
-    bare.group = true;
-    view = std::move(bare);
-  }
-  view->queued = true;
-  view->request_id = request_id;
+  auto view = or_bare(std::move(read), conv);
+  view.queued = true;
+  view.request_id = request_id;
   return view;
 }
 
@@ -129,9 +134,7 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
   // again in the write). It costs a send, not a create. The group as the creator sees it
   // now; only its id if they have left it since.
   auto repeated_create = [this](std::string const& owner, std::string const& conv) -> result<membership_result> {
-    auto view = queued_view(conversation(owner, conv), conv, "");
-    view->queued = false;
-    membership_result r{std::move(*view), {}, {}};
+    membership_result r{or_bare(conversation(owner, conv), conv), {}, {}};
     r.repeated = true;
     return r;
   };
@@ -161,9 +164,7 @@ awaitable<result<membership_result>> message_service::create_group(std::string o
       auto key = keys::group_create_key(owner, spec.client_id);
       if ((*made_before = b.get(cf::idempotency, key))) return false;
       b.put(cf::idempotency, key, st->conversation);
-      auto until = now_ms() + std::int64_t(m.options.retention_s) * 1000;
-      b.put(cf::expiry, keys::expiry_entry_key(until, keys::expiring::idempotency, key),
-            std::string(1, static_cast<char>(keys::expiring::idempotency)));
+      expire_later(b, now_ms() + std::int64_t(m.options.retention_s) * 1000, keys::expiring::idempotency, key);
     }
     return op_create(m, b, *st, owner, spec, users);
   };

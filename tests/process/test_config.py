@@ -236,6 +236,16 @@ class CheckConfigTest(NodeTestCase):
                 self.assertNotIn(READY_PREFIX, out)
 
     def test_a_dotted_region_from_the_command_line_or_environment_cannot_federate(self):
+        # The file's own, checked alone (--check-config), and with an override replacing it.
+        dotted = self.write('[node]\nregion = "eu.west"\n[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\n',
+                            name="dotted.toml")
+        self.assertIn("node.region: a federated region's name", self.assertInvalid(open(dotted).read(), "node.region"))
+        init = ("--config", dotted, "--data-dir", os.path.join(self.tmp, "d2"), "--init")
+        rc, out, err = run_node_cli(*init, cwd=self.tmp)
+        self.assertNotEqual(rc, 0, out + err)
+        self.assertIn("node.region: a federated region's name", err)
+        rc, out, err = run_node_cli(*init, "--region", "eu-west", cwd=self.tmp)
+        self.assertEqual(rc, 0, "the file's region is replaced: %s" % (out + err))
         path = self.write('[federation]\nnats_urls = ["nats://127.0.0.1:4222"]\n')
         data_dir = os.path.join(self.tmp, "data")
         env = dict(os.environ, PETCHAT_REGION="eu.west")
