@@ -279,12 +279,15 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
       mark_slow(url->origin, now_ms());
   } else {
     answer.error = url ? "the subscription's keys are unusable" : "the endpoint is no URL: " + why;
-    answer.forbidden = true;
+    answer.forbidden = answer.forbidden_for_good = true;
   }
   slot.give_back();
   if (answer.withdrawn) {
     forget_retries(key);
-    co_return true;
+    // Nothing went out: the attempt written above must not hold the push made again
+    // (without its preview) for a coalescing window, as a push that may have arrived would.
+    auto recorded = co_await messages.push_tried(t);
+    co_return bool(recorded);
   }
   auto result = judge(t, answer);
   metrics.push_sent(t.kind, name_of(result));
@@ -328,10 +331,11 @@ asio::awaitable<bool> notification_service::impl::send(messages::push_target t, 
     if (!still_registered(messages, t)) co_return true;
     // Refused by the endpoint again and again (an endpoint that always answers 400, a lost
     // VAPID key): the target goes, as a gone one does, after max_refusals in a row over at
-    // least give_up_s; told once, not per push. Not for an address refused here (a name
-    // that resolves privately for a while), nor while the node's own VAPID subject is one
-    // push services refuse: the operator's fix would find the targets gone.
-    bool counted = answer.status != 0 && !(t.kind != "matrix" && vapid_subject_refused);
+    // least give_up_s; told once, not per push. Not for an address refused here for a
+    // while (a name that resolves privately for a while: a literal address or a port not
+    // allowed counts), nor while the node's own VAPID subject is one push services refuse:
+    // the operator's fix would find the targets gone.
+    bool counted = answer.status != 0 ? !(t.kind != "matrix" && vapid_subject_refused) : answer.forbidden_for_good;
     std::uint32_t refused = 0;
     bool remove = false;
     if (counted) {

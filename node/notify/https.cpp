@@ -221,6 +221,11 @@ asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const&
         co_await allowed_endpoints(policy, dns, url, limits.connect, answer.error, answer.forbidden, false);
     if (endpoints.empty()) {
       if (answer.error.empty()) answer.error = url.host + " has no address";
+      if (answer.forbidden) {
+        boost::system::error_code e;
+        asio::ip::make_address(url.host, e);
+        answer.forbidden_for_good = !e || (url.port != https_port && !policy.host_listed(url.host));
+      }
       co_return answer;
     }
     beast::ssl_stream<beast::tcp_stream> stream(ex, tls);

@@ -308,6 +308,7 @@ class _TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         # The TLS handshake happens here, in the request's own thread, so that a client
         # that never completes it does not hold up the others.
         request.settimeout(60)
+        self.receiver._before_handshake()
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
@@ -338,6 +339,9 @@ class PushReceiver:
         self._requests = []
         self._scripts = {}  # path -> [list of Reply, then-Reply]
         self._hung = []
+        self._handshakes_held = 0  # connections to hold before their TLS handshake
+        self._held = 0  # held now
+        self._release = threading.Event()
         self.tls_errors = []
         self.host = host
         self._server = _TLSServer((host, 0), self, test_ca().server_context())
@@ -380,6 +384,30 @@ class PushReceiver:
                 reply = sc[1]
             self._cv.notify_all()
             return reply
+
+    def hold_handshakes(self, n):
+        """The next `n` connections wait before their TLS handshake until release()."""
+        with self._cv:
+            self._handshakes_held = n
+            self._release.clear()
+
+    def wait_held(self, n=1, timeout=WAIT_S):
+        """Waits until `n` connections are held before their handshake."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._held >= n, timeout):
+                raise AssertionError("no connection held within %.0f s" % timeout)
+
+    def release(self):
+        self._release.set()
+
+    def _before_handshake(self):
+        with self._cv:
+            if self._handshakes_held == 0:
+                return
+            self._handshakes_held -= 1
+            self._held += 1
+            self._cv.notify_all()
+        self._release.wait(60)
 
     def _hang(self, conn):
         with self._cv:
@@ -447,6 +475,7 @@ class PushReceiver:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
         with self._cv:

@@ -217,6 +217,30 @@ class WebPushTest(DeliveryCase):
         # (or the senders' names') from the bodies'. 86 bytes of header, 16 of the tag.
         self.assertEqual([len(r.body) for r in reqs], [86 + 1024 + 16] * 2)
 
+    def test_a_push_withdrawn_as_previews_are_turned_off_goes_again_at_once(self):
+        # Previews turned off while the push (with its text) is being connected: it is
+        # withdrawn before it goes out and made again without the text. Before, the attempt
+        # written before connecting held the second one for a coalescing window (here a
+        # minute, past the wait), as if the first could have arrived.
+        self.start(push={"coalesce_ms": 60000})
+        recv = self.receiver()
+        key = self.vapid_key()
+        alice, bob = self.person("alice"), self.person("bob")
+        phone = bob.login("phone")
+        _, sub, path = self.webpush(phone, recv)
+        self.assertStatus(self.put_settings(phone, previews=True), 200)
+        recv.hold_handshakes(1)
+        text = "not for the lock screen"
+        acc = self.ws(alice.login()).send_message(bob.id, text)
+        recv.wait_held(1)
+        self.assertStatus(self.put_settings(phone, previews=False), 200)
+        recv.release()
+        r = recv.wait_requests(path, 1, WAIT_S)[0]
+        n = self.open_webpush(r, sub, key, recv, secrets=[text])
+        self.assertNotification(n, bob.id, alice.id, acc, count=1)
+        self.assertNotIn("preview", n, "made again without the text")
+        recv.assert_quiet(path, QUIET_S, already=1)
+
 
 class WhenTest(DeliveryCase):
 

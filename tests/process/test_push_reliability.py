@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pushrecv import DeadEndpoint, Reply, Subscription  # noqa: E402
 from stubdns import StubDns  # noqa: E402
+from harness import toml_text  # noqa: E402
 from test_push import QUIET_S, WAIT_S, PushCase  # noqa: E402
 
 SLACK_S = 0.3
@@ -176,6 +177,32 @@ class RetryTest(PushCase):
         a.send_message(bob.id, "anyone?")
         recv.wait_requests(path_ok, 11, WAIT_S)
         recv.assert_quiet(path, QUIET_S, already=10)
+
+    def test_a_target_at_an_address_no_longer_allowed_goes_as_a_refusing_one_does(self):
+        # Registered while 127.0.0.0/8 was allowed; the operator drops the allow list: the
+        # literal address (and its port) is refused before any request, for good. Before,
+        # such refusals were never counted: the target stayed for ever, one refused push
+        # per message.
+        node = self.start(push={"coalesce_ms": 0, "give_up_s": 1})
+        recv = self.receiver()
+        alice, bob = self.person("alice"), self.person("bob")
+        phone = bob.login("phone")
+        target, _, path = self.webpush(phone, recv)
+        node.config["push"]["allow_networks"] = []
+        with open(node.config_path, "w") as f:
+            f.write(toml_text(node.config))
+        node.restart()
+        failed0 = self.metric("petchat_push_sent_total", kind="webpush", result="failed")
+        removed0 = self.metric("petchat_push_targets_removed_total", reason="refused")
+        a = self.ws(alice.login())
+        for i in range(10):  # one refused push each
+            a.send_message(bob.id, "knock %d" % i)
+            self.wait_metric("petchat_push_sent_total", failed0 + i + 1, kind="webpush", result="failed")
+            if i == 0:
+                time.sleep(1.2)  # so that the ten span give_up_s
+        self.wait_target_gone(phone, target["id"])
+        self.wait_metric("petchat_push_targets_removed_total", removed0 + 1, reason="refused")
+        self.assertEqual(recv.count(path), 0, "no request ever went out")
 
     def test_a_target_failing_past_give_up_drops_its_push_and_takes_the_next(self):
         self.start(push={"give_up_s": 1, "retry_initial_ms": 200, "retry_max_ms": 400})

@@ -73,6 +73,9 @@ struct http_answer {
   std::optional<std::uint32_t> retry_after_s;
   std::string error;
   bool forbidden = false;  // the host resolved to no allowed address
+  // Forbidden whatever the host's name resolves to later: a literal address, or a port
+  // other than 443 of a host not allow-listed (counted towards the target's removal).
+  bool forbidden_for_good = false;
   bool withdrawn = false;  // still_wanted said no: nothing was sent
 };
 
