@@ -192,9 +192,9 @@ void live_stream::pump() {
   constexpr int reads_per_turn = 4;
   int reads = 0;
   while (sent_seq_ < known_head_ && phase_ == phase::live && has_room()) {
-    if (reads++ == reads_per_turn) {
+    if (reads++ == reads_per_turn) {  // (presence and typing wait for the backlog's end)
       asio::post(socket_.get_executor(), [self = shared_from_this()] { self->pump(); });
-      break;
+      return;
     }
     auto batch = svc_->messages.events_after(user_id(), sent_seq_, std::min(events_per_read, watermark - out_.size()));
     auto before = sent_seq_;

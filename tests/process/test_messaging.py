@@ -815,6 +815,11 @@ class CoreTests:
         self.assertSendRefused(A, "missing_field", to=bob.id, body={"text": "no client id"})
         self.assertSendRefused(A, "missing_field", client_id="e2", body={"text": "no recipient"})
         self.assertSendRefused(A, "invalid_field", client_id="x" * 65, to=bob.id, body={"text": "long id"})
+        # Sizes are checked before shapes: content over its size with an attachment whose
+        # name is too long is body_too_large (before, invalid_field).
+        self.assertSendRefused(A, "body_too_large", client_id="e3", to=bob.id,
+                               body={"text": "both", "content": {"k": "x" * 17000},
+                                     "attachments": [{"asset_id": "a", "name": "n" * 1025}]})
         # Reads about conversations or messages that are not the user's.
         acc = A.send_message(bob.id, "fine")
         ev = B.wait_event(ev_message(acc["message_id"]))

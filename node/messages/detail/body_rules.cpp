@@ -49,10 +49,13 @@ std::optional<std::string> check_value(google::protobuf::Value const& v, std::si
 }  // namespace
 
 std::optional<body_violation> check_body(client::body const& body, body_limits limits) {
+  // Every size first, then every shape (docs/PROTOCOL.md: body_too_large before invalid_field).
   if (body.text().size() > limits.max_text_bytes)
     return body_violation{true, "body.text is larger than " + std::to_string(limits.max_text_bytes) + " bytes"};
-  if (!format::utf8_length(body.text())) return body_violation{false, "body.text must be UTF-8"};
   if (body.attachments_size() > 100) return body_violation{true, "body.attachments has more than 100 entries"};
+  if (body.has_content() && body.content().ByteSizeLong() > limits.max_content_bytes)
+    return body_violation{true, "body.content is larger than " + std::to_string(limits.max_content_bytes) + " bytes"};
+  if (!format::utf8_length(body.text())) return body_violation{false, "body.text must be UTF-8"};
   for (auto const& a : body.attachments()) {
     // What a node fills in is checked too: a message from another region carries it.
     if (a.asset_id().size() > 64 || a.thumbnail_id().size() > 64 || a.content_type().size() > 255 ||
@@ -60,8 +63,6 @@ std::optional<body_violation> check_body(client::body const& body, body_limits l
       return body_violation{false, "body.attachments: a field is too long or not UTF-8"};
   }
   if (!body.has_content()) return std::nullopt;
-  if (body.content().ByteSizeLong() > limits.max_content_bytes)
-    return body_violation{true, "body.content is larger than " + std::to_string(limits.max_content_bytes) + " bytes"};
   if (auto bad = check_struct(body.content(), 1)) return body_violation{false, *bad};
   return std::nullopt;
 }
