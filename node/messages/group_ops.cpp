@@ -20,7 +20,7 @@ void join(impl const& m, store::rocks_batch& b, std::string const& conv, records
   if (m.is_local(user))
     start_period(b, conv, user, c.history_visible(), now);
   else
-    note_remote_member(b, conv, user);
+    note_remote_member(b, conv, user, c.history_visible() ? 0 : load_activity(b, conv).messages());
 }
 
 // `user` leaves the roster; a local user's period ends.
@@ -438,8 +438,9 @@ std::optional<federation::reject_reason> apply_group_state(impl const& m, store:
     activity.set_last_at_ms(now);
     put_activity(b, st.conversation, activity);
   }
+  auto const joined_after = c.history_visible() ? 0 : load_activity(b, st.conversation).messages();
   for (auto const& u : c.members())
-    if (!m.is_local(u)) note_remote_member(b, st.conversation, u);
+    if (!m.is_local(u)) note_remote_member(b, st.conversation, u, joined_after);
   for (int i = 0; i < c.members_size(); ++i) {
     auto const& u = c.members(i);
     bool joining = m.is_local(u) && !was_in.count(u);

@@ -34,18 +34,50 @@ namespace {
 // references per write.
 constexpr std::size_t sender_check_max = 16;
 constexpr std::size_t promote_per_write = 1024;
+// References of one conversation to an asset, and parts of one conversation's members of
+// the asking region, looked at per request for a piece of it.
+constexpr std::size_t refs_looked_at = 1024;
+constexpr std::size_t parts_looked_at = 1024;
 
 std::string fetch_record_key(pending_fetch const& f) {
   return f.proof ? keys::proof_fetch_key(f.hash, f.region) : keys::fetch_key(f.hash);
 }
 
-// Committed state: whether `user` is a member of one of the first conversations holding a
-// message with `hash`. Another region's user in a group by their part only (a region naming
-// made-up users in messages with many attachments would have every group's roster parsed
-// in the writer); a part not there yet only means the reference waits for the region's proof.
+// The newest position in group `conv` of a message there, not expired, that refers to
+// `hash` (0: none): another region's member sees it if they joined before it.
+std::uint64_t newest_reference(message_service::impl const& m, std::string const& hash, std::string const& conv,
+                               std::int64_t now) {
+  auto first = keys::conversation_refs_first(hash, conv);
+  std::uint64_t newest = 0;
+  std::size_t looked = 0;
+  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+    auto id = key.substr(first.size());
+    if (id.size() == 16)  // a message id (nothing else is written here)
+      if (auto sm = m.load(std::string(id)); sm && !message_service::impl::expired(*sm, now))
+        newest = std::max(newest, sm->conversation_seq());
+    return ++looked < refs_looked_at;
+  });
+  return newest;
+}
+
+// Whether another region's `user`, by their part here, is a member of group `conv` who
+// joined before its message at `seq` (a group whose history is hidden hides those before).
+bool part_sees(message_service::impl const& m, std::string const& user, std::string const& conv, std::uint64_t seq) {
+  auto p = parse<records::participant_record>(m.db.get(cf::conversations, keys::participant_key(user, conv)));
+  return p && p->member() && seq > p->visible_after();
+}
+
+// Committed state: whether `user` may see a message with `hash` in one of the first
+// conversations holding one. Another region's user in a group by their part only (a region
+// naming made-up users in messages with many attachments would have every group's roster
+// parsed in the writer); a part not there yet only means the reference waits for the
+// region's proof.
 bool sees_already(message_service::impl const& m, std::string const& user, std::string const& hash) {
-  for (auto const& conv : conversations_holding(m, hash, sender_check_max))
-    if (keys::is_group(conv) ? m.member_by_part(user, conv) : m.member(user, conv)) return true;
+  auto now = now_ms();
+  for (auto const& conv : conversations_holding(m, hash, sender_check_max)) {
+    if (!keys::is_group(conv) ? m.member(user, conv) : part_sees(m, user, conv, newest_reference(m, hash, conv, now)))
+      return true;
+  }
   return false;
 }
 
@@ -287,12 +319,24 @@ std::optional<asset_view> message_service::asset_for_region(std::string const& r
   if (!rec) return std::nullopt;
   auto originals = originals_of(m, hash, *rec);
   originals.push_back(hash);
+  auto now = now_ms();
+  // A member of the region who may see a message holding it: in a group whose history is
+  // hidden, one who joined before that message (else the region could fetch, by its hash,
+  // a file sent before its members came, or learn that it was).
   for (auto const& original : originals)
     for (auto const& conv : conversations_holding(m, original, 4096)) {
       auto c = m.conversation(conv);
       if (!c) continue;
-      for (auto const& member : c->members())
-        if (ids::region_of(member) == region) return view_of(hash, *rec);
+      bool group = keys::is_group(conv);
+      std::optional<std::uint64_t> newest;
+      std::size_t parts = 0;
+      for (auto const& member : c->members()) {
+        if (ids::region_of(member) != region) continue;
+        if (!group) return view_of(hash, *rec);
+        if (!newest) newest = newest_reference(m, original, conv, now);
+        if (*newest == 0 || ++parts > parts_looked_at) break;
+        if (part_sees(m, member, conv, *newest)) return view_of(hash, *rec);
+      }
     }
   return std::nullopt;
 }

@@ -21,6 +21,7 @@ and nothing it would answer is answered until SIGCONT.
 """
 
 import base64
+import json
 import os
 import signal
 import sys
@@ -202,8 +203,8 @@ class AssetFederationCase(test_federation.FederationCase):
 
     # -- live stream ---------------------------------------------------------------------------
 
-    def send_attached(self, client, to, attachments, text=None):
-        f = client.request({"send": self.attach_send(attachments, to=to, text=text)})
+    def send_attached(self, client, to, attachments, text=None, conversation_id=None):
+        f = client.request({"send": self.attach_send(attachments, to=to, text=text, conversation_id=conversation_id)})
         self.assertIn("accepted", f, "send with attachments %s: %s" % (attachments, f))
         return f["accepted"]
 
@@ -582,6 +583,62 @@ class HostileRegionNamesAHash(AssetFederationCase):
         self.assertStatus(self.download(carol, asset["id"]), 200)
         self.assertGone(self.user(AMERICA, "dave"), asset["id"])
 
+
+
+JSON = [("Content-Type", "application/json")]
+
+
+class HiddenHistoryAcrossRegions(AssetFederationCase):
+    """A group homed at america hides its history from those who join. A file sent there
+    before alice of europe joined stays america's: europe, asking with its own key by the
+    file's hash, gets nothing (before, any member of europe in the group opened every file
+    the group ever held), while a file sent after she joined is fetched and hers."""
+
+    def ask_for(self, asset_id):
+        """Europe's signed request for the first piece of `asset_id`; america's answer."""
+        pb = test_federation.fed_pb2()
+        sign = test_federation.region_signer(self.node(EUROPE))
+        req = pb.body()
+        req.origin, req.destination = EUROPE, AMERICA
+        req.created_at_ms = int(time.time() * 1000)
+        req.asset_request.hash = bytes.fromhex(asset_id)
+        req.asset_request.offset, req.asset_request.length = 0, 4096
+        asker = test_federation.RawNats(self.servers[0].port)
+        try:
+            asker.sub("_INBOX.europe.asker", sid=7)
+            payload = test_federation.envelope(pb, EUROPE, req, sign=sign, lane_epoch=0)
+            asker.sock.sendall(b"PUB petchat.v1.asset.america.europe _INBOX.europe.asker %d\r\n" % len(payload)
+                               + payload + b"\r\n")
+            answer = pb.envelope.FromString(asker.next_msg(timeout=CROSS_S)[1])
+        finally:
+            asker.close()
+        [piece] = [pb.body.FromString(raw).asset_piece for raw in pb.bundle.FromString(answer.body).bodies]
+        return piece
+
+    def test_a_file_sent_before_a_member_of_another_region_joined_stays_hidden_from_it(self):
+        carol, dave = self.user(AMERICA, "carol"), self.user(AMERICA, "dave")
+        alice = self.user(EUROPE, "alice")
+        C, A = self.connect(carol), self.connect(alice)
+        r = self.http(carol, "POST", "/v1/conversations", JSON, body=json.dumps(
+            {"title": "before you came", "members": [dave], "history_visible": False}).encode())
+        self.assertStatus(r, 201, "create the group")
+        gid = r.json["conversation"]["id"]
+        before = blob(3000, "sent before alice came")
+        old = self.upload(carol, before, "old.bin")
+        self.send_attached(C, None, [{"asset_id": old["id"]}], text="old news", conversation_id=gid)
+        r = self.http(carol, "POST", "/v1/conversations/%s/members" % q(gid), JSON,
+                      body=json.dumps({"members": [alice]}).encode())
+        self.assertStatus(r, 200, "add alice of europe")
+        after = blob(3000, "sent once alice is in")
+        new = self.upload(carol, after, "new.bin")
+        acc = self.send_attached(C, None, [{"asset_id": new["id"]}], text="welcome", conversation_id=gid)
+        A.wait_event(ev_message(acc["message_id"]), CROSS_S)
+        self.wait_download(alice, new["id"], after)  # fetched by europe: she may see it
+        piece = self.ask_for(old["id"])
+        self.assertFalse(piece.found, "america gave europe a file sent before its member joined")
+        self.assertEqual(piece.data, b"")
+        self.assertTrue(self.ask_for(new["id"]).found, "and the file she may see is given")
+        self.assertGone(alice, old["id"], msg="alice at europe")
 
 
 class SlowRegionHoldsOnlyItsOwnFetches(AssetFederationCase):

@@ -176,12 +176,18 @@ inline void start_period(store::rocks_batch& b, std::string const& conv, std::st
 }
 
 // A member of another region: a part that only says so (their region keeps their real
-// one), so that this region finds their groups too (presence: contacts, shares_presence).
-inline void note_remote_member(store::rocks_batch& b, std::string const& conv, std::string const& user) {
+// one), so that this region finds their groups too (presence: contacts, shares_presence),
+// and from where here they see the group's messages (`visible_after`: the group's messages
+// here when they joined a group whose history is hidden, else 0), so that their region is
+// given no asset of a message before (remote_assets.cpp).
+inline void note_remote_member(store::rocks_batch& b, std::string const& conv, std::string const& user,
+                               std::uint64_t visible_after) {
   auto p = load_participant(b, user, conv).value_or(records::participant_record{});
   if (p.member()) return;
   p.set_member(true);
   p.set_removed_version(0);
+  p.set_visible_after(visible_after);
+  p.set_visible_until(0);
   put_participant(b, user, conv, p);
 }
 
