@@ -38,6 +38,15 @@ std::optional<reject_reason> check_user(std::string const& id, std::string_view 
   return std::nullopt;
 }
 
+// A user id of any region as it prints (names a request gives: they are logged, and kept
+// in the refusals that go back).
+bool printed_user_id(std::string const& id) {
+  auto region = ids::region_of(id);
+  if (region.empty()) return false;
+  auto parsed = ids::parse_user_id(id, region);
+  return parsed && parsed->str() == id;
+}
+
 // Field checks that need nothing but the body: who may say what.
 std::optional<reject_reason> check_body(body const& b, directory const& dir) {
   auto const& origin = b.origin();
@@ -68,6 +77,9 @@ std::optional<reject_reason> check_body(body const& b, directory const& dir) {
     case body::kGroupRequest:
       if (b.group_request().conversation_id().empty() || bad_id(b.group_request().conversation_id()) ||
           b.group_request().users_size() > max_request_users || b.lane_seq() == 0)
+        return reject_reason::malformed;
+      if (!std::all_of(b.group_request().users().begin(), b.group_request().users().end(), printed_user_id) ||
+          (!b.group_request().successor().empty() && !printed_user_id(b.group_request().successor())))
         return reject_reason::malformed;
       return check_user(b.group_request().by(), origin, reject_reason::foreign_user);
     case body::kGroupRequestRefused:

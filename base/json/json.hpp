@@ -61,19 +61,24 @@ bool fields(json::value const& v, Field&& field) {
 // Parses `text` with Boost.JSON (a stack arena first: most frames need no heap) and hands
 // the value to `read(value, out)`; if that is not sure, or the text is not JSON, `out` is
 // cleared and read by Protobuf's JSON parser (unknown fields ignored), whose answer counts.
+// Given the value as Boost.JSON read it, when it did: a name given twice then counts with
+// its last value there too (Protobuf's parser would merge the two, or refuse a kind twice).
 template <typename Message, typename Read>
 bool parse(std::string_view text, Message& out, Read&& read) {
+  std::string read_once;
   {
     unsigned char buffer[4096];
     json::monotonic_resource memory(buffer, sizeof buffer);
     boost::system::error_code ec;
     auto v = json::parse(text, ec, &memory);
     if (!ec && read(v, out)) return true;
+    if (!ec) read_once = json::serialize(v);
   }
   out.Clear();
   google::protobuf::util::JsonParseOptions o;
   o.ignore_unknown_fields = true;
-  return google::protobuf::util::JsonStringToMessage(text, &out, o).ok();
+  return google::protobuf::util::JsonStringToMessage(read_once.empty() ? text : std::string_view(read_once), &out, o)
+      .ok();
 }
 
 }  // namespace petchat::json_text

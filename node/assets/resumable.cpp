@@ -166,6 +166,11 @@ awaitable<result<chunk_result>> asset_service::append(std::string user, std::str
     if (copied.bytes > 0) s->hashes[id] = detail::partial_hash{now_at, h};
   }
   if (copied.error || now_at < up->length) {
+    if (copied.error && copied.bytes > 0) {  // what arrived before the failure is kept: told where it stands
+      auto f = *copied.error;
+      f.numbers = {{"offset", now_at}};
+      co_return f;
+    }
     if (copied.error) co_return *copied.error;
     up->offset = now_at;
     co_return chunk_result{*up, std::nullopt};

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <limits>
 #include <map>
 #include <set>
 #include <string_view>
@@ -120,18 +121,27 @@ struct byte_range {
   std::uint64_t first = 0, length = 0;
 };
 
+// Digits; more than 64 bits of them count as the greatest number (a range's end or a
+// suffix that long is cut to the size, as a smaller one past it is).
 std::optional<std::uint64_t> number(std::string_view s) {
   std::uint64_t v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+  if (s.empty() || end != s.data() + s.size()) return std::nullopt;
+  if (ec == std::errc::result_out_of_range) return std::numeric_limits<std::uint64_t>::max();
+  if (ec != std::errc{}) return std::nullopt;
   return v;
 }
 
-// Whether a Range header is in bytes (the unit is case-insensitive).
+// Whether a Range header is in bytes (the unit is case-insensitive). A unit that is no
+// token (empty, with spaces) is malformed, not another unit: refused below.
 bool bytes_unit(std::string_view h) {
   auto eq = h.find('=');
   if (eq == std::string_view::npos) return true;  // malformed: refused as such below
   auto unit = h.substr(0, eq);
+  auto tchar = [](unsigned char c) {
+    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+  };
+  if (unit.empty() || !std::all_of(unit.begin(), unit.end(), tchar)) return true;
   return unit.size() == 5 && std::equal(unit.begin(), unit.end(), "bytes", [](char a, char b) {
            return std::tolower(static_cast<unsigned char>(a)) == b;
          });

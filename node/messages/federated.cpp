@@ -423,8 +423,14 @@ class federated_store final : public federation::local_store {
         sm->message().conversation_id() != r.conversation_id())
       return reject_reason::foreign_user;
     r = message_service::impl::receipt_for(*sm, r.status(), r.by(), r.at_ms());  // nothing else of theirs
-    // UNDELIVERABLE after the message was delivered or read says nothing true: not told.
-    bool news = r.status() == client::UNDELIVERABLE && sm->delivered_at_ms() == 0 && sm->read_at_ms() == 0;
+    // UNDELIVERABLE after the message was delivered or read says nothing true: not told;
+    // nor again, however often a region says it.
+    bool news = r.status() == client::UNDELIVERABLE && sm->delivered_at_ms() == 0 && sm->read_at_ms() == 0 &&
+                sm->undeliverable_at_ms() == 0;
+    if (news) {
+      sm->set_undeliverable_at_ms(r.at_ms() > 0 ? r.at_ms() : now_ms());
+      message_service::impl::update_message(b, *raw, *sm);
+    }
     if (r.status() == client::DELIVERED && sm->delivered_at_ms() == 0) {
       // As for a local recipient: the receipt's mailbox entry goes with the message.
       sm->set_delivered_at_ms(r.at_ms());

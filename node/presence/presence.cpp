@@ -51,10 +51,13 @@ federation::link::ephemeral_handler from_regions(ws::ws_manager& manager, messag
       if (b.typing_to().starts_with("*@")) {
         auto here = ids::region_of(b.typing_to());
         if (!typist) return;
+        // One frame's worth first, before the roster is read (up to the group's size of
+        // names): the region's budget bounds that reading too; the rest once counted.
+        if (!frames->allow(b.origin(), 1, now)) return;
         auto peers = messages.group_peers(t.from(), t.conversation_id());
         if (!peers) return;
         std::erase_if(*peers, [&](std::string const& peer) { return ids::region_of(peer) != here; });
-        if (!frames->allow(b.origin(), peers->size(), now)) return;
+        if (peers->size() > 1 && !frames->allow(b.origin(), peers->size() - 1, now)) return;
         for (auto const& peer : *peers) manager.relay_typing(t.from(), peer, t.conversation_id(), t.active());
         return;
       }

@@ -1177,7 +1177,10 @@ class AssetsTest(AssetCase):
 
         for spec, lo, hi in (("bytes=0-9", 0, 9), ("bytes=-5", size - 5, size - 1), ("bytes=10-", 10, size - 1),
                              ("bytes=0-0", 0, 0), ("bytes=990-5000", 990, size - 1),
-                             ("bytes=999-999", size - 1, size - 1)):
+                             ("bytes=999-999", size - 1, size - 1),
+                             # numbers past 64 bits are cut to the size like any past it
+                             ("bytes=0-99999999999999999999", 0, size - 1),
+                             ("bytes=-99999999999999999999", 0, size - 1)):
             with self.subTest(range=spec):
                 r = ranged(spec)
                 self.assertStatus(r, 206, spec)
@@ -1195,7 +1198,7 @@ class AssetsTest(AssetCase):
         self.assertTrue(got == data, "reassembled bytes differ")
 
         for spec in ("bytes=5-2", "bytes=abc", "bytes=0-1,4-5", "bytes=%d-" % size, "bytes=%d-%d" % (size, size + 9),
-                     "bytes=--5"):
+                     "bytes=--5", "bytes=99999999999999999999-", "=0-5", "bytes =0-5"):
             with self.subTest(range=spec):
                 r = ranged(spec)
                 self.assertError(r, 416, "range_not_satisfiable", msg=spec)

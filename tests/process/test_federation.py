@@ -644,7 +644,7 @@ class SignedButBreakingASendsRules(FederationCase):
     """europe's real key (its node stopped: whoever holds the key) sends bob 1:1 messages
     that break what a send in europe would have to keep: a sender that is not a user id, a
     client id over 64 bytes; and group requests with a 100,000-character group id, 1,001
-    users, or made by a name that is no name. Each is refused as malformed, reaches no one and still takes its lane position:
+    users, made by a name that is no name, or naming one (as a user or a successor). Each is refused as malformed, reaches no one and still takes its lane position:
     a proper message next on the lane is delivered."""
 
     def test_malformed_senders_and_client_ids_are_refused(self):
@@ -685,7 +685,7 @@ class SignedButBreakingASendsRules(FederationCase):
             m.body.text = text
             return bd
 
-        def forged_request(n, conversation_id, users, by=alice):
+        def forged_request(n, conversation_id, users, by=alice, successor=None):
             """A member's request to a group homed in america: with an id no group has, or
             naming more users than one add may (each would cost america's writer), or made
             by a "user" whose name is no name (logged, kept in a key)."""
@@ -697,6 +697,8 @@ class SignedButBreakingASendsRules(FederationCase):
             r.request = pb.group_request.ADD
             r.users.extend(users)
             r.request_id = "r%016d" % n
+            if successor is not None:
+                r.successor = successor
             return bd
 
         before = fed_status(self.node("america"))["rejects"].get("malformed", 0)
@@ -705,17 +707,68 @@ class SignedButBreakingASendsRules(FederationCase):
                    forged(1, "a long client id", client_id="c" * 65),
                    forged_request(2, "g" + "A" * 100000, [bob]),
                    forged_request(3, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", ["u%d@america" % i for i in range(1001)]),
-                   forged_request(4, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", [bob], by="x\nforged log line " * 5000 + "@europe")):
+                   forged_request(4, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", [bob], by="x\nforged log line " * 5000 + "@europe"),
+                   # A name of any bytes among those named (logged in the refusal's line):
+                   forged_request(5, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", ["x\nforged log line " * 5000 + "@america"]),
+                   forged_request(6, "gAAAAAAAAAAAAAAAAAAAAAAAAAA", [bob], successor="not a name!@america")):
             pub.pub(subject, envelope(pb, "europe", bd, sign=sign, lane_epoch=bundle.lane_epoch,
                                       lane_base=bundle.lane_base))
-        plain = forged(5, "plain, next on the lane")
+        plain = forged(7, "plain, next on the lane")
         pub.pub(subject, envelope(pb, "europe", plain, sign=sign, lane_epoch=bundle.lane_epoch,
                                   lane_base=bundle.lane_base))
         pub.close()
         b.wait_event(ev_message(plain.message.id), DELIVERY_TIMEOUT_S)
         st = fed_status(self.node("america"))
-        self.assertEqual(st["rejects"].get("malformed", 0), before + 5, st["rejects"])
+        self.assertEqual(st["rejects"].get("malformed", 0), before + 7, st["rejects"])
         self.assert_exactly(b, ["genuine", "plain, next on the lane"])
+        self.assertEqual([line for line in self.node("america").stderr_lines + self.node("america").stdout_lines
+                          if "forged log line" in line], [])
+
+
+class RepeatedUndeliverable(FederationCase):
+    """america (its real key, its node stopped) says again and again that alice's message
+    can never be delivered: alice is told once (before, each copy added a receipt to her
+    mailbox, at whatever rate america sent them)."""
+
+    def test_an_undeliverable_receipt_is_told_once(self):
+        pb = fed_pb2()
+        alice = self.user("europe", "alice")
+        a = self.connect(alice)
+        port = self.servers[0].port
+        spy = RawNats(port)
+        spy.sub("petchat.v1.fed.europe.america")
+        acc = a.send_message("nobody-here@america", "hello?")
+        a.wait_event(receipt_status("UNDELIVERABLE"), DELIVERY_TIMEOUT_S)
+        genuine = None
+        while genuine is None:  # america's lane to europe, up to that receipt
+            bundle = pb.bundle.FromString(pb.envelope.FromString(spy.next_msg()[1]).body)
+            bodies = [pb.body.FromString(raw) for raw in bundle.bodies]
+            genuine = next((bd for bd in bodies if bd.HasField("receipt")
+                            and bd.receipt.message_id == acc["message_id"]), None)
+        spy.close()
+        america = self.node("america").proc
+        os.kill(america.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: america.poll() is None and os.kill(america.pid, signal.SIGCONT))
+        sign = region_signer(self.node("america"))
+        next_seq = max(bd.lane_seq for bd in bodies) + 1
+        applied = fed_status(self.node("europe"))["applied"]
+        pub = RawNats(port)
+        for n in range(5):
+            bd = pb.body()
+            bd.CopyFrom(genuine)
+            bd.lane_seq = next_seq + n
+            bd.created_at_ms = int(time.time() * 1000)
+            pub.pub("petchat.v1.fed.europe.america", envelope(pb, "america", bd, sign=sign,
+                                                               lane_epoch=bundle.lane_epoch,
+                                                               lane_base=bundle.lane_base))
+        pub.close()
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while fed_status(self.node("europe"))["applied"] < applied + 5:
+            self.assertLess(time.monotonic(), deadline, "europe never applied the five copies")
+            time.sleep(0.1)
+        a.ping()
+        told = [e for e in a.events() if receipt_status("UNDELIVERABLE")(e)]
+        self.assertEqual(len(told), 1, told)
 
 
 class HostileAssetRequests(FederationCase):

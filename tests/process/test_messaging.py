@@ -927,6 +927,22 @@ class CoreTests:
 class CoreJSONTest(CoreTests, MessagingCase):
     ENCODING = "json"
 
+    def test_a_name_given_twice_counts_its_last_value(self):
+        # docs/PROTOCOL.md: a name given twice in one JSON object is not refused; the last
+        # value counts. A frame the fast reader leaves to Protobuf's parser (here for its
+        # null) once merged both bodies: the first's content came with the second's text.
+        alice, bob = self.person("alice"), self.person("bob")
+        A, B = self.ws(alice.login("phone")), self.ws(bob.login("phone"))
+        A.send_raw('{"ref": "11", "send": {"client_id": "twice-1", "to": "%s", '
+                   '"body": {"text": "first", "content": {"x": 1}}, '
+                   '"body": {"text": "second", "content": null}}}' % bob.id)
+        acc = A.wait_ref(11)
+        self.assertIn("accepted", acc, acc)
+        ev = B.wait_event(ev_message(acc["accepted"]["message_id"]))
+        body = ev["message"]["body"]
+        self.assertEqual(body.get("text"), "second", ev)
+        self.assertIn(body.get("content"), (None, {}), "the first body's content was kept: %s" % ev)
+
 
 class CoreProtoTest(CoreTests, MessagingCase):
     ENCODING = "proto"
