@@ -7,6 +7,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cstdint>
@@ -62,7 +63,22 @@ bool fields(json::value const& v, Field&& field) {
 // the value to `read(value, out)`; if that is not sure, or the text is not JSON, `out` is
 // cleared and read by Protobuf's JSON parser (unknown fields ignored), whose answer counts.
 // Given the value as Boost.JSON read it, when it did: a name given twice then counts with
-// its last value there too (Protobuf's parser would merge the two, or refuse a kind twice).
+// its last value there too (Protobuf's parser would merge the two, or refuse a kind twice);
+// not when it holds a double, which Boost.JSON 1.81 does not always read to the nearest.
+inline bool holds_double(json::value const& v) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      return true;
+    case json::kind::array:
+      return std::any_of(v.get_array().begin(), v.get_array().end(), holds_double);
+    case json::kind::object:
+      return std::any_of(v.get_object().begin(), v.get_object().end(),
+                         [](auto const& kv) { return holds_double(kv.value()); });
+    default:
+      return false;
+  }
+}
+
 template <typename Message, typename Read>
 bool parse(std::string_view text, Message& out, Read&& read) {
   std::string read_once;
@@ -72,7 +88,7 @@ bool parse(std::string_view text, Message& out, Read&& read) {
     boost::system::error_code ec;
     auto v = json::parse(text, ec, &memory);
     if (!ec && read(v, out)) return true;
-    if (!ec) read_once = json::serialize(v);
+    if (!ec && !holds_double(v)) read_once = json::serialize(v);
   }
   out.Clear();
   google::protobuf::util::JsonParseOptions o;
