@@ -92,7 +92,7 @@ void print_users(json::value const& answer) {
   print_table({"ID", "DISPLAY NAME", "STATE", "SESSIONS", "CREATED"}, rows);
   auto const* next = answer.as_object().if_contains("next_after");
   if (next && next->is_string())
-    std::cout << "more: petchatctl users list --after " << next->as_string().c_str() << "\n";
+    std::cout << "more: petchatctl users list --after " << for_terminal(next->as_string()) << "\n";
 }
 
 void print_user(json::value const& answer) {
@@ -128,11 +128,10 @@ void print_verify(json::value const& answer) {
   std::cout << "checked " << field(o, "checked") << " assets\n";
   if (auto const* skipped = o.if_contains("skipped"); skipped && skipped->is_int64() && skipped->as_int64() > 0)
     std::cout << "skipped " << skipped->as_int64() << " in use (or while a backup was made): run it again\n";
-  // (as string_view: a json::string streams as JSON, in quotes)
   for (auto const& id : o.at("missing").as_array())
-    std::cout << "missing bytes: " << std::string_view(id.as_string()) << "\n";
+    std::cout << "missing bytes: " << for_terminal(id.as_string()) << "\n";
   for (auto const& id : o.at("quarantined").as_array())
-    std::cout << "damaged, moved to quarantine/: " << std::string_view(id.as_string()) << "\n";
+    std::cout << "damaged, moved to quarantine/: " << for_terminal(id.as_string()) << "\n";
 }
 
 void print_status(json::value const& answer) {
@@ -195,7 +194,8 @@ void print_federation(json::value const& answer) {
   print_table({"REGION", "WAITING TO GO", "OLDEST UNDELIVERED", "WAITING TO BE APPLIED"}, rows);
   std::cout << "\n";
   rows.clear();
-  for (auto const& [reason, n] : o.at("rejects").as_object()) rows.push_back({std::string(reason), json::serialize(n)});
+  for (auto const& [reason, n] : o.at("rejects").as_object())
+    rows.push_back({for_terminal(reason), json::serialize(n)});
   if (rows.empty())
     std::cout << "no envelopes rejected\n";
   else

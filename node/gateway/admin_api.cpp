@@ -412,6 +412,9 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), std::move(id));
   }
   if (what == "backup" && seg.size() == 5 && seg[3] == "by-requester") {
+    // An empty token names no requester: taken as none, it would release whoever's
+    // snapshot is open (a script whose token variable is empty).
+    if (seg[4].empty()) co_return error_response(fail(code::invalid_field, "a requester token is needed"));
     std::string token = seg[4];
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), "", std::move(token));
   }

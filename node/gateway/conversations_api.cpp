@@ -27,6 +27,7 @@ char const* role_name(client::member_role r) {
 
 json::object conversation_json(user_api const& api, std::string const& me, messages::conversation_view const& v,
                                bool details, spliced_json& out) {
+  if (v.bare) return json::object{{"id", v.id}};  // the user left it: nothing of theirs to show
   json::object o{{"id", v.id},
                  {"kind", v.group ? "group" : "direct"},
                  {"title", v.title},

@@ -43,6 +43,8 @@ conversation_view or_bare(result<conversation_view> view, std::string const& con
   conversation_view bare;
   bare.id = conv;
   bare.group = true;
+  bare.member = false;
+  bare.bare = true;
   return bare;
 }
 

@@ -46,7 +46,6 @@ struct history_query {
   std::optional<std::int64_t> since_ms{}, until_ms{};
   std::size_t limit = 50;
 };
-
 struct history_page {
   std::vector<client::message> messages;  // oldest first
   bool has_more_before = false;
@@ -87,6 +86,7 @@ struct conversation_view {
   std::vector<member_view> members;  // details only
   std::size_t member_count = 0;
   bool member = true;  // false once the user left or was removed
+  bool bare = false;   // only `id` is known (the user left it: no view of theirs to give)
   std::optional<client::message> last_message;
   std::int64_t last_activity_ms = 0;
   std::uint64_t unread = 0;

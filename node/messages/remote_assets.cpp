@@ -43,28 +43,32 @@ std::string fetch_record_key(pending_fetch const& f) {
   return f.proof ? keys::proof_fetch_key(f.hash, f.region) : keys::fetch_key(f.hash);
 }
 
-// The newest position in group `conv` of a message there, not expired, that refers to
-// `hash` (0: none): another region's member sees it if they joined before it.
-std::uint64_t newest_reference(message_service::impl const& m, std::string const& hash, std::string const& conv,
-                               std::int64_t now) {
+// Whether group `conv` holds, among its newest references to `hash`, a message not
+// expired at a position after `after`: one that a member of another region who joined at
+// `after` sees (a group whose history is hidden hides those before). Newest first, and
+// done at the first: the newest references are the likeliest to be seen.
+bool refers_after(message_service::impl const& m, std::string const& hash, std::string const& conv, std::uint64_t after,
+                  std::int64_t now) {
   auto first = keys::conversation_refs_first(hash, conv);
-  std::uint64_t newest = 0;
+  bool found = false;
   std::size_t looked = 0;
-  m.db.scan(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
+  m.db.scan_reverse(cf::assets, first, keys::prefix_end(first), [&](std::string_view key, std::string_view) {
     auto id = key.substr(first.size());
     if (id.size() == 16)  // a message id (nothing else is written here)
       if (auto sm = m.load(std::string(id)); sm && !message_service::impl::expired(*sm, now))
-        newest = std::max(newest, sm->conversation_seq());
-    return ++looked < refs_looked_at;
+        found = sm->conversation_seq() > after;
+    return !found && ++looked < refs_looked_at;
   });
-  return newest;
+  return found;
 }
 
-// Whether another region's `user`, by their part here, is a member of group `conv` who
-// joined before its message at `seq` (a group whose history is hidden hides those before).
-bool part_sees(message_service::impl const& m, std::string const& user, std::string const& conv, std::uint64_t seq) {
+// Where another region's `user` joined group `conv`, by their part here (nullopt: not a
+// member). Read first: a name that is none costs one read, not a walk of references.
+std::optional<std::uint64_t> joined_after(message_service::impl const& m, std::string const& user,
+                                          std::string const& conv) {
   auto p = parse<records::participant_record>(m.db.get(cf::conversations, keys::participant_key(user, conv)));
-  return p && p->member() && seq > p->visible_after();
+  if (!p || !p->member()) return std::nullopt;
+  return p->visible_after();
 }
 
 // Committed state: whether `user` may see a message with `hash` in one of the first
@@ -75,8 +79,11 @@ bool part_sees(message_service::impl const& m, std::string const& user, std::str
 bool sees_already(message_service::impl const& m, std::string const& user, std::string const& hash) {
   auto now = now_ms();
   for (auto const& conv : conversations_holding(m, hash, sender_check_max)) {
-    if (!keys::is_group(conv) ? m.member(user, conv) : part_sees(m, user, conv, newest_reference(m, hash, conv, now)))
-      return true;
+    if (!keys::is_group(conv)) {
+      if (m.member(user, conv)) return true;
+      continue;
+    }
+    if (auto after = joined_after(m, user, conv); after && refers_after(m, hash, conv, *after, now)) return true;
   }
   return false;
 }
@@ -328,15 +335,17 @@ std::optional<asset_view> message_service::asset_for_region(std::string const& r
       auto c = m.conversation(conv);
       if (!c) continue;
       bool group = keys::is_group(conv);
-      std::optional<std::uint64_t> newest;
+      // The earliest that one of the region's members here joined (read for up to
+      // parts_looked_at of them), then one look for a message after it.
+      std::optional<std::uint64_t> earliest;
       std::size_t parts = 0;
       for (auto const& member : c->members()) {
         if (ids::region_of(member) != region) continue;
         if (!group) return view_of(hash, *rec);
-        if (!newest) newest = newest_reference(m, original, conv, now);
-        if (*newest == 0 || ++parts > parts_looked_at) break;
-        if (part_sees(m, member, conv, *newest)) return view_of(hash, *rec);
+        if (auto after = joined_after(m, member, conv)) earliest = std::min(earliest.value_or(*after), *after);
+        if ((earliest && *earliest == 0) || ++parts == parts_looked_at) break;
       }
+      if (earliest && refers_after(m, original, conv, *earliest, now)) return view_of(hash, *rec);
     }
   return std::nullopt;
 }

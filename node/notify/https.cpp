@@ -224,7 +224,8 @@ asio::awaitable<http_answer> post(asio::ssl::context& tls, address_policy const&
       if (answer.forbidden) {
         boost::system::error_code e;
         asio::ip::make_address(url.host, e);
-        answer.forbidden_for_good = !e || (url.port != https_port && !policy.host_listed(url.host));
+        answer.forbidden_for_good =
+            !e || (url.port != https_port && !policy.host_listed(url.host) && !policy.lists_networks());
       }
       co_return answer;
     }

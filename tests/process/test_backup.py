@@ -218,6 +218,9 @@ class BackupTest(NodeTestCase):
         self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/0123abcd"), 404, "not_found")
         self.assertTrue(os.path.isdir(r.json["dir"]))
         self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/x!y"), 400, "invalid_field")
+        # An empty token names no requester: before, it let go of whatever snapshot was open.
+        self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/"), 400, "invalid_field")
+        self.assertTrue(os.path.isdir(r.json["dir"]))
         rc, out, err = node.ctl("backup", "--abort")
         self.assertEqual(rc, 0, err)
         self.assertFalse(os.path.exists(r.json["dir"]))

@@ -483,6 +483,33 @@ class CtlFakeNodeTest(unittest.TestCase):
         self.assertNotIn("not running", err)
         self.assertEqual(out, "")
 
+    def test_a_status_line_that_is_no_status_is_not_a_success(self):
+        # Before, "HTTP/1.1 abc" read as status 0, below 400: a success ("deleted alice").
+        for line in (b"HTTP/1.1 abc", b"HTTP/1.1 20", b"HTTP/1.1 999 Odd", b"HTTP/1.1  200 OK"):
+            with self.subTest(line=line):
+                fake = self.fake(lambda method, target, line=line: line + b"\r\nContent-Length: 2\r\n\r\n{}")
+                rc, out, err = run_ctl("--socket", fake.path, "users", "delete", "alice")
+                self.assertEqual(rc, 1, out + err)
+                self.assertIn("not HTTP", err)
+                self.assertNotIn("deleted", out)
+
+    def test_what_the_answer_names_is_printed_without_terminal_escapes(self):
+        # Bytes a terminal acts on (an escape sequence retitling it, say), from whatever is
+        # on the socket, are shown escaped, never sent to the terminal as they are.
+        esc = "\u001b]0;owned\u0007"
+        answers = {
+            ("users", "list"): '{"users": [], "next_after": "%s"}' % esc,
+            ("assets", "verify"): '{"checked": 1, "missing": ["%s"], "quarantined": ["%s"]}' % (esc, esc),
+        }
+        current = {}
+        fake = self.fake(lambda method, target: http_answer(200, current["body"]))
+        for args, body in answers.items():
+            with self.subTest(args=args):
+                current["body"] = body
+                rc, out, err = run_ctl("--socket", fake.path, *args)
+                self.assertNotIn("\x1b", out + err, "rc %d\nstdout: %r\nstderr: %r" % (rc, out, err))
+                self.assertIn("owned", out, "the name is still shown (escaped)")
+
     def test_an_answer_of_another_shape_is_said_not_a_crash(self):
         """JSON, but not what the command prints: exit 1 with a message, not an abort; no
         half of a table on stdout; --json prints it as it is."""

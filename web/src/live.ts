@@ -20,7 +20,7 @@ interface Outgoing { clientId: string; payload: Record<string, unknown>; timer?:
 const SEND_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 15_000;
 const SEEN_LIMIT = 5000;
-const MAX_SEND_FRAME_BYTES = 60_000; // under the node's frame limit (64 KiB by default)
+const MAX_SEND_FRAME_BYTES = 60_000; // under the node's frame limit (256 KiB by default; an operator may lower it)
 const MAX_READS_KEPT = 32; // reads whose refusal is still awaited (the newest)
 const AUTH_CODES = new Set(['invalid_token', 'token_expired', 'session_revoked', 'user_disabled']);
 
@@ -29,6 +29,7 @@ export class Live {
   private stopped = true;
   private ackTimer = 0;
   private authed = false;
+  private notBefore = 0; // no stream before then (Date.now() ms): the node's 4029 and 4011 waits
   private lastSeq: bigint;
   private ackedSeq = 0n;
   private nextRef = 1;
@@ -130,8 +131,16 @@ export class Live {
     return this.frame({ typing: { ...target, active } });
   }
 
+  // A listener that throws costs only its own handling of that event: the others get it,
+  // and the stream's position goes on (else a later event's cumulative ack would cover it).
   private emit(e: LiveEvent): void {
-    for (const l of this.listeners) l(e);
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        console.error('petchat: handling a live event failed', err);
+      }
+    }
   }
 
   private frame(body: Record<string, unknown>, ref?: string): boolean {
@@ -154,7 +163,7 @@ export class Live {
   }
 
   private readonly wake = (): void => {
-    if (this.stopped || this.ws || document.visibilityState === 'hidden') return;
+    if (this.stopped || this.ws || document.visibilityState === 'hidden' || Date.now() < this.notBefore) return;
     this.reconnect.reset();
     void this.connect();
   };
@@ -241,7 +250,9 @@ export class Live {
     }
     // 4011: this device opened another stream at the user's limit (another tab of the same
     // session, say): not at once, or two tabs would take turns ending each other.
-    this.reconnect.schedule(code === 4029 ? 30_000 : code === 4011 ? 60_000 : 0);
+    const wait = code === 4029 ? 30_000 : code === 4011 ? 60_000 : 0;
+    this.notBefore = Date.now() + wait; // (coming online or into view does not cut it short)
+    this.reconnect.schedule(wait);
   }
 
   private onTokens(): void {
@@ -276,9 +287,15 @@ export class Live {
   private onWelcome(w: { resume_after: string; server_time_ms?: string }): void {
     noteNodeTime(Number(w.server_time_ms ?? 0) || 0); // (nodes before 2026-12-07 leave it out)
     if (this.authed) return; // the answer to a fresh token on the open stream
+    let resume: bigint;
+    try {
+      resume = BigInt(w.resume_after);
+    } catch {
+      return this.onClose(1002); // not the welcome the protocol gives: dropped, and tried again later
+    }
     this.authed = true;
     this.reconnect.up();
-    this.lastSeq = BigInt(w.resume_after);
+    this.lastSeq = resume;
     this.ackedSeq = this.lastSeq;
     this.emit({ type: 'status', online: true });
     this.keepAlive.start();
@@ -288,7 +305,12 @@ export class Live {
   }
 
   private onEvent(ev: Record<string, any>): void {
-    const seq = BigInt(ev.seq);
+    let seq: bigint;
+    try {
+      seq = BigInt(ev.seq);
+    } catch {
+      return; // no event of the protocol's (the node numbers every one)
+    }
     if (seq <= this.lastSeq) return; // at-least-once: already processed
     if (ev.message) {
       const m = ev.message as WireMessage;

@@ -185,7 +185,10 @@ export function refresh(): Promise<Tokens> {
 }
 
 const LEASE_KEY = 'petchat.refresh.lease';
-const LEASE_MS = 10_000;
+// Longer than a refresh may take (api.ts REFRESH_TIMEOUT_MS, 15 s): a lease that ran out
+// mid-refresh would let another tab present the same refresh token, and the answer stored
+// last could be the one the node retired (refresh_token_reused ends every tab's session).
+const LEASE_MS = 20_000;
 const tabId = Math.random().toString(36).slice(2);
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -49,6 +49,8 @@ class address_policy {
   // Inside an allow-listed network, or public at port 443: the public internet's other
   // ports (its mail, SSH and database servers') are not the node's to knock on.
   bool allows(boost::asio::ip::address const& a, std::uint16_t port) const;
+  // Whether any network is listed (a name may resolve into one later, at any port).
+  bool lists_networks() const { return !networks_.empty(); }
 
  private:
   std::vector<std::string> hosts_;
@@ -74,7 +76,8 @@ struct http_answer {
   std::string error;
   bool forbidden = false;  // the host resolved to no allowed address
   // Forbidden whatever the host's name resolves to later: a literal address, or a port
-  // other than 443 of a host not allow-listed (counted towards the target's removal).
+  // other than 443 of a host not allow-listed while no network is (counted towards the
+  // target's removal).
   bool forbidden_for_good = false;
   bool withdrawn = false;  // still_wanted said no: nothing was sent
 };
