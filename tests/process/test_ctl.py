@@ -496,7 +496,7 @@ class CtlFakeNodeTest(unittest.TestCase):
     def test_what_the_answer_names_is_printed_without_terminal_escapes(self):
         # Bytes a terminal acts on (an escape sequence retitling it, say), from whatever is
         # on the socket, are shown escaped, never sent to the terminal as they are.
-        esc = "\u001b]0;owned\u0007"
+        esc = "\\u001b]0;owned\\u0007"  # JSON escapes: the answer carries the bytes themselves
         answers = {
             ("users", "list"): '{"users": [], "next_after": "%s"}' % esc,
             ("assets", "verify"): '{"checked": 1, "missing": ["%s"], "quarantined": ["%s"]}' % (esc, esc),
