@@ -38,7 +38,15 @@ located locate_socket(std::string const& socket, std::string const& data_dir, st
     if (std::filesystem::exists(candidate, ec)) return {candidate, candidate, ""};
   // Where this is run: anyone who can write here could have left a socket that takes the
   // passwords `users add` sends. Only one of the caller's own is used unasked.
+  // And only in a ./data of the caller's that no one else can write: else another user
+  // could put one there between this check and the connection.
   std::string fallback = "./data/admin.sock";
+  struct stat dir {};
+  if (::lstat("./data", &dir) == 0 &&
+      (!S_ISDIR(dir.st_mode) || dir.st_uid != ::geteuid() || (dir.st_mode & (S_IWGRP | S_IWOTH)) != 0))
+    return {"", "",
+            "./data is not a directory of this user's that only they can write: its admin.sock is not used unless "
+            "named with --socket or --data-dir"};
   struct stat st {};
   if (::lstat(fallback.c_str(), &st) == 0 && st.st_uid != ::geteuid())
     return {"", "",

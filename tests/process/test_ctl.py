@@ -189,6 +189,17 @@ class CtlTest(NodeTestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(json.loads(out)["region"], REGION)
 
+    def test_a_data_dir_others_can_write_is_not_used_unasked(self):
+        # Anyone who can write ./data could put a socket there (between a check of the
+        # socket's owner and the connection) that takes the passwords `users add` sends.
+        where = tempfile.mkdtemp(prefix="petchat-cwd-")
+        self.addCleanup(shutil.rmtree, where, True)
+        os.mkdir(os.path.join(where, "data"))
+        os.chmod(os.path.join(where, "data"), 0o777)
+        rc, out, err = run_ctl("status", cwd=where)
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("only they can write", err)
+
     def test_finds_the_node_through_its_config(self):
         # The socket the node's config names, as a packaged node's /etc/petchat/node.toml does.
         rc, out, err = run_ctl("--config", self.node.config_path, "--json", "status")
