@@ -106,13 +106,13 @@ void ask_for_thumbnail(store::rocks_batch& b, std::string const& thumb, std::str
   f.set_thumbnail_of(original);
   auto wanted = parse<records::fetch_record>(b.get(cf::assets, keys::fetch_key(thumb)));
   if (!wanted && !b.get(cf::assets, keys::asset_key(thumb))) {
-    keys::put_fetch(b, keys::fetch_key(thumb), f);
+    b.put(cf::assets, keys::fetch_key(thumb), f.SerializeAsString());
     return;
   }
   if ((wanted && wanted->region() == region) || b.get(cf::assets, keys::holder_key(thumb, region)) ||
       b.get(cf::assets, keys::proof_fetch_key(thumb, region)))
     return;
-  keys::put_fetch(b, keys::proof_fetch_key(thumb, region), f);
+  b.put(cf::assets, keys::proof_fetch_key(thumb, region), f.SerializeAsString());
 }
 
 // `region` has shown it holds the bytes of `hash`: the references its messages made to it
@@ -171,10 +171,10 @@ void detail::note_remote_attachments(message_service::impl const& m, store::rock
       // Fetched from this region (which shows it holds the bytes). Another region naming
       // the same hash later does not take the fetch over (it could answer "not found" until
       // the fetch is dropped): it gets a proof fetch of its own.
-      if (!keys::put_fetch(b, keys::fetch_key(hash), f)) continue;  // the region has its fill waiting
+      b.put(cf::assets, keys::fetch_key(hash), f.SerializeAsString());
     } else if (!shown && !(wanted && wanted->region() == region) &&
                !b.get(cf::assets, keys::proof_fetch_key(hash, region))) {
-      if (!keys::put_fetch(b, keys::proof_fetch_key(hash, region), f)) continue;
+      b.put(cf::assets, keys::proof_fetch_key(hash, region), f.SerializeAsString());
     } else {
       continue;  // nothing new is asked of the region
     }
@@ -290,7 +290,7 @@ awaitable<errors::status> message_service::record_fetched(pending_fetch f, new_a
   auto counted = co_await count_references(m, f.hash, f.region);
   if (!counted) co_return counted;
   store::rocks_db::write_fn done = [f](store::rocks_batch& b) {
-    keys::erase_fetch(b, fetch_record_key(f));
+    b.erase(cf::assets, fetch_record_key(f));
     return true;
   };
   if (co_await async::write(m.db, std::move(done)) == store::write_outcome::failed)
@@ -305,7 +305,7 @@ awaitable<errors::status> message_service::fetch_failed(pending_fetch f, bool dr
     auto rec = parse<records::fetch_record>(b.get(cf::assets, fetch_record_key(f)));
     if (!rec) return false;
     if (drop) {
-      keys::erase_fetch(b, fetch_record_key(f));
+      b.erase(cf::assets, fetch_record_key(f));
       return true;
     }
     // Again after 1, 2, 4... seconds, at most 10 s apart.

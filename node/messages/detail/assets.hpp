@@ -182,33 +182,6 @@ inline void add_u64(store::rocks_batch& b, std::string const& key, std::int64_t 
   service_detail::add_count(b, store::cf::assets, key, delta);
 }
 
-// How many fetches and proofs (f/, y/) wait for a region (since 2026-12-08; those recorded
-// before are not counted): at most max_fetches_per_region, so that a region naming hashes
-// by the million cannot make every round's scan of the due ones (4,096 a second) take the
-// others' turns for hours.
-inline std::string region_fetches_key(std::string const& region) {
-  return "F/" + region;
-}
-constexpr std::uint64_t max_fetches_per_region = 16384;
-
-// Inside a write: records the fetch (or proof) `key` of `f.region()`; false, recording
-// nothing, when that region has as many waiting as it may (the reference waits unasked).
-inline bool put_fetch(store::rocks_batch& b, std::string const& key, records::fetch_record const& f) {
-  if (!b.get(store::cf::assets, key)) {
-    if (read_u64(b, region_fetches_key(f.region())) >= max_fetches_per_region) return false;
-    add_u64(b, region_fetches_key(f.region()), 1);
-  }
-  b.put(store::cf::assets, key, f.SerializeAsString());
-  return true;
-}
-inline void erase_fetch(store::rocks_batch& b, std::string const& key) {
-  auto v = b.get(store::cf::assets, key);
-  if (!v) return;
-  records::fetch_record f;
-  if (f.ParseFromString(*v)) add_u64(b, region_fetches_key(f.region()), -1);
-  b.erase(store::cf::assets, key);
-}
-
 // Inside a write: the reference of message `raw_id` in `conv` to `hash` gives access (r/,
 // and its k/), or no longer does.
 inline void put_ref(store::rocks_batch& b, std::string const& hash, std::string const& raw_id,
@@ -255,8 +228,8 @@ inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id,
     if (read_u64(b, refs_key(hash)) > 0) continue;
     b.put(store::cf::assets, collect_key(due_ms, hash), "");
     std::string region(ids::region_of(sm.message().from()));
-    erase_fetch(b, fetch_key(hash));
-    erase_fetch(b, proof_fetch_key(hash, region));
+    b.erase(store::cf::assets, fetch_key(hash));
+    b.erase(store::cf::assets, proof_fetch_key(hash, region));
     // And its thumbnail's, asked for on its behalf (ask_for_thumbnail), unless a message
     // holds the thumbnail itself: else those would be tried for ever, however many made-up
     // thumbnails a region named.
@@ -265,7 +238,7 @@ inline void release_asset_refs(store::rocks_batch& b, std::string const& raw_id,
     for (auto const& key : {fetch_key(thumb), proof_fetch_key(thumb, region)}) {
       auto v = b.get(store::cf::assets, key);
       records::fetch_record f;
-      if (v && f.ParseFromString(*v) && f.thumbnail_of() == hash) erase_fetch(b, key);
+      if (v && f.ParseFromString(*v) && f.thumbnail_of() == hash) b.erase(store::cf::assets, key);
     }
   }
 }
