@@ -121,11 +121,12 @@ std::optional<admin_reply> call(std::string const& socket_path, std::string cons
     error = raw.empty() ? "the node closed the connection without an answer" : "the node sent a reply that is not HTTP";
     return std::nullopt;
   }
-  // Three digits, 100 to 599: anything else is no status (not taken as a success).
+  // Three digits, 2xx, 4xx or 5xx: anything else is no answer of the node's (a 1xx or 3xx
+  // below 400 would otherwise be taken as a success).
   auto digits = std::string_view(raw).substr(9, 3);
-  bool status_ok = raw[8] == ' ' &&
-                   std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-                   digits >= "100" && digits <= "599" && (raw.size() == 12 || raw[12] == ' ' || raw[12] == '\r');
+  bool status_ok =
+      raw[8] == ' ' && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+      digits >= "200" && digits <= "599" && digits[0] != '3' && (raw.size() == 12 || raw[12] == ' ' || raw[12] == '\r');
   if (!status_ok) {
     error = "the node sent a reply that is not HTTP";
     return std::nullopt;

@@ -183,7 +183,10 @@ int take_backup(context& c, arguments const& a, json::value& ans) {
   json::value released;
   auto quiet = c;
   quiet.as_json = false;
-  if (request(quiet, "DELETE", "/v1/admin/backup/" + encode(id), nullptr, released) != exit_ok)
+  // (No id in the answer: let go by this backup's own token, never whichever is open.)
+  auto release =
+      id.empty() ? std::string("/v1/admin/backup/by-requester/") + requester : "/v1/admin/backup/" + encode(id);
+  if (request(quiet, "DELETE", release, nullptr, released) != exit_ok)
     std::cerr << "petchatctl: the backup in " << a.dir << " is complete, but the node may still hold its snapshot "
               << "(let go when the node restarts, or by the next backup once six hours old)\n";
   manifest["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

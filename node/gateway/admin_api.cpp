@@ -408,6 +408,9 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     co_return co_await tokens_answer(api->users, std::move(r), std::move(id));
   }
   if (what == "backup" && seg.size() <= 4) {
+    // `/v1/admin/backup/` names no snapshot: taken as none, it would release whichever is open.
+    if (seg.size() == 4 && seg[3].empty())
+      co_return error_response(fail(code::invalid_field, "a snapshot id is needed"));
     std::string id = seg.size() == 4 ? seg[3] : "";
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), std::move(id));
   }

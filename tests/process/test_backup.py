@@ -220,6 +220,7 @@ class BackupTest(NodeTestCase):
         self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/x!y"), 400, "invalid_field")
         # An empty token names no requester: before, it let go of whatever snapshot was open.
         self.assertError(node.admin("DELETE", "/v1/admin/backup/by-requester/"), 400, "invalid_field")
+        self.assertError(node.admin("DELETE", "/v1/admin/backup/"), 400, "invalid_field")  # nor an empty id
         self.assertTrue(os.path.isdir(r.json["dir"]))
         rc, out, err = node.ctl("backup", "--abort")
         self.assertEqual(rc, 0, err)

@@ -496,7 +496,8 @@ class CtlFakeNodeTest(unittest.TestCase):
 
     def test_a_status_line_that_is_no_status_is_not_a_success(self):
         # Before, "HTTP/1.1 abc" read as status 0, below 400: a success ("deleted alice").
-        for line in (b"HTTP/1.1 abc", b"HTTP/1.1 20", b"HTTP/1.1 999 Odd", b"HTTP/1.1  200 OK"):
+        for line in (b"HTTP/1.1 abc", b"HTTP/1.1 20", b"HTTP/1.1 999 Odd", b"HTTP/1.1  200 OK", b"HTTP/1.1 302 Found",
+                     b"HTTP/1.1 101 Switching"):
             with self.subTest(line=line):
                 fake = self.fake(lambda method, target, line=line: line + b"\r\nContent-Length: 2\r\n\r\n{}")
                 rc, out, err = run_ctl("--socket", fake.path, "users", "delete", "alice")

@@ -284,15 +284,13 @@ export class Live {
     if (f.error) return this.onError(String(f.ref ?? '0'), f.error.code, f.error.message ?? '');
   }
 
-  private onWelcome(w: { resume_after: string; server_time_ms?: string }): void {
+  private onWelcome(w: { resume_after: unknown; server_time_ms?: string }): void {
+    if (this.authed) return noteNodeTime(Number(w.server_time_ms ?? 0) || 0); // a fresh token on the open stream
+    // Not the welcome the protocol gives (its position a string of digits): dropped, and
+    // tried again later, never taken as a position (BigInt('') is 0: every event again).
+    if (typeof w.resume_after !== 'string' || !/^\d+$/.test(w.resume_after)) return this.onClose(1002);
     noteNodeTime(Number(w.server_time_ms ?? 0) || 0); // (nodes before 2026-12-07 leave it out)
-    if (this.authed) return; // the answer to a fresh token on the open stream
-    let resume: bigint;
-    try {
-      resume = BigInt(w.resume_after);
-    } catch {
-      return this.onClose(1002); // not the welcome the protocol gives: dropped, and tried again later
-    }
+    const resume = BigInt(w.resume_after);
     this.authed = true;
     this.reconnect.up();
     this.lastSeq = resume;

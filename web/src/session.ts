@@ -202,17 +202,18 @@ function leaseHolder(): { tab: string; until: number } | null {
 }
 
 // Runs `fn` holding the lease: written, then read back after a pause (another tab that
-// wrote meanwhile wins), waited for while another tab holds it, for at most LEASE_MS.
+// wrote meanwhile wins), waited for while another tab holds it (a tab that died holding it:
+// its lease runs out, LEASE_MS after it was taken, and reads as free). Never run without it:
+// a wait counted from this tab's start could end while another's refresh is still out.
 async function withLease<T>(fn: () => Promise<T>): Promise<T> {
-  const giveUpAt = Date.now() + LEASE_MS;
   for (;;) {
     const holder = leaseHolder();
     if (!holder || holder.tab === tabId) {
       localStorage.setItem(LEASE_KEY, JSON.stringify({ tab: tabId, until: Date.now() + LEASE_MS }));
       await pause(50);
-      if (leaseHolder()?.tab === tabId) break;
+      const now = leaseHolder();
+      if (!now || now.tab === tabId) break; // ours (or storage that keeps nothing: no other tab either)
     }
-    if (Date.now() > giveUpAt) break; // a tab that died holding it: its lease ran out by now
     await pause(200 + Math.random() * 300);
   }
   try {
