@@ -257,10 +257,13 @@ function onChange(c: ConversationChange, hooks: EventHooks): void {
     const next = { ...conv, member: gone ? false : conv.member, title: c.title || conv.title };
     return { changed, conversations: { ...s.conversations, [c.conversation_id]: next } };
   });
-  if (c.kind === 'MEMBER_REMOVED' && c.reason === 'user_not_found') {
-    // A name of another region that turned out not to exist there: say why it went.
+  if (c.kind === 'MEMBER_REMOVED' && !c.by) {
+    // Removed by the group's home itself (a name of another region that turned out not to
+    // exist there, one who takes adds only from contacts...): say why it went.
     const title = getState().conversations[c.conversation_id]?.title ?? c.conversation_id;
-    setState(() => ({ notice: c.users.map((u) => t.removedNoAccount(isolate(title), u)).join('\n') }));
+    const line = (u: string) =>
+      c.reason === 'user_not_found' ? t.removedNoAccount(isolate(title), u) : t.removedByHome(isolate(title), u, knownErrorText(c.reason ?? ''));
+    setState(() => ({ notice: c.users.slice(0, maxNoticeLines).map(line).join('\n') }));
   }
   hooks.refreshList();
 }

@@ -257,7 +257,8 @@ export class Live {
 
   private onTokens(): void {
     const t = session.tokens();
-    if (t && this.ws && this.authed) this.frame({ auth: { access_token: t.access_token } }, String(this.nextRef++));
+    if (t && this.ws && this.authed && this.frame({ auth: { access_token: t.access_token } }, String(this.nextRef++)))
+      this.usedToken = t.access_token;
     this.refresh.schedule();
   }
 
@@ -293,6 +294,9 @@ export class Live {
     const resume = BigInt(w.resume_after);
     this.authed = true;
     this.reconnect.up();
+    // A token refreshed while this stream was being set up is given to it now (else it is
+    // closed when the older one runs out, and connects again).
+    if (session.tokens()?.access_token !== this.usedToken) this.onTokens();
     this.lastSeq = resume;
     this.ackedSeq = this.lastSeq;
     this.emit({ type: 'status', online: true });

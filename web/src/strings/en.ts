@@ -66,6 +66,7 @@ export const en = {
   requestRefused: (group: string, why: string) => `Group “${group}”: the change was refused (${why})`,
   unknownReason: 'for a reason this app does not know',
   andMore: (n: number) => `… and ${n} more`,
+  removedByHome: (group: string, who: string, why: string) => `Group “${group}”: ${who} was removed by the group's home (${why})`,
   removedNoAccount: (group: string, who: string) => `Group “${group}”: ${who} was removed (their region has no such account)`,
   online: 'online',
   lastSeen: (when: string) => `last seen ${when}`,

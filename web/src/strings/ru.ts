@@ -69,6 +69,7 @@ export const ru: Strings = {
   requestRefused: (group, why) => `Группа «${group}»: изменение отклонено (${why})`,
   unknownReason: 'по причине, которой это приложение не знает',
   andMore: (n) => `… и ещё ${n}`,
+  removedByHome: (group, who, why) => `Группа «${group}»: ${who} удалён домашним регионом группы (${why})`,
   removedNoAccount: (group, who) => `Группа «${group}»: ${who} удалён (в его регионе нет такой учётной записи)`,
   online: 'в сети',
   lastSeen: (when) => `был(а) ${when}`,
