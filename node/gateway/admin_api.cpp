@@ -407,17 +407,15 @@ awaitable<response> route(std::shared_ptr<admin_api> api, request r) {
     std::string id = seg.size() == 4 ? seg[3] : "";  // named: no temporaries inside co_await (GCC 12)
     co_return co_await tokens_answer(api->users, std::move(r), std::move(id));
   }
+  // `/v1/admin/backup/` or `.../by-requester/` names no snapshot: taken as none, it would
+  // release whichever is open.
+  if (what == "backup" && seg.size() >= 4 && seg.back().empty())
+    co_return error_response(fail(code::invalid_field, "a snapshot id or requester token is needed"));
   if (what == "backup" && seg.size() <= 4) {
-    // `/v1/admin/backup/` names no snapshot: taken as none, it would release whichever is open.
-    if (seg.size() == 4 && seg[3].empty())
-      co_return error_response(fail(code::invalid_field, "a snapshot id is needed"));
     std::string id = seg.size() == 4 ? seg[3] : "";
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), std::move(id));
   }
   if (what == "backup" && seg.size() == 5 && seg[3] == "by-requester") {
-    // An empty token names no requester: taken as none, it would release whoever's
-    // snapshot is open (a script whose token variable is empty).
-    if (seg[4].empty()) co_return error_response(fail(code::invalid_field, "a requester token is needed"));
     std::string token = seg[4];
     co_return co_await backup_answer(api->backups, api->cpu_pool, api->info, std::move(r), "", std::move(token));
   }

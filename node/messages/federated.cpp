@@ -423,8 +423,7 @@ class federated_store final : public federation::local_store {
         sm->message().conversation_id() != r.conversation_id())
       return reject_reason::foreign_user;
     r = message_service::impl::receipt_for(*sm, r.status(), r.by(), r.at_ms());  // nothing else of theirs
-    // UNDELIVERABLE after the message was delivered or read says nothing true: not told;
-    // nor again, however often a region says it.
+    // UNDELIVERABLE after the message was delivered or read says nothing true; told once.
     bool news = r.status() == client::UNDELIVERABLE && sm->delivered_at_ms() == 0 && sm->read_at_ms() == 0 &&
                 sm->undeliverable_at_ms() == 0;
     if (news) {

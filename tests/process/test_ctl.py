@@ -485,6 +485,12 @@ class CtlFakeNodeTest(unittest.TestCase):
         self.addCleanup(f.close)
         return f
 
+    def serving(self):
+        """A fake answering 200 with the body serve(body) set last: (fake, serve)."""
+        current = {}
+        fake = self.fake(lambda method, target: http_answer(200, current["body"]))
+        return fake, lambda body: current.__setitem__("body", body)
+
     def test_an_answer_that_is_not_http_is_said_so(self):
         fake = self.fake(lambda method, target: b"SSH-2.0-OpenSSH_9.2\r\n")
         rc, out, err = run_ctl("--socket", fake.path, "status")
@@ -513,11 +519,10 @@ class CtlFakeNodeTest(unittest.TestCase):
             ("users", "list"): '{"users": [], "next_after": "%s"}' % esc,
             ("assets", "verify"): '{"checked": 1, "missing": ["%s"], "quarantined": ["%s"]}' % (esc, esc),
         }
-        current = {}
-        fake = self.fake(lambda method, target: http_answer(200, current["body"]))
+        fake, serve = self.serving()
         for args, body in answers.items():
             with self.subTest(args=args):
-                current["body"] = body
+                serve(body)
                 rc, out, err = run_ctl("--socket", fake.path, *args)
                 self.assertNotIn("\x1b", out + err, "rc %d\nstdout: %r\nstderr: %r" % (rc, out, err))
                 self.assertIn("owned", out, "the name is still shown (escaped)")
@@ -537,11 +542,10 @@ class CtlFakeNodeTest(unittest.TestCase):
             ("federation", "status"): '{"enabled": true, "region": "r", "connected": true, "server": "nats://s",'
                                       ' "regions": 5}',
         }
-        current = {}
-        fake = self.fake(lambda method, target: http_answer(200, current["body"]))
+        fake, serve = self.serving()
         for args, body in answers.items():
             with self.subTest(args=args):
-                current["body"] = body
+                serve(body)
                 rc, out, err = run_ctl("--socket", fake.path, *args)
                 self.assertEqual(rc, 1, "rc %d\nstdout: %s\nstderr: %s" % (rc, out, err))
                 self.assertIn("the node's answer is not what petchatctl expects", err)
@@ -550,7 +554,7 @@ class CtlFakeNodeTest(unittest.TestCase):
                 self.assertEqual(rc, 0, out + err)
                 self.assertEqual(json.loads(out), json.loads(body))
         # Not JSON at all, with 200: exit 1 too.
-        current["body"] = "<html>hello</html>"
+        serve("<html>hello</html>")
         rc, out, err = run_ctl("--socket", fake.path, "status")
         self.assertEqual(rc, 1, out + err)
         self.assertIn("answered 200 with a body that is not JSON", err)
